@@ -1,0 +1,43 @@
+"""Simpul: the event bus of Kota Malang's departments, on Redis Streams.
+
+The names department developers need; everything else is internal.
+"""
+
+from bus.context import EventContext
+from bus.contracts import PERSONAL, Classification, Contract, Registry, default_registry
+from bus.envelope import Envelope
+from bus.errors import (
+    ConfigurationError,
+    ContractViolation,
+    DecodeError,
+    PermissionDenied,
+    RedisUnavailable,
+    SimpulError,
+    UnknownEventType,
+)
+from bus.publisher import Published, Publisher, Retention, event_id
+from bus.service import Service
+from bus.settings import Settings
+
+__all__ = [
+    "PERSONAL",
+    "Classification",
+    "ConfigurationError",
+    "Contract",
+    "ContractViolation",
+    "DecodeError",
+    "Envelope",
+    "EventContext",
+    "PermissionDenied",
+    "Published",
+    "Publisher",
+    "RedisUnavailable",
+    "Registry",
+    "Retention",
+    "Service",
+    "Settings",
+    "SimpulError",
+    "UnknownEventType",
+    "default_registry",
+    "event_id",
+]

@@ -1,0 +1,183 @@
+"""Data contracts: the pydantic base every event payload derives from, and the type registry.
+
+A contract is declared once, with its wire identity in the class statement::
+
+    class CitizenDied(Contract, event_type="dukcapil.citizen.died.v1", minor=0,
+                      owner="dukcapil", classification=Classification.PERSONAL):
+        nik: Annotated[NIK, PERSONAL]
+        date_of_death: date
+
+Producers validate strictly (``extra="forbid"``); consumers validate with a tolerant twin of
+the model that ignores fields added by a newer minor version.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from bus import keys
+from bus.errors import ConfigurationError, ContractViolation, UnknownEventType
+
+DATASCHEMA_PATTERN = re.compile(r"^simpul:([a-z][a-z0-9_.-]*):([1-9][0-9]*)\.([0-9]+)$")
+
+
+class Classification(enum.StrEnum):
+    """Data classification in the sense of UU PDP 27/2022."""
+
+    PUBLIC = "public"
+    INTERNAL = "internal"
+    PERSONAL = "personal"
+    SPECIFIC = "specific"  # health, children, ...: travels as a reference, not as the record
+
+
+class _Personal:
+    """Marker for ``Annotated[..., PERSONAL]``: the field holds personal data."""
+
+    def __repr__(self) -> str:
+        return "PERSONAL"
+
+
+PERSONAL = _Personal()
+
+
+@dataclass(frozen=True)
+class ContractInfo:
+    """The wire identity of a contract, derived once at class creation."""
+
+    event_type: str
+    minor: int
+    owner: str
+    classification: Classification
+    personal_fields: frozenset[str]
+    major: int = field(init=False)
+    aggregate: str = field(init=False)
+    stream: str = field(init=False)
+    dataschema: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        aggregate = keys.aggregate_of(self.event_type)
+        name, _, version = self.event_type.rpartition(".")
+        major = int(version[1:])
+        object.__setattr__(self, "major", major)
+        object.__setattr__(self, "aggregate", aggregate)
+        object.__setattr__(self, "stream", keys.stream(aggregate))
+        object.__setattr__(self, "dataschema", f"simpul:{name}:{major}.{self.minor}")
+
+
+class Contract(BaseModel):
+    """Base of every event payload. Subclasses pass their identity as class keywords."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    __contract__: ClassVar[ContractInfo]
+    __tolerant__: ClassVar[type[Contract] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # The identity keywords are consumed by __pydantic_init_subclass__, once fields exist.
+        super().__init_subclass__()
+
+    @classmethod
+    def __pydantic_init_subclass__(
+        cls,
+        *,
+        event_type: str | None = None,
+        minor: int = 0,
+        owner: str | None = None,
+        classification: Classification = Classification.INTERNAL,
+        register: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if event_type is None:  # an abstract intermediate class, or the tolerant twin
+            return
+        try:
+            info = ContractInfo(
+                event_type=event_type,
+                minor=minor,
+                owner=owner or event_type.split(".", 1)[0],
+                classification=classification,
+                personal_fields=frozenset(
+                    name
+                    for name, f in cls.model_fields.items()
+                    if any(isinstance(m, _Personal) for m in f.metadata)
+                ),
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"contract {cls.__qualname__}: {exc}") from exc
+        cls.__contract__ = info
+        cls.__tolerant__ = None
+        if register:
+            default_registry.register(cls)
+
+    @classmethod
+    def tolerant(cls) -> type[Self]:
+        """The consumer-side twin: same fields, ignores unknown ones (added by newer minors)."""
+        twin = cls.__dict__.get("__tolerant__")
+        if twin is None:
+            config = ConfigDict(frozen=True, extra="ignore")
+            twin = type(cls.__name__, (cls,), {"model_config": config, "__module__": cls.__module__})
+            cls.__tolerant__ = twin
+        return twin  # type: ignore[no-any-return]
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any] | str | bytes) -> Self:
+        """Validate producer-side (strict about extra fields); raise ContractViolation."""
+        try:
+            if isinstance(data, str | bytes):
+                return cls.model_validate_json(data)
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise violation(cls.__contract__.event_type, exc) from exc
+
+
+def violation(event_type: str, exc: ValidationError) -> ContractViolation:
+    """Turn pydantic's error into ours, keeping field paths and problems but never values."""
+    problems = [
+        (".".join(str(p) for p in err["loc"]) or "(payload)", err["msg"]) for err in exc.errors()
+    ]
+    return ContractViolation(event_type, problems)
+
+
+class Registry:
+    """Maps event types to contract models; the only way the bus resolves a type."""
+
+    def __init__(self) -> None:
+        self._by_type: dict[str, type[Contract]] = {}
+
+    def register(self, model: type[Contract]) -> None:
+        event_type = model.__contract__.event_type
+        known = self._by_type.get(event_type)
+        if known is not None and _qualified(known) != _qualified(model):
+            raise ConfigurationError(
+                f"event type {event_type!r} is declared twice: by {_qualified(known)} and by "
+                f"{_qualified(model)}; a type has exactly one contract"
+            )
+        self._by_type[event_type] = model
+
+    def resolve(self, event_type: str) -> type[Contract]:
+        try:
+            return self._by_type[event_type]
+        except KeyError:
+            raise UnknownEventType(event_type) from None
+
+    def __contains__(self, event_type: object) -> bool:
+        return event_type in self._by_type
+
+    def __iter__(self) -> Iterator[type[Contract]]:
+        return iter(sorted(self._by_type.values(), key=lambda m: m.__contract__.event_type))
+
+    def personal_field_names(self) -> frozenset[str]:
+        return frozenset().union(*(m.__contract__.personal_fields for m in self._by_type.values()))
+
+
+def _qualified(model: type[Contract]) -> str:
+    return f"{model.__module__}.{model.__qualname__}"
+
+
+default_registry = Registry()

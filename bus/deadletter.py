@@ -1,0 +1,72 @@
+"""Dead letters: entries a group gave up on, kept with the reason, never dropped.
+
+A dead letter is the original entry's fields, verbatim, plus ``dlq.*`` fields saying why
+(docs/wire-format.md, "Dead letters"). Moving an entry there and acking it is one script.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.resources import files
+
+from bus.envelope import format_time
+from bus.logging import mask_text
+
+SCRIPT = files("bus").joinpath("deadletter.lua").read_text()
+PREFIX = b"dlq."
+MAX_ERROR = 500  # characters of the error text kept in a dead letter
+
+
+class Reason(enum.StrEnum):
+    """Why an entry was dead-lettered. Stable codes: dashboards and alerts key on them."""
+
+    UNDECODABLE = "undecodable"  # not wire format v1 (missing fields, not UTF-8, bad time...)
+    UNKNOWN_TYPE = "unknown_type"  # no contract registered for its type
+    WRONG_STREAM = "wrong_stream"  # its type belongs to another aggregate's stream
+    CONTRACT_VIOLATION = "contract_violation"  # data does not satisfy the contract
+    HANDLER_FAILED = "handler_failed"  # the handler raised on each of max_deliveries attempts
+    MAX_DELIVERIES = "max_deliveries_exceeded"  # delivered too often without an outcome (crashes)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a consumer decided about one entry it will not process further."""
+
+    reason: Reason
+    error: str
+    attempts: int
+
+
+def dead_letter_fields(
+    raw: Mapping[bytes, bytes],
+    verdict: Verdict,
+    *,
+    stream: str,
+    group: str,
+    consumer: str,
+    entry_id: str,
+) -> list[bytes | str]:
+    """Field/value list of the dead letter: the original entry, then the ``dlq.*`` fields."""
+    flat: list[bytes | str] = []
+    for name, value in raw.items():
+        if not name.startswith(PREFIX):
+            flat += (name, value)
+    flat += [
+        "dlq.reason", verdict.reason.value,
+        "dlq.error", mask_text(verdict.error)[:MAX_ERROR],
+        "dlq.attempts", str(verdict.attempts),
+        "dlq.stream", stream,
+        "dlq.entry", entry_id,
+        "dlq.group", group,
+        "dlq.consumer", consumer,
+        "dlq.time", format_time(datetime.now(UTC)),
+    ]  # fmt: skip
+    return flat
+
+
+def original_fields(dead_letter: Mapping[bytes, bytes]) -> dict[bytes, bytes]:
+    """The entry as it was before it was dead-lettered (for replay)."""
+    return {k: v for k, v in dead_letter.items() if not k.startswith(PREFIX)}

@@ -1,0 +1,131 @@
+"""From one stream entry to one handler call: decode, resolve, validate, run.
+
+The outcome of an entry is one of: handled (ack), skipped (ack: a type this service does not
+subscribe to), a :class:`Verdict` (dead letter: poison or out of attempts), or a retry.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from bus import keys
+from bus.context import EventContext
+from bus.contracts import Contract, Registry, violation
+from bus.deadletter import Reason, Verdict
+from bus.dedupe import Claim, Dedupe
+from bus.envelope import Envelope
+from bus.errors import ConfigurationError, DecodeError
+
+HandlerFunc = Callable[..., Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    """A registered handler: the contract it takes, the function, and its dedupe choice."""
+
+    model: type[Contract]
+    tolerant: type[Contract]
+    func: HandlerFunc
+    wants_context: bool
+    once: bool
+
+    @classmethod
+    def build(cls, model: type[Contract], func: HandlerFunc, *, once: bool) -> Handler:
+        if not hasattr(model, "__contract__"):
+            raise ConfigurationError(
+                f"{getattr(model, '__qualname__', model)!r} is not a declared contract "
+                "(a Contract subclass with an event_type)"
+            )
+        if not inspect.iscoroutinefunction(func):
+            raise ConfigurationError(f"handler {func.__qualname__} must be an async def function")
+        arity = len(inspect.signature(func).parameters)
+        if arity not in (1, 2):
+            raise ConfigurationError(
+                f"handler {func.__qualname__} must take (event) or (event, ctx), takes {arity} parameters"
+            )
+        return cls(model, model.tolerant(), func, arity == 2, once)
+
+    @property
+    def name(self) -> str:
+        return self.func.__qualname__
+
+
+class Retry(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """The handler failed in a way worth retrying; carries the cause."""
+
+    def __init__(self, cause: BaseException) -> None:
+        self.cause = cause
+        super().__init__(f"{type(cause).__name__}: {cause}")
+
+
+@dataclass(slots=True)
+class Dispatcher:
+    """Runs one entry through the checks and its handler. Raises Retry or returns the outcome."""
+
+    handlers: Mapping[str, Handler]
+    registry: Registry
+    group: str
+    consumer: str
+    max_deliveries: int
+    dedupe: Dedupe | None = None
+    publisher: Any = None
+
+    async def dispatch(self, stream: str, entry_id: str, raw: Mapping[bytes, bytes], delivery: int) -> Verdict | None:
+        """Return None when the entry may be acked, a Verdict to dead-letter it; raise Retry."""
+        if delivery > self.max_deliveries:
+            return Verdict(Reason.MAX_DELIVERIES, f"delivered {delivery} times without an outcome "
+                           "(its consumers died or timed out while handling it)", delivery)
+        try:
+            envelope = Envelope.from_fields(raw)
+        except DecodeError as exc:
+            return Verdict(Reason.UNDECODABLE, str(exc), delivery)
+        handler = self.handlers.get(envelope.type)
+        if handler is None:
+            return self._unhandled(stream, envelope, delivery)
+        try:
+            event = handler.tolerant.model_validate_json(envelope.data)
+        except ValidationError as exc:
+            return Verdict(Reason.CONTRACT_VIOLATION, str(violation(envelope.type, exc)), delivery)
+        ctx = EventContext(envelope, stream, entry_id, self.group, self.consumer, delivery, self.publisher)
+        if handler.once:
+            return await self._once(handler, event, ctx)
+        await _call(handler, event, ctx)
+        return None
+
+    def _unhandled(self, stream: str, envelope: Envelope, delivery: int) -> Verdict | None:
+        if keys.stream_of(envelope.type) != stream:
+            return Verdict(Reason.WRONG_STREAM, f"type {envelope.type} belongs to stream "
+                           f"{keys.stream_of(envelope.type)}, not {stream}", delivery)
+        if envelope.type not in self.registry:
+            return Verdict(Reason.UNKNOWN_TYPE, f"no contract is registered for type {envelope.type}", delivery)
+        return None  # a known type this service does not subscribe to: nothing to do
+
+    async def _once(self, handler: Handler, event: Contract, ctx: EventContext) -> None:
+        assert self.dedupe is not None
+        claim = await self.dedupe.begin(ctx.stream, ctx.event_id, ctx.entry_id)
+        if claim is Claim.DONE:
+            return None
+        if claim is Claim.BUSY:
+            raise Retry(RuntimeError("another consumer is handling this event right now"))
+        try:
+            await _call(handler, event, ctx)
+        except Retry:
+            await self.dedupe.abandon(ctx.stream, ctx.event_id, ctx.entry_id)
+            raise
+        await self.dedupe.finish(ctx.stream, ctx.event_id, ctx.entry_id)
+        return None
+
+
+async def _call(handler: Handler, event: Contract, ctx: EventContext) -> None:
+    try:
+        if handler.wants_context:
+            await handler.func(event, ctx)
+        else:
+            await handler.func(event)
+    except Exception as exc:  # a handler's failure is data for the retry policy, not a crash
+        raise Retry(exc) from exc

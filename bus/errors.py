@@ -1,0 +1,66 @@
+"""Simpul's errors, rooted at :class:`SimpulError` and split by who must act.
+
+* :class:`ContractViolation` — the producer sent a payload its contract rejects (fix the data).
+* :class:`DecodeError` — a stream entry is not a valid wire-format v1 event (fix the producer);
+  it keeps the raw fields for the dead-letter record.
+* :class:`UnknownEventType` — nobody registered a contract for this type (deploy the contract).
+* :class:`ConfigurationError` — a setting or an argument is wrong (fix the configuration).
+* :class:`RedisUnavailable` — Redis cannot be reached (operators: check the server).
+* :class:`PermissionDenied` — Redis refused a command for this principal (fix the ACL topology).
+
+Messages say what was wrong, with which value, and what to do — but never quote personal data:
+payload values are masked before they reach a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class SimpulError(Exception):
+    """Base of every error raised by Simpul."""
+
+
+class ConfigurationError(SimpulError):
+    """A setting, a handler signature or an argument is wrong."""
+
+
+class ContractViolation(SimpulError):
+    """A payload does not satisfy its contract.
+
+    ``problems`` lists ``(field path, problem)`` pairs; values themselves are never included,
+    because they may be personal data.
+    """
+
+    def __init__(self, event_type: str, problems: list[tuple[str, str]]) -> None:
+        self.event_type = event_type
+        self.problems = problems
+        details = "; ".join(f"{field}: {problem}" for field, problem in problems)
+        super().__init__(f"payload of {event_type} violates its contract: {details}")
+
+
+class DecodeError(SimpulError):
+    """A stream entry is not a valid wire-format v1 event. ``raw`` keeps the entry as read."""
+
+    def __init__(self, message: str, raw: Mapping[bytes, bytes] | None = None) -> None:
+        self.raw = dict(raw or {})
+        super().__init__(message)
+
+
+class UnknownEventType(SimpulError):
+    """No contract is registered for an event type."""
+
+    def __init__(self, event_type: str) -> None:
+        self.event_type = event_type
+        super().__init__(
+            f"no contract is registered for event type {event_type!r}; "
+            "import the module that defines it (schemas.<dept>) or upgrade the schemas package"
+        )
+
+
+class RedisUnavailable(SimpulError):
+    """Redis could not be reached or did not answer in time."""
+
+
+class PermissionDenied(SimpulError):
+    """Redis refused a command for the connected ACL user (NOPERM)."""

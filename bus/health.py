@@ -1,0 +1,51 @@
+"""Liveness and readiness of a consumer, from what it last achieved (not from a ping)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Health:
+    """Updated by the consumer loop; read by health endpoints and the CLI."""
+
+    stale_after_s: float
+    last_poll: float | None = None  # monotonic time of the last successful XREADGROUP
+    last_ack: float | None = None
+    last_error: str | None = None
+    running: bool = False
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def polled(self) -> None:
+        self.last_poll = time.monotonic()
+        self.last_error = None
+
+    def acked(self) -> None:
+        self.last_ack = time.monotonic()
+
+    def failed(self, error: str) -> None:
+        self.last_error = error
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    @property
+    def ready(self) -> bool:
+        """Polled Redis successfully within ``stale_after_s``: events are flowing to us."""
+        return (
+            self.running
+            and self.last_poll is not None
+            and time.monotonic() - self.last_poll < self.stale_after_s
+        )
+
+    def snapshot(self) -> dict[str, object]:
+        now = time.monotonic()
+        return {
+            "running": self.running,
+            "ready": self.ready,
+            "last_poll_age_s": None if self.last_poll is None else round(now - self.last_poll, 3),
+            "last_ack_age_s": None if self.last_ack is None else round(now - self.last_ack, 3),
+            "last_error": self.last_error,
+            "counters": dict(self.counters),
+        }

@@ -1,0 +1,68 @@
+"""Every Redis key Simpul uses is built here, and nowhere else.
+
+All keys of one aggregate share the hash tag ``{<dept>.<aggregate>}`` so that the stream, its
+dead letters and its dedupe keys live on one Redis Cluster slot: moving an entry to dead
+letters and acking it, or checking a dedupe key and adding the entry, can then be one atomic
+script. The layout is part of wire format v1 (docs/wire-format.md); changing it is a breaking
+change for every non-Python adapter.
+"""
+
+from __future__ import annotations
+
+import re
+
+PREFIX = "simpul"
+
+# <dept>.<aggregate>.<past-tense-verb>.v<major>; lowercase ASCII, words joined by "_" or "-".
+_SEGMENT = r"[a-z][a-z0-9_-]*"
+TYPE_PATTERN = re.compile(rf"^({_SEGMENT})\.({_SEGMENT})\.({_SEGMENT})\.v([1-9][0-9]*)$")
+
+
+def aggregate_of(event_type: str) -> str:
+    """``dukcapil.citizen.died.v1`` -> ``dukcapil.citizen``. Raises ValueError on a bad type."""
+    match = TYPE_PATTERN.match(event_type)
+    if match is None:
+        raise ValueError(
+            f"event type {event_type!r} is not of the form <dept>.<aggregate>.<verb>.v<major> "
+            "(lowercase, e.g. 'dukcapil.citizen.died.v1')"
+        )
+    return f"{match[1]}.{match[2]}"
+
+
+def stream(aggregate: str) -> str:
+    """The stream of an aggregate: ``simpul:{dukcapil.citizen}``."""
+    return f"{PREFIX}:{{{aggregate}}}"
+
+
+def stream_of(event_type: str) -> str:
+    return stream(aggregate_of(event_type))
+
+
+def dead_letters(stream_key: str, group: str) -> str:
+    """Dead letters of one consumer group: ``simpul:{dukcapil.citizen}:dlq:<group>``."""
+    return f"{stream_key}:dlq:{group}"
+
+
+def seen(stream_key: str, event_id: str) -> str:
+    """Producer dedupe marker of one event id on one stream."""
+    return f"{stream_key}:seen:{event_id}"
+
+
+def done(stream_key: str, group: str, event_id: str) -> str:
+    """Consumer-side "handled once" marker of one event id for one group (the dedupe helper)."""
+    return f"{stream_key}:done:{group}:{event_id}"
+
+
+def quarantine(adapter: str) -> str:
+    """Source records an adapter could not map: ``simpul:quarantine:<adapter>``."""
+    return f"{PREFIX}:quarantine:{adapter}"
+
+
+def is_stream(key: str) -> bool:
+    """True for an aggregate stream key (not its dead letters or markers)."""
+    return key.startswith(f"{PREFIX}:{{") and key.endswith("}")
+
+
+def stream_pattern() -> str:
+    """SCAN pattern that matches aggregate streams and their sub-keys."""
+    return f"{PREFIX}:{{*}}*"

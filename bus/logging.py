@@ -1,0 +1,77 @@
+"""Structured logging: JSON in production, readable in a terminal, personal data masked.
+
+Stable event names (``event_published``, ``event_dead_lettered``, ...) with bound context
+(``stream``, ``type``, ``event_id``, ``group``). Payloads are never logged; as a second line of
+defence a processor masks anything shaped like a NIK / KK (16 digits) and the values of fields
+that contracts declare personal.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Callable, Iterable, MutableMapping
+from typing import Any
+
+import structlog
+
+from bus.contracts import default_registry
+
+MASK = "***"
+# 16 ASCII digits not embedded in a longer digit run: NIK and KK numbers.
+_SIXTEEN_DIGITS = re.compile(r"(?<![0-9])[0-9]{16}(?![0-9])")
+
+
+def mask_text(text: str) -> str:
+    """Replace every 16-digit run (a NIK or KK number) in ``text``."""
+    return _SIXTEEN_DIGITS.sub(MASK, text)
+
+
+class MaskPersonalData:
+    """structlog processor: masks NIK-shaped values and fields declared personal by contracts."""
+
+    def __init__(self, extra_fields: Iterable[str] = ()) -> None:
+        self._extra = frozenset(extra_fields)
+
+    def __call__(self, _: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        personal = self._extra | default_registry.personal_field_names()
+        for key, value in list(event_dict.items()):
+            event_dict[key] = MASK if key in personal else _mask_value(value)
+        return event_dict
+
+
+def _mask_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, int) and not isinstance(value, bool) and len(str(abs(value))) == 16:
+        return MASK
+    if isinstance(value, BaseException):
+        return mask_text(f"{type(value).__name__}: {value}")
+    return value
+
+
+def configure(level: str = "info", fmt: str = "auto") -> None:
+    """Configure structlog once per process. ``fmt``: ``json``, ``console`` or ``auto`` (a tty)."""
+    renderer: Callable[..., Any]
+    if fmt == "json" or (fmt == "auto" and not sys.stderr.isatty()):
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            MaskPersonalData(),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)

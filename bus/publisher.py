@@ -1,0 +1,171 @@
+"""Publishing events: validate against the contract, encode, and add idempotently to the stream."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from importlib.resources import files
+from time import time as _now
+
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from bus import keys
+from bus.contracts import Contract, ContractInfo, violation
+from bus.envelope import Envelope, format_time
+from bus.errors import ConfigurationError
+from bus.logging import get_logger
+
+_SCRIPT = files("bus").joinpath("publish.lua").read_text()
+_NAMESPACE = uuid.UUID("5a1b0c2e-3d4f-5a6b-8c7d-9e0f1a2b3c4d")  # Simpul's UUIDv5 namespace
+_log = get_logger("bus.publisher")
+
+
+def event_id(source: str, *key: object) -> str:
+    """A deterministic event id: the same source record always yields the same id (UUIDv5).
+
+    Pass what identifies the fact in the source system, e.g. ``(table, primary key, version)``,
+    so that re-publishing after a crash or a replay is a no-op.
+    """
+    name = "\x1f".join([source, *(str(part) for part in key)])
+    return str(uuid.uuid5(_NAMESPACE, name))
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """Outcome of one publish: where the event is, and whether it was there already."""
+
+    event_id: str
+    stream: str
+    entry_id: str
+    duplicate: bool
+
+
+class Retention:
+    """How long entries stay in each stream (trimmed by age with MINID on every publish)."""
+
+    def __init__(
+        self, default: timedelta | None = None, per_aggregate: Mapping[str, timedelta] | None = None
+    ) -> None:
+        self.default = default
+        self.per_aggregate = dict(per_aggregate or {})
+        for name, age in [("default", default), *self.per_aggregate.items()]:
+            if age is not None and age <= timedelta(0):
+                raise ConfigurationError(f"retention of {name} must be positive, got {age}")
+
+    def minid(self, aggregate: str, now_ms: int) -> str:
+        age = self.per_aggregate.get(aggregate, self.default)
+        return "" if age is None else f"{now_ms - int(age.total_seconds() * 1000)}-0"
+
+
+class Publisher:
+    """Publishes contract instances as wire-format v1 events, at most once per event id."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        source: str,
+        retention: Retention | None = None,
+        dedupe_ttl: timedelta = timedelta(days=7),
+    ) -> None:
+        if not source:
+            raise ConfigurationError("a publisher needs a source URN, e.g. urn:malangkota:dukcapil:siak")
+        self.redis = redis
+        self.source = source
+        self.retention = retention or Retention()
+        self._dedupe_ttl_ms = str(int(dedupe_ttl.total_seconds() * 1000))
+        self._sha: str | None = None
+
+    def envelope(
+        self,
+        event: Contract,
+        *,
+        id: str | None = None,  # noqa: A002 - the CloudEvents attribute is called id
+        subject: str | None = None,
+        time: datetime | None = None,
+        correlationid: str | None = None,
+        causationid: str | None = None,
+    ) -> Envelope:
+        """Validate ``event`` against its contract and wrap it; nothing touches Redis yet."""
+        info = _contract_info(event)
+        data = event.model_dump_json()
+        try:  # the bytes on the wire must satisfy the contract, however the object was built
+            type(event).model_validate_json(data)
+        except ValidationError as exc:
+            raise violation(info.event_type, exc) from exc
+        return Envelope(
+            id=id or str(uuid.uuid4()),
+            source=self.source,
+            type=info.event_type,
+            time=format_time(time or datetime.now(UTC)),
+            dataschema=info.dataschema,
+            data=data,
+            subject=subject,
+            correlationid=correlationid,
+            causationid=causationid,
+        )
+
+    async def publish(self, event: Contract | Envelope, **attributes: object) -> Published:
+        """Publish one event. ``attributes`` are those of :meth:`envelope` (id, subject, ...)."""
+        [result] = await self.publish_many([self._wrap(event, attributes)])
+        return result
+
+    async def publish_many(self, events: Iterable[Contract | Envelope]) -> list[Published]:
+        """Publish many events in one pipeline; each is still deduplicated on its own."""
+        envelopes = [self._wrap(e, {}) for e in events]
+        if not envelopes:
+            return []
+        now_ms = int(_now() * 1000)
+        calls = [self._call(envelope, now_ms) for envelope in envelopes]
+        replies = await self._run(calls)
+        results = [
+            Published(e.id, e.stream, entry.decode(), duplicate=not added)
+            for e, (added, entry) in zip(envelopes, replies, strict=True)
+        ]
+        for result in results:
+            _log.debug("event_published", stream=result.stream, event_id=result.event_id,
+                       entry_id=result.entry_id, duplicate=result.duplicate)
+        return results
+
+    def _wrap(self, event: Contract | Envelope, attributes: Mapping[str, object]) -> Envelope:
+        if isinstance(event, Envelope):
+            return event
+        return self.envelope(event, **attributes)  # type: ignore[arg-type]
+
+    def _call(self, envelope: Envelope, now_ms: int) -> tuple[str, ...]:
+        stream = envelope.stream
+        minid = self.retention.minid(keys.aggregate_of(envelope.type), now_ms)
+        args: list[str] = [self._dedupe_ttl_ms, minid]
+        for name, value in envelope.to_fields().items():
+            args += (name, value)
+        return (stream, keys.seen(stream, envelope.id), *args)
+
+    async def _run(self, calls: list[tuple[str, ...]]) -> list[tuple[int, bytes]]:
+        if self._sha is None:
+            self._sha = await self.redis.script_load(_SCRIPT)
+        try:
+            return await self._pipeline(calls)
+        except NoScriptError:  # Redis restarted or flushed its script cache: load and redo.
+            self._sha = await self.redis.script_load(_SCRIPT)
+            return await self._pipeline(calls)  # safe to repeat: every call is idempotent
+
+    async def _pipeline(self, calls: list[tuple[str, ...]]) -> list[tuple[int, bytes]]:
+        assert self._sha is not None
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream, seen, *args in calls:
+                pipe.evalsha(self._sha, 2, stream, seen, *args)
+            replies: list[tuple[int, bytes]] = await pipe.execute()
+        return replies
+
+
+def _contract_info(event: object) -> ContractInfo:
+    if not isinstance(event, Contract) or not hasattr(type(event), "__contract__"):
+        raise ConfigurationError(
+            f"can only publish instances of a declared contract (a Contract subclass with an "
+            f"event_type), got {type(event).__qualname__}"
+        )
+    return type(event).__contract__

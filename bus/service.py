@@ -1,0 +1,146 @@
+"""A service: a named consumer group with typed handlers, run as a FastStream application.
+
+    service = Service("dinsos", source="urn:malangkota:dinsos:bansos")
+
+    @service.on(CitizenDied)
+    async def suspend_assistance(event: CitizenDied, ctx: EventContext) -> None:
+        ...
+
+Run it with ``simpul run services.dinsos:service`` (as many replicas as you like).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+
+from faststream import FastStream
+from redis.asyncio import Redis
+
+from bus.connection import connect
+from bus.consumer import Consumer
+from bus.contracts import Contract, Registry, default_registry
+from bus.dedupe import Dedupe
+from bus.dispatch import Dispatcher, Handler, HandlerFunc
+from bus.errors import ConfigurationError
+from bus.health import Health
+from bus.logging import get_logger
+from bus.publisher import Publisher
+from bus.settings import Settings
+
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+_log = get_logger("bus.service")
+
+
+class Service:
+    """Handlers of one department service; its name is its consumer group."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        source: str | None = None,
+        settings: Settings | None = None,
+        registry: Registry = default_registry,
+    ) -> None:
+        if not _NAME.match(name):
+            raise ConfigurationError(
+                f"service name {name!r} must be lowercase letters, digits, '-' or '_' "
+                "(it names the consumer group and the dead-letter stream)"
+            )
+        self.name = name
+        self.source = source
+        self.registry = registry
+        self._settings = settings
+        self.handlers: dict[str, Handler] = {}
+        self.health = Health(stale_after_s=30.0)
+        self._consumer: Consumer | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings.load()
+        return self._settings
+
+    def on(self, model: type[Contract], *, once: bool = False) -> Callable[[HandlerFunc], HandlerFunc]:
+        """Register an async handler for one contract. ``once=True``: see :mod:`bus.dedupe`."""
+
+        def register(func: HandlerFunc) -> HandlerFunc:
+            handler = Handler.build(model, func, once=once)
+            event_type = model.__contract__.event_type
+            if event_type in self.handlers:
+                raise ConfigurationError(
+                    f"{self.name}: {event_type} already has handler {self.handlers[event_type].name}"
+                )
+            self.handlers[event_type] = handler
+            return func
+
+        return register
+
+    @contextlib.asynccontextmanager
+    async def running(self, redis_url: str | None = None) -> AsyncIterator[Service]:
+        """Consume in the background while the block runs; stop gracefully at its end."""
+        url = redis_url or self.settings.redis_url
+        if url is None:
+            raise ConfigurationError(
+                "no Redis to consume from: set SIMPUL_REDIS_URL (start a local server with "
+                "`simpul redis`)"
+            )
+        redis = connect(url, block_ms=self.settings.block_ms, client_name=f"simpul:{self.name}")
+        task = asyncio.create_task(self._consume(redis), name=f"simpul-{self.name}")
+        try:
+            yield self
+        finally:
+            await self._stop(task)
+            await redis.aclose()
+
+    def app(self, redis_url: str | None = None) -> FastStream:
+        """This service as a FastStream application (lifecycle, signals, hooks)."""
+        stack = contextlib.AsyncExitStack()
+
+        async def start() -> None:
+            await stack.enter_async_context(self.running(redis_url))
+
+        async def stop() -> None:
+            await stack.aclose()
+
+        return FastStream(on_startup=[start], on_shutdown=[stop], logger=None)
+
+    async def _consume(self, redis: Redis) -> None:
+        if not self.handlers:
+            raise ConfigurationError(f"service {self.name} has no handlers: add @service.on(...)")
+        settings = self.settings
+        self.health.stale_after_s = settings.block_ms / 1000 * 2 + 5
+        dispatcher = Dispatcher(
+            handlers=self.handlers,
+            registry=self.registry,
+            group=self.name,
+            consumer=settings.consumer,
+            max_deliveries=settings.max_deliveries,
+            dedupe=Dedupe(redis, group=self.name, consumer=settings.consumer,
+                          lease_ms=settings.claim_idle_ms, ttl_ms=settings.dedupe_ttl_ms),
+            publisher=Publisher(redis, source=self.source,
+                                dedupe_ttl=timedelta(milliseconds=settings.dedupe_ttl_ms))
+            if self.source else None,
+        )  # fmt: skip
+        self._consumer = Consumer(redis, dispatcher, settings, self.health)
+        await self._consumer.run()
+
+    async def _stop(self, task: asyncio.Task[None]) -> None:
+        if self._consumer is not None:
+            self._consumer.stop()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.settings.shutdown_grace_s)
+        except TimeoutError:
+            _log.warning("shutdown_grace_expired", service=self.name)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        finally:
+            self._consumer = None
+
+
+

@@ -1,0 +1,84 @@
+"""Runtime settings, read from ``SIMPUL_*`` environment variables (or passed explicitly)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bus.errors import ConfigurationError
+
+
+def _default_consumer() -> str:
+    # Stable across restarts only if SIMPUL_CONSUMER is set (e.g. to a StatefulSet pod name);
+    # the pid keeps replicas on one host apart.
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Settings(BaseSettings):
+    """Every knob of the runtime. Durations are in milliseconds unless the name says otherwise."""
+
+    model_config = SettingsConfigDict(env_prefix="SIMPUL_", extra="forbid", frozen=True)
+
+    redis_url: str | None = Field(
+        default=None,
+        description="redis:// or rediss:// URL; unset means: start a private embedded Redis",
+    )
+    data_dir: str = Field(default=".simpul", description="where the embedded Redis keeps its AOF")
+    consumer: str = Field(default_factory=_default_consumer, min_length=1)
+
+    batch_size: int = Field(default=100, ge=1, le=10_000, description="entries per XREADGROUP")
+    block_ms: int = Field(default=2_000, ge=1, le=60_000, description="XREADGROUP BLOCK")
+    max_deliveries: int = Field(default=5, ge=1, le=1_000)
+    retry_backoff_ms: int = Field(default=1_000, ge=1, description="first retry delay")
+    retry_backoff_max_ms: int = Field(default=60_000, ge=1, description="cap of the retry delay")
+    claim_idle_ms: int = Field(
+        default=120_000,
+        ge=10,
+        description="a pending entry idle this long is presumed abandoned by a dead consumer "
+        "and is claimed by a live one; must exceed the slowest handler",
+    )
+    reclaim_interval_ms: int = Field(default=500, ge=10, description="how often to sweep pending")
+    dedupe_ttl_ms: int = Field(
+        default=7 * 24 * 3600 * 1000, ge=1_000, description="how long event ids are remembered"
+    )
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f"must start with redis://, rediss:// or unix:// (got scheme of {value.split(':')[0]!r})"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> Settings:
+        if self.retry_backoff_max_ms < self.retry_backoff_ms:
+            raise ValueError("retry_backoff_max_ms must be >= retry_backoff_ms")
+        if self.retry_backoff_max_ms >= self.claim_idle_ms:
+            raise ValueError(
+                "retry_backoff_max_ms must be < claim_idle_ms: retries are scheduled by ageing "
+                "the pending entry towards claim_idle_ms"
+            )
+        return self
+
+    @classmethod
+    def load(cls, **overrides: object) -> Settings:
+        """Read the environment, apply overrides, and turn validation errors into one clear error."""
+        try:
+            return cls(**overrides)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"SIMPUL_{'_'.join(str(p) for p in err['loc']).upper() or '(settings)'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ConfigurationError(f"invalid Simpul settings: {problems}") from exc

