@@ -61,9 +61,14 @@ class Service:
 
     @property
     def settings(self) -> Settings:
+        """Explicit settings if given, else read from ``SIMPUL_*`` on first use."""
         if self._settings is None:
             self._settings = Settings.load()
         return self._settings
+
+    @settings.setter
+    def settings(self, value: Settings) -> None:
+        self._settings = value
 
     def on(self, model: type[Contract], *, once: bool = False) -> Callable[[HandlerFunc], HandlerFunc]:
         """Register an async handler for one contract. ``once=True``: see :mod:`bus.dedupe`."""

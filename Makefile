@@ -1,0 +1,33 @@
+# Simpul's developer commands. Everything runs in a private virtualenv (.venv).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: install  ## start Redis (embedded unless SIMPUL_REDIS_URL), an adapter and services
+	$(PY) -m demo
+
+test: install  ## lint, type-check, then every test against real Redis
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+	$(PY) -m pytest
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+bench: install  ## raw redis-py baseline and Simpul side by side; writes docs/performance.md
+	$(PY) -m bench.run --markdown docs/performance.md
+
+clean:
+	rm -rf $(VENV) .simpul .pytest_cache .mypy_cache .ruff_cache

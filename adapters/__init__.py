@@ -1,0 +1,1 @@
+"""Adapters: one package per department application, publishing its facts as events."""

@@ -1,0 +1,1 @@
+"""Benchmarks of Simpul against raw redis-py and FastStream (run ``python -m bench.run``)."""

@@ -1,0 +1,86 @@
+"""The ``simpul`` command: run services, run a local Redis. Operator commands live beside these."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from bus.embedded import EmbeddedRedis
+from bus.errors import SimpulError
+from bus.logging import configure
+from bus.service import Service
+from bus.settings import Settings
+
+app = typer.Typer(help="Simpul: the event bus of Kota Malang's departments.", no_args_is_help=True)
+_err = Console(stderr=True)
+
+
+def load_service(target: str) -> Service:
+    """Import ``package.module:attribute`` and check it is a Service."""
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise SimpulError(f"expected MODULE:ATTRIBUTE (e.g. services.dinsos:service), got {target!r}")
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SimpulError(f"cannot import {module_name!r}: {exc}") from exc
+    service = getattr(module, attribute, None)
+    if not isinstance(service, Service):
+        raise SimpulError(f"{target} is {type(service).__name__}, not a bus.Service")
+    return service
+
+
+@app.command()
+def run(
+    target: Annotated[str, typer.Argument(help="the service, as MODULE:ATTRIBUTE")],
+    redis_url: Annotated[str | None, typer.Option(envvar="SIMPUL_REDIS_URL", help="Redis URL")] = None,
+) -> None:
+    """Run a service (one replica; start more processes for more replicas)."""
+    try:
+        settings = Settings.load(**({"redis_url": redis_url} if redis_url else {}))
+        configure(settings.log_level, settings.log_format)
+        service = load_service(target)
+        service.settings = settings
+        asyncio.run(service.app(settings.redis_url).run())
+    except SimpulError as exc:
+        _err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def redis(
+    data_dir: Annotated[Path, typer.Option(help="where the AOF is kept")] = Path(".simpul/redis"),
+    port: Annotated[int | None, typer.Option(help="port (default: a free one)")] = None,
+) -> None:
+    """Run a private Redis for development (system redis-server, else the bundled 6.2)."""
+    try:
+        server = EmbeddedRedis(data_dir, port=port).start()
+    except SimpulError as exc:
+        _err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    _err.print(f"Redis {server.version} ({server.binary}) on [bold]{server.url}[/bold], data in {data_dir}")
+    _err.print(f"export SIMPUL_REDIS_URL={server.url}   # then: simpul run MODULE:service")
+    stop = asyncio.Event()
+
+    async def wait() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+
+    try:
+        asyncio.run(wait())
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    app()

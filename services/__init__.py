@@ -1,0 +1,1 @@
+"""Services: consumers of cross-department events (each one consumer group)."""
