@@ -26,7 +26,9 @@ def load_service(target: str) -> Service:
     """Import ``package.module:attribute`` and check it is a Service."""
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
-        raise SimpulError(f"expected MODULE:ATTRIBUTE (e.g. services.dinsos:service), got {target!r}")
+        raise SimpulError(
+            f"expected MODULE:ATTRIBUTE (e.g. services.dinsos:service), got {target!r}"
+        )
     sys.path.insert(0, str(Path.cwd()))
     try:
         module = importlib.import_module(module_name)
@@ -41,7 +43,9 @@ def load_service(target: str) -> Service:
 @app.command()
 def run(
     target: Annotated[str, typer.Argument(help="the service, as MODULE:ATTRIBUTE")],
-    redis_url: Annotated[str | None, typer.Option(envvar="SIMPUL_REDIS_URL", help="Redis URL")] = None,
+    redis_url: Annotated[
+        str | None, typer.Option(envvar="SIMPUL_REDIS_URL", help="Redis URL")
+    ] = None,
 ) -> None:
     """Run a service (one replica; start more processes for more replicas)."""
     try:
@@ -66,7 +70,9 @@ def redis(
     except SimpulError as exc:
         _err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    _err.print(f"Redis {server.version} ({server.binary}) on [bold]{server.url}[/bold], data in {data_dir}")
+    _err.print(
+        f"Redis {server.version} ({server.binary}) on [bold]{server.url}[/bold], data in {data_dir}"
+    )
     _err.print(f"export SIMPUL_REDIS_URL={server.url}   # then: simpul run MODULE:service")
     stop = asyncio.Event()
 

@@ -16,7 +16,7 @@ import contextlib
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -50,7 +50,9 @@ class _Settlement:
 class Consumer:
     """Consumes the streams of ``dispatcher.handlers`` as one member of ``dispatcher.group``."""
 
-    def __init__(self, redis: Redis, dispatcher: Dispatcher, settings: Settings, health: Health) -> None:
+    def __init__(
+        self, redis: Redis, dispatcher: Dispatcher, settings: Settings, health: Health
+    ) -> None:
         self.redis = redis
         self.dispatcher = dispatcher
         self.settings = settings
@@ -61,7 +63,7 @@ class Consumer:
         self._dead_letter = redis.register_script(DEAD_LETTER_SCRIPT)
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()  # one batch at a time: handlers never run concurrently
-        self._read_task: asyncio.Task[Any] | None = None
+        self._read_task: asyncio.Future[list[tuple[bytes, Entries]]] | None = None
         self._outage = False
         self._delay = 0.05  # seconds before the next attempt after an outage; doubles to 5 s
 
@@ -74,7 +76,9 @@ class Consumer:
         self._log.info("consumer_started", streams=self.streams)
         try:
             await self._retrying(self._ensure_groups)
-            reclaimer = asyncio.create_task(self._reclaim_loop(), name=f"simpul-reclaim-{self.group}")
+            reclaimer = asyncio.create_task(
+                self._reclaim_loop(), name=f"simpul-reclaim-{self.group}"
+            )
             try:
                 await self._retrying(self._drain_own_pending)
                 await self._read_loop()
@@ -102,12 +106,7 @@ class Consumer:
                 await self._process(stream.decode(), entries, None)
 
     async def _poll(self, streams: Mapping[str, str]) -> list[tuple[bytes, Entries]]:
-        self._read_task = asyncio.ensure_future(
-            self.redis.xreadgroup(
-                self.group, self.name, dict(streams),
-                count=self.settings.batch_size, block=self.settings.block_ms,
-            )  # fmt: skip
-        )
+        self._read_task = asyncio.ensure_future(self._xreadgroup(streams, self.settings.block_ms))
         try:
             reply = await self._read_task
         except asyncio.CancelledError:
@@ -123,16 +122,26 @@ class Consumer:
         finally:
             self._read_task = None
         self._on_success()
-        return reply or []
+        return reply
+
+    async def _xreadgroup(
+        self, streams: Mapping[str, str], block: int | None
+    ) -> list[tuple[bytes, Entries]]:
+        reply = await self.redis.xreadgroup(
+            self.group,
+            self.name,
+            dict(streams),  # type: ignore[arg-type]  # redis-py's annotation is invariant
+            count=self.settings.batch_size,
+            block=block,
+        )
+        return cast(list[tuple[bytes, Entries]], reply or [])
 
     async def _drain_own_pending(self) -> None:
         """After a restart under the same consumer name, finish what this name left pending."""
         cursors = dict.fromkeys(self.streams, "0")
         while cursors and not self._stopping.is_set():
-            reply = await self.redis.xreadgroup(
-                self.group, self.name, cursors, count=self.settings.batch_size
-            )
-            for stream_b, entries in reply or []:
+            reply = await self._xreadgroup(cursors, None)
+            for stream_b, entries in reply:
                 stream = stream_b.decode()
                 if not entries:
                     del cursors[stream]
@@ -145,7 +154,9 @@ class Consumer:
 
     # -- processing -------------------------------------------------------------------------
 
-    async def _process(self, stream: str, entries: Entries, deliveries: Mapping[str, int] | None) -> None:
+    async def _process(
+        self, stream: str, entries: Entries, deliveries: Mapping[str, int] | None
+    ) -> None:
         settle = _Settlement()
         async with self._lock:
             try:
@@ -157,7 +168,12 @@ class Consumer:
                 await self._settle(stream, settle)
 
     async def _one(
-        self, stream: str, entry_id: str, raw: Mapping[bytes, bytes] | None, delivery: int, settle: _Settlement
+        self,
+        stream: str,
+        entry_id: str,
+        raw: Mapping[bytes, bytes] | None,
+        delivery: int,
+        settle: _Settlement,
     ) -> None:
         if not raw:  # deleted or trimmed while pending: nothing left to process
             self._log.warning("pending_entry_vanished", stream=stream, entry_id=entry_id)
@@ -182,15 +198,21 @@ class Consumer:
         if delivery >= self.settings.max_deliveries:
             return Verdict(Reason.HANDLER_FAILED, str(retry), delivery)
         backoff = self._backoff(delivery)
-        self._log.warning("handler_failed", stream=stream, entry_id=entry_id, delivery=delivery,
-                          error_type=error_type, retry_in_ms=backoff)
+        self._log.warning(
+            "handler_failed",
+            stream=stream,
+            entry_id=entry_id,
+            delivery=delivery,
+            error_type=error_type,
+            retry_in_ms=backoff,
+        )
         settle.retries.append((entry_id, self.settings.claim_idle_ms - backoff))
         return None
 
     def _backoff(self, delivery: int) -> int:
         base = self.settings.retry_backoff_ms * 2 ** (delivery - 1)
         capped = min(base, self.settings.retry_backoff_max_ms)
-        return int(capped * random.uniform(0.9, 1.0))  # noqa: S311 - jitter, not security
+        return int(capped * random.uniform(0.9, 1.0))
 
     async def _settle(self, stream: str, settle: _Settlement) -> None:
         if not settle:
@@ -202,7 +224,9 @@ class Consumer:
                 await self.redis.xack(stream, self.group, *settle.acks)
         except TRANSIENT as exc:
             # The entries stay pending under our name: the reclaim sweep brings them back.
-            self._log.warning("settle_failed", stream=stream, entries=len(settle.acks), error=str(exc))
+            self._log.warning(
+                "settle_failed", stream=stream, entries=len(settle.acks), error=str(exc)
+            )
             return
         self.health.acked()
         self.health.count("acked", len(settle.acks))
@@ -215,14 +239,28 @@ class Consumer:
             for entry_id, idle in settle.retries:
                 pipe.xclaim(stream, self.group, self.name, 0, [entry_id], idle=idle, justid=True)
             for entry_id, raw, verdict in settle.dead:
-                fields = dead_letter_fields(raw, verdict, stream=stream, group=self.group,
-                                            consumer=self.name, entry_id=entry_id)
-                await self._dead_letter(keys=[stream, dlq], args=[self.group, entry_id, *fields], client=pipe)
+                fields = dead_letter_fields(
+                    raw,
+                    verdict,
+                    stream=stream,
+                    group=self.group,
+                    consumer=self.name,
+                    entry_id=entry_id,
+                )
+                await self._dead_letter(
+                    keys=[stream, dlq], args=[self.group, entry_id, *fields], client=pipe
+                )
             await pipe.execute()
         for entry_id, _, verdict in settle.dead:
             self.health.count("dead_lettered")
-            self._log.error("event_dead_lettered", stream=stream, entry_id=entry_id, dead_letters=dlq,
-                            reason=verdict.reason.value, attempts=verdict.attempts)
+            self._log.error(
+                "event_dead_lettered",
+                stream=stream,
+                entry_id=entry_id,
+                dead_letters=dlq,
+                reason=verdict.reason.value,
+                attempts=verdict.attempts,
+            )
 
     # -- reclaiming -------------------------------------------------------------------------
 
@@ -251,8 +289,12 @@ class Consumer:
             cursor, claimed = reply[0], [(i, f) for i, f in reply[1] if i is not None]
             lost = reply[2] if len(reply) > 2 else []
             if lost:  # Redis >= 7.0 names entries trimmed or deleted before anyone acked them
-                self._log.error("pending_entries_lost", stream=stream, count=len(lost),
-                                entry_ids=[i.decode() for i in lost[:20]])
+                self._log.error(
+                    "pending_entries_lost",
+                    stream=stream,
+                    count=len(lost),
+                    entry_ids=[i.decode() for i in lost[:20]],
+                )
             if claimed:
                 self.health.count("reclaimed", len(claimed))
                 await self._process(stream, claimed, await self._deliveries(stream, claimed))
@@ -298,7 +340,7 @@ class Consumer:
             self._log.error("redis_unavailable", error=str(exc))
         self._delay = min(self._delay * 2, 5.0)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), self._delay * random.uniform(0.5, 1.0))  # noqa: S311
+            await asyncio.wait_for(self._stopping.wait(), self._delay * random.uniform(0.5, 1.0))
 
     def _on_success(self) -> None:
         self.health.polled()

@@ -121,9 +121,11 @@ class Contract(BaseModel):
         twin = cls.__dict__.get("__tolerant__")
         if twin is None:
             config = ConfigDict(frozen=True, extra="ignore")
-            twin = type(cls.__name__, (cls,), {"model_config": config, "__module__": cls.__module__})
+            twin = type(
+                cls.__name__, (cls,), {"model_config": config, "__module__": cls.__module__}
+            )
             cls.__tolerant__ = twin
-        return twin  # type: ignore[no-any-return]
+        return twin
 
     @classmethod
     def parse(cls, data: Mapping[str, Any] | str | bytes) -> Self:

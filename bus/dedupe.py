@@ -35,7 +35,9 @@ class Claim(enum.Enum):
 class Dedupe:
     """The guard of one consumer group. ``lease_ms`` should match the group's claim idle time."""
 
-    def __init__(self, redis: Redis, *, group: str, consumer: str, lease_ms: int, ttl_ms: int) -> None:
+    def __init__(
+        self, redis: Redis, *, group: str, consumer: str, lease_ms: int, ttl_ms: int
+    ) -> None:
         self._script = redis.register_script(_SCRIPT)
         self._group = group
         self._consumer = consumer
@@ -54,7 +56,9 @@ class Dedupe:
     async def abandon(self, stream: str, event_id: str, entry_id: str) -> None:
         await self._call("abandon", stream, event_id, entry_id, self._lease_ms)
 
-    async def _call(self, op: str, stream: str, event_id: str, entry_id: str, ttl: str) -> bytes | None:
+    async def _call(
+        self, op: str, stream: str, event_id: str, entry_id: str, ttl: str
+    ) -> bytes | None:
         lease = f"lease:{self._consumer}:{entry_id}"
         key = keys.done(stream, self._group, event_id)
         result: bytes | None = await self._script(keys=[key], args=[op, lease, ttl])

@@ -46,7 +46,8 @@ class Handler:
         arity = len(inspect.signature(func).parameters)
         if arity not in (1, 2):
             raise ConfigurationError(
-                f"handler {func.__qualname__} must take (event) or (event, ctx), takes {arity} parameters"
+                f"handler {func.__qualname__} must take (event) or (event, ctx), "
+                f"not {arity} parameters"
             )
         return cls(model, model.tolerant(), func, arity == 2, once)
 
@@ -55,7 +56,7 @@ class Handler:
         return self.func.__qualname__
 
 
-class Retry(Exception):  # noqa: N818 - a control-flow signal, not an error
+class Retry(Exception):
     """The handler failed in a way worth retrying; carries the cause."""
 
     def __init__(self, cause: BaseException) -> None:
@@ -75,11 +76,17 @@ class Dispatcher:
     dedupe: Dedupe | None = None
     publisher: Any = None
 
-    async def dispatch(self, stream: str, entry_id: str, raw: Mapping[bytes, bytes], delivery: int) -> Verdict | None:
+    async def dispatch(
+        self, stream: str, entry_id: str, raw: Mapping[bytes, bytes], delivery: int
+    ) -> Verdict | None:
         """Return None when the entry may be acked, a Verdict to dead-letter it; raise Retry."""
         if delivery > self.max_deliveries:
-            return Verdict(Reason.MAX_DELIVERIES, f"delivered {delivery} times without an outcome "
-                           "(its consumers died or timed out while handling it)", delivery)
+            return Verdict(
+                Reason.MAX_DELIVERIES,
+                f"delivered {delivery} times without an outcome "
+                "(its consumers died or timed out while handling it)",
+                delivery,
+            )
         try:
             envelope = Envelope.from_fields(raw)
         except DecodeError as exc:
@@ -91,25 +98,34 @@ class Dispatcher:
             event = handler.tolerant.model_validate_json(envelope.data)
         except ValidationError as exc:
             return Verdict(Reason.CONTRACT_VIOLATION, str(violation(envelope.type, exc)), delivery)
-        ctx = EventContext(envelope, stream, entry_id, self.group, self.consumer, delivery, self.publisher)
+        ctx = EventContext(
+            envelope, stream, entry_id, self.group, self.consumer, delivery, self.publisher
+        )
         if handler.once:
-            return await self._once(handler, event, ctx)
-        await _call(handler, event, ctx)
+            await self._once(handler, event, ctx)
+        else:
+            await _call(handler, event, ctx)
         return None
 
     def _unhandled(self, stream: str, envelope: Envelope, delivery: int) -> Verdict | None:
         if keys.stream_of(envelope.type) != stream:
-            return Verdict(Reason.WRONG_STREAM, f"type {envelope.type} belongs to stream "
-                           f"{keys.stream_of(envelope.type)}, not {stream}", delivery)
+            return Verdict(
+                Reason.WRONG_STREAM,
+                f"type {envelope.type} belongs to stream "
+                f"{keys.stream_of(envelope.type)}, not {stream}",
+                delivery,
+            )
         if envelope.type not in self.registry:
-            return Verdict(Reason.UNKNOWN_TYPE, f"no contract is registered for type {envelope.type}", delivery)
+            return Verdict(
+                Reason.UNKNOWN_TYPE, f"no contract is registered for type {envelope.type}", delivery
+            )
         return None  # a known type this service does not subscribe to: nothing to do
 
     async def _once(self, handler: Handler, event: Contract, ctx: EventContext) -> None:
         assert self.dedupe is not None
         claim = await self.dedupe.begin(ctx.stream, ctx.event_id, ctx.entry_id)
         if claim is Claim.DONE:
-            return None
+            return
         if claim is Claim.BUSY:
             raise Retry(RuntimeError("another consumer is handling this event right now"))
         try:
@@ -118,7 +134,6 @@ class Dispatcher:
             await self.dedupe.abandon(ctx.stream, ctx.event_id, ctx.entry_id)
             raise
         await self.dedupe.finish(ctx.stream, ctx.event_id, ctx.entry_id)
-        return None
 
 
 async def _call(handler: Handler, event: Contract, ctx: EventContext) -> None:

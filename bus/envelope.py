@@ -93,7 +93,9 @@ class Envelope:
         try:
             fields = _texts(raw)
         except UnicodeDecodeError as exc:
-            raise DecodeError(f"entry is not UTF-8 text ({exc.reason} at byte {exc.start})", _raw(raw)) from None
+            raise DecodeError(
+                f"entry is not UTF-8 text ({exc.reason} at byte {exc.start})", _raw(raw)
+            ) from None
         try:
             return _decode(fields)
         except DecodeError as exc:
@@ -104,11 +106,15 @@ class Envelope:
 def _decode(fields: dict[str, str]) -> Envelope:
     if not all(map(fields.get, REQUIRED)):
         missing = [name for name in REQUIRED if not fields.get(name)]
-        raise DecodeError(f"entry lacks required field(s) {', '.join(missing)}; is it wire format v1?")
+        raise DecodeError(
+            f"entry lacks required field(s) {', '.join(missing)}; is it wire format v1?"
+        )
     if fields["specversion"] != SPECVERSION:
         raise DecodeError(f"specversion is {fields['specversion'][:20]!r}, expected '1.0'")
     if fields["datacontenttype"] != CONTENT_TYPE:
-        raise DecodeError(f"datacontenttype is {fields['datacontenttype'][:60]!r}, expected {CONTENT_TYPE!r}")
+        raise DecodeError(
+            f"datacontenttype is {fields['datacontenttype'][:60]!r}, expected {CONTENT_TYPE!r}"
+        )
     if len(fields["id"]) > _MAX_ID:
         raise DecodeError(f"id is {len(fields['id'])} characters long, at most {_MAX_ID} allowed")
     if (fields["type"], fields["dataschema"]) not in _valid_schemas:

@@ -34,7 +34,9 @@ class MaskPersonalData:
     def __init__(self, extra_fields: Iterable[str] = ()) -> None:
         self._extra = frozenset(extra_fields)
 
-    def __call__(self, _: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    def __call__(
+        self, _: Any, __: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
         personal = self._extra | default_registry.personal_field_names()
         for key, value in list(event_dict.items()):
             event_dict[key] = MASK if key in personal else _mask_value(value)
@@ -67,7 +69,9 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
             MaskPersonalData(),
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )

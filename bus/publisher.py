@@ -73,7 +73,9 @@ class Publisher:
         dedupe_ttl: timedelta = timedelta(days=7),
     ) -> None:
         if not source:
-            raise ConfigurationError("a publisher needs a source URN, e.g. urn:malangkota:dukcapil:siak")
+            raise ConfigurationError(
+                "a publisher needs a source URN, e.g. urn:malangkota:dukcapil:siak"
+            )
         self.redis = redis
         self.source = source
         self.retention = retention or Retention()
@@ -84,7 +86,7 @@ class Publisher:
         self,
         event: Contract,
         *,
-        id: str | None = None,  # noqa: A002 - the CloudEvents attribute is called id
+        id: str | None = None,
         subject: str | None = None,
         time: datetime | None = None,
         correlationid: str | None = None,
@@ -127,8 +129,13 @@ class Publisher:
             for e, (added, entry) in zip(envelopes, replies, strict=True)
         ]
         for result in results:
-            _log.debug("event_published", stream=result.stream, event_id=result.event_id,
-                       entry_id=result.entry_id, duplicate=result.duplicate)
+            _log.debug(
+                "event_published",
+                stream=result.stream,
+                event_id=result.event_id,
+                entry_id=result.entry_id,
+                duplicate=result.duplicate,
+            )
         return results
 
     def _wrap(self, event: Contract | Envelope, attributes: Mapping[str, object]) -> Envelope:

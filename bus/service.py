@@ -70,16 +70,17 @@ class Service:
     def settings(self, value: Settings) -> None:
         self._settings = value
 
-    def on(self, model: type[Contract], *, once: bool = False) -> Callable[[HandlerFunc], HandlerFunc]:
+    def on(
+        self, model: type[Contract], *, once: bool = False
+    ) -> Callable[[HandlerFunc], HandlerFunc]:
         """Register an async handler for one contract. ``once=True``: see :mod:`bus.dedupe`."""
 
         def register(func: HandlerFunc) -> HandlerFunc:
             handler = Handler.build(model, func, once=once)
             event_type = model.__contract__.event_type
             if event_type in self.handlers:
-                raise ConfigurationError(
-                    f"{self.name}: {event_type} already has handler {self.handlers[event_type].name}"
-                )
+                known = self.handlers[event_type].name
+                raise ConfigurationError(f"{self.name}: {event_type} already has handler {known}")
             self.handlers[event_type] = handler
             return func
 
@@ -146,6 +147,3 @@ class Service:
                 await task
         finally:
             self._consumer = None
-
-
-

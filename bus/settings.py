@@ -55,8 +55,9 @@ class Settings(BaseSettings):
         if value in (None, ""):
             return None
         if not value.startswith(("redis://", "rediss://", "unix://")):
+            scheme = value.split(":", 1)[0]  # never echo the rest: it may hold a password
             raise ValueError(
-                f"must start with redis://, rediss:// or unix:// (got scheme of {value.split(':')[0]!r})"
+                f"must start with redis://, rediss:// or unix:// (got {scheme!r}://...)"
             )
         return value
 
@@ -73,12 +74,14 @@ class Settings(BaseSettings):
 
     @classmethod
     def load(cls, **overrides: object) -> Settings:
-        """Read the environment, apply overrides, and turn validation errors into one clear error."""
+        """Read the environment, apply overrides; validation errors become one clear error."""
         try:
             return cls(**overrides)  # type: ignore[arg-type]
         except ValidationError as exc:
-            problems = "; ".join(
-                f"SIMPUL_{'_'.join(str(p) for p in err['loc']).upper() or '(settings)'}: {err['msg']}"
-                for err in exc.errors()
-            )
+            problems = "; ".join(f"{_variable(err['loc'])}: {err['msg']}" for err in exc.errors())
             raise ConfigurationError(f"invalid Simpul settings: {problems}") from exc
+
+
+def _variable(loc: tuple[int | str, ...]) -> str:
+    name = "_".join(str(part) for part in loc).upper()
+    return f"SIMPUL_{name}" if name else "settings"

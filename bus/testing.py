@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from structlog.testing import capture_logs
@@ -40,7 +41,9 @@ def quick_settings(redis_url: str, **overrides: Any) -> Settings:
     return Settings.load(**values)
 
 
-async def deliver(service: Service, event: Contract, *, delivery: int = 1, **attributes: Any) -> None:
+async def deliver(
+    service: Service, event: Contract, *, delivery: int = 1, **attributes: Any
+) -> None:
     """Call the handler ``service`` registered for ``event``'s type, with a realistic context."""
     info = type(event).__contract__
     handler = service.handlers.get(info.event_type)
@@ -61,7 +64,10 @@ async def deliver(service: Service, event: Contract, *, delivery: int = 1, **att
 
 
 async def wait_until(
-    condition: Callable[[], bool | Awaitable[bool]], *, timeout: float = 10.0, interval: float = 0.02
+    condition: Callable[[], bool | Awaitable[bool]],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.02,
 ) -> None:
     """Return once ``condition()`` is true; raise AssertionError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -76,7 +82,5 @@ async def wait_until(
         await asyncio.sleep(interval)
 
 
-def _now() -> Any:
-    from datetime import UTC, datetime
-
+def _now() -> datetime:
     return datetime.now(UTC)

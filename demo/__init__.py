@@ -1,1 +1,1 @@
-"""The whole-bus demo (``make demo``): an adapter publishes, services consume, a dead letter shows."""
+"""The demo (``make demo``): an adapter publishes, services consume, a dead letter shows."""

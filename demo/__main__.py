@@ -37,13 +37,17 @@ async def archive_move(event: CitizenMoved, ctx: EventContext) -> None:
     archived.append(ctx.event_id)
 
 
-async def publish_legacy(publisher: Publisher, table: list[dict[str, Any]]) -> tuple[int, int, list[str]]:
+async def publish_legacy(
+    publisher: Publisher, table: list[dict[str, Any]]
+) -> tuple[int, int, list[str]]:
     events, rejected = [], []
     for row in table:
         try:
             event, event_id = dukcapil.map_record(row)
         except ContractViolation as exc:
-            rejected.append(f"row {row['id_peristiwa']}: {'; '.join(f'{f}: {p}' for f, p in exc.problems)}")
+            rejected.append(
+                f"row {row['id_peristiwa']}: {'; '.join(f'{f}: {p}' for f, p in exc.problems)}"
+            )
             continue
         events.append(publisher.envelope(event, id=event_id))
     results = await publisher.publish_many(events)
@@ -64,10 +68,14 @@ async def run(url: str) -> None:
 
     async with dinsos.service.running(url), archive.running(url):
         added, dup, rejected = await publish_legacy(publisher, table)
-        console.print(f"[bold]dukcapil adapter[/bold] published {added} events from {len(table)} SIAK rows")
+        console.print(
+            f"[bold]dukcapil adapter[/bold] published {added} events from {len(table)} SIAK rows"
+        )
         for line in rejected:
             console.print(f"  [yellow]rejected[/yellow] {line}")
-        again, dup, _ = await publish_legacy(publisher, table)  # an adapter restart replays everything
+        again, dup, _ = await publish_legacy(
+            publisher, table
+        )  # an adapter restart replays everything
         console.print(f"  replayed the same rows: {again} new, {dup} recognised as duplicates")
         await wait_until(lambda: _settled(redis), timeout=30)
     await summary(redis, table)
@@ -78,26 +86,42 @@ async def _settled(redis: Any) -> bool:
     """Both groups have read everything and hold nothing pending (one XINFO reply: no race)."""
     last = (await redis.xinfo_stream(STREAM))["last-generated-id"]
     groups = await redis.xinfo_groups(STREAM)
-    return len(groups) == 2 and all(g["last-delivered-id"] == last and g["pending"] == 0 for g in groups)
+    return len(groups) == 2 and all(
+        g["last-delivered-id"] == last and g["pending"] == 0 for g in groups
+    )
 
 
 async def summary(redis: Any, table: list[dict[str, Any]]) -> None:
-    deaths = sum(e[b"type"] == CitizenDied.__contract__.event_type.encode() for _, e in await redis.xrange(STREAM))
+    deaths = sum(
+        e[b"type"] == CitizenDied.__contract__.event_type.encode()
+        for _, e in await redis.xrange(STREAM)
+    )
     services = Table(title="services")
     for column in ("service", "acked", "effect"):
         services.add_column(column)
     services.add_row("dinsos", str(dinsos.service.health.counters.get("acked", 0)),
                      f"{len(dinsos.registry.suspended)} assistance suspended (of {deaths} deaths), "
                      f"{len(dinsos.registry.rechecks)} area re-checks")  # fmt: skip
-    services.add_row("arsip-demo", str(archive.health.counters.get("acked", 0)), f"{len(archived)} moves archived")
+    services.add_row(
+        "arsip-demo",
+        str(archive.health.counters.get("acked", 0)),
+        f"{len(archived)} moves archived",
+    )
     console.print(services)
     dead = Table(title=f"dead letters of arsip-demo ({keys.dead_letters(STREAM, 'arsip-demo')})")
     for column in ("entry", "reason", "attempts", "error"):
         dead.add_column(column)
     for _, fields in await redis.xrange(keys.dead_letters(STREAM, "arsip-demo")):
-        dead.add_row(*(fields[f"dlq.{name}".encode()].decode() for name in ("entry", "reason", "attempts", "error")))
+        dead.add_row(
+            *(
+                fields[f"dlq.{name}".encode()].decode()
+                for name in ("entry", "reason", "attempts", "error")
+            )
+        )
     console.print(dead)
-    console.print("Look yourself:  redis-cli -u $SIMPUL_REDIS_URL XINFO GROUPS 'simpul:{dukcapil.citizen}'")
+    console.print(
+        "Look yourself:  redis-cli -u $SIMPUL_REDIS_URL XINFO GROUPS 'simpul:{dukcapil.citizen}'"
+    )
     console.print("Run a service:  simpul run services.dinsos:service   (see README.md)")
 
 

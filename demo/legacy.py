@@ -15,7 +15,8 @@ def nik(rng: random.Random) -> str:
     """A well-formed Kota Malang NIK (region 35.73.0x, birth date, women's day + 40, serial)."""
     born = date(1940, 1, 1) + timedelta(days=rng.randrange(365 * 80))
     day = born.day + (40 if rng.random() < 0.5 else 0)
-    return f"3573{rng.randint(1, 5):02d}{day:02d}{born.month:02d}{born.year % 100:02d}{rng.randint(1, 9999):04d}"
+    district, serial = rng.randint(1, 5), rng.randint(1, 9999)
+    return f"3573{district:02d}{day:02d}{born.month:02d}{born.year % 100:02d}{serial:04d}"
 
 
 def rows(count: int, *, seed: int = 2026, bad: int = 2) -> list[dict[str, Any]]:

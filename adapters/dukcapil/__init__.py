@@ -20,7 +20,11 @@ def map_record(row: Mapping[str, Any]) -> tuple[Contract, str]:
     kind = row["jenis_peristiwa"]
     if kind == "KEMATIAN":
         event: Contract = CitizenDied.parse(
-            {"nik": row["nik"], "date_of_death": row["tgl_peristiwa"], "kecamatan": row["kode_kecamatan"]}
+            {
+                "nik": row["nik"],
+                "date_of_death": row["tgl_peristiwa"],
+                "kecamatan": row["kode_kecamatan"],
+            }
         )
     elif kind == "PINDAH":
         event = CitizenMoved.parse(

@@ -1,0 +1,78 @@
+"""Transient failures are retried with the delivery count; exhausted ones become dead letters."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from bus import EventContext, Publisher, Service
+from bus.deadletter import Reason, original_fields
+from bus.testing import quick_settings, wait_until
+from schemas.dukcapil import CitizenDied
+from tests.bus.delivery.helpers import (
+    DLQ,
+    GROUP,
+    STREAM,
+    Calls,
+    as_bytes,
+    barrier,
+    dead_letters,
+    died,
+    fields_of,
+    pending,
+    text,
+    wait_dead_letters,
+    wait_pending,
+)
+
+
+def failing_service(redis_url: str, calls: Calls, *, failures: int, max_deliveries: int = 5) -> Service:
+    """Its handler raises ValueError on the first ``failures`` calls of events named 'bad-*'."""
+    settings = quick_settings(redis_url, consumer="retry-1", max_deliveries=max_deliveries)
+    service = Service(GROUP, settings=settings)
+
+    @service.on(CitizenDied)
+    async def flaky(event: CitizenDied, ctx: EventContext) -> None:
+        calls.record(ctx)
+        if ctx.event_id.startswith("bad-") and len(calls.of(ctx.event_id)) <= failures:
+            raise ValueError(f"temporary failure number {len(calls.of(ctx.event_id))}")
+
+    return service
+
+
+async def test_failing_handler_is_retried_until_it_succeeds(
+    redis: Redis, redis_url: str, publisher: Publisher
+) -> None:
+    calls = Calls()
+    async with failing_service(redis_url, calls, failures=2).running():
+        await publisher.publish(died(), id="bad-twice")
+        await wait_until(lambda: len(calls.of("bad-twice")) >= 3, timeout=20)
+        await wait_pending(redis, 0)
+        await barrier(publisher, calls, "retry-sentinel")
+    assert calls.of("bad-twice") == [1, 2, 3]
+    assert await pending(redis) == 0
+    assert await redis.exists(DLQ) == 0
+
+
+async def test_always_failing_handler_is_dead_lettered_after_max_deliveries(
+    redis: Redis, redis_url: str, publisher: Publisher
+) -> None:
+    calls = Calls()
+    original = fields_of(died(), "bad-always", subject="citizen-key-1", correlationid="corr-1")
+    async with failing_service(redis_url, calls, failures=1_000, max_deliveries=3).running():
+        entry_id = (await redis.xadd(STREAM, original)).decode()
+        [dead] = await wait_dead_letters(redis, 1, timeout=30)
+        await wait_pending(redis, 0)
+        await barrier(publisher, calls, "dlq-sentinel")
+    assert calls.of("bad-always") == [1, 2, 3]
+    assert text(dead, "dlq.reason") == Reason.HANDLER_FAILED == "handler_failed"
+    assert text(dead, "dlq.attempts") == "3"
+    assert "ValueError" in text(dead, "dlq.error")
+    assert text(dead, "dlq.group") == GROUP
+    assert text(dead, "dlq.consumer") == "retry-1"
+    assert text(dead, "dlq.entry") == entry_id
+    assert text(dead, "dlq.stream") == STREAM
+    assert text(dead, "dlq.time")
+    assert original_fields(dead) == as_bytes(original)
+    assert list(original_fields(dead)) == list(as_bytes(original))  # same order too
+    assert await pending(redis) == 0
+    assert len(await dead_letters(redis)) == 1
