@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio import Redis
+
 from bench.common import BATCH, STREAM, Payloads, Target, percentile
 from bench.contract import CitizenRecorded
-from bus import EventContext, Service, Settings
+from bus import EventContext, Publisher, Service, Settings
 
 _ROOT = Path(__file__).resolve().parent.parent
 SENT = "sentns"
@@ -53,8 +54,8 @@ class _Window:
 
 
 def _cpu_s() -> float:
-    times = os.times()
-    return times.user + times.system
+    """User + system CPU of this process (all threads), nanosecond clock."""
+    return time.process_time()
 
 
 async def _control(window: _Window, ready: Callable[[], Awaitable[None]]) -> None:
@@ -207,35 +208,50 @@ async def _paced(send: Callable[[int], Awaitable[None]], rate: float, duration_s
     return sent
 
 
-async def measure(target: Target, payloads: Payloads, mode: str, *, rate: float, duration_s: float,
-                  idle_s: float) -> dict[str, Any]:  # fmt: skip
-    """Idle window, then a paced window; the publisher is the one each side would use."""
+async def measure(
+    target: Target, payloads: Payloads, consumer: str, publisher: str, *,
+    rate: float, duration_s: float, idle_s: float,
+) -> dict[str, Any]:  # fmt: skip
+    """An idle window (if ``idle_s``), then a paced one, with a ``consumer`` child process.
+
+    ``publisher`` "raw" sends with one XADD per event (the payload dumped by pydantic);
+    "simpul" with ``Publisher.publish`` (validate, encode, idempotent Lua). A raw-published
+    entry is a valid v1 event with the extension attribute ``sentns``, so either consumer
+    can read either publisher's entries.
+    """
     await target.reset()
     redis = target.client()
-    child = await _Child.spawn(mode, target.url)
-    result: dict[str, Any] = {}
+    child = await _Child.spawn(consumer, target.url)
+    result: dict[str, Any] = {"consumer": consumer, "publisher": publisher}
     try:
-        result["idle"] = await child.window(lambda: _idle(idle_s))
-        if mode == "raw":
-
-            async def send(i: int) -> None:
-                fields = payloads.fields(i)
-                fields[SENT] = str(time.monotonic_ns())
-                fields["data"] = payloads.model(i).model_dump_json()
-                await redis.xadd(STREAM, fields)  # type: ignore[arg-type]
-        else:
-            publisher = payloads.publisher.__class__(redis, source=payloads.publisher.source)
-
-            async def send(i: int) -> None:
-                sent = time.monotonic_ns()
-                envelope = publisher.envelope(payloads.model(i))
-                await publisher.publish(envelope.with_attributes(extensions={SENT: str(sent)}))
-
+        if idle_s:
+            result["idle"] = await child.window(lambda: _idle(idle_s))
+        send = _sender(redis, payloads, publisher)
         result["load"] = await child.window(lambda: _paced(send, rate, duration_s))
     finally:
         await child.close()
         await redis.aclose()
     return result
+
+
+def _sender(redis: Redis, payloads: Payloads, publisher: str) -> Callable[[int], Awaitable[None]]:
+    if publisher == "raw":
+
+        async def send_raw(i: int) -> None:
+            fields = payloads.fields(i)
+            fields[SENT] = str(time.monotonic_ns())
+            fields["data"] = payloads.model(i).model_dump_json()
+            await redis.xadd(STREAM, fields)  # type: ignore[arg-type]
+
+        return send_raw
+    simpul = Publisher(redis, source=payloads.publisher.source)
+
+    async def send_simpul(i: int) -> None:
+        sent = time.monotonic_ns()
+        envelope = simpul.envelope(payloads.model(i))
+        await simpul.publish(envelope.with_attributes(extensions={SENT: str(sent)}))
+
+    return send_simpul
 
 
 async def _idle(seconds: float) -> int:

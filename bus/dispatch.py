@@ -34,13 +34,19 @@ class Handler:
     wants_context: bool
     once: bool
 
-    @classmethod
-    def build(cls, model: type[Contract], func: HandlerFunc, *, once: bool) -> Handler:
-        if not hasattr(model, "__contract__"):
+    @staticmethod
+    def check_model(model: object) -> None:
+        if not (isinstance(model, type) and issubclass(model, Contract)) or not hasattr(
+            model, "__contract__"
+        ):
             raise ConfigurationError(
                 f"{getattr(model, '__qualname__', model)!r} is not a declared contract "
                 "(a Contract subclass with an event_type)"
             )
+
+    @classmethod
+    def build(cls, model: type[Contract], func: HandlerFunc, *, once: bool) -> Handler:
+        cls.check_model(model)
         if not inspect.iscoroutinefunction(func):
             raise ConfigurationError(f"handler {func.__qualname__} must be an async def function")
         arity = len(inspect.signature(func).parameters)

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 from faststream import FastStream
+from faststream.redis import RedisBroker
 from redis.asyncio import Redis
 
 from bus.connection import connect
@@ -31,8 +33,10 @@ from bus.logging import get_logger
 from bus.publisher import Publisher
 from bus.settings import Settings
 
+Hook = Callable[[], Awaitable[None]]
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 _log = get_logger("bus.service")
+_NO_REDIS = "no Redis to consume from: set SIMPUL_REDIS_URL (or start one with `simpul redis`)"
 
 
 class Service:
@@ -56,6 +60,8 @@ class Service:
         self.registry = registry
         self._settings = settings
         self.handlers: dict[str, Handler] = {}
+        self._startup: list[Hook] = []
+        self._shutdown: list[Hook] = []
         self.health = Health(stale_after_s=30.0)
         self._consumer: Consumer | None = None
 
@@ -74,6 +80,7 @@ class Service:
         self, model: type[Contract], *, once: bool = False
     ) -> Callable[[HandlerFunc], HandlerFunc]:
         """Register an async handler for one contract. ``once=True``: see :mod:`bus.dedupe`."""
+        Handler.check_model(model)
 
         def register(func: HandlerFunc) -> HandlerFunc:
             handler = Handler.build(model, func, once=once)
@@ -86,25 +93,45 @@ class Service:
 
         return register
 
+    def on_startup(self, hook: Hook) -> Hook:
+        """Run ``hook`` before consuming starts (open database pools, clients...)."""
+        self._startup.append(hook)
+        return hook
+
+    def on_shutdown(self, hook: Hook) -> Hook:
+        """Run ``hook`` after consuming stopped and the last batch was acked."""
+        self._shutdown.append(hook)
+        return hook
+
     @contextlib.asynccontextmanager
     async def running(self, redis_url: str | None = None) -> AsyncIterator[Service]:
         """Consume in the background while the block runs; stop gracefully at its end."""
         url = redis_url or self.settings.redis_url
         if url is None:
-            raise ConfigurationError(
-                "no Redis to consume from: set SIMPUL_REDIS_URL (start a local server with "
-                "`simpul redis`)"
-            )
+            raise ConfigurationError(_NO_REDIS)
+        for hook in self._startup:
+            await hook()
         redis = connect(url, block_ms=self.settings.block_ms, client_name=f"simpul:{self.name}")
         task = asyncio.create_task(self._consume(redis), name=f"simpul-{self.name}")
         try:
             yield self
         finally:
-            await self._stop(task)
-            await redis.aclose()
+            try:
+                await self._stop(task)
+            finally:
+                await redis.aclose()
+                for hook in reversed(self._shutdown):
+                    await hook()
 
     def app(self, redis_url: str | None = None) -> FastStream:
-        """This service as a FastStream application (lifecycle, signals, hooks)."""
+        """This service as a FastStream application (lifecycle, signals, hooks).
+
+        The app's broker carries no subscribers of its own: consuming is Simpul's loop
+        (docs/decisions/0002-own-consume-loop.md), started and stopped by the app's hooks.
+        """
+        url = redis_url or self.settings.redis_url
+        if url is None:
+            raise ConfigurationError(_NO_REDIS)
         stack = contextlib.AsyncExitStack()
 
         async def start() -> None:
@@ -113,7 +140,8 @@ class Service:
         async def stop() -> None:
             await stack.aclose()
 
-        return FastStream(on_startup=[start], on_shutdown=[stop], logger=None)
+        broker = RedisBroker(url, logger=logging.getLogger("simpul.faststream"))
+        return FastStream(broker, on_startup=[start], on_shutdown=[stop], logger=None)
 
     async def _consume(self, redis: Redis) -> None:
         if not self.handlers:

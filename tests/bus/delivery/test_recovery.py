@@ -1,0 +1,99 @@
+"""The loop recovers by itself from lost groups, and gives up on entries that keep crashing it."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+
+from bus import EventContext, Publisher, Service
+from bus.deadletter import Reason
+from bus.settings import Settings
+from bus.testing import quick_settings, wait_until
+from schemas.dukcapil import CitizenDied
+from tests.bus.delivery.helpers import (
+    GROUP,
+    STREAM,
+    Calls,
+    barrier,
+    died,
+    pending,
+    recording_service,
+    text,
+    wait_dead_letters,
+    wait_pending,
+)
+
+
+async def _publish_and_wait(publisher: Publisher, service: Service, calls: Calls, ids: list[str]) -> None:
+    for event_id in ids:
+        await publisher.publish(died(), id=event_id)
+
+    def done_or_dead() -> bool:
+        return set(ids) <= set(calls.ids()) or not service.health.running
+
+    await wait_until(done_or_dead, timeout=20)
+    assert service.health.running, f"the consumer loop died: {service.health.snapshot()}"
+    assert set(ids) <= set(calls.ids())
+
+
+async def test_consumption_resumes_after_the_group_is_destroyed(
+    redis: Redis, settings: Settings, publisher: Publisher
+) -> None:
+    calls = Calls()
+    service = recording_service(settings, calls)
+    async with service.running():
+        await barrier(publisher, calls, "before-destroy")
+        assert await redis.xgroup_destroy(STREAM, GROUP) == 1
+        await _publish_and_wait(publisher, service, calls, [f"after-destroy-{i}" for i in range(5)])
+        await wait_pending(redis, 0)
+    groups = [g["name"].decode() for g in await redis.xinfo_groups(STREAM)]
+    assert groups == [GROUP]
+
+
+async def test_group_destroyed_while_a_handler_fails_does_not_kill_the_consumer(
+    redis: Redis, settings: Settings, publisher: Publisher
+) -> None:
+    """The failed entry's retry is scheduled with XCLAIM, which answers NOGROUP once the group
+    is gone; the loop must recreate the group as it does for XREADGROUP, not die."""
+    calls, started, release = Calls(), asyncio.Event(), asyncio.Event()
+    service = Service(GROUP, settings=settings)
+
+    @service.on(CitizenDied)
+    async def handle(event: CitizenDied, ctx: EventContext) -> None:
+        calls.record(ctx)
+        if ctx.event_id == "fails-during-destroy" and ctx.delivery == 1:
+            started.set()
+            await release.wait()
+            raise RuntimeError("the registry API is down")
+
+    async with service.running():
+        await publisher.publish(died(), id="fails-during-destroy")
+        await asyncio.wait_for(started.wait(), 15)
+        await redis.xgroup_destroy(STREAM, GROUP)
+        release.set()
+        await _publish_and_wait(publisher, service, calls, [f"after-destroy-{i}" for i in range(3)])
+        await wait_pending(redis, 0)
+
+
+async def test_entry_delivered_too_often_is_dead_lettered_without_a_handler_call(
+    redis: Redis, redis_url: str, publisher: Publisher
+) -> None:
+    """An entry whose consumers keep dying while handling it (crash loop) is given up on."""
+    published = await publisher.publish(died(), id="crash-loop")
+    await redis.xgroup_create(STREAM, GROUP, id="0")
+    await redis.xreadgroup(GROUP, "ghost", {STREAM: ">"})  # delivery 1, then the ghost "dies"
+    for _ in range(3):  # three more consumers claimed it and died: deliveries 2, 3, 4
+        await redis.xclaim(STREAM, GROUP, "ghost", 0, [published.entry_id])
+    calls = Calls()
+    settings = quick_settings(redis_url, consumer="survivor", max_deliveries=3)
+    async with recording_service(settings, calls).running():
+        [dead] = await wait_dead_letters(redis, 1, timeout=20)
+        await wait_pending(redis, 0)
+        await barrier(publisher, calls, "after-crash-loop")
+    assert "crash-loop" not in calls.ids()
+    assert text(dead, "dlq.reason") == Reason.MAX_DELIVERIES
+    assert text(dead, "dlq.attempts") == "5"
+    assert text(dead, "dlq.consumer") == "survivor"
+    assert text(dead, "dlq.entry") == published.entry_id
+    assert await pending(redis) == 0

@@ -1,0 +1,60 @@
+"""Graceful shutdown finishes the handlers in flight and acks them."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+
+from bus import EventContext, Publisher, Service
+from bus.settings import Settings
+from schemas.dukcapil import CitizenDied
+from tests.bus.delivery.helpers import GROUP, Calls, dead_letters, died, pending
+
+
+def held_service(settings: Settings, calls: Calls, started: asyncio.Event, release: asyncio.Event,
+                 *, fail_first: bool = False) -> Service:  # fmt: skip
+    """Its handler (optionally failing its first delivery) waits for ``release`` and records."""
+    service = Service(GROUP, settings=settings)
+
+    @service.on(CitizenDied)
+    async def held(event: CitizenDied, ctx: EventContext) -> None:
+        if fail_first and ctx.delivery == 1:
+            raise ConnectionError("the registry API is down")
+        started.set()
+        await release.wait()
+        calls.record(ctx)
+
+    return service
+
+
+async def _leave_while_handler_runs(service: Service, publisher: Publisher, event_id: str,
+                                    started: asyncio.Event, release: asyncio.Event) -> None:  # fmt: skip
+    async with service.running():
+        await publisher.publish(died(), id=event_id)
+        await asyncio.wait_for(started.wait(), 15)
+        # Release the handler only once shutdown has begun (the block below exits first).
+        asyncio.get_running_loop().call_later(0.5, release.set)
+
+
+async def test_shutdown_lets_the_running_handler_finish_and_acks_it(
+    redis: Redis, settings: Settings, publisher: Publisher
+) -> None:
+    calls, started, release = Calls(), asyncio.Event(), asyncio.Event()
+    service = held_service(settings, calls, started, release)
+    await _leave_while_handler_runs(service, publisher, "inflight-1", started, release)
+    assert calls.of("inflight-1") == [1]
+    assert await pending(redis) == 0
+    assert await dead_letters(redis) == []
+
+
+async def test_shutdown_lets_a_retry_in_flight_finish_and_acks_it(
+    redis: Redis, settings: Settings, publisher: Publisher
+) -> None:
+    """The second delivery of a failed event runs in the reclaim sweep; shutdown must wait for it
+    just as for a handler of the read loop, not cancel it half-way."""
+    calls, started, release = Calls(), asyncio.Event(), asyncio.Event()
+    service = held_service(settings, calls, started, release, fail_first=True)
+    await _leave_while_handler_runs(service, publisher, "inflight-retry", started, release)
+    assert calls.of("inflight-retry") == [2], "the retry was cancelled by the shutdown"
+    assert await pending(redis) == 0
