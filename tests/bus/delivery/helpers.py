@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -71,6 +72,23 @@ def recording_service(settings: Settings, calls: Calls, name: str = GROUP) -> Se
         calls.record(ctx)
 
     return service
+
+
+@contextlib.asynccontextmanager
+async def surviving(service: Service) -> AsyncIterator[Service]:
+    """``service.running()``, but a failed check in the block is reported even when leaving the
+    block then raises too (the consumer task died): its error becomes the cause, not a mask."""
+    context = service.running()
+    await context.__aenter__()
+    try:
+        yield service
+    except Exception as failure:
+        try:
+            await context.__aexit__(type(failure), failure, failure.__traceback__)
+        except Exception as on_exit:
+            raise failure from on_exit
+        raise
+    await context.__aexit__(None, None, None)
 
 
 async def pending(redis: Redis, stream: str = STREAM, group: str = GROUP) -> int:

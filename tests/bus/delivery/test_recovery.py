@@ -19,6 +19,7 @@ from tests.bus.delivery.helpers import (
     died,
     pending,
     recording_service,
+    surviving,
     text,
     wait_dead_letters,
     wait_pending,
@@ -67,7 +68,7 @@ async def test_group_destroyed_while_a_handler_fails_does_not_kill_the_consumer(
             await release.wait()
             raise RuntimeError("the registry API is down")
 
-    async with service.running():
+    async with surviving(service):
         await publisher.publish(died(), id="fails-during-destroy")
         await asyncio.wait_for(started.wait(), 15)
         await redis.xgroup_destroy(STREAM, GROUP)
