@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import os
 import platform
 import statistics
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -57,7 +59,12 @@ class Target:
         redis = self.client()
         try:
             if self.embedded is not None:
+                # Compact the AOF too: otherwise an automatic rewrite (a fork) triggered by the
+                # previous workload's writes lands in the middle of the next measurement.
+                await _aof_idle(redis)
                 await redis.flushdb()
+                await redis.bgrewriteaof()
+                await _aof_idle(redis)
                 return
             for pattern in KEY_PATTERNS:
                 batch: list[bytes] = []
@@ -88,6 +95,16 @@ class Target:
             "appendonly": aof,
             "appendfsync": fsync,
         }
+
+
+async def _aof_idle(redis: Redis, timeout_s: float = 60.0) -> None:
+    """Wait until no AOF rewrite is running or scheduled."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        info = await redis.info("persistence")
+        if not info.get("aof_rewrite_in_progress") and not info.get("aof_rewrite_scheduled"):
+            return
+        await asyncio.sleep(0.01)
 
 
 def machine_facts() -> dict[str, Any]:
@@ -146,3 +163,60 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
         return float("nan")
     rank = max(1, min(len(sorted_values), math.ceil(q / 100 * len(sorted_values))))
     return sorted_values[rank - 1]
+
+
+async def redis_cpu_s(redis: Redis) -> float:
+    """CPU time of the Redis server process so far (all its threads), from INFO cpu."""
+    info = await redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all processes on the machine have used so far (from /proc/stat)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return float("nan")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s() -> float:
+    """CPU seconds of this process and its waited-for children (the latency consumers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class Meter:
+    """Times one workload: wall clock, this process's CPU and the Redis server's CPU.
+
+    The client side of every throughput workload runs in this process, so ``client_us`` is
+    its CPU per event; ``redis_us`` is the server's (on a shared Redis it includes others).
+    """
+
+    def __init__(self, redis: Redis, n: int) -> None:
+        self.redis = redis
+        self.n = n
+        self.result: dict[str, float] = {}
+
+    async def __aenter__(self) -> Meter:
+        self._redis0 = await redis_cpu_s(self.redis)
+        self._busy0 = machine_busy_s()
+        self._cpu0 = time.process_time()
+        self._wall0 = time.perf_counter()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        wall = time.perf_counter() - self._wall0
+        cpu = time.process_time() - self._cpu0
+        busy = machine_busy_s() - self._busy0
+        server = await redis_cpu_s(self.redis) - self._redis0
+        self.result = {
+            "rate": self.n / wall,
+            "wall_s": wall,
+            "client_us": 1e6 * cpu / self.n,
+            "redis_us": 1e6 * server / self.n,
+            # CPU that neither we nor Redis used: other processes disturbing the measurement.
+            "others_pct": max(0.0, 100 * (busy - cpu - server) / wall),
+        }

@@ -18,6 +18,7 @@ Run as ``python -m bench.latency child raw|simpul <redis-url>`` by :func:`measur
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import sys
 import time
@@ -27,7 +28,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from bench.common import BATCH, STREAM, Payloads, Target, percentile
+from bench.common import BATCH, STREAM, Payloads, Target, machine_busy_s, percentile, redis_cpu_s
 from bench.contract import CitizenRecorded
 from bus import EventContext, Publisher, Service, Settings
 
@@ -46,6 +47,20 @@ class _Window:
         self.latencies: list[int] = []
         self.received = 0
         self.arrived = asyncio.Event()
+        self.gc_pauses: list[tuple[int, int]] = []  # (generation, ns) of collections in the window
+        self._gc_started = 0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter_ns()
+        else:
+            self.gc_pauses.append((info["generation"], time.perf_counter_ns() - self._gc_started))
+
+    def reset(self) -> None:
+        self.latencies.clear()
+        self.received = 0
+        self.gc_pauses.clear()
 
     def record(self, sent_ns: int) -> None:
         self.latencies.append(time.monotonic_ns() - sent_ns)
@@ -68,8 +83,7 @@ async def _control(window: _Window, ready: Callable[[], Awaitable[None]]) -> Non
         if not line or line[0] == "quit":
             return
         if line[0] == "start":
-            window.latencies.clear()
-            window.received = 0
+            window.reset()
             cpu0, wall0 = _cpu_s(), time.monotonic()
         elif line[0] == "stop":
             cpu1, wall1 = _cpu_s(), time.monotonic()
@@ -82,6 +96,7 @@ async def _control(window: _Window, ready: Callable[[], Awaitable[None]]) -> Non
                 except TimeoutError:
                     pass
             ms = sorted(v / 1e6 for v in window.latencies)
+            pauses = list(window.gc_pauses)
             print(json.dumps({
                 "cpu_s": cpu1 - cpu0,
                 "wall_s": wall1 - wall0,
@@ -90,6 +105,10 @@ async def _control(window: _Window, ready: Callable[[], Awaitable[None]]) -> Non
                 "p90_ms": percentile(ms, 90),
                 "p99_ms": percentile(ms, 99),
                 "max_ms": ms[-1] if ms else float("nan"),
+                "samples_us": [round(v / 1e3) for v in window.latencies],
+                "gc": {f"gen{g}": [sum(1 for p in pauses if p[0] == g),
+                                   round(max((p[1] for p in pauses if p[0] == g), default=0) / 1e6, 3)]
+                       for g in range(3)},  # collections, longest pause ms
             }), flush=True)  # fmt: skip
 
 
@@ -172,14 +191,22 @@ class _Child:
         self.proc.stdin.write(f"{line}\n".encode())
         await self.proc.stdin.drain()
 
-    async def window(self, body: Callable[[], Awaitable[int]]) -> dict[str, Any]:
+    async def window(self, redis: Redis, body: Callable[[], Awaitable[int]]) -> dict[str, Any]:
+        busy0, own0, server0 = machine_busy_s(), time.process_time(), await redis_cpu_s(redis)
         await self.send("start")
         sent = await body()
         await asyncio.sleep(0.1)  # the last events' latency is measured, not cut off
         await self.send(f"stop {sent}")
         result: dict[str, Any] = json.loads(await self.readline(30))
+        busy, own = machine_busy_s() - busy0, time.process_time() - own0
+        server = await redis_cpu_s(redis) - server0
         result["sent"] = sent
         result["cpu_pct"] = 100 * result["cpu_s"] / result["wall_s"]
+        result["publisher_cpu_pct"] = 100 * own / result["wall_s"]
+        result["redis_cpu_pct"] = 100 * server / result["wall_s"]
+        # CPU used by neither the consumer, the publisher nor Redis: other processes.
+        others = busy - own - server - result["cpu_s"]
+        result["others_pct"] = max(0.0, 100 * others / result["wall_s"])
         return result
 
     async def close(self) -> None:
@@ -225,9 +252,9 @@ async def measure(
     result: dict[str, Any] = {"consumer": consumer, "publisher": publisher}
     try:
         if idle_s:
-            result["idle"] = await child.window(lambda: _idle(idle_s))
+            result["idle"] = await child.window(redis, lambda: _idle(idle_s))
         send = _sender(redis, payloads, publisher)
-        result["load"] = await child.window(lambda: _paced(send, rate, duration_s))
+        result["load"] = await child.window(redis, lambda: _paced(send, rate, duration_s))
     finally:
         await child.close()
         await redis.aclose()

@@ -1,25 +1,27 @@
-"""Throughput workloads: each returns events per second for one run on a freshly reset Redis.
+"""Throughput workloads: each returns the rate and CPU costs of one run on a reset Redis.
 
 Consume: the stream is preloaded (not timed), then the clock runs from the consumer's start
 until every entry is acked. Publish: the clock runs over ``n`` events sent in batches of 100.
+Each workload returns :class:`bench.common.Meter`'s result: ``rate`` (events/s), ``client_us``
+(CPU of this process per event) and ``redis_us`` (CPU of the Redis server per event).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from datetime import UTC, datetime
 
 from faststream.redis import RedisBroker, StreamSub
 
-from bench.common import BATCH, FS_STREAM, STREAM, Payloads, Target, preload
+from bench.common import BATCH, FS_STREAM, STREAM, Meter, Payloads, Target, preload
 from bench.contract import CitizenRecorded
 from bus import Publisher, Service, Settings
 from bus.envelope import format_time
 
 TIMEOUT_S = 120.0
 GROUP = "bench"
+Result = dict[str, float]
 
 
 def simpul_settings(target: Target, consumer: str) -> Settings:
@@ -30,31 +32,43 @@ def simpul_settings(target: Target, consumer: str) -> Settings:
 # -- consume ------------------------------------------------------------------------------------
 
 
-async def consume_raw(target: Target, payloads: Payloads, n: int) -> float:
+async def consume_raw(target: Target, payloads: Payloads, n: int) -> Result:
     """Hand-written loop: XREADGROUP COUNT 100, validate ``data`` per entry, one XACK per batch."""
+    await target.reset()
     redis = target.client()
     try:
-        await target.reset()
         await preload(redis, STREAM, payloads, n)
         model = CitizenRecorded
-        started = time.perf_counter()
-        await redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
-        done = 0
-        while done < n:
-            reply = await redis.xreadgroup(GROUP, "raw-1", {STREAM: ">"}, count=BATCH, block=2_000)
-            for stream, entries in reply:
-                ids = []
-                for entry_id, fields in entries:
-                    model.model_validate_json(fields[b"data"])
-                    ids.append(entry_id)
-                await redis.xack(stream, GROUP, *ids)
-                done += len(ids)
-        return n / (time.perf_counter() - started)
+        async with Meter(redis, n) as meter:
+            await redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+            done = 0
+            while done < n:
+                reply = await redis.xreadgroup(GROUP, "raw-1", {STREAM: ">"}, count=BATCH, block=2_000)
+                for stream, entries in reply:
+                    ids = []
+                    for entry_id, fields in entries:
+                        model.model_validate_json(fields[b"data"])
+                        ids.append(entry_id)
+                    await redis.xack(stream, GROUP, *ids)
+                    done += len(ids)
+        return meter.result
     finally:
         await redis.aclose()
 
 
-def _counting_service(target: Target, n: int, done: asyncio.Event) -> Service:
+async def consume_simpul(target: Target, payloads: Payloads, n: int) -> Result:
+    """bus.Service with one trivial handler, from ``running()`` until all ``n`` are acked."""
+    await target.reset()
+    redis = target.client()
+    try:
+        await preload(redis, STREAM, payloads, n)
+        return await run_simpul_consumer(target, redis, n)
+    finally:
+        await redis.aclose()
+
+
+async def run_simpul_consumer(target: Target, redis: object, n: int) -> Result:
+    done = asyncio.Event()
     service = Service(GROUP, settings=simpul_settings(target, "bench-1"))
     seen = 0
 
@@ -65,33 +79,14 @@ def _counting_service(target: Target, n: int, done: asyncio.Event) -> Service:
         if seen == n:
             done.set()
 
-    return service
-
-
-async def consume_simpul(target: Target, payloads: Payloads, n: int) -> float:
-    """bus.Service with one trivial handler, from ``running()`` until all ``n`` are acked."""
-    redis = target.client()
-    try:
-        await target.reset()
-        await preload(redis, STREAM, payloads, n)
-    finally:
-        await redis.aclose()
-    return await _run_simpul_consumer(target, n)
-
-
-async def _run_simpul_consumer(target: Target, n: int) -> float:
-    done = asyncio.Event()
-    service = _counting_service(target, n, done)
-    started = time.perf_counter()
-    async with service.running():
+    async with Meter(redis, n) as meter, service.running():  # type: ignore[arg-type]
         await asyncio.wait_for(done.wait(), TIMEOUT_S)
         while service.health.counters.get("acked", 0) < n:
             await asyncio.sleep(0.0005)
-        elapsed = time.perf_counter() - started
-    return n / elapsed
+    return meter.result
 
 
-async def consume_faststream(target: Target, payloads: Payloads, n: int, *, batch: bool) -> float:
+async def consume_faststream(target: Target, payloads: Payloads, n: int, *, batch: bool) -> Result:
     """FastStream 0.7.8's stream subscriber on its own ``__data__`` format (typed handler).
 
     Per-message logging is off (``logger=None``) so the framework, not stderr, is measured.
@@ -130,51 +125,50 @@ async def consume_faststream(target: Target, payloads: Payloads, n: int, *, batc
                     await broker.publish(payloads.model(i), stream=FS_STREAM, pipeline=pipe)
                 await pipe.execute()
         await redis.xgroup_create(FS_STREAM, group, id="0", mkstream=True)
-        started = time.perf_counter()
-        await broker.start()
-        try:
-            await asyncio.wait_for(done.wait(), TIMEOUT_S)
-            while (await redis.xpending(FS_STREAM, group))["pending"]:
-                await asyncio.sleep(0.0005)
-            elapsed = time.perf_counter() - started
-        finally:
-            await broker.stop()
+        async with Meter(redis, n) as meter:
+            await broker.start()
+            try:
+                await asyncio.wait_for(done.wait(), TIMEOUT_S)
+                while (await redis.xpending(FS_STREAM, group))["pending"]:
+                    await asyncio.sleep(0.0005)
+            finally:
+                await broker.stop()
+        return meter.result
     finally:
         await redis.aclose()
-    return n / elapsed
 
 
 # -- publish ------------------------------------------------------------------------------------
 
 
-async def publish_raw(target: Target, payloads: Payloads, n: int) -> float:
+async def publish_raw(target: Target, payloads: Payloads, n: int) -> Result:
     """Pipelines of 100 XADDs of the v1 fields, incl. model_dump_json and a uuid4 per event."""
     await target.reset()
     redis = target.client()
     template = payloads.envelopes[0]
     try:
-        started = time.perf_counter()
-        for start in range(0, n, BATCH):
-            now = format_time(datetime.now(UTC))
-            async with redis.pipeline(transaction=False) as pipe:
-                for i in range(start, min(start + BATCH, n)):
-                    pipe.xadd(STREAM, {  # type: ignore[arg-type]
-                        "specversion": "1.0",
-                        "id": str(uuid.uuid4()),
-                        "source": template.source,
-                        "type": template.type,
-                        "time": now,
-                        "datacontenttype": "application/json",
-                        "dataschema": template.dataschema,
-                        "data": payloads.model(i).model_dump_json(),
-                    })  # fmt: skip
-                await pipe.execute()
-        return n / (time.perf_counter() - started)
+        async with Meter(redis, n) as meter:
+            for start in range(0, n, BATCH):
+                now = format_time(datetime.now(UTC))
+                async with redis.pipeline(transaction=False) as pipe:
+                    for i in range(start, min(start + BATCH, n)):
+                        pipe.xadd(STREAM, {  # type: ignore[arg-type]
+                            "specversion": "1.0",
+                            "id": str(uuid.uuid4()),
+                            "source": template.source,
+                            "type": template.type,
+                            "time": now,
+                            "datacontenttype": "application/json",
+                            "dataschema": template.dataschema,
+                            "data": payloads.model(i).model_dump_json(),
+                        })  # fmt: skip
+                    await pipe.execute()
+        return meter.result
     finally:
         await redis.aclose()
 
 
-async def publish_simpul(target: Target, payloads: Payloads, n: int) -> float:
+async def publish_simpul(target: Target, payloads: Payloads, n: int) -> Result:
     """Publisher.publish_many of 100 contract instances: validate, encode, idempotent Lua."""
     await target.reset()
     redis = target.client()
@@ -182,9 +176,9 @@ async def publish_simpul(target: Target, payloads: Payloads, n: int) -> float:
     try:
         await publisher.publish_many([payloads.model(0)])  # loads the script: not timed
         await target.reset()
-        started = time.perf_counter()
-        for start in range(0, n, BATCH):
-            await publisher.publish_many([payloads.model(i) for i in range(start, min(start + BATCH, n))])
-        return n / (time.perf_counter() - started)
+        async with Meter(redis, n) as meter:
+            for start in range(0, n, BATCH):
+                await publisher.publish_many([payloads.model(i) for i in range(start, min(start + BATCH, n))])
+        return meter.result
     finally:
         await redis.aclose()

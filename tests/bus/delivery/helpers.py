@@ -29,7 +29,9 @@ def died(nik: str = NIK) -> CitizenDied:
 
 
 def moved(nik: str = NIK) -> CitizenMoved:
-    return CitizenMoved(nik=nik, address="Jl. Ijen 1", kecamatan="35.73.02", moved_on=date(2024, 3, 2))
+    return CitizenMoved(
+        nik=nik, address="Jl. Ijen 1", kecamatan="35.73.02", moved_on=date(2024, 3, 2)
+    )
 
 
 def fields_of(event: Contract, event_id: str, **changes: str) -> dict[str, str]:
@@ -102,11 +104,15 @@ async def wait_pending(redis: Redis, count: int, *, timeout: float = 15.0, **whe
     await wait_until(settled, timeout=timeout)
 
 
-async def dead_letters(redis: Redis, stream: str = STREAM, group: str = GROUP) -> list[dict[bytes, bytes]]:
+async def dead_letters(
+    redis: Redis, stream: str = STREAM, group: str = GROUP
+) -> list[dict[bytes, bytes]]:
     return [fields for _, fields in await redis.xrange(keys.dead_letters(stream, group))]
 
 
-async def wait_dead_letters(redis: Redis, count: int, *, timeout: float = 15.0) -> list[dict[bytes, bytes]]:
+async def wait_dead_letters(
+    redis: Redis, count: int, *, timeout: float = 15.0
+) -> list[dict[bytes, bytes]]:
     async def enough() -> bool:
         return len(await dead_letters(redis)) >= count
 
@@ -114,7 +120,9 @@ async def wait_dead_letters(redis: Redis, count: int, *, timeout: float = 15.0) 
     return await dead_letters(redis)
 
 
-async def barrier(publisher: Publisher, calls: Calls, event_id: str, *, timeout: float = 15.0) -> None:
+async def barrier(
+    publisher: Publisher, calls: Calls, event_id: str, *, timeout: float = 15.0
+) -> None:
     """Publish a sentinel and wait until it is handled: everything read before it was processed."""
     await publisher.publish(died(), id=event_id)
     await wait_until(lambda: event_id in calls.ids(), timeout=timeout)

@@ -28,7 +28,9 @@ def inside_key(consumer: str) -> str:
     return f"test:inside:{consumer}"
 
 
-def build_service(url: str, consumer: str, effects: Redis, *, hang: bool = False, **settings: Any) -> Service:
+def build_service(
+    url: str, consumer: str, effects: Redis, *, hang: bool = False, **settings: Any
+) -> Service:
     """The replica's service; ``effects`` is the client its handler writes effects with."""
     service = Service(GROUP, settings=quick_settings(url, consumer=consumer, **settings))
 

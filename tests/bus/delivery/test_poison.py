@@ -8,11 +8,10 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from bus import Contract, EventContext, Publisher, Service, keys
+from bus import Contract, EventContext, Publisher, keys
 from bus.deadletter import Reason, original_fields
 from bus.settings import Settings
 from bus.testing import wait_until
-from schemas.dukcapil import CitizenDied
 from tests.bus.delivery.helpers import (
     NIK,
     STREAM,
@@ -39,13 +38,18 @@ def _non_utf8() -> dict[str, Any]:
 
 
 def _unknown_type() -> dict[str, Any]:
-    return fields_of(died(), "poison", type="dukcapil.citizen.vanished.v1",
-                     dataschema="simpul:dukcapil.citizen.vanished:1.0")  # fmt: skip
+    return fields_of(
+        died(),
+        "poison",
+        type="dukcapil.citizen.vanished.v1",
+        dataschema="simpul:dukcapil.citizen.vanished:1.0",
+    )
 
 
 def _wrong_stream() -> dict[str, Any]:
-    return fields_of(died(), "poison", type="bapenda.tax.paid.v1",
-                     dataschema="simpul:bapenda.tax.paid:1.0")  # fmt: skip
+    return fields_of(
+        died(), "poison", type="bapenda.tax.paid.v1", dataschema="simpul:bapenda.tax.paid:1.0"
+    )
 
 
 POISON: dict[str, tuple[Callable[[], dict[str, Any]], Reason, str]] = {

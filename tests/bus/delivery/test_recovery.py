@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from redis.asyncio import Redis
 
 from bus import EventContext, Publisher, Service
@@ -26,7 +27,9 @@ from tests.bus.delivery.helpers import (
 )
 
 
-async def _publish_and_wait(publisher: Publisher, service: Service, calls: Calls, ids: list[str]) -> None:
+async def _publish_and_wait(
+    publisher: Publisher, service: Service, calls: Calls, ids: list[str]
+) -> None:
     for event_id in ids:
         await publisher.publish(died(), id=event_id)
 
@@ -38,15 +41,33 @@ async def _publish_and_wait(publisher: Publisher, service: Service, calls: Calls
     assert set(ids) <= set(calls.ids())
 
 
-async def test_consumption_resumes_after_the_group_is_destroyed(
-    redis: Redis, settings: Settings, publisher: Publisher
+async def _blocked_in_read(redis: Redis) -> bool:
+    clients = await redis.client_list()
+    return any(c.get("cmd") == "xreadgroup" and "b" in c.get("flags", "") for c in clients)
+
+
+LOSSES = {
+    "destroy_group": lambda redis: redis.xgroup_destroy(STREAM, GROUP),
+    "delete_stream": lambda redis: redis.delete(STREAM),
+}
+
+
+@pytest.mark.parametrize("loss", list(LOSSES))
+async def test_consumption_resumes_after_the_group_is_lost(
+    loss: str, redis: Redis, redis_url: str, publisher: Publisher
 ) -> None:
+    """The group (or its whole stream) goes away while the consumer is blocked in XREADGROUP.
+
+    block_ms is long here so the loss surely lands during a blocked read: Redis then answers
+    the blocked read with an error at once (NOGROUP for a destroyed group, UNBLOCKED for a
+    deleted stream on Redis 7) rather than at the next poll."""
     calls = Calls()
-    service = recording_service(settings, calls)
-    async with service.running():
-        await barrier(publisher, calls, "before-destroy")
-        assert await redis.xgroup_destroy(STREAM, GROUP) == 1
-        await _publish_and_wait(publisher, service, calls, [f"after-destroy-{i}" for i in range(5)])
+    service = recording_service(quick_settings(redis_url, consumer="lost-1", block_ms=2_000), calls)
+    async with surviving(service):
+        await barrier(publisher, calls, "before-loss")
+        await wait_until(lambda: _blocked_in_read(redis), timeout=15)
+        assert await LOSSES[loss](redis) == 1
+        await _publish_and_wait(publisher, service, calls, [f"after-loss-{i}" for i in range(5)])
         await wait_pending(redis, 0)
     groups = [g["name"].decode() for g in await redis.xinfo_groups(STREAM)]
     assert groups == [GROUP]

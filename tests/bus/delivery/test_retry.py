@@ -25,7 +25,9 @@ from tests.bus.delivery.helpers import (
 )
 
 
-def failing_service(redis_url: str, calls: Calls, *, failures: int, max_deliveries: int = 5) -> Service:
+def failing_service(
+    redis_url: str, calls: Calls, *, failures: int, max_deliveries: int = 5
+) -> Service:
     """Its handler raises ValueError on the first ``failures`` calls of events named 'bad-*'."""
     settings = quick_settings(redis_url, consumer="retry-1", max_deliveries=max_deliveries)
     service = Service(GROUP, settings=settings)

@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from redis.asyncio import Redis
 
 from bus import EventContext, Publisher, Service
 from bus.settings import Settings
+from bus.testing import quick_settings
 from schemas.dukcapil import CitizenDied
-from tests.bus.delivery.helpers import GROUP, Calls, dead_letters, died, pending
+from tests.bus.delivery.helpers import (
+    GROUP,
+    Calls,
+    dead_letters,
+    died,
+    pending,
+    recording_service,
+)
 
 
-def held_service(settings: Settings, calls: Calls, started: asyncio.Event, release: asyncio.Event,
-                 *, fail_first: bool = False) -> Service:  # fmt: skip
+def held_service(
+    settings: Settings,
+    calls: Calls,
+    started: asyncio.Event,
+    release: asyncio.Event,
+    *,
+    fail_first: bool = False,
+) -> Service:
     """Its handler (optionally failing its first delivery) waits for ``release`` and records."""
     service = Service(GROUP, settings=settings)
 
@@ -28,8 +43,13 @@ def held_service(settings: Settings, calls: Calls, started: asyncio.Event, relea
     return service
 
 
-async def _leave_while_handler_runs(service: Service, publisher: Publisher, event_id: str,
-                                    started: asyncio.Event, release: asyncio.Event) -> None:  # fmt: skip
+async def _leave_while_handler_runs(
+    service: Service,
+    publisher: Publisher,
+    event_id: str,
+    started: asyncio.Event,
+    release: asyncio.Event,
+) -> None:
     async with service.running():
         await publisher.publish(died(), id=event_id)
         await asyncio.wait_for(started.wait(), 15)
@@ -58,3 +78,15 @@ async def test_shutdown_lets_a_retry_in_flight_finish_and_acks_it(
     await _leave_while_handler_runs(service, publisher, "inflight-retry", started, release)
     assert calls.of("inflight-retry") == [2], "the retry was cancelled by the shutdown"
     assert await pending(redis) == 0
+
+
+async def test_leaving_right_after_entering_stops_promptly(redis: Redis, redis_url: str) -> None:
+    """Nothing is in flight, so stopping must not wait out the shutdown grace period (and then
+    cancel a consumer that never heard it was asked to stop)."""
+    settings = quick_settings(redis_url, consumer="prompt-1", shutdown_grace_s=4.0)
+    service = recording_service(settings, Calls())
+    began = time.monotonic()
+    async with service.running():
+        pass
+    elapsed = time.monotonic() - began
+    assert elapsed < 2.0, f"stopping an idle service took {elapsed:.1f} s"

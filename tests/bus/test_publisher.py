@@ -1,0 +1,315 @@
+"""The publisher against a real Redis: validate first, then one idempotent script call per event."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import traceback
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from importlib.resources import files
+
+import pytest
+from pydantic import BaseModel
+from redis.asyncio import Redis
+
+from bus import keys
+from bus.contracts import Contract
+from bus.envelope import Envelope
+from bus.errors import ConfigurationError, ContractViolation
+from bus.publisher import Publisher, Retention, event_id
+from schemas.dukcapil import CitizenDied, CitizenMoved
+
+SOURCE = "urn:malangkota:dukcapil:siak"
+STREAM = "simpul:{dukcapil.citizen}"
+A_NIK = "3573014107900001"  # synthetic
+SCRIPT_SHA = hashlib.sha1(files("bus").joinpath("publish.lua").read_bytes()).hexdigest()
+
+
+class ParcelSold(Contract, event_type="testdept.parcel.sold.v1", register=False):
+    parcel: str
+
+
+def died(nik: str = A_NIK) -> CitizenDied:
+    return CitizenDied(nik=nik, date_of_death=date(2026, 11, 27), kecamatan="35.73.02")
+
+
+@pytest.fixture
+def publisher(redis: Redis) -> Publisher:
+    return Publisher(redis, source=SOURCE)
+
+
+# -- validation happens before anything reaches Redis -------------------------------------------
+
+
+async def test_an_invalid_constructed_instance_is_rejected_before_redis(
+    redis: Redis, publisher: Publisher
+) -> None:
+    bad_nik = A_NIK[:-1]
+    invalid = CitizenDied.model_construct(
+        nik=bad_nik, date_of_death=date(2026, 11, 27), kecamatan="35.73.09"
+    )
+
+    with pytest.raises(ContractViolation) as caught:
+        await publisher.publish(invalid)
+
+    assert caught.value.event_type == "dukcapil.citizen.died.v1"
+    assert {path for path, _ in caught.value.problems} == {"nik", "kecamatan"}
+    assert bad_nik not in str(caught.value)
+    assert await redis.xlen(STREAM) == 0
+    assert await redis.dbsize() == 0
+    assert await redis.script_exists(SCRIPT_SHA) == [False]  # not even the script was loaded
+
+
+async def test_an_incomplete_constructed_instance_names_the_missing_fields(
+    redis: Redis, publisher: Publisher
+) -> None:
+    with pytest.raises(ContractViolation, match=r"date_of_death: Field required"):
+        await publisher.publish(CitizenDied.model_construct(nik=A_NIK))
+    assert await redis.xlen(STREAM) == 0
+
+
+async def test_violation_from_publish_does_not_leak_the_value_in_its_traceback(
+    publisher: Publisher,
+) -> None:
+    bad_nik = A_NIK[:-1]  # 15 digits: the log processor's 16-digit mask does not catch it
+    invalid = CitizenDied.model_construct(
+        nik=bad_nik, date_of_death=date(2026, 11, 27), kecamatan="35.73.02"
+    )
+    with pytest.raises(ContractViolation) as caught:
+        await publisher.publish(invalid)
+    assert bad_nik not in "".join(traceback.format_exception(caught.value))
+
+
+async def test_an_id_the_decoder_would_reject_is_refused_before_redis(
+    redis: Redis, publisher: Publisher
+) -> None:
+    # Every consumer dead-letters an entry whose id exceeds 256 characters as undecodable, so
+    # the publisher must not write one.
+    with pytest.raises(ConfigurationError):
+        await publisher.publish(died(), id="x" * 257)
+    assert await redis.xlen(STREAM) == 0
+
+
+@pytest.mark.parametrize("thing", [{"nik": A_NIK}, "event", 42])
+async def test_only_contract_instances_can_be_published(
+    redis: Redis, publisher: Publisher, thing: object
+) -> None:
+    with pytest.raises(
+        ConfigurationError, match="can only publish instances of a declared contract"
+    ):
+        await publisher.publish(thing)  # type: ignore[arg-type]
+    assert await redis.dbsize() == 0
+
+
+async def test_models_without_a_wire_identity_cannot_be_published(
+    redis: Redis, publisher: Publisher
+) -> None:
+    class Plain(BaseModel):
+        nik: str
+
+    class Abstract(Contract):
+        nik: str
+
+    for model in (Plain(nik=A_NIK), Abstract(nik=A_NIK)):
+        with pytest.raises(ConfigurationError, match=type(model).__qualname__):
+            await publisher.publish(model)  # type: ignore[arg-type]
+    assert await redis.dbsize() == 0
+
+
+def test_configuration_errors() -> None:
+    with pytest.raises(ConfigurationError, match="needs a source URN"):
+        Publisher(None, source="")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="retention of default must be positive"):
+        Retention(timedelta(0))
+    with pytest.raises(ConfigurationError, match=r"of dukcapil\.citizen must be positive"):
+        Retention(per_aggregate={"dukcapil.citizen": timedelta(seconds=-1)})
+
+
+# -- what is written ----------------------------------------------------------------------------
+
+
+async def test_publish_writes_the_envelope_fields(redis: Redis, publisher: Publisher) -> None:
+    moment = datetime(2026, 11, 28, 13, 7, 26, 123456, tzinfo=UTC)
+    result = await publisher.publish(
+        died(), id="e-1", subject="cit-1", time=moment, correlationid="c-1"
+    )
+
+    assert (result.event_id, result.stream, result.duplicate) == ("e-1", STREAM, False)
+    [(entry, raw)] = await redis.xrange(STREAM)
+    assert entry.decode() == result.entry_id
+    envelope = Envelope.from_fields(raw)
+    assert envelope.time == "2026-11-28T13:07:26.123Z"
+    assert envelope.dataschema == "simpul:dukcapil.citizen.died:1.0"
+    assert (envelope.subject, envelope.correlationid, envelope.causationid) == (
+        "cit-1",
+        "c-1",
+        None,
+    )
+    assert CitizenDied.parse(envelope.data) == died()
+
+
+async def test_without_an_id_each_publish_is_a_new_event(
+    redis: Redis, publisher: Publisher
+) -> None:
+    first = await publisher.publish(died())
+    second = await publisher.publish(died())
+    assert first.event_id != second.event_id
+    assert uuid.UUID(first.event_id).version == 4
+    assert await redis.xlen(STREAM) == 2
+
+
+async def test_an_envelope_is_published_as_is(redis: Redis, publisher: Publisher) -> None:
+    envelope = publisher.envelope(died(), id="e-env")
+    result = await publisher.publish(envelope)
+    [(_, raw)] = await redis.xrange(STREAM)
+    assert Envelope.from_fields(raw) == envelope
+    assert result.event_id == "e-env"
+
+
+# -- idempotency ----------------------------------------------------------------------------------
+
+
+async def test_publishing_an_id_twice_adds_one_entry(redis: Redis) -> None:
+    publisher = Publisher(redis, source=SOURCE, dedupe_ttl=timedelta(hours=1))
+    first = await publisher.publish(died(), id="e-1")
+    again = await publisher.publish(died(), id="e-1", time=datetime.now(UTC) + timedelta(days=1))
+
+    assert not first.duplicate
+    assert again.duplicate
+    assert again.entry_id == first.entry_id
+    assert await redis.xlen(STREAM) == 1
+    seen = keys.seen(STREAM, "e-1")
+    assert (await redis.get(seen)).decode() == first.entry_id
+    assert 3_590_000 < await redis.pttl(seen) <= 3_600_000
+
+
+async def test_dedupe_is_per_stream(redis: Redis, publisher: Publisher) -> None:
+    on_citizen = await publisher.publish(died(), id="same")
+    on_parcel = await publisher.publish(ParcelSold(parcel="p-1"), id="same")
+    assert not on_citizen.duplicate
+    assert not on_parcel.duplicate
+    assert on_parcel.stream == "simpul:{testdept.parcel}"
+
+
+async def test_publish_many_dedupes_each_event_within_one_pipeline(
+    redis: Redis, publisher: Publisher
+) -> None:
+    earlier = await publisher.publish(died(), id="a")
+    moved = CitizenMoved(
+        nik=A_NIK, address="Jl. Ijen 1", kecamatan="35.73.01", moved_on=date(2026, 11, 1)
+    )
+    batch = [
+        publisher.envelope(died(), id="a"),  # published before
+        publisher.envelope(died(), id="b"),
+        publisher.envelope(moved, id="b"),  # duplicate within the batch
+        died(),  # a contract instance: gets a fresh id
+        publisher.envelope(ParcelSold(parcel="p-1"), id="a"),  # same id, another stream
+    ]
+
+    results = await publisher.publish_many(batch)
+
+    assert [r.duplicate for r in results] == [True, False, True, False, False]
+    assert results[0].entry_id == earlier.entry_id
+    assert results[2].entry_id == results[1].entry_id
+    assert [r.stream for r in results] == [STREAM] * 4 + ["simpul:{testdept.parcel}"]
+    assert await redis.xlen(STREAM) == 3
+    assert await redis.xlen("simpul:{testdept.parcel}") == 1
+    # Added in batch order.
+    entries = [e.decode() for e, _ in await redis.xrange(STREAM)]
+    assert entries == [earlier.entry_id, results[1].entry_id, results[3].entry_id]
+    assert await publisher.publish_many([]) == []
+
+
+async def test_publish_recovers_from_a_flushed_script_cache(
+    redis: Redis, publisher: Publisher
+) -> None:
+    first = await publisher.publish(died(), id="e-1")
+    assert await redis.script_exists(SCRIPT_SHA) == [True]
+    await redis.script_flush()
+    assert await redis.script_exists(SCRIPT_SHA) == [False]
+
+    again = await publisher.publish_many(
+        [publisher.envelope(died(), id="e-1"), publisher.envelope(died(), id="e-2")]
+    )
+
+    assert [r.duplicate for r in again] == [True, False]
+    assert again[0].entry_id == first.entry_id
+    assert await redis.script_exists(SCRIPT_SHA) == [True]
+    assert await redis.xlen(STREAM) == 2
+
+
+# -- retention --------------------------------------------------------------------------------
+
+
+async def _add_entries(redis: Redis, at_ms: int, count: int) -> None:
+    async with redis.pipeline(transaction=False) as pipe:
+        for seq in range(count):
+            pipe.xadd(STREAM, {"k": "v"}, id=f"{at_ms}-{seq}")
+        await pipe.execute()
+
+
+async def test_minid_retention_trims_entries_older_than_the_retention(redis: Redis) -> None:
+    now_ms = int(time.time() * 1000)
+    old_ms, recent_ms = now_ms - 2 * 86_400_000, now_ms - 3_600_000
+    await _add_entries(redis, old_ms, 1_000)
+    await _add_entries(redis, recent_ms, 5)
+    publisher = Publisher(
+        redis,
+        source=SOURCE,
+        retention=Retention(per_aggregate={"dukcapil.citizen": timedelta(days=1)}),
+    )
+
+    result = await publisher.publish(died())
+
+    ids = [e.decode() for e, _ in await redis.xrange(STREAM)]
+    old_left = [i for i in ids if i.startswith(f"{old_ms}-")]
+    # MINID ~ removes whole macro nodes only: old entries sharing a node with newer ones stay.
+    node_size = int((await redis.config_get("stream-node-max-entries"))["stream-node-max-entries"])
+    assert len(old_left) < node_size
+    assert [i for i in ids if i.startswith(f"{recent_ms}-")] == [
+        f"{recent_ms}-{n}" for n in range(5)
+    ]
+    assert ids[-1] == result.entry_id
+
+
+async def test_without_retention_nothing_is_trimmed(redis: Redis) -> None:
+    old_ms = int(time.time() * 1000) - 400 * 86_400_000
+    await _add_entries(redis, old_ms, 300)
+    other_aggregate_only = Retention(per_aggregate={"bapenda.tax": timedelta(days=1)})
+    for retention in (None, other_aggregate_only):
+        await Publisher(redis, source=SOURCE, retention=retention).publish(died())
+    assert await redis.xlen(STREAM) == 302
+
+
+def test_minid_is_now_minus_the_retention() -> None:
+    retention = Retention(timedelta(days=7), per_aggregate={"dukcapil.citizen": timedelta(hours=1)})
+    now_ms = 1_795_871_246_123
+    assert retention.minid("bapenda.tax", now_ms) == "1795266446123-0"
+    assert retention.minid("dukcapil.citizen", now_ms) == f"{now_ms - 3_600_000}-0"
+    assert Retention().minid("dukcapil.citizen", now_ms) == ""
+
+
+# -- deterministic ids --------------------------------------------------------------------------
+
+
+def test_event_id_is_deterministic_and_distinguishes_records() -> None:
+    first = event_id(SOURCE, "kematian", 4711, 1)
+    assert first == event_id(SOURCE, "kematian", 4711, 1)
+    assert first == event_id(SOURCE, "kematian", "4711", "1")  # parts are formatted with str()
+    assert first != event_id(SOURCE, "kematian", 4711, 2)
+    assert first != event_id("urn:malangkota:dukcapil:other", "kematian", 4711, 1)
+    assert event_id(SOURCE, "a", "bc") != event_id(SOURCE, "ab", "c")  # parts are separated
+
+
+def test_event_id_is_the_documented_uuid5() -> None:
+    # docs/wire-format.md, section 2.1: the test vector, and the algorithm PHP/Java implement.
+    assert event_id(SOURCE, "kematian", 4711, 1) == "2ee8b89c-643d-57a2-a420-2db15553b5b6"
+    namespace = uuid.UUID("5a1b0c2e-3d4f-5a6b-8c7d-9e0f1a2b3c4d")
+    digest = bytearray(
+        hashlib.sha1(namespace.bytes + f"{SOURCE}\x1fkematian\x1f4711\x1f1".encode()).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    assert event_id(SOURCE, "kematian", 4711, 1) == str(uuid.UUID(bytes=bytes(digest)))
+    assert uuid.UUID(event_id(SOURCE)).version == 5

