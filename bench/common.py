@@ -83,15 +83,18 @@ class Target:
         try:
             info = await redis.info("server")
             try:
-                fsync = (await redis.config_get("appendfsync")).get(b"appendfsync", b"?").decode()
-                aof = (await redis.config_get("appendonly")).get(b"appendonly", b"?").decode()
-            except Exception:  # noqa: BLE001 - CONFIG may be denied on a managed Redis
+                config: Any = await redis.config_get("append*")
+                fsync = config.get(b"appendfsync", b"?").decode()
+                aof = config.get(b"appendonly", b"?").decode()
+            except Exception:
                 fsync = aof = "unknown"
         finally:
             await redis.aclose()
         return {
             "redis_version": info.get("redis_version"),
-            "redis": "embedded (bus.embedded.EmbeddedRedis)" if self.embedded else "SIMPUL_REDIS_URL",
+            "redis": "embedded (bus.embedded.EmbeddedRedis)"
+            if self.embedded
+            else "SIMPUL_REDIS_URL",
             "appendonly": aof,
             "appendfsync": fsync,
         }
@@ -119,7 +122,10 @@ def machine_facts() -> dict[str, Any]:
         "cpu": cpu,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        **{pkg: version(pkg) for pkg in ("redis", "hiredis", "pydantic", "pydantic_core", "faststream")},
+        **{
+            pkg: version(pkg)
+            for pkg in ("redis", "hiredis", "pydantic", "pydantic_core", "faststream")
+        },
     }
 
 
@@ -140,7 +146,9 @@ class Payloads:
         return envelope.with_attributes(id=f"{envelope.id[:-8]}{i:08x}").to_fields()
 
     def entry_bytes(self) -> float:
-        sizes = [sum(len(k) + len(v.encode()) for k, v in e.to_fields().items()) for e in self.envelopes]
+        sizes = [
+            sum(len(k) + len(v.encode()) for k, v in e.to_fields().items()) for e in self.envelopes
+        ]
         return statistics.fmean(sizes)
 
 
@@ -168,7 +176,15 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 async def redis_cpu_s(redis: Redis) -> float:
     """CPU time of the Redis server process so far (all its threads), from INFO cpu."""
     info = await redis.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return sum(
+        float(info.get(k, 0))
+        for k in (
+            "used_cpu_user",
+            "used_cpu_sys",
+            "used_cpu_user_children",
+            "used_cpu_sys_children",
+        )
+    )
 
 
 def machine_busy_s() -> float:

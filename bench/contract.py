@@ -48,9 +48,13 @@ class CitizenRecorded(
 _FIRST = ["Budi", "Siti", "Agus", "Dewi", "Eko", "Sri", "Hadi", "Rina", "Joko", "Wulan"]
 _LAST = ["Santoso", "Rahayu", "Wijaya", "Kusuma", "Pratama", "Lestari", "Hidayat", "Saputra"]
 _KELURAHAN = [
-    ("Klojen", "35.73.01"), ("Oro-oro Dowo", "35.73.01"), ("Bunulrejo", "35.73.02"),
-    ("Sawojajar", "35.73.03"), ("Bandungrejosari", "35.73.04"), ("Tlogomas", "35.73.05"),
-]  # fmt: skip
+    ("Klojen", "35.73.01"),
+    ("Oro-oro Dowo", "35.73.01"),
+    ("Bunulrejo", "35.73.02"),
+    ("Sawojajar", "35.73.03"),
+    ("Bandungrejosari", "35.73.04"),
+    ("Tlogomas", "35.73.05"),
+]
 _JOBS = ["Pegawai Negeri Sipil", "Wiraswasta", "Karyawan Swasta", "Pelajar/Mahasiswa", "Petani"]
 
 

@@ -8,6 +8,7 @@ parent marks with ``start`` / ``stop`` on its stdin:
 
     child -> "ready"            group exists, first poll done
     parent -> "start"           child notes CPU time and clock, forgets earlier latencies
+    child -> "started"          (only then does the parent send events)
     parent -> "stop <n>"        child notes CPU time and clock, waits for <n> events, reports
     child -> {json}             cpu_s, wall_s, received, latencies (p50/p90/p99/max in ms)
     parent -> "quit"
@@ -18,6 +19,7 @@ Run as ``python -m bench.latency child raw|simpul <redis-url>`` by :func:`measur
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import sys
@@ -31,6 +33,8 @@ from redis.asyncio import Redis
 from bench.common import BATCH, STREAM, Payloads, Target, machine_busy_s, percentile, redis_cpu_s
 from bench.contract import CitizenRecorded
 from bus import EventContext, Publisher, Service, Settings
+from bus.logging import configure
+from bus.testing import wait_until
 
 _ROOT = Path(__file__).resolve().parent.parent
 SENT = "sentns"
@@ -85,31 +89,39 @@ async def _control(window: _Window, ready: Callable[[], Awaitable[None]]) -> Non
         if line[0] == "start":
             window.reset()
             cpu0, wall0 = _cpu_s(), time.monotonic()
+            print("started", flush=True)
         elif line[0] == "stop":
             cpu1, wall1 = _cpu_s(), time.monotonic()
             expected = int(line[1])
             deadline = time.monotonic() + 10
             while window.received < expected and time.monotonic() < deadline:
                 window.arrived.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(window.arrived.wait(), 0.5)
-                except TimeoutError:
-                    pass
             ms = sorted(v / 1e6 for v in window.latencies)
             pauses = list(window.gc_pauses)
-            print(json.dumps({
-                "cpu_s": cpu1 - cpu0,
-                "wall_s": wall1 - wall0,
-                "received": window.received,
-                "p50_ms": percentile(ms, 50),
-                "p90_ms": percentile(ms, 90),
-                "p99_ms": percentile(ms, 99),
-                "max_ms": ms[-1] if ms else float("nan"),
-                "samples_us": [round(v / 1e3) for v in window.latencies],
-                "gc": {f"gen{g}": [sum(1 for p in pauses if p[0] == g),
-                                   round(max((p[1] for p in pauses if p[0] == g), default=0) / 1e6, 3)]
-                       for g in range(3)},  # collections, longest pause ms
-            }), flush=True)  # fmt: skip
+            print(
+                json.dumps(
+                    {
+                        "cpu_s": cpu1 - cpu0,
+                        "wall_s": wall1 - wall0,
+                        "received": window.received,
+                        "p50_ms": percentile(ms, 50),
+                        "p90_ms": percentile(ms, 90),
+                        "p99_ms": percentile(ms, 99),
+                        "max_ms": ms[-1] if ms else float("nan"),
+                        "samples_us": [round(v / 1e3) for v in window.latencies],
+                        "gc": {
+                            f"gen{g}": [
+                                sum(1 for p in pauses if p[0] == g),
+                                round(max((p[1] for p in pauses if p[0] == g), default=0) / 1e6, 3),
+                            ]
+                            for g in range(3)
+                        },  # collections, longest pause ms
+                    }
+                ),
+                flush=True,
+            )
 
 
 async def _child_raw(url: str) -> None:
@@ -122,7 +134,9 @@ async def _child_raw(url: str) -> None:
     async def loop() -> None:
         model = CitizenRecorded
         while True:
-            reply = await redis.xreadgroup(GROUP_RAW, "raw-1", {STREAM: ">"}, count=BATCH, block=BLOCK_MS)
+            reply: Any = await redis.xreadgroup(
+                GROUP_RAW, "raw-1", {STREAM: ">"}, count=BATCH, block=BLOCK_MS
+            )
             for stream, entries in reply:
                 ids = []
                 for entry_id, fields in entries:
@@ -135,8 +149,14 @@ async def _child_raw(url: str) -> None:
         await redis.ping()
 
     task = asyncio.create_task(loop())
+    task.add_done_callback(_report_crash)
     await _control(window, ready)
     task.cancel()
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        print(f"raw consumer loop died: {task.exception()!r}", file=sys.stderr, flush=True)
 
 
 async def _child_simpul(url: str) -> None:
@@ -149,16 +169,13 @@ async def _child_simpul(url: str) -> None:
         window.record(int(ctx.envelope.extensions[SENT]))  # type: ignore[index]
 
     async def ready() -> None:
-        while service.health.last_poll is None:  # group created, first read returned
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: service.health.last_poll is not None, timeout=30)
 
     async with service.running():
         await _control(window, ready)
 
 
 def child_main(mode: str, url: str) -> None:
-    from bus.logging import configure
-
     configure(level="warning", fmt="json")
     asyncio.run(_child_raw(url) if mode == "raw" else _child_simpul(url))
 
@@ -173,9 +190,16 @@ class _Child:
     @classmethod
     async def spawn(cls, mode: str, url: str) -> _Child:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.latency", "child", mode, url,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=_ROOT,
-        )  # fmt: skip
+            sys.executable,
+            "-m",
+            "bench.latency",
+            "child",
+            mode,
+            url,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=_ROOT,
+        )
         child = cls(proc)
         line = await child.readline(30)
         if line != "ready":
@@ -194,6 +218,8 @@ class _Child:
     async def window(self, redis: Redis, body: Callable[[], Awaitable[int]]) -> dict[str, Any]:
         busy0, own0, server0 = machine_busy_s(), time.process_time(), await redis_cpu_s(redis)
         await self.send("start")
+        if (line := await self.readline(30)) != "started":  # before the first event is sent
+            raise RuntimeError(f"latency child did not start its window: {line!r}")
         sent = await body()
         await asyncio.sleep(0.1)  # the last events' latency is measured, not cut off
         await self.send(f"stop {sent}")
@@ -236,9 +262,15 @@ async def _paced(send: Callable[[int], Awaitable[None]], rate: float, duration_s
 
 
 async def measure(
-    target: Target, payloads: Payloads, consumer: str, publisher: str, *,
-    rate: float, duration_s: float, idle_s: float,
-) -> dict[str, Any]:  # fmt: skip
+    target: Target,
+    payloads: Payloads,
+    consumer: str,
+    publisher: str,
+    *,
+    rate: float,
+    duration_s: float,
+    idle_s: float,
+) -> dict[str, Any]:
     """An idle window (if ``idle_s``), then a paced one, with a ``consumer`` child process.
 
     ``publisher`` "raw" sends with one XADD per event (the payload dumped by pydantic);

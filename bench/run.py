@@ -71,9 +71,11 @@ async def _repeat(
         for name, (n, work) in workloads.items():
             for attempt in range(RETRIES + 1):
                 result = await work(n)
-                _log(f"run {run + 1}/{runs} {name:<20} n={n:>6}  {result['rate']:>10,.0f} events/s  "
-                     f"client {result['client_us']:5.1f} µs/ev  redis {result['redis_us']:5.1f} µs/ev  "
-                     f"others {result['others_pct']:3.0f}%")  # fmt: skip
+                _log(
+                    f"run {run + 1}/{runs} {name:<20} n={n:>6} {result['rate']:>9,.0f} events/s "
+                    f"client {result['client_us']:5.1f} µs/ev "
+                    f"redis {result['redis_us']:5.1f} µs/ev others {result['others_pct']:3.0f}%"
+                )
                 if result["others_pct"] <= DISTURBED_PCT or attempt == RETRIES:
                     break
                 results[name]["discarded"].append(result)
@@ -127,19 +129,33 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         out["data_bytes"] = statistics.fmean(len(e.data) for e in payloads.envelopes)
 
         consume: dict[str, Any] = {}
-        await _repeat(consume, {
-            "raw": (n, lambda k: throughput.consume_raw(target, payloads, k)),
-            "simpul": (n, lambda k: throughput.consume_simpul(target, payloads, k)),
-            "faststream_default": (n_fs_default, lambda k: throughput.consume_faststream(target, payloads, k, batch=False)),
-            "faststream_batch": (n, lambda k: throughput.consume_faststream(target, payloads, k, batch=True)),
-        }, runs)  # fmt: skip
+        await _repeat(
+            consume,
+            {
+                "raw": (n, lambda k: throughput.consume_raw(target, payloads, k)),
+                "simpul": (n, lambda k: throughput.consume_simpul(target, payloads, k)),
+                "faststream_default": (
+                    n_fs_default,
+                    lambda k: throughput.consume_faststream(target, payloads, k, batch=False),
+                ),
+                "faststream_batch": (
+                    n,
+                    lambda k: throughput.consume_faststream(target, payloads, k, batch=True),
+                ),
+            },
+            runs,
+        )
         out["consume"] = consume
 
         publish: dict[str, Any] = {}
-        await _repeat(publish, {
-            "raw": (n, lambda k: throughput.publish_raw(target, payloads, k)),
-            "simpul": (n, lambda k: throughput.publish_simpul(target, payloads, k)),
-        }, runs)  # fmt: skip
+        await _repeat(
+            publish,
+            {
+                "raw": (n, lambda k: throughput.publish_raw(target, payloads, k)),
+                "simpul": (n, lambda k: throughput.publish_simpul(target, payloads, k)),
+            },
+            runs,
+        )
         out["publish"] = publish
 
         configs = {  # name: (consumer, publisher)
@@ -147,7 +163,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "simpul_consumer": ("simpul", "raw"),
             "simpul": ("simpul", "simpul"),
         }
-        lat: dict[str, Any] = {"rate": 1_000, "duration_s": lat_s, "runs": lat_runs, "configs": {}, "idle": {}}
+        lat: dict[str, Any] = {
+            "rate": 1_000,
+            "duration_s": lat_s,
+            "runs": lat_runs,
+            "configs": {},
+            "idle": {},
+        }
         for name in configs:
             lat["configs"][name] = []
         retries_left = 3
@@ -155,16 +177,28 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for name, (consumer, publisher) in configs.items():
                 idle = idle_s if run_no == 0 and consumer == publisher else 0.0
                 while True:
-                    result = await latency.measure(target, payloads, consumer, publisher, rate=1_000,
-                                                   duration_s=lat_s, idle_s=idle)  # fmt: skip
+                    result = await latency.measure(
+                        target,
+                        payloads,
+                        consumer,
+                        publisher,
+                        rate=1_000,
+                        duration_s=lat_s,
+                        idle_s=idle,
+                    )
                     load = result["load"]
-                    _log(f"run {run_no + 1}/{lat_runs} latency {name:<16} p50 {load['p50_ms']:.3f} ms  "
-                         f"p99 {load['p99_ms']:.3f} ms  cpu {load['cpu_pct']:.1f}%  "
-                         f"{load['received']}/{load['sent']}  others {load['others_pct']:.0f}%")  # fmt: skip
+                    _log(
+                        f"run {run_no + 1}/{lat_runs} latency {name:<16} "
+                        f"p50 {load['p50_ms']:.3f} ms  p99 {load['p99_ms']:.3f} ms  "
+                        f"cpu {load['cpu_pct']:.1f}%  "
+                        f"{load['received']}/{load['sent']}  others {load['others_pct']:.0f}%"
+                    )
                     if load["others_pct"] <= DISTURBED_PCT or not retries_left:
                         break
                     retries_left -= 1
-                    lat.setdefault("discarded", []).append({"config": name, **load, "samples_us": None})
+                    lat.setdefault("discarded", []).append(
+                        {"config": name, **load, "samples_us": None}
+                    )
                     _log("  other processes were busy: measuring again")
                 if "idle" in result:
                     lat["idle"][consumer] = result["idle"]
@@ -175,7 +209,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             lat[name]["max_ms"] = pooled[-1] if pooled else float("nan")
             for key in ("cpu_pct", "publisher_cpu_pct", "redis_cpu_pct", "others_pct"):
                 lat[name][key] = median([r[key] for r in loads])
-            lat[name]["p99_range"] = [min(r["p99_ms"] for r in loads), max(r["p99_ms"] for r in loads)]
+            lat[name]["p99_range"] = [
+                min(r["p99_ms"] for r in loads),
+                max(r["p99_ms"] for r in loads),
+            ]
             lat[name]["received"] = sum(r["received"] for r in loads)
             lat[name]["sent"] = sum(r["sent"] for r in loads)
         out["latency"] = lat
@@ -209,20 +246,50 @@ def verdicts(out: dict[str, Any]) -> list[dict[str, Any]]:
     cpu = lat["simpul"]["cpu_pct"] / lat["raw"]["cpu_pct"]
     idle = out["latency"]["idle"].get("simpul", {}).get("cpu_pct", float("nan"))
     rows = [
-        ("consume throughput", "Simpul / raw >= 60%", consume, consume >= TARGETS["consume"],
-         f"{consume:.0%}", f"short by {TARGETS['consume'] - consume:.0%} of raw "
-         f"({TARGETS['consume'] * c['raw']['rate'] - c['simpul']['rate']:,.0f} events/s)"),
-        ("publish throughput", "Simpul / raw >= 50%", publish, publish >= TARGETS["publish"],
-         f"{publish:.0%}", f"short by {TARGETS['publish'] - publish:.0%} of raw "
-         f"({TARGETS['publish'] * p['raw']['rate'] - p['simpul']['rate']:,.0f} events/s)"),
-        ("p99 latency at 1k/s", "Simpul p99 <= 2x raw p99", p99, p99 <= TARGETS["p99"],
-         f"{p99:.2f}x", f"{p99 / TARGETS['p99']:.2f}x over the limit "
-         f"({lat['simpul']['p99_ms'] - TARGETS['p99'] * lat['raw']['p99_ms']:.2f} ms too slow)"),
-        ("consumer CPU at 1k/s", "Simpul CPU <= 1.5x raw", cpu, cpu <= TARGETS["cpu"],
-         f"{cpu:.2f}x", f"{cpu / TARGETS['cpu']:.2f}x over the limit"),
-        ("idle CPU (no spinning)", f"< {TARGETS['idle_pct']:.0f}% of a core", idle,
-         idle < TARGETS["idle_pct"], f"{idle:.2f}%", "spins"),
-    ]  # fmt: skip
+        (
+            "consume throughput",
+            "Simpul / raw >= 60%",
+            consume,
+            consume >= TARGETS["consume"],
+            f"{consume:.0%}",
+            f"short by {TARGETS['consume'] - consume:.0%} of raw "
+            f"({TARGETS['consume'] * c['raw']['rate'] - c['simpul']['rate']:,.0f} events/s)",
+        ),
+        (
+            "publish throughput",
+            "Simpul / raw >= 50%",
+            publish,
+            publish >= TARGETS["publish"],
+            f"{publish:.0%}",
+            f"short by {TARGETS['publish'] - publish:.0%} of raw "
+            f"({TARGETS['publish'] * p['raw']['rate'] - p['simpul']['rate']:,.0f} events/s)",
+        ),
+        (
+            "p99 latency at 1k/s",
+            "Simpul p99 <= 2x raw p99",
+            p99,
+            p99 <= TARGETS["p99"],
+            f"{p99:.2f}x",
+            f"{p99 / TARGETS['p99']:.2f}x over the limit "
+            f"({lat['simpul']['p99_ms'] - TARGETS['p99'] * lat['raw']['p99_ms']:.2f} ms too slow)",
+        ),
+        (
+            "consumer CPU at 1k/s",
+            "Simpul CPU <= 1.5x raw",
+            cpu,
+            cpu <= TARGETS["cpu"],
+            f"{cpu:.2f}x",
+            f"{cpu / TARGETS['cpu']:.2f}x over the limit",
+        ),
+        (
+            "idle CPU (no spinning)",
+            f"< {TARGETS['idle_pct']:.0f}% of a core",
+            idle,
+            idle < TARGETS["idle_pct"],
+            f"{idle:.2f}%",
+            "spins",
+        ),
+    ]
     return [
         {"metric": m, "target": t, "value": v, "met": ok, "shown": s, "miss": "" if ok else miss}
         for m, t, v, ok, s, miss in rows
@@ -235,22 +302,46 @@ def _table(headers: list[str], rows: list[list[str]], align: str | None = None) 
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
 
     def line(cells: list[str]) -> str:
-        padded = [c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(cells, widths, align, strict=True)]
+        padded = [
+            c.rjust(w) if a == "r" else c.ljust(w)
+            for c, w, a in zip(cells, widths, align, strict=True)
+        ]
         return "| " + " | ".join(padded) + " |"
 
-    sep = "|" + "|".join(("-" * (w + 1) + ":") if a == "r" else ("-" * (w + 2))
-                         for w, a in zip(widths, align, strict=True)) + "|"  # fmt: skip
+    sep = (
+        "|"
+        + "|".join(
+            ("-" * (w + 1) + ":") if a == "r" else ("-" * (w + 2))
+            for w, a in zip(widths, align, strict=True)
+        )
+        + "|"
+    )
     return [line(headers), sep, *(line(r) for r in rows)]
 
 
-_RATE_HEADERS = ["N", "events/s (median)", "range", "vs raw", "client CPU µs/event", "Redis CPU µs/event"]
+_RATE_HEADERS = [
+    "N",
+    "events/s (median)",
+    "range",
+    "vs raw",
+    "client CPU µs/event",
+    "Redis CPU µs/event",
+]
 
 
 def _rate_row(label: str, entry: dict[str, Any], base: float, note: str = "") -> list[str]:
     rates = [r["rate"] for r in entry["runs"]]
-    spread = f"{min(rates):,.0f}–{max(rates):,.0f}" if len(rates) > 1 else "–"
-    return [label, f"{entry['n']:,}", f"{entry['rate']:,.0f}", spread, f"{entry['rate'] / base:.0%}",
-            f"{entry['client_us']:.1f}", f"{entry['redis_us']:.1f}", note]  # fmt: skip
+    spread = f"{min(rates):,.0f}-{max(rates):,.0f}" if len(rates) > 1 else "-"
+    return [
+        label,
+        f"{entry['n']:,}",
+        f"{entry['rate']:,.0f}",
+        spread,
+        f"{entry['rate'] / base:.0%}",
+        f"{entry['client_us']:.1f}",
+        f"{entry['redis_us']:.1f}",
+        note,
+    ]
 
 
 def consume_table(out: dict[str, Any]) -> list[str]:
@@ -258,12 +349,22 @@ def consume_table(out: dict[str, Any]) -> list[str]:
     raw, fs = c["raw"]["rate"], c["faststream_default"]["rate"]
     rows = [
         _rate_row("raw redis-py loop (XREADGROUP 100 + validate + XACK/batch)", c["raw"], raw),
-        _rate_row("**Simpul** Service, batch_size 100", c["simpul"], raw,
-                  f"{c['simpul']['rate'] / fs:.1f}x FastStream default"),
-        _rate_row("FastStream 0.7.8 StreamSub, default (one message)", c["faststream_default"], raw),
-        _rate_row("FastStream 0.7.8 StreamSub, batch=True, max_records=100", c["faststream_batch"], raw,
-                  f"Simpul = {c['simpul']['rate'] / c['faststream_batch']['rate']:.2f}x this"),
-    ]  # fmt: skip
+        _rate_row(
+            "**Simpul** Service, batch_size 100",
+            c["simpul"],
+            raw,
+            f"{c['simpul']['rate'] / fs:.1f}x FastStream default",
+        ),
+        _rate_row(
+            "FastStream 0.7.8 StreamSub, default (one message)", c["faststream_default"], raw
+        ),
+        _rate_row(
+            "FastStream 0.7.8 StreamSub, batch=True, max_records=100",
+            c["faststream_batch"],
+            raw,
+            f"Simpul = {c['simpul']['rate'] / c['faststream_batch']['rate']:.2f}x this",
+        ),
+    ]
     return _table(["consumer", *_RATE_HEADERS, "note"], rows, "lrrrrrrl")
 
 
@@ -272,7 +373,9 @@ def publish_table(out: dict[str, Any]) -> list[str]:
     raw = p["raw"]["rate"]
     rows = [
         _rate_row("raw pipelined XADD x100 (+ model_dump_json, uuid4)", p["raw"], raw),
-        _rate_row("**Simpul** Publisher.publish_many x100 (validate, encode, Lua)", p["simpul"], raw),
+        _rate_row(
+            "**Simpul** Publisher.publish_many x100 (validate, encode, Lua)", p["simpul"], raw
+        ),
     ]
     return _table(["publisher", *_RATE_HEADERS, "note"], rows, "lrrrrrrl")
 
@@ -289,42 +392,90 @@ def latency_table(out: dict[str, Any]) -> list[str]:
     for name, label in labels.items():
         m = lat[name]
         lo, hi = m["p99_range"]
-        rows.append([
-            label, f"{m['p50_ms']:.3f}", f"{m['p90_ms']:.3f}", f"{m['p99_ms']:.3f}",
-            f"{lo:.2f}–{hi:.2f}" if lat["runs"] > 1 else "–", f"{m['max_ms']:.2f}",
-            f"{m['p99_ms'] / raw['p99_ms']:.2f}x", f"{m['cpu_pct']:.1f}%",
-            f"{m['cpu_pct'] / raw['cpu_pct']:.2f}x", f"{m['publisher_cpu_pct']:.1f}%",
-            f"{m['redis_cpu_pct']:.1f}%", f"{m['received']:,}/{m['sent']:,}",
-        ])  # fmt: skip
-    return _table(["path", "p50 ms", "p90 ms", "p99 ms", "p99 per run", "max ms", "p99 vs raw",
-                   "consumer CPU", "vs raw", "publisher CPU", "Redis CPU", "received/sent"], rows)  # fmt: skip
+        rows.append(
+            [
+                label,
+                f"{m['p50_ms']:.3f}",
+                f"{m['p90_ms']:.3f}",
+                f"{m['p99_ms']:.3f}",
+                f"{lo:.2f}-{hi:.2f}" if lat["runs"] > 1 else "-",
+                f"{m['max_ms']:.2f}",
+                f"{m['p99_ms'] / raw['p99_ms']:.2f}x",
+                f"{m['cpu_pct']:.1f}%",
+                f"{m['cpu_pct'] / raw['cpu_pct']:.2f}x",
+                f"{m['publisher_cpu_pct']:.1f}%",
+                f"{m['redis_cpu_pct']:.1f}%",
+                f"{m['received']:,}/{m['sent']:,}",
+            ]
+        )
+    return _table(
+        [
+            "path",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "p99 per run",
+            "max ms",
+            "p99 vs raw",
+            "consumer CPU",
+            "vs raw",
+            "publisher CPU",
+            "Redis CPU",
+            "received/sent",
+        ],
+        rows,
+    )
 
 
 def idle_table(out: dict[str, Any]) -> list[str]:
     rows = []
-    for name, label in (("raw", "raw loop (XREADGROUP BLOCK 2000)"),
-                        ("simpul", "**Simpul** Service (default settings)")):  # fmt: skip
+    for name, label in (
+        ("raw", "raw loop (XREADGROUP BLOCK 2000)"),
+        ("simpul", "**Simpul** Service (default settings)"),
+    ):
         idle = out["latency"]["idle"].get(name)
         if idle:
-            rows.append([label, f"{idle['wall_s']:.1f}", f"{1000 * idle['cpu_s']:.1f}", f"{idle['cpu_pct']:.2f}%"])
+            rows.append(
+                [
+                    label,
+                    f"{idle['wall_s']:.1f}",
+                    f"{1000 * idle['cpu_s']:.1f}",
+                    f"{idle['cpu_pct']:.2f}%",
+                ]
+            )
     return _table(["consumer, no traffic", "window s", "CPU ms", "CPU % of a core"], rows)
 
 
 def targets_table(out: dict[str, Any]) -> list[str]:
-    rows = [[v["metric"], v["target"], v["shown"], "met" if v["met"] else f"**missed**: {v['miss']}"]
-            for v in out["verdicts"]]  # fmt: skip
+    rows = [
+        [v["metric"], v["target"], v["shown"], "met" if v["met"] else f"**missed**: {v['miss']}"]
+        for v in out["verdicts"]
+    ]
     return _table(["metric", "target", "measured", "verdict"], rows, "llrl")
 
 
 def profile_tables(out: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     for prof in out["profiles"]:
-        lines += [f"**{prof['name']}**: {prof['events']:,} events in {prof['wall_s']:.2f} s under "
-                  f"cProfile; top 10 functions by own time (tottime):", ""]  # fmt: skip
-        rows = [[f"`{r['function']}`", f"{r['ncalls']:,}", f"{1000 * r['tottime_s']:.0f}",
-                 f"{r['tottime_pct']:.1f}%", f"{r['us_per_event']:.2f}", f"{1000 * r['cumtime_s']:.0f}"]
-                for r in prof["top"]]  # fmt: skip
-        lines += _table(["function", "calls", "tottime ms", "share", "µs/event", "cumtime ms"], rows)
+        lines += [
+            f"**{prof['name']}**: {prof['events']:,} events in {prof['wall_s']:.2f} s under "
+            f"cProfile; top 10 functions by own time (tottime):",
+            "",
+        ]
+        rows = [
+            [
+                f"`{r['function']}`",
+                f"{r['ncalls']:,}",
+                f"{1000 * r['tottime_s']:.0f}",
+                f"{r['tottime_pct']:.1f}%",
+                f"{r['us_per_event']:.2f}",
+                f"{1000 * r['cumtime_s']:.0f}",
+            ]
+            for r in prof["top"]
+        ]
+        lines += _table(
+            ["function", "calls", "tottime ms", "share", "µs/event", "cumtime ms"], rows
+        )
         shares = ", ".join(f"{k} {v:.0f}%" for k, v in prof["packages"].items() if v >= 1)
         lines += ["", f"Own time by package: {shares}.", ""]
     return lines
@@ -341,17 +492,25 @@ def steps_table(out: dict[str, Any]) -> list[str]:
 def text_report(out: dict[str, Any]) -> str:
     parts = [
         f"Consume throughput (median of {len(out['consume']['raw']['runs'])})",
-        *consume_table(out), "",
+        *consume_table(out),
+        "",
         f"Publish throughput (median of {len(out['publish']['raw']['runs'])})",
-        *publish_table(out), "",
+        *publish_table(out),
+        "",
         f"Latency at {out['latency']['rate']:,} events/s for {out['latency']['duration_s']:.0f} s "
         f"(median of {out['latency']['runs']})",
-        *latency_table(out), "",
-        "Idle consumer", *idle_table(out), "",
-        "Targets", *targets_table(out), "",
+        *latency_table(out),
+        "",
+        "Idle consumer",
+        *idle_table(out),
+        "",
+        "Targets",
+        *targets_table(out),
+        "",
         *profile_tables(out),
-        "Per-event step costs", *steps_table(out),
-    ]  # fmt: skip
+        "Per-event step costs",
+        *steps_table(out),
+    ]
     return "\n".join(parts)
 
 
@@ -369,20 +528,24 @@ def markdown(out: dict[str, Any]) -> str:
         "```",
         "",
         f"Run {out['started']} in {out['duration_s']:.0f} s"
-        + (" (**quick mode**: one run per figure, short latency windows)." if out["quick"] else "."),
+        + (
+            " (**quick mode**: one run per figure, short latency windows)." if out["quick"] else "."
+        ),
         "",
         "## Machine",
         "",
         f"- {m['nproc']} CPUs ({m['cpu']}), {m['platform']}",
         f"- Python {m['python']}; redis-py {m['redis']} with hiredis {m['hiredis']}; pydantic "
         f"{m['pydantic']} (core {m['pydantic_core']}); FastStream {m['faststream']}",
-        f"- Redis {r['redis_version']}, {r['redis']}, appendonly {r['appendonly']}, appendfsync "
-        f"{r['appendfsync']}; client, server and (for latency) the consumer process share the machine",
-        f"- Event: `bench.citizen.recorded.v1` (bench/contract.py), {out['entry_bytes']:.0f} bytes of "
-        f"stream fields and values per entry, of which {out['data_bytes']:.0f} bytes of JSON `data`",
-        f"- Other processes on the machine: {out['others_at_start_pct']:.0f}% of a core busy at the "
-        f"start, {_pct(out['others_avg_pct'])} on average during the run (a run disturbed by more "
-        f"than {DISTURBED_PCT:.0f}% is repeated, see the JSON output)",
+        f"- Redis {r['redis_version']}, {r['redis']}, appendonly {r['appendonly']}, "
+        f"appendfsync {r['appendfsync']}; client, server and (for latency) the consumer "
+        "process share the machine",
+        f"- Event: `bench.citizen.recorded.v1` (bench/contract.py), {out['entry_bytes']:.0f} "
+        f"bytes of stream fields and values per entry, of which {out['data_bytes']:.0f} bytes "
+        "of JSON `data`",
+        f"- Other processes on the machine: {out['others_at_start_pct']:.0f}% of a core busy "
+        f"at the start, {_pct(out['others_avg_pct'])} on average during the run (a run "
+        f"disturbed by more than {DISTURBED_PCT:.0f}% is repeated, see the JSON output)",
         "",
         "## Targets",
         "",
@@ -391,8 +554,8 @@ def markdown(out: dict[str, Any]) -> str:
         f"## 1. Consume throughput (median of {len(out['consume']['raw']['runs'])} runs)",
         "",
         "The stream is preloaded; the clock runs from the consumer's start until every entry is "
-        "acked. FastStream reads its own `__data__` format (preloaded with `broker.publish`) into a "
-        "typed handler, with its per-message logging off (`logger=None`).",
+        "acked. FastStream reads its own `__data__` format (preloaded with `broker.publish`) "
+        "into a typed handler, with its per-message logging off (`logger=None`).",
         "",
         *consume_table(out),
         "",
@@ -435,10 +598,16 @@ def _pct(value: float | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one run per figure, 3 s latency windows")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="one run per figure, 3 s latency windows"
+    )
     parser.add_argument("--json", metavar="PATH", help="write every measurement as JSON")
-    parser.add_argument("--markdown", metavar="PATH", help="write the report, e.g. docs/performance.md")
+    parser.add_argument(
+        "--markdown", metavar="PATH", help="write the report, e.g. docs/performance.md"
+    )
     args = parser.parse_args(argv)
     configure(level="warning", fmt="json")
     out = asyncio.run(run(args))

@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from faststream.redis import RedisBroker, StreamSub
+from redis.asyncio import Redis
 
 from bench.common import BATCH, FS_STREAM, STREAM, Meter, Payloads, Target, preload
 from bench.contract import CitizenRecorded
 from bus import Publisher, Service, Settings
 from bus.envelope import format_time
+from bus.testing import wait_until
 
 TIMEOUT_S = 120.0
 GROUP = "bench"
@@ -26,7 +29,9 @@ Result = dict[str, float]
 
 def simpul_settings(target: Target, consumer: str) -> Settings:
     """Production defaults (not quick_settings: its 50 ms reclaim sweep is a test setting)."""
-    return Settings.load(redis_url=target.url, batch_size=BATCH, consumer=consumer, log_level="warning")
+    return Settings.load(
+        redis_url=target.url, batch_size=BATCH, consumer=consumer, log_level="warning"
+    )
 
 
 # -- consume ------------------------------------------------------------------------------------
@@ -43,7 +48,9 @@ async def consume_raw(target: Target, payloads: Payloads, n: int) -> Result:
             await redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
             done = 0
             while done < n:
-                reply = await redis.xreadgroup(GROUP, "raw-1", {STREAM: ">"}, count=BATCH, block=2_000)
+                reply: Any = await redis.xreadgroup(
+                    GROUP, "raw-1", {STREAM: ">"}, count=BATCH, block=2_000
+                )
                 for stream, entries in reply:
                     ids = []
                     for entry_id, fields in entries:
@@ -81,8 +88,7 @@ async def run_simpul_consumer(target: Target, redis: object, n: int) -> Result:
 
     async with Meter(redis, n) as meter, service.running():  # type: ignore[arg-type]
         await asyncio.wait_for(done.wait(), TIMEOUT_S)
-        while service.health.counters.get("acked", 0) < n:
-            await asyncio.sleep(0.0005)
+        await wait_until(lambda: service.health.counters.get("acked", 0) >= n, interval=0.0005)
     return meter.result
 
 
@@ -94,7 +100,7 @@ async def consume_faststream(target: Target, payloads: Payloads, n: int, *, batc
     preloaded entries.
     """
     await target.reset()
-    broker = RedisBroker(target.url, logger=None)
+    broker = RedisBroker(target.url, logger=None)  # type: ignore[arg-type]
     done = asyncio.Event()
     seen = 0
     group, consumer = "bench-fs", "fs-1"
@@ -129,13 +135,16 @@ async def consume_faststream(target: Target, payloads: Payloads, n: int, *, batc
             await broker.start()
             try:
                 await asyncio.wait_for(done.wait(), TIMEOUT_S)
-                while (await redis.xpending(FS_STREAM, group))["pending"]:
-                    await asyncio.sleep(0.0005)
+                await wait_until(lambda: _none_pending(redis, group), interval=0.0005)
             finally:
                 await broker.stop()
         return meter.result
     finally:
         await redis.aclose()
+
+
+async def _none_pending(redis: Redis, group: str) -> bool:
+    return not (await redis.xpending(FS_STREAM, group))["pending"]
 
 
 # -- publish ------------------------------------------------------------------------------------
@@ -152,16 +161,19 @@ async def publish_raw(target: Target, payloads: Payloads, n: int) -> Result:
                 now = format_time(datetime.now(UTC))
                 async with redis.pipeline(transaction=False) as pipe:
                     for i in range(start, min(start + BATCH, n)):
-                        pipe.xadd(STREAM, {  # type: ignore[arg-type]
-                            "specversion": "1.0",
-                            "id": str(uuid.uuid4()),
-                            "source": template.source,
-                            "type": template.type,
-                            "time": now,
-                            "datacontenttype": "application/json",
-                            "dataschema": template.dataschema,
-                            "data": payloads.model(i).model_dump_json(),
-                        })  # fmt: skip
+                        pipe.xadd(
+                            STREAM,
+                            {
+                                "specversion": "1.0",
+                                "id": str(uuid.uuid4()),
+                                "source": template.source,
+                                "type": template.type,
+                                "time": now,
+                                "datacontenttype": "application/json",
+                                "dataschema": template.dataschema,
+                                "data": payloads.model(i).model_dump_json(),
+                            },
+                        )
                     await pipe.execute()
         return meter.result
     finally:
@@ -178,7 +190,9 @@ async def publish_simpul(target: Target, payloads: Payloads, n: int) -> Result:
         await target.reset()
         async with Meter(redis, n) as meter:
             for start in range(0, n, BATCH):
-                await publisher.publish_many([payloads.model(i) for i in range(start, min(start + BATCH, n))])
+                await publisher.publish_many(
+                    [payloads.model(i) for i in range(start, min(start + BATCH, n))]
+                )
         return meter.result
     finally:
         await redis.aclose()

@@ -1,12 +1,12 @@
-"""The consume loop of one service: read, dispatch, settle (ack / retry / dead-letter), reclaim.
+"""The consume loop of one service replica: read, dispatch, settle, reclaim — and recover.
 
 One consumer group per service, one consumer per replica. The hot path is one XREADGROUP for
 a batch on all subscribed streams, a handler call per event, and one XACK per batch
 (docs/decisions/0002-own-consume-loop.md says why this is not FastStream's subscriber).
 
-Retries need no timer of ours: a failed entry stays pending, and we age it (XCLAIM ... IDLE)
-so that the reclaim sweep — XAUTOCLAIM of entries idle for ``claim_idle_ms`` — picks it up
-after its backoff. The same sweep finishes the entries of consumers that died.
+Retries need no timer of ours: a failed entry stays pending, aged (XCLAIM ... IDLE) so that the
+reclaim sweep — XAUTOCLAIM of entries idle for ``claim_idle_ms`` — picks it up after its backoff.
+The same sweep finishes the entries of consumers that died.
 """
 
 from __future__ import annotations
@@ -14,37 +14,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, cast
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
+from typing import cast
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from bus import keys
 from bus.connection import TRANSIENT
-from bus.deadletter import SCRIPT as DEAD_LETTER_SCRIPT
-from bus.deadletter import Reason, Verdict, dead_letter_fields
+from bus.deadletter import Reason, Verdict
 from bus.dispatch import Dispatcher, Retry
 from bus.health import Health
-from bus.logging import get_logger
+from bus.logging import get_logger, mask_text
 from bus.settings import Settings
+from bus.settle import Settlement, Settler
 
 _log = get_logger("bus.consumer")
 Entries = Sequence[tuple[bytes, Mapping[bytes, bytes] | None]]
 _RECLAIM_PAGES = 10  # pages of `batch_size` per stream per sweep: bounds one sweep's work
-
-
-@dataclass
-class _Settlement:
-    """What to tell Redis about one processed batch."""
-
-    acks: list[str] = field(default_factory=list)
-    dead: list[tuple[str, Mapping[bytes, bytes], Verdict]] = field(default_factory=list)
-    retries: list[tuple[str, int]] = field(default_factory=list)  # entry id, idle to set (ms)
-
-    def __bool__(self) -> bool:
-        return bool(self.acks or self.dead or self.retries)
+# Replies that mean our group (or its stream) is gone: recreate it and carry on.
+_GROUP_LOST = ("NOGROUP", "UNBLOCKED")
 
 
 class Consumer:
@@ -60,7 +50,10 @@ class Consumer:
         self.group = dispatcher.group
         self.name = dispatcher.consumer
         self.streams = sorted({h.model.__contract__.stream for h in dispatcher.handlers.values()})
-        self._dead_letter = redis.register_script(DEAD_LETTER_SCRIPT)
+        self._log = _log.bind(group=self.group, consumer=self.name)
+        self._settler = Settler(
+            redis, group=self.group, consumer=self.name, health=health, log=self._log
+        )
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()  # one batch at a time: handlers never run concurrently
         self._read_task: asyncio.Future[list[tuple[bytes, Entries]]] | None = None
@@ -72,38 +65,42 @@ class Consumer:
     async def run(self) -> None:
         """Consume until :meth:`stop`; recovers from Redis outages and lost groups by itself."""
         self.health.running = True
-        self._log = _log.bind(group=self.group, consumer=self.name)
         self._log.info("consumer_started", streams=self.streams)
         try:
-            await self._retrying(self._ensure_groups)
-            reclaimer = asyncio.create_task(
-                self._reclaim_loop(), name=f"simpul-reclaim-{self.group}"
-            )
+            await self._guarded(self._ensure_groups, until_done=True)
+            reclaimer = asyncio.create_task(self._reclaim_loop(), name=f"reclaim-{self.group}")
             try:
-                await self._retrying(self._drain_own_pending)
+                await self._guarded(self._drain_own_pending, until_done=True)
                 await self._read_loop()
             finally:
-                reclaimer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reclaimer
+                await self._finish(reclaimer)
+        except Exception as exc:
+            self.health.failed(f"{type(exc).__name__}: {mask_text(str(exc))}")
+            self._log.error("consumer_crashed", error_type=type(exc).__name__, error=str(exc))
+            raise
         finally:
             self.health.running = False
             self._log.info("consumer_stopped")
 
     def stop(self) -> None:
-        """Ask the loop to finish its current batch, ack it, and return."""
+        """Ask the loop to finish the handler in hand, settle, and return."""
         self._stopping.set()
         if self._read_task is not None and not self._lock.locked():
             self._read_task.cancel()  # only a blocked read is cut short, never a handler
+
+    async def _finish(self, reclaimer: asyncio.Task[None]) -> None:
+        if not self._stopping.is_set():  # we are failing: don't wait for the sweep
+            reclaimer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reclaimer  # on a graceful stop, its handler in hand finishes first
 
     # -- reading ----------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
         fresh = dict.fromkeys(self.streams, ">")
         while not self._stopping.is_set():
-            reply = await self._poll(fresh)
-            for stream, entries in reply:
-                await self._process(stream.decode(), entries, None)
+            for stream, entries in await self._poll(fresh):
+                await self._guarded(partial(self._process, stream.decode(), entries, None))
 
     async def _poll(self, streams: Mapping[str, str]) -> list[tuple[bytes, Entries]]:
         self._read_task = asyncio.ensure_future(self._xreadgroup(streams, self.settings.block_ms))
@@ -113,11 +110,8 @@ class Consumer:
             if self._stopping.is_set():
                 return []
             raise
-        except ResponseError as exc:
-            await self._on_response_error(exc)
-            return []
-        except TRANSIENT as exc:
-            await self._on_outage(exc)
+        except (ResponseError, *TRANSIENT) as exc:
+            await self._recover(exc)
             return []
         finally:
             self._read_task = None
@@ -146,8 +140,7 @@ class Consumer:
                 if not entries:
                     del cursors[stream]
                     continue
-                deliveries = await self._deliveries(stream, entries)
-                await self._process(stream, entries, deliveries)
+                await self._process(stream, entries, await self._deliveries(stream, entries))
                 cursors[stream] = entries[-1][0].decode()
             if not reply:
                 break
@@ -157,15 +150,30 @@ class Consumer:
     async def _process(
         self, stream: str, entries: Entries, deliveries: Mapping[str, int] | None
     ) -> None:
-        settle = _Settlement()
+        settlement = Settlement()
+        keep_by = time.monotonic() + self.settings.claim_idle_ms / 2000
         async with self._lock:
             try:
-                for entry_b, raw in entries:
+                for index, (entry_b, raw) in enumerate(entries):
                     entry_id = entry_b.decode()
+                    if self._stopping.is_set():  # leave the rest to the group, due at once
+                        settlement.retries += [(e.decode(), self.settings.claim_idle_ms)
+                                               for e, _ in entries[index:]]  # fmt: skip
+                        break
+                    if time.monotonic() > keep_by:  # a long batch: keep what is still ours
+                        owned = await self._keep(stream, entries[index:], settlement)
+                        keep_by = time.monotonic() + self.settings.claim_idle_ms / 2000
+                        if entry_id not in owned:
+                            continue
                     delivery = deliveries.get(entry_id, 1) if deliveries else 1
-                    await self._one(stream, entry_id, raw, delivery, settle)
+                    await self._one(stream, entry_id, raw, delivery, settlement)
             finally:  # also on cancellation (shutdown grace ran out): settle what is done
-                await self._settle(stream, settle)
+                await self._settler.settle(stream, settlement)
+
+    async def _keep(self, stream: str, rest: Entries, settlement: Settlement) -> set[str]:
+        await self._settler.settle(stream, settlement)  # ack what is done before going on
+        settlement.clear()
+        return await self._settler.keep(stream, [e.decode() for e, _ in rest])
 
     async def _one(
         self,
@@ -173,94 +181,41 @@ class Consumer:
         entry_id: str,
         raw: Mapping[bytes, bytes] | None,
         delivery: int,
-        settle: _Settlement,
+        settlement: Settlement,
     ) -> None:
         if not raw:  # deleted or trimmed while pending: nothing left to process
             self._log.warning("pending_entry_vanished", stream=stream, entry_id=entry_id)
-            settle.acks.append(entry_id)
+            settlement.acks.append(entry_id)
             return
         try:
             verdict = await self.dispatcher.dispatch(stream, entry_id, raw, delivery)
         except Retry as retry:
-            verdict = self._retry_or_give_up(stream, entry_id, delivery, retry, settle)
+            verdict = self._retry_or_give_up(stream, entry_id, delivery, retry, settlement)
             if verdict is None:
                 return  # left pending, aged to come back after its backoff
         if verdict is None:
-            settle.acks.append(entry_id)
+            settlement.acks.append(entry_id)
         else:
-            settle.dead.append((entry_id, raw, verdict))
+            settlement.dead.append((entry_id, raw, verdict))
 
     def _retry_or_give_up(
-        self, stream: str, entry_id: str, delivery: int, retry: Retry, settle: _Settlement
+        self, stream: str, entry_id: str, delivery: int, retry: Retry, settlement: Settlement
     ) -> Verdict | None:
-        error_type = type(retry.cause).__name__
         self.health.count("handler_failures")
         if delivery >= self.settings.max_deliveries:
             return Verdict(Reason.HANDLER_FAILED, str(retry), delivery)
         backoff = self._backoff(delivery)
         self._log.warning(
-            "handler_failed",
-            stream=stream,
-            entry_id=entry_id,
-            delivery=delivery,
-            error_type=error_type,
-            retry_in_ms=backoff,
-        )
-        settle.retries.append((entry_id, self.settings.claim_idle_ms - backoff))
+            "handler_failed", stream=stream, entry_id=entry_id, delivery=delivery,
+            error_type=type(retry.cause).__name__, retry_in_ms=backoff,
+        )  # fmt: skip
+        settlement.retries.append((entry_id, self.settings.claim_idle_ms - backoff))
         return None
 
     def _backoff(self, delivery: int) -> int:
         base = self.settings.retry_backoff_ms * 2 ** (delivery - 1)
         capped = min(base, self.settings.retry_backoff_max_ms)
         return int(capped * random.uniform(0.9, 1.0))
-
-    async def _settle(self, stream: str, settle: _Settlement) -> None:
-        if not settle:
-            return
-        try:
-            if settle.dead or settle.retries:
-                await self._settle_slow(stream, settle)
-            else:
-                await self.redis.xack(stream, self.group, *settle.acks)
-        except TRANSIENT as exc:
-            # The entries stay pending under our name: the reclaim sweep brings them back.
-            self._log.warning(
-                "settle_failed", stream=stream, entries=len(settle.acks), error=str(exc)
-            )
-            return
-        self.health.acked()
-        self.health.count("acked", len(settle.acks))
-
-    async def _settle_slow(self, stream: str, settle: _Settlement) -> None:
-        dlq = keys.dead_letters(stream, self.group)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            if settle.acks:
-                pipe.xack(stream, self.group, *settle.acks)
-            for entry_id, idle in settle.retries:
-                pipe.xclaim(stream, self.group, self.name, 0, [entry_id], idle=idle, justid=True)
-            for entry_id, raw, verdict in settle.dead:
-                fields = dead_letter_fields(
-                    raw,
-                    verdict,
-                    stream=stream,
-                    group=self.group,
-                    consumer=self.name,
-                    entry_id=entry_id,
-                )
-                await self._dead_letter(
-                    keys=[stream, dlq], args=[self.group, entry_id, *fields], client=pipe
-                )
-            await pipe.execute()
-        for entry_id, _, verdict in settle.dead:
-            self.health.count("dead_lettered")
-            self._log.error(
-                "event_dead_lettered",
-                stream=stream,
-                entry_id=entry_id,
-                dead_letters=dlq,
-                reason=verdict.reason.value,
-                attempts=verdict.attempts,
-            )
 
     # -- reclaiming -------------------------------------------------------------------------
 
@@ -269,15 +224,10 @@ class Consumer:
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), interval)
-            if self._stopping.is_set():
-                return
-            try:
-                for stream in self.streams:
-                    await self._reclaim(stream)
-            except ResponseError as exc:
-                await self._on_response_error(exc)
-            except TRANSIENT:
-                continue  # the read loop reports outages; the next sweep tries again
+            for stream in self.streams:
+                if self._stopping.is_set():
+                    return
+                await self._guarded(partial(self._reclaim, stream), quiet=True)
 
     async def _reclaim(self, stream: str) -> None:
         cursor: bytes | str = "0-0"
@@ -290,15 +240,13 @@ class Consumer:
             lost = reply[2] if len(reply) > 2 else []
             if lost:  # Redis >= 7.0 names entries trimmed or deleted before anyone acked them
                 self._log.error(
-                    "pending_entries_lost",
-                    stream=stream,
-                    count=len(lost),
+                    "pending_entries_lost", stream=stream, count=len(lost),
                     entry_ids=[i.decode() for i in lost[:20]],
-                )
+                )  # fmt: skip
             if claimed:
                 self.health.count("reclaimed", len(claimed))
                 await self._process(stream, claimed, await self._deliveries(stream, claimed))
-            if cursor in (b"0-0", "0-0"):
+            if cursor in (b"0-0", "0-0") or self._stopping.is_set():
                 return
 
     async def _deliveries(self, stream: str, entries: Entries) -> dict[str, int]:
@@ -324,23 +272,43 @@ class Consumer:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
-    async def _on_response_error(self, exc: ResponseError) -> None:
-        if "NOGROUP" in str(exc):
+    async def _guarded(
+        self, step: Callable[[], Awaitable[None]], *, until_done: bool = False, quiet: bool = False
+    ) -> None:
+        """Run ``step``; on a lost group or a Redis outage recover, and retry if ``until_done``."""
+        while not self._stopping.is_set():
+            try:
+                await step()
+            except (ResponseError, *TRANSIENT) as exc:
+                if quiet and isinstance(exc, TRANSIENT):
+                    return  # the read loop reports outages; the next sweep tries again
+                await self._recover(exc)
+                if until_done:
+                    continue
+                return
+            if until_done:
+                self._on_success()
+            return
+
+    async def _recover(self, exc: BaseException) -> None:
+        if isinstance(exc, ResponseError):
+            # Substring, not prefix: a pipeline wraps the reply in "Command # n (...) caused".
+            if not any(code in str(exc) for code in _GROUP_LOST):
+                raise exc
             # Group or stream deleted (or Redis lost its data): recreate at 0 so nothing still
             # in the stream is skipped; handlers may see events again (at-least-once).
             self._log.warning("group_missing", streams=self.streams, error=str(exc))
-            await self._retrying(self._ensure_groups)
+            with contextlib.suppress(*TRANSIENT):
+                await self._ensure_groups()
             return
-        raise exc
-
-    async def _on_outage(self, exc: BaseException) -> None:
         self.health.failed(f"{type(exc).__name__}: {exc}")
         if not self._outage:
             self._outage = True
             self._log.error("redis_unavailable", error=str(exc))
         self._delay = min(self._delay * 2, 5.0)
+        pause = self._delay * random.uniform(0.5, 1.0)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), self._delay * random.uniform(0.5, 1.0))
+            await asyncio.wait_for(self._stopping.wait(), pause)
 
     def _on_success(self) -> None:
         self.health.polled()
@@ -348,19 +316,3 @@ class Consumer:
         if self._outage:
             self._outage = False
             self._log.info("redis_recovered")
-
-    async def _retrying(self, step: Any) -> None:
-        """Run a setup step until it succeeds (or we are asked to stop)."""
-        while not self._stopping.is_set():
-            try:
-                await step()
-            except TRANSIENT as exc:
-                await self._on_outage(exc)
-                continue
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                await self._ensure_groups()
-                continue
-            self._on_success()
-            return

@@ -17,7 +17,7 @@ import enum
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -61,6 +61,8 @@ class ContractInfo:
     dataschema: str = field(init=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.minor, int) or self.minor < 0:
+            raise ValueError(f"minor version must be an integer >= 0, got {self.minor!r}")
         aggregate = keys.aggregate_of(self.event_type)
         name, _, version = self.event_type.rpartition(".")
         major = int(version[1:])
@@ -76,7 +78,6 @@ class Contract(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     __contract__: ClassVar[ContractInfo]
-    __tolerant__: ClassVar[type[Contract] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # The identity keywords are consumed by __pydantic_init_subclass__, once fields exist.
@@ -94,7 +95,7 @@ class Contract(BaseModel):
         **kwargs: Any,
     ) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        if event_type is None:  # an abstract intermediate class, or the tolerant twin
+        if event_type is None:  # an abstract intermediate class
             return
         try:
             info = ContractInfo(
@@ -111,31 +112,24 @@ class Contract(BaseModel):
         except ValueError as exc:
             raise ConfigurationError(f"contract {cls.__qualname__}: {exc}") from exc
         cls.__contract__ = info
-        cls.__tolerant__ = None
         if register:
             default_registry.register(cls)
 
     @classmethod
-    def tolerant(cls) -> type[Self]:
-        """The consumer-side twin: same fields, ignores unknown ones (added by newer minors)."""
-        twin = cls.__dict__.get("__tolerant__")
-        if twin is None:
-            config = ConfigDict(frozen=True, extra="ignore")
-            twin = type(
-                cls.__name__, (cls,), {"model_config": config, "__module__": cls.__module__}
-            )
-            cls.__tolerant__ = twin
-        return twin
+    def parse(cls, data: Mapping[str, Any] | str | bytes, *, tolerant: bool = False) -> Self:
+        """Validate a payload; raise ContractViolation naming each bad field (never its value).
 
-    @classmethod
-    def parse(cls, data: Mapping[str, Any] | str | bytes) -> Self:
-        """Validate producer-side (strict about extra fields); raise ContractViolation."""
+        Producers validate strictly: an unknown field is an error. Consumers pass
+        ``tolerant=True`` to ignore fields added by a newer minor version of the contract.
+        """
+        extra: Literal["ignore"] | None = "ignore" if tolerant else None
         try:
             if isinstance(data, str | bytes):
-                return cls.model_validate_json(data)
-            return cls.model_validate(data)
+                return cls.model_validate_json(data, extra=extra)
+            return cls.model_validate(data, extra=extra)
         except ValidationError as exc:
-            raise violation(cls.__contract__.event_type, exc) from exc
+            # from None: pydantic's error quotes the input, which may be personal data.
+            raise violation(cls.__contract__.event_type, exc) from None
 
 
 def violation(event_type: str, exc: ValidationError) -> ContractViolation:

@@ -1,10 +1,11 @@
 -- The dedupe helper's marker of one event for one group (KEYS[1]).
 -- ARGV[1] 'begin' | 'finish' | 'abandon', ARGV[2] this attempt's lease value, ARGV[3] TTL in ms.
--- begin: returns the current value if any (another attempt runs, or 'done'); else takes the lease.
+-- begin: returns the current value if another attempt holds it or it says 'done'; else takes the
+--        lease (also when this very attempt already holds it, e.g. after a lost reply).
 -- finish: marks 'done' for the TTL.  abandon: drops the lease if it is still ours.
 local current = redis.call('GET', KEYS[1])
 if ARGV[1] == 'begin' then
-  if current then return current end
+  if current and current ~= ARGV[2] then return current end
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   return false
 elseif ARGV[1] == 'finish' then

@@ -6,22 +6,27 @@ subscribe to), a :class:`Verdict` (dead letter: poison or out of attempts), or a
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from bus import keys
+from bus.connection import TRANSIENT
 from bus.context import EventContext
 from bus.contracts import Contract, Registry, violation
 from bus.deadletter import Reason, Verdict
 from bus.dedupe import Claim, Dedupe
 from bus.envelope import Envelope
 from bus.errors import ConfigurationError, DecodeError
+from bus.logging import get_logger
 
 HandlerFunc = Callable[..., Awaitable[None]]
+_HOMES_MAX = 1024
+_log = get_logger("bus.dispatch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +34,6 @@ class Handler:
     """A registered handler: the contract it takes, the function, and its dedupe choice."""
 
     model: type[Contract]
-    tolerant: type[Contract]
     func: HandlerFunc
     wants_context: bool
     once: bool
@@ -55,7 +59,7 @@ class Handler:
                 f"handler {func.__qualname__} must take (event) or (event, ctx), "
                 f"not {arity} parameters"
             )
-        return cls(model, model.tolerant(), func, arity == 2, once)
+        return cls(model, func, arity == 2, once)
 
     @property
     def name(self) -> str:
@@ -81,6 +85,7 @@ class Dispatcher:
     max_deliveries: int
     dedupe: Dedupe | None = None
     publisher: Any = None
+    _homes: dict[str, str] = field(default_factory=dict)  # event type -> its stream
 
     async def dispatch(
         self, stream: str, entry_id: str, raw: Mapping[bytes, bytes], delivery: int
@@ -97,11 +102,16 @@ class Dispatcher:
             envelope = Envelope.from_fields(raw)
         except DecodeError as exc:
             return Verdict(Reason.UNDECODABLE, str(exc), delivery)
+        if self._home(envelope.type) != stream:  # a forged or misrouted type: never handled
+            home = self._home(envelope.type)
+            reason = f"type {envelope.type} belongs to stream {home}, not {stream}"
+            return Verdict(Reason.WRONG_STREAM, reason, delivery)
         handler = self.handlers.get(envelope.type)
         if handler is None:
-            return self._unhandled(stream, envelope, delivery)
+            return self._unhandled(envelope, delivery)
         try:
-            event = handler.tolerant.model_validate_json(envelope.data)
+            # Tolerant: fields added by a newer minor version of the contract are ignored.
+            event = handler.model.model_validate_json(envelope.data, extra="ignore")
         except ValidationError as exc:
             return Verdict(Reason.CONTRACT_VIOLATION, str(violation(envelope.type, exc)), delivery)
         ctx = EventContext(
@@ -113,14 +123,15 @@ class Dispatcher:
             await _call(handler, event, ctx)
         return None
 
-    def _unhandled(self, stream: str, envelope: Envelope, delivery: int) -> Verdict | None:
-        if keys.stream_of(envelope.type) != stream:
-            return Verdict(
-                Reason.WRONG_STREAM,
-                f"type {envelope.type} belongs to stream "
-                f"{keys.stream_of(envelope.type)}, not {stream}",
-                delivery,
-            )
+    def _home(self, event_type: str) -> str:
+        home = self._homes.get(event_type)
+        if home is None:
+            home = keys.stream_of(event_type)
+            if len(self._homes) < _HOMES_MAX:  # bounded: junk entries can invent many types
+                self._homes[event_type] = home
+        return home
+
+    def _unhandled(self, envelope: Envelope, delivery: int) -> Verdict | None:
         if envelope.type not in self.registry:
             return Verdict(
                 Reason.UNKNOWN_TYPE, f"no contract is registered for type {envelope.type}", delivery
@@ -129,7 +140,10 @@ class Dispatcher:
 
     async def _once(self, handler: Handler, event: Contract, ctx: EventContext) -> None:
         assert self.dedupe is not None
-        claim = await self.dedupe.begin(ctx.stream, ctx.event_id, ctx.entry_id)
+        try:
+            claim = await self.dedupe.begin(ctx.stream, ctx.event_id, ctx.entry_id)
+        except TRANSIENT as exc:  # cannot know whether it ran before: try again later
+            raise Retry(exc) from exc
         if claim is Claim.DONE:
             return
         if claim is Claim.BUSY:
@@ -137,9 +151,17 @@ class Dispatcher:
         try:
             await _call(handler, event, ctx)
         except Retry:
-            await self.dedupe.abandon(ctx.stream, ctx.event_id, ctx.entry_id)
+            with contextlib.suppress(*TRANSIENT):  # else the lease simply expires
+                await self.dedupe.abandon(ctx.stream, ctx.event_id, ctx.entry_id)
             raise
-        await self.dedupe.finish(ctx.stream, ctx.event_id, ctx.entry_id)
+        try:
+            await self.dedupe.finish(ctx.stream, ctx.event_id, ctx.entry_id)
+        except TRANSIENT as exc:
+            # The effect happened; ack it. Only a redelivery after the lease expires could
+            # repeat it — the gap bus/dedupe.py documents.
+            _log.warning(
+                "dedupe_mark_failed", stream=ctx.stream, entry_id=ctx.entry_id, error=str(exc)
+            )
 
 
 async def _call(handler: Handler, event: Contract, ctx: EventContext) -> None:

@@ -25,7 +25,7 @@ OPTIONAL = ("subject", "correlationid", "causationid", "traceparent", "signature
 _KNOWN = frozenset(REQUIRED + OPTIONAL)
 # CloudEvents extension attribute names: lowercase ASCII letters and digits, at most 20.
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
-_MAX_ID = 256
+MAX_ID = 256
 
 
 def format_time(moment: datetime) -> str:
@@ -115,8 +115,8 @@ def _decode(fields: dict[str, str]) -> Envelope:
         raise DecodeError(
             f"datacontenttype is {fields['datacontenttype'][:60]!r}, expected {CONTENT_TYPE!r}"
         )
-    if len(fields["id"]) > _MAX_ID:
-        raise DecodeError(f"id is {len(fields['id'])} characters long, at most {_MAX_ID} allowed")
+    if len(fields["id"]) > MAX_ID:
+        raise DecodeError(f"id is {len(fields['id'])} characters long, at most {MAX_ID} allowed")
     if (fields["type"], fields["dataschema"]) not in _valid_schemas:
         _check_type(fields["type"], fields["dataschema"])
     _check_time(fields["time"])

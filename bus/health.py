@@ -35,6 +35,7 @@ class Health:
         """Polled Redis successfully within ``stale_after_s``: events are flowing to us."""
         return (
             self.running
+            and self.last_error is None
             and self.last_poll is not None
             and time.monotonic() - self.last_poll < self.stale_after_s
         )

@@ -15,8 +15,8 @@ from redis.exceptions import NoScriptError
 
 from bus import keys
 from bus.contracts import Contract, ContractInfo, violation
-from bus.envelope import Envelope, format_time
-from bus.errors import ConfigurationError
+from bus.envelope import MAX_ID, Envelope, format_time
+from bus.errors import ConfigurationError, DecodeError
 from bus.logging import get_logger
 
 _SCRIPT = files("bus").joinpath("publish.lua").read_text()
@@ -94,11 +94,17 @@ class Publisher:
     ) -> Envelope:
         """Validate ``event`` against its contract and wrap it; nothing touches Redis yet."""
         info = _contract_info(event)
+        if id is not None and not 0 < len(id) <= MAX_ID:
+            raise ConfigurationError(
+                f"event id must be 1 to {MAX_ID} characters, got {len(id)}; derive it with "
+                "event_id(source, *record_key)"
+            )
         data = event.model_dump_json()
         try:  # the bytes on the wire must satisfy the contract, however the object was built
             type(event).model_validate_json(data)
         except ValidationError as exc:
-            raise violation(info.event_type, exc) from exc
+            # from None: pydantic's error quotes the input, which may be personal data.
+            raise violation(info.event_type, exc) from None
         return Envelope(
             id=id or str(uuid.uuid4()),
             source=self.source,
@@ -139,7 +145,13 @@ class Publisher:
         return results
 
     def _wrap(self, event: Contract | Envelope, attributes: Mapping[str, object]) -> Envelope:
-        if isinstance(event, Envelope):
+        if isinstance(event, Envelope):  # built by hand: check it as a consumer will
+            try:
+                Envelope.from_fields(event.to_fields())
+            except DecodeError as exc:
+                raise ConfigurationError(
+                    f"envelope {event.id[:80]!r} is not valid: {exc}"
+                ) from None
             return event
         return self.envelope(event, **attributes)  # type: ignore[arg-type]
 

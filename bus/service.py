@@ -63,7 +63,6 @@ class Service:
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
         self.health = Health(stale_after_s=30.0)
-        self._consumer: Consumer | None = None
 
     @property
     def settings(self) -> Settings:
@@ -105,19 +104,25 @@ class Service:
 
     @contextlib.asynccontextmanager
     async def running(self, redis_url: str | None = None) -> AsyncIterator[Service]:
-        """Consume in the background while the block runs; stop gracefully at its end."""
+        """Consume in the background while the block runs; stop gracefully at its end.
+
+        If the consumer died of an error it could not recover from, leaving the block raises it.
+        """
         url = redis_url or self.settings.redis_url
         if url is None:
             raise ConfigurationError(_NO_REDIS)
+        if not self.handlers:
+            raise ConfigurationError(f"service {self.name} has no handlers: add @service.on(...)")
         for hook in self._startup:
             await hook()
         redis = connect(url, block_ms=self.settings.block_ms, client_name=f"simpul:{self.name}")
-        task = asyncio.create_task(self._consume(redis), name=f"simpul-{self.name}")
+        consumer = self._consumer(redis)
+        task = asyncio.create_task(consumer.run(), name=f"simpul-{self.name}")
         try:
             yield self
         finally:
             try:
-                await self._stop(task)
+                await self._stop(consumer, task)
             finally:
                 await redis.aclose()
                 for hook in reversed(self._shutdown):
@@ -143,29 +148,30 @@ class Service:
         broker = RedisBroker(url, logger=logging.getLogger("simpul.faststream"))
         return FastStream(broker, on_startup=[start], on_shutdown=[stop], logger=None)
 
-    async def _consume(self, redis: Redis) -> None:
-        if not self.handlers:
-            raise ConfigurationError(f"service {self.name} has no handlers: add @service.on(...)")
+    def _consumer(self, redis: Redis) -> Consumer:
         settings = self.settings
         self.health.stale_after_s = settings.block_ms / 1000 * 2 + 5
+        publisher = None
+        if self.source:
+            ttl = timedelta(milliseconds=settings.dedupe_ttl_ms)
+            publisher = Publisher(redis, source=self.source, dedupe_ttl=ttl)
+        dedupe = Dedupe(
+            redis, group=self.name, consumer=settings.consumer,
+            lease_ms=settings.claim_idle_ms, ttl_ms=settings.dedupe_ttl_ms,
+        )  # fmt: skip
         dispatcher = Dispatcher(
             handlers=self.handlers,
             registry=self.registry,
             group=self.name,
             consumer=settings.consumer,
             max_deliveries=settings.max_deliveries,
-            dedupe=Dedupe(redis, group=self.name, consumer=settings.consumer,
-                          lease_ms=settings.claim_idle_ms, ttl_ms=settings.dedupe_ttl_ms),
-            publisher=Publisher(redis, source=self.source,
-                                dedupe_ttl=timedelta(milliseconds=settings.dedupe_ttl_ms))
-            if self.source else None,
-        )  # fmt: skip
-        self._consumer = Consumer(redis, dispatcher, settings, self.health)
-        await self._consumer.run()
+            dedupe=dedupe,
+            publisher=publisher,
+        )
+        return Consumer(redis, dispatcher, settings, self.health)
 
-    async def _stop(self, task: asyncio.Task[None]) -> None:
-        if self._consumer is not None:
-            self._consumer.stop()
+    async def _stop(self, consumer: Consumer, task: asyncio.Task[None]) -> None:
+        consumer.stop()
         try:
             await asyncio.wait_for(asyncio.shield(task), self.settings.shutdown_grace_s)
         except TimeoutError:
@@ -173,5 +179,3 @@ class Service:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        finally:
-            self._consumer = None

@@ -58,7 +58,7 @@ async def deliver(
         data=event.model_dump_json(),
         **attributes,
     )
-    typed = handler.tolerant.model_validate_json(envelope.data)
+    typed = handler.model.parse(envelope.data, tolerant=True)
     ctx = EventContext(envelope, info.stream, "0-1", service.name, "test", delivery)
     await (handler.func(typed, ctx) if handler.wants_context else handler.func(typed))
 

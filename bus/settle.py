@@ -1,0 +1,103 @@
+"""Telling Redis the outcome of a batch: acks, retries, dead letters — in as few calls as possible.
+
+Plain success is one ``XACK`` for the whole batch. Anything else goes out in one pipeline: the
+acks, an ``XCLAIM ... IDLE`` per retry (docs/decisions/0003-retries-by-ageing-pending-entries.md)
+and the dead-letter script per poison entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib.resources import files
+from typing import Any
+
+from redis.asyncio import Redis
+
+from bus import keys
+from bus.connection import TRANSIENT
+from bus.deadletter import SCRIPT as DEAD_LETTER_SCRIPT
+from bus.deadletter import Verdict, dead_letter_fields
+from bus.health import Health
+
+_TOUCH = files("bus").joinpath("touch.lua").read_text()
+
+
+@dataclass
+class Settlement:
+    """The outcome of the entries of one stream processed since the last settle."""
+
+    acks: list[str] = field(default_factory=list)
+    dead: list[tuple[str, Mapping[bytes, bytes], Verdict]] = field(default_factory=list)
+    retries: list[tuple[str, int]] = field(default_factory=list)  # entry id, idle to set (ms)
+
+    def __bool__(self) -> bool:
+        return bool(self.acks or self.dead or self.retries)
+
+    def clear(self) -> None:
+        self.acks.clear()
+        self.dead.clear()
+        self.retries.clear()
+
+
+class Settler:
+    """Writes settlements of one consumer of one group."""
+
+    def __init__(
+        self, redis: Redis, *, group: str, consumer: str, health: Health, log: Any
+    ) -> None:
+        self.redis = redis
+        self.group = group
+        self.consumer = consumer
+        self.health = health
+        self.log = log
+        self._dead_letter = redis.register_script(DEAD_LETTER_SCRIPT)
+        self._touch = redis.register_script(_TOUCH)
+
+    async def settle(self, stream: str, settlement: Settlement) -> None:
+        """Write the outcome. On a connection error the entries stay pending under our name and
+        come back through the reclaim sweep (at-least-once), so the error is logged, not raised.
+        """
+        if not settlement:
+            return
+        try:
+            if settlement.dead or settlement.retries:
+                await self._settle_slow(stream, settlement)
+            else:
+                await self.redis.xack(stream, self.group, *settlement.acks)
+        except TRANSIENT as exc:
+            self.log.warning(
+                "settle_failed", stream=stream, entries=len(settlement.acks), error=str(exc)
+            )
+            return
+        self.health.acked()
+        self.health.count("acked", len(settlement.acks))
+
+    async def keep(self, stream: str, entry_ids: list[str]) -> set[str]:
+        """Refresh the idle time of entries still ours; return the ids we still own."""
+        owned = await self._touch(keys=[stream], args=[self.group, self.consumer, *entry_ids])
+        return {entry.decode() for entry in owned}
+
+    async def _settle_slow(self, stream: str, settlement: Settlement) -> None:
+        dlq = keys.dead_letters(stream, self.group)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if settlement.acks:
+                pipe.xack(stream, self.group, *settlement.acks)
+            for entry_id, idle in settlement.retries:
+                pipe.xclaim(
+                    stream, self.group, self.consumer, 0, [entry_id], idle=idle, justid=True
+                )
+            for entry_id, raw, verdict in settlement.dead:
+                fields = dead_letter_fields(
+                    raw, verdict, stream=stream, group=self.group,
+                    consumer=self.consumer, entry_id=entry_id,
+                )  # fmt: skip
+                args = [self.group, entry_id, *fields]
+                await self._dead_letter(keys=[stream, dlq], args=args, client=pipe)
+            await pipe.execute()
+        for entry_id, _, verdict in settlement.dead:
+            self.health.count("dead_lettered")
+            self.log.error(
+                "event_dead_lettered", stream=stream, entry_id=entry_id, dead_letters=dlq,
+                reason=verdict.reason.value, attempts=verdict.attempts,
+            )  # fmt: skip
