@@ -84,8 +84,8 @@ class Target:
             info = await redis.info("server")
             try:
                 config: Any = await redis.config_get("append*")
-                fsync = config.get(b"appendfsync", b"?").decode()
-                aof = config.get(b"appendonly", b"?").decode()
+                text = {_text(k): _text(v) for k, v in config.items()}
+                fsync, aof = text.get("appendfsync", "?"), text.get("appendonly", "?")
             except Exception:
                 fsync = aof = "unknown"
         finally:
@@ -108,6 +108,10 @@ async def _aof_idle(redis: Redis, timeout_s: float = 60.0) -> None:
         if not info.get("aof_rewrite_in_progress") and not info.get("aof_rewrite_scheduled"):
             return
         await asyncio.sleep(0.01)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def machine_facts() -> dict[str, Any]:

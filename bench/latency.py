@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import cProfile
 import gc
 import json
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -77,11 +79,14 @@ def _cpu_s() -> float:
     return time.process_time()
 
 
-async def _control(window: _Window, ready: Callable[[], Awaitable[None]]) -> None:
+async def _control(window: _Window, ready: Callable[[], Awaitable[None]], mode: str) -> None:
     await ready()
     print("ready", flush=True)
     loop = asyncio.get_running_loop()
     cpu0 = wall0 = 0.0
+    # BENCH_PROFILE_DIR=<dir>: cProfile each window, written to <dir>/<mode>-<pid>-<n>.prof
+    profile_dir = os.environ.get("BENCH_PROFILE_DIR")
+    profiler, windows = None, 0
     while True:
         line = (await loop.run_in_executor(None, sys.stdin.readline)).split()
         if not line or line[0] == "quit":
@@ -89,9 +94,18 @@ async def _control(window: _Window, ready: Callable[[], Awaitable[None]]) -> Non
         if line[0] == "start":
             window.reset()
             cpu0, wall0 = _cpu_s(), time.monotonic()
+            if profile_dir:
+                profiler = cProfile.Profile()
+                profiler.enable()
             print("started", flush=True)
         elif line[0] == "stop":
             cpu1, wall1 = _cpu_s(), time.monotonic()
+            if profiler is not None:
+                profiler.disable()
+                windows += 1
+                profiler.dump_stats(
+                    Path(profile_dir or ".") / f"{mode}-{os.getpid()}-{windows}.prof"
+                )
             expected = int(line[1])
             deadline = time.monotonic() + 10
             while window.received < expected and time.monotonic() < deadline:
@@ -150,7 +164,7 @@ async def _child_raw(url: str) -> None:
 
     task = asyncio.create_task(loop())
     task.add_done_callback(_report_crash)
-    await _control(window, ready)
+    await _control(window, ready, "raw")
     task.cancel()
 
 
@@ -172,7 +186,7 @@ async def _child_simpul(url: str) -> None:
         await wait_until(lambda: service.health.last_poll is not None, timeout=30)
 
     async with service.running():
-        await _control(window, ready)
+        await _control(window, ready, "simpul")
 
 
 def child_main(mode: str, url: str) -> None:

@@ -551,7 +551,7 @@ def markdown(out: dict[str, Any]) -> str:
         "",
         *targets_table(out),
         "",
-        f"## 1. Consume throughput (median of {len(out['consume']['raw']['runs'])} runs)",
+        f"## 1. Consume throughput (median of {len(out['consume']['raw']['runs'])} run(s))",
         "",
         "The stream is preloaded; the clock runs from the consumer's start until every entry is "
         "acked. FastStream reads its own `__data__` format (preloaded with `broker.publish`) "
@@ -559,7 +559,7 @@ def markdown(out: dict[str, Any]) -> str:
         "",
         *consume_table(out),
         "",
-        f"## 2. Publish throughput (median of {len(out['publish']['raw']['runs'])} runs)",
+        f"## 2. Publish throughput (median of {len(out['publish']['raw']['runs'])} run(s))",
         "",
         *publish_table(out),
         "",
@@ -599,20 +599,21 @@ def _pct(value: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.run", description=__doc__.splitlines()[0]
+        prog="python -m bench.run", description=(__doc__ or "").splitlines()[0]
     )
-    parser.add_argument(
-        "--quick", action="store_true", help="one run per figure, 3 s latency windows"
-    )
+    parser.add_argument("--quick", action="store_true", help="one run per figure, 3 s latency")
     parser.add_argument("--json", metavar="PATH", help="write every measurement as JSON")
+    parser.add_argument("--markdown", metavar="PATH", help="write the report (docs/performance.md)")
     parser.add_argument(
-        "--markdown", metavar="PATH", help="write the report, e.g. docs/performance.md"
+        "--from-json", metavar="PATH", help="measure nothing: render the report of a saved run"
     )
     args = parser.parse_args(argv)
     configure(level="warning", fmt="json")
-    out = asyncio.run(run(args))
+    # --from-json re-renders a saved run, e.g. after editing bench/analysis.md
+    saved = Path(args.from_json).read_text() if args.from_json else None
+    out = json.loads(saved) if saved else asyncio.run(run(args))
     print(text_report(out))
-    if args.json:
+    if args.json and not args.from_json:
         Path(args.json).write_text(json.dumps(out, indent=2, default=str) + "\n")
     if args.markdown:
         Path(args.markdown).write_text(markdown(out))

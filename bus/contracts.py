@@ -17,7 +17,7 @@ import enum
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -103,11 +103,7 @@ class Contract(BaseModel):
                 minor=minor,
                 owner=owner or event_type.split(".", 1)[0],
                 classification=classification,
-                personal_fields=frozenset(
-                    name
-                    for name, f in cls.model_fields.items()
-                    if any(isinstance(m, _Personal) for m in f.metadata)
-                ),
+                personal_fields=frozenset(personal_paths(cls)),
             )
         except ValueError as exc:
             raise ConfigurationError(f"contract {cls.__qualname__}: {exc}") from exc
@@ -130,6 +126,32 @@ class Contract(BaseModel):
         except ValidationError as exc:
             # from None: pydantic's error quotes the input, which may be personal data.
             raise violation(cls.__contract__.event_type, exc) from None
+
+
+def personal_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Dotted paths of the fields marked PERSONAL, nested models included. A field holding a
+    model with personal fields is itself listed too (``address`` and ``address.street``)."""
+    paths: list[str] = []
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        if any(isinstance(m, _Personal) for m in info.metadata):
+            paths.append(path)
+            continue
+        nested = [
+            inner
+            for candidate in _models_in(info.annotation)
+            for inner in personal_paths(candidate, f"{path}.")
+        ]
+        if nested:
+            paths += [path, *nested]
+    return paths
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models inside an annotation (``Address``, ``Address | None``, ``list[X]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
 
 
 def violation(event_type: str, exc: ValidationError) -> ContractViolation:
@@ -169,7 +191,12 @@ class Registry:
         return iter(sorted(self._by_type.values(), key=lambda m: m.__contract__.event_type))
 
     def personal_field_names(self) -> frozenset[str]:
-        return frozenset().union(*(m.__contract__.personal_fields for m in self._by_type.values()))
+        """Top-level names of personal fields of every contract (what logs must mask)."""
+        return frozenset(
+            path.split(".", 1)[0]
+            for model in self._by_type.values()
+            for path in model.__contract__.personal_fields
+        )
 
 
 def _qualified(model: type[Contract]) -> str:
