@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from time import time as _now
+from typing import Any
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
@@ -19,7 +20,9 @@ from bus.envelope import MAX_ID, Envelope, format_time
 from bus.errors import ConfigurationError, DecodeError
 from bus.logging import get_logger
 
-_SCRIPT = files("bus").joinpath("publish.lua").read_text()
+_SINGLE = files("bus").joinpath("publish.lua").read_text()
+_BATCH = files("bus").joinpath("publish_batch.lua").read_text()
+_CHUNK = 100  # events per script call: bounds how long one call holds Redis
 _NAMESPACE = uuid.UUID("5a1b0c2e-3d4f-5a6b-8c7d-9e0f1a2b3c4d")  # Simpul's UUIDv5 namespace
 _log = get_logger("bus.publisher")
 
@@ -80,7 +83,7 @@ class Publisher:
         self.source = source
         self.retention = retention or Retention()
         self._dedupe_ttl_ms = str(int(dedupe_ttl.total_seconds() * 1000))
-        self._sha: str | None = None
+        self._shas: dict[str, str] = {}  # script text -> SHA1 loaded in Redis
 
     def envelope(
         self,
@@ -119,30 +122,25 @@ class Publisher:
 
     async def publish(self, event: Contract | Envelope, **attributes: object) -> Published:
         """Publish one event. ``attributes`` are those of :meth:`envelope` (id, subject, ...)."""
-        [result] = await self.publish_many([self._wrap(event, attributes)])
-        return result
+        envelope = self._wrap(event, attributes)
+        stream = envelope.stream
+        args = [self._dedupe_ttl_ms, self._minid(envelope), *_flat(envelope)]
+        added, entry = await self._eval(_SINGLE, 2, stream, keys.seen(stream, envelope.id), *args)
+        return self._published(envelope, added, entry)
 
     async def publish_many(self, events: Iterable[Contract | Envelope]) -> list[Published]:
-        """Publish many events in one pipeline; each is still deduplicated on its own."""
+        """Publish many events: one script call per stream and chunk, all in one pipeline.
+
+        Each event is still deduplicated on its own; results come back in input order.
+        """
         envelopes = [self._wrap(e, {}) for e in events]
-        if not envelopes:
-            return []
-        now_ms = int(_now() * 1000)
-        calls = [self._call(envelope, now_ms) for envelope in envelopes]
-        replies = await self._run(calls)
-        results = [
-            Published(e.id, e.stream, entry.decode(), duplicate=not added)
-            for e, (added, entry) in zip(envelopes, replies, strict=True)
-        ]
-        for result in results:
-            _log.debug(
-                "event_published",
-                stream=result.stream,
-                event_id=result.event_id,
-                entry_id=result.entry_id,
-                duplicate=result.duplicate,
-            )
-        return results
+        chunks = _chunks(envelopes)
+        replies = await self._pipeline([self._batch_call(chunk) for _, chunk in chunks])
+        results: list[Published | None] = [None] * len(envelopes)
+        for (positions, chunk), reply in zip(chunks, replies, strict=True):
+            for k, (position, envelope) in enumerate(zip(positions, chunk, strict=True)):
+                results[position] = self._published(envelope, reply[2 * k], reply[2 * k + 1])
+        return [r for r in results if r is not None]
 
     def _wrap(self, event: Contract | Envelope, attributes: Mapping[str, object]) -> Envelope:
         if isinstance(event, Envelope):  # built by hand: check it as a consumer will
@@ -155,30 +153,72 @@ class Publisher:
             return event
         return self.envelope(event, **attributes)  # type: ignore[arg-type]
 
-    def _call(self, envelope: Envelope, now_ms: int) -> tuple[str, ...]:
-        stream = envelope.stream
-        minid = self.retention.minid(keys.aggregate_of(envelope.type), now_ms)
-        args: list[str] = [self._dedupe_ttl_ms, minid]
-        for name, value in envelope.to_fields().items():
-            args += (name, value)
-        return (stream, keys.seen(stream, envelope.id), *args)
+    def _minid(self, envelope: Envelope) -> str:
+        return self.retention.minid(keys.aggregate_of(envelope.type), int(_now() * 1000))
 
-    async def _run(self, calls: list[tuple[str, ...]]) -> list[tuple[int, bytes]]:
-        if self._sha is None:
-            self._sha = await self.redis.script_load(_SCRIPT)
+    def _batch_call(self, chunk: list[Envelope]) -> tuple[str, ...]:
+        stream = chunk[0].stream
+        args = [self._dedupe_ttl_ms, self._minid(chunk[0])]
+        for envelope in chunk:
+            flat = _flat(envelope)
+            args += (str(len(flat)), *flat)
+        return (str(len(chunk) + 1), stream, *(keys.seen(stream, e.id) for e in chunk), *args)
+
+    def _published(self, envelope: Envelope, added: int, entry: bytes) -> Published:
+        result = Published(envelope.id, envelope.stream, entry.decode(), duplicate=not added)
+        _log.debug("event_published", stream=result.stream, event_id=result.event_id,
+                   entry_id=result.entry_id, duplicate=result.duplicate)  # fmt: skip
+        return result
+
+    async def _eval(self, script: str, numkeys: int, *args: str) -> Any:
+        sha = await self._sha(script)
         try:
-            return await self._pipeline(calls)
-        except NoScriptError:  # Redis restarted or flushed its script cache: load and redo.
-            self._sha = await self.redis.script_load(_SCRIPT)
-            return await self._pipeline(calls)  # safe to repeat: every call is idempotent
+            return await self.redis.evalsha(sha, numkeys, *args)
+        except NoScriptError:  # Redis restarted or flushed its scripts: load and redo
+            self._shas.clear()
+            return await self.redis.evalsha(await self._sha(script), numkeys, *args)
 
-    async def _pipeline(self, calls: list[tuple[str, ...]]) -> list[tuple[int, bytes]]:
-        assert self._sha is not None
+    async def _pipeline(self, calls: list[tuple[str, ...]]) -> list[Any]:
+        if not calls:
+            return []
+        try:
+            return await self._send(await self._sha(_BATCH), calls)
+        except NoScriptError:  # safe to repeat the whole batch: every publish is idempotent
+            self._shas.clear()
+            return await self._send(await self._sha(_BATCH), calls)
+
+    async def _send(self, sha: str, calls: list[tuple[str, ...]]) -> list[Any]:
         async with self.redis.pipeline(transaction=False) as pipe:
-            for stream, seen, *args in calls:
-                pipe.evalsha(self._sha, 2, stream, seen, *args)
-            replies: list[tuple[int, bytes]] = await pipe.execute()
-        return replies
+            for numkeys, *args in calls:
+                pipe.evalsha(sha, int(numkeys), *args)
+            return await pipe.execute()
+
+    async def _sha(self, script: str) -> str:
+        sha = self._shas.get(script)
+        if sha is None:
+            sha = self._shas[script] = await self.redis.script_load(script)
+        return sha
+
+
+def _flat(envelope: Envelope) -> list[str]:
+    flat: list[str] = []
+    for name, value in envelope.to_fields().items():
+        flat += (name, value)
+    return flat
+
+
+def _chunks(envelopes: list[Envelope]) -> list[tuple[list[int], list[Envelope]]]:
+    """Group by stream (one script call touches one hash tag), at most _CHUNK per call, so no
+    single script blocks Redis for long; keep each event's input position."""
+    by_stream: dict[str, tuple[list[int], list[Envelope]]] = {}
+    chunks: list[tuple[list[int], list[Envelope]]] = []
+    for position, envelope in enumerate(envelopes):
+        positions, chunk = by_stream.setdefault(envelope.stream, ([], []))
+        positions.append(position)
+        chunk.append(envelope)
+        if len(chunk) == _CHUNK:
+            chunks.append(by_stream.pop(envelope.stream))
+    return chunks + list(by_stream.values())
 
 
 def _contract_info(event: object) -> ContractInfo:
