@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from bus.cli_contracts import app as contracts_app
 from bus.embedded import EmbeddedRedis
 from bus.errors import SimpulError
 from bus.logging import configure
@@ -19,7 +20,8 @@ from bus.service import Service
 from bus.settings import Settings
 
 app = typer.Typer(help="Simpul: the event bus of Kota Malang's departments.", no_args_is_help=True)
-_err = Console(stderr=True)
+app.add_typer(contracts_app, name="contracts")
+_err = Console(stderr=True, soft_wrap=True)
 
 
 def load_service(target: str) -> Service:

@@ -19,7 +19,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Self, get_args
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, ValidationError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from bus import keys
 from bus.errors import ConfigurationError, ContractViolation, UnknownEventType
@@ -37,10 +39,19 @@ class Classification(enum.StrEnum):
 
 
 class _Personal:
-    """Marker for ``Annotated[..., PERSONAL]``: the field holds personal data."""
+    """Marker for ``Annotated[..., PERSONAL]``: the field holds personal data.
+
+    It shows in the JSON Schema as ``"x-personal": true`` so catalogues and non-Python tools
+    see it too.
+    """
 
     def __repr__(self) -> str:
         return "PERSONAL"
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {**handler(schema), "x-personal": True}
 
 
 PERSONAL = _Personal()

@@ -108,7 +108,7 @@ class Publisher:
         except ValidationError as exc:
             # from None: pydantic's error quotes the input, which may be personal data.
             raise violation(info.event_type, exc) from None
-        return Envelope(
+        return _Checked(
             id=id or str(uuid.uuid4()),
             source=self.source,
             type=info.event_type,
@@ -143,6 +143,8 @@ class Publisher:
         return [r for r in results if r is not None]
 
     def _wrap(self, event: Contract | Envelope, attributes: Mapping[str, object]) -> Envelope:
+        if isinstance(event, _Checked):
+            return event
         if isinstance(event, Envelope):  # built by hand: check it as a consumer will
             try:
                 Envelope.from_fields(event.to_fields())
@@ -198,6 +200,12 @@ class Publisher:
         if sha is None:
             sha = self._shas[script] = await self.redis.script_load(script)
         return sha
+
+
+class _Checked(Envelope):
+    """An envelope built by :meth:`Publisher.envelope`: validated, so not checked again."""
+
+    __slots__ = ()
 
 
 def _flat(envelope: Envelope) -> list[str]:

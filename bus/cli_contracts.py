@@ -1,0 +1,185 @@
+"""``simpul contracts ...``: list, show, export and gate the shared data contracts."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bus.compat import check, snapshot_of, write_snapshots
+from bus.contracts import Contract, default_registry
+from bus.errors import SimpulError, UnknownEventType
+
+app = typer.Typer(
+    help="The shared data contracts: list, show, export, check.", no_args_is_help=True
+)
+_out = Console()
+_err = Console(stderr=True, soft_wrap=True)
+
+Package = Annotated[str, typer.Option("--schemas", help="package holding the contracts")]
+AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+
+def load(package: str = "schemas") -> list[type[Contract]]:
+    """Import every module of ``package`` so its contracts register; return them sorted."""
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        root = importlib.import_module(package)
+    except ImportError as exc:
+        raise SimpulError(f"cannot import contracts package {package!r}: {exc}") from exc
+    for module in pkgutil.walk_packages(root.__path__, prefix=f"{package}."):
+        importlib.import_module(module.name)
+    prefix = f"{package}."
+    return [m for m in default_registry if m.__module__.startswith(prefix)]
+
+
+def snapshot_root(package: str = "schemas") -> Path:
+    return Path(importlib.import_module(package).__path__[0]) / "snapshots"
+
+
+def describe(model: type[Contract]) -> dict[str, Any]:
+    """What the CLI and the catalogue say about one contract."""
+    info = model.__contract__
+    schema = model.model_json_schema()
+    required = set(schema.get("required", ()))
+    return {
+        "type": info.event_type,
+        "version": f"{info.major}.{info.minor}",
+        "owner": info.owner,
+        "classification": info.classification.value,
+        "stream": info.stream,
+        "dataschema": info.dataschema,
+        "summary": (model.__doc__ or "").strip().split("\n")[0],
+        "personal_fields": sorted(info.personal_fields),
+        "fields": [
+            {
+                "name": name,
+                "type": _type_name(prop),
+                "required": name in required,
+                "personal": name in info.personal_fields,
+                "description": prop.get("description", ""),
+            }
+            for name, prop in schema.get("properties", {}).items()
+        ],
+    }
+
+
+def _type_name(prop: dict[str, Any]) -> str:
+    if "$ref" in prop:
+        return str(prop["$ref"]).rsplit("/", 1)[1]
+    if "anyOf" in prop:
+        return " | ".join(_type_name(p) for p in prop["anyOf"])
+    if prop.get("type") == "array":
+        return f"list[{_type_name(prop.get('items', {}))}]"
+    if "enum" in prop:
+        return " | ".join(json.dumps(v) for v in prop["enum"])
+    return str(prop.get("format") or prop.get("type") or "any")
+
+
+def _fail(exc: SimpulError) -> typer.Exit:
+    _err.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(2)
+
+
+@app.command("list")
+def list_(package: Package = "schemas", as_json: AsJson = False) -> None:
+    """Every event type with its version, owner and classification."""
+    try:
+        rows = [describe(m) for m in load(package)]
+    except SimpulError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{len(rows)} contracts")
+    for column in ("type", "version", "owner", "classification", "personal fields", "stream"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["type"], row["version"], row["owner"], row["classification"],
+                      ", ".join(row["personal_fields"]) or "-", row["stream"])  # fmt: skip
+    _out.print(table)
+
+
+@app.command()
+def show(
+    event_type: Annotated[str, typer.Argument(help="e.g. dukcapil.citizen.died.v1")],
+    package: Package = "schemas",
+    as_json: AsJson = False,
+) -> None:
+    """One contract: its identity, fields and JSON Schema."""
+    try:
+        load(package)
+        model = default_registry.resolve(event_type)
+    except (SimpulError, UnknownEventType) as exc:
+        raise _fail(exc) from None
+    row = describe(model)
+    if as_json:
+        print(json.dumps({**row, "schema": model.model_json_schema()}, indent=2))
+        return
+    _out.print(f"[bold]{row['type']}[/bold] {row['version']} — {row['summary']}")
+    _out.print(
+        f"owner {row['owner']}, classification {row['classification']}, stream {row['stream']}"
+    )
+    table = Table()
+    for column in ("field", "type", "required", "personal", "description"):
+        table.add_column(column)
+    for f in row["fields"]:
+        table.add_row(f["name"], f["type"], "yes" if f["required"] else "no",
+                      "yes" if f["personal"] else "", f["description"])  # fmt: skip
+    _out.print(table)
+
+
+@app.command()
+def export(
+    directory: Annotated[Path, typer.Argument(help="where to write <type>.json files")],
+    package: Package = "schemas",
+) -> None:
+    """Write the JSON Schema (with identity and classification) of every contract."""
+    try:
+        models = load(package)
+    except SimpulError as exc:
+        raise _fail(exc) from None
+    directory.mkdir(parents=True, exist_ok=True)
+    for model in models:
+        path = directory / f"{model.__contract__.event_type}.json"
+        path.write_text(json.dumps(snapshot_of(model), indent=2, sort_keys=True) + "\n")
+    _err.print(f"wrote {len(models)} schemas to {directory}")
+
+
+@app.command("check")
+def check_(package: Package = "schemas", as_json: AsJson = False) -> None:
+    """Fail (exit 1) if a contract is incompatible with a snapshot of its major version."""
+    try:
+        models = load(package)
+    except SimpulError as exc:
+        raise _fail(exc) from None
+    problems = check(models, snapshot_root(package))
+    if as_json:
+        print(
+            json.dumps([{"type": p.event_type, "problem": p.message} for p in problems], indent=2)
+        )
+    else:
+        for problem in problems:
+            _err.print(f"[red]✗[/red] {problem}")
+        if not problems:
+            _err.print(f"[green]✓[/green] {len(models)} contracts compatible with their snapshots")
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+def snapshot(package: Package = "schemas") -> None:
+    """Record the JSON Schema of each contract's current minor (never overwrites)."""
+    try:
+        models = load(package)
+    except SimpulError as exc:
+        raise _fail(exc) from None
+    for path in write_snapshots(models, snapshot_root(package)):
+        _err.print(f"wrote {path}")

@@ -1,0 +1,205 @@
+"""The compatibility gate: every contract against the JSON Schema snapshots of its major version.
+
+Within one major version, events of every minor must be readable by consumers built against
+any other minor (archives are replayed, services upgrade at different times). So the only
+change allowed between minors is a new **optional** field. Everything else breaks a snapshot:
+
+* a field removed (a rename is a removal plus an addition);
+* a field's schema changed in any way (type, format, pattern, bounds, enum values, nesting),
+  documentation keywords aside — a widened enum breaks consumers that reject the new value as
+  surely as a narrowed one breaks the replay of old events;
+* a new required field, or a field that is no longer required.
+
+A breaking change is a new type, ``<dept>.<aggregate>.<verb>.v<major+1>``, published beside the
+old one for a deprecation window (docs/contracts.md).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bus.contracts import Contract
+
+# Keywords that document a schema without constraining it.
+_DOCUMENTATION = frozenset({"title", "description", "examples", "default", "x-personal"})
+_NESTING = frozenset({"properties", "required", "additionalProperties", "items", "anyOf", "oneOf",
+                      "allOf", "$ref", "$defs", "prefixItems"})  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason the gate fails, phrased for the developer who must fix it."""
+
+    event_type: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.event_type}: {self.message}"
+
+
+def snapshot_of(model: type[Contract]) -> dict[str, Any]:
+    info = model.__contract__
+    return {
+        "type": info.event_type,
+        "minor": info.minor,
+        "owner": info.owner,
+        "classification": info.classification.value,
+        "personal_fields": sorted(info.personal_fields),
+        "schema": model.model_json_schema(),
+    }
+
+
+def snapshot_path(root: Path, event_type: str, minor: int) -> Path:
+    major = event_type.rsplit(".v", 1)[1]
+    return root / event_type / f"{major}.{minor}.json"
+
+
+def write_snapshots(models: Iterable[type[Contract]], root: Path) -> list[Path]:
+    """Write the snapshot of each model's current minor if missing; return the files written.
+
+    An existing snapshot is never overwritten: a published version is immutable.
+    """
+    written = []
+    for model in models:
+        info = model.__contract__
+        path = snapshot_path(root, info.event_type, info.minor)
+        if path.exists():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(snapshot_of(model), indent=2, sort_keys=True) + "\n")
+        written.append(path)
+    return written
+
+
+def check(models: Iterable[type[Contract]], root: Path) -> list[Problem]:
+    """Every problem of every contract against the committed snapshots."""
+    models = list(models)
+    problems = [p for model in models for p in _check_model(model, root)]
+    known = {m.__contract__.event_type for m in models}
+    if root.exists():
+        for folder in sorted(root.iterdir()):
+            if folder.is_dir() and folder.name not in known:
+                problems.append(Problem(folder.name, "has published snapshots but no contract: "
+                                        "a published type must stay until its deprecation "
+                                        "window ends (then delete its snapshots too)"))  # fmt: skip
+    return problems
+
+
+def _check_model(model: type[Contract], root: Path) -> Iterator[Problem]:
+    info = model.__contract__
+    current = snapshot_of(model)
+    snapshots = _load(root / info.event_type)
+    mine = snapshots.get(info.minor)
+    if mine is None:
+        yield Problem(info.event_type, f"no snapshot of minor {info.minor}: run "
+                      "`simpul contracts snapshot` and commit it")  # fmt: skip
+    elif mine["schema"] != current["schema"]:
+        version = f"{info.major}.{info.minor}"
+        yield Problem(info.event_type, f"changed since its snapshot {version} was published: "
+                      "bump `minor` (compatible change) or publish a new major")  # fmt: skip
+    for minor, snapshot in sorted(snapshots.items()):
+        if minor > info.minor:
+            yield Problem(info.event_type, f"snapshot {info.major}.{minor} is newer than the "
+                          f"contract's minor {info.minor}: minors only go up")  # fmt: skip
+        elif minor < info.minor:
+            for path, change in breaking_changes(snapshot["schema"], current["schema"]):
+                yield Problem(info.event_type, f"{info.major}.{info.minor} breaks snapshot "
+                              f"{info.major}.{minor}: {path or '(payload)'}: {change}")  # fmt: skip
+
+
+def _load(folder: Path) -> dict[int, dict[str, Any]]:
+    if not folder.is_dir():
+        return {}
+    found = {}
+    for path in folder.glob("*.json"):
+        snapshot = json.loads(path.read_text())
+        found[int(snapshot["minor"])] = snapshot
+    return found
+
+
+def breaking_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field path, change) pairs that make ``new`` unable to stand in for ``old``."""
+    return list(_Comparison(old, new).compare(old, new, "", frozenset()))
+
+
+class _Comparison:
+    def __init__(self, old_root: dict[str, Any], new_root: dict[str, Any]) -> None:
+        self.roots = (old_root, new_root)
+
+    def compare(
+        self, old: dict[str, Any], new: dict[str, Any], path: str, seen: frozenset[tuple[str, str]]
+    ) -> Iterator[tuple[str, str]]:
+        refs = (old.get("$ref", ""), new.get("$ref", ""))
+        if refs in seen and refs != ("", ""):  # a recursive model: this pair is being compared
+            return
+        seen = seen | {refs}
+        old, new = self._resolve(old, 0), self._resolve(new, 1)
+        yield from self._keywords(old, new, path)
+        yield from self._properties(old, new, path, seen)
+        if "items" in old or "items" in new:
+            yield from self.compare(old.get("items", {}), new.get("items", {}), f"{path}[]", seen)
+        for keyword in ("anyOf", "oneOf", "allOf"):
+            yield from self._variants(old.get(keyword), new.get(keyword), path, keyword, seen)
+
+    def _resolve(self, schema: dict[str, Any], side: int) -> dict[str, Any]:
+        ref = schema.get("$ref")
+        if not ref:
+            return schema
+        node: Any = self.roots[side]
+        for part in ref.removeprefix("#/").split("/"):
+            node = node[part]
+        return {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
+
+    def _keywords(
+        self, old: dict[str, Any], new: dict[str, Any], path: str
+    ) -> Iterator[tuple[str, str]]:
+        keys = (old.keys() | new.keys()) - _DOCUMENTATION - _NESTING
+        for key in sorted(keys):
+            before, after = old.get(key), new.get(key)
+            if before == after:
+                continue
+            if key == "enum" and before is not None and after is not None:
+                removed = [v for v in before if v not in after]
+                added = [v for v in after if v not in before]
+                what = "narrowed (removed " if removed else "widened (added "
+                yield path, f"enum {what}{removed or added}); earlier events or consumers reject it"
+            elif key == "type":
+                yield path, f"retyped from {before} to {after}"
+            else:
+                yield path, f"{key} changed from {before!r} to {after!r}"
+
+    def _properties(
+        self, old: dict[str, Any], new: dict[str, Any], path: str, seen: frozenset[tuple[str, str]]
+    ) -> Iterator[tuple[str, str]]:
+        before, after = old.get("properties", {}), new.get("properties", {})
+        required_before, required_after = set(old.get("required", ())), set(new.get("required", ()))
+        prefix = f"{path}." if path else ""
+        for name, schema in before.items():
+            if name not in after:
+                yield f"{prefix}{name}", "removed (or renamed): consumers of earlier minors need it"
+            else:
+                yield from self.compare(schema, after[name], f"{prefix}{name}", seen)
+        for name in sorted(required_after - required_before):
+            yield f"{prefix}{name}", "new required field: earlier events don't have it"
+        for name in sorted((required_before - required_after) & after.keys()):
+            yield f"{prefix}{name}", "no longer required: consumers of earlier minors expect it"
+
+    def _variants(
+        self,
+        before: list[dict[str, Any]] | None,
+        after: list[dict[str, Any]] | None,
+        path: str,
+        keyword: str,
+        seen: frozenset[tuple[str, str]],
+    ) -> Iterator[tuple[str, str]]:
+        if before is None and after is None:
+            return
+        if before is None or after is None or len(before) != len(after):
+            yield path, f"{keyword} alternatives changed (e.g. a field made nullable or not)"
+            return
+        for old, new in zip(before, after, strict=True):
+            yield from self.compare(old, new, path, seen)
