@@ -152,7 +152,6 @@ async def step_costs(payloads: Payloads) -> list[tuple[str, str, float]]:
     raw = {k.encode(): v.encode() for k, v in envelope.to_fields().items()}
     data_bytes, data = raw[b"data"], envelope.data
     publisher = Publisher(None, source=payloads.publisher.source)  # type: ignore[arg-type]
-    now_ms = int(time.time() * 1000)
 
     async def trivial(event: CitizenRecorded) -> None:
         return None
