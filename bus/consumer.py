@@ -152,6 +152,7 @@ class Consumer:
     ) -> None:
         settlement = Settlement()
         keep_by = time.monotonic() + self.settings.claim_idle_ms / 2000
+        owned: set[str] | None = None  # after a keep-alive: the entries still ours
         async with self._lock:
             try:
                 for index, (entry_b, raw) in enumerate(entries):
@@ -163,8 +164,8 @@ class Consumer:
                     if time.monotonic() > keep_by:  # a long batch: keep what is still ours
                         owned = await self._keep(stream, entries[index:], settlement)
                         keep_by = time.monotonic() + self.settings.claim_idle_ms / 2000
-                        if entry_id not in owned:
-                            continue
+                    if owned is not None and entry_id not in owned:
+                        continue  # another consumer claimed it meanwhile: it is theirs now
                     delivery = deliveries.get(entry_id, 1) if deliveries else 1
                     await self._one(stream, entry_id, raw, delivery, settlement)
             finally:  # also on cancellation (shutdown grace ran out): settle what is done
