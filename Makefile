@@ -16,9 +16,11 @@ $(STAMP): pyproject.toml
 demo: install  ## start Redis (embedded unless SIMPUL_REDIS_URL), an adapter and services
 	$(PY) -m demo
 
-test: install  ## lint, type-check, then every test against real Redis
+test: install  ## lint, type-check, the contract gate, then every test against real Redis
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	$(VENV)/bin/simpul contracts check
+	$(VENV)/bin/simpul contracts docs --check
 	$(PY) -m pytest
 
 lint: install

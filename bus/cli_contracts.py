@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bus import asyncapi, catalogue
 from bus.compat import check, snapshot_of, write_snapshots
 from bus.contracts import Contract, default_registry
 from bus.errors import SimpulError, UnknownEventType
@@ -25,6 +26,7 @@ _err = Console(stderr=True, soft_wrap=True)
 
 Package = Annotated[str, typer.Option("--schemas", help="package holding the contracts")]
 AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+Services = Annotated[str, typer.Option("--services", help="package holding the services")]
 
 
 def load(package: str = "schemas") -> list[type[Contract]]:
@@ -183,3 +185,63 @@ def snapshot(package: Package = "schemas") -> None:
         raise _fail(exc) from None
     for path in write_snapshots(models, snapshot_root(package)):
         _err.print(f"wrote {path}")
+
+
+def docs_files(package: str = "schemas", services: str = "services") -> dict[str, str]:
+    """The generated documentation: file name -> text (catalogue.md, asyncapi.json)."""
+    models = load(package)
+    found = catalogue.find_services(services)
+    types = catalogue.shared_types(package)
+    rows = [catalogue.name_types(describe(m), m, types) for m in models]
+    return {
+        "catalogue.md": catalogue.render(rows, catalogue.consumers(found), types),
+        "asyncapi.json": asyncapi.render(asyncapi.document(models, found)),
+    }
+
+
+@app.command()
+def docs(
+    check_only: Annotated[
+        bool, typer.Option("--check", help="only check the files are fresh (exit 1 if not)")
+    ] = False,
+    package: Package = "schemas",
+    services: Services = "services",
+    out: Annotated[Path, typer.Option("--out", help="directory of the files")] = Path("docs"),
+) -> None:
+    """Write the event catalogue (catalogue.md) and the AsyncAPI document (asyncapi.json)."""
+    try:
+        files = docs_files(package, services)
+    except SimpulError as exc:
+        raise _fail(exc) from None
+    if check_only:
+        _check_fresh(files, out, _docs_command(package, services, out))
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (out / name).write_text(text, encoding="utf-8")
+        _err.print(f"wrote {out / name}")
+
+
+def _check_fresh(files: dict[str, str], out: Path, command: str) -> None:
+    """Exit 1 naming each file of ``out`` that differs from what would be generated."""
+    stale = [out / name for name, text in files.items() if _read(out / name) != text]
+    for path in stale:
+        _err.print(f"[red]✗[/red] {path} is stale: run `{command}`")
+    if stale:
+        raise typer.Exit(1)
+    _err.print(f"[green]✓[/green] {', '.join(str(out / n) for n in files)} up to date")
+
+
+def _docs_command(package: str, services: str, out: Path) -> str:
+    given = {"--schemas": package, "--services": services, "--out": str(out)}
+    defaults = {"--schemas": "schemas", "--services": "services", "--out": "docs"}
+    return " ".join(
+        ["simpul contracts docs", *(f"{k} {v}" for k, v in given.items() if v != defaults[k])]
+    )
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
