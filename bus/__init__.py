@@ -3,6 +3,7 @@
 The names department developers need; everything else is internal.
 """
 
+from bus.connection import connect
 from bus.context import EventContext
 from bus.contracts import PERSONAL, Classification, Contract, Registry, default_registry
 from bus.envelope import Envelope
@@ -38,6 +39,7 @@ __all__ = [
     "Settings",
     "SimpulError",
     "UnknownEventType",
+    "connect",
     "default_registry",
     "event_id",
 ]
