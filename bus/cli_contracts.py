@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bus import asyncapi, catalogue
+from bus.cli_common import fail
 from bus.compat import check, snapshot_of, write_snapshots
 from bus.contracts import Contract, default_registry
 from bus.errors import SimpulError, UnknownEventType
@@ -85,18 +86,13 @@ def _type_name(prop: dict[str, Any]) -> str:
     return str(prop.get("format") or prop.get("type") or "any")
 
 
-def _fail(exc: SimpulError) -> typer.Exit:
-    _err.print(f"[red]error:[/red] {exc}")
-    return typer.Exit(2)
-
-
 @app.command("list")
 def list_(package: Package = "schemas", as_json: AsJson = False) -> None:
     """Every event type with its version, owner and classification."""
     try:
         rows = [describe(m) for m in load(package)]
     except SimpulError as exc:
-        raise _fail(exc) from None
+        raise fail(_err, exc) from None
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -120,7 +116,7 @@ def show(
         load(package)
         model = default_registry.resolve(event_type)
     except (SimpulError, UnknownEventType) as exc:
-        raise _fail(exc) from None
+        raise fail(_err, exc) from None
     row = describe(model)
     if as_json:
         print(json.dumps({**row, "schema": model.model_json_schema()}, indent=2))
@@ -147,7 +143,7 @@ def export(
     try:
         models = load(package)
     except SimpulError as exc:
-        raise _fail(exc) from None
+        raise fail(_err, exc) from None
     directory.mkdir(parents=True, exist_ok=True)
     for model in models:
         path = directory / f"{model.__contract__.event_type}.json"
@@ -161,7 +157,7 @@ def check_(package: Package = "schemas", as_json: AsJson = False) -> None:
     try:
         models = load(package)
     except SimpulError as exc:
-        raise _fail(exc) from None
+        raise fail(_err, exc) from None
     problems = check(models, snapshot_root(package))
     if as_json:
         print(
@@ -182,7 +178,7 @@ def snapshot(package: Package = "schemas") -> None:
     try:
         models = load(package)
     except SimpulError as exc:
-        raise _fail(exc) from None
+        raise fail(_err, exc) from None
     for path in write_snapshots(models, snapshot_root(package)):
         _err.print(f"wrote {path}")
 
@@ -212,7 +208,7 @@ def docs(
     try:
         files = docs_files(package, services)
     except SimpulError as exc:
-        raise _fail(exc) from None
+        raise fail(_err, exc) from None
     if check_only:
         _check_fresh(files, out, _docs_command(package, services, out))
         return

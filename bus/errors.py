@@ -6,6 +6,7 @@
 * :class:`UnknownEventType` — nobody registered a contract for this type (deploy the contract).
 * :class:`ConfigurationError` — a setting or an argument is wrong (fix the configuration).
 * :class:`RedisUnavailable` — Redis cannot be reached (operators: check the server).
+* :class:`SourceError` — an adapter's legacy source cannot be read (operators: check it).
 * :class:`PermissionDenied` — Redis refused a command for this principal (fix the ACL topology).
 
 Messages say what was wrong, with which value, and what to do — but never quote personal data:
@@ -64,3 +65,14 @@ class RedisUnavailable(SimpulError):
 
 class PermissionDenied(SimpulError):
     """Redis refused a command for the connected ACL user (NOPERM)."""
+
+
+class SourceError(SimpulError):
+    """An adapter's legacy source could not be read (database down, file unreadable).
+
+    :meth:`bus.adapter.Adapter.run` retries it with backoff.
+    """
+
+
+class PostgresUnavailable(SimpulError):
+    """A private PostgreSQL (for tests and the demo) could not be started."""

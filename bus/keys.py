@@ -54,8 +54,22 @@ def done(stream_key: str, group: str, event_id: str) -> str:
 
 
 def quarantine(adapter: str) -> str:
-    """Source records an adapter could not map: ``simpul:quarantine:<adapter>``."""
-    return f"{PREFIX}:quarantine:{adapter}"
+    """Source records an adapter could not map: ``simpul:quarantine:{<adapter>}``.
+
+    The adapter name is the hash tag, so the stream and its index share a Cluster slot and one
+    script can update both.
+    """
+    return f"{PREFIX}:quarantine:{{{adapter}}}"
+
+
+def quarantine_index(adapter: str) -> str:
+    """Which records (event id + raw digest) are in an adapter's quarantine already."""
+    return f"{quarantine(adapter)}:index"
+
+
+def checkpoint(adapter: str) -> str:
+    """Where an adapter resumes reading its source (JSON position of the last published record)."""
+    return f"{PREFIX}:checkpoint:{adapter}"
 
 
 def is_stream(key: str) -> bool:

@@ -1,41 +1,162 @@
-"""Civil registry (SIAK) adapter: legacy death and move records -> dukcapil events.
+"""Civil registry (SIAK) adapter: legacy birth, death and move records -> dukcapil events.
 
-The mapping is the whole adapter: a legacy row in, a validated contract and a deterministic
-event id out. Column names are SIAK's (Indonesian).
+The mapping is the whole adapter: a legacy row in, a validated contract out. Column names are
+SIAK's (Indonesian); see :mod:`adapters.dukcapil.schema` for the table. The event id comes from
+(source URN, table, ``id_peristiwa``, ``versi``): a corrected record (``versi`` + 1) is a new
+event, a replayed one is not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
+from datetime import timedelta, timezone
+from pathlib import Path
 from typing import Any
 
-from bus import Contract, event_id
-from schemas.dukcapil import CitizenDied, CitizenMoved
+from redis.asyncio import Redis
 
+from bus import ConfigurationError, Contract, Publisher, event_id
+from bus.adapter import Adapter, ProgressHook, Record
+from bus.checkpoint import RedisCheckpoints
+from bus.quarantine import Quarantine
+from bus.sources.sql import Database, PostgresDatabase, SqliteDatabase, SqlSource
+from schemas.common import pseudonym
+from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved
+
+__all__ = ["NAME", "SOURCE", "TABLE", "SiakMapper", "adapter", "map_record", "source"]
+
+NAME = "dukcapil-siak"  # the adapter's name: its checkpoint and its quarantine
 SOURCE = "urn:malangkota:dukcapil:siak"
+TABLE = "peristiwa"
+WIB = timezone(timedelta(hours=7), "WIB")  # SIAK writes local time; Indonesia has no DST
+PSEUDONYM_KEY_ENV = "SIMPUL_PSEUDONYM_KEY"
+
+Row = Mapping[str, Any]
 
 
-def map_record(row: Mapping[str, Any]) -> tuple[Contract, str]:
-    """One SIAK row -> (event, event id). Raises ContractViolation for a row that won't map."""
-    kind = row["jenis_peristiwa"]
-    if kind == "KEMATIAN":
-        event: Contract = CitizenDied.parse(
-            {
-                "nik": row["nik"],
-                "date_of_death": row["tgl_peristiwa"],
-                "kecamatan": row["kode_kecamatan"],
-            }
-        )
-    elif kind == "PINDAH":
-        event = CitizenMoved.parse(
-            {
-                "nik": row["nik"],
-                "address": row["alamat"],
-                "kecamatan": row["kode_kecamatan"],
-                "moved_on": row["tgl_peristiwa"],
-            }
-        )
-    else:
-        raise ValueError(f"unknown jenis_peristiwa {kind!r} (expected KEMATIAN or PINDAH)")
-    # Same row, same version -> same id: re-running the adapter publishes nothing twice.
-    return event, event_id(SOURCE, "peristiwa", row["id_peristiwa"], row["versi"])
+class SiakMapper:
+    """One SIAK row -> its dukcapil contract, by ``jenis_peristiwa``.
+
+    Births carry the child as a keyed pseudonym (children's data is specific personal data),
+    so the mapper needs the city's pseudonym key.
+    """
+
+    def __init__(self, pseudonym_key: bytes | None) -> None:
+        if pseudonym_key is not None and len(pseudonym_key) < 16:
+            raise ConfigurationError("the pseudonym key must be at least 16 bytes")
+        self._key = pseudonym_key
+        self._by_kind: dict[str, Callable[[Row], Contract]] = {
+            "LAHIR": self.born,
+            "KEMATIAN": self.died,
+            "PINDAH": self.moved,
+        }
+
+    def __call__(self, record: Record) -> Contract:
+        return self.map(record.data)
+
+    def map(self, row: Row) -> Contract:
+        kind = row.get("jenis_peristiwa")
+        try:
+            mapping = self._by_kind[str(kind).strip().upper()]
+        except KeyError:
+            known = ", ".join(self._by_kind)
+            raise ValueError(f"unknown jenis_peristiwa {kind!r} (expected {known})") from None
+        return mapping(row)
+
+    def born(self, row: Row) -> CitizenBorn:
+        if self._key is None:  # a configuration problem, not the row's: stop, don't quarantine
+            raise ConfigurationError(
+                f"births need the city's pseudonym key: set {PSEUDONYM_KEY_ENV} (16+ bytes)"
+            )
+        nik = row["nik"]
+        return CitizenBorn.parse({
+            "child_ref": pseudonym(self._key, "nik", nik) if isinstance(nik, str) else None,
+            "nik": nik,
+            "kk": row["no_kk"],
+            "born_on": row["tgl_lahir"],
+            "kelurahan": row["kode_kelurahan"],
+            "registered_on": row["tgl_lapor"],
+        })  # fmt: skip
+
+    def died(self, row: Row) -> CitizenDied:
+        return CitizenDied.parse({
+            "nik": row["nik"],
+            "date_of_death": row["tgl_peristiwa"],
+            "kecamatan": row["kode_kecamatan"],
+        })  # fmt: skip
+
+    def moved(self, row: Row) -> CitizenMoved:
+        return CitizenMoved.parse({
+            "nik": row["nik"],
+            "address": row["alamat"],
+            "kecamatan": row["kode_kecamatan"],
+            "moved_on": row["tgl_peristiwa"],
+        })  # fmt: skip
+
+
+def pseudonym_key_from_env() -> bytes | None:
+    """The city's pseudonym key from SIMPUL_PSEUDONYM_KEY; None if unset (births then fail)."""
+    return os.environ.get(PSEUDONYM_KEY_ENV, "").encode() or None
+
+
+def map_record(row: Row, *, pseudonym_key: bytes | None = None) -> tuple[Contract, str]:
+    """One SIAK row -> (event, event id). Raises ContractViolation or ValueError for a row
+    that won't map. The id is the one the :func:`adapter` publishes the row under."""
+    mapper = SiakMapper(pseudonym_key or pseudonym_key_from_env())
+    return mapper.map(row), event_id(SOURCE, TABLE, row["id_peristiwa"], row["versi"])
+
+
+def source(db: Database | str | Path, *, outbox: bool = False) -> SqlSource:
+    """The SIAK events as a source: a ``postgresql://`` URL, a SQLite file, or a Database."""
+    if isinstance(db, Path) or (isinstance(db, str) and not db.startswith("postgres")):
+        db = SqliteDatabase(db)
+    elif isinstance(db, str):
+        db = PostgresDatabase(db)
+    common: dict[str, Any] = {"version": "versi", "time_column": "updated_at",
+                              "naive_timezone": WIB}  # fmt: skip
+    if outbox:
+        return SqlSource.by_outbox(db, outbox_table=f"{TABLE}_outbox", outbox_id="no_outbox",
+                                   key="id_peristiwa", name=TABLE, **common)  # fmt: skip
+    return SqlSource.by_change_column(db, table=TABLE, change_column="updated_at",
+                                      primary_key="no_urut", key="id_peristiwa",
+                                      **common)  # fmt: skip
+
+
+def adapter(
+    redis: Redis,
+    db: Database | str | Path,
+    *,
+    pseudonym_key: bytes | None,
+    outbox: bool = False,
+    batch_size: int = 500,
+    on_progress: ProgressHook | None = None,
+) -> Adapter:
+    """The SIAK adapter, wired: SQL source, mapper, publisher, checkpoints and quarantine."""
+    return Adapter(
+        NAME,
+        source=source(db, outbox=outbox),
+        mapper=SiakMapper(pseudonym_key),
+        publisher=Publisher(redis, source=SOURCE),
+        checkpoints=RedisCheckpoints(redis),
+        quarantine=Quarantine(redis, NAME),
+        batch_size=batch_size,
+        on_progress=on_progress,
+    )
+
+
+DB_ENV = "SIMPUL_DUKCAPIL_DB"
+
+
+def from_env(redis: Redis) -> Adapter:
+    """The adapter as ``simpul adapter run adapters.dukcapil:from_env`` builds it.
+
+    SIMPUL_DUKCAPIL_DB: a ``postgresql://`` URL or a SQLite file of the SIAK database;
+    SIMPUL_DUKCAPIL_OUTBOX=1 reads the trigger-filled outbox instead of the change column;
+    SIMPUL_PSEUDONYM_KEY: the city's key for child pseudonyms (births).
+    """
+    db = os.environ.get(DB_ENV)
+    if not db:
+        raise ConfigurationError(f"set {DB_ENV} to the SIAK database (postgresql:// URL or file)")
+    outbox = os.environ.get("SIMPUL_DUKCAPIL_OUTBOX", "") in ("1", "true", "yes")
+    return adapter(redis, db, pseudonym_key=pseudonym_key_from_env(), outbox=outbox)

@@ -22,7 +22,7 @@ def test_names_of_every_key() -> None:
     assert keys.dead_letters(STREAM, "dinsos") == "simpul:{dukcapil.citizen}:dlq:dinsos"
     assert keys.seen(STREAM, "e-1") == "simpul:{dukcapil.citizen}:seen:e-1"
     assert keys.done(STREAM, "dinsos", "e-1") == "simpul:{dukcapil.citizen}:done:dinsos:e-1"
-    assert keys.quarantine("siak") == "simpul:quarantine:siak"
+    assert keys.quarantine("siak") == "simpul:quarantine:{siak}"
 
 
 def test_all_keys_of_an_aggregate_share_one_cluster_slot() -> None:

@@ -1,0 +1,230 @@
+"""``simpul adapter run`` and ``simpul quarantine ...``: run adapters, fix what they rejected."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Annotated, Any, TypeVar
+
+import typer
+from redis.asyncio import Redis
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from bus.adapter import Adapter
+from bus.adapter import Progress as Counts
+from bus.cli_common import fail, import_target
+from bus.connection import connect
+from bus.errors import SimpulError
+from bus.logging import configure, get_logger
+from bus.quarantine import Quarantine, QuarantineEntry
+from bus.settings import Settings
+
+adapter_app = typer.Typer(help="Run an adapter (legacy app -> events).", no_args_is_help=True)
+quarantine_app = typer.Typer(help="Records adapters could not map.", no_args_is_help=True)
+_out = Console()
+_err = Console(stderr=True, soft_wrap=True)
+T = TypeVar("T")
+_log = get_logger("bus.cli")
+
+Target = Annotated[str, typer.Argument(help="MODULE:FACTORY, a callable (redis) -> Adapter")]
+AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+
+def _redis_url() -> str:
+    url = Settings.load().redis_url
+    if url is None:
+        raise SimpulError("set SIMPUL_REDIS_URL (or start a local server with `simpul redis`)")
+    return url
+
+
+def _run(work: Callable[[Redis], Awaitable[T]]) -> T:
+    """Run ``work`` with a Redis client; SimpulErrors become a message and exit code 2."""
+
+    async def main() -> T:
+        redis = connect(_redis_url())
+        try:
+            return await work(redis)
+        finally:
+            await redis.aclose()
+
+    try:
+        return asyncio.run(main())
+    except SimpulError as exc:
+        raise fail(_err, exc) from None
+
+
+def _build(target: str, redis: Redis) -> Adapter:
+    factory = import_target(target)
+    adapter = factory(redis) if callable(factory) else factory
+    if not isinstance(adapter, Adapter):
+        raise SimpulError(f"{target} gave {type(adapter).__name__}, not a bus.adapter.Adapter")
+    return adapter
+
+
+@adapter_app.command("run")
+def run(
+    target: Target,
+    once: Annotated[bool, typer.Option("--once", help="one pass (a backfill), then exit")] = False,
+    poll: Annotated[float, typer.Option(help="seconds between passes when polling")] = 5.0,
+    as_json: AsJson = False,
+) -> None:
+    """Publish what the source has after the checkpoint; keep polling unless --once."""
+    settings = Settings.load()
+    configure(settings.log_level, "json" if as_json else settings.log_format)
+
+    async def work(redis: Redis) -> Counts | None:
+        adapter = _build(target, redis)
+        with _progress_bar(adapter, enabled=sys.stderr.isatty() and not as_json):
+            if once:
+                return await adapter.run_once()
+            stop = asyncio.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+            await adapter.run(poll_interval=poll, stop=stop)
+            return None
+
+    counts = _run(work)
+    if counts is not None:
+        summary = {k: v for k, v in asdict(counts).items() if k != "position"}
+        if as_json:
+            print(json.dumps(summary))
+        else:
+            _err.print(", ".join(f"{k} {v}" for k, v in summary.items() if v is not None))
+
+
+class _progress_bar:  # noqa: N801 - used as a context manager, reads as a function
+    """A rich progress bar fed by the adapter's progress hook (only on a terminal)."""
+
+    def __init__(self, adapter: Adapter, *, enabled: bool) -> None:
+        self.adapter, self.enabled = adapter, enabled
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[note]}"), TimeRemainingColumn())  # fmt: skip
+        self.bar = Progress(*columns, console=_err)
+        self.task = self.bar.add_task(adapter.name, total=None, note="")
+
+    def __enter__(self) -> None:
+        if self.enabled:
+            self.bar.start()
+            self.adapter.on_progress = self.update
+
+    def __exit__(self, *_: object) -> None:
+        if self.enabled:
+            self.bar.stop()
+
+    def update(self, counts: Counts) -> None:
+        note = f"{counts.published} new, {counts.duplicates} dup, {counts.quarantined} quarantined"
+        self.bar.update(self.task, completed=counts.read, total=counts.total, note=note)
+
+
+@quarantine_app.command("list")
+def list_(
+    adapter: Annotated[str, typer.Argument(help="adapter name, e.g. siak")],
+    after: Annotated[str, typer.Option(help="list entries after this entry id")] = "-",
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+    as_json: AsJson = False,
+) -> None:
+    """Quarantined records: key, version and what was wrong (no record contents)."""
+    entries = _run(lambda redis: Quarantine(redis, adapter).entries(after=after, limit=limit))
+    rows = [_summary(e) for e in entries]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"quarantine of {adapter}: {len(rows)} shown")
+    for column in ("entry", "record", "version", "problems", "quarantined at"):
+        table.add_column(column)
+    for row in rows:
+        problems = "; ".join(f"{p['field']}: {p['problem']}" for p in row["problems"])
+        table.add_row(
+            row["entry_id"], row["record_key"], row["record_version"], problems, row["time"]
+        )
+    _out.print(table)
+
+
+@quarantine_app.command()
+def show(
+    adapter: Annotated[str, typer.Argument(help="adapter name")],
+    entry_id: Annotated[str, typer.Argument(help="entry id from `simpul quarantine list`")],
+    reveal: Annotated[bool, typer.Option(help="show identifiers unmasked")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """One quarantined record. Values show as their shape ("15 digits") unless --reveal."""
+    entry = _run(lambda redis: Quarantine(redis, adapter).show(entry_id))
+    if entry is None:
+        raise fail(_err, SimpulError(f"no entry {entry_id} in the quarantine of {adapter}"))
+    raw = json.loads(entry.raw)
+    if reveal:
+        _log.warning("quarantine_revealed", adapter=adapter, entry_id=entry_id)
+    else:
+        raw = {column: shape(value) for column, value in raw.items()}
+    detail = {**_summary(entry), "source": entry.source, "raw": raw}
+    if as_json:
+        print(json.dumps(detail, indent=2))
+        return
+    _out.print_json(data=detail)
+
+
+@quarantine_app.command()
+def retry(
+    target: Target,
+    entry_id: Annotated[str | None, typer.Argument(help="one entry; omit with --all")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="retry every entry")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Map quarantined records again with the adapter's current mapper; publish what maps now."""
+    if (entry_id is None) == (not all_):
+        raise fail(_err, SimpulError("give one ENTRY_ID or --all"))
+
+    async def work(redis: Redis) -> list[dict[str, Any]]:
+        adapter = _build(target, redis)
+        quarantine = adapter.quarantine
+        if all_:
+            outcomes = await quarantine.retry_all(
+                mapper=adapter.mapper, publisher=adapter.publisher
+            )
+        else:
+            entry = await quarantine.show(entry_id or "")
+            if entry is None:
+                raise SimpulError(f"no entry {entry_id} in the quarantine of {adapter.name}")
+            outcomes = [
+                await quarantine.retry(entry, mapper=adapter.mapper, publisher=adapter.publisher)
+            ]
+        return [asdict(o) for o in outcomes]
+
+    outcomes = _run(work)
+    if as_json:
+        print(json.dumps(outcomes, indent=2))
+    else:
+        published = sum(o["published"] for o in outcomes)
+        _err.print(f"{published} published, {len(outcomes) - published} still failing")
+    if any(not o["published"] for o in outcomes):
+        raise typer.Exit(1)
+
+
+def shape(value: Any) -> str:
+    """What a value looks like, without the value: enough to see why it did not map."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    text = str(value)
+    if text.isascii() and text.isdigit():
+        return f"{len(text)} digits"
+    if not text.strip():
+        return "blank"
+    kind = "non-ASCII text" if not text.isascii() else "text"
+    return f"{kind}, {len(text)} characters"
+
+
+def _summary(entry: QuarantineEntry) -> dict[str, Any]:
+    return {
+        "entry_id": entry.entry_id,
+        "record_key": entry.record_key,
+        "record_version": entry.record_version,
+        "event_id": entry.event_id,
+        "problems": [{"field": p.field, "problem": p.problem} for p in entry.problems],
+        "time": entry.time,
+    }

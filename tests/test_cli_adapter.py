@@ -1,0 +1,87 @@
+"""``simpul adapter run`` and ``simpul quarantine list|show|retry`` on a real SIAK SQLite file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+from typer.testing import CliRunner
+
+from adapters import dukcapil
+from adapters.dukcapil.fixtures import create_sqlite, rows
+from bus import keys
+from bus.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def siak(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    data = list(rows(40, seed=7))
+    data[3]["nik"] = data[3]["nik"][:15]  # a truncated NIK, typed into an old form
+    data[9]["jenis_peristiwa"] = "CERAI"  # a kind the adapter does not map
+    create_sqlite(tmp_path / "siak.db", data)
+    monkeypatch.setenv("SIMPUL_REDIS_URL", redis_url)
+    monkeypatch.setenv("SIMPUL_DUKCAPIL_DB", str(tmp_path / "siak.db"))
+    monkeypatch.setenv("SIMPUL_PSEUDONYM_KEY", "test-key-of-32-bytes-for-pseudonyms")
+    return data
+
+
+def _invoke(*args: str) -> Any:
+    result = runner.invoke(app, list(args))
+    return result
+
+
+def test_run_once_publishes_the_good_rows_and_quarantines_the_bad(
+    siak: list[dict[str, Any]], redis_url: str
+) -> None:
+    result = _invoke("adapter", "run", "adapters.dukcapil:from_env", "--once", "--json")
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.stdout.strip().splitlines()[-1])
+    assert counts["read"] == 40 and counts["quarantined"] == 2 and counts["published"] == 38
+    client = Redis.from_url(redis_url)
+    published = sum(client.xlen(keys.stream(a)) for a in ("dukcapil.citizen",))
+    assert published == 38
+
+    listed = _invoke("quarantine", "list", dukcapil.NAME, "--json")
+    assert listed.exit_code == 0
+    entries = json.loads(listed.stdout)
+    assert sorted(e["record_key"] for e in entries) == sorted(
+        str(siak[i]["id_peristiwa"]) for i in (3, 9)
+    )
+    fields = {p["field"] for e in entries for p in e["problems"]}
+    assert "nik" in fields
+    assert siak[3]["nik"] not in listed.stdout  # list never shows record contents
+
+    shown = _invoke("quarantine", "show", dukcapil.NAME, entries[0]["entry_id"], "--json")
+    assert shown.exit_code == 0
+    assert all(siak[i]["nik"] not in shown.stdout for i in (3, 9))  # masked by default
+    shapes = [json.loads(_invoke("quarantine", "show", dukcapil.NAME, e["entry_id"], "--json").stdout)
+              for e in entries]  # fmt: skip
+    assert "15 digits" in [s["raw"]["nik"] for s in shapes]  # why it failed, not what it was
+
+
+def test_run_again_publishes_nothing_twice(siak: list[dict[str, Any]]) -> None:
+    first = _invoke("adapter", "run", "adapters.dukcapil:from_env", "--once", "--json")
+    second = _invoke("adapter", "run", "adapters.dukcapil:from_env", "--once", "--json")
+    assert first.exit_code == second.exit_code == 0
+    assert json.loads(second.stdout.strip().splitlines()[-1])["published"] == 0
+
+
+def test_retry_with_the_same_mapper_keeps_failing_entries(siak: list[dict[str, Any]]) -> None:
+    _invoke("adapter", "run", "adapters.dukcapil:from_env", "--once")
+    result = _invoke("quarantine", "retry", "adapters.dukcapil:from_env", "--all", "--json")
+    assert result.exit_code == 1  # nothing maps yet: the records are still wrong
+    assert [o["published"] for o in json.loads(result.stdout)] == [False, False]
+
+
+def test_clear_errors_for_bad_arguments(siak: list[dict[str, Any]]) -> None:
+    missing = _invoke("quarantine", "show", dukcapil.NAME, "0-1")
+    assert missing.exit_code == 2 and "no entry 0-1" in missing.output
+    neither = _invoke("quarantine", "retry", "adapters.dukcapil:from_env")
+    assert neither.exit_code == 2 and "give one ENTRY_ID or --all" in neither.output
+    wrong = _invoke("adapter", "run", "adapters.dukcapil:nothing", "--once")
+    assert wrong.exit_code == 2 and "has no attribute 'nothing'" in wrong.output
