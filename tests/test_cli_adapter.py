@@ -59,8 +59,10 @@ def test_run_once_publishes_the_good_rows_and_quarantines_the_bad(
     shown = _invoke("quarantine", "show", dukcapil.NAME, entries[0]["entry_id"], "--json")
     assert shown.exit_code == 0
     assert all(siak[i]["nik"] not in shown.stdout for i in (3, 9))  # masked by default
-    shapes = [json.loads(_invoke("quarantine", "show", dukcapil.NAME, e["entry_id"], "--json").stdout)
-              for e in entries]  # fmt: skip
+    shown_all = [
+        _invoke("quarantine", "show", dukcapil.NAME, e["entry_id"], "--json") for e in entries
+    ]
+    shapes = [json.loads(result.stdout) for result in shown_all]
     assert "15 digits" in [s["raw"]["nik"] for s in shapes]  # why it failed, not what it was
 
 
