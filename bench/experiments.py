@@ -20,6 +20,7 @@ import asyncio
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from importlib.resources import files
 from typing import Any
 
 from bench import throughput
@@ -30,31 +31,8 @@ from bus.envelope import format_time
 from bus.logging import configure
 from bus.publisher import Published
 
-BATCH_SCRIPT = """
--- KEYS[1] stream, KEYS[2..] dedupe key of each event. ARGV[1] TTL ms, ARGV[2] MINID or '',
--- then per event: the number of field/value strings, then those strings.
-local ttl, minid, out, a = ARGV[1], ARGV[2], {}, 3
-for i = 2, #KEYS do
-  local n = tonumber(ARGV[a])
-  local earlier = redis.call('GET', KEYS[i])
-  if earlier then
-    out[#out + 1] = 0
-    out[#out + 1] = earlier
-  else
-    local entry
-    if minid ~= '' then
-      entry = redis.call('XADD', KEYS[1], 'MINID', '~', minid, '*', unpack(ARGV, a + 1, a + n))
-    else
-      entry = redis.call('XADD', KEYS[1], '*', unpack(ARGV, a + 1, a + n))
-    end
-    redis.call('SET', KEYS[i], entry, 'PX', ttl)
-    out[#out + 1] = 1
-    out[#out + 1] = entry
-  end
-  a = a + n + 1
-end
-return out
-"""
+# The batched script the prototype proposed is now bus/publish_batch.lua: read it from there.
+BATCH_SCRIPT = files("bus").joinpath("publish_batch.lua").read_text()
 
 
 class BatchedLuaPublisher(Publisher):
