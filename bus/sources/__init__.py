@@ -2,6 +2,8 @@
 
 * :mod:`bus.sources.sql` — polling a legacy database (PostgreSQL or SQLite), by a change column
   or by an outbox table filled by a trigger.
-
-Webhook and CSV sources are not built yet (issue 4).
+* :mod:`bus.sources.csvdrop` — a drop folder of CSV exports (moved to ``done/`` or ``failed/``
+  with a report).
+* :mod:`bus.sources.webhook` — an HTTP endpoint the legacy app POSTs to, answering 2xx only once
+  the event is in Redis.
 """
