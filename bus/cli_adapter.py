@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -23,6 +24,9 @@ from bus.connection import connect
 from bus.errors import SimpulError
 from bus.logging import configure, get_logger
 from bus.quarantine import Quarantine, QuarantineEntry
+from bus.scaffold import KINDS
+from bus.scaffold import plan as plan_scaffold
+from bus.scaffold import write as write_scaffold
 from bus.settings import Settings
 
 adapter_app = typer.Typer(help="Run an adapter (legacy app -> events).", no_args_is_help=True)
@@ -96,6 +100,27 @@ def run(
             print(json.dumps(summary))
         else:
             _err.print(", ".join(f"{k} {v}" for k, v in summary.items() if v is not None))
+
+
+@adapter_app.command("new")
+def new(
+    dept: Annotated[str, typer.Argument(help="department code, e.g. dinsos")],
+    kind: Annotated[str, typer.Option(help=f"source kind: {', '.join(KINDS)}")] = "sql",
+    dir_: Annotated[str, typer.Option("--dir", help="folder of the adapter packages")] = "adapters",
+    tests: Annotated[str, typer.Option(help="folder of the adapter tests")] = "tests/adapters",
+) -> None:
+    """Write an adapter skeleton (adapters/DEPT/) and its test; never overwrites a file."""
+    try:
+        scaffold = plan_scaffold(dept, kind, root=Path(), adapters_dir=dir_, tests_dir=tests)
+        written = write_scaffold(scaffold)
+    except SimpulError as exc:
+        raise fail(_err, exc) from None
+    for path in written:
+        typer.echo(f"created {path}")
+    mapped = scaffold.contract or "nothing yet (TODO: no contract in schemas/)"
+    typer.echo(f"\nThe skeleton maps to {mapped}. Next:")
+    for number, step in enumerate(scaffold.next_steps(), start=1):
+        typer.echo(f"  {number}. {step}")
 
 
 class _progress_bar:  # noqa: N801 - used as a context manager, reads as a function

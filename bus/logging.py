@@ -73,7 +73,9 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
             logging.getLevelNamesMapping()[level.upper()]
         ),
         logger_factory=structlog.PrintLoggerFactory(cast(TextIO, _CurrentStderr())),
-        cache_logger_on_first_use=True,
+        # Not cached: tests (capture_logs) and CLIs reconfigure after loggers were first used.
+        # Nothing logs per event on the hot path, so the lookup per log call costs nothing.
+        cache_logger_on_first_use=False,
     )
 
 

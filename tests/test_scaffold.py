@@ -1,0 +1,108 @@
+"""``simpul adapter new``: the skeleton it writes is a working, tested adapter."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bus.cli import app
+from bus.scaffold import source_available
+
+REPO = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty department project; the scaffold writes relative to the working directory."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def new(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["adapter", "new", *args])
+    return result.exit_code, result.output
+
+
+def run_tests(project: Path, redis_url: str, test: str) -> subprocess.CompletedProcess[str]:
+    """The generated test, as its developer runs it: pytest in the project, bus importable."""
+    env = {**os.environ, "PYTHONPATH": f"{project}{os.pathsep}{REPO}",
+           "SIMPUL_REDIS_URL": redis_url}  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+        cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_sql_skeleton_passes_its_generated_test(project: Path, redis_url: str) -> None:
+    code, output = new("dinsos", "--kind", "sql")
+    assert code == 0, output
+    for path in ("adapters/__init__.py", "adapters/dinsos/__init__.py",
+                 "adapters/dinsos/fixtures.py", "tests/adapters/test_dinsos.py"):  # fmt: skip
+        assert (project / path).is_file()
+        assert f"created {path}" in output
+    assert "dinsos.assistance.suspended.v1" in output  # a real contract of the department
+    assert "simpul adapter run adapters.dinsos:from_env --once" in output
+
+    result = run_tests(project, redis_url, "tests/adapters/test_dinsos.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("kind", "dept"), [("csv", "bapenda"), ("webhook", "dpmptsp")])
+def test_csv_and_webhook_skeletons_pass_their_generated_tests(
+    project: Path, redis_url: str, kind: str, dept: str
+) -> None:
+    if not source_available(kind):
+        pytest.fail(f"the {kind} source module is missing: the skeleton cannot be wired")
+    code, output = new(dept, "--kind", kind)
+    assert code == 0, output
+
+    result = run_tests(project, redis_url, f"tests/adapters/test_{dept}.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
+
+
+@pytest.mark.slow
+def test_department_without_contracts_gets_a_todo(project: Path, redis_url: str) -> None:
+    code, output = new("disdik")
+    assert code == 0, output
+    assert "TODO" in (project / "adapters/disdik/__init__.py").read_text()
+
+    result = run_tests(project, redis_url, "tests/adapters/test_disdik.py")
+    assert result.returncode == 1
+    assert "NotImplementedError: TODO" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["Dinsos", "1dinsos", "di-nsos", "x", "class", "bus", "a" * 31])
+def test_bad_department_names_are_refused(project: Path, name: str) -> None:
+    code, output = new(name)
+    assert code == 2
+    assert "error:" in output
+    assert not (project / "adapters").exists()
+
+
+def test_unknown_kind_is_refused(project: Path) -> None:
+    code, output = new("dinsos", "--kind", "ftp")
+    assert code == 2
+    assert "--kind must be one of sql, webhook, csv" in output
+
+
+def test_never_overwrites(project: Path) -> None:
+    (project / "adapters" / "dinsos").mkdir(parents=True)
+    code, output = new("dinsos")
+    assert code == 2
+    assert "never overwrites" in output
+    assert not (project / "tests").exists()
+    assert not list((project / "adapters" / "dinsos").iterdir())
+
+    (project / "adapters" / "dinsos").rmdir()
+    assert new("dinsos")[0] == 0
+    assert new("dinsos")[0] == 2  # the second time, everything exists
