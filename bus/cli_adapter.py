@@ -28,6 +28,7 @@ from bus.scaffold import KINDS
 from bus.scaffold import plan as plan_scaffold
 from bus.scaffold import write as write_scaffold
 from bus.settings import Settings
+from bus.sources.webhook import Webhook, serve
 
 adapter_app = typer.Typer(help="Run an adapter (legacy app -> events).", no_args_is_help=True)
 quarantine_app = typer.Typer(help="Records adapters could not map.", no_args_is_help=True)
@@ -63,12 +64,45 @@ def _run(work: Callable[[Redis], Awaitable[T]]) -> T:
         raise fail(_err, exc) from None
 
 
-def _build(target: str, redis: Redis) -> Adapter:
+def _made(target: str, redis: Redis) -> object:
     factory = import_target(target)
-    adapter = factory(redis) if callable(factory) else factory
+    return factory(redis) if callable(factory) else factory
+
+
+def _build(target: str, redis: Redis) -> Adapter:
+    adapter = _made(target, redis)
     if not isinstance(adapter, Adapter):
         raise SimpulError(f"{target} gave {type(adapter).__name__}, not a bus.adapter.Adapter")
     return adapter
+
+
+def _rejecting(target: str, redis: Redis) -> Adapter | Webhook:
+    """What `quarantine retry` needs: an adapter or a webhook (mapper, publisher, quarantine)."""
+    made = _made(target, redis)
+    if not isinstance(made, Adapter | Webhook):
+        raise SimpulError(f"{target} gave {type(made).__name__}, not an Adapter or a Webhook")
+    return made
+
+
+@adapter_app.command("serve")
+def serve_(
+    target: Annotated[str, typer.Argument(help="MODULE:FACTORY, a callable (redis) -> Webhook")],
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8080,
+    path: Annotated[str, typer.Option(help="the path the legacy app POSTs to")] = "/",
+) -> None:
+    """Serve a webhook adapter until Ctrl-C / SIGTERM (requests in flight finish first)."""
+    settings = Settings.load()
+    configure(settings.log_level, settings.log_format)
+
+    async def work(redis: Redis) -> None:
+        webhook = _made(target, redis)
+        if not isinstance(webhook, Webhook):
+            raise SimpulError(f"{target} gave {type(webhook).__name__}, not a Webhook")
+        _err.print(f"{webhook.name}: POST http://{host}:{port}{path}  (health: /healthz)")
+        await serve(webhook.app(path=path), host=host, port=port)
+
+    _run(work)
 
 
 @adapter_app.command("run")
@@ -206,7 +240,7 @@ def retry(
         raise fail(_err, SimpulError("give one ENTRY_ID or --all"))
 
     async def work(redis: Redis) -> list[dict[str, Any]]:
-        adapter = _build(target, redis)
+        adapter = _rejecting(target, redis)
         quarantine = adapter.quarantine
         if all_:
             outcomes = await quarantine.retry_all(

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
@@ -19,6 +20,13 @@ from bus.connection import connect
 from bus.embedded import EmbeddedRedis
 from bus.settings import Settings
 from bus.testing import quick_settings
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Commands under test configure logging (level, format); don't let it leak into the next."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from redis import Redis
 from typer.testing import CliRunner
 
 from adapters import dukcapil
+from adapters.dpmptsp.fixtures import payloads as dpmptsp_payloads
 from adapters.dukcapil.fixtures import create_sqlite, rows
 from bus import keys
 from bus.cli import app
+from bus.embedded import free_port
 
 runner = CliRunner()
 
@@ -87,3 +95,40 @@ def test_clear_errors_for_bad_arguments(siak: list[dict[str, Any]]) -> None:
     assert neither.exit_code == 2 and "give one ENTRY_ID or --all" in neither.output
     wrong = _invoke("adapter", "run", "adapters.dukcapil:nothing", "--once")
     assert wrong.exit_code == 2 and "has no attribute 'nothing'" in wrong.output
+
+
+@pytest.mark.slow
+def test_serve_answers_the_legacy_app_and_stops_on_sigterm(redis_url: str) -> None:
+    port = free_port()
+    token = "a-test-token-of-enough-length"
+    env = dict(os.environ, SIMPUL_REDIS_URL=redis_url, SIMPUL_DPMPTSP_TOKEN=token,
+               SIMPUL_LOG_FORMAT="json")  # fmt: skip
+    command = [sys.executable, "-m", "bus.cli", "adapter", "serve", "adapters.dpmptsp:from_env",
+               "--port", str(port)]  # fmt: skip
+    proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        payload = next(dpmptsp_payloads(1, seed=5))
+        answer = _post_when_up(f"http://127.0.0.1:{port}/", payload, token, proc)
+        assert answer.status_code == 201, answer.text
+        again = httpx.post(f"http://127.0.0.1:{port}/", json=payload,
+                           headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        assert again.status_code == 200 and again.json()["duplicate"] is True
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+
+
+def _post_when_up(
+    url: str, payload: Any, token: str, proc: subprocess.Popen[str]
+) -> httpx.Response:
+    deadline = time.monotonic() + 20
+    while True:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "server exited"
+        try:
+            return httpx.post(url, json=payload, headers={"Authorization": f"Bearer {token}"})
+        except httpx.ConnectError:
+            assert time.monotonic() < deadline, "the webhook never came up"
+            time.sleep(0.05)

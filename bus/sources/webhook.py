@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import signal
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any, TypeAlias
@@ -238,8 +239,20 @@ def webhook_app(
 
 
 async def serve(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Serve until SIGINT/SIGTERM; in-flight requests finish (and publish) before exit."""
-    await uvicorn.Server(_config(app, host, port)).serve()
+    """Serve until SIGINT/SIGTERM; in-flight requests finish (and publish) before exit.
+
+    The signal ends the server, then this returns normally (uvicorn's own handling would
+    re-raise the signal afterwards, so a clean stop would look like a kill to supervisors).
+    """
+    server = _QuietServer(_config(app, host, port))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, setattr, server, "should_exit", True)
+    try:
+        await server.serve()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 @contextlib.asynccontextmanager
