@@ -16,6 +16,7 @@ from bus.errors import (
     SimpulError,
     UnknownEventType,
 )
+from bus.logging import configure_default
 from bus.publisher import Published, Publisher, Retention, event_id
 from bus.service import Service
 from bus.settings import Settings
@@ -43,3 +44,5 @@ __all__ = [
     "default_registry",
     "event_id",
 ]
+
+configure_default()  # masked, info-level logs unless the application configures structlog

@@ -183,7 +183,7 @@ class _progress_bar:  # noqa: N801 - used as a context manager, reads as a funct
 
 @quarantine_app.command("list")
 def list_(
-    adapter: Annotated[str, typer.Argument(help="adapter name, e.g. siak")],
+    adapter: Annotated[str, typer.Argument(help="adapter name, e.g. dukcapil-siak")],
     after: Annotated[str, typer.Option(help="list entries after this entry id")] = "-",
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
     as_json: AsJson = False,
@@ -195,7 +195,8 @@ def list_(
         print(json.dumps(rows, indent=2))
         return
     table = Table(title=f"quarantine of {adapter}: {len(rows)} shown")
-    for column in ("entry", "record", "version", "problems", "quarantined at"):
+    table.add_column("entry", no_wrap=True)  # copied into `simpul quarantine show`: never cut
+    for column in ("record", "version", "problems", "quarantined at"):
         table.add_column(column)
     for row in rows:
         problems = "; ".join(f"{p['field']}: {p['problem']}" for p in row["problems"])
@@ -259,6 +260,10 @@ def retry(
     if as_json:
         print(json.dumps(outcomes, indent=2))
     else:
+        for outcome in outcomes:
+            if not outcome["published"]:
+                problems = "; ".join(f"{p['field']}: {p['problem']}" for p in outcome["problems"])
+                _err.print(f"{outcome['entry_id']} still fails: {problems}")
         published = sum(o["published"] for o in outcomes)
         _err.print(f"{published} published, {len(outcomes) - published} still failing")
     if any(not o["published"] for o in outcomes):
@@ -271,11 +276,11 @@ def shape(value: Any) -> str:
         return json.dumps(value)
     text = str(value)
     if text.isascii() and text.isdigit():
-        return f"{len(text)} digits"
+        return f"{len(text)} digit{'s' if len(text) != 1 else ''}"
     if not text.strip():
         return "blank"
     kind = "non-ASCII text" if not text.isascii() else "text"
-    return f"{kind}, {len(text)} characters"
+    return f"{kind}, {len(text)} character{'s' if len(text) != 1 else ''}"
 
 
 def _summary(entry: QuarantineEntry) -> dict[str, Any]:

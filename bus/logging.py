@@ -9,6 +9,7 @@ that contracts declare personal.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, MutableMapping
@@ -91,3 +92,17 @@ class _CurrentStderr:
 
 def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
+
+
+def configure_default() -> None:
+    """Unless the application configured structlog itself, log as ``SIMPUL_LOG_LEVEL`` and
+    ``SIMPUL_LOG_FORMAT`` say (info, auto), masking included — also in plain scripts that never
+    call :func:`configure` (structlog's own default prints every debug line, unmasked)."""
+    if structlog.is_configured():
+        return
+    level = os.environ.get("SIMPUL_LOG_LEVEL", "info").lower()
+    fmt = os.environ.get("SIMPUL_LOG_FORMAT", "auto").lower()
+    configure(
+        level if level in ("debug", "info", "warning", "error") else "info",
+        fmt if fmt in ("json", "console", "auto") else "auto",
+    )
