@@ -9,6 +9,7 @@ change for every non-Python adapter.
 
 from __future__ import annotations
 
+import functools
 import re
 
 PREFIX = "simpul"
@@ -18,6 +19,7 @@ _SEGMENT = r"[a-z][a-z0-9_-]*"
 TYPE_PATTERN = re.compile(rf"^({_SEGMENT})\.({_SEGMENT})\.({_SEGMENT})\.v([1-9][0-9]*)$")
 
 
+@functools.lru_cache(maxsize=1024)  # few types; bounded, as junk entries can invent many
 def aggregate_of(event_type: str) -> str:
     """``dukcapil.citizen.died.v1`` -> ``dukcapil.citizen``. Raises ValueError on a bad type."""
     match = TYPE_PATTERN.match(event_type)
