@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import signal
 import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ from bus import keys
 from bus.errors import ContractViolation
 from bus.quarantine import Quarantine
 from schemas.bapenda import PaymentChannel, TaxKind
+from tests.adapters.crashing import kill_repeatedly
 
 STREAM = keys.stream("bapenda.payment")
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,35 +104,15 @@ def start(folder: Path, redis_url: str) -> subprocess.Popen[bytes]:
     )  # fmt: skip
 
 
-def wait_for_growth(redis: SyncRedis, proc: subprocess.Popen[bytes], since: int) -> None:
-    deadline = time.monotonic() + 30
-    while redis.xlen(STREAM) <= since:
-        assert proc.poll() is None, f"adapter exited early: {proc.stderr.read()!r}"  # type: ignore[union-attr]
-        assert time.monotonic() < deadline, "the adapter made no progress"
-        time.sleep(0.005)
-
-
 @pytest.mark.slow
 def test_sigkill_during_a_drop_leaves_one_entry_per_row_and_every_file_done(
     tmp_path: Path, redis_url: str
 ) -> None:
     files = write_drop(tmp_path, RECORDS, files=3, seed=77, encoding="cp1252")
     expected = {r["nomor_bukti_bayar"] for r in rows(RECORDS, seed=77)}
-    rng = random.Random(5_2026)
     redis = SyncRedis.from_url(redis_url)
-    mid_run = 0
-    for _ in range(KILLS):
-        before = redis.xlen(STREAM)
-        proc = start(tmp_path, redis_url)
-        wait_for_growth(redis, proc, before)
-        time.sleep(rng.uniform(0.0, 0.15))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        mid_run += redis.xlen(STREAM) < RECORDS
-    assert mid_run >= 3, "the kills came too late to test anything"
-    final = start(tmp_path, redis_url)
-    _, stderr = final.communicate(timeout=60)
-    assert final.returncode == 0, stderr.decode()
+    kill_repeatedly(lambda: start(tmp_path, redis_url), redis, STREAM, records=RECORDS,
+                    kills=KILLS, seed=5_2026)  # fmt: skip
 
     entries: Any = redis.xrange(STREAM)
     refs = [json.loads(f[b"data"])["payment_ref"] for _, f in entries]

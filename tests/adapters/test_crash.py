@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,7 @@ from adapters import dukcapil
 from adapters.dukcapil.fixtures import create_sqlite, rows
 from bus import keys
 from tests.adapters.conftest import postgres_url  # noqa: F401 - a fixture
+from tests.adapters.crashing import kill_repeatedly
 from tests.adapters.test_dukcapil import KEY, load_postgres
 
 pytestmark = pytest.mark.slow
@@ -40,14 +38,6 @@ def start(db: str, redis_url: str) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "adapters.dukcapil", db, "--batch-size", "250"],
         cwd=ROOT, env=env, stderr=subprocess.PIPE,
     )  # fmt: skip
-
-
-def wait_for_growth(redis: SyncRedis, proc: subprocess.Popen[bytes], since: int) -> None:
-    deadline = time.monotonic() + 30
-    while redis.xlen(STREAM) <= since:
-        assert proc.poll() is None, f"adapter exited early: {proc.stderr.read()!r}"  # type: ignore[union-attr]
-        assert time.monotonic() < deadline, "the adapter made no progress"
-        time.sleep(0.005)
 
 
 def assert_checkpoint_not_ahead(redis: SyncRedis, data: list[dict[str, Any]]) -> None:
@@ -68,22 +58,13 @@ def expected(row: dict[str, Any]) -> str:
 
 
 def backfill_with_kills(db: str, redis_url: str, data: list[dict[str, Any]]) -> None:
-    rng = random.Random(4_2026)
     redis = SyncRedis.from_url(redis_url)
-    kills_mid_run = 0
-    for _ in range(KILLS):
-        before = redis.xlen(STREAM)
-        proc = start(db, redis_url)
-        wait_for_growth(redis, proc, before)
-        time.sleep(rng.uniform(0.0, 0.15))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        kills_mid_run += redis.xlen(STREAM) < RECORDS
+
+    def check() -> None:
         assert_checkpoint_not_ahead(redis, data)
-    assert kills_mid_run >= 3, "the kills came too late to test anything"
-    final = start(db, redis_url)
-    _, stderr = final.communicate(timeout=60)
-    assert final.returncode == 0, stderr.decode()
+
+    kill_repeatedly(lambda: start(db, redis_url), redis, STREAM, records=RECORDS, kills=KILLS,
+                    seed=4_2026, after_kill=check)  # fmt: skip
 
     ids = [f[b"id"].decode() for _, f in redis.xrange(STREAM)]
     assert redis.xlen(STREAM) == len(ids) == RECORDS
