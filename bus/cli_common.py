@@ -20,8 +20,7 @@ def import_target(target: str) -> Any:
         raise SimpulError(
             f"expected MODULE:ATTRIBUTE (e.g. services.dinsos:service), got {target!r}"
         )
-    if str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
+    import_from_cwd()
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -29,6 +28,12 @@ def import_target(target: str) -> Any:
     if not hasattr(module, attribute):
         raise SimpulError(f"module {module_name!r} has no attribute {attribute!r}")
     return getattr(module, attribute)
+
+
+def import_from_cwd() -> None:
+    """Let the commands import the project they are run in (once on sys.path, not per call)."""
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
 
 
 def fail(console: Console, exc: SimpulError) -> typer.Exit:

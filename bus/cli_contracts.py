@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bus import asyncapi, catalogue
-from bus.cli_common import fail
+from bus.cli_common import fail, import_from_cwd
 from bus.compat import check, snapshot_of, write_snapshots
 from bus.contracts import Contract, default_registry
 from bus.errors import SimpulError, UnknownEventType
@@ -32,7 +31,7 @@ Services = Annotated[str, typer.Option("--services", help="package holding the s
 
 def load(package: str = "schemas") -> list[type[Contract]]:
     """Import every module of ``package`` so its contracts register; return them sorted."""
-    sys.path.insert(0, str(Path.cwd()))
+    import_from_cwd()
     try:
         root = importlib.import_module(package)
     except ImportError as exc:
