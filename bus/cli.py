@@ -27,8 +27,10 @@ _err = Console(stderr=True, soft_wrap=True)
 
 
 def load_service(target: str) -> Service:
-    """Import ``package.module:attribute`` and check it is a Service."""
+    """Import ``package.module:attribute``: a Service, or a function that builds one."""
     service = import_target(target)
+    if callable(service) and not isinstance(service, Service):
+        service = service()
     if not isinstance(service, Service):
         raise SimpulError(f"{target} is {type(service).__name__}, not a bus.Service")
     return service
@@ -40,10 +42,20 @@ def run(
     redis_url: Annotated[
         str | None, typer.Option(envvar="SIMPUL_REDIS_URL", help="Redis URL")
     ] = None,
+    http: Annotated[
+        str | None,
+        typer.Option(envvar="SIMPUL_HTTP", help="HOST:PORT to serve the service's HTTP API on"),
+    ] = None,
 ) -> None:
-    """Run a service (one replica; start more processes for more replicas)."""
+    """Run a service (one replica; start more processes for more replicas).
+
+    TARGET is a Service object or a function returning one (``services.profile:create``).
+    """
     try:
-        settings = Settings.load(**({"redis_url": redis_url} if redis_url else {}))
+        overrides = {"redis_url": redis_url} if redis_url else {}
+        if http:
+            overrides["http"] = http
+        settings = Settings.load(**overrides)
         configure(settings.log_level, settings.log_format)
         service = load_service(target)
         service.settings = settings

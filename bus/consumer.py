@@ -49,7 +49,7 @@ class Consumer:
         self.health = health
         self.group = dispatcher.group
         self.name = dispatcher.consumer
-        self.streams = sorted({h.model.__contract__.stream for h in dispatcher.handlers.values()})
+        self.streams = dispatcher.streams()
         self._log = _log.bind(group=self.group, consumer=self.name)
         self._settler = Settler(
             redis, group=self.group, consumer=self.name, health=health, log=self._log

@@ -38,16 +38,19 @@ class EventContext:
         """The id that ties a chain of events across departments (the first event's id)."""
         return self.envelope.correlationid or self.envelope.id
 
-    async def publish(self, event: Contract, **attributes: Any) -> Published:
+    async def publish(self, event: Contract, *, key: object = None, **attributes: Any) -> Published:
         """Publish an event caused by this one (services are producers too).
 
-        Its id is derived from this event's id and the new type, so a redelivery of this event
-        republishes nothing; correlation and causation ids are set for tracing.
+        Its id is derived from this event's id, the new type and ``key`` (give one when a single
+        event causes several of the same type, e.g. the grant number when a death suspends
+        each of a person's grants), so a redelivery of this event republishes nothing;
+        correlation and causation ids are set for tracing.
         """
         if self._publisher is None:
             raise RuntimeError("this service has no publisher: give Service(..., source=...)")
+        parts: tuple[object, ...] = (self.envelope.id, event.__contract__.event_type)
         attributes.setdefault(
-            "id", event_id(self._publisher.source, self.envelope.id, event.__contract__.event_type)
+            "id", event_id(self._publisher.source, *parts, *(() if key is None else (key,)))
         )
         attributes.setdefault("correlationid", self.correlation_id)
         attributes.setdefault("causationid", self.envelope.id)

@@ -25,6 +25,7 @@ from bus.errors import ConfigurationError, DecodeError
 from bus.logging import get_logger
 
 HandlerFunc = Callable[..., Awaitable[None]]
+EnvelopeFunc = Callable[[Envelope, EventContext], Awaitable[None]]
 _HOMES_MAX = 1024
 _log = get_logger("bus.dispatch")
 
@@ -85,6 +86,8 @@ class Dispatcher:
     max_deliveries: int
     dedupe: Dedupe | None = None
     publisher: Any = None
+    every: EnvelopeFunc | None = None  # Service.on_every: gets each entry's envelope, any type
+    every_streams: tuple[str, ...] = ()
     _homes: dict[str, str] = field(default_factory=dict)  # event type -> its stream
 
     async def dispatch(
@@ -108,7 +111,7 @@ class Dispatcher:
             return Verdict(Reason.WRONG_STREAM, reason, delivery)
         handler = self.handlers.get(envelope.type)
         if handler is None:
-            return self._unhandled(envelope, delivery)
+            return await self._unhandled(envelope, stream, entry_id, delivery)
         try:
             # Tolerant: fields added by a newer minor version of the contract are ignored.
             event = handler.model.model_validate_json(envelope.data, extra="ignore")
@@ -123,6 +126,11 @@ class Dispatcher:
             await _call(handler, event, ctx)
         return None
 
+    def streams(self) -> list[str]:
+        """The streams this dispatcher's handlers subscribe to."""
+        own = {h.model.__contract__.stream for h in self.handlers.values()}
+        return sorted(own | set(self.every_streams))
+
     def _home(self, event_type: str) -> str:
         home = self._homes.get(event_type)
         if home is None:
@@ -131,7 +139,15 @@ class Dispatcher:
                 self._homes[event_type] = home
         return home
 
-    def _unhandled(self, envelope: Envelope, delivery: int) -> Verdict | None:
+    async def _unhandled(
+        self, envelope: Envelope, stream: str, entry_id: str, delivery: int
+    ) -> Verdict | None:
+        if self.every is not None:
+            ctx = EventContext(
+                envelope, stream, entry_id, self.group, self.consumer, delivery, self.publisher
+            )
+            await _call_every(self.every, envelope, ctx)
+            return None
         if envelope.type not in self.registry:
             return Verdict(
                 Reason.UNKNOWN_TYPE, f"no contract is registered for type {envelope.type}", delivery
@@ -171,4 +187,11 @@ async def _call(handler: Handler, event: Contract, ctx: EventContext) -> None:
         else:
             await handler.func(event)
     except Exception as exc:  # a handler's failure is data for the retry policy, not a crash
+        raise Retry(exc) from exc
+
+
+async def _call_every(func: EnvelopeFunc, envelope: Envelope, ctx: EventContext) -> None:
+    try:
+        await func(envelope, ctx)
+    except Exception as exc:
         raise Retry(exc) from exc

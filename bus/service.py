@@ -15,20 +15,23 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import timedelta
 
 from faststream import FastStream
 from faststream.redis import RedisBroker
 from redis.asyncio import Redis
+from starlette.types import ASGIApp
 
 from bus.connection import connect
 from bus.consumer import Consumer
 from bus.contracts import Contract, Registry, default_registry
 from bus.dedupe import Dedupe
-from bus.dispatch import Dispatcher, Handler, HandlerFunc
+from bus.dispatch import Dispatcher, EnvelopeFunc, Handler, HandlerFunc
 from bus.errors import ConfigurationError
 from bus.health import Health
+from bus.http import parse_address
+from bus.http import running as serving
 from bus.logging import get_logger
 from bus.publisher import Publisher
 from bus.settings import Settings
@@ -60,6 +63,10 @@ class Service:
         self.registry = registry
         self._settings = settings
         self.handlers: dict[str, Handler] = {}
+        self.every: EnvelopeFunc | None = None
+        self.every_streams: tuple[str, ...] = ()
+        self.http_app: ASGIApp | None = None
+        self.http_url: str | None = None  # where the HTTP API listens while running
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
         self.health = Health(stale_after_s=30.0)
@@ -92,6 +99,38 @@ class Service:
 
         return register
 
+    def on_every(
+        self, *, streams: Iterable[str] | None = None
+    ) -> Callable[[EnvelopeFunc], EnvelopeFunc]:
+        """Register ``async def f(envelope, ctx)`` for every entry of ``streams`` (default: the
+        stream of every contract in the registry), whatever its type, before any validation.
+
+        For archives and bridges that keep events as they travelled. Types that also have an
+        :meth:`on` handler go to that handler instead.
+        """
+        chosen = (
+            tuple(sorted({m.__contract__.stream for m in self.registry}))
+            if streams is None
+            else tuple(streams)
+        )
+        if not chosen:
+            raise ConfigurationError(f"{self.name}: on_every needs at least one stream")
+
+        def register(func: EnvelopeFunc) -> EnvelopeFunc:
+            if self.every is not None:
+                raise ConfigurationError(f"{self.name} already has an on_every handler")
+            if not asyncio.iscoroutinefunction(func):
+                raise ConfigurationError(f"handler {func.__qualname__} must be an async def")
+            self.every, self.every_streams = func, chosen
+            return func
+
+        return register
+
+    def mount(self, app: ASGIApp) -> None:
+        """Serve ``app`` (e.g. a Starlette API) while the service runs, on ``SIMPUL_HTTP``
+        (HOST:PORT; port 0 takes a free one, see :attr:`http_url`). Unset: not served."""
+        self.http_app = app
+
     def on_startup(self, hook: Hook) -> Hook:
         """Run ``hook`` before consuming starts (open database pools, clients...)."""
         self._startup.append(hook)
@@ -111,22 +150,26 @@ class Service:
         url = redis_url or self.settings.redis_url
         if url is None:
             raise ConfigurationError(_NO_REDIS)
-        if not self.handlers:
+        if not self.handlers and self.every is None:
             raise ConfigurationError(f"service {self.name} has no handlers: add @service.on(...)")
-        for hook in self._startup:
-            await hook()
-        redis = connect(url, block_ms=self.settings.block_ms, client_name=f"simpul:{self.name}")
-        consumer = self._consumer(redis)
-        task = asyncio.create_task(consumer.run(), name=f"simpul-{self.name}")
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            for hook in self._startup:
+                await hook()
+            for hook in reversed(self._shutdown):
+                stack.push_async_callback(hook)
+            if self.http_app is not None and self.settings.http:
+                host, port = parse_address(self.settings.http)
+                self.http_url = await stack.enter_async_context(
+                    serving(self.http_app, host=host, port=port)
+                )
+                stack.callback(setattr, self, "http_url", None)
+                _log.info("http_serving", service=self.name, url=self.http_url)
+            redis = connect(url, block_ms=self.settings.block_ms, client_name=f"simpul:{self.name}")
+            stack.push_async_callback(redis.aclose)
+            consumer = self._consumer(redis)
+            task = asyncio.create_task(consumer.run(), name=f"simpul-{self.name}")
+            stack.push_async_callback(self._stop, consumer, task)
             yield self
-        finally:
-            try:
-                await self._stop(consumer, task)
-            finally:
-                await redis.aclose()
-                for hook in reversed(self._shutdown):
-                    await hook()
 
     def app(self, redis_url: str | None = None) -> FastStream:
         """This service as a FastStream application (lifecycle, signals, hooks).
@@ -167,6 +210,8 @@ class Service:
             max_deliveries=settings.max_deliveries,
             dedupe=dedupe,
             publisher=publisher,
+            every=self.every,
+            every_streams=self.every_streams,
         )
         return Consumer(redis, dispatcher, settings, self.health)
 

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
         default=7 * 24 * 3600 * 1000, ge=1_000, description="how long event ids are remembered"
     )
     shutdown_grace_s: float = Field(default=30.0, ge=0)
+    http: str | None = Field(
+        default=None,
+        description="HOST:PORT a service serves its HTTP API on (if it has one); unset: none",
+    )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: one real Redis per test session, flushed before every test.
+"""Shared fixtures: one real Redis per test session, flushed before every test; PostgreSQL.
 
 With SIMPUL_REDIS_URL set the tests use that server (and FLUSHDB its database: point it at a
 scratch database). Otherwise they start a private embedded Redis with AOF on a free port, so
@@ -7,10 +7,14 @@ a test that needs Redis never skips.
 
 from __future__ import annotations
 
+import functools
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
+import psycopg
 import pytest
 import structlog
 from redis import Redis as SyncRedis
@@ -18,6 +22,7 @@ from redis.asyncio import Redis
 
 from bus.connection import connect
 from bus.embedded import EmbeddedRedis
+from bus.postgres import EmbeddedPostgres
 from bus.settings import Settings
 from bus.testing import quick_settings
 
@@ -64,3 +69,30 @@ def private_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
     """A Redis of this test's own (AOF, appendfsync always), for restarts and kills."""
     with EmbeddedRedis(tmp_path / "redis", appendfsync="always") as server:
         yield server
+
+
+# PostgreSQL: SIMPUL_POSTGRES_URL if set, else one private server per session, started on first
+# use. Each test gets its own schema (dropped afterwards), selected through the connection's
+# search_path, so tests never see each other's tables and a shared server stays clean.
+
+
+@functools.cache
+def postgres_server_url() -> str:
+    """Cached, so every module that imports the fixtures shares one server per process."""
+    url = os.environ.get("SIMPUL_POSTGRES_URL")
+    if url:
+        return url
+    return EmbeddedPostgres().start().url  # stopped by bus.postgres at exit
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A connection URL whose search_path is a fresh schema of this test's own."""
+    server = postgres_server_url()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in server else "?"
+    yield f"{server}{separator}options={quote(f'-csearch_path={schema}')}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -24,25 +24,21 @@ Logs (stable names, no payloads, no personal data): ``webhook_received``, ``webh
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
-import signal
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any, TypeAlias
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
 from bus.adapter import Mapper, Problem, Record, Rejected, map_to_envelope, record_event_id
 from bus.connection import TRANSIENT
 from bus.envelope import Envelope
 from bus.errors import ConfigurationError, RedisUnavailable
+from bus.http import running, serve
 from bus.logging import get_logger, mask_text
 from bus.publisher import Published, Publisher
 from bus.quarantine import Quarantine
@@ -236,57 +232,6 @@ def webhook_app(
     webhook = Webhook(adapter_name, source_name=source_name, mapper=mapper, publisher=publisher,
                       quarantine=quarantine, key=key, version=version, **options)  # fmt: skip
     return webhook.app(path=path)
-
-
-async def serve(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Serve until SIGINT/SIGTERM; in-flight requests finish (and publish) before exit.
-
-    The signal ends the server, then this returns normally (uvicorn's own handling would
-    re-raise the signal afterwards, so a clean stop would look like a kill to supervisors).
-    """
-    server = _QuietServer(_config(app, host, port))
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, setattr, server, "should_exit", True)
-    try:
-        await server.serve()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-
-
-@contextlib.asynccontextmanager
-async def running(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
-    """Serve ``app`` in this event loop for the block (tests, demos); yields its base URL.
-
-    ``port=0`` takes a free port from the kernel, so parallel tests never collide."""
-    server = _QuietServer(_config(app, host, port))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()  # startup failed: raise its error
-            raise ConfigurationError(f"the webhook server on {host}:{port} did not start")
-        await asyncio.sleep(0.01)
-    bound = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://{host}:{bound}"
-    finally:
-        server.should_exit = True
-        await task
-
-
-class _QuietServer(uvicorn.Server):
-    """Leaves the host process's signal handlers alone (it is not the process's server)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Any:
-        yield
-
-
-def _config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
-    # No access log: our own logs name each request's outcome without its contents.
-    return uvicorn.Config(app, host=host, port=port, lifespan="off", access_log=False,
-                          log_config=None, server_header=False)  # fmt: skip
 
 
 def _extractor(spec: FieldSpec) -> Callable[[Mapping[str, Any]], str]:

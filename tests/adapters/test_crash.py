@@ -20,7 +20,6 @@ from redis import Redis as SyncRedis
 from adapters import dukcapil
 from adapters.dukcapil.fixtures import create_sqlite, rows
 from bus import keys
-from tests.adapters.conftest import postgres_url  # noqa: F401 - a fixture
 from tests.adapters.crashing import kill_repeatedly
 from tests.adapters.test_dukcapil import KEY, load_postgres
 
@@ -81,7 +80,7 @@ def test_sigkill_during_a_sqlite_backfill_leaves_one_entry_per_record(
 
 
 def test_sigkill_during_a_postgresql_backfill_leaves_one_entry_per_record(
-    postgres_url: str,  # noqa: F811
+    postgres_url: str,
     redis_url: str,
 ) -> None:
     data = list(rows(RECORDS, seed=98))

@@ -16,7 +16,6 @@ import pytest
 from bus.adapter import Record
 from bus.errors import ConfigurationError
 from bus.sources.sql import PostgresDatabase, SqliteDatabase, SqlSource
-from tests.adapters.conftest import postgres_url  # noqa: F401 - a fixture
 
 T0 = datetime(2026, 11, 1, 7, 0)
 

@@ -1,0 +1,240 @@
+"""A service's own SQL store: SQLite by default, PostgreSQL when configured.
+
+Services keep what they learned from the bus in their own database. Delivery is at least once,
+so the store carries a *transactional inbox*: :meth:`Store.once` runs the effect and records
+the event id in the same transaction, and a redelivered event finds its id there and changes
+nothing. A crash between the two cannot happen: there is one commit.
+
+    store = Store.for_service("bapenda")            # SIMPUL_BAPENDA_DB, else SQLite in .simpul/
+    await store.migrate(["CREATE TABLE IF NOT EXISTS taxpayer (...)"])
+
+    @service.on(PermitIssued)
+    async def register(event: PermitIssued, ctx: EventContext) -> None:
+        await store.once(ctx.event_id, lambda tx: tx.execute("INSERT ...", (...)))
+
+Write SQL with ``?`` placeholders and portable types (TEXT, BIGINT); the PostgreSQL dialect
+rewrites the placeholders. All calls run on one thread per store, so a handler never blocks the
+event loop on the database and SQLite's connection stays on the thread that opened it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+import psycopg
+
+from bus.errors import ConfigurationError, SimpulError
+
+__all__ = ["Store", "StoreUnavailable", "Tx"]
+
+T = TypeVar("T")
+Dialect = Literal["sqlite", "postgresql"]
+Params = Sequence[Any]
+
+_INBOX = "CREATE TABLE IF NOT EXISTS simpul_inbox ( key TEXT PRIMARY KEY, handled_at TEXT NOT NULL)"
+_ENV_NAME = re.compile(r"[^A-Z0-9]+")
+
+
+class StoreUnavailable(SimpulError):
+    """The database could not be reached or refused the connection (worth retrying)."""
+
+
+class Tx:
+    """One transaction. Rows come back as dicts keyed by column name."""
+
+    def __init__(self, cursor: Any, dialect: Dialect) -> None:
+        self._cursor = cursor
+        self.dialect: Dialect = dialect
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement; return the number of rows it changed."""
+        self._cursor.execute(self._sql(sql), tuple(params))
+        return int(self._cursor.rowcount)
+
+    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        self._cursor.executemany(self._sql(sql), [tuple(row) for row in rows])
+
+    def all(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
+        self._cursor.execute(self._sql(sql), tuple(params))
+        names = [column[0] for column in self._cursor.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in self._cursor.fetchall()]
+
+    def one(self, sql: str, params: Params = ()) -> dict[str, Any] | None:
+        rows = self.all(sql, params)
+        return rows[0] if rows else None
+
+    def value(self, sql: str, params: Params = ()) -> Any:
+        """The first column of the first row, or None."""
+        row = self.one(sql, params)
+        return None if row is None else next(iter(row.values()))
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.dialect == "postgresql" else sql
+
+
+class Store:
+    """A SQLite file or a PostgreSQL database, used from one worker thread."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.dialect: Dialect = _dialect(url)
+        self._conn: Any = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simpul-store")
+        self._closed = False
+
+    @classmethod
+    def for_service(cls, name: str, *, data_dir: str | None = None) -> Store:
+        """``SIMPUL_<NAME>_DB`` if set (``postgresql://...`` or ``sqlite:///path``), else a
+        SQLite file ``<data dir>/<name>.db`` (data dir: ``SIMPUL_DATA_DIR``, else ``.simpul``)."""
+        variable = f"SIMPUL_{_ENV_NAME.sub('_', name.upper())}_DB"
+        url = os.environ.get(variable)
+        if url:
+            return cls(url)
+        folder = Path(data_dir or os.environ.get("SIMPUL_DATA_DIR") or ".simpul")
+        return cls(f"sqlite:///{folder / f'{name}.db'}")
+
+    def __repr__(self) -> str:  # never the password of a PostgreSQL URL
+        parts = urlsplit(self.url)
+        where = parts.path if self.dialect == "sqlite" else f"{parts.hostname}{parts.path}"
+        return f"Store({self.dialect}:{where})"
+
+    async def migrate(self, statements: Sequence[str]) -> None:
+        """Create what is missing (write each statement to be re-runnable: IF NOT EXISTS)."""
+        await self.run(lambda tx: [tx.execute(sql) for sql in (_INBOX, *statements)])
+
+    async def run(self, work: Callable[[Tx], T]) -> T:
+        """Run ``work`` in one transaction on the store's thread: commit, or roll back on error.
+
+        ``work`` is plain (not async) code: it talks to the database and nothing else.
+        """
+        if self._closed:
+            raise StoreUnavailable(f"{self!r} is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._run, work)
+
+    async def once(self, key: str, work: Callable[[Tx], T]) -> T | None:
+        """Run ``work`` unless ``key`` (an event id, or event id + purpose) was done before.
+
+        The key is recorded in the same transaction as the work: either both happen or neither.
+        Returns ``work``'s result, or None when the key was already done.
+        """
+
+        def guarded(tx: Tx) -> T | None:
+            if tx.one("SELECT 1 AS done FROM simpul_inbox WHERE key = ?", (key,)) is not None:
+                return None
+            result = work(tx)
+            tx.execute(
+                "INSERT INTO simpul_inbox (key, handled_at) VALUES (?, ?)", (key, _now_text())
+            )
+            return result
+
+        return await self.run(guarded)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._disconnect)
+        self._thread.shutdown(wait=True)
+
+    # -- on the store's thread -------------------------------------------------------------
+
+    def _run(self, work: Callable[[Tx], T]) -> T:
+        conn = self._connection()
+        try:
+            if self.dialect == "sqlite":
+                return self._run_sqlite(conn, work)
+            return self._run_postgres(conn, work)
+        except Exception as exc:
+            if not _is_transient(exc):
+                raise
+            self._disconnect()  # reconnect on the next call
+            raise StoreUnavailable(f"{self!r}: {type(exc).__name__}: {_first_line(exc)}") from exc
+
+    def _run_sqlite(self, conn: sqlite3.Connection, work: Callable[[Tx], T]) -> T:
+        cursor = conn.cursor()
+        # IMMEDIATE: take the write lock at the start, so concurrent replicas queue instead of
+        # failing with "database is locked" halfway through a transaction.
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(Tx(cursor, "sqlite"))
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+        return result
+
+    def _run_postgres(self, conn: Any, work: Callable[[Tx], T]) -> T:
+        with conn.transaction(), conn.cursor() as cursor:
+            return work(Tx(cursor, "postgresql"))
+
+    def _connection(self) -> Any:
+        if self._conn is not None:
+            return self._conn
+        if self.dialect == "sqlite":
+            path = _sqlite_path(self.url)
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._conn = conn
+        else:
+            try:
+                self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            except psycopg.OperationalError as exc:
+                raise StoreUnavailable(f"cannot connect to {self!r}: {_first_line(exc)}") from None
+        return self._conn
+
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # already broken: nothing to release
+                conn.close()
+
+
+def _dialect(url: str) -> Dialect:
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "sqlite":
+        if not url.startswith("sqlite:///"):
+            raise ConfigurationError(
+                f"a SQLite store URL is sqlite:///relative/path.db or sqlite:////absolute/path.db, "
+                f"not {url.split('?', 1)[0]!r}"
+            )
+        return "sqlite"
+    if scheme in ("postgresql", "postgres"):
+        return "postgresql"
+    raise ConfigurationError(
+        f"a store URL starts with sqlite:/// or postgresql://, not {scheme}:// "
+        "(set SIMPUL_<SERVICE>_DB)"
+    )
+
+
+def _sqlite_path(url: str) -> str:
+    return url[len("sqlite:///") :].split("?", 1)[0] or ":memory:"
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """A lost or locked database (worth retrying), not a mistake in the SQL."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return any(word in str(exc) for word in ("locked", "unable to open", "disk I/O"))
+    return isinstance(exc, psycopg.OperationalError)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _now_text() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
