@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import signal
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated
 
@@ -28,12 +30,25 @@ _err = Console(stderr=True, soft_wrap=True)
 
 def load_service(target: str) -> Service:
     """Import ``package.module:attribute``: a Service, or a function that builds one."""
-    service = import_target(target)
-    if callable(service) and not isinstance(service, Service):
-        service = service()
+    found = import_target(target)
+    if isinstance(found, Service):
+        return found
+    if isinstance(found, type) or not callable(found):  # don't call a class by mistake
+        raise SimpulError(
+            f"{target} is {_kind(found)}, not a bus.Service or a function returning one"
+        )
+    try:
+        inspect.signature(found).bind()
+    except TypeError:
+        raise SimpulError(f"{target} must take no arguments to build the service") from None
+    service = found()
     if not isinstance(service, Service):
-        raise SimpulError(f"{target} is {type(service).__name__}, not a bus.Service")
+        raise SimpulError(f"{target}() returned {_kind(service)}, not a bus.Service")
     return service
+
+
+def _kind(value: object) -> str:
+    return f"the class {value.__qualname__}" if isinstance(value, type) else type(value).__name__
 
 
 @app.command()
@@ -92,7 +107,21 @@ def redis(
         server.stop()
 
 
+def _plugins() -> None:
+    """Add the command groups packages declare under the ``simpul.commands`` entry point
+    (e.g. ``simpul audit`` from services.audit): ``bus`` itself never imports services."""
+    for entry in entry_points(group="simpul.commands"):
+        try:
+            group = entry.load()
+        except Exception as exc:  # a broken plugin must not take the whole command down
+            _err.print(f"[yellow]simpul {entry.name} unavailable: {type(exc).__name__}: {exc}")
+            continue
+        if isinstance(group, typer.Typer):
+            app.add_typer(group, name=entry.name)
+
+
 def main() -> None:
+    _plugins()
     app()
 
 

@@ -1,9 +1,26 @@
-"""Liveness and readiness of a consumer, from what it last achieved (not from a ping)."""
+"""Liveness and readiness of a consumer, from what it last achieved (not from a ping).
+
+A service run with ``SIMPUL_HTTP=HOST:PORT`` answers on that address:
+
+* ``GET /healthz`` (liveness): 200 while the consumer loop runs — also through a Redis outage,
+  which a restart would not cure; 503 once the loop has stopped or died.
+* ``GET /readyz`` (readiness): 200 when the last successful poll of Redis is recent and no
+  error followed it; 503 otherwise (Redis unreachable, group lost, loop stopped).
+
+Both answer with :meth:`Health.snapshot` as JSON: ages of the last poll and the last ack, the
+last error, counters.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp
 
 
 @dataclass
@@ -50,3 +67,18 @@ class Health:
             "last_error": self.last_error,
             "counters": dict(self.counters),
         }
+
+
+def health_app(health: Health, app: ASGIApp | None = None) -> Starlette:
+    """``/healthz`` and ``/readyz`` for ``health``; every other path goes to ``app``, if any."""
+
+    async def live(_: Request) -> JSONResponse:
+        return JSONResponse(health.snapshot(), status_code=200 if health.running else 503)
+
+    async def ready(_: Request) -> JSONResponse:
+        return JSONResponse(health.snapshot(), status_code=200 if health.ready else 503)
+
+    routes: list[Route | Mount] = [Route("/healthz", live), Route("/readyz", ready)]
+    if app is not None:
+        routes.append(Mount("/", app=app))
+    return Starlette(routes=routes)

@@ -29,7 +29,7 @@ from bus.contracts import Contract, Registry, default_registry
 from bus.dedupe import Dedupe
 from bus.dispatch import Dispatcher, EnvelopeFunc, Handler, HandlerFunc
 from bus.errors import ConfigurationError
-from bus.health import Health
+from bus.health import Health, health_app
 from bus.http import parse_address
 from bus.http import running as serving
 from bus.logging import get_logger
@@ -128,7 +128,8 @@ class Service:
 
     def mount(self, app: ASGIApp) -> None:
         """Serve ``app`` (e.g. a Starlette API) while the service runs, on ``SIMPUL_HTTP``
-        (HOST:PORT; port 0 takes a free one, see :attr:`http_url`). Unset: not served."""
+        (HOST:PORT; port 0 takes a free one, see :attr:`http_url`), beside the health endpoints
+        ``/healthz`` and ``/readyz`` (:func:`bus.health.health_app`). Unset: not served."""
         self.http_app = app
 
     def on_startup(self, hook: Hook) -> Hook:
@@ -157,10 +158,10 @@ class Service:
                 await hook()
             for hook in reversed(self._shutdown):
                 stack.push_async_callback(hook)
-            if self.http_app is not None and self.settings.http:
+            if self.settings.http:
                 host, port = parse_address(self.settings.http)
                 self.http_url = await stack.enter_async_context(
-                    serving(self.http_app, host=host, port=port)
+                    serving(health_app(self.health, self.http_app), host=host, port=port)
                 )
                 stack.callback(setattr, self, "http_url", None)
                 _log.info("http_serving", service=self.name, url=self.http_url)
@@ -170,6 +171,28 @@ class Service:
             task = asyncio.create_task(consumer.run(), name=f"simpul-{self.name}")
             stack.push_async_callback(self._stop, consumer, task)
             yield self
+
+    @contextlib.asynccontextmanager
+    async def dispatching(self, redis_url: str | None = None) -> AsyncIterator[Dispatcher]:
+        """Run the startup hooks and yield the dispatcher a replica runs entries through
+        (validation, handlers, ``once`` dedupe, publisher) without consuming any group: for
+        events no longer in their stream, e.g. ``simpul audit backfill`` from the archive.
+
+        ``await dispatcher.dispatch(stream, entry_id, raw, delivery)`` returns None (done) or a
+        Verdict, or raises ``Retry``; acks and dead letters are the caller's. Shutdown hooks run
+        at the end of the block.
+        """
+        url = redis_url or self.settings.redis_url
+        if url is None:
+            raise ConfigurationError(_NO_REDIS)
+        async with contextlib.AsyncExitStack() as stack:
+            for hook in self._startup:
+                await hook()
+            for hook in reversed(self._shutdown):
+                stack.push_async_callback(hook)
+            redis = connect(url, client_name=f"simpul:{self.name}:dispatching")
+            stack.push_async_callback(redis.aclose)
+            yield self._consumer(redis).dispatcher  # built as a replica's, never run
 
     def app(self, redis_url: str | None = None) -> FastStream:
         """This service as a FastStream application (lifecycle, signals, hooks).
