@@ -142,7 +142,7 @@ class Dispatcher:
     async def _unhandled(
         self, envelope: Envelope, stream: str, entry_id: str, delivery: int
     ) -> Verdict | None:
-        if self.every is not None:
+        if self.every is not None and stream in self.every_streams:
             ctx = EventContext(
                 envelope, stream, entry_id, self.group, self.consumer, delivery, self.publisher
             )

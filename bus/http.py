@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -38,12 +39,14 @@ async def serve(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 8080) -> N
     re-raise the signal afterwards, so a clean stop would look like a kill to supervisors).
     """
     server = _QuietServer(_config(app, host, port))
+    sock = _bind(host, port)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, setattr, server, "should_exit", True)
     try:
-        await server.serve()
+        await server.serve(sockets=[sock])
     finally:
+        sock.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 
@@ -54,18 +57,40 @@ async def running(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0) -> As
 
     ``port=0`` takes a free port from the kernel, so parallel tests never collide."""
     server = _QuietServer(_config(app, host, port))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()  # startup failed: raise its error
-            raise ConfigurationError(f"the HTTP server on {host}:{port} did not start")
-        await asyncio.sleep(0.01)
-    bound = server.servers[0].sockets[0].getsockname()[1]
+    sock = _bind(host, port)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        yield f"http://{host}:{bound}"
+        while not server.started:
+            if task.done():
+                task.result()  # startup failed: raise its error
+                raise ConfigurationError(f"the HTTP server on {host}:{port} did not start")
+            await asyncio.sleep(0.01)
+        bound = sock.getsockname()[1]
+        yield f"http://{f'[{host}]' if ':' in host else host}:{bound}"
     finally:
         server.should_exit = True
         await task
+        sock.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here: uvicorn would ``sys.exit`` on a port in use, which
+    inside a running event loop kills the whole process instead of raising."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot serve HTTP on {host}:{port}: {exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        raise ConfigurationError(f"cannot serve HTTP on {host}:{port}: {reason}") from None
+    return sock
 
 
 class _QuietServer(uvicorn.Server):

@@ -29,9 +29,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from bus.errors import ConfigurationError, SimpulError
 
@@ -43,6 +44,8 @@ Params = Sequence[Any]
 
 _INBOX = "CREATE TABLE IF NOT EXISTS simpul_inbox ( key TEXT PRIMARY KEY, handled_at TEXT NOT NULL)"
 _ENV_NAME = re.compile(r"[^A-Z0-9]+")
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
+_PASSWORDS = re.compile(r"^[^:/]+://[^:@/]*:([^@/]*)@|[?&]password=([^&]*)")
 
 
 class StoreUnavailable(SimpulError):
@@ -79,7 +82,8 @@ class Tx:
         return None if row is None else next(iter(row.values()))
 
     def _sql(self, sql: str) -> str:
-        return sql.replace("?", "%s") if self.dialect == "postgresql" else sql
+        # psycopg reads every % as a placeholder marker: a literal one (LIKE 'a%') is doubled.
+        return sql.replace("%", "%%").replace("?", "%s") if self.dialect == "postgresql" else sql
 
 
 class Store:
@@ -88,6 +92,8 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.dialect: Dialect = _dialect(url)
+        if self.dialect == "postgresql":
+            _check_postgres_url(url)
         self._conn: Any = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simpul-store")
         self._closed = False
@@ -104,8 +110,10 @@ class Store:
         return cls(f"sqlite:///{folder / f'{name}.db'}")
 
     def __repr__(self) -> str:  # never the password of a PostgreSQL URL
+        if self.dialect == "sqlite":
+            return f"Store(sqlite:{_sqlite_path(self.url)})"
         parts = urlsplit(self.url)
-        where = parts.path if self.dialect == "sqlite" else f"{parts.hostname}{parts.path}"
+        where = f"{parts.hostname}{parts.path}"
         return f"Store({self.dialect}:{where})"
 
     async def migrate(self, statements: Sequence[str]) -> None:
@@ -150,8 +158,8 @@ class Store:
     # -- on the store's thread -------------------------------------------------------------
 
     def _run(self, work: Callable[[Tx], T]) -> T:
-        conn = self._connection()
         try:
+            conn = self._connection()
             if self.dialect == "sqlite":
                 return self._run_sqlite(conn, work)
             return self._run_postgres(conn, work)
@@ -159,7 +167,8 @@ class Store:
             if not _is_transient(exc):
                 raise
             self._disconnect()  # reconnect on the next call
-            raise StoreUnavailable(f"{self!r}: {type(exc).__name__}: {_first_line(exc)}") from exc
+            problem = _masked(_first_line(exc), self.url)
+            raise StoreUnavailable(f"{self!r}: {type(exc).__name__}: {problem}") from exc
 
     def _run_sqlite(self, conn: sqlite3.Connection, work: Callable[[Tx], T]) -> T:
         cursor = conn.cursor()
@@ -194,7 +203,8 @@ class Store:
             try:
                 self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
             except psycopg.OperationalError as exc:
-                raise StoreUnavailable(f"cannot connect to {self!r}: {_first_line(exc)}") from None
+                problem = _masked(_first_line(exc), self.url)
+                raise StoreUnavailable(f"cannot connect to {self!r}: {problem}") from None
         return self._conn
 
     def _disconnect(self) -> None:
@@ -205,7 +215,8 @@ class Store:
 
 
 def _dialect(url: str) -> Dialect:
-    scheme = url.split(":", 1)[0].lower()
+    scheme, colon, _ = url.partition(":")
+    scheme = scheme.lower()
     if scheme == "sqlite":
         if not url.startswith("sqlite:///"):
             raise ConfigurationError(
@@ -215,10 +226,36 @@ def _dialect(url: str) -> Dialect:
         return "sqlite"
     if scheme in ("postgresql", "postgres"):
         return "postgresql"
+    # Never echo more than a scheme: a libpq keyword string ("host=... password=...") is no URL.
+    shown = f"{scheme}://" if colon and _SCHEME.match(scheme) else "a string without a scheme"
     raise ConfigurationError(
-        f"a store URL starts with sqlite:/// or postgresql://, not {scheme}:// "
+        f"a store URL starts with sqlite:/// or postgresql://, not {shown} "
         "(set SIMPUL_<SERVICE>_DB)"
     )
+
+
+def _check_postgres_url(url: str) -> None:
+    """A malformed URL is a configuration mistake, found at once rather than at first use."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:  # libpq may quote the URL, password included
+        problem = _masked(_first_line(exc), url)
+        raise ConfigurationError(f"invalid PostgreSQL store URL: {problem}") from None
+    for port in str(params.get("port") or "").split(","):
+        if port and not (port.isdigit() and 0 < int(port) <= 65535):
+            raise ConfigurationError(
+                f"invalid PostgreSQL store URL: port {port!r} is not a number from 1 to 65535"
+            )
+
+
+def _masked(text: str, url: str) -> str:
+    """``text`` without the password(s) of ``url``, as written or percent-decoded."""
+    for match in _PASSWORDS.finditer(url):
+        secret = match[1] or match[2]
+        if secret:
+            for form in (secret, unquote(secret)):
+                text = text.replace(form, "***")
+    return text
 
 
 def _sqlite_path(url: str) -> str:

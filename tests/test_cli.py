@@ -1,4 +1,5 @@
-"""``simpul run`` runs a service as a FastStream app and stops gracefully on SIGTERM."""
+"""``simpul run`` runs a service (or a factory's) as a FastStream app and stops gracefully on
+SIGTERM; plugins add command groups."""
 
 from __future__ import annotations
 
@@ -8,13 +9,19 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
+import httpx
 import pytest
+import typer
 from redis import Redis
+from typer.testing import CliRunner
 
-from bus import keys
+from bus import cli, keys
+from bus.embedded import free_port
 from bus.envelope import Envelope, format_time
+from bus.testing import wait_until
 
 ROOT = Path(__file__).parent.parent
 STREAM = keys.stream("dukcapil.citizen")
@@ -81,3 +88,174 @@ def test_run_refuses_to_start_without_redis_url() -> None:
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "set SIMPUL_REDIS_URL" in err
+
+
+# -- simpul run MODULE:factory, --http, and the plugin command groups -------------------------
+
+FACTORY = """
+import os
+
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from bus import EventContext, Service
+from schemas.dukcapil import CitizenDied
+
+NAME = "factory"
+
+
+def create() -> Service:
+    service = Service(NAME)
+
+    @service.on(CitizenDied)
+    async def record(event: CitizenDied, ctx: EventContext) -> None:
+        client = Redis.from_url(os.environ["SIMPUL_REDIS_URL"])
+        await client.rpush("test:factory:done", ctx.event_id)
+        await client.aclose()
+
+    async def hello(request):
+        return PlainTextResponse("hello from " + service.name)
+
+    service.mount(Starlette(routes=[Route("/hello", hello)]))
+    return service
+
+
+def answer():
+    return 42
+
+
+def named(name):
+    return Service(name)
+"""
+
+
+@pytest.fixture
+def factory_env(redis_url: str, tmp_path: Path) -> dict[str, str]:
+    """The environment of a `simpul run` that can import ``factory_module`` from tmp_path."""
+    (tmp_path / "factory_module.py").write_text(FACTORY)
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return _env(redis_url, PYTHONPATH=path)
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    """SIGTERM, then the exit: returns stderr; asserts a clean exit."""
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err[-2000:]
+    return err
+
+
+@pytest.mark.slow
+async def test_run_builds_the_service_with_a_factory(
+    redis_url: str, factory_env: dict[str, str]
+) -> None:
+    client = Redis.from_url(redis_url)
+    client.xadd(STREAM, _died("factory-1"))  # type: ignore[arg-type]
+    proc = _simpul("run", "factory_module:create", env=factory_env)
+    try:
+
+        def handled() -> bool:
+            assert proc.poll() is None, proc.communicate()[1][-2000:]
+            return client.lrange("test:factory:done", 0, -1) == [b"factory-1"]
+
+        await wait_until(handled, timeout=30)
+        err = _stop(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert client.xpending(STREAM, "factory")["pending"] == 0
+    assert '"group": "factory"' in err
+    assert "http_serving" not in err  # no --http, no SIMPUL_HTTP: no server
+
+
+@pytest.mark.slow
+async def test_run_with_http_serves_the_mounted_app(
+    redis_url: str, factory_env: dict[str, str]
+) -> None:
+    factory_env.pop("SIMPUL_HTTP", None)
+    base = f"http://127.0.0.1:{free_port()}"
+    proc = _simpul("run", "factory_module:create", "--http", base[len("http://") :],
+                   env=factory_env)  # fmt: skip
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+
+            async def answers() -> bool:
+                assert proc.poll() is None, proc.communicate()[1][-2000:]
+                try:
+                    return (await client.get(f"{base}/hello")).text == "hello from factory"
+                except httpx.TransportError:
+                    return False
+
+            await wait_until(answers, timeout=30)
+            assert (await client.get(f"{base}/healthz")).status_code == 200
+        err = _stop(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert '"event": "http_serving"' in err
+    async with httpx.AsyncClient(timeout=5) as client:
+        with pytest.raises(httpx.ConnectError):  # the port closed with the process
+            await client.get(f"{base}/hello")
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("factory_module:answer", "factory_module:answer() returned int, not a bus.Service"),
+        ("factory_module:named", "factory_module:named must take no arguments"),
+        ("bus:Service", "bus:Service is the class Service, not a bus.Service or a function"),
+        ("factory_module:NAME", "factory_module:NAME is str, not a bus.Service"),
+    ],
+)
+def test_run_with_something_else_than_a_service_says_so(
+    factory_env: dict[str, str], target: str, message: str
+) -> None:
+    proc = _simpul("run", target, env=factory_env)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2, err[-2000:]
+    assert message in " ".join(err.split())
+    assert "Traceback" not in err
+
+
+plugin_app = typer.Typer(help="A plugin's commands.")
+
+
+@plugin_app.command()
+def hello() -> None:
+    """Say hello."""
+    typer.echo("hello from the plugin")
+
+
+def test_a_broken_plugin_does_not_break_simpul(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plugins = [
+        EntryPoint("broken", "tests.nowhere_at_all:app", "simpul.commands"),
+        EntryPoint("greet", "tests.test_cli:plugin_app", "simpul.commands"),
+        EntryPoint("odd", "tests.test_cli:FACTORY", "simpul.commands"),  # not a Typer: skipped
+    ]
+    asked: list[str] = []
+
+    def entry_points(*, group: str) -> list[EntryPoint]:
+        asked.append(group)
+        return plugins
+
+    monkeypatch.setattr(cli, "entry_points", entry_points)
+    monkeypatch.setattr(cli.app, "registered_groups", list(cli.app.registered_groups))
+    monkeypatch.setattr(sys, "argv", ["simpul", "--help"])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 0
+    out, err = capsys.readouterr()
+    assert asked == ["simpul.commands"]
+    assert "simpul broken unavailable: ModuleNotFoundError" in " ".join(err.split())
+    assert "Traceback" not in err
+    for command in ("run", "contracts", "greet"):
+        assert command in out
+    assert "odd" not in out
+
+    result = CliRunner().invoke(cli.app, ["greet", "hello"])
+    assert result.exit_code == 0, result.output
+    assert "hello from the plugin" in result.output
