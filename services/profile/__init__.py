@@ -1,0 +1,236 @@
+"""Citizen profile: the single view of a person across departments, and "one user, one account".
+
+For the city super-app (a citizen sees what the city knows about them, through their account)
+and for departments that need another department's facts about a person (dinsos checks a
+recipient is alive and where the household lives; bapenda the billing address...), each role
+seeing only the sections it needs.
+
+Consumes, per person (NIK):
+
+* dukcapil: ``CitizenBorn``, ``CitizenDied``, ``CitizenMoved``, ``FamilyCardIssued`` ->
+  registry status, current address, family card;
+* dpmptsp: ``PermitApplied``, ``PermitIssued``, ``PermitRejected`` -> permits;
+* bapenda: ``TaxpayerRegistered``, ``TaxAssessed``, ``PaymentReceived`` -> NPWPDs, assessments
+  with what is paid and outstanding;
+* dinsos: ``AssistanceGranted``, ``AssistanceSuspended`` -> grants and their status;
+* identity: ``AccountLinked``, ``AccountUnlinked`` -> the account links and their history.
+
+Permit and tax events about a business (scheme ``nib``) are skipped: the profile is a view of
+persons, and nothing on the bus says which person stands behind an NIB.
+
+Publishes nothing. Serves a read-only, token-protected HTTP API (:mod:`services.profile.api`)
+and keeps a record of every lookup (role, time, the subject's pseudonym, outcome).
+
+Stores (SQLite, or PostgreSQL with ``SIMPUL_PROFILE_DB``) what the sections show and no more:
+not the child's birth date or pseudonym, no names, no permit site, no amount of assistance,
+no payment channel, no verification evidence. Events arrive in any order across streams; the
+store converges to the same state whatever the order (:mod:`services.profile.store`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
+
+from bus import Contract, EventContext, Service, Settings
+from bus.logging import get_logger
+from bus.store import Store, Tx
+from schemas.bapenda import PaymentReceived, TaxAssessed, TaxpayerRegistered
+from schemas.common import Identifier, pseudonym
+from schemas.dinsos import AssistanceGranted, AssistanceSuspended
+from schemas.dpmptsp import PermitApplied, PermitIssued, PermitRejected
+from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved, FamilyCardIssued
+from schemas.identity import AccountLinked, AccountUnlinked
+from services.profile import api, view
+from services.profile import store as tables
+from services.profile.policy import Caller, Policy, Tokens
+from services.profile.store import Stamp
+
+__all__ = ["PSEUDONYM_KEY_ENV", "WRITES", "Policy", "Profile", "Tokens", "create"]
+
+PSEUDONYM_KEY_ENV = "SIMPUL_PSEUDONYM_KEY"
+WIB = timezone(timedelta(hours=7))  # Kota Malang's clock: "today" for grants that ended
+_log = get_logger("services.profile")
+
+Write = Callable[[Tx, Any, Stamp], None]
+WRITES: dict[type[Contract], Write] = {
+    CitizenBorn: tables.born,
+    CitizenDied: tables.died,
+    CitizenMoved: tables.moved,
+    FamilyCardIssued: tables.family_card,
+    PermitApplied: tables.permit_applied,
+    PermitIssued: tables.permit_issued,
+    PermitRejected: tables.permit_rejected,
+    TaxpayerRegistered: tables.taxpayer_registered,
+    TaxAssessed: tables.tax_assessed,
+    PaymentReceived: tables.payment_received,
+    AssistanceGranted: tables.assistance_granted,
+    AssistanceSuspended: tables.assistance_suspended,
+    AccountLinked: tables.account_linked,
+    AccountUnlinked: tables.account_unlinked,
+}
+"""What each consumed event type does to the store."""
+
+
+class Profile:
+    """The profile store, its consumer and its API.
+
+    ``tokens``: ``role=token,...`` (default: ``SIMPUL_PROFILE_TOKENS``); ``policy``: the roles
+    (default: the shipped ``data/roles.json``); ``pseudonym_key``: the city's key for the
+    pseudonyms in access records (default: ``SIMPUL_PSEUDONYM_KEY``).
+    """
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        settings: Settings | None = None,
+        tokens: str | None = None,
+        policy: Policy | None = None,
+        pseudonym_key: bytes | None = None,
+    ) -> None:
+        self.store = store or Store.for_service("profile")
+        self.policy = policy or Policy.load()
+        self.tokens = (
+            Tokens.from_env(self.policy) if tokens is None else Tokens.parse(self.policy, tokens)
+        )
+        env_key = os.environ.get(PSEUDONYM_KEY_ENV, "").encode()
+        self._key_given = bool(pseudonym_key or env_key)
+        self._pseudonym_key = pseudonym_key or env_key or secrets.token_bytes(32)
+        self.service = Service("profile", settings=settings)
+        for model, write in WRITES.items():
+            self.service.on(model)(self._handler(write))
+        self.service.on_startup(self.open)
+        self.service.on_shutdown(self.store.close)
+        self.app = api.build(self)
+        self.service.mount(self.app)
+
+    async def open(self) -> None:
+        await self.store.migrate(tables.TABLES)
+        if not self._key_given:
+            # Access records then name subjects by a key that dies with the process.
+            _log.warning("profile_pseudonym_key_missing", variable=PSEUDONYM_KEY_ENV)
+        if not len(self.tokens):
+            _log.warning("profile_api_without_tokens", effect="every request gets 401")
+
+    # -- consuming ---------------------------------------------------------------------------
+
+    def _handler(self, write: Write) -> Callable[[Any, EventContext], Awaitable[None]]:
+        async def handle(event: Any, ctx: EventContext) -> None:
+            party: Identifier | None = getattr(event, "applicant", None) or getattr(
+                event, "taxpayer", None
+            )
+            if party is not None and party.scheme != "nik":
+                _log.debug(
+                    "profile_business_event_skipped", event_id=ctx.event_id, type=ctx.envelope.type
+                )
+                return
+            stamp = Stamp.of(ctx.envelope.timestamp, ctx.event_id)
+            done = await self.store.once(f"{ctx.event_id}:profile", _applying(write, event, stamp))
+            _log.debug(
+                "profile_updated",
+                event_id=ctx.event_id,
+                type=ctx.envelope.type,
+                duplicate=done is None,
+            )
+
+        return handle
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def person(self, nik: str) -> dict[str, Any] | None:
+        """Every section of the profile of ``nik``, or None when no department mentioned it.
+
+        ``{"nik": ..., "sections": {"registry": ..., "address": ..., "family": ...,
+        "permits": [...], "tax": {...}, "assistance": [...], "accounts": {...}}}``
+        """
+        today = _today()
+        return await self.store.run(lambda tx: view.person(tx, nik, today))
+
+    async def by_account(self, account_id: str | uuid.UUID) -> dict[str, Any] | None:
+        """The profile of the person ``account_id`` is linked to now, or None (no open link:
+        never linked, unlinked, relinked elsewhere, or the person died)."""
+        try:
+            account = str(uuid.UUID(str(account_id)))
+        except ValueError:
+            return None
+        today = _today()
+
+        def read(tx: Tx) -> dict[str, Any] | None:
+            nik = view.holder_of(tx, account)
+            return None if nik is None else view.person(tx, nik, today)
+
+        return await self.store.run(read)
+
+    # -- access records ----------------------------------------------------------------------
+
+    async def record_access(
+        self,
+        caller: Caller,
+        lookup: str,
+        *,
+        nik: str | None,
+        outcome: int,
+        sections: tuple[str, ...],
+    ) -> None:
+        """Record one lookup: who, when, whose data (as a pseudonym), what was disclosed."""
+        subject = None if nik is None else pseudonym(self._pseudonym_key, "nik", nik)
+        row = (
+            uuid.uuid4().hex,
+            datetime.now(UTC).isoformat(timespec="microseconds"),
+            caller.name,
+            lookup,
+            subject,
+            outcome,
+            ",".join(sections),
+        )
+        await self.store.run(
+            lambda tx: tx.execute(
+                "INSERT INTO profile_access (id, at, caller, lookup, subject, outcome, sections) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+        )
+
+    async def access_records(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest ``limit`` access records, newest first."""
+        rows = await self.store.run(
+            lambda tx: tx.all(
+                "SELECT at, caller, lookup, subject, outcome, sections FROM profile_access "
+                "ORDER BY at DESC, id LIMIT ?",
+                (limit,),
+            )
+        )
+        return [
+            {
+                **row,
+                "outcome": int(row["outcome"]),
+                "sections": row["sections"].split(",") if row["sections"] else [],
+            }
+            for row in rows
+        ]
+
+    def subject_of(self, nik: str) -> str:
+        """The pseudonym access records name ``nik`` by (for an auditor's search)."""
+        return pseudonym(self._pseudonym_key, "nik", nik)
+
+
+def create() -> Service:
+    """What ``simpul run services.profile:create`` runs."""
+    return Profile().service
+
+
+def _applying(write: Write, event: Any, stamp: Stamp) -> Callable[[Tx], bool]:
+    def work(tx: Tx) -> bool:
+        write(tx, event, stamp)
+        return True
+
+    return work
+
+
+def _today() -> date:
+    return datetime.now(WIB).date()

@@ -1,0 +1,154 @@
+"""The read-only HTTP API of the profile (Starlette), served while the service runs.
+
+    GET /persons/by-nik/{nik}              the profile of a NIK
+    GET /persons/by-account/{account_id}   the profile of the person a city account is linked to
+    GET /access-records?limit=N            who looked up whom (roles with access_records)
+
+Every request carries ``Authorization: Bearer <token>``. The token's role decides which
+lookups it may make (else 403) and which sections it sees; an answer names the sections it
+withheld. Malformed identifiers get 422 with the rule they break, never the value. Every
+authenticated lookup leaves an access record (role, token fingerprint, time, the subject's
+pseudonym, outcome, sections disclosed); logs carry neither the NIK nor the account id.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import TypeAdapter, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from bus.logging import get_logger
+from bus.store import StoreUnavailable
+from schemas.common import NIK, AccountId
+from services.profile.policy import Caller
+
+if TYPE_CHECKING:
+    from services.profile import Profile
+
+_log = get_logger("services.profile.api")
+_NIK: TypeAdapter[str] = TypeAdapter(NIK)
+_ACCOUNT: TypeAdapter[Any] = TypeAdapter(AccountId)
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="simpul-profile"'}
+MAX_RECORDS = 1000
+
+
+def build(profile: Profile) -> Starlette:
+    """The API over ``profile``'s store, policy and tokens."""
+
+    async def by_nik(request: Request) -> JSONResponse:
+        return await _lookup(profile, request, "by-nik", _NIK, request.path_params["nik"])
+
+    async def by_account(request: Request) -> JSONResponse:
+        value = request.path_params["account_id"]
+        return await _lookup(profile, request, "by-account", _ACCOUNT, value)
+
+    async def access_records(request: Request) -> JSONResponse:
+        caller = _authenticate(profile, request)
+        if caller is None:
+            return _unauthorized("access-records")
+        if not caller.role.access_records:
+            _log.info("profile_lookup_forbidden", role=caller.role.name, lookup="access-records")
+            return _error(403, "forbidden", f"role {caller.role.name} may not read access records")
+        limit = request.query_params.get("limit", "100")
+        if not limit.isdigit() or not 1 <= int(limit) <= MAX_RECORDS:
+            return _error(422, "invalid-limit", f"limit is a whole number 1-{MAX_RECORDS}")
+        try:
+            records = await profile.access_records(int(limit))
+        except StoreUnavailable:
+            return _unavailable("access-records")
+        _log.info("profile_access_records_read", role=caller.role.name, records=len(records))
+        return JSONResponse({"records": records})
+
+    return Starlette(
+        routes=[
+            Route("/persons/by-nik/{nik}", by_nik, methods=["GET"]),
+            Route("/persons/by-account/{account_id}", by_account, methods=["GET"]),
+            Route("/access-records", access_records, methods=["GET"]),
+        ]
+    )
+
+
+async def _lookup(
+    profile: Profile, request: Request, lookup: str, rule: TypeAdapter[Any], value: str
+) -> JSONResponse:
+    caller = _authenticate(profile, request)
+    if caller is None:
+        return _unauthorized(lookup)
+    try:
+        return await _answer(profile, caller, lookup, rule, value)
+    except StoreUnavailable:
+        # No answer without its access record: nothing is disclosed while the store is down.
+        return _unavailable(lookup)
+
+
+async def _answer(
+    profile: Profile, caller: Caller, lookup: str, rule: TypeAdapter[Any], value: str
+) -> JSONResponse:
+    role = caller.role
+    if lookup not in role.lookups:
+        await _record(profile, caller, lookup, outcome=403)
+        return _error(403, "forbidden", f"role {role.name} may not look up persons {lookup}")
+    try:
+        key = str(rule.validate_python(value))
+    except ValidationError as exc:
+        await _record(profile, caller, lookup, outcome=422)
+        return _error(422, f"malformed-{lookup[3:]}", _rule(exc))
+    found = await (profile.person(key) if lookup == "by-nik" else profile.by_account(key))
+    if found is None:
+        nik = key if lookup == "by-nik" else None
+        await _record(profile, caller, lookup, outcome=404, nik=nik)
+        return _error(404, "not-found", "no profile for this identifier")
+    await _record(profile, caller, lookup, outcome=200, nik=found["nik"], sections=role.sections)
+    sections = {name: found["sections"][name] for name in role.sections}
+    return JSONResponse({"nik": found["nik"], "sections": sections, "withheld": role.withheld()})
+
+
+def _authenticate(profile: Profile, request: Request) -> Caller | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return profile.tokens.authenticate(token.strip())
+
+
+async def _record(
+    profile: Profile,
+    caller: Caller,
+    lookup: str,
+    *,
+    outcome: int,
+    nik: str | None = None,
+    sections: tuple[str, ...] = (),
+) -> None:
+    await profile.record_access(caller, lookup, nik=nik, outcome=outcome, sections=sections)
+    _log.info(
+        "profile_lookup",
+        role=caller.role.name,
+        lookup=lookup,
+        outcome=outcome,
+        sections=len(sections),
+    )
+
+
+def _unauthorized(lookup: str) -> JSONResponse:
+    _log.info("profile_lookup_unauthorized", lookup=lookup)
+    body = {"error": "unauthorized", "detail": "send Authorization: Bearer <token>"}
+    return JSONResponse(body, status_code=401, headers=_CHALLENGE)
+
+
+def _unavailable(lookup: str) -> JSONResponse:
+    _log.warning("profile_store_unavailable", lookup=lookup)
+    return _error(503, "unavailable", "the profile store is unavailable; retry later")
+
+
+def _error(status: int, error: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status)
+
+
+def _rule(exc: ValidationError) -> str:
+    """The rule the value broke, from our own validators' messages (which never quote it)."""
+    message = str(exc.errors(include_input=False, include_url=False)[0]["msg"])
+    return message.removeprefix("Value error, ")
