@@ -1,40 +1,26 @@
-"""Dinas Sosial: social assistance follows civil-registry events.
+"""Dinas Sosial P3AP2KB (dinsos): social assistance kept in step with the civil registry.
 
-A death suspends the person's assistance; a move re-checks that they still live in the city's
-service area. The registry here is in memory; the persistent one belongs to the dinsos service
-proper.
+For the city's social assistance caseworkers and the paying banks: a grant stops paying when
+its recipient dies, and a caseworker is told when a household changes or a recipient moves.
+
+* **Owns** grants: :meth:`Dinsos.grant` records one and publishes
+  ``dinsos.assistance.granted.v1``.
+* **Consumes** ``dukcapil.citizen.died.v1`` (suspend the recipient's grants, publish
+  ``dinsos.assistance.suspended.v1`` per grant; a household member's death marks the
+  household's grants for re-verification), ``dukcapil.citizen.born.v1`` (child added to the
+  household, its grants re-verified), ``dukcapil.citizen.moved.v1`` (area re-check when the
+  recipient moved to another kecamatan) and ``dukcapil.family.card-issued.v1`` (the household's
+  members).
+* **Stores** grants (recipient NIK, KK, kelurahan, amount, dates, status), the members (NIKs) of
+  households that have a grant, and re-checks.
+* **Does not store** names, addresses, birth dates, the child's pseudonym, the welfare
+  assessment (DTKS/DTSEN stays with Kemensos), nor any household without a grant: dinsos is not
+  a copy of the family register (UU PDP 27/2022, data minimisation).
+
+Run: ``simpul run services.dinsos:create``. Details: docs/services/dinsos.md.
 """
 
-from __future__ import annotations
+from services.dinsos.db import Grant, GrantConflict, Recheck
+from services.dinsos.service import SOURCE, Dinsos, create
 
-from dataclasses import dataclass, field
-
-from bus import EventContext, Service
-from schemas.dukcapil import CitizenDied, CitizenMoved
-
-service = Service("dinsos", source="urn:malangkota:dinsos:bansos")
-
-
-@dataclass
-class Assistance:
-    """Who receives assistance (by NIK) and what happened to them."""
-
-    active: set[str] = field(default_factory=set)
-    suspended: dict[str, str] = field(default_factory=dict)  # nik -> reason
-    rechecks: list[str] = field(default_factory=list)
-
-
-registry = Assistance()
-
-
-@service.on(CitizenDied, once=True)
-async def suspend_on_death(event: CitizenDied, ctx: EventContext) -> None:
-    if event.nik in registry.active:
-        registry.active.discard(event.nik)
-        registry.suspended[event.nik] = f"died {event.date_of_death} (event {ctx.event_id})"
-
-
-@service.on(CitizenMoved)
-async def recheck_area(event: CitizenMoved) -> None:
-    if event.nik in registry.active:
-        registry.rechecks.append(event.nik)
+__all__ = ["SOURCE", "Dinsos", "Grant", "GrantConflict", "Recheck", "create"]
