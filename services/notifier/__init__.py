@@ -1,0 +1,538 @@
+"""Notifier (Diskominfo): tells citizens about what concerns them, by e-mail and in-app inbox.
+
+For whom: citizens with a city account (the super-app), when a department decides something
+about them — a permit issued or rejected by DPMPTSP, a tax payment received by Bapenda.
+
+Consumes:
+
+* ``identity.account.linked`` / ``identity.account.unlinked`` — which city account a NIK
+  belongs to (one NIK, at most one account; the latest fact by its own timestamp wins, so
+  retried or reordered events cannot resurrect a stale link);
+* ``dukcapil.citizen.died`` — stops notifications about that NIK;
+* ``dpmptsp.permit.issued`` / ``dpmptsp.permit.rejected`` and ``bapenda.payment.received`` —
+  when the applicant or taxpayer is a person (scheme ``nik``) with a linked account: one inbox
+  row and, if the account has a contact address and e-mail is configured, one e-mail.
+  Businesses (``nib``), persons without an account, deceased persons and events older than
+  ``SIMPUL_NOTIFIER_MAX_AGE_DAYS`` (default 7: the first start reads the streams' history)
+  are counted and skipped.
+
+Publishes nothing.
+
+Stores (``Store.for_service("notifier")``): the NIK -> account link (with the time of the last
+fact and a death mark), each account's contact e-mail (written by the super-app through
+:meth:`Notifier.set_contact`), the inbox rows (title and body only: record numbers, kind,
+amount, date), the e-mail outbox (event id, account, Message-ID, status, attempt count, last
+SMTP code) and counters.
+
+Deliberately NOT stored: names, addresses, NOPs, the event payloads, and the recipient address
+in the outbox (it is looked up from the contact table when sending, so a changed or deleted
+address is honoured and the mail log holds no addresses). No NIK is written to the inbox, the
+outbox or the logs.
+
+Exactly-once e-mail, as far as SMTP allows: the inbox row and the outbox row commit together
+with the event id (``store.once``); the e-mail is sent afterwards and marked sent. A redelivered
+event finds the rows and sends only what is not marked sent; an SMTP failure raises, so the bus
+retries and finally dead-letters. The one window left: a crash after the SMTP server accepted
+the message but before ``sent`` was recorded sends it again, with the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bus import ConfigurationError, EventContext, Service, Settings
+from bus.logging import get_logger
+from bus.store import Store, Tx
+from schemas.bapenda import PaymentReceived
+from schemas.common import Identifier
+from schemas.dpmptsp import PermitIssued, PermitRejected
+from schemas.dukcapil import CitizenDied
+from schemas.identity import AccountLinked, AccountUnlinked, UnlinkReason
+from services.notifier import texts
+from services.notifier.api import inbox_app
+from services.notifier.mail import (
+    EmailNotSent,
+    InvalidAddress,
+    Mailer,
+    SmtpSettings,
+    check_email,
+    compose,
+    message_id,
+)
+from services.notifier.texts import Notice
+
+__all__ = [
+    "SOURCE",
+    "EmailNotSent",
+    "InboxItem",
+    "InvalidAddress",
+    "Notifier",
+    "SmtpSettings",
+    "create",
+]
+
+SOURCE = "urn:malangkota:diskominfo:notifier"
+TOKEN_VARIABLE = "SIMPUL_NOTIFIER_TOKEN"
+MAX_AGE_VARIABLE = "SIMPUL_NOTIFIER_MAX_AGE_DAYS"
+DEFAULT_MAX_AGE = timedelta(days=7)
+_log = get_logger("services.notifier")
+
+SCHEMA = [
+    # One row per NIK ever linked: its current account (NULL once unlinked), the timestamp of
+    # the fact that set it (newer facts win), and the date of death if Dukcapil reported one.
+    """CREATE TABLE IF NOT EXISTS notifier_link (
+        nik TEXT PRIMARY KEY,
+        account_id TEXT,
+        changed_at TEXT NOT NULL,
+        deceased_on TEXT
+    )""",
+    """CREATE TABLE IF NOT EXISTS notifier_contact (
+        account_id TEXT PRIMARY KEY,
+        email TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS notifier_inbox (
+        account_id TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        occurred_at TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (account_id, event_id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS notifier_inbox_newest ON notifier_inbox (account_id, created_at)",
+    # status: pending -> sent, or pending -> no-address (the contact was removed before sending)
+    """CREATE TABLE IF NOT EXISTS notifier_outbox (
+        event_id TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts BIGINT NOT NULL,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        sent_at TEXT,
+        PRIMARY KEY (event_id, account_id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS notifier_outbox_status ON notifier_outbox (status, created_at)",
+    "CREATE TABLE IF NOT EXISTS notifier_counter (name TEXT PRIMARY KEY, n BIGINT NOT NULL)",
+]
+
+_PENDING = """
+    SELECT o.event_id, o.account_id, o.message_id, i.title, i.body, c.email
+    FROM notifier_outbox o
+    JOIN notifier_inbox i ON i.account_id = o.account_id AND i.event_id = o.event_id
+    LEFT JOIN notifier_contact c ON c.account_id = o.account_id
+    WHERE o.status = 'pending' AND o.event_id = ?
+    ORDER BY o.account_id
+"""
+_DROP_UNSENT = "DELETE FROM notifier_outbox WHERE account_id = ? AND status = 'pending'"
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """One notice in an account's in-app inbox."""
+
+    event_id: str
+    kind: str
+    title: str
+    body: str
+    occurred_at: str  # when the decision or payment was recorded (the event's time), UTC
+    created_at: str  # when the notifier stored it, UTC
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "event_id": self.event_id,
+            "kind": self.kind,
+            "title": self.title,
+            "body": self.body,
+            "occurred_at": self.occurred_at,
+            "created_at": self.created_at,
+        }
+
+
+class Notifier:
+    """The notifier service: its store, its SMTP mailer and its ``.service``."""
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        settings: Settings | None = None,
+        smtp: SmtpSettings | None = None,
+        token: str | None = None,
+        max_age: timedelta | None = None,
+    ) -> None:
+        """``smtp``: default from ``SIMPUL_SMTP_*`` (host unset: inbox only). ``token``: the
+        bearer token of the inbox API, default ``SIMPUL_NOTIFIER_TOKEN`` (unset: API off).
+        ``max_age``: events older than this (by their ``time``) are not notified, default
+        ``SIMPUL_NOTIFIER_MAX_AGE_DAYS`` or 7 days; ``timedelta(0)``: no limit."""
+        self.store = store or Store.for_service("notifier")
+        self.max_age = max_age if max_age is not None else _max_age_from_env()
+        self.smtp = smtp if smtp is not None else SmtpSettings.from_env()
+        self.mailer = Mailer(self.smtp)
+        token = token if token is not None else (os.environ.get(TOKEN_VARIABLE) or None)
+        if token is not None and len(token) < 16:
+            raise ConfigurationError(f"{TOKEN_VARIABLE} must be at least 16 characters")
+        self._token = token
+        self.service = Service("notifier", source=SOURCE, settings=settings)
+        self.service.on(AccountLinked)(self.on_account_linked)
+        self.service.on(AccountUnlinked)(self.on_account_unlinked)
+        self.service.on(CitizenDied)(self.on_citizen_died)
+        self.service.on(PermitIssued)(self.on_permit_issued)
+        self.service.on(PermitRejected)(self.on_permit_rejected)
+        self.service.on(PaymentReceived)(self.on_payment_received)
+        self.service.mount(inbox_app(self, token))
+        self.service.on_startup(self.open)
+        self.service.on_shutdown(self.store.close)
+
+    async def open(self) -> None:
+        await self.store.migrate(SCHEMA)
+        if self.smtp.enabled:
+            _log.info("email_enabled", host=self.smtp.host, port=self.smtp.port,
+                      starttls=self.smtp.starttls, tls=self.smtp.tls)  # fmt: skip
+        else:
+            _log.warning("email_disabled", reason="SIMPUL_SMTP_HOST is not set: in-app inbox only")
+        if self._token is None:
+            _log.warning("inbox_api_disabled", reason=f"{TOKEN_VARIABLE} is not set")
+
+    # -- who is who ---------------------------------------------------------------------------
+
+    async def on_account_linked(self, event: AccountLinked, ctx: EventContext) -> None:
+        nik, account, at = event.nik, str(event.account_id), _utc(event.linked_at)
+        key = f"{ctx.event_id}:link"
+        applied = await self.store.once(key, lambda tx: _link(tx, nik, account, at))
+        _log.info("account_linked", event_id=ctx.event_id, applied=applied)
+
+    async def on_account_unlinked(self, event: AccountUnlinked, ctx: EventContext) -> None:
+        nik, account, at = event.nik, str(event.account_id), _utc(event.unlinked_at)
+        fraud = event.reason == UnlinkReason.FRAUD
+
+        def work(tx: Tx) -> bool:
+            applied = _unlink(tx, nik, account, at)
+            if fraud:  # the inbox showed the victim's affairs: it goes, unsent mail too
+                tx.execute(_DROP_UNSENT, (account,))
+                tx.execute("DELETE FROM notifier_inbox WHERE account_id = ?", (account,))
+            return applied
+
+        applied = await self.store.once(f"{ctx.event_id}:unlink", work)
+        _log.info("account_unlinked", event_id=ctx.event_id, applied=applied,
+                  reason=event.reason.value)  # fmt: skip
+
+    async def on_citizen_died(self, event: CitizenDied, ctx: EventContext) -> None:
+        nik, day = event.nik, event.date_of_death.isoformat()
+
+        def work(tx: Tx) -> int:  # a NIK never linked here is none of our business: no row
+            return tx.execute("UPDATE notifier_link SET deceased_on = ? WHERE nik = ?", (day, nik))
+
+        known = await self.store.once(f"{ctx.event_id}:death", work)
+        _log.info("citizen_died", event_id=ctx.event_id, known=bool(known))
+
+    async def set_contact(self, account_id: str | uuid.UUID, email: str | None) -> None:
+        """Record (or, with None, remove) the e-mail address of a city account.
+
+        In production the super-app calls this (it owns the address and the citizen's consent);
+        raises :class:`InvalidAddress` or ValueError (bad account id) without quoting values.
+        """
+        account = _account(account_id)
+        if email is None:
+            forget = "DELETE FROM notifier_contact WHERE account_id = ?"
+            await self.store.run(lambda tx: tx.execute(forget, (account,)))
+            _log.info("contact_removed")
+            return
+        address, now = check_email(email), _now()
+
+        def work(tx: Tx) -> None:
+            changed = tx.execute(
+                "UPDATE notifier_contact SET email = ?, updated_at = ? WHERE account_id = ?",
+                (address, now, account),
+            )
+            if not changed:
+                tx.execute(
+                    "INSERT INTO notifier_contact (account_id, email, updated_at) VALUES (?, ?, ?)",
+                    (account, address, now),
+                )
+
+        await self.store.run(work)
+        _log.info("contact_set")
+
+    # -- notifications ------------------------------------------------------------------------
+
+    async def on_permit_issued(self, event: PermitIssued, ctx: EventContext) -> None:
+        await self._notify(ctx, event.applicant, texts.permit_issued(event))
+
+    async def on_permit_rejected(self, event: PermitRejected, ctx: EventContext) -> None:
+        await self._notify(ctx, event.applicant, texts.permit_rejected(event))
+
+    async def on_payment_received(self, event: PaymentReceived, ctx: EventContext) -> None:
+        await self._notify(ctx, event.taxpayer, texts.payment_received(event))
+
+    async def _notify(self, ctx: EventContext, who: Identifier, notice: Notice) -> None:
+        event_id, moment = ctx.event_id, ctx.envelope.timestamp
+        occurred, email = _utc(moment), self.smtp.enabled
+        # On its first start the service reads each stream from the beginning: old decisions
+        # are history, not news (the links in that history still count).
+        stale = bool(self.max_age) and datetime.now(UTC) - moment > self.max_age
+
+        def work(tx: Tx) -> tuple[str, bool]:
+            if stale:
+                outcome, mailed = "skipped:stale", False
+            else:
+                outcome, mailed = _store_notice(tx, event_id, occurred, who, notice, email=email)
+            _count(tx, outcome)
+            return outcome, mailed
+
+        done = await self.store.once(f"{event_id}:notify", work)
+        if done is not None:  # first time: say what was decided (a redelivery decided nothing)
+            outcome, mailed = done
+            if outcome == "notified":
+                _log.info("notified", event_id=event_id, kind=notice.kind, email=mailed)
+            else:
+                _log.info("notification_skipped", event_id=event_id, kind=notice.kind,
+                          reason=outcome.removeprefix("skipped:"))  # fmt: skip
+        await self._send_pending(event_id)
+
+    async def _send_pending(self, event_id: str) -> int:
+        """Send the e-mails of ``event_id`` not yet marked sent; raise if any failed."""
+        if not self.smtp.enabled:
+            return 0
+        rows = await self.store.run(lambda tx: tx.all(_PENDING, (event_id,)))
+        failure: EmailNotSent | None = None
+        sent = 0
+        for row in rows:
+            try:
+                if await self._send_one(row):
+                    sent += 1
+            except EmailNotSent as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+        return sent
+
+    async def _send_one(self, row: dict[str, Any]) -> bool:
+        key = (row["event_id"], row["account_id"])
+        if row["email"] is None:  # the address was removed since the notice was stored
+            await self.store.run(lambda tx: _no_address(tx, *key))
+            _log.info("email_no_address", event_id=row["event_id"])
+            return False
+        message = compose(self.smtp, to=row["email"], subject=row["title"],
+                          text=texts.email_text(row["body"]), msgid=row["message_id"])  # fmt: skip
+        try:
+            await self.mailer.send(message)
+        except EmailNotSent as exc:
+            error = str(exc)
+            await self.store.run(lambda tx: _attempt_failed(tx, *key, error))
+            _log.warning("email_failed", event_id=row["event_id"], error=error,
+                         permanent=exc.permanent)  # fmt: skip
+            raise
+        await self.store.run(lambda tx: _mark_sent(tx, *key))
+        _log.info("email_sent", event_id=row["event_id"])
+        return True
+
+    async def send_pending(self, event_ids: Iterable[str]) -> int:
+        """Operator tool: send the unsent e-mails of these events (e.g. dead-lettered after an
+        SMTP outage) without replaying the events. Returns how many were sent; raises
+        :class:`EmailNotSent` after trying them all if any failed.
+
+        Do not use it for events the bus is still retrying: the two could send one message
+        twice (with the same Message-ID).
+        """
+        sent = 0
+        failure: EmailNotSent | None = None
+        for event_id in dict.fromkeys(event_ids):
+            try:
+                sent += await self._send_pending(event_id)
+            except EmailNotSent as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+        return sent
+
+    # -- read methods -------------------------------------------------------------------------
+
+    async def inbox(self, account_id: str | uuid.UUID, *, limit: int = 50) -> list[InboxItem]:
+        """The newest ``limit`` notices of an account (ValueError if the id is not a UUID)."""
+        account = _account(account_id)
+        rows = await self.store.run(
+            lambda tx: tx.all(
+                "SELECT event_id, kind, title, body, occurred_at, created_at FROM notifier_inbox "
+                "WHERE account_id = ? ORDER BY created_at DESC, event_id DESC LIMIT ?",
+                (account, int(limit)),
+            )
+        )
+        return [InboxItem(**row) for row in rows]
+
+    async def sent_mail(self) -> list[tuple[str, str]]:
+        """(event id, account id) of every e-mail marked sent, oldest first. No addresses."""
+        rows = await self.store.run(
+            lambda tx: tx.all(
+                "SELECT event_id, account_id FROM notifier_outbox WHERE status = 'sent' "
+                "ORDER BY sent_at, event_id, account_id"
+            )
+        )
+        return [(row["event_id"], row["account_id"]) for row in rows]
+
+    async def sent_count(self) -> int:
+        count = await self.store.run(
+            lambda tx: tx.value("SELECT COUNT(*) FROM notifier_outbox WHERE status = 'sent'")
+        )
+        return int(count or 0)
+
+    async def pending_mail(self) -> list[dict[str, Any]]:
+        """E-mails not sent yet: event id, account id, attempts, last error (no addresses)."""
+        return await self.store.run(
+            lambda tx: tx.all(
+                "SELECT event_id, account_id, attempts, last_error FROM notifier_outbox "
+                "WHERE status = 'pending' ORDER BY created_at, event_id, account_id"
+            )
+        )
+
+    async def counts(self) -> dict[str, int]:
+        """How events ended: ``notified``, ``skipped:business``, ``skipped:no-account``,
+        ``skipped:deceased``, ``skipped:stale`` and ``email:no-address`` (inbox only: the
+        account has no address). Counted once per event, whatever the redeliveries."""
+        rows = await self.store.run(lambda tx: tx.all("SELECT name, n FROM notifier_counter"))
+        return {row["name"]: int(row["n"]) for row in rows}
+
+    async def account_of(self, nik: str) -> str | None:
+        """The account a NIK is linked to now (None if none)."""
+        value = await self.store.run(
+            lambda tx: tx.value("SELECT account_id FROM notifier_link WHERE nik = ?", (nik,))
+        )
+        return None if value is None else str(value)
+
+
+def create() -> Service:
+    """What ``simpul run services.notifier:create`` runs."""
+    return Notifier().service
+
+
+# -- in the store's transaction ---------------------------------------------------------------
+
+
+def _link(tx: Tx, nik: str, account: str, at: str) -> bool:
+    row = tx.one("SELECT changed_at FROM notifier_link WHERE nik = ?", (nik,))
+    if row is None:
+        tx.execute(
+            "INSERT INTO notifier_link (nik, account_id, changed_at) VALUES (?, ?, ?)",
+            (nik, account, at),
+        )
+        return True
+    if at < row["changed_at"]:  # an older fact, retried or reordered: the newer one stands
+        return False
+    tx.execute(
+        "UPDATE notifier_link SET account_id = ?, changed_at = ? WHERE nik = ?", (account, at, nik)
+    )
+    return True
+
+
+def _unlink(tx: Tx, nik: str, account: str, at: str) -> bool:
+    row = tx.one("SELECT account_id, changed_at FROM notifier_link WHERE nik = ?", (nik,))
+    if row is None:
+        # The unlink overtook its link (a retry): remember it, so the older link stays ignored.
+        tx.execute(
+            "INSERT INTO notifier_link (nik, account_id, changed_at) VALUES (?, NULL, ?)",
+            (nik, at),
+        )
+        return True
+    # A relink publishes "unlinked old" and "linked new", possibly with one timestamp: at a
+    # tie, only the account it names is unlinked.
+    newer = at > row["changed_at"] or (at == row["changed_at"] and row["account_id"] == account)
+    if not newer:
+        return False
+    tx.execute(
+        "UPDATE notifier_link SET account_id = NULL, changed_at = ? WHERE nik = ?", (at, nik)
+    )
+    return True
+
+
+def _store_notice(
+    tx: Tx, event_id: str, occurred: str, who: Identifier, notice: Notice, *, email: bool
+) -> tuple[str, bool]:
+    """Decide whom to tell; write the inbox row and the outbox row. Returns (outcome, mailed)."""
+    if who.scheme != "nik":
+        return "skipped:business", False
+    row = tx.one("SELECT account_id, deceased_on FROM notifier_link WHERE nik = ?", (who.value,))
+    if row is None or row["account_id"] is None:
+        return "skipped:no-account", False
+    if row["deceased_on"] is not None:
+        return "skipped:deceased", False
+    account, now = str(row["account_id"]), _now()
+    tx.execute(
+        "INSERT INTO notifier_inbox (account_id, event_id, kind, title, body, occurred_at, "
+        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (account, event_id, notice.kind, notice.title, notice.body, occurred, now),
+    )
+    if not email:
+        return "notified", False
+    if tx.one("SELECT 1 AS known FROM notifier_contact WHERE account_id = ?", (account,)) is None:
+        _count(tx, "email:no-address")
+        return "notified", False
+    tx.execute(
+        "INSERT INTO notifier_outbox (event_id, account_id, message_id, status, attempts, "
+        "created_at) VALUES (?, ?, ?, 'pending', 0, ?)",
+        (event_id, account, message_id(event_id, account), now),
+    )
+    return "notified", True
+
+
+def _count(tx: Tx, name: str) -> None:
+    tx.execute(
+        "INSERT INTO notifier_counter (name, n) VALUES (?, 1) "
+        "ON CONFLICT (name) DO UPDATE SET n = notifier_counter.n + 1",
+        (name,),
+    )
+
+
+def _mark_sent(tx: Tx, event_id: str, account: str) -> None:
+    tx.execute(
+        "UPDATE notifier_outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, "
+        "last_error = NULL WHERE event_id = ? AND account_id = ?",
+        (_now(), event_id, account),
+    )
+
+
+def _attempt_failed(tx: Tx, event_id: str, account: str, error: str) -> None:
+    tx.execute(
+        "UPDATE notifier_outbox SET attempts = attempts + 1, last_error = ? "
+        "WHERE event_id = ? AND account_id = ?",
+        (error[:200], event_id, account),
+    )
+
+
+def _no_address(tx: Tx, event_id: str, account: str) -> None:
+    tx.execute(
+        "UPDATE notifier_outbox SET status = 'no-address' WHERE event_id = ? AND account_id = ?",
+        (event_id, account),
+    )
+    _count(tx, "email:no-address")
+
+
+def _max_age_from_env() -> timedelta:
+    raw = os.environ.get(MAX_AGE_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_MAX_AGE
+    if not raw.isdigit():
+        raise ConfigurationError(f"{MAX_AGE_VARIABLE} is a whole number of days (0: no limit)")
+    return timedelta(days=int(raw))
+
+
+def _account(account_id: str | uuid.UUID) -> str:
+    try:
+        return str(account_id if isinstance(account_id, uuid.UUID) else uuid.UUID(account_id))
+    except (ValueError, TypeError, AttributeError):
+        raise ValueError("an account id is a UUID: 32 hex digits as 8-4-4-4-12") from None
+
+
+def _utc(moment: datetime) -> str:
+    """Fixed-width UTC text, so that comparing texts compares times."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _now() -> str:
+    return _utc(datetime.now(UTC))

@@ -1,0 +1,94 @@
+"""The in-app inbox over HTTP, for the city super-app (its backend, not the citizens' phones).
+
+    GET    /accounts/{account_id}/inbox?limit=50     the newest notices first (200)
+    PUT    /accounts/{account_id}/contact            {"email": "..."}: set the address (204)
+    DELETE /accounts/{account_id}/contact            forget the address (204)
+    Authorization: Bearer <SIMPUL_NOTIFIER_TOKEN>
+
+401 without the right token; 400 for an account id that is not a UUID; 422 for an address the
+notifier will not send to; 503 when no token is configured (nothing is served then). An
+unknown account has an empty inbox: the answer does not say whether an account exists.
+"""
+
+from __future__ import annotations
+
+import hmac
+from json import JSONDecodeError
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bus.logging import get_logger
+from services.notifier.mail import InvalidAddress
+
+if TYPE_CHECKING:
+    from services.notifier import Notifier
+
+MAX_LIMIT = 200
+_log = get_logger("services.notifier")
+
+
+def inbox_app(notifier: Notifier, token: str | None) -> Starlette:
+    """The ASGI app serving ``notifier``'s inbox to holders of ``token``."""
+    secret = token.encode() if token is not None else None
+
+    def refused(request: Request) -> Response | None:
+        if secret is None:
+            _log.warning("api_refused", status=503, reason="no_token_configured")
+            return JSONResponse(
+                {"error": "the notifier API is disabled: set SIMPUL_NOTIFIER_TOKEN"},
+                status_code=503,
+            )
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), secret):
+            _log.info("api_refused", status=401, reason="unauthorised")
+            return JSONResponse(
+                {"error": "send the header Authorization: Bearer <token>"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return None
+
+    async def inbox(request: Request) -> Response:
+        if (refusal := refused(request)) is not None:
+            return refusal
+        raw_limit = request.query_params.get("limit", "50")
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+            return JSONResponse({"error": f"limit is 1 to {MAX_LIMIT}"}, status_code=400)
+        try:
+            items = await notifier.inbox(request.path_params["account_id"], limit=int(raw_limit))
+        except ValueError:
+            return JSONResponse({"error": "an account id is a UUID"}, status_code=400)
+        _log.info("inbox_read", items=len(items))
+        return JSONResponse({"items": [item.as_json() for item in items]})
+
+    async def contact(request: Request) -> Response:
+        if (refusal := refused(request)) is not None:
+            return refusal
+        email: str | None = None
+        if request.method == "PUT":
+            try:
+                body = await request.json()
+            except (JSONDecodeError, UnicodeDecodeError):
+                body = None
+            given = body.get("email") if isinstance(body, dict) else None
+            if not isinstance(given, str):
+                return JSONResponse({"error": 'send {"email": "<address>"}'}, status_code=422)
+            email = given
+        try:
+            await notifier.set_contact(request.path_params["account_id"], email)
+        except InvalidAddress as exc:
+            return JSONResponse({"error": str(exc)}, status_code=422)
+        except ValueError:
+            return JSONResponse({"error": "an account id is a UUID"}, status_code=400)
+        return Response(status_code=204)
+
+    return Starlette(
+        routes=[
+            Route("/accounts/{account_id}/inbox", inbox, methods=["GET"]),
+            Route("/accounts/{account_id}/contact", contact, methods=["PUT", "DELETE"]),
+        ]
+    )
