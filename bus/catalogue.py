@@ -44,7 +44,9 @@ class SharedType(NamedTuple):
 
 
 def find_services(package: str = "services") -> list[Service]:
-    """Every ``bus.Service`` at module level in ``package`` and its submodules, by name."""
+    """Every ``bus.Service`` of ``package`` and its submodules, by name: module-level services,
+    and those a module's ``create()`` builds (the factory ``simpul run MODULE:create`` runs;
+    building one opens nothing)."""
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     try:
@@ -54,14 +56,29 @@ def find_services(package: str = "services") -> list[Service]:
     except ImportError as exc:
         raise SimpulError(f"cannot import services package {package!r}: {exc}") from exc
     found = {id(v): v for m in modules for v in vars(m).values() if isinstance(v, Service)}
-    return sorted(found.values(), key=lambda s: s.name)
+    for module in modules:
+        factory = vars(module).get("create")
+        if callable(factory) and getattr(factory, "__module__", None) == module.__name__:
+            built = factory()
+            if isinstance(built, Service):
+                found[id(built)] = built
+    by_name = {service.name: service for service in found.values()}  # a factory may be re-exported
+    return sorted(by_name.values(), key=lambda s: s.name)
 
 
 def handled(services: Iterable[Service]) -> dict[str, set[str]]:
     """Service name (its consumer group) -> the event types it handles."""
     by_name: dict[str, set[str]] = {}
     for service in services:
-        by_name.setdefault(service.name, set()).update(service.handlers)
+        types = set(service.handlers)
+        if service.every is not None:  # on_every: every contract of its streams
+            streams = set(service.every_streams)
+            types |= {
+                m.__contract__.event_type
+                for m in service.registry
+                if m.__contract__.stream in streams
+            }
+        by_name.setdefault(service.name, set()).update(types)
     return dict(sorted(by_name.items()))
 
 

@@ -1,137 +1,448 @@
-"""``python -m demo``: one adapter publishing, two services consuming, a dead letter shown."""
+"""``python -m demo`` (``make demo``): a day in Kota Malang, across six departments, on the bus.
+
+Starts Redis (embedded, or ``SIMPUL_REDIS_URL``), the three reference adapters over their
+legacy data (SIAK rows, the licensing application's webhook, the tax system's CSV export) and
+every service (profile, dinsos, bapenda, dinkes, notifier with a local SMTP server, audit, and
+an archive whose disk is full for one kecamatan), plays the day of :mod:`demo.city`, shows it
+live, then says what happened and where to look. Ctrl-C stops everything cleanly at any time.
+
+On a terminal the services keep running after the day (so the API and the CLI can be tried)
+until Ctrl-C; otherwise, or with ``SIMPUL_DEMO_STAY=0``, the demo ends after the summary.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import csv
 import os
+import signal
 import sys
-from datetime import timedelta
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
+from redis.asyncio import Redis
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
-from adapters import dukcapil
-from bus import ContractViolation, EventContext, Publisher, Retention, Service, keys
+from adapters import bapenda as bapenda_adapter
+from adapters import dpmptsp, dukcapil
+from adapters.dukcapil import fixtures as siak
+from bus import EventContext, Publisher, Service
 from bus.connection import connect
 from bus.embedded import redis_url_or_embedded
+from bus.http import running as serving
 from bus.logging import configure
-from bus.testing import quick_settings, wait_until
-from demo.legacy import rows
-from schemas.dukcapil import CitizenDied, CitizenMoved
-from services import dinsos
+from bus.quarantine import Quarantine
+from bus.settings import Settings
+from bus.store import Store
+from bus.testing import quick_settings
+from demo.city import DAY, Day, play
+from demo.mail import MailCatcher
+from schemas.common import pseudonym
+from schemas.dukcapil import CitizenMoved
+from schemas.identity import AccountLinked, Verification
+from services.audit import Audit
+from services.bapenda import Bapenda
+from services.dinkes import Dinkes
+from services.dinsos import Dinsos
+from services.notifier import Notifier
+from services.notifier.mail import SmtpSettings
+from services.profile import Profile
 
 console = Console()
-STREAM = keys.stream("dukcapil.citizen")
 
-# A second consumer whose storage is "full" for one kecamatan: its events fail every time and
-# end in its dead letters after max_deliveries, while everything else flows.
-archive = Service("arsip-demo")
-archived: list[str] = []
-
-
-@archive.on(CitizenMoved)
-async def archive_move(event: CitizenMoved, ctx: EventContext) -> None:
-    if event.kecamatan == "35.73.03":
-        raise OSError("archive volume for Kedungkandang is full")
-    archived.append(ctx.event_id)
+# Demo credentials: fixed so the printed commands work; never use them anywhere real.
+PSEUDONYM_KEY = b"demo-only-pseudonym-key-2026"
+CITIZEN_APP_TOKEN = "demo-citizen-app-token-0001"
+DINSOS_TOKEN = "demo-dinsos-token-000000001"
+NOTIFIER_TOKEN = "demo-notifier-token-0000001"
+IDENTITY_SOURCE = "urn:malangkota:diskominfo:identitas"
+SETTLE_TIMEOUT_S = 40.0
 
 
-async def publish_legacy(
-    publisher: Publisher, table: list[dict[str, Any]]
-) -> tuple[int, int, list[str]]:
-    events, rejected = [], []
-    for row in table:
-        try:
-            event, event_id = dukcapil.map_record(row)
-        except ContractViolation as exc:
-            rejected.append(
-                f"row {row['id_peristiwa']}: {'; '.join(f'{f}: {p}' for f, p in exc.problems)}"
-            )
+class ArchiveDiskFull(OSError):
+    """The archive demo's failure: its volume for Kedungkandang is full."""
+
+
+@dataclass
+class Legacy:
+    """What the legacy systems were told back: adapter outcomes, webhook answers."""
+
+    published: Counter[str] = field(default_factory=Counter)
+    quarantined: Counter[str] = field(default_factory=Counter)
+    answers: Counter[int] = field(default_factory=Counter)
+
+
+class City:
+    """Every service of the demo, wired to one Redis and stores in one folder."""
+
+    def __init__(self, url: str, folder: Path, smtp_port: int) -> None:
+        self.url = url
+        self.folder = folder
+
+        def settings(**extra: Any) -> Settings:
+            return quick_settings(url, max_deliveries=3, **extra)
+
+        def store(name: str) -> Store:
+            return Store(f"sqlite:///{folder / f'{name}.db'}")
+
+        self.profile = Profile(
+            store("profile"), settings=settings(http="127.0.0.1:0"),
+            tokens=f"citizen-app={CITIZEN_APP_TOKEN},dinsos={DINSOS_TOKEN}",
+            pseudonym_key=PSEUDONYM_KEY,
+        )  # fmt: skip
+        self.dinsos = Dinsos(store("dinsos"), settings=settings())
+        self.bapenda = Bapenda(store("bapenda"), settings=settings())
+        self.dinkes = Dinkes(store("dinkes"), settings=settings())
+        smtp = SmtpSettings(
+            host="127.0.0.1", port=smtp_port, sender="Pemkot Malang <layanan@malangkota.go.id>"
+        )
+        self.notifier = Notifier(
+            store("notifier"), settings=settings(http="127.0.0.1:0"), smtp=smtp,
+            token=NOTIFIER_TOKEN,
+        )  # fmt: skip
+        self.audit = Audit(store("audit"), settings=settings())
+        self.archive = Service("arsip-demo", settings=settings())
+        self.archived = 0
+        self.archive.on(CitizenMoved)(self._archive_move)
+
+    @property
+    def services(self) -> list[Service]:
+        return [self.profile.service, self.dinsos.service, self.bapenda.service,
+                self.dinkes.service, self.notifier.service, self.audit.service,
+                self.archive]  # fmt: skip
+
+    async def _archive_move(self, event: CitizenMoved, ctx: EventContext) -> None:
+        if event.kecamatan == "35.73.03":
+            raise ArchiveDiskFull("archive volume for Kedungkandang is full")
+        self.archived += 1
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[City]:
+        async with contextlib.AsyncExitStack() as stack:
+            for service in self.services:
+                await stack.enter_async_context(service.running())
+            yield self
+
+
+# -- the legacy side ----------------------------------------------------------------------------
+
+
+async def seed(city: City, redis: Redis, day: Day) -> None:
+    """Before the day: accounts the super-app linked, e-mails citizens gave, assistance paid."""
+    identity = Publisher(redis, source=IDENTITY_SOURCE)
+    linked_at = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    await identity.publish_many([
+        identity.envelope(AccountLinked(account_id=a.account_id, nik=a.nik,
+                                        verification=Verification.DUKCAPIL_FACE_MATCH,
+                                        linked_at=linked_at + timedelta(hours=i)))
+        for i, a in enumerate(day.accounts)
+    ])  # fmt: skip
+    for account in day.accounts:
+        await city.notifier.set_contact(account.account_id, account.email)
+    for grant in day.grants:
+        await city.dinsos.grant(
+            redis, recipient=grant.recipient, kk=grant.kk, kelurahan=grant.kelurahan,
+            programme=grant.programme, amount=grant.amount, frequency="monthly",
+            starts_on=date(2026, 1, 1), granted_on=date(2025, 12, 15),
+        )  # fmt: skip
+
+
+async def registry(redis: Redis, day: Day, folder: Path, legacy: Legacy) -> None:
+    """SIAK: the day's rows in its database; the dukcapil adapter polls them."""
+    db = folder / "siak.db"
+    siak.create_sqlite(db, day.siak)
+    progress = await dukcapil.adapter(redis, db, pseudonym_key=PSEUDONYM_KEY).run_once()
+    legacy.published["dukcapil"] += progress.published
+    legacy.quarantined["dukcapil"] += progress.quarantined
+
+
+async def licensing(redis: Redis, day: Day, legacy: Legacy) -> None:
+    """The licensing application POSTs its decisions to the dpmptsp webhook."""
+    token = "demo-licensing-webhook-token"
+    hook = dpmptsp.webhook(redis, token=token)
+    async with serving(hook.app(), port=0) as base, httpx.AsyncClient() as client:
+        for body in day.permits:
+            sent = {"content": body} if isinstance(body, str) else {"json": body}
+            answer = await client.post(
+                base + "/", headers={"Authorization": f"Bearer {token}",
+                                     "Content-Type": "application/json"}, **sent,
+            )  # fmt: skip
+            legacy.answers[answer.status_code] += 1
+    legacy.published["dpmptsp"] += legacy.answers[201]
+    legacy.quarantined["dpmptsp"] += legacy.answers[422] + legacy.answers[400]
+
+
+async def taxes(redis: Redis, day: Day, folder: Path, legacy: Legacy) -> None:
+    """The tax system's nightly export lands in the drop folder; the bapenda adapter reads it."""
+    drop = folder / "bapenda-drop"
+    for sub in ("incoming", "done", "failed"):
+        (drop / sub).mkdir(parents=True, exist_ok=True)
+    export = drop / "incoming" / f"pembayaran-{DAY:%Y%m%d}.csv"
+    with export.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=bapenda_adapter.COLUMNS, delimiter=";")
+        writer.writeheader()
+        writer.writerows(day.payments)
+    runner = bapenda_adapter.adapter(redis, drop, settle_seconds=0)
+    progress = await runner.run_once()
+    legacy.published["bapenda"] += progress.published
+    legacy.quarantined["bapenda"] += progress.quarantined
+
+
+# -- watching -------------------------------------------------------------------------------------
+
+
+async def flow(redis: Redis) -> list[tuple[str, int, dict[str, tuple[int, int]]]]:
+    """Per stream: length, and per group (lag, pending)."""
+    rows = []
+    async for key in redis.scan_iter(match="simpul:{*}", count=1000, _type="stream"):
+        stream = key.decode()
+        if ":dlq:" in stream:
             continue
-        events.append(publisher.envelope(event, id=event_id))
-    results = await publisher.publish_many(events)
-    return sum(not r.duplicate for r in results), sum(r.duplicate for r in results), rejected
+        info = await redis.xinfo_stream(stream)
+        groups = {
+            g["name"].decode(): (int(g.get("lag") or 0), int(g["pending"]))
+            for g in await redis.xinfo_groups(stream)
+        }
+        rows.append((stream, int(info["length"]), groups))
+    return sorted(rows)
 
 
-async def run(url: str) -> None:
+async def settled(redis: Redis) -> bool:
+    """Every group of every stream read everything and holds nothing pending."""
+    for stream, _, groups in await flow(redis):
+        last = (await redis.xinfo_stream(stream))["last-generated-id"]
+        for g in await redis.xinfo_groups(stream):
+            if g["last-delivered-id"] != last or g["pending"]:
+                return False
+        if not groups:
+            return False
+    return True
+
+
+def live_table(rows: list[tuple[str, int, dict[str, tuple[int, int]]]], stage: str) -> Table:
+    table = Table(title=f"Simpul — {stage}", title_justify="left")
+    table.add_column("stream")
+    table.add_column("events", justify="right")
+    table.add_column("consumer groups (pending)")
+    for stream, length, groups in rows:
+        table.add_row(
+            stream, str(length),
+            ", ".join(f"{g} ({p})" if p else g for g, (_, p) in sorted(groups.items())),
+        )  # fmt: skip
+    return table
+
+
+async def watch(redis: Redis, live: Live, stage: list[str]) -> None:
+    while True:
+        live.update(live_table(await flow(redis), stage[0]))
+        await asyncio.sleep(0.25)
+
+
+# -- the day --------------------------------------------------------------------------------------
+
+
+async def run(url: str, folder: Path, *, stay: bool) -> None:
     redis = connect(url)
-    # A fresh start each run: the stream, its dead letters, dedupe markers and groups.
-    stale = [key async for key in redis.scan_iter(match=f"{STREAM}*", count=1000)]
-    if stale:
-        await redis.delete(*stale)
-    table = rows(40)
-    dinsos.registry.active.update(row["nik"] for row in table)  # everyone receives assistance
-    settings = quick_settings(url, max_deliveries=3)
-    dinsos.service.settings = archive.settings = settings
-    publisher = Publisher(redis, source=dukcapil.SOURCE, retention=Retention(timedelta(days=30)))
+    try:
+        await _check_empty(redis, url)
+        day = play()
+        legacy = Legacy()
+        with MailCatcher() as mail:
+            city = City(url, folder, mail.port)
+            async with city.running():
+                stage = ["starting"]
+                with Live(live_table([], stage[0]), console=console, refresh_per_second=8) as live:
+                    watcher = asyncio.create_task(watch(redis, live, stage))
+                    started = time.monotonic()
+                    try:
+                        stage[0] = "the super-app's accounts and Dinas Sosial's grants"
+                        await seed(city, redis, day)
+                        stage[0] = "the licensing application's decisions"
+                        await licensing(redis, day, legacy)
+                        stage[0] = "SIAK: births, deaths and moves"
+                        await registry(redis, day, folder, legacy)
+                        stage[0] = "the tax system's nightly export"
+                        await taxes(redis, day, folder, legacy)
+                        stage[0] = "services at work"
+                        await _wait_settled(redis)
+                        stage[0] = f"the day is done ({time.monotonic() - started:.1f} s)"
+                        live.update(live_table(await flow(redis), stage[0]))
+                    finally:
+                        watcher.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await watcher
+                await summary(city, redis, day, legacy, mail)
+                where_to_look(city, url, folder, day)
+                if stay:
+                    console.print("\n[bold]The services keep running.[/bold] Press Ctrl-C to stop.")
+                    await asyncio.Event().wait()
+    finally:
+        await redis.aclose()
 
-    async with dinsos.service.running(url), archive.running(url):
-        added, dup, rejected = await publish_legacy(publisher, table)
-        console.print(
-            f"[bold]dukcapil adapter[/bold] published {added} events from {len(table)} SIAK rows"
-        )
-        for line in rejected:
-            console.print(f"  [yellow]rejected[/yellow] {line}")
-        again, dup, _ = await publish_legacy(
-            publisher, table
-        )  # an adapter restart replays everything
-        console.print(f"  replayed the same rows: {again} new, {dup} recognised as duplicates")
-        await wait_until(lambda: _settled(redis), timeout=30)
-    await summary(redis, table)
-    await redis.aclose()
+
+async def _wait_settled(redis: Redis) -> None:
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    calm = 0
+    while calm < 3:  # three checks in a row: follow-up events have been published and read
+        calm = calm + 1 if await settled(redis) else 0
+        if time.monotonic() > deadline:
+            console.print("[yellow]the services have not caught up yet; showing what is done")
+            return
+        await asyncio.sleep(0.2)
 
 
-async def _settled(redis: Any) -> bool:
-    """Both groups have read everything and hold nothing pending (one XINFO reply: no race)."""
-    last = (await redis.xinfo_stream(STREAM))["last-generated-id"]
-    groups = await redis.xinfo_groups(STREAM)
-    return len(groups) == 2 and all(
-        g["last-delivered-id"] == last and g["pending"] == 0 for g in groups
+async def _check_empty(redis: Redis, url: str) -> None:
+    existing = [k async for k in redis.scan_iter(match="simpul:*", count=1000)]
+    if not existing:
+        return
+    if os.environ.get("SIMPUL_DEMO_RESET") == "1":
+        await redis.delete(*existing)
+        return
+    raise SystemExit(
+        f"the Redis at SIMPUL_REDIS_URL already holds {len(existing)} simpul:* keys; the demo "
+        "plays its day on an empty bus. Set SIMPUL_DEMO_RESET=1 to delete them first, or unset "
+        "SIMPUL_REDIS_URL to use a private Redis."
     )
 
 
-async def summary(redis: Any, table: list[dict[str, Any]]) -> None:
-    deaths = sum(
-        e[b"type"] == CitizenDied.__contract__.event_type.encode()
-        for _, e in await redis.xrange(STREAM)
-    )
-    services = Table(title="services")
-    for column in ("service", "acked", "effect"):
+# -- what happened ------------------------------------------------------------------------------
+
+
+async def summary(city: City, redis: Redis, day: Day, legacy: Legacy, mail: MailCatcher) -> None:
+    adapters = Table(title="adapters (legacy -> bus)", title_justify="left")
+    for column in ("adapter", "published", "quarantined", "why"):
+        adapters.add_column(column)
+    for name, adapter in (("dukcapil", dukcapil.NAME), ("dpmptsp", dpmptsp.NAME),
+                          ("bapenda", bapenda_adapter.NAME)):  # fmt: skip
+        reasons = await _quarantine_reasons(redis, adapter)
+        adapters.add_row(name, str(legacy.published[name]), str(legacy.quarantined[name]),
+                         "; ".join(reasons))  # fmt: skip
+    console.print(adapters)
+    answers = ", ".join(f"{n} x {code}" for code, n in sorted(legacy.answers.items()))
+    console.print(f"  the licensing webhook answered: {answers}")
+
+    services = Table(title="services (bus -> departments)", title_justify="left")
+    for column in ("service", "handled", "what it did"):
         services.add_column(column)
-    services.add_row("dinsos", str(dinsos.service.health.counters.get("acked", 0)),
-                     f"{len(dinsos.registry.suspended)} assistance suspended (of {deaths} deaths), "
-                     f"{len(dinsos.registry.rechecks)} area re-checks")  # fmt: skip
-    services.add_row(
-        "arsip-demo",
-        str(archive.health.counters.get("acked", 0)),
-        f"{len(archived)} moves archived",
-    )
+    for service, effect in await _effects(city, day, mail):
+        services.add_row(service.name, str(service.health.counters.get("acked", 0)), effect)
     console.print(services)
-    dead = Table(title=f"dead letters of arsip-demo ({keys.dead_letters(STREAM, 'arsip-demo')})")
-    for column in ("entry", "reason", "attempts", "error"):
+
+    dead = Table(title="dead letters (after 3 attempts)", title_justify="left")
+    for column in ("stream", "group", "reason", "error"):
         dead.add_column(column)
-    for _, fields in await redis.xrange(keys.dead_letters(STREAM, "arsip-demo")):
-        dead.add_row(
-            *(
-                fields[f"dlq.{name}".encode()].decode()
-                for name in ("entry", "reason", "attempts", "error")
-            )
-        )
+    async for key in redis.scan_iter(match="simpul:{*}:dlq:*", count=1000):
+        stream, _, group = key.decode().partition(":dlq:")
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(key)  # type: ignore[assignment]
+        for _, fields in entries:
+            dead.add_row(stream, group, fields[b"dlq.reason"].decode(),
+                         fields[b"dlq.error"].decode())  # fmt: skip
     console.print(dead)
-    console.print(
-        "Look yourself:  redis-cli -u $SIMPUL_REDIS_URL XINFO GROUPS 'simpul:{dukcapil.citizen}'"
-    )
-    console.print("Run a service:  simpul run services.dinsos:service   (see README.md)")
+
+
+async def _quarantine_reasons(redis: Redis, adapter: str) -> list[str]:
+    found = []
+    for entry in await Quarantine(redis, adapter).entries(limit=10):
+        found.append(", ".join(f"{p.field}: {p.problem}" for p in entry.problems)[:90])
+    return found
+
+
+async def _effects(city: City, day: Day, mail: MailCatcher) -> list[tuple[Service, str]]:
+    r = day.residents
+    suspended = [g for a in day.grants for g in await city.dinsos.grants_of(a.recipient)
+                 if g.status == "suspended"]  # fmt: skip
+    rechecks = await city.dinsos.rechecks()
+    children = [row["nik"] for row in day.siak if row["jenis_peristiwa"] == "LAHIR"]
+    members = [set(await city.dinsos.household_of(g.kk)) for g in day.grants]
+    households = sum(bool(m & set(children)) for m in members)
+    registered = [t for p in r for t in await city.bapenda.taxpayers_by("nik", p.nik)]
+    registered += await city.bapenda.taxpayers_by("nib", "9120045678901")
+    reviews = await city.bapenda.open_reviews()
+    schedules = [
+        await city.dinkes.schedule_of(pseudonym(PSEUDONYM_KEY, "nik", c)) for c in children
+    ]
+    opened = [s for s in schedules if s is not None]
+    areas = city.dinkes.areas
+    names = {p.code: p.name for p in [*areas.by_kelurahan.values(), *areas.by_kecamatan.values()]}
+    places = sorted({names.get(s.puskesmas, s.puskesmas) for s in opened})
+    inbox = 0
+    for account in day.accounts:
+        inbox += len(await city.notifier.inbox(account.account_id))
+    known = [p for p in r if await city.profile.person(p.nik) is not None]
+    audit = await city.audit.verify()
+    return [
+        (city.profile.service, f"{len(known)} residents in the one-account view; "
+                               f"{len(day.accounts)} city accounts linked"),
+        (city.dinsos.service, f"{len(suspended)} grants suspended after deaths, "
+                              f"{len(rechecks)} re-checks (area or household), "
+                              f"{households} households grew by a birth"),
+        (city.bapenda.service, f"{len(registered)} taxpayers registered from permits, "
+                               f"{len(reviews)} taxpayer reviews after deaths"),
+        (city.dinkes.service, f"{len(opened)} immunisation schedules at {', '.join(places)}"),
+        (city.notifier.service, f"{len(mail.messages)} e-mails delivered over SMTP, "
+                                f"{inbox} in-app messages"),
+        (city.audit.service, f"{audit.rows} events archived; hash chain "
+                             + ("verifies" if audit.ok else "BROKEN")),
+        (city.archive, f"{city.archived} moves archived; Kedungkandang's fail (dead letters)"),
+    ]  # fmt: skip
+
+
+def where_to_look(city: City, url: str, folder: Path, day: Day) -> None:
+    account = day.accounts[0].account_id
+    console.print("\n[bold]Where to look[/bold] (while the demo runs)")
+    console.print(f"  export SIMPUL_REDIS_URL={url}")
+    console.print(f"  export SIMPUL_AUDIT_DB=sqlite:///{folder / 'audit.db'}")
+    console.print("  simpul quarantine list dukcapil-siak     # the SIAK rows the adapter refused")
+    console.print("  simpul audit verify                      # the archive's hash chain")
+    console.print("  simpul contracts list                    # the shared data contracts")
+    console.print("  the citizen app's view of one resident (profile API):")
+    console.print(f"  curl -H 'Authorization: Bearer {CITIZEN_APP_TOKEN}' "
+                  f"{city.profile.service.http_url}/persons/by-account/{account}")  # fmt: skip
+    console.print(f"  curl -H 'Authorization: Bearer {NOTIFIER_TOKEN}' "
+                  f"{city.notifier.service.http_url}/accounts/{account}/inbox")  # fmt: skip
 
 
 def main() -> None:
-    configure(os.environ.get("SIMPUL_LOG_LEVEL", "warning"), "console")
+    # The day's expected failures (a full archive disk, broken legacy rows) are shown in the
+    # summary; logs would only scribble over the live table. SIMPUL_LOG_LEVEL=info shows them.
+    configure(os.environ.get("SIMPUL_LOG_LEVEL", "critical"), "console")
+    stay = sys.stdout.isatty() and os.environ.get("SIMPUL_DEMO_STAY", "1") != "0"
     url = os.environ.get("SIMPUL_REDIS_URL") or None
-    with redis_url_or_embedded(url, ".simpul/demo-redis") as resolved:
-        console.print(f"[dim]Redis at {resolved}[/dim]")
-        asyncio.run(run(resolved))
+    # Ctrl-C before the event loop runs (while Redis starts) only asks to stop; the loop then
+    # ends the day at once. Within the loop it cancels the day, and every service stops.
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with tempfile.TemporaryDirectory(prefix="simpul-demo-") as tmp:
+        folder = Path(tmp)
+        with redis_url_or_embedded(url, str(folder / "redis")) as resolved:
+            console.print(f"[dim]Redis at {resolved}; stores in {folder}[/dim]")
+            asyncio.run(_main(resolved, folder, stay=stay, stop=stop))
+    console.print("[dim]stopped cleanly[/dim]")
+
+
+async def _main(url: str, folder: Path, *, stay: bool, stop: threading.Event) -> None:
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    if stop.is_set():
+        return
+    with contextlib.suppress(asyncio.CancelledError):
+        await run(url, folder, stay=stay)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -12,7 +12,7 @@ import pytest
 from jsonschema import Draft7Validator, validators
 from pydantic import BaseModel, create_model
 
-from bus import Classification, Contract, Service, asyncapi
+from bus import Classification, Contract, Service, asyncapi, catalogue
 from bus.catalogue import find_services
 from bus.cli_contracts import docs_files, load
 
@@ -125,9 +125,10 @@ def test_each_producing_department_sends_and_each_service_receives(doc: dict[str
         if op["action"] == "receive"
         for ref in op["messages"]
     }
-    expected = {(s.name, t) for s in find_services("services") for t in s.handlers}
-    assert received == expected
+    handled = catalogue.handled(find_services("services"))
+    assert received == {(name, t) for name, types in handled.items() for t in types}
     assert ("dinsos", "dukcapil.citizen.died.v1") in received
+    assert ("audit", "diskominfo.complaint.received.v1") in received  # on_every: every type
 
 
 def _message_ref(aggregate: str, event_type: str) -> dict[str, str]:

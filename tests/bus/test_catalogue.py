@@ -67,8 +67,9 @@ def test_personal_fields_are_marked(text: str) -> None:
 
 
 def test_consumers_are_listed(text: str) -> None:
-    assert catalogue.consumers(catalogue.find_services())["dukcapil.citizen.died.v1"] == ["dinsos"]
-    assert "- consumers: dinsos" in _section(text, "dukcapil.citizen.died.v1")
+    died = ["audit", "bapenda", "dinsos", "notifier", "profile"]  # audit: on_every, all types
+    assert catalogue.consumers(catalogue.find_services())["dukcapil.citizen.died.v1"] == died
+    assert f"- consumers: {', '.join(died)}" in _section(text, "dukcapil.citizen.died.v1")
     consumed = catalogue.consumers(catalogue.find_services())
     for model in load("schemas"):
         event_type = model.__contract__.event_type

@@ -1,0 +1,105 @@
+"""``make demo`` (python -m demo): the day plays, every department shows its effect, and the
+demo stops cleanly on Ctrl-C — after the day and in the middle of it."""
+
+from __future__ import annotations
+
+import os
+import pty
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "SIMPUL_REDIS_URL"}
+    env.update(extra)
+    return env
+
+
+@pytest.mark.slow
+def test_the_day_plays_and_every_department_shows_its_effect() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "demo"], cwd=ROOT, env=_env(COLUMNS="200"),
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    out = done.stdout
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in out + done.stderr
+    # Adapters: the broken legacy records are quarantined with their reason.
+    assert "a NIK has exactly 16 digits" in out
+    assert "not valid JSON" in out
+    assert "jumlah_bayar is not whole rupiah" in out
+    assert "6 x 201, 1 x 400, 1 x 422" in out
+    # Services: the cross-department effects of the day (demo/city.py plays them).
+    assert "2 grants suspended after deaths" in out
+    assert "2 households grew by a birth" in out
+    assert "4 taxpayers registered from permits, 1 taxpayer reviews after deaths" in out
+    assert "4 immunisation schedules" in out
+    assert "e-mails delivered over SMTP" in out and " 0 e-mails" not in out
+    assert "hash chain verifies" in out
+    # The failing consumer: dead letters with the handler's error, everything else flowed.
+    assert "ArchiveDiskFull" in out and "handler_failed" in out
+    assert "stopped cleanly" in out
+
+
+def _pty_demo() -> tuple[subprocess.Popen[bytes], int]:
+    """The demo on a terminal (so it stays up after the day), reading what it prints."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "demo"], cwd=ROOT, env=_env(COLUMNS="200"),
+        stdin=follower, stdout=follower, stderr=follower,
+    )  # fmt: skip
+    os.close(follower)
+    return proc, leader
+
+
+def _read_until(leader: int, text: str, timeout: float = 90) -> str:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while text.encode() not in seen:
+        assert time.monotonic() < deadline, f"never printed {text!r}:\n{seen.decode()[-3000:]}"
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the process ended
+            break
+        seen += chunk
+    return seen.decode(errors="replace")
+
+
+def _rest(leader: int) -> str:
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out.decode(errors="replace")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["after the day", "during the day"])
+def test_ctrl_c_stops_the_demo_cleanly(when: str) -> None:
+    proc, leader = _pty_demo()
+    try:
+        marker = "Press Ctrl-C to stop" if when == "after the day" else "Redis at"
+        before = _read_until(leader, marker)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+        out = before + _rest(leader)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(leader)
+    assert code == 0, out[-3000:]
+    assert "stopped cleanly" in out
+    assert "Traceback" not in out, out[-3000:]
