@@ -18,7 +18,7 @@ def import_target(target: str) -> Any:
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
         raise SimpulError(
-            f"expected MODULE:ATTRIBUTE (e.g. services.dinsos:service), got {target!r}"
+            f"expected MODULE:ATTRIBUTE (e.g. services.profile:create), got {target!r}"
         )
     import_from_cwd()
     try:

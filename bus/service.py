@@ -6,7 +6,8 @@
     async def suspend_assistance(event: CitizenDied, ctx: EventContext) -> None:
         ...
 
-Run it with ``simpul run services.dinsos:service`` (as many replicas as you like).
+Run it with ``simpul run MODULE:service`` (as many replicas as you like), or give
+``simpul run`` a function that builds the service (``services.profile:create``).
 """
 
 from __future__ import annotations
