@@ -36,7 +36,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from bus.errors import ConfigurationError, SimpulError
 
-__all__ = ["Store", "StoreUnavailable", "Tx"]
+__all__ = ["Store", "StoreError", "StoreUnavailable", "Tx"]
 
 T = TypeVar("T")
 Dialect = Literal["sqlite", "postgresql"]
@@ -44,12 +44,17 @@ Params = Sequence[Any]
 
 _INBOX = "CREATE TABLE IF NOT EXISTS simpul_inbox ( key TEXT PRIMARY KEY, handled_at TEXT NOT NULL)"
 _ENV_NAME = re.compile(r"[^A-Z0-9]+")
+_SERIAL_ATTEMPTS = 5  # PostgreSQL: runs of a transaction that lost a serialization conflict
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
 _PASSWORDS = re.compile(r"^[^:/]+://[^:@/]*:([^@/]*)@|[?&]password=([^&]*)")
 
 
 class StoreUnavailable(SimpulError):
     """The database could not be reached or refused the connection (worth retrying)."""
+
+
+class StoreError(SimpulError):
+    """The database refused a statement (a constraint, a type); the message quotes no values."""
 
 
 class Tx:
@@ -123,7 +128,8 @@ class Store:
     async def run(self, work: Callable[[Tx], T]) -> T:
         """Run ``work`` in one transaction on the store's thread: commit, or roll back on error.
 
-        ``work`` is plain (not async) code: it talks to the database and nothing else.
+        ``work`` is plain (not async) code: it talks to the database and nothing else — on
+        PostgreSQL (SERIALIZABLE) it runs again when a concurrent transaction won a conflict.
         """
         if self._closed:
             raise StoreUnavailable(f"{self!r} is closed")
@@ -158,17 +164,27 @@ class Store:
     # -- on the store's thread -------------------------------------------------------------
 
     def _run(self, work: Callable[[Tx], T]) -> T:
-        try:
-            conn = self._connection()
-            if self.dialect == "sqlite":
-                return self._run_sqlite(conn, work)
-            return self._run_postgres(conn, work)
-        except Exception as exc:
-            if not _is_transient(exc):
-                raise
-            self._disconnect()  # reconnect on the next call
-            problem = _masked(_first_line(exc), self.url)
-            raise StoreUnavailable(f"{self!r}: {type(exc).__name__}: {problem}") from exc
+        for attempt in range(1, _SERIAL_ATTEMPTS + 1):
+            try:
+                conn = self._connection()
+                if self.dialect == "sqlite":
+                    return self._run_sqlite(conn, work)
+                return self._run_postgres(conn, work)
+            except psycopg.errors.TransactionRollback:
+                # SERIALIZABLE: a concurrent replica's transaction won; run ours again on the
+                # state it left (work is database calls only, so re-running it is safe).
+                if attempt == _SERIAL_ATTEMPTS:
+                    raise StoreUnavailable(
+                        f"{self!r}: transaction kept conflicting with concurrent ones "
+                        f"({_SERIAL_ATTEMPTS} attempts)"
+                    ) from None
+            except Exception as exc:
+                if not _is_transient(exc):
+                    raise _without_row_values(exc) from None
+                self._disconnect()  # reconnect on the next call
+                problem = _masked(_first_line(exc), self.url)
+                raise StoreUnavailable(f"{self!r}: {type(exc).__name__}: {problem}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _run_sqlite(self, conn: sqlite3.Connection, work: Callable[[Tx], T]) -> T:
         cursor = conn.cursor()
@@ -201,7 +217,11 @@ class Store:
             self._conn = conn
         else:
             try:
-                self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+                pg = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+                # SERIALIZABLE, as SQLite's single writer is: a handler that reads a row and
+                # writes it back cannot lose a concurrent replica's update (READ COMMITTED could).
+                pg.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
+                self._conn = pg
             except psycopg.OperationalError as exc:
                 problem = _masked(_first_line(exc), self.url)
                 raise StoreUnavailable(f"cannot connect to {self!r}: {problem}") from None
@@ -212,6 +232,17 @@ class Store:
         if conn is not None:
             with contextlib.suppress(Exception):  # already broken: nothing to release
                 conn.close()
+
+
+def _without_row_values(exc: Exception) -> Exception:
+    """A database error without the values it quotes: PostgreSQL's DETAIL repeats the row or
+    the key ("Failing row contains (...)"), which holds personal data and would travel into
+    logs and dead letters. Keep the SQLSTATE and the primary message, which name the
+    constraint, table and column only."""
+    if isinstance(exc, psycopg.Error):
+        primary = exc.diag.message_primary or type(exc).__name__
+        return StoreError(f"{type(exc).__name__} ({exc.sqlstate}): {primary}")
+    return exc
 
 
 def _dialect(url: str) -> Dialect:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from redis.asyncio import Redis
@@ -109,7 +110,7 @@ class City:
         )
         self.notifier = Notifier(
             store("notifier"), settings=settings(http="127.0.0.1:0"), smtp=smtp,
-            token=NOTIFIER_TOKEN,
+            token=NOTIFIER_TOKEN, max_age=timedelta(0),  # the day is in the past: notify anyway
         )  # fmt: skip
         self.audit = Audit(store("audit"), settings=settings())
         self.archive = Service("arsip-demo", settings=settings())
@@ -401,7 +402,7 @@ async def _effects(city: City, day: Day, mail: MailCatcher) -> list[tuple[Servic
 def where_to_look(city: City, url: str, folder: Path, day: Day) -> None:
     account = day.accounts[0].account_id
     console.print("\n[bold]Where to look[/bold] (while the demo runs)")
-    console.print(f"  export SIMPUL_REDIS_URL={url}")
+    console.print(f"  export SIMPUL_REDIS_URL={_shown(url)}")
     console.print(f"  export SIMPUL_AUDIT_DB=sqlite:///{folder / 'audit.db'}")
     console.print("  simpul quarantine list dukcapil-siak     # the SIAK rows the adapter refused")
     console.print("  simpul audit verify                      # the archive's hash chain")
@@ -411,6 +412,15 @@ def where_to_look(city: City, url: str, folder: Path, day: Day) -> None:
                   f"{city.profile.service.http_url}/persons/by-account/{account}")  # fmt: skip
     console.print(f"  curl -H 'Authorization: Bearer {NOTIFIER_TOKEN}' "
                   f"{city.notifier.service.http_url}/accounts/{account}/inbox")  # fmt: skip
+
+
+def _shown(url: str) -> str:
+    """The URL without its password (a user's own Redis may have one)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return parts._replace(netloc=netloc).geturl()
 
 
 def main() -> None:
@@ -427,7 +437,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="simpul-demo-") as tmp:
         folder = Path(tmp)
         with redis_url_or_embedded(url, str(folder / "redis")) as resolved:
-            console.print(f"[dim]Redis at {resolved}; stores in {folder}[/dim]")
+            console.print(f"[dim]Redis at {_shown(resolved)}; stores in {folder}[/dim]")
             asyncio.run(_main(resolved, folder, stay=stay, stop=stop))
     console.print("[dim]stopped cleanly[/dim]")
 

@@ -77,8 +77,10 @@ async def test_archives_every_stream_unknown_types_and_classifications(
         unknown = await pub.publish(unknown_envelope("odd-1"))
         await redis.xadd(CITIZEN, {"not": "an event"})  # undecodable: never reaches the archive
         await archived(audit, 4)
+        dlq = keys.dead_letters(CITIZEN, "audit")
+        await wait_until(lambda: _length(redis, dlq, 1))  # settled with the batch's acks
         rows = await _rows(audit)
-        dead = await redis.xrange(keys.dead_letters(CITIZEN, "audit"))
+        dead = await redis.xrange(dlq)
         report = await audit.verify()
         head = await audit.head()
 
@@ -402,3 +404,7 @@ async def test_search_by_correlation_type_and_time(
         "inspector", "show_data", 3,
     )  # fmt: skip
     assert json.loads(accesses[0]["filter"])["correlation"] == "root"
+
+
+async def _length(redis: Redis, key: str, n: int) -> bool:
+    return int(await redis.xlen(key)) == n
