@@ -94,8 +94,11 @@ class Tx:
 class Store:
     """A SQLite file or a PostgreSQL database, used from one worker thread."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, scope: str | None = None) -> None:
+        """``scope``: the owner's name (a service), so several owners may share one database:
+        their tables are their own, and their :meth:`once` keys are kept apart by it."""
         self.url = url
+        self.scope = scope
         self.dialect: Dialect = _dialect(url)
         if self.dialect == "postgresql":
             _check_postgres_url(url)
@@ -110,9 +113,9 @@ class Store:
         variable = f"SIMPUL_{_ENV_NAME.sub('_', name.upper())}_DB"
         url = os.environ.get(variable)
         if url:
-            return cls(url)
+            return cls(url, scope=name)
         folder = Path(data_dir or os.environ.get("SIMPUL_DATA_DIR") or ".simpul")
-        return cls(f"sqlite:///{folder / f'{name}.db'}")
+        return cls(f"sqlite:///{folder / f'{name}.db'}", scope=name)
 
     def __repr__(self) -> str:  # never the password of a PostgreSQL URL
         if self.dialect == "sqlite":
@@ -141,6 +144,8 @@ class Store:
         The key is recorded in the same transaction as the work: either both happen or neither.
         Returns ``work``'s result, or None when the key was already done.
         """
+        if self.scope:
+            key = f"{self.scope}/{key}"
 
         def guarded(tx: Tx) -> T | None:
             if tx.one("SELECT 1 AS done FROM simpul_inbox WHERE key = ?", (key,)) is not None:

@@ -290,3 +290,25 @@ async def test_close_twice_is_fine_and_using_a_closed_store_says_so(store: Store
         await store.run(lambda tx: tx.value("SELECT 1"))
     with pytest.raises(StoreUnavailable, match="is closed"):
         await store.once("event-1", insert("G-1"))
+
+
+async def test_scoped_stores_share_a_database_without_sharing_once_keys(store_url: str) -> None:
+    """Two services on one database: the same once key (an event id + purpose) is each
+    service's own, so one handling a death never makes the other skip it."""
+    dinsos, bapenda = Store(store_url, scope="dinsos"), Store(store_url, scope="bapenda")
+    try:
+        await dinsos.migrate(["CREATE TABLE IF NOT EXISTS effects (who TEXT)"])
+        await bapenda.migrate([])
+        ran = [
+            await s.once("event-1:death", lambda tx, s=s: tx.execute(
+                "INSERT INTO effects (who) VALUES (?)", (s.scope,)
+            ))
+            for s in (dinsos, bapenda, dinsos)
+        ]  # fmt: skip
+        assert ran == [1, 1, None]
+        rows = await dinsos.run(lambda tx: tx.all("SELECT who FROM effects ORDER BY who"))
+        assert [r["who"] for r in rows] == ["bapenda", "dinsos"]
+        assert Store.for_service("dinsos").scope == "dinsos"
+    finally:
+        await dinsos.close()
+        await bapenda.close()
