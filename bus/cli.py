@@ -15,6 +15,8 @@ from rich.console import Console
 from bus.cli_adapter import adapter_app, quarantine_app
 from bus.cli_common import fail, import_target
 from bus.cli_contracts import app as contracts_app
+from bus.cli_dlq import dlq_app, group_app, trim
+from bus.cli_ops import exporter, map_, pending, status, tail
 from bus.embedded import EmbeddedRedis
 from bus.errors import SimpulError
 from bus.logging import configure
@@ -25,6 +27,14 @@ app = typer.Typer(help="Simpul: the event bus of Kota Malang's departments.", no
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(adapter_app, name="adapter")
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(group_app, name="group")
+app.command("trim")(trim)
+app.command("status")(status)
+app.command("tail")(tail)
+app.command("pending")(pending)
+app.command("map")(map_)
+app.command("exporter")(exporter)
 _err = Console(stderr=True, soft_wrap=True)
 
 
