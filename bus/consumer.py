@@ -27,6 +27,7 @@ from bus.deadletter import Reason, Verdict
 from bus.dispatch import Dispatcher, Retry
 from bus.health import Health
 from bus.logging import get_logger, mask_text
+from bus.metrics import ServiceMetrics
 from bus.settings import Settings
 from bus.settle import Settlement, Settler
 
@@ -41,7 +42,12 @@ class Consumer:
     """Consumes the streams of ``dispatcher.handlers`` as one member of ``dispatcher.group``."""
 
     def __init__(
-        self, redis: Redis, dispatcher: Dispatcher, settings: Settings, health: Health
+        self,
+        redis: Redis,
+        dispatcher: Dispatcher,
+        settings: Settings,
+        health: Health,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.redis = redis
         self.dispatcher = dispatcher
@@ -52,8 +58,9 @@ class Consumer:
         self.streams = dispatcher.streams()
         self._log = _log.bind(group=self.group, consumer=self.name)
         self._settler = Settler(
-            redis, group=self.group, consumer=self.name, health=health, log=self._log
-        )
+            redis, group=self.group, consumer=self.name, health=health, log=self._log,
+            metrics=metrics,
+        )  # fmt: skip
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()  # one batch at a time: handlers never run concurrently
         self._read_task: asyncio.Future[list[tuple[bytes, Entries]]] | None = None
@@ -189,7 +196,9 @@ class Consumer:
             settlement.acks.append(entry_id)
             return
         try:
-            verdict = await self.dispatcher.dispatch(stream, entry_id, raw, delivery)
+            verdict = await self.dispatcher.dispatch(
+                stream, entry_id, raw, delivery, settlement.handled
+            )
         except Retry as retry:
             verdict = self._retry_or_give_up(stream, entry_id, delivery, retry, settlement)
             if verdict is None:

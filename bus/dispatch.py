@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,6 +24,7 @@ from bus.dedupe import Claim, Dedupe
 from bus.envelope import Envelope
 from bus.errors import ConfigurationError, DecodeError
 from bus.logging import get_logger
+from bus.metrics import ServiceMetrics, TypeMetrics
 
 HandlerFunc = Callable[..., Awaitable[None]]
 EnvelopeFunc = Callable[[Envelope, EventContext], Awaitable[None]]
@@ -88,12 +90,22 @@ class Dispatcher:
     publisher: Any = None
     every: EnvelopeFunc | None = None  # Service.on_every: gets each entry's envelope, any type
     every_streams: tuple[str, ...] = ()
+    metrics: ServiceMetrics | None = None  # handler durations and failures, by type
     _homes: dict[str, str] = field(default_factory=dict)  # event type -> its stream
 
     async def dispatch(
-        self, stream: str, entry_id: str, raw: Mapping[bytes, bytes], delivery: int
+        self,
+        stream: str,
+        entry_id: str,
+        raw: Mapping[bytes, bytes],
+        delivery: int,
+        handled: list[TypeMetrics] | None = None,
     ) -> Verdict | None:
-        """Return None when the entry may be acked, a Verdict to dead-letter it; raise Retry."""
+        """Return None when the entry may be acked, a Verdict to dead-letter it; raise Retry.
+
+        With :attr:`metrics`, an event whose handler ran and returned appends its type's
+        metrics to ``handled`` (if given), for the caller to count once the ack is written.
+        """
         if delivery > self.max_deliveries:
             return Verdict(
                 Reason.MAX_DELIVERIES,
@@ -111,7 +123,7 @@ class Dispatcher:
             return Verdict(Reason.WRONG_STREAM, reason, delivery)
         handler = self.handlers.get(envelope.type)
         if handler is None:
-            return await self._unhandled(envelope, stream, entry_id, delivery)
+            return await self._unhandled(envelope, stream, entry_id, delivery, handled)
         try:
             # Tolerant: fields added by a newer minor version of the contract are ignored.
             event = handler.model.model_validate_json(envelope.data, extra="ignore")
@@ -121,9 +133,9 @@ class Dispatcher:
             envelope, stream, entry_id, self.group, self.consumer, delivery, self.publisher
         )
         if handler.once:
-            await self._once(handler, event, ctx)
+            await self._once(handler, event, ctx, handled)
         else:
-            await _call(handler, event, ctx)
+            await self._measured(_call(handler, event, ctx), envelope.type, handled)
         return None
 
     def streams(self) -> list[str]:
@@ -140,13 +152,18 @@ class Dispatcher:
         return home
 
     async def _unhandled(
-        self, envelope: Envelope, stream: str, entry_id: str, delivery: int
+        self,
+        envelope: Envelope,
+        stream: str,
+        entry_id: str,
+        delivery: int,
+        handled: list[TypeMetrics] | None,
     ) -> Verdict | None:
         if self.every is not None and stream in self.every_streams:
             ctx = EventContext(
                 envelope, stream, entry_id, self.group, self.consumer, delivery, self.publisher
             )
-            await _call_every(self.every, envelope, ctx)
+            await self._measured(_call_every(self.every, envelope, ctx), envelope.type, handled)
             return None
         if envelope.type not in self.registry:
             return Verdict(
@@ -154,7 +171,35 @@ class Dispatcher:
             )
         return None  # a known type this service does not subscribe to: nothing to do
 
-    async def _once(self, handler: Handler, event: Contract, ctx: EventContext) -> None:
+    async def _measured(
+        self,
+        call: Coroutine[Any, Any, None],
+        event_type: str,
+        handled: list[TypeMetrics] | None,
+    ) -> None:
+        """Await a handler call, timing it and counting its failure (a Retry) by type."""
+        metrics = self.metrics
+        if metrics is None:
+            await call
+            return
+        kind = metrics.kind(event_type)  # "unknown" for a type outside the registry
+        start = perf_counter()
+        try:
+            await call
+        except Retry:
+            kind.failed += 1
+            raise
+        kind.observe(perf_counter() - start)
+        if handled is not None:
+            handled.append(kind)
+
+    async def _once(
+        self,
+        handler: Handler,
+        event: Contract,
+        ctx: EventContext,
+        handled: list[TypeMetrics] | None,
+    ) -> None:
         assert self.dedupe is not None
         try:
             claim = await self.dedupe.begin(ctx.stream, ctx.event_id, ctx.entry_id)
@@ -165,7 +210,7 @@ class Dispatcher:
         if claim is Claim.BUSY:
             raise Retry(RuntimeError("another consumer is handling this event right now"))
         try:
-            await _call(handler, event, ctx)
+            await self._measured(_call(handler, event, ctx), ctx.envelope.type, handled)
         except Retry:
             with contextlib.suppress(*TRANSIENT):  # else the lease simply expires
                 await self.dedupe.abandon(ctx.stream, ctx.event_id, ctx.entry_id)

@@ -8,17 +8,19 @@ A service run with ``SIMPUL_HTTP=HOST:PORT`` answers on that address:
   error followed it; 503 otherwise (Redis unreachable, group lost, loop stopped).
 
 Both answer with :meth:`Health.snapshot` as JSON: ages of the last poll and the last ack, the
-last error, counters.
+last error, counters. ``GET /metrics`` serves the service's Prometheus metrics beside them
+(:mod:`bus.metrics`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
@@ -69,8 +71,15 @@ class Health:
         }
 
 
-def health_app(health: Health, app: ASGIApp | None = None) -> Starlette:
-    """``/healthz`` and ``/readyz`` for ``health``; every other path goes to ``app``, if any."""
+def health_app(
+    health: Health,
+    app: ASGIApp | None = None,
+    *,
+    metrics: Callable[[str], tuple[bytes, str]] | None = None,
+) -> Starlette:
+    """``/healthz`` and ``/readyz`` for ``health``; ``/metrics`` if ``metrics`` is given (a
+    function of the request's Accept header returning the body and its content type, e.g.
+    :meth:`bus.metrics.ServiceMetrics.exposition`); every other path goes to ``app``, if any."""
 
     async def live(_: Request) -> JSONResponse:
         return JSONResponse(health.snapshot(), status_code=200 if health.running else 503)
@@ -78,7 +87,14 @@ def health_app(health: Health, app: ASGIApp | None = None) -> Starlette:
     async def ready(_: Request) -> JSONResponse:
         return JSONResponse(health.snapshot(), status_code=200 if health.ready else 503)
 
+    async def exposition(request: Request) -> Response:
+        assert metrics is not None
+        body, content_type = metrics(request.headers.get("accept", ""))
+        return Response(body, headers={"content-type": content_type})
+
     routes: list[Route | Mount] = [Route("/healthz", live), Route("/readyz", ready)]
+    if metrics is not None:
+        routes.append(Route("/metrics", exposition))
     if app is not None:
         routes.append(Mount("/", app=app))
     return Starlette(routes=routes)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
@@ -74,7 +74,10 @@ class Publisher:
         source: str,
         retention: Retention | None = None,
         dedupe_ttl: timedelta = timedelta(days=7),
+        on_published: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_published(event_type)`` is called for each event that was new on its stream
+        (not for duplicates): a service counts its publishes with it (bus.metrics)."""
         if not source:
             raise ConfigurationError(
                 "a publisher needs a source URN, e.g. urn:malangkota:dukcapil:siak"
@@ -84,6 +87,7 @@ class Publisher:
         self.retention = retention or Retention()
         self._dedupe_ttl_ms = str(int(dedupe_ttl.total_seconds() * 1000))
         self._shas: dict[str, str] = {}  # script text -> SHA1 loaded in Redis
+        self.on_published = on_published
 
     def envelope(
         self,
@@ -127,6 +131,8 @@ class Publisher:
         args = [self._dedupe_ttl_ms, self._minid(envelope), *_flat(envelope)]
         added, entry = await self._eval(_SINGLE, 2, stream, keys.seen(stream, envelope.id), *args)
         result = Published(envelope.id, stream, entry.decode(), duplicate=not added)
+        if added and self.on_published is not None:
+            self.on_published(envelope.type)
         _log.debug("event_published", stream=stream, event_id=result.event_id,
                    entry_id=result.entry_id, duplicate=result.duplicate)  # fmt: skip
         return result
@@ -145,6 +151,8 @@ class Publisher:
             for k, (position, envelope) in enumerate(zip(positions, chunk, strict=True)):
                 added, entry = reply[2 * k], reply[2 * k + 1]
                 results[position] = Published(envelope.id, stream, entry.decode(), not added)
+                if added and self.on_published is not None:
+                    self.on_published(envelope.type)
         published = [r for r in results if r is not None]
         # One line per call, not per event: a filtered-out log call still costs ~1-2 us.
         _log.debug("events_published", events=len(published),

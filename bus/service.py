@@ -34,6 +34,7 @@ from bus.health import Health, health_app
 from bus.http import parse_address
 from bus.http import running as serving
 from bus.logging import get_logger
+from bus.metrics import ServiceMetrics
 from bus.publisher import Publisher
 from bus.settings import Settings
 
@@ -71,6 +72,10 @@ class Service:
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
         self.health = Health(stale_after_s=30.0)
+        # Its own Prometheus registry: several services in one process never collide.
+        self.metrics = ServiceMetrics(
+            name, contracts=registry, health=self.health, handled=self.handlers
+        )
 
     @property
     def settings(self) -> Settings:
@@ -130,7 +135,8 @@ class Service:
     def mount(self, app: ASGIApp) -> None:
         """Serve ``app`` (e.g. a Starlette API) while the service runs, on ``SIMPUL_HTTP``
         (HOST:PORT; port 0 takes a free one, see :attr:`http_url`), beside the health endpoints
-        ``/healthz`` and ``/readyz`` (:func:`bus.health.health_app`). Unset: not served."""
+        ``/healthz``, ``/readyz`` and ``/metrics`` (:func:`bus.health.health_app`). Unset: not
+        served."""
         self.http_app = app
 
     def on_startup(self, hook: Hook) -> Hook:
@@ -162,7 +168,11 @@ class Service:
             if self.settings.http:
                 host, port = parse_address(self.settings.http)
                 self.http_url = await stack.enter_async_context(
-                    serving(health_app(self.health, self.http_app), host=host, port=port)
+                    serving(
+                        health_app(self.health, self.http_app, metrics=self.metrics.exposition),
+                        host=host,
+                        port=port,
+                    )
                 )
                 stack.callback(setattr, self, "http_url", None)
                 _log.info("http_serving", service=self.name, url=self.http_url)
@@ -221,7 +231,9 @@ class Service:
         publisher = None
         if self.source:
             ttl = timedelta(milliseconds=settings.dedupe_ttl_ms)
-            publisher = Publisher(redis, source=self.source, dedupe_ttl=ttl)
+            publisher = Publisher(
+                redis, source=self.source, dedupe_ttl=ttl, on_published=self.metrics.published
+            )
         dedupe = Dedupe(
             redis, group=self.name, consumer=settings.consumer,
             lease_ms=settings.claim_idle_ms, ttl_ms=settings.dedupe_ttl_ms,
@@ -236,8 +248,20 @@ class Service:
             publisher=publisher,
             every=self.every,
             every_streams=self.every_streams,
+            metrics=self.metrics,
         )
-        return Consumer(redis, dispatcher, settings, self.health)
+        self.metrics.prepare(self._consumed_types())
+        return Consumer(redis, dispatcher, settings, self.health, self.metrics)
+
+    def _consumed_types(self) -> list[str]:
+        """The event types this service's handlers take (``on_every``: every registered type
+        of its streams)."""
+        every = [
+            m.__contract__.event_type
+            for m in self.registry
+            if m.__contract__.stream in self.every_streams
+        ]
+        return sorted({*self.handlers, *every})
 
     async def _stop(self, consumer: Consumer, task: asyncio.Task[None]) -> None:
         consumer.stop()

@@ -19,6 +19,7 @@ from bus.connection import TRANSIENT
 from bus.deadletter import SCRIPT as DEAD_LETTER_SCRIPT
 from bus.deadletter import Verdict, dead_letter_fields
 from bus.health import Health
+from bus.metrics import ServiceMetrics, TypeMetrics
 
 _TOUCH = files("bus").joinpath("touch.lua").read_text()
 
@@ -30,6 +31,7 @@ class Settlement:
     acks: list[str] = field(default_factory=list)
     dead: list[tuple[str, Mapping[bytes, bytes], Verdict]] = field(default_factory=list)
     retries: list[tuple[str, int]] = field(default_factory=list)  # entry id, idle to set (ms)
+    handled: list[TypeMetrics] = field(default_factory=list)  # acks whose handler ran, by type
 
     def __bool__(self) -> bool:
         return bool(self.acks or self.dead or self.retries)
@@ -38,19 +40,28 @@ class Settlement:
         self.acks.clear()
         self.dead.clear()
         self.retries.clear()
+        self.handled.clear()
 
 
 class Settler:
     """Writes settlements of one consumer of one group."""
 
     def __init__(
-        self, redis: Redis, *, group: str, consumer: str, health: Health, log: Any
+        self,
+        redis: Redis,
+        *,
+        group: str,
+        consumer: str,
+        health: Health,
+        log: Any,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.redis = redis
         self.group = group
         self.consumer = consumer
         self.health = health
         self.log = log
+        self.metrics = metrics
         self._dead_letter = redis.register_script(DEAD_LETTER_SCRIPT)
         self._touch = redis.register_script(_TOUCH)
 
@@ -72,6 +83,8 @@ class Settler:
             return
         self.health.acked()
         self.health.count("acked", len(settlement.acks))
+        for kind in settlement.handled:  # counted once Redis has the ack
+            kind.consumed += 1
 
     async def keep(self, stream: str, entry_ids: list[str]) -> set[str]:
         """Refresh the idle time of entries still ours; return the ids we still own."""
@@ -95,8 +108,10 @@ class Settler:
                 args = [self.group, entry_id, *fields]
                 await self._dead_letter(keys=[stream, dlq], args=args, client=pipe)
             await pipe.execute()
-        for entry_id, _, verdict in settlement.dead:
+        for entry_id, raw, verdict in settlement.dead:
             self.health.count("dead_lettered")
+            if self.metrics is not None:
+                self.metrics.dead_lettered(raw.get(b"type", b""), verdict.reason)
             self.log.error(
                 "event_dead_lettered", stream=stream, entry_id=entry_id, dead_letters=dlq,
                 reason=verdict.reason.value, attempts=verdict.attempts,
