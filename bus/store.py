@@ -175,9 +175,14 @@ class Store:
                 if self.dialect == "sqlite":
                     return self._run_sqlite(conn, work)
                 return self._run_postgres(conn, work)
-            except psycopg.errors.TransactionRollback:
-                # SERIALIZABLE: a concurrent replica's transaction won; run ours again on the
-                # state it left (work is database calls only, so re-running it is safe).
+            except psycopg.OperationalError as exc:
+                # SQLSTATE class 40 (serialization failure, deadlock): a concurrent replica's
+                # transaction won; run ours again on the state it left (work is database
+                # calls only, so re-running it is safe). Anything else: the database is gone.
+                if not (exc.sqlstate or "").startswith("40"):
+                    self._disconnect()  # reconnect on the next call
+                    problem = _masked(_first_line(exc), self.url)
+                    raise StoreUnavailable(f"{self!r}: {type(exc).__name__}: {problem}") from exc
                 if attempt == _SERIAL_ATTEMPTS:
                     raise StoreUnavailable(
                         f"{self!r}: transaction kept conflicting with concurrent ones "

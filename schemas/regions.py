@@ -42,3 +42,13 @@ def kelurahan_codes(kecamatan: str | None = None) -> list[str]:
         for code, region in regions().items()
         if code.count(".") == 3 and (kecamatan is None or region.parent == kecamatan)
     ]
+
+
+def kecamatan_of(kelurahan: str) -> str:
+    """The kecamatan of a kelurahan: its code's first three parts (``35.73.05.1001`` ->
+    ``35.73.05``), as Kemendagri codes are built. ValueError if ``kelurahan`` is not shaped like
+    a kelurahan code (the message does not quote it)."""
+    parts = kelurahan.split(".")
+    if len(parts) != 4 or not all(part.isdigit() for part in parts):
+        raise ValueError("not a kelurahan code (a kecamatan code, a dot and the kelurahan number)")
+    return ".".join(parts[:3])

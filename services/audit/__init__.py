@@ -49,6 +49,7 @@ from bus.logging import get_logger
 from bus.service import Service
 from bus.settings import Settings
 from bus.store import Store, Tx
+from services._common import Migration
 from services.audit.backfill import BackfillReport
 from services.audit.backfill import backfill as run_backfill
 from services.audit.chain import (
@@ -177,15 +178,13 @@ class Audit:
         self._redis = redis
         self._own_redis = False
         self._head_script: AsyncScript | None = None
-        self._migrated = False
+        self._migration = Migration(self.store, DDL)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def open(self) -> None:
         """Create the tables if missing (and connect to Redis for the head)."""
-        if not self._migrated:
-            await self.store.migrate(DDL)
-            self._migrated = True
+        await self._migration()
         self._client()
 
     async def close(self) -> None:
@@ -328,9 +327,11 @@ class Audit:
 
         ``correlation`` matches the events of one chain (its correlation id, and the first event,
         whose id it is); ``since`` is inclusive, ``until`` exclusive, both on the event's time
-        (a time without offset is UTC). Rows hold the metadata; ``show_data=True`` adds ``data``
-        — never for specific rows, whose data is not kept — and records the access in
-        ``audit_access`` (``actor``: the operator, default the OS user).
+        (a time without offset is UTC). Rows hold the metadata, but for the ``subject`` of
+        specific rows (e.g. a child's pseudonym), which is None. ``show_data=True`` adds
+        ``data`` — never for specific rows, whose data is not kept — and the subject of specific
+        rows, and records the access in ``audit_access`` (``actor``: the operator, default the
+        OS user).
         """
         await self.open()
         where: list[str] = []
@@ -362,6 +363,10 @@ class Audit:
 
         def read(tx: Tx) -> list[dict[str, Any]]:
             rows = tx.all(sql, (*params, max(0, limit)))
+            if not show_data:  # who a specific row is about is shown on a recorded access only
+                for row in rows:
+                    if row["classification"] == Classification.SPECIFIC.value:
+                        row["subject"] = None
             if show_data:
                 tx.execute(
                     "INSERT INTO audit_access (at, actor, action, filter, rows) "

@@ -149,7 +149,8 @@ def search(
         bool,
         typer.Option(
             "--show-data",
-            help="also show the data (recorded as an access; never for specific personal data)",
+            help="also show the data, and the subject of specific rows (recorded as an access; "
+            "the data of specific rows is never kept)",
         ),
     ] = False,
     db: Db = None,

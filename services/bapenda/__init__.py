@@ -10,10 +10,12 @@ registered moves, and a taxpayer's death opens a status review.
 * **Publishes** ``bapenda.taxpayer.registered.v1`` when a permit registers a taxpayer or adds
   taxes to one.
 * **Stores** per taxpayer the NPWPD, the identifier (NIK or NIB), the taxes, the billing address;
-  per permit its number, kind and site; the reviews.
+  per permit its number, kind and site; the reviews. Of a NIK without a registration: its
+  latest move (date, street line, kecamatan) and its death (date), for ``keep_unmatched`` (90
+  days), applied if a permit registers the person later (the permit travels on another stream
+  and may arrive after them; both orders end in the same billing address and review).
 * **Does not store** names, the permit's application or retribution, the death's kecamatan, or
-  anything of a person without a registration (a move or death of someone else is a no-op)
-  (UU PDP 27/2022, data minimisation).
+  anything else of a person without a registration (UU PDP 27/2022, data minimisation).
 
 Run: ``simpul run services.bapenda:create``. Details: docs/services/bapenda.md.
 """

@@ -57,6 +57,20 @@ TABLES = [
         status TEXT NOT NULL,
         PRIMARY KEY (npwpd, reason, cause)
     )""",
+    # What dukcapil said about a NIK without a registration: its latest move and its death,
+    # applied if a permit registers the person later (the permit and dukcapil's events travel
+    # on different streams, in any order). Only the street line, the kecamatan and the dates;
+    # forgotten once applied, or ``keep_unmatched`` after it was last told.
+    """CREATE TABLE IF NOT EXISTS bapenda_unmatched (
+        nik TEXT PRIMARY KEY,
+        moved_on TEXT,
+        street TEXT,
+        kecamatan TEXT,
+        died_on TEXT,
+        death_cause TEXT,
+        remembered_on TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS bapenda_unmatched_remembered ON bapenda_unmatched (remembered_on)",
 ]
 
 
@@ -146,6 +160,8 @@ def register(tx: Tx, permit: Permit, taxes: tuple[TaxKind, ...], cause: str, tod
         tx.execute(
             "UPDATE bapenda_taxpayer SET tax_kinds = ? WHERE npwpd = ?", (_join(kinds), npwpd)
         )
+    if outcome == "registered" and permit.scheme == "nik":
+        _apply_unmatched(tx, npwpd, permit, today)
     inserted = tx.execute(
         "INSERT INTO bapenda_permit (permit_no, npwpd, kind, site_street, site_rt, site_rw, "
         "site_kelurahan, site_kecamatan, issued_on, tax_kinds, registered_on, announced, cause) "
@@ -187,41 +203,93 @@ def announcement(tx: Tx, cause: str) -> dict[str, Any] | None:
     )
 
 
-def move(tx: Tx, nik: str, street: str, kecamatan: str, moved_on: date) -> tuple[int, int]:
+def move(
+    tx: Tx, nik: str, street: str, kecamatan: str, moved_on: date, *, today: date
+) -> tuple[int, int, bool]:
     """New billing address of the person's taxpayer registrations, unless one of a later
-    date is there already. Returns (updated, left as newer)."""
-    params = (nik, moved_on.isoformat())
-    updated = tx.execute(
-        "UPDATE bapenda_taxpayer SET billing_street = ?, billing_rt = NULL, billing_rw = NULL, "
-        "billing_kelurahan = NULL, billing_kecamatan = ?, billing_as_of = ? "
-        "WHERE scheme = 'nik' AND identifier = ? AND billing_as_of <= ?",
-        (street, kecamatan, moved_on.isoformat(), *params),
-    )
+    date is there already; without a registration, the move is remembered (the latest one).
+    Returns (updated, left as newer, remembered)."""
+    updated = _bill_to_move(tx, nik, street, kecamatan, moved_on)
     newer = tx.value(
         "SELECT COUNT(*) FROM bapenda_taxpayer "
         "WHERE scheme = 'nik' AND identifier = ? AND billing_as_of > ?",
-        params,
+        (nik, moved_on.isoformat()),
     )
-    return updated, int(newer or 0)
+    if updated or newer:
+        return updated, int(newer or 0), False
+    # Nobody registered: remember it, unless a later move is remembered already.
+    tx.execute(
+        "INSERT INTO bapenda_unmatched (nik, moved_on, street, kecamatan, remembered_on) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (nik) DO UPDATE SET moved_on = excluded.moved_on, "
+        "street = excluded.street, kecamatan = excluded.kecamatan, "
+        "remembered_on = excluded.remembered_on "
+        "WHERE bapenda_unmatched.moved_on IS NULL "
+        "OR bapenda_unmatched.moved_on <= excluded.moved_on",
+        (nik, moved_on.isoformat(), street, kecamatan, today.isoformat()),
+    )
+    return 0, 0, True
 
 
 def open_death_reviews(tx: Tx, nik: str, died_on: date, cause: str, today: date) -> int:
-    """A status review per registration of the person, unless one is open already."""
-    opened = 0
-    for row in tx.all(
+    """A status review per registration of the person, unless one is open already; without a
+    registration, the death is remembered (the first report of it)."""
+    rows = tx.all(
         "SELECT npwpd FROM bapenda_taxpayer WHERE scheme = 'nik' AND identifier = ?", (nik,)
-    ):
-        if tx.one(
-            "SELECT 1 AS open FROM bapenda_review WHERE npwpd = ? AND reason = ? AND status = ?",
-            (row["npwpd"], DEATH, OPEN),
-        ):
-            continue
-        opened += tx.execute(
-            "INSERT INTO bapenda_review (npwpd, reason, since, opened_on, cause, status) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (row["npwpd"], DEATH, died_on.isoformat(), today.isoformat(), cause, OPEN),
+    )
+    if not rows:
+        tx.execute(
+            "INSERT INTO bapenda_unmatched (nik, died_on, death_cause, remembered_on) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (nik) DO UPDATE SET died_on = excluded.died_on, "
+            "death_cause = excluded.death_cause, remembered_on = excluded.remembered_on "
+            "WHERE bapenda_unmatched.died_on IS NULL",
+            (nik, died_on.isoformat(), cause, today.isoformat()),
         )
-    return opened
+        return 0
+    return sum(_open_death_review(tx, row["npwpd"], died_on, cause, today) for row in rows)
+
+
+def _open_death_review(tx: Tx, npwpd: str, died_on: date, cause: str, today: date) -> int:
+    if tx.one(
+        "SELECT 1 AS open FROM bapenda_review WHERE npwpd = ? AND reason = ? AND status = ?",
+        (npwpd, DEATH, OPEN),
+    ):
+        return 0
+    return tx.execute(
+        "INSERT INTO bapenda_review (npwpd, reason, since, opened_on, cause, status) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        (npwpd, DEATH, died_on.isoformat(), today.isoformat(), cause, OPEN),
+    )
+
+
+def _bill_to_move(tx: Tx, nik: str, street: str, kecamatan: str, moved_on: date) -> int:
+    return tx.execute(
+        "UPDATE bapenda_taxpayer SET billing_street = ?, billing_rt = NULL, billing_rw = NULL, "
+        "billing_kelurahan = NULL, billing_kecamatan = ?, billing_as_of = ? "
+        "WHERE scheme = 'nik' AND identifier = ? AND billing_as_of <= ?",
+        (street, kecamatan, moved_on.isoformat(), nik, moved_on.isoformat()),
+    )
+
+
+def _apply_unmatched(tx: Tx, npwpd: str, permit: Permit, today: date) -> None:
+    """A person registered now: what dukcapil told before about them takes effect as if it
+    had come after the registration (a move from before the permit leaves the site)."""
+    told = tx.one("SELECT * FROM bapenda_unmatched WHERE nik = ?", (permit.value,))
+    if told is None:
+        return
+    if told["moved_on"] is not None:
+        moved_on = date.fromisoformat(told["moved_on"])
+        _bill_to_move(tx, permit.value, told["street"], told["kecamatan"], moved_on)
+    if told["died_on"] is not None:  # the review is the death event's, as if it came later
+        died_on = date.fromisoformat(told["died_on"])
+        _open_death_review(tx, npwpd, died_on, told["death_cause"], today)
+    tx.execute("DELETE FROM bapenda_unmatched WHERE nik = ?", (permit.value,))
+
+
+def forget_unmatched(tx: Tx, before: date) -> int:
+    """Forget what was last told before ``before`` about NIKs no permit has registered."""
+    return tx.execute(
+        "DELETE FROM bapenda_unmatched WHERE remembered_on < ?", (before.isoformat(),)
+    )
 
 
 # -- reads -------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date, timedelta
 
 from bus import EventContext, Service, Settings
 from bus.logging import get_logger
@@ -11,17 +11,16 @@ from bus.store import Store
 from schemas.bapenda import TaxKind, TaxpayerRegistered
 from schemas.dpmptsp import PermitIssued, PermitKind
 from schemas.dukcapil import CitizenDied, CitizenMoved
+from services._common import Migration, today_in_malang
 from services.bapenda import db
 from services.bapenda.db import BillingAddress, Review, TaxpayerRecord
 from services.bapenda.rules import Rules, checked, default_rules
 
 SOURCE = "urn:malangkota:bapenda:pajak-daerah"
-WIB = timezone(timedelta(hours=7), "WIB")  # Kota Malang's time zone (no daylight saving)
+KEEP_UNMATCHED = timedelta(days=90)
+"""How long a move or death of a NIK without a registration is kept: for a permit registering
+the person that arrives after it (streams are consumed independently)."""
 _log = get_logger("services.bapenda")
-
-
-def today_in_malang() -> date:
-    return datetime.now(UTC).astimezone(WIB).date()
 
 
 class Bapenda:
@@ -30,6 +29,9 @@ class Bapenda:
     ``store``: default ``Store.for_service("bapenda")`` (``SIMPUL_BAPENDA_DB``, else
     ``.simpul/bapenda.db``). ``rules``: permit kind -> self-assessed taxes (default:
     ``data/permit_taxes.json``). ``today``: the date of decisions (default: today in WIB).
+    ``keep_unmatched``: how long the latest move and the death of a NIK without a registration
+    are kept, to be applied if a permit registers the person later (default
+    :data:`KEEP_UNMATCHED`).
     """
 
     def __init__(
@@ -39,11 +41,14 @@ class Bapenda:
         settings: Settings | None = None,
         rules: Rules | None = None,
         today: Callable[[], date] = today_in_malang,
+        keep_unmatched: timedelta = KEEP_UNMATCHED,
     ) -> None:
         self.store = store or Store.for_service("bapenda")
         self.rules = default_rules() if rules is None else checked(rules)
         self.today = today
-        self._migrated = False
+        self.keep_unmatched = keep_unmatched
+        self._forgotten_on: date | None = None
+        self._migration = Migration(self.store, db.TABLES)
         self.service = Service("bapenda", source=SOURCE, settings=settings)
         self.service.on(PermitIssued)(self.on_permit_issued)
         self.service.on(CitizenMoved)(self.on_citizen_moved)
@@ -53,9 +58,7 @@ class Bapenda:
 
     async def open(self) -> None:
         """Create the tables if missing (once per instance; the service does it at start)."""
-        if not self._migrated:
-            await self.store.migrate(db.TABLES)
-            self._migrated = True
+        await self._migration()
 
     # -- handlers --------------------------------------------------------------------------------
 
@@ -97,16 +100,23 @@ class Bapenda:
                   published=row is not None)  # fmt: skip
 
     async def on_citizen_moved(self, event: CitizenMoved, ctx: EventContext) -> None:
-        """Bills of the person's registrations go to the new address (unless one is newer)."""
+        """Bills of the person's registrations go to the new address (unless one is newer);
+        without a registration, the move is remembered for a while (a permit may follow)."""
+        today = self.today()
         outcome = await self.store.once(
             f"{ctx.event_id}:move",
-            lambda tx: db.move(tx, event.nik, event.address, event.kecamatan, event.moved_on),
+            lambda tx: db.move(
+                tx, event.nik, event.address, event.kecamatan, event.moved_on, today=today
+            ),
         )
-        updated, newer = outcome or (None, None)
-        _log.info("move_applied", event_id=ctx.event_id, updated=updated, kept_newer=newer)
+        updated, newer, remembered = outcome or (None, None, None)
+        _log.info("move_applied", event_id=ctx.event_id, updated=updated, kept_newer=newer,
+                  remembered=remembered)  # fmt: skip
+        await self._forget_unmatched(today)
 
     async def on_citizen_died(self, event: CitizenDied, ctx: EventContext) -> None:
-        """Open a status review of each registration of the person."""
+        """Open a status review of each registration of the person; without a registration,
+        the death is remembered for a while (a permit may follow)."""
         today = self.today()
         opened = await self.store.once(
             f"{ctx.event_id}:death",
@@ -115,6 +125,17 @@ class Bapenda:
             ),
         )
         _log.info("death_applied", event_id=ctx.event_id, reviews_opened=opened)
+        await self._forget_unmatched(today)
+
+    async def _forget_unmatched(self, today: date) -> None:
+        """Once a day per instance, in a transaction of its own: the deletion reads the whole
+        table, and in every handler's transaction it would make concurrent replicas conflict."""
+        if self._forgotten_on == today:
+            return
+        before = today - self.keep_unmatched
+        forgotten = await self.store.run(lambda tx: db.forget_unmatched(tx, before))
+        self._forgotten_on = today
+        _log.info("unmatched_forgotten", niks=forgotten)
 
     # -- reads -----------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from bus.errors import ConfigurationError
 from schemas.dinkes import PuskesmasCode
-from schemas.regions import kecamatan_codes, regions
+from schemas.regions import kecamatan_codes, kecamatan_of, regions
 
 _CODE: TypeAdapter[str] = TypeAdapter(PuskesmasCode)
 
@@ -35,7 +35,11 @@ class Areas:
         """The kelurahan's puskesmas, else its kecamatan's default (KeyError: not a kelurahan
         of Kota Malang; contracts only let valid codes in)."""
         found = self.by_kelurahan.get(kelurahan)
-        return found or self.by_kecamatan[regions()[kelurahan].parent or ""]
+        if found is not None:
+            return found
+        if kelurahan not in regions():
+            raise KeyError("not a kelurahan of Kota Malang")
+        return self.by_kecamatan[kecamatan_of(kelurahan)]
 
 
 @cache
@@ -58,8 +62,7 @@ def load(entries: list[dict[str, Any]]) -> Areas:
                 raise ConfigurationError(f"kecamatan {puskesmas.kecamatan}: two defaults")
             by_kecamatan[puskesmas.kecamatan] = puskesmas
         for kelurahan in entry["kelurahan"]:
-            region = regions().get(kelurahan)
-            if region is None or region.parent != puskesmas.kecamatan:
+            if kelurahan not in regions() or kecamatan_of(kelurahan) != puskesmas.kecamatan:
                 raise ConfigurationError(
                     f"puskesmas {puskesmas.code}: {kelurahan} is not a kelurahan of its kecamatan"
                 )

@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date
 
 from bus import EventContext, Service, Settings
 from bus.logging import get_logger
 from bus.store import Store
 from schemas.dinkes import ImmunisationScheduled
 from schemas.dukcapil import CitizenBorn
+from services._common import Migration, today_in_malang
 from services.dinkes import db
 from services.dinkes.db import Schedule
 from services.dinkes.puskesmas import Areas, Puskesmas, default_areas
 from services.dinkes.schedule import due_dates
 
 SOURCE = "urn:malangkota:dinkes:imunisasi"
-WIB = timezone(timedelta(hours=7), "WIB")  # Kota Malang's time zone (no daylight saving)
 _log = get_logger("services.dinkes")
-
-
-def today_in_malang() -> date:
-    return datetime.now(UTC).astimezone(WIB).date()
 
 
 class Dinkes:
@@ -43,7 +39,7 @@ class Dinkes:
         self.store = store or Store.for_service("dinkes")
         self.areas = areas or default_areas()
         self.today = today
-        self._migrated = False
+        self._migration = Migration(self.store, db.TABLES)
         self.service = Service("dinkes", source=SOURCE, settings=settings)
         self.service.on(CitizenBorn)(self.on_citizen_born)
         self.service.on_startup(self.open)
@@ -51,9 +47,7 @@ class Dinkes:
 
     async def open(self) -> None:
         """Create the tables if missing (once per instance; the service does it at start)."""
-        if not self._migrated:
-            await self.store.migrate(db.TABLES)
-            self._migrated = True
+        await self._migration()
 
     async def on_citizen_born(self, event: CitizenBorn, ctx: EventContext) -> None:
         """Open the child's schedule at the puskesmas of the family's kelurahan; publish it.

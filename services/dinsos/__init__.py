@@ -12,7 +12,10 @@ its recipient dies, and a caseworker is told when a household changes or a recip
   recipient moved to another kecamatan) and ``dukcapil.family.card-issued.v1`` (the household's
   members).
 * **Stores** grants (recipient NIK, KK, kelurahan, amount, dates, status), the members (NIKs) of
-  households that have a grant, and re-checks.
+  households that have a grant, re-checks, and deaths (NIK, date): of household members and
+  recipients while they are, of anyone else for ``keep_unmatched`` (90 days), in case a card
+  listing the person arrives after the death (the streams are consumed independently; both
+  orders end in the same household and re-checks).
 * **Does not store** names, addresses, birth dates, the child's pseudonym, the welfare
   assessment (DTKS/DTSEN stays with Kemensos), nor any household without a grant: dinsos is not
   a copy of the family register (UU PDP 27/2022, data minimisation).

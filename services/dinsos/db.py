@@ -14,6 +14,7 @@ from typing import Any
 
 from bus.store import Tx
 from schemas.dinsos import Programme, SuspensionReason
+from schemas.regions import kecamatan_of
 
 ACTIVE, SUSPENDED = "active", "suspended"
 REVERIFICATION, AREA_RECHECK = "re-verification", "area-recheck"
@@ -53,12 +54,25 @@ TABLES = [
         kk TEXT PRIMARY KEY,
         card_issued_on TEXT
     )""",
+    # The members as the registry lists them (the last card, plus births since): a member who
+    # died stays listed until a card drops them, and the household shown leaves out the dead.
     """CREATE TABLE IF NOT EXISTS dinsos_household_member (
         kk TEXT NOT NULL,
         nik TEXT NOT NULL,
         PRIMARY KEY (kk, nik)
     )""",
     "CREATE INDEX IF NOT EXISTS dinsos_member_nik ON dinsos_household_member (nik)",
+    # Deaths: the NIK, the date and the event that reported it first (the member-died
+    # re-checks are that event's, whichever of the death and a card listing the person came
+    # first). Deaths of people in no kept household and without a grant are forgotten after
+    # ``keep_unmatched`` (they are kept only for a card or birth that arrives late).
+    """CREATE TABLE IF NOT EXISTS dinsos_death (
+        nik TEXT PRIMARY KEY,
+        died_on TEXT NOT NULL,
+        cause TEXT NOT NULL,
+        remembered_on TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS dinsos_death_remembered ON dinsos_death (remembered_on)",
     """CREATE TABLE IF NOT EXISTS dinsos_recheck (
         grant_no TEXT NOT NULL,
         kind TEXT NOT NULL,
@@ -209,8 +223,9 @@ def suspended_by(tx: Tx, cause: str) -> list[Grant]:
 
 
 def apply_death(tx: Tx, nik: str, died_on: date, cause: Cause) -> tuple[int, int]:
-    """Suspend the person's active grants; take them out of their households and mark the
-    grants of those households for re-verification. Returns (grants suspended, rechecks)."""
+    """Suspend the person's active grants, remember the death, and mark the grants of the
+    households listing the person for re-verification. Returns (grants suspended, re-checks
+    opened)."""
     suspended = 0
     for row in tx.all(
         "SELECT grant_no, starts_on, ends_on FROM dinsos_grant WHERE recipient = ? AND status = ?",
@@ -226,15 +241,27 @@ def apply_death(tx: Tx, nik: str, died_on: date, cause: Cause) -> tuple[int, int
             (SUSPENDED, SuspensionReason.DEATH.value, cause.today.isoformat(),
              effective.isoformat(), cause.event_id, row["grant_no"]),
         )  # fmt: skip
+    tx.execute(
+        "INSERT INTO dinsos_death (nik, died_on, cause, remembered_on) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT DO NOTHING",  # a second report (a correction): the first one stands
+        (nik, died_on.isoformat(), cause.event_id, cause.today.isoformat()),
+    )
     households = [r["kk"] for r in tx.all(
         "SELECT kk FROM dinsos_household_member WHERE nik = ?", (nik,)
     )]  # fmt: skip
-    tx.execute("DELETE FROM dinsos_household_member WHERE nik = ?", (nik,))
-    rechecks = 0
-    for kk in households:
-        for grant_no in _active_grants_of_household(tx, kk, except_recipient=nik):
-            rechecks += _open(tx, grant_no, cause, kind=REVERIFICATION, reason="member-died")
+    rechecks = sum(_member_died(tx, kk, nik, cause.today) for kk in households)
     return suspended, rechecks
+
+
+def forget_unmatched_deaths(tx: Tx, before: date) -> int:
+    """Forget the deaths remembered before ``before`` of people listed in no kept household and
+    holding no grant: kept only for a card or birth listing them that arrives late."""
+    return tx.execute(
+        "DELETE FROM dinsos_death WHERE remembered_on < ? "
+        "AND NOT EXISTS (SELECT 1 FROM dinsos_household_member m WHERE m.nik = dinsos_death.nik) "
+        "AND NOT EXISTS (SELECT 1 FROM dinsos_grant g WHERE g.recipient = dinsos_death.nik)",
+        (before.isoformat(),),
+    )
 
 
 def effective_from_death(died_on: date, starts_on: date) -> date:
@@ -251,10 +278,11 @@ def apply_birth(tx: Tx, kk: str, child: str, cause: Cause) -> int:
         "INSERT INTO dinsos_household_member (kk, nik) VALUES (?, ?) ON CONFLICT DO NOTHING",
         (kk, child),
     )
-    return sum(
+    opened = sum(
         _open(tx, grant_no, cause, kind=REVERIFICATION, reason="member-born")
         for grant_no in _active_grants_of_household(tx, kk)
     )
+    return opened + _member_died(tx, kk, child, cause.today)  # an infant death reported first
 
 
 def apply_family_card(
@@ -264,7 +292,9 @@ def apply_family_card(
     a member receives assistance) and the card is not older than the last one applied.
 
     Grants decided before the card whose household it changes, and grants of members now on
-    another card, are marked for re-verification. None: the card was not for dinsos."""
+    another card, are marked for re-verification; a member newly listed whose death dinsos
+    already knows (the death overtook the card) re-verifies them as the death would have
+    (``member-died``, of the death's event). None: the card was not for dinsos."""
     marks = ",".join("?" * len(members))
     recipients = {r["grant_no"]: r["kk"] for r in tx.all(
         f"SELECT grant_no, kk FROM dinsos_grant WHERE status = ? AND recipient IN ({marks})",
@@ -300,6 +330,8 @@ def apply_family_card(
     for grant_no, grant_kk in recipients.items():
         if grant_kk != kk:
             opened += _open(tx, grant_no, cause, kind=REVERIFICATION, reason="kk-changed")
+    for member in sorted(set(members) - before):
+        opened += _member_died(tx, kk, member, cause.today)
     return opened
 
 
@@ -332,16 +364,17 @@ def apply_move(tx: Tx, nik: str, kecamatan: str, moved_on: date, cause: Cause) -
     return opened, closed
 
 
-def kecamatan_of(kelurahan: str) -> str:
-    """``35.73.05.1001`` -> ``35.73.05``: a kelurahan code's first three parts."""
-    return ".".join(kelurahan.split(".")[:3])
-
-
 # -- reads -------------------------------------------------------------------------------------
 
 
 def household(tx: Tx, kk: str) -> list[str]:
-    rows = tx.all("SELECT nik FROM dinsos_household_member WHERE kk = ? ORDER BY nik", (kk,))
+    """The living members: those listed, but for the ones dinsos knows died (whatever the
+    card's date: a card issued after a death but before it was registered still lists them)."""
+    rows = tx.all(
+        "SELECT nik FROM dinsos_household_member m WHERE kk = ? "
+        "AND NOT EXISTS (SELECT 1 FROM dinsos_death d WHERE d.nik = m.nik) ORDER BY nik",
+        (kk,),
+    )
     return [row["nik"] for row in rows]
 
 
@@ -364,6 +397,20 @@ def rechecks(tx: Tx, grant_no: str | None, status: str | None) -> list[Recheck]:
 
 def _ensure_household(tx: Tx, kk: str) -> None:
     tx.execute("INSERT INTO dinsos_household (kk) VALUES (?) ON CONFLICT DO NOTHING", (kk,))
+
+
+def _member_died(tx: Tx, kk: str, nik: str, today: date) -> int:
+    """If ``nik``, listed in household ``kk``, is known dead: re-verify the household's other
+    active grants, as of the event that reported the death (so the death and a late card
+    listing the person open the same re-checks, whichever is handled first)."""
+    death = tx.value("SELECT cause FROM dinsos_death WHERE nik = ?", (nik,))
+    if death is None:
+        return 0
+    reported = Cause(str(death), today)
+    return sum(
+        _open(tx, grant_no, reported, kind=REVERIFICATION, reason="member-died")
+        for grant_no in _active_grants_of_household(tx, kk, except_recipient=nik)
+    )
 
 
 def _active_grants_of_household(tx: Tx, kk: str, except_recipient: str = "") -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
@@ -13,16 +13,15 @@ from bus.logging import get_logger
 from bus.store import Store
 from schemas.dinsos import AssistanceGranted, AssistanceSuspended, Programme
 from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved, FamilyCardIssued
+from services._common import Migration, today_in_malang
 from services.dinsos import db
 from services.dinsos.db import Grant, Recheck
 
 SOURCE = "urn:malangkota:dinsos:bansos"
-WIB = timezone(timedelta(hours=7), "WIB")  # Kota Malang's time zone (no daylight saving)
+KEEP_UNMATCHED = timedelta(days=90)
+"""How long the death of someone dinsos does not know is kept: for a family card or birth
+listing the person that arrives after the death (streams are consumed independently)."""
 _log = get_logger("services.dinsos")
-
-
-def today_in_malang() -> date:
-    return datetime.now(UTC).astimezone(WIB).date()
 
 
 class Dinsos:
@@ -30,6 +29,8 @@ class Dinsos:
 
     ``store``: default ``Store.for_service("dinsos")`` (``SIMPUL_DINSOS_DB``, else
     ``.simpul/dinsos.db``). ``today``: the date of decisions (default: today in WIB).
+    ``keep_unmatched``: how long a death of someone in no kept household is remembered, in case
+    a card or birth listing the person arrives late (default :data:`KEEP_UNMATCHED`).
     """
 
     def __init__(
@@ -38,10 +39,13 @@ class Dinsos:
         *,
         settings: Settings | None = None,
         today: Callable[[], date] = today_in_malang,
+        keep_unmatched: timedelta = KEEP_UNMATCHED,
     ) -> None:
         self.store = store or Store.for_service("dinsos")
         self.today = today
-        self._migrated = False
+        self.keep_unmatched = keep_unmatched
+        self._forgotten_on: date | None = None
+        self._migration = Migration(self.store, db.TABLES)
         self.service = Service("dinsos", source=SOURCE, settings=settings)
         self.service.on(CitizenDied)(self.on_citizen_died)
         self.service.on(CitizenBorn)(self.on_citizen_born)
@@ -52,9 +56,7 @@ class Dinsos:
 
     async def open(self) -> None:
         """Create the tables if missing (once per instance; the service does it at start)."""
-        if not self._migrated:
-            await self.store.migrate(db.TABLES)
-            self._migrated = True
+        await self._migration()
 
     # -- what dinsos decides itself ------------------------------------------------------------
 
@@ -109,7 +111,8 @@ class Dinsos:
     # -- handlers --------------------------------------------------------------------------------
 
     async def on_citizen_died(self, event: CitizenDied, ctx: EventContext) -> None:
-        """Suspend the person's grants (one event each); re-verify their households' grants."""
+        """Suspend the person's grants (one event each); re-verify their households' grants;
+        remember the death (a card listing the person may arrive later)."""
         cause = db.Cause(ctx.event_id, self.today())
         outcome = await self.store.once(
             f"{ctx.event_id}:death",
@@ -123,6 +126,7 @@ class Dinsos:
         _log.info("death_applied", event_id=ctx.event_id, grants_suspended=len(suspended),
                   rechecks_opened=None if outcome is None else outcome[1],
                   redelivered=outcome is None)  # fmt: skip
+        await self._forget_unmatched(cause.today)
 
     async def on_citizen_born(self, event: CitizenBorn, ctx: EventContext) -> None:
         """Add the child to the household (if dinsos keeps it) and re-verify its grants."""
@@ -152,6 +156,16 @@ class Dinsos:
             lambda tx: db.apply_family_card(tx, event.kk, event.members, event.issued_on, cause),
         )
         _log.info("family_card_applied", event_id=ctx.event_id, rechecks_opened=opened)
+
+    async def _forget_unmatched(self, today: date) -> None:
+        """Once a day per instance, in a transaction of its own: the deletion reads the whole
+        table, and in every handler's transaction it would make concurrent replicas conflict."""
+        if self._forgotten_on == today:
+            return
+        before = today - self.keep_unmatched
+        forgotten = await self.store.run(lambda tx: db.forget_unmatched_deaths(tx, before))
+        self._forgotten_on = today
+        _log.info("unmatched_deaths_forgotten", deaths=forgotten)
 
     # -- reads -----------------------------------------------------------------------------------
 

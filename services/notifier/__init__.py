@@ -8,7 +8,9 @@ Consumes:
 * ``identity.account.linked`` / ``identity.account.unlinked`` — which city account a NIK
   belongs to (one NIK, at most one account; the latest fact by its own timestamp wins, so
   retried or reordered events cannot resurrect a stale link);
-* ``dukcapil.citizen.died`` — stops notifications about that NIK;
+* ``dukcapil.citizen.died`` — stops notifications about that NIK (a death handled before the
+  NIK's link, as on a first start, which reads dukcapil.citizen before identity.account, is
+  kept for 90 days and carried into the link when it comes);
 * ``dpmptsp.permit.issued`` / ``dpmptsp.permit.rejected`` and ``bapenda.payment.received`` —
   when the applicant or taxpayer is a person (scheme ``nik``) with a linked account: one inbox
   row and, if the account has a contact address and e-mail is configured, one e-mail.
@@ -19,7 +21,8 @@ Consumes:
 Publishes nothing.
 
 Stores (``Store.for_service("notifier")``): the NIK -> account link (with the time of the last
-fact and a death mark), each account's contact e-mail (written by the super-app through
+fact and a death mark), deaths of NIKs not linked here yet (NIK and date, for 90 days), each
+account's contact e-mail (written by the super-app through
 :meth:`Notifier.set_contact`), the inbox rows (title and body only: record numbers, kind,
 amount, date), the e-mail outbox (event id, account, Message-ID, status, attempt count, last
 SMTP code) and counters.
@@ -42,7 +45,7 @@ import os
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from bus import ConfigurationError, EventContext, Service, Settings
@@ -53,6 +56,7 @@ from schemas.common import Identifier
 from schemas.dpmptsp import PermitIssued, PermitRejected
 from schemas.dukcapil import CitizenDied
 from schemas.identity import AccountLinked, AccountUnlinked, UnlinkReason
+from services._common import now_text, today_in_malang, utc_text
 from services.notifier import texts
 from services.notifier.api import inbox_app
 from services.notifier.mail import (
@@ -80,6 +84,8 @@ SOURCE = "urn:malangkota:diskominfo:notifier"
 TOKEN_VARIABLE = "SIMPUL_NOTIFIER_TOKEN"
 MAX_AGE_VARIABLE = "SIMPUL_NOTIFIER_MAX_AGE_DAYS"
 DEFAULT_MAX_AGE = timedelta(days=7)
+KEEP_UNMATCHED = timedelta(days=90)
+"""How long the death of a NIK never linked here is kept, for a link handled after it."""
 _log = get_logger("services.notifier")
 
 SCHEMA = [
@@ -91,6 +97,15 @@ SCHEMA = [
         changed_at TEXT NOT NULL,
         deceased_on TEXT
     )""",
+    # A death of a NIK with no link row yet: the link may be handled after it (another stream;
+    # a first start reads dukcapil.citizen before identity.account). Carried into the link row
+    # when one is written; forgotten after KEEP_UNMATCHED otherwise.
+    """CREATE TABLE IF NOT EXISTS notifier_death (
+        nik TEXT PRIMARY KEY,
+        died_on TEXT NOT NULL,
+        remembered_on TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS notifier_death_remembered ON notifier_death (remembered_on)",
     """CREATE TABLE IF NOT EXISTS notifier_contact (
         account_id TEXT PRIMARY KEY,
         email TEXT NOT NULL,
@@ -180,6 +195,7 @@ class Notifier:
         if token is not None and len(token) < 16:
             raise ConfigurationError(f"{TOKEN_VARIABLE} must be at least 16 characters")
         self._token = token
+        self._forgotten_on: date | None = None
         self.service = Service("notifier", source=SOURCE, settings=settings)
         self.service.on(AccountLinked)(self.on_account_linked)
         self.service.on(AccountUnlinked)(self.on_account_unlinked)
@@ -196,6 +212,12 @@ class Notifier:
         if self.smtp.enabled:
             _log.info("email_enabled", host=self.smtp.host, port=self.smtp.port,
                       starttls=self.smtp.starttls, tls=self.smtp.tls)  # fmt: skip
+            keep_alive_s = self.service.settings.claim_idle_ms / 2000
+            if self.smtp.send_timeout_s >= keep_alive_s:
+                # A handler still sending then may outlive its claim: a second replica could
+                # send the same message (with the same Message-ID).
+                _log.warning("email_send_timeout_too_long", send_timeout_s=self.smtp.send_timeout_s,
+                             claim_idle_ms=self.service.settings.claim_idle_ms)  # fmt: skip
         else:
             _log.warning("email_disabled", reason="SIMPUL_SMTP_HOST is not set: in-app inbox only")
         if self._token is None:
@@ -204,13 +226,13 @@ class Notifier:
     # -- who is who ---------------------------------------------------------------------------
 
     async def on_account_linked(self, event: AccountLinked, ctx: EventContext) -> None:
-        nik, account, at = event.nik, str(event.account_id), _utc(event.linked_at)
+        nik, account, at = event.nik, str(event.account_id), utc_text(event.linked_at)
         key = f"{ctx.event_id}:link"
         applied = await self.store.once(key, lambda tx: _link(tx, nik, account, at))
         _log.info("account_linked", event_id=ctx.event_id, applied=applied)
 
     async def on_account_unlinked(self, event: AccountUnlinked, ctx: EventContext) -> None:
-        nik, account, at = event.nik, str(event.account_id), _utc(event.unlinked_at)
+        nik, account, at = event.nik, str(event.account_id), utc_text(event.unlinked_at)
         fraud = event.reason == UnlinkReason.FRAUD
 
         def work(tx: Tx) -> bool:
@@ -226,12 +248,33 @@ class Notifier:
 
     async def on_citizen_died(self, event: CitizenDied, ctx: EventContext) -> None:
         nik, day = event.nik, event.date_of_death.isoformat()
+        today = today_in_malang().isoformat()
 
-        def work(tx: Tx) -> int:  # a NIK never linked here is none of our business: no row
-            return tx.execute("UPDATE notifier_link SET deceased_on = ? WHERE nik = ?", (day, nik))
+        def work(tx: Tx) -> int:
+            known = tx.execute("UPDATE notifier_link SET deceased_on = ? WHERE nik = ?", (day, nik))
+            if not known:  # its link may still come (another stream): remember, for a while
+                tx.execute(
+                    "INSERT INTO notifier_death (nik, died_on, remembered_on) VALUES (?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    (nik, day, today),
+                )
+            return known
 
         known = await self.store.once(f"{ctx.event_id}:death", work)
         _log.info("citizen_died", event_id=ctx.event_id, known=bool(known))
+        await self._forget_unmatched()
+
+    async def _forget_unmatched(self) -> None:
+        """Once a day per instance, in a transaction of its own (it reads the whole table)."""
+        today = today_in_malang()
+        if self._forgotten_on == today:
+            return
+        before = (today - KEEP_UNMATCHED).isoformat()
+        forgotten = await self.store.run(
+            lambda tx: tx.execute("DELETE FROM notifier_death WHERE remembered_on < ?", (before,))
+        )
+        self._forgotten_on = today
+        _log.info("unmatched_deaths_forgotten", deaths=forgotten)
 
     async def set_contact(self, account_id: str | uuid.UUID, email: str | None) -> None:
         """Record (or, with None, remove) the e-mail address of a city account.
@@ -245,20 +288,16 @@ class Notifier:
             await self.store.run(lambda tx: tx.execute(forget, (account,)))
             _log.info("contact_removed")
             return
-        address, now = check_email(email), _now()
-
-        def work(tx: Tx) -> None:
-            changed = tx.execute(
-                "UPDATE notifier_contact SET email = ?, updated_at = ? WHERE account_id = ?",
-                (address, now, account),
-            )
-            if not changed:
-                tx.execute(
-                    "INSERT INTO notifier_contact (account_id, email, updated_at) VALUES (?, ?, ?)",
-                    (account, address, now),
-                )
-
-        await self.store.run(work)
+        address, now = check_email(email), now_text()
+        # One statement, so two PUTs racing for a new account cannot both try an INSERT (an
+        # UPDATE then an INSERT could: a unique violation under READ COMMITTED). Under
+        # SERIALIZABLE the loser of a conflict is run again by the store; the last one wins.
+        upsert = (
+            "INSERT INTO notifier_contact (account_id, email, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (account_id) DO UPDATE SET email = excluded.email, "
+            "updated_at = excluded.updated_at"
+        )
+        await self.store.run(lambda tx: tx.execute(upsert, (account, address, now)))
         _log.info("contact_set")
 
     # -- notifications ------------------------------------------------------------------------
@@ -274,7 +313,7 @@ class Notifier:
 
     async def _notify(self, ctx: EventContext, who: Identifier, notice: Notice) -> None:
         event_id, moment = ctx.event_id, ctx.envelope.timestamp
-        occurred, email = _utc(moment), self.smtp.enabled
+        occurred, email = utc_text(moment), self.smtp.enabled
         # On its first start the service reads each stream from the beginning: old decisions
         # are history, not news (the links in that history still count).
         stale = bool(self.max_age) and datetime.now(UTC) - moment > self.max_age
@@ -415,13 +454,21 @@ def create() -> Service:
 # -- in the store's transaction ---------------------------------------------------------------
 
 
+def _new_link(tx: Tx, nik: str, account: str | None, at: str) -> None:
+    """The NIK's first link row, with its death if that was handled first."""
+    died_on = tx.value("SELECT died_on FROM notifier_death WHERE nik = ?", (nik,))
+    tx.execute(
+        "INSERT INTO notifier_link (nik, account_id, changed_at, deceased_on) VALUES (?, ?, ?, ?)",
+        (nik, account, at, died_on),
+    )
+    if died_on is not None:
+        tx.execute("DELETE FROM notifier_death WHERE nik = ?", (nik,))
+
+
 def _link(tx: Tx, nik: str, account: str, at: str) -> bool:
     row = tx.one("SELECT changed_at FROM notifier_link WHERE nik = ?", (nik,))
     if row is None:
-        tx.execute(
-            "INSERT INTO notifier_link (nik, account_id, changed_at) VALUES (?, ?, ?)",
-            (nik, account, at),
-        )
+        _new_link(tx, nik, account, at)
         return True
     if at < row["changed_at"]:  # an older fact, retried or reordered: the newer one stands
         return False
@@ -435,10 +482,7 @@ def _unlink(tx: Tx, nik: str, account: str, at: str) -> bool:
     row = tx.one("SELECT account_id, changed_at FROM notifier_link WHERE nik = ?", (nik,))
     if row is None:
         # The unlink overtook its link (a retry): remember it, so the older link stays ignored.
-        tx.execute(
-            "INSERT INTO notifier_link (nik, account_id, changed_at) VALUES (?, NULL, ?)",
-            (nik, at),
-        )
+        _new_link(tx, nik, None, at)
         return True
     # A relink publishes "unlinked old" and "linked new", possibly with one timestamp: at a
     # tie, only the account it names is unlinked.
@@ -462,7 +506,7 @@ def _store_notice(
         return "skipped:no-account", False
     if row["deceased_on"] is not None:
         return "skipped:deceased", False
-    account, now = str(row["account_id"]), _now()
+    account, now = str(row["account_id"]), now_text()
     tx.execute(
         "INSERT INTO notifier_inbox (account_id, event_id, kind, title, body, occurred_at, "
         "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -493,7 +537,7 @@ def _mark_sent(tx: Tx, event_id: str, account: str) -> None:
     tx.execute(
         "UPDATE notifier_outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, "
         "last_error = NULL WHERE event_id = ? AND account_id = ?",
-        (_now(), event_id, account),
+        (now_text(), event_id, account),
     )
 
 
@@ -527,12 +571,3 @@ def _account(account_id: str | uuid.UUID) -> str:
         return str(account_id if isinstance(account_id, uuid.UUID) else uuid.UUID(account_id))
     except (ValueError, TypeError, AttributeError):
         raise ValueError("an account id is a UUID: 32 hex digits as 8-4-4-4-12") from None
-
-
-def _utc(moment: datetime) -> str:
-    """Fixed-width UTC text, so that comparing texts compares times."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _now() -> str:
-    return _utc(datetime.now(UTC))

@@ -6,13 +6,13 @@
     Authorization: Bearer <SIMPUL_NOTIFIER_TOKEN>
 
 401 without the right token; 400 for an account id that is not a UUID; 422 for an address the
-notifier will not send to; 503 when no token is configured (nothing is served then). An
+notifier will not send to; 503 when no token is configured (nothing is served then), or when
+the store is unavailable (retry: nothing was changed). An
 unknown account has an empty inbox: the answer does not say whether an account exists.
 """
 
 from __future__ import annotations
 
-import hmac
 from json import JSONDecodeError
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bus.logging import get_logger
+from bus.store import StoreUnavailable
+from services._common import bearer_token, same_token
 from services.notifier.mail import InvalidAddress
 
 if TYPE_CHECKING:
@@ -42,8 +44,8 @@ def inbox_app(notifier: Notifier, token: str | None) -> Starlette:
                 {"error": "the notifier API is disabled: set SIMPUL_NOTIFIER_TOKEN"},
                 status_code=503,
             )
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), secret):
+        given = bearer_token(request.headers)
+        if given is None or not same_token(given, secret):
             _log.info("api_refused", status=401, reason="unauthorised")
             return JSONResponse(
                 {"error": "send the header Authorization: Bearer <token>"},
@@ -62,6 +64,8 @@ def inbox_app(notifier: Notifier, token: str | None) -> Starlette:
             items = await notifier.inbox(request.path_params["account_id"], limit=int(raw_limit))
         except ValueError:
             return JSONResponse({"error": "an account id is a UUID"}, status_code=400)
+        except StoreUnavailable:
+            return _unavailable()
         _log.info("inbox_read", items=len(items))
         return JSONResponse({"items": [item.as_json() for item in items]})
 
@@ -84,6 +88,8 @@ def inbox_app(notifier: Notifier, token: str | None) -> Starlette:
             return JSONResponse({"error": str(exc)}, status_code=422)
         except ValueError:
             return JSONResponse({"error": "an account id is a UUID"}, status_code=400)
+        except StoreUnavailable:
+            return _unavailable()
         return Response(status_code=204)
 
     return Starlette(
@@ -91,4 +97,14 @@ def inbox_app(notifier: Notifier, token: str | None) -> Starlette:
             Route("/accounts/{account_id}/inbox", inbox, methods=["GET"]),
             Route("/accounts/{account_id}/contact", contact, methods=["PUT", "DELETE"]),
         ]
+    )
+
+
+def _unavailable() -> Response:
+    """The store is down, or a write kept conflicting with concurrent ones: worth a retry."""
+    _log.warning("api_refused", status=503, reason="store_unavailable")
+    return JSONResponse(
+        {"error": "the notifier's store is unavailable; retry later"},
+        status_code=503,
+        headers={"Retry-After": "1"},
     )

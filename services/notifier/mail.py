@@ -7,6 +7,7 @@ of an error ends up in logs and in the dead letter of the event.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
 import os
@@ -49,6 +50,7 @@ _VARIABLES = {
     "starttls": "SIMPUL_SMTP_STARTTLS",
     "tls": "SIMPUL_SMTP_TLS",
     "timeout_s": "SIMPUL_SMTP_TIMEOUT_S",
+    "send_timeout_s": "SIMPUL_SMTP_SEND_TIMEOUT_S",
 }
 
 
@@ -121,6 +123,14 @@ class SmtpSettings(BaseModel):
     )
     tls: bool = Field(default=False, description="implicit TLS from the first byte (port 465)")
     timeout_s: float = Field(default=10.0, gt=0, le=300, description="per SMTP operation")
+    send_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=300,
+        description="the whole delivery of one message, connection to QUIT: keep it well "
+        "below SIMPUL_CLAIM_IDLE_MS / 2, so a slow server cannot keep a handler past the "
+        "point where its entry may be claimed by another replica",
+    )
 
     @property
     def enabled(self) -> bool:
@@ -246,17 +256,21 @@ class Mailer:
         s = self.settings
         if s.host is None:
             raise EmailNotSent("e-mail is disabled (SIMPUL_SMTP_HOST is not set)")
+        # Each operation has timeout_s, but a delivery is some eight of them (connect, greeting,
+        # EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA...): one deadline bounds the whole.
+        deadline = asyncio.timeout(s.send_timeout_s)
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=s.host,
-                port=s.port,
-                username=s.user,
-                password=s.password.get_secret_value() if s.password is not None else None,
-                use_tls=s.tls,
-                start_tls=s.starttls,
-                timeout=s.timeout_s,
-            )
+            async with deadline:
+                await aiosmtplib.send(
+                    message,
+                    hostname=s.host,
+                    port=s.port,
+                    username=s.user,
+                    password=s.password.get_secret_value() if s.password is not None else None,
+                    use_tls=s.tls,
+                    start_tls=s.starttls,
+                    timeout=s.timeout_s,
+                )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             first = exc.recipients[0] if exc.recipients else None
             code = first.code if first is not None else None
@@ -267,7 +281,12 @@ class Mailer:
             kind = _KINDS.get(type(exc), "refused the message")
             status = _status(exc.message)
             raise EmailNotSent(f"SMTP server {kind} (code {exc.code}{status})", exc.code) from None
-        except (aiosmtplib.SMTPException, OSError) as exc:
+        except (aiosmtplib.SMTPException, OSError) as exc:  # TimeoutError is an OSError
+            if deadline.expired():
+                raise EmailNotSent(
+                    f"SMTP delivery took longer than {s.send_timeout_s:g} s "
+                    "(SIMPUL_SMTP_SEND_TIMEOUT_S)"
+                ) from None
             # Connection refused, timeouts, TLS failures: the text names host and port at
             # most, but take no chances and keep the type only.
             raise EmailNotSent(f"SMTP server unreachable ({type(exc).__name__})") from None

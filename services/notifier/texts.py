@@ -8,12 +8,11 @@ knows who they are, and an e-mail passes through servers the city does not run.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta, timezone
+from datetime import date
 
 from schemas.bapenda import PaymentReceived, TaxKind
 from schemas.dpmptsp import PermitIssued, PermitKind, PermitRejected
-
-WIB = timezone(timedelta(hours=7), "WIB")  # Kota Malang's time zone (no daylight saving)
+from services._common import WIB
 
 _MONTHS = ("Januari", "Februari", "Maret", "April", "Mei", "Juni", "Juli", "Agustus",
            "September", "Oktober", "November", "Desember")  # fmt: skip

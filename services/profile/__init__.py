@@ -33,7 +33,6 @@ import os
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 from bus import Contract, EventContext, Service, Settings
@@ -45,6 +44,7 @@ from schemas.dinsos import AssistanceGranted, AssistanceSuspended
 from schemas.dpmptsp import PermitApplied, PermitIssued, PermitRejected
 from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved, FamilyCardIssued
 from schemas.identity import AccountLinked, AccountUnlinked
+from services._common import now_text, today_in_malang
 from services.profile import api, view
 from services.profile import store as tables
 from services.profile.policy import Caller, Policy, Tokens
@@ -53,7 +53,6 @@ from services.profile.store import Stamp
 __all__ = ["PSEUDONYM_KEY_ENV", "WRITES", "Policy", "Profile", "Tokens", "create"]
 
 PSEUDONYM_KEY_ENV = "SIMPUL_PSEUDONYM_KEY"
-WIB = timezone(timedelta(hours=7))  # Kota Malang's clock: "today" for grants that ended
 _log = get_logger("services.profile")
 
 Write = Callable[[Tx, Any, Stamp], None]
@@ -148,7 +147,7 @@ class Profile:
         ``{"nik": ..., "sections": {"registry": ..., "address": ..., "family": ...,
         "permits": [...], "tax": {...}, "assistance": [...], "accounts": {...}}}``
         """
-        today = _today()
+        today = today_in_malang()
         return await self.store.run(lambda tx: view.person(tx, nik, today))
 
     async def by_account(self, account_id: str | uuid.UUID) -> dict[str, Any] | None:
@@ -158,7 +157,7 @@ class Profile:
             account = str(uuid.UUID(str(account_id)))
         except ValueError:
             return None
-        today = _today()
+        today = today_in_malang()
 
         def read(tx: Tx) -> dict[str, Any] | None:
             nik = view.holder_of(tx, account)
@@ -181,7 +180,7 @@ class Profile:
         subject = None if nik is None else pseudonym(self._pseudonym_key, "nik", nik)
         row = (
             uuid.uuid4().hex,
-            datetime.now(UTC).isoformat(timespec="microseconds"),
+            now_text(),
             caller.name,
             lookup,
             subject,
@@ -230,7 +229,3 @@ def _applying(write: Write, event: Any, stamp: Stamp) -> Callable[[Tx], bool]:
         return True
 
     return work
-
-
-def _today() -> date:
-    return datetime.now(WIB).date()

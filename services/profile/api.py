@@ -24,6 +24,7 @@ from starlette.routing import Route
 from bus.logging import get_logger
 from bus.store import StoreUnavailable
 from schemas.common import NIK, AccountId
+from services._common import bearer_token
 from services.profile.policy import Caller
 
 if TYPE_CHECKING:
@@ -108,10 +109,8 @@ async def _answer(
 
 
 def _authenticate(profile: Profile, request: Request) -> Caller | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return profile.tokens.authenticate(token.strip())
+    token = bearer_token(request.headers)
+    return None if token is None else profile.tokens.authenticate(token)
 
 
 async def _record(

@@ -9,7 +9,6 @@ least 16 characters. Error messages name roles and positions, never a token.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import os
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bus import ConfigurationError
+from services._common import same_token
 
 SECTIONS = ("registry", "address", "family", "permits", "tax", "assistance", "accounts")
 LOOKUPS = ("by-nik", "by-account")
@@ -133,10 +133,9 @@ class Tokens:
     def authenticate(self, presented: str) -> Caller | None:
         """The caller whose token this is, or None. Every token is compared, in constant time
         each, so the time taken does not tell which one nearly matched."""
-        candidate = presented.encode()
         found: Caller | None = None
         for token, caller in self._entries:
-            if hmac.compare_digest(token, candidate):
+            if same_token(presented, token):
                 found = caller
         return found
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 from bus.envelope import format_time
 from bus.store import Tx
@@ -31,6 +31,8 @@ from schemas.dinsos import AssistanceGranted, AssistanceSuspended
 from schemas.dpmptsp import PermitApplied, PermitIssued, PermitRejected
 from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved, FamilyCardIssued
 from schemas.identity import AccountLinked, AccountUnlinked
+from schemas.regions import kecamatan_of
+from services._common import utc_text
 
 TABLES = [
     # One row per NIK the civil registry told us about. No name, no birth date: data
@@ -133,7 +135,7 @@ def born(tx: Tx, event: CitizenBorn, stamp: Stamp) -> None:
         event.registered_on,
         "birth",
         kelurahan=event.kelurahan,
-        kecamatan=event.kelurahan[:8],
+        kecamatan=kecamatan_of(event.kelurahan),
     )
     _set_kk(tx, event.nik, event.kk, event.registered_on, key)
 
@@ -427,10 +429,5 @@ def _account_fact(
     tx.execute(
         "INSERT INTO profile_account_fact (event_id, kind, account_id, nik, at, verification, "
         "reason) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-        (event_id, kind, account_id, nik, _utc(at), verification, reason),
+        (event_id, kind, account_id, nik, utc_text(at), verification, reason),
     )
-
-
-def _utc(moment: datetime) -> str:
-    """Microsecond UTC text: the replay sorts by it after parsing, the text is for people."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")

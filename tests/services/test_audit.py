@@ -371,14 +371,15 @@ async def test_search_by_correlation_type_and_time(
     pub = publisher(redis)
     t0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
     async with archiving(audit):
-        await pub.publish(example(CitizenDied), id="root", time=t0)
+        await pub.publish(example(CitizenDied), id="root", time=t0, subject="case-1")
         await pub.publish(
             example(CitizenMoved), id="follow", correlationid="root", causationid="root",
             time=t0 + timedelta(hours=1),
         )  # fmt: skip
         await pub.publish(
-            example(CitizenBorn), id="child", correlationid="root", time=t0 + timedelta(hours=2)
-        )
+            example(CitizenBorn), id="child", correlationid="root", time=t0 + timedelta(hours=2),
+            subject="child-pseudonym",
+        )  # fmt: skip
         await pub.publish(example(PermitIssued), id="other", time=t0 + timedelta(days=1))
         await archived(audit, 4)
 
@@ -396,6 +397,11 @@ async def test_search_by_correlation_type_and_time(
     assert [r["event_id"] for r in window] == ["follow", "child"]
     assert [r["event_id"] for r in first_two] == ["root", "follow"]
     assert all("data" not in r for r in plain)
+    # Who a specific row is about (a child's pseudonym) is shown on a recorded access only.
+    assert {r["event_id"]: r["subject"] for r in plain} == {
+        "root": "case-1", "follow": None, "child": None,
+    }  # fmt: skip
+    assert {r["event_id"]: r["subject"] for r in shown}["child"] == "child-pseudonym"
     assert {r["event_id"]: r["data"] is not None for r in shown} == {
         "root": True, "follow": True, "child": False,
     }  # fmt: skip

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,13 @@ async def bapenda(tmp_path: Path, settings: Settings) -> AsyncIterator[Bapenda]:
                       today=lambda: TODAY)  # fmt: skip
     yield service
     await service.store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'bapenda.db'}"
+    return str(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture
@@ -286,6 +294,97 @@ async def test_a_death_opens_a_review_of_the_persons_registrations(
     opened = [line["reviews_opened"] for line in logs if line["event"] == "death_applied"]
     assert opened == [1, 0, 0]
     assert all(PERSON not in repr(line) for line in logs)  # identifiers never reach the logs
+
+
+async def in_order(bapenda: Bapenda, publishers: dict[str, Publisher], events: list[Any]) -> None:
+    """Publish and handle ``events`` one after the other (the service running)."""
+    kinds = {PermitIssued: ("dpmptsp", "register"), CitizenMoved: ("dukcapil", "move"),
+             CitizenDied: ("dukcapil", "death")}  # fmt: skip
+    for event in events:
+        source, purpose = kinds[type(event)]
+        published = await publishers[source].publish(event)
+        await wait_until(partial(handled, bapenda, published.event_id, purpose))
+
+
+@pytest.mark.parametrize("moves_first", [False, True], ids=["permit-first", "moves-first"])
+async def test_moves_before_the_registering_permit_converge(
+    bapenda: Bapenda, dpmptsp: Publisher, dukcapil: Publisher, moves_first: bool
+) -> None:
+    moves = [moved(PERSON, "2026-11-15"), moved(PERSON, "2026-11-01", street="Jl. Tengah 5")]
+    issued = permit("RKL-1")  # issued 2026-10-30, before both moves
+    publishers = {"dpmptsp": dpmptsp, "dukcapil": dukcapil}
+    async with bapenda.service.running():
+        await in_order(bapenda, publishers, [*moves, issued] if moves_first else [issued, *moves])
+        [taxpayer] = await bapenda.taxpayers_by("nik", PERSON)
+        remembered = await _unmatched(bapenda)
+    billing = taxpayer.billing
+    assert (billing.street, billing.kecamatan, billing.as_of) == (
+        "Jl. Kawi 12", "35.73.02", date(2026, 11, 15),
+    )  # fmt: skip
+    assert (billing.rt, billing.rw, billing.kelurahan) == (None, None, None)
+    assert remembered == []  # applied, then forgotten
+
+
+async def test_a_move_from_before_the_permit_leaves_the_site_whatever_the_order(
+    bapenda: Bapenda, dpmptsp: Publisher, dukcapil: Publisher
+) -> None:
+    publishers = {"dpmptsp": dpmptsp, "dukcapil": dukcapil}
+    async with bapenda.service.running():
+        await in_order(bapenda, publishers, [moved(PERSON, "2026-09-01"), permit("RKL-1")])
+        [taxpayer] = await bapenda.taxpayers_by("nik", PERSON)
+    assert (taxpayer.billing.street, taxpayer.billing.as_of) == (SITE["street"], date(2026, 10, 30))
+
+
+@pytest.mark.parametrize("death_first", [False, True], ids=["permit-first", "death-first"])
+async def test_a_death_before_the_registering_permit_opens_the_review(
+    bapenda: Bapenda, dpmptsp: Publisher, dukcapil: Publisher, death_first: bool
+) -> None:
+    death, issued = died(PERSON), permit("RKL-1")
+    publishers = {"dpmptsp": dpmptsp, "dukcapil": dukcapil}
+    async with bapenda.service.running():
+        await in_order(bapenda, publishers, [death, issued] if death_first else [issued, death])
+        [taxpayer] = await bapenda.taxpayers_by("nik", PERSON)
+        reviews = await bapenda.open_reviews()
+        await in_order(bapenda, publishers, [died(PERSON)])  # reported again: no second review
+        assert await bapenda.open_reviews() == reviews
+    assert [(r.npwpd, r.reason, r.since, r.status) for r in reviews] == [
+        (taxpayer.npwpd, "death", date(2026, 11, 20), "open")
+    ]
+
+
+async def test_facts_about_people_without_a_registration_are_forgotten_after_a_while(
+    store_url: str, settings: Settings, dpmptsp: Publisher, dukcapil: Publisher
+) -> None:
+    clock = [TODAY]
+    bapenda = Bapenda(Store(store_url), settings=settings, today=lambda: clock[0])
+    publishers = {"dpmptsp": dpmptsp, "dukcapil": dukcapil}
+    try:
+        async with bapenda.service.running():
+            early = [moved(PERSON, "2026-11-15"), died(PERSON), moved(PERSON, "2026-11-01")]
+            await in_order(bapenda, publishers, early)
+            assert await _unmatched(bapenda) == [(PERSON, "2026-11-15", "2026-11-20")]
+            clock[0] = date(2027, 3, 1)  # more than 90 days later
+            await in_order(bapenda, publishers, [moved(OTHER_PERSON, "2027-02-01")])
+            # Forgotten after the handler's commit, in a transaction of its own.
+            expected = [(OTHER_PERSON, "2027-02-01", None)]
+            await wait_until(lambda: _equal(_unmatched(bapenda), expected))
+            await in_order(bapenda, publishers, [permit("RKL-1")])
+            [taxpayer] = await bapenda.taxpayers_by("nik", PERSON)
+            assert taxpayer.billing.street == SITE["street"]  # the forgotten move is not applied
+            assert await bapenda.open_reviews() == []
+    finally:
+        await bapenda.store.close()
+
+
+async def _equal(value: Awaitable[Any], expected: Any) -> bool:
+    return await value == expected
+
+
+async def _unmatched(bapenda: Bapenda) -> list[tuple[str, str | None, str | None]]:
+    rows = await bapenda.store.run(
+        lambda tx: tx.all("SELECT nik, moved_on, died_on FROM bapenda_unmatched ORDER BY nik")
+    )
+    return [(row["nik"], row["moved_on"], row["died_on"]) for row in rows]
 
 
 async def test_registration_moves_and_reviews_on_postgresql(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,13 @@ async def dinsos(tmp_path: Path, settings: Settings) -> AsyncIterator[Dinsos]:
                      today=lambda: TODAY)  # fmt: skip
     yield service
     await service.store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'dinsos.db'}"
+    return str(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture
@@ -359,6 +367,109 @@ async def test_a_move_of_an_unknown_person_changes_nothing(
         assert await dinsos.rechecks(status=None) == []
 
 
+# -- events of two streams in either order -----------------------------------------------------
+
+
+async def in_order(dinsos: Dinsos, dukcapil: Publisher, events: list[Any]) -> None:
+    """Publish and handle ``events`` one after the other (the service running)."""
+    purposes = {CitizenDied: "death", CitizenBorn: "birth", FamilyCardIssued: "card"}
+    for event in events:
+        published = await dukcapil.publish(event)
+        await wait_until(partial(handled, dinsos, published.event_id, purposes[type(event)]))
+
+
+async def outcome(dinsos: Dinsos) -> tuple[list[str], list[tuple[str, str, str]]]:
+    rechecks = await dinsos.rechecks(status=None)
+    return await dinsos.household_of(KK), sorted((r.grant_no, r.kind, r.reason) for r in rechecks)
+
+
+@pytest.mark.parametrize("death_first", [False, True], ids=["card-first", "death-first"])
+async def test_a_death_and_an_older_first_card_listing_the_person_converge(
+    dinsos: Dinsos, redis: Redis, dukcapil: Publisher, death_first: bool
+) -> None:
+    number = await dinsos.grant(redis, **terms())  # the household: the recipient only
+    listing = card((MOTHER, GRANDMA), "2026-06-01")  # issued before the death
+    death = died(GRANDMA, "2026-11-10")
+    async with dinsos.service.running():
+        await in_order(dinsos, dukcapil, [death, listing] if death_first else [listing, death])
+        household, rechecks = await outcome(dinsos)
+    assert household == [MOTHER]  # the grandmother died: listed on the card, not a member
+    assert rechecks == [
+        (number, "re-verification", "household-changed"),  # the card changed the household
+        (number, "re-verification", "member-died"),  # and a member of it died
+    ]
+
+
+@pytest.mark.parametrize("death_first", [False, True], ids=["card-first", "death-first"])
+async def test_a_death_and_a_late_card_of_a_known_member_converge(
+    dinsos: Dinsos, redis: Redis, dukcapil: Publisher, death_first: bool
+) -> None:
+    number = await dinsos.grant(redis, **terms())
+    correction = card((MOTHER, GRANDMA), "2026-06-01")  # same members, issued before the death
+    death = died(GRANDMA, "2026-11-10")
+    async with dinsos.service.running():
+        await in_order(dinsos, dukcapil, [card((MOTHER, GRANDMA), "2025-06-01")])
+        await in_order(
+            dinsos, dukcapil, [death, correction] if death_first else [correction, death]
+        )
+        household, rechecks = await outcome(dinsos)
+    assert household == [MOTHER]  # not back in the household
+    assert rechecks == [(number, "re-verification", "member-died")]  # no spurious change
+
+
+@pytest.mark.parametrize("death_first", [False, True], ids=["birth-first", "death-first"])
+async def test_an_infant_death_reported_before_the_birth_converges(
+    dinsos: Dinsos, redis: Redis, dukcapil: Publisher, death_first: bool
+) -> None:
+    number = await dinsos.grant(redis, **terms())
+    birth, death = born(), died(CHILD, "2026-11-16")
+    async with dinsos.service.running():
+        await in_order(dinsos, dukcapil, [death, birth] if death_first else [birth, death])
+        household, rechecks = await outcome(dinsos)
+    assert household == [MOTHER]
+    assert rechecks == [
+        (number, "re-verification", "member-born"),
+        (number, "re-verification", "member-died"),
+    ]
+
+
+async def test_a_second_report_of_a_death_opens_no_second_recheck(
+    dinsos: Dinsos, redis: Redis, dukcapil: Publisher
+) -> None:
+    number = await dinsos.grant(redis, **terms())
+    async with dinsos.service.running():
+        await in_order(dinsos, dukcapil, [card((MOTHER, GRANDMA), "2025-06-01"), died(GRANDMA)])
+        await in_order(dinsos, dukcapil, [died(GRANDMA, "2026-11-09")])  # a correction
+        _, rechecks = await outcome(dinsos)
+    assert rechecks == [(number, "re-verification", "member-died")]
+
+
+async def test_deaths_of_people_dinsos_does_not_know_are_forgotten_after_a_while(
+    store_url: str, settings: Settings, redis: Redis, dukcapil: Publisher
+) -> None:
+    clock = [TODAY]
+    dinsos = Dinsos(Store(store_url), settings=settings, today=lambda: clock[0])
+
+    async def remembered() -> list[str]:
+        rows = await dinsos.store.run(lambda tx: tx.all("SELECT nik FROM dinsos_death"))
+        return sorted(row["nik"] for row in rows)
+
+    try:
+        await dinsos.grant(redis, **terms())
+        async with dinsos.service.running():
+            await in_order(dinsos, dukcapil, [card((MOTHER, GRANDMA), "2025-06-01")])
+            await in_order(dinsos, dukcapil, [died(STRANGER), died(GRANDMA)])
+            assert await remembered() == sorted([STRANGER, GRANDMA])
+            clock[0] = date(2027, 3, 1)  # more than 90 days later
+            await in_order(dinsos, dukcapil, [died(FATHER, "2027-02-27")])
+            # The stranger is forgotten (after the handler's commit, in a transaction of its
+            # own); the household member and the newest death are kept.
+            expected = sorted([GRANDMA, FATHER])
+            await wait_until(lambda: _equal(remembered(), expected))
+    finally:
+        await dinsos.store.close()
+
+
 # -- PostgreSQL --------------------------------------------------------------------------------
 
 
@@ -383,8 +494,15 @@ async def test_the_death_flow_on_postgresql(
             assert await dinsos.household_of(KK) == sorted([FATHER, CHILD])
             reasons = sorted(r.reason for r in await dinsos.rechecks())
             assert reasons == ["member-born", "member-born", "member-died"]
+            # A card issued before the death, arriving after it: the dead stays out.
+            await in_order(dinsos, dukcapil, [card((MOTHER, FATHER, CHILD), "2026-11-25")])
+            assert await dinsos.household_of(KK) == sorted([FATHER, CHILD])
     finally:
         await dinsos.store.close()
+
+
+async def _equal(value: Awaitable[Any], expected: Any) -> bool:
+    return await value == expected
 
 
 async def _count(redis: Redis, model: type[Contract], expected: int) -> bool:

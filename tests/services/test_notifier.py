@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,6 +24,7 @@ from redis.asyncio import Redis
 
 from bus import Publisher, keys
 from bus.embedded import free_port
+from bus.settings import Settings
 from bus.store import Store
 from bus.testing import capture_logs, quick_settings, wait_until
 from schemas.bapenda import PaymentReceived
@@ -28,6 +33,7 @@ from schemas.dpmptsp import PermitIssued, PermitKind, PermitRejected
 from schemas.dukcapil import CitizenDied
 from schemas.identity import AccountLinked, AccountUnlinked
 from services.notifier import Notifier, SmtpSettings
+from services.notifier.mail import EmailNotSent, Mailer, compose
 
 NIK = "3573025203900002"
 OTHER_NIK = "3573051708850003"
@@ -600,3 +606,122 @@ async def test_without_a_token_the_inbox_api_is_closed(
             assert answer.status_code == 503
     finally:
         await notifier.store.close()
+
+
+async def test_two_replicas_setting_a_new_contact_at_once_both_succeed(
+    store_url: str, settings: Settings
+) -> None:
+    """Two PUTs for one new account on two replicas: one statement each, no unique violation
+    (on PostgreSQL the loser of a serialization conflict is run again by bus.store)."""
+    replicas = [Notifier(Store(store_url), settings=settings, smtp=SmtpSettings(), token=TOKEN)
+                for _ in range(2)]  # fmt: skip
+    await replicas[0].open()
+    accounts = [str(uuid.UUID(int=n)) for n in range(1, 31)]
+    try:
+        for account in accounts:
+            await asyncio.gather(
+                replicas[0].set_contact(account, EMAIL), replicas[1].set_contact(account, NEW_EMAIL)
+            )
+        rows = await replicas[0].store.run(
+            lambda tx: tx.all("SELECT account_id, email FROM notifier_contact")
+        )
+    finally:
+        for replica in replicas:
+            await replica.store.close()
+    assert sorted(row["account_id"] for row in rows) == sorted(accounts)  # one row each
+    assert {row["email"] for row in rows} <= {EMAIL, NEW_EMAIL}
+
+
+async def test_the_api_answers_503_while_the_store_is_unavailable(sqlite_url: str) -> None:
+    notifier = Notifier(Store(sqlite_url), smtp=SmtpSettings(), token=TOKEN)
+    await notifier.open()
+    await notifier.store.close()  # as a lost database: every call raises StoreUnavailable
+    app = notifier.service.http_app
+    assert app is not None
+    transport = httpx.ASGITransport(app=app)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://notifier") as client:
+        put = await client.put(f"/accounts/{ACCOUNT}/contact", json={"email": EMAIL}, headers=auth)
+        read = await client.get(f"/accounts/{ACCOUNT}/inbox", headers=auth)
+    assert (put.status_code, read.status_code) == (503, 503)
+    assert EMAIL not in put.text
+
+
+async def test_a_slow_smtp_server_cannot_hold_a_send_past_its_overall_deadline() -> None:
+    """Each reply comes within the per-operation timeout, but the conversation as a whole
+    would take ~1.75 s: the deadline of the whole send (SIMPUL_SMTP_SEND_TIMEOUT_S) ends it."""
+
+    async def slow_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async def reply(line: str) -> None:
+            await asyncio.sleep(0.25)
+            writer.write(line.encode() + b"\r\n")
+            await writer.drain()
+
+        with contextlib.suppress(ConnectionError):
+            await reply("220 slow.example ESMTP")
+            in_data = False
+            while line := await reader.readline():
+                if in_data:
+                    if line == b".\r\n":
+                        in_data = False
+                        await reply("250 2.0.0 queued")
+                    continue
+                verb = line[:4].upper()
+                if verb == b"QUIT":
+                    await reply("221 bye")
+                    break
+                in_data = verb == b"DATA"
+                await reply("354 go on" if in_data else "250 slow.example")
+        writer.close()
+
+    server = await asyncio.start_server(slow_server, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = SmtpSettings(host="127.0.0.1", port=port, sender=SENDER, starttls=False,
+                            timeout_s=1.0, send_timeout_s=0.5)  # fmt: skip
+    message = compose(settings, to=EMAIL, subject="Tes", text="Tes.", msgid="<t@example.org>")
+    try:
+        started = time.monotonic()
+        with pytest.raises(EmailNotSent, match=r"longer than 0\.5 s") as caught:
+            await Mailer(settings).send(message)
+        assert time.monotonic() - started < 1.0
+        assert EMAIL not in str(caught.value)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_send_deadline_beyond_the_keep_alive_point_is_warned_about(
+    sqlite_url: str, redis_url: str
+) -> None:
+    smtp = SmtpSettings(host="127.0.0.1", port=2525, sender=SENDER, send_timeout_s=30)
+    for claim_idle_ms, warned in [(120_000, False), (60_000, True)]:
+        settings = quick_settings(redis_url, claim_idle_ms=claim_idle_ms)
+        notifier = Notifier(Store(sqlite_url), settings=settings, smtp=smtp, token=TOKEN)
+        with capture_logs() as logs:
+            await notifier.open()
+        await notifier.store.close()
+        events = [line["event"] for line in logs]
+        assert ("email_send_timeout_too_long" in events) is warned, claim_idle_ms
+
+
+@pytest.mark.parametrize("death_first", [False, True], ids=["link-first", "death-first"])
+async def test_a_death_handled_before_the_link_still_stops_notifications(
+    redis: Redis, redis_url: str, store_url: str, smtp: Smtp, death_first: bool
+) -> None:
+    """A first start reads dukcapil.citizen before identity.account: the death of a NIK comes
+    before its link, and must not be lost."""
+    notifier = make_notifier(redis_url, store_url, smtp.settings())
+    publisher = Publisher(redis, source=SOURCE)
+    died = CitizenDied(nik=OTHER_NIK, date_of_death=date(2026, 11, 20), kecamatan="35.73.05")
+    link_fact = linked(OTHER_NIK, NEW_ACCOUNT)
+    async with notifier.service.running():
+        for event in [died, link_fact] if death_first else [link_fact, died]:
+            published = await publisher.publish(event)
+            await wait_until(partial(handled, redis, published.stream, published.entry_id))
+        await notifier.set_contact(NEW_ACCOUNT, NEW_EMAIL)
+        await publisher.publish(issued(person(OTHER_NIK), "PBG-3"))
+        await wait_until(lambda: counted(notifier, "skipped:deceased", 1))
+        assert await notifier.inbox(NEW_ACCOUNT) == []
+        remembered = await notifier.store.run(lambda tx: tx.all("SELECT * FROM notifier_death"))
+    assert smtp.mailbox.received == []
+    assert remembered == []  # carried into the link row

@@ -33,6 +33,7 @@ def test_a_full_configuration_is_read() -> None:
         "SIMPUL_SMTP_FROM": "Pemerintah Kota Malang <noreply@malangkota.go.id>",
     })  # fmt: skip
     assert settings.enabled and settings.port == 587 and settings.starttls is True
+    assert (settings.timeout_s, settings.send_timeout_s) == (10.0, 30.0)  # defaults
     assert settings.sender_address == "noreply@malangkota.go.id"
     assert "hunter2" not in repr(settings)
 
@@ -53,6 +54,7 @@ def test_a_full_configuration_is_read() -> None:
         ),
         ({"SIMPUL_SMTP_TLS": "1", "SIMPUL_SMTP_STARTTLS": "1"}, "SIMPUL_SMTP_TLS", "exclude"),
         ({"SIMPUL_SMTP_TIMEOUT_S": "0"}, "SIMPUL_SMTP_TIMEOUT_S", "greater than 0"),
+        ({"SIMPUL_SMTP_SEND_TIMEOUT_S": "301"}, "SIMPUL_SMTP_SEND_TIMEOUT_S", "300"),
     ],
 )
 def test_bad_settings_are_named(extra: dict[str, str], named: str, says: str) -> None:

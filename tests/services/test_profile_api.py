@@ -47,7 +47,7 @@ MAY: dict[str, tuple[set[str], set[str]]] = {
     "citizen-app": ({"by-account"}, ALL),
     "dinsos": ({"by-nik"}, {"registry", "address", "family", "assistance"}),
     "bapenda": ({"by-nik"}, {"registry", "address", "tax"}),
-    "dinkes": ({"by-nik"}, {"registry", "address", "family"}),
+    "dinkes": ({"by-nik"}, {"registry", "address"}),  # no member NIKs (children's)
     "dpmptsp": ({"by-nik"}, {"registry", "address", "permits"}),
     "notifier": ({"by-nik"}, {"registry", "accounts"}),
     "operator": ({"by-nik", "by-account"}, {"registry", "accounts"}),
