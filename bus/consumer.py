@@ -25,6 +25,7 @@ from redis.exceptions import ResponseError
 from bus.connection import TRANSIENT
 from bus.deadletter import Reason, Verdict
 from bus.dispatch import Dispatcher, Retry
+from bus.errors import DependencyUnavailable
 from bus.health import Health
 from bus.logging import get_logger, mask_text
 from bus.metrics import ServiceMetrics
@@ -33,6 +34,7 @@ from bus.settle import Settlement, Settler
 
 _log = get_logger("bus.consumer")
 Entries = Sequence[tuple[bytes, Mapping[bytes, bytes] | None]]
+_OUTAGES_MAX = 10_000
 _RECLAIM_PAGES = 10  # pages of `batch_size` per stream per sweep: bounds one sweep's work
 # Replies that mean our group (or its stream) is gone: recreate it and carry on.
 _GROUP_LOST = ("NOGROUP", "UNBLOCKED")
@@ -66,6 +68,9 @@ class Consumer:
         self._read_task: asyncio.Future[list[tuple[bytes, Entries]]] | None = None
         self._outage = False
         self._delay = 0.05  # seconds before the next attempt after an outage; doubles to 5 s
+        # Entry id -> attempts that met a dependency outage (their backoff keeps growing);
+        # bounded: forgotten on success, and reset when it grows past _OUTAGES_MAX entries.
+        self._outages: dict[str, int] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -165,7 +170,7 @@ class Consumer:
                 for index, (entry_b, raw) in enumerate(entries):
                     entry_id = entry_b.decode()
                     if self._stopping.is_set():  # leave the rest to the group, due at once
-                        settlement.retries += [(e.decode(), self.settings.claim_idle_ms)
+                        settlement.retries += [(e.decode(), self.settings.claim_idle_ms, None)
                                                for e, _ in entries[index:]]  # fmt: skip
                         break
                     if time.monotonic() > keep_by:  # a long batch: keep what is still ours
@@ -195,6 +200,7 @@ class Consumer:
             self._log.warning("pending_entry_vanished", stream=stream, entry_id=entry_id)
             settlement.acks.append(entry_id)
             return
+        ran = len(settlement.handled)
         try:
             verdict = await self.dispatcher.dispatch(
                 stream, entry_id, raw, delivery, settlement.handled
@@ -203,6 +209,9 @@ class Consumer:
             verdict = self._retry_or_give_up(stream, entry_id, delivery, retry, settlement)
             if verdict is None:
                 return  # left pending, aged to come back after its backoff
+        self._outages.pop(entry_id, None)
+        if self.health.dependency_down and len(settlement.handled) > ran:
+            self.health.dependency_down = None  # a handler got through: the outage is over
         if verdict is None:
             settlement.acks.append(entry_id)
         else:
@@ -212,6 +221,21 @@ class Consumer:
         self, stream: str, entry_id: str, delivery: int, retry: Retry, settlement: Settlement
     ) -> Verdict | None:
         self.health.count("handler_failures")
+        if isinstance(retry.cause, DependencyUnavailable):
+            # An outage, not the event's fault: wait it out without spending an attempt (the
+            # claim below sets the count back, the reclaim sweep's claim adds it again).
+            backoff = self._backoff(delivery + self._outages.get(entry_id, 0))
+            if len(self._outages) >= _OUTAGES_MAX:
+                self._outages.clear()
+            self._outages[entry_id] = self._outages.get(entry_id, 0) + 1
+            self.health.dependency_down = f"{type(retry.cause).__name__}"
+            self._log.warning(
+                "dependency_unavailable", stream=stream, entry_id=entry_id,
+                error_type=type(retry.cause).__name__, retry_in_ms=backoff,
+            )  # fmt: skip
+            idle = self.settings.claim_idle_ms - backoff
+            settlement.retries.append((entry_id, idle, max(delivery - 1, 0)))
+            return None
         if delivery >= self.settings.max_deliveries:
             return Verdict(Reason.HANDLER_FAILED, str(retry), delivery)
         backoff = self._backoff(delivery)
@@ -219,7 +243,7 @@ class Consumer:
             "handler_failed", stream=stream, entry_id=entry_id, delivery=delivery,
             error_type=type(retry.cause).__name__, retry_in_ms=backoff,
         )  # fmt: skip
-        settlement.retries.append((entry_id, self.settings.claim_idle_ms - backoff))
+        settlement.retries.append((entry_id, self.settings.claim_idle_ms - backoff, None))
         return None
 
     def _backoff(self, delivery: int) -> int:

@@ -59,6 +59,17 @@ class UnknownEventType(SimpulError):
         )
 
 
+class DependencyUnavailable(SimpulError):
+    """Something a handler needs (its database, an SMTP server, another system's API) is down:
+    the event is not at fault.
+
+    A handler raising it (or a subclass, such as :class:`bus.store.StoreUnavailable`) keeps
+    its event pending and retries it with capped backoff for as long as the outage lasts,
+    without spending its delivery attempts: an outage never sends good events to the dead
+    letters. The service reports not ready (``/readyz``) until a handler succeeds again.
+    """
+
+
 class RedisUnavailable(SimpulError):
     """Redis could not be reached or did not answer in time."""
 

@@ -34,6 +34,7 @@ class Health:
     last_ack: float | None = None
     last_error: str | None = None
     running: bool = False
+    dependency_down: str | None = None  # a handler's dependency is unavailable (its kind)
     counters: dict[str, int] = field(default_factory=dict)
 
     def polled(self) -> None:
@@ -55,6 +56,7 @@ class Health:
         return (
             self.running
             and self.last_error is None
+            and self.dependency_down is None
             and self.last_poll is not None
             and time.monotonic() - self.last_poll < self.stale_after_s
         )
@@ -67,6 +69,7 @@ class Health:
             "last_poll_age_s": None if self.last_poll is None else round(now - self.last_poll, 3),
             "last_ack_age_s": None if self.last_ack is None else round(now - self.last_ack, 3),
             "last_error": self.last_error,
+            "dependency_down": self.dependency_down,
             "counters": dict(self.counters),
         }
 

@@ -161,10 +161,7 @@ class Service:
         if not self.handlers and self.every is None:
             raise ConfigurationError(f"service {self.name} has no handlers: add @service.on(...)")
         async with contextlib.AsyncExitStack() as stack:
-            for hook in self._startup:
-                await hook()
-            for hook in reversed(self._shutdown):
-                stack.push_async_callback(hook)
+            await self._start_hooks(stack)
             if self.settings.http:
                 host, port = parse_address(self.settings.http)
                 self.http_url = await stack.enter_async_context(
@@ -197,13 +194,19 @@ class Service:
         if url is None:
             raise ConfigurationError(_NO_REDIS)
         async with contextlib.AsyncExitStack() as stack:
-            for hook in self._startup:
-                await hook()
-            for hook in reversed(self._shutdown):
-                stack.push_async_callback(hook)
+            await self._start_hooks(stack)
             redis = connect(url, client_name=f"simpul:{self.name}:dispatching")
             stack.push_async_callback(redis.aclose)
             yield self._consumer(redis).dispatcher  # built as a replica's, never run
+
+    async def _start_hooks(self, stack: contextlib.AsyncExitStack) -> None:
+        """Run the startup hooks; the shutdown hooks then run when ``stack`` closes — and also
+        when a startup hook fails, so what the earlier hooks opened is closed again (shutdown
+        hooks must tolerate a half-started service, as ``Store.close`` does)."""
+        for hook in reversed(self._shutdown):
+            stack.push_async_callback(hook)
+        for hook in self._startup:
+            await hook()
 
     def app(self, redis_url: str | None = None) -> FastStream:
         """This service as a FastStream application (lifecycle, signals, hooks).

@@ -30,7 +30,8 @@ class Settlement:
 
     acks: list[str] = field(default_factory=list)
     dead: list[tuple[str, Mapping[bytes, bytes], Verdict]] = field(default_factory=list)
-    retries: list[tuple[str, int]] = field(default_factory=list)  # entry id, idle to set (ms)
+    # entry id, idle to set (ms), and the delivery count to set (None: leave it counting)
+    retries: list[tuple[str, int, int | None]] = field(default_factory=list)
     handled: list[TypeMetrics] = field(default_factory=list)  # acks whose handler ran, by type
 
     def __bool__(self) -> bool:
@@ -96,10 +97,11 @@ class Settler:
         async with self.redis.pipeline(transaction=False) as pipe:
             if settlement.acks:
                 pipe.xack(stream, self.group, *settlement.acks)
-            for entry_id, idle in settlement.retries:
+            for entry_id, idle, count in settlement.retries:
                 pipe.xclaim(
-                    stream, self.group, self.consumer, 0, [entry_id], idle=idle, justid=True
-                )
+                    stream, self.group, self.consumer, 0, [entry_id], idle=idle,
+                    retrycount=count, justid=True,
+                )  # fmt: skip
             for entry_id, raw, verdict in settlement.dead:
                 fields = dead_letter_fields(
                     raw, verdict, stream=stream, group=self.group,

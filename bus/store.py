@@ -34,7 +34,7 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from bus.errors import ConfigurationError, SimpulError
+from bus.errors import ConfigurationError, DependencyUnavailable, SimpulError
 
 __all__ = ["Store", "StoreError", "StoreUnavailable", "Tx"]
 
@@ -49,8 +49,9 @@ _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
 _PASSWORDS = re.compile(r"^[^:/]+://[^:@/]*:([^@/]*)@|[?&]password=([^&]*)")
 
 
-class StoreUnavailable(SimpulError):
-    """The database could not be reached or refused the connection (worth retrying)."""
+class StoreUnavailable(DependencyUnavailable):
+    """The database could not be reached or refused the connection (worth retrying: a handler
+    failing with it keeps its event pending until the database is back)."""
 
 
 class StoreError(SimpulError):
@@ -304,7 +305,10 @@ def _sqlite_path(url: str) -> str:
 
 
 def _is_transient(exc: BaseException) -> bool:
-    """A lost or locked database (worth retrying), not a mistake in the SQL."""
+    """A lost or locked database (worth retrying), not a mistake in the SQL. A file system
+    that refuses the SQLite file's folder (not mounted, full) counts as lost."""
+    if isinstance(exc, OSError):
+        return True
     if isinstance(exc, sqlite3.OperationalError):
         return any(word in str(exc) for word in ("locked", "unable to open", "disk I/O"))
     return isinstance(exc, psycopg.OperationalError)

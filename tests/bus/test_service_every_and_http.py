@@ -381,3 +381,31 @@ async def test_a_port_in_use_is_a_clear_error_not_an_exit(redis_url: str) -> Non
 )  # fmt: skip
 def test_parse_address(address: str, parsed: tuple[str, int]) -> None:
     assert parse_address(address) == parsed
+
+
+async def test_a_failing_startup_hook_still_runs_the_shutdown_hooks(redis_url: str) -> None:
+    """What an earlier startup hook opened (a database pool...) is closed when a later one
+    fails, instead of leaking with the failed start."""
+    service = Service("half-started", settings=quick_settings(redis_url))
+    events: list[str] = []
+
+    @service.on(CitizenDied)
+    async def handle(event: CitizenDied) -> None:
+        pass
+
+    @service.on_startup
+    async def open_pool() -> None:
+        events.append("opened")
+
+    @service.on_startup
+    async def fail() -> None:
+        raise RuntimeError("the second resource is unavailable")
+
+    @service.on_shutdown
+    async def close_pool() -> None:
+        events.append("closed")
+
+    with pytest.raises(RuntimeError, match="second resource"):
+        async with service.running():
+            pass
+    assert events == ["opened", "closed"]
