@@ -179,3 +179,35 @@ def test_every_command_in_the_runbook_exists_with_its_options() -> None:
         for word in words:
             if word.startswith("-"):
                 assert word.split("=")[0] in options, f"`{text}`: no option {word}"
+
+
+def test_the_compose_prometheus_config_loads_the_rules_and_scrapes_every_service(
+    tmp_path: Path,
+) -> None:
+    """deploy/prometheus/prometheus.yml (docker-compose's Prometheus): promtool accepts it with
+    the rules where compose mounts them, and it scrapes every container serving /metrics."""
+    config_path = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+    config = yaml.safe_load(config_path.read_text())
+    assert config["rule_files"] == ["/etc/prometheus/simpul/alerts.yml"]
+    config["rule_files"] = [str(RULES)]  # where compose mounts it, here on disk
+    local = tmp_path / "prometheus.yml"
+    local.write_text(yaml.safe_dump(config))
+    done = subprocess.run(
+        [promtool(), "check", "config", str(local)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    mounts = compose["prometheus"]["volumes"]
+    assert "./deploy/prometheus/alerts.yml:/etc/prometheus/simpul/alerts.yml:ro" in mounts
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    targets = {t for job in jobs.values() for c in job["static_configs"] for t in c["targets"]}
+    serving = {
+        f"{name}:8080"
+        for name, spec in compose.items()
+        if "SIMPUL_HTTP" in spec.get("environment", {}) and name.find("adapter") < 0
+    }
+    assert serving <= targets, f"not scraped: {sorted(serving - targets)}"
+    assert "exporter:9464" in {
+        t for c in jobs["simpul-exporter"]["static_configs"] for t in c["targets"]
+    }

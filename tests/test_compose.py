@@ -82,7 +82,9 @@ def test_every_simpul_container_runs_a_simpul_command_as_its_own_user() -> None:
     for name, spec in containers.items():
         assert spec["command"][0] == "simpul", name
     users = _users()
-    assert len(users) == len(containers) + 1  # one user each, plus the operator
+    # One user each; the exporter reads every stream as the operator.
+    assert len(users) == len(containers)
+    assert "operator" in _interpolate(containers["exporter"]["environment"]["SIMPUL_REDIS_URL"])
     acl = (ROOT / "deploy/redis/users.acl").read_text().splitlines()
     hashes = {line.split()[1]: line for line in acl}
     assert hashes["default"].startswith("user default off")
@@ -235,7 +237,7 @@ def _start(name: str, spec: dict[str, Any], redis: AclRedis, folder: Path) -> St
 def _ready(started: Started, redis: AclRedis) -> bool:
     assert started.proc.poll() is None, f"{started.name} exited with {started.proc.returncode}"
     if started.http is not None:
-        path = "/healthz" if started.name == "adapter-dpmptsp" else "/readyz"
+        path = "/healthz" if started.name in ("adapter-dpmptsp", "exporter") else "/readyz"
         with contextlib.suppress(httpx.HTTPError):
             return httpx.get(started.http + path, timeout=2).status_code == 200
         return False
