@@ -220,7 +220,12 @@ class Store:
         if self.dialect == "sqlite":
             path = _sqlite_path(self.url)
             if path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:  # a folder not mounted yet, a full disk: an outage
+                    raise StoreUnavailable(
+                        f"cannot create the folder of {self!r}: {type(exc).__name__}"
+                    ) from None
             conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -305,10 +310,7 @@ def _sqlite_path(url: str) -> str:
 
 
 def _is_transient(exc: BaseException) -> bool:
-    """A lost or locked database (worth retrying), not a mistake in the SQL. A file system
-    that refuses the SQLite file's folder (not mounted, full) counts as lost."""
-    if isinstance(exc, OSError):
-        return True
+    """A lost or locked database (worth retrying), not a mistake in the SQL."""
     if isinstance(exc, sqlite3.OperationalError):
         return any(word in str(exc) for word in ("locked", "unable to open", "disk I/O"))
     return isinstance(exc, psycopg.OperationalError)
