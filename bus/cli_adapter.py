@@ -22,7 +22,7 @@ from bus.adapter import Progress as Counts
 from bus.cli_common import fail, import_target
 from bus.connection import connect
 from bus.errors import SimpulError
-from bus.logging import configure, get_logger
+from bus.logging import configure, get_logger, shape
 from bus.quarantine import Quarantine, QuarantineEntry
 from bus.scaffold import KINDS
 from bus.scaffold import plan as plan_scaffold
@@ -268,19 +268,6 @@ def retry(
         _err.print(f"{published} published, {len(outcomes) - published} still failing")
     if any(not o["published"] for o in outcomes):
         raise typer.Exit(1)
-
-
-def shape(value: Any) -> str:
-    """What a value looks like, without the value: enough to see why it did not map."""
-    if value is None or isinstance(value, bool):
-        return json.dumps(value)
-    text = str(value)
-    if text.isascii() and text.isdigit():
-        return f"{len(text)} digit{'s' if len(text) != 1 else ''}"
-    if not text.strip():
-        return "blank"
-    kind = "non-ASCII text" if not text.isascii() else "text"
-    return f"{kind}, {len(text)} character{'s' if len(text) != 1 else ''}"
 
 
 def _summary(entry: QuarantineEntry) -> dict[str, Any]:

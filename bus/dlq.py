@@ -71,7 +71,7 @@ from bus.connection import TRANSIENT
 from bus.contracts import Registry, default_registry
 from bus.envelope import Envelope
 from bus.errors import ConfigurationError, DecodeError, RedisUnavailable, SimpulError
-from bus.logging import MASK, get_logger, mask_text
+from bus.logging import MASK, get_logger, mask_text, shapes
 from bus.publisher import Retention
 
 __all__ = [
@@ -469,22 +469,14 @@ def _mask_nik(value: Any) -> Any:
     return value
 
 
-def _mask_unknown(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {name: _mask_unknown(item) for name, item in value.items()}
-    if isinstance(value, list):
-        return [_mask_unknown(item) for item in value]
-    if _identifier_like(value):
-        return MASK
-    return mask_text(value) if isinstance(value, str) else value
-
-
 def mask_payload(event_type: str | None, data: Any, registry: Registry = default_registry) -> Any:
     """``data`` (parsed JSON) with personal values replaced by ``***``: the fields the contract
-    of ``event_type`` declares personal; for a type without a contract (or none), every value
-    that looks like an identifier (8+ digits, an e-mail)."""
+    of ``event_type`` declares personal; for a type without a contract (or none), and for data
+    that is not JSON, every value shows only its shape ("text, 7 characters")."""
     paths = _personal_paths(event_type, registry)
-    return _mask_unknown(data) if paths is None else _mask_known(data, paths)
+    if paths is None or isinstance(data, str):  # no contract, or not JSON: only the shape
+        return shapes(data)
+    return _mask_known(data, paths)
 
 
 def _secrets(value: Any, paths: frozenset[str] | None, prefix: str = "") -> Iterable[str]:

@@ -29,6 +29,32 @@ def mask_text(text: str) -> str:
     return _SIXTEEN_DIGITS.sub(MASK, text)
 
 
+def shape(value: Any) -> str:
+    """What a value looks like, without the value ("15 digits", "text, 12 characters"): for
+    values of unknown meaning, where masking by pattern would let names and streets through."""
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else str(value).lower()
+    text = str(value)
+    if text.isascii() and text.isdigit():
+        return f"{len(text)} digit{'s' if len(text) != 1 else ''}"
+    if not text.strip():
+        return "blank"
+    kind = "non-ASCII text" if not text.isascii() else "text"
+    return f"{kind}, {len(text)} character{'s' if len(text) != 1 else ''}"
+
+
+def shapes(value: Any) -> Any:
+    """``value`` with its structure and field names kept and every leaf replaced by its
+    :func:`shape` (null and booleans stay): a payload of unknown meaning, safe to show."""
+    if isinstance(value, dict):
+        return {str(name): shapes(item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [shapes(item) for item in value]
+    if value is None or isinstance(value, bool):
+        return value
+    return f"<{shape(value)}>"
+
+
 class MaskPersonalData:
     """structlog processor: masks NIK-shaped values and fields declared personal by contracts."""
 

@@ -59,7 +59,7 @@ from bus.connection import TRANSIENT, translate
 from bus.contracts import Registry, default_registry
 from bus.envelope import Envelope
 from bus.errors import ConfigurationError, DecodeError, SimpulError
-from bus.logging import MASK, mask_text
+from bus.logging import MASK, mask_text, shapes
 
 __all__ = [
     "METRICS",
@@ -694,30 +694,12 @@ def _s(n: float) -> str:
 
 # -- reading entries: tail and pending ---------------------------------------------------------
 
-# What looks like an identifier in a value of unknown meaning: e-mail addresses, UUIDs, runs of
-# 8 or more digits (NIK, KK, NOP, account and phone numbers; dates too, to be safe).
-_EMAIL = re.compile(r"[^\s@\"'<>()]+@[^\s@\"'<>()]+\.[A-Za-z]{2,}")
-_UUID = re.compile(
-    r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"
-)
-_DIGITS = re.compile(r"(?<![0-9])[0-9](?:[ .\-/]?[0-9]){7,}(?![0-9])")
-
 
 def mask_unknown(value: Any, personal_names: frozenset[str] = frozenset()) -> Any:
-    """Mask a value whose contract is unknown: every identifier-looking part of every string,
-    every long number, and every field whose name some contract declares personal."""
-    if isinstance(value, dict):
-        return {
-            k: MASK if k in personal_names else mask_unknown(v, personal_names)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [mask_unknown(v, personal_names) for v in value]
-    if isinstance(value, str):
-        return _DIGITS.sub(MASK, _UUID.sub(MASK, _EMAIL.sub(MASK, value)))
-    if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) >= 10**7:
-        return MASK
-    return value
+    """Mask a value whose contract is unknown: nothing says which fields are personal, and a
+    name or a street has no pattern, so every value shows only its shape ("text, 7
+    characters"); the structure and the field names stay."""
+    return shapes(value)
 
 
 def mask_event(data: Any, personal_paths: Iterable[str]) -> Any:
@@ -775,13 +757,16 @@ def decode_entry(
             fields = mask_unknown(fields, registry.personal_field_names())
         return {**base, "error": f"not wire format v1: {mask_text(str(exc))}", "fields": fields}
     data: Any
+    parsed = True
     try:
         data = json.loads(envelope.data)
     except ValueError:
-        data = envelope.data
+        data, parsed = envelope.data, False
     known = envelope.type in registry
     if not reveal:
-        if known:
+        if not parsed:  # not JSON: no fields to go by, only its shape
+            data = shapes(data)
+        elif known:
             data = mask_event(data, registry.resolve(envelope.type).__contract__.personal_fields)
         else:
             data = mask_unknown(data, registry.personal_field_names())
