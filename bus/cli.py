@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from bus.cli_acl import acl_app
 from bus.cli_adapter import adapter_app, quarantine_app
 from bus.cli_common import fail, import_target
 from bus.cli_contracts import app as contracts_app
@@ -29,6 +30,7 @@ app.add_typer(adapter_app, name="adapter")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(group_app, name="group")
+app.add_typer(acl_app, name="acl")
 app.command("trim")(trim)
 app.command("status")(status)
 app.command("tail")(tail)

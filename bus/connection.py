@@ -1,36 +1,360 @@
-"""Redis clients configured for Simpul: bytes in and out, bounded timeouts, TLS from the URL."""
+"""Redis clients configured for Simpul: bytes in and out, bounded timeouts, TLS.
+
+Every Redis client of the bus comes from :func:`connect`. A ``rediss://`` URL speaks TLS and
+always verifies the server: its certificate must chain to ``SIMPUL_REDIS_TLS_CA`` (or, unset,
+to the system's CAs) and name the URL's host. ``SIMPUL_REDIS_TLS_CERT`` and
+``SIMPUL_REDIS_TLS_KEY`` present a client certificate (mutual TLS, Redis' ``tls-auth-clients
+yes``). The files are checked when the client is made, so a wrong path fails at start-up with
+the setting's name, never later and never quoting a file's contents; a connection that fails
+says what to fix (a missing client certificate, a CA that did not sign the server's, a host
+the certificate does not name, a plain ``redis://`` URL on a TLS port).
+"""
 
 from __future__ import annotations
 
+import os
+import ssl
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
 from redis.asyncio import Redis
+from redis.asyncio.connection import Connection, ConnectionPool, SSLConnection, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bus.errors import PermissionDenied, RedisUnavailable
+from bus.errors import ConfigurationError, PermissionDenied, RedisUnavailable
+from bus.settings import Settings
+
+__all__ = ["TRANSIENT", "RedisTLS", "TLSConnectionError", "connect", "translate"]
+
+CA_VAR = "SIMPUL_REDIS_TLS_CA"
+CERT_VAR = "SIMPUL_REDIS_TLS_CERT"
+KEY_VAR = "SIMPUL_REDIS_TLS_KEY"
+
+
+class TLSConnectionError(RedisConnectionError):
+    """A connection failed for a reason the message explains (TLS setup, wrong scheme).
+
+    A redis-py ``ConnectionError``, so it is retried like any outage: an operator may fix the
+    server's certificate while the services wait.
+    """
+
 
 # Errors after which a command may be retried once Redis answers again.
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionResetError, OSError)
 
 
-def connect(url: str, *, block_ms: int = 2_000, client_name: str | None = None) -> Redis:
+@dataclass(frozen=True)
+class RedisTLS:
+    """The TLS files of a ``rediss://`` connection (paths of PEM files; None: not used).
+
+    ``ca``: the CA certificate(s) that signed the server's certificate (None: the system's).
+    ``cert`` and ``key``: this principal's client certificate and unencrypted private key, for
+    servers that demand one; ``cert`` alone if that file holds the key too.
+    """
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RedisTLS:
+        """Read ``SIMPUL_REDIS_TLS_CA``/``_CERT``/``_KEY`` (empty counts as unset)."""
+        env = os.environ if environ is None else environ
+        return cls(
+            ca=env.get(CA_VAR) or None, cert=env.get(CERT_VAR) or None, key=env.get(KEY_VAR) or None
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisTLS:
+        return cls(
+            ca=settings.redis_tls_ca, cert=settings.redis_tls_cert, key=settings.redis_tls_key
+        )
+
+    @property
+    def configured(self) -> bool:
+        return any((self.ca, self.cert, self.key))
+
+    def check(self) -> None:
+        """Raise :class:`ConfigurationError` naming the setting and path of the first file that
+        is missing, unreadable, not PEM, or (a key) encrypted or not matching the certificate."""
+        if self.key and not self.cert:
+            raise ConfigurationError(
+                f"{KEY_VAR} is set but {CERT_VAR} is not: a client key needs its certificate"
+            )
+        for variable, path in ((CA_VAR, self.ca), (CERT_VAR, self.cert), (KEY_VAR, self.key)):
+            if path:
+                _check_file(variable, path)
+        context = ssl.create_default_context()
+        if self.ca:
+            try:
+                context.load_verify_locations(cafile=self.ca)
+            except (ssl.SSLError, ValueError) as exc:
+                raise ConfigurationError(
+                    f"{CA_VAR}={self.ca}: no PEM CA certificate could be read from it "
+                    f"({_reason(exc)})"
+                ) from None
+        if self.cert:
+            try:
+                context.load_cert_chain(self.cert, self.key, password=_refuse_password)
+            except _EncryptedKey:
+                raise ConfigurationError(
+                    f"{KEY_VAR if self.key else CERT_VAR}={self.key or self.cert}: the private "
+                    "key is encrypted; Simpul needs an unencrypted key (protect the file by its "
+                    "permissions, e.g. 0600, readable only by the service's user)"
+                ) from None
+            except (ssl.SSLError, ValueError) as exc:
+                key = f" and {KEY_VAR}={self.key}" if self.key else f" (no {KEY_VAR})"
+                raise ConfigurationError(
+                    f"{CERT_VAR}={self.cert}{key}: not a PEM certificate with its private key, "
+                    f"or the key does not belong to the certificate ({_reason(exc)})"
+                ) from None
+
+    def redis_options(self) -> dict[str, Any]:
+        """redis-py's SSL connection options: verification is always on."""
+        return {
+            "ssl_cert_reqs": "required",
+            "ssl_check_hostname": True,
+            "ssl_ca_certs": self.ca,
+            "ssl_certfile": self.cert,
+            "ssl_keyfile": self.key,
+        }
+
+
+class _EncryptedKey(Exception):
+    pass
+
+
+def _refuse_password() -> str:
+    # Called by OpenSSL only for an encrypted key; without a callback it would prompt on a tty.
+    raise _EncryptedKey
+
+
+def _reason(exc: Exception) -> str:
+    """OpenSSL's reason code, never the data it was reading."""
+    reason = getattr(exc, "reason", None)
+    return str(reason) if reason else type(exc).__name__
+
+
+def _check_file(variable: str, path: str) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ConfigurationError(f"{variable}={path}: no such file") from None
+    except OSError as exc:
+        raise ConfigurationError(f"{variable}={path}: cannot be read ({exc.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise ConfigurationError(f"{variable}={path}: is a directory, not a PEM file")
+    try:
+        with open(path, "rb") as file:
+            file.read(1)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{variable}={path}: cannot be read by this process ({exc.strerror})"
+        ) from None
+
+
+def connect(
+    url: str,
+    *,
+    block_ms: int = 2_000,
+    client_name: str | None = None,
+    tls: RedisTLS | None = None,
+) -> Redis:
     """A client for ``url``. Values stay bytes: a non-UTF-8 entry must not break a whole read.
 
     The socket timeout exceeds the longest XREADGROUP BLOCK we issue, so a blocked read is not
     mistaken for a dead server, while a paused or unreachable server is noticed within seconds.
+
+    ``tls`` defaults to the ``SIMPUL_REDIS_TLS_*`` variables (:meth:`RedisTLS.from_env`). TLS
+    files with a URL that is not ``rediss://`` are refused rather than silently unused, and so
+    are ``ssl_*`` query parameters: TLS is configured by the settings only, so no URL can turn
+    verification off. Raises :class:`ConfigurationError` for any of these.
     """
-    return Redis.from_url(
-        url,
-        decode_responses=False,
-        socket_timeout=block_ms / 1000 + 5.0,
-        socket_connect_timeout=5.0,
-        health_check_interval=0,
-        client_name=client_name,
+    files = RedisTLS.from_env() if tls is None else tls
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    ssl_params = sorted(name for name in parse_qs(parts.query) if name.lower().startswith("ssl"))
+    if ssl_params:
+        raise ConfigurationError(
+            f"the Redis URL sets {', '.join(ssl_params)}: TLS is configured by {CA_VAR}, "
+            f"{CERT_VAR} and {KEY_VAR} (with a rediss:// URL), not by URL parameters"
+        )
+    if files.configured and scheme != "rediss":
+        given = ", ".join(
+            name for name, path in ((CA_VAR, files.ca), (CERT_VAR, files.cert),
+                                    (KEY_VAR, files.key)) if path
+        )  # fmt: skip
+        raise ConfigurationError(
+            f"{given} set, but the Redis URL is {scheme}://...: use a rediss:// URL for TLS, "
+            "or unset the TLS settings"
+        )
+    options: dict[str, Any] = {
+        "decode_responses": False,
+        "socket_timeout": block_ms / 1000 + 5.0,
+        "socket_connect_timeout": 5.0,
+        "health_check_interval": 0,
+        "client_name": client_name,
+    }
+    if scheme == "rediss":
+        files.check()
+        options.update(files.redis_options())
+    # As Redis.from_url, except that the connection class is ours (which explains failures).
+    options.update(parse_url(url))
+    chosen = options.get("connection_class", Connection)
+    if chosen is SSLConnection:
+        options["connection_class"] = _TLSConnection
+    elif chosen is Connection:
+        options["connection_class"] = _PlainConnection
+    return Redis.from_pool(ConnectionPool(**options))
+
+
+class _PlainConnection(Connection):
+    """A TCP connection whose server closing it unanswered hints at a TLS port."""
+
+    _answered = False
+
+    async def _connect(self) -> None:
+        self._answered = False
+        await super()._connect()  # type: ignore[no-untyped-call]
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            response = await super().read_response(*args, **kwargs)
+        except TLSConnectionError:
+            raise
+        except RedisConnectionError as exc:
+            if self._answered or not _closed_by_peer(exc):
+                raise
+            raise TLSConnectionError(
+                f"Redis at {self._host_error()} closed the connection without answering "
+                f"({_root(exc)}): if that port serves TLS (Redis' tls-port), the URL must be "
+                "rediss://"
+            ) from exc
+        self._answered = True
+        return response
+
+
+class _TLSConnection(SSLConnection):
+    """A TLS connection whose handshake failures name the setting to fix."""
+
+    def _error_message(self, exception: BaseException) -> str:
+        # redis-py calls this while wrapping an OSError of the connect (TCP + handshake): an
+        # explained TLS failure is raised in its stead, typed, with the original as its cause.
+        explained = _explain_tls(self, exception)
+        if explained is None:
+            return str(super()._error_message(exception))
+        raise TLSConnectionError(explained) from exception
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        # With TLS 1.3 the server judges the client's certificate after the client considers
+        # the handshake done: its refusal arrives with the first reply.
+        try:
+            return await super().read_response(*args, **kwargs)
+        except TLSConnectionError:
+            raise
+        except RedisConnectionError as exc:
+            cause = _ssl_error(exc)
+            explained = _explain_tls(self, cause) if cause is not None else None
+            if explained is None:
+                raise
+            raise TLSConnectionError(explained) from exc
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    return next((e for e in _chain(exc) if isinstance(e, ssl.SSLError)), None)
+
+
+def _root(exc: BaseException) -> str:
+    last = _chain(exc)[-1]
+    if isinstance(last, OSError) and last.strerror:
+        return last.strerror
+    return str(last) or type(last).__name__
+
+
+def _closed_by_peer(exc: BaseException) -> bool:
+    for error in _chain(exc):
+        if isinstance(error, ConnectionResetError | BrokenPipeError | EOFError):
+            return True
+        if isinstance(error, RedisConnectionError) and "closed by server" in str(error).lower():
+            return True
+    return False
+
+
+_CLIENT_CERT_MISSING = ("CERTIFICATE_REQUIRED", "PEER_DID_NOT_RETURN_A_CERTIFICATE")
+_CLIENT_CERT_REJECTED = (
+    "UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN", "CERTIFICATE_EXPIRED",
+    "CERTIFICATE_REVOKED", "UNSUPPORTED_CERTIFICATE", "DECRYPT_ERROR", "ACCESS_DENIED",
+)  # fmt: skip
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "UNEXPECTED_EOF", "RECORD_LAYER_FAILURE", "HTTP_REQUEST")
+
+
+def _explain_tls(conn: SSLConnection, exc: BaseException) -> str | None:
+    """What to fix, for a TLS failure; None for anything else (a refused port, a timeout)."""
+    error = exc if isinstance(exc, ssl.SSLError) else _ssl_error(exc)
+    if error is None:
+        return None
+    where = f"Redis at {conn._host_error()}"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return _server_not_trusted(where, error, conn.ca_certs)
+    reason = str(error.reason or type(error).__name__)
+    explained = _handshake_refused(where, reason, conn.certfile)
+    return explained or f"TLS with {where} failed ({reason})"
+
+
+def _server_not_trusted(where: str, error: ssl.SSLCertVerificationError, ca: str | None) -> str:
+    detail = str(error.verify_message or error.reason).rstrip(".")
+    if "mismatch" in detail.lower():
+        return (
+            f"the TLS certificate of {where} does not name that host ({detail}): put in "
+            "SIMPUL_REDIS_URL a host name or IP address that its subjectAltName lists"
+        )
+    trust = (
+        f"{CA_VAR}={ca} does not hold the CA that signed it"
+        if ca
+        else f"the system's CAs do not include its issuer: set {CA_VAR} to its CA's PEM file"
     )
+    return f"cannot verify the TLS certificate of {where} ({detail}): {trust}"
+
+
+def _handshake_refused(where: str, reason: str, cert: str | None) -> str | None:
+    """The server's alert (or a non-TLS answer) explained, if it is one we know."""
+    missing = any(code in reason for code in _CLIENT_CERT_MISSING) or "HANDSHAKE_FAILURE" in reason
+    if missing and not cert:
+        return (
+            f"{where} requires a client certificate (mutual TLS) and none was given: set "
+            f"{CERT_VAR} and {KEY_VAR}"
+        )
+    if cert and any(code in reason for code in _CLIENT_CERT_REJECTED):
+        return (
+            f"{where} rejected the client certificate {CERT_VAR}={cert} ({reason}): it must be "
+            "valid and signed by a CA in the server's tls-ca-cert-file"
+        )
+    if any(code in reason for code in _NOT_TLS):
+        return (
+            f"{where} did not complete a TLS handshake ({reason}): does that port serve TLS "
+            "(Redis' tls-port)? A plain port needs a redis:// URL"
+        )
+    return None
 
 
 def translate(exc: Exception) -> Exception:
     """Map redis-py errors onto Simpul's error tree (callers ``raise translate(e) from e``)."""
+    if isinstance(exc, TLSConnectionError):
+        return RedisUnavailable(str(exc))
     if isinstance(exc, TRANSIENT):
         return RedisUnavailable(f"Redis is unreachable or did not answer in time: {exc}")
     if isinstance(exc, ResponseError) and str(exc).startswith("NOPERM"):

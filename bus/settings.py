@@ -27,6 +27,27 @@ class Settings(BaseSettings):
         default=None,
         description="redis:// or rediss:// URL; unset means: start a private embedded Redis",
     )
+    # TLS to Redis (rediss:// only; read by bus.connection.connect, which checks the files).
+    redis_tls_ca: str | None = Field(
+        default=None,
+        description="PEM file of the CA certificate(s) that signed the Redis server's "
+        "certificate; unset: the system's CAs",
+    )
+    redis_tls_cert: str | None = Field(
+        default=None,
+        description="PEM file of this principal's client certificate, for a Redis that demands "
+        "one (mutual TLS); with SIMPUL_REDIS_TLS_KEY unless the file holds the key too",
+    )
+    redis_tls_key: str | None = Field(
+        default=None,
+        description="PEM file of the unencrypted private key of SIMPUL_REDIS_TLS_CERT",
+    )
+
+    @field_validator("redis_tls_ca", "redis_tls_cert", "redis_tls_key")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
     data_dir: str = Field(default=".simpul", description="where the embedded Redis keeps its AOF")
     consumer: str = Field(default_factory=_default_consumer, min_length=1)
 

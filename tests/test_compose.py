@@ -1,5 +1,7 @@
 """docker-compose.yml is the real deployment: check it without Docker.
 
+* deploy/redis/users.acl is the render of deploy/topology.yaml with deploy/dev.env (so it
+  cannot drift), and every container connects as its own principal of that topology;
 * the Redis config and ACL file load in a real redis-server, every compose user can log in with
   its development password, the default user cannot, dangerous commands are refused;
 * every adapter and service command of the compose file exists and starts, with the compose
@@ -31,8 +33,9 @@ from redis.exceptions import AuthenticationError, NoPermissionError, ResponseErr
 
 from adapters.dukcapil import fixtures as siak
 from adapters.dukcapil.schema import ddl
-from bus import keys
+from bus import acl, keys
 from bus.embedded import find_redis_server, free_port
+from bus.topology import load_topology, password_variable
 
 ROOT = Path(__file__).parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -61,18 +64,39 @@ def _simpul_containers() -> dict[str, dict[str, Any]]:
     }
 
 
+TOPOLOGY = load_topology(ROOT / "deploy/topology.yaml")
+
+
 def _users() -> dict[str, str]:
-    """ACL user -> development password, from the users in the compose Redis URLs."""
-    users = {"operator": DEV_ENV["SIMPUL_REDIS_PASSWORD_OPERATOR"]}
-    for spec in _simpul_containers().values():
+    """ACL user -> development password: every principal of the topology."""
+    return acl.passwords(TOPOLOGY, DEV_ENV, source="deploy/dev.env")
+
+
+def _container_users() -> dict[str, tuple[str, str]]:
+    """Container -> (ACL user, password), from the compose Redis URLs."""
+    found = {}
+    for name, spec in _simpul_containers().items():
         url = _interpolate(spec["environment"]["SIMPUL_REDIS_URL"])
         match = re.match(r"redis://([^:]+):([^@]+)@", url)
-        assert match, "every container connects as its own ACL user"
-        users[match.group(1)] = match.group(2)
-    return users
+        assert match, f"{name} connects as its own ACL user"
+        found[name] = (match.group(1), match.group(2))
+    return found
 
 
 # -- the files agree with each other ------------------------------------------------------------
+
+
+def test_the_committed_acl_file_is_the_render_of_the_topology() -> None:
+    rendered = acl.render(TOPOLOGY, _users())
+    committed = (ROOT / "deploy/redis/users.acl").read_text()
+    assert committed == rendered, (
+        "deploy/redis/users.acl is not the render of deploy/topology.yaml: run `simpul acl "
+        "render --passwords deploy/dev.env --output deploy/redis/users.acl`"
+    )
+    assert committed.startswith("user default off ")
+    for password in _users().values():  # hashes only
+        assert password not in committed
+        assert f"#{hashlib.sha256(password.encode()).hexdigest()}" in committed
 
 
 def test_every_simpul_container_runs_a_simpul_command_as_its_own_user() -> None:
@@ -81,16 +105,29 @@ def test_every_simpul_container_runs_a_simpul_command_as_its_own_user() -> None:
     assert {"adapter-dukcapil", "adapter-dpmptsp", "adapter-bapenda"} <= set(containers)
     for name, spec in containers.items():
         assert spec["command"][0] == "simpul", name
-    users = _users()
-    # One user each; the exporter reads every stream as the operator.
-    assert len(users) == len(containers)
-    assert "operator" in _interpolate(containers["exporter"]["environment"]["SIMPUL_REDIS_URL"])
-    acl = (ROOT / "deploy/redis/users.acl").read_text().splitlines()
-    hashes = {line.split()[1]: line for line in acl}
-    assert hashes["default"].startswith("user default off")
-    for user, password in users.items():
-        digest = hashlib.sha256(password.encode()).hexdigest()
-        assert f"#{digest}" in hashes[user], f"users.acl's hash of {user} is not deploy/dev.env's"
+    users = _container_users()
+    # One user each, with the password of its variable in deploy/dev.env.
+    assert len({user for user, _ in users.values()}) == len(containers)
+    passwords = _users()
+    for name, (user, password) in users.items():
+        assert passwords.get(user) == password, f"{name}: {user} is not a topology principal"
+    producers = {p.principal: p for p in TOPOLOGY.producers}
+    services = {s.principal: s for s in TOPOLOGY.services}
+    for name, (user, _) in users.items():
+        command = containers[name]["command"]
+        if command[1] == "adapter":
+            assert user in producers, f"{name} runs an adapter as {user}, not a producer"
+        elif command[1] == "run":  # simpul run services.<name>:create: its group is <name>
+            assert user in services, f"{name} runs a service as {user}, not a service principal"
+            assert command[2] == f"services.{services[user].group}:create", name
+    # The exporter only reads: the read-only operator, never the admin.
+    assert users["exporter"][0] == "operator-readonly"
+    readonly = {o.principal for o in TOPOLOGY.operators if o.role == "readonly"}
+    assert users["exporter"][0] in readonly
+    healthcheck = COMPOSE["services"]["redis"]["healthcheck"]["test"]
+    assert healthcheck[healthcheck.index("--user") + 1] in readonly
+    variable = password_variable(next(o for o in TOPOLOGY.operators if o.role == "readonly"))
+    assert healthcheck[healthcheck.index("--pass") + 1] == f"${{{variable}}}"
 
 
 def test_the_siak_ddl_of_the_compose_database_is_the_adapters_schema() -> None:
@@ -159,6 +196,14 @@ def test_the_compose_redis_config_loads_with_aof_and_acl_users(acl_redis: AclRed
     assert operator.config_get("appendonly") == {"appendonly": "yes"}
     assert operator.config_get("appendfsync") == {"appendfsync": "always"}
     assert operator.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+    # The admin has every command, but Redis 7 keeps its code-running and file-writing ones
+    # off by configuration: DEBUG, MODULE, and CONFIG SET of dir, dbfilename and the like.
+    for option in ("enable-debug-command", "enable-module-command", "enable-protected-configs"):
+        assert operator.config_get(option) == {option: "no"}
+    with pytest.raises(ResponseError, match="not allowed"):
+        operator.execute_command("DEBUG", "SLEEP", "0")
+    with pytest.raises(ResponseError, match="protected config"):
+        operator.config_set("dir", "/tmp")
     with pytest.raises((AuthenticationError, ResponseError)):
         acl_redis.client().ping()  # the default user is off
     for user, password in _users().items():
@@ -208,10 +253,11 @@ def _environment(
     env["SIMPUL_DATA_DIR"] = str(folder / name / "data")
     command = [str(part) for part in spec["command"]]
     http = None
-    if "SIMPUL_HTTP" in env:
-        port = free_port()
-        env["SIMPUL_HTTP"] = f"127.0.0.1:{port}"
-        http = f"http://127.0.0.1:{port}"
+    for variable in ("SIMPUL_HTTP", "SIMPUL_MONITOR_HTTP"):
+        if variable in env:
+            port = free_port()
+            env[variable] = f"127.0.0.1:{port}"
+            http = f"http://127.0.0.1:{port}"
     if "--port" in command:
         port = free_port()
         command[command.index("--port") + 1] = str(port)
