@@ -242,6 +242,12 @@ class _PlainConnection(Connection):
 class _TLSConnection(SSLConnection):
     """A TLS connection whose handshake failures name the setting to fix."""
 
+    _answered = False
+
+    async def _connect(self) -> None:
+        self._answered = False
+        await super()._connect()  # type: ignore[no-untyped-call]
+
     def _error_message(self, exception: BaseException) -> str:
         # redis-py calls this while wrapping an OSError of the connect (TCP + handshake): an
         # explained TLS failure is raised in its stead, typed, with the original as its cause.
@@ -254,15 +260,26 @@ class _TLSConnection(SSLConnection):
         # With TLS 1.3 the server judges the client's certificate after the client considers
         # the handshake done: its refusal arrives with the first reply.
         try:
-            return await super().read_response(*args, **kwargs)
+            response = await super().read_response(*args, **kwargs)
         except TLSConnectionError:
             raise
         except RedisConnectionError as exc:
             cause = _ssl_error(exc)
             explained = _explain_tls(self, cause) if cause is not None else None
+            if explained is None and not self._answered and _closed_by_peer(exc):
+                # The alert can lose the race with the server closing the socket: a reset
+                # before the first reply is the same refusal, unexplained by the server.
+                where = f"Redis at {self._host_error()}"
+                explained = _handshake_refused(
+                    where,
+                    "CERTIFICATE_REQUIRED" if not self.certfile else "ACCESS_DENIED",
+                    self.certfile,
+                )
             if explained is None:
                 raise
             raise TLSConnectionError(explained) from exc
+        self._answered = True
+        return response
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
