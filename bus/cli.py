@@ -17,6 +17,7 @@ from bus.cli_adapter import adapter_app, quarantine_app
 from bus.cli_common import fail, import_target
 from bus.cli_contracts import app as contracts_app
 from bus.cli_dlq import dlq_app, group_app, trim
+from bus.cli_keys import keys_app
 from bus.cli_ops import exporter, map_, pending, status, tail
 from bus.embedded import EmbeddedRedis
 from bus.errors import SimpulError
@@ -31,6 +32,7 @@ app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(group_app, name="group")
 app.add_typer(acl_app, name="acl")
+app.add_typer(keys_app, name="keys")
 app.command("trim")(trim)
 app.command("status")(status)
 app.command("tail")(tail)

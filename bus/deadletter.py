@@ -29,6 +29,26 @@ class Reason(enum.StrEnum):
     CONTRACT_VIOLATION = "contract_violation"  # data does not satisfy the contract
     HANDLER_FAILED = "handler_failed"  # the handler raised on each of max_deliveries attempts
     MAX_DELIVERIES = "max_deliveries_exceeded"  # delivered too often without an outcome (crashes)
+    # Signature checks (bus.signing), made only by a service that has a keyring:
+    UNSIGNED = "unsigned"  # no signature, and this service requires signed events
+    UNKNOWN_SIGNER = "unknown_signer"  # its signer (key id) is not in the service's keyring
+    SIGNER_NOT_ALLOWED = "signer_not_allowed"  # the key's principal may not publish this type
+    BAD_SIGNATURE = "bad_signature"  # the signature does not match the fields (altered, forged)
+    SIGNER_EXPIRED = "signer_expired"  # signed outside the key's validity window
+    STALE_EVENT = "stale_event"  # signed too long before it arrived (a replay?) or in the future
+
+
+# The reasons only a service verifying signatures gives (docs/wire-format.md, section 10).
+SIGNATURE_REASONS = frozenset(
+    {
+        Reason.UNSIGNED,
+        Reason.UNKNOWN_SIGNER,
+        Reason.SIGNER_NOT_ALLOWED,
+        Reason.BAD_SIGNATURE,
+        Reason.SIGNER_EXPIRED,
+        Reason.STALE_EVENT,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from bus.envelope import Envelope
 from bus.errors import ConfigurationError, DecodeError
 from bus.logging import get_logger
 from bus.metrics import ServiceMetrics, TypeMetrics
+from bus.signing import KeyRing
 
 HandlerFunc = Callable[..., Awaitable[None]]
 EnvelopeFunc = Callable[[Envelope, EventContext], Awaitable[None]]
@@ -91,9 +92,10 @@ class Dispatcher:
     every: EnvelopeFunc | None = None  # Service.on_every: gets each entry's envelope, any type
     every_streams: tuple[str, ...] = ()
     metrics: ServiceMetrics | None = None  # handler durations and failures, by type
+    keyring: KeyRing | None = None  # set: signatures are checked before any handler runs
     _homes: dict[str, str] = field(default_factory=dict)  # event type -> its stream
 
-    async def dispatch(
+    async def dispatch(  # noqa: PLR0911 - one return per outcome of the checks
         self,
         stream: str,
         entry_id: str,
@@ -122,6 +124,12 @@ class Dispatcher:
             reason = f"type {envelope.type} belongs to stream {home}, not {stream}"
             return Verdict(Reason.WRONG_STREAM, reason, delivery)
         handler = self.handlers.get(envelope.type)
+        # Signatures before anything reads data (contract, handler, on_every); entries no
+        # handler takes are skipped or dead-lettered below without costing a verification.
+        if self.keyring is not None and (handler is not None or stream in self.every_streams):
+            rejected = self.keyring.check(envelope, raw, entry_id)
+            if rejected is not None:
+                return Verdict(rejected.reason, rejected.error, delivery)
         if handler is None:
             return await self._unhandled(envelope, stream, entry_id, delivery, handled)
         try:

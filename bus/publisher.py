@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from time import time as _now
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
@@ -19,6 +19,7 @@ from bus.contracts import Contract, ContractInfo, violation
 from bus.envelope import MAX_ID, Envelope, format_time
 from bus.errors import ConfigurationError, DecodeError
 from bus.logging import get_logger
+from bus.signing import Signer
 
 _SINGLE = files("bus").joinpath("publish.lua").read_text()
 _BATCH = files("bus").joinpath("publish_batch.lua").read_text()
@@ -75,9 +76,15 @@ class Publisher:
         retention: Retention | None = None,
         dedupe_ttl: timedelta = timedelta(days=7),
         on_published: Callable[[str], None] | None = None,
+        signer: Signer | Literal["environment"] | None = "environment",
     ) -> None:
         """``on_published(event_type)`` is called for each event that was new on its stream
-        (not for duplicates): a service counts its publishes with it (bus.metrics)."""
+        (not for duplicates): a service counts its publishes with it (bus.metrics).
+
+        ``signer``: with a :class:`~bus.signing.Signer`, every event published is signed
+        (bus.signing); None: not signed; by default the key of ``SIMPUL_SIGNING_KEY_FILE``
+        (and ``SIMPUL_SIGNER``) if set, else not signed. An envelope that already carries a
+        signature is published as it is: its producer signed it."""
         if not source:
             raise ConfigurationError(
                 "a publisher needs a source URN, e.g. urn:malangkota:dukcapil:siak"
@@ -88,6 +95,7 @@ class Publisher:
         self._dedupe_ttl_ms = str(int(dedupe_ttl.total_seconds() * 1000))
         self._shas: dict[str, str] = {}  # script text -> SHA1 loaded in Redis
         self.on_published = on_published
+        self.signer = Signer.from_environment() if isinstance(signer, str) else signer
 
     def envelope(
         self,
@@ -160,6 +168,12 @@ class Publisher:
         return published
 
     def _wrap(self, event: Contract | Envelope, attributes: Mapping[str, object]) -> Envelope:
+        envelope = self._checked(event, attributes)
+        if self.signer is not None and not envelope.signature:
+            return self.signer.sign(envelope)
+        return envelope
+
+    def _checked(self, event: Contract | Envelope, attributes: Mapping[str, object]) -> Envelope:
         if isinstance(event, _Checked):
             return event
         if isinstance(event, Envelope):  # built by hand: check it as a consumer will

@@ -37,6 +37,7 @@ from bus.logging import get_logger
 from bus.metrics import ServiceMetrics
 from bus.publisher import Publisher
 from bus.settings import Settings
+from bus.signing import KeyRing, Signer
 
 Hook = Callable[[], Awaitable[None]]
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
@@ -54,7 +55,13 @@ class Service:
         source: str | None = None,
         settings: Settings | None = None,
         registry: Registry = default_registry,
+        keyring: KeyRing | None = None,
+        signer: Signer | None = None,
     ) -> None:
+        """``keyring``: the producers' public keys; every event a handler (or ``on_every``)
+        would get is verified first (bus.signing). ``signer``: signs what ``ctx.publish``
+        publishes. Each defaults to its settings when the service starts: ``SIMPUL_KEYRING_FILE``
+        and ``SIMPUL_SIGNING_KEY_FILE`` (unset: no verification, no signing)."""
         if not _NAME.match(name):
             raise ConfigurationError(
                 f"service name {name!r} must be lowercase letters, digits, '-' or '_' "
@@ -64,6 +71,8 @@ class Service:
         self.source = source
         self.registry = registry
         self._settings = settings
+        self.keyring = keyring
+        self.signer = signer
         self.handlers: dict[str, Handler] = {}
         self.every: EnvelopeFunc | None = None
         self.every_streams: tuple[str, ...] = ()
@@ -235,8 +244,9 @@ class Service:
         if self.source:
             ttl = timedelta(milliseconds=settings.dedupe_ttl_ms)
             publisher = Publisher(
-                redis, source=self.source, dedupe_ttl=ttl, on_published=self.metrics.published
-            )
+                redis, source=self.source, dedupe_ttl=ttl, on_published=self.metrics.published,
+                signer=self.signer if self.signer else Signer.from_settings(settings),
+            )  # fmt: skip
         dedupe = Dedupe(
             redis, group=self.name, consumer=settings.consumer,
             lease_ms=settings.claim_idle_ms, ttl_ms=settings.dedupe_ttl_ms,
@@ -252,9 +262,14 @@ class Service:
             every=self.every,
             every_streams=self.every_streams,
             metrics=self.metrics,
+            keyring=self._keyring(settings),
         )
         self.metrics.prepare(self._consumed_types())
         return Consumer(redis, dispatcher, settings, self.health, self.metrics)
+
+    def _keyring(self, settings: Settings) -> KeyRing | None:
+        # `is None`, not `or`: an empty keyring (trusting no key) is a keyring all the same.
+        return self.keyring if self.keyring is not None else KeyRing.from_settings(settings)
 
     def _consumed_types(self) -> list[str]:
         """The event types this service's handlers take (``on_every``: every registered type

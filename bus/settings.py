@@ -71,6 +71,34 @@ class Settings(BaseSettings):
         default=None,
         description="HOST:PORT a service serves its HTTP API on (if it has one); unset: none",
     )
+    signing_key_file: str | None = Field(
+        default=None,
+        description="this producer's Ed25519 private key file (`simpul keys generate`); set: "
+        "every event it publishes is signed; unset: not signed",
+    )
+    signer: str | None = Field(
+        default=None,
+        description="key id of signing_key_file; unset: the file's name without .key",
+    )
+    keyring_file: str | None = Field(
+        default=None,
+        description="YAML file of the producers' public keys: the topology (deploy/topology.yaml) "
+        "or a signing_keys list; set: a service verifies every event before its handler runs",
+    )
+    require_signatures: bool = Field(
+        default=True,
+        description="with a keyring: dead-letter unsigned events (false only while producers "
+        "migrate; bad signatures are rejected either way)",
+    )
+    signature_max_age_s: int = Field(
+        default=7 * 24 * 3600,
+        ge=1,
+        description="with a keyring: an event arriving in its stream longer than this after it "
+        "was signed is stale (a replay)",
+    )
+    signature_max_skew_s: int = Field(
+        default=300, ge=0, description="with a keyring: how far a producer's clock may be ahead"
+    )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -95,6 +123,12 @@ class Settings(BaseSettings):
                 "retry_backoff_max_ms must be < claim_idle_ms: retries are scheduled by ageing "
                 "the pending entry towards claim_idle_ms"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_signer(self) -> Settings:
+        if self.signer and not self.signing_key_file:
+            raise ValueError("signer is set but signing_key_file is not: which key signs?")
         return self
 
     @classmethod
