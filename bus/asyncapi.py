@@ -32,8 +32,9 @@ _OPTIONAL = {
     "correlationid": "Id of the first event of a chain of events across departments.",
     "causationid": "Id of the event that directly caused this one.",
     "traceparent": "W3C Trace Context traceparent.",
-    "signature": "Reserved for event signing (Ed25519); passed through unverified in v1.",
-    "signer": "Reserved for event signing (key id); passed through unverified in v1.",
+    "signature": "Ed25519 signature (base64) over the canonical bytes of every other field "
+    "(wire-format section 10); verified before any handler by services with a keyring.",
+    "signer": "Key id of the producer's signing key, listed in the topology's public keys.",
 }
 
 
