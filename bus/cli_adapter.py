@@ -19,7 +19,7 @@ from rich.table import Table
 
 from bus.adapter import Adapter
 from bus.adapter import Progress as Counts
-from bus.cli_common import fail, import_target
+from bus.cli_common import fail, import_target, redis_url
 from bus.connection import connect
 from bus.errors import SimpulError
 from bus.logging import configure, get_logger, shape
@@ -41,18 +41,11 @@ Target = Annotated[str, typer.Argument(help="MODULE:FACTORY, a callable (redis) 
 AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
-def _redis_url() -> str:
-    url = Settings.load().redis_url
-    if url is None:
-        raise SimpulError("set SIMPUL_REDIS_URL (or start a local server with `simpul redis`)")
-    return url
-
-
 def _run(work: Callable[[Redis], Awaitable[T]]) -> T:
     """Run ``work`` with a Redis client; SimpulErrors become a message and exit code 2."""
 
     async def main() -> T:
-        redis = connect(_redis_url())
+        redis = connect(redis_url())
         try:
             return await work(redis)
         finally:

@@ -10,7 +10,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from bus.errors import SimpulError
+from bus.errors import ConfigurationError, SimpulError
+from bus.settings import Settings
 
 
 def import_target(target: str) -> Any:
@@ -28,6 +29,16 @@ def import_target(target: str) -> Any:
     if not hasattr(module, attribute):
         raise SimpulError(f"module {module_name!r} has no attribute {attribute!r}")
     return getattr(module, attribute)
+
+
+def redis_url() -> str:
+    """``SIMPUL_REDIS_URL``, or the error that says how to get a Redis."""
+    url = Settings.load().redis_url
+    if url is None:
+        raise ConfigurationError(
+            "set SIMPUL_REDIS_URL (or start a local server with `simpul redis`)"
+        )
+    return url
 
 
 def import_from_cwd() -> None:

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bus import dlq
-from bus.cli_common import fail, import_target
+from bus.cli_common import fail, import_target, redis_url
 from bus.connection import TRANSIENT, connect, translate
 from bus.errors import ConfigurationError, RedisUnavailable, SimpulError
 from bus.logging import configure
@@ -54,18 +54,11 @@ Ids = Annotated[list[str] | None, typer.Option("--id", help="dead-letter entry i
 # -- plumbing ----------------------------------------------------------------------------------
 
 
-def _redis_url() -> str:
-    url = Settings.load().redis_url
-    if url is None:
-        raise SimpulError("set SIMPUL_REDIS_URL (or start a local server with `simpul redis`)")
-    return url
-
-
 def _run(work: Callable[[Redis], Awaitable[T]]) -> T:
     """Run ``work`` with a Redis client; errors become a message and exit code 2."""
 
     async def main() -> T:
-        redis = connect(_redis_url())
+        redis = connect(redis_url())
         try:
             return await work(redis)
         finally:

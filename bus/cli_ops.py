@@ -44,7 +44,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bus import catalogue, flowmap, ops
-from bus.cli_common import fail
+from bus.cli_common import fail, redis_url
 from bus.cli_contracts import load as load_contracts
 from bus.connection import TRANSIENT, connect, translate
 from bus.contracts import default_registry
@@ -79,15 +79,6 @@ def _limit(name: str, unit: str = "") -> Any:
 # -- plumbing ----------------------------------------------------------------------------------
 
 
-def _redis_url() -> str:
-    url = Settings.load().redis_url
-    if url is None:
-        raise ConfigurationError(
-            "set SIMPUL_REDIS_URL (or start a local server with `simpul redis`)"
-        )
-    return url
-
-
 def _where(url: str) -> str:
     """Host and port of a Redis URL, never its password."""
     parts = urlsplit(url)
@@ -110,7 +101,7 @@ def _run(work: Callable[[Redis], Awaitable[T]], *, url: str | None = None) -> T:
                 await redis.aclose()
 
     try:
-        return asyncio.run(main(url or _redis_url()))
+        return asyncio.run(main(url or redis_url()))
     except SimpulError as exc:
         raise fail(_err, exc) from None
 
@@ -183,7 +174,7 @@ def status(
 
 def _url_or_fail() -> str:
     try:
-        return _redis_url()
+        return redis_url()
     except SimpulError as exc:
         raise fail(_err, exc) from None
 
