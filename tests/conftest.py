@@ -96,3 +96,13 @@ def postgres_url() -> Iterator[str]:
     yield f"{server}{separator}options={quote(f'-csearch_path={schema}')}"
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store URL for tests that run on both databases: a SQLite file in the test's folder,
+    then a PostgreSQL schema of the test's own (``postgres_url``)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url

@@ -16,14 +16,6 @@ from bus.store import Store, StoreUnavailable, Tx
 TABLE = "CREATE TABLE IF NOT EXISTS grant_status (grant_no TEXT PRIMARY KEY, status TEXT NOT NULL)"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 @pytest.fixture
 async def store(store_url: str) -> AsyncIterator[Store]:
     store = Store(store_url)

@@ -59,13 +59,6 @@ async def bapenda(tmp_path: Path, settings: Settings) -> AsyncIterator[Bapenda]:
     await service.store.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'bapenda.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 @pytest.fixture
 def dpmptsp(redis: Redis) -> Publisher:
     return Publisher(redis, source=DPMPTSP)

@@ -58,13 +58,6 @@ async def dinsos(tmp_path: Path, settings: Settings) -> AsyncIterator[Dinsos]:
     await service.store.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'dinsos.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 @pytest.fixture
 def dukcapil(redis: Redis) -> Publisher:
     return Publisher(redis, source=DUKCAPIL)
