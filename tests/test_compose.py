@@ -5,8 +5,11 @@
 * the Redis config and ACL file load in a real redis-server, every compose user can log in with
   its development password, the default user cannot, dangerous commands are refused;
 * every adapter and service command of the compose file exists and starts, with the compose
-  environment, against that Redis (hostnames pointed at loopback, stores at SQLite), reaches
-  its ready state, and stops cleanly on SIGTERM.
+  environment and its mounted files (keys, the topology as keyring), against that Redis
+  (hostnames pointed at loopback, stores at SQLite), reaches its ready state, and stops cleanly
+  on SIGTERM;
+* while they run, every event on the bus is signed by the key of the principal that published
+  it, every service verifies it, and a forged or altered event reaches no handler.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from adapters.dukcapil import fixtures as siak
 from adapters.dukcapil.schema import ddl
 from bus import acl, keys
 from bus.embedded import find_redis_server, free_port
+from bus.signing import Signer, verify_fields
 from bus.topology import load_topology, password_variable
 
 ROOT = Path(__file__).parent.parent
@@ -128,6 +132,26 @@ def test_every_simpul_container_runs_a_simpul_command_as_its_own_user() -> None:
     assert healthcheck[healthcheck.index("--user") + 1] in readonly
     variable = password_variable(next(o for o in TOPOLOGY.operators if o.role == "readonly"))
     assert healthcheck[healthcheck.index("--pass") + 1] == f"${{{variable}}}"
+
+
+def test_every_publisher_signs_with_its_principals_key_and_every_service_verifies() -> None:
+    ring = {key.key_id: key for key in TOPOLOGY.signing_keys()}
+    publishers = {p.principal for p in TOPOLOGY.publishers()}
+    users = _container_users()
+    signing = verifying = 0
+    for name, spec in _simpul_containers().items():
+        env, user, mounts = spec["environment"], users[name][0], _bind_mounts(spec)
+        if user in publishers:
+            key_id = env["SIMPUL_SIGNER"]
+            assert ring[key_id].principal == user, f"{name} signs with another principal's key"
+            signer = Signer.from_file(mounts[env["SIMPUL_SIGNING_KEY_FILE"]], key_id)
+            assert signer.public_key == ring[key_id].public_key, f"{name}: not the topology's key"
+            signing += 1
+        if spec["command"][1] == "run":  # a service: the topology is its keyring
+            assert mounts[env["SIMPUL_KEYRING_FILE"]] == ROOT / "deploy/topology.yaml", name
+            assert str(env.get("SIMPUL_REQUIRE_SIGNATURES", "true")).lower() == "true", name
+            verifying += 1
+    assert (signing, verifying) == (6, 6)  # 3 adapters + 3 publishing services; 6 services
 
 
 def test_the_siak_ddl_of_the_compose_database_is_the_adapters_schema() -> None:
@@ -234,6 +258,10 @@ def _environment(
 ) -> tuple[dict[str, str], list[str], str | None]:
     """The compose environment with hosts on loopback and stores on SQLite in ``folder``."""
     env = {k: _interpolate(str(v)) for k, v in spec["environment"].items()}
+    mounts = _bind_mounts(spec)
+    for variable, value in env.items():
+        if value in mounts:
+            env[variable] = str(mounts[value])
     user = re.match(r"redis://([^:]+):", env["SIMPUL_REDIS_URL"])
     assert user
     env["SIMPUL_REDIS_URL"] = redis.url(user.group(1))
@@ -265,6 +293,18 @@ def _environment(
         http = f"http://127.0.0.1:{port}"
     env["SIMPUL_BLOCK_MS"] = "200"
     return env, command, http
+
+
+def _bind_mounts(spec: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> the repository file a ``./host:/container[:ro]`` volume mounts there."""
+    found = {}
+    for volume in spec.get("volumes", []):
+        host, _, rest = volume.partition(":")
+        if host.startswith("./"):
+            source = ROOT / host
+            assert source.exists(), f"docker-compose.yml mounts {host}, which does not exist"
+            found[rest.split(":")[0]] = source
+    return found
 
 
 def _start(name: str, spec: dict[str, Any], redis: AclRedis, folder: Path) -> Started:
@@ -309,6 +349,7 @@ def test_every_compose_command_starts_against_the_compose_redis_and_stops_cleanl
                 logs = {s.name: (tmp_path / f"{s.name}.log").read_text()[-1500:] for s in waiting}
                 pytest.fail(f"not ready within 60 s: {logs}")
             time.sleep(0.1)
+        _check_signed_end_to_end(acl_redis)
         for s in started:
             s.proc.send_signal(signal.SIGTERM)
         for s in started:
@@ -321,3 +362,66 @@ def test_every_compose_command_starts_against_the_compose_redis_and_stops_cleanl
             if s.proc.poll() is None:
                 s.proc.kill()
                 s.proc.wait()
+
+
+def _check_signed_end_to_end(redis: AclRedis) -> None:
+    """Every entry on the bus is signed by a principal allowed its type and verifies; the
+    services took them all; a forged and an altered event end in every subscriber's dead
+    letters (unsigned, bad_signature), whoever wrote them."""
+    ring = {key.key_id: key for key in TOPOLOGY.signing_keys()}
+    with redis.client("operator", DEV_ENV["SIMPUL_REDIS_PASSWORD_OPERATOR"]) as operator:
+        _wait_until(lambda: _drained(operator), "every group read and acked every entry")
+        streams = _streams(operator)
+        assert keys.stream("dukcapil.citizen") in streams
+        for stream in streams:
+            for _, fields in operator.xrange(stream):
+                key = ring[fields[b"signer"].decode()]
+                assert fields[b"type"].decode() in key.types, f"{stream}: signed by {key.key_id}"
+                assert verify_fields(key.public_key, fields), f"{stream}: a signature fails"
+        assert not list(operator.scan_iter(match="simpul:{*}:dlq:*")), "nothing dead-lettered"
+
+        citizen = keys.stream("dukcapil.citizen")
+        _, fields = operator.xrange(citizen, count=1)[0]
+        unsigned = {k: v for k, v in fields.items() if k not in (b"signature", b"signer")}
+        forged = {**unsigned, b"id": b"forged-0001"}
+        altered = {**fields, b"id": b"altered-0001"}  # the id is signed too
+        stolen = DEV_ENV["SIMPUL_REDIS_PASSWORD_ADAPTER_DUKCAPIL"]  # a stolen adapter password
+        with redis.client("adapter-dukcapil", stolen) as adapter:
+            adapter.xadd(citizen, forged)  # type: ignore[arg-type]
+            adapter.xadd(citizen, altered)  # type: ignore[arg-type]
+        event_type = fields[b"type"].decode()
+        groups = [s.group for s in TOPOLOGY.services
+                  if event_type in {sub.type for sub in s.subscriptions}]  # fmt: skip
+        assert {"profile", "audit"} <= set(groups)
+
+        def reasons(group: str) -> list[str]:
+            letters = operator.xrange(keys.dead_letters(citizen, group))
+            return sorted(f[b"dlq.reason"].decode() for _, f in letters)
+
+        _wait_until(
+            lambda: all(len(reasons(g)) == 2 for g in groups), "every subscriber refused both"
+        )
+        for group in groups:
+            assert reasons(group) == ["bad_signature", "unsigned"], group
+
+
+def _streams(redis: Redis) -> list[str]:
+    found = [k.decode() for k in redis.scan_iter(match="simpul:{*}", _type="stream")]
+    return sorted(k for k in found if keys.is_stream(k))
+
+
+def _drained(redis: Redis) -> bool:
+    for stream in _streams(redis):
+        last = redis.xinfo_stream(stream)["last-generated-id"]
+        for group in redis.xinfo_groups(stream):
+            if group["last-delivered-id"] != last or group["pending"]:
+                return False
+    return True
+
+
+def _wait_until(ready: Any, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout:.0f} s: {what}")
+        time.sleep(0.1)
