@@ -58,7 +58,6 @@ TOPOLOGY: Topology = load_topology(ROOT / "deploy/topology.yaml", registry=contr
 PASSWORDS = acl.passwords(TOPOLOGY, ENV)
 
 STREAMS = sorted({m.__contract__.stream for m in contracts()})
-ADAPTERS = ["dukcapil-siak", "dpmptsp-sicantik", "bapenda-pembayaran"]
 CITY = [
     "--topology",
     str(ROOT / "deploy/topology.yaml"),
@@ -79,6 +78,7 @@ PUBLISHES: dict[str, set[str]] = {
     "adapter-dukcapil": {s("dukcapil.citizen")},
     "adapter-dpmptsp": {s("dpmptsp.permit")},
     "adapter-bapenda": {s("bapenda.payment")},
+    "adapter-identitas": {s("identity.account")},
     "svc-dinsos": {s("dinsos.assistance")},
     "svc-bapenda": {s("bapenda.taxpayer")},
     "svc-dinkes": {s("dinkes.immunisation")},
@@ -111,8 +111,10 @@ READS: dict[str, set[str]] = {
 GROUPS = {"svc-profile": "profile", "svc-dinsos": "dinsos", "svc-bapenda": "bapenda",
           "svc-dinkes": "dinkes", "svc-notifier": "notifier", "svc-audit": "audit"}  # fmt: skip
 OWN_ADAPTER = {"adapter-dukcapil": "dukcapil-siak", "adapter-dpmptsp": "dpmptsp-sicantik",
-               "adapter-bapenda": "bapenda-pembayaran"}  # fmt: skip
+               "adapter-bapenda": "bapenda-pembayaran",
+               "adapter-identitas": "diskominfo-identitas"}  # fmt: skip
 PRINCIPALS = [ADMIN, READONLY, *OWN_ADAPTER, *GROUPS]
+ADAPTERS = list(OWN_ADAPTER.values())
 
 PUBLISH_OPS = ("publish", "publish-batch", "xadd")
 CONSUME_OPS = ("readgroup", "claim", "autoclaim", "keep-alive", "ack", "dead-letter",

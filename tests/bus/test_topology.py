@@ -323,6 +323,8 @@ def test_the_city_topology_names_the_adapters_as_their_code_does(city: Topology)
         "adapter-dukcapil": adapters.dukcapil.NAME,
         "adapter-dpmptsp": adapters.dpmptsp.NAME,
         "adapter-bapenda": adapters.bapenda.NAME,
+        # The super-app's own integration (no adapter of this repository; the demo plays it).
+        "adapter-identitas": "diskominfo-identitas",
     }
     assert head_key() == AUDIT_HEAD
 
