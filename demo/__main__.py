@@ -38,17 +38,28 @@ from rich.table import Table
 from adapters import bapenda as bapenda_adapter
 from adapters import dpmptsp, dukcapil
 from adapters.dukcapil import fixtures as siak
-from bus import EventContext, Publisher, Service, catalogue
+from bus import EventContext, Publisher, Service, catalogue, keys
 from bus.connection import connect
 from bus.embedded import redis_url_or_embedded
 from bus.http import running as serving
 from bus.logging import configure
 from bus.quarantine import Quarantine
 from bus.settings import Settings
+from bus.signing import verify_fields
 from bus.store import Store
 from bus.testing import quick_settings
 from demo.city import DAY, Day, play
 from demo.mail import MailCatcher
+from demo.security import (
+    ARCHIVE,
+    IDENTITY,
+    OPERATOR,
+    Intrusion,
+    Security,
+    lock_down,
+    prepare,
+    stolen_password,
+)
 from schemas.common import pseudonym
 from schemas.dukcapil import CitizenMoved
 from schemas.identity import AccountLinked, Verification
@@ -56,6 +67,7 @@ from services.audit import Audit
 from services.bapenda import Bapenda
 from services.dinkes import Dinkes
 from services.dinsos import Dinsos
+from services.dinsos.service import SOURCE as DINSOS_SOURCE
 from services.monitor import Monitor, MonitorSettings
 from services.notifier import Notifier
 from services.notifier.mail import SmtpSettings
@@ -87,35 +99,36 @@ class Legacy:
 
 
 class City:
-    """Every service of the demo, wired to one Redis and stores in one folder."""
+    """Every service of the demo, each as its own principal, with stores in one folder."""
 
-    def __init__(self, url: str, folder: Path, smtp_port: int) -> None:
-        self.url = url
+    def __init__(self, security: Security, folder: Path, smtp_port: int) -> None:
+        self.security = security
         self.folder = folder
 
-        def settings(**extra: Any) -> Settings:
-            return quick_settings(url, max_deliveries=3, **extra)
+        def settings(principal: str, **extra: Any) -> Settings:
+            return quick_settings(security.url(principal), max_deliveries=3,
+                                  **security.settings(principal), **extra)  # fmt: skip
 
         def store(name: str) -> Store:
             return Store(f"sqlite:///{folder / f'{name}.db'}")
 
         self.profile = Profile(
-            store("profile"), settings=settings(http="127.0.0.1:0"),
+            store("profile"), settings=settings("svc-profile", http="127.0.0.1:0"),
             tokens=f"citizen-app={CITIZEN_APP_TOKEN},dinsos={DINSOS_TOKEN}",
             pseudonym_key=PSEUDONYM_KEY,
         )  # fmt: skip
-        self.dinsos = Dinsos(store("dinsos"), settings=settings())
-        self.bapenda = Bapenda(store("bapenda"), settings=settings())
-        self.dinkes = Dinkes(store("dinkes"), settings=settings())
+        self.dinsos = Dinsos(store("dinsos"), settings=settings("svc-dinsos"))
+        self.bapenda = Bapenda(store("bapenda"), settings=settings("svc-bapenda"))
+        self.dinkes = Dinkes(store("dinkes"), settings=settings("svc-dinkes"))
         smtp = SmtpSettings(
             host="127.0.0.1", port=smtp_port, sender="Pemkot Malang <layanan@malangkota.go.id>"
         )
         self.notifier = Notifier(
-            store("notifier"), settings=settings(http="127.0.0.1:0"), smtp=smtp,
+            store("notifier"), settings=settings("svc-notifier", http="127.0.0.1:0"), smtp=smtp,
             token=NOTIFIER_TOKEN, max_age=timedelta(0),  # the day is in the past: notify anyway
         )  # fmt: skip
-        self.audit = Audit(store("audit"), settings=settings())
-        self.archive = Service("arsip-demo", settings=settings())
+        self.audit = Audit(store("audit"), settings=settings("svc-audit"))
+        self.archive = Service("arsip-demo", settings=settings(ARCHIVE))
         self.archived = 0
         self.archive.on(CitizenMoved)(self._archive_move)
 
@@ -141,9 +154,34 @@ class City:
 # -- the legacy side ----------------------------------------------------------------------------
 
 
-async def seed(city: City, redis: Redis, day: Day) -> None:
+async def seed(city: City, day: Day) -> None:
     """Before the day: accounts the super-app linked, e-mails citizens gave, assistance paid."""
-    identity = Publisher(redis, source=IDENTITY_SOURCE)
+    security = city.security
+    async with _client(security, IDENTITY) as redis:
+        await _link_accounts(Publisher(redis, source=IDENTITY_SOURCE,
+                                       signer=security.signer(IDENTITY)), day)  # fmt: skip
+    for account in day.accounts:
+        await city.notifier.set_contact(account.account_id, account.email)
+    async with _client(security, "svc-dinsos") as redis:
+        grants = Publisher(redis, source=DINSOS_SOURCE, signer=security.signer("svc-dinsos"))
+        for grant in day.grants:
+            await city.dinsos.grant(
+                grants, recipient=grant.recipient, kk=grant.kk, kelurahan=grant.kelurahan,
+                programme=grant.programme, amount=grant.amount, frequency="monthly",
+                starts_on=date(2026, 1, 1), granted_on=date(2025, 12, 15),
+            )  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def _client(security: Security, principal: str) -> AsyncIterator[Redis]:
+    redis = security.connect(principal)
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
+
+
+async def _link_accounts(identity: Publisher, day: Day) -> None:
     linked_at = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
     await identity.publish_many([
         identity.envelope(AccountLinked(account_id=a.account_id, nik=a.nik,
@@ -151,30 +189,28 @@ async def seed(city: City, redis: Redis, day: Day) -> None:
                                         linked_at=linked_at + timedelta(hours=i)))
         for i, a in enumerate(day.accounts)
     ])  # fmt: skip
-    for account in day.accounts:
-        await city.notifier.set_contact(account.account_id, account.email)
-    for grant in day.grants:
-        await city.dinsos.grant(
-            redis, recipient=grant.recipient, kk=grant.kk, kelurahan=grant.kelurahan,
-            programme=grant.programme, amount=grant.amount, frequency="monthly",
-            starts_on=date(2026, 1, 1), granted_on=date(2025, 12, 15),
-        )  # fmt: skip
 
 
-async def registry(redis: Redis, day: Day, folder: Path, legacy: Legacy) -> None:
+async def registry(security: Security, day: Day, folder: Path, legacy: Legacy) -> None:
     """SIAK: the day's rows in its database; the dukcapil adapter polls them."""
     db = folder / "siak.db"
     siak.create_sqlite(db, day.siak)
-    progress = await dukcapil.adapter(redis, db, pseudonym_key=PSEUDONYM_KEY).run_once()
+    async with _client(security, "adapter-dukcapil") as redis:
+        runner = dukcapil.adapter(redis, db, pseudonym_key=PSEUDONYM_KEY,
+                                  signer=security.signer("adapter-dukcapil"))  # fmt: skip
+        progress = await runner.run_once()
     legacy.published["dukcapil"] += progress.published
     legacy.quarantined["dukcapil"] += progress.quarantined
 
 
-async def licensing(redis: Redis, day: Day, legacy: Legacy) -> None:
+async def licensing(security: Security, day: Day, legacy: Legacy) -> None:
     """The licensing application POSTs its decisions to the dpmptsp webhook."""
     token = "demo-licensing-webhook-token"
-    hook = dpmptsp.webhook(redis, token=token)
-    async with serving(hook.app(), port=0) as base, httpx.AsyncClient() as client:
+    async with contextlib.AsyncExitStack() as stack:
+        redis = await stack.enter_async_context(_client(security, "adapter-dpmptsp"))
+        hook = dpmptsp.webhook(redis, token=token, signer=security.signer("adapter-dpmptsp"))
+        base = await stack.enter_async_context(serving(hook.app(), port=0))
+        client = await stack.enter_async_context(httpx.AsyncClient())
         for body in day.permits:
             sent = {"content": body} if isinstance(body, str) else {"json": body}
             answer = await client.post(
@@ -186,7 +222,7 @@ async def licensing(redis: Redis, day: Day, legacy: Legacy) -> None:
     legacy.quarantined["dpmptsp"] += legacy.answers[422] + legacy.answers[400]
 
 
-async def taxes(redis: Redis, day: Day, folder: Path, legacy: Legacy) -> None:
+async def taxes(security: Security, day: Day, folder: Path, legacy: Legacy) -> None:
     """The tax system's nightly export lands in the drop folder; the bapenda adapter reads it."""
     drop = folder / "bapenda-drop"
     for sub in ("incoming", "done", "failed"):
@@ -196,8 +232,10 @@ async def taxes(redis: Redis, day: Day, folder: Path, legacy: Legacy) -> None:
         writer = csv.DictWriter(out, fieldnames=bapenda_adapter.COLUMNS, delimiter=";")
         writer.writeheader()
         writer.writerows(day.payments)
-    runner = bapenda_adapter.adapter(redis, drop, settle_seconds=0)
-    progress = await runner.run_once()
+    async with _client(security, "adapter-bapenda") as redis:
+        runner = bapenda_adapter.adapter(redis, drop, settle_seconds=0,
+                                         signer=security.signer("adapter-bapenda"))  # fmt: skip
+        progress = await runner.run_once()
     legacy.published["bapenda"] += progress.published
     legacy.quarantined["bapenda"] += progress.quarantined
 
@@ -255,14 +293,26 @@ async def watch(redis: Redis, live: Live, stage: list[str]) -> None:
 # -- the day --------------------------------------------------------------------------------------
 
 
-async def run(url: str, folder: Path, *, stay: bool) -> None:
-    redis = connect(url)
+async def secure(url: str, folder: Path, *, owned: bool) -> Security:
+    """An empty bus, locked down to the topology's principals (see demo.security)."""
+    first = connect(url)
     try:
-        await _check_empty(redis, url)
+        await _check_empty(first, url)
+    finally:
+        await first.aclose()
+    security = prepare(url, folder / "security")
+    await lock_down(security, owned=owned)
+    return security
+
+
+async def run(url: str, folder: Path, *, stay: bool, owned: bool) -> None:
+    security = await secure(url, folder, owned=owned)
+    redis = security.connect(OPERATOR)  # the operators' own view: status, dashboard, summary
+    try:
         day = play()
         legacy = Legacy()
         with MailCatcher() as mail:
-            city = City(url, folder, mail.port)
+            city = City(security, folder, mail.port)
             monitor = Monitor(
                 redis, settings=MonitorSettings(token=MONITOR_TOKEN, sample_s=1.0),
                 handled=catalogue.handled(city.services),
@@ -277,13 +327,16 @@ async def run(url: str, folder: Path, *, stay: bool) -> None:
                     started = time.monotonic()
                     try:
                         stage[0] = "the super-app's accounts and Dinas Sosial's grants"
-                        await seed(city, redis, day)
+                        await seed(city, day)
                         stage[0] = "the licensing application's decisions"
-                        await licensing(redis, day, legacy)
+                        await licensing(security, day, legacy)
                         stage[0] = "SIAK: births, deaths and moves"
-                        await registry(redis, day, folder, legacy)
+                        await registry(security, day, folder, legacy)
                         stage[0] = "the tax system's nightly export"
-                        await taxes(redis, day, folder, legacy)
+                        await taxes(security, day, folder, legacy)
+                        stage[0] = "a stolen adapter password tries its luck"
+                        victim = _living_account_holder(day)
+                        intrusion = await stolen_password(security, victim.nik, victim.kecamatan)
                         stage[0] = "services at work"
                         await _wait_settled(redis)
                         stage[0] = f"the day is done ({time.monotonic() - started:.1f} s)"
@@ -293,7 +346,11 @@ async def run(url: str, folder: Path, *, stay: bool) -> None:
                         with contextlib.suppress(asyncio.CancelledError):
                             await watcher
                 await summary(city, redis, day, legacy, mail)
-                where_to_look(city, url, folder, day, dashboard)
+                await trust(city, redis, intrusion, victim.account_id)
+                # The operator's password is the demo's own, made for this run: shown so that
+                # the printed commands work; a URL the user gave keeps its password hidden.
+                operator_url = security.url(OPERATOR) if security.acl_applied else _shown(url)
+                where_to_look(city, operator_url, folder, day, dashboard)
                 if stay:
                     console.print("\n[bold]The services keep running.[/bold] Press Ctrl-C to stop.")
                     await asyncio.Event().wait()
@@ -349,7 +406,7 @@ async def summary(city: City, redis: Redis, day: Day, legacy: Legacy, mail: Mail
         services.add_row(service.name, str(service.health.counters.get("acked", 0)), effect)
     console.print(services)
 
-    dead = Table(title="dead letters (after 3 attempts)", title_justify="left")
+    dead = Table(title="dead letters (failed 3 attempts, or refused at once)", title_justify="left")
     for column in ("stream", "group", "reason", "error"):
         dead.add_column(column)
     async for key in redis.scan_iter(match="simpul:{*}:dlq:*", count=1000):
@@ -408,16 +465,77 @@ async def _effects(city: City, day: Day, mail: MailCatcher) -> list[tuple[Servic
     ]  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Victim:
+    """A resident with a city account whom the day leaves alone (alive, same address)."""
+
+    nik: str
+    kecamatan: str
+    account_id: str
+
+
+def _living_account_holder(day: Day) -> Victim:
+    touched = {row["nik"] for row in day.siak}
+    people = {p.nik: p for p in day.residents}
+    for account in day.accounts:
+        if account.nik not in touched and account.nik in people:
+            kecamatan = people[account.nik].address.kecamatan
+            return Victim(account.nik, kecamatan, account.account_id)
+    raise RuntimeError("the demo's day has no account holder the registry leaves alone")
+
+
+async def trust(city: City, redis: Redis, intrusion: Intrusion, account_id: str) -> None:
+    """Who could do what: the ACLs, the signatures on the bus, what a stolen password got."""
+    table = Table(title="trust (least privilege, signed events)", title_justify="left")
+    table.add_column("check")
+    table.add_column("outcome")
+    table.add_row("Redis ACLs from deploy/topology.yaml", city.security.acl_note)
+    valid, total = await _signed(redis, city.security)
+    table.add_row("signatures on the bus",
+                  f"{valid} of {total} events signed by a principal allowed their type "
+                  "(every service verifies)")  # fmt: skip
+    if intrusion.cross_department:
+        table.add_row("stolen dukcapil password: publish a bapenda payment",
+                      f"refused by Redis: {intrusion.cross_department}")  # fmt: skip
+    refused = []
+    async for key in redis.scan_iter(match="simpul:{*}:dlq:*", count=1000):
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(key)  # type: ignore[assignment]
+        refused += [f[b"dlq.group"].decode() for _, f in entries
+                    if f.get(b"id", b"").decode() == intrusion.forged_event_id]  # fmt: skip
+    linked = await city.profile.by_account(account_id) is not None
+    account = "still linked" if linked else "CLOSED (!)"
+    table.add_row("...and an unsigned death of a living resident",
+                  f"dead-lettered by {len(refused)} services (unsigned), no handler ran: "
+                  f"the resident's account is {account}")  # fmt: skip
+    console.print(table)
+
+
+async def _signed(redis: Redis, security: Security) -> tuple[int, int]:
+    """(entries validly signed by a principal allowed their type, all entries) on the bus."""
+    ring = {key.key_id: key for key in security.topology.signing_keys()}
+    valid = total = 0
+    async for key_b in redis.scan_iter(match="simpul:{*}", count=1000, _type="stream"):
+        if not keys.is_stream(key_b.decode()):
+            continue
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(key_b)  # type: ignore[assignment]
+        for _, fields in entries:
+            total += 1
+            signer = ring.get(fields.get(b"signer", b"").decode())
+            allowed = signer is not None and fields.get(b"type", b"").decode() in signer.types
+            valid += bool(allowed and signer and verify_fields(signer.public_key, fields))
+    return valid, total
+
+
 def where_to_look(city: City, url: str, folder: Path, day: Day, dashboard: str) -> None:
     account = day.accounts[0].account_id
     console.print("\n[bold]Where to look[/bold] (while the demo runs)")
     console.print(f"  the operators' dashboard: {dashboard}   (Replay token: {MONITOR_TOKEN})")
-    console.print(f"  export SIMPUL_REDIS_URL={_shown(url)}")
+    console.print(f"  export SIMPUL_REDIS_URL={url}")
     console.print(f"  export SIMPUL_AUDIT_DB=sqlite:///{folder / 'audit.db'}")
     console.print("  simpul quarantine list dukcapil-siak     # the SIAK rows the adapter refused")
     console.print("  simpul audit verify                      # the archive's hash chain")
     console.print("  simpul status                            # every stream and group at a glance")
-    console.print("  simpul dlq list                          # the archive's dead letters")
+    console.print("  simpul dlq list                          # the dead letters, with reasons")
     console.print("  simpul contracts list                    # the shared data contracts")
     console.print("  the citizen app's view of one resident (profile API):")
     console.print(f"  curl -H 'Authorization: Bearer {CITIZEN_APP_TOKEN}' "
@@ -450,11 +568,11 @@ def main() -> None:
         folder = Path(tmp)
         with redis_url_or_embedded(url, str(folder / "redis")) as resolved:
             console.print(f"[dim]Redis at {_shown(resolved)}; stores in {folder}[/dim]")
-            asyncio.run(_main(resolved, folder, stay=stay, stop=stop))
+            asyncio.run(_main(resolved, folder, stay=stay, stop=stop, owned=url is None))
     console.print("[dim]stopped cleanly[/dim]")
 
 
-async def _main(url: str, folder: Path, *, stay: bool, stop: threading.Event) -> None:
+async def _main(url: str, folder: Path, *, stay: bool, stop: threading.Event, owned: bool) -> None:
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
@@ -463,7 +581,7 @@ async def _main(url: str, folder: Path, *, stay: bool, stop: threading.Event) ->
     if stop.is_set():
         return
     with contextlib.suppress(asyncio.CancelledError):
-        await run(url, folder, stay=stay)
+        await run(url, folder, stay=stay, owned=owned)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from bus.embedded import find_redis_server
 
 ROOT = Path(__file__).parent.parent
 
@@ -48,7 +51,25 @@ def test_the_day_plays_and_every_department_shows_its_effect() -> None:
     assert "hash chain verifies" in out
     # The failing consumer: dead letters with the handler's error, everything else flowed.
     assert "ArchiveDiskFull" in out and "handler_failed" in out
+    # Trust: each component logs in as its own principal and signs; with the dukcapil adapter's
+    # password but not its key, a bapenda payment is refused by Redis and an unsigned death
+    # reaches no handler (every subscriber dead-letters it; the resident's account stays).
+    signed = re.search(r"(\d+) of (\d+) events signed by a principal allowed their type", out)
+    assert signed, out[-3000:]
+    assert int(signed[1]) == int(signed[2]) - 1 > 40  # all but the forged death
+    assert "dead-lettered by 5 services (unsigned), no handler ran" in out
+    assert "the resident's account is still linked" in out
+    if _redis_major(find_redis_server()) >= 7:  # ACL selectors: Redis 7 (else the 6.2 wheel)
+        assert re.search(r"\d+ principals, default user off", out), out[-3000:]
+        assert "refused by Redis: this user has no permissions" in out
     assert "stopped cleanly" in out
+
+
+def _redis_major(binary: str) -> int:
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
+    found = re.search(r"v=(\d+)\.", version.stdout)
+    assert found, version.stdout
+    return int(found[1])
 
 
 def _pty_demo() -> tuple[subprocess.Popen[bytes], int]:

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Literal
 
 from redis.asyncio import Redis
 
@@ -21,6 +22,7 @@ from bus import ConfigurationError, Publisher
 from bus.adapter import Adapter, ProgressHook, Record
 from bus.checkpoint import RedisCheckpoints
 from bus.quarantine import Quarantine
+from bus.signing import Signer
 from bus.sources.csvdrop import CsvDropSource, drop_adapter
 from schemas.bapenda import PaymentChannel, PaymentReceived, TaxKind
 
@@ -165,12 +167,13 @@ def adapter(
     settle_seconds: float = 2.0,
     batch_size: int = 500,
     on_progress: ProgressHook | None = None,
+    signer: Signer | Literal["environment"] | None = "environment",
 ) -> Adapter:
     """The Bapenda adapter, wired: drop folder, mapper, publisher, checkpoints, quarantine."""
     drop = source(folder, delimiter=delimiter, fallback_encoding=fallback_encoding,
                   settle_seconds=settle_seconds)  # fmt: skip
     return drop_adapter(NAME, source=drop, mapper=_map_record,
-                        publisher=Publisher(redis, source=SOURCE),
+                        publisher=Publisher(redis, source=SOURCE, signer=signer),
                         checkpoints=RedisCheckpoints(redis), quarantine=Quarantine(redis, NAME),
                         batch_size=batch_size, on_progress=on_progress)  # fmt: skip
 

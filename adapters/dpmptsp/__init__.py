@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta, timezone
-from typing import Any
+from typing import Any, Literal
 
 from redis.asyncio import Redis
 
@@ -21,6 +21,7 @@ from adapters.dpmptsp.payload import APPLIED, ISSUED, KINDS, REASONS, REJECTED, 
 from bus import ConfigurationError, Contract, Publisher, event_id
 from bus.adapter import Record
 from bus.quarantine import Quarantine
+from bus.signing import Signer
 from bus.sources.webhook import MAX_BODY, Webhook
 from schemas.dpmptsp import PermitApplied, PermitIssued, PermitRejected
 
@@ -148,13 +149,20 @@ def map_payload(payload: Payload) -> tuple[Contract, str]:
     return event, event_id(SOURCE, SOURCE_NAME, payload["nomor_permohonan"], version_of(payload))
 
 
-def webhook(redis: Redis, *, token: str | None = None, max_body: int = MAX_BODY) -> Webhook:
-    """The licensing webhook, wired: mapper, publisher and quarantine on ``redis``."""
+def webhook(
+    redis: Redis,
+    *,
+    token: str | None = None,
+    max_body: int = MAX_BODY,
+    signer: Signer | Literal["environment"] | None = "environment",
+) -> Webhook:
+    """The licensing webhook, wired: mapper, publisher and quarantine on ``redis``; ``signer``
+    as :class:`~bus.publisher.Publisher` takes it (default: ``SIMPUL_SIGNING_KEY_FILE``)."""
     return Webhook(
         NAME,
         source_name=SOURCE_NAME,
         mapper=SicantikMapper(),
-        publisher=Publisher(redis, source=SOURCE),
+        publisher=Publisher(redis, source=SOURCE, signer=signer),
         quarantine=Quarantine(redis, NAME),
         key="nomor_permohonan",
         version=version_of,

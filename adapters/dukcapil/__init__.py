@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Mapping
 from datetime import timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from redis.asyncio import Redis
 
@@ -20,6 +20,7 @@ from bus import ConfigurationError, Contract, Publisher, event_id
 from bus.adapter import Adapter, ProgressHook, Record
 from bus.checkpoint import RedisCheckpoints
 from bus.quarantine import Quarantine
+from bus.signing import Signer
 from bus.sources.sql import Database, PostgresDatabase, SqliteDatabase, SqlSource
 from schemas.common import pseudonym
 from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved
@@ -131,13 +132,14 @@ def adapter(
     outbox: bool = False,
     batch_size: int = 500,
     on_progress: ProgressHook | None = None,
+    signer: Signer | Literal["environment"] | None = "environment",
 ) -> Adapter:
     """The SIAK adapter, wired: SQL source, mapper, publisher, checkpoints and quarantine."""
     return Adapter(
         NAME,
         source=source(db, outbox=outbox),
         mapper=SiakMapper(pseudonym_key),
-        publisher=Publisher(redis, source=SOURCE),
+        publisher=Publisher(redis, source=SOURCE, signer=signer),
         checkpoints=RedisCheckpoints(redis),
         quarantine=Quarantine(redis, NAME),
         batch_size=batch_size,
