@@ -19,8 +19,9 @@ reads. Scripts gain nothing: Redis checks each ``redis.call`` inside a script ag
 * a **service**: on the streams of its approved subscriptions, the consumer's commands
   (``XREADGROUP``, ``XACK``, ``XCLAIM``, ``XAUTOCLAIM``, ``XPENDING``, ``XGROUP CREATE`` and the
   dead-letter and keep-alive scripts), ``XADD`` on only its own dead letters
-  ``<stream>:dlq:<group>``, and its own consumer dedupe markers ``<stream>:done:<group>:*``
-  (``GET``/``SET``/``DEL`` through the dedupe script); a service that publishes also gets its own
+  ``<stream>:dlq:<group>``, its own consumer dedupe markers ``<stream>:done:<group>:*``
+  (``GET``/``SET``/``DEL`` through the dedupe script), ``XINFO STREAM``/``GROUPS`` of those
+  streams and its group's cursor ``<stream>:cursor:<group>`` (bus.gaps); a service that publishes also gets its own
   streams like a producer; the archive (``archive: true``) also writes ``simpul:audit:head``;
 * an operator: ``admin`` gets every command on every key and channel; ``readonly`` gets a
   fixed list of read commands (metrics, status, tail) on the ``simpul:*`` keys;
@@ -259,6 +260,11 @@ def _service(service: ServiceSpec, hashes: tuple[str, ...]) -> AclUser:
             why="consume as its group; the dead-letter and keep-alive scripts",
         ),
         Grant(("+xadd",), tuple(f"%W~{d}" for d in dead), why="its own dead letters"),
+        Grant(
+            ("+xinfo|stream", "+xinfo|groups", "+hgetall", "+hset"),
+            (*(f"%R~{s}" for s in streams), *(f"~{keys.cursor(s, group)}" for s in streams)),
+            why="its group's cursor: entries trimmed before it read them are reported (bus.gaps)",
+        ),
         Grant(
             ("+evalsha", "+get", "+set", "+del"),
             tuple(f"~{keys.done(s, group, '*')}" for s in streams),

@@ -55,6 +55,12 @@ def done(stream_key: str, group: str, event_id: str) -> str:
     return f"{stream_key}:done:{group}:{event_id}"
 
 
+def cursor(stream_key: str, group: str) -> str:
+    """Where ``group`` had read ``stream_key`` up to, as its consumers last saw (a hash: ``id``,
+    ``read``): how a group recreated after a deletion learns what it lost (bus.gaps)."""
+    return f"{stream_key}:cursor:{group}"
+
+
 def quarantine(adapter: str) -> str:
     """Source records an adapter could not map: ``simpul:quarantine:{<adapter>}``.
 

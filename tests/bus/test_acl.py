@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 from adapters import dpmptsp, dukcapil
 from adapters.dpmptsp.fixtures import payloads
 from adapters.dukcapil import fixtures as siak
-from bus import acl, keys
+from bus import acl, gaps, keys
 from bus.adapter import Problem, Record, Rejected
 from bus.checkpoint import RedisCheckpoints
 from bus.cli import app
@@ -118,8 +118,8 @@ ADAPTERS = list(OWN_ADAPTER.values())
 
 PUBLISH_OPS = ("publish", "publish-batch", "xadd")
 CONSUME_OPS = ("readgroup", "claim", "autoclaim", "keep-alive", "ack", "dead-letter",
-               "dlq-xadd", "dedupe", "group-create")  # fmt: skip
-ADMIN_OPS = ("group-setid", "xdel", "xtrim", "set", "group-destroy", "del")  # last: destructive
+               "dlq-xadd", "dedupe", "group-create", "gap-check")  # fmt: skip
+ADMIN_OPS = ("other-cursor", "group-setid", "xdel", "xtrim", "set", "group-destroy", "del")  # last: destructive
 
 
 def expected(principal: str, stream: str, op: str) -> bool:
@@ -296,6 +296,8 @@ def _stream_ops(
         "dlq-xadd": lambda: redis.xadd(dlq, {"dlq.reason": "handler_failed"}),
         "dedupe": lambda: dedupe.begin(stream, "event-1", first),
         "group-create": lambda: redis.xgroup_create(stream, group, "$"),
+        "gap-check": lambda: gaps.check(redis, stream, group),
+        "other-cursor": lambda: redis.hset(keys.cursor(stream, "other"), "id", "0-1"),
         "group-setid": lambda: redis.xgroup_setid(stream, group, "0"),
         "xdel": lambda: redis.xdel(stream, first),
         "xtrim": lambda: redis.xtrim(stream, maxlen=1000),
