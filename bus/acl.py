@@ -21,8 +21,9 @@ reads. Scripts gain nothing: Redis checks each ``redis.call`` inside a script ag
   dead-letter and keep-alive scripts), ``XADD`` on only its own dead letters
   ``<stream>:dlq:<group>``, its own consumer dedupe markers ``<stream>:done:<group>:*``
   (``GET``/``SET``/``DEL`` through the dedupe script), ``XINFO STREAM``/``GROUPS`` of those
-  streams and its group's cursor ``<stream>:cursor:<group>`` (bus.gaps); a service that publishes also gets its own
-  streams like a producer; the archive (``archive: true``) also writes ``simpul:audit:head``;
+  streams and its group's cursor ``<stream>:cursor:<group>`` (bus.gaps); a service that
+  publishes also gets its own streams like a producer; the archive (``archive: true``) also
+  writes ``simpul:audit:head``;
 * an operator: ``admin`` gets every command on every key and channel; ``readonly`` gets a
   fixed list of read commands (metrics, status, tail) on the ``simpul:*`` keys;
 * ``default`` is off.
@@ -281,7 +282,8 @@ def _service(service: ServiceSpec, hashes: tuple[str, ...]) -> AclUser:
 
 
 def _streams(types: Iterable[str]) -> list[str]:
-    return sorted({keys.stream_of(t) for t in types})
+    """Every stream key the types travel on (each partition of a partitioned aggregate)."""
+    return sorted({s for t in types for s in keys.streams(keys.aggregate_of(t))})
 
 
 # -- comparing with a running server ------------------------------------------------------------

@@ -76,7 +76,7 @@ def handled(services: Iterable[Service]) -> dict[str, set[str]]:
             types |= {
                 m.__contract__.event_type
                 for m in service.registry
-                if m.__contract__.stream in streams
+                if set(m.__contract__.streams) & streams
             }
         by_name.setdefault(service.name, set()).update(types)
     return dict(sorted(by_name.items()))

@@ -66,6 +66,7 @@ class ContractInfo:
     owner: str
     classification: Classification
     personal_fields: frozenset[str]
+    partitions: int = 1  # > 1: the aggregate's events are split by subject (keys.partition_of)
     major: int = field(init=False)
     aggregate: str = field(init=False)
     stream: str = field(init=False)
@@ -79,8 +80,19 @@ class ContractInfo:
         major = int(version[1:])
         object.__setattr__(self, "major", major)
         object.__setattr__(self, "aggregate", aggregate)
+        keys.declare_partitions(aggregate, self.partitions)
+        # Partitioned: the family's name, not a key (its keys are `streams`).
         object.__setattr__(self, "stream", keys.stream(aggregate))
         object.__setattr__(self, "dataschema", f"simpul:{name}:{major}.{self.minor}")
+
+    @property
+    def streams(self) -> list[str]:
+        """Every stream key of this type's aggregate (one, or one per partition)."""
+        return keys.streams(self.aggregate)
+
+    def stream_for(self, subject: str | None) -> str:
+        """The stream an event with ``subject`` goes to (ValueError: partitioned, no subject)."""
+        return keys.stream_of(self.event_type, subject)
 
 
 class Contract(BaseModel):
@@ -102,6 +114,7 @@ class Contract(BaseModel):
         minor: int = 0,
         owner: str | None = None,
         classification: Classification = Classification.INTERNAL,
+        partitions: int = 1,
         register: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -115,6 +128,7 @@ class Contract(BaseModel):
                 owner=owner or event_type.split(".", 1)[0],
                 classification=classification,
                 personal_fields=frozenset(personal_paths(cls)),
+                partitions=partitions,
             )
         except ValueError as exc:
             raise ConfigurationError(f"contract {cls.__qualname__}: {exc}") from exc

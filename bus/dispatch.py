@@ -119,8 +119,8 @@ class Dispatcher:
             envelope = Envelope.from_fields(raw)
         except DecodeError as exc:
             return Verdict(Reason.UNDECODABLE, str(exc), delivery)
-        if self._home(envelope.type) != stream:  # a forged or misrouted type: never handled
-            home = self._home(envelope.type)
+        home = self._home(envelope.type, envelope.subject)
+        if home != stream:  # a forged or misrouted type (or partition): never handled
             reason = f"type {envelope.type} belongs to stream {home}, not {stream}"
             return Verdict(Reason.WRONG_STREAM, reason, delivery)
         handler = self.handlers.get(envelope.type)
@@ -148,13 +148,18 @@ class Dispatcher:
 
     def streams(self) -> list[str]:
         """The streams this dispatcher's handlers subscribe to."""
-        own = {h.model.__contract__.stream for h in self.handlers.values()}
+        own = {s for h in self.handlers.values() for s in h.model.__contract__.streams}
         return sorted(own | set(self.every_streams))
 
-    def _home(self, event_type: str) -> str:
+    def _home(self, event_type: str, subject: str | None) -> str:
         home = self._homes.get(event_type)
         if home is None:
-            home = keys.stream_of(event_type)
+            aggregate = keys.aggregate_of(event_type)
+            if keys.partitions(aggregate) > 1:  # a partition: where its subject hashes to
+                if not subject:
+                    return f"a partition of {aggregate} chosen by a subject (it has none)"
+                return keys.stream_of(event_type, subject)
+            home = keys.stream(aggregate)
             if len(self._homes) < _HOMES_MAX:  # bounded: junk entries can invent many types
                 self._homes[event_type] = home
         return home

@@ -14,7 +14,7 @@ from typing import Any
 
 from bus import keys
 from bus.contracts import DATASCHEMA_PATTERN
-from bus.errors import DecodeError
+from bus.errors import ContractViolation, DecodeError
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -66,7 +66,15 @@ class Envelope:
 
     @property
     def stream(self) -> str:
-        return keys.stream_of(self.type)
+        """The stream this event belongs on (a partitioned aggregate: its subject's partition).
+
+        Raises ContractViolation for a partitioned type without a subject."""
+        aggregate = keys.aggregate_of(self.type)
+        count = keys.partitions(aggregate)
+        if count > 1 and not self.subject:
+            problem = f"required: {aggregate} is partitioned by subject ({count} partitions)"
+            raise ContractViolation(self.type, [("subject", problem)])
+        return keys.stream_of(self.type, self.subject)
 
     @property
     def timestamp(self) -> datetime:

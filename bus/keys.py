@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+import zlib
 
 PREFIX = "simpul"
 
@@ -36,8 +37,71 @@ def stream(aggregate: str) -> str:
     return f"{PREFIX}:{{{aggregate}}}"
 
 
-def stream_of(event_type: str) -> str:
-    return stream(aggregate_of(event_type))
+# Partitioned aggregates: name -> number of partitions, declared by their contracts
+# (``Contract, partitions=N``) when the contracts module is imported. Every process that
+# publishes or consumes the aggregate imports its contracts, so all agree on the count.
+_PARTITIONS: dict[str, int] = {}
+MAX_PARTITIONS = 1024
+
+
+def declare_partitions(aggregate: str, count: int) -> None:
+    """Record that ``aggregate`` is split into ``count`` partition streams (1: not split)."""
+    if not isinstance(count, int) or not 1 <= count <= MAX_PARTITIONS:
+        raise ValueError(f"partitions must be an integer from 1 to {MAX_PARTITIONS}, got {count!r}")
+    known = _PARTITIONS.get(aggregate, count)
+    if known != count:
+        raise ValueError(
+            f"aggregate {aggregate!r} is declared with {known} partitions by another contract "
+            f"and {count} here: every type of an aggregate shares its streams"
+        )
+    _PARTITIONS[aggregate] = count
+
+
+def partitions(aggregate: str) -> int:
+    """How many partition streams ``aggregate`` has (1: one plain stream)."""
+    return _PARTITIONS.get(aggregate, 1)
+
+
+def partition_stream(aggregate: str, partition: int) -> str:
+    """Partition ``partition`` of an aggregate: ``simpul:{dukcapil.citizen/3}``. Its own hash
+    tag, so the partitions of one aggregate spread over a cluster's slots."""
+    return f"{PREFIX}:{{{aggregate}/{partition}}}"
+
+
+def partition_of(subject: str, count: int) -> int:
+    """The partition of a subject: CRC-32 (ISO-HDLC, as zlib, PHP's ``crc32()`` and Java's
+    ``java.util.zip.CRC32``) of its UTF-8 bytes, modulo ``count``."""
+    return zlib.crc32(subject.encode()) % count
+
+
+def streams(aggregate: str) -> list[str]:
+    """Every stream key of ``aggregate``: the plain stream, or each partition in order."""
+    count = partitions(aggregate)
+    if count == 1:
+        return [stream(aggregate)]
+    return [partition_stream(aggregate, p) for p in range(count)]
+
+
+def stream_of(event_type: str, subject: str | None = None) -> str:
+    """The stream an event of ``event_type`` goes to: its aggregate's stream, or on a
+    partitioned aggregate the partition of ``subject`` (ValueError without one)."""
+    aggregate = aggregate_of(event_type)
+    count = partitions(aggregate)
+    if count == 1:
+        return stream(aggregate)
+    if not subject:
+        raise ValueError(
+            f"{event_type} needs a subject: {aggregate} is partitioned by subject "
+            f"({count} partitions), and the subject picks the partition"
+        )
+    return partition_stream(aggregate, partition_of(subject, count))
+
+
+def aggregate_of_stream(stream_key: str) -> str | None:
+    """``simpul:{dukcapil.citizen/3}`` -> ``dukcapil.citizen``; None for other keys."""
+    if not is_stream(stream_key):
+        return None
+    return stream_key[len(PREFIX) + 2 : -1].partition("/")[0]
 
 
 def dead_letters(stream_key: str, group: str) -> str:
@@ -53,6 +117,18 @@ def seen(stream_key: str, event_id: str) -> str:
 def done(stream_key: str, group: str, event_id: str) -> str:
     """Consumer-side "handled once" marker of one event id for one group (the dedupe helper)."""
     return f"{stream_key}:done:{group}:{event_id}"
+
+
+def lease(partition_key: str, group: str) -> str:
+    """Which consumer of ``group`` owns a partition right now (a string with a TTL): one reader
+    per partition and group is what keeps a subject's events in order (bus.partitions)."""
+    return f"{partition_key}:lease:{group}"
+
+
+def members(group: str) -> str:
+    """The live consumers of a group that reads partitions (a sorted set of consumer names by
+    last heartbeat, in ms): how each one knows its fair share of partitions."""
+    return f"{PREFIX}:members:{{{group}}}"
 
 
 def cursor(stream_key: str, group: str) -> str:

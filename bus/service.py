@@ -124,7 +124,7 @@ class Service:
         :meth:`on` handler go to that handler instead.
         """
         chosen = (
-            tuple(sorted({m.__contract__.stream for m in self.registry}))
+            tuple(sorted({s for m in self.registry for s in m.__contract__.streams}))
             if streams is None
             else tuple(streams)
         )
@@ -277,7 +277,7 @@ class Service:
         every = [
             m.__contract__.event_type
             for m in self.registry
-            if m.__contract__.stream in self.every_streams
+            if set(m.__contract__.streams) & set(self.every_streams)
         ]
         return sorted({*self.handlers, *every})
 

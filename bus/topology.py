@@ -250,9 +250,9 @@ class Topology(_Strict):
         found: dict[str, list[str]] = {}
         for service in self.services:
             approved = {s.type for s in service.subscriptions}
-            streams = {keys.stream_of(t) for t in approved}
+            aggregates = {keys.aggregate_of(t) for t in approved}
             extra = sorted(
-                t for t in self._owners if keys.stream_of(t) in streams and t not in approved
+                t for t in self._owners if keys.aggregate_of(t) in aggregates and t not in approved
             )
             if extra:
                 found[service.principal] = extra

@@ -313,14 +313,16 @@ class _Run:
 
 
 def _streams(service: Service) -> list[str]:
-    own = {h.model.__contract__.stream for h in service.handlers.values()}
+    own = {s for h in service.handlers.values() for s in h.model.__contract__.streams}
     return sorted(own | set(service.every_streams))
 
 
 def _plan_of(service: Service, stream: str) -> StreamPlan:
     if service.every is not None and stream in service.every_streams:
         return StreamPlan(stream, None)
-    types = sorted(t for t, h in service.handlers.items() if h.model.__contract__.stream == stream)
+    types = sorted(
+        t for t, h in service.handlers.items() if stream in h.model.__contract__.streams
+    )
     return StreamPlan(stream, tuple(types))
 
 

@@ -1,0 +1,138 @@
+"""Partitioned streams: one reader per partition and group, so a subject's events stay in order.
+
+A hot aggregate is split into N streams by subject (``Contract, partitions=N``;
+:func:`bus.keys.partition_of`). A consumer group still scales by replicas, but each partition
+is read by one replica at a time: the replica holds a *lease* on it (``keys.lease``: ``SET NX
+PX``), renews it while alive, and takes at most its fair share — ``ceil(partitions / live
+replicas)``, the live replicas being the members of the group that sent a heartbeat within
+one lease (``keys.members``, a sorted set scored by Redis' own clock). A replica that joins
+makes the others release their surplus; one that dies stops renewing, and when its leases
+expire the others take its partitions over, finishing what it left pending, in order, before
+reading anything new (the consumer does that part).
+
+Order holds as long as a lease outlives the longest handler between two renewals: renewals run
+beside the handlers every third of a lease, so only a replica frozen for a whole lease (a
+paused VM, SIGSTOP) can lose its partition while still holding events of it; when it wakes it
+sees the lease gone and drops the partition before its next event (docs/delivery.md).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from bus import keys
+
+__all__ = ["Leases", "Rebalance"]
+
+# Heartbeat: ZADD with Redis' clock, drop members silent for a lease, count the rest.
+_HEARTBEAT = """
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZADD', KEYS[1], ms, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms - tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 4)
+return redis.call('ZCARD', KEYS[1])
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+@dataclass
+class Rebalance:
+    """What one :meth:`Leases.rebalance` changed."""
+
+    acquired: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)  # a lease that expired under us
+
+
+class Leases:
+    """The partitions one consumer of ``group`` reads, out of ``partitions`` (stream keys)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        group: str,
+        consumer: str,
+        partitions: Sequence[str],
+        lease_ms: int,
+    ) -> None:
+        self.group = group
+        self.consumer = consumer
+        self.partitions = list(partitions)
+        self.lease_ms = lease_ms
+        self.owned: set[str] = set()
+        self.live = 1
+        self._members = keys.members(group)
+        self._heartbeat = redis.register_script(_HEARTBEAT)
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+        self._redis = redis
+        # Each consumer tries free partitions from its own starting point, so replicas that
+        # start together do not all race for partition 0.
+        start = zlib.crc32(consumer.encode()) % max(len(self.partitions), 1)
+        self._order = self.partitions[start:] + self.partitions[:start]
+
+    @property
+    def share(self) -> int:
+        """How many partitions this consumer may hold: its fair share of the live members."""
+        return math.ceil(len(self.partitions) / max(self.live, 1))
+
+    async def renew(self) -> list[str]:
+        """Heartbeat, and extend every lease held. Returns the partitions lost (expired and
+        perhaps taken by another consumer): stop reading them at once. Safe beside handlers."""
+        self.live = int(await self._heartbeat(keys=[self._members],
+                                              args=[self.consumer, self.lease_ms]))  # fmt: skip
+        lost = []
+        for partition in sorted(self.owned):
+            key = keys.lease(partition, self.group)
+            if not await self._renew(keys=[key], args=[self.consumer, self.lease_ms]):
+                lost.append(partition)
+        self.owned.difference_update(lost)
+        return lost
+
+    async def rebalance(self) -> Rebalance:
+        """Renew; release what is above the fair share; take free partitions up to it.
+
+        Call it between batches (never while a handler of a released partition runs)."""
+        change = Rebalance(lost=await self.renew())
+        surplus = len(self.owned) - self.share
+        for partition in sorted(self.owned, reverse=True)[: max(surplus, 0)]:
+            await self._drop(partition)
+            change.released.append(partition)
+        for partition in self._order:
+            if len(self.owned) >= self.share:
+                break
+            if partition in self.owned:
+                continue
+            key = keys.lease(partition, self.group)
+            if await self._redis.set(key, self.consumer, nx=True, px=self.lease_ms):
+                self.owned.add(partition)
+                change.acquired.append(partition)
+        return change
+
+    async def release_all(self) -> None:
+        """On a clean stop: hand every partition over at once instead of after a lease."""
+        for partition in sorted(self.owned):
+            await self._drop(partition)
+        await self._redis.zrem(self._members, self.consumer)
+
+    async def _drop(self, partition: str) -> None:
+        await self._release(keys=[keys.lease(partition, self.group)], args=[self.consumer])
+        self.owned.discard(partition)
