@@ -272,6 +272,14 @@ def _service(service: ServiceSpec, hashes: tuple[str, ...]) -> AclUser:
             why="its own consumer dedupe markers (once=True)",
         ),
     ]
+    partitions = [s for s in streams if keys.partitions(keys.aggregate_of_stream(s) or "") > 1]
+    if partitions:
+        selectors.append(Grant(
+            ("+evalsha", "+set", "+get", "+pexpire", "+del", "+time", "+zadd", "+zrem",
+             "+zremrangebyscore", "+zcard"),
+            (*(f"~{keys.lease(s, group)}" for s in partitions), f"~{keys.members(group)}"),
+            why="its leases on partitions and its group's membership (bus.partitions)",
+        ))  # fmt: skip
     if service.publishes:
         selectors += _publishing(_streams(service.publishes))
     if service.archive:

@@ -9,9 +9,11 @@ import zlib
 import pytest
 from redis.asyncio import Redis
 
-from bus import Contract, Publisher, keys
+from bus import Contract, Publisher, acl, keys
+from bus.contracts import Registry
 from bus.errors import ConfigurationError, ContractViolation
 from bus.partitions import Leases
+from bus.topology import Topology
 
 
 class MeterRead(Contract, event_type="test.meter.read.v1", partitions=4, register=False):
@@ -64,7 +66,7 @@ async def test_events_go_to_their_subjects_partition_and_need_a_subject(redis: R
         subjects = [f[b"subject"].decode() for _, f in await redis.xrange(home)]
         assert meter in subjects
     assert sum([await redis.xlen(p) for p in PARTITIONS]) == 5
-    with pytest.raises(ContractViolation, match="subject: required: test.meter is partitioned"):
+    with pytest.raises(ContractViolation, match=r"subject: required: test\.meter is partitioned"):
         await publisher.publish(MeterRead(meter="m-6", kwh=1))
     assert sum([await redis.xlen(p) for p in PARTITIONS]) == 5  # nothing half-published
 
@@ -131,3 +133,31 @@ async def test_renew_reports_a_lease_another_consumer_took(redis: Redis) -> None
     assert await a.renew() == [stolen]
     assert stolen not in a.owned and len(a.owned) == 3
     assert await redis.get(keys.lease(stolen, "meters")) == b"intruder"  # not extended by a
+
+
+def test_a_service_reading_partitions_may_hold_their_leases_and_nothing_else() -> None:
+    registry = Registry()
+    registry.register(MeterRead)
+    topology = Topology.parse(
+        {
+            "version": 1,
+            "departments": [{"code": "test", "name": "Test"}],
+            "producers": [{"principal": "adapter-meter", "department": "test",
+                           "adapter": "meter", "publishes": ["test.meter.read.v1"]}],
+            "services": [{"principal": "svc-meters", "department": "test", "group": "meters",
+                          "subscriptions": [{"type": "test.meter.read.v1",
+                                             "approved_by": "test"}]}],
+            "operators": [{"principal": "operator", "role": "admin"}],
+        },
+        registry=registry,
+    )  # fmt: skip
+    users = {u.name: u for u in acl.acl_users(topology, dict.fromkeys(
+        ("operator", "adapter-meter", "svc-meters"), "a-long-enough-password"))}  # fmt: skip
+    service = users["svc-meters"].line()
+    for partition in PARTITIONS:
+        assert f"~{partition}" in service  # it reads every partition
+        assert f"~{keys.lease(partition, 'meters')}" in service
+    assert f"~{keys.members('meters')}" in service
+    producer = users["adapter-meter"].line()
+    assert all(f"~{p}" in producer for p in PARTITIONS)
+    assert ":lease:" not in producer and "members" not in producer
