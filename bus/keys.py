@@ -63,9 +63,10 @@ def partitions(aggregate: str) -> int:
 
 
 def partition_stream(aggregate: str, partition: int) -> str:
-    """Partition ``partition`` of an aggregate: ``simpul:{dukcapil.citizen/3}``. Its own hash
-    tag, so the partitions of one aggregate spread over a cluster's slots."""
-    return f"{PREFIX}:{{{aggregate}/{partition}}}"
+    """Partition ``partition`` of an aggregate: ``simpul:{dukcapil.citizen.p3}`` (a third
+    segment no aggregate name can have). Its own hash tag, so the partitions of one aggregate
+    spread over a cluster's slots, each with its own dead letters and markers."""
+    return f"{PREFIX}:{{{aggregate}.p{partition}}}"
 
 
 def partition_of(subject: str, count: int) -> int:
@@ -98,10 +99,11 @@ def stream_of(event_type: str, subject: str | None = None) -> str:
 
 
 def aggregate_of_stream(stream_key: str) -> str | None:
-    """``simpul:{dukcapil.citizen/3}`` -> ``dukcapil.citizen``; None for other keys."""
+    """``simpul:{dukcapil.citizen.p3}`` -> ``dukcapil.citizen``; None for other keys."""
     if not is_stream(stream_key):
         return None
-    return stream_key[len(PREFIX) + 2 : -1].partition("/")[0]
+    dept, _, rest = stream_key[len(PREFIX) + 2 : -1].partition(".")
+    return f"{dept}.{rest.partition('.')[0]}"
 
 
 def dead_letters(stream_key: str, group: str) -> str:

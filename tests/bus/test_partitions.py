@@ -37,7 +37,7 @@ def test_the_partition_of_a_subject_is_crc32_of_its_utf8_bytes_mod_n() -> None:
 def test_a_contract_declares_its_aggregates_partitions() -> None:
     info = MeterRead.__contract__
     assert info.partitions == 4
-    assert info.streams == PARTITIONS == [f"simpul:{{test.meter/{p}}}" for p in range(4)]
+    assert info.streams == PARTITIONS == [f"simpul:{{test.meter.p{p}}}" for p in range(4)]
     assert keys.stream_of("test.meter.read.v1", "m-1") == PARTITIONS[keys.partition_of("m-1", 4)]
     assert keys.aggregate_of_stream(PARTITIONS[3]) == "test.meter"
     assert all(keys.is_stream(s) for s in PARTITIONS)
