@@ -1,0 +1,1 @@
+"""Fault tests (issue 8): scenarios in subprocesses against real Redis servers on loopback."""

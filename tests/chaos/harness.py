@@ -1,0 +1,150 @@
+"""What the fault scenarios share: the processes they start, their files, and the final wait.
+
+Every process is started here, remembered by its pid, and stopped by that pid — SIGKILL for a
+crash, SIGTERM for a graceful stop — never by name; whatever is still running when the test
+ends is killed. Each process's stderr goes to ``<folder>/logs/<name>.log`` (a pipe nobody
+reads would fill up and block it), and its tail is shown when it died unexpectedly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from tests.chaos import effects, history
+from tests.chaos.checker import Report, check, observe
+from tests.chaos.consumer import GROUP, STREAMS
+
+ROOT = Path(__file__).resolve().parents[2]
+_POLL_S = 0.25
+_LOG_TAIL = 2_000  # characters
+
+
+class Processes:
+    """The subprocesses of one test, by name."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(
+        self, name: str, module: str, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """``python -m module args...``; ``env`` is added to this process's environment."""
+        assert not self.running(name), f"{name} is already running"
+        with (self.logs / f"{name}.log").open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", module, *args],
+                cwd=ROOT, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=log,
+            )  # fmt: skip
+        self.procs[name] = proc
+        return proc
+
+    def running(self, name: str) -> bool:
+        proc = self.procs.get(name)
+        return proc is not None and proc.poll() is None
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: no handler runs to completion, nothing is acked or flushed on the way out."""
+        proc = self.procs[name]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def stop(self, name: str, timeout: float = 15.0) -> int:
+        """SIGTERM, and the exit status; SIGKILL if it does not exit in time."""
+        proc = self.procs[name]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                return proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        return proc.wait(timeout=10)
+
+    def wait(self, name: str, timeout: float) -> int:
+        return self.procs[name].wait(timeout=timeout)
+
+    def assert_alive(self, *names: str) -> None:
+        for name in names:
+            proc = self.procs[name]
+            assert proc.poll() is None, (
+                f"{name} exited with status {proc.returncode}:\n{self.log_tail(name)}"
+            )
+
+    def log_tail(self, name: str) -> str:
+        text = (self.logs / f"{name}.log").read_text(encoding="utf-8", errors="replace")
+        return text[-_LOG_TAIL:]
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=10)
+
+    def __enter__(self) -> Processes:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+@dataclass
+class Run:
+    """One scenario's files: histories, the consumers' effect store, logs."""
+
+    folder: Path
+    url: str
+
+    @property
+    def histories(self) -> Path:
+        return self.folder / "history"
+
+    @property
+    def store(self) -> Path:
+        return self.folder / "effects.db"
+
+    def history(self, name: str) -> Path:
+        return self.histories / f"{name}.jsonl"
+
+    def consumer_args(self, name: str, *, http: str | None = None, work_ms: int = 2) -> list[str]:
+        args = ["--url", self.url, "--consumer", name, "--store", str(self.store),
+                "--history", str(self.history(name)), "--work-ms", str(work_ms)]  # fmt: skip
+        return [*args, "--http", http] if http else args
+
+    def producer_args(
+        self, run: str, *, events: int, seed: int, subjects: int = 8, interval_ms: float = 5.0
+    ) -> list[str]:
+        return ["--url", self.url, "--history", str(self.history(f"producer-{run}")),
+                "--run", run, "--events", str(events), "--seed", str(seed),
+                "--subjects", str(subjects), "--interval-ms", str(interval_ms)]  # fmt: skip
+
+    async def report(self, redis: Redis, streams: Sequence[str] = STREAMS) -> Report:
+        records = history.read(sorted(self.histories.glob("*.jsonl")))
+        done = await asyncio.to_thread(effects.read, self.store)
+        return check(records, done, await observe(redis, streams, GROUP))
+
+    async def settled(self, redis: Redis, *, timeout: float = 30.0) -> Report:
+        """The report once nothing more will happen: every ok publish has its effect or a dead
+        letter, every injected entry its dead letter, and the group has nothing pending or
+        undelivered — or, after ``timeout`` seconds, as it stands (the test's assertions then
+        say what is missing)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            report = await self.report(redis)
+            waiting = report.lost - report.lost_to_dead_letters  # may still be handled
+            drained = not (waiting or report.final_pending or report.lag or report.poison_missing)
+            if drained or time.monotonic() > deadline:
+                return report
+            await asyncio.sleep(_POLL_S)
