@@ -77,7 +77,9 @@ __all__ = [
 AUDIT_HEAD = f"{keys.PREFIX}:audit:head"  # services.audit.head_key(); bus never imports services
 MIN_PASSWORD = 16
 
-CONNECT = ("+ping", "+client|setname")  # redis-py names its connections (bus.connection)
+# redis-py names its connections (bus.connection); its cluster client learns the slots and the
+# keys of commands (docs/cluster.md).
+CONNECT = ("+ping", "+client|setname", "+cluster|slots", "+command")
 SCRIPTS = ("+evalsha", "+script|load", "+script|exists")  # redis-py: EVALSHA, load on NOSCRIPT
 CONSUME = ("+xreadgroup", "+xack", "+xclaim", "+xautoclaim", "+xpending", "+xgroup|create")
 READONLY = (

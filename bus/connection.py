@@ -8,6 +8,12 @@ yes``). The files are checked when the client is made, so a wrong path fails at 
 the setting's name, never later and never quoting a file's contents; a connection that fails
 says what to fix (a missing client certificate, a CA that did not sign the server's, a host
 the certificate does not name, a plain ``redis://`` URL on a TLS port).
+
+``SIMPUL_REDIS_CLUSTER=1`` makes :func:`connect` return a Redis Cluster client
+(``redis.asyncio.cluster.RedisCluster``) that discovers every master from the URL's node, with
+the same options (bytes, timeouts, TLS files). It is typed as ``Redis``: it speaks the same
+commands, and the few places that must act differently on a cluster (reads of streams in
+several slots, SCAN of every master) ask :func:`is_cluster`. docs/cluster.md explains the rest.
 """
 
 from __future__ import annotations
@@ -17,20 +23,36 @@ import ssl
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from redis.asyncio import Redis
-from redis.asyncio.connection import Connection, ConnectionPool, SSLConnection, parse_url
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import (
+    Connection,
+    ConnectionPool,
+    SSLConnection,
+    UnixDomainSocketConnection,
+    parse_url,
+)
+from redis.exceptions import ClusterError, ResponseError, SlotNotCoveredError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bus.errors import ConfigurationError, PermissionDenied, RedisUnavailable
 from bus.settings import Settings
 
-__all__ = ["TRANSIENT", "RedisTLS", "TLSConnectionError", "connect", "translate"]
+__all__ = [
+    "TRANSIENT",
+    "RedisTLS",
+    "TLSConnectionError",
+    "cluster_from_env",
+    "connect",
+    "is_cluster",
+    "translate",
+]
 
+CLUSTER_VAR = "SIMPUL_REDIS_CLUSTER"
 CA_VAR = "SIMPUL_REDIS_TLS_CA"
 CERT_VAR = "SIMPUL_REDIS_TLS_CERT"
 KEY_VAR = "SIMPUL_REDIS_TLS_KEY"
@@ -44,8 +66,18 @@ class TLSConnectionError(RedisConnectionError):
     """
 
 
-# Errors after which a command may be retried once Redis answers again.
-TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionResetError, OSError)
+# Errors after which a command may be retried once Redis answers again. A cluster client
+# raises ClusterDownError (a ClusterError) while the cluster reports itself down or a master's
+# slots are unserved, SlotNotCoveredError while none of the nodes it knows covers a slot, and
+# TryAgainError when a slot in migration refuses a multi-key command for a moment: all pass
+# once the cluster is whole again (the first and the last are ResponseErrors too).
+TRANSIENT = (
+    RedisConnectionError, RedisTimeoutError, ConnectionResetError, OSError, ClusterError,
+    SlotNotCoveredError, TryAgainError,
+)  # fmt: skip
+# As pydantic reads a bool (Settings.redis_cluster), plus empty for unset.
+_TRUE = ("1", "on", "t", "true", "y", "yes")
+_FALSE = ("", "0", "off", "f", "false", "n", "no")
 
 
 @dataclass(frozen=True)
@@ -164,6 +196,7 @@ def connect(
     block_ms: int = 2_000,
     client_name: str | None = None,
     tls: RedisTLS | None = None,
+    cluster: bool | None = None,
 ) -> Redis:
     """A client for ``url``. Values stay bytes: a non-UTF-8 entry must not break a whole read.
 
@@ -174,8 +207,12 @@ def connect(
     files with a URL that is not ``rediss://`` are refused rather than silently unused, and so
     are ``ssl_*`` query parameters: TLS is configured by the settings only, so no URL can turn
     verification off. Raises :class:`ConfigurationError` for any of these.
+
+    ``cluster`` defaults to ``SIMPUL_REDIS_CLUSTER`` (:func:`cluster_from_env`): true returns a
+    ``RedisCluster`` that starts from the URL's node (typed as ``Redis``, see the module's note).
     """
     files = RedisTLS.from_env() if tls is None else tls
+    clustered = cluster_from_env() if cluster is None else cluster
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     ssl_params = sorted(name for name in parse_qs(parts.query) if name.lower().startswith("ssl"))
@@ -210,7 +247,57 @@ def connect(
         options["connection_class"] = _TLSConnection
     elif chosen is Connection:
         options["connection_class"] = _PlainConnection
+    if clustered:
+        return _cluster(url, options)
     return Redis.from_pool(ConnectionPool(**options))
+
+
+def cluster_from_env(environ: Mapping[str, str] | None = None) -> bool:
+    """``SIMPUL_REDIS_CLUSTER``: 1/true/yes/on for a Redis Cluster; unset, empty, 0/false/no/off
+    for a single server. Anything else is a :class:`ConfigurationError`."""
+    env = os.environ if environ is None else environ
+    value = env.get(CLUSTER_VAR, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(
+        f"{CLUSTER_VAR}={value[:20]!r}: must be 1 (a Redis Cluster) or 0 (a single server)"
+    )
+
+
+def is_cluster(redis: Redis) -> bool:
+    """True for a client :func:`connect` made for a Redis Cluster."""
+    return isinstance(redis, RedisCluster)
+
+
+def _cluster(url: str, options: dict[str, Any]) -> Redis:
+    """A RedisCluster with the options of a single-server client (and our connection classes,
+    which explain TLS failures). Slots are learnt from the URL's node on first use."""
+    connection_class = options.pop("connection_class")
+    if connection_class is UnixDomainSocketConnection:
+        raise ConfigurationError(
+            f"{CLUSTER_VAR} is set but the Redis URL is unix://...: a cluster is reached over "
+            "TCP, give the redis:// or rediss:// URL of one of its masters"
+        )
+    if options.pop("db", 0):
+        raise ConfigurationError(
+            f"{CLUSTER_VAR} is set but the Redis URL names database {urlsplit(url).path[1:]}: "
+            "a cluster has database 0 only (end the URL with /0 or no path)"
+        )
+    options["ssl"] = connection_class is _TLSConnection
+    try:
+        client = RedisCluster(**options)
+    except TypeError as exc:  # an option redis-py's cluster client does not take
+        raise ConfigurationError(
+            f"the Redis URL has an option a cluster cannot use: {exc}"
+        ) from None
+    # RedisCluster picks Connection or SSLConnection itself; ours explain failures the same way
+    # as on a single server. Nodes it discovers later are made from connection_kwargs.
+    client.connection_kwargs["connection_class"] = connection_class
+    for node in client.startup_nodes:
+        node.connection_class = connection_class
+    return cast(Redis, client)
 
 
 class _PlainConnection(Connection):

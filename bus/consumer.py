@@ -4,6 +4,10 @@ One consumer group per service, one consumer per replica. The hot path is one XR
 a batch on all subscribed streams, a handler call per event, and one XACK per batch
 (docs/decisions/0002-own-consume-loop.md says why this is not FastStream's subscriber).
 
+On a Redis Cluster one XREADGROUP can only name streams of one hash slot, so the streams are
+read per slot: one blocking read each, concurrently, while their handlers still run one batch
+at a time (docs/cluster.md).
+
 Retries need no timer of ours: a failed entry stays pending, aged (XCLAIM ... IDLE) so that the
 reclaim sweep — XAUTOCLAIM of entries idle for ``claim_idle_ms`` — picks it up after its backoff.
 The same sweep finishes the entries of consumers that died.
@@ -20,9 +24,10 @@ from functools import partial
 from typing import cast
 
 from redis.asyncio import Redis
+from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
-from bus.connection import TRANSIENT
+from bus.connection import TRANSIENT, is_cluster
 from bus.deadletter import Reason, Verdict
 from bus.dispatch import Dispatcher, Retry
 from bus.errors import DependencyUnavailable
@@ -58,6 +63,7 @@ class Consumer:
         self.group = dispatcher.group
         self.name = dispatcher.consumer
         self.streams = dispatcher.streams()
+        self._reads = _read_groups(self.streams, cluster=is_cluster(redis))
         self._log = _log.bind(group=self.group, consumer=self.name)
         self._settler = Settler(
             redis, group=self.group, consumer=self.name, health=health, log=self._log,
@@ -65,7 +71,7 @@ class Consumer:
         )  # fmt: skip
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()  # one batch at a time: handlers never run concurrently
-        self._read_task: asyncio.Future[list[tuple[bytes, Entries]]] | None = None
+        self._read_tasks: set[asyncio.Future[list[tuple[bytes, Entries]]]] = set()
         self._outage = False
         self._delay = 0.05  # seconds before the next attempt after an outage; doubles to 5 s
         # Entry id -> attempts that met a dependency outage (their backoff keeps growing);
@@ -97,8 +103,8 @@ class Consumer:
     def stop(self) -> None:
         """Ask the loop to finish the handler in hand, settle, and return."""
         self._stopping.set()
-        if self._read_task is not None and not self._lock.locked():
-            self._read_task.cancel()  # only a blocked read is cut short, never a handler
+        for read in self._read_tasks:
+            read.cancel()  # only blocked reads are cut short, never a handler
 
     async def _finish(self, reclaimer: asyncio.Task[None]) -> None:
         if not self._stopping.is_set():  # we are failing: don't wait for the sweep
@@ -109,15 +115,28 @@ class Consumer:
     # -- reading ----------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        fresh = dict.fromkeys(self.streams, ">")
+        if len(self._reads) == 1:  # a single server: one read for every stream
+            await self._read_streams(self._reads[0])
+            return
+        readers = [asyncio.create_task(self._read_streams(group)) for group in self._reads]
+        try:
+            await asyncio.gather(*readers)
+        finally:  # one reader failed (or we are cancelled): the others stop too
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+
+    async def _read_streams(self, streams: Sequence[str]) -> None:
+        fresh = dict.fromkeys(streams, ">")
         while not self._stopping.is_set():
             for stream, entries in await self._poll(fresh):
                 await self._guarded(partial(self._process, stream.decode(), entries, None))
 
     async def _poll(self, streams: Mapping[str, str]) -> list[tuple[bytes, Entries]]:
-        self._read_task = asyncio.ensure_future(self._xreadgroup(streams, self.settings.block_ms))
+        read = asyncio.ensure_future(self._xreadgroup(streams, self.settings.block_ms))
+        self._read_tasks.add(read)
         try:
-            reply = await self._read_task
+            reply = await read
         except asyncio.CancelledError:
             if self._stopping.is_set():
                 return []
@@ -126,7 +145,7 @@ class Consumer:
             await self._recover(exc)
             return []
         finally:
-            self._read_task = None
+            self._read_tasks.discard(read)
         self._on_success()
         return reply
 
@@ -144,7 +163,11 @@ class Consumer:
 
     async def _drain_own_pending(self) -> None:
         """After a restart under the same consumer name, finish what this name left pending."""
-        cursors = dict.fromkeys(self.streams, "0")
+        for streams in self._reads:
+            await self._drain_streams(streams)
+
+    async def _drain_streams(self, streams: Sequence[str]) -> None:
+        cursors = dict.fromkeys(streams, "0")
         while cursors and not self._stopping.is_set():
             reply = await self._xreadgroup(cursors, None)
             for stream_b, entries in reply:
@@ -325,7 +348,8 @@ class Consumer:
             return
 
     async def _recover(self, exc: BaseException) -> None:
-        if isinstance(exc, ResponseError):
+        # A cluster's CLUSTERDOWN is a ResponseError too, but an outage: it passes by itself.
+        if isinstance(exc, ResponseError) and not isinstance(exc, TRANSIENT):
             # Substring, not prefix: a pipeline wraps the reply in "Command # n (...) caused".
             if not any(code in str(exc) for code in _GROUP_LOST):
                 raise exc
@@ -350,3 +374,14 @@ class Consumer:
         if self._outage:
             self._outage = False
             self._log.info("redis_recovered")
+
+
+def _read_groups(streams: Sequence[str], *, cluster: bool) -> list[list[str]]:
+    """Streams that one XREADGROUP can name together: all of them on a single server, those of
+    one hash slot on a cluster (slot order, so replicas read alike)."""
+    if not cluster:
+        return [list(streams)]
+    by_slot: dict[int, list[str]] = {}
+    for stream in streams:
+        by_slot.setdefault(key_slot(stream.encode()), []).append(stream)
+    return [by_slot[slot] for slot in sorted(by_slot)]

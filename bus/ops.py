@@ -19,9 +19,12 @@ INFO server, XINFO STREAM and XINFO GROUPS per stream, XLEN per quarantine) then
 ``SCAN MATCH simpul:* TYPE stream``, which walks the whole keyspace (``ceil(keys / scan_count)``
 calls: every published event leaves a dedupe marker for 7 days). :func:`snapshot` discovers each
 time; an :class:`Inspector` rediscovers only every ``rediscover_s`` seconds, so an exporter
-scraped every 15 s pays for the SCAN once a minute. :attr:`BusSnapshot.redis_commands` and
-:attr:`BusSnapshot.round_trips` count what a snapshot cost. ``XINFO STREAM`` also returns the
-first and the newest entry; their contents are dropped at once (never kept, never shown).
+scraped every 15 s pays for the SCAN once a minute. On a Redis Cluster (docs/cluster.md) the
+SCAN walks every master in turn, each pipeline is split by master and sent to them at once
+(still counted as one round trip), and TIME and INFO come from one master.
+:attr:`BusSnapshot.redis_commands` and :attr:`BusSnapshot.round_trips` count what a snapshot
+cost. ``XINFO STREAM`` also returns the first and the newest entry; their contents are dropped
+at once (never kept, never shown).
 
 :func:`breaches` checks a snapshot against :class:`Thresholds` (``SIMPUL_STATUS_*``) and returns
 one :class:`Breach` per problem, with a message naming streams, groups and adapters only.
@@ -37,9 +40,9 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -48,6 +51,7 @@ from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -55,7 +59,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bus import keys
-from bus.connection import TRANSIENT, translate
+from bus.connection import TRANSIENT, is_cluster, translate
 from bus.contracts import Registry, default_registry
 from bus.envelope import Envelope
 from bus.errors import ConfigurationError, DecodeError, SimpulError
@@ -271,8 +275,10 @@ class Inspector:
         adapters = sorted(found.quarantines)
 
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.time()
-            pipe.info("server")
+            # As pipe.time() and pipe.info(), which a cluster pipeline refuses by name; it
+            # sends these to one master (the client's default node).
+            pipe.execute_command("TIME")
+            pipe.execute_command("INFO", "server")
             for key in streams:
                 pipe.xinfo_stream(key)
                 pipe.xinfo_groups(key)
@@ -345,16 +351,10 @@ class Inspector:
 
     async def _discover(self) -> _Found:
         found = _Found()
-        cursor: int = 0
-        while True:
-            cursor, batch = await self.redis.scan(
-                cursor, match=f"{keys.PREFIX}:*", count=self.scan_count, _type="stream"
-            )
+        async for batch in _scan(self.redis, f"{keys.PREFIX}:*", self.scan_count):
             found.commands += 1
             for key in batch:
                 found.add(_text(key))
-            if cursor == 0:
-                break
         found.at = time.monotonic()
         return found
 
@@ -860,17 +860,38 @@ async def _now_ms(redis: Redis) -> int:
 async def stream_keys(redis: Redis, *, scan_count: int = 1000) -> list[str]:
     """Every aggregate stream key in Redis, sorted (one SCAN of the keyspace)."""
     found: set[str] = set()
-    cursor = 0
     try:
-        while True:
-            cursor, batch = await redis.scan(
-                cursor, match=f"{_STREAM_PREFIX}*}}", count=scan_count, _type="stream"
-            )
+        async for batch in _scan(redis, f"{_STREAM_PREFIX}*}}", scan_count):
             found.update(k for k in map(_text, batch) if _is_aggregate_stream(k))
-            if cursor == 0:
-                return sorted(found)
     except (ResponseError, *TRANSIENT) as exc:
         raise _simpul_error(exc) from None
+    return sorted(found)
+
+
+async def _scan(redis: Redis, match: str, count: int) -> AsyncIterator[list[Any]]:
+    """Each reply of ``SCAN MATCH match TYPE stream`` until the keyspace is walked: on a
+    cluster, that of every master in turn (a key lives on the master of its slot)."""
+    if not is_cluster(redis):
+        cursor = 0
+        while True:
+            cursor, batch = await redis.scan(cursor, match=match, count=count, _type="stream")
+            yield batch
+            if cursor == 0:
+                return
+    cluster = cast(RedisCluster, redis)
+    await cluster.initialize()  # learns the masters on first use
+    for node in cluster.get_primaries():
+        at = 0
+        while True:
+            # A cluster's SCAN answers per node: ({node name: cursor}, keys).
+            reply: Any = await cluster.scan(
+                at, match=match, count=count, _type="stream", target_nodes=node
+            )
+            cursors, batch = reply
+            yield batch
+            at = cursors[node.name]
+            if at == 0:
+                break
 
 
 async def stream_exists(redis: Redis, stream: str) -> bool:

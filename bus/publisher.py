@@ -217,7 +217,10 @@ class Publisher:
     async def _send(self, sha: str, calls: list[tuple[str, ...]]) -> list[Any]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for numkeys, *args in calls:
-                pipe.evalsha(sha, int(numkeys), *args)
+                # What pipe.evalsha() sends; a cluster pipeline refuses that method (it cannot
+                # load scripts on the nodes) but routes the command by its keys: _sha loaded
+                # the script on every master, and a master that lost it raises NoScriptError.
+                pipe.execute_command("EVALSHA", sha, int(numkeys), *args)
             return await pipe.execute()
 
     async def _sha(self, script: str) -> str:

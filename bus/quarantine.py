@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 
 from bus import keys
 from bus.adapter import Mapper, Problem, Record, Rejected, jsonable, map_to_envelope
+from bus.connection import is_cluster
 from bus.envelope import Envelope, format_time
 from bus.errors import ConfigurationError
 from bus.logging import get_logger
@@ -108,11 +109,18 @@ class Quarantine:
     async def add(self, rejected: Sequence[Rejected]) -> int:
         """Quarantine records; one already there (same event id and raw record) is not added
         again. Returns how many were new."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for item in rejected:
-                field, pairs = self._fields(item)
-                await self._add(keys=[self.key, self.index], args=[field, *pairs], client=pipe)
-            replies = await pipe.execute()
+        calls = [self._fields(item) for item in rejected]
+        replies: list[Any]
+        if is_cluster(self.redis):  # a cluster pipeline cannot carry scripts: one call each
+            replies = [
+                await self._add(keys=[self.key, self.index], args=[field, *pairs])
+                for field, pairs in calls
+            ]
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for field, pairs in calls:
+                    await self._add(keys=[self.key, self.index], args=[field, *pairs], client=pipe)
+                replies = await pipe.execute()
         return sum(int(added) for added, _ in replies)
 
     async def count(self) -> int:

@@ -182,7 +182,10 @@ class Service:
                 )
                 stack.callback(setattr, self, "http_url", None)
                 _log.info("http_serving", service=self.name, url=self.http_url)
-            redis = connect(url, block_ms=self.settings.block_ms, client_name=f"simpul:{self.name}")
+            redis = connect(
+                url, block_ms=self.settings.block_ms, client_name=f"simpul:{self.name}",
+                cluster=self.settings.redis_cluster or None,
+            )  # fmt: skip
             stack.push_async_callback(redis.aclose)
             consumer = self._consumer(redis)
             task = asyncio.create_task(consumer.run(), name=f"simpul-{self.name}")
@@ -204,7 +207,10 @@ class Service:
             raise ConfigurationError(_NO_REDIS)
         async with contextlib.AsyncExitStack() as stack:
             await self._start_hooks(stack)
-            redis = connect(url, client_name=f"simpul:{self.name}:dispatching")
+            redis = connect(
+                url, client_name=f"simpul:{self.name}:dispatching",
+                cluster=self.settings.redis_cluster or None,
+            )  # fmt: skip
             stack.push_async_callback(redis.aclose)
             yield self._consumer(redis).dispatcher  # built as a replica's, never run
 

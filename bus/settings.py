@@ -27,6 +27,11 @@ class Settings(BaseSettings):
         default=None,
         description="redis:// or rediss:// URL; unset means: start a private embedded Redis",
     )
+    redis_cluster: bool = Field(
+        default=False,
+        description="the URL names one master of a Redis Cluster: clients discover the others "
+        "and route each key to its slot's master (read by bus.connection.connect)",
+    )
     # TLS to Redis (rediss:// only; read by bus.connection.connect, which checks the files).
     redis_tls_ca: str | None = Field(
         default=None,
@@ -42,6 +47,11 @@ class Settings(BaseSettings):
         default=None,
         description="PEM file of the unencrypted private key of SIMPUL_REDIS_TLS_CERT",
     )
+
+    @field_validator("redis_cluster", mode="before")
+    @classmethod
+    def _empty_is_false(cls, value: object) -> object:
+        return False if value == "" else value
 
     @field_validator("redis_tls_ca", "redis_tls_cert", "redis_tls_key")
     @classmethod

@@ -15,7 +15,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bus import keys
-from bus.connection import TRANSIENT
+from bus.connection import TRANSIENT, is_cluster
 from bus.deadletter import SCRIPT as DEAD_LETTER_SCRIPT
 from bus.deadletter import Verdict, dead_letter_fields
 from bus.health import Health
@@ -63,6 +63,7 @@ class Settler:
         self.health = health
         self.log = log
         self.metrics = metrics
+        self._cluster = is_cluster(redis)
         self._dead_letter = redis.register_script(DEAD_LETTER_SCRIPT)
         self._touch = redis.register_script(_TOUCH)
 
@@ -103,13 +104,24 @@ class Settler:
                     retrycount=count, justid=True,
                 )  # fmt: skip
             for entry_id, raw, verdict in settlement.dead:
-                fields = dead_letter_fields(
-                    raw, verdict, stream=stream, group=self.group,
-                    consumer=self.consumer, entry_id=entry_id,
-                )  # fmt: skip
-                args = [self.group, entry_id, *fields]
-                await self._dead_letter(keys=[stream, dlq], args=args, client=pipe)
+                args = self._dead_letter_args(stream, entry_id, raw, verdict)
+                if self._cluster:  # its pipeline cannot carry scripts: one call each (rare)
+                    await self._dead_letter(keys=[stream, dlq], args=args)
+                else:
+                    await self._dead_letter(keys=[stream, dlq], args=args, client=pipe)
             await pipe.execute()
+        self._report_dead(stream, dlq, settlement)
+
+    def _dead_letter_args(
+        self, stream: str, entry_id: str, raw: Mapping[bytes, bytes], verdict: Verdict
+    ) -> list[bytes | str]:
+        fields = dead_letter_fields(
+            raw, verdict, stream=stream, group=self.group,
+            consumer=self.consumer, entry_id=entry_id,
+        )  # fmt: skip
+        return [self.group, entry_id, *fields]
+
+    def _report_dead(self, stream: str, dlq: str, settlement: Settlement) -> None:
         for entry_id, raw, verdict in settlement.dead:
             self.health.count("dead_lettered")
             if self.metrics is not None:

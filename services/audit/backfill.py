@@ -320,9 +320,7 @@ def _streams(service: Service) -> list[str]:
 def _plan_of(service: Service, stream: str) -> StreamPlan:
     if service.every is not None and stream in service.every_streams:
         return StreamPlan(stream, None)
-    types = sorted(
-        t for t, h in service.handlers.items() if stream in h.model.__contract__.streams
-    )
+    types = sorted(t for t, h in service.handlers.items() if stream in h.model.__contract__.streams)
     return StreamPlan(stream, tuple(types))
 
 

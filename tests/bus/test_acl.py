@@ -119,7 +119,8 @@ ADAPTERS = list(OWN_ADAPTER.values())
 PUBLISH_OPS = ("publish", "publish-batch", "xadd")
 CONSUME_OPS = ("readgroup", "claim", "autoclaim", "keep-alive", "ack", "dead-letter",
                "dlq-xadd", "dedupe", "group-create", "gap-check")  # fmt: skip
-ADMIN_OPS = ("other-cursor", "group-setid", "xdel", "xtrim", "set", "group-destroy", "del")  # last: destructive
+# Last: the destructive ones.
+ADMIN_OPS = ("other-cursor", "group-setid", "xdel", "xtrim", "set", "group-destroy", "del")
 
 
 def expected(principal: str, stream: str, op: str) -> bool:
