@@ -10,7 +10,11 @@ at a time (docs/cluster.md).
 
 Retries need no timer of ours: a failed entry stays pending, aged (XCLAIM ... IDLE) so that the
 reclaim sweep — XAUTOCLAIM of entries idle for ``claim_idle_ms`` — picks it up after its backoff.
-The same sweep finishes the entries of consumers that died.
+The same sweep finishes the entries of consumers that died (bus.reclaim).
+
+Partitions of a partitioned aggregate are read in order (bus.partitions): only those this
+replica holds a lease on, a failed event holding its partition until its backoff has passed,
+and what is pending with us on a partition before anything new of it; the sweep leaves them be.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from redis.asyncio import Redis
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
+from bus import keys
 from bus.connection import TRANSIENT, is_cluster
 from bus.deadletter import Reason, Verdict
 from bus.dispatch import Dispatcher, Retry
@@ -34,18 +39,18 @@ from bus.errors import DependencyUnavailable
 from bus.health import Health
 from bus.logging import get_logger, mask_text
 from bus.metrics import ServiceMetrics
+from bus.partitions import Leases, Ordering
+from bus.reclaim import Entries, Reclaiming
 from bus.settings import Settings
 from bus.settle import Settlement, Settler
 
 _log = get_logger("bus.consumer")
-Entries = Sequence[tuple[bytes, Mapping[bytes, bytes] | None]]
 _OUTAGES_MAX = 10_000
-_RECLAIM_PAGES = 10  # pages of `batch_size` per stream per sweep: bounds one sweep's work
 # Replies that mean our group (or its stream) is gone: recreate it and carry on.
 _GROUP_LOST = ("NOGROUP", "UNBLOCKED")
 
 
-class Consumer:
+class Consumer(Reclaiming):
     """Consumes the streams of ``dispatcher.handlers`` as one member of ``dispatcher.group``."""
 
     def __init__(
@@ -63,6 +68,13 @@ class Consumer:
         self.group = dispatcher.group
         self.name = dispatcher.consumer
         self.streams = dispatcher.streams()
+        partitioned = [s for s in self.streams if _partitioned(s)]
+        self.plain = [s for s in self.streams if not _partitioned(s)]
+        leases = Leases(
+            redis, group=self.group, consumer=self.name, partitions=partitioned,
+            lease_ms=settings.claim_idle_ms,
+        )  # fmt: skip
+        self.ordering = Ordering(leases) if partitioned else None
         self._reads = _read_groups(self.streams, cluster=is_cluster(redis))
         self._log = _log.bind(group=self.group, consumer=self.name)
         self._settler = Settler(
@@ -74,6 +86,7 @@ class Consumer:
         self._read_tasks: set[asyncio.Future[list[tuple[bytes, Entries]]]] = set()
         self._outage = False
         self._delay = 0.05  # seconds before the next attempt after an outage; doubles to 5 s
+        self._rebalance_at = 0.0  # monotonic time of the next partition rebalance
         # Entry id -> attempts that met a dependency outage (their backoff keeps growing);
         # bounded: forgotten on success, and reset when it grows past _OUTAGES_MAX entries.
         self._outages: dict[str, int] = {}
@@ -86,12 +99,14 @@ class Consumer:
         self._log.info("consumer_started", streams=self.streams)
         try:
             await self._guarded(self._ensure_groups, until_done=True)
-            reclaimer = asyncio.create_task(self._reclaim_loop(), name=f"reclaim-{self.group}")
+            helpers = [asyncio.create_task(self._reclaim_loop(), name=f"reclaim-{self.group}")]
+            if self.ordering is not None:
+                helpers.append(asyncio.create_task(self._lease_loop(), name=f"leases-{self.group}"))
             try:
                 await self._guarded(self._drain_own_pending, until_done=True)
                 await self._read_loop()
             finally:
-                await self._finish(reclaimer)
+                await self._finish(helpers)
         except Exception as exc:
             self.health.failed(f"{type(exc).__name__}: {mask_text(str(exc))}")
             self._log.error("consumer_crashed", error_type=type(exc).__name__, error=str(exc))
@@ -106,11 +121,19 @@ class Consumer:
         for read in self._read_tasks:
             read.cancel()  # only blocked reads are cut short, never a handler
 
-    async def _finish(self, reclaimer: asyncio.Task[None]) -> None:
-        if not self._stopping.is_set():  # we are failing: don't wait for the sweep
-            reclaimer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reclaimer  # on a graceful stop, its handler in hand finishes first
+    async def _finish(self, helpers: list[asyncio.Task[None]]) -> None:
+        for helper in helpers:
+            if not self._stopping.is_set():  # we are failing: don't wait for the sweep
+                helper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await helper  # on a graceful stop, its handler in hand finishes first
+        if not self._stopping.is_set():
+            return
+        with contextlib.suppress(ResponseError, *TRANSIENT):  # the cursors as we leave them
+            await self._check_gaps()
+        if self.ordering is not None:
+            with contextlib.suppress(*TRANSIENT):  # else the leases simply expire
+                await self.ordering.leases.release_all()
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -129,8 +152,30 @@ class Consumer:
     async def _read_streams(self, streams: Sequence[str]) -> None:
         fresh = dict.fromkeys(streams, ">")
         while not self._stopping.is_set():
+            if self.ordering is not None:
+                fresh = await self._ordered_turn(streams, self.ordering)
+                if not fresh:
+                    continue
             for stream, entries in await self._poll(fresh):
                 await self._guarded(partial(self._process, stream.decode(), entries, None))
+
+    async def _ordered_turn(self, streams: Sequence[str], ordering: Ordering) -> dict[str, str]:
+        """Partition upkeep before a read; returns what to read new entries from (empty: the
+        turn went to pending entries, or to waiting)."""
+        if time.monotonic() >= self._rebalance_at:
+            self._rebalance_at = time.monotonic() + ordering.leases.lease_ms / 3000
+            await self._guarded(self._rebalance)
+        now = time.monotonic()
+        backlog = ordering.backlog(streams, now)
+        if backlog:
+            await self._guarded(partial(self._backlog, backlog))
+            return {}
+        readable = ordering.readable(streams, now)
+        if not readable:  # nothing owned here (yet), or every partition waits for a backoff
+            wait = min(ordering.next_due(now) or 1.0, self.settings.block_ms / 1000)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), wait)
+        return dict.fromkeys(readable, ">")
 
     async def _poll(self, streams: Mapping[str, str]) -> list[tuple[bytes, Entries]]:
         read = asyncio.ensure_future(self._xreadgroup(streams, self.settings.block_ms))
@@ -161,25 +206,6 @@ class Consumer:
         )
         return cast(list[tuple[bytes, Entries]], reply or [])
 
-    async def _drain_own_pending(self) -> None:
-        """After a restart under the same consumer name, finish what this name left pending."""
-        for streams in self._reads:
-            await self._drain_streams(streams)
-
-    async def _drain_streams(self, streams: Sequence[str]) -> None:
-        cursors = dict.fromkeys(streams, "0")
-        while cursors and not self._stopping.is_set():
-            reply = await self._xreadgroup(cursors, None)
-            for stream_b, entries in reply:
-                stream = stream_b.decode()
-                if not entries:
-                    del cursors[stream]
-                    continue
-                await self._process(stream, entries, await self._deliveries(stream, entries))
-                cursors[stream] = entries[-1][0].decode()
-            if not reply:
-                break
-
     # -- processing -------------------------------------------------------------------------
 
     async def _process(
@@ -188,6 +214,7 @@ class Consumer:
         settlement = Settlement()
         keep_by = time.monotonic() + self.settings.claim_idle_ms / 2000
         owned: set[str] | None = None  # after a keep-alive: the entries still ours
+        ordered = self.ordering is not None and self.ordering.ordered(stream)
         async with self._lock:
             try:
                 for index, (entry_b, raw) in enumerate(entries):
@@ -196,15 +223,28 @@ class Consumer:
                         settlement.retries += [(e.decode(), self.settings.claim_idle_ms, None)
                                                for e, _ in entries[index:]]  # fmt: skip
                         break
+                    if ordered and not self._owns(stream):
+                        break  # lease lost: its next owner takes the rest over, in order
                     if time.monotonic() > keep_by:  # a long batch: keep what is still ours
                         owned = await self._keep(stream, entries[index:], settlement)
                         keep_by = time.monotonic() + self.settings.claim_idle_ms / 2000
                     if owned is not None and entry_id not in owned:
                         continue  # another consumer claimed it meanwhile: it is theirs now
                     delivery = deliveries.get(entry_id, 1) if deliveries else 1
-                    await self._one(stream, entry_id, raw, delivery, settlement)
+                    settled = await self._one(stream, entry_id, raw, delivery, settlement)
+                    if ordered and not settled:  # a failure holds its partition: stop here
+                        self._hold(stream, settlement)
+                        break
             finally:  # also on cancellation (shutdown grace ran out): settle what is done
                 await self._settler.settle(stream, settlement)
+
+    def _owns(self, stream: str) -> bool:
+        return self.ordering is not None and self.ordering.owns(stream)
+
+    def _hold(self, partition: str, settlement: Settlement) -> None:
+        assert self.ordering is not None
+        _, idle, _ = settlement.retries[-1]
+        self.ordering.hold(partition, self.settings.claim_idle_ms - idle, time.monotonic())
 
     async def _keep(self, stream: str, rest: Entries, settlement: Settlement) -> set[str]:
         await self._settler.settle(stream, settlement)  # ack what is done before going on
@@ -218,11 +258,12 @@ class Consumer:
         raw: Mapping[bytes, bytes] | None,
         delivery: int,
         settlement: Settlement,
-    ) -> None:
+    ) -> bool:
+        """Handle one entry; False when it stays pending for a retry."""
         if not raw:  # deleted or trimmed while pending: nothing left to process
             self._log.warning("pending_entry_vanished", stream=stream, entry_id=entry_id)
             settlement.acks.append(entry_id)
-            return
+            return True
         ran = len(settlement.handled)
         try:
             verdict = await self.dispatcher.dispatch(
@@ -231,7 +272,7 @@ class Consumer:
         except Retry as retry:
             verdict = self._retry_or_give_up(stream, entry_id, delivery, retry, settlement)
             if verdict is None:
-                return  # left pending, aged to come back after its backoff
+                return False  # left pending, aged to come back after its backoff
         self._outages.pop(entry_id, None)
         if self.health.dependency_down and len(settlement.handled) > ran:
             self.health.dependency_down = None  # a handler got through: the outage is over
@@ -239,6 +280,7 @@ class Consumer:
             settlement.acks.append(entry_id)
         else:
             settlement.dead.append((entry_id, raw, verdict))
+        return True
 
     def _retry_or_give_up(
         self, stream: str, entry_id: str, delivery: int, retry: Retry, settlement: Settlement
@@ -274,60 +316,7 @@ class Consumer:
         capped = min(base, self.settings.retry_backoff_max_ms)
         return int(capped * random.uniform(0.9, 1.0))
 
-    # -- reclaiming -------------------------------------------------------------------------
-
-    async def _reclaim_loop(self) -> None:
-        interval = self.settings.reclaim_interval_ms / 1000
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), interval)
-            for stream in self.streams:
-                if self._stopping.is_set():
-                    return
-                await self._guarded(partial(self._reclaim, stream), quiet=True)
-
-    async def _reclaim(self, stream: str) -> None:
-        cursor: bytes | str = "0-0"
-        for _ in range(_RECLAIM_PAGES):
-            reply = await self.redis.xautoclaim(
-                stream, self.group, self.name, self.settings.claim_idle_ms,
-                start_id=cursor, count=self.settings.batch_size,
-            )  # fmt: skip
-            cursor, claimed = reply[0], [(i, f) for i, f in reply[1] if i is not None]
-            lost = reply[2] if len(reply) > 2 else []
-            if lost:  # Redis >= 7.0 names entries trimmed or deleted before anyone acked them
-                self._log.error(
-                    "pending_entries_lost", stream=stream, count=len(lost),
-                    entry_ids=[i.decode() for i in lost[:20]],
-                )  # fmt: skip
-            if claimed:
-                self.health.count("reclaimed", len(claimed))
-                await self._process(stream, claimed, await self._deliveries(stream, claimed))
-            if cursor in (b"0-0", "0-0") or self._stopping.is_set():
-                return
-
-    async def _deliveries(self, stream: str, entries: Entries) -> dict[str, int]:
-        """Delivery counts of entries this consumer holds (XPENDING, one round trip)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for entry_id, _ in entries:
-                pipe.xpending_range(stream, self.group, min=entry_id, max=entry_id, count=1)
-            replies = await pipe.execute()
-        return {
-            row["message_id"].decode(): int(row["times_delivered"])
-            for reply in replies
-            for row in reply
-        }
-
     # -- recovery ---------------------------------------------------------------------------
-
-    async def _ensure_groups(self) -> None:
-        for stream in self.streams:
-            try:
-                await self.redis.xgroup_create(stream, self.group, id="0", mkstream=True)
-                self._log.info("group_created", stream=stream)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
 
     async def _guarded(
         self, step: Callable[[], Awaitable[None]], *, until_done: bool = False, quiet: bool = False
@@ -357,7 +346,7 @@ class Consumer:
             # in the stream is skipped; handlers may see events again (at-least-once).
             self._log.warning("group_missing", streams=self.streams, error=str(exc))
             with contextlib.suppress(*TRANSIENT):
-                await self._ensure_groups()
+                await self._ensure_groups()  # and its gap check: what the deletion cost
             return
         self.health.failed(f"{type(exc).__name__}: {exc}")
         if not self._outage:
@@ -374,6 +363,10 @@ class Consumer:
         if self._outage:
             self._outage = False
             self._log.info("redis_recovered")
+
+
+def _partitioned(stream: str) -> bool:
+    return keys.partitions(keys.aggregate_of_stream(stream) or "") > 1
 
 
 def _read_groups(streams: Sequence[str], *, cluster: bool) -> list[list[str]]:

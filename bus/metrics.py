@@ -232,4 +232,11 @@ class _Collector(Collector):
         )
         if health.last_ack is not None:
             ack.add_metric([service], now - health.last_ack)
-        yield from (ready, poll, ack)
+        lost = CounterMetricFamily(
+            "simpul_entries_lost",
+            "Entries of the service's streams trimmed or deleted before its group read them "
+            "(bus.gaps; the log says which, as entries_lost_unread).",
+            labels=["service"],
+        )
+        lost.add_metric([service], health.counters.get("entries_lost", 0))
+        yield from (ready, poll, ack, lost)

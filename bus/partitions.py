@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 
 from bus import keys
 
-__all__ = ["Leases", "Rebalance"]
+__all__ = ["Leases", "Ordering", "Rebalance"]
 
 # Heartbeat: ZADD with Redis' clock, drop members silent for a lease, count the rest.
 _HEARTBEAT = """
@@ -136,3 +136,64 @@ class Leases:
     async def _drop(self, partition: str) -> None:
         await self._release(keys=[keys.lease(partition, self.group)], args=[self.consumer])
         self.owned.discard(partition)
+
+
+class Ordering:
+    """What a consumer knows about the partitions it reads in order: which it owns (through
+    :class:`Leases`), which hold a failed event until its backoff has passed, and which have
+    entries of theirs pending with this consumer that must be handled before anything new."""
+
+    def __init__(self, leases: Leases) -> None:
+        self.leases = leases
+        self.partitions = frozenset(leases.partitions)
+        self._held: dict[str, float] = {}  # partition -> monotonic time its backoff ends
+        self._backlog: set[str] = set()  # partitions whose own pending entries come first
+
+    def ordered(self, stream: str) -> bool:
+        return stream in self.partitions
+
+    def owns(self, stream: str) -> bool:
+        return stream in self.leases.owned
+
+    def hold(self, partition: str, backoff_ms: int, now: float) -> None:
+        """A failed event: nothing of ``partition`` until ``backoff_ms``, then its pending."""
+        self._held[partition] = now + backoff_ms / 1000
+        self._backlog.add(partition)
+
+    def took(self, partition: str) -> None:
+        """A partition just acquired: what its previous owner left pending comes first."""
+        self._backlog.add(partition)
+
+    def drained(self, partition: str) -> None:
+        self._backlog.discard(partition)
+
+    def forget(self, partitions: Sequence[str]) -> None:
+        """Partitions released or lost: whoever owns them next handles their pending."""
+        for partition in partitions:
+            self._held.pop(partition, None)
+            self._backlog.discard(partition)
+
+    def backlog(self, streams: Sequence[str], now: float) -> list[str]:
+        """Owned partitions among ``streams`` whose own pending entries are due now."""
+        return [s for s in streams if s in self._backlog and self._due(s, now) and self.owns(s)]
+
+    def readable(self, streams: Sequence[str], now: float) -> list[str]:
+        """``streams`` that may be read for new entries now: plain streams, and owned
+        partitions with no failed event waiting and nothing of theirs pending first."""
+        return [
+            s for s in streams
+            if s not in self.partitions
+            or (self.owns(s) and s not in self._backlog and self._due(s, now))
+        ]  # fmt: skip
+
+    def next_due(self, now: float) -> float | None:
+        """Seconds until the earliest held partition may go on (None: none held)."""
+        ends = [end for end in self._held.values() if end > now]
+        return min(ends) - now if ends else None
+
+    def _due(self, partition: str, now: float) -> bool:
+        end = self._held.get(partition)
+        if end is not None and end <= now:
+            del self._held[partition]
+            return True
+        return end is None

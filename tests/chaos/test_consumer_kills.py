@@ -99,18 +99,10 @@ async def wait_for_handler(run: Run, name: str, handled_before: int) -> int:
         if handled > handled_before:
             return handled
         if time.monotonic() > deadline:
-            pytest.fail(f"{name} entered no handler")  # a broken setup, not the expected bug
+            pytest.fail(f"{name} entered no handler")  # a broken setup
         await asyncio.sleep(0.02)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bus bug: restarting under the same consumer name re-reads the whole pending batch "
-    "(XREADGROUP 0), adding a delivery to every entry in it, so after max_deliveries crashes "
-    "in ONE handler every entry of the batch is dead-lettered as max_deliveries_exceeded, "
-    "including events no handler ever started",
-)
 async def test_a_replica_killed_in_one_handler_again_and_again_dead_letters_only_that_event(
     tmp_path: Path, redis_url: str, redis: Redis
 ) -> None:
@@ -123,7 +115,7 @@ async def test_a_replica_killed_in_one_handler_again_and_again_dead_letters_only
             handled = await wait_for_handler(run, "c1", handled)
             procs.kill("c1")
         entered = {r["id"] for r in history.read([run.history("c1")])}
-        if entered != {ids[0]}:  # not an AssertionError: the xfail must not swallow it
+        if entered != {ids[0]}:
             pytest.fail(f"the kills must all land in the first event's handler, not {entered}")
         procs.start("c1", CONSUMER, *run.consumer_args("c1", work_ms=0))
         report = await run.settled(redis, timeout=20)

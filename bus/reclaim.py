@@ -1,0 +1,259 @@
+"""How a consumer takes back entries that are not new: what it left pending before a restart,
+the retries and dead consumers' entries the reclaim sweep finds, the partitions it takes over,
+and the entries nobody read that are gone (bus.gaps).
+
+A redelivered entry is claimed (and so counted as delivered) one at a time, right before its
+handler runs: the sweep lists idle entries with ``XPENDING ... IDLE`` and ``XCLAIM``s each in
+turn, a restart re-reads its own pending with ``XREADGROUP ... 0 COUNT 1``, and a partition
+taken over is first claimed with ``XCLAIM ... JUSTID`` (no count). The delivery count then says
+how often a handler really started on the entry. Claiming or re-reading a whole batch at once
+would count a delivery for every entry of it each time a consumer dies, and a crash loop on one
+event would dead-letter its whole batch as ``max_deliveries_exceeded`` (found by tests/chaos).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, cast
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from bus import gaps
+from bus.connection import TRANSIENT
+from bus.health import Health
+from bus.partitions import Ordering
+from bus.settings import Settings
+from bus.settle import Settler
+
+Entries = Sequence[tuple[bytes, Mapping[bytes, bytes] | None]]
+_RECLAIM_PAGES = 10  # pages of `batch_size` per stream per sweep: bounds one sweep's work
+# How often each stream's group is compared with its cursor (and the cursor moved): a consumer
+# killed outright leaves a cursor up to this old, so a group deleted after that over-counts
+# by what it handled in its last seconds. A graceful stop records the cursor as it leaves.
+_GAP_CHECK_S = 2.0
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One row of ``XPENDING``: an entry read by ``consumer`` and not acked yet."""
+
+    entry_id: str
+    consumer: str
+    deliveries: int
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Reclaiming:
+    """The recovery half of :class:`bus.consumer.Consumer` (which provides these attributes)."""
+
+    redis: Redis
+    settings: Settings
+    health: Health
+    group: str
+    name: str
+    streams: list[str]
+    plain: list[str]  # streams not read in order: swept by the reclaim loop
+    ordering: Ordering | None
+    _settler: Settler
+    _stopping: asyncio.Event
+    _lock: asyncio.Lock
+    _log: Any
+    _gap_checks = True
+
+    async def _process(
+        self, stream: str, entries: Entries, deliveries: Mapping[str, int] | None
+    ) -> None:
+        raise NotImplementedError
+
+    async def _guarded(
+        self, step: Callable[[], Awaitable[None]], *, until_done: bool = False, quiet: bool = False
+    ) -> None:
+        raise NotImplementedError
+
+    # -- groups and gaps --------------------------------------------------------------------
+
+    async def _ensure_groups(self) -> None:
+        for stream in self.streams:
+            try:
+                await self.redis.xgroup_create(stream, self.group, id="0", mkstream=True)
+                self._log.info("group_created", stream=stream)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        await self._check_gaps()  # before anything is read: a new group must not hide a gap
+
+    async def _check_gaps(self) -> None:
+        """Report entries of our streams that were trimmed or deleted before we read them."""
+        for stream in self.streams if self._gap_checks else ():
+            try:
+                gap = await gaps.check(self.redis, stream, self.group)
+            except ResponseError as exc:
+                if not str(exc).startswith("NOPERM"):
+                    raise
+                self._gap_checks = False  # an ACL rendered before gap checks existed
+                self._log.warning("gap_check_not_permitted", stream=stream, error=str(exc))
+                return
+            if gap is not None:
+                self.health.count("entries_lost", gap.lost)
+                self._log.error(
+                    "entries_lost_unread", stream=stream, lost=gap.lost, after=gap.after,
+                    before=gap.before, detail=gap.describe(),
+                )  # fmt: skip
+
+    # -- own pending after a restart ----------------------------------------------------------
+
+    async def _drain_own_pending(self) -> None:
+        """After a restart under the same consumer name, finish what this name left pending on
+        the plain streams, one entry at a time (partitions: when taken over)."""
+        cursors = dict.fromkeys(self.plain, "0")
+        while cursors and not self._stopping.is_set():
+            for stream in list(cursors):
+                entries = await self._own_pending(stream, cursors[stream])
+                if not entries:
+                    del cursors[stream]
+                    continue
+                await self._process(stream, entries, await self._deliveries(stream, entries))
+                cursors[stream] = entries[-1][0].decode()
+
+    async def _own_pending(self, stream: str, after: str) -> Entries:
+        """The first entry pending with this consumer after ``after`` (one delivery counted)."""
+        reply = await self.redis.xreadgroup(self.group, self.name, {stream: after}, count=1)
+        rows = cast(list[tuple[bytes, Entries]], reply or [])
+        return rows[0][1] if rows else []
+
+    # -- the reclaim sweep --------------------------------------------------------------------
+
+    async def _reclaim_loop(self) -> None:
+        interval = self.settings.reclaim_interval_ms / 1000
+        checked = time.monotonic()
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), interval)
+            for stream in self.plain:
+                if self._stopping.is_set():
+                    return
+                await self._guarded(partial(self._reclaim, stream), quiet=True)
+            if time.monotonic() - checked > _GAP_CHECK_S:
+                checked = time.monotonic()
+                await self._guarded(self._check_gaps, quiet=True)
+
+    async def _reclaim(self, stream: str) -> None:
+        """Entries idle past ``claim_idle_ms`` (retries due, dead consumers'), page by page."""
+        start = "-"
+        for _ in range(_RECLAIM_PAGES):
+            rows = await self._pending(
+                stream, start, self.settings.batch_size, idle=self.settings.claim_idle_ms
+            )
+            if rows:
+                self.health.count("reclaimed", len(rows))
+                await self._redeliver(stream, rows)
+            if len(rows) < self.settings.batch_size or self._stopping.is_set():
+                return
+            start = "(" + rows[-1].entry_id
+
+    async def _pending(
+        self, stream: str, start: str, count: int, *, idle: int | None = None
+    ) -> list[Pending]:
+        """A page of the group's pending entries from ``start`` (idle for ``idle`` ms)."""
+        rows = await self.redis.xpending_range(
+            stream, self.group, min=start, max="+", count=count, idle=idle
+        )
+        return [Pending(_text(r["message_id"]), _text(r["consumer"]), int(r["times_delivered"]))
+                for r in rows]  # fmt: skip
+
+    async def _redeliver(self, stream: str, rows: Sequence[Pending]) -> None:
+        """Claim and handle idle entries in order, one at a time: each delivery counted is a
+        handler about to run. An entry another replica claimed first is left to it."""
+        for row in rows:
+            if self._stopping.is_set():
+                return  # not claimed: the next sweep (of any replica) finds them as they were
+            entry_id = row.entry_id
+            reply = await self.redis.xclaim(
+                stream, self.group, self.name, self.settings.claim_idle_ms, [entry_id]
+            )
+            claimed = [(i, f) for i, f in cast(Entries, reply) if i is not None]
+            if claimed:
+                await self._process(stream, claimed, {entry_id: row.deliveries + 1})
+            elif not await self.redis.xrange(stream, entry_id, entry_id):
+                # Redis 7 drops a pending entry that was trimmed or deleted when it is claimed.
+                self._log.error("pending_entries_lost", stream=stream, count=1,
+                                entry_ids=[entry_id])  # fmt: skip
+
+    async def _deliveries(self, stream: str, entries: Entries) -> dict[str, int]:
+        """Delivery counts of entries this consumer holds (XPENDING, one round trip)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for entry_id, _ in entries:
+                pipe.xpending_range(stream, self.group, min=entry_id, max=entry_id, count=1)
+            replies = await pipe.execute()
+        return {
+            row["message_id"].decode(): int(row["times_delivered"])
+            for reply in replies
+            for row in reply
+        }
+
+    # -- partitions -------------------------------------------------------------------------
+
+    async def _lease_loop(self) -> None:
+        """Renew leases beside the handlers; a lease lost stops its partition at once."""
+        assert self.ordering is not None
+        every = self.ordering.leases.lease_ms / 3000
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), every)
+            if self._stopping.is_set():
+                return
+            with contextlib.suppress(*TRANSIENT):  # the read loop reports outages
+                lost = await self.ordering.leases.renew()
+                if lost:
+                    self.ordering.forget(lost)
+                    self._log.warning("partitions_lost", partitions=lost)
+
+    async def _rebalance(self) -> None:
+        """Take this consumer's fair share of partitions, between batches."""
+        assert self.ordering is not None
+        async with self._lock:
+            change = await self.ordering.leases.rebalance()
+            self.ordering.forget([*change.released, *change.lost])
+            for partition in change.acquired:
+                await self._take_over(partition)
+        if change.acquired or change.released or change.lost:
+            self._log.info(
+                "partitions_rebalanced", acquired=change.acquired, released=change.released,
+                lost=change.lost, owned=sorted(self.ordering.leases.owned),
+            )  # fmt: skip
+
+    async def _take_over(self, partition: str) -> None:
+        """Everything pending on ``partition`` becomes ours (``XCLAIM ... JUSTID``: no delivery
+        counted), to be handled in order before anything new."""
+        assert self.ordering is not None
+        start, page = "-", 1_000
+        while True:
+            rows = await self._pending(partition, start, page)
+            others: list[str | bytes | int | memoryview[int]] = [
+                r.entry_id for r in rows if r.consumer != self.name
+            ]
+            if others:
+                await self.redis.xclaim(partition, self.group, self.name, 0, others, justid=True)
+            if len(rows) < page:
+                break
+            start = "(" + rows[-1].entry_id
+        self.ordering.took(partition)
+
+    async def _backlog(self, partitions: Sequence[str]) -> None:
+        """The oldest entry pending with us on each partition, in order; none left: drained."""
+        assert self.ordering is not None
+        for partition in partitions:
+            entries = await self._own_pending(partition, "0")
+            if not entries:
+                self.ordering.drained(partition)
+                continue
+            await self._process(partition, entries, await self._deliveries(partition, entries))
