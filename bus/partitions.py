@@ -122,7 +122,10 @@ class Leases:
             if partition in self.owned:
                 continue
             key = keys.lease(partition, self.group)
-            if await self._redis.set(key, self.consumer, nx=True, px=self.lease_ms):
+            if await self._redis.set(key, self.consumer, nx=True, px=self.lease_ms) or (
+                # Ours from before a restart under the same name: no need to wait it out.
+                await self._renew(keys=[key], args=[self.consumer, self.lease_ms])
+            ):
                 self.owned.add(partition)
                 change.acquired.append(partition)
         return change

@@ -1,11 +1,13 @@
 """One replica of the chaos consumer service, run as its own process by the fault tests.
 
     python -m tests.chaos.consumer --url redis://... --consumer c1 --store effects.db \
-        --history c1.jsonl [--http 127.0.0.1:PORT] [--work-ms 2]
+        --history c1.jsonl [--http 127.0.0.1:PORT] [--work-ms 2] [--partitioned]
 
-It consumes ``dukcapil.citizen.died.v1`` and ``bapenda.payment.received.v1``. Each handler
-call is logged to the history (``handle``), then its effect — one row — is committed through
-the transactional inbox of its SQLite store (``Store.once``), the way services/* record theirs.
+It consumes ``dukcapil.citizen.died.v1`` and ``bapenda.payment.received.v1`` — or, with
+``--partitioned``, ``chaos.gauge.read.v1`` (4 partitions, read in order: tests/chaos/gauge.py).
+Each handler call is logged to the history (``handle``), then its effect — one row — is
+committed through the transactional inbox of its SQLite store (``Store.once``), the way
+services/* record theirs.
 SIGTERM stops it gracefully; the tests mostly SIGKILL it. It exits with status 3 if its
 consume loop dies, so a dead loop is never mistaken for a quiet one.
 """
@@ -26,7 +28,7 @@ from bus.store import Store
 from bus.testing import quick_settings
 from schemas.bapenda import PaymentReceived
 from schemas.dukcapil import CitizenDied
-from tests.chaos import effects
+from tests.chaos import effects, gauge
 from tests.chaos.history import History
 
 GROUP = "chaos"
@@ -43,8 +45,13 @@ def build(
     *,
     http: str | None = None,
     work_ms: int = 0,
+    partitioned: bool = False,
 ) -> Service:
-    service = Service(GROUP, settings=quick_settings(url, consumer=consumer, http=http))
+    settings = quick_settings(url, consumer=consumer, http=http)
+    if partitioned:
+        service = Service(GROUP, settings=settings, registry=gauge.REGISTRY)
+    else:
+        service = Service(GROUP, settings=settings)
 
     @service.on_startup
     async def open_store() -> None:
@@ -64,7 +71,7 @@ def build(
                        consumer=consumer, entry_id=ctx.entry_id)  # fmt: skip
         await store.once(ctx.event_id, work)
 
-    for model in MODELS:
+    for model in (gauge.GaugeRead,) if partitioned else MODELS:
         service.on(model)(take_effect)
     return service
 
@@ -77,7 +84,7 @@ async def _run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signum, stop.set)
     with History(args.history, process=args.consumer) as history:
         service = build(args.url, args.consumer, store, history, http=args.http,
-                        work_ms=args.work_ms)  # fmt: skip
+                        work_ms=args.work_ms, partitioned=args.partitioned)  # fmt: skip
         async with service.running():
             started = False
             while not stop.is_set():
@@ -97,6 +104,7 @@ def main() -> None:
     parser.add_argument("--history", required=True, help="JSON-lines history file")
     parser.add_argument("--http", default=None, help="HOST:PORT of /healthz and /readyz")
     parser.add_argument("--work-ms", type=int, default=0)
+    parser.add_argument("--partitioned", action="store_true", help="consume chaos.gauge")
     args = parser.parse_args()
     configure(level="warning", fmt="json")
     sys.exit(asyncio.run(_run(args)))

@@ -118,31 +118,44 @@ class Run:
     def history(self, name: str) -> Path:
         return self.histories / f"{name}.jsonl"
 
-    def consumer_args(self, name: str, *, http: str | None = None, work_ms: int = 2) -> list[str]:
+    def consumer_args(
+        self, name: str, *, http: str | None = None, work_ms: int = 2, partitioned: bool = False
+    ) -> list[str]:
         args = ["--url", self.url, "--consumer", name, "--store", str(self.store),
                 "--history", str(self.history(name)), "--work-ms", str(work_ms)]  # fmt: skip
-        return [*args, "--http", http] if http else args
+        args += ["--http", http] if http else []
+        return [*args, "--partitioned"] if partitioned else args
 
     def producer_args(
-        self, run: str, *, events: int, seed: int, subjects: int = 8, interval_ms: float = 5.0
+        self,
+        run: str,
+        *,
+        events: int,
+        seed: int,
+        subjects: int = 8,
+        interval_ms: float = 5.0,
+        partitioned: bool = False,
     ) -> list[str]:
-        return ["--url", self.url, "--history", str(self.history(f"producer-{run}")),
+        args = ["--url", self.url, "--history", str(self.history(f"producer-{run}")),
                 "--run", run, "--events", str(events), "--seed", str(seed),
                 "--subjects", str(subjects), "--interval-ms", str(interval_ms)]  # fmt: skip
+        return [*args, "--partitioned"] if partitioned else args
 
     async def report(self, redis: Redis, streams: Sequence[str] = STREAMS) -> Report:
         records = history.read(sorted(self.histories.glob("*.jsonl")))
         done = await asyncio.to_thread(effects.read, self.store)
         return check(records, done, await observe(redis, streams, GROUP))
 
-    async def settled(self, redis: Redis, *, timeout: float = 30.0) -> Report:
+    async def settled(
+        self, redis: Redis, *, timeout: float = 30.0, streams: Sequence[str] = STREAMS
+    ) -> Report:
         """The report once nothing more will happen: every ok publish has its effect or a dead
         letter, every injected entry its dead letter, and the group has nothing pending or
         undelivered — or, after ``timeout`` seconds, as it stands (the test's assertions then
         say what is missing)."""
         deadline = time.monotonic() + timeout
         while True:
-            report = await self.report(redis)
+            report = await self.report(redis, streams)
             waiting = report.lost - report.lost_to_dead_letters  # may still be handled
             drained = not (waiting or report.final_pending or report.lag or report.poison_missing)
             if drained or time.monotonic() > deadline:

@@ -2,13 +2,15 @@
 every attempt in its history.
 
     python -m tests.chaos.producer --url redis://... --history producer.jsonl --run r1 \
-        --events 600 --subjects 8 --seed 1 [--interval-ms 5] [--attempt-timeout 1.0]
+        --events 600 --subjects 8 --seed 1 [--interval-ms 5] [--attempt-timeout 1.0] \
+        [--partitioned]
 
 Event ``n`` goes to a subject drawn from ``--seed`` and gets that subject's next sequence
 number. Each event is published until an attempt returns ok (the id is deterministic, so a
 retry after an unknown outcome is a no-op if the first one landed), so a subject's events are
 published in sequence order. Every attempt is ``invoke`` + ``ok`` / ``fail`` / ``unknown``
 in the history. Exits 0 once every event returned ok, 1 if it gave up (``--deadline``).
+``--partitioned`` publishes gauge readings (tests/chaos/gauge.py) instead of deaths.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ import time
 from collections import Counter
 from datetime import date
 
-from bus import Publisher, RedisUnavailable, event_id
+from bus import Contract, Publisher, RedisUnavailable, event_id
 from bus.connection import TRANSIENT, connect
 from bus.logging import configure
 from schemas.dukcapil import CitizenDied
+from tests.chaos import gauge
 from tests.chaos.history import OK, History, classify
 
 SOURCE = "urn:malangkota:dukcapil:siak"
@@ -54,8 +57,9 @@ async def publish_until_ok(
     seq: int,
     timeout: float,
     deadline: float,
+    partitioned: bool = False,
 ) -> bool:
-    event = died(n)
+    event: Contract = gauge.GaugeRead(gauge=subject, seq=seq) if partitioned else died(n)
     while True:
         history.invoke(eid, subject=subject, seq=seq)
         try:
@@ -86,7 +90,8 @@ async def _run(args: argparse.Namespace) -> int:
                 eid = event_id(SOURCE, "chaos", args.run, n)
                 if not await publish_until_ok(publisher, history, n=n, eid=eid, subject=chosen,
                                               seq=seqs[chosen], timeout=args.attempt_timeout,
-                                              deadline=deadline):  # fmt: skip
+                                              deadline=deadline,
+                                              partitioned=args.partitioned):  # fmt: skip
                     return 1
                 await asyncio.sleep(args.interval_ms / 1000)
     finally:
@@ -105,6 +110,7 @@ def main() -> None:
     parser.add_argument("--interval-ms", type=float, default=5.0)
     parser.add_argument("--attempt-timeout", type=float, default=1.0)
     parser.add_argument("--deadline", type=float, default=60.0, help="seconds before giving up")
+    parser.add_argument("--partitioned", action="store_true", help="publish chaos.gauge")
     args = parser.parse_args()
     configure(level="warning", fmt="json")
     sys.exit(asyncio.run(_run(args)))

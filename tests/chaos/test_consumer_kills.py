@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from bus import Publisher, event_id
-from tests.chaos import history
+from tests.chaos import gauge, history
 from tests.chaos.consumer import GROUP
 from tests.chaos.harness import Processes, Run
 from tests.chaos.history import OK, History
@@ -32,6 +32,7 @@ EVENTS = 600
 REPLICAS = ("c1", "c2", "c3")
 CONSUMER, PRODUCER = "tests.chaos.consumer", "tests.chaos.producer"
 MAX_KILLS = 40  # bounds the loop if the producer hangs
+PARTITIONED_EVENTS = 400
 
 
 async def holds_entries(redis: Redis, stream: str, consumer: str) -> bool:
@@ -71,6 +72,37 @@ async def test_consumers_killed_at_random_lose_nothing_and_repeat_no_effect(
     assert (report.published_ok, report.consumed) == (EVENTS, EVENTS)
     assert report.dead_letters == {}
     assert holding >= 1, f"none of the {kills} kills hit a replica holding entries"
+
+
+async def test_on_partitions_kills_keep_every_subject_in_order(
+    tmp_path: Path, redis_url: str, redis: Redis
+) -> None:
+    """Scenario 1 on a partitioned aggregate: the same kills, and not one order inversion."""
+    rng = random.Random(SEED + 1)
+    run = Run(tmp_path, redis_url)
+    kills = 0
+    with Processes(tmp_path / "logs") as procs:
+        for name in REPLICAS:
+            procs.start(name, CONSUMER, *run.consumer_args(name, work_ms=5, partitioned=True))
+        producer = run.producer_args("p1", events=PARTITIONED_EVENTS, seed=SEED, partitioned=True)
+        procs.start("producer", PRODUCER, *producer)
+        while procs.running("producer") and kills < MAX_KILLS:
+            await asyncio.sleep(rng.uniform(0.3, 0.8))
+            victim = rng.choice(REPLICAS)
+            procs.kill(victim)
+            kills += 1
+            await asyncio.sleep(rng.uniform(0.0, 0.3))
+            procs.start(victim, CONSUMER, *run.consumer_args(victim, work_ms=5, partitioned=True))
+        assert procs.wait("producer", timeout=60) == 0, procs.log_tail("producer")
+        report = await run.settled(redis, timeout=45, streams=gauge.PARTITIONS)
+        procs.assert_alive(*REPLICAS)
+    print(json.dumps({"kills": kills}))
+    print(json.dumps(report.to_json(), indent=2))
+    assert report.violations(ordered=True) == []
+    assert report.inversions == 0
+    assert (report.published_ok, report.consumed) == (PARTITIONED_EVENTS, PARTITIONED_EVENTS)
+    assert report.dead_letters == {}
+    assert kills >= 3
 
 
 # --- a replica in a crash loop ---------------------------------------------------------------

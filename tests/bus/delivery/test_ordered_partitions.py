@@ -1,0 +1,153 @@
+"""Partitioned streams keep each subject's events in order: across replicas, retries and a
+replica handing its partitions over (real Redis, in-process replicas)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import defaultdict
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+
+from bus import Contract, EventContext, Publisher, Service, keys
+from bus.contracts import Registry
+from bus.testing import quick_settings, wait_until
+
+
+class Reading(Contract, event_type="test.gauge.read.v1", partitions=4, register=False):
+    """A partitioned aggregate of the tests: test.gauge, 4 partitions."""
+
+    gauge: str
+    seq: int
+
+
+REGISTRY = Registry()
+REGISTRY.register(Reading)
+PARTITIONS = Reading.__contract__.streams
+GROUP = "gauges"
+SOURCE = "urn:malangkota:test:gauge"
+
+
+class Seen:
+    """(subject, seq, consumer) of every handler call, in call order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, str]] = []
+
+    def by_subject(self) -> dict[str, list[int]]:
+        found: dict[str, list[int]] = defaultdict(list)
+        for subject, seq, _ in self.calls:
+            found[subject].append(seq)
+        return found
+
+    def consumers(self) -> set[str]:
+        return {consumer for _, _, consumer in self.calls}
+
+
+def replica(
+    url: str, consumer: str, seen: Seen, *, fail: Callable[[Reading, int], bool] | None = None
+) -> Service:
+    service = Service(GROUP, settings=quick_settings(url, consumer=consumer), registry=REGISTRY)
+
+    @service.on(Reading)
+    async def handle(event: Reading, ctx: EventContext) -> None:
+        await asyncio.sleep(random.uniform(0, 0.002))  # let replicas interleave
+        if fail is not None and fail(event, ctx.delivery):
+            raise RuntimeError("flaky")
+        seen.calls.append((event.gauge, event.seq, ctx.consumer))
+
+    return service
+
+
+async def publish(redis: Redis, subjects: int, per_subject: int) -> int:
+    publisher = Publisher(redis, source=SOURCE, signer=None)
+    events = [
+        publisher.envelope(Reading(gauge=f"g-{s}", seq=n), subject=f"g-{s}")
+        for n in range(1, per_subject + 1)
+        for s in range(subjects)
+    ]
+    await publisher.publish_many(events)
+    return len(events)
+
+
+async def owners(redis: Redis) -> dict[str, str]:
+    found = {}
+    for partition in PARTITIONS:
+        owner = await redis.get(keys.lease(partition, GROUP))
+        if owner is not None:
+            found[partition] = owner.decode()
+    return found
+
+
+def in_order(seen: Seen) -> dict[str, list[int]]:
+    """Subjects whose events were not handled 1, 2, 3, ... (with their sequence)."""
+    return {s: seqs for s, seqs in seen.by_subject().items() if seqs != sorted(set(seqs))}
+
+
+async def test_two_replicas_split_the_partitions_and_keep_every_subject_in_order(
+    redis_url: str, redis: Redis
+) -> None:
+    seen = Seen()
+    a, b = replica(redis_url, "a", seen), replica(redis_url, "b", seen)
+    async with a.running(), b.running():
+
+        async def split() -> bool:
+            held = await owners(redis)
+            return len(held) == 4 and sorted(held.values()) == ["a", "a", "b", "b"]
+
+        await wait_until(split, timeout=15)
+        total = await publish(redis, subjects=12, per_subject=25)
+        await wait_until(lambda: len(seen.calls) >= total, timeout=30)
+    assert len(seen.calls) == total  # each once
+    assert in_order(seen) == {}
+    assert seen.consumers() == {"a", "b"}
+    # Each partition was read by one replica: the leases did not move while both ran.
+    readers: dict[str, set[str]] = defaultdict(set)
+    for subject, _, consumer in seen.calls:
+        readers[keys.stream_of(Reading.__contract__.event_type, subject)].add(consumer)
+    assert all(len(consumers) == 1 for consumers in readers.values()), readers
+    assert await owners(redis) == {}  # a clean stop hands every lease back
+
+
+async def test_a_failed_event_holds_its_partition_until_it_succeeds(
+    redis_url: str, redis: Redis
+) -> None:
+    seen = Seen()
+
+    def flaky(event: Reading, delivery: int) -> bool:
+        return event.gauge == "g-0" and event.seq == 3 and delivery <= 2
+
+    service = replica(redis_url, "a", seen, fail=flaky)
+    async with service.running():
+        total = await publish(redis, subjects=6, per_subject=10)
+        await wait_until(lambda: len(seen.calls) >= total, timeout=30)
+    assert len(seen.calls) == total
+    assert in_order(seen) == {}
+    assert seen.by_subject()["g-0"] == list(range(1, 11))
+    for partition in PARTITIONS:
+        assert not await redis.xlen(keys.dead_letters(partition, GROUP))
+
+
+async def test_a_replica_that_stops_hands_its_pending_over_in_order(
+    redis_url: str, redis: Redis
+) -> None:
+    seen = Seen()
+    a = replica(redis_url, "a", seen)
+    async with a.running():
+        await wait_until(lambda: _owned_by(redis, "a", 4), timeout=15)
+        total = await publish(redis, subjects=8, per_subject=40)
+        await wait_until(lambda: len(seen.calls) >= total // 4, timeout=30)
+    handled_by_a = len(seen.calls)
+    assert 0 < handled_by_a < total  # stopped mid-way: the rest waits, pending or new
+    b = replica(redis_url, "b", seen)
+    async with b.running():
+        await wait_until(lambda: len(seen.calls) >= total, timeout=30)
+    assert len(seen.calls) == total
+    assert in_order(seen) == {}
+    assert seen.consumers() == {"a", "b"}
+
+
+async def _owned_by(redis: Redis, consumer: str, count: int) -> bool:
+    held = await owners(redis)
+    return sum(1 for c in held.values() if c == consumer) == count
