@@ -57,6 +57,7 @@ def describe(model: type[Contract]) -> dict[str, Any]:
         "owner": info.owner,
         "classification": info.classification.value,
         "stream": info.stream,
+        "partitions": info.partitions,  # > 1: the stream is split, simpul:{<aggregate>.p<k>}
         "dataschema": info.dataschema,
         "summary": (model.__doc__ or "").strip().split("\n")[0],
         "personal_fields": sorted(info.personal_fields),
