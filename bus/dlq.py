@@ -269,15 +269,12 @@ class TrimRefused(SimpulError):
 
 # -- names ---------------------------------------------------------------------------------------
 
-_AGGREGATE = re.compile(r"^[a-z][a-z0-9_-]*\.[a-z][a-z0-9_-]*$")
-
 
 def stream_key(name: str) -> str:
-    """``dukcapil.citizen`` or ``simpul:{dukcapil.citizen}`` -> the stream's key."""
-    if keys.is_stream(name) and _AGGREGATE.match(name[len(keys.PREFIX) + 2 : -1]):
-        return name
-    if _AGGREGATE.match(name):
-        return keys.stream(name)
+    """``dukcapil.citizen``, ``dukcapil.citizen.p3`` (a partition) or either key -> the key."""
+    key = keys.stream_named(name)
+    if key is not None:
+        return key
     raise ConfigurationError(
         f"{name!r} is not a stream: give an aggregate (dukcapil.citizen) "
         "or a stream key (simpul:{dukcapil.citizen})"

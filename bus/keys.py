@@ -98,6 +98,23 @@ def stream_of(event_type: str, subject: str | None = None) -> str:
     return partition_stream(aggregate, partition_of(subject, count))
 
 
+_STREAM_NAME = re.compile(rf"^({_SEGMENT})\.({_SEGMENT})(?:\.p(0|[1-9][0-9]*))?$")
+
+
+def stream_named(name: str) -> str | None:
+    """The stream key an operator means: an aggregate (``dukcapil.citizen``), one partition of
+    it (``dukcapil.citizen.p3``) or either key as it is; None for anything else."""
+    if is_stream(name):
+        name = name[len(PREFIX) + 2 : -1]
+    match = _STREAM_NAME.match(name)
+    if match is None:
+        return None
+    aggregate = f"{match[1]}.{match[2]}"
+    if match[3] is None:
+        return stream(aggregate)
+    return partition_stream(aggregate, int(match[3]))
+
+
 def aggregate_of_stream(stream_key: str) -> str | None:
     """``simpul:{dukcapil.citizen.p3}`` -> ``dukcapil.citizen``; None for other keys."""
     if not is_stream(stream_key):

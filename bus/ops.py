@@ -536,10 +536,16 @@ def resolve_stream(name: str) -> str:
     if _is_aggregate_stream(name):
         return name
     if keys.TYPE_PATTERN.match(name):
+        aggregate = keys.aggregate_of(name)
+        if keys.partitions(aggregate) > 1:
+            raise ConfigurationError(
+                f"{name} is partitioned ({keys.partitions(aggregate)} partitions): give one "
+                f"partition, e.g. {aggregate}.p0"
+            )
         return keys.stream_of(name)
-    segment = r"[a-z][a-z0-9_-]*"
-    if re.fullmatch(rf"{segment}\.{segment}", name):
-        return keys.stream(name)
+    key = keys.stream_named(name)
+    if key is not None:
+        return key
     raise ConfigurationError(
         f"{name[:80]!r} is not a stream: give the aggregate (dukcapil.citizen), "
         "an event type (dukcapil.citizen.died.v1) or the key (simpul:{dukcapil.citizen})"

@@ -142,6 +142,8 @@ class Reclaiming:
                 if self._stopping.is_set():
                     return
                 await self._guarded(partial(self._reclaim, stream), quiet=True)
+            for partition in sorted(self.ordering.leases.owned) if self.ordering else ():
+                await self._guarded(partial(self._adopt, partition), quiet=True)
             if time.monotonic() - checked > _GAP_CHECK_S:
                 checked = time.monotonic()
                 await self._guarded(self._check_gaps, quiet=True)
@@ -247,6 +249,22 @@ class Reclaiming:
                 break
             start = "(" + rows[-1].entry_id
         self.ordering.took(partition)
+
+    async def _adopt(self, partition: str) -> None:
+        """On a partition we own, entries idle past ``claim_idle_ms`` — a dead letter replayed
+        to the group (parked under the consumer that gave up), an entry a frozen ex-owner
+        still held — become ours and join the partition's backlog (handled in id order)."""
+        assert self.ordering is not None
+        rows = await self._pending(
+            partition, "-", self.settings.batch_size, idle=self.settings.claim_idle_ms
+        )
+        others: list[str | bytes | int | memoryview[int]] = [
+            r.entry_id for r in rows if r.consumer != self.name
+        ]
+        if others:
+            await self.redis.xclaim(partition, self.group, self.name, 0, others, justid=True)
+        if rows:
+            self.ordering.took(partition)
 
     async def _backlog(self, partitions: Sequence[str]) -> None:
         """The oldest entry pending with us on each partition, in order; none left: drained."""

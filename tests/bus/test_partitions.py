@@ -161,3 +161,12 @@ def test_a_service_reading_partitions_may_hold_their_leases_and_nothing_else() -
     producer = users["adapter-meter"].line()
     assert all(f"~{p}" in producer for p in PARTITIONS)
     assert ":lease:" not in producer and "members" not in producer
+
+
+def test_operators_name_a_partition_by_its_aggregate_and_number() -> None:
+    assert keys.stream_named("test.meter.p3") == PARTITIONS[3]
+    assert keys.stream_named(PARTITIONS[2]) == PARTITIONS[2]
+    assert keys.stream_named("dukcapil.citizen") == "simpul:{dukcapil.citizen}"
+    assert keys.stream_named("simpul:{dukcapil.citizen}") == "simpul:{dukcapil.citizen}"
+    for wrong in ("test.meter.p", "test.meter.p01", "test.meter.x3", "meter", "simpul:{a}"):
+        assert keys.stream_named(wrong) is None, wrong

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from bus import Contract, EventContext, Publisher, Service, keys
 from bus.contracts import Registry
+from bus.dlq import DeadLetters, Outcome
 from bus.testing import quick_settings, wait_until
 
 
@@ -151,3 +152,29 @@ async def test_a_replica_that_stops_hands_its_pending_over_in_order(
 async def _owned_by(redis: Redis, consumer: str, count: int) -> bool:
     held = await owners(redis)
     return sum(1 for c in held.values() if c == consumer) == count
+
+
+async def test_a_dead_letter_replayed_to_a_partition_is_handled_by_its_owner(
+    redis_url: str, redis: Redis
+) -> None:
+    seen = Seen()
+    broken = {"g-1"}
+
+    def failing(event: Reading, delivery: int) -> bool:
+        return event.gauge in broken and event.seq == 2
+
+    service = replica(redis_url, "a", seen, fail=failing)
+    home = keys.stream_of(Reading.__contract__.event_type, "g-1")
+    async with service.running():
+        total = await publish(redis, subjects=4, per_subject=5)
+        await wait_until(lambda: len(seen.calls) >= total - 1, timeout=30)  # all but g-1 #2
+        assert seen.by_subject()["g-1"] == [1, 3, 4, 5]  # dead-lettered, the partition went on
+        letters = await DeadLetters(redis, registry=REGISTRY).entries(home, GROUP)
+        assert [letter.reason for letter in letters] == ["handler_failed"]
+        broken.clear()  # the cause is fixed
+        report = await DeadLetters(redis, registry=REGISTRY).replay([letters[0].ref])
+        assert report.count(Outcome.REPLAYED) == 1
+        await wait_until(lambda: len(seen.calls) >= total, timeout=30)
+    assert seen.by_subject()["g-1"] == [1, 3, 4, 5, 2]
+    assert await redis.xpending(home, GROUP) == {"pending": 0, "min": None, "max": None,
+                                                 "consumers": []}  # fmt: skip
