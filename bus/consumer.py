@@ -163,8 +163,12 @@ class Consumer(Reclaiming):
         """Partition upkeep before a read; returns what to read new entries from (empty: the
         turn went to pending entries, or to waiting)."""
         if time.monotonic() >= self._rebalance_at:
-            self._rebalance_at = time.monotonic() + ordering.leases.lease_ms / 3000
+            leases = ordering.leases
             await self._guarded(self._rebalance)
+            # Short of its share (another replica has yet to release its surplus): try again
+            # in a second; else a third of a lease, or as soon as the members change.
+            again = 1.0 if len(leases.owned) < leases.share else leases.lease_ms / 3000
+            self._rebalance_at = time.monotonic() + again
         now = time.monotonic()
         backlog = ordering.backlog(streams, now)
         if backlog:

@@ -67,6 +67,7 @@ class Reclaiming:
     _stopping: asyncio.Event
     _lock: asyncio.Lock
     _log: Any
+    _rebalance_at: float
     _gap_checks = True
 
     async def _process(
@@ -207,17 +208,23 @@ class Reclaiming:
     async def _lease_loop(self) -> None:
         """Renew leases beside the handlers; a lease lost stops its partition at once."""
         assert self.ordering is not None
-        every = self.ordering.leases.lease_ms / 3000
+        leases = self.ordering.leases
+        # Heartbeats every second (at most a third of a lease): a replica that joins or leaves
+        # is seen within a second, and the shares are rebalanced at once, not a lease later.
+        every = min(leases.lease_ms / 3000, 1.0)
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), every)
             if self._stopping.is_set():
                 return
+            live = leases.live
             with contextlib.suppress(*TRANSIENT):  # the read loop reports outages
-                lost = await self.ordering.leases.renew()
+                lost = await leases.renew()
                 if lost:
                     self.ordering.forget(lost)
                     self._log.warning("partitions_lost", partitions=lost)
+                if lost or leases.live != live:
+                    self._rebalance_at = 0.0  # the read loop rebalances before its next read
 
     async def _rebalance(self) -> None:
         """Take this consumer's fair share of partitions, between batches."""

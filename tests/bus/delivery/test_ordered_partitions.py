@@ -47,9 +47,15 @@ class Seen:
 
 
 def replica(
-    url: str, consumer: str, seen: Seen, *, fail: Callable[[Reading, int], bool] | None = None
+    url: str,
+    consumer: str,
+    seen: Seen,
+    *,
+    fail: Callable[[Reading, int], bool] | None = None,
+    claim_idle_ms: int = 1_000,
 ) -> Service:
-    service = Service(GROUP, settings=quick_settings(url, consumer=consumer), registry=REGISTRY)
+    settings = quick_settings(url, consumer=consumer, claim_idle_ms=claim_idle_ms)
+    service = Service(GROUP, settings=settings, registry=REGISTRY)
 
     @service.on(Reading)
     async def handle(event: Reading, ctx: EventContext) -> None:
@@ -178,3 +184,24 @@ async def test_a_dead_letter_replayed_to_a_partition_is_handled_by_its_owner(
     assert seen.by_subject()["g-1"] == [1, 3, 4, 5, 2]
     assert await redis.xpending(home, GROUP) == {"pending": 0, "min": None, "max": None,
                                                  "consumers": []}  # fmt: skip
+
+
+async def test_a_replica_that_joins_gets_its_share_within_seconds_not_a_lease(
+    redis_url: str, redis: Redis
+) -> None:
+    seen = Seen()
+    lease_ms = 60_000  # a third of it is 20 s: the test would time out waiting for that
+    a = replica(redis_url, "a", seen, claim_idle_ms=lease_ms)
+    b = replica(redis_url, "b", seen, claim_idle_ms=lease_ms)
+    async with a.running():
+        await wait_until(lambda: _owned_by(redis, "a", 4), timeout=10)
+        async with b.running():
+
+            async def shared() -> bool:
+                return sorted((await owners(redis)).values()) == ["a", "a", "b", "b"]
+
+            await wait_until(shared, timeout=8)
+            total = await publish(redis, subjects=8, per_subject=5)
+            await wait_until(lambda: len(seen.calls) >= total, timeout=15)
+    assert in_order(seen) == {}
+    assert seen.consumers() == {"a", "b"}
