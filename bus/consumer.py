@@ -179,7 +179,14 @@ class Consumer(Reclaiming):
             wait = min(ordering.next_due(now) or 1.0, self.settings.block_ms / 1000)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), wait)
+            await self._guarded(self._idle_poll)
         return dict.fromkeys(readable, ">")
+
+    async def _idle_poll(self) -> None:
+        """Nothing of ours to read (a standby replica, more replicas than partitions): Redis
+        answering is what /readyz needs to know, so a standby is not restarted for idling."""
+        await self.redis.ping()
+        self._on_success()
 
     async def _poll(self, streams: Mapping[str, str]) -> list[tuple[bytes, Entries]]:
         read = asyncio.ensure_future(self._xreadgroup(streams, self.settings.block_ms))

@@ -205,3 +205,36 @@ async def test_a_replica_that_joins_gets_its_share_within_seconds_not_a_lease(
             await wait_until(lambda: len(seen.calls) >= total, timeout=15)
     assert in_order(seen) == {}
     assert seen.consumers() == {"a", "b"}
+
+
+class Pair(Contract, event_type="test.pair.read.v1", partitions=2, register=False):
+    """Two partitions, for three replicas: one of them stands by."""
+
+    gauge: str
+
+
+async def test_a_standby_replica_with_no_partition_stays_ready(
+    redis_url: str, redis: Redis
+) -> None:
+    registry = Registry()
+    registry.register(Pair)
+    replicas = []
+    for name in ("a", "b", "c"):
+        service = Service("pairs", settings=quick_settings(redis_url, consumer=name),
+                          registry=registry)  # fmt: skip
+
+        @service.on(Pair)
+        async def handle(event: Pair) -> None:
+            pass
+
+        replicas.append(service)
+    async with replicas[0].running(), replicas[1].running(), replicas[2].running():
+
+        async def spread() -> bool:
+            held = [await redis.get(keys.lease(p, "pairs")) for p in Pair.__contract__.streams]
+            return None not in held and len(set(held)) == 2
+
+        await wait_until(spread, timeout=10)
+        stale = replicas[0].health.stale_after_s
+        await asyncio.sleep(stale + 1)  # past the point where an idle replica would look stale
+        assert [r.health.ready for r in replicas] == [True, True, True]
