@@ -104,11 +104,34 @@ def _schemas(models: Sequence[type[Contract]]) -> tuple[dict[Any, Any], dict[str
 
 
 def _channel(infos: Sequence[ContractInfo]) -> dict[str, Any]:
+    info = infos[0]
+    if info.partitions > 1:  # one channel for the aggregate; its partition is a parameter
+        address = f"simpul:{{{info.aggregate}.p{{partition}}}}"
+        about = (
+            f"{info.partitions} Redis streams `simpul:{{{info.aggregate}.p<k>}}`, k = CRC-32 of "
+            f"the event's subject modulo {info.partitions} (wire format, section 3; the braces "
+            "are each partition's Redis Cluster hash tag, part of the key)."
+        )
+    else:
+        address = info.stream
+        about = (
+            f"The Redis stream `{info.stream}` (the braces are its Redis Cluster hash tag, part "
+            "of the key, not a parameter)."
+        )
+    parameters = (
+        {"parameters": {"partition": {
+            "enum": [str(k) for k in range(info.partitions)],
+            "description": "The partition: CRC-32 of the subject (UTF-8) modulo "
+                           f"{info.partitions}.",
+        }}}
+        if info.partitions > 1
+        else {}
+    )  # fmt: skip
     return {
-        "address": infos[0].stream,
-        "title": infos[0].aggregate,
-        "description": f"The Redis stream `{infos[0].stream}` (the braces are its Redis Cluster "
-        "hash tag, part of the key, not a parameter).",
+        "address": address,
+        **parameters,
+        "title": info.aggregate,
+        "description": about,
         "messages": {
             i.event_type: {"$ref": f"#/components/messages/{i.event_type}"} for i in infos
         },

@@ -226,6 +226,21 @@ def test_any_set_of_contracts_and_services(validator: Draft7Validator) -> None:
     )
 
 
+class DialRead(Contract, event_type="test.dial.read.v1", partitions=4, register=False):
+    dial: str
+
+
+def test_a_partitioned_aggregate_is_one_channel_with_its_partition_as_a_parameter(
+    validator: Draft7Validator,
+) -> None:
+    doc = asyncapi.document([DialRead], [])
+    assert _errors(validator, doc) == []
+    channel = doc["channels"]["test.dial"]
+    assert channel["address"] == "simpul:{test.dial.p{partition}}"
+    assert channel["parameters"]["partition"]["enum"] == ["0", "1", "2", "3"]
+    assert "CRC-32" in channel["description"]
+
+
 def test_committed_document_is_fresh() -> None:
     assert COMMITTED.exists(), "docs/asyncapi.json is missing: run `simpul contracts docs`"
     assert COMMITTED.read_text() == docs_files()["asyncapi.json"], (
