@@ -284,10 +284,13 @@ def live_table(rows: list[tuple[str, int, dict[str, tuple[int, int]]]], stage: s
     return table
 
 
-async def watch(redis: Redis, live: Live, stage: list[str]) -> None:
-    while True:
+async def watch(redis: Redis, live: Live, stage: list[str], done: asyncio.Event) -> None:
+    """Refresh the live table until ``done``. It is stopped by ``done``, not cancelled:
+    redis-py 8.1 can lose a cancellation that lands inside a command, and the task then hangs."""
+    while not done.is_set():
         live.update(live_table(await flow(redis), stage[0]))
-        await asyncio.sleep(0.25)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), 0.25)
 
 
 # -- the day --------------------------------------------------------------------------------------
@@ -323,7 +326,8 @@ async def run(url: str, folder: Path, *, stay: bool, owned: bool) -> None:
                 )
                 stage = ["starting"]
                 with Live(live_table([], stage[0]), console=console, refresh_per_second=8) as live:
-                    watcher = asyncio.create_task(watch(redis, live, stage))
+                    done = asyncio.Event()
+                    watcher = asyncio.create_task(watch(redis, live, stage, done))
                     started = time.monotonic()
                     try:
                         stage[0] = "the super-app's accounts and Dinas Sosial's grants"
@@ -342,9 +346,9 @@ async def run(url: str, folder: Path, *, stay: bool, owned: bool) -> None:
                         stage[0] = f"the day is done ({time.monotonic() - started:.1f} s)"
                         live.update(live_table(await flow(redis), stage[0]))
                     finally:
-                        watcher.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await watcher
+                        done.set()  # its last refresh finishes by itself (cancelled after 5 s)
+                        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                            await asyncio.wait_for(watcher, 5)
                 await summary(city, redis, day, legacy, mail)
                 await trust(city, redis, intrusion, victim.account_id)
                 # The operator's password is the demo's own, made for this run: shown so that
