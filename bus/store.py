@@ -24,6 +24,7 @@ import contextlib
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -227,7 +228,7 @@ class Store:
                         f"cannot create the folder of {self!r}: {type(exc).__name__}"
                     ) from None
             conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             self._conn = conn
@@ -322,3 +323,17 @@ def _first_line(exc: BaseException) -> str:
 
 def _now_text() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
+    """Switch a new SQLite file to WAL. The switch needs the file to itself and SQLite does not
+    wait for that (no busy handler): two replicas opening a new file together would see
+    "database is locked". Try again for up to ~5 s; after the first switch it is a no-op."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
