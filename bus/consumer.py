@@ -9,7 +9,8 @@ read per slot: one blocking read each, concurrently, while their handlers still 
 at a time (docs/cluster.md).
 
 Retries need no timer of ours: a failed entry stays pending, aged (XCLAIM ... IDLE) so that the
-reclaim sweep — XAUTOCLAIM of entries idle for ``claim_idle_ms`` — picks it up after its backoff.
+reclaim sweep — entries idle for ``claim_idle_ms``, claimed one at a time — picks it up after
+its backoff.
 The same sweep finishes the entries of consumers that died (bus.reclaim).
 
 Partitions of a partitioned aggregate are read in order (bus.partitions): only those this

@@ -14,8 +14,8 @@ entry's fields plus ``dlq.*`` fields. :class:`DeadLetters` lists, shows, replays
   pending entries list of the group that gave up — ``XCLAIM <stream> <group> <consumer> 0 <entry>
   IDLE <1 year> RETRYCOUNT 0 FORCE JUSTID`` — and the dead letter is deleted, in one script.
   ``FORCE`` creates the pending entry for that group only: no other group sees anything. The
-  group's consumers pick it up with their next reclaim sweep (``XAUTOCLAIM``, every
-  ``reclaim_interval_ms``; it is idle for "a year", so it is due at once) with a fresh delivery
+  group's consumers pick it up with their next reclaim sweep (every ``reclaim_interval_ms``; it
+  is idle for "a year", so it is due at once; on a partition, its owner's) with a fresh delivery
   count of 1. No consumer change is needed: it is the way retries already travel. The original
   entry must still be in the stream: once retention trimmed it, only ``Target.STREAM`` can
   replay it (refused with that reason otherwise).
