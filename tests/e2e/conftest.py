@@ -326,7 +326,9 @@ class City:
         self, *people: Holder, at: datetime | None = None, contacts: bool = True
     ) -> None:
         """The super-app: each resident's account linked to their NIK, and (``contacts``) the
-        e-mail address they gave it, written to the notifier."""
+        e-mail address they gave it, written to the notifier. Returns once the services have
+        taken the links (links come long before a permit in life; a permit overtaking its
+        holder's link in the notifier's read would find no account to write to)."""
         identity = Publisher(self.redis, source=IDENTITY_SOURCE)
         linked_at = at or datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
         await identity.publish_many(
@@ -338,6 +340,7 @@ class City:
         )  # fmt: skip
         for r in people if contacts else ():
             await self.notifier.set_contact(r.account_id, r.email)
+        await self.settled()
 
     async def grant(self, who: Resident, programme: str = "pkh", **terms: Any) -> str:
         """Dinas Sosial grants ``who`` assistance (administered in their kelurahan)."""
