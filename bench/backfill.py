@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from bench.common import Target, machine_busy_s, redis_cpu_s
+from bench.common import Target, machine_busy_s, progress, redis_cpu_s, write_json
 from bus import keys
 
 FULL = (100_000, 1_000_000)  # (small table for the memory check, full backfill)
@@ -49,10 +49,6 @@ STREAM = keys.stream("dukcapil.citizen")
 PSEUDONYM_KEY = "bench-pseudonym-key-0123456789abcdef"
 TARGET_RATIO = 0.50
 DISTURBED_PCT = 25.0  # as in bench/run.py
-
-
-def _log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # -- the database -------------------------------------------------------------------------------
@@ -244,7 +240,7 @@ async def _measure(kind: str, target: Target, db: Database, expected: int) -> di
         result = await _once(kind, target, db, expected)
         if result["others_pct"] <= DISTURBED_PCT or attempt == 1:
             break
-        _log("  other processes were busy: measuring again")
+        progress("  other processes were busy: measuring again")
         discarded.append(result)
     result["discarded"] = discarded
     return result
@@ -269,7 +265,7 @@ async def _once(kind: str, target: Target, db: Database, expected: int) -> dict[
                   others_pct=max(0.0, 100 * others / result["wall_s"]))  # fmt: skip
     per_row = {k: f"{1e6 * v / expected:4.1f}" for k, v in
                (("cpu", result["cpu_s"]), ("redis", server), ("postgres", pg))}  # fmt: skip
-    _log(
+    progress(
         f"backfill {kind:<8} {expected:>9,} rows {result['rate']:>9,.0f} rows/s µs/row: "
         + " ".join(f"{k} {v}" for k, v in per_row.items())
         + f" peak RSS {result['peak_rss_mib']:.0f} MiB others {result['others_pct']:3.0f}%"
@@ -284,11 +280,11 @@ async def run(target: Target, *, quick: bool) -> dict[str, Any]:
     with database() as db:
         create_table(db.url)
         out["load_s"] = load(db.url, small, first_id=1)
-        _log(f"loaded {small:,} rows by COPY in {out['load_s']:.1f} s")
+        progress(f"loaded {small:,} rows by COPY in {out['load_s']:.1f} s")
         memory_small = await _measure("adapter", target, db, small)
         seconds = load(db.url, large - small, first_id=small + 1)
         out["load_s"] += seconds
-        _log(f"loaded {large - small:,} more rows by COPY in {seconds:.1f} s")
+        progress(f"loaded {large - small:,} more rows by COPY in {seconds:.1f} s")
         raw = await _measure("raw", target, db, large)
         adapter = await _measure("adapter", target, db, large)
     await target.reset()
@@ -351,9 +347,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nadapter / raw = {out['ratio']:.0%} (target >= {TARGET_RATIO:.0%}: {verdict}); "
           f"peak RSS {out['adapter']['peak_rss_mib']:.0f} MiB at {out['sizes'][1]:,} rows vs "
           f"{out['adapter_small']['peak_rss_mib']:.0f} MiB at {out['sizes'][0]:,}")  # fmt: skip
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2, default=str) + "\n")
-    _log(f"done in {out['duration_s']:.0f} s")
+    write_json(args.json, out)
+    progress(f"done in {out['duration_s']:.0f} s")
 
 
 if __name__ == "__main__":

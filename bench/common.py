@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
@@ -112,6 +115,17 @@ async def _aof_idle(redis: Redis, timeout_s: float = 60.0) -> None:
 
 def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def progress(message: str) -> None:
+    """A timestamped line on stderr: what a long benchmark is doing (stdout is its report)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def write_json(path: str | None, out: dict[str, Any]) -> None:
+    """Every measurement of a run, as JSON, when ``--json PATH`` asked for it."""
+    if path:
+        Path(path).write_text(json.dumps(out, indent=2, default=str) + "\n")
 
 
 def machine_facts() -> dict[str, Any]:

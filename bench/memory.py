@@ -28,18 +28,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
 
-from bench.common import BATCH, STREAM, Meter, Payloads, Target, _aof_idle, machine_facts
+from bench.common import (
+    BATCH,
+    STREAM,
+    Meter,
+    Payloads,
+    Target,
+    _aof_idle,
+    machine_facts,
+    progress,
+    write_json,
+)
 from bench.contract import SOURCE
 from bench.private import private_target
 from bench.run import DISTURBED_PCT, RETRIES, _quiet
@@ -51,10 +59,6 @@ WINDOW = 10_000  # events per publish/read window at each size
 WINDOWS = 3  # timed windows per size: the median is reported
 GROUP = "bench"
 MARKER_SAMPLE = 1_000
-
-
-def _log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 async def used_memory(redis: Redis) -> tuple[int, int]:
@@ -201,7 +205,7 @@ async def measure_size(target: Target, payloads: Payloads, n: int) -> dict[str, 
         "read": read_at_size,
         **snap,
     }
-    _log(
+    progress(
         f"{n:>9,}: {result['used_memory'] / n:6.0f} B/event used_memory, stream "
         f"{stream / n:5.0f} B, markers {markers:,} x {marker:.0f} B, wire {wire:.0f} B; "
         f"publish {publish_at_size['rate']:,.0f}/s, read {read_at_size['rate']:,.0f}/s, "
@@ -300,9 +304,8 @@ def main(argv: list[str] | None = None) -> None:
     configure(level="warning", fmt="json")
     out = asyncio.run(run(args))
     print(table(out))
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2, default=str) + "\n")
-    _log(f"done in {out['duration_s']:.0f} s")
+    write_json(args.json, out)
+    progress(f"done in {out['duration_s']:.0f} s")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,9 @@ from bench.common import (
     median,
     own_cpu_s,
     percentile,
+    progress,
     redis_cpu_s,
+    write_json,
 )
 from bus.errors import ConfigurationError
 from bus.logging import configure
@@ -46,10 +48,6 @@ TARGETS = {
     "backfill_memory": 1.25,  # peak RSS at the large table <= 1.25x the small one's
 }
 ANALYSIS = Path(__file__).with_name("analysis.md")
-
-
-def _log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # -- running ------------------------------------------------------------------------------------
@@ -75,7 +73,7 @@ async def _repeat(
         for name, (n, work) in workloads.items():
             for attempt in range(RETRIES + 1):
                 result = await work(n)
-                _log(
+                progress(
                     f"run {run + 1}/{runs} {name:<20} n={n:>6} {result['rate']:>9,.0f} events/s "
                     f"client {result['client_us']:5.1f} µs/ev "
                     f"redis {result['redis_us']:5.1f} µs/ev others {result['others_pct']:3.0f}%"
@@ -83,7 +81,7 @@ async def _repeat(
                 if result["others_pct"] <= DISTURBED_PCT or attempt == RETRIES:
                     break
                 results[name]["discarded"].append(result)
-                _log("  other processes were busy: measuring again")
+                progress("  other processes were busy: measuring again")
                 await asyncio.sleep(2)
             results[name]["runs"].append(result)
     for entry in results.values():
@@ -100,9 +98,11 @@ async def _quiet(limit_pct: float = DISTURBED_PCT, patience_s: float = 60.0) -> 
         load = 100 * (machine_busy_s() - busy0)
         if load <= limit_pct or time.monotonic() > deadline:
             if load > limit_pct:
-                _log(f"warning: other processes keep {load:.0f}% of a core busy; measuring anyway")
+                progress(
+                    f"warning: other processes keep {load:.0f}% of a core busy; measuring anyway"
+                )
             return load
-        _log(f"other processes use {load:.0f}% of a core; waiting for a quieter machine")
+        progress(f"other processes use {load:.0f}% of a core; waiting for a quieter machine")
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -126,7 +126,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     busy0, own0, wall0 = machine_busy_s(), own_cpu_s(), time.perf_counter()
     with Target.open() as target:
         out["redis"] = await target.facts()
-        _log(f"Redis {out['redis']['redis_version']} at {target.url} ({out['redis']['redis']})")
+        progress(f"Redis {out['redis']['redis_version']} at {target.url} ({out['redis']['redis']})")
         client = target.client()
         payloads = Payloads(client)
         out["entry_bytes"] = payloads.entry_bytes()
@@ -191,7 +191,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         idle_s=idle,
                     )
                     load = result["load"]
-                    _log(
+                    progress(
                         f"run {run_no + 1}/{lat_runs} latency {name:<16} "
                         f"p50 {load['p50_ms']:.3f} ms  p99 {load['p99_ms']:.3f} ms  "
                         f"cpu {load['cpu_pct']:.1f}%  "
@@ -203,7 +203,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     lat.setdefault("discarded", []).append(
                         {"config": name, **load, "samples_us": None}
                     )
-                    _log("  other processes were busy: measuring again")
+                    progress("  other processes were busy: measuring again")
                 if "idle" in result:
                     lat["idle"][consumer] = result["idle"]
                 lat["configs"][name].append(load)
@@ -221,22 +221,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             lat[name]["sent"] = sum(r["sent"] for r in loads)
         out["latency"] = lat
 
-        _log("profiling the Simpul consume and publish paths (cProfile)")
+        progress("profiling the Simpul consume and publish paths (cProfile)")
         out["profiles"] = [
             vars(await profiles.profile_consume(target, payloads, n_profile)),
             vars(await profiles.profile_publish(target, payloads, n_profile)),
         ]
         await target.reset()
-        _log("timing the per-event steps")
+        progress("timing the per-event steps")
         out["steps"] = await profiles.step_costs(payloads)
         if args.skip_backfill:
             out["backfill"] = {"skipped": "--skip-backfill"}
         else:
-            _log("backfill of the SQL adapter from PostgreSQL (bench/backfill.py)")
+            progress("backfill of the SQL adapter from PostgreSQL (bench/backfill.py)")
             try:
                 out["backfill"] = await backfill.run(target, quick=quick)
             except ConfigurationError as exc:  # no PostgreSQL server binaries here
-                _log(f"backfill skipped: {exc}")
+                progress(f"backfill skipped: {exc}")
                 out["backfill"] = {"skipped": str(exc)}
         server_cpu = await redis_cpu_s(client) if target.embedded else 0.0
         await client.aclose()
@@ -695,11 +695,10 @@ def main(argv: list[str] | None = None) -> None:
     saved = Path(args.from_json).read_text() if args.from_json else None
     out = json.loads(saved) if saved else asyncio.run(run(args))
     print(text_report(out))
-    if args.json and not args.from_json:
-        Path(args.json).write_text(json.dumps(out, indent=2, default=str) + "\n")
+    write_json(None if args.from_json else args.json, out)
     if args.markdown:
         Path(args.markdown).write_text(markdown(out))
-    _log(f"done in {out['duration_s']:.0f} s")
+    progress(f"done in {out['duration_s']:.0f} s")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,15 @@ from typing import IO, Any
 
 from redis.asyncio import Redis
 
-from bench.common import Payloads, Target, machine_busy_s, machine_facts, redis_cpu_s
+from bench.common import (
+    Payloads,
+    Target,
+    machine_busy_s,
+    machine_facts,
+    progress,
+    redis_cpu_s,
+    write_json,
+)
 from bench.private import private_target
 from bench.run import _quiet, _repeat
 from bench.scaling_worker import GROUP, citizen_contract
@@ -47,10 +55,6 @@ TIMEOUT_S = 120.0
 # Leases spread within about a second of the replicas starting (heartbeats every second);
 # a bound for the wait, not its expected length.
 BALANCE_S = 60.0
-
-
-def _log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,7 @@ async def drain(
     draining the group's backlog; stop them."""
     await preload(target, payloads, layout, n - len(layout.streams))
     redis = target.client()
-    with _worker_log() as log:
+    with _workerprogress() as log:
         workers = [await _start(target, mode, k, layout, log) for k in range(procs)]
         try:
             await asyncio.gather(*(_ready(w) for w in workers))
@@ -230,7 +234,7 @@ async def _stop(worker: Any) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def _worker_log() -> Any:
+def _workerprogress() -> Any:
     """Replicas' stderr (warnings only) goes to a file, shown if something went wrong."""
     path = Path(f"/tmp/simpul-bench-scaling-{time.time_ns()}.log")
     with path.open("w+b") as log:
@@ -358,9 +362,8 @@ def main(argv: list[str] | None = None) -> None:
     configure(level="warning", fmt="json")
     out = asyncio.run(run(args))
     print(table(out))
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2, default=str) + "\n")
-    _log(f"done in {out['duration_s']:.0f} s")
+    write_json(args.json, out)
+    progress(f"done in {out['duration_s']:.0f} s")
 
 
 if __name__ == "__main__":

@@ -19,12 +19,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import json
 import sys
 import time
 import timeit
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from nacl.signing import VerifyKey
@@ -39,6 +37,8 @@ from bench.common import (
     machine_busy_s,
     machine_facts,
     preload,
+    progress,
+    write_json,
 )
 from bench.contract import EVENT_TYPE, CitizenRecorded
 from bench.run import _quiet, _repeat
@@ -61,10 +61,6 @@ KEYRING = KeyRing(
         )
     ]
 )
-
-
-def _log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # -- workloads ----------------------------------------------------------------------------------
@@ -215,7 +211,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     with Target.open() as target:
         client = target.client()
         payloads = Payloads(client)
-        _log("timing the signing steps")
+        progress("timing the signing steps")
         out["steps"] = step_costs(payloads)
         messages = []
         for i in range(2_000):
@@ -330,9 +326,8 @@ def main(argv: list[str] | None = None) -> None:
     configure(level="warning", fmt="json")
     out = asyncio.run(run(args))
     print(table(out))
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2, default=str) + "\n")
-    _log(f"done in {out['duration_s']:.0f} s; signed = {out['ratio']:.0%} of the ceiling")
+    write_json(args.json, out)
+    progress(f"done in {out['duration_s']:.0f} s; signed = {out['ratio']:.0%} of the ceiling")
 
 
 if __name__ == "__main__":
