@@ -19,8 +19,7 @@ from rich.table import Table
 
 from bus.adapter import Adapter
 from bus.adapter import Progress as Counts
-from bus.cli_common import fail, import_target, redis_url
-from bus.connection import connect
+from bus.cli_common import fail, import_target, run_with_redis
 from bus.errors import SimpulError
 from bus.logging import configure, get_logger, shape
 from bus.quarantine import Quarantine, QuarantineEntry
@@ -42,19 +41,7 @@ AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
 def _run(work: Callable[[Redis], Awaitable[T]]) -> T:
-    """Run ``work`` with a Redis client; SimpulErrors become a message and exit code 2."""
-
-    async def main() -> T:
-        redis = connect(redis_url())
-        try:
-            return await work(redis)
-        finally:
-            await redis.aclose()
-
-    try:
-        return asyncio.run(main())
-    except SimpulError as exc:
-        raise fail(_err, exc) from None
+    return run_with_redis(_err, work)
 
 
 def _made(target: str, redis: Redis) -> object:

@@ -1,17 +1,26 @@
-"""What the ``simpul`` sub-commands share: importing MODULE:ATTRIBUTE, failing with a message."""
+"""What the ``simpul`` sub-commands share: importing MODULE:ATTRIBUTE, running against Redis,
+failing with a message."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 from rich.console import Console
 
-from bus.errors import ConfigurationError, SimpulError
+from bus.connection import TRANSIENT, connect, location, translate
+from bus.errors import ConfigurationError, RedisUnavailable, SimpulError
 from bus.settings import Settings
+
+T = TypeVar("T")
 
 
 def import_target(target: str) -> Any:
@@ -51,3 +60,30 @@ def fail(console: Console, exc: SimpulError) -> typer.Exit:
     """Print an error for people (no traceback) and return the exit to raise (code 2)."""
     console.print(f"[red]error:[/red] {exc}")
     return typer.Exit(2)
+
+
+def run_with_redis(
+    console: Console, work: Callable[[Redis], Awaitable[T]], *, url: str | None = None
+) -> T:
+    """Run ``work`` with a client of ``url`` (default: ``SIMPUL_REDIS_URL``). Every failure is
+    one line on ``console`` and exit code 2, no traceback: Simpul's errors as they are, Redis
+    unreachable (naming where), a command Redis refused (NOPERM explained)."""
+
+    async def main(address: str) -> T:
+        redis = connect(address)
+        try:
+            return await work(redis)
+        except TRANSIENT as exc:
+            raise RedisUnavailable(
+                f"Redis at {location(address)} is unreachable or did not answer: {exc}"
+            ) from None
+        except ResponseError as exc:
+            raise SimpulError(f"Redis refused: {translate(exc)}") from None
+        finally:
+            with contextlib.suppress(Exception):
+                await redis.aclose()
+
+    try:
+        return asyncio.run(main(url or redis_url()))
+    except SimpulError as exc:
+        raise fail(console, exc) from None

@@ -7,7 +7,6 @@ unknown names, Redis unreachable.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,16 +16,14 @@ from typing import Annotated, TypeVar
 import click
 import typer
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from bus import dlq
-from bus.cli_common import fail, import_target, redis_url
-from bus.connection import TRANSIENT, connect, translate
-from bus.errors import ConfigurationError, RedisUnavailable, SimpulError
+from bus.cli_common import fail, import_target, run_with_redis
+from bus.errors import ConfigurationError, SimpulError
 from bus.logging import configure
 from bus.publisher import Publisher, Retention
 from bus.settings import Settings
@@ -55,25 +52,13 @@ Ids = Annotated[list[str] | None, typer.Option("--id", help="dead-letter entry i
 
 
 def _run(work: Callable[[Redis], Awaitable[T]]) -> T:
-    """Run ``work`` with a Redis client; errors become a message and exit code 2."""
-
-    async def main() -> T:
-        redis = connect(redis_url())
-        try:
-            return await work(redis)
-        finally:
-            await redis.aclose()
-
+    """Run ``work`` against Redis with logs on stderr (masked); errors: a line, exit code 2."""
     try:
         settings = Settings.load()
-        configure(settings.log_level, settings.log_format)  # logs on stderr, masked
-        return asyncio.run(main())
     except SimpulError as exc:
         raise fail(_err, exc) from None
-    except TRANSIENT as exc:
-        raise fail(_err, RedisUnavailable(f"Redis is unreachable: {exc}")) from None
-    except ResponseError as exc:
-        raise fail(_err, SimpulError(f"Redis refused: {translate(exc)}")) from None
+    configure(settings.log_level, settings.log_format)
+    return run_with_redis(_err, work)
 
 
 def _usage(message: str) -> typer.Exit:

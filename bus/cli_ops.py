@@ -34,7 +34,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
-from urllib.parse import urlsplit
 
 import typer
 from redis.asyncio import Redis
@@ -44,11 +43,11 @@ from rich.table import Table
 from rich.text import Text
 
 from bus import catalogue, flowmap, ops
-from bus.cli_common import fail, redis_url
+from bus.cli_common import fail, redis_url, run_with_redis
 from bus.cli_contracts import load as load_contracts
-from bus.connection import TRANSIENT, connect, translate
+from bus.connection import TRANSIENT, connect, location, translate
 from bus.contracts import default_registry
-from bus.errors import ConfigurationError, RedisUnavailable, SimpulError
+from bus.errors import ConfigurationError, SimpulError
 from bus.http import serve
 from bus.logging import get_logger
 from bus.settings import Settings
@@ -79,31 +78,8 @@ def _limit(name: str, unit: str = "") -> Any:
 # -- plumbing ----------------------------------------------------------------------------------
 
 
-def _where(url: str) -> str:
-    """Host and port of a Redis URL, never its password."""
-    parts = urlsplit(url)
-    return parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"
-
-
 def _run(work: Callable[[Redis], Awaitable[T]], *, url: str | None = None) -> T:
-    """Run ``work`` with a Redis client; errors become a message and exit code 2."""
-
-    async def main(address: str) -> T:
-        redis = connect(address)
-        try:
-            return await work(redis)
-        except TRANSIENT as exc:
-            raise RedisUnavailable(
-                f"Redis at {_where(address)} is unreachable or did not answer: {exc}"
-            ) from None
-        finally:
-            with contextlib.suppress(Exception):
-                await redis.aclose()
-
-    try:
-        return asyncio.run(main(url or redis_url()))
-    except SimpulError as exc:
-        raise fail(_err, exc) from None
+    return run_with_redis(_err, work, url=url)
 
 
 def _contracts(package: str) -> None:
@@ -167,7 +143,7 @@ def status(
             "snapshot": snap.model_dump(mode="json"),
         }, indent=2))  # fmt: skip
     else:
-        _print_status(snap, found, _where(url))
+        _print_status(snap, found, location(url))
     if found:
         raise typer.Exit(1)
 
@@ -544,11 +520,11 @@ def _live_groups() -> tuple[dict[str, list[str]] | None, str]:
         snap = asyncio.run(take())
     except SimpulError as exc:
         _err.print(
-            f"[yellow]note:[/yellow] Redis at {_where(url)} unavailable ({type(exc).__name__}): "
+            f"[yellow]note:[/yellow] Redis at {location(url)} unavailable ({type(exc).__name__}): "
             "the map is from the code only"
         )
         return None, ""
-    return flowmap.live_groups(snap), f"Redis {snap.redis_version} at {_where(url)}"
+    return flowmap.live_groups(snap), f"Redis {snap.redis_version} at {location(url)}"
 
 
 # -- exporter ----------------------------------------------------------------------------------
@@ -575,7 +551,7 @@ def exporter(
         inspector = ops.Inspector(redis, registry=default_registry)
         collector = ops.BusCollector(inspector, interval_s=interval)
         try:
-            _err.print(f"serving http://{host}:{port}/metrics for Redis at {_where(url)}")
+            _err.print(f"serving http://{host}:{port}/metrics for Redis at {location(url)}")
             await serve(ops.exporter_app(collector), host=host, port=port)
         finally:
             with contextlib.suppress(Exception):

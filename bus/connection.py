@@ -49,6 +49,7 @@ __all__ = [
     "cluster_from_env",
     "connect",
     "is_cluster",
+    "location",
     "translate",
 ]
 
@@ -250,6 +251,15 @@ def connect(
     if clustered:
         return _cluster(url, options)
     return Redis.from_pool(ConnectionPool(**options))
+
+
+def location(url: str) -> str:
+    """Host and port (or socket path) of a Redis URL, for messages: never its password."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    host = parts.hostname or "localhost"
+    return f"{f'[{host}]' if ':' in host else host}:{parts.port or 6379}"
 
 
 def cluster_from_env(environ: Mapping[str, str] | None = None) -> bool:

@@ -97,6 +97,14 @@ def test_clear_errors_for_bad_arguments(siak: list[dict[str, Any]]) -> None:
     assert wrong.exit_code == 2 and "has no attribute 'nothing'" in wrong.output
 
 
+def test_redis_down_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIMPUL_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")  # nobody there
+    down = _invoke("quarantine", "list", dukcapil.NAME)
+    assert down.exit_code == 2, down.output
+    assert "unreachable" in down.output and "127.0.0.1" in down.output
+    assert "Traceback" not in down.output
+
+
 @pytest.mark.slow
 def test_serve_answers_the_legacy_app_and_stops_on_sigterm(redis_url: str) -> None:
     port = free_port()

@@ -14,7 +14,6 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +23,7 @@ from starlette.applications import Starlette
 
 from bus import catalogue, flowmap, keys
 from bus.connection import TRANSIENT, translate
+from bus.connection import location as redis_location  # where the dashboard says it looks
 from bus.contracts import Registry, default_registry
 from bus.dlq import (
     DeadLetter,
@@ -103,15 +103,6 @@ class MonitorSettings(BaseSettings):
                 for err in exc.errors()
             )
             raise ConfigurationError(f"invalid monitor settings: {problems}") from None
-
-
-def redis_location(url: str) -> str:
-    """Host and port (or socket path) of a Redis URL, never its password."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return parts.path
-    host = parts.hostname or "localhost"
-    return f"{f'[{host}]' if ':' in host else host}:{parts.port or 6379}"
 
 
 class Monitor:
