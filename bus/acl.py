@@ -274,7 +274,7 @@ def _service(service: ServiceSpec, hashes: tuple[str, ...]) -> AclUser:
             why="its own consumer dedupe markers (once=True)",
         ),
     ]
-    partitions = [s for s in streams if keys.partitions(keys.aggregate_of_stream(s) or "") > 1]
+    partitions = [s for s in streams if keys.is_partition(s)]
     if partitions:
         selectors.append(Grant(
             ("+evalsha", "+set", "+get", "+pexpire", "+del", "+time", "+zadd", "+zrem",

@@ -69,8 +69,8 @@ class Consumer(Reclaiming):
         self.group = dispatcher.group
         self.name = dispatcher.consumer
         self.streams = dispatcher.streams()
-        partitioned = [s for s in self.streams if _partitioned(s)]
-        self.plain = [s for s in self.streams if not _partitioned(s)]
+        partitioned = [s for s in self.streams if keys.is_partition(s)]
+        self.plain = [s for s in self.streams if not keys.is_partition(s)]
         leases = Leases(
             redis, group=self.group, consumer=self.name, partitions=partitioned,
             lease_ms=settings.claim_idle_ms,
@@ -375,10 +375,6 @@ class Consumer(Reclaiming):
         if self._outage:
             self._outage = False
             self._log.info("redis_recovered")
-
-
-def _partitioned(stream: str) -> bool:
-    return keys.partitions(keys.aggregate_of_stream(stream) or "") > 1
 
 
 def _read_groups(streams: Sequence[str], *, cluster: bool) -> list[list[str]]:

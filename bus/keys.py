@@ -123,6 +123,12 @@ def aggregate_of_stream(stream_key: str) -> str | None:
     return f"{dept}.{rest.partition('.')[0]}"
 
 
+def is_partition(stream_key: str) -> bool:
+    """True for a partition of a partitioned aggregate (``simpul:{dukcapil.citizen.p3}``)."""
+    aggregate = aggregate_of_stream(stream_key)
+    return aggregate is not None and partitions(aggregate) > 1
+
+
 def dead_letters(stream_key: str, group: str) -> str:
     """Dead letters of one consumer group: ``simpul:{dukcapil.citizen}:dlq:<group>``."""
     return f"{stream_key}:dlq:{group}"
