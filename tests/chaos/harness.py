@@ -20,6 +20,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
+from schemas.dukcapil import CitizenDied
 from tests.chaos import effects, history
 from tests.chaos.checker import Report, check, observe
 from tests.chaos.consumer import GROUP, STREAMS
@@ -27,6 +28,7 @@ from tests.chaos.consumer import GROUP, STREAMS
 ROOT = Path(__file__).resolve().parents[2]
 _POLL_S = 0.25
 _LOG_TAIL = 2_000  # characters
+DEATHS = CitizenDied.__contract__.stream  # where tests/chaos/producer.py publishes
 
 
 class Processes:
@@ -161,3 +163,12 @@ class Run:
             if drained or time.monotonic() > deadline:
                 return report
             await asyncio.sleep(_POLL_S)
+
+
+async def wait_for_entries(redis: Redis, count: int, procs: Processes) -> None:
+    """Until the producer's stream (its deaths) holds ``count`` entries; it must stay alive."""
+    deadline = time.monotonic() + 30
+    while await redis.xlen(DEATHS) < count:
+        procs.assert_alive("producer")
+        assert time.monotonic() < deadline, "the producer published nothing"
+        await asyncio.sleep(0.02)

@@ -17,11 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
-from redis.asyncio import Redis
 
 from bus.connection import connect
 from bus.embedded import EmbeddedRedis
-from tests.chaos.harness import Processes, Run
+from tests.chaos.harness import Processes, Run, wait_for_entries
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
@@ -30,15 +29,6 @@ EVENTS = 500
 CRASHES = 3
 REPLICAS = ("c1", "c2")
 CONSUMER, PRODUCER = "tests.chaos.consumer", "tests.chaos.producer"
-STREAM = "simpul:{dukcapil.citizen}"
-
-
-async def wait_for_entries(redis: Redis, count: int, procs: Processes) -> None:
-    deadline = time.monotonic() + 30
-    while await redis.xlen(STREAM) < count:
-        procs.assert_alive("producer")
-        assert time.monotonic() < deadline, "the producer published nothing"
-        await asyncio.sleep(0.02)
 
 
 def crash_and_restart(server: EmbeddedRedis, down_s: float) -> None:

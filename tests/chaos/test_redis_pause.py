@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 
 from bus.connection import connect
 from bus.embedded import EmbeddedRedis, free_port
-from tests.chaos.harness import Processes, Run
+from tests.chaos.harness import Processes, Run, wait_for_entries
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
@@ -30,7 +30,6 @@ PAUSE_S = 8.0
 EVENTS = 400
 REPLICAS = ("c1", "c2")
 CONSUMER, PRODUCER = "tests.chaos.consumer", "tests.chaos.producer"
-STREAM = "simpul:{dukcapil.citizen}"
 
 
 @dataclass
@@ -120,11 +119,3 @@ def runs(statuses: list[int]) -> list[str]:
         else:
             changes.append([status, 1])
     return [f"{status}x{count}" for status, count in changes]
-
-
-async def wait_for_entries(redis: Redis, count: int, procs: Processes) -> None:
-    deadline = time.monotonic() + 30
-    while await redis.xlen(STREAM) < count:
-        procs.assert_alive("producer")
-        assert time.monotonic() < deadline, "the producer published nothing"
-        await asyncio.sleep(0.02)
