@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 from uuid import UUID
 
 from bus.contracts import Contract
@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # bus.quarantine imports this module's Record and Problem
 
 __all__ = [
     "Adapter",
+    "Change",
     "CheckpointStore",
     "Mapper",
     "Position",
@@ -45,6 +46,7 @@ __all__ = [
     "Rejected",
     "Source",
     "SourceError",
+    "SourceLag",
     "jsonable",
     "map_to_envelope",
     "record_event_id",
@@ -52,6 +54,9 @@ __all__ = [
 
 Position: TypeAlias = Any
 """Where a source resumes: any JSON-serialisable value (``None`` = from the beginning)."""
+
+Change: TypeAlias = Literal["insert", "update", "delete"]
+"""What happened to a row, where the source knows it (change-data-capture sources)."""
 
 _log = get_logger("bus.adapter")
 
@@ -64,6 +69,9 @@ class Record:
     column, an updated-at stamp); together they name one fact, hence one event id.
     ``position`` is where the source resumes *after* this record. ``data`` holds the raw
     columns, ``time`` when the source recorded the fact (the event's ``time``) if known.
+    ``change`` says what happened to the row where the source can tell (change-data-capture:
+    ``insert``, ``update``, ``delete``; a delete's ``data`` is the row as it was); polling
+    sources cannot, and leave it ``None``.
     """
 
     key: str
@@ -71,6 +79,7 @@ class Record:
     position: Position
     data: Mapping[str, Any]
     time: datetime | None = None
+    change: Change | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +118,22 @@ class Source(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class SourceLag:
+    """How far a change-data-capture source is behind its database, for operators.
+
+    ``position`` is the source's own notation (a binlog file and offset, a GTID set, an LSN).
+    ``behind_bytes`` is log not yet published, ``behind_seconds`` the age of the oldest change
+    not yet published (0 when caught up), ``retained_bytes`` the log the database keeps for
+    this reader (a replication slot's retained WAL); None where the source cannot tell.
+    """
+
+    position: str
+    behind_bytes: int | None = None
+    behind_seconds: float | None = None
+    retained_bytes: int | None = None
+
+
 class CheckpointStore(Protocol):
     """Remembers, per adapter, the position after the last batch known to be published."""
 
@@ -119,9 +144,11 @@ class CheckpointStore(Protocol):
 
 class Mapper(Protocol):
     """Legacy record -> contract instance. Raise (ValueError, ContractViolation, ...) to
-    quarantine the record; the message goes to the operator's queue, never to the logs."""
+    quarantine the record; the message goes to the operator's queue, never to the logs.
+    Return None for a record that is no event (e.g. a delete the department does not
+    publish): it is counted as skipped and passed."""
 
-    def __call__(self, record: Record) -> Contract: ...
+    def __call__(self, record: Record) -> Contract | None: ...
 
 
 def jsonable(value: Any) -> Any:
@@ -147,8 +174,9 @@ def record_event_id(source_urn: str, source_name: str, record: Record) -> str:
 
 def map_to_envelope(
     publisher: Publisher, mapper: Mapper, source_name: str, record: Record
-) -> Envelope | list[Problem]:
-    """Map and validate one record: its envelope, or the problems that keep it out of the bus."""
+) -> Envelope | list[Problem] | None:
+    """Map and validate one record: its envelope, the problems that keep it out of the bus, or
+    None when the mapper says the record is no event."""
     if not record.key or not record.version:
         return [_NO_IDENTITY]
     try:
@@ -159,6 +187,8 @@ def map_to_envelope(
         raise  # a configuration or connection problem: not the record's fault
     except Exception as exc:  # the mapper is department code: any failure is the record's
         return [Problem("(record)", f"{type(exc).__name__}: {exc}")]
+    if event is None:
+        return None
     id = record_event_id(publisher.source, source_name, record)
     try:
         return publisher.envelope(event, id=id, time=record.time)
@@ -174,6 +204,7 @@ class Progress:
     published: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    skipped: int = 0  # records the mapper said are no event
     total: int | None = None  # records expected in the current pass, when the source can tell
     position: Position = None
 
@@ -186,6 +217,7 @@ class _Batch:
     envelopes: list[Envelope] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     repeated: int = 0  # the same fact twice in one batch: published once
+    skipped: int = 0  # the mapper said: no event
 
 
 class Adapter:
@@ -260,6 +292,7 @@ class Adapter:
             published=p.published + len(results) - known,
             duplicates=p.duplicates + known + batch.repeated,
             quarantined=p.quarantined + len(batch.rejected),
+            skipped=p.skipped + batch.skipped,
             position=position,
         )
         _log.info("adapter_batch_published", adapter=self.name, batch=len(records),
@@ -271,6 +304,9 @@ class Adapter:
         payloads: dict[str, str] = {}  # event id -> payload, to spot one fact read twice
         for record in records:
             outcome = map_to_envelope(self.publisher, self.mapper, self.source.name, record)
+            if outcome is None:
+                batch.skipped += 1
+                continue
             if isinstance(outcome, Envelope):
                 earlier = payloads.get(outcome.id)
                 if earlier is None:
@@ -294,7 +330,7 @@ class Adapter:
     def _counts(self) -> dict[str, int]:
         p = self.progress
         return {"read": p.read, "published": p.published, "duplicates": p.duplicates,
-                "quarantined": p.quarantined}  # fmt: skip
+                "quarantined": p.quarantined, "skipped": p.skipped}  # fmt: skip
 
     def _report(self) -> None:
         if self.on_progress is not None:

@@ -87,12 +87,14 @@ class QuarantineEntry:
 
 @dataclass(frozen=True, slots=True)
 class RetryOutcome:
-    """What a retry did: published (or found already published) and removed, or still bad."""
+    """What a retry did: published (or found already published) and removed, skipped (the
+    mapper now says the record is no event) and removed, or still bad."""
 
     entry_id: str
     published: bool
     duplicate: bool = False
     problems: tuple[Problem, ...] = ()
+    skipped: bool = False
 
 
 class Quarantine:
@@ -145,6 +147,12 @@ class Quarantine:
         """Map the record again; publish it if it maps now, then remove it (both idempotent:
         a crash in between leaves the entry, and retrying it again publishes nothing twice)."""
         outcome = map_to_envelope(publisher, mapper, entry.source, entry.record())
+        if outcome is None:
+            await self._remove(
+                keys=[self.key, self.index], args=[entry.entry_id, _index_field(entry)]
+            )
+            _log.info("quarantine_skipped", adapter=self.adapter, entry_id=entry.entry_id)
+            return RetryOutcome(entry.entry_id, published=False, skipped=True)
         if not isinstance(outcome, Envelope):
             return RetryOutcome(entry.entry_id, published=False, problems=tuple(outcome))
         if outcome.id != entry.event_id:

@@ -72,7 +72,7 @@ def checked(mapper: Mapper) -> Mapper:
     """The mapper for a CSV source: a problem record (undecodable, wrong field count) raises
     its reason, so the runner quarantines it; every other record goes to ``mapper``."""
 
-    def map_row(record: Record) -> Contract:
+    def map_row(record: Record) -> Contract | None:
         problem = record.data.get(PROBLEM)
         if problem is not None:
             raise ValueError(problem)

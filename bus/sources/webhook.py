@@ -138,6 +138,8 @@ class Webhook:
             return self._refuse(decoded.status, decoded.reason, decoded.message, quarantined=True)
         record = self._record(decoded)
         outcome = map_to_envelope(self.publisher, self.mapper, self.source_name, record)
+        if outcome is None:  # the mapper says this record is no event: nothing to retry
+            return JSONResponse({"event_id": None, "skipped": True}, status_code=200)
         if isinstance(outcome, Envelope):
             return await self._publish(record, outcome)
         return await self._reject(record, outcome, 422, "unmappable")

@@ -166,3 +166,18 @@ async def test_a_record_without_key_or_version_is_quarantined(redis: Redis) -> N
     assert (progress.published, progress.quarantined) == (2, 1)
     (entry,) = await Quarantine(redis, "test").entries()
     assert "stable event id" in entry.problems[0].problem
+
+
+async def test_a_record_the_mapper_says_is_no_event_is_skipped_and_passed(redis: Redis) -> None:
+    def no_deletes(record: Record) -> Contract | None:
+        return None if record.data.get("deleted") else died(record)
+
+    rows = table(4)
+    rows[1] = {**rows[1], "deleted": True}
+    progress = await runner(redis, rows, mapper=no_deletes).run_once()
+
+    assert (progress.read, progress.published, progress.skipped, progress.quarantined) == (
+        4, 3, 1, 0,
+    )  # fmt: skip
+    assert await redis.xlen(STREAM) == 3
+    assert await RedisCheckpoints(redis).load("test") == 3
