@@ -8,6 +8,7 @@
 * :class:`RedisUnavailable` — Redis cannot be reached (operators: check the server).
 * :class:`SourceError` — an adapter's legacy source cannot be read (operators: check it).
 * :class:`PermissionDenied` — Redis refused a command for this principal (fix the ACL topology).
+* :class:`BadRequestBody` — an HTTP client sent a body the endpoint cannot read (fix the client).
 
 Messages say what was wrong, with which value, and what to do — but never quote personal data:
 payload values are masked before they reach a message.
@@ -68,6 +69,15 @@ class DependencyUnavailable(SimpulError):
     without spending its delivery attempts: an outage never sends good events to the dead
     letters. The service reports not ready (``/readyz``) until a handler succeeds again.
     """
+
+
+class BadRequestBody(SimpulError):
+    """An HTTP request's body cannot be read (the client must fix its request); ``reason`` is a
+    stable code for answers and logs (``bad_json``, ``too_deep``, ``number_too_long``)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
 
 
 class RedisUnavailable(SimpulError):

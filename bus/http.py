@@ -2,23 +2,41 @@
 
 :func:`serve` runs until SIGINT/SIGTERM and then returns normally; :func:`running` serves for the
 length of a block (services, tests, demos) on a given or a free port.
+
+Whatever an app does, the server answers a request that fails unexpectedly with a JSON 500 and
+logs ``http_unhandled_error`` (the error's type and where it was raised): never a traceback as
+text, which would break the JSON log and could quote the request's data. :func:`parse_json`
+reads a client's JSON body with the limits a request deserves (depth, digits).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import socket
+import traceback
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bus.errors import ConfigurationError
+from bus.errors import BadRequestBody, ConfigurationError
+from bus.logging import get_logger
 
-__all__ = ["parse_address", "running", "serve"]
+__all__ = ["MAX_JSON_DEPTH", "MAX_JSON_DIGITS", "parse_address", "parse_json", "running", "serve"]
+
+# A record or a request is a few levels deep; deeper is an attack or a bug, and past ~1000 the
+# JSON decoder itself fails with a RecursionError.
+MAX_JSON_DEPTH = 32
+# Far above any identifier or amount (a NIK has 16 digits); Python refuses ints past 4300 digits
+# with a ValueError, and a float of thousands of digits is silently infinite.
+MAX_JSON_DIGITS = 64
+
+_log = get_logger("bus.http")
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -30,6 +48,68 @@ def parse_address(address: str) -> tuple[str, int]:
             f"an HTTP address is HOST:PORT (e.g. 127.0.0.1:8080), not {address!r}"
         )
     return host, int(port)
+
+
+def parse_json(text: str | bytes) -> Any:
+    """A client's JSON document; raises :class:`BadRequestBody` (with a reason and a message
+    that quotes no data) for anything that is not plain JSON within the limits above."""
+    try:
+        value = json.loads(text, parse_int=_integer, parse_float=_real, parse_constant=_constant)
+    except BadRequestBody:
+        raise
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise BadRequestBody(
+            "bad_json", f"the body is not valid JSON: {exc.msg} at {where}"
+        ) from None
+    except RecursionError:
+        raise _too_deep() from None
+    except (ValueError, UnicodeDecodeError) as exc:  # bytes in no UTF encoding
+        raise BadRequestBody(
+            "bad_json", f"the body is not valid JSON: {type(exc).__name__}"
+        ) from None
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise _too_deep()
+    return value
+
+
+def _integer(text: str) -> int:
+    _check_digits(text)
+    return int(text)
+
+
+def _real(text: str) -> float:
+    _check_digits(text)
+    return float(text)
+
+
+def _check_digits(text: str) -> None:
+    if sum(c.isdigit() for c in text) > MAX_JSON_DIGITS:
+        message = f"a number in the JSON body has more than {MAX_JSON_DIGITS} digits"
+        raise BadRequestBody("number_too_long", f"{message}; send long identifiers as strings")
+
+
+def _constant(name: str) -> Any:
+    raise BadRequestBody("bad_json", f"the body is not valid JSON: {name} is not a JSON value")
+
+
+def _too_deep() -> BadRequestBody:
+    return BadRequestBody("too_deep", f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels")
+
+
+def _depth(value: Any) -> int:
+    """How deep arrays and objects nest in ``value`` (a scalar: 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        )
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 async def serve(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 8080) -> None:
@@ -103,5 +183,53 @@ class _QuietServer(uvicorn.Server):
 
 def _config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
     # No access log: our own logs name each request's outcome without its contents.
-    return uvicorn.Config(app, host=host, port=port, lifespan="off", access_log=False,
-                          log_config=None, server_header=False)  # fmt: skip
+    return uvicorn.Config(
+        _Contained(app),
+        host=host,
+        port=port,
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+    )
+
+
+class _Contained:
+    """Keeps an app's unexpected errors from uvicorn, which would log their traceback as text:
+    one ``http_unhandled_error`` line instead (type and place, no message: it may quote data)
+    and a JSON 500 if the app had not answered yet (Starlette's own 500 otherwise)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception as exc:
+            where = _place(exc)
+            _log.error("http_unhandled_error", error=type(exc).__name__, at=where)
+            if not started and scope["type"] == "http":
+                await _internal_error(send)
+
+
+def _place(exc: BaseException) -> str:
+    """``file.py:line in function`` where ``exc`` was raised (the last frame of its traceback)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "unknown"
+    last = frames[-1]
+    return f"{Path(last.filename).name}:{last.lineno} in {last.name}"
+
+
+async def _internal_error(send: Send) -> None:
+    body = b'{"error": "internal error: the server log names it (http_unhandled_error)"}'
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

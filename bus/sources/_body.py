@@ -7,13 +7,15 @@ passes its size limit; anything else becomes a :class:`Malformed` answer with a 
 from __future__ import annotations
 
 import codecs
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
+
+from bus import http
+from bus.errors import BadRequestBody
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -70,10 +72,9 @@ def _charset(params: str) -> str:
 
 def parse_json(text: str) -> Mapping[str, Any] | Malformed:
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return Malformed(400, "bad_json", f"the body is not valid JSON: {exc.msg} at line "
-                          f"{exc.lineno} column {exc.colno}")  # fmt: skip
+        data = http.parse_json(text)
+    except BadRequestBody as exc:  # not JSON, or deeper or longer than a record can be
+        return Malformed(400, exc.reason, str(exc))
     if not isinstance(data, dict):
         return Malformed(400, "not_an_object", "the JSON body must be an object of fields "
                           f"(one record), not a {type(data).__name__}")  # fmt: skip

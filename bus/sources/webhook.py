@@ -10,7 +10,8 @@ What the answer means, and what the legacy app should do with it:
   in Redis, because we answer only after the publish returned. Mark the record sent.
 * **422** the record did not map or fails its contract, **409** it reuses the key and version of
   a published record with a different payload, **400** the body is malformed (bad JSON, not an
-  object, bad form encoding), **415** the content type is neither JSON nor a form: the body is
+  object, nested too deep or a number too long for :func:`bus.http.parse_json`, bad form
+  encoding), **415** the content type is neither JSON nor a form: the body is
   in the adapter's quarantine with the reasons (``simpul quarantine list``), so nothing is lost;
   sending it again gives the same answer. Fix the record (a new version) rather than retry.
 * **413** the body is larger than ``max_body`` (answered from Content-Length before reading it,

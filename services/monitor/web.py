@@ -17,7 +17,6 @@ nothing but its own script and style sheet.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Awaitable, Callable
 from html import escape
@@ -34,7 +33,14 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bus.dlq import DeadLetterRef, NotFound, Target, UnknownGroup, UnknownStream
-from bus.errors import ConfigurationError, PermissionDenied, RedisUnavailable, SimpulError
+from bus.errors import (
+    BadRequestBody,
+    ConfigurationError,
+    PermissionDenied,
+    RedisUnavailable,
+    SimpulError,
+)
+from bus.http import parse_json
 from bus.logging import get_logger
 from services._common import bearer_token, same_token
 
@@ -253,9 +259,9 @@ async def _json_body(request: Request) -> Any:
     if len(raw) > MAX_BODY:
         return _error(413, "too_large", f"the request body exceeds {MAX_BODY} bytes")
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return _error(400, "bad_request", "the body is not valid JSON")
+        return parse_json(raw)
+    except BadRequestBody as exc:  # not JSON, or nested or numbered past a request's limits
+        return _error(400, "bad_request", str(exc))
 
 
 def _error(

@@ -253,3 +253,42 @@ async def test_webhook_app_and_in_process_transport(redis: Redis) -> None:
     assert missing_version.status_code == 422
     assert health.json() == {"status": "ok", "adapter": "test-hook"}
     assert wrong_method.status_code == 405
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("[" * 20_000 + "]" * 20_000, "too_deep", "nests deeper than 32"),
+        ('{"a": ' * 33 + "1" + "}" * 33, "too_deep", "nests deeper than 32"),
+        ('{"no": "x", "rev": ' + "9" * 5_000 + "}", "number_too_long", "more than 64 digits"),
+        ('{"no": "x", "rev": 1' + "0" * 5_000 + ".5}", "number_too_long", "more than 64 digits"),
+        ('{"no": "x", "rev": NaN}', "bad_json", "NaN"),
+    ],
+)
+async def test_a_body_json_cannot_hold_is_a_400_quarantined_and_no_traceback_is_logged(
+    redis: Redis,
+    client: httpx.AsyncClient,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+    case: tuple[str, str, str],
+) -> None:
+    body, reason, says = case
+    with capture_logs() as logs:
+        async with running(make(redis, max_body=64 * 1024).app()) as url:
+            answer = await client.post(url, content=body,
+                                       headers={"content-type": "application/json"})  # fmt: skip
+            after = await client.post(url, json=good())
+
+    assert answer.status_code == 400, answer.text
+    assert says in answer.json()["error"] and answer.json()["quarantined"] is True
+    entries = await Quarantine(redis, "test-hook").entries()
+    assert len(entries) == 1 and json.loads(entries[0].raw)["body"] == body
+    assert {"status": 400, "reason": reason} in [
+        {"status": e.get("status"), "reason": e.get("reason")}
+        for e in logs
+        if e["event"] == "webhook_rejected"
+    ]
+    assert after.status_code == 201
+    # A server error would reach uvicorn's logger with the traceback as text.
+    assert not [r for r in caplog.records if r.exc_info], caplog.text
+    assert "Traceback" not in caplog.text + capfd.readouterr().err

@@ -560,3 +560,29 @@ async def test_python_m_services_monitor_serves_until_sigterm(redis_url: str) ->
     text = err.decode() + out.decode()
     assert f"serving the Simpul monitor on http://127.0.0.1:{port}" in text
     assert "replay enabled" in text and TOKEN not in text and "Traceback" not in text
+
+
+async def test_a_replay_body_json_cannot_hold_is_a_400_and_no_traceback_is_logged(
+    redis: Redis,
+    redis_url: str,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    await dead_letters(redis, redis_url, "death-1")
+    cases = [
+        ('{"refs": ' + "[" * 20_000 + "]" * 20_000 + "}", "nests deeper than 32"),
+        ('{"stream": "dukcapil.citizen", "group": "dinsos", "upto": ' + "9" * 5_000 + "}",
+         "more than 64 digits"),
+        ('{"stream": "dukcapil.citizen", "group": "dinsos", "upto": 1' + "0" * 5_000 + ".5}",
+         "more than 64 digits"),
+    ]  # fmt: skip
+    async with serving(redis_url) as (_, http):
+        for body, words in cases:
+            response = await http.post("/api/replay", content=body, headers={
+                **bearer(), "Content-Type": "application/json"})  # fmt: skip
+            assert response.status_code == 400, response.text
+            error = error_of(response)
+            assert error["code"] == "bad_request" and words in error["message"], error
+    assert await redis.xlen(DEAD) == 1
+    assert not [r for r in caplog.records if r.exc_info], caplog.text
+    assert "Traceback" not in caplog.text + capfd.readouterr().err
