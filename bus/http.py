@@ -6,7 +6,9 @@ length of a block (services, tests, demos) on a given or a free port.
 Whatever an app does, the server answers a request that fails unexpectedly with a JSON 500 and
 logs ``http_unhandled_error`` (the error's type and where it was raised): never a traceback as
 text, which would break the JSON log and could quote the request's data. :func:`parse_json`
-reads a client's JSON body with the limits a request deserves (depth, digits).
+reads a client's JSON body with the limits a request deserves (depth, digits). Slow and greedy
+clients are bounded by :class:`bus.http_limits.Limits` (a read deadline per request, a cap on
+connections, the keep-alive time).
 """
 
 from __future__ import annotations
@@ -25,9 +27,18 @@ import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bus.errors import BadRequestBody, ConfigurationError
+from bus.http_limits import Limits
 from bus.logging import get_logger
 
-__all__ = ["MAX_JSON_DEPTH", "MAX_JSON_DIGITS", "parse_address", "parse_json", "running", "serve"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "MAX_JSON_DIGITS",
+    "Limits",
+    "parse_address",
+    "parse_json",
+    "running",
+    "serve",
+]
 
 # A record or a request is a few levels deep; deeper is an attack or a bug, and past ~1000 the
 # JSON decoder itself fails with a RecursionError.
@@ -112,13 +123,16 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-async def serve(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 8080) -> None:
+async def serve(
+    app: ASGIApp, *, host: str = "127.0.0.1", port: int = 8080, limits: Limits | None = None
+) -> None:
     """Serve until SIGINT/SIGTERM; in-flight requests finish (and publish) before exit.
+    ``limits``: what slow or greedy clients may hold (default: :meth:`Limits.load`).
 
     The signal ends the server, then this returns normally (uvicorn's own handling would
     re-raise the signal afterwards, so a clean stop would look like a kill to supervisors).
     """
-    server = _QuietServer(_config(app, host, port))
+    server = _QuietServer(_config(app, host, port, limits))
     sock = _bind(host, port)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -132,11 +146,13 @@ async def serve(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 8080) -> N
 
 
 @contextlib.asynccontextmanager
-async def running(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+async def running(
+    app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, limits: Limits | None = None
+) -> AsyncIterator[str]:
     """Serve ``app`` in this event loop for the block (tests, demos); yields its base URL.
 
     ``port=0`` takes a free port from the kernel, so parallel tests never collide."""
-    server = _QuietServer(_config(app, host, port))
+    server = _QuietServer(_config(app, host, port, limits))
     sock = _bind(host, port)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -181,14 +197,19 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
-def _config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
-    # No access log: our own logs name each request's outcome without its contents.
+def _config(app: ASGIApp, host: str, port: int, limits: Limits | None) -> uvicorn.Config:
+    limits = limits or Limits.load()
     return uvicorn.Config(
         _Contained(app),
         host=host,
         port=port,
+        http=limits.protocol(),
+        timeout_keep_alive=limits.keep_alive_s,
+        # Our protocol refuses connection max+1 at once; uvicorn's check (at a request's head,
+        # counting this connection) is the backstop for requests in flight.
+        limit_concurrency=limits.max_connections + 1,
         lifespan="off",
-        access_log=False,
+        access_log=False,  # our own logs name each request's outcome without its contents
         log_config=None,
         server_header=False,
     )

@@ -3,6 +3,10 @@ by the bus gets, whatever the app does."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from urllib.parse import urlsplit
+
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -10,15 +14,56 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bus.errors import BadRequestBody
-from bus.http import parse_json, running
-from bus.testing import capture_logs
+from bus.errors import BadRequestBody, ConfigurationError
+from bus.http import Limits, parse_json, running
+from bus.testing import capture_logs, wait_until
 
 NIK = "3573014506900001"
 
 
 async def crash(_: Request) -> Response:
     raise KeyError(NIK)  # careless code: the message quotes a person's NIK
+
+
+async def echo(request: Request) -> Response:
+    return Response(await request.body())
+
+
+async def ok(_: Request) -> Response:
+    return Response("ok")
+
+
+APP = Starlette(routes=[Route("/echo", echo, methods=["POST"]), Route("/ok", ok)])
+# Half a request each, then nothing: inside the request line, inside the head, inside the body.
+HALVES = [
+    b"GET /ok HT",
+    b"GET /ok HTTP/1.1\r\nHost: localhost\r\nX-Slow: ",
+    b'POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{"half": ',
+]
+Stalled = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def stall(url: str, count: int) -> list[Stalled]:
+    """``count`` connections that each send half a request and then wait."""
+    where = urlsplit(url)
+    assert where.hostname is not None and where.port is not None
+    opened = []
+    for n in range(count):
+        reader, writer = await asyncio.open_connection(where.hostname, where.port)
+        writer.write(HALVES[n % len(HALVES)])
+        opened.append((reader, writer))
+    await asyncio.gather(*(writer.drain() for _, writer in opened))
+    return opened
+
+
+async def until_closed(reader: asyncio.StreamReader, within: float) -> bytes:
+    """What the server answered before it closed the connection (TimeoutError: still open)."""
+    return await asyncio.wait_for(reader.read(), timeout=within)
+
+
+def close_all(opened: list[Stalled]) -> None:
+    for _, writer in opened:
+        writer.close()
 
 
 async def test_an_unexpected_error_is_a_json_500_and_one_log_line_without_traceback_or_data(
@@ -64,3 +109,58 @@ def test_parse_json_reads_what_a_request_can_be() -> None:
         deep = [deep]
     assert parse_json(str(deep)) == deep
     assert parse_json('{"n": ' + "9" * 64 + ', "x": -1.5e3}') == {"n": int("9" * 64), "x": -1500.0}
+
+
+async def test_300_half_sent_requests_are_closed_within_the_timeout_and_others_are_served() -> None:
+    limits = Limits(request_timeout_s=1.0, max_connections=400)
+    with capture_logs() as logs:
+        async with running(APP, limits=limits) as url, httpx.AsyncClient(timeout=5) as http:
+            opened = await stall(url, 300)
+            started = time.monotonic()
+            try:
+                during = await http.get(f"{url}/ok")
+                answers = await asyncio.gather(*(until_closed(r, within=5) for r, _ in opened))
+            finally:
+                close_all(opened)
+            closed_after = time.monotonic() - started
+            after = await http.post(f"{url}/echo", content=b"whole")
+
+    assert during.status_code == 200 and during.text == "ok"
+    assert closed_after < 1.0 + 2.0  # the timeout, plus slack for a busy machine
+    unanswered = [a for n, a in enumerate(answers) if n % len(HALVES) < 2]
+    assert all(a.startswith(b"HTTP/1.1 408 ") for a in unanswered)
+    timeouts = [e for e in logs if e["event"] == "http_request_timeout"]
+    assert len(timeouts) == 300 and timeouts[0]["client"] == "127.0.0.1"
+    assert after.status_code == 200 and after.content == b"whole"
+
+
+async def test_connections_past_the_cap_are_answered_503_at_once_and_served_once_freed() -> None:
+    limits = Limits(request_timeout_s=30, max_connections=20)
+    async with running(APP, limits=limits) as url, httpx.AsyncClient(timeout=5) as http:
+        opened = await stall(url, 20)
+        try:
+            over = await stall(url, 10)
+            refused = await asyncio.gather(*(until_closed(r, within=2) for r, _ in over))
+            close_all(over)
+            while_full = await http.get(f"{url}/ok")
+        finally:
+            close_all(opened)
+
+        async def served() -> bool:
+            return (await http.get(f"{url}/ok")).status_code == 200
+
+        await wait_until(served, timeout=5)
+
+    assert all(answer.startswith(b"HTTP/1.1 503 ") for answer in refused)
+    assert while_full.status_code == 503 and while_full.headers["retry-after"] == "1"
+
+
+def test_limits_come_from_the_environment_with_clear_errors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SIMPUL_HTTP_REQUEST_TIMEOUT_S", "2.5")
+    monkeypatch.setenv("SIMPUL_HTTP_MAX_CONNECTIONS", "50")
+    assert Limits.load() == Limits(request_timeout_s=2.5, keep_alive_s=5, max_connections=50)
+    monkeypatch.setenv("SIMPUL_HTTP_MAX_CONNECTIONS", "0")
+    with pytest.raises(ConfigurationError, match="SIMPUL_HTTP_MAX_CONNECTIONS"):
+        Limits.load()

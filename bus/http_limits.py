@@ -1,0 +1,134 @@
+"""What a slow or greedy client may hold of a server of :mod:`bus.http`: time and connections.
+
+uvicorn bounds the idle time between two requests of a connection (keep-alive) and, with
+``limit_concurrency``, answers 503 once too many connections are open — but only when a
+request's head has arrived, and it has no deadline for reading a request: a client that sends
+half a request and stalls holds its connection (a file descriptor, a buffer, maybe a handler
+waiting on ``receive()``) for ever. :class:`Limits` adds the two missing bounds to uvicorn's
+h11 protocol: every request (head and body) must arrive within ``request_timeout_s`` of its
+first byte (or of the connection's opening), else the connection is closed (``408`` if nothing
+was answered yet); and a connection past ``max_connections`` is answered 503 and closed at once.
+
+Read from ``SIMPUL_HTTP_REQUEST_TIMEOUT_S``, ``SIMPUL_HTTP_KEEP_ALIVE_S`` and
+``SIMPUL_HTTP_MAX_CONNECTIONS`` (or passed to :func:`bus.http.serve` / :func:`bus.http.running`).
+Logs: ``http_request_timeout`` and ``http_connection_refused``, with the client's address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+import h11
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from bus.errors import ConfigurationError
+from bus.logging import get_logger
+
+__all__ = ["Limits"]
+
+_log = get_logger("bus.http")
+
+
+def _answer(status: str, text: str, *headers: str) -> bytes:
+    """A whole HTTP/1.1 response, written raw: h11 will not answer a request it has not read."""
+    body = f"{text}\n".encode()
+    head = [f"HTTP/1.1 {status}", "content-type: text/plain; charset=utf-8",
+            f"content-length: {len(body)}", *headers, "connection: close"]  # fmt: skip
+    return "\r\n".join([*head, "", ""]).encode() + body
+
+
+_BUSY = _answer("503 Service Unavailable", "too many connections; retry shortly", "retry-after: 1")
+_TIMEOUT = _answer("408 Request Timeout", "the request did not arrive in time")
+
+
+class Limits(BaseSettings):
+    """Bounds on what clients hold; the defaults suit a service API or a webhook on a LAN."""
+
+    model_config = SettingsConfigDict(env_prefix="SIMPUL_HTTP_", extra="ignore", frozen=True)
+
+    request_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="a request's head and body must arrive within this many seconds of its "
+        "first byte (or of the connection's opening); else the connection is closed",
+    )
+    keep_alive_s: int = Field(
+        default=5, ge=1, le=300, description="an idle connection between requests is closed after"
+    )
+    max_connections: int = Field(
+        default=256,
+        ge=1,
+        le=10_000,
+        description="connections open at once; the next is answered 503 and closed",
+    )
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Limits:
+        """Environment, then ``overrides``; one clear error naming the variable."""
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"SIMPUL_HTTP_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ConfigurationError(f"invalid HTTP limits: {problems}") from None
+
+    def protocol(self) -> type[H11Protocol]:
+        """uvicorn's h11 protocol with these limits (``uvicorn.Config(http=...)``)."""
+        return type("LimitedH11Protocol", (_LimitedH11Protocol,), {"limits": self})
+
+
+class _LimitedH11Protocol(H11Protocol):
+    """H11Protocol plus a read deadline per request and a hard cap on connections."""
+
+    limits: ClassVar[Limits]
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            _log.warning("http_connection_refused", client=self._client(),
+                         open=len(self.connections), limit=self.limits.max_connections)  # fmt: skip
+            self.transport.write(_BUSY)
+            self.transport.close()
+            return
+        self._arm()  # a client that connects and sends nothing is a slow client too
+
+    def data_received(self, data: bytes) -> None:
+        self._arm()  # a request is arriving: it has request_timeout_s to arrive whole
+        super().data_received(data)
+        if self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):
+            self._disarm()  # all of it is in (or the client is gone): the handler takes its time
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        if self._deadline is None:
+            self._deadline = self.loop.call_later(self.limits.request_timeout_s, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        answered = self.conn.our_state is not h11.IDLE
+        _log.info("http_request_timeout", client=self._client(), answered=answered,
+                  timeout_s=self.limits.request_timeout_s)  # fmt: skip
+        if not answered:
+            self.transport.write(_TIMEOUT)
+        # A handler waiting on receive() gets http.disconnect (Starlette: ClientDisconnect).
+        self.transport.close()
+
+    def _client(self) -> str:
+        return self.client[0] if self.client else "unknown"
