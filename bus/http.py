@@ -209,6 +209,9 @@ def _config(app: ASGIApp, host: str, port: int, limits: Limits | None) -> uvicor
         # counting this connection) is the backstop for requests in flight.
         limit_concurrency=limits.max_connections + 1,
         lifespan="off",
+        # Nobody's X-Forwarded-For is believed (uvicorn's default believes 127.0.0.1's, and
+        # FORWARDED_ALLOW_IPS anyone's): an app behind a proxy names its proxies (the monitor).
+        proxy_headers=False,
         access_log=False,  # our own logs name each request's outcome without its contents
         log_config=None,
         server_header=False,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import json
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -69,6 +70,19 @@ class MonitorSettings(BaseSettings):
         "dashboard is read-only",
     )
     http: str = Field(default="127.0.0.1:8090", description="HOST:PORT to serve the page on")
+    allowed_hosts: str = Field(
+        default="localhost,127.0.0.1,[::1]",
+        description="the names the page is reached by (Host header; comma-separated, "
+        "'*.example.org' for subdomains), e.g. the reverse proxy's public name: any other is "
+        "answered 400, so a page whose name was re-pointed at the monitor (DNS rebinding) "
+        "cannot read it",
+    )
+    trusted_proxies: str = Field(
+        default="127.0.0.1,::1",
+        description="addresses or networks (CIDR) of the reverse proxies whose "
+        "X-Forwarded-For and X-Forwarded-Proto are believed (comma-separated; '' none): the "
+        "client address logged for a replay is the forwarded one only from these",
+    )
     refresh_s: float = Field(default=2.0, ge=0.2, le=60, description="page refresh interval")
     sample_s: float = Field(default=5.0, ge=0.1, le=300, description="throughput sample interval")
     window_s: float = Field(default=600.0, ge=10, le=86_400, description="throughput history")
@@ -91,6 +105,34 @@ class MonitorSettings(BaseSettings):
             raise ValueError(f"must be at least {MIN_TOKEN} characters (a random string)")
         return value
 
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: str) -> str:
+        if not _entries(value):
+            raise ValueError("name at least one host (e.g. localhost), or '*' for any")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        for entry in _entries(value):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (e.g. 10.0.0.0/8); proxies are "
+                    "named by address, and '*' would let any client forge its address"
+                ) from None
+        return value
+
+    def hosts(self) -> list[str]:
+        """:attr:`allowed_hosts` as a list."""
+        return _entries(self.allowed_hosts)
+
+    def proxies(self) -> list[str]:
+        """:attr:`trusted_proxies` as a list (empty: believe no forwarded header)."""
+        return _entries(self.trusted_proxies)
+
     @classmethod
     def load(cls, **overrides: Any) -> MonitorSettings:
         """Environment, then ``overrides``; one clear error naming the variable (never the
@@ -103,6 +145,10 @@ class MonitorSettings(BaseSettings):
                 for err in exc.errors()
             )
             raise ConfigurationError(f"invalid monitor settings: {problems}") from None
+
+
+def _entries(text: str) -> list[str]:
+    return [entry.strip() for entry in text.split(",") if entry.strip()]
 
 
 class Monitor:

@@ -27,10 +27,12 @@ from typing import TYPE_CHECKING, Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from bus.dlq import DeadLetterRef, NotFound, Target, UnknownGroup, UnknownStream
 from bus.errors import (
@@ -155,9 +157,19 @@ def build(monitor: Monitor) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],
-        middleware=[Middleware(_SecurityHeaders)],
+        middleware=_middleware(monitor),
         exception_handlers={HTTPException: _http_error},
     )
+
+
+def _middleware(monitor: Monitor) -> list[Middleware]:
+    """Outermost first: the client's address (forwarded only by a trusted proxy), the security
+    headers on every answer, then the Host check (a page of another name gets nothing)."""
+    settings = monitor.settings
+    proxies = settings.proxies()
+    forwarded = [Middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)] if proxies else []
+    hosts = Middleware(TrustedHostMiddleware, allowed_hosts=settings.hosts())
+    return [*forwarded, Middleware(_SecurityHeaders), hosts]
 
 
 async def _http_error(_: Request, exc: Exception) -> Response:

@@ -164,3 +164,14 @@ def test_limits_come_from_the_environment_with_clear_errors(
     monkeypatch.setenv("SIMPUL_HTTP_MAX_CONNECTIONS", "0")
     with pytest.raises(ConfigurationError, match="SIMPUL_HTTP_MAX_CONNECTIONS"):
         Limits.load()
+
+
+async def test_no_server_believes_a_forwarded_address_unless_its_app_names_the_proxy() -> None:
+    async def client(request: Request) -> Response:
+        return Response(request.client.host if request.client else "none")
+
+    app = Starlette(routes=[Route("/client", client)])
+    async with running(app) as url, httpx.AsyncClient(timeout=5) as http:
+        answer = await http.get(f"{url}/client", headers={"X-Forwarded-For": "203.0.113.9"})
+
+    assert answer.text == "127.0.0.1"  # uvicorn's default believes loopback's X-Forwarded-For

