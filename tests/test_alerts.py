@@ -27,6 +27,7 @@ from bus.contracts import default_registry
 from bus.health import Health
 from bus.metrics import ServiceMetrics
 from bus.ops import METRICS as EXPORTER_METRICS
+from services.profile.metrics import LookupMetrics
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -129,6 +130,7 @@ def test_the_rules_read_only_metrics_simpul_serves() -> None:
     service = ServiceMetrics(
         "probe", contracts=default_registry, health=Health(stale_after_s=5), process=False
     )
+    LookupMetrics().register(service.registry)  # the profile API's, on the same /metrics
     served = {sample.name for family in service.registry.collect() for sample in family.samples} | {
         family.name for family in service.registry.collect()
     }

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -45,12 +46,14 @@ from schemas.dpmptsp import PermitApplied, PermitIssued, PermitRejected
 from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved, FamilyCardIssued
 from schemas.identity import AccountLinked, AccountUnlinked
 from services._common import now_text, today_in_malang
-from services.profile import api, view
+from services.profile import api, ratelimit, view
 from services.profile import store as tables
+from services.profile.metrics import LookupMetrics
 from services.profile.policy import Caller, Policy, Tokens
+from services.profile.ratelimit import RateLimit, Verdict
 from services.profile.store import Stamp
 
-__all__ = ["PSEUDONYM_KEY_ENV", "WRITES", "Policy", "Profile", "Tokens", "create"]
+__all__ = ["PSEUDONYM_KEY_ENV", "WRITES", "Policy", "Profile", "RateLimit", "Tokens", "create"]
 
 PSEUDONYM_KEY_ENV = "SIMPUL_PSEUDONYM_KEY"
 _log = get_logger("services.profile")
@@ -80,7 +83,8 @@ class Profile:
 
     ``tokens``: ``role=token,...`` (default: ``SIMPUL_PROFILE_TOKENS``); ``policy``: the roles
     (default: the shipped ``data/roles.json``); ``pseudonym_key``: the city's key for the
-    pseudonyms in access records (default: ``SIMPUL_PSEUDONYM_KEY``).
+    pseudonyms in access records (default: ``SIMPUL_PSEUDONYM_KEY``); ``rate``: how fast each
+    token may look up (default: ``SIMPUL_PROFILE_RATE_*``, :mod:`services.profile.ratelimit`).
     """
 
     def __init__(
@@ -91,8 +95,10 @@ class Profile:
         tokens: str | None = None,
         policy: Policy | None = None,
         pseudonym_key: bytes | None = None,
+        rate: RateLimit | None = None,
     ) -> None:
         self.store = store or Store.for_service("profile")
+        self.rate = rate or RateLimit.load()
         self.policy = policy or Policy.load()
         self.tokens = (
             Tokens.from_env(self.policy) if tokens is None else Tokens.parse(self.policy, tokens)
@@ -105,11 +111,12 @@ class Profile:
             self.service.on(model)(self._handler(write))
         self.service.on_startup(self.open)
         self.service.on_shutdown(self.store.close)
+        self.lookup_metrics = LookupMetrics().register(self.service.metrics.registry)
         self.app = api.build(self)
         self.service.mount(self.app)
 
     async def open(self) -> None:
-        await self.store.migrate(tables.TABLES)
+        await self.store.migrate([*tables.TABLES, ratelimit.TABLE])
         if not self._key_given:
             # Access records then name subjects by a key that dies with the process.
             _log.warning("profile_pseudonym_key_missing", variable=PSEUDONYM_KEY_ENV)
@@ -164,6 +171,11 @@ class Profile:
             return None if nik is None else view.person(tx, nik, today)
 
         return await self.store.run(read)
+
+    async def admit(self, caller: Caller) -> Verdict:
+        """Take one of ``caller``'s tokens of rate (shared with the other replicas)."""
+        now_ms = time.time_ns() // 1_000_000  # wall clock: the replicas compare their times
+        return await self.store.run(lambda tx: ratelimit.take(tx, caller.name, now_ms, self.rate))
 
     # -- access records ----------------------------------------------------------------------
 

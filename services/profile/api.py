@@ -9,6 +9,11 @@ lookups it may make (else 403) and which sections it sees; an answer names the s
 withheld. Malformed identifiers get 422 with the rule they break, never the value. Every
 authenticated lookup leaves an access record (role, token fingerprint, time, the subject's
 pseudonym, outcome, sections disclosed); logs carry neither the NIK nor the account id.
+
+Each token may make ``burst`` requests at once and ``per_minute`` sustained
+(:mod:`services.profile.ratelimit`, shared by the replicas); past that it gets 429 with
+``Retry-After``, counted in ``simpul_profile_lookups_total`` and logged once per episode
+(``profile_rate_limited``). Refusals (401, 403, 429) are logged with the client's address.
 """
 
 from __future__ import annotations
@@ -48,21 +53,26 @@ def build(profile: Profile) -> Starlette:
         return await _lookup(profile, request, "by-account", _ACCOUNT, value)
 
     async def access_records(request: Request) -> JSONResponse:
-        caller = _authenticate(profile, request)
-        if caller is None:
-            return _unauthorized("access-records")
+        lookup = "access-records"
+        caller = await _admitted(profile, request, lookup)
+        if isinstance(caller, JSONResponse):
+            return caller
+        counted = _Counted(profile, caller, lookup)
         if not caller.role.access_records:
-            _log.info("profile_lookup_forbidden", role=caller.role.name, lookup="access-records")
-            return _error(403, "forbidden", f"role {caller.role.name} may not read access records")
+            _log.info("profile_lookup_forbidden", role=caller.role.name, lookup=lookup,
+                      client=_client(request))  # fmt: skip
+            role = caller.role.name
+            return counted(_error(403, "forbidden", f"role {role} may not read access records"))
         limit = request.query_params.get("limit", "100")
         if not limit.isdigit() or not 1 <= int(limit) <= MAX_RECORDS:
-            return _error(422, "invalid-limit", f"limit is a whole number 1-{MAX_RECORDS}")
+            message = f"limit is a whole number 1-{MAX_RECORDS}"
+            return counted(_error(422, "invalid-limit", message))
         try:
             records = await profile.access_records(int(limit))
         except StoreUnavailable:
-            return _unavailable("access-records")
+            return counted(_unavailable(lookup))
         _log.info("profile_access_records_read", role=caller.role.name, records=len(records))
-        return JSONResponse({"records": records})
+        return counted(JSONResponse({"records": records}))
 
     return Starlette(
         routes=[
@@ -76,14 +86,59 @@ def build(profile: Profile) -> Starlette:
 async def _lookup(
     profile: Profile, request: Request, lookup: str, rule: TypeAdapter[Any], value: str
 ) -> JSONResponse:
-    caller = _authenticate(profile, request)
-    if caller is None:
-        return _unauthorized(lookup)
+    caller = await _admitted(profile, request, lookup)
+    if isinstance(caller, JSONResponse):
+        return caller
+    counted = _Counted(profile, caller, lookup)
+    if lookup not in caller.role.lookups:
+        _log.info("profile_lookup_forbidden", role=caller.role.name, lookup=lookup,
+                  client=_client(request))  # fmt: skip
     try:
-        return await _answer(profile, caller, lookup, rule, value)
+        return counted(await _answer(profile, caller, lookup, rule, value))
     except StoreUnavailable:
         # No answer without its access record: nothing is disclosed while the store is down.
-        return _unavailable(lookup)
+        return counted(_unavailable(lookup))
+
+
+async def _admitted(profile: Profile, request: Request, lookup: str) -> Caller | JSONResponse:
+    """The caller, if its token is valid and within its rate; else the answer refusing it."""
+    caller = _authenticate(profile, request)
+    if caller is None:
+        profile.lookup_metrics.refused(lookup)
+        return _unauthorized(lookup, _client(request))
+    try:
+        verdict = await profile.admit(caller)
+    except StoreUnavailable:
+        return _Counted(profile, caller, lookup)(_unavailable(lookup))
+    if verdict.allowed:
+        return caller
+    if verdict.first_refusal:  # the metric counts every one; the log says when it began
+        _log.warning("profile_rate_limited", role=caller.role.name, token=caller.fingerprint,
+                     lookup=lookup, client=_client(request),
+                     retry_after_s=verdict.retry_after_s)  # fmt: skip
+    rate = profile.rate
+    message = (
+        f"this token may make {rate.burst} requests at once and {rate.per_minute:g} a minute; "
+        f"retry in {verdict.retry_after_s} s"
+    )
+    headers = {"Retry-After": str(verdict.retry_after_s)}
+    return _Counted(profile, caller, lookup)(_error(429, "rate-limited", message, headers))
+
+
+class _Counted:
+    """Counts an answer to ``caller`` in the lookup metrics and passes it on."""
+
+    def __init__(self, profile: Profile, caller: Caller, lookup: str) -> None:
+        self.metrics, self.caller, self.lookup = profile.lookup_metrics, caller, lookup
+
+    def __call__(self, response: JSONResponse) -> JSONResponse:
+        self.metrics.answered(self.caller, self.lookup, response.status_code)
+        return response
+
+
+def _client(request: Request) -> str:
+    """The connecting address (a proxy's, behind one): not a resident's data, logged on refusals."""
+    return request.client.host if request.client else "unknown"
 
 
 async def _answer(
@@ -132,8 +187,8 @@ async def _record(
     )
 
 
-def _unauthorized(lookup: str) -> JSONResponse:
-    _log.info("profile_lookup_unauthorized", lookup=lookup)
+def _unauthorized(lookup: str, client: str) -> JSONResponse:
+    _log.info("profile_lookup_unauthorized", lookup=lookup, client=client)
     body = {"error": "unauthorized", "detail": "send Authorization: Bearer <token>"}
     return JSONResponse(body, status_code=401, headers=_CHALLENGE)
 
@@ -143,8 +198,10 @@ def _unavailable(lookup: str) -> JSONResponse:
     return _error(503, "unavailable", "the profile store is unavailable; retry later")
 
 
-def _error(status: int, error: str, detail: str) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail}, status_code=status)
+def _error(
+    status: int, error: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
 
 def _rule(exc: ValidationError) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,9 +13,10 @@ import pytest
 from redis.asyncio import Redis
 
 from bus import ConfigurationError, Settings
+from bus.http import running
 from bus.store import Store
 from bus.testing import capture_logs, quick_settings
-from services.profile import Policy, Profile, Tokens, create
+from services.profile import Policy, Profile, RateLimit, Tokens, create
 from services.profile.policy import SECTIONS
 from tests.services.test_profile import (
     ACCOUNT,
@@ -293,3 +296,91 @@ async def test_create_reads_its_configuration_from_the_environment(
     ):
         response = await http.get(f"/persons/by-nik/{NIK}", headers=bearer("dinsos"))
     assert response.status_code == 404  # a fresh store, a valid token
+
+
+@contextlib.asynccontextmanager
+async def limited(
+    redis_url: str, tmp_path: Path, rate: RateLimit
+) -> AsyncIterator[tuple[Profile, httpx.AsyncClient]]:
+    """The service running with its API and ``rate`` per token, and a client for it."""
+    settings = quick_settings(redis_url, http="127.0.0.1:0")
+    tokens = ",".join(f"{role}={token}" for role, token in TOKENS.items())
+    store = Store(f"sqlite:///{tmp_path / 'profile.db'}")
+    profile = Profile(store, settings=settings, tokens=tokens, pseudonym_key=b"k", rate=rate)
+    async with profile.service.running():
+        assert profile.service.http_url is not None
+        async with httpx.AsyncClient(base_url=profile.service.http_url, timeout=10) as http:
+            yield profile, http
+
+
+async def test_a_token_past_its_burst_gets_429_with_retry_after_and_others_go_on(
+    redis_url: str, redis: Redis, tmp_path: Path
+) -> None:
+    with capture_logs() as logs:
+        async with limited(redis_url, tmp_path, RateLimit(per_minute=60, burst=3)) as (p, http):
+            await Feed(redis, p)(moved())
+            path = f"/persons/by-nik/{NIK}"
+            first = [await http.get(path, headers=bearer("dinsos")) for _ in range(3)]
+            unknown = f"/persons/by-nik/{UNKNOWN_NIK}"
+            over = [await http.get(unknown, headers=bearer("dinsos")) for _ in range(3)]
+            other = await http.get(path, headers=bearer("bapenda"))
+            await asyncio.sleep(float(over[0].headers["retry-after"]))
+            later = await http.get(path, headers=bearer("dinsos"))
+            metrics = (await http.get("/metrics")).text
+
+    assert [r.status_code for r in first] == [200, 200, 200]
+    assert [r.status_code for r in over] == [429, 429, 429]
+    assert over[0].headers["retry-after"] == "1"
+    assert over[0].json() == {"error": "rate-limited", "detail": "this token may make 3 requests "
+                              "at once and 60 a minute; retry in 1 s"}  # fmt: skip
+    assert other.status_code == 200 and later.status_code == 200
+    limited_logs = [e for e in logs if e["event"] == "profile_rate_limited"]
+    assert len(limited_logs) == 1  # once per episode; the metric counts each refusal
+    assert limited_logs[0]["client"] == "127.0.0.1" and limited_logs[0]["role"] == "dinsos"
+    fingerprint = limited_logs[0]["token"]
+    assert TOKENS["dinsos"] not in str(logs) and NIK not in str(logs) + metrics
+    assert (
+        'simpul_profile_lookups_total{lookup="by-nik",outcome="429",role="dinsos",'
+        f'service="profile",token="{fingerprint}"}} 3.0'
+    ) in metrics
+    assert (
+        'simpul_profile_lookups_total{lookup="by-nik",outcome="200",role="dinsos",'
+        f'service="profile",token="{fingerprint}"}} 4.0'
+    ) in metrics
+
+
+async def test_replicas_sharing_the_store_share_each_tokens_limit(tmp_path: Path) -> None:
+    tokens = f"dinsos={TOKENS['dinsos']}"
+    rate = RateLimit(per_minute=0.01, burst=4)  # no refill within the test
+    url = f"sqlite:///{tmp_path / 'profile.db'}"
+    replicas = [Profile(Store(url), settings=quick_settings(None), tokens=tokens,
+                        pseudonym_key=b"k", rate=rate) for _ in range(2)]  # fmt: skip
+    for replica in replicas:
+        await replica.open()
+    async with (
+        running(replicas[0].app) as one,
+        running(replicas[1].app) as two,
+        httpx.AsyncClient(timeout=10, headers=bearer("dinsos")) as http,
+    ):
+        path = f"/persons/by-nik/{UNKNOWN_NIK}"
+        answers = [await http.get(f"{base}{path}") for base in (one, two) * 4]
+    for replica in replicas:
+        await replica.store.close()
+
+    assert [a.status_code for a in answers] == [404] * 4 + [429] * 4
+
+
+async def test_a_refused_token_is_logged_with_the_client_address_and_counted(
+    client: httpx.AsyncClient,
+) -> None:
+    with capture_logs() as logs:
+        await client.get(f"/persons/by-nik/{NIK}", headers={"Authorization": "Bearer nope"})
+        await client.get(f"/persons/by-account/{ACCOUNT}", headers=bearer("dinsos"))
+        metrics = (await client.get("/metrics")).text
+
+    refused = [e for e in logs if e["event"].startswith("profile_lookup_")]
+    assert [(e["event"], e["client"]) for e in refused if "client" in e] == [
+        ("profile_lookup_unauthorized", "127.0.0.1"),
+        ("profile_lookup_forbidden", "127.0.0.1"),
+    ]
+    assert 'simpul_profile_unauthorized_total{lookup="by-nik",service="profile"} 1.0' in metrics
