@@ -21,6 +21,7 @@ from pydantic.fields import FieldInfo
 
 from bus.contracts import Classification
 from bus.errors import SimpulError
+from bus.logging import mask_text
 from bus.service import Service
 
 CLASSIFICATIONS = {
@@ -43,27 +44,66 @@ class SharedType(NamedTuple):
     metadata: tuple[Any, ...] = ()
 
 
-def find_services(package: str = "services") -> list[Service]:
+class BrokenModule(NamedTuple):
+    """A module of a services package that could not be imported (or whose ``create()``
+    failed): its name and the error's type and message, identifiers masked."""
+
+    module: str
+    error: str
+
+
+def find_services(
+    package: str = "services", *, broken: list[BrokenModule] | None = None
+) -> list[Service]:
     """Every ``bus.Service`` of ``package`` and its submodules, by name: module-level services,
     and those a module's ``create()`` builds (the factory ``simpul run MODULE:create`` runs;
-    building one opens nothing)."""
+    building one opens nothing).
+
+    A module that fails to import raises, unless ``broken`` is given: then it is skipped and
+    recorded there, and the services of the other modules are still found (the dashboard's
+    flow map draws them and says which module is missing)."""
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     try:
         root = importlib.import_module(package)
-        walk = pkgutil.walk_packages(getattr(root, "__path__", []), prefix=f"{package}.")
-        modules = [root, *(importlib.import_module(info.name) for info in walk)]
     except ImportError as exc:
         raise SimpulError(f"cannot import services package {package!r}: {exc}") from exc
+    modules = [root]
+    walk = pkgutil.walk_packages(
+        getattr(root, "__path__", []),
+        prefix=f"{package}.",
+        onerror=lambda name: _broken(broken, name, sys.exc_info()[1]),
+    )
+    for info in walk:
+        try:
+            modules.append(importlib.import_module(info.name))
+        except Exception as exc:
+            _broken(broken, info.name, exc)
     found = {id(v): v for m in modules for v in vars(m).values() if isinstance(v, Service)}
     for module in modules:
         factory = vars(module).get("create")
         if callable(factory) and getattr(factory, "__module__", None) == module.__name__:
-            built = factory()
+            try:
+                built = factory()
+            except Exception as exc:
+                _broken(broken, module.__name__, exc)
+                continue
             if isinstance(built, Service):
                 found[id(built)] = built
     by_name = {service.name: service for service in found.values()}  # a factory may be re-exported
     return sorted(by_name.values(), key=lambda s: s.name)
+
+
+def _broken(broken: list[BrokenModule] | None, module: str, exc: BaseException | None) -> None:
+    """Record a module that failed, or raise its error when the caller wants no partial list."""
+    if broken is None:
+        if isinstance(exc, ImportError):
+            raise SimpulError(f"cannot import services module {module!r}: {exc}") from exc
+        raise exc if exc is not None else SimpulError(f"cannot import {module!r}")
+    # The message of an error raised at import is a developer's text: mask identifiers in it.
+    message = mask_text(" ".join(str(exc).split()))[:300] if exc is not None else ""
+    error = type(exc).__name__ if exc is not None else "ImportError"
+    broken.append(BrokenModule(module, f"{error}: {message}" if message else error))
 
 
 def handled(services: Iterable[Service]) -> dict[str, set[str]]:

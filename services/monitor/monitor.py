@@ -40,7 +40,7 @@ from bus.dlq import (
 )
 from bus.errors import ConfigurationError, SimpulError
 from bus.http import running as serving_http
-from bus.logging import get_logger
+from bus.logging import get_logger, mask_text
 from bus.ops import BusSnapshot, Inspector, Thresholds, breaches
 from services.monitor.throughput import Throughput
 from services.monitor.web import build
@@ -190,6 +190,8 @@ class Monitor:
         self._map: tuple[str, str] | None = None  # (signature, svg)
         self.last_error: str | None = None
         self.last_ok: float | None = None  # monotonic time of the last successful snapshot
+        # Modules of the services package the flow map could not read (shown on the page).
+        self.code_problems: list[catalogue.BrokenModule] = []
 
     @property
     def token(self) -> bytes | None:
@@ -237,6 +239,7 @@ class Monitor:
             "redis": {"where": self.where, "version": snap.redis_version, "reduced": snap.reduced},
             "replay_enabled": self.token is not None,
             "flow_signature": _signature(snap),
+            "flow_problems": [problem._asdict() for problem in self.code_problems],
             "refresh_s": self.settings.refresh_s,
         }
 
@@ -327,13 +330,19 @@ class Monitor:
     async def _declared(self) -> Mapping[str, Iterable[str]] | None:
         if isinstance(self._handled, FindServices):
             package = self._handled.package
+            broken: list[catalogue.BrokenModule] = []
             try:
-                found = await asyncio.to_thread(catalogue.find_services, package)
+                found = await asyncio.to_thread(catalogue.find_services, package, broken=broken)
                 self._handled = catalogue.handled(found)
-            except Exception as exc:  # a broken services package: map what Redis shows
-                _log.warning("monitor_services_unavailable", package=package,
-                             error=type(exc).__name__)  # fmt: skip
+            except Exception as exc:  # the package itself: map what Redis shows
+                message = mask_text(" ".join(str(exc).split()))[:300]
+                broken.append(catalogue.BrokenModule(package, f"{type(exc).__name__}: {message}"))
                 self._handled = None
+            # The page says so: a map without a service's code looks like a service gone.
+            self.code_problems = broken
+            for problem in broken:
+                _log.warning("monitor_services_module_broken", module=problem.module,
+                             error=problem.error)  # fmt: skip
         return self._handled
 
     # -- replay ---------------------------------------------------------------------------------

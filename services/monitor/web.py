@@ -92,6 +92,7 @@ def build(monitor: Monitor) -> Starlette:
             window_min=_minutes(monitor.settings.window_s),
             where=escape(monitor.where or "Redis"),
             signature=escape(signature),
+            flow_problems=_flow_problems(monitor),
             flowmap=figure,
         )
         return HTMLResponse(html)
@@ -290,6 +291,22 @@ def _health(monitor: Monitor) -> dict[str, Any]:
     fresh = age is not None and age < 3 * monitor.settings.sample_s + 10
     ready = monitor.last_error is None and fresh
     return {"ready": ready, "last_snapshot_age_s": age, "last_error": monitor.last_error}
+
+
+def _flow_problems(monitor: Monitor) -> str:
+    """The banner over the flow map naming the service modules it could not read (monitor.js
+    draws the same from /api/status)."""
+    if not monitor.code_problems:
+        return ""
+    items = "".join(
+        f"<li><code>{escape(p.module)}</code>: {escape(p.error)}</li>"
+        for p in monitor.code_problems
+    )
+    return (
+        '<div class="notice bad"><strong>The flow map lacks the code of these modules</strong> '
+        "(their services' consumers are drawn only where Redis shows their groups):"
+        f"<ul>{items}</ul></div>"
+    )
 
 
 def _minutes(seconds: float) -> str:

@@ -11,7 +11,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -628,3 +628,49 @@ def test_host_and_proxy_settings_default_to_localhost(monkeypatch: pytest.Monkey
         MonitorSettings.load(allowed_hosts=" , ")
     with pytest.raises(ConfigurationError, match="SIMPUL_MONITOR_TRUSTED_PROXIES"):
         MonitorSettings.load(trusted_proxies="the-proxy")
+
+
+BROKEN_PACKAGE = "flowmap_probe_services"
+
+
+@pytest.fixture
+def broken_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A services package on the import path: one good service, and one module whose import
+    fails with a message quoting a NIK (as careless code does)."""
+    root = tmp_path / BROKEN_PACKAGE
+    root.mkdir()
+    (root / "__init__.py").write_text("")
+    (root / "good.py").write_text(
+        "from bus import Service\n"
+        "from schemas.dukcapil import CitizenDied\n"
+        "service = Service('probe-good')\n"
+        "@service.on(CitizenDied)\n"
+        "async def handle(event: CitizenDied) -> None: ...\n"
+    )
+    (root / "broken.py").write_text(f"raise RuntimeError('no config for {NIK}')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield BROKEN_PACKAGE
+    for name in [m for m in sys.modules if m.startswith(BROKEN_PACKAGE)]:
+        del sys.modules[name]
+
+
+async def test_a_broken_service_module_is_named_on_the_page_and_the_others_stay_on_the_map(
+    redis: Redis, redis_url: str, broken_package: str
+) -> None:
+    await Publisher(redis, source=SOURCE).publish(died())
+    with capture_logs() as logs:
+        async with serving(redis_url, services=broken_package) as (_, http):
+            page = (await http.get("/")).text
+            status = (await http.get("/api/status")).json()
+            svg = (await http.get("/api/flowmap.svg")).text
+
+    assert "probe-good" in svg  # the good module's service is still drawn from its code
+    problems = status["flow_problems"]
+    assert [p["module"] for p in problems] == [f"{broken_package}.broken"]
+    assert problems[0]["error"].startswith("RuntimeError: no config for ")  # the NIK masked
+    assert 'id="flow-problems"' in page and f"{broken_package}.broken</code>" in page
+    assert "RuntimeError: no config for" in page
+    assert NIK not in page + str(status) + str(logs)
+    assert [e["module"] for e in logs if e["event"] == "monitor_services_module_broken"] == [
+        f"{broken_package}.broken"
+    ]

@@ -142,6 +142,7 @@
       document.body.classList.remove("stale");
       const redis = status.redis;
       setConnection("live", `Live \u00b7 Redis ${redis.version}${redis.where ? ` at ${redis.where}` : ""}`);
+      renderFlowProblems(status.flow_problems || []);
       const figure = byId("flowmap");
       if (status.flow_signature && status.flow_signature !== figure.dataset.signature) {
         refreshMap(status.flow_signature);
@@ -173,6 +174,21 @@
   function notice(kind, text) {
     const box = byId("notices");
     box.replaceChildren(...(text ? [h("div", { class: `notice ${kind}`, text })] : []));
+  }
+
+  // The service modules the flow map could not read (the same banner the page came with).
+  function renderFlowProblems(problems) {
+    const box = byId("flow-problems");
+    if (!problems.length) {
+      box.replaceChildren();
+      return;
+    }
+    const items = problems.map((p) => h("li", {}, [h("code", { text: p.module }), `: ${p.error}`]));
+    box.replaceChildren(h("div", { class: "notice bad" }, [
+      h("strong", { text: "The flow map lacks the code of these modules" }),
+      " (their services' consumers are drawn only where Redis shows their groups):",
+      h("ul", {}, items),
+    ]));
   }
 
   async function refreshMap(signature) {
