@@ -35,8 +35,13 @@ _log = get_logger("bus.http")
 def _answer(status: str, text: str, *headers: str) -> bytes:
     """A whole HTTP/1.1 response, written raw: h11 will not answer a request it has not read."""
     body = f"{text}\n".encode()
-    head = [f"HTTP/1.1 {status}", "content-type: text/plain; charset=utf-8",
-            f"content-length: {len(body)}", *headers, "connection: close"]  # fmt: skip
+    head = [
+        f"HTTP/1.1 {status}",
+        "content-type: text/plain; charset=utf-8",
+        f"content-length: {len(body)}",
+        *headers,
+        "connection: close",
+    ]
     return "\r\n".join([*head, "", ""]).encode() + body
 
 
@@ -92,8 +97,12 @@ class _LimitedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
-            _log.warning("http_connection_refused", client=self._client(),
-                         open=len(self.connections), limit=self.limits.max_connections)  # fmt: skip
+            _log.warning(
+                "http_connection_refused",
+                client=self._client(),
+                open=len(self.connections),
+                limit=self.limits.max_connections,
+            )
             self.transport.write(_BUSY)
             self.transport.close()
             return
@@ -123,8 +132,12 @@ class _LimitedH11Protocol(H11Protocol):
         if self.transport.is_closing():
             return
         answered = self.conn.our_state is not h11.IDLE
-        _log.info("http_request_timeout", client=self._client(), answered=answered,
-                  timeout_s=self.limits.request_timeout_s)  # fmt: skip
+        _log.info(
+            "http_request_timeout",
+            client=self._client(),
+            answered=answered,
+            timeout_s=self.limits.request_timeout_s,
+        )
         if not answered:
             self.transport.write(_TIMEOUT)
         # A handler waiting on receive() gets http.disconnect (Starlette: ClientDisconnect).

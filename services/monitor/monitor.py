@@ -341,8 +341,9 @@ class Monitor:
             # The page says so: a map without a service's code looks like a service gone.
             self.code_problems = broken
             for problem in broken:
-                _log.warning("monitor_services_module_broken", module=problem.module,
-                             error=problem.error)  # fmt: skip
+                _log.warning(
+                    "monitor_services_module_broken", module=problem.module, error=problem.error
+                )
         return self._handled
 
     # -- replay ---------------------------------------------------------------------------------

@@ -59,8 +59,12 @@ def build(profile: Profile) -> Starlette:
             return caller
         counted = _Counted(profile, caller, lookup)
         if not caller.role.access_records:
-            _log.info("profile_lookup_forbidden", role=caller.role.name, lookup=lookup,
-                      client=_client(request))  # fmt: skip
+            _log.info(
+                "profile_lookup_forbidden",
+                role=caller.role.name,
+                lookup=lookup,
+                client=_client(request),
+            )
             role = caller.role.name
             return counted(_error(403, "forbidden", f"role {role} may not read access records"))
         limit = request.query_params.get("limit", "100")
@@ -91,8 +95,12 @@ async def _lookup(
         return caller
     counted = _Counted(profile, caller, lookup)
     if lookup not in caller.role.lookups:
-        _log.info("profile_lookup_forbidden", role=caller.role.name, lookup=lookup,
-                  client=_client(request))  # fmt: skip
+        _log.info(
+            "profile_lookup_forbidden",
+            role=caller.role.name,
+            lookup=lookup,
+            client=_client(request),
+        )
     try:
         return counted(await _answer(profile, caller, lookup, rule, value))
     except StoreUnavailable:
@@ -113,9 +121,14 @@ async def _admitted(profile: Profile, request: Request, lookup: str) -> Caller |
     if verdict.allowed:
         return caller
     if verdict.first_refusal:  # the metric counts every one; the log says when it began
-        _log.warning("profile_rate_limited", role=caller.role.name, token=caller.fingerprint,
-                     lookup=lookup, client=_client(request),
-                     retry_after_s=verdict.retry_after_s)  # fmt: skip
+        _log.warning(
+            "profile_rate_limited",
+            role=caller.role.name,
+            token=caller.fingerprint,
+            lookup=lookup,
+            client=_client(request),
+            retry_after_s=verdict.retry_after_s,
+        )
     rate = profile.rate
     message = (
         f"this token may make {rate.burst} requests at once and {rate.per_minute:g} a minute; "

@@ -275,8 +275,9 @@ async def test_a_body_json_cannot_hold_is_a_400_quarantined_and_no_traceback_is_
     body, reason, says = case
     with capture_logs() as logs:
         async with running(make(redis, max_body=64 * 1024).app()) as url:
-            answer = await client.post(url, content=body,
-                                       headers={"content-type": "application/json"})  # fmt: skip
+            answer = await client.post(
+                url, content=body, headers={"content-type": "application/json"}
+            )
             after = await client.post(url, json=good())
 
     assert answer.status_code == 400, answer.text

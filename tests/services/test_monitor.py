@@ -571,15 +571,19 @@ async def test_a_replay_body_json_cannot_hold_is_a_400_and_no_traceback_is_logge
     await dead_letters(redis, redis_url, "death-1")
     cases = [
         ('{"refs": ' + "[" * 20_000 + "]" * 20_000 + "}", "nests deeper than 32"),
-        ('{"stream": "dukcapil.citizen", "group": "dinsos", "upto": ' + "9" * 5_000 + "}",
-         "more than 64 digits"),
-        ('{"stream": "dukcapil.citizen", "group": "dinsos", "upto": 1' + "0" * 5_000 + ".5}",
-         "more than 64 digits"),
-    ]  # fmt: skip
+        (
+            '{"stream": "dukcapil.citizen", "group": "dinsos", "upto": ' + "9" * 5_000 + "}",
+            "more than 64 digits",
+        ),
+        (
+            '{"stream": "dukcapil.citizen", "group": "dinsos", "upto": 1' + "0" * 5_000 + ".5}",
+            "more than 64 digits",
+        ),
+    ]
+    headers = {**bearer(), "Content-Type": "application/json"}
     async with serving(redis_url) as (_, http):
         for body, words in cases:
-            response = await http.post("/api/replay", content=body, headers={
-                **bearer(), "Content-Type": "application/json"})  # fmt: skip
+            response = await http.post("/api/replay", content=body, headers=headers)
             assert response.status_code == 400, response.text
             error = error_of(response)
             assert error["code"] == "bad_request" and words in error["message"], error
@@ -591,8 +595,10 @@ async def test_a_replay_body_json_cannot_hold_is_a_400_and_no_traceback_is_logge
 async def test_only_the_configured_host_names_are_answered(redis_url: str) -> None:
     async with serving(redis_url) as (_, http):
         port = http.base_url.port
-        ours = [await http.get("/healthz", headers={"Host": f"{name}:{port}"})
-                for name in ("localhost", "127.0.0.1", "[::1]")]  # fmt: skip
+        ours = [
+            await http.get("/healthz", headers={"Host": f"{name}:{port}"})
+            for name in ("localhost", "127.0.0.1", "[::1]")
+        ]
         # DNS rebinding: a page of evil.example whose name now points at 127.0.0.1.
         rebound = await http.get("/api/status", headers={"Host": f"evil.example:{port}"})
     async with serving(redis_url, allowed_hosts="monitor.malangkota.go.id") as (_, http):

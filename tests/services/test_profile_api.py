@@ -331,8 +331,10 @@ async def test_a_token_past_its_burst_gets_429_with_retry_after_and_others_go_on
     assert [r.status_code for r in first] == [200, 200, 200]
     assert [r.status_code for r in over] == [429, 429, 429]
     assert over[0].headers["retry-after"] == "1"
-    assert over[0].json() == {"error": "rate-limited", "detail": "this token may make 3 requests "
-                              "at once and 60 a minute; retry in 1 s"}  # fmt: skip
+    assert over[0].json() == {
+        "error": "rate-limited",
+        "detail": "this token may make 3 requests at once and 60 a minute; retry in 1 s",
+    }
     assert other.status_code == 200 and later.status_code == 200
     limited_logs = [e for e in logs if e["event"] == "profile_rate_limited"]
     assert len(limited_logs) == 1  # once per episode; the metric counts each refusal
@@ -353,8 +355,12 @@ async def test_replicas_sharing_the_store_share_each_tokens_limit(tmp_path: Path
     tokens = f"dinsos={TOKENS['dinsos']}"
     rate = RateLimit(per_minute=0.01, burst=4)  # no refill within the test
     url = f"sqlite:///{tmp_path / 'profile.db'}"
-    replicas = [Profile(Store(url), settings=quick_settings(None), tokens=tokens,
-                        pseudonym_key=b"k", rate=rate) for _ in range(2)]  # fmt: skip
+    replicas = [
+        Profile(
+            Store(url), settings=quick_settings(None), tokens=tokens, pseudonym_key=b"k", rate=rate
+        )
+        for _ in range(2)
+    ]
     for replica in replicas:
         await replica.open()
     async with (
