@@ -167,7 +167,7 @@ class Reporter:
             name=adapter.name,
             cdc=hasattr(adapter.source, "lag"),
             state=self.state,
-            position=_clip(lag.position if lag else _position_text(progress.position)),
+            position=_shown(lag.position if lag else _position_text(progress.position)),
             behind_rows=adapter.behind_rows(),
             behind_bytes=lag.behind_bytes if lag else None,
             behind_seconds=lag.behind_seconds if lag else None,
@@ -178,7 +178,7 @@ class Reporter:
             quarantined=progress.quarantined,
             skipped=progress.skipped,
             last_publish_at=self._last_publish_at,
-            last_error=_clip(mask_text(error)) if error else None,
+            last_error=_shown(error),
             reported_at=now,
         )
         await self._write(report)
@@ -238,10 +238,13 @@ def _position_text(position: Any) -> str | None:
         return str(position)
 
 
-def _clip(text: str | None) -> str | None:
-    if text is None or len(text) <= _TEXT_MAX:
-        return text
-    return text[: _TEXT_MAX - 1] + "…"
+def _shown(text: str | None) -> str | None:
+    """For operators' screens: a NIK or KK number masked (a checkpoint may be a record's key,
+    an error may quote one), cut to a table cell."""
+    if not text:
+        return None
+    text = mask_text(text)
+    return text if len(text) <= _TEXT_MAX else text[: _TEXT_MAX - 1] + "…"
 
 
 def _field(value: Any) -> str:

@@ -242,6 +242,21 @@ async def test_a_failing_lag_query_is_reported_and_publishing_goes_on(redis: Red
     assert report.position == '{"file":"mysql-bin.000042","offset":204}'  # the checkpoint
 
 
+async def test_a_checkpoint_holding_a_nik_is_masked_in_the_report(redis: Redis) -> None:
+    class ByNik(Table):
+        """A table read in NIK order: its checkpoint is the last NIK read."""
+
+        async def batches(self, after: Position, *, size: int) -> AsyncIterator[Sequence[Record]]:
+            if after is None:
+                yield [Record(NIK, "1", {"nik": NIK}, {"nik": NIK})]
+
+    await adapter(redis, ByNik(1), "dukcapil-siak").run_once()
+    raw = await redis.hgetall(keys.adapter_report("dukcapil-siak"))
+    assert not any(NIK in str(value) for value in raw.values())
+    [report] = (await snapshot(redis, registry=registry())).adapters
+    assert report.position == f'{{"nik":"{MASK}"}}'
+
+
 async def test_an_unwritable_report_never_stops_the_adapter(redis: Redis) -> None:
     nowhere = connect(f"redis://127.0.0.1:{free_port()}/0")
     try:
