@@ -185,9 +185,10 @@ class Reporter:
         return report
 
     async def wait(self, adapter: Adapter, stop: asyncio.Event, seconds: float) -> None:
-        """Wait ``seconds`` or until ``stop`` is set, reporting every ``every_s`` meanwhile:
-        between passes is when a CDC source's lag is asked (never during a batch, so a source
-        need not share its connection between ``batches()`` and ``lag()``)."""
+        """Wait ``seconds`` or until ``stop`` is set, reporting every ``every_s`` meanwhile.
+
+        No task of its own: the source's ``lag()`` is asked only here and after a batch (with
+        ``batches()`` paused at a yield), never at the same time as a step of ``batches()``."""
         loop = asyncio.get_running_loop()
         until = loop.time() + seconds
         while not stop.is_set() and (left := until - loop.time()) > 0:
