@@ -221,7 +221,6 @@ async def test_a_running_adapter_reports_between_passes_its_failures_and_its_sto
     assert NIK not in failing.last_error and MASK in failing.last_error
     source.fail_with = None
     await wait_until(lambda: runner.last_error is None, timeout=5)
-    await asyncio.sleep(0.1)  # the report after the recovered pass
     stop.set()
     await task
     assert (await report()).last_error is None
@@ -330,7 +329,11 @@ async def test_a_stopped_cdc_adapter_goes_stale_a_stopped_poller_does_not(redis:
 async def test_an_expired_report_leaves_status(redis: Redis) -> None:
     await adapter(redis, Binlog(1)).run_once()
     await redis.pexpire(keys.adapter_report("dukcapil-cdc"), 1)
-    await asyncio.sleep(0.01)
+
+    async def gone() -> bool:
+        return not await redis.exists(keys.adapter_report("dukcapil-cdc"))
+
+    await wait_until(gone)
     snap = await snapshot(redis, registry=registry())
     assert snap.adapters == []
 
