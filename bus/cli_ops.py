@@ -164,7 +164,7 @@ def status(
             "snapshot": snap.model_dump(mode="json"),
         }, indent=2))  # fmt: skip
     else:
-        _print_status(snap, found, location(url), thresholds)
+        _print_status(snap, found, location(url))
     if found:
         raise typer.Exit(1)
 
@@ -176,9 +176,7 @@ def _url_or_fail() -> str:
         raise fail(_err, exc) from None
 
 
-def _print_status(
-    snap: ops.BusSnapshot, found: list[ops.Breach], where: str, limits: ops.Thresholds
-) -> None:
+def _print_status(snap: ops.BusSnapshot, found: list[ops.Breach], where: str) -> None:
     existing = [s for s in snap.streams if s.exists or s.dead_letters]
     group_count = sum(len(s.groups) for s in existing)
     _out.print(
@@ -208,7 +206,7 @@ def _print_status(
         if snap.quarantine:
             _out.print(_quarantine_table(snap.quarantine, found))
         if snap.adapters:
-            _print_adapters(snap.adapters, found, limits)
+            _print_adapters(snap.adapters, found)
         waiting = [s.aggregate for s in snap.streams if not s.exists and not s.dead_letters]
         if waiting:
             _out.print(f"[dim]No events yet on: {', '.join(waiting)}[/dim]")
@@ -281,18 +279,14 @@ def _quarantine_table(depths: dict[str, int], found: list[ops.Breach]) -> Table:
     return table
 
 
-def _print_adapters(
-    reports: list[AdapterReport], found: list[ops.Breach], limits: ops.Thresholds
-) -> None:
-    _out.print(_adapters_table(reports, found, limits))
+def _print_adapters(reports: list[AdapterReport], found: list[ops.Breach]) -> None:
+    _out.print(_adapters_table(reports, found))
     for report in reports:
         if report.last_error:
             _out.print(Text(f"  {report.name} failing: {report.last_error}", style="yellow"))
 
 
-def _adapters_table(
-    reports: list[AdapterReport], found: list[ops.Breach], limits: ops.Thresholds
-) -> Table:
+def _adapters_table(reports: list[AdapterReport], found: list[ops.Breach]) -> Table:
     table = Table(title="adapters", title_justify="left", box=box.SIMPLE_HEAD,
                   collapse_padding=True, pad_edge=False)  # fmt: skip
     # Names are never cut: operators copy them into `simpul quarantine list`...
@@ -301,10 +295,12 @@ def _adapters_table(
     for name in ("behind", "retained", "published", "last seen"):
         table.add_column(name, justify="right", no_wrap=True)
     bad = {b.adapter for b in found}
+    stale = {b.adapter for b in found if b.kind == "report_stale"}
     for r in reports:
         table.add_row(
             r.name, r.position or "-", _behind(r), _or_dash(r.retained_bytes, ops.size),
-            str(r.published), _last_seen(r, limits), style="red" if r.name in bad else "",
+            str(r.published), _last_seen(r, stale=r.name in stale),
+            style="red" if r.name in bad else "",
         )  # fmt: skip
     return table
 
@@ -325,11 +321,9 @@ def _or_dash(value: T | None, shown: Callable[[T], str]) -> str:
     return "-" if value is None else shown(value)
 
 
-def _last_seen(report: AdapterReport, limits: ops.Thresholds) -> str:
-    age = report.age_s or 0.0
-    ago = f"{ops.duration(age)} ago"
-    limit = limits.max_report_age_s
-    if report.must_be_fresh and limit is not None and age > limit:
+def _last_seen(report: AdapterReport, *, stale: bool) -> str:
+    ago = f"{ops.duration(report.age_s or 0.0)} ago"
+    if stale:
         return f"stale, {ago}"
     return ago if report.state == "running" else f"{report.state}, {ago}"
 

@@ -9,10 +9,9 @@ stream of every registered contract, marked missing while absent — its length,
 entry, and per consumer group the lag, pending entries, oldest pending age, consumers, entries
 read and dead letters; the depth of every adapter's quarantine; every adapter's last report
 (bus.adapter_report: position, lag behind its source, counts, last error, age); the Redis
-version. On Redis 6.2
-``XINFO GROUPS`` has no ``lag`` and ``entries-read``: the snapshot says ``reduced=True``, and a
-group's lag is given only where it is certain (caught up: 0; everything unread: the length),
-else None.
+version. On Redis 6.2 ``XINFO GROUPS`` has no ``lag`` and ``entries-read``: the snapshot says
+``reduced=True``, and a group's lag is given only where it is certain (caught up: 0; everything
+unread: the length), else None.
 
 Cost of one snapshot of N streams with G consumer groups, Q quarantine streams and A adapter
 reports (D dead-letter streams whose group is gone): 2 round trips of pipelined commands,
@@ -21,11 +20,11 @@ per quarantine, HGETALL and PTTL per report) then ``3G + D`` (XPENDING summary, 
 and XLEN of the dead letters per group) — plus discovery, ``SCAN MATCH simpul:* TYPE stream``
 and ``SCAN MATCH simpul:adapter:* TYPE hash``, each of which walks the whole keyspace
 (``ceil(keys / scan_count)`` calls each: every published event leaves a dedupe marker for 7
-days). :func:`snapshot` discovers each
-time; an :class:`Inspector` rediscovers only every ``rediscover_s`` seconds, so an exporter
-scraped every 15 s pays for the SCAN once a minute. On a Redis Cluster (docs/cluster.md) the
-SCAN walks every master in turn, each pipeline is split by master and sent to them at once
-(still counted as one round trip), and TIME and INFO come from one master.
+days). :func:`snapshot` discovers each time; an :class:`Inspector` rediscovers only every
+``rediscover_s`` seconds, so an exporter scraped every 15 s pays for the SCANs once a minute.
+On a Redis Cluster (docs/cluster.md) each SCAN walks every master in turn, each pipeline is
+split by master and sent to them at once (still counted as one round trip), and TIME and INFO
+come from one master.
 :attr:`BusSnapshot.redis_commands` and :attr:`BusSnapshot.round_trips` count what a snapshot
 cost. ``XINFO STREAM`` also returns the first and the newest entry; their contents are dropped
 at once (never kept, never shown).
