@@ -289,6 +289,10 @@ class Adapter:
                 self.last_error = str(exc)
                 await self.reporter.send(self)
                 delay = min(delay * 2, 60.0)
+            except SimpulError as exc:  # e.g. a configuration error: it stops; status says why
+                self.last_error = str(exc)
+                await self.reporter.send(self)
+                raise
             await self.reporter.wait(self, stop, delay)
         self.reporter.state = "stopped"
         await self.reporter.send(self)

@@ -25,7 +25,7 @@ from bus.checkpoint import RedisCheckpoints
 from bus.connection import connect
 from bus.contracts import Contract, Registry
 from bus.embedded import free_port
-from bus.errors import SourceError
+from bus.errors import ConfigurationError, SourceError
 from bus.http import running
 from bus.logging import MASK
 from bus.ops import Breach, BusCollector, Inspector, Thresholds, breaches, exporter_app, snapshot
@@ -224,6 +224,16 @@ async def test_a_running_adapter_reports_between_passes_its_failures_and_its_sto
     stop.set()
     await task
     assert (await report()).last_error is None
+
+
+async def test_an_error_that_stops_the_adapter_is_in_its_last_report(redis: Redis) -> None:
+    source = Binlog(1)
+    source.fail_with = ConfigurationError("replication slot simpul_penduduk does not exist")
+    with pytest.raises(ConfigurationError):
+        await adapter(redis, source).run(poll_interval=0.01)
+    [report] = (await snapshot(redis, registry=registry())).adapters
+    assert report.state == "running"  # it did not stop cleanly: it goes stale
+    assert report.last_error == "replication slot simpul_penduduk does not exist"
 
 
 async def test_a_failing_lag_query_is_reported_and_publishing_goes_on(redis: Redis) -> None:
