@@ -14,8 +14,10 @@ reads. Scripts gain nothing: Redis checks each ``redis.call`` inside a script ag
 * a **producer** (adapter): on the streams of the types it may publish, ``XADD`` and ``XRANGE``
   (the webhook compares a replay with what it published); their producer dedupe markers
   ``<stream>:seen:*`` with ``GET``/``SET``; the publish scripts with those keys; its own
-  checkpoint (``GET``/``SET``) and its own quarantine stream and index (the quarantine script,
-  ``XRANGE``/``XLEN``/``XDEL``/``HGET``/``HSET``/``HDEL``: list, retry, discard);
+  checkpoint (``GET``/``SET``), its own quarantine stream and index (the quarantine script,
+  ``XRANGE``/``XLEN``/``XDEL``/``HGET``/``HSET``/``HDEL``: list, retry, discard) and its own
+  report ``simpul:adapter:{<adapter>}:report`` (``HSET``/``PEXPIRE``, write only:
+  bus.adapter_report);
 * a **service**: on the streams of its approved subscriptions, the consumer's commands
   (``XREADGROUP``, ``XACK``, ``XCLAIM``, ``XAUTOCLAIM``, ``XPENDING``, ``XGROUP CREATE`` and the
   dead-letter and keep-alive scripts), ``XADD`` on only its own dead letters
@@ -242,6 +244,11 @@ def _producer(producer: Producer, hashes: tuple[str, ...]) -> AclUser:
     selectors = [
         *_publishing(streams),
         Grant(("+get", "+set"), (f"~{keys.checkpoint(producer.adapter)}",), why="checkpoint"),
+        Grant(
+            ("+hset", "+pexpire"),
+            (f"%W~{keys.adapter_report(producer.adapter)}",),
+            why="its own report for operators (status, exporter): written, never read",
+        ),
         Grant(
             ("+evalsha", "+xadd", "+xrange", "+xlen", "+xdel", "+hget", "+hset", "+hdel"),
             quarantine,

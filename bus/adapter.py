@@ -12,12 +12,15 @@ The runner derives each event id from (source URN, source name, record key, reco
 record replayed after a crash maps to the same id and the publisher drops it. It saves the
 checkpoint only once ``publish_many`` has returned: the checkpoint may lag behind the stream,
 never run ahead of it, so kill -9 at any point and a restart leave one entry per record.
+
+The runner also tells operators how it is doing (bus.adapter_report): after each batch and every
+few seconds between passes it writes its counts, its position and, for a change-data-capture
+source (one with ``async def lag() -> SourceLag``), how far behind its database it is.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
@@ -25,6 +28,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 from uuid import UUID
 
+from bus.adapter_report import Reporter
 from bus.contracts import Contract
 from bus.envelope import Envelope
 from bus.errors import ContractViolation, RedisUnavailable, SimpulError, SourceError
@@ -234,7 +238,10 @@ class Adapter:
         quarantine: Quarantine,
         batch_size: int = 500,
         on_progress: ProgressHook | None = None,
+        reporter: Reporter | None = None,
     ) -> None:
+        """``reporter`` writes what operators see in ``simpul status`` (bus.adapter_report);
+        by default one on the publisher's Redis."""
         if not 1 <= batch_size <= 10_000:
             raise ValueError(f"batch_size must be 1 to 10000, got {batch_size}")
         self.name = name
@@ -246,6 +253,9 @@ class Adapter:
         self.batch_size = batch_size
         self.on_progress = on_progress
         self.progress = Progress()
+        self.reporter = reporter or Reporter(publisher.redis, name)
+        self.last_error: str | None = None  # why the last pass failed, for the report
+        self._read_before_pass = 0
 
     async def run_once(self) -> Progress:
         """Publish everything the source has after the checkpoint, batch by batch, then return.
@@ -255,26 +265,44 @@ class Adapter:
         position = await self.checkpoints.load(self.name)
         total = await self.source.remaining(position)
         self.progress = replace(self.progress, total=total, position=position)
+        self._read_before_pass = self.progress.read
         self._report()
         async for records in self.source.batches(position, size=self.batch_size):
             if records:
                 await self._process(records)
         _log.info("adapter_pass_finished", adapter=self.name, **self._counts())
+        self.last_error = None
+        await self.reporter.send(self)
         return self.progress
 
     async def run(self, *, poll_interval: float = 5.0, stop: asyncio.Event | None = None) -> None:
         """Poll until ``stop`` is set, riding out Redis and source outages with a backoff."""
         stop = stop or asyncio.Event()
         delay = poll_interval
+        self.reporter.state = "running"
         while not stop.is_set():
             try:
                 await self.run_once()
                 delay = poll_interval
             except (RedisUnavailable, SourceError) as exc:
                 _log.warning("adapter_pass_failed", adapter=self.name, error=str(exc))
+                self.last_error = str(exc)
+                await self.reporter.send(self)
                 delay = min(delay * 2, 60.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+            except SimpulError as exc:  # e.g. a configuration error: it stops; status says why
+                self.last_error = str(exc)
+                await self.reporter.send(self)
+                raise
+            await self.reporter.wait(self, stop, delay)
+        self.reporter.state = "stopped"
+        await self.reporter.send(self)
+
+    def behind_rows(self) -> int | None:
+        """Records the source said this pass would bring that are not read yet (None: the
+        source cannot tell)."""
+        if self.progress.total is None:
+            return None
+        return max(0, self.progress.total - (self.progress.read - self._read_before_pass))
 
     async def _process(self, records: Sequence[Record]) -> None:
         batch = self._map(records)
@@ -298,6 +326,7 @@ class Adapter:
         _log.info("adapter_batch_published", adapter=self.name, batch=len(records),
                   **self._counts())  # fmt: skip
         self._report()
+        await self.reporter.send(self)
 
     def _map(self, records: Sequence[Record]) -> _Batch:
         batch = _Batch()

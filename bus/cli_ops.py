@@ -15,7 +15,10 @@ JSON shapes (stable; fields may be added, never renamed or removed):
   idle_s, inactive_s}], pending, oldest_pending_id, oldest_pending_age_s, last_delivered_id,
   entries_read, lag, dead_letters}``, plus ``snapshot.quarantine{adapter: n}``,
   ``redis_version``, ``reduced`` (Redis 6.2: ``lag`` / ``entries_read`` may be null),
-  ``taken_at``; ``breaches[]`` = ``{kind, stream, group, adapter, value, limit, message}``.
+  ``taken_at``, ``snapshot.adapters[]`` = ``{name, cdc, state, position, behind_rows,
+  behind_bytes, behind_seconds, retained_bytes, read, published, duplicates, quarantined,
+  skipped, last_publish_at, last_error, reported_at, age_s}`` (:class:`bus.adapter_report.
+  AdapterReport`); ``breaches[]`` = ``{kind, stream, group, adapter, value, limit, message}``.
 * ``tail --json``: one JSON object per line, :func:`bus.ops.decode_entry`.
 * ``pending --json``: ``{"stream", "group", "total", "entries": [{entry_id, consumer, idle_s,
   deliveries, age_s, exists, type}]}``.
@@ -43,6 +46,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bus import catalogue, flowmap, ops
+from bus.adapter_report import AdapterReport
 from bus.cli_common import fail, redis_url, run_with_redis
 from bus.cli_contracts import load as load_contracts
 from bus.connection import TRANSIENT, connect, location, translate
@@ -114,20 +118,37 @@ def status(
     max_silence: Annotated[
         str | None, _limit("max_silence_s", "seconds since a stream's newest event; ")
     ] = None,
+    max_source_behind: Annotated[
+        str | None, _limit("max_source_behind_s", "seconds a CDC adapter is behind its source; ")
+    ] = None,
+    max_source_behind_bytes: Annotated[
+        str | None, _limit("max_source_behind_bytes", "bytes of log a CDC adapter has to publish; ")
+    ] = None,
+    max_source_retained_bytes: Annotated[
+        str | None, _limit("max_source_retained_bytes", "bytes of log kept for a CDC adapter; ")
+    ] = None,
+    max_report_age: Annotated[
+        str | None, _limit("max_report_age_s", "seconds since an adapter last reported; ")
+    ] = None,
     schemas: Schemas = "schemas",
 ) -> None:
-    """The whole bus at a glance: streams, consumer groups, dead letters, quarantines.
+    """The whole bus at a glance: streams, consumer groups, dead letters, quarantines, adapters.
 
     Exit 0 when healthy, 1 when a threshold is breached (each is printed), 2 when Redis cannot
     be reached or an option is wrong. Limits: options, else SIMPUL_STATUS_MAX_LAG (1000),
     ..._MAX_PENDING_AGE_S (600), ..._MAX_DEAD_LETTERS (0), ..._MAX_QUARANTINE (0),
-    ..._MAX_CONSUMER_IDLE_S (300), ..._MAX_SILENCE_S (off).
+    ..._MAX_CONSUMER_IDLE_S (300), ..._MAX_SILENCE_S (off), ..._MAX_SOURCE_BEHIND_S (300),
+    ..._MAX_SOURCE_BEHIND_BYTES (off), ..._MAX_SOURCE_RETAINED_BYTES (1 GiB),
+    ..._MAX_REPORT_AGE_S (60).
     """
     try:
         thresholds = ops.Thresholds.load(
             max_lag=max_lag, max_pending_age_s=max_pending_age, max_dead_letters=max_dead_letters,
             max_quarantine=max_quarantine, max_consumer_idle_s=max_consumer_idle,
-            max_silence_s=max_silence,
+            max_silence_s=max_silence, max_source_behind_s=max_source_behind,
+            max_source_behind_bytes=max_source_behind_bytes,
+            max_source_retained_bytes=max_source_retained_bytes,
+            max_report_age_s=max_report_age,
         )  # fmt: skip
     except SimpulError as exc:
         raise fail(_err, exc) from None
@@ -162,7 +183,8 @@ def _print_status(snap: ops.BusSnapshot, found: list[ops.Breach], where: str) ->
         f"[bold]Redis {snap.redis_version}[/bold] at {where}: {len(existing)} stream"
         f"{'' if len(existing) == 1 else 's'}, {group_count} consumer group"
         f"{'' if group_count == 1 else 's'}, {len(snap.quarantine)} quarantine"
-        f"{'' if len(snap.quarantine) == 1 else 's'}"
+        f"{'' if len(snap.quarantine) == 1 else 's'}, {len(snap.adapters)} adapter"
+        f"{'' if len(snap.adapters) == 1 else 's'}"
     )
     if snap.reduced:
         _out.print(
@@ -182,13 +204,9 @@ def _print_status(snap: ops.BusSnapshot, found: list[ops.Breach], where: str) ->
         if groups is not None:
             _out.print(groups)
         if snap.quarantine:
-            quarantine = Table(title="quarantine", title_justify="left", box=box.SIMPLE_HEAD)
-            quarantine.add_column("adapter")
-            quarantine.add_column("records", justify="right")
-            for adapter, depth in snap.quarantine.items():
-                style = "red" if any(b.adapter == adapter for b in found) else ""
-                quarantine.add_row(adapter, str(depth), style=style)
-            _out.print(quarantine)
+            _out.print(_quarantine_table(snap.quarantine, found))
+        if snap.adapters:
+            _print_adapters(snap.adapters, found)
         waiting = [s.aggregate for s in snap.streams if not s.exists and not s.dead_letters]
         if waiting:
             _out.print(f"[dim]No events yet on: {', '.join(waiting)}[/dim]")
@@ -249,6 +267,65 @@ def _groups_table(streams: list[ops.StreamSnapshot], found: list[ops.Breach]) ->
         name = group.removesuffix(" (gone)")
         table.add_row(shown, group, *values, style="red" if (stream, name) in bad else "")
     return table
+
+
+def _quarantine_table(depths: dict[str, int], found: list[ops.Breach]) -> Table:
+    table = Table(title="quarantine", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("adapter")
+    table.add_column("records", justify="right")
+    bad = {b.adapter for b in found if b.kind == "quarantine"}
+    for adapter, depth in depths.items():
+        table.add_row(adapter, str(depth), style="red" if adapter in bad else "")
+    return table
+
+
+def _print_adapters(reports: list[AdapterReport], found: list[ops.Breach]) -> None:
+    _out.print(_adapters_table(reports, found))
+    for report in reports:
+        if report.last_error:
+            _out.print(Text(f"  {report.name} failing: {report.last_error}", style="yellow"))
+
+
+def _adapters_table(reports: list[AdapterReport], found: list[ops.Breach]) -> Table:
+    table = Table(title="adapters", title_justify="left", box=box.SIMPLE_HEAD,
+                  collapse_padding=True, pad_edge=False)  # fmt: skip
+    # Names are never cut: operators copy them into `simpul quarantine list`...
+    table.add_column("adapter", min_width=max(len(r.name) for r in reports), overflow="fold")
+    table.add_column("position", overflow="fold")  # the source's own notation, or the checkpoint
+    for name in ("behind", "retained", "published", "last seen"):
+        table.add_column(name, justify="right", no_wrap=True)
+    bad = {b.adapter for b in found}
+    stale = {b.adapter for b in found if b.kind == "report_stale"}
+    for r in reports:
+        table.add_row(
+            r.name, r.position or "-", _behind(r), _or_dash(r.retained_bytes, ops.size),
+            str(r.published), _last_seen(r, stale=r.name in stale),
+            style="red" if r.name in bad else "",
+        )  # fmt: skip
+    return table
+
+
+def _behind(r: AdapterReport) -> str:
+    """Everything the report knows of how far behind: ``42 s, 695 B`` (CDC), ``120 rows``."""
+    parts = []
+    if r.behind_seconds is not None:
+        parts.append(ops.duration(r.behind_seconds))
+    if r.behind_bytes is not None:
+        parts.append(ops.size(r.behind_bytes))
+    if r.behind_rows is not None:
+        parts.append(f"{r.behind_rows} row{'' if r.behind_rows == 1 else 's'}")
+    return ", ".join(parts) or "-"
+
+
+def _or_dash(value: T | None, shown: Callable[[T], str]) -> str:
+    return "-" if value is None else shown(value)
+
+
+def _last_seen(report: AdapterReport, *, stale: bool) -> str:
+    ago = f"{ops.duration(report.age_s or 0.0)} ago"
+    if stale:
+        return f"stale, {ago}"
+    return ago if report.state == "running" else f"{report.state}, {ago}"
 
 
 # -- tail --------------------------------------------------------------------------------------

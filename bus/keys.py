@@ -181,6 +181,17 @@ def checkpoint(adapter: str) -> str:
     return f"{PREFIX}:checkpoint:{adapter}"
 
 
+def adapter_report(adapter: str) -> str:
+    """What an adapter last told operators (a hash with a TTL, bus.adapter_report): its source's
+    position and lag, its counts, its last error. Written by the adapter alone (the ACL allows no
+    other adapter); read by ``simpul status`` and the exporter, which find it by SCAN."""
+    return f"{ADAPTER_REPORTS}{{{adapter}}}:report"
+
+
+ADAPTER_REPORTS = f"{PREFIX}:adapter:"
+"""The prefix of every adapter report key (the SCAN pattern is this and ``*``)."""
+
+
 def is_stream(key: str) -> bool:
     """True for an aggregate stream key (not its dead letters or markers)."""
     return key.startswith(f"{PREFIX}:{{") and key.endswith("}")

@@ -7,21 +7,24 @@ exporter and the web dashboard. Nothing here writes to Redis, joins a consumer g
 for every Simpul stream — found by ``SCAN`` (type stream, dead-letter streams excluded) plus the
 stream of every registered contract, marked missing while absent — its length, first and newest
 entry, and per consumer group the lag, pending entries, oldest pending age, consumers, entries
-read and dead letters; the depth of every adapter's quarantine; the Redis version. On Redis 6.2
-``XINFO GROUPS`` has no ``lag`` and ``entries-read``: the snapshot says ``reduced=True``, and a
-group's lag is given only where it is certain (caught up: 0; everything unread: the length),
-else None.
+read and dead letters; the depth of every adapter's quarantine; every adapter's last report
+(bus.adapter_report: position, lag behind its source, counts, last error, age); the Redis
+version. On Redis 6.2 ``XINFO GROUPS`` has no ``lag`` and ``entries-read``: the snapshot says
+``reduced=True``, and a group's lag is given only where it is certain (caught up: 0; everything
+unread: the length), else None.
 
-Cost of one snapshot of N streams with G consumer groups and Q quarantine streams (D dead-letter
-streams whose group is gone): 2 round trips of pipelined commands, ``2 + 2N + Q`` commands (TIME,
-INFO server, XINFO STREAM and XINFO GROUPS per stream, XLEN per quarantine) then ``3G + D``
-(XPENDING summary, XINFO CONSUMERS and XLEN of the dead letters per group) — plus discovery,
-``SCAN MATCH simpul:* TYPE stream``, which walks the whole keyspace (``ceil(keys / scan_count)``
-calls: every published event leaves a dedupe marker for 7 days). :func:`snapshot` discovers each
-time; an :class:`Inspector` rediscovers only every ``rediscover_s`` seconds, so an exporter
-scraped every 15 s pays for the SCAN once a minute. On a Redis Cluster (docs/cluster.md) the
-SCAN walks every master in turn, each pipeline is split by master and sent to them at once
-(still counted as one round trip), and TIME and INFO come from one master.
+Cost of one snapshot of N streams with G consumer groups, Q quarantine streams and A adapter
+reports (D dead-letter streams whose group is gone): 2 round trips of pipelined commands,
+``2 + 2N + Q + 2A`` commands (TIME, INFO server, XINFO STREAM and XINFO GROUPS per stream, XLEN
+per quarantine, HGETALL and PTTL per report) then ``3G + D`` (XPENDING summary, XINFO CONSUMERS
+and XLEN of the dead letters per group) — plus discovery, ``SCAN MATCH simpul:* TYPE stream``
+and ``SCAN MATCH simpul:adapter:* TYPE hash``, each of which walks the whole keyspace
+(``ceil(keys / scan_count)`` calls each: every published event leaves a dedupe marker for 7
+days). :func:`snapshot` discovers each time; an :class:`Inspector` rediscovers only every
+``rediscover_s`` seconds, so an exporter scraped every 15 s pays for the SCANs once a minute.
+On a Redis Cluster (docs/cluster.md) each SCAN walks every master in turn, each pipeline is
+split by master and sent to them at once (still counted as one round trip), and TIME and INFO
+come from one master.
 :attr:`BusSnapshot.redis_commands` and :attr:`BusSnapshot.round_trips` count what a snapshot
 cost. ``XINFO STREAM`` also returns the first and the newest entry; their contents are dropped
 at once (never kept, never shown).
@@ -40,7 +43,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
@@ -59,6 +62,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bus import keys
+from bus.adapter_report import AdapterReport
 from bus.connection import TRANSIENT, is_cluster, translate
 from bus.contracts import Registry, default_registry
 from bus.envelope import Envelope
@@ -85,6 +89,7 @@ __all__ = [
     "mask_unknown",
     "pending_entries",
     "resolve_stream",
+    "size",
     "snapshot",
     "stream_exists",
     "stream_keys",
@@ -94,6 +99,7 @@ MAX_CONSUMERS = 20  # consumers listed per group (freshest first); consumer_coun
 _STREAM_PREFIX = f"{keys.PREFIX}:{{"
 _QUARANTINE_PREFIX = f"{keys.PREFIX}:quarantine:{{"
 _DLQ = re.compile(r"^(simpul:\{[^{}]+\}):dlq:(.+)$")
+_REPORT = re.compile(rf"^{re.escape(keys.ADAPTER_REPORTS)}\{{([^{{}}]+)\}}:report$")
 _Frozen = ConfigDict(frozen=True)
 
 
@@ -183,13 +189,18 @@ class BusSnapshot(BaseModel):
     reduced: bool = Field(description="Redis < 7.0: no lag / entries_read from XINFO GROUPS")
     streams: list[StreamSnapshot] = Field(description="sorted by aggregate")
     quarantine: dict[str, int] = Field(description="records in quarantine, by adapter")
+    adapters: list[AdapterReport] = Field(
+        default_factory=list,
+        description="each adapter's last report (bus.adapter_report), sorted by name",
+    )
     redis_commands: int = Field(description="commands this snapshot sent (SCAN included)")
     round_trips: int
 
     @property
     def empty(self) -> bool:
         """No stream has been written yet, no dead letters nor quarantine exist."""
-        return not any(s.exists or s.dead_letters for s in self.streams) and not self.quarantine
+        written = any(s.exists or s.dead_letters for s in self.streams)
+        return not written and not self.quarantine and not self.adapters
 
     def stream(self, name: str) -> StreamSnapshot | None:
         """By aggregate (``dukcapil.citizen``) or key (``simpul:{dukcapil.citizen}``)."""
@@ -215,6 +226,7 @@ class _Found:
         self.streams: set[str] = set()
         self.dead_letters: set[tuple[str, str]] = set()  # (stream key, group)
         self.quarantines: set[str] = set()  # adapter names
+        self.reports: set[str] = set()  # adapter names
         self.at = 0.0  # monotonic time of the SCAN
         self.commands = 0
 
@@ -225,6 +237,8 @@ class _Found:
             self.dead_letters.add((match[1], match[2]))
         elif _is_aggregate_stream(key):
             self.streams.add(key)
+        elif (match := _REPORT.match(key)) is not None:
+            self.reports.add(match[1])
 
 
 class Inspector:
@@ -273,6 +287,7 @@ class Inspector:
             key=lambda k: k[len(_STREAM_PREFIX) : -1],
         )
         adapters = sorted(found.quarantines)
+        reporting = sorted(found.reports)
 
         async with self.redis.pipeline(transaction=False) as pipe:
             # As pipe.time() and pipe.info(), which a cluster pipeline refuses by name; it
@@ -284,6 +299,9 @@ class Inspector:
                 pipe.xinfo_groups(key)
             for adapter in adapters:
                 pipe.xlen(keys.quarantine(adapter))
+            for adapter in reporting:
+                pipe.hgetall(keys.adapter_report(adapter))
+                pipe.pttl(keys.adapter_report(adapter))
             first: list[Any] = await pipe.execute(raise_on_error=False)
         seconds, micros = _checked(first[0])
         now_ms = int(seconds) * 1000 + int(micros) // 1000
@@ -297,6 +315,14 @@ class Inspector:
             adapter: int(_missing_or(first[2 + 2 * len(streams) + i]) or 0)
             for i, adapter in enumerate(adapters)
         }
+        at = 2 + 2 * len(streams) + len(adapters)
+        reports = [
+            AdapterReport.from_fields(
+                adapter, raw, int(_checked(first[at + 2 * i + 1])), _time_of(now_ms)
+            )
+            for i, adapter in enumerate(reporting)
+            if (raw := _checked(first[at + 2 * i]))  # empty: expired since discovery
+        ]
         orphans = sorted(
             (stream, group)
             for stream, group in found.dead_letters
@@ -340,11 +366,12 @@ class Inspector:
             if infos[key] is not None or key in registered or orphan_depths.get(key)
         ]
         return BusSnapshot(
-            taken_at=datetime.fromtimestamp(now_ms / 1000, UTC),
+            taken_at=_time_of(now_ms),
             redis_version=version,
             reduced=_version(version) < (7, 0),
             streams=result,
             quarantine=quarantine,
+            adapters=reports,
             redis_commands=scans + len(first) + len(second),
             round_trips=scans + 1 + (1 if second else 0),
         )
@@ -352,6 +379,13 @@ class Inspector:
     async def _discover(self) -> _Found:
         found = _Found()
         async for batch in _scan(self.redis, f"{keys.PREFIX}:*", self.scan_count):
+            found.commands += 1
+            for key in batch:
+                found.add(_text(key))
+        # A second walk: the reports are hashes, and the first keeps to streams so that the
+        # dedupe markers (strings, most of the keyspace) are filtered out by Redis.
+        reports = f"{keys.ADAPTER_REPORTS}*"
+        async for batch in _scan(self.redis, reports, self.scan_count, kind="hash"):
             found.commands += 1
             for key in batch:
                 found.add(_text(key))
@@ -500,6 +534,10 @@ def _missing_or(reply: Any) -> Any:
     return reply
 
 
+def _time_of(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
 def _checked(reply: Any) -> Any:
     if isinstance(reply, Exception):
         raise reply
@@ -584,6 +622,22 @@ class Thresholds(BaseSettings):
     max_silence_s: float | None = Field(
         default=None, ge=0, description="seconds since a stream's newest event (off by default)"
     )
+    max_source_behind_s: float | None = Field(
+        default=300, ge=0, description="seconds a CDC adapter's oldest unpublished change waits"
+    )
+    max_source_behind_bytes: int | None = Field(
+        default=None, ge=0, description="bytes of log a CDC adapter has not published (off)"
+    )
+    max_source_retained_bytes: int | None = Field(
+        default=1024**3,
+        ge=0,
+        description="bytes of log (WAL) the source database keeps for a CDC adapter",
+    )
+    max_report_age_s: float | None = Field(
+        default=60,
+        ge=0,
+        description="seconds since a running (or any CDC) adapter last reported",
+    )
 
     @field_validator("*", mode="before")
     @classmethod
@@ -605,7 +659,10 @@ class Thresholds(BaseSettings):
             raise ConfigurationError(f"invalid thresholds: {problems}") from None
 
 
-BreachKind = Literal["lag", "pending_age", "dead_letters", "quarantine", "consumer_idle", "silence"]
+BreachKind = Literal[
+    "lag", "pending_age", "dead_letters", "quarantine", "consumer_idle", "silence",
+    "source_behind", "source_behind_bytes", "source_retained", "report_stale",
+]  # fmt: skip
 
 
 class Breach(BaseModel):
@@ -623,7 +680,7 @@ class Breach(BaseModel):
 
 
 def breaches(snap: BusSnapshot, thresholds: Thresholds) -> list[Breach]:
-    """Every threshold ``snap`` exceeds, in a stable order (streams, then quarantines)."""
+    """Every threshold ``snap`` exceeds, in a stable order (streams, quarantines, adapters)."""
     t = thresholds
     found: list[Breach] = []
 
@@ -671,7 +728,32 @@ def breaches(snap: BusSnapshot, thresholds: Thresholds) -> list[Breach]:
         add("quarantine", depth, t.max_quarantine,
             f"adapter {adapter} has {depth} record{_s(depth)} in quarantine "
             f"(max {t.max_quarantine})", adapter=adapter)  # fmt: skip
+    for r in snap.adapters:
+        _adapter_breaches(r, t, add)
     return found
+
+
+def _adapter_breaches(r: AdapterReport, t: Thresholds, add: Callable[..., None]) -> None:
+    name = r.name
+    if r.must_be_fresh and r.age_s is not None:
+        was = "running" if r.state == "running" else f"a CDC adapter, {r.state}"
+        add("report_stale", r.age_s, t.max_report_age_s,
+            f"adapter {name} has not reported for {duration(r.age_s)} (max "
+            f"{duration(t.max_report_age_s or 0)}; it was {was}): is it alive?",
+            adapter=name)  # fmt: skip
+    if r.behind_seconds is not None:
+        add("source_behind", r.behind_seconds, t.max_source_behind_s,
+            f"adapter {name} is {duration(r.behind_seconds)} behind its source (max "
+            f"{duration(t.max_source_behind_s or 0)})", adapter=name)  # fmt: skip
+    if r.behind_bytes is not None:
+        add("source_behind_bytes", r.behind_bytes, t.max_source_behind_bytes,
+            f"adapter {name} has {size(r.behind_bytes)} of its source's log to publish (max "
+            f"{size(t.max_source_behind_bytes or 0)})", adapter=name)  # fmt: skip
+    if r.retained_bytes is not None:
+        add("source_retained", r.retained_bytes, t.max_source_retained_bytes,
+            f"the source database of adapter {name} keeps {size(r.retained_bytes)} of log for "
+            f"it (max {size(t.max_source_retained_bytes or 0)}): its disk fills while this "
+            "grows", adapter=name)  # fmt: skip
 
 
 def _undelivered(stream: StreamSnapshot, group: GroupSnapshot) -> bool:
@@ -692,6 +774,15 @@ def duration(seconds: float) -> str:
     if seconds < 48 * 3600:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} d"
+
+
+def size(n: float) -> str:
+    """``512 B``, ``3.4 MiB``, ``1.2 GiB`` — for people."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
 
 
 def _s(n: float) -> str:
@@ -874,13 +965,15 @@ async def stream_keys(redis: Redis, *, scan_count: int = 1000) -> list[str]:
     return sorted(found)
 
 
-async def _scan(redis: Redis, match: str, count: int) -> AsyncIterator[list[Any]]:
-    """Each reply of ``SCAN MATCH match TYPE stream`` until the keyspace is walked: on a
+async def _scan(
+    redis: Redis, match: str, count: int, *, kind: str = "stream"
+) -> AsyncIterator[list[Any]]:
+    """Each reply of ``SCAN MATCH match TYPE kind`` until the keyspace is walked: on a
     cluster, that of every master in turn (a key lives on the master of its slot)."""
     if not is_cluster(redis):
         cursor = 0
         while True:
-            cursor, batch = await redis.scan(cursor, match=match, count=count, _type="stream")
+            cursor, batch = await redis.scan(cursor, match=match, count=count, _type=kind)
             yield batch
             if cursor == 0:
                 return
@@ -891,7 +984,7 @@ async def _scan(redis: Redis, match: str, count: int) -> AsyncIterator[list[Any]
         while True:
             # A cluster's SCAN answers per node: ({node name: cursor}, keys).
             reply: Any = await cluster.scan(
-                at, match=match, count=count, _type="stream", target_nodes=node
+                at, match=match, count=count, _type=kind, target_nodes=node
             )
             cursors, batch = reply
             yield batch
@@ -920,6 +1013,19 @@ METRICS: dict[str, str] = {
     "simpul_group_consumers": "consumers (replicas) the group has",
     "simpul_dead_letters": "dead letters of the group (<stream>:dlq:<group>)",
     "simpul_quarantine": "records of the adapter in quarantine",
+    "simpul_adapter_report_age_seconds": "seconds since the adapter last reported (from its "
+    "report's TTL)",
+    "simpul_adapter_running": "1 if the adapter's last report said it runs (polls or streams), "
+    "0 if it stopped or made one pass",
+    "simpul_adapter_change_data_capture": "1 if the adapter's source is change-data-capture",
+    "simpul_adapter_failing": "1 if the adapter's last pass (or lag query) failed",
+    "simpul_adapter_source_behind_seconds": "age of the oldest change the CDC adapter has not "
+    "published (0: caught up), as last reported",
+    "simpul_adapter_source_behind_bytes": "bytes of log the CDC adapter has not published, as "
+    "last reported",
+    "simpul_adapter_source_behind_rows": "records the adapter's current pass has not read yet",
+    "simpul_adapter_source_retained_bytes": "bytes of log the source database keeps for the CDC "
+    "adapter (a replication slot's WAL), as last reported",
     "simpul_redis_up": "1 if the last snapshot of Redis succeeded, else 0",
     "simpul_exporter_scrape_seconds": "seconds the last snapshot of Redis took",
 }
@@ -983,7 +1089,25 @@ class BusCollector(Collector):
                 families["simpul_dead_letters"].add_metric([s.aggregate, group], depth)
         for adapter, depth in (snap.quarantine if snap else {}).items():
             families["simpul_quarantine"].add_metric([adapter], depth)
+        for report in snap.adapters if snap else []:
+            _add_report(families, report)
         yield from families.values()
+
+
+def _add_report(families: Mapping[str, GaugeMetricFamily], r: AdapterReport) -> None:
+    values: dict[str, float | None] = {
+        "report_age_seconds": r.age_s,
+        "running": float(r.state == "running"),
+        "change_data_capture": float(r.cdc),
+        "failing": float(r.last_error is not None),
+        "source_behind_seconds": r.behind_seconds,
+        "source_behind_bytes": r.behind_bytes,
+        "source_behind_rows": r.behind_rows,
+        "source_retained_bytes": r.retained_bytes,
+    }
+    for name, value in values.items():
+        if value is not None:  # unknown is absent, never 0 (0 would say "caught up")
+            families[f"simpul_adapter_{name}"].add_metric([r.name], value)
 
 
 _LABELS = {
@@ -995,6 +1119,7 @@ _LABELS = {
     "simpul_group_consumers": ["stream", "group"],
     "simpul_dead_letters": ["stream", "group"],
     "simpul_quarantine": ["adapter"],
+    **{name: ["adapter"] for name in METRICS if name.startswith("simpul_adapter_")},
 }
 
 

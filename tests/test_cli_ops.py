@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -19,14 +20,17 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
+from rich.console import Console
 from typer.testing import CliRunner
 
-from bus import keys
+from bus import cli_ops, keys
 from bus.cli import app
 from bus.cli_contracts import load
+from bus.connection import connect
 from bus.embedded import free_port
 from bus.testing import capture_logs
 from tests.bus.delivery.helpers import died, fields_of
+from tests.bus.test_adapter_report import Binlog, Table, adapter, age
 from tests.bus.test_ops import redis_62
 
 ROOT = Path(__file__).parent.parent
@@ -444,3 +448,85 @@ def get_when_up(url: str, proc: subprocess.Popen[str]) -> httpx.Response:
         except httpx.ConnectError:
             assert time.monotonic() < deadline, "the exporter never came up"
             time.sleep(0.05)
+
+
+# -- status: adapters ---------------------------------------------------------------------------
+
+
+def run_adapters(redis_url: str, *, retained: int, stale_s: float = 0) -> None:
+    """A CDC adapter (one pass, then a change it has not read) and a polling one, through the
+    real runner; the CDC one's report made ``stale_s`` older."""
+
+    async def work() -> None:
+        redis = connect(redis_url)
+        try:
+            source = Binlog(3, retained=retained)
+            cdc = adapter(redis, source)
+            cdc.reporter.state = "running"
+            await cdc.run_once()
+            source.offsets.append(999)
+            await cdc.reporter.send(cdc)
+            await adapter(redis, Table(4), "dukcapil-siak").run_once()
+            if stale_s:
+                await age(redis, "dukcapil-cdc", stale_s)
+        finally:
+            await redis.aclose()
+
+    asyncio.run(work())
+
+
+def test_status_lists_each_adapters_position_and_lag(
+    client: Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli_ops, "_out", Console(width=120))  # one line per adapter
+    run_adapters(redis_url, retained=200 * 1024**2)
+    result = simpul("status", "--max-lag", "off")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "0 quarantines, 2 adapters" in " ".join(out.split())
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith(" dukcapil-")}
+    cdc = rows["dukcapil-cdc"]
+    for cell in ("mysql-bin.000042:304", "42 s, 695 B", "200.0 MiB", "3", "s ago"):
+        assert cell in cdc, cdc
+    polling = rows["dukcapil-siak"]
+    for cell in ("3", "0 rows", "4", "once, "):
+        assert cell in polling, polling
+
+    report = json.loads(simpul("status", "--json").stdout)
+    adapters = {a["name"]: a for a in report["snapshot"]["adapters"]}
+    assert set(adapters) == {"dukcapil-cdc", "dukcapil-siak"}
+    cdc_json = adapters["dukcapil-cdc"]
+    assert {k: cdc_json[k] for k in ("cdc", "state", "position", "behind_bytes",
+                                      "behind_seconds", "retained_bytes", "published")} == {
+        "cdc": True, "state": "running", "position": "mysql-bin.000042:304",
+        "behind_bytes": 695, "behind_seconds": 42.0, "retained_bytes": 200 * 1024**2,
+        "published": 3,
+    }  # fmt: skip
+    assert 0 <= cdc_json["age_s"] < 10
+    assert adapters["dukcapil-siak"]["behind_rows"] == 0
+    assert report["thresholds"]["max_source_retained_bytes"] == 1024**3
+    assert NIKS[0] not in result.stdout
+
+
+def test_status_exits_1_when_an_adapters_source_retains_too_much_or_it_went_silent(
+    client: Redis, redis_url: str
+) -> None:
+    run_adapters(redis_url, retained=3 * 1024**3, stale_s=300)
+    result = simpul("status")
+    assert result.exit_code == 1, result.output
+    out = " ".join(result.stdout.split())
+    assert "stale, 5 min ago" in out
+    assert "✗ adapter dukcapil-cdc has not reported for 5 min (max 60 s; it was running)" in out
+    assert "✗ the source database of adapter dukcapil-cdc keeps 3.0 GiB of log for it" in out
+    kinds = [b["kind"] for b in json.loads(simpul("status", "--json").stdout)["breaches"]]
+    assert kinds == ["report_stale", "source_retained"]
+    relaxed = simpul("status", "--max-report-age", "600",
+                     "--max-source-retained-bytes", str(4 * 1024**3))  # fmt: skip
+    assert relaxed.exit_code == 0, relaxed.output
+    assert "stale" not in relaxed.stdout
+    behind = simpul("status", "--max-report-age", "off", "--max-source-retained-bytes", "off",
+                    "--max-source-behind", "30", "--max-source-behind-bytes", "100")  # fmt: skip
+    assert behind.exit_code == 1
+    out = " ".join(behind.stdout.split())
+    assert "adapter dukcapil-cdc is 42 s behind its source (max 30 s)" in out
+    assert "adapter dukcapil-cdc has 695 B of its source's log to publish (max 100 B)" in out

@@ -352,6 +352,12 @@ async def test_checkpoints_quarantines_and_the_audit_head_belong_to_their_owner(
             "quarantine add": (lambda q=quarantine, r=rejected: q.add([r]), mine),
             "quarantine list": (lambda q=quarantine: q.entries(), mine or reader),
             "quarantine discard": (lambda q=quarantine, e=seeded: q.discard(e), mine),
+            # What bus.adapter_report.Reporter sends (it swallows its errors, so raw here).
+            "report write": (lambda a=adapter: _write_report(redis, a), mine),
+            "report read": (
+                lambda a=adapter: _read_report(redis, a),
+                principal in (ADMIN, READONLY),
+            ),
         }
         for op, (call, allowed) in ops.items():
             got = await outcome(call)
@@ -367,6 +373,18 @@ async def test_checkpoints_quarantines_and_the_audit_head_belong_to_their_owner(
         if got != ("allowed" if allowed else "denied"):
             wrong.append(f"{op}: {got}")
     assert not wrong, f"{principal}:\n" + "\n".join(wrong)
+
+
+async def _write_report(redis: Redis, adapter: str) -> None:
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hset(keys.adapter_report(adapter), mapping={"state": "running", "published": "1"})
+        pipe.pexpire(keys.adapter_report(adapter), 60_000)
+        await pipe.execute()
+
+
+async def _read_report(redis: Redis, adapter: str) -> None:
+    await redis.hgetall(keys.adapter_report(adapter))
+    await redis.pttl(keys.adapter_report(adapter))
 
 
 KEYLESS = {
@@ -532,6 +550,10 @@ async def test_adapter_and_service_complete_a_cycle_under_their_own_principals(
     replay = await again.run_once()
     assert replay.published == 0 and replay.duplicates == sum(kinds.values())
     assert await admin.xlen(keys.quarantine(dukcapil.NAME)) == 1
+    report = await admin.hgetall(keys.adapter_report(dukcapil.NAME))  # written as the adapter
+    assert (
+        report[b"published"] == b"0" and report[b"duplicates"] == str(sum(kinds.values())).encode()
+    )
     await admin.xadd(stream, {"not": "an event"})  # poison: dead-lettered as undecodable
 
     # A dinsos service as svc-dinsos: deaths publish a suspension (once), moves fail once

@@ -13,6 +13,7 @@ from bus.adapter import Adapter, Position, Record, record_event_id
 from bus.checkpoint import RedisCheckpoints
 from bus.contracts import Contract
 from bus.embedded_cluster import EmbeddedCluster
+from bus.ops import snapshot
 from bus.quarantine import Quarantine
 from tests.cluster.helpers import MODELS, SOURCE, STREAMS, example, master_of
 
@@ -88,3 +89,13 @@ async def test_an_adapter_publishes_batches_across_masters_once(
     assert [await cluster_redis.xlen(stream) for stream in STREAMS] == [4, 4, 4]
     assert await Quarantine(cluster_redis, NAME).count() == 1
     assert await cluster_redis.get(keys.checkpoint(NAME)) == b"13"
+
+
+async def test_status_finds_an_adapters_report_on_whichever_master_holds_it(
+    cluster: EmbeddedCluster, cluster_redis: Redis
+) -> None:
+    await runner(cluster_redis).run_once()
+    [report] = (await snapshot(cluster_redis)).adapters
+    assert (report.name, report.position, report.published, report.quarantined) == (
+        NAME, "13", 12, 1)  # fmt: skip
+    assert report.behind_rows == 0 and report.age_s is not None and report.age_s < 10
