@@ -14,6 +14,7 @@ from importlib.resources import files
 
 from bus.envelope import format_time
 from bus.logging import mask_text
+from bus.replies import field_pairs
 
 SCRIPT = files("bus").joinpath("deadletter.lua").read_text()
 PREFIX = b"dlq."
@@ -71,7 +72,7 @@ def dead_letter_fields(
 ) -> list[bytes | str]:
     """Field/value list of the dead letter: the original entry, then the ``dlq.*`` fields."""
     flat: list[bytes | str] = []
-    for name, value in raw.items():
+    for name, value in field_pairs(raw):  # every pair, a repeated name too: verbatim
         if not name.startswith(PREFIX):
             flat += (name, value)
     flat += [
