@@ -197,6 +197,11 @@ def _entry(row: Row, consumed_by: Sequence[str]) -> list[str]:
         f"- owner: {row['owner']}",
         f"- classification: {row['classification']}",
         f"- stream: `{row['stream']}`",
+        *(
+            ["- subject: **personal** (a person's pseudonym: masked wherever shown)"]
+            if row.get("personal_subject")
+            else []
+        ),
         f"- consumers: {', '.join(consumed_by) or 'none yet'}",
         "",
         "| field | type | required | personal | description |",

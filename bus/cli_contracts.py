@@ -61,6 +61,7 @@ def describe(model: type[Contract]) -> dict[str, Any]:
         "dataschema": info.dataschema,
         "summary": (model.__doc__ or "").strip().split("\n")[0],
         "personal_fields": sorted(info.personal_fields),
+        "personal_subject": info.personal_subject,
         "fields": [
             {
                 "name": name,

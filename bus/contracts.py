@@ -55,6 +55,8 @@ class _Personal:
 
 
 PERSONAL = _Personal()
+# JSON Schema keyword on a contract's root: the ``subject`` of its events is personal.
+PERSONAL_SUBJECT = "x-personal-subject"
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,10 @@ class ContractInfo:
     classification: Classification
     personal_fields: frozenset[str]
     partitions: int = 1  # > 1: the aggregate's events are split by subject (keys.partition_of)
+    # Every dotted field path the contract declares: a path outside it has no known meaning.
+    field_paths: frozenset[str] = frozenset()
+    # Its events' subject is a pseudonym of a person (a child's reference): masked where shown.
+    personal_subject: bool = False
     major: int = field(init=False)
     aggregate: str = field(init=False)
     stream: str = field(init=False)
@@ -115,6 +121,7 @@ class Contract(BaseModel):
         owner: str | None = None,
         classification: Classification = Classification.INTERNAL,
         partitions: int = 1,
+        personal_subject: bool = False,
         register: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -129,12 +136,25 @@ class Contract(BaseModel):
                 classification=classification,
                 personal_fields=frozenset(personal_paths(cls)),
                 partitions=partitions,
+                field_paths=frozenset(field_paths(cls)),
+                personal_subject=personal_subject,
             )
         except ValueError as exc:
             raise ConfigurationError(f"contract {cls.__qualname__}: {exc}") from exc
         cls.__contract__ = info
         if register:
             default_registry.register(cls)
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = super().__get_pydantic_json_schema__(core_schema, handler)
+        schema = handler.resolve_ref_schema(schema)
+        info = cls.__dict__.get("__contract__")
+        if info is not None and info.personal_subject:
+            schema[PERSONAL_SUBJECT] = True  # for catalogues, AsyncAPI and non-Python consumers
+        return schema
 
     @classmethod
     def parse(cls, data: Mapping[str, Any] | str | bytes, *, tolerant: bool = False) -> Self:
@@ -169,6 +189,21 @@ def personal_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
         ]
         if nested:
             paths += [path, *nested]
+    return paths
+
+
+def field_paths(
+    model: type[BaseModel], prefix: str = "", _within: frozenset[type] = frozenset()
+) -> list[str]:
+    """Dotted paths of every field, nested models included (a list's items share its path);
+    a model nested in itself is followed once."""
+    paths: list[str] = []
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        paths.append(path)
+        for candidate in _models_in(info.annotation):
+            if candidate not in _within:
+                paths += field_paths(candidate, f"{path}.", _within | {model})
     return paths
 
 

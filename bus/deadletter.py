@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from importlib.resources import files
 
 from bus.envelope import format_time
-from bus.logging import mask_text
+from bus.privacy import mask_text
 from bus.replies import field_pairs
 
 SCRIPT = files("bus").joinpath("deadletter.lua").read_text()

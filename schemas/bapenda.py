@@ -114,6 +114,13 @@ NOP_RULE = ConfigDict(
 )
 
 
+AssessmentNo = Annotated[
+    RecordNo,
+    PERSONAL,  # a PBB-P2 SPPT number embeds the NOP (SPPT-2026-357305000300200450)
+]
+"""The number of an assessment (SPPT, SKPD, SSPD): personal, as it can carry the NOP."""
+
+
 def _check_period(value: str) -> str:
     if not re.fullmatch("[0-9]{4}(-(0[1-9]|1[0-2]))?", value):
         raise ValueError("a tax period is a year YYYY or a month YYYY-MM")
@@ -164,7 +171,7 @@ class TaxpayerRegistered(
 class TaxAssessed(
     Contract,
     event_type="bapenda.tax.assessed.v1",
-    minor=0,
+    minor=1,  # 1.1: assessment_no marked personal (an SPPT number holds the NOP)
     owner="bapenda",
     classification=Classification.PERSONAL,
 ):
@@ -172,7 +179,7 @@ class TaxAssessed(
 
     model_config = NOP_RULE
 
-    assessment_no: RecordNo = Field(description="Number of the assessment (SPPT, SKPD, SSPD).")
+    assessment_no: AssessmentNo = Field(description="Number of the assessment (SPPT, SKPD, SSPD).")
     tax_kind: TaxKind = Field(description="Which tax.")
     nop: TaxObject = None
     npwpd: NPWPD | None = Field(
@@ -198,7 +205,7 @@ class PaymentChannel(StrEnum):
 class PaymentReceived(
     Contract,
     event_type="bapenda.payment.received.v1",
-    minor=0,
+    minor=1,  # 1.1: assessment_no marked personal (an SPPT number holds the NOP)
     owner="bapenda",
     classification=Classification.PERSONAL,
 ):
@@ -207,7 +214,7 @@ class PaymentReceived(
     model_config = NOP_RULE
 
     payment_ref: RecordNo = Field(description="Reference of the payment at the bank or channel.")
-    assessment_no: RecordNo = Field(description="The assessment the payment settles.")
+    assessment_no: AssessmentNo = Field(description="The assessment the payment settles.")
     tax_kind: TaxKind = Field(description="Which tax.")
     nop: TaxObject = None
     taxpayer: Taxpayer
