@@ -20,6 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, ValidationError
+
+# pydantic's model metaclass lives in a private module (tests/bus/test_contract_errors.py
+# fails if an upgrade moves it or stops calling it for a constructor).
+from pydantic._internal._model_construction import ModelMetaclass
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
@@ -101,10 +105,26 @@ class ContractInfo:
         return keys.stream_of(self.event_type, subject)
 
 
-class Contract(BaseModel):
+class _ContractType(ModelMetaclass):
+    """Building a contract by its constructor raises ContractViolation, as :meth:`parse` does
+    (field paths and rules, never a value), not pydantic's ValidationError. (On the class, not
+    an ``__init__``: pydantic would run a custom ``__init__`` for every validation, the
+    consumer's hot path and its tolerant ``extra="ignore"`` included.)"""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:  # self: the contract class
+        try:
+            return super().__call__(*args, **kwargs)
+        except ValidationError as exc:
+            info = self.__dict__.get("__contract__")
+            raise violation(info.event_type if info else self.__name__, exc) from None
+
+
+class Contract(BaseModel, metaclass=_ContractType):
     """Base of every event payload. Subclasses pass their identity as class keywords."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # hide_input_in_errors: pydantic's message quotes the input ("input_value='3573...'"),
+    # which may be personal data; model_validate() and assignment never quote it then.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     __contract__: ClassVar[ContractInfo]
 
