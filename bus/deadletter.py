@@ -14,7 +14,7 @@ from importlib.resources import files
 
 from bus.envelope import format_time
 from bus.privacy import mask_text
-from bus.replies import field_pairs
+from bus.replies import EntryFields, field_pairs
 
 SCRIPT = files("bus").joinpath("deadletter.lua").read_text()
 PREFIX = b"dlq."
@@ -88,6 +88,11 @@ def dead_letter_fields(
     return flat
 
 
-def original_fields(dead_letter: Mapping[bytes, bytes]) -> dict[bytes, bytes]:
-    """The entry as it was before it was dead-lettered (for replay)."""
-    return {k: v for k, v in dead_letter.items() if not k.startswith(PREFIX)}
+def original_fields(dead_letter: Mapping[bytes, bytes]) -> EntryFields:
+    """The entry as it was before it was dead-lettered (for replay and for decoding it again):
+    every pair, a repeated field name too."""
+    flat: list[bytes] = []
+    for name, value in field_pairs(dead_letter):
+        if not name.startswith(PREFIX):
+            flat += (name, value)
+    return EntryFields.of(flat)

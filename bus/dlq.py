@@ -69,6 +69,7 @@ from redis.exceptions import ResponseError
 from bus import keys
 from bus.connection import TRANSIENT
 from bus.contracts import Registry, default_registry
+from bus.deadletter import original_fields
 from bus.envelope import Envelope
 from bus.errors import ConfigurationError, DecodeError, RedisUnavailable, SimpulError
 from bus.logging import get_logger
@@ -798,7 +799,7 @@ class DeadLetters:
     ) -> DeadLetterDetail:
         """One dead letter decoded. ``reveal`` shows personal data and is logged (warning
         ``dead_letter_revealed`` with ``by``, default the OS user)."""
-        dead_letter, fields = await self._read(ref)
+        dead_letter, fields, raw = await self._read(ref)
         attributes = {
             name: value
             for name, value in fields.items()
@@ -814,7 +815,7 @@ class DeadLetters:
         contract = contract_of(dead_letter.event_type, self.registry)
         decode_error = None
         try:
-            Envelope.from_fields({k: v for k, v in fields.items() if not k.startswith("dlq.")})
+            Envelope.from_fields(original_fields(raw))
         except DecodeError as exc:
             decode_error = mask_error(str(exc), contract, data, fields.get("subject"))
         if reveal:
@@ -844,14 +845,16 @@ class DeadLetters:
             stream_exists=bool(replies[0]),
         )  # fmt: skip
 
-    async def _read(self, ref: DeadLetterRef) -> tuple[DeadLetter, dict[str, str]]:
+    async def _read(
+        self, ref: DeadLetterRef
+    ) -> tuple[DeadLetter, dict[str, str], Mapping[bytes, bytes]]:
         try:
             found: Any = await self.redis.xrange(ref.key, min=ref.entry_id, max=ref.entry_id)
         except TRANSIENT as exc:
             raise _unavailable(exc) from exc
         if not found:
             raise NotFound(f"no dead letter {ref.entry_id} of {ref.stream} in group {ref.group}")
-        return self._summary(ref, found[0][1])
+        return (*self._summary(ref, found[0][1]), found[0][1])
 
     def _summary(
         self, ref: DeadLetterRef, raw: Mapping[bytes, bytes]

@@ -14,6 +14,8 @@ import pytest
 from redis.asyncio import Redis
 
 from bus import EventContext, Publisher, Service, Settings
+from bus.dlq import DeadLetterRef, DeadLetters
+from bus.ops import decode_entry
 from bus.testing import wait_until
 from schemas.dukcapil import CitizenDied
 
@@ -123,3 +125,19 @@ async def test_the_publisher_writes_the_spec_form_of_time(redis: Redis) -> None:
     assert raw[b"time"].decode() == raw[b"time"].decode().upper()
     assert len(raw[b"time"]) == len("2026-11-28T13:07:26.123Z")
     assert raw[b"time"].endswith(b"Z")
+
+
+async def test_operators_see_why_an_entry_with_a_repeated_name_is_undecodable(
+    redis: Redis, settings: Settings
+) -> None:
+    pairs = [*entry(id="first-id"), ("id", "second-id")]
+    await consume_until_dead_lettered(redis, settings, pairs)
+
+    [(dead, _)] = await redis.xrange(f"{STREAM}:dlq:strict")
+    detail = await DeadLetters(redis).show(DeadLetterRef(STREAM, "strict", dead.decode()))
+    assert detail.decode_error is not None
+    assert "['id'] appear more than once" in detail.decode_error
+
+    [(entry_id, raw), _] = await redis.xrange(STREAM)
+    shown = decode_entry(STREAM, entry_id.decode(), raw)
+    assert "['id'] appear more than once" in shown["error"]
