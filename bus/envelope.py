@@ -115,8 +115,8 @@ class Envelope:
     @classmethod
     def from_fields(cls, raw: Mapping[bytes, bytes] | Mapping[str, str]) -> Envelope:
         """Decode a stream entry; raise DecodeError (keeping the raw entry) if it is not v1."""
-        repeated = repeated_names(raw)
-        if repeated:
+        # A plain mapping cannot repeat a name; bus.replies keeps the pairs when Redis did.
+        if getattr(raw, "pairs", None) is not None and (repeated := repeated_names(raw)):
             raise DecodeError(
                 f"field name(s) {[name[:40] for name in repeated]} appear more than once; "
                 "a field name appears at most once in an entry",
