@@ -197,6 +197,11 @@ def _check_type(event_type: str, dataschema: str) -> None:
         _valid_schemas.add((event_type, dataschema))
 
 
+def is_rfc3339(value: str) -> bool:
+    """``value`` has the form of section 2.2 (its ranges are ``datetime.fromisoformat``'s)."""
+    return _RFC3339.fullmatch(value) is not None
+
+
 def _check_time(value: str) -> None:
     if _RFC3339.fullmatch(value) is None:
         if _NO_OFFSET.fullmatch(value):

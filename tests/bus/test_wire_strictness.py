@@ -14,8 +14,11 @@ import pytest
 from redis.asyncio import Redis
 
 from bus import EventContext, Publisher, Service, Settings
+from bus.deadletter import Reason
 from bus.dlq import DeadLetterRef, DeadLetters
+from bus.envelope import Envelope
 from bus.ops import decode_entry
+from bus.signing import KeyRing, PublicSigningKey, Signer
 from bus.testing import wait_until
 from schemas.dukcapil import CitizenDied
 
@@ -141,3 +144,16 @@ async def test_operators_see_why_an_entry_with_a_repeated_name_is_undecodable(
     [(entry_id, raw), _] = await redis.xrange(STREAM)
     shown = decode_entry(STREAM, entry_id.decode(), raw)
     assert "['id'] appear more than once" in shown["error"]
+
+
+@pytest.mark.parametrize("signedat", ["2026-12-07t03:00:00.000Z", "2026-12-07T03:00Z"])
+def test_a_signedat_outside_rfc3339_is_a_bad_signature(signedat: str) -> None:
+    signer = Signer("strict-test", bytes(range(32)))
+    fields = dict(entry()) | {"signer": "strict-test", "signedat": signedat}
+    fields["signature"] = signer.signature_of(fields)
+    types = frozenset({"dukcapil.citizen.died.v1"})
+    key = PublicSigningKey("strict-test", "adapter-dukcapil", "dukcapil", signer.public_key, types)
+    ring = KeyRing([key])
+    rejection = ring.check(Envelope.from_fields(fields), fields, "1796601600000-0")
+    assert rejection is not None and rejection.reason == Reason.BAD_SIGNATURE
+    assert "signedat, an RFC 3339 time" in rejection.error
