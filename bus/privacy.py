@@ -98,7 +98,7 @@ def contract_of(
 
 def mask_data(data: Any, contract: ContractInfo | None) -> Any:
     """``data`` (parsed JSON, or the text when it is not JSON) masked by the rule above."""
-    if contract is None or not isinstance(data, dict | list):
+    if contract is None or not isinstance(data, dict):  # a contract describes an object
         return shapes(data)
     return _Rule(contract).mask(data, "")
 
@@ -133,6 +133,7 @@ class _Rule:
     def __init__(self, contract: ContractInfo) -> None:
         self.personal = contract.personal_fields
         self.declared = contract.field_paths
+        # Personal paths with personal fields inside (``address`` of ``address.street``).
         self.holders = frozenset(p.rsplit(".", 1)[0] for p in self.personal if "." in p)
 
     def mask(self, value: Any, prefix: str) -> Any:
@@ -143,14 +144,23 @@ class _Rule:
         masked: dict[str, Any] = {}
         for name, item in value.items():
             path = f"{prefix}{name}"
-            if path in self.personal:
-                inside = path in self.holders and isinstance(item, dict | list)
-                masked[name] = self.mask(item, f"{path}.") if inside else MASK
+            if path in self.holders:
+                masked[name] = self._holder(item, path)
+            elif path in self.personal:
+                masked[name] = MASK
             elif path not in self.declared:
                 masked[name] = shapes(item)
             else:
                 masked[name] = self.mask(item, f"{path}.")
         return masked
+
+    def _holder(self, value: Any, path: str) -> Any:
+        """A personal object (or list of them): masked inside, or whole if it is not one."""
+        if isinstance(value, dict):
+            return self.mask(value, f"{path}.")
+        if isinstance(value, list):
+            return [self._holder(item, path) for item in value]
+        return MASK
 
     def hidden(self, value: Any, prefix: str) -> Iterator[str]:
         """The values :meth:`mask` replaces, as text."""
@@ -160,15 +170,25 @@ class _Rule:
         elif isinstance(value, dict):
             for name, item in value.items():
                 path = f"{prefix}{name}"
-                inside = path in self.holders and isinstance(item, dict | list)
-                if (path in self.personal and not inside) or path not in self.declared:
+                if path in self.holders:
+                    yield from self._hidden_in_holder(item, path)
+                elif path in self.personal or path not in self.declared:
                     yield from _leaves(item)
                 else:
                     yield from self.hidden(item, f"{path}.")
 
+    def _hidden_in_holder(self, value: Any, path: str) -> Iterator[str]:
+        if isinstance(value, dict):
+            yield from self.hidden(value, f"{path}.")
+        elif isinstance(value, list):
+            for item in value:
+                yield from self._hidden_in_holder(item, path)
+        else:
+            yield from _leaves(value)
+
 
 def _hidden(data: Any, contract: ContractInfo | None) -> Iterable[str]:
-    if contract is None or not isinstance(data, dict | list):
+    if contract is None or not isinstance(data, dict):
         return _leaves(data)  # no meaning known: any value may be personal
     return _Rule(contract).hidden(data, "")
 

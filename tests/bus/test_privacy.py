@@ -30,6 +30,13 @@ def test_a_personal_path_of_an_unexpected_shape_is_masked_whole() -> None:
     """A contract violation: the address object sent as text, a list where a NIK belongs."""
     data = {"address": "Jl. Ijen 1, Klojen", "head": [NIKS[0], "Siti"], "members": {"a": 1}}
     assert mask_data(data, CARD) == {"address": MASK, "head": MASK, "members": MASK}
+    listed = mask_data({"address": ["Jl. Ijen 1", {"street": "Jl. Kawi 2", "rt": "001"}]}, CARD)
+    assert listed == {"address": [MASK, {"street": MASK, "rt": "001"}]}
+    quoted = {"address": ["Jl. Ijen 1", {"street": "Jl. Kawi 2", "rt": "001"}]}
+    error = mask_error("no Jl. Ijen 1 or Jl. Kawi 2 (001)", CARD, quoted)
+    assert error == "no *** or *** (001)"
+    # A payload that is not an object has no fields the contract could describe.
+    assert mask_data(["Siti Rahayu", NIKS[0]], CARD) == ["<text, 11 characters>", "<16 digits>"]
 
 
 def test_a_field_the_contract_does_not_declare_shows_only_its_shape() -> None:
