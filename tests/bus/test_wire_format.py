@@ -27,6 +27,7 @@ from redis.exceptions import ResponseError
 from typer.testing import CliRunner
 
 from bus import EventContext, Publisher, Service, Settings, event_id
+from bus import dlq as dlq_module
 from bus.cli import app as simpul
 from bus.cli_contracts import load
 from bus.deadletter import Reason, Verdict, dead_letter_fields
@@ -560,3 +561,16 @@ async def test_data_that_is_not_a_json_object_is_a_contract_violation(
     assert ctx.event_id == "an-object"
     [(_, dead)] = await redis.xrange(f"{STREAM}:dlq:wire-data")
     assert (dead[b"id"], dead[b"dlq.reason"]) == (b"not-an-object", b"contract_violation")
+
+
+def test_the_documented_replay_commands_are_the_ones_simpul_dlq_replay_runs() -> None:
+    section = doc_section(6)
+    claim = re.search(r"`(XCLAIM <stream> <group> <dlq\.consumer> 0 <dlq\.entry> [^`]*)`", section)
+    assert claim is not None, "section 6 shows the group replay's XCLAIM"
+    words = claim[1].split()
+    assert words[words.index("IDLE") + 1] == str(dlq_module._DUE_NOW_IDLE_MS)
+    assert words[words.index("IDLE") + 2 :] == ["RETRYCOUNT", "0", "FORCE", "JUSTID"]
+    script = " ".join(dlq_module._REPLAY.replace("'", " ").replace(",", " ").split())
+    claimed = "XCLAIM KEYS[2] ARGV[5] ARGV[6] 0 original IDLE ARGV[7] RETRYCOUNT 0 FORCE JUSTID"
+    assert claimed in script
+    assert "XADD KEYS[2] * unpack(fields)" in script
