@@ -198,7 +198,7 @@ def _entry(row: Row, consumed_by: Sequence[str]) -> list[str]:
         f"- classification: {row['classification']}",
         f"- stream: `{row['stream']}`",
         *(
-            ["- subject: **personal** (a person's pseudonym: masked wherever shown)"]
+            ["- subject: **personal** (it identifies a person: masked wherever shown)"]
             if row.get("personal_subject")
             else []
         ),

@@ -75,7 +75,7 @@ class ContractInfo:
     partitions: int = 1  # > 1: the aggregate's events are split by subject (keys.partition_of)
     # Every dotted field path the contract declares: a path outside it has no known meaning.
     field_paths: frozenset[str] = frozenset()
-    # Its events' subject is a pseudonym of a person (a child's reference): masked where shown.
+    # Its events' subject identifies a person (a child's pseudonym, an NPWPD): masked where shown.
     personal_subject: bool = False
     major: int = field(init=False)
     aggregate: str = field(init=False)

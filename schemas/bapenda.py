@@ -51,6 +51,7 @@ def _check_npwpd(value: str) -> str:
 
 NPWPD = Annotated[
     str,
+    PERSONAL,  # a person's NPWPD (P.1...) leads to them as surely as a NOP leads to its owner
     AfterValidator(_check_npwpd),
     Field(
         description="NPWPD (Nomor Pokok Wajib Pajak Daerah), the local taxpayer number as "
@@ -141,9 +142,10 @@ TaxPeriod = Annotated[
 class TaxpayerRegistered(
     Contract,
     event_type="bapenda.taxpayer.registered.v1",
-    minor=0,
+    minor=1,  # 1.1: npwpd marked personal, and the subject (bapenda publishes it by NPWPD)
     owner="bapenda",
     classification=Classification.PERSONAL,
+    personal_subject=True,
 ):
     """A person or business was registered as a local taxpayer (NPWPD issued)."""
 
@@ -171,7 +173,7 @@ class TaxpayerRegistered(
 class TaxAssessed(
     Contract,
     event_type="bapenda.tax.assessed.v1",
-    minor=1,  # 1.1: assessment_no marked personal (an SPPT number holds the NOP)
+    minor=1,  # 1.1: assessment_no (an SPPT number holds the NOP) and npwpd marked personal
     owner="bapenda",
     classification=Classification.PERSONAL,
 ):

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from bus import EventContext, Publisher, Service, Settings, keys
 from bus.cli import app
 from bus.testing import wait_until
-from schemas.bapenda import PaymentReceived
+from schemas.bapenda import PaymentReceived, TaxpayerRegistered
 from schemas.dinkes import ImmunisationScheduled
 from schemas.dukcapil import FamilyCardIssued
 from services.monitor.monitor import Monitor
@@ -174,3 +174,21 @@ async def test_the_dashboard_masks_dead_letters_by_the_same_rule(
     text = json.dumps(await monitor.dead_letters(limit=10), default=str)
     assert STREET not in text
     assert "no household at ***" in text
+
+
+async def test_a_persons_npwpd_is_masked_as_a_field_and_as_the_subject(
+    redis: Redis, env: str
+) -> None:
+    registered = example("bapenda.taxpayer.registered.v1", "valid-parking-by-a-person.json")
+    npwpd = registered["npwpd"]
+    await Publisher(redis, source="urn:malangkota:bapenda:test").publish(
+        TaxpayerRegistered.parse(registered), subject=npwpd
+    )
+
+    for output in (
+        await simpul("tail", "bapenda.taxpayer"),
+        await simpul("tail", "bapenda.taxpayer", "--json"),
+    ):
+        assert npwpd not in output
+    shown = json.loads(await simpul("tail", "bapenda.taxpayer", "--json"))
+    assert shown["subject"] == "***" and shown["data"]["npwpd"] == "***"
