@@ -28,7 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
 from bus import keys
-from bus.logging import get_logger, mask_text
+from bus.logging import get_logger
+from bus.privacy import mask_text
 
 if TYPE_CHECKING:  # bus.adapter builds a Reporter for every Adapter
     from bus.adapter import Adapter, SourceLag

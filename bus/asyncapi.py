@@ -180,6 +180,7 @@ def _message(model: type[Contract], payload: dict[str, Any]) -> dict[str, Any]:
         "x-simpul-owner": info.owner,
         "x-simpul-classification": info.classification.value,
         "x-simpul-personal-fields": sorted(info.personal_fields),
+        "x-simpul-personal-subject": info.personal_subject,
     }
 
 

@@ -21,7 +21,7 @@ from pydantic.fields import FieldInfo
 
 from bus.contracts import Classification
 from bus.errors import SimpulError
-from bus.logging import mask_text
+from bus.privacy import mask_text
 from bus.service import Service
 
 CLASSIFICATIONS = {
@@ -237,6 +237,11 @@ def _entry(row: Row, consumed_by: Sequence[str]) -> list[str]:
         f"- owner: {row['owner']}",
         f"- classification: {row['classification']}",
         f"- stream: `{row['stream']}`",
+        *(
+            ["- subject: **personal** (it identifies a person: masked wherever shown)"]
+            if row.get("personal_subject")
+            else []
+        ),
         f"- consumers: {', '.join(consumed_by) or 'none yet'}",
         "",
         "| field | type | required | personal | description |",

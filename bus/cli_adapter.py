@@ -21,7 +21,8 @@ from bus.adapter import Adapter
 from bus.adapter import Progress as Counts
 from bus.cli_common import fail, import_target, run_with_redis
 from bus.errors import SimpulError
-from bus.logging import configure, get_logger, shape
+from bus.logging import configure, get_logger
+from bus.privacy import shape
 from bus.quarantine import Quarantine, QuarantineEntry
 from bus.scaffold import KINDS
 from bus.scaffold import plan as plan_scaffold

@@ -61,6 +61,7 @@ def describe(model: type[Contract]) -> dict[str, Any]:
         "dataschema": info.dataschema,
         "summary": (model.__doc__ or "").strip().split("\n")[0],
         "personal_fields": sorted(info.personal_fields),
+        "personal_subject": info.personal_subject,
         "fields": [
             {
                 "name": name,
@@ -147,8 +148,39 @@ def export(
     directory.mkdir(parents=True, exist_ok=True)
     for model in models:
         path = directory / f"{model.__contract__.event_type}.json"
-        path.write_text(json.dumps(snapshot_of(model), indent=2, sort_keys=True) + "\n")
+        path.write_text(json.dumps(exported(model), indent=2, sort_keys=True) + "\n")
     _err.print(f"wrote {len(models)} schemas to {directory}")
+
+
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"  # what pydantic writes
+
+
+def exported(model: type[Contract]) -> dict[str, Any]:
+    """What ``simpul contracts export`` writes for a contract (docs/wire-format.md, 2.3)."""
+    info = model.__contract__
+    schema = {"$schema": JSON_SCHEMA_DIALECT, **model.model_json_schema()}
+    return {
+        **snapshot_of(model),
+        "dataschema": info.dataschema,
+        "stream": info.stream,
+        "personal_subject": info.personal_subject,
+        "schema": schema,
+        "consumer_schema": tolerant(schema),
+    }
+
+
+def tolerant(schema: Any) -> Any:
+    """``schema`` without ``additionalProperties: false``: consumers must accept the optional
+    fields a newer minor version adds (producers keep the strict schema)."""
+    if isinstance(schema, dict):
+        return {
+            name: tolerant(value)
+            for name, value in schema.items()
+            if not (name == "additionalProperties" and value is False)
+        }
+    if isinstance(schema, list):
+        return [tolerant(item) for item in schema]
+    return schema
 
 
 @app.command("check")

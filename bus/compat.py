@@ -8,7 +8,10 @@ change allowed between minors is a new **optional** field. Everything else break
 * a field's schema changed in any way (type, format, pattern, bounds, enum values, nesting),
   documentation keywords aside — a widened enum breaks consumers that reject the new value as
   surely as a narrowed one breaks the replay of old events;
-* a new required field, or a field that is no longer required.
+* a new required field, or a field that is no longer required;
+* a personal marking removed (``x-personal`` on a field, ``x-personal-subject`` on the contract):
+  what earlier minors' events hold is masked by that marking wherever it is shown. Adding a
+  marking is compatible (a new minor): it only masks more.
 
 A breaking change is a new type, ``<dept>.<aggregate>.<verb>.v<major+1>``, published beside the
 old one for a deprecation window (docs/contracts.md).
@@ -24,8 +27,10 @@ from typing import Any
 
 from bus.contracts import Contract
 
+# Personal markings: may be added in a minor version, never removed (see the module's note).
+_PRIVACY = ("x-personal", "x-personal-subject")
 # Keywords that document a schema without constraining it.
-_DOCUMENTATION = frozenset({"title", "description", "examples", "default", "x-personal"})
+_DOCUMENTATION = frozenset({"title", "description", "examples", "default", *_PRIVACY})
 _NESTING = frozenset({"properties", "required", "additionalProperties", "items", "anyOf", "oneOf",
                       "allOf", "$ref", "$defs", "prefixItems"})  # fmt: skip
 
@@ -157,6 +162,9 @@ class _Comparison:
     def _keywords(
         self, old: dict[str, Any], new: dict[str, Any], path: str
     ) -> Iterator[tuple[str, str]]:
+        for key in _PRIVACY:
+            if old.get(key) and not new.get(key):
+                yield path, f"{key} removed: events of earlier minors were masked as personal"
         keys = (old.keys() | new.keys()) - _DOCUMENTATION - _NESTING
         for key in sorted(keys):
             before, after = old.get(key), new.get(key)

@@ -39,6 +39,7 @@ from redis.exceptions import ClusterError, ResponseError, SlotNotCoveredError, T
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from bus import replies
 from bus.errors import ConfigurationError, PermissionDenied, RedisUnavailable
 from bus.settings import Settings
 
@@ -248,9 +249,9 @@ def connect(
         options["connection_class"] = _TLSConnection
     elif chosen is Connection:
         options["connection_class"] = _PlainConnection
-    if clustered:
-        return _cluster(url, options)
-    return Redis.from_pool(ConnectionPool(**options))
+    client = _cluster(url, options) if clustered else Redis.from_pool(ConnectionPool(**options))
+    replies.install(client)  # stream entries keep a repeated field name (the spec forbids it)
+    return client
 
 
 def location(url: str) -> str:

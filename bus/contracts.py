@@ -20,6 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, ValidationError
+
+# pydantic's model metaclass lives in a private module (tests/bus/test_contract_errors.py
+# fails if an upgrade moves it or stops calling it for a constructor).
+from pydantic._internal._model_construction import ModelMetaclass
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
@@ -55,6 +59,8 @@ class _Personal:
 
 
 PERSONAL = _Personal()
+# JSON Schema keyword on a contract's root: the ``subject`` of its events is personal.
+PERSONAL_SUBJECT = "x-personal-subject"
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,10 @@ class ContractInfo:
     classification: Classification
     personal_fields: frozenset[str]
     partitions: int = 1  # > 1: the aggregate's events are split by subject (keys.partition_of)
+    # Every dotted field path the contract declares: a path outside it has no known meaning.
+    field_paths: frozenset[str] = frozenset()
+    # Its events' subject identifies a person (a child's pseudonym, an NPWPD): masked where shown.
+    personal_subject: bool = False
     major: int = field(init=False)
     aggregate: str = field(init=False)
     stream: str = field(init=False)
@@ -95,10 +105,26 @@ class ContractInfo:
         return keys.stream_of(self.event_type, subject)
 
 
-class Contract(BaseModel):
+class _ContractType(ModelMetaclass):
+    """Building a contract by its constructor raises ContractViolation, as :meth:`parse` does
+    (field paths and rules, never a value), not pydantic's ValidationError. (On the class, not
+    an ``__init__``: pydantic would run a custom ``__init__`` for every validation, the
+    consumer's hot path and its tolerant ``extra="ignore"`` included.)"""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:  # self: the contract class
+        try:
+            return super().__call__(*args, **kwargs)
+        except ValidationError as exc:
+            info = self.__dict__.get("__contract__")
+            raise violation(info.event_type if info else self.__name__, exc) from None
+
+
+class Contract(BaseModel, metaclass=_ContractType):
     """Base of every event payload. Subclasses pass their identity as class keywords."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # hide_input_in_errors: pydantic's message quotes the input ("input_value='3573...'"),
+    # which may be personal data; model_validate() and assignment never quote it then.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     __contract__: ClassVar[ContractInfo]
 
@@ -115,6 +141,7 @@ class Contract(BaseModel):
         owner: str | None = None,
         classification: Classification = Classification.INTERNAL,
         partitions: int = 1,
+        personal_subject: bool = False,
         register: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -129,12 +156,25 @@ class Contract(BaseModel):
                 classification=classification,
                 personal_fields=frozenset(personal_paths(cls)),
                 partitions=partitions,
+                field_paths=frozenset(field_paths(cls)),
+                personal_subject=personal_subject,
             )
         except ValueError as exc:
             raise ConfigurationError(f"contract {cls.__qualname__}: {exc}") from exc
         cls.__contract__ = info
         if register:
             default_registry.register(cls)
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = super().__get_pydantic_json_schema__(core_schema, handler)
+        schema = handler.resolve_ref_schema(schema)
+        info = cls.__dict__.get("__contract__")
+        if info is not None and info.personal_subject:
+            schema[PERSONAL_SUBJECT] = True  # for catalogues, AsyncAPI and non-Python consumers
+        return schema
 
     @classmethod
     def parse(cls, data: Mapping[str, Any] | str | bytes, *, tolerant: bool = False) -> Self:
@@ -169,6 +209,21 @@ def personal_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
         ]
         if nested:
             paths += [path, *nested]
+    return paths
+
+
+def field_paths(
+    model: type[BaseModel], prefix: str = "", _within: frozenset[type] = frozenset()
+) -> list[str]:
+    """Dotted paths of every field, nested models included (a list's items share its path);
+    a model nested in itself is followed once."""
+    paths: list[str] = []
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        paths.append(path)
+        for candidate in _models_in(info.annotation):
+            if candidate not in _within:
+                paths += field_paths(candidate, f"{path}.", _within | {model})
     return paths
 
 

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from importlib.resources import files
 
 from bus.envelope import format_time
-from bus.logging import mask_text
+from bus.privacy import mask_text
+from bus.replies import EntryFields, field_pairs
 
 SCRIPT = files("bus").joinpath("deadletter.lua").read_text()
 PREFIX = b"dlq."
@@ -71,7 +72,7 @@ def dead_letter_fields(
 ) -> list[bytes | str]:
     """Field/value list of the dead letter: the original entry, then the ``dlq.*`` fields."""
     flat: list[bytes | str] = []
-    for name, value in raw.items():
+    for name, value in field_pairs(raw):  # every pair, a repeated name too: verbatim
         if not name.startswith(PREFIX):
             flat += (name, value)
     flat += [
@@ -87,6 +88,11 @@ def dead_letter_fields(
     return flat
 
 
-def original_fields(dead_letter: Mapping[bytes, bytes]) -> dict[bytes, bytes]:
-    """The entry as it was before it was dead-lettered (for replay)."""
-    return {k: v for k, v in dead_letter.items() if not k.startswith(PREFIX)}
+def original_fields(dead_letter: Mapping[bytes, bytes]) -> EntryFields:
+    """The entry as it was before it was dead-lettered (for replay and for decoding it again):
+    every pair, a repeated field name too."""
+    flat: list[bytes] = []
+    for name, value in field_pairs(dead_letter):
+        if not name.startswith(PREFIX):
+            flat += (name, value)
+    return EntryFields.of(flat)

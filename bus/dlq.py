@@ -41,8 +41,8 @@ target only: the stream is created with the replayed entry; services recreate th
 ``0`` when they notice, and read it).
 
 **Masking.** Lists and details never show personal data unless ``reveal=True`` (which is
-logged): fields the contracts declare personal are masked, for a type without a contract every
-value that looks like an identifier, and any such value quoted in ``dlq.error`` too.
+logged): payloads, subjects and the values ``dlq.error`` quotes are masked by the one rule of
+:mod:`bus.privacy`, as ``simpul tail`` and the logs mask them.
 
 **Groups and trimming.** :func:`plan_reset`/:func:`reset_group` move a group's position
 (``XGROUP SETID``) to an id, a time or ``$``/``0``, saying how many entries the group will read
@@ -69,9 +69,11 @@ from redis.exceptions import ResponseError
 from bus import keys
 from bus.connection import TRANSIENT
 from bus.contracts import Registry, default_registry
+from bus.deadletter import original_fields
 from bus.envelope import Envelope
 from bus.errors import ConfigurationError, DecodeError, RedisUnavailable, SimpulError
-from bus.logging import MASK, get_logger, mask_text, shapes
+from bus.logging import get_logger
+from bus.privacy import contract_of, mask_data, mask_error, mask_subject, mask_text
 from bus.publisher import Retention
 
 __all__ = [
@@ -97,8 +99,6 @@ __all__ = [
     "UnknownStream",
     "all_streams",
     "group_names",
-    "mask_error",
-    "mask_payload",
     "parse_duration",
     "parse_position",
     "plan_reset",
@@ -423,96 +423,6 @@ async def _count_pending(redis: Redis, stream: str, group: str, low: str, high: 
         if len(rows) < _PAGE:
             return total
         start = f"({rows[-1]['message_id'].decode()}"
-
-
-# -- masking -------------------------------------------------------------------------------------
-
-
-def _identifier_like(value: object) -> bool:
-    """A value that may identify a person: 8+ digits (NIK, KK, account, phone) or an e-mail."""
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return len(str(abs(value))) >= 8
-    if isinstance(value, str):
-        return sum(c.isdigit() for c in value) >= 8 or "@" in value
-    return False
-
-
-def _personal_paths(event_type: str | None, registry: Registry) -> frozenset[str] | None:
-    if event_type is None or event_type not in registry:
-        return None
-    return registry.resolve(event_type).__contract__.personal_fields
-
-
-def _mask_known(value: Any, paths: frozenset[str], prefix: str = "") -> Any:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for name, item in value.items():
-            path = f"{prefix}{name}"
-            leaf = path in paths and not any(p.startswith(f"{path}.") for p in paths)
-            out[name] = MASK if leaf else _mask_known(item, paths, f"{path}.")
-        return out
-    if isinstance(value, list):
-        return [_mask_known(item, paths, prefix) for item in value]
-    return _mask_nik(value)  # a second line of defence: NIK-shaped values elsewhere
-
-
-def _mask_nik(value: Any) -> Any:
-    if isinstance(value, str):
-        return mask_text(value)
-    if isinstance(value, int) and not isinstance(value, bool) and len(str(abs(value))) == 16:
-        return MASK
-    return value
-
-
-def mask_payload(event_type: str | None, data: Any, registry: Registry = default_registry) -> Any:
-    """``data`` (parsed JSON) with personal values replaced by ``***``: the fields the contract
-    of ``event_type`` declares personal; for a type without a contract (or none), and for data
-    that is not JSON, every value shows only its shape ("text, 7 characters")."""
-    paths = _personal_paths(event_type, registry)
-    if paths is None or isinstance(data, str):  # no contract, or not JSON: only the shape
-        return shapes(data)
-    return _mask_known(data, paths)
-
-
-def _secrets(value: Any, paths: frozenset[str] | None, prefix: str = "") -> Iterable[str]:
-    """The personal values inside ``value`` (as text), for masking them where quoted."""
-    if isinstance(value, dict):
-        for name, item in value.items():
-            path = f"{prefix}{name}"
-            if paths is not None and path in paths:
-                yield from _leaves(item)
-            else:
-                yield from _secrets(item, paths, f"{path}.")
-    elif isinstance(value, list):
-        for item in value:
-            yield from _secrets(item, paths, prefix)
-    elif paths is None and _identifier_like(value):  # no contract: whatever looks like an id
-        yield str(value)
-
-
-def _leaves(value: Any) -> Iterable[str]:
-    if isinstance(value, dict):
-        for item in value.values():
-            yield from _leaves(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _leaves(item)
-    elif value is not None and not isinstance(value, bool):
-        yield str(value)
-
-
-def mask_error(
-    error: str, event_type: str | None, data: Any, registry: Registry = default_registry
-) -> str:
-    """``error`` with NIK-shaped runs and any personal value of the event's ``data`` masked."""
-    text = mask_text(error)
-    paths = _personal_paths(event_type, registry)
-    for secret in sorted(set(_secrets(data, paths)), key=len, reverse=True):
-        if len(secret) >= 3:  # a 1-2 character value would mask half the message
-            text = text.replace(secret, MASK)
-    return text
 
 
 # -- dead letters --------------------------------------------------------------------------------
@@ -889,7 +799,7 @@ class DeadLetters:
     ) -> DeadLetterDetail:
         """One dead letter decoded. ``reveal`` shows personal data and is logged (warning
         ``dead_letter_revealed`` with ``by``, default the OS user)."""
-        dead_letter, fields = await self._read(ref)
+        dead_letter, fields, raw = await self._read(ref)
         attributes = {
             name: value
             for name, value in fields.items()
@@ -902,19 +812,24 @@ class DeadLetters:
                 data = json.loads(data_text)
             except ValueError:
                 data = data_text
+        contract = contract_of(dead_letter.event_type, self.registry)
         decode_error = None
         try:
-            Envelope.from_fields({k: v for k, v in fields.items() if not k.startswith("dlq.")})
+            Envelope.from_fields(original_fields(raw))
         except DecodeError as exc:
-            decode_error = mask_error(str(exc), dead_letter.event_type, data, self.registry)
+            decode_error = mask_error(str(exc), contract, data, fields.get("subject"))
         if reveal:
             _log.warning(
                 "dead_letter_revealed", stream=ref.stream, group=ref.group,
                 entry_id=ref.entry_id, by=by or _os_user(),
             )  # fmt: skip
         else:
-            data = mask_payload(dead_letter.event_type, data, self.registry)
-            attributes = {name: mask_text(value) for name, value in attributes.items()}
+            data = mask_data(data, contract)
+            attributes = {
+                name: (mask_subject(value, contract) if name == "subject" else mask_text(value))
+                or ""
+                for name, value in attributes.items()
+            }
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.exists(ref.stream)
@@ -930,14 +845,16 @@ class DeadLetters:
             stream_exists=bool(replies[0]),
         )  # fmt: skip
 
-    async def _read(self, ref: DeadLetterRef) -> tuple[DeadLetter, dict[str, str]]:
+    async def _read(
+        self, ref: DeadLetterRef
+    ) -> tuple[DeadLetter, dict[str, str], Mapping[bytes, bytes]]:
         try:
             found: Any = await self.redis.xrange(ref.key, min=ref.entry_id, max=ref.entry_id)
         except TRANSIENT as exc:
             raise _unavailable(exc) from exc
         if not found:
             raise NotFound(f"no dead letter {ref.entry_id} of {ref.stream} in group {ref.group}")
-        return self._summary(ref, found[0][1])
+        return (*self._summary(ref, found[0][1]), found[0][1])
 
     def _summary(
         self, ref: DeadLetterRef, raw: Mapping[bytes, bytes]
@@ -952,7 +869,12 @@ class DeadLetters:
         dead_letter = DeadLetter(
             ref=ref,
             reason=fields.get("dlq.reason", "unknown"),
-            error=mask_error(fields.get("dlq.error", ""), event_type, data, self.registry),
+            error=mask_error(
+                fields.get("dlq.error", ""),
+                contract_of(event_type, self.registry),
+                data,
+                fields.get("subject"),
+            ),
             attempts=_int(fields.get("dlq.attempts")),
             original_entry=fields.get("dlq.entry"),
             consumer=fields.get("dlq.consumer"),

@@ -15,6 +15,7 @@ from typing import Any
 from bus import keys
 from bus.contracts import DATASCHEMA_PATTERN
 from bus.errors import ContractViolation, DecodeError
+from bus.replies import repeated_names
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -26,6 +27,12 @@ _KNOWN = frozenset(REQUIRED + OPTIONAL)
 # CloudEvents extension attribute names: lowercase ASCII letters and digits, at most 20.
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 MAX_ID = 256
+# RFC 3339 date-time as section 2.2 allows it: seconds and an offset required, upper-case T
+# and Z. datetime.fromisoformat alone accepts far more of ISO 8601 (a lower-case t, no
+# seconds, "20261128T130726Z"), which a non-Python consumer following the spec would refuse.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:Z|[+-][0-9]{2}:[0-9]{2})"
+)
 
 
 def format_time(moment: datetime) -> str:
@@ -108,6 +115,13 @@ class Envelope:
     @classmethod
     def from_fields(cls, raw: Mapping[bytes, bytes] | Mapping[str, str]) -> Envelope:
         """Decode a stream entry; raise DecodeError (keeping the raw entry) if it is not v1."""
+        # A plain mapping cannot repeat a name; bus.replies keeps the pairs when Redis did.
+        if getattr(raw, "pairs", None) is not None and (repeated := repeated_names(raw)):
+            raise DecodeError(
+                f"field name(s) {[name[:40] for name in repeated]} appear more than once; "
+                "a field name appears at most once in an entry",
+                _raw(raw),
+            )
         try:
             fields = _texts(raw)
         except UnicodeDecodeError as exc:
@@ -183,13 +197,24 @@ def _check_type(event_type: str, dataschema: str) -> None:
         _valid_schemas.add((event_type, dataschema))
 
 
+def is_rfc3339(value: str) -> bool:
+    """``value`` has the form of section 2.2 (its ranges are ``datetime.fromisoformat``'s)."""
+    return _RFC3339.fullmatch(value) is not None
+
+
 def _check_time(value: str) -> None:
+    if _RFC3339.fullmatch(value) is None:
+        if _NO_OFFSET.fullmatch(value):
+            raise DecodeError(f"time {value[:40]!r} has no UTC offset; RFC 3339 requires one")
+        raise DecodeError(f"time {value[:40]!r} is not RFC 3339; {_TIME_FORM}")
     try:
-        moment = datetime.fromisoformat(value)
+        datetime.fromisoformat(value)  # the ranges: month 13, hour 24, a leap second :60
     except ValueError:
-        raise DecodeError(f"time {value[:40]!r} is not RFC 3339") from None
-    if moment.tzinfo is None:
-        raise DecodeError(f"time {value[:40]!r} has no UTC offset; RFC 3339 requires one")
+        raise DecodeError(f"time {value[:40]!r} is not a valid date and time") from None
+
+
+_NO_OFFSET = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:T[0-9:.]*)?")
+_TIME_FORM = "expected YYYY-MM-DDTHH:MM:SS[.fraction] and Z or ±HH:MM (docs/wire-format.md 2.2)"
 
 
 def _texts(raw: Mapping[bytes, bytes] | Mapping[str, str]) -> dict[str, str]:

@@ -3,14 +3,13 @@
 Stable event names (``event_published``, ``event_dead_lettered``, ...) with bound context
 (``stream``, ``type``, ``event_id``, ``group``). Payloads are never logged; as a second line of
 defence a processor masks anything shaped like a NIK / KK (16 digits) and the values of fields
-that contracts declare personal.
+that contracts declare personal, by the rule of :mod:`bus.privacy`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any, TextIO, cast
@@ -19,40 +18,20 @@ import structlog
 
 from bus.contracts import default_registry
 
-MASK = "***"
-# 16 ASCII digits not embedded in a longer digit run: NIK and KK numbers.
-_SIXTEEN_DIGITS = re.compile(r"(?<![0-9])[0-9]{16}(?![0-9])")
+# The one masking rule lives in bus.privacy; these names stay importable from here (the
+# consumer and older callers use them) but are not defined twice.
+from bus.privacy import MASK, mask_text, mask_value, shape, shapes
 
-
-def mask_text(text: str) -> str:
-    """Replace every 16-digit run (a NIK or KK number) in ``text``."""
-    return _SIXTEEN_DIGITS.sub(MASK, text)
-
-
-def shape(value: Any) -> str:
-    """What a value looks like, without the value ("15 digits", "text, 12 characters"): for
-    values of unknown meaning, where masking by pattern would let names and streets through."""
-    if value is None or isinstance(value, bool):
-        return "null" if value is None else str(value).lower()
-    text = str(value)
-    if text.isascii() and text.isdigit():
-        return f"{len(text)} digit{'s' if len(text) != 1 else ''}"
-    if not text.strip():
-        return "blank"
-    kind = "non-ASCII text" if not text.isascii() else "text"
-    return f"{kind}, {len(text)} character{'s' if len(text) != 1 else ''}"
-
-
-def shapes(value: Any) -> Any:
-    """``value`` with its structure and field names kept and every leaf replaced by its
-    :func:`shape` (null and booleans stay): a payload of unknown meaning, safe to show."""
-    if isinstance(value, dict):
-        return {str(name): shapes(item) for name, item in value.items()}
-    if isinstance(value, list):
-        return [shapes(item) for item in value]
-    if value is None or isinstance(value, bool):
-        return value
-    return f"<{shape(value)}>"
+__all__ = [
+    "MASK",
+    "MaskPersonalData",
+    "configure",
+    "configure_default",
+    "get_logger",
+    "mask_text",
+    "shape",
+    "shapes",
+]
 
 
 class MaskPersonalData:
@@ -66,18 +45,8 @@ class MaskPersonalData:
     ) -> MutableMapping[str, Any]:
         personal = self._extra | default_registry.personal_field_names()
         for key, value in list(event_dict.items()):
-            event_dict[key] = MASK if key in personal else _mask_value(value)
+            event_dict[key] = MASK if key in personal else mask_value(value)
         return event_dict
-
-
-def _mask_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return mask_text(value)
-    if isinstance(value, int) and not isinstance(value, bool) and len(str(abs(value))) == 16:
-        return MASK
-    if isinstance(value, BaseException):
-        return mask_text(f"{type(value).__name__}: {value}")
-    return value
 
 
 def configure(level: str = "info", fmt: str = "auto") -> None:

@@ -32,9 +32,8 @@ at once (never kept, never shown).
 :func:`breaches` checks a snapshot against :class:`Thresholds` (``SIMPUL_STATUS_*``) and returns
 one :class:`Breach` per problem, with a message naming streams, groups and adapters only.
 
-:func:`mask_event`, :func:`decode_entry` and :func:`pending_entries` serve ``tail`` and
-``pending``: every personal field declared by the contract is masked unless revealed, and an
-unknown type has every identifier-looking value masked.
+:func:`decode_entry` and :func:`pending_entries` serve ``tail`` and ``pending``, masked
+(unless revealed) by the one rule of :mod:`bus.privacy`.
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
@@ -67,7 +66,7 @@ from bus.connection import TRANSIENT, is_cluster, translate
 from bus.contracts import Registry, default_registry
 from bus.envelope import Envelope
 from bus.errors import ConfigurationError, DecodeError, SimpulError
-from bus.logging import MASK, mask_text, shapes
+from bus.privacy import contract_of, mask_data, mask_subject, mask_text
 
 __all__ = [
     "METRICS",
@@ -85,8 +84,6 @@ __all__ = [
     "duration",
     "entry_age_s",
     "exporter_app",
-    "mask_event",
-    "mask_unknown",
     "pending_entries",
     "resolve_stream",
     "size",
@@ -792,40 +789,6 @@ def _s(n: float) -> str:
 # -- reading entries: tail and pending ---------------------------------------------------------
 
 
-def mask_unknown(value: Any, personal_names: frozenset[str] = frozenset()) -> Any:
-    """Mask a value whose contract is unknown: nothing says which fields are personal, and a
-    name or a street has no pattern, so every value shows only its shape ("text, 7
-    characters"); the structure and the field names stay."""
-    return shapes(value)
-
-
-def mask_event(data: Any, personal_paths: Iterable[str]) -> Any:
-    """Mask the fields a contract declares personal (dotted paths, as ``personal_paths``
-    lists them: ``address`` and ``address.street`` -> only the street; ``nik`` -> the NIK).
-    Elsewhere, 16-digit runs (a NIK, a KK) are masked too, as in logs."""
-    return _mask_paths(data, "", frozenset(personal_paths))
-
-
-def _mask_paths(value: Any, prefix: str, paths: frozenset[str]) -> Any:
-    if isinstance(value, dict):
-        masked: dict[str, Any] = {}
-        for name, inner in value.items():
-            path = f"{prefix}{name}"
-            nested = any(p.startswith(f"{path}.") for p in paths)
-            if path in paths and not (nested and isinstance(inner, dict | list)):
-                masked[name] = MASK
-            else:
-                masked[name] = _mask_paths(inner, f"{path}.", paths)
-        return masked
-    if isinstance(value, list):
-        return [_mask_paths(item, prefix, paths) for item in value]
-    if isinstance(value, str):
-        return mask_text(value)
-    if isinstance(value, int) and not isinstance(value, bool) and len(str(abs(value))) == 16:
-        return MASK
-    return value
-
-
 def decode_entry(
     stream: str,
     entry_id: str,
@@ -850,23 +813,17 @@ def decode_entry(
         envelope = Envelope.from_fields(raw)
     except DecodeError as exc:
         fields = {_text(k): _text(v) for k, v in raw.items()}
-        if not reveal:
-            fields = mask_unknown(fields, registry.personal_field_names())
+        if not reveal:  # not an event: no contract says what its fields mean
+            fields = mask_data(fields, None)
         return {**base, "error": f"not wire format v1: {mask_text(str(exc))}", "fields": fields}
     data: Any
-    parsed = True
     try:
         data = json.loads(envelope.data)
     except ValueError:
-        data, parsed = envelope.data, False
-    known = envelope.type in registry
+        data = envelope.data
+    contract = contract_of(envelope.type, registry)
     if not reveal:
-        if not parsed:  # not JSON: no fields to go by, only its shape
-            data = shapes(data)
-        elif known:
-            data = mask_event(data, registry.resolve(envelope.type).__contract__.personal_fields)
-        else:
-            data = mask_unknown(data, registry.personal_field_names())
+        data = mask_data(data, contract)
 
     def attribute(value: str | None) -> str | None:
         return value if reveal or value is None else mask_text(value)
@@ -877,13 +834,13 @@ def decode_entry(
         "type": envelope.type,
         "source": envelope.source,
         "time": envelope.time,
-        "subject": attribute(envelope.subject),
+        "subject": envelope.subject if reveal else mask_subject(envelope.subject, contract),
         "correlationid": attribute(envelope.correlationid),
         "causationid": attribute(envelope.causationid),
         "extensions": {k: attribute(v) for k, v in (envelope.extensions or {}).items()} or None,
         "data": data,
         "masked": not reveal,
-        "known_type": known,
+        "known_type": contract is not None,
     }
 
 

@@ -40,7 +40,7 @@ from nacl.signing import VerifyKey
 
 from bus import keys
 from bus.deadletter import Reason
-from bus.envelope import Envelope, format_time
+from bus.envelope import Envelope, format_time, is_rfc3339
 from bus.errors import ConfigurationError
 from bus.logging import get_logger
 
@@ -603,6 +603,8 @@ def _ms(moment: datetime | None) -> int | None:
 
 
 def _parse_ms(text: str) -> int | None:
+    if not is_rfc3339(text):  # as strict as the decoder is with time: a lower-case t, no seconds
+        return None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

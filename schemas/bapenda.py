@@ -51,6 +51,7 @@ def _check_npwpd(value: str) -> str:
 
 NPWPD = Annotated[
     str,
+    PERSONAL,  # a person's NPWPD (P.1...) leads to them as surely as a NOP leads to its owner
     AfterValidator(_check_npwpd),
     Field(
         description="NPWPD (Nomor Pokok Wajib Pajak Daerah), the local taxpayer number as "
@@ -114,6 +115,13 @@ NOP_RULE = ConfigDict(
 )
 
 
+AssessmentNo = Annotated[
+    RecordNo,
+    PERSONAL,  # a PBB-P2 SPPT number embeds the NOP (SPPT-2026-357305000300200450)
+]
+"""The number of an assessment (SPPT, SKPD, SSPD): personal, as it can carry the NOP."""
+
+
 def _check_period(value: str) -> str:
     if not re.fullmatch("[0-9]{4}(-(0[1-9]|1[0-2]))?", value):
         raise ValueError("a tax period is a year YYYY or a month YYYY-MM")
@@ -134,9 +142,10 @@ TaxPeriod = Annotated[
 class TaxpayerRegistered(
     Contract,
     event_type="bapenda.taxpayer.registered.v1",
-    minor=0,
+    minor=1,  # 1.1: npwpd marked personal, and the subject (bapenda publishes it by NPWPD)
     owner="bapenda",
     classification=Classification.PERSONAL,
+    personal_subject=True,
 ):
     """A person or business was registered as a local taxpayer (NPWPD issued)."""
 
@@ -164,7 +173,7 @@ class TaxpayerRegistered(
 class TaxAssessed(
     Contract,
     event_type="bapenda.tax.assessed.v1",
-    minor=0,
+    minor=1,  # 1.1: assessment_no (an SPPT number holds the NOP) and npwpd marked personal
     owner="bapenda",
     classification=Classification.PERSONAL,
 ):
@@ -172,7 +181,7 @@ class TaxAssessed(
 
     model_config = NOP_RULE
 
-    assessment_no: RecordNo = Field(description="Number of the assessment (SPPT, SKPD, SSPD).")
+    assessment_no: AssessmentNo = Field(description="Number of the assessment (SPPT, SKPD, SSPD).")
     tax_kind: TaxKind = Field(description="Which tax.")
     nop: TaxObject = None
     npwpd: NPWPD | None = Field(
@@ -198,7 +207,7 @@ class PaymentChannel(StrEnum):
 class PaymentReceived(
     Contract,
     event_type="bapenda.payment.received.v1",
-    minor=0,
+    minor=1,  # 1.1: assessment_no marked personal (an SPPT number holds the NOP)
     owner="bapenda",
     classification=Classification.PERSONAL,
 ):
@@ -207,7 +216,7 @@ class PaymentReceived(
     model_config = NOP_RULE
 
     payment_ref: RecordNo = Field(description="Reference of the payment at the bank or channel.")
-    assessment_no: RecordNo = Field(description="The assessment the payment settles.")
+    assessment_no: AssessmentNo = Field(description="The assessment the payment settles.")
     tax_kind: TaxKind = Field(description="Which tax.")
     nop: TaxObject = None
     taxpayer: Taxpayer

@@ -64,9 +64,10 @@ class ScheduledDose(BaseModel):
 class ImmunisationScheduled(
     Contract,
     event_type="dinkes.immunisation.scheduled.v1",
-    minor=0,
+    minor=1,  # 1.1: the subject is marked personal
     owner="dinkes",
     classification=Classification.SPECIFIC,
+    personal_subject=True,  # dinkes publishes with the child's pseudonym (child_ref) as subject
 ):
     """A child's routine immunisation schedule was opened at a puskesmas."""
 

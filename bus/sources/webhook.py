@@ -40,7 +40,8 @@ from bus.connection import TRANSIENT
 from bus.envelope import Envelope
 from bus.errors import ConfigurationError, RedisUnavailable
 from bus.http import running, serve
-from bus.logging import get_logger, mask_text
+from bus.logging import get_logger
+from bus.privacy import mask_text
 from bus.publisher import Published, Publisher
 from bus.quarantine import Quarantine
 from bus.sources._body import Malformed, TooLarge, decode, kept_body, read

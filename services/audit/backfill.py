@@ -31,7 +31,8 @@ from bus.deadletter import MAX_ERROR, Reason, Verdict, dead_letter_fields
 from bus.dispatch import Dispatcher, Retry
 from bus.envelope import Envelope
 from bus.errors import ConfigurationError
-from bus.logging import get_logger, mask_text
+from bus.logging import get_logger
+from bus.privacy import mask_text
 from bus.service import Service
 from services.audit.chain import entry_parts
 

@@ -21,8 +21,8 @@ throughput is sampled from the streams' counters instead (:mod:`services.monitor
 
 What it stores: nothing on disk; in memory the last snapshot and the last ``window_s`` seconds
 of throughput samples (counts only). Personal data never reaches the page: dead-letter errors
-are masked like ``simpul dlq list`` masks them (:func:`bus.dlq.mask_error`), payloads are never
-shown, logs carry counts, names of streams and groups, and the client's address.
+are masked like ``simpul dlq list`` masks them (:func:`bus.privacy.mask_error`), payloads are
+never shown, logs carry counts, names of streams and groups, and the client's address.
 
 Run it: ``python -m services.monitor`` with ``SIMPUL_REDIS_URL``; it listens on
 ``SIMPUL_MONITOR_HTTP`` (``127.0.0.1:8090`` by default: loopback only); ``SIMPUL_MONITOR_TOKEN``

@@ -35,13 +35,13 @@ from bus.dlq import (
     Target,
     UnknownGroup,
     UnknownStream,
-    mask_error,
     stream_key,
 )
 from bus.errors import ConfigurationError, SimpulError
 from bus.http import running as serving_http
-from bus.logging import get_logger, mask_text
+from bus.logging import get_logger
 from bus.ops import BusSnapshot, Inspector, Thresholds, breaches
+from bus.privacy import contract_of, mask_error, mask_text
 from services.monitor.throughput import Throughput
 from services.monitor.web import build
 
@@ -466,7 +466,12 @@ def _summary(ref: DeadLetterRef, raw: Mapping[bytes, bytes], registry: Registry)
     return DeadLetter(
         ref=ref,
         reason=fields.get("dlq.reason", "unknown"),
-        error=mask_error(fields.get("dlq.error", ""), event_type, data, registry),
+        error=mask_error(
+            fields.get("dlq.error", ""),
+            contract_of(event_type, registry),
+            data,
+            fields.get("subject"),
+        ),
         attempts=int(attempts) if attempts.isdigit() else None,
         original_entry=fields.get("dlq.entry"),
         consumer=fields.get("dlq.consumer"),

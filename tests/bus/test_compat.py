@@ -141,6 +141,42 @@ def test_snapshots_are_never_overwritten(tmp_path: Path) -> None:
     assert json.loads(before)["personal_fields"] == ["owner", "owner.name"]
 
 
+def test_a_personal_marking_may_be_added_in_a_minor_but_never_removed(tmp_path: Path) -> None:
+    class Owner2(BaseModel):
+        model_config = ConfigDict(frozen=True, extra="forbid")
+        name: str  # no longer PERSONAL
+        share: Annotated[int, PERSONAL]  # newly PERSONAL
+
+    found = problems_of(_v1(owner=Owner2), tmp_path)
+    assert [p for p in found if "x-personal" in p] == [
+        f"{TYPE}: 1.1 breaks snapshot 1.0: owner.name: x-personal removed: events of earlier "
+        "minors were masked as personal"
+    ]
+
+    class Subject(Contract, event_type=TYPE, minor=1, personal_subject=True, register=False):
+        parcel: str
+        area_m2: int
+        zoning: Literal["R1", "R2", "C"]
+        registered_on: date
+        owner: Owner
+        note: str | None = None
+
+    write_snapshots([V0, Subject], tmp_path / "added")
+    assert check([Subject], tmp_path / "added") == []
+
+    class Unmarked(Contract, event_type=TYPE, minor=2, register=False):
+        parcel: str
+        area_m2: int
+        zoning: Literal["R1", "R2", "C"]
+        registered_on: date
+        owner: Owner
+        note: str | None = None
+
+    write_snapshots([Unmarked], tmp_path / "added")
+    found = [str(p) for p in check([Unmarked], tmp_path / "added")]
+    assert any("2 breaks snapshot 1.1: (payload): x-personal-subject removed" in p for p in found)
+
+
 def test_documentation_changes_are_compatible() -> None:
     old = {
         "type": "object",

@@ -58,7 +58,9 @@ def test_class_keywords_make_the_contract_info() -> None:
         owner="testdept",
         classification=Classification.PERSONAL,
         personal_fields=frozenset({"owner_nik", "owner_name"}),
+        field_paths=frozenset({"owner_nik", "owner_name", "area_m2", "registered_on"}),
     )
+    assert not info.personal_subject  # unless the class statement says personal_subject=True
     assert info.major == 2
     assert info.aggregate == "testdept.parcel"
     assert info.stream == "simpul:{testdept.parcel}"

@@ -34,8 +34,6 @@ from bus.ops import (
     breaches,
     decode_entry,
     exporter_app,
-    mask_event,
-    mask_unknown,
     pending_entries,
     resolve_stream,
     snapshot,
@@ -43,7 +41,7 @@ from bus.ops import (
 from bus.quarantine import Quarantine
 from bus.testing import quick_settings, wait_until
 from schemas.dpmptsp import PermitIssued
-from schemas.dukcapil import CitizenDied, CitizenMoved, FamilyCardIssued
+from schemas.dukcapil import CitizenDied, CitizenMoved
 from tests.bus.delivery.helpers import fields_of
 
 SOURCE = "urn:malangkota:dukcapil:siak"
@@ -373,41 +371,6 @@ def test_breach_model_is_stable() -> None:
 
 
 # -- masking, decoding, pending ----------------------------------------------------------------
-
-
-def test_mask_event_masks_declared_paths_only() -> None:
-    paths = FamilyCardIssued.__contract__.personal_fields
-    assert {"members", "address", "address.street"} <= paths
-    data = {
-        "kk": "3573010101010001", "head": NIKS[0], "members": [NIKS[0], NIKS[1]],
-        "address": {"street": "Jl. Ijen 1", "kecamatan": "35.73.02", "rt": "001"},
-        "reason": "new-family", "note": f"copy of {NIKS[2]}",
-    }  # fmt: skip
-    masked = mask_event(data, paths)
-    assert masked["members"] == MASK and masked["kk"] == MASK and masked["head"] == MASK
-    assert masked["address"] == {"street": MASK, "kecamatan": "35.73.02", "rt": "001"}
-    assert masked["reason"] == "new-family"
-    assert masked["note"] == f"copy of {MASK}"  # 16 digits anywhere, as in logs
-    assert not any(nik in json.dumps(masked) for nik in NIKS)
-
-
-def test_mask_unknown_shows_only_the_shape_of_every_value() -> None:
-    """No contract says which fields are personal, and names have no pattern: every value
-    shows as its shape; structure, field names, null and booleans stay."""
-    value = {
-        "who": NIKS[0], "mail": "warga@example.id", "phone": "0812-3456-7890",
-        "account": "0f8fad5b-d9cb-469f-a165-70867728950e", "count": 3, "code": "35.73",
-        "big": 3573014506900001, "text": "see warga@example.id or 081234567890",
-        "nested": [{"nik": "123", "name": "Siti Rahayu"}], "flag": True, "none": None,
-    }  # fmt: skip
-    masked = mask_unknown(value, frozenset({"nik"}))
-    assert masked == {
-        "who": "<16 digits>", "mail": "<text, 16 characters>", "phone": "<text, 14 characters>",
-        "account": "<text, 36 characters>", "count": "<1 digit>", "code": "<text, 5 characters>",
-        "big": "<16 digits>", "text": "<text, 36 characters>",
-        "nested": [{"nik": "<3 digits>", "name": "<text, 11 characters>"}], "flag": True,
-        "none": None,
-    }  # fmt: skip
 
 
 def test_decode_entry_known_unknown_and_undecodable() -> None:

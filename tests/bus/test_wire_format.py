@@ -8,10 +8,12 @@ test is about what Simpul writes.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 import time
 from datetime import date
@@ -19,17 +21,26 @@ from importlib.resources import files
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
+from typer.testing import CliRunner
 
 from bus import EventContext, Publisher, Service, Settings, event_id
+from bus import dlq as dlq_module
+from bus.cli import app as simpul
+from bus.cli_contracts import load
 from bus.deadletter import Reason, Verdict, dead_letter_fields
+from bus.embedded import EmbeddedRedis
 from bus.envelope import OPTIONAL, REQUIRED, Envelope
 from bus.publisher import _NAMESPACE
+from bus.signing import Signer, load_keyring_file
 from bus.testing import wait_until
 from schemas.dukcapil import CitizenDied, CitizenMoved
+from tests.bus.delivery.helpers import fields_of
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "wire-format.md"
+EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
 STREAM = "simpul:{dukcapil.citizen}"
 SOURCE = "urn:malangkota:dukcapil:siak"
 A_NIK = "3573014107900001"  # synthetic
@@ -402,7 +413,6 @@ async def test_worked_example_runs_with_redis_cli_and_is_consumable_by_simpul(
 ) -> None:
     (tmp_path / "publish.lua").write_text(doc_block("publish.lua"))
     [publish] = doc_commands("example-publish")
-    xgroup, xreadgroup, xack, xpending = doc_commands("example-consume")
 
     added, entry = (await run_cli(redis_url, publish, tmp_path)).split()
     again, earlier = (await run_cli(redis_url, publish, tmp_path)).split()
@@ -415,12 +425,152 @@ async def test_worked_example_runs_with_redis_cli_and_is_consumable_by_simpul(
     assert ctx.envelope.time == "2026-11-28T13:07:26.123Z"
     assert await pending(redis, "wire-example") == 0
 
-    # ... and by a consumer using nothing but the document's redis-cli commands.
-    assert (await run_cli(redis_url, xgroup, tmp_path)).strip() == "OK"
-    read = (await run_cli(redis_url, xreadgroup, tmp_path)).split("\n")
-    assert read[:3] == [STREAM, entry, "specversion"]
-    assert ctx.event_id in read
-    # XACK the entry id XREADGROUP gave, as the document says.
-    xack = [entry if re.fullmatch(r"\d+-\d+", arg) else arg for arg in xack]
-    assert (await run_cli(redis_url, xack, tmp_path)).strip() == "1"
-    assert (await run_cli(redis_url, xpending, tmp_path)).split("\n")[0] == "0"
+
+async def test_worked_example_consumer_commands_print_what_the_document_shows(
+    private_redis: EmbeddedRedis, tmp_path: Path
+) -> None:
+    # Every line as written, on a Redis of its own (as the document asks), in a terminal's
+    # format: the outputs, concatenated, are the document's block character for character.
+    printed = ""
+    for argv in doc_commands("example-consume"):
+        printed += await run_cli(private_redis.url, ["redis-cli", "--no-raw", *argv[1:]], tmp_path)
+    assert printed == doc_block("example-consume-output")
+
+
+# -- (f) what a consumer in another language needs besides the wire ---------------------------
+
+
+def doc_table(after: str) -> list[list[str]]:
+    """The rows (header and separator excluded) of the first table after the text ``after``."""
+    rest = doc_text().split(after, 1)[1]
+    rows = []
+    for line in rest.lstrip("\n").splitlines():
+        if not line.startswith("|"):
+            if rows:
+                break
+            continue
+        rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return rows[2:]
+
+
+async def test_the_node_snippet_verifies_an_event_signed_by_the_python_publisher(
+    redis: Redis, tmp_path: Path
+) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the JavaScript snippet of section 10.5 is not run")
+    # A key made as section 10.3 says; its .pub file is what the snippet is given.
+    made = CliRunner().invoke(
+        simpul, ["keys", "generate", "--id", "node-test", "--out", str(tmp_path)]
+    )
+    assert made.exit_code == 0, made.output
+    public = (tmp_path / "node-test.pub").read_text(encoding="ascii")
+    signer = Signer.from_file(tmp_path / "node-test.key")
+    assert public.endswith("\n")
+    assert base64.b64decode(public.strip(), validate=True) == signer.public_key  # raw 32 bytes
+    await Publisher(redis, source=SOURCE, signer=signer).publish(died(), subject="cit-5f0c7d1e")
+    plain = Redis(connection_pool=redis.connection_pool)
+    plain.set_response_callback("XRANGE", lambda response, **_: response)
+    [[_, flat]] = await plain.execute_command("XRANGE", STREAM, "-", "+")
+    fields = {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+    assert {"signature", "signer", "signedat"} <= fields.keys()
+    stranger = base64.b64encode(Signer("other", bytes(32)).public_key).decode()
+    cases = [
+        (fields, public),  # as published
+        ({**fields, "data": fields["data"].replace("35.73.02", "35.73.03")}, public),  # altered
+        ({k: v for k, v in fields.items() if k != "subject"}, public),  # a field removed
+        (fields, stranger),  # another key
+    ]
+    script = tmp_path / "verify.js"
+    script.write_text(
+        doc_block("node-verify")
+        + "const cases = JSON.parse(require('node:fs').readFileSync(0, 'utf8'));\n"
+        + "console.log(JSON.stringify(cases.map(([f, k]) => simpulSignatureValid(f, k))));\n"
+    )
+    process = await asyncio.create_subprocess_exec(
+        node, str(script), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(json.dumps(cases).encode()), 30)
+    assert process.returncode == 0, err.decode()
+    assert json.loads(out) == [True, False, False, False]
+
+
+def test_both_documented_keyring_forms_load_the_test_key(tmp_path: Path) -> None:
+    test_key = re.search(r"public key:\s+(\S+)", doc_block("signing-example-key"))
+    assert test_key is not None
+    for form in ("keyring-topology", "keyring-list"):
+        path = tmp_path / f"{form}.yaml"
+        path.write_text(doc_block(form))
+        [key] = load_keyring_file(path)
+        assert (key.key_id, key.principal, key.department) == (
+            "test-dukcapil-2026", "dukcapil-siak", "dukcapil",
+        )  # fmt: skip
+        assert base64.b64encode(key.public_key).decode() == test_key[1]
+        assert key.types == {"dukcapil.citizen.died.v1", "dukcapil.citizen.moved.v1"}
+
+
+def test_contracts_export_writes_the_documented_files(tmp_path: Path) -> None:
+    [command] = doc_commands("contracts-export")
+    assert command[:3] == ["simpul", "contracts", "export"]
+    executable = Path(sys.executable).with_name("simpul")
+    done = subprocess.run(
+        [str(executable), *command[1:]],
+        check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    documented = {
+        name.strip("` ") for row in doc_table("a JSON object with:") for name in row[0].split(",")
+    }
+    folder = tmp_path / command[3]
+    files = sorted(folder.glob("*.json"))
+    models = {m.__contract__.event_type: m for m in load()}
+    assert [f.name for f in files] == sorted(f"{event_type}.json" for event_type in models)
+    for file in files:
+        exported = json.loads(file.read_text())
+        assert set(exported) == documented, file.name
+        model = models[exported["type"]]
+        assert exported["dataschema"] == model.__contract__.dataschema
+        for schema in (exported["schema"], exported["consumer_schema"]):
+            assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+            Draft202012Validator.check_schema(schema)
+        strict = Draft202012Validator(exported["schema"])
+        tolerant = Draft202012Validator(exported["consumer_schema"])
+        examples = EXAMPLES / exported["type"]
+        for example in sorted(examples.glob("valid-*.json")):
+            data = json.loads(example.read_text())
+            assert strict.is_valid(data) and tolerant.is_valid(data), example
+            newer = {**data, "added_in_a_newer_minor": "x"}  # an optional field of 1.<n+1>
+            assert tolerant.is_valid(newer), example
+            assert not strict.is_valid(newer), example
+
+
+@pytest.mark.parametrize("data", ["not json", "[]", '"text"', "null", "42", "{"])
+async def test_data_that_is_not_a_json_object_is_a_contract_violation(
+    redis: Redis, settings: Settings, data: str
+) -> None:
+    await redis.xadd(STREAM, fields_of(died(), "not-an-object", data=data))  # type: ignore[arg-type]
+    await Publisher(redis, source=SOURCE).publish(died(), id="an-object")
+
+    [(_, ctx)] = await simpul_consume(settings, "wire-data")
+
+    assert ctx.event_id == "an-object"
+    [(_, dead)] = await redis.xrange(f"{STREAM}:dlq:wire-data")
+    assert (dead[b"id"], dead[b"dlq.reason"]) == (b"not-an-object", b"contract_violation")
+
+
+def test_the_documented_replay_commands_are_the_ones_simpul_dlq_replay_runs() -> None:
+    section = doc_section(6)
+    claim = re.search(r"`(XCLAIM <stream> <group> <dlq\.consumer> 0 <dlq\.entry> [^`]*)`", section)
+    assert claim is not None, "section 6 shows the group replay's XCLAIM"
+    words = claim[1].split()
+    assert words[words.index("IDLE") + 1] == str(dlq_module._DUE_NOW_IDLE_MS)
+    assert words[words.index("IDLE") + 2 :] == ["RETRYCOUNT", "0", "FORCE", "JUSTID"]
+    script = " ".join(dlq_module._REPLAY.replace("'", " ").replace(",", " ").split())
+    claimed = "XCLAIM KEYS[2] ARGV[5] ARGV[6] 0 original IDLE ARGV[7] RETRYCOUNT 0 FORCE JUSTID"
+    assert claimed in script
+    assert "XADD KEYS[2] * unpack(fields)" in script

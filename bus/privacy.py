@@ -1,0 +1,204 @@
+"""Personal data kept out of what people and other systems see: one rule, in one place.
+
+Logs (:mod:`bus.logging`), ``simpul tail`` and ``pending`` (:mod:`bus.ops`), ``simpul dlq``
+(:mod:`bus.dlq`), dead-letter errors (:mod:`bus.deadletter`), the dashboard and the exporter
+mask with these functions and nothing else. (Masking was once written three times; the copies
+disagreed, and a contract violation was shown in clear by one and masked by another.) The rule:
+
+* The event's contract is known. A field it marks personal (``x-personal``) is replaced whole
+  by ``***``. A field that holds personal fields inside (an address with a personal street)
+  is masked inside when it has the declared shape (an object, a list), and whole when it has
+  not — contract violations are exactly what lands in dead letters, so an address sent as a
+  string must not show. A field the contract does not declare (a newer minor's, a mistake)
+  has no known meaning: only its shape shows ("text, 7 characters"). Anywhere else, a run of
+  16 digits (a NIK, a KK) is masked. The ``subject`` is masked when the contract says its
+  events' subject is personal (``x-personal-subject``).
+* No contract for the type, or ``data`` that is not JSON: every value shows only its shape —
+  a name or a street has no pattern to mask it by.
+* A text (an error message) has 16-digit runs masked and every value the rule above masks in
+  the event it is about, where it quotes one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from bus.contracts import ContractInfo, Registry, default_registry
+
+__all__ = [
+    "MASK",
+    "contract_of",
+    "mask_data",
+    "mask_error",
+    "mask_subject",
+    "mask_text",
+    "mask_value",
+    "shape",
+    "shapes",
+]
+
+MASK = "***"
+# 16 ASCII digits not embedded in a longer digit run: NIK and KK numbers.
+_SIXTEEN_DIGITS = re.compile(r"(?<![0-9])[0-9]{16}(?![0-9])")
+_SHORTEST_QUOTED = 3  # a 1-2 character value would mask half of a message where it is quoted
+
+
+def mask_text(text: str) -> str:
+    """Replace every 16-digit run (a NIK or KK number) in ``text``."""
+    return _SIXTEEN_DIGITS.sub(MASK, text)
+
+
+def mask_value(value: Any) -> Any:
+    """A value of known, non-personal meaning: NIK-shaped text or numbers masked, else as is."""
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, int) and not isinstance(value, bool) and len(str(abs(value))) == 16:
+        return MASK
+    if isinstance(value, BaseException):
+        return mask_text(f"{type(value).__name__}: {value}")
+    return value
+
+
+def shape(value: Any) -> str:
+    """What a value looks like, without the value ("15 digits", "text, 12 characters"): for
+    values of unknown meaning, where masking by pattern would let names and streets through."""
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else str(value).lower()
+    text = str(value)
+    if text.isascii() and text.isdigit():
+        return f"{len(text)} digit{'s' if len(text) != 1 else ''}"
+    if not text.strip():
+        return "blank"
+    kind = "non-ASCII text" if not text.isascii() else "text"
+    return f"{kind}, {len(text)} character{'s' if len(text) != 1 else ''}"
+
+
+def shapes(value: Any) -> Any:
+    """``value`` with its structure and field names kept and every leaf replaced by its
+    :func:`shape` (null and booleans stay): a payload of unknown meaning, safe to show."""
+    if isinstance(value, dict):
+        return {str(name): shapes(item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [shapes(item) for item in value]
+    if value is None or isinstance(value, bool):
+        return value
+    return f"<{shape(value)}>"
+
+
+def contract_of(
+    event_type: str | None, registry: Registry = default_registry
+) -> ContractInfo | None:
+    """The contract of ``event_type``, or None: no type, or none registered for it."""
+    if event_type is None or event_type not in registry:
+        return None
+    return registry.resolve(event_type).__contract__
+
+
+def mask_data(data: Any, contract: ContractInfo | None) -> Any:
+    """``data`` (parsed JSON, or the text when it is not JSON) masked by the rule above."""
+    if contract is None or not isinstance(data, dict):  # a contract describes an object
+        return shapes(data)
+    return _Rule(contract).mask(data, "")
+
+
+def mask_subject(subject: str | None, contract: ContractInfo | None) -> str | None:
+    """An event's ``subject`` as it may be shown."""
+    if subject is None:
+        return None
+    if contract is not None and contract.personal_subject:
+        return MASK
+    return mask_text(subject)
+
+
+def mask_error(
+    error: str, contract: ContractInfo | None, data: Any, subject: str | None = None
+) -> str:
+    """``error`` with NIK-shaped runs, and every value :func:`mask_data` hides in ``data``
+    (and a personal ``subject``), masked where the text quotes it."""
+    text = mask_text(error)
+    hidden = set(_hidden(data, contract))
+    if subject and (contract is None or contract.personal_subject):
+        hidden.add(subject)
+    for secret in sorted(hidden, key=len, reverse=True):
+        if len(secret) >= _SHORTEST_QUOTED:
+            text = text.replace(secret, MASK)
+    return text
+
+
+class _Rule:
+    """The contract's markings, walked along a payload."""
+
+    def __init__(self, contract: ContractInfo) -> None:
+        self.personal = contract.personal_fields
+        self.declared = contract.field_paths
+        # Personal paths with personal fields inside (``address`` of ``address.street``).
+        self.holders = frozenset(p.rsplit(".", 1)[0] for p in self.personal if "." in p)
+
+    def mask(self, value: Any, prefix: str) -> Any:
+        if isinstance(value, list):
+            return [self.mask(item, prefix) for item in value]
+        if not isinstance(value, dict):
+            return mask_value(value)
+        masked: dict[str, Any] = {}
+        for name, item in value.items():
+            path = f"{prefix}{name}"
+            if path in self.holders:
+                masked[name] = self._holder(item, path)
+            elif path in self.personal:
+                masked[name] = MASK
+            elif path not in self.declared:
+                masked[name] = shapes(item)
+            else:
+                masked[name] = self.mask(item, f"{path}.")
+        return masked
+
+    def _holder(self, value: Any, path: str) -> Any:
+        """A personal object (or list of them): masked inside, or whole if it is not one."""
+        if isinstance(value, dict):
+            return self.mask(value, f"{path}.")
+        if isinstance(value, list):
+            return [self._holder(item, path) for item in value]
+        return MASK
+
+    def hidden(self, value: Any, prefix: str) -> Iterator[str]:
+        """The values :meth:`mask` replaces, as text."""
+        if isinstance(value, list):
+            for item in value:
+                yield from self.hidden(item, prefix)
+        elif isinstance(value, dict):
+            for name, item in value.items():
+                path = f"{prefix}{name}"
+                if path in self.holders:
+                    yield from self._hidden_in_holder(item, path)
+                elif path in self.personal or path not in self.declared:
+                    yield from _leaves(item)
+                else:
+                    yield from self.hidden(item, f"{path}.")
+
+    def _hidden_in_holder(self, value: Any, path: str) -> Iterator[str]:
+        if isinstance(value, dict):
+            yield from self.hidden(value, f"{path}.")
+        elif isinstance(value, list):
+            for item in value:
+                yield from self._hidden_in_holder(item, path)
+        else:
+            yield from _leaves(value)
+
+
+def _hidden(data: Any, contract: ContractInfo | None) -> Iterable[str]:
+    if contract is None or not isinstance(data, dict):
+        return _leaves(data)  # no meaning known: any value may be personal
+    return _Rule(contract).hidden(data, "")
+
+
+def _leaves(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _leaves(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _leaves(item)
+    elif value is not None and not isinstance(value, bool):
+        yield str(value)
