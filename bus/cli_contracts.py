@@ -14,7 +14,7 @@ from rich.table import Table
 
 from bus import asyncapi, catalogue
 from bus.cli_common import fail, import_from_cwd
-from bus.compat import check, snapshot_of, write_snapshots
+from bus.compat import check, snapshot_of, unsafe_snapshots, write_snapshots
 from bus.contracts import Contract, default_registry
 from bus.errors import SimpulError, UnknownEventType
 
@@ -174,12 +174,20 @@ def check_(package: Package = "schemas", as_json: AsJson = False) -> None:
 
 @app.command()
 def snapshot(package: Package = "schemas") -> None:
-    """Record the JSON Schema of each contract's current minor (never overwrites)."""
+    """Record the JSON Schema of each contract's current minor (never overwrites; refuses a
+    minor that breaks an earlier one, writing nothing)."""
     try:
         models = load(package)
     except SimpulError as exc:
         raise fail(_err, exc) from None
-    for path in write_snapshots(models, snapshot_root(package)):
+    root = snapshot_root(package)
+    refused = unsafe_snapshots(models, root)
+    for problem in refused:
+        _err.print(f"[red]✗[/red] {problem}")
+    if refused:
+        _err.print("nothing written: a published snapshot is immutable")
+        raise typer.Exit(1)
+    for path in write_snapshots(models, root):
         _err.print(f"wrote {path}")
 
 
