@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from redis import Redis as SyncRedis
 from typer.testing import CliRunner
 
 from bus.cli import app
@@ -29,10 +30,17 @@ def new(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def run_tests(project: Path, redis_url: str, test: str) -> subprocess.CompletedProcess[str]:
-    """The generated test, as its developer runs it: pytest in the project, bus importable."""
-    env = {**os.environ, "PYTHONPATH": f"{project}{os.pathsep}{REPO}",
-           "SIMPUL_REDIS_URL": redis_url}  # fmt: skip
+def run_tests(
+    project: Path, test_redis_url: str | None, test: str, *, dev_bus: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The generated test, as its developer runs it: pytest in the project, bus importable,
+    with SIMPUL_TEST_REDIS_URL (None: unset) and their dev bus in SIMPUL_REDIS_URL."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("REDIS_URL")}
+    env["PYTHONPATH"] = f"{project}{os.pathsep}{REPO}"
+    if test_redis_url is not None:
+        env["SIMPUL_TEST_REDIS_URL"] = test_redis_url
+    if dev_bus is not None:
+        env["SIMPUL_REDIS_URL"] = dev_bus
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
         cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False,
@@ -53,6 +61,18 @@ def test_sql_skeleton_passes_its_generated_test(project: Path, redis_url: str) -
     result = run_tests(project, redis_url, "tests/adapters/test_dinsos.py")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+@pytest.mark.slow
+def test_generated_test_leaves_the_dev_bus_alone(project: Path, redis_url: str) -> None:
+    """SIMPUL_REDIS_URL is the developer's dev bus (`simpul redis`): without a separate
+    SIMPUL_TEST_REDIS_URL the generated test starts a private Redis instead of flushing it."""
+    with SyncRedis.from_url(redis_url) as dev_bus:
+        dev_bus.set("their:work", "keep me")
+        assert new("dinsos", "--kind", "sql")[0] == 0
+        result = run_tests(project, None, "tests/adapters/test_dinsos.py", dev_bus=redis_url)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert dev_bus.keys("*") == [b"their:work"]  # no flush, no events, checkpoint, quarantine
 
 
 @pytest.mark.slow
