@@ -51,6 +51,7 @@ def describe(model: type[Contract]) -> dict[str, Any]:
     info = model.__contract__
     schema = model.model_json_schema()
     required = set(schema.get("required", ()))
+    defs = schema.get("$defs", {})
     return {
         "type": info.event_type,
         "version": f"{info.major}.{info.minor}",
@@ -64,26 +65,35 @@ def describe(model: type[Contract]) -> dict[str, Any]:
         "fields": [
             {
                 "name": name,
-                "type": _type_name(prop),
+                "type": _type_name(prop, defs),
                 "required": name in required,
                 "personal": name in info.personal_fields,
                 "description": prop.get("description", ""),
             }
             for name, prop in schema.get("properties", {}).items()
         ],
+        "example": catalogue.example_of(model),
     }
 
 
-def _type_name(prop: dict[str, Any]) -> str:
+def _type_name(prop: dict[str, Any], defs: dict[str, Any]) -> str:
+    """A field's type for people; an enum class with its codes, which are what goes on the wire
+    (``Education: "sd" | "smp"``): the class name alone says nothing outside Python."""
     if "$ref" in prop:
-        return str(prop["$ref"]).rsplit("/", 1)[1]
+        name = str(prop["$ref"]).rsplit("/", 1)[1]
+        codes = defs.get(name, {}).get("enum")
+        return f"{name}: {_codes(codes)}" if codes else name
     if "anyOf" in prop:
-        return " | ".join(_type_name(p) for p in prop["anyOf"])
+        return " | ".join(_type_name(p, defs) for p in prop["anyOf"])
     if prop.get("type") == "array":
-        return f"list[{_type_name(prop.get('items', {}))}]"
+        return f"list[{_type_name(prop.get('items', {}), defs)}]"
     if "enum" in prop:
-        return " | ".join(json.dumps(v) for v in prop["enum"])
+        return _codes(prop["enum"])
     return str(prop.get("format") or prop.get("type") or "any")
+
+
+def _codes(values: list[Any]) -> str:
+    return " | ".join(json.dumps(v) for v in values)
 
 
 @app.command("list")
@@ -132,6 +142,9 @@ def show(
         table.add_row(f["name"], f["type"], "yes" if f["required"] else "no",
                       "yes" if f["personal"] else "", f["description"])  # fmt: skip
     _out.print(table)
+    if row["example"] is not None:
+        _out.print("example payload (the event's data):")
+        _out.print_json(data=row["example"])
 
 
 @app.command()

@@ -26,6 +26,7 @@ from pathlib import Path
 from string import Template
 from typing import Any, Literal
 
+from bus.catalogue import example_of
 from bus.contracts import Contract
 from bus.errors import ConfigurationError
 
@@ -174,11 +175,9 @@ def _pick_contract(dept: str) -> _Pick | None:
         info = getattr(model, "__contract__", None)
         if model.__module__ != module.__name__ or info is None or info.owner != dept:
             continue
-        # The examples sit beside the contracts (schemas/examples/<type>/valid-*.json).
-        folder = Path(module.__file__ or "").parent / "examples" / info.event_type
-        examples = sorted(folder.glob("valid-*.json"))
-        if examples:
-            picks.append(_Pick(model, json.loads(examples[0].read_text(encoding="utf-8"))))
+        example = example_of(model)
+        if example is not None:
+            picks.append(_Pick(model, example))
     if not picks:
         return None
     return min(picks, key=_simplicity)
