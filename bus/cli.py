@@ -19,6 +19,7 @@ from bus.cli_contracts import app as contracts_app
 from bus.cli_dlq import dlq_app, group_app, trim
 from bus.cli_keys import keys_app
 from bus.cli_ops import exporter, map_, pending, status, tail
+from bus.cli_publish import publish
 from bus.embedded import DEV_PORT, EmbeddedRedis, answering
 from bus.errors import SimpulError
 from bus.logging import configure
@@ -39,6 +40,7 @@ app.command("tail")(tail)
 app.command("pending")(pending)
 app.command("map")(map_)
 app.command("exporter")(exporter)
+app.command("publish")(publish)
 _err = Console(stderr=True, soft_wrap=True)
 
 
