@@ -534,6 +534,9 @@ def where_to_look(city: City, url: str, folder: Path, day: Day, dashboard: str) 
     account = day.accounts[0].account_id
     console.print("\n[bold]Where to look[/bold] (while the demo runs)")
     console.print(f"  the operators' dashboard: {dashboard}   (Replay token: {MONITOR_TOKEN})")
+    console.print("  in another terminal, in this folder:")
+    if activate := activate_line():
+        console.print(activate)
     console.print(f"  export SIMPUL_REDIS_URL={url}")
     console.print(f"  export SIMPUL_AUDIT_DB=sqlite:///{folder / 'audit.db'}")
     console.print("  simpul quarantine list dukcapil-siak     # the SIAK rows the adapter refused")
@@ -546,6 +549,16 @@ def where_to_look(city: City, url: str, folder: Path, day: Day, dashboard: str) 
                   f"{city.profile.service.http_url}/persons/by-account/{account}")  # fmt: skip
     console.print(f"  curl -H 'Authorization: Bearer {NOTIFIER_TOKEN}' "
                   f"{city.notifier.service.http_url}/accounts/{account}/inbox")  # fmt: skip
+
+
+def activate_line() -> str | None:
+    """The line that puts `simpul` on PATH: `make install` does not, so without it the first
+    printed command fails. None when not running from a virtualenv (simpul is then on PATH)."""
+    if sys.prefix == sys.base_prefix:
+        return None
+    venv = Path(sys.prefix)
+    shown = os.path.relpath(venv) if venv.is_relative_to(Path.cwd()) else str(venv)
+    return f"  . {shown}/bin/activate".ljust(43) + "# puts simpul on PATH (make install does not)"
 
 
 def _shown(url: str) -> str:
