@@ -74,14 +74,22 @@ class Scaffold:
             first = f"add {self.dept} contracts to schemas/{self.dept}.py, then fill in {folder}"
         else:
             first = f"rename the sample columns in {folder}/ to your application's"
+        # Each step a command that works as printed, in order, from an activated virtualenv
+        # with SIMPUL_REDIS_URL set (a developer pastes them; tests/test_tutorials.py runs them).
         run = {
-            "sql": f"{env}_DB=app.db simpul adapter run {self.package}:from_env --once",
-            "csv": f"{env}_DROP=/srv/exports simpul adapter run {self.package}:from_env",
-            "webhook": f"serve {self.package}.from_env(redis).app() (bus.sources.webhook.serve)",
+            "sql": [
+                f"python -m {self.package}.fixtures app.db   # a sample table to try it on",
+                f"{env}_DB=app.db simpul adapter run {self.package}:from_env --once",
+            ],
+            "csv": [
+                f"python -m {self.package}.fixtures drop   # a sample export in drop/incoming",
+                f"{env}_DROP=drop simpul adapter run {self.package}:from_env --once",
+            ],
+            "webhook": [f"simpul adapter serve {self.package}:from_env --port 8080   # Ctrl-C"],
         }[self.kind]
         if not source_available(self.kind):
-            run = f"wire the {self.kind} source once {_SOURCE_MODULES[self.kind]} exists"
-        return [first, f"python -m pytest {test}   # against a real Redis", run]
+            run = [f"wire the {self.kind} source once {_SOURCE_MODULES[self.kind]} exists"]
+        return [first, f"python -m pytest {test}   # against a private Redis", *run]
 
 
 def plan(
