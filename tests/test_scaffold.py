@@ -126,3 +126,33 @@ def test_never_overwrites(project: Path) -> None:
     (project / "adapters" / "dinsos").rmdir()
     assert new("dinsos")[0] == 0
     assert new("dinsos")[0] == 2  # the second time, everything exists
+
+
+@pytest.mark.slow
+def test_the_csv_skeletons_printed_steps_run_as_printed(project: Path, redis_url: str) -> None:
+    """(The sql ones run in tests/test_tutorials.py, from the adapter tutorial.)"""
+    code, output = new("bapenda", "--kind", "csv")
+    assert code == 0, output
+    steps = [
+        line.split(". ", 1)[1] for line in output.splitlines() if line[:5].strip()[:1].isdigit()
+    ]
+    commands = [s for s in steps if s.startswith(("python -m adapters", "SIMPUL_"))]
+    assert len(commands) == 2, steps
+    bin_dir = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{project}{os.pathsep}{REPO}",
+        "SIMPUL_REDIS_URL": redis_url,
+    }
+    env["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    done = subprocess.run(
+        ["bash", "-ec", "\n".join(commands)],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "published 3" in done.stderr
