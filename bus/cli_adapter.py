@@ -299,7 +299,8 @@ def checkpoint_show(adapter: AdapterName, as_json: AsJson = False) -> None:
     elif position is None:
         _out.print(f"{adapter}: no checkpoint; the next run reads the source from the start")
     else:
-        _out.print(f"{adapter} resumes after position {json.dumps(position)}")
+        # markup off: the position is the source's data, never rich styles
+        _out.print(f"{adapter} resumes after position {json.dumps(position)}", markup=False)
 
 
 @checkpoint_app.command("reset")
@@ -333,7 +334,8 @@ def checkpoint_reset(
     else:
         _err.print(
             f"{adapter}: checkpoint reset (it was {json.dumps(before)}); the next run "
-            "reads the source from the start"
+            "reads the source from the start",
+            markup=False,
         )
 
 

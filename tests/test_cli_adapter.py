@@ -162,6 +162,8 @@ def test_checkpoint_show_and_reset(siak: list[dict[str, Any]]) -> None:
     assert _invoke("adapter", "run", "adapters.dukcapil:from_env", "--once").exit_code == 0
     shown = json.loads(_invoke("adapter", "checkpoint", "show", dukcapil.NAME, "--json").stdout)
     assert shown["position"] is not None
+    people = _invoke("adapter", "checkpoint", "show", dukcapil.NAME).output
+    assert json.dumps(shown["position"]) in " ".join(people.split())  # as JSON, not as styles
 
     unconfirmed = _invoke("adapter", "checkpoint", "reset", dukcapil.NAME, "--json")
     assert unconfirmed.exit_code == 2 and "--yes" in unconfirmed.output
