@@ -14,7 +14,7 @@ from rich.console import Console
 
 from bus.cli_acl import acl_app
 from bus.cli_adapter import adapter_app, quarantine_app
-from bus.cli_common import fail, import_target
+from bus.cli_common import fail, import_target, not_on_path_hint
 from bus.cli_contracts import app as contracts_app
 from bus.cli_dlq import dlq_app, group_app, trim
 from bus.cli_keys import keys_app
@@ -120,6 +120,8 @@ def redis(
         f"Redis {server.version} ({server.binary}) on [bold]{server.url}[/bold], data in {data_dir}"
     )
     _err.print(f"export SIMPUL_REDIS_URL={server.url}   # then: simpul run MODULE:service")
+    if hint := not_on_path_hint():
+        _err.print(hint)
     stop = asyncio.Event()
 
     async def wait() -> None:

@@ -21,7 +21,7 @@ from rich.table import Table
 from bus.adapter import Adapter
 from bus.adapter import Progress as Counts
 from bus.checkpoint import RedisCheckpoints
-from bus.cli_common import fail, import_target, run_with_redis
+from bus.cli_common import fail, import_target, not_on_path_hint, run_with_redis
 from bus.errors import SimpulError
 from bus.logging import configure, get_logger, shape
 from bus.quarantine import Quarantine, QuarantineEntry
@@ -137,6 +137,8 @@ def new(
     typer.echo(f"\nThe skeleton maps to {mapped}. Next:")
     for number, step in enumerate(scaffold.next_steps(), start=1):
         typer.echo(f"  {number}. {step}")
+    if hint := not_on_path_hint():
+        typer.echo(f"\n{hint}")
 
 
 class _progress_bar:  # noqa: N801 - used as a context manager, reads as a function

@@ -39,6 +39,7 @@ from adapters import bapenda as bapenda_adapter
 from adapters import dpmptsp, dukcapil
 from adapters.dukcapil import fixtures as siak
 from bus import EventContext, Publisher, Service, catalogue, keys
+from bus.cli_common import activate_command
 from bus.connection import connect
 from bus.embedded import redis_url_or_embedded
 from bus.http import running as serving
@@ -552,13 +553,12 @@ def where_to_look(city: City, url: str, folder: Path, day: Day, dashboard: str) 
 
 
 def activate_line() -> str | None:
-    """The line that puts `simpul` on PATH: `make install` does not, so without it the first
-    printed command fails. None when not running from a virtualenv (simpul is then on PATH)."""
-    if sys.prefix == sys.base_prefix:
+    """The printed line that puts `simpul` on PATH: `make install` does not, so without it the
+    first printed command failed. None when not running from a virtualenv."""
+    activate = activate_command()
+    if activate is None:
         return None
-    venv = Path(sys.prefix)
-    shown = os.path.relpath(venv) if venv.is_relative_to(Path.cwd()) else str(venv)
-    return f"  . {shown}/bin/activate".ljust(43) + "# puts simpul on PATH (make install does not)"
+    return f"  {activate}".ljust(43) + "# puts simpul on PATH (make install does not)"
 
 
 def _shown(url: str) -> str:

@@ -156,3 +156,24 @@ def test_the_csv_skeletons_printed_steps_run_as_printed(project: Path, redis_url
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "published 3" in done.stderr
+
+
+@pytest.mark.parametrize("activated", [False, True])
+def test_printed_steps_say_to_activate_when_simpul_is_not_on_path(
+    project: Path, activated: bool
+) -> None:
+    """Run as .venv/bin/simpul (make install does not activate): `simpul ...` steps would fail."""
+    simpul = Path(sys.executable).parent / "simpul"
+    path = f"{simpul.parent}{os.pathsep}/usr/bin:/bin" if activated else "/usr/bin:/bin"
+    env = {**os.environ, "PATH": path, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [str(simpul), "adapter", "new", "dinsos"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    hint = f"simpul is not on your PATH: run `. {Path(sys.prefix)}/bin/activate` first"
+    assert (hint in done.stdout) is not activated, done.stdout
