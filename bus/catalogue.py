@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import json
 import pkgutil
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -104,6 +105,21 @@ def _broken(broken: list[BrokenModule] | None, module: str, exc: BaseException |
     message = mask_text(" ".join(str(exc).split()))[:300] if exc is not None else ""
     error = type(exc).__name__ if exc is not None else "ImportError"
     broken.append(BrokenModule(module, f"{error}: {message}" if message else error))
+
+
+def example_of(model: type[BaseModel]) -> dict[str, Any] | None:
+    """The first valid example of a contract (``<schemas>/examples/<type>/valid-*.json``, beside
+    its module, checked by the schema tests), or None if it has none."""
+    info = getattr(model, "__contract__", None)
+    module = sys.modules.get(model.__module__)
+    if info is None or module is None or module.__file__ is None:
+        return None
+    folder = Path(module.__file__).parent / "examples" / info.event_type
+    found = sorted(folder.glob("valid-*.json"))
+    if not found:
+        return None
+    example: dict[str, Any] = json.loads(found[0].read_text(encoding="utf-8"))
+    return example
 
 
 def handled(services: Iterable[Service]) -> dict[str, set[str]]:
@@ -251,6 +267,9 @@ def _entry(row: Row, consumed_by: Sequence[str]) -> list[str]:
         cells = [f"`{f['name']}`", _cell(f["type"]), "yes" if f["required"] else "no",
                  "**personal**" if f["personal"] else "", _cell(f["description"])]  # fmt: skip
         lines.append(f"| {' | '.join(cells)} |")
+    if row.get("example") is not None:
+        example = json.dumps(row["example"], indent=2, ensure_ascii=False)
+        lines += ["", "Example payload (invented data):", "", "```json", example, "```"]
     return lines
 
 

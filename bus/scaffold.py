@@ -26,6 +26,7 @@ from pathlib import Path
 from string import Template
 from typing import Any, Literal
 
+from bus.catalogue import example_of
 from bus.contracts import Contract
 from bus.errors import ConfigurationError
 
@@ -73,14 +74,22 @@ class Scaffold:
             first = f"add {self.dept} contracts to schemas/{self.dept}.py, then fill in {folder}"
         else:
             first = f"rename the sample columns in {folder}/ to your application's"
+        # Each step a command that works as printed, in order, from an activated virtualenv
+        # with SIMPUL_REDIS_URL set (a developer pastes them; tests/test_tutorials.py runs them).
         run = {
-            "sql": f"{env}_DB=app.db simpul adapter run {self.package}:from_env --once",
-            "csv": f"{env}_DROP=/srv/exports simpul adapter run {self.package}:from_env",
-            "webhook": f"serve {self.package}.from_env(redis).app() (bus.sources.webhook.serve)",
+            "sql": [
+                f"python -m {self.package}.fixtures app.db   # a sample table to try it on",
+                f"{env}_DB=app.db simpul adapter run {self.package}:from_env --once",
+            ],
+            "csv": [
+                f"python -m {self.package}.fixtures drop   # a sample export in drop/incoming",
+                f"{env}_DROP=drop simpul adapter run {self.package}:from_env --once",
+            ],
+            "webhook": [f"simpul adapter serve {self.package}:from_env --port 8080   # Ctrl-C"],
         }[self.kind]
         if not source_available(self.kind):
-            run = f"wire the {self.kind} source once {_SOURCE_MODULES[self.kind]} exists"
-        return [first, f"python -m pytest {test}   # against a real Redis", run]
+            run = [f"wire the {self.kind} source once {_SOURCE_MODULES[self.kind]} exists"]
+        return [first, f"python -m pytest {test}   # against a private Redis", *run]
 
 
 def plan(
@@ -174,11 +183,9 @@ def _pick_contract(dept: str) -> _Pick | None:
         info = getattr(model, "__contract__", None)
         if model.__module__ != module.__name__ or info is None or info.owner != dept:
             continue
-        # The examples sit beside the contracts (schemas/examples/<type>/valid-*.json).
-        folder = Path(module.__file__ or "").parent / "examples" / info.event_type
-        examples = sorted(folder.glob("valid-*.json"))
-        if examples:
-            picks.append(_Pick(model, json.loads(examples[0].read_text(encoding="utf-8"))))
+        example = example_of(model)
+        if example is not None:
+            picks.append(_Pick(model, example))
     if not picks:
         return None
     return min(picks, key=_simplicity)

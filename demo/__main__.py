@@ -39,6 +39,7 @@ from adapters import bapenda as bapenda_adapter
 from adapters import dpmptsp, dukcapil
 from adapters.dukcapil import fixtures as siak
 from bus import EventContext, Publisher, Service, catalogue, keys
+from bus.cli_common import activate_command
 from bus.connection import connect
 from bus.embedded import redis_url_or_embedded
 from bus.http import running as serving
@@ -534,6 +535,9 @@ def where_to_look(city: City, url: str, folder: Path, day: Day, dashboard: str) 
     account = day.accounts[0].account_id
     console.print("\n[bold]Where to look[/bold] (while the demo runs)")
     console.print(f"  the operators' dashboard: {dashboard}   (Replay token: {MONITOR_TOKEN})")
+    console.print("  in another terminal, in this folder:")
+    if activate := activate_line():
+        console.print(activate)
     console.print(f"  export SIMPUL_REDIS_URL={url}")
     console.print(f"  export SIMPUL_AUDIT_DB=sqlite:///{folder / 'audit.db'}")
     console.print("  simpul quarantine list dukcapil-siak     # the SIAK rows the adapter refused")
@@ -546,6 +550,15 @@ def where_to_look(city: City, url: str, folder: Path, day: Day, dashboard: str) 
                   f"{city.profile.service.http_url}/persons/by-account/{account}")  # fmt: skip
     console.print(f"  curl -H 'Authorization: Bearer {NOTIFIER_TOKEN}' "
                   f"{city.notifier.service.http_url}/accounts/{account}/inbox")  # fmt: skip
+
+
+def activate_line() -> str | None:
+    """The printed line that puts `simpul` on PATH: `make install` does not, so without it the
+    first printed command failed. None when not running from a virtualenv."""
+    activate = activate_command()
+    if activate is None:
+        return None
+    return f"  {activate}".ljust(43) + "# puts simpul on PATH (make install does not)"
 
 
 def _shown(url: str) -> str:

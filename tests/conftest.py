@@ -1,8 +1,9 @@
 """Shared fixtures: one real Redis per test session, flushed before every test; PostgreSQL.
 
-With SIMPUL_REDIS_URL set the tests use that server (and FLUSHDB its database: point it at a
-scratch database). Otherwise they start a private embedded Redis with AOF on a free port, so
-a test that needs Redis never skips.
+With SIMPUL_TEST_REDIS_URL set the tests use that server (and FLUSHDB its database: point it at
+a scratch database). Otherwise they start a private embedded Redis with AOF on a free port, so
+a test that needs Redis never skips. SIMPUL_REDIS_URL, the developer's dev bus, is never used:
+it is removed from the environment before any test runs.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from bus.postgres import EmbeddedPostgres
 from bus.settings import Settings
 from bus.testing import quick_settings
 
+# A developer who ran `export SIMPUL_REDIS_URL=...` for `simpul redis` keeps it while testing:
+# code under test that falls back to the variable must not publish to (or flush) that bus.
+os.environ.pop("SIMPUL_REDIS_URL", None)
+
 
 @pytest.fixture(autouse=True)
 def _fresh_logging() -> Iterator[None]:
@@ -36,7 +41,7 @@ def _fresh_logging() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url = os.environ.get("SIMPUL_REDIS_URL")
+    url = os.environ.get("SIMPUL_TEST_REDIS_URL")
     if url:
         yield url
         return

@@ -140,3 +140,39 @@ def _post_when_up(
         except httpx.ConnectError:
             assert time.monotonic() < deadline, "the webhook never came up"
             time.sleep(0.05)
+
+
+def test_discard_drops_one_entry_for_good(siak: list[dict[str, Any]]) -> None:
+    assert _invoke("adapter", "run", "adapters.dukcapil:from_env", "--once").exit_code == 0
+    entries = json.loads(_invoke("quarantine", "list", dukcapil.NAME, "--json").stdout)
+    gone = entries[0]["entry_id"]
+    result = _invoke("quarantine", "discard", dukcapil.NAME, gone, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["discarded"]["entry_id"] == gone
+    left = json.loads(_invoke("quarantine", "list", dukcapil.NAME, "--json").stdout)
+    assert [e["entry_id"] for e in left] == [e["entry_id"] for e in entries[1:]]
+    again = _invoke("quarantine", "discard", dukcapil.NAME, gone)
+    assert again.exit_code == 2 and f"no entry {gone}" in again.output
+    assert all(siak[i]["nik"] not in result.output for i in (3, 9))
+
+
+def test_checkpoint_show_and_reset(siak: list[dict[str, Any]]) -> None:
+    empty = _invoke("adapter", "checkpoint", "show", dukcapil.NAME, "--json")
+    assert empty.exit_code == 0 and json.loads(empty.stdout)["position"] is None
+    assert _invoke("adapter", "run", "adapters.dukcapil:from_env", "--once").exit_code == 0
+    shown = json.loads(_invoke("adapter", "checkpoint", "show", dukcapil.NAME, "--json").stdout)
+    assert shown["position"] is not None
+    people = _invoke("adapter", "checkpoint", "show", dukcapil.NAME).output
+    assert json.dumps(shown["position"]) in " ".join(people.split())  # as JSON, not as styles
+
+    unconfirmed = _invoke("adapter", "checkpoint", "reset", dukcapil.NAME, "--json")
+    assert unconfirmed.exit_code == 2 and "--yes" in unconfirmed.output
+    reset = _invoke("adapter", "checkpoint", "reset", dukcapil.NAME, "--yes", "--json")
+    assert reset.exit_code == 0, reset.output
+    expected = {"adapter": dukcapil.NAME, "reset": True, "was": shown["position"]}
+    assert json.loads(reset.stdout) == expected
+    assert "no checkpoint" in _invoke("adapter", "checkpoint", "show", dukcapil.NAME).output
+
+    rerun = _invoke("adapter", "run", "adapters.dukcapil:from_env", "--once", "--json")
+    counts = json.loads(rerun.stdout.strip().splitlines()[-1])
+    assert counts["read"] == 40 and counts["published"] == 0  # read again, nothing twice

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bus.embedded import find_redis_server
+from demo.__main__ import activate_line
 
 ROOT = Path(__file__).parent.parent
 
@@ -63,6 +64,50 @@ def test_the_day_plays_and_every_department_shows_its_effect() -> None:
         assert re.search(r"\d+ principals, default user off", out), out[-3000:]
         assert "refused by Redis: this user has no permissions" in out
     assert "stopped cleanly" in out
+    # The printed commands work as printed: `simpul` is on PATH once the venv is activated.
+    activate = activate_line()
+    assert activate is not None and activate in out
+    assert out.index(activate) < out.index("simpul quarantine list")
+
+
+def test_the_printed_activate_line_puts_simpul_on_path() -> None:
+    activate = activate_line()
+    assert activate is not None, "the tests run from a virtualenv (make install)"
+    command = activate.split("#")[0].strip()
+    env = {**_env(), "PATH": "/usr/bin:/bin"}  # a fresh shell: the venv is not on PATH
+    shell = subprocess.run(
+        ["bash", "-c", f"{command} && simpul contracts list --json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shell.returncode == 0, shell.stderr
+    assert "dukcapil.citizen.died.v1" in shell.stdout
+
+
+def test_without_an_install_the_demo_says_run_make_install(tmp_path: Path) -> None:
+    """A fresh clone's `python -m demo` with a Python that has none of the dependencies."""
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")],
+        check=True,
+        timeout=120,
+    )
+    bare = subprocess.run(
+        [str(tmp_path / "bare" / "bin" / "python"), "-m", "demo"],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bare.returncode == 1
+    assert "Traceback" not in bare.stderr
+    [line] = bare.stderr.strip().splitlines()
+    assert "run `make install`" in line and "redis" in line
 
 
 def _redis_major(binary: str) -> int:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from redis import Redis as SyncRedis
 from typer.testing import CliRunner
 
 from bus.cli import app
@@ -29,10 +30,17 @@ def new(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def run_tests(project: Path, redis_url: str, test: str) -> subprocess.CompletedProcess[str]:
-    """The generated test, as its developer runs it: pytest in the project, bus importable."""
-    env = {**os.environ, "PYTHONPATH": f"{project}{os.pathsep}{REPO}",
-           "SIMPUL_REDIS_URL": redis_url}  # fmt: skip
+def run_tests(
+    project: Path, test_redis_url: str | None, test: str, *, dev_bus: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The generated test, as its developer runs it: pytest in the project, bus importable,
+    with SIMPUL_TEST_REDIS_URL (None: unset) and their dev bus in SIMPUL_REDIS_URL."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("REDIS_URL")}
+    env["PYTHONPATH"] = f"{project}{os.pathsep}{REPO}"
+    if test_redis_url is not None:
+        env["SIMPUL_TEST_REDIS_URL"] = test_redis_url
+    if dev_bus is not None:
+        env["SIMPUL_REDIS_URL"] = dev_bus
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
         cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False,
@@ -53,6 +61,18 @@ def test_sql_skeleton_passes_its_generated_test(project: Path, redis_url: str) -
     result = run_tests(project, redis_url, "tests/adapters/test_dinsos.py")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+@pytest.mark.slow
+def test_generated_test_leaves_the_dev_bus_alone(project: Path, redis_url: str) -> None:
+    """SIMPUL_REDIS_URL is the developer's dev bus (`simpul redis`): without a separate
+    SIMPUL_TEST_REDIS_URL the generated test starts a private Redis instead of flushing it."""
+    with SyncRedis.from_url(redis_url) as dev_bus:
+        dev_bus.set("their:work", "keep me")
+        assert new("dinsos", "--kind", "sql")[0] == 0
+        result = run_tests(project, None, "tests/adapters/test_dinsos.py", dev_bus=redis_url)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert dev_bus.keys("*") == [b"their:work"]  # no flush, no events, checkpoint, quarantine
 
 
 @pytest.mark.slow
@@ -106,3 +126,54 @@ def test_never_overwrites(project: Path) -> None:
     (project / "adapters" / "dinsos").rmdir()
     assert new("dinsos")[0] == 0
     assert new("dinsos")[0] == 2  # the second time, everything exists
+
+
+@pytest.mark.slow
+def test_the_csv_skeletons_printed_steps_run_as_printed(project: Path, redis_url: str) -> None:
+    """(The sql ones run in tests/test_tutorials.py, from the adapter tutorial.)"""
+    code, output = new("bapenda", "--kind", "csv")
+    assert code == 0, output
+    steps = [
+        line.split(". ", 1)[1] for line in output.splitlines() if line[:5].strip()[:1].isdigit()
+    ]
+    commands = [s for s in steps if s.startswith(("python -m adapters", "SIMPUL_"))]
+    assert len(commands) == 2, steps
+    bin_dir = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{project}{os.pathsep}{REPO}",
+        "SIMPUL_REDIS_URL": redis_url,
+    }
+    env["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    done = subprocess.run(
+        ["bash", "-ec", "\n".join(commands)],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "published 3" in done.stderr
+
+
+@pytest.mark.parametrize("activated", [False, True])
+def test_printed_steps_say_to_activate_when_simpul_is_not_on_path(
+    project: Path, activated: bool
+) -> None:
+    """Run as .venv/bin/simpul (make install does not activate): `simpul ...` steps would fail."""
+    simpul = Path(sys.executable).parent / "simpul"
+    path = f"{simpul.parent}{os.pathsep}/usr/bin:/bin" if activated else "/usr/bin:/bin"
+    env = {**os.environ, "PATH": path, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [str(simpul), "adapter", "new", "dinsos"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    hint = f"simpul is not on your PATH: run `. {Path(sys.prefix)}/bin/activate` first"
+    assert (hint in done.stdout) is not activated, done.stdout

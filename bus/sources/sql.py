@@ -69,6 +69,8 @@ class PostgresDatabase:
             async with conn.cursor() as cursor:
                 await cursor.execute(sql, params)
                 return await cursor.fetchall()
+        except psycopg.errors.UndefinedTable as exc:
+            raise _missing_table("the PostgreSQL source", exc.diag.message_primary) from exc
         except psycopg.OperationalError as exc:
             await self.close()  # reconnect on the next batch
             raise SourceError(f"PostgreSQL source unavailable: {exc}") from exc
@@ -121,7 +123,18 @@ class SqliteDatabase:
                 self._conn.row_factory = sqlite3.Row
             return [dict(row) for row in self._conn.execute(sql, params).fetchall()]
         except sqlite3.OperationalError as exc:
+            if str(exc).startswith("no such table"):
+                raise _missing_table(f"the SQLite source {self.path}", str(exc)) from exc
             raise SourceError(f"SQLite source {self.path} unreadable: {exc}") from exc
+
+
+def _missing_table(where: str, detail: str | None) -> ConfigurationError:
+    """Not an outage to ride out by polling again: someone must create the table or fix the
+    name, so the run stops with one line that says so."""
+    return ConfigurationError(
+        f"{where}: {detail or 'a table does not exist'}: create the table (or view), or correct "
+        "the table name given to SqlSource (quoted, so case-sensitive); nothing was read"
+    )
 
 
 class SqlSource:

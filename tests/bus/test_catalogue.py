@@ -121,3 +121,31 @@ def test_cli_writes_and_checks(tmp_path: Path) -> None:
     assert "asyncapi.json is stale" in again.output
     assert "catalogue.md is stale" not in again.output
     assert runner.invoke(app, ["docs", "--services", "no_such_services"]).exit_code == 2
+
+
+def test_enum_fields_show_their_codes_not_only_the_class_name(text: str) -> None:
+    cells = _field_cells(_section(text, "bapenda.payment.received.v1"), "channel")
+    assert cells[1].startswith('PaymentChannel: "bank-teller" \\| "virtual-account" \\| "qris"')
+
+
+def test_every_type_with_an_example_shows_it_as_its_payload(text: str) -> None:
+    for model in load("schemas"):
+        example = catalogue.example_of(model)
+        assert example is not None, f"{model.__contract__.event_type} has no valid example"
+        model.parse(example)  # the example shown is a valid payload
+        shown = json.dumps(example, indent=2, ensure_ascii=False)
+        assert f"```json\n{shown}\n```" in _section(text, model.__contract__.event_type)
+
+
+def test_contracts_show_lists_codes_and_an_example() -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["show", "bapenda.payment.received.v1"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert '"bank-teller" | "virtual-account"' in result.output
+    assert "example payload" in result.output and '"payment_ref"' in result.output
+    as_json = runner.invoke(app, ["show", "bapenda.payment.received.v1", "--json"])
+    shown = json.loads(as_json.stdout)
+    assert shown["example"]["channel"] == "qris"
+    assert next(f for f in shown["fields"] if f["name"] == "channel")["type"].startswith(
+        'PaymentChannel: "bank-teller"'
+    )

@@ -17,6 +17,7 @@ from bus import PERSONAL, Contract
 from bus.cli import app
 from bus.compat import breaking_changes, check, snapshot_path, write_snapshots
 from bus.contracts import default_registry
+from bus.errors import ConfigurationError
 
 TYPE = "testdept.parcel.registered.v1"
 
@@ -115,8 +116,37 @@ def test_changing_a_published_minor_without_bumping_it_fails(tmp_path: Path) -> 
         parcel: str
 
     write_snapshots([V0], tmp_path)
-    [problem] = [str(p) for p in check([Same], tmp_path)]
-    assert "changed since its snapshot 1.0 was published: bump `minor`" in problem
+    problems = [str(p) for p in check([Same], tmp_path)]
+    assert "changed since its snapshot 1.0 was published: area_m2: removed" in problems[0]
+    assert "testdept.parcel.registered.v2" in problems[0]
+
+
+def test_a_rename_in_place_is_named_at_the_first_check(tmp_path: Path) -> None:
+    """The developer renames a field and runs `check` before anything else: the answer names
+    both fields and the way out (a new major), not "bump minor"."""
+    renamed = _v1(area_m2=None, area=int)
+    write_snapshots([V0], tmp_path)
+    in_place = type("Renamed", (renamed,), {}, event_type=TYPE, minor=0, register=False)
+    problems = [str(p) for p in check([in_place], tmp_path)]
+    assert any("area_m2: removed (or renamed)" in p for p in problems), problems
+    assert any("area: new required field" in p for p in problems), problems
+    assert all("new type, testdept.parcel.registered.v2" in p for p in problems), problems
+    assert not any("bump `minor`" in p for p in problems), problems
+
+
+def test_an_optional_field_added_in_place_says_bump_the_minor(tmp_path: Path) -> None:
+    added = _v1(certificate=(str | None, None))
+    write_snapshots([V0], tmp_path)
+    in_place = type("Added", (added,), {}, event_type=TYPE, minor=0, register=False)
+    [problem] = [str(p) for p in check([in_place], tmp_path)]
+    assert "new optional field certificate: bump `minor` to 1" in problem
+
+
+def test_a_breaking_minor_is_never_snapshotted(tmp_path: Path) -> None:
+    write_snapshots([V0], tmp_path)
+    with pytest.raises(ConfigurationError, match=r"1.1 would break snapshot 1.0: area_m2"):
+        write_snapshots([_v1(area_m2=None, area=int)], tmp_path)
+    assert not snapshot_path(tmp_path, TYPE, 1).exists()
 
 
 def test_missing_snapshot_and_orphan_snapshot_fail(tmp_path: Path) -> None:
@@ -222,4 +252,9 @@ def test_cli_check_exits_1_with_the_problem_and_0_when_fixed(
     assert result.exit_code == 1
     problems = [p["problem"] for p in json.loads(result.stdout)]
     assert "1.1 breaks snapshot 1.0: amount: retyped from integer to string" in problems
+    refused = runner.invoke(app, ["contracts", "snapshot", "--schemas", "deptcontracts"])
+    assert refused.exit_code == 1
+    assert "1.1 would break snapshot 1.0: amount: retyped from integer to string" in refused.output
+    assert "gatetest.ticket.fined.v2" in refused.output
+    assert not (package / "snapshots" / "gatetest.ticket.fined.v1" / "1.1.json").exists()
     default_registry._by_type.pop("gatetest.ticket.fined.v1")

