@@ -202,9 +202,10 @@ def test_a_personal_marking_may_be_added_in_a_minor_but_never_removed(tmp_path: 
         owner: Owner
         note: str | None = None
 
-    write_snapshots([Unmarked], tmp_path / "added")
     found = [str(p) for p in check([Unmarked], tmp_path / "added")]
     assert any("2 breaks snapshot 1.1: (payload): x-personal-subject removed" in p for p in found)
+    with pytest.raises(ConfigurationError, match="x-personal-subject removed"):
+        write_snapshots([Unmarked], tmp_path / "added")  # nor may it be snapshotted as a minor
 
 
 def test_documentation_changes_are_compatible() -> None:
