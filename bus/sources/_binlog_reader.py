@@ -18,16 +18,21 @@ from typing import Any
 
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import (
+    FormatDescriptionEvent,
     GtidEvent,
     HeartbeatLogEvent,
+    MariadbBinLogCheckPointEvent,
     MariadbGtidEvent,
+    MariadbGtidListEvent,
     QueryEvent,
     RotateEvent,
+    StopEvent,
     XidEvent,
 )
 from pymysqlreplication.row_event import DeleteRowsEvent, RowsEvent, UpdateRowsEvent, WriteRowsEvent
 
 from bus.adapter import Change
+from bus.errors import SourceError
 
 __all__ = ["BinlogPosition", "BinlogReader", "Failed", "RowChange", "Transaction", "Upto"]
 
@@ -66,10 +71,12 @@ class Transaction:
 
 @dataclass(frozen=True, slots=True)
 class Upto:
-    """The reader got this far without a change to the table."""
+    """The reader got this far without a change to the table. ``idle``: the server had nothing
+    more to send (a heartbeat), so everything committed so far has been read."""
 
     upto: BinlogPosition
     end: dict[str, Any] | None  # a commit boundary, when it is one
+    idle: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +159,12 @@ class BinlogReader:
             blocking=True,
             slave_heartbeat=0.5,  # wakes the thread when idle, so stop() is seen
             only_schemas=[self.schema],
+            # Every event that moves the position is reported, so "read up to the binlog's end"
+            # can be told even when the file ends in bookkeeping events (after a restart).
             only_events=[MariadbGtidEvent, GtidEvent, QueryEvent, XidEvent, RotateEvent,
-                         HeartbeatLogEvent, WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent],
+                         HeartbeatLogEvent, WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent,
+                         FormatDescriptionEvent, MariadbGtidListEvent,
+                         MariadbBinLogCheckPointEvent, StopEvent],
             **resume,
         )  # fmt: skip
 
@@ -164,8 +175,11 @@ class BinlogReader:
         while not self._stopping.is_set():
             event = stream.fetchone()
             if event is None:
-                return
+                raise SourceError("the server ended the binlog stream")
             upto: BinlogPosition = (str(stream.log_file), int(stream.log_pos))
+            if isinstance(event, HeartbeatLogEvent):
+                self._post(Upto(upto, None, idle=open_ is None))
+                continue
             if isinstance(event, MariadbGtidEvent | GtidEvent):
                 open_ = _Open(gtid=str(event.gtid))
                 continue

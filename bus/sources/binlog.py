@@ -93,6 +93,7 @@ class BinlogSource:
         self._reader: BinlogReader | None = None
         self._queue: asyncio.Queue[Item] = asyncio.Queue()
         self._upto: BinlogPosition = ("", 0)
+        self._idle = False  # the reader's last word was a heartbeat: nothing more to read
         self._given: Position = None  # the last position handed out: the runner's checkpoint
         self._pending: list[Record] = []  # read, not yet handed out
         self._last: Position = None  # the commit boundary after the last transaction read
@@ -183,6 +184,7 @@ class BinlogSource:
         self._pending = []
         self._last = dict(start)
         self._upto = (start.get("file", ""), int(start.get("pos", 0)))
+        self._idle = False
         self._reader = BinlogReader(
             self.server.replication_settings, server_id=self.server_id,
             schema=self.settings["database"], table=self.table, start=start,
@@ -200,11 +202,12 @@ class BinlogSource:
         """Hand out what was committed up to the binlog's end as of now, in batches of at most
         ``size``; when there was nothing, wait up to ``wait`` seconds for a first change."""
         target = await self.server.binlog_end()
+        self._idle = False  # only a heartbeat after ``target`` was taken says it was all read
         loop = asyncio.get_running_loop()
         idle_until = loop.time() + (self.wait if idle else 0.0)
         handed = False
         while True:
-            caught_up = self._upto >= target and self._queue.empty()
+            caught_up = (self._upto >= target or self._idle) and self._queue.empty()
             if self._pending and (len(self._pending) >= size or caught_up):
                 batch, self._pending = self._pending[:size], self._pending[size:]
                 self._given = batch[-1].position
@@ -231,6 +234,7 @@ class BinlogSource:
             self._reader = None
             raise self.server.translate(item.error, self.name)
         self._upto = item.upto
+        self._idle = isinstance(item, Upto) and item.idle
         if isinstance(item, Upto):
             self._last = item.end or self._last
             return

@@ -20,15 +20,18 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pymysql
 import pytest
 from redis import Redis as SyncRedis
 
+from adapters import dukcapil
 from adapters.dukcapil.fixtures import as_params, rows
 from adapters.dukcapil.schema import insert_sql
 from bus import keys
+from bus.errors import SourceError
 from bus.mariadb import EmbeddedMariaDB
 from tests.adapters.crashing import wait_for_growth
 from tests.adapters.test_binlog import expected_id
@@ -210,3 +213,30 @@ def test_sigkill_and_restart_of_mariadb_mid_stream_loses_and_repeats_nothing(
         stop(adapter)
     assert_each_once(redis, expected)
     redis.close()
+
+
+async def test_a_pass_after_the_server_restarted_with_nothing_new_returns_promptly(
+    private_mariadb: EmbeddedMariaDB, redis: Any
+) -> None:
+    """After a restart the binlog's new file holds only bookkeeping events: the source must see
+    that it has read everything rather than wait for a commit that is not coming; the pass that
+    finds the connection lost fails with a SourceError, which the runner retries."""
+    with mysql_connect(private_mariadb.url) as conn, conn.cursor() as cursor:
+        cursor.execute("CREATE DATABASE siak")
+    url = private_mariadb.url_for("siak")
+    create_mysql(url)
+    insert_mysql(url, list(rows(3, seed=1)))
+    adapter = dukcapil.adapter(redis, url, pseudonym_key=KEY, binlog=True)
+    try:
+        await adapter.run_once()
+        private_mariadb.stop()
+        private_mariadb.start()
+        with pytest.raises(SourceError):  # the reader lost its connection: a pass fails
+            await adapter.run_once()
+        started = time.monotonic()
+        await adapter.run_once()
+        took = time.monotonic() - started
+    finally:
+        await adapter.source.close()  # type: ignore[attr-defined]
+    assert adapter.progress.published == 3
+    assert took < 5, f"a pass with nothing new took {took:.1f} s"
