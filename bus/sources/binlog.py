@@ -22,8 +22,8 @@ both ways with the same (key, version), hence the same event id, and are publish
 from __future__ import annotations
 
 import asyncio
+import random
 import time
-import zlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -86,8 +86,10 @@ class BinlogSource:
         self.changes = frozenset(changes)
         self.time_column = time_column
         self.naive_timezone = naive_timezone
-        # A replica's id must be unique among the server's replicas: one per adapter table.
-        self.server_id = server_id or 1_000_000 + zlib.crc32(self._name.encode()) % 1_000_000
+        # A replica's id must be unique among the server's replicas (a second connection with
+        # the same id makes the server drop the first): one of its own for each reader, far
+        # above the small ids DBAs give real replicas.
+        self.server_id = server_id or random.randrange(1_000_000_000, 2**32 - 1)
         self.wait = wait
         self._columns: LegacyColumns | None = None
         self._reader: BinlogReader | None = None

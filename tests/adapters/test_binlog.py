@@ -24,9 +24,10 @@ from adapters import dukcapil
 from adapters.dukcapil.fixtures import as_params, rows
 from adapters.dukcapil.schema import insert_sql
 from bus import keys
-from bus.adapter import Adapter
+from bus.adapter import Adapter, Record
 from bus.checkpoint import RedisCheckpoints
 from bus.publisher import event_id
+from bus.sources.binlog import BinlogSource
 from bus.testing import wait_until
 from tests.adapters.test_dukcapil import KEY
 from tests.adapters.test_mysql_kind import create_mysql, insert_mysql
@@ -225,3 +226,53 @@ async def test_a_checkpoint_holding_only_a_gtid_resumes_after_that_transaction(
     assert len(ids) == len(set(ids)) == 8
     assert set(ids[-3:]) == {expected_id(r["id_peristiwa"], 1) for r in later}
     assert adapter.progress.duplicates == 0, "nothing before the GTID was read again"
+
+
+async def read(source: BinlogSource, after: Any, size: int) -> list[list[Record]]:
+    return [list(batch) async for batch in source.batches(after, size=size)]
+
+
+async def test_deletes_are_records_only_when_asked_and_have_an_id_of_their_own(
+    mysql_url: str,
+) -> None:
+    create_mysql(mysql_url)
+    insert_mysql(mysql_url, list(rows(1, seed=8, first_id=7)))
+    asked = BinlogSource(mysql_url, table="peristiwa", key="id_peristiwa", version="versi",
+                         changes=("insert", "update", "delete"), wait=0.1)  # fmt: skip
+    default = BinlogSource(mysql_url, table="peristiwa", key="id_peristiwa", version="versi",
+                           wait=0.1)  # fmt: skip
+    try:
+        start = {s: (await read(s, None, 10))[-1][-1].position for s in (asked, default)}
+        with mysql_connect(mysql_url) as conn, conn.cursor() as cursor:
+            cursor.execute("UPDATE peristiwa SET versi = 2 WHERE id_peristiwa = 7")
+            cursor.execute("DELETE FROM peristiwa WHERE id_peristiwa = 7")
+        seen = {s: [r for b in await read(s, start[s], 10) for r in b] for s in (asked, default)}
+    finally:
+        await asked.close()
+        await default.close()
+    assert [(r.change, r.version) for r in seen[asked]] == [
+        ("update", "2"),
+        ("delete", "2/deleted"),
+    ]
+    assert seen[asked][1].data["nik"], "a delete carries the row as it was"
+    assert [(r.change, r.version) for r in seen[default]] == [("update", "2")]
+
+
+async def test_a_transaction_larger_than_a_batch_is_never_checkpointed_inside(
+    mysql_url: str,
+) -> None:
+    create_mysql(mysql_url)
+    source = BinlogSource(mysql_url, table="peristiwa", key="id_peristiwa", version="versi",
+                          wait=0.1)  # fmt: skip
+    try:
+        assert await read(source, None, 10) == []  # an empty table: no snapshot rows
+        insert_mysql(mysql_url, list(rows(25, seed=8)))  # one transaction
+        batches = await read(source, None, 10)
+    finally:
+        await source.close()
+    assert [len(b) for b in batches] == [10, 10, 5]
+    records = [r for b in batches for r in b]
+    before, end = records[0].position, records[-1].position
+    assert all(r.position == before for r in records[:-1]), "a crash mid-way replays it all"
+    assert (end["file"], end["pos"]) > (before["file"], before["pos"])
+    assert end["gtid"] != before["gtid"]
