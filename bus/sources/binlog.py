@@ -16,7 +16,8 @@ binlog position (MariaDB: ``START TRANSACTION WITH CONSISTENT SNAPSHOT`` and
 ``binlog_snapshot_file/position``), then the binlog is streamed from exactly there: no gap, no
 double. A snapshot interrupted by a crash goes on from the last key published, in a new snapshot,
 while the stream still starts from the first snapshot's position: rows changed in between come
-both ways with the same (key, version), hence the same event id, and are published once.
+both ways with the same (key, version), hence the same event id, and are published once; an
+unread row's first-snapshot state that was replaced before the restart is the one thing skipped.
 """
 
 from __future__ import annotations
