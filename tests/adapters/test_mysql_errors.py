@@ -6,6 +6,10 @@ must keep); the grant and missing-table cases use a user or a table on the sessi
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
@@ -47,11 +51,20 @@ def server_without_binlog() -> Iterator[EmbeddedMariaDB]:
 
 
 async def test_a_server_without_binlog_is_named_with_the_my_cnf_lines_to_add(
-    server_without_binlog: EmbeddedMariaDB,
+    server_without_binlog: EmbeddedMariaDB, redis_url: str
 ) -> None:
     url = with_table(server_without_binlog.url)
     with pytest.raises(ConfigurationError, match=r"log_bin=OFF.*binlog_format=ROW.*my\.cnf"):
         await first_batch(binlog(url))
+    env = {**os.environ, "SIMPUL_REDIS_URL": redis_url, "SIMPUL_DUKCAPIL_DB": url,
+           "SIMPUL_DUKCAPIL_BINLOG": "1"}  # fmt: skip
+    command = [sys.executable, "-m", "bus.cli", "adapter", "run", "adapters.dukcapil:from_env"]
+    done = await asyncio.to_thread(
+        subprocess.run, command, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2
+    assert "log_bin=OFF" in done.stderr
+    assert "Traceback" not in done.stderr, "one line for the operator, no traceback"
 
 
 async def test_a_statement_binlog_and_a_minimal_row_image_are_named(mysql_url: str) -> None:
