@@ -167,7 +167,7 @@ class Server:
                 f"binlog source {source}: {error.args[1]} — GRANT REPLICATION SLAVE, "
                 f"REPLICATION CLIENT ON *.* TO '{self.settings['user']}'@'<host>'"
             )
-        if isinstance(error, Exception) and isinstance(error, ConfigurationError | SourceError):
+        if isinstance(error, ConfigurationError | SourceError):
             return error
         detail = error.args[1] if len(error.args) > 1 else repr(error)
         return SourceError(f"binlog source {source} at {where(self.settings)}: {detail}")

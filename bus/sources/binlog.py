@@ -100,6 +100,7 @@ class BinlogSource:
         self._given: Position = None  # the last position handed out: the runner's checkpoint
         self._pending: list[Record] = []  # read, not yet handed out
         self._last: Position = None  # the commit boundary after the last transaction read
+        self._snapshot_start: dict[str, Any] = {}  # where the stream takes over from a snapshot
 
     @property
     def name(self) -> str:
@@ -143,8 +144,6 @@ class BinlogSource:
         return SourceLag(position=text, behind_bytes=behind, behind_seconds=age)
 
     # The snapshot.
-
-    _snapshot_start: dict[str, Any]
 
     async def _snapshot(self, after: Position, size: int) -> AsyncIterator[list[Record]]:
         assert self._columns is not None
