@@ -251,6 +251,7 @@ async def test_deletes_are_records_only_when_asked_and_have_an_id_of_their_own(
     finally:
         await asked.close()
         await default.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("binlog-")], "stopped"
     assert [(r.change, r.version) for r in seen[asked]] == [
         ("update", "2"),
         ("delete", "2/deleted"),
