@@ -15,10 +15,14 @@ Shared by the polling source (:mod:`bus.sources.mysql`) and the binlog source
 * **ZEROFILL integers** are identifiers with their leading zeros (``00042``): text, padded to
   the column's width.
 * **TINYINT(1)** is how MySQL spells a boolean: True or False.
+
+MySQL's JSON columns are parsed (the binlog hands them over parsed; MariaDB's JSON is text with
+a check, and stays text both ways).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -79,6 +83,8 @@ class Column:
         """How to read this column's values, or None when the driver's value is right."""
         if self.data_type in _DATES:
             return _date_or_none
+        if self.data_type == "json":  # MySQL's JSON: text from a query, parsed from the binlog
+            return lambda value: json.loads(value) if isinstance(value, str | bytes) else value
         if "zerofill" in self.column_type:
             width = _width(self.column_type, self.data_type)
             return lambda value: f"{value:0{width}d}" if isinstance(value, int) else value
