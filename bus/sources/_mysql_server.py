@@ -11,6 +11,8 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import pymysql
+
 from bus.errors import ConfigurationError, SourceError
 from bus.sources._mysql_legacy import COLUMNS_SQL, LegacyColumns, columns_from
 from bus.sources.mysql import source_error, where
@@ -169,7 +171,10 @@ class Server:
             )
         if isinstance(error, ConfigurationError | SourceError):
             return error
-        detail = error.args[1] if len(error.args) > 1 else repr(error)
+        if isinstance(error, pymysql.err.MySQLError) and len(error.args) > 1:
+            detail = str(error.args[1])  # the server's or the driver's message
+        else:  # e.g. a decoding error, whose text quotes row values (personal data): never
+            detail = f"{type(error).__name__} while reading the binlog (values withheld)"
         return SourceError(f"binlog source {source} at {where(self.settings)}: {detail}")
 
     @contextlib.asynccontextmanager

@@ -18,8 +18,9 @@ import pytest
 
 from bus.errors import ConfigurationError, SourceError
 from bus.mariadb import EmbeddedMariaDB
+from bus.sources._mysql_server import Server
 from bus.sources.binlog import BinlogSource
-from bus.sources.mysql import MySqlDatabase, MySqlSource
+from bus.sources.mysql import MySqlDatabase, MySqlSource, connection_settings
 from tests.conftest import mysql_connect
 
 pytestmark = pytest.mark.slow
@@ -151,3 +152,12 @@ async def test_a_checkpoint_in_a_purged_binlog_file_stops_instead_of_resuming_el
                 pass
     finally:
         await source.close()
+
+
+def test_a_reader_error_quoting_row_values_is_reported_without_them() -> None:
+    server = Server(connection_settings("mysql://simpul@127.0.0.1:3306/siak"))
+    raw = b"Siti Aminah"
+    decoding = UnicodeDecodeError("utf-8", raw, 0, 1, "invalid start byte")
+    message = str(server.translate(decoding, "peristiwa"))
+    assert "UnicodeDecodeError" in message
+    assert "Siti" not in message, "never a value of the row"
