@@ -1,8 +1,9 @@
 """``python -m adapters.dukcapil DB``: one backfill pass of the SIAK adapter, then exit.
 
-DB is a ``postgresql://`` URL or a SQLite file. Redis comes from SIMPUL_REDIS_URL, the pseudonym
-key from SIMPUL_PSEUDONYM_KEY. ``simpul adapter run adapters.dukcapil:from_env`` does the same
-with a progress bar; the crash tests start this module because its arguments are explicit.
+DB is a ``postgresql://`` or ``mysql://`` URL or a SQLite file. Redis comes from
+SIMPUL_REDIS_URL, the pseudonym key from SIMPUL_PSEUDONYM_KEY. ``simpul adapter run
+adapters.dukcapil:from_env`` does the same with a progress bar; the crash tests start this
+module because its arguments are explicit.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ async def _main(db: str, *, outbox: bool, batch_size: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m adapters.dukcapil", description=__doc__)
-    parser.add_argument("db", help="postgresql:// URL or SQLite file of the SIAK database")
+    parser.add_argument("db", help="postgresql:// or mysql:// URL, or SQLite file of SIAK")
     parser.add_argument("--outbox", action="store_true", help="read peristiwa_outbox")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--log-level", default="warning")

@@ -1,0 +1,45 @@
+"""The private MariaDB: binlog settings as asked, data kept across a SIGKILL and a restart."""
+
+from __future__ import annotations
+
+import pytest
+
+from bus.mariadb import EmbeddedMariaDB, mariadb_url_or_embedded
+from tests.conftest import mysql_connect
+
+pytestmark = pytest.mark.slow
+
+
+def variables(url: str) -> dict[str, str]:
+    with mysql_connect(url) as conn, conn.cursor() as cursor:
+        cursor.execute("SHOW VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', "
+                       "'binlog_row_image', 'port')")  # fmt: skip
+        return {name: value for name, value in cursor.fetchall()}
+
+
+def test_a_private_server_keeps_its_data_and_port_across_a_sigkill_and_a_restart() -> None:
+    with EmbeddedMariaDB(binlog_format="STATEMENT") as server:
+        expected = {"log_bin": "ON", "binlog_format": "STATEMENT", "binlog_row_image": "FULL"}
+        assert variables(server.url) == {**expected, "port": str(server.port)}
+        with mysql_connect(server.url) as conn, conn.cursor() as cursor:
+            cursor.execute("CREATE DATABASE siak")
+            cursor.execute("CREATE TABLE siak.t (id INT PRIMARY KEY) ENGINE=InnoDB")
+            cursor.execute("INSERT INTO siak.t VALUES (1)")
+        pid = server.pid
+        server.kill()
+        assert server.pid is None
+        server.start()
+        assert server.pid not in (None, pid)
+        with mysql_connect(server.url_for("siak")) as conn, conn.cursor() as cursor:
+            cursor.execute("SELECT id FROM t")
+            assert cursor.fetchall() == ((1,),)
+        data = server.data_dir
+    assert not data.exists(), "closing throws the data away"
+
+
+def test_simpul_mysql_url_is_used_instead_of_a_private_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SIMPUL_MYSQL_URL", "mysql://someone@db.example:3306/")
+    with mariadb_url_or_embedded() as url:
+        assert url == "mysql://someone@db.example:3306/"
