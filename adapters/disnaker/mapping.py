@@ -5,7 +5,7 @@ value: they end up in the quarantine and in operators' terminals.
 
 * a row deleted in the application (a CDC delete) or soft-deleted (``is_hapus = 1``) is no
   event (None): an operator removes a registration entered by mistake, and what was published
-  about it stays published (see docs/adapters/mysql.md);
+  about it stays published (see docs/adapters/disnaker.md);
 * ``sudah_bekerja = 1`` is a placement (``disnaker.jobseeker.placed.v1``);
 * any other row is a registration, or a correction or renewal of one
   (``disnaker.jobseeker.registered.v1``).
@@ -104,11 +104,13 @@ def placed(row: Row) -> JobseekerPlaced:
 
 
 def card_no(row: Row) -> str:
-    """``3573-YYYY-NNNNNN`` from the year and the zero-filled serial, as the card prints it."""
-    year, serial = row["thn_daftar"], row["no_pendaftaran"]
-    if not isinstance(year, int) or not 1970 <= year <= 2155:  # 2155: MySQL's last YEAR
+    """``3573-YYYY-NNNNNN`` from the year and the zero-filled serial, as the card prints it.
+    The MySQL sources read a ZEROFILL column as its padded text (``000412``), a plain driver as
+    the number: both are taken."""
+    year, serial = _number(row, "thn_daftar"), _number(row, "no_pendaftaran")
+    if not 1970 <= year <= 2155:  # 2155: MySQL's last YEAR
         raise ValueError("thn_daftar must be a year (0000 is the application's 'not set')")
-    if not isinstance(serial, int) or not 1 <= serial <= 999_999:
+    if not 1 <= serial <= 999_999:
         raise ValueError("no_pendaftaran must be a serial from 000001 to 999999")
     return f"3573-{year:04d}-{serial:06d}"
 
@@ -148,9 +150,18 @@ def _text(row: Row, column: str) -> str:
     return value.strip()
 
 
+def _number(row: Row, column: str) -> int:
+    value = row[column]
+    if isinstance(value, str) and re.fullmatch("[0-9]{1,10}", value):
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError(f"{column} must be a whole number")
+
+
 def _flag(row: Row, column: str) -> bool:
     value = row[column]
-    if value in (0, 1, None):  # NOT NULL in the table, but a view may not say so
+    if value in (0, 1, None):  # True/False from the MySQL sources, 0/1 from a plain driver
         return bool(value)
     raise ValueError(f"{column} must be 0 or 1 (a TINYINT(1) flag)")
 
