@@ -19,7 +19,7 @@ from adapters import synthetic
 from adapters.disnaker.schema import COLUMNS
 from schemas.regions import regions
 
-__all__ = ["as_params", "rows"]
+__all__ = ["as_params", "row", "rows"]
 
 Row = dict[str, Any]
 
@@ -27,6 +27,7 @@ Row = dict[str, Any]
 _OCCUPATIONS = ("2411", "2512", "3221", "3322", "4110", "4311", "5120", "5131", "5223", "7212",
                 "7231", "7411", "7412", "7531", "8322", "9112")  # fmt: skip
 _EDUCATION = ("SD", "SMP", "SMA", "SMA", "SMK", "SMK", "SMK", "MA", "D3", "S1", "S1", "STM", "SLTA")
+_PLACEMENTS = ("AKL", "AKL", "AKL", "AKAD", "AKAN")
 _START = datetime(2026, 1, 5, 8, 0)  # first tgl_update, local time (WIB)
 _ZERO_DATE = "0000-00-00"
 
@@ -44,31 +45,47 @@ def rows(
         born = synthetic.birth_date(rng, earliest=registered - timedelta(days=45 * 365),
                                     latest=registered - timedelta(days=18 * 366))  # fmt: skip
         who = synthetic.person(rng, born=born)
-        works = rng.random() < placed
-        yield {
-            "thn_daftar": registered.year,
-            "no_pendaftaran": first_serial + i,
-            "nik": who.nik,
-            "nama": who.name.upper(),  # the application shouts
-            "tempat_lahir": "MALANG",
-            "tgl_lahir": who.born,
-            "jenis_kelamin": who.sex,
-            "alamat": who.address.line,
-            "kecamatan": _spelt(rng, regions()[who.address.kecamatan].name),
-            "pendidikan_terakhir": rng.choice(_EDUCATION),
-            "jurusan": None,
-            "kode_jabatan": ",".join(rng.sample(_OCCUPATIONS, rng.randint(1, 3))),
-            "keterampilan": "Bisa mengoperasikan komputer" if rng.random() < 0.3 else None,
-            "tgl_daftar": registered,
-            "tgl_berlaku": _ZERO_DATE if rng.random() < 0.1 else _two_years(registered),
-            "sudah_bekerja": int(works),
-            "jenis_penempatan": rng.choice(("AKL", "AKL", "AKL", "AKAD", "AKAN")) if works else "",
-            "kode_jabatan_kerja": rng.choice(_OCCUPATIONS) if works else "",
-            "tgl_penempatan": _placed_on(rng, registered) if works else _ZERO_DATE,
-            "is_hapus": 0,
-            "petugas": rng.choice(("admin", "loket1", "loket2")),
-            "tgl_update": moment,
-        }
+        works = _placed_on(rng, registered) if rng.random() < placed else None
+        yield row(rng, who, serial=first_serial + i, registered=registered, updated=moment,
+                  placed_on=works)  # fmt: skip
+
+
+def row(
+    rng: random.Random,
+    who: synthetic.Person,
+    *,
+    serial: int,
+    registered: date,
+    updated: datetime,
+    placed_on: date | None = None,
+    placement: str | None = None,
+) -> Row:
+    """The registry's row of one job seeker, placed on ``placed_on`` if given."""
+    works = placed_on is not None
+    return {
+        "thn_daftar": registered.year,
+        "no_pendaftaran": serial,
+        "nik": who.nik,
+        "nama": who.name.upper(),  # the application shouts
+        "tempat_lahir": "MALANG",
+        "tgl_lahir": who.born,
+        "jenis_kelamin": who.sex,
+        "alamat": who.address.line,
+        "kecamatan": _spelt(rng, regions()[who.address.kecamatan].name),
+        "pendidikan_terakhir": rng.choice(_EDUCATION),
+        "jurusan": None,
+        "kode_jabatan": ",".join(rng.sample(_OCCUPATIONS, rng.randint(1, 3))),
+        "keterampilan": "Bisa mengoperasikan komputer" if rng.random() < 0.3 else None,
+        "tgl_daftar": registered,
+        "tgl_berlaku": _ZERO_DATE if rng.random() < 0.1 else _two_years(registered),
+        "sudah_bekerja": int(works),
+        "jenis_penempatan": (placement or rng.choice(_PLACEMENTS)) if works else "",
+        "kode_jabatan_kerja": rng.choice(_OCCUPATIONS) if works else "",
+        "tgl_penempatan": placed_on or _ZERO_DATE,
+        "is_hapus": 0,
+        "petugas": rng.choice(("admin", "loket1", "loket2")),
+        "tgl_update": updated,
+    }
 
 
 def as_params(row: Row) -> tuple[Any, ...]:
