@@ -87,3 +87,7 @@ class SourceError(SimpulError):
 
 class PostgresUnavailable(SimpulError):
     """A private PostgreSQL (for tests and the demo) could not be started."""
+
+
+class MariaDBUnavailable(SimpulError):
+    """A private MariaDB (for tests and the demo) could not be started."""

@@ -12,9 +12,10 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
+import pymysql
 import pytest
 import structlog
 from redis import Redis as SyncRedis
@@ -22,6 +23,7 @@ from redis.asyncio import Redis
 
 from bus.connection import connect
 from bus.embedded import EmbeddedRedis
+from bus.mariadb import EmbeddedMariaDB
 from bus.postgres import EmbeddedPostgres
 from bus.settings import Settings
 from bus.testing import quick_settings
@@ -106,3 +108,36 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'store.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+# MySQL/MariaDB: SIMPUL_MYSQL_URL if set, else one private mariadbd per session (binlog ROW),
+# started on first use. Each test gets a database of its own, dropped afterwards.
+
+
+@functools.cache
+def mysql_server_url() -> str:
+    url = os.environ.get("SIMPUL_MYSQL_URL")
+    if url:
+        return url
+    return EmbeddedMariaDB().start().url  # stopped by bus.mariadb at exit
+
+
+def mysql_connect(url: str, **options: object) -> pymysql.Connection:  # type: ignore[type-arg]
+    parts = urlsplit(url)
+    return pymysql.connect(
+        host=parts.hostname, port=parts.port or 3306, user=parts.username or "root",
+        password=parts.password or "", database=parts.path.lstrip("/") or None,
+        autocommit=True, charset="utf8mb4", **options,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def mysql_url() -> Iterator[str]:
+    """A mysql:// URL of a fresh database of this test's own on the session's server."""
+    server = mysql_server_url()
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    with mysql_connect(server) as conn, conn.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
+    yield urlunsplit(urlsplit(server)._replace(path=f"/{database}"))
+    with mysql_connect(server) as conn, conn.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE {database}")

@@ -17,10 +17,12 @@ from typing import Any, Literal
 from redis.asyncio import Redis
 
 from bus import ConfigurationError, Contract, Publisher, event_id
-from bus.adapter import Adapter, ProgressHook, Record
+from bus.adapter import Adapter, ProgressHook, Record, Source
 from bus.checkpoint import RedisCheckpoints
 from bus.quarantine import Quarantine
 from bus.signing import Signer
+from bus.sources.binlog import BinlogSource
+from bus.sources.mysql import MySqlDatabase, MySqlSource, is_mysql_url
 from bus.sources.sql import Database, PostgresDatabase, SqliteDatabase, SqlSource
 from schemas.common import pseudonym
 from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved
@@ -108,20 +110,27 @@ def map_record(row: Row, *, pseudonym_key: bytes | None = None) -> tuple[Contrac
     return mapper.map(row), event_id(SOURCE, TABLE, row["id_peristiwa"], row["versi"])
 
 
-def source(db: Database | str | Path, *, outbox: bool = False) -> SqlSource:
-    """The SIAK events as a source: a ``postgresql://`` URL, a SQLite file, or a Database."""
-    if isinstance(db, Path) or (isinstance(db, str) and not db.startswith("postgres")):
+def source(db: Database | str | Path, *, outbox: bool = False, binlog: bool = False) -> Source:
+    """The SIAK events as a source: a ``postgresql://`` or ``mysql://`` URL, a SQLite file, or a
+    Database; ``binlog`` reads a MySQL/MariaDB database's row binlog instead of polling it."""
+    common: dict[str, Any] = {"version": "versi", "time_column": "updated_at",
+                              "naive_timezone": WIB}  # fmt: skip
+    if binlog:
+        if not (isinstance(db, str) and is_mysql_url(db)):
+            raise ConfigurationError("reading a binlog needs a mysql:// or mariadb:// URL")
+        return BinlogSource(db, table=TABLE, key="id_peristiwa", **common)
+    kind: type[SqlSource] = SqlSource
+    if isinstance(db, str) and is_mysql_url(db):
+        db, kind = MySqlDatabase(db), MySqlSource
+    elif isinstance(db, Path) or (isinstance(db, str) and not db.startswith("postgres")):
         db = SqliteDatabase(db)
     elif isinstance(db, str):
         db = PostgresDatabase(db)
-    common: dict[str, Any] = {"version": "versi", "time_column": "updated_at",
-                              "naive_timezone": WIB}  # fmt: skip
     if outbox:
-        return SqlSource.by_outbox(db, outbox_table=f"{TABLE}_outbox", outbox_id="no_outbox",
-                                   key="id_peristiwa", name=TABLE, **common)  # fmt: skip
-    return SqlSource.by_change_column(db, table=TABLE, change_column="updated_at",
-                                      primary_key="no_urut", key="id_peristiwa",
-                                      **common)  # fmt: skip
+        return kind.by_outbox(db, outbox_table=f"{TABLE}_outbox", outbox_id="no_outbox",
+                              key="id_peristiwa", name=TABLE, **common)  # fmt: skip
+    return kind.by_change_column(db, table=TABLE, change_column="updated_at",
+                                 primary_key="no_urut", key="id_peristiwa", **common)  # fmt: skip
 
 
 def adapter(
@@ -130,6 +139,7 @@ def adapter(
     *,
     pseudonym_key: bytes | None,
     outbox: bool = False,
+    binlog: bool = False,
     batch_size: int = 500,
     on_progress: ProgressHook | None = None,
     signer: Signer | Literal["environment"] | None = "environment",
@@ -137,7 +147,7 @@ def adapter(
     """The SIAK adapter, wired: SQL source, mapper, publisher, checkpoints and quarantine."""
     return Adapter(
         NAME,
-        source=source(db, outbox=outbox),
+        source=source(db, outbox=outbox, binlog=binlog),
         mapper=SiakMapper(pseudonym_key),
         publisher=Publisher(redis, source=SOURCE, signer=signer),
         checkpoints=RedisCheckpoints(redis),
@@ -153,12 +163,17 @@ DB_ENV = "SIMPUL_DUKCAPIL_DB"
 def from_env(redis: Redis) -> Adapter:
     """The adapter as ``simpul adapter run adapters.dukcapil:from_env`` builds it.
 
-    SIMPUL_DUKCAPIL_DB: a ``postgresql://`` URL or a SQLite file of the SIAK database;
-    SIMPUL_DUKCAPIL_OUTBOX=1 reads the trigger-filled outbox instead of the change column;
+    SIMPUL_DUKCAPIL_DB: a ``postgresql://`` or ``mysql://`` URL or a SQLite file of the SIAK
+    database; SIMPUL_DUKCAPIL_OUTBOX=1 reads the trigger-filled outbox instead of the change
+    column; SIMPUL_DUKCAPIL_BINLOG=1 reads a MySQL/MariaDB row binlog (run with ``--poll 0``);
     SIMPUL_PSEUDONYM_KEY: the city's key for child pseudonyms (births).
     """
     db = os.environ.get(DB_ENV)
     if not db:
-        raise ConfigurationError(f"set {DB_ENV} to the SIAK database (postgresql:// URL or file)")
+        raise ConfigurationError(
+            f"set {DB_ENV} to the SIAK database (postgresql:// or mysql:// URL, or a file)"
+        )
     outbox = os.environ.get("SIMPUL_DUKCAPIL_OUTBOX", "") in ("1", "true", "yes")
-    return adapter(redis, db, pseudonym_key=pseudonym_key_from_env(), outbox=outbox)
+    binlog = os.environ.get("SIMPUL_DUKCAPIL_BINLOG", "") in ("1", "true", "yes")
+    return adapter(redis, db, pseudonym_key=pseudonym_key_from_env(), outbox=outbox,
+                   binlog=binlog)  # fmt: skip

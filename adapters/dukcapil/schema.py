@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-Dialect = Literal["postgresql", "sqlite"]
+Dialect = Literal["postgresql", "sqlite", "mysql"]
 
 # Every column but the surrogate row number, in table order.
 COLUMNS = (
@@ -64,14 +64,31 @@ CREATE TRIGGER peristiwa_outbox_update AFTER UPDATE ON peristiwa BEGIN {_SQLITE_
 """
 
 
+_MYSQL_COPY = f"""
+    INSERT INTO peristiwa_outbox (no_urut, {", ".join(COLUMNS)})
+    VALUES (NEW.no_urut, {", ".join(f"NEW.{c}" for c in COLUMNS)})
+"""
+# The PHP application's table: InnoDB, as a MySQL-era SIAK would have it (DATETIME(6) so that
+# the synthetic data's microseconds survive).
+_MYSQL = f"""
+CREATE TABLE peristiwa (no_urut BIGINT AUTO_INCREMENT PRIMARY KEY,
+    {_BODY.replace("TIMESTAMP", "DATETIME(6)")}) ENGINE=InnoDB;
+CREATE INDEX peristiwa_perubahan ON peristiwa (updated_at, no_urut);
+CREATE TABLE peristiwa_outbox (no_outbox BIGINT AUTO_INCREMENT PRIMARY KEY, no_urut BIGINT,
+    {_BODY.replace("TIMESTAMP", "DATETIME(6)")}) ENGINE=InnoDB;
+CREATE TRIGGER peristiwa_outbox_insert AFTER INSERT ON peristiwa FOR EACH ROW {_MYSQL_COPY};
+CREATE TRIGGER peristiwa_outbox_update AFTER UPDATE ON peristiwa FOR EACH ROW {_MYSQL_COPY};
+"""
+
+
 def ddl(dialect: Dialect) -> str:
     """The statements that create the legacy tables (``;``-separated; run as a script)."""
-    return _POSTGRESQL if dialect == "postgresql" else _SQLITE
+    return {"postgresql": _POSTGRESQL, "sqlite": _SQLITE, "mysql": _MYSQL}[dialect]
 
 
 def insert_sql(dialect: Dialect) -> str:
     """One parameterised INSERT of a row given as a tuple in :data:`COLUMNS` order."""
-    mark = "%s" if dialect == "postgresql" else "?"
+    mark = "?" if dialect == "sqlite" else "%s"
     return (
         f"INSERT INTO peristiwa ({', '.join(COLUMNS)}) VALUES ({', '.join([mark] * len(COLUMNS))})"
     )

@@ -46,6 +46,7 @@ class Database(Protocol):
     """The little a source needs of a database driver: run one query, get rows as dicts."""
 
     placeholder: str  # "%s" (psycopg) or "?" (sqlite3)
+    quote: str  # what encloses an identifier: '"' (SQL standard) or "`" (MySQL)
 
     async def fetch(self, sql: str, params: Sequence[Any]) -> list[Row]: ...
 
@@ -56,6 +57,7 @@ class PostgresDatabase:
     """PostgreSQL through psycopg 3 (async), autocommit: every batch is its own snapshot."""
 
     placeholder = "%s"
+    quote = '"'
 
     def __init__(self, conninfo: str) -> None:
         self.conninfo = conninfo
@@ -97,6 +99,7 @@ class SqliteDatabase:
     """SQLite through the standard library, read-only, each query in a worker thread."""
 
     placeholder = "?"
+    quote = '"'
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -192,10 +195,10 @@ class SqlSource:
     async def batches(self, after: Position, *, size: int) -> AsyncIterator[Sequence[Record]]:
         while True:
             where, params = self._after(after)
-            order = ", ".join(_quoted(c) for c in self.order_by)
+            order = ", ".join(self._quoted(c) for c in self.order_by)
+            table = self._quoted(self.table)
             rows = await self.db.fetch(
-                f"SELECT * FROM {_quoted(self.table)} {where} ORDER BY {order} LIMIT {int(size)}",
-                params,
+                f"SELECT * FROM {table} {where} ORDER BY {order} LIMIT {int(size)}", params
             )
             if not rows:
                 return
@@ -207,9 +210,9 @@ class SqlSource:
 
     async def remaining(self, after: Position) -> int | None:
         where, params = self._after(after)
-        table = _quoted(self.table)
+        table = self._quoted(self.table)
         rows = await self.db.fetch(f"SELECT count(*) AS n FROM {table} {where}", params)
-        unordered = " OR ".join(f"{_quoted(c)} IS NULL" for c in self.order_by)
+        unordered = " OR ".join(f"{self._quoted(c)} IS NULL" for c in self.order_by)
         lost = await self.db.fetch(f"SELECT count(*) AS n FROM {table} WHERE {unordered}", [])
         if lost[0]["n"]:
             _log.warning("source_rows_unordered", source=self.name, rows=lost[0]["n"],
@@ -217,7 +220,7 @@ class SqlSource:
         return int(rows[0]["n"])
 
     def _after(self, after: Position) -> tuple[str, list[Any]]:
-        present = " AND ".join(f"{_quoted(c)} IS NOT NULL" for c in self.order_by)
+        present = " AND ".join(f"{self._quoted(c)} IS NOT NULL" for c in self.order_by)
         if after is None:
             return f"WHERE {present}", []
         if not isinstance(after, list) or len(after) != len(self.order_by):
@@ -225,7 +228,7 @@ class SqlSource:
                 f"position {after!r} does not fit source {self.name!r} (ordered by "
                 f"{', '.join(self.order_by)}): was the checkpoint written by another source?"
             )
-        columns = ", ".join(_quoted(c) for c in self.order_by)
+        columns = ", ".join(self._quoted(c) for c in self.order_by)
         marks = ", ".join(self.db.placeholder for _ in self.order_by)
         return f"WHERE {present} AND ({columns}) > ({marks})", list(after)
 
@@ -237,6 +240,9 @@ class SqlSource:
             data=dict(row),
             time=self._time(row[self.time_column]) if self.time_column else None,
         )
+
+    def _quoted(self, identifier: str) -> str:
+        return f"{self.db.quote}{identifier}{self.db.quote}"
 
     def _time(self, value: Any) -> datetime | None:
         if isinstance(value, str):
@@ -258,10 +264,6 @@ def _checked(identifier: str) -> str:
             "with plain names over the legacy table and read that"
         )
     return identifier
-
-
-def _quoted(identifier: str) -> str:
-    return f'"{identifier}"'
 
 
 def _text(value: Any) -> str:
