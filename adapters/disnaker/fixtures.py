@@ -11,15 +11,18 @@ generated lazily. Use this data on test systems only.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import pymysql
+
 from adapters import synthetic
-from adapters.disnaker.schema import COLUMNS
+from adapters.disnaker.schema import COLUMNS, DDL, SQL_MODE, insert_sql
+from bus.sources.mysql import connection_settings
 from schemas.regions import regions
 
-__all__ = ["as_params", "row", "rows"]
+__all__ = ["as_params", "connect", "create", "insert", "row", "rows"]
 
 Row = dict[str, Any]
 
@@ -91,6 +94,25 @@ def row(
 def as_params(row: Row) -> tuple[Any, ...]:
     """A row as INSERT parameters, in :data:`~adapters.disnaker.schema.COLUMNS` order."""
     return tuple(row.get(column) for column in COLUMNS)
+
+
+def connect(url: str) -> pymysql.Connection:
+    """A connection to the registry at ``url`` as the application opens one: autocommit, its
+    lax ``sql_mode`` (zero dates)."""
+    return pymysql.connect(**connection_settings(url), autocommit=True,
+                           init_command=f"SET SESSION sql_mode = '{SQL_MODE}'")  # fmt: skip
+
+
+def create(url: str, data: Iterable[Row] = ()) -> None:
+    """The ``pencaker`` table in the database at ``url`` (a mysql:// URL), holding ``data``."""
+    with connect(url) as conn, conn.cursor() as cursor:
+        cursor.execute(DDL)
+    insert(url, data)
+
+
+def insert(url: str, data: Iterable[Row]) -> None:
+    with connect(url) as conn, conn.cursor() as cursor:
+        cursor.executemany(insert_sql(), [as_params(r) for r in data])
 
 
 def _spelt(rng: random.Random, name: str) -> str:

@@ -3,7 +3,7 @@
 Written the way PHP applications of the 2000s wrote MySQL, and kept that way because the
 application still runs on it:
 
-* ``latin1`` tables (the MySQL default before 8.0), local-time (WIB) ``TIMESTAMP`` columns;
+* ``latin1`` tables (the MySQL default before 8.0);
 * ``'0000-00-00'`` for a date not known yet instead of NULL (``NOT NULL DEFAULT '0000-00-00'``),
   which needs a ``sql_mode`` without ``NO_ZERO_DATE`` (:data:`SQL_MODE`): drivers return it as
   None (mysqlclient, binlog readers) or as the string ``'0000-00-00'`` (PyMySQL);
@@ -11,8 +11,11 @@ application still runs on it:
 * the card's serial as ``INT(6) UNSIGNED ZEROFILL``: the application prints ``000412``, the
   driver returns 412, so the card number is rebuilt from ``thn_daftar`` and the serial;
 * Indonesian column names, free text (``keterampilan``) beside codes (``kode_jabatan``: KBJI
-  codes separated by commas), the kecamatan as a name typed or picked by the operator, and
-  ``tgl_update`` with ``ON UPDATE CURRENT_TIMESTAMP`` as the only trace of a change.
+  codes separated by commas), the kecamatan as a name typed or picked by the operator;
+* ``tgl_update``, a local-time (WIB) ``DATETIME`` with ``ON UPDATE CURRENT_TIMESTAMP``, as the
+  only trace of a change, to the second. A DATETIME, not a TIMESTAMP: it reads the same through
+  SQL and through the binlog (a TIMESTAMP is converted to the session's time zone in SQL and
+  not in the binlog), and it is the row's version in event ids.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ CREATE TABLE `pencaker` (
   `tgl_penempatan` date NOT NULL DEFAULT '0000-00-00',
   `is_hapus` tinyint(1) NOT NULL DEFAULT '0',
   `petugas` varchar(30) NOT NULL DEFAULT '',
-  `tgl_update` timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+  `tgl_update` datetime NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
   PRIMARY KEY (`id_pencaker`),
   UNIQUE KEY `kartu` (`thn_daftar`,`no_pendaftaran`),
   KEY `perubahan` (`tgl_update`,`id_pencaker`)
