@@ -6,6 +6,10 @@ fallback; what only the binlog can see (a delete) is tested on it alone.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -146,3 +150,17 @@ async def test_a_deleted_row_reaches_the_mapper_and_is_no_event(
     assert (after.read, after.skipped, after.published, after.quarantined) == (1, 1, 0, 0)
     assert len(await events(redis)) == 3
     assert await Quarantine(redis, disnaker.NAME).entries() == []
+
+
+async def test_the_module_runs_one_pass_from_the_command_line(
+    mysql_url: str, redis: Redis, redis_url: str, binlog: bool
+) -> None:
+    fixtures.create(mysql_url, fixtures.rows(4, seed=12))
+    argv = [sys.executable, "-m", "adapters.disnaker", mysql_url]
+    done = await asyncio.to_thread(
+        subprocess.run, argv if binlog else [*argv, "--poll-table"],
+        env={**os.environ, "SIMPUL_REDIS_URL": redis_url}, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(await events(redis)) == 4
