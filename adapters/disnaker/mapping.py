@@ -143,8 +143,6 @@ def _text(row: Row, column: str) -> str:
     value = row[column]
     if value is None:
         return ""
-    if isinstance(value, bytes):  # a binlog reader may hand over undecoded latin1
-        value = value.decode("latin-1")
     if not isinstance(value, str):
         raise ValueError(f"{column} must be text")
     return value.strip()
