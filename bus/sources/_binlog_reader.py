@@ -38,7 +38,7 @@ def _encoding(name: str | None) -> str | None:
     """mysql-replication decodes latin1 as strict cp1252, which fails on the five bytes cp1252
     leaves undefined — and UTF-8 stored in latin1 columns is full of them. Decoded as ISO-8859-1
     instead (every byte maps), the text is undone byte for byte by _mysql_legacy.legacy_text."""
-    if name is not None and name.lower() == "latin1":
+    if name is not None and name.lower() in ("latin1", "cp1252"):  # MySQL's name, Python's
         return "latin-1"
     encoding: str | None = _library_encoding(name)
     return encoding

@@ -1,0 +1,138 @@
+"""A MySQL/MariaDB source that cannot work says why in one line, naming the setting or grant.
+
+Servers of their own for binlog OFF and STATEMENT format (a global setting the session's server
+must keep); the grant and missing-table cases use a user or a table on the session's server.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from bus.errors import ConfigurationError, SourceError
+from bus.mariadb import EmbeddedMariaDB
+from bus.sources.binlog import BinlogSource
+from bus.sources.mysql import MySqlDatabase, MySqlSource
+from tests.conftest import mysql_connect
+
+pytestmark = pytest.mark.slow
+
+
+def with_table(url: str) -> str:
+    with mysql_connect(url) as conn, conn.cursor() as cursor:
+        cursor.execute("CREATE DATABASE IF NOT EXISTS siak")
+        cursor.execute("CREATE TABLE IF NOT EXISTS siak.t (id INT PRIMARY KEY, versi INT)")
+    return urlunsplit(urlsplit(url)._replace(path="/siak"))
+
+
+async def first_batch(source: BinlogSource | MySqlSource) -> None:
+    try:
+        async for _ in source.batches(None, size=10):
+            break
+    finally:
+        await source.close()
+
+
+def binlog(url: str) -> BinlogSource:
+    return BinlogSource(url, table="t", key="id", version="versi", wait=0.1)
+
+
+@pytest.fixture
+def server_without_binlog() -> Iterator[EmbeddedMariaDB]:
+    with EmbeddedMariaDB(log_bin=False) as server:
+        yield server
+
+
+async def test_a_server_without_binlog_is_named_with_the_my_cnf_lines_to_add(
+    server_without_binlog: EmbeddedMariaDB,
+) -> None:
+    url = with_table(server_without_binlog.url)
+    with pytest.raises(ConfigurationError, match=r"log_bin=OFF.*binlog_format=ROW.*my\.cnf"):
+        await first_batch(binlog(url))
+
+
+async def test_a_statement_binlog_and_a_minimal_row_image_are_named(mysql_url: str) -> None:
+    """The session's server, switched for the test: SET GLOBAL reaches new sessions only."""
+    with mysql_connect(mysql_url) as conn, conn.cursor() as cursor:
+        cursor.execute("CREATE TABLE t (id INT PRIMARY KEY, versi INT)")
+        try:
+            cursor.execute("SET GLOBAL binlog_format = 'STATEMENT'")
+            with pytest.raises(ConfigurationError, match="binlog_format is STATEMENT.*=ROW"):
+                await first_batch(binlog(mysql_url))
+            cursor.execute("SET GLOBAL binlog_format = 'ROW'")
+            cursor.execute("SET GLOBAL binlog_row_image = 'MINIMAL'")
+            with pytest.raises(ConfigurationError, match="binlog_row_image is MINIMAL.*=FULL"):
+                await first_batch(binlog(mysql_url))
+        finally:
+            cursor.execute("SET GLOBAL binlog_format = 'ROW'")
+            cursor.execute("SET GLOBAL binlog_row_image = 'FULL'")
+
+
+@pytest.fixture
+def reader_url(mysql_url: str) -> Iterator[str]:
+    """A user that may SELECT the test's database, and nothing else."""
+    user = f"r_{uuid.uuid4().hex[:8]}"
+    database = urlsplit(mysql_url).path.lstrip("/")
+    with mysql_connect(mysql_url) as conn, conn.cursor() as cursor:
+        cursor.execute("CREATE TABLE t (id INT PRIMARY KEY, versi INT)")
+        cursor.execute(f"CREATE USER '{user}'@'127.0.0.1'")
+        cursor.execute(f"GRANT SELECT ON {database}.* TO '{user}'@'127.0.0.1'")
+    parts = urlsplit(mysql_url)
+    yield urlunsplit(parts._replace(netloc=f"{user}@{parts.hostname}:{parts.port}"))
+    with mysql_connect(mysql_url) as conn, conn.cursor() as cursor:
+        cursor.execute(f"DROP USER '{user}'@'127.0.0.1'")
+
+
+async def test_a_user_without_replication_grants_is_told_which_grant_to_add(
+    reader_url: str,
+) -> None:
+    with pytest.raises(ConfigurationError, match="lacks the REPLICATION SLAVE grant.*GRANT REPL"):
+        await first_batch(binlog(reader_url))
+
+
+async def test_polling_a_missing_table_or_an_unreachable_server_is_a_one_line_source_error(
+    mysql_url: str,
+) -> None:
+    missing = MySqlSource.by_change_column(
+        MySqlDatabase(mysql_url), table="tidak_ada", change_column="id", primary_key="id",
+        version="id",
+    )  # fmt: skip
+    with pytest.raises(SourceError, match="has no table 'tidak_ada'"):
+        await first_batch(missing)
+    parts = urlsplit(mysql_url)
+    nobody = urlunsplit(parts._replace(netloc="simpul@127.0.0.1:1"))
+    down = MySqlSource.by_change_column(
+        MySqlDatabase(nobody), table="t", change_column="id", primary_key="id", version="id"
+    )
+    with pytest.raises(SourceError, match=r"simpul@127\.0\.0\.1:1/.* unavailable") as caught:
+        await first_batch(down)
+    assert "\n" not in str(caught.value)
+
+
+async def test_a_wrong_password_is_a_configuration_error_naming_the_user(mysql_url: str) -> None:
+    parts = urlsplit(mysql_url)
+    wrong = urlunsplit(parts._replace(netloc=f"simpul:salah@{parts.hostname}:{parts.port}"))
+    source = MySqlSource.by_change_column(
+        MySqlDatabase(wrong), table="t", change_column="id", primary_key="id", version="id"
+    )
+    with pytest.raises(ConfigurationError, match="MySQL refused simpul@") as caught:
+        await first_batch(source)
+    assert "salah" not in str(caught.value), "never the password"
+
+
+async def test_a_checkpoint_in_a_purged_binlog_file_stops_instead_of_resuming_elsewhere(
+    mysql_url: str,
+) -> None:
+    with mysql_connect(mysql_url) as conn, conn.cursor() as cursor:
+        cursor.execute("CREATE TABLE t (id INT PRIMARY KEY, versi INT)")
+    source = binlog(mysql_url)
+    gone = {"file": "mariadb-bin.000000", "pos": 4, "gtid": "0-1-1"}
+    try:
+        with pytest.raises(ConfigurationError, match="no longer has binlog file mariadb-bin.000000"):
+            async for _ in source.batches(gone, size=10):
+                pass
+    finally:
+        await source.close()
