@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ import yaml
 from redis import Redis
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
+from adapters import disnaker
 from adapters.disnaker import fixtures as pencaker
 from adapters.disnaker.schema import DDL as PENCAKER_DDL
 from adapters.dukcapil import fixtures as siak
@@ -169,9 +171,9 @@ def test_the_registry_ddl_of_the_compose_mariadb_is_the_adapters_schema() -> Non
 
 def test_the_compose_mariadb_writes_the_row_binlog_the_adapter_reads() -> None:
     mariadb = COMPOSE["services"]["mariadb"]
-    assert {"--log-bin=mariadb-bin", "--binlog-format=ROW", "--binlog-row-image=FULL"} <= set(
-        mariadb["command"]
-    )
+    assert {"--log-bin=mariadb-bin", "--binlog-format=ROW", "--binlog-row-image=FULL",
+            "--default-time-zone=+07:00"} <= set(mariadb["command"])  # fmt: skip
+    assert disnaker.WIB.utcoffset(None) == timedelta(hours=7)  # what the adapter assumes
     adapter = COMPOSE["services"]["adapter-disnaker"]
     assert "mariadb" in adapter["depends_on"]
     assert "SIMPUL_DISNAKER_POLL" not in adapter["environment"]  # the binlog, not polling
