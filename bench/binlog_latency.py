@@ -13,6 +13,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pymysql
 from redis.asyncio import Redis
@@ -31,8 +32,9 @@ async def measure(db_url: str, redis: Redis, commits: int, poll: float) -> list[
     stop = asyncio.Event()
     running = asyncio.create_task(adapter.run(poll_interval=poll, stop=stop))
     stream = keys.stream("dukcapil.citizen")
-    conn = pymysql.connect(host="127.0.0.1", port=int(db_url.split(":")[-1].split("/")[0]),
-                           user="simpul", database="siak", autocommit=True)  # fmt: skip
+    address = urlsplit(db_url)
+    conn = pymysql.connect(host=address.hostname, port=address.port, user="simpul",
+                           database="siak", autocommit=True)  # fmt: skip
     last = "0"
     took: list[float] = []
     for row in rows(commits, seed=3):

@@ -16,6 +16,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -24,6 +25,7 @@ from adapters.dukcapil.fixtures import as_params, rows
 from adapters.dukcapil.schema import insert_sql
 from bus import keys
 from bus.adapter import Adapter
+from bus.checkpoint import RedisCheckpoints
 from bus.publisher import event_id
 from bus.testing import wait_until
 from tests.adapters.test_dukcapil import KEY
@@ -172,3 +174,54 @@ async def test_a_snapshot_taken_while_writers_commit_joins_the_stream_without_ga
     ids = await published(redis)
     assert len(ids) == len(set(ids)) == len(expected)
     assert set(ids) == expected
+
+
+async def test_lag_reports_the_position_and_the_binlog_not_yet_read(
+    mysql_url: str, redis: Redis
+) -> None:
+    create_mysql(mysql_url)
+    insert_mysql(mysql_url, list(rows(5, seed=8)))
+    adapter = siak(redis, mysql_url, binlog=True)
+    source: Any = adapter.source
+    try:
+        await adapter.run_once()
+        insert_mysql(mysql_url, list(rows(5, seed=9, first_id=100)))  # then once more
+        await adapter.run_once()
+        caught_up = await source.lag()
+        insert_mysql(mysql_url, list(rows(3, seed=10, first_id=200)))
+        behind = await source.lag()
+    finally:
+        await source.close()
+    checkpoint = adapter.progress.position
+    assert caught_up.position.startswith(f"{checkpoint['file']}:{checkpoint['pos']}")
+    assert caught_up.behind_bytes == 0
+    assert caught_up.behind_seconds == 0.0
+    assert behind.behind_bytes is not None
+    assert behind.behind_bytes > 0
+
+
+async def test_a_checkpoint_holding_only_a_gtid_resumes_after_that_transaction(
+    mysql_url: str, redis: Redis
+) -> None:
+    """What an operator writes after a failover: the GTID of the last published transaction,
+    which means the same on every server of the topology (file and offset do not)."""
+    create_mysql(mysql_url)
+    insert_mysql(mysql_url, list(rows(1, seed=8)))
+    adapter = siak(redis, mysql_url, binlog=True)
+    source: Any = adapter.source
+    try:
+        await adapter.run_once()  # the snapshot
+        insert_mysql(mysql_url, list(rows(4, seed=9, first_id=100)))
+        await adapter.run_once()  # one transaction from the stream
+        gtid = adapter.progress.position["gtid"]
+        assert gtid
+        await RedisCheckpoints(redis).save(adapter.name, {"gtid": gtid})
+        later = list(rows(3, seed=10, first_id=200))
+        insert_mysql(mysql_url, later)
+        await adapter.run_once()
+    finally:
+        await source.close()
+    ids = await published(redis)
+    assert len(ids) == len(set(ids)) == 8
+    assert set(ids[-3:]) == {expected_id(r["id_peristiwa"], 1) for r in later}
+    assert adapter.progress.duplicates == 0, "nothing before the GTID was read again"

@@ -60,11 +60,11 @@ async def test_a_statement_binlog_and_a_minimal_row_image_are_named(mysql_url: s
         cursor.execute("CREATE TABLE t (id INT PRIMARY KEY, versi INT)")
         try:
             cursor.execute("SET GLOBAL binlog_format = 'STATEMENT'")
-            with pytest.raises(ConfigurationError, match="binlog_format is STATEMENT.*=ROW"):
+            with pytest.raises(ConfigurationError, match=r"binlog_format is STATEMENT.*=ROW"):
                 await first_batch(binlog(mysql_url))
             cursor.execute("SET GLOBAL binlog_format = 'ROW'")
             cursor.execute("SET GLOBAL binlog_row_image = 'MINIMAL'")
-            with pytest.raises(ConfigurationError, match="binlog_row_image is MINIMAL.*=FULL"):
+            with pytest.raises(ConfigurationError, match=r"binlog_row_image is MINIMAL.*=FULL"):
                 await first_batch(binlog(mysql_url))
         finally:
             cursor.execute("SET GLOBAL binlog_format = 'ROW'")
@@ -89,7 +89,7 @@ def reader_url(mysql_url: str) -> Iterator[str]:
 async def test_a_user_without_replication_grants_is_told_which_grant_to_add(
     reader_url: str,
 ) -> None:
-    with pytest.raises(ConfigurationError, match="lacks the REPLICATION SLAVE grant.*GRANT REPL"):
+    with pytest.raises(ConfigurationError, match=r"lacks the REPLICATION SLAVE grant.*GRANT REPL"):
         await first_batch(binlog(reader_url))
 
 
@@ -131,7 +131,9 @@ async def test_a_checkpoint_in_a_purged_binlog_file_stops_instead_of_resuming_el
     source = binlog(mysql_url)
     gone = {"file": "mariadb-bin.000000", "pos": 4, "gtid": "0-1-1"}
     try:
-        with pytest.raises(ConfigurationError, match="no longer has binlog file mariadb-bin.000000"):
+        with pytest.raises(
+            ConfigurationError, match=r"no longer has binlog file mariadb-bin\.0+\b"
+        ):
             async for _ in source.batches(gone, size=10):
                 pass
     finally:
