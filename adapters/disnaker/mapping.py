@@ -28,8 +28,9 @@ __all__ = ["CARD_YEARS", "EDUCATION", "PLACEMENT", "card_no", "map_pencaker"]
 Row = Mapping[str, Any]
 
 CARD_YEARS = 2
-"""An AK/I card is valid two years from registration (Permenaker 39/2016); the application
-leaves ``tgl_berlaku`` at 0000-00-00 on rows imported from its predecessor."""
+"""An AK/I card is valid two years from registration (Permenaker 39/2016 on job placement, as
+far as found: check the current rule); the application leaves ``tgl_berlaku`` at 0000-00-00 on
+rows imported from its predecessor."""
 
 EDUCATION: dict[str, EducationLevel] = {
     "TIDAK SEKOLAH": EducationLevel.NONE,
