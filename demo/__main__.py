@@ -1,7 +1,8 @@
 """``python -m demo`` (``make demo``): a day in Kota Malang, across six departments, on the bus.
 
-Starts Redis (embedded, or ``SIMPUL_REDIS_URL``), the three reference adapters over their
-legacy data (SIAK rows, the licensing application's webhook, the tax system's CSV export) and
+Starts Redis (embedded, or ``SIMPUL_REDIS_URL``), the four reference adapters over their
+legacy data (SIAK rows, the licensing application's webhook, the tax system's CSV export, the
+job-seeker registry's MySQL binlog on a private MariaDB or ``SIMPUL_MYSQL_URL``) and
 every service (profile, dinsos, bapenda, dinkes, notifier with a local SMTP server, audit, and
 an archive whose disk is full for one kecamatan), plays the day of :mod:`demo.city`, shows it
 live, then says what happened and where to look. Ctrl-C stops everything cleanly at any time.
@@ -22,7 +23,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -36,14 +37,16 @@ from rich.live import Live
 from rich.table import Table
 
 from adapters import bapenda as bapenda_adapter
-from adapters import dpmptsp, dukcapil
+from adapters import disnaker, dpmptsp, dukcapil
+from adapters.disnaker import fixtures as pencaker
 from adapters.dukcapil import fixtures as siak
-from bus import EventContext, Publisher, Service, catalogue, keys
+from bus import ConfigurationError, EventContext, Publisher, Service, catalogue, keys
 from bus.cli_common import activate_command
 from bus.connection import connect
 from bus.embedded import redis_url_or_embedded
 from bus.http import running as serving
 from bus.logging import configure
+from bus.mariadb import find_mariadbd, mariadb_url_or_embedded
 from bus.quarantine import Quarantine
 from bus.settings import Settings
 from bus.signing import verify_fields
@@ -241,6 +244,56 @@ async def taxes(security: Security, day: Day, folder: Path, legacy: Legacy) -> N
     legacy.quarantined["bapenda"] += progress.quarantined
 
 
+async def jobs(security: Security, day: Day, mysql: str, legacy: Legacy) -> None:
+    """The labour office's job-seeker registry on MySQL: the disnaker adapter reads its row
+    binlog. First the registrations already there (a consistent snapshot), then the day's
+    placements as the application writes them, UPDATEs streamed from the binlog."""
+    url = _fresh_database(mysql, "simpul_demo_disnaker")
+    placed = [row for row in day.pencaker if row["sudah_bekerja"]]
+    pencaker.create(url, [row | _NOT_PLACED if row["sudah_bekerja"] else row
+                          for row in day.pencaker])  # fmt: skip
+    async with _client(security, "adapter-disnaker") as redis:
+        for step in ("registrations", "placements"):
+            if step == "placements":
+                _place(url, placed)
+            runner = disnaker.adapter(redis, url, signer=security.signer("adapter-disnaker"))
+            try:
+                progress = await runner.run_once()
+            finally:
+                await runner.source.close()  # type: ignore[attr-defined]
+            legacy.published["disnaker"] += progress.published
+            legacy.quarantined["disnaker"] += progress.quarantined
+
+
+_NOT_PLACED = {"sudah_bekerja": 0, "jenis_penempatan": "", "kode_jabatan_kerja": "",
+               "tgl_penempatan": "0000-00-00"}  # fmt: skip
+
+
+def _place(url: str, rows: list[dict[str, Any]]) -> None:
+    """The registry's operator records that these job seekers found work."""
+    with pencaker.connect(url) as conn, conn.cursor() as cursor:
+        for row in rows:
+            cursor.execute(
+                "UPDATE pencaker SET sudah_bekerja = 1, jenis_penempatan = %s, "
+                "kode_jabatan_kerja = %s, tgl_penempatan = %s, tgl_update = %s "
+                "WHERE thn_daftar = %s AND no_pendaftaran = %s",
+                (row["jenis_penempatan"], row["kode_jabatan_kerja"], row["tgl_penempatan"],
+                 row["tgl_update"] + timedelta(hours=1), row["thn_daftar"],
+                 row["no_pendaftaran"]),
+            )  # fmt: skip
+
+
+def _fresh_database(server: str, name: str) -> str:
+    """A new, empty database ``name`` on the server of ``server`` (its user creates it),
+    replacing the one an earlier demo left; its mysql:// URL."""
+    parts = urlsplit(server)
+    admin = parts._replace(path=parts.path if parts.path.strip("/") else "/mysql").geturl()
+    with pencaker.connect(admin) as conn, conn.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {name}")
+        cursor.execute(f"CREATE DATABASE {name}")
+    return parts._replace(path=f"/{name}").geturl()
+
+
 # -- watching -------------------------------------------------------------------------------------
 
 
@@ -309,7 +362,7 @@ async def secure(url: str, folder: Path, *, owned: bool) -> Security:
     return security
 
 
-async def run(url: str, folder: Path, *, stay: bool, owned: bool) -> None:
+async def run(url: str, folder: Path, *, stay: bool, owned: bool, mysql: str | None = None) -> None:
     security = await secure(url, folder, owned=owned)
     redis = security.connect(OPERATOR)  # the operators' own view: status, dashboard, summary
     try:
@@ -339,6 +392,9 @@ async def run(url: str, folder: Path, *, stay: bool, owned: bool) -> None:
                         await registry(security, day, folder, legacy)
                         stage[0] = "the tax system's nightly export"
                         await taxes(security, day, folder, legacy)
+                        if mysql is not None:
+                            stage[0] = "the job-seeker registry's binlog (MySQL)"
+                            await jobs(security, day, mysql, legacy)
                         stage[0] = "a stolen adapter password tries its luck"
                         victim = _living_account_holder(day)
                         intrusion = await stolen_password(security, victim.nik, victim.kecamatan)
@@ -350,7 +406,7 @@ async def run(url: str, folder: Path, *, stay: bool, owned: bool) -> None:
                         done.set()  # its last refresh finishes by itself (cancelled after 5 s)
                         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                             await asyncio.wait_for(watcher, 5)
-                await summary(city, redis, day, legacy, mail)
+                await summary(city, redis, day, legacy, mail, registry=mysql is not None)
                 await trust(city, redis, intrusion, victim.account_id)
                 # The operator's password is the demo's own, made for this run: shown so that
                 # the printed commands work; a URL the user gave keeps its password hidden.
@@ -391,16 +447,26 @@ async def _check_empty(redis: Redis, url: str) -> None:
 # -- what happened ------------------------------------------------------------------------------
 
 
-async def summary(city: City, redis: Redis, day: Day, legacy: Legacy, mail: MailCatcher) -> None:
+async def summary(
+    city: City, redis: Redis, day: Day, legacy: Legacy, mail: MailCatcher, *, registry: bool
+) -> None:
     adapters = Table(title="adapters (legacy -> bus)", title_justify="left")
     for column in ("adapter", "published", "quarantined", "why"):
         adapters.add_column(column)
-    for name, adapter in (("dukcapil", dukcapil.NAME), ("dpmptsp", dpmptsp.NAME),
-                          ("bapenda", bapenda_adapter.NAME)):  # fmt: skip
+    played = [("dukcapil", dukcapil.NAME), ("dpmptsp", dpmptsp.NAME),
+              ("bapenda", bapenda_adapter.NAME)]  # fmt: skip
+    if registry:
+        played.append(("disnaker", disnaker.NAME))
+    for name, adapter in played:
         reasons = await _quarantine_reasons(redis, adapter)
         adapters.add_row(name, str(legacy.published[name]), str(legacy.quarantined[name]),
                          "; ".join(reasons))  # fmt: skip
     console.print(adapters)
+    if not registry:
+        console.print(
+            "  [yellow]no MariaDB server (mariadbd) here: the job-seeker registry was "
+            "left out[/yellow] (apt install mariadb-server, or set SIMPUL_MYSQL_URL)"
+        )
     answers = ", ".join(f"{n} x {code}" for code, n in sorted(legacy.answers.items()))
     console.print(f"  the licensing webhook answered: {answers}")
 
@@ -435,6 +501,7 @@ async def _effects(city: City, day: Day, mail: MailCatcher) -> list[tuple[Servic
     suspended = [g for a in day.grants for g in await city.dinsos.grants_of(a.recipient)
                  if g.status == "suspended"]  # fmt: skip
     rechecks = await city.dinsos.rechecks()
+    employed = [r for r in rechecks if r.reason.endswith("-employed")]
     children = [row["nik"] for row in day.siak if row["jenis_peristiwa"] == "LAHIR"]
     members = [set(await city.dinsos.household_of(g.kk)) for g in day.grants]
     households = sum(bool(m & set(children)) for m in members)
@@ -458,7 +525,8 @@ async def _effects(city: City, day: Day, mail: MailCatcher) -> list[tuple[Servic
                                f"{len(day.accounts)} city accounts linked"),
         (city.dinsos.service, f"{len(suspended)} grants suspended after deaths, "
                               f"{len(rechecks)} re-checks (area or household), "
-                              f"{households} households grew by a birth"),
+                              f"{households} households grew by a birth, "
+                              f"{len(employed)} grants re-verified after job placements"),
         (city.bapenda.service, f"{len(registered)} taxpayers registered from permits, "
                                f"{len(reviews)} taxpayer reviews after deaths"),
         (city.dinkes.service, f"{len(opened)} immunisation schedules at {', '.join(places)}"),
@@ -541,6 +609,7 @@ def where_to_look(city: City, url: str, folder: Path, day: Day, dashboard: str) 
     console.print(f"  export SIMPUL_REDIS_URL={url}")
     console.print(f"  export SIMPUL_AUDIT_DB=sqlite:///{folder / 'audit.db'}")
     console.print("  simpul quarantine list dukcapil-siak     # the SIAK rows the adapter refused")
+    console.print("  simpul quarantine list disnaker-pencaker # the job-seeker rows it refused")
     console.print("  simpul audit verify                      # the archive's hash chain")
     console.print("  simpul status                            # every stream and group at a glance")
     console.print("  simpul dlq list                          # the dead letters, with reasons")
@@ -583,13 +652,39 @@ def main() -> None:
         signal.signal(sig, lambda *_: stop.set())
     with tempfile.TemporaryDirectory(prefix="simpul-demo-") as tmp:
         folder = Path(tmp)
-        with redis_url_or_embedded(url, str(folder / "redis")) as resolved:
+        with (
+            redis_url_or_embedded(url, str(folder / "redis")) as resolved,
+            _mysql_server() as mysql,
+        ):
             console.print(f"[dim]Redis at {_shown(resolved)}; stores in {folder}[/dim]")
-            asyncio.run(_main(resolved, folder, stay=stay, stop=stop, owned=url is None))
+            asyncio.run(_main(resolved, folder, stay=stay, stop=stop, owned=url is None,
+                              mysql=mysql))  # fmt: skip
     console.print("[dim]stopped cleanly[/dim]")
 
 
-async def _main(url: str, folder: Path, *, stay: bool, stop: threading.Event, owned: bool) -> None:
+@contextlib.contextmanager
+def _mysql_server() -> Iterator[str | None]:
+    """The job-seeker registry's server: SIMPUL_MYSQL_URL, else a private MariaDB (binlog ROW);
+    None where there is neither, and the day goes on without the registry."""
+    if not os.environ.get("SIMPUL_MYSQL_URL"):
+        try:
+            find_mariadbd()
+        except ConfigurationError:
+            yield None
+            return
+    with mariadb_url_or_embedded() as url:
+        yield url
+
+
+async def _main(
+    url: str,
+    folder: Path,
+    *,
+    stay: bool,
+    stop: threading.Event,
+    owned: bool,
+    mysql: str | None = None,
+) -> None:
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
@@ -598,7 +693,7 @@ async def _main(url: str, folder: Path, *, stay: bool, stop: threading.Event, ow
     if stop.is_set():
         return
     with contextlib.suppress(asyncio.CancelledError):
-        await run(url, folder, stay=stay, owned=owned)
+        await run(url, folder, stay=stay, owned=owned, mysql=mysql)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from typing import Any
 
 from adapters import synthetic
 from adapters.bapenda import fixtures
+from adapters.disnaker import fixtures as pencaker
 from adapters.dpmptsp.payload import APPLIED, ISSUED, REJECTED
 from adapters.synthetic import Person
 
@@ -61,6 +62,7 @@ class Day:
     permits: list[dict[str, Any] | str]  # webhook bodies (a str is sent as it is)
     payments: list[dict[str, str]]  # rows of the payment export
     notes: dict[str, str] = field(default_factory=dict)  # what to expect, for the summary
+    pencaker: list[dict[str, Any]] = field(default_factory=list)  # job-seeker registry rows
 
 
 def play(seed: int = 2026) -> Day:
@@ -86,6 +88,7 @@ def play(seed: int = 2026) -> Day:
     _registry(day, rng)
     _licensing(day, rng)
     _payments(day, rng)
+    _jobs(day, rng)
     return day
 
 
@@ -207,3 +210,32 @@ def _payments(day: Day, rng: random.Random) -> None:
     bad = dict(day.payments[-1], no_sspd="SSPD-2026-0000099", jumlah_bayar="1,2 juta")
     day.payments.append(bad)
     day.notes["payments"] = "5 PBB-P2 payments, 1 with an amount in words"
+
+
+# -- the labour office's job-seeker registry (MySQL) --------------------------------------------
+
+
+def _jobs(day: Day, rng: random.Random) -> None:
+    """AK/I cards: registrations from the year, two recipients of assistance placed on the day
+    (dinsos re-verifies their grants), and rows broken the way the registry's are."""
+    r = day.residents
+    moment = datetime.combine(DAY, datetime.min.time()) + timedelta(hours=9)
+
+    def add(who: Person, registered: date, placed: tuple[date, str] | None = None,
+            **broken: str) -> None:  # fmt: skip
+        nonlocal moment
+        moment += timedelta(minutes=rng.randint(2, 20))
+        on, where = placed or (None, None)
+        row = pencaker.row(rng, who, serial=len(day.pencaker) + 101, registered=registered,
+                           updated=moment, placed_on=on, placement=where)  # fmt: skip
+        day.pencaker.append(row | broken)
+
+    for who in (r[26], r[27], r[28]):
+        add(who, DAY - timedelta(days=rng.randint(30, 300)))
+    add(r[9], date(2026, 3, 2), (DAY - timedelta(days=1), "AKL"))
+    add(r[15], date(2026, 5, 11), (DAY, "AKAD"))
+    # A registration without its date (imported from the old application), and a kecamatan
+    # outside the city.
+    add(r[29], date(2026, 8, 3), tgl_daftar="0000-00-00")
+    add(r[32], date(2026, 9, 14), kecamatan="Kota Batu")
+    day.notes["pencaker"] = "5 good rows (2 placements of recipients), 2 broken"

@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,16 @@ import yaml
 from redis import Redis
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
+from adapters import disnaker
+from adapters.disnaker import fixtures as pencaker
+from adapters.disnaker.schema import DDL as PENCAKER_DDL
 from adapters.dukcapil import fixtures as siak
 from adapters.dukcapil.schema import ddl
 from bus import acl, keys
 from bus.embedded import find_redis_server, free_port
 from bus.signing import Signer, verify_fields
 from bus.topology import load_topology, password_variable
+from tests.conftest import mysql_connect, mysql_server_url
 
 ROOT = Path(__file__).parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -106,7 +111,8 @@ def test_the_committed_acl_file_is_the_render_of_the_topology() -> None:
 def test_every_simpul_container_runs_a_simpul_command_as_its_own_user() -> None:
     containers = _simpul_containers()
     assert {"profile", "dinsos", "bapenda", "dinkes", "notifier", "audit"} <= set(containers)
-    assert {"adapter-dukcapil", "adapter-dpmptsp", "adapter-bapenda"} <= set(containers)
+    assert {"adapter-dukcapil", "adapter-dpmptsp", "adapter-bapenda",
+            "adapter-disnaker"} <= set(containers)  # fmt: skip
     for name, spec in containers.items():
         assert spec["command"][0] == "simpul", name
     users = _container_users()
@@ -151,11 +157,28 @@ def test_every_publisher_signs_with_its_principals_key_and_every_service_verifie
             assert mounts[env["SIMPUL_KEYRING_FILE"]] == ROOT / "deploy/topology.yaml", name
             assert str(env.get("SIMPUL_REQUIRE_SIGNATURES", "true")).lower() == "true", name
             verifying += 1
-    assert (signing, verifying) == (6, 6)  # 3 adapters + 3 publishing services; 6 services
+    assert (signing, verifying) == (7, 6)  # 4 adapters + 3 publishing services; 6 services
 
 
 def test_the_siak_ddl_of_the_compose_database_is_the_adapters_schema() -> None:
     assert (ROOT / "deploy/postgres/siak.ddl").read_text().strip() == ddl("postgresql").strip()
+
+
+def test_the_registry_ddl_of_the_compose_mariadb_is_the_adapters_schema() -> None:
+    committed = (ROOT / "deploy/mariadb/pencaker.ddl").read_text().strip()
+    assert committed == PENCAKER_DDL.strip() + ";"
+
+
+def test_the_compose_mariadb_writes_the_row_binlog_the_adapter_reads() -> None:
+    mariadb = COMPOSE["services"]["mariadb"]
+    assert {"--log-bin=mariadb-bin", "--binlog-format=ROW", "--binlog-row-image=FULL",
+            "--default-time-zone=+07:00"} <= set(mariadb["command"])  # fmt: skip
+    assert disnaker.WIB.utcoffset(None) == timedelta(hours=7)  # what the adapter assumes
+    adapter = COMPOSE["services"]["adapter-disnaker"]
+    assert "mariadb" in adapter["depends_on"]
+    assert "SIMPUL_DISNAKER_POLL" not in adapter["environment"]  # the binlog, not polling
+    script = (ROOT / "deploy/mariadb/20-disnaker.sh").read_text()
+    assert "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'simpul_disnaker'" in script
 
 
 # -- the Redis config loads in a real server --------------------------------------------------
@@ -265,8 +288,11 @@ def _environment(
     user = re.match(r"redis://([^:]+):", env["SIMPUL_REDIS_URL"])
     assert user
     env["SIMPUL_REDIS_URL"] = redis.url(user.group(1))
-    for key in [k for k in env if k.endswith("_DB") and k != "SIMPUL_DUKCAPIL_DB"]:
+    legacy = ("SIMPUL_DUKCAPIL_DB", "SIMPUL_DISNAKER_DB")
+    for key in [k for k in env if k.endswith("_DB") and k not in legacy]:
         env[key] = f"sqlite:///{folder / name / 'store.db'}"
+    if "SIMPUL_DISNAKER_DB" in env:  # a registry of its own on the tests' MariaDB (binlog ROW)
+        env["SIMPUL_DISNAKER_DB"] = _registry(f"compose_{free_port()}")
     if "SIMPUL_DUKCAPIL_DB" in env:
         db = folder / name / "siak.db"
         db.parent.mkdir(parents=True, exist_ok=True)
@@ -293,6 +319,16 @@ def _environment(
         http = f"http://127.0.0.1:{port}"
     env["SIMPUL_BLOCK_MS"] = "200"
     return env, command, http
+
+
+def _registry(database: str) -> str:
+    server = mysql_server_url()
+    with mysql_connect(server) as conn, conn.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {database}")
+        cursor.execute(f"CREATE DATABASE {database}")
+    url = f"{server.rstrip('/')}/{database}"
+    pencaker.create(url, pencaker.rows(20, seed=7))
+    return url
 
 
 def _bind_mounts(spec: dict[str, Any]) -> dict[str, Path]:
@@ -331,6 +367,8 @@ def _ready(started: Started, redis: AclRedis) -> bool:
     with operator:
         if started.name == "adapter-dukcapil":  # its SIAK rows reached the stream
             return int(operator.xlen(keys.stream("dukcapil.citizen"))) > 0
+        if started.name == "adapter-disnaker":  # the registry's rows, from the binlog
+            return int(operator.xlen(keys.stream("disnaker.jobseeker"))) > 0
         return True  # the CSV adapter: alive (checked above) and polling an empty folder
 
 

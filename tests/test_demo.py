@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from bus import ConfigurationError
 from bus.embedded import find_redis_server
+from bus.mariadb import find_mariadbd
 from demo.__main__ import activate_line
 
 ROOT = Path(__file__).parent.parent
@@ -41,6 +43,12 @@ def test_the_day_plays_and_every_department_shows_its_effect() -> None:
     assert "not valid JSON" in out
     assert "jumlah_bayar is not whole rupiah" in out
     assert "6 x 201, 1 x 400, 1 x 422" in out
+    if _mariadb_here():  # the job-seeker registry on a private MariaDB, read from its binlog
+        assert "tgl_daftar is empty (0000-00-00)" in out
+        assert "kecamatan must name one of Kota Malang's five kecamatan" in out
+        assert "2 grants re-verified after job placements" in out
+    else:
+        assert "no MariaDB server (mariadbd) here: the job-seeker registry was left out" in out
     # Services: the cross-department effects of the day (demo/city.py plays them).
     assert "2 grants suspended after deaths" in out
     assert "2 households grew by a birth" in out
@@ -108,6 +116,16 @@ def test_without_an_install_the_demo_says_run_make_install(tmp_path: Path) -> No
     assert "Traceback" not in bare.stderr
     [line] = bare.stderr.strip().splitlines()
     assert "run `make install`" in line and "redis" in line
+
+
+def _mariadb_here() -> bool:
+    if os.environ.get("SIMPUL_MYSQL_URL"):
+        return True
+    try:
+        find_mariadbd()
+    except ConfigurationError:
+        return False
+    return True
 
 
 def _redis_major(binary: str) -> int:

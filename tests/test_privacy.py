@@ -1,6 +1,6 @@
 """No personal data in what operators, dashboards and other systems get to see.
 
-A full day of Kota Malang (``demo.city.play()``: the three adapters, every service) plus what
+A full day of Kota Malang (``demo.city.play()``: the four adapters, every service) plus what
 goes wrong on a real bus — a producer outside Simpul writing a contract-breaking event and an
 undecodable one, a department publishing a new event type before the consumers know it, a
 handler whose error quotes the event, a replica stuck with pending entries — then every view
@@ -36,6 +36,8 @@ import pytest
 from redis import Redis as SyncRedis
 from typer.testing import CliRunner
 
+from adapters import disnaker
+from adapters.disnaker import fixtures as pencaker
 from bus import EventContext, Service, keys, ops
 from bus.cli import app as simpul
 from bus.connection import connect
@@ -47,6 +49,7 @@ from schemas.dukcapil import CitizenDied, CitizenMoved
 from services.audit.cli import app as audit_cli
 from services.profile.policy import Tokens
 from tests.bus.delivery.helpers import fields_of
+from tests.conftest import mysql_connect, mysql_server_url
 from tests.e2e.conftest import (
     CITIZEN_APP_TOKEN,
     NOTIFIER_TOKEN,
@@ -123,6 +126,10 @@ def personal_values(day: Day) -> Personal:
     for payment in day.payments:
         p.add("nik", payment["no_identitas"])
         p.add("name", payment["nama_wp"])
+    for row in day.pencaker:  # the job-seeker registry writes names in capitals
+        p.add("nik", row["nik"])
+        p.add("name", row["nama"])
+        p.add("address", row["alamat"])
     return p
 
 
@@ -161,6 +168,23 @@ async def _day(city: City, day: Day, seen: Observed) -> None:
     city.registry.add(day.siak)
     assert await city.siak([]) == 11  # 3 deaths, 4 moves, 4 births; 2 rows quarantined
     assert await city.pay(day.payments) == 5  # one amount in words is quarantined
+    registry = _job_registry()
+    pencaker.create(registry, day.pencaker)
+    runner = disnaker.adapter(city.redis, registry)
+    try:
+        progress = await runner.run_once()
+    finally:
+        await runner.source.close()  # type: ignore[attr-defined]
+    assert (progress.published, progress.quarantined) == (5, 2)  # 3 registered, 2 placed
+
+
+def _job_registry() -> str:
+    """A fresh database for the job-seeker registry on the tests' MariaDB."""
+    server, database = mysql_server_url(), "privacy_pencaker"
+    with mysql_connect(server) as conn, conn.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {database}")
+        cursor.execute(f"CREATE DATABASE {database}")
+    return f"{server.rstrip('/')}/{database}"
 
 
 async def _troubles(city: City, day: Day) -> int:
@@ -419,6 +443,7 @@ def test_the_scenario_exercised_every_view(observed: Observed) -> None:
     assert "dukcapil.citizen.renamed.v1" in observed.outputs["cli: dlq list"]
     assert "LookupError" in observed.outputs["cli: dlq show"]
     assert "arsip-lama-0" in observed.outputs["cli: pending"]
+    assert "simpul quarantine show disnaker-pencaker" in observed.outputs["cli: quarantine"]
 
 
 VIEWS = [

@@ -150,7 +150,8 @@ class Recheck:
 
     grant_no: str
     kind: str  # "re-verification" or "area-recheck"
-    reason: str  # member-born, member-died, household-changed, kk-changed, moved
+    reason: str  # member-born, member-died, household-changed, kk-changed, moved,
+    # recipient-employed, member-employed
     kecamatan: str | None  # the new kecamatan, for an area re-check
     opened_on: date
     status: str  # "open" or "closed"
@@ -362,6 +363,33 @@ def apply_move(tx: Tx, nik: str, kecamatan: str, moved_on: date, cause: Cause) -
                 tx, grant_no, cause, kind=AREA_RECHECK, reason="moved", kecamatan=kecamatan
             )
     return opened, closed
+
+
+# -- disnaker events ---------------------------------------------------------------------------
+
+
+def apply_placement(tx: Tx, nik: str, placed_on: date, cause: Cause) -> int:
+    """Re-verify the means of the households dinsos keeps when one of their people found work:
+    the person's own active grants (``recipient-employed``) and those of every household
+    listing the person (``member-employed``), unless the grant ended before the first day of
+    work. A grant with that re-verification still open is not marked again: a corrected
+    placement is a new event of the same fact. Returns the re-checks opened."""
+    opened = 0
+    for row in tx.all(
+        "SELECT grant_no, recipient FROM dinsos_grant WHERE status = ? "
+        "AND (ends_on IS NULL OR ends_on >= ?) AND (recipient = ? OR kk IN "
+        "(SELECT kk FROM dinsos_household_member WHERE nik = ?)) ORDER BY grant_no",
+        (ACTIVE, placed_on.isoformat(), nik, nik),
+    ):
+        reason = "recipient-employed" if row["recipient"] == nik else "member-employed"
+        already = tx.one(
+            "SELECT 1 AS open FROM dinsos_recheck WHERE grant_no = ? AND kind = ? "
+            "AND reason = ? AND status = ?",
+            (row["grant_no"], REVERIFICATION, reason, OPEN),
+        )
+        if already is None:
+            opened += _open(tx, row["grant_no"], cause, kind=REVERIFICATION, reason=reason)
+    return opened
 
 
 # -- reads -------------------------------------------------------------------------------------

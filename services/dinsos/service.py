@@ -12,6 +12,7 @@ from bus import EventContext, Publisher, Service, Settings, event_id
 from bus.logging import get_logger
 from bus.store import Store
 from schemas.dinsos import AssistanceGranted, AssistanceSuspended, Programme
+from schemas.disnaker import JobseekerPlaced
 from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved, FamilyCardIssued
 from services._common import Migration, today_in_malang
 from services.dinsos import db
@@ -51,6 +52,7 @@ class Dinsos:
         self.service.on(CitizenBorn)(self.on_citizen_born)
         self.service.on(CitizenMoved)(self.on_citizen_moved)
         self.service.on(FamilyCardIssued)(self.on_family_card_issued)
+        self.service.on(JobseekerPlaced)(self.on_jobseeker_placed)
         self.service.on_startup(self.open)
         self.service.on_shutdown(self.store.close)
 
@@ -156,6 +158,16 @@ class Dinsos:
             lambda tx: db.apply_family_card(tx, event.kk, event.members, event.issued_on, cause),
         )
         _log.info("family_card_applied", event_id=ctx.event_id, rechecks_opened=opened)
+
+    async def on_jobseeker_placed(self, event: JobseekerPlaced, ctx: EventContext) -> None:
+        """Re-verify the grants of the person and of their households: a household whose
+        member found work may no longer be eligible. Nothing of the job is kept."""
+        cause = db.Cause(ctx.event_id, self.today())
+        opened = await self.store.once(
+            f"{ctx.event_id}:placement",
+            lambda tx: db.apply_placement(tx, event.nik, event.placed_on, cause),
+        )
+        _log.info("placement_applied", event_id=ctx.event_id, rechecks_opened=opened)
 
     async def _forget_unmatched(self, today: date) -> None:
         """Once a day per instance, in a transaction of its own: the deletion reads the whole

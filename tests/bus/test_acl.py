@@ -79,6 +79,7 @@ PUBLISHES: dict[str, set[str]] = {
     "adapter-dpmptsp": {s("dpmptsp.permit")},
     "adapter-bapenda": {s("bapenda.payment")},
     "adapter-identitas": {s("identity.account")},
+    "adapter-disnaker": {s("disnaker.jobseeker")},
     "svc-dinsos": {s("dinsos.assistance")},
     "svc-bapenda": {s("bapenda.taxpayer")},
     "svc-dinkes": {s("dinkes.immunisation")},
@@ -97,7 +98,7 @@ READS: dict[str, set[str]] = {
             "identity.account",
         )
     },
-    "svc-dinsos": {s("dukcapil.citizen"), s("dukcapil.family")},
+    "svc-dinsos": {s("dukcapil.citizen"), s("dukcapil.family"), s("disnaker.jobseeker")},
     "svc-bapenda": {s("dpmptsp.permit"), s("dukcapil.citizen")},
     "svc-dinkes": {s("dukcapil.citizen")},
     "svc-notifier": {
@@ -112,7 +113,8 @@ GROUPS = {"svc-profile": "profile", "svc-dinsos": "dinsos", "svc-bapenda": "bape
           "svc-dinkes": "dinkes", "svc-notifier": "notifier", "svc-audit": "audit"}  # fmt: skip
 OWN_ADAPTER = {"adapter-dukcapil": "dukcapil-siak", "adapter-dpmptsp": "dpmptsp-sicantik",
                "adapter-bapenda": "bapenda-pembayaran",
-               "adapter-identitas": "diskominfo-identitas"}  # fmt: skip
+               "adapter-identitas": "diskominfo-identitas",
+               "adapter-disnaker": "disnaker-pencaker"}  # fmt: skip
 PRINCIPALS = [ADMIN, READONLY, *OWN_ADAPTER, *GROUPS]
 ADAPTERS = list(OWN_ADAPTER.values())
 
@@ -140,7 +142,7 @@ def expected(principal: str, stream: str, op: str) -> bool:
 
 def test_the_hand_written_expectations_cover_the_city() -> None:
     assert sorted(PRINCIPALS) == sorted(TOPOLOGY.principals())
-    assert len(STREAMS) == 10
+    assert len(STREAMS) == 11
 
 
 # -- the server ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import adapters.bapenda
+import adapters.disnaker
 import adapters.dpmptsp
 import adapters.dukcapil
 from bus import catalogue
@@ -323,6 +324,7 @@ def test_the_city_topology_names_the_adapters_as_their_code_does(city: Topology)
         "adapter-dukcapil": adapters.dukcapil.NAME,
         "adapter-dpmptsp": adapters.dpmptsp.NAME,
         "adapter-bapenda": adapters.bapenda.NAME,
+        "adapter-disnaker": adapters.disnaker.NAME,
         # The super-app's own integration (no adapter of this repository; the demo plays it).
         "adapter-identitas": "diskominfo-identitas",
     }
@@ -334,5 +336,7 @@ def test_incidental_reads_show_what_a_stream_wide_grant_reveals(city: Topology) 
     # dinkes was approved births only, but births share the stream with deaths and moves.
     assert found["svc-dinkes"] == ["dukcapil.citizen.died.v1", "dukcapil.citizen.moved.v1"]
     assert "dukcapil.citizen.born.v1" in found["svc-notifier"]
+    # dinsos was approved placements only; the registrations share their stream.
+    assert found["svc-dinsos"] == ["disnaker.jobseeker.registered.v1"]
     assert "svc-profile" not in found  # approved every type of the streams it reads
     assert "svc-audit" not in found

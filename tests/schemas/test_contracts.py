@@ -18,7 +18,9 @@ CONTRACTS = load("schemas")
 UNDOCUMENTED_FIELDS = {"dukcapil.citizen.died.v1", "dukcapil.citizen.moved.v1"}
 # Patterns of the types that identify a person: a field holding one must be marked PERSONAL.
 PERSON_PATTERNS = ("^[0-9]{16}$", "^[a-z2-7]{26}$")  # NIK and KK, Pseudonym
-OWNERS = {"identity": "diskominfo"}  # the identity service of the super-app is Diskominfo's
+# identity: the super-app's identity service is Diskominfo's; disnaker: Kota Malang's labour
+# office is part of the Dinas Tenaga Kerja, Penanaman Modal dan PTSP.
+OWNERS = {"identity": "diskominfo", "disnaker": "dpmptsp"}
 
 
 def by_type(model: type[Contract]) -> str:

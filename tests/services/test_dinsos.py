@@ -17,11 +17,13 @@ from bus.settings import Settings
 from bus.store import Store
 from bus.testing import capture_logs, wait_until
 from schemas.dinsos import AssistanceGranted, AssistanceSuspended, Programme, SuspensionReason
+from schemas.disnaker import JobseekerPlaced, Placement
 from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved, FamilyCardIssued
 from services.dinsos import Dinsos, GrantConflict
 from services.dinsos.db import effective_from_death
 
 DUKCAPIL = "urn:malangkota:dukcapil:siak"
+DISNAKER = "urn:malangkota:disnaker:pencaker"
 TODAY = date(2026, 11, 30)
 
 MOTHER = "3573014506900001"  # recipient
@@ -500,3 +502,75 @@ async def _equal(value: Awaitable[Any], expected: Any) -> bool:
 
 async def _count(redis: Redis, model: type[Contract], expected: int) -> bool:
     return len(await published(redis, model)) >= expected
+
+
+# -- placements (disnaker) ---------------------------------------------------------------------
+
+
+def placed(nik: str, on: str = "2026-11-02", card_no: str = "3573-2026-000412") -> JobseekerPlaced:
+    return JobseekerPlaced(card_no=card_no, nik=nik, placement=Placement.LOCAL, occupation="7411",
+                           placed_on=date.fromisoformat(on))  # fmt: skip
+
+
+async def test_a_placement_rechecks_the_recipients_and_the_households_grants(
+    dinsos: Dinsos, redis: Redis, dukcapil: Publisher
+) -> None:
+    mothers = await dinsos.grant(redis, **terms())
+    fathers = await dinsos.grant(redis, **terms(recipient=FATHER, programme=Programme.BPNT))
+    elsewhere = await dinsos.grant(redis, **terms(recipient=STRANGER, kk=OTHER_KK))
+    disnaker = Publisher(redis, source=DISNAKER)
+    issued = await dukcapil.publish(card((MOTHER, FATHER, GRANDMA), "2025-06-01"))
+    async with dinsos.service.running():
+        await wait_until(lambda: handled(dinsos, issued.event_id, "card"))
+        placement = await disnaker.publish(placed(FATHER))
+        await wait_until(lambda: handled(dinsos, placement.event_id, "placement"))
+        rechecks = await dinsos.rechecks()
+        assert [g.status for g in await dinsos.grants_of(FATHER)] == ["active"]
+    assert sorted((r.grant_no, r.kind, r.reason, r.opened_on) for r in rechecks) == [
+        (fathers, "re-verification", "recipient-employed", TODAY),
+        (mothers, "re-verification", "member-employed", TODAY),
+    ]
+    assert elsewhere not in {r.grant_no for r in rechecks}
+
+
+async def test_a_placement_of_someone_dinsos_does_not_know_changes_and_keeps_nothing(
+    dinsos: Dinsos, redis: Redis
+) -> None:
+    await dinsos.grant(redis, **terms())
+    placement = await Publisher(redis, source=DISNAKER).publish(placed(STRANGER))
+    with capture_logs() as logs:
+        async with dinsos.service.running():
+            await wait_until(lambda: handled(dinsos, placement.event_id, "placement"))
+            assert await dinsos.rechecks(status=None) == []
+            tables = await dinsos.store.run(lambda tx: tx.all(
+                "SELECT nik FROM dinsos_household_member UNION SELECT recipient FROM dinsos_grant"
+            ))  # fmt: skip
+    assert STRANGER not in {t["nik"] for t in tables}
+    [line] = [line for line in logs if line["event"] == "placement_applied"]
+    assert line["rechecks_opened"] == 0
+    assert all(STRANGER not in repr(line) and "3573-2026" not in repr(line) for line in logs)
+
+
+async def test_a_corrected_placement_opens_no_second_recheck_while_one_is_open(
+    dinsos: Dinsos, redis: Redis
+) -> None:
+    number = await dinsos.grant(redis, **terms())
+    disnaker = Publisher(redis, source=DISNAKER)
+    first = await disnaker.publish(placed(MOTHER, "2026-11-02"), id="placement-v1")
+    async with dinsos.service.running():
+        await wait_until(lambda: handled(dinsos, first.event_id, "placement"))
+        corrected = await disnaker.publish(placed(MOTHER, "2026-11-09"), id="placement-v2")
+        await wait_until(lambda: handled(dinsos, corrected.event_id, "placement"))
+        rechecks = await dinsos.rechecks(status=None)
+    assert [(r.grant_no, r.reason) for r in rechecks] == [(number, "recipient-employed")]
+
+
+async def test_a_grant_that_ended_before_the_first_day_of_work_is_not_rechecked(
+    dinsos: Dinsos, redis: Redis
+) -> None:
+    await dinsos.grant(redis, **terms(ends_on=date(2026, 6, 30)))
+    running = await dinsos.grant(redis, **terms(programme=Programme.BPNT))
+    placement = await Publisher(redis, source=DISNAKER).publish(placed(MOTHER, "2026-07-01"))
+    async with dinsos.service.running():
+        await wait_until(lambda: handled(dinsos, placement.event_id, "placement"))
+        assert [r.grant_no for r in await dinsos.rechecks()] == [running]
