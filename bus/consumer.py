@@ -132,6 +132,8 @@ class Consumer(Reclaiming):
             return
         with contextlib.suppress(ResponseError, *TRANSIENT):  # the cursors as we leave them
             await self._check_gaps()
+        with contextlib.suppress(*TRANSIENT):  # else they stay pending for a reclaim
+            await self._settle_leftovers()
         if self.ordering is not None:
             with contextlib.suppress(*TRANSIENT):  # else the leases simply expire
                 await self.ordering.leases.release_all()

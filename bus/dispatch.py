@@ -30,6 +30,7 @@ from bus.signing import KeyRing
 HandlerFunc = Callable[..., Awaitable[None]]
 EnvelopeFunc = Callable[[Envelope, EventContext], Awaitable[None]]
 _HOMES_MAX = 1024
+_UNMARKED_MAX = 100_000  # effects remembered across one outage (~200 bytes each)
 _log = get_logger("bus.dispatch")
 
 
@@ -94,6 +95,10 @@ class Dispatcher:
     metrics: ServiceMetrics | None = None  # handler durations and failures, by type
     keyring: KeyRing | None = None  # set: signatures are checked before any handler runs
     _homes: dict[str, str] = field(default_factory=dict)  # event type -> its stream
+    # (stream, event id) -> entry id of once-handlers that returned while their ``done`` marker
+    # could not be written (Redis was down): this replica knows they ran, and must never run
+    # them again — it writes the marker when Redis returns (:meth:`mark_finished`).
+    _unmarked: dict[tuple[str, str], str] = field(default_factory=dict)
 
     async def dispatch(  # noqa: PLR0911 - one return per outcome of the checks
         self,
@@ -214,6 +219,12 @@ class Dispatcher:
         handled: list[TypeMetrics] | None,
     ) -> None:
         assert self.dedupe is not None
+        if (ctx.stream, ctx.event_id) in self._unmarked:  # it ran here: settle, never rerun
+            try:
+                await self._mark(ctx.stream, ctx.event_id)
+            except TRANSIENT as exc:
+                raise Retry(exc) from exc
+            return
         try:
             claim = await self.dedupe.begin(ctx.stream, ctx.event_id, ctx.entry_id)
         except TRANSIENT as exc:  # cannot know whether it ran before: try again later
@@ -231,11 +242,26 @@ class Dispatcher:
         try:
             await self.dedupe.finish(ctx.stream, ctx.event_id, ctx.entry_id)
         except TRANSIENT as exc:
-            # The effect happened; ack it. Only a redelivery after the lease expires could
-            # repeat it — the gap bus/dedupe.py documents.
+            # The effect happened; ack it, and remember it until the marker is written: a
+            # redelivery to this replica settles without running it. Only a process that dies
+            # before then leaves the gap bus/dedupe.py documents.
+            if len(self._unmarked) < _UNMARKED_MAX:
+                self._unmarked[(ctx.stream, ctx.event_id)] = ctx.entry_id
             _log.warning(
                 "dedupe_mark_failed", stream=ctx.stream, entry_id=ctx.entry_id, error=str(exc)
             )
+
+    async def mark_finished(self) -> None:
+        """Write the ``done`` markers an outage kept this replica from writing (raises the
+        connection error if Redis is still away; the rest stay remembered)."""
+        for stream, event_id in list(self._unmarked):
+            await self._mark(stream, event_id)
+
+    async def _mark(self, stream: str, event_id: str) -> None:
+        assert self.dedupe is not None
+        entry_id = self._unmarked[(stream, event_id)]
+        await self.dedupe.finish(stream, event_id, entry_id)
+        del self._unmarked[(stream, event_id)]
 
 
 async def _call(handler: Handler, event: Contract, ctx: EventContext) -> None:

@@ -26,6 +26,7 @@ from redis.exceptions import ResponseError
 
 from bus import gaps
 from bus.connection import TRANSIENT
+from bus.dispatch import Dispatcher
 from bus.health import Health
 from bus.partitions import Ordering
 from bus.settings import Settings
@@ -56,6 +57,7 @@ class Reclaiming:
     """The recovery half of :class:`bus.consumer.Consumer` (which provides these attributes)."""
 
     redis: Redis
+    dispatcher: Dispatcher
     settings: Settings
     health: Health
     group: str
@@ -139,6 +141,8 @@ class Reclaiming:
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), interval)
+            # Before any sweep: what ran here during an outage is settled, never run again.
+            await self._guarded(self._settle_leftovers, quiet=True)
             for stream in self.plain:
                 if self._stopping.is_set():
                     return
@@ -148,6 +152,12 @@ class Reclaiming:
             if time.monotonic() - checked > _GAP_CHECK_S:
                 checked = time.monotonic()
                 await self._guarded(self._check_gaps, quiet=True)
+
+    async def _settle_leftovers(self) -> None:
+        """Once Redis is back: the ``done`` markers, then the acks, of handlers that returned
+        while it was away."""
+        await self.dispatcher.mark_finished()
+        await self._settler.ack_leftovers()
 
     async def _reclaim(self, stream: str) -> None:
         """Entries idle past ``claim_idle_ms`` (retries due, dead consumers'), page by page."""

@@ -22,6 +22,7 @@ from bus.health import Health
 from bus.metrics import ServiceMetrics, TypeMetrics
 
 _TOUCH = files("bus").joinpath("touch.lua").read_text()
+_UNACKED_MAX = 100_000  # acks remembered across one outage
 
 
 @dataclass
@@ -66,6 +67,9 @@ class Settler:
         self._cluster = is_cluster(redis)
         self._dead_letter = redis.register_script(DEAD_LETTER_SCRIPT)
         self._touch = redis.register_script(_TOUCH)
+        # Acks an outage kept us from writing, by stream: their handlers ran, so they are
+        # written when Redis returns rather than left for a reclaim to run them again.
+        self._unacked: dict[str, set[str]] = {}
 
     async def settle(self, stream: str, settlement: Settlement) -> None:
         """Write the outcome. On a connection error the entries stay pending under our name and
@@ -82,11 +86,20 @@ class Settler:
             self.log.warning(
                 "settle_failed", stream=stream, entries=len(settlement.acks), error=str(exc)
             )
+            if sum(map(len, self._unacked.values())) < _UNACKED_MAX:
+                self._unacked.setdefault(stream, set()).update(settlement.acks)
             return
         self.health.acked()
         self.health.count("acked", len(settlement.acks))
         for kind in settlement.handled:  # counted once Redis has the ack
             kind.consumed += 1
+
+    async def ack_leftovers(self) -> None:
+        """Write the acks an outage kept us from writing (raises if Redis is still away)."""
+        for stream in list(self._unacked):
+            await self.redis.xack(stream, self.group, *self._unacked[stream])
+            del self._unacked[stream]
+            self.health.acked()
 
     async def keep(self, stream: str, entry_ids: list[str]) -> set[str]:
         """Refresh the idle time of entries still ours; return the ids we still own."""
