@@ -18,7 +18,7 @@ reads. Scripts gain nothing: Redis checks each ``redis.call`` inside a script ag
   ``XRANGE``/``XLEN``/``XDEL``/``HGET``/``HSET``/``HDEL``: list, retry, discard);
 * a **service**: on the streams of its approved subscriptions, the consumer's commands
   (``XREADGROUP``, ``XACK``, ``XCLAIM``, ``XAUTOCLAIM``, ``XPENDING``, ``XGROUP CREATE`` and the
-  dead-letter and keep-alive scripts), ``XADD`` on only its own dead letters
+  claim, dead-letter and keep-alive scripts), ``XADD`` on only its own dead letters
   ``<stream>:dlq:<group>``, its own consumer dedupe markers ``<stream>:done:<group>:*``
   (``GET``/``SET``/``DEL`` through the dedupe script), ``XINFO STREAM``/``GROUPS`` of those
   streams and its group's cursor ``<stream>:cursor:<group>`` (bus.gaps); a service that
@@ -260,7 +260,7 @@ def _service(service: ServiceSpec, hashes: tuple[str, ...]) -> AclUser:
         Grant(
             (*CONSUME, "+evalsha"),
             (*(f"~{s}" for s in streams), *(f"~{d}" for d in dead)),
-            why="consume as its group; the dead-letter and keep-alive scripts",
+            why="consume as its group; the claim, dead-letter and keep-alive scripts",
         ),
         Grant(("+xadd",), tuple(f"%W~{d}" for d in dead), why="its own dead letters"),
         Grant(

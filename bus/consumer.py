@@ -41,7 +41,7 @@ from bus.health import Health
 from bus.logging import get_logger, mask_text
 from bus.metrics import ServiceMetrics
 from bus.partitions import Leases, Ordering
-from bus.reclaim import Entries, Reclaiming
+from bus.reclaim import CLAIM_SCRIPT, Entries, Reclaiming
 from bus.settings import Settings
 from bus.settle import Settlement, Settler
 
@@ -82,6 +82,7 @@ class Consumer(Reclaiming):
             redis, group=self.group, consumer=self.name, health=health, log=self._log,
             metrics=metrics,
         )  # fmt: skip
+        self._claim = redis.register_script(CLAIM_SCRIPT)
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()  # one batch at a time: handlers never run concurrently
         self._read_tasks: set[asyncio.Future[list[tuple[bytes, Entries]]]] = set()

@@ -19,9 +19,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from importlib.resources import files
 from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from bus import gaps
@@ -32,6 +34,7 @@ from bus.partitions import Ordering
 from bus.settings import Settings
 from bus.settle import Settler
 
+CLAIM_SCRIPT = files("bus").joinpath("claim.lua").read_text()
 Entries = Sequence[tuple[bytes, Mapping[bytes, bytes] | None]]
 _RECLAIM_PAGES = 10  # pages of `batch_size` per stream per sweep: bounds one sweep's work
 # How often each stream's group is compared with its cursor (and the cursor moved): a consumer
@@ -66,6 +69,7 @@ class Reclaiming:
     plain: list[str]  # streams not read in order: swept by the reclaim loop
     ordering: Ordering | None
     _settler: Settler
+    _claim: AsyncScript  # bus/claim.lua
     _stopping: asyncio.Event
     _lock: asyncio.Lock
     _log: Any
@@ -185,17 +189,19 @@ class Reclaiming:
 
     async def _redeliver(self, stream: str, rows: Sequence[Pending]) -> None:
         """Claim and handle idle entries in order, one at a time: each delivery counted is a
-        handler about to run. An entry another replica claimed first is left to it."""
+        handler about to run. An entry another replica claimed first is left to it. The count
+        a handler sees is the one its claim gave (bus/claim.lua), never the listing's: another
+        replica may have claimed and failed the entry since ``rows`` were read."""
         for row in rows:
             if self._stopping.is_set():
                 return  # not claimed: the next sweep (of any replica) finds them as they were
             entry_id = row.entry_id
-            reply = await self.redis.xclaim(
-                stream, self.group, self.name, self.settings.claim_idle_ms, [entry_id]
-            )
-            claimed = [(i, f) for i, f in cast(Entries, reply) if i is not None]
-            if claimed:
-                await self._process(stream, claimed, {entry_id: row.deliveries + 1})
+            args: list[str | int] = [self.group, self.name, self.settings.claim_idle_ms, entry_id]
+            reply = await self._claim(keys=[stream], args=args)
+            if reply:
+                flat, delivery = reply
+                raw = dict(zip(flat[::2], flat[1::2], strict=True))
+                await self._process(stream, [(entry_id.encode(), raw)], {entry_id: delivery})
             elif not await self.redis.xrange(stream, entry_id, entry_id):
                 # Redis 7 drops a pending entry that was trimmed or deleted when it is claimed.
                 self._log.error("pending_entries_lost", stream=stream, count=1,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from redis.asyncio import Redis
 
 from bus import EventContext, Publisher, Service
@@ -78,3 +80,33 @@ async def test_always_failing_handler_is_dead_lettered_after_max_deliveries(
     assert list(original_fields(dead)) == list(as_bytes(original))  # same order too
     assert await pending(redis) == 0
     assert len(await dead_letters(redis)) == 1
+
+
+async def test_two_replicas_count_each_attempt_once_and_dead_letter_with_the_handler_error(
+    redis: Redis, redis_url: str, publisher: Publisher
+) -> None:
+    """Each replica's sweep lists idle entries, then claims them one by one while a slow
+    handler runs: the number a handler sees must come from its own claim, not from the list."""
+    calls = Calls()
+
+    def slow_failing(consumer: str) -> Service:
+        settings = quick_settings(redis_url, consumer=consumer, max_deliveries=3)
+        service = Service(GROUP, settings=settings)
+
+        @service.on(CitizenDied)
+        async def fail(event: CitizenDied, ctx: EventContext) -> None:
+            calls.record(ctx)
+            await asyncio.sleep(0.15)  # the handler's own work, before it fails
+            raise ValueError("the archive refused the record")
+
+        return service
+
+    ids = [f"slow-{n}" for n in range(20)]
+    async with slow_failing("count-1").running(), slow_failing("count-2").running():
+        for eid in ids:
+            await publisher.publish(died(), id=eid)
+        letters = await wait_dead_letters(redis, len(ids), timeout=60)
+    assert {eid: calls.of(eid) for eid in ids} == {eid: [1, 2, 3] for eid in ids}
+    assert {text(d, "dlq.reason") for d in letters} == {Reason.HANDLER_FAILED.value}
+    assert all("the archive refused the record" in text(d, "dlq.error") for d in letters)
+    assert all(text(d, "dlq.attempts") == "3" for d in letters)
