@@ -35,7 +35,13 @@ from redis.asyncio.connection import (
     UnixDomainSocketConnection,
     parse_url,
 )
-from redis.exceptions import ClusterError, ResponseError, SlotNotCoveredError, TryAgainError
+from redis.exceptions import (
+    ClusterError,
+    NoPermissionError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -471,6 +477,9 @@ def translate(exc: Exception) -> Exception:
         return RedisUnavailable(str(exc))
     if isinstance(exc, TRANSIENT):
         return RedisUnavailable(f"Redis is unreachable or did not answer in time: {exc}")
-    if isinstance(exc, ResponseError) and str(exc).startswith("NOPERM"):
+    # redis-py raises NOPERM as NoPermissionError, without the code in its text.
+    if isinstance(exc, NoPermissionError) or (
+        isinstance(exc, ResponseError) and str(exc).startswith("NOPERM")
+    ):
         return PermissionDenied(f"Redis refused the command for this user: {exc}")
     return exc

@@ -22,9 +22,10 @@ from datetime import timedelta
 from faststream import FastStream
 from faststream.redis import RedisBroker
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 from starlette.types import ASGIApp
 
-from bus.connection import connect
+from bus.connection import TRANSIENT, connect, translate
 from bus.consumer import Consumer
 from bus.contracts import Contract, Registry, default_registry
 from bus.dedupe import Dedupe
@@ -80,6 +81,7 @@ class Service:
         self.http_url: str | None = None  # where the HTTP API listens while running
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
+        self._task: asyncio.Task[None] | None = None  # the consumer, while running
         self.health = Health(stale_after_s=30.0)
         # Its own Prometheus registry: several services in one process never collide.
         self.metrics = ServiceMetrics(
@@ -189,6 +191,8 @@ class Service:
             stack.push_async_callback(redis.aclose)
             consumer = self._consumer(redis)
             task = asyncio.create_task(consumer.run(), name=f"simpul-{self.name}")
+            self._task = task
+            stack.callback(setattr, self, "_task", None)
             stack.push_async_callback(self._stop, consumer, task)
             yield self
 
@@ -236,12 +240,21 @@ class Service:
 
         async def start() -> None:
             await stack.enter_async_context(self.running(redis_url))
+            # A consumer that dies (NOPERM after an ACL change...) ends the app, so that its
+            # supervisor (compose, systemd, Kubernetes) restarts a process that consumes
+            # nothing; /healthz is red from the moment it died.
+            assert self._task is not None
+            self._task.add_done_callback(lambda _: app.exit())
 
         async def stop() -> None:
-            await stack.aclose()
+            try:
+                await stack.aclose()  # raises what the consumer died of
+            except (ResponseError, *TRANSIENT) as exc:
+                raise translate(exc) from exc
 
         broker = RedisBroker(url, logger=logging.getLogger("simpul.faststream"))
-        return FastStream(broker, on_startup=[start], on_shutdown=[stop], logger=None)
+        app = FastStream(broker, on_startup=[start], on_shutdown=[stop], logger=None)
+        return app
 
     def _consumer(self, redis: Redis) -> Consumer:
         settings = self.settings

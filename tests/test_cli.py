@@ -19,7 +19,7 @@ from redis import Redis
 from typer.testing import CliRunner
 
 from bus import cli, keys
-from bus.embedded import free_port
+from bus.embedded import EmbeddedRedis, free_port
 from bus.envelope import Envelope, format_time
 from bus.testing import wait_until
 
@@ -259,3 +259,30 @@ def test_a_broken_plugin_does_not_break_simpul(
     result = CliRunner().invoke(cli.app, ["greet", "hello"])
     assert result.exit_code == 0, result.output
     assert "hello from the plugin" in result.output
+
+
+@pytest.mark.slow
+async def test_run_exits_non_zero_when_its_consumer_dies(private_redis: EmbeddedRedis) -> None:
+    """A consumer that dies (its ACL user lost its rights) must end the process, so that its
+    supervisor restarts it, instead of leaving a live process that consumes nothing."""
+    with Redis.from_url(private_redis.url) as admin:
+        admin.execute_command("ACL", "SETUSER", "svc", "on", ">pw", "~*", "&*", "+@all")
+        url = private_redis.url.replace("redis://", "redis://svc:pw@", 1)
+        proc = _simpul("run", "tests.slow_service:service", env=_env(url))
+        try:
+
+            def consuming() -> bool:
+                assert proc.poll() is None, proc.communicate()[1][-2000:]
+                groups = admin.xinfo_groups(STREAM) if admin.exists(STREAM) else []
+                return any(g["name"] == b"slow" for g in groups)
+
+            await wait_until(consuming, timeout=30)
+            admin.execute_command("ACL", "SETUSER", "svc", "-@all", "+ping", "+auth", "+hello")
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 2, err[-2000:]
+    assert '"event": "consumer_crashed"' in err
+    assert "Redis refused the command for this user" in err
+    assert "Traceback" not in err
