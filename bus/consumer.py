@@ -35,11 +35,12 @@ from redis.exceptions import ResponseError
 from bus import keys
 from bus.connection import TRANSIENT, is_cluster
 from bus.deadletter import Reason, Verdict
-from bus.dispatch import Dispatcher, Retry
+from bus.dispatch import Dispatcher, Failed
 from bus.errors import DependencyUnavailable
 from bus.health import Health
 from bus.logging import get_logger, mask_text
 from bus.metrics import ServiceMetrics
+from bus.outcomes import GiveUp, Retry
 from bus.partitions import Leases, Ordering
 from bus.reclaim import CLAIM_SCRIPT, Entries, Reclaiming
 from bus.settings import Settings
@@ -284,7 +285,7 @@ class Consumer(Reclaiming):
             verdict = await self.dispatcher.dispatch(
                 stream, entry_id, raw, delivery, settlement.handled
             )
-        except Retry as retry:
+        except Failed as retry:
             verdict = self._retry_or_give_up(stream, entry_id, delivery, retry, settlement)
             if verdict is None:
                 return False  # left pending, aged to come back after its backoff
@@ -298,7 +299,7 @@ class Consumer(Reclaiming):
         return True
 
     def _retry_or_give_up(
-        self, stream: str, entry_id: str, delivery: int, retry: Retry, settlement: Settlement
+        self, stream: str, entry_id: str, delivery: int, retry: Failed, settlement: Settlement
     ) -> Verdict | None:
         self.health.count("handler_failures")
         if isinstance(retry.cause, DependencyUnavailable):
@@ -316,9 +317,13 @@ class Consumer(Reclaiming):
             idle = self.settings.claim_idle_ms - backoff
             settlement.retries.append((entry_id, idle, max(delivery - 1, 0)))
             return None
+        if isinstance(retry.cause, GiveUp):
+            return Verdict(Reason.GIVEN_UP, retry.cause.reason, delivery)
         if delivery >= self.settings.max_deliveries:
             return Verdict(Reason.HANDLER_FAILED, str(retry), delivery)
         backoff = self._backoff(delivery)
+        if isinstance(retry.cause, Retry):  # the handler's own delay, at most claim idle
+            backoff = min(max(backoff, retry.cause.after_ms), self.settings.claim_idle_ms)
         self._log.warning(
             "handler_failed", stream=stream, entry_id=entry_id, delivery=delivery,
             error_type=type(retry.cause).__name__, retry_in_ms=backoff,

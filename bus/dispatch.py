@@ -71,8 +71,9 @@ class Handler:
         return self.func.__qualname__
 
 
-class Retry(Exception):
-    """The handler failed in a way worth retrying; carries the cause."""
+class Failed(Exception):
+    """The handler (or a Redis call around it) failed: the cause decides between a retry and a
+    dead letter (bus.consumer)."""
 
     def __init__(self, cause: BaseException) -> None:
         self.cause = cause
@@ -81,7 +82,7 @@ class Retry(Exception):
 
 @dataclass(slots=True)
 class Dispatcher:
-    """Runs one entry through the checks and its handler. Raises Retry or returns the outcome."""
+    """Runs one entry through the checks and its handler. Raises Failed or returns the outcome."""
 
     handlers: Mapping[str, Handler]
     registry: Registry
@@ -108,7 +109,7 @@ class Dispatcher:
         delivery: int,
         handled: list[TypeMetrics] | None = None,
     ) -> Verdict | None:
-        """Return None when the entry may be acked, a Verdict to dead-letter it; raise Retry.
+        """Return None when the entry may be acked, a Verdict to dead-letter it; raise Failed.
 
         With :attr:`metrics`, an event whose handler ran and returned appends its type's
         metrics to ``handled`` (if given), for the caller to count once the ack is written.
@@ -195,7 +196,7 @@ class Dispatcher:
         event_type: str,
         handled: list[TypeMetrics] | None,
     ) -> None:
-        """Await a handler call, timing it and counting its failure (a Retry) by type."""
+        """Await a handler call, timing it and counting its failure by type."""
         metrics = self.metrics
         if metrics is None:
             await call
@@ -204,7 +205,7 @@ class Dispatcher:
         start = perf_counter()
         try:
             await call
-        except Retry:
+        except Failed:
             kind.failed += 1
             raise
         kind.observe(perf_counter() - start)
@@ -223,19 +224,19 @@ class Dispatcher:
             try:
                 await self._mark(ctx.stream, ctx.event_id)
             except TRANSIENT as exc:
-                raise Retry(exc) from exc
+                raise Failed(exc) from exc
             return
         try:
             claim = await self.dedupe.begin(ctx.stream, ctx.event_id, ctx.entry_id)
         except TRANSIENT as exc:  # cannot know whether it ran before: try again later
-            raise Retry(exc) from exc
+            raise Failed(exc) from exc
         if claim is Claim.DONE:
             return
         if claim is Claim.BUSY:
-            raise Retry(RuntimeError("another consumer is handling this event right now"))
+            raise Failed(RuntimeError("another consumer is handling this event right now"))
         try:
             await self._measured(_call(handler, event, ctx), ctx.envelope.type, handled)
-        except Retry:
+        except Failed:
             with contextlib.suppress(*TRANSIENT):  # else the lease simply expires
                 await self.dedupe.abandon(ctx.stream, ctx.event_id, ctx.entry_id)
             raise
@@ -271,11 +272,11 @@ async def _call(handler: Handler, event: Contract, ctx: EventContext) -> None:
         else:
             await handler.func(event)
     except Exception as exc:  # a handler's failure is data for the retry policy, not a crash
-        raise Retry(exc) from exc
+        raise Failed(exc) from exc
 
 
 async def _call_every(func: EnvelopeFunc, envelope: Envelope, ctx: EventContext) -> None:
     try:
         await func(envelope, ctx)
     except Exception as exc:
-        raise Retry(exc) from exc
+        raise Failed(exc) from exc

@@ -203,7 +203,7 @@ class Service:
         events no longer in their stream, e.g. ``simpul audit backfill`` from the archive.
 
         ``await dispatcher.dispatch(stream, entry_id, raw, delivery)`` returns None (done) or a
-        Verdict, or raises ``Retry``; acks and dead letters are the caller's. Shutdown hooks run
+        Verdict, or raises ``Failed``; acks and dead letters are the caller's. Shutdown hooks run
         at the end of the block.
         """
         url = redis_url or self.settings.redis_url
