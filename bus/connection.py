@@ -78,8 +78,11 @@ class TLSConnectionError(RedisConnectionError):
 # slots are unserved, SlotNotCoveredError while none of the nodes it knows covers a slot, and
 # TryAgainError when a slot in migration refuses a multi-key command for a moment: all pass
 # once the cluster is whole again (the first and the last are ResponseErrors too).
+# Socket failures redis-py lets through are builtin ConnectionError (reset, refused, broken
+# pipe) or TimeoutError — not any OSError: an unreadable local file (a project's own schemas/
+# shadowing the package's data) is no Redis outage, and waiting for Redis would never cure it.
 TRANSIENT = (
-    RedisConnectionError, RedisTimeoutError, ConnectionResetError, OSError, ClusterError,
+    RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, ClusterError,
     SlotNotCoveredError, TryAgainError,
 )  # fmt: skip
 # As pydantic reads a bool (Settings.redis_cluster), plus empty for unset.

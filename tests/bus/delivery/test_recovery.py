@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -10,7 +11,8 @@ from redis.asyncio import Redis
 from bus import EventContext, Publisher, Service
 from bus.deadletter import Reason
 from bus.settings import Settings
-from bus.testing import quick_settings, wait_until
+from bus.testing import capture_logs, quick_settings, wait_until
+from schemas import regions
 from schemas.dukcapil import CitizenDied
 from tests.bus.delivery.helpers import (
     GROUP,
@@ -18,6 +20,7 @@ from tests.bus.delivery.helpers import (
     Calls,
     barrier,
     died,
+    fields_of,
     pending,
     recording_service,
     surviving,
@@ -119,3 +122,23 @@ async def test_entry_delivered_too_often_is_dead_lettered_without_a_handler_call
     assert text(dead, "dlq.consumer") == "survivor"
     assert text(dead, "dlq.entry") == published.entry_id
     assert await pending(redis) == 0
+
+
+async def test_an_unreadable_local_file_is_reported_as_what_it_is_not_as_redis(
+    redis: Redis, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A department project whose own ``schemas/`` folder shadows the package: the contracts'
+    region codes (schemas/data/regions.json) cannot be read while an event is validated."""
+    entry = fields_of(died(), "needs-regions")  # validated here, while the file is found
+    regions.regions.cache_clear()
+    monkeypatch.setattr(regions, "files", lambda _: tmp_path / "shadowing-schemas")
+    service = recording_service(quick_settings(redis_url), Calls())
+    with capture_logs() as logs, pytest.raises(FileNotFoundError):
+        async with service.running():
+            await redis.xadd(STREAM, entry)  # type: ignore[arg-type]
+            await wait_until(lambda: not service.health.running, timeout=20)
+    regions.regions.cache_clear()
+    names = [log["event"] for log in logs]
+    assert "redis_unavailable" not in names, names
+    [crash] = [log for log in logs if log["event"] == "consumer_crashed"]
+    assert crash["error_type"] == "FileNotFoundError"
