@@ -318,16 +318,18 @@ class Consumer(Reclaiming):
             settlement.retries.append((entry_id, idle, max(delivery - 1, 0)))
             return None
         if isinstance(retry.cause, GiveUp):
-            return Verdict(Reason.GIVEN_UP, retry.cause.reason, delivery)
-        if delivery >= self.settings.max_deliveries:
-            return Verdict(Reason.HANDLER_FAILED, str(retry), delivery)
+            return Verdict(Reason.GIVEN_UP, retry.error, delivery)
+        last = delivery >= self.settings.max_deliveries
         backoff = self._backoff(delivery)
         if isinstance(retry.cause, Retry):  # the handler's own delay, at most claim idle
             backoff = min(max(backoff, retry.cause.after_ms), self.settings.claim_idle_ms)
         self._log.warning(
             "handler_failed", stream=stream, entry_id=entry_id, delivery=delivery,
-            error_type=type(retry.cause).__name__, retry_in_ms=backoff,
+            error_type=type(retry.cause).__name__, error=retry.error,
+            retry_in_ms=None if last else backoff, **_trace(retry),
         )  # fmt: skip
+        if last:
+            return Verdict(Reason.HANDLER_FAILED, retry.error, delivery)
         settlement.retries.append((entry_id, self.settings.claim_idle_ms - backoff, None))
         return None
 
@@ -383,6 +385,11 @@ class Consumer(Reclaiming):
         if self._outage:
             self._outage = False
             self._log.info("redis_recovered")
+
+
+def _trace(failed: Failed) -> dict[str, str]:
+    """The handler's traceback for the log, when the dispatcher kept one (development)."""
+    return {"traceback": failed.trace} if failed.trace is not None else {}
 
 
 def _read_groups(streams: Sequence[str], *, cluster: bool) -> list[list[str]]:

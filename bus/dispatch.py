@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
+import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -21,10 +23,12 @@ from bus.context import EventContext
 from bus.contracts import Contract, Registry, violation
 from bus.deadletter import Reason, Verdict
 from bus.dedupe import Claim, Dedupe
+from bus.dlq import mask_error
 from bus.envelope import Envelope
 from bus.errors import ConfigurationError, DecodeError
-from bus.logging import get_logger
+from bus.logging import get_logger, mask_text
 from bus.metrics import ServiceMetrics, TypeMetrics
+from bus.outcomes import GiveUp, Retry
 from bus.signing import KeyRing
 
 HandlerFunc = Callable[..., Awaitable[None]]
@@ -73,11 +77,27 @@ class Handler:
 
 class Failed(Exception):
     """The handler (or a Redis call around it) failed: the cause decides between a retry and a
-    dead letter (bus.consumer)."""
+    dead letter (bus.consumer). ``error`` and ``trace`` are what may be shown of it: masked."""
 
     def __init__(self, cause: BaseException) -> None:
         self.cause = cause
-        super().__init__(f"{type(cause).__name__}: {cause}")
+        # The handler's own words when it said Retry or GiveUp; else the error and its type.
+        told = isinstance(cause, GiveUp | Retry)
+        super().__init__(str(cause) if told else f"{type(cause).__name__}: {cause}")
+        self.error = mask_text(str(self))
+        self.trace: str | None = None
+
+    def mask(self, envelope: Envelope, *, trace: bool) -> None:
+        """Mask the message (and the traceback, if wanted) with the event's personal values:
+        a handler's message may quote its event (an address, a name), not only a NIK."""
+        try:
+            data: Any = json.loads(envelope.data)
+        except ValueError:
+            data = envelope.data
+        self.error = mask_error(str(self), envelope.type, data)
+        if trace:
+            text = "".join(traceback.format_exception(self.cause))
+            self.trace = mask_error(text, envelope.type, data)
 
 
 @dataclass(slots=True)
@@ -95,13 +115,14 @@ class Dispatcher:
     every_streams: tuple[str, ...] = ()
     metrics: ServiceMetrics | None = None  # handler durations and failures, by type
     keyring: KeyRing | None = None  # set: signatures are checked before any handler runs
+    tracebacks: bool = False  # a failed handler's traceback is kept (masked) for the log
     _homes: dict[str, str] = field(default_factory=dict)  # event type -> its stream
     # (stream, event id) -> entry id of once-handlers that returned while their ``done`` marker
     # could not be written (Redis was down): this replica knows they ran, and must never run
     # them again — it writes the marker when Redis returns (:meth:`mark_finished`).
     _unmarked: dict[tuple[str, str], str] = field(default_factory=dict)
 
-    async def dispatch(  # noqa: PLR0911 - one return per outcome of the checks
+    async def dispatch(
         self,
         stream: str,
         entry_id: str,
@@ -136,6 +157,25 @@ class Dispatcher:
             rejected = self.keyring.check(envelope, raw, entry_id)
             if rejected is not None:
                 return Verdict(rejected.reason, rejected.error, delivery)
+        try:
+            return await self._handle(
+                handler, envelope, stream=stream, entry_id=entry_id, delivery=delivery,
+                handled=handled,
+            )  # fmt: skip
+        except Failed as failed:
+            failed.mask(envelope, trace=self.tracebacks)
+            raise
+
+    async def _handle(
+        self,
+        handler: Handler | None,
+        envelope: Envelope,
+        *,
+        stream: str,
+        entry_id: str,
+        delivery: int,
+        handled: list[TypeMetrics] | None,
+    ) -> Verdict | None:
         if handler is None:
             return await self._unhandled(envelope, stream, entry_id, delivery, handled)
         try:

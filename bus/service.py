@@ -34,7 +34,7 @@ from bus.errors import ConfigurationError
 from bus.health import Health, health_app
 from bus.http import parse_address
 from bus.http import running as serving
-from bus.logging import get_logger
+from bus.logging import for_people, get_logger
 from bus.metrics import ServiceMetrics
 from bus.publisher import Publisher
 from bus.settings import Settings
@@ -282,6 +282,8 @@ class Service:
             every_streams=self.every_streams,
             metrics=self.metrics,
             keyring=self._keyring(settings),
+            tracebacks=settings.log_tracebacks == "on"
+            or (settings.log_tracebacks == "auto" and for_people(settings.log_format)),
         )
         self.metrics.prepare(self._consumed_types())
         return Consumer(redis, dispatcher, settings, self.health, self.metrics)
