@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from starlette.types import ASGIApp
 
+from bus import keys
 from bus.connection import TRANSIENT, connect, translate
 from bus.consumer import Consumer
 from bus.contracts import Contract, Registry, default_registry
@@ -122,14 +123,16 @@ class Service:
         """Register ``async def f(envelope, ctx)`` for every entry of ``streams`` (default: the
         stream of every contract in the registry), whatever its type, before any validation.
 
+        ``streams`` are named as ``simpul tail`` takes them: an aggregate (``dukcapil.citizen``,
+        every partition of it if it is partitioned), one partition (``dukcapil.citizen.p3``) or
+        a stream key. A name no registered contract publishes to is refused here, at start: a
+        typo would otherwise create, and wait on, an empty stream.
+
         For archives and bridges that keep events as they travelled. Types that also have an
         :meth:`on` handler go to that handler instead.
         """
-        chosen = (
-            tuple(sorted({s for m in self.registry for s in m.__contract__.streams}))
-            if streams is None
-            else tuple(streams)
-        )
+        known = {s for m in self.registry for s in m.__contract__.streams}
+        chosen = tuple(sorted(known if streams is None else self._streams_named(streams, known)))
         if not chosen:
             raise ConfigurationError(f"{self.name}: on_every needs at least one stream")
 
@@ -142,6 +145,25 @@ class Service:
             return func
 
         return register
+
+    def _streams_named(self, names: Iterable[str], known: set[str]) -> set[str]:
+        chosen: set[str] = set()
+        for name in [names] if isinstance(names, str) else names:
+            key = keys.stream_named(name) or ""
+            aggregate = keys.aggregate_of_stream(key)
+            if aggregate is not None and key == keys.stream(aggregate):  # the whole aggregate
+                found = set(keys.streams(aggregate)) & known
+            else:
+                found = {key} & known
+            if not found:
+                aggregates = sorted({keys.aggregate_of_stream(k) or k for k in known})
+                raise ConfigurationError(
+                    f"{self.name}: on_every stream {name!r} is not a stream of any registered "
+                    f"contract (known aggregates: {', '.join(aggregates) or 'none'}); name an "
+                    "aggregate such as dukcapil.citizen, and import the module of its contracts"
+                )
+            chosen |= found
+        return chosen
 
     def mount(self, app: ASGIApp) -> None:
         """Serve ``app`` (e.g. a Starlette API) while the service runs, on ``SIMPUL_HTTP``
