@@ -48,6 +48,7 @@ from bus.settle import Settlement, Settler
 
 _log = get_logger("bus.consumer")
 _OUTAGES_MAX = 10_000
+_WARN_FIRST_S, _WARN_MAX_S = 2.0, 300.0  # redis_unavailable repeats with this backoff
 # Replies that mean our group (or its stream) is gone: recreate it and carry on.
 _GROUP_LOST = ("NOGROUP", "UNBLOCKED")
 
@@ -88,6 +89,8 @@ class Consumer(Reclaiming):
         self._lock = asyncio.Lock()  # one batch at a time: handlers never run concurrently
         self._read_tasks: set[asyncio.Future[list[tuple[bytes, Entries]]]] = set()
         self._outage = False
+        self._outage_since = self._warn_at = 0.0  # monotonic times (while _outage)
+        self._warn_every = _WARN_FIRST_S
         self._delay = 0.05  # seconds before the next attempt after an outage; doubles to 5 s
         self._rebalance_at = 0.0  # monotonic time of the next partition rebalance
         # Entry id -> attempts that met a dependency outage (their backoff keeps growing);
@@ -371,13 +374,26 @@ class Consumer(Reclaiming):
                 await self._ensure_groups()  # and its gap check: what the deletion cost
             return
         self.health.failed(f"{type(exc).__name__}: {exc}")
-        if not self._outage:
-            self._outage = True
-            self._log.error("redis_unavailable", error=str(exc))
+        self._report_outage(exc)
         self._delay = min(self._delay * 2, 5.0)
         pause = self._delay * random.uniform(0.5, 1.0)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), pause)
+
+    def _report_outage(self, exc: BaseException) -> None:
+        """``redis_unavailable`` at once, then again after 2 s, 4 s, 8 s ... (at most every
+        5 minutes) while it lasts: a service pointed at the wrong port must not fall silent."""
+        now = time.monotonic()
+        if not self._outage:
+            self._outage, self._outage_since, self._warn_every = True, now, _WARN_FIRST_S
+            self._warn_at = now + self._warn_every
+            self._log.error("redis_unavailable", error=str(exc))
+        elif now >= self._warn_at:
+            self._warn_every = min(self._warn_every * 2, _WARN_MAX_S)
+            self._warn_at = now + self._warn_every
+            self._log.error(
+                "redis_unavailable", error=str(exc), down_for_s=round(now - self._outage_since)
+            )
 
     def _on_success(self) -> None:
         self.health.polled()
