@@ -49,6 +49,7 @@ from bus.settle import Settlement, Settler
 _log = get_logger("bus.consumer")
 _OUTAGES_MAX = 10_000
 _WARN_FIRST_S, _WARN_MAX_S = 2.0, 300.0  # redis_unavailable repeats with this backoff
+_SETTLE_FIRST_S = 2.0  # after an outage: leftovers settled before any sweep (at least this)
 # Replies that mean our group (or its stream) is gone: recreate it and carry on.
 _GROUP_LOST = ("NOGROUP", "UNBLOCKED")
 
@@ -399,6 +400,12 @@ class Consumer(Reclaiming):
         self.health.polled()
         self._delay = 0.05
         if self._outage:
+            # Every replica lost Redis too: for a moment, each only settles what it finished
+            # during the outage and sweeps nothing, so no replica reclaims (and reruns) an
+            # entry another one finished but could not settle yet.
+            self._sweep_after = time.monotonic() + max(
+                _SETTLE_FIRST_S, 4 * self.settings.reclaim_interval_ms / 1000
+            )
             self._outage = False
             self._log.info("redis_recovered")
 

@@ -74,7 +74,9 @@ class Reclaiming:
     _lock: asyncio.Lock
     _log: Any
     _rebalance_at: float
+    _outage: bool  # Redis was unreachable at the last try of the read loop
     _gap_checks = True
+    _sweep_after = 0.0  # monotonic time before which the sweep waits (after an outage)
 
     async def _process(
         self, stream: str, entries: Entries, deliveries: Mapping[str, int] | None
@@ -147,6 +149,8 @@ class Reclaiming:
                 await asyncio.wait_for(self._stopping.wait(), interval)
             # Before any sweep: what ran here during an outage is settled, never run again.
             await self._guarded(self._settle_leftovers, quiet=True)
+            if self._outage or time.monotonic() < self._sweep_after:
+                continue  # (just back) from an outage: every replica settles its own first
             for stream in self.plain:
                 if self._stopping.is_set():
                     return
