@@ -240,8 +240,8 @@ class Consumer(Reclaiming):
                 for index, (entry_b, raw) in enumerate(entries):
                     entry_id = entry_b.decode()
                     if self._stopping.is_set():  # leave the rest to the group, due at once
-                        settlement.retries += [(e.decode(), self.settings.claim_idle_ms, None)
-                                               for e, _ in entries[index:]]  # fmt: skip
+                        rest = self._unhandled(entries[index:], deliveries, owned)
+                        settlement.retries += [(e, self.settings.claim_idle_ms, n) for e, n in rest]
                         break
                     if ordered and not self._owns(stream):
                         break  # lease lost: its next owner takes the rest over, in order
@@ -254,9 +254,27 @@ class Consumer(Reclaiming):
                     settled = await self._one(stream, entry_id, raw, delivery, settlement)
                     if ordered and not settled:  # a failure holds its partition: stop here
                         self._hold(stream, settlement)
+                        rest = self._unhandled(entries[index + 1 :], deliveries, owned)
+                        settlement.retries += [(e, 0, n) for e, n in rest]  # our backlog
                         break
             finally:  # also on cancellation (shutdown grace ran out): settle what is done
                 await self._settler.settle(stream, settlement)
+
+    @staticmethod
+    def _unhandled(
+        rest: Entries, deliveries: Mapping[str, int] | None, owned: set[str] | None
+    ) -> list[tuple[str, int]]:
+        """Entries of a batch left without a handler run, with the delivery count to set back:
+        their read counted a delivery no handler made, and the number a handler sees must
+        count only real attempts (else one failure ahead of them on a partition, or a
+        shutdown, would spend an attempt of each)."""
+        found = []
+        for entry_b, _ in rest:
+            entry_id = entry_b.decode()
+            if owned is None or entry_id in owned:
+                count = deliveries.get(entry_id, 1) if deliveries else 1
+                found.append((entry_id, max(count - 1, 0)))
+        return found
 
     def _owns(self, stream: str) -> bool:
         return self.ordering is not None and self.ordering.owns(stream)
