@@ -20,7 +20,8 @@ reads. Scripts gain nothing: Redis checks each ``redis.call`` inside a script ag
   (``XREADGROUP``, ``XACK``, ``XCLAIM``, ``XAUTOCLAIM``, ``XPENDING``, ``XGROUP CREATE`` and the
   claim, dead-letter and keep-alive scripts), ``XADD`` on only its own dead letters
   ``<stream>:dlq:<group>``, its own consumer dedupe markers ``<stream>:done:<group>:*``
-  (``GET``/``SET``/``DEL`` through the dedupe script), ``XINFO STREAM``/``GROUPS`` of those
+  (``GET``/``SET``/``DEL`` through the dedupe script), its handlers' last errors beside pending
+  entries ``<stream>:failure:<group>:*`` (``GET``/``SET``), ``XINFO STREAM``/``GROUPS`` of those
   streams and its group's cursor ``<stream>:cursor:<group>`` (bus.gaps); a service that
   publishes also gets its own streams like a producer; the archive (``archive: true``) also
   writes ``simpul:audit:head``;
@@ -272,6 +273,11 @@ def _service(service: ServiceSpec, hashes: tuple[str, ...]) -> AclUser:
             ("+evalsha", "+get", "+set", "+del"),
             tuple(f"~{keys.done(s, group, '*')}" for s in streams),
             why="its own consumer dedupe markers (once=True)",
+        ),
+        Grant(
+            ("+get", "+set"),
+            tuple(f"~{keys.last_failure(s, group, '*')}" for s in streams),
+            why="its handler's last error beside a pending entry, for a dead letter after crashes",
         ),
     ]
     partitions = [s for s in streams if keys.is_partition(s)]

@@ -25,6 +25,7 @@ import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import cast
 
@@ -84,6 +85,8 @@ class Consumer(Reclaiming):
         self._settler = Settler(
             redis, group=self.group, consumer=self.name, health=health, log=self._log,
             metrics=metrics,
+            # An entry's consumers can die claim_idle_ms apart until it runs out of deliveries.
+            failure_ttl_ms=settings.claim_idle_ms * (settings.max_deliveries + 1),
         )  # fmt: skip
         self._claim = redis.register_script(CLAIM_SCRIPT)
         self._stopping = asyncio.Event()
@@ -312,6 +315,11 @@ class Consumer(Reclaiming):
             if verdict is None:
                 return False  # left pending, aged to come back after its backoff
         self._outages.pop(entry_id, None)
+        if verdict is not None and verdict.reason is Reason.MAX_DELIVERIES:
+            note = await self._settler.last_failure(stream, entry_id)
+            if note is not None:  # it failed before its consumers died: keep the handler's word
+                error = f"{verdict.error}; the handler's last error: {note}"
+                verdict = replace(verdict, error=error)
         if self.health.dependency_down and len(settlement.handled) > ran:
             self.health.dependency_down = None  # a handler got through: the outage is over
         if verdict is None:
@@ -352,6 +360,7 @@ class Consumer(Reclaiming):
         )  # fmt: skip
         if last:
             return Verdict(Reason.HANDLER_FAILED, retry.error, delivery)
+        settlement.failures.append((entry_id, retry.error))  # for a dead letter after crashes
         settlement.retries.append((entry_id, self.settings.claim_idle_ms - backoff, None))
         return None
 
