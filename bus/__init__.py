@@ -17,6 +17,7 @@ from bus.errors import (
     UnknownEventType,
 )
 from bus.logging import configure_default
+from bus.outcomes import GiveUp, Retry
 from bus.publisher import Published, Publisher, Retention, event_id
 from bus.service import Service
 from bus.settings import Settings
@@ -30,12 +31,14 @@ __all__ = [
     "DecodeError",
     "Envelope",
     "EventContext",
+    "GiveUp",
     "PermissionDenied",
     "Published",
     "Publisher",
     "RedisUnavailable",
     "Registry",
     "Retention",
+    "Retry",
     "Service",
     "Settings",
     "SimpulError",

@@ -20,9 +20,10 @@ reads. Scripts gain nothing: Redis checks each ``redis.call`` inside a script ag
   bus.adapter_report);
 * a **service**: on the streams of its approved subscriptions, the consumer's commands
   (``XREADGROUP``, ``XACK``, ``XCLAIM``, ``XAUTOCLAIM``, ``XPENDING``, ``XGROUP CREATE`` and the
-  dead-letter and keep-alive scripts), ``XADD`` on only its own dead letters
+  claim, dead-letter and keep-alive scripts), ``XADD`` on only its own dead letters
   ``<stream>:dlq:<group>``, its own consumer dedupe markers ``<stream>:done:<group>:*``
-  (``GET``/``SET``/``DEL`` through the dedupe script), ``XINFO STREAM``/``GROUPS`` of those
+  (``GET``/``SET``/``DEL`` through the dedupe script), its handlers' last errors beside pending
+  entries ``<stream>:failure:<group>:*`` (``GET``/``SET``), ``XINFO STREAM``/``GROUPS`` of those
   streams and its group's cursor ``<stream>:cursor:<group>`` (bus.gaps); a service that
   publishes also gets its own streams like a producer; the archive (``archive: true``) also
   writes ``simpul:audit:head``;
@@ -267,7 +268,7 @@ def _service(service: ServiceSpec, hashes: tuple[str, ...]) -> AclUser:
         Grant(
             (*CONSUME, "+evalsha"),
             (*(f"~{s}" for s in streams), *(f"~{d}" for d in dead)),
-            why="consume as its group; the dead-letter and keep-alive scripts",
+            why="consume as its group; the claim, dead-letter and keep-alive scripts",
         ),
         Grant(("+xadd",), tuple(f"%W~{d}" for d in dead), why="its own dead letters"),
         Grant(
@@ -279,6 +280,11 @@ def _service(service: ServiceSpec, hashes: tuple[str, ...]) -> AclUser:
             ("+evalsha", "+get", "+set", "+del"),
             tuple(f"~{keys.done(s, group, '*')}" for s in streams),
             why="its own consumer dedupe markers (once=True)",
+        ),
+        Grant(
+            ("+get", "+set"),
+            tuple(f"~{keys.last_failure(s, group, '*')}" for s in streams),
+            why="its handler's last error beside a pending entry, for a dead letter after crashes",
         ),
     ]
     partitions = [s for s in streams if keys.is_partition(s)]

@@ -35,7 +35,13 @@ from redis.asyncio.connection import (
     UnixDomainSocketConnection,
     parse_url,
 )
-from redis.exceptions import ClusterError, ResponseError, SlotNotCoveredError, TryAgainError
+from redis.exceptions import (
+    ClusterError,
+    NoPermissionError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -73,8 +79,11 @@ class TLSConnectionError(RedisConnectionError):
 # slots are unserved, SlotNotCoveredError while none of the nodes it knows covers a slot, and
 # TryAgainError when a slot in migration refuses a multi-key command for a moment: all pass
 # once the cluster is whole again (the first and the last are ResponseErrors too).
+# Socket failures redis-py lets through are builtin ConnectionError (reset, refused, broken
+# pipe) or TimeoutError — not any OSError: an unreadable local file (a project's own schemas/
+# shadowing the package's data) is no Redis outage, and waiting for Redis would never cure it.
 TRANSIENT = (
-    RedisConnectionError, RedisTimeoutError, ConnectionResetError, OSError, ClusterError,
+    RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, ClusterError,
     SlotNotCoveredError, TryAgainError,
 )  # fmt: skip
 # As pydantic reads a bool (Settings.redis_cluster), plus empty for unset.
@@ -472,6 +481,9 @@ def translate(exc: Exception) -> Exception:
         return RedisUnavailable(str(exc))
     if isinstance(exc, TRANSIENT):
         return RedisUnavailable(f"Redis is unreachable or did not answer in time: {exc}")
-    if isinstance(exc, ResponseError) and str(exc).startswith("NOPERM"):
+    # redis-py raises NOPERM as NoPermissionError, without the code in its text.
+    if isinstance(exc, NoPermissionError) or (
+        isinstance(exc, ResponseError) and str(exc).startswith("NOPERM")
+    ):
         return PermissionDenied(f"Redis refused the command for this user: {exc}")
     return exc

@@ -25,6 +25,7 @@ import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import cast
 
@@ -35,18 +36,22 @@ from redis.exceptions import ResponseError
 from bus import keys
 from bus.connection import TRANSIENT, is_cluster
 from bus.deadletter import Reason, Verdict
-from bus.dispatch import Dispatcher, Retry
+from bus.dispatch import Dispatcher, Failed
 from bus.errors import DependencyUnavailable
 from bus.health import Health
-from bus.logging import get_logger, mask_text
+from bus.logging import get_logger
 from bus.metrics import ServiceMetrics
+from bus.outcomes import GiveUp, Retry
 from bus.partitions import Leases, Ordering
-from bus.reclaim import Entries, Reclaiming
+from bus.privacy import mask_text
+from bus.reclaim import CLAIM_SCRIPT, Entries, Reclaiming
 from bus.settings import Settings
 from bus.settle import Settlement, Settler
 
 _log = get_logger("bus.consumer")
 _OUTAGES_MAX = 10_000
+_WARN_FIRST_S, _WARN_MAX_S = 2.0, 300.0  # redis_unavailable repeats with this backoff
+_SETTLE_FIRST_S = 2.0  # after an outage: leftovers settled before any sweep (at least this)
 # Replies that mean our group (or its stream) is gone: recreate it and carry on.
 _GROUP_LOST = ("NOGROUP", "UNBLOCKED")
 
@@ -81,11 +86,16 @@ class Consumer(Reclaiming):
         self._settler = Settler(
             redis, group=self.group, consumer=self.name, health=health, log=self._log,
             metrics=metrics,
+            # An entry's consumers can die claim_idle_ms apart until it runs out of deliveries.
+            failure_ttl_ms=settings.claim_idle_ms * (settings.max_deliveries + 1),
         )  # fmt: skip
+        self._claim = redis.register_script(CLAIM_SCRIPT)
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()  # one batch at a time: handlers never run concurrently
         self._read_tasks: set[asyncio.Future[list[tuple[bytes, Entries]]]] = set()
         self._outage = False
+        self._outage_since = self._warn_at = 0.0  # monotonic times (while _outage)
+        self._warn_every = _WARN_FIRST_S
         self._delay = 0.05  # seconds before the next attempt after an outage; doubles to 5 s
         self._rebalance_at = 0.0  # monotonic time of the next partition rebalance
         # Entry id -> attempts that met a dependency outage (their backoff keeps growing);
@@ -132,6 +142,8 @@ class Consumer(Reclaiming):
             return
         with contextlib.suppress(ResponseError, *TRANSIENT):  # the cursors as we leave them
             await self._check_gaps()
+        with contextlib.suppress(*TRANSIENT):  # else they stay pending for a reclaim
+            await self._settle_leftovers()
         if self.ordering is not None:
             with contextlib.suppress(*TRANSIENT):  # else the leases simply expire
                 await self.ordering.leases.release_all()
@@ -232,8 +244,8 @@ class Consumer(Reclaiming):
                 for index, (entry_b, raw) in enumerate(entries):
                     entry_id = entry_b.decode()
                     if self._stopping.is_set():  # leave the rest to the group, due at once
-                        settlement.retries += [(e.decode(), self.settings.claim_idle_ms, None)
-                                               for e, _ in entries[index:]]  # fmt: skip
+                        rest = self._unhandled(entries[index:], deliveries, owned)
+                        settlement.retries += [(e, self.settings.claim_idle_ms, n) for e, n in rest]
                         break
                     if ordered and not self._owns(stream):
                         break  # lease lost: its next owner takes the rest over, in order
@@ -246,9 +258,27 @@ class Consumer(Reclaiming):
                     settled = await self._one(stream, entry_id, raw, delivery, settlement)
                     if ordered and not settled:  # a failure holds its partition: stop here
                         self._hold(stream, settlement)
+                        rest = self._unhandled(entries[index + 1 :], deliveries, owned)
+                        settlement.retries += [(e, 0, n) for e, n in rest]  # our backlog
                         break
             finally:  # also on cancellation (shutdown grace ran out): settle what is done
                 await self._settler.settle(stream, settlement)
+
+    @staticmethod
+    def _unhandled(
+        rest: Entries, deliveries: Mapping[str, int] | None, owned: set[str] | None
+    ) -> list[tuple[str, int]]:
+        """Entries of a batch left without a handler run, with the delivery count to set back:
+        their read counted a delivery no handler made, and the number a handler sees must
+        count only real attempts (else one failure ahead of them on a partition, or a
+        shutdown, would spend an attempt of each)."""
+        found = []
+        for entry_b, _ in rest:
+            entry_id = entry_b.decode()
+            if owned is None or entry_id in owned:
+                count = deliveries.get(entry_id, 1) if deliveries else 1
+                found.append((entry_id, max(count - 1, 0)))
+        return found
 
     def _owns(self, stream: str) -> bool:
         return self.ordering is not None and self.ordering.owns(stream)
@@ -281,11 +311,16 @@ class Consumer(Reclaiming):
             verdict = await self.dispatcher.dispatch(
                 stream, entry_id, raw, delivery, settlement.handled
             )
-        except Retry as retry:
+        except Failed as retry:
             verdict = self._retry_or_give_up(stream, entry_id, delivery, retry, settlement)
             if verdict is None:
                 return False  # left pending, aged to come back after its backoff
         self._outages.pop(entry_id, None)
+        if verdict is not None and verdict.reason is Reason.MAX_DELIVERIES:
+            note = await self._settler.last_failure(stream, entry_id)
+            if note is not None:  # it failed before its consumers died: keep the handler's word
+                error = f"{verdict.error}; the handler's last error: {note}"
+                verdict = replace(verdict, error=error)
         if self.health.dependency_down and len(settlement.handled) > ran:
             self.health.dependency_down = None  # a handler got through: the outage is over
         if verdict is None:
@@ -295,7 +330,7 @@ class Consumer(Reclaiming):
         return True
 
     def _retry_or_give_up(
-        self, stream: str, entry_id: str, delivery: int, retry: Retry, settlement: Settlement
+        self, stream: str, entry_id: str, delivery: int, retry: Failed, settlement: Settlement
     ) -> Verdict | None:
         self.health.count("handler_failures")
         if isinstance(retry.cause, DependencyUnavailable):
@@ -313,13 +348,20 @@ class Consumer(Reclaiming):
             idle = self.settings.claim_idle_ms - backoff
             settlement.retries.append((entry_id, idle, max(delivery - 1, 0)))
             return None
-        if delivery >= self.settings.max_deliveries:
-            return Verdict(Reason.HANDLER_FAILED, str(retry), delivery)
+        if isinstance(retry.cause, GiveUp):
+            return Verdict(Reason.GIVEN_UP, retry.error, delivery)
+        last = delivery >= self.settings.max_deliveries
         backoff = self._backoff(delivery)
+        if isinstance(retry.cause, Retry):  # the handler's own delay, at most claim idle
+            backoff = min(max(backoff, retry.cause.after_ms), self.settings.claim_idle_ms)
         self._log.warning(
             "handler_failed", stream=stream, entry_id=entry_id, delivery=delivery,
-            error_type=type(retry.cause).__name__, retry_in_ms=backoff,
+            error_type=type(retry.cause).__name__, error=retry.error,
+            retry_in_ms=None if last else backoff, **_trace(retry),
         )  # fmt: skip
+        if last:
+            return Verdict(Reason.HANDLER_FAILED, retry.error, delivery)
+        settlement.failures.append((entry_id, retry.error))  # for a dead letter after crashes
         settlement.retries.append((entry_id, self.settings.claim_idle_ms - backoff, None))
         return None
 
@@ -361,20 +403,44 @@ class Consumer(Reclaiming):
                 await self._ensure_groups()  # and its gap check: what the deletion cost
             return
         self.health.failed(f"{type(exc).__name__}: {exc}")
-        if not self._outage:
-            self._outage = True
-            self._log.error("redis_unavailable", error=str(exc))
+        self._report_outage(exc)
         self._delay = min(self._delay * 2, 5.0)
         pause = self._delay * random.uniform(0.5, 1.0)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), pause)
 
+    def _report_outage(self, exc: BaseException) -> None:
+        """``redis_unavailable`` at once, then again after 2 s, 4 s, 8 s ... (at most every
+        5 minutes) while it lasts: a service pointed at the wrong port must not fall silent."""
+        now = time.monotonic()
+        if not self._outage:
+            self._outage, self._outage_since, self._warn_every = True, now, _WARN_FIRST_S
+            self._warn_at = now + self._warn_every
+            self._log.error("redis_unavailable", error=str(exc))
+        elif now >= self._warn_at:
+            self._warn_every = min(self._warn_every * 2, _WARN_MAX_S)
+            self._warn_at = now + self._warn_every
+            self._log.error(
+                "redis_unavailable", error=str(exc), down_for_s=round(now - self._outage_since)
+            )
+
     def _on_success(self) -> None:
         self.health.polled()
         self._delay = 0.05
         if self._outage:
+            # Every replica lost Redis too: for a moment, each only settles what it finished
+            # during the outage and sweeps nothing, so no replica reclaims (and reruns) an
+            # entry another one finished but could not settle yet.
+            self._sweep_after = time.monotonic() + max(
+                _SETTLE_FIRST_S, 4 * self.settings.reclaim_interval_ms / 1000
+            )
             self._outage = False
             self._log.info("redis_recovered")
+
+
+def _trace(failed: Failed) -> dict[str, str]:
+    """The handler's traceback for the log, when the dispatcher kept one (development)."""
+    return {"traceback": failed.trace} if failed.trace is not None else {}
 
 
 def _read_groups(streams: Sequence[str], *, cluster: bool) -> list[list[str]]:

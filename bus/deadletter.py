@@ -29,6 +29,7 @@ class Reason(enum.StrEnum):
     WRONG_STREAM = "wrong_stream"  # its type belongs to another aggregate's stream
     CONTRACT_VIOLATION = "contract_violation"  # data does not satisfy the contract
     HANDLER_FAILED = "handler_failed"  # the handler raised on each of max_deliveries attempts
+    GIVEN_UP = "given_up"  # the handler raised bus.GiveUp: it will never succeed
     MAX_DELIVERIES = "max_deliveries_exceeded"  # delivered too often without an outcome (crashes)
     # Signature checks (bus.signing), made only by a service that has a keyring:
     UNSIGNED = "unsigned"  # no signature, and this service requires signed events

@@ -10,7 +10,9 @@ an entry reclaimed from a consumer that died after its handler finished but befo
 * after a failure: the lease is dropped so the retry can run.
 
 It cannot make a side effect and the marker atomic together (no distributed transaction can):
-if a process dies between the effect and the ``done`` marker, the handler runs again. Handlers
+if a process dies between the effect and the ``done`` marker, the handler runs again. A live
+replica whose marker write failed (Redis away) remembers the event and writes the marker when
+Redis returns (``Dispatcher.mark_finished``), never running the handler for it again. Handlers
 that write to their own database should record the event id in the same transaction instead.
 """
 

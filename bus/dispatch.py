@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
+import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -25,11 +27,14 @@ from bus.envelope import Envelope
 from bus.errors import ConfigurationError, DecodeError
 from bus.logging import get_logger
 from bus.metrics import ServiceMetrics, TypeMetrics
+from bus.outcomes import GiveUp, Retry
+from bus.privacy import contract_of, mask_error, mask_text
 from bus.signing import KeyRing
 
 HandlerFunc = Callable[..., Awaitable[None]]
 EnvelopeFunc = Callable[[Envelope, EventContext], Awaitable[None]]
 _HOMES_MAX = 1024
+_UNMARKED_MAX = 100_000  # effects remembered across one outage (~200 bytes each)
 _log = get_logger("bus.dispatch")
 
 
@@ -70,17 +75,35 @@ class Handler:
         return self.func.__qualname__
 
 
-class Retry(Exception):
-    """The handler failed in a way worth retrying; carries the cause."""
+class Failed(Exception):
+    """The handler (or a Redis call around it) failed: the cause decides between a retry and a
+    dead letter (bus.consumer). ``error`` and ``trace`` are what may be shown of it: masked."""
 
     def __init__(self, cause: BaseException) -> None:
         self.cause = cause
-        super().__init__(f"{type(cause).__name__}: {cause}")
+        # The handler's own words when it said Retry or GiveUp; else the error and its type.
+        told = isinstance(cause, GiveUp | Retry)
+        super().__init__(str(cause) if told else f"{type(cause).__name__}: {cause}")
+        self.error = mask_text(str(self))
+        self.trace: str | None = None
+
+    def mask(self, envelope: Envelope, *, trace: bool) -> None:
+        """Mask the message (and the traceback, if wanted) with the event's personal values:
+        a handler's message may quote its event (an address, a name), not only a NIK."""
+        try:
+            data: Any = json.loads(envelope.data)
+        except ValueError:
+            data = envelope.data
+        contract = contract_of(envelope.type)
+        self.error = mask_error(str(self), contract, data, envelope.subject)
+        if trace:
+            text = "".join(traceback.format_exception(self.cause))
+            self.trace = mask_error(text, contract, data, envelope.subject)
 
 
 @dataclass(slots=True)
 class Dispatcher:
-    """Runs one entry through the checks and its handler. Raises Retry or returns the outcome."""
+    """Runs one entry through the checks and its handler. Raises Failed or returns the outcome."""
 
     handlers: Mapping[str, Handler]
     registry: Registry
@@ -93,9 +116,14 @@ class Dispatcher:
     every_streams: tuple[str, ...] = ()
     metrics: ServiceMetrics | None = None  # handler durations and failures, by type
     keyring: KeyRing | None = None  # set: signatures are checked before any handler runs
+    tracebacks: bool = False  # a failed handler's traceback is kept (masked) for the log
     _homes: dict[str, str] = field(default_factory=dict)  # event type -> its stream
+    # (stream, event id) -> entry id of once-handlers that returned while their ``done`` marker
+    # could not be written (Redis was down): this replica knows they ran, and must never run
+    # them again — it writes the marker when Redis returns (:meth:`mark_finished`).
+    _unmarked: dict[tuple[str, str], str] = field(default_factory=dict)
 
-    async def dispatch(  # noqa: PLR0911 - one return per outcome of the checks
+    async def dispatch(
         self,
         stream: str,
         entry_id: str,
@@ -103,7 +131,7 @@ class Dispatcher:
         delivery: int,
         handled: list[TypeMetrics] | None = None,
     ) -> Verdict | None:
-        """Return None when the entry may be acked, a Verdict to dead-letter it; raise Retry.
+        """Return None when the entry may be acked, a Verdict to dead-letter it; raise Failed.
 
         With :attr:`metrics`, an event whose handler ran and returned appends its type's
         metrics to ``handled`` (if given), for the caller to count once the ack is written.
@@ -130,6 +158,25 @@ class Dispatcher:
             rejected = self.keyring.check(envelope, raw, entry_id)
             if rejected is not None:
                 return Verdict(rejected.reason, rejected.error, delivery)
+        try:
+            return await self._handle(
+                handler, envelope, stream=stream, entry_id=entry_id, delivery=delivery,
+                handled=handled,
+            )  # fmt: skip
+        except Failed as failed:
+            failed.mask(envelope, trace=self.tracebacks)
+            raise
+
+    async def _handle(
+        self,
+        handler: Handler | None,
+        envelope: Envelope,
+        *,
+        stream: str,
+        entry_id: str,
+        delivery: int,
+        handled: list[TypeMetrics] | None,
+    ) -> Verdict | None:
         if handler is None:
             return await self._unhandled(envelope, stream, entry_id, delivery, handled)
         try:
@@ -190,7 +237,7 @@ class Dispatcher:
         event_type: str,
         handled: list[TypeMetrics] | None,
     ) -> None:
-        """Await a handler call, timing it and counting its failure (a Retry) by type."""
+        """Await a handler call, timing it and counting its failure by type."""
         metrics = self.metrics
         if metrics is None:
             await call
@@ -199,7 +246,7 @@ class Dispatcher:
         start = perf_counter()
         try:
             await call
-        except Retry:
+        except Failed:
             kind.failed += 1
             raise
         kind.observe(perf_counter() - start)
@@ -214,28 +261,49 @@ class Dispatcher:
         handled: list[TypeMetrics] | None,
     ) -> None:
         assert self.dedupe is not None
+        if (ctx.stream, ctx.event_id) in self._unmarked:  # it ran here: settle, never rerun
+            try:
+                await self._mark(ctx.stream, ctx.event_id)
+            except TRANSIENT as exc:
+                raise Failed(exc) from exc
+            return
         try:
             claim = await self.dedupe.begin(ctx.stream, ctx.event_id, ctx.entry_id)
         except TRANSIENT as exc:  # cannot know whether it ran before: try again later
-            raise Retry(exc) from exc
+            raise Failed(exc) from exc
         if claim is Claim.DONE:
             return
         if claim is Claim.BUSY:
-            raise Retry(RuntimeError("another consumer is handling this event right now"))
+            raise Failed(RuntimeError("another consumer is handling this event right now"))
         try:
             await self._measured(_call(handler, event, ctx), ctx.envelope.type, handled)
-        except Retry:
+        except Failed:
             with contextlib.suppress(*TRANSIENT):  # else the lease simply expires
                 await self.dedupe.abandon(ctx.stream, ctx.event_id, ctx.entry_id)
             raise
         try:
             await self.dedupe.finish(ctx.stream, ctx.event_id, ctx.entry_id)
         except TRANSIENT as exc:
-            # The effect happened; ack it. Only a redelivery after the lease expires could
-            # repeat it — the gap bus/dedupe.py documents.
+            # The effect happened; ack it, and remember it until the marker is written: a
+            # redelivery to this replica settles without running it. Only a process that dies
+            # before then leaves the gap bus/dedupe.py documents.
+            if len(self._unmarked) < _UNMARKED_MAX:
+                self._unmarked[(ctx.stream, ctx.event_id)] = ctx.entry_id
             _log.warning(
                 "dedupe_mark_failed", stream=ctx.stream, entry_id=ctx.entry_id, error=str(exc)
             )
+
+    async def mark_finished(self) -> None:
+        """Write the ``done`` markers an outage kept this replica from writing (raises the
+        connection error if Redis is still away; the rest stay remembered)."""
+        for stream, event_id in list(self._unmarked):
+            await self._mark(stream, event_id)
+
+    async def _mark(self, stream: str, event_id: str) -> None:
+        assert self.dedupe is not None
+        entry_id = self._unmarked[(stream, event_id)]
+        await self.dedupe.finish(stream, event_id, entry_id)
+        del self._unmarked[(stream, event_id)]
 
 
 async def _call(handler: Handler, event: Contract, ctx: EventContext) -> None:
@@ -245,11 +313,11 @@ async def _call(handler: Handler, event: Contract, ctx: EventContext) -> None:
         else:
             await handler.func(event)
     except Exception as exc:  # a handler's failure is data for the retry policy, not a crash
-        raise Retry(exc) from exc
+        raise Failed(exc) from exc
 
 
 async def _call_every(func: EnvelopeFunc, envelope: Envelope, ctx: EventContext) -> None:
     try:
         await func(envelope, ctx)
     except Exception as exc:
-        raise Retry(exc) from exc
+        raise Failed(exc) from exc

@@ -8,7 +8,8 @@ A service run with ``SIMPUL_HTTP=HOST:PORT`` answers on that address:
   error followed it; 503 otherwise (Redis unreachable, group lost, loop stopped).
 
 Both answer with :meth:`Health.snapshot` as JSON: ages of the last poll and the last ack, the
-last error, counters. ``GET /metrics`` serves the service's Prometheus metrics beside them
+last error, why the service is not ready (``not_ready_because``, a sentence), counters.
+``GET /metrics`` serves the service's Prometheus metrics beside them
 (:mod:`bus.metrics`).
 """
 
@@ -37,15 +38,37 @@ class Health:
     dependency_down: str | None = None  # a handler's dependency is unavailable (its kind)
     counters: dict[str, int] = field(default_factory=dict)
 
+    failing_since: float | None = None  # monotonic time of the first error since the last poll
+
     def polled(self) -> None:
         self.last_poll = time.monotonic()
         self.last_error = None
+        self.failing_since = None
 
     def acked(self) -> None:
         self.last_ack = time.monotonic()
 
     def failed(self, error: str) -> None:
+        if self.last_error is None:
+            self.failing_since = time.monotonic()
         self.last_error = error
+
+    def why_not_ready(self) -> str | None:
+        """Why :attr:`ready` is false, in a sentence for the operator reading /readyz."""
+        now = time.monotonic()
+        if self.last_error is not None:
+            since = now - (self.failing_since or now)
+            state = "the consumer stopped" if not self.running else f"failing for {since:.0f} s"
+            return f"{state}: {self.last_error}"
+        if not self.running:
+            return "the consumer is not running"
+        if self.dependency_down is not None:
+            return f"a handler's dependency is unavailable ({self.dependency_down})"
+        if self.last_poll is None:
+            return "Redis has not answered a read yet"
+        if now - self.last_poll >= self.stale_after_s:
+            return f"no read from Redis for {now - self.last_poll:.0f} s"
+        return None
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
@@ -69,6 +92,7 @@ class Health:
             "last_poll_age_s": None if self.last_poll is None else round(now - self.last_poll, 3),
             "last_ack_age_s": None if self.last_ack is None else round(now - self.last_ack, 3),
             "last_error": self.last_error,
+            "not_ready_because": self.why_not_ready(),
             "dependency_down": self.dependency_down,
             "counters": dict(self.counters),
         }

@@ -144,6 +144,13 @@ def done(stream_key: str, group: str, event_id: str) -> str:
     return f"{stream_key}:done:{group}:{event_id}"
 
 
+def last_failure(stream_key: str, group: str, entry_id: str) -> str:
+    """The last error of ``group``'s handler on a pending entry (a string with a TTL): carried
+    into the dead letter if the entry's consumers then die until it runs out of deliveries
+    (``max_deliveries_exceeded``), so the handler's own error is not lost."""
+    return f"{stream_key}:failure:{group}:{entry_id}"
+
+
 def lease(partition_key: str, group: str) -> str:
     """Which consumer of ``group`` owns a partition right now (a string with a TTL): one reader
     per partition and group is what keeps a subject's events in order (bus.partitions)."""

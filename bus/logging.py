@@ -49,13 +49,18 @@ class MaskPersonalData:
         return event_dict
 
 
+def for_people(fmt: str) -> bool:
+    """Whether logs of format ``fmt`` (``json``, ``console``, ``auto``) are read by a person."""
+    return fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
+
+
 def configure(level: str = "info", fmt: str = "auto") -> None:
     """Configure structlog once per process. ``fmt``: ``json``, ``console`` or ``auto`` (a tty)."""
     renderer: Callable[..., Any]
-    if fmt == "json" or (fmt == "auto" and not sys.stderr.isatty()):
-        renderer = structlog.processors.JSONRenderer()
-    else:
+    if for_people(fmt):
         renderer = structlog.dev.ConsoleRenderer()
+    else:
+        renderer = structlog.processors.JSONRenderer()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

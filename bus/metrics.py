@@ -48,7 +48,12 @@ HANDLER_BUCKETS = (
 )  # fmt: skip
 _LE = [*(str(b) for b in HANDLER_BUCKETS), "+Inf"]  # as prometheus_client writes "le"
 # Reasons a known type can be dead-lettered for; unknown/undecodable entries get the others.
-_TYPED_REASONS = (Reason.HANDLER_FAILED, Reason.MAX_DELIVERIES, Reason.CONTRACT_VIOLATION)
+_TYPED_REASONS = (
+    Reason.HANDLER_FAILED,
+    Reason.GIVEN_UP,
+    Reason.MAX_DELIVERIES,
+    Reason.CONTRACT_VIOLATION,
+)
 
 
 class TypeMetrics:

@@ -19,18 +19,22 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from importlib.resources import files
 from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from bus import gaps
 from bus.connection import TRANSIENT
+from bus.dispatch import Dispatcher
 from bus.health import Health
 from bus.partitions import Ordering
 from bus.settings import Settings
 from bus.settle import Settler
 
+CLAIM_SCRIPT = files("bus").joinpath("claim.lua").read_text()
 Entries = Sequence[tuple[bytes, Mapping[bytes, bytes] | None]]
 _RECLAIM_PAGES = 10  # pages of `batch_size` per stream per sweep: bounds one sweep's work
 # How often each stream's group is compared with its cursor (and the cursor moved): a consumer
@@ -56,6 +60,7 @@ class Reclaiming:
     """The recovery half of :class:`bus.consumer.Consumer` (which provides these attributes)."""
 
     redis: Redis
+    dispatcher: Dispatcher
     settings: Settings
     health: Health
     group: str
@@ -64,11 +69,14 @@ class Reclaiming:
     plain: list[str]  # streams not read in order: swept by the reclaim loop
     ordering: Ordering | None
     _settler: Settler
+    _claim: AsyncScript  # bus/claim.lua
     _stopping: asyncio.Event
     _lock: asyncio.Lock
     _log: Any
     _rebalance_at: float
+    _outage: bool  # Redis was unreachable at the last try of the read loop
     _gap_checks = True
+    _sweep_after = 0.0  # monotonic time before which the sweep waits (after an outage)
 
     async def _process(
         self, stream: str, entries: Entries, deliveries: Mapping[str, int] | None
@@ -139,6 +147,10 @@ class Reclaiming:
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), interval)
+            # Before any sweep: what ran here during an outage is settled, never run again.
+            await self._guarded(self._settle_leftovers, quiet=True)
+            if self._outage or time.monotonic() < self._sweep_after:
+                continue  # (just back) from an outage: every replica settles its own first
             for stream in self.plain:
                 if self._stopping.is_set():
                     return
@@ -148,6 +160,12 @@ class Reclaiming:
             if time.monotonic() - checked > _GAP_CHECK_S:
                 checked = time.monotonic()
                 await self._guarded(self._check_gaps, quiet=True)
+
+    async def _settle_leftovers(self) -> None:
+        """Once Redis is back: the ``done`` markers, then the acks, of handlers that returned
+        while it was away."""
+        await self.dispatcher.mark_finished()
+        await self._settler.ack_leftovers()
 
     async def _reclaim(self, stream: str) -> None:
         """Entries idle past ``claim_idle_ms`` (retries due, dead consumers'), page by page."""
@@ -175,17 +193,19 @@ class Reclaiming:
 
     async def _redeliver(self, stream: str, rows: Sequence[Pending]) -> None:
         """Claim and handle idle entries in order, one at a time: each delivery counted is a
-        handler about to run. An entry another replica claimed first is left to it."""
+        handler about to run. An entry another replica claimed first is left to it. The count
+        a handler sees is the one its claim gave (bus/claim.lua), never the listing's: another
+        replica may have claimed and failed the entry since ``rows`` were read."""
         for row in rows:
             if self._stopping.is_set():
                 return  # not claimed: the next sweep (of any replica) finds them as they were
             entry_id = row.entry_id
-            reply = await self.redis.xclaim(
-                stream, self.group, self.name, self.settings.claim_idle_ms, [entry_id]
-            )
-            claimed = [(i, f) for i, f in cast(Entries, reply) if i is not None]
-            if claimed:
-                await self._process(stream, claimed, {entry_id: row.deliveries + 1})
+            args: list[str | int] = [self.group, self.name, self.settings.claim_idle_ms, entry_id]
+            reply = await self._claim(keys=[stream], args=args)
+            if reply:
+                flat, delivery = reply
+                raw = dict(zip(flat[::2], flat[1::2], strict=True))
+                await self._process(stream, [(entry_id.encode(), raw)], {entry_id: delivery})
             elif not await self.redis.xrange(stream, entry_id, entry_id):
                 # Redis 7 drops a pending entry that was trimmed or deleted when it is claimed.
                 self._log.error("pending_entries_lost", stream=stream, count=1,

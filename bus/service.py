@@ -22,9 +22,11 @@ from datetime import timedelta
 from faststream import FastStream
 from faststream.redis import RedisBroker
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 from starlette.types import ASGIApp
 
-from bus.connection import connect
+from bus import keys
+from bus.connection import TRANSIENT, connect, translate
 from bus.consumer import Consumer
 from bus.contracts import Contract, Registry, default_registry
 from bus.dedupe import Dedupe
@@ -33,7 +35,7 @@ from bus.errors import ConfigurationError
 from bus.health import Health, health_app
 from bus.http import parse_address
 from bus.http import running as serving
-from bus.logging import get_logger
+from bus.logging import for_people, get_logger
 from bus.metrics import ServiceMetrics
 from bus.publisher import Publisher
 from bus.settings import Settings
@@ -80,6 +82,7 @@ class Service:
         self.http_url: str | None = None  # where the HTTP API listens while running
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
+        self._task: asyncio.Task[None] | None = None  # the consumer, while running
         self.health = Health(stale_after_s=30.0)
         # Its own Prometheus registry: several services in one process never collide.
         self.metrics = ServiceMetrics(
@@ -120,14 +123,16 @@ class Service:
         """Register ``async def f(envelope, ctx)`` for every entry of ``streams`` (default: the
         stream of every contract in the registry), whatever its type, before any validation.
 
+        ``streams`` are named as ``simpul tail`` takes them: an aggregate (``dukcapil.citizen``,
+        every partition of it if it is partitioned), one partition (``dukcapil.citizen.p3``) or
+        a stream key. A name no registered contract publishes to is refused here, at start: a
+        typo would otherwise create, and wait on, an empty stream.
+
         For archives and bridges that keep events as they travelled. Types that also have an
         :meth:`on` handler go to that handler instead.
         """
-        chosen = (
-            tuple(sorted({s for m in self.registry for s in m.__contract__.streams}))
-            if streams is None
-            else tuple(streams)
-        )
+        known = {s for m in self.registry for s in m.__contract__.streams}
+        chosen = tuple(sorted(known if streams is None else self._streams_named(streams, known)))
         if not chosen:
             raise ConfigurationError(f"{self.name}: on_every needs at least one stream")
 
@@ -140,6 +145,25 @@ class Service:
             return func
 
         return register
+
+    def _streams_named(self, names: Iterable[str], known: set[str]) -> set[str]:
+        chosen: set[str] = set()
+        for name in [names] if isinstance(names, str) else names:
+            key = keys.stream_named(name) or ""
+            aggregate = keys.aggregate_of_stream(key)
+            if aggregate is not None and key == keys.stream(aggregate):  # the whole aggregate
+                found = set(keys.streams(aggregate)) & known
+            else:
+                found = {key} & known
+            if not found:
+                aggregates = sorted({keys.aggregate_of_stream(k) or k for k in known})
+                raise ConfigurationError(
+                    f"{self.name}: on_every stream {name!r} is not a stream of any registered "
+                    f"contract (known aggregates: {', '.join(aggregates) or 'none'}); name an "
+                    "aggregate such as dukcapil.citizen, and import the module of its contracts"
+                )
+            chosen |= found
+        return chosen
 
     def mount(self, app: ASGIApp) -> None:
         """Serve ``app`` (e.g. a Starlette API) while the service runs, on ``SIMPUL_HTTP``
@@ -189,6 +213,8 @@ class Service:
             stack.push_async_callback(redis.aclose)
             consumer = self._consumer(redis)
             task = asyncio.create_task(consumer.run(), name=f"simpul-{self.name}")
+            self._task = task
+            stack.callback(setattr, self, "_task", None)
             stack.push_async_callback(self._stop, consumer, task)
             yield self
 
@@ -199,7 +225,7 @@ class Service:
         events no longer in their stream, e.g. ``simpul audit backfill`` from the archive.
 
         ``await dispatcher.dispatch(stream, entry_id, raw, delivery)`` returns None (done) or a
-        Verdict, or raises ``Retry``; acks and dead letters are the caller's. Shutdown hooks run
+        Verdict, or raises ``Failed``; acks and dead letters are the caller's. Shutdown hooks run
         at the end of the block.
         """
         url = redis_url or self.settings.redis_url
@@ -236,12 +262,21 @@ class Service:
 
         async def start() -> None:
             await stack.enter_async_context(self.running(redis_url))
+            # A consumer that dies (NOPERM after an ACL change...) ends the app, so that its
+            # supervisor (compose, systemd, Kubernetes) restarts a process that consumes
+            # nothing; /healthz is red from the moment it died.
+            assert self._task is not None
+            self._task.add_done_callback(lambda _: app.exit())
 
         async def stop() -> None:
-            await stack.aclose()
+            try:
+                await stack.aclose()  # raises what the consumer died of
+            except (ResponseError, *TRANSIENT) as exc:
+                raise translate(exc) from exc
 
         broker = RedisBroker(url, logger=logging.getLogger("simpul.faststream"))
-        return FastStream(broker, on_startup=[start], on_shutdown=[stop], logger=None)
+        app = FastStream(broker, on_startup=[start], on_shutdown=[stop], logger=None)
+        return app
 
     def _consumer(self, redis: Redis) -> Consumer:
         settings = self.settings
@@ -269,6 +304,8 @@ class Service:
             every_streams=self.every_streams,
             metrics=self.metrics,
             keyring=self._keyring(settings),
+            tracebacks=settings.log_tracebacks == "on"
+            or (settings.log_tracebacks == "auto" and for_people(settings.log_format)),
         )
         self.metrics.prepare(self._consumed_types())
         return Consumer(redis, dispatcher, settings, self.health, self.metrics)

@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_tracebacks: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="log a failed handler's traceback (masked) with handler_failed; "
+        "auto: when logs are for a person (console format, or auto on a terminal)",
+    )
 
     @field_validator("redis_url")
     @classmethod

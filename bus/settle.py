@@ -13,6 +13,7 @@ from importlib.resources import files
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoPermissionError, ResponseError
 
 from bus import keys
 from bus.connection import TRANSIENT, is_cluster
@@ -22,6 +23,12 @@ from bus.health import Health
 from bus.metrics import ServiceMetrics, TypeMetrics
 
 _TOUCH = files("bus").joinpath("touch.lua").read_text()
+_UNACKED_MAX = 100_000  # acks remembered across one outage
+
+
+def _refused(exc: BaseException) -> bool:
+    """NOPERM, as redis-py raises it (NoPermissionError) or relays it from a pipeline."""
+    return isinstance(exc, NoPermissionError) or "NOPERM" in str(exc)
 
 
 @dataclass
@@ -33,6 +40,7 @@ class Settlement:
     # entry id, idle to set (ms), and the delivery count to set (None: leave it counting)
     retries: list[tuple[str, int, int | None]] = field(default_factory=list)
     handled: list[TypeMetrics] = field(default_factory=list)  # acks whose handler ran, by type
+    failures: list[tuple[str, str]] = field(default_factory=list)  # entry id, handler's error
 
     def __bool__(self) -> bool:
         return bool(self.acks or self.dead or self.retries)
@@ -42,6 +50,7 @@ class Settlement:
         self.dead.clear()
         self.retries.clear()
         self.handled.clear()
+        self.failures.clear()
 
 
 class Settler:
@@ -56,8 +65,11 @@ class Settler:
         health: Health,
         log: Any,
         metrics: ServiceMetrics | None = None,
+        failure_ttl_ms: int = 0,
     ) -> None:
         self.redis = redis
+        # How long a handler's last error is kept beside its pending entry (0: not kept).
+        self.failure_ttl_ms = failure_ttl_ms
         self.group = group
         self.consumer = consumer
         self.health = health
@@ -66,6 +78,9 @@ class Settler:
         self._cluster = is_cluster(redis)
         self._dead_letter = redis.register_script(DEAD_LETTER_SCRIPT)
         self._touch = redis.register_script(_TOUCH)
+        # Acks an outage kept us from writing, by stream: their handlers ran, so they are
+        # written when Redis returns rather than left for a reclaim to run them again.
+        self._unacked: dict[str, set[str]] = {}
 
     async def settle(self, stream: str, settlement: Settlement) -> None:
         """Write the outcome. On a connection error the entries stay pending under our name and
@@ -82,11 +97,20 @@ class Settler:
             self.log.warning(
                 "settle_failed", stream=stream, entries=len(settlement.acks), error=str(exc)
             )
+            if sum(map(len, self._unacked.values())) < _UNACKED_MAX:
+                self._unacked.setdefault(stream, set()).update(settlement.acks)
             return
         self.health.acked()
         self.health.count("acked", len(settlement.acks))
         for kind in settlement.handled:  # counted once Redis has the ack
             kind.consumed += 1
+
+    async def ack_leftovers(self) -> None:
+        """Write the acks an outage kept us from writing (raises if Redis is still away)."""
+        for stream in list(self._unacked):
+            await self.redis.xack(stream, self.group, *self._unacked[stream])
+            del self._unacked[stream]
+            self.health.acked()
 
     async def keep(self, stream: str, entry_ids: list[str]) -> set[str]:
         """Refresh the idle time of entries still ours; return the ids we still own."""
@@ -109,8 +133,38 @@ class Settler:
                     await self._dead_letter(keys=[stream, dlq], args=args)
                 else:
                     await self._dead_letter(keys=[stream, dlq], args=args, client=pipe)
-            await pipe.execute()
+            notes = len(pipe) if self.failure_ttl_ms else None  # where the notes begin
+            for entry_id, error in settlement.failures if notes is not None else ():
+                key = keys.last_failure(stream, self.group, entry_id)
+                pipe.set(key, error, px=self.failure_ttl_ms)
+            self._check(await pipe.execute(raise_on_error=False), notes)
         self._report_dead(stream, dlq, settlement)
+
+    def _check(self, replies: list[Any], notes: int | None) -> None:
+        """Raise the first error of a settle pipeline — except a refused note (an ACL rendered
+        before notes existed): then stop writing them, say so once, and settle all the same."""
+        for index, reply in enumerate(replies):
+            if not isinstance(reply, Exception):
+                continue
+            if notes is not None and index >= notes and _refused(reply):
+                self.failure_ttl_ms = 0
+                self.log.warning("failure_note_not_permitted", error=str(reply))
+                continue
+            raise reply
+
+    async def last_failure(self, stream: str, entry_id: str) -> str | None:
+        """The handler's last error noted beside ``entry_id`` (None: none, or not permitted)."""
+        if not self.failure_ttl_ms:
+            return None
+        try:
+            note = await self.redis.get(keys.last_failure(stream, self.group, entry_id))
+        except ResponseError as exc:
+            if not _refused(exc):
+                raise
+            self.failure_ttl_ms = 0
+            self.log.warning("failure_note_not_permitted", error=str(exc))
+            return None
+        return note.decode() if isinstance(note, bytes) else note
 
     def _dead_letter_args(
         self, stream: str, entry_id: str, raw: Mapping[bytes, bytes], verdict: Verdict

@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime
 from importlib.metadata import EntryPoint
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -19,7 +20,7 @@ from redis import Redis
 from typer.testing import CliRunner
 
 from bus import cli, keys
-from bus.embedded import free_port
+from bus.embedded import EmbeddedRedis, free_port
 from bus.envelope import Envelope, format_time
 from bus.testing import wait_until
 
@@ -31,6 +32,15 @@ def _simpul(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "bus.cli", *args], cwd=ROOT, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _simpul_logging_to(log: IO[str], *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``simpul`` writing its logs to ``log`` (read while it runs; a pipe would be drained only
+    at its end)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "bus.cli", *args], cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=log, text=True,
     )  # fmt: skip
 
 
@@ -259,3 +269,65 @@ def test_a_broken_plugin_does_not_break_simpul(
     result = CliRunner().invoke(cli.app, ["greet", "hello"])
     assert result.exit_code == 0, result.output
     assert "hello from the plugin" in result.output
+
+
+@pytest.mark.slow
+async def test_run_exits_non_zero_when_its_consumer_dies(private_redis: EmbeddedRedis) -> None:
+    """A consumer that dies (its ACL user lost its rights) must end the process, so that its
+    supervisor restarts it, instead of leaving a live process that consumes nothing."""
+    with Redis.from_url(private_redis.url) as admin:
+        admin.execute_command("ACL", "SETUSER", "svc", "on", ">pw", "~*", "&*", "+@all")
+        url = private_redis.url.replace("redis://", "redis://svc:pw@", 1)
+        proc = _simpul("run", "tests.slow_service:service", env=_env(url))
+        try:
+
+            def consuming() -> bool:
+                assert proc.poll() is None, proc.communicate()[1][-2000:]
+                groups = admin.xinfo_groups(STREAM) if admin.exists(STREAM) else []
+                return any(g["name"] == b"slow" for g in groups)
+
+            await wait_until(consuming, timeout=30)
+            admin.execute_command("ACL", "SETUSER", "svc", "-@all", "+ping", "+auth", "+hello")
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 2, err[-2000:]
+    assert '"event": "consumer_crashed"' in err
+    assert "Redis refused the command for this user" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.slow
+async def test_run_against_a_wrong_port_keeps_saying_so_and_readyz_says_why(
+    tmp_path: Path,
+) -> None:
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    base = f"http://127.0.0.1:{free_port()}"
+    env = _env(nowhere, SIMPUL_HTTP=base[len("http://") :])
+    with (tmp_path / "stderr").open("w+") as err:
+        proc = _simpul_logging_to(err, "run", "tests.slow_service:service", env=env)
+        try:
+            async with httpx.AsyncClient(timeout=5) as client:
+
+                async def says_why() -> bool:
+                    assert proc.poll() is None, (tmp_path / "stderr").read_text()[-2000:]
+                    try:
+                        answer = await client.get(f"{base}/readyz")
+                    except httpx.TransportError:
+                        return False
+                    why = answer.json()["not_ready_because"] or ""
+                    return answer.status_code == 503 and nowhere[len("redis://") : -2] in why
+
+                await wait_until(says_why, timeout=30)
+
+            def warned_again() -> bool:
+                return (tmp_path / "stderr").read_text().count('"redis_unavailable"') >= 2
+
+            await wait_until(warned_again, timeout=30)  # the first repeat comes after 2 s
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    lines = (tmp_path / "stderr").read_text().splitlines()
+    warnings = [line for line in lines if '"redis_unavailable"' in line]
+    assert '"down_for_s"' in warnings[1]

@@ -13,15 +13,16 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from bus import Envelope, EventContext, Published, Publisher, Service
+from bus import Envelope, EventContext, GiveUp, Published, Publisher, Retry, Service
 from bus.cli import load_service
+from bus.errors import DependencyUnavailable
 from bus.store import Store
 from bus.testing import deliver, quick_settings, wait_until
 from schemas.dukcapil import CitizenDied
 
 DOC = (Path(__file__).parent.parent / "docs" / "writing-a-service.md").read_text()
 SNIPPETS = re.findall(r"```python\n(.*?)```", DOC, flags=re.S)
-SERVICE, ARCHIVE, ONCE, TEST = SNIPPETS
+SERVICE, ARCHIVE, ONCE, OUTCOMES, TEST = SNIPPETS
 NIK = "3573014506900001"
 DIED = CitizenDied(nik=NIK, date_of_death=date(2026, 11, 1), kecamatan="35.73.01")
 
@@ -36,7 +37,7 @@ def bansos(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
 
 
 def test_the_page_has_the_snippets_this_test_runs() -> None:
-    assert len(SNIPPETS) == 4
+    assert len(SNIPPETS) == 5
     assert "def create(store: Store | None = None) -> Service:" in SERVICE
     assert "from services.bansos import create" in TEST
 
@@ -157,3 +158,36 @@ async def test_the_once_snippet_texts() -> None:
     assert notifier.handlers["dukcapil.citizen.died.v1"].once
     await deliver(notifier, DIED, id="death-1")
     assert sent == [("visit-cancelled", NIK, "death-1")]
+
+
+async def test_the_outcomes_snippet_gives_up_retries_later_and_files() -> None:
+    filed: list[str] = []
+
+    class Archive:
+        up, busy_now = True, False
+
+        def reachable(self) -> bool:
+            return self.up
+
+        def busy(self) -> bool:
+            return self.busy_now
+
+        async def file(self, event_id: str) -> None:
+            filed.append(event_id)
+
+    archive = Archive()
+    namespace: dict[str, Any] = {"archive": archive}
+    exec(OUTCOMES, namespace)
+    office: Service = namespace["registry_office"]
+    with pytest.raises(GiveUp, match="filed on paper"):
+        await deliver(office, DIED.model_copy(update={"date_of_death": date(1944, 5, 1)}))
+    archive.busy_now = True
+    with pytest.raises(Retry) as later:
+        await deliver(office, DIED)
+    assert later.value.after_ms == 30_000
+    archive.up = False
+    with pytest.raises(DependencyUnavailable):
+        await deliver(office, DIED)
+    archive.up, archive.busy_now = True, False
+    await deliver(office, DIED, id="death-1")
+    assert filed == ["death-1"]

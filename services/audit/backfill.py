@@ -28,7 +28,7 @@ from redis.exceptions import ResponseError
 from bus import keys
 from bus.connection import connect
 from bus.deadletter import MAX_ERROR, Reason, Verdict, dead_letter_fields
-from bus.dispatch import Dispatcher, Retry
+from bus.dispatch import Dispatcher, Failed
 from bus.envelope import Envelope
 from bus.errors import ConfigurationError
 from bus.logging import get_logger
@@ -299,7 +299,7 @@ class _Run:
         while True:
             try:
                 return await dispatcher.dispatch(row["stream"], row["entry_id"], raw, delivery)
-            except Retry as retry:
+            except Failed as retry:
                 if delivery >= attempts:
                     return Verdict(Reason.HANDLER_FAILED, str(retry), delivery)
                 _log.warning(

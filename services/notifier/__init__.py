@@ -34,8 +34,10 @@ outbox or the logs.
 
 Exactly-once e-mail, as far as SMTP allows: the inbox row and the outbox row commit together
 with the event id (``store.once``); the e-mail is sent afterwards and marked sent. A redelivered
-event finds the rows and sends only what is not marked sent; an SMTP failure raises, so the bus
-retries and finally dead-letters. The one window left: a crash after the SMTP server accepted
+event finds the rows and sends only what is not marked sent; an SMTP failure raises: a refusal
+is retried and finally dead-lettered, while an outage (server unreachable, too slow, 421:
+``SmtpUnavailable``, a ``DependencyUnavailable``) is retried for as long as it lasts without
+spending attempts. The one window left: a crash after the SMTP server accepted
 the message but before ``sent`` was recorded sends it again, with the same Message-ID.
 """
 
@@ -64,6 +66,7 @@ from services.notifier.mail import (
     InvalidAddress,
     Mailer,
     SmtpSettings,
+    SmtpUnavailable,
     check_email,
     compose,
     message_id,
@@ -77,6 +80,7 @@ __all__ = [
     "InvalidAddress",
     "Notifier",
     "SmtpSettings",
+    "SmtpUnavailable",
     "create",
 ]
 

@@ -19,7 +19,7 @@ from email.utils import formatdate, parseaddr
 import aiosmtplib
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from bus.errors import ConfigurationError
+from bus.errors import ConfigurationError, DependencyUnavailable
 
 __all__ = [
     "MESSAGE_ID_DOMAIN",
@@ -27,12 +27,14 @@ __all__ = [
     "InvalidAddress",
     "Mailer",
     "SmtpSettings",
+    "SmtpUnavailable",
     "check_email",
     "compose",
     "message_id",
 ]
 
 MESSAGE_ID_DOMAIN = "notifier.simpul.malangkota.go.id"
+_SERVICE_NOT_AVAILABLE = 421
 
 # RFC 5321/5322 "dot-atom" local part and an LDH domain name with at least two labels.
 _LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
@@ -72,6 +74,13 @@ class EmailNotSent(Exception):
     def permanent(self) -> bool:
         """A 5xx reply: retrying the same message will most likely fail again."""
         return self.code is not None and 500 <= self.code < 600
+
+
+class SmtpUnavailable(EmailNotSent, DependencyUnavailable):
+    """The SMTP server could not be reached, answered too slowly, or said it is not available
+    (421): an outage, not the message's fault. The bus retries the event without spending its
+    attempts for as long as the outage lasts (docs/delivery.md), so no good event is
+    dead-lettered because the mail server was down."""
 
 
 def check_email(value: str) -> str:
@@ -280,16 +289,18 @@ class Mailer:
         except aiosmtplib.SMTPResponseException as exc:
             kind = _KINDS.get(type(exc), "refused the message")
             status = _status(exc.message)
-            raise EmailNotSent(f"SMTP server {kind} (code {exc.code}{status})", exc.code) from None
+            # 421: the server is going away or overloaded, whatever the message (RFC 5321).
+            error = SmtpUnavailable if exc.code == _SERVICE_NOT_AVAILABLE else EmailNotSent
+            raise error(f"SMTP server {kind} (code {exc.code}{status})", exc.code) from None
         except (aiosmtplib.SMTPException, OSError) as exc:  # TimeoutError is an OSError
             if deadline.expired():
-                raise EmailNotSent(
+                raise SmtpUnavailable(
                     f"SMTP delivery took longer than {s.send_timeout_s:g} s "
                     "(SIMPUL_SMTP_SEND_TIMEOUT_S)"
                 ) from None
             # Connection refused, timeouts, TLS failures: the text names host and port at
             # most, but take no chances and keep the type only.
-            raise EmailNotSent(f"SMTP server unreachable ({type(exc).__name__})") from None
+            raise SmtpUnavailable(f"SMTP server unreachable ({type(exc).__name__})") from None
 
 
 def _status(reply: str) -> str:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import date
 
 import httpx
+import pytest
+from redis import Redis as SyncRedis
+from redis.exceptions import ResponseError
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
@@ -93,3 +96,34 @@ async def test_the_mounted_api_is_served_beside_the_health_routes(redis_url: str
         assert (await client.get(f"{service.http_url}/hello")).text == "hello"
         assert (await client.get(f"{service.http_url}/healthz")).status_code == 200
         assert (await client.get(f"{service.http_url}/nothing")).status_code == 404
+
+
+def _revocable_user(server: EmbeddedRedis) -> str:
+    """A URL of an ACL user allowed everything, until :func:`_revoke`."""
+    with SyncRedis.from_url(server.url) as admin:
+        admin.execute_command("ACL", "SETUSER", "svc", "on", ">pw", "~*", "&*", "+@all")
+    return server.url.replace("redis://", "redis://svc:pw@", 1)
+
+
+def _revoke(server: EmbeddedRedis) -> None:
+    """An operator's ACL change: the service's user may only say hello and ping any more."""
+    with SyncRedis.from_url(server.url) as admin:
+        admin.execute_command("ACL", "SETUSER", "svc", "-@all", "+ping", "+auth", "+hello")
+
+
+async def test_liveness_goes_red_when_the_consumer_dies_of_a_refused_command(
+    private_redis: EmbeddedRedis,
+) -> None:
+    service, _ = _service(_revocable_user(private_redis))
+    with pytest.raises(
+        ResponseError, match="no permissions"
+    ):  # leaving the block raises what it died of
+        async with service.running(), httpx.AsyncClient(timeout=5) as client:
+            base = service.http_url
+            assert base is not None
+            await wait_until(lambda: _ready(base), timeout=10)
+            _revoke(private_redis)
+            await wait_until(lambda: _status_is(f"{base}/healthz", 503), timeout=10)
+            body = (await client.get(f"{base}/healthz")).json()
+            assert body["running"] is False
+            assert "NoPermissionError" in body["last_error"]

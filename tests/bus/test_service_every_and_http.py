@@ -19,6 +19,7 @@ from bus.deadletter import Reason
 from bus.envelope import format_time
 from bus.http import parse_address
 from bus.testing import quick_settings, wait_until
+from schemas.bapenda import TaxAssessed
 from schemas.dinsos import AssistanceGranted, AssistanceSuspended
 from schemas.dukcapil import CitizenDied, CitizenMoved
 
@@ -113,7 +114,10 @@ async def test_on_every_gets_each_entry_of_the_registered_streams_whatever_its_t
 async def test_on_every_with_explicit_streams_reads_only_those(
     redis: Redis, redis_url: str
 ) -> None:
-    service = Service("bridge", settings=quick_settings(redis_url))
+    registry = Registry()  # a bridge of the tax stream: it knows the stream's contracts
+    registry.register(AssistanceGranted)
+    registry.register(TaxAssessed)
+    service = Service("bridge", settings=quick_settings(redis_url), registry=registry)
     every: Seen = []
     typed: list[str] = []
 
@@ -409,3 +413,15 @@ async def test_a_failing_startup_hook_still_runs_the_shutdown_hooks(redis_url: s
         async with service.running():
             pass
     assert events == ["opened", "closed"]
+
+
+def test_on_every_takes_aggregate_names_and_refuses_unknown_ones_at_start() -> None:
+    service = Service("archive")  # the default registry: every contract imported here
+
+    @service.on_every(streams=["dukcapil.citizen", TAX])  # a name as simpul tail takes it, a key
+    async def keep(envelope: Envelope, ctx: EventContext) -> None: ...
+
+    assert service.every_streams == (TAX, CITIZEN)
+    for typo in ("dukcapil.citizn", "simpul:{dukcapil.citizn}", "citizen"):
+        with pytest.raises(ConfigurationError, match=r"not a stream of any registered contract"):
+            Service("other").on_every(streams=[typo])

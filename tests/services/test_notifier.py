@@ -718,3 +718,29 @@ async def test_a_death_handled_before_the_link_still_stops_notifications(
         remembered = await notifier.store.run(lambda tx: tx.all("SELECT * FROM notifier_death"))
     assert smtp.mailbox.received == []
     assert remembered == []  # carried into the link row
+
+
+async def test_an_smtp_outage_longer_than_the_retry_budget_dead_letters_nothing(
+    redis: Redis, redis_url: str, sqlite_url: str, smtp_down: Smtp
+) -> None:
+    """docs/delivery.md: an outage of a handler's dependency never dead-letters good events."""
+    notifier = make_notifier(redis_url, sqlite_url, smtp_down.settings(), max_deliveries=3)
+    publisher = Publisher(redis, source=SOURCE)
+    dlq = keys.dead_letters(PERMITS, "notifier")
+    async with notifier.service.running():
+        await link(publisher, notifier, NIK, ACCOUNT)
+        await notifier.set_contact(ACCOUNT, EMAIL)
+        published = await publisher.publish(issued(person()))
+
+        async def past_the_budget() -> bool:  # twice the attempts a bad event would get
+            pending = await notifier.pending_mail()
+            return (bool(pending) and pending[0]["attempts"] >= 6) or await redis.exists(dlq) > 0
+
+        await wait_until(past_the_budget, timeout=60)
+        assert await redis.xlen(dlq) == 0, "an SMTP outage dead-lettered a good event"
+        assert notifier.service.health.dependency_down == "SmtpUnavailable"
+        smtp_down.start()
+        await wait_until(lambda: handled(redis, PERMITS, published.entry_id), timeout=60)
+        assert len(smtp_down.mailbox.received) == 1
+        assert await redis.xlen(dlq) == 0
+        assert notifier.service.health.dependency_down is None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 
@@ -238,3 +238,38 @@ async def test_a_standby_replica_with_no_partition_stays_ready(
         stale = replicas[0].health.stale_after_s
         await asyncio.sleep(stale + 1)  # past the point where an idle replica would look stale
         assert [r.health.ready for r in replicas] == [True, True, True]
+
+
+async def test_on_partitions_each_attempt_is_numbered_once_and_the_last_dead_letters(
+    redis_url: str, redis: Redis
+) -> None:
+    deliveries: dict[tuple[str, int], list[int]] = defaultdict(list)
+
+    def failing(consumer: str) -> Service:
+        settings = quick_settings(redis_url, consumer=consumer, max_deliveries=3)
+        service = Service(GROUP, settings=settings, registry=REGISTRY)
+
+        @service.on(Reading)
+        async def handle(event: Reading, ctx: EventContext) -> None:
+            deliveries[(event.gauge, event.seq)].append(ctx.delivery)
+            if event.gauge == "g-0":
+                await asyncio.sleep(0.05)
+                raise RuntimeError("the gauge's calibration is unknown")
+
+        return service
+
+    async with failing("a").running(), failing("b").running():
+        await publish(redis, subjects=4, per_subject=3)
+
+        async def dead() -> int:
+            return sum([await redis.xlen(keys.dead_letters(p, GROUP)) for p in PARTITIONS])
+
+        await wait_until(lambda: _equals(dead(), 3), timeout=60)
+    assert {seq: deliveries[("g-0", seq)] for seq in (1, 2, 3)} == {s: [1, 2, 3] for s in (1, 2, 3)}
+    letters = [f for p in PARTITIONS for _, f in await redis.xrange(keys.dead_letters(p, GROUP))]
+    assert {f[b"dlq.reason"] for f in letters} == {b"handler_failed"}
+    assert all(b"calibration is unknown" in f[b"dlq.error"] for f in letters)
+
+
+async def _equals(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected

@@ -141,7 +141,7 @@ async def test_handled_type_written_into_a_foreign_stream_is_dead_lettered(
 
 def test_poison_cases_cover_every_poison_reason() -> None:
     # Signature reasons need a keyring: tests/bus/test_signing.py covers each of them.
-    poison_reasons = set(Reason) - {Reason.HANDLER_FAILED, Reason.MAX_DELIVERIES}
+    poison_reasons = set(Reason) - {Reason.HANDLER_FAILED, Reason.GIVEN_UP, Reason.MAX_DELIVERIES}
     poison_reasons -= SIGNATURE_REASONS
     assert {reason for _, reason, _ in POISON.values()} == poison_reasons
     assert keys.stream_of("bapenda.tax.paid.v1") != STREAM

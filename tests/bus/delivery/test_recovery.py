@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from bus import EventContext, Publisher, Service
+from bus.connection import connect
 from bus.deadletter import Reason
+from bus.embedded import EmbeddedRedis
 from bus.settings import Settings
-from bus.testing import quick_settings, wait_until
+from bus.testing import capture_logs, quick_settings, wait_until
+from schemas import regions
 from schemas.dukcapil import CitizenDied
 from tests.bus.delivery.helpers import (
     GROUP,
+    SOURCE,
     STREAM,
     Calls,
     barrier,
     died,
+    fields_of,
     pending,
     recording_service,
     surviving,
@@ -119,3 +126,84 @@ async def test_entry_delivered_too_often_is_dead_lettered_without_a_handler_call
     assert text(dead, "dlq.consumer") == "survivor"
     assert text(dead, "dlq.entry") == published.entry_id
     assert await pending(redis) == 0
+
+
+async def test_an_entry_whose_handler_failed_before_its_consumers_died_keeps_the_error(
+    redis: Redis, redis_url: str, publisher: Publisher
+) -> None:
+    """Its handler fails once; then its consumers die while handling it until it has no
+    deliveries left: the dead letter says max_deliveries_exceeded, and what the handler said."""
+    calls = Calls()
+    # First a backoff the test outlives, so the only handler call is the first.
+    slow = {"claim_idle_ms": 30_000, "retry_backoff_ms": 20_000, "retry_backoff_max_ms": 20_000}
+    service = Service(GROUP, settings=quick_settings(redis_url, max_deliveries=3, **slow))
+
+    @service.on(CitizenDied)
+    async def refuse(event: CitizenDied, ctx: EventContext) -> None:
+        calls.record(ctx)
+        raise LookupError("the grant register has no row for this kecamatan")
+
+    published = await publisher.publish(died(), id="failed-then-crashed")
+    async with service.running():
+        await wait_until(lambda: calls.of("failed-then-crashed") == [1], timeout=20)
+    for _ in range(2):  # two consumers claimed it and died: deliveries 2 and 3
+        await redis.xclaim(STREAM, GROUP, "ghost", 0, [published.entry_id])
+    service.settings = quick_settings(redis_url, consumer="survivor", max_deliveries=3)
+    async with service.running():
+        [dead] = await wait_dead_letters(redis, 1, timeout=20)
+    assert calls.of("failed-then-crashed") == [1]
+    assert text(dead, "dlq.reason") == Reason.MAX_DELIVERIES
+    error = text(dead, "dlq.error")
+    assert "its consumers died or timed out" in error
+    assert "the handler's last error: LookupError: the grant register has no row" in error
+
+
+async def test_an_unreadable_local_file_is_reported_as_what_it_is_not_as_redis(
+    redis: Redis, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A department project whose own ``schemas/`` folder shadows the package: the contracts'
+    region codes (schemas/data/regions.json) cannot be read while an event is validated."""
+    entry = fields_of(died(), "needs-regions")  # validated here, while the file is found
+    regions.regions.cache_clear()
+    monkeypatch.setattr(regions, "files", lambda _: tmp_path / "shadowing-schemas")
+    service = recording_service(quick_settings(redis_url), Calls())
+    with capture_logs() as logs, pytest.raises(FileNotFoundError):
+        async with service.running():
+            await redis.xadd(STREAM, entry)  # type: ignore[arg-type]
+            await wait_until(lambda: not service.health.running, timeout=20)
+    regions.regions.cache_clear()
+    names = [log["event"] for log in logs]
+    assert "redis_unavailable" not in names, names
+    [crash] = [log for log in logs if log["event"] == "consumer_crashed"]
+    assert crash["error_type"] == "FileNotFoundError"
+
+
+async def test_an_acl_without_the_failure_notes_still_retries_and_dead_letters(
+    private_redis: EmbeddedRedis,
+) -> None:
+    """A service user rendered before failure notes existed may not write them: the consumer
+    says so once and settles as before."""
+    prefix = STREAM  # the stream and every key of it but the notes
+    allowed = [f"~{prefix}{rest}" for rest in ("", ":dlq:*", ":done:*", ":cursor:*", ":seen:*")]
+    with SyncRedis.from_url(private_redis.url) as admin:
+        admin.execute_command("ACL", "SETUSER", "old", "on", ">pw", *allowed, "+@all")
+    url = private_redis.url.replace("redis://", "redis://old:pw@", 1)
+    calls = Calls()
+    service = Service(GROUP, settings=quick_settings(url, max_deliveries=3))
+
+    @service.on(CitizenDied)
+    async def refuse(event: CitizenDied, ctx: EventContext) -> None:
+        calls.record(ctx)
+        raise LookupError("no row")
+
+    redis = connect(url)
+    try:
+        with capture_logs() as logs:
+            async with service.running():
+                await Publisher(redis, source=SOURCE).publish(died(), id="old-acl")
+                [dead] = await wait_dead_letters(redis, 1, timeout=20)
+    finally:
+        await redis.aclose()
+    assert calls.of("old-acl") == [1, 2, 3]
+    assert text(dead, "dlq.reason") == Reason.HANDLER_FAILED
+    assert [log["event"] for log in logs].count("failure_note_not_permitted") == 1

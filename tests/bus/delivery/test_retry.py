@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from redis.asyncio import Redis
 
-from bus import EventContext, Publisher, Service
+from bus import EventContext, GiveUp, Publisher, Retry, Service
 from bus.deadletter import Reason, original_fields
-from bus.testing import quick_settings, wait_until
+from bus.testing import capture_logs, quick_settings, wait_until
 from schemas.dukcapil import CitizenDied
 from tests.bus.delivery.helpers import (
     DLQ,
@@ -78,3 +81,78 @@ async def test_always_failing_handler_is_dead_lettered_after_max_deliveries(
     assert list(original_fields(dead)) == list(as_bytes(original))  # same order too
     assert await pending(redis) == 0
     assert len(await dead_letters(redis)) == 1
+
+
+async def test_two_replicas_count_each_attempt_once_and_dead_letter_with_the_handler_error(
+    redis: Redis, redis_url: str, publisher: Publisher
+) -> None:
+    """Each replica's sweep lists idle entries, then claims them one by one while a slow
+    handler runs: the number a handler sees must come from its own claim, not from the list."""
+    calls = Calls()
+
+    def slow_failing(consumer: str) -> Service:
+        settings = quick_settings(redis_url, consumer=consumer, max_deliveries=3)
+        service = Service(GROUP, settings=settings)
+
+        @service.on(CitizenDied)
+        async def fail(event: CitizenDied, ctx: EventContext) -> None:
+            calls.record(ctx)
+            await asyncio.sleep(0.15)  # the handler's own work, before it fails
+            raise ValueError("the archive refused the record")
+
+        return service
+
+    ids = [f"slow-{n}" for n in range(20)]
+    async with slow_failing("count-1").running(), slow_failing("count-2").running():
+        for eid in ids:
+            await publisher.publish(died(), id=eid)
+        letters = await wait_dead_letters(redis, len(ids), timeout=60)
+    assert {eid: calls.of(eid) for eid in ids} == {eid: [1, 2, 3] for eid in ids}
+    assert {text(d, "dlq.reason") for d in letters} == {Reason.HANDLER_FAILED.value}
+    assert all("the archive refused the record" in text(d, "dlq.error") for d in letters)
+    assert all(text(d, "dlq.attempts") == "3" for d in letters)
+
+
+async def test_a_handler_that_raises_retry_after_is_called_again_no_sooner(
+    redis: Redis, redis_url: str, publisher: Publisher
+) -> None:
+    calls, times = Calls(), list[float]()
+    service = Service(GROUP, settings=quick_settings(redis_url, consumer="retry-after"))
+
+    @service.on(CitizenDied)
+    async def later(event: CitizenDied, ctx: EventContext) -> None:
+        calls.record(ctx)
+        times.append(time.monotonic())
+        if ctx.delivery == 1:
+            raise Retry("the registry asks us to come back later", after=0.6)
+
+    with capture_logs() as logs:
+        async with service.running():
+            await publisher.publish(died(), id="later")
+            await wait_until(lambda: len(calls.of("later")) == 2, timeout=20)
+            await wait_pending(redis, 0)
+    assert calls.of("later") == [1, 2]  # an attempt like any other
+    assert times[1] - times[0] >= 0.6 - 0.01  # the retry backoff alone is 50 ms
+    [asked] = [log for log in logs if log["event"] == "handler_failed"]
+    assert asked["error_type"] == "Retry" and asked["retry_in_ms"] == 600
+
+
+async def test_a_handler_that_raises_give_up_is_dead_lettered_at_once(
+    redis: Redis, redis_url: str, publisher: Publisher
+) -> None:
+    calls = Calls()
+    service = Service(GROUP, settings=quick_settings(redis_url, consumer="give-up"))
+
+    @service.on(CitizenDied)
+    async def hopeless(event: CitizenDied, ctx: EventContext) -> None:
+        calls.record(ctx)
+        raise GiveUp("the grant this death suspends was closed in 2019")
+
+    async with service.running():
+        await publisher.publish(died(), id="hopeless")
+        [letter] = await wait_dead_letters(redis, 1)
+        await wait_pending(redis, 0)
+    assert calls.of("hopeless") == [1]  # max_deliveries is 5: none of the rest was spent
+    assert text(letter, "dlq.reason") == Reason.GIVEN_UP == "given_up"
+    assert text(letter, "dlq.error") == "the grant this death suspends was closed in 2019"
+    assert text(letter, "dlq.attempts") == "1"

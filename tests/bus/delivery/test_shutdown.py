@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 
 from bus import EventContext, Publisher, Service
 from bus.settings import Settings
-from bus.testing import quick_settings
+from bus.testing import quick_settings, wait_until
 from schemas.dukcapil import CitizenDied
 from tests.bus.delivery.helpers import (
     GROUP,
@@ -90,3 +90,22 @@ async def test_leaving_right_after_entering_stops_promptly(redis: Redis, redis_u
         pass
     elapsed = time.monotonic() - began
     assert elapsed < 2.0, f"stopping an idle service took {elapsed:.1f} s"
+
+
+async def test_entries_of_a_batch_left_at_shutdown_come_back_as_their_first_delivery(
+    redis: Redis, settings: Settings, publisher: Publisher
+) -> None:
+    """The read counted a delivery for every entry of the batch; those no handler started
+    must not have spent an attempt when another replica (here: the same, restarted) runs them."""
+    calls, started, release = Calls(), asyncio.Event(), asyncio.Event()
+    service = held_service(settings, calls, started, release)
+    for n in range(3):  # one batch: the first holds the handler, two wait behind it
+        await publisher.publish(died(), id=f"batch-{n}")
+    await _leave_while_handler_runs(service, publisher, "batch-0", started, release)
+    assert calls.of("batch-0") == [1] and await pending(redis) == 2
+    release.clear()
+    calls_after = Calls()
+    again = recording_service(settings, calls_after)
+    async with again.running():
+        await wait_until(lambda: len(calls_after.seen) == 2, timeout=20)
+    assert calls_after.of("batch-1") == calls_after.of("batch-2") == [1]
