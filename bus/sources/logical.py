@@ -86,6 +86,7 @@ class LogicalSource:
         self._wal_clean = False  # the last pass read nothing it did not hand out and see published
         self._wal_started = False  # streaming (not just created with a snapshot)
         self._wal_start = 0  # the new slot's starting point, after a snapshot
+        self._decoder: Decoder | None = None
         self._relid = 0
         self._checked_retention = 0.0
 
@@ -143,6 +144,9 @@ class LogicalSource:
     ) -> tuple[int, int | None] | None:
         """Check the database, ensure the publication; the position to stream from, or None
         when a snapshot comes first (the slot is then created by :meth:`_snapshot`)."""
+        if position is None and self._wal_start:
+            # This source took the snapshot, but it held no rows, so no checkpoint says so.
+            position = (self._wal_start, 0)
         conn = await self._connection()
         await _check_server(conn)
         self._relid = await _check_table(conn, self.table, self.key, self.changes)
@@ -261,7 +265,8 @@ class LogicalSource:
         # `--once` mean "everything so far", and tests can rely on it.
         target = await self._wal_end()
         deadline = time.monotonic() + _CATCH_UP_S
-        decoder = Decoder(Transformer(wal.conn))
+        decoder = self._decoder
+        assert decoder is not None, "_start() made it"
         batch: list[Record] = []
         begin: Begin | None = None
         index = 0
@@ -329,6 +334,8 @@ class LogicalSource:
             await self._drop_connections()
             await asyncio.sleep(0.2)
         self._wal_started = True
+        # pgoutput describes a table once per connection: the decoder lives as long as it.
+        self._decoder = Decoder(Transformer(wal.conn))
         slot = await self._slot_state()
         if slot is not None:
             wal.confirmed = max(wal.confirmed, lsn_int(str(slot["confirmed"])))

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from adapters import dukcapil
 from bus import Publisher
-from bus.adapter import Adapter
+from bus.adapter import Adapter, Source
 from bus.checkpoint import RedisCheckpoints
 from bus.connection import connect
 from bus.logging import configure
@@ -36,9 +36,14 @@ def source(url: str, slot: str, **options: Any) -> LogicalSource:
 
 
 def adapter(redis: Redis, url: str, slot: str, *, batch_size: int = 500, **options: Any) -> Adapter:
+    return over(redis, source(url, slot, **options), batch_size=batch_size)
+
+
+def over(redis: Redis, source: Source, *, batch_size: int = 500) -> Adapter:
+    """The SIAK mapper, publisher, checkpoints and quarantine over any source."""
     return Adapter(
         dukcapil.NAME,
-        source=source(url, slot, **options),
+        source=source,
         mapper=dukcapil.SiakMapper(KEY),
         publisher=Publisher(redis, source=dukcapil.SOURCE, signer=None),
         checkpoints=RedisCheckpoints(redis),
