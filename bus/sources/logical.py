@@ -87,6 +87,7 @@ class LogicalSource:
         self._wal_started = False  # streaming (not just created with a snapshot)
         self._wal_start = 0  # the new slot's starting point, after a snapshot
         self._decoder: Decoder | None = None
+        self._snapshot_done = False
         self._relid = 0
         self._checked_retention = 0.0
 
@@ -107,7 +108,7 @@ class LogicalSource:
             async for batch in self._stream(resume, size):
                 yield batch
         except psycopg.OperationalError as exc:
-            await self._drop_connections()
+            await self.close()  # both connections: the next pass reconnects
             raise SourceError(f"PostgreSQL change stream of {self.table} broke: {exc}") from exc
 
     async def lag(self) -> SourceLag:
@@ -144,7 +145,7 @@ class LogicalSource:
     ) -> tuple[int, int | None] | None:
         """Check the database, ensure the publication; the position to stream from, or None
         when a snapshot comes first (the slot is then created by :meth:`_snapshot`)."""
-        if position is None and self._wal_start:
+        if position is None and self._snapshot_done:
             # This source took the snapshot, but it held no rows, so no checkpoint says so.
             position = (self._wal_start, 0)
         conn = await self._connection()
@@ -224,8 +225,10 @@ class LogicalSource:
     async def _snapshot(self, size: int) -> AsyncIterator[Sequence[Record]]:
         """The table as of the new slot's starting point; the last record's position says
         "stream from that point"."""
+        await self._drop_connections()  # an earlier attempt's, if it broke off
         wal = await WalStream.connect(self.conninfo)
         self._wal, self._wal_clean = wal, False
+        self._snapshot_done = False
         consistent, exported = await wal.create_slot(self.slot)
         self._wal_start = consistent
         wal.confirmed = consistent
@@ -252,6 +255,7 @@ class LogicalSource:
                     held[-1] = replace(held[-1], position=["stream", lsn_text(consistent), 0])
                 yield held
                 held = [self._record(row, at, "insert", version) for row in following]
+            self._snapshot_done = True
         finally:
             await reader.close()
 
