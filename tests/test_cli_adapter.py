@@ -140,3 +140,12 @@ def _post_when_up(
         except httpx.ConnectError:
             assert time.monotonic() < deadline, "the webhook never came up"
             time.sleep(0.05)
+
+
+def test_outbox_ddl_prints_the_table_and_trigger_a_dba_installs() -> None:
+    result = runner.invoke(app, ["adapter", "outbox-ddl", "peristiwa"])
+    assert result.exit_code == 0, result.output
+    assert 'CREATE TABLE "peristiwa_outbox"' in result.output
+    assert "pg_current_xact_id()" in result.output and "AFTER INSERT OR UPDATE" in result.output
+    refused = runner.invoke(app, ["adapter", "outbox-ddl", "peristiwa; DROP TABLE x"])
+    assert refused.exit_code != 0 and "plain SQL identifier" in refused.output
