@@ -17,15 +17,16 @@ from typing import Any, Literal
 from redis.asyncio import Redis
 
 from bus import ConfigurationError, Contract, Publisher, event_id
-from bus.adapter import Adapter, ProgressHook, Record
+from bus.adapter import Adapter, ProgressHook, Record, Source
 from bus.checkpoint import RedisCheckpoints
 from bus.quarantine import Quarantine
 from bus.signing import Signer
+from bus.sources.logical import LogicalSource
 from bus.sources.sql import Database, PostgresDatabase, SqliteDatabase, SqlSource
 from schemas.common import pseudonym
 from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved
 
-__all__ = ["NAME", "SOURCE", "TABLE", "SiakMapper", "adapter", "map_record", "source"]
+__all__ = ["NAME", "SOURCE", "TABLE", "SiakMapper", "adapter", "cdc_source", "map_record", "source"]
 
 NAME = "dukcapil-siak"  # the adapter's name: its checkpoint and its quarantine
 SOURCE = "urn:malangkota:dukcapil:siak"
@@ -124,20 +125,31 @@ def source(db: Database | str | Path, *, outbox: bool = False) -> SqlSource:
                                       **common)  # fmt: skip
 
 
+def cdc_source(url: str, **options: Any) -> LogicalSource:
+    """The SIAK events by change-data-capture from a ``postgresql://`` URL (docs/adapters/cdc.md):
+    every committed insert and update of ``peristiwa``, after a snapshot of the rows there."""
+    if not url.startswith("postgres"):
+        raise ConfigurationError("change-data-capture reads PostgreSQL: give a postgresql:// URL")
+    return LogicalSource(url, table=TABLE, key="id_peristiwa", version="versi", **options)
+
+
 def adapter(
     redis: Redis,
     db: Database | str | Path,
     *,
     pseudonym_key: bytes | None,
     outbox: bool = False,
+    cdc: bool = False,
     batch_size: int = 500,
     on_progress: ProgressHook | None = None,
     signer: Signer | Literal["environment"] | None = "environment",
 ) -> Adapter:
-    """The SIAK adapter, wired: SQL source, mapper, publisher, checkpoints and quarantine."""
+    """The SIAK adapter, wired: source (CDC, outbox or change column), mapper, publisher,
+    checkpoints and quarantine."""
+    read: Source = cdc_source(str(db)) if cdc else source(db, outbox=outbox)
     return Adapter(
         NAME,
-        source=source(db, outbox=outbox),
+        source=read,
         mapper=SiakMapper(pseudonym_key),
         publisher=Publisher(redis, source=SOURCE, signer=signer),
         checkpoints=RedisCheckpoints(redis),
@@ -154,11 +166,13 @@ def from_env(redis: Redis) -> Adapter:
     """The adapter as ``simpul adapter run adapters.dukcapil:from_env`` builds it.
 
     SIMPUL_DUKCAPIL_DB: a ``postgresql://`` URL or a SQLite file of the SIAK database;
-    SIMPUL_DUKCAPIL_OUTBOX=1 reads the trigger-filled outbox instead of the change column;
+    SIMPUL_DUKCAPIL_CDC=1 reads the database's log (PostgreSQL logical decoding), or
+    SIMPUL_DUKCAPIL_OUTBOX=1 the trigger-filled outbox, instead of the change column;
     SIMPUL_PSEUDONYM_KEY: the city's key for child pseudonyms (births).
     """
     db = os.environ.get(DB_ENV)
     if not db:
         raise ConfigurationError(f"set {DB_ENV} to the SIAK database (postgresql:// URL or file)")
     outbox = os.environ.get("SIMPUL_DUKCAPIL_OUTBOX", "") in ("1", "true", "yes")
-    return adapter(redis, db, pseudonym_key=pseudonym_key_from_env(), outbox=outbox)
+    cdc = os.environ.get("SIMPUL_DUKCAPIL_CDC", "") in ("1", "true", "yes")
+    return adapter(redis, db, pseudonym_key=pseudonym_key_from_env(), outbox=outbox, cdc=cdc)

@@ -31,8 +31,7 @@ KEY = b"test-pseudonym-key-0123456789"
 
 def source(url: str, slot: str, **options: Any) -> LogicalSource:
     options.setdefault("idle_wait", 0.0)
-    return LogicalSource(url, table=dukcapil.TABLE, key="id_peristiwa", version="versi",
-                         slot=slot, **options)  # fmt: skip
+    return dukcapil.cdc_source(url, slot=slot, **options)
 
 
 def adapter(redis: Redis, url: str, slot: str, *, batch_size: int = 500, **options: Any) -> Adapter:

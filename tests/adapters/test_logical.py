@@ -81,6 +81,27 @@ async def test_deletes_are_not_records_unless_asked(postgres_url: str, slot: str
         await source.close()
 
 
+async def test_an_update_leaving_a_toasted_column_alone_has_no_value_for_it(
+    postgres_url: str, slot: str
+) -> None:
+    execute(postgres_url, "CREATE TABLE berkas (id int PRIMARY KEY, versi int, isi text)")
+    source = LogicalSource(postgres_url, table="berkas", key="id", version="versi", slot=slot,
+                           idle_wait=0.0)  # fmt: skip
+    try:
+        await read_all(source)
+        execute(
+            postgres_url,  # ~1 MB that does not compress: stored out of line (TOAST)
+            "INSERT INTO berkas SELECT 1, 1, string_agg(md5(n::text), '') "
+            "FROM generate_series(1, 32000) AS n",
+            "UPDATE berkas SET versi = 2",
+        )
+        inserted, updated = await read_all(source, ["stream", "0/0", 0])
+    finally:
+        await source.close()
+    assert len(inserted.data["isi"]) == 32 * 32000
+    assert updated.data == {"id": 1, "versi": 2}, "the unchanged TOASTed value is not in the log"
+
+
 async def test_the_snapshot_and_the_stream_meet_without_gap_or_double_under_concurrent_writes(
     postgres_url: str, slot: str, redis: Redis
 ) -> None:
