@@ -24,6 +24,7 @@ streamed on a replication connection (decision 0007, docs/adapters/cdc.md).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
@@ -43,8 +44,9 @@ from bus.sources._walstream import WalStream
 __all__ = ["LogicalSource"]
 
 _log = get_logger("bus.sources.logical")
-_CHECK_RETENTION_EVERY_S = 60.0
 _SLOT_BUSY_WAIT_S = 10.0  # a killed reader's walsender lets go of the slot within moments
+_SLOT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")  # what PostgreSQL accepts
+_WARN_EVERY_S = 60.0  # replication_slot_retaining_wal, however often lag() is asked
 _CATCH_UP_S = 30.0  # a pass gives up waiting for the server to reach the WAL end at its start
 
 Row = dict[str, Any]
@@ -76,6 +78,11 @@ class LogicalSource:
         self.version = version  # None: a change's own LSN is its version
         self._name = name or table.rsplit(".", 1)[-1]
         self.slot = slot or f"simpul_{self._name}"
+        if not _SLOT_NAME.match(self.slot):
+            raise ConfigurationError(
+                f"replication slot name {self.slot!r} must be lower-case letters, digits and _ "
+                "(at most 63): pass slot="
+            )
         self.publication = publication or self.slot
         self.changes = frozenset(changes)
         self.snapshot = snapshot
@@ -90,6 +97,7 @@ class LogicalSource:
         self._snapshot_done = False
         self._relid = 0
         self._checked_retention = 0.0
+        self._warned_at = -_WARN_EVERY_S
 
     @property
     def name(self) -> str:
@@ -117,7 +125,9 @@ class LogicalSource:
         if slot is None:
             raise _slot_missing(self.slot, self.table)
         behind, retained = slot["behind"], slot["retained"]
-        if retained is not None and retained > self.retained_wal_warning:
+        overdue = time.monotonic() - self._warned_at > _WARN_EVERY_S
+        if retained is not None and retained > self.retained_wal_warning and overdue:
+            self._warned_at = time.monotonic()
             _log.warning(
                 "replication_slot_retaining_wal",
                 source=self.name,
@@ -162,6 +172,7 @@ class LogicalSource:
         if self.snapshot:
             if slot is not None:  # a snapshot that died mid-way, or a reset checkpoint
                 _log.warning("replication_slot_recreated", source=self.name, slot=self.slot)
+                await self._drop_connections()  # ours must not hold the slot
                 await self._drop_slot(conn)
             return None
         if slot is None:
@@ -394,7 +405,7 @@ class LogicalSource:
         )
 
     async def _check_retention(self) -> None:
-        if time.monotonic() - self._checked_retention < _CHECK_RETENTION_EVERY_S:
+        if time.monotonic() - self._checked_retention < _WARN_EVERY_S:
             return
         self._checked_retention = time.monotonic()
         await self.lag()

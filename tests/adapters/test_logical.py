@@ -137,17 +137,19 @@ async def test_lag_reports_the_slot_and_warns_when_it_retains_too_much_wal(
     load_postgres(postgres_url, [])
     source = siak_cdc.source(postgres_url, slot, retained_wal_warning=1)
     try:
-        await read_all(source)
-        execute(postgres_url, "CREATE TABLE sampah AS SELECT generate_series(1, 1000) AS n")
         with capture_logs() as logs:
+            await read_all(source)  # checks the slot once a minute while it streams
+            execute(postgres_url, "CREATE TABLE sampah AS SELECT generate_series(1, 1000) AS n")
             lag = await source.lag()
+            await source.lag()
     finally:
         await source.close()
     assert lag.position.count("/") == 1
     assert lag.behind_bytes is not None and lag.behind_bytes > 0, "the WAL moved on"
     assert lag.retained_bytes is not None and lag.retained_bytes >= lag.behind_bytes
     warnings = [e for e in logs if e["event"] == "replication_slot_retaining_wal"]
-    assert warnings and warnings[0]["slot"] == slot and warnings[0]["threshold_bytes"] == 1
+    assert len(warnings) == 1, "once a minute, however often asked"
+    assert warnings[0]["slot"] == slot and warnings[0]["threshold_bytes"] == 1
 
 
 async def test_a_table_without_primary_key_or_replica_identity_is_refused(
@@ -221,3 +223,8 @@ async def test_a_slot_invalidated_by_max_slot_wal_keep_size_says_rows_may_have_b
         with pytest.raises(ConfigurationError, match=r"invalidated.*max_slot_wal_keep_size"):
             await read_all(source, ["stream", "0/0", 0])
         await source.close()
+
+
+def test_a_slot_name_postgresql_would_refuse_is_refused_up_front() -> None:
+    with pytest.raises(ConfigurationError, match="slot="):
+        LogicalSource("postgresql://unused", table="Peristiwa", key="id")
