@@ -227,6 +227,7 @@ class SqlSource:
         return self._name
 
     async def batches(self, after: Position, *, size: int) -> AsyncIterator[Sequence[Record]]:
+        self._check_shape(after)
         horizon = await self._horizon()
         if horizon is None:
             return  # nothing old enough to compare with yet
@@ -338,14 +339,18 @@ class SqlSource:
         present += ready
         if after is None:
             return f"WHERE {present}", params
-        if not isinstance(after, list) or len(after) != len(self.order_by):
-            raise ConfigurationError(
-                f"position {after!r} does not fit source {self.name!r} (ordered by "
-                f"{', '.join(self.order_by)}): was the checkpoint written by another source?"
-            )
+        self._check_shape(after)
         columns = ", ".join(_quoted(c) for c in self.order_by)
         marks = ", ".join(self.db.placeholder for _ in self.order_by)
         return f"WHERE {present} AND ({columns}) > ({marks})", [*params, *after]
+
+    def _check_shape(self, after: Position) -> None:
+        if after is not None and (not isinstance(after, list) or len(after) != len(self.order_by)):
+            raise ConfigurationError(
+                f"position {after!r} does not fit source {self.name!r} (ordered by "
+                f"{', '.join(self.order_by)}): was the checkpoint written by another source "
+                "or another mode? Delete it to read from the start"
+            )
 
     def _record(self, row: Mapping[str, Any]) -> Record:
         return Record(
