@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -21,7 +22,7 @@ from adapters import dukcapil
 from adapters.dukcapil.fixtures import as_params, rows
 from adapters.dukcapil.schema import insert_sql
 from bus.adapter import Adapter
-from bus.sources.sql import PostgresDatabase, SqlSource
+from bus.sources.sql import PostgresDatabase, SqliteDatabase, SqlSource
 from bus.testing import capture_logs
 from tests.adapters import siak_cdc
 from tests.adapters.test_dukcapil import load_postgres
@@ -47,7 +48,7 @@ def slot(postgres_url: str) -> Iterator[str]:
     yield from siak_cdc.slot_fixture(postgres_url)
 
 
-def change_column(url: str, settle: float) -> SqlSource:
+def change_column(url: str, settle: float | None) -> SqlSource:
     return SqlSource.by_change_column(PostgresDatabase(url), table="peristiwa",
                                       change_column="updated_at", primary_key="no_urut",
                                       key="id_peristiwa", settle=settle, **COMMON)  # fmt: skip
@@ -157,3 +158,18 @@ async def test_eight_concurrent_writers_reach_the_bus_exactly_once_through_the_t
     siak: str, redis: Redis
 ) -> None:
     await concurrently(siak_cdc.over(redis, outbox(siak, txid_column="txid")), siak, seed=2)
+
+
+def test_the_safe_modes_are_the_defaults_on_postgresql_and_sqlite_needs_none(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    by_change = change_column(postgres_url, settle=None)
+    assert by_change.settle == 5.0
+    by_outbox = SqlSource.by_outbox(PostgresDatabase(postgres_url), outbox_table="o",
+                                    outbox_id="no", key="k", version="v", name="t")  # fmt: skip
+    assert by_outbox.order_by == ("txid", "no") and by_outbox.committed_txid == "txid"
+    single_writer = SqliteDatabase(tmp_path / "app.db")
+    assert SqlSource.by_change_column(single_writer, table="t", change_column="c",
+                                      primary_key="id", version="v").settle == 0  # fmt: skip
+    assert SqlSource.by_outbox(single_writer, outbox_table="o", outbox_id="no", key="k",
+                               version="v", name="t").order_by == ("no",)  # fmt: skip
