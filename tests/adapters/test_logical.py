@@ -70,6 +70,27 @@ async def test_changes_are_typed_records_in_commit_order_and_deletes_only_when_a
     assert changes[2].data["id"] == 1, "a delete carries the old row's key"
 
 
+async def test_a_transaction_bigger_than_a_batch_resumes_inside_it_exactly(
+    postgres_url: str, slot: str
+) -> None:
+    execute(postgres_url, "CREATE TABLE izin (id int PRIMARY KEY)")
+    source = LogicalSource(postgres_url, table="izin", key="id", slot=slot, idle_wait=0.0)
+    await read_all(source)
+    execute(postgres_url, "INSERT INTO izin SELECT generate_series(1, 250)")  # one transaction
+    reading = source.batches(["stream", "0/0", 0], size=100)
+    first = await anext(reading)  # published, then the adapter dies
+    await reading.aclose()
+    await source.close()
+    assert first[-1].position[2] == 100, "a position inside the transaction"
+    again = LogicalSource(postgres_url, table="izin", key="id", slot=slot, idle_wait=0.0)
+    try:
+        rest = await read_all(again, first[-1].position)
+    finally:
+        await again.close()
+    assert [int(r.key) for r in rest] == list(range(101, 251))
+    assert rest[-1].position[2] is None, "the transaction's end"
+
+
 async def test_deletes_are_not_records_unless_asked(postgres_url: str, slot: str) -> None:
     execute(postgres_url, "CREATE TABLE izin (id int PRIMARY KEY, nama text)")
     source = LogicalSource(postgres_url, table="izin", key="id", slot=slot, idle_wait=0.0)
