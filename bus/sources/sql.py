@@ -18,7 +18,9 @@ concurrent PHP-like writers). What each mode guarantees:
   commits within ``settle`` seconds of stamping its rows is never skipped. The remaining hole: a
   transaction open longer than that (or a clock skew between the writers and the adapter larger
   than that). Such rows are detected after the fact, within a look-back of ten windows, and
-  logged as ``source_row_committed_late`` with their count; they are not published.
+  logged as ``source_row_committed_late`` with their count; they are not published. Like any
+  change-column poller it reads states, not history: a row changed twice within a window (or
+  between passes) is read in its latest version only.
 * **SQLite**: one writer at a time commits in id and stamp order, so neither needs a window.
 
 Change-data-capture (:mod:`bus.sources.logical`) has none of these limits and is the default
