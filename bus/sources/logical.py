@@ -46,6 +46,7 @@ __all__ = ["LogicalSource"]
 _log = get_logger("bus.sources.logical")
 _SLOT_BUSY_WAIT_S = 10.0  # a killed reader's walsender lets go of the slot within moments
 _SLOT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")  # what PostgreSQL accepts
+_LAG_FRESH_S = 1.0
 _WARN_EVERY_S = 60.0  # replication_slot_retaining_wal, however often lag() is asked
 _CATCH_UP_S = 30.0  # a pass gives up waiting for the server to reach the WAL end at its start
 
@@ -98,6 +99,7 @@ class LogicalSource:
         self._relid = 0
         self._checked_retention = 0.0
         self._warned_at = -_WARN_EVERY_S
+        self._lag: tuple[SourceLag | None, float] = (None, 0.0)
 
     @property
     def name(self) -> str:
@@ -120,7 +122,17 @@ class LogicalSource:
             raise SourceError(f"PostgreSQL change stream of {self.table} broke: {exc}") from exc
 
     async def lag(self) -> SourceLag:
-        """The slot's confirmed position, WAL not yet published and WAL retained."""
+        """The slot's confirmed position, WAL not yet published and WAL retained. One query on
+        ``pg_replication_slots``, at most once a second: the runner may ask after every batch,
+        and at a steady load that is every commit."""
+        cached, at = self._lag
+        if cached is not None and time.monotonic() - at < _LAG_FRESH_S:
+            return cached
+        lag = await self._measure_lag()
+        self._lag = (lag, time.monotonic())
+        return lag
+
+    async def _measure_lag(self) -> SourceLag:
         slot = await self._slot_state()
         if slot is None:
             raise _slot_missing(self.slot, self.table)
@@ -138,6 +150,7 @@ class LogicalSource:
         return SourceLag(
             position=str(slot["confirmed"]),
             behind_bytes=behind,
+            # PostgreSQL does not say how old unpublished WAL is; only "nothing" is known.
             behind_seconds=0.0 if behind == 0 else None,
             retained_bytes=retained,
         )
@@ -408,7 +421,7 @@ class LogicalSource:
         if time.monotonic() - self._checked_retention < _WARN_EVERY_S:
             return
         self._checked_retention = time.monotonic()
-        await self.lag()
+        await self._measure_lag()
 
     async def _connection(self) -> psycopg.AsyncConnection[Row]:
         if self._sql is None or self._sql.closed:
