@@ -39,6 +39,7 @@ from bus.adapter import Change, Position, Record, SourceLag
 from bus.errors import ConfigurationError, SourceError
 from bus.logging import get_logger
 from bus.sources._pgoutput import Begin, Commit, Decoder, RowChange, lsn_int, lsn_text
+from bus.sources._pgsetup import check_server, check_table, slot_lost, slot_missing, table_sql
 from bus.sources._walstream import WalStream
 
 __all__ = ["LogicalSource"]
@@ -135,7 +136,7 @@ class LogicalSource:
     async def _measure_lag(self) -> SourceLag:
         slot = await self._slot_state()
         if slot is None:
-            raise _slot_missing(self.slot, self.table)
+            raise slot_missing(self.slot, self.table)
         behind, retained = slot["behind"], slot["retained"]
         overdue = time.monotonic() - self._warned_at > _WARN_EVERY_S
         if retained is not None and retained > self.retained_wal_warning and overdue:
@@ -172,15 +173,15 @@ class LogicalSource:
             # This source took the snapshot, but it held no rows, so no checkpoint says so.
             position = (self._wal_start, 0)
         conn = await self._connection()
-        await _check_server(conn)
-        self._relid = await _check_table(conn, self.table, self.key, self.changes)
+        await check_server(conn)
+        self._relid = await check_table(conn, self.table, self.key, self.changes)
         await self._ensure_publication(conn)
         slot = await self._slot_state()
         if slot is not None and slot["wal_status"] == "lost":
-            raise _slot_lost(self.slot, self.table)
+            raise slot_lost(self.slot, self.table)
         if position is not None:
             if slot is None:
-                raise _slot_missing(self.slot, self.table)
+                raise slot_missing(self.slot, self.table)
             return position
         if self.snapshot:
             if slot is not None:  # a snapshot that died mid-way, or a reset checkpoint
@@ -213,7 +214,7 @@ class LogicalSource:
                 f"ALTER PUBLICATION {self.publication} ADD TABLE {self.table} (as its owner)"
             )
         create = sql.SQL("CREATE PUBLICATION {} FOR TABLE {} WITH (publish = {})").format(
-            sql.Identifier(self.publication), _table_sql(self.table),
+            sql.Identifier(self.publication), table_sql(self.table),
             sql.Literal("insert, update, delete"),
         )  # fmt: skip
         try:
@@ -266,7 +267,7 @@ class LogicalSource:
                 sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(exported))
             )
             cursor = reader.cursor(name="simpul_snapshot")
-            await cursor.execute(sql.SQL("SELECT * FROM {}").format(_table_sql(self.table)))
+            await cursor.execute(sql.SQL("SELECT * FROM {}").format(table_sql(self.table)))
             at = ["snapshot", lsn_text(consistent), None]
             # Not the bare LSN: a change's version is its LSN, and the first change after the
             # snapshot may sit exactly at the snapshot's point.
@@ -437,56 +438,6 @@ class LogicalSource:
             await wal.close()
 
 
-async def _check_server(conn: psycopg.AsyncConnection[Row]) -> None:
-    cursor = await conn.execute(
-        "SELECT current_setting('wal_level') AS wal_level, "
-        "(SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user) AS ok"
-    )
-    found = await cursor.fetchone()
-    assert found is not None
-    if found["wal_level"] != "logical":
-        raise ConfigurationError(
-            f"PostgreSQL wal_level is {found['wal_level']!r}; change-data-capture needs "
-            "wal_level=logical: set it in postgresql.conf and restart the server "
-            "(docs/adapters/cdc.md)"
-        )
-    if not found["ok"]:
-        raise ConfigurationError(
-            "the database user has no REPLICATION attribute, needed to read a replication "
-            "slot: ALTER ROLE <user> REPLICATION (docs/adapters/cdc.md)"
-        )
-
-
-async def _check_table(
-    conn: psycopg.AsyncConnection[Row], table: str, key: Sequence[str], changes: frozenset[str]
-) -> int:
-    """The table's OID, once it is sure its changes can be decoded (and published)."""
-    cursor = await conn.execute(
-        "SELECT c.oid, c.relreplident AS identity, ARRAY(SELECT a.attname::text FROM pg_index i "
-        "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
-        "WHERE i.indrelid = c.oid AND i.indisprimary) AS primary_key "
-        "FROM pg_class c WHERE c.oid = to_regclass(%s)",
-        [table],
-    )
-    found = await cursor.fetchone()
-    if found is None:
-        raise ConfigurationError(f"table {table!r} not found (check the name and search_path)")
-    identity, primary_key = found["identity"], found["primary_key"]
-    if identity == "n" or (identity == "d" and not primary_key):
-        # A publication of updates on such a table makes the application's UPDATEs fail.
-        raise ConfigurationError(
-            f"table {table} has no primary key and no replica identity, so PostgreSQL cannot "
-            f"publish its updates: add a primary key, or ALTER TABLE {table} REPLICA IDENTITY "
-            "FULL"
-        )
-    if "delete" in changes and identity != "f" and not set(key) <= set(primary_key):
-        raise ConfigurationError(
-            f"a delete in {table} carries only its replica identity ({', '.join(primary_key)}), "
-            f"not the key {', '.join(key)}: ALTER TABLE {table} REPLICA IDENTITY FULL"
-        )
-    return int(found["oid"])
-
-
 def _parse(after: Position, source: str) -> tuple[int, int | None] | None:
     if after is None:
         return None
@@ -497,25 +448,4 @@ def _parse(after: Position, source: str) -> tuple[int, int | None] | None:
     raise ConfigurationError(
         f"position {after!r} does not fit change-data-capture source {source!r}: was the "
         "checkpoint written by another source?"
-    )
-
-
-def _table_sql(table: str) -> sql.Composable:
-    return sql.SQL(".").join(sql.Identifier(part) for part in table.split("."))
-
-
-def _slot_missing(slot: str, table: str) -> ConfigurationError:
-    return ConfigurationError(
-        f"replication slot {slot!r} for {table} does not exist (dropped, or the database failed "
-        "over to a standby, which has no slots): changes since the checkpoint may be lost; "
-        "delete the adapter's checkpoint to take a new snapshot (docs/adapters/cdc.md)"
-    )
-
-
-def _slot_lost(slot: str, table: str) -> ConfigurationError:
-    return ConfigurationError(
-        f"replication slot {slot!r} for {table} was invalidated: its WAL passed "
-        "max_slot_wal_keep_size and was removed, so changes may have been lost; drop the slot "
-        f"(SELECT pg_drop_replication_slot('{slot}')) and delete the adapter's checkpoint to "
-        "take a new snapshot (docs/adapters/cdc.md)"
     )
