@@ -33,7 +33,7 @@ from bus.mariadb import EmbeddedMariaDB
 
 
 async def measure(db_url: str, redis: Redis, commits: int, poll: float) -> list[float]:
-    adapter = dukcapil.adapter(redis, db_url, pseudonym_key=b"k" * 32, binlog=True)
+    adapter = dukcapil.adapter(redis, db_url, pseudonym_key=b"k" * 32, cdc=True)
     stop = asyncio.Event()
     running = asyncio.create_task(adapter.run(poll_interval=poll, stop=stop))
     stream = keys.stream("dukcapil.citizen")
@@ -60,7 +60,7 @@ async def throughput(db_url: str, redis: Redis, conn: Any, count: int) -> tuple[
     with conn.cursor() as cursor:
         cursor.execute("TRUNCATE peristiwa")
     _insert(conn, rows(count, seed=4, first_id=1_000_000))
-    adapter = dukcapil.adapter(redis, db_url, pseudonym_key=b"k" * 32, binlog=True)
+    adapter = dukcapil.adapter(redis, db_url, pseudonym_key=b"k" * 32, cdc=True)
     start = time.perf_counter()
     await adapter.run_once()
     snapshot = count / (time.perf_counter() - start)

@@ -30,6 +30,7 @@ from bus.scaffold import KINDS
 from bus.scaffold import plan as plan_scaffold
 from bus.scaffold import write as write_scaffold
 from bus.settings import Settings
+from bus.sources.sql import outbox_ddl
 from bus.sources.webhook import Webhook, serve
 
 adapter_app = typer.Typer(help="Run an adapter (legacy app -> events).", no_args_is_help=True)
@@ -92,10 +93,16 @@ def serve_(
 def run(
     target: Target,
     once: Annotated[bool, typer.Option("--once", help="one pass (a backfill), then exit")] = False,
-    poll: Annotated[float, typer.Option(help="seconds between passes when polling")] = 5.0,
+    poll: Annotated[
+        float | None,
+        typer.Option(help="seconds between passes [default: the source's, 5 s when polling]"),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Publish what the source has after the checkpoint; keep polling unless --once."""
+    """Publish what the source has after the checkpoint; keep polling unless --once.
+
+    A change-data-capture source waits for changes itself, so it starts its next pass at once.
+    """
     settings = Settings.load()
     configure(settings.log_level, "json" if as_json else settings.log_format)
 
@@ -107,7 +114,8 @@ def run(
             stop = asyncio.Event()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-            await adapter.run(poll_interval=poll, stop=stop)
+            interval = poll if poll is not None else _source_interval(adapter)
+            await adapter.run(poll_interval=interval, stop=stop)
             return None
 
     counts = _run(work)
@@ -117,6 +125,23 @@ def run(
             print(json.dumps(summary))
         else:
             _err.print(", ".join(f"{k} {v}" for k, v in summary.items() if v is not None))
+
+
+def _source_interval(adapter: Adapter) -> float:
+    interval = getattr(adapter.source, "poll_interval", 5.0)
+    return float(interval) if isinstance(interval, int | float) else 5.0
+
+
+@adapter_app.command("outbox-ddl")
+def outbox_ddl_(
+    table: Annotated[str, typer.Argument(help="the legacy table whose changes to copy")],
+    outbox: Annotated[str | None, typer.Option(help="outbox table [default: TABLE_outbox]")] = None,
+) -> None:
+    """Print the PostgreSQL outbox table and trigger for commit-safe polling (for the DBA)."""
+    try:
+        typer.echo(outbox_ddl(table, outbox=outbox))
+    except SimpulError as exc:
+        raise fail(_err, exc) from None
 
 
 @adapter_app.command("new")

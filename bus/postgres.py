@@ -3,6 +3,9 @@
 Adapters that wrap a department database are tested against a real PostgreSQL. With
 ``SIMPUL_POSTGRES_URL`` unset, tests start their own: ``initdb`` into a temporary folder, then the
 ``postgres`` server on a free loopback port with trust authentication, stopped by pid at exit.
+Every server runs with ``wal_level=logical`` and room for replication slots, so the
+change-data-capture source (:mod:`bus.sources.logical`) can be tested on any of them; pass
+``wal_level="replica"`` for a server where logical decoding is off.
 PostgreSQL refuses to run as root, so under root the cluster belongs to the ``postgres`` user
 (Debian's packages create it) and the server runs as that user.
 """
@@ -72,7 +75,18 @@ def _run_as() -> pwd.struct_passwd | None:
 class EmbeddedPostgres:
     """One private PostgreSQL cluster and server on loopback; the data is thrown away at stop."""
 
-    def __init__(self, *, port: int | None = None, bin_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        bin_dir: str | Path | None = None,
+        wal_level: str = "logical",
+        durable: bool = False,
+    ) -> None:
+        self.wal_level = wal_level
+        # durable: commits reach the WAL before they are acknowledged, so a SIGKILLed server
+        # keeps every committed row (crash tests); otherwise speed over durability.
+        self.durable = durable
         self.bin_dir = Path(bin_dir) if bin_dir else find_postgres_bin()
         self.host = "127.0.0.1"
         self.port = port if port is not None else free_port(self.host)
@@ -105,13 +119,15 @@ class EmbeddedPostgres:
         return self.base_dir / "postgres.log"
 
     def start(self, timeout: float = 30.0) -> EmbeddedPostgres:
+        """Start the server; after :meth:`crash`, restart it on the same data and port."""
         if self.pid is not None:
             return self
-        # Under /tmp itself, not a root-only pytest folder: the postgres user must reach it.
-        self.base_dir = Path(tempfile.mkdtemp(prefix="simpul-postgres-"))
-        if self.user is not None:
-            os.chown(self.base_dir, self.user.pw_uid, self.user.pw_gid)
-        self._initdb()
+        if self.base_dir is None:
+            # Under /tmp itself, not a root-only pytest folder: the postgres user must reach it.
+            self.base_dir = Path(tempfile.mkdtemp(prefix="simpul-postgres-"))
+            if self.user is not None:
+                os.chown(self.base_dir, self.user.pw_uid, self.user.pw_gid)
+            self._initdb()
         self._spawn()
         _RUNNING.add(self)
         self._wait_ready(time.monotonic() + timeout)
@@ -132,6 +148,33 @@ class EmbeddedPostgres:
         if self.base_dir is not None:
             shutil.rmtree(self.base_dir, ignore_errors=True)
             self.base_dir = None
+
+    def crash(self) -> None:
+        """SIGKILL the postmaster and its backends at once, as a power cut would; the data stays
+        for :meth:`start` (crash recovery). The whole process group, because orphaned backends
+        would keep the shared memory and a new postmaster would refuse to start."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        self._proc = None
+        deadline = time.monotonic() + 10
+        while self._backends_alive() and time.monotonic() < deadline:
+            time.sleep(_POLL_S)
+
+    def _backends_alive(self) -> bool:
+        pid_file = self.data_dir / "postmaster.pid"
+        try:
+            leader = int(pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return False
+        try:
+            os.killpg(leader, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # pragma: no cover - a foreign group: someone else's
+            return False
+        return True
 
     def __enter__(self) -> EmbeddedPostgres:
         return self.start()
@@ -164,7 +207,10 @@ class EmbeddedPostgres:
             str(self.bin_dir / "postgres"), "-D", str(self.data_dir),
             "-p", str(self.port), "-c", f"listen_addresses={self.host}",
             "-c", "unix_socket_directories=", "-c", "fsync=off",
-            "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+            "-c", f"synchronous_commit={'on' if self.durable else 'off'}",
+            "-c", "full_page_writes=off",
+            "-c", f"wal_level={self.wal_level}", "-c", "max_replication_slots=20",
+            "-c", "max_wal_senders=20",
         ]  # fmt: skip
         with self.log_file.open("ab") as log:
             self._proc = subprocess.Popen(

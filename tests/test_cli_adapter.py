@@ -176,3 +176,12 @@ def test_checkpoint_show_and_reset(siak: list[dict[str, Any]]) -> None:
     rerun = _invoke("adapter", "run", "adapters.dukcapil:from_env", "--once", "--json")
     counts = json.loads(rerun.stdout.strip().splitlines()[-1])
     assert counts["read"] == 40 and counts["published"] == 0  # read again, nothing twice
+
+
+def test_outbox_ddl_prints_the_table_and_trigger_a_dba_installs() -> None:
+    result = runner.invoke(app, ["adapter", "outbox-ddl", "peristiwa"])
+    assert result.exit_code == 0, result.output
+    assert 'CREATE TABLE "peristiwa_outbox"' in result.output
+    assert "pg_current_xact_id()" in result.output and "AFTER INSERT OR UPDATE" in result.output
+    refused = runner.invoke(app, ["adapter", "outbox-ddl", "peristiwa; DROP TABLE x"])
+    assert refused.exit_code != 0 and "plain SQL identifier" in refused.output

@@ -22,12 +22,13 @@ from bus.checkpoint import RedisCheckpoints
 from bus.quarantine import Quarantine
 from bus.signing import Signer
 from bus.sources.binlog import BinlogSource
+from bus.sources.logical import LogicalSource
 from bus.sources.mysql import MySqlDatabase, MySqlSource, is_mysql_url
 from bus.sources.sql import Database, PostgresDatabase, SqliteDatabase, SqlSource
 from schemas.common import pseudonym
 from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved
 
-__all__ = ["NAME", "SOURCE", "TABLE", "SiakMapper", "adapter", "map_record", "source"]
+__all__ = ["NAME", "SOURCE", "TABLE", "SiakMapper", "adapter", "cdc_source", "map_record", "source"]
 
 NAME = "dukcapil-siak"  # the adapter's name: its checkpoint and its quarantine
 SOURCE = "urn:malangkota:dukcapil:siak"
@@ -110,15 +111,13 @@ def map_record(row: Row, *, pseudonym_key: bytes | None = None) -> tuple[Contrac
     return mapper.map(row), event_id(SOURCE, TABLE, row["id_peristiwa"], row["versi"])
 
 
-def source(db: Database | str | Path, *, outbox: bool = False, binlog: bool = False) -> Source:
-    """The SIAK events as a source: a ``postgresql://`` or ``mysql://`` URL, a SQLite file, or a
-    Database; ``binlog`` reads a MySQL/MariaDB database's row binlog instead of polling it."""
-    common: dict[str, Any] = {"version": "versi", "time_column": "updated_at",
-                              "naive_timezone": WIB}  # fmt: skip
-    if binlog:
-        if not (isinstance(db, str) and is_mysql_url(db)):
-            raise ConfigurationError("reading a binlog needs a mysql:// or mariadb:// URL")
-        return BinlogSource(db, table=TABLE, key="id_peristiwa", **common)
+_COMMON: dict[str, Any] = {"version": "versi", "time_column": "updated_at", "naive_timezone": WIB}
+
+
+def source(db: Database | str | Path, *, outbox: bool = False) -> SqlSource:
+    """The SIAK events by polling: a ``postgresql://`` or ``mysql://`` URL, a SQLite file, or a
+    Database; by the change column, or by the trigger-filled outbox."""
+    common = _COMMON
     kind: type[SqlSource] = SqlSource
     if isinstance(db, str) and is_mysql_url(db):
         db, kind = MySqlDatabase(db), MySqlSource
@@ -133,21 +132,37 @@ def source(db: Database | str | Path, *, outbox: bool = False, binlog: bool = Fa
                                  primary_key="no_urut", key="id_peristiwa", **common)  # fmt: skip
 
 
+def cdc_source(url: str, **options: Any) -> LogicalSource | BinlogSource:
+    """The SIAK events by change-data-capture: every committed insert and update of
+    ``peristiwa``, after a snapshot of the rows there — from a ``postgresql://`` URL by logical
+    decoding (docs/adapters/cdc.md), from a ``mysql://`` URL by the row binlog
+    (docs/adapters/mysql.md)."""
+    if is_mysql_url(url):
+        return BinlogSource(url, table=TABLE, key="id_peristiwa", **_COMMON, **options)
+    if not url.startswith("postgres"):
+        raise ConfigurationError(
+            "change-data-capture reads a database's log: give a postgresql:// or mysql:// URL"
+        )
+    return LogicalSource(url, table=TABLE, key="id_peristiwa", version="versi", **options)
+
+
 def adapter(
     redis: Redis,
     db: Database | str | Path,
     *,
     pseudonym_key: bytes | None,
     outbox: bool = False,
-    binlog: bool = False,
+    cdc: bool = False,
     batch_size: int = 500,
     on_progress: ProgressHook | None = None,
     signer: Signer | Literal["environment"] | None = "environment",
 ) -> Adapter:
-    """The SIAK adapter, wired: SQL source, mapper, publisher, checkpoints and quarantine."""
+    """The SIAK adapter, wired: source (CDC, outbox or change column), mapper, publisher,
+    checkpoints and quarantine."""
+    read: Source = cdc_source(str(db)) if cdc else source(db, outbox=outbox)
     return Adapter(
         NAME,
-        source=source(db, outbox=outbox, binlog=binlog),
+        source=read,
         mapper=SiakMapper(pseudonym_key),
         publisher=Publisher(redis, source=SOURCE, signer=signer),
         checkpoints=RedisCheckpoints(redis),
@@ -164,8 +179,9 @@ def from_env(redis: Redis) -> Adapter:
     """The adapter as ``simpul adapter run adapters.dukcapil:from_env`` builds it.
 
     SIMPUL_DUKCAPIL_DB: a ``postgresql://`` or ``mysql://`` URL or a SQLite file of the SIAK
-    database; SIMPUL_DUKCAPIL_OUTBOX=1 reads the trigger-filled outbox instead of the change
-    column; SIMPUL_DUKCAPIL_BINLOG=1 reads a MySQL/MariaDB row binlog (run with ``--poll 0``);
+    database; SIMPUL_DUKCAPIL_CDC=1 reads the database's log (PostgreSQL logical decoding, or a
+    MySQL/MariaDB row binlog), or SIMPUL_DUKCAPIL_OUTBOX=1 the trigger-filled outbox, instead
+    of the change column;
     SIMPUL_PSEUDONYM_KEY: the city's key for child pseudonyms (births).
     """
     db = os.environ.get(DB_ENV)
@@ -174,6 +190,5 @@ def from_env(redis: Redis) -> Adapter:
             f"set {DB_ENV} to the SIAK database (postgresql:// or mysql:// URL, or a file)"
         )
     outbox = os.environ.get("SIMPUL_DUKCAPIL_OUTBOX", "") in ("1", "true", "yes")
-    binlog = os.environ.get("SIMPUL_DUKCAPIL_BINLOG", "") in ("1", "true", "yes")
-    return adapter(redis, db, pseudonym_key=pseudonym_key_from_env(), outbox=outbox,
-                   binlog=binlog)  # fmt: skip
+    cdc = os.environ.get("SIMPUL_DUKCAPIL_CDC", "") in ("1", "true", "yes")
+    return adapter(redis, db, pseudonym_key=pseudonym_key_from_env(), outbox=outbox, cdc=cdc)

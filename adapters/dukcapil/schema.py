@@ -3,7 +3,8 @@
 Like many legacy registries, ``peristiwa`` has a surrogate row number (``no_urut``), a business
 id (``id_peristiwa``) that the application — not the database — keeps unique, a version bumped
 on every correction (``versi``) and a local-time (WIB) ``updated_at``. ``peristiwa_outbox`` is
-the outbox variant: a trigger appends a copy of every inserted or updated row.
+the outbox variant: a trigger appends a copy of every inserted or updated row (on PostgreSQL
+with the writing transaction's id, so the adapter reads only finished transactions).
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ _BODY = """
 _POSTGRESQL = f"""
 CREATE TABLE peristiwa (no_urut BIGSERIAL PRIMARY KEY, {_BODY});
 CREATE INDEX peristiwa_perubahan ON peristiwa (updated_at, no_urut);
-CREATE TABLE peristiwa_outbox (no_outbox BIGSERIAL PRIMARY KEY, no_urut BIGINT, {_BODY});
+CREATE TABLE peristiwa_outbox (no_outbox BIGSERIAL PRIMARY KEY, no_urut BIGINT,
+    -- the writing transaction, read once finished (bus.sources.sql.outbox_ddl explains)
+    txid BIGINT NOT NULL DEFAULT pg_current_xact_id()::text::bigint, {_BODY});
+CREATE INDEX peristiwa_outbox_urutan ON peristiwa_outbox (txid, no_outbox);
 CREATE FUNCTION peristiwa_ke_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO peristiwa_outbox (no_urut, {", ".join(COLUMNS)})

@@ -46,7 +46,7 @@ async def published(redis: Redis) -> list[str]:
 
 
 def siak(redis: Redis, url: str, *, binlog: bool) -> Adapter:
-    return dukcapil.adapter(redis, url, pseudonym_key=KEY, binlog=binlog)
+    return dukcapil.adapter(redis, url, pseudonym_key=KEY, cdc=binlog)
 
 
 async def test_polling_skips_a_row_whose_transaction_commits_late_and_the_binlog_does_not(

@@ -1,7 +1,7 @@
 """SIGKILL the binlog adapter, or the database, mid-stream: every committed row version once.
 
 The adapter runs as ``simpul adapter run adapters.dukcapil:from_env`` with the binlog source
-(``SIMPUL_DUKCAPIL_BINLOG=1``) while writer threads commit inserts and updates; it is SIGKILLed
+(``SIMPUL_DUKCAPIL_CDC=1``) while writer threads commit inserts and updates; it is SIGKILLed
 at points drawn from a fixed seed and started again. In the second test mariadbd itself is
 SIGKILLed and restarted on the same data and port while the adapter and the writers run on. The
 truth is the table afterwards: each row at version v was committed at versions 1..v (updates
@@ -51,7 +51,7 @@ def start_adapter(db: str, redis_url: str, *, once: bool = False) -> subprocess.
         "SIMPUL_REDIS_URL": redis_url,
         "SIMPUL_PSEUDONYM_KEY": KEY.decode(),
         "SIMPUL_DUKCAPIL_DB": db,
-        "SIMPUL_DUKCAPIL_BINLOG": "1",
+        "SIMPUL_DUKCAPIL_CDC": "1",
         "SIMPUL_LOG_LEVEL": "warning",
     }
     return subprocess.Popen(
@@ -226,7 +226,7 @@ async def test_a_pass_after_the_server_restarted_with_nothing_new_returns_prompt
     url = private_mariadb.url_for("siak")
     create_mysql(url)
     insert_mysql(url, list(rows(3, seed=1)))
-    adapter = dukcapil.adapter(redis, url, pseudonym_key=KEY, binlog=True)
+    adapter = dukcapil.adapter(redis, url, pseudonym_key=KEY, cdc=True)
     try:
         await adapter.run_once()
         private_mariadb.stop()

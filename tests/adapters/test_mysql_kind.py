@@ -74,7 +74,7 @@ class MySqlKind:
         return self.clock
 
     async def settle(self) -> None:
-        runner = dukcapil.adapter(self.redis, self.url, pseudonym_key=KEY, binlog=self.binlog)
+        runner = dukcapil.adapter(self.redis, self.url, pseudonym_key=KEY, cdc=self.binlog)
         try:
             await runner.run_once()
         finally:

@@ -22,9 +22,11 @@ T0 = datetime(2026, 11, 1, 7, 0)
 _TABLES = """
 CREATE TABLE legacy (no {serial} PRIMARY KEY, kunci TEXT, versi INTEGER, isi TEXT,
                      diubah TIMESTAMP);
-CREATE TABLE legacy_outbox (no_outbox {serial} PRIMARY KEY, kunci TEXT, versi INTEGER,
+CREATE TABLE legacy_outbox (no_outbox {serial} PRIMARY KEY, {txid} kunci TEXT, versi INTEGER,
                             isi TEXT, diubah TIMESTAMP);
 """
+# The writing transaction, so the outbox is read only once it finished (bus.sources.sql).
+_PG_TXID = "txid BIGINT NOT NULL DEFAULT pg_current_xact_id()::text::bigint,"
 _PG_TRIGGER = """
 CREATE FUNCTION ke_outbox() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
   INSERT INTO legacy_outbox (kunci, versi, isi, diubah)
@@ -46,9 +48,9 @@ class Legacy:
         self.dialect, self.target, self.outbox = dialect, target, outbox
         self.mark = "%s" if dialect == "postgresql" else "?"
         if dialect == "postgresql":
-            self._run(_TABLES.format(serial="BIGSERIAL") + _PG_TRIGGER)
+            self._run(_TABLES.format(serial="BIGSERIAL", txid=_PG_TXID) + _PG_TRIGGER)
         else:
-            self._run(_TABLES.format(serial="INTEGER") + _SQLITE_TRIGGER)
+            self._run(_TABLES.format(serial="INTEGER", txid="") + _SQLITE_TRIGGER)
 
     def _run(self, script: str, params: list[tuple[Any, ...]] | None = None) -> None:
         if self.dialect == "postgresql":
