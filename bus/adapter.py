@@ -288,7 +288,7 @@ class Adapter:
                 _log.warning("adapter_pass_failed", adapter=self.name, error=str(exc))
                 self.last_error = str(exc)
                 await self.reporter.send(self)
-                delay = min(delay * 2, 60.0)
+                delay = min(max(delay * 2, 1.0), 60.0)  # from 1 s when passes run back to back
             except SimpulError as exc:  # e.g. a configuration error: it stops; status says why
                 self.last_error = str(exc)
                 await self.reporter.send(self)

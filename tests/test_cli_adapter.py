@@ -185,3 +185,20 @@ def test_outbox_ddl_prints_the_table_and_trigger_a_dba_installs() -> None:
     assert "pg_current_xact_id()" in result.output and "AFTER INSERT OR UPDATE" in result.output
     refused = runner.invoke(app, ["adapter", "outbox-ddl", "peristiwa; DROP TABLE x"])
     assert refused.exit_code != 0 and "plain SQL identifier" in refused.output
+
+
+def test_a_binlog_adapter_starts_its_next_pass_at_once_and_a_polling_one_waits(
+    tmp_path: Path,
+) -> None:
+    """``simpul adapter run`` without --poll: 0 s between passes for the row binlog (a pass
+    waits for a change itself), the source's 5 s for polling."""
+    from redis.asyncio import Redis as AsyncRedis  # noqa: PLC0415
+
+    from adapters import disnaker  # noqa: PLC0415
+    from bus.cli_adapter import _source_interval  # noqa: PLC0415
+
+    url = "mysql://simpul@127.0.0.1:1/disnaker"  # building a source connects to nothing
+    redis = AsyncRedis.from_url("redis://127.0.0.1:1/0")  # nor does building an adapter
+    binlog = disnaker.adapter(redis, url, binlog=True, signer=None)
+    polling = disnaker.adapter(redis, url, binlog=False, signer=None)
+    assert (_source_interval(binlog), _source_interval(polling)) == (0.0, 5.0)

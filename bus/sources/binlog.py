@@ -58,9 +58,12 @@ class BinlogSource:
     ``version`` names the column that identifies a row's state (bumped on every change); a
     delete's version is that value with ``/deleted`` appended, so it is an event id of its own.
     ``changes`` says which kinds become records (deletes only when asked). ``wait`` is how long
-    a pass waits for a first change when there is none: run the adapter with ``--poll 0`` and a
-    commit is published within milliseconds, without a busy loop.
+    a pass waits for a first change when there is none, so ``simpul adapter run`` starts the next
+    pass at once (``poll_interval`` 0) and a commit is published within milliseconds, without a
+    busy loop.
     """
+
+    poll_interval = 0.0  # a pass waits up to ``wait`` for a change: the next may start at once
 
     def __init__(
         self,

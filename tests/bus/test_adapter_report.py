@@ -413,3 +413,27 @@ async def test_the_exporter_serves_each_adapters_figures(redis: Redis, redis_url
 @pytest.fixture(autouse=True)
 def _no_signing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SIMPUL_SIGNING_KEY_FILE", raising=False)
+
+
+async def test_passes_run_back_to_back_with_interval_zero_but_a_failing_source_backs_off(
+    redis: Redis,
+) -> None:
+    """A change-data-capture source runs with poll_interval 0 (its pass waits for changes);
+    an outage must not turn that into a busy loop: the backoff starts at one second."""
+    source = Binlog(1)
+    source.fail_with = SourceError("binlog reader: connection refused")
+    calls = 0
+    batches = source.batches
+
+    def counted(after: Position, *, size: int) -> AsyncIterator[Sequence[Record]]:
+        nonlocal calls
+        calls += 1
+        return batches(after, size=size)
+
+    source.batches = counted  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    task = asyncio.create_task(adapter(redis, source).run(poll_interval=0.0, stop=stop))
+    await asyncio.sleep(1.5)
+    stop.set()
+    await task
+    assert calls == 2  # at 0 s and after 1 s; a zero backoff would have made thousands
