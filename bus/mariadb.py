@@ -182,6 +182,7 @@ class EmbeddedMariaDB:
             "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0",
             "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci",
             "--max-connections=200",
+            "--default-time-zone=+07:00",  # WIB, as compose and the city's servers: NOW() is local
         ]  # fmt: skip
         if self.log_bin:
             settings += [
