@@ -437,3 +437,19 @@ async def test_passes_run_back_to_back_with_interval_zero_but_a_failing_source_b
     stop.set()
     await task
     assert calls == 2  # at 0 s and after 1 s; a zero backoff would have made thousands
+
+
+async def test_the_report_fields_are_those_wire_format_documents(redis: Redis) -> None:
+    """docs/wire-format.md section 3 lists the report hash's fields for adapters in other
+    languages: they must be exactly what the runner writes."""
+    import re  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    doc = (Path(__file__).parents[2] / "docs" / "wire-format.md").read_text(encoding="utf-8")
+    table = doc.split("**The adapter report.**", 1)[1].split("\n\n", 2)[1]
+    documented = re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.MULTILINE)
+    await adapter(redis, Binlog(2)).run_once()
+    written = await redis.hgetall(keys.adapter_report("dukcapil-cdc"))
+    assert sorted(documented) == sorted(k.decode() for k in written)
+    assert (written[b"cdc"], written[b"state"]) == (b"true", b"once")
+    assert int(written[b"ttl_ms"]) >= await redis.pttl(keys.adapter_report("dukcapil-cdc")) > 0
