@@ -16,8 +16,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import click
 import pytest
 import typer
 from redis import Redis as SyncRedis
@@ -55,11 +55,11 @@ def commands() -> list[Command]:
 
 def _resolve(argv: list[str]) -> None:
     """Parse argv as `simpul` would (click raises on an unknown command or option), run nothing."""
-    command: click.Command = typer.main.get_command(app)
+    command: Any = typer.main.get_command(app)
     args = argv[1:]
-    while isinstance(command, click.Group):
+    while hasattr(command, "commands"):  # a group (typer has its own click: not click.Group)
         name, *args = args
-        found = command.get_command(click.Context(command), name)
+        found = command.commands.get(name)
         assert found is not None, f"no command `{name}` in {' '.join(argv)}"
         command = found
     command.make_context(" ".join(argv[:2]), list(args))
