@@ -450,6 +450,6 @@ async def test_the_report_fields_are_those_wire_format_documents(redis: Redis) -
     documented = re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.MULTILINE)
     await adapter(redis, Binlog(2)).run_once()
     written = await redis.hgetall(keys.adapter_report("dukcapil-cdc"))
-    assert sorted(documented) == sorted(k.decode() for k in written)
+    assert sorted(documented) == sorted(k.decode() if isinstance(k, bytes) else k for k in written)
     assert (written[b"cdc"], written[b"state"]) == (b"true", b"once")
     assert int(written[b"ttl_ms"]) >= await redis.pttl(keys.adapter_report("dukcapil-cdc")) > 0
