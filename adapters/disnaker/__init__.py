@@ -10,9 +10,11 @@ read again is not.
 The rows are read from the row binlog (change-data-capture, :class:`bus.sources.binlog.
 BinlogSource`) by default: every committed change, deletes included, in commit order. Where the
 DBA cannot enable the binlog, the table is polled by ``tgl_update`` instead (``binlog=False``,
-``SIMPUL_DISNAKER_POLL=1``), which misses deletes and a row's second change within a second.
+``SIMPUL_DISNAKER_POLL=1``) with a 5 s settle window, which misses deletes, rows of
+transactions open longer than the window, and a row's earlier versions saved within a window.
 The two keep checkpoints of different shapes: switching needs the checkpoint reset
-(``RedisCheckpoints.reset``); event ids are the same, so nothing is published twice.
+(``simpul adapter checkpoint reset disnaker-pencaker --yes``); event ids are the same, so
+nothing is published twice.
 """
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 
 :class:`MySqlSource` is :class:`bus.sources.sql.SqlSource` with MySQL's quoting and the legacy
 value decoding of :mod:`bus.sources._mysql_legacy` (latin1 columns holding UTF-8, zero dates,
-ZEROFILL ids, TINYINT(1) booleans). Polling has the hole every high-water mark has (a row whose
-transaction commits after a later row was read is skipped, for ever): where the DBA can enable
-the row binlog, read it with :class:`bus.sources.binlog.BinlogSource` instead
-(docs/adapters/mysql.md). Decision 0006 records why asyncmy.
+ZEROFILL ids, TINYINT(1) booleans). By a change column it polls with the settle window (rows of
+transactions open longer than it are skipped, logged as ``source_row_committed_late``); by an
+outbox id alone, a row whose transaction commits after a later id was read is skipped, for ever.
+Where the DBA can enable the row binlog, read it with :class:`bus.sources.binlog.BinlogSource`
+instead (docs/adapters/mysql.md). Decision 0006 records why asyncmy.
 """
 
 from __future__ import annotations
