@@ -17,7 +17,8 @@ from redis.asyncio import Redis
 from bus import keys
 from bus.connection import TRANSIENT, is_cluster
 from bus.deadletter import SCRIPT as DEAD_LETTER_SCRIPT
-from bus.deadletter import Verdict, dead_letter_fields
+from bus.deadletter import Verdict, confirm_moves, dead_letter_fields, wait_for_replicas
+from bus.durability import ReplicaWait
 from bus.health import Health
 from bus.metrics import ServiceMetrics, TypeMetrics
 
@@ -66,6 +67,7 @@ class Settler:
         self._cluster = is_cluster(redis)
         self._dead_letter = redis.register_script(DEAD_LETTER_SCRIPT)
         self._touch = redis.register_script(_TOUCH)
+        self._replicas = ReplicaWait(redis)
 
     async def settle(self, stream: str, settlement: Settlement) -> None:
         """Write the outcome. On a connection error the entries stay pending under our name and
@@ -109,7 +111,9 @@ class Settler:
                     await self._dead_letter(keys=[stream, dlq], args=args)
                 else:
                     await self._dead_letter(keys=[stream, dlq], args=args, client=pipe)
-            await pipe.execute()
+            waits = await wait_for_replicas(self._replicas, pipe, dlq) if settlement.dead else 0
+            replies = await pipe.execute()
+        confirm_moves(self._replicas, replies[len(replies) - waits :], dlq, self.log)
         self._report_dead(stream, dlq, settlement)
 
     def _dead_letter_args(

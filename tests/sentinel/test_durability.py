@@ -1,0 +1,112 @@
+"""Durable acknowledgement on a real master with two real replicas (bus.durability)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from redis import Redis as SyncRedis
+
+from bus import NotDurable, Publisher
+from bus.checkpoint import RedisCheckpoints
+from bus.connection import ReplicasMissing, connect
+from bus.durability import Durability
+from bus.embedded_sentinel import EmbeddedSentinelGroup
+from schemas.dukcapil import CitizenDied
+from tests.chaos.producer import died
+
+pytestmark = pytest.mark.slow
+SOURCE = "urn:malangkota:dukcapil:siak"
+STREAM = CitizenDied.__contract__.stream
+
+
+async def test_a_publish_returns_once_a_replica_holds_the_entry(
+    group: EmbeddedSentinelGroup,
+) -> None:
+    redis = connect(group.url)
+    paused, running = group.replicas()
+    try:
+        publisher = Publisher(redis, source=SOURCE, signer=None)
+        assert await publisher.replicas.required() == 1  # under Sentinel, unset means 1
+        paused.pause()  # one replica suffices: the other confirms
+        published = await publisher.publish(died(1), id="e-1")
+        with SyncRedis(running.host, running.port) as replica:
+            assert replica.xrange(STREAM)[-1][0].decode() == published.entry_id
+    finally:
+        paused.resume()
+        await redis.aclose()
+
+
+async def test_no_replica_confirming_in_time_is_not_durable_and_a_retry_is_safe(
+    group: EmbeddedSentinelGroup,
+) -> None:
+    redis = connect(group.url)
+    replicas = group.replicas()
+    try:
+        publisher = Publisher(
+            redis, source=SOURCE, signer=None, durability=Durability(1, timeout_ms=300)
+        )
+        for replica in replicas:
+            replica.pause()
+        started = time.monotonic()
+        with pytest.raises(NotDurable, match=r"only 0 of the 1 replicas") as caught:
+            await publisher.publish(died(1), id="e-1")
+        assert 0.3 <= time.monotonic() - started < 2.0
+        assert (caught.value.confirmed, caught.value.required) == (0, 1)
+        assert "NIK" not in str(caught.value) and died(1).nik not in str(caught.value)
+        for replica in replicas:
+            replica.resume()
+        again = await publisher.publish(died(1), id="e-1")  # the retry the error asks for
+        assert again.duplicate
+        assert await redis.xlen(STREAM) == 1
+    finally:
+        for replica in replicas:
+            if replica.pid is not None:
+                replica.resume()
+        await redis.aclose()
+
+
+async def test_a_master_cut_off_from_its_replicas_refuses_writes(
+    group: EmbeddedSentinelGroup,
+) -> None:
+    """min-replicas-to-write 1: writes are refused (NOREPLICAS, retryable), not taken and
+    lost later; the group's max lag is 2 s here."""
+    redis = connect(group.url)
+    replicas = group.replicas()
+    try:
+        publisher = Publisher(
+            redis, source=SOURCE, signer=None, durability=Durability(0)
+        )  # without WAIT: the server's own refusal is what is tested
+        await publisher.publish(died(1), id="e-1")
+        for replica in replicas:
+            replica.pause()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                await publisher.publish(died(2), id="e-2")
+            except ReplicasMissing as exc:
+                assert "min-replicas-to-write" in str(exc)
+                break
+            assert time.monotonic() < deadline, "the cut-off master kept taking writes"
+            await asyncio.sleep(0.2)
+    finally:
+        for replica in replicas:
+            replica.resume()
+        await redis.aclose()
+
+
+async def test_a_checkpoint_save_waits_for_a_replica(group: EmbeddedSentinelGroup) -> None:
+    redis = connect(group.url)
+    replicas = group.replicas()
+    try:
+        checkpoints = RedisCheckpoints(redis, Durability(1, timeout_ms=300))
+        await checkpoints.save("dukcapil-siak", {"id": 41})
+        for replica in replicas:
+            replica.pause()
+        with pytest.raises(NotDurable, match="checkpoint of adapter dukcapil-siak"):
+            await checkpoints.save("dukcapil-siak", {"id": 42})
+    finally:
+        for replica in replicas:
+            replica.resume()
+        await redis.aclose()
