@@ -3,9 +3,9 @@
 Each node is an :class:`~bus.embedded.EmbeddedRedis` with ``--cluster-enabled yes`` in a data
 folder of its own; ``redis-cli --cluster create`` assigns the 16384 slots over the masters and,
 with ``replicas=1``, gives each master a replica (3 masters + 3 replicas: a master that dies is
-replaced by its replica after ``node_timeout_ms``). The cluster bus port of each master is chosen free too (``cluster-port``, Redis 7.0+)
-rather than derived as port + 10000, which can be taken or out of range. Every master is
-stopped by pid; nothing else is touched.
+replaced by its replica after ``node_timeout_ms``). The cluster bus port of each node is
+chosen free too (``cluster-port``, Redis 7.0+) rather than derived as port + 10000, which can
+be taken or out of range. Every node is stopped by pid; nothing else is touched.
 """
 
 from __future__ import annotations

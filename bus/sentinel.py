@@ -126,10 +126,11 @@ def sentinel_client(
 
 def is_sentinel(redis: Redis) -> bool:
     """True for a client :func:`bus.connection.connect` made from Sentinels."""
-    return isinstance(redis.connection_pool, SentinelConnectionPool)
+    # getattr: a cluster client has no single pool.
+    return isinstance(getattr(redis, "connection_pool", None), SentinelConnectionPool)
 
 
 def sentinel_of(redis: Redis) -> Sentinel | None:
     """The Sentinels a client follows (for ``simpul status``), or None."""
-    pool = redis.connection_pool
+    pool = getattr(redis, "connection_pool", None)
     return pool.sentinel_manager if isinstance(pool, SentinelConnectionPool) else None
