@@ -24,17 +24,19 @@ import random
 import socket
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
 from bus import keys
 from bus.connection import connect
 from bus.embedded import EmbeddedRedis
 from bus.embedded_sentinel import EmbeddedSentinelGroup
-from tests.chaos import history
-from tests.chaos.harness import Processes, Run, wait_for_entries
+from tests.chaos import gauge, history
+from tests.chaos.consumer import STREAMS
+from tests.chaos.harness import Processes, Run
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
@@ -102,21 +104,26 @@ async def run_under_load(
     group: EmbeddedSentinelGroup,
     run_name: str,
     fault: Callable[[EmbeddedSentinelGroup], Awaitable[list[float]]],
+    *,
+    partitioned: bool = False,
 ) -> tuple[dict[str, int], list[float]]:
     run = Run(tmp_path, group.url)
     env = environment(group)
     with Processes(tmp_path / "logs") as procs:
         for name in REPLICAS:
-            procs.start(name, CONSUMER, *run.consumer_args(name), env=env)
+            procs.start(name, CONSUMER, *run.consumer_args(name, partitioned=partitioned),
+                        env=env)  # fmt: skip
         procs.start("producer", PRODUCER, *run.producer_args(run_name, events=EVENTS,
-                    seed=SEED, interval_ms=8), "--deadline", "120", env=env)  # fmt: skip
+                    seed=SEED, interval_ms=8, partitioned=partitioned), "--deadline", "120",
+                    env=env)  # fmt: skip
         redis = connect(group.url)
+        streams = gauge.PARTITIONS if partitioned else STREAMS
         try:
-            await wait_for_entries(redis, 50, procs)
+            await wait_for_published(redis, streams, 50, procs)
             figures = await fault(group)
             status = await asyncio.to_thread(procs.wait, "producer", 120)
             assert status == 0, procs.log_tail("producer")
-            report = await run.settled(redis, timeout=60)
+            report = await run.settled(redis, timeout=60, streams=streams)
         finally:
             await redis.aclose()
         procs.assert_alive(*REPLICAS)
@@ -126,9 +133,19 @@ async def run_under_load(
                      if r.get("error"))  # fmt: skip
     print(json.dumps({"failovers_s": figures, "publish_errors": errors,
                       "report": report.to_json()}, indent=2))  # fmt: skip
-    assert report.violations() == []
+    assert report.violations(ordered=partitioned) == []
     assert (report.published_ok, report.consumed) == (EVENTS, EVENTS)
     return report.attempts, figures
+
+
+async def wait_for_published(
+    redis: Redis, streams: Sequence[str], count: int, procs: Processes
+) -> None:
+    deadline = time.monotonic() + 30
+    while sum([await redis.xlen(s) for s in streams]) < count:
+        procs.assert_alive("producer")
+        assert time.monotonic() < deadline, "the producer published nothing"
+        await asyncio.sleep(0.02)
 
 
 async def test_master_killed_three_times_under_load_loses_no_acknowledged_publish(
@@ -151,6 +168,22 @@ async def test_master_killed_three_times_under_load_loses_no_acknowledged_publis
     assert len(failovers) == KILLS
     outages = sum(count for outcome, count in attempts.items() if outcome != "ok")
     assert outages > 0, "no publish met a failover: the kills came too late"
+
+
+async def test_master_killed_under_load_keeps_each_subjects_order_on_partitions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Partitioned aggregate (chaos.gauge, 4 partitions, leases in Redis): the leases lost or
+    rolled back with the old master are taken again, never by two consumers at once."""
+
+    async def kills(group: EmbeddedSentinelGroup) -> list[float]:
+        return [round((await asyncio.to_thread(kill_and_rejoin, group))[0], 2)
+                for _ in range(2)]  # fmt: skip
+
+    with EmbeddedSentinelGroup(tmp_path / "group", min_replicas_max_lag_s=MAX_LAG_S) as group:
+        for name, value in environment(group).items():
+            monkeypatch.setenv(name, value)
+        await run_under_load(tmp_path, group, "s6o", kills, partitioned=True)
 
 
 async def test_master_frozen_past_down_after_resumes_as_a_replica_and_loses_nothing(
