@@ -167,7 +167,7 @@ def status(
             "topology": topo.model_dump(mode="json"),
         }, indent=2))  # fmt: skip
     else:
-        _print_status(snap, found, location(url), topo)
+        _print_status(snap, found, _where(url, topo), topo)
     if found:
         raise typer.Exit(1)
 
@@ -178,6 +178,18 @@ async def _snapshot_and_topology(redis: Redis) -> tuple[ops.BusSnapshot, Topolog
         return snap, await topology(redis)
     except (RedisError, *TRANSIENT) as exc:
         raise translate(exc) from exc
+
+
+def _where(url: str, topo: Topology) -> str:
+    if topo.shape == "sentinel":  # the URL's host is not what answered
+        return f"{topo.shards[0].master} (the master the Sentinels name)"
+    return location(url)
+
+
+def _print_replication(topo: Topology | None) -> None:
+    """Only where there is replication to show: one server alone has none."""
+    if topo is not None and (topo.shape != "single" or topo.shards[0].replicas):
+        _out.print(_topology_table(topo))
 
 
 def _topology_table(topo: Topology) -> Table:
@@ -226,8 +238,7 @@ def _print_status(
             f"[yellow]Redis {snap.redis_version} < 7.0: reduced fields[/yellow] — consumer groups "
             "report no lag or entries read; lag is shown only where it is certain (else '?')."
         )
-    if topo is not None and (topo.shape != "single" or topo.shards[0].replicas):
-        _out.print(_topology_table(topo))
+    _print_replication(topo)
     if snap.empty:
         registered = sum(1 for s in snap.streams if s.registered)
         _out.print(

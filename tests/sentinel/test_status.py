@@ -26,6 +26,17 @@ def status() -> tuple[int, dict[str, Any]]:
     return result.exit_code, json.loads(result.stdout)
 
 
+def test_status_for_people_names_the_master_and_lists_the_replication(
+    group: EmbeddedSentinelGroup,
+) -> None:
+    result = runner.invoke(app, ["status"])
+    assert result.exit_code == 0, result.output
+    master = f"127.0.0.1:{group.master().port}"
+    assert f"at {master} (the master the Sentinels name)" in " ".join(result.output.split())
+    assert "Replication (sentinel)" in result.output
+    assert result.output.count("quorum ok") == 3
+
+
 def test_status_shows_master_replicas_and_sentinels_and_breaches_when_they_go(
     group: EmbeddedSentinelGroup,
 ) -> None:
