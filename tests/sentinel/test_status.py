@@ -3,6 +3,7 @@ and report a master with no replica in sync and a lost Sentinel quorum."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -83,3 +84,26 @@ async def test_the_exporter_exports_the_topology(group: EmbeddedSentinelGroup) -
     assert text.count("simpul_sentinel_quorum_ok{") == 3
     assert text.count("simpul_redis_replica_behind_bytes{") == 2
     assert "simpul_sentinel_config_epoch{" in text
+
+
+async def test_the_exporter_follows_a_failover_without_a_restart(
+    group: EmbeddedSentinelGroup,
+) -> None:
+    redis = connect(group.url, block_ms=0)
+    try:
+        collector = BusCollector(Inspector(redis, registry=Registry()), interval_s=0)
+        await collector.refresh()
+        assert collector.topology is not None
+        assert {s.config_epoch for s in collector.topology.sentinels} == {0}
+        new = await asyncio.to_thread(group.failover)
+        deadline = time.monotonic() + 10
+        while True:  # its connections to the old master fail once, then it asks the Sentinels
+            await collector.refresh()
+            topology = collector.topology
+            if collector.up and topology and topology.shards[0].master.endswith(f":{new.port}"):
+                break
+            assert time.monotonic() < deadline, (collector.error, topology)
+            await asyncio.sleep(0.2)
+        assert topology.failovers == 1  # SimpulRedisFailover sees the epoch grow
+    finally:
+        await redis.aclose()
