@@ -411,7 +411,10 @@ async def _refused_for_replicas(conn: Connection, exc: ResponseError) -> Excepti
     likely an old master cut off from the others. The connection is closed, so that a client
     following Sentinels asks them again for the master, and the error is a connection error,
     retried like an outage. Any other error reply is returned as it is."""
-    if not str(exc).startswith("NOREPLICAS"):
+    # Redis 7 refuses the whole command; 6.2 refuses a script's first write inside it ("Error
+    # running script ...: -NOREPLICAS ..."), before anything was written.
+    text = str(exc)
+    if not (text.startswith("NOREPLICAS") or "-NOREPLICAS " in text):
         return exc
     await conn.disconnect()
     return ReplicasMissing(
