@@ -25,7 +25,7 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelMan
 
 from bus.errors import ConfigurationError
 
-__all__ = ["SENTINELS_VAR", "RedisSentinels", "is_sentinel", "sentinel_client"]
+__all__ = ["SENTINELS_VAR", "RedisSentinels", "is_sentinel", "sentinel_client", "sentinel_of"]
 
 SENTINELS_VAR = "SIMPUL_REDIS_SENTINELS"
 MASTER_VAR = "SIMPUL_REDIS_SENTINEL_MASTER"

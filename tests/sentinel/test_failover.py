@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import pytest
 from redis import Redis as SyncRedis
 
-from bus import Publisher, RedisUnavailable
+from bus import EventContext, Publisher, RedisUnavailable, Service
 from bus.connection import TRANSIENT, connect
 from bus.embedded_sentinel import EmbeddedSentinelGroup
+from bus.sentinel import RedisSentinels
+from bus.testing import quick_settings
 from schemas.dukcapil import CitizenDied
 from tests.chaos.producer import died
 
@@ -63,3 +66,35 @@ async def test_a_publisher_follows_the_master_after_it_is_killed(
             assert master.xlen(STREAM) == 2
     finally:
         await redis.aclose()
+
+
+async def test_a_service_given_sentinels_in_code_consumes_through_a_failover(
+    group: EmbeddedSentinelGroup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SIMPUL_REDIS_SENTINELS")  # only the Settings object names them
+    settings = quick_settings(group.url, redis_sentinels=group.sentinel_addresses)
+    service = Service("dinsos", settings=settings)
+    seen: list[str] = []
+
+    @service.on(CitizenDied)
+    async def record(event: CitizenDied, ctx: EventContext) -> None:
+        seen.append(ctx.event_id)
+
+    redis = connect(group.url, sentinels=RedisSentinels.parse(group.sentinel_addresses))
+    try:
+        publisher = Publisher(redis, source=SOURCE, signer=None)
+        async with service.running():
+            await publish_until_ok(publisher, 1)
+            await wait_until(lambda: "e-1" in seen)
+            await asyncio.to_thread(group.failover)
+            await publish_until_ok(publisher, 2)
+            await wait_until(lambda: "e-2" in seen, timeout=20)
+    finally:
+        await redis.aclose()
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
