@@ -56,7 +56,9 @@ class EmbeddedSentinel(EmbeddedRedis):
         return f"{self.host}:{self.port}"
 
     def _command(self) -> list[str]:
-        return [self.binary, str(self.config_file), "--sentinel"]
+        # The port again on the command line (it overrides the file): a port taken before the
+        # first start is retried with another one, and the file keeps the first.
+        return [self.binary, str(self.config_file), "--sentinel", "--port", str(self.port)]
 
     def _spawn(self) -> None:
         # Written once: on a restart the Sentinel resumes from what it rewrote (epochs, the

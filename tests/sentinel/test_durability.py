@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 import pytest
 from redis import Redis as SyncRedis
 
-from bus import NotDurable, Publisher
+from bus import EventContext, NotDurable, Publisher, Service, keys
 from bus.checkpoint import RedisCheckpoints
 from bus.connection import ReplicasMissing, connect
 from bus.durability import Durability
 from bus.embedded_sentinel import EmbeddedSentinelGroup
+from bus.testing import capture_logs, quick_settings, wait_until
 from schemas.dukcapil import CitizenDied
 from tests.chaos.producer import died
 
@@ -102,3 +104,41 @@ async def refused_within(seconds: float, write: Callable[[], Awaitable[object]])
             return
         assert time.monotonic() < deadline, "the cut-off master kept taking writes"
         await asyncio.sleep(0.2)
+
+
+async def test_an_unconfirmed_dead_letter_move_is_logged_and_the_move_kept(
+    group: EmbeddedSentinelGroup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WAIT 2 with one replica paused: the move is made (and min-replicas-to-write 1 still
+    met), its confirmation falls short, and the consumer says so instead of failing."""
+    monkeypatch.setenv("SIMPUL_REDIS_WAIT_REPLICAS", "2")
+    monkeypatch.setenv("SIMPUL_REDIS_WAIT_TIMEOUT_MS", "300")
+    service = Service("dinsos", settings=quick_settings(group.url, max_deliveries=1))
+
+    @service.on(CitizenDied)
+    async def fail(event: CitizenDied, ctx: EventContext) -> None:
+        raise RuntimeError("the handler fails every time")
+
+    redis = connect(group.url)
+    paused = group.replicas()[0]
+    try:
+        await Publisher(redis, source=SOURCE, signer=None).publish(died(1), id="e-1")
+        paused.pause()
+        with capture_logs() as logs:
+            async with service.running():
+                dead = keys.dead_letters(STREAM, "dinsos")
+
+                async def moved() -> bool:
+                    return await redis.xlen(dead) == 1
+
+                await wait_until(moved, timeout=10)
+                await wait_until(lambda: _logged(logs, "dead_letter_not_confirmed"), timeout=10)
+    finally:
+        paused.resume()
+        await redis.aclose()
+    [line] = [entry for entry in logs if entry["event"] == "dead_letter_not_confirmed"]
+    assert "only 1 of the 2 replicas" in line["error"]
+
+
+def _logged(logs: Sequence[Mapping[str, Any]], event: str) -> bool:
+    return any(entry["event"] == event for entry in logs)
