@@ -232,7 +232,8 @@ class EmbeddedSentinelGroup:
         """Until the current master has ``count`` replicas online."""
         while True:
             try:
-                master = self.master() if self.sentinels[0].pid else self.servers[0]
+                running = any(s.pid is not None for s in self.sentinels)
+                master = self.master() if running else self.servers[0]
                 info = _info(master, "replication")
             except RedisUnavailable:
                 info = {}
