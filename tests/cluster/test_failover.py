@@ -12,13 +12,15 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from typer.testing import CliRunner
 
 from bus import NotDurable, Publisher
+from bus.cli import app
 from bus.connection import connect
 from bus.durability import Durability
 from bus.embedded import EmbeddedRedis
@@ -145,3 +147,29 @@ async def test_a_master_killed_under_load_loses_no_acknowledged_publish(
     assert undelivered == dict.fromkeys(STREAMS, 0)
     assert [v for v in report.violations() if not v.startswith("lag =")] == []
     assert (report.published_ok, report.consumed) == (EVENTS, EVENTS)
+
+
+def test_status_lists_each_shard_with_its_replica_and_reports_one_without(
+    replicated: EmbeddedCluster,
+) -> None:
+    def status() -> tuple[int, dict[str, Any]]:
+        result = CliRunner().invoke(app, ["status", "--json"])
+        return result.exit_code, json.loads(result.stdout)
+
+    code, shown = status()
+    shards = shown["topology"]["shards"]
+    assert (code, shown["topology"]["shape"], len(shards)) == (0, "cluster", 3)
+    assert [[r["state"] for r in s["replicas"]] for s in shards] == [["online"]] * 3
+    master = replicated.masters()[0]
+    [replica] = replicated.replicas_of(master)
+    replica.kill()
+    deadline = time.monotonic() + 10
+    while True:
+        code, shown = status()
+        if code == 1:
+            break
+        assert time.monotonic() < deadline, shown["topology"]
+        time.sleep(0.2)
+    [breach] = shown["breaches"]
+    assert breach["kind"] == "replicas_out_of_sync"
+    assert f":{master.port}" in breach["message"]
