@@ -142,3 +142,19 @@ async def test_an_unconfirmed_dead_letter_move_is_logged_and_the_move_kept(
 
 def _logged(logs: Sequence[Mapping[str, Any]], event: str) -> bool:
     return any(entry["event"] == event for entry in logs)
+
+
+async def test_a_checkpoint_save_waits_for_a_replica(group: EmbeddedSentinelGroup) -> None:
+    redis = connect(group.url)
+    replicas = group.replicas()
+    try:
+        checkpoints = RedisCheckpoints(redis, Durability(1, timeout_ms=300))
+        await checkpoints.save("dukcapil-siak", {"id": 41})
+        for replica in replicas:
+            replica.pause()
+        with pytest.raises(NotDurable, match="checkpoint of adapter dukcapil-siak"):
+            await checkpoints.save("dukcapil-siak", {"id": 42})
+    finally:
+        for replica in replicas:
+            replica.resume()
+        await redis.aclose()
