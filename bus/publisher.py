@@ -225,8 +225,10 @@ class Publisher:
         except NoScriptError:  # safe to repeat the whole batch: every publish is idempotent
             self._shas.clear()
             replies = await self._send(await self._sha(script), calls, required)
+        streams = list(dict.fromkeys(call[1] for call in calls))
+        what = f"a publish to {', '.join(streams[:3])}{' and others' if len(streams) > 3 else ''}"
         for confirmed in replies[len(calls) :]:
-            self.replicas.check(confirmed, f"a publish to {calls[0][1]}")
+            self.replicas.check(confirmed, what)
         return replies[: len(calls)]
 
     async def _send(self, sha: str, calls: list[tuple[str, ...]], required: int) -> list[Any]:
