@@ -82,7 +82,9 @@ MIN_PASSWORD = 16
 
 # redis-py names its connections (bus.connection); its cluster client learns the slots and the
 # keys of commands (docs/cluster.md).
-CONNECT = ("+ping", "+client|setname", "+cluster|slots", "+command")
+# WAIT and ROLE: every write waits for its replicas, and a client without a configured count
+# asks ROLE whether the master has any (bus.durability); neither touches a key.
+CONNECT = ("+ping", "+client|setname", "+cluster|slots", "+command", "+wait", "+role")
 SCRIPTS = ("+evalsha", "+script|load", "+script|exists")  # redis-py: EVALSHA, load on NOSCRIPT
 CONSUME = ("+xreadgroup", "+xack", "+xclaim", "+xautoclaim", "+xpending", "+xgroup|create")
 READONLY = (

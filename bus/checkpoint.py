@@ -3,7 +3,10 @@
 The checkpoint lives in the same Redis as the streams, written after the batch's publish
 returned. Redis applies (and its AOF replays) commands in order, so even a Redis that loses its
 last second of writes loses the checkpoint together with, or before, the entries it covers: it
-may lag behind the stream, never run ahead of it.
+may lag behind the stream, never run ahead of it. Replication keeps that order too: a replica
+holding the checkpoint holds the entries before it. With replicas, a save returns only once
+they confirmed it (bus.durability), so a failover does not send the adapter back to re-read
+what it had already published (a re-read would only publish duplicates, which are no-ops).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from redis.asyncio import Redis
 
 from bus import keys
 from bus.adapter import Position
+from bus.durability import Durability, ReplicaWait
 from bus.errors import ConfigurationError
 
 __all__ = ["RedisCheckpoints"]
@@ -22,8 +26,9 @@ __all__ = ["RedisCheckpoints"]
 class RedisCheckpoints:
     """A :class:`bus.adapter.CheckpointStore` keeping each position as JSON text in a key."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, durability: Durability | None = None) -> None:
         self.redis = redis
+        self.replicas = ReplicaWait(redis, durability)
 
     async def load(self, adapter: str) -> Position:
         raw = await self.redis.get(keys.checkpoint(adapter))
@@ -44,7 +49,15 @@ class RedisCheckpoints:
             raise ConfigurationError(
                 f"the source gave a position that is not JSON-serialisable: {exc}"
             ) from exc
-        await self.redis.set(keys.checkpoint(adapter), text)
+        key = keys.checkpoint(adapter)
+        if not await self.replicas.required():
+            await self.redis.set(key, text)
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(key, text)
+            self.replicas.add(pipe, [key])
+            _, confirmed = await pipe.execute()
+        self.replicas.check(confirmed, f"the checkpoint of adapter {adapter}")
 
     async def reset(self, adapter: str) -> None:
         """Forget the position: the next run starts from the beginning (and publishes only

@@ -40,6 +40,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -54,6 +55,7 @@ from bus.contracts import default_registry
 from bus.errors import ConfigurationError, SimpulError
 from bus.http import serve
 from bus.logging import get_logger
+from bus.replication import Topology, topology
 from bus.settings import Settings
 
 _out = Console()
@@ -154,19 +156,62 @@ def status(
         raise fail(_err, exc) from None
     _contracts(schemas)
     url = _url_or_fail()
-    snap = _run(lambda redis: ops.snapshot(redis, registry=default_registry), url=url)
-    found = ops.breaches(snap, thresholds)
+    snap, topo = _run(_snapshot_and_topology, url=url)
+    found = ops.breaches(snap, thresholds) + ops.replication_breaches(topo)
     if as_json:
         print(json.dumps({
             "healthy": not found,
             "breaches": [b.model_dump(mode="json") for b in found],
             "thresholds": thresholds.model_dump(mode="json"),
             "snapshot": snap.model_dump(mode="json"),
+            "topology": topo.model_dump(mode="json"),
         }, indent=2))  # fmt: skip
     else:
-        _print_status(snap, found, location(url))
+        _print_status(snap, found, _where(url, topo), topo)
     if found:
         raise typer.Exit(1)
+
+
+async def _snapshot_and_topology(redis: Redis) -> tuple[ops.BusSnapshot, Topology]:
+    snap = await ops.snapshot(redis, registry=default_registry)
+    try:
+        return snap, await topology(redis)
+    except (RedisError, *TRANSIENT) as exc:
+        raise translate(exc) from exc
+
+
+def _where(url: str, topo: Topology) -> str:
+    if topo.shape == "sentinel":  # the URL's host is not what answered
+        return f"{topo.shards[0].master} (the master the Sentinels name)"
+    return location(url)
+
+
+def _print_replication(topo: Topology | None) -> None:
+    """Only where there is replication to show: one server alone has none."""
+    if topo is not None and (topo.shape != "single" or topo.shards[0].replicas):
+        _out.print(_topology_table(topo))
+
+
+def _topology_table(topo: Topology) -> Table:
+    """Each master with its replicas (how far behind), then the Sentinels."""
+    table = Table(title=f"Replication ({topo.shape})", title_justify="left")
+    for column in ("node", "role", "state", "behind", "acked"):
+        table.add_column(column)
+    for shard in topo.shards:
+        table.add_row(shard.master, "master", f"{shard.in_sync} in sync", "", "")
+        for r in shard.replicas:
+            style = None if r.in_sync else "red"
+            table.add_row(f"  {r.address}", "replica", r.state, ops.size(r.behind_bytes),
+                          f"{r.ack_age_s}s ago", style=style)  # fmt: skip
+    for s in topo.sentinels:
+        if not s.reachable:
+            table.add_row(s.address, "sentinel", "unreachable", "", "", style="red")
+            continue
+        quorum = "quorum ok" if s.quorum_ok else "NO QUORUM"
+        table.add_row(s.address, "sentinel", f"{quorum} ({s.sentinels} seen, needs {s.quorum})",
+                      f"master {s.master}", f"epoch {s.config_epoch}",
+                      style=None if s.quorum_ok else "red")  # fmt: skip
+    return table
 
 
 def _url_or_fail() -> str:
@@ -176,7 +221,9 @@ def _url_or_fail() -> str:
         raise fail(_err, exc) from None
 
 
-def _print_status(snap: ops.BusSnapshot, found: list[ops.Breach], where: str) -> None:
+def _print_status(
+    snap: ops.BusSnapshot, found: list[ops.Breach], where: str, topo: Topology | None = None
+) -> None:
     existing = [s for s in snap.streams if s.exists or s.dead_letters]
     group_count = sum(len(s.groups) for s in existing)
     _out.print(
@@ -191,6 +238,7 @@ def _print_status(snap: ops.BusSnapshot, found: list[ops.Breach], where: str) ->
             f"[yellow]Redis {snap.redis_version} < 7.0: reduced fields[/yellow] — consumer groups "
             "report no lag or entries read; lag is shown only where it is certain (else '?')."
         )
+    _print_replication(topo)
     if snap.empty:
         registered = sum(1 for s in snap.streams if s.registered)
         _out.print(

@@ -47,11 +47,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bus import replies
 from bus.errors import ConfigurationError, PermissionDenied, RedisUnavailable
+from bus.sentinel import SENTINELS_VAR, RedisSentinels, sentinel_client
 from bus.settings import Settings
 
 __all__ = [
     "TRANSIENT",
     "RedisTLS",
+    "ReplicasMissing",
     "TLSConnectionError",
     "cluster_from_env",
     "connect",
@@ -64,6 +66,14 @@ CLUSTER_VAR = "SIMPUL_REDIS_CLUSTER"
 CA_VAR = "SIMPUL_REDIS_TLS_CA"
 CERT_VAR = "SIMPUL_REDIS_TLS_CERT"
 KEY_VAR = "SIMPUL_REDIS_TLS_KEY"
+
+
+class ReplicasMissing(RedisConnectionError):
+    """A master refused a write because too few replicas are in sync with it (NOREPLICAS).
+
+    A redis-py ``ConnectionError`` (and the connection is closed): retried like an outage,
+    which it is for writers — the master they reach is cut off from its replicas.
+    """
 
 
 class TLSConnectionError(RedisConnectionError):
@@ -208,6 +218,7 @@ def connect(
     client_name: str | None = None,
     tls: RedisTLS | None = None,
     cluster: bool | None = None,
+    sentinels: RedisSentinels | None = None,
 ) -> Redis:
     """A client for ``url``. Values stay bytes: a non-UTF-8 entry must not break a whole read.
 
@@ -221,9 +232,19 @@ def connect(
 
     ``cluster`` defaults to ``SIMPUL_REDIS_CLUSTER`` (:func:`cluster_from_env`): true returns a
     ``RedisCluster`` that starts from the URL's node (typed as ``Redis``, see the module's note).
+
+    ``sentinels`` defaults to ``SIMPUL_REDIS_SENTINELS`` and the other Sentinel variables
+    (:meth:`RedisSentinels.from_env`): configured, the client follows the current master those
+    Sentinels name (bus.sentinel); the URL's host is then not used.
     """
     files = RedisTLS.from_env() if tls is None else tls
     clustered = cluster_from_env() if cluster is None else cluster
+    followed = RedisSentinels.from_env() if sentinels is None else sentinels
+    if clustered and followed.configured:
+        raise ConfigurationError(
+            f"both {CLUSTER_VAR} and {SENTINELS_VAR} are set: a Redis Cluster fails over by "
+            "itself and has no Sentinels; unset one of them"
+        )
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     ssl_params = sorted(name for name in parse_qs(parts.query) if name.lower().startswith("ssl"))
@@ -258,7 +279,12 @@ def connect(
         options["connection_class"] = _TLSConnection
     elif chosen is Connection:
         options["connection_class"] = _PlainConnection
-    client = _cluster(url, options) if clustered else Redis.from_pool(ConnectionPool(**options))
+    if clustered:
+        client = _cluster(url, options)
+    elif followed.configured:
+        client = sentinel_client(followed, options, options["connection_class"])
+    else:
+        client = Redis.from_pool(ConnectionPool(**options))
     replies.install(client)  # stream entries keep a repeated field name (the spec forbids it)
     return client
 
@@ -332,6 +358,8 @@ class _PlainConnection(Connection):
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
             response = await super().read_response(*args, **kwargs)
+        except ResponseError as exc:
+            raise await _refused_for_replicas(self, exc) from exc
         except TLSConnectionError:
             raise
         except RedisConnectionError as exc:
@@ -368,6 +396,8 @@ class _TLSConnection(SSLConnection):
         # the handshake done: its refusal arrives with the first reply.
         try:
             response = await super().read_response(*args, **kwargs)
+        except ResponseError as exc:
+            raise await _refused_for_replicas(self, exc) from exc
         except TLSConnectionError:
             raise
         except RedisConnectionError as exc:
@@ -387,6 +417,25 @@ class _TLSConnection(SSLConnection):
             raise TLSConnectionError(explained) from exc
         self._answered = True
         return response
+
+
+async def _refused_for_replicas(conn: Connection, exc: ResponseError) -> Exception:
+    """A master with too few replicas in sync (``min-replicas-to-write``) refused a write: most
+    likely an old master cut off from the others. The connection is closed, so that a client
+    following Sentinels asks them again for the master, and the error is a connection error,
+    retried like an outage. Any other error reply is returned as it is."""
+    # Redis 7 refuses the whole command; 6.2 refuses a script's first write inside it ("Error
+    # running script ...: -NOREPLICAS ..."), before anything was written.
+    text = str(exc)
+    if not (text.startswith("NOREPLICAS") or "-NOREPLICAS " in text):
+        return exc
+    await conn.disconnect()
+    return ReplicasMissing(
+        f"Redis at {conn._host_error()} refused a write: fewer replicas are in sync with it "
+        "than its min-replicas-to-write (NOREPLICAS), so it may be a master cut off from the "
+        "others. Nothing was written; retry (a publish is idempotent) once a master with its "
+        "replicas answers, and check the replicas' link (simpul status)"
+    )
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -11,8 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
+from typing import Any
 
+from bus.durability import ReplicaWait
 from bus.envelope import format_time
+from bus.errors import NotDurable
 from bus.privacy import mask_text
 from bus.replies import EntryFields, field_pairs
 
@@ -97,3 +100,23 @@ def original_fields(dead_letter: Mapping[bytes, bytes]) -> EntryFields:
         if not name.startswith(PREFIX):
             flat += (name, value)
     return EntryFields.of(flat)
+
+
+async def wait_for_replicas(replicas: ReplicaWait, pipe: Any, dead_letters: str) -> int:
+    """Queue a WAIT behind the dead-letter moves queued in ``pipe`` (bus.durability); returns
+    how many replies it adds at the end of the pipeline's (0: no replicas to wait for)."""
+    if not await replicas.required():
+        return 0
+    return replicas.add(pipe, [dead_letters])
+
+
+def confirm_moves(replicas: ReplicaWait, waits: list[Any], dead_letters: str, log: Any) -> None:
+    """Log, not raise, a dead-letter move the replicas did not confirm: the entry was acked and
+    moved on the master; if a failover loses both, the entry is pending or unread again on the
+    new master and comes back to be judged again — redelivered, never lost. Nothing for the
+    consumer to retry."""
+    for confirmed in waits:
+        try:
+            replicas.check(confirmed, f"a move to {dead_letters}")
+        except NotDurable as exc:
+            log.warning("dead_letter_not_confirmed", dead_letters=dead_letters, error=str(exc))

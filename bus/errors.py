@@ -5,7 +5,9 @@
   it keeps the raw fields for the dead-letter record.
 * :class:`UnknownEventType` — nobody registered a contract for this type (deploy the contract).
 * :class:`ConfigurationError` — a setting or an argument is wrong (fix the configuration).
-* :class:`RedisUnavailable` — Redis cannot be reached (operators: check the server).
+* :class:`RedisUnavailable` — Redis cannot be reached (operators: check the server);
+  :class:`NotDurable`, one of them, when a write reached the master but not enough replicas
+  confirmed it in time (retry: a publish is idempotent).
 * :class:`SourceError` — an adapter's legacy source cannot be read (operators: check it).
 * :class:`PermissionDenied` — Redis refused a command for this principal (fix the ACL topology).
 * :class:`BadRequestBody` — an HTTP client sent a body the endpoint cannot read (fix the client).
@@ -82,6 +84,21 @@ class BadRequestBody(SimpulError):
 
 class RedisUnavailable(SimpulError):
     """Redis could not be reached or did not answer in time."""
+
+
+class NotDurable(RedisUnavailable):
+    """A write reached the master, but fewer replicas than required confirmed it in time
+    (``WAIT``), so a failover now could lose it.
+
+    Retryable, as any :class:`RedisUnavailable`: a publish is idempotent, so publishing the
+    same event again is safe — it adds nothing if the first write survived and writes it
+    again if a failover lost it. ``confirmed`` and ``required`` count replicas.
+    """
+
+    def __init__(self, message: str, *, confirmed: int, required: int) -> None:
+        self.confirmed = confirmed
+        self.required = required
+        super().__init__(message)
 
 
 class PermissionDenied(SimpulError):

@@ -54,7 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -67,6 +67,7 @@ from bus.contracts import Registry, default_registry
 from bus.envelope import Envelope
 from bus.errors import ConfigurationError, DecodeError, SimpulError
 from bus.privacy import contract_of, mask_data, mask_subject, mask_text
+from bus.replication import Topology, topology
 
 __all__ = [
     "METRICS",
@@ -659,6 +660,7 @@ class Thresholds(BaseSettings):
 BreachKind = Literal[
     "lag", "pending_age", "dead_letters", "quarantine", "consumer_idle", "silence",
     "source_behind", "source_behind_bytes", "source_retained", "report_stale",
+    "replicas_out_of_sync", "sentinel_quorum",
 ]  # fmt: skip
 
 
@@ -983,6 +985,17 @@ METRICS: dict[str, str] = {
     "simpul_adapter_source_behind_rows": "records the adapter's current pass has not read yet",
     "simpul_adapter_source_retained_bytes": "bytes of log the source database keeps for the CDC "
     "adapter (a replication slot's WAL), as last reported",
+    "simpul_redis_replicas": "replicas connected to the shard's master (shard: the master's "
+    "address; shape: single, sentinel or cluster)",
+    "simpul_redis_replicas_in_sync": "replicas online that acknowledged within 10 s: what a "
+    "publish's WAIT needs (0 under Sentinel or a cluster: publishes fail NotDurable)",
+    "simpul_redis_replica_behind_bytes": "bytes of the master's replication stream the replica "
+    "has not acknowledged",
+    "simpul_sentinel_up": "1 if the Sentinel answered",
+    "simpul_sentinel_quorum_ok": "1 if the Sentinel confirms enough Sentinels to agree on and "
+    "authorise a failover (SENTINEL CKQUORUM)",
+    "simpul_sentinel_config_epoch": "the master's config epoch as the Sentinel knows it: grows "
+    "by one with every failover",
     "simpul_redis_up": "1 if the last snapshot of Redis succeeded, else 0",
     "simpul_exporter_scrape_seconds": "seconds the last snapshot of Redis took",
 }
@@ -1006,6 +1019,7 @@ class BusCollector(Collector):
         self.up = False
         self.scrape_s = 0.0
         self.error: str | None = None  # why the last snapshot failed (no personal data)
+        self.topology: Topology | None = None
         self._taken_at = float("-inf")
         self._lock = asyncio.Lock()
 
@@ -1018,6 +1032,7 @@ class BusCollector(Collector):
                 self.snapshot, self.up, self.error = await self.inspector.take(), True, None
             except SimpulError as exc:
                 self.snapshot, self.up, self.error = None, False, str(exc)
+            self.topology = await _topology_or_none(self.inspector.redis) if self.up else None
             self.scrape_s = time.perf_counter() - started
             self._taken_at = time.monotonic()
 
@@ -1048,7 +1063,17 @@ class BusCollector(Collector):
             families["simpul_quarantine"].add_metric([adapter], depth)
         for report in snap.adapters if snap else []:
             _add_report(families, report)
+        if self.topology is not None:
+            _add_topology(families, self.topology)
         yield from families.values()
+
+
+async def _topology_or_none(redis: Redis) -> Topology | None:
+    """The replication topology, or None if it cannot be read (the bus metrics still are)."""
+    try:
+        return await topology(redis)
+    except (RedisError, *TRANSIENT):
+        return None
 
 
 def _add_report(families: Mapping[str, GaugeMetricFamily], r: AdapterReport) -> None:
@@ -1077,7 +1102,50 @@ _LABELS = {
     "simpul_dead_letters": ["stream", "group"],
     "simpul_quarantine": ["adapter"],
     **{name: ["adapter"] for name in METRICS if name.startswith("simpul_adapter_")},
+    "simpul_redis_replicas": ["shape", "shard"],
+    "simpul_redis_replicas_in_sync": ["shape", "shard"],
+    "simpul_redis_replica_behind_bytes": ["shard", "replica"],
+    **{name: ["sentinel"] for name in METRICS if name.startswith("simpul_sentinel_")},
 }
+
+
+def _add_topology(families: Mapping[str, GaugeMetricFamily], topo: Topology) -> None:
+    for shard in topo.shards:
+        families["simpul_redis_replicas"].add_metric([topo.shape, shard.master],
+                                                     len(shard.replicas))  # fmt: skip
+        in_sync = families["simpul_redis_replicas_in_sync"]
+        in_sync.add_metric([topo.shape, shard.master], shard.in_sync)
+        for replica in shard.replicas:
+            behind = families["simpul_redis_replica_behind_bytes"]
+            behind.add_metric([shard.master, replica.address], replica.behind_bytes)
+    for sentinel in topo.sentinels:
+        families["simpul_sentinel_up"].add_metric([sentinel.address], float(sentinel.reachable))
+        if sentinel.reachable:
+            ok = families["simpul_sentinel_quorum_ok"]
+            ok.add_metric([sentinel.address], float(bool(sentinel.quorum_ok)))
+            epoch = families["simpul_sentinel_config_epoch"]
+            epoch.add_metric([sentinel.address], sentinel.config_epoch or 0)
+
+
+def replication_breaches(topo: Topology) -> list[Breach]:
+    """What ``simpul status`` reports about replication: a shard whose replicas are all out of
+    sync (under Sentinel or a cluster, or where replicas are attached), a lost quorum."""
+    found = []
+    for shard in topo.shards:
+        expected = topo.shape != "single" or shard.replicas
+        if expected and shard.in_sync == 0:
+            found.append(Breach(
+                kind="replicas_out_of_sync", value=0, limit=1,
+                message=f"master {shard.master}: no replica in sync, so every publish fails "
+                "NotDurable (or is refused by min-replicas-to-write); see the replicas below",
+            ))  # fmt: skip
+    if topo.quorum_ok is False:
+        found.append(Breach(
+            kind="sentinel_quorum", value=0, limit=1,
+            message="the Sentinels cannot reach their quorum: a failed master would not be "
+            "replaced; start or reach the missing Sentinels",
+        ))  # fmt: skip
+    return found
 
 
 def exporter_app(collector: BusCollector) -> Starlette:

@@ -5,6 +5,9 @@
 -- Returns {1, new entry id} or {0, entry id of the earlier publish of the same event id}.
 local earlier = redis.call('GET', KEYS[2])
 if earlier then
+  -- Rewritten as it is (value and TTL kept) so that this call replicates something: a WAIT
+  -- behind a retried publish then waits for the replicas to hold the earlier entry too.
+  redis.call('SET', KEYS[2], earlier, 'KEEPTTL')
   return {0, earlier}
 end
 local entry

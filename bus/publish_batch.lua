@@ -10,6 +10,7 @@ for i = 2, #KEYS do
   local n = tonumber(ARGV[a])
   local earlier = redis.call('GET', KEYS[i])
   if earlier then
+    redis.call('SET', KEYS[i], earlier, 'KEEPTTL') -- replicates: see publish.lua
     out[#out + 1] = 0
     out[#out + 1] = earlier
   else

@@ -16,6 +16,7 @@ from redis.exceptions import NoScriptError
 
 from bus import keys
 from bus.contracts import Contract, ContractInfo, violation
+from bus.durability import Durability, ReplicaWait
 from bus.envelope import MAX_ID, Envelope, format_time
 from bus.errors import ConfigurationError, DecodeError
 from bus.logging import get_logger
@@ -77,6 +78,7 @@ class Publisher:
         dedupe_ttl: timedelta = timedelta(days=7),
         on_published: Callable[[str], None] | None = None,
         signer: Signer | Literal["environment"] | None = "environment",
+        durability: Durability | None = None,
     ) -> None:
         """``on_published(event_type)`` is called for each event that was new on its stream
         (not for duplicates): a service counts its publishes with it (bus.metrics).
@@ -84,7 +86,11 @@ class Publisher:
         ``signer``: with a :class:`~bus.signing.Signer`, every event published is signed
         (bus.signing); None: not signed; by default the key of ``SIMPUL_SIGNING_KEY_FILE``
         (and ``SIMPUL_SIGNER``) if set, else not signed. An envelope that already carries a
-        signature is published as it is: its producer signed it."""
+        signature is published as it is: its producer signed it.
+
+        ``durability``: how many replicas must confirm each publish before it returns
+        (bus.durability); by default ``SIMPUL_REDIS_WAIT_REPLICAS`` or, unset, 1 when the
+        master has replicas. Too few in time raises :class:`~bus.errors.NotDurable`."""
         if not source:
             raise ConfigurationError(
                 "a publisher needs a source URN, e.g. urn:malangkota:dukcapil:siak"
@@ -96,6 +102,7 @@ class Publisher:
         self._shas: dict[str, str] = {}  # script text -> SHA1 loaded in Redis
         self.on_published = on_published
         self.signer = Signer.from_environment() if isinstance(signer, str) else signer
+        self.replicas = ReplicaWait(redis, durability)
 
     def envelope(
         self,
@@ -137,7 +144,11 @@ class Publisher:
         envelope = self._wrap(event, attributes)
         stream = envelope.stream
         args = [self._dedupe_ttl_ms, self._minid(envelope), *_flat(envelope)]
-        added, entry = await self._eval(_SINGLE, 2, stream, keys.seen(stream, envelope.id), *args)
+        call = ("2", stream, keys.seen(stream, envelope.id), *args)
+        if await self.replicas.required():  # the script and its WAIT on one connection
+            [(added, entry)] = await self._pipeline([call], _SINGLE)
+        else:
+            added, entry = await self._eval(_SINGLE, *call)
         result = Published(envelope.id, stream, entry.decode(), duplicate=not added)
         if added and self.on_published is not None:
             self.on_published(envelope.type)
@@ -152,7 +163,7 @@ class Publisher:
         """
         envelopes = [self._wrap(e, {}) for e in events]
         chunks = _chunks(envelopes)
-        replies = await self._pipeline([self._batch_call(chunk) for _, chunk in chunks])
+        replies = await self._pipeline([self._batch_call(chunk) for _, chunk in chunks], _BATCH)
         results: list[Published | None] = [None] * len(envelopes)
         for (positions, chunk), reply in zip(chunks, replies, strict=True):
             stream = chunk[0].stream
@@ -197,30 +208,38 @@ class Publisher:
             args += (str(len(flat)), *flat)
         return (str(len(chunk) + 1), stream, *(keys.seen(stream, e.id) for e in chunk), *args)
 
-    async def _eval(self, script: str, numkeys: int, *args: str) -> Any:
+    async def _eval(self, script: str, numkeys: str, *args: str) -> Any:
         sha = await self._sha(script)
         try:
-            return await self.redis.evalsha(sha, numkeys, *args)
+            return await self.redis.evalsha(sha, int(numkeys), *args)
         except NoScriptError:  # Redis restarted or flushed its scripts: load and redo
             self._shas.clear()
-            return await self.redis.evalsha(await self._sha(script), numkeys, *args)
+            return await self.redis.evalsha(await self._sha(script), int(numkeys), *args)
 
-    async def _pipeline(self, calls: list[tuple[str, ...]]) -> list[Any]:
+    async def _pipeline(self, calls: list[tuple[str, ...]], script: str) -> list[Any]:
         if not calls:
             return []
+        required = await self.replicas.required()
         try:
-            return await self._send(await self._sha(_BATCH), calls)
+            replies = await self._send(await self._sha(script), calls, required)
         except NoScriptError:  # safe to repeat the whole batch: every publish is idempotent
             self._shas.clear()
-            return await self._send(await self._sha(_BATCH), calls)
+            replies = await self._send(await self._sha(script), calls, required)
+        streams = list(dict.fromkeys(call[1] for call in calls))
+        what = f"a publish to {', '.join(streams[:3])}{' and others' if len(streams) > 3 else ''}"
+        for confirmed in replies[len(calls) :]:
+            self.replicas.check(confirmed, what)
+        return replies[: len(calls)]
 
-    async def _send(self, sha: str, calls: list[tuple[str, ...]]) -> list[Any]:
+    async def _send(self, sha: str, calls: list[tuple[str, ...]], required: int) -> list[Any]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for numkeys, *args in calls:
                 # What pipe.evalsha() sends; a cluster pipeline refuses that method (it cannot
                 # load scripts on the nodes) but routes the command by its keys: _sha loaded
                 # the script on every master, and a master that lost it raises NoScriptError.
                 pipe.execute_command("EVALSHA", sha, int(numkeys), *args)
+            if required:  # behind the scripts, on their connection (bus.durability)
+                self.replicas.add(pipe, [call[1] for call in calls])
             return await pipe.execute()
 
     async def _sha(self, script: str) -> str:

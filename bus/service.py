@@ -31,6 +31,7 @@ from bus.consumer import Consumer
 from bus.contracts import Contract, Registry, default_registry
 from bus.dedupe import Dedupe
 from bus.dispatch import Dispatcher, EnvelopeFunc, Handler, HandlerFunc
+from bus.durability import Durability
 from bus.errors import ConfigurationError
 from bus.health import Health, health_app
 from bus.http import parse_address
@@ -38,6 +39,7 @@ from bus.http import running as serving
 from bus.logging import for_people, get_logger
 from bus.metrics import ServiceMetrics
 from bus.publisher import Publisher
+from bus.sentinel import RedisSentinels
 from bus.settings import Settings
 from bus.signing import KeyRing, Signer
 
@@ -208,7 +210,7 @@ class Service:
                 _log.info("http_serving", service=self.name, url=self.http_url)
             redis = connect(
                 url, block_ms=self.settings.block_ms, client_name=f"simpul:{self.name}",
-                cluster=self.settings.redis_cluster or None,
+                cluster=self.settings.redis_cluster or None, sentinels=_sentinels(self.settings),
             )  # fmt: skip
             stack.push_async_callback(redis.aclose)
             consumer = self._consumer(redis)
@@ -235,7 +237,7 @@ class Service:
             await self._start_hooks(stack)
             redis = connect(
                 url, client_name=f"simpul:{self.name}:dispatching",
-                cluster=self.settings.redis_cluster or None,
+                cluster=self.settings.redis_cluster or None, sentinels=_sentinels(self.settings),
             )  # fmt: skip
             stack.push_async_callback(redis.aclose)
             yield self._consumer(redis).dispatcher  # built as a replica's, never run
@@ -287,6 +289,7 @@ class Service:
             publisher = Publisher(
                 redis, source=self.source, dedupe_ttl=ttl, on_published=self.metrics.published,
                 signer=self.signer if self.signer else Signer.from_settings(settings),
+                durability=Durability(settings.redis_wait_replicas, settings.redis_wait_timeout_ms),
             )  # fmt: skip
         dedupe = Dedupe(
             redis, group=self.name, consumer=settings.consumer,
@@ -333,3 +336,14 @@ class Service:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _sentinels(settings: Settings) -> RedisSentinels | None:
+    """The Sentinels of ``settings``; None leaves connect() to read the environment (as
+    ``redis_cluster`` does), so a service given settings in code follows them too."""
+    if not settings.redis_sentinels:
+        return None
+    return RedisSentinels.parse(
+        settings.redis_sentinels, master=settings.redis_sentinel_master,
+        username=settings.redis_sentinel_username, password=settings.redis_sentinel_password,
+    )  # fmt: skip

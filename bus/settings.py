@@ -48,12 +48,56 @@ class Settings(BaseSettings):
         description="PEM file of the unencrypted private key of SIMPUL_REDIS_TLS_CERT",
     )
 
+    # Sentinel (read by bus.connection.connect, which follows the master they name).
+    redis_sentinels: str | None = Field(
+        default=None,
+        description="comma-separated HOST:PORT of the Sentinels: clients ask them for the "
+        "current master of SIMPUL_REDIS_SENTINEL_MASTER and follow it through failovers; the "
+        "URL then gives only the scheme, credentials and database (its host is not used)",
+    )
+    redis_sentinel_master: str = Field(
+        default="simpul", min_length=1, description="the master's name in the Sentinels' config"
+    )
+    redis_sentinel_username: str | None = Field(
+        default=None, description="ACL user of the Sentinels (their own, not the data's)"
+    )
+    redis_sentinel_password: str | None = Field(
+        default=None, description="password of the Sentinels (sentinel requirepass or ACL)"
+    )
+    # Durable acknowledgement (read by bus.durability.Durability.from_env).
+    redis_wait_replicas: int | None = Field(
+        default=None,
+        ge=0,
+        le=16,
+        description="a publish, dead-letter move or checkpoint save returns only once this "
+        "many replicas have it (WAIT); unset: 1 if the master has replicas, else 0",
+    )
+    redis_wait_timeout_ms: int = Field(
+        default=2_000,
+        ge=1,
+        le=60_000,
+        description="how long WAIT waits for the replicas before the publish fails as "
+        "NotDurable (retryable)",
+    )
+
     @field_validator("redis_cluster", mode="before")
     @classmethod
     def _empty_is_false(cls, value: object) -> object:
         return False if value == "" else value
 
-    @field_validator("redis_tls_ca", "redis_tls_cert", "redis_tls_key")
+    @field_validator("redis_wait_replicas", mode="before")
+    @classmethod
+    def _empty_is_auto(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator(
+        "redis_tls_ca",
+        "redis_tls_cert",
+        "redis_tls_key",
+        "redis_sentinels",
+        "redis_sentinel_username",
+        "redis_sentinel_password",
+    )
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None

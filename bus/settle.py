@@ -18,7 +18,8 @@ from redis.exceptions import NoPermissionError, ResponseError
 from bus import keys
 from bus.connection import TRANSIENT, is_cluster
 from bus.deadletter import SCRIPT as DEAD_LETTER_SCRIPT
-from bus.deadletter import Verdict, dead_letter_fields
+from bus.deadletter import Verdict, confirm_moves, dead_letter_fields, wait_for_replicas
+from bus.durability import ReplicaWait
 from bus.health import Health
 from bus.metrics import ServiceMetrics, TypeMetrics
 
@@ -81,6 +82,7 @@ class Settler:
         # Acks an outage kept us from writing, by stream: their handlers ran, so they are
         # written when Redis returns rather than left for a reclaim to run them again.
         self._unacked: dict[str, set[str]] = {}
+        self._replicas = ReplicaWait(redis)
 
     async def settle(self, stream: str, settlement: Settlement) -> None:
         """Write the outcome. On a connection error the entries stay pending under our name and
@@ -137,7 +139,10 @@ class Settler:
             for entry_id, error in settlement.failures if notes is not None else ():
                 key = keys.last_failure(stream, self.group, entry_id)
                 pipe.set(key, error, px=self.failure_ttl_ms)
-            self._check(await pipe.execute(raise_on_error=False), notes)
+            waits = await wait_for_replicas(self._replicas, pipe, dlq) if settlement.dead else 0
+            replies = await pipe.execute(raise_on_error=False)
+        self._check(replies, notes)
+        confirm_moves(self._replicas, replies[len(replies) - waits :], dlq, self.log)
         self._report_dead(stream, dlq, settlement)
 
     def _check(self, replies: list[Any], notes: int | None) -> None:

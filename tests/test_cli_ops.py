@@ -78,7 +78,8 @@ def test_status_healthy_exits_0_with_a_stable_json_shape(client: Redis) -> None:
     result = simpul("status", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert set(report) == {"healthy", "breaches", "thresholds", "snapshot"}
+    assert set(report) == {"healthy", "breaches", "thresholds", "snapshot", "topology"}
+    assert report["topology"]["shape"] == "single"  # one server: replicas [], no Sentinels
     assert report["healthy"] is True and report["breaches"] == []
     assert report["thresholds"]["max_lag"] == 1000
     streams = {s["aggregate"]: s for s in report["snapshot"]["streams"]}

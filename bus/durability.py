@@ -1,0 +1,126 @@
+"""Durable acknowledgement: a write returns only once enough replicas have it (``WAIT``).
+
+Redis replicates asynchronously: a write the master acknowledged can vanish when a replica
+that had not received it is promoted. So a publish, a dead-letter move and a checkpoint save
+send ``WAIT <replicas> <timeout>`` right behind their write, **in the same pipeline**: WAIT
+waits for the replication offset of the last write made *on its own connection*, and a
+pipeline is one connection (a cluster pipeline, one connection per node: the WAIT is routed
+to the node of the key written). Fewer replicas than required within the timeout raises
+:class:`~bus.errors.NotDurable`, which is retryable.
+
+``SIMPUL_REDIS_WAIT_REPLICAS`` sets how many; unset, it is 1 when the master has replicas —
+always under Sentinel; for one server when ``ROLE`` lists a replica; for a cluster when its
+slots map lists replicas — and 0 (no WAIT) otherwise. ``SIMPUL_REDIS_WAIT_TIMEOUT_MS`` bounds
+the wait. docs/availability.md says what this does and does not promise.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from bus.connection import is_cluster
+from bus.errors import ConfigurationError, NotDurable
+from bus.sentinel import is_sentinel
+
+__all__ = ["Durability", "ReplicaWait"]
+
+REPLICAS_VAR = "SIMPUL_REDIS_WAIT_REPLICAS"
+TIMEOUT_VAR = "SIMPUL_REDIS_WAIT_TIMEOUT_MS"
+DEFAULT_TIMEOUT_MS = 2_000
+
+
+@dataclass(frozen=True)
+class Durability:
+    """How many replicas must confirm a write (None: decided from the server) and how long
+    to wait for them."""
+
+    replicas: int | None = None
+    timeout_ms: int = DEFAULT_TIMEOUT_MS
+
+    def __post_init__(self) -> None:
+        if self.replicas is not None and not 0 <= self.replicas <= 16:
+            raise ConfigurationError(f"{REPLICAS_VAR}={self.replicas}: must be 0 to 16")
+        if not 0 < self.timeout_ms <= 60_000:
+            raise ConfigurationError(f"{TIMEOUT_VAR}={self.timeout_ms}: must be 1 to 60000")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Durability:
+        env = os.environ if environ is None else environ
+        replicas, timeout = env.get(REPLICAS_VAR, "").strip(), env.get(TIMEOUT_VAR, "").strip()
+        for name, text in ((REPLICAS_VAR, replicas), (TIMEOUT_VAR, timeout)):
+            if text and not text.isdigit():
+                raise ConfigurationError(f"{name}={text[:20]!r}: must be a whole number")
+        return cls(
+            replicas=int(replicas) if replicas else None,
+            timeout_ms=int(timeout) if timeout else DEFAULT_TIMEOUT_MS,
+        )
+
+
+class ReplicaWait:
+    """The WAITs of one client: how many replicas it needs, and the check of their replies."""
+
+    def __init__(self, redis: Redis, durability: Durability | None = None) -> None:
+        self.redis = redis
+        self.durability = Durability.from_env() if durability is None else durability
+        self._required = self.durability.replicas
+
+    async def required(self) -> int:
+        """Replicas each write waits for; decided once per client when not configured (a
+        replica that disconnects later does not lower it: its writes then fail NotDurable)."""
+        if self._required is None:
+            self._required = await _replicas_exist(self.redis)
+        return self._required
+
+    def add(self, pipe: Any, written: Iterable[str]) -> int:
+        """Queue ``WAIT`` behind the writes already queued in ``pipe`` on the keys
+        ``written``: one on a single server, one per node written on a cluster (each on that
+        node's connection of the pipeline). Returns how many were queued."""
+        args = ("WAIT", self._required, self.durability.timeout_ms)
+        if not is_cluster(self.redis):
+            pipe.execute_command(*args)
+            return 1
+        cluster = cast(RedisCluster, self.redis)
+        nodes = {}
+        for key in written:
+            node = cluster.get_node_from_key(key)
+            if node is None:  # slots unknown yet: the pipeline's own routing will say so
+                raise NotDurable(
+                    f"no node of the cluster is known to serve {key}", confirmed=0, required=1
+                )
+            nodes[node.name] = node
+        for node in nodes.values():
+            pipe.execute_command(*args, target_nodes=node)
+        return len(nodes)
+
+    def check(self, confirmed: int, what: str) -> None:
+        """Raise NotDurable if ``confirmed`` (a WAIT reply) is short; ``what`` names the write
+        (e.g. ``"the publish of 3 events to simpul:{dukcapil.citizen}"``): never data."""
+        required = self._required or 0
+        if confirmed >= required:
+            return
+        raise NotDurable(
+            f"{what} reached the Redis master, but only {confirmed} of the {required} "
+            f"replicas required ({REPLICAS_VAR}) confirmed it within "
+            f"{self.durability.timeout_ms} ms, so a failover now could lose it. Retry: a "
+            "publish is idempotent, a retry adds nothing if the first write survives. If it "
+            "persists, a replica is down or lagging: see `simpul status`",
+            confirmed=confirmed,
+            required=required,
+        )
+
+
+async def _replicas_exist(redis: Redis) -> int:
+    if is_sentinel(redis):
+        return 1
+    if is_cluster(redis):
+        cluster = cast(RedisCluster, redis)
+        await cluster.initialize()
+        return 1 if cluster.get_replicas() else 0
+    role = await redis.execute_command("ROLE")  # type: ignore[no-untyped-call]
+    return 1 if role and role[0] in (b"master", "master") and role[2] else 0
