@@ -267,6 +267,9 @@ async def _cdc(target: Target, args: argparse.Namespace) -> dict[str, Any]:
     except ConfigurationError as exc:  # no MariaDB or PostgreSQL server binaries here
         progress(f"CDC skipped: {exc}")
         return {"skipped": str(exc)}
+    except (RuntimeError, OSError) as exc:  # a reader failed: keep the rest of the run's figures
+        progress(f"CDC failed: {exc}")
+        return {"skipped": f"failed: {str(exc)[-500:]}"}
 
 
 # -- verdicts and tables ------------------------------------------------------------------------
