@@ -485,13 +485,15 @@ async def latency(
     await asyncio.sleep(IDLE_S)  # nothing committed: the adapter must not spin
     idle_cpu = own_cpu_s() - idle_cpu
     committed: dict[str, float] = {}
+    since = f"{int(time.time() * 1000)}-0"  # the stream may hold earlier runs' entries
     await asyncio.to_thread(write_steady, db, rate, seconds, committed, first_id)
     settle = 8.0 if polling else 2.0  # the polling source waits out its settle window
     await asyncio.sleep(settle)
     stop.set()
     await following
     await close(adapter)
-    added = {f[b"id"].decode(): int(i.split(b"-")[0]) / 1000 for i, f in await redis.xrange(STREAM)}
+    entries = await redis.xrange(STREAM, min=since)
+    added = {f[b"id"].decode(): int(i.split(b"-")[0]) / 1000 for i, f in entries}
     await redis.aclose()
     ms = sorted((added[e] - t) * 1000 for e, t in committed.items() if e in added)
     return {
