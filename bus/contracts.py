@@ -30,6 +30,8 @@ from pydantic_core import CoreSchema
 from bus import keys
 from bus.errors import ConfigurationError, ContractViolation, UnknownEventType
 
+# In the fields-set of an instance that skipped validation (not an identifier: never a field).
+UNCHECKED = "<unchecked>"
 DATASCHEMA_PATTERN = re.compile(r"^simpul:([a-z][a-z0-9_.-]*):([1-9][0-9]*)\.([0-9]+)$")
 
 
@@ -127,6 +129,28 @@ class Contract(BaseModel, metaclass=_ContractType):
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     __contract__: ClassVar[ContractInfo]
+
+    # The publisher re-validates the dump of an instance that was never validated; only
+    # model_construct() and model_copy() make one. They mark it with a name no field can have
+    # in its fields-set, which copy, deepcopy and pickle carry along and equality ignores;
+    # validation itself pays nothing (a validator or a private attribute would cost ~4 µs).
+    @classmethod  # the pydantic mypy plugin types model_construct per model, from its fields
+    def model_construct(cls, _fields_set: set[str] | None = None, **values: Any) -> Self:  # type: ignore[override]
+        # A copy of the caller's set: pydantic keeps the one it is given.
+        made = super().model_construct(None if _fields_set is None else {*_fields_set}, **values)
+        made.__pydantic_fields_set__.add(UNCHECKED)
+        return made
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        copied = super().model_copy(update=update, deep=deep)
+        copied.__pydantic_fields_set__.add(UNCHECKED)
+        return copied
+
+    @property
+    def validated(self) -> bool:
+        """False for an instance built or changed without validation (model_construct,
+        model_copy): its dump must be checked against the contract before it is published."""
+        return UNCHECKED not in self.__pydantic_fields_set__
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # The identity keywords are consumed by __pydantic_init_subclass__, once fields exist.

@@ -51,7 +51,7 @@ def _documented(description: str, pattern: str) -> Any:
 
 
 def _digits(value: str, count: int, what: str) -> None:
-    if not re.fullmatch("[0-9]*", value):
+    if not (value.isascii() and (value.isdigit() or not value)):  # [0-9]*, without a regex
         raise ValueError(
             f"a {what} has ASCII digits 0-9 only (no spaces, separators or digits of other scripts)"
         )

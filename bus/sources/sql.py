@@ -31,6 +31,7 @@ they are counted and logged as ``source_rows_unordered``, never read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -51,6 +52,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _log = get_logger("bus.sources.sql")
 _SETTLE_S = 5.0  # the default window: PHP requests commit well within it
 _LATE_LOOKBACK = 10  # windows behind the high-water mark checked for rows that committed late
+_SEEN_PRUNE_AT = 20_000  # positions remembered in one pass before those out of the look-back go
 # Transaction ids as bigint (epoch and xid), comparable with what outbox_ddl() stores.
 _OLDEST_RUNNING_TXID = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 
@@ -250,6 +252,7 @@ class SqlSource:
         if horizon is None:
             return  # nothing old enough to compare with yet
         await self._check_late(after)
+        prune_at = _SEEN_PRUNE_AT
         while True:
             where, params = self._after(after, horizon)
             order = ", ".join(self._quoted(c) for c in self.order_by)
@@ -262,6 +265,16 @@ class SqlSource:
             records = [self._record(row) for row in rows]
             if self._seen is not None:
                 self._seen.update(tuple(r.position) for r in records)
+                if len(self._seen) > prune_at and isinstance(after, list) and after:
+                    # A long pass (a backfill from the start): the next pass looks back only
+                    # _LATE_LOOKBACK windows behind its mark, at the latest the checkpoint of
+                    # the batch before this one (`after`), so older positions can go now, or
+                    # the set would grow with the table (1M rows: +180 MiB).
+                    with contextlib.suppress(ValueError):
+                        mark = datetime.fromisoformat(str(after[0]))
+                        floor = str(_position(mark - self._look_back()))
+                        self._seen = {p for p in self._seen if str(p[0]) >= floor}
+                    prune_at = max(_SEEN_PRUNE_AT, 2 * len(self._seen))  # a burst: amortized
             yield records
             if len(rows) < size:
                 return
@@ -332,7 +345,7 @@ class SqlSource:
             mark = datetime.fromisoformat(str(after[0]))
         except ValueError:
             return
-        since = mark - timedelta(seconds=self.settle * _LATE_LOOKBACK)
+        since = mark - self._look_back()
         columns = ", ".join(self._quoted(c) for c in self.order_by)
         marks = ", ".join(self.db.placeholder for _ in self.order_by)
         rows = await self.db.fetch(
@@ -350,6 +363,9 @@ class SqlSource:
                          settle_s=self.settle)  # fmt: skip
         floor = _position(since)
         self._seen = {p for p in self._seen | late if str(p[0]) >= str(floor)}
+
+    def _look_back(self) -> timedelta:
+        return timedelta(seconds=self.settle * _LATE_LOOKBACK)
 
     def _after(self, after: Position, horizon: tuple[str, list[Any]]) -> tuple[str, list[Any]]:
         present = " AND ".join(f"{self._quoted(c)} IS NOT NULL" for c in self.order_by)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import pickle
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from importlib.resources import files
 
@@ -84,6 +87,62 @@ async def test_violation_from_publish_does_not_leak_the_value_in_its_traceback(
     with pytest.raises(ContractViolation) as caught:
         await publisher.publish(invalid)
     assert bad_nik not in "".join(traceback.format_exception(caught.value))
+
+
+async def test_a_copy_changed_without_validation_is_rejected_before_redis(
+    redis: Redis, publisher: Publisher
+) -> None:
+    # model_copy(update=) checks nothing: the copy must not pass as the validated original.
+    valid = died()
+    assert valid.validated
+    changed = valid.model_copy(update={"nik": A_NIK[:-1]})
+    with pytest.raises(ContractViolation, match="nik"):
+        await publisher.publish(changed)
+    assert await redis.xlen(STREAM) == 0
+
+
+@pytest.mark.parametrize(
+    "copy_of", [copy.copy, copy.deepcopy, lambda e: pickle.loads(pickle.dumps(e))]
+)
+async def test_a_copy_of_a_constructed_instance_is_still_checked(
+    redis: Redis, publisher: Publisher, copy_of: Callable[[CitizenDied], CitizenDied]
+) -> None:
+    invalid = CitizenDied.model_construct(
+        nik=A_NIK[:-1], date_of_death=date(2026, 11, 27), kecamatan="35.73.02"
+    )
+    with pytest.raises(ContractViolation, match="nik"):
+        await publisher.publish(copy_of(invalid))
+    assert await redis.xlen(STREAM) == 0
+
+
+def test_only_validation_marks_an_instance_validated() -> None:
+    valid = died()
+    assert valid.validated
+    assert CitizenDied.parse(valid.model_dump(mode="json")).validated
+    assert CitizenDied.model_validate_json(valid.model_dump_json()).validated
+    constructed = CitizenDied.model_construct(**dict(valid))
+    assert not constructed.validated
+    assert constructed == valid  # the mark is no field: equality and dumps ignore it
+    assert constructed.model_dump_json() == valid.model_dump_json()
+    assert not valid.model_copy().validated
+
+
+async def test_a_validated_instance_is_not_validated_again_on_publish(
+    redis: Redis, publisher: Publisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    original = CitizenDied.model_validate_json
+
+    def counting(data: str | bytes, **kwargs: object) -> CitizenDied:
+        calls.append("validate")
+        return original(data, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(CitizenDied, "model_validate_json", counting)
+    await publisher.publish_many([died(), died("3573014107900002")])
+    assert calls == []
+    await publisher.publish(CitizenDied.model_construct(**dict(died("3573014107900003"))))
+    assert calls == ["validate"]
+    assert await redis.xlen(STREAM) == 3
 
 
 async def test_an_id_the_decoder_would_reject_is_refused_before_redis(
@@ -318,6 +377,16 @@ def test_event_id_is_the_documented_uuid5() -> None:
     digest[8] = (digest[8] & 0x3F) | 0x80
     assert event_id(SOURCE, "kematian", 4711, 1) == str(uuid.UUID(bytes=bytes(digest)))
     assert uuid.UUID(event_id(SOURCE)).version == 5
+
+
+@pytest.mark.parametrize(
+    "key",
+    [("kematian", 4711, 1), ("peristiwa", "ä/ß", "2026-12-07T01:02:03+07:00"), (), ("x" * 300,)],
+)
+def test_event_id_equals_the_standard_library_uuid5(key: tuple[object, ...]) -> None:
+    name = "\x1f".join([SOURCE, *(str(part) for part in key)])
+    namespace = uuid.UUID("5a1b0c2e-3d4f-5a6b-8c7d-9e0f1a2b3c4d")
+    assert event_id(SOURCE, *key) == str(uuid.uuid5(namespace, name))
 
 
 async def test_publish_many_keeps_input_order_across_streams_and_chunks(
