@@ -53,6 +53,10 @@ _library_encoding = RowsEvent.charset_to_encoding
 RowsEvent.charset_to_encoding = staticmethod(_encoding)
 
 
+QUEUED_MAX = 1_000
+"""Items (transactions, positions) the reader thread may hand over before the loop takes them."""
+
+
 @dataclass(frozen=True, slots=True)
 class RowChange:
     change: Change
@@ -113,6 +117,9 @@ class BinlogReader:
         self.start_position = dict(start)
         self._deliver, self._loop = deliver, loop
         self._stopping = threading.Event()
+        # Backpressure: the thread reads faster than the adapter publishes, so without a bound
+        # a backlog (a snapshot's worth of changes, an outage of Redis) would pile up in memory.
+        self._room = threading.Semaphore(QUEUED_MAX)
         self._stream: BinLogStreamReader | None = None
         self._thread = threading.Thread(target=self._run, name=f"binlog-{table}", daemon=True)
 
@@ -128,7 +135,14 @@ class BinlogReader:
         self._stopping.set()
         self._thread.join(timeout)
 
+    def taken(self) -> None:
+        """The loop took one item off its queue: room for the thread to hand over another."""
+        self._room.release()
+
     def _post(self, item: Item) -> None:
+        while not self._room.acquire(timeout=0.5):
+            if self._stopping.is_set():
+                return  # nobody will take it
         with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting any more
             self._loop.call_soon_threadsafe(self._deliver, item)
 

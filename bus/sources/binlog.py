@@ -224,6 +224,8 @@ class BinlogSource:
             timeout = max(0.0, idle_until - loop.time()) if caught_up else _STALL_S
             try:
                 item = await asyncio.wait_for(self._queue.get(), timeout)
+                if self._reader is not None:
+                    self._reader.taken()
             except TimeoutError:
                 if not caught_up:
                     raise SourceError(

@@ -330,3 +330,38 @@ async def test_a_snapshot_cut_short_by_a_crash_resumes_after_its_last_published_
     ids = await published(redis)
     assert len(ids) == len(set(ids)) == len(expected)
     assert set(ids) == expected
+
+
+async def test_the_reader_thread_hands_over_at_most_its_bound_and_nothing_is_lost(
+    mysql_url: str, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The thread reads the binlog faster than the adapter publishes: a backlog must wait in the
+    server's binlog, not in memory (a 10^6-row backlog grew the adapter to 790 MiB)."""
+    from bus.sources import _binlog_reader  # noqa: PLC0415 - the bound under test
+
+    monkeypatch.setattr(_binlog_reader, "QUEUED_MAX", 4)
+    create_mysql(mysql_url)
+    adapter = siak(redis, mysql_url, binlog=True)
+    await adapter.run_once()  # an empty table: the stream starts here
+    data = list(rows(40, seed=9))
+    for row in data:  # one transaction each: 40 items to hand over
+        insert_mysql(mysql_url, [row])
+    source = adapter.source
+    assert isinstance(source, BinlogSource)
+    queued: list[int] = []
+
+    async def watch() -> None:
+        while True:
+            queued.append(source._queue.qsize())
+            await asyncio.sleep(0.001)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await adapter.run_once()
+    finally:
+        watcher.cancel()
+        await source.close()
+    assert sorted(await published(redis)) == sorted(
+        expected_id(r["id_peristiwa"], r["versi"]) for r in data
+    )
+    assert max(queued) <= 4
