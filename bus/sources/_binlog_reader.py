@@ -53,8 +53,9 @@ _library_encoding = RowsEvent.charset_to_encoding
 RowsEvent.charset_to_encoding = staticmethod(_encoding)
 
 
-QUEUED_MAX = 1_000
-"""Items (transactions, positions) the reader thread may hand over before the loop takes them."""
+QUEUED_MAX = 5_000
+"""Rows the reader thread may hand over before the loop takes them (a position counts as one; a
+transaction larger than this goes alone)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +120,8 @@ class BinlogReader:
         self._stopping = threading.Event()
         # Backpressure: the thread reads faster than the adapter publishes, so without a bound
         # a backlog (a snapshot's worth of changes, an outage of Redis) would pile up in memory.
-        self._room = threading.Semaphore(QUEUED_MAX)
+        self._queued = 0  # rows handed over and not yet taken: at most QUEUED_MAX
+        self._room = threading.Condition()
         self._stream: BinLogStreamReader | None = None
         self._thread = threading.Thread(target=self._run, name=f"binlog-{table}", daemon=True)
 
@@ -135,14 +137,20 @@ class BinlogReader:
         self._stopping.set()
         self._thread.join(timeout)
 
-    def taken(self) -> None:
-        """The loop took one item off its queue: room for the thread to hand over another."""
-        self._room.release()
+    def taken(self, item: Item) -> None:
+        """The loop took ``item`` off its queue: room for the thread to hand over more."""
+        with self._room:
+            self._queued -= _weight(item)
+            self._room.notify()
 
     def _post(self, item: Item) -> None:
-        while not self._room.acquire(timeout=0.5):
-            if self._stopping.is_set():
-                return  # nobody will take it
+        weight = _weight(item)
+        with self._room:
+            while self._queued and self._queued + weight > QUEUED_MAX:
+                if self._stopping.is_set():
+                    return  # nobody will take it
+                self._room.wait(0.5)
+            self._queued += weight
         with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting any more
             self._loop.call_soon_threadsafe(self._deliver, item)
 
@@ -211,6 +219,10 @@ class BinlogReader:
             end = {"file": upto[0], "pos": upto[1], "gtid": last_gtid}
             self._post(Transaction(open_.rows, end, upto) if open_.rows else Upto(upto, end))
             open_ = None
+
+
+def _weight(item: Item) -> int:
+    return max(1, len(item.rows)) if isinstance(item, Transaction) else 1
 
 
 def _query(event: QueryEvent) -> str:

@@ -225,7 +225,7 @@ class BinlogSource:
             try:
                 item = await asyncio.wait_for(self._queue.get(), timeout)
                 if self._reader is not None:
-                    self._reader.taken()
+                    self._reader.taken(item)
             except TimeoutError:
                 if not caught_up:
                     raise SourceError(

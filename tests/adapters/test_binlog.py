@@ -339,12 +339,12 @@ async def test_the_reader_thread_hands_over_at_most_its_bound_and_nothing_is_los
     server's binlog, not in memory (a 10^6-row backlog grew the adapter to 790 MiB)."""
     from bus.sources import _binlog_reader  # noqa: PLC0415 - the bound under test
 
-    monkeypatch.setattr(_binlog_reader, "QUEUED_MAX", 4)
+    monkeypatch.setattr(_binlog_reader, "QUEUED_MAX", 4)  # rows
     create_mysql(mysql_url)
     adapter = siak(redis, mysql_url, binlog=True)
     await adapter.run_once()  # an empty table: the stream starts here
     data = list(rows(40, seed=9))
-    for row in data:  # one transaction each: 40 items to hand over
+    for row in data:  # one transaction of one row each: 40 rows to hand over
         insert_mysql(mysql_url, [row])
     source = adapter.source
     assert isinstance(source, BinlogSource)
