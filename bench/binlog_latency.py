@@ -28,8 +28,8 @@ from adapters.dukcapil.fixtures import as_params, rows
 from adapters.dukcapil.schema import ddl, insert_sql
 from bus import keys
 from bus.connection import connect
-from bus.embedded import EmbeddedRedis
-from bus.mariadb import EmbeddedMariaDB
+from bus.local.mariadb import EmbeddedMariaDB
+from bus.local.redis import EmbeddedRedis
 
 
 async def measure(db_url: str, redis: Redis, commits: int, poll: float) -> list[float]:

@@ -29,8 +29,8 @@ from bus import Publisher, event_id
 from bus.adapter import Adapter
 from bus.checkpoint import RedisCheckpoints
 from bus.keys import stream
+from bus.local.postgres import EmbeddedPostgres
 from bus.logging import configure
-from bus.postgres import EmbeddedPostgres
 from bus.quarantine import Quarantine
 from bus.sources.logical import LogicalSource
 from bus.testing import wait_until

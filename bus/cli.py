@@ -20,8 +20,8 @@ from bus.cli_dlq import dlq_app, group_app, trim
 from bus.cli_keys import keys_app
 from bus.cli_ops import exporter, map_, pending, status, tail
 from bus.cli_publish import publish
-from bus.embedded import DEV_PORT, EmbeddedRedis, answering
 from bus.errors import SimpulError
+from bus.local.redis import DEV_PORT, EmbeddedRedis, answering
 from bus.logging import configure
 from bus.service import Service
 from bus.settings import Settings

@@ -43,10 +43,10 @@ from adapters.dukcapil import fixtures as siak
 from bus import ConfigurationError, EventContext, Publisher, Service, catalogue, keys
 from bus.cli_common import activate_command
 from bus.connection import connect
-from bus.embedded import redis_url_or_embedded
 from bus.http import running as serving
+from bus.local.mariadb import find_mariadbd, mariadb_url_or_embedded
+from bus.local.redis import redis_url_or_embedded
 from bus.logging import configure
-from bus.mariadb import find_mariadbd, mariadb_url_or_embedded
 from bus.quarantine import Quarantine
 from bus.settings import Settings
 from bus.signing import verify_fields

@@ -20,8 +20,8 @@ from redis import Redis
 from typer.testing import CliRunner
 
 from bus import cli, keys
-from bus.embedded import EmbeddedRedis, free_port
 from bus.envelope import Envelope, format_time
+from bus.local.redis import EmbeddedRedis, free_port
 from bus.testing import wait_until
 
 ROOT = Path(__file__).parent.parent

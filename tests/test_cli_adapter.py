@@ -21,7 +21,7 @@ from adapters.dpmptsp.fixtures import payloads as dpmptsp_payloads
 from adapters.dukcapil.fixtures import create_sqlite, rows
 from bus import keys
 from bus.cli import app
-from bus.embedded import free_port
+from bus.local.redis import free_port
 
 runner = CliRunner()
 

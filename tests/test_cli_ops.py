@@ -27,7 +27,7 @@ from bus import cli_ops, keys
 from bus.cli import app
 from bus.cli_contracts import load
 from bus.connection import connect
-from bus.embedded import free_port
+from bus.local.redis import free_port
 from bus.testing import capture_logs
 from tests.bus.delivery.helpers import died, fields_of
 from tests.bus.test_adapter_report import Binlog, Table, adapter, age

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from bus.embedded import free_port
+from bus.local.redis import free_port
 from bus.scaffold import plan
 from tests.test_go_live import _resolve
 

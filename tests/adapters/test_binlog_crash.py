@@ -32,7 +32,7 @@ from adapters.dukcapil.fixtures import as_params, rows
 from adapters.dukcapil.schema import insert_sql
 from bus import keys
 from bus.errors import SourceError
-from bus.mariadb import EmbeddedMariaDB
+from bus.local.mariadb import EmbeddedMariaDB
 from tests.adapters.crashing import wait_for_growth
 from tests.adapters.test_binlog import expected_id
 from tests.adapters.test_dukcapil import KEY

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from adapters.dukcapil.fixtures import rows
 from bus.adapter import Record
 from bus.errors import ConfigurationError
-from bus.postgres import EmbeddedPostgres
+from bus.local.postgres import EmbeddedPostgres
 from bus.sources.logical import LogicalSource
 from bus.testing import capture_logs
 from tests.adapters import siak_cdc

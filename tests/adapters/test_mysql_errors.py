@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from bus.errors import ConfigurationError, SourceError
-from bus.mariadb import EmbeddedMariaDB
+from bus.local.mariadb import EmbeddedMariaDB
 from bus.sources._mysql_server import Server
 from bus.sources.binlog import BinlogSource
 from bus.sources.mysql import MySqlDatabase, MySqlSource, connection_settings

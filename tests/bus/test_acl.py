@@ -38,8 +38,8 @@ from bus.context import EventContext
 from bus.contracts import Contract
 from bus.deadletter import Reason, Verdict
 from bus.dedupe import Dedupe
-from bus.embedded import find_redis_server, free_port
 from bus.health import Health
+from bus.local.redis import find_redis_server, free_port
 from bus.publisher import Publisher
 from bus.quarantine import Quarantine
 from bus.service import Service

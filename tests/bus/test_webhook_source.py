@@ -14,7 +14,7 @@ from bus import Publisher, keys
 from bus.adapter import Record, record_event_id
 from bus.connection import connect
 from bus.contracts import Contract
-from bus.embedded import EmbeddedRedis
+from bus.local.redis import EmbeddedRedis
 from bus.quarantine import Quarantine
 from bus.sources.webhook import Webhook, running, webhook_app
 from bus.testing import capture_logs

@@ -31,8 +31,8 @@ from bus import dlq as dlq_module
 from bus.cli import app as simpul
 from bus.cli_contracts import load
 from bus.deadletter import Reason, Verdict, dead_letter_fields
-from bus.embedded import EmbeddedRedis
 from bus.envelope import OPTIONAL, REQUIRED, Envelope
+from bus.local.redis import EmbeddedRedis
 from bus.publisher import _NAMESPACE
 from bus.signing import Signer, load_keyring_file
 from bus.testing import wait_until

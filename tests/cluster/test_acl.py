@@ -13,7 +13,7 @@ from redis.exceptions import NoPermissionError
 
 from bus import EventContext, Publisher, Service, acl, keys
 from bus.connection import connect
-from bus.embedded_cluster import EmbeddedCluster
+from bus.local.cluster import EmbeddedCluster
 from bus.testing import quick_settings, wait_until
 from bus.topology import contracts, load_topology
 from schemas.dukcapil import CitizenDied

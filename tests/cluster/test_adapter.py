@@ -12,7 +12,7 @@ from bus import Publisher, keys
 from bus.adapter import Adapter, Position, Record, record_event_id
 from bus.checkpoint import RedisCheckpoints
 from bus.contracts import Contract
-from bus.embedded_cluster import EmbeddedCluster
+from bus.local.cluster import EmbeddedCluster
 from bus.ops import snapshot
 from bus.quarantine import Quarantine
 from tests.cluster.helpers import MODELS, SOURCE, STREAMS, example, master_of

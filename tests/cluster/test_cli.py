@@ -16,7 +16,7 @@ from bus.adapter import Problem, Record, Rejected
 from bus.cli import app
 from bus.connection import connect
 from bus.contracts import Contract
-from bus.embedded_cluster import EmbeddedCluster
+from bus.local.cluster import EmbeddedCluster
 from bus.quarantine import Quarantine
 from bus.testing import quick_settings, wait_until
 from schemas.bapenda import PaymentReceived

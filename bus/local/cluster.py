@@ -1,6 +1,6 @@
 """A private Redis Cluster of N masters on loopback, for tests and local trials.
 
-Each master is an :class:`~bus.embedded.EmbeddedRedis` with ``--cluster-enabled yes`` in a data
+Each master is an :class:`~bus.local.redis.EmbeddedRedis` with ``--cluster-enabled yes`` in a data
 folder of its own; ``redis-cli --cluster create`` assigns the 16384 slots over them (no
 replicas). The cluster bus port of each master is chosen free too (``cluster-port``, Redis 7.0+)
 rather than derived as port + 10000, which can be taken or out of range. Every master is
@@ -16,8 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from bus.embedded import AppendFsync, EmbeddedRedis, find_redis_server, free_port
 from bus.errors import ConfigurationError, RedisUnavailable
+from bus.local.redis import AppendFsync, EmbeddedRedis, find_redis_server, free_port
 
 __all__ = ["EmbeddedCluster"]
 

@@ -25,8 +25,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from bus.embedded import free_port
 from bus.errors import ConfigurationError, PostgresUnavailable
+from bus.local.redis import free_port
 
 __all__ = ["EmbeddedPostgres", "find_postgres_bin", "postgres_url_or_embedded"]
 

@@ -6,9 +6,9 @@ folder, then ``mariadbd`` on a free loopback port with the row-based binary log 
 change-data-capture reads, stopped by pid at exit. A user ``simpul`` (no password, loopback only,
 every privilege) is created at the first start; the URL logs in as it.
 
-Unlike :class:`bus.postgres.EmbeddedPostgres`, the server can be stopped or SIGKILLed and started
-again on the same data folder and port (the database-restart tests): only :meth:`close` (and the
-context manager's exit) throws the data away.
+Unlike :class:`bus.local.postgres.EmbeddedPostgres`, the server can be stopped or SIGKILLed and
+started again on the same data folder and port (the database-restart tests): only :meth:`close`
+(and the context manager's exit) throws the data away.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from bus.embedded import free_port
 from bus.errors import ConfigurationError, MariaDBUnavailable
+from bus.local.redis import free_port
 
 __all__ = ["EmbeddedMariaDB", "find_mariadbd", "mariadb_url_or_embedded"]
 
