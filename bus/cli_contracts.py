@@ -12,11 +12,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bus import asyncapi, catalogue
 from bus.cli_common import fail, import_from_cwd
-from bus.compat import check, snapshot_of, unsafe_snapshots, write_snapshots
 from bus.contracts import Contract, default_registry
 from bus.errors import SimpulError, UnknownEventType
+from bus.specs import asyncapi, catalogue
+from bus.specs.gate import check, snapshot_of, unsafe_snapshots, write_snapshots
 
 app = typer.Typer(
     help="The shared data contracts: list, show, export, check.", no_args_is_help=True

@@ -45,7 +45,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bus import catalogue, flowmap, ops
+from bus import flowmap, ops
 from bus.adapter_report import AdapterReport
 from bus.cli_common import fail, redis_url, run_with_redis
 from bus.cli_contracts import load as load_contracts
@@ -55,6 +55,7 @@ from bus.errors import ConfigurationError, SimpulError
 from bus.http import serve
 from bus.logging import get_logger
 from bus.settings import Settings
+from bus.specs import catalogue
 
 _out = Console()
 _err = Console(stderr=True, soft_wrap=True)

@@ -2,7 +2,7 @@
 
 Three columns — producing departments, event types, consuming services — joined by edges. The
 types and their owners come from the contract registry; who consumes what from the services'
-code (:func:`bus.catalogue.handled`) and from the consumer groups actually present in Redis (a
+code (:func:`bus.specs.catalogue.handled`) and from the consumer groups actually present in Redis (a
 :class:`bus.ops.BusSnapshot`). An edge is *live* when the consuming service's group exists on the
 type's stream; a group present in Redis that the code does not know consumes every type of its
 stream, and is drawn so.
@@ -121,7 +121,7 @@ def build(
     source: str = "",
 ) -> FlowMap:
     """The map of ``registry``'s types, consumed as ``handled`` says (service -> event types,
-    :func:`bus.catalogue.handled`) and as the consumer ``groups`` present in Redis say
+    :func:`bus.specs.catalogue.handled`) and as the consumer ``groups`` present in Redis say
     (stream key -> group names, :func:`live_groups`; None when Redis was not consulted)."""
     types = sorted(
         (

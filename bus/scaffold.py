@@ -26,9 +26,9 @@ from pathlib import Path
 from string import Template
 from typing import Any, Literal
 
-from bus.catalogue import example_of
 from bus.contracts import Contract
 from bus.errors import ConfigurationError
+from bus.specs.catalogue import example_of
 
 __all__ = ["KINDS", "Scaffold", "plan", "write"]
 

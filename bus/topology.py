@@ -259,7 +259,7 @@ class Topology(_Strict):
         return found
 
     def uncovered(self, handled: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
-        """Given service name (group) -> the types its code handles (bus.catalogue.handled),
+        """Given service name (group) -> the types its code handles (bus.specs.catalogue.handled),
         the types each service handles without an approved subscription in this topology.
         A service missing from the topology has all its types listed."""
         by_group = {s.group: {x.type for x in s.subscriptions} for s in self.services}

@@ -40,7 +40,7 @@ from adapters import bapenda as bapenda_adapter
 from adapters import disnaker, dpmptsp, dukcapil
 from adapters.disnaker import fixtures as pencaker
 from adapters.dukcapil import fixtures as siak
-from bus import ConfigurationError, EventContext, Publisher, Service, catalogue, keys
+from bus import ConfigurationError, EventContext, Publisher, Service, keys
 from bus.cli_common import activate_command
 from bus.connection import connect
 from bus.http import running as serving
@@ -50,6 +50,7 @@ from bus.logging import configure
 from bus.quarantine import Quarantine
 from bus.settings import Settings
 from bus.signing import verify_fields
+from bus.specs import catalogue
 from bus.store import Store
 from bus.testing import quick_settings
 from demo.city import DAY, Day, play

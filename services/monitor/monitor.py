@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from starlette.applications import Starlette
 
-from bus import catalogue, flowmap, keys
+from bus import flowmap, keys
 from bus.connection import TRANSIENT, translate
 from bus.connection import location as redis_location  # where the dashboard says it looks
 from bus.contracts import Registry, default_registry
@@ -42,6 +42,7 @@ from bus.http import running as serving_http
 from bus.logging import get_logger
 from bus.ops import BusSnapshot, Inspector, Thresholds, breaches
 from bus.privacy import contract_of, mask_error, mask_text
+from bus.specs import catalogue
 from services.monitor.throughput import Throughput
 from services.monitor.web import build
 
@@ -53,7 +54,7 @@ MAX_REPLAY = 500  # dead letters one replay request may move (a group replay: th
 
 
 class FindServices:
-    """Marker: find the services of a package with :func:`bus.catalogue.find_services`."""
+    """Marker: find the services of a package with :func:`bus.specs.catalogue.find_services`."""
 
     def __init__(self, package: str = "services") -> None:
         self.package = package
@@ -155,7 +156,7 @@ class Monitor:
     """The dashboard over one Redis: :meth:`app` serves it, :meth:`running` samples throughput.
 
     ``handled`` says which service consumes which event types, for the flow map: a mapping
-    (service -> types, :func:`bus.catalogue.handled`), None (only the groups Redis shows), or
+    (service -> types, :func:`bus.specs.catalogue.handled`), None (only the groups Redis shows), or
     :class:`FindServices` (found in a package on first use; the default, from the settings).
     """
 

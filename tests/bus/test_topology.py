@@ -14,8 +14,8 @@ import adapters.bapenda
 import adapters.disnaker
 import adapters.dpmptsp
 import adapters.dukcapil
-from bus import catalogue
 from bus.acl import AUDIT_HEAD
+from bus.specs import catalogue
 from bus.topology import (
     SigningKey,
     Topology,

@@ -17,9 +17,9 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from bus.catalogue import handled
 from bus.contracts import Contract, ContractInfo
 from bus.service import Service
+from bus.specs.catalogue import handled
 
 VERSION = "3.0.0"
 CONTENT_TYPE = "application/json"
