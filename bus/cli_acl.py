@@ -15,11 +15,11 @@ from redis.exceptions import NoPermissionError
 from rich.console import Console
 from rich.markup import escape
 
-from bus import acl
+from bus.access import acl
+from bus.access.topology import Topology, contracts, load_topology
 from bus.cli_common import fail, import_from_cwd
 from bus.connection import TRANSIENT, connect
 from bus.errors import ConfigurationError, RedisUnavailable, SimpulError
-from bus.topology import Topology, contracts, load_topology
 
 acl_app = typer.Typer(
     help="Redis ACLs rendered from the topology: render, apply, check.", no_args_is_help=True

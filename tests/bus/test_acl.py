@@ -29,7 +29,9 @@ from typer.testing import CliRunner
 from adapters import dpmptsp, dukcapil
 from adapters.dpmptsp.fixtures import payloads
 from adapters.dukcapil import fixtures as siak
-from bus import acl, gaps, keys
+from bus import gaps, keys
+from bus.access import acl
+from bus.access.topology import Topology, contracts, load_topology
 from bus.adapter import Problem, Record, Rejected
 from bus.checkpoint import RedisCheckpoints
 from bus.cli import app
@@ -46,7 +48,6 @@ from bus.service import Service
 from bus.settle import Settlement, Settler
 from bus.sources.webhook import running
 from bus.testing import quick_settings, wait_until
-from bus.topology import Topology, contracts, load_topology
 from schemas.bapenda import PaymentReceived
 from schemas.dinsos import AssistanceSuspended
 from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved

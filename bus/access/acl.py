@@ -1,4 +1,4 @@
-"""Least-privilege Redis ACLs, rendered from the topology (:mod:`bus.topology`).
+"""Least-privilege Redis ACLs, rendered from the topology (:mod:`bus.access.topology`).
 
 Every principal starts from nothing (``resetkeys resetchannels -@all``) and gets only the commands
 its code runs, each on only the keys it needs. Redis 7 checks a command against the user's root
@@ -32,7 +32,7 @@ reads. Scripts gain nothing: Redis checks each ``redis.call`` inside a script ag
 * ``default`` is off.
 
 The ACL file holds only ``#<sha256>`` of each password, read from the variables the topology
-names (:func:`bus.topology.password_variable`).
+names (:func:`bus.access.topology.password_variable`).
 
 :func:`apply` loads the rules into a running Redis with one ``ACL SETUSER`` per user that
 differs (atomic per user; connected clients stay connected), then ``ACL SAVE`` when the server
@@ -54,8 +54,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, ResponseError
 
 from bus import keys
+from bus.access.topology import Operator, Producer, ServiceSpec, Topology, password_variable
 from bus.errors import ConfigurationError
-from bus.topology import Operator, Producer, ServiceSpec, Topology, password_variable
 
 __all__ = [
     "AUDIT_HEAD",

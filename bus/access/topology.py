@@ -15,7 +15,7 @@ One YAML file (``deploy/topology.yaml``) names every Redis principal of the bus:
 A principal that publishes may list its Ed25519 public keys (``keys:``), which the signing code
 reads through :meth:`Topology.signing_keys`. Each principal's Redis password comes from an
 environment variable (``password_env``, default ``SIMPUL_REDIS_PASSWORD_<PRINCIPAL>``); the
-topology never holds a secret. :mod:`bus.acl` renders the Redis ACL file from it.
+topology never holds a secret. :mod:`bus.access.acl` renders the Redis ACL file from it.
 
 Every problem is reported at once, each with its path in the file, e.g.
 ``services[2].subscriptions[0]: unknown event type 'x' — known: ...``.
