@@ -5,7 +5,7 @@ The :class:`~bus.adapter.Adapter` runner writes its :class:`AdapterReport` to
 ``every_s`` seconds while it waits for the next pass: where its source is (a change-data-capture
 source's own position and :class:`~bus.adapter.SourceLag`, else the checkpoint), how far behind,
 what it read, published, quarantined and skipped, when it last published and why it last failed.
-``simpul status`` and the exporter (bus.ops) read it.
+``simpul status`` and the exporter (bus.admin.inspect) read it.
 
 The key expires ``ttl_s`` after the last write (a week by default): long enough that an adapter
 that died stays visible — "last seen 3 h ago" — and alerts, short enough that a removed one

@@ -1,7 +1,7 @@
 """``simpul dlq ...``, ``simpul group reset`` and ``simpul trim``: fix what is stuck.
 
-Thin commands over :mod:`bus.dlq`: plan, show the plan, ask (unless ``--yes``), apply. Exit
-codes: 0 done (or nothing to do), 1 partly done or refused (details printed), 2 bad usage,
+Thin commands over :mod:`bus.admin.deadletters`: plan, show the plan, ask (unless ``--yes``), apply.
+Exit codes: 0 done (or nothing to do), 1 partly done or refused (details printed), 2 bad usage,
 unknown names, Redis unreachable.
 """
 
@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bus import dlq
+from bus.admin import deadletters
 from bus.cli_common import fail, import_target, run_with_redis
 from bus.errors import ConfigurationError, SimpulError
 from bus.logging import configure
@@ -94,7 +94,7 @@ def _duration(text: str | None) -> timedelta | None:
     if text is None:
         return None
     try:
-        return dlq.parse_duration(text)
+        return deadletters.parse_duration(text)
     except SimpulError as exc:
         raise fail(_err, exc) from None
 
@@ -113,8 +113,8 @@ def list_(
     """Dead letters with reason, error, attempts and origin (personal data masked)."""
     _contracts()
 
-    async def work(redis: Redis) -> tuple[list[dlq.Queue], list[dlq.DeadLetter]]:
-        letters = dlq.DeadLetters(redis)
+    async def work(redis: Redis) -> tuple[list[deadletters.Queue], list[deadletters.DeadLetter]]:
+        letters = deadletters.DeadLetters(redis)
         queues = await letters.queues(stream, group)
         return queues, await letters.entries(stream, group, limit=limit)
 
@@ -160,8 +160,8 @@ def show(
     """One dead letter decoded; personal fields masked unless --reveal."""
     _contracts()
 
-    async def work(redis: Redis) -> dlq.DeadLetterDetail:
-        letters = dlq.DeadLetters(redis)
+    async def work(redis: Redis) -> deadletters.DeadLetterDetail:
+        letters = deadletters.DeadLetters(redis)
         return await letters.show(await letters.find(entry_id, stream, group), reveal=reveal)
 
     detail = _run(work)
@@ -217,13 +217,13 @@ class _Bar:
         if self.enabled:
             self.bar.stop()
 
-    def update(self, result: dlq.ReplayResult, done: int, total: int) -> None:
+    def update(self, result: deadletters.ReplayResult, done: int, total: int) -> None:
         self.counts[result.outcome.value] = self.counts.get(result.outcome.value, 0) + 1
         note = ", ".join(f"{n} {o}" for o, n in self.counts.items())
         self.bar.update(self.task, completed=done, total=total, note=note)
 
 
-def _by_queue(refs: Sequence[dlq.DeadLetterRef]) -> dict[tuple[str, str], int]:
+def _by_queue(refs: Sequence[deadletters.DeadLetterRef]) -> dict[tuple[str, str], int]:
     counts: dict[tuple[str, str], int] = {}
     for ref in refs:
         counts[(ref.stream, ref.group)] = counts.get((ref.stream, ref.group), 0) + 1
@@ -249,13 +249,13 @@ def replay(
     group: GroupOpt = None,
     ids: Ids = None,
     to: Annotated[
-        dlq.Target,
+        deadletters.Target,
         typer.Option(
             "--to",
             help="group: back to the group that gave up, only to it; stream: a new entry for "
             "every group (see above)",
         ),
-    ] = dlq.Target.GROUP,
+    ] = deadletters.Target.GROUP,
     recreate_stream: Annotated[
         bool, typer.Option(help="with --to stream: create a deleted stream again")
     ] = False,
@@ -263,26 +263,26 @@ def replay(
     yes: Yes = False,
     as_json: AsJson = False,
 ) -> None:
-    if recreate_stream and to is not dlq.Target.STREAM:
+    if recreate_stream and to is not deadletters.Target.STREAM:
         raise _usage("--recreate-stream only goes with --to stream")
-    refs = _run(lambda redis: dlq.DeadLetters(redis).select(stream, group, ids or ()))
+    refs = _run(lambda redis: deadletters.DeadLetters(redis).select(stream, group, ids or ()))
     if not refs:
         if as_json:
-            print(json.dumps(dlq.ReplayReport(to, dry_run).as_dict(), indent=2))
+            print(json.dumps(deadletters.ReplayReport(to, dry_run).as_dict(), indent=2))
         else:
             _err.print("no dead letters to replay")
         return
     if not dry_run:
         for (origin, name), count in _by_queue(refs).items():
             _err.print(f"{count} dead letter(s) of {origin}, group {name}")
-        where = "back to the group(s) that gave up" if to is dlq.Target.GROUP else (
+        where = "back to the group(s) that gave up" if to is deadletters.Target.GROUP else (
             "as new entries: every group of the stream gets them")  # fmt: skip
         _confirm(f"Replay {len(refs)} dead letter(s) {where}?", yes)
 
-    async def work(redis: Redis) -> dlq.ReplayReport:
+    async def work(redis: Redis) -> deadletters.ReplayReport:
         title = "dry run" if dry_run else "replaying"
         with _Bar(len(refs), enabled=_err.is_terminal and not as_json, title=title) as bar:
-            return await dlq.DeadLetters(redis).replay(
+            return await deadletters.DeadLetters(redis).replay(
                 refs, to=to, dry_run=dry_run, recreate_stream=recreate_stream,
                 on_progress=bar.update,
             )  # fmt: skip
@@ -296,7 +296,7 @@ def replay(
         raise typer.Exit(1)
 
 
-def _print_report(report: dlq.ReplayReport) -> None:
+def _print_report(report: deadletters.ReplayReport) -> None:
     shown = report.results if report.dry_run else [r for r in report.results if not r.ok]
     if shown:
         table = Table(title="dry run: nothing changed" if report.dry_run else "not replayed")
@@ -306,7 +306,9 @@ def _print_report(report: dlq.ReplayReport) -> None:
             table.add_row(_aggregate(r.ref.stream), r.ref.group, r.ref.entry_id,
                           r.outcome.value, escape(r.detail))  # fmt: skip
         _out.print(table)
-    counts = ", ".join(f"{report.count(o)} {o.value}" for o in dlq.Outcome if report.count(o))
+    counts = ", ".join(
+        f"{report.count(o)} {o.value}" for o in deadletters.Outcome if report.count(o)
+    )
     _err.print(counts)
 
 
@@ -332,7 +334,7 @@ def purge(
         raise _usage("say which dead letters: --id ID..., --older-than DURATION or --all")
     age = _duration(older_than)
     plan = _run(
-        lambda redis: dlq.DeadLetters(redis).plan_purge(
+        lambda redis: deadletters.DeadLetters(redis).plan_purge(
             stream, group, ids=ids or (), older_than=age
         )
     )
@@ -348,7 +350,7 @@ def purge(
         _err.print(f"dry run: {plan.total} dead letter(s) would be deleted; nothing changed")
         return
     _confirm(f"Delete {plan.total} dead letter(s) for good?", yes)
-    deleted = _run(lambda redis: dlq.DeadLetters(redis).purge(plan))
+    deleted = _run(lambda redis: deadletters.DeadLetters(redis).purge(plan))
     if as_json:
         print(json.dumps({**plan.as_dict(), "dry_run": False, "deleted": deleted}, indent=2))
     else:
@@ -376,20 +378,20 @@ def reset(
     as_json: AsJson = False,
 ) -> None:
     """Move a group's position (XGROUP SETID): re-deliver or skip entries."""
-    plan = _run(lambda redis: dlq.plan_reset(redis, stream, group, to))
+    plan = _run(lambda redis: deadletters.plan_reset(redis, stream, group, to))
     if not as_json or dry_run:
         _print_reset(plan, dry_run=dry_run, as_json=as_json)
     if dry_run:
         return
     _confirm(f"Move group {plan.group} of {plan.stream} to {plan.target}?", yes)
-    done = _run(lambda redis: dlq.reset_group(redis, plan))
+    done = _run(lambda redis: deadletters.reset_group(redis, plan))
     if as_json:
         print(json.dumps(done.as_dict(), indent=2))
     else:
         _err.print(f"group {done.group} of {done.stream} now at {done.target}")
 
 
-def _print_reset(plan: dlq.ResetPlan, *, dry_run: bool, as_json: bool) -> None:
+def _print_reset(plan: deadletters.ResetPlan, *, dry_run: bool, as_json: bool) -> None:
     if as_json:
         print(json.dumps(plan.as_dict(), indent=2))
         return
@@ -455,13 +457,13 @@ def trim(
     except SimpulError as exc:
         raise fail(_err, exc) from None
 
-    async def plan(redis: Redis) -> list[dlq.TrimPlan]:
-        names = [dlq.stream_key(stream)] if stream else await dlq.all_streams(redis)
+    async def plan(redis: Redis) -> list[deadletters.TrimPlan]:
+        names = [deadletters.stream_key(stream)] if stream else await deadletters.all_streams(redis)
         plans = []
         for name in names:
-            keep = age if retention is None else dlq.retention_age(retention, name)
+            keep = age if retention is None else deadletters.retention_age(retention, name)
             if keep is not None:
-                plans.append(await dlq.plan_trim(redis, name, older_than=keep))
+                plans.append(await deadletters.plan_trim(redis, name, older_than=keep))
         return plans
 
     plans = [p for p in _run(plan) if p.entries]
@@ -484,8 +486,8 @@ def trim(
         trimmed, refused = {}, [p.stream for p in unsafe]
         for p in todo:
             try:
-                trimmed[p.stream] = await dlq.trim(redis, p, force=force)
-            except dlq.TrimRefused as exc:  # a group fell behind since the plan
+                trimmed[p.stream] = await deadletters.trim(redis, p, force=force)
+            except deadletters.TrimRefused as exc:  # a group fell behind since the plan
                 _err.print(f"[red]refused:[/red] {exc}")
                 refused.append(p.stream)
         return trimmed, refused
@@ -504,14 +506,18 @@ trim.__doc__ = _TRIM_HELP  # registered in bus.cli with app.command("trim"): hel
 
 
 def _trim_json(
-    plans: Sequence[dlq.TrimPlan], *, dry_run: bool, trimmed: dict[str, int], refused: list[str]
+    plans: Sequence[deadletters.TrimPlan],
+    *,
+    dry_run: bool,
+    trimmed: dict[str, int],
+    refused: list[str],
 ) -> None:
     streams = [p.as_dict() for p in plans]
     print(json.dumps({"dry_run": dry_run, "streams": streams, "trimmed": trimmed,
                       "refused": refused}, indent=2))  # fmt: skip
 
 
-def _print_trim(plans: Sequence[dlq.TrimPlan], *, force: bool) -> None:
+def _print_trim(plans: Sequence[deadletters.TrimPlan], *, force: bool) -> None:
     if not plans:
         return
     table = Table(title="entries to trim")

@@ -8,7 +8,8 @@ traceback).
 JSON shapes (stable; fields may be added, never renamed or removed):
 
 * ``status --json``: ``{"healthy": bool, "breaches": [Breach], "thresholds": Thresholds,
-  "snapshot": BusSnapshot}`` — the models of :mod:`bus.ops` as ``model_dump(mode="json")``:
+  "snapshot": BusSnapshot}`` — the models of :mod:`bus.admin.inspect` as
+  ``model_dump(mode="json")``:
   ``snapshot.streams[]`` = ``{key, aggregate, exists, registered, length, first_entry_id,
   last_entry_id, last_generated_id, first_entry_age_s, last_entry_age_s, groups[],
   dead_letters{group: n}}``, ``groups[]`` = ``{name, consumer_count, consumers[{name, pending,
@@ -19,10 +20,10 @@ JSON shapes (stable; fields may be added, never renamed or removed):
   behind_bytes, behind_seconds, retained_bytes, read, published, duplicates, quarantined,
   skipped, last_publish_at, last_error, reported_at, age_s}`` (:class:`bus.adapter_report.
   AdapterReport`); ``breaches[]`` = ``{kind, stream, group, adapter, value, limit, message}``.
-* ``tail --json``: one JSON object per line, :func:`bus.ops.decode_entry`.
+* ``tail --json``: one JSON object per line, :func:`bus.admin.inspect.decode_entry`.
 * ``pending --json``: ``{"stream", "group", "total", "entries": [{entry_id, consumer, idle_s,
   deliveries, age_s, exists, type}]}``.
-* ``map --format json``: :meth:`bus.flowmap.FlowMap.to_json`.
+* ``map --format json``: :meth:`bus.admin.flowmap.FlowMap.to_json`.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bus import flowmap, ops
 from bus.adapter_report import AdapterReport
+from bus.admin import flowmap, inspect
 from bus.cli_common import fail, redis_url, run_with_redis
 from bus.cli_contracts import load as load_contracts
 from bus.connection import TRANSIENT, connect, location, translate
@@ -143,7 +144,7 @@ def status(
     ..._MAX_REPORT_AGE_S (60).
     """
     try:
-        thresholds = ops.Thresholds.load(
+        thresholds = inspect.Thresholds.load(
             max_lag=max_lag, max_pending_age_s=max_pending_age, max_dead_letters=max_dead_letters,
             max_quarantine=max_quarantine, max_consumer_idle_s=max_consumer_idle,
             max_silence_s=max_silence, max_source_behind_s=max_source_behind,
@@ -155,8 +156,8 @@ def status(
         raise fail(_err, exc) from None
     _contracts(schemas)
     url = _url_or_fail()
-    snap = _run(lambda redis: ops.snapshot(redis, registry=default_registry), url=url)
-    found = ops.breaches(snap, thresholds)
+    snap = _run(lambda redis: inspect.snapshot(redis, registry=default_registry), url=url)
+    found = inspect.breaches(snap, thresholds)
     if as_json:
         print(json.dumps({
             "healthy": not found,
@@ -177,7 +178,7 @@ def _url_or_fail() -> str:
         raise fail(_err, exc) from None
 
 
-def _print_status(snap: ops.BusSnapshot, found: list[ops.Breach], where: str) -> None:
+def _print_status(snap: inspect.BusSnapshot, found: list[inspect.Breach], where: str) -> None:
     existing = [s for s in snap.streams if s.exists or s.dead_letters]
     group_count = sum(len(s.groups) for s in existing)
     _out.print(
@@ -219,7 +220,7 @@ def _print_status(snap: ops.BusSnapshot, found: list[ops.Breach], where: str) ->
         _out.print("[green bold]healthy[/green bold]: no threshold breached")
 
 
-def _streams_table(streams: list[ops.StreamSnapshot], found: list[ops.Breach]) -> Table:
+def _streams_table(streams: list[inspect.StreamSnapshot], found: list[inspect.Breach]) -> Table:
     table = Table(title="streams", title_justify="left", box=box.SIMPLE_HEAD)
     width = max(len(s.aggregate) for s in streams)
     table.add_column("stream", min_width=width, overflow="fold")  # never cut: it is copied
@@ -227,23 +228,27 @@ def _streams_table(streams: list[ops.StreamSnapshot], found: list[ops.Breach]) -
         table.add_column(name, justify="right")
     silent = {b.stream for b in found if b.kind == "silence"}
     for s in streams:
-        newest = "-" if s.last_entry_age_s is None else ops.duration(s.last_entry_age_s) + " ago"
+        newest = (
+            "-" if s.last_entry_age_s is None else inspect.duration(s.last_entry_age_s) + " ago"
+        )
         events = str(s.length) if s.exists else "deleted"
         table.add_row(s.aggregate, events, newest, str(len(s.groups)),
                       style="red" if s.aggregate in silent else "")  # fmt: skip
     return table
 
 
-def _groups_table(streams: list[ops.StreamSnapshot], found: list[ops.Breach]) -> Table | None:
+def _groups_table(
+    streams: list[inspect.StreamSnapshot], found: list[inspect.Breach]
+) -> Table | None:
     rows: list[tuple[str, str, list[str]]] = []  # stream, group, values
     for s in streams:
         for g in s.groups:
             rows.append((s.aggregate, g.name, [
                 "?" if g.lag is None else str(g.lag),
                 str(g.pending),
-                "-" if g.oldest_pending_age_s is None else ops.duration(g.oldest_pending_age_s),
+                "-" if g.oldest_pending_age_s is None else inspect.duration(g.oldest_pending_age_s),
                 str(g.consumer_count),
-                "-" if g.idle_s is None else ops.duration(g.idle_s),
+                "-" if g.idle_s is None else inspect.duration(g.idle_s),
                 str(g.dead_letters),
             ]))  # fmt: skip
         for group, depth in s.dead_letters.items():
@@ -270,7 +275,7 @@ def _groups_table(streams: list[ops.StreamSnapshot], found: list[ops.Breach]) ->
     return table
 
 
-def _quarantine_table(depths: dict[str, int], found: list[ops.Breach]) -> Table:
+def _quarantine_table(depths: dict[str, int], found: list[inspect.Breach]) -> Table:
     table = Table(title="quarantine", title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("adapter")
     table.add_column("records", justify="right")
@@ -280,14 +285,14 @@ def _quarantine_table(depths: dict[str, int], found: list[ops.Breach]) -> Table:
     return table
 
 
-def _print_adapters(reports: list[AdapterReport], found: list[ops.Breach]) -> None:
+def _print_adapters(reports: list[AdapterReport], found: list[inspect.Breach]) -> None:
     _out.print(_adapters_table(reports, found))
     for report in reports:
         if report.last_error:
             _out.print(Text(f"  {report.name} failing: {report.last_error}", style="yellow"))
 
 
-def _adapters_table(reports: list[AdapterReport], found: list[ops.Breach]) -> Table:
+def _adapters_table(reports: list[AdapterReport], found: list[inspect.Breach]) -> Table:
     table = Table(title="adapters", title_justify="left", box=box.SIMPLE_HEAD,
                   collapse_padding=True, pad_edge=False)  # fmt: skip
     # Names are never cut: operators copy them into `simpul quarantine list`...
@@ -299,7 +304,7 @@ def _adapters_table(reports: list[AdapterReport], found: list[ops.Breach]) -> Ta
     stale = {b.adapter for b in found if b.kind == "report_stale"}
     for r in reports:
         table.add_row(
-            r.name, r.position or "-", _behind(r), _or_dash(r.retained_bytes, ops.size),
+            r.name, r.position or "-", _behind(r), _or_dash(r.retained_bytes, inspect.size),
             str(r.published), _last_seen(r, stale=r.name in stale),
             style="red" if r.name in bad else "",
         )  # fmt: skip
@@ -310,9 +315,9 @@ def _behind(r: AdapterReport) -> str:
     """Everything the report knows of how far behind: ``42 s, 695 B`` (CDC), ``120 rows``."""
     parts = []
     if r.behind_seconds is not None:
-        parts.append(ops.duration(r.behind_seconds))
+        parts.append(inspect.duration(r.behind_seconds))
     if r.behind_bytes is not None:
-        parts.append(ops.size(r.behind_bytes))
+        parts.append(inspect.size(r.behind_bytes))
     if r.behind_rows is not None:
         parts.append(f"{r.behind_rows} row{'' if r.behind_rows == 1 else 's'}")
     return ", ".join(parts) or "-"
@@ -323,7 +328,7 @@ def _or_dash(value: T | None, shown: Callable[[T], str]) -> str:
 
 
 def _last_seen(report: AdapterReport, *, stale: bool) -> str:
-    ago = f"{ops.duration(report.age_s or 0.0)} ago"
+    ago = f"{inspect.duration(report.age_s or 0.0)} ago"
     if stale:
         return f"stale, {ago}"
     return ago if report.state == "running" else f"{report.state}, {ago}"
@@ -350,7 +355,7 @@ def tail(
     Never joins a group or acks: --follow reads with XREAD BLOCK; Ctrl-C stops it (exit 0).
     """
     try:
-        key = ops.resolve_stream(stream)
+        key = inspect.resolve_stream(stream)
     except SimpulError as exc:
         raise fail(_err, exc) from None
     _contracts(schemas)
@@ -361,13 +366,13 @@ def tail(
         last = None
         for entry_id, raw in entries:
             last = _text(entry_id)
-            event = ops.decode_entry(key, last, raw, registry=default_registry, reveal=reveal)
+            event = inspect.decode_entry(key, last, raw, registry=default_registry, reveal=reveal)
             _print_event(event, as_json=as_json)
         return last
 
     async def work(redis: Redis) -> None:
         registered = key in {m.__contract__.stream for m in default_registry}
-        if not await ops.stream_exists(redis, key):
+        if not await inspect.stream_exists(redis, key):
             if not registered:
                 raise ConfigurationError(await _unknown_stream(redis, key))
             if group is not None:
@@ -397,7 +402,7 @@ async def _first_entries(
     entries = list(reversed(newest or []))
     if entries:
         return entries, _text(entries[-1][0])
-    if not await ops.stream_exists(redis, key):
+    if not await inspect.stream_exists(redis, key):
         return [], "0-0"
     info: Any = await redis.xinfo_stream(key)
     return [], _text(info.get("last-generated-id") or "0-0")
@@ -440,7 +445,9 @@ async def _group_position(redis: Redis, key: str, group: str) -> str:
 
 
 async def _unknown_stream(redis: Redis, key: str) -> str:
-    known = ", ".join(k[len("simpul:{") : -1] for k in await ops.stream_keys(redis)) or "none yet"
+    known = (
+        ", ".join(k[len("simpul:{") : -1] for k in await inspect.stream_keys(redis)) or "none yet"
+    )
     return f"no stream {key} in Redis and no contract declares it (streams: {known})"
 
 
@@ -481,14 +488,14 @@ def pending(
     """Entries delivered to GROUP and not acked: consumer, idle, deliveries, type, and whether
     the entry still exists (trimmed or deleted while pending means it is lost)."""
     try:
-        key = ops.resolve_stream(stream)
+        key = inspect.resolve_stream(stream)
     except SimpulError as exc:
         raise fail(_err, exc) from None
 
-    async def work(redis: Redis) -> tuple[int, list[ops.PendingEntry]]:
-        if not await ops.stream_exists(redis, key):
+    async def work(redis: Redis) -> tuple[int, list[inspect.PendingEntry]]:
+        if not await inspect.stream_exists(redis, key):
             raise ConfigurationError(await _unknown_stream(redis, key))
-        entries = await ops.pending_entries(redis, key, group, count=count)
+        entries = await inspect.pending_entries(redis, key, group, count=count)
         total = int((await redis.xpending(key, group))["pending"])
         return total, entries
 
@@ -507,8 +514,8 @@ def pending(
         table.add_column(name, justify="right" if name in ("idle", "deliveries", "age") else "left")
     for e in entries:
         table.add_row(
-            e.entry_id, e.consumer, ops.duration(e.idle_s), str(e.deliveries),
-            ops.duration(e.age_s), e.type or "-",
+            e.entry_id, e.consumer, inspect.duration(e.idle_s), str(e.deliveries),
+            inspect.duration(e.age_s), e.type or "-",
             "yes" if e.exists else "[red]gone[/red]",
         )  # fmt: skip
     _out.print(table)
@@ -584,10 +591,10 @@ def _live_groups() -> tuple[dict[str, list[str]] | None, str]:
         _err.print("[yellow]note:[/yellow] SIMPUL_REDIS_URL unset: the map is from the code only")
         return None, ""
 
-    async def take() -> ops.BusSnapshot:
+    async def take() -> inspect.BusSnapshot:
         redis = connect(url, block_ms=0)
         try:
-            return await ops.snapshot(redis, registry=default_registry)
+            return await inspect.snapshot(redis, registry=default_registry)
         except TRANSIENT as exc:
             raise translate(exc) from None
         finally:
@@ -619,18 +626,18 @@ def exporter(
     """Serve Prometheus metrics of the whole bus on /metrics (and /healthz) until SIGTERM.
 
     Each scrape takes a fresh snapshot of Redis (reused for --interval seconds); while Redis is
-    down the exporter keeps serving, with simpul_redis_up 0. Metrics: see bus.ops.METRICS.
+    down the exporter keeps serving, with simpul_redis_up 0. Metrics: see bus.admin.inspect.METRICS.
     """
     _contracts(schemas)
     url = _url_or_fail()
 
     async def work() -> None:
         redis = connect(url, block_ms=0, client_name="simpul:exporter")
-        inspector = ops.Inspector(redis, registry=default_registry)
-        collector = ops.BusCollector(inspector, interval_s=interval)
+        inspector = inspect.Inspector(redis, registry=default_registry)
+        collector = inspect.BusCollector(inspector, interval_s=interval)
         try:
             _err.print(f"serving http://{host}:{port}/metrics for Redis at {location(url)}")
-            await serve(ops.exporter_app(collector), host=host, port=port)
+            await serve(inspect.exporter_app(collector), host=host, port=port)
         finally:
             with contextlib.suppress(Exception):
                 await redis.aclose()

@@ -22,11 +22,11 @@ import pytest
 import typer
 import yaml
 
+from bus.admin.inspect import METRICS as EXPORTER_METRICS
 from bus.cli import app
 from bus.contracts import default_registry
 from bus.health import Health
 from bus.metrics import ServiceMetrics
-from bus.ops import METRICS as EXPORTER_METRICS
 from services.profile.metrics import LookupMetrics
 
 ROOT = Path(__file__).resolve().parents[1]

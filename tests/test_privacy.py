@@ -38,7 +38,8 @@ from typer.testing import CliRunner
 
 from adapters import disnaker
 from adapters.disnaker import fixtures as pencaker
-from bus import EventContext, Service, keys, ops
+from bus import EventContext, Service, keys
+from bus.admin import inspect
 from bus.cli import app as simpul
 from bus.connection import connect
 from bus.contracts import default_registry
@@ -291,8 +292,8 @@ async def _metrics(city: City, careless: Service, seen: Observed) -> None:
         seen.add("metrics: services", body.decode())
     redis = connect(city.url, block_ms=0)
     try:
-        inspector = ops.Inspector(redis, registry=default_registry)
-        exporter = ops.exporter_app(ops.BusCollector(inspector, interval_s=0))
+        inspector = inspect.Inspector(redis, registry=default_registry)
+        exporter = inspect.exporter_app(inspect.BusCollector(inspector, interval_s=0))
         transport = httpx.ASGITransport(app=exporter)
         async with httpx.AsyncClient(transport=transport, base_url="http://exporter") as client:
             answer = await client.get("/metrics")

@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from bus.admin.inspect import Thresholds
 from bus.cli_common import fail, import_from_cwd
 from bus.cli_contracts import load as load_contracts
 from bus.connection import connect
@@ -24,7 +25,6 @@ from bus.contracts import default_registry
 from bus.errors import ConfigurationError, SimpulError
 from bus.http import parse_address, serve
 from bus.logging import configure, get_logger
-from bus.ops import Thresholds
 from bus.settings import Settings
 from services.monitor.monitor import Monitor, MonitorSettings, redis_location
 

@@ -1,8 +1,8 @@
 """The monitor's state: snapshots of the bus, dead letters, throughput, the flow map, replay.
 
-Everything here reads Redis through :mod:`bus.ops` (snapshots), :mod:`bus.flowmap` (the map)
-and plain ``XRANGE`` of the dead-letter streams the snapshot names; the only write is
-:meth:`Monitor.replay`, which runs :meth:`bus.dlq.DeadLetters.replay`.
+Everything here reads Redis through :mod:`bus.admin.inspect` (snapshots), :mod:`bus.admin.flowmap`
+(the map) and plain ``XRANGE`` of the dead-letter streams the snapshot names; the only write is
+:meth:`Monitor.replay`, which runs :meth:`bus.admin.deadletters.DeadLetters.replay`.
 """
 
 from __future__ import annotations
@@ -22,11 +22,9 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from starlette.applications import Starlette
 
-from bus import flowmap, keys
-from bus.connection import TRANSIENT, translate
-from bus.connection import location as redis_location  # where the dashboard says it looks
-from bus.contracts import Registry, default_registry
-from bus.dlq import (
+from bus import keys
+from bus.admin import flowmap
+from bus.admin.deadletters import (
     DeadLetter,
     DeadLetterRef,
     DeadLetters,
@@ -37,10 +35,13 @@ from bus.dlq import (
     UnknownStream,
     stream_key,
 )
+from bus.admin.inspect import BusSnapshot, Inspector, Thresholds, breaches
+from bus.connection import TRANSIENT, translate
+from bus.connection import location as redis_location  # where the dashboard says it looks
+from bus.contracts import Registry, default_registry
 from bus.errors import ConfigurationError, SimpulError
 from bus.http import running as serving_http
 from bus.logging import get_logger
-from bus.ops import BusSnapshot, Inspector, Thresholds, breaches
 from bus.privacy import contract_of, mask_error, mask_text
 from bus.specs import catalogue
 from services.monitor.throughput import Throughput
@@ -357,8 +358,8 @@ class Monitor:
         dry_run: bool = False,
         by: str = "monitor",
     ) -> ReplayReport:
-        """Replay these dead letters (:meth:`bus.dlq.DeadLetters.replay`). Raises NotFound,
-        changing nothing, if one of them is not (or no longer) a dead letter."""
+        """Replay these dead letters (:meth:`bus.admin.deadletters.DeadLetters.replay`). Raises
+        NotFound, changing nothing, if one of them is not (or no longer) a dead letter."""
         if not refs:
             raise ConfigurationError("no dead letters to replay")
         if len(refs) > MAX_REPLAY:
@@ -455,7 +456,8 @@ def _signature(snap: BusSnapshot) -> str:
 
 
 def _summary(ref: DeadLetterRef, raw: Mapping[bytes, bytes], registry: Registry) -> DeadLetter:
-    """A dead letter's summary, its error masked as :class:`bus.dlq.DeadLetters` masks it."""
+    """A dead letter's summary, its error masked as
+    :class:`bus.admin.deadletters.DeadLetters` masks it."""
     fields = {_text(k): _text(v) for k, v in raw.items()}
     event_type = fields.get("type")
     data: Any

@@ -34,7 +34,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from bus.dlq import DeadLetterRef, NotFound, Target, UnknownGroup, UnknownStream
+from bus.admin.deadletters import DeadLetterRef, NotFound, Target, UnknownGroup, UnknownStream
 from bus.errors import (
     BadRequestBody,
     ConfigurationError,

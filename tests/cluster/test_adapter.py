@@ -10,10 +10,10 @@ from redis.asyncio import Redis
 
 from bus import Publisher, keys
 from bus.adapter import Adapter, Position, Record, record_event_id
+from bus.admin.inspect import snapshot
 from bus.checkpoint import RedisCheckpoints
 from bus.contracts import Contract
 from bus.local.cluster import EmbeddedCluster
-from bus.ops import snapshot
 from bus.quarantine import Quarantine
 from tests.cluster.helpers import MODELS, SOURCE, STREAMS, example, master_of
 

@@ -109,7 +109,7 @@ __all__ = [
     "trim",
 ]
 
-_log = get_logger("bus.dlq")
+_log = get_logger("bus.admin.deadletters")
 
 # Consumer a group-replayed entry is parked under when the dead letter names none (dlq.consumer).
 REPLAY_CONSUMER = "simpul-replay"
