@@ -2,8 +2,8 @@
 
 A thread commits one SIAK row per transaction at ``--rate`` commits per second into a private
 PostgreSQL (synchronous commit on, as in production); the SIAK adapter follows the slot with
-:class:`bus.sources.logical.LogicalSource`. The latency of a row is the time its stream entry
-was added (the Redis entry id, whole ms, so figures read about 0.5 ms low) minus the time its
+:class:`bus.adapter.sources.logical.LogicalSource`. The latency of a row is the time its stream
+entry was added (the Redis entry id, whole ms, so figures read about 0.5 ms low) minus the time its
 COMMIT returned to the writer, both on this host's clock. Also reports the CPU time of this
 process (adapter and writer thread) per 1000 commits, of the idle adapter per second, and the
 throughput of the initial snapshot and of the stream (``--rows`` rows, 100 per commit).
@@ -27,12 +27,12 @@ from adapters.dukcapil.schema import ddl, insert_sql
 from bench.common import Target, own_cpu_s, percentile, progress, write_json
 from bus import Publisher, event_id
 from bus.adapter import Adapter
-from bus.checkpoint import RedisCheckpoints
+from bus.adapter.checkpoint import RedisCheckpoints
+from bus.adapter.quarantine import Quarantine
+from bus.adapter.sources.logical import LogicalSource
 from bus.keys import stream
 from bus.local.postgres import EmbeddedPostgres
 from bus.logging import configure
-from bus.quarantine import Quarantine
-from bus.sources.logical import LogicalSource
 from bus.testing import wait_until
 
 KEY = b"bench-pseudonym-key-0123456789"

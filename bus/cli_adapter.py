@@ -18,20 +18,20 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bus.adapter import Adapter
-from bus.adapter import Progress as Counts
-from bus.checkpoint import RedisCheckpoints
+from bus.adapter.checkpoint import RedisCheckpoints
+from bus.adapter.quarantine import Quarantine, QuarantineEntry
+from bus.adapter.runner import Adapter
+from bus.adapter.runner import Progress as Counts
+from bus.adapter.scaffold import KINDS
+from bus.adapter.scaffold import plan as plan_scaffold
+from bus.adapter.scaffold import write as write_scaffold
+from bus.adapter.sources.sql import outbox_ddl
+from bus.adapter.sources.webhook import Webhook, serve
 from bus.cli_common import fail, import_target, not_on_path_hint, run_with_redis
 from bus.errors import SimpulError
 from bus.logging import configure, get_logger
 from bus.privacy import shape
-from bus.quarantine import Quarantine, QuarantineEntry
-from bus.scaffold import KINDS
-from bus.scaffold import plan as plan_scaffold
-from bus.scaffold import write as write_scaffold
 from bus.settings import Settings
-from bus.sources.sql import outbox_ddl
-from bus.sources.webhook import Webhook, serve
 
 adapter_app = typer.Typer(help="Run an adapter (legacy app -> events).", no_args_is_help=True)
 quarantine_app = typer.Typer(help="Records adapters could not map.", no_args_is_help=True)

@@ -18,7 +18,7 @@ JSON shapes (stable; fields may be added, never renamed or removed):
   ``redis_version``, ``reduced`` (Redis 6.2: ``lag`` / ``entries_read`` may be null),
   ``taken_at``, ``snapshot.adapters[]`` = ``{name, cdc, state, position, behind_rows,
   behind_bytes, behind_seconds, retained_bytes, read, published, duplicates, quarantined,
-  skipped, last_publish_at, last_error, reported_at, age_s}`` (:class:`bus.adapter_report.
+  skipped, last_publish_at, last_error, reported_at, age_s}`` (:class:`bus.adapter.report.
   AdapterReport`); ``breaches[]`` = ``{kind, stream, group, adapter, value, limit, message}``.
 * ``tail --json``: one JSON object per line, :func:`bus.admin.inspect.decode_entry`.
 * ``pending --json``: ``{"stream", "group", "total", "entries": [{entry_id, consumer, idle_s,
@@ -46,7 +46,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bus.adapter_report import AdapterReport
+from bus.adapter.report import AdapterReport
 from bus.admin import flowmap, inspect
 from bus.cli_common import fail, redis_url, run_with_redis
 from bus.cli_contracts import load as load_contracts

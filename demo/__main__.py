@@ -41,13 +41,13 @@ from adapters import disnaker, dpmptsp, dukcapil
 from adapters.disnaker import fixtures as pencaker
 from adapters.dukcapil import fixtures as siak
 from bus import ConfigurationError, EventContext, Publisher, Service, keys
+from bus.adapter.quarantine import Quarantine
 from bus.cli_common import activate_command
 from bus.connection import connect
 from bus.http import running as serving
 from bus.local.mariadb import find_mariadbd, mariadb_url_or_embedded
 from bus.local.redis import redis_url_or_embedded
 from bus.logging import configure
-from bus.quarantine import Quarantine
 from bus.settings import Settings
 from bus.signing import verify_fields
 from bus.specs import catalogue

@@ -20,10 +20,10 @@ from redis.asyncio import Redis
 
 from bus import ConfigurationError, Publisher
 from bus.adapter import Adapter, ProgressHook, Record
-from bus.checkpoint import RedisCheckpoints
-from bus.quarantine import Quarantine
+from bus.adapter.checkpoint import RedisCheckpoints
+from bus.adapter.quarantine import Quarantine
+from bus.adapter.sources.csvdrop import CsvDropSource, drop_adapter
 from bus.signing import Signer
-from bus.sources.csvdrop import CsvDropSource, drop_adapter
 from schemas.bapenda import PaymentChannel, PaymentReceived, TaxKind
 
 __all__ = [

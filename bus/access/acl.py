@@ -17,7 +17,7 @@ reads. Scripts gain nothing: Redis checks each ``redis.call`` inside a script ag
   checkpoint (``GET``/``SET``), its own quarantine stream and index (the quarantine script,
   ``XRANGE``/``XLEN``/``XDEL``/``HGET``/``HSET``/``HDEL``: list, retry, discard) and its own
   report ``simpul:adapter:{<adapter>}:report`` (``HSET``/``PEXPIRE``, write only:
-  bus.adapter_report);
+  bus.adapter.report);
 * a **service**: on the streams of its approved subscriptions, the consumer's commands
   (``XREADGROUP``, ``XACK``, ``XCLAIM``, ``XAUTOCLAIM``, ``XPENDING``, ``XGROUP CREATE`` and the
   claim, dead-letter and keep-alive scripts), ``XADD`` on only its own dead letters

@@ -8,7 +8,7 @@ for every Simpul stream — found by ``SCAN`` (type stream, dead-letter streams 
 stream of every registered contract, marked missing while absent — its length, first and newest
 entry, and per consumer group the lag, pending entries, oldest pending age, consumers, entries
 read and dead letters; the depth of every adapter's quarantine; every adapter's last report
-(bus.adapter_report: position, lag behind its source, counts, last error, age); the Redis
+(bus.adapter.report: position, lag behind its source, counts, last error, age); the Redis
 version. On Redis 6.2 ``XINFO GROUPS`` has no ``lag`` and ``entries-read``: the snapshot says
 ``reduced=True``, and a group's lag is given only where it is certain (caught up: 0; everything
 unread: the length), else None.
@@ -61,7 +61,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bus import keys
-from bus.adapter_report import AdapterReport
+from bus.adapter.report import AdapterReport
 from bus.connection import TRANSIENT, is_cluster, translate
 from bus.contracts import Registry, default_registry
 from bus.envelope import Envelope
@@ -188,7 +188,7 @@ class BusSnapshot(BaseModel):
     quarantine: dict[str, int] = Field(description="records in quarantine, by adapter")
     adapters: list[AdapterReport] = Field(
         default_factory=list,
-        description="each adapter's last report (bus.adapter_report), sorted by name",
+        description="each adapter's last report (bus.adapter.report), sorted by name",
     )
     redis_commands: int = Field(description="commands this snapshot sent (SCAN included)")
     round_trips: int

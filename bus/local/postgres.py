@@ -4,7 +4,7 @@ Adapters that wrap a department database are tested against a real PostgreSQL. W
 ``SIMPUL_POSTGRES_URL`` unset, tests start their own: ``initdb`` into a temporary folder, then the
 ``postgres`` server on a free loopback port with trust authentication, stopped by pid at exit.
 Every server runs with ``wal_level=logical`` and room for replication slots, so the
-change-data-capture source (:mod:`bus.sources.logical`) can be tested on any of them; pass
+change-data-capture source (:mod:`bus.adapter.sources.logical`) can be tested on any of them; pass
 ``wal_level="replica"`` for a server where logical decoding is off.
 PostgreSQL refuses to run as root, so under root the cluster belongs to the ``postgres`` user
 (Debian's packages create it) and the server runs as that user.

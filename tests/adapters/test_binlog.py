@@ -26,9 +26,9 @@ from adapters.dukcapil.fixtures import as_params, rows
 from adapters.dukcapil.schema import insert_sql
 from bus import keys
 from bus.adapter import Adapter, Record
-from bus.checkpoint import RedisCheckpoints
+from bus.adapter.checkpoint import RedisCheckpoints
+from bus.adapter.sources.binlog import BinlogSource
 from bus.publisher import event_id
-from bus.sources.binlog import BinlogSource
 from bus.testing import wait_until
 from tests.adapters.test_dukcapil import KEY
 from tests.adapters.test_mysql_kind import create_mysql, insert_mysql

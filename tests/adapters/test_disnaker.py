@@ -21,7 +21,7 @@ from adapters import disnaker
 from adapters.disnaker import fixtures
 from bus import Envelope, keys
 from bus.adapter import Progress
-from bus.quarantine import Quarantine
+from bus.adapter.quarantine import Quarantine
 from schemas.disnaker import EducationLevel, JobseekerPlaced, JobseekerRegistered
 
 STREAM = keys.stream("disnaker.jobseeker")

@@ -16,11 +16,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from bus.adapter.sources._mysql_server import Server
+from bus.adapter.sources.binlog import BinlogSource
+from bus.adapter.sources.mysql import MySqlDatabase, MySqlSource, connection_settings
 from bus.errors import ConfigurationError, SourceError
 from bus.local.mariadb import EmbeddedMariaDB
-from bus.sources._mysql_server import Server
-from bus.sources.binlog import BinlogSource
-from bus.sources.mysql import MySqlDatabase, MySqlSource, connection_settings
 from tests.conftest import mysql_connect
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,9 @@ from redis.asyncio import Redis
 
 from bus import keys
 from bus.adapter import Adapter, Position, Record, SourceLag
-from bus.adapter_report import AdapterReport, Reporter
+from bus.adapter.checkpoint import RedisCheckpoints
+from bus.adapter.quarantine import Quarantine
+from bus.adapter.report import AdapterReport, Reporter
 from bus.admin.inspect import (
     Breach,
     BusCollector,
@@ -30,7 +32,6 @@ from bus.admin.inspect import (
     exporter_app,
     snapshot,
 )
-from bus.checkpoint import RedisCheckpoints
 from bus.connection import connect
 from bus.contracts import Contract, Registry
 from bus.errors import ConfigurationError, SourceError
@@ -38,7 +39,6 @@ from bus.http import running
 from bus.local.redis import free_port
 from bus.logging import MASK
 from bus.publisher import Publisher
-from bus.quarantine import Quarantine
 from bus.testing import capture_logs, wait_until
 from schemas.dukcapil import CitizenDied
 

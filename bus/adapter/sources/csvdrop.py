@@ -38,11 +38,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bus.adapter import Adapter, CheckpointStore, Mapper, Position, Progress, ProgressHook, Record
-from bus.contracts import Contract
-from bus.errors import ConfigurationError, SourceError
-from bus.logging import get_logger
-from bus.sources._csvfile import (
+from bus.adapter.runner import (
+    Adapter,
+    CheckpointStore,
+    Mapper,
+    Position,
+    Progress,
+    ProgressHook,
+    Record,
+)
+from bus.adapter.sources._csvfile import (
     FIELDS,
     LOCATION,
     PROBLEM,
@@ -57,15 +62,18 @@ from bus.sources._csvfile import (
     _Reader,
     _Unreadable,
 )
+from bus.contracts import Contract
+from bus.errors import ConfigurationError, SourceError
+from bus.logging import get_logger
 
 if TYPE_CHECKING:
+    from bus.adapter.quarantine import Quarantine
     from bus.publisher import Publisher
-    from bus.quarantine import Quarantine
 
 __all__ = ["FIELDS", "LOCATION", "PROBLEM", "CsvDropSource", "RowValue", "checked", "drop_adapter"]
 
 _IGNORED_SUFFIXES = (".tmp", ".part", ".partial", "~")
-_log = get_logger("bus.sources.csvdrop")
+_log = get_logger("bus.adapter.sources.csvdrop")
 
 
 def checked(mapper: Mapper) -> Mapper:
@@ -144,7 +152,7 @@ class CsvDropSource:
 
     def attach(self, adapter: Adapter) -> None:
         """Read ``adapter``'s checkpoints (to move finished files), quarantine and progress (for
-        the reports). :func:`bus.sources.csvdrop.drop_adapter` does it for you."""
+        the reports). :func:`bus.adapter.sources.csvdrop.drop_adapter` does it for you."""
         self._adapter = adapter
 
     async def batches(self, after: Position, *, size: int) -> AsyncIterator[Sequence[Record]]:
@@ -267,7 +275,7 @@ class CsvDropSource:
         if self._adapter is None:
             raise ConfigurationError(
                 f"CSV source {self.name!r} is not attached to its Adapter: build the adapter "
-                "with bus.sources.csvdrop.drop_adapter, or call source.attach(adapter)"
+                "with bus.adapter.sources.csvdrop.drop_adapter, or call source.attach(adapter)"
             )
         return self._adapter
 

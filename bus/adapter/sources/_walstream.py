@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import pq, sql
 
-from bus.sources._pgoutput import lsn_int, lsn_text
+from bus.adapter.sources._pgoutput import lsn_int, lsn_text
 
 __all__ = ["WalData", "WalStream"]
 

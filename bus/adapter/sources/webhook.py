@@ -1,8 +1,8 @@
 """An HTTP webhook the legacy application POSTs its records to, one record per request.
 
-The push counterpart of :mod:`bus.sources.sql`: the same :class:`bus.adapter.Record`, the same
-mapper and the same :func:`bus.adapter.map_to_envelope`, so a record gets the event id it would
-get from any other source kind, (source URN, source name, record key, record version).
+The push counterpart of :mod:`bus.adapter.sources.sql`: the same :class:`bus.adapter.Record`,
+the same mapper and the same :func:`bus.adapter.map_to_envelope`, so a record gets the event
+id it would get from any other source kind, (source URN, source name, record key, record version).
 
 What the answer means, and what the legacy app should do with it:
 
@@ -35,7 +35,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bus.adapter import Mapper, Problem, Record, Rejected, map_to_envelope, record_event_id
+from bus.adapter.quarantine import Quarantine
+from bus.adapter.runner import Mapper, Problem, Record, Rejected, map_to_envelope, record_event_id
+from bus.adapter.sources._body import Malformed, TooLarge, decode, kept_body, read
 from bus.connection import TRANSIENT
 from bus.envelope import Envelope
 from bus.errors import ConfigurationError, RedisUnavailable
@@ -43,8 +45,6 @@ from bus.http import running, serve
 from bus.logging import get_logger
 from bus.privacy import mask_text
 from bus.publisher import Published, Publisher
-from bus.quarantine import Quarantine
-from bus.sources._body import Malformed, TooLarge, decode, kept_body, read
 
 __all__ = ["MAX_BODY", "FieldSpec", "Webhook", "running", "serve", "webhook_app"]
 
@@ -52,7 +52,7 @@ MAX_BODY = 64 * 1024
 FieldSpec: TypeAlias = str | Sequence[str] | Callable[[Mapping[str, Any]], object]
 """Where a record's key or version is: a field name, several (joined by ``/``), or a callable."""
 
-_log = get_logger("bus.sources.webhook")
+_log = get_logger("bus.adapter.sources.webhook")
 
 
 class Webhook:

@@ -13,7 +13,7 @@ import json
 from redis.asyncio import Redis
 
 from bus import keys
-from bus.adapter import Position
+from bus.adapter.runner import Position
 from bus.errors import ConfigurationError
 
 __all__ = ["RedisCheckpoints"]

@@ -1,7 +1,7 @@
 """Change-data-capture from PostgreSQL: every committed row change, once, in commit order.
 
 Polling a change column or an outbox id skips rows whose transactions commit out of order
-(:mod:`bus.sources.sql`). This source reads the database's own log instead, through logical
+(:mod:`bus.adapter.sources.sql`). This source reads the database's own log instead, through logical
 decoding: a replication slot with the ``pgoutput`` plugin over a publication of one table,
 streamed on a replication connection (decision 0007, docs/adapters/cdc.md).
 
@@ -35,16 +35,22 @@ from psycopg import errors, sql
 from psycopg.adapt import Transformer
 from psycopg.rows import dict_row
 
-from bus.adapter import Change, Position, Record, SourceLag
+from bus.adapter.runner import Change, Position, Record, SourceLag
+from bus.adapter.sources._pgoutput import Begin, Commit, Decoder, RowChange, lsn_int, lsn_text
+from bus.adapter.sources._pgsetup import (
+    check_server,
+    check_table,
+    slot_lost,
+    slot_missing,
+    table_sql,
+)
+from bus.adapter.sources._walstream import WalStream
 from bus.errors import ConfigurationError, SourceError
 from bus.logging import get_logger
-from bus.sources._pgoutput import Begin, Commit, Decoder, RowChange, lsn_int, lsn_text
-from bus.sources._pgsetup import check_server, check_table, slot_lost, slot_missing, table_sql
-from bus.sources._walstream import WalStream
 
 __all__ = ["LogicalSource"]
 
-_log = get_logger("bus.sources.logical")
+_log = get_logger("bus.adapter.sources.logical")
 _SLOT_BUSY_WAIT_S = 10.0  # a killed reader's walsender lets go of the slot within moments
 _SLOT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")  # what PostgreSQL accepts
 _LAG_FRESH_S = 1.0

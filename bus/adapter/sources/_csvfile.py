@@ -1,6 +1,6 @@
 """Reading one CSV export file: encodings, header, rows as records, positions (for csvdrop.py).
 
-Private to :mod:`bus.sources.csvdrop`, which decides which files to read and where they go.
+Private to :mod:`bus.adapter.sources.csvdrop`, which decides which files to read and where they go.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from bus.adapter import Record
+from bus.adapter.runner import Record
 from bus.errors import ConfigurationError
 
 LOCATION = "(csv)"  # added to every record's data: {"file", "digest", "row"}

@@ -3,8 +3,9 @@
 The :class:`~bus.adapter.Adapter` runner writes its :class:`AdapterReport` to
 ``simpul:adapter:{<adapter>}:report`` after each batch, at the end of each pass and every
 ``every_s`` seconds while it waits for the next pass: where its source is (a change-data-capture
-source's own position and :class:`~bus.adapter.SourceLag`, else the checkpoint), how far behind,
-what it read, published, quarantined and skipped, when it last published and why it last failed.
+source's own position and :class:`~bus.adapter.SourceLag`, else the checkpoint), how far
+behind, what it read, published, quarantined and skipped, when it last published and why it last
+failed.
 ``simpul status`` and the exporter (bus.admin.inspect) read it.
 
 The key expires ``ttl_s`` after the last write (a week by default): long enough that an adapter
@@ -31,8 +32,8 @@ from bus import keys
 from bus.logging import get_logger
 from bus.privacy import mask_text
 
-if TYPE_CHECKING:  # bus.adapter builds a Reporter for every Adapter
-    from bus.adapter import Adapter, SourceLag
+if TYPE_CHECKING:  # bus.adapter.runner builds a Reporter for every Adapter
+    from bus.adapter.runner import Adapter, SourceLag
 
 __all__ = ["REPORT_EVERY_S", "REPORT_TTL_S", "AdapterReport", "Reporter", "State"]
 
@@ -46,7 +47,7 @@ State = Literal["running", "stopped", "once"]
 fresh; ``stopped``: it left its loop (SIGTERM); ``once``: a single pass (``--once``, a backfill)."""
 
 _STATES: dict[str, State] = {"running": "running", "stopped": "stopped", "once": "once"}
-_log = get_logger("bus.adapter")
+_log = get_logger("bus.adapter.runner")
 
 
 class AdapterReport(BaseModel):

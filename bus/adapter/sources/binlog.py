@@ -29,10 +29,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from bus.adapter import Change, Position, Record, SourceLag, jsonable
-from bus.errors import ConfigurationError, SourceError
-from bus.logging import get_logger
-from bus.sources._binlog_reader import (
+from bus.adapter.runner import Change, Position, Record, SourceLag, jsonable
+from bus.adapter.sources._binlog_reader import (
     BinlogPosition,
     BinlogReader,
     Failed,
@@ -41,14 +39,16 @@ from bus.sources._binlog_reader import (
     Transaction,
     Upto,
 )
-from bus.sources._mysql_legacy import LegacyColumns
-from bus.sources._mysql_server import Server, binlog_missing
-from bus.sources.mysql import connection_settings
-from bus.sources.sql import _checked  # one rule for identifiers in SQL text
+from bus.adapter.sources._mysql_legacy import LegacyColumns
+from bus.adapter.sources._mysql_server import Server, binlog_missing
+from bus.adapter.sources.mysql import connection_settings
+from bus.adapter.sources.sql import _checked  # one rule for identifiers in SQL text
+from bus.errors import ConfigurationError, SourceError
+from bus.logging import get_logger
 
 __all__ = ["BinlogSource"]
 
-_log = get_logger("bus.sources.binlog")
+_log = get_logger("bus.adapter.sources.binlog")
 _STALL_S = 30.0  # no word from the reader thread for this long while behind: report it
 
 

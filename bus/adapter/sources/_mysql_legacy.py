@@ -1,7 +1,7 @@
 """Column values of legacy PHP/MySQL applications, read as the application meant them.
 
-Shared by the polling source (:mod:`bus.sources.mysql`) and the binlog source
-(:mod:`bus.sources.binlog`), so a row reads the same whichever way it arrives:
+Shared by the polling source (:mod:`bus.adapter.sources.mysql`) and the binlog source
+(:mod:`bus.adapter.sources.binlog`), so a row reads the same whichever way it arrives:
 
 * **latin1 columns holding UTF-8 bytes.** Old PHP apps talk to MySQL over a latin1 connection
   and send UTF-8 bytes, which the server stores unchanged in latin1 columns: "Désa" is stored

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import pymysql
 
+from bus.adapter.sources._mysql_legacy import COLUMNS_SQL, LegacyColumns, columns_from
+from bus.adapter.sources.mysql import source_error, where
 from bus.errors import ConfigurationError, SourceError
-from bus.sources._mysql_legacy import COLUMNS_SQL, LegacyColumns, columns_from
-from bus.sources.mysql import source_error, where
 
 if TYPE_CHECKING:
     from asyncmy.connection import Connection

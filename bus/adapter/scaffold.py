@@ -6,10 +6,10 @@ the fewest nested fields, then the fewest fields, that has a valid example in
 generated. A department without contracts gets a mapper that raises a TODO, and a test that
 fails until it is filled in.
 
-``--kind sql`` reads a table (``bus.sources.sql``), ``--kind csv`` a drop folder of exports
-(``bus.sources.csvdrop``), ``--kind webhook`` serves an HTTP endpoint (``bus.sources.webhook``).
-Where the installed Simpul lacks the source module of a kind, the skeleton has the mapper and
-its test, and a ``source()`` that says what is missing.
+``--kind sql`` reads a table (``bus.adapter.sources.sql``), ``--kind csv`` a drop folder of exports
+(``bus.adapter.sources.csvdrop``), ``--kind webhook`` serves an HTTP endpoint
+(``bus.adapter.sources.webhook``). Where the installed Simpul lacks the source module of a kind, the
+skeleton has the mapper and its test, and a ``source()`` that says what is missing.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ __all__ = ["KINDS", "Scaffold", "plan", "write"]
 
 Kind = Literal["sql", "webhook", "csv"]
 KINDS: tuple[Kind, ...] = ("sql", "webhook", "csv")
-_SOURCE_MODULES = {"sql": "bus.sources.sql", "webhook": "bus.sources.webhook",
-                   "csv": "bus.sources.csvdrop"}  # fmt: skip
+_SOURCE_MODULES = {"sql": "bus.adapter.sources.sql", "webhook": "bus.adapter.sources.webhook",
+                   "csv": "bus.adapter.sources.csvdrop"}  # fmt: skip
 _KIND_TEXT = {"webhook": "requests the legacy app POSTs", "csv": "rows of exported CSV files"}
 _DEPT = re.compile(r"^[a-z][a-z0-9_]{1,29}$")
 # Names that would shadow a package of ours or a module beside the adapters.
@@ -295,5 +295,5 @@ def _sql_type(value: Any) -> str:
 
 
 def _render(name: str, values: dict[str, str]) -> str:
-    text = files("bus").joinpath("templates", "adapter", f"{name}.tmpl").read_text("utf-8")
+    text = files("bus.adapter").joinpath("templates", f"{name}.tmpl").read_text("utf-8")
     return Template(text).substitute(values)

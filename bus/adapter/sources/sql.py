@@ -23,7 +23,7 @@ concurrent PHP-like writers). What each mode guarantees:
   between passes) is read in its latest version only.
 * **SQLite**: one writer at a time commits in id and stamp order, so neither needs a window.
 
-Change-data-capture (:mod:`bus.sources.logical`) has none of these limits and is the default
+Change-data-capture (:mod:`bus.adapter.sources.logical`) has none of these limits and is the default
 where the DBA can enable it. Rows whose ordering columns are NULL cannot be placed in the order:
 they are counted and logged as ``source_rows_unordered``, never read.
 """
@@ -38,7 +38,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bus.adapter import Position, Record, jsonable
+from bus.adapter.runner import Position, Record, jsonable
 from bus.errors import ConfigurationError, SourceError
 from bus.logging import get_logger
 
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["Database", "PostgresDatabase", "SqlSource", "SqliteDatabase", "outbox_ddl"]
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_log = get_logger("bus.sources.sql")
+_log = get_logger("bus.adapter.sources.sql")
 _SETTLE_S = 5.0  # the default window: PHP requests commit well within it
 _LATE_LOOKBACK = 10  # windows behind the high-water mark checked for rows that committed late
 # Transaction ids as bigint (epoch and xid), comparable with what outbox_ddl() stores.

@@ -22,7 +22,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bus import keys
-from bus.adapter import Mapper, Problem, Record, Rejected, jsonable, map_to_envelope
+from bus.adapter.runner import Mapper, Problem, Record, Rejected, jsonable, map_to_envelope
 from bus.connection import is_cluster
 from bus.envelope import Envelope, format_time
 from bus.errors import ConfigurationError
@@ -31,7 +31,7 @@ from bus.publisher import Publisher
 
 __all__ = ["Quarantine", "QuarantineEntry", "RetryOutcome"]
 
-_log = get_logger("bus.quarantine")
+_log = get_logger("bus.adapter.quarantine")
 
 # KEYS: stream, index. ARGV: index field, then the entry's field/value pairs.
 _ADD = """

@@ -1,10 +1,10 @@
 """Polling a legacy MySQL or MariaDB database (most PHP department apps), through asyncmy.
 
-:class:`MySqlSource` is :class:`bus.sources.sql.SqlSource` with MySQL's quoting and the legacy
-value decoding of :mod:`bus.sources._mysql_legacy` (latin1 columns holding UTF-8, zero dates,
-ZEROFILL ids, TINYINT(1) booleans). Polling has the hole every high-water mark has (a row whose
-transaction commits after a later row was read is skipped, for ever): where the DBA can enable
-the row binlog, read it with :class:`bus.sources.binlog.BinlogSource` instead
+:class:`MySqlSource` is :class:`bus.adapter.sources.sql.SqlSource` with MySQL's quoting and the
+legacy value decoding of :mod:`bus.adapter.sources._mysql_legacy` (latin1 columns holding UTF-8,
+zero dates, ZEROFILL ids, TINYINT(1) booleans). Polling has the hole every high-water mark has (a
+row whose transaction commits after a later row was read is skipped, for ever): where the DBA can
+enable the row binlog, read it with :class:`bus.adapter.sources.binlog.BinlogSource` instead
 (docs/adapters/mysql.md). Decision 0006 records why asyncmy.
 """
 
@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from bus.adapter import Position, Record
+from bus.adapter.runner import Position, Record
+from bus.adapter.sources._mysql_legacy import COLUMNS_SQL, LegacyColumns, columns_from
+from bus.adapter.sources.sql import SqlSource
 from bus.errors import ConfigurationError, SourceError
-from bus.sources._mysql_legacy import COLUMNS_SQL, LegacyColumns, columns_from
-from bus.sources.sql import SqlSource
 
 if TYPE_CHECKING:
     from asyncmy.connection import Connection
@@ -134,7 +134,7 @@ class MySqlDatabase:
 
 class MySqlSource(SqlSource):
     """A :class:`SqlSource` over a MySQL table whose rows are decoded as the legacy app meant
-    them (:mod:`bus.sources._mysql_legacy`)."""
+    them (:mod:`bus.adapter.sources._mysql_legacy`)."""
 
     db: MySqlDatabase
 

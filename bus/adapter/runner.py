@@ -13,7 +13,7 @@ record replayed after a crash maps to the same id and the publisher drops it. It
 checkpoint only once ``publish_many`` has returned: the checkpoint may lag behind the stream,
 never run ahead of it, so kill -9 at any point and a restart leave one entry per record.
 
-The runner also tells operators how it is doing (bus.adapter_report): after each batch and every
+The runner also tells operators how it is doing (bus.adapter.report): after each batch and every
 few seconds between passes it writes its counts, its position and, for a change-data-capture
 source (one with ``async def lag() -> SourceLag``), how far behind its database it is.
 """
@@ -28,15 +28,15 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 from uuid import UUID
 
-from bus.adapter_report import Reporter
+from bus.adapter.report import Reporter
 from bus.contracts import Contract
 from bus.envelope import Envelope
 from bus.errors import ContractViolation, RedisUnavailable, SimpulError, SourceError
 from bus.logging import get_logger
 from bus.publisher import Publisher, event_id
 
-if TYPE_CHECKING:  # bus.quarantine imports this module's Record and Problem
-    from bus.quarantine import Quarantine
+if TYPE_CHECKING:  # bus.adapter.quarantine imports this module's Record and Problem
+    from bus.adapter.quarantine import Quarantine
 
 __all__ = [
     "Adapter",
@@ -62,7 +62,7 @@ Position: TypeAlias = Any
 Change: TypeAlias = Literal["insert", "update", "delete"]
 """What happened to a row, where the source knows it (change-data-capture sources)."""
 
-_log = get_logger("bus.adapter")
+_log = get_logger("bus.adapter.runner")
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +240,7 @@ class Adapter:
         on_progress: ProgressHook | None = None,
         reporter: Reporter | None = None,
     ) -> None:
-        """``reporter`` writes what operators see in ``simpul status`` (bus.adapter_report);
+        """``reporter`` writes what operators see in ``simpul status`` (bus.adapter.report);
         by default one on the publisher's Redis."""
         if not 1 <= batch_size <= 10_000:
             raise ValueError(f"batch_size must be 1 to 10000, got {batch_size}")
