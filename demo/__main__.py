@@ -42,7 +42,7 @@ from adapters.disnaker import fixtures as pencaker
 from adapters.dukcapil import fixtures as siak
 from bus import ConfigurationError, EventContext, Publisher, Service, keys
 from bus.adapter.quarantine import Quarantine
-from bus.cli_common import activate_command
+from bus.cli.common import activate_command
 from bus.connection import connect
 from bus.http import running as serving
 from bus.local.mariadb import find_mariadbd, mariadb_url_or_embedded

@@ -23,7 +23,7 @@ import typer
 import yaml
 
 from bus.admin.inspect import METRICS as EXPORTER_METRICS
-from bus.cli import app
+from bus.cli.app import app
 from bus.contracts import default_registry
 from bus.health import Health
 from bus.metrics import ServiceMetrics
@@ -158,7 +158,7 @@ def _metric_names(expr: str) -> set[str]:
 
 
 def _command_tree() -> Any:
-    """The click command tree of `simpul`, with the plugins' groups bus.cli.main adds."""
+    """The click command tree of `simpul`, with the plugins' groups bus.cli.app.main adds."""
     root = typer.main.get_command(app)
     for entry in entry_points(group="simpul.commands"):
         group = entry.load()

@@ -20,7 +20,7 @@ from adapters import dukcapil
 from adapters.dpmptsp.fixtures import payloads as dpmptsp_payloads
 from adapters.dukcapil.fixtures import create_sqlite, rows
 from bus import keys
-from bus.cli import app
+from bus.cli.app import app
 from bus.local.redis import free_port
 
 runner = CliRunner()
@@ -111,7 +111,7 @@ def test_serve_answers_the_legacy_app_and_stops_on_sigterm(redis_url: str) -> No
     token = "a-test-token-of-enough-length"
     env = dict(os.environ, SIMPUL_REDIS_URL=redis_url, SIMPUL_DPMPTSP_TOKEN=token,
                SIMPUL_LOG_FORMAT="json")  # fmt: skip
-    command = [sys.executable, "-m", "bus.cli", "adapter", "serve", "adapters.dpmptsp:from_env",
+    command = [sys.executable, "-m", "bus.cli.app", "adapter", "serve", "adapters.dpmptsp:from_env",
                "--port", str(port)]  # fmt: skip
     proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     try:

@@ -11,7 +11,7 @@ from redis import Redis
 from typer.testing import CliRunner
 
 from bus import keys
-from bus.cli import app
+from bus.cli.app import app
 from bus.signing import Signer, verify_fields
 from bus.specs import catalogue
 from schemas.dukcapil import CitizenDied

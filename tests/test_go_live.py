@@ -23,7 +23,7 @@ import typer
 from redis import Redis as SyncRedis
 
 from bus import keys
-from bus.cli import app
+from bus.cli.app import app
 from bus.local.redis import find_redis_server, free_port
 from bus.signing import verify_fields
 

@@ -40,7 +40,7 @@ from adapters import disnaker
 from adapters.disnaker import fixtures as pencaker
 from bus import EventContext, Service, keys
 from bus.admin import inspect
-from bus.cli import app as simpul
+from bus.cli.app import app as simpul
 from bus.connection import connect
 from bus.contracts import default_registry
 from bus.logging import configure
@@ -320,7 +320,7 @@ async def _scenario(url: str, folder: Path, day: Day, seen: Observed) -> None:
 
 
 def _cli(seen: Observed, view: str, *args: str) -> Any:
-    # `simpul audit` is a plug-in command group (an entry point), added by bus.cli.main().
+    # `simpul audit` is a plug-in command group (an entry point), added by bus.cli.app.main().
     command, argv = (audit_cli, args[1:]) if args[0] == "audit" else (simpul, args)
     result = runner.invoke(command, list(argv))
     assert result.exit_code in (0, 1), f"simpul {' '.join(args)}: {result.output}"

@@ -12,7 +12,7 @@ from redis import Redis as SyncRedis
 from typer.testing import CliRunner
 
 from bus.adapter.scaffold import source_available
-from bus.cli import app
+from bus.cli.app import app
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()

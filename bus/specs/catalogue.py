@@ -33,7 +33,7 @@ CLASSIFICATIONS = {
     Classification.SPECIFIC: "specific personal data (health, children, ...; UU PDP art. 4(2)): "
     "travels thin, as a reference, not the record",
 }
-Row = Mapping[str, Any]  # what ``bus.cli_contracts.describe`` says about one contract
+Row = Mapping[str, Any]  # what ``bus.cli.contracts.describe`` says about one contract
 
 
 class SharedType(NamedTuple):

@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bus.cli_common import fail, import_target
+from bus.cli.common import fail, import_target
 from bus.connection import TRANSIENT
 from bus.errors import RedisUnavailable, SimpulError
 from bus.logging import configure

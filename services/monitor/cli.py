@@ -18,8 +18,8 @@ import typer
 from rich.console import Console
 
 from bus.admin.inspect import Thresholds
-from bus.cli_common import fail, import_from_cwd
-from bus.cli_contracts import load as load_contracts
+from bus.cli.common import fail, import_from_cwd
+from bus.cli.contracts import load as load_contracts
 from bus.connection import connect
 from bus.contracts import default_registry
 from bus.errors import ConfigurationError, SimpulError

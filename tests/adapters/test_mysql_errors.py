@@ -59,7 +59,7 @@ async def test_a_server_without_binlog_is_named_with_the_my_cnf_lines_to_add(
         await first_batch(binlog(url))
     env = {**os.environ, "SIMPUL_REDIS_URL": redis_url, "SIMPUL_DUKCAPIL_DB": url,
            "SIMPUL_DUKCAPIL_CDC": "1"}  # fmt: skip
-    command = [sys.executable, "-m", "bus.cli", "adapter", "run", "adapters.dukcapil:from_env"]
+    command = [sys.executable, "-m", "bus.cli.app", "adapter", "run", "adapters.dukcapil:from_env"]
     done = await asyncio.to_thread(
         subprocess.run, command, env=env, capture_output=True, text=True, timeout=60, check=False
     )

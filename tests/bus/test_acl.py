@@ -36,7 +36,7 @@ from bus.adapter import Problem, Record, Rejected
 from bus.adapter.checkpoint import RedisCheckpoints
 from bus.adapter.quarantine import Quarantine
 from bus.adapter.sources.webhook import running
-from bus.cli import app
+from bus.cli.app import app
 from bus.connection import connect
 from bus.context import EventContext
 from bus.contracts import Contract

@@ -13,7 +13,7 @@ from jsonschema import Draft7Validator, validators
 from pydantic import BaseModel, create_model
 
 from bus import Classification, Contract, Service
-from bus.cli_contracts import docs_files, load
+from bus.cli.contracts import docs_files, load
 from bus.specs import asyncapi, catalogue
 from bus.specs.catalogue import find_services
 

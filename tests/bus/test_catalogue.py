@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bus.cli_contracts import app, describe, docs_files, load
+from bus.cli.contracts import app, describe, docs_files, load
 from bus.errors import SimpulError
 from bus.specs import catalogue
 

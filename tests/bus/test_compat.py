@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from typer.testing import CliRunner
 
 from bus import PERSONAL, Contract
-from bus.cli import app
+from bus.cli.app import app
 from bus.contracts import default_registry
 from bus.errors import ConfigurationError
 from bus.specs.gate import breaking_changes, check, snapshot_path, write_snapshots

@@ -215,7 +215,7 @@ def test_the_newest_server_wins_over_the_first_on_path(
 
 def _dev_redis(tmp_path: Path, port: int) -> subprocess.Popen[str]:
     env = {**os.environ, "SIMPUL_DEV_REDIS_PORT": str(port)}
-    command = [sys.executable, "-m", "bus.cli", "redis", "--data-dir", str(tmp_path / "dev")]
+    command = [sys.executable, "-m", "bus.cli.app", "redis", "--data-dir", str(tmp_path / "dev")]
     return subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
 
 
@@ -251,7 +251,7 @@ def test_simpul_redis_keeps_its_port_across_restarts(tmp_path: Path) -> None:
 def test_simpul_redis_defaults_to_the_dev_port() -> None:
     from typer.testing import CliRunner  # noqa: PLC0415
 
-    from bus.cli import app  # noqa: PLC0415
+    from bus.cli.app import app  # noqa: PLC0415
 
     result = CliRunner().invoke(app, ["redis", "--help"], env={"COLUMNS": "200"})
     assert local_redis.DEV_PORT == 6390

@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 from typer.testing import CliRunner
 
 from bus import EventContext, Publisher, Service, keys
-from bus.cli import app
+from bus.cli.app import app
 from bus.contracts import Contract
 from bus.deadletter import SIGNATURE_REASONS, Reason
 from bus.envelope import Envelope, format_time

@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bus import EventContext, Publisher, Service
-from bus.cli import app
+from bus.cli.app import app
 from bus.connection import RedisTLS, TLSConnectionError, connect, translate
 from bus.errors import ConfigurationError, RedisUnavailable
 from bus.local.redis import find_redis_server, free_port

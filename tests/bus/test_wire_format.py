@@ -28,8 +28,8 @@ from typer.testing import CliRunner
 
 from bus import EventContext, Publisher, Service, Settings, event_id
 from bus.admin import deadletters as deadletters_module
-from bus.cli import app as simpul
-from bus.cli_contracts import load
+from bus.cli.app import app as simpul
+from bus.cli.contracts import load
 from bus.deadletter import Reason, Verdict, dead_letter_fields
 from bus.envelope import OPTIONAL, REQUIRED, Envelope
 from bus.local.redis import EmbeddedRedis

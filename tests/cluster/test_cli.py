@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from bus import EventContext, Publisher, Service, keys
 from bus.adapter import Problem, Record, Rejected
 from bus.adapter.quarantine import Quarantine
-from bus.cli import app
+from bus.cli.app import app
 from bus.connection import connect
 from bus.contracts import Contract
 from bus.local.cluster import EmbeddedCluster

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bus import Classification, Contract
-from bus.cli_contracts import load, snapshot_root
+from bus.cli.contracts import load, snapshot_root
 from bus.keys import TYPE_PATTERN
 from bus.specs.gate import check
 

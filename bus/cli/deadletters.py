@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bus.admin import deadletters
-from bus.cli_common import fail, import_target, run_with_redis
+from bus.cli.common import fail, import_target, run_with_redis
 from bus.errors import ConfigurationError, SimpulError
 from bus.logging import configure
 from bus.publisher import Publisher, Retention
@@ -68,7 +68,7 @@ def _usage(message: str) -> typer.Exit:
 def _contracts() -> None:
     """Import the contracts so their personal fields are masked; without them, every value
     that looks like an identifier is masked instead."""
-    from bus.cli_contracts import load  # noqa: PLC0415 - only the dlq commands need it
+    from bus.cli.contracts import load  # noqa: PLC0415 - only the dlq commands need it
 
     with contextlib.suppress(SimpulError, ImportError):
         load()
@@ -502,7 +502,7 @@ def trim(
         raise typer.Exit(1)
 
 
-trim.__doc__ = _TRIM_HELP  # registered in bus.cli with app.command("trim"): help from here
+trim.__doc__ = _TRIM_HELP  # registered in bus.cli.app with app.command("trim"): help from here
 
 
 def _trim_json(

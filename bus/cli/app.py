@@ -12,14 +12,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from bus.cli_acl import acl_app
-from bus.cli_adapter import adapter_app, quarantine_app
-from bus.cli_common import fail, import_target, not_on_path_hint
-from bus.cli_contracts import app as contracts_app
-from bus.cli_dlq import dlq_app, group_app, trim
-from bus.cli_keys import keys_app
-from bus.cli_ops import exporter, map_, pending, status, tail
-from bus.cli_publish import publish
+from bus.cli.acl import acl_app
+from bus.cli.adapter import adapter_app, quarantine_app
+from bus.cli.common import fail, import_target, not_on_path_hint
+from bus.cli.contracts import app as contracts_app
+from bus.cli.deadletters import dlq_app, group_app, trim
+from bus.cli.inspect import exporter, map_, pending, status, tail
+from bus.cli.publish import publish
+from bus.cli.signing_keys import keys_app
 from bus.errors import SimpulError
 from bus.local.redis import DEV_PORT, EmbeddedRedis, answering
 from bus.logging import configure

@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from bus.access import acl
 from bus.access.topology import Topology, contracts, load_topology
-from bus.cli_common import fail, import_from_cwd
+from bus.cli.common import fail, import_from_cwd
 from bus.connection import TRANSIENT, connect
 from bus.errors import ConfigurationError, RedisUnavailable, SimpulError
 

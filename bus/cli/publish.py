@@ -15,8 +15,8 @@ import typer
 from redis.asyncio import Redis
 from rich.console import Console
 
-from bus.cli_common import fail, run_with_redis
-from bus.cli_contracts import load
+from bus.cli.common import fail, run_with_redis
+from bus.cli.contracts import load
 from bus.contracts import Contract, default_registry
 from bus.errors import ConfigurationError, SimpulError, UnknownEventType
 from bus.logging import configure, get_logger

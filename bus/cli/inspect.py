@@ -48,8 +48,8 @@ from rich.text import Text
 
 from bus.adapter.report import AdapterReport
 from bus.admin import flowmap, inspect
-from bus.cli_common import fail, redis_url, run_with_redis
-from bus.cli_contracts import load as load_contracts
+from bus.cli.common import fail, redis_url, run_with_redis
+from bus.cli.contracts import load as load_contracts
 from bus.connection import TRANSIENT, connect, location, translate
 from bus.contracts import default_registry
 from bus.errors import ConfigurationError, SimpulError

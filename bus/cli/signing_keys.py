@@ -23,7 +23,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bus.cli_common import fail
+from bus.cli.common import fail
 from bus.envelope import format_time
 from bus.errors import ConfigurationError, SimpulError
 from bus.signing import (

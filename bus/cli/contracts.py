@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bus.cli_common import fail, import_from_cwd
+from bus.cli.common import fail, import_from_cwd
 from bus.contracts import Contract, default_registry
 from bus.errors import SimpulError, UnknownEventType
 from bus.specs import asyncapi, catalogue
