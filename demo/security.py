@@ -26,11 +26,9 @@ from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
 
 from adapters.dukcapil import SOURCE as DUKCAPIL_SOURCE
-from bus import Publisher, keys
+from bus import Publisher, Signer, connect, keys
 from bus.access import acl
 from bus.access.topology import Topology
-from bus.connection import connect
-from bus.signing import Signer
 from schemas.dukcapil import CitizenDied
 
 TOPOLOGY = Path(__file__).parent.parent / "deploy" / "topology.yaml"

@@ -18,12 +18,16 @@ from typing import Literal
 
 from redis.asyncio import Redis
 
-from bus import ConfigurationError, Publisher
-from bus.adapter import Adapter, ProgressHook, Record
-from bus.adapter.checkpoint import RedisCheckpoints
-from bus.adapter.quarantine import Quarantine
-from bus.adapter.sources.csvdrop import CsvDropSource, drop_adapter
-from bus.signing import Signer
+from bus import ConfigurationError, Publisher, Signer
+from bus.adapter import (
+    Adapter,
+    CsvDropSource,
+    ProgressHook,
+    Quarantine,
+    Record,
+    RedisCheckpoints,
+    drop_adapter,
+)
 from schemas.bapenda import PaymentChannel, PaymentReceived, TaxKind
 
 __all__ = [

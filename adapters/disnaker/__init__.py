@@ -25,13 +25,18 @@ from redis.asyncio import Redis
 
 from adapters.disnaker.mapping import map_pencaker
 from adapters.disnaker.schema import TABLE
-from bus import ConfigurationError, Publisher
-from bus.adapter import Adapter, ProgressHook, Source
-from bus.adapter.checkpoint import RedisCheckpoints
-from bus.adapter.quarantine import Quarantine
-from bus.adapter.sources.binlog import BinlogSource
-from bus.adapter.sources.mysql import MySqlDatabase, MySqlSource, is_mysql_url
-from bus.signing import Signer
+from bus import ConfigurationError, Publisher, Signer
+from bus.adapter import (
+    Adapter,
+    BinlogSource,
+    MySqlDatabase,
+    MySqlSource,
+    ProgressHook,
+    Quarantine,
+    RedisCheckpoints,
+    Source,
+    is_mysql_url,
+)
 
 __all__ = ["NAME", "SOURCE", "TABLE", "WIB", "adapter", "from_env", "map_pencaker", "source"]
 

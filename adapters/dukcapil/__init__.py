@@ -16,15 +16,24 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 
-from bus import ConfigurationError, Contract, Publisher, event_id
-from bus.adapter import Adapter, ProgressHook, Record, Source
-from bus.adapter.checkpoint import RedisCheckpoints
-from bus.adapter.quarantine import Quarantine
-from bus.adapter.sources.binlog import BinlogSource
-from bus.adapter.sources.logical import LogicalSource
-from bus.adapter.sources.mysql import MySqlDatabase, MySqlSource, is_mysql_url
-from bus.adapter.sources.sql import Database, PostgresDatabase, SqliteDatabase, SqlSource
-from bus.signing import Signer
+from bus import ConfigurationError, Contract, Publisher, Signer, event_id
+from bus.adapter import (
+    Adapter,
+    BinlogSource,
+    Database,
+    LogicalSource,
+    MySqlDatabase,
+    MySqlSource,
+    PostgresDatabase,
+    ProgressHook,
+    Quarantine,
+    Record,
+    RedisCheckpoints,
+    Source,
+    SqliteDatabase,
+    SqlSource,
+    is_mysql_url,
+)
 from schemas.common import pseudonym
 from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved
 
