@@ -41,9 +41,10 @@ $(STAMP): pyproject.toml
 demo: install  ## start Redis (embedded unless SIMPUL_REDIS_URL), an adapter and services
 	$(PY) -m demo
 
-test: install system-deps  ## lint, type-check, the contract gate, then every test against real Redis
+test: install system-deps  ## lint, type-check, the import layers, the contract gate, then every test against real Redis
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/simpul contracts check
 	$(VENV)/bin/simpul contracts docs --check
 	$(PY) -m pytest
@@ -52,6 +53,7 @@ lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 bench: install  ## raw redis-py baseline and Simpul side by side; writes docs/performance.md
 	$(PY) -m bench.run --markdown docs/performance.md

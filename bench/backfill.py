@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.backfill [--quick] [--json out.json]
 
 PostgreSQL: ``SIMPUL_POSTGRES_URL`` if set (the benchmark works in a schema of its own and
-drops it), else a private server from ``bus.postgres``. Redis as in bench/run.py. The table is
+drops it), else a private server from ``bus.local.postgres``. Redis as in bench/run.py. The table is
 ``adapters.dukcapil``'s ``peristiwa`` (outbox trigger dropped), filled by COPY with rows of
 ``adapters.synthetic.siak_rows``.
 
@@ -70,7 +70,7 @@ class Database:
 @contextlib.contextmanager
 def database() -> Iterator[Database]:
     """A fresh schema on SIMPUL_POSTGRES_URL, else on a private server stopped at the end."""
-    from bus.postgres import EmbeddedPostgres  # noqa: PLC0415
+    from bus.local.postgres import EmbeddedPostgres  # noqa: PLC0415
 
     shared = os.environ.get("SIMPUL_POSTGRES_URL")
     if shared:

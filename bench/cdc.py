@@ -12,11 +12,11 @@ table ``peristiwa`` in each. Three measurements per database:
   with no mapping, validation, dedupe or checkpoint (MariaDB: mysql-replication's
   ``BinLogStreamReader`` from the binlog position before the rows; PostgreSQL: a slot of its own,
   ``pg_logical_slot_get_binary_changes`` with ``pgoutput``, decoded by bus/'s own decoder).
-  **adapter**: the SIAK adapter on ``dukcapil.cdc_source`` (bus/sources/binlog.py,
-  bus/sources/logical.py) through the real ``Adapter`` runner, resuming from its checkpoint (a
-  stream position: two primer rows went through the snapshot and the stream first). Rows/s is
-  counted from the child's start to the stream entry id of its last event, so a pass's idle
-  wait at the end of the log does not count.
+  **adapter**: the SIAK adapter on ``dukcapil.cdc_source`` (bus/adapter/sources/binlog.py,
+  bus/adapter/sources/logical.py) through the real ``Adapter`` runner, resuming from its
+  checkpoint (a stream position: two primer rows went through the snapshot and the stream
+  first). Rows/s is counted from the child's start to the stream entry id of its last event, so
+  a pass's idle wait at the end of the log does not count.
 * **latency**: after 3 s with nothing committed (the idle adapter's CPU), one row per
   transaction at a steady ``--rate`` commits/s for ``--seconds``, the adapter following
   (``run()``) in this process; each event's Redis entry id (ms) minus the time its COMMIT
@@ -50,9 +50,9 @@ from adapters.dukcapil.schema import ddl, insert_sql
 from bench.common import Target, own_cpu_s, percentile, progress, write_json
 from bus import keys
 from bus.adapter import Adapter
-from bus.checkpoint import RedisCheckpoints
+from bus.adapter.checkpoint import RedisCheckpoints
+from bus.adapter.quarantine import Quarantine
 from bus.publisher import Publisher, event_id
-from bus.quarantine import Quarantine
 
 STREAM = keys.stream("dukcapil.citizen")
 KEY = b"bench-pseudonym-key-0123456789"
@@ -86,7 +86,7 @@ def server(kind: str) -> Iterator[Database]:
     if kind == "mariadb":
         import pymysql  # noqa: PLC0415
 
-        from bus.mariadb import EmbeddedMariaDB  # noqa: PLC0415
+        from bus.local.mariadb import EmbeddedMariaDB  # noqa: PLC0415
 
         with EmbeddedMariaDB() as db:
             conn = pymysql.connect(
@@ -105,7 +105,7 @@ def server(kind: str) -> Iterator[Database]:
         return
     import psycopg  # noqa: PLC0415
 
-    from bus.postgres import EmbeddedPostgres  # noqa: PLC0415
+    from bus.local.postgres import EmbeddedPostgres  # noqa: PLC0415
 
     with EmbeddedPostgres(durable=True) as pg:
         with psycopg.connect(pg.url, autocommit=True) as conn:
@@ -272,7 +272,7 @@ def _raw_postgresql(url: str, redis_url: str, expected: int, _start: str) -> int
     from psycopg.adapt import Transformer  # noqa: PLC0415
     from redis import Redis  # noqa: PLC0415
 
-    from bus.sources._pgoutput import Decoder, RowChange  # noqa: PLC0415
+    from bus.adapter.sources._pgoutput import Decoder, RowChange  # noqa: PLC0415
 
     redis = Redis.from_url(redis_url)
     count = 0

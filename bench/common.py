@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 
 from bench.contract import EVENT_TYPE, SOURCE, CitizenRecorded, make_events
 from bus import Publisher, keys
-from bus.embedded import EmbeddedRedis
+from bus.local.redis import EmbeddedRedis
 
 STREAM = keys.stream_of(EVENT_TYPE)  # simpul:{bench.citizen}: raw and Simpul use the same key
 FS_STREAM = "bench:faststream"
@@ -95,7 +95,7 @@ class Target:
             await redis.aclose()
         return {
             "redis_version": info.get("redis_version"),
-            "redis": "embedded (bus.embedded.EmbeddedRedis)"
+            "redis": "embedded (bus.local.redis.EmbeddedRedis)"
             if self.embedded
             else "SIMPUL_REDIS_URL",
             "appendonly": aof,

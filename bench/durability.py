@@ -26,7 +26,7 @@ from bench.contract import SOURCE
 from bus import Publisher
 from bus.connection import connect
 from bus.durability import Durability
-from bus.embedded import EmbeddedRedis
+from bus.local.redis import EmbeddedRedis
 from bus.logging import configure
 
 MODES = {"no WAIT": Durability(0), "WAIT 1": Durability(1, timeout_ms=2_000)}

@@ -11,8 +11,8 @@ appendfsync everysec) flushed before: N events are published with ``Publisher.pu
   one per event, counted with DBSIZE, sized by MEMORY USAGE of 1,000 of them); all against the
   bytes of the wire fields and values of the stored entries;
 - snapshot times (median): XINFO STREAM, XINFO GROUPS and XPENDING of a group created at 0,
-  ``bus.ops.snapshot`` (what ``simpul status`` takes, SCAN discovery included) and an
-  ``ops.Inspector`` that discovered the streams before (what the exporter and the dashboard
+  ``bus.admin.inspect.snapshot`` (what ``simpul status`` takes, SCAN discovery included) and an
+  ``inspect.Inspector`` that discovered the streams before (what the exporter and the dashboard
   take between discoveries);
 - publish: ``publish_many`` of min(N, 10,000) more events onto the retained N (then trimmed
   back to N); read: the group, recreated at 0, reads min(N, 10,000) entries from the oldest
@@ -51,7 +51,8 @@ from bench.common import (
 from bench.contract import SOURCE
 from bench.private import private_target
 from bench.run import DISTURBED_PCT, RETRIES, _quiet
-from bus import Publisher, keys, ops
+from bus import Publisher, keys
+from bus.admin import inspect
 from bus.logging import configure
 
 SIZES = (1_000, 10_000, 100_000, 1_000_000)
@@ -161,13 +162,13 @@ async def measure_size(target: Target, payloads: Payloads, n: int) -> dict[str, 
         marker = await marker_bytes(redis)
         wire, data = await wire_bytes(redis)
         await redis.xgroup_create(STREAM, GROUP, id="0")
-        inspector = ops.Inspector(redis, rediscover_s=3_600)
+        inspector = inspect.Inspector(redis, rediscover_s=3_600)
         await inspector.take()  # discovers once: later takes measure the known streams only
         snap = {
             "xinfo_stream_ms": await timed(lambda: redis.xinfo_stream(STREAM), 21),
             "xinfo_groups_ms": await timed(lambda: redis.xinfo_groups(STREAM), 21),
             "xpending_ms": await timed(lambda: redis.xpending(STREAM, GROUP), 21),
-            "status_ms": await timed(lambda: ops.snapshot(redis), 3),
+            "status_ms": await timed(lambda: inspect.snapshot(redis), 3),
             "inspector_ms": await timed(inspector.take, 5),
         }
         window = min(n, WINDOW)

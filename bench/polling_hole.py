@@ -25,8 +25,8 @@ from adapters import dukcapil
 from adapters.dukcapil.schema import ddl
 from bus import keys
 from bus.connection import connect
-from bus.embedded import EmbeddedRedis
-from bus.mariadb import EmbeddedMariaDB
+from bus.local.mariadb import EmbeddedMariaDB
+from bus.local.redis import EmbeddedRedis
 from bus.publisher import event_id
 from tests.adapters.test_binlog_crash import Writers
 

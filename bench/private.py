@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 
 from bench.common import Target
-from bus.embedded import EmbeddedRedis
+from bus.local.redis import EmbeddedRedis
 
 
 @contextlib.contextmanager

@@ -638,7 +638,7 @@ def cdc_section(out: dict[str, Any]) -> list[str]:
         "pipeline, with no mapping, validation, dedupe or checkpoint (MariaDB: mysql-replication's "
         "`BinLogStreamReader` from the binlog position before the rows; PostgreSQL: a slot of "
         "its own read by `pg_logical_slot_get_binary_changes`, pgoutput decoded by "
-        "bus/sources/_pgoutput.py). **Simpul**: the SIAK adapter on `dukcapil.cdc_source` "
+        "bus/adapter/sources/_pgoutput.py). **Simpul**: the SIAK adapter on `dukcapil.cdc_source` "
         "through the `Adapter` runner (mapping, contract validation, the publish script with "
         "its dedupe marks, a checkpoint per batch), resuming from a stream position. Rows/s "
         "run from the child's start to the entry id of its last event.",

@@ -189,7 +189,7 @@ def checkpoint(adapter: str) -> str:
 
 
 def adapter_report(adapter: str) -> str:
-    """What an adapter last told operators (a hash with a TTL, bus.adapter_report): its source's
+    """What an adapter last told operators (a hash with a TTL, bus.adapter.report): its source's
     position and lag, its counts, its last error. Written by the adapter alone (the ACL allows no
     other adapter); read by ``simpul status`` and the exporter, which find it by SCAN."""
     return f"{ADAPTER_REPORTS}{{{adapter}}}:report"

@@ -4,8 +4,8 @@ Every :class:`~bus.service.Service` owns a :class:`ServiceMetrics` with a ``Coll
 of its own, so several services in one process (the demo) never collide; a service run with
 ``SIMPUL_HTTP`` serves it at ``GET /metrics`` beside ``/healthz`` and ``/readyz``
 (:func:`bus.health.health_app`). The bus-wide view (stream lengths, group lag, pending, dead
-letters, quarantine, Redis up) is ``simpul exporter``'s (:mod:`bus.ops`); docs/operations.md
-lists both.
+letters, quarantine, Redis up) is ``simpul exporter``'s (:mod:`bus.admin.inspect`);
+docs/operations.md lists both.
 
 Labels stay bounded and impersonal: ``service`` is the service's name, ``type`` an event type
 the contract registry knows (or a type the service has a handler for) and anything else — junk

@@ -1,9 +1,10 @@
 """Personal data kept out of what people and other systems see: one rule, in one place.
 
-Logs (:mod:`bus.logging`), ``simpul tail`` and ``pending`` (:mod:`bus.ops`), ``simpul dlq``
-(:mod:`bus.dlq`), dead-letter errors (:mod:`bus.deadletter`), the dashboard and the exporter
-mask with these functions and nothing else. (Masking was once written three times; the copies
-disagreed, and a contract violation was shown in clear by one and masked by another.) The rule:
+Logs (:mod:`bus.logging`), ``simpul tail`` and ``pending`` (:mod:`bus.admin.inspect`), ``simpul
+dlq`` (:mod:`bus.admin.deadletters`), dead-letter errors (:mod:`bus.deadletter`), the dashboard and
+the exporter mask with these functions and nothing else. (Masking was once written three times; the
+copies disagreed, and a contract violation was shown in clear by one and masked by another.) The
+rule:
 
 * The event's contract is known. A field it marks personal (``x-personal``) is replaced whole
   by ``***``. A field that holds personal fields inside (an address with a personal street)

@@ -71,7 +71,7 @@ SIGNATURE = "signature"  # the only field not covered by the signature
 SIGNED_AT = "signedat"  # CloudEvents extension attribute: when the producer signed
 DEFAULT_MAX_AGE = timedelta(days=7)  # = the dedupe window: older replays are not deduplicated
 DEFAULT_MAX_SKEW = timedelta(minutes=5)
-KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")  # as bus.topology
+KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")  # as bus.access.topology
 _SIGNATURE_BYTES = 64
 _KEY_BYTES = 32
 _SIGNATURE_B = SIGNATURE.encode()
@@ -251,7 +251,7 @@ def check_key_id(key_id: str) -> str:
 
 
 class SigningKeyLike(Protocol):
-    """A producer's public key as the topology knows it (bus.topology.SigningKey has these).
+    """A producer's public key as the topology knows it (bus.access.topology.SigningKey has these).
 
     ``types``: the event types the key may sign (exact names). ``not_before`` / ``not_after``:
     the window in which the key may sign, ``not_before <= signedat < not_after`` (None:
@@ -503,8 +503,8 @@ def load_keyring_file(path: str | os.PathLike[str]) -> list[PublicSigningKey]:
       sign) and optionally ``not_before`` / ``not_after`` (RFC 3339 times).
     * The topology (``deploy/topology.yaml``): every ``keys:`` entry (``id``, ``public_key``,
       ``not_before``, ``not_after``) of a producer or service, which may sign the types that
-      principal ``publishes``. Only what signing needs is read here; ``bus.topology`` validates
-      the whole file (its ``Topology.signing_keys()`` feeds a :class:`KeyRing` directly).
+      principal ``publishes``. Only what signing needs is read here; ``bus.access.topology``
+      validates the whole file (its ``Topology.signing_keys()`` feeds a :class:`KeyRing` directly).
     """
     file = Path(path)
     try:

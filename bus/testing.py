@@ -23,7 +23,7 @@ from bus.errors import ConfigurationError
 from bus.service import Service
 from bus.settings import Settings
 
-__all__ = ["capture_logs", "deliver", "quick_settings", "wait_until"]
+__all__ = ["capture_logs", "deliver", "quick_settings", "wait_until", "wait_until_sync"]
 
 
 def quick_settings(redis_url: str, **overrides: Any) -> Settings:
@@ -80,6 +80,18 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(interval)
+
+
+def wait_until_sync(
+    condition: Callable[[], bool], *, timeout: float = 10.0, interval: float = 0.02
+) -> None:
+    """:func:`wait_until` for code without an event loop (threads, subprocesses, sync clients):
+    return once ``condition()`` is true; raise AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
 
 
 def _now() -> datetime:

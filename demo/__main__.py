@@ -40,17 +40,23 @@ from adapters import bapenda as bapenda_adapter
 from adapters import disnaker, dpmptsp, dukcapil
 from adapters.disnaker import fixtures as pencaker
 from adapters.dukcapil import fixtures as siak
-from bus import ConfigurationError, EventContext, Publisher, Service, catalogue, keys
-from bus.cli_common import activate_command
-from bus.connection import connect
-from bus.embedded import redis_url_or_embedded
-from bus.http import running as serving
-from bus.logging import configure
-from bus.mariadb import find_mariadbd, mariadb_url_or_embedded
-from bus.quarantine import Quarantine
-from bus.settings import Settings
-from bus.signing import verify_fields
-from bus.store import Store
+from bus import (
+    ConfigurationError,
+    EventContext,
+    Publisher,
+    Service,
+    Settings,
+    Store,
+    connect,
+    keys,
+    verify_fields,
+)
+from bus import configure_logging as configure
+from bus import serving_http as serving
+from bus.adapter import Quarantine
+from bus.admin import handled
+from bus.cli import activate_command
+from bus.local import find_mariadbd, mariadb_url_or_embedded, redis_url_or_embedded
 from bus.testing import quick_settings
 from demo.city import DAY, Day, play
 from demo.mail import MailCatcher
@@ -372,7 +378,7 @@ async def run(url: str, folder: Path, *, stay: bool, owned: bool, mysql: str | N
             city = City(security, folder, mail.port)
             monitor = Monitor(
                 redis, settings=MonitorSettings(token=MONITOR_TOKEN, sample_s=1.0),
-                handled=catalogue.handled(city.services),
+                handled=handled(city.services),
             )  # fmt: skip
             async with city.running(), monitor.serving() as dashboard:
                 console.print(

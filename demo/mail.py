@@ -10,7 +10,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from bus.embedded import free_port
+from bus.local import free_port
 
 
 @dataclass

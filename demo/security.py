@@ -26,10 +26,9 @@ from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
 
 from adapters.dukcapil import SOURCE as DUKCAPIL_SOURCE
-from bus import Publisher, acl, keys
-from bus.connection import connect
-from bus.signing import Signer
-from bus.topology import Topology
+from bus import Publisher, Signer, connect, keys
+from bus.access import acl
+from bus.access.topology import Topology
 from schemas.dukcapil import CitizenDied
 
 TOPOLOGY = Path(__file__).parent.parent / "deploy" / "topology.yaml"

@@ -11,7 +11,7 @@ import hmac
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
 
-from bus.store import Store
+from bus import Store
 
 __all__ = [
     "WIB",

@@ -23,9 +23,9 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from bus.connection import connect
-from bus.embedded import EmbeddedRedis
-from bus.mariadb import EmbeddedMariaDB
-from bus.postgres import EmbeddedPostgres
+from bus.local.mariadb import EmbeddedMariaDB
+from bus.local.postgres import EmbeddedPostgres
+from bus.local.redis import EmbeddedRedis
 from bus.settings import Settings
 from bus.testing import quick_settings
 
@@ -89,7 +89,7 @@ def postgres_server_url() -> str:
     url = os.environ.get("SIMPUL_POSTGRES_URL")
     if url:
         return url
-    return EmbeddedPostgres().start().url  # stopped by bus.postgres at exit
+    return EmbeddedPostgres().start().url  # stopped by bus.local.postgres at exit
 
 
 @pytest.fixture
@@ -124,7 +124,7 @@ def mysql_server_url() -> str:
     url = os.environ.get("SIMPUL_MYSQL_URL")
     if url:
         return url
-    return EmbeddedMariaDB().start().url  # stopped by bus.mariadb at exit
+    return EmbeddedMariaDB().start().url  # stopped by bus.local.mariadb at exit
 
 
 def mysql_connect(url: str, **options: object) -> pymysql.Connection:  # type: ignore[type-arg]

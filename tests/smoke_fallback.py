@@ -13,7 +13,7 @@ import sys
 
 from bus import EventContext, Publisher, Service
 from bus.connection import connect
-from bus.embedded import EmbeddedRedis, find_redis_server
+from bus.local.redis import EmbeddedRedis, find_redis_server
 from bus.testing import quick_settings, wait_until
 from schemas.dukcapil import CitizenDied
 

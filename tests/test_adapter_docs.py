@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import typer
 
-from bus.cli import app
+from bus.cli.app import app
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ("docs/adapters/mysql.md", "docs/adapters/disnaker.md", "docs/adapters/cdc.md")

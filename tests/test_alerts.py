@@ -22,11 +22,11 @@ import pytest
 import typer
 import yaml
 
-from bus.cli import app
+from bus.admin.inspect import METRICS as EXPORTER_METRICS
+from bus.cli.app import app
 from bus.contracts import default_registry
 from bus.health import Health
 from bus.metrics import ServiceMetrics
-from bus.ops import METRICS as EXPORTER_METRICS
 from services.profile.metrics import LookupMetrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,7 +158,7 @@ def _metric_names(expr: str) -> set[str]:
 
 
 def _command_tree() -> Any:
-    """The click command tree of `simpul`, with the plugins' groups bus.cli.main adds."""
+    """The click command tree of `simpul`, with the plugins' groups bus.cli.app.main adds."""
     root = typer.main.get_command(app)
     for entry in entry_points(group="simpul.commands"):
         group = entry.load()

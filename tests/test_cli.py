@@ -19,9 +19,10 @@ import typer
 from redis import Redis
 from typer.testing import CliRunner
 
-from bus import cli, keys
-from bus.embedded import EmbeddedRedis, free_port
+from bus import keys
+from bus.cli import app as cli_app
 from bus.envelope import Envelope, format_time
+from bus.local.redis import EmbeddedRedis, free_port
 from bus.testing import wait_until
 
 ROOT = Path(__file__).parent.parent
@@ -30,7 +31,7 @@ STREAM = keys.stream("dukcapil.citizen")
 
 def _simpul(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "bus.cli", *args], cwd=ROOT, env=env,
+        [sys.executable, "-m", "bus.cli.app", *args], cwd=ROOT, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
@@ -39,7 +40,7 @@ def _simpul_logging_to(log: IO[str], *args: str, env: dict[str, str]) -> subproc
     """``simpul`` writing its logs to ``log`` (read while it runs; a pipe would be drained only
     at its end)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "bus.cli", *args], cwd=ROOT, env=env,
+        [sys.executable, "-m", "bus.cli.app", *args], cwd=ROOT, env=env,
         stdout=subprocess.DEVNULL, stderr=log, text=True,
     )  # fmt: skip
 
@@ -252,11 +253,11 @@ def test_a_broken_plugin_does_not_break_simpul(
         asked.append(group)
         return plugins
 
-    monkeypatch.setattr(cli, "entry_points", entry_points)
-    monkeypatch.setattr(cli.app, "registered_groups", list(cli.app.registered_groups))
+    monkeypatch.setattr(cli_app, "entry_points", entry_points)
+    monkeypatch.setattr(cli_app.app, "registered_groups", list(cli_app.app.registered_groups))
     monkeypatch.setattr(sys, "argv", ["simpul", "--help"])
     with pytest.raises(SystemExit) as exited:
-        cli.main()
+        cli_app.main()
     assert exited.value.code == 0
     out, err = capsys.readouterr()
     assert asked == ["simpul.commands"]
@@ -266,7 +267,7 @@ def test_a_broken_plugin_does_not_break_simpul(
         assert command in out
     assert "odd" not in out
 
-    result = CliRunner().invoke(cli.app, ["greet", "hello"])
+    result = CliRunner().invoke(cli_app.app, ["greet", "hello"])
     assert result.exit_code == 0, result.output
     assert "hello from the plugin" in result.output
 

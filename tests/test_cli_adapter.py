@@ -20,8 +20,8 @@ from adapters import dukcapil
 from adapters.dpmptsp.fixtures import payloads as dpmptsp_payloads
 from adapters.dukcapil.fixtures import create_sqlite, rows
 from bus import keys
-from bus.cli import app
-from bus.embedded import free_port
+from bus.cli.app import app
+from bus.local.redis import free_port
 
 runner = CliRunner()
 
@@ -111,7 +111,7 @@ def test_serve_answers_the_legacy_app_and_stops_on_sigterm(redis_url: str) -> No
     token = "a-test-token-of-enough-length"
     env = dict(os.environ, SIMPUL_REDIS_URL=redis_url, SIMPUL_DPMPTSP_TOKEN=token,
                SIMPUL_LOG_FORMAT="json")  # fmt: skip
-    command = [sys.executable, "-m", "bus.cli", "adapter", "serve", "adapters.dpmptsp:from_env",
+    command = [sys.executable, "-m", "bus.cli.app", "adapter", "serve", "adapters.dpmptsp:from_env",
                "--port", str(port)]  # fmt: skip
     proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     try:
@@ -195,7 +195,7 @@ def test_a_binlog_adapter_starts_its_next_pass_at_once_and_a_polling_one_waits(
     from redis.asyncio import Redis as AsyncRedis  # noqa: PLC0415
 
     from adapters import disnaker  # noqa: PLC0415
-    from bus.cli_adapter import _source_interval  # noqa: PLC0415
+    from bus.cli.adapter import _source_interval  # noqa: PLC0415
 
     url = "mysql://simpul@127.0.0.1:1/disnaker"  # building a source connects to nothing
     redis = AsyncRedis.from_url("redis://127.0.0.1:1/0")  # nor does building an adapter

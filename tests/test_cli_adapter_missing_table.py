@@ -16,7 +16,7 @@ ENV = {"SIMPUL_PSEUDONYM_KEY": "test-key-of-32-bytes-for-pseudonyms", "SIMPUL_LO
 
 def _run(redis_url: str, database: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **ENV, "SIMPUL_REDIS_URL": redis_url, "SIMPUL_DUKCAPIL_DB": database}
-    command = [sys.executable, "-m", "bus.cli", "adapter", "run", "adapters.dukcapil:from_env"]
+    command = [sys.executable, "-m", "bus.cli.app", "adapter", "run", "adapters.dukcapil:from_env"]
     return subprocess.run(
         [*command, *args], env=env, capture_output=True, text=True, timeout=60, check=False
     )

@@ -14,9 +14,9 @@ from redis import Redis
 from typer.testing import CliRunner
 
 from bus import Retention, keys
-from bus.cli import app
+from bus.cli.app import app
 from bus.connection import connect
-from bus.embedded import free_port
+from bus.local.redis import free_port
 from tests.bus.test_dlq import (
     ADDRESS,
     NIK,

@@ -23,11 +23,12 @@ from redis import Redis
 from rich.console import Console
 from typer.testing import CliRunner
 
-from bus import cli_ops, keys
-from bus.cli import app
-from bus.cli_contracts import load
+from bus import keys
+from bus.cli import inspect as cli_inspect
+from bus.cli.app import app
+from bus.cli.contracts import load
 from bus.connection import connect
-from bus.embedded import free_port
+from bus.local.redis import free_port
 from bus.testing import capture_logs
 from tests.bus.delivery.helpers import died, fields_of
 from tests.bus.test_adapter_report import Binlog, Table, adapter, age
@@ -265,7 +266,7 @@ def test_tail_follow_shows_a_new_event_and_exits_0_on_ctrl_c(redis_url: str) -> 
         publish(sync, 1)
         env = dict(os.environ, SIMPUL_REDIS_URL=redis_url, SIMPUL_LOG_FORMAT="json")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bus.cli", "tail", "dukcapil.citizen", "--follow", "--json",
+            [sys.executable, "-m", "bus.cli.app", "tail", "dukcapil.citizen", "--follow", "--json",
              "--count", "0"],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -415,7 +416,7 @@ def test_exporter_serves_metrics_and_stops_on_sigterm(redis_url: str) -> None:
     port = free_port()
     env = dict(os.environ, SIMPUL_REDIS_URL=redis_url, SIMPUL_LOG_FORMAT="json")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bus.cli", "exporter", "--port", str(port), "--interval", "0"],
+        [sys.executable, "-m", "bus.cli.app", "exporter", "--port", str(port), "--interval", "0"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -479,7 +480,7 @@ def run_adapters(redis_url: str, *, retained: int, stale_s: float = 0) -> None:
 def test_status_lists_each_adapters_position_and_lag(
     client: Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli_ops, "_out", Console(width=120))  # one line per adapter
+    monkeypatch.setattr(cli_inspect, "_out", Console(width=120))  # one line per adapter
     run_adapters(redis_url, retained=200 * 1024**2)
     result = simpul("status", "--max-lag", "off")
     assert result.exit_code == 0, result.output

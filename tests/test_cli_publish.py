@@ -10,9 +10,10 @@ import pytest
 from redis import Redis
 from typer.testing import CliRunner
 
-from bus import catalogue, keys
-from bus.cli import app
+from bus import keys
+from bus.cli.app import app
 from bus.signing import Signer, verify_fields
+from bus.specs import catalogue
 from schemas.dukcapil import CitizenDied
 
 TYPE = "dukcapil.citizen.died.v1"

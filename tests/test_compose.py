@@ -40,10 +40,11 @@ from adapters.disnaker import fixtures as pencaker
 from adapters.disnaker.schema import DDL as PENCAKER_DDL
 from adapters.dukcapil import fixtures as siak
 from adapters.dukcapil.schema import ddl
-from bus import acl, keys
-from bus.embedded import find_redis_server, free_port
+from bus import keys
+from bus.access import acl
+from bus.access.topology import load_topology, password_variable
+from bus.local.redis import find_redis_server, free_port
 from bus.signing import Signer, verify_fields
-from bus.topology import load_topology, password_variable
 from tests.conftest import mysql_connect, mysql_server_url
 
 ROOT = Path(__file__).parent.parent

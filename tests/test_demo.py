@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from bus import ConfigurationError
-from bus.embedded import find_redis_server
-from bus.mariadb import find_mariadbd
+from bus.local.mariadb import find_mariadbd
+from bus.local.redis import find_redis_server
 from demo.__main__ import activate_line
 
 ROOT = Path(__file__).parent.parent

@@ -23,8 +23,8 @@ import typer
 from redis import Redis as SyncRedis
 
 from bus import keys
-from bus.cli import app
-from bus.embedded import find_redis_server, free_port
+from bus.cli.app import app
+from bus.local.redis import find_redis_server, free_port
 from bus.signing import verify_fields
 
 ROOT = Path(__file__).resolve().parents[1]

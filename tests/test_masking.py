@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from typer.testing import CliRunner
 
 from bus import EventContext, Publisher, Service, Settings, keys
-from bus.cli import app
+from bus.cli.app import app
 from bus.testing import wait_until
 from schemas.bapenda import PaymentReceived, TaxpayerRegistered
 from schemas.dinkes import ImmunisationScheduled

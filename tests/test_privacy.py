@@ -38,8 +38,9 @@ from typer.testing import CliRunner
 
 from adapters import disnaker
 from adapters.disnaker import fixtures as pencaker
-from bus import EventContext, Service, keys, ops
-from bus.cli import app as simpul
+from bus import EventContext, Service, keys
+from bus.admin import inspect
+from bus.cli.app import app as simpul
 from bus.connection import connect
 from bus.contracts import default_registry
 from bus.logging import configure
@@ -291,8 +292,8 @@ async def _metrics(city: City, careless: Service, seen: Observed) -> None:
         seen.add("metrics: services", body.decode())
     redis = connect(city.url, block_ms=0)
     try:
-        inspector = ops.Inspector(redis, registry=default_registry)
-        exporter = ops.exporter_app(ops.BusCollector(inspector, interval_s=0))
+        inspector = inspect.Inspector(redis, registry=default_registry)
+        exporter = inspect.exporter_app(inspect.BusCollector(inspector, interval_s=0))
         transport = httpx.ASGITransport(app=exporter)
         async with httpx.AsyncClient(transport=transport, base_url="http://exporter") as client:
             answer = await client.get("/metrics")
@@ -319,7 +320,7 @@ async def _scenario(url: str, folder: Path, day: Day, seen: Observed) -> None:
 
 
 def _cli(seen: Observed, view: str, *args: str) -> Any:
-    # `simpul audit` is a plug-in command group (an entry point), added by bus.cli.main().
+    # `simpul audit` is a plug-in command group (an entry point), added by bus.cli.app.main().
     command, argv = (audit_cli, args[1:]) if args[0] == "audit" else (simpul, args)
     result = runner.invoke(command, list(argv))
     assert result.exit_code in (0, 1), f"simpul {' '.join(args)}: {result.output}"

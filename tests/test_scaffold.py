@@ -11,8 +11,8 @@ import pytest
 from redis import Redis as SyncRedis
 from typer.testing import CliRunner
 
-from bus.cli import app
-from bus.scaffold import source_available
+from bus.adapter.scaffold import source_available
+from bus.cli.app import app
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()

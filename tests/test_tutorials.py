@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from bus.embedded import free_port
-from bus.scaffold import plan
+from bus.adapter.scaffold import plan
+from bus.local.redis import free_port
 from tests.test_go_live import _resolve
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bus import Envelope, EventContext, GiveUp, Published, Publisher, Retry, Service
-from bus.cli import load_service
+from bus.cli.app import load_service
 from bus.errors import DependencyUnavailable
 from bus.store import Store
 from bus.testing import deliver, quick_settings, wait_until

@@ -18,12 +18,16 @@ from typing import Literal
 
 from redis.asyncio import Redis
 
-from bus import ConfigurationError, Publisher
-from bus.adapter import Adapter, ProgressHook, Record
-from bus.checkpoint import RedisCheckpoints
-from bus.quarantine import Quarantine
-from bus.signing import Signer
-from bus.sources.csvdrop import CsvDropSource, drop_adapter
+from bus import ConfigurationError, Publisher, Signer
+from bus.adapter import (
+    Adapter,
+    CsvDropSource,
+    ProgressHook,
+    Quarantine,
+    Record,
+    RedisCheckpoints,
+    drop_adapter,
+)
 from schemas.bapenda import PaymentChannel, PaymentReceived, TaxKind
 
 __all__ = [

@@ -11,8 +11,8 @@ import asyncio
 import os
 
 from adapters import bapenda
-from bus.connection import connect
-from bus.logging import configure
+from bus import configure_logging as configure
+from bus import connect
 
 
 async def _main(folder: str, *, args: argparse.Namespace) -> None:

@@ -7,7 +7,7 @@ registration, a placement or nothing out. The table is described in
 application's ``tgl_update``: a corrected, renewed or placed registration is a new event, a row
 read again is not.
 
-The rows are read from the row binlog (change-data-capture, :class:`bus.sources.binlog.
+The rows are read from the row binlog (change-data-capture, :class:`bus.adapter.sources.binlog.
 BinlogSource`) by default: every committed change, deletes included, in commit order. Where the
 DBA cannot enable the binlog, the table is polled by ``tgl_update`` instead (``binlog=False``,
 ``SIMPUL_DISNAKER_POLL=1``) with a 5 s settle window, which misses deletes, rows of
@@ -27,13 +27,18 @@ from redis.asyncio import Redis
 
 from adapters.disnaker.mapping import map_pencaker
 from adapters.disnaker.schema import TABLE
-from bus import ConfigurationError, Publisher
-from bus.adapter import Adapter, ProgressHook, Source
-from bus.checkpoint import RedisCheckpoints
-from bus.quarantine import Quarantine
-from bus.signing import Signer
-from bus.sources.binlog import BinlogSource
-from bus.sources.mysql import MySqlDatabase, MySqlSource, is_mysql_url
+from bus import ConfigurationError, Publisher, Signer
+from bus.adapter import (
+    Adapter,
+    BinlogSource,
+    MySqlDatabase,
+    MySqlSource,
+    ProgressHook,
+    Quarantine,
+    RedisCheckpoints,
+    Source,
+    is_mysql_url,
+)
 
 __all__ = ["NAME", "SOURCE", "TABLE", "WIB", "adapter", "from_env", "map_pencaker", "source"]
 

@@ -12,8 +12,8 @@ import asyncio
 import os
 
 from adapters import disnaker
-from bus.connection import connect
-from bus.logging import configure
+from bus import configure_logging as configure
+from bus import connect
 
 
 async def _main(url: str, *, binlog: bool, batch_size: int) -> None:

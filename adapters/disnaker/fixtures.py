@@ -19,7 +19,7 @@ import pymysql
 
 from adapters import synthetic
 from adapters.disnaker.schema import COLUMNS, DDL, SQL_MODE, insert_sql
-from bus.sources.mysql import connection_settings
+from bus.adapter import mysql_connection_settings as connection_settings
 from schemas.regions import regions
 
 __all__ = ["as_params", "connect", "create", "insert", "row", "rows"]

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
+from bus import Contract
 from bus.adapter import Record
-from bus.contracts import Contract
 from schemas.disnaker import EducationLevel, JobseekerPlaced, JobseekerRegistered, Placement
 from schemas.regions import kecamatan_codes, regions
 

@@ -18,11 +18,9 @@ from typing import Any, Literal
 from redis.asyncio import Redis
 
 from adapters.dpmptsp.payload import APPLIED, ISSUED, KINDS, REASONS, REJECTED, STATUSES
-from bus import ConfigurationError, Contract, Publisher, event_id
-from bus.adapter import Record
-from bus.quarantine import Quarantine
-from bus.signing import Signer
-from bus.sources.webhook import MAX_BODY, Webhook
+from bus import ConfigurationError, Contract, Publisher, Signer, event_id
+from bus.adapter import WEBHOOK_MAX_BODY as MAX_BODY
+from bus.adapter import Quarantine, Record, Webhook
 from schemas.dpmptsp import PermitApplied, PermitIssued, PermitRejected
 
 __all__ = ["NAME", "SOURCE", "SOURCE_NAME", "SicantikMapper", "from_env", "map_payload",

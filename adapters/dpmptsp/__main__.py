@@ -11,9 +11,9 @@ import asyncio
 import os
 
 from adapters import dpmptsp
-from bus.connection import connect
-from bus.logging import configure
-from bus.sources.webhook import serve
+from bus import configure_logging as configure
+from bus import connect
+from bus.adapter import serve_webhook as serve
 
 
 async def _main(host: str, port: int) -> None:

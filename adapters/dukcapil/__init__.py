@@ -16,15 +16,24 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 
-from bus import ConfigurationError, Contract, Publisher, event_id
-from bus.adapter import Adapter, ProgressHook, Record, Source
-from bus.checkpoint import RedisCheckpoints
-from bus.quarantine import Quarantine
-from bus.signing import Signer
-from bus.sources.binlog import BinlogSource
-from bus.sources.logical import LogicalSource
-from bus.sources.mysql import MySqlDatabase, MySqlSource, is_mysql_url
-from bus.sources.sql import Database, PostgresDatabase, SqliteDatabase, SqlSource
+from bus import ConfigurationError, Contract, Publisher, Signer, event_id
+from bus.adapter import (
+    Adapter,
+    BinlogSource,
+    Database,
+    LogicalSource,
+    MySqlDatabase,
+    MySqlSource,
+    PostgresDatabase,
+    ProgressHook,
+    Quarantine,
+    Record,
+    RedisCheckpoints,
+    Source,
+    SqliteDatabase,
+    SqlSource,
+    is_mysql_url,
+)
 from schemas.common import pseudonym
 from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved
 

@@ -13,8 +13,8 @@ import asyncio
 import os
 
 from adapters import dukcapil
-from bus.connection import connect
-from bus.logging import configure
+from bus import configure_logging as configure
+from bus import connect
 
 
 async def _main(db: str, *, outbox: bool, batch_size: int) -> None:

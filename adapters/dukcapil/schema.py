@@ -41,7 +41,7 @@ _POSTGRESQL = f"""
 CREATE TABLE peristiwa (no_urut BIGSERIAL PRIMARY KEY, {_BODY});
 CREATE INDEX peristiwa_perubahan ON peristiwa (updated_at, no_urut);
 CREATE TABLE peristiwa_outbox (no_outbox BIGSERIAL PRIMARY KEY, no_urut BIGINT,
-    -- the writing transaction, read once finished (bus.sources.sql.outbox_ddl explains)
+    -- the writing transaction, read once finished (bus.adapter.sources.sql.outbox_ddl explains)
     txid BIGINT NOT NULL DEFAULT pg_current_xact_id()::text::bigint, {_BODY});
 CREATE INDEX peristiwa_outbox_urutan ON peristiwa_outbox (txid, no_outbox);
 CREATE FUNCTION peristiwa_ke_outbox() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -39,16 +39,22 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from bus import keys
-from bus.connection import connect
-from bus.context import EventContext
-from bus.contracts import Classification, Registry, default_registry
-from bus.envelope import Envelope, format_time
-from bus.errors import ConfigurationError
-from bus.logging import get_logger
-from bus.service import Service
-from bus.settings import Settings
-from bus.store import Store, Tx
+from bus import (
+    Classification,
+    ConfigurationError,
+    Envelope,
+    EventContext,
+    Registry,
+    Service,
+    Settings,
+    Store,
+    Tx,
+    connect,
+    default_registry,
+    format_time,
+    get_logger,
+    keys,
+)
 from services._common import Migration
 from services.audit.backfill import BackfillReport
 from services.audit.backfill import backfill as run_backfill

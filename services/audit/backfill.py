@@ -25,15 +25,9 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from bus import keys
-from bus.connection import connect
+from bus import ConfigurationError, Envelope, Service, connect, get_logger, keys, mask_text
 from bus.deadletter import MAX_ERROR, Reason, Verdict, dead_letter_fields
 from bus.dispatch import Dispatcher, Failed
-from bus.envelope import Envelope
-from bus.errors import ConfigurationError
-from bus.logging import get_logger
-from bus.privacy import mask_text
-from bus.service import Service
 from services.audit.chain import entry_parts
 
 if TYPE_CHECKING:

@@ -19,13 +19,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bus.cli_common import fail, import_target
-from bus.connection import TRANSIENT
-from bus.errors import RedisUnavailable, SimpulError
-from bus.logging import configure
-from bus.service import Service
-from bus.settings import Settings
-from bus.store import Store
+from bus import TRANSIENT_REDIS_ERRORS as TRANSIENT
+from bus import RedisUnavailable, Service, Settings, SimpulError, Store
+from bus import configure_logging as configure
+from bus.cli import fail, import_target
 from services.audit import Audit, parse_time
 from services.audit.backfill import NOT_BACKFILLABLE, BackfillReport
 

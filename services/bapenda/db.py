@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from bus.store import Tx
+from bus import Tx
 from schemas.bapenda import TaxKind
 from services.bapenda.rules import npwpd_for
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from importlib.resources import files
 from types import MappingProxyType
 
-from bus.errors import ConfigurationError
+from bus import ConfigurationError
 from schemas.bapenda import ON_TAX_OBJECT, TaxKind
 from schemas.dpmptsp import PermitKind
 

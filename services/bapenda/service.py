@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, timedelta
 
-from bus import EventContext, Service, Settings
-from bus.logging import get_logger
-from bus.store import Store
+from bus import EventContext, Service, Settings, Store, get_logger
 from schemas.bapenda import TaxKind, TaxpayerRegistered
 from schemas.dpmptsp import PermitIssued, PermitKind
 from schemas.dukcapil import CitizenDied, CitizenMoved

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from bus.store import Tx
+from bus import Tx
 from schemas.dinkes import ScheduledDose, Vaccine
 
 TABLES = [

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from bus.errors import ConfigurationError
+from bus import ConfigurationError
 from schemas.dinkes import PuskesmasCode
 from schemas.regions import kecamatan_codes, kecamatan_of, regions
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date
 
-from bus import EventContext, Service, Settings
-from bus.logging import get_logger
-from bus.store import Store
+from bus import EventContext, Service, Settings, Store, get_logger
 from schemas.dinkes import ImmunisationScheduled
 from schemas.dukcapil import CitizenBorn
 from services._common import Migration, today_in_malang

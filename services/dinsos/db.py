@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from bus.store import Tx
+from bus import Tx
 from schemas.dinsos import Programme, SuspensionReason
 from schemas.regions import kecamatan_of
 

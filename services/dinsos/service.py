@@ -8,9 +8,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from bus import EventContext, Publisher, Service, Settings, event_id
-from bus.logging import get_logger
-from bus.store import Store
+from bus import EventContext, Publisher, Service, Settings, Store, event_id, get_logger
 from schemas.dinsos import AssistanceGranted, AssistanceSuspended, Programme
 from schemas.disnaker import JobseekerPlaced
 from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved, FamilyCardIssued

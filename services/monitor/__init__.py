@@ -7,13 +7,13 @@ groups (lag, pending, oldest pending age, consumers, dead letters), recent throu
 as a sparkline, the dead letters of each group (reason, error, attempts — masked) with a
 **Replay** button per dead letter and per group, each adapter's quarantine, and the flow map.
 
-What it reads: Redis only, through :class:`bus.ops.Inspector` (snapshots), ``XRANGE`` of the
-dead-letter streams a snapshot names, one ``XINFO STREAM`` per stream every ``sample_s`` for
-the throughput, and :mod:`bus.flowmap` (contracts, the services' code, the groups present).
+What it reads: Redis only, through :class:`bus.admin.inspect.Inspector` (snapshots), ``XRANGE`` of
+the dead-letter streams a snapshot names, one ``XINFO STREAM`` per stream every ``sample_s`` for
+the throughput, and :mod:`bus.admin.flowmap` (contracts, the services' code, the groups present).
 
 What it writes: nothing, except a replay an operator confirmed with the operator token
-(``POST /api/replay`` -> :meth:`bus.dlq.DeadLetters.replay`, to the group by default: the
-original entry goes back to the group that gave up; no other group sees it).
+(``POST /api/replay`` -> :meth:`bus.admin.deadletters.DeadLetters.replay`, to the group by default:
+the original entry goes back to the group that gave up; no other group sees it).
 
 What it consumes and publishes: nothing. It is not a ``bus.Service`` on purpose: a consumer
 group of its own would show up in every snapshot and flow map, lag behind and trip the alerts;

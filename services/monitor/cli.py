@@ -17,15 +17,19 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from bus.cli_common import fail, import_from_cwd
-from bus.cli_contracts import load as load_contracts
-from bus.connection import connect
-from bus.contracts import default_registry
-from bus.errors import ConfigurationError, SimpulError
-from bus.http import parse_address, serve
-from bus.logging import configure, get_logger
-from bus.ops import Thresholds
-from bus.settings import Settings
+from bus import (
+    ConfigurationError,
+    Settings,
+    SimpulError,
+    connect,
+    default_registry,
+    get_logger,
+    parse_address,
+)
+from bus import configure_logging as configure
+from bus import serve_http as serve
+from bus.admin import Thresholds
+from bus.cli import fail, import_from_cwd, load_contracts
 from services.monitor.monitor import Monitor, MonitorSettings, redis_location
 
 app = typer.Typer(

@@ -1,8 +1,8 @@
 """The monitor's state: snapshots of the bus, dead letters, throughput, the flow map, replay.
 
-Everything here reads Redis through :mod:`bus.ops` (snapshots), :mod:`bus.flowmap` (the map)
-and plain ``XRANGE`` of the dead-letter streams the snapshot names; the only write is
-:meth:`Monitor.replay`, which runs :meth:`bus.dlq.DeadLetters.replay`.
+Everything here reads Redis through :mod:`bus.admin.inspect` (snapshots), :mod:`bus.admin.flowmap`
+(the map) and plain ``XRANGE`` of the dead-letter streams the snapshot names; the only write is
+:meth:`Monitor.replay`, which runs :meth:`bus.admin.deadletters.DeadLetters.replay`.
 """
 
 from __future__ import annotations
@@ -22,26 +22,42 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from starlette.applications import Starlette
 
-from bus import catalogue, flowmap, keys
-from bus.connection import TRANSIENT, translate
-from bus.connection import location as redis_location  # where the dashboard says it looks
-from bus.contracts import Registry, default_registry
-from bus.dlq import (
+from bus import TRANSIENT_REDIS_ERRORS as TRANSIENT
+from bus import (
+    ConfigurationError,
+    Registry,
+    SimpulError,
+    contract_of,
+    default_registry,
+    get_logger,
+    keys,
+    mask_error,
+    mask_text,
+    redis_location,  # where the dashboard says it looks
+    serving_http,
+)
+from bus import translate_redis_error as translate
+from bus.admin import (
+    BrokenModule,
+    BusSnapshot,
     DeadLetter,
     DeadLetterRef,
     DeadLetters,
+    Inspector,
     NotFound,
     ReplayReport,
     Target,
+    Thresholds,
     UnknownGroup,
     UnknownStream,
+    breaches,
+    build_flow_map,
+    find_services,
+    handled,
+    live_groups,
+    render_flow_svg,
     stream_key,
 )
-from bus.errors import ConfigurationError, SimpulError
-from bus.http import running as serving_http
-from bus.logging import get_logger
-from bus.ops import BusSnapshot, Inspector, Thresholds, breaches
-from bus.privacy import contract_of, mask_error, mask_text
 from services.monitor.throughput import Throughput
 from services.monitor.web import build
 
@@ -53,7 +69,7 @@ MAX_REPLAY = 500  # dead letters one replay request may move (a group replay: th
 
 
 class FindServices:
-    """Marker: find the services of a package with :func:`bus.catalogue.find_services`."""
+    """Marker: find the services of a package with :func:`bus.admin.find_services`."""
 
     def __init__(self, package: str = "services") -> None:
         self.package = package
@@ -155,7 +171,7 @@ class Monitor:
     """The dashboard over one Redis: :meth:`app` serves it, :meth:`running` samples throughput.
 
     ``handled`` says which service consumes which event types, for the flow map: a mapping
-    (service -> types, :func:`bus.catalogue.handled`), None (only the groups Redis shows), or
+    (service -> types, :func:`bus.admin.handled`), None (only the groups Redis shows), or
     :class:`FindServices` (found in a package on first use; the default, from the settings).
     """
 
@@ -191,7 +207,7 @@ class Monitor:
         self.last_error: str | None = None
         self.last_ok: float | None = None  # monotonic time of the last successful snapshot
         # Modules of the services package the flow map could not read (shown on the page).
-        self.code_problems: list[catalogue.BrokenModule] = []
+        self.code_problems: list[BrokenModule] = []
 
     @property
     def token(self) -> bytes | None:
@@ -312,13 +328,13 @@ class Monitor:
         if self._map is not None and self._map[0] == signature:
             return self._map
         handled = await self._declared()
-        flow = flowmap.build(
+        flow = build_flow_map(
             self.registry,
             handled,
-            flowmap.live_groups(snap),
+            live_groups(snap),
             source=f"Redis {snap.redis_version}" + (f" at {self.where}" if self.where else ""),
         )
-        svg = flowmap.render_svg(flow, title="Who consumes what")
+        svg = render_flow_svg(flow, title="Who consumes what")
         self._map = (signature, svg)
         return self._map
 
@@ -330,13 +346,13 @@ class Monitor:
     async def _declared(self) -> Mapping[str, Iterable[str]] | None:
         if isinstance(self._handled, FindServices):
             package = self._handled.package
-            broken: list[catalogue.BrokenModule] = []
+            broken: list[BrokenModule] = []
             try:
-                found = await asyncio.to_thread(catalogue.find_services, package, broken=broken)
-                self._handled = catalogue.handled(found)
+                found = await asyncio.to_thread(find_services, package, broken=broken)
+                self._handled = handled(found)
             except Exception as exc:  # the package itself: map what Redis shows
                 message = mask_text(" ".join(str(exc).split()))[:300]
-                broken.append(catalogue.BrokenModule(package, f"{type(exc).__name__}: {message}"))
+                broken.append(BrokenModule(package, f"{type(exc).__name__}: {message}"))
                 self._handled = None
             # The page says so: a map without a service's code looks like a service gone.
             self.code_problems = broken
@@ -356,8 +372,8 @@ class Monitor:
         dry_run: bool = False,
         by: str = "monitor",
     ) -> ReplayReport:
-        """Replay these dead letters (:meth:`bus.dlq.DeadLetters.replay`). Raises NotFound,
-        changing nothing, if one of them is not (or no longer) a dead letter."""
+        """Replay these dead letters (:meth:`bus.admin.deadletters.DeadLetters.replay`). Raises
+        NotFound, changing nothing, if one of them is not (or no longer) a dead letter."""
         if not refs:
             raise ConfigurationError("no dead letters to replay")
         if len(refs) > MAX_REPLAY:
@@ -449,12 +465,13 @@ class Monitor:
 
 def _signature(snap: BusSnapshot) -> str:
     """Changes when the consumer groups present change (the flow map is redrawn then)."""
-    groups = json.dumps(sorted((k, sorted(v)) for k, v in flowmap.live_groups(snap).items()))
+    groups = json.dumps(sorted((k, sorted(v)) for k, v in live_groups(snap).items()))
     return hashlib.sha1(groups.encode(), usedforsecurity=False).hexdigest()[:12]
 
 
 def _summary(ref: DeadLetterRef, raw: Mapping[bytes, bytes], registry: Registry) -> DeadLetter:
-    """A dead letter's summary, its error masked as :class:`bus.dlq.DeadLetters` masks it."""
+    """A dead letter's summary, its error masked as
+    :class:`bus.admin.deadletters.DeadLetters` masks it."""
     fields = {_text(k): _text(v) for k, v in raw.items()}
     event_type = fields.get("type")
     data: Any

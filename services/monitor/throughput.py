@@ -27,8 +27,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from bus.connection import TRANSIENT
-from bus.errors import RedisUnavailable, SimpulError
+from bus import TRANSIENT_REDIS_ERRORS as TRANSIENT
+from bus import RedisUnavailable, SimpulError
 
 __all__ = ["Throughput"]
 

@@ -34,16 +34,16 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from bus.dlq import DeadLetterRef, NotFound, Target, UnknownGroup, UnknownStream
-from bus.errors import (
+from bus import (
     BadRequestBody,
     ConfigurationError,
     PermissionDenied,
     RedisUnavailable,
     SimpulError,
+    get_logger,
+    parse_json,
 )
-from bus.http import parse_json
-from bus.logging import get_logger
+from bus.admin import DeadLetterRef, NotFound, Target, UnknownGroup, UnknownStream
 from services._common import bearer_token, same_token
 
 if TYPE_CHECKING:

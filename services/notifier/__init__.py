@@ -50,9 +50,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from bus import ConfigurationError, EventContext, Service, Settings
-from bus.logging import get_logger
-from bus.store import Store, Tx
+from bus import ConfigurationError, EventContext, Service, Settings, Store, Tx, get_logger
 from schemas.bapenda import PaymentReceived
 from schemas.common import Identifier
 from schemas.dpmptsp import PermitIssued, PermitRejected

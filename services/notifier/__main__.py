@@ -13,7 +13,7 @@ import argparse
 import asyncio
 import sys
 
-from bus.errors import SimpulError
+from bus import SimpulError
 from services.notifier import EmailNotSent, Notifier
 
 

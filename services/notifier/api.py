@@ -21,8 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bus.logging import get_logger
-from bus.store import StoreUnavailable
+from bus import StoreUnavailable, get_logger
 from services._common import bearer_token, same_token
 from services.notifier.mail import InvalidAddress
 

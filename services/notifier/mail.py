@@ -19,7 +19,7 @@ from email.utils import formatdate, parseaddr
 import aiosmtplib
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from bus.errors import ConfigurationError, DependencyUnavailable
+from bus import ConfigurationError, DependencyUnavailable
 
 __all__ = [
     "MESSAGE_ID_DOMAIN",

@@ -36,9 +36,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bus import Contract, EventContext, Service, Settings
-from bus.logging import get_logger
-from bus.store import Store, Tx
+from bus import Contract, EventContext, Service, Settings, Store, Tx, get_logger
 from schemas.bapenda import PaymentReceived, TaxAssessed, TaxpayerRegistered
 from schemas.common import Identifier, pseudonym
 from schemas.dinsos import AssistanceGranted, AssistanceSuspended

@@ -26,8 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from bus.logging import get_logger
-from bus.store import StoreUnavailable
+from bus import StoreUnavailable, get_logger
 from schemas.common import NIK, AccountId
 from services._common import bearer_token
 from services.profile.policy import Caller

@@ -27,8 +27,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bus.errors import ConfigurationError
-from bus.store import Tx
+from bus import ConfigurationError, Tx
 
 __all__ = ["TABLE", "RateLimit", "Verdict", "take"]
 

@@ -24,8 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from bus.envelope import format_time
-from bus.store import Tx
+from bus import Tx, format_time
 from schemas.bapenda import PaymentReceived, TaxAssessed, TaxpayerRegistered
 from schemas.dinsos import AssistanceGranted, AssistanceSuspended
 from schemas.dpmptsp import PermitApplied, PermitIssued, PermitRejected

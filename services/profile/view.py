@@ -11,7 +11,7 @@ import json
 from datetime import date, datetime
 from typing import Any
 
-from bus.store import Tx
+from bus import Tx
 from services.profile.links import Fact, Link, replay
 
 Section = Any  # a JSON value

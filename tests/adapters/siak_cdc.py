@@ -20,11 +20,11 @@ from redis.asyncio import Redis
 from adapters import dukcapil
 from bus import Publisher
 from bus.adapter import Adapter, Source
-from bus.checkpoint import RedisCheckpoints
+from bus.adapter.checkpoint import RedisCheckpoints
+from bus.adapter.quarantine import Quarantine
+from bus.adapter.sources.logical import LogicalSource
 from bus.connection import connect
 from bus.logging import configure
-from bus.quarantine import Quarantine
-from bus.sources.logical import LogicalSource
 
 KEY = b"test-pseudonym-key-0123456789"
 

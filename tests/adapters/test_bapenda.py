@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 from adapters import bapenda
 from adapters.bapenda.fixtures import rows, write_csv, write_drop
 from bus import keys
+from bus.adapter.quarantine import Quarantine
 from bus.errors import ContractViolation
-from bus.quarantine import Quarantine
 from schemas.bapenda import PaymentChannel, TaxKind
 from tests.adapters.crashing import kill_repeatedly
 

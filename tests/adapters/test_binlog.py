@@ -26,9 +26,9 @@ from adapters.dukcapil.fixtures import as_params, rows
 from adapters.dukcapil.schema import insert_sql
 from bus import keys
 from bus.adapter import Adapter, Record
-from bus.checkpoint import RedisCheckpoints
+from bus.adapter.checkpoint import RedisCheckpoints
+from bus.adapter.sources.binlog import BinlogSource
 from bus.publisher import event_id
-from bus.sources.binlog import BinlogSource
 from bus.testing import wait_until
 from tests.adapters.test_dukcapil import KEY
 from tests.adapters.test_mysql_kind import create_mysql, insert_mysql
@@ -337,7 +337,7 @@ async def test_the_reader_thread_hands_over_at_most_its_bound_and_nothing_is_los
 ) -> None:
     """The thread reads the binlog faster than the adapter publishes: a backlog must wait in the
     server's binlog, not in memory (a 10^6-row backlog grew the adapter to 790 MiB)."""
-    from bus.sources import _binlog_reader  # noqa: PLC0415 - the bound under test
+    from bus.adapter.sources import _binlog_reader  # noqa: PLC0415 - the bound under test
 
     monkeypatch.setattr(_binlog_reader, "QUEUED_MAX", 4)  # rows
     create_mysql(mysql_url)

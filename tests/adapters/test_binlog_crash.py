@@ -32,7 +32,7 @@ from adapters.dukcapil.fixtures import as_params, rows
 from adapters.dukcapil.schema import insert_sql
 from bus import keys
 from bus.errors import SourceError
-from bus.mariadb import EmbeddedMariaDB
+from bus.local.mariadb import EmbeddedMariaDB
 from tests.adapters.crashing import wait_for_growth
 from tests.adapters.test_binlog import expected_id
 from tests.adapters.test_dukcapil import KEY
@@ -55,7 +55,7 @@ def start_adapter(db: str, redis_url: str, *, once: bool = False) -> subprocess.
         "SIMPUL_LOG_LEVEL": "warning",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "bus.cli", "adapter", "run", "adapters.dukcapil:from_env",
+        [sys.executable, "-m", "bus.cli.app", "adapter", "run", "adapters.dukcapil:from_env",
          *(["--once"] if once else ["--poll", "0.02"])],
         cwd=ROOT, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
     )  # fmt: skip

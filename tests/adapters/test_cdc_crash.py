@@ -26,7 +26,7 @@ from adapters import dukcapil
 from adapters.dukcapil.fixtures import as_params, rows
 from adapters.dukcapil.schema import insert_sql
 from bus import event_id
-from bus.postgres import EmbeddedPostgres
+from bus.local.postgres import EmbeddedPostgres
 from tests.adapters import siak_cdc
 from tests.adapters.crashing import wait_for_growth
 from tests.adapters.test_dukcapil import load_postgres

@@ -22,7 +22,7 @@ from adapters import dukcapil
 from adapters.dukcapil.fixtures import as_params, rows
 from adapters.dukcapil.schema import insert_sql
 from bus.adapter import Adapter
-from bus.sources.sql import PostgresDatabase, SqliteDatabase, SqlSource
+from bus.adapter.sources.sql import PostgresDatabase, SqliteDatabase, SqlSource
 from bus.testing import capture_logs
 from tests.adapters import siak_cdc
 from tests.adapters.test_dukcapil import load_postgres

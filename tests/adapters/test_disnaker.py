@@ -24,7 +24,7 @@ from adapters import disnaker
 from adapters.disnaker import fixtures
 from bus import Envelope, keys
 from bus.adapter import Progress
-from bus.quarantine import Quarantine
+from bus.adapter.quarantine import Quarantine
 from bus.testing import wait_until
 from schemas.disnaker import EducationLevel, JobseekerPlaced, JobseekerRegistered
 

@@ -13,9 +13,9 @@ from redis.asyncio import Redis
 from adapters import dpmptsp
 from adapters.dpmptsp.fixtures import as_form, payloads
 from bus import ConfigurationError, event_id, keys
+from bus.adapter.quarantine import Quarantine
+from bus.adapter.sources.webhook import running
 from bus.contracts import Contract
-from bus.quarantine import Quarantine
-from bus.sources.webhook import running
 from bus.testing import capture_logs
 from schemas.dpmptsp import PermitApplied, PermitIssued, PermitKind, PermitRejected
 

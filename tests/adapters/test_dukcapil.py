@@ -17,9 +17,9 @@ from adapters.dukcapil.fixtures import as_params, create_sqlite, rows
 from adapters.dukcapil.schema import ddl, insert_sql
 from bus import keys
 from bus.adapter import Progress, Record, record_event_id
-from bus.checkpoint import RedisCheckpoints
+from bus.adapter.checkpoint import RedisCheckpoints
+from bus.adapter.quarantine import Quarantine
 from bus.contracts import Contract
-from bus.quarantine import Quarantine
 from bus.testing import capture_logs
 from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved
 

@@ -13,9 +13,9 @@ from redis.asyncio import Redis
 
 from adapters.dukcapil.fixtures import rows
 from bus.adapter import Record
+from bus.adapter.sources.logical import LogicalSource
 from bus.errors import ConfigurationError
-from bus.postgres import EmbeddedPostgres
-from bus.sources.logical import LogicalSource
+from bus.local.postgres import EmbeddedPostgres
 from bus.testing import capture_logs
 from tests.adapters import siak_cdc
 from tests.adapters.test_dukcapil import load_postgres

@@ -16,11 +16,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from bus.adapter.sources._mysql_server import Server
+from bus.adapter.sources.binlog import BinlogSource
+from bus.adapter.sources.mysql import MySqlDatabase, MySqlSource, connection_settings
 from bus.errors import ConfigurationError, SourceError
-from bus.mariadb import EmbeddedMariaDB
-from bus.sources._mysql_server import Server
-from bus.sources.binlog import BinlogSource
-from bus.sources.mysql import MySqlDatabase, MySqlSource, connection_settings
+from bus.local.mariadb import EmbeddedMariaDB
 from tests.conftest import mysql_connect
 
 pytestmark = pytest.mark.slow
@@ -59,7 +59,7 @@ async def test_a_server_without_binlog_is_named_with_the_my_cnf_lines_to_add(
         await first_batch(binlog(url))
     env = {**os.environ, "SIMPUL_REDIS_URL": redis_url, "SIMPUL_DUKCAPIL_DB": url,
            "SIMPUL_DUKCAPIL_CDC": "1"}  # fmt: skip
-    command = [sys.executable, "-m", "bus.cli", "adapter", "run", "adapters.dukcapil:from_env"]
+    command = [sys.executable, "-m", "bus.cli.app", "adapter", "run", "adapters.dukcapil:from_env"]
     done = await asyncio.to_thread(
         subprocess.run, command, env=env, capture_output=True, text=True, timeout=60, check=False
     )

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from bus.adapter import Position, Record
-from bus.sources.binlog import BinlogSource
-from bus.sources.mysql import MySqlDatabase, MySqlSource
+from bus.adapter.sources.binlog import BinlogSource
+from bus.adapter.sources.mysql import MySqlDatabase, MySqlSource
 from tests.conftest import mysql_connect
 
 TABLE = """

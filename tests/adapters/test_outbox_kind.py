@@ -15,8 +15,8 @@ from redis.asyncio import Redis
 from adapters import dukcapil
 from adapters.dukcapil.fixtures import as_params, rows
 from adapters.dukcapil.schema import insert_sql
-from bus.checkpoint import RedisCheckpoints
-from bus.sources.sql import PostgresDatabase, SqlSource, outbox_ddl
+from bus.adapter.checkpoint import RedisCheckpoints
+from bus.adapter.sources.sql import PostgresDatabase, SqlSource, outbox_ddl
 from tests.adapters import siak_cdc
 from tests.adapters.contract import check_kind
 from tests.adapters.test_commit_order import outbox

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from adapters import dukcapil
 from adapters.dukcapil.fixtures import as_params, create_sqlite, rows
 from adapters.dukcapil.schema import insert_sql
-from bus.checkpoint import RedisCheckpoints
+from bus.adapter.checkpoint import RedisCheckpoints
 from tests.adapters.contract import check_kind
 from tests.adapters.test_dukcapil import KEY
 

@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 
 from adapters import dpmptsp
 from adapters.dpmptsp.fixtures import as_form, payloads
-from bus.sources.webhook import running
+from bus.adapter.sources.webhook import running
 from tests.adapters.contract import Kind, check_kind
 
 TOKEN = "webhook-kind-token-0123"

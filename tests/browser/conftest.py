@@ -22,9 +22,9 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from bus.catalogue import find_services
-from bus.cli_contracts import load as load_contracts
+from bus.cli.contracts import load as load_contracts
 from bus.connection import connect
+from bus.specs.catalogue import find_services
 from services.monitor import Monitor, MonitorSettings
 from services.monitor.monitor import redis_location
 

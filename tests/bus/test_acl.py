@@ -29,24 +29,25 @@ from typer.testing import CliRunner
 from adapters import dpmptsp, dukcapil
 from adapters.dpmptsp.fixtures import payloads
 from adapters.dukcapil import fixtures as siak
-from bus import acl, gaps, keys
+from bus import gaps, keys
+from bus.access import acl
+from bus.access.topology import Topology, contracts, load_topology
 from bus.adapter import Problem, Record, Rejected
-from bus.checkpoint import RedisCheckpoints
-from bus.cli import app
+from bus.adapter.checkpoint import RedisCheckpoints
+from bus.adapter.quarantine import Quarantine
+from bus.adapter.sources.webhook import running
+from bus.cli.app import app
 from bus.connection import connect
 from bus.context import EventContext
 from bus.contracts import Contract
 from bus.deadletter import Reason, Verdict
 from bus.dedupe import Dedupe
-from bus.embedded import find_redis_server, free_port
 from bus.health import Health
+from bus.local.redis import find_redis_server, free_port
 from bus.publisher import Publisher
-from bus.quarantine import Quarantine
 from bus.service import Service
 from bus.settle import Settlement, Settler
-from bus.sources.webhook import running
 from bus.testing import quick_settings, wait_until
-from bus.topology import Topology, contracts, load_topology
 from schemas.bapenda import PaymentReceived
 from schemas.dinsos import AssistanceSuspended
 from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved
@@ -354,7 +355,7 @@ async def test_checkpoints_quarantines_and_the_audit_head_belong_to_their_owner(
             "quarantine add": (lambda q=quarantine, r=rejected: q.add([r]), mine),
             "quarantine list": (lambda q=quarantine: q.entries(), mine or reader),
             "quarantine discard": (lambda q=quarantine, e=seeded: q.discard(e), mine),
-            # What bus.adapter_report.Reporter sends (it swallows its errors, so raw here).
+            # What bus.adapter.report.Reporter sends (it swallows its errors, so raw here).
             "report write": (lambda a=adapter: _write_report(redis, a), mine),
             "report read": (
                 lambda a=adapter: _read_report(redis, a),

@@ -11,12 +11,12 @@ import pytest
 from redis.asyncio import Redis
 
 from bus.adapter import Adapter, Position, Progress, Record, record_event_id
-from bus.checkpoint import RedisCheckpoints
+from bus.adapter.checkpoint import RedisCheckpoints
+from bus.adapter.quarantine import Quarantine
 from bus.contracts import Contract
 from bus.envelope import Envelope
 from bus.errors import ConfigurationError, RedisUnavailable
 from bus.publisher import Published, Publisher
-from bus.quarantine import Quarantine
 from bus.testing import capture_logs
 from schemas.dukcapil import CitizenDied
 

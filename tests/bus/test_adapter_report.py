@@ -20,17 +20,25 @@ from redis.asyncio import Redis
 
 from bus import keys
 from bus.adapter import Adapter, Position, Record, SourceLag
-from bus.adapter_report import AdapterReport, Reporter
-from bus.checkpoint import RedisCheckpoints
+from bus.adapter.checkpoint import RedisCheckpoints
+from bus.adapter.quarantine import Quarantine
+from bus.adapter.report import AdapterReport, Reporter
+from bus.admin.inspect import (
+    Breach,
+    BusCollector,
+    Inspector,
+    Thresholds,
+    breaches,
+    exporter_app,
+    snapshot,
+)
 from bus.connection import connect
 from bus.contracts import Contract, Registry
-from bus.embedded import free_port
 from bus.errors import ConfigurationError, SourceError
 from bus.http import running
+from bus.local.redis import free_port
 from bus.logging import MASK
-from bus.ops import Breach, BusCollector, Inspector, Thresholds, breaches, exporter_app, snapshot
 from bus.publisher import Publisher
-from bus.quarantine import Quarantine
 from bus.testing import capture_logs, wait_until
 from schemas.dukcapil import CitizenDied
 

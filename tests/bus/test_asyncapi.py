@@ -12,9 +12,10 @@ import pytest
 from jsonschema import Draft7Validator, validators
 from pydantic import BaseModel, create_model
 
-from bus import Classification, Contract, Service, asyncapi, catalogue
-from bus.catalogue import find_services
-from bus.cli_contracts import docs_files, load
+from bus import Classification, Contract, Service
+from bus.cli.contracts import docs_files, load
+from bus.specs import asyncapi, catalogue
+from bus.specs.catalogue import find_services
 
 ROOT = Path(__file__).parent.parent.parent
 SPEC = ROOT / "tests" / "data" / "asyncapi-3.0.0.schema.json"

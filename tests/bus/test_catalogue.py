@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bus import catalogue
-from bus.cli_contracts import app, describe, docs_files, load
+from bus.cli.contracts import app, describe, docs_files, load
 from bus.errors import SimpulError
+from bus.specs import catalogue
 
 ROOT = Path(__file__).parent.parent.parent
 COMMITTED = ROOT / "docs" / "catalogue.md"

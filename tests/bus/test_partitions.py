@@ -9,11 +9,12 @@ import zlib
 import pytest
 from redis.asyncio import Redis
 
-from bus import Contract, Publisher, acl, keys
+from bus import Contract, Publisher, keys
+from bus.access import acl
+from bus.access.topology import Topology
 from bus.contracts import Registry
 from bus.errors import ConfigurationError, ContractViolation
 from bus.partitions import Leases
-from bus.topology import Topology
 
 
 class MeterRead(Contract, event_type="test.meter.read.v1", partitions=4, register=False):

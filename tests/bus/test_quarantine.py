@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime
 from redis.asyncio import Redis
 
 from bus.adapter import Problem, Record, Rejected, record_event_id
+from bus.adapter.quarantine import Quarantine
 from bus.contracts import Contract
 from bus.publisher import Publisher
-from bus.quarantine import Quarantine
 from schemas.dukcapil import CitizenDied
 
 URN = "urn:malangkota:dukcapil:siak"

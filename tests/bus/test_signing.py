@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 from typer.testing import CliRunner
 
 from bus import EventContext, Publisher, Service, keys
-from bus.cli import app
+from bus.cli.app import app
 from bus.contracts import Contract
 from bus.deadletter import SIGNATURE_REASONS, Reason
 from bus.envelope import Envelope, format_time
@@ -253,7 +253,7 @@ def test_keyring_refuses_a_broken_configuration() -> None:
 
 def test_keyring_takes_any_object_with_the_topologys_attributes() -> None:
     @dataclass(frozen=True)
-    class TopologyKey:  # the shape of bus.topology.SigningKey
+    class TopologyKey:  # the shape of bus.access.topology.SigningKey
         key_id: str
         principal: str
         department: str
@@ -726,8 +726,8 @@ def test_keys_show_never_prints_the_private_key(
 def test_the_topologys_signing_keys_feed_a_keyring_as_the_file_loader_reads_them(
     tmp_path: Path,
 ) -> None:
-    """bus.topology validates the file; its signing_keys() and load_keyring_file agree."""
-    from bus.topology import load_topology  # noqa: PLC0415 - only this test needs it
+    """bus.access.topology validates the file; its signing_keys() and load_keyring_file agree."""
+    from bus.access.topology import load_topology  # noqa: PLC0415 - only this test needs it
 
     deployed = Path(__file__).resolve().parents[2] / "deploy" / "topology.yaml"
     document = yaml.safe_load(deployed.read_text())

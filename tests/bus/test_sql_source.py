@@ -15,9 +15,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from bus.adapter import Record
+from bus.adapter.sources import sql
+from bus.adapter.sources.sql import PostgresDatabase, SqliteDatabase, SqlSource
 from bus.errors import ConfigurationError
-from bus.sources import sql
-from bus.sources.sql import PostgresDatabase, SqliteDatabase, SqlSource
 
 T0 = datetime(2026, 11, 1, 7, 0)
 
@@ -27,7 +27,7 @@ CREATE TABLE legacy (no {serial} PRIMARY KEY, kunci TEXT, versi INTEGER, isi TEX
 CREATE TABLE legacy_outbox (no_outbox {serial} PRIMARY KEY, {txid} kunci TEXT, versi INTEGER,
                             isi TEXT, diubah TIMESTAMP);
 """
-# The writing transaction, so the outbox is read only once it finished (bus.sources.sql).
+# The writing transaction, so the outbox is read only once it finished (bus.adapter.sources.sql).
 _PG_TXID = "txid BIGINT NOT NULL DEFAULT pg_current_xact_id()::text::bigint,"
 _PG_TRIGGER = """
 CREATE FUNCTION ke_outbox() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from bus import store as store_module
-from bus.embedded import free_port
 from bus.errors import ConfigurationError
+from bus.local.redis import free_port
 from bus.store import Store, StoreUnavailable, Tx
 
 TABLE = "CREATE TABLE IF NOT EXISTS grant_status (grant_no TEXT PRIMARY KEY, status TEXT NOT NULL)"

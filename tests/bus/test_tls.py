@@ -20,10 +20,10 @@ import pytest
 from typer.testing import CliRunner
 
 from bus import EventContext, Publisher, Service
-from bus.cli import app
+from bus.cli.app import app
 from bus.connection import RedisTLS, TLSConnectionError, connect, translate
-from bus.embedded import find_redis_server, free_port
 from bus.errors import ConfigurationError, RedisUnavailable
+from bus.local.redis import find_redis_server, free_port
 from bus.settings import Settings
 from bus.testing import quick_settings, wait_until
 from schemas.dukcapil import CitizenDied

@@ -14,9 +14,8 @@ import adapters.bapenda
 import adapters.disnaker
 import adapters.dpmptsp
 import adapters.dukcapil
-from bus import catalogue
-from bus.acl import AUDIT_HEAD
-from bus.topology import (
+from bus.access.acl import AUDIT_HEAD
+from bus.access.topology import (
     SigningKey,
     Topology,
     TopologyError,
@@ -24,6 +23,7 @@ from bus.topology import (
     load_topology,
     password_variable,
 )
+from bus.specs import catalogue
 from services.audit import head_key
 
 ROOT = Path(__file__).parent.parent.parent

@@ -12,11 +12,11 @@ from redis.asyncio import Redis
 
 from bus import Publisher, keys
 from bus.adapter import Record, record_event_id
+from bus.adapter.quarantine import Quarantine
+from bus.adapter.sources.webhook import Webhook, running, webhook_app
 from bus.connection import connect
 from bus.contracts import Contract
-from bus.embedded import EmbeddedRedis
-from bus.quarantine import Quarantine
-from bus.sources.webhook import Webhook, running, webhook_app
+from bus.local.redis import EmbeddedRedis
 from bus.testing import capture_logs
 from schemas.dpmptsp import PermitRejected
 

@@ -27,12 +27,12 @@ from redis.exceptions import ResponseError
 from typer.testing import CliRunner
 
 from bus import EventContext, Publisher, Service, Settings, event_id
-from bus import dlq as dlq_module
-from bus.cli import app as simpul
-from bus.cli_contracts import load
+from bus.admin import deadletters as deadletters_module
+from bus.cli.app import app as simpul
+from bus.cli.contracts import load
 from bus.deadletter import Reason, Verdict, dead_letter_fields
-from bus.embedded import EmbeddedRedis
 from bus.envelope import OPTIONAL, REQUIRED, Envelope
+from bus.local.redis import EmbeddedRedis
 from bus.publisher import _NAMESPACE
 from bus.signing import Signer, load_keyring_file
 from bus.testing import wait_until
@@ -568,9 +568,9 @@ def test_the_documented_replay_commands_are_the_ones_simpul_dlq_replay_runs() ->
     claim = re.search(r"`(XCLAIM <stream> <group> <dlq\.consumer> 0 <dlq\.entry> [^`]*)`", section)
     assert claim is not None, "section 6 shows the group replay's XCLAIM"
     words = claim[1].split()
-    assert words[words.index("IDLE") + 1] == str(dlq_module._DUE_NOW_IDLE_MS)
+    assert words[words.index("IDLE") + 1] == str(deadletters_module._DUE_NOW_IDLE_MS)
     assert words[words.index("IDLE") + 2 :] == ["RETRYCOUNT", "0", "FORCE", "JUSTID"]
-    script = " ".join(dlq_module._REPLAY.replace("'", " ").replace(",", " ").split())
+    script = " ".join(deadletters_module._REPLAY.replace("'", " ").replace(",", " ").split())
     claimed = "XCLAIM KEYS[2] ARGV[5] ARGV[6] 0 original IDLE ARGV[7] RETRYCOUNT 0 FORCE JUSTID"
     assert claimed in script
     assert "XADD KEYS[2] * unpack(fields)" in script

@@ -14,10 +14,10 @@ import pytest
 from redis.asyncio import Redis
 
 from bus import EventContext, Publisher, Service, Settings
+from bus.admin.deadletters import DeadLetterRef, DeadLetters
+from bus.admin.inspect import decode_entry
 from bus.deadletter import Reason
-from bus.dlq import DeadLetterRef, DeadLetters
 from bus.envelope import Envelope
-from bus.ops import decode_entry
 from bus.signing import KeyRing, PublicSigningKey, Signer
 from bus.testing import wait_until
 from schemas.dukcapil import CitizenDied

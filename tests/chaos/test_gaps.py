@@ -20,7 +20,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bus import Publisher, event_id
-from bus.embedded import free_port
+from bus.local.redis import free_port
 from tests.chaos.checker import Report
 from tests.chaos.consumer import GROUP
 from tests.chaos.harness import Processes, Run

@@ -30,8 +30,8 @@ import pytest
 
 from bus import keys
 from bus.connection import connect
-from bus.embedded import EmbeddedRedis, free_port
-from bus.embedded_sentinel import EmbeddedSentinelGroup
+from bus.local.redis import EmbeddedRedis, free_port
+from bus.local.sentinel import EmbeddedSentinelGroup
 from tests.chaos.harness import Processes, Run, wait_for_entries
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]

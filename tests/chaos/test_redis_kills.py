@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from bus.connection import connect
-from bus.embedded import EmbeddedRedis
+from bus.local.redis import EmbeddedRedis
 from tests.chaos.harness import Processes, Run, wait_for_entries
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]

@@ -21,7 +21,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bus.connection import connect
-from bus.embedded import EmbeddedRedis, free_port
+from bus.local.redis import EmbeddedRedis, free_port
 from tests.chaos.harness import Processes, Run, wait_for_entries
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]

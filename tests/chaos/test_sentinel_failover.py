@@ -1,6 +1,6 @@
 """Scenario 6: the master of a Sentinel group fails under load (issue 17).
 
-A private group (bus.embedded_sentinel: a master, two replicas, three Sentinels, all on
+A private group (bus.local.sentinel: a master, two replicas, three Sentinels, all on
 loopback, stopped by pid); a producer process publishes with ``WAIT 1`` (the default under
 Sentinel) and two consumer processes consume, all following the master through
 ``SIMPUL_REDIS_SENTINELS``. The checker then holds the run to the same promises as with one
@@ -32,8 +32,8 @@ from redis.asyncio import Redis
 
 from bus import keys
 from bus.connection import connect
-from bus.embedded import EmbeddedRedis
-from bus.embedded_sentinel import EmbeddedSentinelGroup
+from bus.local.redis import EmbeddedRedis
+from bus.local.sentinel import EmbeddedSentinelGroup
 from tests.chaos import gauge, history
 from tests.chaos.consumer import STREAMS
 from tests.chaos.harness import Processes, Run

@@ -1,7 +1,7 @@
 """A private 3-master Redis Cluster per test session, emptied before each test.
 
 The cluster's masters are ``redis-server --cluster-enabled yes`` processes on free loopback
-ports (bus.embedded_cluster), stopped by pid at the end of the session. Each test gets
+ports (bus.local.cluster), stopped by pid at the end of the session. Each test gets
 ``SIMPUL_REDIS_URL`` (the first master) and ``SIMPUL_REDIS_CLUSTER=1``, as an operator would
 set them, so services, adapters and CLI commands find the cluster as in production.
 """
@@ -15,7 +15,7 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from bus.connection import connect
-from bus.embedded_cluster import EmbeddedCluster
+from bus.local.cluster import EmbeddedCluster
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from typing import Any
 from redis import Redis as SyncRedis
 
 from bus.contracts import Contract
-from bus.embedded_cluster import EmbeddedCluster
+from bus.local.cluster import EmbeddedCluster
 from schemas.bapenda import PaymentReceived
 from schemas.dpmptsp import PermitIssued
 from schemas.dukcapil import CitizenDied

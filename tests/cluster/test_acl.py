@@ -11,11 +11,12 @@ import pytest
 from redis import Redis as SyncRedis
 from redis.exceptions import NoPermissionError
 
-from bus import EventContext, Publisher, Service, acl, keys
+from bus import EventContext, Publisher, Service, keys
+from bus.access import acl
+from bus.access.topology import contracts, load_topology
 from bus.connection import connect
-from bus.embedded_cluster import EmbeddedCluster
+from bus.local.cluster import EmbeddedCluster
 from bus.testing import quick_settings, wait_until
-from bus.topology import contracts, load_topology
 from schemas.dukcapil import CitizenDied
 from tests.cluster.helpers import example
 

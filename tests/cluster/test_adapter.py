@@ -10,11 +10,11 @@ from redis.asyncio import Redis
 
 from bus import Publisher, keys
 from bus.adapter import Adapter, Position, Record, record_event_id
-from bus.checkpoint import RedisCheckpoints
+from bus.adapter.checkpoint import RedisCheckpoints
+from bus.adapter.quarantine import Quarantine
+from bus.admin.inspect import snapshot
 from bus.contracts import Contract
-from bus.embedded_cluster import EmbeddedCluster
-from bus.ops import snapshot
-from bus.quarantine import Quarantine
+from bus.local.cluster import EmbeddedCluster
 from tests.cluster.helpers import MODELS, SOURCE, STREAMS, example, master_of
 
 pytestmark = pytest.mark.slow

@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from bus import EventContext, Publisher, Service, keys
 from bus.adapter import Problem, Record, Rejected
-from bus.cli import app
+from bus.adapter.quarantine import Quarantine
+from bus.cli.app import app
 from bus.connection import connect
 from bus.contracts import Contract
-from bus.embedded_cluster import EmbeddedCluster
-from bus.quarantine import Quarantine
+from bus.local.cluster import EmbeddedCluster
 from bus.testing import quick_settings, wait_until
 from schemas.bapenda import PaymentReceived
 from schemas.dukcapil import CitizenDied

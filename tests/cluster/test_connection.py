@@ -7,8 +7,8 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from bus.connection import cluster_from_env, connect, is_cluster
-from bus.embedded_cluster import EmbeddedCluster
 from bus.errors import ConfigurationError
+from bus.local.cluster import EmbeddedCluster
 from bus.settings import Settings
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from bus import EventContext, Publisher, Service, keys
 from bus.contracts import Contract
-from bus.embedded_cluster import EmbeddedCluster
+from bus.local.cluster import EmbeddedCluster
 from bus.testing import quick_settings, wait_until
 from schemas.dpmptsp import PermitIssued
 from schemas.dukcapil import CitizenDied

@@ -1,4 +1,4 @@
-"""A Redis Cluster with replicas (3 masters + 3 replicas, bus.embedded_cluster): WAIT goes to
+"""A Redis Cluster with replicas (3 masters + 3 replicas, bus.local.cluster): WAIT goes to
 the shard that took the write, and a master killed under load loses no acknowledged publish.
 
 Each test starts its own cluster (a test kills masters), with a 1 s node timeout so that a
@@ -20,12 +20,12 @@ from redis.asyncio.cluster import RedisCluster
 from typer.testing import CliRunner
 
 from bus import NotDurable, Publisher
-from bus.cli import app
+from bus.cli.app import app
 from bus.connection import connect
 from bus.durability import Durability
-from bus.embedded import EmbeddedRedis
-from bus.embedded_cluster import EmbeddedCluster
 from bus.envelope import Envelope
+from bus.local.cluster import EmbeddedCluster
+from bus.local.redis import EmbeddedRedis
 from schemas.dukcapil import CitizenDied
 from tests.chaos.consumer import GROUP, STREAMS
 from tests.chaos.gauge import GaugeRead

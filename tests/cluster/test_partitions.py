@@ -6,7 +6,7 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from bus import keys
-from bus.embedded_cluster import EmbeddedCluster
+from bus.local.cluster import EmbeddedCluster
 from bus.testing import quick_settings, wait_until
 from tests.bus.delivery.test_ordered_partitions import (
     GROUP,

@@ -149,7 +149,7 @@ def _start_profile(db: Path, redis_url: str, log: Path) -> subprocess.Popen[byte
     })  # fmt: skip
     with log.open("ab") as err:
         return subprocess.Popen(
-            [sys.executable, "-m", "bus.cli", "run", "services.profile:create"],
+            [sys.executable, "-m", "bus.cli.app", "run", "services.profile:create"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err,
         )  # fmt: skip
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from bus import Classification, Contract
-from bus.cli_contracts import load, snapshot_root
-from bus.compat import check
+from bus.cli.contracts import load, snapshot_root
 from bus.keys import TYPE_PATTERN
+from bus.specs.gate import check
 
 CONTRACTS = load("schemas")
 # Published before these rules; their fields are frozen until a .v2 (docs/contracts.md).

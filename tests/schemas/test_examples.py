@@ -17,7 +17,7 @@ from jsonschema import Draft202012Validator
 
 import schemas
 from bus import Contract, ContractViolation
-from bus.cli_contracts import load
+from bus.cli.contracts import load
 
 EXAMPLES = Path(schemas.__file__).parent / "examples"
 CONTRACTS = {model.__contract__.event_type: model for model in load("schemas")}

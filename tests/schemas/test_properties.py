@@ -19,7 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 import schemas
 from bus import Contract, ContractViolation
-from bus.cli_contracts import load
+from bus.cli.contracts import load
 from schemas.common import NIK, PROVINCES
 
 EXAMPLES = Path(schemas.__file__).parent / "examples"

@@ -1,4 +1,4 @@
-"""A private Sentinel group per test (bus.embedded_sentinel): a master, two replicas, three
+"""A private Sentinel group per test (bus.local.sentinel): a master, two replicas, three
 Sentinels on free loopback ports, stopped by pid. Each test gets the environment an operator
 would set (``SIMPUL_REDIS_SENTINELS``), so every client made by connect() follows the master.
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bus.embedded_sentinel import EmbeddedSentinelGroup
+from bus.local.sentinel import EmbeddedSentinelGroup
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ import pytest
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from bus.embedded import EmbeddedRedis, find_redis_server, free_port
+from bus.local.redis import EmbeddedRedis, find_redis_server, free_port
 from tests.test_compose import DEV_ENV, ROOT
 
 pytestmark = pytest.mark.slow

@@ -11,10 +11,10 @@ import pytest
 from redis import Redis as SyncRedis
 
 from bus import EventContext, NotDurable, Publisher, Service, keys
-from bus.checkpoint import RedisCheckpoints
+from bus.adapter.checkpoint import RedisCheckpoints
 from bus.connection import ReplicasMissing, connect
 from bus.durability import Durability
-from bus.embedded_sentinel import EmbeddedSentinelGroup
+from bus.local.sentinel import EmbeddedSentinelGroup
 from bus.testing import capture_logs, quick_settings, wait_until
 from schemas.dukcapil import CitizenDied
 from tests.chaos.producer import died

@@ -11,7 +11,7 @@ from redis import Redis as SyncRedis
 
 from bus import EventContext, Publisher, RedisUnavailable, Service
 from bus.connection import TRANSIENT, connect
-from bus.embedded_sentinel import EmbeddedSentinelGroup
+from bus.local.sentinel import EmbeddedSentinelGroup
 from bus.sentinel import RedisSentinels
 from bus.testing import quick_settings
 from schemas.dukcapil import CitizenDied

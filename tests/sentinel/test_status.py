@@ -12,11 +12,11 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from typer.testing import CliRunner
 
-from bus.cli import app
+from bus.admin.inspect import BusCollector, Inspector
+from bus.cli.app import app
 from bus.connection import connect
 from bus.contracts import Registry
-from bus.embedded_sentinel import EmbeddedSentinelGroup
-from bus.ops import BusCollector, Inspector
+from bus.local.sentinel import EmbeddedSentinelGroup
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()

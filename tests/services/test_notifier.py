@@ -23,7 +23,7 @@ from aiosmtpd.controller import Controller
 from redis.asyncio import Redis
 
 from bus import Publisher, keys
-from bus.embedded import free_port
+from bus.local.redis import free_port
 from bus.settings import Settings
 from bus.store import Store
 from bus.testing import capture_logs, quick_settings, wait_until

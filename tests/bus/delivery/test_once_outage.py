@@ -11,7 +11,7 @@ import pytest
 
 from bus import EventContext, Publisher, Service
 from bus.connection import TRANSIENT, connect
-from bus.embedded import EmbeddedRedis
+from bus.local.redis import EmbeddedRedis
 from bus.testing import capture_logs, quick_settings, wait_until
 from schemas.dukcapil import CitizenDied
 from tests.bus.delivery.helpers import GROUP, SOURCE, pending

@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 from redis.asyncio import Redis
 
 from bus import Contract, EventContext, Publisher, Service, keys
+from bus.admin.deadletters import DeadLetters, Outcome
 from bus.contracts import Registry
-from bus.dlq import DeadLetters, Outcome
 from bus.testing import quick_settings, wait_until
 
 

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from bus import EventContext, Publisher, Service
 from bus.connection import connect
 from bus.deadletter import Reason
-from bus.embedded import EmbeddedRedis
+from bus.local.redis import EmbeddedRedis
 from bus.settings import Settings
 from bus.testing import capture_logs, quick_settings, wait_until
 from schemas import regions

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from bus import EventContext, Publisher, RedisUnavailable, Service, event_id
 from bus.connection import TRANSIENT, connect
-from bus.embedded import EmbeddedRedis
+from bus.local.redis import EmbeddedRedis
 from bus.testing import quick_settings, wait_until
 from schemas.dukcapil import CitizenDied
 from tests.bus.delivery.helpers import GROUP, SOURCE, died, surviving

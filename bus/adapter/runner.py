@@ -1,0 +1,378 @@
+"""The adapter SDK: a legacy source, a mapping function, and a runner that publishes exactly once.
+
+An adapter is three small parts behind Protocols, and the :class:`Adapter` runner around them:
+
+* a :class:`Source` yields legacy :class:`Record` s in batches, in a stable order, each with a
+  key, a version and a JSON-serialisable position to resume after it (SQL, later webhook, CSV);
+* a :class:`Mapper` turns one record into a contract instance — the only code a department
+  writes;
+* a :class:`CheckpointStore` remembers the position after the last published batch.
+
+The runner derives each event id from (source URN, source name, record key, record version), so a
+record replayed after a crash maps to the same id and the publisher drops it. It saves the
+checkpoint only once ``publish_many`` has returned: the checkpoint may lag behind the stream,
+never run ahead of it, so kill -9 at any point and a restart leave one entry per record.
+
+The runner also tells operators how it is doing (bus.adapter.report): after each batch and every
+few seconds between passes it writes its counts, its position and, for a change-data-capture
+source (one with ``async def lag() -> SourceLag``), how far behind its database it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
+from uuid import UUID
+
+from bus.adapter.report import Reporter
+from bus.contracts import Contract
+from bus.envelope import Envelope
+from bus.errors import ContractViolation, RedisUnavailable, SimpulError, SourceError
+from bus.logging import get_logger
+from bus.publisher import Publisher, event_id
+
+if TYPE_CHECKING:  # bus.adapter.quarantine imports this module's Record and Problem
+    from bus.adapter.quarantine import Quarantine
+
+__all__ = [
+    "Adapter",
+    "Change",
+    "CheckpointStore",
+    "Mapper",
+    "Position",
+    "Problem",
+    "Progress",
+    "Record",
+    "Rejected",
+    "Source",
+    "SourceError",
+    "SourceLag",
+    "jsonable",
+    "map_to_envelope",
+    "record_event_id",
+]
+
+Position: TypeAlias = Any
+"""Where a source resumes: any JSON-serialisable value (``None`` = from the beginning)."""
+
+Change: TypeAlias = Literal["insert", "update", "delete"]
+"""What happened to a row, where the source knows it (change-data-capture sources)."""
+
+_log = get_logger("bus.adapter.runner")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One legacy record as read from a source.
+
+    ``key`` identifies the record in its source and ``version`` the state of it (a version
+    column, an updated-at stamp); together they name one fact, hence one event id.
+    ``position`` is where the source resumes *after* this record. ``data`` holds the raw
+    columns, ``time`` when the source recorded the fact (the event's ``time``) if known.
+    ``change`` says what happened to the row where the source can tell (change-data-capture:
+    ``insert``, ``update``, ``delete``; a delete's ``data`` is the row as it was); polling
+    sources cannot, and leave it ``None``.
+    """
+
+    key: str
+    version: str
+    position: Position
+    data: Mapping[str, Any]
+    time: datetime | None = None
+    change: Change | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Why a record was not published: the field (or ``(record)``) and what is wrong with it."""
+
+    field: str
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record that did not map, on its way to the quarantine."""
+
+    source: str
+    event_id: str
+    record: Record
+    problems: Sequence[Problem]
+
+
+class Source(Protocol):
+    """Legacy records in a stable, total order, resumable after any record's position."""
+
+    @property
+    def name(self) -> str:
+        """Names the record set inside the source system (e.g. a table); part of event ids."""
+        ...
+
+    def batches(self, after: Position, *, size: int) -> AsyncIterator[Sequence[Record]]:
+        """Records after ``after`` (``None``: from the start), at most ``size`` per batch,
+        until the source has nothing more right now. Never loads the whole set."""
+        ...
+
+    async def remaining(self, after: Position) -> int | None:
+        """How many records follow ``after`` (for a progress bar), or None if unknown."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLag:
+    """How far a change-data-capture source is behind its database, for operators.
+
+    ``position`` is the source's own notation (a binlog file and offset, a GTID set, an LSN).
+    ``behind_bytes`` is log not yet published, ``behind_seconds`` the age of the oldest change
+    not yet published (0 when caught up), ``retained_bytes`` the log the database keeps for
+    this reader (a replication slot's retained WAL); None where the source cannot tell.
+    """
+
+    position: str
+    behind_bytes: int | None = None
+    behind_seconds: float | None = None
+    retained_bytes: int | None = None
+
+
+class CheckpointStore(Protocol):
+    """Remembers, per adapter, the position after the last batch known to be published."""
+
+    async def load(self, adapter: str) -> Position: ...
+
+    async def save(self, adapter: str, position: Position) -> None: ...
+
+
+class Mapper(Protocol):
+    """Legacy record -> contract instance. Raise (ValueError, ContractViolation, ...) to
+    quarantine the record; the message goes to the operator's queue, never to the logs.
+    Return None for a record that is no event (e.g. a delete the department does not
+    publish): it is counted as skipped and passed."""
+
+    def __call__(self, record: Record) -> Contract | None: ...
+
+
+def jsonable(value: Any) -> Any:
+    """JSON stand-in for a column value that json cannot encode (``json.dumps(default=)``):
+    dates and times as ISO 8601, decimals and UUIDs as text, bytes as UTF-8 (else hex)."""
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal | UUID):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+        try:
+            return data.decode()
+        except UnicodeDecodeError:
+            return data.hex()
+    raise TypeError(f"a {type(value).__name__} column value cannot be written as JSON")
+
+
+def record_event_id(source_urn: str, source_name: str, record: Record) -> str:
+    """The event id of a record: the same record in the same version always yields it."""
+    return event_id(source_urn, source_name, record.key, record.version)
+
+
+def map_to_envelope(
+    publisher: Publisher, mapper: Mapper, source_name: str, record: Record
+) -> Envelope | list[Problem] | None:
+    """Map and validate one record: its envelope, the problems that keep it out of the bus, or
+    None when the mapper says the record is no event."""
+    if not record.key or not record.version:
+        return [_NO_IDENTITY]
+    try:
+        event = mapper(record)
+    except ContractViolation as exc:
+        return [Problem(f, p) for f, p in exc.problems]
+    except SimpulError:
+        raise  # a configuration or connection problem: not the record's fault
+    except Exception as exc:  # the mapper is department code: any failure is the record's
+        return [Problem("(record)", f"{type(exc).__name__}: {exc}")]
+    if event is None:
+        return None
+    id = record_event_id(publisher.source, source_name, record)
+    try:
+        return publisher.envelope(event, id=id, time=record.time)
+    except ContractViolation as exc:
+        return [Problem(f, p) for f, p in exc.problems]
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Counts since the runner was created, and the position of the last saved checkpoint."""
+
+    read: int = 0
+    published: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    skipped: int = 0  # records the mapper said are no event
+    total: int | None = None  # records expected in the current pass, when the source can tell
+    position: Position = None
+
+
+ProgressHook: TypeAlias = Callable[[Progress], None]
+
+
+@dataclass(slots=True)
+class _Batch:
+    envelopes: list[Envelope] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    repeated: int = 0  # the same fact twice in one batch: published once
+    skipped: int = 0  # the mapper said: no event
+
+
+class Adapter:
+    """Runs one source through one mapper onto the bus, exactly once per record version."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        source: Source,
+        mapper: Mapper,
+        publisher: Publisher,
+        checkpoints: CheckpointStore,
+        quarantine: Quarantine,
+        batch_size: int = 500,
+        on_progress: ProgressHook | None = None,
+        reporter: Reporter | None = None,
+    ) -> None:
+        """``reporter`` writes what operators see in ``simpul status`` (bus.adapter.report);
+        by default one on the publisher's Redis."""
+        if not 1 <= batch_size <= 10_000:
+            raise ValueError(f"batch_size must be 1 to 10000, got {batch_size}")
+        self.name = name
+        self.source = source
+        self.mapper = mapper
+        self.publisher = publisher
+        self.checkpoints = checkpoints
+        self.quarantine = quarantine
+        self.batch_size = batch_size
+        self.on_progress = on_progress
+        self.progress = Progress()
+        self.reporter = reporter or Reporter(publisher.redis, name)
+        self.last_error: str | None = None  # why the last pass failed, for the report
+        self._read_before_pass = 0
+
+    async def run_once(self) -> Progress:
+        """Publish everything the source has after the checkpoint, batch by batch, then return.
+
+        A backfill is one call; a poller calls it again and again (see :meth:`run`).
+        """
+        position = await self.checkpoints.load(self.name)
+        total = await self.source.remaining(position)
+        self.progress = replace(self.progress, total=total, position=position)
+        self._read_before_pass = self.progress.read
+        self._report()
+        async for records in self.source.batches(position, size=self.batch_size):
+            if records:
+                await self._process(records)
+        _log.info("adapter_pass_finished", adapter=self.name, **self._counts())
+        self.last_error = None
+        await self.reporter.send(self)
+        return self.progress
+
+    async def run(self, *, poll_interval: float = 5.0, stop: asyncio.Event | None = None) -> None:
+        """Poll until ``stop`` is set, riding out Redis and source outages with a backoff."""
+        stop = stop or asyncio.Event()
+        delay = poll_interval
+        self.reporter.state = "running"
+        while not stop.is_set():
+            try:
+                await self.run_once()
+                delay = poll_interval
+            except (RedisUnavailable, SourceError) as exc:
+                _log.warning("adapter_pass_failed", adapter=self.name, error=str(exc))
+                self.last_error = str(exc)
+                await self.reporter.send(self)
+                delay = min(max(delay * 2, 1.0), 60.0)  # from 1 s when passes run back to back
+            except SimpulError as exc:  # e.g. a configuration error: it stops; status says why
+                self.last_error = str(exc)
+                await self.reporter.send(self)
+                raise
+            await self.reporter.wait(self, stop, delay)
+        self.reporter.state = "stopped"
+        await self.reporter.send(self)
+
+    def behind_rows(self) -> int | None:
+        """Records the source said this pass would bring that are not read yet (None: the
+        source cannot tell)."""
+        if self.progress.total is None:
+            return None
+        return max(0, self.progress.total - (self.progress.read - self._read_before_pass))
+
+    async def _process(self, records: Sequence[Record]) -> None:
+        batch = self._map(records)
+        if batch.rejected:
+            await self.quarantine.add(batch.rejected)
+        results = await self.publisher.publish_many(batch.envelopes)
+        # Only now is every record of the batch durable in Redis, published or quarantined.
+        position = records[-1].position
+        await self.checkpoints.save(self.name, position)
+        known = sum(r.duplicate for r in results)
+        p = self.progress
+        self.progress = replace(
+            p,
+            read=p.read + len(records),
+            published=p.published + len(results) - known,
+            duplicates=p.duplicates + known + batch.repeated,
+            quarantined=p.quarantined + len(batch.rejected),
+            skipped=p.skipped + batch.skipped,
+            position=position,
+        )
+        _log.info("adapter_batch_published", adapter=self.name, batch=len(records),
+                  **self._counts())  # fmt: skip
+        self._report()
+        await self.reporter.send(self)
+
+    def _map(self, records: Sequence[Record]) -> _Batch:
+        batch = _Batch()
+        payloads: dict[str, str] = {}  # event id -> payload, to spot one fact read twice
+        for record in records:
+            outcome = map_to_envelope(self.publisher, self.mapper, self.source.name, record)
+            if outcome is None:
+                batch.skipped += 1
+                continue
+            if isinstance(outcome, Envelope):
+                earlier = payloads.get(outcome.id)
+                if earlier is None:
+                    payloads[outcome.id] = outcome.data
+                    batch.envelopes.append(outcome)
+                    continue
+                if earlier == outcome.data:
+                    batch.repeated += 1
+                    continue
+                outcome = [_CONFLICT]
+            batch.rejected.append(self._reject(record, outcome))
+        return batch
+
+    def _reject(self, record: Record, problems: list[Problem]) -> Rejected:
+        # Field names only: a problem's text may quote a value of the record.
+        _log.info("record_quarantined", adapter=self.name, record_key=record.key,
+                  record_version=record.version, fields=[p.field for p in problems])  # fmt: skip
+        id = record_event_id(self.publisher.source, self.source.name, record)
+        return Rejected(source=self.source.name, event_id=id, record=record, problems=problems)
+
+    def _counts(self) -> dict[str, int]:
+        p = self.progress
+        return {"read": p.read, "published": p.published, "duplicates": p.duplicates,
+                "quarantined": p.quarantined, "skipped": p.skipped}  # fmt: skip
+
+    def _report(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.progress)
+
+
+_NO_IDENTITY = Problem(
+    "(record)",
+    "has no key or no version (NULL in the source), so it cannot get a stable event id: "
+    "fill them in the source, then retry this entry",
+)
+_CONFLICT = Problem(
+    "(record)",
+    "another record in the same batch has the same key and version but maps to a different "
+    "payload: remove the duplicate in the source, then retry this entry",
+)

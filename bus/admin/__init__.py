@@ -1,0 +1,73 @@
+"""Operator tooling: inspect what every stream, group and dead-letter stream holds, fix what is
+stuck (dead letters, group positions, trimming), and draw the flow map.
+
+The monitor and other operator services import from here only (decision 0009).
+"""
+
+from typing import TYPE_CHECKING
+
+from bus._lazy import exports
+
+if TYPE_CHECKING:
+    from bus.admin.deadletters import (
+        DeadLetter,
+        DeadLetterRef,
+        DeadLetters,
+        NotFound,
+        ReplayReport,
+        Target,
+        UnknownGroup,
+        UnknownStream,
+        stream_key,
+    )
+    from bus.admin.flowmap import build as build_flow_map
+    from bus.admin.flowmap import live_groups
+    from bus.admin.flowmap import render_svg as render_flow_svg
+    from bus.admin.inspect import BusSnapshot, Inspector, Thresholds, breaches
+    from bus.specs.catalogue import BrokenModule, find_services, handled
+
+_EXPORTS = {
+    "BrokenModule": ("bus.specs.catalogue", "BrokenModule"),
+    "BusSnapshot": ("bus.admin.inspect", "BusSnapshot"),
+    "DeadLetter": ("bus.admin.deadletters", "DeadLetter"),
+    "DeadLetterRef": ("bus.admin.deadletters", "DeadLetterRef"),
+    "DeadLetters": ("bus.admin.deadletters", "DeadLetters"),
+    "Inspector": ("bus.admin.inspect", "Inspector"),
+    "NotFound": ("bus.admin.deadletters", "NotFound"),
+    "ReplayReport": ("bus.admin.deadletters", "ReplayReport"),
+    "Target": ("bus.admin.deadletters", "Target"),
+    "Thresholds": ("bus.admin.inspect", "Thresholds"),
+    "UnknownGroup": ("bus.admin.deadletters", "UnknownGroup"),
+    "UnknownStream": ("bus.admin.deadletters", "UnknownStream"),
+    "breaches": ("bus.admin.inspect", "breaches"),
+    "build_flow_map": ("bus.admin.flowmap", "build"),
+    "find_services": ("bus.specs.catalogue", "find_services"),
+    "handled": ("bus.specs.catalogue", "handled"),
+    "live_groups": ("bus.admin.flowmap", "live_groups"),
+    "render_flow_svg": ("bus.admin.flowmap", "render_svg"),
+    "stream_key": ("bus.admin.deadletters", "stream_key"),
+}
+
+__all__ = [
+    "BrokenModule",
+    "BusSnapshot",
+    "DeadLetter",
+    "DeadLetterRef",
+    "DeadLetters",
+    "Inspector",
+    "NotFound",
+    "ReplayReport",
+    "Target",
+    "Thresholds",
+    "UnknownGroup",
+    "UnknownStream",
+    "breaches",
+    "build_flow_map",
+    "find_services",
+    "handled",
+    "live_groups",
+    "render_flow_svg",
+    "stream_key",
+]
+
+__getattr__, __dir__ = exports(globals(), _EXPORTS)

@@ -1,0 +1,1299 @@
+"""Fixing what is stuck: dead letters, group positions, stream trimming.
+
+The typed async API behind ``simpul dlq``, ``simpul group reset`` and ``simpul trim`` — and
+behind the web dashboard's buttons. Everything that changes Redis is planned first (a dry run
+is the plan) and applied by one script per step, so a crash or two operators clicking at once
+never lose or double anything.
+
+Dead letters (docs/wire-format.md, section 6) live in ``<stream>:dlq:<group>``: the original
+entry's fields plus ``dlq.*`` fields. :class:`DeadLetters` lists, shows, replays and purges them.
+
+**Replay** has two targets (:class:`Target`):
+
+* ``Target.GROUP`` (the default): the original stream entry (``dlq.entry``) is put back into the
+  pending entries list of the group that gave up — ``XCLAIM <stream> <group> <consumer> 0 <entry>
+  IDLE <1 year> RETRYCOUNT 0 FORCE JUSTID`` — and the dead letter is deleted, in one script.
+  ``FORCE`` creates the pending entry for that group only: no other group sees anything. The
+  group's consumers pick it up with their next reclaim sweep (every ``reclaim_interval_ms``; it
+  is idle for "a year", so it is due at once; on a partition, its owner's) with a fresh delivery
+  count of 1. No consumer change is needed: it is the way retries already travel. The original
+  entry must still be in the stream: once retention trimmed it, only ``Target.STREAM`` can
+  replay it (refused with that reason otherwise).
+
+  Why not a new entry for one group: ``XADD`` reaches every group, and nothing scopes it to
+  one — ``XACK`` of an entry a group has not read yet does nothing (it is not in that group's
+  pending list; the group still reads it), and moving the other groups' position past it
+  (``XGROUP SETID``) would also skip whatever they have not read yet.
+
+* ``Target.STREAM``: a new entry on the stream with the dead letter's fields minus ``dlq.*`` —
+  the same event id, source, time, data — added and the dead letter deleted in one script
+  (``XADD`` + ``XDEL``). **Every group** gets the event again, also those that handled it fine
+  the first time: their ``once=True`` handlers recognise the event id (the ``done`` marker lives
+  ``dedupe_ttl_ms``, 7 days by default) and skip it, which is what you want — the side effect
+  happened already; other handlers run again (at-least-once: they must tolerate it). After
+  ``dedupe_ttl_ms`` even ``once=True`` handlers run again. The dead letter's own group gets it
+  too; its ``once`` handler had failed, so no marker blocks it. Use it when the original entry
+  was trimmed, or when every group should see the event again. The producer's dedupe marker
+  (``...:seen:<id>``) is bypassed on purpose: the event was published before.
+
+A dead letter whose stream no longer exists is refused unless ``recreate_stream=True`` (stream
+target only: the stream is created with the replayed entry; services recreate their groups at
+``0`` when they notice, and read it).
+
+**Masking.** Lists and details never show personal data unless ``reveal=True`` (which is
+logged): payloads, subjects and the values ``dlq.error`` quotes are masked by the one rule of
+:mod:`bus.privacy`, as ``simpul tail`` and the logs mask them.
+
+**Groups and trimming.** :func:`plan_reset`/:func:`reset_group` move a group's position
+(``XGROUP SETID``) to an id, a time or ``$``/``0``, saying how many entries the group will read
+again or skip. :func:`plan_trim`/:func:`trim` delete entries older than an age (``XTRIM MINID``);
+before Redis 8.2 trimming ignores consumer groups, so :func:`trim` refuses — atomically, in the
+trimming script — while a group has not read, or still holds pending, an entry that would go.
+"""
+
+from __future__ import annotations
+
+import enum
+import getpass
+import inspect
+import json
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from bus import keys
+from bus.connection import TRANSIENT
+from bus.contracts import Registry, default_registry
+from bus.deadletter import original_fields
+from bus.envelope import Envelope
+from bus.errors import ConfigurationError, DecodeError, RedisUnavailable, SimpulError
+from bus.logging import get_logger
+from bus.privacy import contract_of, mask_data, mask_error, mask_subject, mask_text
+from bus.publisher import Retention
+
+__all__ = [
+    "REPLAY_CONSUMER",
+    "DeadLetter",
+    "DeadLetterDetail",
+    "DeadLetterRef",
+    "DeadLetters",
+    "GroupLoss",
+    "NotFound",
+    "Outcome",
+    "Position",
+    "PurgePlan",
+    "PurgeStep",
+    "Queue",
+    "ReplayReport",
+    "ReplayResult",
+    "ResetPlan",
+    "Target",
+    "TrimPlan",
+    "TrimRefused",
+    "UnknownGroup",
+    "UnknownStream",
+    "all_streams",
+    "group_names",
+    "parse_duration",
+    "parse_position",
+    "plan_reset",
+    "plan_trim",
+    "reset_group",
+    "retention_age",
+    "stream_key",
+    "trim",
+]
+
+_log = get_logger("bus.admin.deadletters")
+
+# Consumer a group-replayed entry is parked under when the dead letter names none (dlq.consumer).
+REPLAY_CONSUMER = "simpul-replay"
+# Idle time given to a group-replayed entry: longer than any claim_idle_ms, so the next reclaim
+# sweep of the group takes it (XCLAIM's IDLE must not exceed the server's clock in ms).
+_DUE_NOW_IDLE_MS = 365 * 24 * 3600 * 1000
+_PAGE = 1000  # entries per XRANGE / XPENDING page when counting
+_MAX_SEQ = 2**64 - 1
+
+_ID_COMPARE = """
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function cmp(a, b)
+  local ams, aseq = parse(a)
+  local bms, bseq = parse(b)
+  if ams ~= bms then return ams < bms and -1 or 1 end
+  if aseq ~= bseq then return aseq < bseq and -1 or 1 end
+  return 0
+end
+"""
+
+# KEYS[1] the dead-letter stream, KEYS[2] its stream (same hash tag: one Cluster slot).
+# ARGV[1] dead letter id, ARGV[2] 'group' | 'stream', ARGV[3] '1' = dry run,
+# ARGV[4] '1' = create the stream if it is gone (stream target), ARGV[5] group,
+# ARGV[6] consumer to park a group replay under, ARGV[7] its idle time (ms).
+# Returns {code, entry id or ''}. Checks, then writes nothing or everything.
+_REPLAY = (
+    _ID_COMPARE
+    + """
+local found = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+if #found == 0 then return {'gone', ''} end
+local raw = found[1][2]
+local fields, original, event_id = {}, nil, nil
+for i = 1, #raw, 2 do
+  local name = raw[i]
+  if string.sub(name, 1, 4) == 'dlq.' then
+    if name == 'dlq.entry' then original = raw[i + 1] end
+  else
+    if name == 'id' then event_id = raw[i + 1] end
+    fields[#fields + 1] = name
+    fields[#fields + 1] = raw[i + 1]
+  end
+end
+local dry = ARGV[3] == '1'
+local exists = redis.call('EXISTS', KEYS[2]) == 1
+local function done(code, entry)
+  if not dry then
+    redis.call('XDEL', KEYS[1], ARGV[1])
+    if redis.call('XLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
+  end
+  return {code, entry}
+end
+if #fields == 0 then return {'empty', ''} end
+if ARGV[2] == 'stream' then
+  if not exists and ARGV[4] ~= '1' then return {'no_stream', ''} end
+  if dry then return {'would', ''} end
+  return done('replayed', redis.call('XADD', KEYS[2], '*', unpack(fields)))
+end
+if not exists then return {'no_stream', ''} end
+if not original or not string.match(original, '^%d+%-%d+$') then return {'no_original', ''} end
+local last = nil
+for _, info in ipairs(redis.call('XINFO', 'GROUPS', KEYS[2])) do
+  local name, position = nil, nil
+  for i = 1, #info, 2 do
+    if info[i] == 'name' then name = info[i + 1] end
+    if info[i] == 'last-delivered-id' then position = info[i + 1] end
+  end
+  if name == ARGV[5] then last = position end
+end
+if not last then return {'no_group', ''} end
+local entry = redis.call('XRANGE', KEYS[2], original, original)
+if #entry == 0 then return {'trimmed', original} end
+local same = nil
+for i = 1, #entry[1][2], 2 do
+  if entry[1][2][i] == 'id' then same = entry[1][2][i + 1] == event_id end
+end
+if same == false then return {'mismatch', original} end
+if cmp(last, original) < 0 then
+  if dry then return {'would_unread', original} end
+  return done('unread', original)
+end
+if #redis.call('XPENDING', KEYS[2], ARGV[5], original, original, 1) > 0 then
+  return {'pending', original}
+end
+if dry then return {'would', original} end
+redis.call('XCLAIM', KEYS[2], ARGV[5], ARGV[6], 0, original,
+  'IDLE', ARGV[7], 'RETRYCOUNT', 0, 'FORCE', 'JUSTID')
+return done('replayed', original)
+"""
+)
+
+# KEYS[1] a dead-letter stream. ARGV[1] 'minid' then the MINID, or 'ids' then entry ids.
+# Deletes them and the key once empty; returns how many went.
+_PURGE = """
+local gone
+if ARGV[1] == 'minid' then
+  gone = redis.call('XTRIM', KEYS[1], 'MINID', ARGV[2])
+else
+  gone = redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
+end
+if redis.call('XLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
+return gone
+"""
+
+# KEYS[1] a stream. ARGV[1] MINID, ARGV[2] '1' = trim even if a group loses entries.
+# Refuses ({0, group, why}) when a group has not read, or still holds pending, an entry below
+# MINID; else trims exactly (no '~') and returns {1, how many went}.
+_TRIM = (
+    _ID_COMPARE
+    + """
+if ARGV[2] ~= '1' then
+  for _, info in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+    local name, last = nil, nil
+    for i = 1, #info, 2 do
+      if info[i] == 'name' then name = info[i + 1] end
+      if info[i] == 'last-delivered-id' then last = info[i + 1] end
+    end
+    local unread = redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', 1)
+    if #unread > 0 and cmp(unread[1][1], ARGV[1]) < 0 then return {0, name, 'unread'} end
+    local held = redis.call('XPENDING', KEYS[1], name, '-', '(' .. ARGV[1], 1)
+    if #held > 0 then return {0, name, 'pending'} end
+  end
+end
+return {1, redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1])}
+"""
+)
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+class UnknownStream(SimpulError):
+    """No such stream, and no dead letters of it either."""
+
+
+class UnknownGroup(SimpulError):
+    """No such consumer group on the stream, and no dead letters of it either."""
+
+
+class NotFound(SimpulError):
+    """No dead letter with that id (in the selected dead-letter streams)."""
+
+
+class TrimRefused(SimpulError):
+    """Trimming would take entries a group has not read yet or still holds pending."""
+
+    def __init__(self, stream: str, group: str, why: str) -> None:
+        self.stream, self.group, self.why = stream, group, why
+        what = "has not read" if why == "unread" else "still holds pending"
+        super().__init__(
+            f"group {group} {what} entries of {stream} that trimming would delete; "
+            "nothing trimmed (force to trim anyway: those events are then lost for it)"
+        )
+
+
+# -- names ---------------------------------------------------------------------------------------
+
+
+def stream_key(name: str) -> str:
+    """``dukcapil.citizen``, ``dukcapil.citizen.p3`` (a partition) or either key -> the key."""
+    key = keys.stream_named(name)
+    if key is not None:
+        return key
+    raise ConfigurationError(
+        f"{name!r} is not a stream: give an aggregate (dukcapil.citizen) "
+        "or a stream key (simpul:{dukcapil.citizen})"
+    )
+
+
+def _split_dead_letter_key(key: str) -> tuple[str, str] | None:
+    stream, sep, group = key.rpartition(":dlq:")
+    if not sep or not keys.is_stream(stream) or not group:
+        return None
+    return stream, group
+
+
+async def all_streams(redis: Redis) -> list[str]:
+    """Every aggregate stream in Redis (not dead letters or markers), sorted."""
+    found = {
+        key.decode()
+        async for key in redis.scan_iter(match=f"{keys.PREFIX}:{{*}}", count=500, _type="STREAM")
+    }
+    return sorted(k for k in found if keys.is_stream(k))
+
+
+async def group_names(redis: Redis, stream: str) -> list[str]:
+    """The consumer groups of ``stream`` (empty when the stream does not exist)."""
+    return [info["name"].decode() for info in await _groups(redis, stream)]
+
+
+async def _groups(redis: Redis, stream: str) -> list[dict[str, Any]]:
+    try:
+        groups: list[dict[str, Any]] = await redis.xinfo_groups(stream)
+        return groups
+    except ResponseError as exc:
+        if "no such key" in str(exc).lower():
+            return []
+        raise
+
+
+# -- durations, times, positions -----------------------------------------------------------------
+
+_UNITS = {"w": 604_800_000, "d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1_000, "ms": 1}
+_DURATION = re.compile(r"(\d+)\s*(ms|w|d|h|m|s)")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30d``, ``2h``, ``90m``, ``1h30m``, ``1w``, ``45s``, ``500ms`` -> a positive timedelta."""
+    compact = text.strip().lower()
+    parts = _DURATION.findall(compact)
+    if not compact or "".join(f"{n}{u}" for n, u in parts) != compact.replace(" ", ""):
+        raise ConfigurationError(
+            f"{text!r} is not a duration: write e.g. 30d, 12h, 90m, 1h30m, 1w, 45s"
+        )
+    total = sum(int(n) * _UNITS[u] for n, u in parts)
+    if total <= 0:
+        raise ConfigurationError(f"duration {text!r} must be positive")
+    return timedelta(milliseconds=total)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _ms(moment: datetime) -> int:
+    """Milliseconds since the epoch, exactly (no float rounding: ids are compared exactly)."""
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a group should be set: an entry id, or a time (the entries from then on)."""
+
+    entry_id: str | None = None  # "0-0", "$" or "<ms>-<seq>"
+    at_ms: int | None = None  # deliver every entry recorded at or after this time
+
+    def describe(self) -> str:
+        if self.at_ms is not None:
+            return datetime.fromtimestamp(self.at_ms / 1000, UTC).isoformat(timespec="milliseconds")
+        return str(self.entry_id)
+
+
+_ENTRY_ID = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+
+def parse_position(text: str, *, now: datetime | None = None) -> Position:
+    """``$`` (the end), ``0`` (the start), an entry id (``1796132045036-0``), a time with an
+    offset (``2026-11-30T08:00+07:00``) or an age (``2h ago``)."""
+    value = text.strip()
+    if value == "$":
+        return Position(entry_id="$")
+    if value in ("0", "0-0"):
+        return Position(entry_id="0-0")
+    match = _ENTRY_ID.match(value)
+    if match:
+        return Position(entry_id=f"{match[1]}-{match[2] or 0}")
+    if value.lower().endswith(" ago"):
+        age = parse_duration(value[:-4])
+        return Position(at_ms=_ms((now or datetime.now(UTC)) - age))
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigurationError(
+            f"{text!r} is not a position: give $, 0, an entry id (1796132045036-0), a time with "
+            "an offset (2026-11-30T08:00+07:00) or an age (2h ago)"
+        ) from None
+    if moment.tzinfo is None:
+        raise ConfigurationError(
+            f"time {text!r} has no offset: write e.g. 2026-11-30T08:00+07:00 (WIB) or ...Z (UTC)"
+        )
+    return Position(at_ms=_ms(moment))
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _after(entry_id: str) -> str:
+    """The smallest id greater than ``entry_id``."""
+    ms, seq = _id_key(entry_id)
+    return f"{ms + 1}-0" if seq == _MAX_SEQ else f"{ms}-{seq + 1}"
+
+
+def _time_of(entry_id: str) -> str:
+    ms = _id_key(entry_id)[0]
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+async def _count(redis: Redis, stream: str, low: str, high: str) -> int:
+    """Entries of ``stream`` with ``low`` < id <= ``high`` (ids; "-" and "+" allowed)."""
+    if low != "-" and high != "+" and _id_key(low) >= _id_key(high):
+        return 0
+    start = "-" if low == "-" else f"({low}"
+    total = 0
+    while True:
+        page: Any = await redis.xrange(stream, min=start, max=high, count=_PAGE)
+        total += len(page)
+        if len(page) < _PAGE:
+            return total
+        start = f"({page[-1][0].decode()}"
+
+
+async def _count_pending(redis: Redis, stream: str, group: str, low: str, high: str) -> int:
+    """Pending entries of ``group`` with ids in [``low``, ``high``] ("(" prefixes allowed)."""
+    total, start = 0, low
+    while True:
+        rows: Any = await redis.xpending_range(stream, group, min=start, max=high, count=_PAGE)
+        total += len(rows)
+        if len(rows) < _PAGE:
+            return total
+        start = f"({rows[-1]['message_id'].decode()}"
+
+
+# -- dead letters --------------------------------------------------------------------------------
+
+
+class Target(enum.StrEnum):
+    """Where a replayed dead letter goes."""
+
+    GROUP = "group"  # the original entry, back to the group that gave up: nobody else sees it
+    STREAM = "stream"  # a new entry with the same event: every group of the stream gets it
+
+
+class Outcome(enum.StrEnum):
+    """What replaying one dead letter did (or, in a dry run, would do)."""
+
+    REPLAYED = "replayed"
+    WOULD_REPLAY = "would_replay"  # dry run: it would be replayed
+    GONE = "gone"  # no longer a dead letter (replayed or purged meanwhile): nothing to do
+    REFUSED = "refused"  # cannot be replayed this way; ``detail`` says why and what to do
+    FAILED = "failed"  # Redis failed; the step is atomic, so the dead letter is intact or moved
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class DeadLetterRef:
+    """One dead letter: the stream it came from, the group that gave up, its entry id in the
+    group's dead-letter stream (``<stream>:dlq:<group>``)."""
+
+    stream: str
+    group: str
+    entry_id: str
+
+    @property
+    def key(self) -> str:
+        return keys.dead_letters(self.stream, self.group)
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.entry_id}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"stream": self.stream, "group": self.group, "id": self.entry_id}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DeadLetterRef:
+        """The ref back from :meth:`as_dict` (e.g. a dashboard's request body); the stream may
+        be an aggregate name too. Raises ConfigurationError for anything else."""
+        try:
+            stream, group, entry_id = (str(data[name]) for name in ("stream", "group", "id"))
+        except KeyError as exc:
+            raise ConfigurationError(f"a dead-letter ref needs {exc}") from None
+        if not _ENTRY_ID.match(entry_id) or not group:
+            raise ConfigurationError(f"not a dead-letter ref: group {group!r}, id {entry_id!r}")
+        return cls(stream_key(stream), group, entry_id if "-" in entry_id else f"{entry_id}-0")
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    """The dead-letter stream of one group."""
+
+    stream: str
+    group: str
+    length: int
+    first_id: str | None
+    last_id: str | None
+    stream_exists: bool
+
+    @property
+    def key(self) -> str:
+        return keys.dead_letters(self.stream, self.group)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stream": self.stream,
+            "group": self.group,
+            "key": self.key,
+            "length": self.length,
+            "oldest": self.first_id and _time_of(self.first_id),
+            "newest": self.last_id and _time_of(self.last_id),
+            "stream_exists": self.stream_exists,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A dead letter's summary. ``error`` is masked (never personal data)."""
+
+    ref: DeadLetterRef
+    reason: str
+    error: str
+    attempts: int | None
+    original_entry: str | None  # dlq.entry: its entry id in the stream
+    consumer: str | None  # the consumer that gave up
+    dead_lettered_at: str | None  # dlq.time
+    event_id: str | None
+    event_type: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.ref.as_dict(),
+            "reason": self.reason,
+            "error": self.error,
+            "attempts": self.attempts,
+            "original_entry": self.original_entry,
+            "consumer": self.consumer,
+            "time": self.dead_lettered_at,
+            "event_id": self.event_id,
+            "type": self.event_type,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterDetail:
+    """One dead letter decoded: its CloudEvents attributes and payload, masked unless revealed."""
+
+    dead_letter: DeadLetter
+    attributes: dict[str, str]  # every field but data and dlq.*
+    data: Any  # the payload (parsed JSON; text if it is not JSON)
+    revealed: bool
+    decode_error: str | None  # why it is not a wire-format v1 event (masked); None if it is
+    original_in_stream: bool  # the original entry is still there: replay to its group works
+    stream_exists: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.dead_letter.as_dict(),
+            "attributes": self.attributes,
+            "data": self.data,
+            "revealed": self.revealed,
+            "decode_error": self.decode_error,
+            "original_in_stream": self.original_in_stream,
+            "stream_exists": self.stream_exists,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    """What happened to one dead letter."""
+
+    ref: DeadLetterRef
+    outcome: Outcome
+    target: Target
+    entry_id: str | None  # the entry to be delivered: the new one (stream), the original (group)
+    detail: str  # one sentence for people: what happened, or why not and what to do
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in (Outcome.REPLAYED, Outcome.WOULD_REPLAY, Outcome.GONE)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.ref.as_dict(),
+            "outcome": self.outcome.value,
+            "target": self.target.value,
+            "entry_id": self.entry_id,
+            "detail": self.detail,
+        }
+
+
+@dataclass(slots=True)
+class ReplayReport:
+    """The outcome of one replay call, one result per dead letter, in the order given."""
+
+    target: Target
+    dry_run: bool
+    results: list[ReplayResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Every dead letter was replayed (or would be, or was gone already)."""
+        return all(r.ok for r in self.results)
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(r.outcome is outcome for r in self.results)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target.value,
+            "dry_run": self.dry_run,
+            "counts": {o.value: self.count(o) for o in Outcome if self.count(o)},
+            "results": [r.as_dict() for r in self.results],
+        }
+
+
+ProgressCallback = Callable[[ReplayResult, int, int], Awaitable[None] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeStep:
+    """Dead letters of one group to delete: below ``minid``, or the listed ``ids``."""
+
+    stream: str
+    group: str
+    count: int
+    minid: str | None = None
+    ids: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return keys.dead_letters(self.stream, self.group)
+
+
+@dataclass(frozen=True, slots=True)
+class PurgePlan:
+    steps: tuple[PurgeStep, ...]
+
+    @property
+    def total(self) -> int:
+        return sum(step.count for step in self.steps)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "queues": [
+                {"stream": s.stream, "group": s.group, "count": s.count} for s in self.steps
+            ],
+        }
+
+
+def _text(value: bytes | str | None) -> str | None:
+    if value is None:
+        return None
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() else None
+
+
+class DeadLetters:
+    """Dead letters of every group in one Redis: list, show, replay, purge.
+
+    ``registry`` says which fields are personal (``bus.contracts.default_registry``: import
+    the contracts, e.g. ``schemas.*``, before use). Methods raise :class:`RedisUnavailable`
+    when Redis does not answer, :class:`UnknownStream`/:class:`UnknownGroup` for names that
+    exist nowhere, :class:`NotFound` for unknown dead-letter ids.
+    """
+
+    def __init__(self, redis: Redis, *, registry: Registry = default_registry) -> None:
+        self.redis = redis
+        self.registry = registry
+        self._replay = redis.register_script(_REPLAY)
+        self._purge = redis.register_script(_PURGE)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def queues(self, stream: str | None = None, group: str | None = None) -> list[Queue]:
+        """The non-empty dead-letter streams, of one stream/group or of all, sorted."""
+        try:
+            return await self._queues(stream, group)
+        except TRANSIENT as exc:
+            raise _unavailable(exc) from exc
+
+    async def _queues(self, stream: str | None, group: str | None) -> list[Queue]:
+        stream = stream_key(stream) if stream else None
+        if stream is not None:
+            await self._check(stream, group)
+        pattern = f"{stream or f'{keys.PREFIX}:{{*}}'}:dlq:{group or '*'}"
+        found = sorted(
+            {key.decode() async for key in self.redis.scan_iter(match=pattern, count=500,
+                                                               _type="STREAM")}
+        )  # fmt: skip
+        named = [(key, _split_dead_letter_key(key)) for key in found]
+        pairs = [(key, parts) for key, parts in named if parts is not None]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key, (origin, _) in pairs:
+                pipe.xlen(key)
+                pipe.xrange(key, count=1)
+                pipe.xrevrange(key, count=1)
+                pipe.exists(origin)
+            replies = await pipe.execute()
+        queues = []
+        for index, (_, (origin, name)) in enumerate(pairs):
+            length, first, last, exists = replies[index * 4 : index * 4 + 4]
+            if length:
+                queues.append(
+                    Queue(origin, name, int(length), first[0][0].decode() if first else None,
+                          last[0][0].decode() if last else None, bool(exists))
+                )  # fmt: skip
+        return queues
+
+    async def _check(self, stream: str, group: str | None) -> None:
+        """Raise UnknownStream/UnknownGroup for names neither Redis nor its dead letters know."""
+        pattern = f"{stream}:dlq:*"
+        dead = {
+            key.decode().rpartition(":dlq:")[2]
+            async for key in self.redis.scan_iter(match=pattern, count=500, _type="STREAM")
+        }
+        exists = bool(await self.redis.exists(stream))
+        if not exists and not dead:
+            raise UnknownStream(
+                f"unknown stream {stream}: it does not exist and has no dead letters"
+            )
+        if group is not None and group not in dead:
+            known = sorted(set(await group_names(self.redis, stream)) | dead)
+            if group not in known:
+                raise UnknownGroup(
+                    f"unknown group {group!r} on {stream} (groups: {', '.join(known) or 'none'})"
+                )
+
+    async def entries(
+        self,
+        stream: str | None = None,
+        group: str | None = None,
+        *,
+        after: DeadLetterRef | None = None,
+        limit: int | None = 100,
+    ) -> list[DeadLetter]:
+        """Dead letters, oldest first per group, groups in key order; masked summaries.
+
+        ``limit`` bounds the answer (None: all); pass the last ref as ``after`` for the next page.
+        """
+        try:
+            out: list[DeadLetter] = []
+            for queue in await self._queues(stream, group):
+                start = "-"
+                if after is not None:
+                    if (queue.stream, queue.group) < (after.stream, after.group):
+                        continue
+                    if (queue.stream, queue.group) == (after.stream, after.group):
+                        start = f"({after.entry_id}"
+                while limit is None or len(out) < limit:
+                    want = _PAGE if limit is None else min(_PAGE, limit - len(out))
+                    page: Any = await self.redis.xrange(queue.key, min=start, count=want)
+                    for entry_id, fields in page:
+                        ref = DeadLetterRef(queue.stream, queue.group, entry_id.decode())
+                        out.append(self._summary(ref, fields)[0])
+                    if len(page) < want:
+                        break
+                    start = f"({page[-1][0].decode()}"
+                if limit is not None and len(out) >= limit:
+                    break
+            return out
+        except TRANSIENT as exc:
+            raise _unavailable(exc) from exc
+
+    async def find(
+        self, entry_id: str, stream: str | None = None, group: str | None = None
+    ) -> DeadLetterRef:
+        """The dead letter with this entry id (searched in every dead-letter stream unless
+        ``stream``/``group`` narrow it). Raises NotFound, or ConfigurationError if ambiguous."""
+        if not _ENTRY_ID.match(entry_id):
+            raise ConfigurationError(f"{entry_id!r} is not an entry id (like 1796132045036-0)")
+        entry_id = entry_id if "-" in entry_id else f"{entry_id}-0"
+        try:
+            queues = await self._queues(stream, group)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for queue in queues:
+                    pipe.xrange(queue.key, min=entry_id, max=entry_id)
+                replies = await pipe.execute()
+        except TRANSIENT as exc:
+            raise _unavailable(exc) from exc
+        hits = [
+            DeadLetterRef(q.stream, q.group, entry_id)
+            for q, r in zip(queues, replies, strict=True)
+            if r
+        ]
+        if not hits:
+            where = f" of {stream_key(stream)}" if stream else ""
+            where += f" in group {group}" if group else ""
+            raise NotFound(f"no dead letter {entry_id}{where}")
+        if len(hits) > 1:
+            names = ", ".join(f"{h.stream} {h.group}" for h in hits)
+            raise ConfigurationError(
+                f"dead letter id {entry_id} exists in several groups ({names}): "
+                "name the stream and the group"
+            )
+        return hits[0]
+
+    async def get(self, ref: DeadLetterRef) -> DeadLetter:
+        """One dead letter's summary; NotFound if it is not (or no longer) there."""
+        return (await self._read(ref))[0]
+
+    async def show(
+        self, ref: DeadLetterRef, *, reveal: bool = False, by: str | None = None
+    ) -> DeadLetterDetail:
+        """One dead letter decoded. ``reveal`` shows personal data and is logged (warning
+        ``dead_letter_revealed`` with ``by``, default the OS user)."""
+        dead_letter, fields, raw = await self._read(ref)
+        attributes = {
+            name: value
+            for name, value in fields.items()
+            if name != "data" and not name.startswith("dlq.")
+        }
+        data_text = fields.get("data")
+        data: Any = data_text
+        if data_text is not None:
+            try:
+                data = json.loads(data_text)
+            except ValueError:
+                data = data_text
+        contract = contract_of(dead_letter.event_type, self.registry)
+        decode_error = None
+        try:
+            Envelope.from_fields(original_fields(raw))
+        except DecodeError as exc:
+            decode_error = mask_error(str(exc), contract, data, fields.get("subject"))
+        if reveal:
+            _log.warning(
+                "dead_letter_revealed", stream=ref.stream, group=ref.group,
+                entry_id=ref.entry_id, by=by or _os_user(),
+            )  # fmt: skip
+        else:
+            data = mask_data(data, contract)
+            attributes = {
+                name: (mask_subject(value, contract) if name == "subject" else mask_text(value))
+                or ""
+                for name, value in attributes.items()
+            }
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.exists(ref.stream)
+                original = dead_letter.original_entry
+                if original and _ENTRY_ID.match(original):
+                    pipe.xrange(ref.stream, min=original, max=original)
+                replies = await pipe.execute()
+        except TRANSIENT as exc:
+            raise _unavailable(exc) from exc
+        return DeadLetterDetail(
+            dead_letter, attributes, data, reveal, decode_error,
+            original_in_stream=len(replies) > 1 and bool(replies[1]),
+            stream_exists=bool(replies[0]),
+        )  # fmt: skip
+
+    async def _read(
+        self, ref: DeadLetterRef
+    ) -> tuple[DeadLetter, dict[str, str], Mapping[bytes, bytes]]:
+        try:
+            found: Any = await self.redis.xrange(ref.key, min=ref.entry_id, max=ref.entry_id)
+        except TRANSIENT as exc:
+            raise _unavailable(exc) from exc
+        if not found:
+            raise NotFound(f"no dead letter {ref.entry_id} of {ref.stream} in group {ref.group}")
+        return (*self._summary(ref, found[0][1]), found[0][1])
+
+    def _summary(
+        self, ref: DeadLetterRef, raw: Mapping[bytes, bytes]
+    ) -> tuple[DeadLetter, dict[str, str]]:
+        fields = {_text(k) or "": _text(v) or "" for k, v in raw.items()}
+        event_type = fields.get("type")
+        data: Any = None
+        try:
+            data = json.loads(fields.get("data", "null"))
+        except ValueError:
+            data = fields.get("data")
+        dead_letter = DeadLetter(
+            ref=ref,
+            reason=fields.get("dlq.reason", "unknown"),
+            error=mask_error(
+                fields.get("dlq.error", ""),
+                contract_of(event_type, self.registry),
+                data,
+                fields.get("subject"),
+            ),
+            attempts=_int(fields.get("dlq.attempts")),
+            original_entry=fields.get("dlq.entry"),
+            consumer=fields.get("dlq.consumer"),
+            dead_lettered_at=fields.get("dlq.time"),
+            event_id=fields.get("id"),
+            event_type=event_type,
+        )
+        return dead_letter, fields
+
+    # -- selecting ----------------------------------------------------------------------------
+
+    async def select(
+        self,
+        stream: str | None = None,
+        group: str | None = None,
+        ids: Sequence[str] = (),
+    ) -> list[DeadLetterRef]:
+        """Refs of the dead letters of a stream/group (or all), or of the given entry ids in
+        them. Unknown ids raise NotFound."""
+        if ids:
+            return [await self.find(entry_id, stream, group) for entry_id in dict.fromkeys(ids)]
+        refs: list[DeadLetterRef] = []
+        try:
+            for queue in await self._queues(stream, group):
+                start = "-"
+                while True:
+                    page: Any = await self.redis.xrange(queue.key, min=start, count=_PAGE)
+                    refs += [DeadLetterRef(queue.stream, queue.group, e.decode()) for e, _ in page]
+                    if len(page) < _PAGE:
+                        break
+                    start = f"({page[-1][0].decode()}"
+        except TRANSIENT as exc:
+            raise _unavailable(exc) from exc
+        return refs
+
+    # -- replay -------------------------------------------------------------------------------
+
+    async def replay(
+        self,
+        refs: Iterable[DeadLetterRef],
+        *,
+        to: Target = Target.GROUP,
+        dry_run: bool = False,
+        recreate_stream: bool = False,
+        on_progress: ProgressCallback | None = None,
+        by: str | None = None,
+    ) -> ReplayReport:
+        """Replay dead letters, one atomic script each (see the module doc for the targets).
+
+        ``dry_run`` runs every check and changes nothing (outcome ``would_replay`` or
+        ``refused``). ``recreate_stream`` lets a stream-target replay create a deleted stream.
+        ``on_progress(result, done, total)`` (sync or async) is called after each dead letter.
+        ``by`` names who asked, for the log line ``dead_letters_replayed`` (default: the OS user).
+        Concurrent replays of the same dead letter: one replays it, the others see ``gone``.
+        If Redis fails, that dead letter and the rest are ``failed`` (each is intact or moved,
+        never both or neither: list again and replay what is left).
+        """
+        todo = list(refs)
+        report = ReplayReport(to, dry_run)
+        broken: str | None = None
+        for done, ref in enumerate(todo, start=1):
+            if broken is not None:
+                result = ReplayResult(ref, Outcome.FAILED, to, None, f"not attempted: {broken}")
+            else:
+                try:
+                    result = await self._replay_one(ref, to, dry_run, recreate_stream)
+                except TRANSIENT as exc:
+                    broken = f"Redis unavailable ({type(exc).__name__})"
+                    result = ReplayResult(
+                        ref, Outcome.FAILED, to, None,
+                        f"{broken}: the dead letter is either untouched or replayed; "
+                        "list the dead letters again",
+                    )  # fmt: skip
+            report.results.append(result)
+            if not dry_run and result.outcome is Outcome.REPLAYED:
+                _log.debug(
+                    "dead_letter_replayed", stream=ref.stream, group=ref.group,
+                    entry_id=ref.entry_id, target=to.value, new_entry_id=result.entry_id,
+                )  # fmt: skip
+            if on_progress is not None:
+                maybe = on_progress(result, done, len(todo))
+                if inspect.isawaitable(maybe):
+                    await maybe
+        if todo and not dry_run:
+            counts = {o.value: report.count(o) for o in Outcome if report.count(o)}
+            _log.info("dead_letters_replayed", target=to.value, by=by or _os_user(), **counts)
+        return report
+
+    async def _replay_one(
+        self, ref: DeadLetterRef, to: Target, dry_run: bool, recreate: bool
+    ) -> ReplayResult:
+        consumer = REPLAY_CONSUMER
+        if to is Target.GROUP:
+            found: Any = await self.redis.xrange(ref.key, min=ref.entry_id, max=ref.entry_id)
+            if found:
+                named = found[0][1].get(b"dlq.consumer")
+                consumer = named.decode("utf-8", "replace") if named else REPLAY_CONSUMER
+        args = [ref.entry_id, to.value, "1" if dry_run else "0", "1" if recreate else "0",
+                ref.group, consumer, str(_DUE_NOW_IDLE_MS)]  # fmt: skip
+        code_b, entry_b = await self._replay(keys=[ref.key, ref.stream], args=args)
+        code, entry = code_b.decode(), (entry_b.decode() or None)
+        return self._result(ref, to, code, entry, dry_run)
+
+    @staticmethod
+    def _result(
+        ref: DeadLetterRef, to: Target, code: str, entry: str | None, dry_run: bool
+    ) -> ReplayResult:
+        stream, group = ref.stream, ref.group
+        done = Outcome.WOULD_REPLAY if dry_run else Outcome.REPLAYED
+        verb = "would be" if dry_run else "was"
+        match code:
+            case "replayed" | "would" if to is Target.STREAM:
+                detail = (
+                    f"{verb} added to {stream} as a new entry{f' {entry}' if entry else ''} "
+                    "(every group of the stream gets it)"
+                )
+                return ReplayResult(ref, done, to, entry, detail)
+            case "replayed" | "would":
+                detail = (
+                    f"entry {entry} {verb} handed back to group {group} "
+                    "(its next reclaim sweep delivers it; no other group sees it)"
+                )
+                return ReplayResult(ref, done, to, entry, detail)
+            case "unread" | "would_unread":
+                detail = (
+                    f"group {group} has not read entry {entry} (again) yet and will get it as "
+                    f"usual; the dead letter {verb} removed"
+                )
+                return ReplayResult(ref, done, to, entry, detail)
+            case "gone":
+                return ReplayResult(ref, Outcome.GONE, to, None, "no longer a dead letter "
+                                    "(replayed or purged meanwhile): nothing to do")  # fmt: skip
+            case _:
+                why = _refusal(code, to, stream, group, entry)
+        return ReplayResult(ref, Outcome.REFUSED, to, entry, why)
+
+    # -- purge --------------------------------------------------------------------------------
+
+    async def plan_purge(
+        self,
+        stream: str | None = None,
+        group: str | None = None,
+        *,
+        ids: Sequence[str] = (),
+        older_than: timedelta | None = None,
+        now: datetime | None = None,
+    ) -> PurgePlan:
+        """What :meth:`purge` will delete: the given ids, those dead-lettered more than
+        ``older_than`` ago, or (neither) every dead letter present now — not ones added later."""
+        if ids and older_than is not None:
+            raise ConfigurationError("purge by ids or by age, not both")
+        if ids:
+            refs = await self.select(stream, group, ids)
+            by_queue: dict[tuple[str, str], list[str]] = {}
+            for ref in refs:
+                by_queue.setdefault((ref.stream, ref.group), []).append(ref.entry_id)
+            steps = [
+                PurgeStep(s, g, len(i), ids=tuple(i)) for (s, g), i in sorted(by_queue.items())
+            ]
+            return PurgePlan(tuple(steps))
+        try:
+            queues = await self._queues(stream, group)
+            steps = []
+            for queue in queues:
+                if older_than is None:
+                    assert queue.last_id is not None
+                    minid, count = _after(queue.last_id), queue.length
+                else:
+                    cutoff = _ms((now or datetime.now(UTC)) - older_than)
+                    minid = f"{cutoff}-0"
+                    count = await _count(self.redis, queue.key, "-", f"{cutoff - 1}-{_MAX_SEQ}")
+                if count:
+                    steps.append(PurgeStep(queue.stream, queue.group, count, minid=minid))
+        except TRANSIENT as exc:
+            raise _unavailable(exc) from exc
+        return PurgePlan(tuple(steps))
+
+    async def purge(self, plan: PurgePlan) -> int:
+        """Delete what ``plan`` lists (one script per group); returns how many went."""
+        gone = 0
+        try:
+            for step in plan.steps:
+                args = ["minid", step.minid] if step.minid else ["ids", *step.ids]
+                gone += int(await self._purge(keys=[step.key], args=args))
+                _log.info("dead_letters_purged", stream=step.stream, group=step.group,
+                          count=step.count)  # fmt: skip
+        except TRANSIENT as exc:
+            raise _unavailable(exc) from exc
+        return gone
+
+
+def _refusal(code: str, to: Target, stream: str, group: str, entry: str | None) -> str:
+    """Why the replay script refused, and what to do instead."""
+    if code == "no_stream" and to is Target.STREAM:
+        return (
+            f"stream {stream} no longer exists; replay with recreate_stream "
+            "(--recreate-stream) to create it with this event"
+        )
+    reasons = {
+        "no_stream": f"stream {stream} no longer exists, so group {group} has nothing to re-read; "
+        "replay to the stream (--to stream --recreate-stream) instead",
+        "no_group": f"group {group} no longer exists on {stream}; replay to the stream "
+        "(--to stream) if the other groups should get the event",
+        "trimmed": f"the original entry {entry} was trimmed from {stream}; only a new entry can "
+        "carry it, which every group gets: replay with --to stream",
+        "mismatch": f"entry {entry} of {stream} is another event than this dead letter's",
+        "pending": f"entry {entry} is pending in group {group} already (being handled or "
+        "retried): wait for it, or purge this dead letter",
+        "no_original": "the dead letter names no original entry (dlq.entry): replay with "
+        "--to stream",
+        "empty": "the dead letter holds no event fields: nothing to replay (purge it)",
+    }
+    return reasons.get(code, f"unexpected answer {code!r} from the replay script")
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no name for this uid (containers)
+        return "unknown"
+
+
+def _unavailable(exc: BaseException) -> RedisUnavailable:
+    return RedisUnavailable(f"Redis is unreachable or did not answer in time: {exc}")
+
+
+# -- group positions -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ResetPlan:
+    """What moving a group's position does. Counts are of entries in the stream now."""
+
+    stream: str
+    group: str
+    current: str  # the group's last-delivered-id now
+    target: str  # the id it will be set to (entries after it are delivered)
+    reread: int  # entries the group read already and will be delivered again
+    skipped: int  # entries the group has not read yet and will never get
+    pending: int  # entries pending in the group (they stay pending and are retried as usual)
+    pending_reread: int  # of those, entries after the target: delivered again as new
+    asked: str  # what the operator asked for ($, 0, an id, a time)
+    applied: bool = False
+
+    def warnings(self) -> list[str]:
+        notes = []
+        if self.reread:
+            notes.append(
+                f"{self.reread} entries already delivered to {self.group} will be delivered "
+                "again: handlers must tolerate it (once=True ones skip events they completed)"
+            )
+        if self.skipped:
+            notes.append(
+                f"{self.skipped} entries {self.group} has not read yet will be skipped: it "
+                "never handles them"
+            )
+        if self.pending:
+            notes.append(
+                f"{self.pending} entries pending in {self.group} stay pending and are still "
+                "retried (and dead-lettered after max deliveries)"
+                + (
+                    f"; {self.pending_reread} of them lie after the new position and are also "
+                    "delivered again as new entries (their delivery count restarts at 1)"
+                    if self.pending_reread
+                    else ""
+                )
+            )
+        if not (self.reread or self.skipped):
+            notes.append("no entry is delivered again or skipped")
+        return notes
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stream": self.stream, "group": self.group, "asked": self.asked,
+            "current": self.current, "target": self.target, "reread": self.reread,
+            "skipped": self.skipped, "pending": self.pending,
+            "pending_reread": self.pending_reread, "applied": self.applied,
+            "warnings": self.warnings(),
+        }  # fmt: skip
+
+
+async def plan_reset(
+    redis: Redis, stream: str, group: str, to: str | Position, *, now: datetime | None = None
+) -> ResetPlan:
+    """Plan moving ``group`` of ``stream`` to ``to`` (see :func:`parse_position`). A time means:
+    every entry recorded at or after it is delivered (again); the group is set to the last
+    entry before it."""
+    stream = stream_key(stream)
+    position = parse_position(to, now=now) if isinstance(to, str) else to
+    try:
+        if not await redis.exists(stream):
+            raise UnknownStream(f"unknown stream {stream}")
+        groups = {info["name"].decode(): info for info in await _groups(redis, stream)}
+        if group not in groups:
+            raise UnknownGroup(
+                f"unknown group {group!r} on {stream} (groups: {', '.join(groups) or 'none'})"
+            )
+        current = groups[group]["last-delivered-id"].decode()
+        if position.at_ms is not None:
+            before: Any = await redis.xrevrange(stream, max=f"({position.at_ms}-0", count=1)
+            target = before[0][0].decode() if before else "0-0"
+        elif position.entry_id == "$":
+            info: Any = await redis.xinfo_stream(stream)
+            target = info["last-generated-id"].decode()
+        else:
+            target = str(position.entry_id)
+        low, high = sorted((current, target), key=_id_key)
+        moved = await _count(redis, stream, low, high)
+        pending = int((await redis.xpending(stream, group))["pending"])
+        pending_reread = (
+            await _count_pending(redis, stream, group, f"({target}", "+") if pending else 0
+        )
+    except TRANSIENT as exc:
+        raise _unavailable(exc) from exc
+    backwards = _id_key(target) < _id_key(current)
+    return ResetPlan(
+        stream, group, current, target,
+        reread=moved if backwards else 0, skipped=0 if backwards else moved,
+        pending=pending, pending_reread=pending_reread, asked=position.describe(),
+    )  # fmt: skip
+
+
+async def reset_group(redis: Redis, plan: ResetPlan) -> ResetPlan:
+    """Apply ``plan`` (``XGROUP SETID``); returns it marked applied."""
+    try:
+        await redis.xgroup_setid(plan.stream, plan.group, plan.target)
+    except TRANSIENT as exc:
+        raise _unavailable(exc) from exc
+    except ResponseError as exc:
+        if "NOGROUP" in str(exc):
+            raise UnknownGroup(f"group {plan.group} of {plan.stream} vanished meanwhile") from exc
+        raise
+    _log.warning(
+        "group_reset", stream=plan.stream, group=plan.group, previous=plan.current,
+        position=plan.target, reread=plan.reread, skipped=plan.skipped, by=_os_user(),
+    )  # fmt: skip
+    return replace(plan, applied=True)
+
+
+# -- trimming ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GroupLoss:
+    """What trimming takes from one group: entries it has not read, or holds pending."""
+
+    group: str
+    unread: int
+    pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrimPlan:
+    stream: str
+    minid: str  # entries with smaller ids go
+    cutoff: str  # the same as a time
+    entries: int
+    losses: tuple[GroupLoss, ...]  # groups that would lose entries they have not processed
+
+    @property
+    def safe(self) -> bool:
+        return not self.losses
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stream": self.stream, "minid": self.minid, "cutoff": self.cutoff,
+            "entries": self.entries, "safe": self.safe,
+            "losses": [{"group": x.group, "unread": x.unread, "pending": x.pending}
+                       for x in self.losses],
+        }  # fmt: skip
+
+
+def retention_age(retention: Retention, stream: str) -> timedelta | None:
+    """The age ``retention`` keeps entries of ``stream`` for (None: kept for ever)."""
+    aggregate = stream[len(keys.PREFIX) + 2 : -1]
+    return retention.per_aggregate.get(aggregate, retention.default)
+
+
+async def plan_trim(
+    redis: Redis, stream: str, *, older_than: timedelta, now: datetime | None = None
+) -> TrimPlan:
+    """Plan deleting the entries of ``stream`` recorded more than ``older_than`` ago, and say
+    which groups would lose entries they have not read or still hold pending."""
+    stream = stream_key(stream)
+    cutoff = _ms((now or datetime.now(UTC)) - older_than)
+    minid, below = f"{cutoff}-0", f"{cutoff - 1}-{_MAX_SEQ}"
+    try:
+        if not await redis.exists(stream):
+            raise UnknownStream(f"unknown stream {stream}")
+        entries = await _count(redis, stream, "-", below)
+        losses = []
+        for info in await _groups(redis, stream) if entries else []:
+            name = info["name"].decode()
+            last = info["last-delivered-id"].decode()
+            unread = await _count(redis, stream, last, below)
+            pending = await _count_pending(redis, stream, name, "-", below)
+            if unread or pending:
+                losses.append(GroupLoss(name, unread, pending))
+    except TRANSIENT as exc:
+        raise _unavailable(exc) from exc
+    return TrimPlan(stream, minid, _time_of(minid), entries, tuple(losses))
+
+
+async def trim(redis: Redis, plan: TrimPlan, *, force: bool = False) -> int:
+    """Trim as planned; returns how many entries went. Unless ``force``, raises TrimRefused —
+    checked in the trimming script itself, so a group that fell behind after the plan counts —
+    when a group has not read, or holds pending, an entry that would go."""
+    try:
+        reply = await redis.eval(_TRIM, 1, plan.stream, plan.minid, "1" if force else "0")
+    except TRANSIENT as exc:
+        raise _unavailable(exc) from exc
+    except ResponseError as exc:
+        if "no such key" in str(exc).lower():
+            raise UnknownStream(f"stream {plan.stream} vanished meanwhile") from exc
+        raise
+    if int(reply[0]) == 0:
+        raise TrimRefused(plan.stream, reply[1].decode(), reply[2].decode())
+    _log.warning(
+        "stream_trimmed", stream=plan.stream, minid=plan.minid, entries=int(reply[1]),
+        forced=force and not plan.safe, by=_os_user(),
+    )  # fmt: skip
+    return int(reply[1])

@@ -1,0 +1,221 @@
+"""``simpul acl ...``: render the Redis ACLs from the topology, apply them, check a permission."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from redis.asyncio import Redis
+from redis.exceptions import NoPermissionError
+from rich.console import Console
+from rich.markup import escape
+
+from bus.access import acl
+from bus.access.topology import Topology, contracts, load_topology
+from bus.cli.common import fail, import_from_cwd
+from bus.connection import TRANSIENT, connect
+from bus.errors import ConfigurationError, RedisUnavailable, SimpulError
+
+acl_app = typer.Typer(
+    help="Redis ACLs rendered from the topology: render, apply, check.", no_args_is_help=True
+)
+_out = Console(soft_wrap=True)
+_err = Console(stderr=True, soft_wrap=True)
+T = TypeVar("T")
+
+TopologyFile = Annotated[Path, typer.Option("--topology", help="the topology YAML", dir_okay=False)]
+Passwords = Annotated[
+    Path | None,
+    typer.Option(
+        "--passwords",
+        help="an env file (NAME=VALUE lines) holding the principals' passwords; "
+        "default: the process environment",
+        dir_okay=False,
+    ),
+]
+Schemas = Annotated[str, typer.Option("--schemas", help="package holding the contracts")]
+RedisUrl = Annotated[
+    str | None,
+    typer.Option("--redis-url", envvar="SIMPUL_REDIS_URL", help="Redis URL of an admin user"),
+]
+DEFAULT_TOPOLOGY = Path("deploy/topology.yaml")
+
+
+def _load(path: Path, schemas: str) -> Topology:
+    import_from_cwd()
+    return load_topology(path, registry=contracts(schemas))
+
+
+def _users(topology: Topology, passwords: Path | None) -> list[acl.AclUser]:
+    if passwords is None:
+        secrets = acl.passwords(topology)
+    else:
+        secrets = acl.passwords(topology, acl.read_env_file(passwords), source=str(passwords))
+    return acl.acl_users(topology, secrets)
+
+
+def _warn_incidental(topology: Topology) -> None:
+    for principal, types in topology.incidental_reads().items():
+        _err.print(
+            f"[yellow]note:[/yellow] {principal} can also read {', '.join(types)} "
+            "(same stream as an approved type; Redis ACLs are per stream)"
+        )
+
+
+def _with_redis(url: str | None, work: Callable[[Redis], Awaitable[T]]) -> T:
+    if not url:
+        raise ConfigurationError("set SIMPUL_REDIS_URL or --redis-url (as an admin user)")
+
+    async def main() -> T:
+        redis = connect(url)
+        try:
+            return await work(redis)
+        except TRANSIENT as exc:
+            raise RedisUnavailable(f"Redis is unreachable: {exc}") from None
+        except NoPermissionError as exc:
+            raise ConfigurationError(
+                f"the user of the Redis URL may not do this ({exc}): connect as an admin"
+            ) from None
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(main())
+
+
+@acl_app.command("render")
+def render_(
+    topology: TopologyFile = DEFAULT_TOPOLOGY,
+    passwords: Passwords = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="write here instead of stdout")
+    ] = None,
+    schemas: Schemas = "schemas",
+) -> None:
+    """Render the ACL file (one user per principal, password hashes only)."""
+    try:
+        loaded = _load(topology, schemas)
+        text = "".join(user.line() + "\n" for user in _users(loaded, passwords))
+        if output is None:
+            print(text, end="")
+        else:
+            _write(output, text)
+            _err.print(f"wrote {len(text.splitlines())} users to {output}")
+    except SimpulError as exc:
+        raise fail(_err, exc) from None
+    _warn_incidental(loaded)
+
+
+def _write(path: Path, text: str) -> None:
+    """Atomically, so a server (re)loading the file never reads half of it."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+@acl_app.command("apply")
+def apply_(
+    *,
+    topology: TopologyFile = DEFAULT_TOPOLOGY,
+    passwords: Passwords = None,
+    redis_url: RedisUrl = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print how the server differs; change nothing")
+    ] = False,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="also delete users the topology lacks")
+    ] = False,
+    load: Annotated[
+        bool,
+        typer.Option(
+            "--load",
+            help="ACL LOAD: the server re-reads its own aclfile (replace that file with the "
+            "render first); then check it matches. Redis 7.0 disconnects every client.",
+        ),
+    ] = False,
+    schemas: Schemas = "schemas",
+) -> None:
+    """Load the rendered users into a running Redis: ACL SETUSER per changed user, then ACL SAVE
+    if the server has an aclfile. Or --load: the server re-reads its aclfile."""
+    try:
+        loaded = _load(topology, schemas)
+        users = _users(loaded, passwords)
+        if load and not dry_run:
+            left = _with_redis(redis_url, lambda r: acl.reload(r, users))
+            if left:
+                for change in left:
+                    _out.print(escape(change.describe()))
+                raise ConfigurationError(
+                    "the server loaded its aclfile, but it is not this render (above): "
+                    "replace the file the server reads, then --load again"
+                )
+            _err.print("loaded the server's aclfile: it matches the render")
+            return
+        report = _with_redis(redis_url, lambda r: acl.apply(r, users, prune=prune, dry_run=dry_run))
+    except SimpulError as exc:
+        raise fail(_err, exc) from None
+    _report(report, dry_run=dry_run, prune=prune)
+
+
+def _report(report: acl.ApplyReport, *, dry_run: bool, prune: bool) -> None:
+    different = [c for c in report.changes if c.action != "same"]
+    for change in different:
+        line = change.describe()
+        if change.action == "remove" and not prune:
+            line += " (kept; --prune deletes it)"
+        _out.print(escape(line))
+    if not different:
+        _err.print("the server's users are the render: nothing to do")
+        return
+    if dry_run:
+        _err.print(f"{len(different)} user(s) differ; dry run: nothing changed")
+        return
+    _err.print(f"applied {len(report.applied)} user(s): {', '.join(report.applied) or '-'}")
+    if report.aclfile is None:
+        _err.print(
+            "[yellow]warning:[/yellow] the server has no aclfile: these users last until it "
+            "restarts; start it with the rendered file as its aclfile"
+        )
+    elif report.save_error is not None:
+        _err.print(
+            f"[red]not saved:[/red] ACL SAVE to {report.aclfile} failed ({report.save_error}); "
+            "the rules are live but a restart reverts them: write the render to that file "
+            "(`simpul acl render --output`)"
+        )
+        raise typer.Exit(1)
+    elif report.saved:
+        _err.print(f"saved to the server's aclfile {report.aclfile}")
+
+
+@acl_app.command(
+    "check", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True}
+)
+def check_(
+    principal: Annotated[str, typer.Argument(help="the ACL user, e.g. svc-dinsos")],
+    command: Annotated[
+        list[str],
+        typer.Argument(help="the command and its arguments, e.g. xadd 'simpul:{x.y}' '*' f v"),
+    ],
+    redis_url: RedisUrl = None,
+) -> None:
+    """Would PRINCIPAL be allowed COMMAND? (ACL DRYRUN on the server: nothing runs.)
+
+    Exit 0 if allowed, 1 if denied. Options go before PRINCIPAL."""
+    try:
+        allowed, reason = _with_redis(redis_url, lambda r: acl.check(r, principal, command))
+    except SimpulError as exc:
+        raise fail(_err, exc) from None
+    if allowed:
+        _out.print(f"[green]allowed[/green]: {escape(principal)} may run {escape(command[0])}")
+        return
+    _out.print(f"[red]denied[/red]: {escape(reason)}")
+    raise typer.Exit(1)

@@ -1,0 +1,700 @@
+"""Operator commands: ``simpul status``, ``tail``, ``pending``, ``map`` and ``exporter``.
+
+Read-only: none of them joins a consumer group, acks or changes anything in Redis. Each reads
+``SIMPUL_REDIS_URL``; tables are for people, ``--json`` for machines. Exit codes: 0 fine, 1 a
+threshold is breached (``status``), 2 a usage error or Redis unreachable (a message, never a
+traceback).
+
+JSON shapes (stable; fields may be added, never renamed or removed):
+
+* ``status --json``: ``{"healthy": bool, "breaches": [Breach], "thresholds": Thresholds,
+  "snapshot": BusSnapshot}`` — the models of :mod:`bus.admin.inspect` as
+  ``model_dump(mode="json")``:
+  ``snapshot.streams[]`` = ``{key, aggregate, exists, registered, length, first_entry_id,
+  last_entry_id, last_generated_id, first_entry_age_s, last_entry_age_s, groups[],
+  dead_letters{group: n}}``, ``groups[]`` = ``{name, consumer_count, consumers[{name, pending,
+  idle_s, inactive_s}], pending, oldest_pending_id, oldest_pending_age_s, last_delivered_id,
+  entries_read, lag, dead_letters}``, plus ``snapshot.quarantine{adapter: n}``,
+  ``redis_version``, ``reduced`` (Redis 6.2: ``lag`` / ``entries_read`` may be null),
+  ``taken_at``, ``snapshot.adapters[]`` = ``{name, cdc, state, position, behind_rows,
+  behind_bytes, behind_seconds, retained_bytes, read, published, duplicates, quarantined,
+  skipped, last_publish_at, last_error, reported_at, age_s}`` (:class:`bus.adapter.report.
+  AdapterReport`); ``breaches[]`` = ``{kind, stream, group, adapter, value, limit, message}``.
+* ``tail --json``: one JSON object per line, :func:`bus.admin.inspect.decode_entry`.
+* ``pending --json``: ``{"stream", "group", "total", "entries": [{entry_id, consumer, idle_s,
+  deliveries, age_s, exists, type}]}``.
+* ``map --format json``: :meth:`bus.admin.flowmap.FlowMap.to_json`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from bus.adapter.report import AdapterReport
+from bus.admin import flowmap, inspect
+from bus.admin.replication import Topology, topology
+from bus.cli.common import fail, redis_url, run_with_redis
+from bus.cli.contracts import load as load_contracts
+from bus.connection import TRANSIENT, connect, location, translate
+from bus.contracts import default_registry
+from bus.errors import ConfigurationError, SimpulError
+from bus.http import serve
+from bus.logging import get_logger
+from bus.settings import Settings
+from bus.specs import catalogue
+
+_out = Console()
+_err = Console(stderr=True, soft_wrap=True)
+_log = get_logger("bus.cli")
+T = TypeVar("T")
+
+AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+Schemas = Annotated[str, typer.Option("--schemas", help="package holding the contracts")]
+Stream = Annotated[
+    str,
+    typer.Argument(help="aggregate (dukcapil.citizen), event type, or key (simpul:{...})"),
+]
+_LIMIT_HELP = "N, or 'off'; default from {env}"
+
+
+def _limit(name: str, unit: str = "") -> Any:
+    env = f"SIMPUL_STATUS_{name.upper()}"
+    return typer.Option(
+        f"--{name.replace('_', '-').removesuffix('-s')}",
+        help=f"{unit}{_LIMIT_HELP.format(env=env)}",
+        show_default=False,
+    )
+
+
+# -- plumbing ----------------------------------------------------------------------------------
+
+
+def _run(work: Callable[[Redis], Awaitable[T]], *, url: str | None = None) -> T:
+    return run_with_redis(_err, work, url=url)
+
+
+def _contracts(package: str) -> None:
+    """Register the contracts (their streams, owners and personal fields)."""
+    try:
+        load_contracts(package)
+    except SimpulError as exc:
+        _err.print(f"[yellow]warning:[/yellow] {exc}; streams are found in Redis only")
+
+
+# -- status ------------------------------------------------------------------------------------
+
+
+def status(
+    *,
+    as_json: AsJson = False,
+    max_lag: Annotated[
+        str | None, _limit("max_lag", "entries not yet delivered to a group; ")
+    ] = None,
+    max_pending_age: Annotated[
+        str | None, _limit("max_pending_age_s", "seconds, oldest unacked entry; ")
+    ] = None,
+    max_dead_letters: Annotated[
+        str | None, _limit("max_dead_letters", "dead letters per group; ")
+    ] = None,
+    max_quarantine: Annotated[
+        str | None, _limit("max_quarantine", "records per adapter's quarantine; ")
+    ] = None,
+    max_consumer_idle: Annotated[
+        str | None, _limit("max_consumer_idle_s", "seconds no consumer read while work waits; ")
+    ] = None,
+    max_silence: Annotated[
+        str | None, _limit("max_silence_s", "seconds since a stream's newest event; ")
+    ] = None,
+    max_source_behind: Annotated[
+        str | None, _limit("max_source_behind_s", "seconds a CDC adapter is behind its source; ")
+    ] = None,
+    max_source_behind_bytes: Annotated[
+        str | None, _limit("max_source_behind_bytes", "bytes of log a CDC adapter has to publish; ")
+    ] = None,
+    max_source_retained_bytes: Annotated[
+        str | None, _limit("max_source_retained_bytes", "bytes of log kept for a CDC adapter; ")
+    ] = None,
+    max_report_age: Annotated[
+        str | None, _limit("max_report_age_s", "seconds since an adapter last reported; ")
+    ] = None,
+    schemas: Schemas = "schemas",
+) -> None:
+    """The whole bus at a glance: streams, consumer groups, dead letters, quarantines, adapters.
+
+    Exit 0 when healthy, 1 when a threshold is breached (each is printed), 2 when Redis cannot
+    be reached or an option is wrong. Limits: options, else SIMPUL_STATUS_MAX_LAG (1000),
+    ..._MAX_PENDING_AGE_S (600), ..._MAX_DEAD_LETTERS (0), ..._MAX_QUARANTINE (0),
+    ..._MAX_CONSUMER_IDLE_S (300), ..._MAX_SILENCE_S (off), ..._MAX_SOURCE_BEHIND_S (300),
+    ..._MAX_SOURCE_BEHIND_BYTES (off), ..._MAX_SOURCE_RETAINED_BYTES (1 GiB),
+    ..._MAX_REPORT_AGE_S (60).
+    """
+    try:
+        thresholds = inspect.Thresholds.load(
+            max_lag=max_lag, max_pending_age_s=max_pending_age, max_dead_letters=max_dead_letters,
+            max_quarantine=max_quarantine, max_consumer_idle_s=max_consumer_idle,
+            max_silence_s=max_silence, max_source_behind_s=max_source_behind,
+            max_source_behind_bytes=max_source_behind_bytes,
+            max_source_retained_bytes=max_source_retained_bytes,
+            max_report_age_s=max_report_age,
+        )  # fmt: skip
+    except SimpulError as exc:
+        raise fail(_err, exc) from None
+    _contracts(schemas)
+    url = _url_or_fail()
+    snap, topo = _run(_snapshot_and_topology, url=url)
+    found = inspect.breaches(snap, thresholds) + inspect.replication_breaches(topo)
+    if as_json:
+        print(json.dumps({
+            "healthy": not found,
+            "breaches": [b.model_dump(mode="json") for b in found],
+            "thresholds": thresholds.model_dump(mode="json"),
+            "snapshot": snap.model_dump(mode="json"),
+            "topology": topo.model_dump(mode="json"),
+        }, indent=2))  # fmt: skip
+    else:
+        _print_status(snap, found, _where(url, topo), topo)
+    if found:
+        raise typer.Exit(1)
+
+
+async def _snapshot_and_topology(redis: Redis) -> tuple[inspect.BusSnapshot, Topology]:
+    snap = await inspect.snapshot(redis, registry=default_registry)
+    try:
+        return snap, await topology(redis)
+    except (RedisError, *TRANSIENT) as exc:
+        raise translate(exc) from exc
+
+
+def _where(url: str, topo: Topology) -> str:
+    if topo.shape == "sentinel":  # the URL's host is not what answered
+        return f"{topo.shards[0].master} (the master the Sentinels name)"
+    return location(url)
+
+
+def _print_replication(topo: Topology | None) -> None:
+    """Only where there is replication to show: one server alone has none."""
+    if topo is not None and (topo.shape != "single" or topo.shards[0].replicas):
+        _out.print(_topology_table(topo))
+
+
+def _topology_table(topo: Topology) -> Table:
+    """Each master with its replicas (how far behind), then the Sentinels."""
+    table = Table(title=f"Replication ({topo.shape})", title_justify="left")
+    for column in ("node", "role", "state", "behind", "acked"):
+        table.add_column(column)
+    for shard in topo.shards:
+        table.add_row(shard.master, "master", f"{shard.in_sync} in sync", "", "")
+        for r in shard.replicas:
+            style = None if r.in_sync else "red"
+            table.add_row(f"  {r.address}", "replica", r.state, inspect.size(r.behind_bytes),
+                          f"{r.ack_age_s}s ago", style=style)  # fmt: skip
+    for s in topo.sentinels:
+        if not s.reachable:
+            table.add_row(s.address, "sentinel", "unreachable", "", "", style="red")
+            continue
+        quorum = "quorum ok" if s.quorum_ok else "NO QUORUM"
+        table.add_row(s.address, "sentinel", f"{quorum} ({s.sentinels} seen, needs {s.quorum})",
+                      f"master {s.master}", f"epoch {s.config_epoch}",
+                      style=None if s.quorum_ok else "red")  # fmt: skip
+    return table
+
+
+def _url_or_fail() -> str:
+    try:
+        return redis_url()
+    except SimpulError as exc:
+        raise fail(_err, exc) from None
+
+
+def _print_status(
+    snap: inspect.BusSnapshot, found: list[inspect.Breach], where: str, topo: Topology | None = None
+) -> None:
+    existing = [s for s in snap.streams if s.exists or s.dead_letters]
+    group_count = sum(len(s.groups) for s in existing)
+    _out.print(
+        f"[bold]Redis {snap.redis_version}[/bold] at {where}: {len(existing)} stream"
+        f"{'' if len(existing) == 1 else 's'}, {group_count} consumer group"
+        f"{'' if group_count == 1 else 's'}, {len(snap.quarantine)} quarantine"
+        f"{'' if len(snap.quarantine) == 1 else 's'}, {len(snap.adapters)} adapter"
+        f"{'' if len(snap.adapters) == 1 else 's'}"
+    )
+    if snap.reduced:
+        _out.print(
+            f"[yellow]Redis {snap.redis_version} < 7.0: reduced fields[/yellow] — consumer groups "
+            "report no lag or entries read; lag is shown only where it is certain (else '?')."
+        )
+    _print_replication(topo)
+    if snap.empty:
+        registered = sum(1 for s in snap.streams if s.registered)
+        _out.print(
+            "No streams yet: nothing has been published"
+            + (f" ({registered} registered streams are empty)." if registered else ".")
+        )
+    else:
+        if existing:
+            _out.print(_streams_table(existing, found))
+        groups = _groups_table(existing, found)
+        if groups is not None:
+            _out.print(groups)
+        if snap.quarantine:
+            _out.print(_quarantine_table(snap.quarantine, found))
+        if snap.adapters:
+            _print_adapters(snap.adapters, found)
+        waiting = [s.aggregate for s in snap.streams if not s.exists and not s.dead_letters]
+        if waiting:
+            _out.print(f"[dim]No events yet on: {', '.join(waiting)}[/dim]")
+    if found:
+        _out.print(f"[red bold]{len(found)} problem{'' if len(found) == 1 else 's'}:[/red bold]")
+        for breach in found:
+            _out.print(Text(f"  ✗ {breach.message}", style="red"))
+    else:
+        _out.print("[green bold]healthy[/green bold]: no threshold breached")
+
+
+def _streams_table(streams: list[inspect.StreamSnapshot], found: list[inspect.Breach]) -> Table:
+    table = Table(title="streams", title_justify="left", box=box.SIMPLE_HEAD)
+    width = max(len(s.aggregate) for s in streams)
+    table.add_column("stream", min_width=width, overflow="fold")  # never cut: it is copied
+    for name in ("events", "newest event", "groups"):
+        table.add_column(name, justify="right")
+    silent = {b.stream for b in found if b.kind == "silence"}
+    for s in streams:
+        newest = (
+            "-" if s.last_entry_age_s is None else inspect.duration(s.last_entry_age_s) + " ago"
+        )
+        events = str(s.length) if s.exists else "deleted"
+        table.add_row(s.aggregate, events, newest, str(len(s.groups)),
+                      style="red" if s.aggregate in silent else "")  # fmt: skip
+    return table
+
+
+def _groups_table(
+    streams: list[inspect.StreamSnapshot], found: list[inspect.Breach]
+) -> Table | None:
+    rows: list[tuple[str, str, list[str]]] = []  # stream, group, values
+    for s in streams:
+        for g in s.groups:
+            rows.append((s.aggregate, g.name, [
+                "?" if g.lag is None else str(g.lag),
+                str(g.pending),
+                "-" if g.oldest_pending_age_s is None else inspect.duration(g.oldest_pending_age_s),
+                str(g.consumer_count),
+                "-" if g.idle_s is None else inspect.duration(g.idle_s),
+                str(g.dead_letters),
+            ]))  # fmt: skip
+        for group, depth in s.dead_letters.items():
+            if s.group(group) is None:
+                rows.append((s.aggregate, f"{group} (gone)", ["", "", "", "", "", str(depth)]))
+    if not rows:
+        return None
+    table = Table(title="consumer groups", title_justify="left", box=box.SIMPLE_HEAD,
+                  collapse_padding=True, pad_edge=False)  # fmt: skip
+    # Names are never cut: operators copy them into `simpul pending`, `simpul dlq`...
+    table.add_column("stream", min_width=max(len(r[0]) for r in rows), overflow="fold")
+    table.add_column("group", min_width=max(len(r[1]) for r in rows), overflow="fold")
+    headers = ("lag", "pending", "oldest pending", "consumers", "last read", "dead letters")
+    for i, name in enumerate(headers):  # last read: how long ago any consumer got an entry
+        width = max([len(r[2][i]) for r in rows] + [len(word) for word in name.split()])
+        table.add_column(name, justify="right", width=width)
+    bad = {(b.stream, b.group) for b in found}
+    previous = None
+    for stream, group, values in rows:
+        shown = "" if stream == previous else stream
+        previous = stream
+        name = group.removesuffix(" (gone)")
+        table.add_row(shown, group, *values, style="red" if (stream, name) in bad else "")
+    return table
+
+
+def _quarantine_table(depths: dict[str, int], found: list[inspect.Breach]) -> Table:
+    table = Table(title="quarantine", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("adapter")
+    table.add_column("records", justify="right")
+    bad = {b.adapter for b in found if b.kind == "quarantine"}
+    for adapter, depth in depths.items():
+        table.add_row(adapter, str(depth), style="red" if adapter in bad else "")
+    return table
+
+
+def _print_adapters(reports: list[AdapterReport], found: list[inspect.Breach]) -> None:
+    _out.print(_adapters_table(reports, found))
+    for report in reports:
+        if report.last_error:
+            _out.print(Text(f"  {report.name} failing: {report.last_error}", style="yellow"))
+
+
+def _adapters_table(reports: list[AdapterReport], found: list[inspect.Breach]) -> Table:
+    table = Table(title="adapters", title_justify="left", box=box.SIMPLE_HEAD,
+                  collapse_padding=True, pad_edge=False)  # fmt: skip
+    # Names are never cut: operators copy them into `simpul quarantine list`...
+    table.add_column("adapter", min_width=max(len(r.name) for r in reports), overflow="fold")
+    table.add_column("position", overflow="fold")  # the source's own notation, or the checkpoint
+    for name in ("behind", "retained", "published", "last seen"):
+        table.add_column(name, justify="right", no_wrap=True)
+    bad = {b.adapter for b in found}
+    stale = {b.adapter for b in found if b.kind == "report_stale"}
+    for r in reports:
+        table.add_row(
+            r.name, r.position or "-", _behind(r), _or_dash(r.retained_bytes, inspect.size),
+            str(r.published), _last_seen(r, stale=r.name in stale),
+            style="red" if r.name in bad else "",
+        )  # fmt: skip
+    return table
+
+
+def _behind(r: AdapterReport) -> str:
+    """Everything the report knows of how far behind: ``42 s, 695 B`` (CDC), ``120 rows``."""
+    parts = []
+    if r.behind_seconds is not None:
+        parts.append(inspect.duration(r.behind_seconds))
+    if r.behind_bytes is not None:
+        parts.append(inspect.size(r.behind_bytes))
+    if r.behind_rows is not None:
+        parts.append(f"{r.behind_rows} row{'' if r.behind_rows == 1 else 's'}")
+    return ", ".join(parts) or "-"
+
+
+def _or_dash(value: T | None, shown: Callable[[T], str]) -> str:
+    return "-" if value is None else shown(value)
+
+
+def _last_seen(report: AdapterReport, *, stale: bool) -> str:
+    ago = f"{inspect.duration(report.age_s or 0.0)} ago"
+    if stale:
+        return f"stale, {ago}"
+    return ago if report.state == "running" else f"{report.state}, {ago}"
+
+
+# -- tail --------------------------------------------------------------------------------------
+
+
+def tail(
+    stream: Stream,
+    group: Annotated[
+        str | None,
+        typer.Option(help="show what this group has not been delivered yet (read-only)"),
+    ] = None,
+    *,
+    count: Annotated[int, typer.Option(min=0, max=10_000, help="entries to show")] = 10,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep showing new events")] = False,
+    reveal: Annotated[bool, typer.Option(help="show personal fields unmasked (logged)")] = False,
+    as_json: AsJson = False,
+    schemas: Schemas = "schemas",
+) -> None:
+    """The newest events of a stream, decoded, personal fields masked (unless --reveal).
+
+    Never joins a group or acks: --follow reads with XREAD BLOCK; Ctrl-C stops it (exit 0).
+    """
+    try:
+        key = inspect.resolve_stream(stream)
+    except SimpulError as exc:
+        raise fail(_err, exc) from None
+    _contracts(schemas)
+    if reveal:
+        _log.warning("tail_revealed", stream=key, group=group, count=count, follow=follow)
+
+    def show(entries: list[tuple[Any, Any]]) -> str | None:
+        last = None
+        for entry_id, raw in entries:
+            last = _text(entry_id)
+            event = inspect.decode_entry(key, last, raw, registry=default_registry, reveal=reveal)
+            _print_event(event, as_json=as_json)
+        return last
+
+    async def work(redis: Redis) -> None:
+        registered = key in {m.__contract__.stream for m in default_registry}
+        if not await inspect.stream_exists(redis, key):
+            if not registered:
+                raise ConfigurationError(await _unknown_stream(redis, key))
+            if group is not None:
+                raise ConfigurationError(f"no consumer group {group!r} on {key} (no events yet)")
+            if not follow:
+                _err.print(f"no events yet on {key}")
+                return
+        entries, start = await _first_entries(redis, key, group, count)
+        start = show(entries) or start
+        if follow:
+            await _follow(redis, key, start, show)
+
+    _run(work)
+
+
+async def _first_entries(
+    redis: Redis, key: str, group: str | None, count: int
+) -> tuple[list[tuple[Any, Any]], str]:
+    """The entries to show first, and the id to follow from after them."""
+    entries: Any
+    if group is not None:
+        after = await _group_position(redis, key, group)
+        start = f"({after}" if after != "0-0" else "-"
+        entries = await redis.xrange(key, min=start, count=count) if count else []
+        return list(entries), after
+    newest: Any = await redis.xrevrange(key, count=count) if count else []
+    entries = list(reversed(newest or []))
+    if entries:
+        return entries, _text(entries[-1][0])
+    if not await inspect.stream_exists(redis, key):
+        return [], "0-0"
+    info: Any = await redis.xinfo_stream(key)
+    return [], _text(info.get("last-generated-id") or "0-0")
+
+
+async def _follow(
+    redis: Redis, key: str, start: str, show: Callable[[list[tuple[Any, Any]]], str | None]
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    _err.print(f"following {key} (Ctrl-C stops)")
+    last = start
+    try:
+        while not stop.is_set():
+            read = asyncio.ensure_future(redis.xread({key: last}, count=100, block=1000))
+            halt = asyncio.ensure_future(stop.wait())
+            done, _ = await asyncio.wait({read, halt}, return_when=asyncio.FIRST_COMPLETED)
+            if read not in done:
+                read.cancel()
+                with contextlib.suppress(asyncio.CancelledError, *TRANSIENT):
+                    await read
+                break
+            halt.cancel()
+            reply: Any = read.result() or []
+            for _, entries in reply:
+                last = show(list(entries)) or last
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _group_position(redis: Redis, key: str, group: str) -> str:
+    groups = {_text(g["name"]): g for g in await redis.xinfo_groups(key)}
+    if group not in groups:
+        known = ", ".join(sorted(groups)) or "none"
+        raise ConfigurationError(f"no consumer group {group!r} on {key} (groups: {known})")
+    return _text(groups[group].get("last-delivered-id") or "0-0")
+
+
+async def _unknown_stream(redis: Redis, key: str) -> str:
+    known = (
+        ", ".join(k[len("simpul:{") : -1] for k in await inspect.stream_keys(redis)) or "none yet"
+    )
+    return f"no stream {key} in Redis and no contract declares it (streams: {known})"
+
+
+def _print_event(event: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(event, ensure_ascii=False), flush=True)
+        return
+    line = Text()
+    line.append(event["entry_id"], style="dim")
+    if "error" in event:
+        line.append(f"  {event['error']}", style="yellow")
+        _out.print(line, soft_wrap=True)
+        if event.get("fields"):
+            _out.print(Text("    " + json.dumps(event["fields"], ensure_ascii=False)))
+    else:
+        line.append(f"  {event['time']}  ")
+        line.append(event["type"], style="bold" if event["known_type"] else "bold yellow")
+        line.append(f"  id={event['id']}  source={event['source']}", style="dim")
+        for name in ("subject", "correlationid", "causationid"):
+            if event.get(name):
+                line.append(f"  {name}={event[name]}", style="dim")
+        _out.print(line, soft_wrap=True)
+        data = event["data"]
+        text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+        _out.print(Text(f"    {text}"), soft_wrap=True)
+    sys.stdout.flush()
+
+
+# -- pending -----------------------------------------------------------------------------------
+
+
+def pending(
+    stream: Stream,
+    group: Annotated[str, typer.Argument(help="the consumer group (the service's name)")],
+    count: Annotated[int, typer.Option(min=1, max=10_000, help="oldest entries to show")] = 20,
+    as_json: AsJson = False,
+) -> None:
+    """Entries delivered to GROUP and not acked: consumer, idle, deliveries, type, and whether
+    the entry still exists (trimmed or deleted while pending means it is lost)."""
+    try:
+        key = inspect.resolve_stream(stream)
+    except SimpulError as exc:
+        raise fail(_err, exc) from None
+
+    async def work(redis: Redis) -> tuple[int, list[inspect.PendingEntry]]:
+        if not await inspect.stream_exists(redis, key):
+            raise ConfigurationError(await _unknown_stream(redis, key))
+        entries = await inspect.pending_entries(redis, key, group, count=count)
+        total = int((await redis.xpending(key, group))["pending"])
+        return total, entries
+
+    total, entries = _run(work)
+    if as_json:
+        print(json.dumps({"stream": key, "group": group, "total": total,
+                          "entries": [e.model_dump(mode="json") for e in entries]},
+                         indent=2))  # fmt: skip
+        return
+    table = Table(
+        title=f"pending of {group} on {key}: {len(entries)} of {total} shown, oldest first",
+        title_justify="left",
+    )
+    table.add_column("entry", no_wrap=True)
+    for name in ("consumer", "idle", "deliveries", "age", "type", "entry exists"):
+        table.add_column(name, justify="right" if name in ("idle", "deliveries", "age") else "left")
+    for e in entries:
+        table.add_row(
+            e.entry_id, e.consumer, inspect.duration(e.idle_s), str(e.deliveries),
+            inspect.duration(e.age_s), e.type or "-",
+            "yes" if e.exists else "[red]gone[/red]",
+        )  # fmt: skip
+    _out.print(table)
+    gone = sum(not e.exists for e in entries)
+    if gone:
+        _out.print(
+            f"[red]{gone} pending entr{'y' if gone == 1 else 'ies'} no longer exist"
+            f"{'s' if gone == 1 else ''}[/red]: trimmed or deleted while pending, the "
+            f"event{' was' if gone == 1 else 's were'} lost before {group} processed "
+            f"{'it' if gone == 1 else 'them'} (retention too short?)",
+            soft_wrap=True,
+        )
+
+
+# -- map ---------------------------------------------------------------------------------------
+
+
+class MapFormat(StrEnum):
+    SVG = "svg"
+    HTML = "html"
+    JSON = "json"
+
+
+def map_(
+    format_: Annotated[MapFormat, typer.Option("--format", help="svg, html or json")] = (
+        MapFormat.SVG
+    ),
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="file to write (default: stdout)")
+    ] = None,
+    services: Annotated[
+        str, typer.Option("--services", help="package holding the services")
+    ] = "services",
+    schemas: Schemas = "schemas",
+    title: Annotated[str, typer.Option(help="title of the map")] = "Simpul flow map",
+) -> None:
+    """The flow map: departments -> event types -> consuming services.
+
+    Types and owners from the contracts, consumers from the services' code and from the consumer
+    groups present in Redis (SIMPUL_REDIS_URL); without Redis, from the code only.
+    """
+    _contracts(schemas)
+    handled: dict[str, set[str]] | None
+    try:
+        handled = catalogue.handled(catalogue.find_services(services))
+    except Exception as exc:  # a broken services package: map what Redis shows
+        _err.print(f"[yellow]warning:[/yellow] services from code unavailable: {exc}")
+        handled = None
+    groups, source = _live_groups()
+    flow = flowmap.build(default_registry, handled, groups, source=source)
+    if format_ is MapFormat.JSON:
+        text = json.dumps(flow.to_json(), indent=2) + "\n"
+    elif format_ is MapFormat.HTML:
+        text = flowmap.render_html(flow, title=title, generated_at=datetime.now(UTC))
+    else:
+        text = flowmap.render_svg(flow, title=title)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise fail(_err, SimpulError(f"cannot write {output}: {exc.strerror or exc}")) from None
+    _err.print(f"wrote {output} ({len(flow.types)} event types, {len(flow.services)} services)")
+
+
+def _live_groups() -> tuple[dict[str, list[str]] | None, str]:
+    try:
+        url = Settings.load().redis_url
+    except SimpulError:
+        url = None
+    if url is None:
+        _err.print("[yellow]note:[/yellow] SIMPUL_REDIS_URL unset: the map is from the code only")
+        return None, ""
+
+    async def take() -> inspect.BusSnapshot:
+        redis = connect(url, block_ms=0)
+        try:
+            return await inspect.snapshot(redis, registry=default_registry)
+        except TRANSIENT as exc:
+            raise translate(exc) from None
+        finally:
+            with contextlib.suppress(Exception):
+                await redis.aclose()
+
+    try:
+        snap = asyncio.run(take())
+    except SimpulError as exc:
+        _err.print(
+            f"[yellow]note:[/yellow] Redis at {location(url)} unavailable ({type(exc).__name__}): "
+            "the map is from the code only"
+        )
+        return None, ""
+    return flowmap.live_groups(snap), f"Redis {snap.redis_version} at {location(url)}"
+
+
+# -- exporter ----------------------------------------------------------------------------------
+
+
+def exporter(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on")] = 9464,
+    interval: Annotated[
+        float, typer.Option(min=0, help="seconds a snapshot is reused by further scrapes")
+    ] = 5.0,
+    schemas: Schemas = "schemas",
+) -> None:
+    """Serve Prometheus metrics of the whole bus on /metrics (and /healthz) until SIGTERM.
+
+    Each scrape takes a fresh snapshot of Redis (reused for --interval seconds); while Redis is
+    down the exporter keeps serving, with simpul_redis_up 0. Metrics: see bus.admin.inspect.METRICS.
+    """
+    _contracts(schemas)
+    url = _url_or_fail()
+
+    async def work() -> None:
+        redis = connect(url, block_ms=0, client_name="simpul:exporter")
+        inspector = inspect.Inspector(redis, registry=default_registry)
+        collector = inspect.BusCollector(inspector, interval_s=interval)
+        try:
+            _err.print(f"serving http://{host}:{port}/metrics for Redis at {location(url)}")
+            await serve(inspect.exporter_app(collector), host=host, port=port)
+        finally:
+            with contextlib.suppress(Exception):
+                await redis.aclose()
+
+    try:
+        asyncio.run(work())
+    except SimpulError as exc:
+        raise fail(_err, exc) from None
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

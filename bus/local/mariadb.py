@@ -1,0 +1,264 @@
+"""A private MariaDB server for tests and demos, started like the private PostgreSQL.
+
+Adapters that wrap a PHP application's MySQL/MariaDB database are tested against a real server.
+With ``SIMPUL_MYSQL_URL`` unset, tests start their own: ``mariadb-install-db`` into a temporary
+folder, then ``mariadbd`` on a free loopback port with the row-based binary log that
+change-data-capture reads, stopped by pid at exit. A user ``simpul`` (no password, loopback only,
+every privilege) is created at the first start; the URL logs in as it.
+
+Unlike :class:`bus.local.postgres.EmbeddedPostgres`, the server can be stopped or SIGKILLed and
+started again on the same data folder and port (the database-restart tests): only :meth:`close`
+(and the context manager's exit) throws the data away.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from bus.errors import ConfigurationError, MariaDBUnavailable
+from bus.local.redis import free_port
+
+__all__ = ["EmbeddedMariaDB", "find_mariadbd", "mariadb_url_or_embedded"]
+
+_USER = "simpul"
+_POLL_S = 0.05
+_LOG_TAIL_LINES = 20
+_RUNNING: set[EmbeddedMariaDB] = set()
+
+
+def find_mariadbd() -> tuple[Path, Path]:
+    """``mariadbd`` and ``mariadb-install-db``: Debian keeps the server in /usr/sbin."""
+    server = shutil.which("mariadbd") or shutil.which("mariadbd", path="/usr/sbin:/usr/local/sbin")
+    install = shutil.which("mariadb-install-db")
+    if server and install:
+        return Path(server), Path(install)
+    raise ConfigurationError(
+        "no MariaDB server found (mariadbd, mariadb-install-db): install it (`make system-deps`, "
+        "or `apt install mariadb-server`), or set SIMPUL_MYSQL_URL to an existing database"
+    )
+
+
+class EmbeddedMariaDB:
+    """One private MariaDB server on loopback, binlog ROW/FULL unless told otherwise.
+
+    ``log_bin=False`` or ``binlog_format="STATEMENT"`` start a server change-data-capture must
+    refuse (the error-message tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        log_bin: bool = True,
+        binlog_format: str = "ROW",
+        binlog_row_image: str = "FULL",
+        server_id: int = 1,
+        options: Sequence[str] = (),
+    ) -> None:
+        self.mariadbd, self.install_db = find_mariadbd()
+        self.host = "127.0.0.1"
+        self.port = port if port is not None else free_port(self.host)
+        self.log_bin = log_bin
+        self.binlog_format = binlog_format
+        self.binlog_row_image = binlog_row_image
+        self.server_id = server_id
+        self.options = tuple(options)
+        self.base_dir: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._owner_pid = os.getpid()
+
+    def __repr__(self) -> str:
+        return f"EmbeddedMariaDB(url={self.url!r}, pid={self.pid})"
+
+    @property
+    def url(self) -> str:
+        return f"mysql://{_USER}@{self.host}:{self.port}/"
+
+    def url_for(self, database: str) -> str:
+        return f"{self.url}{database}"
+
+    @property
+    def pid(self) -> int | None:
+        if self._proc is None or self._proc.poll() is not None:
+            return None
+        return self._proc.pid
+
+    @property
+    def data_dir(self) -> Path:
+        assert self.base_dir is not None, "start() creates it"
+        return self.base_dir / "data"
+
+    @property
+    def socket(self) -> Path:
+        assert self.base_dir is not None, "start() creates it"
+        return self.base_dir / "mysqld.sock"
+
+    @property
+    def log_file(self) -> Path:
+        assert self.base_dir is not None, "start() creates it"
+        return self.base_dir / "mariadbd.log"
+
+    def start(self, timeout: float = 60.0) -> EmbeddedMariaDB:
+        """Start the server; the first start creates the data folder and the ``simpul`` user,
+        a later one (after :meth:`stop` or :meth:`kill`) reuses both, on the same port."""
+        if self.pid is not None:
+            return self
+        first = self.base_dir is None
+        if first:
+            self.base_dir = Path(tempfile.mkdtemp(prefix="simpul-mariadb-"))
+            self._install()
+        self._spawn()
+        _RUNNING.add(self)
+        self._wait_ready(time.monotonic() + timeout)
+        if first:
+            self._create_user()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM is mariadbd's normal shutdown; the data folder stays for another start."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._proc = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a power cut would: InnoDB recovers at the next start."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        self._proc = None
+
+    def close(self) -> None:
+        """Stop the server and throw its data away."""
+        self.stop()
+        _RUNNING.discard(self)
+        if self.base_dir is not None:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+            self.base_dir = None
+
+    def __enter__(self) -> EmbeddedMariaDB:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _install(self) -> None:
+        command = [str(self.install_db), "--no-defaults", f"--datadir={self.data_dir}",
+                   "--user=root", "--auth-root-authentication-method=normal",
+                   "--skip-test-db", "--skip-name-resolve"]  # fmt: skip
+        try:
+            subprocess.run(command, capture_output=True, check=True, timeout=120)
+        except subprocess.CalledProcessError as exc:
+            output = (exc.stdout + exc.stderr).decode(errors="replace")[-2000:]
+            raise MariaDBUnavailable(f"mariadb-install-db failed:\n{output}") from exc
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise MariaDBUnavailable(f"cannot run {command[0]}: {exc}") from exc
+
+    def _settings(self) -> list[str]:
+        """Durability is loosened (no fsync per commit): the data is a test's, and a SIGKILL of
+        the process (not of the machine) loses nothing the OS already holds."""
+        assert self.base_dir is not None
+        settings = [
+            "--no-defaults", f"--datadir={self.data_dir}", f"--port={self.port}",
+            f"--bind-address={self.host}", f"--socket={self.socket}",
+            f"--pid-file={self.base_dir / 'mariadbd.pid'}", "--user=root",
+            f"--server-id={self.server_id}", "--skip-name-resolve",
+            "--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M",
+            "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0",
+            "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci",
+            "--max-connections=200",
+            "--default-time-zone=+07:00",  # WIB, as compose and the city's servers: NOW() is local
+        ]  # fmt: skip
+        if self.log_bin:
+            settings += [
+                f"--log-bin={self.base_dir / 'binlog' / 'mariadb-bin'}",
+                f"--binlog-format={self.binlog_format}",
+                f"--binlog-row-image={self.binlog_row_image}",
+                "--binlog-row-metadata=FULL",  # column names in the binlog (MariaDB 10.5+)
+            ]
+        return settings + list(self.options)
+
+    def _spawn(self) -> None:
+        """New session, so a Ctrl-C meant for the tests does not stop the server under them."""
+        assert self.base_dir is not None
+        (self.base_dir / "binlog").mkdir(exist_ok=True)
+        with self.log_file.open("ab") as log:
+            self._proc = subprocess.Popen(
+                [str(self.mariadbd), *self._settings()],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        self._owner_pid = os.getpid()
+
+    def _wait_ready(self, deadline: float) -> None:
+        import pymysql  # noqa: PLC0415 - optional dependency, needed only for MySQL
+
+        while True:
+            proc = self._proc
+            if proc is None or proc.poll() is not None:
+                self._fail("mariadbd exited while starting")
+            try:
+                pymysql.connect(
+                    unix_socket=str(self.socket), user="root", connect_timeout=2
+                ).close()
+                return
+            except pymysql.err.OperationalError:
+                if time.monotonic() >= deadline:
+                    self._fail("mariadbd did not accept connections in time")
+                time.sleep(_POLL_S)
+
+    def _create_user(self) -> None:
+        import pymysql  # noqa: PLC0415
+
+        root = pymysql.connect(unix_socket=str(self.socket), user="root")
+        with contextlib.closing(root) as conn, conn.cursor() as cursor:
+            cursor.execute(f"CREATE USER '{_USER}'@'127.0.0.1'")
+            cursor.execute(f"GRANT ALL ON *.* TO '{_USER}'@'127.0.0.1' WITH GRANT OPTION")
+
+    def _fail(self, reason: str) -> None:
+        tail = self._log_tail()
+        self.close()
+        raise MariaDBUnavailable(f"{reason} ({self.mariadbd}, port {self.port}); log:\n{tail}")
+
+    def _log_tail(self) -> str:
+        try:
+            lines = self.log_file.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log written)"
+        return "\n".join(lines[-_LOG_TAIL_LINES:]) or "(log is empty)"
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for server in list(_RUNNING):
+        if server._owner_pid == os.getpid():  # a forked child must not stop its parent's
+            with contextlib.suppress(Exception):
+                server.close()
+
+
+@contextlib.contextmanager
+def mariadb_url_or_embedded(url: str | None = None) -> Iterator[str]:
+    """``url`` (or ``SIMPUL_MYSQL_URL``) if set, else a private server for the block."""
+    url = url or os.environ.get("SIMPUL_MYSQL_URL")
+    if url:
+        yield url
+        return
+    with EmbeddedMariaDB() as server:
+        yield server.url
