@@ -479,6 +479,14 @@ class KeyRing:
                 f"({_show(trusted.not_after_ms)})",
             )
         arrived_ms = _arrival_ms(entry_id)
+        if trusted.not_after_ms is not None and arrived_ms >= trusted.not_after_ms:
+            # The entry id is the server's clock, not the producer's: a stolen key whose
+            # not_after has passed cannot be kept alive with a back-dated signedat.
+            return Rejection(
+                Reason.SIGNER_EXPIRED,
+                f"arrived in the stream at {_show(arrived_ms)}, after key {key_id} expired "
+                f"({_show(trusted.not_after_ms)}), whatever its {SIGNED_AT} says",
+            )
         if arrived_ms - signed_ms > self._max_age_ms:
             return Rejection(
                 Reason.STALE_EVENT,

@@ -389,6 +389,34 @@ async def test_an_event_signed_in_the_future_is_stale(redis: Redis, settings: Se
     assert "by more than the allowed clock skew of 5 min" in dead["dlq.error"]
 
 
+async def test_a_revoked_key_cannot_be_kept_alive_with_a_backdated_signedat(
+    redis: Redis, settings: Settings
+) -> None:
+    """Revocation bounds the arrival time (the server's entry id), not only ``signedat``: the
+    thief signs now but dates ``signedat`` before the revocation; the event arrives after it."""
+    revoked_at = now() - timedelta(hours=1)
+    keyring = ring(key_of(ADAPTER, not_after=revoked_at))
+    publisher = Publisher(redis, source=SOURCE, signer=ADAPTER)
+    backdated = ADAPTER.sign(
+        publisher.envelope(died(), id="refused"), at=revoked_at - timedelta(hours=2)
+    )
+    async with consuming(redis, settings, keyring) as seen:
+        await publisher.publish(backdated)
+    assert "refused" not in seen.ids
+    dead = (await dead_letters(redis))["refused"]
+    assert dead["dlq.reason"] == Reason.SIGNER_EXPIRED
+    assert "arrived in the stream at" in dead["dlq.error"]
+    assert "after key dukcapil-siak-test expired" in dead["dlq.error"]
+    # What arrived before the revocation (an entry id before not_after) still verifies: the
+    # archive and replays of events from before a theft keep their meaning.
+    fields = backdated.to_fields()
+    before = f"{int((revoked_at - timedelta(minutes=1)).timestamp() * 1000)}-0"
+    assert keyring.check(Envelope.from_fields(fields), fields, before) is None
+    after = f"{int((revoked_at + timedelta(minutes=1)).timestamp() * 1000)}-0"
+    rejection = keyring.check(Envelope.from_fields(fields), fields, after)
+    assert rejection is not None and rejection.reason == Reason.SIGNER_EXPIRED
+
+
 # Every field of a signed entry, altered so that the entry still decodes where it can.
 ALTERATIONS: dict[str, Callable[[dict[str, str]], dict[str, str]]] = {
     "id": lambda f: {**f, "id": f["id"] + "x"},
@@ -607,12 +635,15 @@ async def test_rotation_both_keys_valid_in_the_overlap_old_refused_after(
     redis: Redis, settings: Settings
 ) -> None:
     new = Signer("dukcapil-siak-next", bytes(range(6, 38)))
-    cutover = now() - timedelta(minutes=10)  # the old key's not_after
+    # The old key's not_after a little ahead, so that every event arrives before it (what
+    # arrives after it is refused whatever it is signed at: the revocation test above): the
+    # "after" events are signed past the cutover, within the allowed clock skew.
+    cutover = now() + timedelta(minutes=2)
     keyring = ring(
         key_of(ADAPTER, not_before=now() - timedelta(days=30), not_after=cutover),
-        key_of(new, not_before=cutover - timedelta(minutes=20)),
+        key_of(new, not_before=now() - timedelta(minutes=20)),
     )
-    in_overlap, after = cutover - timedelta(minutes=1), now()
+    in_overlap, after = now(), cutover + timedelta(minutes=1)
     old_publisher = Publisher(redis, source=SOURCE, signer=None)
     async with consuming(redis, settings, keyring) as seen:
         for signer, at, event_id in [
