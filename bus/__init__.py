@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from bus.context import EventContext
     from bus.contracts import PERSONAL, Classification, Contract, Registry, default_registry
     from bus.envelope import Envelope, format_time
+    from bus.functions import BusFunction
     from bus.errors import (
         BadRequestBody,
         ConfigurationError,
@@ -48,6 +49,7 @@ _EXPORTS = {
     "PERSONAL": ("bus.contracts", "PERSONAL"),
     "TRANSIENT_REDIS_ERRORS": ("bus.connection", "TRANSIENT"),
     "BadRequestBody": ("bus.errors", "BadRequestBody"),
+    "BusFunction": ("bus.functions", "BusFunction"),
     "Classification": ("bus.contracts", "Classification"),
     "ConfigurationError": ("bus.errors", "ConfigurationError"),
     "Contract": ("bus.contracts", "Contract"),
@@ -95,6 +97,7 @@ __all__ = [
     "PERSONAL",
     "TRANSIENT_REDIS_ERRORS",
     "BadRequestBody",
+    "BusFunction",
     "Classification",
     "ConfigurationError",
     "Contract",

@@ -34,6 +34,7 @@ from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
 from bus import keys
+from bus.functions import BusFunction
 from bus.connection import TRANSIENT, is_cluster
 from bus.deadletter import Reason, Verdict
 from bus.dispatch import Dispatcher, Failed
@@ -44,7 +45,7 @@ from bus.metrics import ServiceMetrics
 from bus.outcomes import GiveUp, Retry
 from bus.partitions import Leases, Ordering
 from bus.privacy import mask_text
-from bus.reclaim import CLAIM_SCRIPT, Entries, Reclaiming
+from bus.reclaim import Entries, Reclaiming
 from bus.settings import Settings
 from bus.settle import Settlement, Settler
 
@@ -89,7 +90,7 @@ class Consumer(Reclaiming):
             # An entry's consumers can die claim_idle_ms apart until it runs out of deliveries.
             failure_ttl_ms=settings.claim_idle_ms * (settings.max_deliveries + 1),
         )  # fmt: skip
-        self._claim = redis.register_script(CLAIM_SCRIPT)
+        self._claim = BusFunction(redis, "claim")
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()  # one batch at a time: handlers never run concurrently
         self._read_tasks: set[asyncio.Future[list[tuple[bytes, Entries]]]] = set()

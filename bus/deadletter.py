@@ -10,7 +10,6 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib.resources import files
 from typing import Any
 
 from bus.durability import ReplicaWait
@@ -19,7 +18,6 @@ from bus.errors import NotDurable
 from bus.privacy import mask_text
 from bus.replies import EntryFields, field_pairs
 
-SCRIPT = files("bus").joinpath("deadletter.lua").read_text()
 PREFIX = b"dlq."
 MAX_ERROR = 500  # characters of the error text kept in a dead letter
 

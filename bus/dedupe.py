@@ -19,13 +19,12 @@ that write to their own database should record the event id in the same transact
 from __future__ import annotations
 
 import enum
-from importlib.resources import files
 
 from redis.asyncio import Redis
 
 from bus import keys
+from bus.functions import BusFunction
 
-_SCRIPT = files("bus").joinpath("dedupe.lua").read_text()
 
 
 class Claim(enum.Enum):
@@ -40,7 +39,7 @@ class Dedupe:
     def __init__(
         self, redis: Redis, *, group: str, consumer: str, lease_ms: int, ttl_ms: int
     ) -> None:
-        self._script = redis.register_script(_SCRIPT)
+        self._script = BusFunction(redis, "dedupe")
         self._group = group
         self._consumer = consumer
         self._lease_ms = str(lease_ms)

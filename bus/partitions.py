@@ -26,30 +26,9 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from bus import keys
+from bus.functions import BusFunction
 
 __all__ = ["Leases", "Ordering", "Rebalance"]
-
-# Heartbeat: ZADD with Redis' clock, drop members silent for a lease, count the rest.
-_HEARTBEAT = """
-local now = redis.call('TIME')
-local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-redis.call('ZADD', KEYS[1], ms, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms - tonumber(ARGV[2]))
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 4)
-return redis.call('ZCARD', KEYS[1])
-"""
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 
 
 @dataclass
@@ -80,9 +59,9 @@ class Leases:
         self.owned: set[str] = set()
         self.live = 1
         self._members = keys.members(group)
-        self._heartbeat = redis.register_script(_HEARTBEAT)
-        self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(_RELEASE)
+        self._heartbeat = BusFunction(redis, "heartbeat")
+        self._renew = BusFunction(redis, "renew")
+        self._release = BusFunction(redis, "release")
         self._redis = redis
         # Each consumer tries free partitions from its own starting point, so replicas that
         # start together do not all race for partition 0.

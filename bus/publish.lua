@@ -3,6 +3,14 @@
 -- ARGV[1] dedupe TTL in ms, ARGV[2] MINID for age retention ('' for none),
 -- ARGV[3..] field, value, field, value, ... of the entry.
 -- Returns {1, new entry id} or {0, entry id of the earlier publish of the same event id}.
+-- Entries over 1 MiB (field names and values) are refused: a producer cannot fill Redis with
+-- one entry (maxmemory is a shared limit). The cap is the library's, not the caller's.
+local size = 0
+for i = 3, #ARGV do size = size + #ARGV[i] end
+if size > 1048576 then
+  return redis.error_reply('SIMPUL_TOO_LARGE the entry has ' .. size ..
+    ' bytes; the bus admits at most 1048576 (docs/wire-format.md)')
+end
 local earlier = redis.call('GET', KEYS[2])
 if earlier then
   -- Rewritten as it is (value and TTL kept) so that this call replicates something: a WAIT

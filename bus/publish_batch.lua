@@ -6,6 +6,17 @@
 -- Returns {added, entry id, added, entry id, ...}: added is 1 for a new entry, 0 for an id
 -- published before (entry id is then the earlier entry's).
 local ttl, minid, out, a = ARGV[1], ARGV[2], {}, 3
+-- Every entry is checked before any is added: over 1 MiB refuses the whole call (publish.lua).
+for i = 2, #KEYS do
+  local n, size = tonumber(ARGV[a]), 0
+  for j = a + 1, a + n do size = size + #ARGV[j] end
+  if size > 1048576 then
+    return redis.error_reply('SIMPUL_TOO_LARGE entry ' .. (i - 1) .. ' of the call has ' .. size ..
+      ' bytes; the bus admits at most 1048576 (docs/wire-format.md)')
+  end
+  a = a + n + 1
+end
+a = 3
 for i = 2, #KEYS do
   local n = tonumber(ARGV[a])
   local earlier = redis.call('GET', KEYS[i])

@@ -7,24 +7,22 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from importlib.resources import files
 from time import time as _now
 from typing import Any, Literal
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import ResponseError
 
 from bus import keys
 from bus.contracts import Contract, ContractInfo, violation
 from bus.durability import Durability, ReplicaWait
 from bus.envelope import MAX_ID, Envelope, format_time
 from bus.errors import ConfigurationError, DecodeError
+from bus.functions import BusFunction
 from bus.logging import get_logger
 from bus.signing import Signer
 
-_SINGLE = files("bus").joinpath("publish.lua").read_text()
-_BATCH = files("bus").joinpath("publish_batch.lua").read_text()
 _CHUNK = 100  # events per script call: bounds how long one call holds Redis
 _NAMESPACE = uuid.UUID("5a1b0c2e-3d4f-5a6b-8c7d-9e0f1a2b3c4d")  # Simpul's UUIDv5 namespace
 _NAMESPACE_BYTES = _NAMESPACE.bytes
@@ -107,7 +105,8 @@ class Publisher:
         self.source = source
         self.retention = retention or Retention()
         self._dedupe_ttl_ms = str(int(dedupe_ttl.total_seconds() * 1000))
-        self._shas: dict[str, str] = {}  # script text -> SHA1 loaded in Redis
+        self._single = BusFunction(redis, "publish")
+        self._batch = BusFunction(redis, "publish_batch")
         self.on_published = on_published
         self.signer = Signer.from_environment() if isinstance(signer, str) else signer
         self.replicas = ReplicaWait(redis, durability)
@@ -157,9 +156,9 @@ class Publisher:
         args = [self._dedupe_ttl_ms, self._minid(envelope), *_flat(envelope)]
         call = ("2", stream, keys.seen(stream, envelope.id), *args)
         if await self.replicas.required():  # the script and its WAIT on one connection
-            [(added, entry)] = await self._pipeline([call], _SINGLE)
+            [(added, entry)] = await self._pipeline([call], self._single)
         else:
-            added, entry = await self._eval(_SINGLE, *call)
+            added, entry = await self._eval(self._single, *call)
         result = Published(envelope.id, stream, entry.decode(), duplicate=not added)
         if added and self.on_published is not None:
             self.on_published(envelope.type)
@@ -174,7 +173,7 @@ class Publisher:
         """
         envelopes = [self._wrap(e, {}) for e in events]
         chunks = _chunks(envelopes)
-        replies = await self._pipeline([self._batch_call(chunk) for _, chunk in chunks], _BATCH)
+        replies = await self._pipeline([self._batch_call(chunk) for _, chunk in chunks], self._batch)
         results: list[Published | None] = [None] * len(envelopes)
         for (positions, chunk), reply in zip(chunks, replies, strict=True):
             stream = chunk[0].stream
@@ -219,47 +218,37 @@ class Publisher:
             args += (str(len(flat)), *flat)
         return (str(len(chunk) + 1), stream, *(keys.seen(stream, e.id) for e in chunk), *args)
 
-    async def _eval(self, script: str, numkeys: str, *args: str) -> Any:
-        sha = await self._sha(script)
-        try:
-            return await self.redis.evalsha(sha, int(numkeys), *args)
-        except NoScriptError:  # Redis restarted or flushed its scripts: load and redo
-            self._shas.clear()
-            return await self.redis.evalsha(await self._sha(script), int(numkeys), *args)
+    async def _eval(self, function: BusFunction, numkeys: str, *args: str) -> Any:
+        return await function(keys=args[: int(numkeys)], args=args[int(numkeys) :])
 
-    async def _pipeline(self, calls: list[tuple[str, ...]], script: str) -> list[Any]:
+    async def _pipeline(self, calls: list[tuple[str, ...]], function: BusFunction) -> list[Any]:
         if not calls:
             return []
         required = await self.replicas.required()
-        try:
-            replies = await self._send(await self._sha(script), calls, required)
-        except NoScriptError:  # safe to repeat the whole batch: every publish is idempotent
-            self._shas.clear()
-            replies = await self._send(await self._sha(script), calls, required)
+        replies = await self._send(function, calls, required)
         streams = list(dict.fromkeys(call[1] for call in calls))
         what = f"a publish to {', '.join(streams[:3])}{' and others' if len(streams) > 3 else ''}"
         for confirmed in replies[len(calls) :]:
             self.replicas.check(confirmed, what)
         return replies[: len(calls)]
 
-    async def _send(self, sha: str, calls: list[tuple[str, ...]], required: int) -> list[Any]:
+    async def _send(
+        self, function: BusFunction, calls: list[tuple[str, ...]], required: int
+    ) -> list[Any]:
+        head = await function.command_head()  # FCALL <name> (EVAL <body> on Redis < 7)
         async with self.redis.pipeline(transaction=False) as pipe:
             for numkeys, *args in calls:
-                # What pipe.evalsha() sends; a cluster pipeline refuses that method (it cannot
-                # load scripts on the nodes) but routes the command by its keys: _sha loaded
-                # the script on every master, and a master that lost it raises NoScriptError.
-                # Bytes: redis-py packs them as they are; ~5 µs less per event than its
-                # per-argument type checks and encoding of str (bench/analysis.md).
-                pipe.execute_command("EVALSHA", sha, int(numkeys), *[a.encode() for a in args])
-            if required:  # behind the scripts, on their connection (bus.durability)
+                # A cluster pipeline routes the command by its keys (every master has the
+                # library: bus.functions). Bytes: redis-py packs them as they are; ~5 µs less
+                # per event than its per-argument type checks and encoding of str
+                # (bench/analysis.md).
+                pipe.execute_command(*head, int(numkeys), *[a.encode() for a in args])
+            if required:  # behind the functions, on their connection (bus.durability)
                 self.replicas.add(pipe, [call[1] for call in calls])
-            return await pipe.execute()
-
-    async def _sha(self, script: str) -> str:
-        sha = self._shas.get(script)
-        if sha is None:
-            sha = self._shas[script] = await self.redis.script_load(script)
-        return sha
+            try:
+                return await pipe.execute()
+            except ResponseError as exc:
+                raise function.translate(exc) from None
 
 
 class _Checked(Envelope):

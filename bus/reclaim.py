@@ -19,14 +19,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from importlib.resources import files
 from typing import Any, cast
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from bus import gaps
+from bus.functions import BusFunction
 from bus.connection import TRANSIENT
 from bus.dispatch import Dispatcher
 from bus.health import Health
@@ -34,7 +33,6 @@ from bus.partitions import Ordering
 from bus.settings import Settings
 from bus.settle import Settler
 
-CLAIM_SCRIPT = files("bus").joinpath("claim.lua").read_text()
 Entries = Sequence[tuple[bytes, Mapping[bytes, bytes] | None]]
 _RECLAIM_PAGES = 10  # pages of `batch_size` per stream per sweep: bounds one sweep's work
 # How often each stream's group is compared with its cursor (and the cursor moved): a consumer
@@ -69,7 +67,7 @@ class Reclaiming:
     plain: list[str]  # streams not read in order: swept by the reclaim loop
     ordering: Ordering | None
     _settler: Settler
-    _claim: AsyncScript  # bus/claim.lua
+    _claim: BusFunction  # bus/claim.lua
     _stopping: asyncio.Event
     _lock: asyncio.Lock
     _log: Any

@@ -9,21 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib.resources import files
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError, ResponseError
 
 from bus import keys
+from bus.functions import BusFunction
 from bus.connection import TRANSIENT, is_cluster
-from bus.deadletter import SCRIPT as DEAD_LETTER_SCRIPT
 from bus.deadletter import Verdict, confirm_moves, dead_letter_fields, wait_for_replicas
 from bus.durability import ReplicaWait
 from bus.health import Health
 from bus.metrics import ServiceMetrics, TypeMetrics
 
-_TOUCH = files("bus").joinpath("touch.lua").read_text()
 _UNACKED_MAX = 100_000  # acks remembered across one outage
 
 
@@ -77,8 +75,8 @@ class Settler:
         self.log = log
         self.metrics = metrics
         self._cluster = is_cluster(redis)
-        self._dead_letter = redis.register_script(DEAD_LETTER_SCRIPT)
-        self._touch = redis.register_script(_TOUCH)
+        self._dead_letter = BusFunction(redis, "deadletter")
+        self._touch = BusFunction(redis, "touch")
         # Acks an outage kept us from writing, by stream: their handlers ran, so they are
         # written when Redis returns rather than left for a reclaim to run them again.
         self._unacked: dict[str, set[str]] = {}

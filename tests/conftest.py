@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from bus.connection import connect
 from bus.local.mariadb import EmbeddedMariaDB
 from bus.local.postgres import EmbeddedPostgres
+from bus.functions import load_sync
 from bus.local.redis import EmbeddedRedis
 from bus.settings import Settings
 from bus.testing import quick_settings
@@ -56,6 +57,7 @@ def redis_url(redis_server: str) -> str:
     with SyncRedis.from_url(redis_server) as client:
         client.flushdb()
         client.script_flush()
+        load_sync(client)  # the admin's Redis Functions library (a test may have flushed it)
     return redis_server
 
 

@@ -40,7 +40,7 @@ from adapters.disnaker import fixtures as pencaker
 from adapters.disnaker.schema import DDL as PENCAKER_DDL
 from adapters.dukcapil import fixtures as siak
 from adapters.dukcapil.schema import ddl
-from bus import keys
+from bus import functions, keys
 from bus.access import acl
 from bus.access.topology import load_topology, password_variable
 from bus.local.redis import find_redis_server, free_port
@@ -67,11 +67,38 @@ def _interpolate(text: str) -> str:
 
 
 def _simpul_containers() -> dict[str, dict[str, Any]]:
+    """The long-running ones (not the one-shot "functions" loader)."""
     return {
         name: spec
         for name, spec in COMPOSE["services"].items()
-        if spec.get("image", "").startswith("simpul") or "build" in spec
+        if (spec.get("image", "").startswith("simpul") or "build" in spec)
+        and spec.get("restart") != "no"
     }
+
+
+def test_the_functions_library_is_loaded_by_the_admin_before_anything_starts(
+    acl_redis: AclRedis,
+) -> None:
+    """Only the admin loads code into Redis: the one-shot "functions" container runs `simpul
+    functions load` as an admin, and every adapter and service waits for it to succeed."""
+    loader = COMPOSE["services"]["functions"]
+    assert loader["command"] == ["simpul", "functions", "load"]
+    user = re.match(r"redis://([^:]+):", loader["environment"]["SIMPUL_REDIS_URL"])
+    assert user and user.group(1) in {o.principal for o in TOPOLOGY.operators if o.role == "admin"}
+    for name, spec in _simpul_containers().items():
+        depends = spec.get("depends_on", {})
+        assert depends.get("functions") == {"condition": "service_completed_successfully"}, name
+    simpul = shutil.which("simpul", path=str(Path(sys.executable).parent))
+    assert simpul
+    env = {**os.environ, "SIMPUL_REDIS_URL": acl_redis.url(user.group(1))}
+    done = subprocess.run([simpul, "functions", "load"], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with acl_redis.client("operator", DEV_ENV["SIMPUL_REDIS_PASSWORD_OPERATOR"]) as operator:
+        libraries = operator.function_list()
+        assert [dict(zip(x[::2], x[1::2], strict=True))[b"library_name"] for x in libraries] == [
+            functions.LIBRARY.encode()
+        ]
 
 
 TOPOLOGY = load_topology(ROOT / "deploy/topology.yaml")
@@ -231,6 +258,7 @@ def acl_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AclRedis]:
                 proc.kill()
                 pytest.fail(f"redis-server refused the compose config:\n{proc.communicate()[0]}")
             time.sleep(0.05)
+    functions.load_sync(operator)  # what the compose "functions" container does (tested below)
     try:
         yield server
     finally:
@@ -244,6 +272,9 @@ def test_the_compose_redis_config_loads_with_aof_and_acl_users(acl_redis: AclRed
     assert operator.config_get("appendonly") == {"appendonly": "yes"}
     assert operator.config_get("appendfsync") == {"appendfsync": "always"}
     assert operator.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+    assert int(operator.config_get("maxmemory")["maxmemory"]) > 0  # a limit, not the host's RAM
+    assert operator.config_get("maxmemory-clients") == {"maxmemory-clients": "10%"}
+    assert operator.config_get("proto-max-bulk-len") == {"proto-max-bulk-len": str(1 << 20)}
     # The admin has every command, but Redis 7 keeps its code-running and file-writing ones
     # off by configuration: DEBUG, MODULE, and CONFIG SET of dir, dbfilename and the like.
     for option in ("enable-debug-command", "enable-module-command", "enable-protected-configs"):

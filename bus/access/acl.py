@@ -5,24 +5,25 @@ its code runs, each on only the keys it needs. Redis 7 checks a command against 
 rules and each of its *selectors* (``(...)``): it runs if one of them allows the command **and**
 all of its keys. So every grant below is its own selector, pairing a few commands with a few key
 patterns — ``XADD`` on a service's dead letters does not also allow ``XADD`` on the streams it
-reads. Scripts gain nothing: Redis checks each ``redis.call`` inside a script again, and the keys
-``EVALSHA`` declares must be allowed for the script's own selector.
+reads. Functions gain nothing: Redis checks each ``redis.call`` inside a function again, and the
+keys ``FCALL`` declares must be allowed for the function's own selector.
 
 * every non-admin principal: ``PING``, ``CLIENT SETNAME`` (the connection's name), and, if its
-  code uses scripts, ``EVALSHA``/``SCRIPT LOAD``/``SCRIPT EXISTS`` (no ``EVAL``: the code never
-  sends script text that way; no ``SCRIPT FLUSH``/``KILL``);
+  code calls the bus's functions, ``FCALL`` (the library is loaded by the admin only,
+  :mod:`bus.functions`; nothing of ``EVAL``/``EVALSHA``/``SCRIPT``/``FUNCTION``: no principal
+  but the admin runs code of its own in Redis);
 * a **producer** (adapter): on the streams of the types it may publish, ``XADD`` and ``XRANGE``
   (the webhook compares a replay with what it published); their producer dedupe markers
-  ``<stream>:seen:*`` with ``GET``/``SET``; the publish scripts with those keys; its own
-  checkpoint (``GET``/``SET``), its own quarantine stream and index (the quarantine script,
+  ``<stream>:seen:*`` with ``GET``/``SET``; the publish functions with those keys; its own
+  checkpoint (``GET``/``SET``), its own quarantine stream and index (the quarantine functions,
   ``XRANGE``/``XLEN``/``XDEL``/``HGET``/``HSET``/``HDEL``: list, retry, discard) and its own
   report ``simpul:adapter:{<adapter>}:report`` (``HSET``/``PEXPIRE``, write only:
   bus.adapter.report);
 * a **service**: on the streams of its approved subscriptions, the consumer's commands
   (``XREADGROUP``, ``XACK``, ``XCLAIM``, ``XAUTOCLAIM``, ``XPENDING``, ``XGROUP CREATE`` and the
-  claim, dead-letter and keep-alive scripts), ``XADD`` on only its own dead letters
+  claim, dead-letter and keep-alive functions), ``XADD`` on only its own dead letters
   ``<stream>:dlq:<group>``, its own consumer dedupe markers ``<stream>:done:<group>:*``
-  (``GET``/``SET``/``DEL`` through the dedupe script), its handlers' last errors beside pending
+  (``GET``/``SET``/``DEL`` through the dedupe function), its handlers' last errors beside pending
   entries ``<stream>:failure:<group>:*`` (``GET``/``SET``), ``XINFO STREAM``/``GROUPS`` of those
   streams and its group's cursor ``<stream>:cursor:<group>`` (bus.gaps); a service that
   publishes also gets its own streams like a producer; the archive (``archive: true``) also
@@ -85,7 +86,9 @@ MIN_PASSWORD = 16
 # WAIT and ROLE: every write waits for its replicas, and a client without a configured count
 # asks ROLE whether the master has any (bus.durability); neither touches a key.
 CONNECT = ("+ping", "+client|setname", "+cluster|slots", "+command", "+wait", "+role")
-SCRIPTS = ("+evalsha", "+script|load", "+script|exists")  # redis-py: EVALSHA, load on NOSCRIPT
+# FCALL of the admin's library (bus.functions); with no key (its version probe) at the root, with
+# keys only in the selectors that allow them. Nothing of EVAL/EVALSHA/SCRIPT/FUNCTION.
+SCRIPTS = ("+fcall",)
 CONSUME = ("+xreadgroup", "+xack", "+xclaim", "+xautoclaim", "+xpending", "+xgroup|create")
 READONLY = (
     "+info", "+time", "+scan", "+type", "+exists", "+ttl", "+pttl", "+dbsize",
@@ -234,7 +237,7 @@ def _publishing(streams: Sequence[str]) -> list[Grant]:
     seen = tuple(f"~{keys.seen(s, '*')}" for s in streams)
     own = tuple(f"~{s}" for s in streams)
     return [
-        Grant(("+evalsha",), own + seen, why="the publish scripts, with the keys they declare"),
+        Grant(("+fcall",), own + seen, why="the publish functions, with the keys they declare"),
         Grant(("+xadd", "+xrange"), own, why="add to its own streams (and read them back)"),
         Grant(("+get", "+set"), seen, why="producer dedupe markers of its own streams"),
     ]
@@ -253,7 +256,7 @@ def _producer(producer: Producer, hashes: tuple[str, ...]) -> AclUser:
             why="its own report for operators (status, exporter): written, never read",
         ),
         Grant(
-            ("+evalsha", "+xadd", "+xrange", "+xlen", "+xdel", "+hget", "+hset", "+hdel"),
+            ("+fcall", "+xadd", "+xrange", "+xlen", "+xdel", "+hget", "+hset", "+hdel"),
             quarantine,
             why="its own quarantine: add, list, retry, discard",
         ),
@@ -268,9 +271,9 @@ def _service(service: ServiceSpec, hashes: tuple[str, ...]) -> AclUser:
     dead = tuple(keys.dead_letters(s, group) for s in streams)
     selectors = [
         Grant(
-            (*CONSUME, "+evalsha"),
+            (*CONSUME, "+fcall"),
             (*(f"~{s}" for s in streams), *(f"~{d}" for d in dead)),
-            why="consume as its group; the claim, dead-letter and keep-alive scripts",
+            why="consume as its group; the claim, dead-letter and keep-alive functions",
         ),
         Grant(("+xadd",), tuple(f"%W~{d}" for d in dead), why="its own dead letters"),
         Grant(
@@ -279,7 +282,7 @@ def _service(service: ServiceSpec, hashes: tuple[str, ...]) -> AclUser:
             why="its group's cursor: entries trimmed before it read them are reported (bus.gaps)",
         ),
         Grant(
-            ("+evalsha", "+get", "+set", "+del"),
+            ("+fcall", "+get", "+set", "+del"),
             tuple(f"~{keys.done(s, group, '*')}" for s in streams),
             why="its own consumer dedupe markers (once=True)",
         ),
@@ -292,7 +295,7 @@ def _service(service: ServiceSpec, hashes: tuple[str, ...]) -> AclUser:
     partitions = [s for s in streams if keys.is_partition(s)]
     if partitions:
         selectors.append(Grant(
-            ("+evalsha", "+set", "+get", "+pexpire", "+del", "+time", "+zadd", "+zrem",
+            ("+fcall", "+set", "+get", "+pexpire", "+del", "+time", "+zadd", "+zrem",
              "+zremrangebyscore", "+zcard"),
             (*(f"~{keys.lease(s, group)}" for s in partitions), f"~{keys.members(group)}"),
             why="its leases on partitions and its group's membership (bus.partitions)",
@@ -300,7 +303,7 @@ def _service(service: ServiceSpec, hashes: tuple[str, ...]) -> AclUser:
     if service.publishes:
         selectors += _publishing(_streams(service.publishes))
     if service.archive:
-        selectors.append(Grant(("+evalsha", "+hget", "+hset", "+hmget"), (f"~{AUDIT_HEAD}",),
+        selectors.append(Grant(("+fcall", "+hget", "+hset", "+hmget"), (f"~{AUDIT_HEAD}",),
                                why="the head of the archive's hash chain"))  # fmt: skip
     root = Grant((*CONNECT, *SCRIPTS))
     return AclUser(service.principal, "service", True, hashes, root, tuple(selectors))

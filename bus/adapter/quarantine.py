@@ -22,6 +22,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bus import keys
+from bus.functions import BusFunction
 from bus.adapter.runner import Mapper, Problem, Record, Rejected, jsonable, map_to_envelope
 from bus.connection import is_cluster
 from bus.envelope import Envelope, format_time
@@ -32,20 +33,6 @@ from bus.publisher import Publisher
 __all__ = ["Quarantine", "QuarantineEntry", "RetryOutcome"]
 
 _log = get_logger("bus.adapter.quarantine")
-
-# KEYS: stream, index. ARGV: index field, then the entry's field/value pairs.
-_ADD = """
-local known = redis.call('HGET', KEYS[2], ARGV[1])
-if known then return {0, known} end
-local entry = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
-redis.call('HSET', KEYS[2], ARGV[1], entry)
-return {1, entry}
-"""
-# KEYS: stream, index. ARGV: entry id, index field.
-_REMOVE = """
-redis.call('HDEL', KEYS[2], ARGV[2])
-return redis.call('XDEL', KEYS[1], ARGV[1])
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +92,8 @@ class Quarantine:
         self.adapter = adapter
         self.key = keys.quarantine(adapter)
         self.index = keys.quarantine_index(adapter)
-        self._add = redis.register_script(_ADD)
-        self._remove = redis.register_script(_REMOVE)
+        self._add = BusFunction(redis, "quarantine_add")
+        self._remove = BusFunction(redis, "quarantine_remove")
 
     async def add(self, rejected: Sequence[Rejected]) -> int:
         """Quarantine records; one already there (same event id and raw record) is not added

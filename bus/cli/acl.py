@@ -15,6 +15,7 @@ from redis.exceptions import NoPermissionError
 from rich.console import Console
 from rich.markup import escape
 
+from bus import functions
 from bus.access import acl
 from bus.access.topology import Topology, contracts, load_topology
 from bus.cli.common import fail, import_from_cwd
@@ -159,11 +160,20 @@ def apply_(
                     "replace the file the server reads, then --load again"
                 )
             _err.print("loaded the server's aclfile: it matches the render")
+            _load_functions(redis_url)
             return
         report = _with_redis(redis_url, lambda r: acl.apply(r, users, prune=prune, dry_run=dry_run))
+        if not dry_run:
+            _load_functions(redis_url)
     except SimpulError as exc:
         raise fail(_err, exc) from None
     _report(report, dry_run=dry_run, prune=prune)
+
+
+def _load_functions(redis_url: str | None) -> None:
+    """The users' FCALL grants are useless without the library: apply loads it too."""
+    loaded = _with_redis(redis_url, functions.load)
+    _err.print(f"loaded the Redis Functions library: {', '.join(loaded)}")
 
 
 def _report(report: acl.ApplyReport, *, dry_run: bool, prune: bool) -> None:
@@ -219,3 +229,28 @@ def check_(
         return
     _out.print(f"[red]denied[/red]: {escape(reason)}")
     raise typer.Exit(1)
+
+
+functions_app = typer.Typer(
+    help="The bus's Redis Functions library (every Lua function the bus runs), loaded by the "
+    "admin only.",
+    no_args_is_help=True,
+)
+
+
+@functions_app.command("load")
+def functions_load(redis_url: RedisUrl = None) -> None:
+    """FUNCTION LOAD REPLACE the library (on every master of a cluster), as an admin. Needed once
+    per new server or Simpul version; `simpul acl apply` does it too. Replicas get it from their
+    master."""
+    try:
+        _load_functions(redis_url)
+    except SimpulError as exc:
+        raise fail(_err, exc) from None
+
+
+@functions_app.command("show")
+def functions_show() -> None:
+    """Print the library's source (what `load` sends), e.g. to load it by hand with redis-cli:
+    `simpul functions show | redis-cli -x FUNCTION LOAD REPLACE`."""
+    print(functions.library_code(), end="")

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from bus.cli.acl import acl_app
+from bus.cli.acl import acl_app, functions_app
 from bus.cli.adapter import adapter_app, quarantine_app
 from bus.cli.common import fail, import_target, not_on_path_hint
 from bus.cli.contracts import app as contracts_app
@@ -33,6 +33,7 @@ app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(group_app, name="group")
 app.add_typer(acl_app, name="acl")
+app.add_typer(functions_app, name="functions")
 app.add_typer(keys_app, name="keys")
 app.command("trim")(trim)
 app.command("status")(status)

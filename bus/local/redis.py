@@ -245,7 +245,25 @@ class EmbeddedRedis:
             break
         self._port_fixed = True
         _RUNNING.add(self)
+        self._load_functions()
         return self
+
+    def _load_functions(self) -> None:
+        """Load the bus's Redis Functions library as an admin would (``simpul functions load``):
+        the server's own default user, before any ACL turns it off. Best effort: a replica
+        (read-only) gets it from its master, a server with TLS only or a password is loaded by
+        whoever configured it; a client then names the missing library."""
+        import redis  # noqa: PLC0415 - only here: the CLI imports bus.local for `simpul local`
+
+        from bus.functions import load_sync  # noqa: PLC0415
+
+        client = redis.Redis(host=self.host, port=self.port, socket_timeout=5)
+        try:
+            load_sync(client)
+        except redis.RedisError:
+            pass
+        finally:
+            client.close()
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM lets Redis fsync its AOF; SIGKILL only if it does not exit in time."""

@@ -37,9 +37,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
 from bus import (
+    BusFunction,
     Classification,
     ConfigurationError,
     Envelope,
@@ -122,17 +122,6 @@ METADATA = (
     "correlationid", "causationid", "signer", "classification", "data_digest", "archived_at",
 )  # fmt: skip
 
-# Moves the head forward only: replicas update it after their commits, in any order.
-_HEAD_SCRIPT = """
-local current = redis.call('HGET', KEYS[1], 'seq')
-if current and tonumber(current) >= tonumber(ARGV[1]) then
-  return 0
-end
-redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'hash', ARGV[2])
-return 1
-"""
-
-
 def head_key() -> str:
     """Where the newest (seq, hash) of the archive is kept outside its database (a hash)."""
     return f"{keys.PREFIX}:audit:head"
@@ -183,7 +172,7 @@ class Audit:
         self.service.on_shutdown(self.close)
         self._redis = redis
         self._own_redis = False
-        self._head_script: AsyncScript | None = None
+        self._head_script: BusFunction | None = None
         self._migration = Migration(self.store, DDL)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -268,7 +257,7 @@ class Audit:
         if redis is None:
             raise ConfigurationError("the audit service needs Redis for its head")
         if self._head_script is None:
-            self._head_script = redis.register_script(_HEAD_SCRIPT)
+            self._head_script = BusFunction(redis, "audit_head")  # bus/audit_head.lua
         await self._head_script(keys=[head_key()], args=[appended.seq, appended.hash])
 
     async def head(self) -> Head | None:

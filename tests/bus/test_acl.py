@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 from adapters import dpmptsp, dukcapil
 from adapters.dpmptsp.fixtures import payloads
 from adapters.dukcapil import fixtures as siak
-from bus import gaps, keys
+from bus import functions, gaps, keys
 from bus.access import acl
 from bus.access.topology import Topology, contracts, load_topology
 from bus.adapter import Problem, Record, Rejected
@@ -211,6 +211,7 @@ def fresh(server: AclServer) -> AclServer:
     with server.admin() as admin:
         admin.flushall()
         admin.script_flush()
+        functions.load_sync(admin)  # as `simpul functions load` (or `simpul acl apply`) does
     return server
 
 
@@ -398,6 +399,18 @@ KEYLESS = {
     "acl": ("ACL", "LIST"),
     "script flush": ("SCRIPT", "FLUSH"),
     "eval": ("EVAL", "return 1", "0"),
+    "eval_ro": ("EVAL_RO", "return 1", "0"),
+    "script load": ("SCRIPT", "LOAD", "return 1"),
+    "evalsha": ("EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"),  # of "return 1"
+    "script exists": ("SCRIPT", "EXISTS", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db"),
+    "script kill": ("SCRIPT", "KILL"),
+    "function load": ("FUNCTION", "LOAD", "#!lua name=mine\n"
+                      "redis.register_function('mine', function() return 1 end)"),
+    "function delete": ("FUNCTION", "DELETE", functions.LIBRARY),
+    "function flush": ("FUNCTION", "FLUSH"),
+    "function restore": ("FUNCTION", "RESTORE", "x"),
+    "function list": ("FUNCTION", "LIST"),
+    "function kill": ("FUNCTION", "KILL"),
     "publish": ("PUBLISH", "news", "hello"),
     "client list": ("CLIENT", "LIST"),
     "info": ("INFO", "server"),
@@ -406,7 +419,9 @@ KEYLESS = {
     "module": ("MODULE", "LIST"),
     "monitor": ("MONITOR",),
 }
-NEVER_RUN = ("debug", "shutdown", "monitor", "flushall", "flushdb", "script flush", "module")
+NEVER_RUN = ("debug", "shutdown", "monitor", "flushall", "flushdb", "script flush", "module",
+             "script kill", "function load", "function delete", "function flush",
+             "function restore", "function kill", "evalsha", "script exists", "eval_ro")
 
 
 @pytest.mark.parametrize("principal", PRINCIPALS)
@@ -463,19 +478,42 @@ async def test_a_service_cannot_read_a_stream_it_was_not_approved_for(
     assert await dinkes.xreadgroup("dinkes", "c", {s("dukcapil.citizen"): ">"}) == []
 
 
-async def test_a_script_reaches_no_key_its_user_could_not(clients: dict[str, Redis]) -> None:
-    """Scripts add no power: a service's own script cannot XADD to a stream it reads, nor
-    touch a key it does not declare."""
+async def test_no_principal_but_the_admin_runs_code_of_its_own(clients: dict[str, Redis]) -> None:
+    """SCRIPT LOAD, EVAL, EVALSHA and FUNCTION LOAD are refused to every principal but the
+    admin (the matrix above, run), so a stolen password cannot busy-loop Redis or leave an
+    unkillable script; the admin's library is all there is, and FCALL of it works."""
+    for principal, redis in clients.items():
+        if principal == ADMIN:
+            continue
+        for command in (("SCRIPT", "LOAD", "return 1"), ("EVAL", "while true do end", "0"),
+                        ("EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"),
+                        ("FUNCTION", "LOAD", "#!lua name=mine\n"
+                         "redis.register_function('mine', function() return 1 end)")):  # fmt: skip
+            with pytest.raises(NoPermissionError):
+                await redis.execute_command(*command)
+    libraries = await clients[ADMIN].function_list()
+    names = [dict(zip(lib[::2], lib[1::2], strict=True))[b"library_name"] for lib in libraries]
+    assert names == [functions.LIBRARY.encode()]
+    for principal in [*OWN_ADAPTER, *GROUPS]:  # the version probe every client makes first
+        assert await clients[principal].fcall(functions.VERSION_FUNCTION, 0) == functions.VERSION
+
+
+async def test_the_bus_functions_reach_no_key_their_caller_could_not(
+    clients: dict[str, Redis],
+) -> None:
+    """Functions add no power: the keys FCALL declares are checked against the caller's
+    selectors, and every redis.call inside again."""
     dinsos = clients["svc-dinsos"]
-    forge = dinsos.register_script("return redis.call('XADD', KEYS[1], '*', 'type', 'forged')")
-    with pytest.raises(ResponseError) as caught:
-        await forge(keys=[s("dukcapil.citizen")])
-    assert _denied(caught.value)
-    sneak = dinsos.register_script("return redis.call('GET', 'simpul:checkpoint:dukcapil-siak')")
-    with pytest.raises(ResponseError) as caught:
-        await sneak(keys=[keys.done(s("dukcapil.citizen"), "dinsos", "x")])
-    assert _denied(caught.value)
-    assert await clients[ADMIN].exists(s("dukcapil.citizen")) == 0
+    stream = s("dukcapil.citizen")
+    publish = f"{functions.LIBRARY}_publish"
+    with pytest.raises(NoPermissionError):  # dinsos reads this stream, never adds to it
+        await dinsos.fcall(publish, 2, stream, keys.seen(stream, "x"), "1000", "", "type", "forged")  # type: ignore[arg-type]
+    dead = f"{functions.LIBRARY}_deadletter"
+    await clients[ADMIN].xgroup_create(stream, "dinkes", "$", mkstream=True)
+    with pytest.raises(NoPermissionError):  # another group's dead letters
+        await dinsos.fcall(dead, 2, stream, keys.dead_letters(stream, "dinkes"), "dinkes", "0-1", "f", "v")  # type: ignore[arg-type]
+    assert await clients[ADMIN].exists(keys.dead_letters(stream, "dinkes")) == 0
+    assert await clients[ADMIN].xlen(stream) == 0
 
 
 # -- the limits of Redis 7.0 ACLs, pinned so that a change is noticed -----------------------------

@@ -32,8 +32,8 @@ from bus.admin.deadletters import (
     trim,
 )
 from bus.connection import connect
+from bus.functions import BusFunction
 from bus.contracts import Contract
-from bus.deadletter import SCRIPT as DEAD_LETTER_SCRIPT
 from bus.deadletter import Reason, Verdict, dead_letter_fields
 from bus.envelope import Envelope, format_time
 from bus.errors import ConfigurationError, RedisUnavailable
@@ -89,7 +89,7 @@ async def dead_letter(
         consumer=f"{group}-1", entry_id=original,
     )  # fmt: skip
     dlq_key = keys.dead_letters(stream, group)
-    script = redis.register_script(DEAD_LETTER_SCRIPT)
+    script = BusFunction(redis, "deadletter")
     dead = await script(keys=[stream, dlq_key], args=[group, original, *flat])
     return original, dead.decode()
 

@@ -1,4 +1,4 @@
-"""The publisher against a real Redis: validate first, then one idempotent script call per event."""
+"""The publisher against a real Redis: validate first, then one idempotent function call per event."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ from importlib.resources import files
 import pytest
 from pydantic import BaseModel
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
-from bus import keys
+from bus import functions, keys
 from bus.contracts import Contract
 from bus.envelope import Envelope
 from bus.errors import ConfigurationError, ContractViolation
+from bus.functions import FunctionsNotLoaded
 from bus.publisher import Publisher, Retention, event_id
 from schemas.dukcapil import CitizenDied, CitizenMoved
 
@@ -66,7 +68,7 @@ async def test_an_invalid_constructed_instance_is_rejected_before_redis(
     assert bad_nik not in str(caught.value)
     assert await redis.xlen(STREAM) == 0
     assert await redis.dbsize() == 0
-    assert await redis.script_exists(SCRIPT_SHA) == [False]  # not even the script was loaded
+    assert await redis.script_exists(SCRIPT_SHA) == [False]  # clients never load scripts
 
 
 async def test_an_incomplete_constructed_instance_names_the_missing_fields(
@@ -285,22 +287,44 @@ async def test_publish_many_dedupes_each_event_within_one_pipeline(
     assert await publisher.publish_many([]) == []
 
 
-async def test_publish_recovers_from_a_flushed_script_cache(
+async def test_publish_runs_the_admins_functions_and_names_a_missing_library(
     redis: Redis, publisher: Publisher
 ) -> None:
     first = await publisher.publish(died(), id="e-1")
-    assert await redis.script_exists(SCRIPT_SHA) == [True]
-    await redis.script_flush()
-    assert await redis.script_exists(SCRIPT_SHA) == [False]
+    # FCALL of the library the admin loaded: no script is ever loaded by a client.
+    assert await redis.script_exists(SCRIPT_SHA, BATCH_SHA) == [False, False]
+    await redis.function_flush()
 
+    with pytest.raises(FunctionsNotLoaded, match=r"simpul functions load"):
+        await Publisher(redis, source=publisher.source).publish(died(), id="e-2")
+    with pytest.raises(FunctionsNotLoaded, match=r"simpul functions load"):
+        await publisher.publish_many([publisher.envelope(died(), id="e-2")])
+
+    await functions.load(redis)  # what `simpul functions load` does
     again = await publisher.publish_many(
         [publisher.envelope(died(), id="e-1"), publisher.envelope(died(), id="e-2")]
     )
-
     assert [r.duplicate for r in again] == [True, False]
     assert again[0].entry_id == first.entry_id
-    assert await redis.script_exists(BATCH_SHA) == [True]  # publish_many's script, reloaded
     assert await redis.xlen(STREAM) == 2
+
+
+async def test_an_entry_over_the_cap_is_refused_by_the_publish_function(
+    redis: Redis, publisher: Publisher
+) -> None:
+    big = publisher.envelope(died(), id="big")
+    fields = big.to_fields()
+    fields["data"] = fields["data"][:-1] + ', "pad": "' + "x" * functions.MAX_ENTRY_BYTES + '"}'
+    flat = [v for pair in fields.items() for v in pair]
+    seen = keys.seen(STREAM, "big")
+    with pytest.raises(ResponseError, match=r"SIMPUL_TOO_LARGE the entry has \d+ bytes; "
+                       r"the bus admits at most 1048576"):  # fmt: skip
+        await redis.fcall("simpul_1_publish", 2, STREAM, seen, "1000", "", *flat)  # type: ignore[arg-type]
+    small = keys.seen(STREAM, "small")
+    batch = ["1000", "", "2", "k", "v", str(len(flat)), *flat]  # a small entry, then the big one
+    with pytest.raises(ResponseError, match=r"SIMPUL_TOO_LARGE entry 2 of the call"):
+        await redis.fcall("simpul_1_publish_batch", 3, STREAM, small, seen, *batch)  # type: ignore[arg-type]
+    assert not await redis.exists(STREAM, seen, small)  # nothing added, not even the small one
 
 
 # -- retention --------------------------------------------------------------------------------
