@@ -119,6 +119,7 @@ async def load(redis: Any) -> list[str]:
     be allowed ``FUNCTION`` (the admin). Returns the library name per server loaded."""
     code = library_code()
     if _is_cluster(redis):
+        await redis.initialize()  # learns the masters (returns at once when it already knows)
         loaded = []
         for node in redis.get_primaries():
             await redis.execute_command("FUNCTION", "LOAD", "REPLACE", code, target_nodes=node)
@@ -146,6 +147,10 @@ _MODES: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 async def _uses_functions(redis: Any) -> bool:
     mode = _MODES.get(redis)
     if mode is None:
+        if _is_cluster(redis):
+            # redis-py routes a command only once it knows the slots; a first FCALL of no key
+            # would otherwise meet an empty command table.
+            await redis.initialize()
         try:
             version = await redis.execute_command("FCALL", VERSION_FUNCTION, 0)
         except ResponseError as exc:

@@ -28,6 +28,7 @@ from redis.exceptions import NoPermissionError
 from adapters.dukcapil import SOURCE as DUKCAPIL_SOURCE
 from bus import Publisher, Signer, connect, keys
 from bus.access import acl
+from bus.admin import load_functions
 from bus.access.topology import Topology
 from schemas.dukcapil import CitizenDied
 
@@ -142,6 +143,7 @@ async def lock_down(security: Security, *, owned: bool) -> None:
     admin = security.connect(OPERATOR)
     try:
         await acl.apply(admin, acl.acl_users(security.topology, security.passwords))
+        await load_functions(admin)  # as `simpul acl apply` does: only the admin loads code
     finally:
         await admin.aclose()
     security.acl_note = f"{security.principals} principals, default user off"

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from bus.admin.flowmap import build as build_flow_map
     from bus.admin.flowmap import live_groups
     from bus.admin.flowmap import render_svg as render_flow_svg
+    from bus.functions import load as load_functions
     from bus.admin.inspect import BusSnapshot, Inspector, Thresholds, breaches
     from bus.specs.catalogue import BrokenModule, find_services, handled
 
@@ -44,6 +45,7 @@ _EXPORTS = {
     "find_services": ("bus.specs.catalogue", "find_services"),
     "handled": ("bus.specs.catalogue", "handled"),
     "live_groups": ("bus.admin.flowmap", "live_groups"),
+    "load_functions": ("bus.functions", "load"),
     "render_flow_svg": ("bus.admin.flowmap", "render_svg"),
     "stream_key": ("bus.admin.deadletters", "stream_key"),
 }
@@ -66,6 +68,7 @@ __all__ = [
     "find_services",
     "handled",
     "live_groups",
+    "load_functions",
     "render_flow_svg",
     "stream_key",
 ]
