@@ -24,7 +24,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -46,6 +46,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bus import replies
+from bus.devmaterial import refuse_dev_secret
 from bus.errors import ConfigurationError, PermissionDenied, RedisUnavailable
 from bus.sentinel import SENTINELS_VAR, RedisSentinels, sentinel_client
 from bus.settings import Settings
@@ -262,6 +263,7 @@ def connect(
             f"{given} set, but the Redis URL is {scheme}://...: use a rediss:// URL for TLS, "
             "or unset the TLS settings"
         )
+    refuse_dev_secret(unquote(parts.password or ""), f"the password of Redis user {parts.username}")
     options: dict[str, Any] = {
         "decode_responses": False,
         "socket_timeout": block_ms / 1000 + 5.0,

@@ -315,7 +315,20 @@ class Service:
 
     def _keyring(self, settings: Settings) -> KeyRing | None:
         # `is None`, not `or`: an empty keyring (trusting no key) is a keyring all the same.
-        return self.keyring if self.keyring is not None else KeyRing.from_settings(settings)
+        keyring = self.keyring if self.keyring is not None else KeyRing.from_settings(settings)
+        if keyring is None:
+            if settings.signatures == "on":
+                raise ConfigurationError(
+                    f"service {self.name} has no keyring (SIMPUL_KEYRING_FILE): it would hand "
+                    "its handlers events nobody verified. Give it the topology as its keyring, "
+                    "or set SIMPUL_SIGNATURES=off to run without verifying (development only)"
+                )
+            _log.warning(
+                "signatures_off", service=self.name,
+                warning="SIMPUL_SIGNATURES=off: events are NOT verified; anyone who can write "
+                "to a stream this service reads can forge them",
+            )  # fmt: skip
+        return keyring
 
     def _consumed_types(self) -> list[str]:
         """The event types this service's handlers take (``on_every``: every registered type

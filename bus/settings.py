@@ -139,6 +139,11 @@ class Settings(BaseSettings):
         description="YAML file of the producers' public keys: the topology (deploy/topology.yaml) "
         "or a signing_keys list; set: a service verifies every event before its handler runs",
     )
+    signatures: Literal["on", "off"] = Field(
+        default="on",
+        description="on: a service without a keyring refuses to start; off: it runs without "
+        "verifying anything and says so loudly at every start (development only)",
+    )
     require_signatures: bool = Field(
         default=True,
         description="with a keyring: dead-letter unsigned events (false only while producers "

@@ -40,6 +40,7 @@ from nacl.signing import VerifyKey
 
 from bus import keys
 from bus.deadletter import Reason
+from bus.devmaterial import is_dev_key, refuse_dev_keys
 from bus.envelope import Envelope, format_time, is_rfc3339
 from bus.errors import ConfigurationError
 from bus.logging import get_logger
@@ -191,7 +192,7 @@ class Signer:
         """``SIMPUL_SIGNING_KEY_FILE`` and ``SIMPUL_SIGNER``; None when no key file is set."""
         if not settings.signing_key_file:
             return None
-        return cls.from_file(settings.signing_key_file, settings.signer)
+        return _not_development(cls.from_file(settings.signing_key_file, settings.signer))
 
     @classmethod
     def from_environment(cls) -> Signer | None:
@@ -205,7 +206,7 @@ class Signer:
                     "SIMPUL_SIGNER is set but SIMPUL_SIGNING_KEY_FILE is not: which key signs?"
                 )
             return None
-        return cls.from_file(path, key_id)
+        return _not_development(cls.from_file(path, key_id))
 
     def private_key_text(self) -> str:
         """The key file's content: base64 of the seed and a newline. Keep it secret."""
@@ -236,6 +237,13 @@ class Signer:
         """base64 of the signature of ``fields`` (which must already name this signer)."""
         signature = self._key.sign(canonical_bytes(fields)).signature
         return base64.b64encode(signature).decode()
+
+
+def _not_development(signer: Signer) -> Signer:
+    """A signer of a deployment (settings, environment): a development key only in dev mode."""
+    if is_dev_key(signer.public_key):
+        refuse_dev_keys([signer.key_id], "the signing key file")
+    return signer
 
 
 def check_key_id(key_id: str) -> str:
@@ -372,6 +380,10 @@ class KeyRing:
         )
         if not keyring:  # every event a handler would get is refused
             _log.warning("keyring_has_no_keys", path=settings.keyring_file)
+        refuse_dev_keys(
+            (k.key_id for k in keyring if is_dev_key(k.public_key)),
+            f"the keyring {settings.keyring_file}",
+        )
         return keyring
 
     def __len__(self) -> int:

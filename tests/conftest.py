@@ -33,6 +33,11 @@ from bus.testing import quick_settings
 # A developer who ran `export SIMPUL_REDIS_URL=...` for `simpul redis` keeps it while testing:
 # code under test that falls back to the variable must not publish to (or flush) that bus.
 os.environ.pop("SIMPUL_REDIS_URL", None)
+# A development run (docs/security.md): the tests use the public development keys and passwords
+# of deploy/ (compose), and most services under test verify no signatures. Tests of the
+# production defaults (tests/bus/test_devmaterial.py) remove these for their own processes.
+os.environ["SIMPUL_DEV_MODE"] = "1"
+os.environ["SIMPUL_SIGNATURES"] = "off"
 
 
 @pytest.fixture(autouse=True)

@@ -168,6 +168,16 @@ def test_every_simpul_container_runs_a_simpul_command_as_its_own_user() -> None:
     assert healthcheck[healthcheck.index("--pass") + 1] == f"${{{variable}}}"
 
 
+def test_every_container_runs_in_development_mode_from_one_file() -> None:
+    """The development keys and passwords are refused without SIMPUL_DEV_MODE=1: compose sets
+    it for every Simpul container from deploy/dev-mode.env, which production drops."""
+    assert "SIMPUL_DEV_MODE=1" in (ROOT / "deploy/dev-mode.env").read_text().splitlines()
+    loader = COMPOSE["services"]["functions"]
+    for name, spec in {**_simpul_containers(), "functions": loader}.items():
+        assert "deploy/dev-mode.env" in spec["env_file"], name
+        assert "SIMPUL_DEV_MODE" not in spec.get("environment", {}), name  # one place only
+
+
 def test_every_publisher_signs_with_its_principals_key_and_every_service_verifies() -> None:
     ring = {key.key_id: key for key in TOPOLOGY.signing_keys()}
     publishers = {p.principal for p in TOPOLOGY.publishers()}
@@ -381,8 +391,16 @@ def _start(name: str, spec: dict[str, Any], redis: AclRedis, folder: Path) -> St
     assert simpul, "the simpul command is installed beside this Python"
     assert command[0] == "simpul"
     logs = open(folder / f"{name}.log", "w")  # noqa: SIM115 - closed when the process ends
+    # As Docker does: the env files, then the environment; not the tests' development mode
+    # or SIMPUL_SIGNATURES=off (tests/conftest.py): only what compose itself sets.
+    inherited = {k: v for k, v in os.environ.items()
+                 if k not in ("SIMPUL_DEV_MODE", "SIMPUL_SIGNATURES")}  # fmt: skip
+    files: dict[str, str] = {}
+    for env_file in spec.get("env_file", []):
+        files.update(acl.read_env_file(ROOT / env_file.replace("${SIMPUL_REDIS_SHAPE:-single}",
+                                                               "single")))  # fmt: skip
     proc = subprocess.Popen(
-        [simpul, *command[1:]], cwd=ROOT, env={**os.environ, **env},
+        [simpul, *command[1:]], cwd=ROOT, env={**inherited, **files, **env},
         stdout=logs, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     return Started(name, proc, http)

@@ -20,6 +20,7 @@ from bus.access import acl
 from bus.access.topology import Topology, contracts, load_topology
 from bus.cli.common import fail, import_from_cwd
 from bus.connection import TRANSIENT, connect
+from bus.devmaterial import DEV_SECRET_DIGESTS, is_dev_secret
 from bus.errors import ConfigurationError, RedisUnavailable, SimpulError
 
 acl_app = typer.Typer(
@@ -57,6 +58,12 @@ def _users(topology: Topology, passwords: Path | None) -> list[acl.AclUser]:
         secrets = acl.passwords(topology)
     else:
         secrets = acl.passwords(topology, acl.read_env_file(passwords), source=str(passwords))
+    development = sorted(p for p, secret in secrets.items() if is_dev_secret(secret))
+    if development:
+        _err.print(
+            f"[yellow]warning:[/yellow] DEVELOPMENT passwords (deploy/dev.env, public) for "
+            f"{', '.join(development)}: clients refuse them unless SIMPUL_DEV_MODE=1"
+        )
     return acl.acl_users(topology, secrets)
 
 
@@ -224,11 +231,36 @@ def check_(
         allowed, reason = _with_redis(redis_url, lambda r: acl.check(r, principal, command))
     except SimpulError as exc:
         raise fail(_err, exc) from None
+    _flag_dev_password(redis_url, principal)
     if allowed:
         _out.print(f"[green]allowed[/green]: {escape(principal)} may run {escape(command[0])}")
         return
     _out.print(f"[red]denied[/red]: {escape(reason)}")
     raise typer.Exit(1)
+
+
+def _flag_dev_password(redis_url: str | None, principal: str) -> None:
+    """Warn when the server's password of ``principal`` is one of deploy/dev.env's (the ACL
+    holds SHA-256 digests, the very ones bus.devmaterial lists)."""
+
+    async def hashes(redis: Redis) -> list[str]:
+        user = await redis.acl_getuser(principal)
+        return [_text(h) for h in (user or {}).get("passwords", [])]
+
+    try:
+        found = _with_redis(redis_url, hashes)
+    except SimpulError:
+        return  # the check above answered; this is only a note
+    if any(h in DEV_SECRET_DIGESTS for h in found):
+        _err.print(
+            f"[yellow]warning:[/yellow] {escape(principal)}'s password on this server is a "
+            "DEVELOPMENT password of deploy/dev.env (public, in git): clients refuse it unless "
+            "SIMPUL_DEV_MODE=1; set a password of your own (`simpul acl apply`)"
+        )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 functions_app = typer.Typer(

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bus.cli.common import fail
+from bus.devmaterial import is_dev_key
 from bus.envelope import format_time
 from bus.errors import ConfigurationError, SimpulError
 from bus.signing import (
@@ -150,6 +151,7 @@ def show(
         "fingerprint": fingerprint(signer.public_key),
         "key_file": str(path),
         "mode": oct(mode),
+        "development": is_dev_key(signer.public_key),
     }
     if as_json:
         _out.print_json(json.dumps(facts))
@@ -157,6 +159,8 @@ def show(
     _say(*(f"{name.replace('_', ' '):<12} {value}" for name, value in facts.items()))
     if mode & 0o077:
         _err.print(f"[yellow]warning:[/yellow] {path} is readable by others: chmod 600 it")
+    if facts["development"]:
+        _err.print(_DEV_WARNING.format(what=signer.key_id))
 
 
 @keys_app.command()
@@ -299,10 +303,21 @@ def _show_keyring(path: Path, as_json: bool) -> None:
     for key in keys:
         types = sorted(key.types)
         shown = ", ".join(types[:2]) + (f" +{len(types) - 2}" if len(types) > 2 else "")
+        status = _status(key, now) + (", DEVELOPMENT" if is_dev_key(key.public_key) else "")
         table.add_row(key.key_id, key.principal, key.department, fingerprint(key.public_key),
                       shown or "(none)", _text(key.not_before) or "-",
-                      _text(key.not_after) or "-", _status(key, now))  # fmt: skip
+                      _text(key.not_after) or "-", status)  # fmt: skip
     _out.print(table)
+    development = [key.key_id for key in keys if is_dev_key(key.public_key)]
+    if development:
+        _err.print(_DEV_WARNING.format(what=", ".join(development)))
+
+
+_DEV_WARNING = (
+    "[yellow]warning:[/yellow] {what}: DEVELOPMENT key(s), whose private halves are public "
+    "(deploy/keys, docs/wire-format.md): services and adapters refuse them unless "
+    "SIMPUL_DEV_MODE=1; never trust them in production"
+)
 
 
 def _key_facts(key: SigningKeyLike, now: datetime) -> dict[str, Any]:
@@ -316,6 +331,7 @@ def _key_facts(key: SigningKeyLike, now: datetime) -> dict[str, Any]:
         "not_before": _text(key.not_before),
         "not_after": _text(key.not_after),
         "status": _status(key, now),
+        "development": is_dev_key(key.public_key),
     }
 
 

@@ -190,6 +190,7 @@ class EmbeddedRedis:
         self.port = port if port is not None else free_port(host)
         self.appendfsync: AppendFsync = appendfsync
         self.extra_args = tuple(extra_args)
+        self._functions_loaded = False
         # Once a URL has been handed out (or the caller chose the port) the port must not move.
         self._port_fixed = port is not None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -245,14 +246,17 @@ class EmbeddedRedis:
             break
         self._port_fixed = True
         _RUNNING.add(self)
-        self._load_functions()
+        if not self._functions_loaded:  # a restart finds them in its AOF (or its master)
+            self._load_functions()
+            self._functions_loaded = True
         return self
 
     def _load_functions(self) -> None:
         """Load the bus's Redis Functions library as an admin would (``simpul functions load``):
         the server's own default user, before any ACL turns it off. Best effort: a replica
         (read-only) gets it from its master, a server with TLS only or a password is loaded by
-        whoever configured it; a client then names the missing library."""
+        whoever configured it; a client then names the missing library. Only at the first
+        start: a restarted server may be rejoining as a replica, and must not take a write."""
         import redis  # noqa: PLC0415 - only here: the CLI imports bus.local for `simpul local`
 
         from bus.functions import load_sync  # noqa: PLC0415
