@@ -36,6 +36,14 @@ entry's fields plus ``dlq.*`` fields. :class:`DeadLetters` lists, shows, replays
   was trimmed, or when every group should see the event again. The producer's dedupe marker
   (``...:seen:<id>``) is bypassed on purpose: the event was published before.
 
+**Honesty.** Before anything is put back, the dead letter is checked (:meth:`DeadLetters.verify`):
+its event fields must be those of the original entry while that is still in the stream
+(``tampered`` otherwise: stream entries cannot change, so a difference is the dead letter's),
+and its signature must verify against the keyring (the key valid when the original arrived,
+``dlq.entry``) — a dead letter added by hand, altered or forged is refused with the keyring's
+reason. With no keyring (``SIMPUL_KEYRING_FILE``) a replay is refused unless
+``SIMPUL_SIGNATURES=off``, which is logged.
+
 A dead letter whose stream no longer exists is refused unless ``recreate_stream=True`` (stream
 target only: the stream is created with the replayed entry; services recreate their groups at
 ``0`` when they notice, and read it).
@@ -57,6 +65,7 @@ import enum
 import getpass
 import inspect
 import json
+import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -70,6 +79,8 @@ from bus import keys
 from bus.connection import TRANSIENT
 from bus.contracts import Registry, default_registry
 from bus.deadletter import original_fields
+from bus.replies import field_pairs
+from bus.signing import KeyRing
 from bus.envelope import Envelope
 from bus.errors import ConfigurationError, DecodeError, RedisUnavailable, SimpulError
 from bus.logging import get_logger
@@ -659,9 +670,25 @@ class DeadLetters:
     exist nowhere, :class:`NotFound` for unknown dead-letter ids.
     """
 
-    def __init__(self, redis: Redis, *, registry: Registry = default_registry) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        registry: Registry = default_registry,
+        keyring: KeyRing | None = None,
+        signatures: bool | None = None,
+    ) -> None:
+        """``keyring``: what replays verify dead letters against (default: the file of
+        ``SIMPUL_KEYRING_FILE``, if set). ``signatures``: False replays without verifying
+        signatures (default: unless ``SIMPUL_SIGNATURES=off``)."""
         self.redis = redis
         self.registry = registry
+        if signatures is None:
+            signatures = os.environ.get("SIMPUL_SIGNATURES", "on").strip().lower() != "off"
+        self.signatures = signatures
+        if keyring is None and signatures and os.environ.get("SIMPUL_KEYRING_FILE"):
+            keyring = KeyRing.from_file(os.environ["SIMPUL_KEYRING_FILE"])
+        self.keyring = keyring
         self._replay = redis.register_script(_REPLAY)
         self._purge = redis.register_script(_PURGE)
 
@@ -963,9 +990,48 @@ class DeadLetters:
             _log.info("dead_letters_replayed", target=to.value, by=by or _os_user(), **counts)
         return report
 
+    async def verify(self, ref: DeadLetterRef) -> str | None:
+        """None if the dead letter may be put back, else why not (see "Honesty" above). A dead
+        letter that is gone gives None: the replay script then says so."""
+        found: Any = await self.redis.xrange(ref.key, min=ref.entry_id, max=ref.entry_id)
+        if not found:
+            return None
+        raw = found[0][1]
+        fields = original_fields(raw)
+        entry_b = raw.get(b"dlq.entry")
+        entry = entry_b.decode("utf-8", "replace") if entry_b else None
+        if entry and _ENTRY_ID.fullmatch(entry):
+            original: Any = await self.redis.xrange(ref.stream, min=entry, max=entry)
+            if original and list(field_pairs(original[0][1])) != list(field_pairs(fields)):
+                return (
+                    f"tampered: the dead letter's event fields differ from the original entry "
+                    f"{entry} of {ref.stream} (stream entries cannot change: the dead letter "
+                    "was altered or forged); purge it"
+                )
+        if not self.signatures:
+            _log.warning("dead_letter_replayed_unverified", stream=ref.stream, group=ref.group,
+                         entry_id=ref.entry_id, reason="SIMPUL_SIGNATURES=off")  # fmt: skip
+            return None
+        if self.keyring is None:
+            return (
+                "no keyring to verify its signature against: set SIMPUL_KEYRING_FILE (the "
+                "topology), or SIMPUL_SIGNATURES=off to replay unverified (development only)"
+            )
+        try:
+            envelope = Envelope.from_fields(fields)
+        except DecodeError as exc:
+            return f"undecodable: {mask_text(str(exc))}"
+        rejection = self.keyring.check(envelope, fields, entry if entry else None)
+        if rejection is not None:
+            return f"{rejection.reason.value}: {mask_text(rejection.error)}"
+        return None
+
     async def _replay_one(
         self, ref: DeadLetterRef, to: Target, dry_run: bool, recreate: bool
     ) -> ReplayResult:
+        why = await self.verify(ref)
+        if why is not None:
+            return ReplayResult(ref, Outcome.REFUSED, to, None, why)
         consumer = REPLAY_CONSUMER
         if to is Target.GROUP:
             found: Any = await self.redis.xrange(ref.key, min=ref.entry_id, max=ref.entry_id)
