@@ -158,13 +158,14 @@ def test_every_simpul_container_runs_a_simpul_command_as_its_own_user() -> None:
         elif command[1] == "run":  # simpul run services.<name>:create: its group is <name>
             assert user in services, f"{name} runs a service as {user}, not a service principal"
             assert command[2] == f"services.{services[user].group}:create", name
-    # The exporter only reads: the read-only operator, never the admin.
-    assert users["exporter"][0] == "operator-readonly"
-    readonly = {o.principal for o in TOPOLOGY.operators if o.role == "readonly"}
-    assert users["exporter"][0] in readonly
+    # What faces HTTP holds only what it needs: the exporter its own user (no entry reads),
+    # never the admin; the Redis health check a user that may only PING.
+    roles = {o.principal: o.role for o in TOPOLOGY.operators}
+    assert roles[users["exporter"][0]] == "exporter"
     healthcheck = COMPOSE["services"]["redis"]["healthcheck"]["test"]
-    assert healthcheck[healthcheck.index("--user") + 1] in readonly
-    variable = password_variable(next(o for o in TOPOLOGY.operators if o.role == "readonly"))
+    health = healthcheck[healthcheck.index("--user") + 1]
+    assert roles[health] == "health"
+    variable = password_variable(next(o for o in TOPOLOGY.operators if o.principal == health))
     assert healthcheck[healthcheck.index("--pass") + 1] == f"${{{variable}}}"
 
 

@@ -29,7 +29,11 @@ keys ``FCALL`` declares must be allowed for the function's own selector.
   publishes also gets its own streams like a producer; the archive (``archive: true``) also
   writes ``simpul:audit:head``;
 * an operator: ``admin`` gets every command on every key and channel; ``readonly`` gets a
-  fixed list of read commands (metrics, status, tail) on the ``simpul:*`` keys;
+  fixed list of read commands (metrics, status, tail) on the ``simpul:*`` keys; ``exporter``
+  gets what ``simpul exporter`` runs and no entry reads (``SCAN``, ``INFO``, ``TIME``,
+  ``XLEN``, ``XPENDING``, ``XINFO`` on ``simpul:*``; ``HGETALL``/``PTTL`` of the adapters'
+  reports): no ``XRANGE``/``XREAD``/``GET`` — but ``XINFO STREAM`` does show each stream's
+  first and last entry, which Redis cannot grant apart; ``health`` gets ``PING`` (and ``CLIENT SETNAME``) alone;
 * ``default`` is off.
 
 The ACL file holds only ``#<sha256>`` of each password, read from the variables the topology
@@ -97,7 +101,12 @@ READONLY = (
     "+xinfo|stream", "+xinfo|groups", "+xinfo|consumers",
 )  # fmt: skip
 
-Kind = Literal["default", "admin", "readonly", "producer", "service"]
+Kind = Literal["default", "admin", "readonly", "exporter", "health", "producer", "service"]
+# `simpul exporter` (bus.admin.inspect.Inspector.snapshot): counts and positions, no entries.
+EXPORTER = (
+    "+time", "+info", "+scan", "+xlen", "+xpending",
+    "+xinfo|stream", "+xinfo|groups", "+xinfo|consumers",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -229,6 +238,13 @@ def _operator(operator: Operator, hashes: tuple[str, ...]) -> AclUser:
     if operator.role == "admin":
         root = Grant(("+@all",), ("~*",), why="operators: every command, key and channel")
         return AclUser(operator.principal, "admin", True, hashes, root, all_channels=True)
+    if operator.role == "exporter":
+        root = Grant((*CONNECT, *EXPORTER), (f"%R~{keys.PREFIX}:*",), why="metrics, no entries")
+        reports = Grant(("+hgetall", "+pttl"), (f"%R~{keys.adapter_report('*')}",),
+                        why="the adapters' reports (positions, counts, last error)")  # fmt: skip
+        return AclUser(operator.principal, "exporter", True, hashes, root, (reports,))
+    if operator.role == "health":
+        return AclUser(operator.principal, "health", True, hashes, Grant(("+ping", "+client|setname")))
     root = Grant((*CONNECT, *READONLY), (f"%R~{keys.PREFIX}:*",), why="read-only operations")
     return AclUser(operator.principal, "readonly", True, hashes, root)
 

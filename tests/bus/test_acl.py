@@ -35,11 +35,12 @@ from bus.access.topology import Topology, contracts, load_topology
 from bus.adapter import Problem, Record, Rejected
 from bus.adapter.checkpoint import RedisCheckpoints
 from bus.adapter.quarantine import Quarantine
+from bus.admin import Inspector
 from bus.adapter.sources.webhook import running
 from bus.cli.app import app
 from bus.connection import connect
 from bus.context import EventContext
-from bus.contracts import Contract
+from bus.contracts import Contract, default_registry
 from bus.deadletter import Reason, Verdict
 from bus.dedupe import Dedupe
 from bus.health import Health
@@ -75,6 +76,8 @@ def s(aggregate: str) -> str:
 
 ADMIN = "operator"
 READONLY = "operator-readonly"
+EXPORTER = "exporter"  # role exporter: counts and positions, no entry reads
+HEALTH = "redis-health"  # role health: PING alone
 PUBLISHES: dict[str, set[str]] = {
     "adapter-dukcapil": {s("dukcapil.citizen")},
     "adapter-dpmptsp": {s("dpmptsp.permit")},
@@ -116,7 +119,7 @@ OWN_ADAPTER = {"adapter-dukcapil": "dukcapil-siak", "adapter-dpmptsp": "dpmptsp-
                "adapter-bapenda": "bapenda-pembayaran",
                "adapter-identitas": "diskominfo-identitas",
                "adapter-disnaker": "disnaker-pencaker"}  # fmt: skip
-PRINCIPALS = [ADMIN, READONLY, *OWN_ADAPTER, *GROUPS]
+PRINCIPALS = [ADMIN, READONLY, EXPORTER, HEALTH, *OWN_ADAPTER, *GROUPS]
 ADAPTERS = list(OWN_ADAPTER.values())
 
 PUBLISH_OPS = ("publish", "publish-batch", "xadd")
@@ -134,7 +137,7 @@ def expected(principal: str, stream: str, op: str) -> bool:
     if op == "xrange":
         return principal == READONLY or stream in PUBLISHES.get(principal, set())
     if op == "pending":
-        return principal == READONLY or stream in READS.get(principal, set())
+        return principal in (READONLY, EXPORTER) or stream in READS.get(principal, set())
     if op in CONSUME_OPS:
         return stream in READS.get(principal, set())
     assert op in ADMIN_OPS, op
@@ -360,7 +363,7 @@ async def test_checkpoints_quarantines_and_the_audit_head_belong_to_their_owner(
             "report write": (lambda a=adapter: _write_report(redis, a), mine),
             "report read": (
                 lambda a=adapter: _read_report(redis, a),
-                principal in (ADMIN, READONLY),
+                principal in (ADMIN, READONLY, EXPORTER),
             ),
         }
         for op, (call, allowed) in ops.items():
@@ -432,7 +435,7 @@ async def test_dangerous_and_keyless_commands_are_denied_to_all_but_the_admin(
     admin = clients[ADMIN]
     wrong = []
     for name, command in KEYLESS.items():
-        allowed = principal == ADMIN or (principal == READONLY and name == "info")
+        allowed = principal == ADMIN or (principal in (READONLY, EXPORTER) and name == "info")
         # Ask Redis (ACL DRYRUN) instead of running what must not run in this test even when
         # allowed (the admin's FLUSHALL, MODULE is disabled by config), or ever (SHUTDOWN).
         dry = NEVER_RUN if principal == ADMIN else ("debug", "shutdown", "monitor")
@@ -790,3 +793,42 @@ def test_normalize_reads_acl_list_lines_and_rules_alike() -> None:
     same = acl.normalize(["on", "#AB", "resetkeys", "-@all", "+ping", "(+get ~k)", "(+xadd %W~d)"])
     assert acl.normalize(acl._split_line(listed)[1]) == same
     assert json.dumps(sorted(same.commands)) == '["+ping", "-@all"]'
+
+
+async def test_the_exporter_takes_its_snapshot_but_reads_no_entry(
+    fresh: AclServer, clients: dict[str, Redis]
+) -> None:
+    """What faces HTTP holds only what it needs: `simpul exporter`'s whole snapshot runs as
+    its own user, which cannot read an entry's fields (XRANGE, XREAD...) nor any other value."""
+    seeded = _seed(fresh, "dinsos")
+    stream = s("dukcapil.citizen")
+    await clients[ADMIN].hset(keys.adapter_report("dukcapil-siak"), mapping={"state": "running"})
+    exporter = clients[EXPORTER]
+    snapshot = await Inspector(exporter, registry=default_registry).take()  # raises on NOPERM
+    assert {st.key for st in snapshot.streams} >= set(STREAMS)
+    assert snapshot.stream(stream).length == 3  # type: ignore[union-attr]
+    assert len(snapshot.adapters) == 1  # the report, read by HGETALL of its own key pattern
+    first = seeded[stream][0]
+    for denied in (
+        lambda: exporter.xrange(stream, count=1),
+        lambda: exporter.xrevrange(stream, count=1),
+        lambda: exporter.xread({stream: "0"}, count=1),
+        lambda: exporter.xreadgroup("dinsos", "x", {stream: "0"}),
+        lambda: exporter.xclaim(stream, "dinsos", "x", 0, [first]),
+        lambda: exporter.get(keys.checkpoint("dukcapil-siak")),
+        lambda: exporter.hgetall(keys.cursor(stream, "dinsos")),
+        lambda: exporter.xadd(stream, {"type": "forged"}),
+    ):
+        assert await outcome(denied) == "denied"
+
+
+async def test_the_health_user_may_only_ping(clients: dict[str, Redis]) -> None:
+    health = clients[HEALTH]
+    assert await health.ping()
+    for denied in (
+        lambda: health.info(),
+        lambda: health.get("simpul:anything"),
+        lambda: health.xlen(s("dukcapil.citizen")),
+        lambda: health.execute_command("CLIENT", "LIST"),
+    ):
+        assert await outcome(denied) == "denied"
