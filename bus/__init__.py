@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from bus.context import EventContext
     from bus.contracts import PERSONAL, Classification, Contract, Registry, default_registry
     from bus.envelope import Envelope, format_time
-    from bus.functions import BusFunction
     from bus.errors import (
         BadRequestBody,
         ConfigurationError,
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
         SimpulError,
         UnknownEventType,
     )
+    from bus.functions import BusFunction
     from bus.http import parse_address, parse_json
     from bus.http import running as serving_http
     from bus.http import serve as serve_http

@@ -34,11 +34,11 @@ from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
 from bus import keys
-from bus.functions import BusFunction
 from bus.connection import TRANSIENT, is_cluster
 from bus.deadletter import Reason, Verdict
 from bus.dispatch import Dispatcher, Failed
 from bus.errors import DependencyUnavailable
+from bus.functions import BusFunction
 from bus.health import Health
 from bus.logging import get_logger
 from bus.metrics import ServiceMetrics

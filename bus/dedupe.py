@@ -26,7 +26,6 @@ from bus import keys
 from bus.functions import BusFunction
 
 
-
 class Claim(enum.Enum):
     RUN = "run"  # first attempt, or the earlier ones failed: run the handler
     DONE = "done"  # a previous delivery completed: skip the handler, ack

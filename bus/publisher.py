@@ -173,7 +173,9 @@ class Publisher:
         """
         envelopes = [self._wrap(e, {}) for e in events]
         chunks = _chunks(envelopes)
-        replies = await self._pipeline([self._batch_call(chunk) for _, chunk in chunks], self._batch)
+        replies = await self._pipeline(
+            [self._batch_call(chunk) for _, chunk in chunks], self._batch
+        )
         results: list[Published | None] = [None] * len(envelopes)
         for (positions, chunk), reply in zip(chunks, replies, strict=True):
             stream = chunk[0].stream

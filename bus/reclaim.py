@@ -25,9 +25,9 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from bus import gaps
-from bus.functions import BusFunction
 from bus.connection import TRANSIENT
 from bus.dispatch import Dispatcher
+from bus.functions import BusFunction
 from bus.health import Health
 from bus.partitions import Ordering
 from bus.settings import Settings

@@ -15,10 +15,10 @@ from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError, ResponseError
 
 from bus import keys
-from bus.functions import BusFunction
 from bus.connection import TRANSIENT, is_cluster
 from bus.deadletter import Verdict, confirm_moves, dead_letter_fields, wait_for_replicas
 from bus.durability import ReplicaWait
+from bus.functions import BusFunction
 from bus.health import Health
 from bus.metrics import ServiceMetrics, TypeMetrics
 

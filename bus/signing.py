@@ -466,7 +466,7 @@ class KeyRing:
             )
         return None
 
-    def _check_times(
+    def _check_times(  # noqa: PLR0911 - one return per refusal
         self, envelope: Envelope, trusted: _Trusted, entry_id: str | None
     ) -> Rejection | None:
         signed_text = (envelope.extensions or {}).get(SIGNED_AT)

@@ -28,8 +28,8 @@ from redis.exceptions import NoPermissionError
 from adapters.dukcapil import SOURCE as DUKCAPIL_SOURCE
 from bus import Publisher, Signer, connect, keys
 from bus.access import acl
-from bus.admin import load_functions
 from bus.access.topology import Topology
+from bus.admin import load_functions
 from schemas.dukcapil import CitizenDied
 
 TOPOLOGY = Path(__file__).parent.parent / "deploy" / "topology.yaml"

@@ -23,9 +23,9 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from bus.connection import connect
+from bus.functions import load_sync
 from bus.local.mariadb import EmbeddedMariaDB
 from bus.local.postgres import EmbeddedPostgres
-from bus.functions import load_sync
 from bus.local.redis import EmbeddedRedis
 from bus.settings import Settings
 from bus.testing import quick_settings

@@ -33,7 +33,8 @@ keys ``FCALL`` declares must be allowed for the function's own selector.
   gets what ``simpul exporter`` runs and no entry reads (``SCAN``, ``INFO``, ``TIME``,
   ``XLEN``, ``XPENDING``, ``XINFO`` on ``simpul:*``; ``HGETALL``/``PTTL`` of the adapters'
   reports): no ``XRANGE``/``XREAD``/``GET`` — but ``XINFO STREAM`` does show each stream's
-  first and last entry, which Redis cannot grant apart; ``health`` gets ``PING`` (and ``CLIENT SETNAME``) alone;
+  first and last entry, which Redis cannot grant apart; ``health`` gets ``PING`` (and
+  ``CLIENT SETNAME``) alone;
 * ``default`` is off.
 
 The ACL file holds only ``#<sha256>`` of each password, read from the variables the topology
@@ -244,7 +245,9 @@ def _operator(operator: Operator, hashes: tuple[str, ...]) -> AclUser:
                         why="the adapters' reports (positions, counts, last error)")  # fmt: skip
         return AclUser(operator.principal, "exporter", True, hashes, root, (reports,))
     if operator.role == "health":
-        return AclUser(operator.principal, "health", True, hashes, Grant(("+ping", "+client|setname")))
+        return AclUser(
+            operator.principal, "health", True, hashes, Grant(("+ping", "+client|setname"))
+        )
     root = Grant((*CONNECT, *READONLY), (f"%R~{keys.PREFIX}:*",), why="read-only operations")
     return AclUser(operator.principal, "readonly", True, hashes, root)
 

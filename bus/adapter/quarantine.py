@@ -22,11 +22,11 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bus import keys
-from bus.functions import BusFunction
 from bus.adapter.runner import Mapper, Problem, Record, Rejected, jsonable, map_to_envelope
 from bus.connection import is_cluster
 from bus.envelope import Envelope, format_time
 from bus.errors import ConfigurationError
+from bus.functions import BusFunction
 from bus.logging import get_logger
 from bus.publisher import Publisher
 

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from bus.admin.flowmap import build as build_flow_map
     from bus.admin.flowmap import live_groups
     from bus.admin.flowmap import render_svg as render_flow_svg
-    from bus.functions import load as load_functions
     from bus.admin.inspect import BusSnapshot, Inspector, Thresholds, breaches
+    from bus.functions import load as load_functions
     from bus.specs.catalogue import BrokenModule, find_services, handled
 
 _EXPORTS = {

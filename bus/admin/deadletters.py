@@ -79,13 +79,13 @@ from bus import keys
 from bus.connection import TRANSIENT
 from bus.contracts import Registry, default_registry
 from bus.deadletter import original_fields
-from bus.replies import field_pairs
-from bus.signing import KeyRing
 from bus.envelope import Envelope
 from bus.errors import ConfigurationError, DecodeError, RedisUnavailable, SimpulError
 from bus.logging import get_logger
 from bus.privacy import contract_of, mask_data, mask_error, mask_subject, mask_text
 from bus.publisher import Retention
+from bus.replies import field_pairs
+from bus.signing import KeyRing
 
 __all__ = [
     "REPLAY_CONSUMER",
@@ -990,7 +990,7 @@ class DeadLetters:
             _log.info("dead_letters_replayed", target=to.value, by=by or _os_user(), **counts)
         return report
 
-    async def verify(self, ref: DeadLetterRef) -> str | None:
+    async def verify(self, ref: DeadLetterRef) -> str | None:  # noqa: PLR0911 - one per refusal
         """None if the dead letter may be put back, else why not (see "Honesty" above). A dead
         letter that is gone gives None: the replay script then says so."""
         found: Any = await self.redis.xrange(ref.key, min=ref.entry_id, max=ref.entry_id)

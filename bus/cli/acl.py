@@ -7,7 +7,7 @@ import os
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from redis.asyncio import Redis
@@ -244,7 +244,7 @@ def _flag_dev_password(redis_url: str | None, principal: str) -> None:
     holds SHA-256 digests, the very ones bus.devmaterial lists)."""
 
     async def hashes(redis: Redis) -> list[str]:
-        user = await redis.acl_getuser(principal)
+        user: Any = await redis.acl_getuser(principal)
         return [_text(h) for h in (user or {}).get("passwords", [])]
 
     try:

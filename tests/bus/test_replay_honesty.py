@@ -53,7 +53,9 @@ def signed(event_id: str, signer: Signer = ADAPTER) -> dict[str, str]:
     return signer.sign(envelope).to_fields()
 
 
-def letters(redis: Redis, *, keyring: KeyRing | None = None, signatures: bool = True) -> DeadLetters:
+def letters(
+    redis: Redis, *, keyring: KeyRing | None = None, signatures: bool = True
+) -> DeadLetters:
     return DeadLetters(redis, keyring=keyring, signatures=signatures)
 
 
@@ -97,8 +99,10 @@ async def test_a_dead_letter_unlike_its_original_entry_is_refused_as_tampered(
     ("alter", "reason"),
     [
         (lambda f: {**f, "data": f["data"].replace("35.73.01", "35.73.05")}, "bad_signature"),
-        (lambda f: {k: v for k, v in f.items() if k not in ("signature", "signer", "signedat")},
-         "unsigned"),
+        (
+            lambda f: {k: v for k, v in f.items() if k not in ("signature", "signer", "signedat")},
+            "unsigned",
+        ),
         (lambda f: signed(f["id"], STRANGER), "unknown_signer"),
     ],
     ids=["altered", "unsigned", "unknown-key"],
