@@ -49,7 +49,7 @@ class Spec:
     """One function of the library: its short name, its body file, whether it writes."""
 
     short: str
-    file: str
+    file: str | tuple[str, ...]  # several: concatenated (shared helpers first)
     read_only: bool = False
 
     @property
@@ -58,7 +58,8 @@ class Spec:
 
     @property
     def body(self) -> str:
-        return files("bus").joinpath(self.file).read_text()
+        names = (self.file,) if isinstance(self.file, str) else self.file
+        return "".join(files("bus").joinpath(name).read_text() for name in names)
 
 
 FUNCTIONS: dict[str, Spec] = {
@@ -76,6 +77,7 @@ FUNCTIONS: dict[str, Spec] = {
         Spec("quarantine_add", "quarantine_add.lua"),
         Spec("quarantine_remove", "quarantine_remove.lua"),
         Spec("audit_head", "audit_head.lua"),
+        Spec("dlq_replay", ("id_compare.lua", "dlq_replay.lua")),
     )
 }
 VERSION_FUNCTION = f"{LIBRARY}_version"

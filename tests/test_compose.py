@@ -162,6 +162,11 @@ def test_every_simpul_container_runs_a_simpul_command_as_its_own_user() -> None:
     # never the admin; the Redis health check a user that may only PING.
     roles = {o.principal: o.role for o in TOPOLOGY.operators}
     assert roles[users["exporter"][0]] == "exporter"
+    assert roles[users["monitor"][0]] == "monitor"  # the dashboard: reads and replay only
+    for name, spec in containers.items():  # nothing facing HTTP runs as the admin
+        env, command = spec["environment"], [str(c) for c in spec["command"]]
+        if {"SIMPUL_HTTP", "SIMPUL_MONITOR_HTTP"} & set(env) or "--port" in command:
+            assert roles.get(users[name][0]) != "admin", f"{name} faces HTTP as the admin"
     healthcheck = COMPOSE["services"]["redis"]["healthcheck"]["test"]
     health = healthcheck[healthcheck.index("--user") + 1]
     assert roles[health] == "health"

@@ -29,7 +29,11 @@ keys ``FCALL`` declares must be allowed for the function's own selector.
   publishes also gets its own streams like a producer; the archive (``archive: true``) also
   writes ``simpul:audit:head``;
 * an operator: ``admin`` gets every command on every key and channel; ``readonly`` gets a
-  fixed list of read commands (metrics, status, tail) on the ``simpul:*`` keys; ``exporter``
+  fixed list of read commands (metrics, status, tail) on the ``simpul:*`` keys; ``monitor``
+  (the dashboard, which faces HTTP) gets those and the dead-letter replay: ``FCALL`` of
+  ``simpul_1_dlq_replay`` with what it runs (``XADD``/``XCLAIM``/``XPENDING``/``XINFO GROUPS`` on
+  the streams; ``XDEL``/``XLEN``/``DEL`` on dead letters), no ``XACK``, no ``XGROUP``, no trim,
+  no ``DEL`` of a stream; ``exporter``
   gets what ``simpul exporter`` runs and no entry reads (``SCAN``, ``INFO``, ``TIME``,
   ``XLEN``, ``XPENDING``, ``XINFO`` on ``simpul:*``; ``HGETALL``/``PTTL`` of the adapters'
   reports): no ``XRANGE``/``XREAD``/``GET`` — but ``XINFO STREAM`` does show each stream's
@@ -102,7 +106,9 @@ READONLY = (
     "+xinfo|stream", "+xinfo|groups", "+xinfo|consumers",
 )  # fmt: skip
 
-Kind = Literal["default", "admin", "readonly", "exporter", "health", "producer", "service"]
+Kind = Literal[
+    "default", "admin", "readonly", "monitor", "exporter", "health", "producer", "service"
+]
 # `simpul exporter` (bus.admin.inspect.Inspector.snapshot): counts and positions, no entries.
 EXPORTER = (
     "+time", "+info", "+scan", "+xlen", "+xpending",
@@ -244,6 +250,17 @@ def _operator(operator: Operator, hashes: tuple[str, ...]) -> AclUser:
         reports = Grant(("+hgetall", "+pttl"), (f"%R~{keys.adapter_report('*')}",),
                         why="the adapters' reports (positions, counts, last error)")  # fmt: skip
         return AclUser(operator.principal, "exporter", True, hashes, root, (reports,))
+    if operator.role == "monitor":
+        root = Grant((*CONNECT, *READONLY, "+fcall"), (f"%R~{keys.PREFIX}:*",),
+                     why="the dashboard's reads (status, dead letters, throughput)")  # fmt: skip
+        streams, dead = f"~{keys.PREFIX}:{{*}}", f"~{keys.PREFIX}:{{*}}:dlq:*"
+        replay = Grant(
+            ("+fcall", "+exists", "+xadd", "+xinfo|groups", "+xrange", "+xpending", "+xclaim"),
+            (streams, dead),
+            why="dead-letter replay (simpul_1_dlq_replay): back to the group, or a new entry",
+        )
+        moved = Grant(("+xdel", "+xlen", "+del"), (dead,), why="a replayed dead letter goes")
+        return AclUser(operator.principal, "monitor", True, hashes, root, (replay, moved))
     if operator.role == "health":
         return AclUser(
             operator.principal, "health", True, hashes, Grant(("+ping", "+client|setname"))

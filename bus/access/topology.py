@@ -10,7 +10,8 @@ One YAML file (``deploy/topology.yaml``) names every Redis principal of the bus:
   subscriptions, each approved explicitly by the department that owns the type
   (``approved_by`` must be the contract's owner). A service that also publishes lists its types
   like a producer; the archive (``archive: true``) must subscribe to every registered type;
-* **operators** — people and tools: ``role: admin``, ``readonly``, ``exporter`` (metrics only:
+* **operators** — people and tools: ``role: admin``, ``readonly``, ``monitor`` (the dashboard:
+  read-only plus dead-letter replay), ``exporter`` (metrics only:
   no entry reads) or ``health`` (``PING`` only, for health checks).
 
 A principal that publishes may list its Ed25519 public keys (``keys:``), which the signing code
@@ -158,7 +159,7 @@ class ServiceSpec(Principal):
 
 
 class Operator(Principal):
-    role: Literal["admin", "readonly", "exporter", "health"]
+    role: Literal["admin", "readonly", "monitor", "exporter", "health"]
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from importlib.resources import files
 from typing import Any
 
 from redis.asyncio import Redis
@@ -20,19 +21,7 @@ __all__ = [
 _PAGE = 1000  # entries per XRANGE / XPENDING page when counting
 _MAX_SEQ = 2**64 - 1
 
-_ID_COMPARE = """
-local function parse(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
-end
-local function cmp(a, b)
-  local ams, aseq = parse(a)
-  local bms, bseq = parse(b)
-  if ams ~= bms then return ams < bms and -1 or 1 end
-  if aseq ~= bseq then return aseq < bseq and -1 or 1 end
-  return 0
-end
-"""
+_ID_COMPARE = files("bus").joinpath("id_compare.lua").read_text()
 
 
 # -- durations, times, positions -----------------------------------------------------------------

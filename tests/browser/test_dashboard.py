@@ -28,8 +28,8 @@ from selenium.webdriver.support.wait import WebDriverWait
 from bus import EventContext, Publisher, Service, keys
 from bus.connection import connect
 from bus.contracts import Contract, default_registry
-from bus.deadletter import SCRIPT as DEAD_LETTER_SCRIPT
 from bus.deadletter import Reason, Verdict, dead_letter_fields
+from bus.functions import BusFunction
 from bus.testing import quick_settings, wait_until
 from schemas.dukcapil import CitizenDied
 from tests.browser.conftest import TOKEN, MonitorServer, script_errors
@@ -223,7 +223,7 @@ async def dead_letter(redis: Redis, stream: str, group: str, entry: Any, verdict
     entry_id, raw = entry
     flat = dead_letter_fields(raw, verdict, stream=stream, group=group, consumer=f"{group}-7c9f",
                               entry_id=entry_id.decode())  # fmt: skip
-    script = redis.register_script(DEAD_LETTER_SCRIPT)
+    script = BusFunction(redis, "deadletter")
     await script(keys=[stream, keys.dead_letters(stream, group)],
                  args=[group, entry_id.decode(), *flat])  # fmt: skip
 

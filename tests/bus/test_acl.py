@@ -36,7 +36,8 @@ from bus.adapter import Problem, Record, Rejected
 from bus.adapter.checkpoint import RedisCheckpoints
 from bus.adapter.quarantine import Quarantine
 from bus.adapter.sources.webhook import running
-from bus.admin import Inspector
+from bus.admin import DeadLetterRef, DeadLetters, Inspector, Target
+from bus.admin.deadletters import Outcome
 from bus.cli.app import app
 from bus.connection import connect
 from bus.context import EventContext
@@ -76,6 +77,7 @@ def s(aggregate: str) -> str:
 
 ADMIN = "operator"
 READONLY = "operator-readonly"
+MONITOR = "monitor"  # role monitor: the dashboard, read-only plus dead-letter replay
 EXPORTER = "exporter"  # role exporter: counts and positions, no entry reads
 HEALTH = "redis-health"  # role health: PING alone
 PUBLISHES: dict[str, set[str]] = {
@@ -119,7 +121,11 @@ OWN_ADAPTER = {"adapter-dukcapil": "dukcapil-siak", "adapter-dpmptsp": "dpmptsp-
                "adapter-bapenda": "bapenda-pembayaran",
                "adapter-identitas": "diskominfo-identitas",
                "adapter-disnaker": "disnaker-pencaker"}  # fmt: skip
-PRINCIPALS = [ADMIN, READONLY, EXPORTER, HEALTH, *OWN_ADAPTER, *GROUPS]
+PRINCIPALS = [ADMIN, READONLY, MONITOR, EXPORTER, HEALTH, *OWN_ADAPTER, *GROUPS]
+# What replaying a dead letter takes (the library's simpul_1_dlq_replay runs with the caller's
+# rights): an entry back into a group's pending list (XCLAIM, as the keep-alive function does)
+# or a new entry on the stream (XADD); adding to a dead-letter stream comes with it.
+MONITOR_OPS = {"xadd", "xrange", "pending", "claim", "keep-alive", "dlq-xadd"}
 ADAPTERS = list(OWN_ADAPTER.values())
 
 PUBLISH_OPS = ("publish", "publish-batch", "xadd")
@@ -132,6 +138,8 @@ ADMIN_OPS = ("other-cursor", "group-setid", "xdel", "xtrim", "set", "group-destr
 def expected(principal: str, stream: str, op: str) -> bool:
     if principal == ADMIN:
         return True
+    if principal == MONITOR:
+        return op in MONITOR_OPS
     if op in PUBLISH_OPS:
         return stream in PUBLISHES.get(principal, set())
     if op == "xrange":
@@ -355,15 +363,21 @@ async def test_checkpoints_quarantines_and_the_audit_head_belong_to_their_owner(
         [seeded] = await Quarantine(clients[ADMIN], adapter).entries()
         ops: dict[str, tuple[Callable[[], Awaitable[Any]], bool]] = {
             "checkpoint save": (lambda a=adapter: RedisCheckpoints(redis).save(a, {"at": 1}), mine),
-            "checkpoint load": (lambda a=adapter: RedisCheckpoints(redis).load(a), mine or reader),
+            "checkpoint load": (
+                lambda a=adapter: RedisCheckpoints(redis).load(a),
+                mine or reader or principal == MONITOR,
+            ),
             "quarantine add": (lambda q=quarantine, r=rejected: q.add([r]), mine),
-            "quarantine list": (lambda q=quarantine: q.entries(), mine or reader),
+            "quarantine list": (
+                lambda q=quarantine: q.entries(),
+                mine or reader or principal == MONITOR,
+            ),
             "quarantine discard": (lambda q=quarantine, e=seeded: q.discard(e), mine),
             # What bus.adapter.report.Reporter sends (it swallows its errors, so raw here).
             "report write": (lambda a=adapter: _write_report(redis, a), mine),
             "report read": (
                 lambda a=adapter: _read_report(redis, a),
-                principal in (ADMIN, READONLY, EXPORTER),
+                principal in (ADMIN, READONLY, MONITOR, EXPORTER),
             ),
         }
         for op, (call, allowed) in ops.items():
@@ -374,7 +388,7 @@ async def test_checkpoints_quarantines_and_the_audit_head_belong_to_their_owner(
     for op, call, allowed in [
         ("audit head write", lambda: redis.hset(acl.AUDIT_HEAD, "seq", "1"), archive),
         ("audit head read", lambda: redis.hmget(acl.AUDIT_HEAD, ["seq"]),
-         archive or principal == READONLY),
+         archive or principal in (READONLY, MONITOR)),
     ]:  # fmt: skip
         got = await outcome(call)
         if got != ("allowed" if allowed else "denied"):
@@ -453,7 +467,9 @@ async def test_dangerous_and_keyless_commands_are_denied_to_all_but_the_admin(
     admin = clients[ADMIN]
     wrong = []
     for name, command in KEYLESS.items():
-        allowed = principal == ADMIN or (principal in (READONLY, EXPORTER) and name == "info")
+        allowed = principal == ADMIN or (
+            principal in (READONLY, MONITOR, EXPORTER) and name == "info"
+        )
         # Ask Redis (ACL DRYRUN) instead of running what must not run in this test even when
         # allowed (the admin's FLUSHALL, MODULE is disabled by config), or ever (SHUTDOWN).
         dry = NEVER_RUN if principal == ADMIN else ("debug", "shutdown", "monitor")
@@ -852,3 +868,28 @@ async def test_the_health_user_may_only_ping(clients: dict[str, Redis]) -> None:
         lambda: health.execute_command("CLIENT", "LIST"),
     ):
         assert await outcome(denied) == "denied"
+
+
+@pytest.mark.parametrize("to", list(Target), ids=str)
+async def test_the_monitor_replays_dead_letters_as_its_own_user(
+    fresh: AclServer, clients: dict[str, Redis], to: Target
+) -> None:
+    """The dashboard faces HTTP, so it runs as its own user, not the admin: its replay (the
+    library's function, after verification) works both ways under that user."""
+    stream = s("dukcapil.citizen")
+    admin = clients[ADMIN]
+    await admin.xgroup_create(stream, "dinsos", "0", mkstream=True)
+    original = (await admin.xadd(stream, {"id": "e-1", "type": "x"})).decode()
+    await admin.xreadgroup("dinsos", "dinsos-1", {stream: ">"})
+    dead = keys.dead_letters(stream, "dinsos")
+    await admin.xack(stream, "dinsos", original)
+    letter = (await admin.xadd(dead, {"id": "e-1", "type": "x", "dlq.entry": original,
+                                      "dlq.consumer": "dinsos-1"})).decode()  # fmt: skip
+    letters = DeadLetters(clients[MONITOR], signatures=False)  # the entry is unsigned here
+    report = await letters.replay([DeadLetterRef(stream, "dinsos", letter)], to=to)
+    assert [r.outcome for r in report.results] == [Outcome.REPLAYED], report.results[0].detail
+    assert await admin.xlen(dead) == 0
+    if to is Target.GROUP:
+        assert (await admin.xpending(stream, "dinsos"))["pending"] == 1
+    else:
+        assert await admin.xlen(stream) == 2
