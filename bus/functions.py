@@ -18,6 +18,8 @@ fallback, which has no ACL selectors either) the same bodies run with ``EVAL``.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -116,20 +118,34 @@ def _is_cluster(redis: Any) -> bool:
     return hasattr(redis, "get_primaries")
 
 
-async def load(redis: Any) -> list[str]:
+async def load(redis: Any, *, replicas_wait_s: float = 60.0) -> list[str]:
     """``FUNCTION LOAD REPLACE`` the library (on every master of a cluster); the connection must
-    be allowed ``FUNCTION`` (the admin). Returns the library name per server loaded."""
+    be allowed ``FUNCTION`` (the admin). Returns the library name per server loaded.
+
+    A master with ``min-replicas-to-write`` refuses the load (``NOREPLICAS``) until a replica is
+    in sync, e.g. while a deployment starts: retried for ``replicas_wait_s``."""
     code = library_code()
     if _is_cluster(redis):
         await redis.initialize()  # learns the masters (returns at once when it already knows)
         loaded = []
         for node in redis.get_primaries():
-            await redis.execute_command("FUNCTION", "LOAD", "REPLACE", code, target_nodes=node)
+            await _load_on(redis, code, replicas_wait_s, target_nodes=node)
             loaded.append(f"{LIBRARY}@{node.host}:{node.port}")
         return loaded
-    reply = await redis.execute_command("FUNCTION", "LOAD", "REPLACE", code)
+    reply = await _load_on(redis, code, replicas_wait_s)
     _MODES.pop(redis, None)
     return [reply.decode() if isinstance(reply, bytes) else str(reply)]
+
+
+async def _load_on(redis: Any, code: str, replicas_wait_s: float, **options: Any) -> Any:
+    deadline = time.monotonic() + replicas_wait_s
+    while True:
+        try:
+            return await redis.execute_command("FUNCTION", "LOAD", "REPLACE", code, **options)
+        except ResponseError as exc:
+            if not str(exc).startswith("NOREPLICAS") or time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 def load_sync(redis: Any) -> None:

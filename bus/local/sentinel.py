@@ -166,6 +166,7 @@ class EmbeddedSentinelGroup:
             for server in self.servers:
                 server.start()
             self.wait_replicas_online(len(self.servers) - 1, deadline)
+            self._load_functions()
             for sentinel in self.sentinels:
                 sentinel.start()
             self._wait_sentinels_agree(deadline)
@@ -173,6 +174,17 @@ class EmbeddedSentinelGroup:
             self.stop()
             raise
         return self
+
+    def _load_functions(self) -> None:
+        """The bus's library, as an admin loads it: on the master once its replicas are in sync
+        (with min-replicas-to-write it refuses writes before); they get it by replication."""
+        import redis  # noqa: PLC0415 - as bus.local.redis does
+
+        from bus.functions import load_sync  # noqa: PLC0415
+
+        first = self.servers[0]
+        with redis.Redis(host=first.host, port=first.port, socket_timeout=5) as client:
+            load_sync(client)
 
     def stop(self) -> None:
         for process in [*self.sentinels, *self.servers]:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 from redis import Redis as SyncRedis
 
-from bus import EventContext, Publisher, RedisUnavailable, Service
+from bus import EventContext, Publisher, RedisUnavailable, Service, functions
 from bus.connection import TRANSIENT, connect
 from bus.local.sentinel import EmbeddedSentinelGroup
 from bus.sentinel import RedisSentinels
@@ -45,6 +45,12 @@ async def test_a_publisher_follows_a_coordinated_failover(group: EmbeddedSentine
         await publish_until_ok(publisher, 2)
         with SyncRedis(new.host, new.port) as master:
             assert master.xlen(STREAM) == 2  # both: a coordinated failover loses nothing
+            # The library was loaded on the first master only (a replica refuses FUNCTION LOAD):
+            # the promoted replica has it by replication, and the publish above ran it.
+            [library] = master.function_list()
+            assert dict(zip(library[::2], library[1::2], strict=True))[b"library_name"] == (
+                functions.LIBRARY.encode()
+            )
     finally:
         await redis.aclose()
 
