@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bus import EventContext, Publisher, Service
+from bus import EventContext, Publisher, Service, functions
 from bus.cli.app import app
 from bus.connection import RedisTLS, TLSConnectionError, connect, translate
 from bus.errors import ConfigurationError, RedisUnavailable
@@ -161,6 +161,7 @@ async def _refusal(url: str, tls: RedisTLS) -> TLSConnectionError:
 async def test_publisher_and_service_over_mutual_tls(tls_env: TLSRedis) -> None:
     redis = connect(tls_env.url)  # the TLS files come from the environment
     await redis.flushdb()
+    await functions.load(redis)  # as the admin does, over TLS too (the server has no plain port)
     service = Service("tls-consumer", settings=quick_settings(tls_env.url))
     seen: list[tuple[str, str]] = []
 

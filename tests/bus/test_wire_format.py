@@ -32,6 +32,7 @@ from bus.cli.app import app as simpul
 from bus.cli.contracts import load
 from bus.deadletter import Reason, Verdict, dead_letter_fields
 from bus.envelope import OPTIONAL, REQUIRED, Envelope
+from bus.functions import FUNCTIONS
 from bus.local.redis import EmbeddedRedis
 from bus.publisher import _NAMESPACE
 from bus.signing import Signer, load_keyring_file
@@ -570,7 +571,8 @@ def test_the_documented_replay_commands_are_the_ones_simpul_dlq_replay_runs() ->
     words = claim[1].split()
     assert words[words.index("IDLE") + 1] == str(deadletters_module._DUE_NOW_IDLE_MS)
     assert words[words.index("IDLE") + 2 :] == ["RETRYCOUNT", "0", "FORCE", "JUSTID"]
-    script = " ".join(deadletters_module._REPLAY.replace("'", " ").replace(",", " ").split())
+    body = FUNCTIONS["dlq_replay"].body  # the library's simpul_1_dlq_replay (bus/dlq_replay.lua)
+    script = " ".join(body.replace("'", " ").replace(",", " ").split())
     claimed = "XCLAIM KEYS[2] ARGV[5] ARGV[6] 0 original IDLE ARGV[7] RETRYCOUNT 0 FORCE JUSTID"
     assert claimed in script
     assert "XADD KEYS[2] * unpack(fields)" in script
