@@ -146,6 +146,7 @@ def _start_profile(db: Path, redis_url: str, log: Path) -> subprocess.Popen[byte
         "SIMPUL_RETRY_BACKOFF_MS": "50", "SIMPUL_RETRY_BACKOFF_MAX_MS": "200",
         "SIMPUL_LOG_LEVEL": "warning",
         "SIMPUL_LOG_FORMAT": "json",
+        "SIMPUL_SIGNATURES": "off",  # this scenario publishes unsigned events
     })  # fmt: skip
     with log.open("ab") as err:
         return subprocess.Popen(
