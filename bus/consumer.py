@@ -336,7 +336,7 @@ class Consumer(Reclaiming):
         if isinstance(retry.cause, DependencyUnavailable):
             # An outage, not the event's fault: wait it out without spending an attempt (the
             # claim below sets the count back, the reclaim sweep's claim adds it again).
-            backoff = self._backoff(delivery + self._outages.get(entry_id, 0))
+            backoff = self.settings.retry_delay_ms(delivery + self._outages.get(entry_id, 0))
             if len(self._outages) >= _OUTAGES_MAX:
                 self._outages.clear()
             self._outages[entry_id] = self._outages.get(entry_id, 0) + 1
@@ -351,7 +351,7 @@ class Consumer(Reclaiming):
         if isinstance(retry.cause, GiveUp):
             return Verdict(Reason.GIVEN_UP, retry.error, delivery)
         last = delivery >= self.settings.max_deliveries
-        backoff = self._backoff(delivery)
+        backoff = self.settings.retry_delay_ms(delivery)
         if isinstance(retry.cause, Retry):  # the handler's own delay, at most claim idle
             backoff = min(max(backoff, retry.cause.after_ms), self.settings.claim_idle_ms)
         self._log.warning(
@@ -364,11 +364,6 @@ class Consumer(Reclaiming):
         settlement.failures.append((entry_id, retry.error))  # for a dead letter after crashes
         settlement.retries.append((entry_id, self.settings.claim_idle_ms - backoff, None))
         return None
-
-    def _backoff(self, delivery: int) -> int:
-        base = self.settings.retry_backoff_ms * 2 ** (delivery - 1)
-        capped = min(base, self.settings.retry_backoff_max_ms)
-        return int(capped * random.uniform(0.9, 1.0))
 
     # -- recovery ---------------------------------------------------------------------------
 

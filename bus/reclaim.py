@@ -28,6 +28,7 @@ from redis.exceptions import ResponseError
 
 from bus import gaps
 from bus.connection import TRANSIENT
+from bus.decoding import text as _text
 from bus.dispatch import Dispatcher
 from bus.health import Health
 from bus.partitions import Ordering
@@ -50,10 +51,6 @@ class Pending:
     entry_id: str
     consumer: str
     deliveries: int
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Reclaiming:

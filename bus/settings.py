@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 from typing import Literal
 
@@ -172,6 +173,15 @@ class Settings(BaseSettings):
                 f"must start with redis://, rediss:// or unix:// (got {scheme!r}://...)"
             )
         return value
+
+    def retry_delay_ms(self, delivery: int) -> int:
+        """The pause after failed delivery ``delivery`` (1 for the first): ``retry_backoff_ms``
+        doubled per delivery, capped at ``retry_backoff_max_ms``, less up to 10 % of jitter so
+        that replicas which failed together do not retry together. The one backoff formula of
+        retries (the consumer's, the audit backfill's)."""
+        base = self.retry_backoff_ms * 2 ** (delivery - 1)
+        capped = min(base, self.retry_backoff_max_ms)
+        return int(capped * random.uniform(0.9, 1.0))
 
     @model_validator(mode="after")
     def _check_backoff(self) -> Settings:

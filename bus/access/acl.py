@@ -55,6 +55,7 @@ from redis.exceptions import NoPermissionError, ResponseError
 
 from bus import keys
 from bus.access.topology import Operator, Producer, ServiceSpec, Topology, password_variable
+from bus.decoding import text as _text
 from bus.errors import ConfigurationError
 
 __all__ = [
@@ -490,10 +491,6 @@ def _split_line(line: str) -> tuple[str, list[str]]:
     if len(tokens) < 2 or tokens[0] != "user":
         raise ConfigurationError(f"not an ACL user line: {line[:60]!r}")
     return tokens[1], tokens[2:]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 async def _command(redis: Redis, *args: str) -> Any:

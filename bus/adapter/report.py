@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
 from bus import keys
+from bus.decoding import texts
 from bus.logging import get_logger
 from bus.privacy import mask_text
 
@@ -98,7 +99,7 @@ class AdapterReport(BaseModel):
     ) -> AdapterReport:
         """Read a report hash; ``pttl_ms`` is the key's PTTL, ``now`` Redis's time (for a key
         written without ``ttl_ms``). A field that does not parse reads as unknown."""
-        f = {_text(k): _text(v) for k, v in raw.items()}
+        f = texts(raw)
         written = _time(f.get("reported_at")) or now
         ttl_ms = _int(f.get("ttl_ms"))
         if ttl_ms is not None and pttl_ms >= 0:
@@ -256,10 +257,6 @@ def _field(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _int(text: str | None) -> int | None:

@@ -38,3 +38,10 @@ def test_retry_backoff_must_stay_below_claim_idle() -> None:
 def test_unknown_setting_is_rejected() -> None:
     with pytest.raises(ConfigurationError, match="SIMPUL_MAX_DELIVERY"):
         Settings.load(max_delivery=3)
+
+
+def test_retry_delay_doubles_per_delivery_up_to_the_cap_less_up_to_a_tenth() -> None:
+    settings = Settings.load(retry_backoff_ms=1_000, retry_backoff_max_ms=5_000)
+    for delivery, full in [(1, 1_000), (2, 2_000), (3, 4_000), (4, 5_000), (9, 5_000)]:
+        delays = {settings.retry_delay_ms(delivery) for _ in range(50)}
+        assert all(0.9 * full <= d <= full for d in delays), (delivery, sorted(delays))
