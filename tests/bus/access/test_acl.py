@@ -52,7 +52,7 @@ from schemas.bapenda import PaymentReceived
 from schemas.dinsos import AssistanceSuspended
 from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved
 
-ROOT = Path(__file__).parent.parent.parent
+ROOT = Path(__file__).parents[3]
 EXAMPLES = ROOT / "schemas" / "examples"
 ENV = acl.read_env_file(ROOT / "deploy/dev.env")
 TOPOLOGY: Topology = load_topology(ROOT / "deploy/topology.yaml", registry=contracts())

@@ -26,7 +26,7 @@ from bus.access.topology import (
 from bus.specs import catalogue
 from services.audit import head_key
 
-ROOT = Path(__file__).parent.parent.parent
+ROOT = Path(__file__).parents[3]
 KEY = base64.b64encode(bytes(range(32))).decode()
 
 BASE: dict[str, Any] = {
