@@ -22,7 +22,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bus import keys
-from bus.adapter.runner import Mapper, Problem, Record, Rejected, jsonable, map_to_envelope
+from bus.adapter.records import Mapper, Problem, Record, Rejected, jsonable, map_to_envelope
 from bus.connection import is_cluster
 from bus.decoding import text as _text
 from bus.decoding import texts

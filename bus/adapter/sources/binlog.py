@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from bus.adapter.runner import Change, Position, Record, SourceLag, jsonable
+from bus.adapter.records import Change, Position, Record, SourceLag, jsonable
 from bus.adapter.sources._binlog_reader import (
     BinlogPosition,
     BinlogReader,

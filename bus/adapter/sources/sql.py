@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bus.adapter.runner import Position, Record, jsonable
+from bus.adapter.records import Position, Record, jsonable
 from bus.errors import ConfigurationError, SourceError
 from bus.logging import get_logger
 
