@@ -16,13 +16,13 @@ import adapters.dpmptsp
 import adapters.dukcapil
 from bus.access.acl import AUDIT_HEAD
 from bus.access.topology import (
-    SigningKey,
     Topology,
     TopologyError,
     contracts,
     load_topology,
     password_variable,
 )
+from bus.signing import PublicSigningKey
 from bus.specs import catalogue
 from services.audit import head_key
 
@@ -209,7 +209,7 @@ def test_signing_keys_of_producers_and_publishing_services() -> None:
         data["services"][0]["keys"] = [{"id": "dinsos-1", "public_key": KEY}]
 
     keys = parse(change).signing_keys()
-    assert keys[0] == SigningKey(
+    assert keys[0] == PublicSigningKey(
         key_id="dukcapil-2026",
         principal="adapter-dukcapil",
         department="dukcapil",
