@@ -1,29 +1,4 @@
-"""Audit: the legal record of the bus — every event of every stream, in a hash-chained archive.
-
-For whom: the city's inspectorate and data-protection officer (what happened, when, sent by whom,
-provably unaltered), and the departments whose new services must catch up on events already
-trimmed from the streams (``simpul audit backfill``).
-
-Consumes: every entry of the stream of every registered contract (``Service.on_every``), whatever
-its type, before validation: unknown types and events that violate their contract are archived
-too, as they travelled. Entries that are not wire format v1 (undecodable) or sit on the wrong
-stream are dead-lettered by the bus before they reach the archive
-(``simpul:{<aggregate>}:dlq:audit``).
-
-Publishes: nothing.
-
-Stores (``audit_log``, one row per stream entry, append-only): seq 1..n without gaps, the stream
-and entry id, the envelope's attributes, the contract's classification, the data, its sha256
-digest, when it was archived, and the hash chain (``prev_hash``, ``hash``). The newest
-(seq, hash) is also kept in Redis (:func:`head_key`) so that removing the newest rows is
-detected. ``audit_access`` records each time archived data was shown.
-
-Does NOT store: the data of specific personal data (UU PDP art. 4(2): children's and health
-data; contracts classified ``specific``, and types without a contract, whose content nobody can
-vouch for). Those rows keep the metadata and the digest only, so that a copy can still be proven
-authentic. Personal data of other classes is kept: the archive is the legal record, and access to
-it is restricted (and logged when data is shown).
-"""
+"""The Audit service: the hash-chained archive of every stream entry, its checks and reads."""
 
 from __future__ import annotations
 
@@ -68,59 +43,12 @@ from services.audit.chain import (
     entry_parts,
     row_hash,
 )
+from services.audit.db import DDL, INSERT, METADATA
 
 __all__ = ["Appended", "Audit", "Head", "Report", "create", "head_key"]
 
 _log = get_logger("services.audit")
 PAGE = 1_000  # rows per read when walking the chain
-
-DDL = [
-    """CREATE TABLE IF NOT EXISTS audit_log (
-        seq BIGINT PRIMARY KEY,
-        stream TEXT NOT NULL,
-        entry_id TEXT NOT NULL,
-        entry_ms BIGINT NOT NULL,
-        entry_seq BIGINT NOT NULL,
-        event_id TEXT NOT NULL,
-        type TEXT NOT NULL,
-        source TEXT NOT NULL,
-        time TEXT NOT NULL,
-        time_utc TEXT NOT NULL,
-        subject TEXT,
-        correlationid TEXT,
-        causationid TEXT,
-        traceparent TEXT,
-        dataschema TEXT NOT NULL,
-        signature TEXT,
-        signer TEXT,
-        extensions TEXT,
-        classification TEXT NOT NULL,
-        data TEXT,
-        data_digest TEXT NOT NULL,
-        archived_at TEXT NOT NULL,
-        prev_hash TEXT NOT NULL,
-        hash TEXT NOT NULL,
-        UNIQUE (stream, entry_id)
-    )""",
-    "CREATE INDEX IF NOT EXISTS audit_log_correlation ON audit_log (correlationid)",
-    "CREATE INDEX IF NOT EXISTS audit_log_event ON audit_log (event_id)",
-    "CREATE INDEX IF NOT EXISTS audit_log_type ON audit_log (type, time_utc)",
-    "CREATE INDEX IF NOT EXISTS audit_log_time ON audit_log (time_utc)",
-    "CREATE INDEX IF NOT EXISTS audit_log_entry ON audit_log (stream, entry_ms, entry_seq)",
-    """CREATE TABLE IF NOT EXISTS audit_access (
-        at TEXT NOT NULL,
-        actor TEXT NOT NULL,
-        action TEXT NOT NULL,
-        filter TEXT NOT NULL,
-        rows BIGINT NOT NULL
-    )""",
-]
-_INSERT = f"INSERT INTO audit_log ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
-# What search shows: everything but the data and the chain.
-METADATA = (
-    "seq", "stream", "entry_id", "event_id", "type", "source", "time", "subject",
-    "correlationid", "causationid", "signer", "classification", "data_digest", "archived_at",
-)  # fmt: skip
 
 # Moves the head forward only: replicas update it after their commits, in any order.
 _HEAD_SCRIPT = """
@@ -455,7 +383,7 @@ def _append(tx: Tx, record: dict[str, Any]) -> Appended:
     prev = GENESIS if last is None else str(last["hash"])
     row = {**record, "seq": seq, "archived_at": _now(), "prev_hash": prev}
     row["hash"] = row_hash(prev, row)
-    tx.execute(_INSERT, [row[name] for name in COLUMNS])
+    tx.execute(INSERT, [row[name] for name in COLUMNS])
     return Appended(seq, row["hash"], new=True)
 
 

@@ -1,56 +1,26 @@
-"""Notifier (Diskominfo): tells citizens about what concerns them, by e-mail and in-app inbox.
-
-For whom: citizens with a city account (the super-app), when a department decides something
-about them — a permit issued or rejected by DPMPTSP, a tax payment received by Bapenda.
-
-Consumes:
-
-* ``identity.account.linked`` / ``identity.account.unlinked`` — which city account a NIK
-  belongs to (one NIK, at most one account; the latest fact by its own timestamp wins, so
-  retried or reordered events cannot resurrect a stale link);
-* ``dukcapil.citizen.died`` — stops notifications about that NIK (a death handled before the
-  NIK's link, as on a first start, which reads dukcapil.citizen before identity.account, is
-  kept for 90 days and carried into the link when it comes);
-* ``dpmptsp.permit.issued`` / ``dpmptsp.permit.rejected`` and ``bapenda.payment.received`` —
-  when the applicant or taxpayer is a person (scheme ``nik``) with a linked account: one inbox
-  row and, if the account has a contact address and e-mail is configured, one e-mail.
-  Businesses (``nib``), persons without an account, deceased persons and events older than
-  ``SIMPUL_NOTIFIER_MAX_AGE_DAYS`` (default 7: the first start reads the streams' history)
-  are counted and skipped.
-
-Publishes nothing.
-
-Stores (``Store.for_service("notifier")``): the NIK -> account link (with the time of the last
-fact and a death mark), deaths of NIKs not linked here yet (NIK and date, for 90 days), each
-account's contact e-mail (written by the super-app through
-:meth:`Notifier.set_contact`), the inbox rows (title and body only: record numbers, kind,
-amount, date), the e-mail outbox (event id, account, Message-ID, status, attempt count, last
-SMTP code) and counters.
-
-Deliberately NOT stored: names, addresses, NOPs, the event payloads, and the recipient address
-in the outbox (it is looked up from the contact table when sending, so a changed or deleted
-address is honoured and the mail log holds no addresses). No NIK is written to the inbox, the
-outbox or the logs.
-
-Exactly-once e-mail, as far as SMTP allows: the inbox row and the outbox row commit together
-with the event id (``store.once``); the e-mail is sent afterwards and marked sent. A redelivered
-event finds the rows and sends only what is not marked sent; an SMTP failure raises: a refusal
-is retried and finally dead-lettered, while an outage (server unreachable, too slow, 421:
-``SmtpUnavailable``, a ``DependencyUnavailable``) is retried for as long as it lasts without
-spending attempts. The one window left: a crash after the SMTP server accepted
-the message but before ``sent`` was recorded sends it again, with the same Message-ID.
-"""
+"""The Notifier service: links, deaths, the inbox and the e-mail outbox of city accounts."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from bus import ConfigurationError, EventContext, Service, Settings, Store, Tx, get_logger
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from bus import (
+    ComponentSettings,
+    ConfigurationError,
+    EventContext,
+    Service,
+    Settings,
+    Store,
+    Tx,
+    get_logger,
+)
 from schemas.bapenda import PaymentReceived
 from schemas.common import Identifier
 from schemas.dpmptsp import PermitIssued, PermitRejected
@@ -59,6 +29,7 @@ from schemas.identity import AccountLinked, AccountUnlinked, UnlinkReason
 from services._common import now_text, today_in_malang, utc_text
 from services.notifier import texts
 from services.notifier.api import inbox_app
+from services.notifier.db import DROP_UNSENT, PENDING, SCHEMA
 from services.notifier.mail import (
     EmailNotSent,
     InvalidAddress,
@@ -85,70 +56,30 @@ __all__ = [
 SOURCE = "urn:malangkota:diskominfo:notifier"
 TOKEN_VARIABLE = "SIMPUL_NOTIFIER_TOKEN"
 MAX_AGE_VARIABLE = "SIMPUL_NOTIFIER_MAX_AGE_DAYS"
+
+
 DEFAULT_MAX_AGE = timedelta(days=7)
+
+
+class NotifierSettings(ComponentSettings):
+    """The notifier's knobs, from ``SIMPUL_NOTIFIER_*`` (e-mail has its own:
+    :class:`SmtpSettings`, ``SIMPUL_SMTP_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SIMPUL_NOTIFIER_")
+
+    token: SecretStr | None = Field(
+        default=None, description="bearer token of the inbox API (16+ characters; unset: off)"
+    )
+    max_age_days: int = Field(
+        default=DEFAULT_MAX_AGE.days,
+        ge=0,
+        description="events older than this are not notified (0: no limit)",
+    )
+
+
 KEEP_UNMATCHED = timedelta(days=90)
 """How long the death of a NIK never linked here is kept, for a link handled after it."""
 _log = get_logger("services.notifier")
-
-SCHEMA = [
-    # One row per NIK ever linked: its current account (NULL once unlinked), the timestamp of
-    # the fact that set it (newer facts win), and the date of death if Dukcapil reported one.
-    """CREATE TABLE IF NOT EXISTS notifier_link (
-        nik TEXT PRIMARY KEY,
-        account_id TEXT,
-        changed_at TEXT NOT NULL,
-        deceased_on TEXT
-    )""",
-    # A death of a NIK with no link row yet: the link may be handled after it (another stream;
-    # a first start reads dukcapil.citizen before identity.account). Carried into the link row
-    # when one is written; forgotten after KEEP_UNMATCHED otherwise.
-    """CREATE TABLE IF NOT EXISTS notifier_death (
-        nik TEXT PRIMARY KEY,
-        died_on TEXT NOT NULL,
-        remembered_on TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS notifier_death_remembered ON notifier_death (remembered_on)",
-    """CREATE TABLE IF NOT EXISTS notifier_contact (
-        account_id TEXT PRIMARY KEY,
-        email TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS notifier_inbox (
-        account_id TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        title TEXT NOT NULL,
-        body TEXT NOT NULL,
-        occurred_at TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        PRIMARY KEY (account_id, event_id)
-    )""",
-    "CREATE INDEX IF NOT EXISTS notifier_inbox_newest ON notifier_inbox (account_id, created_at)",
-    # status: pending -> sent, or pending -> no-address (the contact was removed before sending)
-    """CREATE TABLE IF NOT EXISTS notifier_outbox (
-        event_id TEXT NOT NULL,
-        account_id TEXT NOT NULL,
-        message_id TEXT NOT NULL,
-        status TEXT NOT NULL,
-        attempts BIGINT NOT NULL,
-        last_error TEXT,
-        created_at TEXT NOT NULL,
-        sent_at TEXT,
-        PRIMARY KEY (event_id, account_id)
-    )""",
-    "CREATE INDEX IF NOT EXISTS notifier_outbox_status ON notifier_outbox (status, created_at)",
-    "CREATE TABLE IF NOT EXISTS notifier_counter (name TEXT PRIMARY KEY, n BIGINT NOT NULL)",
-]
-
-_PENDING = """
-    SELECT o.event_id, o.account_id, o.message_id, i.title, i.body, c.email
-    FROM notifier_outbox o
-    JOIN notifier_inbox i ON i.account_id = o.account_id AND i.event_id = o.event_id
-    LEFT JOIN notifier_contact c ON c.account_id = o.account_id
-    WHERE o.status = 'pending' AND o.event_id = ?
-    ORDER BY o.account_id
-"""
-_DROP_UNSENT = "DELETE FROM notifier_outbox WHERE account_id = ? AND status = 'pending'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,10 +121,12 @@ class Notifier:
         ``max_age``: events older than this (by their ``time``) are not notified, default
         ``SIMPUL_NOTIFIER_MAX_AGE_DAYS`` or 7 days; ``timedelta(0)``: no limit."""
         self.store = store or Store.for_service("notifier")
-        self.max_age = max_age if max_age is not None else _max_age_from_env()
+        own = NotifierSettings.load()
+        self.max_age = max_age if max_age is not None else timedelta(days=own.max_age_days)
         self.smtp = smtp if smtp is not None else SmtpSettings.from_env()
         self.mailer = Mailer(self.smtp)
-        token = token if token is not None else (os.environ.get(TOKEN_VARIABLE) or None)
+        if token is None and own.token is not None:
+            token = own.token.get_secret_value()
         if token is not None and len(token) < 16:
             raise ConfigurationError(f"{TOKEN_VARIABLE} must be at least 16 characters")
         self._token = token
@@ -240,7 +173,7 @@ class Notifier:
         def work(tx: Tx) -> bool:
             applied = _unlink(tx, nik, account, at)
             if fraud:  # the inbox showed the victim's affairs: it goes, unsent mail too
-                tx.execute(_DROP_UNSENT, (account,))
+                tx.execute(DROP_UNSENT, (account,))
                 tx.execute("DELETE FROM notifier_inbox WHERE account_id = ?", (account,))
             return applied
 
@@ -342,7 +275,7 @@ class Notifier:
         """Send the e-mails of ``event_id`` not yet marked sent; raise if any failed."""
         if not self.smtp.enabled:
             return 0
-        rows = await self.store.run(lambda tx: tx.all(_PENDING, (event_id,)))
+        rows = await self.store.run(lambda tx: tx.all(PENDING, (event_id,)))
         failure: EmailNotSent | None = None
         sent = 0
         for row in rows:
@@ -557,15 +490,6 @@ def _no_address(tx: Tx, event_id: str, account: str) -> None:
         (event_id, account),
     )
     _count(tx, "email:no-address")
-
-
-def _max_age_from_env() -> timedelta:
-    raw = os.environ.get(MAX_AGE_VARIABLE, "").strip()
-    if not raw:
-        return DEFAULT_MAX_AGE
-    if not raw.isdigit():
-        raise ConfigurationError(f"{MAX_AGE_VARIABLE} is a whole number of days (0: no limit)")
-    return timedelta(days=int(raw))
 
 
 def _account(account_id: str | uuid.UUID) -> str:

@@ -1,42 +1,26 @@
-"""Citizen profile: the single view of a person across departments, and "one user, one account".
-
-For the city super-app (a citizen sees what the city knows about them, through their account)
-and for departments that need another department's facts about a person (dinsos checks a
-recipient is alive and where the household lives; bapenda the billing address...), each role
-seeing only the sections it needs.
-
-Consumes, per person (NIK):
-
-* dukcapil: ``CitizenBorn``, ``CitizenDied``, ``CitizenMoved``, ``FamilyCardIssued`` ->
-  registry status, current address, family card;
-* dpmptsp: ``PermitApplied``, ``PermitIssued``, ``PermitRejected`` -> permits;
-* bapenda: ``TaxpayerRegistered``, ``TaxAssessed``, ``PaymentReceived`` -> NPWPDs, assessments
-  with what is paid and outstanding;
-* dinsos: ``AssistanceGranted``, ``AssistanceSuspended`` -> grants and their status;
-* identity: ``AccountLinked``, ``AccountUnlinked`` -> the account links and their history.
-
-Permit and tax events about a business (scheme ``nib``) are skipped: the profile is a view of
-persons, and nothing on the bus says which person stands behind an NIB.
-
-Publishes nothing. Serves a read-only, token-protected HTTP API (:mod:`services.profile.api`)
-and keeps a record of every lookup (role, time, the subject's pseudonym, outcome).
-
-Stores (SQLite, or PostgreSQL with ``SIMPUL_PROFILE_DB``) what the sections show and no more:
-not the child's birth date or pseudonym, no names, no permit site, no amount of assistance,
-no payment channel, no verification evidence. Events arrive in any order across streams; the
-store converges to the same state whatever the order (:mod:`services.profile.store`).
-"""
+"""The Profile service: one profile per citizen, written from every department's events."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bus import Contract, EventContext, Service, Settings, Store, Tx, get_logger
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from bus import (
+    ComponentSettings,
+    Contract,
+    EventContext,
+    Service,
+    Settings,
+    Store,
+    Tx,
+    get_logger,
+)
 from schemas.bapenda import PaymentReceived, TaxAssessed, TaxpayerRegistered
 from schemas.common import Identifier, pseudonym
 from schemas.dinsos import AssistanceGranted, AssistanceSuspended
@@ -45,15 +29,36 @@ from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved, FamilyCardI
 from schemas.identity import AccountLinked, AccountUnlinked
 from services._common import now_text, today_in_malang
 from services.profile import api, ratelimit, view
-from services.profile import store as tables
+from services.profile import db as tables
+from services.profile.db import Stamp
 from services.profile.metrics import LookupMetrics
 from services.profile.policy import Caller, Policy, Tokens
 from services.profile.ratelimit import RateLimit, Verdict
-from services.profile.store import Stamp
 
-__all__ = ["PSEUDONYM_KEY_ENV", "WRITES", "Policy", "Profile", "RateLimit", "Tokens", "create"]
+__all__ = [
+    "PSEUDONYM_KEY_ENV", "WRITES", "Policy", "Profile", "ProfileSettings", "RateLimit", "Tokens",
+    "create",
+]  # fmt: skip
 
 PSEUDONYM_KEY_ENV = "SIMPUL_PSEUDONYM_KEY"
+
+
+class ProfileSettings(ComponentSettings):
+    """The profile's knobs, from ``SIMPUL_PROFILE_*`` and the city's ``SIMPUL_PSEUDONYM_KEY``
+    (the rate limit has its own: :class:`RateLimit`, ``SIMPUL_PROFILE_RATE_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SIMPUL_PROFILE_")
+
+    tokens: SecretStr | None = Field(
+        default=None, description="role=token,... of the API's callers (unset: every call 401)"
+    )
+    pseudonym_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=PSEUDONYM_KEY_ENV,
+        description="the city's key for the pseudonyms in access records",
+    )
+
+
 _log = get_logger("services.profile")
 
 Write = Callable[[Tx, Any, Stamp], None]
@@ -90,6 +95,7 @@ class Profile:
         store: Store | None = None,
         *,
         settings: Settings | None = None,
+        profile_settings: ProfileSettings | None = None,
         tokens: str | None = None,
         policy: Policy | None = None,
         pseudonym_key: bytes | None = None,
@@ -98,10 +104,11 @@ class Profile:
         self.store = store or Store.for_service("profile")
         self.rate = rate or RateLimit.load()
         self.policy = policy or Policy.load()
-        self.tokens = (
-            Tokens.from_env(self.policy) if tokens is None else Tokens.parse(self.policy, tokens)
-        )
-        env_key = os.environ.get(PSEUDONYM_KEY_ENV, "").encode()
+        own = profile_settings or ProfileSettings.load()
+        if tokens is None and own.tokens is not None:
+            tokens = own.tokens.get_secret_value()
+        self.tokens = Tokens.parse(self.policy, tokens)
+        env_key = own.pseudonym_key.get_secret_value().encode() if own.pseudonym_key else b""
         self._key_given = bool(pseudonym_key or env_key)
         self._pseudonym_key = pseudonym_key or env_key or secrets.token_bytes(32)
         self.service = Service("profile", settings=settings)
@@ -114,7 +121,7 @@ class Profile:
         self.service.mount(self.app)
 
     async def open(self) -> None:
-        await self.store.migrate([*tables.TABLES, ratelimit.TABLE])
+        await self.store.migrate(tables.MIGRATIONS)
         if not self._key_given:
             # Access records then name subjects by a key that dies with the process.
             _log.warning("profile_pseudonym_key_missing", variable=PSEUDONYM_KEY_ENV)
