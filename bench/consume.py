@@ -15,7 +15,7 @@ import asyncio
 from typing import Any
 
 from bench import throughput
-from bench.common import Payloads, Target, machine_facts, progress, write_json
+from bench.common import Payloads, Target, machine_facts, write_json
 from bench.run import _quiet, _repeat
 from bus.logging import configure
 
