@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from bus.privacy import contract_of, mask_error, mask_text
     from bus.publisher import Published, Publisher, Retention, event_id
     from bus.service import Service
-    from bus.settings import Settings
+    from bus.settings import ComponentSettings, Settings
     from bus.signing import Signer, verify_fields
     from bus.store import Store, StoreUnavailable, Tx
 
@@ -51,6 +51,7 @@ _EXPORTS = {
     "TRANSIENT_REDIS_ERRORS": ("bus.connection", "TRANSIENT"),
     "BadRequestBody": ("bus.errors", "BadRequestBody"),
     "Classification": ("bus.contracts", "Classification"),
+    "ComponentSettings": ("bus.settings", "ComponentSettings"),
     "ConfigurationError": ("bus.errors", "ConfigurationError"),
     "Contract": ("bus.contracts", "Contract"),
     "ContractViolation": ("bus.errors", "ContractViolation"),
@@ -100,6 +101,7 @@ __all__ = [
     "TRANSIENT_REDIS_ERRORS",
     "BadRequestBody",
     "Classification",
+    "ComponentSettings",
     "ConfigurationError",
     "Contract",
     "ContractViolation",

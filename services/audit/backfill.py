@@ -30,7 +30,7 @@ from bus.dispatch import Dispatcher, Failed
 from services.audit.chain import entry_parts
 
 if TYPE_CHECKING:
-    from services.audit import Audit
+    from services.audit.service import Audit
 
 __all__ = ["NOT_BACKFILLABLE", "BackfillReport", "Failure", "StreamPlan", "backfill"]
 
