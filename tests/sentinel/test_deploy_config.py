@@ -89,8 +89,8 @@ def test_the_shipped_sentinel_profile_refuses_writes_without_a_replica_and_fails
         with pytest.raises(ResponseError, match="NOREPLICAS"):
             master.set("simpul:probe", "alone")
         start(processes, str(server_config(tmp_path / "replica", replica_port)),
-              "--replicaof", "127.0.0.1", str(master_port), "--masterauth", REPLICATION[1])
-        # fmt: skip
+              "--replicaof", "127.0.0.1", str(master_port), "--masterauth",
+              REPLICATION[1])  # fmt: skip
         wait_for(lambda: master.set("simpul:probe", "replicated"), "a write with a replica")
     sentinel = (ROOT / "deploy/redis/sentinel.conf").read_text()
     sentinel = sentinel.replace("port 26379", f"port {sentinel_port}\nbind 127.0.0.1")

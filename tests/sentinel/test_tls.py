@@ -42,19 +42,33 @@ class Tls:
 
     def args(self) -> list[str]:
         return [
-            "--tls-cert-file", str(self.server.cert), "--tls-key-file", str(self.server.key),
-            "--tls-client-cert-file", str(self.node.cert),
-            "--tls-client-key-file", str(self.node.key),
-            "--tls-ca-cert-file", str(self.ca.cert), "--tls-auth-clients", "yes",
-            "--tls-replication", "yes",
-        ]  # fmt: skip
+            "--tls-cert-file",
+            str(self.server.cert),
+            "--tls-key-file",
+            str(self.server.key),
+            "--tls-client-cert-file",
+            str(self.node.cert),
+            "--tls-client-key-file",
+            str(self.node.key),
+            "--tls-ca-cert-file",
+            str(self.ca.cert),
+            "--tls-auth-clients",
+            "yes",
+            "--tls-replication",
+            "yes",
+        ]
 
     def client_to(self, port: int) -> SyncRedis:
         return SyncRedis(
-            host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=str(self.ca.cert),
-            ssl_certfile=str(self.client.cert), ssl_keyfile=str(self.client.key),
-            socket_timeout=2, decode_responses=True,
-        )  # fmt: skip
+            host="127.0.0.1",
+            port=port,
+            ssl=True,
+            ssl_ca_certs=str(self.ca.cert),
+            ssl_certfile=str(self.client.cert),
+            ssl_keyfile=str(self.client.key),
+            socket_timeout=2,
+            decode_responses=True,
+        )
 
 
 @pytest.fixture
@@ -69,8 +83,11 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
 def start(procs: list[subprocess.Popen[bytes]], folder: Path, *args: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / "stderr.log").open("ab") as stderr, (folder / "redis.log").open("ab") as log:
-        procs.append(subprocess.Popen([find_redis_server(), *args], stdout=log, stderr=stderr,
-                                      start_new_session=True))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [find_redis_server(), *args], stdout=log, stderr=stderr, start_new_session=True
+            )
+        )
 
 
 def replica_online(server: SyncRedis) -> bool:
@@ -97,13 +114,35 @@ async def test_a_client_asks_the_sentinels_over_tls_and_follows_a_failover(
     tmp_path: Path, processes: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ca = CertificateAuthority.create(tmp_path / "ca")
-    tls = Tls(ca, ca.issue("redis", ip="127.0.0.1"), ca.issue("node", client=True),
-              ca.issue("svc-test", client=True))  # fmt: skip
+    tls = Tls(
+        ca,
+        ca.issue("redis", ip="127.0.0.1"),
+        ca.issue("node", client=True),
+        ca.issue("svc-test", client=True),
+    )
     master, replica, sentinel = free_port(), free_port(), free_port()
-    server = ["--port", "0", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-              "--repl-diskless-sync-delay", "0"]  # fmt: skip
-    start(processes, tmp_path / "master", *server, "--tls-port", str(master), *tls.args(),
-          "--dir", str(tmp_path / "master"))  # fmt: skip
+    server = [
+        "--port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--repl-diskless-sync-delay",
+        "0",
+    ]
+    start(
+        processes,
+        tmp_path / "master",
+        *server,
+        "--tls-port",
+        str(master),
+        *tls.args(),
+        "--dir",
+        str(tmp_path / "master"),
+    )
     start(
         processes,
         tmp_path / "replica",
@@ -132,7 +171,7 @@ async def test_a_client_asks_the_sentinels_over_tls_and_follows_a_failover(
         + "".join(f"{name[2:]} {value}\n" for name, value in pairs(tls.args()))
         + f"sentinel monitor simpul 127.0.0.1 {master} 1\n"
         "sentinel down-after-milliseconds simpul 1000\nsentinel failover-timeout simpul 10000\n"
-    )  # fmt: skip
+    )
     start(processes, conf.parent, str(conf), "--sentinel")
     with tls.client_to(sentinel) as asked:
         wait_for(lambda: asked.sentinel_master("simpul")["num-slaves"] == 1, "the replica seen")
@@ -146,11 +185,15 @@ async def test_a_client_asks_the_sentinels_over_tls_and_follows_a_failover(
             assert await publisher.replicas.required() == 1
             await publisher.publish(died(1), id="e-1")  # WAIT 1: the TLS replica confirmed
             wait_for(lambda: asked.sentinel_failover("simpul"), "a failover started")
-            wait_for(lambda: asked.sentinel_get_master_addr_by_name("simpul")[1] == replica,
-                     "the replica promoted")  # fmt: skip
+            wait_for(
+                lambda: asked.sentinel_get_master_addr_by_name("simpul")[1] == replica,
+                "the replica promoted",
+            )
             with tls.client_to(replica) as promoted:
-                wait_for(lambda: replica_online(promoted),
-                         "the old master replicating from the new one over TLS")  # fmt: skip
+                wait_for(
+                    lambda: replica_online(promoted),
+                    "the old master replicating from the new one over TLS",
+                )
                 deadline = time.monotonic() + 20
                 while True:  # the client finds the new master through the Sentinel, over TLS
                     try:
