@@ -366,6 +366,7 @@ class Service:
         dedupe = Dedupe(
             redis, group=self.name, consumer=settings.consumer,
             lease_ms=settings.claim_idle_ms, ttl_ms=settings.dedupe_ttl_ms,
+            durability=Durability(settings.redis_wait_replicas, settings.redis_wait_timeout_ms),
         )  # fmt: skip
         dispatcher = Dispatcher(
             handlers=self.handlers,

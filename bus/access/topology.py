@@ -10,7 +10,9 @@ One YAML file (``deploy/topology.yaml``) names every Redis principal of the bus:
   subscriptions, each approved explicitly by the department that owns the type
   (``approved_by`` must be the contract's owner). A service that also publishes lists its types
   like a producer; the archive (``archive: true``) must subscribe to every registered type;
-* **operators** — people and tools: ``role: admin`` or ``role: readonly``.
+* **operators** — people and tools: ``role: admin`` or ``role: readonly``; and the Redis
+  servers' own links under Sentinel: ``role: replication`` (the user a replica's ``masteruser``
+  names) and ``role: sentinel`` (the Sentinels' ``auth-user``).
 
 A principal that publishes may list its Ed25519 public keys (``keys:``), which the signing code
 reads through :meth:`Topology.signing_keys`. Each principal's Redis password comes from an
@@ -120,7 +122,7 @@ class ServiceSpec(Principal):
 
 
 class Operator(Principal):
-    role: Literal["admin", "readonly"]
+    role: Literal["admin", "readonly", "replication", "sentinel"]
 
 
 class Topology(_Strict):
