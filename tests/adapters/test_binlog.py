@@ -30,8 +30,8 @@ from bus.adapter.checkpoint import RedisCheckpoints
 from bus.adapter.sources.binlog import BinlogSource
 from bus.publisher import event_id
 from bus.testing import wait_until
+from tests.adapters.contract import create_mysql, insert_mysql
 from tests.adapters.test_dukcapil import KEY
-from tests.adapters.test_mysql_kind import create_mysql, insert_mysql
 from tests.conftest import mysql_connect
 
 STREAM = keys.stream("dukcapil.citizen")
