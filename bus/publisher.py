@@ -212,11 +212,22 @@ class Publisher:
         return self.retention.minid(keys.aggregate_of(envelope.type), int(_now() * 1000))
 
     def _batch_call(self, stream: str, chunk: list[Envelope]) -> tuple[str, ...]:
-        args = [self._dedupe_ttl_ms, self._minid(chunk[0])]
+        # publish_batch.lua's arguments: each distinct list of field names once ("shapes"),
+        # then per event the number of its shape and its values.
+        shapes: dict[tuple[str, ...], str] = {}
+        names: list[str] = []
+        values: list[str] = []
         for envelope in chunk:
-            flat = _flat(envelope)
-            args += (str(len(flat)), *flat)
-        return (str(len(chunk) + 1), stream, *(keys.seen(stream, e.id) for e in chunk), *args)
+            fields = envelope.to_fields()
+            shape = tuple(fields)
+            number = shapes.get(shape)
+            if number is None:
+                number = shapes[shape] = str(len(shapes) + 1)
+                names += (str(len(shape)), *shape)
+            values += (number, *fields.values())
+        return (str(len(chunk) + 1), stream, *(keys.seen(stream, e.id) for e in chunk),
+                self._dedupe_ttl_ms, self._minid(chunk[0]), str(len(shapes)), *names,
+                *values)  # fmt: skip
 
     async def _eval(self, script: str, numkeys: str, *args: str) -> Any:
         sha = await self._sha(script)
