@@ -57,18 +57,12 @@ class BatchedLuaPublisher(Publisher):
             for stream, group in by_stream.items():
                 minid = self.retention.minid(keys.aggregate_of(group[0].type), now_ms)
                 seen = [keys.seen(stream, e.id) for e in group]
-                # publish_batch.lua's arguments: field-name lists once, then values per event.
-                shapes: dict[tuple[str, ...], str] = {}
-                names: list[str] = []
-                values: list[str] = []
+                args: list[str] = [self._dedupe_ttl_ms, minid]
                 for envelope in group:
                     fields = envelope.to_fields()
-                    shape = tuple(fields)
-                    if shape not in shapes:
-                        shapes[shape] = str(len(shapes) + 1)
-                        names += (str(len(shape)), *shape)
-                    values += (shapes[shape], *fields.values())
-                args = [self._dedupe_ttl_ms, minid, str(len(shapes)), *names, *values]
+                    args.append(str(2 * len(fields)))
+                    for name, value in fields.items():
+                        args += (name, value)
                 pipe.evalsha(self._batch_sha, 1 + len(seen), stream, *seen, *args)
             replies: list[list[Any]] = await pipe.execute()
         results = []

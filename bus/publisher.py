@@ -212,22 +212,11 @@ class Publisher:
         return self.retention.minid(keys.aggregate_of(envelope.type), int(_now() * 1000))
 
     def _batch_call(self, stream: str, chunk: list[Envelope]) -> tuple[str, ...]:
-        # publish_batch.lua's arguments: each distinct list of field names once ("shapes"),
-        # then per event the number of its shape and its values.
-        shapes: dict[tuple[str, ...], str] = {}
-        names: list[str] = []
-        values: list[str] = []
+        args = [self._dedupe_ttl_ms, self._minid(chunk[0])]
         for envelope in chunk:
-            fields = envelope.to_fields()
-            shape = tuple(fields)
-            number = shapes.get(shape)
-            if number is None:
-                number = shapes[shape] = str(len(shapes) + 1)
-                names += (str(len(shape)), *shape)
-            values += (number, *fields.values())
-        return (str(len(chunk) + 1), stream, *(keys.seen(stream, e.id) for e in chunk),
-                self._dedupe_ttl_ms, self._minid(chunk[0]), str(len(shapes)), *names,
-                *values)  # fmt: skip
+            flat = _flat(envelope)
+            args += (str(len(flat)), *flat)
+        return (str(len(chunk) + 1), stream, *(keys.seen(stream, e.id) for e in chunk), *args)
 
     async def _eval(self, script: str, numkeys: str, *args: str) -> Any:
         sha = await self._sha(script)
