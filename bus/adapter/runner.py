@@ -21,7 +21,6 @@ source (one with ``async def lag() -> SourceLag``), how far behind its database 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
@@ -34,7 +33,7 @@ from bus.contracts import Contract
 from bus.envelope import Envelope
 from bus.errors import ContractViolation, RedisUnavailable, SimpulError, SourceError
 from bus.logging import get_logger
-from bus.publisher import Published, Publisher, event_id
+from bus.publisher import Publisher, event_id
 
 if TYPE_CHECKING:  # bus.adapter.quarantine imports this module's Record and Problem
     from bus.adapter.quarantine import Quarantine
@@ -217,13 +216,10 @@ class Progress:
 ProgressHook: TypeAlias = Callable[[Progress], None]
 
 
-_SLICE = 100  # records mapped while the slice before them is being published
-
-
 @dataclass(slots=True)
 class _Batch:
-    rejected: list[Rejected] = field(default_factory=list)  # not yet in the quarantine
-    rejected_count: int = 0  # sent to the quarantine
+    envelopes: list[Envelope] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
     repeated: int = 0  # the same fact twice in one batch: published once
     skipped: int = 0  # the mapper said: no event
 
@@ -309,35 +305,10 @@ class Adapter:
         return max(0, self.progress.total - (self.progress.read - self._read_before_pass))
 
     async def _process(self, records: Sequence[Record]) -> None:
-        # Map the batch a slice at a time and publish each slice while the next one is being
-        # mapped: Redis runs the publish script of one slice (another process, another core)
-        # while this process maps the next, instead of one waiting for the other. Slices are
-        # published one after the other, in order, and the checkpoint waits for all of them.
-        batch = _Batch()
-        payloads: dict[str, str] = {}  # event id -> payload, to spot one fact read twice
-        results: list[Published] = []
-        pending: asyncio.Future[list[Published]] | None = None
-        try:
-            for start in range(0, len(records), _SLICE):
-                mapped = self._map(records[start : start + _SLICE], batch, payloads)
-                if pending is not None:
-                    results += await pending
-                    pending = None
-                if batch.rejected:
-                    await self.quarantine.add(batch.rejected)
-                    batch.rejected_count += len(batch.rejected)
-                    batch.rejected = []
-                if mapped:
-                    pending = asyncio.ensure_future(self.publisher.publish_many(mapped))
-                    await asyncio.sleep(0)  # it sends its script calls, then waits for Redis
-            if pending is not None:
-                results += await pending
-                pending = None
-        finally:
-            if pending is not None:  # mapping failed (a configuration error): stop the slice
-                pending.cancel()
-                with contextlib.suppress(BaseException):
-                    await pending
+        batch = self._map(records)
+        if batch.rejected:
+            await self.quarantine.add(batch.rejected)
+        results = await self.publisher.publish_many(batch.envelopes)
         # Only now is every record of the batch durable in Redis, published or quarantined.
         position = records[-1].position
         await self.checkpoints.save(self.name, position)
@@ -348,7 +319,7 @@ class Adapter:
             read=p.read + len(records),
             published=p.published + len(results) - known,
             duplicates=p.duplicates + known + batch.repeated,
-            quarantined=p.quarantined + batch.rejected_count,
+            quarantined=p.quarantined + len(batch.rejected),
             skipped=p.skipped + batch.skipped,
             position=position,
         )
@@ -357,11 +328,9 @@ class Adapter:
         self._report()
         await self.reporter.send(self)
 
-    def _map(
-        self, records: Sequence[Record], batch: _Batch, payloads: dict[str, str]
-    ) -> list[Envelope]:
-        """The envelopes of ``records``; rejected, repeated and skipped ones go to ``batch``."""
-        envelopes: list[Envelope] = []
+    def _map(self, records: Sequence[Record]) -> _Batch:
+        batch = _Batch()
+        payloads: dict[str, str] = {}  # event id -> payload, to spot one fact read twice
         for record in records:
             outcome = map_to_envelope(self.publisher, self.mapper, self.source.name, record)
             if outcome is None:
@@ -371,14 +340,14 @@ class Adapter:
                 earlier = payloads.get(outcome.id)
                 if earlier is None:
                     payloads[outcome.id] = outcome.data
-                    envelopes.append(outcome)
+                    batch.envelopes.append(outcome)
                     continue
                 if earlier == outcome.data:
                     batch.repeated += 1
                     continue
                 outcome = [_CONFLICT]
             batch.rejected.append(self._reject(record, outcome))
-        return envelopes
+        return batch
 
     def _reject(self, record: Record, problems: list[Problem]) -> Rejected:
         # Field names only: a problem's text may quote a value of the record.

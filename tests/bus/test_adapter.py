@@ -121,11 +121,11 @@ async def test_batches_are_bounded_and_each_is_checkpointed_before_the_next(
     assert await RedisCheckpoints(redis).load("test") == 24
 
 
-async def test_a_batch_larger_than_a_slice_reaches_the_stream_in_source_order(
+async def test_batches_larger_than_a_script_call_reach_the_stream_in_source_order(
     redis: Redis,
 ) -> None:
-    # The runner publishes a batch a slice (100 records) at a time, mapping the next slice
-    # while Redis runs the previous one's script: the stream keeps the source's order.
+    # A batch of 250 is three publish_batch.lua calls (at most 100 events each): the stream
+    # keeps the source's order, and each batch is checkpointed once.
     adapter = runner(redis, table(600), batch_size=250)
     progress = await adapter.run_once()
 
@@ -136,44 +136,6 @@ async def test_a_batch_larger_than_a_slice_reaches_the_stream_in_source_order(
     source = adapter.source
     assert isinstance(source, ListSource)
     assert source.seen_before_batch == [None, 249, 499]  # one checkpoint per batch
-
-
-async def test_a_slice_failing_mid_batch_saves_no_checkpoint_and_a_restart_adds_nothing_twice(
-    redis: Redis,
-) -> None:
-    # Slices of a 250-record batch: 100, 100, 50. The second one's publish fails while the
-    # third is being mapped; the batch's checkpoint is not saved.
-    first = runner(redis, table(250), batch_size=250, publisher=FailingPublisher(redis, 2))
-    with pytest.raises(RedisUnavailable):
-        await first.run_once()
-    assert await RedisCheckpoints(redis).load("test") is None
-    assert await redis.xlen(STREAM) == 100  # the first slice only
-
-    progress = await runner(redis, table(250), batch_size=250).run_once()
-    assert (progress.read, progress.published, progress.duplicates) == (250, 150, 100)
-    ids = [f[b"id"].decode() for _, f in await redis.xrange(STREAM)]
-    assert len(set(ids)) == len(ids) == 250
-
-
-async def test_a_configuration_error_while_a_slice_is_being_published_stops_cleanly(
-    redis: Redis,
-) -> None:
-    # Record 230 (third slice) stops the run while the second slice is on its way to Redis:
-    # the run waits for that publish to end (it must not outlive the run) and saves nothing.
-    def stops_at_230(record: Record) -> Contract:
-        if record.data["key"] == 230:
-            raise ConfigurationError("the pseudonym key is missing")
-        return died(record)
-
-    with pytest.raises(ConfigurationError):
-        await runner(redis, table(250), batch_size=250, mapper=stops_at_230).run_once()
-    assert await RedisCheckpoints(redis).load("test") is None
-    assert await redis.xlen(STREAM) in (100, 200)  # the second slice landed or was cancelled
-
-    progress = await runner(redis, table(250), batch_size=250).run_once()
-    assert progress.read == 250 and progress.quarantined == 0
-    ids = [f[b"id"].decode() for _, f in await redis.xrange(STREAM)]
-    assert len(set(ids)) == len(ids) == 250
 
 
 async def test_bad_records_are_quarantined_and_counted_without_blocking_the_rest(
