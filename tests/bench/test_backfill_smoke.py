@@ -23,7 +23,7 @@ def test_backfill_bench_reads_every_row_of_every_source_with_both_contenders(
     done = subprocess.run(
         [sys.executable, "-m", "bench.backfill", "--sources", sources, "--rows", "300",
          "--runs", "2", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=400, check=False,
+        cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
