@@ -461,7 +461,7 @@ def sources_table(b: dict[str, Any]) -> list[str]:
         n = r["rows"]
 
         def med(kind: str, key: str, r: dict[str, Any] = r, n: int = n) -> float:
-            value = float(statistics.median(x[key] for x in r[kind]))
+            value = float(statistics.median(x.get(key, 0.0) for x in r[kind]))
             return value * (1e6 / n if key != "rate" else 1)
 
         runs = ", ".join(f"{x:.0%}" for x in r.get("ratios", [r["ratio"]]))
