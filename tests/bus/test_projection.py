@@ -1,0 +1,112 @@
+"""Need-to-know projections (decision 0012): the router forwards each subscription only its
+approved fields, signed with its own key and naming the original; consumers verify the router's
+signature as any other, and tampering with a disclosed field or the reference is caught."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from bus.access.topology import load_topology
+from bus.deadletter import Reason
+from bus.envelope import Envelope
+from bus.projection import (
+    ORIGIN_DIGEST,
+    ORIGIN_ENTRY,
+    ORIGIN_SIGNER,
+    Disclosure,
+    check_against_original,
+    disclosures,
+    forward,
+    original_digest,
+)
+from bus.publisher import Publisher
+from bus.signing import KeyRing, PublicSigningKey, Signer, verify_fields
+from schemas.dukcapil import CitizenBorn
+
+SOURCE = "urn:malangkota:dukcapil:siak"
+ADAPTER = Signer("adapter-dukcapil-test", bytes(range(1, 33)))
+ROUTER = Signer("router-test", bytes(range(9, 41)))
+ORIGIN = "1796000000000-0"
+BORN = "dukcapil.citizen.born.v1"
+CHILD_NIK = "3573010101260001"  # synthetic
+KK = "3573010101260099"  # synthetic
+
+
+def born() -> CitizenBorn:
+    return CitizenBorn(
+        child_ref="abcdefghijklmnopqrstuvwxyz",
+        nik=CHILD_NIK,
+        kk=KK,
+        born_on=date(2026, 11, 20),
+        kelurahan="35.73.02.1001",
+        registered_on=date(2026, 11, 25),
+    )
+
+
+def signed_original(at: datetime | None = None) -> dict[str, str]:
+    publisher = Publisher(None, source=SOURCE, signer=ADAPTER)  # type: ignore[arg-type]
+    envelope = ADAPTER.sign(publisher.envelope(born(), id="birth-1"), at=at)
+    return envelope.to_fields()
+
+
+def keyring() -> KeyRing:
+    def key(signer: Signer, types: frozenset[str]) -> PublicSigningKey:
+        return PublicSigningKey(signer.key_id, "p", "d", signer.public_key, types)
+
+    return KeyRing([key(ADAPTER, frozenset({BORN})), key(ROUTER, frozenset({BORN}))])
+
+
+def test_forward_keeps_only_the_disclosed_fields_and_signs_them_as_the_router() -> None:
+    original = signed_original()
+    disclosure = Disclosure("dinkes", BORN, frozenset({"child_ref", "born_on", "kelurahan"}))
+    inbox = forward(original, disclosure=disclosure, signer=ROUTER, origin=ORIGIN)
+
+    assert json.loads(inbox["data"]) == {
+        "child_ref": "abcdefghijklmnopqrstuvwxyz",
+        "born_on": "2026-11-20",
+        "kelurahan": "35.73.02.1001",
+    }
+    assert all(CHILD_NIK not in value and KK not in value for value in inbox.values())
+    assert (inbox["signer"], inbox[ORIGIN_ENTRY], inbox[ORIGIN_SIGNER]) == (
+        ROUTER.key_id, ORIGIN, ADAPTER.key_id,
+    )  # fmt: skip
+    assert inbox[ORIGIN_DIGEST] == original_digest(original)
+    assert verify_fields(ROUTER.public_key, inbox)
+    assert keyring().check(Envelope.from_fields(inbox), inbox) is None
+    assert check_against_original(inbox, original) is None
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"data": '{"child_ref":"aaaaaaaaaaaaaaaaaaaaaaaaaa","born_on":"2026-11-20"}'},
+        {ORIGIN_DIGEST: "0" * 64},
+        {ORIGIN_ENTRY: "1796000000001-0"},
+        {"signature": ADAPTER.signature_of({"x": "y"})},
+    ],
+)
+def test_a_tampered_inbox_entry_is_a_bad_signature(change: dict[str, Any]) -> None:
+    disclosure = Disclosure("dinkes", BORN, frozenset({"child_ref", "born_on"}))
+    inbox = forward(signed_original(), disclosure=disclosure, signer=ROUTER, origin=ORIGIN)
+    tampered = {**inbox, **change}
+    rejection = keyring().check(Envelope.from_fields(tampered), tampered)
+    assert rejection is not None and rejection.reason is Reason.BAD_SIGNATURE
+
+
+def test_the_shipped_topology_keeps_the_childs_nik_from_dinkes() -> None:
+    shown = disclosures(load_topology("deploy/topology.yaml"))
+    assert "nik" not in (shown[("dinkes", BORN)].fields or {"nik"})
+    assert shown[("audit", BORN)].fields is None
+
+
+def test_forwarding_signs_at_the_given_time() -> None:
+    at = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    disclosure = Disclosure("audit", BORN, None)
+    original = signed_original(at - timedelta(seconds=1))
+    inbox = forward(original, disclosure=disclosure, signer=ROUTER, origin=ORIGIN, at=at)
+    assert inbox["signedat"] == "2026-12-01T08:00:00.000Z"
+    assert inbox["data"] == original["data"]  # every field: byte for byte
