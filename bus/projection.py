@@ -43,6 +43,7 @@ __all__ = [
     "is_forwarded",
     "original_digest",
     "project_data",
+    "withheld_required",
 ]
 
 # Extension attributes (docs/wire-format.md, section 11) the router adds to an inbox entry.
@@ -205,6 +206,16 @@ def _data_differs(shown_text: str, full_text: str) -> str | None:
 
 
 # -- the consumer's side -------------------------------------------------------------------------
+
+
+def withheld_required(model: type[Contract], disclosure: Disclosure) -> list[str]:
+    """The fields ``model`` (a handler's contract or projection) requires that ``disclosure``
+    withholds: every event of that subscription would fail its validation. Empty: it fits."""
+    return sorted(
+        name
+        for name, info in model.model_fields.items()
+        if info.is_required() and not disclosure.allows(name)
+    )
 
 
 class Projection(Contract):

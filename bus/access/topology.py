@@ -129,13 +129,15 @@ ALL_FIELDS = "all"  # ``fields: all``: every data field, the personal ones inclu
 class Subscription(_Strict):
     """One event type a service reads, with the owning department's approval.
 
-    ``fields``: the top-level ``data`` fields the owner approved for it (need-to-know,
-    decision 0012); its inbox carries only those. Absent: every field the contract does not
-    mark personal. ``all``: every field (the audit archive's default).
+    What its inbox carries of each event's ``data`` (need-to-know, decision 0012): every field
+    the contract does not mark personal, plus the personal ones listed under ``personal`` (the
+    owner approves them with the subscription). ``fields`` instead lists exactly the fields
+    approved (personal or not); ``fields: all`` approves every field (the archive's default).
     """
 
     type: str
     approved_by: Annotated[str, Field(pattern=_NAME)]
+    personal: list[str] = []
     fields: list[str] | Literal["all"] | None = None
 
 
@@ -506,21 +508,27 @@ class _Checker:
             return
         declared = list(model.model_fields)
         personal = {p for p in model.__contract__.personal_fields if "." not in p}
-        if sub.fields == ALL_FIELDS or (sub.fields is None and service.archive):
-            approved: frozenset[str] | None = None
-            listed = set(declared)
-        elif sub.fields is None:
-            approved = frozenset(n for n in declared if n not in personal)
-            listed = set()
-        else:  # a list (pydantic took nothing else)
-            assert isinstance(sub.fields, list)
-            approved = frozenset(sub.fields)
-            listed = set(sub.fields)
+        self._listed(f"{where}.personal", sub.type, sub.personal, declared)
+        plain = [name for name in sub.personal if name in declared and name not in personal]
+        if plain:
+            self._add(f"{where}.personal", f"{', '.join(plain)} of {sub.type} not personal: "
+                      "every subscription sees the contract's other fields")  # fmt: skip
+        approved: frozenset[str] | None
+        if isinstance(sub.fields, list):
+            if sub.personal:
+                self._add(f"{where}.personal", "give either fields (the exact list) or personal "
+                          "(added to the non-personal fields), not both")  # fmt: skip
             self._listed(f"{where}.fields", sub.type, sub.fields, declared)
-        if sub.approved_by != owner and listed & personal:
-            names = ", ".join(sorted(listed & personal))
-            self._add(f"{where}.fields", f"personal field(s) {names} of {sub.type} can only be "
-                      f"approved by its owner {owner}, not by {sub.approved_by}")  # fmt: skip
+            approved = frozenset(sub.fields)
+        elif sub.fields == ALL_FIELDS or service.archive:
+            approved = None
+        else:
+            approved = frozenset(n for n in declared if n not in personal or n in sub.personal)
+        shown = set(declared) if approved is None else set(approved)
+        if sub.approved_by != owner and shown & personal:
+            names = ", ".join(sorted(shown & personal))
+            self._add(f"{where}.approved_by", f"personal field(s) {names} of {sub.type}: only "
+                      f"its owner {owner} can approve them, not {sub.approved_by}")  # fmt: skip
         self.approved[(service.group, sub.type)] = approved
 
     def _listed(self, path: str, event_type: str, names: list[str], declared: list[str]) -> None:
