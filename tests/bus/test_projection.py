@@ -4,13 +4,17 @@ signature as any other, and tampering with a disclosed field or the reference is
 
 from __future__ import annotations
 
+import base64
+import copy
 import json
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from bus.access.topology import load_topology
+from bus.access.topology import Topology, TopologyError, load_topology
 from bus.deadletter import Reason
 from bus.envelope import Envelope
 from bus.projection import (
@@ -25,15 +29,17 @@ from bus.projection import (
     withheld_required,
 )
 from bus.publisher import Publisher
-from bus.signing import KeyRing, PublicSigningKey, Signer, verify_fields
+from bus.signing import KeyRing, PublicSigningKey, Signer, load_keyring_file, verify_fields
 from bus.specs.catalogue import find_services
 from schemas.dukcapil import CitizenBorn
+from tests.bus.test_topology import BASE
 
 SOURCE = "urn:malangkota:dukcapil:siak"
 ADAPTER = Signer("adapter-dukcapil-test", bytes(range(1, 33)))
 ROUTER = Signer("router-test", bytes(range(9, 41)))
 ORIGIN = "1796000000000-0"
 BORN = "dukcapil.citizen.born.v1"
+DIED = "dukcapil.citizen.died.v1"
 CHILD_NIK = "3573010101260001"  # synthetic
 KK = "3573010101260099"  # synthetic
 
@@ -126,3 +132,93 @@ def test_every_shipped_service_handler_fits_its_subscriptions_projection() -> No
     assert checked >= 25  # profile 14, dinsos 5, bapenda 3, dinkes 1, notifier 6
     # The contract itself would not fit dinkes' projection: the check can fail.
     assert withheld_required(CitizenBorn, shown[("dinkes", BORN)]) == ["kk", "nik"]
+
+
+# -- the topology's approvals ----------------------------------------------------------------
+
+
+def approvals(**subscription: Any) -> list[tuple[str, str]] | Topology:
+    """Parse tests/bus/test_topology's base with dinsos' subscription changed: the topology,
+    or its problems."""
+    data = copy.deepcopy(BASE)
+    data["services"][0]["subscriptions"][0].update(subscription)
+    try:
+        return Topology.parse(data, source="test.yaml")
+    except TopologyError as exc:
+        return exc.problems
+
+
+def test_by_default_a_subscription_sees_the_non_personal_fields() -> None:
+    topology = approvals()
+    assert isinstance(topology, Topology)
+    assert topology.approved_fields("dinsos", DIED) == {"date_of_death", "kecamatan"}
+
+
+def test_the_owner_approves_personal_fields_on_top_of_the_default() -> None:
+    topology = approvals(personal=["nik"])
+    assert isinstance(topology, Topology)
+    assert topology.approved_fields("dinsos", DIED) == {"nik", "date_of_death", "kecamatan"}
+    exact = approvals(fields=["nik"])
+    assert isinstance(exact, Topology)
+    assert exact.approved_fields("dinsos", DIED) == {"nik"}
+    every = approvals(fields="all")
+    assert isinstance(every, Topology)
+    assert every.approved_fields("dinsos", DIED) is None
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "problem"),
+    [
+        (
+            {"personal": ["niк"]},  # a Cyrillic k
+            "services[0].subscriptions[0].personal[0]",
+            "unknown field 'niк' of dukcapil.citizen.died.v1 — its fields: nik, date_of_death, "
+            "kecamatan",
+        ),
+        (
+            {"fields": ["nik", "date_of_death", "nik"]},
+            "services[0].subscriptions[0].fields[2]",
+            "field 'nik' is listed twice",
+        ),
+        (
+            {"personal": ["kecamatan"]},
+            "services[0].subscriptions[0].personal",
+            "kecamatan of dukcapil.citizen.died.v1 not personal: every subscription sees the "
+            "contract's other fields",
+        ),
+        (
+            {"personal": ["nik"], "fields": ["nik"]},
+            "services[0].subscriptions[0].personal",
+            "give either fields (the exact list) or personal (added to the non-personal "
+            "fields), not both",
+        ),
+        (
+            {"approved_by": "dinsos", "personal": ["nik"]},
+            "services[0].subscriptions[0].approved_by",
+            "personal field(s) nik of dukcapil.citizen.died.v1: only its owner dukcapil can "
+            "approve them, not dinsos",
+        ),
+    ],
+)
+def test_a_wrong_approval_is_named(change: dict[str, Any], path: str, problem: str) -> None:
+    found = approvals(**change)
+    assert isinstance(found, list)
+    assert (path, problem) in found
+
+
+def test_the_router_key_may_sign_every_published_type(tmp_path: Path) -> None:
+    data = copy.deepcopy(BASE)
+    data["router"] = {
+        "principal": "router", "department": "dukcapil",
+        "keys": [{"id": ROUTER.key_id, "public_key": base64.b64encode(ROUTER.public_key).decode()}],
+    }  # fmt: skip
+    topology = Topology.parse(data, source="test.yaml")
+    (router,) = [k for k in topology.signing_keys() if k.key_id == ROUTER.key_id]
+    assert router.types == {DIED, "dinsos.assistance.suspended.v1"}
+    file = tmp_path / "topology.yaml"
+    file.write_text(yaml.safe_dump(data))
+    (from_file,) = [k for k in load_keyring_file(file) if k.key_id == ROUTER.key_id]
+    assert (from_file.types, from_file.principal) == (router.types, "router")
+    data["router"]["department"] = "nowhere"
+    with pytest.raises(TopologyError, match=r"router\.department: unknown department 'nowhere'"):
+        Topology.parse(data, source="test.yaml")
