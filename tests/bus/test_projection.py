@@ -4,9 +4,13 @@ signature as any other, and tampering with a disclosed field or the reference is
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
+import hashlib
 import json
+import re
+import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,10 +33,18 @@ from bus.projection import (
     withheld_required,
 )
 from bus.publisher import Publisher
-from bus.signing import KeyRing, PublicSigningKey, Signer, load_keyring_file, verify_fields
+from bus.signing import (
+    KeyRing,
+    PublicSigningKey,
+    Signer,
+    canonical_bytes,
+    load_keyring_file,
+    verify_fields,
+)
 from bus.specs.catalogue import find_services
 from schemas.dukcapil import CitizenBorn
 from tests.bus.test_topology import BASE
+from tests.bus.test_wire_format import doc_block
 
 SOURCE = "urn:malangkota:dukcapil:siak"
 ADAPTER = Signer("adapter-dukcapil-test", bytes(range(1, 33)))
@@ -222,3 +234,91 @@ def test_the_router_key_may_sign_every_published_type(tmp_path: Path) -> None:
     data["router"]["department"] = "nowhere"
     with pytest.raises(TopologyError, match=r"router\.department: unknown department 'nowhere'"):
         Topology.parse(data, source="test.yaml")
+
+
+# -- docs/wire-format.md, section 11 -----------------------------------------------------------
+
+
+def facts(block: str) -> dict[str, str]:
+    return dict(re.findall(r"^([a-z ]+):\s+(.+)$", block, re.M))
+
+
+def documented_original() -> dict[str, str]:
+    fields: dict[str, str] = json.loads(doc_block("signing-example-fields"))
+    seed = base64.b64decode(facts(doc_block("signing-example-key"))["seed"])
+    fields["signature"] = Signer("test-dukcapil-2026", seed).signature_of(fields)
+    return fields
+
+
+def documented_router() -> Signer:
+    key = facts(doc_block("inbox-example-key"))
+    router = Signer(key["key id"], base64.b64decode(key["seed"]))
+    assert base64.b64encode(router.public_key).decode() == key["public key"]
+    return router
+
+
+def test_the_worked_example_of_section_11_is_what_forward_writes() -> None:
+    original, router = documented_original(), documented_router()
+    documented = json.loads(doc_block("inbox-example-fields"))
+    at = datetime.fromisoformat(documented["signedat"])
+    disclosure = Disclosure("notifier", DIED, frozenset({"date_of_death", "kecamatan"}))
+    inbox = forward(original, disclosure=disclosure, signer=router, origin="1795871247456-0", at=at)
+    assert inbox == documented
+    signed = canonical_bytes(inbox)
+    result = facts(doc_block("inbox-example-result"))["signed bytes"]
+    assert result == f"{len(signed)} bytes, SHA-256 {hashlib.sha256(signed).hexdigest()}"
+    # origindigest is the SHA-256 section 10.5 shows of the original's signed bytes.
+    assert inbox[ORIGIN_DIGEST] in doc_block("signing-example-result")
+    assert check_against_original(inbox, original) is None
+
+
+async def test_node_verifies_a_router_forwarded_event_and_ties_it_to_its_original(
+    tmp_path: Path,
+) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the JavaScript snippets of section 11 are not run")
+    original, router = signed_original(), Signer.generate("router-node-test")
+    disclosure = Disclosure("dinkes", BORN, frozenset({"child_ref", "born_on", "kelurahan"}))
+    inbox = forward(original, disclosure=disclosure, signer=router, origin=ORIGIN)
+    router_key = base64.b64encode(router.public_key).decode()
+    producer_key = base64.b64encode(ADAPTER.public_key).decode()
+    forged = json.loads(inbox["data"]) | {"kelurahan": "35.73.05.1001"}
+    lying = {**inbox, "data": json.dumps(forged, separators=(",", ":"))}
+    lying["signature"] = router.signature_of(lying)  # a compromised router re-signs its lie
+    cases = [
+        (inbox, router_key),  # as forwarded
+        ({**inbox, "data": inbox["data"].replace("35.73.02", "35.73.03")}, router_key),
+        ({**inbox, ORIGIN_DIGEST: "0" * 64}, router_key),  # the reference changed
+        ({**inbox, "signature": ADAPTER.signature_of(inbox)}, router_key),  # not the router's
+        (inbox, producer_key),  # the producer's key does not sign the inbox entry
+        (lying, router_key),
+    ]
+    script = tmp_path / "verify.js"
+    script.write_text(
+        doc_block("node-verify")
+        + doc_block("node-origin")
+        + "const [cases, original] = JSON.parse(require('node:fs').readFileSync(0, 'utf8'));\n"
+        + "console.log(JSON.stringify(cases.map(([f, k]) =>"
+        + " [simpulSignatureValid(f, k), simpulMatchesOriginal(f, original)])));\n"
+    )
+    process = await asyncio.create_subprocess_exec(
+        node, str(script), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(
+        process.communicate(json.dumps([cases, original]).encode()), 30
+    )
+    assert process.returncode == 0, err.decode()
+    assert json.loads(out) == [
+        [True, True],
+        [False, False],  # a disclosed field altered: neither the signature nor the original
+        [False, False],
+        [False, True],
+        [False, True],
+        [True, False],  # the router's signature holds, the archive exposes the lie
+    ]
+    assert (
+        check_against_original(lying, original)
+        == "disclosed field(s) kelurahan differ from the original"
+    )
