@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 import yaml
+from redis.asyncio import Redis
 
+from bus import Service, keys
 from bus.access.topology import Topology, TopologyError, load_topology
 from bus.deadletter import Reason
 from bus.envelope import Envelope
@@ -33,6 +35,7 @@ from bus.projection import (
     withheld_required,
 )
 from bus.publisher import Publisher
+from bus.settings import Settings
 from bus.signing import (
     KeyRing,
     PublicSigningKey,
@@ -42,7 +45,9 @@ from bus.signing import (
     verify_fields,
 )
 from bus.specs.catalogue import find_services
+from bus.testing import wait_until
 from schemas.dukcapil import CitizenBorn
+from services.dinkes.service import BirthNotice
 from tests.bus.test_topology import BASE
 from tests.bus.test_wire_format import doc_block
 
@@ -322,3 +327,58 @@ async def test_node_verifies_a_router_forwarded_event_and_ties_it_to_its_origina
         check_against_original(lying, original)
         == "disclosed field(s) kelurahan differ from the original"
     )
+
+
+# -- a service verifying forwarded entries, against a real Redis ---------------------------------
+
+
+async def test_a_service_handles_forwarded_entries_and_dead_letters_tampered_ones(
+    redis: Redis, settings: Settings
+) -> None:
+    """Inbox entries XADDed where the service reads (the router's inboxes are its own work):
+    the projection reaches the handler, typed, without the NIK; an entry with an altered
+    disclosed field, origin digest or router signature lands in dead letters as bad_signature
+    and never reaches the handler."""
+    got: list[BirthNotice] = []
+    service = Service("dinkes", settings=settings, keyring=keyring())
+
+    @service.on(BirthNotice)
+    async def record(event: BirthNotice) -> None:
+        got.append(event)
+
+    disclosure = disclosures(load_topology("deploy/topology.yaml"))[("dinkes", BORN)]
+    stream = CitizenBorn.__contract__.stream
+    tampered = {}
+    for number, change in enumerate(
+        [{"data": '{"child_ref":"aaaaaaaaaaaaaaaaaaaaaaaaaa","born_on":"2026-11-20"}'},
+         {ORIGIN_DIGEST: "0" * 64},
+         {"signature": ADAPTER.signature_of({"x": "y"})}]
+    ):  # fmt: skip
+        entry = forward(signed_original(), disclosure=disclosure, signer=ROUTER, origin=ORIGIN)
+        entry["id"] = f"tampered-{number}"
+        entry["signature"] = ROUTER.signature_of(entry)  # valid before the change
+        tampered[entry["id"]] = {**entry, **change}
+    good = forward(signed_original(), disclosure=disclosure, signer=ROUTER, origin=ORIGIN)
+    async with service.running():
+        for entry in [*tampered.values(), good]:
+            await redis.xadd(stream, entry)  # type: ignore[arg-type]
+        dlq = keys.dead_letters(stream, "dinkes")
+        await wait_until(lambda: _count(redis, dlq, 3))
+        await wait_until(lambda: len(got) == 1)
+
+    raw = {k.decode(): v.decode() for _, f in await redis.xrange(stream) for k, v in f.items()}
+    assert CHILD_NIK not in json.dumps(raw) and KK not in json.dumps(raw)  # the entries we wrote
+    assert got[0].model_dump(mode="json") == {
+        "child_ref": "abcdefghijklmnopqrstuvwxyz",
+        "born_on": "2026-11-20",
+        "kelurahan": "35.73.02.1001",
+        "registered_on": "2026-11-25",
+    }
+    letters = [{k.decode(): v.decode() for k, v in f.items()} for _, f in await redis.xrange(dlq)]
+    assert sorted((d["id"], d["dlq.reason"]) for d in letters) == [
+        (event_id, Reason.BAD_SIGNATURE.value) for event_id in sorted(tampered)
+    ]
+
+
+async def _count(redis: Redis, stream: str, expected: int) -> bool:
+    return int(await redis.xlen(stream)) == expected
