@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from bus import Service, keys
 from bus.access.topology import Topology, TopologyError, load_topology
+from bus.cli.contracts import docs_files
 from bus.deadletter import Reason
 from bus.envelope import Envelope
 from bus.projection import (
@@ -382,3 +383,15 @@ async def test_a_service_handles_forwarded_entries_and_dead_letters_tampered_one
 
 async def _count(redis: Redis, stream: str, expected: int) -> bool:
     return int(await redis.xlen(stream)) == expected
+
+
+def test_the_catalogue_and_asyncapi_list_each_subscriptions_approved_fields() -> None:
+    files = docs_files()
+    born = files["catalogue.md"].split(f"### {BORN}", 1)[1].split("\n### ", 1)[0]
+    assert "| dinkes | `child_ref` (personal), `born_on` (personal), `kelurahan`, " in born
+    assert "| dinsos | `nik` (personal), `kk` (personal), `kelurahan`, `registered_on` |" in born
+    assert "| audit | every field |" in born
+    operations = json.loads(files["asyncapi.json"])["operations"]
+    approved = operations["dukcapil.citizen.receive.dinkes"]["x-simpul-approved-fields"]
+    assert approved == {BORN: ["born_on", "child_ref", "kelurahan", "registered_on"]}
+    assert operations["dukcapil.citizen.receive.audit"]["x-simpul-approved-fields"][BORN] == "all"
