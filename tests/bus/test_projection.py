@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from bus import Service, keys
 from bus.access.topology import Topology, TopologyError, load_topology
 from bus.cli.contracts import docs_files
+from bus.contracts import default_registry
 from bus.deadletter import Reason
 from bus.envelope import Envelope
 from bus.projection import (
@@ -45,7 +46,7 @@ from bus.signing import (
     load_keyring_file,
     verify_fields,
 )
-from bus.specs.catalogue import find_services
+from bus.specs.catalogue import example_of, find_services
 from bus.testing import wait_until
 from schemas.dukcapil import CitizenBorn
 from services.dinkes.service import BirthNotice
@@ -395,3 +396,42 @@ def test_the_catalogue_and_asyncapi_list_each_subscriptions_approved_fields() ->
     approved = operations["dukcapil.citizen.receive.dinkes"]["x-simpul-approved-fields"]
     assert approved == {BORN: ["born_on", "child_ref", "kelurahan", "registered_on"]}
     assert operations["dukcapil.citizen.receive.audit"]["x-simpul-approved-fields"][BORN] == "all"
+
+
+SHIPPED = disclosures(load_topology("deploy/topology.yaml"))
+
+
+@pytest.mark.parametrize("key", sorted(SHIPPED), ids="/".join)
+def test_each_shipped_subscription_gets_exactly_its_approved_fields(key: tuple[str, str]) -> None:
+    disclosure = SHIPPED[key]
+    model = default_registry.resolve(disclosure.event_type)
+    example = example_of(model)
+    assert example is not None, f"{disclosure.event_type} has no example payload"
+    publisher = Publisher(None, source=SOURCE, signer=ADAPTER)  # type: ignore[arg-type]
+    subject = "s-1" if model.__contract__.partitions > 1 else None
+    original = ADAPTER.sign(publisher.envelope(model.parse(example), subject=subject)).to_fields()
+    inbox = forward(original, disclosure=disclosure, signer=ROUTER, origin=ORIGIN)
+
+    full, shown = json.loads(original["data"]), json.loads(inbox["data"])
+    expected = set(full) if disclosure.fields is None else set(full) & disclosure.fields
+    assert set(shown) == expected
+    assert all(shown[name] == full[name] for name in shown)
+    personal = {p for p in model.__contract__.personal_fields if "." not in p}
+    withheld = set(full) - set(shown)
+    disclosed = json.dumps(shown, ensure_ascii=False)
+    for name in withheld:  # nothing of a withheld value is left (unless a shown field has it:
+        value = json.dumps(full[name], ensure_ascii=False).strip('"')  # the head is a member)
+        if len(value) > 6 and value not in disclosed:
+            assert not any(value in text for text in inbox.values()), name
+    if disclosure.fields is not None:
+        assert personal & set(shown) <= disclosure.fields
+    assert check_against_original(inbox, original) is None
+    assert verify_fields(ROUTER.public_key, inbox)
+
+
+def test_dinsos_gets_the_childs_nik_and_family_card_dinkes_does_not() -> None:
+    original = signed_original()
+    dinsos = forward(original, disclosure=SHIPPED[("dinsos", BORN)], signer=ROUTER, origin=ORIGIN)
+    dinkes = forward(original, disclosure=SHIPPED[("dinkes", BORN)], signer=ROUTER, origin=ORIGIN)
+    assert (json.loads(dinsos["data"])["nik"], json.loads(dinsos["data"])["kk"]) == (CHILD_NIK, KK)
+    assert not any(CHILD_NIK in value or KK in value for value in dinkes.values())
