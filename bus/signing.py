@@ -596,15 +596,31 @@ def _topology_keys(file: Path, document: dict[str, Any]) -> list[PublicSigningKe
             if not isinstance(who, dict) or not who.get("keys"):
                 continue
             holder = _valid(_Holder, who, f"topology {file}, {section}[{index}]")
-            found += [
-                PublicSigningKey(
-                    key_id=key.id, principal=holder.principal, department=holder.department,
-                    public_key=key.public_key, types=frozenset(holder.publishes or ()),
-                    not_before=key.not_before, not_after=key.not_after,
-                )
-                for key in holder.keys
-            ]  # fmt: skip
+            found += _holder_keys(holder, frozenset(holder.publishes or ()))
+    router = document.get("router")
+    if isinstance(router, dict) and router.get("keys"):
+        # The router forwards what it admitted (decision 0012): its keys may sign every type
+        # some producer or service publishes.
+        forwarded = frozenset(
+            event_type
+            for section in ("producers", "services")
+            for who in document.get(section) or []
+            if isinstance(who, dict) and isinstance(who.get("publishes"), list)
+            for event_type in who["publishes"]
+        )
+        found += _holder_keys(_valid(_Holder, router, f"topology {file}, router"), forwarded)
     return found
+
+
+def _holder_keys(holder: _Holder, types: frozenset[str]) -> list[PublicSigningKey]:
+    return [
+        PublicSigningKey(
+            key_id=key.id, principal=holder.principal, department=holder.department,
+            public_key=key.public_key, types=types, not_before=key.not_before,
+            not_after=key.not_after,
+        )
+        for key in holder.keys
+    ]  # fmt: skip
 
 
 def _valid(model: type[_Model], data: object, where: str) -> _Model:
