@@ -15,9 +15,11 @@ if TYPE_CHECKING:
     from bus.connection import TRANSIENT as TRANSIENT_REDIS_ERRORS
     from bus.connection import connect
     from bus.connection import location as redis_location
+    from bus.connection import simpul_error as simpul_redis_error
     from bus.connection import translate as translate_redis_error
     from bus.context import EventContext
     from bus.contracts import PERSONAL, Classification, Contract, Registry, default_registry
+    from bus.decoding import text as redis_text
     from bus.envelope import Envelope, format_time
     from bus.errors import (
         BadRequestBody,
@@ -39,9 +41,10 @@ if TYPE_CHECKING:
     from bus.logging import get_logger
     from bus.outcomes import GiveUp, Retry
     from bus.privacy import contract_of, mask_error, mask_text
+    from bus.projection import Projection
     from bus.publisher import Published, Publisher, Retention, event_id
     from bus.service import Service
-    from bus.settings import Settings
+    from bus.settings import ComponentSettings, Settings
     from bus.signing import Signer, verify_fields
     from bus.store import Store, StoreUnavailable, Tx
 
@@ -51,6 +54,7 @@ _EXPORTS = {
     "BadRequestBody": ("bus.errors", "BadRequestBody"),
     "BusFunction": ("bus.functions", "BusFunction"),
     "Classification": ("bus.contracts", "Classification"),
+    "ComponentSettings": ("bus.settings", "ComponentSettings"),
     "ConfigurationError": ("bus.errors", "ConfigurationError"),
     "Contract": ("bus.contracts", "Contract"),
     "ContractViolation": ("bus.errors", "ContractViolation"),
@@ -61,6 +65,7 @@ _EXPORTS = {
     "GiveUp": ("bus.outcomes", "GiveUp"),
     "NotDurable": ("bus.errors", "NotDurable"),
     "PermissionDenied": ("bus.errors", "PermissionDenied"),
+    "Projection": ("bus.projection", "Projection"),
     "Published": ("bus.publisher", "Published"),
     "Publisher": ("bus.publisher", "Publisher"),
     "RedisUnavailable": ("bus.errors", "RedisUnavailable"),
@@ -87,8 +92,10 @@ _EXPORTS = {
     "parse_address": ("bus.http", "parse_address"),
     "parse_json": ("bus.http", "parse_json"),
     "redis_location": ("bus.connection", "location"),
+    "redis_text": ("bus.decoding", "text"),
     "serve_http": ("bus.http", "serve"),
     "serving_http": ("bus.http", "running"),
+    "simpul_redis_error": ("bus.connection", "simpul_error"),
     "translate_redis_error": ("bus.connection", "translate"),
     "verify_fields": ("bus.signing", "verify_fields"),
 }
@@ -99,6 +106,7 @@ __all__ = [
     "BadRequestBody",
     "BusFunction",
     "Classification",
+    "ComponentSettings",
     "ConfigurationError",
     "Contract",
     "ContractViolation",
@@ -109,6 +117,7 @@ __all__ = [
     "GiveUp",
     "NotDurable",
     "PermissionDenied",
+    "Projection",
     "Published",
     "Publisher",
     "RedisUnavailable",
@@ -135,8 +144,10 @@ __all__ = [
     "parse_address",
     "parse_json",
     "redis_location",
+    "redis_text",
     "serve_http",
     "serving_http",
+    "simpul_redis_error",
     "translate_redis_error",
     "verify_fields",
 ]

@@ -173,12 +173,10 @@ class Publisher:
         """
         envelopes = [self._wrap(e, {}) for e in events]
         chunks = _chunks(envelopes)
-        replies = await self._pipeline(
-            [self._batch_call(chunk) for _, chunk in chunks], self._batch
-        )
+        calls = [self._batch_call(stream, chunk) for stream, _, chunk in chunks]
+        replies = await self._pipeline(calls, self._batch)
         results: list[Published | None] = [None] * len(envelopes)
-        for (positions, chunk), reply in zip(chunks, replies, strict=True):
-            stream = chunk[0].stream
+        for (stream, positions, chunk), reply in zip(chunks, replies, strict=True):
             for k, (position, envelope) in enumerate(zip(positions, chunk, strict=True)):
                 added, entry = reply[2 * k], reply[2 * k + 1]
                 results[position] = Published(envelope.id, stream, entry.decode(), not added)
@@ -212,8 +210,7 @@ class Publisher:
     def _minid(self, envelope: Envelope) -> str:
         return self.retention.minid(keys.aggregate_of(envelope.type), int(_now() * 1000))
 
-    def _batch_call(self, chunk: list[Envelope]) -> tuple[str, ...]:
-        stream = chunk[0].stream
+    def _batch_call(self, stream: str, chunk: list[Envelope]) -> tuple[str, ...]:
         args = [self._dedupe_ttl_ms, self._minid(chunk[0])]
         for envelope in chunk:
             flat = _flat(envelope)
@@ -260,23 +257,24 @@ class _Checked(Envelope):
 
 
 def _flat(envelope: Envelope) -> list[str]:
-    flat: list[str] = []
-    for name, value in envelope.to_fields().items():
-        flat += (name, value)
-    return flat
+    return [text for pair in envelope.to_fields().items() for text in pair]
 
 
-def _chunks(envelopes: list[Envelope]) -> list[tuple[list[int], list[Envelope]]]:
+def _chunks(envelopes: list[Envelope]) -> list[tuple[str, list[int], list[Envelope]]]:
     """Group by stream (one script call touches one hash tag), at most _CHUNK per call, so no
-    single script blocks Redis for long; keep each event's input position."""
-    by_stream: dict[str, tuple[list[int], list[Envelope]]] = {}
-    chunks: list[tuple[list[int], list[Envelope]]] = []
+    single script blocks Redis for long; keep each event's input position. Each chunk comes
+    with its stream (worked out once per event: a partitioned type hashes its subject)."""
+    by_stream: dict[str, tuple[str, list[int], list[Envelope]]] = {}
+    chunks: list[tuple[str, list[int], list[Envelope]]] = []
     for position, envelope in enumerate(envelopes):
-        positions, chunk = by_stream.setdefault(envelope.stream, ([], []))
-        positions.append(position)
-        chunk.append(envelope)
-        if len(chunk) == _CHUNK:
-            chunks.append(by_stream.pop(envelope.stream))
+        stream = envelope.stream
+        chunk = by_stream.get(stream)
+        if chunk is None:
+            chunk = by_stream[stream] = (stream, [], [])
+        chunk[1].append(position)
+        chunk[2].append(envelope)
+        if len(chunk[2]) == _CHUNK:
+            chunks.append(by_stream.pop(stream))
     return chunks + list(by_stream.values())
 
 

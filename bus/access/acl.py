@@ -39,6 +39,12 @@ keys ``FCALL`` declares must be allowed for the function's own selector.
   reports): no ``XRANGE``/``XREAD``/``GET`` — but ``XINFO STREAM`` does show each stream's
   first and last entry, which Redis cannot grant apart; ``health`` gets ``PING`` (and
   ``CLIENT SETNAME``) alone;
+  fixed list of read commands (metrics, status, tail) on the ``simpul:*`` keys;
+  ``replication`` (a replica's ``masteruser``) only ``PSYNC``, ``REPLCONF`` and ``PING``, no
+  key; ``sentinel`` (the Sentinels' ``auth-user``) only what a Sentinel sends to the servers
+  it watches and fails over (``INFO``, ``ROLE``, ``REPLICAOF``/``SLAVEOF`` in ``MULTI``,
+  ``CONFIG REWRITE``, ``CLIENT KILL``/``SETNAME``, ``SCRIPT KILL``) and its hello channel, no
+  key (the Redis ACL documentation's rules for Sentinel and replicas);
 * ``default`` is off.
 
 The ACL file holds only ``#<sha256>`` of each password, read from the variables the topology
@@ -65,6 +71,7 @@ from redis.exceptions import NoPermissionError, ResponseError
 
 from bus import keys
 from bus.access.topology import Operator, Producer, ServiceSpec, Topology, password_variable
+from bus.decoding import text as _text
 from bus.errors import ConfigurationError
 
 __all__ = [
@@ -106,14 +113,31 @@ READONLY = (
     "+xinfo|stream", "+xinfo|groups", "+xinfo|consumers",
 )  # fmt: skip
 
-Kind = Literal[
-    "default", "admin", "readonly", "monitor", "exporter", "health", "producer", "service"
-]
 # `simpul exporter` (bus.admin.inspect.Inspector.snapshot): counts and positions, no entries.
 EXPORTER = (
     "+time", "+info", "+scan", "+xlen", "+xpending",
     "+xinfo|stream", "+xinfo|groups", "+xinfo|consumers",
 )  # fmt: skip
+# The links of the servers themselves under Sentinel: no key, no data.
+REPLICATION = ("+psync", "+replconf", "+ping")
+SENTINEL = (
+    "+ping", "+info", "+role", "+multi", "+exec", "+slaveof", "+config|rewrite",
+    "+client|setname", "+client|kill", "+script|kill", "+subscribe", "+publish",
+)  # fmt: skip
+SENTINEL_CHANNEL = "&__sentinel__:hello"
+
+Kind = Literal[
+    "default",
+    "admin",
+    "readonly",
+    "monitor",
+    "exporter",
+    "health",
+    "replication",
+    "sentinel",
+    "producer",
+    "service",
+]
 
 
 @dataclass(frozen=True)
@@ -241,6 +265,13 @@ def _hashes(secrets: Mapping[str, str], principal: str) -> tuple[str, ...]:
     return (_sha256(secrets[principal]),)
 
 
+_KEYLESS: dict[str, Grant] = {
+    "health": Grant(("+ping", "+client|setname"), why="a healthcheck's PING"),
+    "replication": Grant(REPLICATION, why="a replica's link to its master"),
+    "sentinel": Grant((*SENTINEL, SENTINEL_CHANNEL), why="a Sentinel's links to the servers"),
+}
+
+
 def _operator(operator: Operator, hashes: tuple[str, ...]) -> AclUser:
     if operator.role == "admin":
         root = Grant(("+@all",), ("~*",), why="operators: every command, key and channel")
@@ -261,10 +292,8 @@ def _operator(operator: Operator, hashes: tuple[str, ...]) -> AclUser:
         )
         moved = Grant(("+xdel", "+xlen", "+del"), (dead,), why="a replayed dead letter goes")
         return AclUser(operator.principal, "monitor", True, hashes, root, (replay, moved))
-    if operator.role == "health":
-        return AclUser(
-            operator.principal, "health", True, hashes, Grant(("+ping", "+client|setname"))
-        )
+    if operator.role in _KEYLESS:  # health, replication, sentinel: no key, no data
+        return AclUser(operator.principal, operator.role, True, hashes, _KEYLESS[operator.role])
     root = Grant((*CONNECT, *READONLY), (f"%R~{keys.PREFIX}:*",), why="read-only operations")
     return AclUser(operator.principal, "readonly", True, hashes, root)
 
@@ -529,10 +558,6 @@ def _split_line(line: str) -> tuple[str, list[str]]:
     if len(tokens) < 2 or tokens[0] != "user":
         raise ConfigurationError(f"not an ACL user line: {line[:60]!r}")
     return tokens[1], tokens[2:]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 async def _command(redis: Redis, *args: str) -> Any:

@@ -10,9 +10,9 @@ One YAML file (``deploy/topology.yaml``) names every Redis principal of the bus:
   subscriptions, each approved explicitly by the department that owns the type
   (``approved_by`` must be the contract's owner). A service that also publishes lists its types
   like a producer; the archive (``archive: true``) must subscribe to every registered type;
-* **operators** — people and tools: ``role: admin``, ``readonly``, ``monitor`` (the dashboard:
-  read-only plus dead-letter replay), ``exporter`` (metrics only:
-  no entry reads) or ``health`` (``PING`` only, for health checks).
+* **operators** — people and tools: ``role: admin`` or ``role: readonly``; and the Redis
+  servers' own links under Sentinel: ``role: replication`` (the user a replica's ``masteruser``
+  names) and ``role: sentinel`` (the Sentinels' ``auth-user``).
 
 A principal that publishes may list its Ed25519 public keys (``keys:``), which the signing code
 reads through :meth:`Topology.signing_keys`. Each principal's Redis password comes from an
@@ -25,30 +25,25 @@ Every problem is reported at once, each with its path in the file, e.g.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import importlib
 import pkgutil
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
-    field_validator,
 )
 
 from bus import keys
-from bus.contracts import Registry, default_registry
+from bus.contracts import Contract, Registry, default_registry
 from bus.errors import ConfigurationError
+from bus.signing import KEY_ID, KeySpec, PublicSigningKey
 
 __all__ = [
     "Department",
@@ -56,8 +51,8 @@ __all__ = [
     "Operator",
     "Principal",
     "Producer",
+    "RouterSpec",
     "ServiceSpec",
-    "SigningKey",
     "Subscription",
     "Topology",
     "TopologyError",
@@ -68,9 +63,8 @@ __all__ = [
 # Names end up in ACL rules and key patterns: no glob characters, no spaces.
 _PRINCIPAL = r"^[a-z][a-z0-9-]{0,62}$"
 _NAME = r"^[a-z][a-z0-9_-]{0,63}$"  # departments, adapters and groups (bus.service._NAME)
-_KEY_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+_KEY_ID = KEY_ID  # the pattern of keys[].id (bus.signing.KeySpec)
 _ENV = r"^[A-Z_][A-Z0-9_]{0,127}$"
-PUBLIC_KEY_BYTES = 32  # an Ed25519 public key
 
 
 class TopologyError(ConfigurationError):
@@ -85,20 +79,6 @@ class TopologyError(ConfigurationError):
         super().__init__(f"topology {source} has {count}:\n{lines}")
 
 
-def _public_key(value: Any) -> bytes:
-    if not isinstance(value, str):
-        raise ValueError("must be the base64 text of the 32-byte Ed25519 public key")
-    try:
-        raw = base64.b64decode(value.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("is not valid base64") from None
-    if len(raw) != PUBLIC_KEY_BYTES:
-        raise ValueError(
-            f"must decode to {PUBLIC_KEY_BYTES} bytes (an Ed25519 public key), got {len(raw)}"
-        )
-    return raw
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -108,27 +88,22 @@ class Department(_Strict):
     name: Annotated[str, Field(min_length=1)]
 
 
-class KeySpec(_Strict):
-    """One public key of a publishing principal (the private key never leaves its host)."""
-
-    id: Annotated[str, Field(pattern=_KEY_ID)]
-    public_key: Annotated[bytes, BeforeValidator(_public_key)]
-    not_before: datetime | None = None
-    not_after: datetime | None = None
-
-    @field_validator("not_before", "not_after")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.utcoffset() is None:
-            raise ValueError("needs a UTC offset, e.g. 2026-01-01T00:00:00+07:00")
-        return value
+ALL_FIELDS = "all"  # ``fields: all``: every data field, the personal ones included
 
 
 class Subscription(_Strict):
-    """One event type a service reads, with the owning department's approval."""
+    """One event type a service reads, with the owning department's approval.
+
+    What its inbox carries of each event's ``data`` (need-to-know, decision 0012): every field
+    the contract does not mark personal, plus the personal ones listed under ``personal`` (the
+    owner approves them with the subscription). ``fields`` instead lists exactly the fields
+    approved (personal or not); ``fields: all`` approves every field (the archive's default).
+    """
 
     type: str
     approved_by: Annotated[str, Field(pattern=_NAME)]
+    personal: list[str] = []
+    fields: list[str] | Literal["all"] | None = None
 
 
 class Principal(_Strict):
@@ -158,27 +133,17 @@ class ServiceSpec(Principal):
     keys: list[KeySpec] = []
 
 
-class Operator(Principal):
-    role: Literal["admin", "readonly", "monitor", "exporter", "health"]
+class RouterSpec(Principal):
+    """The router (decision 0012): admits events onto department streams and forwards each
+    subscription its projection, signed with one of its ``keys`` (which may sign every type
+    some principal publishes)."""
 
-
-@dataclass(frozen=True)
-class SigningKey:
-    """A public key the bus accepts signatures of, and what its holder may sign."""
-
-    key_id: str
-    principal: str
     department: str
-    public_key: bytes
-    types: frozenset[str]  # the event types this principal may publish
-    not_before: datetime | None
-    not_after: datetime | None
+    keys: list[KeySpec] = []
 
-    def valid_at(self, when: datetime) -> bool:
-        """Whether ``when`` (timezone-aware) lies in the key's validity window."""
-        if self.not_before is not None and when < self.not_before:
-            return False
-        return self.not_after is None or when < self.not_after
+
+class Operator(Principal):
+    role: Literal["admin", "readonly", "monitor", "exporter", "health", "replication", "sentinel"]
 
 
 class Topology(_Strict):
@@ -189,7 +154,10 @@ class Topology(_Strict):
     producers: list[Producer] = []
     services: list[ServiceSpec] = []
     operators: list[Operator] = []
+    router: RouterSpec | None = None
     _owners: dict[str, str] = PrivateAttr(default_factory=dict)  # event type -> department
+    # (group, event type) -> approved data fields (None: every field)
+    _approved: dict[tuple[str, str], frozenset[str] | None] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def parse(
@@ -206,10 +174,12 @@ class Topology(_Strict):
         except ValidationError as exc:
             raise TopologyError(source, _problems(exc)) from None
         owners = {m.__contract__.event_type: m.__contract__.owner for m in registry}
-        problems = _Checker(topology, owners).run()
+        checker = _Checker(topology, owners, {m.__contract__.event_type: m for m in registry})
+        problems = checker.run()
         if problems:
             raise TopologyError(source, problems)
         topology._owners = owners
+        topology._approved = checker.approved
         return topology
 
     # -- queries ----------------------------------------------------------------------------
@@ -226,21 +196,33 @@ class Topology(_Strict):
         """The department owning a type (as the contracts said when the topology loaded)."""
         return self._owners[event_type]
 
-    def signing_keys(self) -> list[SigningKey]:
-        """Every public key of every publishing principal, with the types it may sign."""
+    def signing_keys(self) -> list[PublicSigningKey]:
+        """Every public key of every publishing principal, with the types it may sign; and the
+        router's, which may sign (forward) every type some principal publishes."""
+        signers: list[tuple[Principal, str, list[KeySpec], frozenset[str]]] = [
+            (who, who.department, who.keys, frozenset(who.publishes)) for who in self.publishers()
+        ]
+        if self.router is not None:
+            forwarded = frozenset(t for who in self.publishers() for t in who.publishes)
+            signers.append((self.router, self.router.department, self.router.keys, forwarded))
         return [
-            SigningKey(
+            PublicSigningKey(
                 key_id=key.id,
                 principal=who.principal,
-                department=who.department,
+                department=department,
                 public_key=key.public_key,
-                types=frozenset(who.publishes),
+                types=types,
                 not_before=key.not_before,
                 not_after=key.not_after,
             )
-            for who in self.publishers()
-            for key in who.keys
+            for who, department, specs, types in signers
+            for key in specs
         ]
+
+    def approved_fields(self, group: str, event_type: str) -> frozenset[str] | None:
+        """The ``data`` fields group's subscription to ``event_type`` may see (None: every
+        field). KeyError if the group has no such subscription."""
+        return self._approved[(group, event_type)]
 
     def incidental_reads(self) -> dict[str, list[str]]:
         """Per service principal, the types it can read without an approval.
@@ -343,11 +325,18 @@ _PATTERN_HELP = {
 class _Checker:
     """The cross-checks: names unique, references resolve, types exist, approvals match owners."""
 
-    def __init__(self, topology: Topology, owners: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        topology: Topology,
+        owners: Mapping[str, str],
+        models: Mapping[str, type[Contract]] | None = None,
+    ) -> None:
         self.t = topology
         self.owners = owners
+        self.models = models or {}
         self.problems: list[tuple[str, str]] = []
         self.departments = {d.code for d in topology.departments}
+        self.approved: dict[tuple[str, str], frozenset[str] | None] = {}
 
     def run(self) -> list[tuple[str, str]]:
         self._unique("departments", [d.code for d in self.t.departments], "department code")
@@ -359,6 +348,8 @@ class _Checker:
         for i, service in enumerate(self.t.services):
             self._publisher(f"services[{i}]", service)
             self._subscriptions(f"services[{i}]", service)
+        if self.t.router is not None:
+            self._department("router.department", self.t.router.department)
         self._keys()
         return self.problems
 
@@ -376,11 +367,15 @@ class _Checker:
     def _principals(self) -> None:
         seen: dict[str, str] = {}
         variables: dict[str, str] = {}
-        sections = (("operators", self.t.operators), ("producers", self.t.producers),
-                    ("services", self.t.services))  # fmt: skip
+        sections: list[tuple[str, Sequence[Principal]]] = [
+            ("operators", self.t.operators), ("producers", self.t.producers),
+            ("services", self.t.services),
+        ]  # fmt: skip
+        if self.t.router is not None:
+            sections.append(("router", [self.t.router]))
         for section, members in sections:
             for i, member in enumerate(members):
-                path = f"{section}[{i}]"
+                path = section if section == "router" else f"{section}[{i}]"
                 if member.principal == "default":
                     self._add(path, "principal 'default' is Redis's own user (always off)")
                 if member.principal in seen:
@@ -438,6 +433,7 @@ class _Checker:
             elif sub.approved_by != owner:
                 self._add(f"{where}.approved_by", f"{sub.type} is owned by {owner}: only "
                           f"{owner} can approve reading it, not {sub.approved_by}")  # fmt: skip
+            self._fields(where, service, sub, owner)
         if service.archive:
             missing = sorted(set(self.owners) - seen)
             if missing:
@@ -449,16 +445,61 @@ class _Checker:
         elif not service.subscriptions:
             self._add(f"{path}.subscriptions", "a service needs at least one subscription")
 
+    def _fields(self, where: str, service: ServiceSpec, sub: Subscription, owner: str) -> None:
+        """The approved fields: known to the contract, listed once, personal ones approved by
+        the owner. Records what the subscription may see in :attr:`approved`."""
+        model = self.models.get(sub.type)
+        if model is None:  # a registry without models (tests): every field, unchecked
+            self.approved[(service.group, sub.type)] = None
+            return
+        declared = list(model.model_fields)
+        personal = {p for p in model.__contract__.personal_fields if "." not in p}
+        self._listed(f"{where}.personal", sub.type, sub.personal, declared)
+        plain = [name for name in sub.personal if name in declared and name not in personal]
+        if plain:
+            self._add(f"{where}.personal", f"{', '.join(plain)} of {sub.type} not personal: "
+                      "every subscription sees the contract's other fields")  # fmt: skip
+        approved: frozenset[str] | None
+        if isinstance(sub.fields, list):
+            if sub.personal:
+                self._add(f"{where}.personal", "give either fields (the exact list) or personal "
+                          "(added to the non-personal fields), not both")  # fmt: skip
+            self._listed(f"{where}.fields", sub.type, sub.fields, declared)
+            approved = frozenset(sub.fields)
+        elif sub.fields == ALL_FIELDS or service.archive:
+            approved = None
+        else:
+            approved = frozenset(n for n in declared if n not in personal or n in sub.personal)
+        shown = set(declared) if approved is None else set(approved)
+        if sub.approved_by != owner and shown & personal:
+            names = ", ".join(sorted(shown & personal))
+            self._add(f"{where}.approved_by", f"personal field(s) {names} of {sub.type}: only "
+                      f"its owner {owner} can approve them, not {sub.approved_by}")  # fmt: skip
+        self.approved[(service.group, sub.type)] = approved
+
+    def _listed(self, path: str, event_type: str, names: list[str], declared: list[str]) -> None:
+        seen: set[str] = set()
+        for k, name in enumerate(names):
+            if name in seen:
+                self._add(f"{path}[{k}]", f"field {name!r} is listed twice")
+            seen.add(name)
+            if name not in declared:
+                self._add(f"{path}[{k}]", f"unknown field {name!r} of {event_type} — its "
+                          f"fields: {', '.join(declared)}")  # fmt: skip
+
     def _keys(self) -> None:
         seen: dict[str, str] = {}
-        sections: tuple[tuple[str, Sequence[Producer | ServiceSpec]], ...] = (
+        sections: list[tuple[str, Sequence[Producer | ServiceSpec | RouterSpec]]] = [
             ("producers", self.t.producers),
             ("services", self.t.services),
-        )
+        ]
+        if self.t.router is not None:
+            sections.append(("router", [self.t.router]))
         for section, members in sections:
             for i, member in enumerate(members):
                 for j, key in enumerate(member.keys):
-                    path = f"{section}[{i}].keys[{j}]"
+                    where = "router" if section == "router" else f"{section}[{i}]"
+                    path = f"{where}.keys[{j}]"
                     if key.id in seen:
                         self._add(path, f"key id {key.id!r} is already used by {seen[key.id]}")
                     seen.setdefault(key.id, path)

@@ -1,0 +1,903 @@
+"""The rendered ACLs in a real Redis 7: every principal x every stream x every operation.
+
+One private redis-server for the module, started with the ACL file rendered from
+deploy/topology.yaml and deploy/dev.env, flushed before each test. Each principal connects with
+its own development password and runs what its code runs (the real Publisher, Settler, Dedupe,
+checkpoints and quarantine) or the raw commands behind them; what the topology allows must work
+and everything else must be refused with NOPERM. The expectations are written out by hand below
+(who publishes and reads which stream), not derived from the topology under test.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from redis import Redis as SyncRedis
+from redis.asyncio import Redis
+from redis.exceptions import NoPermissionError, ResponseError
+from typer.testing import CliRunner
+
+from adapters import dpmptsp, dukcapil
+from adapters.dpmptsp.fixtures import payloads
+from adapters.dukcapil import fixtures as siak
+from bus import functions, gaps, keys
+from bus.access import acl
+from bus.access.topology import Topology, contracts, load_topology
+from bus.adapter import Problem, Record, Rejected
+from bus.adapter.checkpoint import RedisCheckpoints
+from bus.adapter.quarantine import Quarantine
+from bus.adapter.sources.webhook import running
+from bus.admin import DeadLetterRef, DeadLetters, Inspector, Target
+from bus.admin.deadletters import Outcome
+from bus.cli.app import app
+from bus.connection import connect
+from bus.context import EventContext
+from bus.contracts import Contract, default_registry
+from bus.deadletter import Reason, Verdict
+from bus.dedupe import Dedupe
+from bus.health import Health
+from bus.local.redis import find_redis_server, free_port
+from bus.publisher import Publisher
+from bus.service import Service
+from bus.settle import Settlement, Settler
+from bus.testing import quick_settings, wait_until
+from schemas.bapenda import PaymentReceived
+from schemas.dinsos import AssistanceSuspended
+from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved
+
+ROOT = Path(__file__).parents[3]
+EXAMPLES = ROOT / "schemas" / "examples"
+ENV = acl.read_env_file(ROOT / "deploy/dev.env")
+TOPOLOGY: Topology = load_topology(ROOT / "deploy/topology.yaml", registry=contracts())
+PASSWORDS = acl.passwords(TOPOLOGY, ENV)
+
+STREAMS = sorted({m.__contract__.stream for m in contracts()})
+CITY = [
+    "--topology",
+    str(ROOT / "deploy/topology.yaml"),
+    "--passwords",
+    str(ROOT / "deploy/dev.env"),
+]
+
+
+def s(aggregate: str) -> str:
+    return keys.stream(aggregate)
+
+
+# -- what the city decided, written out by hand -------------------------------------------------
+
+ADMIN = "operator"
+READONLY = "operator-readonly"
+MONITOR = "monitor"  # role monitor: the dashboard, read-only plus dead-letter replay
+EXPORTER = "exporter"  # role exporter: counts and positions, no entry reads
+HEALTH = "redis-health"  # role health: PING alone
+REPLICATION = "redis-replication"  # the servers' own links under Sentinel: no key at all
+SENTINEL = "redis-sentinel"
+PUBLISHES: dict[str, set[str]] = {
+    "adapter-dukcapil": {s("dukcapil.citizen")},
+    "adapter-dpmptsp": {s("dpmptsp.permit")},
+    "adapter-bapenda": {s("bapenda.payment")},
+    "adapter-identitas": {s("identity.account")},
+    "adapter-disnaker": {s("disnaker.jobseeker")},
+    "svc-dinsos": {s("dinsos.assistance")},
+    "svc-bapenda": {s("bapenda.taxpayer")},
+    "svc-dinkes": {s("dinkes.immunisation")},
+}
+READS: dict[str, set[str]] = {
+    "svc-profile": {
+        s(a)
+        for a in (
+            "dukcapil.citizen",
+            "dukcapil.family",
+            "dpmptsp.permit",
+            "bapenda.taxpayer",
+            "bapenda.tax",
+            "bapenda.payment",
+            "dinsos.assistance",
+            "identity.account",
+        )
+    },
+    "svc-dinsos": {s("dukcapil.citizen"), s("dukcapil.family"), s("disnaker.jobseeker")},
+    "svc-bapenda": {s("dpmptsp.permit"), s("dukcapil.citizen")},
+    "svc-dinkes": {s("dukcapil.citizen")},
+    "svc-notifier": {
+        s("identity.account"),
+        s("dukcapil.citizen"),
+        s("dpmptsp.permit"),
+        s("bapenda.payment"),
+    },
+    "svc-audit": set(STREAMS),
+}
+GROUPS = {"svc-profile": "profile", "svc-dinsos": "dinsos", "svc-bapenda": "bapenda",
+          "svc-dinkes": "dinkes", "svc-notifier": "notifier", "svc-audit": "audit"}  # fmt: skip
+OWN_ADAPTER = {"adapter-dukcapil": "dukcapil-siak", "adapter-dpmptsp": "dpmptsp-sicantik",
+               "adapter-bapenda": "bapenda-pembayaran",
+               "adapter-identitas": "diskominfo-identitas",
+               "adapter-disnaker": "disnaker-pencaker"}  # fmt: skip
+PRINCIPALS = [ADMIN, READONLY, MONITOR, EXPORTER, HEALTH, REPLICATION, SENTINEL,
+              *OWN_ADAPTER, *GROUPS]  # fmt: skip
+# What replaying a dead letter takes (the library's simpul_1_dlq_replay runs with the caller's
+# rights): an entry back into a group's pending list (XCLAIM, as the keep-alive function does)
+# or a new entry on the stream (XADD); adding to a dead-letter stream comes with it.
+MONITOR_OPS = {"xadd", "xrange", "pending", "claim", "keep-alive", "dlq-xadd"}
+ADAPTERS = list(OWN_ADAPTER.values())
+
+PUBLISH_OPS = ("publish", "publish-batch", "xadd")
+CONSUME_OPS = ("readgroup", "claim", "autoclaim", "keep-alive", "ack", "dead-letter",
+               "dlq-xadd", "dedupe", "group-create", "gap-check")  # fmt: skip
+# Last: the destructive ones.
+ADMIN_OPS = ("other-cursor", "group-setid", "xdel", "xtrim", "set", "group-destroy", "del")
+
+
+def expected(principal: str, stream: str, op: str) -> bool:  # noqa: PLR0911 - one per rule
+    if principal == ADMIN:
+        return True
+    if principal == MONITOR:
+        return op in MONITOR_OPS
+    if op in PUBLISH_OPS:
+        return stream in PUBLISHES.get(principal, set())
+    if op == "xrange":
+        return principal == READONLY or stream in PUBLISHES.get(principal, set())
+    if op == "pending":
+        return principal in (READONLY, EXPORTER) or stream in READS.get(principal, set())
+    if op in CONSUME_OPS:
+        return stream in READS.get(principal, set())
+    assert op in ADMIN_OPS, op
+    return False
+
+
+def test_the_hand_written_expectations_cover_the_city() -> None:
+    assert sorted(PRINCIPALS) == sorted(TOPOLOGY.principals())
+    assert len(STREAMS) == 11
+
+
+# -- the server ----------------------------------------------------------------------------------
+
+
+def _version(binary: str) -> tuple[int, ...]:
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
+    match = re.search(r"\bv=(\d+)\.(\d+)", out)
+    assert match, out
+    return (int(match[1]), int(match[2]))
+
+
+@dataclass
+class AclServer:
+    port: int
+    aclfile: Path
+
+    def url(self, principal: str) -> str:
+        return f"redis://{principal}:{PASSWORDS[principal]}@127.0.0.1:{self.port}/0"
+
+    def admin(self) -> SyncRedis:
+        return SyncRedis(port=self.port, username=ADMIN, password=PASSWORDS[ADMIN])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AclServer]:
+    binary = find_redis_server()
+    if _version(binary) < (7, 0):
+        pytest.skip("ACL selectors need Redis >= 7.0; only the bundled 6.2 server was found")
+    folder = tmp_path_factory.mktemp("acl-redis")
+    aclfile = folder / "users.acl"
+    aclfile.write_text(acl.render(TOPOLOGY, PASSWORDS))
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(folder), "--aclfile", str(aclfile), "--logfile", str(folder / "redis.log")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    found = AclServer(port, aclfile)
+    deadline = time.monotonic() + 10
+    with found.admin() as admin:
+        while True:
+            try:
+                admin.ping()
+                break
+            except Exception:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    log = (
+                        (folder / "redis.log").read_text()
+                        if (folder / "redis.log").exists()
+                        else ""
+                    )
+                    pytest.fail(f"redis-server did not start with the rendered ACL:\n{log}")
+                time.sleep(0.02)
+    try:
+        yield found
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def fresh(server: AclServer) -> AclServer:
+    with server.admin() as admin:
+        admin.flushall()
+        admin.script_flush()
+        functions.load_sync(admin)  # as `simpul functions load` (or `simpul acl apply`) does
+    return server
+
+
+@pytest.fixture
+async def clients(fresh: AclServer) -> AsyncIterator[dict[str, Redis]]:
+    made = {p: connect(fresh.url(p), client_name=f"test:{p}") for p in PRINCIPALS}
+    yield made
+    for client in made.values():
+        await client.aclose()
+
+
+def _example(model: type[Contract]) -> Contract:
+    folder = EXAMPLES / model.__contract__.event_type
+    first = sorted(folder.glob("valid-*.json"))[0]
+    return model.parse(first.read_text())
+
+
+EXAMPLE_OF = {}  # stream -> a valid event published to it
+for _model in contracts():
+    EXAMPLE_OF.setdefault(_model.__contract__.stream, _model)
+
+
+def _denied(exc: BaseException) -> bool:
+    text = str(exc)
+    return isinstance(exc, NoPermissionError) or (
+        isinstance(exc, ResponseError)
+        # In a script: "... can't access at least one of the keys" / "can't run this command"
+        and (
+            "NOPERM" in text
+            or "no permissions" in text
+            or "user executing the script can't" in text
+        )
+    )
+
+
+async def outcome(call: Callable[[], Awaitable[Any]]) -> str:
+    """'allowed' (it ran, or Redis got past the ACL and answered about the data), 'denied'
+    (NOPERM), or the unexpected error."""
+    try:
+        await call()
+    except ResponseError as exc:
+        if _denied(exc):
+            return "denied"
+        if str(exc).startswith(("BUSYGROUP", "WRONGTYPE")):
+            return "allowed"  # past the ACL: refused for the data's sake
+        return f"error: {exc}"
+    return "allowed"
+
+
+def _seed(server: AclServer, group: str) -> dict[str, list[str]]:
+    """Each stream: three entries pending for ``group`` (consumer 'seed'); returns their ids."""
+    ids: dict[str, list[str]] = {}
+    with server.admin() as admin:
+        for stream in STREAMS:
+            ids[stream] = [admin.xadd(stream, {"seed": str(i)}).decode() for i in range(3)]
+            admin.xgroup_create(stream, group, "0")
+            admin.xreadgroup(group, "seed", {stream: ">"})
+    return ids
+
+
+def _stream_ops(
+    redis: Redis, principal: str, stream: str, group: str, entries: list[str]
+) -> dict[str, Callable[[], Awaitable[Any]]]:
+    model = EXAMPLE_OF[stream]
+    publisher = Publisher(redis, source="urn:malangkota:test:acl")
+    settler = Settler(
+        redis, group=group, consumer="c", health=Health(stale_after_s=30.0), log=_NoLog()
+    )
+    dedupe = Dedupe(redis, group=group, consumer="c", lease_ms=1000, ttl_ms=1000)
+    verdict = Verdict(Reason.HANDLER_FAILED, "boom", 5)
+    first, second, third = entries
+    dlq = keys.dead_letters(stream, group)
+    return {
+        "publish": lambda: publisher.publish(_example(model)),
+        "publish-batch": lambda: publisher.publish_many([_example(model)]),
+        "xadd": lambda: redis.xadd(stream, {"type": "forged"}),
+        "xrange": lambda: redis.xrange(stream, count=1),
+        "readgroup": lambda: redis.xreadgroup(group, "c", {stream: "0"}, count=1),
+        "pending": lambda: redis.xpending(stream, group),
+        "claim": lambda: redis.xclaim(stream, group, "c", 0, [first]),
+        "autoclaim": lambda: redis.xautoclaim(stream, group, "c", 0, count=1),
+        "keep-alive": lambda: settler.keep(stream, [first]),
+        "ack": lambda: settler.settle(stream, Settlement(acks=[second])),
+        "dead-letter": lambda: settler.settle(
+            stream, Settlement(dead=[(third, {b"seed": b"2"}, verdict)])
+        ),
+        "dlq-xadd": lambda: redis.xadd(dlq, {"dlq.reason": "handler_failed"}),
+        "dedupe": lambda: dedupe.begin(stream, "event-1", first),
+        "group-create": lambda: redis.xgroup_create(stream, group, "$"),
+        "gap-check": lambda: gaps.check(redis, stream, group),
+        "other-cursor": lambda: redis.hset(keys.cursor(stream, "other"), "id", "0-1"),
+        "group-setid": lambda: redis.xgroup_setid(stream, group, "0"),
+        "xdel": lambda: redis.xdel(stream, first),
+        "xtrim": lambda: redis.xtrim(stream, maxlen=1000),
+        "set": lambda: redis.set(stream, "overwritten"),
+        "group-destroy": lambda: redis.xgroup_destroy(stream, group),
+        "del": lambda: redis.delete(stream),
+    }
+
+
+class _NoLog:
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args, **kwargs: None
+
+
+@pytest.mark.parametrize("principal", PRINCIPALS)
+async def test_every_stream_operation_is_allowed_exactly_where_the_topology_says(
+    fresh: AclServer, clients: dict[str, Redis], principal: str
+) -> None:
+    group = GROUPS.get(principal, "probe")
+    seeded = _seed(fresh, group)
+    wrong = []
+    for stream in STREAMS:
+        ops = _stream_ops(clients[principal], principal, stream, group, seeded[stream])
+        assert set(ops) == {*PUBLISH_OPS, "xrange", "pending", *CONSUME_OPS, *ADMIN_OPS}
+        for op, call in ops.items():
+            got = await outcome(call)
+            want = "allowed" if expected(principal, stream, op) else "denied"
+            if got != want:
+                wrong.append(f"{op} on {stream}: {got}, expected {want}")
+    assert not wrong, f"{principal}:\n" + "\n".join(wrong)
+
+
+@pytest.mark.parametrize("principal", PRINCIPALS)
+async def test_checkpoints_quarantines_and_the_audit_head_belong_to_their_owner(
+    fresh: AclServer, clients: dict[str, Redis], principal: str
+) -> None:
+    redis = clients[principal]
+    reader = principal == READONLY
+    wrong = []
+    for adapter in ADAPTERS:
+        mine = principal == ADMIN or OWN_ADAPTER.get(principal) == adapter
+        quarantine = Quarantine(redis, adapter)
+        record = Record("k1", "1", None, {"nik": "3573014107780004"})
+        rejected = Rejected("tabel", "event-1", record, [Problem("nik", "bad")])
+        other = Rejected("tabel", "event-2", record, [Problem("nik", "bad")])
+        await Quarantine(clients[ADMIN], adapter).add([other])
+        [seeded] = await Quarantine(clients[ADMIN], adapter).entries()
+        ops: dict[str, tuple[Callable[[], Awaitable[Any]], bool]] = {
+            "checkpoint save": (lambda a=adapter: RedisCheckpoints(redis).save(a, {"at": 1}), mine),
+            "checkpoint load": (
+                lambda a=adapter: RedisCheckpoints(redis).load(a),
+                mine or reader or principal == MONITOR,
+            ),
+            "quarantine add": (lambda q=quarantine, r=rejected: q.add([r]), mine),
+            "quarantine list": (
+                lambda q=quarantine: q.entries(),
+                mine or reader or principal == MONITOR,
+            ),
+            "quarantine discard": (lambda q=quarantine, e=seeded: q.discard(e), mine),
+            # What bus.adapter.report.Reporter sends (it swallows its errors, so raw here).
+            "report write": (lambda a=adapter: _write_report(redis, a), mine),
+            "report read": (
+                lambda a=adapter: _read_report(redis, a),
+                principal in (ADMIN, READONLY, MONITOR, EXPORTER),
+            ),
+        }
+        for op, (call, allowed) in ops.items():
+            got = await outcome(call)
+            if got != ("allowed" if allowed else "denied"):
+                wrong.append(f"{op} of {adapter}: {got}")
+    archive = principal in (ADMIN, "svc-audit")
+    for op, call, allowed in [
+        ("audit head write", lambda: redis.hset(acl.AUDIT_HEAD, "seq", "1"), archive),
+        ("audit head read", lambda: redis.hmget(acl.AUDIT_HEAD, ["seq"]),
+         archive or principal in (READONLY, MONITOR)),
+    ]:  # fmt: skip
+        got = await outcome(call)
+        if got != ("allowed" if allowed else "denied"):
+            wrong.append(f"{op}: {got}")
+    assert not wrong, f"{principal}:\n" + "\n".join(wrong)
+
+
+async def _write_report(redis: Redis, adapter: str) -> None:
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hset(keys.adapter_report(adapter), mapping={"state": "running", "published": "1"})
+        pipe.pexpire(keys.adapter_report(adapter), 60_000)
+        await pipe.execute()
+
+
+async def _read_report(redis: Redis, adapter: str) -> None:
+    await redis.hgetall(keys.adapter_report(adapter))
+    await redis.pttl(keys.adapter_report(adapter))
+
+
+KEYLESS = {
+    "flushall": ("FLUSHALL",),
+    "flushdb": ("FLUSHDB",),
+    "config": ("CONFIG", "GET", "maxmemory"),
+    "keys": ("KEYS", "*"),
+    "acl": ("ACL", "LIST"),
+    "script flush": ("SCRIPT", "FLUSH"),
+    "eval": ("EVAL", "return 1", "0"),
+    "eval_ro": ("EVAL_RO", "return 1", "0"),
+    "script load": ("SCRIPT", "LOAD", "return 1"),
+    "evalsha": ("EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"),  # of "return 1"
+    "script exists": ("SCRIPT", "EXISTS", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db"),
+    "script kill": ("SCRIPT", "KILL"),
+    "function load": (
+        "FUNCTION",
+        "LOAD",
+        "#!lua name=mine\nredis.register_function('mine', function() return 1 end)",
+    ),
+    "function delete": ("FUNCTION", "DELETE", functions.LIBRARY),
+    "function flush": ("FUNCTION", "FLUSH"),
+    "function restore": ("FUNCTION", "RESTORE", "x"),
+    "function list": ("FUNCTION", "LIST"),
+    "function kill": ("FUNCTION", "KILL"),
+    "publish": ("PUBLISH", "news", "hello"),
+    "client list": ("CLIENT", "LIST"),
+    "info": ("INFO", "server"),
+    "debug": ("DEBUG", "SLEEP", "0"),
+    "shutdown": ("SHUTDOWN", "NOSAVE"),
+    "module": ("MODULE", "LIST"),
+    "monitor": ("MONITOR",),
+}
+NEVER_RUN = (
+    "debug",
+    "shutdown",
+    "monitor",
+    "flushall",
+    "flushdb",
+    "script flush",
+    "module",
+    "script kill",
+    "function load",
+    "function delete",
+    "function flush",
+    "function restore",
+    "function kill",
+    "evalsha",
+    "script exists",
+    "eval_ro",
+)
+
+
+@pytest.mark.parametrize("principal", PRINCIPALS)
+async def test_dangerous_and_keyless_commands_are_denied_to_all_but_the_admin(
+    fresh: AclServer, clients: dict[str, Redis], principal: str
+) -> None:
+    redis = clients[principal]
+    admin = clients[ADMIN]
+    wrong = []
+    for name, command in KEYLESS.items():
+        allowed = principal == ADMIN or (
+            principal in (READONLY, MONITOR, EXPORTER, SENTINEL) and name == "info"
+        )
+        # A Sentinel sends SCRIPT KILL to a master busy with a script (harmless: no principal
+        # but the admin can start one); it cannot kill a function (FUNCTION KILL).
+        allowed = allowed or (principal == SENTINEL and name == "script kill")
+        # Ask Redis (ACL DRYRUN) instead of running what must not run in this test even when
+        # allowed (the admin's FLUSHALL, MODULE is disabled by config), or ever (SHUTDOWN).
+        dry = NEVER_RUN if principal == ADMIN else ("debug", "shutdown", "monitor", "script kill")
+        if name in dry:
+            got = "allowed" if (await acl.check(admin, principal, command))[0] else "denied"
+        else:
+            got = await outcome(lambda c=command: redis.execute_command(*c))  # type: ignore[misc]
+        if got != ("allowed" if allowed else "denied"):
+            wrong.append(f"{name}: {got}")
+    assert not wrong, f"{principal}:\n" + "\n".join(wrong)
+
+
+# -- the cases named in the brief, spelled out ---------------------------------------------------
+
+
+async def test_the_dukcapil_adapter_cannot_publish_a_bapenda_type(
+    clients: dict[str, Redis],
+) -> None:
+    publisher = Publisher(clients["adapter-dukcapil"], source="urn:malangkota:dukcapil:siak")
+    with pytest.raises(NoPermissionError, match="keys used as arguments"):
+        await publisher.publish(_example(PaymentReceived))
+    with pytest.raises(NoPermissionError):
+        await publisher.publish_many([_example(PaymentReceived)])
+    assert await clients[ADMIN].exists(s("bapenda.payment")) == 0
+    # ... while its own types go through.
+    assert not (await publisher.publish(_example(CitizenDied))).duplicate
+
+
+async def test_a_service_cannot_read_a_stream_it_was_not_approved_for(
+    clients: dict[str, Redis],
+) -> None:
+    dinkes = clients["svc-dinkes"]
+    for stream in (s("dukcapil.citizen"), s("dpmptsp.permit")):
+        await clients[ADMIN].xgroup_create(stream, "dinkes", "$", mkstream=True)
+    with pytest.raises(NoPermissionError, match="no permissions to access one of the keys"):
+        await dinkes.xreadgroup("dinkes", "c", {s("dpmptsp.permit"): ">"})
+    # One unapproved stream among approved ones refuses the whole read.
+    with pytest.raises(NoPermissionError):
+        await dinkes.xreadgroup("dinkes", "c", {s("dukcapil.citizen"): ">",
+                                                s("dpmptsp.permit"): ">"})  # fmt: skip
+    with pytest.raises(NoPermissionError):
+        await dinkes.xrange(s("dukcapil.citizen"))  # read its stream only as its group
+    assert await dinkes.xreadgroup("dinkes", "c", {s("dukcapil.citizen"): ">"}) == []
+
+
+async def test_no_principal_but_the_admin_runs_code_of_its_own(clients: dict[str, Redis]) -> None:
+    """SCRIPT LOAD, EVAL, EVALSHA and FUNCTION LOAD are refused to every principal but the
+    admin (the matrix above, run), so a stolen password cannot busy-loop Redis or leave an
+    unkillable script; the admin's library is all there is, and FCALL of it works."""
+    for principal, redis in clients.items():
+        if principal == ADMIN:
+            continue
+        for command in (("SCRIPT", "LOAD", "return 1"), ("EVAL", "while true do end", "0"),
+                        ("EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"),
+                        ("FUNCTION", "LOAD", "#!lua name=mine\n"
+                         "redis.register_function('mine', function() return 1 end)")):  # fmt: skip
+            with pytest.raises(NoPermissionError):
+                await redis.execute_command(*command)
+    libraries = await clients[ADMIN].function_list()
+    names = [dict(zip(lib[::2], lib[1::2], strict=True))[b"library_name"] for lib in libraries]
+    assert names == [functions.LIBRARY.encode()]
+    for principal in [*OWN_ADAPTER, *GROUPS]:  # the version probe every client makes first
+        assert await clients[principal].fcall(functions.VERSION_FUNCTION, 0) == functions.VERSION
+
+
+async def test_the_bus_functions_reach_no_key_their_caller_could_not(
+    clients: dict[str, Redis],
+) -> None:
+    """Functions add no power: the keys FCALL declares are checked against the caller's
+    selectors, and every redis.call inside again."""
+    dinsos = clients["svc-dinsos"]
+    stream = s("dukcapil.citizen")
+    publish = f"{functions.LIBRARY}_publish"
+    with pytest.raises(NoPermissionError):  # dinsos reads this stream, never adds to it
+        await dinsos.fcall(publish, 2, stream, keys.seen(stream, "x"), "1000", "", "type", "forged")  # type: ignore[arg-type]
+    dead = f"{functions.LIBRARY}_deadletter"
+    await clients[ADMIN].xgroup_create(stream, "dinkes", "$", mkstream=True)
+    with pytest.raises(NoPermissionError):  # another group's dead letters
+        await dinsos.fcall(
+            dead, 2, stream, keys.dead_letters(stream, "dinkes"), "dinkes", "0-1", "f", "v"
+        )  # type: ignore[arg-type]
+    assert await clients[ADMIN].exists(keys.dead_letters(stream, "dinkes")) == 0
+    assert await clients[ADMIN].xlen(stream) == 0
+
+
+# -- the limits of Redis 7.0 ACLs, pinned so that a change is noticed -----------------------------
+
+
+async def test_limitation_a_service_can_move_another_groups_state_on_a_stream_it_reads(
+    clients: dict[str, Redis],
+) -> None:
+    """Groups are not keys: a user that may XACK/XCLAIM on a stream may name any group of it.
+    The notifier reads the citizen stream, so it can ack dinsos's entries or push dinsos's
+    last-delivered id past entries dinsos never read (XCLAIM ... LASTID). No Redis 7.0 ACL rule
+    prevents it; docs/security.md says what limits the damage."""
+    admin, notifier = clients[ADMIN], clients["svc-notifier"]
+    stream = s("dukcapil.citizen")
+    ids = [await admin.xadd(stream, {"seed": str(i)}) for i in range(3)]
+    await admin.xgroup_create(stream, "dinsos", "0")
+    await admin.xreadgroup("dinsos", "d1", {stream: ">"}, count=1)
+    assert await notifier.xack(stream, "dinsos", ids[0]) == 1
+    await notifier.execute_command("XCLAIM", stream, "dinsos", "x", 0, ids[0], "LASTID", ids[-1])
+    [group] = await admin.xinfo_groups(stream)
+    assert group["last-delivered-id"] == ids[-1]  # dinsos will never be given ids[1:]
+    # Still denied: deleting or resetting the group, and touching the entries themselves.
+    for command in (("XGROUP", "SETID", stream, "dinsos", "0"),
+                    ("XGROUP", "DESTROY", stream, "dinsos"), ("XDEL", stream, ids[1]),
+                    ("XTRIM", stream, "MAXLEN", "0")):  # fmt: skip
+        with pytest.raises(NoPermissionError):
+            await notifier.execute_command(*command)
+
+
+async def test_limitation_a_producer_can_trim_its_own_stream_through_xadd(
+    clients: dict[str, Redis],
+) -> None:
+    """XADD's MINID/MAXLEN options trim: an adapter may add to its stream, so it may also drop
+    that stream's old entries (never another department's). The command is allowed whatever
+    its arguments; XTRIM and XDEL themselves are denied."""
+    admin, adapter = clients[ADMIN], clients["adapter-dukcapil"]
+    stream = s("dukcapil.citizen")
+    for i in range(3):
+        await admin.xadd(stream, {"seed": str(i)})
+    await adapter.xadd(stream, {"type": "x"}, maxlen=1, approximate=False)
+    assert await admin.xlen(stream) == 1
+    with pytest.raises(NoPermissionError):
+        await adapter.xtrim(stream, maxlen=0)
+    with pytest.raises(NoPermissionError):
+        await adapter.xadd(s("bapenda.payment"), {"type": "x"}, maxlen=1)
+
+
+# -- end to end: the real adapter and a real service under their own principals ------------------
+
+
+def _siak_db(path: Path) -> tuple[Path, dict[str, int]]:
+    rows = list(siak.rows(24, seed=11))
+    bad = dict(rows[3], id_peristiwa=999, nik="35730")  # a NIK of 5 digits: quarantined
+    siak.create_sqlite(path, [*rows, bad])
+    kinds = {"LAHIR": 0, "KEMATIAN": 0, "PINDAH": 0}
+    for row in rows:
+        kinds[str(row["jenis_peristiwa"])] = kinds.get(str(row["jenis_peristiwa"]), 0) + 1
+    return path, kinds
+
+
+async def test_adapter_and_service_complete_a_cycle_under_their_own_principals(
+    fresh: AclServer, clients: dict[str, Redis], tmp_path: Path
+) -> None:
+    admin = clients[ADMIN]
+    stream = s("dukcapil.citizen")
+    db, kinds = _siak_db(tmp_path / "siak.db")
+    assert kinds["LAHIR"] and kinds["KEMATIAN"] and kinds["PINDAH"], kinds
+
+    # The SIAK adapter as adapter-dukcapil: publish, quarantine, checkpoint; then a replay.
+    runner = dukcapil.adapter(clients["adapter-dukcapil"], db, pseudonym_key=b"k" * 32)
+    progress = await runner.run_once()
+    assert (progress.published, progress.quarantined) == (sum(kinds.values()), 1)
+    again = dukcapil.adapter(clients["adapter-dukcapil"], db, pseudonym_key=b"k" * 32)
+    await RedisCheckpoints(clients["adapter-dukcapil"]).save(dukcapil.NAME, None)
+    replay = await again.run_once()
+    assert replay.published == 0 and replay.duplicates == sum(kinds.values())
+    assert await admin.xlen(keys.quarantine(dukcapil.NAME)) == 1
+    report = await admin.hgetall(keys.adapter_report(dukcapil.NAME))  # written as the adapter
+    assert (
+        report[b"published"] == b"0" and report[b"duplicates"] == str(sum(kinds.values())).encode()
+    )
+    await admin.xadd(stream, {"not": "an event"})  # poison: dead-lettered as undecodable
+
+    # A dinsos service as svc-dinsos: deaths publish a suspension (once), moves fail once
+    # (retried through XCLAIM IDLE and the XAUTOCLAIM sweep), births always fail.
+    settings = quick_settings(fresh.url("svc-dinsos"), max_deliveries=2, claim_idle_ms=300)
+    service = Service("dinsos", source="urn:malangkota:dinsos:bansos", settings=settings)
+    failed_moves: set[str] = set()
+    suspension = _example(AssistanceSuspended)
+
+    @service.on(CitizenDied, once=True)
+    async def on_died(event: CitizenDied, ctx: EventContext) -> None:
+        await ctx.publish(suspension)
+
+    @service.on(CitizenMoved)
+    async def on_moved(event: CitizenMoved, ctx: EventContext) -> None:
+        if ctx.event_id not in failed_moves:
+            failed_moves.add(ctx.event_id)
+            raise RuntimeError("first attempt fails")
+
+    @service.on(CitizenBorn)
+    async def on_born(event: CitizenBorn) -> None:
+        raise RuntimeError("births always fail")
+
+    total = sum(kinds.values()) + 1
+    dlq = keys.dead_letters(stream, "dinsos")
+
+    async def settled() -> bool:
+        groups = {g["name"]: g for g in await admin.xinfo_groups(stream)}
+        group = groups.get(b"dinsos")
+        return bool(group and group["entries-read"] == total and group["pending"] == 0)
+
+    async with service.running():
+        await wait_until(settled, timeout=20)
+    assert await admin.xlen(dlq) == kinds["LAHIR"] + 1
+    reasons = [f[b"dlq.reason"] for _, f in await admin.xrange(dlq)]
+    assert reasons.count(b"undecodable") == 1
+    assert reasons.count(b"handler_failed") == kinds["LAHIR"]
+    assert len(failed_moves) == kinds["PINDAH"]
+    assert await admin.xlen(s("dinsos.assistance")) == kinds["KEMATIAN"]
+    done = [k async for k in admin.scan_iter(match=keys.done(stream, "dinsos", "*"))]
+    assert len(done) == kinds["KEMATIAN"]
+
+
+async def test_the_webhook_adapter_publishes_and_quarantines_under_its_principal(
+    fresh: AclServer, clients: dict[str, Redis]
+) -> None:
+    token = "dpmptsp-test-token-0123"
+    hook = dpmptsp.webhook(clients["adapter-dpmptsp"], token=token)
+    payload = next(payloads(1, seed=5))
+    async with (
+        running(hook.app()) as url,
+        httpx.AsyncClient(timeout=10, headers={"authorization": f"Bearer {token}"}) as http,
+    ):
+        assert (await http.post(url, json=payload)).status_code == 201
+        assert (await http.post(url, json=payload)).status_code == 200  # a replay: XRANGE
+        bad = await http.post(
+            url, content=b"{not json", headers={"content-type": "application/json"}
+        )
+        assert bad.status_code == 400, bad.text
+        assert bad.json()["quarantined"] is True
+        assert (await http.get(url + "/healthz")).status_code == 200
+    admin = clients[ADMIN]
+    assert await admin.xlen(s("dpmptsp.permit")) == 1
+    assert await admin.xlen(keys.quarantine(dpmptsp.NAME)) == 1
+
+
+# -- the CLI: render, apply (with --dry-run), check ----------------------------------------------
+
+
+def test_render_writes_the_file_with_hashes_only(tmp_path: Path) -> None:
+    out = tmp_path / "users.acl"
+    result = CliRunner().invoke(app, ["acl", "render", *CITY, "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_text() == acl.render(TOPOLOGY, PASSWORDS)
+    assert "svc-dinkes can also read dukcapil.citizen.died.v1" in result.output
+    for password in PASSWORDS.values():
+        assert password not in out.read_text()
+
+
+def test_render_names_missing_passwords_by_variable(tmp_path: Path) -> None:
+    env = tmp_path / "partial.env"
+    env.write_text("# only one\nSIMPUL_REDIS_PASSWORD_OPERATOR='a-long-enough-password'\n"
+                   "export SIMPUL_REDIS_PASSWORD_SVC_DINSOS=short\n")  # fmt: skip
+    topology = ["--topology", str(ROOT / "deploy/topology.yaml")]
+    result = CliRunner().invoke(app, ["acl", "render", *topology, "--passwords", str(env)])
+    assert result.exit_code == 2
+    assert "SIMPUL_REDIS_PASSWORD_ADAPTER_DUKCAPIL" in result.output
+    assert "SIMPUL_REDIS_PASSWORD_SVC_DINSOS must be at least 16 characters" in result.output
+    assert "short" not in result.output.replace("must be at least", "")
+    assert "SIMPUL_REDIS_PASSWORD_OPERATOR," not in result.output  # that one was given
+
+
+def test_render_refuses_a_broken_topology(tmp_path: Path) -> None:
+    broken = tmp_path / "topology.yaml"
+    text = (ROOT / "deploy/topology.yaml").read_text()
+    broken.write_text(
+        text.replace("approved_by: dpmptsp, personal", "approved_by: dukcapil, personal", 1)
+    )
+    passwords = ["--passwords", str(ROOT / "deploy/dev.env")]
+    result = CliRunner().invoke(app, ["acl", "render", "--topology", str(broken), *passwords])
+    assert result.exit_code == 2
+    assert "services[0].subscriptions[4].approved_by" in result.output
+    assert "only dpmptsp can approve reading it, not dukcapil" in result.output
+
+
+def _cli(server: AclServer, *args: str, user: str = ADMIN) -> Any:
+    return CliRunner().invoke(
+        app,
+        ["acl", *args],
+        env={"SIMPUL_REDIS_URL": server.url(user)},
+    )
+
+
+def test_check_asks_the_server(fresh: AclServer) -> None:
+    allowed = _cli(fresh, "check", "svc-dinsos", "xreadgroup", "group", "dinsos", "c",
+                   "streams", s("dukcapil.citizen"), ">")  # fmt: skip
+    assert allowed.exit_code == 0, allowed.output
+    assert "allowed" in allowed.output
+    denied = _cli(fresh, "check", "adapter-dukcapil", "xadd", s("bapenda.payment"), "*", "a", "b")
+    assert denied.exit_code == 1
+    assert "denied" in denied.output and "simpul:{bapenda.payment}" in denied.output
+    unknown = _cli(fresh, "check", "nobody", "ping")
+    assert unknown.exit_code == 2 and "nobody" in unknown.output
+    not_admin = _cli(fresh, "check", "svc-dinsos", "ping", user="svc-dinsos")
+    assert not_admin.exit_code == 2 and "connect as an admin" in not_admin.output
+
+
+def test_apply_dry_run_shows_the_drift_and_apply_repairs_it(fresh: AclServer) -> None:
+    topology = CITY
+    with fresh.admin() as admin:
+        try:
+            admin.execute_command("ACL", "SETUSER", "svc-dinsos", "+flushall", "~stray:*")
+            admin.execute_command("ACL", "DELUSER", "svc-notifier")
+            admin.execute_command("ACL", "SETUSER", "intruder", "on", ">an-intruders-password",
+                                  "+@all", "~*")  # fmt: skip
+            dry = _cli(fresh, "apply", "--dry-run", *topology)
+            assert dry.exit_code == 0, dry.output
+            assert "~ svc-dinsos: commands: drop +flushall; keys: drop ~stray:*" in dry.output
+            assert "+ svc-notifier: missing on the server" in dry.output
+            assert "- intruder: not in the topology (kept; --prune deletes it)" in dry.output
+            assert "dry run: nothing changed" in dry.output
+            assert "+flushall" in admin.acl_getuser("svc-dinsos")["commands"]
+            intruder = CliRunner().invoke(app, ["acl", "apply", *topology], env={
+                "SIMPUL_REDIS_URL": f"redis://intruder:an-intruders-password@127.0.0.1:"
+                                    f"{fresh.port}/0"})  # fmt: skip
+            assert intruder.exit_code == 2
+            assert "'intruder', which is not an admin of the topology (operator)" in (
+                intruder.output
+            )
+
+            applied = _cli(fresh, "apply", "--prune", *topology)
+            assert applied.exit_code == 0, applied.output
+            assert "saved to the server's aclfile" in applied.output
+            users = acl.acl_users(TOPOLOGY, PASSWORDS)
+            live = [str(line) for line in admin.acl_list()]
+            saved = fresh.aclfile.read_text().splitlines()  # ACL SAVE rewrote it
+            for found in (live, saved):
+                assert {c.action for c in acl.diff(users, found)} == {"same"}
+            again = _cli(fresh, "apply", *topology)
+            assert "nothing to do" in again.output
+
+            as_service = _cli(fresh, "apply", *topology, user="svc-dinsos")
+            assert as_service.exit_code == 2
+            assert "connect as an admin" in as_service.output
+        finally:
+            fresh.aclfile.write_text(acl.render(TOPOLOGY, PASSWORDS))
+            admin.execute_command("ACL", "LOAD")
+
+
+def test_apply_load_rereads_the_servers_file_and_checks_it(fresh: AclServer) -> None:
+    topology = CITY
+    loaded = _cli(fresh, "apply", "--load", *topology)
+    assert loaded.exit_code == 0, loaded.output
+    assert "it matches the render" in loaded.output
+    original = fresh.aclfile.read_text()
+    try:
+        fresh.aclfile.write_text(original.replace(" +xdel", ""))  # an older file
+        stale = _cli(fresh, "apply", "--load", *topology)
+        assert stale.exit_code == 2
+        assert "adapter-dukcapil" in stale.output and "not this render" in stale.output
+    finally:
+        fresh.aclfile.write_text(original)
+        with fresh.admin() as admin:
+            admin.execute_command("ACL", "LOAD")
+
+
+def test_normalize_reads_acl_list_lines_and_rules_alike() -> None:
+    rendered = acl.acl_users(TOPOLOGY, PASSWORDS)
+    for user in rendered:
+        name, rules = acl._split_line(user.line())
+        assert name == user.name
+        assert acl.normalize(rules) == acl.normalize(user.rules())
+    listed = ("user x on sanitize-payload #ab resetchannels -@all +ping "
+              "(~k resetchannels -@all +get) (%W~d resetchannels -@all +xadd)")  # fmt: skip
+    same = acl.normalize(["on", "#AB", "resetkeys", "-@all", "+ping", "(+get ~k)", "(+xadd %W~d)"])
+    assert acl.normalize(acl._split_line(listed)[1]) == same
+    assert json.dumps(sorted(same.commands)) == '["+ping", "-@all"]'
+
+
+async def test_the_exporter_takes_its_snapshot_but_reads_no_entry(
+    fresh: AclServer, clients: dict[str, Redis]
+) -> None:
+    """What faces HTTP holds only what it needs: `simpul exporter`'s whole snapshot runs as
+    its own user, which cannot read an entry's fields (XRANGE, XREAD...) nor any other value."""
+    seeded = _seed(fresh, "dinsos")
+    stream = s("dukcapil.citizen")
+    await clients[ADMIN].hset(keys.adapter_report("dukcapil-siak"), mapping={"state": "running"})
+    exporter = clients[EXPORTER]
+    snapshot = await Inspector(exporter, registry=default_registry).take()  # raises on NOPERM
+    assert {st.key for st in snapshot.streams} >= set(STREAMS)
+    assert snapshot.stream(stream).length == 3  # type: ignore[union-attr]
+    assert len(snapshot.adapters) == 1  # the report, read by HGETALL of its own key pattern
+    first = seeded[stream][0]
+    for denied in (
+        lambda: exporter.xrange(stream, count=1),
+        lambda: exporter.xrevrange(stream, count=1),
+        lambda: exporter.xread({stream: "0"}, count=1),
+        lambda: exporter.xreadgroup("dinsos", "x", {stream: "0"}),
+        lambda: exporter.xclaim(stream, "dinsos", "x", 0, [first]),
+        lambda: exporter.get(keys.checkpoint("dukcapil-siak")),
+        lambda: exporter.hgetall(keys.cursor(stream, "dinsos")),
+        lambda: exporter.xadd(stream, {"type": "forged"}),
+    ):
+        assert await outcome(denied) == "denied"
+
+
+async def test_the_health_user_may_only_ping(clients: dict[str, Redis]) -> None:
+    health = clients[HEALTH]
+    assert await health.ping()
+    for denied in (
+        health.info,
+        lambda: health.get("simpul:anything"),
+        lambda: health.xlen(s("dukcapil.citizen")),
+        lambda: health.execute_command("CLIENT", "LIST"),
+    ):
+        assert await outcome(denied) == "denied"
+
+
+@pytest.mark.parametrize("to", list(Target), ids=str)
+async def test_the_monitor_replays_dead_letters_as_its_own_user(
+    fresh: AclServer, clients: dict[str, Redis], to: Target
+) -> None:
+    """The dashboard faces HTTP, so it runs as its own user, not the admin: its replay (the
+    library's function, after verification) works both ways under that user."""
+    stream = s("dukcapil.citizen")
+    admin = clients[ADMIN]
+    await admin.xgroup_create(stream, "dinsos", "0", mkstream=True)
+    original = (await admin.xadd(stream, {"id": "e-1", "type": "x"})).decode()
+    await admin.xreadgroup("dinsos", "dinsos-1", {stream: ">"})
+    dead = keys.dead_letters(stream, "dinsos")
+    await admin.xack(stream, "dinsos", original)
+    letter = (await admin.xadd(dead, {"id": "e-1", "type": "x", "dlq.entry": original,
+                                      "dlq.consumer": "dinsos-1"})).decode()  # fmt: skip
+    letters = DeadLetters(clients[MONITOR], signatures=False)  # the entry is unsigned here
+    report = await letters.replay([DeadLetterRef(stream, "dinsos", letter)], to=to)
+    assert [r.outcome for r in report.results] == [Outcome.REPLAYED], report.results[0].detail
+    assert await admin.xlen(dead) == 0
+    if to is Target.GROUP:
+        assert (await admin.xpending(stream, "dinsos"))["pending"] == 1
+    else:
+        assert await admin.xlen(stream) == 2
