@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -51,8 +51,20 @@ class Pending:
     deliveries: int
 
 
-Process = Callable[[str, Entries, Mapping[str, int] | None], Awaitable[None]]
-"""The consumer's handling of entries of a stream, with the delivery counts of those redelivered."""
+class Process(Protocol):
+    """The consumer's handling of entries of a stream, with the delivery counts of those
+    redelivered (``locked``: the caller holds the batch lock already)."""
+
+    def __call__(
+        self,
+        stream: str,
+        entries: Entries,
+        deliveries: Mapping[str, int] | None,
+        *,
+        locked: bool = False,
+    ) -> Awaitable[None]: ...
+
+
 Guard = Callable[..., Awaitable[None]]
 """The consumer's recovery around one step (``guarded(step, until_done=, quiet=)``)."""
 
@@ -219,12 +231,20 @@ class Reclaimer:
                 return  # not claimed: the next sweep (of any replica) finds them as they were
             entry_id = row.entry_id
             args: list[str | int] = [self.group, self.name, self.settings.claim_idle_ms, entry_id]
-            reply = await self._claim(keys=[stream], args=args)
+            # Claim under the batch lock, and handle before letting go of it: a claim made
+            # while the consumer's own batch still runs would leave the entry idle, counted and
+            # unhandled, for another replica to claim again (a handler seeing 1 then 3).
+            async with self._lock:
+                reply = await self._claim(keys=[stream], args=args)
+                if reply:
+                    flat, delivery = reply
+                    raw = dict(zip(flat[::2], flat[1::2], strict=True))
+                    await self._process(
+                        stream, [(entry_id.encode(), raw)], {entry_id: delivery}, locked=True
+                    )
             if reply:
-                flat, delivery = reply
-                raw = dict(zip(flat[::2], flat[1::2], strict=True))
-                await self._process(stream, [(entry_id.encode(), raw)], {entry_id: delivery})
-            elif not await self.redis.xrange(stream, entry_id, entry_id):
+                continue
+            if not await self.redis.xrange(stream, entry_id, entry_id):
                 # Redis 7 drops a pending entry that was trimmed or deleted when it is claimed.
                 self._log.error("pending_entries_lost", stream=stream, count=1,
                                 entry_ids=[entry_id])  # fmt: skip

@@ -156,3 +156,33 @@ async def test_a_handler_that_raises_give_up_is_dead_lettered_at_once(
     assert text(letter, "dlq.reason") == Reason.GIVEN_UP == "given_up"
     assert text(letter, "dlq.error") == "the grant this death suspends was closed in 2019"
     assert text(letter, "dlq.attempts") == "1"
+
+
+async def test_the_sweep_claims_an_idle_entry_only_when_its_handler_can_run_at_once(
+    redis: Redis, redis_url: str, publisher: Publisher
+) -> None:
+    """A claim counts a delivery: made while the consumer's own batch still holds it, the entry
+    would sit claimed, counted and unhandled, for another replica to claim again (a handler
+    seeing deliveries 1 then 3). The sweep claims under the consumer's batch lock instead."""
+    calls, release = Calls(), asyncio.Event()
+    service = Service(GROUP, settings=quick_settings(redis_url, consumer="busy"))
+
+    @service.on(CitizenDied)
+    async def handle(event: CitizenDied, ctx: EventContext) -> None:
+        calls.record(ctx)
+        if ctx.event_id == "long":
+            await release.wait()  # the consumer's batch, holding its lock
+
+    await redis.xgroup_create(STREAM, GROUP, "$", mkstream=True)
+    await publisher.publish(died(), id="orphan")
+    [[_, [(orphan, _)]]] = await redis.xreadgroup(GROUP, "gone", {STREAM: ">"})  # died with it
+    await publisher.publish(died(), id="long")
+    async with service.running():
+        await wait_until(lambda: calls.of("long") == [1], timeout=10)
+        await asyncio.sleep(2.5)  # the orphan idle past claim_idle_ms (1 s), swept every 50 ms
+        [row] = await redis.xpending_range(STREAM, GROUP, min=orphan, max=orphan, count=1)
+        assert (row["consumer"], row["times_delivered"]) == (b"gone", 1)  # not claimed yet
+        release.set()
+        await wait_until(lambda: calls.of("orphan") == [2], timeout=10)
+        await wait_pending(redis, 0)
+    assert calls.of("orphan") == [2] and calls.of("long") == [1]

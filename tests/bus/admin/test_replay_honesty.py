@@ -28,7 +28,7 @@ from bus.connection import connect
 from bus.envelope import Envelope, format_time
 from bus.signing import KeyRing, PublicSigningKey, Signer
 from schemas.dukcapil import CitizenDied
-from tests.bus.test_dlq import dead_letter
+from tests.bus.admin.test_deadletters import dead_letter
 
 SOURCE = "urn:malangkota:dukcapil:siak"
 STREAM = CitizenDied.__contract__.stream
