@@ -20,7 +20,7 @@ from redis import Redis as SyncRedis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from bus import Publisher
+from bus import Publisher, functions
 from bus.connection import TRANSIENT, connect
 from bus.errors import RedisUnavailable
 from bus.local.redis import find_redis_server, free_port
@@ -164,6 +164,7 @@ async def test_a_client_asks_the_sentinels_over_tls_and_follows_a_failover(
         pytest.fail(f"the TLS master exited: {errors[-2000:]}")
     with tls.client_to(master) as m:
         wait_for(lambda: replica_online(m), "the TLS replica in sync")
+        functions.load_sync(m)  # as the admin does (over TLS: no plain port); replicated
     conf = tmp_path / "sentinel" / "sentinel.conf"
     conf.parent.mkdir()
     conf.write_text(
