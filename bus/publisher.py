@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -87,6 +88,7 @@ class Publisher:
         on_published: Callable[[str], None] | None = None,
         signer: Signer | Literal["environment"] | None = "environment",
         durability: Durability | None = None,
+        intake: str | Literal["environment"] | None = "environment",
     ) -> None:
         """``on_published(event_type)`` is called for each event that was new on its stream
         (not for duplicates): a service counts its publishes with it (bus.metrics).
@@ -98,7 +100,12 @@ class Publisher:
 
         ``durability``: how many replicas must confirm each publish before it returns
         (bus.durability); by default ``SIMPUL_REDIS_WAIT_REPLICAS`` or, unset, 1 when the
-        master has replicas. Too few in time raises :class:`~bus.errors.NotDurable`."""
+        master has replicas. Too few in time raises :class:`~bus.errors.NotDurable`.
+
+        ``intake``: the principal whose intake this publisher writes to (routed delivery,
+        docs/decisions/0011): every event goes to ``simpul:intake:{<principal>}``, and the
+        router admits it onto its department stream; None: straight to the department stream
+        (a bus without a router); by default ``SIMPUL_INTAKE`` if set, else None."""
         if not source:
             raise ConfigurationError(
                 "a publisher needs a source URN, e.g. urn:malangkota:dukcapil:siak"
@@ -111,6 +118,9 @@ class Publisher:
         self.on_published = on_published
         self.signer = Signer.from_environment() if isinstance(signer, str) else signer
         self.replicas = ReplicaWait(redis, durability)
+        if intake == "environment":
+            intake = os.environ.get("SIMPUL_INTAKE") or None
+        self.intake = keys.intake(intake) if intake else None
 
     def envelope(
         self,
@@ -153,7 +163,7 @@ class Publisher:
     async def publish(self, event: Contract | Envelope, **attributes: object) -> Published:
         """Publish one event. ``attributes`` are those of :meth:`envelope` (id, subject, ...)."""
         envelope = self._wrap(event, attributes)
-        stream = envelope.stream
+        stream = self._target(envelope)
         args = [self._dedupe_ttl_ms, self._minid(envelope), *_flat(envelope)]
         call = ("2", stream, keys.seen(stream, envelope.id), *args)
         if await self.replicas.required():  # the script and its WAIT on one connection
@@ -173,11 +183,11 @@ class Publisher:
         Each event is still deduplicated on its own; results come back in input order.
         """
         envelopes = [self._wrap(e, {}) for e in events]
-        chunks = _chunks(envelopes)
+        chunks = _chunks(envelopes, self._target)
         replies = await self._pipeline([self._batch_call(chunk) for _, chunk in chunks], _BATCH)
         results: list[Published | None] = [None] * len(envelopes)
         for (positions, chunk), reply in zip(chunks, replies, strict=True):
-            stream = chunk[0].stream
+            stream = self._target(chunk[0])
             for k, (position, envelope) in enumerate(zip(positions, chunk, strict=True)):
                 added, entry = reply[2 * k], reply[2 * k + 1]
                 results[position] = Published(envelope.id, stream, entry.decode(), not added)
@@ -208,11 +218,17 @@ class Publisher:
             return event
         return self.envelope(event, **attributes)  # type: ignore[arg-type]
 
+    def _target(self, envelope: Envelope) -> str:
+        """Where an event is written: this publisher's intake, or its department stream."""
+        return self.intake or envelope.stream
+
     def _minid(self, envelope: Envelope) -> str:
+        if self.intake is not None:  # the router trims what it admitted (decision 0011)
+            return ""
         return self.retention.minid(keys.aggregate_of(envelope.type), int(_now() * 1000))
 
     def _batch_call(self, chunk: list[Envelope]) -> tuple[str, ...]:
-        stream = chunk[0].stream
+        stream = self._target(chunk[0])
         args = [self._dedupe_ttl_ms, self._minid(chunk[0])]
         for envelope in chunk:
             flat = _flat(envelope)
@@ -275,17 +291,20 @@ def _flat(envelope: Envelope) -> list[str]:
     return flat
 
 
-def _chunks(envelopes: list[Envelope]) -> list[tuple[list[int], list[Envelope]]]:
+def _chunks(
+    envelopes: list[Envelope], target: Callable[[Envelope], str]
+) -> list[tuple[list[int], list[Envelope]]]:
     """Group by stream (one script call touches one hash tag), at most _CHUNK per call, so no
     single script blocks Redis for long; keep each event's input position."""
     by_stream: dict[str, tuple[list[int], list[Envelope]]] = {}
     chunks: list[tuple[list[int], list[Envelope]]] = []
     for position, envelope in enumerate(envelopes):
-        positions, chunk = by_stream.setdefault(envelope.stream, ([], []))
+        stream = target(envelope)
+        positions, chunk = by_stream.setdefault(stream, ([], []))
         positions.append(position)
         chunk.append(envelope)
         if len(chunk) == _CHUNK:
-            chunks.append(by_stream.pop(envelope.stream))
+            chunks.append(by_stream.pop(stream))
     return chunks + list(by_stream.values())
 
 

@@ -157,7 +157,10 @@ class ServiceSpec(Principal):
 
 
 class Operator(Principal):
-    role: Literal["admin", "readonly"]
+    """An operator, or the router (``role: router``, decision 0011): with a router in the
+    topology, producers write only to their intakes and services read only their inboxes."""
+
+    role: Literal["admin", "readonly", "router"]
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,18 @@ class Topology(_Strict):
     def publishers(self) -> list[Producer | ServiceSpec]:
         """Every principal that may publish (producers, and services with ``publishes``)."""
         return [*self.producers, *(s for s in self.services if s.publishes)]
+
+    @property
+    def router(self) -> Operator | None:
+        """The router's principal (routed delivery), or None: producers write to the
+        department streams and services read them (a bus without a router)."""
+        return next((o for o in self.operators if o.role == "router"), None)
+
+    def department_streams(self) -> list[str]:
+        """Every department stream key a type of the topology travels on (each partition)."""
+        types = {t for p in self.publishers() for t in p.publishes}
+        types |= {s.type for v in self.services for s in v.subscriptions}
+        return sorted({k for t in types for k in keys.streams(keys.aggregate_of(t))})
 
     def owner(self, event_type: str) -> str:
         """The department owning a type (as the contracts said when the topology loaded)."""
@@ -352,6 +367,13 @@ class _Checker:
         self._principals()
         self._unique("producers", [p.adapter for p in self.t.producers], "adapter name")
         self._unique("services", [s.group for s in self.t.services], "consumer group")
+        routers = [i for i, o in enumerate(self.t.operators) if o.role == "router"]
+        for i in routers[1:]:
+            self._add(f"operators[{i}]", "only one principal may have role router (its "
+                      "replicas share that principal)")  # fmt: skip
+        for i, service in enumerate(self.t.services):
+            if service.group == keys.ROUTER_GROUP:
+                self._add(f"services[{i}].group", "group 'router' is the router's own")
         for i, producer in enumerate(self.t.producers):
             self._publisher(f"producers[{i}]", producer)
         for i, service in enumerate(self.t.services):
