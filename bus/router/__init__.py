@@ -9,10 +9,13 @@ if TYPE_CHECKING:
     from bus.router.engine import (
         AheadOfTime,
         IntakeReset,
+        Migration,
         RejectReason,
         Router,
         RouterConfig,
         ahead_of_time,
+        backfill,
+        migrate,
         reset_intake,
         trim_inbox,
     )
@@ -26,6 +29,9 @@ _EXPORTS = {
         "Router",
         "RouterConfig",
         "ahead_of_time",
+        "backfill",
+        "migrate",
+        "Migration",
         "reset_intake",
         "trim_inbox",
     )
@@ -34,10 +40,13 @@ _EXPORTS = {
 __all__ = [
     "AheadOfTime",
     "IntakeReset",
+    "Migration",
     "RejectReason",
     "Router",
     "RouterConfig",
     "ahead_of_time",
+    "backfill",
+    "migrate",
     "reset_intake",
     "trim_inbox",
 ]

@@ -601,3 +601,136 @@ def _after(entry_id: str, other: str) -> bool:
     a, _, b = entry_id.partition("-")
     c, _, d = other.partition("-")
     return (int(a), int(b or 0)) > (int(c), int(d or 0))
+
+
+# -- migration from shared groups, backfill of a new subscription ----------------------------
+
+
+@dataclass
+class Migration:
+    """What :func:`migrate` did: per inbox, how many entries it wrote (and ``done`` markers)."""
+
+    positions: dict[str, str] = field(default_factory=dict)  # stream -> router group start
+    copied: dict[str, int] = field(default_factory=dict)  # inbox -> entries written
+    markers: int = 0
+
+
+async def migrate(router: Router, *, hold_ms: int = 120_000) -> Migration:
+    """Move a running bus from shared groups on the department streams to inboxes (decision
+    0011, "Migration"). ``router`` must be built on an admin connection; the services must be
+    stopped (their groups' positions frozen) and no router running. For each department
+    stream: the router's group is created at the stream's current end R; for each of its
+    subscriptions whose service group exists there, the group's pending entries and every
+    entry after its last-delivered id up to R are written to its inbox, in id order, with the
+    router's dedupe markers; the group's ``done`` markers of those events are copied, so a
+    ``once`` handler that ran but was not acked does not run again. A stream already migrated
+    (the router's group exists) is left alone."""
+    report = Migration()
+    redis = router.redis
+    for stream, by_type in sorted(router.routes.items()):
+        lease = keys.router_lease(stream)
+        await redis.set(lease, "migrate", px=hold_ms)
+        try:
+            await _migrate_stream(router, stream, by_type, report)
+        finally:
+            await redis.delete(lease)
+    return report
+
+
+async def _migrate_stream(
+    router: Router, stream: str, by_type: Mapping[str, list[Route]], report: Migration
+) -> None:
+    redis = router.redis
+    try:
+        info: Any = await redis.xinfo_stream(stream)
+        end = _text(info["last-generated-id"])
+    except ResponseError:  # no stream yet: nothing to copy
+        end = "0-0"
+    try:
+        await redis.xgroup_create(stream, keys.ROUTER_GROUP, id=end, mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" in str(exc):
+            return  # migrated before
+        raise
+    report.positions[stream] = end
+    groups = {_text(g["name"]): g for g in await redis.xinfo_groups(stream)}
+    routes = {r.group: r for rs in by_type.values() for r in rs}
+    for group, route in sorted(routes.items()):
+        found = groups.get(group)
+        if found is None:
+            continue  # never consumed: the inbox starts with what the router forwards
+        types = {t for t, rs in by_type.items() if any(r.group == group for r in rs)}
+        copied, markers = await _copy(router, stream, route, types=types, group=found, end=end)
+        report.copied[route.inbox] = copied
+        report.markers += markers
+
+
+async def _copy(
+    router: Router, stream: str, route: Route, *, types: set[str], group: Any, end: str
+) -> tuple[int, int]:
+    redis = router.redis
+    wanted: dict[bytes, dict[bytes, bytes]] = {}
+    if int(group["pending"]):
+        items: Any = await redis.xpending_range(
+            stream, route.group, min="-", max="+", count=1_000_000
+        )
+        for item in items:
+            entry: Any = await redis.xrange(stream, min=item["message_id"], max=item["message_id"])
+            if entry:
+                wanted[entry[0][0]] = entry[0][1]
+    start = "(" + _text(group["last-delivered-id"])
+    async for entry_id, fields in _scan_from(redis, stream, start, end):
+        wanted[entry_id] = fields
+    calls, events = [], []
+    for entry_id in sorted(wanted, key=lambda e: _id_key(e.decode())):
+        fields = wanted[entry_id]
+        if fields.get(b"type", b"").decode(errors="replace") not in types:
+            continue
+        event_id = fields.get(b"id", b"").decode(errors="replace") or entry_id.decode()
+        forwarded = router._forward(fields, route, entry_id.decode())
+        calls.append((route.inbox, keys.seen(route.inbox, event_id), forwarded))
+        events.append(event_id)
+    await router._publish_all(calls)
+    markers = 0
+    for event_id in events:
+        old = keys.done(stream, route.group, event_id)
+        value, ttl = await redis.get(old), await redis.pttl(old)
+        if value == b"done":
+            await redis.set(keys.done(route.inbox, route.group, event_id), value,
+                            px=ttl if ttl > 0 else router.config.dedupe_ttl_ms)  # fmt: skip
+            markers += 1
+    return len(calls), markers
+
+
+async def backfill(router: Router, stream: str, group: str, *, after: str = "0-0") -> int:
+    """Write the entries of ``stream`` after ``after`` up to the router's position on it into
+    ``group``'s inbox (a subscription added later). Run it with the routers stopped, before
+    they start with the new topology: their writes would otherwise interleave with these."""
+    routes = {r.group: r for rs in router.routes.get(stream, {}).values() for r in rs}
+    route = routes.get(group)
+    if route is None:
+        raise ValueError(f"group {group} has no subscription on {stream} in the topology")
+    groups = {_text(g["name"]): g for g in await router.redis.xinfo_groups(stream)}
+    mine = groups.get(keys.ROUTER_GROUP)
+    end = _text(mine["last-delivered-id"]) if mine else "0-0"
+    types = {t for t, rs in router.routes[stream].items() if any(r.group == group for r in rs)}
+    fake = {"pending": 0, "last-delivered-id": after}
+    copied, _ = await _copy(router, stream, route, types=types, group=fake, end=end)
+    return copied
+
+
+async def _scan_from(redis: Redis, stream: str, start: str, end: str, count: int = 500) -> Any:
+    if _id_key(end) == (0, 0):
+        return
+    while True:
+        batch: Any = await redis.xrange(stream, min=start, max=end, count=count)
+        for entry_id, fields in batch:
+            yield entry_id, fields
+        if len(batch) < count:
+            return
+        start = "(" + batch[-1][0].decode()
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)

@@ -18,7 +18,7 @@ from redis.exceptions import NoPermissionError, ResponseError
 
 from bus import EventContext, Publisher, Service, keys
 from bus.contracts import Contract, default_registry
-from bus.router import Router, ahead_of_time, reset_intake
+from bus.router import Router, ahead_of_time, migrate, reset_intake
 from bus.testing import quick_settings, wait_until
 from schemas.bapenda import PaymentReceived
 from schemas.dukcapil import CitizenBorn, CitizenDied
@@ -383,3 +383,47 @@ def test_the_routing_table_follows_the_topology() -> None:
     assert sorted(r.group for r in deaths) == ["audit", "bapenda", "dinsos", "notifier",
                                                "profile"]  # fmt: skip
     assert keys.intake("adapter-dukcapil") in router.sources
+
+
+# -- migration: shared groups -> inboxes -------------------------------------------------------
+
+
+async def test_migration_from_shared_groups_loses_and_repeats_nothing(
+    routed: RoutedServer,
+) -> None:
+    """Before: producers wrote the department stream, dinsos consumed it as a shared group (4
+    acked, 2 pending of which one had run its once-handler, 4 unread). After `migrate`, the
+    router and the inbox-reading service: each event is handled exactly once overall, in order,
+    including events published during and after the switch."""
+    admin = routed.connect(ADMIN)
+    direct = Publisher(admin, source="urn:x", signer=signer("adapter-dukcapil"), intake=None)
+    for i in range(10):
+        await direct.publish(example(CitizenDied), id=f"m-{i}")
+    await admin.xgroup_create(CITIZEN, "dinsos", "0")
+    reply = await admin.xreadgroup("dinsos", "old", {CITIZEN: ">"}, count=6)
+    ids = [e for e, _ in reply[0][1]]
+    await admin.xack(CITIZEN, "dinsos", *ids[:4])
+    handled_before = [f"m-{i}" for i in range(4)] + ["m-4"]  # m-4's handler ran, ack lost
+    await admin.set(keys.done(CITIZEN, "dinsos", "m-4"), "done", px=60_000)
+    report = await migrate(Router(admin, TOPOLOGY, default_registry, keyring=None))
+    assert report.copied[DINSOS] == 6 and report.markers == 1
+    assert report.copied.get(keys.inbox(CITIZEN, "bapenda")) is None  # no group: nothing
+    # After the cut-over: an old producer not yet switched, and one writing its intake.
+    await direct.publish(example(CitizenDied), id="m-10")
+    await publisher(routed, "adapter-dukcapil").publish(example(CitizenDied), id="m-11")
+    settings = quick_settings(routed.url("svc-dinsos"), inboxes=True)
+    service = Service("dinsos", settings=settings)
+    handled: list[str] = []
+
+    @service.on(CitizenDied, once=True)
+    async def on_died(event: CitizenDied, ctx: EventContext) -> None:
+        handled.append(ctx.event_id)
+
+    async with running(routed.router()), service.running():
+        await wait_until(lambda: len(handled) >= 7, timeout=15)
+        await asyncio.sleep(0.5)  # room for a repeat to show
+    assert handled_before + handled == [f"m-{i}" for i in range(12)]
+    # bapenda's subscription (no shared group before) starts with the router's forwards.
+    assert [f[b"id"] for f in await _entries(admin, keys.inbox(CITIZEN, "bapenda"))] == [
+        b"m-10", b"m-11"]  # fmt: skip
+    await admin.aclose()
