@@ -9,20 +9,36 @@ setid, LASTID), a far-future and the maximum entry id on an intake, oversized en
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError, ResponseError
+from typer.testing import CliRunner
 
 from bus import EventContext, Publisher, Service, keys
+from bus.cli.app import app
 from bus.contracts import Contract, default_registry
 from bus.router import Router, ahead_of_time, migrate, reset_intake
 from bus.testing import quick_settings, wait_until
 from schemas.bapenda import PaymentReceived
 from schemas.dukcapil import CitizenBorn, CitizenDied
-from tests.bus.routed import ADMIN, ROOT, TOPOLOGY, RoutedServer, running, signer
+from tests.bus.routed import (
+    ADMIN,
+    ROOT,
+    TOPOLOGY,
+    RoutedServer,
+    routed_document,
+    running,
+    signer,
+)
 
 EXAMPLES = ROOT / "schemas" / "examples"
 CITIZEN = keys.stream("dukcapil.citizen")
@@ -427,3 +443,84 @@ async def test_migration_from_shared_groups_loses_and_repeats_nothing(
     assert [f[b"id"] for f in await _entries(admin, keys.inbox(CITIZEN, "bapenda"))] == [
         b"m-10", b"m-11"]  # fmt: skip
     await admin.aclose()
+
+
+# -- the router as a process: the CLI, kill -9 mid-fan-out ------------------------------------
+
+
+def _topology_file(tmp_path: Path) -> Path:
+    path = tmp_path / "topology.yaml"
+    path.write_text(yaml.safe_dump(routed_document(), sort_keys=False))
+    return path
+
+
+def _router_process(routed: RoutedServer, topology: Path, name: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "SIMPUL_REDIS_URL": routed.url("router"), "SIMPUL_CONSUMER": name,
+           "SIMPUL_LOG_LEVEL": "warning", "SIMPUL_BLOCK_MS": "100"}  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "bus.cli.app", "router", "run", "--topology", str(topology)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+async def test_router_processes_killed_mid_fan_out_lose_and_repeat_nothing(
+    routed: RoutedServer, tmp_path: Path
+) -> None:
+    """Two router processes, each killed (SIGKILL) at random moments while 600 events flow;
+    a replacement started each time. Every inbox ends with each event once, in order."""
+    admin = routed.connect(ADMIN)
+    topology = _topology_file(tmp_path)
+    dukcapil = publisher(routed, "adapter-dukcapil")
+    total, rng = 600, random.Random(7)
+
+    async def produce() -> None:
+        for i in range(0, total, 25):
+            await dukcapil.publish_many(
+                [dukcapil.envelope(example(CitizenDied), id=f"k-{i + k:04d}") for k in range(25)]
+            )
+            await asyncio.sleep(0.02)
+
+    producing = asyncio.create_task(produce())
+    procs = [_router_process(routed, topology, f"p{n}") for n in range(2)]
+    kills = 0
+    try:
+        for n in range(2, 8):
+            await asyncio.sleep(rng.uniform(0.3, 1.0))
+            victim = procs.pop(rng.randrange(len(procs)))
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+            kills += 1
+            procs.append(_router_process(routed, topology, f"p{n}"))
+        await producing
+        await wait_until(lambda: _len(admin, DINSOS, total), timeout=60)
+        await wait_until(lambda: _len(admin, keys.inbox(CITIZEN, "audit"), total), timeout=30)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            assert proc.wait(timeout=20) == 0
+    expected = [f"k-{i:04d}".encode() for i in range(total)]
+    for inbox in (DINSOS, keys.inbox(CITIZEN, "audit"), keys.inbox(CITIZEN, "bapenda")):
+        assert [f[b"id"] for f in await _entries(admin, inbox)] == expected, inbox
+    assert kills == 6
+    await admin.aclose()
+
+
+def test_the_cli_finds_a_wedged_intake_and_resets_it(
+    routed: RoutedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topology = _topology_file(tmp_path)
+    monkeypatch.setenv("SIMPUL_REDIS_URL", routed.url(ADMIN))
+    with routed.admin() as admin:
+        admin.xadd(keys.intake("adapter-bapenda"), {"type": "x"}, id=MAXIMUM)
+    runner = CliRunner()
+    found = runner.invoke(app, ["router", "ahead", "--topology", str(topology)])
+    assert found.exit_code == 1, found.output
+    assert "simpul:intake:{adapter-bapenda}" in found.output
+    reset = runner.invoke(app, ["router", "reset-intake", "adapter-bapenda"])
+    assert reset.exit_code == 0, reset.output
+    assert "1 unsettled entries moved" in reset.output
+    again = runner.invoke(app, ["router", "ahead", "--topology", str(topology)])
+    assert again.exit_code == 0, again.output
+    assert "no stream is ahead" in again.output
