@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from bus.logging import get_logger
     from bus.outcomes import GiveUp, Retry
     from bus.privacy import contract_of, mask_error, mask_text
+    from bus.projection import Projection
     from bus.publisher import Published, Publisher, Retention, event_id
     from bus.service import Service
     from bus.settings import Settings
@@ -59,6 +60,7 @@ _EXPORTS = {
     "GiveUp": ("bus.outcomes", "GiveUp"),
     "NotDurable": ("bus.errors", "NotDurable"),
     "PermissionDenied": ("bus.errors", "PermissionDenied"),
+    "Projection": ("bus.projection", "Projection"),
     "Published": ("bus.publisher", "Published"),
     "Publisher": ("bus.publisher", "Publisher"),
     "RedisUnavailable": ("bus.errors", "RedisUnavailable"),
@@ -106,6 +108,7 @@ __all__ = [
     "GiveUp",
     "NotDurable",
     "PermissionDenied",
+    "Projection",
     "Published",
     "Publisher",
     "RedisUnavailable",

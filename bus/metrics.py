@@ -4,7 +4,7 @@ Every :class:`~bus.service.Service` owns a :class:`ServiceMetrics` with a ``Coll
 of its own, so several services in one process (the demo) never collide; a service run with
 ``SIMPUL_HTTP`` serves it at ``GET /metrics`` beside ``/healthz`` and ``/readyz``
 (:func:`bus.health.health_app`). The bus-wide view (stream lengths, group lag, pending, dead
-letters, quarantine, Redis up) is ``simpul exporter``'s (:mod:`bus.admin.inspect`);
+letters, quarantine, Redis up) is ``simpul exporter``'s (:mod:`bus.admin.exporter`);
 docs/operations.md lists both.
 
 Labels stay bounded and impersonal: ``service`` is the service's name, ``type`` an event type

@@ -1,6 +1,6 @@
 """Personal data kept out of what people and other systems see: one rule, in one place.
 
-Logs (:mod:`bus.logging`), ``simpul tail`` and ``pending`` (:mod:`bus.admin.inspect`), ``simpul
+Logs (:mod:`bus.logging`), ``simpul tail`` and ``pending`` (:mod:`bus.admin.entries`), ``simpul
 dlq`` (:mod:`bus.admin.deadletters`), dead-letter errors (:mod:`bus.deadletter`), the dashboard and
 the exporter mask with these functions and nothing else. (Masking was once written three times; the
 copies disagreed, and a contract violation was shown in clear by one and masked by another.) The

@@ -545,6 +545,39 @@ def _topology_keys(file: Path, document: dict[str, Any]) -> list[PublicSigningKe
                     **{k: v for k, v in key.items() if k != "id"},
                 }
                 found.append(_key_entry(f"{where}.keys", number, entry))
+    return found + _router_keys(file, document)
+
+
+def _router_keys(file: Path, document: dict[str, Any]) -> list[PublicSigningKey]:
+    """The topology's ``router:`` keys (decision 0012): the router forwards what it admitted,
+    so its keys may sign every type some producer or service ``publishes``."""
+    router = document.get("router")
+    if not isinstance(router, dict) or not router.get("keys"):
+        return []
+    where = f"topology {file}, router"
+    if not isinstance(router["keys"], list):
+        raise ConfigurationError(f"{where}: keys must be a list")
+    forwarded = sorted(
+        {
+            event_type
+            for section in ("producers", "services")
+            for who in document.get(section) or []
+            if isinstance(who, dict) and isinstance(who.get("publishes"), list)
+            for event_type in who["publishes"]
+        }
+    )
+    found = []
+    for number, key in enumerate(router["keys"]):
+        if not isinstance(key, dict):
+            raise ConfigurationError(f"{where}.keys[{number}]: expected a mapping")
+        entry = {
+            "key_id": key.get("id"),
+            "principal": router.get("principal"),
+            "department": router.get("department"),
+            "types": forwarded,
+            **{k: v for k, v in key.items() if k != "id"},
+        }
+        found.append(_key_entry(f"{where}.keys", number, entry))
     return found
 
 

@@ -22,7 +22,7 @@ import pytest
 import typer
 import yaml
 
-from bus.admin.inspect import METRICS as EXPORTER_METRICS
+from bus.admin.exporter import METRICS as EXPORTER_METRICS
 from bus.cli.app import app
 from bus.contracts import default_registry
 from bus.health import Health

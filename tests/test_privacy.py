@@ -40,6 +40,7 @@ from adapters import disnaker
 from adapters.disnaker import fixtures as pencaker
 from bus import EventContext, Service, keys
 from bus.admin import inspect
+from bus.admin.exporter import BusCollector, exporter_app
 from bus.cli.app import app as simpul
 from bus.connection import connect
 from bus.contracts import default_registry
@@ -293,7 +294,7 @@ async def _metrics(city: City, careless: Service, seen: Observed) -> None:
     redis = connect(city.url, block_ms=0)
     try:
         inspector = inspect.Inspector(redis, registry=default_registry)
-        exporter = inspect.exporter_app(inspect.BusCollector(inspector, interval_s=0))
+        exporter = exporter_app(BusCollector(inspector, interval_s=0))
         transport = httpx.ASGITransport(app=exporter)
         async with httpx.AsyncClient(transport=transport, base_url="http://exporter") as client:
             answer = await client.get("/metrics")

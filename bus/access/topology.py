@@ -45,7 +45,7 @@ from pydantic import (
 )
 
 from bus import keys
-from bus.contracts import Registry, default_registry
+from bus.contracts import Contract, Registry, default_registry
 from bus.errors import ConfigurationError
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "Operator",
     "Principal",
     "Producer",
+    "RouterSpec",
     "ServiceSpec",
     "SigningKey",
     "Subscription",
@@ -122,11 +123,22 @@ class KeySpec(_Strict):
         return value
 
 
+ALL_FIELDS = "all"  # ``fields: all``: every data field, the personal ones included
+
+
 class Subscription(_Strict):
-    """One event type a service reads, with the owning department's approval."""
+    """One event type a service reads, with the owning department's approval.
+
+    What its inbox carries of each event's ``data`` (need-to-know, decision 0012): every field
+    the contract does not mark personal, plus the personal ones listed under ``personal`` (the
+    owner approves them with the subscription). ``fields`` instead lists exactly the fields
+    approved (personal or not); ``fields: all`` approves every field (the archive's default).
+    """
 
     type: str
     approved_by: Annotated[str, Field(pattern=_NAME)]
+    personal: list[str] = []
+    fields: list[str] | Literal["all"] | None = None
 
 
 class Principal(_Strict):
@@ -153,6 +165,15 @@ class ServiceSpec(Principal):
     subscriptions: list[Subscription] = []
     publishes: list[str] = []
     archive: bool = False  # reads every stream (the audit): must subscribe to every type
+    keys: list[KeySpec] = []
+
+
+class RouterSpec(Principal):
+    """The router (decision 0012): admits events onto department streams and forwards each
+    subscription its projection, signed with one of its ``keys`` (which may sign every type
+    some principal publishes)."""
+
+    department: str
     keys: list[KeySpec] = []
 
 
@@ -190,7 +211,10 @@ class Topology(_Strict):
     producers: list[Producer] = []
     services: list[ServiceSpec] = []
     operators: list[Operator] = []
+    router: RouterSpec | None = None
     _owners: dict[str, str] = PrivateAttr(default_factory=dict)  # event type -> department
+    # (group, event type) -> approved data fields (None: every field)
+    _approved: dict[tuple[str, str], frozenset[str] | None] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def parse(
@@ -207,10 +231,12 @@ class Topology(_Strict):
         except ValidationError as exc:
             raise TopologyError(source, _problems(exc)) from None
         owners = {m.__contract__.event_type: m.__contract__.owner for m in registry}
-        problems = _Checker(topology, owners).run()
+        checker = _Checker(topology, owners, {m.__contract__.event_type: m for m in registry})
+        problems = checker.run()
         if problems:
             raise TopologyError(source, problems)
         topology._owners = owners
+        topology._approved = checker.approved
         return topology
 
     # -- queries ----------------------------------------------------------------------------
@@ -240,20 +266,32 @@ class Topology(_Strict):
         return self._owners[event_type]
 
     def signing_keys(self) -> list[SigningKey]:
-        """Every public key of every publishing principal, with the types it may sign."""
+        """Every public key of every publishing principal, with the types it may sign; and the
+        router's, which may sign (forward) every type some principal publishes."""
+        signers: list[tuple[Principal, str, list[KeySpec], frozenset[str]]] = [
+            (who, who.department, who.keys, frozenset(who.publishes)) for who in self.publishers()
+        ]
+        if self.router is not None:
+            forwarded = frozenset(t for who in self.publishers() for t in who.publishes)
+            signers.append((self.router, self.router.department, self.router.keys, forwarded))
         return [
             SigningKey(
                 key_id=key.id,
                 principal=who.principal,
-                department=who.department,
+                department=department,
                 public_key=key.public_key,
-                types=frozenset(who.publishes),
+                types=types,
                 not_before=key.not_before,
                 not_after=key.not_after,
             )
-            for who in self.publishers()
-            for key in who.keys
+            for who, department, specs, types in signers
+            for key in specs
         ]
+
+    def approved_fields(self, group: str, event_type: str) -> frozenset[str] | None:
+        """The ``data`` fields group's subscription to ``event_type`` may see (None: every
+        field). KeyError if the group has no such subscription."""
+        return self._approved[(group, event_type)]
 
     def incidental_reads(self) -> dict[str, list[str]]:
         """Per service principal, the types it can read without an approval.
@@ -356,11 +394,18 @@ _PATTERN_HELP = {
 class _Checker:
     """The cross-checks: names unique, references resolve, types exist, approvals match owners."""
 
-    def __init__(self, topology: Topology, owners: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        topology: Topology,
+        owners: Mapping[str, str],
+        models: Mapping[str, type[Contract]] | None = None,
+    ) -> None:
         self.t = topology
         self.owners = owners
+        self.models = models or {}
         self.problems: list[tuple[str, str]] = []
         self.departments = {d.code for d in topology.departments}
+        self.approved: dict[tuple[str, str], frozenset[str] | None] = {}
 
     def run(self) -> list[tuple[str, str]]:
         self._unique("departments", [d.code for d in self.t.departments], "department code")
@@ -379,6 +424,8 @@ class _Checker:
         for i, service in enumerate(self.t.services):
             self._publisher(f"services[{i}]", service)
             self._subscriptions(f"services[{i}]", service)
+        if self.t.router is not None:
+            self._department("router.department", self.t.router.department)
         self._keys()
         return self.problems
 
@@ -396,11 +443,15 @@ class _Checker:
     def _principals(self) -> None:
         seen: dict[str, str] = {}
         variables: dict[str, str] = {}
-        sections = (("operators", self.t.operators), ("producers", self.t.producers),
-                    ("services", self.t.services))  # fmt: skip
+        sections: list[tuple[str, Sequence[Principal]]] = [
+            ("operators", self.t.operators), ("producers", self.t.producers),
+            ("services", self.t.services),
+        ]  # fmt: skip
+        if self.t.router is not None:
+            sections.append(("router", [self.t.router]))
         for section, members in sections:
             for i, member in enumerate(members):
-                path = f"{section}[{i}]"
+                path = section if section == "router" else f"{section}[{i}]"
                 if member.principal == "default":
                     self._add(path, "principal 'default' is Redis's own user (always off)")
                 if member.principal in seen:
@@ -458,6 +509,7 @@ class _Checker:
             elif sub.approved_by != owner:
                 self._add(f"{where}.approved_by", f"{sub.type} is owned by {owner}: only "
                           f"{owner} can approve reading it, not {sub.approved_by}")  # fmt: skip
+            self._fields(where, service, sub, owner)
         if service.archive:
             missing = sorted(set(self.owners) - seen)
             if missing:
@@ -469,16 +521,61 @@ class _Checker:
         elif not service.subscriptions:
             self._add(f"{path}.subscriptions", "a service needs at least one subscription")
 
+    def _fields(self, where: str, service: ServiceSpec, sub: Subscription, owner: str) -> None:
+        """The approved fields: known to the contract, listed once, personal ones approved by
+        the owner. Records what the subscription may see in :attr:`approved`."""
+        model = self.models.get(sub.type)
+        if model is None:  # a registry without models (tests): every field, unchecked
+            self.approved[(service.group, sub.type)] = None
+            return
+        declared = list(model.model_fields)
+        personal = {p for p in model.__contract__.personal_fields if "." not in p}
+        self._listed(f"{where}.personal", sub.type, sub.personal, declared)
+        plain = [name for name in sub.personal if name in declared and name not in personal]
+        if plain:
+            self._add(f"{where}.personal", f"{', '.join(plain)} of {sub.type} not personal: "
+                      "every subscription sees the contract's other fields")  # fmt: skip
+        approved: frozenset[str] | None
+        if isinstance(sub.fields, list):
+            if sub.personal:
+                self._add(f"{where}.personal", "give either fields (the exact list) or personal "
+                          "(added to the non-personal fields), not both")  # fmt: skip
+            self._listed(f"{where}.fields", sub.type, sub.fields, declared)
+            approved = frozenset(sub.fields)
+        elif sub.fields == ALL_FIELDS or service.archive:
+            approved = None
+        else:
+            approved = frozenset(n for n in declared if n not in personal or n in sub.personal)
+        shown = set(declared) if approved is None else set(approved)
+        if sub.approved_by != owner and shown & personal:
+            names = ", ".join(sorted(shown & personal))
+            self._add(f"{where}.approved_by", f"personal field(s) {names} of {sub.type}: only "
+                      f"its owner {owner} can approve them, not {sub.approved_by}")  # fmt: skip
+        self.approved[(service.group, sub.type)] = approved
+
+    def _listed(self, path: str, event_type: str, names: list[str], declared: list[str]) -> None:
+        seen: set[str] = set()
+        for k, name in enumerate(names):
+            if name in seen:
+                self._add(f"{path}[{k}]", f"field {name!r} is listed twice")
+            seen.add(name)
+            if name not in declared:
+                self._add(f"{path}[{k}]", f"unknown field {name!r} of {event_type} — its "
+                          f"fields: {', '.join(declared)}")  # fmt: skip
+
     def _keys(self) -> None:
         seen: dict[str, str] = {}
-        sections: tuple[tuple[str, Sequence[Producer | ServiceSpec]], ...] = (
+        sections: list[tuple[str, Sequence[Producer | ServiceSpec | RouterSpec]]] = [
             ("producers", self.t.producers),
             ("services", self.t.services),
-        )
+        ]
+        if self.t.router is not None:
+            sections.append(("router", [self.t.router]))
         for section, members in sections:
             for i, member in enumerate(members):
                 for j, key in enumerate(member.keys):
-                    path = f"{section}[{i}].keys[{j}]"
+                    where = "router" if section == "router" else f"{section}[{i}]"
+                    path = f"{where}.keys[{j}]"
                     if key.id in seen:
                         self._add(path, f"key id {key.id!r} is already used by {seen[key.id]}")
                     seen.setdefault(key.id, path)

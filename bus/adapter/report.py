@@ -6,7 +6,7 @@ The :class:`~bus.adapter.Adapter` runner writes its :class:`AdapterReport` to
 source's own position and :class:`~bus.adapter.SourceLag`, else the checkpoint), how far
 behind, what it read, published, quarantined and skipped, when it last published and why it last
 failed.
-``simpul status`` and the exporter (bus.admin.inspect) read it.
+``simpul status`` (bus.admin.inspect) and the exporter (bus.admin.exporter) read it.
 
 The key expires ``ttl_s`` after the last write (a week by default): long enough that an adapter
 that died stays visible — "last seen 3 h ago" — and alerts, short enough that a removed one

@@ -16,14 +16,13 @@ if TYPE_CHECKING:
         NotFound,
         ReplayReport,
         Target,
-        UnknownGroup,
-        UnknownStream,
-        stream_key,
     )
     from bus.admin.flowmap import build as build_flow_map
     from bus.admin.flowmap import live_groups
     from bus.admin.flowmap import render_svg as render_flow_svg
-    from bus.admin.inspect import BusSnapshot, Inspector, Thresholds, breaches
+    from bus.admin.inspect import BusSnapshot, Inspector
+    from bus.admin.streams import UnknownGroup, UnknownStream, stream_key
+    from bus.admin.thresholds import Thresholds, breaches
     from bus.specs.catalogue import BrokenModule, find_services, handled
 
 _EXPORTS = {
@@ -36,16 +35,16 @@ _EXPORTS = {
     "NotFound": ("bus.admin.deadletters", "NotFound"),
     "ReplayReport": ("bus.admin.deadletters", "ReplayReport"),
     "Target": ("bus.admin.deadletters", "Target"),
-    "Thresholds": ("bus.admin.inspect", "Thresholds"),
-    "UnknownGroup": ("bus.admin.deadletters", "UnknownGroup"),
-    "UnknownStream": ("bus.admin.deadletters", "UnknownStream"),
-    "breaches": ("bus.admin.inspect", "breaches"),
+    "Thresholds": ("bus.admin.thresholds", "Thresholds"),
+    "UnknownGroup": ("bus.admin.streams", "UnknownGroup"),
+    "UnknownStream": ("bus.admin.streams", "UnknownStream"),
+    "breaches": ("bus.admin.thresholds", "breaches"),
     "build_flow_map": ("bus.admin.flowmap", "build"),
     "find_services": ("bus.specs.catalogue", "find_services"),
     "handled": ("bus.specs.catalogue", "handled"),
     "live_groups": ("bus.admin.flowmap", "live_groups"),
     "render_flow_svg": ("bus.admin.flowmap", "render_svg"),
-    "stream_key": ("bus.admin.deadletters", "stream_key"),
+    "stream_key": ("bus.admin.streams", "stream_key"),
 }
 
 __all__ = [

@@ -42,13 +42,6 @@ target only: the stream is created with the replayed entry; services recreate th
 
 **Masking.** Lists and details never show personal data unless ``reveal=True`` (which is
 logged): payloads, subjects and the values ``dlq.error`` quotes are masked by the one rule of
-:mod:`bus.privacy`, as ``simpul tail`` and the logs mask them.
-
-**Groups and trimming.** :func:`plan_reset`/:func:`reset_group` move a group's position
-(``XGROUP SETID``) to an id, a time or ``$``/``0``, saying how many entries the group will read
-again or skip. :func:`plan_trim`/:func:`trim` delete entries older than an age (``XTRIM MINID``);
-before Redis 8.2 trimming ignores consumer groups, so :func:`trim` refuses — atomically, in the
-trimming script — while a group has not read, or still holds pending, an entry that would go.
 """
 
 from __future__ import annotations
@@ -57,16 +50,31 @@ import enum
 import getpass
 import inspect
 import json
-import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from bus import keys
+from bus.admin.positions import (
+    _ENTRY_ID,
+    _ID_COMPARE,
+    _MAX_SEQ,
+    _PAGE,
+    _after,
+    _count,
+    _ms,
+    _time_of,
+)
+from bus.admin.streams import (
+    UnknownGroup,
+    UnknownStream,
+    _split_dead_letter_key,
+    group_names,
+    stream_key,
+)
 from bus.connection import TRANSIENT
 from bus.contracts import Registry, default_registry
 from bus.deadletter import original_fields
@@ -74,7 +82,6 @@ from bus.envelope import Envelope
 from bus.errors import ConfigurationError, DecodeError, RedisUnavailable, SimpulError
 from bus.logging import get_logger
 from bus.privacy import contract_of, mask_data, mask_error, mask_subject, mask_text
-from bus.publisher import Retention
 
 __all__ = [
     "REPLAY_CONSUMER",
@@ -82,31 +89,14 @@ __all__ = [
     "DeadLetterDetail",
     "DeadLetterRef",
     "DeadLetters",
-    "GroupLoss",
     "NotFound",
     "Outcome",
-    "Position",
     "PurgePlan",
     "PurgeStep",
     "Queue",
     "ReplayReport",
     "ReplayResult",
-    "ResetPlan",
     "Target",
-    "TrimPlan",
-    "TrimRefused",
-    "UnknownGroup",
-    "UnknownStream",
-    "all_streams",
-    "group_names",
-    "parse_duration",
-    "parse_position",
-    "plan_reset",
-    "plan_trim",
-    "reset_group",
-    "retention_age",
-    "stream_key",
-    "trim",
 ]
 
 _log = get_logger("bus.admin.deadletters")
@@ -116,22 +106,6 @@ REPLAY_CONSUMER = "simpul-replay"
 # Idle time given to a group-replayed entry: longer than any claim_idle_ms, so the next reclaim
 # sweep of the group takes it (XCLAIM's IDLE must not exceed the server's clock in ms).
 _DUE_NOW_IDLE_MS = 365 * 24 * 3600 * 1000
-_PAGE = 1000  # entries per XRANGE / XPENDING page when counting
-_MAX_SEQ = 2**64 - 1
-
-_ID_COMPARE = """
-local function parse(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
-end
-local function cmp(a, b)
-  local ams, aseq = parse(a)
-  local bms, bseq = parse(b)
-  if ams ~= bms then return ams < bms and -1 or 1 end
-  if aseq ~= bseq then return aseq < bseq and -1 or 1 end
-  return 0
-end
-"""
 
 # KEYS[1] the dead-letter stream, KEYS[2] its stream (same hash tag: one Cluster slot).
 # ARGV[1] dead letter id, ARGV[2] 'group' | 'stream', ARGV[3] '1' = dry run,
@@ -218,211 +192,10 @@ return gone
 
 # KEYS[1] a stream. ARGV[1] MINID, ARGV[2] '1' = trim even if a group loses entries.
 # Refuses ({0, group, why}) when a group has not read, or still holds pending, an entry below
-# MINID; else trims exactly (no '~') and returns {1, how many went}.
-_TRIM = (
-    _ID_COMPARE
-    + """
-if ARGV[2] ~= '1' then
-  for _, info in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-    local name, last = nil, nil
-    for i = 1, #info, 2 do
-      if info[i] == 'name' then name = info[i + 1] end
-      if info[i] == 'last-delivered-id' then last = info[i + 1] end
-    end
-    local unread = redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', 1)
-    if #unread > 0 and cmp(unread[1][1], ARGV[1]) < 0 then return {0, name, 'unread'} end
-    local held = redis.call('XPENDING', KEYS[1], name, '-', '(' .. ARGV[1], 1)
-    if #held > 0 then return {0, name, 'pending'} end
-  end
-end
-return {1, redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1])}
-"""
-)
-
-
-# -- errors ------------------------------------------------------------------------------------
-
-
-class UnknownStream(SimpulError):
-    """No such stream, and no dead letters of it either."""
-
-
-class UnknownGroup(SimpulError):
-    """No such consumer group on the stream, and no dead letters of it either."""
 
 
 class NotFound(SimpulError):
     """No dead letter with that id (in the selected dead-letter streams)."""
-
-
-class TrimRefused(SimpulError):
-    """Trimming would take entries a group has not read yet or still holds pending."""
-
-    def __init__(self, stream: str, group: str, why: str) -> None:
-        self.stream, self.group, self.why = stream, group, why
-        what = "has not read" if why == "unread" else "still holds pending"
-        super().__init__(
-            f"group {group} {what} entries of {stream} that trimming would delete; "
-            "nothing trimmed (force to trim anyway: those events are then lost for it)"
-        )
-
-
-# -- names ---------------------------------------------------------------------------------------
-
-
-def stream_key(name: str) -> str:
-    """``dukcapil.citizen``, ``dukcapil.citizen.p3`` (a partition) or either key -> the key."""
-    key = keys.stream_named(name)
-    if key is not None:
-        return key
-    raise ConfigurationError(
-        f"{name!r} is not a stream: give an aggregate (dukcapil.citizen) "
-        "or a stream key (simpul:{dukcapil.citizen})"
-    )
-
-
-def _split_dead_letter_key(key: str) -> tuple[str, str] | None:
-    stream, sep, group = key.rpartition(":dlq:")
-    if not sep or not keys.is_stream(stream) or not group:
-        return None
-    return stream, group
-
-
-async def all_streams(redis: Redis) -> list[str]:
-    """Every aggregate stream in Redis (not dead letters or markers), sorted."""
-    found = {
-        key.decode()
-        async for key in redis.scan_iter(match=f"{keys.PREFIX}:{{*}}", count=500, _type="STREAM")
-    }
-    return sorted(k for k in found if keys.is_stream(k))
-
-
-async def group_names(redis: Redis, stream: str) -> list[str]:
-    """The consumer groups of ``stream`` (empty when the stream does not exist)."""
-    return [info["name"].decode() for info in await _groups(redis, stream)]
-
-
-async def _groups(redis: Redis, stream: str) -> list[dict[str, Any]]:
-    try:
-        groups: list[dict[str, Any]] = await redis.xinfo_groups(stream)
-        return groups
-    except ResponseError as exc:
-        if "no such key" in str(exc).lower():
-            return []
-        raise
-
-
-# -- durations, times, positions -----------------------------------------------------------------
-
-_UNITS = {"w": 604_800_000, "d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1_000, "ms": 1}
-_DURATION = re.compile(r"(\d+)\s*(ms|w|d|h|m|s)")
-
-
-def parse_duration(text: str) -> timedelta:
-    """``30d``, ``2h``, ``90m``, ``1h30m``, ``1w``, ``45s``, ``500ms`` -> a positive timedelta."""
-    compact = text.strip().lower()
-    parts = _DURATION.findall(compact)
-    if not compact or "".join(f"{n}{u}" for n, u in parts) != compact.replace(" ", ""):
-        raise ConfigurationError(
-            f"{text!r} is not a duration: write e.g. 30d, 12h, 90m, 1h30m, 1w, 45s"
-        )
-    total = sum(int(n) * _UNITS[u] for n, u in parts)
-    if total <= 0:
-        raise ConfigurationError(f"duration {text!r} must be positive")
-    return timedelta(milliseconds=total)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _ms(moment: datetime) -> int:
-    """Milliseconds since the epoch, exactly (no float rounding: ids are compared exactly)."""
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    """Where a group should be set: an entry id, or a time (the entries from then on)."""
-
-    entry_id: str | None = None  # "0-0", "$" or "<ms>-<seq>"
-    at_ms: int | None = None  # deliver every entry recorded at or after this time
-
-    def describe(self) -> str:
-        if self.at_ms is not None:
-            return datetime.fromtimestamp(self.at_ms / 1000, UTC).isoformat(timespec="milliseconds")
-        return str(self.entry_id)
-
-
-_ENTRY_ID = re.compile(r"^(\d+)(?:-(\d+))?$")
-
-
-def parse_position(text: str, *, now: datetime | None = None) -> Position:
-    """``$`` (the end), ``0`` (the start), an entry id (``1796132045036-0``), a time with an
-    offset (``2026-11-30T08:00+07:00``) or an age (``2h ago``)."""
-    value = text.strip()
-    if value == "$":
-        return Position(entry_id="$")
-    if value in ("0", "0-0"):
-        return Position(entry_id="0-0")
-    match = _ENTRY_ID.match(value)
-    if match:
-        return Position(entry_id=f"{match[1]}-{match[2] or 0}")
-    if value.lower().endswith(" ago"):
-        age = parse_duration(value[:-4])
-        return Position(at_ms=_ms((now or datetime.now(UTC)) - age))
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ConfigurationError(
-            f"{text!r} is not a position: give $, 0, an entry id (1796132045036-0), a time with "
-            "an offset (2026-11-30T08:00+07:00) or an age (2h ago)"
-        ) from None
-    if moment.tzinfo is None:
-        raise ConfigurationError(
-            f"time {text!r} has no offset: write e.g. 2026-11-30T08:00+07:00 (WIB) or ...Z (UTC)"
-        )
-    return Position(at_ms=_ms(moment))
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def _after(entry_id: str) -> str:
-    """The smallest id greater than ``entry_id``."""
-    ms, seq = _id_key(entry_id)
-    return f"{ms + 1}-0" if seq == _MAX_SEQ else f"{ms}-{seq + 1}"
-
-
-def _time_of(entry_id: str) -> str:
-    ms = _id_key(entry_id)[0]
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
-
-
-async def _count(redis: Redis, stream: str, low: str, high: str) -> int:
-    """Entries of ``stream`` with ``low`` < id <= ``high`` (ids; "-" and "+" allowed)."""
-    if low != "-" and high != "+" and _id_key(low) >= _id_key(high):
-        return 0
-    start = "-" if low == "-" else f"({low}"
-    total = 0
-    while True:
-        page: Any = await redis.xrange(stream, min=start, max=high, count=_PAGE)
-        total += len(page)
-        if len(page) < _PAGE:
-            return total
-        start = f"({page[-1][0].decode()}"
-
-
-async def _count_pending(redis: Redis, stream: str, group: str, low: str, high: str) -> int:
-    """Pending entries of ``group`` with ids in [``low``, ``high``] ("(" prefixes allowed)."""
-    total, start = 0, low
-    while True:
-        rows: Any = await redis.xpending_range(stream, group, min=start, max=high, count=_PAGE)
-        total += len(rows)
-        if len(rows) < _PAGE:
-            return total
-        start = f"({rows[-1]['message_id'].decode()}"
 
 
 # -- dead letters --------------------------------------------------------------------------------
@@ -1099,201 +872,3 @@ def _os_user() -> str:
 
 def _unavailable(exc: BaseException) -> RedisUnavailable:
     return RedisUnavailable(f"Redis is unreachable or did not answer in time: {exc}")
-
-
-# -- group positions -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ResetPlan:
-    """What moving a group's position does. Counts are of entries in the stream now."""
-
-    stream: str
-    group: str
-    current: str  # the group's last-delivered-id now
-    target: str  # the id it will be set to (entries after it are delivered)
-    reread: int  # entries the group read already and will be delivered again
-    skipped: int  # entries the group has not read yet and will never get
-    pending: int  # entries pending in the group (they stay pending and are retried as usual)
-    pending_reread: int  # of those, entries after the target: delivered again as new
-    asked: str  # what the operator asked for ($, 0, an id, a time)
-    applied: bool = False
-
-    def warnings(self) -> list[str]:
-        notes = []
-        if self.reread:
-            notes.append(
-                f"{self.reread} entries already delivered to {self.group} will be delivered "
-                "again: handlers must tolerate it (once=True ones skip events they completed)"
-            )
-        if self.skipped:
-            notes.append(
-                f"{self.skipped} entries {self.group} has not read yet will be skipped: it "
-                "never handles them"
-            )
-        if self.pending:
-            notes.append(
-                f"{self.pending} entries pending in {self.group} stay pending and are still "
-                "retried (and dead-lettered after max deliveries)"
-                + (
-                    f"; {self.pending_reread} of them lie after the new position and are also "
-                    "delivered again as new entries (their delivery count restarts at 1)"
-                    if self.pending_reread
-                    else ""
-                )
-            )
-        if not (self.reread or self.skipped):
-            notes.append("no entry is delivered again or skipped")
-        return notes
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "stream": self.stream, "group": self.group, "asked": self.asked,
-            "current": self.current, "target": self.target, "reread": self.reread,
-            "skipped": self.skipped, "pending": self.pending,
-            "pending_reread": self.pending_reread, "applied": self.applied,
-            "warnings": self.warnings(),
-        }  # fmt: skip
-
-
-async def plan_reset(
-    redis: Redis, stream: str, group: str, to: str | Position, *, now: datetime | None = None
-) -> ResetPlan:
-    """Plan moving ``group`` of ``stream`` to ``to`` (see :func:`parse_position`). A time means:
-    every entry recorded at or after it is delivered (again); the group is set to the last
-    entry before it."""
-    stream = stream_key(stream)
-    position = parse_position(to, now=now) if isinstance(to, str) else to
-    try:
-        if not await redis.exists(stream):
-            raise UnknownStream(f"unknown stream {stream}")
-        groups = {info["name"].decode(): info for info in await _groups(redis, stream)}
-        if group not in groups:
-            raise UnknownGroup(
-                f"unknown group {group!r} on {stream} (groups: {', '.join(groups) or 'none'})"
-            )
-        current = groups[group]["last-delivered-id"].decode()
-        if position.at_ms is not None:
-            before: Any = await redis.xrevrange(stream, max=f"({position.at_ms}-0", count=1)
-            target = before[0][0].decode() if before else "0-0"
-        elif position.entry_id == "$":
-            info: Any = await redis.xinfo_stream(stream)
-            target = info["last-generated-id"].decode()
-        else:
-            target = str(position.entry_id)
-        low, high = sorted((current, target), key=_id_key)
-        moved = await _count(redis, stream, low, high)
-        pending = int((await redis.xpending(stream, group))["pending"])
-        pending_reread = (
-            await _count_pending(redis, stream, group, f"({target}", "+") if pending else 0
-        )
-    except TRANSIENT as exc:
-        raise _unavailable(exc) from exc
-    backwards = _id_key(target) < _id_key(current)
-    return ResetPlan(
-        stream, group, current, target,
-        reread=moved if backwards else 0, skipped=0 if backwards else moved,
-        pending=pending, pending_reread=pending_reread, asked=position.describe(),
-    )  # fmt: skip
-
-
-async def reset_group(redis: Redis, plan: ResetPlan) -> ResetPlan:
-    """Apply ``plan`` (``XGROUP SETID``); returns it marked applied."""
-    try:
-        await redis.xgroup_setid(plan.stream, plan.group, plan.target)
-    except TRANSIENT as exc:
-        raise _unavailable(exc) from exc
-    except ResponseError as exc:
-        if "NOGROUP" in str(exc):
-            raise UnknownGroup(f"group {plan.group} of {plan.stream} vanished meanwhile") from exc
-        raise
-    _log.warning(
-        "group_reset", stream=plan.stream, group=plan.group, previous=plan.current,
-        position=plan.target, reread=plan.reread, skipped=plan.skipped, by=_os_user(),
-    )  # fmt: skip
-    return replace(plan, applied=True)
-
-
-# -- trimming ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class GroupLoss:
-    """What trimming takes from one group: entries it has not read, or holds pending."""
-
-    group: str
-    unread: int
-    pending: int
-
-
-@dataclass(frozen=True, slots=True)
-class TrimPlan:
-    stream: str
-    minid: str  # entries with smaller ids go
-    cutoff: str  # the same as a time
-    entries: int
-    losses: tuple[GroupLoss, ...]  # groups that would lose entries they have not processed
-
-    @property
-    def safe(self) -> bool:
-        return not self.losses
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "stream": self.stream, "minid": self.minid, "cutoff": self.cutoff,
-            "entries": self.entries, "safe": self.safe,
-            "losses": [{"group": x.group, "unread": x.unread, "pending": x.pending}
-                       for x in self.losses],
-        }  # fmt: skip
-
-
-def retention_age(retention: Retention, stream: str) -> timedelta | None:
-    """The age ``retention`` keeps entries of ``stream`` for (None: kept for ever)."""
-    aggregate = stream[len(keys.PREFIX) + 2 : -1]
-    return retention.per_aggregate.get(aggregate, retention.default)
-
-
-async def plan_trim(
-    redis: Redis, stream: str, *, older_than: timedelta, now: datetime | None = None
-) -> TrimPlan:
-    """Plan deleting the entries of ``stream`` recorded more than ``older_than`` ago, and say
-    which groups would lose entries they have not read or still hold pending."""
-    stream = stream_key(stream)
-    cutoff = _ms((now or datetime.now(UTC)) - older_than)
-    minid, below = f"{cutoff}-0", f"{cutoff - 1}-{_MAX_SEQ}"
-    try:
-        if not await redis.exists(stream):
-            raise UnknownStream(f"unknown stream {stream}")
-        entries = await _count(redis, stream, "-", below)
-        losses = []
-        for info in await _groups(redis, stream) if entries else []:
-            name = info["name"].decode()
-            last = info["last-delivered-id"].decode()
-            unread = await _count(redis, stream, last, below)
-            pending = await _count_pending(redis, stream, name, "-", below)
-            if unread or pending:
-                losses.append(GroupLoss(name, unread, pending))
-    except TRANSIENT as exc:
-        raise _unavailable(exc) from exc
-    return TrimPlan(stream, minid, _time_of(minid), entries, tuple(losses))
-
-
-async def trim(redis: Redis, plan: TrimPlan, *, force: bool = False) -> int:
-    """Trim as planned; returns how many entries went. Unless ``force``, raises TrimRefused —
-    checked in the trimming script itself, so a group that fell behind after the plan counts —
-    when a group has not read, or holds pending, an entry that would go."""
-    try:
-        reply = await redis.eval(_TRIM, 1, plan.stream, plan.minid, "1" if force else "0")
-    except TRANSIENT as exc:
-        raise _unavailable(exc) from exc
-    except ResponseError as exc:
-        if "no such key" in str(exc).lower():
-            raise UnknownStream(f"stream {plan.stream} vanished meanwhile") from exc
-        raise
-    if int(reply[0]) == 0:
-        raise TrimRefused(plan.stream, reply[1].decode(), reply[2].decode())
-    _log.warning(
-        "stream_trimmed", stream=plan.stream, minid=plan.minid, entries=int(reply[1]),
-        forced=force and not plan.safe, by=_os_user(),
-    )  # fmt: skip
-    return int(reply[1])

@@ -12,11 +12,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bus.access.topology import load_topology
 from bus.cli.common import fail, import_from_cwd
 from bus.contracts import Contract, default_registry
 from bus.errors import SimpulError, UnknownEventType
+from bus.projection import disclosures
 from bus.specs import asyncapi, catalogue
 from bus.specs.gate import check, snapshot_of, unsafe_snapshots, write_snapshots
+
+DEFAULT_TOPOLOGY = Path("deploy/topology.yaml")  # its approvals go into the catalogue
 
 app = typer.Typer(
     help="The shared data contracts: list, show, export, check.", no_args_is_help=True
@@ -236,15 +240,23 @@ def snapshot(package: Package = "schemas") -> None:
         _err.print(f"wrote {path}")
 
 
-def docs_files(package: str = "schemas", services: str = "services") -> dict[str, str]:
-    """The generated documentation: file name -> text (catalogue.md, asyncapi.json)."""
+def docs_files(
+    package: str = "schemas",
+    services: str = "services",
+    topology: Path | None = DEFAULT_TOPOLOGY,
+) -> dict[str, str]:
+    """The generated documentation: file name -> text (catalogue.md, asyncapi.json), with each
+    subscription's approved fields when ``topology`` exists (decision 0012)."""
     models = load(package)
     found = catalogue.find_services(services)
     types = catalogue.shared_types(package)
     rows = [catalogue.name_types(describe(m), m, types) for m in models]
+    approvals = None
+    if topology is not None and topology.exists():
+        approvals = catalogue.approvals_by_type(disclosures(load_topology(topology)))
     return {
-        "catalogue.md": catalogue.render(rows, catalogue.consumers(found), types),
-        "asyncapi.json": asyncapi.render(asyncapi.document(models, found)),
+        "catalogue.md": catalogue.render(rows, catalogue.consumers(found), types, approvals),
+        "asyncapi.json": asyncapi.render(asyncapi.document(models, found, approvals)),
     }
 
 
@@ -256,10 +268,16 @@ def docs(
     package: Package = "schemas",
     services: Services = "services",
     out: Annotated[Path, typer.Option("--out", help="directory of the files")] = Path("docs"),
+    topology: Annotated[
+        Path,
+        typer.Option(
+            "--topology", help="the approved fields of each subscription (if the file exists)"
+        ),
+    ] = DEFAULT_TOPOLOGY,
 ) -> None:
     """Write the event catalogue (catalogue.md) and the AsyncAPI document (asyncapi.json)."""
     try:
-        files = docs_files(package, services)
+        files = docs_files(package, services, topology)
     except SimpulError as exc:
         raise fail(_err, exc) from None
     if check_only:

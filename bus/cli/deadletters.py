@@ -21,7 +21,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bus.admin import deadletters
+from bus.admin import deadletters, groups, positions, streams
+from bus.admin.trim import TrimPlan, TrimRefused, plan_trim, retention_age
+from bus.admin.trim import trim as trim_stream
 from bus.cli.common import fail, import_target, run_with_redis
 from bus.errors import ConfigurationError, SimpulError
 from bus.logging import configure
@@ -94,7 +96,7 @@ def _duration(text: str | None) -> timedelta | None:
     if text is None:
         return None
     try:
-        return deadletters.parse_duration(text)
+        return positions.parse_duration(text)
     except SimpulError as exc:
         raise fail(_err, exc) from None
 
@@ -378,20 +380,20 @@ def reset(
     as_json: AsJson = False,
 ) -> None:
     """Move a group's position (XGROUP SETID): re-deliver or skip entries."""
-    plan = _run(lambda redis: deadletters.plan_reset(redis, stream, group, to))
+    plan = _run(lambda redis: groups.plan_reset(redis, stream, group, to))
     if not as_json or dry_run:
         _print_reset(plan, dry_run=dry_run, as_json=as_json)
     if dry_run:
         return
     _confirm(f"Move group {plan.group} of {plan.stream} to {plan.target}?", yes)
-    done = _run(lambda redis: deadletters.reset_group(redis, plan))
+    done = _run(lambda redis: groups.reset_group(redis, plan))
     if as_json:
         print(json.dumps(done.as_dict(), indent=2))
     else:
         _err.print(f"group {done.group} of {done.stream} now at {done.target}")
 
 
-def _print_reset(plan: deadletters.ResetPlan, *, dry_run: bool, as_json: bool) -> None:
+def _print_reset(plan: groups.ResetPlan, *, dry_run: bool, as_json: bool) -> None:
     if as_json:
         print(json.dumps(plan.as_dict(), indent=2))
         return
@@ -457,13 +459,13 @@ def trim(
     except SimpulError as exc:
         raise fail(_err, exc) from None
 
-    async def plan(redis: Redis) -> list[deadletters.TrimPlan]:
-        names = [deadletters.stream_key(stream)] if stream else await deadletters.all_streams(redis)
+    async def plan(redis: Redis) -> list[TrimPlan]:
+        names = [streams.stream_key(stream)] if stream else await streams.all_streams(redis)
         plans = []
         for name in names:
-            keep = age if retention is None else deadletters.retention_age(retention, name)
+            keep = age if retention is None else retention_age(retention, name)
             if keep is not None:
-                plans.append(await deadletters.plan_trim(redis, name, older_than=keep))
+                plans.append(await plan_trim(redis, name, older_than=keep))
         return plans
 
     plans = [p for p in _run(plan) if p.entries]
@@ -486,8 +488,8 @@ def trim(
         trimmed, refused = {}, [p.stream for p in unsafe]
         for p in todo:
             try:
-                trimmed[p.stream] = await deadletters.trim(redis, p, force=force)
-            except deadletters.TrimRefused as exc:  # a group fell behind since the plan
+                trimmed[p.stream] = await trim_stream(redis, p, force=force)
+            except TrimRefused as exc:  # a group fell behind since the plan
                 _err.print(f"[red]refused:[/red] {exc}")
                 refused.append(p.stream)
         return trimmed, refused
@@ -506,7 +508,7 @@ trim.__doc__ = _TRIM_HELP  # registered in bus.cli.app with app.command("trim"):
 
 
 def _trim_json(
-    plans: Sequence[deadletters.TrimPlan],
+    plans: Sequence[TrimPlan],
     *,
     dry_run: bool,
     trimmed: dict[str, int],
@@ -517,7 +519,7 @@ def _trim_json(
                       "refused": refused}, indent=2))  # fmt: skip
 
 
-def _print_trim(plans: Sequence[deadletters.TrimPlan], *, force: bool) -> None:
+def _print_trim(plans: Sequence[TrimPlan], *, force: bool) -> None:
     if not plans:
         return
     table = Table(title="entries to trim")

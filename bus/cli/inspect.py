@@ -20,7 +20,7 @@ JSON shapes (stable; fields may be added, never renamed or removed):
   behind_bytes, behind_seconds, retained_bytes, read, published, duplicates, quarantined,
   skipped, last_publish_at, last_error, reported_at, age_s}`` (:class:`bus.adapter.report.
   AdapterReport`); ``breaches[]`` = ``{kind, stream, group, adapter, value, limit, message}``.
-* ``tail --json``: one JSON object per line, :func:`bus.admin.inspect.decode_entry`.
+* ``tail --json``: one JSON object per line, :func:`bus.admin.entries.decode_entry`.
 * ``pending --json``: ``{"stream", "group", "total", "entries": [{entry_id, consumer, idle_s,
   deliveries, age_s, exists, type}]}``.
 * ``map --format json``: :meth:`bus.admin.flowmap.FlowMap.to_json`.
@@ -48,8 +48,11 @@ from rich.table import Table
 from rich.text import Text
 
 from bus.adapter.report import AdapterReport
-from bus.admin import flowmap, inspect
+from bus.admin import flowmap, inspect, streams
+from bus.admin.entries import PendingEntry, decode_entry, pending_entries
+from bus.admin.exporter import BusCollector, exporter_app
 from bus.admin.replication import Topology, topology
+from bus.admin.thresholds import Breach, Thresholds, breaches, duration, replication_breaches, size
 from bus.cli.common import fail, redis_url, run_with_redis
 from bus.cli.contracts import load as load_contracts
 from bus.connection import TRANSIENT, connect, location, translate
@@ -146,7 +149,7 @@ def status(
     ..._MAX_REPORT_AGE_S (60).
     """
     try:
-        thresholds = inspect.Thresholds.load(
+        thresholds = Thresholds.load(
             max_lag=max_lag, max_pending_age_s=max_pending_age, max_dead_letters=max_dead_letters,
             max_quarantine=max_quarantine, max_consumer_idle_s=max_consumer_idle,
             max_silence_s=max_silence, max_source_behind_s=max_source_behind,
@@ -159,7 +162,7 @@ def status(
     _contracts(schemas)
     url = _url_or_fail()
     snap, topo = _run(_snapshot_and_topology, url=url)
-    found = inspect.breaches(snap, thresholds) + inspect.replication_breaches(topo)
+    found = breaches(snap, thresholds) + replication_breaches(topo)
     if as_json:
         print(json.dumps({
             "healthy": not found,
@@ -203,7 +206,7 @@ def _topology_table(topo: Topology) -> Table:
         table.add_row(shard.master, "master", f"{shard.in_sync} in sync", "", "")
         for r in shard.replicas:
             style = None if r.in_sync else "red"
-            table.add_row(f"  {r.address}", "replica", r.state, inspect.size(r.behind_bytes),
+            table.add_row(f"  {r.address}", "replica", r.state, size(r.behind_bytes),
                           f"{r.ack_age_s}s ago", style=style)  # fmt: skip
     for s in topo.sentinels:
         if not s.reachable:
@@ -224,7 +227,7 @@ def _url_or_fail() -> str:
 
 
 def _print_status(
-    snap: inspect.BusSnapshot, found: list[inspect.Breach], where: str, topo: Topology | None = None
+    snap: inspect.BusSnapshot, found: list[Breach], where: str, topo: Topology | None = None
 ) -> None:
     existing = [s for s in snap.streams if s.exists or s.dead_letters]
     group_count = sum(len(s.groups) for s in existing)
@@ -268,7 +271,7 @@ def _print_status(
         _out.print("[green bold]healthy[/green bold]: no threshold breached")
 
 
-def _streams_table(streams: list[inspect.StreamSnapshot], found: list[inspect.Breach]) -> Table:
+def _streams_table(streams: list[inspect.StreamSnapshot], found: list[Breach]) -> Table:
     table = Table(title="streams", title_justify="left", box=box.SIMPLE_HEAD)
     width = max(len(s.aggregate) for s in streams)
     table.add_column("stream", min_width=width, overflow="fold")  # never cut: it is copied
@@ -276,27 +279,23 @@ def _streams_table(streams: list[inspect.StreamSnapshot], found: list[inspect.Br
         table.add_column(name, justify="right")
     silent = {b.stream for b in found if b.kind == "silence"}
     for s in streams:
-        newest = (
-            "-" if s.last_entry_age_s is None else inspect.duration(s.last_entry_age_s) + " ago"
-        )
+        newest = "-" if s.last_entry_age_s is None else duration(s.last_entry_age_s) + " ago"
         events = str(s.length) if s.exists else "deleted"
         table.add_row(s.aggregate, events, newest, str(len(s.groups)),
                       style="red" if s.aggregate in silent else "")  # fmt: skip
     return table
 
 
-def _groups_table(
-    streams: list[inspect.StreamSnapshot], found: list[inspect.Breach]
-) -> Table | None:
+def _groups_table(streams: list[inspect.StreamSnapshot], found: list[Breach]) -> Table | None:
     rows: list[tuple[str, str, list[str]]] = []  # stream, group, values
     for s in streams:
         for g in s.groups:
             rows.append((s.aggregate, g.name, [
                 "?" if g.lag is None else str(g.lag),
                 str(g.pending),
-                "-" if g.oldest_pending_age_s is None else inspect.duration(g.oldest_pending_age_s),
+                "-" if g.oldest_pending_age_s is None else duration(g.oldest_pending_age_s),
                 str(g.consumer_count),
-                "-" if g.idle_s is None else inspect.duration(g.idle_s),
+                "-" if g.idle_s is None else duration(g.idle_s),
                 str(g.dead_letters),
             ]))  # fmt: skip
         for group, depth in s.dead_letters.items():
@@ -323,7 +322,7 @@ def _groups_table(
     return table
 
 
-def _quarantine_table(depths: dict[str, int], found: list[inspect.Breach]) -> Table:
+def _quarantine_table(depths: dict[str, int], found: list[Breach]) -> Table:
     table = Table(title="quarantine", title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("adapter")
     table.add_column("records", justify="right")
@@ -333,14 +332,14 @@ def _quarantine_table(depths: dict[str, int], found: list[inspect.Breach]) -> Ta
     return table
 
 
-def _print_adapters(reports: list[AdapterReport], found: list[inspect.Breach]) -> None:
+def _print_adapters(reports: list[AdapterReport], found: list[Breach]) -> None:
     _out.print(_adapters_table(reports, found))
     for report in reports:
         if report.last_error:
             _out.print(Text(f"  {report.name} failing: {report.last_error}", style="yellow"))
 
 
-def _adapters_table(reports: list[AdapterReport], found: list[inspect.Breach]) -> Table:
+def _adapters_table(reports: list[AdapterReport], found: list[Breach]) -> Table:
     table = Table(title="adapters", title_justify="left", box=box.SIMPLE_HEAD,
                   collapse_padding=True, pad_edge=False)  # fmt: skip
     # Names are never cut: operators copy them into `simpul quarantine list`...
@@ -352,7 +351,7 @@ def _adapters_table(reports: list[AdapterReport], found: list[inspect.Breach]) -
     stale = {b.adapter for b in found if b.kind == "report_stale"}
     for r in reports:
         table.add_row(
-            r.name, r.position or "-", _behind(r), _or_dash(r.retained_bytes, inspect.size),
+            r.name, r.position or "-", _behind(r), _or_dash(r.retained_bytes, size),
             str(r.published), _last_seen(r, stale=r.name in stale),
             style="red" if r.name in bad else "",
         )  # fmt: skip
@@ -363,9 +362,9 @@ def _behind(r: AdapterReport) -> str:
     """Everything the report knows of how far behind: ``42 s, 695 B`` (CDC), ``120 rows``."""
     parts = []
     if r.behind_seconds is not None:
-        parts.append(inspect.duration(r.behind_seconds))
+        parts.append(duration(r.behind_seconds))
     if r.behind_bytes is not None:
-        parts.append(inspect.size(r.behind_bytes))
+        parts.append(size(r.behind_bytes))
     if r.behind_rows is not None:
         parts.append(f"{r.behind_rows} row{'' if r.behind_rows == 1 else 's'}")
     return ", ".join(parts) or "-"
@@ -376,7 +375,7 @@ def _or_dash(value: T | None, shown: Callable[[T], str]) -> str:
 
 
 def _last_seen(report: AdapterReport, *, stale: bool) -> str:
-    ago = f"{inspect.duration(report.age_s or 0.0)} ago"
+    ago = f"{duration(report.age_s or 0.0)} ago"
     if stale:
         return f"stale, {ago}"
     return ago if report.state == "running" else f"{report.state}, {ago}"
@@ -403,7 +402,7 @@ def tail(
     Never joins a group or acks: --follow reads with XREAD BLOCK; Ctrl-C stops it (exit 0).
     """
     try:
-        key = inspect.resolve_stream(stream)
+        key = streams.resolve_stream(stream)
     except SimpulError as exc:
         raise fail(_err, exc) from None
     _contracts(schemas)
@@ -414,13 +413,13 @@ def tail(
         last = None
         for entry_id, raw in entries:
             last = _text(entry_id)
-            event = inspect.decode_entry(key, last, raw, registry=default_registry, reveal=reveal)
+            event = decode_entry(key, last, raw, registry=default_registry, reveal=reveal)
             _print_event(event, as_json=as_json)
         return last
 
     async def work(redis: Redis) -> None:
         registered = key in {m.__contract__.stream for m in default_registry}
-        if not await inspect.stream_exists(redis, key):
+        if not await streams.stream_exists(redis, key):
             if not registered:
                 raise ConfigurationError(await _unknown_stream(redis, key))
             if group is not None:
@@ -450,7 +449,7 @@ async def _first_entries(
     entries = list(reversed(newest or []))
     if entries:
         return entries, _text(entries[-1][0])
-    if not await inspect.stream_exists(redis, key):
+    if not await streams.stream_exists(redis, key):
         return [], "0-0"
     info: Any = await redis.xinfo_stream(key)
     return [], _text(info.get("last-generated-id") or "0-0")
@@ -494,7 +493,7 @@ async def _group_position(redis: Redis, key: str, group: str) -> str:
 
 async def _unknown_stream(redis: Redis, key: str) -> str:
     known = (
-        ", ".join(k[len("simpul:{") : -1] for k in await inspect.stream_keys(redis)) or "none yet"
+        ", ".join(k[len("simpul:{") : -1] for k in await streams.stream_keys(redis)) or "none yet"
     )
     return f"no stream {key} in Redis and no contract declares it (streams: {known})"
 
@@ -536,14 +535,14 @@ def pending(
     """Entries delivered to GROUP and not acked: consumer, idle, deliveries, type, and whether
     the entry still exists (trimmed or deleted while pending means it is lost)."""
     try:
-        key = inspect.resolve_stream(stream)
+        key = streams.resolve_stream(stream)
     except SimpulError as exc:
         raise fail(_err, exc) from None
 
-    async def work(redis: Redis) -> tuple[int, list[inspect.PendingEntry]]:
-        if not await inspect.stream_exists(redis, key):
+    async def work(redis: Redis) -> tuple[int, list[PendingEntry]]:
+        if not await streams.stream_exists(redis, key):
             raise ConfigurationError(await _unknown_stream(redis, key))
-        entries = await inspect.pending_entries(redis, key, group, count=count)
+        entries = await pending_entries(redis, key, group, count=count)
         total = int((await redis.xpending(key, group))["pending"])
         return total, entries
 
@@ -562,8 +561,8 @@ def pending(
         table.add_column(name, justify="right" if name in ("idle", "deliveries", "age") else "left")
     for e in entries:
         table.add_row(
-            e.entry_id, e.consumer, inspect.duration(e.idle_s), str(e.deliveries),
-            inspect.duration(e.age_s), e.type or "-",
+            e.entry_id, e.consumer, duration(e.idle_s), str(e.deliveries),
+            duration(e.age_s), e.type or "-",
             "yes" if e.exists else "[red]gone[/red]",
         )  # fmt: skip
     _out.print(table)
@@ -674,7 +673,8 @@ def exporter(
     """Serve Prometheus metrics of the whole bus on /metrics (and /healthz) until SIGTERM.
 
     Each scrape takes a fresh snapshot of Redis (reused for --interval seconds); while Redis is
-    down the exporter keeps serving, with simpul_redis_up 0. Metrics: see bus.admin.inspect.METRICS.
+    down the exporter keeps serving, with simpul_redis_up 0. Metrics: see
+    bus.admin.exporter.METRICS.
     """
     _contracts(schemas)
     url = _url_or_fail()
@@ -682,10 +682,10 @@ def exporter(
     async def work() -> None:
         redis = connect(url, block_ms=0, client_name="simpul:exporter")
         inspector = inspect.Inspector(redis, registry=default_registry)
-        collector = inspect.BusCollector(inspector, interval_s=interval)
+        collector = BusCollector(inspector, interval_s=interval)
         try:
             _err.print(f"serving http://{host}:{port}/metrics for Redis at {location(url)}")
-            await serve(inspect.exporter_app(collector), host=host, port=port)
+            await serve(exporter_app(collector), host=host, port=port)
         finally:
             with contextlib.suppress(Exception):
                 await redis.aclose()

@@ -19,7 +19,7 @@ from pydantic.json_schema import models_json_schema
 
 from bus.contracts import Contract, ContractInfo
 from bus.service import Service
-from bus.specs.catalogue import handled
+from bus.specs.catalogue import Approvals, handled
 
 VERSION = "3.0.0"
 CONTENT_TYPE = "application/json"
@@ -38,8 +38,14 @@ _OPTIONAL = {
 }
 
 
-def document(models: Sequence[type[Contract]], services: Iterable[Service]) -> dict[str, Any]:
-    """The AsyncAPI document of these contracts and of the services consuming them."""
+def document(
+    models: Sequence[type[Contract]],
+    services: Iterable[Service],
+    approvals: Approvals | None = None,
+) -> dict[str, Any]:
+    """The AsyncAPI document of these contracts and of the services consuming them;
+    ``approvals`` (event type -> (group, approved fields or None), from the topology) adds
+    ``x-simpul-approved-fields`` to each receive operation: what its inbox carries."""
     models = sorted(models, key=lambda m: m.__contract__.event_type)
     payloads, schemas = _schemas(models)
     streams: dict[str, list[ContractInfo]] = {}
@@ -52,7 +58,7 @@ def document(models: Sequence[type[Contract]], services: Iterable[Service]) -> d
         "defaultContentType": CONTENT_TYPE,
         "servers": {SERVER: _server()},
         "channels": {aggregate: _channel(infos) for aggregate, infos in streams.items()},
-        "operations": _operations(streams, handled(services)),
+        "operations": _operations(streams, handled(services), approvals or {}),
         "components": {
             **({"schemas": schemas} if schemas else {}),
             "messages": {m.__contract__.event_type: _message(m, payloads[m]) for m in models},
@@ -139,7 +145,9 @@ def _channel(infos: Sequence[ContractInfo]) -> dict[str, Any]:
 
 
 def _operations(
-    streams: dict[str, list[ContractInfo]], handlers: dict[str, set[str]]
+    streams: dict[str, list[ContractInfo]],
+    handlers: dict[str, set[str]],
+    approvals: Approvals,
 ) -> dict[str, Any]:
     operations: dict[str, Any] = {}
     for aggregate, infos in streams.items():
@@ -151,8 +159,25 @@ def _operations(
             if received := [i for i in infos if i.event_type in types]:
                 summary = f"{service} consumes {aggregate} (consumer group {service})."
                 op = _operation("receive", aggregate, received, summary)
-                operations[f"{aggregate}.receive.{service}"] = {**op, "x-simpul-group": service}
+                op["x-simpul-group"] = service
+                if fields := _approved_fields(service, received, approvals):
+                    op["x-simpul-approved-fields"] = fields
+                operations[f"{aggregate}.receive.{service}"] = op
     return operations
+
+
+def _approved_fields(
+    group: str,
+    infos: Sequence[ContractInfo],
+    approvals: Approvals,
+) -> dict[str, Any]:
+    """Event type -> the data fields the group's subscription carries (``"all"``: every one)."""
+    found: dict[str, Any] = {}
+    for info in infos:
+        for who, fields in approvals.get(info.event_type, ()):
+            if who == group:
+                found[info.event_type] = "all" if fields is None else sorted(fields)
+    return found
 
 
 def _operation(

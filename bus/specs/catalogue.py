@@ -201,9 +201,29 @@ def _declared_as(info: FieldInfo, alias: SharedType) -> bool:
     return same_base and all(m in info.metadata for m in alias.metadata)
 
 
-def render(rows: Sequence[Row], consumed_by: Mapping[str, Sequence[str]],
-           types: Sequence[SharedType] = ()) -> str:  # fmt: skip
-    """The catalogue as Markdown; ``rows`` are ``describe(model)`` of the contracts."""
+# Event type -> (consumer group, its approved data fields or None for every field), from the
+# topology (bus.projection.disclosures): what each subscription's inbox carries.
+Approvals = Mapping[str, Sequence[tuple[str, frozenset[str] | None]]]
+
+
+def approvals_by_type(
+    disclosed: Mapping[tuple[str, str], Any],
+) -> dict[str, list[tuple[str, frozenset[str] | None]]]:
+    """:data:`Approvals` from ``bus.projection.disclosures(topology)``."""
+    found: dict[str, list[tuple[str, frozenset[str] | None]]] = {}
+    for (group, event_type), disclosure in sorted(disclosed.items()):
+        found.setdefault(event_type, []).append((group, disclosure.fields))
+    return found
+
+
+def render(
+    rows: Sequence[Row],
+    consumed_by: Mapping[str, Sequence[str]],
+    types: Sequence[SharedType] = (),
+    approvals: Approvals | None = None,
+) -> str:
+    """The catalogue as Markdown; ``rows`` are ``describe(model)`` of the contracts;
+    ``approvals`` (from the topology) adds each subscription's approved fields."""
     rows = sorted(rows, key=lambda r: (r["owner"], r["type"]))
     owners = sorted({r["owner"] for r in rows})
     services = {name for names in consumed_by.values() for name in names}
@@ -222,6 +242,7 @@ def render(rows: Sequence[Row], consumed_by: Mapping[str, Sequence[str]],
         lines += ["", f"## {owner}"]
         for row in (r for r in rows if r["owner"] == owner):
             lines += _entry(row, consumed_by.get(row["type"], ()))
+            lines += _approved(row, (approvals or {}).get(row["type"], ()))
     return "\n".join(lines) + "\n"
 
 
@@ -270,6 +291,29 @@ def _entry(row: Row, consumed_by: Sequence[str]) -> list[str]:
     if row.get("example") is not None:
         example = json.dumps(row["example"], indent=2, ensure_ascii=False)
         lines += ["", "Example payload (invented data):", "", "```json", example, "```"]
+    return lines
+
+
+def _approved(row: Row, approved: Sequence[tuple[str, frozenset[str] | None]]) -> list[str]:
+    """Each subscription of the type with the fields its inbox carries (decision 0012)."""
+    if not approved:
+        return []
+    lines = [
+        "",
+        "Subscriptions (deploy/topology.yaml) and the fields each one's inbox carries:",
+        "",
+    ]
+    lines += ["| subscription (group) | approved fields |", "|---|---|"]
+    for group, fields in approved:
+        if fields is None:
+            shown = "every field"
+        else:
+            shown = ", ".join(
+                f"`{f['name']}`" + (" (personal)" if f["personal"] else "")
+                for f in row["fields"]
+                if f["name"] in fields
+            )
+        lines.append(f"| {group} | {shown or 'none'} |")
     return lines
 
 

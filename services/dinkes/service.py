@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date
 
-from bus import EventContext, Service, Settings, Store, get_logger
+from bus import EventContext, Projection, Service, Settings, Store, get_logger
+from schemas.common import KelurahanCode, PastDate, Pseudonym
 from schemas.dinkes import ImmunisationScheduled
 from schemas.dukcapil import CitizenBorn
 from services._common import Migration, today_in_malang
@@ -16,6 +17,16 @@ from services.dinkes.schedule import due_dates
 
 SOURCE = "urn:malangkota:dinkes:imunisasi"
 _log = get_logger("services.dinkes")
+
+
+class BirthNotice(Projection, of=CitizenBorn):
+    """A birth as dinkes' subscription shows it (deploy/topology.yaml, decision 0012): the
+    child's pseudonym, birth date and kelurahan — never the child's NIK or the family card."""
+
+    child_ref: Pseudonym
+    born_on: PastDate
+    kelurahan: KelurahanCode
+    registered_on: PastDate
 
 
 class Dinkes:
@@ -39,7 +50,7 @@ class Dinkes:
         self.today = today
         self._migration = Migration(self.store, db.TABLES)
         self.service = Service("dinkes", source=SOURCE, settings=settings)
-        self.service.on(CitizenBorn)(self.on_citizen_born)
+        self.service.on(BirthNotice)(self.on_citizen_born)
         self.service.on_startup(self.open)
         self.service.on_shutdown(self.store.close)
 
@@ -47,11 +58,11 @@ class Dinkes:
         """Create the tables if missing (once per instance; the service does it at start)."""
         await self._migration()
 
-    async def on_citizen_born(self, event: CitizenBorn, ctx: EventContext) -> None:
+    async def on_citizen_born(self, event: BirthNotice, ctx: EventContext) -> None:
         """Open the child's schedule at the puskesmas of the family's kelurahan; publish it.
 
         Reads ``child_ref``, ``born_on`` and ``kelurahan`` only: the child's NIK and the KK
-        are not dinkes' business and never reach its store or its events.
+        are not dinkes' business; its inbox never carries them (:class:`BirthNotice`).
         """
         child_ref, born_on, kelurahan = event.child_ref, event.born_on, event.kelurahan
         schedule = Schedule(

@@ -10,11 +10,11 @@ from redis.asyncio import Redis
 
 from bus import EventContext, Publisher, Service, Settings, Store, event_id, get_logger
 from schemas.dinsos import AssistanceGranted, AssistanceSuspended, Programme
-from schemas.disnaker import JobseekerPlaced
-from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved, FamilyCardIssued
+from schemas.dukcapil import CitizenDied
 from services._common import Migration, today_in_malang
 from services.dinsos import db
 from services.dinsos.db import Grant, Recheck
+from services.dinsos.projections import Birth, FamilyCard, Move, Placed
 
 SOURCE = "urn:malangkota:dinsos:bansos"
 KEEP_UNMATCHED = timedelta(days=90)
@@ -47,10 +47,10 @@ class Dinsos:
         self._migration = Migration(self.store, db.TABLES)
         self.service = Service("dinsos", source=SOURCE, settings=settings)
         self.service.on(CitizenDied)(self.on_citizen_died)
-        self.service.on(CitizenBorn)(self.on_citizen_born)
-        self.service.on(CitizenMoved)(self.on_citizen_moved)
-        self.service.on(FamilyCardIssued)(self.on_family_card_issued)
-        self.service.on(JobseekerPlaced)(self.on_jobseeker_placed)
+        self.service.on(Birth)(self.on_citizen_born)
+        self.service.on(Move)(self.on_citizen_moved)
+        self.service.on(FamilyCard)(self.on_family_card_issued)
+        self.service.on(Placed)(self.on_jobseeker_placed)
         self.service.on_startup(self.open)
         self.service.on_shutdown(self.store.close)
 
@@ -128,7 +128,7 @@ class Dinsos:
                   redelivered=outcome is None)  # fmt: skip
         await self._forget_unmatched(cause.today)
 
-    async def on_citizen_born(self, event: CitizenBorn, ctx: EventContext) -> None:
+    async def on_citizen_born(self, event: Birth, ctx: EventContext) -> None:
         """Add the child to the household (if dinsos keeps it) and re-verify its grants."""
         cause = db.Cause(ctx.event_id, self.today())
         opened = await self.store.once(
@@ -137,7 +137,7 @@ class Dinsos:
         )
         _log.info("birth_applied", event_id=ctx.event_id, rechecks_opened=opened)
 
-    async def on_citizen_moved(self, event: CitizenMoved, ctx: EventContext) -> None:
+    async def on_citizen_moved(self, event: Move, ctx: EventContext) -> None:
         """Area re-check of the person's grants administered in another kecamatan."""
         cause = db.Cause(ctx.event_id, self.today())
         outcome = await self.store.once(
@@ -148,7 +148,7 @@ class Dinsos:
         _log.info("move_applied", event_id=ctx.event_id, rechecks_opened=opened,
                   rechecks_closed=closed)  # fmt: skip
 
-    async def on_family_card_issued(self, event: FamilyCardIssued, ctx: EventContext) -> None:
+    async def on_family_card_issued(self, event: FamilyCard, ctx: EventContext) -> None:
         """Take a family card's members as the household's, for households dinsos keeps."""
         cause = db.Cause(ctx.event_id, self.today())
         opened = await self.store.once(
@@ -157,7 +157,7 @@ class Dinsos:
         )
         _log.info("family_card_applied", event_id=ctx.event_id, rechecks_opened=opened)
 
-    async def on_jobseeker_placed(self, event: JobseekerPlaced, ctx: EventContext) -> None:
+    async def on_jobseeker_placed(self, event: Placed, ctx: EventContext) -> None:
         """Re-verify the grants of the person and of their households: a household whose
         member found work may no longer be eligible. Nothing of the job is kept."""
         cause = db.Cause(ctx.event_id, self.today())

@@ -51,9 +51,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from bus import ConfigurationError, EventContext, Service, Settings, Store, Tx, get_logger
-from schemas.bapenda import PaymentReceived
 from schemas.common import Identifier
-from schemas.dpmptsp import PermitIssued, PermitRejected
+from schemas.dpmptsp import PermitRejected
 from schemas.dukcapil import CitizenDied
 from schemas.identity import AccountLinked, AccountUnlinked, UnlinkReason
 from services._common import now_text, today_in_malang, utc_text
@@ -69,6 +68,7 @@ from services.notifier.mail import (
     compose,
     message_id,
 )
+from services.notifier.projections import IssuedPermit, Payment
 from services.notifier.texts import Notice
 
 __all__ = [
@@ -202,9 +202,9 @@ class Notifier:
         self.service.on(AccountLinked)(self.on_account_linked)
         self.service.on(AccountUnlinked)(self.on_account_unlinked)
         self.service.on(CitizenDied)(self.on_citizen_died)
-        self.service.on(PermitIssued)(self.on_permit_issued)
+        self.service.on(IssuedPermit)(self.on_permit_issued)
         self.service.on(PermitRejected)(self.on_permit_rejected)
-        self.service.on(PaymentReceived)(self.on_payment_received)
+        self.service.on(Payment)(self.on_payment_received)
         self.service.mount(inbox_app(self, token))
         self.service.on_startup(self.open)
         self.service.on_shutdown(self.store.close)
@@ -304,13 +304,13 @@ class Notifier:
 
     # -- notifications ------------------------------------------------------------------------
 
-    async def on_permit_issued(self, event: PermitIssued, ctx: EventContext) -> None:
+    async def on_permit_issued(self, event: IssuedPermit, ctx: EventContext) -> None:
         await self._notify(ctx, event.applicant, texts.permit_issued(event))
 
     async def on_permit_rejected(self, event: PermitRejected, ctx: EventContext) -> None:
         await self._notify(ctx, event.applicant, texts.permit_rejected(event))
 
-    async def on_payment_received(self, event: PaymentReceived, ctx: EventContext) -> None:
+    async def on_payment_received(self, event: Payment, ctx: EventContext) -> None:
         await self._notify(ctx, event.taxpayer, texts.payment_received(event))
 
     async def _notify(self, ctx: EventContext, who: Identifier, notice: Notice) -> None:

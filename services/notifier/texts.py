@@ -13,6 +13,7 @@ from datetime import date
 from schemas.bapenda import PaymentReceived, TaxKind
 from schemas.dpmptsp import PermitIssued, PermitKind, PermitRejected
 from services._common import WIB
+from services.notifier.projections import IssuedPermit, Payment
 
 _MONTHS = ("Januari", "Februari", "Maret", "April", "Mei", "Juni", "Juli", "Agustus",
            "September", "Oktober", "November", "Desember")  # fmt: skip
@@ -74,7 +75,7 @@ def rupiah(amount: int) -> str:
     return "Rp" + f"{amount:,}".replace(",", ".")
 
 
-def permit_issued(event: PermitIssued) -> Notice:
+def permit_issued(event: PermitIssued | IssuedPermit) -> Notice:
     body = (
         f"{PERMITS[event.kind]} nomor {event.permit_no} (permohonan {event.application_no}) "
         f"telah terbit pada {tanggal(event.issued_on)}."
@@ -95,7 +96,7 @@ def permit_rejected(event: PermitRejected) -> Notice:
     return Notice("permit-rejected", "Permohonan izin Anda ditolak", body)
 
 
-def payment_received(event: PaymentReceived) -> Notice:
+def payment_received(event: PaymentReceived | Payment) -> Notice:
     paid_on = event.paid_at.astimezone(WIB).date()
     body = (
         f"Pembayaran {TAXES[event.tax_kind]} sebesar {rupiah(event.amount)} "

@@ -37,14 +37,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bus import Contract, EventContext, Service, Settings, Store, Tx, get_logger
-from schemas.bapenda import PaymentReceived, TaxAssessed, TaxpayerRegistered
+from schemas.bapenda import PaymentReceived, TaxAssessed
 from schemas.common import Identifier, pseudonym
-from schemas.dinsos import AssistanceGranted, AssistanceSuspended
-from schemas.dpmptsp import PermitApplied, PermitIssued, PermitRejected
-from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved, FamilyCardIssued
+from schemas.dinsos import AssistanceSuspended
+from schemas.dpmptsp import PermitRejected
+from schemas.dukcapil import CitizenDied, CitizenMoved, FamilyCardIssued
 from schemas.identity import AccountLinked, AccountUnlinked
 from services._common import now_text, today_in_malang
-from services.profile import api, ratelimit, view
+from services.profile import api, projections, ratelimit, view
 from services.profile import store as tables
 from services.profile.metrics import LookupMetrics
 from services.profile.policy import Caller, Policy, Tokens
@@ -58,17 +58,17 @@ _log = get_logger("services.profile")
 
 Write = Callable[[Tx, Any, Stamp], None]
 WRITES: dict[type[Contract], Write] = {
-    CitizenBorn: tables.born,
+    projections.Birth: tables.born,
     CitizenDied: tables.died,
     CitizenMoved: tables.moved,
     FamilyCardIssued: tables.family_card,
-    PermitApplied: tables.permit_applied,
-    PermitIssued: tables.permit_issued,
+    projections.PermitApplication: tables.permit_applied,
+    projections.IssuedPermit: tables.permit_issued,
     PermitRejected: tables.permit_rejected,
-    TaxpayerRegistered: tables.taxpayer_registered,
+    projections.Registration: tables.taxpayer_registered,
     TaxAssessed: tables.tax_assessed,
     PaymentReceived: tables.payment_received,
-    AssistanceGranted: tables.assistance_granted,
+    projections.Grant: tables.assistance_granted,
     AssistanceSuspended: tables.assistance_suspended,
     AccountLinked: tables.account_linked,
     AccountUnlinked: tables.account_unlinked,

@@ -25,13 +25,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from bus import Tx, format_time
-from schemas.bapenda import PaymentReceived, TaxAssessed, TaxpayerRegistered
-from schemas.dinsos import AssistanceGranted, AssistanceSuspended
-from schemas.dpmptsp import PermitApplied, PermitIssued, PermitRejected
-from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved, FamilyCardIssued
+from schemas.bapenda import PaymentReceived, TaxAssessed
+from schemas.dinsos import AssistanceSuspended
+from schemas.dpmptsp import PermitRejected
+from schemas.dukcapil import CitizenDied, CitizenMoved, FamilyCardIssued
 from schemas.identity import AccountLinked, AccountUnlinked
 from schemas.regions import kecamatan_of
 from services._common import utc_text
+from services.profile.projections import Birth, Grant, IssuedPermit, PermitApplication, Registration
 
 TABLES = [
     # One row per NIK the civil registry told us about. No name, no birth date: data
@@ -122,7 +123,7 @@ class Stamp:
 # -- civil registry ---------------------------------------------------------------------------
 
 
-def born(tx: Tx, event: CitizenBorn, stamp: Stamp) -> None:
+def born(tx: Tx, event: Birth, stamp: Stamp) -> None:
     # The birth date and the child's pseudonym are not kept: the profile needs to know that
     # the child is registered and in which family, not when it was born.
     key = stamp.dated(event.registered_on, _BIRTH)
@@ -238,12 +239,12 @@ _PERMIT_UPDATE = (
 )
 
 
-def permit_applied(tx: Tx, event: PermitApplied, stamp: Stamp) -> None:
+def permit_applied(tx: Tx, event: PermitApplication, stamp: Stamp) -> None:
     columns = {"applied_on": event.applied_on.isoformat(), "applied_key": stamp.key}
     _merge_permit(tx, event.application_no, event.applicant.value, event.kind.value, columns)
 
 
-def permit_issued(tx: Tx, event: PermitIssued, stamp: Stamp) -> None:
+def permit_issued(tx: Tx, event: IssuedPermit, stamp: Stamp) -> None:
     until = event.valid_until.isoformat() if event.valid_until else None
     _merge_permit(
         tx,
@@ -288,7 +289,7 @@ def _merge_permit(
 # -- taxes ------------------------------------------------------------------------------------
 
 
-def taxpayer_registered(tx: Tx, event: TaxpayerRegistered, stamp: Stamp) -> None:
+def taxpayer_registered(tx: Tx, event: Registration, stamp: Stamp) -> None:
     kinds = json.dumps([kind.value for kind in event.tax_kinds])
     tx.execute(
         "INSERT INTO profile_taxpayer (npwpd, nik, tax_kinds, registered_on, version_key) "
@@ -345,7 +346,7 @@ def payment_received(tx: Tx, event: PaymentReceived, stamp: Stamp) -> None:
 # -- social assistance ------------------------------------------------------------------------
 
 
-def assistance_granted(tx: Tx, event: AssistanceGranted, stamp: Stamp) -> None:
+def assistance_granted(tx: Tx, event: Grant, stamp: Stamp) -> None:
     ends = event.ends_on.isoformat() if event.ends_on else None
     tx.execute(
         "INSERT INTO profile_grant (grant_no, nik, programme, starts_on, ends_on, granted_on, "

@@ -652,7 +652,9 @@ def test_render_names_missing_passwords_by_variable(tmp_path: Path) -> None:
 def test_render_refuses_a_broken_topology(tmp_path: Path) -> None:
     broken = tmp_path / "topology.yaml"
     text = (ROOT / "deploy/topology.yaml").read_text()
-    broken.write_text(text.replace("approved_by: dpmptsp}", "approved_by: dukcapil}", 1))
+    broken.write_text(
+        text.replace("approved_by: dpmptsp, personal", "approved_by: dukcapil, personal", 1)
+    )
     passwords = ["--passwords", str(ROOT / "deploy/dev.env")]
     result = CliRunner().invoke(app, ["acl", "render", "--topology", str(broken), *passwords])
     assert result.exit_code == 2

@@ -23,15 +23,9 @@ from bus.adapter import Adapter, Position, Record, SourceLag
 from bus.adapter.checkpoint import RedisCheckpoints
 from bus.adapter.quarantine import Quarantine
 from bus.adapter.report import AdapterReport, Reporter
-from bus.admin.inspect import (
-    Breach,
-    BusCollector,
-    Inspector,
-    Thresholds,
-    breaches,
-    exporter_app,
-    snapshot,
-)
+from bus.admin.exporter import BusCollector, exporter_app
+from bus.admin.inspect import Inspector, snapshot
+from bus.admin.thresholds import Breach, Thresholds, breaches
 from bus.connection import connect
 from bus.contracts import Contract, Registry
 from bus.errors import ConfigurationError, SourceError

@@ -14,23 +14,11 @@ import pytest
 from redis.asyncio import Redis
 
 from bus import EventContext, Publisher, Service, keys
-from bus.admin.deadletters import (
-    DeadLetterRef,
-    DeadLetters,
-    NotFound,
-    Outcome,
-    Target,
-    TrimRefused,
-    UnknownGroup,
-    UnknownStream,
-    parse_duration,
-    parse_position,
-    plan_reset,
-    plan_trim,
-    reset_group,
-    stream_key,
-    trim,
-)
+from bus.admin.deadletters import DeadLetterRef, DeadLetters, NotFound, Outcome, Target
+from bus.admin.groups import plan_reset, reset_group
+from bus.admin.positions import parse_duration, parse_position
+from bus.admin.streams import UnknownGroup, UnknownStream, stream_key
+from bus.admin.trim import TrimRefused, plan_trim, trim
 from bus.connection import connect
 from bus.contracts import Contract
 from bus.deadletter import SCRIPT as DEAD_LETTER_SCRIPT

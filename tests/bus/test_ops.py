@@ -17,23 +17,18 @@ from redis.asyncio import Redis
 from bus import EventContext, Publisher, Service, keys
 from bus.adapter import Problem, Record, Rejected, record_event_id
 from bus.adapter.quarantine import Quarantine
+from bus.admin.entries import decode_entry, pending_entries
+from bus.admin.exporter import METRICS, BusCollector, exporter_app
 from bus.admin.inspect import (
-    METRICS,
-    Breach,
-    BusCollector,
     BusSnapshot,
     ConsumerSnapshot,
     GroupSnapshot,
     Inspector,
     StreamSnapshot,
-    Thresholds,
-    breaches,
-    decode_entry,
-    exporter_app,
-    pending_entries,
-    resolve_stream,
     snapshot,
 )
+from bus.admin.streams import resolve_stream
+from bus.admin.thresholds import Breach, Thresholds, breaches
 from bus.connection import connect
 from bus.contracts import Registry
 from bus.errors import ConfigurationError, RedisUnavailable, SimpulError

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from bus import EventContext, Publisher, Service, Settings
 from bus.admin.deadletters import DeadLetterRef, DeadLetters
-from bus.admin.inspect import decode_entry
+from bus.admin.entries import decode_entry
 from bus.deadletter import Reason
 from bus.envelope import Envelope
 from bus.signing import KeyRing, PublicSigningKey, Signer

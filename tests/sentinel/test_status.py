@@ -12,7 +12,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from typer.testing import CliRunner
 
-from bus.admin.inspect import BusCollector, Inspector
+from bus.admin.exporter import BusCollector
+from bus.admin.inspect import Inspector
 from bus.cli.app import app
 from bus.connection import connect
 from bus.contracts import Registry

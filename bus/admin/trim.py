@@ -1,0 +1,155 @@
+"""Trimming streams (``simpul trim``).
+
+(``XGROUP SETID``) to an id, a time or ``$``/``0``, saying how many entries the group will read
+again or skip. :func:`plan_trim`/:func:`trim` delete entries older than an age (``XTRIM MINID``);
+before Redis 8.2 trimming ignores consumer groups, so :func:`trim` refuses — atomically, in the
+trimming script — while a group has not read, or still holds pending, an entry that would go.
+
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from bus import keys
+from bus.admin.deadletters import _log, _os_user, _unavailable
+from bus.admin.positions import _ID_COMPARE, _MAX_SEQ, _count, _count_pending, _ms, _time_of
+from bus.admin.streams import UnknownStream, _groups, stream_key
+from bus.connection import TRANSIENT
+from bus.errors import SimpulError
+from bus.publisher import Retention
+
+__all__ = [
+    "GroupLoss",
+    "TrimPlan",
+    "TrimRefused",
+    "plan_trim",
+    "retention_age",
+    "trim",
+]
+
+
+# KEYS[1] a stream. ARGV[1] MINID, ARGV[2] '1' = trim even if a group loses entries.
+# Refuses ({0, group, why}) when a group has not read, or still holds pending, an entry below
+# MINID; else trims exactly (no '~') and returns {1, how many went}.
+_TRIM = (
+    _ID_COMPARE
+    + """
+if ARGV[2] ~= '1' then
+  for _, info in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+    local name, last = nil, nil
+    for i = 1, #info, 2 do
+      if info[i] == 'name' then name = info[i + 1] end
+      if info[i] == 'last-delivered-id' then last = info[i + 1] end
+    end
+    local unread = redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', 1)
+    if #unread > 0 and cmp(unread[1][1], ARGV[1]) < 0 then return {0, name, 'unread'} end
+    local held = redis.call('XPENDING', KEYS[1], name, '-', '(' .. ARGV[1], 1)
+    if #held > 0 then return {0, name, 'pending'} end
+  end
+end
+return {1, redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1])}
+"""
+)
+
+
+class TrimRefused(SimpulError):
+    """Trimming would take entries a group has not read yet or still holds pending."""
+
+    def __init__(self, stream: str, group: str, why: str) -> None:
+        self.stream, self.group, self.why = stream, group, why
+        what = "has not read" if why == "unread" else "still holds pending"
+        super().__init__(
+            f"group {group} {what} entries of {stream} that trimming would delete; "
+            "nothing trimmed (force to trim anyway: those events are then lost for it)"
+        )
+
+
+# -- trimming ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GroupLoss:
+    """What trimming takes from one group: entries it has not read, or holds pending."""
+
+    group: str
+    unread: int
+    pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrimPlan:
+    stream: str
+    minid: str  # entries with smaller ids go
+    cutoff: str  # the same as a time
+    entries: int
+    losses: tuple[GroupLoss, ...]  # groups that would lose entries they have not processed
+
+    @property
+    def safe(self) -> bool:
+        return not self.losses
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stream": self.stream, "minid": self.minid, "cutoff": self.cutoff,
+            "entries": self.entries, "safe": self.safe,
+            "losses": [{"group": x.group, "unread": x.unread, "pending": x.pending}
+                       for x in self.losses],
+        }  # fmt: skip
+
+
+def retention_age(retention: Retention, stream: str) -> timedelta | None:
+    """The age ``retention`` keeps entries of ``stream`` for (None: kept for ever)."""
+    aggregate = stream[len(keys.PREFIX) + 2 : -1]
+    return retention.per_aggregate.get(aggregate, retention.default)
+
+
+async def plan_trim(
+    redis: Redis, stream: str, *, older_than: timedelta, now: datetime | None = None
+) -> TrimPlan:
+    """Plan deleting the entries of ``stream`` recorded more than ``older_than`` ago, and say
+    which groups would lose entries they have not read or still hold pending."""
+    stream = stream_key(stream)
+    cutoff = _ms((now or datetime.now(UTC)) - older_than)
+    minid, below = f"{cutoff}-0", f"{cutoff - 1}-{_MAX_SEQ}"
+    try:
+        if not await redis.exists(stream):
+            raise UnknownStream(f"unknown stream {stream}")
+        entries = await _count(redis, stream, "-", below)
+        losses = []
+        for info in await _groups(redis, stream) if entries else []:
+            name = info["name"].decode()
+            last = info["last-delivered-id"].decode()
+            unread = await _count(redis, stream, last, below)
+            pending = await _count_pending(redis, stream, name, "-", below)
+            if unread or pending:
+                losses.append(GroupLoss(name, unread, pending))
+    except TRANSIENT as exc:
+        raise _unavailable(exc) from exc
+    return TrimPlan(stream, minid, _time_of(minid), entries, tuple(losses))
+
+
+async def trim(redis: Redis, plan: TrimPlan, *, force: bool = False) -> int:
+    """Trim as planned; returns how many entries went. Unless ``force``, raises TrimRefused —
+    checked in the trimming script itself, so a group that fell behind after the plan counts —
+    when a group has not read, or holds pending, an entry that would go."""
+    try:
+        reply = await redis.eval(_TRIM, 1, plan.stream, plan.minid, "1" if force else "0")
+    except TRANSIENT as exc:
+        raise _unavailable(exc) from exc
+    except ResponseError as exc:
+        if "no such key" in str(exc).lower():
+            raise UnknownStream(f"stream {plan.stream} vanished meanwhile") from exc
+        raise
+    if int(reply[0]) == 0:
+        raise TrimRefused(plan.stream, reply[1].decode(), reply[2].decode())
+    _log.warning(
+        "stream_trimmed", stream=plan.stream, minid=plan.minid, entries=int(reply[1]),
+        forced=force and not plan.safe, by=_os_user(),
+    )  # fmt: skip
+    return int(reply[1])
