@@ -173,7 +173,8 @@ def passwords(
     found: dict[str, str] = {}
     missing: list[str] = []
     short: list[str] = []
-    for principal in (*topology.operators, *topology.producers, *topology.services):
+    routers = [topology.router] if topology.routed and topology.router is not None else []
+    for principal in (*topology.operators, *routers, *topology.producers, *topology.services):
         variable = password_variable(principal)
         value = env.get(variable)
         if not value:
@@ -202,12 +203,11 @@ def _sha256(password: str) -> str:
 def acl_users(topology: Topology, secrets: Mapping[str, str]) -> list[AclUser]:
     """Every ACL user of the topology: ``default`` (off), operators, producers, services."""
     users = [AclUser("default", "default", False, (), Grant(()))]
-    routed = topology.router is not None
+    routed = topology.routed
     for operator in topology.operators:
-        if operator.role == "router":
-            users.append(_router(topology, _hashes(secrets, operator.principal)))
-        else:
-            users.append(_operator(operator, _hashes(secrets, operator.principal)))
+        users.append(_operator(operator, _hashes(secrets, operator.principal)))
+    if routed and topology.router is not None:
+        users.append(_router(topology, _hashes(secrets, topology.router.principal)))
     for producer in topology.producers:
         users.append(_producer(producer, _hashes(secrets, producer.principal), routed=routed))
     for service in topology.services:

@@ -178,10 +178,7 @@ class RouterSpec(Principal):
 
 
 class Operator(Principal):
-    """An operator, or the router (``role: router``, decision 0011): with a router in the
-    topology, producers write only to their intakes and services read only their inboxes."""
-
-    role: Literal["admin", "readonly", "router"]
+    role: Literal["admin", "readonly"]
 
 
 @dataclass(frozen=True)
@@ -212,6 +209,7 @@ class Topology(_Strict):
     services: list[ServiceSpec] = []
     operators: list[Operator] = []
     router: RouterSpec | None = None
+    delivery: Literal["direct", "router"] = "direct"
     _owners: dict[str, str] = PrivateAttr(default_factory=dict)  # event type -> department
     # (group, event type) -> approved data fields (None: every field)
     _approved: dict[tuple[str, str], frozenset[str] | None] = PrivateAttr(default_factory=dict)
@@ -250,10 +248,12 @@ class Topology(_Strict):
         return [*self.producers, *(s for s in self.services if s.publishes)]
 
     @property
-    def router(self) -> Operator | None:
-        """The router's principal (routed delivery), or None: producers write to the
-        department streams and services read them (a bus without a router)."""
-        return next((o for o in self.operators if o.role == "router"), None)
+    def routed(self) -> bool:
+        """Routed delivery (decision 0011, ``delivery: router``): producers write only their
+        intakes, the router admits and forwards, services read only their inboxes; the ACL
+        render says so. ``direct`` (the default): producers write the department streams and
+        services read them as groups."""
+        return self.delivery == "router"
 
     def department_streams(self) -> list[str]:
         """Every department stream key a type of the topology travels on (each partition)."""
@@ -412,10 +412,8 @@ class _Checker:
         self._principals()
         self._unique("producers", [p.adapter for p in self.t.producers], "adapter name")
         self._unique("services", [s.group for s in self.t.services], "consumer group")
-        routers = [i for i, o in enumerate(self.t.operators) if o.role == "router"]
-        for i in routers[1:]:
-            self._add(f"operators[{i}]", "only one principal may have role router (its "
-                      "replicas share that principal)")  # fmt: skip
+        if self.t.delivery == "router" and self.t.router is None:
+            self._add("delivery", "delivery through the router needs a router: section")
         for i, service in enumerate(self.t.services):
             if service.group == keys.ROUTER_GROUP:
                 self._add(f"services[{i}].group", "group 'router' is the router's own")

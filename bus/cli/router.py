@@ -50,9 +50,10 @@ DEFAULT_TOPOLOGY = Path("deploy/topology.yaml")
 def _topology(path: Path) -> Topology:
     import_from_cwd()
     topology = load_topology(path, registry=contracts())
-    if topology.router is None:
+    if topology.router is None or not topology.routed:
         raise ConfigurationError(
-            f"{path} has no principal with role router: delivery there is direct (no router)"
+            f"{path} does not say `delivery: router` (with a router: section): its producers "
+            "write the department streams directly, and no router is needed"
         )
     return topology
 
@@ -152,7 +153,8 @@ def migrate_(topology: TopologyFile = DEFAULT_TOPOLOGY) -> None:
         raise fail(_err, exc) from None
 
     async def work(redis: Redis) -> None:
-        report = await migrate(Router(redis, loaded, default_registry, keyring=None))
+        router = Router(redis, loaded, default_registry, keyring=None, signer=_signer())
+        report = await migrate(router)
         for inbox, copied in sorted(report.copied.items()):
             _out.print(f"{inbox}\t{copied} entries")
         _out.print(f"{len(report.positions)} streams; {report.markers} done markers carried")

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,8 +42,9 @@ from bus.connection import TRANSIENT
 from bus.contracts import Registry, violation
 from bus.deadletter import SCRIPT as DEAD_LETTER_SCRIPT
 from bus.envelope import Envelope, format_time
-from bus.errors import DecodeError
+from bus.errors import ConfigurationError, DecodeError
 from bus.logging import get_logger
+from bus.projection import Disclosure, disclosures, forward
 from bus.signing import KeyRing, Signer
 
 _PUBLISH = files("bus").joinpath("publish.lua").read_text()
@@ -85,7 +85,7 @@ class Route:
 
     group: str
     inbox: str
-    disclosure: Any  # bus.projection.Disclosure, or None where projection is not installed
+    disclosure: Disclosure  # what the subscription may see of the type
 
 
 @dataclass
@@ -110,14 +110,6 @@ class RouterConfig:
     max_entry_bytes: int = MAX_ENTRY_BYTES
     dedupe_ttl_ms: int = 7 * 24 * 3600 * 1000
     trim_every_s: float = 5.0
-
-
-def _projection() -> Any:
-    """bus.projection when it is installed (need-to-know projections); None: forward all."""
-    try:
-        return importlib.import_module("bus.projection")
-    except ImportError:
-        return None
 
 
 class Router:
@@ -145,7 +137,6 @@ class Router:
         self.counts = Counts()
         self._stopping = asyncio.Event()
         self._shas: dict[str, str] = {}
-        self._projection = _projection()
         self.may_publish = {p.principal: frozenset(p.publishes) for p in topology.publishers()}
         self.intakes = sorted(keys.intake(p) for p in self.may_publish)
         self.routes = self._routes()
@@ -157,9 +148,7 @@ class Router:
 
     def _routes(self) -> dict[str, dict[str, list[Route]]]:
         """Department stream -> event type -> the subscriptions' inboxes."""
-        disclosures: Mapping[tuple[str, str], Any] = {}
-        if self._projection is not None:
-            disclosures = self._projection.disclosures(self.topology)
+        approved = disclosures(self.topology)
         table: dict[str, dict[str, list[Route]]] = {}
         for service in self.topology.services:
             for subscription in service.subscriptions:
@@ -168,7 +157,7 @@ class Router:
                     route = Route(
                         service.group,
                         keys.inbox(stream, service.group),
-                        disclosures.get((service.group, subscription.type)),
+                        approved[(service.group, subscription.type)],
                     )
                     table.setdefault(stream, {}).setdefault(subscription.type, []).append(route)
         return table
@@ -398,12 +387,18 @@ class Router:
         await self.redis.xack(stream, keys.ROUTER_GROUP, *(e for e, _ in entries))
 
     def _forward(self, raw: Mapping[bytes, bytes], route: Route, origin: str) -> list[bytes]:
-        if self._projection is None or route.disclosure is None or self.signer is None:
+        """The inbox entry: projected and signed by the router (decision 0012); without a
+        router key (a bus without signing), the original as it is, where every field is
+        approved — never more than approved."""
+        if self.signer is None:
+            if route.disclosure.fields is not None:
+                raise ConfigurationError(
+                    f"the router has no signing key (SIMPUL_SIGNING_KEY_FILE), and "
+                    f"{route.group}'s subscription to {route.disclosure.event_type} is a "
+                    "projection, which the router must sign"
+                )
             return _flat(raw)
-        text = {k.decode(): v.decode() for k, v in raw.items()}
-        out = self._projection.forward(
-            text, disclosure=route.disclosure, signer=self.signer, origin=origin
-        )
+        out = forward(raw, disclosure=route.disclosure, signer=self.signer, origin=origin)
         return [part.encode() for name, value in out.items() for part in (name, value)]
 
     async def _publish_all(self, calls: Sequence[tuple[str, str, list[bytes]]]) -> list[Any]:
@@ -659,15 +654,16 @@ async def _migrate_stream(
         found = groups.get(group)
         if found is None:
             continue  # never consumed: the inbox starts with what the router forwards
-        types = {t for t, rs in by_type.items() if any(r.group == group for r in rs)}
+        types = {t: r for t, rs in by_type.items() for r in rs if r.group == group}
         copied, markers = await _copy(router, stream, route, types=types, group=found, end=end)
         report.copied[route.inbox] = copied
         report.markers += markers
 
 
 async def _copy(
-    router: Router, stream: str, route: Route, *, types: set[str], group: Any, end: str
+    router: Router, stream: str, route: Route, *, types: Mapping[str, Route], group: Any, end: str
 ) -> tuple[int, int]:
+    """``types``: each event type routed to this group, with its route (its disclosure)."""
     redis = router.redis
     wanted: dict[bytes, dict[bytes, bytes]] = {}
     if int(group["pending"]):
@@ -684,10 +680,11 @@ async def _copy(
     calls, events = [], []
     for entry_id in sorted(wanted, key=lambda e: _id_key(e.decode())):
         fields = wanted[entry_id]
-        if fields.get(b"type", b"").decode(errors="replace") not in types:
+        typed = types.get(fields.get(b"type", b"").decode(errors="replace"))
+        if typed is None:
             continue
         event_id = fields.get(b"id", b"").decode(errors="replace") or entry_id.decode()
-        forwarded = router._forward(fields, route, entry_id.decode())
+        forwarded = router._forward(fields, typed, entry_id.decode())
         calls.append((route.inbox, keys.seen(route.inbox, event_id), forwarded))
         events.append(event_id)
     await router._publish_all(calls)
@@ -713,7 +710,7 @@ async def backfill(router: Router, stream: str, group: str, *, after: str = "0-0
     groups = {_text(g["name"]): g for g in await router.redis.xinfo_groups(stream)}
     mine = groups.get(keys.ROUTER_GROUP)
     end = _text(mine["last-delivered-id"]) if mine else "0-0"
-    types = {t for t, rs in router.routes[stream].items() if any(r.group == group for r in rs)}
+    types = {t: r for t, rs in router.routes[stream].items() for r in rs if r.group == group}
     fake = {"pending": 0, "last-delivered-id": after}
     copied, _ = await _copy(router, stream, route, types=types, group=fake, end=end)
     return copied

@@ -33,8 +33,7 @@ ROUTER = "router"
 
 def routed_document() -> dict[str, Any]:
     document = yaml.safe_load((ROOT / "deploy/topology.yaml").read_text())
-    if not any(o.get("role") == "router" for o in document["operators"]):
-        document["operators"].append({"principal": ROUTER, "role": "router"})
+    document["delivery"] = "router"
     return dict(document)
 
 
@@ -43,7 +42,7 @@ PASSWORDS = {
     **acl.passwords(
         TOPOLOGY,
         {**acl.read_env_file(ROOT / "deploy/dev.env"),
-         "SIMPUL_REDIS_PASSWORD_ROUTER": "dev-router-test-password-0123"},
+         "SIMPUL_REDIS_PASSWORD_ROUTER": "dev-router-test-password-0123"},  # until dev.env has it
     ),
 }  # fmt: skip
 
@@ -51,6 +50,12 @@ PASSWORDS = {
 def signer(principal: str) -> Signer:
     key = next(k for k in TOPOLOGY.signing_keys() if k.principal == principal)
     return Signer.from_file(ROOT / "deploy/keys" / f"{key.key_id}.key", key.key_id)
+
+
+def router_signer() -> Signer:
+    assert TOPOLOGY.router is not None
+    key = TOPOLOGY.router.keys[0].id
+    return Signer.from_file(ROOT / "deploy/keys" / f"{key}.key", key)
 
 
 def keyring() -> KeyRing:
@@ -76,7 +81,7 @@ class RoutedServer:
         values = {"block_ms": 50, "lease_ms": 1_000, "trim_every_s": 0.2, **config}
         return Router(
             self.connect(ROUTER), TOPOLOGY, default_registry, keyring=keyring(),
-            config=RouterConfig(**values), replica=replica,
+            signer=router_signer(), config=RouterConfig(**values), replica=replica,
         )  # fmt: skip
 
 

@@ -9,6 +9,7 @@ setid, LASTID), a far-future and the maximum entry id on an intake, oversized en
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
@@ -36,6 +37,7 @@ from tests.bus.routed import (
     TOPOLOGY,
     RoutedServer,
     routed_document,
+    router_signer,
     running,
     signer,
 )
@@ -83,6 +85,12 @@ async def test_an_event_goes_intake_router_department_stream_and_each_approved_i
     assert stream[0][b"signer"] == b"adapter-dukcapil-dev-2026"
     # dinkes subscribed to births only: its inbox holds no death.
     assert [f[b"type"] for f in await _entries(admin, DINKES)] == [b"dukcapil.citizen.born.v1"]
+    # Need-to-know: dinkes' copy of the birth carries no NIK; dinsos' does (approved).
+    [dinkes_birth] = await _entries(admin, DINKES)
+    assert "nik" not in json.loads(dinkes_birth[b"data"])
+    assert dinkes_birth[b"signer"] == b"router-dev-2026"
+    dinsos_birth = (await _entries(admin, DINSOS))[0]
+    assert "nik" in json.loads(dinsos_birth[b"data"])
     assert [f[b"id"] for f in await _entries(admin, DINSOS)] == [b"born-1", b"died-1"]
     # The audit's inbox has everything; the notifier (deaths, not births) one.
     assert await admin.xlen(keys.inbox(CITIZEN, "audit")) == 2
@@ -421,7 +429,9 @@ async def test_migration_from_shared_groups_loses_and_repeats_nothing(
     await admin.xack(CITIZEN, "dinsos", *ids[:4])
     handled_before = [f"m-{i}" for i in range(4)] + ["m-4"]  # m-4's handler ran, ack lost
     await admin.set(keys.done(CITIZEN, "dinsos", "m-4"), "done", px=60_000)
-    report = await migrate(Router(admin, TOPOLOGY, default_registry, keyring=None))
+    report = await migrate(
+        Router(admin, TOPOLOGY, default_registry, keyring=None, signer=router_signer())
+    )
     assert report.copied[DINSOS] == 6 and report.markers == 1
     assert report.copied.get(keys.inbox(CITIZEN, "bapenda")) is None  # no group: nothing
     # After the cut-over: an old producer not yet switched, and one writing its intake.

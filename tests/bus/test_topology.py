@@ -158,7 +158,7 @@ def test_every_problem_is_reported_at_once_with_structural_errors_first() -> Non
     found = dict(problems(change))
     assert found["services[0].grup"] == "unknown field (a typo?)"
     assert found["services[0].group"].startswith("must be lowercase letters")
-    assert "'admin', 'readonly' or 'router'" in found["operators[0].role"]
+    assert "'admin' or 'readonly'" in found["operators[0].role"]
     assert found["producers[0].principal"].startswith("must be lowercase letters, digits and '-'")
 
 
