@@ -25,6 +25,7 @@ from redis.exceptions import NoPermissionError, ResponseError
 from typer.testing import CliRunner
 
 from bus import EventContext, Publisher, Service, keys
+from bus.admin.exporter import _ahead_or_empty
 from bus.cli.app import app
 from bus.contracts import Contract, default_registry
 from bus.router import Router, ahead_of_time, migrate, reset_intake
@@ -534,3 +535,18 @@ def test_the_cli_finds_a_wedged_intake_and_resets_it(
     again = runner.invoke(app, ["router", "ahead", "--topology", str(topology)])
     assert again.exit_code == 0, again.output
     assert "no stream is ahead" in again.output
+
+
+async def test_the_exporter_reports_a_stream_ahead_of_time_as_the_readonly_operator(
+    routed: RoutedServer,
+) -> None:
+    """What SimpulStreamAheadOfTime reads: only the stream ahead, by its key; the read-only
+    operator (the exporter's user) may compute it."""
+    with routed.admin() as admin:
+        admin.xadd(keys.intake("adapter-dukcapil"), {"type": "x"}, id=FAR_FUTURE)
+        admin.xadd(PAYMENT, {"type": "x"})
+    readonly = routed.connect("operator-readonly")
+    ahead = await _ahead_or_empty(readonly)
+    assert list(ahead) == [keys.intake("adapter-dukcapil")]
+    assert ahead[keys.intake("adapter-dukcapil")] > 60 * 365 * 24 * 3600
+    await readonly.aclose()
