@@ -193,6 +193,7 @@ class Router:
 
     async def _source_loop(self, source: str) -> None:
         delay = 0.05
+        drained = False  # nothing pending with the router's consumer on this source
         task = asyncio.current_task()
         while not self._stopping.is_set():
             # redis-py may swallow a cancellation that hits a command in flight: ask the task.
@@ -200,12 +201,16 @@ class Router:
                 raise asyncio.CancelledError
             try:
                 if not await self._lease(source):
+                    drained = False  # whoever has it may leave entries pending
                     await self._sleep(self.config.lease_ms / 3000)
                     continue
-                await self._ensure_group(source)
+                if not drained:
+                    await self._ensure_group(source)
                 # What this source's consumer has pending (a predecessor's, or ours after an
-                # error) comes first, in order; then what is new.
-                pending = await self._read(source, "0", block=None)
+                # error) comes first, in order; then what is new. Once nothing is pending, only
+                # new entries are read while the lease stays ours (one round trip a turn).
+                pending = [] if drained else await self._read(source, "0", block=None)
+                drained = not pending
                 entries = pending or await self._read(source, ">", block=self.config.block_ms)
                 if entries:
                     await self.route(source, entries)
@@ -213,10 +218,12 @@ class Router:
             except asyncio.CancelledError:
                 raise
             except (ResponseError, *TRANSIENT) as exc:
+                drained = False  # a batch may be left pending: read it again first
                 self._log.warning("router_source_failed", source=source, error=str(exc)[:200])
                 await self._sleep(delay)
                 delay = min(delay * 2, 5.0)
             except Exception as exc:  # a bug must not silently stop a source: log, retry
+                drained = False
                 self._log.error("router_source_crashed", source=source,
                                 error_type=type(exc).__name__, error=str(exc)[:200])  # fmt: skip
                 await self._sleep(5.0)
