@@ -21,14 +21,18 @@ from typing import Any
 import pytest
 import yaml
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from typer.testing import CliRunner
 
 from bus import EventContext, Publisher, Service, keys
 from bus.admin.exporter import _ahead_or_empty
 from bus.cli.app import app
+from bus.connection import connect
 from bus.contracts import Contract, default_registry
-from bus.router import Router, ahead_of_time, migrate, reset_intake
+from bus.local.redis import EmbeddedRedis
+from bus.router import Router, RouterConfig, ahead_of_time, migrate, reset_intake
 from bus.testing import quick_settings, wait_until
 from schemas.bapenda import PaymentReceived
 from schemas.dukcapil import CitizenBorn, CitizenDied
@@ -550,3 +554,43 @@ async def test_the_exporter_reports_a_stream_ahead_of_time_as_the_readonly_opera
     assert list(ahead) == [keys.intake("adapter-dukcapil")]
     assert ahead[keys.intake("adapter-dukcapil")] > 60 * 365 * 24 * 3600
     await readonly.aclose()
+
+
+@pytest.mark.slow
+async def test_redis_killed_under_the_router_loses_and_repeats_nothing(
+    private_redis: EmbeddedRedis,
+) -> None:
+    """Redis (AOF, appendfsync always) SIGKILLed twice while a producer publishes to its intake
+    (retrying what failed, as adapters do) and a router routes; every event the producer saw
+    acknowledged, and every one it retried, ends in each inbox exactly once, in order."""
+    url = private_redis.url
+    producer_redis, admin = connect(url), connect(url)
+    producer = Publisher(producer_redis, source="urn:x", signer=signer("adapter-dukcapil"),
+                         intake="adapter-dukcapil")  # fmt: skip
+    router = Router(
+        connect(url), TOPOLOGY, default_registry, keyring=None, signer=router_signer(),
+        config=RouterConfig(block_ms=50, lease_ms=500), replica="r1",
+    )  # fmt: skip
+    task = asyncio.create_task(router.run())
+    total = 200
+    try:
+        for i in range(total):
+            if i in (60, 140):
+                private_redis.kill()
+                private_redis.start()
+            while True:
+                try:
+                    await producer.publish(example(CitizenDied), id=f"r-{i:03d}")
+                    break
+                except (RedisConnectionError, RedisTimeoutError, OSError):
+                    await asyncio.sleep(0.05)
+        await wait_until(lambda: _len(admin, DINSOS, total), timeout=30)
+    finally:
+        router.stop()
+        await asyncio.wait_for(task, 10)
+        await router.redis.aclose()
+    expected = [f"r-{i:03d}".encode() for i in range(total)]
+    for inbox in (DINSOS, keys.inbox(CITIZEN, "audit")):
+        assert [f[b"id"] for f in await _entries(admin, inbox)] == expected, inbox
+    await producer_redis.aclose()
+    await admin.aclose()
