@@ -5,8 +5,10 @@
 A private master and one replica (EmbeddedRedis, AOF ``appendfsync everysec`` as in bench.run,
 loopback, free ports, stopped by pid). Each round measures, alternating the two modes so that
 machine noise falls on both: ``publish()`` awaited one by one (throughput and p50/p99 of each
-call), and ``publish_many()`` in batches of 100 (throughput). Figures are medians of the
-rounds. docs/performance.md, "Durable acknowledgement", quotes a run.
+call), ``publish_many()`` in batches of 100 (throughput), and the ``once=True`` guard of a
+consumer (bus.dedupe: ``begin`` before the handler, ``finish`` after it, each with its WAIT)
+awaited event by event, without a handler: what the guard itself costs. Figures are medians of
+the rounds. docs/performance.md, "Durable acknowledgement", quotes a run.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from bench.common import BATCH, STREAM, Payloads, median, percentile, progress
 from bench.contract import SOURCE
 from bus import Publisher
 from bus.connection import connect
+from bus.dedupe import Claim, Dedupe
 from bus.durability import Durability
 from bus.local.redis import EmbeddedRedis
 from bus.logging import configure
@@ -56,6 +59,23 @@ async def _batched(publisher: Publisher, payloads: Payloads, start: int, n: int)
     return n / (time.perf_counter() - began)
 
 
+async def _once_guard(redis: Redis, durability: Durability, start: int, n: int) -> dict[str, float]:
+    dedupe = Dedupe(redis, group="bench", consumer="c1", lease_ms=30_000, ttl_ms=600_000,
+                    durability=durability)  # fmt: skip
+    took: list[float] = []
+    began = time.perf_counter()
+    for i in range(start, start + n):
+        t = time.perf_counter()
+        event_id, entry_id = f"bench-{i}", f"{i}-0"
+        if await dedupe.begin(STREAM, event_id, entry_id) is not Claim.RUN:
+            raise RuntimeError(f"the once guard refused a new event ({event_id})")
+        await dedupe.finish(STREAM, event_id, entry_id)
+        took.append(time.perf_counter() - t)
+    elapsed = time.perf_counter() - began
+    took.sort()
+    return {"once_rate": n / elapsed, "once_p99_ms": percentile(took, 99) * 1e3}
+
+
 async def _replica_online(redis: Redis, timeout_s: float = 30.0) -> None:
     """Until the replica finished its first sync (WAIT would time out before)."""
     for _ in range(int(timeout_s / 0.05)):
@@ -84,7 +104,9 @@ async def measure(url: str, events: int, rounds: int) -> dict[str, Any]:
                 offset += events
                 batched = await _batched(publisher, payloads, offset, events * 5)
                 offset += events * 5
-                for name, value in (*single.items(), ("batched_rate", batched)):
+                once = await _once_guard(redis, MODES[mode], offset, events)
+                offset += events
+                for name, value in (*single.items(), ("batched_rate", batched), *once.items()):
                     results[mode].setdefault(name, []).append(value)
     finally:
         await redis.aclose()
@@ -93,11 +115,13 @@ async def measure(url: str, events: int, rounds: int) -> dict[str, Any]:
 
 
 def table(out: dict[str, Any]) -> str:
-    rows = ["| mode | publish() one by one | p50 | p99 | publish_many (batches of 100) |",
-            "|---|---:|---:|---:|---:|"]  # fmt: skip
+    rows = ["| mode | publish() one by one | p50 | p99 | publish_many (batches of 100) "
+            "| once guard (begin + finish) | its p99 |",
+            "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for mode, f in out["modes"].items():
         rows.append(f"| {mode} | {f['rate']:,.0f}/s | {f['p50_ms']:.2f} ms | "
-                    f"{f['p99_ms']:.2f} ms | {f['batched_rate']:,.0f}/s |")  # fmt: skip
+                    f"{f['p99_ms']:.2f} ms | {f['batched_rate']:,.0f}/s | "
+                    f"{f['once_rate']:,.0f}/s | {f['once_p99_ms']:.2f} ms |")  # fmt: skip
     return "\n".join(rows)
 
 

@@ -198,7 +198,7 @@ async def step_costs(payloads: Payloads) -> list[tuple[str, str, float]]:
         ("publish", "Publisher._wrap(Envelope): re-decode check of a ready envelope",
          lambda: publisher._wrap(envelope, {})),
         ("publish", "Publisher._batch_call of one event (keys, MINID, to_fields, args)",
-         lambda: publisher._batch_call([envelope])),
+         lambda: publisher._batch_call(envelope.stream, [envelope])),
         ("publish", "  envelope.stream (regex in keys.stream_of)", lambda: envelope.stream),
         ("publish", "_log.debug('event_published', ...) filtered out, per event",
          lambda: log.debug("event_published", stream=STREAM, event_id="x", entry_id="1-0",

@@ -92,6 +92,39 @@ async def run_simpul_consumer(target: Target, redis: object, n: int) -> Result:
     return meter.result
 
 
+async def consume_simpul_app(target: Target, payloads: Payloads, n: int) -> Result:
+    """The same Service hosted by its FastStream app (``service.app()``, as ``faststream run``
+    starts it): Simpul's loop on the app broker's client."""
+    await target.reset()
+    redis = target.client()
+    try:
+        await preload(redis, STREAM, payloads, n)
+        done = asyncio.Event()
+        service = Service(GROUP, settings=simpul_settings(target, "bench-app-1"))
+        seen = 0
+
+        @service.on(CitizenRecorded)
+        async def count(event: CitizenRecorded) -> None:
+            nonlocal seen
+            seen += 1
+            if seen == n:
+                done.set()
+
+        app = service.app()
+        async with Meter(redis, n) as meter:
+            await app.start()
+            try:
+                await asyncio.wait_for(done.wait(), TIMEOUT_S)
+                await wait_until(
+                    lambda: service.health.counters.get("acked", 0) >= n, interval=0.0005
+                )
+            finally:
+                await app.stop()
+        return meter.result
+    finally:
+        await redis.aclose()
+
+
 async def consume_faststream(target: Target, payloads: Payloads, n: int, *, batch: bool) -> Result:
     """FastStream 0.7.8's stream subscriber on its own ``__data__`` format (typed handler).
 

@@ -15,9 +15,11 @@ if TYPE_CHECKING:
     from bus.connection import TRANSIENT as TRANSIENT_REDIS_ERRORS
     from bus.connection import connect
     from bus.connection import location as redis_location
+    from bus.connection import simpul_error as simpul_redis_error
     from bus.connection import translate as translate_redis_error
     from bus.context import EventContext
     from bus.contracts import PERSONAL, Classification, Contract, Registry, default_registry
+    from bus.decoding import text as redis_text
     from bus.envelope import Envelope, format_time
     from bus.errors import (
         BadRequestBody,
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     from bus.projection import Projection
     from bus.publisher import Published, Publisher, Retention, event_id
     from bus.service import Service
-    from bus.settings import Settings
+    from bus.settings import ComponentSettings, Settings
     from bus.signing import Signer, verify_fields
     from bus.store import Store, StoreUnavailable, Tx
 
@@ -50,6 +52,7 @@ _EXPORTS = {
     "TRANSIENT_REDIS_ERRORS": ("bus.connection", "TRANSIENT"),
     "BadRequestBody": ("bus.errors", "BadRequestBody"),
     "Classification": ("bus.contracts", "Classification"),
+    "ComponentSettings": ("bus.settings", "ComponentSettings"),
     "ConfigurationError": ("bus.errors", "ConfigurationError"),
     "Contract": ("bus.contracts", "Contract"),
     "ContractViolation": ("bus.errors", "ContractViolation"),
@@ -87,8 +90,10 @@ _EXPORTS = {
     "parse_address": ("bus.http", "parse_address"),
     "parse_json": ("bus.http", "parse_json"),
     "redis_location": ("bus.connection", "location"),
+    "redis_text": ("bus.decoding", "text"),
     "serve_http": ("bus.http", "serve"),
     "serving_http": ("bus.http", "running"),
+    "simpul_redis_error": ("bus.connection", "simpul_error"),
     "translate_redis_error": ("bus.connection", "translate"),
     "verify_fields": ("bus.signing", "verify_fields"),
 }
@@ -98,6 +103,7 @@ __all__ = [
     "TRANSIENT_REDIS_ERRORS",
     "BadRequestBody",
     "Classification",
+    "ComponentSettings",
     "ConfigurationError",
     "Contract",
     "ContractViolation",
@@ -135,8 +141,10 @@ __all__ = [
     "parse_address",
     "parse_json",
     "redis_location",
+    "redis_text",
     "serve_http",
     "serving_http",
+    "simpul_redis_error",
     "translate_redis_error",
     "verify_fields",
 ]

@@ -46,7 +46,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bus import replies
-from bus.errors import ConfigurationError, PermissionDenied, RedisUnavailable
+from bus.errors import ConfigurationError, PermissionDenied, RedisUnavailable, SimpulError
 from bus.sentinel import SENTINELS_VAR, RedisSentinels, sentinel_client
 from bus.settings import Settings
 
@@ -59,6 +59,7 @@ __all__ = [
     "connect",
     "is_cluster",
     "location",
+    "simpul_error",
     "translate",
 ]
 
@@ -536,3 +537,13 @@ def translate(exc: Exception) -> Exception:
     ):
         return PermissionDenied(f"Redis refused the command for this user: {exc}")
     return exc
+
+
+def simpul_error(exc: Exception) -> SimpulError:
+    """:func:`translate`, and any other error Redis answered with as a :class:`SimpulError`
+    quoting it (e.g. a key of the wrong type where a stream was expected): for callers that
+    promise only Simpul's errors (operator tooling, the monitor)."""
+    translated = translate(exc)
+    if isinstance(translated, SimpulError):
+        return translated
+    return SimpulError(f"Redis answered with an error: {exc}")

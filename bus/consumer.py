@@ -44,7 +44,7 @@ from bus.metrics import ServiceMetrics
 from bus.outcomes import GiveUp, Retry
 from bus.partitions import Leases, Ordering
 from bus.privacy import mask_text
-from bus.reclaim import CLAIM_SCRIPT, Entries, Reclaiming
+from bus.reclaim import Entries, Reclaimer
 from bus.settings import Settings
 from bus.settle import Settlement, Settler
 
@@ -56,7 +56,7 @@ _SETTLE_FIRST_S = 2.0  # after an outage: leftovers settled before any sweep (at
 _GROUP_LOST = ("NOGROUP", "UNBLOCKED")
 
 
-class Consumer(Reclaiming):
+class Consumer:
     """Consumes the streams of ``dispatcher.handlers`` as one member of ``dispatcher.group``."""
 
     def __init__(
@@ -75,7 +75,6 @@ class Consumer(Reclaiming):
         self.name = dispatcher.consumer
         self.streams = dispatcher.streams()
         partitioned = [s for s in self.streams if keys.is_partition(s)]
-        self.plain = [s for s in self.streams if not keys.is_partition(s)]
         leases = Leases(
             redis, group=self.group, consumer=self.name, partitions=partitioned,
             lease_ms=settings.claim_idle_ms,
@@ -89,15 +88,20 @@ class Consumer(Reclaiming):
             # An entry's consumers can die claim_idle_ms apart until it runs out of deliveries.
             failure_ttl_ms=settings.claim_idle_ms * (settings.max_deliveries + 1),
         )  # fmt: skip
-        self._claim = redis.register_script(CLAIM_SCRIPT)
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()  # one batch at a time: handlers never run concurrently
+        self.reclaim = Reclaimer(
+            redis, group=self.group, name=self.name, streams=self.streams,
+            ordering=self.ordering, dispatcher=dispatcher, settler=self._settler,
+            settings=settings, health=health, log=self._log, stopping=self._stopping,
+            lock=self._lock, process=self._process, guarded=self._guarded,
+            outage=lambda: self._outage,
+        )  # fmt: skip
         self._read_tasks: set[asyncio.Future[list[tuple[bytes, Entries]]]] = set()
         self._outage = False
         self._outage_since = self._warn_at = 0.0  # monotonic times (while _outage)
         self._warn_every = _WARN_FIRST_S
         self._delay = 0.05  # seconds before the next attempt after an outage; doubles to 5 s
-        self._rebalance_at = 0.0  # monotonic time of the next partition rebalance
         # Entry id -> attempts that met a dependency outage (their backoff keeps growing);
         # bounded: forgotten on success, and reset when it grows past _OUTAGES_MAX entries.
         self._outages: dict[str, int] = {}
@@ -109,12 +113,15 @@ class Consumer(Reclaiming):
         self.health.running = True
         self._log.info("consumer_started", streams=self.streams)
         try:
-            await self._guarded(self._ensure_groups, until_done=True)
-            helpers = [asyncio.create_task(self._reclaim_loop(), name=f"reclaim-{self.group}")]
+            await self._guarded(self.reclaim.ensure_groups, until_done=True)
+            reclaim = self.reclaim
+            helpers = [asyncio.create_task(reclaim.sweep_loop(), name=f"reclaim-{self.group}")]
             if self.ordering is not None:
-                helpers.append(asyncio.create_task(self._lease_loop(), name=f"leases-{self.group}"))
+                helpers.append(
+                    asyncio.create_task(reclaim.lease_loop(), name=f"leases-{self.group}")
+                )
             try:
-                await self._guarded(self._drain_own_pending, until_done=True)
+                await self._guarded(self.reclaim.drain_own_pending, until_done=True)
                 await self._read_loop()
             finally:
                 await self._finish(helpers)
@@ -141,9 +148,9 @@ class Consumer(Reclaiming):
         if not self._stopping.is_set():
             return
         with contextlib.suppress(ResponseError, *TRANSIENT):  # the cursors as we leave them
-            await self._check_gaps()
+            await self.reclaim.check_gaps()
         with contextlib.suppress(*TRANSIENT):  # else they stay pending for a reclaim
-            await self._settle_leftovers()
+            await self.reclaim.settle_leftovers()
         if self.ordering is not None:
             with contextlib.suppress(*TRANSIENT):  # else the leases simply expire
                 await self.ordering.leases.release_all()
@@ -175,17 +182,17 @@ class Consumer(Reclaiming):
     async def _ordered_turn(self, streams: Sequence[str], ordering: Ordering) -> dict[str, str]:
         """Partition upkeep before a read; returns what to read new entries from (empty: the
         turn went to pending entries, or to waiting)."""
-        if time.monotonic() >= self._rebalance_at:
+        if time.monotonic() >= self.reclaim.rebalance_at:
             leases = ordering.leases
-            await self._guarded(self._rebalance)
+            await self._guarded(self.reclaim.rebalance)
             # Short of its share (another replica has yet to release its surplus): try again
             # in a second; else a third of a lease, or as soon as the members change.
             again = 1.0 if len(leases.owned) < leases.share else leases.lease_ms / 3000
-            self._rebalance_at = time.monotonic() + again
+            self.reclaim.rebalance_at = time.monotonic() + again
         now = time.monotonic()
         backlog = ordering.backlog(streams, now)
         if backlog:
-            await self._guarded(partial(self._backlog, backlog))
+            await self._guarded(partial(self.reclaim.backlog, backlog))
             return {}
         readable = ordering.readable(streams, now)
         if not readable:  # nothing owned here (yet), or every partition waits for a backoff
@@ -336,7 +343,7 @@ class Consumer(Reclaiming):
         if isinstance(retry.cause, DependencyUnavailable):
             # An outage, not the event's fault: wait it out without spending an attempt (the
             # claim below sets the count back, the reclaim sweep's claim adds it again).
-            backoff = self._backoff(delivery + self._outages.get(entry_id, 0))
+            backoff = self.settings.retry_delay_ms(delivery + self._outages.get(entry_id, 0))
             if len(self._outages) >= _OUTAGES_MAX:
                 self._outages.clear()
             self._outages[entry_id] = self._outages.get(entry_id, 0) + 1
@@ -351,7 +358,7 @@ class Consumer(Reclaiming):
         if isinstance(retry.cause, GiveUp):
             return Verdict(Reason.GIVEN_UP, retry.error, delivery)
         last = delivery >= self.settings.max_deliveries
-        backoff = self._backoff(delivery)
+        backoff = self.settings.retry_delay_ms(delivery)
         if isinstance(retry.cause, Retry):  # the handler's own delay, at most claim idle
             backoff = min(max(backoff, retry.cause.after_ms), self.settings.claim_idle_ms)
         self._log.warning(
@@ -364,11 +371,6 @@ class Consumer(Reclaiming):
         settlement.failures.append((entry_id, retry.error))  # for a dead letter after crashes
         settlement.retries.append((entry_id, self.settings.claim_idle_ms - backoff, None))
         return None
-
-    def _backoff(self, delivery: int) -> int:
-        base = self.settings.retry_backoff_ms * 2 ** (delivery - 1)
-        capped = min(base, self.settings.retry_backoff_max_ms)
-        return int(capped * random.uniform(0.9, 1.0))
 
     # -- recovery ---------------------------------------------------------------------------
 
@@ -400,7 +402,7 @@ class Consumer(Reclaiming):
             # in the stream is skipped; handlers may see events again (at-least-once).
             self._log.warning("group_missing", streams=self.streams, error=str(exc))
             with contextlib.suppress(*TRANSIENT):
-                await self._ensure_groups()  # and its gap check: what the deletion cost
+                await self.reclaim.ensure_groups()  # and its gap check: what the deletion cost
             return
         self.health.failed(f"{type(exc).__name__}: {exc}")
         self._report_outage(exc)
@@ -431,7 +433,7 @@ class Consumer(Reclaiming):
             # Every replica lost Redis too: for a moment, each only settles what it finished
             # during the outage and sweeps nothing, so no replica reclaims (and reruns) an
             # entry another one finished but could not settle yet.
-            self._sweep_after = time.monotonic() + max(
+            self.reclaim.sweep_after = time.monotonic() + max(
                 _SETTLE_FIRST_S, 4 * self.settings.reclaim_interval_ms / 1000
             )
             self._outage = False

@@ -9,6 +9,20 @@ an entry reclaimed from a consumer that died after its handler finished but befo
 * after success: the marker becomes ``done`` for ``dedupe_ttl``;
 * after a failure: the lease is dropped so the retry can run.
 
+With replicas (bus.durability), ``begin`` and ``finish`` each send ``WAIT`` behind their script,
+on its connection, because a failover promotes a replica that may not have the latest writes:
+
+* the lease is on a replica **before the handler runs**: a promoted replica then still knows
+  an attempt is under way, and answers ``busy`` to other consumers until the lease ends —
+  the time the replica that ran the handler has to write its marker there. Without that WAIT,
+  a master lost during the effect could take the lease with it, and another consumer would run
+  the handler again at once;
+* the ``done`` marker is on a replica **before the entry is acked**: an unconfirmed marker
+  raises NotDurable, and the dispatcher handles it as a marker Redis refused (it remembers the
+  event and writes the marker again on the new master, never running the handler for it);
+* a ``done`` found by ``begin`` is rewritten as it is, so the WAIT confirms it too before the
+  redelivery is acked unrun.
+
 It cannot make a side effect and the marker atomic together (no distributed transaction can):
 if a process dies between the effect and the ``done`` marker, the handler runs again. A live
 replica whose marker write failed (Redis away) remembers the event and writes the marker when
@@ -20,10 +34,13 @@ from __future__ import annotations
 
 import enum
 from importlib.resources import files
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from bus import keys
+from bus.durability import Durability, ReplicaWait
 
 _SCRIPT = files("bus").joinpath("dedupe.lua").read_text()
 
@@ -35,12 +52,24 @@ class Claim(enum.Enum):
 
 
 class Dedupe:
-    """The guard of one consumer group. ``lease_ms`` should match the group's claim idle time."""
+    """The guard of one consumer group. ``lease_ms`` should match the group's claim idle time.
+
+    ``begin`` and ``finish`` raise :class:`~bus.errors.NotDurable` when fewer replicas than
+    ``durability`` requires confirmed their write in time."""
 
     def __init__(
-        self, redis: Redis, *, group: str, consumer: str, lease_ms: int, ttl_ms: int
+        self,
+        redis: Redis,
+        *,
+        group: str,
+        consumer: str,
+        lease_ms: int,
+        ttl_ms: int,
+        durability: Durability | None = None,
     ) -> None:
-        self._script = redis.register_script(_SCRIPT)
+        self._redis = redis
+        self._replicas = ReplicaWait(redis, durability)
+        self._sha: str | None = None
         self._group = group
         self._consumer = consumer
         self._lease_ms = str(lease_ms)
@@ -56,12 +85,33 @@ class Dedupe:
         await self._call("finish", stream, event_id, entry_id, self._ttl_ms)
 
     async def abandon(self, stream: str, event_id: str, entry_id: str) -> None:
-        await self._call("abandon", stream, event_id, entry_id, self._lease_ms)
+        # No WAIT: an abandon lost in a failover only leaves the lease to expire.
+        await self._call("abandon", stream, event_id, entry_id, self._lease_ms, durable=False)
 
     async def _call(
-        self, op: str, stream: str, event_id: str, entry_id: str, ttl: str
+        self, op: str, stream: str, event_id: str, entry_id: str, ttl: str, *, durable: bool = True
     ) -> bytes | None:
         lease = f"lease:{self._consumer}:{entry_id}"
         key = keys.done(stream, self._group, event_id)
-        result: bytes | None = await self._script(keys=[key], args=[op, lease, ttl])
-        return result
+        args = (key.encode(), op.encode(), lease.encode(), ttl.encode())
+        try:
+            return await self._send(args, durable)
+        except NoScriptError:  # Redis restarted or flushed its scripts: every op is repeatable
+            self._sha = None
+            return await self._send(args, durable)
+
+    async def _send(self, args: tuple[bytes, ...], durable: bool) -> bytes | None:
+        if self._sha is None:
+            self._sha = await self._redis.script_load(_SCRIPT)
+        if not (durable and await self._replicas.required()):
+            result: bytes | None = await self._redis.evalsha(self._sha, 1, *args)
+            return result
+        key = args[0].decode()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            # EVALSHA as a command: a cluster pipeline refuses pipe.evalsha but routes this by
+            # its key; the WAIT behind it rides the same connection (bus.durability).
+            pipe.execute_command("EVALSHA", self._sha, 1, *args)
+            self._replicas.add(pipe, [key])
+            replies: list[Any] = await pipe.execute()
+        self._replicas.check(min(replies[1:]), f"the once marker of an event in {key}")
+        return replies[0]  # type: ignore[no-any-return]

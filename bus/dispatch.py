@@ -24,7 +24,7 @@ from bus.contracts import Contract, Registry, violation
 from bus.deadletter import Reason, Verdict
 from bus.dedupe import Claim, Dedupe
 from bus.envelope import Envelope
-from bus.errors import ConfigurationError, DecodeError
+from bus.errors import ConfigurationError, DecodeError, NotDurable
 from bus.logging import get_logger
 from bus.metrics import ServiceMetrics, TypeMetrics
 from bus.outcomes import GiveUp, Retry
@@ -36,6 +36,8 @@ EnvelopeFunc = Callable[[Envelope, EventContext], Awaitable[None]]
 _HOMES_MAX = 1024
 _UNMARKED_MAX = 100_000  # effects remembered across one outage (~200 bytes each)
 _log = get_logger("bus.dispatch")
+# A once marker's write may not have happened (Redis away) or not reached a replica.
+_UNSURE = (*TRANSIENT, NotDurable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,13 +274,13 @@ class Dispatcher:
         if (ctx.stream, ctx.event_id) in self._unmarked:  # it ran here: settle, never rerun
             try:
                 await self._mark(ctx.stream, ctx.event_id)
-            except TRANSIENT as exc:
+            except _UNSURE as exc:
                 raise Failed(exc) from exc
             return
         try:
             claim = await self.dedupe.begin(ctx.stream, ctx.event_id, ctx.entry_id)
-        except TRANSIENT as exc:  # cannot know whether it ran before: try again later
-            raise Failed(exc) from exc
+        except _UNSURE as exc:  # cannot know whether it ran before, or no replica has the
+            raise Failed(exc) from exc  # lease yet (NotDurable): try again later
         if claim is Claim.DONE:
             return
         if claim is Claim.BUSY:
@@ -291,10 +293,11 @@ class Dispatcher:
             raise
         try:
             await self.dedupe.finish(ctx.stream, ctx.event_id, ctx.entry_id)
-        except TRANSIENT as exc:
-            # The effect happened; ack it, and remember it until the marker is written: a
-            # redelivery to this replica settles without running it. Only a process that dies
-            # before then leaves the gap bus/dedupe.py documents.
+        except _UNSURE as exc:
+            # The effect happened, and the marker is not written or not on a replica (a
+            # failover could forget it): ack, and remember the event until the marker is
+            # confirmed: a redelivery to this replica settles without running it. Only a
+            # process that dies before then leaves the gap bus/dedupe.py documents.
             if len(self._unmarked) < _UNMARKED_MAX:
                 self._unmarked[(ctx.stream, ctx.event_id)] = ctx.entry_id
             _log.warning(
@@ -302,10 +305,14 @@ class Dispatcher:
             )
 
     async def mark_finished(self) -> None:
-        """Write the ``done`` markers an outage kept this replica from writing (raises the
-        connection error if Redis is still away; the rest stay remembered)."""
+        """Write the ``done`` markers an outage (or a replica short, NotDurable) kept this
+        replica from writing or confirming (raises the connection error if Redis is still
+        away; the rest stay remembered)."""
         for stream, event_id in list(self._unmarked):
-            await self._mark(stream, event_id)
+            try:
+                await self._mark(stream, event_id)
+            except NotDurable:  # no replica in sync yet: the next sweep tries again
+                return
 
     async def _mark(self, stream: str, event_id: str) -> None:
         assert self.dedupe is not None

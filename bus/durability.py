@@ -11,7 +11,7 @@ to the node of the key written). Fewer replicas than required within the timeout
 ``SIMPUL_REDIS_WAIT_REPLICAS`` sets how many; unset, it is 1 when the master has replicas —
 always under Sentinel; for one server when ``ROLE`` lists a replica; for a cluster when its
 slots map lists replicas — and 0 (no WAIT) otherwise. ``SIMPUL_REDIS_WAIT_TIMEOUT_MS`` bounds
-the wait. docs/availability.md says what this does and does not promise.
+the wait. docs/ha.md says what this does and does not promise.
 """
 
 from __future__ import annotations

@@ -29,10 +29,10 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from bus import keys
+from bus.decoding import text as _text
+from bus.entry_ids import parts_or_zero as _id
 
 __all__ = ["Gap", "check"]
-
-_ZERO = (0, 0)
 
 
 @dataclass(frozen=True)
@@ -138,15 +138,3 @@ def _load(saved: Mapping[Any, Any]) -> _Cursor | None:
     if not entry_id:
         return None
     return _Cursor(entry_id, int(read) if read.isdigit() else None)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value or "")
-
-
-def _id(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    try:
-        return int(ms), int(seq or 0)
-    except ValueError:
-        return _ZERO

@@ -184,10 +184,10 @@ class Publisher:
         """
         envelopes = [self._wrap(e, {}) for e in events]
         chunks = _chunks(envelopes, self._target)
-        replies = await self._pipeline([self._batch_call(chunk) for _, chunk in chunks], _BATCH)
+        calls = [self._batch_call(stream, chunk) for stream, _, chunk in chunks]
+        replies = await self._pipeline(calls, _BATCH)
         results: list[Published | None] = [None] * len(envelopes)
-        for (positions, chunk), reply in zip(chunks, replies, strict=True):
-            stream = self._target(chunk[0])
+        for (stream, positions, chunk), reply in zip(chunks, replies, strict=True):
             for k, (position, envelope) in enumerate(zip(positions, chunk, strict=True)):
                 added, entry = reply[2 * k], reply[2 * k + 1]
                 results[position] = Published(envelope.id, stream, entry.decode(), not added)
@@ -227,8 +227,7 @@ class Publisher:
             return ""
         return self.retention.minid(keys.aggregate_of(envelope.type), int(_now() * 1000))
 
-    def _batch_call(self, chunk: list[Envelope]) -> tuple[str, ...]:
-        stream = self._target(chunk[0])
+    def _batch_call(self, stream: str, chunk: list[Envelope]) -> tuple[str, ...]:
         args = [self._dedupe_ttl_ms, self._minid(chunk[0])]
         for envelope in chunk:
             flat = _flat(envelope)
@@ -285,25 +284,25 @@ class _Checked(Envelope):
 
 
 def _flat(envelope: Envelope) -> list[str]:
-    flat: list[str] = []
-    for name, value in envelope.to_fields().items():
-        flat += (name, value)
-    return flat
+    return [text for pair in envelope.to_fields().items() for text in pair]
 
 
 def _chunks(
     envelopes: list[Envelope], target: Callable[[Envelope], str]
-) -> list[tuple[list[int], list[Envelope]]]:
+) -> list[tuple[str, list[int], list[Envelope]]]:
     """Group by stream (one script call touches one hash tag), at most _CHUNK per call, so no
-    single script blocks Redis for long; keep each event's input position."""
-    by_stream: dict[str, tuple[list[int], list[Envelope]]] = {}
-    chunks: list[tuple[list[int], list[Envelope]]] = []
+    single script blocks Redis for long; keep each event's input position. Each chunk comes
+    with its stream (worked out once per event: a partitioned type hashes its subject)."""
+    by_stream: dict[str, tuple[str, list[int], list[Envelope]]] = {}
+    chunks: list[tuple[str, list[int], list[Envelope]]] = []
     for position, envelope in enumerate(envelopes):
         stream = target(envelope)
-        positions, chunk = by_stream.setdefault(stream, ([], []))
-        positions.append(position)
-        chunk.append(envelope)
-        if len(chunk) == _CHUNK:
+        chunk = by_stream.get(stream)
+        if chunk is None:
+            chunk = by_stream[stream] = (stream, [], [])
+        chunk[1].append(position)
+        chunk[2].append(envelope)
+        if len(chunk[2]) == _CHUNK:
             chunks.append(by_stream.pop(stream))
     return chunks + list(by_stream.values())
 

@@ -26,8 +26,9 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
-from bus import gaps
+from bus import gaps, keys
 from bus.connection import TRANSIENT
+from bus.decoding import text as _text
 from bus.dispatch import Dispatcher
 from bus.health import Health
 from bus.partitions import Ordering
@@ -52,45 +53,64 @@ class Pending:
     deliveries: int
 
 
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+Process = Callable[[str, Entries, Mapping[str, int] | None], Awaitable[None]]
+"""The consumer's handling of entries of a stream, with the delivery counts of those redelivered."""
+Guard = Callable[..., Awaitable[None]]
+"""The consumer's recovery around one step (``guarded(step, until_done=, quiet=)``)."""
 
 
-class Reclaiming:
-    """The recovery half of :class:`bus.consumer.Consumer` (which provides these attributes)."""
+class Reclaimer:
+    """The recovery half of a consumer: its groups and gap checks, what it left pending before a
+    restart, the reclaim sweep, and the partitions it holds leases on.
 
-    redis: Redis
-    dispatcher: Dispatcher
-    settings: Settings
-    health: Health
-    group: str
-    name: str
-    streams: list[str]
-    plain: list[str]  # streams not read in order: swept by the reclaim loop
-    ordering: Ordering | None
-    _settler: Settler
-    _claim: AsyncScript  # bus/claim.lua
-    _stopping: asyncio.Event
-    _lock: asyncio.Lock
-    _log: Any
-    _rebalance_at: float
-    _outage: bool  # Redis was unreachable at the last try of the read loop
-    _gap_checks = True
-    _sweep_after = 0.0  # monotonic time before which the sweep waits (after an outage)
+    A :class:`bus.consumer.Consumer` owns one and calls it; the reclaimer hands entries back
+    through ``process`` (under the consumer's batch ``lock``) and runs each step of its loops
+    through ``guarded``, the consumer's recovery. It stops when ``stopping`` is set.
+    """
 
-    async def _process(
-        self, stream: str, entries: Entries, deliveries: Mapping[str, int] | None
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        group: str,
+        name: str,
+        streams: list[str],
+        ordering: Ordering | None,
+        dispatcher: Dispatcher,
+        settler: Settler,
+        settings: Settings,
+        health: Health,
+        log: Any,
+        stopping: asyncio.Event,
+        lock: asyncio.Lock,
+        process: Process,
+        guarded: Guard,
+        outage: Callable[[], bool],
     ) -> None:
-        raise NotImplementedError
-
-    async def _guarded(
-        self, step: Callable[[], Awaitable[None]], *, until_done: bool = False, quiet: bool = False
-    ) -> None:
-        raise NotImplementedError
+        self.redis = redis
+        self.group = group
+        self.name = name
+        self.streams = streams
+        self.plain = [s for s in streams if not keys.is_partition(s)]  # swept by the loop
+        self.ordering = ordering
+        self.dispatcher = dispatcher
+        self.settler = settler
+        self.settings = settings
+        self.health = health
+        self._log = log
+        self._stopping = stopping
+        self._lock = lock
+        self._process = process
+        self._guarded = guarded
+        self._outage = outage  # Redis was unreachable at the read loop's last try
+        self._claim: AsyncScript = redis.register_script(CLAIM_SCRIPT)
+        self._gap_checks = True
+        self.sweep_after = 0.0  # monotonic time before which the sweep waits (after an outage)
+        self.rebalance_at = 0.0  # monotonic time of the next partition rebalance
 
     # -- groups and gaps --------------------------------------------------------------------
 
-    async def _ensure_groups(self) -> None:
+    async def ensure_groups(self) -> None:
         for stream in self.streams:
             try:
                 await self.redis.xgroup_create(stream, self.group, id="0", mkstream=True)
@@ -98,9 +118,9 @@ class Reclaiming:
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
-        await self._check_gaps()  # before anything is read: a new group must not hide a gap
+        await self.check_gaps()  # before anything is read: a new group must not hide a gap
 
-    async def _check_gaps(self) -> None:
+    async def check_gaps(self) -> None:
         """Report entries of our streams that were trimmed or deleted before we read them."""
         for stream in self.streams if self._gap_checks else ():
             try:
@@ -120,7 +140,7 @@ class Reclaiming:
 
     # -- own pending after a restart ----------------------------------------------------------
 
-    async def _drain_own_pending(self) -> None:
+    async def drain_own_pending(self) -> None:
         """After a restart under the same consumer name, finish what this name left pending on
         the plain streams, one entry at a time (partitions: when taken over)."""
         cursors = dict.fromkeys(self.plain, "0")
@@ -141,15 +161,15 @@ class Reclaiming:
 
     # -- the reclaim sweep --------------------------------------------------------------------
 
-    async def _reclaim_loop(self) -> None:
+    async def sweep_loop(self) -> None:
         interval = self.settings.reclaim_interval_ms / 1000
         checked = time.monotonic()
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), interval)
             # Before any sweep: what ran here during an outage is settled, never run again.
-            await self._guarded(self._settle_leftovers, quiet=True)
-            if self._outage or time.monotonic() < self._sweep_after:
+            await self._guarded(self.settle_leftovers, quiet=True)
+            if self._outage() or time.monotonic() < self.sweep_after:
                 continue  # (just back) from an outage: every replica settles its own first
             for stream in self.plain:
                 if self._stopping.is_set():
@@ -159,13 +179,13 @@ class Reclaiming:
                 await self._guarded(partial(self._adopt, partition), quiet=True)
             if time.monotonic() - checked > _GAP_CHECK_S:
                 checked = time.monotonic()
-                await self._guarded(self._check_gaps, quiet=True)
+                await self._guarded(self.check_gaps, quiet=True)
 
-    async def _settle_leftovers(self) -> None:
+    async def settle_leftovers(self) -> None:
         """Once Redis is back: the ``done`` markers, then the acks, of handlers that returned
         while it was away."""
         await self.dispatcher.mark_finished()
-        await self._settler.ack_leftovers()
+        await self.settler.ack_leftovers()
 
     async def _reclaim(self, stream: str) -> None:
         """Entries idle past ``claim_idle_ms`` (retries due, dead consumers'), page by page."""
@@ -225,7 +245,7 @@ class Reclaiming:
 
     # -- partitions -------------------------------------------------------------------------
 
-    async def _lease_loop(self) -> None:
+    async def lease_loop(self) -> None:
         """Renew leases beside the handlers; a lease lost stops its partition at once."""
         assert self.ordering is not None
         leases = self.ordering.leases
@@ -244,9 +264,9 @@ class Reclaiming:
                     self.ordering.forget(lost)
                     self._log.warning("partitions_lost", partitions=lost)
                 if lost or leases.live != live:
-                    self._rebalance_at = 0.0  # the read loop rebalances before its next read
+                    self.rebalance_at = 0.0  # the read loop rebalances before its next read
 
-    async def _rebalance(self) -> None:
+    async def rebalance(self) -> None:
         """Take this consumer's fair share of partitions, between batches."""
         assert self.ordering is not None
         async with self._lock:
@@ -293,7 +313,7 @@ class Reclaiming:
         if rows:
             self.ordering.took(partition)
 
-    async def _backlog(self, partitions: Sequence[str]) -> None:
+    async def backlog(self, partitions: Sequence[str]) -> None:
         """The oldest entry pending with us on each partition, in order; none left: drained."""
         assert self.ordering is not None
         for partition in partitions:

@@ -18,14 +18,16 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import timedelta
+from typing import Any
 
 from faststream import FastStream
 from faststream.redis import RedisBroker
+from faststream.redis.configs import RedisConnectionState
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from starlette.types import ASGIApp
 
-from bus import keys
+from bus import keys, replies
 from bus.connection import TRANSIENT, connect, translate
 from bus.consumer import Consumer
 from bus.contracts import Contract, Registry, default_registry
@@ -185,16 +187,24 @@ class Service:
         return hook
 
     @contextlib.asynccontextmanager
-    async def running(self, redis_url: str | None = None) -> AsyncIterator[Service]:
+    async def running(
+        self, redis_url: str | None = None, *, redis: Redis | None = None
+    ) -> AsyncIterator[Service]:
         """Consume in the background while the block runs; stop gracefully at its end.
+
+        ``redis``: consume with this client (its pool is shared, and closing it is its owner's
+        business), e.g. a FastStream broker's (:meth:`attach`); default: a client of the
+        service's own for ``redis_url`` (default ``SIMPUL_REDIS_URL``).
 
         If the consumer died of an error it could not recover from, leaving the block raises it.
         """
         url = redis_url or self.settings.redis_url
-        if url is None:
+        if url is None and redis is None:
             raise ConfigurationError(_NO_REDIS)
         if not self.handlers and self.every is None:
             raise ConfigurationError(f"service {self.name} has no handlers: add @service.on(...)")
+        if redis is not None:
+            self._check_shared(redis)
         async with contextlib.AsyncExitStack() as stack:
             await self._start_hooks(stack)
             if self.settings.http:
@@ -208,17 +218,39 @@ class Service:
                 )
                 stack.callback(setattr, self, "http_url", None)
                 _log.info("http_serving", service=self.name, url=self.http_url)
-            redis = connect(
-                url, block_ms=self.settings.block_ms, client_name=f"simpul:{self.name}",
-                cluster=self.settings.redis_cluster or None, sentinels=_sentinels(self.settings),
-            )  # fmt: skip
-            stack.push_async_callback(redis.aclose)
+            if redis is None:
+                assert url is not None
+                redis = self._connect(url)
+                stack.push_async_callback(redis.aclose)
+            else:
+                replies.install(redis)  # stream replies keep a repeated field (bus.replies)
             consumer = self._consumer(redis)
             task = asyncio.create_task(consumer.run(), name=f"simpul-{self.name}")
             self._task = task
             stack.callback(setattr, self, "_task", None)
             stack.push_async_callback(self._stop, consumer, task)
             yield self
+
+    def _connect(self, url: str) -> Redis:
+        return connect(
+            url, block_ms=self.settings.block_ms, client_name=f"simpul:{self.name}",
+            cluster=self.settings.redis_cluster or None, sentinels=_sentinels(self.settings),
+        )  # fmt: skip
+
+    def _check_shared(self, redis: Redis) -> None:
+        """A shared client must wait out our blocking reads and give bytes back."""
+        options = getattr(getattr(redis, "connection_pool", None), "connection_kwargs", {})
+        timeout = options.get("socket_timeout")
+        if timeout is not None and timeout <= self.settings.block_ms / 1000:
+            raise ConfigurationError(
+                f"{self.name}: the shared Redis client's socket_timeout ({timeout} s) must exceed "
+                f"SIMPUL_BLOCK_MS ({self.settings.block_ms} ms): every blocking read would time out"
+            )
+        if options.get("decode_responses"):
+            raise ConfigurationError(
+                f"{self.name}: the shared Redis client decodes responses (decode_responses=True); "
+                "Simpul reads stream entries as bytes"
+            )
 
     @contextlib.asynccontextmanager
     async def dispatching(self, redis_url: str | None = None) -> AsyncIterator[Dispatcher]:
@@ -252,21 +284,55 @@ class Service:
             await hook()
 
     def app(self, redis_url: str | None = None) -> FastStream:
-        """This service as a FastStream application (lifecycle, signals, hooks).
+        """This service as a FastStream application: ``faststream run module:app`` (with
+        ``--workers N``) runs it as ``simpul run`` does.
 
-        The app's broker carries no subscribers of its own: consuming is Simpul's loop
-        (docs/decisions/0002-own-consume-loop.md), started and stopped by the app's hooks.
+        The app's broker (:meth:`broker`) is the service's Redis connection: Simpul's consume
+        loop (docs/decisions/0002-own-consume-loop.md) reads with its client, and FastStream
+        handlers added with ``@app.broker.subscriber(...)`` share the same pool. A consumer that
+        dies ends the app, which then exits non-zero (:meth:`attach`).
         """
-        url = redis_url or self.settings.redis_url
-        if url is None:
-            raise ConfigurationError(_NO_REDIS)
+        app = FastStream(self.broker(redis_url), logger=None)
+        self.attach(app)
+        return app
+
+    def broker(self, redis_url: str | None = None) -> RedisBroker:
+        """A FastStream ``RedisBroker`` whose connection is this service's: made by
+        :func:`bus.connection.connect` when the broker connects (``redis_url``, default
+        ``SIMPUL_REDIS_URL``, read then; TLS, Sentinel and Cluster settings as for any client
+        of the bus)."""
+
+        def make() -> Redis:
+            url = redis_url or self.settings.redis_url
+            if url is None:
+                raise ConfigurationError(_NO_REDIS)
+            return self._connect(url)
+
+        shown = redis_url or self.settings.redis_url or "redis://localhost:6379"
+        return _ServiceBroker(make, shown, logger=logging.getLogger("simpul.faststream"))
+
+    def attach(self, app: FastStream, broker: RedisBroker | None = None) -> None:
+        """Host this service in a FastStream application: it starts consuming when the app
+        starts, with ``broker``'s Redis client (default: the app's first broker; one pool for
+        both), and drains before the broker stops.
+
+        A consumer that dies (NOPERM after an ACL change...) ends the app, and the app's run
+        raises what it died of, after the broker stopped: the process exits non-zero, so that
+        its supervisor (compose, systemd, Kubernetes, ``faststream run --workers``) restarts a
+        process that would consume nothing; /healthz is red from the moment it died.
+        """
+        host = broker if broker is not None else app.broker
+        if not isinstance(host, RedisBroker):
+            raise ConfigurationError(
+                f"{self.name}: a Simpul service is hosted by a FastStream RedisBroker, "
+                f"not {type(host).__name__}"
+            )
         stack = contextlib.AsyncExitStack()
+        died: list[BaseException] = []
 
         async def start() -> None:
-            await stack.enter_async_context(self.running(redis_url))
-            # A consumer that dies (NOPERM after an ACL change...) ends the app, so that its
-            # supervisor (compose, systemd, Kubernetes) restarts a process that consumes
-            # nothing; /healthz is red from the moment it died.
+            client = await host.connect()  # idempotent: the broker's start reuses it
+            await stack.enter_async_context(self.running(redis=client))
             assert self._task is not None
             self._task.add_done_callback(lambda _: app.exit())
 
@@ -274,11 +340,17 @@ class Service:
             try:
                 await stack.aclose()  # raises what the consumer died of
             except (ResponseError, *TRANSIENT) as exc:
-                raise translate(exc) from exc
+                died.append(translate(exc))
+            except Exception as exc:
+                died.append(exc)
 
-        broker = RedisBroker(url, logger=logging.getLogger("simpul.faststream"))
-        app = FastStream(broker, on_startup=[start], on_shutdown=[stop], logger=None)
-        return app
+        async def reraise() -> None:
+            if died:
+                raise died.pop()
+
+        app.on_startup(start)
+        app.on_shutdown(stop)  # before the broker stops: the loop still has its client
+        app.after_shutdown(reraise)
 
     def _consumer(self, redis: Redis) -> Consumer:
         settings = self.settings
@@ -295,6 +367,7 @@ class Service:
         dedupe = Dedupe(
             redis, group=self.name, consumer=settings.consumer,
             lease_ms=settings.claim_idle_ms, ttl_ms=settings.dedupe_ttl_ms,
+            durability=Durability(settings.redis_wait_replicas, settings.redis_wait_timeout_ms),
         )  # fmt: skip
         dispatcher = Dispatcher(
             handlers=self.handlers,
@@ -351,3 +424,31 @@ def _sentinels(settings: Settings) -> RedisSentinels | None:
         settings.redis_sentinels, master=settings.redis_sentinel_master,
         username=settings.redis_sentinel_username, password=settings.redis_sentinel_password,
     )  # fmt: skip
+
+
+class _ServiceBroker(RedisBroker):
+    """A RedisBroker whose client is made by ``make`` (bus.connection.connect) when it
+    connects, instead of from its URL: the service's TLS, Sentinel and Cluster settings apply to
+    FastStream's handlers too, and there is one pool."""
+
+    def __init__(self, make: Callable[[], Redis], url: str, **kwargs: Any) -> None:
+        self._make = make
+        super().__init__(url, **kwargs)
+
+    def _make_connection_state(
+        self, connection_options: dict[str, Any], kwargs: dict[str, Any]
+    ) -> RedisConnectionState:
+        return _MadeConnection(self._make)
+
+
+class _MadeConnection(RedisConnectionState):
+    __slots__ = ("_made",)
+
+    def __init__(self, make: Callable[[], Redis]) -> None:
+        super().__init__({})
+        self._made = make
+
+    async def connect(self) -> Redis:
+        self._client = self._made()
+        self._connected = True
+        return self._client

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
-from typing import Literal
+from typing import Any, Literal, Self
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -186,6 +187,15 @@ class Settings(BaseSettings):
             )
         return value
 
+    def retry_delay_ms(self, delivery: int) -> int:
+        """The pause after failed delivery ``delivery`` (1 for the first): ``retry_backoff_ms``
+        doubled per delivery, capped at ``retry_backoff_max_ms``, less up to 10 % of jitter so
+        that replicas which failed together do not retry together. The one backoff formula of
+        retries (the consumer's, the audit backfill's)."""
+        base = self.retry_backoff_ms * 2 ** (delivery - 1)
+        capped = min(base, self.retry_backoff_max_ms)
+        return int(capped * random.uniform(0.9, 1.0))
+
     @model_validator(mode="after")
     def _check_backoff(self) -> Settings:
         if self.retry_backoff_max_ms < self.retry_backoff_ms:
@@ -216,3 +226,40 @@ class Settings(BaseSettings):
 def _variable(loc: tuple[int | str, ...]) -> str:
     name = "_".join(str(part) for part in loc).upper()
     return f"SIMPUL_{name}" if name else "settings"
+
+
+class ComponentSettings(BaseSettings):
+    """Base of a component's own settings (a service's, an adapter's), beside the core's
+    :class:`Settings`: one subclass per component, fields read from ``SIMPUL_<COMPONENT>_*``
+    (its ``env_prefix``) or the variable a field's ``validation_alias`` names; an empty variable
+    counts as unset. :meth:`load` reports a bad value as one error naming the variable (never
+    quoting the value: it may be a token).
+
+        class DisnakerSettings(ComponentSettings):
+            model_config = SettingsConfigDict(env_prefix="SIMPUL_DISNAKER_")
+            db: str | None = None
+            poll: bool = False
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, env_ignore_empty=True)
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Self:
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{cls.variable(str(err['loc'][0]) if err['loc'] else '')}: "
+                f"{str(err['msg']).removeprefix('Value error, ')}"
+                for err in exc.errors()
+            )
+            raise ConfigurationError(f"invalid settings: {problems}") from None
+
+    @classmethod
+    def variable(cls, field: str) -> str:
+        """The environment variable of ``field``."""
+        info = cls.model_fields.get(field)
+        alias = info.validation_alias if info is not None else None
+        if isinstance(alias, str):
+            return alias
+        return f"{cls.model_config.get('env_prefix', '')}{field}".upper() if field else "settings"

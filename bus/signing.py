@@ -31,12 +31,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import yaml
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey as _PrivateKey
 from nacl.signing import VerifyKey
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from bus import keys
 from bus.deadletter import Reason
@@ -53,10 +54,10 @@ __all__ = [
     "DEFAULT_MAX_SKEW",
     "SIGNED_AT",
     "KeyRing",
+    "KeySpec",
     "PublicSigningKey",
     "Rejection",
     "Signer",
-    "SigningKeyLike",
     "canonical_bytes",
     "check_key_id",
     "fingerprint",
@@ -71,7 +72,8 @@ SIGNATURE = "signature"  # the only field not covered by the signature
 SIGNED_AT = "signedat"  # CloudEvents extension attribute: when the producer signed
 DEFAULT_MAX_AGE = timedelta(days=7)  # = the dedupe window: older replays are not deduplicated
 DEFAULT_MAX_SKEW = timedelta(minutes=5)
-KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")  # as bus.access.topology
+KEY_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"  # also the topology's keys[].id
+KEY_ID_PATTERN = re.compile(KEY_ID)
 _SIGNATURE_BYTES = 64
 _KEY_BYTES = 32
 _SIGNATURE_B = SIGNATURE.encode()
@@ -250,33 +252,15 @@ def check_key_id(key_id: str) -> str:
 # -- consumers ---------------------------------------------------------------------------------
 
 
-class SigningKeyLike(Protocol):
-    """A producer's public key as the topology knows it (bus.access.topology.SigningKey has these).
+@dataclass(frozen=True, slots=True)
+class PublicSigningKey:
+    """A producer's public key, and what its holder may sign: what :func:`load_keyring_file` and
+    ``bus.access.topology.Topology.signing_keys()`` return, what a :class:`KeyRing` holds.
 
     ``types``: the event types the key may sign (exact names). ``not_before`` / ``not_after``:
     the window in which the key may sign, ``not_before <= signedat < not_after`` (None:
     unbounded; a naive time is taken as UTC).
     """
-
-    @property
-    def key_id(self) -> str: ...
-    @property
-    def principal(self) -> str: ...
-    @property
-    def department(self) -> str: ...
-    @property
-    def public_key(self) -> bytes: ...
-    @property
-    def types(self) -> frozenset[str]: ...
-    @property
-    def not_before(self) -> datetime | None: ...
-    @property
-    def not_after(self) -> datetime | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class PublicSigningKey:
-    """A plain :class:`SigningKeyLike`: what :func:`load_keyring_file` returns."""
 
     key_id: str
     principal: str
@@ -285,6 +269,12 @@ class PublicSigningKey:
     types: frozenset[str]
     not_before: datetime | None = None
     not_after: datetime | None = None
+
+    def valid_at(self, when: datetime) -> bool:
+        """Whether ``when`` (timezone-aware) lies in the key's validity window."""
+        if self.not_before is not None and when < self.not_before:
+            return False
+        return self.not_after is None or when < self.not_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +287,7 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True)
 class _Trusted:
-    key: SigningKeyLike
+    key: PublicSigningKey
     verify_key: VerifyKey
     types: frozenset[str]
     not_before_ms: int | None
@@ -316,7 +306,7 @@ class KeyRing:
 
     def __init__(
         self,
-        keys: Iterable[SigningKeyLike],
+        keys: Iterable[PublicSigningKey],
         *,
         require_signatures: bool = True,
         max_age: timedelta = DEFAULT_MAX_AGE,
@@ -333,7 +323,7 @@ class KeyRing:
         for key in keys:
             self._add(key)
 
-    def _add(self, key: SigningKeyLike) -> None:
+    def _add(self, key: PublicSigningKey) -> None:
         check_key_id(key.key_id)
         if key.key_id in self._keys:
             raise ConfigurationError(f"key id {key.key_id} appears twice in the keyring")
@@ -380,10 +370,10 @@ class KeyRing:
     def __contains__(self, key_id: object) -> bool:
         return key_id in self._keys
 
-    def __iter__(self) -> Iterator[SigningKeyLike]:
+    def __iter__(self) -> Iterator[PublicSigningKey]:
         return (trusted.key for trusted in self._keys.values())
 
-    def get(self, key_id: str) -> SigningKeyLike | None:
+    def get(self, key_id: str) -> PublicSigningKey | None:
         trusted = self._keys.get(key_id)
         return None if trusted is None else trusted.key
 
@@ -495,6 +485,71 @@ class KeyRing:
         return None
 
 
+def _public_key(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise ValueError(f"must be the base64 text of the {_KEY_BYTES}-byte Ed25519 public key")
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("is not valid base64") from None
+    if len(raw) != _KEY_BYTES:
+        raise ValueError(
+            f"must decode to {_KEY_BYTES} bytes (an Ed25519 public key), got {len(raw)}"
+        )
+    return raw
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.utcoffset() is None:
+        raise ValueError("needs a UTC offset, e.g. 2026-01-01T00:00:00+07:00")
+    return value
+
+
+PublicKey = Annotated[bytes, BeforeValidator(_public_key)]
+"""base64 of a 32-byte Ed25519 public key, as key files and the topology write it."""
+Moment = Annotated[datetime | None, AfterValidator(_aware)]
+"""An RFC 3339 time with its offset (a key's not_before, not_after)."""
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+class KeySpec(BaseModel):
+    """One public key of a publishing principal, as the topology lists it under ``keys:``
+    (the private key never leaves its host). ``bus.access.topology`` and
+    :func:`load_keyring_file` validate it with this one model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Annotated[str, Field(pattern=KEY_ID)]
+    public_key: PublicKey
+    not_before: Moment = None
+    not_after: Moment = None
+
+
+class _Holder(BaseModel):
+    """What the key file loader reads of a producer or service of a topology."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    principal: Annotated[str, Field(min_length=1)]
+    department: Annotated[str, Field(min_length=1)]
+    publishes: list[str] | None = None
+    keys: list[KeySpec] = []
+
+
+class _KeyringEntry(BaseModel):
+    """One entry of a keyring file's ``signing_keys:``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_id: Annotated[str, Field(min_length=1)]
+    principal: Annotated[str, Field(min_length=1)]
+    department: Annotated[str, Field(min_length=1)]
+    public_key: PublicKey
+    types: list[str] | None = None
+    not_before: Moment = None
+    not_after: Moment = None
+
+
 def load_keyring_file(path: str | os.PathLike[str]) -> list[PublicSigningKey]:
     """Public keys from a YAML (or JSON) file, in either of two shapes.
 
@@ -502,9 +557,10 @@ def load_keyring_file(path: str | os.PathLike[str]) -> list[PublicSigningKey]:
       ``department``, ``public_key`` (base64 of 32 bytes), ``types`` (the event types it may
       sign) and optionally ``not_before`` / ``not_after`` (RFC 3339 times).
     * The topology (``deploy/topology.yaml``): every ``keys:`` entry (``id``, ``public_key``,
-      ``not_before``, ``not_after``) of a producer or service, which may sign the types that
-      principal ``publishes``. Only what signing needs is read here; ``bus.access.topology``
-      validates the whole file (its ``Topology.signing_keys()`` feeds a :class:`KeyRing` directly).
+      ``not_before``, ``not_after``: a :class:`KeySpec`) of a producer or service, which may
+      sign the types that principal ``publishes``. Only what signing needs is read here;
+      ``bus.access.topology`` validates the whole file (its ``Topology.signing_keys()`` feeds a
+      :class:`KeyRing` directly).
     """
     file = Path(path)
     try:
@@ -518,7 +574,15 @@ def load_keyring_file(path: str | os.PathLike[str]) -> list[PublicSigningKey]:
     entries = document.get("signing_keys") if isinstance(document, dict) else document
     if not isinstance(entries, list):
         raise ConfigurationError(f"keyring file {file} has no list of signing_keys")
-    return [_key_entry(f"keyring file {file}", index, entry) for index, entry in enumerate(entries)]
+    found = []
+    for index, entry in enumerate(entries):
+        e = _valid(_KeyringEntry, entry, f"keyring file {file}[{index}]")
+        found.append(PublicSigningKey(
+            key_id=e.key_id, principal=e.principal, department=e.department,
+            public_key=e.public_key, types=frozenset(e.types or ()), not_before=e.not_before,
+            not_after=e.not_after,
+        ))  # fmt: skip
+    return found
 
 
 def _topology_keys(file: Path, document: dict[str, Any]) -> list[PublicSigningKey]:
@@ -531,100 +595,49 @@ def _topology_keys(file: Path, document: dict[str, Any]) -> list[PublicSigningKe
         for index, who in enumerate(document.get(section) or []):
             if not isinstance(who, dict) or not who.get("keys"):
                 continue
-            where = f"topology {file}, {section}[{index}]"
-            if not isinstance(who["keys"], list):
-                raise ConfigurationError(f"{where}: keys must be a list")
-            for number, key in enumerate(who["keys"]):
-                if not isinstance(key, dict):
-                    raise ConfigurationError(f"{where}.keys[{number}]: expected a mapping")
-                entry = {
-                    "key_id": key.get("id"),
-                    "principal": who.get("principal"),
-                    "department": who.get("department"),
-                    "types": who.get("publishes") or [],
-                    **{k: v for k, v in key.items() if k != "id"},
-                }
-                found.append(_key_entry(f"{where}.keys", number, entry))
-    return found + _router_keys(file, document)
-
-
-def _router_keys(file: Path, document: dict[str, Any]) -> list[PublicSigningKey]:
-    """The topology's ``router:`` keys (decision 0012): the router forwards what it admitted,
-    so its keys may sign every type some producer or service ``publishes``."""
+            holder = _valid(_Holder, who, f"topology {file}, {section}[{index}]")
+            found += _holder_keys(holder, frozenset(holder.publishes or ()))
     router = document.get("router")
-    if not isinstance(router, dict) or not router.get("keys"):
-        return []
-    where = f"topology {file}, router"
-    if not isinstance(router["keys"], list):
-        raise ConfigurationError(f"{where}: keys must be a list")
-    forwarded = sorted(
-        {
+    if isinstance(router, dict) and router.get("keys"):
+        # The router forwards what it admitted (decision 0012): its keys may sign every type
+        # some producer or service publishes.
+        forwarded = frozenset(
             event_type
             for section in ("producers", "services")
             for who in document.get(section) or []
             if isinstance(who, dict) and isinstance(who.get("publishes"), list)
             for event_type in who["publishes"]
-        }
-    )
-    found = []
-    for number, key in enumerate(router["keys"]):
-        if not isinstance(key, dict):
-            raise ConfigurationError(f"{where}.keys[{number}]: expected a mapping")
-        entry = {
-            "key_id": key.get("id"),
-            "principal": router.get("principal"),
-            "department": router.get("department"),
-            "types": forwarded,
-            **{k: v for k, v in key.items() if k != "id"},
-        }
-        found.append(_key_entry(f"{where}.keys", number, entry))
+        )
+        found += _holder_keys(_valid(_Holder, router, f"topology {file}, router"), forwarded)
     return found
 
 
-def _key_entry(origin: str, index: int, entry: object) -> PublicSigningKey:
-    where = f"{origin}[{index}]"
-    if not isinstance(entry, dict):
-        raise ConfigurationError(f"{where}: expected a mapping with key_id, public_key, ...")
-    missing = [f for f in ("key_id", "principal", "department", "public_key") if not entry.get(f)]
-    if missing:
-        raise ConfigurationError(f"{where}: missing {', '.join(missing)}")
-    where = f"{origin}, key {entry['key_id']}"
-    unknown = sorted(set(entry) - {*PublicSigningKey.__dataclass_fields__})
-    if unknown:
-        raise ConfigurationError(f"{where}: unknown field(s) {unknown}")
+def _holder_keys(holder: _Holder, types: frozenset[str]) -> list[PublicSigningKey]:
+    return [
+        PublicSigningKey(
+            key_id=key.id, principal=holder.principal, department=holder.department,
+            public_key=key.public_key, types=types, not_before=key.not_before,
+            not_after=key.not_after,
+        )
+        for key in holder.keys
+    ]  # fmt: skip
+
+
+def _valid(model: type[_Model], data: object, where: str) -> _Model:
+    """``data`` validated by ``model``, or a ConfigurationError naming every problem."""
     try:
-        public_key = base64.b64decode(str(entry["public_key"]).strip(), validate=True)
-    except binascii.Error:
-        public_key = b""
-    if len(public_key) != _KEY_BYTES:
-        raise ConfigurationError(f"{where}: public_key is not base64 of {_KEY_BYTES} bytes")
-    types = entry.get("types") or []
-    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
-        raise ConfigurationError(f"{where}: types must be a list of event types")
-    return PublicSigningKey(
-        key_id=str(entry["key_id"]),
-        principal=str(entry["principal"]),
-        department=str(entry["department"]),
-        public_key=public_key,
-        types=frozenset(types),
-        not_before=_moment(where, "not_before", entry.get("not_before")),
-        not_after=_moment(where, "not_after", entry.get("not_after")),
-    )
-
-
-def _moment(where: str, name: str, value: object) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        moment = value
-    else:
-        try:
-            moment = datetime.fromisoformat(str(value))
-        except ValueError:
-            raise ConfigurationError(f"{where}: {name} is not an RFC 3339 time") from None
-    if moment.tzinfo is None:
-        raise ConfigurationError(f"{where}: {name} needs an offset (Z or +07:00)")
-    return moment
+        return model.model_validate(data)
+    except ValidationError as exc:
+        missing = [".".join(map(str, e["loc"])) for e in exc.errors() if e["type"] == "missing"]
+        problems = [f"missing {', '.join(missing)}"] if missing else []
+        for error in exc.errors():
+            at = ".".join(map(str, error["loc"]))
+            if error["type"] == "extra_forbidden":
+                problems.append(f"unknown field {at}")
+            elif error["type"] != "missing":
+                message = error["msg"].removeprefix("Value error, ")
+                problems.append(f"{at}: {message}" if at else message)
+        raise ConfigurationError(f"{where}: {'; '.join(problems)}") from None
 
 
 def _ms(moment: datetime | None) -> int | None:

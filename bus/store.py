@@ -6,15 +6,24 @@ the event id in the same transaction, and a redelivered event finds its id there
 nothing. A crash between the two cannot happen: there is one commit.
 
     store = Store.for_service("bapenda")            # SIMPUL_BAPENDA_DB, else SQLite in .simpul/
-    await store.migrate(["CREATE TABLE IF NOT EXISTS taxpayer (...)"])
+    await store.migrate([
+        "CREATE TABLE taxpayer (...)",                           # version 1
+        ["ALTER TABLE taxpayer ADD COLUMN npwp TEXT",            # version 2: two statements,
+         "CREATE INDEX taxpayer_npwp ON taxpayer (npwp)"],       # one transaction
+    ])
 
     @service.on(PermitIssued)
     async def register(event: PermitIssued, ctx: EventContext) -> None:
         await store.once(ctx.event_id, lambda tx: tx.execute("INSERT ...", (...)))
 
+Migrations are versioned: the n-th item of the list is version n of the owner's schema, applied
+once, in order, each in one transaction with its row in ``simpul_schema``; a store at start
+applies only the versions it has not seen. Append new versions; never edit or reorder applied ones.
+
 Write SQL with ``?`` placeholders and portable types (TEXT, BIGINT); the PostgreSQL dialect
-rewrites the placeholders. All calls run on one thread per store, so a handler never blocks the
-event loop on the database and SQLite's connection stays on the thread that opened it.
+rewrites the placeholders (not a ``?`` inside a string literal, a quoted name or a comment).
+All calls run on one thread per store, so a handler never blocks the event loop on the database
+and SQLite's connection stays on the thread that opened it.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -36,6 +46,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from bus.errors import ConfigurationError, DependencyUnavailable, SimpulError
+from bus.logging import get_logger
 
 __all__ = ["Store", "StoreError", "StoreUnavailable", "Tx"]
 
@@ -44,9 +55,16 @@ Dialect = Literal["sqlite", "postgresql"]
 Params = Sequence[Any]
 
 _INBOX = "CREATE TABLE IF NOT EXISTS simpul_inbox ( key TEXT PRIMARY KEY, handled_at TEXT NOT NULL)"
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS simpul_schema (scope TEXT NOT NULL, version INTEGER NOT NULL, "
+    "applied_at TEXT NOT NULL, PRIMARY KEY (scope, version))"
+)
+_MIGRATION_LOCK = 0x53494D50  # "SIMP": PostgreSQL advisory lock held while one replica migrates
+Migration = str | Sequence[str]
 _ENV_NAME = re.compile(r"[^A-Z0-9]+")
 _SERIAL_ATTEMPTS = 5  # PostgreSQL: runs of a transaction that lost a serialization conflict
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
+_log = get_logger("bus.store")
 _PASSWORDS = re.compile(r"^[^:/]+://[^:@/]*:([^@/]*)@|[?&]password=([^&]*)")
 
 
@@ -89,8 +107,7 @@ class Tx:
         return None if row is None else next(iter(row.values()))
 
     def _sql(self, sql: str) -> str:
-        # psycopg reads every % as a placeholder marker: a literal one (LIKE 'a%') is doubled.
-        return sql.replace("%", "%%").replace("?", "%s") if self.dialect == "postgresql" else sql
+        return _psycopg_placeholders(sql) if self.dialect == "postgresql" else sql
 
 
 class Store:
@@ -126,9 +143,46 @@ class Store:
         where = f"{parts.hostname}{parts.path}"
         return f"Store({self.dialect}:{where})"
 
-    async def migrate(self, statements: Sequence[str]) -> None:
-        """Create what is missing (write each statement to be re-runnable: IF NOT EXISTS)."""
-        await self.run(lambda tx: [tx.execute(sql) for sql in (_INBOX, *statements)])
+    async def migrate(self, migrations: Sequence[Migration]) -> list[int]:
+        """Bring the owner's schema to the last of ``migrations`` (version n is the n-th item: a
+        statement, or a list of statements applied together). Each version missing from
+        ``simpul_schema`` runs once, in order, in one transaction with its row there; concurrent
+        replicas wait for each other (SQLite's write lock, a PostgreSQL advisory lock) and find
+        the versions applied. Returns the versions this call applied.
+
+        A database at a later version than ``migrations`` knows (a newer replica migrated it)
+        is left alone, with a warning.
+        """
+        scope = self.scope or ""
+        steps = [[m] if isinstance(m, str) else list(m) for m in migrations]
+
+        def versions() -> list[int]:  # on the store's thread
+            self._run(_own_tables)
+            applied = [
+                version
+                for version, statements in enumerate(steps, start=1)
+                if self._run(partial(_apply_version, scope, version, statements))
+            ]
+            newest = self._run(partial(_newest_version, scope))
+            if newest > len(steps):
+                _log.warning(
+                    "store_schema_newer", store=repr(self), version=newest, known=len(steps)
+                )
+            return applied
+
+        if self.dialect == "sqlite":
+            return await self._call(versions)  # each version: BEGIN IMMEDIATE, one writer
+        return await self._call(partial(self._locked, versions))
+
+    async def schema_version(self) -> int:
+        """The owner's last applied migration (0: none)."""
+        scope = self.scope or ""
+
+        def read(tx: Tx) -> int:
+            tx.execute(_SCHEMA)
+            return _newest_version(scope, tx)
+
+        return await self.run(read)
 
     async def run(self, work: Callable[[Tx], T]) -> T:
         """Run ``work`` in one transaction on the store's thread: commit, or roll back on error.
@@ -136,9 +190,12 @@ class Store:
         ``work`` is plain (not async) code: it talks to the database and nothing else — on
         PostgreSQL (SERIALIZABLE) it runs again when a concurrent transaction won a conflict.
         """
+        return await self._call(partial(self._run, work))
+
+    async def _call(self, step: Callable[[], T]) -> T:
         if self._closed:
             raise StoreUnavailable(f"{self!r} is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self._run, work)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, step)
 
     async def once(self, key: str, work: Callable[[Tx], T]) -> T | None:
         """Run ``work`` unless ``key`` (an event id, or event id + purpose) was done before.
@@ -198,6 +255,23 @@ class Store:
                 raise StoreUnavailable(f"{self!r}: {type(exc).__name__}: {problem}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _locked(self, work: Callable[[], T]) -> T:
+        """PostgreSQL: ``work`` (transactions) under a session advisory lock taken before them,
+        so their snapshots see what the previous holder committed."""
+        try:
+            conn = self._connection()
+            conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+        except psycopg.OperationalError as exc:
+            self._disconnect()
+            problem = _masked(_first_line(exc), self.url)
+            raise StoreUnavailable(f"{self!r}: {type(exc).__name__}: {problem}") from exc
+        try:
+            return work()
+        finally:
+            if self._conn is conn:  # a lost connection released the lock with it
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+
     def _run_sqlite(self, conn: sqlite3.Connection, work: Callable[[Tx], T]) -> T:
         cursor = conn.cursor()
         # IMMEDIATE: take the write lock at the start, so concurrent replicas queue instead of
@@ -249,6 +323,88 @@ class Store:
         if conn is not None:
             with contextlib.suppress(Exception):  # already broken: nothing to release
                 conn.close()
+
+
+def _own_tables(tx: Tx) -> None:
+    tx.execute(_INBOX)
+    tx.execute(_SCHEMA)
+
+
+def _apply_version(scope: str, version: int, statements: Sequence[str], tx: Tx) -> bool:
+    """Apply one version unless ``simpul_schema`` has it; say whether it ran."""
+    found = "SELECT 1 AS done FROM simpul_schema WHERE scope = ? AND version = ?"
+    if tx.one(found, (scope, version)) is not None:
+        return False
+    for sql in statements:
+        tx.execute(sql)
+    tx.execute(
+        "INSERT INTO simpul_schema (scope, version, applied_at) VALUES (?, ?, ?)",
+        (scope, version, _now_text()),
+    )
+    return True
+
+
+def _newest_version(scope: str, tx: Tx) -> int:
+    found = tx.value("SELECT MAX(version) FROM simpul_schema WHERE scope = ?", (scope,))
+    return int(found or 0)
+
+
+def _psycopg_placeholders(sql: str) -> str:
+    """``sql`` for psycopg: each ``?`` outside string literals, quoted names, dollar-quoted
+    bodies and comments becomes ``%s``; every ``%`` is doubled (psycopg reads a ``%`` anywhere
+    as the start of a placeholder, a literal one in ``LIKE 'a%'`` included)."""
+    out: list[str] = []
+    i, n = 0, len(sql)
+    while i < n:
+        char = sql[i]
+        if char == "?":
+            out.append("%s")
+            i += 1
+            continue
+        if char in "'\"":
+            escapes = char == "'" and i > 0 and sql[i - 1] in "eE" and not _word(sql, i - 2)
+            end = _quoted_end(sql, i, char, backslash=escapes)
+        elif sql.startswith("--", i):
+            end = sql.find("\n", i)
+            end = n if end < 0 else end + 1
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            end = n if end < 0 else end + 2
+        elif char == "$" and (tag := _DOLLAR_TAG.match(sql, i)) and not _word(sql, i - 1):
+            close = sql.find(tag[0], tag.end())
+            end = n if close < 0 else close + len(tag[0])
+        else:
+            out.append("%%" if char == "%" else char)
+            i += 1
+            continue
+        out.append(sql[i:end].replace("%", "%%"))  # verbatim, but psycopg still reads its %
+        i = end
+    return "".join(out)
+
+
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
+
+
+def _word(sql: str, i: int) -> bool:
+    """Whether ``sql[i]`` is part of a name (so a quote or ``$`` after it starts nothing)."""
+    return i >= 0 and (sql[i].isalnum() or sql[i] in "_$")
+
+
+def _quoted_end(sql: str, start: int, quote: str, *, backslash: bool) -> int:
+    """The index after the literal opened at ``start`` (a doubled quote stays inside; with
+    ``backslash``, E'...' strings, so does an escaped one). Unclosed: the end of ``sql``."""
+    i = start + 1
+    while i < len(sql):
+        if backslash and sql[i] == "\\":
+            i += 2
+            continue
+        if sql[i] == quote:
+            if sql.startswith(quote * 2, i):
+                i += 2
+                continue
+            return i + 1
+        i += 1
+    return len(sql)
 
 
 def _without_row_values(exc: Exception) -> Exception:

@@ -28,8 +28,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import psycopg
 import pytest
 import yaml
 from redis import Redis
@@ -39,13 +41,13 @@ from adapters import disnaker
 from adapters.disnaker import fixtures as pencaker
 from adapters.disnaker.schema import DDL as PENCAKER_DDL
 from adapters.dukcapil import fixtures as siak
-from adapters.dukcapil.schema import ddl
+from adapters.dukcapil.schema import ddl, insert_sql
 from bus import keys
 from bus.access import acl
 from bus.access.topology import load_topology, password_variable
 from bus.local.redis import find_redis_server, free_port
 from bus.signing import Signer, verify_fields
-from tests.conftest import mysql_connect, mysql_server_url
+from tests.conftest import mysql_connect, mysql_server_url, postgres_server_url
 
 ROOT = Path(__file__).parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -182,6 +184,17 @@ def test_the_compose_mariadb_writes_the_row_binlog_the_adapter_reads() -> None:
     assert "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'simpul_disnaker'" in script
 
 
+def test_the_compose_siak_adapter_reads_the_postgres_log_not_by_polling() -> None:
+    postgres = COMPOSE["services"]["postgres"]
+    assert "wal_level=logical" in postgres["command"]
+    assert postgres["command"][0] == "postgres"  # the image's server, with options
+    adapter = COMPOSE["services"]["adapter-dukcapil"]
+    assert adapter["environment"]["SIMPUL_DUKCAPIL_CDC"] == "1"
+    assert "SIMPUL_DUKCAPIL_OUTBOX" not in adapter["environment"]
+    assert adapter["environment"]["SIMPUL_DUKCAPIL_DB"].startswith("postgresql://simpul:")
+    assert "postgres" in adapter["depends_on"]
+
+
 # -- the Redis config loads in a real server --------------------------------------------------
 
 
@@ -294,7 +307,9 @@ def _environment(
         env[key] = f"sqlite:///{folder / name / 'store.db'}"
     if "SIMPUL_DISNAKER_DB" in env:  # a registry of its own on the tests' MariaDB (binlog ROW)
         env["SIMPUL_DISNAKER_DB"] = _registry(f"compose_{free_port()}")
-    if "SIMPUL_DUKCAPIL_DB" in env:
+    if env.get("SIMPUL_DUKCAPIL_CDC") == "1":  # the log: a SIAK database on the tests' server
+        env["SIMPUL_DUKCAPIL_DB"] = _siak_database(f"compose_{free_port()}")
+    elif "SIMPUL_DUKCAPIL_DB" in env:
         db = folder / name / "siak.db"
         db.parent.mkdir(parents=True, exist_ok=True)
         siak.create_sqlite(db, siak.rows(20, seed=7))
@@ -320,6 +335,37 @@ def _environment(
         http = f"http://127.0.0.1:{port}"
     env["SIMPUL_BLOCK_MS"] = "200"
     return env, command, http
+
+
+_SIAK_DATABASES: list[str] = []  # dropped, with their replication slots, after the test
+
+
+def _siak_database(database: str) -> str:
+    """A SIAK database of its own (20 rows) on the tests' PostgreSQL (wal_level=logical)."""
+    server = postgres_server_url()
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {database}")  # type: ignore[arg-type]
+    _SIAK_DATABASES.append(database)
+    url = urlunsplit(urlsplit(server)._replace(path=f"/{database}"))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(ddl("postgresql"))  # type: ignore[arg-type]
+        params = [siak.as_params(r, "postgresql") for r in siak.rows(20, seed=7)]
+        with conn.cursor() as cursor:
+            cursor.executemany(insert_sql("postgresql"), params)  # type: ignore[arg-type]
+    return url
+
+
+def _drop_siak_databases() -> None:
+    server = postgres_server_url()
+    with psycopg.connect(server, autocommit=True) as conn:
+        while _SIAK_DATABASES:
+            database = _SIAK_DATABASES.pop()
+            conn.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                "WHERE database = %s AND NOT active",
+                [database],
+            )
+            conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")  # type: ignore[arg-type]
 
 
 def _registry(database: str) -> str:
@@ -401,6 +447,7 @@ def test_every_compose_command_starts_against_the_compose_redis_and_stops_cleanl
             if s.proc.poll() is None:
                 s.proc.kill()
                 s.proc.wait()
+        _drop_siak_databases()
 
 
 def _check_signed_end_to_end(redis: AclRedis) -> None:

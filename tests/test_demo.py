@@ -13,10 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+from redis import Redis as SyncRedis
 
 from bus import ConfigurationError
 from bus.local.mariadb import find_mariadbd
 from bus.local.redis import find_redis_server
+from bus.local.sentinel import EmbeddedSentinelGroup
 from demo.__main__ import activate_line
 
 ROOT = Path(__file__).parent.parent
@@ -76,6 +78,32 @@ def test_the_day_plays_and_every_department_shows_its_effect() -> None:
     activate = activate_line()
     assert activate is not None and activate in out
     assert out.index(activate) < out.index("simpul quarantine list")
+
+
+@pytest.mark.slow
+def test_the_day_plays_on_a_sentinel_group_through_the_master_the_sentinels_name(
+    tmp_path: Path,
+) -> None:
+    """SIMPUL_REDIS_SENTINELS (docs/ha.md): every component of the demo follows the master the
+    Sentinels name. A failover first, so that SIMPUL_REDIS_URL names a replica: a component
+    writing to the URL's server instead would get READONLY and the day would not play."""
+    with EmbeddedSentinelGroup(tmp_path / "group") as group:
+        first = group.master()
+        new = group.failover()
+        assert group.url == first.url and new is not first
+        done = subprocess.run(
+            [sys.executable, "-m", "demo"], cwd=ROOT,
+            env=_env(COLUMNS="200", SIMPUL_NOTIFIER_MAX_AGE_DAYS="1", SIMPUL_DEMO_STAY="0",
+                     SIMPUL_REDIS_URL=group.url, **group.environment()),
+            capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+        out = done.stdout
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "Traceback" not in out + done.stderr
+        assert "2 grants suspended after deaths" in out
+        assert "hash chain verifies" in out and "stopped cleanly" in out
+        with SyncRedis(new.host, new.port) as master:
+            assert master.xlen("simpul:{dukcapil.citizen}") > 0
 
 
 def test_the_printed_activate_line_puts_simpul_on_path() -> None:

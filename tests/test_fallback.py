@@ -18,7 +18,7 @@ def test_start_publish_consume_without_redis_server_on_path(tmp_path: Path) -> N
     env = {k: v for k, v in os.environ.items() if k != "SIMPUL_REDIS_URL"}
     env["PATH"] = str(empty_bin)  # no redis-server anywhere on PATH
     done = subprocess.run(
-        [sys.executable, "-m", "tests.smoke_fallback", str(tmp_path / "data")],
+        [sys.executable, "-m", "tests.helpers.smoke_fallback", str(tmp_path / "data")],
         env=env, capture_output=True, text=True, timeout=120, check=False,
         cwd=Path(__file__).parent.parent,
     )  # fmt: skip

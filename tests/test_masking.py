@@ -23,7 +23,7 @@ from bus.testing import wait_until
 from schemas.bapenda import PaymentReceived, TaxpayerRegistered
 from schemas.dinkes import ImmunisationScheduled
 from schemas.dukcapil import FamilyCardIssued
-from services.monitor.monitor import Monitor
+from services.monitor.service import Monitor
 
 EXAMPLES = Path(__file__).parent.parent / "schemas" / "examples"
 STREET = "Jl. Bandulan Gg. 8 No. 31"

@@ -22,7 +22,7 @@ from schemas.dukcapil import CitizenDied
 
 DOC = (Path(__file__).parent.parent / "docs" / "writing-a-service.md").read_text()
 SNIPPETS = re.findall(r"```python\n(.*?)```", DOC, flags=re.S)
-SERVICE, ARCHIVE, ONCE, OUTCOMES, TEST = SNIPPETS
+SERVICE, ARCHIVE, FASTSTREAM_APP, FASTSTREAM_ATTACH, ONCE, OUTCOMES, TEST = SNIPPETS
 NIK = "3573014506900001"
 DIED = CitizenDied(nik=NIK, date_of_death=date(2026, 11, 1), kecamatan="35.73.01")
 
@@ -37,7 +37,9 @@ def bansos(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
 
 
 def test_the_page_has_the_snippets_this_test_runs() -> None:
-    assert len(SNIPPETS) == 5
+    assert len(SNIPPETS) == 7
+    assert "app = create().app()" in FASTSTREAM_APP
+    assert "create().attach(app)" in FASTSTREAM_ATTACH
     assert "def create(store: Store | None = None) -> Service:" in SERVICE
     assert "from services.bansos import create" in TEST
 
@@ -191,3 +193,45 @@ async def test_the_outcomes_snippet_gives_up_retries_later_and_files() -> None:
     archive.up, archive.busy_now = True, False
     await deliver(office, DIED, id="death-1")
     assert filed == ["death-1"]
+
+
+@pytest.fixture
+def faststream_env(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment ``faststream run`` would give the snippets."""
+    monkeypatch.delenv("SIMPUL_BANSOS_DB", raising=False)
+    monkeypatch.setenv("SIMPUL_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SIMPUL_REDIS_URL", redis_url)
+    monkeypatch.setenv("SIMPUL_BLOCK_MS", "100")
+
+
+@pytest.mark.usefixtures("bansos", "faststream_env")
+@pytest.mark.parametrize("snippet", ["app", "attach"])
+async def test_the_faststream_snippets_run_the_service(
+    snippet: str, redis: Redis, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``service.app()`` (with a FastStream handler beside the service) and
+    ``service.attach(app)`` on one's own broker: the tutorial's service handles a death."""
+    namespace: dict[str, Any] = {}
+    code = FASTSTREAM_APP if snippet == "app" else FASTSTREAM_ATTACH
+    exec(compile(code, f"services/bansos/{snippet}.py", "exec"), namespace)
+    app = namespace["app"]
+    async with app:
+        await wait_until((tmp_path / "bansos.db").exists)
+        store = Store(f"sqlite:///{tmp_path / 'bansos.db'}")
+        await store.run(lambda tx: tx.execute(
+            "INSERT INTO grants (grant_no, programme, recipient, status)"
+            " VALUES ('PKH-1', 'pkh', ?, 'active')", (NIK,),
+        ))  # fmt: skip
+        await store.close()
+        await Publisher(redis, source="urn:test").publish(DIED, id="death-1")
+        if snippet == "app":
+            await app.broker.publish({"order": "A-7"}, stream="legacy:orders")
+
+        async def suspended() -> bool:
+            rows = await store_rows(tmp_path)
+            return rows == [{"grant_no": "PKH-1", "status": "suspended", "suspended_by": "death-1"}]
+
+        await wait_until(suspended)
+        if snippet == "app":
+            await wait_until(lambda: "legacy order A-7" in capsys.readouterr().out)
+    assert await redis.xlen("simpul:{dinsos.assistance}") == 1

@@ -9,16 +9,17 @@ correction is a new event. Amounts come as Indonesian text (``1.250.000``), date
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 from redis.asyncio import Redis
 
-from bus import ConfigurationError, Publisher, Signer
+from bus import ComponentSettings, ConfigurationError, Publisher, Signer
 from bus.adapter import (
     Adapter,
     CsvDropSource,
@@ -49,6 +50,19 @@ SOURCE = "urn:malangkota:bapenda:simpatda"
 TABLE = "pembayaran"  # the record set inside the tax system: part of every event id
 WIB = timezone(timedelta(hours=7), "WIB")
 DROP_ENV = "SIMPUL_BAPENDA_DROP"
+
+
+class BapendaSettings(ComponentSettings):
+    """The adapter's knobs, from ``SIMPUL_BAPENDA_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="SIMPUL_BAPENDA_")
+
+    drop: str | None = Field(default=None, description="the drop folder (holding incoming/)")
+    delimiter: str = Field(default=";", min_length=1, max_length=1)
+    encoding: str = Field(
+        default="cp1252", description="fallback encoding of non-UTF-8 files; none: UTF-8 only"
+    )
+
 
 # The export's columns, in its order. nama_wp, npwpd, masa_pajak and bank are exported but
 # not part of the payment event.
@@ -189,9 +203,12 @@ def from_env(redis: Redis) -> Adapter:
     SIMPUL_BAPENDA_DELIMITER (default ``;``), SIMPUL_BAPENDA_ENCODING (the fallback, default
     ``cp1252``; ``none`` for UTF-8 only).
     """
-    folder = os.environ.get(DROP_ENV)
+    settings = BapendaSettings.load()
+    folder = settings.drop
     if not folder:
         raise ConfigurationError(f"set {DROP_ENV} to Bapenda's drop folder (holding incoming/)")
-    fallback = os.environ.get("SIMPUL_BAPENDA_ENCODING", "cp1252")
-    return adapter(redis, folder, delimiter=os.environ.get("SIMPUL_BAPENDA_DELIMITER", ";"),
-                   fallback_encoding=None if fallback.lower() == "none" else fallback)  # fmt: skip
+    fallback = settings.encoding
+    return adapter(
+        redis, folder, delimiter=settings.delimiter,
+        fallback_encoding=None if fallback.lower() == "none" else fallback,
+    )  # fmt: skip

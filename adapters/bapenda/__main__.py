@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 
 from adapters import bapenda
+from bus import Settings, connect
 from bus import configure_logging as configure
-from bus import connect
 
 
 async def _main(folder: str, *, args: argparse.Namespace) -> None:
-    url = os.environ.get("SIMPUL_REDIS_URL")
+    url = Settings.load().redis_url
     if not url:
         raise SystemExit("set SIMPUL_REDIS_URL (or start a local server with `simpul redis`)")
     redis = connect(url)

@@ -19,15 +19,16 @@ nothing is published twice.
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta, timezone
 from typing import Any, Literal
 
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 from redis.asyncio import Redis
 
 from adapters.disnaker.mapping import map_pencaker
 from adapters.disnaker.schema import TABLE
-from bus import ConfigurationError, Publisher, Signer
+from bus import ComponentSettings, ConfigurationError, Publisher, Signer
 from bus.adapter import (
     Adapter,
     BinlogSource,
@@ -88,6 +89,15 @@ def adapter(
 DB_ENV = "SIMPUL_DISNAKER_DB"
 
 
+class DisnakerSettings(ComponentSettings):
+    """The adapter's knobs, from ``SIMPUL_DISNAKER_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="SIMPUL_DISNAKER_")
+
+    db: str | None = Field(default=None, description="mysql:// URL of the job-seeker registry")
+    poll: bool = Field(default=False, description="poll the table instead of the binlog")
+
+
 def from_env(redis: Redis) -> Adapter:
     """The adapter as ``simpul adapter run adapters.disnaker:from_env`` builds it.
 
@@ -95,8 +105,8 @@ def from_env(redis: Redis) -> Adapter:
     needs SELECT on ``pencaker``, and REPLICATION SLAVE and REPLICATION CLIENT for the binlog);
     SIMPUL_DISNAKER_POLL=1 polls the table instead of reading the binlog.
     """
-    url = os.environ.get(DB_ENV)
+    settings = DisnakerSettings.load()
+    url = settings.db
     if not url:
         raise ConfigurationError(f"set {DB_ENV} to the job-seeker registry (a mysql:// URL)")
-    poll = os.environ.get("SIMPUL_DISNAKER_POLL", "") in ("1", "true", "yes")
-    return adapter(redis, url, binlog=not poll)
+    return adapter(redis, url, binlog=not settings.poll)

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 
 from adapters import disnaker
+from bus import Settings, connect
 from bus import configure_logging as configure
-from bus import connect
 
 
 async def _main(url: str, *, binlog: bool, batch_size: int) -> None:
-    redis_url = os.environ.get("SIMPUL_REDIS_URL")
+    redis_url = Settings.load().redis_url
     if not redis_url:
         raise SystemExit("set SIMPUL_REDIS_URL (or start a local server with `simpul redis`)")
     redis = connect(redis_url)

@@ -9,16 +9,17 @@ POSTing the same decision again is a no-op, a corrected decision (``revisi`` + 1
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta, timezone
 from typing import Any, Literal
 
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 from redis.asyncio import Redis
 
 from adapters.dpmptsp.payload import APPLIED, ISSUED, KINDS, REASONS, REJECTED, STATUSES
-from bus import ConfigurationError, Contract, Publisher, Signer, event_id
+from bus import ComponentSettings, ConfigurationError, Contract, Publisher, Signer, event_id
 from bus.adapter import WEBHOOK_MAX_BODY as MAX_BODY
 from bus.adapter import Quarantine, Record, Webhook
 from schemas.dpmptsp import PermitApplied, PermitIssued, PermitRejected
@@ -31,6 +32,17 @@ SOURCE = "urn:malangkota:dpmptsp:sicantik"
 SOURCE_NAME = "keputusan_izin"  # the record set inside the licensing system: part of event ids
 WIB = timezone(timedelta(hours=7), "WIB")  # the application writes local time
 TOKEN_ENV = "SIMPUL_DPMPTSP_TOKEN"
+
+
+class DpmptspSettings(ComponentSettings):
+    """The webhook's knobs, from ``SIMPUL_DPMPTSP_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="SIMPUL_DPMPTSP_")
+
+    token: SecretStr | None = Field(
+        default=None, description="the bearer token the licensing application sends"
+    )
+
 
 Payload = Mapping[str, Any]
 _DAY_FIRST = re.compile(r"([0-9]{2})[-/]([0-9]{2})[-/]([0-9]{4})")
@@ -177,7 +189,8 @@ def from_env(redis: Redis) -> Webhook:
     SIMPUL_DPMPTSP_TOKEN: the bearer token the licensing application sends (16+ characters);
     required, because the webhook publishes in the department's name.
     """
-    token = os.environ.get(TOKEN_ENV)
+    secret = DpmptspSettings.load().token
+    token = secret.get_secret_value() if secret else None
     if not token:
         raise ConfigurationError(
             f"set {TOKEN_ENV} to the bearer token the licensing application sends (16+ chars)"

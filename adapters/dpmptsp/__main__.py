@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 
 from adapters import dpmptsp
+from bus import Settings, connect
 from bus import configure_logging as configure
-from bus import connect
 from bus.adapter import serve_webhook as serve
 
 
 async def _main(host: str, port: int) -> None:
-    url = os.environ.get("SIMPUL_REDIS_URL")
+    url = Settings.load().redis_url
     if not url:
         raise SystemExit("set SIMPUL_REDIS_URL (or start a local server with `simpul redis`)")
     redis = connect(url)

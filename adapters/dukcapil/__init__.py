@@ -8,15 +8,16 @@ event, a replayed one is not.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 from redis.asyncio import Redis
 
-from bus import ConfigurationError, Contract, Publisher, Signer, event_id
+from bus import ComponentSettings, ConfigurationError, Contract, Publisher, Signer, event_id
 from bus.adapter import (
     Adapter,
     BinlogSource,
@@ -110,7 +111,7 @@ class SiakMapper:
 
 def pseudonym_key_from_env() -> bytes | None:
     """The city's pseudonym key from SIMPUL_PSEUDONYM_KEY; None if unset (births then fail)."""
-    return os.environ.get(PSEUDONYM_KEY_ENV, "").encode() or None
+    return DukcapilSettings.load().key
 
 
 def map_record(row: Row, *, pseudonym_key: bytes | None = None) -> tuple[Contract, str]:
@@ -184,6 +185,25 @@ def adapter(
 DB_ENV = "SIMPUL_DUKCAPIL_DB"
 
 
+class DukcapilSettings(ComponentSettings):
+    """The adapter's knobs, from ``SIMPUL_DUKCAPIL_*`` (and the city's ``SIMPUL_PSEUDONYM_KEY``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SIMPUL_DUKCAPIL_")
+
+    db: str | None = Field(default=None, description="the SIAK database: URL or SQLite file")
+    outbox: bool = Field(default=False, description="read the trigger-filled outbox")
+    cdc: bool = Field(default=False, description="read the database's log (logical/binlog)")
+    pseudonym_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=PSEUDONYM_KEY_ENV,
+        description="the city's key for child pseudonyms (births)",
+    )
+
+    @property
+    def key(self) -> bytes | None:
+        return self.pseudonym_key.get_secret_value().encode() if self.pseudonym_key else None
+
+
 def from_env(redis: Redis) -> Adapter:
     """The adapter as ``simpul adapter run adapters.dukcapil:from_env`` builds it.
 
@@ -193,11 +213,10 @@ def from_env(redis: Redis) -> Adapter:
     of the change column;
     SIMPUL_PSEUDONYM_KEY: the city's key for child pseudonyms (births).
     """
-    db = os.environ.get(DB_ENV)
+    settings = DukcapilSettings.load()
+    db = settings.db
     if not db:
         raise ConfigurationError(
             f"set {DB_ENV} to the SIAK database (postgresql:// or mysql:// URL, or a file)"
         )
-    outbox = os.environ.get("SIMPUL_DUKCAPIL_OUTBOX", "") in ("1", "true", "yes")
-    cdc = os.environ.get("SIMPUL_DUKCAPIL_CDC", "") in ("1", "true", "yes")
-    return adapter(redis, db, pseudonym_key=pseudonym_key_from_env(), outbox=outbox, cdc=cdc)
+    return adapter(redis, db, pseudonym_key=settings.key, outbox=settings.outbox, cdc=settings.cdc)

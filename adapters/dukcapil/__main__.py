@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 
 from adapters import dukcapil
+from bus import Settings, connect
 from bus import configure_logging as configure
-from bus import connect
 
 
 async def _main(db: str, *, outbox: bool, batch_size: int) -> None:
-    url = os.environ.get("SIMPUL_REDIS_URL")
+    url = Settings.load().redis_url
     if not url:
         raise SystemExit("set SIMPUL_REDIS_URL (or start a local server with `simpul redis`)")
     redis = connect(url)

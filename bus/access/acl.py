@@ -29,6 +29,11 @@ reads. Scripts gain nothing: Redis checks each ``redis.call`` inside a script ag
   writes ``simpul:audit:head``;
 * an operator: ``admin`` gets every command on every key and channel; ``readonly`` gets a
   fixed list of read commands (metrics, status, tail) on the ``simpul:*`` keys;
+  ``replication`` (a replica's ``masteruser``) only ``PSYNC``, ``REPLCONF`` and ``PING``, no
+  key; ``sentinel`` (the Sentinels' ``auth-user``) only what a Sentinel sends to the servers
+  it watches and fails over (``INFO``, ``ROLE``, ``REPLICAOF``/``SLAVEOF`` in ``MULTI``,
+  ``CONFIG REWRITE``, ``CLIENT KILL``/``SETNAME``, ``SCRIPT KILL``) and its hello channel, no
+  key (the Redis ACL documentation's rules for Sentinel and replicas);
 * ``default`` is off.
 
 The ACL file holds only ``#<sha256>`` of each password, read from the variables the topology
@@ -55,6 +60,7 @@ from redis.exceptions import NoPermissionError, ResponseError
 
 from bus import keys
 from bus.access.topology import Operator, Producer, ServiceSpec, Topology, password_variable
+from bus.decoding import text as _text
 from bus.errors import ConfigurationError
 
 __all__ = [
@@ -94,7 +100,17 @@ READONLY = (
     "+xinfo|stream", "+xinfo|groups", "+xinfo|consumers",
 )  # fmt: skip
 
-Kind = Literal["default", "admin", "readonly", "router", "producer", "service"]
+# The links of the servers themselves under Sentinel: no key, no data.
+REPLICATION = ("+psync", "+replconf", "+ping")
+SENTINEL = (
+    "+ping", "+info", "+role", "+multi", "+exec", "+slaveof", "+config|rewrite",
+    "+client|setname", "+client|kill", "+script|kill", "+subscribe", "+publish",
+)  # fmt: skip
+SENTINEL_CHANNEL = "&__sentinel__:hello"
+
+Kind = Literal[
+    "default", "admin", "readonly", "replication", "sentinel", "router", "producer", "service"
+]
 
 
 @dataclass(frozen=True)
@@ -230,6 +246,12 @@ def _operator(operator: Operator, hashes: tuple[str, ...]) -> AclUser:
     if operator.role == "admin":
         root = Grant(("+@all",), ("~*",), why="operators: every command, key and channel")
         return AclUser(operator.principal, "admin", True, hashes, root, all_channels=True)
+    if operator.role == "replication":
+        root = Grant(REPLICATION, why="a replica's link to its master")
+        return AclUser(operator.principal, "replication", True, hashes, root)
+    if operator.role == "sentinel":
+        root = Grant((*SENTINEL, SENTINEL_CHANNEL), why="a Sentinel's links to the servers")
+        return AclUser(operator.principal, "sentinel", True, hashes, root)
     root = Grant((*CONNECT, *READONLY), (f"%R~{keys.PREFIX}:*",), why="read-only operations")
     return AclUser(operator.principal, "readonly", True, hashes, root)
 
@@ -542,10 +564,6 @@ def _split_line(line: str) -> tuple[str, list[str]]:
     if len(tokens) < 2 or tokens[0] != "user":
         raise ConfigurationError(f"not an ACL user line: {line[:60]!r}")
     return tokens[1], tokens[2:]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 async def _command(redis: Redis, *args: str) -> Any:

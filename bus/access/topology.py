@@ -10,7 +10,9 @@ One YAML file (``deploy/topology.yaml``) names every Redis principal of the bus:
   subscriptions, each approved explicitly by the department that owns the type
   (``approved_by`` must be the contract's owner). A service that also publishes lists its types
   like a producer; the archive (``archive: true``) must subscribe to every registered type;
-* **operators** — people and tools: ``role: admin`` or ``role: readonly``.
+* **operators** — people and tools: ``role: admin`` or ``role: readonly``; and the Redis
+  servers' own links under Sentinel: ``role: replication`` (the user a replica's ``masteruser``
+  names) and ``role: sentinel`` (the Sentinels' ``auth-user``).
 
 A principal that publishes may list its Ed25519 public keys (``keys:``), which the signing code
 reads through :meth:`Topology.signing_keys`. Each principal's Redis password comes from an
@@ -23,30 +25,25 @@ Every problem is reported at once, each with its path in the file, e.g.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import importlib
 import pkgutil
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
-    field_validator,
 )
 
 from bus import keys
 from bus.contracts import Contract, Registry, default_registry
 from bus.errors import ConfigurationError
+from bus.signing import KEY_ID, KeySpec, PublicSigningKey
 
 __all__ = [
     "Department",
@@ -56,7 +53,6 @@ __all__ = [
     "Producer",
     "RouterSpec",
     "ServiceSpec",
-    "SigningKey",
     "Subscription",
     "Topology",
     "TopologyError",
@@ -67,9 +63,8 @@ __all__ = [
 # Names end up in ACL rules and key patterns: no glob characters, no spaces.
 _PRINCIPAL = r"^[a-z][a-z0-9-]{0,62}$"
 _NAME = r"^[a-z][a-z0-9_-]{0,63}$"  # departments, adapters and groups (bus.service._NAME)
-_KEY_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+_KEY_ID = KEY_ID  # the pattern of keys[].id (bus.signing.KeySpec)
 _ENV = r"^[A-Z_][A-Z0-9_]{0,127}$"
-PUBLIC_KEY_BYTES = 32  # an Ed25519 public key
 
 
 class TopologyError(ConfigurationError):
@@ -84,20 +79,6 @@ class TopologyError(ConfigurationError):
         super().__init__(f"topology {source} has {count}:\n{lines}")
 
 
-def _public_key(value: Any) -> bytes:
-    if not isinstance(value, str):
-        raise ValueError("must be the base64 text of the 32-byte Ed25519 public key")
-    try:
-        raw = base64.b64decode(value.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("is not valid base64") from None
-    if len(raw) != PUBLIC_KEY_BYTES:
-        raise ValueError(
-            f"must decode to {PUBLIC_KEY_BYTES} bytes (an Ed25519 public key), got {len(raw)}"
-        )
-    return raw
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -105,22 +86,6 @@ class _Strict(BaseModel):
 class Department(_Strict):
     code: Annotated[str, Field(pattern=_NAME)]
     name: Annotated[str, Field(min_length=1)]
-
-
-class KeySpec(_Strict):
-    """One public key of a publishing principal (the private key never leaves its host)."""
-
-    id: Annotated[str, Field(pattern=_KEY_ID)]
-    public_key: Annotated[bytes, BeforeValidator(_public_key)]
-    not_before: datetime | None = None
-    not_after: datetime | None = None
-
-    @field_validator("not_before", "not_after")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.utcoffset() is None:
-            raise ValueError("needs a UTC offset, e.g. 2026-01-01T00:00:00+07:00")
-        return value
 
 
 ALL_FIELDS = "all"  # ``fields: all``: every data field, the personal ones included
@@ -178,26 +143,7 @@ class RouterSpec(Principal):
 
 
 class Operator(Principal):
-    role: Literal["admin", "readonly"]
-
-
-@dataclass(frozen=True)
-class SigningKey:
-    """A public key the bus accepts signatures of, and what its holder may sign."""
-
-    key_id: str
-    principal: str
-    department: str
-    public_key: bytes
-    types: frozenset[str]  # the event types this principal may publish
-    not_before: datetime | None
-    not_after: datetime | None
-
-    def valid_at(self, when: datetime) -> bool:
-        """Whether ``when`` (timezone-aware) lies in the key's validity window."""
-        if self.not_before is not None and when < self.not_before:
-            return False
-        return self.not_after is None or when < self.not_after
+    role: Literal["admin", "readonly", "replication", "sentinel"]
 
 
 class Topology(_Strict):
@@ -265,7 +211,7 @@ class Topology(_Strict):
         """The department owning a type (as the contracts said when the topology loaded)."""
         return self._owners[event_type]
 
-    def signing_keys(self) -> list[SigningKey]:
+    def signing_keys(self) -> list[PublicSigningKey]:
         """Every public key of every publishing principal, with the types it may sign; and the
         router's, which may sign (forward) every type some principal publishes."""
         signers: list[tuple[Principal, str, list[KeySpec], frozenset[str]]] = [
@@ -275,7 +221,7 @@ class Topology(_Strict):
             forwarded = frozenset(t for who in self.publishers() for t in who.publishes)
             signers.append((self.router, self.router.department, self.router.keys, forwarded))
         return [
-            SigningKey(
+            PublicSigningKey(
                 key_id=key.id,
                 principal=who.principal,
                 department=department,

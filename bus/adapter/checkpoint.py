@@ -16,7 +16,7 @@ import json
 from redis.asyncio import Redis
 
 from bus import keys
-from bus.adapter.runner import Position
+from bus.adapter.records import Position
 from bus.durability import Durability, ReplicaWait
 from bus.errors import ConfigurationError
 

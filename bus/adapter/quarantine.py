@@ -22,8 +22,10 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bus import keys
-from bus.adapter.runner import Mapper, Problem, Record, Rejected, jsonable, map_to_envelope
+from bus.adapter.records import Mapper, Problem, Record, Rejected, jsonable, map_to_envelope
 from bus.connection import is_cluster
+from bus.decoding import text as _text
+from bus.decoding import texts
 from bus.envelope import Envelope, format_time
 from bus.errors import ConfigurationError
 from bus.logging import get_logger
@@ -132,14 +134,14 @@ class Quarantine:
         """Oldest first; pass the last entry id seen as ``after`` for the next page."""
         start = after if after == "-" else f"({after}"
         page: Any = await self.redis.xrange(self.key, min=start, count=limit)
-        return [QuarantineEntry.from_fields(_text(eid), _decode(f)) for eid, f in page]
+        return [QuarantineEntry.from_fields(_text(eid), texts(f)) for eid, f in page]
 
     async def show(self, entry_id: str) -> QuarantineEntry | None:
         found: Any = await self.redis.xrange(self.key, min=entry_id, max=entry_id)
         if not found:
             return None
         eid, fields = found[0]
-        return QuarantineEntry.from_fields(_text(eid), _decode(fields))
+        return QuarantineEntry.from_fields(_text(eid), texts(fields))
 
     async def retry(
         self, entry: QuarantineEntry, *, mapper: Mapper, publisher: Publisher
@@ -214,11 +216,3 @@ def _field_of(event_id: str, raw: str) -> str:
 
 def _index_field(entry: QuarantineEntry) -> str:
     return _field_of(entry.event_id, entry.raw)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _decode(fields: dict[Any, Any]) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in fields.items()}

@@ -23,17 +23,16 @@ import contextlib
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
 from bus import keys
+from bus.adapter.records import Progress, SourceLag
+from bus.decoding import texts
 from bus.logging import get_logger
 from bus.privacy import mask_text
-
-if TYPE_CHECKING:  # bus.adapter.runner builds a Reporter for every Adapter
-    from bus.adapter.runner import Adapter, SourceLag
 
 __all__ = ["REPORT_EVERY_S", "REPORT_TTL_S", "AdapterReport", "Reporter", "State"]
 
@@ -47,6 +46,22 @@ State = Literal["running", "stopped", "once"]
 fresh; ``stopped``: it left its loop (SIGTERM); ``once``: a single pass (``--once``, a backfill)."""
 
 _STATES: dict[str, State] = {"running": "running", "stopped": "stopped", "once": "once"}
+
+
+class Reported(Protocol):
+    """What a report says of an adapter (:class:`bus.adapter.Adapter` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def source(self) -> object: ...
+    @property
+    def progress(self) -> Progress: ...
+    @property
+    def last_error(self) -> str | None: ...
+    def behind_rows(self) -> int | None: ...
+
+
 _log = get_logger("bus.adapter.runner")
 
 
@@ -98,7 +113,7 @@ class AdapterReport(BaseModel):
     ) -> AdapterReport:
         """Read a report hash; ``pttl_ms`` is the key's PTTL, ``now`` Redis's time (for a key
         written without ``ttl_ms``). A field that does not parse reads as unknown."""
-        f = {_text(k): _text(v) for k, v in raw.items()}
+        f = texts(raw)
         written = _time(f.get("reported_at")) or now
         ttl_ms = _int(f.get("ttl_ms"))
         if ttl_ms is not None and pttl_ms >= 0:
@@ -156,7 +171,7 @@ class Reporter:
         self._last_publish_at: datetime | None = None
         self._failing = False  # logged once per outage, not every few seconds
 
-    async def send(self, adapter: Adapter) -> AdapterReport:
+    async def send(self, adapter: Reported) -> AdapterReport:
         """Ask the source for its lag (if it has ``lag()``), then write the report."""
         lag, lag_error = await _lag_of(adapter.source)
         progress = adapter.progress
@@ -186,7 +201,7 @@ class Reporter:
         await self._write(report)
         return report
 
-    async def wait(self, adapter: Adapter, stop: asyncio.Event, seconds: float) -> None:
+    async def wait(self, adapter: Reported, stop: asyncio.Event, seconds: float) -> None:
         """Wait ``seconds`` or until ``stop`` is set, reporting every ``every_s`` meanwhile.
 
         No task of its own: the source's ``lag()`` is asked only here and after a batch (with
@@ -256,10 +271,6 @@ def _field(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _int(text: str | None) -> int | None:

@@ -61,9 +61,7 @@ from bus import keys
 from bus.admin.positions import (
     _ENTRY_ID,
     _ID_COMPARE,
-    _MAX_SEQ,
     _PAGE,
-    _after,
     _count,
     _ms,
     _time_of,
@@ -72,14 +70,18 @@ from bus.admin.streams import (
     UnknownGroup,
     UnknownStream,
     _split_dead_letter_key,
+    dead_letter_keys,
     group_names,
     stream_key,
 )
-from bus.connection import TRANSIENT
+from bus.connection import TRANSIENT, simpul_error
 from bus.contracts import Registry, default_registry
 from bus.deadletter import original_fields
+from bus.decoding import texts
+from bus.entry_ids import MAX_SEQ as _MAX_SEQ
+from bus.entry_ids import after as _after
 from bus.envelope import Envelope
-from bus.errors import ConfigurationError, DecodeError, RedisUnavailable, SimpulError
+from bus.errors import ConfigurationError, DecodeError, SimpulError
 from bus.logging import get_logger
 from bus.privacy import contract_of, mask_data, mask_error, mask_subject, mask_text
 
@@ -413,12 +415,6 @@ class PurgePlan:
         }
 
 
-def _text(value: bytes | str | None) -> str | None:
-    if value is None:
-        return None
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-
 def _int(value: str | None) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
@@ -445,17 +441,13 @@ class DeadLetters:
         try:
             return await self._queues(stream, group)
         except TRANSIENT as exc:
-            raise _unavailable(exc) from exc
+            raise simpul_error(exc) from exc
 
     async def _queues(self, stream: str | None, group: str | None) -> list[Queue]:
         stream = stream_key(stream) if stream else None
         if stream is not None:
             await self._check(stream, group)
-        pattern = f"{stream or f'{keys.PREFIX}:{{*}}'}:dlq:{group or '*'}"
-        found = sorted(
-            {key.decode() async for key in self.redis.scan_iter(match=pattern, count=500,
-                                                               _type="STREAM")}
-        )  # fmt: skip
+        found = await dead_letter_keys(self.redis, stream, group)
         named = [(key, _split_dead_letter_key(key)) for key in found]
         pairs = [(key, parts) for key, parts in named if parts is not None]
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -477,11 +469,7 @@ class DeadLetters:
 
     async def _check(self, stream: str, group: str | None) -> None:
         """Raise UnknownStream/UnknownGroup for names neither Redis nor its dead letters know."""
-        pattern = f"{stream}:dlq:*"
-        dead = {
-            key.decode().rpartition(":dlq:")[2]
-            async for key in self.redis.scan_iter(match=pattern, count=500, _type="STREAM")
-        }
+        dead = {key.rpartition(":dlq:")[2] for key in await dead_letter_keys(self.redis, stream)}
         exists = bool(await self.redis.exists(stream))
         if not exists and not dead:
             raise UnknownStream(
@@ -528,7 +516,7 @@ class DeadLetters:
                     break
             return out
         except TRANSIENT as exc:
-            raise _unavailable(exc) from exc
+            raise simpul_error(exc) from exc
 
     async def find(
         self, entry_id: str, stream: str | None = None, group: str | None = None
@@ -545,7 +533,7 @@ class DeadLetters:
                     pipe.xrange(queue.key, min=entry_id, max=entry_id)
                 replies = await pipe.execute()
         except TRANSIENT as exc:
-            raise _unavailable(exc) from exc
+            raise simpul_error(exc) from exc
         hits = [
             DeadLetterRef(q.stream, q.group, entry_id)
             for q, r in zip(queues, replies, strict=True)
@@ -611,7 +599,7 @@ class DeadLetters:
                     pipe.xrange(ref.stream, min=original, max=original)
                 replies = await pipe.execute()
         except TRANSIENT as exc:
-            raise _unavailable(exc) from exc
+            raise simpul_error(exc) from exc
         return DeadLetterDetail(
             dead_letter, attributes, data, reveal, decode_error,
             original_in_stream=len(replies) > 1 and bool(replies[1]),
@@ -624,15 +612,20 @@ class DeadLetters:
         try:
             found: Any = await self.redis.xrange(ref.key, min=ref.entry_id, max=ref.entry_id)
         except TRANSIENT as exc:
-            raise _unavailable(exc) from exc
+            raise simpul_error(exc) from exc
         if not found:
             raise NotFound(f"no dead letter {ref.entry_id} of {ref.stream} in group {ref.group}")
         return (*self._summary(ref, found[0][1]), found[0][1])
 
+    def summary(self, ref: DeadLetterRef, raw: Mapping[bytes, bytes]) -> DeadLetter:
+        """The masked summary of the dead letter ``ref`` whose fields a caller read itself
+        (e.g. the monitor, pipelining the XRANGEs of every queue in one round trip)."""
+        return self._summary(ref, raw)[0]
+
     def _summary(
         self, ref: DeadLetterRef, raw: Mapping[bytes, bytes]
     ) -> tuple[DeadLetter, dict[str, str]]:
-        fields = {_text(k) or "": _text(v) or "" for k, v in raw.items()}
+        fields = texts(raw)
         event_type = fields.get("type")
         data: Any = None
         try:
@@ -680,7 +673,7 @@ class DeadLetters:
                         break
                     start = f"({page[-1][0].decode()}"
         except TRANSIENT as exc:
-            raise _unavailable(exc) from exc
+            raise simpul_error(exc) from exc
         return refs
 
     # -- replay -------------------------------------------------------------------------------
@@ -822,7 +815,7 @@ class DeadLetters:
                 if count:
                     steps.append(PurgeStep(queue.stream, queue.group, count, minid=minid))
         except TRANSIENT as exc:
-            raise _unavailable(exc) from exc
+            raise simpul_error(exc) from exc
         return PurgePlan(tuple(steps))
 
     async def purge(self, plan: PurgePlan) -> int:
@@ -835,7 +828,7 @@ class DeadLetters:
                 _log.info("dead_letters_purged", stream=step.stream, group=step.group,
                           count=step.count)  # fmt: skip
         except TRANSIENT as exc:
-            raise _unavailable(exc) from exc
+            raise simpul_error(exc) from exc
         return gone
 
 
@@ -868,7 +861,3 @@ def _os_user() -> str:
         return getpass.getuser()
     except (OSError, KeyError):  # no name for this uid (containers)
         return "unknown"
-
-
-def _unavailable(exc: BaseException) -> RedisUnavailable:
-    return RedisUnavailable(f"Redis is unreachable or did not answer in time: {exc}")

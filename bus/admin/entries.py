@@ -14,10 +14,11 @@ from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from bus.admin.inspect import _Frozen, entry_age_s
-from bus.admin.streams import _simpul_error, _text
-from bus.connection import TRANSIENT
+from bus.admin.inspect import _Frozen
+from bus.connection import TRANSIENT, simpul_error
 from bus.contracts import Registry, default_registry
+from bus.decoding import text as _text
+from bus.entry_ids import age_s
 from bus.envelope import Envelope
 from bus.errors import ConfigurationError, DecodeError
 from bus.privacy import contract_of, mask_data, mask_subject, mask_text
@@ -118,7 +119,7 @@ async def pending_entries(
                 pipe.xrange(stream, min=row["message_id"], max=row["message_id"], count=1)
             found: Sequence[Any] = await pipe.execute() if rows else []
     except (ResponseError, *TRANSIENT) as exc:
-        raise _simpul_error(exc) from None
+        raise simpul_error(exc) from None
     entries = []
     for row, hit in zip(rows, found, strict=True):
         entry_id = _text(row["message_id"])
@@ -130,7 +131,7 @@ async def pending_entries(
                 consumer=_text(row["consumer"]),
                 idle_s=int(row["time_since_delivered"]) / 1000,
                 deliveries=int(row["times_delivered"]),
-                age_s=entry_age_s(entry_id, now_ms),
+                age_s=age_s(entry_id, now_ms),
                 exists=bool(hit),
                 type=_text(kind) if kind else None,
             )

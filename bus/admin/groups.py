@@ -14,10 +14,11 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from bus.admin.deadletters import _log, _os_user, _unavailable
-from bus.admin.positions import Position, _count, _count_pending, _id_key, parse_position
+from bus.admin.deadletters import _log, _os_user
+from bus.admin.positions import Position, _count, _count_pending, parse_position
 from bus.admin.streams import UnknownGroup, UnknownStream, _groups, stream_key
-from bus.connection import TRANSIENT
+from bus.connection import TRANSIENT, simpul_error
+from bus.entry_ids import parts as _id_key
 
 __all__ = [
     "ResetPlan",
@@ -112,7 +113,7 @@ async def plan_reset(
             await _count_pending(redis, stream, group, f"({target}", "+") if pending else 0
         )
     except TRANSIENT as exc:
-        raise _unavailable(exc) from exc
+        raise simpul_error(exc) from exc
     backwards = _id_key(target) < _id_key(current)
     return ResetPlan(
         stream, group, current, target,
@@ -126,7 +127,7 @@ async def reset_group(redis: Redis, plan: ResetPlan) -> ResetPlan:
     try:
         await redis.xgroup_setid(plan.stream, plan.group, plan.target)
     except TRANSIENT as exc:
-        raise _unavailable(exc) from exc
+        raise simpul_error(exc) from exc
     except ResponseError as exc:
         if "NOGROUP" in str(exc):
             raise UnknownGroup(f"group {plan.group} of {plan.stream} vanished meanwhile") from exc

@@ -45,9 +45,12 @@ from redis.exceptions import ResponseError
 
 from bus import keys
 from bus.adapter.report import AdapterReport
-from bus.admin.streams import _is_aggregate_stream, _scan, _simpul_error, _text, resolve_stream
-from bus.connection import TRANSIENT
+from bus.admin.streams import _is_aggregate_stream, resolve_stream, scan
+from bus.connection import TRANSIENT, simpul_error
 from bus.contracts import Registry, default_registry
+from bus.decoding import text as _text
+from bus.entry_ids import age_s
+from bus.entry_ids import parts_or_zero as _id_key
 
 __all__ = [
     "BusSnapshot",
@@ -55,7 +58,6 @@ __all__ = [
     "GroupSnapshot",
     "Inspector",
     "StreamSnapshot",
-    "entry_age_s",
     "snapshot",
 ]
 
@@ -235,7 +237,7 @@ class Inspector:
         try:
             return await self._take()
         except (ResponseError, *TRANSIENT) as exc:
-            raise _simpul_error(exc) from None
+            raise simpul_error(exc) from None
 
     async def _take(self) -> BusSnapshot:
         scans = 0
@@ -342,14 +344,14 @@ class Inspector:
 
     async def _discover(self) -> _Found:
         found = _Found()
-        async for batch in _scan(self.redis, f"{keys.PREFIX}:*", self.scan_count):
+        async for batch in scan(self.redis, f"{keys.PREFIX}:*", self.scan_count):
             found.commands += 1
             for key in batch:
                 found.add(_text(key))
         # A second walk: the reports are hashes, and the first keeps to streams so that the
         # dedupe markers (strings, most of the keyspace) are filtered out by Redis.
         reports = f"{keys.ADAPTER_REPORTS}*"
-        async for batch in _scan(self.redis, reports, self.scan_count, kind="hash"):
+        async for batch in scan(self.redis, reports, self.scan_count, kind="hash"):
             found.commands += 1
             for key in batch:
                 found.add(_text(key))
@@ -380,7 +382,7 @@ class Inspector:
             consumers=consumers[: self.max_consumers],
             pending=int(summary.get("pending") or 0),
             oldest_pending_id=oldest_id,
-            oldest_pending_age_s=entry_age_s(oldest_id, now_ms) if oldest_id else None,
+            oldest_pending_age_s=age_s(oldest_id, now_ms) if oldest_id else None,
             last_delivered_id=fields["last_delivered_id"],
             entries_read=fields["entries_read"],
             lag=lag,
@@ -426,8 +428,8 @@ def _stream(
         first_entry_id=first,
         last_entry_id=last,
         last_generated_id=None if generated == "0-0" else generated,
-        first_entry_age_s=entry_age_s(first, now_ms) if first else None,
-        last_entry_age_s=entry_age_s(newest, now_ms) if newest else None,
+        first_entry_age_s=age_s(first, now_ms) if first else None,
+        last_entry_age_s=age_s(newest, now_ms) if newest else None,
         groups=groups,
         dead_letters=dict(sorted({**orphans, **{g.name: g.dead_letters for g in groups}}.items())),
     )
@@ -497,17 +499,3 @@ def _entry_id(entry: Any) -> str | None:
 
 def _version(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", text)[:3]) or (0,)
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    try:
-        return int(ms), int(seq or 0)
-    except ValueError:
-        return 0, 0
-
-
-def entry_age_s(entry_id: str, now_ms: int | None = None) -> float:
-    """Seconds since a stream entry id's millisecond timestamp (never negative)."""
-    now = now_ms if now_ms is not None else int(time.time() * 1000)
-    return max(0.0, (now - _id_key(entry_id)[0]) / 1000)

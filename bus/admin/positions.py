@@ -9,6 +9,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from bus.entry_ids import parts as _id_key
 from bus.errors import ConfigurationError
 
 __all__ = [
@@ -18,7 +19,6 @@ __all__ = [
 ]
 
 _PAGE = 1000  # entries per XRANGE / XPENDING page when counting
-_MAX_SEQ = 2**64 - 1
 
 _ID_COMPARE = """
 local function parse(id)
@@ -105,17 +105,6 @@ def parse_position(text: str, *, now: datetime | None = None) -> Position:
             f"time {text!r} has no offset: write e.g. 2026-11-30T08:00+07:00 (WIB) or ...Z (UTC)"
         )
     return Position(at_ms=_ms(moment))
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def _after(entry_id: str) -> str:
-    """The smallest id greater than ``entry_id``."""
-    ms, seq = _id_key(entry_id)
-    return f"{ms + 1}-0" if seq == _MAX_SEQ else f"{ms}-{seq + 1}"
 
 
 def _time_of(entry_id: str) -> str:

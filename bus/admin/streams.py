@@ -12,15 +12,17 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from bus import keys
-from bus.connection import TRANSIENT, is_cluster, translate
+from bus.connection import TRANSIENT, is_cluster, simpul_error
+from bus.decoding import text as _text
 from bus.errors import ConfigurationError, SimpulError
 
 __all__ = [
     "UnknownGroup",
     "UnknownStream",
-    "all_streams",
+    "dead_letter_keys",
     "group_names",
     "resolve_stream",
+    "scan",
     "stream_exists",
     "stream_key",
     "stream_keys",
@@ -59,15 +61,6 @@ def _split_dead_letter_key(key: str) -> tuple[str, str] | None:
     return stream, group
 
 
-async def all_streams(redis: Redis) -> list[str]:
-    """Every aggregate stream in Redis (not dead letters or markers), sorted."""
-    found = {
-        key.decode()
-        async for key in redis.scan_iter(match=f"{keys.PREFIX}:{{*}}", count=500, _type="STREAM")
-    }
-    return sorted(k for k in found if keys.is_stream(k))
-
-
 async def group_names(redis: Redis, stream: str) -> list[str]:
     """The consumer groups of ``stream`` (empty when the stream does not exist)."""
     return [info["name"].decode() for info in await _groups(redis, stream)]
@@ -93,15 +86,6 @@ def _is_aggregate_stream(key: str) -> bool:
     )
 
 
-def _simpul_error(exc: Exception) -> SimpulError:
-    """Redis's failures as Simpul's errors: unreachable, refused by ACL, or another answer
-    (e.g. a key of the wrong type where a stream was expected)."""
-    translated = translate(exc)
-    if isinstance(translated, SimpulError):
-        return translated
-    return SimpulError(f"Redis answered with an error: {exc}")
-
-
 def resolve_stream(name: str) -> str:
     """``dukcapil.citizen``, ``dukcapil.citizen.died.v1`` or ``simpul:{dukcapil.citizen}`` ->
     the stream key. Raises ConfigurationError for anything else."""
@@ -124,26 +108,35 @@ def resolve_stream(name: str) -> str:
     )
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
 async def stream_keys(redis: Redis, *, scan_count: int = 1000) -> list[str]:
     """Every aggregate stream key in Redis, sorted (one SCAN of the keyspace)."""
     found: set[str] = set()
     try:
-        async for batch in _scan(redis, f"{_STREAM_PREFIX}*}}", scan_count):
+        async for batch in scan(redis, f"{_STREAM_PREFIX}*}}", scan_count):
             found.update(k for k in map(_text, batch) if _is_aggregate_stream(k))
     except (ResponseError, *TRANSIENT) as exc:
-        raise _simpul_error(exc) from None
+        raise simpul_error(exc) from None
     return sorted(found)
 
 
-async def _scan(
+async def dead_letter_keys(
+    redis: Redis, stream: str | None = None, group: str | None = None, *, scan_count: int = 1000
+) -> list[str]:
+    """Every dead-letter stream (``<stream>:dlq:<group>``), or those of one stream or group,
+    sorted (one SCAN of the keyspace)."""
+    pattern = f"{stream or f'{keys.PREFIX}:{{*}}'}:dlq:{group or '*'}"
+    found: set[str] = set()
+    async for batch in scan(redis, pattern, scan_count):
+        found.update(map(_text, batch))
+    return sorted(found)
+
+
+async def scan(
     redis: Redis, match: str, count: int, *, kind: str = "stream"
 ) -> AsyncIterator[list[Any]]:
     """Each reply of ``SCAN MATCH match TYPE kind`` until the keyspace is walked: on a
-    cluster, that of every master in turn (a key lives on the master of its slot)."""
+    cluster, that of every master in turn (a key lives on the master of its slot). The one way
+    operator tooling discovers keys: streams, dead letters, adapter reports."""
     if not is_cluster(redis):
         cursor = 0
         while True:
@@ -172,4 +165,4 @@ async def stream_exists(redis: Redis, stream: str) -> bool:
     try:
         return bool(await redis.type(stream) == b"stream")
     except (ResponseError, *TRANSIENT) as exc:
-        raise _simpul_error(exc) from None
+        raise simpul_error(exc) from None

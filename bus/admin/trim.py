@@ -17,10 +17,11 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from bus import keys
-from bus.admin.deadletters import _log, _os_user, _unavailable
-from bus.admin.positions import _ID_COMPARE, _MAX_SEQ, _count, _count_pending, _ms, _time_of
+from bus.admin.deadletters import _log, _os_user
+from bus.admin.positions import _ID_COMPARE, _count, _count_pending, _ms, _time_of
 from bus.admin.streams import UnknownStream, _groups, stream_key
-from bus.connection import TRANSIENT
+from bus.connection import TRANSIENT, simpul_error
+from bus.entry_ids import MAX_SEQ as _MAX_SEQ
 from bus.errors import SimpulError
 from bus.publisher import Retention
 
@@ -130,7 +131,7 @@ async def plan_trim(
             if unread or pending:
                 losses.append(GroupLoss(name, unread, pending))
     except TRANSIENT as exc:
-        raise _unavailable(exc) from exc
+        raise simpul_error(exc) from exc
     return TrimPlan(stream, minid, _time_of(minid), entries, tuple(losses))
 
 
@@ -141,7 +142,7 @@ async def trim(redis: Redis, plan: TrimPlan, *, force: bool = False) -> int:
     try:
         reply = await redis.eval(_TRIM, 1, plan.stream, plan.minid, "1" if force else "0")
     except TRANSIENT as exc:
-        raise _unavailable(exc) from exc
+        raise simpul_error(exc) from exc
     except ResponseError as exc:
         if "no such key" in str(exc).lower():
             raise UnknownStream(f"stream {plan.stream} vanished meanwhile") from exc

@@ -20,8 +20,8 @@ from rich.table import Table
 
 from bus.adapter.checkpoint import RedisCheckpoints
 from bus.adapter.quarantine import Quarantine, QuarantineEntry
+from bus.adapter.records import Progress as Counts
 from bus.adapter.runner import Adapter
-from bus.adapter.runner import Progress as Counts
 from bus.adapter.scaffold import KINDS
 from bus.adapter.scaffold import plan as plan_scaffold
 from bus.adapter.scaffold import write as write_scaffold

@@ -460,7 +460,7 @@ def trim(
         raise fail(_err, exc) from None
 
     async def plan(redis: Redis) -> list[TrimPlan]:
-        names = [streams.stream_key(stream)] if stream else await streams.all_streams(redis)
+        names = [streams.stream_key(stream)] if stream else await streams.stream_keys(redis)
         plans = []
         for name in names:
             keep = age if retention is None else retention_age(retention, name)

@@ -57,6 +57,7 @@ from bus.cli.common import fail, redis_url, run_with_redis
 from bus.cli.contracts import load as load_contracts
 from bus.connection import TRANSIENT, connect, location, translate
 from bus.contracts import default_registry
+from bus.decoding import text as _text
 from bus.errors import ConfigurationError, SimpulError
 from bus.http import serve
 from bus.logging import get_logger
@@ -694,7 +695,3 @@ def exporter(
         asyncio.run(work())
     except SimpulError as exc:
         raise fail(_err, exc) from None
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

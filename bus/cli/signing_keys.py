@@ -29,8 +29,8 @@ from bus.errors import ConfigurationError, SimpulError
 from bus.signing import (
     DEFAULT_MAX_AGE,
     KeyRing,
+    PublicSigningKey,
     Signer,
-    SigningKeyLike,
     check_key_id,
     fingerprint,
     load_keyring_file,
@@ -305,7 +305,7 @@ def _show_keyring(path: Path, as_json: bool) -> None:
     _out.print(table)
 
 
-def _key_facts(key: SigningKeyLike, now: datetime) -> dict[str, Any]:
+def _key_facts(key: PublicSigningKey, now: datetime) -> dict[str, Any]:
     return {
         "key_id": key.key_id,
         "principal": key.principal,
@@ -319,7 +319,7 @@ def _key_facts(key: SigningKeyLike, now: datetime) -> dict[str, Any]:
     }
 
 
-def _status(key: SigningKeyLike, now: datetime) -> str:
+def _status(key: PublicSigningKey, now: datetime) -> str:
     if key.not_before is not None and now < _aware(key.not_before):
         return "not yet valid"
     if key.not_after is not None and now >= _aware(key.not_after):
@@ -327,7 +327,7 @@ def _status(key: SigningKeyLike, now: datetime) -> str:
     return "valid"
 
 
-def _known(path: Path, signer: Signer) -> SigningKeyLike:
+def _known(path: Path, signer: Signer) -> PublicSigningKey:
     key = KeyRing(load_keyring_file(path)).get(signer.key_id)
     if key is None:
         raise ConfigurationError(f"key {signer.key_id} is not in {path}")

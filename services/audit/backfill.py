@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,7 +30,7 @@ from bus.dispatch import Dispatcher, Failed
 from services.audit.chain import entry_parts
 
 if TYPE_CHECKING:
-    from services.audit import Audit
+    from services.audit.service import Audit
 
 __all__ = ["NOT_BACKFILLABLE", "BackfillReport", "Failure", "StreamPlan", "backfill"]
 
@@ -301,9 +300,7 @@ class _Run:
                     entry_id=row["entry_id"], delivery=delivery,
                     error_type=type(retry.cause).__name__,
                 )  # fmt: skip
-                base = settings.retry_backoff_ms * 2 ** (delivery - 1)
-                pause = min(base, settings.retry_backoff_max_ms) * random.uniform(0.9, 1.0)
-                await asyncio.sleep(pause / 1000)
+                await asyncio.sleep(settings.retry_delay_ms(delivery) / 1000)
                 delivery += 1
 
 

@@ -23,8 +23,8 @@ from bus import TRANSIENT_REDIS_ERRORS as TRANSIENT
 from bus import RedisUnavailable, Service, Settings, SimpulError, Store
 from bus import configure_logging as configure
 from bus.cli import fail, import_target
-from services.audit import Audit, parse_time
 from services.audit.backfill import NOT_BACKFILLABLE, BackfillReport
+from services.audit.service import Audit, parse_time
 
 app = typer.Typer(
     help="The audit archive: verify its hash chain, search it, backfill a service from it.",

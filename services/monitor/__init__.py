@@ -29,7 +29,7 @@ Run it: ``python -m services.monitor`` with ``SIMPUL_REDIS_URL``; it listens on
 (16+ characters) enables Replay. docs/services/monitor.md has the rest.
 """
 
-from services.monitor.monitor import MAX_REPLAY, FindServices, Monitor, MonitorSettings
+from services.monitor.service import MAX_REPLAY, FindServices, Monitor, MonitorSettings
 from services.monitor.throughput import Throughput
 
 __all__ = ["MAX_REPLAY", "FindServices", "Monitor", "MonitorSettings", "Throughput"]

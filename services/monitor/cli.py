@@ -30,7 +30,7 @@ from bus import configure_logging as configure
 from bus import serve_http as serve
 from bus.admin import Thresholds
 from bus.cli import fail, import_from_cwd, load_contracts
-from services.monitor.monitor import Monitor, MonitorSettings, redis_location
+from services.monitor.service import Monitor, MonitorSettings, redis_location
 
 app = typer.Typer(
     help="The operator dashboard of the bus (web page; read-only except Replay).",

@@ -29,6 +29,7 @@ from redis.exceptions import ResponseError
 
 from bus import TRANSIENT_REDIS_ERRORS as TRANSIENT
 from bus import RedisUnavailable, SimpulError
+from bus import redis_text as _text
 
 __all__ = ["Throughput"]
 
@@ -151,7 +152,3 @@ class Throughput:
 
 def _aggregate(key: str) -> str:
     return key[len(_PREFIX) : -1] if key.startswith(_PREFIX) and key.endswith("}") else key
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

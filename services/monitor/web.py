@@ -47,7 +47,7 @@ from bus.admin import DeadLetterRef, NotFound, Target, UnknownGroup, UnknownStre
 from services._common import bearer_token, same_token
 
 if TYPE_CHECKING:
-    from services.monitor.monitor import Monitor
+    from services.monitor.service import Monitor
 
 __all__ = ["build"]
 

@@ -14,7 +14,7 @@ import asyncio
 import sys
 
 from bus import SimpulError
-from services.notifier import EmailNotSent, Notifier
+from services.notifier.service import EmailNotSent, Notifier
 
 
 async def _pending(notifier: Notifier) -> int:

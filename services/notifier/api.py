@@ -26,7 +26,7 @@ from services._common import bearer_token, same_token
 from services.notifier.mail import InvalidAddress
 
 if TYPE_CHECKING:
-    from services.notifier import Notifier
+    from services.notifier.service import Notifier
 
 MAX_LIMIT = 200
 _log = get_logger("services.notifier")

@@ -32,7 +32,7 @@ from services._common import bearer_token
 from services.profile.policy import Caller
 
 if TYPE_CHECKING:
-    from services.profile import Profile
+    from services.profile.service import Profile
 
 _log = get_logger("services.profile.api")
 _NIK: TypeAdapter[str] = TypeAdapter(NIK)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.resources import files
@@ -122,10 +121,6 @@ class Tokens:
                 )
             pairs.append((role.strip(), token.strip()))
         return cls(policy, pairs)
-
-    @classmethod
-    def from_env(cls, policy: Policy) -> Tokens:
-        return cls.parse(policy, os.environ.get(TOKENS_ENV))
 
     def __len__(self) -> int:
         return len(self._entries)

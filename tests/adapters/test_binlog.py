@@ -30,8 +30,8 @@ from bus.adapter.checkpoint import RedisCheckpoints
 from bus.adapter.sources.binlog import BinlogSource
 from bus.publisher import event_id
 from bus.testing import wait_until
+from tests.adapters.contract import create_mysql, insert_mysql
 from tests.adapters.test_dukcapil import KEY
-from tests.adapters.test_mysql_kind import create_mysql, insert_mysql
 from tests.conftest import mysql_connect
 
 STREAM = keys.stream("dukcapil.citizen")
@@ -170,6 +170,35 @@ async def test_a_snapshot_taken_while_writers_commit_joins_the_stream_without_ga
     await writing
     await adapter.run_once()
     await adapter.source.close()  # type: ignore[attr-defined]
+
+    expected = {expected_id(r["id_peristiwa"], 1) for r in existing}
+    expected |= {expected_id(k, v) for k, v in writers.committed}
+    ids = await published(redis)
+    assert len(ids) == len(set(ids)) == len(expected)
+    assert set(ids) == expected
+
+
+async def test_mysqls_locked_snapshot_joins_the_stream_without_gap_or_double(
+    mysql_url: str, redis: Redis
+) -> None:
+    """MySQL reports no snapshot position: the source takes it under FLUSH TABLES WITH READ
+    LOCK. No MySQL server here (Debian ships MariaDB only), so that path runs on MariaDB,
+    forced by ``locked_snapshot``, with writers committing during the snapshot."""
+    create_mysql(mysql_url)
+    existing = list(rows(1_500, seed=11, first_id=1))
+    insert_mysql(mysql_url, existing)
+    writers = Writers(mysql_url, count=4, per_writer=40)
+    writing = asyncio.create_task(asyncio.to_thread(writers.run))
+    adapter = siak(redis, mysql_url, binlog=True)
+    source: Any = adapter.source
+    source.locked_snapshot = True
+    adapter.batch_size = 100
+    try:
+        await adapter.run_once()
+        await writing
+        await adapter.run_once()
+    finally:
+        await source.close()
 
     expected = {expected_id(r["id_peristiwa"], 1) for r in existing}
     expected |= {expected_id(k, v) for k, v in writers.committed}

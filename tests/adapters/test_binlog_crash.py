@@ -33,10 +33,10 @@ from adapters.dukcapil.schema import insert_sql
 from bus import keys
 from bus.errors import SourceError
 from bus.local.mariadb import EmbeddedMariaDB
+from tests.adapters.contract import create_mysql, insert_mysql
 from tests.adapters.crashing import wait_for_growth
 from tests.adapters.test_binlog import expected_id
 from tests.adapters.test_dukcapil import KEY
-from tests.adapters.test_mysql_kind import create_mysql, insert_mysql
 from tests.conftest import mysql_connect
 
 pytestmark = pytest.mark.slow

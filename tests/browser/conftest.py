@@ -26,7 +26,7 @@ from bus.cli.contracts import load as load_contracts
 from bus.connection import connect
 from bus.specs.catalogue import find_services
 from services.monitor import Monitor, MonitorSettings
-from services.monitor.monitor import redis_location
+from services.monitor.service import redis_location
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -16,7 +16,7 @@ from bus import ContractViolation
 from bus.adapter import Record
 from schemas.bapenda import TaxAssessed
 from schemas.dukcapil import CitizenDied
-from tests.bus.test_adapter import runner
+from tests.bus.adapter.test_runner import runner
 
 NIK = "3573014107900001"  # synthetic
 SHORT_NIK = "357301410790000"  # one digit short: no 16-digit pattern masks it

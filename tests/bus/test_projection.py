@@ -50,7 +50,7 @@ from bus.specs.catalogue import example_of, find_services
 from bus.testing import wait_until
 from schemas.dukcapil import CitizenBorn
 from services.dinkes.service import BirthNotice
-from tests.bus.test_topology import BASE
+from tests.bus.access.test_topology import BASE
 from tests.bus.test_wire_format import doc_block
 
 SOURCE = "urn:malangkota:dukcapil:siak"
@@ -157,7 +157,7 @@ def test_every_shipped_service_handler_fits_its_subscriptions_projection() -> No
 
 
 def approvals(**subscription: Any) -> list[tuple[str, str]] | Topology:
-    """Parse tests/bus/test_topology's base with dinsos' subscription changed: the topology,
+    """Parse tests/bus/access/test_topology's base with dinsos' subscription changed: the topology,
     or its problems."""
     data = copy.deepcopy(BASE)
     data["services"][0]["subscriptions"][0].update(subscription)

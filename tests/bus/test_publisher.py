@@ -410,3 +410,24 @@ async def test_publish_many_keeps_input_order_across_streams_and_chunks(
     again = await publisher.publish_many(events)
     assert all(r.duplicate for r in again)
     assert [r.entry_id for r in again] == [r.entry_id for r in results]
+
+
+async def test_publish_many_writes_each_entry_with_its_own_fields_whatever_its_neighbours(
+    redis: Redis, publisher: Publisher
+) -> None:
+    # Events with and without optional attributes (subject, correlationid, an extension) share
+    # one publish_batch.lua call: every entry must hold exactly its envelope's fields, in order.
+    plain = publisher.envelope(died(), id="plain-1")
+    with_subject = publisher.envelope(died(), id="subject-1", subject="3573014107900002")
+    correlated = publisher.envelope(died(), id="corr-1", correlationid="req-7")
+    extended = plain.with_attributes(id="ext-1", extensions={"traceflag": "1"})
+    plain_again = publisher.envelope(died(), id="plain-2")
+    events = [plain, with_subject, correlated, extended, plain_again]
+    results = await publisher.publish_many(events)
+    assert not any(r.duplicate for r in results)
+    entries = await redis.xrange(STREAM)
+    assert len(entries) == 5
+    for envelope, (_, fields) in zip(events, entries, strict=True):
+        assert [(k.decode(), v.decode()) for k, v in fields.items()] == list(
+            envelope.to_fields().items()
+        )

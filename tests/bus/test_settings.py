@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 
 from bus.errors import ConfigurationError
-from bus.settings import Settings
+from bus.settings import ComponentSettings, Settings
 
 
 def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -38,3 +40,47 @@ def test_retry_backoff_must_stay_below_claim_idle() -> None:
 def test_unknown_setting_is_rejected() -> None:
     with pytest.raises(ConfigurationError, match="SIMPUL_MAX_DELIVERY"):
         Settings.load(max_delivery=3)
+
+
+def test_retry_delay_doubles_per_delivery_up_to_the_cap_less_up_to_a_tenth() -> None:
+    settings = Settings.load(retry_backoff_ms=1_000, retry_backoff_max_ms=5_000)
+    for delivery, full in [(1, 1_000), (2, 2_000), (3, 4_000), (4, 5_000), (9, 5_000)]:
+        delays = {settings.retry_delay_ms(delivery) for _ in range(50)}
+        assert all(0.9 * full <= d <= full for d in delays), (delivery, sorted(delays))
+
+
+# -- ComponentSettings: the base of each service's and adapter's own settings -----------------
+
+
+class _Registry(ComponentSettings):
+    model_config = SettingsConfigDict(env_prefix="SIMPUL_TESTREG_")
+
+    db: str | None = None
+    poll: bool = False
+    size: int = Field(default=5, ge=1)
+    key: SecretStr | None = Field(default=None, validation_alias="SIMPUL_TESTREG_SHARED_KEY")
+
+
+def test_component_settings_read_their_prefix_and_aliases(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIMPUL_TESTREG_DB", "mysql://registry")
+    monkeypatch.setenv("SIMPUL_TESTREG_POLL", "yes")
+    monkeypatch.setenv("SIMPUL_TESTREG_SHARED_KEY", "k" * 20)
+    monkeypatch.setenv("SIMPUL_TESTREG_SIZE", "")  # empty: unset, the default holds
+    loaded = _Registry.load()
+    assert (loaded.db, loaded.poll, loaded.size) == ("mysql://registry", True, 5)
+    assert loaded.key is not None and loaded.key.get_secret_value() == "k" * 20
+    assert _Registry.load(size=9).size == 9  # explicit values win
+
+
+def test_component_settings_name_the_variable_never_the_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SIMPUL_TESTREG_POLL", "s3cr3t-maybe")
+    monkeypatch.setenv("SIMPUL_TESTREG_SIZE", "0")
+    with pytest.raises(ConfigurationError) as raised:
+        _Registry.load()
+    message = str(raised.value)
+    assert "SIMPUL_TESTREG_POLL: Input should be a valid boolean" in message
+    assert "SIMPUL_TESTREG_SIZE: Input should be greater than or equal to 1" in message
+    assert "s3cr3t" not in message
+    assert _Registry.variable("key") == "SIMPUL_TESTREG_SHARED_KEY"

@@ -757,3 +757,31 @@ def test_the_topologys_signing_keys_feed_a_keyring_as_the_file_loader_reads_them
     forged = OTHER.sign(plain.envelope(died()))
     rejected = from_topology.check(forged, forged.to_fields())
     assert rejected is not None and rejected.reason is Reason.UNKNOWN_SIGNER
+
+
+def test_both_key_file_shapes_are_validated_by_the_topologys_key_model(tmp_path: Path) -> None:
+    """A keyring entry and a topology's keys[] entry fail alike (bus.signing.KeySpec's rules)."""
+    key = base64.b64encode(ADAPTER.public_key).decode()
+    short = base64.b64encode(b"x" * 31).decode()
+    who = "principal: p\n    department: d\n"
+    for body, problem in [
+        (f"  - key_id: k\n    {who}    public_key: {short}\n", "must decode to 32 bytes"),
+        (
+            f"  - key_id: k\n    {who}    public_key: {key}\n    not_before: 2026-01-01T00:00:00\n",
+            "needs a UTC offset",
+        ),
+        (
+            f"  - key_id: k\n    {who}    public_key: {key}\n    colour: blue\n",
+            "unknown field colour",
+        ),
+    ]:
+        flat = tmp_path / "keyring.yaml"
+        flat.write_text("signing_keys:\n" + body)
+        with pytest.raises(ConfigurationError, match=problem):
+            load_keyring_file(flat)
+    topology = tmp_path / "topology.yaml"
+    topology.write_text(
+        f"producers:\n  - {who}    keys:\n      - id: k\n        public_key: {short}\n"
+    )
+    with pytest.raises(ConfigurationError, match=r"producers\[0\]: keys.0.public_key: must decode"):
+        load_keyring_file(topology)

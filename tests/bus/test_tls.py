@@ -2,7 +2,7 @@
 
 One server per module: it listens on TLS only (``--port 0``), verifies clients against the test
 CA (``--tls-auth-clients yes``) and is stopped by pid at the end. The certificates are made in
-the test with the ``openssl`` command line (tests/tls_ca.py).
+the test with the ``openssl`` command line (tests/helpers/tls_ca.py).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from bus.settings import Settings
 from bus.testing import quick_settings, wait_until
 from schemas.dukcapil import CitizenDied
 from tests.bus.delivery.helpers import SOURCE, died
-from tests.tls_ca import CertificateAuthority, Issued, encrypted_key
+from tests.helpers.tls_ca import CertificateAuthority, Issued, encrypted_key
 
 CA_VAR, CERT_VAR, KEY_VAR = "SIMPUL_REDIS_TLS_CA", "SIMPUL_REDIS_TLS_CERT", "SIMPUL_REDIS_TLS_KEY"
 

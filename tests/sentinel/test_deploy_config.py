@@ -1,6 +1,9 @@
 """The shipped Sentinel profile's configs (deploy/redis/redis-ha.conf, sentinel.conf) in real
 servers: a master alone refuses writes, with a replica it takes them, and a Sentinel started
-from sentinel.conf (with the credentials docker-compose.yml gives it) sees that replica.
+from sentinel.conf (with the credentials docker-compose.yml gives it) sees that replica and
+fails over to it; the old master then rejoins as a replica of the new one. Replication runs as
+the redis-replication user and the Sentinel as redis-sentinel, both rendered into users.acl
+with only their own commands: no other user is used, and Redis denied them nothing.
 Only paths, ports and host names are rewritten, as in tests/test_compose.py."""
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from tests.test_compose import DEV_ENV, ROOT
 
 pytestmark = pytest.mark.slow
 OPERATOR = ("operator", DEV_ENV["SIMPUL_REDIS_PASSWORD_OPERATOR"])
+REPLICATION = ("redis-replication", DEV_ENV["SIMPUL_REDIS_PASSWORD_REDIS_REPLICATION"])
+SENTINEL = ("redis-sentinel", DEV_ENV["SIMPUL_REDIS_PASSWORD_REDIS_SENTINEL"])
 
 
 def server_config(folder: Path, port: int) -> Path:
@@ -77,22 +82,23 @@ def test_the_shipped_sentinel_profile_refuses_writes_without_a_replica_and_fails
         pytest.skip(f"redis-server {version}: the shipped users.acl uses Redis 7 ACL selectors "
                     "(the deployment runs redis:7.2)")  # fmt: skip
     master_port, replica_port, sentinel_port = free_port(), free_port(), free_port()
-    start(processes, str(server_config(tmp_path / "master", master_port)))
+    start(processes, str(server_config(tmp_path / "master", master_port)),
+          "--masterauth", REPLICATION[1])  # fmt: skip
     with client(master_port) as master:
         wait_for(master.ping, "the master")
         with pytest.raises(ResponseError, match="NOREPLICAS"):
             master.set("simpul:probe", "alone")
         start(processes, str(server_config(tmp_path / "replica", replica_port)),
-              "--replicaof", "127.0.0.1", str(master_port), "--masteruser", OPERATOR[0],
-              "--masterauth", OPERATOR[1])  # fmt: skip
+              "--replicaof", "127.0.0.1", str(master_port), "--masterauth",
+              REPLICATION[1])  # fmt: skip
         wait_for(lambda: master.set("simpul:probe", "replicated"), "a write with a replica")
     sentinel = (ROOT / "deploy/redis/sentinel.conf").read_text()
     sentinel = sentinel.replace("port 26379", f"port {sentinel_port}\nbind 127.0.0.1")
     sentinel = sentinel.replace("monitor simpul redis 6379 2", f"monitor simpul 127.0.0.1 "
                                 f"{master_port} 1")  # fmt: skip
     (tmp_path / "sentinel.conf").write_text(sentinel + f"dir {tmp_path}\n")
-    start(processes, str(tmp_path / "sentinel.conf"), "--sentinel", "--sentinel", "auth-user",
-          "simpul", OPERATOR[0], "--sentinel", "auth-pass", "simpul", OPERATOR[1])  # fmt: skip
+    start(processes, str(tmp_path / "sentinel.conf"), "--sentinel", "--sentinel", "auth-pass",
+          "simpul", SENTINEL[1])  # fmt: skip
     with Redis(port=sentinel_port, decode_responses=True) as asked:
         wait_for(lambda: asked.sentinel_master("simpul")["num-slaves"] == 1, "the replica seen")
         # A replica is a candidate once this Sentinel has its INFO (NOGOODSLAVE before).
@@ -101,3 +107,20 @@ def test_the_shipped_sentinel_profile_refuses_writes_without_a_replica_and_fails
             lambda: int(asked.sentinel_get_master_addr_by_name("simpul")[1]) == replica_port,
             "the replica promoted",
         )
+    with client(master_port) as old, client(replica_port) as new:
+        wait_for(lambda: following(old, replica_port), "the old master replicating from the new")
+        [link] = new.client_list(_type="replica")
+        assert link["user"] == REPLICATION[0]
+        sentinel_links = [c for c in new.client_list() if c["user"] == SENTINEL[0]]
+        assert sentinel_links, "the Sentinel does not watch the new master as redis-sentinel"
+        for server in (old, new):
+            denied = [entry for entry in server.acl_log()
+                      if entry["username"] in (REPLICATION[0], SENTINEL[0])]  # fmt: skip
+            assert denied == [], denied
+            assert server.acl_dryrun(REPLICATION[0], "GET", "simpul:probe") != "OK"
+            assert server.acl_dryrun(SENTINEL[0], "GET", "simpul:probe") != "OK"
+
+
+def following(server: Redis, port: int) -> bool:
+    info = server.info("replication")
+    return bool(info.get("master_port") == port and info.get("master_link_status") == "up")

@@ -158,3 +158,47 @@ async def test_a_checkpoint_save_waits_for_a_replica(group: EmbeddedSentinelGrou
         for replica in replicas:
             replica.resume()
         await redis.aclose()
+
+
+async def test_a_once_handler_runs_only_once_a_replica_holds_its_lease(
+    group: EmbeddedSentinelGroup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bus.dedupe: the lease is WAITed for before the handler runs, so a promoted replica
+    cannot have forgotten an attempt whose effect may be under way."""
+    monkeypatch.setenv("SIMPUL_REDIS_WAIT_TIMEOUT_MS", "300")
+    service = Service("dinsos", settings=quick_settings(group.url))
+    runs: list[str] = []
+
+    @service.on(CitizenDied, once=True)
+    async def pay_out(event: CitizenDied, ctx: EventContext) -> None:
+        runs.append(ctx.event_id)
+
+    redis = connect(group.url)
+    replicas = group.replicas()
+    try:
+        await Publisher(redis, source=SOURCE, signer=None).publish(died(1), id="e-1")
+        for replica in replicas:
+            replica.pause()
+        async with service.running():
+            await wait_until(lambda: _delivered(redis), timeout=10)
+            await asyncio.sleep(1.0)  # past the WAIT: the lease was not confirmed
+            assert runs == []
+            for replica in replicas:
+                replica.resume()
+            await wait_until(lambda: runs == ["e-1"], timeout=15)
+            done = keys.done(STREAM, "dinsos", "e-1")
+            await wait_until(lambda: _is_done(redis, done), timeout=10)
+    finally:
+        for replica in replicas:
+            replica.resume()
+        await redis.aclose()
+    assert runs == ["e-1"]
+
+
+async def _delivered(redis: Any) -> bool:
+    groups = await redis.xinfo_groups(STREAM)
+    return any(g["name"] == b"dinsos" and g["last-delivered-id"] != b"0-0" for g in groups)
+
+
+async def _is_done(redis: Any, key: str) -> bool:
+    return bool(await redis.get(key) == b"done")

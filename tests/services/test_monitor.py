@@ -31,7 +31,7 @@ from bus.testing import capture_logs, quick_settings, wait_until
 from schemas.dukcapil import CitizenDied
 from services.monitor import Monitor, MonitorSettings
 from services.monitor.cli import app as cli_app
-from services.monitor.monitor import redis_location
+from services.monitor.service import redis_location
 
 SOURCE = "urn:malangkota:dukcapil:siak"
 STREAM = CitizenDied.__contract__.stream  # simpul:{dukcapil.citizen}

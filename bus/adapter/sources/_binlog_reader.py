@@ -31,7 +31,7 @@ from pymysqlreplication.event import (
 )
 from pymysqlreplication.row_event import DeleteRowsEvent, RowsEvent, UpdateRowsEvent, WriteRowsEvent
 
-from bus.adapter.runner import Change
+from bus.adapter.records import Change
 from bus.errors import SourceError
 
 __all__ = ["BinlogPosition", "BinlogReader", "Failed", "RowChange", "Transaction", "Upto"]

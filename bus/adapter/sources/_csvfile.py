@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from bus.adapter.runner import Record
+from bus.adapter.records import Record
 from bus.errors import ConfigurationError
 
 LOCATION = "(csv)"  # added to every record's data: {"file", "digest", "row"}

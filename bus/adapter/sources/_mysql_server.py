@@ -178,14 +178,15 @@ class Server:
         return SourceError(f"binlog source {source} at {where(self.settings)}: {detail}")
 
     @contextlib.asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[Snapshot]:
-        """A connection holding one consistent snapshot, with the binlog position it sees."""
+    async def snapshot(self, *, locked: bool = False) -> AsyncIterator[Snapshot]:
+        """A connection holding one consistent snapshot, with the binlog position it sees
+        (``locked``: MySQL's way, under FLUSH TABLES WITH READ LOCK, on any server)."""
         import asyncmy  # noqa: PLC0415
 
         conn = await asyncmy.connect(**self.settings, autocommit=False)
         try:
             snap = Snapshot(conn, self.settings)
-            await snap.begin()
+            await snap.begin(locked=locked)
             yield snap
         finally:
             with contextlib.suppress(Exception):
@@ -213,18 +214,21 @@ class Snapshot:
         except (errors.OperationalError, errors.ProgrammingError, OSError) as exc:
             raise source_error(exc, self.settings) from exc
 
-    async def begin(self) -> None:
+    async def begin(self, *, locked: bool = False) -> None:
+        """Start the snapshot and learn its binlog position: from the server where it reports
+        it (MariaDB), else (MySQL, or ``locked``) under a brief global read lock."""
         await self._rows("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        await self._rows("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-        # MariaDB reports the binlog position its consistent snapshot corresponds to.
-        status = {r["Variable_name"]: r["Value"]
-                  for r in await self._rows("SHOW STATUS LIKE 'binlog_snapshot_%'")}  # fmt: skip
-        if status.get("Binlog_snapshot_file"):
-            file, pos = status["Binlog_snapshot_file"], status["Binlog_snapshot_position"]
-            self.position = {"file": str(file), "pos": int(pos), "gtid": None}
-            return
+        if not locked:
+            await self._rows("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            # MariaDB reports the binlog position its consistent snapshot corresponds to.
+            found = await self._rows("SHOW STATUS LIKE 'binlog_snapshot_%'")
+            status = {r["Variable_name"]: r["Value"] for r in found}
+            if status.get("Binlog_snapshot_file"):
+                file, pos = status["Binlog_snapshot_file"], status["Binlog_snapshot_position"]
+                self.position = {"file": str(file), "pos": int(pos), "gtid": None}
+                return
+            await self.conn.rollback()
         # MySQL has no such status: hold every commit back while the snapshot starts.
-        await self.conn.rollback()
         await self._rows("FLUSH TABLES WITH READ LOCK")
         try:
             await self._rows("START TRANSACTION WITH CONSISTENT SNAPSHOT")

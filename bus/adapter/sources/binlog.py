@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from bus.adapter.runner import Change, Position, Record, SourceLag, jsonable
+from bus.adapter.records import Change, Position, Record, SourceLag, jsonable
 from bus.adapter.sources._binlog_reader import (
     BinlogPosition,
     BinlogReader,
@@ -78,7 +78,11 @@ class BinlogSource:
         naive_timezone: tzinfo = UTC,
         server_id: int | None = None,
         wait: float = 1.0,
+        locked_snapshot: bool = False,
     ) -> None:
+        """``locked_snapshot``: learn the initial snapshot's binlog position as on MySQL (under
+        FLUSH TABLES WITH READ LOCK, which needs the RELOAD grant) even where the server reports
+        it (MariaDB); the tests run MySQL's path on MariaDB with it."""
         self.settings = connection_settings(url)
         for identifier in (table, *([key] if isinstance(key, str) else key), version):
             _checked(identifier)
@@ -95,6 +99,7 @@ class BinlogSource:
         # above the small ids DBAs give real replicas.
         self.server_id = server_id or random.randrange(1_000_000_000, 2**32 - 1)
         self.wait = wait
+        self.locked_snapshot = locked_snapshot
         self._columns: LegacyColumns | None = None
         self._reader: BinlogReader | None = None
         self._queue: asyncio.Queue[Item] = asyncio.Queue()
@@ -156,7 +161,7 @@ class BinlogSource:
                 f"table {self.table!r} has no primary key: the initial snapshot reads it in "
                 "primary-key order; add one (or a unique auto-increment column)"
             )
-        async with self.server.snapshot() as snap:
+        async with self.server.snapshot(locked=self.locked_snapshot) as snap:
             origin = (
                 {"file": after["file"], "pos": after["pos"], "gtid": after.get("gtid")}
                 if after is not None

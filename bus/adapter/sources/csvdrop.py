@@ -38,15 +38,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bus.adapter.runner import (
-    Adapter,
-    CheckpointStore,
-    Mapper,
-    Position,
-    Progress,
-    ProgressHook,
-    Record,
-)
+from bus.adapter.records import CheckpointStore, Mapper, Position, Progress, ProgressHook, Record
+from bus.adapter.runner import Adapter
 from bus.adapter.sources._csvfile import (
     FIELDS,
     LOCATION,

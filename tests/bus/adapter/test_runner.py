@@ -121,6 +121,23 @@ async def test_batches_are_bounded_and_each_is_checkpointed_before_the_next(
     assert await RedisCheckpoints(redis).load("test") == 24
 
 
+async def test_batches_larger_than_a_script_call_reach_the_stream_in_source_order(
+    redis: Redis,
+) -> None:
+    # A batch of 250 is three publish_batch.lua calls (at most 100 events each): the stream
+    # keeps the source's order, and each batch is checkpointed once.
+    adapter = runner(redis, table(600), batch_size=250)
+    progress = await adapter.run_once()
+
+    assert (progress.read, progress.published) == (600, 600)
+    ids = [f[b"id"].decode() for _, f in await redis.xrange(STREAM)]
+    expected = [record_event_id(URN, "daftar", Record(str(i), "1", i, {})) for i in range(600)]
+    assert ids == expected
+    source = adapter.source
+    assert isinstance(source, ListSource)
+    assert source.seen_before_batch == [None, 249, 499]  # one checkpoint per batch
+
+
 async def test_bad_records_are_quarantined_and_counted_without_blocking_the_rest(
     redis: Redis,
 ) -> None:

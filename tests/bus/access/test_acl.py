@@ -52,7 +52,7 @@ from schemas.bapenda import PaymentReceived
 from schemas.dinsos import AssistanceSuspended
 from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved
 
-ROOT = Path(__file__).parent.parent.parent
+ROOT = Path(__file__).parents[3]
 EXAMPLES = ROOT / "schemas" / "examples"
 ENV = acl.read_env_file(ROOT / "deploy/dev.env")
 TOPOLOGY: Topology = load_topology(ROOT / "deploy/topology.yaml", registry=contracts())
@@ -75,6 +75,8 @@ def s(aggregate: str) -> str:
 
 ADMIN = "operator"
 READONLY = "operator-readonly"
+REPLICATION = "redis-replication"  # the servers' own links under Sentinel: no key at all
+SENTINEL = "redis-sentinel"
 PUBLISHES: dict[str, set[str]] = {
     "adapter-dukcapil": {s("dukcapil.citizen")},
     "adapter-dpmptsp": {s("dpmptsp.permit")},
@@ -116,7 +118,7 @@ OWN_ADAPTER = {"adapter-dukcapil": "dukcapil-siak", "adapter-dpmptsp": "dpmptsp-
                "adapter-bapenda": "bapenda-pembayaran",
                "adapter-identitas": "diskominfo-identitas",
                "adapter-disnaker": "disnaker-pencaker"}  # fmt: skip
-PRINCIPALS = [ADMIN, READONLY, *OWN_ADAPTER, *GROUPS]
+PRINCIPALS = [ADMIN, READONLY, REPLICATION, SENTINEL, *OWN_ADAPTER, *GROUPS]
 ADAPTERS = list(OWN_ADAPTER.values())
 
 PUBLISH_OPS = ("publish", "publish-batch", "xadd")
@@ -417,7 +419,7 @@ async def test_dangerous_and_keyless_commands_are_denied_to_all_but_the_admin(
     admin = clients[ADMIN]
     wrong = []
     for name, command in KEYLESS.items():
-        allowed = principal == ADMIN or (principal == READONLY and name == "info")
+        allowed = principal == ADMIN or (principal in (READONLY, SENTINEL) and name == "info")
         # Ask Redis (ACL DRYRUN) instead of running what must not run in this test even when
         # allowed (the admin's FLUSHALL, MODULE is disabled by config), or ever (SHUTDOWN).
         dry = NEVER_RUN if principal == ADMIN else ("debug", "shutdown", "monitor")

@@ -16,17 +16,17 @@ import adapters.dpmptsp
 import adapters.dukcapil
 from bus.access.acl import AUDIT_HEAD
 from bus.access.topology import (
-    SigningKey,
     Topology,
     TopologyError,
     contracts,
     load_topology,
     password_variable,
 )
+from bus.signing import PublicSigningKey
 from bus.specs import catalogue
 from services.audit import head_key
 
-ROOT = Path(__file__).parent.parent.parent
+ROOT = Path(__file__).parents[3]
 KEY = base64.b64encode(bytes(range(32))).decode()
 
 BASE: dict[str, Any] = {
@@ -158,7 +158,7 @@ def test_every_problem_is_reported_at_once_with_structural_errors_first() -> Non
     found = dict(problems(change))
     assert found["services[0].grup"] == "unknown field (a typo?)"
     assert found["services[0].group"].startswith("must be lowercase letters")
-    assert "'admin' or 'readonly'" in found["operators[0].role"]
+    assert "'admin', 'readonly', 'replication' or 'sentinel'" in found["operators[0].role"]
     assert found["producers[0].principal"].startswith("must be lowercase letters, digits and '-'")
 
 
@@ -209,7 +209,7 @@ def test_signing_keys_of_producers_and_publishing_services() -> None:
         data["services"][0]["keys"] = [{"id": "dinsos-1", "public_key": KEY}]
 
     keys = parse(change).signing_keys()
-    assert keys[0] == SigningKey(
+    assert keys[0] == PublicSigningKey(
         key_id="dukcapil-2026",
         principal="adapter-dukcapil",
         department="dukcapil",

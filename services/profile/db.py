@@ -33,6 +33,7 @@ from schemas.identity import AccountLinked, AccountUnlinked
 from schemas.regions import kecamatan_of
 from services._common import utc_text
 from services.profile.projections import Birth, Grant, IssuedPermit, PermitApplication, Registration
+from services.profile.ratelimit import TABLE as RATE_TABLE
 
 TABLES = [
     # One row per NIK the civil registry told us about. No name, no birth date: data
@@ -93,6 +94,11 @@ TABLES = [
         subject TEXT, outcome BIGINT NOT NULL, sections TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS profile_access_by_at ON profile_access (at)",
+]
+
+# Versioned migrations (bus.store): version n is the n-th item. Append; never edit or reorder.
+MIGRATIONS: list[list[str]] = [
+    [*TABLES, RATE_TABLE],  # 1: the tables as they were when versioning began
 ]
 
 # Rank of the sources of an address or family card number given on the same day: a family

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from bus.adapter.scaffold import source_available
 from bus.cli.app import app
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 runner = CliRunner()
 
 

@@ -25,7 +25,7 @@ from bus.envelope import Envelope, format_time
 from bus.local.redis import EmbeddedRedis, free_port
 from bus.testing import wait_until
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[3]
 STREAM = keys.stream("dukcapil.citizen")
 
 
@@ -67,7 +67,7 @@ def _died(event_id: str) -> dict[str, str]:
 def test_run_consumes_and_stops_gracefully_on_sigterm(redis_url: str) -> None:
     client = Redis.from_url(redis_url)
     client.xadd(STREAM, _died("cli-1"))  # type: ignore[arg-type]
-    proc = _simpul("run", "tests.slow_service:service", env=_env(redis_url))
+    proc = _simpul("run", "tests.helpers.slow_service:service", env=_env(redis_url))
     try:
         deadline = time.monotonic() + 30
         while client.get("test:slow:started") is None:  # the handler is running now
@@ -95,7 +95,7 @@ def test_run_with_a_bad_target_exits_2_with_a_message(redis_url: str) -> None:
 
 def test_run_refuses_to_start_without_redis_url() -> None:
     env = {k: v for k, v in os.environ.items() if k != "SIMPUL_REDIS_URL"}
-    proc = _simpul("run", "tests.slow_service:service", env=env)
+    proc = _simpul("run", "tests.helpers.slow_service:service", env=env)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "set SIMPUL_REDIS_URL" in err
@@ -244,8 +244,9 @@ def test_a_broken_plugin_does_not_break_simpul(
 ) -> None:
     plugins = [
         EntryPoint("broken", "tests.nowhere_at_all:app", "simpul.commands"),
-        EntryPoint("greet", "tests.test_cli:plugin_app", "simpul.commands"),
-        EntryPoint("odd", "tests.test_cli:FACTORY", "simpul.commands"),  # not a Typer: skipped
+        EntryPoint("greet", "tests.bus.cli.test_app:plugin_app", "simpul.commands"),
+        # not a Typer: skipped
+        EntryPoint("odd", "tests.bus.cli.test_app:FACTORY", "simpul.commands"),
     ]
     asked: list[str] = []
 
@@ -279,7 +280,7 @@ async def test_run_exits_non_zero_when_its_consumer_dies(private_redis: Embedded
     with Redis.from_url(private_redis.url) as admin:
         admin.execute_command("ACL", "SETUSER", "svc", "on", ">pw", "~*", "&*", "+@all")
         url = private_redis.url.replace("redis://", "redis://svc:pw@", 1)
-        proc = _simpul("run", "tests.slow_service:service", env=_env(url))
+        proc = _simpul("run", "tests.helpers.slow_service:service", env=_env(url))
         try:
 
             def consuming() -> bool:
@@ -307,7 +308,7 @@ async def test_run_against_a_wrong_port_keeps_saying_so_and_readyz_says_why(
     base = f"http://127.0.0.1:{free_port()}"
     env = _env(nowhere, SIMPUL_HTTP=base[len("http://") :])
     with (tmp_path / "stderr").open("w+") as err:
-        proc = _simpul_logging_to(err, "run", "tests.slow_service:service", env=env)
+        proc = _simpul_logging_to(err, "run", "tests.helpers.slow_service:service", env=env)
         try:
             async with httpx.AsyncClient(timeout=5) as client:
 

@@ -27,20 +27,18 @@ from bus import (
     ConfigurationError,
     Registry,
     SimpulError,
-    contract_of,
     default_registry,
     get_logger,
     keys,
-    mask_error,
     mask_text,
     redis_location,  # where the dashboard says it looks
     serving_http,
 )
-from bus import translate_redis_error as translate
+from bus import redis_text as _text
+from bus import simpul_redis_error as simpul_error
 from bus.admin import (
     BrokenModule,
     BusSnapshot,
-    DeadLetter,
     DeadLetterRef,
     DeadLetters,
     Inspector,
@@ -277,11 +275,11 @@ class Monitor:
                         pipe.xrange(keys.dead_letters(key, name), count=shown)
                     replies = await pipe.execute()
             except (ResponseError, *TRANSIENT) as exc:
-                raise _simpul(exc) from None
+                raise simpul_error(exc) from None
         out = []
         for (key, aggregate, name, depth), entries in zip(queues, replies, strict=True):
             letters = [
-                _summary(DeadLetterRef(key, name, _text(entry_id)), raw, self.registry).as_dict()
+                self.letters.summary(DeadLetterRef(key, name, _text(entry_id)), raw).as_dict()
                 for entry_id, raw in entries
             ]
             if letters:
@@ -385,7 +383,7 @@ class Monitor:
                     pipe.xrange(ref.key, min=ref.entry_id, max=ref.entry_id)
                 found = await pipe.execute()
         except (ResponseError, *TRANSIENT) as exc:
-            raise _simpul(exc) from None
+            raise simpul_error(exc) from None
         missing = [ref for ref, hit in zip(refs, found, strict=True) if not hit]
         if missing:
             names = ", ".join(f"{r.entry_id} ({r.stream} {r.group})" for r in missing[:5])
@@ -413,7 +411,7 @@ class Monitor:
                 pipe.xlen(dead)
                 entries, depth = await pipe.execute()
         except (ResponseError, *TRANSIENT) as exc:
-            raise _simpul(exc) from None
+            raise simpul_error(exc) from None
         if not entries:
             raise NotFound(f"group {group!r} of {key} has no dead letters" +
                            (f" up to {upto}" if upto else ""))  # fmt: skip
@@ -467,43 +465,3 @@ def _signature(snap: BusSnapshot) -> str:
     """Changes when the consumer groups present change (the flow map is redrawn then)."""
     groups = json.dumps(sorted((k, sorted(v)) for k, v in live_groups(snap).items()))
     return hashlib.sha1(groups.encode(), usedforsecurity=False).hexdigest()[:12]
-
-
-def _summary(ref: DeadLetterRef, raw: Mapping[bytes, bytes], registry: Registry) -> DeadLetter:
-    """A dead letter's summary, its error masked as
-    :class:`bus.admin.deadletters.DeadLetters` masks it."""
-    fields = {_text(k): _text(v) for k, v in raw.items()}
-    event_type = fields.get("type")
-    data: Any
-    try:
-        data = json.loads(fields.get("data", "null"))
-    except ValueError:
-        data = fields.get("data")
-    attempts = fields.get("dlq.attempts", "")
-    return DeadLetter(
-        ref=ref,
-        reason=fields.get("dlq.reason", "unknown"),
-        error=mask_error(
-            fields.get("dlq.error", ""),
-            contract_of(event_type, registry),
-            data,
-            fields.get("subject"),
-        ),
-        attempts=int(attempts) if attempts.isdigit() else None,
-        original_entry=fields.get("dlq.entry"),
-        consumer=fields.get("dlq.consumer"),
-        dead_lettered_at=fields.get("dlq.time"),
-        event_id=fields.get("id"),
-        event_type=event_type,
-    )
-
-
-def _simpul(exc: Exception) -> SimpulError:
-    translated = translate(exc)
-    if isinstance(translated, SimpulError):
-        return translated
-    return SimpulError(f"Redis answered with an error: {exc}")
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

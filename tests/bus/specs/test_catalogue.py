@@ -13,7 +13,7 @@ from bus.cli.contracts import app, describe, docs_files, load
 from bus.errors import SimpulError
 from bus.specs import catalogue
 
-ROOT = Path(__file__).parent.parent.parent
+ROOT = Path(__file__).parents[3]
 COMMITTED = ROOT / "docs" / "catalogue.md"
 
 

@@ -30,11 +30,11 @@ from bus.cli.contracts import load
 from bus.connection import connect
 from bus.local.redis import free_port
 from bus.testing import capture_logs
+from tests.bus.adapter.test_report import Binlog, Table, adapter, age
+from tests.bus.admin.test_inspect import redis_62
 from tests.bus.delivery.helpers import died, fields_of
-from tests.bus.test_adapter_report import Binlog, Table, adapter, age
-from tests.bus.test_ops import redis_62
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[3]
 CITIZEN = keys.stream("dukcapil.citizen")
 NIKS = [f"35730145069{i:05d}" for i in range(1, 9)]  # synthetic 16-digit NIKs
 runner = CliRunner()

@@ -447,7 +447,7 @@ async def test_the_report_fields_are_those_wire_format_documents(redis: Redis) -
     import re  # noqa: PLC0415
     from pathlib import Path  # noqa: PLC0415
 
-    doc = (Path(__file__).parents[2] / "docs" / "wire-format.md").read_text(encoding="utf-8")
+    doc = (Path(__file__).parents[3] / "docs" / "wire-format.md").read_text(encoding="utf-8")
     table = doc.split("**The adapter report.**", 1)[1].split("\n\n", 2)[1]
     documented = re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.MULTILINE)
     await adapter(redis, Binlog(2)).run_once()
