@@ -47,7 +47,7 @@ def _faststream(*args: str, url: str, **extra: str) -> subprocess.Popen[str]:
     env = dict(os.environ, SIMPUL_REDIS_URL=url, SIMPUL_LOG_FORMAT="json", SIMPUL_BLOCK_MS="100")
     env.update(extra)
     return subprocess.Popen(
-        [sys.executable, "-m", "faststream", "run", "tests.faststream_service:app", *args],
+        [sys.executable, "-m", "faststream", "run", "tests.helpers.faststream_service:app", *args],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 

@@ -26,7 +26,7 @@ from bus.errors import RedisUnavailable
 from bus.local.redis import find_redis_server, free_port
 from schemas.dukcapil import CitizenDied
 from tests.chaos.producer import died
-from tests.tls_ca import CertificateAuthority, Issued
+from tests.helpers.tls_ca import CertificateAuthority, Issued
 
 pytestmark = pytest.mark.slow
 SOURCE = "urn:malangkota:dukcapil:siak"

@@ -1,4 +1,4 @@
-"""A service run by ``faststream run tests.faststream_service:app`` (tests/bus/test_faststream.py).
+"""A service for ``faststream run tests.helpers.faststream_service:app`` (test_faststream.py).
 
 Its handler writes with the app broker's own client (one pool for Simpul and FastStream), and the
 broker also carries a plain FastStream stream subscriber.
