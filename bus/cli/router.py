@@ -92,6 +92,8 @@ def run(topology: TopologyFile = DEFAULT_TOPOLOGY) -> None:
             loop.add_signal_handler(sig, router.stop)
         try:
             await router.run()
+        except SimpulError as exc:
+            raise fail(_err, exc) from None
         finally:
             with contextlib.suppress(Exception):
                 await redis.aclose()

@@ -170,7 +170,19 @@ class Router:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Read every source this replica can lease, until :meth:`stop`."""
+        """Read every source this replica can lease, until :meth:`stop`. Refuses to start
+        without a signing key when a subscription is a projection (it could forward nothing)."""
+        if self.signer is None:
+            projected = sorted({(r.group, r.disclosure.event_type)
+                                for t in self.routes.values() for rs in t.values() for r in rs
+                                if r.disclosure.fields is not None})  # fmt: skip
+            if projected:
+                group, event_type = projected[0]
+                raise ConfigurationError(
+                    f"the router needs its signing key (SIMPUL_SIGNING_KEY_FILE, SIMPUL_SIGNER): "
+                    f"{len(projected)} subscriptions are projections it must sign, e.g. "
+                    f"{group}'s to {event_type}"
+                )
         self._log.info("router_started", sources=len(self.sources))
         tasks = [
             asyncio.create_task(self._source_loop(s), name=f"router:{s}") for s in self.sources

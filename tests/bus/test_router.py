@@ -470,8 +470,12 @@ def _topology_file(tmp_path: Path) -> Path:
 
 
 def _router_process(routed: RoutedServer, topology: Path, name: str) -> subprocess.Popen[bytes]:
+    assert TOPOLOGY.router is not None
+    key = TOPOLOGY.router.keys[0].id
     env = {**os.environ, "SIMPUL_REDIS_URL": routed.url("router"), "SIMPUL_CONSUMER": name,
-           "SIMPUL_LOG_LEVEL": "warning", "SIMPUL_BLOCK_MS": "100"}  # fmt: skip
+           "SIMPUL_LOG_LEVEL": "warning", "SIMPUL_BLOCK_MS": "100",
+           "SIMPUL_SIGNING_KEY_FILE": str(ROOT / "deploy/keys" / f"{key}.key"),
+           "SIMPUL_SIGNER": key}  # fmt: skip
     return subprocess.Popen(
         [sys.executable, "-m", "bus.cli.app", "router", "run", "--topology", str(topology)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -511,6 +515,7 @@ async def test_router_processes_killed_mid_fan_out_lose_and_repeat_nothing(
         # A killed replica's sources wait out its lease (5 s) before another takes them.
         await wait_until(lambda: _len(admin, DINSOS, total), timeout=120)
         await wait_until(lambda: _len(admin, keys.inbox(CITIZEN, "audit"), total), timeout=60)
+        await asyncio.sleep(3)  # the last replacement up (signal handlers set) before SIGTERM
     finally:
         for proc in procs:
             proc.terminate()
