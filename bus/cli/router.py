@@ -27,6 +27,7 @@ from bus.access.topology import Topology, contracts, load_topology
 from bus.cli.common import fail, import_from_cwd, run_with_redis
 from bus.connection import connect
 from bus.contracts import default_registry
+from bus.devmaterial import is_dev_key, refuse_dev_keys
 from bus.errors import ConfigurationError, SimpulError
 from bus.logging import configure
 from bus.router import Router, RouterConfig, ahead_of_time, backfill, migrate, reset_intake
@@ -60,8 +61,14 @@ def _topology(path: Path) -> Topology:
 
 def _router(redis: Redis, topology: Topology, settings: Settings | None = None) -> Router:
     settings = settings or Settings.load()
+    trusted = topology.signing_keys()
+    # The router is the bus's trust anchor: never one a stranger can sign for (decision 0013).
+    refuse_dev_keys(
+        (k.key_id for k in trusted if is_dev_key(k.public_key)), "the topology's signing_keys"
+    )
+    # Always verified, whatever SIMPUL_SIGNATURES says: the topology is the router's keyring.
     keyring = KeyRing(
-        topology.signing_keys(),
+        trusted,
         require_signatures=settings.require_signatures,
         max_age=timedelta(seconds=settings.signature_max_age_s),
         max_skew=timedelta(seconds=settings.signature_max_skew_s),
@@ -85,8 +92,15 @@ def run(topology: TopologyFile = DEFAULT_TOPOLOGY) -> None:
         raise fail(_err, exc) from None
 
     async def main() -> None:
-        redis = connect(settings.redis_url or "", client_name=f"router:{socket.gethostname()}")
-        router = _router(redis, loaded, settings)
+        try:  # a development password or key is refused here unless SIMPUL_DEV_MODE=1
+            redis = connect(settings.redis_url or "", client_name=f"router:{socket.gethostname()}")
+        except SimpulError as exc:
+            raise fail(_err, exc) from None
+        try:
+            router = _router(redis, loaded, settings)
+        except SimpulError as exc:
+            await redis.aclose()
+            raise fail(_err, exc) from None
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, router.stop)

@@ -8,17 +8,17 @@ Two stages, each an ordered reader of one source at a time:
   a type its principal may publish, is signed by a key of that principal (the keyring: its
   right to the type, validity window and age, measured against the router's clock, never the
   intake's entry id) and satisfies its contract. Anything else goes to the producer's own dead
-  letters ``<intake>:dlq`` with the reason, acked in the same script.
+  letters ``<intake>:dlq`` with the reason, acked in the same function call.
 * **fan-out** reads each department stream (each partition on its own) and writes every entry
   to the inbox of each approved subscription of its type, ``simpul:inbox:{<group>/<stream>}``,
   with the fields that subscription may see (``bus.projection.forward``).
 
 Crash safety is at-least-once reading plus idempotent writes: every write is the publisher's
-script (``publish.lua``), which remembers the event id per target stream, so an entry read
-again after a crash (it stays pending with the router's consumer until acked) is written
-nowhere twice. Order: each source is read by one replica at a time (a lease beside the source),
-always with the same consumer name, so a replica taking over first reads what its predecessor
-left pending, in order, before anything new.
+function (``publish.lua`` in the ``simpul_1`` library, bus.functions), which remembers the event
+id per target stream, so an entry read again after a crash (it stays pending with the router's
+consumer until acked) is written nowhere twice. Order: each source is read by one replica at a
+time (a lease beside the source), always with the same consumer name, so a replica taking over
+first reads what its predecessor left pending, in order, before anything new.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ class Router:
         self.replica = replica
         self.counts = Counts()
         self._stopping = asyncio.Event()
-        self._publish = BusFunction(redis, "publish")  # bus/publish.lua
+        self._publish = BusFunction(redis, "publish")  # bus/publish.lua, in simpul_1
         self._dead_letter = BusFunction(redis, "deadletter")  # bus/deadletter.lua
         self.may_publish = {p.principal: frozenset(p.publishes) for p in topology.publishers()}
         self.intakes = sorted(keys.intake(p) for p in self.may_publish)
@@ -420,7 +420,8 @@ class Router:
         return [part.encode() for name, value in out.items() for part in (name, value)]
 
     async def _publish_all(self, calls: Sequence[tuple[str, str, list[bytes]]]) -> list[Any]:
-        """Idempotent writes (publish.lua: the event id remembered per target), one pipeline."""
+        """Idempotent writes (the publish function: the event id remembered per target), one
+        pipeline."""
         if not calls:
             return []
         ttl = str(self.config.dedupe_ttl_ms).encode()
@@ -432,7 +433,7 @@ class Router:
                 replies: list[Any] = await pipe.execute()
             except ResponseError as exc:
                 raise self._publish.translate(exc) from None
-        return replies
+            return replies
 
     async def _now_ms(self) -> int:
         seconds, micros = await self.redis.time()

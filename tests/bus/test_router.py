@@ -9,12 +9,14 @@ setid, LASTID), a far-future and the maximum entry id on an intake, oversized en
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import random
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +33,10 @@ from bus.admin.exporter import _ahead_or_empty
 from bus.cli.app import app
 from bus.connection import connect
 from bus.contracts import Contract, default_registry
+from bus.functions import LIBRARY
 from bus.local.redis import EmbeddedRedis
 from bus.router import Router, RouterConfig, ahead_of_time, migrate, reset_intake
+from bus.signing import KeyRing
 from bus.testing import quick_settings, wait_until
 from schemas.bapenda import PaymentReceived
 from schemas.dukcapil import CitizenBorn, CitizenDied
@@ -179,10 +183,17 @@ async def test_dinkes_credentials_cannot_read_ack_claim_or_move_dinsos_inbox(
     assert allowed == []
     [group] = await admin.xinfo_groups(DINSOS)
     assert group["pending"] == 1 and group["last-delivered-id"] == entry
-    # A script adds nothing: dinkes may not run one (no EVAL/EVALSHA: bus.functions).
-    forge = dinkes.register_script("return redis.call('XACK', KEYS[1], 'dinsos', ARGV[1])")
+    # The library's functions add nothing: their keys are checked as the caller's; and no
+    # script of its own can be run (decision 0013).
+    dead = keys.dead_letters(DINSOS, "dinsos")
     with pytest.raises(ResponseError, match=r"NOPERM|no permissions|can.t"):
-        await forge(keys=[DINSOS], args=[entry])
+        await dinkes.execute_command(
+            "FCALL", f"{LIBRARY}_deadletter", 2, DINSOS, dead, "dinsos", entry, "dlq.reason", "x"
+        )
+    with pytest.raises(NoPermissionError):
+        await dinkes.execute_command(
+            "EVAL", "return redis.call('XACK', KEYS[1], 'dinsos', ARGV[1])", 1, DINSOS, entry
+        )
     await dinkes.aclose()
     await admin.aclose()
 
@@ -195,6 +206,23 @@ async def test_the_router_principal_cannot_consume_an_inbox(routed: RoutedServer
         with pytest.raises(NoPermissionError):
             await router.execute_command(*command)
     await router.aclose()
+
+
+async def test_in_routed_mode_no_principal_but_the_admin_runs_code_of_its_own(
+    routed: RoutedServer,
+) -> None:
+    """The routed ACL grants FCALL of the admin's library, never SCRIPT/EVAL/EVALSHA/FUNCTION:
+    to the router, an intake producer and an inbox service alike (decision 0013)."""
+    for principal in ("router", "adapter-dukcapil", "svc-dinsos"):
+        redis = routed.connect(principal)
+        for command in (("SCRIPT", "LOAD", "return 1"), ("EVAL", "while true do end", "0"),
+                        ("EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"),
+                        ("FUNCTION", "LOAD", "#!lua name=mine\n"
+                         "redis.register_function('mine', function() return 1 end)")):  # fmt: skip
+            with pytest.raises(NoPermissionError):
+                await redis.execute_command(*command)
+        assert await redis.execute_command("FCALL", f"{LIBRARY}_version", 0) == 1
+        await redis.aclose()
 
 
 async def test_a_producer_writes_only_its_own_intake(routed: RoutedServer) -> None:
@@ -260,6 +288,47 @@ async def test_admission_refuses_with_the_reason_into_the_producers_own_dead_let
     assert b"65536 bytes" in large[b"dlq.error"] and b"padding" not in large
     # The intake keeps nothing the router settled; nothing pending.
     assert await admin.xlen(intake) == 0
+    await redis.aclose()
+    await admin.aclose()
+
+
+async def test_a_revoked_key_is_measured_against_the_routers_clock_not_the_intake_id(
+    routed: RoutedServer,
+) -> None:
+    """Revocation bounds arrival (decision 0013), and admission's arrival is Redis TIME when the
+    router reads the entry: a back-dated signature, written with an explicit 1970 intake id,
+    from a key whose not_after has passed, is refused as signer_expired; the department stream
+    gets nothing."""
+    admin = routed.connect(ADMIN)
+    redis = routed.connect("adapter-dukcapil")
+    intake = keys.intake("adapter-dukcapil")
+    dukcapil = publisher(routed, "adapter-dukcapil", redis)
+    now = datetime.now(UTC)
+    revoked = [
+        dataclasses.replace(k, not_after=now - timedelta(minutes=5))
+        if k.principal == "adapter-dukcapil" else k
+        for k in TOPOLOGY.signing_keys()
+    ]  # fmt: skip
+    back_dated = dukcapil.signer.sign(  # type: ignore[union-attr]
+        dukcapil.envelope(example(CitizenDied), id="stolen-1"), at=now - timedelta(minutes=10)
+    )
+    await redis.xadd(intake, back_dated.to_fields(), id="1000-0")  # type: ignore[arg-type]
+    router = routed.router()
+    router.keyring = KeyRing(revoked)
+    async with running(router):
+        await wait_until(
+            lambda: _len(admin, keys.intake_dead_letters("adapter-dukcapil"), 1), timeout=10
+        )
+    [dead] = await _entries(admin, keys.intake_dead_letters("adapter-dukcapil"))
+    assert dead[b"id"] == b"stolen-1" and dead[b"dlq.reason"] == b"signer_expired"
+    assert b"after key adapter-dukcapil-dev-2026 expired" in dead[b"dlq.error"]
+    assert await admin.xlen(CITIZEN) == 0
+    # The same event with the key still valid is admitted: the refusal was the revocation.
+    router = routed.router(replica="router-2")
+    await redis.xadd(intake, dukcapil.signer.sign(  # type: ignore[union-attr]
+        dukcapil.envelope(example(CitizenDied), id="fine-1")).to_fields())  # type: ignore[arg-type]  # fmt: skip
+    async with running(router):
+        await wait_until(lambda: _len(admin, CITIZEN, 1), timeout=10)
     await redis.aclose()
     await admin.aclose()
 
@@ -545,6 +614,22 @@ def test_the_cli_finds_a_wedged_intake_and_resets_it(
     again = runner.invoke(app, ["router", "ahead", "--topology", str(topology)])
     assert again.exit_code == 0, again.output
     assert "no stream is ahead" in again.output
+
+
+def test_the_router_refuses_development_keys_outside_development_mode(
+    routed: RoutedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deploy/topology.yaml trusts the development keys (their private halves are in git):
+    a router given it refuses to start unless SIMPUL_DEV_MODE=1 (decision 0013)."""
+    topology = _topology_file(tmp_path)
+    monkeypatch.setenv("SIMPUL_REDIS_URL", routed.url("router"))
+    monkeypatch.delenv("SIMPUL_DEV_MODE")
+    result = CliRunner().invoke(app, ["router", "run", "--topology", str(topology)])
+    assert result.exit_code == 2, result.output
+    assert "development key(s)" in result.output
+    assert "adapter-dukcapil-dev-2026" in result.output and "SIMPUL_DEV_MODE=1" in result.output
+    with routed.admin() as admin:  # it never started: no router group on any intake
+        assert not admin.exists(keys.intake("adapter-dukcapil"))
 
 
 async def test_the_exporter_reports_a_stream_ahead_of_time_as_the_readonly_operator(
