@@ -23,6 +23,7 @@ from bus.access import acl
 from bus.access.topology import Topology, contracts
 from bus.connection import connect
 from bus.contracts import default_registry
+from bus.functions import load_sync
 from bus.local.redis import find_redis_server, free_port
 from bus.router import Router, RouterConfig
 from bus.signing import KeyRing, Signer
@@ -127,6 +128,7 @@ def routed(routed_server: RoutedServer) -> RoutedServer:
     with routed_server.admin() as admin:
         admin.flushall()
         admin.script_flush()
+        load_sync(admin)  # the bus's library, as the admin loads it (FLUSHALL keeps it anyway)
     return routed_server
 
 
