@@ -18,7 +18,6 @@ import yaml
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
-from bus import functions
 from bus.access import acl
 from bus.access.topology import Topology, contracts
 from bus.connection import connect
@@ -103,14 +102,12 @@ def start_server(folder: Path) -> RoutedServer:
         while True:
             try:
                 admin.ping()
-                break
+                return found
             except Exception:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     proc.kill()
                     pytest.fail("redis-server did not start with the routed ACL")
                 time.sleep(0.02)
-        functions.load_sync(admin)  # the admin loads the bus's library (decision 0013)
-    return found
 
 
 @pytest.fixture(scope="module")
