@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis import Redis as SyncRedis
@@ -111,16 +112,19 @@ async def test_a_pending_entry_deleted_before_its_retry_is_logged_lost_and_the_l
     producer = connect(url(ADAPTER))
     publisher = Publisher(producer, source=SOURCE)
 
-    async def idle_pending() -> list[dict[str, object]]:
-        rows = await admin.xpending_range(STREAM, GROUP, min="-", max="+", count=10)
+    async def idle_pending() -> list[Any]:
+        rows: list[Any] = await admin.xpending_range(STREAM, GROUP, min="-", max="+", count=10)
         return [r for r in rows if r["time_since_delivered"] >= 500]  # backoff reset applied
+
+    async def settled_as_retry() -> bool:
+        return bool(await idle_pending())
 
     try:
         with capture_logs() as logs:
             async with service.running():
                 doomed = await publisher.publish(died(), id="doomed")
                 # Settled as a retry: pending, its idle time moved forward by the backoff.
-                await wait_until(idle_pending, timeout=20)
+                await wait_until(settled_as_retry, timeout=20)
                 [row] = await idle_pending()
                 assert row["message_id"].decode() == doomed.entry_id
                 assert await admin.xdel(STREAM, doomed.entry_id) == 1
