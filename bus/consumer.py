@@ -240,13 +240,19 @@ class Consumer:
     # -- processing -------------------------------------------------------------------------
 
     async def _process(
-        self, stream: str, entries: Entries, deliveries: Mapping[str, int] | None
+        self,
+        stream: str,
+        entries: Entries,
+        deliveries: Mapping[str, int] | None,
+        *,
+        locked: bool = False,
     ) -> None:
+        """Handle ``entries`` under the batch lock (``locked``: the caller already holds it)."""
         settlement = Settlement()
         keep_by = time.monotonic() + self.settings.claim_idle_ms / 2000
         owned: set[str] | None = None  # after a keep-alive: the entries still ours
         ordered = self.ordering is not None and self.ordering.ordered(stream)
-        async with self._lock:
+        async with contextlib.nullcontext() if locked else self._lock:
             try:
                 for index, (entry_b, raw) in enumerate(entries):
                     entry_id = entry_b.decode()

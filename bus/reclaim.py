@@ -53,8 +53,9 @@ class Pending:
     deliveries: int
 
 
-Process = Callable[[str, Entries, Mapping[str, int] | None], Awaitable[None]]
-"""The consumer's handling of entries of a stream, with the delivery counts of those redelivered."""
+Process = Callable[..., Awaitable[None]]
+"""The consumer's handling of entries of a stream, with the delivery counts of those redelivered
+(``process(stream, entries, deliveries, locked=False)``; ``locked``: the caller holds the lock)."""
 Guard = Callable[..., Awaitable[None]]
 """The consumer's recovery around one step (``guarded(step, until_done=, quiet=)``)."""
 
@@ -221,12 +222,17 @@ class Reclaimer:
                 return  # not claimed: the next sweep (of any replica) finds them as they were
             entry_id = row.entry_id
             args: list[str | int] = [self.group, self.name, self.settings.claim_idle_ms, entry_id]
-            reply = await self._claim(keys=[stream], args=args)
-            if isinstance(reply, list):
-                flat, delivery = reply
-                raw = dict(zip(flat[::2], flat[1::2], strict=True))
-                await self._process(stream, [(entry_id.encode(), raw)], {entry_id: delivery})
-            elif reply == 0:
+            # Claim under the batch lock, then handle at once: a claim made while another batch
+            # still ran would count a delivery whose handler waits, maybe past ``claim idle``,
+            # for another replica to claim it again (a delivery counted, no handler run).
+            async with self._lock:
+                reply = await self._claim(keys=[stream], args=args)
+                if isinstance(reply, list):
+                    flat, delivery = reply
+                    raw = dict(zip(flat[::2], flat[1::2], strict=True))
+                    entries = [(entry_id.encode(), raw)]
+                    await self._process(stream, entries, {entry_id: delivery}, locked=True)
+            if reply == 0:
                 # Pending and idle, but trimmed or deleted: the script's 0 (no XRANGE, which a
                 # service's ACL does not grant); Redis dropped it from the PEL as it was claimed.
                 self._log.error("pending_entries_lost", stream=stream, count=1,
