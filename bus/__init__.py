@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from bus.context import EventContext
     from bus.contracts import PERSONAL, Classification, Contract, Registry, default_registry
     from bus.decoding import text as redis_text
+    from bus.entry_ids import parts as entry_id_parts
     from bus.envelope import Envelope, format_time
     from bus.errors import (
         BadRequestBody,
@@ -82,6 +83,7 @@ _EXPORTS = {
     "connect": ("bus.connection", "connect"),
     "contract_of": ("bus.privacy", "contract_of"),
     "default_registry": ("bus.contracts", "default_registry"),
+    "entry_id_parts": ("bus.entry_ids", "parts"),
     "event_id": ("bus.publisher", "event_id"),
     "format_time": ("bus.envelope", "format_time"),
     "get_logger": ("bus.logging", "get_logger"),
@@ -133,6 +135,7 @@ __all__ = [
     "connect",
     "contract_of",
     "default_registry",
+    "entry_id_parts",
     "event_id",
     "format_time",
     "get_logger",

@@ -119,6 +119,9 @@ class Dispatcher:
     metrics: ServiceMetrics | None = None  # handler durations and failures, by type
     keyring: KeyRing | None = None  # set: signatures are checked before any handler runs
     tracebacks: bool = False  # a failed handler's traceback is kept (masked) for the log
+    # Routed delivery (docs/decisions/0011): read this group's inboxes, not the department
+    # streams; every "stream" below is then an inbox key.
+    inboxes: bool = False
     _homes: dict[str, str] = field(default_factory=dict)  # event type -> its stream
     # (stream, event id) -> entry id of once-handlers that returned while their ``done`` marker
     # could not be written (Redis was down): this replica knows they ran, and must never run
@@ -198,6 +201,8 @@ class Dispatcher:
     def streams(self) -> list[str]:
         """The streams this dispatcher's handlers subscribe to."""
         own = {s for h in self.handlers.values() for s in h.model.__contract__.streams}
+        if self.inboxes:
+            own = {keys.inbox(s, self.group) for s in own}
         return sorted(own | set(self.every_streams))
 
     def _home(self, event_type: str, subject: str | None) -> str:
@@ -207,8 +212,11 @@ class Dispatcher:
             if keys.partitions(aggregate) > 1:  # a partition: where its subject hashes to
                 if not subject:
                     return f"a partition of {aggregate} chosen by a subject (it has none)"
-                return keys.stream_of(event_type, subject)
+                home = keys.stream_of(event_type, subject)
+                return keys.inbox(home, self.group) if self.inboxes else home
             home = keys.stream(aggregate)
+            if self.inboxes:
+                home = keys.inbox(home, self.group)
             if len(self._homes) < _HOMES_MAX:  # bounded: junk entries can invent many types
                 self._homes[event_type] = home
         return home

@@ -116,7 +116,11 @@ def stream_named(name: str) -> str | None:
 
 
 def aggregate_of_stream(stream_key: str) -> str | None:
-    """``simpul:{dukcapil.citizen.p3}`` -> ``dukcapil.citizen``; None for other keys."""
+    """``simpul:{dukcapil.citizen.p3}`` -> ``dukcapil.citizen``; an inbox's key gives its
+    department stream's aggregate; None for other keys."""
+    found = inbox_of(stream_key)
+    if found is not None:
+        stream_key = found[0]
     if not is_stream(stream_key):
         return None
     dept, _, rest = stream_key[len(PREFIX) + 2 : -1].partition(".")
@@ -207,3 +211,60 @@ def is_stream(key: str) -> bool:
 def stream_pattern() -> str:
     """SCAN pattern that matches aggregate streams and their sub-keys."""
     return f"{PREFIX}:{{*}}*"
+
+
+# -- per-subscription delivery through the router (docs/decisions/0011) --------------------------
+
+INTAKES = f"{PREFIX}:intake:"
+INBOXES = f"{PREFIX}:inbox:"
+ROUTER_GROUP = "router"
+"""The consumer group of the router on every intake and department stream."""
+
+
+def intake(principal: str) -> str:
+    """Where a producer writes in routed delivery: ``simpul:intake:{<principal>}``. Its own
+    hash tag: the intake, its dead letters and its dedupe markers share a Cluster slot, and
+    nothing of another principal does."""
+    return f"{INTAKES}{{{principal}}}"
+
+
+def intake_dead_letters(principal: str) -> str:
+    """What the router refused from a producer, with the reason: ``<intake>:dlq``."""
+    return f"{intake(principal)}:dlq"
+
+
+def intake_owner(key: str) -> str | None:
+    """``simpul:intake:{adapter-dukcapil}`` -> ``adapter-dukcapil``; None for other keys."""
+    if key.startswith(INTAKES + "{") and key.endswith("}"):
+        return key[len(INTAKES) + 1 : -1]
+    return None
+
+
+def inbox(stream_key: str, group: str) -> str:
+    """The inbox of one subscription: what the router forwards from a department stream (or
+    one partition of it) to one service group, e.g. ``simpul:inbox:{dinsos/dukcapil.citizen}``.
+    Its own hash tag, so inboxes spread over a Cluster's masters; its dead letters, markers
+    and cursor (``<inbox>:dlq:<group>`` ...) hang off it as off a stream."""
+    name = stream_key[len(PREFIX) + 2 : -1] if is_stream(stream_key) else stream_key
+    return f"{INBOXES}{{{group}/{name}}}"
+
+
+def inbox_of(key: str) -> tuple[str, str] | None:
+    """An inbox key -> (its department stream key, its group); None for other keys."""
+    if not (key.startswith(INBOXES + "{") and key.endswith("}")):
+        return None
+    group, sep, name = key[len(INBOXES) + 1 : -1].partition("/")
+    if not sep or not group or not name:
+        return None
+    return f"{PREFIX}:{{{name}}}", group
+
+
+def is_inbox(key: str) -> bool:
+    """True for an inbox stream key (not its dead letters or markers)."""
+    return inbox_of(key) is not None
+
+
+def router_lease(source: str) -> str:
+    """Which router replica reads ``source`` (an intake or a department stream) right now: a
+    string with a TTL, beside the source on its slot. One reader per source keeps its order."""
+    return f"{source}:lease:{ROUTER_GROUP}"

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
 from bus.contracts import Contract
+from bus.decoding import texts as _texts
 from bus.envelope import format_time
 from bus.errors import ConfigurationError, ContractViolation
 from bus.signing import SIGNATURE, SIGNED_AT, Signer, canonical_bytes
@@ -258,13 +259,6 @@ class Projection(Contract):
             )
         cls.__contract__ = of.__contract__
         cls.__projection_of__ = of
-
-
-def _texts(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> dict[str, str]:
-    return {
-        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-        for k, v in fields.items()
-    }
 
 
 def _now_text(at: datetime | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -87,6 +88,7 @@ class Publisher:
         on_published: Callable[[str], None] | None = None,
         signer: Signer | Literal["environment"] | None = "environment",
         durability: Durability | None = None,
+        intake: str | Literal["environment"] | None = "environment",
     ) -> None:
         """``on_published(event_type)`` is called for each event that was new on its stream
         (not for duplicates): a service counts its publishes with it (bus.metrics).
@@ -98,7 +100,12 @@ class Publisher:
 
         ``durability``: how many replicas must confirm each publish before it returns
         (bus.durability); by default ``SIMPUL_REDIS_WAIT_REPLICAS`` or, unset, 1 when the
-        master has replicas. Too few in time raises :class:`~bus.errors.NotDurable`."""
+        master has replicas. Too few in time raises :class:`~bus.errors.NotDurable`.
+
+        ``intake``: the principal whose intake this publisher writes to (routed delivery,
+        docs/decisions/0011): every event goes to ``simpul:intake:{<principal>}``, and the
+        router admits it onto its department stream; None: straight to the department stream
+        (a bus without a router); by default ``SIMPUL_INTAKE`` if set, else None."""
         if not source:
             raise ConfigurationError(
                 "a publisher needs a source URN, e.g. urn:malangkota:dukcapil:siak"
@@ -111,6 +118,9 @@ class Publisher:
         self.on_published = on_published
         self.signer = Signer.from_environment() if isinstance(signer, str) else signer
         self.replicas = ReplicaWait(redis, durability)
+        if intake == "environment":
+            intake = os.environ.get("SIMPUL_INTAKE") or None
+        self.intake = keys.intake(intake) if intake else None
 
     def envelope(
         self,
@@ -153,7 +163,7 @@ class Publisher:
     async def publish(self, event: Contract | Envelope, **attributes: object) -> Published:
         """Publish one event. ``attributes`` are those of :meth:`envelope` (id, subject, ...)."""
         envelope = self._wrap(event, attributes)
-        stream = envelope.stream
+        stream = self._target(envelope)
         args = [self._dedupe_ttl_ms, self._minid(envelope), *_flat(envelope)]
         call = ("2", stream, keys.seen(stream, envelope.id), *args)
         if await self.replicas.required():  # the script and its WAIT on one connection
@@ -173,7 +183,7 @@ class Publisher:
         Each event is still deduplicated on its own; results come back in input order.
         """
         envelopes = [self._wrap(e, {}) for e in events]
-        chunks = _chunks(envelopes)
+        chunks = _chunks(envelopes, self._target)
         calls = [self._batch_call(stream, chunk) for stream, _, chunk in chunks]
         replies = await self._pipeline(calls, _BATCH)
         results: list[Published | None] = [None] * len(envelopes)
@@ -208,7 +218,13 @@ class Publisher:
             return event
         return self.envelope(event, **attributes)  # type: ignore[arg-type]
 
+    def _target(self, envelope: Envelope) -> str:
+        """Where an event is written: this publisher's intake, or its department stream."""
+        return self.intake or envelope.stream
+
     def _minid(self, envelope: Envelope) -> str:
+        if self.intake is not None:  # the router trims what it admitted (decision 0011)
+            return ""
         return self.retention.minid(keys.aggregate_of(envelope.type), int(_now() * 1000))
 
     def _batch_call(self, stream: str, chunk: list[Envelope]) -> tuple[str, ...]:
@@ -271,14 +287,16 @@ def _flat(envelope: Envelope) -> list[str]:
     return [text for pair in envelope.to_fields().items() for text in pair]
 
 
-def _chunks(envelopes: list[Envelope]) -> list[tuple[str, list[int], list[Envelope]]]:
+def _chunks(
+    envelopes: list[Envelope], target: Callable[[Envelope], str]
+) -> list[tuple[str, list[int], list[Envelope]]]:
     """Group by stream (one script call touches one hash tag), at most _CHUNK per call, so no
     single script blocks Redis for long; keep each event's input position. Each chunk comes
     with its stream (worked out once per event: a partitioned type hashes its subject)."""
     by_stream: dict[str, tuple[str, list[int], list[Envelope]]] = {}
     chunks: list[tuple[str, list[int], list[Envelope]]] = []
     for position, envelope in enumerate(envelopes):
-        stream = envelope.stream
+        stream = target(envelope)
         chunk = by_stream.get(stream)
         if chunk is None:
             chunk = by_stream[stream] = (stream, [], [])

@@ -362,6 +362,7 @@ class Service:
                 redis, source=self.source, dedupe_ttl=ttl, on_published=self.metrics.published,
                 signer=self.signer if self.signer else Signer.from_settings(settings),
                 durability=Durability(settings.redis_wait_replicas, settings.redis_wait_timeout_ms),
+                intake=settings.intake or "environment",
             )  # fmt: skip
         dedupe = Dedupe(
             redis, group=self.name, consumer=settings.consumer,
@@ -377,7 +378,10 @@ class Service:
             dedupe=dedupe,
             publisher=publisher,
             every=self.every,
-            every_streams=self.every_streams,
+            every_streams=tuple(keys.inbox(s, self.name) for s in self.every_streams)
+            if settings.inboxes
+            else self.every_streams,
+            inboxes=settings.inboxes,
             metrics=self.metrics,
             keyring=self._keyring(settings),
             tracebacks=settings.log_tracebacks == "on"

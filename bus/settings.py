@@ -81,7 +81,7 @@ class Settings(BaseSettings):
         "NotDurable (retryable)",
     )
 
-    @field_validator("redis_cluster", mode="before")
+    @field_validator("redis_cluster", "inboxes", mode="before")
     @classmethod
     def _empty_is_false(cls, value: object) -> object:
         return False if value == "" else value
@@ -102,6 +102,19 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    inboxes: bool = Field(
+        default=False,
+        description="routed delivery (docs/decisions/0011): a service reads its group's "
+        "inboxes simpul:inbox:{<group>/<stream>}, written by the router; false: it reads the "
+        "department streams themselves (a bus without a router)",
+    )
+    intake: str | None = Field(
+        default=None,
+        description="routed delivery: the principal whose intake simpul:intake:{<principal>} "
+        "this process publishes to (read by bus.publisher.Publisher); unset: publish to the "
+        "department streams",
+    )
 
     data_dir: str = Field(default=".simpul", description="where the embedded Redis keeps its AOF")
     consumer: str = Field(default_factory=_default_consumer, min_length=1)

@@ -9,7 +9,7 @@ from pathlib import Path
 import grimp
 import pytest
 
-PACKAGES = ("bus", "adapters", "demo", "schemas")
+PACKAGES = ("bus", "adapters", "demo", "schemas", "services")
 
 
 def cycles(graph: grimp.ImportGraph) -> list[list[str]]:

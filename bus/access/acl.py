@@ -108,7 +108,9 @@ SENTINEL = (
 )  # fmt: skip
 SENTINEL_CHANNEL = "&__sentinel__:hello"
 
-Kind = Literal["default", "admin", "readonly", "replication", "sentinel", "producer", "service"]
+Kind = Literal[
+    "default", "admin", "readonly", "replication", "sentinel", "router", "producer", "service"
+]
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,8 @@ def passwords(
     found: dict[str, str] = {}
     missing: list[str] = []
     short: list[str] = []
-    for principal in (*topology.operators, *topology.producers, *topology.services):
+    routers = [topology.router] if topology.routed and topology.router is not None else []
+    for principal in (*topology.operators, *routers, *topology.producers, *topology.services):
         variable = password_variable(principal)
         value = env.get(variable)
         if not value:
@@ -216,12 +219,15 @@ def _sha256(password: str) -> str:
 def acl_users(topology: Topology, secrets: Mapping[str, str]) -> list[AclUser]:
     """Every ACL user of the topology: ``default`` (off), operators, producers, services."""
     users = [AclUser("default", "default", False, (), Grant(()))]
+    routed = topology.routed
     for operator in topology.operators:
         users.append(_operator(operator, _hashes(secrets, operator.principal)))
+    if routed and topology.router is not None:
+        users.append(_router(topology, _hashes(secrets, topology.router.principal)))
     for producer in topology.producers:
-        users.append(_producer(producer, _hashes(secrets, producer.principal)))
+        users.append(_producer(producer, _hashes(secrets, producer.principal), routed=routed))
     for service in topology.services:
-        users.append(_service(service, _hashes(secrets, service.principal)))
+        users.append(_service(service, _hashes(secrets, service.principal), routed=routed))
     return users
 
 
@@ -260,8 +266,8 @@ def _publishing(streams: Sequence[str]) -> list[Grant]:
     ]
 
 
-def _producer(producer: Producer, hashes: tuple[str, ...]) -> AclUser:
-    streams = _streams(producer.publishes)
+def _producer(producer: Producer, hashes: tuple[str, ...], *, routed: bool = False) -> AclUser:
+    streams = [keys.intake(producer.principal)] if routed else _streams(producer.publishes)
     quarantine = (f"~{keys.quarantine(producer.adapter)}",
                   f"~{keys.quarantine_index(producer.adapter)}")  # fmt: skip
     selectors = [
@@ -282,9 +288,11 @@ def _producer(producer: Producer, hashes: tuple[str, ...]) -> AclUser:
     return AclUser(producer.principal, "producer", True, hashes, root, tuple(selectors))
 
 
-def _service(service: ServiceSpec, hashes: tuple[str, ...]) -> AclUser:
+def _service(service: ServiceSpec, hashes: tuple[str, ...], *, routed: bool = False) -> AclUser:
     group = service.group
     streams = _streams(s.type for s in service.subscriptions)
+    if routed:  # its own inboxes, never the department streams (decision 0011)
+        streams = [keys.inbox(s, group) for s in streams]
     dead = tuple(keys.dead_letters(s, group) for s in streams)
     selectors = [
         Grant(
@@ -318,12 +326,58 @@ def _service(service: ServiceSpec, hashes: tuple[str, ...]) -> AclUser:
             why="its leases on partitions and its group's membership (bus.partitions)",
         ))  # fmt: skip
     if service.publishes:
-        selectors += _publishing(_streams(service.publishes))
+        own = [keys.intake(service.principal)] if routed else _streams(service.publishes)
+        selectors += _publishing(own)
     if service.archive:
         selectors.append(Grant(("+evalsha", "+hget", "+hset", "+hmget"), (f"~{AUDIT_HEAD}",),
                                why="the head of the archive's hash chain"))  # fmt: skip
     root = Grant((*CONNECT, *SCRIPTS))
     return AclUser(service.principal, "service", True, hashes, root, tuple(selectors))
+
+
+def _router(topology: Topology, hashes: tuple[str, ...]) -> AclUser:
+    """The router (decision 0011): reads every intake as group ``router`` and dead-letters
+    there; is the only writer of the department streams (the publish script: XADD ``*`` and
+    the dedupe markers) and of the inboxes; reads the department streams as its group; trims
+    intakes it has settled and inboxes their group has acked; holds its leases."""
+    assert topology.router is not None
+    intakes = [keys.intake(p.principal) for p in topology.publishers()]
+    dead = [keys.intake_dead_letters(p.principal) for p in topology.publishers()]
+    streams = topology.department_streams()
+    inboxes = sorted({keys.inbox(s, v.group) for v in topology.services
+                      for s in _streams(x.type for x in v.subscriptions)})  # fmt: skip
+    router_consume = ("+xreadgroup", "+xack", "+xgroup|create", "+xinfo|stream",
+                      "+xinfo|groups", "+xpending")  # fmt: skip
+    selectors = [
+        Grant(
+            (*router_consume, "+xtrim", "+evalsha"),
+            (*(f"~{i}" for i in intakes), *(f"~{d}" for d in dead)),
+            why="admission: read every intake, trim what it settled, the dead-letter script",
+        ),
+        Grant(("+xadd",), tuple(f"%W~{d}" for d in dead), why="the producers' dead letters"),
+        Grant(
+            (*router_consume, "+xadd", "+evalsha"),
+            (*(f"~{s}" for s in streams), *(f"~{keys.seen(s, '*')}" for s in streams)),
+            why="the only writer of the department streams; fan-out reads them as its group",
+        ),
+        Grant(
+            ("+get", "+set"),
+            tuple(f"~{keys.seen(s, '*')}" for s in [*streams, *inboxes]),
+            why="dedupe markers of what it admitted and forwarded",
+        ),
+        Grant(
+            ("+xadd", "+evalsha", "+xinfo|stream", "+xinfo|groups", "+xpending", "+xtrim"),
+            (*(f"~{i}" for i in inboxes), *(f"~{keys.seen(i, '*')}" for i in inboxes)),
+            why="the only writer of the inboxes; trims what their group acked",
+        ),
+        Grant(
+            ("+set", "+get", "+pexpire", "+del"),
+            tuple(f"~{keys.router_lease(s)}" for s in [*intakes, *streams]),
+            why="one replica reads a source at a time",
+        ),
+    ]
+    root = Grant((*CONNECT, *SCRIPTS, "+time"))
+    return AclUser(topology.router.principal, "router", True, hashes, root, tuple(selectors))
 
 
 def _streams(types: Iterable[str]) -> list[str]:

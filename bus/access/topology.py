@@ -155,6 +155,7 @@ class Topology(_Strict):
     services: list[ServiceSpec] = []
     operators: list[Operator] = []
     router: RouterSpec | None = None
+    delivery: Literal["direct", "router"] = "direct"
     _owners: dict[str, str] = PrivateAttr(default_factory=dict)  # event type -> department
     # (group, event type) -> approved data fields (None: every field)
     _approved: dict[tuple[str, str], frozenset[str] | None] = PrivateAttr(default_factory=dict)
@@ -191,6 +192,20 @@ class Topology(_Strict):
     def publishers(self) -> list[Producer | ServiceSpec]:
         """Every principal that may publish (producers, and services with ``publishes``)."""
         return [*self.producers, *(s for s in self.services if s.publishes)]
+
+    @property
+    def routed(self) -> bool:
+        """Routed delivery (decision 0011, ``delivery: router``): producers write only their
+        intakes, the router admits and forwards, services read only their inboxes; the ACL
+        render says so. ``direct`` (the default): producers write the department streams and
+        services read them as groups."""
+        return self.delivery == "router"
+
+    def department_streams(self) -> list[str]:
+        """Every department stream key a type of the topology travels on (each partition)."""
+        types = {t for p in self.publishers() for t in p.publishes}
+        types |= {s.type for v in self.services for s in v.subscriptions}
+        return sorted({k for t in types for k in keys.streams(keys.aggregate_of(t))})
 
     def owner(self, event_type: str) -> str:
         """The department owning a type (as the contracts said when the topology loaded)."""
@@ -343,6 +358,11 @@ class _Checker:
         self._principals()
         self._unique("producers", [p.adapter for p in self.t.producers], "adapter name")
         self._unique("services", [s.group for s in self.t.services], "consumer group")
+        if self.t.delivery == "router" and self.t.router is None:
+            self._add("delivery", "delivery through the router needs a router: section")
+        for i, service in enumerate(self.t.services):
+            if service.group == keys.ROUTER_GROUP:
+                self._add(f"services[{i}].group", "group 'router' is the router's own")
         for i, producer in enumerate(self.t.producers):
             self._publisher(f"producers[{i}]", producer)
         for i, service in enumerate(self.t.services):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bus import keys
 from bus.adapter.report import AdapterReport
 from bus.admin.inspect import BusSnapshot, Inspector
 from bus.admin.replication import Topology, topology
@@ -64,6 +66,9 @@ METRICS: dict[str, str] = {
     "authorise a failover (SENTINEL CKQUORUM)",
     "simpul_sentinel_config_epoch": "the master's config epoch as the Sentinel knows it: grows "
     "by one with every failover",
+    "simpul_stream_ahead_of_time_seconds": "seconds by which the stream's last-generated id "
+    "lies ahead of Redis TIME (an explicit far-future or the maximum id was added to it); only "
+    "streams ahead are listed: department streams, intakes, inboxes (key: the stream's key)",
     "simpul_redis_up": "1 if the last snapshot of Redis succeeded, else 0",
     "simpul_exporter_scrape_seconds": "seconds the last snapshot of Redis took",
 }
@@ -88,6 +93,7 @@ class BusCollector(Collector):
         self.scrape_s = 0.0
         self.error: str | None = None  # why the last snapshot failed (no personal data)
         self.topology: Topology | None = None
+        self.ahead: dict[str, float] = {}  # stream key -> seconds ahead of Redis TIME
         self._taken_at = float("-inf")
         self._lock = asyncio.Lock()
 
@@ -101,6 +107,7 @@ class BusCollector(Collector):
             except SimpulError as exc:
                 self.snapshot, self.up, self.error = None, False, str(exc)
             self.topology = await _topology_or_none(self.inspector.redis) if self.up else None
+            self.ahead = await _ahead_or_empty(self.inspector.redis) if self.up else {}
             self.scrape_s = time.perf_counter() - started
             self._taken_at = time.monotonic()
 
@@ -133,6 +140,8 @@ class BusCollector(Collector):
             _add_report(families, report)
         if self.topology is not None:
             _add_topology(families, self.topology)
+        for key, seconds in sorted(self.ahead.items()):
+            families["simpul_stream_ahead_of_time_seconds"].add_metric([key], seconds)
         yield from families.values()
 
 
@@ -142,6 +151,28 @@ async def _topology_or_none(redis: Redis) -> Topology | None:
         return await topology(redis)
     except (RedisError, *TRANSIENT):
         return None
+
+
+AHEAD_TOLERANCE_MS = 60_000  # clocks of replicas and clients differ; ids from them do not
+
+
+async def _ahead_or_empty(redis: Redis) -> dict[str, float]:
+    """Stream key -> seconds its last-generated id is ahead of ``TIME`` (more than a minute):
+    every ``simpul:`` stream, by SCAN. Empty if it cannot be read (the bus metrics still are)."""
+    try:
+        seconds, micros = await redis.time()
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        found: dict[str, float] = {}
+        async for raw in redis.scan_iter(match=f"{keys.PREFIX}:*", count=500, _type="stream"):
+            key = raw.decode() if isinstance(raw, bytes) else raw
+            info: Any = await redis.xinfo_stream(key)
+            last = info.get("last-generated-id") or b"0-0"
+            ms = int((last.decode() if isinstance(last, bytes) else last).split("-")[0])
+            if ms - now_ms > AHEAD_TOLERANCE_MS:
+                found[key] = (ms - now_ms) / 1000
+        return found
+    except (RedisError, *TRANSIENT):
+        return {}
 
 
 def _add_report(families: Mapping[str, GaugeMetricFamily], r: AdapterReport) -> None:
@@ -169,6 +200,7 @@ _LABELS = {
     "simpul_group_consumers": ["stream", "group"],
     "simpul_dead_letters": ["stream", "group"],
     "simpul_quarantine": ["adapter"],
+    "simpul_stream_ahead_of_time_seconds": ["key"],
     **{name: ["adapter"] for name in METRICS if name.startswith("simpul_adapter_")},
     "simpul_redis_replicas": ["shape", "shard"],
     "simpul_redis_replicas_in_sync": ["shape", "shard"],

@@ -19,6 +19,7 @@ from bus.cli.contracts import app as contracts_app
 from bus.cli.deadletters import dlq_app, group_app, trim
 from bus.cli.inspect import exporter, map_, pending, status, tail
 from bus.cli.publish import publish
+from bus.cli.router import router_app
 from bus.cli.signing_keys import keys_app
 from bus.errors import SimpulError
 from bus.local.redis import DEV_PORT, EmbeddedRedis, answering
@@ -34,6 +35,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(group_app, name="group")
 app.add_typer(acl_app, name="acl")
 app.add_typer(keys_app, name="keys")
+app.add_typer(router_app, name="router")
 app.command("trim")(trim)
 app.command("status")(status)
 app.command("tail")(tail)

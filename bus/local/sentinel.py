@@ -101,6 +101,7 @@ class EmbeddedSentinelGroup:
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.host = host
+        self.min_replicas_to_write = min_replicas_to_write
         binary = binary if binary is not None else find_redis_server()
         durable = (
             "--min-replicas-to-write", str(min_replicas_to_write),
@@ -212,7 +213,11 @@ class EmbeddedSentinelGroup:
         old = self.master()
         sentinel = next(s for s in self.sentinels if s.pid is not None)
         _command(sentinel.host, sentinel.port, "SENTINEL", "FAILOVER", MASTER_NAME)
-        return self.wait_new_master(old, timeout)
+        deadline = time.monotonic() + timeout
+        new = self.wait_new_master(old, timeout)
+        # Until its replicas are back, the new master refuses writes (min-replicas-to-write).
+        self.wait_replicas_online(self.min_replicas_to_write, deadline)
+        return new
 
     def wait_new_master(self, old: EmbeddedRedis, timeout: float = 30.0) -> EmbeddedRedis:
         """Until every running Sentinel names a master other than ``old`` and that server

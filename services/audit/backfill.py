@@ -17,20 +17,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from bus import ConfigurationError, Envelope, Service, connect, get_logger, keys, mask_text
+from bus import (
+    ConfigurationError,
+    Envelope,
+    Service,
+    connect,
+    entry_id_parts,
+    get_logger,
+    keys,
+    mask_text,
+    redis_text,
+)
 from bus.deadletter import MAX_ERROR, Reason, Verdict, dead_letter_fields
 from bus.dispatch import Dispatcher, Failed
-from services.audit.chain import entry_parts
-
-if TYPE_CHECKING:
-    from services.audit.service import Audit
 
 __all__ = ["NOT_BACKFILLABLE", "BackfillReport", "Failure", "StreamPlan", "backfill"]
 
@@ -128,8 +134,22 @@ class BackfillReport:
         }
 
 
+class Archive(Protocol):
+    """What a backfill reads of the audit service: its own service's name and the archived rows
+    (typed by use, so this module does not import the service that runs it)."""
+
+    @property
+    def service(self) -> Service: ...
+
+    async def rows(
+        self, sql_where: str, params: Sequence[Any], *, after: int, limit: int
+    ) -> list[dict[str, Any]]: ...
+
+    async def tally(self, sql_where: str, params: Sequence[Any]) -> tuple[int, int]: ...
+
+
 async def backfill(
-    audit: Audit,
+    audit: Archive,
     service: Service,
     *,
     redis_url: str | None = None,
@@ -174,7 +194,7 @@ async def backfill(
 class _Run:
     """One backfill: the bounds per stream, the report, how far it got."""
 
-    audit: Audit
+    audit: Archive
     service: Service
     redis: Redis
     report: BackfillReport
@@ -352,8 +372,8 @@ async def _cutoff(redis: Redis, plan: StreamPlan) -> Cutoff:
     if not first:
         plan.oldest = None
         return now
-    plan.oldest = _text(first[0][0])
-    return entry_parts(plan.oldest)
+    plan.oldest = redis_text(first[0][0])
+    return entry_id_parts(plan.oldest)
 
 
 async def _groups(redis: Redis, stream: str) -> dict[str, dict[str, Any]]:
@@ -362,7 +382,7 @@ async def _groups(redis: Redis, stream: str) -> dict[str, dict[str, Any]]:
         groups = await redis.xinfo_groups(stream)
     except ResponseError:  # no such stream
         return {}
-    return {_text(g["name"]): g for g in groups}
+    return {redis_text(g["name"]): g for g in groups}
 
 
 async def _unread_trimmed(redis: Redis, stream: str, group: dict[str, Any]) -> int:
@@ -402,7 +422,3 @@ def _raw(row: dict[str, Any]) -> dict[bytes, bytes]:
 
 def _id(cutoff: Cutoff) -> str:
     return f"{cutoff[0]}-{cutoff[1]}"
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -74,12 +74,6 @@ def row_hash(prev_hash: str, row: Mapping[str, Any]) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + canonical(row)).hexdigest()
 
 
-def entry_parts(entry_id: str) -> tuple[int, int]:
-    """``"1700000000000-3"`` -> ``(1700000000000, 3)``: stream ids compare as number pairs."""
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
 @dataclass(frozen=True, slots=True)
 class Head:
     """The last (seq, hash) of the chain, as kept outside the database."""

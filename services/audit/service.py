@@ -26,9 +26,11 @@ from bus import (
     Tx,
     connect,
     default_registry,
+    entry_id_parts,
     format_time,
     get_logger,
     keys,
+    redis_text,
 )
 from services._common import Migration
 from services.audit.backfill import BackfillReport
@@ -40,7 +42,6 @@ from services.audit.chain import (
     Report,
     Verifier,
     digest,
-    entry_parts,
     row_hash,
 )
 from services.audit.db import DDL, INSERT, METADATA
@@ -155,7 +156,7 @@ class Audit:
 
     def _record(self, envelope: Envelope, stream: str, entry_id: str) -> dict[str, Any]:
         classification = self.classification(envelope.type)
-        ms, seq = entry_parts(entry_id)
+        ms, seq = entry_id_parts(entry_id)
         extensions = envelope.extensions
         return {
             "stream": stream,
@@ -207,7 +208,7 @@ class Audit:
         seq, hash_ = await redis.hmget(head_key(), ["seq", "hash"])
         if seq is None or hash_ is None:
             return None
-        return Head(int(seq), hash_.decode() if isinstance(hash_, bytes) else hash_)
+        return Head(int(seq), redis_text(hash_))
 
     # -- read methods ------------------------------------------------------------------------
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from html import escape
 from importlib.resources import files
 from string import Template
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -43,13 +43,89 @@ from bus import (
     get_logger,
     parse_json,
 )
-from bus.admin import DeadLetterRef, NotFound, Target, UnknownGroup, UnknownStream
+from bus.admin import (
+    BrokenModule,
+    DeadLetterRef,
+    NotFound,
+    ReplayReport,
+    Target,
+    UnknownGroup,
+    UnknownStream,
+)
 from services._common import bearer_token, same_token
-
-if TYPE_CHECKING:
-    from services.monitor.service import Monitor
+from services.monitor.throughput import Throughput
 
 __all__ = ["build"]
+
+
+class Settings(Protocol):
+    """The monitor's settings the web app reads."""
+
+    @property
+    def refresh_s(self) -> float: ...
+
+    @property
+    def sample_s(self) -> float: ...
+
+    @property
+    def window_s(self) -> float: ...
+
+    def hosts(self) -> list[str]: ...
+
+    def proxies(self) -> list[str]: ...
+
+
+class Monitor(Protocol):
+    """What the web app uses of the monitor service (typed by use, so this module does not
+    import the service that builds it)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def token(self) -> bytes | None: ...
+
+    @property
+    def where(self) -> str: ...
+
+    @property
+    def throughput(self) -> Throughput: ...
+
+    @property
+    def last_map(self) -> tuple[str, str] | None: ...
+
+    @property
+    def last_ok(self) -> float | None: ...
+
+    @property
+    def last_error(self) -> str | None: ...
+
+    @property
+    def code_problems(self) -> Sequence[BrokenModule]: ...
+
+    async def snapshot(self, *, max_age_s: float | None = None) -> object: ...
+
+    async def status(self) -> dict[str, Any]: ...
+
+    async def dead_letters(
+        self, stream: str | None = None, group: str | None = None, *, limit: int | None = None
+    ) -> dict[str, Any]: ...
+
+    async def flow_svg(self) -> tuple[str, str]: ...
+
+    async def group_refs(
+        self, stream: str, group: str, *, upto: str | None = None
+    ) -> tuple[list[DeadLetterRef], int]: ...
+
+    async def replay(
+        self,
+        refs: list[DeadLetterRef],
+        *,
+        to: Target = Target.GROUP,
+        dry_run: bool = False,
+        by: str = "monitor",
+    ) -> ReplayReport: ...
+
 
 _log = get_logger("services.monitor")
 MAX_BODY = 64 * 1024

@@ -13,8 +13,10 @@ unknown account has an empty inbox: the answer does not say whether an account e
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from json import JSONDecodeError
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,14 +27,26 @@ from bus import StoreUnavailable, get_logger
 from services._common import bearer_token, same_token
 from services.notifier.mail import InvalidAddress
 
-if TYPE_CHECKING:
-    from services.notifier.service import Notifier
-
 MAX_LIMIT = 200
 _log = get_logger("services.notifier")
 
 
-def inbox_app(notifier: Notifier, token: str | None) -> Starlette:
+class Item(Protocol):
+    """A notice as the inbox serves it."""
+
+    def as_json(self) -> dict[str, str]: ...
+
+
+class Inbox(Protocol):
+    """What the API reads and writes: the notifier service (typed by use, so this module does
+    not import the service that mounts it)."""
+
+    async def inbox(self, account_id: str | uuid.UUID, *, limit: int = 50) -> Sequence[Item]: ...
+
+    async def set_contact(self, account_id: str | uuid.UUID, email: str | None) -> None: ...
+
+
+def inbox_app(notifier: Inbox, token: str | None) -> Starlette:
     """The ASGI app serving ``notifier``'s inbox to holders of ``token``."""
     secret = token.encode() if token is not None else None
 

@@ -18,7 +18,8 @@ Each token may make ``burst`` requests at once and ``per_minute`` sustained
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import uuid
+from typing import Any, Protocol
 
 from pydantic import TypeAdapter, ValidationError
 from starlette.applications import Starlette
@@ -29,16 +30,42 @@ from starlette.routing import Route
 from bus import StoreUnavailable, get_logger
 from schemas.common import NIK, AccountId
 from services._common import bearer_token
-from services.profile.policy import Caller
-
-if TYPE_CHECKING:
-    from services.profile.service import Profile
+from services.profile.metrics import LookupMetrics
+from services.profile.policy import Caller, Tokens
+from services.profile.ratelimit import RateLimit, Verdict
 
 _log = get_logger("services.profile.api")
 _NIK: TypeAdapter[str] = TypeAdapter(NIK)
 _ACCOUNT: TypeAdapter[Any] = TypeAdapter(AccountId)
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="simpul-profile"'}
 MAX_RECORDS = 1000
+
+
+class Profile(Protocol):
+    """What the API uses of the profile service (typed by use, so this module does not import
+    the service that builds it)."""
+
+    tokens: Tokens
+    rate: RateLimit
+    lookup_metrics: LookupMetrics
+
+    async def person(self, nik: str) -> dict[str, Any] | None: ...
+
+    async def by_account(self, account_id: str | uuid.UUID) -> dict[str, Any] | None: ...
+
+    async def admit(self, caller: Caller) -> Verdict: ...
+
+    async def record_access(
+        self,
+        caller: Caller,
+        lookup: str,
+        *,
+        nik: str | None,
+        outcome: int,
+        sections: tuple[str, ...],
+    ) -> None: ...
+
+    async def access_records(self, limit: int = 100) -> list[dict[str, Any]]: ...
 
 
 def build(profile: Profile) -> Starlette:

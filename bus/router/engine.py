@@ -1,0 +1,752 @@
+"""The router: the one trusted writer of department streams and inboxes (decision 0011).
+
+Two stages, each an ordered reader of one source at a time:
+
+* **admission** reads a producer's intake ``simpul:intake:{<principal>}``: an entry goes onto
+  its department stream (server-generated id ``*``, the producer's fields verbatim, so the
+  archive keeps the producer's signature verifiable) only if it is small enough, decodes, is of
+  a type its principal may publish, is signed by a key of that principal (the keyring: its
+  right to the type, validity window and age, measured against the router's clock, never the
+  intake's entry id) and satisfies its contract. Anything else goes to the producer's own dead
+  letters ``<intake>:dlq`` with the reason, acked in the same script.
+* **fan-out** reads each department stream (each partition on its own) and writes every entry
+  to the inbox of each approved subscription of its type, ``simpul:inbox:{<group>/<stream>}``,
+  with the fields that subscription may see (``bus.projection.forward``).
+
+Crash safety is at-least-once reading plus idempotent writes: every write is the publisher's
+script (``publish.lua``), which remembers the event id per target stream, so an entry read
+again after a crash (it stays pending with the router's consumer until acked) is written
+nowhere twice. Order: each source is read by one replica at a time (a lease beside the source),
+always with the same consumer name, so a replica taking over first reads what its predecessor
+left pending, in order, before anything new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib.resources import files
+from typing import Any, cast
+
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, ResponseError
+
+from bus import keys
+from bus.access.topology import Topology
+from bus.connection import TRANSIENT
+from bus.contracts import Registry, violation
+from bus.deadletter import SCRIPT as DEAD_LETTER_SCRIPT
+from bus.envelope import Envelope, format_time
+from bus.errors import ConfigurationError, DecodeError
+from bus.logging import get_logger
+from bus.projection import Disclosure, disclosures, forward
+from bus.signing import KeyRing, Signer
+
+_PUBLISH = files("bus").joinpath("publish.lua").read_text()
+_log = get_logger("bus.router")
+
+CONSUMER = "router"
+"""The consumer name of every router replica: a lease makes one replica read a source at a time,
+and the same name makes the next one find what the last left pending."""
+MAX_ENTRY_BYTES = 64 * 1024
+"""The default cap on an intake entry (field names and values, in bytes)."""
+
+Entries = list[tuple[bytes, dict[bytes, bytes]]]
+
+
+class RejectReason:
+    """Why admission refused an entry (``dlq.reason`` in the producer's dead letters); the
+    signature reasons are those of bus.deadletter.Reason."""
+
+    TOO_LARGE = "too_large"
+    UNDECODABLE = "undecodable"
+    TYPE_NOT_ALLOWED = "type_not_allowed"
+    UNKNOWN_TYPE = "unknown_type"
+    CONTRACT_VIOLATION = "contract_violation"
+    SIGNER_NOT_OWNER = "signer_not_owner"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why admission refused an entry: ``dlq.reason`` and ``dlq.error`` (no personal data)."""
+
+    reason: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One subscription's inbox for one department stream, and what it may see of a type."""
+
+    group: str
+    inbox: str
+    disclosure: Disclosure  # what the subscription may see of the type
+
+
+@dataclass
+class Counts:
+    """What the router did since it started (the exporter and the tests read these)."""
+
+    admitted: int = 0
+    duplicates: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    forwarded: int = 0
+    trimmed: int = 0
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """The router's knobs. ``lease_ms``: how long a replica owns a source without renewing
+    (a dead replica's sources move after this); ``block_ms`` must stay well below it."""
+
+    batch_size: int = 100
+    block_ms: int = 500
+    lease_ms: int = 5_000
+    max_entry_bytes: int = MAX_ENTRY_BYTES
+    dedupe_ttl_ms: int = 7 * 24 * 3600 * 1000
+    trim_every_s: float = 5.0
+
+
+class Router:
+    """One router replica. ``await run()`` until ``stop()``; several replicas share the work."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        topology: Topology,
+        registry: Registry,
+        *,
+        keyring: KeyRing | None,
+        signer: Signer | None = None,
+        config: RouterConfig | None = None,
+        replica: str = "router",
+    ) -> None:
+        """``keyring`` None: admission checks no signature (a bus without signing keys)."""
+        self.redis = redis
+        self.topology = topology
+        self.registry = registry
+        self.keyring = keyring
+        self.signer = signer
+        self.config = config or RouterConfig()
+        self.replica = replica
+        self.counts = Counts()
+        self._stopping = asyncio.Event()
+        self._shas: dict[str, str] = {}
+        self.may_publish = {p.principal: frozenset(p.publishes) for p in topology.publishers()}
+        self.intakes = sorted(keys.intake(p) for p in self.may_publish)
+        self.routes = self._routes()
+        self.sources = [*self.intakes, *sorted(self.routes)]
+        self.owned: set[str] = set()
+        self._log = _log.bind(replica=replica)
+
+    # -- the routing table ------------------------------------------------------------------
+
+    def _routes(self) -> dict[str, dict[str, list[Route]]]:
+        """Department stream -> event type -> the subscriptions' inboxes."""
+        approved = disclosures(self.topology)
+        table: dict[str, dict[str, list[Route]]] = {}
+        for service in self.topology.services:
+            for subscription in service.subscriptions:
+                aggregate = keys.aggregate_of(subscription.type)
+                for stream in keys.streams(aggregate):
+                    route = Route(
+                        service.group,
+                        keys.inbox(stream, service.group),
+                        approved[(service.group, subscription.type)],
+                    )
+                    table.setdefault(stream, {}).setdefault(subscription.type, []).append(route)
+        return table
+
+    def inboxes(self) -> list[tuple[str, str]]:
+        """Every (inbox, group) the router writes."""
+        return sorted({(r.inbox, r.group) for t in self.routes.values() for rs in t.values()
+                       for r in rs})  # fmt: skip
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Read every source this replica can lease, until :meth:`stop`. Refuses to start
+        without a signing key when a subscription is a projection (it could forward nothing)."""
+        if self.signer is None:
+            projected = sorted({(r.group, r.disclosure.event_type)
+                                for t in self.routes.values() for rs in t.values() for r in rs
+                                if r.disclosure.fields is not None})  # fmt: skip
+            if projected:
+                group, event_type = projected[0]
+                raise ConfigurationError(
+                    f"the router needs its signing key (SIMPUL_SIGNING_KEY_FILE, SIMPUL_SIGNER): "
+                    f"{len(projected)} subscriptions are projections it must sign, e.g. "
+                    f"{group}'s to {event_type}"
+                )
+        self._log.info("router_started", sources=len(self.sources))
+        tasks = [
+            asyncio.create_task(self._source_loop(s), name=f"router:{s}") for s in self.sources
+        ]
+        tasks.append(asyncio.create_task(self._trim_loop(), name="router:trim"))
+        try:
+            await self._stopping.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self._stopping.is_set():  # a graceful stop hands its sources over at once
+                with contextlib.suppress(*TRANSIENT):
+                    for source in list(self.owned):
+                        await self._release(source)
+            self._log.info("router_stopped")
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _source_loop(self, source: str) -> None:
+        delay = 0.05
+        drained = False  # nothing pending with the router's consumer on this source
+        task = asyncio.current_task()
+        while not self._stopping.is_set():
+            # redis-py may swallow a cancellation that hits a command in flight: ask the task.
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
+            try:
+                if not await self._lease(source):
+                    drained = False  # whoever has it may leave entries pending
+                    await self._sleep(self.config.lease_ms / 3000)
+                    continue
+                if not drained:
+                    await self._ensure_group(source)
+                # What this source's consumer has pending (a predecessor's, or ours after an
+                # error) comes first, in order; then what is new. Once nothing is pending, only
+                # new entries are read while the lease stays ours (one round trip a turn).
+                pending = [] if drained else await self._read(source, "0", block=None)
+                drained = not pending
+                entries = pending or await self._read(source, ">", block=self.config.block_ms)
+                if entries:
+                    await self.route(source, entries)
+                delay = 0.05
+            except asyncio.CancelledError:
+                raise
+            except (ResponseError, *TRANSIENT) as exc:
+                drained = False  # a batch may be left pending: read it again first
+                self._log.warning("router_source_failed", source=source, error=str(exc)[:200])
+                await self._sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except Exception as exc:  # a bug must not silently stop a source: log, retry
+                drained = False
+                self._log.error("router_source_crashed", source=source,
+                                error_type=type(exc).__name__, error=str(exc)[:200])  # fmt: skip
+                await self._sleep(5.0)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _lease(self, source: str) -> bool:
+        """Take or renew the lease on ``source`` (SET NX GET: no script needed)."""
+        key = keys.router_lease(source)
+        holder: Any = await self.redis.set(
+            key, self.replica, nx=True, get=True, px=self.config.lease_ms
+        )
+        if holder is None:
+            self.owned.add(source)
+            return True
+        if holder.decode() == self.replica:
+            await self.redis.pexpire(key, self.config.lease_ms)
+            self.owned.add(source)
+            return True
+        self.owned.discard(source)
+        return False
+
+    async def _release(self, source: str) -> None:
+        key = keys.router_lease(source)
+        holder: Any = await self.redis.get(key)
+        if holder is not None and holder.decode() == self.replica:
+            await self.redis.delete(key)
+        self.owned.discard(source)
+
+    async def _ensure_group(self, source: str) -> None:
+        try:
+            await self.redis.xgroup_create(source, keys.ROUTER_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _read(self, source: str, cursor: str, *, block: int | None) -> Entries:
+        reply = await self.redis.xreadgroup(
+            keys.ROUTER_GROUP, CONSUMER, {source: cursor}, count=self.config.batch_size,
+            block=block,
+        )  # fmt: skip
+        if not reply:
+            return []
+        _, entries = cast(Any, reply)[0]
+        # A pending entry deleted meanwhile comes back with no fields: nothing to route.
+        return [(e, f) for e, f in cast(Entries, entries) if f]
+
+    # -- routing one batch --------------------------------------------------------------------
+
+    async def route(self, source: str, entries: Entries) -> None:
+        """Admit (from an intake) or fan out (from a department stream) one batch, then ack."""
+        owner = keys.intake_owner(source)
+        if owner is not None:
+            await self._admit(source, owner, entries)
+        else:
+            await self._fan_out(source, entries)
+
+    async def _admit(self, intake: str, owner: str, entries: Entries) -> None:
+        now_ms = await self._now_ms()
+        calls: list[tuple[str, str, list[bytes]]] = []  # (stream, seen key, fields)
+        rejects: list[tuple[bytes, dict[bytes, bytes], str, str]] = []
+        for entry_id, raw in entries:
+            verdict = self.check(owner, raw, now_ms)
+            if isinstance(verdict, Refusal):
+                rejects.append((entry_id, raw, verdict.reason, verdict.error))
+                continue
+            stream, event_id = verdict
+            calls.append((stream, keys.seen(stream, event_id), _flat(raw)))
+        replies = await self._publish_all(calls)
+        for added, _entry in replies:
+            if added:
+                self.counts.admitted += 1
+            else:
+                self.counts.duplicates += 1
+        for entry_id, raw, reason, error in rejects:
+            await self._reject(intake, owner, entry_id, raw, reason, error, now_ms)
+        admitted = [e for e, _ in entries if e not in {r[0] for r in rejects}]
+        if admitted:
+            await self.redis.xack(intake, keys.ROUTER_GROUP, *admitted)
+        # Everything up to the last entry of the batch is settled (admitted or dead-lettered):
+        # the intake keeps nothing the router has done with.
+        await self.redis.xtrim(intake, minid=_next_id(entries[-1][0]), approximate=False)
+
+    def check(  # noqa: PLR0911  (one return per check, in the order they are made)
+        self, owner: str, raw: Mapping[bytes, bytes], now_ms: int
+    ) -> tuple[str, str] | Refusal:
+        """(stream, event id) for an entry to admit, else why it is refused."""
+        size = sum(len(k) + len(v) for k, v in raw.items())
+        if size > self.config.max_entry_bytes:
+            return Refusal(RejectReason.TOO_LARGE,
+                    f"the entry is {size} bytes, more than the {self.config.max_entry_bytes} "
+                    "bytes an event may have")  # fmt: skip
+        try:
+            envelope = Envelope.from_fields(raw)
+        except DecodeError as exc:
+            return Refusal(RejectReason.UNDECODABLE, str(exc))
+        allowed = self.may_publish.get(owner, frozenset())
+        if envelope.type not in allowed:
+            return Refusal(RejectReason.TYPE_NOT_ALLOWED,
+                    f"principal {owner} may not publish type {envelope.type[:120]}")  # fmt: skip
+        if self.keyring is not None:
+            # Arrival is now, by the router's clock: an intake's entry ids are the producer's
+            # to choose (an explicit id in 2100 must not make its events look stale or fresh).
+            rejected = self.keyring.check(envelope, raw, f"{now_ms}-0")
+            if rejected is not None:
+                return Refusal(str(rejected.reason), rejected.error)
+            key = self.keyring.get(envelope.signer or "")
+            if key is not None and key.principal != owner:
+                return Refusal(RejectReason.SIGNER_NOT_OWNER,
+                        f"signed by key {key.key_id} of principal {key.principal}, not by a key "
+                        f"of {owner}, whose intake it came through")  # fmt: skip
+        if envelope.type not in self.registry:
+            return Refusal(
+                RejectReason.UNKNOWN_TYPE, f"no contract is registered for type {envelope.type}"
+            )
+        model = self.registry.resolve(envelope.type)
+        try:
+            model.model_validate_json(envelope.data)
+        except ValidationError as exc:  # its own text may quote personal data: ours does not
+            return Refusal(RejectReason.CONTRACT_VIOLATION, str(violation(envelope.type, exc)))
+        try:
+            stream = keys.stream_of(envelope.type, envelope.subject)
+        except ValueError as exc:
+            return Refusal(RejectReason.UNDECODABLE, str(exc))
+        return stream, envelope.id
+
+    async def _reject(  # noqa: PLR0917
+        self,
+        intake: str,
+        owner: str,
+        entry_id: bytes,
+        raw: Mapping[bytes, bytes],
+        reason: str,
+        error: str,
+        now_ms: int,
+    ) -> None:
+        fields: list[bytes] = []
+        if reason != RejectReason.TOO_LARGE:  # an oversized entry is not copied: its reason is
+            fields = _flat(raw)
+        fields += [
+            b"dlq.reason", reason.encode(), b"dlq.error", error[:500].encode(),
+            b"dlq.stream", intake.encode(), b"dlq.entry", entry_id,
+            b"dlq.group", keys.ROUTER_GROUP.encode(), b"dlq.attempts", b"1",
+            b"dlq.time", format_time(datetime.fromtimestamp(now_ms / 1000, UTC)).encode(),
+        ]  # fmt: skip
+        # Ack and dead-letter in one script: the intake and its dead letters share a slot.
+        sha = await self._sha(DEAD_LETTER_SCRIPT)
+        await self.redis.evalsha(
+            sha, 2, intake, keys.intake_dead_letters(owner), keys.ROUTER_GROUP, entry_id, *fields
+        )
+        self.counts.rejected[reason] = self.counts.rejected.get(reason, 0) + 1
+        self._log.info("event_rejected", intake=intake, entry_id=entry_id.decode(), reason=reason)
+
+    async def _fan_out(self, stream: str, entries: Entries) -> None:
+        by_type = self.routes.get(stream, {})
+        calls: list[tuple[str, str, list[bytes]]] = []
+        for entry_id, raw in entries:
+            event_type = raw.get(b"type", b"").decode(errors="replace")
+            event_id = raw.get(b"id", b"").decode(errors="replace")
+            for route in by_type.get(event_type, ()):
+                fields = self._forward(raw, route, entry_id.decode())
+                calls.append((route.inbox, keys.seen(route.inbox, event_id or entry_id.decode()),
+                              fields))  # fmt: skip
+        replies = await self._publish_all(calls)
+        self.counts.forwarded += sum(1 for added, _ in replies if added)
+        await self.redis.xack(stream, keys.ROUTER_GROUP, *(e for e, _ in entries))
+
+    def _forward(self, raw: Mapping[bytes, bytes], route: Route, origin: str) -> list[bytes]:
+        """The inbox entry: projected and signed by the router (decision 0012); without a
+        router key (a bus without signing), the original as it is, where every field is
+        approved — never more than approved."""
+        if self.signer is None:
+            if route.disclosure.fields is not None:
+                raise ConfigurationError(
+                    f"the router has no signing key (SIMPUL_SIGNING_KEY_FILE), and "
+                    f"{route.group}'s subscription to {route.disclosure.event_type} is a "
+                    "projection, which the router must sign"
+                )
+            return _flat(raw)
+        out = forward(raw, disclosure=route.disclosure, signer=self.signer, origin=origin)
+        return [part.encode() for name, value in out.items() for part in (name, value)]
+
+    async def _publish_all(self, calls: Sequence[tuple[str, str, list[bytes]]]) -> list[Any]:
+        """Idempotent writes (publish.lua: the event id remembered per target), one pipeline."""
+        if not calls:
+            return []
+        ttl = str(self.config.dedupe_ttl_ms).encode()
+        for attempt in (1, 2):
+            sha = await self._sha(_PUBLISH)
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for stream, seen, fields in calls:
+                        pipe.execute_command(
+                            "EVALSHA", sha, 2, stream.encode(), seen.encode(), ttl, b"", *fields
+                        )
+                    replies: list[Any] = await pipe.execute()
+                    return replies
+            except NoScriptError:
+                self._shas.clear()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _sha(self, script: str) -> str:
+        sha = self._shas.get(script)
+        if sha is None:
+            sha = self._shas[script] = await self.redis.script_load(script)
+        return sha
+
+    async def _now_ms(self) -> int:
+        seconds, micros = await self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    # -- trimming inboxes once their group has acked -------------------------------------------
+
+    async def _trim_loop(self) -> None:
+        while not self._stopping.is_set():
+            await self._sleep(self.config.trim_every_s)
+            with contextlib.suppress(ResponseError, *TRANSIENT):
+                await self.trim_inboxes()
+
+    async def trim_inboxes(self) -> int:
+        """Drop what each inbox's group has acked (the department stream keeps the archive
+        copy). Returns how many entries went. Only the replica owning the inbox's department
+        stream trims it, so one replica does each."""
+        removed = 0
+        for inbox, group in self.inboxes():
+            source = keys.inbox_of(inbox)
+            if source is None or source[0] not in self.owned:
+                continue
+            removed += await trim_inbox(self.redis, inbox, group)
+        self.counts.trimmed += removed
+        return removed
+
+
+async def trim_inbox(redis: Redis, inbox: str, group: str) -> int:
+    """XTRIM an inbox below the oldest entry ``group`` still needs: its oldest pending entry,
+    else its last-delivered id. Nothing happens before the group exists (a service not yet
+    started finds its whole inbox)."""
+    try:
+        groups = await redis.xinfo_groups(inbox)
+    except ResponseError:  # no such key
+        return 0
+    found = next((g for g in groups if _text(g["name"]) == group), None)
+    if found is None:
+        return 0
+    floor = _text(found["last-delivered-id"])
+    if int(found["pending"]):
+        oldest: Any = (await redis.xpending_range(inbox, group, min="-", max="+", count=1))[0]
+        floor = _text(oldest["message_id"])
+    if floor == "0-0":
+        return 0
+    return int(await redis.xtrim(inbox, minid=floor, approximate=False))
+
+
+def _next_id(entry_id: bytes) -> str:
+    """The smallest entry id after ``entry_id`` (XTRIM MINID keeps ids >= its argument)."""
+    ms, _, seq = entry_id.decode().partition("-")
+    if int(seq) < 2**64 - 1:
+        return f"{ms}-{int(seq) + 1}"
+    return f"{int(ms) + 1}-0" if int(ms) < 2**64 - 1 else f"{ms}-{seq}"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _flat(raw: Mapping[bytes, bytes]) -> list[bytes]:
+    out: list[bytes] = []
+    for name, value in raw.items():
+        out += (name, value)
+    return out
+
+
+# -- far-future entry ids -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AheadOfTime:
+    """A stream whose last-generated id lies ahead of Redis's clock."""
+
+    stream: str
+    last_id: str
+    ahead_s: float
+
+
+async def ahead_of_time(
+    redis: Redis, streams: Sequence[str], *, tolerance: timedelta = timedelta(minutes=5)
+) -> list[AheadOfTime]:
+    """The streams whose ``last-generated-id`` is more than ``tolerance`` ahead of ``TIME``: an
+    explicit far-future (or the maximum) id was added to them, so every later ``*`` id lies
+    there too (or every later add fails)."""
+    seconds, micros = await redis.time()
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    found = []
+    for stream in streams:
+        try:
+            info = await redis.xinfo_stream(stream)
+        except ResponseError:
+            continue
+        last = _text(info["last-generated-id"])
+        ms = int(last.split("-")[0])
+        ahead_ms = ms - now_ms
+        if ahead_ms > tolerance.total_seconds() * 1000:
+            found.append(AheadOfTime(stream, last, ahead_ms / 1000))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeReset:
+    """What :func:`reset_intake` did."""
+
+    intake: str
+    moved: int
+    last_id_before: str
+
+
+async def reset_intake(redis: Redis, principal: str, *, hold_ms: int = 60_000) -> IntakeReset:
+    """Give a producer a fresh intake (as the admin): the entries the router has not settled yet
+    (pending or never read) move, in order, to a new stream with server-generated ids, which
+    takes the intake's name; the router's group starts at its beginning. Router replicas stand
+    off while it runs (it holds their lease). Recovers an intake wedged by a far-future or
+    maximum explicit id; the department stream and every other intake are untouched."""
+    intake = keys.intake(principal)
+    lease = keys.router_lease(intake)
+    holder = f"reset-intake-{time.time_ns()}"
+    # Take the lease from whoever has it; a router replica renewing meanwhile finds it taken.
+    await redis.set(lease, holder, px=hold_ms)
+    try:
+        info = await redis.xinfo_stream(intake)
+    except ResponseError:
+        await redis.delete(lease)
+        return IntakeReset(intake, 0, "0-0")
+    last_before = _text(info["last-generated-id"])
+    keep: list[tuple[bytes, dict[bytes, bytes]]] = []
+    groups = {_text(g["name"]): g for g in await redis.xinfo_groups(intake)}
+    router = groups.get(keys.ROUTER_GROUP)
+    delivered = _text(router["last-delivered-id"]) if router else "0-0"
+    pending: set[bytes] = set()
+    if router and int(router["pending"]):
+        items: Any = await redis.xpending_range(
+            intake, keys.ROUTER_GROUP, min="-", max="+", count=1_000_000
+        )
+        for item in items:
+            pending.add(item["message_id"])
+    async for entry_id, fields in _scan(redis, intake):
+        if entry_id in pending or _after(entry_id.decode(), delivered):
+            keep.append((entry_id, fields))
+    fresh = f"{intake}:reset"
+    await redis.delete(fresh)
+    for _, fields in keep:
+        await redis.xadd(fresh, fields)  # type: ignore[arg-type]
+    await redis.xgroup_create(fresh, keys.ROUTER_GROUP, id="0", mkstream=True)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(intake)
+        pipe.rename(fresh, intake)
+        await pipe.execute()
+    await redis.delete(lease)
+    _log.warning("intake_reset", intake=intake, moved=len(keep), last_id_before=last_before)
+    return IntakeReset(intake, len(keep), last_before)
+
+
+async def _scan(redis: Redis, stream: str, count: int = 500) -> Any:
+    start = "-"
+    while True:
+        batch: Any = await redis.xrange(stream, min=start, max="+", count=count)
+        for entry_id, fields in batch:
+            yield entry_id, fields
+        if len(batch) < count:
+            return
+        start = "(" + batch[-1][0].decode()
+
+
+def _after(entry_id: str, other: str) -> bool:
+    a, _, b = entry_id.partition("-")
+    c, _, d = other.partition("-")
+    return (int(a), int(b or 0)) > (int(c), int(d or 0))
+
+
+# -- migration from shared groups, backfill of a new subscription ----------------------------
+
+
+@dataclass
+class Migration:
+    """What :func:`migrate` did: per inbox, how many entries it wrote (and ``done`` markers)."""
+
+    positions: dict[str, str] = field(default_factory=dict)  # stream -> router group start
+    copied: dict[str, int] = field(default_factory=dict)  # inbox -> entries written
+    markers: int = 0
+
+
+async def migrate(router: Router, *, hold_ms: int = 120_000) -> Migration:
+    """Move a running bus from shared groups on the department streams to inboxes (decision
+    0011, "Migration"). ``router`` must be built on an admin connection; the services must be
+    stopped (their groups' positions frozen) and no router running. For each department
+    stream: the router's group is created at the stream's current end R; for each of its
+    subscriptions whose service group exists there, the group's pending entries and every
+    entry after its last-delivered id up to R are written to its inbox, in id order, with the
+    router's dedupe markers; the group's ``done`` markers of those events are copied, so a
+    ``once`` handler that ran but was not acked does not run again. A stream already migrated
+    (the router's group exists) is left alone."""
+    report = Migration()
+    redis = router.redis
+    for stream, by_type in sorted(router.routes.items()):
+        lease = keys.router_lease(stream)
+        await redis.set(lease, "migrate", px=hold_ms)
+        try:
+            await _migrate_stream(router, stream, by_type, report)
+        finally:
+            await redis.delete(lease)
+    return report
+
+
+async def _migrate_stream(
+    router: Router, stream: str, by_type: Mapping[str, list[Route]], report: Migration
+) -> None:
+    redis = router.redis
+    try:
+        info: Any = await redis.xinfo_stream(stream)
+        end = _text(info["last-generated-id"])
+    except ResponseError:  # no stream yet: nothing to copy
+        end = "0-0"
+    try:
+        await redis.xgroup_create(stream, keys.ROUTER_GROUP, id=end, mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" in str(exc):
+            return  # migrated before
+        raise
+    report.positions[stream] = end
+    groups = {_text(g["name"]): g for g in await redis.xinfo_groups(stream)}
+    routes = {r.group: r for rs in by_type.values() for r in rs}
+    for group, route in sorted(routes.items()):
+        found = groups.get(group)
+        if found is None:
+            continue  # never consumed: the inbox starts with what the router forwards
+        types = {t: r for t, rs in by_type.items() for r in rs if r.group == group}
+        copied, markers = await _copy(router, stream, route, types=types, group=found, end=end)
+        report.copied[route.inbox] = copied
+        report.markers += markers
+
+
+async def _copy(
+    router: Router, stream: str, route: Route, *, types: Mapping[str, Route], group: Any, end: str
+) -> tuple[int, int]:
+    """``types``: each event type routed to this group, with its route (its disclosure)."""
+    redis = router.redis
+    wanted: dict[bytes, dict[bytes, bytes]] = {}
+    if int(group["pending"]):
+        items: Any = await redis.xpending_range(
+            stream, route.group, min="-", max="+", count=1_000_000
+        )
+        for item in items:
+            entry: Any = await redis.xrange(stream, min=item["message_id"], max=item["message_id"])
+            if entry:
+                wanted[entry[0][0]] = entry[0][1]
+    start = "(" + _text(group["last-delivered-id"])
+    async for entry_id, fields in _scan_from(redis, stream, start, end):
+        wanted[entry_id] = fields
+    calls, events = [], []
+    for entry_id in sorted(wanted, key=lambda e: _id_key(e.decode())):
+        fields = wanted[entry_id]
+        typed = types.get(fields.get(b"type", b"").decode(errors="replace"))
+        if typed is None:
+            continue
+        event_id = fields.get(b"id", b"").decode(errors="replace") or entry_id.decode()
+        forwarded = router._forward(fields, typed, entry_id.decode())
+        calls.append((route.inbox, keys.seen(route.inbox, event_id), forwarded))
+        events.append(event_id)
+    await router._publish_all(calls)
+    markers = 0
+    for event_id in events:
+        old = keys.done(stream, route.group, event_id)
+        value, ttl = await redis.get(old), await redis.pttl(old)
+        if value == b"done":
+            await redis.set(keys.done(route.inbox, route.group, event_id), value,
+                            px=ttl if ttl > 0 else router.config.dedupe_ttl_ms)  # fmt: skip
+            markers += 1
+    return len(calls), markers
+
+
+async def backfill(router: Router, stream: str, group: str, *, after: str = "0-0") -> int:
+    """Write the entries of ``stream`` after ``after`` up to the router's position on it into
+    ``group``'s inbox (a subscription added later). Run it with the routers stopped, before
+    they start with the new topology: their writes would otherwise interleave with these."""
+    routes = {r.group: r for rs in router.routes.get(stream, {}).values() for r in rs}
+    route = routes.get(group)
+    if route is None:
+        raise ValueError(f"group {group} has no subscription on {stream} in the topology")
+    groups = {_text(g["name"]): g for g in await router.redis.xinfo_groups(stream)}
+    mine = groups.get(keys.ROUTER_GROUP)
+    end = _text(mine["last-delivered-id"]) if mine else "0-0"
+    types = {t: r for t, rs in router.routes[stream].items() for r in rs if r.group == group}
+    fake = {"pending": 0, "last-delivered-id": after}
+    copied, _ = await _copy(router, stream, route, types=types, group=fake, end=end)
+    return copied
+
+
+async def _scan_from(redis: Redis, stream: str, start: str, end: str, count: int = 500) -> Any:
+    if _id_key(end) == (0, 0):
+        return
+    while True:
+        batch: Any = await redis.xrange(stream, min=start, max=end, count=count)
+        for entry_id, fields in batch:
+            yield entry_id, fields
+        if len(batch) < count:
+            return
+        start = "(" + batch[-1][0].decode()
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)

@@ -1,0 +1,138 @@
+"""A routed bus for tests (decision 0011): a private Redis 7 with the ACL rendered from
+deploy/topology.yaml plus the router principal, each principal connecting with its own
+password, and a router replica running in-process as the ``router`` user."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from redis import Redis as SyncRedis
+from redis.asyncio import Redis
+
+from bus.access import acl
+from bus.access.topology import Topology, contracts
+from bus.connection import connect
+from bus.contracts import default_registry
+from bus.local.redis import find_redis_server, free_port
+from bus.router import Router, RouterConfig
+from bus.signing import KeyRing, Signer
+
+ROOT = Path(__file__).parent.parent.parent
+ADMIN = "operator"
+ROUTER = "router"
+
+
+def routed_document() -> dict[str, Any]:
+    document = yaml.safe_load((ROOT / "deploy/topology.yaml").read_text())
+    document["delivery"] = "router"
+    return dict(document)
+
+
+TOPOLOGY: Topology = Topology.parse(routed_document(), registry=contracts())
+PASSWORDS = {
+    **acl.passwords(
+        TOPOLOGY,
+        {**acl.read_env_file(ROOT / "deploy/dev.env"),
+         "SIMPUL_REDIS_PASSWORD_ROUTER": "dev-router-test-password-0123"},  # until dev.env has it
+    ),
+}  # fmt: skip
+
+
+def signer(principal: str) -> Signer:
+    key = next(k for k in TOPOLOGY.signing_keys() if k.principal == principal)
+    return Signer.from_file(ROOT / "deploy/keys" / f"{key.key_id}.key", key.key_id)
+
+
+def router_signer() -> Signer:
+    assert TOPOLOGY.router is not None
+    key = TOPOLOGY.router.keys[0].id
+    return Signer.from_file(ROOT / "deploy/keys" / f"{key}.key", key)
+
+
+def keyring() -> KeyRing:
+    return KeyRing(TOPOLOGY.signing_keys())
+
+
+@dataclass
+class RoutedServer:
+    port: int
+    folder: Path
+    proc: subprocess.Popen[bytes]
+
+    def url(self, principal: str) -> str:
+        return f"redis://{principal}:{PASSWORDS[principal]}@127.0.0.1:{self.port}/0"
+
+    def admin(self) -> SyncRedis:
+        return SyncRedis(port=self.port, username=ADMIN, password=PASSWORDS[ADMIN])
+
+    def connect(self, principal: str) -> Redis:
+        return connect(self.url(principal), client_name=f"test:{principal}")
+
+    def router(self, replica: str = "router-1", **config: Any) -> Router:
+        values = {"block_ms": 50, "lease_ms": 1_000, "trim_every_s": 0.2, **config}
+        return Router(
+            self.connect(ROUTER), TOPOLOGY, default_registry, keyring=keyring(),
+            signer=router_signer(), config=RouterConfig(**values), replica=replica,
+        )  # fmt: skip
+
+
+def start_server(folder: Path) -> RoutedServer:
+    binary = find_redis_server()
+    aclfile = folder / "users.acl"
+    aclfile.write_text(acl.render(TOPOLOGY, PASSWORDS))
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(folder), "--aclfile", str(aclfile), "--logfile", str(folder / "redis.log")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    found = RoutedServer(port, folder, proc)
+    deadline = time.monotonic() + 10
+    with found.admin() as admin:
+        while True:
+            try:
+                admin.ping()
+                return found
+            except Exception:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    pytest.fail("redis-server did not start with the routed ACL")
+                time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def routed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoutedServer]:
+    server = start_server(tmp_path_factory.mktemp("routed-redis"))
+    try:
+        yield server
+    finally:
+        server.proc.terminate()
+        server.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def routed(routed_server: RoutedServer) -> RoutedServer:
+    with routed_server.admin() as admin:
+        admin.flushall()
+        admin.script_flush()
+    return routed_server
+
+
+@contextlib.asynccontextmanager
+async def running(router: Router) -> AsyncIterator[Router]:
+    task = asyncio.create_task(router.run())
+    try:
+        yield router
+    finally:
+        router.stop()
+        await asyncio.wait_for(task, 10)
+        await router.redis.aclose()

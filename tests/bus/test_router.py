@@ -1,0 +1,602 @@
+"""The router against a real Redis 7 with the routed ACLs loaded (decision 0011).
+
+Every principal connects with its own password: producers can only write their intake, the
+router admits and fans out, a service reads only its own inboxes. What the issue names is
+tried with the attacker's own credentials: another service's inbox group (read, ack, claim,
+setid, LASTID), a far-future and the maximum entry id on an intake, oversized entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoPermissionError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from typer.testing import CliRunner
+
+from bus import EventContext, Publisher, Service, keys
+from bus.admin.exporter import _ahead_or_empty
+from bus.cli.app import app
+from bus.connection import connect
+from bus.contracts import Contract, default_registry
+from bus.local.redis import EmbeddedRedis
+from bus.router import Router, RouterConfig, ahead_of_time, migrate, reset_intake
+from bus.testing import quick_settings, wait_until
+from schemas.bapenda import PaymentReceived
+from schemas.dukcapil import CitizenBorn, CitizenDied
+from tests.bus.routed import (
+    ADMIN,
+    ROOT,
+    TOPOLOGY,
+    RoutedServer,
+    routed_document,
+    router_signer,
+    running,
+    signer,
+)
+
+EXAMPLES = ROOT / "schemas" / "examples"
+CITIZEN = keys.stream("dukcapil.citizen")
+PAYMENT = keys.stream("bapenda.payment")
+DINSOS = keys.inbox(CITIZEN, "dinsos")
+DINKES = keys.inbox(CITIZEN, "dinkes")
+FAR_FUTURE = "4102444800000-0"  # 2100-01-01
+MAXIMUM = "18446744073709551615-18446744073709551615"
+
+
+def example(model: type[Contract], n: int = 0) -> Contract:
+    folder = EXAMPLES / model.__contract__.event_type
+    first = sorted(folder.glob("valid-*.json"))[0]
+    return model.parse(first.read_text())
+
+
+def publisher(routed: RoutedServer, principal: str, redis: Redis | None = None) -> Publisher:
+    client = redis or routed.connect(principal)
+    return Publisher(client, source=f"urn:malangkota:test:{principal}", signer=signer(principal),
+                     intake=principal)  # fmt: skip
+
+
+async def _entries(admin: Redis, key: str) -> list[dict[bytes, bytes]]:
+    return [fields for _, fields in await admin.xrange(key)]
+
+
+async def test_an_event_goes_intake_router_department_stream_and_each_approved_inbox(
+    routed: RoutedServer,
+) -> None:
+    admin = routed.connect(ADMIN)
+    dukcapil = publisher(routed, "adapter-dukcapil")
+    born = await dukcapil.publish(example(CitizenBorn), id="born-1")
+    died = await dukcapil.publish(example(CitizenDied), id="died-1")
+    assert born.stream == keys.intake("adapter-dukcapil")
+    async with running(routed.router()):
+        await wait_until(lambda: _len(admin, DINSOS, 2), timeout=10)
+        await wait_until(lambda: _len(admin, DINKES, 1), timeout=10)
+        await wait_until(lambda: _len(admin, keys.intake("adapter-dukcapil"), 0), timeout=10)
+    # The department stream holds each event once, with the producer's signed fields verbatim.
+    stream = await _entries(admin, CITIZEN)
+    assert [f[b"id"] for f in stream] == [b"born-1", b"died-1"]
+    assert stream[0][b"signer"] == b"adapter-dukcapil-dev-2026"
+    # dinkes subscribed to births only: its inbox holds no death.
+    assert [f[b"type"] for f in await _entries(admin, DINKES)] == [b"dukcapil.citizen.born.v1"]
+    # Need-to-know: dinkes' copy of the birth carries no NIK; dinsos' does (approved).
+    [dinkes_birth] = await _entries(admin, DINKES)
+    assert "nik" not in json.loads(dinkes_birth[b"data"])
+    assert dinkes_birth[b"signer"] == b"router-dev-2026"
+    dinsos_birth = (await _entries(admin, DINSOS))[0]
+    assert "nik" in json.loads(dinsos_birth[b"data"])
+    assert [f[b"id"] for f in await _entries(admin, DINSOS)] == [b"born-1", b"died-1"]
+    # The audit's inbox has everything; the notifier (deaths, not births) one.
+    assert await admin.xlen(keys.inbox(CITIZEN, "audit")) == 2
+    assert await admin.xlen(keys.inbox(CITIZEN, "notifier")) == 1
+    # Publishing the same event again changes nothing anywhere.
+    again = await dukcapil.publish(example(CitizenDied), id="died-1")
+    assert again.duplicate and died.entry_id == again.entry_id
+    await admin.aclose()
+
+
+async def _len(admin: Redis, key: str, n: int) -> bool:
+    return bool(await admin.xlen(key) == n)
+
+
+async def test_a_service_consumes_its_inbox_under_its_own_principal(
+    routed: RoutedServer,
+) -> None:
+    admin = routed.connect(ADMIN)
+    dukcapil = publisher(routed, "adapter-dukcapil")
+    for i in range(5):
+        await dukcapil.publish(example(CitizenDied), id=f"died-{i}")
+    settings = quick_settings(routed.url("svc-dinsos"), inboxes=True)
+    service = Service("dinsos", settings=settings)
+    seen: list[str] = []
+
+    @service.on(CitizenDied, once=True)
+    async def on_died(event: CitizenDied, ctx: EventContext) -> None:
+        assert ctx.stream == DINSOS
+        seen.append(ctx.event_id)
+
+    async with running(routed.router()), service.running():
+        await wait_until(lambda: len(seen) == 5, timeout=15)
+    assert seen == [f"died-{i}" for i in range(5)]
+    [group] = await admin.xinfo_groups(DINSOS)
+    assert group["pending"] == 0
+    await admin.aclose()
+
+
+# -- isolation: one service against another's inbox ------------------------------------------
+
+
+async def test_dinkes_credentials_cannot_read_ack_claim_or_move_dinsos_inbox(
+    routed: RoutedServer,
+) -> None:
+    """The attack of issue 16, with svc-dinkes's own password: every way to make dinsos miss
+    a death is refused, and dinsos still gets it."""
+    admin = routed.connect(ADMIN)
+    dinkes = routed.connect("svc-dinkes")
+    await publisher(routed, "adapter-dukcapil").publish(example(CitizenDied), id="died-x")
+    async with running(routed.router()):
+        await wait_until(lambda: _len(admin, DINSOS, 1), timeout=10)
+    await admin.xgroup_create(DINSOS, "dinsos", "0")
+    [[_, [(entry, _)]]] = await admin.xreadgroup("dinsos", "d1", {DINSOS: ">"})
+    attacks: dict[str, Any] = {
+        "read": ("XREADGROUP", "GROUP", "dinsos", "evil", "STREAMS", DINSOS, "0"),
+        "read-own-group": ("XREADGROUP", "GROUP", "dinkes", "evil", "STREAMS", DINSOS, ">"),
+        "ack": ("XACK", DINSOS, "dinsos", entry),
+        "claim": ("XCLAIM", DINSOS, "dinsos", "evil", "0", entry),
+        "claim-lastid": ("XCLAIM", DINSOS, "dinsos", "evil", "0", entry, "LASTID", MAXIMUM),
+        "autoclaim": ("XAUTOCLAIM", DINSOS, "dinsos", "evil", "0", "0"),
+        "setid": ("XGROUP", "SETID", DINSOS, "dinsos", "$"),
+        "destroy": ("XGROUP", "DESTROY", DINSOS, "dinsos"),
+        "create-group": ("XGROUP", "CREATE", DINSOS, "evil", "$"),
+        "range": ("XRANGE", DINSOS, "-", "+"),
+        "pending": ("XPENDING", DINSOS, "dinsos"),
+        "dead-letter": ("XADD", keys.dead_letters(DINSOS, "dinsos"), "*", "dlq.reason", "x"),
+        "done-marker": ("SET", keys.done(DINSOS, "dinsos", "died-x"), "done"),
+        "del": ("DEL", DINSOS),
+        # ... nor through the department stream or the intake.
+        "stream-read": ("XREADGROUP", "GROUP", "dinsos", "evil", "STREAMS", CITIZEN, "0"),
+        "stream-add": ("XADD", CITIZEN, "*", "type", "forged"),
+        "intake-add": ("XADD", keys.intake("adapter-dukcapil"), "*", "type", "forged"),
+    }
+    allowed = []
+    for name, command in attacks.items():
+        try:
+            await dinkes.execute_command(*command)
+            allowed.append(name)
+        except NoPermissionError:
+            pass
+    assert allowed == []
+    [group] = await admin.xinfo_groups(DINSOS)
+    assert group["pending"] == 1 and group["last-delivered-id"] == entry
+    # A script adds nothing: its keys are checked as the caller's.
+    forge = dinkes.register_script("return redis.call('XACK', KEYS[1], 'dinsos', ARGV[1])")
+    with pytest.raises(ResponseError, match=r"NOPERM|no permissions|can.t"):
+        await forge(keys=[DINSOS], args=[entry])
+    await dinkes.aclose()
+    await admin.aclose()
+
+
+async def test_the_router_principal_cannot_consume_an_inbox(routed: RoutedServer) -> None:
+    """The router writes inboxes; it never reads or acks as their group."""
+    router = routed.connect("router")
+    for command in (("XREADGROUP", "GROUP", "dinsos", "r", "STREAMS", DINSOS, ">"),
+                    ("XACK", DINSOS, "dinsos", "1-0"), ("XRANGE", DINSOS, "-", "+")):  # fmt: skip
+        with pytest.raises(NoPermissionError):
+            await router.execute_command(*command)
+    await router.aclose()
+
+
+async def test_a_producer_writes_only_its_own_intake(routed: RoutedServer) -> None:
+    dukcapil = routed.connect("adapter-dukcapil")
+    for command in (
+        ("XADD", CITIZEN, "*", "type", "x"),  # the department stream: the router's alone
+        ("XADD", keys.intake("adapter-bapenda"), "*", "type", "x"),
+        ("XADD", DINSOS, "*", "type", "x"),
+        ("XREADGROUP", "GROUP", "router", "r", "STREAMS", keys.intake("adapter-dukcapil"), ">"),
+    ):
+        with pytest.raises(NoPermissionError):
+            await dukcapil.execute_command(*command)
+    assert await dukcapil.xadd(keys.intake("adapter-dukcapil"), {"type": "x"})
+    await dukcapil.aclose()
+
+
+# -- admission ----------------------------------------------------------------------------------
+
+
+async def test_admission_refuses_with_the_reason_into_the_producers_own_dead_letters(
+    routed: RoutedServer,
+) -> None:
+    admin = routed.connect(ADMIN)
+    redis = routed.connect("adapter-dukcapil")
+    intake = keys.intake("adapter-dukcapil")
+    good = publisher(routed, "adapter-dukcapil", redis)
+    unsigned = Publisher(redis, source="urn:x", signer=None, intake="adapter-dukcapil")
+    foreign = Publisher(redis, source="urn:x", signer=signer("adapter-bapenda"),
+                        intake="adapter-dukcapil")  # fmt: skip
+    await good.publish(example(CitizenDied), id="ok-1")
+    await unsigned.publish(example(CitizenDied), id="unsigned-1")
+    await foreign.publish(example(CitizenDied), id="foreign-key-1")  # bapenda's key, dukcapil type
+    envelope = good.envelope(example(CitizenDied), id="tampered-1")
+    signed = good.signer.sign(envelope)  # type: ignore[union-attr]
+    fields = signed.to_fields()
+    fields["data"] = fields["data"].replace("}", ', "x": 1}', 1)
+    await redis.xadd(intake, fields)  # type: ignore[arg-type]
+    await redis.xadd(intake, {"type": "dukcapil.citizen.died.v1", "junk": "1"})
+    huge = dict(good.signer.sign(good.envelope(example(CitizenDied), id="huge-1")).to_fields())  # type: ignore[union-attr]
+    huge["padding"] = "x" * (70 * 1024)
+    await redis.xadd(intake, huge)  # type: ignore[arg-type]
+    bapenda = good.signer.sign(good.envelope(example(PaymentReceived), id="pay-1"))  # type: ignore[union-attr]
+    await redis.xadd(intake, bapenda.to_fields())  # type: ignore[arg-type]
+    async with running(routed.router()):
+        await wait_until(lambda: _len(admin, keys.intake_dead_letters("adapter-dukcapil"), 6),
+                         timeout=10)  # fmt: skip
+    assert [f[b"id"] for f in await _entries(admin, CITIZEN)] == [b"ok-1"]
+    assert await admin.xlen(PAYMENT) == 0
+    reasons = {
+        (f.get(b"id", b"-").decode(), f[b"dlq.reason"].decode())
+        for f in await _entries(admin, keys.intake_dead_letters("adapter-dukcapil"))
+    }
+    assert reasons == {
+        ("unsigned-1", "unsigned"),
+        ("foreign-key-1", "signer_not_allowed"),
+        ("tampered-1", "bad_signature"),
+        ("-", "undecodable"),
+        ("-", "too_large"),  # not copied: only its reason and size
+        ("pay-1", "type_not_allowed"),
+    }
+    dead = await _entries(admin, keys.intake_dead_letters("adapter-dukcapil"))
+    large = next(f for f in dead if f[b"dlq.reason"] == b"too_large")
+    assert b"65536 bytes" in large[b"dlq.error"] and b"padding" not in large
+    # The intake keeps nothing the router settled; nothing pending.
+    assert await admin.xlen(intake) == 0
+    await redis.aclose()
+    await admin.aclose()
+
+
+async def test_far_future_and_maximum_ids_on_an_intake_hurt_only_that_producer(
+    routed: RoutedServer,
+) -> None:
+    admin = routed.connect(ADMIN)
+    dukcapil_redis = routed.connect("adapter-dukcapil")
+    intake = keys.intake("adapter-dukcapil")
+    dukcapil = publisher(routed, "adapter-dukcapil", dukcapil_redis)
+    bapenda = publisher(routed, "adapter-bapenda")
+    # A far-future id: every later id of this intake lies in 2100 too.
+    signed = dukcapil.signer.sign(dukcapil.envelope(example(CitizenDied), id="future-1"))  # type: ignore[union-attr]
+    await dukcapil_redis.xadd(intake, signed.to_fields(), id=FAR_FUTURE)  # type: ignore[arg-type]
+    after = await dukcapil.publish(example(CitizenDied), id="after-future")
+    assert after.entry_id.startswith("4102444800000-")
+    await bapenda.publish(example(PaymentReceived), id="pay-1")
+    async with running(routed.router()) as router:
+        await wait_until(lambda: _len(admin, keys.inbox(CITIZEN, "dinsos"), 2), timeout=10)
+        await wait_until(lambda: _len(admin, keys.inbox(PAYMENT, "notifier"), 1), timeout=10)
+        # Detected: the intake's last-generated id is ahead of Redis's clock ...
+        ahead = await ahead_of_time(admin, [intake, CITIZEN, PAYMENT])
+        assert [a.stream for a in ahead] == [intake]
+        assert ahead[0].ahead_s > 60 * 365 * 24 * 3600
+        # ... while the department stream's ids are the server's own, now.
+        [(entry, _), _] = await admin.xrange(CITIZEN)
+        assert int(entry.split(b"-")[0]) < 4102444800000
+        # The maximum id: this producer's every later publish fails, no one else's.
+        await dukcapil_redis.xadd(intake, {"type": "x"}, id=MAXIMUM)
+        with pytest.raises(ResponseError, match=r"equal or smaller|ID"):
+            await dukcapil.publish(example(CitizenDied), id="wedged")
+        await bapenda.publish(example(PaymentReceived), id="pay-2")
+        await wait_until(lambda: _len(admin, keys.inbox(PAYMENT, "notifier"), 2), timeout=10)
+        # The dinsos service and every consumer see nothing of it (the wedged entry is junk,
+        # dead-lettered in the producer's own dead letters).
+        await wait_until(
+            lambda: _len(admin, keys.intake_dead_letters("adapter-dukcapil"), 1), timeout=10
+        )
+        router.stop()
+    # Recovery: the operator's command gives the intake a fresh stream.
+    report = await reset_intake(admin, "adapter-dukcapil")
+    assert report.last_id_before == MAXIMUM
+    assert await ahead_of_time(admin, [intake]) == []
+    recovered = await dukcapil.publish(example(CitizenDied), id="after-reset")
+    assert not recovered.duplicate
+    async with running(routed.router(replica="router-2")):
+        await wait_until(lambda: _len(admin, keys.inbox(CITIZEN, "dinsos"), 3), timeout=10)
+    ids = [f[b"id"] for f in await _entries(admin, keys.inbox(CITIZEN, "dinsos"))]
+    assert ids == [b"future-1", b"after-future", b"after-reset"]
+    await dukcapil_redis.aclose()
+    await admin.aclose()
+
+
+async def test_reset_intake_moves_unsettled_events_in_order(routed: RoutedServer) -> None:
+    """Events written after a wedge but before the router read them are not lost by a reset."""
+    admin = routed.connect(ADMIN)
+    redis = routed.connect("adapter-dukcapil")
+    intake = keys.intake("adapter-dukcapil")
+    dukcapil = publisher(routed, "adapter-dukcapil", redis)
+    signed = dukcapil.signer.sign(dukcapil.envelope(example(CitizenDied), id="f-0"))  # type: ignore[union-attr]
+    await redis.xadd(intake, signed.to_fields(), id=FAR_FUTURE)  # type: ignore[arg-type]
+    for i in range(1, 4):
+        await dukcapil.publish(example(CitizenDied), id=f"f-{i}")
+    report = await reset_intake(admin, "adapter-dukcapil")
+    assert report.moved == 4
+    moved = await admin.xrange(intake)
+    assert [f[b"id"] for _, f in moved] == [b"f-0", b"f-1", b"f-2", b"f-3"]
+    assert all(int(e.split(b"-")[0]) < 4102444800000 for e, _ in moved)
+    async with running(routed.router()):
+        await wait_until(lambda: _len(admin, DINSOS, 4), timeout=10)
+    await redis.aclose()
+    await admin.aclose()
+
+
+# -- crash safety ----------------------------------------------------------------------------
+
+
+async def test_router_replicas_killed_mid_batch_lose_and_repeat_nothing(
+    routed: RoutedServer,
+) -> None:
+    """Replicas are cancelled at random moments (mid-pipeline: their connection dropped with
+    writes half done, nothing acked); whoever takes over re-reads what was pending. Every
+    inbox ends with each event exactly once, in publish order."""
+    admin = routed.connect(ADMIN)
+    dukcapil = publisher(routed, "adapter-dukcapil")
+    total = 300
+    events = [example(CitizenDied) for _ in range(total)]
+    rng = random.Random(16)
+
+    async def publish_all() -> None:
+        for i in range(0, total, 20):
+            await dukcapil.publish_many(
+                [
+                    dukcapil.envelope(e, id=f"e-{i + k:04d}")
+                    for k, e in enumerate(events[i : i + 20])
+                ]
+            )
+            await asyncio.sleep(0.01)
+
+    producing = asyncio.create_task(publish_all())
+    kills = 0
+    replica = 0
+    while kills < 8 or not await _len(admin, DINSOS, total):
+        replica += 1
+        router = routed.router(replica=f"r{replica}", batch_size=17, lease_ms=300)
+        task = asyncio.create_task(router.run())
+        await asyncio.sleep(rng.uniform(0.02, 0.25))
+        task.cancel()  # no stop(): its lease stays until it expires, as after a kill -9
+        await asyncio.gather(task, return_exceptions=True)
+        await router.redis.aclose()
+        kills += 1
+        if kills > 60:
+            break
+    await producing
+    async with running(routed.router(replica="final", lease_ms=300)):
+        await wait_until(lambda: _len(admin, DINSOS, total), timeout=20)
+        await wait_until(lambda: _len(admin, keys.inbox(CITIZEN, "audit"), total), timeout=20)
+    expected = [f"e-{i:04d}".encode() for i in range(total)]
+    for inbox in (DINSOS, keys.inbox(CITIZEN, "audit"), keys.inbox(CITIZEN, "notifier")):
+        assert [f[b"id"] for f in await _entries(admin, inbox)] == expected, inbox
+    assert [f[b"id"] for f in await _entries(admin, CITIZEN)] == expected
+    assert await admin.xlen(DINKES) == 0  # deaths only: dinkes is not subscribed
+    await admin.aclose()
+
+
+async def test_inboxes_are_trimmed_once_their_group_acked(routed: RoutedServer) -> None:
+    admin = routed.connect(ADMIN)
+    dukcapil = publisher(routed, "adapter-dukcapil")
+    for i in range(10):
+        await dukcapil.publish(example(CitizenBorn), id=f"b-{i}")
+    async with running(routed.router()):
+        await wait_until(lambda: _len(admin, DINKES, 10), timeout=10)
+        await admin.xgroup_create(DINKES, "dinkes", "0")
+        reply = await admin.xreadgroup("dinkes", "c", {DINKES: ">"}, count=6)
+        ids = [e for e, _ in reply[0][1]]
+        await admin.xack(DINKES, "dinkes", *ids[:4])  # 4 acked, 2 pending, 4 unread
+        await wait_until(lambda: _len(admin, DINKES, 6), timeout=10)
+    assert next(e for e, _ in await admin.xrange(DINKES)) == ids[4]
+    # The department stream (the archive's source) keeps every event.
+    assert await admin.xlen(CITIZEN) == 10
+    await admin.aclose()
+
+
+def test_the_routing_table_follows_the_topology() -> None:
+    router = Router(None, TOPOLOGY, default_registry, keyring=None)  # type: ignore[arg-type]
+    births = router.routes[CITIZEN]["dukcapil.citizen.born.v1"]
+    assert sorted(r.group for r in births) == ["audit", "dinkes", "dinsos", "profile"]
+    deaths = router.routes[CITIZEN]["dukcapil.citizen.died.v1"]
+    assert sorted(r.group for r in deaths) == ["audit", "bapenda", "dinsos", "notifier",
+                                               "profile"]  # fmt: skip
+    assert keys.intake("adapter-dukcapil") in router.sources
+
+
+# -- migration: shared groups -> inboxes -------------------------------------------------------
+
+
+async def test_migration_from_shared_groups_loses_and_repeats_nothing(
+    routed: RoutedServer,
+) -> None:
+    """Before: producers wrote the department stream, dinsos consumed it as a shared group (4
+    acked, 2 pending of which one had run its once-handler, 4 unread). After `migrate`, the
+    router and the inbox-reading service: each event is handled exactly once overall, in order,
+    including events published during and after the switch."""
+    admin = routed.connect(ADMIN)
+    direct = Publisher(admin, source="urn:x", signer=signer("adapter-dukcapil"), intake=None)
+    for i in range(10):
+        await direct.publish(example(CitizenDied), id=f"m-{i}")
+    await admin.xgroup_create(CITIZEN, "dinsos", "0")
+    reply = await admin.xreadgroup("dinsos", "old", {CITIZEN: ">"}, count=6)
+    ids = [e for e, _ in reply[0][1]]
+    await admin.xack(CITIZEN, "dinsos", *ids[:4])
+    handled_before = [f"m-{i}" for i in range(4)] + ["m-4"]  # m-4's handler ran, ack lost
+    await admin.set(keys.done(CITIZEN, "dinsos", "m-4"), "done", px=60_000)
+    report = await migrate(
+        Router(admin, TOPOLOGY, default_registry, keyring=None, signer=router_signer())
+    )
+    assert report.copied[DINSOS] == 6 and report.markers == 1
+    assert report.copied.get(keys.inbox(CITIZEN, "bapenda")) is None  # no group: nothing
+    # After the cut-over: an old producer not yet switched, and one writing its intake.
+    await direct.publish(example(CitizenDied), id="m-10")
+    await publisher(routed, "adapter-dukcapil").publish(example(CitizenDied), id="m-11")
+    settings = quick_settings(routed.url("svc-dinsos"), inboxes=True)
+    service = Service("dinsos", settings=settings)
+    handled: list[str] = []
+
+    @service.on(CitizenDied, once=True)
+    async def on_died(event: CitizenDied, ctx: EventContext) -> None:
+        handled.append(ctx.event_id)
+
+    async with running(routed.router()), service.running():
+        await wait_until(lambda: len(handled) >= 7, timeout=15)
+        await asyncio.sleep(0.5)  # room for a repeat to show
+    assert handled_before + handled == [f"m-{i}" for i in range(12)]
+    # bapenda's subscription (no shared group before) starts with the router's forwards.
+    assert [f[b"id"] for f in await _entries(admin, keys.inbox(CITIZEN, "bapenda"))] == [
+        b"m-10", b"m-11"]  # fmt: skip
+    await admin.aclose()
+
+
+# -- the router as a process: the CLI, kill -9 mid-fan-out ------------------------------------
+
+
+def _topology_file(tmp_path: Path) -> Path:
+    path = tmp_path / "topology.yaml"
+    path.write_text(yaml.safe_dump(routed_document(), sort_keys=False))
+    return path
+
+
+def _router_process(routed: RoutedServer, topology: Path, name: str) -> subprocess.Popen[bytes]:
+    assert TOPOLOGY.router is not None
+    key = TOPOLOGY.router.keys[0].id
+    env = {**os.environ, "SIMPUL_REDIS_URL": routed.url("router"), "SIMPUL_CONSUMER": name,
+           "SIMPUL_LOG_LEVEL": "warning", "SIMPUL_BLOCK_MS": "100",
+           "SIMPUL_SIGNING_KEY_FILE": str(ROOT / "deploy/keys" / f"{key}.key"),
+           "SIMPUL_SIGNER": key}  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "bus.cli.app", "router", "run", "--topology", str(topology)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+async def test_router_processes_killed_mid_fan_out_lose_and_repeat_nothing(
+    routed: RoutedServer, tmp_path: Path
+) -> None:
+    """Two router processes, each killed (SIGKILL) at random moments while 300 events flow;
+    a replacement started each time. Every inbox ends with each event once, in order."""
+    admin = routed.connect(ADMIN)
+    topology = _topology_file(tmp_path)
+    dukcapil = publisher(routed, "adapter-dukcapil")
+    total, rng = 300, random.Random(7)
+
+    async def produce() -> None:
+        for i in range(0, total, 25):
+            await dukcapil.publish_many(
+                [dukcapil.envelope(example(CitizenDied), id=f"k-{i + k:04d}") for k in range(25)]
+            )
+            await asyncio.sleep(0.02)
+
+    producing = asyncio.create_task(produce())
+    procs = [_router_process(routed, topology, f"p{n}") for n in range(2)]
+    kills = 0
+    try:
+        for n in range(2, 8):
+            await asyncio.sleep(rng.uniform(0.3, 1.0))
+            victim = procs.pop(rng.randrange(len(procs)))
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+            kills += 1
+            procs.append(_router_process(routed, topology, f"p{n}"))
+        await producing
+        # A killed replica's sources wait out its lease (5 s) before another takes them.
+        await wait_until(lambda: _len(admin, DINSOS, total), timeout=120)
+        await wait_until(lambda: _len(admin, keys.inbox(CITIZEN, "audit"), total), timeout=60)
+        await asyncio.sleep(3)  # the last replacement up (signal handlers set) before SIGTERM
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            assert proc.wait(timeout=20) == 0
+    expected = [f"k-{i:04d}".encode() for i in range(total)]
+    for inbox in (DINSOS, keys.inbox(CITIZEN, "audit"), keys.inbox(CITIZEN, "bapenda")):
+        assert [f[b"id"] for f in await _entries(admin, inbox)] == expected, inbox
+    assert kills == 6
+    await admin.aclose()
+
+
+def test_the_cli_finds_a_wedged_intake_and_resets_it(
+    routed: RoutedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topology = _topology_file(tmp_path)
+    monkeypatch.setenv("SIMPUL_REDIS_URL", routed.url(ADMIN))
+    with routed.admin() as admin:
+        admin.xadd(keys.intake("adapter-bapenda"), {"type": "x"}, id=MAXIMUM)
+    runner = CliRunner()
+    found = runner.invoke(app, ["router", "ahead", "--topology", str(topology)])
+    assert found.exit_code == 1, found.output
+    assert "simpul:intake:{adapter-bapenda}" in found.output
+    reset = runner.invoke(app, ["router", "reset-intake", "adapter-bapenda"])
+    assert reset.exit_code == 0, reset.output
+    assert "1 unsettled entries moved" in reset.output
+    again = runner.invoke(app, ["router", "ahead", "--topology", str(topology)])
+    assert again.exit_code == 0, again.output
+    assert "no stream is ahead" in again.output
+
+
+async def test_the_exporter_reports_a_stream_ahead_of_time_as_the_readonly_operator(
+    routed: RoutedServer,
+) -> None:
+    """What SimpulStreamAheadOfTime reads: only the stream ahead, by its key; the read-only
+    operator (the exporter's user) may compute it."""
+    with routed.admin() as admin:
+        admin.xadd(keys.intake("adapter-dukcapil"), {"type": "x"}, id=FAR_FUTURE)
+        admin.xadd(PAYMENT, {"type": "x"})
+    readonly = routed.connect("operator-readonly")
+    ahead = await _ahead_or_empty(readonly)
+    assert list(ahead) == [keys.intake("adapter-dukcapil")]
+    assert ahead[keys.intake("adapter-dukcapil")] > 60 * 365 * 24 * 3600
+    await readonly.aclose()
+
+
+@pytest.mark.slow
+async def test_redis_killed_under_the_router_loses_and_repeats_nothing(
+    private_redis: EmbeddedRedis,
+) -> None:
+    """Redis (AOF, appendfsync always) SIGKILLed twice while a producer publishes to its intake
+    (retrying what failed, as adapters do) and a router routes; every event the producer saw
+    acknowledged, and every one it retried, ends in each inbox exactly once, in order."""
+    url = private_redis.url
+    producer_redis, admin = connect(url), connect(url)
+    producer = Publisher(producer_redis, source="urn:x", signer=signer("adapter-dukcapil"),
+                         intake="adapter-dukcapil")  # fmt: skip
+    router = Router(
+        connect(url), TOPOLOGY, default_registry, keyring=None, signer=router_signer(),
+        config=RouterConfig(block_ms=50, lease_ms=500), replica="r1",
+    )  # fmt: skip
+    task = asyncio.create_task(router.run())
+    total = 200
+    try:
+        for i in range(total):
+            if i in (60, 140):
+                private_redis.kill()
+                private_redis.start()
+            while True:
+                try:
+                    await producer.publish(example(CitizenDied), id=f"r-{i:03d}")
+                    break
+                except (RedisConnectionError, RedisTimeoutError, OSError):
+                    await asyncio.sleep(0.05)
+        await wait_until(lambda: _len(admin, DINSOS, total), timeout=30)
+    finally:
+        router.stop()
+        await asyncio.wait_for(task, 10)
+        await router.redis.aclose()
+    expected = [f"r-{i:03d}".encode() for i in range(total)]
+    for inbox in (DINSOS, keys.inbox(CITIZEN, "audit")):
+        assert [f[b"id"] for f in await _entries(admin, inbox)] == expected, inbox
+    await producer_redis.aclose()
+    await admin.aclose()
