@@ -236,18 +236,18 @@ class Reclaimer:
             # unhandled, for another replica to claim again (a handler seeing 1 then 3).
             async with self._lock:
                 reply = await self._claim(keys=[stream], args=args)
-                if reply:
+                if isinstance(reply, list):
                     flat, delivery = reply
                     raw = dict(zip(flat[::2], flat[1::2], strict=True))
                     await self._process(
                         stream, [(entry_id.encode(), raw)], {entry_id: delivery}, locked=True
                     )
-            if reply:
-                continue
-            if not await self.redis.xrange(stream, entry_id, entry_id):
-                # Redis 7 drops a pending entry that was trimmed or deleted when it is claimed.
+            if reply == 0:
+                # Pending and idle, but trimmed or deleted: the claim's 0 (no XRANGE, which a
+                # service's ACL does not grant); Redis dropped it from the PEL as it was claimed.
                 self._log.error("pending_entries_lost", stream=stream, count=1,
                                 entry_ids=[entry_id])  # fmt: skip
+            # None (false): another replica claimed or acked it first; it is left to it.
 
     async def _deliveries(self, stream: str, entries: Entries) -> dict[str, int]:
         """Delivery counts of entries this consumer holds (XPENDING, one round trip)."""
