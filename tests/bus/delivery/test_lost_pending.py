@@ -19,7 +19,7 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
 
-from bus import EventContext, Publisher, Service
+from bus import EventContext, Publisher, Service, functions
 from bus.access import acl
 from bus.access.topology import contracts as registry
 from bus.access.topology import load_topology
@@ -67,6 +67,7 @@ def acl_server(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
                 except Exception:
                     assert proc.poll() is None and time.monotonic() < deadline, "no redis"
                     time.sleep(0.02)
+            functions.load_sync(admin)  # as `simpul functions load` (or `simpul acl apply`) does
         yield port, secrets
     finally:
         proc.terminate()
