@@ -183,15 +183,18 @@ async def _raw(db_url: str, redis_url: str) -> int:
             while rows := await cursor.fetchmany(BATCH):
                 async with redis.pipeline(transaction=False) as pipe:
                     for row in rows:
-                        pipe.xadd(STREAM, {
-                            "specversion": "1.0",
-                            "id": f"{row['id_peristiwa']}:{row['versi']}",
-                            "source": "urn:malangkota:dukcapil:siak",
-                            "type": "dukcapil.citizen.recorded.v1",
-                            "time": row["updated_at"].isoformat(),
-                            "datacontenttype": "application/json",
-                            "data": json.dumps(row, default=jsonable),
-                        })  # fmt: skip
+                        pipe.xadd(
+                            STREAM,
+                            {
+                                "specversion": "1.0",
+                                "id": f"{row['id_peristiwa']}:{row['versi']}",
+                                "source": "urn:malangkota:dukcapil:siak",
+                                "type": "dukcapil.citizen.recorded.v1",
+                                "time": row["updated_at"].isoformat(),
+                                "datacontenttype": "application/json",
+                                "data": json.dumps(row, default=jsonable),
+                            },
+                        )
                     await pipe.execute()
                 count += len(rows)
     finally:
@@ -226,15 +229,26 @@ def child(kind: str, db_url: str, redis_url: str) -> None:
     rows = asyncio.run(work(db_url, redis_url))
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     usage = resource.getrusage(resource.RUSAGE_SELF)  # with start-up and imports
-    print(json.dumps({"kind": kind, "rows": rows, "wall_s": wall, "cpu_s": cpu,
-                      "process_cpu_s": usage.ru_utime + usage.ru_stime,
-                      "rate": rows / wall, "peak_rss_mib": _peak_rss_mib()}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "kind": kind,
+                "rows": rows,
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "process_cpu_s": usage.ru_utime + usage.ru_stime,
+                "rate": rows / wall,
+                "peak_rss_mib": _peak_rss_mib(),
+            }
+        )
+    )
 
 
 def _spawn(kind: str, db_url: str, redis_url: str) -> dict[str, Any]:
     command = [sys.executable, "-m", "bench.backfill", "--child", kind, db_url, redis_url]
-    done = subprocess.run(command, capture_output=True, text=True, check=False,
-                          cwd=Path(__file__).parents[1])  # fmt: skip
+    done = subprocess.run(
+        command, capture_output=True, text=True, check=False, cwd=Path(__file__).parents[1]
+    )
     if done.returncode != 0:
         raise RuntimeError(f"the {kind} backfill failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -270,13 +284,17 @@ async def _once(kind: str, target: Target, db: Database, expected: int) -> dict[
     finally:
         await redis.aclose()
     if result["rows"] != expected or length != expected:
-        raise RuntimeError(f"{kind}: {result['rows']} rows read, {length} in the stream, "
-                           f"expected {expected}")  # fmt: skip
+        raise RuntimeError(
+            f"{kind}: {result['rows']} rows read, {length} in the stream, expected {expected}"
+        )
     others = busy - result["process_cpu_s"] - server - pg
-    result.update(redis_cpu_s=server, postgres_cpu_s=pg,
-                  others_pct=max(0.0, 100 * others / result["wall_s"]))  # fmt: skip
-    per_row = {k: f"{1e6 * v / expected:4.1f}" for k, v in
-               (("cpu", result["cpu_s"]), ("redis", server), ("postgres", pg))}  # fmt: skip
+    result.update(
+        redis_cpu_s=server, postgres_cpu_s=pg, others_pct=max(0.0, 100 * others / result["wall_s"])
+    )
+    per_row = {
+        k: f"{1e6 * v / expected:4.1f}"
+        for k, v in (("cpu", result["cpu_s"]), ("redis", server), ("postgres", pg))
+    }
     progress(
         f"backfill {kind:<8} {expected:>9,} rows {result['rate']:>9,.0f} rows/s µs/row: "
         + " ".join(f"{k} {v}" for k, v in per_row.items())
@@ -300,9 +318,13 @@ async def run(
     if "postgresql" in sources:
         out.update(await _postgresql(target, quick=quick))
         out["sources"]["postgresql"] = {
-            "rows": out["sizes"][1], "runs": 1, "ratio": out["ratio"], "met": out["met"],
-            "raw": [out["raw"]], "adapter": [out["adapter"]],
-        }  # fmt: skip
+            "rows": out["sizes"][1],
+            "runs": 1,
+            "ratio": out["ratio"],
+            "met": out["met"],
+            "raw": [out["raw"]],
+            "adapter": [out["adapter"]],
+        }
     for name in sources:
         if name != "postgresql":
             out["sources"][name] = await _other(
@@ -326,13 +348,15 @@ async def _postgresql(target: Target, *, quick: bool) -> dict[str, Any]:
         raw = await _measure("raw", target, db, large)
         adapter = await _measure("adapter", target, db, large)
     await target.reset()
-    out.update({
-        "raw": raw,
-        "adapter": adapter,
-        "adapter_small": memory_small,
-        "ratio": adapter["rate"] / raw["rate"],
-        "memory_growth": adapter["peak_rss_mib"] / memory_small["peak_rss_mib"],
-    })  # fmt: skip
+    out.update(
+        {
+            "raw": raw,
+            "adapter": adapter,
+            "adapter_small": memory_small,
+            "ratio": adapter["rate"] / raw["rate"],
+            "memory_growth": adapter["peak_rss_mib"] / memory_small["peak_rss_mib"],
+        }
+    )
     out["met"] = out["ratio"] >= TARGET_RATIO
     return out
 
@@ -354,8 +378,11 @@ async def _other(target: Target, name: str, rows: int, runs: int) -> dict[str, A
     await target.reset()
     out["ratio"] = statistics.median(out["ratios"])
     out["met"] = out["ratio"] >= TARGET_RATIO
-    progress(f"{name}: adapter / raw = {out['ratio']:.0%} (runs "
-             + ", ".join(f"{r:.0%}" for r in out["ratios"]) + ")")  # fmt: skip
+    progress(
+        f"{name}: adapter / raw = {out['ratio']:.0%} (runs "
+        + ", ".join(f"{r:.0%}" for r in out["ratios"])
+        + ")"
+    )
     return out
 
 
@@ -369,8 +396,17 @@ async def _source_once(
     try:
         busy0, redis0 = machine_busy_s(), await redis_cpu_s(redis)
         db0 = _tree_cpu_s(source.pid) if source.pid else 0.0
-        command = [sys.executable, "-m", "bench.backfill", "--source-child", kind, source.name,
-                   location, target.url, str(source.rows)]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "bench.backfill",
+            "--source-child",
+            kind,
+            source.name,
+            location,
+            target.url,
+            str(source.rows),
+        ]
         result = await asyncio.to_thread(_run_child, command, f"{source.name} {kind}")
         busy = machine_busy_s() - busy0
         db = (_tree_cpu_s(source.pid) if source.pid else 0.0) - db0
@@ -382,17 +418,26 @@ async def _source_once(
         await redis.aclose()
         backfill_sources.discard_copy(source, location)
     if result["rows"] != source.rows or length != source.rows:
-        raise RuntimeError(f"{source.name} {kind}: {result['rows']} rows read, {length} in the "
-                           f"stream, expected {source.rows}")  # fmt: skip
+        raise RuntimeError(
+            f"{source.name} {kind}: {result['rows']} rows read, {length} in the "
+            f"stream, expected {source.rows}"
+        )
     # To the last event's entry id: a CDC pass's idle wait on the log at the end is left out.
     seconds = int(last.split(b"-")[0]) / 1000 - result["began"]
     others = busy - result["process_cpu_s"] - server - db
-    result.update(seconds=seconds, rate=source.rows / seconds, redis_cpu_s=server, db_cpu_s=db,
-                  others_pct=max(0.0, 100 * others / result["wall_s"]))  # fmt: skip
+    result.update(
+        seconds=seconds,
+        rate=source.rows / seconds,
+        redis_cpu_s=server,
+        db_cpu_s=db,
+        others_pct=max(0.0, 100 * others / result["wall_s"]),
+    )
     n = source.rows
-    progress(f"backfill {source.name:<19} {kind:<8} {n:>8,} rows {result['rate']:>8,.0f} rows/s "
-             f"µs/row: cpu {1e6 * result['cpu_s'] / n:5.1f} redis {1e6 * server / n:4.1f} "
-             f"db {1e6 * db / n:4.1f} others {result['others_pct']:3.0f}%")  # fmt: skip
+    progress(
+        f"backfill {source.name:<19} {kind:<8} {n:>8,} rows {result['rate']:>8,.0f} rows/s "
+        f"µs/row: cpu {1e6 * result['cpu_s'] / n:5.1f} redis {1e6 * server / n:4.1f} "
+        f"db {1e6 * db / n:4.1f} others {result['others_pct']:3.0f}%"
+    )
     return result
 
 
@@ -409,14 +454,25 @@ def source_child(kind: str, name: str, location: str, redis_url: str, expected: 
     rows = asyncio.run(work)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"kind": kind, "rows": rows, "began": began, "wall_s": wall, "cpu_s": cpu,
-                      "process_cpu_s": usage.ru_utime + usage.ru_stime,
-                      "peak_rss_mib": _peak_rss_mib()}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "kind": kind,
+                "rows": rows,
+                "began": began,
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "process_cpu_s": usage.ru_utime + usage.ru_stime,
+                "peak_rss_mib": _peak_rss_mib(),
+            }
+        )
+    )
 
 
 def _run_child(command: list[str], what: str) -> dict[str, Any]:
-    done = subprocess.run(command, capture_output=True, text=True, check=False,
-                          cwd=Path(__file__).parents[1])  # fmt: skip
+    done = subprocess.run(
+        command, capture_output=True, text=True, check=False, cwd=Path(__file__).parents[1]
+    )
     if done.returncode != 0:
         raise RuntimeError(f"the {what} backfill failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -484,8 +540,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     parser = argparse.ArgumentParser(prog="python -m bench.backfill", description=__doc__)
     parser.add_argument("--quick", action="store_true", help=f"{QUICK[1]:,} rows, not 1M")
-    parser.add_argument("--sources", default=",".join(SOURCES),
-                        help=f"comma-separated, of {', '.join(SOURCES)}")  # fmt: skip
+    parser.add_argument(
+        "--sources", default=",".join(SOURCES), help=f"comma-separated, of {', '.join(SOURCES)}"
+    )
     parser.add_argument("--runs", type=int, help="runs per source besides PostgreSQL")
     parser.add_argument("--rows", type=int, help="rows per source besides PostgreSQL")
     parser.add_argument("--json", metavar="PATH", help="write the figures as JSON")
@@ -497,8 +554,9 @@ def main(argv: list[str] | None = None) -> None:
 
     async def measure() -> dict[str, Any]:
         with Target.open() as target:
-            return await run(target, quick=args.quick, sources=sources, runs=args.runs,
-                             rows=args.rows)  # fmt: skip
+            return await run(
+                target, quick=args.quick, sources=sources, runs=args.runs, rows=args.rows
+            )
 
     began = time.perf_counter()
     out = asyncio.run(measure())
@@ -506,11 +564,15 @@ def main(argv: list[str] | None = None) -> None:
     if "raw" in out:
         print("\n".join(table(out)))
         large, small = out["adapter"], out["adapter_small"]
-        print(f"\npeak RSS {large['peak_rss_mib']:.0f} MiB at {out['sizes'][1]:,} rows "
-              f"vs {small['peak_rss_mib']:.0f} MiB at {out['sizes'][0]:,}\n")  # fmt: skip
+        print(
+            f"\npeak RSS {large['peak_rss_mib']:.0f} MiB at {out['sizes'][1]:,} rows "
+            f"vs {small['peak_rss_mib']:.0f} MiB at {out['sizes'][0]:,}\n"
+        )
     print("\n".join(sources_table(out)))
-    print(f"\ntarget: every source's adapter >= {TARGET_RATIO:.0%} of its raw loop: "
-          f"{'met' if out['all_met'] else 'MISSED'}")  # fmt: skip
+    print(
+        f"\ntarget: every source's adapter >= {TARGET_RATIO:.0%} of its raw loop: "
+        f"{'met' if out['all_met'] else 'MISSED'}"
+    )
     write_json(args.json, out)
     progress(f"done in {out['duration_s']:.0f} s")
 

@@ -126,8 +126,13 @@ def _fields(row: dict[str, Any], *, source: str, type_: str, id_: str, time: Any
 
 
 def _siak(row: dict[str, Any]) -> dict[str, Any]:
-    return _fields(row, source="urn:malangkota:dukcapil:siak", type_="dukcapil.citizen.recorded.v1",
-                   id_=f"{row['id_peristiwa']}:{row['versi']}", time=row["updated_at"])  # fmt: skip
+    return _fields(
+        row,
+        source="urn:malangkota:dukcapil:siak",
+        type_="dukcapil.citizen.recorded.v1",
+        id_=f"{row['id_peristiwa']}:{row['versi']}",
+        time=row["updated_at"],
+    )
 
 
 async def raw(name: str, location: str, redis_url: str, batch: int) -> int:
@@ -222,8 +227,13 @@ def _csv_fields() -> Any:
 
     def fields(row: dict[str, Any]) -> dict[str, Any]:
         id_ = f"{row['no_sspd']}:{row['versi']}"
-        return _fields(row, source=bapenda.SOURCE, type_="bapenda.payment.received.v1",
-                       id_=id_, time=row["tanggal_bayar"])  # fmt: skip
+        return _fields(
+            row,
+            source=bapenda.SOURCE,
+            type_="bapenda.payment.received.v1",
+            id_=id_,
+            time=row["tanggal_bayar"],
+        )
 
     return fields
 
@@ -241,14 +251,16 @@ async def adapter(name: str, location: str, redis_url: str, batch: int, expected
         if name == "csv":
             from adapters import bapenda  # noqa: PLC0415
 
-            runner = bapenda.adapter(redis, location, settle_seconds=0, batch_size=batch,
-                                     signer=None)  # fmt: skip
+            runner = bapenda.adapter(
+                redis, location, settle_seconds=0, batch_size=batch, signer=None
+            )
         else:
             from adapters import dukcapil  # noqa: PLC0415
 
             db: Any = Path(location) if name == "sqlite" else location
-            runner = dukcapil.adapter(redis, db, pseudonym_key=PSEUDONYM_KEY, batch_size=batch,
-                                      signer=None)  # fmt: skip
+            runner = dukcapil.adapter(
+                redis, db, pseudonym_key=PSEUDONYM_KEY, batch_size=batch, signer=None
+            )
         try:
             progress = await runner.run_once()
         finally:

@@ -46,22 +46,28 @@ async def _one_by_one(
         took.append(time.perf_counter() - t)
     elapsed = time.perf_counter() - began
     took.sort()
-    return {"rate": n / elapsed, "p50_ms": percentile(took, 50) * 1e3,
-            "p99_ms": percentile(took, 99) * 1e3}  # fmt: skip
+    return {
+        "rate": n / elapsed,
+        "p50_ms": percentile(took, 50) * 1e3,
+        "p99_ms": percentile(took, 99) * 1e3,
+    }
 
 
 async def _batched(publisher: Publisher, payloads: Payloads, start: int, n: int) -> float:
     began = time.perf_counter()
     for first in range(start, start + n, BATCH):
-        envelopes = [publisher.envelope(payloads.model(i), id=f"bench-{i}")
-                     for i in range(first, min(first + BATCH, start + n))]  # fmt: skip
+        envelopes = [
+            publisher.envelope(payloads.model(i), id=f"bench-{i}")
+            for i in range(first, min(first + BATCH, start + n))
+        ]
         await publisher.publish_many(envelopes)
     return n / (time.perf_counter() - began)
 
 
 async def _once_guard(redis: Redis, durability: Durability, start: int, n: int) -> dict[str, float]:
-    dedupe = Dedupe(redis, group="bench", consumer="c1", lease_ms=30_000, ttl_ms=600_000,
-                    durability=durability)  # fmt: skip
+    dedupe = Dedupe(
+        redis, group="bench", consumer="c1", lease_ms=30_000, ttl_ms=600_000, durability=durability
+    )
     took: list[float] = []
     began = time.perf_counter()
     for i in range(start, start + n):
@@ -110,18 +116,23 @@ async def measure(url: str, events: int, rounds: int) -> dict[str, Any]:
                     results[mode].setdefault(name, []).append(value)
     finally:
         await redis.aclose()
-    return {mode: {name: median(v) for name, v in figures.items()}
-            for mode, figures in results.items()}  # fmt: skip
+    return {
+        mode: {name: median(v) for name, v in figures.items()} for mode, figures in results.items()
+    }
 
 
 def table(out: dict[str, Any]) -> str:
-    rows = ["| mode | publish() one by one | p50 | p99 | publish_many (batches of 100) "
-            "| once guard (begin + finish) | its p99 |",
-            "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    rows = [
+        "| mode | publish() one by one | p50 | p99 | publish_many (batches of 100) "
+        "| once guard (begin + finish) | its p99 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for mode, f in out["modes"].items():
-        rows.append(f"| {mode} | {f['rate']:,.0f}/s | {f['p50_ms']:.2f} ms | "
-                    f"{f['p99_ms']:.2f} ms | {f['batched_rate']:,.0f}/s | "
-                    f"{f['once_rate']:,.0f}/s | {f['once_p99_ms']:.2f} ms |")  # fmt: skip
+        rows.append(
+            f"| {mode} | {f['rate']:,.0f}/s | {f['p50_ms']:.2f} ms | "
+            f"{f['p99_ms']:.2f} ms | {f['batched_rate']:,.0f}/s | "
+            f"{f['once_rate']:,.0f}/s | {f['once_p99_ms']:.2f} ms |"
+        )
     return "\n".join(rows)
 
 
@@ -135,12 +146,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="simpul-bench-ha-") as folder:
         master = EmbeddedRedis(Path(folder) / "master", appendfsync="everysec").start()
         follow = ("--replicaof", master.host, str(master.port))
-        replica = EmbeddedRedis(Path(folder) / "replica", appendfsync="everysec",
-                                extra_args=follow)  # fmt: skip
+        replica = EmbeddedRedis(Path(folder) / "replica", appendfsync="everysec", extra_args=follow)
         try:
             replica.start()
-            out = {"events": args.events, "rounds": args.rounds,
-                   "modes": asyncio.run(measure(master.url, args.events, args.rounds))}  # fmt: skip
+            out = {
+                "events": args.events,
+                "rounds": args.rounds,
+                "modes": asyncio.run(measure(master.url, args.events, args.rounds)),
+            }
         finally:
             replica.stop()
             master.stop()

@@ -117,12 +117,24 @@ async def measure(group: EmbeddedSentinelGroup, failovers: int) -> dict[str, Any
             await asyncio.sleep(2.0)  # the last events consumed
     finally:
         await redis.aclose()
-    rows = [{"publish_gap_s": gap(run.published, at), "consumer_resume_s": run.resume(at),
-             "sentinel_switch_s": switched} for at, switched in kills]  # fmt: skip
-    summary = {name: {"median": median([r[name] for r in rows]),
-                      "max": max(r[name] for r in rows)} for name in rows[0]}  # fmt: skip
-    return {"failovers": rows, "summary": summary, "published": len(run.published),
-            "consumed": len(run.consumed)}  # fmt: skip
+    rows = [
+        {
+            "publish_gap_s": gap(run.published, at),
+            "consumer_resume_s": run.resume(at),
+            "sentinel_switch_s": switched,
+        }
+        for at, switched in kills
+    ]
+    summary = {
+        name: {"median": median([r[name] for r in rows]), "max": max(r[name] for r in rows)}
+        for name in rows[0]
+    }
+    return {
+        "failovers": rows,
+        "summary": summary,
+        "published": len(run.published),
+        "consumed": len(run.consumed),
+    }
 
 
 def table(out: dict[str, Any]) -> str:

@@ -27,11 +27,21 @@ from bus.local.redis import EmbeddedRedis
 
 STREAM = "simpul:{bench.functions}"
 FIELDS = [
-    "specversion", "1.0", "source", "urn:malangkota:bench:functions",
-    "type", "bench.citizen.recorded.v1", "time", "2026-12-07T06:00:00.000Z",
-    "datacontenttype", "application/json", "dataschema", "simpul:bench.citizen.recorded:1.0",
-    "data", '{"nik":"3573010000000001","name":"x","kecamatan":"35.73.01"}' + " " * 300,
-]  # fmt: skip
+    "specversion",
+    "1.0",
+    "source",
+    "urn:malangkota:bench:functions",
+    "type",
+    "bench.citizen.recorded.v1",
+    "time",
+    "2026-12-07T06:00:00.000Z",
+    "datacontenttype",
+    "application/json",
+    "dataschema",
+    "simpul:bench.citizen.recorded:1.0",
+    "data",
+    '{"nik":"3573010000000001","name":"x","kecamatan":"35.73.01"}' + " " * 300,
+]
 
 
 def _call(head: tuple[str, str]) -> tuple[Any, ...]:
@@ -73,8 +83,10 @@ async def run(url: str, n: int, rounds: int) -> dict[str, dict[str, float]]:
         await redis.flushdb()
     finally:
         await redis.aclose()
-    result = {name: {mode: statistics.median(v) for mode, v in modes.items()}
-              for name, modes in got.items()}  # fmt: skip
+    result = {
+        name: {mode: statistics.median(v) for mode, v in modes.items()}
+        for name, modes in got.items()
+    }
     # Redis's own time per call (microseconds): the server side alone, without the client.
     result["EVALSHA"]["server_us"] = float(stats["cmdstat_evalsha"]["usec_per_call"])
     result["FCALL"]["server_us"] = float(stats["cmdstat_fcall"]["usec_per_call"])
@@ -90,11 +102,15 @@ def main() -> None:
         result = asyncio.run(run(server.url, args.n, args.rounds))
     for mode in ("pipelined", "single"):
         evalsha, fcall = result["EVALSHA"][mode], result["FCALL"][mode]
-        print(f"{mode:<10} EVALSHA {evalsha:>9,.0f}/s  FCALL {fcall:>9,.0f}/s  "
-              f"FCALL/EVALSHA {fcall / evalsha:.2f}")  # fmt: skip
+        print(
+            f"{mode:<10} EVALSHA {evalsha:>9,.0f}/s  FCALL {fcall:>9,.0f}/s  "
+            f"FCALL/EVALSHA {fcall / evalsha:.2f}"
+        )
     evalsha, fcall = result["EVALSHA"]["server_us"], result["FCALL"]["server_us"]
-    print(f"server     EVALSHA {evalsha:>7.2f} us/call  FCALL {fcall:>7.2f} us/call  "
-          f"FCALL/EVALSHA {fcall / evalsha:.2f}")  # fmt: skip
+    print(
+        f"server     EVALSHA {evalsha:>7.2f} us/call  FCALL {fcall:>7.2f} us/call  "
+        f"FCALL/EVALSHA {fcall / evalsha:.2f}"
+    )
 
 
 if __name__ == "__main__":

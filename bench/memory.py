@@ -297,9 +297,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--sizes", type=int, nargs="+", help="retained sizes to measure")
     parser.add_argument(
-        "--redis-arg", nargs=2, action="extend", default=[], metavar=("NAME", "VALUE"),
+        "--redis-arg",
+        nargs=2,
+        action="extend",
+        default=[],
+        metavar=("NAME", "VALUE"),
         help="a redis-server setting, e.g. stream-node-max-bytes 65536 (repeatable)",
-    )  # fmt: skip
+    )
     parser.add_argument("--json", metavar="PATH", help="write every measurement as JSON")
     args = parser.parse_args(argv)
     configure(level="warning", fmt="json")

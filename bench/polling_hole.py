@@ -43,8 +43,13 @@ async def main(writers: int, per_writer: int) -> None:
     os.environ["TZ"] = "Asia/Jakarta"
     time.tzset()
     with EmbeddedMariaDB() as db, EmbeddedRedis(Path(tempfile.mkdtemp())) as server:
-        conn = pymysql.connect(host=db.host, port=db.port, user="simpul", autocommit=True,
-                               client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)  # fmt: skip
+        conn = pymysql.connect(
+            host=db.host,
+            port=db.port,
+            user="simpul",
+            autocommit=True,
+            client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS,
+        )
         with conn.cursor() as cursor:
             cursor.execute("CREATE DATABASE siak")
             cursor.execute("USE siak")
@@ -59,8 +64,10 @@ async def main(writers: int, per_writer: int) -> None:
         }
         stop = asyncio.Event()
         key = b"k" * 32
-        runners = [dukcapil.adapter(redis, url, pseudonym_key=key, cdc=label == "binlog")
-                   for label, redis in sides.items()]  # fmt: skip
+        runners = [
+            dukcapil.adapter(redis, url, pseudonym_key=key, cdc=label == "binlog")
+            for label, redis in sides.items()
+        ]
         runners[0].source.settle = 0.0  # type: ignore[attr-defined]  # plain polling: the hole
         for r in runners:  # a first pass before the writers: the binlog reader's snapshot is done
             await r.run_once()
@@ -72,8 +79,11 @@ async def main(writers: int, per_writer: int) -> None:
         with conn.cursor() as cursor:
             cursor.execute("SELECT id_peristiwa, versi FROM peristiwa")
             table = cursor.fetchall()
-        truth = {event_id(dukcapil.SOURCE, dukcapil.TABLE, k, v)
-                 for k, final in table for v in range(1, final + 1)}  # fmt: skip
+        truth = {
+            event_id(dukcapil.SOURCE, dukcapil.TABLE, k, v)
+            for k, final in table
+            for v in range(1, final + 1)
+        }
         # A row's last version stays in the table, so polling missing it is the late-commit
         # hole alone; earlier versions may also have been overwritten between two polls.
         last = {event_id(dukcapil.SOURCE, dukcapil.TABLE, k, final) for k, final in table}
@@ -81,9 +91,11 @@ async def main(writers: int, per_writer: int) -> None:
         for label, redis in sides.items():
             ids = {f[b"id"].decode() for _, f in await redis.xrange(stream)}
             missed, stuck = len(truth - ids), len(last - ids)
-            print(f"{label}: {len(truth)} committed row versions, {missed} never published "
-                  f"({missed / len(truth):.1%}); of the {len(last)} rows' current versions, "
-                  f"{stuck} never published ({stuck / len(last):.1%})")  # fmt: skip
+            print(
+                f"{label}: {len(truth)} committed row versions, {missed} never published "
+                f"({missed / len(truth):.1%}); of the {len(last)} rows' current versions, "
+                f"{stuck} never published ({stuck / len(last):.1%})"
+            )
             await redis.aclose()
 
 

@@ -174,36 +174,70 @@ async def step_costs(payloads: Payloads) -> list[tuple[str, str, float]]:
     log = publisher_module._log
 
     steps: list[tuple[str, str, Callable[[], object] | float]] = [
-        ("consume", "raw baseline: model_validate_json(data bytes)",
-         lambda: CitizenRecorded.model_validate_json(data_bytes)),
+        (
+            "consume",
+            "raw baseline: model_validate_json(data bytes)",
+            lambda: CitizenRecorded.model_validate_json(data_bytes),
+        ),
         ("consume", "Dispatcher.dispatch (decode, checks, validate, context, call)", dispatch_us),
-        ("consume", "  Envelope.from_fields (decode 16 bytes, checks, time parse)",
-         lambda: Envelope.from_fields(raw)),
+        (
+            "consume",
+            "  Envelope.from_fields (decode 16 bytes, checks, time parse)",
+            lambda: Envelope.from_fields(raw),
+        ),
         ("consume", "    _texts: bytes -> str for 8 keys and 8 values", lambda: _texts(raw)),
         ("consume", "    _check_time: datetime.fromisoformat", lambda: _check_time(envelope.time)),
-        ("consume", '  model_validate_json(data str, extra="ignore") (tolerant)',
-         lambda: CitizenRecorded.model_validate_json(data, extra="ignore")),
-        ("consume", "  for comparison: the same without the extra= override",
-         lambda: CitizenRecorded.model_validate_json(data)),
-        ("consume", "  EventContext(...)",
-         lambda: EventContext(envelope, STREAM, "1-0", "g", "c", 1, None)),
+        (
+            "consume",
+            '  model_validate_json(data str, extra="ignore") (tolerant)',
+            lambda: CitizenRecorded.model_validate_json(data, extra="ignore"),
+        ),
+        (
+            "consume",
+            "  for comparison: the same without the extra= override",
+            lambda: CitizenRecorded.model_validate_json(data),
+        ),
+        (
+            "consume",
+            "  EventContext(...)",
+            lambda: EventContext(envelope, STREAM, "1-0", "g", "c", 1, None),
+        ),
         ("publish", "raw baseline: model_dump_json", model.model_dump_json),
         ("publish", "raw baseline: str(uuid.uuid4())", _uuid4),
-        ("publish", "Publisher.envelope (dump, re-validate, uuid4, time)",
-         lambda: publisher.envelope(model)),
-        ("publish", "  model_validate_json of the dump (re-validation)",
-         lambda: CitizenRecorded.model_validate_json(data)),
-        ("publish", "  format_time(datetime.now(UTC)) per event",
-         lambda: format_time(datetime.now(UTC))),
-        ("publish", "Publisher._wrap(Envelope): re-decode check of a ready envelope",
-         lambda: publisher._wrap(envelope, {})),
-        ("publish", "Publisher._batch_call of one event (keys, MINID, to_fields, args)",
-         lambda: publisher._batch_call(envelope.stream, [envelope])),
+        (
+            "publish",
+            "Publisher.envelope (dump, re-validate, uuid4, time)",
+            lambda: publisher.envelope(model),
+        ),
+        (
+            "publish",
+            "  model_validate_json of the dump (re-validation)",
+            lambda: CitizenRecorded.model_validate_json(data),
+        ),
+        (
+            "publish",
+            "  format_time(datetime.now(UTC)) per event",
+            lambda: format_time(datetime.now(UTC)),
+        ),
+        (
+            "publish",
+            "Publisher._wrap(Envelope): re-decode check of a ready envelope",
+            lambda: publisher._wrap(envelope, {}),
+        ),
+        (
+            "publish",
+            "Publisher._batch_call of one event (keys, MINID, to_fields, args)",
+            lambda: publisher._batch_call(envelope.stream, [envelope]),
+        ),
         ("publish", "  envelope.stream (regex in keys.stream_of)", lambda: envelope.stream),
-        ("publish", "_log.debug('event_published', ...) filtered out, per event",
-         lambda: log.debug("event_published", stream=STREAM, event_id="x", entry_id="1-0",
-                           duplicate=False)),
-    ]  # fmt: skip
+        (
+            "publish",
+            "_log.debug('event_published', ...) filtered out, per event",
+            lambda: log.debug(
+                "event_published", stream=STREAM, event_id="x", entry_id="1-0", duplicate=False
+            ),
+        ),
+    ]
     return [(path, step, fn if isinstance(fn, float) else _us(fn)) for path, step, fn in steps]
 
 

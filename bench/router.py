@@ -64,10 +64,13 @@ def _signer(topology: Topology, principal: str) -> Signer:
 
 def _router(redis: Any, topology: Topology, **config: Any) -> Router:
     return Router(
-        redis, topology, default_registry, keyring=KeyRing(topology.signing_keys()),
+        redis,
+        topology,
+        default_registry,
+        keyring=KeyRing(topology.signing_keys()),
         signer=_signer(topology, "router"),
         config=RouterConfig(**{"block_ms": 20, "batch_size": 200, "trim_every_s": 3600, **config}),
-    )  # fmt: skip
+    )
 
 
 async def _drain(router: Router, sources: list[str]) -> None:
@@ -86,8 +89,9 @@ async def _drain(router: Router, sources: list[str]) -> None:
 
 
 async def throughput(redis: Any, topology: Topology, events: int) -> dict[str, float]:
-    publisher = Publisher(redis, source="urn:bench", signer=_signer(topology, PRODUCER),
-                          intake=PRODUCER)  # fmt: skip
+    publisher = Publisher(
+        redis, source="urn:bench", signer=_signer(topology, PRODUCER), intake=PRODUCER
+    )
     example = _example(CitizenDied)
     for i in range(0, events, 500):
         await publisher.publish_many(
@@ -125,8 +129,13 @@ async def throughput(redis: Any, topology: Topology, events: int) -> dict[str, f
             pipe.xack(copy, "raw", *(e for e, _ in batch))
             await pipe.execute()
     raw_s = time.perf_counter() - started
-    return {"events": events, "fan_out": len(inboxes), "router_per_s": events / routed_s,
-            "raw_per_s": events / raw_s, "ratio": raw_s / routed_s}  # fmt: skip
+    return {
+        "events": events,
+        "fan_out": len(inboxes),
+        "router_per_s": events / routed_s,
+        "raw_per_s": events / raw_s,
+        "ratio": raw_s / routed_s,
+    }
 
 
 async def latency(redis: Any, topology: Topology, rate: int, seconds: float) -> dict[str, float]:
@@ -135,8 +144,12 @@ async def latency(redis: Any, topology: Topology, rate: int, seconds: float) -> 
     results = {}
     for mode in ("direct", "routed"):
         await redis.flushall()
-        publisher = Publisher(redis, source="urn:bench", signer=_signer(topology, PRODUCER),
-                              intake=PRODUCER if mode == "routed" else None)  # fmt: skip
+        publisher = Publisher(
+            redis,
+            source="urn:bench",
+            signer=_signer(topology, PRODUCER),
+            intake=PRODUCER if mode == "routed" else None,
+        )
         watched = keys.inbox(stream, "dinsos") if mode == "routed" else stream
         sent: dict[bytes, float] = {}
         delays: list[float] = []
@@ -199,8 +212,9 @@ async def memory(redis: Any, topology: Topology, events: int) -> dict[str, float
     out["direct_bytes_per_event"] = ((await redis.info("memory"))["used_memory"] - base) / events
     await redis.flushall()
     base = (await redis.info("memory"))["used_memory"]
-    routed = Publisher(redis, source="urn:bench", signer=_signer(topology, IDENTITY),
-                       intake=IDENTITY)  # fmt: skip
+    routed = Publisher(
+        redis, source="urn:bench", signer=_signer(topology, IDENTITY), intake=IDENTITY
+    )
     for i in range(0, events, 500):
         await routed.publish_many(
             [routed.envelope(example, id=f"m-{k}") for k in range(i, min(i + 500, events))]

@@ -342,25 +342,29 @@ def _backfill_verdicts(b: dict[str, Any] | None) -> list[tuple[str, str, float, 
     rows: list[tuple[str, str, float, bool, str, str]] = []
     for name, r in b.get("sources", {}).items():
         ratio = r["ratio"]
-        rows.append((
-            f"Backfill throughput: {backfill.backfill_sources.LABELS[name]}",
-            f"adapter / raw >= {TARGETS['backfill']:.0%}",
-            ratio,
-            ratio >= TARGETS["backfill"],
-            f"{ratio:.0%}",
-            f"short by {TARGETS['backfill'] - ratio:.0%} of raw",
-        ))  # fmt: skip
+        rows.append(
+            (
+                f"Backfill throughput: {backfill.backfill_sources.LABELS[name]}",
+                f"adapter / raw >= {TARGETS['backfill']:.0%}",
+                ratio,
+                ratio >= TARGETS["backfill"],
+                f"{ratio:.0%}",
+                f"short by {TARGETS['backfill'] - ratio:.0%} of raw",
+            )
+        )
     if "memory_growth" in b:
         growth = b["memory_growth"]
         small, large = b["sizes"]
-        rows.append((
-            "SQL backfill peak memory",
-            f"flat: {large:,} rows <= {TARGETS['backfill_memory']}x {small:,} rows",
-            growth,
-            growth <= TARGETS["backfill_memory"],
-            f"{growth:.2f}x",
-            "grows with the table",
-        ))  # fmt: skip
+        rows.append(
+            (
+                "SQL backfill peak memory",
+                f"flat: {large:,} rows <= {TARGETS['backfill_memory']}x {small:,} rows",
+                growth,
+                growth <= TARGETS["backfill_memory"],
+                f"{growth:.2f}x",
+                "grows with the table",
+            )
+        )
     return rows
 
 

@@ -143,10 +143,22 @@ async def balanced(redis: Redis, layout: Layout, procs: int) -> bool:
 
 async def _start(target: Target, mode: str, k: int, layout: Layout, log: IO[bytes]) -> Any:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.scaling_worker", "--url", target.url, "--mode", mode,
-        "--consumer", f"{mode}-{k}", "--partitions", str(layout.partitions),
-        cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "bench.scaling_worker",
+        "--url",
+        target.url,
+        "--mode",
+        mode,
+        "--consumer",
+        f"{mode}-{k}",
+        "--partitions",
+        str(layout.partitions),
+        cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=log,
+    )
     return proc
 
 
@@ -350,9 +362,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="one run of 20,000 events")
     parser.add_argument("--n", type=int, default=0, help="events per run")
     parser.add_argument(
-        "--partitions", type=int, nargs="+", default=[1, 4],
+        "--partitions",
+        type=int,
+        nargs="+",
+        default=[1, 4],
         help="layouts: 1 = the aggregate's one stream, k > 1 = k partition streams",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--no-wait", action="store_true", help="start at once, however busy the machine is"
     )

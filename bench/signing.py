@@ -142,8 +142,13 @@ async def verify_only(messages: list[tuple[bytes, bytes]], n: int) -> dict[str, 
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     others = max(0.0, 100 * (machine_busy_s() - busy0 - cpu) / wall)
     await asyncio.sleep(0)
-    return {"rate": n / wall, "wall_s": wall, "client_us": 1e6 * cpu / n, "redis_us": 0.0,
-            "others_pct": others}  # fmt: skip
+    return {
+        "rate": n / wall,
+        "wall_s": wall,
+        "client_us": 1e6 * cpu / n,
+        "redis_us": 0.0,
+        "others_pct": others,
+    }
 
 
 async def publish(target: Target, payloads: Payloads, n: int, *, signed: bool) -> dict[str, float]:

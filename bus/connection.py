@@ -95,9 +95,14 @@ class TLSConnectionError(RedisConnectionError):
 # pipe) or TimeoutError — not any OSError: an unreadable local file (a project's own schemas/
 # shadowing the package's data) is no Redis outage, and waiting for Redis would never cure it.
 TRANSIENT = (
-    RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, ClusterError,
-    SlotNotCoveredError, TryAgainError,
-)  # fmt: skip
+    RedisConnectionError,
+    RedisTimeoutError,
+    ConnectionError,
+    TimeoutError,
+    ClusterError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 # As pydantic reads a bool (Settings.redis_cluster), plus empty for unset.
 _TRUE = ("1", "on", "t", "true", "y", "yes")
 _FALSE = ("", "0", "off", "f", "false", "n", "no")
@@ -257,9 +262,10 @@ def connect(
         )
     if files.configured and scheme != "rediss":
         given = ", ".join(
-            name for name, path in ((CA_VAR, files.ca), (CERT_VAR, files.cert),
-                                    (KEY_VAR, files.key)) if path
-        )  # fmt: skip
+            name
+            for name, path in ((CA_VAR, files.ca), (CERT_VAR, files.cert), (KEY_VAR, files.key))
+            if path
+        )
         raise ConfigurationError(
             f"{given} set, but the Redis URL is {scheme}://...: use a rediss:// URL for TLS, "
             "or unset the TLS settings"
@@ -472,9 +478,15 @@ def _closed_by_peer(exc: BaseException) -> bool:
 
 _CLIENT_CERT_MISSING = ("CERTIFICATE_REQUIRED", "PEER_DID_NOT_RETURN_A_CERTIFICATE")
 _CLIENT_CERT_REJECTED = (
-    "UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN", "CERTIFICATE_EXPIRED",
-    "CERTIFICATE_REVOKED", "UNSUPPORTED_CERTIFICATE", "DECRYPT_ERROR", "ACCESS_DENIED",
-)  # fmt: skip
+    "UNKNOWN_CA",
+    "BAD_CERTIFICATE",
+    "CERTIFICATE_UNKNOWN",
+    "CERTIFICATE_EXPIRED",
+    "CERTIFICATE_REVOKED",
+    "UNSUPPORTED_CERTIFICATE",
+    "DECRYPT_ERROR",
+    "ACCESS_DENIED",
+)
 _NOT_TLS = ("WRONG_VERSION_NUMBER", "UNEXPECTED_EOF", "RECORD_LAYER_FAILURE", "HTTP_REQUEST")
 
 

@@ -76,27 +76,44 @@ class Consumer:
         self.streams = dispatcher.streams()
         partitioned = [s for s in self.streams if keys.is_partition(s)]
         leases = Leases(
-            redis, group=self.group, consumer=self.name, partitions=partitioned,
+            redis,
+            group=self.group,
+            consumer=self.name,
+            partitions=partitioned,
             lease_ms=settings.claim_idle_ms,
-        )  # fmt: skip
+        )
         self.ordering = Ordering(leases) if partitioned else None
         self._reads = _read_groups(self.streams, cluster=is_cluster(redis))
         self._log = _log.bind(group=self.group, consumer=self.name)
         self._settler = Settler(
-            redis, group=self.group, consumer=self.name, health=health, log=self._log,
+            redis,
+            group=self.group,
+            consumer=self.name,
+            health=health,
+            log=self._log,
             metrics=metrics,
             # An entry's consumers can die claim_idle_ms apart until it runs out of deliveries.
             failure_ttl_ms=settings.claim_idle_ms * (settings.max_deliveries + 1),
-        )  # fmt: skip
+        )
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()  # one batch at a time: handlers never run concurrently
         self.reclaim = Reclaimer(
-            redis, group=self.group, name=self.name, streams=self.streams,
-            ordering=self.ordering, dispatcher=dispatcher, settler=self._settler,
-            settings=settings, health=health, log=self._log, stopping=self._stopping,
-            lock=self._lock, process=self._process, guarded=self._guarded,
+            redis,
+            group=self.group,
+            name=self.name,
+            streams=self.streams,
+            ordering=self.ordering,
+            dispatcher=dispatcher,
+            settler=self._settler,
+            settings=settings,
+            health=health,
+            log=self._log,
+            stopping=self._stopping,
+            lock=self._lock,
+            process=self._process,
+            guarded=self._guarded,
             outage=lambda: self._outage,
-        )  # fmt: skip
+        )
         self._read_tasks: set[asyncio.Future[list[tuple[bytes, Entries]]]] = set()
         self._outage = False
         self._outage_since = self._warn_at = 0.0  # monotonic times (while _outage)
@@ -356,9 +373,12 @@ class Consumer:
             self._outages[entry_id] = self._outages.get(entry_id, 0) + 1
             self.health.dependency_down = f"{type(retry.cause).__name__}"
             self._log.warning(
-                "dependency_unavailable", stream=stream, entry_id=entry_id,
-                error_type=type(retry.cause).__name__, retry_in_ms=backoff,
-            )  # fmt: skip
+                "dependency_unavailable",
+                stream=stream,
+                entry_id=entry_id,
+                error_type=type(retry.cause).__name__,
+                retry_in_ms=backoff,
+            )
             idle = self.settings.claim_idle_ms - backoff
             settlement.retries.append((entry_id, idle, max(delivery - 1, 0)))
             return None
@@ -369,10 +389,15 @@ class Consumer:
         if isinstance(retry.cause, Retry):  # the handler's own delay, at most claim idle
             backoff = min(max(backoff, retry.cause.after_ms), self.settings.claim_idle_ms)
         self._log.warning(
-            "handler_failed", stream=stream, entry_id=entry_id, delivery=delivery,
-            error_type=type(retry.cause).__name__, error=retry.error,
-            retry_in_ms=None if last else backoff, **_trace(retry),
-        )  # fmt: skip
+            "handler_failed",
+            stream=stream,
+            entry_id=entry_id,
+            delivery=delivery,
+            error_type=type(retry.cause).__name__,
+            error=retry.error,
+            retry_in_ms=None if last else backoff,
+            **_trace(retry),
+        )
         if last:
             return Verdict(Reason.HANDLER_FAILED, retry.error, delivery)
         settlement.failures.append((entry_id, retry.error))  # for a dead letter after crashes

@@ -78,15 +78,23 @@ def dead_letter_fields(
         if not name.startswith(PREFIX):
             flat += (name, value)
     flat += [
-        "dlq.reason", verdict.reason.value,
-        "dlq.error", mask_text(verdict.error)[:MAX_ERROR],
-        "dlq.attempts", str(verdict.attempts),
-        "dlq.stream", stream,
-        "dlq.entry", entry_id,
-        "dlq.group", group,
-        "dlq.consumer", consumer,
-        "dlq.time", format_time(datetime.now(UTC)),
-    ]  # fmt: skip
+        "dlq.reason",
+        verdict.reason.value,
+        "dlq.error",
+        mask_text(verdict.error)[:MAX_ERROR],
+        "dlq.attempts",
+        str(verdict.attempts),
+        "dlq.stream",
+        stream,
+        "dlq.entry",
+        entry_id,
+        "dlq.group",
+        group,
+        "dlq.consumer",
+        consumer,
+        "dlq.time",
+        format_time(datetime.now(UTC)),
+    ]
     return flat
 
 

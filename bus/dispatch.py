@@ -165,9 +165,13 @@ class Dispatcher:
                 return Verdict(rejected.reason, rejected.error, delivery)
         try:
             return await self._handle(
-                handler, envelope, stream=stream, entry_id=entry_id, delivery=delivery,
+                handler,
+                envelope,
+                stream=stream,
+                entry_id=entry_id,
+                delivery=delivery,
                 handled=handled,
-            )  # fmt: skip
+            )
         except Failed as failed:
             failed.mask(envelope, trace=self.tracebacks)
             raise

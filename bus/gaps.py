@@ -113,8 +113,9 @@ class _State:
         if self.first is None or self.added is None:
             return None  # empty stream, or Redis 6.2: nothing to count with
         # Where the group stands: its own position, or the cursor if it restarted behind it.
-        position, counted = (cursor.id, cursor.read) if _id(cursor.id) > _id(self.last) \
-            else (self.last, self.read)  # fmt: skip
+        position, counted = (
+            (cursor.id, cursor.read) if _id(cursor.id) > _id(self.last) else (self.last, self.read)
+        )
         if counted is None or _id(position) >= _id(self.first):
             return None
         # After `position`: added - counted entries; still in the stream: all `length` (the
@@ -123,8 +124,12 @@ class _State:
         return Gap(stream, group, position, self.first, lost) if lost > 0 else None
 
     def next_cursor(self, saved: _Cursor | None, gap: Gap | None) -> _Cursor:
-        if (gap is not None or saved is None) and self.first is not None and self.added is not \
-                None and _id(self.last) < _id(self.first):  # fmt: skip
+        if (
+            (gap is not None or saved is None)
+            and self.first is not None
+            and self.added is not None
+            and _id(self.last) < _id(self.first)
+        ):
             # Everything before the first entry is accounted for (handled, reported, or history
             # older than the group): count it so it is never reported (again).
             return _Cursor(self.first, self.added - self.length)

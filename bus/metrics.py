@@ -44,8 +44,21 @@ __all__ = ["HANDLER_BUCKETS", "UNKNOWN", "ServiceMetrics", "TypeMetrics"]
 UNKNOWN = "unknown"  # the type label of anything the registry does not know
 # Handler durations: 1 ms .. 30 s (a handler slower than claim_idle_ms is reclaimed anyway).
 HANDLER_BUCKETS = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-)  # fmt: skip
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
 _LE = [*(str(b) for b in HANDLER_BUCKETS), "+Inf"]  # as prometheus_client writes "le"
 # Reasons a known type can be dead-lettered for; unknown/undecodable entries get the others.
 _TYPED_REASONS = (
@@ -200,16 +213,18 @@ class _Collector(Collector):
                 cumulative.append((le, float(total)))
             seconds.add_metric([service, kind.label], cumulative, kind.seconds)
         dead = CounterMetricFamily(
-            "simpul_events_dead_lettered", "Entries moved to the group's dead letters.",
+            "simpul_events_dead_lettered",
+            "Entries moved to the group's dead letters.",
             labels=[*labels, "reason"],
-        )  # fmt: skip
+        )
         for (label, reason), count in sorted(metrics.dead_letters.items()):
             dead.add_metric([service, label, reason], count)
         published = CounterMetricFamily(
-            "simpul_events_published", "Events the service's handlers published that were new "
+            "simpul_events_published",
+            "Events the service's handlers published that were new "
             "on their stream (a duplicate of an event already there is not counted).",
             labels=labels,
-        )  # fmt: skip
+        )
         for label, count in sorted(metrics.published_by_type.items()):
             published.add_metric([service, label], count)
         yield from (consumed, failed, dead, published, seconds)
@@ -219,9 +234,10 @@ class _Collector(Collector):
     def _health(health: Health, service: str) -> Iterator[Metric]:
         now = time.monotonic()
         ready = GaugeMetricFamily(
-            "simpul_consumer_ready", "1 while /readyz answers 200: a recent successful poll of "
-            "Redis and no error since.", labels=["service"],
-        )  # fmt: skip
+            "simpul_consumer_ready",
+            "1 while /readyz answers 200: a recent successful poll of Redis and no error since.",
+            labels=["service"],
+        )
         ready.add_metric([service], 1.0 if health.ready else 0.0)
         poll = GaugeMetricFamily(
             "simpul_consumer_last_poll_age_seconds",

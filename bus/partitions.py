@@ -76,8 +76,9 @@ class Leases:
     async def renew(self) -> list[str]:
         """Heartbeat, and extend every lease held. Returns the partitions lost (expired and
         perhaps taken by another consumer): stop reading them at once. Safe beside handlers."""
-        self.live = int(await self._heartbeat(keys=[self._members],
-                                              args=[self.consumer, self.lease_ms]))  # fmt: skip
+        self.live = int(
+            await self._heartbeat(keys=[self._members], args=[self.consumer, self.lease_ms])
+        )
         lost = []
         for partition in sorted(self.owned):
             key = keys.lease(partition, self.group)
@@ -163,10 +164,11 @@ class Ordering:
         """``streams`` that may be read for new entries now: plain streams, and owned
         partitions with no failed event waiting and nothing of theirs pending first."""
         return [
-            s for s in streams
+            s
+            for s in streams
             if s not in self.partitions
             or (self.owns(s) and s not in self._backlog and self._due(s, now))
-        ]  # fmt: skip
+        ]
 
     def next_due(self, now: float) -> float | None:
         """Seconds until the earliest held partition may go on (None: none held)."""

@@ -185,9 +185,10 @@ def check_against_original(
         return f"{ORIGIN_SIGNER} does not name the original's signer"
     skipped = {"data", SIGNATURE, _SIGNER, SIGNED_AT, *FORWARDING_FIELDS}
     changed = sorted(
-        name for name in (inbox.keys() | source.keys()) - skipped
+        name
+        for name in (inbox.keys() | source.keys()) - skipped
         if inbox.get(name) != source.get(name)
-    )  # fmt: skip
+    )
     if changed:
         return f"attribute(s) {', '.join(changed)} differ from the original"
     return _data_differs(inbox.get("data", ""), source.get("data", ""))

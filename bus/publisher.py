@@ -172,8 +172,13 @@ class Publisher:
         result = Published(envelope.id, stream, entry.decode(), duplicate=not added)
         if added and self.on_published is not None:
             self.on_published(envelope.type)
-        _log.debug("event_published", stream=stream, event_id=result.event_id,
-                   entry_id=result.entry_id, duplicate=result.duplicate)  # fmt: skip
+        _log.debug(
+            "event_published",
+            stream=stream,
+            event_id=result.event_id,
+            entry_id=result.entry_id,
+            duplicate=result.duplicate,
+        )
         return result
 
     async def publish_many(self, events: Iterable[Contract | Envelope]) -> list[Published]:
@@ -194,8 +199,11 @@ class Publisher:
                     self.on_published(envelope.type)
         published = [r for r in results if r is not None]
         # One line per call, not per event: a filtered-out log call still costs ~1-2 us.
-        _log.debug("events_published", events=len(published),
-                   duplicates=sum(r.duplicate for r in published))  # fmt: skip
+        _log.debug(
+            "events_published",
+            events=len(published),
+            duplicates=sum(r.duplicate for r in published),
+        )
         return published
 
     def _wrap(self, event: Contract | Envelope, attributes: Mapping[str, object]) -> Envelope:

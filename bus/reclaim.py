@@ -144,9 +144,13 @@ class Reclaimer:
             if gap is not None:
                 self.health.count("entries_lost", gap.lost)
                 self._log.error(
-                    "entries_lost_unread", stream=stream, lost=gap.lost, after=gap.after,
-                    before=gap.before, detail=gap.describe(),
-                )  # fmt: skip
+                    "entries_lost_unread",
+                    stream=stream,
+                    lost=gap.lost,
+                    after=gap.after,
+                    before=gap.before,
+                    detail=gap.describe(),
+                )
 
     # -- own pending after a restart ----------------------------------------------------------
 
@@ -218,8 +222,10 @@ class Reclaimer:
         rows = await self.redis.xpending_range(
             stream, self.group, min=start, max="+", count=count, idle=idle
         )
-        return [Pending(_text(r["message_id"]), _text(r["consumer"]), int(r["times_delivered"]))
-                for r in rows]  # fmt: skip
+        return [
+            Pending(_text(r["message_id"]), _text(r["consumer"]), int(r["times_delivered"]))
+            for r in rows
+        ]
 
     async def _redeliver(self, stream: str, rows: Sequence[Pending]) -> None:
         """Claim and handle idle entries in order, one at a time: each delivery counted is a
@@ -245,8 +251,9 @@ class Reclaimer:
             if reply == 0:
                 # Pending and idle, but trimmed or deleted: the claim's 0 (no XRANGE, which a
                 # service's ACL does not grant); Redis dropped it from the PEL as it was claimed.
-                self._log.error("pending_entries_lost", stream=stream, count=1,
-                                entry_ids=[entry_id])  # fmt: skip
+                self._log.error(
+                    "pending_entries_lost", stream=stream, count=1, entry_ids=[entry_id]
+                )
             # None (false): another replica claimed or acked it first; it is left to it.
 
     async def _deliveries(self, stream: str, entries: Entries) -> dict[str, int]:
@@ -294,9 +301,12 @@ class Reclaimer:
                 await self._take_over(partition)
         if change.acquired or change.released or change.lost:
             self._log.info(
-                "partitions_rebalanced", acquired=change.acquired, released=change.released,
-                lost=change.lost, owned=sorted(self.ordering.leases.owned),
-            )  # fmt: skip
+                "partitions_rebalanced",
+                acquired=change.acquired,
+                released=change.released,
+                lost=change.lost,
+                owned=sorted(self.ordering.leases.owned),
+            )
 
     async def _take_over(self, partition: str) -> None:
         """Everything pending on ``partition`` becomes ours (``XCLAIM ... JUSTID``: no delivery

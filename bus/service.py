@@ -233,9 +233,12 @@ class Service:
 
     def _connect(self, url: str) -> Redis:
         return connect(
-            url, block_ms=self.settings.block_ms, client_name=f"simpul:{self.name}",
-            cluster=self.settings.redis_cluster or None, sentinels=_sentinels(self.settings),
-        )  # fmt: skip
+            url,
+            block_ms=self.settings.block_ms,
+            client_name=f"simpul:{self.name}",
+            cluster=self.settings.redis_cluster or None,
+            sentinels=_sentinels(self.settings),
+        )
 
     def _check_shared(self, redis: Redis) -> None:
         """A shared client must wait out our blocking reads and give bytes back."""
@@ -268,9 +271,11 @@ class Service:
         async with contextlib.AsyncExitStack() as stack:
             await self._start_hooks(stack)
             redis = connect(
-                url, client_name=f"simpul:{self.name}:dispatching",
-                cluster=self.settings.redis_cluster or None, sentinels=_sentinels(self.settings),
-            )  # fmt: skip
+                url,
+                client_name=f"simpul:{self.name}:dispatching",
+                cluster=self.settings.redis_cluster or None,
+                sentinels=_sentinels(self.settings),
+            )
             stack.push_async_callback(redis.aclose)
             yield self._consumer(redis).dispatcher  # built as a replica's, never run
 
@@ -359,16 +364,22 @@ class Service:
         if self.source:
             ttl = timedelta(milliseconds=settings.dedupe_ttl_ms)
             publisher = Publisher(
-                redis, source=self.source, dedupe_ttl=ttl, on_published=self.metrics.published,
+                redis,
+                source=self.source,
+                dedupe_ttl=ttl,
+                on_published=self.metrics.published,
                 signer=self.signer if self.signer else Signer.from_settings(settings),
                 durability=Durability(settings.redis_wait_replicas, settings.redis_wait_timeout_ms),
                 intake=settings.intake or "environment",
-            )  # fmt: skip
+            )
         dedupe = Dedupe(
-            redis, group=self.name, consumer=settings.consumer,
-            lease_ms=settings.claim_idle_ms, ttl_ms=settings.dedupe_ttl_ms,
+            redis,
+            group=self.name,
+            consumer=settings.consumer,
+            lease_ms=settings.claim_idle_ms,
+            ttl_ms=settings.dedupe_ttl_ms,
             durability=Durability(settings.redis_wait_replicas, settings.redis_wait_timeout_ms),
-        )  # fmt: skip
+        )
         dispatcher = Dispatcher(
             handlers=self.handlers,
             registry=self.registry,
@@ -401,10 +412,11 @@ class Service:
                     "or set SIMPUL_SIGNATURES=off to run without verifying (development only)"
                 )
             _log.warning(
-                "signatures_off", service=self.name,
+                "signatures_off",
+                service=self.name,
                 warning="SIMPUL_SIGNATURES=off: events are NOT verified; anyone who can write "
                 "to a stream this service reads can forge them",
-            )  # fmt: skip
+            )
         return keyring
 
     def _consumed_types(self) -> list[str]:
@@ -434,9 +446,11 @@ def _sentinels(settings: Settings) -> RedisSentinels | None:
     if not settings.redis_sentinels:
         return None
     return RedisSentinels.parse(
-        settings.redis_sentinels, master=settings.redis_sentinel_master,
-        username=settings.redis_sentinel_username, password=settings.redis_sentinel_password,
-    )  # fmt: skip
+        settings.redis_sentinels,
+        master=settings.redis_sentinel_master,
+        username=settings.redis_sentinel_username,
+        password=settings.redis_sentinel_password,
+    )
 
 
 class _ServiceBroker(RedisBroker):

@@ -124,9 +124,15 @@ class Settler:
                 pipe.xack(stream, self.group, *settlement.acks)
             for entry_id, idle, count in settlement.retries:
                 pipe.xclaim(
-                    stream, self.group, self.consumer, 0, [entry_id], idle=idle,
-                    retrycount=count, justid=True,
-                )  # fmt: skip
+                    stream,
+                    self.group,
+                    self.consumer,
+                    0,
+                    [entry_id],
+                    idle=idle,
+                    retrycount=count,
+                    justid=True,
+                )
             for entry_id, raw, verdict in settlement.dead:
                 args = self._dead_letter_args(stream, entry_id, raw, verdict)
                 if self._cluster:  # its pipeline cannot carry scripts: one call each (rare)
@@ -173,9 +179,13 @@ class Settler:
         self, stream: str, entry_id: str, raw: Mapping[bytes, bytes], verdict: Verdict
     ) -> list[bytes | str]:
         fields = dead_letter_fields(
-            raw, verdict, stream=stream, group=self.group,
-            consumer=self.consumer, entry_id=entry_id,
-        )  # fmt: skip
+            raw,
+            verdict,
+            stream=stream,
+            group=self.group,
+            consumer=self.consumer,
+            entry_id=entry_id,
+        )
         return [self.group, entry_id, *fields]
 
     def _report_dead(self, stream: str, dlq: str, settlement: Settlement) -> None:
@@ -184,6 +194,10 @@ class Settler:
             if self.metrics is not None:
                 self.metrics.dead_lettered(raw.get(b"type", b""), verdict.reason)
             self.log.error(
-                "event_dead_lettered", stream=stream, entry_id=entry_id, dead_letters=dlq,
-                reason=verdict.reason.value, attempts=verdict.attempts,
-            )  # fmt: skip
+                "event_dead_lettered",
+                stream=stream,
+                entry_id=entry_id,
+                dead_letters=dlq,
+                reason=verdict.reason.value,
+                attempts=verdict.attempts,
+            )

@@ -597,11 +597,17 @@ def load_keyring_file(path: str | os.PathLike[str]) -> list[PublicSigningKey]:
     found = []
     for index, entry in enumerate(entries):
         e = _valid(_KeyringEntry, entry, f"keyring file {file}[{index}]")
-        found.append(PublicSigningKey(
-            key_id=e.key_id, principal=e.principal, department=e.department,
-            public_key=e.public_key, types=frozenset(e.types or ()), not_before=e.not_before,
-            not_after=e.not_after,
-        ))  # fmt: skip
+        found.append(
+            PublicSigningKey(
+                key_id=e.key_id,
+                principal=e.principal,
+                department=e.department,
+                public_key=e.public_key,
+                types=frozenset(e.types or ()),
+                not_before=e.not_before,
+                not_after=e.not_after,
+            )
+        )
     return found
 
 
@@ -635,12 +641,16 @@ def _topology_keys(file: Path, document: dict[str, Any]) -> list[PublicSigningKe
 def _holder_keys(holder: _Holder, types: frozenset[str]) -> list[PublicSigningKey]:
     return [
         PublicSigningKey(
-            key_id=key.id, principal=holder.principal, department=holder.department,
-            public_key=key.public_key, types=types, not_before=key.not_before,
+            key_id=key.id,
+            principal=holder.principal,
+            department=holder.department,
+            public_key=key.public_key,
+            types=types,
+            not_before=key.not_before,
             not_after=key.not_after,
         )
         for key in holder.keys
-    ]  # fmt: skip
+    ]
 
 
 def _valid(model: type[_Model], data: object, where: str) -> _Model:

@@ -116,17 +116,19 @@ class City:
         self.folder = folder
 
         def settings(principal: str, **extra: Any) -> Settings:
-            return quick_settings(security.url(principal), max_deliveries=3,
-                                  **security.settings(principal), **extra)  # fmt: skip
+            return quick_settings(
+                security.url(principal), max_deliveries=3, **security.settings(principal), **extra
+            )
 
         def store(name: str) -> Store:
             return Store(f"sqlite:///{folder / f'{name}.db'}")
 
         self.profile = Profile(
-            store("profile"), settings=settings("svc-profile", http="127.0.0.1:0"),
+            store("profile"),
+            settings=settings("svc-profile", http="127.0.0.1:0"),
             tokens=f"citizen-app={CITIZEN_APP_TOKEN},dinsos={DINSOS_TOKEN}",
             pseudonym_key=PSEUDONYM_KEY,
-        )  # fmt: skip
+        )
         self.dinsos = Dinsos(store("dinsos"), settings=settings("svc-dinsos"))
         self.bapenda = Bapenda(store("bapenda"), settings=settings("svc-bapenda"))
         self.dinkes = Dinkes(store("dinkes"), settings=settings("svc-dinkes"))
@@ -134,9 +136,12 @@ class City:
             host="127.0.0.1", port=smtp_port, sender="Pemkot Malang <layanan@malangkota.go.id>"
         )
         self.notifier = Notifier(
-            store("notifier"), settings=settings("svc-notifier", http="127.0.0.1:0"), smtp=smtp,
-            token=NOTIFIER_TOKEN, max_age=timedelta(0),  # the day is in the past: notify anyway
-        )  # fmt: skip
+            store("notifier"),
+            settings=settings("svc-notifier", http="127.0.0.1:0"),
+            smtp=smtp,
+            token=NOTIFIER_TOKEN,
+            max_age=timedelta(0),  # the day is in the past: notify anyway
+        )
         self.audit = Audit(store("audit"), settings=settings("svc-audit"))
         self.archive = Service("arsip-demo", settings=settings(ARCHIVE))
         self.archived = 0
@@ -144,9 +149,15 @@ class City:
 
     @property
     def services(self) -> list[Service]:
-        return [self.profile.service, self.dinsos.service, self.bapenda.service,
-                self.dinkes.service, self.notifier.service, self.audit.service,
-                self.archive]  # fmt: skip
+        return [
+            self.profile.service,
+            self.dinsos.service,
+            self.bapenda.service,
+            self.dinkes.service,
+            self.notifier.service,
+            self.audit.service,
+            self.archive,
+        ]
 
     async def _archive_move(self, event: CitizenMoved, ctx: EventContext) -> None:
         if event.kecamatan == "35.73.03":
@@ -168,18 +179,25 @@ async def seed(city: City, day: Day) -> None:
     """Before the day: accounts the super-app linked, e-mails citizens gave, assistance paid."""
     security = city.security
     async with _client(security, IDENTITY) as redis:
-        await _link_accounts(Publisher(redis, source=IDENTITY_SOURCE,
-                                       signer=security.signer(IDENTITY)), day)  # fmt: skip
+        await _link_accounts(
+            Publisher(redis, source=IDENTITY_SOURCE, signer=security.signer(IDENTITY)), day
+        )
     for account in day.accounts:
         await city.notifier.set_contact(account.account_id, account.email)
     async with _client(security, "svc-dinsos") as redis:
         grants = Publisher(redis, source=DINSOS_SOURCE, signer=security.signer("svc-dinsos"))
         for grant in day.grants:
             await city.dinsos.grant(
-                grants, recipient=grant.recipient, kk=grant.kk, kelurahan=grant.kelurahan,
-                programme=grant.programme, amount=grant.amount, frequency="monthly",
-                starts_on=date(2026, 1, 1), granted_on=date(2025, 12, 15),
-            )  # fmt: skip
+                grants,
+                recipient=grant.recipient,
+                kk=grant.kk,
+                kelurahan=grant.kelurahan,
+                programme=grant.programme,
+                amount=grant.amount,
+                frequency="monthly",
+                starts_on=date(2026, 1, 1),
+                granted_on=date(2025, 12, 15),
+            )
 
 
 @contextlib.asynccontextmanager
@@ -193,12 +211,19 @@ async def _client(security: Security, principal: str) -> AsyncIterator[Redis]:
 
 async def _link_accounts(identity: Publisher, day: Day) -> None:
     linked_at = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-    await identity.publish_many([
-        identity.envelope(AccountLinked(account_id=a.account_id, nik=a.nik,
-                                        verification=Verification.DUKCAPIL_FACE_MATCH,
-                                        linked_at=linked_at + timedelta(hours=i)))
-        for i, a in enumerate(day.accounts)
-    ])  # fmt: skip
+    await identity.publish_many(
+        [
+            identity.envelope(
+                AccountLinked(
+                    account_id=a.account_id,
+                    nik=a.nik,
+                    verification=Verification.DUKCAPIL_FACE_MATCH,
+                    linked_at=linked_at + timedelta(hours=i),
+                )
+            )
+            for i, a in enumerate(day.accounts)
+        ]
+    )
 
 
 async def registry(security: Security, day: Day, folder: Path, legacy: Legacy) -> None:
@@ -206,8 +231,9 @@ async def registry(security: Security, day: Day, folder: Path, legacy: Legacy) -
     db = folder / "siak.db"
     siak.create_sqlite(db, day.siak)
     async with _client(security, "adapter-dukcapil") as redis:
-        runner = dukcapil.adapter(redis, db, pseudonym_key=PSEUDONYM_KEY,
-                                  signer=security.signer("adapter-dukcapil"))  # fmt: skip
+        runner = dukcapil.adapter(
+            redis, db, pseudonym_key=PSEUDONYM_KEY, signer=security.signer("adapter-dukcapil")
+        )
         progress = await runner.run_once()
     legacy.published["dukcapil"] += progress.published
     legacy.quarantined["dukcapil"] += progress.quarantined
@@ -224,9 +250,10 @@ async def licensing(security: Security, day: Day, legacy: Legacy) -> None:
         for body in day.permits:
             sent = {"content": body} if isinstance(body, str) else {"json": body}
             answer = await client.post(
-                base + "/", headers={"Authorization": f"Bearer {token}",
-                                     "Content-Type": "application/json"}, **sent,
-            )  # fmt: skip
+                base + "/",
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                **sent,
+            )
             legacy.answers[answer.status_code] += 1
     legacy.published["dpmptsp"] += legacy.answers[201]
     legacy.quarantined["dpmptsp"] += legacy.answers[422] + legacy.answers[400]
@@ -243,8 +270,9 @@ async def taxes(security: Security, day: Day, folder: Path, legacy: Legacy) -> N
         writer.writeheader()
         writer.writerows(day.payments)
     async with _client(security, "adapter-bapenda") as redis:
-        runner = bapenda_adapter.adapter(redis, drop, settle_seconds=0,
-                                         signer=security.signer("adapter-bapenda"))  # fmt: skip
+        runner = bapenda_adapter.adapter(
+            redis, drop, settle_seconds=0, signer=security.signer("adapter-bapenda")
+        )
         progress = await runner.run_once()
     legacy.published["bapenda"] += progress.published
     legacy.quarantined["bapenda"] += progress.quarantined
@@ -256,8 +284,9 @@ async def jobs(security: Security, day: Day, mysql: str, legacy: Legacy) -> None
     placements as the application writes them, UPDATEs streamed from the binlog."""
     url = _fresh_database(mysql, "simpul_demo_disnaker")
     placed = [row for row in day.pencaker if row["sudah_bekerja"]]
-    pencaker.create(url, [row | _NOT_PLACED if row["sudah_bekerja"] else row
-                          for row in day.pencaker])  # fmt: skip
+    pencaker.create(
+        url, [row | _NOT_PLACED if row["sudah_bekerja"] else row for row in day.pencaker]
+    )
     async with _client(security, "adapter-disnaker") as redis:
         for step in ("registrations", "placements"):
             if step == "placements":
@@ -271,8 +300,12 @@ async def jobs(security: Security, day: Day, mysql: str, legacy: Legacy) -> None
             legacy.quarantined["disnaker"] += progress.quarantined
 
 
-_NOT_PLACED = {"sudah_bekerja": 0, "jenis_penempatan": "", "kode_jabatan_kerja": "",
-               "tgl_penempatan": "0000-00-00"}  # fmt: skip
+_NOT_PLACED = {
+    "sudah_bekerja": 0,
+    "jenis_penempatan": "",
+    "kode_jabatan_kerja": "",
+    "tgl_penempatan": "0000-00-00",
+}
 
 
 def _place(url: str, rows: list[dict[str, Any]]) -> None:
@@ -283,10 +316,15 @@ def _place(url: str, rows: list[dict[str, Any]]) -> None:
                 "UPDATE pencaker SET sudah_bekerja = 1, jenis_penempatan = %s, "
                 "kode_jabatan_kerja = %s, tgl_penempatan = %s, tgl_update = %s "
                 "WHERE thn_daftar = %s AND no_pendaftaran = %s",
-                (row["jenis_penempatan"], row["kode_jabatan_kerja"], row["tgl_penempatan"],
-                 row["tgl_update"] + timedelta(hours=1), row["thn_daftar"],
-                 row["no_pendaftaran"]),
-            )  # fmt: skip
+                (
+                    row["jenis_penempatan"],
+                    row["kode_jabatan_kerja"],
+                    row["tgl_penempatan"],
+                    row["tgl_update"] + timedelta(hours=1),
+                    row["thn_daftar"],
+                    row["no_pendaftaran"],
+                ),
+            )
 
 
 def _fresh_database(server: str, name: str) -> str:
@@ -338,9 +376,10 @@ def live_table(rows: list[tuple[str, int, dict[str, tuple[int, int]]]], stage: s
     table.add_column("consumer groups (pending)")
     for stream, length, groups in rows:
         table.add_row(
-            stream, str(length),
+            stream,
+            str(length),
             ", ".join(f"{g} ({p})" if p else g for g, (_, p) in sorted(groups.items())),
-        )  # fmt: skip
+        )
     return table
 
 
@@ -377,9 +416,10 @@ async def run(url: str, folder: Path, *, stay: bool, owned: bool, mysql: str | N
         with MailCatcher() as mail:
             city = City(security, folder, mail.port)
             monitor = Monitor(
-                redis, settings=MonitorSettings(token=MONITOR_TOKEN, sample_s=1.0),
+                redis,
+                settings=MonitorSettings(token=MONITOR_TOKEN, sample_s=1.0),
                 handled=handled(city.services),
-            )  # fmt: skip
+            )
             async with city.running(), monitor.serving() as dashboard:
                 console.print(
                     f"[bold]Dashboard:[/bold] {dashboard}  (Replay token: {MONITOR_TOKEN})"
@@ -459,14 +499,18 @@ async def summary(
     adapters = Table(title="adapters (legacy -> bus)", title_justify="left")
     for column in ("adapter", "published", "quarantined", "why"):
         adapters.add_column(column)
-    played = [("dukcapil", dukcapil.NAME), ("dpmptsp", dpmptsp.NAME),
-              ("bapenda", bapenda_adapter.NAME)]  # fmt: skip
+    played = [
+        ("dukcapil", dukcapil.NAME),
+        ("dpmptsp", dpmptsp.NAME),
+        ("bapenda", bapenda_adapter.NAME),
+    ]
     if registry:
         played.append(("disnaker", disnaker.NAME))
     for name, adapter in played:
         reasons = await _quarantine_reasons(redis, adapter)
-        adapters.add_row(name, str(legacy.published[name]), str(legacy.quarantined[name]),
-                         "; ".join(reasons))  # fmt: skip
+        adapters.add_row(
+            name, str(legacy.published[name]), str(legacy.quarantined[name]), "; ".join(reasons)
+        )
     console.print(adapters)
     if not registry:
         console.print(
@@ -490,8 +534,9 @@ async def summary(
         stream, _, group = key.decode().partition(":dlq:")
         entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(key)  # type: ignore[assignment]
         for _, fields in entries:
-            dead.add_row(stream, group, fields[b"dlq.reason"].decode(),
-                         fields[b"dlq.error"].decode())  # fmt: skip
+            dead.add_row(
+                stream, group, fields[b"dlq.reason"].decode(), fields[b"dlq.error"].decode()
+            )
     console.print(dead)
 
 
@@ -504,8 +549,12 @@ async def _quarantine_reasons(redis: Redis, adapter: str) -> list[str]:
 
 async def _effects(city: City, day: Day, mail: MailCatcher) -> list[tuple[Service, str]]:
     r = day.residents
-    suspended = [g for a in day.grants for g in await city.dinsos.grants_of(a.recipient)
-                 if g.status == "suspended"]  # fmt: skip
+    suspended = [
+        g
+        for a in day.grants
+        for g in await city.dinsos.grants_of(a.recipient)
+        if g.status == "suspended"
+    ]
     rechecks = await city.dinsos.rechecks()
     employed = [r for r in rechecks if r.reason.endswith("-employed")]
     children = [row["nik"] for row in day.siak if row["jenis_peristiwa"] == "LAHIR"]
@@ -527,21 +576,34 @@ async def _effects(city: City, day: Day, mail: MailCatcher) -> list[tuple[Servic
     known = [p for p in r if await city.profile.person(p.nik) is not None]
     audit = await city.audit.verify()
     return [
-        (city.profile.service, f"{len(known)} residents in the one-account view; "
-                               f"{len(day.accounts)} city accounts linked"),
-        (city.dinsos.service, f"{len(suspended)} grants suspended after deaths, "
-                              f"{len(rechecks)} re-checks (area or household), "
-                              f"{households} households grew by a birth, "
-                              f"{len(employed)} grants re-verified after job placements"),
-        (city.bapenda.service, f"{len(registered)} taxpayers registered from permits, "
-                               f"{len(reviews)} taxpayer reviews after deaths"),
+        (
+            city.profile.service,
+            f"{len(known)} residents in the one-account view; "
+            f"{len(day.accounts)} city accounts linked",
+        ),
+        (
+            city.dinsos.service,
+            f"{len(suspended)} grants suspended after deaths, "
+            f"{len(rechecks)} re-checks (area or household), "
+            f"{households} households grew by a birth, "
+            f"{len(employed)} grants re-verified after job placements",
+        ),
+        (
+            city.bapenda.service,
+            f"{len(registered)} taxpayers registered from permits, "
+            f"{len(reviews)} taxpayer reviews after deaths",
+        ),
         (city.dinkes.service, f"{len(opened)} immunisation schedules at {', '.join(places)}"),
-        (city.notifier.service, f"{len(mail.messages)} e-mails delivered over SMTP, "
-                                f"{inbox} in-app messages"),
-        (city.audit.service, f"{audit.rows} events archived; hash chain "
-                             + ("verifies" if audit.ok else "BROKEN")),
+        (
+            city.notifier.service,
+            f"{len(mail.messages)} e-mails delivered over SMTP, {inbox} in-app messages",
+        ),
+        (
+            city.audit.service,
+            f"{audit.rows} events archived; hash chain " + ("verifies" if audit.ok else "BROKEN"),
+        ),
         (city.archive, f"{city.archived} moves archived; Kedungkandang's fail (dead letters)"),
-    ]  # fmt: skip
+    ]
 
 
 @dataclass(frozen=True)
@@ -570,22 +632,31 @@ async def trust(city: City, redis: Redis, intrusion: Intrusion, account_id: str)
     table.add_column("outcome")
     table.add_row("Redis ACLs from deploy/topology.yaml", city.security.acl_note)
     valid, total = await _signed(redis, city.security)
-    table.add_row("signatures on the bus",
-                  f"{valid} of {total} events signed by a principal allowed their type "
-                  "(every service verifies)")  # fmt: skip
+    table.add_row(
+        "signatures on the bus",
+        f"{valid} of {total} events signed by a principal allowed their type "
+        "(every service verifies)",
+    )
     if intrusion.cross_department:
-        table.add_row("stolen dukcapil password: publish a bapenda payment",
-                      f"refused by Redis: {intrusion.cross_department}")  # fmt: skip
+        table.add_row(
+            "stolen dukcapil password: publish a bapenda payment",
+            f"refused by Redis: {intrusion.cross_department}",
+        )
     refused = []
     async for key in redis.scan_iter(match="simpul:{*}:dlq:*", count=1000):
         entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(key)  # type: ignore[assignment]
-        refused += [f[b"dlq.group"].decode() for _, f in entries
-                    if f.get(b"id", b"").decode() == intrusion.forged_event_id]  # fmt: skip
+        refused += [
+            f[b"dlq.group"].decode()
+            for _, f in entries
+            if f.get(b"id", b"").decode() == intrusion.forged_event_id
+        ]
     linked = await city.profile.by_account(account_id) is not None
     account = "still linked" if linked else "CLOSED (!)"
-    table.add_row("...and an unsigned death of a living resident",
-                  f"dead-lettered by {len(refused)} services (unsigned), no handler ran: "
-                  f"the resident's account is {account}")  # fmt: skip
+    table.add_row(
+        "...and an unsigned death of a living resident",
+        f"dead-lettered by {len(refused)} services (unsigned), no handler ran: "
+        f"the resident's account is {account}",
+    )
     console.print(table)
 
 
@@ -621,10 +692,14 @@ def where_to_look(city: City, url: str, folder: Path, day: Day, dashboard: str) 
     console.print("  simpul dlq list                          # the dead letters, with reasons")
     console.print("  simpul contracts list                    # the shared data contracts")
     console.print("  the citizen app's view of one resident (profile API):")
-    console.print(f"  curl -H 'Authorization: Bearer {CITIZEN_APP_TOKEN}' "
-                  f"{city.profile.service.http_url}/persons/by-account/{account}")  # fmt: skip
-    console.print(f"  curl -H 'Authorization: Bearer {NOTIFIER_TOKEN}' "
-                  f"{city.notifier.service.http_url}/accounts/{account}/inbox")  # fmt: skip
+    console.print(
+        f"  curl -H 'Authorization: Bearer {CITIZEN_APP_TOKEN}' "
+        f"{city.profile.service.http_url}/persons/by-account/{account}"
+    )
+    console.print(
+        f"  curl -H 'Authorization: Bearer {NOTIFIER_TOKEN}' "
+        f"{city.notifier.service.http_url}/accounts/{account}/inbox"
+    )
 
 
 def activate_line() -> str | None:
@@ -663,8 +738,9 @@ def main() -> None:
             _mysql_server() as mysql,
         ):
             console.print(f"[dim]Redis at {_shown(resolved)}; stores in {folder}[/dim]")
-            asyncio.run(_main(resolved, folder, stay=stay, stop=stop, owned=url is None,
-                              mysql=mysql))  # fmt: skip
+            asyncio.run(
+                _main(resolved, folder, stay=stay, stop=stop, owned=url is None, mysql=mysql)
+            )
     console.print("[dim]stopped cleanly[/dim]")
 
 

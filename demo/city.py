@@ -103,34 +103,67 @@ def _registry(day: Day, rng: random.Random) -> None:
     def add(kind: str, who: Person, *, kk: str, alamat: str, kelurahan: str, on: date) -> None:
         nonlocal moment
         moment += timedelta(minutes=rng.randint(3, 25))
-        rows.append({
-            "id_peristiwa": 90_000 + len(rows), "versi": 1, "jenis_peristiwa": kind,
-            "nik": who.nik, "no_kk": kk, "nama_lengkap": who.name, "tgl_lahir": who.born,
-            "jenis_kelamin": who.sex, "alamat": alamat, "kode_kecamatan": kelurahan[:8],
-            "kode_kelurahan": kelurahan, "tgl_peristiwa": on, "tgl_lapor": DAY,
-            "updated_at": moment,
-        })  # fmt: skip
+        rows.append(
+            {
+                "id_peristiwa": 90_000 + len(rows),
+                "versi": 1,
+                "jenis_peristiwa": kind,
+                "nik": who.nik,
+                "no_kk": kk,
+                "nama_lengkap": who.name,
+                "tgl_lahir": who.born,
+                "jenis_kelamin": who.sex,
+                "alamat": alamat,
+                "kode_kecamatan": kelurahan[:8],
+                "kode_kelurahan": kelurahan,
+                "tgl_peristiwa": on,
+                "tgl_lapor": DAY,
+                "updated_at": moment,
+            }
+        )
 
     def at_home(kind: str, who: Person, on: date) -> None:
-        add(kind, who, kk=day.kk[who.nik], alamat=who.address.line,
-            kelurahan=who.address.kelurahan, on=on)  # fmt: skip
+        add(
+            kind,
+            who,
+            kk=day.kk[who.nik],
+            alamat=who.address.line,
+            kelurahan=who.address.kelurahan,
+            on=on,
+        )
 
     # Deaths: a recipient with an account, a recipient, a billboard permit holder (a taxpayer).
     for who in (r[6], r[12], r[2]):
         at_home("KEMATIAN", who, DAY - timedelta(days=2))
     # Moves: recipients to another kecamatan and within theirs, an account holder, and one
     # into Kedungkandang (35.73.03), where the archive demo's volume is full.
-    for who, kelurahan in ((r[7], _elsewhere(r[7])), (r[13], r[13].address.kelurahan),
-                           (r[0], _elsewhere(r[0])), (r[21], "35.73.03.1001")):  # fmt: skip
+    for who, kelurahan in (
+        (r[7], _elsewhere(r[7])),
+        (r[13], r[13].address.kelurahan),
+        (r[0], _elsewhere(r[0])),
+        (r[21], "35.73.03.1001"),
+    ):
         new = synthetic.address(rng, kelurahan)
-        add("PINDAH", who, kk=day.kk[who.nik], alamat=new.line, kelurahan=kelurahan,
-            on=DAY - timedelta(days=1))  # fmt: skip
+        add(
+            "PINDAH",
+            who,
+            kk=day.kk[who.nik],
+            alamat=new.line,
+            kelurahan=kelurahan,
+            on=DAY - timedelta(days=1),
+        )
     # Births into families: two receiving assistance, two not.
     for parent in (r[8], r[14], r[22], r[23]):
         born = DAY - timedelta(days=rng.randint(3, 12))
         child = synthetic.person(rng, born=born)
-        add("LAHIR", child, kk=day.kk[parent.nik], alamat=parent.address.line,
-            kelurahan=parent.address.kelurahan, on=born)  # fmt: skip
+        add(
+            "LAHIR",
+            child,
+            kk=day.kk[parent.nik],
+            alamat=parent.address.line,
+            kelurahan=parent.address.kelurahan,
+            on=born,
+        )
     # Broken the way legacy data breaks: a NIK cut to 15 digits, a kecamatan that does not exist.
     at_home("KEMATIAN", r[30], DAY - timedelta(days=3))
     rows[-1]["nik"] = rows[-1]["nik"][:15]
@@ -159,19 +192,29 @@ def _licensing(day: Day, rng: random.Random) -> None:
         site = synthetic.address(rng)
         issued = status == ISSUED
         return {
-            "nomor_permohonan": f"{prefix}/2026/11/{number:06d}", "status_permohonan": status,
-            "revisi": 1, "jenis_izin": kind, "nik_pemohon": who.nik, "nama_pemohon": who.name,
-            "nib": nib, "alamat_lokasi": site.street, "rt": site.rt, "rw": site.rw,
-            "kode_kelurahan": site.kelurahan, "kode_kecamatan": site.kecamatan,
+            "nomor_permohonan": f"{prefix}/2026/11/{number:06d}",
+            "status_permohonan": status,
+            "revisi": 1,
+            "jenis_izin": kind,
+            "nik_pemohon": who.nik,
+            "nama_pemohon": who.name,
+            "nib": nib,
+            "alamat_lokasi": site.street,
+            "rt": site.rt,
+            "rw": site.rw,
+            "kode_kelurahan": site.kelurahan,
+            "kode_kecamatan": site.kecamatan,
             "tanggal_permohonan": f"{DAY - timedelta(days=20):%d-%m-%Y}",
             "tanggal_keputusan": f"{DAY:%d-%m-%Y}" if status != APPLIED else "",
             "nomor_izin": f"503/{prefix}/{number:06d}/35.73.406/2026" if issued else "",
             "masa_berlaku_sampai": f"{DAY + timedelta(days=364):%d-%m-%Y}"
-            if issued and kind == "REKLAME" else "",
+            if issued and kind == "REKLAME"
+            else "",
             "retribusi": "1.250.000" if issued and kind == "PBG" else "",
             "kode_alasan_penolakan": "TIDAK_SESUAI_RDTR" if status == REJECTED else "",
-            "catatan": "", "waktu_proses": f"{DAY:%Y-%m-%d} 10:15:00",
-        }  # fmt: skip
+            "catatan": "",
+            "waktu_proses": f"{DAY:%Y-%m-%d} 10:15:00",
+        }
 
     day.permits += [
         payload(ISSUED, "REKLAME", r[0]),  # billboard permits to account holders: e-mails
@@ -197,16 +240,25 @@ def _payments(day: Day, rng: random.Random) -> None:
         moment += timedelta(minutes=rng.randint(5, 90))
         nop = fixtures.nop(rng)
         amount = rng.randint(150, 2_500) * 1_000
-        day.payments.append({
-            "no_sspd": f"SSPD-2026-{number:07d}", "versi": "1",
-            "nomor_bukti_bayar": f"BJTM-{moment:%Y%m%d}-{number:06d}",
-            "no_ketetapan": f"SPPT-2026-{nop.replace('.', '').replace('-', '')}",
-            "jenis_pajak": "PBB-P2", "nop": nop, "npwpd": "", "masa_pajak": "2026",
-            "jenis_identitas": "NIK", "no_identitas": who.nik, "nama_wp": who.name,
-            "jumlah_bayar": f"{amount:,}".replace(",", "."),
-            "tanggal_bayar": f"{moment:%d/%m/%Y %H:%M:%S}", "bank": "Bank Jatim",
-            "saluran_bayar": "QRIS",
-        })  # fmt: skip
+        day.payments.append(
+            {
+                "no_sspd": f"SSPD-2026-{number:07d}",
+                "versi": "1",
+                "nomor_bukti_bayar": f"BJTM-{moment:%Y%m%d}-{number:06d}",
+                "no_ketetapan": f"SPPT-2026-{nop.replace('.', '').replace('-', '')}",
+                "jenis_pajak": "PBB-P2",
+                "nop": nop,
+                "npwpd": "",
+                "masa_pajak": "2026",
+                "jenis_identitas": "NIK",
+                "no_identitas": who.nik,
+                "nama_wp": who.name,
+                "jumlah_bayar": f"{amount:,}".replace(",", "."),
+                "tanggal_bayar": f"{moment:%d/%m/%Y %H:%M:%S}",
+                "bank": "Bank Jatim",
+                "saluran_bayar": "QRIS",
+            }
+        )
     bad = dict(day.payments[-1], no_sspd="SSPD-2026-0000099", jumlah_bayar="1,2 juta")
     day.payments.append(bad)
     day.notes["payments"] = "5 PBB-P2 payments, 1 with an amount in words"
@@ -221,13 +273,21 @@ def _jobs(day: Day, rng: random.Random) -> None:
     r = day.residents
     moment = datetime.combine(DAY, datetime.min.time()) + timedelta(hours=9)
 
-    def add(who: Person, registered: date, placed: tuple[date, str] | None = None,
-            **broken: str) -> None:  # fmt: skip
+    def add(
+        who: Person, registered: date, placed: tuple[date, str] | None = None, **broken: str
+    ) -> None:
         nonlocal moment
         moment += timedelta(minutes=rng.randint(2, 20))
         on, where = placed or (None, None)
-        row = pencaker.row(rng, who, serial=len(day.pencaker) + 101, registered=registered,
-                           updated=moment, placed_on=on, placement=where)  # fmt: skip
+        row = pencaker.row(
+            rng,
+            who,
+            serial=len(day.pencaker) + 101,
+            registered=registered,
+            updated=moment,
+            placed_on=on,
+            placement=where,
+        )
         day.pencaker.append(row | broken)
 
     for who in (r[26], r[27], r[28]):

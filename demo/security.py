@@ -113,8 +113,9 @@ def prepare(base_url: str, folder: Path) -> Security:
         who["keys"] = [{"id": signer.key_id, "public_key": public}]
     topology = Topology.parse(document, source="the demo's topology")
     (folder / "topology.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
-    principals = [p.principal for p in (*topology.operators, *topology.producers,
-                                        *topology.services)]  # fmt: skip
+    principals = [
+        p.principal for p in (*topology.operators, *topology.producers, *topology.services)
+    ]
     passwords = {p: secrets.token_urlsafe(18) for p in principals}
     return Security(base_url, folder, topology, passwords, key_files, signers)
 
@@ -134,9 +135,13 @@ async def lock_down(security: Security, *, owned: bool) -> None:
         # The operator first, so that the rest is applied by an admin of the topology.
         password = security.passwords[OPERATOR]
         await redis.acl_setuser(
-            OPERATOR, enabled=True, passwords=[f"+{password}"], keys=["*"], channels=["*"],
+            OPERATOR,
+            enabled=True,
+            passwords=[f"+{password}"],
+            keys=["*"],
+            channels=["*"],
             commands=["+@all"],
-        )  # fmt: skip
+        )
     finally:
         await redis.aclose()
     security.acl_applied = True

@@ -137,10 +137,13 @@ def mysql_server_url() -> str:
 def mysql_connect(url: str, **options: object) -> pymysql.Connection:  # type: ignore[type-arg]
     parts = urlsplit(url)
     return pymysql.connect(
-        host=parts.hostname, port=parts.port or 3306, user=parts.username or "root",
-        password=parts.password or "", database=parts.path.lstrip("/") or None,
+        host=parts.hostname,
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        password=parts.password or "",
+        database=parts.path.lstrip("/") or None,
         **{"autocommit": True, "charset": "utf8mb4", **options},
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture

@@ -25,8 +25,11 @@ PAGES = ("docs/adapters/mysql.md", "docs/adapters/disnaker.md", "docs/adapters/c
 def commands(page: str) -> list[list[str]]:
     """Every `simpul ...` and `python -m ...` of the page's shell blocks and inline code."""
     text = (ROOT / page).read_text(encoding="utf-8")
-    lines = [line for block in re.findall(r"```(?:sh|bash)\n(.*?)```", text, flags=re.S)
-             for line in block.splitlines()]  # fmt: skip
+    lines = [
+        line
+        for block in re.findall(r"```(?:sh|bash)\n(.*?)```", text, flags=re.S)
+        for line in block.splitlines()
+    ]
     lines += re.findall(r"`((?:simpul|python -m) [^`]*)`", text)
     found = []
     for line in lines:
@@ -71,8 +74,14 @@ def test_every_python_module_a_page_names_exists_with_its_options(page: str) -> 
     for argv in (a for a in commands(page) if a[0] == "python"):
         module = argv[2]
         assert importlib.util.find_spec(module) is not None, f"{page}: no module {module}"
-        shown = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        shown = subprocess.run(
+            [sys.executable, "-m", module, "--help"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert shown.returncode == 0, f"{page}: python -m {module} --help: {shown.stderr[-500:]}"
         for option in options(argv):
             assert option in shown.stdout, f"{page}: python -m {module} has no {option}"
@@ -83,11 +92,16 @@ def test_the_polling_hole_benchmark_runs_and_the_binlog_misses_nothing() -> None
     (an adapter keyword renamed), so it is run here."""
     done = subprocess.run(
         [sys.executable, "-m", "bench.polling_hole", "--writers", "2", "--per-writer", "10"],
-        cwd=ROOT, capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    results = re.findall(r"^(.+?): (\d+) committed row versions, (\d+) never published",
-                         done.stdout, flags=re.M)  # fmt: skip
+    results = re.findall(
+        r"^(.+?): (\d+) committed row versions, (\d+) never published", done.stdout, flags=re.M
+    )
     assert [label for label, _, _ in results] == [
         "polling, settle 0",
         "polling, settle 5 s",

@@ -37,10 +37,31 @@ SEVERITIES = {"critical", "warning"}
 # Series Prometheus itself provides, and PromQL words that look like metric names.
 PROMETHEUS_OWN = {"up"}
 PROMQL_WORDS = {
-    "and", "or", "unless", "on", "ignoring", "group_left", "group_right", "by", "without",
-    "offset", "bool", "sum", "max", "min", "avg", "count", "delta", "deriv", "rate",
-    "increase", "absent", "vector", "label_replace", "histogram_quantile",
-}  # fmt: skip
+    "and",
+    "or",
+    "unless",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "by",
+    "without",
+    "offset",
+    "bool",
+    "sum",
+    "max",
+    "min",
+    "avg",
+    "count",
+    "delta",
+    "deriv",
+    "rate",
+    "increase",
+    "absent",
+    "vector",
+    "label_replace",
+    "histogram_quantile",
+}
 
 
 def promtool() -> str:

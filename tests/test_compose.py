@@ -93,8 +93,14 @@ def test_the_functions_library_is_loaded_by_the_admin_before_anything_starts(
     simpul = shutil.which("simpul", path=str(Path(sys.executable).parent))
     assert simpul
     env = {**os.environ, "SIMPUL_REDIS_URL": acl_redis.url(user.group(1))}
-    done = subprocess.run([simpul, "functions", "load"], env=env, capture_output=True,
-                          text=True, timeout=60, check=False)  # fmt: skip
+    done = subprocess.run(
+        [simpul, "functions", "load"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     with acl_redis.client("operator", DEV_ENV["SIMPUL_REDIS_PASSWORD_OPERATOR"]) as operator:
         libraries = operator.function_list()
@@ -141,8 +147,9 @@ def test_the_committed_acl_file_is_the_render_of_the_topology() -> None:
 def test_every_simpul_container_runs_a_simpul_command_as_its_own_user() -> None:
     containers = _simpul_containers()
     assert {"profile", "dinsos", "bapenda", "dinkes", "notifier", "audit"} <= set(containers)
-    assert {"adapter-dukcapil", "adapter-dpmptsp", "adapter-bapenda",
-            "adapter-disnaker"} <= set(containers)  # fmt: skip
+    assert {"adapter-dukcapil", "adapter-dpmptsp", "adapter-bapenda", "adapter-disnaker"} <= set(
+        containers
+    )
     for name, spec in containers.items():
         assert spec["command"][0] == "simpul", name
     users = _container_users()
@@ -217,8 +224,12 @@ def test_the_registry_ddl_of_the_compose_mariadb_is_the_adapters_schema() -> Non
 
 def test_the_compose_mariadb_writes_the_row_binlog_the_adapter_reads() -> None:
     mariadb = COMPOSE["services"]["mariadb"]
-    assert {"--log-bin=mariadb-bin", "--binlog-format=ROW", "--binlog-row-image=FULL",
-            "--default-time-zone=+07:00"} <= set(mariadb["command"])  # fmt: skip
+    assert {
+        "--log-bin=mariadb-bin",
+        "--binlog-format=ROW",
+        "--binlog-row-image=FULL",
+        "--default-time-zone=+07:00",
+    } <= set(mariadb["command"])
     assert disnaker.WIB.utcoffset(None) == timedelta(hours=7)  # what the adapter assumes
     adapter = COMPOSE["services"]["adapter-disnaker"]
     assert "mariadb" in adapter["depends_on"]
@@ -273,8 +284,10 @@ def acl_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AclRedis]:
     (folder / "redis.conf").write_text(rewritten)
     proc = subprocess.Popen(
         [find_redis_server(), str(folder / "redis.conf")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     server = AclRedis(port)
     operator = server.client("operator", DEV_ENV["SIMPUL_REDIS_PASSWORD_OPERATOR"])
     deadline = time.monotonic() + 10
@@ -445,16 +458,22 @@ def _start(name: str, spec: dict[str, Any], redis: AclRedis, folder: Path) -> St
     logs = open(folder / f"{name}.log", "w")  # noqa: SIM115 - closed when the process ends
     # As Docker does: the env files, then the environment; not the tests' development mode
     # or SIMPUL_SIGNATURES=off (tests/conftest.py): only what compose itself sets.
-    inherited = {k: v for k, v in os.environ.items()
-                 if k not in ("SIMPUL_DEV_MODE", "SIMPUL_SIGNATURES")}  # fmt: skip
+    inherited = {
+        k: v for k, v in os.environ.items() if k not in ("SIMPUL_DEV_MODE", "SIMPUL_SIGNATURES")
+    }
     files: dict[str, str] = {}
     for env_file in spec.get("env_file", []):
-        files.update(acl.read_env_file(ROOT / env_file.replace("${SIMPUL_REDIS_SHAPE:-single}",
-                                                               "single")))  # fmt: skip
+        files.update(
+            acl.read_env_file(ROOT / env_file.replace("${SIMPUL_REDIS_SHAPE:-single}", "single"))
+        )
     proc = subprocess.Popen(
-        [simpul, *command[1:]], cwd=ROOT, env={**inherited, **files, **env},
-        stdout=logs, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [simpul, *command[1:]],
+        cwd=ROOT,
+        env={**inherited, **files, **env},
+        stdout=logs,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     return Started(name, proc, http)
 
 
@@ -531,8 +550,11 @@ def _check_signed_end_to_end(redis: AclRedis) -> None:
             adapter.xadd(citizen, forged)  # type: ignore[arg-type]
             adapter.xadd(citizen, altered)  # type: ignore[arg-type]
         event_type = fields[b"type"].decode()
-        groups = [s.group for s in TOPOLOGY.services
-                  if event_type in {sub.type for sub in s.subscriptions}]  # fmt: skip
+        groups = [
+            s.group
+            for s in TOPOLOGY.services
+            if event_type in {sub.type for sub in s.subscriptions}
+        ]
         assert {"profile", "audit"} <= set(groups)
 
         def reasons(group: str) -> list[str]:

@@ -33,10 +33,14 @@ def _env(**extra: str) -> dict[str, str]:
 @pytest.mark.slow
 def test_the_day_plays_and_every_department_shows_its_effect() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "demo"], cwd=ROOT,
+        [sys.executable, "-m", "demo"],
+        cwd=ROOT,
         env=_env(COLUMNS="200", SIMPUL_NOTIFIER_MAX_AGE_DAYS="1"),
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     out = done.stdout
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in out + done.stderr
@@ -92,11 +96,20 @@ def test_the_day_plays_on_a_sentinel_group_through_the_master_the_sentinels_name
         new = group.failover()
         assert group.url == first.url and new is not first
         done = subprocess.run(
-            [sys.executable, "-m", "demo"], cwd=ROOT,
-            env=_env(COLUMNS="200", SIMPUL_NOTIFIER_MAX_AGE_DAYS="1", SIMPUL_DEMO_STAY="0",
-                     SIMPUL_REDIS_URL=group.url, **group.environment()),
-            capture_output=True, text=True, timeout=180, check=False,
-        )  # fmt: skip
+            [sys.executable, "-m", "demo"],
+            cwd=ROOT,
+            env=_env(
+                COLUMNS="200",
+                SIMPUL_NOTIFIER_MAX_AGE_DAYS="1",
+                SIMPUL_DEMO_STAY="0",
+                SIMPUL_REDIS_URL=group.url,
+                **group.environment(),
+            ),
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
         out = done.stdout
         assert done.returncode == 0, done.stderr[-3000:]
         assert "Traceback" not in out + done.stderr
@@ -167,9 +180,13 @@ def _pty_demo() -> tuple[subprocess.Popen[bytes], int]:
     """The demo on a terminal (so it stays up after the day), reading what it prints."""
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "demo"], cwd=ROOT, env=_env(COLUMNS="200"),
-        stdin=follower, stdout=follower, stderr=follower,
-    )  # fmt: skip
+        [sys.executable, "-m", "demo"],
+        cwd=ROOT,
+        env=_env(COLUMNS="200"),
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+    )
     os.close(follower)
     return proc, leader
 

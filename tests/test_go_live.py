@@ -96,10 +96,25 @@ def city_redis(tmp_path: Path) -> Iterator[int]:
     subprocess.run(render, check=True, capture_output=True, timeout=60)
     port = free_port()
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(folder),
-         "--aclfile", str(folder / "users.acl"), "--logfile", str(folder / "redis.log")],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            str(folder),
+            "--aclfile",
+            str(folder / "users.acl"),
+            "--logfile",
+            str(folder / "redis.log"),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     try:
         with SyncRedis.from_url(OPERATOR.format(port=port)) as admin:
             deadline = time.monotonic() + 10

@@ -63,8 +63,10 @@ def test_the_finder_finds_a_cycle_through_a_package_init(
     package = tmp_path / "loopy"
     package.mkdir()
     (package / "__init__.py").write_text("from loopy.api import app\n")
-    (package / "api.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                                    "    from loopy import Service\napp = 1\n")  # fmt: skip
+    (package / "api.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+        "    from loopy import Service\napp = 1\n"
+    )
     (package / "other.py").write_text("import loopy.api\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert cycles(grimp.build_graph("loopy")) == [["loopy", "loopy.api"]]

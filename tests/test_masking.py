@@ -165,10 +165,15 @@ async def test_the_dashboard_masks_dead_letters_by_the_same_rule(
     await dead_letter_by_a_service(redis, settings, FamilyCardIssued, fields)
     # A handler's error could quote the street: the dashboard masks it where it is quoted.
     await redis.execute_command(
-        "XADD", keys.dead_letters(fields["stream"], "masking"), "*",
+        "XADD",
+        keys.dead_letters(fields["stream"], "masking"),
+        "*",
         *[part for name, value in fields.items() if name != "stream" for part in (name, value)],
-        "dlq.reason", "handler_failed", "dlq.error", f"no household at {STREET}",
-    )  # fmt: skip
+        "dlq.reason",
+        "handler_failed",
+        "dlq.error",
+        f"no household at {STREET}",
+    )
 
     monitor = Monitor(redis, handled=None)
     text = json.dumps(await monitor.dead_letters(limit=10), default=str)

@@ -158,10 +158,16 @@ async def _day(city: City, day: Day, seen: Observed) -> None:
     await city.link(*day.accounts)
     for grant in day.grants:
         await city.dinsos.grant(
-            city.redis, recipient=grant.recipient, kk=grant.kk, kelurahan=grant.kelurahan,
-            programme=grant.programme, amount=grant.amount, frequency="monthly",
-            starts_on=date(2026, 1, 1), granted_on=date(2025, 12, 15),
-        )  # fmt: skip
+            city.redis,
+            recipient=grant.recipient,
+            kk=grant.kk,
+            kelurahan=grant.kelurahan,
+            programme=grant.programme,
+            amount=grant.amount,
+            frequency="monthly",
+            starts_on=date(2026, 1, 1),
+            granted_on=date(2025, 12, 15),
+        )
     for number, body in enumerate(day.permits):
         answer = await city.post(body)
         if answer.status_code >= 400:
@@ -194,24 +200,43 @@ async def _troubles(city: City, day: Day) -> int:
     who, other = day.residents[33], day.residents[34]
     entries = [
         # A producer outside Simpul (PHP, redis-cli) writes the date as it is shown on screen.
-        fields_of(CitizenDied(nik=who.nik, date_of_death=date(2026, 11, 2),
-                              kecamatan=who.address.kecamatan), "privacy-contract",
-                  data=json.dumps({"nik": who.nik, "date_of_death": "02-11-2026",
-                                   "kecamatan": who.address.kecamatan})),
+        fields_of(
+            CitizenDied(
+                nik=who.nik, date_of_death=date(2026, 11, 2), kecamatan=who.address.kecamatan
+            ),
+            "privacy-contract",
+            data=json.dumps(
+                {"nik": who.nik, "date_of_death": "02-11-2026", "kecamatan": who.address.kecamatan}
+            ),
+        ),
         # ... and cuts a payload short.
-        fields_of(CitizenDied(nik=other.nik, date_of_death=date(2026, 11, 2),
-                              kecamatan=other.address.kecamatan), "privacy-unparseable",
-                  data=f'{{"nik": "{other.nik}", "nama": "{other.name}", '
-                       f'"alamat": "{other.address.street}, RT'),
+        fields_of(
+            CitizenDied(
+                nik=other.nik, date_of_death=date(2026, 11, 2), kecamatan=other.address.kecamatan
+            ),
+            "privacy-unparseable",
+            data=f'{{"nik": "{other.nik}", "nama": "{other.name}", '
+            f'"alamat": "{other.address.street}, RT',
+        ),
         # Dukcapil publishes a new event type before the consumers' schemas know it.
-        fields_of(CitizenDied(nik=who.nik, date_of_death=date(2026, 11, 2),
-                              kecamatan=who.address.kecamatan), "privacy-unknown-type",
-                  type="dukcapil.citizen.renamed.v1",
-                  dataschema="simpul:dukcapil.citizen.renamed:1.0",
-                  data=json.dumps({"nik": who.nik, "kk": day.kk[who.nik],
-                                   "former_name": who.name, "name": f"{who.name} Putri",
-                                   "kecamatan": who.address.kecamatan})),
-    ]  # fmt: skip
+        fields_of(
+            CitizenDied(
+                nik=who.nik, date_of_death=date(2026, 11, 2), kecamatan=who.address.kecamatan
+            ),
+            "privacy-unknown-type",
+            type="dukcapil.citizen.renamed.v1",
+            dataschema="simpul:dukcapil.citizen.renamed:1.0",
+            data=json.dumps(
+                {
+                    "nik": who.nik,
+                    "kk": day.kk[who.nik],
+                    "former_name": who.name,
+                    "name": f"{who.name} Putri",
+                    "kecamatan": who.address.kecamatan,
+                }
+            ),
+        ),
+    ]
     for entry in entries:
         await city.redis.xadd(CITIZEN, entry)  # type: ignore[arg-type]
     return len(entries)
@@ -250,25 +275,54 @@ async def _apis(city: City, day: Day, seen: Observed) -> None:
     fake_account = "0" * 8 + account.account_id[8:]
     requests: list[tuple[str, str, str, dict[str, str], Any]] = [
         ("profile 422 nik too long", "GET", f"{profile}/persons/by-nik/{known}7", dinsos, None),
-        ("profile 422 nik letter", "GET",
-         f"{profile}/persons/by-nik/{known[:12]}O{known[13:]}", dinsos, None),
+        (
+            "profile 422 nik letter",
+            "GET",
+            f"{profile}/persons/by-nik/{known[:12]}O{known[13:]}",
+            dinsos,
+            None,
+        ),
         ("profile 404 nik", "GET", f"{profile}/persons/by-nik/{unknown}", dinsos, None),
         ("profile 403 nik", "GET", f"{profile}/persons/by-nik/{known}", app, None),
         ("profile 401 nik", "GET", f"{profile}/persons/by-nik/{known}", {}, None),
-        ("profile 422 account", "GET",
-         f"{profile}/persons/by-account/{account.account_id}x", app, None),
+        (
+            "profile 422 account",
+            "GET",
+            f"{profile}/persons/by-account/{account.account_id}x",
+            app,
+            None,
+        ),
         ("profile 404 account", "GET", f"{profile}/persons/by-account/{fake_account}", app, None),
-        ("profile 403 account", "GET",
-         f"{profile}/persons/by-account/{account.account_id}", dinsos, None),
-        ("notifier 400 inbox", "GET",
-         f"{notifier}/accounts/{account.account_id}x/inbox", mailer, None),
+        (
+            "profile 403 account",
+            "GET",
+            f"{profile}/persons/by-account/{account.account_id}",
+            dinsos,
+            None,
+        ),
+        (
+            "notifier 400 inbox",
+            "GET",
+            f"{notifier}/accounts/{account.account_id}x/inbox",
+            mailer,
+            None,
+        ),
         ("notifier 401 inbox", "GET", f"{notifier}/accounts/{account.account_id}/inbox", {}, None),
-        ("notifier 422 contact", "PUT", f"{notifier}/accounts/{account.account_id}/contact",
-         mailer, {"email": account.email.replace("@", " at ")}),
-        ("notifier 422 contact domain", "PUT",
-         f"{notifier}/accounts/{account.account_id}/contact", mailer,
-         {"email": account.email.replace("example.org", "example")}),
-    ]  # fmt: skip
+        (
+            "notifier 422 contact",
+            "PUT",
+            f"{notifier}/accounts/{account.account_id}/contact",
+            mailer,
+            {"email": account.email.replace("@", " at ")},
+        ),
+        (
+            "notifier 422 contact domain",
+            "PUT",
+            f"{notifier}/accounts/{account.account_id}/contact",
+            mailer,
+            {"email": account.email.replace("example.org", "example")},
+        ),
+    ]
     async with httpx.AsyncClient(timeout=10) as client:
         for name, method, url, headers, body in requests:
             answer = await client.request(method, url, headers=headers, json=body)
@@ -361,15 +415,27 @@ def _operators(seen: Observed, url: str, audit_db: str) -> None:
     assert adapters, "the day's broken records are quarantined"
     for adapter in adapters:
         _cli(seen, "cli: quarantine", "quarantine", "list", adapter)
-        records = json.loads(_cli(seen, "cli: quarantine", "quarantine", "list", adapter,
-                                  "--json").stdout)  # fmt: skip
+        records = json.loads(
+            _cli(seen, "cli: quarantine", "quarantine", "list", adapter, "--json").stdout
+        )
         for record in records if isinstance(records, list) else records["records"]:
             entry = record["entry_id"]
             _cli(seen, "cli: quarantine", "quarantine", "show", adapter, entry)
             _cli(seen, "cli: quarantine", "quarantine", "show", adapter, entry, "--json")
     for args in ([], ["--json"]):
-        _cli(seen, "cli: audit search", "audit", "search", "--since", "2000-01-01",
-             "--limit", "10000", "--db", audit_db, *args)  # fmt: skip
+        _cli(
+            seen,
+            "cli: audit search",
+            "audit",
+            "search",
+            "--since",
+            "2000-01-01",
+            "--limit",
+            "10000",
+            "--db",
+            audit_db,
+            *args,
+        )
 
 
 class _Records(logging.Handler):
@@ -413,8 +479,9 @@ def observed(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         root.removeHandler(handler)
         root.setLevel(level)
     ours = [r for r in handler.records if not r.name.startswith(FOREIGN_LOGGERS)]
-    seen.add("logs: stdlib", "\n".join(
-        f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in ours))  # fmt: skip
+    seen.add(
+        "logs: stdlib", "\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in ours)
+    )
     dump = os.environ.get("SIMPUL_PRIVACY_DUMP")  # a folder: every view as a file, to read
     if dump:
         Path(dump).mkdir(parents=True, exist_ok=True)
@@ -433,13 +500,21 @@ def test_the_scenario_exercised_every_view(observed: Observed) -> None:
     )
     assert observed.dead_letters >= 3 * 4  # three bad entries for several groups, + careless
     assert observed.answers == {
-        "webhook permit 6": 422, "webhook permit 7": 400,
-        "profile 422 nik too long": 422, "profile 422 nik letter": 422,
-        "profile 404 nik": 404, "profile 403 nik": 403, "profile 401 nik": 401,
-        "profile 422 account": 422, "profile 404 account": 404, "profile 403 account": 403,
-        "notifier 400 inbox": 400, "notifier 401 inbox": 401, "notifier 422 contact": 422,
+        "webhook permit 6": 422,
+        "webhook permit 7": 400,
+        "profile 422 nik too long": 422,
+        "profile 422 nik letter": 422,
+        "profile 404 nik": 404,
+        "profile 403 nik": 403,
+        "profile 401 nik": 401,
+        "profile 422 account": 422,
+        "profile 404 account": 404,
+        "profile 403 account": 403,
+        "notifier 400 inbox": 400,
+        "notifier 401 inbox": 401,
+        "notifier 422 contact": 422,
         "notifier 422 contact domain": 422,
-    }  # fmt: skip
+    }
     assert len(observed.outputs["logs: structlog"]) > 10_000
     # The masked views still say what happened.
     assert "dukcapil.citizen.renamed.v1" in observed.outputs["cli: dlq list"]

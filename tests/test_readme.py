@@ -13,11 +13,21 @@ from schemas.dukcapil import CitizenDied
 README = (Path(__file__).parent.parent / "README.md").read_text()
 ADAPTER, SERVICE = re.findall(r"```python\n(.*?)```", README, flags=re.S)[:2]
 ROWS = [
-    {"id": 7, "versi": 1, "nik": "3573014506900001", "tgl_meninggal": "2026-11-01",
-     "kode_kecamatan": "35.73.01"},
-    {"id": 8, "versi": 1, "nik": "3573010101500002", "tgl_meninggal": "2026-11-02",
-     "kode_kecamatan": "35.73.05"},
-]  # fmt: skip
+    {
+        "id": 7,
+        "versi": 1,
+        "nik": "3573014506900001",
+        "tgl_meninggal": "2026-11-01",
+        "kode_kecamatan": "35.73.01",
+    },
+    {
+        "id": 8,
+        "versi": 1,
+        "nik": "3573010101500002",
+        "tgl_meninggal": "2026-11-02",
+        "kode_kecamatan": "35.73.05",
+    },
+]
 
 
 async def test_readme_adapter_publishes_each_row_once(redis_url: str, redis: Any) -> None:

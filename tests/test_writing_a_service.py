@@ -86,10 +86,13 @@ async def test_a_crash_between_commit_and_publish_loses_no_event(
 
     service.handlers["dukcapil.citizen.died.v1"] = replace(handler, func=counted)
     async with service.running():
-        await store.run(lambda tx: tx.executemany(
-            "INSERT INTO grants (grant_no, programme, recipient, status)"
-            " VALUES (?, 'pkh', ?, 'active')", [("PKH-1", NIK), ("PKH-2", NIK)],
-        ))  # fmt: skip
+        await store.run(
+            lambda tx: tx.executemany(
+                "INSERT INTO grants (grant_no, programme, recipient, status)"
+                " VALUES (?, 'pkh', ?, 'active')",
+                [("PKH-1", NIK), ("PKH-2", NIK)],
+            )
+        )
         await Publisher(redis, source="urn:test").publish(DIED, id="death-1")
 
         async def settled() -> bool:
@@ -139,9 +142,13 @@ async def test_the_archive_snippet_keeps_every_envelope() -> None:
     archive: Service = namespace["archive"]
     assert archive.every is not None
     envelope = Envelope(
-        id="e-1", source="urn:test", type="dukcapil.citizen.renamed.v1", data="{}",
-        time="2026-11-01T00:00:00.000Z", dataschema="simpul:dukcapil.citizen.renamed:1.0",
-    )  # fmt: skip
+        id="e-1",
+        source="urn:test",
+        type="dukcapil.citizen.renamed.v1",
+        data="{}",
+        time="2026-11-01T00:00:00.000Z",
+        dataschema="simpul:dukcapil.citizen.renamed:1.0",
+    )
     ctx = EventContext(envelope, "simpul:{dukcapil.citizen}", "1-0", "archive", "test", 1)
     await archive.every(envelope, ctx)
     assert kept == [("e-1", "dukcapil.citizen.renamed.v1")]
@@ -218,10 +225,13 @@ async def test_the_faststream_snippets_run_the_service(
     async with app:
         await wait_until((tmp_path / "bansos.db").exists)
         store = Store(f"sqlite:///{tmp_path / 'bansos.db'}")
-        await store.run(lambda tx: tx.execute(
-            "INSERT INTO grants (grant_no, programme, recipient, status)"
-            " VALUES ('PKH-1', 'pkh', ?, 'active')", (NIK,),
-        ))  # fmt: skip
+        await store.run(
+            lambda tx: tx.execute(
+                "INSERT INTO grants (grant_no, programme, recipient, status)"
+                " VALUES ('PKH-1', 'pkh', ?, 'active')",
+                (NIK,),
+            )
+        )
         await store.close()
         await Publisher(redis, source="urn:test").publish(DIED, id="death-1")
         if snippet == "app":

@@ -67,10 +67,22 @@ class BapendaSettings(ComponentSettings):
 # The export's columns, in its order. nama_wp, npwpd, masa_pajak and bank are exported but
 # not part of the payment event.
 COLUMNS = (
-    "no_sspd", "versi", "nomor_bukti_bayar", "no_ketetapan", "jenis_pajak", "nop", "npwpd",
-    "masa_pajak", "jenis_identitas", "no_identitas", "nama_wp", "jumlah_bayar",
-    "tanggal_bayar", "bank", "saluran_bayar",
-)  # fmt: skip
+    "no_sspd",
+    "versi",
+    "nomor_bukti_bayar",
+    "no_ketetapan",
+    "jenis_pajak",
+    "nop",
+    "npwpd",
+    "masa_pajak",
+    "jenis_identitas",
+    "no_identitas",
+    "nama_wp",
+    "jumlah_bayar",
+    "tanggal_bayar",
+    "bank",
+    "saluran_bayar",
+)
 
 TAX_KINDS = {
     "PBB-P2": TaxKind.PBB_P2,
@@ -145,17 +157,21 @@ def _nop(text: str) -> str | None:
 
 def map_payment(row: Row) -> PaymentReceived:
     """One exported payment row -> its event. Raises ValueError or ContractViolation."""
-    return PaymentReceived.parse({
-        "payment_ref": row["nomor_bukti_bayar"].strip(),
-        "assessment_no": row["no_ketetapan"].strip(),
-        "tax_kind": _lookup(TAX_KINDS, "jenis_pajak", row),
-        "nop": _nop(row["nop"]),
-        "taxpayer": {"scheme": _lookup(IDENTITY_SCHEMES, "jenis_identitas", row),
-                     "value": row["no_identitas"].strip()},
-        "amount": parse_amount(row["jumlah_bayar"]),
-        "channel": _lookup(CHANNELS, "saluran_bayar", row),
-        "paid_at": parse_paid_at(row["tanggal_bayar"]),
-    })  # fmt: skip
+    return PaymentReceived.parse(
+        {
+            "payment_ref": row["nomor_bukti_bayar"].strip(),
+            "assessment_no": row["no_ketetapan"].strip(),
+            "tax_kind": _lookup(TAX_KINDS, "jenis_pajak", row),
+            "nop": _nop(row["nop"]),
+            "taxpayer": {
+                "scheme": _lookup(IDENTITY_SCHEMES, "jenis_identitas", row),
+                "value": row["no_identitas"].strip(),
+            },
+            "amount": parse_amount(row["jumlah_bayar"]),
+            "channel": _lookup(CHANNELS, "saluran_bayar", row),
+            "paid_at": parse_paid_at(row["tanggal_bayar"]),
+        }
+    )
 
 
 def _map_record(record: Record) -> PaymentReceived:
@@ -171,9 +187,17 @@ def source(
 ) -> CsvDropSource:
     """The drop folder of Bapenda's exports: ``;``-separated (Excel, Indonesian locale), UTF-8
     or, for the old Windows export, cp1252."""
-    return CsvDropSource(folder, name=TABLE, key="no_sspd", version="versi", columns=COLUMNS,
-                         delimiter=delimiter, fallback_encoding=fallback_encoding,
-                         time=_paid_at_or_none, settle_seconds=settle_seconds)  # fmt: skip
+    return CsvDropSource(
+        folder,
+        name=TABLE,
+        key="no_sspd",
+        version="versi",
+        columns=COLUMNS,
+        delimiter=delimiter,
+        fallback_encoding=fallback_encoding,
+        time=_paid_at_or_none,
+        settle_seconds=settle_seconds,
+    )
 
 
 def adapter(
@@ -188,12 +212,22 @@ def adapter(
     signer: Signer | Literal["environment"] | None = "environment",
 ) -> Adapter:
     """The Bapenda adapter, wired: drop folder, mapper, publisher, checkpoints, quarantine."""
-    drop = source(folder, delimiter=delimiter, fallback_encoding=fallback_encoding,
-                  settle_seconds=settle_seconds)  # fmt: skip
-    return drop_adapter(NAME, source=drop, mapper=_map_record,
-                        publisher=Publisher(redis, source=SOURCE, signer=signer),
-                        checkpoints=RedisCheckpoints(redis), quarantine=Quarantine(redis, NAME),
-                        batch_size=batch_size, on_progress=on_progress)  # fmt: skip
+    drop = source(
+        folder,
+        delimiter=delimiter,
+        fallback_encoding=fallback_encoding,
+        settle_seconds=settle_seconds,
+    )
+    return drop_adapter(
+        NAME,
+        source=drop,
+        mapper=_map_record,
+        publisher=Publisher(redis, source=SOURCE, signer=signer),
+        checkpoints=RedisCheckpoints(redis),
+        quarantine=Quarantine(redis, NAME),
+        batch_size=batch_size,
+        on_progress=on_progress,
+    )
 
 
 def from_env(redis: Redis) -> Adapter:
@@ -209,6 +243,8 @@ def from_env(redis: Redis) -> Adapter:
         raise ConfigurationError(f"set {DROP_ENV} to Bapenda's drop folder (holding incoming/)")
     fallback = settings.encoding
     return adapter(
-        redis, folder, delimiter=settings.delimiter,
+        redis,
+        folder,
+        delimiter=settings.delimiter,
         fallback_encoding=None if fallback.lower() == "none" else fallback,
-    )  # fmt: skip
+    )

@@ -20,9 +20,14 @@ async def _main(folder: str, *, args: argparse.Namespace) -> None:
         raise SystemExit("set SIMPUL_REDIS_URL (or start a local server with `simpul redis`)")
     redis = connect(url)
     fallback = None if args.encoding.lower() == "none" else args.encoding
-    runner = bapenda.adapter(redis, folder, delimiter=args.delimiter, fallback_encoding=fallback,
-                             settle_seconds=args.settle_seconds,
-                             batch_size=args.batch_size)  # fmt: skip
+    runner = bapenda.adapter(
+        redis,
+        folder,
+        delimiter=args.delimiter,
+        fallback_encoding=fallback,
+        settle_seconds=args.settle_seconds,
+        batch_size=args.batch_size,
+    )
     try:
         await runner.run_once()
     finally:

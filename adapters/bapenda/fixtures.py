@@ -17,14 +17,37 @@ from adapters.bapenda import COLUMNS
 
 Row = dict[str, str]
 
-_BUSINESSES = ["Warung Bu Siti", "Kafé Ijen", "Rumah Makan Inggil", "Hotel Tugu", "Depot Hok Lay",
-               "Bakso Président", "Parkir Kayutangan", "Toko Oen", "Crème Bakery Soehat",
-               "Hotel Pelangi"]  # fmt: skip
-_PEOPLE = ["Agus Santoso", "Dewi Lestari", "Siti Rahmawati", "Budi Wijaya", "Rina Utami",
-           "Joko Prasetyo", "Ayu Handayani", "Wahyu Nugroho"]  # fmt: skip
+_BUSINESSES = [
+    "Warung Bu Siti",
+    "Kafé Ijen",
+    "Rumah Makan Inggil",
+    "Hotel Tugu",
+    "Depot Hok Lay",
+    "Bakso Président",
+    "Parkir Kayutangan",
+    "Toko Oen",
+    "Crème Bakery Soehat",
+    "Hotel Pelangi",
+]
+_PEOPLE = [
+    "Agus Santoso",
+    "Dewi Lestari",
+    "Siti Rahmawati",
+    "Budi Wijaya",
+    "Rina Utami",
+    "Joko Prasetyo",
+    "Ayu Handayani",
+    "Wahyu Nugroho",
+]
 _ON_PROPERTY = ["PBB-P2"] * 9 + ["BPHTB"]
-_ON_TAXPAYER = ["PBJT MAKANAN DAN MINUMAN", "PBJT PERHOTELAN", "PBJT PARKIR", "REKLAME",
-                "AIR TANAH", "PBJT KESENIAN DAN HIBURAN"]  # fmt: skip
+_ON_TAXPAYER = [
+    "PBJT MAKANAN DAN MINUMAN",
+    "PBJT PERHOTELAN",
+    "PBJT PARKIR",
+    "REKLAME",
+    "AIR TANAH",
+    "PBJT KESENIAN DAN HIBURAN",
+]
 _BANKS = {"BJTM": "Bank Jatim", "BRI": "BRI", "BNI": "BNI", "MDR": "Bank Mandiri"}
 _CHANNELS = ["TELLER", "VA", "QRIS", "MARKETPLACE", "LOKET BAPENDA"]
 _START = datetime(2025, 11, 3, 7, 30)
@@ -80,7 +103,7 @@ def _row(rng: random.Random, number: int, moment: datetime) -> Row:
         "tanggal_bayar": f"{moment:%d/%m/%Y %H:%M:%S}",
         "bank": _BANKS[bank],
         "saluran_bayar": rng.choice(_CHANNELS),
-    }  # fmt: skip
+    }
 
 
 def _assessment(rng: random.Random, moment: datetime, object_no: str) -> str:
@@ -101,8 +124,7 @@ def write_csv(
     path = Path(path)
     part = path.with_name(path.name + ".part")
     with part.open("w", encoding="utf-8-sig" if bom else encoding, newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=COLUMNS, delimiter=delimiter,
-                                lineterminator="\r\n")  # fmt: skip
+        writer = csv.DictWriter(out, fieldnames=COLUMNS, delimiter=delimiter, lineterminator="\r\n")
         writer.writeheader()
         writer.writerows(data)
     part.replace(path)

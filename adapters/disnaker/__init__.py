@@ -54,14 +54,19 @@ def source(url: str, *, binlog: bool = True) -> Source:
     False) the table polled by ``tgl_update``, which sees no deletes."""
     if not is_mysql_url(url):
         raise ConfigurationError("the job-seeker registry is a mysql:// or mariadb:// URL")
-    common: dict[str, Any] = {"version": VERSION, "time_column": CHANGE_COLUMN,
-                              "naive_timezone": WIB}  # fmt: skip
+    common: dict[str, Any] = {
+        "version": VERSION,
+        "time_column": CHANGE_COLUMN,
+        "naive_timezone": WIB,
+    }
     if binlog:
         # Deletes too: the mapper decides what a deleted registration means (nothing).
-        return BinlogSource(url, table=TABLE, key=KEY, changes=("insert", "update", "delete"),
-                            **common)  # fmt: skip
-    return MySqlSource.by_change_column(MySqlDatabase(url), table=TABLE, primary_key=KEY,
-                                        change_column=CHANGE_COLUMN, **common)  # fmt: skip
+        return BinlogSource(
+            url, table=TABLE, key=KEY, changes=("insert", "update", "delete"), **common
+        )
+    return MySqlSource.by_change_column(
+        MySqlDatabase(url), table=TABLE, primary_key=KEY, change_column=CHANGE_COLUMN, **common
+    )
 
 
 def adapter(

@@ -27,8 +27,24 @@ __all__ = ["as_params", "connect", "create", "insert", "row", "rows"]
 Row = dict[str, Any]
 
 # A few KBJI 2014 unit groups job seekers in Malang ask for (test data, not a code list).
-_OCCUPATIONS = ("2411", "2512", "3221", "3322", "4110", "4311", "5120", "5131", "5223", "7212",
-                "7231", "7411", "7412", "7531", "8322", "9112")  # fmt: skip
+_OCCUPATIONS = (
+    "2411",
+    "2512",
+    "3221",
+    "3322",
+    "4110",
+    "4311",
+    "5120",
+    "5131",
+    "5223",
+    "7212",
+    "7231",
+    "7411",
+    "7412",
+    "7531",
+    "8322",
+    "9112",
+)
 _EDUCATION = ("SD", "SMP", "SMA", "SMA", "SMK", "SMK", "SMK", "MA", "D3", "S1", "S1", "STM", "SLTA")
 _PLACEMENTS = ("AKL", "AKL", "AKL", "AKAD", "AKAN")
 _START = datetime(2026, 1, 5, 8, 0)  # first tgl_update, local time (WIB)
@@ -45,12 +61,21 @@ def rows(
     for i in range(count):
         moment += timedelta(seconds=rng.randint(1, 600))
         registered = date(2025, 1, 2) + timedelta(days=rng.randrange(660))
-        born = synthetic.birth_date(rng, earliest=registered - timedelta(days=45 * 365),
-                                    latest=registered - timedelta(days=18 * 366))  # fmt: skip
+        born = synthetic.birth_date(
+            rng,
+            earliest=registered - timedelta(days=45 * 365),
+            latest=registered - timedelta(days=18 * 366),
+        )
         who = synthetic.person(rng, born=born)
         works = _placed_on(rng, registered) if rng.random() < placed else None
-        yield row(rng, who, serial=first_serial + i, registered=registered, updated=moment,
-                  placed_on=works)  # fmt: skip
+        yield row(
+            rng,
+            who,
+            serial=first_serial + i,
+            registered=registered,
+            updated=moment,
+            placed_on=works,
+        )
 
 
 def row(
@@ -99,8 +124,11 @@ def as_params(row: Row) -> tuple[Any, ...]:
 def connect(url: str) -> pymysql.Connection:
     """A connection to the registry at ``url`` as the application opens one: autocommit, its
     lax ``sql_mode`` (zero dates)."""
-    return pymysql.connect(**connection_settings(url), autocommit=True,
-                           init_command=f"SET SESSION sql_mode = '{SQL_MODE}'")  # fmt: skip
+    return pymysql.connect(
+        **connection_settings(url),
+        autocommit=True,
+        init_command=f"SET SESSION sql_mode = '{SQL_MODE}'",
+    )
 
 
 def create(url: str, data: Iterable[Row] = ()) -> None:

@@ -79,29 +79,34 @@ def map_pencaker(record: Record) -> Contract | None:
 def registered(row: Row) -> JobseekerRegistered:
     registered_on = _required_date(row, "tgl_daftar")
     valid_until = _date(row, "tgl_berlaku") or _years_after(registered_on, CARD_YEARS)
-    return JobseekerRegistered.parse({
-        "card_no": card_no(row),
-        "nik": _text(row, "nik"),
-        "kecamatan": kecamatan(row),
-        "education": education(row),
-        "occupations": occupations(row),
-        "registered_on": registered_on,
-        "valid_until": valid_until,
-    })  # fmt: skip
+    return JobseekerRegistered.parse(
+        {
+            "card_no": card_no(row),
+            "nik": _text(row, "nik"),
+            "kecamatan": kecamatan(row),
+            "education": education(row),
+            "occupations": occupations(row),
+            "registered_on": registered_on,
+            "valid_until": valid_until,
+        }
+    )
 
 
 def placed(row: Row) -> JobseekerPlaced:
     kind = _text(row, "jenis_penempatan").upper()
     if kind not in PLACEMENT:
-        raise ValueError(f"jenis_penempatan must be one of {', '.join(PLACEMENT)} when "
-                         "sudah_bekerja is 1")  # fmt: skip
-    return JobseekerPlaced.parse({
-        "card_no": card_no(row),
-        "nik": _text(row, "nik"),
-        "placement": PLACEMENT[kind],
-        "occupation": _text(row, "kode_jabatan_kerja") or None,
-        "placed_on": _required_date(row, "tgl_penempatan"),
-    })  # fmt: skip
+        raise ValueError(
+            f"jenis_penempatan must be one of {', '.join(PLACEMENT)} when sudah_bekerja is 1"
+        )
+    return JobseekerPlaced.parse(
+        {
+            "card_no": card_no(row),
+            "nik": _text(row, "nik"),
+            "placement": PLACEMENT[kind],
+            "occupation": _text(row, "kode_jabatan_kerja") or None,
+            "placed_on": _required_date(row, "tgl_penempatan"),
+        }
+    )
 
 
 def card_no(row: Row) -> str:
@@ -130,8 +135,10 @@ def education(row: Row) -> EducationLevel:
     label = re.sub(r"\s+", " ", _text(row, "pendidikan_terakhir").upper())
     label = re.sub(r"/SEDERAJAT$", "", label)
     if label not in EDUCATION:
-        raise ValueError("pendidikan_terakhir is not a label the application uses (SD, SMP, "
-                         "SMA, SMK, D1-D4, S1-S3, ...)")  # fmt: skip
+        raise ValueError(
+            "pendidikan_terakhir is not a label the application uses (SD, SMP, "
+            "SMA, SMK, D1-D4, S1-S3, ...)"
+        )
     return EDUCATION[label]
 
 

@@ -27,11 +27,29 @@ TABLE = "pencaker"
 
 # Every column but the auto-increment id, in table order.
 COLUMNS = (
-    "thn_daftar", "no_pendaftaran", "nik", "nama", "tempat_lahir", "tgl_lahir", "jenis_kelamin",
-    "alamat", "kecamatan", "pendidikan_terakhir", "jurusan", "kode_jabatan", "keterampilan",
-    "tgl_daftar", "tgl_berlaku", "sudah_bekerja", "jenis_penempatan", "kode_jabatan_kerja",
-    "tgl_penempatan", "is_hapus", "petugas", "tgl_update",
-)  # fmt: skip
+    "thn_daftar",
+    "no_pendaftaran",
+    "nik",
+    "nama",
+    "tempat_lahir",
+    "tgl_lahir",
+    "jenis_kelamin",
+    "alamat",
+    "kecamatan",
+    "pendidikan_terakhir",
+    "jurusan",
+    "kode_jabatan",
+    "keterampilan",
+    "tgl_daftar",
+    "tgl_berlaku",
+    "sudah_bekerja",
+    "jenis_penempatan",
+    "kode_jabatan_kerja",
+    "tgl_penempatan",
+    "is_hapus",
+    "petugas",
+    "tgl_update",
+)
 
 DDL = """
 CREATE TABLE `pencaker` (

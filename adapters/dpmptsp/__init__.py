@@ -24,8 +24,16 @@ from bus.adapter import WEBHOOK_MAX_BODY as MAX_BODY
 from bus.adapter import Quarantine, Record, Webhook
 from schemas.dpmptsp import PermitApplied, PermitIssued, PermitRejected
 
-__all__ = ["NAME", "SOURCE", "SOURCE_NAME", "SicantikMapper", "from_env", "map_payload",
-           "version_of", "webhook"]  # fmt: skip
+__all__ = [
+    "NAME",
+    "SOURCE",
+    "SOURCE_NAME",
+    "SicantikMapper",
+    "from_env",
+    "map_payload",
+    "version_of",
+    "webhook",
+]
 
 NAME = "dpmptsp-sicantik"  # the adapter's name: its quarantine
 SOURCE = "urn:malangkota:dpmptsp:sicantik"
@@ -80,31 +88,37 @@ class SicantikMapper:
         return self._by_status[status](payload)
 
     def applied(self, payload: Payload) -> PermitApplied:
-        return PermitApplied.parse({
-            **_application(payload),
-            "site": _site(payload),
-            "applied_on": _date(payload.get("tanggal_permohonan")),
-        })  # fmt: skip
+        return PermitApplied.parse(
+            {
+                **_application(payload),
+                "site": _site(payload),
+                "applied_on": _date(payload.get("tanggal_permohonan")),
+            }
+        )
 
     def issued(self, payload: Payload) -> PermitIssued:
-        return PermitIssued.parse({
-            **_application(payload),
-            "permit_no": payload.get("nomor_izin"),
-            "site": _site(payload),
-            "issued_on": _date(payload.get("tanggal_keputusan")),
-            "valid_until": _date(payload.get("masa_berlaku_sampai")),
-            "retribution": _rupiah(payload.get("retribusi")),
-        })  # fmt: skip
+        return PermitIssued.parse(
+            {
+                **_application(payload),
+                "permit_no": payload.get("nomor_izin"),
+                "site": _site(payload),
+                "issued_on": _date(payload.get("tanggal_keputusan")),
+                "valid_until": _date(payload.get("masa_berlaku_sampai")),
+                "retribution": _rupiah(payload.get("retribusi")),
+            }
+        )
 
     def rejected(self, payload: Payload) -> PermitRejected:
         reason = str(payload.get("kode_alasan_penolakan", "")).strip().upper()
         if reason not in REASONS:
             raise ValueError(f"kode_alasan_penolakan must be one of {', '.join(REASONS)}")
-        return PermitRejected.parse({
-            **_application(payload),
-            "reason": REASONS[reason],
-            "rejected_on": _date(payload.get("tanggal_keputusan")),
-        })  # fmt: skip
+        return PermitRejected.parse(
+            {
+                **_application(payload),
+                "reason": REASONS[reason],
+                "rejected_on": _date(payload.get("tanggal_keputusan")),
+            }
+        )
 
 
 def _application(payload: Payload) -> dict[str, Any]:
@@ -118,8 +132,11 @@ def _application(payload: Payload) -> dict[str, Any]:
         else {"scheme": "nik", "value": payload.get("nik_pemohon")}
     )
     # kind before applicant: the contract checks the applicant against the kind.
-    return {"application_no": payload.get("nomor_permohonan"), "kind": KINDS[kind],
-            "applicant": applicant}  # fmt: skip
+    return {
+        "application_no": payload.get("nomor_permohonan"),
+        "kind": KINDS[kind],
+        "applicant": applicant,
+    }
 
 
 def _site(payload: Payload) -> dict[str, Any]:

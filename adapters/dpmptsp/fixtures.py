@@ -18,10 +18,28 @@ from schemas.regions import kelurahan_codes
 
 Payload = dict[str, Any]
 
-_NAMES = ("Agus Santoso", "Dewi Rahmawati", "Budi Setiawan", "Siti Handayani", "Eko Prasetyo",
-          "Rina Utami", "CV Arema Jaya", "PT Bromo Sentosa", "UD Tugu Makmur")  # fmt: skip
-_STREETS = ("Jl. Ijen", "Jl. Soekarno Hatta", "Jl. Veteran", "Jl. Kawi", "Jl. Semeru",
-            "Jl. Borobudur", "Jl. Sulfat", "Jl. Galunggung", "Jl. MT Haryono")  # fmt: skip
+_NAMES = (
+    "Agus Santoso",
+    "Dewi Rahmawati",
+    "Budi Setiawan",
+    "Siti Handayani",
+    "Eko Prasetyo",
+    "Rina Utami",
+    "CV Arema Jaya",
+    "PT Bromo Sentosa",
+    "UD Tugu Makmur",
+)
+_STREETS = (
+    "Jl. Ijen",
+    "Jl. Soekarno Hatta",
+    "Jl. Veteran",
+    "Jl. Kawi",
+    "Jl. Semeru",
+    "Jl. Borobudur",
+    "Jl. Sulfat",
+    "Jl. Galunggung",
+    "Jl. MT Haryono",
+)
 _PREFIX = {"PBG": "PBG", "SLF": "SLF", "REKLAME": "RKL", "IZIN_USAHA": "OSS"}
 _START = date(2026, 1, 5)  # decisions fall in Jan..Oct 2026: in the past for PastDate
 
@@ -75,8 +93,16 @@ def _applicant(rng: random.Random, business: bool, kecamatan: str) -> Payload:
 
 
 def _decision(rng: random.Random, status: str, kind: str, number: int, on: date) -> Payload:
-    blank = dict.fromkeys(("tanggal_keputusan", "nomor_izin", "masa_berlaku_sampai", "retribusi",
-                           "kode_alasan_penolakan"), "")  # fmt: skip
+    blank = dict.fromkeys(
+        (
+            "tanggal_keputusan",
+            "nomor_izin",
+            "masa_berlaku_sampai",
+            "retribusi",
+            "kode_alasan_penolakan",
+        ),
+        "",
+    )
     if status == ISSUED:
         return {**blank, **_issued(rng, kind, number, on)}
     if status == REJECTED:

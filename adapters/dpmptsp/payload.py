@@ -55,8 +55,24 @@ REASONS: Final = {
 }
 
 FIELDS: Final = (
-    "nomor_permohonan", "status_permohonan", "revisi", "jenis_izin", "nik_pemohon",
-    "nama_pemohon", "nib", "alamat_lokasi", "rt", "rw", "kode_kelurahan", "kode_kecamatan",
-    "tanggal_permohonan", "tanggal_keputusan", "nomor_izin", "masa_berlaku_sampai", "retribusi",
-    "kode_alasan_penolakan", "catatan", "waktu_proses",
-)  # fmt: skip
+    "nomor_permohonan",
+    "status_permohonan",
+    "revisi",
+    "jenis_izin",
+    "nik_pemohon",
+    "nama_pemohon",
+    "nib",
+    "alamat_lokasi",
+    "rt",
+    "rw",
+    "kode_kelurahan",
+    "kode_kecamatan",
+    "tanggal_permohonan",
+    "tanggal_keputusan",
+    "nomor_izin",
+    "masa_berlaku_sampai",
+    "retribusi",
+    "kode_alasan_penolakan",
+    "catatan",
+    "waktu_proses",
+)

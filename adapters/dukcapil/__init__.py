@@ -84,29 +84,35 @@ class SiakMapper:
                 f"births need the city's pseudonym key: set {PSEUDONYM_KEY_ENV} (16+ bytes)"
             )
         nik = row["nik"]
-        return CitizenBorn.parse({
-            "child_ref": pseudonym(self._key, "nik", nik) if isinstance(nik, str) else None,
-            "nik": nik,
-            "kk": row["no_kk"],
-            "born_on": row["tgl_lahir"],
-            "kelurahan": row["kode_kelurahan"],
-            "registered_on": row["tgl_lapor"],
-        })  # fmt: skip
+        return CitizenBorn.parse(
+            {
+                "child_ref": pseudonym(self._key, "nik", nik) if isinstance(nik, str) else None,
+                "nik": nik,
+                "kk": row["no_kk"],
+                "born_on": row["tgl_lahir"],
+                "kelurahan": row["kode_kelurahan"],
+                "registered_on": row["tgl_lapor"],
+            }
+        )
 
     def died(self, row: Row) -> CitizenDied:
-        return CitizenDied.parse({
-            "nik": row["nik"],
-            "date_of_death": row["tgl_peristiwa"],
-            "kecamatan": row["kode_kecamatan"],
-        })  # fmt: skip
+        return CitizenDied.parse(
+            {
+                "nik": row["nik"],
+                "date_of_death": row["tgl_peristiwa"],
+                "kecamatan": row["kode_kecamatan"],
+            }
+        )
 
     def moved(self, row: Row) -> CitizenMoved:
-        return CitizenMoved.parse({
-            "nik": row["nik"],
-            "address": row["alamat"],
-            "kecamatan": row["kode_kecamatan"],
-            "moved_on": row["tgl_peristiwa"],
-        })  # fmt: skip
+        return CitizenMoved.parse(
+            {
+                "nik": row["nik"],
+                "address": row["alamat"],
+                "kecamatan": row["kode_kecamatan"],
+                "moved_on": row["tgl_peristiwa"],
+            }
+        )
 
 
 def pseudonym_key_from_env() -> bytes | None:
@@ -136,10 +142,22 @@ def source(db: Database | str | Path, *, outbox: bool = False) -> SqlSource:
     elif isinstance(db, str):
         db = PostgresDatabase(db)
     if outbox:
-        return kind.by_outbox(db, outbox_table=f"{TABLE}_outbox", outbox_id="no_outbox",
-                              key="id_peristiwa", name=TABLE, **common)  # fmt: skip
-    return kind.by_change_column(db, table=TABLE, change_column="updated_at",
-                                 primary_key="no_urut", key="id_peristiwa", **common)  # fmt: skip
+        return kind.by_outbox(
+            db,
+            outbox_table=f"{TABLE}_outbox",
+            outbox_id="no_outbox",
+            key="id_peristiwa",
+            name=TABLE,
+            **common,
+        )
+    return kind.by_change_column(
+        db,
+        table=TABLE,
+        change_column="updated_at",
+        primary_key="no_urut",
+        key="id_peristiwa",
+        **common,
+    )
 
 
 def cdc_source(url: str, **options: Any) -> LogicalSource | BinlogSource:

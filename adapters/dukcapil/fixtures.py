@@ -70,7 +70,7 @@ _STREETS = [
     "Jl. Sulfat",
     "Jl. Galunggung",
 ]
-_KINDS = ("LAHIR", "KEMATIAN", "PINDAH")  # fmt: skip
+_KINDS = ("LAHIR", "KEMATIAN", "PINDAH")
 _START = datetime(2026, 1, 5, 8, 0)
 
 

@@ -15,10 +15,21 @@ Dialect = Literal["postgresql", "sqlite", "mysql"]
 
 # Every column but the surrogate row number, in table order.
 COLUMNS = (
-    "id_peristiwa", "versi", "jenis_peristiwa", "nik", "no_kk", "nama_lengkap", "tgl_lahir",
-    "jenis_kelamin", "alamat", "kode_kecamatan", "kode_kelurahan", "tgl_peristiwa", "tgl_lapor",
+    "id_peristiwa",
+    "versi",
+    "jenis_peristiwa",
+    "nik",
+    "no_kk",
+    "nama_lengkap",
+    "tgl_lahir",
+    "jenis_kelamin",
+    "alamat",
+    "kode_kecamatan",
+    "kode_kelurahan",
+    "tgl_peristiwa",
+    "tgl_lapor",
     "updated_at",
-)  # fmt: skip
+)
 
 _BODY = """
     id_peristiwa    BIGINT,         -- the registry's id of the event; not constrained (legacy)

@@ -107,23 +107,59 @@ CONNECT = ("+ping", "+client|setname", "+cluster|slots", "+command", "+wait", "+
 SCRIPTS = ("+fcall",)
 CONSUME = ("+xreadgroup", "+xack", "+xclaim", "+xautoclaim", "+xpending", "+xgroup|create")
 READONLY = (
-    "+info", "+time", "+scan", "+type", "+exists", "+ttl", "+pttl", "+dbsize",
-    "+get", "+mget", "+strlen", "+hget", "+hmget", "+hgetall", "+hlen", "+hexists",
-    "+xlen", "+xrange", "+xrevrange", "+xread", "+xpending",
-    "+xinfo|stream", "+xinfo|groups", "+xinfo|consumers",
-)  # fmt: skip
+    "+info",
+    "+time",
+    "+scan",
+    "+type",
+    "+exists",
+    "+ttl",
+    "+pttl",
+    "+dbsize",
+    "+get",
+    "+mget",
+    "+strlen",
+    "+hget",
+    "+hmget",
+    "+hgetall",
+    "+hlen",
+    "+hexists",
+    "+xlen",
+    "+xrange",
+    "+xrevrange",
+    "+xread",
+    "+xpending",
+    "+xinfo|stream",
+    "+xinfo|groups",
+    "+xinfo|consumers",
+)
 
 # `simpul exporter` (bus.admin.inspect.Inspector.snapshot): counts and positions, no entries.
 EXPORTER = (
-    "+time", "+info", "+scan", "+xlen", "+xpending",
-    "+xinfo|stream", "+xinfo|groups", "+xinfo|consumers",
-)  # fmt: skip
+    "+time",
+    "+info",
+    "+scan",
+    "+xlen",
+    "+xpending",
+    "+xinfo|stream",
+    "+xinfo|groups",
+    "+xinfo|consumers",
+)
 # The links of the servers themselves under Sentinel: no key, no data.
 REPLICATION = ("+psync", "+replconf", "+ping")
 SENTINEL = (
-    "+ping", "+info", "+role", "+multi", "+exec", "+slaveof", "+config|rewrite",
-    "+client|setname", "+client|kill", "+script|kill", "+subscribe", "+publish",
-)  # fmt: skip
+    "+ping",
+    "+info",
+    "+role",
+    "+multi",
+    "+exec",
+    "+slaveof",
+    "+config|rewrite",
+    "+client|setname",
+    "+client|kill",
+    "+script|kill",
+    "+subscribe",
+    "+publish",
+)
 SENTINEL_CHANNEL = "&__sentinel__:hello"
 
 Kind = Literal[
@@ -283,12 +319,18 @@ def _operator(operator: Operator, hashes: tuple[str, ...]) -> AclUser:
         return AclUser(operator.principal, "admin", True, hashes, root, all_channels=True)
     if operator.role == "exporter":
         root = Grant((*CONNECT, *EXPORTER), (f"%R~{keys.PREFIX}:*",), why="metrics, no entries")
-        reports = Grant(("+hgetall", "+pttl"), (f"%R~{keys.adapter_report('*')}",),
-                        why="the adapters' reports (positions, counts, last error)")  # fmt: skip
+        reports = Grant(
+            ("+hgetall", "+pttl"),
+            (f"%R~{keys.adapter_report('*')}",),
+            why="the adapters' reports (positions, counts, last error)",
+        )
         return AclUser(operator.principal, "exporter", True, hashes, root, (reports,))
     if operator.role == "monitor":
-        root = Grant((*CONNECT, *READONLY, "+fcall"), (f"%R~{keys.PREFIX}:*",),
-                     why="the dashboard's reads (status, dead letters, throughput)")  # fmt: skip
+        root = Grant(
+            (*CONNECT, *READONLY, "+fcall"),
+            (f"%R~{keys.PREFIX}:*",),
+            why="the dashboard's reads (status, dead letters, throughput)",
+        )
         streams, dead = f"~{keys.PREFIX}:{{*}}", f"~{keys.PREFIX}:{{*}}:dlq:*"
         replay = Grant(
             ("+fcall", "+exists", "+xadd", "+xinfo|groups", "+xrange", "+xpending", "+xclaim"),
@@ -315,8 +357,10 @@ def _publishing(streams: Sequence[str]) -> list[Grant]:
 
 def _producer(producer: Producer, hashes: tuple[str, ...], *, routed: bool = False) -> AclUser:
     streams = [keys.intake(producer.principal)] if routed else _streams(producer.publishes)
-    quarantine = (f"~{keys.quarantine(producer.adapter)}",
-                  f"~{keys.quarantine_index(producer.adapter)}")  # fmt: skip
+    quarantine = (
+        f"~{keys.quarantine(producer.adapter)}",
+        f"~{keys.quarantine_index(producer.adapter)}",
+    )
     selectors = [
         *_publishing(streams),
         Grant(("+get", "+set"), (f"~{keys.checkpoint(producer.adapter)}",), why="checkpoint"),
@@ -366,18 +410,35 @@ def _service(service: ServiceSpec, hashes: tuple[str, ...], *, routed: bool = Fa
     ]
     partitions = [s for s in streams if keys.is_partition(s)]
     if partitions:
-        selectors.append(Grant(
-            ("+fcall", "+set", "+get", "+pexpire", "+del", "+time", "+zadd", "+zrem",
-             "+zremrangebyscore", "+zcard"),
-            (*(f"~{keys.lease(s, group)}" for s in partitions), f"~{keys.members(group)}"),
-            why="its leases on partitions and its group's membership (bus.partitions)",
-        ))  # fmt: skip
+        selectors.append(
+            Grant(
+                (
+                    "+fcall",
+                    "+set",
+                    "+get",
+                    "+pexpire",
+                    "+del",
+                    "+time",
+                    "+zadd",
+                    "+zrem",
+                    "+zremrangebyscore",
+                    "+zcard",
+                ),
+                (*(f"~{keys.lease(s, group)}" for s in partitions), f"~{keys.members(group)}"),
+                why="its leases on partitions and its group's membership (bus.partitions)",
+            )
+        )
     if service.publishes:
         own = [keys.intake(service.principal)] if routed else _streams(service.publishes)
         selectors += _publishing(own)
     if service.archive:
-        selectors.append(Grant(("+fcall", "+hget", "+hset", "+hmget"), (f"~{AUDIT_HEAD}",),
-                               why="the head of the archive's hash chain"))  # fmt: skip
+        selectors.append(
+            Grant(
+                ("+fcall", "+hget", "+hset", "+hmget"),
+                (f"~{AUDIT_HEAD}",),
+                why="the head of the archive's hash chain",
+            )
+        )
     root = Grant((*CONNECT, *SCRIPTS))
     return AclUser(service.principal, "service", True, hashes, root, tuple(selectors))
 
@@ -391,10 +452,21 @@ def _router(topology: Topology, hashes: tuple[str, ...]) -> AclUser:
     intakes = [keys.intake(p.principal) for p in topology.publishers()]
     dead = [keys.intake_dead_letters(p.principal) for p in topology.publishers()]
     streams = topology.department_streams()
-    inboxes = sorted({keys.inbox(s, v.group) for v in topology.services
-                      for s in _streams(x.type for x in v.subscriptions)})  # fmt: skip
-    router_consume = ("+xreadgroup", "+xack", "+xgroup|create", "+xinfo|stream",
-                      "+xinfo|groups", "+xpending")  # fmt: skip
+    inboxes = sorted(
+        {
+            keys.inbox(s, v.group)
+            for v in topology.services
+            for s in _streams(x.type for x in v.subscriptions)
+        }
+    )
+    router_consume = (
+        "+xreadgroup",
+        "+xack",
+        "+xgroup|create",
+        "+xinfo|stream",
+        "+xinfo|groups",
+        "+xpending",
+    )
     selectors = [
         Grant(
             (*router_consume, "+xtrim", "+fcall"),
@@ -503,8 +575,9 @@ class _State:
         elif lower == "allkeys":
             self.keys.add("~*")
         elif token.startswith(("~", "%")):
-            self.keys.add("~" + token.split("~", 1)[1] if token.upper().startswith("%RW~")
-                          else token)  # fmt: skip
+            self.keys.add(
+                "~" + token.split("~", 1)[1] if token.upper().startswith("%RW~") else token
+            )
         elif lower == "resetchannels":
             self.channels.clear()
         elif lower == "allchannels":

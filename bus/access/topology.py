@@ -73,8 +73,9 @@ class TopologyError(ConfigurationError):
     def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
         self.source = source
         self.problems = problems
-        lines = "\n".join(f"  {path}: {problem}" if path else f"  {problem}"
-                          for path, problem in problems)  # fmt: skip
+        lines = "\n".join(
+            f"  {path}: {problem}" if path else f"  {problem}" for path, problem in problems
+        )
         count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
         super().__init__(f"topology {source} has {count}:\n{lines}")
 
@@ -380,17 +381,19 @@ class _Checker:
         seen: dict[str, int] = {}
         for i, name in enumerate(names):
             if name in seen:
-                self._add(f"{section}[{i}]", f"{what} {name!r} is already used by "
-                          f"{section}[{seen[name]}]")  # fmt: skip
+                self._add(
+                    f"{section}[{i}]", f"{what} {name!r} is already used by {section}[{seen[name]}]"
+                )
             seen.setdefault(name, i)
 
     def _principals(self) -> None:
         seen: dict[str, str] = {}
         variables: dict[str, str] = {}
         sections: list[tuple[str, Sequence[Principal]]] = [
-            ("operators", self.t.operators), ("producers", self.t.producers),
+            ("operators", self.t.operators),
+            ("producers", self.t.producers),
             ("services", self.t.services),
-        ]  # fmt: skip
+        ]
         if self.t.router is not None:
             sections.append(("router", [self.t.router]))
         for section, members in sections:
@@ -399,13 +402,17 @@ class _Checker:
                 if member.principal == "default":
                     self._add(path, "principal 'default' is Redis's own user (always off)")
                 if member.principal in seen:
-                    self._add(path, f"principal {member.principal!r} is already "
-                              f"{seen[member.principal]}")  # fmt: skip
+                    self._add(
+                        path, f"principal {member.principal!r} is already {seen[member.principal]}"
+                    )
                 seen.setdefault(member.principal, path)
                 variable = password_variable(member)
                 if variable in variables:
-                    self._add(path, f"password variable {variable} is already the one of "
-                              f"{variables[variable]}: every principal needs its own")  # fmt: skip
+                    self._add(
+                        path,
+                        f"password variable {variable} is already the one of "
+                        f"{variables[variable]}: every principal needs its own",
+                    )
                 variables.setdefault(variable, path)
 
     def _department(self, path: str, code: str) -> bool:
@@ -432,8 +439,11 @@ class _Checker:
                 continue
             owner = self.owners[event_type]
             if known_department and owner != who.department:
-                self._add(where, f"{event_type} is owned by {owner}, not by {who.department}: "
-                          "a principal publishes only its own department's types")  # fmt: skip
+                self._add(
+                    where,
+                    f"{event_type} is owned by {owner}, not by {who.department}: "
+                    "a principal publishes only its own department's types",
+                )
         if who.keys and not who.publishes:
             self._add(f"{path}.keys", "a principal that publishes nothing has nothing to sign")
 
@@ -448,11 +458,17 @@ class _Checker:
                 continue
             owner = self.owners[sub.type]
             if sub.approved_by not in self.departments:
-                self._add(f"{where}.approved_by", f"unknown department {sub.approved_by!r} — "
-                          f"declared: {_listing(self.departments)}")  # fmt: skip
+                self._add(
+                    f"{where}.approved_by",
+                    f"unknown department {sub.approved_by!r} — "
+                    f"declared: {_listing(self.departments)}",
+                )
             elif sub.approved_by != owner:
-                self._add(f"{where}.approved_by", f"{sub.type} is owned by {owner}: only "
-                          f"{owner} can approve reading it, not {sub.approved_by}")  # fmt: skip
+                self._add(
+                    f"{where}.approved_by",
+                    f"{sub.type} is owned by {owner}: only "
+                    f"{owner} can approve reading it, not {sub.approved_by}",
+                )
             self._fields(where, service, sub, owner)
         if service.archive:
             missing = sorted(set(self.owners) - seen)
@@ -477,13 +493,19 @@ class _Checker:
         self._listed(f"{where}.personal", sub.type, sub.personal, declared)
         plain = [name for name in sub.personal if name in declared and name not in personal]
         if plain:
-            self._add(f"{where}.personal", f"{', '.join(plain)} of {sub.type} not personal: "
-                      "every subscription sees the contract's other fields")  # fmt: skip
+            self._add(
+                f"{where}.personal",
+                f"{', '.join(plain)} of {sub.type} not personal: "
+                "every subscription sees the contract's other fields",
+            )
         approved: frozenset[str] | None
         if isinstance(sub.fields, list):
             if sub.personal:
-                self._add(f"{where}.personal", "give either fields (the exact list) or personal "
-                          "(added to the non-personal fields), not both")  # fmt: skip
+                self._add(
+                    f"{where}.personal",
+                    "give either fields (the exact list) or personal "
+                    "(added to the non-personal fields), not both",
+                )
             self._listed(f"{where}.fields", sub.type, sub.fields, declared)
             approved = frozenset(sub.fields)
         elif sub.fields == ALL_FIELDS or service.archive:
@@ -493,8 +515,11 @@ class _Checker:
         shown = set(declared) if approved is None else set(approved)
         if sub.approved_by != owner and shown & personal:
             names = ", ".join(sorted(shown & personal))
-            self._add(f"{where}.approved_by", f"personal field(s) {names} of {sub.type}: only "
-                      f"its owner {owner} can approve them, not {sub.approved_by}")  # fmt: skip
+            self._add(
+                f"{where}.approved_by",
+                f"personal field(s) {names} of {sub.type}: only "
+                f"its owner {owner} can approve them, not {sub.approved_by}",
+            )
         self.approved[(service.group, sub.type)] = approved
 
     def _listed(self, path: str, event_type: str, names: list[str], declared: list[str]) -> None:
@@ -504,8 +529,10 @@ class _Checker:
                 self._add(f"{path}[{k}]", f"field {name!r} is listed twice")
             seen.add(name)
             if name not in declared:
-                self._add(f"{path}[{k}]", f"unknown field {name!r} of {event_type} — its "
-                          f"fields: {', '.join(declared)}")  # fmt: skip
+                self._add(
+                    f"{path}[{k}]",
+                    f"unknown field {name!r} of {event_type} — its fields: {', '.join(declared)}",
+                )
 
     def _keys(self) -> None:
         seen: dict[str, str] = {}

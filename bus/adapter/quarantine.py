@@ -152,8 +152,13 @@ class Quarantine:
             )
         published = await publisher.publish(outcome)
         await self._remove(keys=[self.key, self.index], args=[entry.entry_id, _index_field(entry)])
-        _log.info("quarantine_retried", adapter=self.adapter, entry_id=entry.entry_id,
-                  event_id=published.event_id, duplicate=published.duplicate)  # fmt: skip
+        _log.info(
+            "quarantine_retried",
+            adapter=self.adapter,
+            entry_id=entry.entry_id,
+            event_id=published.event_id,
+            duplicate=published.duplicate,
+        )
         return RetryOutcome(entry.entry_id, published=True, duplicate=published.duplicate)
 
     async def retry_all(self, *, mapper: Mapper, publisher: Publisher) -> list[RetryOutcome]:

@@ -229,8 +229,12 @@ class Reporter:
 
     def _warn(self, exc: Exception) -> None:
         if not self._failing:
-            _log.warning("adapter_report_failed", key=self.key, error_type=type(exc).__name__,
-                         error=mask_text(str(exc)))  # fmt: skip
+            _log.warning(
+                "adapter_report_failed",
+                key=self.key,
+                error_type=type(exc).__name__,
+                error=mask_text(str(exc)),
+            )
         self._failing = True
 
 

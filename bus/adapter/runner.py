@@ -155,8 +155,9 @@ class Adapter:
             skipped=p.skipped + batch.skipped,
             position=position,
         )
-        _log.info("adapter_batch_published", adapter=self.name, batch=len(records),
-                  **self._counts())  # fmt: skip
+        _log.info(
+            "adapter_batch_published", adapter=self.name, batch=len(records), **self._counts()
+        )
         self._report()
         await self.reporter.send(self)
 
@@ -183,15 +184,25 @@ class Adapter:
 
     def _reject(self, record: Record, problems: list[Problem]) -> Rejected:
         # Field names only: a problem's text may quote a value of the record.
-        _log.info("record_quarantined", adapter=self.name, record_key=record.key,
-                  record_version=record.version, fields=[p.field for p in problems])  # fmt: skip
+        _log.info(
+            "record_quarantined",
+            adapter=self.name,
+            record_key=record.key,
+            record_version=record.version,
+            fields=[p.field for p in problems],
+        )
         id = record_event_id(self.publisher.source, self.source.name, record)
         return Rejected(source=self.source.name, event_id=id, record=record, problems=problems)
 
     def _counts(self) -> dict[str, int]:
         p = self.progress
-        return {"read": p.read, "published": p.published, "duplicates": p.duplicates,
-                "quarantined": p.quarantined, "skipped": p.skipped}  # fmt: skip
+        return {
+            "read": p.read,
+            "published": p.published,
+            "duplicates": p.duplicates,
+            "quarantined": p.quarantined,
+            "skipped": p.skipped,
+        }
 
     def _report(self) -> None:
         if self.on_progress is not None:

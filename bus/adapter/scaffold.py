@@ -34,13 +34,29 @@ __all__ = ["KINDS", "Scaffold", "plan", "write"]
 
 Kind = Literal["sql", "webhook", "csv"]
 KINDS: tuple[Kind, ...] = ("sql", "webhook", "csv")
-_SOURCE_MODULES = {"sql": "bus.adapter.sources.sql", "webhook": "bus.adapter.sources.webhook",
-                   "csv": "bus.adapter.sources.csvdrop"}  # fmt: skip
+_SOURCE_MODULES = {
+    "sql": "bus.adapter.sources.sql",
+    "webhook": "bus.adapter.sources.webhook",
+    "csv": "bus.adapter.sources.csvdrop",
+}
 _KIND_TEXT = {"webhook": "requests the legacy app POSTs", "csv": "rows of exported CSV files"}
 _DEPT = re.compile(r"^[a-z][a-z0-9_]{1,29}$")
 # Names that would shadow a package of ours or a module beside the adapters.
-_RESERVED = frozenset({"bus", "schemas", "adapters", "services", "tests", "test", "bench",
-                       "synthetic", "data", "common", "fixtures"})  # fmt: skip
+_RESERVED = frozenset(
+    {
+        "bus",
+        "schemas",
+        "adapters",
+        "services",
+        "tests",
+        "test",
+        "bench",
+        "synthetic",
+        "data",
+        "common",
+        "fixtures",
+    }
+)
 
 
 _TODO_BODY = """\
@@ -116,19 +132,27 @@ def plan(
     pkg_dir, test_dir = Path(adapters_dir) / dept, Path(tests_dir)
     test = test_dir / f"test_{dept}.py"
     if kind == "sql":
-        rendered = {pkg_dir / "__init__.py": _render("sql_init.py", values),
-                    pkg_dir / "fixtures.py": _render("sql_fixtures.py", values),
-                    test: _render("sql_test.py", values)}  # fmt: skip
+        rendered = {
+            pkg_dir / "__init__.py": _render("sql_init.py", values),
+            pkg_dir / "fixtures.py": _render("sql_fixtures.py", values),
+            test: _render("sql_test.py", values),
+        }
     elif kind == "csv" and source_available(kind):
-        rendered = {pkg_dir / "__init__.py": _render("csv_init.py", values),
-                    pkg_dir / "fixtures.py": _render("csv_fixtures.py", values),
-                    test: _render("csv_test.py", values)}  # fmt: skip
+        rendered = {
+            pkg_dir / "__init__.py": _render("csv_init.py", values),
+            pkg_dir / "fixtures.py": _render("csv_fixtures.py", values),
+            test: _render("csv_test.py", values),
+        }
     elif kind == "webhook" and source_available(kind):
-        rendered = {pkg_dir / "__init__.py": _render("webhook_init.py", values),
-                    test: _render("webhook_test.py", values)}  # fmt: skip
+        rendered = {
+            pkg_dir / "__init__.py": _render("webhook_init.py", values),
+            test: _render("webhook_test.py", values),
+        }
     else:
-        rendered = {pkg_dir / "__init__.py": _render("pending_init.py", values),
-                    test: _render("pending_test.py", values)}  # fmt: skip
+        rendered = {
+            pkg_dir / "__init__.py": _render("pending_init.py", values),
+            test: _render("pending_test.py", values),
+        }
     contract = pick.model.__contract__.event_type if pick else None
     return Scaffold(dept, kind, root, package, rendered, contract)
 
@@ -224,8 +248,11 @@ def _values(dept: str, kind: str, package: str, pick: _Pick | None) -> dict[str,
             "todo_note": "It fails, on purpose, until the TODOs are done.",
         }
     info = pick.model.__contract__
-    optional = [n for n, f in pick.model.model_fields.items()
-                if n not in pick.example and not f.is_required()]  # fmt: skip
+    optional = [
+        n
+        for n, f in pick.model.model_fields.items()
+        if n not in pick.example and not f.is_required()
+    ]
     doc = "The sample uses the contract's field names: TODO rename them to your application's."
     if optional:
         doc += f" Optional fields not mapped yet: {', '.join(optional)}."
@@ -234,8 +261,10 @@ def _values(dept: str, kind: str, package: str, pick: _Pick | None) -> dict[str,
         body.append(f'            "{field}": {_cell(field, value, text=kind == "csv")},')
     body += ["        }", "    )"]
     required = next(n for n, f in pick.model.model_fields.items() if f.is_required())
-    sample = {k: json.dumps(v) if _nested(v) else int(v) if isinstance(v, bool) else v
-              for k, v in pick.example.items()}  # fmt: skip
+    sample = {
+        k: json.dumps(v) if _nested(v) else int(v) if isinstance(v, bool) else v
+        for k, v in pick.example.items()
+    }
     return values | {
         "contract_import": f"\nfrom {pick.model.__module__} import {pick.model.__name__}",
         "contract_name": pick.model.__name__,

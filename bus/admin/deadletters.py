@@ -420,9 +420,15 @@ class DeadLetters:
             length, first, last, exists = replies[index * 4 : index * 4 + 4]
             if length:
                 queues.append(
-                    Queue(origin, name, int(length), first[0][0].decode() if first else None,
-                          last[0][0].decode() if last else None, bool(exists))
-                )  # fmt: skip
+                    Queue(
+                        origin,
+                        name,
+                        int(length),
+                        first[0][0].decode() if first else None,
+                        last[0][0].decode() if last else None,
+                        bool(exists),
+                    )
+                )
         return queues
 
     async def _check(self, stream: str, group: str | None) -> None:
@@ -539,9 +545,12 @@ class DeadLetters:
             decode_error = mask_error(str(exc), contract, data, fields.get("subject"))
         if reveal:
             _log.warning(
-                "dead_letter_revealed", stream=ref.stream, group=ref.group,
-                entry_id=ref.entry_id, by=by or _os_user(),
-            )  # fmt: skip
+                "dead_letter_revealed",
+                stream=ref.stream,
+                group=ref.group,
+                entry_id=ref.entry_id,
+                by=by or _os_user(),
+            )
         else:
             data = mask_data(data, contract)
             attributes = {
@@ -559,10 +568,14 @@ class DeadLetters:
         except TRANSIENT as exc:
             raise simpul_error(exc) from exc
         return DeadLetterDetail(
-            dead_letter, attributes, data, reveal, decode_error,
+            dead_letter,
+            attributes,
+            data,
+            reveal,
+            decode_error,
             original_in_stream=len(replies) > 1 and bool(replies[1]),
             stream_exists=bool(replies[0]),
-        )  # fmt: skip
+        )
 
     async def _read(
         self, ref: DeadLetterRef
@@ -668,16 +681,23 @@ class DeadLetters:
                 except TRANSIENT as exc:
                     broken = f"Redis unavailable ({type(exc).__name__})"
                     result = ReplayResult(
-                        ref, Outcome.FAILED, to, None,
+                        ref,
+                        Outcome.FAILED,
+                        to,
+                        None,
                         f"{broken}: the dead letter is either untouched or replayed; "
                         "list the dead letters again",
-                    )  # fmt: skip
+                    )
             report.results.append(result)
             if not dry_run and result.outcome is Outcome.REPLAYED:
                 _log.debug(
-                    "dead_letter_replayed", stream=ref.stream, group=ref.group,
-                    entry_id=ref.entry_id, target=to.value, new_entry_id=result.entry_id,
-                )  # fmt: skip
+                    "dead_letter_replayed",
+                    stream=ref.stream,
+                    group=ref.group,
+                    entry_id=ref.entry_id,
+                    target=to.value,
+                    new_entry_id=result.entry_id,
+                )
             if on_progress is not None:
                 maybe = on_progress(result, done, len(todo))
                 if inspect.isawaitable(maybe):
@@ -706,8 +726,13 @@ class DeadLetters:
                     "was altered or forged); purge it"
                 )
         if not self.signatures:
-            _log.warning("dead_letter_replayed_unverified", stream=ref.stream, group=ref.group,
-                         entry_id=ref.entry_id, reason="SIMPUL_SIGNATURES=off")  # fmt: skip
+            _log.warning(
+                "dead_letter_replayed_unverified",
+                stream=ref.stream,
+                group=ref.group,
+                entry_id=ref.entry_id,
+                reason="SIMPUL_SIGNATURES=off",
+            )
             return None
         if self.keyring is None:
             return (
@@ -735,8 +760,15 @@ class DeadLetters:
             if found:
                 named = found[0][1].get(b"dlq.consumer")
                 consumer = named.decode("utf-8", "replace") if named else REPLAY_CONSUMER
-        args = [ref.entry_id, to.value, "1" if dry_run else "0", "1" if recreate else "0",
-                ref.group, consumer, str(_DUE_NOW_IDLE_MS)]  # fmt: skip
+        args = [
+            ref.entry_id,
+            to.value,
+            "1" if dry_run else "0",
+            "1" if recreate else "0",
+            ref.group,
+            consumer,
+            str(_DUE_NOW_IDLE_MS),
+        ]
         code_b, entry_b = await self._replay(keys=[ref.key, ref.stream], args=args)
         code, entry = code_b.decode(), (entry_b.decode() or None)
         return self._result(ref, to, code, entry, dry_run)
@@ -768,8 +800,13 @@ class DeadLetters:
                 )
                 return ReplayResult(ref, done, to, entry, detail)
             case "gone":
-                return ReplayResult(ref, Outcome.GONE, to, None, "no longer a dead letter "
-                                    "(replayed or purged meanwhile): nothing to do")  # fmt: skip
+                return ReplayResult(
+                    ref,
+                    Outcome.GONE,
+                    to,
+                    None,
+                    "no longer a dead letter (replayed or purged meanwhile): nothing to do",
+                )
             case _:
                 why = _refusal(code, to, stream, group, entry)
         return ReplayResult(ref, Outcome.REFUSED, to, entry, why)
@@ -822,8 +859,9 @@ class DeadLetters:
             for step in plan.steps:
                 args = ["minid", step.minid] if step.minid else ["ids", *step.ids]
                 gone += int(await self._purge(keys=[step.key], args=args))
-                _log.info("dead_letters_purged", stream=step.stream, group=step.group,
-                          count=step.count)  # fmt: skip
+                _log.info(
+                    "dead_letters_purged", stream=step.stream, group=step.group, count=step.count
+                )
         except TRANSIENT as exc:
             raise simpul_error(exc) from exc
         return gone

@@ -211,8 +211,9 @@ _LABELS = {
 
 def _add_topology(families: Mapping[str, GaugeMetricFamily], topo: Topology) -> None:
     for shard in topo.shards:
-        families["simpul_redis_replicas"].add_metric([topo.shape, shard.master],
-                                                     len(shard.replicas))  # fmt: skip
+        families["simpul_redis_replicas"].add_metric(
+            [topo.shape, shard.master], len(shard.replicas)
+        )
         in_sync = families["simpul_redis_replicas_in_sync"]
         in_sync.add_metric([topo.shape, shard.master], shard.in_sync)
         for replica in shard.replicas:

@@ -37,9 +37,17 @@ __all__ = [
 
 # Tableau 10: distinct, colour-blind friendly enough, printable.
 PALETTE = (
-    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
-    "#c9a227", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
-)  # fmt: skip
+    "#4e79a7",
+    "#f28e2b",
+    "#e15759",
+    "#76b7b2",
+    "#59a14f",
+    "#c9a227",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+)
 _FONT = "Inter, 'Segoe UI', 'Helvetica Neue', Helvetica, Arial, sans-serif"
 _INK = "#1f2933"
 _MUTED = "#7b8794"
@@ -219,8 +227,9 @@ def _layout(flow: FlowMap) -> _Layout:
     n = len(flow.services)
     spacing = (bottom - top) / n if n else 0.0
     svc_y = {s.name: top + spacing * (i + 0.5) for i, s in enumerate(flow.services)}
-    return _Layout(dept_x, dept_w, type_x, type_w, svc_x, svc_w, width, top, bottom,
-                   type_y, dept_span, svc_y)  # fmt: skip
+    return _Layout(
+        dept_x, dept_w, type_x, type_w, svc_x, svc_w, width, top, bottom, type_y, dept_span, svc_y
+    )
 
 
 def render_svg(flow: FlowMap, *, title: str = "Simpul flow map") -> str:
@@ -407,12 +416,20 @@ def _legend(flow: FlowMap, lay: _Layout, top: float) -> list[str]:
         'letter-spacing="0.08em">LEGEND</text>',
     ]
     lines = [
-        ("", _INK, "subscription: the service's consumer group reads the type's stream"
-         if flow.live_known else "subscription declared in the service's code"),
+        (
+            "",
+            _INK,
+            "subscription: the service's consumer group reads the type's stream"
+            if flow.live_known
+            else "subscription declared in the service's code",
+        ),
         (' stroke-dasharray="7 5"', _MUTED, "declared in the code, no consumer group in Redis"),
-        (' stroke-dasharray="2 4" stroke-linecap="round"', _INK,
-         "consumer group in Redis the code does not declare (reads every type of the stream)"),
-    ]  # fmt: skip
+        (
+            ' stroke-dasharray="2 4" stroke-linecap="round"',
+            _INK,
+            "consumer group in Redis the code does not declare (reads every type of the stream)",
+        ),
+    ]
     if not flow.live_known:
         lines = lines[:1]
     for i, (dash, stroke, text) in enumerate(lines):
@@ -430,8 +447,10 @@ def _legend(flow: FlowMap, lay: _Layout, top: float) -> list[str]:
             f'stroke-width="1.5"/><text x="{x + 258}" y="{y}">no group in Redis</text>'
         )
     else:
-        out.append(f'<text x="{x}" y="{y}">Colours: the producing department. A dashed event '
-                   "type has no consumer yet.</text>")  # fmt: skip
+        out.append(
+            f'<text x="{x}" y="{y}">Colours: the producing department. A dashed event '
+            "type has no consumer yet.</text>"
+        )
     out.append("</g>")
     return out
 

@@ -73,12 +73,18 @@ class ResetPlan:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "stream": self.stream, "group": self.group, "asked": self.asked,
-            "current": self.current, "target": self.target, "reread": self.reread,
-            "skipped": self.skipped, "pending": self.pending,
-            "pending_reread": self.pending_reread, "applied": self.applied,
+            "stream": self.stream,
+            "group": self.group,
+            "asked": self.asked,
+            "current": self.current,
+            "target": self.target,
+            "reread": self.reread,
+            "skipped": self.skipped,
+            "pending": self.pending,
+            "pending_reread": self.pending_reread,
+            "applied": self.applied,
             "warnings": self.warnings(),
-        }  # fmt: skip
+        }
 
 
 async def plan_reset(
@@ -116,10 +122,16 @@ async def plan_reset(
         raise simpul_error(exc) from exc
     backwards = _id_key(target) < _id_key(current)
     return ResetPlan(
-        stream, group, current, target,
-        reread=moved if backwards else 0, skipped=0 if backwards else moved,
-        pending=pending, pending_reread=pending_reread, asked=position.describe(),
-    )  # fmt: skip
+        stream,
+        group,
+        current,
+        target,
+        reread=moved if backwards else 0,
+        skipped=0 if backwards else moved,
+        pending=pending,
+        pending_reread=pending_reread,
+        asked=position.describe(),
+    )
 
 
 async def reset_group(redis: Redis, plan: ResetPlan) -> ResetPlan:
@@ -133,7 +145,13 @@ async def reset_group(redis: Redis, plan: ResetPlan) -> ResetPlan:
             raise UnknownGroup(f"group {plan.group} of {plan.stream} vanished meanwhile") from exc
         raise
     _log.warning(
-        "group_reset", stream=plan.stream, group=plan.group, previous=plan.current,
-        position=plan.target, reread=plan.reread, skipped=plan.skipped, by=_os_user(),
-    )  # fmt: skip
+        "group_reset",
+        stream=plan.stream,
+        group=plan.group,
+        previous=plan.current,
+        position=plan.target,
+        reread=plan.reread,
+        skipped=plan.skipped,
+        by=_os_user(),
+    )
     return replace(plan, applied=True)

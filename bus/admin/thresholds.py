@@ -93,10 +93,19 @@ class Thresholds(BaseSettings):
 
 
 BreachKind = Literal[
-    "lag", "pending_age", "dead_letters", "quarantine", "consumer_idle", "silence",
-    "source_behind", "source_behind_bytes", "source_retained", "report_stale",
-    "replicas_out_of_sync", "sentinel_quorum",
-]  # fmt: skip
+    "lag",
+    "pending_age",
+    "dead_letters",
+    "quarantine",
+    "consumer_idle",
+    "silence",
+    "source_behind",
+    "source_behind_bytes",
+    "source_retained",
+    "report_stale",
+    "replicas_out_of_sync",
+    "sentinel_quorum",
+]
 
 
 class Breach(BaseModel):
@@ -128,21 +137,34 @@ def breaches(snap: BusSnapshot, thresholds: Thresholds) -> list[Breach]:
     for s in snap.streams:
         name = s.aggregate
         if s.exists and s.last_entry_age_s is not None:
-            add("silence", s.last_entry_age_s, t.max_silence_s,
+            add(
+                "silence",
+                s.last_entry_age_s,
+                t.max_silence_s,
                 f"stream {name}: no new event for {duration(s.last_entry_age_s)} "
-                f"(max {duration(t.max_silence_s or 0)})", stream=name)  # fmt: skip
+                f"(max {duration(t.max_silence_s or 0)})",
+                stream=name,
+            )
         for g in s.groups:
             where = {"stream": name, "group": g.name}
             if g.lag is not None:
-                add("lag", g.lag, t.max_lag,
+                add(
+                    "lag",
+                    g.lag,
+                    t.max_lag,
                     f"group {g.name} on {name} lags {g.lag} entries (max {t.max_lag})",
-                    **where)  # fmt: skip
+                    **where,
+                )
             if g.oldest_pending_age_s is not None:
-                add("pending_age", g.oldest_pending_age_s, t.max_pending_age_s,
+                add(
+                    "pending_age",
+                    g.oldest_pending_age_s,
+                    t.max_pending_age_s,
                     f"group {g.name} on {name}: oldest unacked entry is "
                     f"{duration(g.oldest_pending_age_s)} old (max "
                     f"{duration(t.max_pending_age_s or 0)}, {g.pending} pending)",
-                    **where)  # fmt: skip
+                    **where,
+                )
             if g.waiting or _undelivered(s, g):
                 idle = g.idle_s if g.idle_s is not None else float("inf")
                 since = (
@@ -150,18 +172,33 @@ def breaches(snap: BusSnapshot, thresholds: Thresholds) -> list[Breach]:
                     if g.consumer_count
                     else "the group has no consumer"
                 )
-                add("consumer_idle", idle, t.max_consumer_idle_s,
+                add(
+                    "consumer_idle",
+                    idle,
+                    t.max_consumer_idle_s,
                     f"group {g.name} on {name}: work is waiting but {since} (max "
                     f"{duration(t.max_consumer_idle_s or 0)}): is the service running?",
-                    **where)  # fmt: skip
+                    **where,
+                )
         for group, depth in s.dead_letters.items():
-            add("dead_letters", depth, t.max_dead_letters,
+            add(
+                "dead_letters",
+                depth,
+                t.max_dead_letters,
                 f"group {group} on {name} has {depth} dead letter{_s(depth)} "
-                f"(max {t.max_dead_letters})", stream=name, group=group)  # fmt: skip
+                f"(max {t.max_dead_letters})",
+                stream=name,
+                group=group,
+            )
     for adapter, depth in snap.quarantine.items():
-        add("quarantine", depth, t.max_quarantine,
+        add(
+            "quarantine",
+            depth,
+            t.max_quarantine,
             f"adapter {adapter} has {depth} record{_s(depth)} in quarantine "
-            f"(max {t.max_quarantine})", adapter=adapter)  # fmt: skip
+            f"(max {t.max_quarantine})",
+            adapter=adapter,
+        )
     for r in snap.adapters:
         _adapter_breaches(r, t, add)
     return found
@@ -171,23 +208,42 @@ def _adapter_breaches(r: AdapterReport, t: Thresholds, add: Callable[..., None])
     name = r.name
     if r.must_be_fresh and r.age_s is not None:
         was = "running" if r.state == "running" else f"a CDC adapter, {r.state}"
-        add("report_stale", r.age_s, t.max_report_age_s,
+        add(
+            "report_stale",
+            r.age_s,
+            t.max_report_age_s,
             f"adapter {name} has not reported for {duration(r.age_s)} (max "
             f"{duration(t.max_report_age_s or 0)}; it was {was}): is it alive?",
-            adapter=name)  # fmt: skip
+            adapter=name,
+        )
     if r.behind_seconds is not None:
-        add("source_behind", r.behind_seconds, t.max_source_behind_s,
+        add(
+            "source_behind",
+            r.behind_seconds,
+            t.max_source_behind_s,
             f"adapter {name} is {duration(r.behind_seconds)} behind its source (max "
-            f"{duration(t.max_source_behind_s or 0)})", adapter=name)  # fmt: skip
+            f"{duration(t.max_source_behind_s or 0)})",
+            adapter=name,
+        )
     if r.behind_bytes is not None:
-        add("source_behind_bytes", r.behind_bytes, t.max_source_behind_bytes,
+        add(
+            "source_behind_bytes",
+            r.behind_bytes,
+            t.max_source_behind_bytes,
             f"adapter {name} has {size(r.behind_bytes)} of its source's log to publish (max "
-            f"{size(t.max_source_behind_bytes or 0)})", adapter=name)  # fmt: skip
+            f"{size(t.max_source_behind_bytes or 0)})",
+            adapter=name,
+        )
     if r.retained_bytes is not None:
-        add("source_retained", r.retained_bytes, t.max_source_retained_bytes,
+        add(
+            "source_retained",
+            r.retained_bytes,
+            t.max_source_retained_bytes,
             f"the source database of adapter {name} keeps {size(r.retained_bytes)} of log for "
             f"it (max {size(t.max_source_retained_bytes or 0)}): its disk fills while this "
-            "grows", adapter=name)  # fmt: skip
+            "grows",
+            adapter=name,
+        )
 
 
 def _undelivered(stream: StreamSnapshot, group: GroupSnapshot) -> bool:
@@ -230,15 +286,23 @@ def replication_breaches(topo: Topology) -> list[Breach]:
     for shard in topo.shards:
         expected = topo.shape != "single" or shard.replicas
         if expected and shard.in_sync == 0:
-            found.append(Breach(
-                kind="replicas_out_of_sync", value=0, limit=1,
-                message=f"master {shard.master}: no replica in sync, so every publish fails "
-                "NotDurable (or is refused by min-replicas-to-write); see the replicas below",
-            ))  # fmt: skip
+            found.append(
+                Breach(
+                    kind="replicas_out_of_sync",
+                    value=0,
+                    limit=1,
+                    message=f"master {shard.master}: no replica in sync, so every publish fails "
+                    "NotDurable (or is refused by min-replicas-to-write); see the replicas below",
+                )
+            )
     if topo.quorum_ok is False:
-        found.append(Breach(
-            kind="sentinel_quorum", value=0, limit=1,
-            message="the Sentinels cannot reach their quorum: a failed master would not be "
-            "replaced; start or reach the missing Sentinels",
-        ))  # fmt: skip
+        found.append(
+            Breach(
+                kind="sentinel_quorum",
+                value=0,
+                limit=1,
+                message="the Sentinels cannot reach their quorum: a failed master would not be "
+                "replaced; start or reach the missing Sentinels",
+            )
+        )
     return found

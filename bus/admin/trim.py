@@ -97,11 +97,15 @@ class TrimPlan:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "stream": self.stream, "minid": self.minid, "cutoff": self.cutoff,
-            "entries": self.entries, "safe": self.safe,
-            "losses": [{"group": x.group, "unread": x.unread, "pending": x.pending}
-                       for x in self.losses],
-        }  # fmt: skip
+            "stream": self.stream,
+            "minid": self.minid,
+            "cutoff": self.cutoff,
+            "entries": self.entries,
+            "safe": self.safe,
+            "losses": [
+                {"group": x.group, "unread": x.unread, "pending": x.pending} for x in self.losses
+            ],
+        }
 
 
 def retention_age(retention: Retention, stream: str) -> timedelta | None:
@@ -150,7 +154,11 @@ async def trim(redis: Redis, plan: TrimPlan, *, force: bool = False) -> int:
     if int(reply[0]) == 0:
         raise TrimRefused(plan.stream, reply[1].decode(), reply[2].decode())
     _log.warning(
-        "stream_trimmed", stream=plan.stream, minid=plan.minid, entries=int(reply[1]),
-        forced=force and not plan.safe, by=_os_user(),
-    )  # fmt: skip
+        "stream_trimmed",
+        stream=plan.stream,
+        minid=plan.minid,
+        entries=int(reply[1]),
+        forced=force and not plan.safe,
+        by=_os_user(),
+    )
     return int(reply[1])

@@ -172,8 +172,13 @@ class _progress_bar:  # noqa: N801 - used as a context manager, reads as a funct
 
     def __init__(self, adapter: Adapter, *, enabled: bool) -> None:
         self.adapter, self.enabled = adapter, enabled
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[note]}"), TimeRemainingColumn())  # fmt: skip
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[note]}"),
+            TimeRemainingColumn(),
+        )
         self.bar = Progress(*columns, console=_err)
         self.task = self.bar.add_task(adapter.name, total=None, note="")
 

@@ -115,8 +115,14 @@ def list_(package: Package = "schemas", as_json: AsJson = False) -> None:
     for column in ("type", "version", "owner", "classification", "personal fields", "stream"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["type"], row["version"], row["owner"], row["classification"],
-                      ", ".join(row["personal_fields"]) or "-", row["stream"])  # fmt: skip
+        table.add_row(
+            row["type"],
+            row["version"],
+            row["owner"],
+            row["classification"],
+            ", ".join(row["personal_fields"]) or "-",
+            row["stream"],
+        )
     _out.print(table)
 
 
@@ -144,8 +150,13 @@ def show(
     for column in ("field", "type", "required", "personal", "description"):
         table.add_column(column)
     for f in row["fields"]:
-        table.add_row(f["name"], f["type"], "yes" if f["required"] else "no",
-                      "yes" if f["personal"] else "", f["description"])  # fmt: skip
+        table.add_row(
+            f["name"],
+            f["type"],
+            "yes" if f["required"] else "no",
+            "yes" if f["personal"] else "",
+            f["description"],
+        )
     _out.print(table)
     if row["example"] is not None:
         _out.print("example payload (the event's data):")

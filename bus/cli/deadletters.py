@@ -123,15 +123,23 @@ def list_(
     queues, entries = _run(work)
     total = sum(q.length for q in queues)
     if as_json:
-        print(json.dumps({
-            "total": total,
-            "queues": [q.as_dict() for q in queues],
-            "dead_letters": [e.as_dict() for e in entries],
-        }, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "total": total,
+                    "queues": [q.as_dict() for q in queues],
+                    "dead_letters": [e.as_dict() for e in entries],
+                },
+                indent=2,
+            )
+        )
         return
     if not entries:
-        _err.print("no dead letters" + (f" of {stream}" if stream else "") +
-                   (f" in group {group}" if group else ""))  # fmt: skip
+        _err.print(
+            "no dead letters"
+            + (f" of {stream}" if stream else "")
+            + (f" in group {group}" if group else "")
+        )
         return
     table = Table(title=f"dead letters: {total} in {len(queues)} group(s), {len(entries)} shown")
     table.add_column("id", no_wrap=True)  # copied into `simpul dlq show`: never cut
@@ -140,14 +148,22 @@ def list_(
     for e in entries:
         when = (e.dead_lettered_at or "")[:19].replace("T", " ")
         table.add_row(
-            e.ref.entry_id, _aggregate(e.ref.stream), e.ref.group, e.reason,
-            str(e.attempts or ""), e.event_type or "", when, escape(e.error[:160]),
-        )  # fmt: skip
+            e.ref.entry_id,
+            _aggregate(e.ref.stream),
+            e.ref.group,
+            e.reason,
+            str(e.attempts or ""),
+            e.event_type or "",
+            when,
+            escape(e.error[:160]),
+        )
     _out.print(table)
     gone = [q for q in queues if not q.stream_exists]
     for queue in gone:
-        _err.print(f"[yellow]note:[/yellow] stream {queue.stream} no longer exists "
-                   f"({queue.length} dead letters of {queue.group})")  # fmt: skip
+        _err.print(
+            f"[yellow]note:[/yellow] stream {queue.stream} no longer exists "
+            f"({queue.length} dead letters of {queue.group})"
+        )
 
 
 @dlq_app.command()
@@ -180,9 +196,12 @@ def show(
         ("attempts", str(letter.attempts or "")),
         ("consumer", letter.consumer or ""),
         ("dead-lettered at", letter.dead_lettered_at or ""),
-        ("original entry", (letter.original_entry or "") +
-         ("" if detail.original_in_stream else "  (no longer in the stream)")),
-    ]  # fmt: skip
+        (
+            "original entry",
+            (letter.original_entry or "")
+            + ("" if detail.original_in_stream else "  (no longer in the stream)"),
+        ),
+    ]
     if detail.decode_error:
         rows.append(("not wire format v1", detail.decode_error))
     table = Table(show_header=False, box=None)
@@ -204,8 +223,13 @@ class _Bar:
 
     def __init__(self, total: int, *, enabled: bool, title: str) -> None:
         self.enabled = enabled
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[note]}"), TimeRemainingColumn())  # fmt: skip
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[note]}"),
+            TimeRemainingColumn(),
+        )
         self.bar = Progress(*columns, console=_err)
         self.task = self.bar.add_task(title, total=total, note="")
         self.counts: dict[str, int] = {}
@@ -232,16 +256,18 @@ def _by_queue(refs: Sequence[deadletters.DeadLetterRef]) -> dict[tuple[str, str]
     return counts
 
 
-_REPLAY_HELP = "\n\n".join((
-    "Replay dead letters after fixing the cause: each exactly once, even if two operators "
-    "replay at the same time.",
-    "--to group (default): the original entry goes back to the group that gave up, and only "
-    "to it; its consumers retry it at once with delivery count 1. Needs the entry still in "
-    "the stream (not trimmed by retention).",
-    "--to stream: a new entry with the same event (same id) for every group of the stream; "
-    "once=True handlers that completed it skip it (for SIMPUL_DEDUPE_TTL_MS), other handlers "
-    "run again. A deleted stream is recreated only with --recreate-stream.",
-))  # fmt: skip
+_REPLAY_HELP = "\n\n".join(
+    (
+        "Replay dead letters after fixing the cause: each exactly once, even if two operators "
+        "replay at the same time.",
+        "--to group (default): the original entry goes back to the group that gave up, and only "
+        "to it; its consumers retry it at once with delivery count 1. Needs the entry still in "
+        "the stream (not trimmed by retention).",
+        "--to stream: a new entry with the same event (same id) for every group of the stream; "
+        "once=True handlers that completed it skip it (for SIMPUL_DEDUPE_TTL_MS), other handlers "
+        "run again. A deleted stream is recreated only with --recreate-stream.",
+    )
+)
 
 
 @dlq_app.command(help=_REPLAY_HELP)
@@ -277,17 +303,23 @@ def replay(
     if not dry_run:
         for (origin, name), count in _by_queue(refs).items():
             _err.print(f"{count} dead letter(s) of {origin}, group {name}")
-        where = "back to the group(s) that gave up" if to is deadletters.Target.GROUP else (
-            "as new entries: every group of the stream gets them")  # fmt: skip
+        where = (
+            "back to the group(s) that gave up"
+            if to is deadletters.Target.GROUP
+            else ("as new entries: every group of the stream gets them")
+        )
         _confirm(f"Replay {len(refs)} dead letter(s) {where}?", yes)
 
     async def work(redis: Redis) -> deadletters.ReplayReport:
         title = "dry run" if dry_run else "replaying"
         with _Bar(len(refs), enabled=_err.is_terminal and not as_json, title=title) as bar:
             return await deadletters.DeadLetters(redis).replay(
-                refs, to=to, dry_run=dry_run, recreate_stream=recreate_stream,
+                refs,
+                to=to,
+                dry_run=dry_run,
+                recreate_stream=recreate_stream,
                 on_progress=bar.update,
-            )  # fmt: skip
+            )
 
     report = _run(work)
     if as_json:
@@ -305,8 +337,13 @@ def _print_report(report: deadletters.ReplayReport) -> None:
         for column in ("stream", "group", "id", "outcome", "detail"):
             table.add_column(column, no_wrap=column == "id")
         for r in shown:
-            table.add_row(_aggregate(r.ref.stream), r.ref.group, r.ref.entry_id,
-                          r.outcome.value, escape(r.detail))  # fmt: skip
+            table.add_row(
+                _aggregate(r.ref.stream),
+                r.ref.group,
+                r.ref.entry_id,
+                r.outcome.value,
+                escape(r.detail),
+            )
         _out.print(table)
     counts = ", ".join(
         f"{report.count(o)} {o.value}" for o in deadletters.Outcome if report.count(o)
@@ -397,8 +434,10 @@ def _print_reset(plan: groups.ResetPlan, *, dry_run: bool, as_json: bool) -> Non
     if as_json:
         print(json.dumps(plan.as_dict(), indent=2))
         return
-    _err.print(f"group {plan.group} of {plan.stream}: at {plan.current}; "
-               f"{plan.asked} -> position {plan.target}")  # fmt: skip
+    _err.print(
+        f"group {plan.group} of {plan.stream}: at {plan.current}; "
+        f"{plan.asked} -> position {plan.target}"
+    )
     for note in plan.warnings():
         _err.print(f"[yellow]-[/yellow] {note}")
     if dry_run:
@@ -420,12 +459,14 @@ def _retention(target: str) -> Retention:
     return found
 
 
-_TRIM_HELP = "\n\n".join((
-    "Delete old entries of a stream (XTRIM MINID by age); refuses to take unprocessed ones.",
-    "Before Redis 8.2 trimming ignores consumer groups: entries a group has not read yet, or "
-    "still holds pending, would be lost for it. Unless --force, such streams are left alone "
-    "(checked again in the trimming script itself) and the command exits with 1.",
-))  # fmt: skip
+_TRIM_HELP = "\n\n".join(
+    (
+        "Delete old entries of a stream (XTRIM MINID by age); refuses to take unprocessed ones.",
+        "Before Redis 8.2 trimming ignores consumer groups: entries a group has not read yet, or "
+        "still holds pending, would be lost for it. Unless --force, such streams are left alone "
+        "(checked again in the trimming script itself) and the command exits with 1.",
+    )
+)
 
 
 def trim(
@@ -515,8 +556,12 @@ def _trim_json(
     refused: list[str],
 ) -> None:
     streams = [p.as_dict() for p in plans]
-    print(json.dumps({"dry_run": dry_run, "streams": streams, "trimmed": trimmed,
-                      "refused": refused}, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {"dry_run": dry_run, "streams": streams, "trimmed": trimmed, "refused": refused},
+            indent=2,
+        )
+    )
 
 
 def _print_trim(plans: Sequence[TrimPlan], *, force: bool) -> None:

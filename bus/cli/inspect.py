@@ -151,13 +151,17 @@ def status(
     """
     try:
         thresholds = Thresholds.load(
-            max_lag=max_lag, max_pending_age_s=max_pending_age, max_dead_letters=max_dead_letters,
-            max_quarantine=max_quarantine, max_consumer_idle_s=max_consumer_idle,
-            max_silence_s=max_silence, max_source_behind_s=max_source_behind,
+            max_lag=max_lag,
+            max_pending_age_s=max_pending_age,
+            max_dead_letters=max_dead_letters,
+            max_quarantine=max_quarantine,
+            max_consumer_idle_s=max_consumer_idle,
+            max_silence_s=max_silence,
+            max_source_behind_s=max_source_behind,
             max_source_behind_bytes=max_source_behind_bytes,
             max_source_retained_bytes=max_source_retained_bytes,
             max_report_age_s=max_report_age,
-        )  # fmt: skip
+        )
     except SimpulError as exc:
         raise fail(_err, exc) from None
     _contracts(schemas)
@@ -165,13 +169,18 @@ def status(
     snap, topo = _run(_snapshot_and_topology, url=url)
     found = breaches(snap, thresholds) + replication_breaches(topo)
     if as_json:
-        print(json.dumps({
-            "healthy": not found,
-            "breaches": [b.model_dump(mode="json") for b in found],
-            "thresholds": thresholds.model_dump(mode="json"),
-            "snapshot": snap.model_dump(mode="json"),
-            "topology": topo.model_dump(mode="json"),
-        }, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "healthy": not found,
+                    "breaches": [b.model_dump(mode="json") for b in found],
+                    "thresholds": thresholds.model_dump(mode="json"),
+                    "snapshot": snap.model_dump(mode="json"),
+                    "topology": topo.model_dump(mode="json"),
+                },
+                indent=2,
+            )
+        )
     else:
         _print_status(snap, found, _where(url, topo), topo)
     if found:
@@ -207,16 +216,27 @@ def _topology_table(topo: Topology) -> Table:
         table.add_row(shard.master, "master", f"{shard.in_sync} in sync", "", "")
         for r in shard.replicas:
             style = None if r.in_sync else "red"
-            table.add_row(f"  {r.address}", "replica", r.state, size(r.behind_bytes),
-                          f"{r.ack_age_s}s ago", style=style)  # fmt: skip
+            table.add_row(
+                f"  {r.address}",
+                "replica",
+                r.state,
+                size(r.behind_bytes),
+                f"{r.ack_age_s}s ago",
+                style=style,
+            )
     for s in topo.sentinels:
         if not s.reachable:
             table.add_row(s.address, "sentinel", "unreachable", "", "", style="red")
             continue
         quorum = "quorum ok" if s.quorum_ok else "NO QUORUM"
-        table.add_row(s.address, "sentinel", f"{quorum} ({s.sentinels} seen, needs {s.quorum})",
-                      f"master {s.master}", f"epoch {s.config_epoch}",
-                      style=None if s.quorum_ok else "red")  # fmt: skip
+        table.add_row(
+            s.address,
+            "sentinel",
+            f"{quorum} ({s.sentinels} seen, needs {s.quorum})",
+            f"master {s.master}",
+            f"epoch {s.config_epoch}",
+            style=None if s.quorum_ok else "red",
+        )
     return table
 
 
@@ -282,8 +302,13 @@ def _streams_table(streams: list[inspect.StreamSnapshot], found: list[Breach]) -
     for s in streams:
         newest = "-" if s.last_entry_age_s is None else duration(s.last_entry_age_s) + " ago"
         events = str(s.length) if s.exists else "deleted"
-        table.add_row(s.aggregate, events, newest, str(len(s.groups)),
-                      style="red" if s.aggregate in silent else "")  # fmt: skip
+        table.add_row(
+            s.aggregate,
+            events,
+            newest,
+            str(len(s.groups)),
+            style="red" if s.aggregate in silent else "",
+        )
     return table
 
 
@@ -291,21 +316,32 @@ def _groups_table(streams: list[inspect.StreamSnapshot], found: list[Breach]) ->
     rows: list[tuple[str, str, list[str]]] = []  # stream, group, values
     for s in streams:
         for g in s.groups:
-            rows.append((s.aggregate, g.name, [
-                "?" if g.lag is None else str(g.lag),
-                str(g.pending),
-                "-" if g.oldest_pending_age_s is None else duration(g.oldest_pending_age_s),
-                str(g.consumer_count),
-                "-" if g.idle_s is None else duration(g.idle_s),
-                str(g.dead_letters),
-            ]))  # fmt: skip
+            rows.append(
+                (
+                    s.aggregate,
+                    g.name,
+                    [
+                        "?" if g.lag is None else str(g.lag),
+                        str(g.pending),
+                        "-" if g.oldest_pending_age_s is None else duration(g.oldest_pending_age_s),
+                        str(g.consumer_count),
+                        "-" if g.idle_s is None else duration(g.idle_s),
+                        str(g.dead_letters),
+                    ],
+                )
+            )
         for group, depth in s.dead_letters.items():
             if s.group(group) is None:
                 rows.append((s.aggregate, f"{group} (gone)", ["", "", "", "", "", str(depth)]))
     if not rows:
         return None
-    table = Table(title="consumer groups", title_justify="left", box=box.SIMPLE_HEAD,
-                  collapse_padding=True, pad_edge=False)  # fmt: skip
+    table = Table(
+        title="consumer groups",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+    )
     # Names are never cut: operators copy them into `simpul pending`, `simpul dlq`...
     table.add_column("stream", min_width=max(len(r[0]) for r in rows), overflow="fold")
     table.add_column("group", min_width=max(len(r[1]) for r in rows), overflow="fold")
@@ -341,8 +377,13 @@ def _print_adapters(reports: list[AdapterReport], found: list[Breach]) -> None:
 
 
 def _adapters_table(reports: list[AdapterReport], found: list[Breach]) -> Table:
-    table = Table(title="adapters", title_justify="left", box=box.SIMPLE_HEAD,
-                  collapse_padding=True, pad_edge=False)  # fmt: skip
+    table = Table(
+        title="adapters",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+    )
     # Names are never cut: operators copy them into `simpul quarantine list`...
     table.add_column("adapter", min_width=max(len(r.name) for r in reports), overflow="fold")
     table.add_column("position", overflow="fold")  # the source's own notation, or the checkpoint
@@ -352,10 +393,14 @@ def _adapters_table(reports: list[AdapterReport], found: list[Breach]) -> Table:
     stale = {b.adapter for b in found if b.kind == "report_stale"}
     for r in reports:
         table.add_row(
-            r.name, r.position or "-", _behind(r), _or_dash(r.retained_bytes, size),
-            str(r.published), _last_seen(r, stale=r.name in stale),
+            r.name,
+            r.position or "-",
+            _behind(r),
+            _or_dash(r.retained_bytes, size),
+            str(r.published),
+            _last_seen(r, stale=r.name in stale),
             style="red" if r.name in bad else "",
-        )  # fmt: skip
+        )
     return table
 
 
@@ -549,9 +594,17 @@ def pending(
 
     total, entries = _run(work)
     if as_json:
-        print(json.dumps({"stream": key, "group": group, "total": total,
-                          "entries": [e.model_dump(mode="json") for e in entries]},
-                         indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "stream": key,
+                    "group": group,
+                    "total": total,
+                    "entries": [e.model_dump(mode="json") for e in entries],
+                },
+                indent=2,
+            )
+        )
         return
     table = Table(
         title=f"pending of {group} on {key}: {len(entries)} of {total} shown, oldest first",
@@ -562,10 +615,14 @@ def pending(
         table.add_column(name, justify="right" if name in ("idle", "deliveries", "age") else "left")
     for e in entries:
         table.add_row(
-            e.entry_id, e.consumer, duration(e.idle_s), str(e.deliveries),
-            duration(e.age_s), e.type or "-",
+            e.entry_id,
+            e.consumer,
+            duration(e.idle_s),
+            str(e.deliveries),
+            duration(e.age_s),
+            e.type or "-",
             "yes" if e.exists else "[red]gone[/red]",
-        )  # fmt: skip
+        )
     _out.print(table)
     gone = sum(not e.exists for e in entries)
     if gone:

@@ -74,9 +74,14 @@ def _router(redis: Redis, topology: Topology, settings: Settings | None = None) 
         max_skew=timedelta(seconds=settings.signature_max_skew_s),
     )
     return Router(
-        redis, topology, default_registry, keyring=keyring, signer=Signer.from_settings(settings),
-        config=RouterConfig(dedupe_ttl_ms=settings.dedupe_ttl_ms), replica=settings.consumer,
-    )  # fmt: skip
+        redis,
+        topology,
+        default_registry,
+        keyring=keyring,
+        signer=Signer.from_settings(settings),
+        config=RouterConfig(dedupe_ttl_ms=settings.dedupe_ttl_ms),
+        replica=settings.consumer,
+    )
 
 
 @router_app.command("run")
@@ -132,9 +137,10 @@ def ahead(
     async def work(redis: Redis) -> int:
         router = Router(redis, loaded, default_registry, keyring=None)
         found = await ahead_of_time(
-            redis, [*streams, *(i for i, _ in router.inboxes())],
+            redis,
+            [*streams, *(i for i, _ in router.inboxes())],
             tolerance=timedelta(minutes=minutes),
-        )  # fmt: skip
+        )
         for item in found:
             _out.print(f"{item.stream}\tlast id {item.last_id}\t{item.ahead_s:.0f} s ahead")
         return len(found)

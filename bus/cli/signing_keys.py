@@ -298,15 +298,31 @@ def _show_keyring(path: Path, as_json: bool) -> None:
     if as_json:
         _out.print_json(json.dumps([_key_facts(key, now) for key in keys]))
         return
-    table = Table("key id", "principal", "department", "fingerprint", "types", "not before",
-                  "not after", "now", title=f"{len(keys)} key(s) in {path}")  # fmt: skip
+    table = Table(
+        "key id",
+        "principal",
+        "department",
+        "fingerprint",
+        "types",
+        "not before",
+        "not after",
+        "now",
+        title=f"{len(keys)} key(s) in {path}",
+    )
     for key in keys:
         types = sorted(key.types)
         shown = ", ".join(types[:2]) + (f" +{len(types) - 2}" if len(types) > 2 else "")
         status = _status(key, now) + (", DEVELOPMENT" if is_dev_key(key.public_key) else "")
-        table.add_row(key.key_id, key.principal, key.department, fingerprint(key.public_key),
-                      shown or "(none)", _text(key.not_before) or "-",
-                      _text(key.not_after) or "-", status)  # fmt: skip
+        table.add_row(
+            key.key_id,
+            key.principal,
+            key.department,
+            fingerprint(key.public_key),
+            shown or "(none)",
+            _text(key.not_before) or "-",
+            _text(key.not_after) or "-",
+            status,
+        )
     _out.print(table)
     development = [key.key_id for key in keys if is_dev_key(key.public_key)]
     if development:

@@ -63,11 +63,14 @@ class EmbeddedCluster:
             node.port = _port_with_free_bus(self.host)
             bus = []
         node.extra_args = (
-            "--cluster-enabled", "yes",
-            "--cluster-config-file", "nodes.conf",
-            "--cluster-node-timeout", str(self.node_timeout_ms),
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            str(self.node_timeout_ms),
             *bus,
-        )  # fmt: skip
+        )
         return node
 
     def __repr__(self) -> str:
@@ -105,8 +108,15 @@ class EmbeddedCluster:
 
     def _create(self, timeout: float) -> None:
         cli = _redis_cli(self.nodes[0].binary)
-        command = [cli, "--cluster", "create", *self.addresses,
-                   "--cluster-replicas", str(self.replicas), "--cluster-yes"]  # fmt: skip
+        command = [
+            cli,
+            "--cluster",
+            "create",
+            *self.addresses,
+            "--cluster-replicas",
+            str(self.replicas),
+            "--cluster-yes",
+        ]
         try:
             done = subprocess.run(
                 command, capture_output=True, text=True, timeout=timeout, check=False

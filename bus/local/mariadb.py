@@ -158,9 +158,15 @@ class EmbeddedMariaDB:
         self.close()
 
     def _install(self) -> None:
-        command = [str(self.install_db), "--no-defaults", f"--datadir={self.data_dir}",
-                   "--user=root", "--auth-root-authentication-method=normal",
-                   "--skip-test-db", "--skip-name-resolve"]  # fmt: skip
+        command = [
+            str(self.install_db),
+            "--no-defaults",
+            f"--datadir={self.data_dir}",
+            "--user=root",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+            "--skip-name-resolve",
+        ]
         try:
             subprocess.run(command, capture_output=True, check=True, timeout=120)
         except subprocess.CalledProcessError as exc:
@@ -174,16 +180,24 @@ class EmbeddedMariaDB:
         the process (not of the machine) loses nothing the OS already holds."""
         assert self.base_dir is not None
         settings = [
-            "--no-defaults", f"--datadir={self.data_dir}", f"--port={self.port}",
-            f"--bind-address={self.host}", f"--socket={self.socket}",
-            f"--pid-file={self.base_dir / 'mariadbd.pid'}", "--user=root",
-            f"--server-id={self.server_id}", "--skip-name-resolve",
-            "--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M",
-            "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0",
-            "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci",
+            "--no-defaults",
+            f"--datadir={self.data_dir}",
+            f"--port={self.port}",
+            f"--bind-address={self.host}",
+            f"--socket={self.socket}",
+            f"--pid-file={self.base_dir / 'mariadbd.pid'}",
+            "--user=root",
+            f"--server-id={self.server_id}",
+            "--skip-name-resolve",
+            "--innodb-buffer-pool-size=32M",
+            "--innodb-log-file-size=16M",
+            "--innodb-flush-log-at-trx-commit=2",
+            "--sync-binlog=0",
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_general_ci",
             "--max-connections=200",
             "--default-time-zone=+07:00",  # WIB, as compose and the city's servers: NOW() is local
-        ]  # fmt: skip
+        ]
         if self.log_bin:
             settings += [
                 f"--log-bin={self.base_dir / 'binlog' / 'mariadb-bin'}",

@@ -183,8 +183,19 @@ class EmbeddedPostgres:
         self.stop()
 
     def _initdb(self) -> None:
-        command = [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", _USER,
-                   "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync"]  # fmt: skip
+        command = [
+            str(self.bin_dir / "initdb"),
+            "-D",
+            str(self.data_dir),
+            "-U",
+            _USER,
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+        ]
         try:
             subprocess.run(
                 command,
@@ -204,14 +215,28 @@ class EmbeddedPostgres:
         """New session, so a Ctrl-C meant for the tests does not stop the server under them.
         fsync is off: the data is thrown away at stop, and durability is Redis's job here."""
         command = [
-            str(self.bin_dir / "postgres"), "-D", str(self.data_dir),
-            "-p", str(self.port), "-c", f"listen_addresses={self.host}",
-            "-c", "unix_socket_directories=", "-c", "fsync=off",
-            "-c", f"synchronous_commit={'on' if self.durable else 'off'}",
-            "-c", "full_page_writes=off",
-            "-c", f"wal_level={self.wal_level}", "-c", "max_replication_slots=20",
-            "-c", "max_wal_senders=20",
-        ]  # fmt: skip
+            str(self.bin_dir / "postgres"),
+            "-D",
+            str(self.data_dir),
+            "-p",
+            str(self.port),
+            "-c",
+            f"listen_addresses={self.host}",
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "fsync=off",
+            "-c",
+            f"synchronous_commit={'on' if self.durable else 'off'}",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            f"wal_level={self.wal_level}",
+            "-c",
+            "max_replication_slots=20",
+            "-c",
+            "max_wal_senders=20",
+        ]
         with self.log_file.open("ab") as log:
             self._proc = subprocess.Popen(
                 command,

@@ -315,17 +315,26 @@ class EmbeddedRedis:
     def _command(self) -> list[str]:
         return [
             self.binary,
-            "--port", str(self.port),
-            "--bind", self.host,
-            "--dir", str(self.data_dir),
-            "--appendonly", "yes",
-            "--appendfsync", self.appendfsync,
-            "--save", "",
-            "--daemonize", "no",
-            "--logfile", str(self.log_file),
-            "--protected-mode", "no",  # bound to loopback only
+            "--port",
+            str(self.port),
+            "--bind",
+            self.host,
+            "--dir",
+            str(self.data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            self.appendfsync,
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.log_file),
+            "--protected-mode",
+            "no",  # bound to loopback only
             *self.extra_args,
-        ]  # fmt: skip
+        ]
 
     def _spawn(self) -> None:
         """New session: a Ctrl-C meant for the parent must not kill Redis before it can stop it.

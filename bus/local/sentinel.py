@@ -104,12 +104,16 @@ class EmbeddedSentinelGroup:
         self.min_replicas_to_write = min_replicas_to_write
         binary = binary if binary is not None else find_redis_server()
         durable = (
-            "--min-replicas-to-write", str(min_replicas_to_write),
-            "--min-replicas-max-lag", str(min_replicas_max_lag_s),
+            "--min-replicas-to-write",
+            str(min_replicas_to_write),
+            "--min-replicas-max-lag",
+            str(min_replicas_max_lag_s),
             # Faster than the defaults (10 s, 60 s), so a test sees a lagging replica soon.
-            "--repl-ping-replica-period", "1",
-            "--repl-timeout", "5",
-        )  # fmt: skip
+            "--repl-ping-replica-period",
+            "1",
+            "--repl-timeout",
+            "5",
+        )
         self.servers = [
             EmbeddedRedis(
                 self.data_dir / f"redis-{i}",

@@ -163,8 +163,9 @@ class Router:
 
     def inboxes(self) -> list[tuple[str, str]]:
         """Every (inbox, group) the router writes."""
-        return sorted({(r.inbox, r.group) for t in self.routes.values() for rs in t.values()
-                       for r in rs})  # fmt: skip
+        return sorted(
+            {(r.inbox, r.group) for t in self.routes.values() for rs in t.values() for r in rs}
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -172,9 +173,15 @@ class Router:
         """Read every source this replica can lease, until :meth:`stop`. Refuses to start
         without a signing key when a subscription is a projection (it could forward nothing)."""
         if self.signer is None:
-            projected = sorted({(r.group, r.disclosure.event_type)
-                                for t in self.routes.values() for rs in t.values() for r in rs
-                                if r.disclosure.fields is not None})  # fmt: skip
+            projected = sorted(
+                {
+                    (r.group, r.disclosure.event_type)
+                    for t in self.routes.values()
+                    for rs in t.values()
+                    for r in rs
+                    if r.disclosure.fields is not None
+                }
+            )
             if projected:
                 group, event_type = projected[0]
                 raise ConfigurationError(
@@ -235,8 +242,12 @@ class Router:
                 delay = min(delay * 2, 5.0)
             except Exception as exc:  # a bug must not silently stop a source: log, retry
                 drained = False
-                self._log.error("router_source_crashed", source=source,
-                                error_type=type(exc).__name__, error=str(exc)[:200])  # fmt: skip
+                self._log.error(
+                    "router_source_crashed",
+                    source=source,
+                    error_type=type(exc).__name__,
+                    error=str(exc)[:200],
+                )
                 await self._sleep(5.0)
 
     async def _sleep(self, seconds: float) -> None:
@@ -275,9 +286,12 @@ class Router:
 
     async def _read(self, source: str, cursor: str, *, block: int | None) -> Entries:
         reply = await self.redis.xreadgroup(
-            keys.ROUTER_GROUP, CONSUMER, {source: cursor}, count=self.config.batch_size,
+            keys.ROUTER_GROUP,
+            CONSUMER,
+            {source: cursor},
+            count=self.config.batch_size,
             block=block,
-        )  # fmt: skip
+        )
         if not reply:
             return []
         _, entries = cast(Any, reply)[0]
@@ -326,17 +340,21 @@ class Router:
         """(stream, event id) for an entry to admit, else why it is refused."""
         size = sum(len(k) + len(v) for k, v in raw.items())
         if size > self.config.max_entry_bytes:
-            return Refusal(RejectReason.TOO_LARGE,
-                    f"the entry is {size} bytes, more than the {self.config.max_entry_bytes} "
-                    "bytes an event may have")  # fmt: skip
+            return Refusal(
+                RejectReason.TOO_LARGE,
+                f"the entry is {size} bytes, more than the {self.config.max_entry_bytes} "
+                "bytes an event may have",
+            )
         try:
             envelope = Envelope.from_fields(raw)
         except DecodeError as exc:
             return Refusal(RejectReason.UNDECODABLE, str(exc))
         allowed = self.may_publish.get(owner, frozenset())
         if envelope.type not in allowed:
-            return Refusal(RejectReason.TYPE_NOT_ALLOWED,
-                    f"principal {owner} may not publish type {envelope.type[:120]}")  # fmt: skip
+            return Refusal(
+                RejectReason.TYPE_NOT_ALLOWED,
+                f"principal {owner} may not publish type {envelope.type[:120]}",
+            )
         if self.keyring is not None:
             # Arrival is now, by the router's clock: an intake's entry ids are the producer's
             # to choose (an explicit id in 2100 must not make its events look stale or fresh).
@@ -345,9 +363,11 @@ class Router:
                 return Refusal(str(rejected.reason), rejected.error)
             key = self.keyring.get(envelope.signer or "")
             if key is not None and key.principal != owner:
-                return Refusal(RejectReason.SIGNER_NOT_OWNER,
-                        f"signed by key {key.key_id} of principal {key.principal}, not by a key "
-                        f"of {owner}, whose intake it came through")  # fmt: skip
+                return Refusal(
+                    RejectReason.SIGNER_NOT_OWNER,
+                    f"signed by key {key.key_id} of principal {key.principal}, not by a key "
+                    f"of {owner}, whose intake it came through",
+                )
         if envelope.type not in self.registry:
             return Refusal(
                 RejectReason.UNKNOWN_TYPE, f"no contract is registered for type {envelope.type}"
@@ -377,11 +397,21 @@ class Router:
         if reason != RejectReason.TOO_LARGE:  # an oversized entry is not copied: its reason is
             fields = _flat(raw)
         fields += [
-            b"dlq.reason", reason.encode(), b"dlq.error", error[:500].encode(),
-            b"dlq.stream", intake.encode(), b"dlq.entry", entry_id,
-            b"dlq.group", keys.ROUTER_GROUP.encode(), b"dlq.attempts", b"1",
-            b"dlq.time", format_time(datetime.fromtimestamp(now_ms / 1000, UTC)).encode(),
-        ]  # fmt: skip
+            b"dlq.reason",
+            reason.encode(),
+            b"dlq.error",
+            error[:500].encode(),
+            b"dlq.stream",
+            intake.encode(),
+            b"dlq.entry",
+            entry_id,
+            b"dlq.group",
+            keys.ROUTER_GROUP.encode(),
+            b"dlq.attempts",
+            b"1",
+            b"dlq.time",
+            format_time(datetime.fromtimestamp(now_ms / 1000, UTC)).encode(),
+        ]
         # Ack and dead-letter in one function call: the intake and its dead letters share a slot.
         await self._dead_letter(
             keys=[intake, keys.intake_dead_letters(owner)],
@@ -398,8 +428,9 @@ class Router:
             event_id = raw.get(b"id", b"").decode(errors="replace")
             for route in by_type.get(event_type, ()):
                 fields = self._forward(raw, route, entry_id.decode())
-                calls.append((route.inbox, keys.seen(route.inbox, event_id or entry_id.decode()),
-                              fields))  # fmt: skip
+                calls.append(
+                    (route.inbox, keys.seen(route.inbox, event_id or entry_id.decode()), fields)
+                )
         replies = await self._publish_all(calls)
         self.counts.forwarded += sum(1 for added, _ in replies if added)
         await self.redis.xack(stream, keys.ROUTER_GROUP, *(e for e, _ in entries))
@@ -700,8 +731,11 @@ async def _copy(
         old = keys.done(stream, route.group, event_id)
         value, ttl = await redis.get(old), await redis.pttl(old)
         if value == b"done":
-            await redis.set(keys.done(route.inbox, route.group, event_id), value,
-                            px=ttl if ttl > 0 else router.config.dedupe_ttl_ms)  # fmt: skip
+            await redis.set(
+                keys.done(route.inbox, route.group, event_id),
+                value,
+                px=ttl if ttl > 0 else router.config.dedupe_ttl_ms,
+            )
             markers += 1
     return len(calls), markers
 

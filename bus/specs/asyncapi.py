@@ -125,14 +125,18 @@ def _channel(infos: Sequence[ContractInfo]) -> dict[str, Any]:
             "of the key, not a parameter)."
         )
     parameters = (
-        {"parameters": {"partition": {
-            "enum": [str(k) for k in range(info.partitions)],
-            "description": "The partition: CRC-32 of the subject (UTF-8) modulo "
-                           f"{info.partitions}.",
-        }}}
+        {
+            "parameters": {
+                "partition": {
+                    "enum": [str(k) for k in range(info.partitions)],
+                    "description": "The partition: CRC-32 of the subject (UTF-8) modulo "
+                    f"{info.partitions}.",
+                }
+            }
+        }
         if info.partitions > 1
         else {}
-    )  # fmt: skip
+    )
     return {
         "address": address,
         **parameters,

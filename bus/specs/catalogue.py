@@ -285,8 +285,13 @@ def _entry(row: Row, consumed_by: Sequence[str]) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for f in row["fields"]:
-        cells = [f"`{f['name']}`", _cell(f["type"]), "yes" if f["required"] else "no",
-                 "**personal**" if f["personal"] else "", _cell(f["description"])]  # fmt: skip
+        cells = [
+            f"`{f['name']}`",
+            _cell(f["type"]),
+            "yes" if f["required"] else "no",
+            "**personal**" if f["personal"] else "",
+            _cell(f["description"]),
+        ]
         lines.append(f"| {' | '.join(cells)} |")
     if row.get("example") is not None:
         example = json.dumps(row["example"], indent=2, ensure_ascii=False)

@@ -32,8 +32,20 @@ from bus.errors import ConfigurationError
 _PRIVACY = ("x-personal", "x-personal-subject")
 # Keywords that document a schema without constraining it.
 _DOCUMENTATION = frozenset({"title", "description", "examples", "default", *_PRIVACY})
-_NESTING = frozenset({"properties", "required", "additionalProperties", "items", "anyOf", "oneOf",
-                      "allOf", "$ref", "$defs", "prefixItems"})  # fmt: skip
+_NESTING = frozenset(
+    {
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "anyOf",
+        "oneOf",
+        "allOf",
+        "$ref",
+        "$defs",
+        "prefixItems",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -94,9 +106,14 @@ def check(models: Iterable[type[Contract]], root: Path) -> list[Problem]:
     if root.exists():
         for folder in sorted(root.iterdir()):
             if folder.is_dir() and folder.name not in known:
-                problems.append(Problem(folder.name, "has published snapshots but no contract: "
-                                        "a published type must stay until its deprecation "
-                                        "window ends (then delete its snapshots too)"))  # fmt: skip
+                problems.append(
+                    Problem(
+                        folder.name,
+                        "has published snapshots but no contract: "
+                        "a published type must stay until its deprecation "
+                        "window ends (then delete its snapshots too)",
+                    )
+                )
     return problems
 
 
@@ -106,18 +123,26 @@ def _check_model(model: type[Contract], root: Path) -> Iterator[Problem]:
     snapshots = _load(root / info.event_type)
     mine = snapshots.get(info.minor)
     if mine is None:
-        yield Problem(info.event_type, f"no snapshot of minor {info.minor}: run "
-                      "`simpul contracts snapshot` and commit it")  # fmt: skip
+        yield Problem(
+            info.event_type,
+            f"no snapshot of minor {info.minor}: run `simpul contracts snapshot` and commit it",
+        )
     elif mine["schema"] != current["schema"]:
         yield from _edited(model, mine["schema"], current["schema"])
     for minor, snapshot in sorted(snapshots.items()):
         if minor > info.minor:
-            yield Problem(info.event_type, f"snapshot {info.major}.{minor} is newer than the "
-                          f"contract's minor {info.minor}: minors only go up")  # fmt: skip
+            yield Problem(
+                info.event_type,
+                f"snapshot {info.major}.{minor} is newer than the "
+                f"contract's minor {info.minor}: minors only go up",
+            )
         elif minor < info.minor:
             for path, change in breaking_changes(snapshot["schema"], current["schema"]):
-                yield Problem(info.event_type, f"{info.major}.{info.minor} breaks snapshot "
-                              f"{info.major}.{minor}: {path or '(payload)'}: {change}")  # fmt: skip
+                yield Problem(
+                    info.event_type,
+                    f"{info.major}.{info.minor} breaks snapshot "
+                    f"{info.major}.{minor}: {path or '(payload)'}: {change}",
+                )
 
 
 def _edited(model: type[Contract], old: dict[str, Any], new: dict[str, Any]) -> Iterator[Problem]:

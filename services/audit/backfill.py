@@ -68,12 +68,17 @@ class StreamPlan:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "stream": self.stream, "types": None if self.types is None else list(self.types),
-            "cutoff": self.cutoff, "oldest": self.oldest, "skipped": self.skipped,
-            "warnings": list(self.warnings), "events": self.events,
-            "not_backfillable": self.not_backfillable, "delivered": self.delivered,
+            "stream": self.stream,
+            "types": None if self.types is None else list(self.types),
+            "cutoff": self.cutoff,
+            "oldest": self.oldest,
+            "skipped": self.skipped,
+            "warnings": list(self.warnings),
+            "events": self.events,
+            "not_backfillable": self.not_backfillable,
+            "delivered": self.delivered,
             "dead_lettered": self.dead_lettered,
-        }  # fmt: skip
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,10 +188,13 @@ async def backfill(
         await redis.aclose()
     report = run.report
     _log.info(
-        "backfill_finished", service=service.name, delivered=report.delivered,
-        dead_lettered=report.dead_lettered, not_backfillable=report.not_backfillable,
+        "backfill_finished",
+        service=service.name,
+        delivered=report.delivered,
+        dead_lettered=report.dead_lettered,
+        not_backfillable=report.not_backfillable,
         passes=report.passes,
-    )  # fmt: skip
+    )
     return report
 
 
@@ -209,9 +217,12 @@ class _Run:
             plan = _plan_of(self.service, stream)
             self.report.streams.append(plan)
             self.cutoffs[stream] = await _inspect(
-                self.redis, plan, group=self.service.name,
-                audit_group=self.audit.service.name, force=force,
-            )  # fmt: skip
+                self.redis,
+                plan,
+                group=self.service.name,
+                audit_group=self.audit.service.name,
+                force=force,
+            )
         active = [p for p in self.report.streams if p.skipped is None]
         for plan in active:
             plan.events, plan.not_backfillable = await self.audit.tally(*self._where([plan]))
@@ -279,9 +290,13 @@ class _Run:
             return
         group = self.service.name
         fields = dead_letter_fields(
-            raw, verdict, stream=row["stream"], group=group, consumer=CONSUMER,
+            raw,
+            verdict,
+            stream=row["stream"],
+            group=group,
+            consumer=CONSUMER,
             entry_id=row["entry_id"],
-        )  # fmt: skip
+        )
         pairs = dict(zip(fields[::2], fields[1::2], strict=True))
         dlq = keys.dead_letters(row["stream"], group)
         await self.redis.xadd(dlq, pairs)  # type: ignore[arg-type]
@@ -298,10 +313,14 @@ class _Run:
             )
         )
         _log.error(
-            "backfill_dead_lettered", service=group, stream=row["stream"],
-            entry_id=row["entry_id"], event_id=row["event_id"], reason=verdict.reason.value,
+            "backfill_dead_lettered",
+            service=group,
+            stream=row["stream"],
+            entry_id=row["entry_id"],
+            event_id=row["event_id"],
+            reason=verdict.reason.value,
             attempts=verdict.attempts,
-        )  # fmt: skip
+        )
 
     async def _attempt(
         self, dispatcher: Dispatcher, row: dict[str, Any], raw: dict[bytes, bytes], attempts: int
@@ -316,10 +335,12 @@ class _Run:
                 if delivery >= attempts:
                     return Verdict(Reason.HANDLER_FAILED, str(retry), delivery)
                 _log.warning(
-                    "backfill_handler_failed", service=self.service.name,
-                    entry_id=row["entry_id"], delivery=delivery,
+                    "backfill_handler_failed",
+                    service=self.service.name,
+                    entry_id=row["entry_id"],
+                    delivery=delivery,
                     error_type=type(retry.cause).__name__,
-                )  # fmt: skip
+                )
                 await asyncio.sleep(settings.retry_delay_ms(delivery) / 1000)
                 delivery += 1
 

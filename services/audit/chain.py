@@ -160,21 +160,28 @@ class Verifier:
                 else (f"seq {self._expected} to {seq - 1}")
             )
             before = f"seq {self._expected - 1}" if self._expected > 1 else "the start"
-            self._add(Problem(
-                self._expected, "removed",
-                f"{missing} removed: {before} is followed by seq {seq}",
-            ))  # fmt: skip
+            self._add(
+                Problem(
+                    self._expected,
+                    "removed",
+                    f"{missing} removed: {before} is followed by seq {seq}",
+                )
+            )
             linked = False  # the link cannot hold across a gap; not a second problem
         computed = row_hash(str(row["prev_hash"]), row)
         if computed != row["hash"]:
-            self._add(Problem(seq, "altered", f"seq {seq} altered: its content does not match "
-                              "its hash"))  # fmt: skip
+            self._add(
+                Problem(seq, "altered", f"seq {seq} altered: its content does not match its hash")
+            )
         elif linked and row["prev_hash"] != self._prev:
-            self._add(Problem(
-                seq, "relinked",
-                f"seq {seq} does not link to seq {seq - 1}: seq {seq - 1} was replaced "
-                f"(re-hashed) or seq {seq} re-chained",
-            ))  # fmt: skip
+            self._add(
+                Problem(
+                    seq,
+                    "relinked",
+                    f"seq {seq} does not link to seq {seq - 1}: seq {seq - 1} was replaced "
+                    f"(re-hashed) or seq {seq} re-chained",
+                )
+            )
         if self.report.head is not None and seq == self.report.head.seq:
             self._hash_at_head = str(row["hash"])
         self._prev, self._expected = str(row["hash"]), seq + 1
@@ -192,16 +199,22 @@ class Verifier:
                 )
         elif head.seq > last_seq:
             removed = f"seq {last_seq + 1}" + (f" to {head.seq}" if head.seq > last_seq + 1 else "")
-            self._add(Problem(
-                last_seq + 1, "truncated",
-                f"{removed} removed from the tail: the archive ends at seq {last_seq} but the "
-                f"head kept in Redis is seq {head.seq}",
-            ))  # fmt: skip
+            self._add(
+                Problem(
+                    last_seq + 1,
+                    "truncated",
+                    f"{removed} removed from the tail: the archive ends at seq {last_seq} but the "
+                    f"head kept in Redis is seq {head.seq}",
+                )
+            )
         elif self._hash_at_head is not None and self._hash_at_head != head.hash:
-            self._add(Problem(
-                head.seq, "replaced_head",
-                f"seq {head.seq} was replaced: its hash differs from the head kept in Redis",
-            ))  # fmt: skip
+            self._add(
+                Problem(
+                    head.seq,
+                    "replaced_head",
+                    f"seq {head.seq} was replaced: its hash differs from the head kept in Redis",
+                )
+            )
         return report
 
     def _add(self, problem: Problem) -> None:

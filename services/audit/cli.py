@@ -35,10 +35,11 @@ T = TypeVar("T")
 Db = Annotated[
     str | None,
     typer.Option(
-        "--db", envvar="SIMPUL_AUDIT_DB",
+        "--db",
+        envvar="SIMPUL_AUDIT_DB",
         help="archive database URL (default: SQLite in $SIMPUL_DATA_DIR or .simpul/audit.db)",
     ),
-]  # fmt: skip
+]
 RedisUrl = Annotated[
     str | None, typer.Option("--redis-url", envvar="SIMPUL_REDIS_URL", help="Redis URL")
 ]
@@ -84,8 +85,11 @@ def _bar(label: str, *, enabled: bool) -> Iterator[Callable[[int, int], None]]:
         yield lambda done, total: None
         return
     columns = (
-        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-    )  # fmt: skip
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=_err(), transient=True) as bar:
         task = bar.add_task(label, total=None)
         yield lambda done, total: bar.update(task, completed=done, total=max(total, done))
@@ -168,10 +172,13 @@ def search(
 
     async def work(audit: Audit) -> list[dict[str, Any]]:
         return await audit.search(
-            correlation=correlation, event_type=event_type, since=start, until=end,
+            correlation=correlation,
+            event_type=event_type,
+            since=start,
+            until=end,
             limit=limit if show_data else limit + 1,  # an access records only rows shown
             show_data=show_data,
-        )  # fmt: skip
+        )
 
     rows = _run(db, settings, work)
     more, rows = len(rows) > limit, rows[:limit]
@@ -259,10 +266,14 @@ def _print_backfill(report: BackfillReport) -> None:
     for plan in report.streams:
         note = plan.skipped or "; ".join(plan.warnings)
         table.add_row(
-            plan.stream, plan.cutoff, str(plan.events),
+            plan.stream,
+            plan.cutoff,
+            str(plan.events),
             str(plan.events - plan.not_backfillable if report.dry_run else plan.delivered),
-            str(plan.dead_lettered), str(plan.not_backfillable), escape(note),
-        )  # fmt: skip
+            str(plan.dead_lettered),
+            str(plan.not_backfillable),
+            escape(note),
+        )
     out.print(table)
     delivered = report.events - report.not_backfillable if report.dry_run else report.delivered
     out.print(

@@ -48,6 +48,18 @@ DDL = [
 INSERT = f"INSERT INTO audit_log ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 # What search shows: everything but the data and the chain.
 METADATA = (
-    "seq", "stream", "entry_id", "event_id", "type", "source", "time", "subject",
-    "correlationid", "causationid", "signer", "classification", "data_digest", "archived_at",
-)  # fmt: skip
+    "seq",
+    "stream",
+    "entry_id",
+    "event_id",
+    "type",
+    "source",
+    "time",
+    "subject",
+    "correlationid",
+    "causationid",
+    "signer",
+    "classification",
+    "data_digest",
+    "archived_at",
+)

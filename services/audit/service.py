@@ -126,9 +126,12 @@ class Audit:
         await self._move_head(appended)
         if appended.new:
             _log.debug(
-                "event_archived", seq=appended.seq, stream=ctx.stream, entry_id=ctx.entry_id,
+                "event_archived",
+                seq=appended.seq,
+                stream=ctx.stream,
+                entry_id=ctx.entry_id,
                 event_id=envelope.id,
-            )  # fmt: skip
+            )
 
     async def append(self, envelope: Envelope, *, stream: str, entry_id: str) -> Appended:
         """Append one stream entry to the chain; a second call for the same entry appends
@@ -232,9 +235,12 @@ class Audit:
                 "(truncation) cannot be detected"
             ]
         _log.info(
-            "audit_verified", rows=report.rows, ok=report.ok, problems=len(report.problems),
+            "audit_verified",
+            rows=report.rows,
+            ok=report.ok,
+            problems=len(report.problems),
             first_problem_seq=report.first.seq if report.first else None,
-        )  # fmt: skip
+        )
         return report
 
     async def search(
@@ -280,11 +286,12 @@ class Audit:
             + " ORDER BY time_utc, seq LIMIT ?"
         )
         filters = {
-            "correlation": correlation, "type": event_type,
+            "correlation": correlation,
+            "type": event_type,
             "since": None if since is None else format_time(parse_time(since)),
             "until": None if until is None else format_time(parse_time(until)),
             "limit": limit,
-        }  # fmt: skip
+        }
 
         def read(tx: Tx) -> list[dict[str, Any]]:
             rows = tx.all(sql, (*params, max(0, limit)))
@@ -304,9 +311,11 @@ class Audit:
         rows = await self.store.run(read)
         if show_data:
             _log.warning(
-                "audit_data_shown", actor=who, rows=len(rows),
+                "audit_data_shown",
+                actor=who,
+                rows=len(rows),
                 seqs=[row["seq"] for row in rows[:50]],
-            )  # fmt: skip
+            )
         return rows
 
     async def backfill(

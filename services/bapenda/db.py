@@ -166,10 +166,18 @@ def register(tx: Tx, permit: Permit, taxes: tuple[TaxKind, ...], cause: str, tod
         "INSERT INTO bapenda_permit (permit_no, npwpd, kind, site_street, site_rt, site_rw, "
         "site_kelurahan, site_kecamatan, issued_on, tax_kinds, registered_on, announced, cause) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        (permit.permit_no, npwpd, permit.kind, *(permit.site[k] for k in SITE_FIELDS),
-         permit.issued_on.isoformat(), _join(kinds), today.isoformat(),
-         int(outcome != "site-added"), cause),
-    )  # fmt: skip
+        (
+            permit.permit_no,
+            npwpd,
+            permit.kind,
+            *(permit.site[k] for k in SITE_FIELDS),
+            permit.issued_on.isoformat(),
+            _join(kinds),
+            today.isoformat(),
+            int(outcome != "site-added"),
+            cause,
+        ),
+    )
     return outcome if inserted else "known-permit"
 
 
@@ -187,10 +195,20 @@ def _insert_taxpayer(tx: Tx, permit: Permit, taxes: tuple[TaxKind, ...], today: 
         "INSERT INTO bapenda_taxpayer (npwpd, scheme, identifier, tax_kinds, registered_on, "
         "billing_street, billing_rt, billing_rw, billing_kelurahan, billing_kecamatan, "
         "billing_as_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        (npwpd, permit.scheme, permit.value, _join(list(taxes)), today.isoformat(),
-         site["street"], site["rt"], site["rw"], site["kelurahan"], site["kecamatan"],
-         permit.issued_on.isoformat()),
-    )  # fmt: skip
+        (
+            npwpd,
+            permit.scheme,
+            permit.value,
+            _join(list(taxes)),
+            today.isoformat(),
+            site["street"],
+            site["rt"],
+            site["rw"],
+            site["kelurahan"],
+            site["kecamatan"],
+            permit.issued_on.isoformat(),
+        ),
+    )
     return npwpd if inserted else None
 
 
@@ -319,10 +337,15 @@ def open_reviews(tx: Tx, npwpd: str | None) -> list[Review]:
         sql, params = sql + " AND npwpd = ?", [*params, npwpd]
     rows = tx.all(sql + " ORDER BY opened_on, npwpd", params)
     return [
-        Review(r["npwpd"], r["reason"], date.fromisoformat(r["since"]),
-               date.fromisoformat(r["opened_on"]), r["status"])
+        Review(
+            r["npwpd"],
+            r["reason"],
+            date.fromisoformat(r["since"]),
+            date.fromisoformat(r["opened_on"]),
+            r["status"],
+        )
         for r in rows
-    ]  # fmt: skip
+    ]
 
 
 # -- helpers -----------------------------------------------------------------------------------

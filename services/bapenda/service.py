@@ -94,8 +94,12 @@ class Bapenda:
                 }
             )
             await ctx.publish(registered, subject=row["npwpd"])
-        _log.info("permit_applied", event_id=ctx.event_id, outcome=outcome or "done-before",
-                  published=row is not None)  # fmt: skip
+        _log.info(
+            "permit_applied",
+            event_id=ctx.event_id,
+            outcome=outcome or "done-before",
+            published=row is not None,
+        )
 
     async def on_citizen_moved(self, event: CitizenMoved, ctx: EventContext) -> None:
         """Bills of the person's registrations go to the new address (unless one is newer);
@@ -108,8 +112,13 @@ class Bapenda:
             ),
         )
         updated, newer, remembered = outcome or (None, None, None)
-        _log.info("move_applied", event_id=ctx.event_id, updated=updated, kept_newer=newer,
-                  remembered=remembered)  # fmt: skip
+        _log.info(
+            "move_applied",
+            event_id=ctx.event_id,
+            updated=updated,
+            kept_newer=newer,
+            remembered=remembered,
+        )
         await self._forget_unmatched(today)
 
     async def on_citizen_died(self, event: CitizenDied, ctx: EventContext) -> None:

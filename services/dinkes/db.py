@@ -55,9 +55,11 @@ def open_schedule(tx: Tx, schedule: Schedule, cause: str) -> bool:
     tx.executemany(
         "INSERT INTO dinkes_dose (child_ref, position, vaccine, dose, due_on) "
         "VALUES (?, ?, ?, ?, ?)",
-        [(child_ref, n, d.vaccine.value, d.dose, d.due_on.isoformat())
-         for n, d in enumerate(schedule.doses)],
-    )  # fmt: skip
+        [
+            (child_ref, n, d.vaccine.value, d.dose, d.due_on.isoformat())
+            for n, d in enumerate(schedule.doses)
+        ],
+    )
     return True
 
 
@@ -83,8 +85,11 @@ def _find(tx: Tx, sql: str, key: str) -> Schedule | None:
         puskesmas=row["puskesmas"],
         scheduled_on=date.fromisoformat(row["scheduled_on"]),
         doses=tuple(
-            ScheduledDose(vaccine=Vaccine(d["vaccine"]), dose=int(d["dose"]),
-                          due_on=date.fromisoformat(d["due_on"]))
+            ScheduledDose(
+                vaccine=Vaccine(d["vaccine"]),
+                dose=int(d["dose"]),
+                due_on=date.fromisoformat(d["due_on"]),
+            )
             for d in doses
         ),
-    )  # fmt: skip
+    )

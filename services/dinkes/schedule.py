@@ -26,8 +26,9 @@ def routine() -> tuple[PlannedDose, ...]:
     """The national routine schedule, in the order of the data file."""
     path = files(__package__).joinpath("data/immunisation_schedule.json")
     raw = json.loads(path.read_text("utf-8"))
-    return tuple(PlannedDose(Vaccine(d["vaccine"]), int(d["dose"]), int(d["months"]))
-                 for d in raw["doses"])  # fmt: skip
+    return tuple(
+        PlannedDose(Vaccine(d["vaccine"]), int(d["dose"]), int(d["months"])) for d in raw["doses"]
+    )
 
 
 def add_months(day: date, months: int) -> date:

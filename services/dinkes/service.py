@@ -85,8 +85,9 @@ class Dinkes:
                 scheduled_on=stored.scheduled_on,
             )
             await ctx.publish(scheduled, subject=stored.child_ref)
-        _log.info("birth_applied", event_id=ctx.event_id, opened=opened,
-                  published=stored is not None)  # fmt: skip
+        _log.info(
+            "birth_applied", event_id=ctx.event_id, opened=opened, published=stored is not None
+        )
 
     async def schedule_of(self, child_ref: str) -> Schedule | None:
         """The child's schedule (by ``child_ref``), if one was opened."""

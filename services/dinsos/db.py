@@ -86,8 +86,17 @@ TABLES = [
     )""",
 ]
 
-_TERMS = ("programme", "recipient", "kk", "kelurahan", "amount", "frequency", "starts_on",
-          "ends_on", "granted_on")  # fmt: skip
+_TERMS = (
+    "programme",
+    "recipient",
+    "kk",
+    "kelurahan",
+    "amount",
+    "frequency",
+    "starts_on",
+    "ends_on",
+    "granted_on",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +167,14 @@ class Recheck:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Recheck:
-        return cls(row["grant_no"], row["kind"], row["reason"], row["kecamatan"],
-                   date.fromisoformat(row["opened_on"]), row["status"])  # fmt: skip
+        return cls(
+            row["grant_no"],
+            row["kind"],
+            row["reason"],
+            row["kecamatan"],
+            date.fromisoformat(row["opened_on"]),
+            row["status"],
+        )
 
 
 # -- grants ------------------------------------------------------------------------------------
@@ -239,17 +254,23 @@ def apply_death(tx: Tx, nik: str, died_on: date, cause: Cause) -> tuple[int, int
         suspended += tx.execute(
             "UPDATE dinsos_grant SET status = ?, reason = ?, suspended_on = ?, "
             "effective_from = ?, suspended_by = ? WHERE grant_no = ?",
-            (SUSPENDED, SuspensionReason.DEATH.value, cause.today.isoformat(),
-             effective.isoformat(), cause.event_id, row["grant_no"]),
-        )  # fmt: skip
+            (
+                SUSPENDED,
+                SuspensionReason.DEATH.value,
+                cause.today.isoformat(),
+                effective.isoformat(),
+                cause.event_id,
+                row["grant_no"],
+            ),
+        )
     tx.execute(
         "INSERT INTO dinsos_death (nik, died_on, cause, remembered_on) VALUES (?, ?, ?, ?) "
         "ON CONFLICT DO NOTHING",  # a second report (a correction): the first one stands
         (nik, died_on.isoformat(), cause.event_id, cause.today.isoformat()),
     )
-    households = [r["kk"] for r in tx.all(
-        "SELECT kk FROM dinsos_household_member WHERE nik = ?", (nik,)
-    )]  # fmt: skip
+    households = [
+        r["kk"] for r in tx.all("SELECT kk FROM dinsos_household_member WHERE nik = ?", (nik,))
+    ]
     rechecks = sum(_member_died(tx, kk, nik, cause.today) for kk in households)
     return suspended, rechecks
 
@@ -297,10 +318,13 @@ def apply_family_card(
     already knows (the death overtook the card) re-verifies them as the death would have
     (``member-died``, of the death's event). None: the card was not for dinsos."""
     marks = ",".join("?" * len(members))
-    recipients = {r["grant_no"]: r["kk"] for r in tx.all(
-        f"SELECT grant_no, kk FROM dinsos_grant WHERE status = ? AND recipient IN ({marks})",
-        (ACTIVE, *members),
-    )}  # fmt: skip
+    recipients = {
+        r["grant_no"]: r["kk"]
+        for r in tx.all(
+            f"SELECT grant_no, kk FROM dinsos_grant WHERE status = ? AND recipient IN ({marks})",
+            (ACTIVE, *members),
+        )
+    }
     household = tx.one("SELECT card_issued_on FROM dinsos_household WHERE kk = ?", (kk,))
     if household is None and not recipients:
         return None
@@ -311,9 +335,9 @@ def apply_family_card(
     tx.execute(
         "UPDATE dinsos_household SET card_issued_on = ? WHERE kk = ?", (issued_on.isoformat(), kk)
     )
-    before = {r["nik"] for r in tx.all(
-        "SELECT nik FROM dinsos_household_member WHERE kk = ?", (kk,)
-    )}  # fmt: skip
+    before = {
+        r["nik"] for r in tx.all("SELECT nik FROM dinsos_household_member WHERE kk = ?", (kk,))
+    }
     tx.execute("DELETE FROM dinsos_household_member WHERE kk = ?", (kk,))
     tx.executemany(
         "INSERT INTO dinsos_household_member (kk, nik) VALUES (?, ?) ON CONFLICT DO NOTHING",

@@ -123,9 +123,13 @@ class Dinsos:
         suspended = await self.store.run(lambda tx: db.suspended_by(tx, ctx.event_id))
         for grant in suspended:
             await ctx.publish(_suspension(grant), key=grant.grant_no, subject=grant.grant_no)
-        _log.info("death_applied", event_id=ctx.event_id, grants_suspended=len(suspended),
-                  rechecks_opened=None if outcome is None else outcome[1],
-                  redelivered=outcome is None)  # fmt: skip
+        _log.info(
+            "death_applied",
+            event_id=ctx.event_id,
+            grants_suspended=len(suspended),
+            rechecks_opened=None if outcome is None else outcome[1],
+            redelivered=outcome is None,
+        )
         await self._forget_unmatched(cause.today)
 
     async def on_citizen_born(self, event: Birth, ctx: EventContext) -> None:
@@ -145,8 +149,9 @@ class Dinsos:
             lambda tx: db.apply_move(tx, event.nik, event.kecamatan, event.moved_on, cause),
         )
         opened, closed = outcome or (None, None)
-        _log.info("move_applied", event_id=ctx.event_id, rechecks_opened=opened,
-                  rechecks_closed=closed)  # fmt: skip
+        _log.info(
+            "move_applied", event_id=ctx.event_id, rechecks_opened=opened, rechecks_closed=closed
+        )
 
     async def on_family_card_issued(self, event: FamilyCard, ctx: EventContext) -> None:
         """Take a family card's members as the household's, for households dinsos keeps."""

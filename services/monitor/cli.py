@@ -72,23 +72,31 @@ def monitor(
     try:
         load_contracts(settings.schemas)
     except SimpulError as exc:
-        _err.print(f"[yellow]warning:[/yellow] {exc}; masking falls back to identifier-looking "
-                   "values and streams are found in Redis only")  # fmt: skip
+        _err.print(
+            f"[yellow]warning:[/yellow] {exc}; masking falls back to identifier-looking "
+            "values and streams are found in Redis only"
+        )
     if not _loopback(host):
-        _err.print(f"[yellow]note:[/yellow] listening on {host}, not loopback: serve it to "
-                   "operators only through a TLS reverse proxy")  # fmt: skip
+        _err.print(
+            f"[yellow]note:[/yellow] listening on {host}, not loopback: serve it to "
+            "operators only through a TLS reverse proxy"
+        )
 
     async def work() -> None:
         redis = connect(url, block_ms=0, client_name="simpul:monitor")
         where = redis_location(url)
-        board = Monitor(redis, settings=settings, registry=default_registry,
-                        thresholds=thresholds, where=where)  # fmt: skip
+        board = Monitor(
+            redis, settings=settings, registry=default_registry, thresholds=thresholds, where=where
+        )
         replay = "enabled" if board.token is not None else "disabled (no SIMPUL_MONITOR_TOKEN)"
         shown = f"[{host}]" if ":" in host else host
-        _err.print(f"serving the Simpul monitor on http://{shown}:{port} for Redis at {where}; "
-                   f"replay {replay}")  # fmt: skip
-        _log.info("monitor_serving", host=host, port=port, redis=where,
-                  replay=board.token is not None)  # fmt: skip
+        _err.print(
+            f"serving the Simpul monitor on http://{shown}:{port} for Redis at {where}; "
+            f"replay {replay}"
+        )
+        _log.info(
+            "monitor_serving", host=host, port=port, redis=where, replay=board.token is not None
+        )
         try:
             async with board.running():
                 await serve(board.app(), host=host, port=port)

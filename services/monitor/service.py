@@ -283,11 +283,16 @@ class Monitor:
                 for entry_id, raw in entries
             ]
             if letters:
-                out.append({
-                    "stream": key, "aggregate": aggregate, "group": name,
-                    "total": max(depth, len(letters)), "shown": len(letters),
-                    "dead_letters": letters,
-                })  # fmt: skip
+                out.append(
+                    {
+                        "stream": key,
+                        "aggregate": aggregate,
+                        "group": name,
+                        "total": max(depth, len(letters)),
+                        "shown": len(letters),
+                        "dead_letters": letters,
+                    }
+                )
         return {"total": sum(q["total"] for q in out), "queues": out}
 
     def _queues(
@@ -413,8 +418,9 @@ class Monitor:
         except (ResponseError, *TRANSIENT) as exc:
             raise simpul_error(exc) from None
         if not entries:
-            raise NotFound(f"group {group!r} of {key} has no dead letters" +
-                           (f" up to {upto}" if upto else ""))  # fmt: skip
+            raise NotFound(
+                f"group {group!r} of {key} has no dead letters" + (f" up to {upto}" if upto else "")
+            )
         return [DeadLetterRef(key, group, _text(entry_id)) for entry_id, _ in entries], int(depth)
 
     # -- serving --------------------------------------------------------------------------------

@@ -136,14 +136,16 @@ _ASSETS = {
 }
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="simpul-monitor"'}
 _SECURITY = [
-    (b"content-security-policy",
-     b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-     b"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
+    (
+        b"content-security-policy",
+        b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    ),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
     (b"cache-control", b"no-store"),
-]  # fmt: skip
+]
 
 
 def build(monitor: Monitor) -> Starlette:
@@ -322,8 +324,11 @@ def _authorize(monitor: Monitor, request: Request, who: str) -> Response | None:
     """None if the request carries the operator token; else the answer refusing it."""
     expected = monitor.token
     if expected is None:
-        return _error(403, "replay_disabled", "replay is disabled: the monitor was started "
-                      "without SIMPUL_MONITOR_TOKEN")  # fmt: skip
+        return _error(
+            403,
+            "replay_disabled",
+            "replay is disabled: the monitor was started without SIMPUL_MONITOR_TOKEN",
+        )
     presented = bearer_token(request.headers)
     if presented is not None and same_token(presented, expected):
         return None

@@ -145,14 +145,22 @@ class Notifier:
     async def open(self) -> None:
         await self.store.migrate(SCHEMA)
         if self.smtp.enabled:
-            _log.info("email_enabled", host=self.smtp.host, port=self.smtp.port,
-                      starttls=self.smtp.starttls, tls=self.smtp.tls)  # fmt: skip
+            _log.info(
+                "email_enabled",
+                host=self.smtp.host,
+                port=self.smtp.port,
+                starttls=self.smtp.starttls,
+                tls=self.smtp.tls,
+            )
             keep_alive_s = self.service.settings.claim_idle_ms / 2000
             if self.smtp.send_timeout_s >= keep_alive_s:
                 # A handler still sending then may outlive its claim: a second replica could
                 # send the same message (with the same Message-ID).
-                _log.warning("email_send_timeout_too_long", send_timeout_s=self.smtp.send_timeout_s,
-                             claim_idle_ms=self.service.settings.claim_idle_ms)  # fmt: skip
+                _log.warning(
+                    "email_send_timeout_too_long",
+                    send_timeout_s=self.smtp.send_timeout_s,
+                    claim_idle_ms=self.service.settings.claim_idle_ms,
+                )
         else:
             _log.warning("email_disabled", reason="SIMPUL_SMTP_HOST is not set: in-app inbox only")
         if self._token is None:
@@ -178,8 +186,9 @@ class Notifier:
             return applied
 
         applied = await self.store.once(f"{ctx.event_id}:unlink", work)
-        _log.info("account_unlinked", event_id=ctx.event_id, applied=applied,
-                  reason=event.reason.value)  # fmt: skip
+        _log.info(
+            "account_unlinked", event_id=ctx.event_id, applied=applied, reason=event.reason.value
+        )
 
     async def on_citizen_died(self, event: CitizenDied, ctx: EventContext) -> None:
         nik, day = event.nik, event.date_of_death.isoformat()
@@ -267,8 +276,12 @@ class Notifier:
             if outcome == "notified":
                 _log.info("notified", event_id=event_id, kind=notice.kind, email=mailed)
             else:
-                _log.info("notification_skipped", event_id=event_id, kind=notice.kind,
-                          reason=outcome.removeprefix("skipped:"))  # fmt: skip
+                _log.info(
+                    "notification_skipped",
+                    event_id=event_id,
+                    kind=notice.kind,
+                    reason=outcome.removeprefix("skipped:"),
+                )
         await self._send_pending(event_id)
 
     async def _send_pending(self, event_id: str) -> int:
@@ -294,15 +307,21 @@ class Notifier:
             await self.store.run(lambda tx: _no_address(tx, *key))
             _log.info("email_no_address", event_id=row["event_id"])
             return False
-        message = compose(self.smtp, to=row["email"], subject=row["title"],
-                          text=texts.email_text(row["body"]), msgid=row["message_id"])  # fmt: skip
+        message = compose(
+            self.smtp,
+            to=row["email"],
+            subject=row["title"],
+            text=texts.email_text(row["body"]),
+            msgid=row["message_id"],
+        )
         try:
             await self.mailer.send(message)
         except EmailNotSent as exc:
             error = str(exc)
             await self.store.run(lambda tx: _attempt_failed(tx, *key, error))
-            _log.warning("email_failed", event_id=row["event_id"], error=error,
-                         permanent=exc.permanent)  # fmt: skip
+            _log.warning(
+                "email_failed", event_id=row["event_id"], error=error, permanent=exc.permanent
+            )
             raise
         await self.store.run(lambda tx: _mark_sent(tx, *key))
         _log.info("email_sent", event_id=row["event_id"])

@@ -15,8 +15,20 @@ from schemas.dpmptsp import PermitIssued, PermitKind, PermitRejected
 from services._common import WIB
 from services.notifier.projections import IssuedPermit, Payment
 
-_MONTHS = ("Januari", "Februari", "Maret", "April", "Mei", "Juni", "Juli", "Agustus",
-           "September", "Oktober", "November", "Desember")  # fmt: skip
+_MONTHS = (
+    "Januari",
+    "Februari",
+    "Maret",
+    "April",
+    "Mei",
+    "Juni",
+    "Juli",
+    "Agustus",
+    "September",
+    "Oktober",
+    "November",
+    "Desember",
+)
 
 PERMITS: dict[PermitKind, str] = {
     PermitKind.PBG: "Persetujuan Bangunan Gedung (PBG)",

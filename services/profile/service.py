@@ -36,9 +36,15 @@ from services.profile.policy import Caller, Policy, Tokens
 from services.profile.ratelimit import RateLimit, Verdict
 
 __all__ = [
-    "PSEUDONYM_KEY_ENV", "WRITES", "Policy", "Profile", "ProfileSettings", "RateLimit", "Tokens",
+    "PSEUDONYM_KEY_ENV",
+    "WRITES",
+    "Policy",
+    "Profile",
+    "ProfileSettings",
+    "RateLimit",
+    "Tokens",
     "create",
-]  # fmt: skip
+]
 
 PSEUDONYM_KEY_ENV = "SIMPUL_PSEUDONYM_KEY"
 

@@ -28,9 +28,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize(
     ("text", "amount"),
-    [("1.250.000", 1_250_000), ("1250000", 1_250_000), ("Rp 1.250.000,00", 1_250_000),
-     ("Rp. 386.400", 386_400), ("950", 950), (" 12.650.000 ", 12_650_000)],
-)  # fmt: skip
+    [
+        ("1.250.000", 1_250_000),
+        ("1250000", 1_250_000),
+        ("Rp 1.250.000,00", 1_250_000),
+        ("Rp. 386.400", 386_400),
+        ("950", 950),
+        (" 12.650.000 ", 12_650_000),
+    ],
+)
 def test_amounts_in_indonesian_formats(text: str, amount: int) -> None:
     assert bapenda.parse_amount(text) == amount
 
@@ -51,8 +57,13 @@ def test_dates_are_day_first_in_wib() -> None:
 
 
 def test_a_pbb_row_maps_to_a_payment_on_its_nop() -> None:
-    row = {**next(rows(1, seed=1)), "jenis_pajak": "PBB-P2", "nop": "35.73.050.003.002-0045.0",
-           "saluran_bayar": "QRIS", "jumlah_bayar": "386.400"}  # fmt: skip
+    row = {
+        **next(rows(1, seed=1)),
+        "jenis_pajak": "PBB-P2",
+        "nop": "35.73.050.003.002-0045.0",
+        "saluran_bayar": "QRIS",
+        "jumlah_bayar": "386.400",
+    }
     event = bapenda.map_payment(row)
     assert event.nop == "357305000300200450" and event.tax_kind is TaxKind.PBB_P2
     assert (event.amount, event.channel) == (386_400, PaymentChannel.QRIS)
@@ -98,10 +109,20 @@ KILLS = 4
 
 def start(folder: Path, redis_url: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "adapters.bapenda", str(folder), "--batch-size", "250",
-         "--settle-seconds", "0"],
-        cwd=ROOT, env={**os.environ, "SIMPUL_REDIS_URL": redis_url}, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "adapters.bapenda",
+            str(folder),
+            "--batch-size",
+            "250",
+            "--settle-seconds",
+            "0",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "SIMPUL_REDIS_URL": redis_url},
+        stderr=subprocess.PIPE,
+    )
 
 
 @pytest.mark.slow
@@ -111,8 +132,9 @@ def test_sigkill_during_a_drop_leaves_one_entry_per_row_and_every_file_done(
     files = write_drop(tmp_path, RECORDS, files=3, seed=77, encoding="cp1252")
     expected = {r["nomor_bukti_bayar"] for r in rows(RECORDS, seed=77)}
     redis = SyncRedis.from_url(redis_url)
-    kill_repeatedly(lambda: start(tmp_path, redis_url), redis, STREAM, records=RECORDS,
-                    kills=KILLS, seed=5_2026)  # fmt: skip
+    kill_repeatedly(
+        lambda: start(tmp_path, redis_url), redis, STREAM, records=RECORDS, kills=KILLS, seed=5_2026
+    )
 
     entries: Any = redis.xrange(STREAM)
     refs = [json.loads(f[b"data"])["payment_ref"] for _, f in entries]

@@ -267,10 +267,17 @@ async def test_deletes_are_records_only_when_asked_and_have_an_id_of_their_own(
 ) -> None:
     create_mysql(mysql_url)
     insert_mysql(mysql_url, list(rows(1, seed=8, first_id=7)))
-    asked = BinlogSource(mysql_url, table="peristiwa", key="id_peristiwa", version="versi",
-                         changes=("insert", "update", "delete"), wait=0.1)  # fmt: skip
-    default = BinlogSource(mysql_url, table="peristiwa", key="id_peristiwa", version="versi",
-                           wait=0.1)  # fmt: skip
+    asked = BinlogSource(
+        mysql_url,
+        table="peristiwa",
+        key="id_peristiwa",
+        version="versi",
+        changes=("insert", "update", "delete"),
+        wait=0.1,
+    )
+    default = BinlogSource(
+        mysql_url, table="peristiwa", key="id_peristiwa", version="versi", wait=0.1
+    )
     try:
         start = {s: (await read(s, None, 10))[-1][-1].position for s in (asked, default)}
         with mysql_connect(mysql_url) as conn, conn.cursor() as cursor:
@@ -293,8 +300,9 @@ async def test_a_transaction_larger_than_a_batch_is_never_checkpointed_inside(
     mysql_url: str,
 ) -> None:
     create_mysql(mysql_url)
-    source = BinlogSource(mysql_url, table="peristiwa", key="id_peristiwa", version="versi",
-                          wait=0.1)  # fmt: skip
+    source = BinlogSource(
+        mysql_url, table="peristiwa", key="id_peristiwa", version="versi", wait=0.1
+    )
     try:
         assert await read(source, None, 10) == []  # an empty table: no snapshot rows
         insert_mysql(mysql_url, list(rows(25, seed=8)))  # one transaction

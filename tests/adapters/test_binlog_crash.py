@@ -55,10 +55,20 @@ def start_adapter(db: str, redis_url: str, *, once: bool = False) -> subprocess.
         "SIMPUL_LOG_LEVEL": "warning",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "bus.cli.app", "adapter", "run", "adapters.dukcapil:from_env",
-         *(["--once"] if once else ["--poll", "0.02"])],
-        cwd=ROOT, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "bus.cli.app",
+            "adapter",
+            "run",
+            "adapters.dukcapil:from_env",
+            *(["--once"] if once else ["--poll", "0.02"]),
+        ],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 class Writers:

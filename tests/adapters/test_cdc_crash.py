@@ -40,8 +40,12 @@ ROWS = 3_000
 
 def start(url: str, slot: str, redis_url: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "SIMPUL_REDIS_URL": redis_url}
-    return subprocess.Popen([sys.executable, "-m", "tests.adapters.siak_cdc", url, slot],
-                            cwd=ROOT, env=env, stderr=subprocess.PIPE)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.adapters.siak_cdc", url, slot],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+    )
 
 
 class Writer(threading.Thread):
@@ -63,8 +67,10 @@ class Writer(threading.Thread):
                         chunk, pending = pending[:size], pending[size:]
                         with conn.transaction():
                             for row in chunk:
-                                conn.execute(insert_sql("postgresql"),  # type: ignore[arg-type]
-                                             as_params(row, "postgresql"))  # fmt: skip
+                                conn.execute(
+                                    insert_sql("postgresql"),  # type: ignore[arg-type]
+                                    as_params(row, "postgresql"),
+                                )
                         time.sleep(rng.uniform(0.003, 0.012))
             except psycopg.OperationalError:
                 time.sleep(0.2)  # the database is down: an unfinished commit is in doubt

@@ -33,8 +33,11 @@ from tests.adapters.writers import (
     write_concurrently,
 )
 
-COMMON: dict[str, Any] = {"version": "versi", "time_column": "updated_at",
-                          "naive_timezone": dukcapil.WIB}  # fmt: skip
+COMMON: dict[str, Any] = {
+    "version": "versi",
+    "time_column": "updated_at",
+    "naive_timezone": dukcapil.WIB,
+}
 
 
 @pytest.fixture
@@ -49,15 +52,27 @@ def slot(postgres_url: str) -> Iterator[str]:
 
 
 def change_column(url: str, settle: float | None) -> SqlSource:
-    return SqlSource.by_change_column(PostgresDatabase(url), table="peristiwa",
-                                      change_column="updated_at", primary_key="no_urut",
-                                      key="id_peristiwa", settle=settle, **COMMON)  # fmt: skip
+    return SqlSource.by_change_column(
+        PostgresDatabase(url),
+        table="peristiwa",
+        change_column="updated_at",
+        primary_key="no_urut",
+        key="id_peristiwa",
+        settle=settle,
+        **COMMON,
+    )
 
 
 def outbox(url: str, txid_column: str | None) -> SqlSource:
-    return SqlSource.by_outbox(PostgresDatabase(url), outbox_table="peristiwa_outbox",
-                               outbox_id="no_outbox", key="id_peristiwa", name="peristiwa",
-                               txid_column=txid_column, **COMMON)  # fmt: skip
+    return SqlSource.by_outbox(
+        PostgresDatabase(url),
+        outbox_table="peristiwa_outbox",
+        outbox_id="no_outbox",
+        key="id_peristiwa",
+        name="peristiwa",
+        txid_column=txid_column,
+        **COMMON,
+    )
 
 
 async def interleave(
@@ -165,11 +180,22 @@ def test_the_safe_modes_are_the_defaults_on_postgresql_and_sqlite_needs_none(
 ) -> None:
     by_change = change_column(postgres_url, settle=None)
     assert by_change.settle == 5.0
-    by_outbox = SqlSource.by_outbox(PostgresDatabase(postgres_url), outbox_table="o",
-                                    outbox_id="no", key="k", version="v", name="t")  # fmt: skip
+    by_outbox = SqlSource.by_outbox(
+        PostgresDatabase(postgres_url),
+        outbox_table="o",
+        outbox_id="no",
+        key="k",
+        version="v",
+        name="t",
+    )
     assert by_outbox.order_by == ("txid", "no") and by_outbox.committed_txid == "txid"
     single_writer = SqliteDatabase(tmp_path / "app.db")
-    assert SqlSource.by_change_column(single_writer, table="t", change_column="c",
-                                      primary_key="id", version="v").settle == 0  # fmt: skip
-    assert SqlSource.by_outbox(single_writer, outbox_table="o", outbox_id="no", key="k",
-                               version="v", name="t").order_by == ("no",)  # fmt: skip
+    assert (
+        SqlSource.by_change_column(
+            single_writer, table="t", change_column="c", primary_key="id", version="v"
+        ).settle
+        == 0
+    )
+    assert SqlSource.by_outbox(
+        single_writer, outbox_table="o", outbox_id="no", key="k", version="v", name="t"
+    ).order_by == ("no",)

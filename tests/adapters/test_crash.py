@@ -35,8 +35,10 @@ def start(db: str, redis_url: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "SIMPUL_REDIS_URL": redis_url, "SIMPUL_PSEUDONYM_KEY": KEY.decode()}
     return subprocess.Popen(
         [sys.executable, "-m", "adapters.dukcapil", db, "--batch-size", "250"],
-        cwd=ROOT, env=env, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+    )
 
 
 def assert_checkpoint_not_ahead(redis: SyncRedis, data: list[dict[str, Any]]) -> None:
@@ -62,8 +64,15 @@ def backfill_with_kills(db: str, redis_url: str, data: list[dict[str, Any]]) -> 
     def check() -> None:
         assert_checkpoint_not_ahead(redis, data)
 
-    kill_repeatedly(lambda: start(db, redis_url), redis, STREAM, records=RECORDS, kills=KILLS,
-                    seed=4_2026, after_kill=check)  # fmt: skip
+    kill_repeatedly(
+        lambda: start(db, redis_url),
+        redis,
+        STREAM,
+        records=RECORDS,
+        kills=KILLS,
+        seed=4_2026,
+        after_kill=check,
+    )
 
     ids = [f[b"id"].decode() for _, f in redis.xrange(STREAM)]
     assert redis.xlen(STREAM) == len(ids) == RECORDS

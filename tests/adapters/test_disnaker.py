@@ -92,8 +92,12 @@ async def test_rows_are_published_once_and_a_bad_row_quarantined_with_its_reason
     assert (first.published, first.quarantined, again.published) == (12, 1, 0)
     placed = sum(r["sudah_bekerja"] for r in good)
     assert [e.type for e in published].count("disnaker.jobseeker.placed.v1") == placed
-    cards = {JobseekerRegistered.parse(e.data).card_no if "registered" in e.type
-             else JobseekerPlaced.parse(e.data).card_no for e in published}  # fmt: skip
+    cards = {
+        JobseekerRegistered.parse(e.data).card_no
+        if "registered" in e.type
+        else JobseekerPlaced.parse(e.data).card_no
+        for e in published
+    }
     assert cards == {f"3573-{r['thn_daftar']}-{r['no_pendaftaran']:06d}" for r in good}
     [entry] = await Quarantine(redis, disnaker.NAME).entries()
     assert [(p.field, p.problem) for p in entry.problems] == [
@@ -130,9 +134,12 @@ async def test_a_correction_is_a_new_event_and_a_placement_follows_as_placed(
     # The operator corrects the education; MySQL stamps tgl_update itself (ON UPDATE).
     update(mysql_url, "UPDATE pencaker SET pendidikan_terakhir = 'S1' WHERE id_pencaker = 1")
     corrected = await settled(run, binlog, 1)
-    update(mysql_url, "UPDATE pencaker SET sudah_bekerja = 1, jenis_penempatan = 'AKL', "
-                      "tgl_penempatan = '2026-11-30', tgl_update = tgl_update + INTERVAL 1 SECOND "
-                      "WHERE id_pencaker = 1")  # fmt: skip
+    update(
+        mysql_url,
+        "UPDATE pencaker SET sudah_bekerja = 1, jenis_penempatan = 'AKL', "
+        "tgl_penempatan = '2026-11-30', tgl_update = tgl_update + INTERVAL 1 SECOND "
+        "WHERE id_pencaker = 1",
+    )
     placement = await settled(run, binlog, 1)
 
     first, second, third = await events(redis)
@@ -153,8 +160,11 @@ async def test_a_soft_deleted_registration_is_no_event(
 
     # Stamped a minute ago rather than now (ON UPDATE): this test is about the soft delete,
     # not the settle window, which the correction test above waits out.
-    update(mysql_url, "UPDATE pencaker SET is_hapus = 1, tgl_update = NOW() - INTERVAL 1 MINUTE "
-                      "WHERE id_pencaker = 2")  # fmt: skip
+    update(
+        mysql_url,
+        "UPDATE pencaker SET is_hapus = 1, tgl_update = NOW() - INTERVAL 1 MINUTE "
+        "WHERE id_pencaker = 2",
+    )
     after = await run()
 
     assert (after.read, after.skipped, after.published) == (1, 1, 0)
@@ -182,9 +192,13 @@ async def test_the_module_runs_one_pass_from_the_command_line(
     fixtures.create(mysql_url, fixtures.rows(4, seed=12))
     argv = [sys.executable, "-m", "adapters.disnaker", mysql_url]
     done = await asyncio.to_thread(
-        subprocess.run, argv if binlog else [*argv, "--poll-table"],
-        env={**os.environ, "SIMPUL_REDIS_URL": redis_url}, capture_output=True, text=True,
-        timeout=60, check=False,
-    )  # fmt: skip
+        subprocess.run,
+        argv if binlog else [*argv, "--poll-table"],
+        env={**os.environ, "SIMPUL_REDIS_URL": redis_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(await events(redis)) == 4

@@ -56,11 +56,17 @@ def mapped(data: dict[str, Any], change: Change | None = None) -> Any:
 def test_a_registration_maps_to_registered_with_codes_not_labels() -> None:
     event = mapped(row())
 
-    assert event == JobseekerRegistered.parse({
-        "card_no": "3573-2026-000412", "nik": NIK, "kecamatan": "35.73.05",
-        "education": "vocational-secondary", "occupations": ["7411", "7412"],
-        "registered_on": "2026-11-16", "valid_until": "2028-11-16",
-    })  # fmt: skip
+    assert event == JobseekerRegistered.parse(
+        {
+            "card_no": "3573-2026-000412",
+            "nik": NIK,
+            "kecamatan": "35.73.05",
+            "education": "vocational-secondary",
+            "occupations": ["7411", "7412"],
+            "registered_on": "2026-11-16",
+            "valid_until": "2028-11-16",
+        }
+    )
 
 
 def test_nothing_personal_beyond_the_nik_and_card_travels() -> None:
@@ -72,9 +78,14 @@ def test_nothing_personal_beyond_the_nik_and_card_travels() -> None:
 
 @pytest.mark.parametrize(
     ("spelt", "code"),
-    [("LOWOKWARU", "35.73.05"), ("klojen ", "35.73.02"), ("KECAMATAN SUKUN", "35.73.04"),
-     ("Kec.Blimbing", "35.73.01"), ("Kedungkandang", "35.73.03")],
-)  # fmt: skip
+    [
+        ("LOWOKWARU", "35.73.05"),
+        ("klojen ", "35.73.02"),
+        ("KECAMATAN SUKUN", "35.73.04"),
+        ("Kec.Blimbing", "35.73.01"),
+        ("Kedungkandang", "35.73.03"),
+    ],
+)
 def test_kecamatan_names_as_operators_type_them_map_to_kemendagri_codes(
     spelt: str, code: str
 ) -> None:
@@ -83,10 +94,14 @@ def test_kecamatan_names_as_operators_type_them_map_to_kemendagri_codes(
 
 @pytest.mark.parametrize(
     ("label", "level"),
-    [("SMA", EducationLevel.SENIOR_SECONDARY), ("stm", EducationLevel.VOCATIONAL_SECONDARY),
-     ("SLTA/SEDERAJAT", EducationLevel.SENIOR_SECONDARY), ("D4", EducationLevel.BACHELOR),
-     ("TIDAK  SEKOLAH", EducationLevel.NONE)],
-)  # fmt: skip
+    [
+        ("SMA", EducationLevel.SENIOR_SECONDARY),
+        ("stm", EducationLevel.VOCATIONAL_SECONDARY),
+        ("SLTA/SEDERAJAT", EducationLevel.SENIOR_SECONDARY),
+        ("D4", EducationLevel.BACHELOR),
+        ("TIDAK  SEKOLAH", EducationLevel.NONE),
+    ],
+)
 def test_education_labels_old_and_new_map_to_levels(label: str, level: EducationLevel) -> None:
     assert mapped(row(pendidikan_terakhir=label)).education is level
 
@@ -113,13 +128,22 @@ def test_a_zero_valid_until_is_two_years_after_registration() -> None:
 
 
 def test_a_placement_maps_to_placed() -> None:
-    event = mapped(row(sudah_bekerja=1, jenis_penempatan="akad", kode_jabatan_kerja="7411",
-                       tgl_penempatan=date(2026, 11, 30)))  # fmt: skip
+    event = mapped(
+        row(
+            sudah_bekerja=1,
+            jenis_penempatan="akad",
+            kode_jabatan_kerja="7411",
+            tgl_penempatan=date(2026, 11, 30),
+        )
+    )
 
     assert event == JobseekerPlaced(
-        card_no="3573-2026-000412", nik=NIK, placement=Placement.INTER_REGIONAL,
-        occupation="7411", placed_on=date(2026, 11, 30),
-    )  # fmt: skip
+        card_no="3573-2026-000412",
+        nik=NIK,
+        placement=Placement.INTER_REGIONAL,
+        occupation="7411",
+        placed_on=date(2026, 11, 30),
+    )
 
 
 def test_a_placement_without_an_occupation_has_none() -> None:

@@ -60,8 +60,11 @@ async def test_every_decision_is_published_once_as_json_or_form(
     ids = [fields[b"id"].decode() for _, fields in entries]
     assert ids == [dpmptsp.map_payload(p)[1] for p in data]
     types = {fields[b"type"].decode() for _, fields in entries}
-    assert types == {"dpmptsp.permit.applied.v1", "dpmptsp.permit.issued.v1",
-                     "dpmptsp.permit.rejected.v1"}  # fmt: skip
+    assert types == {
+        "dpmptsp.permit.applied.v1",
+        "dpmptsp.permit.issued.v1",
+        "dpmptsp.permit.rejected.v1",
+    }
     times = {fields[b"time"].decode() for _, fields in entries}
     assert all(t.endswith("T03:15:00.000Z") for t in times)  # 10:15 WIB
 
@@ -87,8 +90,13 @@ async def test_bad_decisions_are_quarantined_with_reasons_while_the_rest_flow(
     codes = [a.status_code for a in answers]
     assert codes == [201] * 5 + [422] * 5 + [201] * 5
     problems = [{p["field"] for p in a.json()["problems"]} for a in answers[5:10]]
-    assert problems == [{"applicant.value"}, {"(record)"}, {"applicant"}, {"(record)"},
-                        {"permit_no"}]  # fmt: skip
+    assert problems == [
+        {"applicant.value"},
+        {"(record)"},
+        {"applicant"},
+        {"(record)"},
+        {"permit_no"},
+    ]
     assert "DIAJUKAN, TERBIT, DITOLAK" in answers[6].json()["problems"][0]["problem"]
     entries = await Quarantine(redis, dpmptsp.NAME).entries()
     assert len(entries) == 5
@@ -145,8 +153,14 @@ def test_from_env_needs_a_token(redis: Redis, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_the_mapper_reads_the_applications_formats() -> None:
-    issued = {**of("TERBIT"), "jenis_izin": "pbg", "retribusi": "4.750.000", "nib": "",
-              "tanggal_keputusan": "12/09/2026", "masa_berlaku_sampai": ""}  # fmt: skip
+    issued = {
+        **of("TERBIT"),
+        "jenis_izin": "pbg",
+        "retribusi": "4.750.000",
+        "nib": "",
+        "tanggal_keputusan": "12/09/2026",
+        "masa_berlaku_sampai": "",
+    }
     event, event_id = dpmptsp.map_payload(issued)
     assert isinstance(event, PermitIssued)
     assert (event.kind, event.retribution, event.valid_until) == (PermitKind.PBG, 4_750_000, None)

@@ -78,8 +78,9 @@ async def test_publishes_every_record_once_across_restarts(
     data = list(rows(120, seed=7))
     insert(siak, data[:80])
     progress: list[Progress] = []
-    first = dukcapil.adapter(redis, siak[1], pseudonym_key=KEY, batch_size=25,
-                             on_progress=progress.append)  # fmt: skip
+    first = dukcapil.adapter(
+        redis, siak[1], pseudonym_key=KEY, batch_size=25, on_progress=progress.append
+    )
 
     done = await first.run_once()
     assert (done.read, done.published, done.quarantined, done.total) == (80, 80, 0, 80)
@@ -100,8 +101,11 @@ async def test_publishes_every_record_once_across_restarts(
     kinds = {
         t.decode() for _, f in await redis.xrange(STREAM) for k, t in f.items() if k == b"type"
     }
-    assert kinds == {"dukcapil.citizen.born.v1", "dukcapil.citizen.died.v1",
-                     "dukcapil.citizen.moved.v1"}  # fmt: skip
+    assert kinds == {
+        "dukcapil.citizen.born.v1",
+        "dukcapil.citizen.died.v1",
+        "dukcapil.citizen.moved.v1",
+    }
 
 
 async def test_outbox_mode_publishes_corrections_as_new_versions(

@@ -44,10 +44,20 @@ def execute(url: str, *statements: str) -> None:
 async def test_changes_are_typed_records_in_commit_order_and_deletes_only_when_asked(
     postgres_url: str, slot: str
 ) -> None:
-    execute(postgres_url, "CREATE TABLE izin (id int PRIMARY KEY, versi int, nama text, "
-            "tanggal date, biaya numeric(12,2), kode text[], catatan text)")  # fmt: skip
-    source = LogicalSource(postgres_url, table="izin", key="id", version="versi", slot=slot,
-                           changes=("insert", "update", "delete"), idle_wait=0.0)  # fmt: skip
+    execute(
+        postgres_url,
+        "CREATE TABLE izin (id int PRIMARY KEY, versi int, nama text, "
+        "tanggal date, biaya numeric(12,2), kode text[], catatan text)",
+    )
+    source = LogicalSource(
+        postgres_url,
+        table="izin",
+        key="id",
+        version="versi",
+        slot=slot,
+        changes=("insert", "update", "delete"),
+        idle_wait=0.0,
+    )
     try:
         assert await read_all(source) == []  # the snapshot of an empty table
         execute(
@@ -61,8 +71,10 @@ async def test_changes_are_typed_records_in_commit_order_and_deletes_only_when_a
     finally:
         await source.close()
     assert [(r.change, r.key, r.version[:8]) for r in changes] == [
-        ("insert", "1", "1"), ("update", "1", "2"), ("delete", "1", "deleted@")
-    ]  # fmt: skip
+        ("insert", "1", "1"),
+        ("update", "1", "2"),
+        ("delete", "1", "deleted@"),
+    ]
     inserted = changes[0].data
     assert inserted["nama"] == "Toko 'Sumber' Rejeki"
     assert str(inserted["tanggal"]) == "2026-03-01" and str(inserted["biaya"]) == "150000.50"
@@ -106,8 +118,9 @@ async def test_an_update_leaving_a_toasted_column_alone_has_no_value_for_it(
     postgres_url: str, slot: str
 ) -> None:
     execute(postgres_url, "CREATE TABLE berkas (id int PRIMARY KEY, versi int, isi text)")
-    source = LogicalSource(postgres_url, table="berkas", key="id", version="versi", slot=slot,
-                           idle_wait=0.0)  # fmt: skip
+    source = LogicalSource(
+        postgres_url, table="berkas", key="id", version="versi", slot=slot, idle_wait=0.0
+    )
     try:
         await read_all(source)
         execute(
@@ -148,8 +161,7 @@ async def test_the_snapshot_and_the_stream_meet_without_gap_or_double_under_conc
         latest[key] = max(versi, latest.get(key, 0))
     assert {(k, v) for k, v in latest.items()} <= set(stream), "a row's latest version is missing"
     after_snapshot = [v for v in committed if v in set(stream)]
-    assert_each_version_once_latest_last([v for v in stream if v in after_snapshot],
-                                         after_snapshot)  # fmt: skip
+    assert_each_version_once_latest_last([v for v in stream if v in after_snapshot], after_snapshot)
 
 
 async def test_lag_reports_the_slot_and_warns_when_it_retains_too_much_wal(

@@ -57,8 +57,12 @@ async def test_a_server_without_binlog_is_named_with_the_my_cnf_lines_to_add(
     url = with_table(server_without_binlog.url)
     with pytest.raises(ConfigurationError, match=r"log_bin=OFF.*binlog_format=ROW.*my\.cnf"):
         await first_batch(binlog(url))
-    env = {**os.environ, "SIMPUL_REDIS_URL": redis_url, "SIMPUL_DUKCAPIL_DB": url,
-           "SIMPUL_DUKCAPIL_CDC": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "SIMPUL_REDIS_URL": redis_url,
+        "SIMPUL_DUKCAPIL_DB": url,
+        "SIMPUL_DUKCAPIL_CDC": "1",
+    }
     command = [sys.executable, "-m", "bus.cli.app", "adapter", "run", "adapters.dukcapil:from_env"]
     done = await asyncio.to_thread(
         subprocess.run, command, env=env, capture_output=True, text=True, timeout=60, check=False
@@ -111,9 +115,12 @@ async def test_polling_a_missing_table_or_an_unreachable_server_is_a_one_line_so
     mysql_url: str,
 ) -> None:
     missing = MySqlSource.by_change_column(
-        MySqlDatabase(mysql_url), table="tidak_ada", change_column="id", primary_key="id",
+        MySqlDatabase(mysql_url),
+        table="tidak_ada",
+        change_column="id",
+        primary_key="id",
         version="id",
-    )  # fmt: skip
+    )
     with pytest.raises(SourceError, match="has no table 'tidak_ada'"):
         await first_batch(missing)
     parts = urlsplit(mysql_url)

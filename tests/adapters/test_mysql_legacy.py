@@ -86,9 +86,13 @@ async def test_polling_reads_latin1_utf8_zero_dates_zerofill_and_tinyint_as_mean
     create(mysql_url)
     write_like_php(mysql_url, 42)
     source = MySqlSource.by_change_column(
-        MySqlDatabase(mysql_url), table="penduduk", change_column="id", primary_key="id",
-        version="versi", settle=0,  # an id, not a time: this test is about decoding values
-    )  # fmt: skip
+        MySqlDatabase(mysql_url),
+        table="penduduk",
+        change_column="id",
+        primary_key="id",
+        version="versi",
+        settle=0,  # an id, not a time: this test is about decoding values
+    )
     try:
         records = await read_all(source, None)
     finally:

@@ -24,8 +24,13 @@ from tests.adapters.contract import (
 from tests.adapters.test_commit_order import outbox
 from tests.adapters.test_dukcapil import KEY, load_postgres
 
-KINDS = ("sqlite polling", "mysql polling", "mysql binlog", "postgresql txid outbox",
-         "postgresql logical decoding")  # fmt: skip
+KINDS = (
+    "sqlite polling",
+    "mysql polling",
+    "mysql binlog",
+    "postgresql txid outbox",
+    "postgresql logical decoding",
+)
 
 
 @pytest.fixture(params=KINDS)
@@ -34,27 +39,43 @@ def kind(request: pytest.FixtureRequest, redis: Redis, tmp_path: Path) -> Iterat
     if name == "sqlite polling":
         path = tmp_path / "siak.db"
         create_sqlite(path)
-        yield SiakKind(name, redis, lambda rows: insert_sqlite(str(path), rows),
-                       lambda: dukcapil.adapter(redis, path, pseudonym_key=KEY),
-                       stamp=True)  # fmt: skip
+        yield SiakKind(
+            name,
+            redis,
+            lambda rows: insert_sqlite(str(path), rows),
+            lambda: dukcapil.adapter(redis, path, pseudonym_key=KEY),
+            stamp=True,
+        )
     elif name.startswith("mysql"):
         url: str = request.getfixturevalue("mysql_url")
         create_mysql(url)
         binlog = name == "mysql binlog"
-        yield SiakKind(name, redis, lambda rows: insert_mysql(url, rows),
-                       lambda: dukcapil.adapter(redis, url, pseudonym_key=KEY, cdc=binlog),
-                       stamp=True)  # fmt: skip
+        yield SiakKind(
+            name,
+            redis,
+            lambda rows: insert_mysql(url, rows),
+            lambda: dukcapil.adapter(redis, url, pseudonym_key=KEY, cdc=binlog),
+            stamp=True,
+        )
     elif name == "postgresql txid outbox":
         pg: str = request.getfixturevalue("postgres_url")
         load_postgres(pg, [])
-        yield SiakKind(name, redis, lambda rows: insert_postgres(pg, rows),
-                       lambda: siak_cdc.over(redis, outbox(pg, txid_column="txid")))  # fmt: skip
+        yield SiakKind(
+            name,
+            redis,
+            lambda rows: insert_postgres(pg, rows),
+            lambda: siak_cdc.over(redis, outbox(pg, txid_column="txid")),
+        )
     else:
         pg = request.getfixturevalue("postgres_url")
         load_postgres(pg, [])
         slot = siak_cdc.new_slot()
-        yield SiakKind(name, redis, lambda rows: insert_postgres(pg, rows),
-                       lambda: siak_cdc.adapter(redis, pg, slot))  # fmt: skip
+        yield SiakKind(
+            name,
+            redis,
+            lambda rows: insert_postgres(pg, rows),
+            lambda: siak_cdc.adapter(redis, pg, slot),
+        )
         siak_cdc.drop_slot(pg, slot)
 
 

@@ -81,8 +81,10 @@ def test_command_line_writes_sqlite_and_csv(tmp_path: Path) -> None:
     for args in (["--kind", "siak", "--out", db], ["--kind", "people", "--out", table]):
         subprocess.run(
             [sys.executable, "-m", "adapters.synthetic", "--count", "25", "--seed", "9", *args],
-            cwd=REPO, check=True, capture_output=True,
-        )  # fmt: skip
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+        )
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM peristiwa").fetchone() == (25,)
     conn.close()

@@ -40,8 +40,11 @@ class WebhookKind:
     async def feed(self, records: list[dict[str, Any]]) -> None:
         for i, record in enumerate(records):
             if i % 2:
-                answer = await self.client.post(self.url, content=as_form(record), headers={
-                    "content-type": "application/x-www-form-urlencoded"})  # fmt: skip
+                answer = await self.client.post(
+                    self.url,
+                    content=as_form(record),
+                    headers={"content-type": "application/x-www-form-urlencoded"},
+                )
             else:
                 answer = await self.client.post(self.url, json=record)
             assert answer.status_code in (200, 201, 422), answer.text

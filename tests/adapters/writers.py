@@ -45,8 +45,10 @@ async def write(url: str, *, writer: int, transactions: int, seed: int) -> list[
                         written.append(await _update(conn, rng, mine))
                     else:
                         row = {**next(fresh), "updated_at": now_wib()}
-                        await conn.execute(insert_sql("postgresql"),  # type: ignore[arg-type]
-                                           as_params(row, "postgresql"))  # fmt: skip
+                        await conn.execute(
+                            insert_sql("postgresql"),  # type: ignore[arg-type]
+                            as_params(row, "postgresql"),
+                        )
                         written.append((row["id_peristiwa"], 1))
                     await asyncio.sleep(rng.uniform(0.0, 0.03))  # the PHP request's other work
             for key, versi in written:

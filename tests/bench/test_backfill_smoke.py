@@ -21,10 +21,25 @@ def test_backfill_bench_reads_every_row_of_every_source_with_both_contenders(
     out = tmp_path / "backfill.json"
     sources = "sqlite,csv,mysql,mysql-snapshot,postgresql-snapshot"
     done = subprocess.run(
-        [sys.executable, "-m", "bench.backfill", "--sources", sources, "--rows", "300",
-         "--runs", "2", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "bench.backfill",
+            "--sources",
+            sources,
+            "--rows",
+            "300",
+            "--runs",
+            "2",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     assert sorted(result["sources"]) == sorted(sources.split(","))
@@ -38,7 +53,11 @@ def test_backfill_bench_reads_every_row_of_every_source_with_both_contenders(
 def test_an_unknown_source_is_refused_by_name() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench.backfill", "--sources", "oracle"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2
     assert "unknown source(s) oracle" in done.stderr

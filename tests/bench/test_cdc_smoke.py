@@ -18,10 +18,30 @@ pytestmark = pytest.mark.slow
 def test_cdc_bench_reads_the_same_rows_from_both_logs_with_both_readers(tmp_path: Path) -> None:
     out = tmp_path / "cdc.json"
     done = subprocess.run(
-        [sys.executable, "-m", "bench.cdc", "--rows", "300", "--runs", "1", "--rate", "50",
-         "--seconds", "1", "--memory", "100", "200", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "bench.cdc",
+            "--rows",
+            "300",
+            "--runs",
+            "1",
+            "--rate",
+            "50",
+            "--seconds",
+            "1",
+            "--memory",
+            "100",
+            "200",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     for kind in ("mariadb", "postgresql"):

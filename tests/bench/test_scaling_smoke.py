@@ -20,9 +20,13 @@ pytestmark = pytest.mark.slow
 
 def bench(name: str, *args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", f"bench.{name}", "--no-wait", *args], cwd=ROOT,
-        capture_output=True, text=True, timeout=240, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", f"bench.{name}", "--no-wait", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 

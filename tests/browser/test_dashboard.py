@@ -44,9 +44,11 @@ SCREENSHOT = Path(__file__).parents[2] / "docs" / "images" / "dashboard.png"
 def wait(browser: WebDriver, condition: Callable[[WebDriver], Any], timeout: float = 8) -> Any:
     """WebDriverWait with a deadline; elements re-rendered meanwhile are looked up again."""
     return WebDriverWait(
-        browser, timeout, poll_frequency=0.05,
+        browser,
+        timeout,
+        poll_frequency=0.05,
         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
-    ).until(condition)  # fmt: skip
+    ).until(condition)
 
 
 def one(browser: WebDriver, css: str) -> WebElement:
@@ -128,8 +130,12 @@ def test_dashboard_refreshes_itself_and_replays_a_dead_letter_after_confirmation
     with MonitorServer(redis_url, token=TOKEN) as server:
         browser.get(server.url)
         assert browser.title == "Simpul monitor"
-        length = wait(browser, lambda b: one(b, 'tr.stream-row[data-stream="dukcapil.citizen"] '
-                                               'td[data-field="length"]'))  # fmt: skip
+        length = wait(
+            browser,
+            lambda b: one(
+                b, 'tr.stream-row[data-stream="dukcapil.citizen"] td[data-field="length"]'
+            ),
+        )
         assert length.text == "3"
         wait(browser, lambda b: one(b, 'tr.group-row[data-group="dinsos"]'))
         assert one(browser, "#dead-letters").text.startswith("No dead letters")
@@ -156,8 +162,9 @@ def test_dashboard_refreshes_itself_and_replays_a_dead_letter_after_confirmation
         wait(browser, lambda b: one(b, "#token-input").is_displayed())
         one(browser, "#token-input").send_keys("not-the-operator-token")
         click(browser, "#confirm-replay")
-        error = wait(browser, lambda b: one(b, "#confirm-error").is_displayed()
-                     and one(b, "#confirm-error"))  # fmt: skip
+        error = wait(
+            browser, lambda b: one(b, "#confirm-error").is_displayed() and one(b, "#confirm-error")
+        )
         assert "not accepted" in error.text
         assert asyncio.run(group_state(redis_url)) == ([], 1)
         one(browser, "#token-input").send_keys(TOKEN)
@@ -176,8 +183,11 @@ def test_dashboard_refreshes_itself_and_replays_a_dead_letter_after_confirmation
 # -- the screenshot: a small but realistic bus ---------------------------------------------------
 
 BORN, DIED, MOVED = (f"dukcapil.citizen.{verb}.v1" for verb in ("born", "died", "moved"))
-CARD, PERMIT, PAID = ("dukcapil.family.card-issued.v1", "dpmptsp.permit.issued.v1",
-                      "bapenda.payment.received.v1")  # fmt: skip
+CARD, PERMIT, PAID = (
+    "dukcapil.family.card-issued.v1",
+    "dpmptsp.permit.issued.v1",
+    "bapenda.payment.received.v1",
+)
 WAVES = [  # events per type in each wave: the sparklines get a shape
     {BORN: 2, MOVED: 3, PERMIT: 1},
     {MOVED: 1, PAID: 4},
@@ -187,7 +197,7 @@ WAVES = [  # events per type in each wave: the sparklines get a shape
     {DIED: 2, CARD: 2},
     {BORN: 1, PAID: 6, PERMIT: 1},
     {MOVED: 2, CARD: 1},
-]  # fmt: skip
+]
 GROUPS = {  # the services consuming each stream (as in services/)
     "simpul:{dukcapil.citizen}": ["audit", "bapenda", "dinkes", "dinsos", "notifier", "profile"],
     "simpul:{dukcapil.family}": ["audit", "dinsos", "profile"],
@@ -221,11 +231,18 @@ async def settle(redis: Redis, stream: str, group: str, *, keep_pending: int = 0
 async def dead_letter(redis: Redis, stream: str, group: str, entry: Any, verdict: Verdict) -> None:
     """Dead-letter an entry ``group`` read, as its consumer does (the dead-letter script)."""
     entry_id, raw = entry
-    flat = dead_letter_fields(raw, verdict, stream=stream, group=group, consumer=f"{group}-7c9f",
-                              entry_id=entry_id.decode())  # fmt: skip
+    flat = dead_letter_fields(
+        raw,
+        verdict,
+        stream=stream,
+        group=group,
+        consumer=f"{group}-7c9f",
+        entry_id=entry_id.decode(),
+    )
     script = BusFunction(redis, "deadletter")
-    await script(keys=[stream, keys.dead_letters(stream, group)],
-                 args=[group, entry_id.decode(), *flat])  # fmt: skip
+    await script(
+        keys=[stream, keys.dead_letters(stream, group)], args=[group, entry_id.decode(), *flat]
+    )
 
 
 async def city_traffic(redis_url: str, monitor_url: str) -> None:
@@ -251,11 +268,18 @@ async def city_traffic(redis_url: str, monitor_url: str) -> None:
                         if (stream, group) == (STREAM, "dinsos") and n == 5:
                             read = await settle(redis, stream, group, keep_pending=2)
                             failures = [
-                                Verdict(Reason.HANDLER_FAILED, "OperationalError: connection to "
-                                        f"the dinsos database refused (NIK {NIK})", 5),
-                                Verdict(Reason.HANDLER_FAILED, "TimeoutError: SIKS-NG lookup "
-                                        "did not answer within 10 s", 5),
-                            ]  # fmt: skip
+                                Verdict(
+                                    Reason.HANDLER_FAILED,
+                                    "OperationalError: connection to "
+                                    f"the dinsos database refused (NIK {NIK})",
+                                    5,
+                                ),
+                                Verdict(
+                                    Reason.HANDLER_FAILED,
+                                    "TimeoutError: SIKS-NG lookup did not answer within 10 s",
+                                    5,
+                                ),
+                            ]
                             for entry, verdict in zip(read[-2:], failures, strict=True):
                                 await dead_letter(redis, stream, group, entry, verdict)
                             continue

@@ -42,10 +42,12 @@ TOPOLOGY: Topology = Topology.parse(routed_document(), registry=contracts())
 PASSWORDS = {
     **acl.passwords(
         TOPOLOGY,
-        {**acl.read_env_file(ROOT / "deploy/dev.env"),
-         "SIMPUL_REDIS_PASSWORD_ROUTER": "dev-router-test-password-0123"},  # until dev.env has it
+        {
+            **acl.read_env_file(ROOT / "deploy/dev.env"),
+            "SIMPUL_REDIS_PASSWORD_ROUTER": "dev-router-test-password-0123",
+        },  # until dev.env has it
     ),
-}  # fmt: skip
+}
 
 
 def signer(principal: str) -> Signer:
@@ -81,9 +83,14 @@ class RoutedServer:
     def router(self, replica: str = "router-1", **config: Any) -> Router:
         values = {"block_ms": 50, "lease_ms": 1_000, "trim_every_s": 0.2, **config}
         return Router(
-            self.connect(ROUTER), TOPOLOGY, default_registry, keyring=keyring(),
-            signer=router_signer(), config=RouterConfig(**values), replica=replica,
-        )  # fmt: skip
+            self.connect(ROUTER),
+            TOPOLOGY,
+            default_registry,
+            keyring=keyring(),
+            signer=router_signer(),
+            config=RouterConfig(**values),
+            replica=replica,
+        )
 
 
 def start_server(folder: Path) -> RoutedServer:
@@ -92,10 +99,27 @@ def start_server(folder: Path) -> RoutedServer:
     aclfile.write_text(acl.render(TOPOLOGY, PASSWORDS))
     port = free_port()
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(folder), "--aclfile", str(aclfile), "--logfile", str(folder / "redis.log")],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+            "--aclfile",
+            str(aclfile),
+            "--logfile",
+            str(folder / "redis.log"),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     found = RoutedServer(port, folder, proc)
     deadline = time.monotonic() + 10
     with found.admin() as admin:

@@ -64,8 +64,9 @@ async def test_a_development_redis_password_is_refused_outside_development_mode(
     redis: Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     password = DEV_ENV["SIMPUL_REDIS_PASSWORD_SVC_DINSOS"]
-    await redis.acl_setuser("svc-dinsos", enabled=True, passwords=[f"+{password}"],
-                            commands=["+ping"])  # fmt: skip
+    await redis.acl_setuser(
+        "svc-dinsos", enabled=True, passwords=[f"+{password}"], commands=["+ping"]
+    )
     url = redis_url.replace("redis://", f"redis://svc-dinsos:{password}@", 1)
     with pytest.raises(ConfigurationError, match=r"development password of deploy/dev.env") as e:
         connect(url)
@@ -142,8 +143,9 @@ async def test_a_service_without_a_keyring_starts_only_with_signatures_off_and_s
 
 
 def test_keys_show_flags_development_keys() -> None:
-    shown = runner.invoke(app, ["keys", "show", "--keyring", str(ROOT / "deploy/topology.yaml"),
-                                "--json"])  # fmt: skip
+    shown = runner.invoke(
+        app, ["keys", "show", "--keyring", str(ROOT / "deploy/topology.yaml"), "--json"]
+    )
     assert shown.exit_code == 0, shown.output
     facts = {k["key_id"]: k["development"] for k in json.loads(shown.stdout)}
     assert facts and all(facts.values())
@@ -156,17 +158,21 @@ def test_keys_show_flags_development_keys() -> None:
 def test_acl_check_flags_a_development_password(redis_url: str) -> None:
     password = DEV_ENV["SIMPUL_REDIS_PASSWORD_SVC_DINKES"]
     with SyncRedis.from_url(redis_url) as admin:
-        admin.acl_setuser("svc-dinkes", enabled=True, passwords=[f"+{password}"],
-                          commands=["+ping"])  # fmt: skip
+        admin.acl_setuser(
+            "svc-dinkes", enabled=True, passwords=[f"+{password}"], commands=["+ping"]
+        )
         try:
-            done = runner.invoke(app, ["acl", "check", "--redis-url", redis_url, "svc-dinkes",
-                                       "ping"])  # fmt: skip
+            done = runner.invoke(
+                app, ["acl", "check", "--redis-url", redis_url, "svc-dinkes", "ping"]
+            )
             assert done.exit_code == 0, done.output
             assert "DEVELOPMENT password of deploy/dev.env" in done.output
-            admin.acl_setuser("svc-dinkes", reset_passwords=True,
-                              passwords=["+a-password-of-its-own-1234"])  # fmt: skip
-            done = runner.invoke(app, ["acl", "check", "--redis-url", redis_url, "svc-dinkes",
-                                       "ping"])  # fmt: skip
+            admin.acl_setuser(
+                "svc-dinkes", reset_passwords=True, passwords=["+a-password-of-its-own-1234"]
+            )
+            done = runner.invoke(
+                app, ["acl", "check", "--redis-url", redis_url, "svc-dinkes", "ping"]
+            )
             assert done.exit_code == 0, done.output
             assert "DEVELOPMENT" not in done.output
         finally:

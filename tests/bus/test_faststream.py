@@ -48,8 +48,12 @@ def _faststream(*args: str, url: str, **extra: str) -> subprocess.Popen[str]:
     env.update(extra)
     return subprocess.Popen(
         [sys.executable, "-m", "faststream", "run", "tests.helpers.faststream_service:app", *args],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.fixture

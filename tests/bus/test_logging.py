@@ -50,10 +50,18 @@ def test_json_rendering_masks_an_exception_message() -> None:
 
 
 async def test_a_failing_scenario_logs_no_personal_data(redis_url: str, redis: object) -> None:
-    service = Service("privacy", settings=Settings.load(
-        redis_url=redis_url, block_ms=100, retry_backoff_ms=20, retry_backoff_max_ms=40,
-        claim_idle_ms=200, reclaim_interval_ms=20, max_deliveries=2,
-    ))  # fmt: skip
+    service = Service(
+        "privacy",
+        settings=Settings.load(
+            redis_url=redis_url,
+            block_ms=100,
+            retry_backoff_ms=20,
+            retry_backoff_max_ms=40,
+            claim_idle_ms=200,
+            reclaim_interval_ms=20,
+            max_deliveries=2,
+        ),
+    )
 
     @service.on(CitizenMoved)
     async def fail(event: CitizenMoved, ctx: EventContext) -> None:
@@ -78,9 +86,14 @@ async def test_a_failing_scenario_logs_no_personal_data(redis_url: str, redis: o
 
 async def _failed_lines(redis_url: str, redis: object, tracebacks: str) -> list[dict[str, Any]]:
     """The handler_failed lines (JSON, as rendered) of a handler failing on a moved citizen."""
-    service = Service("failing", settings=quick_settings(
-        redis_url, max_deliveries=2, log_tracebacks=tracebacks,
-    ))  # fmt: skip
+    service = Service(
+        "failing",
+        settings=quick_settings(
+            redis_url,
+            max_deliveries=2,
+            log_tracebacks=tracebacks,
+        ),
+    )
 
     @service.on(CitizenMoved)
     async def recheck(event: CitizenMoved, ctx: EventContext) -> None:

@@ -164,9 +164,12 @@ async def test_junk_types_all_map_to_unknown_and_never_grow_the_labels(
 
 def test_type_labels_are_registry_types_handler_types_or_unknown() -> None:
     metrics = ServiceMetrics(
-        "labels", contracts=default_registry, health=Health(stale_after_s=5),
-        handled={"x.only.handled.v1"}, process=False,
-    )  # fmt: skip
+        "labels",
+        contracts=default_registry,
+        health=Health(stale_after_s=5),
+        handled={"x.only.handled.v1"},
+        process=False,
+    )
     assert metrics.kind(DIED).label == DIED
     assert metrics.kind(DIED.encode()) is metrics.kind(DIED)  # raw field bytes work as is
     assert metrics.kind("x.only.handled.v1").label == "x.only.handled.v1"

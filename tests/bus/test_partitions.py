@@ -73,8 +73,9 @@ async def test_events_go_to_their_subjects_partition_and_need_a_subject(redis: R
 
 
 def _leases(redis: Redis, consumer: str, lease_ms: int = 2_000) -> Leases:
-    return Leases(redis, group="meters", consumer=consumer, partitions=PARTITIONS,
-                  lease_ms=lease_ms)  # fmt: skip
+    return Leases(
+        redis, group="meters", consumer=consumer, partitions=PARTITIONS, lease_ms=lease_ms
+    )
 
 
 async def test_replicas_share_the_partitions_fairly_and_never_both_hold_one(
@@ -143,17 +144,33 @@ def test_a_service_reading_partitions_may_hold_their_leases_and_nothing_else() -
         {
             "version": 1,
             "departments": [{"code": "test", "name": "Test"}],
-            "producers": [{"principal": "adapter-meter", "department": "test",
-                           "adapter": "meter", "publishes": ["test.meter.read.v1"]}],
-            "services": [{"principal": "svc-meters", "department": "test", "group": "meters",
-                          "subscriptions": [{"type": "test.meter.read.v1",
-                                             "approved_by": "test"}]}],
+            "producers": [
+                {
+                    "principal": "adapter-meter",
+                    "department": "test",
+                    "adapter": "meter",
+                    "publishes": ["test.meter.read.v1"],
+                }
+            ],
+            "services": [
+                {
+                    "principal": "svc-meters",
+                    "department": "test",
+                    "group": "meters",
+                    "subscriptions": [{"type": "test.meter.read.v1", "approved_by": "test"}],
+                }
+            ],
             "operators": [{"principal": "operator", "role": "admin"}],
         },
         registry=registry,
-    )  # fmt: skip
-    users = {u.name: u for u in acl.acl_users(topology, dict.fromkeys(
-        ("operator", "adapter-meter", "svc-meters"), "a-long-enough-password"))}  # fmt: skip
+    )
+    users = {
+        u.name: u
+        for u in acl.acl_users(
+            topology,
+            dict.fromkeys(("operator", "adapter-meter", "svc-meters"), "a-long-enough-password"),
+        )
+    }
     service = users["svc-meters"].line()
     for partition in PARTITIONS:
         assert f"~{partition}" in service  # it reads every partition

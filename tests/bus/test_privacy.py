@@ -16,10 +16,12 @@ CARD = FamilyCardIssued.__contract__
 def test_declared_personal_paths_are_masked_and_the_rest_shows() -> None:
     assert {"members", "address", "address.street"} <= CARD.personal_fields
     data = {
-        "kk": "3573010101010001", "head": NIKS[0], "members": [NIKS[0], NIKS[1]],
+        "kk": "3573010101010001",
+        "head": NIKS[0],
+        "members": [NIKS[0], NIKS[1]],
         "address": {"street": "Jl. Ijen 1", "kecamatan": "35.73.02", "rt": "001"},
         "reason": "new-family",
-    }  # fmt: skip
+    }
     masked = mask_data(data, CARD)
     assert masked["members"] == MASK and masked["kk"] == MASK and masked["head"] == MASK
     assert masked["address"] == {"street": MASK, "kecamatan": "35.73.02", "rt": "001"}
@@ -55,14 +57,23 @@ def test_sixteen_digits_anywhere_in_a_declared_field_are_masked() -> None:
 def test_without_a_contract_or_json_every_value_shows_only_its_shape() -> None:
     """No contract says which fields are personal, and names have no pattern."""
     value = {
-        "who": NIKS[0], "mail": "warga@example.id", "count": 3, "big": 3573014506900001,
-        "nested": [{"nik": "123", "name": "Siti Rahayu"}], "flag": True, "none": None,
-    }  # fmt: skip
+        "who": NIKS[0],
+        "mail": "warga@example.id",
+        "count": 3,
+        "big": 3573014506900001,
+        "nested": [{"nik": "123", "name": "Siti Rahayu"}],
+        "flag": True,
+        "none": None,
+    }
     assert mask_data(value, None) == {
-        "who": "<16 digits>", "mail": "<text, 16 characters>", "count": "<1 digit>",
-        "big": "<16 digits>", "nested": [{"nik": "<3 digits>", "name": "<text, 11 characters>"}],
-        "flag": True, "none": None,
-    }  # fmt: skip
+        "who": "<16 digits>",
+        "mail": "<text, 16 characters>",
+        "count": "<1 digit>",
+        "big": "<16 digits>",
+        "nested": [{"nik": "<3 digits>", "name": "<text, 11 characters>"}],
+        "flag": True,
+        "none": None,
+    }
     assert mask_data("Jl. Ijen 1", CARD) == "<text, 10 characters>"  # data that is not JSON
 
 

@@ -99,8 +99,10 @@ def test_forward_keeps_only_the_disclosed_fields_and_signs_them_as_the_router() 
     }
     assert all(CHILD_NIK not in value and KK not in value for value in inbox.values())
     assert (inbox["signer"], inbox[ORIGIN_ENTRY], inbox[ORIGIN_SIGNER]) == (
-        ROUTER.key_id, ORIGIN, ADAPTER.key_id,
-    )  # fmt: skip
+        ROUTER.key_id,
+        ORIGIN,
+        ADAPTER.key_id,
+    )
     assert inbox[ORIGIN_DIGEST] == original_digest(original)
     assert verify_fields(ROUTER.public_key, inbox)
     assert keyring().check(Envelope.from_fields(inbox), inbox) is None
@@ -228,9 +230,10 @@ def test_a_wrong_approval_is_named(change: dict[str, Any], path: str, problem: s
 def test_the_router_key_may_sign_every_published_type(tmp_path: Path) -> None:
     data = copy.deepcopy(BASE)
     data["router"] = {
-        "principal": "router", "department": "dukcapil",
+        "principal": "router",
+        "department": "dukcapil",
         "keys": [{"id": ROUTER.key_id, "public_key": base64.b64encode(ROUTER.public_key).decode()}],
-    }  # fmt: skip
+    }
     topology = Topology.parse(data, source="test.yaml")
     (router,) = [k for k in topology.signing_keys() if k.key_id == ROUTER.key_id]
     assert router.types == {DIED, "dinsos.assistance.suspended.v1"}
@@ -310,9 +313,12 @@ async def test_node_verifies_a_router_forwarded_event_and_ties_it_to_its_origina
         + " [simpulSignatureValid(f, k), simpulMatchesOriginal(f, original)])));\n"
     )
     process = await asyncio.create_subprocess_exec(
-        node, str(script), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        node,
+        str(script),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    )
     out, err = await asyncio.wait_for(
         process.communicate(json.dumps([cases, original]).encode()), 30
     )
@@ -352,10 +358,12 @@ async def test_a_service_handles_forwarded_entries_and_dead_letters_tampered_one
     stream = CitizenBorn.__contract__.stream
     tampered = {}
     for number, change in enumerate(
-        [{"data": '{"child_ref":"aaaaaaaaaaaaaaaaaaaaaaaaaa","born_on":"2026-11-20"}'},
-         {ORIGIN_DIGEST: "0" * 64},
-         {"signature": ADAPTER.signature_of({"x": "y"})}]
-    ):  # fmt: skip
+        [
+            {"data": '{"child_ref":"aaaaaaaaaaaaaaaaaaaaaaaaaa","born_on":"2026-11-20"}'},
+            {ORIGIN_DIGEST: "0" * 64},
+            {"signature": ADAPTER.signature_of({"x": "y"})},
+        ]
+    ):
         entry = forward(signed_original(), disclosure=disclosure, signer=ROUTER, origin=ORIGIN)
         entry["id"] = f"tampered-{number}"
         entry["signature"] = ROUTER.signature_of(entry)  # valid before the change

@@ -317,8 +317,11 @@ async def test_an_entry_over_the_cap_is_refused_by_the_publish_function(
     fields["data"] = fields["data"][:-1] + ', "pad": "' + "x" * functions.MAX_ENTRY_BYTES + '"}'
     flat = [v for pair in fields.items() for v in pair]
     seen = keys.seen(STREAM, "big")
-    with pytest.raises(ResponseError, match=r"SIMPUL_TOO_LARGE the entry has \d+ bytes; "
-                       r"the bus admits at most 1048576"):  # fmt: skip
+    with pytest.raises(
+        ResponseError,
+        match=r"SIMPUL_TOO_LARGE the entry has \d+ bytes; "
+        r"the bus admits at most 1048576",
+    ):
         await redis.fcall("simpul_1_publish", 2, STREAM, seen, "1000", "", *flat)  # type: ignore[arg-type]
     small = keys.seen(STREAM, "small")
     batch = ["1000", "", "2", "k", "v", str(len(flat)), *flat]  # a small entry, then the big one

@@ -68,8 +68,12 @@ def example(model: type[Contract], n: int = 0) -> Contract:
 
 def publisher(routed: RoutedServer, principal: str, redis: Redis | None = None) -> Publisher:
     client = redis or routed.connect(principal)
-    return Publisher(client, source=f"urn:malangkota:test:{principal}", signer=signer(principal),
-                     intake=principal)  # fmt: skip
+    return Publisher(
+        client,
+        source=f"urn:malangkota:test:{principal}",
+        signer=signer(principal),
+        intake=principal,
+    )
 
 
 async def _entries(admin: Redis, key: str) -> list[dict[bytes, bytes]]:
@@ -201,8 +205,11 @@ async def test_dinkes_credentials_cannot_read_ack_claim_or_move_dinsos_inbox(
 async def test_the_router_principal_cannot_consume_an_inbox(routed: RoutedServer) -> None:
     """The router writes inboxes; it never reads or acks as their group."""
     router = routed.connect("router")
-    for command in (("XREADGROUP", "GROUP", "dinsos", "r", "STREAMS", DINSOS, ">"),
-                    ("XACK", DINSOS, "dinsos", "1-0"), ("XRANGE", DINSOS, "-", "+")):  # fmt: skip
+    for command in (
+        ("XREADGROUP", "GROUP", "dinsos", "r", "STREAMS", DINSOS, ">"),
+        ("XACK", DINSOS, "dinsos", "1-0"),
+        ("XRANGE", DINSOS, "-", "+"),
+    ):
         with pytest.raises(NoPermissionError):
             await router.execute_command(*command)
     await router.aclose()
@@ -215,10 +222,16 @@ async def test_in_routed_mode_no_principal_but_the_admin_runs_code_of_its_own(
     to the router, an intake producer and an inbox service alike (decision 0013)."""
     for principal in ("router", "adapter-dukcapil", "svc-dinsos"):
         redis = routed.connect(principal)
-        for command in (("SCRIPT", "LOAD", "return 1"), ("EVAL", "while true do end", "0"),
-                        ("EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"),
-                        ("FUNCTION", "LOAD", "#!lua name=mine\n"
-                         "redis.register_function('mine', function() return 1 end)")):  # fmt: skip
+        for command in (
+            ("SCRIPT", "LOAD", "return 1"),
+            ("EVAL", "while true do end", "0"),
+            ("EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"),
+            (
+                "FUNCTION",
+                "LOAD",
+                "#!lua name=mine\nredis.register_function('mine', function() return 1 end)",
+            ),
+        ):
             with pytest.raises(NoPermissionError):
                 await redis.execute_command(*command)
         assert await redis.execute_command("FCALL", f"{LIBRARY}_version", 0) == 1
@@ -250,8 +263,9 @@ async def test_admission_refuses_with_the_reason_into_the_producers_own_dead_let
     intake = keys.intake("adapter-dukcapil")
     good = publisher(routed, "adapter-dukcapil", redis)
     unsigned = Publisher(redis, source="urn:x", signer=None, intake="adapter-dukcapil")
-    foreign = Publisher(redis, source="urn:x", signer=signer("adapter-bapenda"),
-                        intake="adapter-dukcapil")  # fmt: skip
+    foreign = Publisher(
+        redis, source="urn:x", signer=signer("adapter-bapenda"), intake="adapter-dukcapil"
+    )
     await good.publish(example(CitizenDied), id="ok-1")
     await unsigned.publish(example(CitizenDied), id="unsigned-1")
     await foreign.publish(example(CitizenDied), id="foreign-key-1")  # bapenda's key, dukcapil type
@@ -267,8 +281,9 @@ async def test_admission_refuses_with_the_reason_into_the_producers_own_dead_let
     bapenda = good.signer.sign(good.envelope(example(PaymentReceived), id="pay-1"))  # type: ignore[union-attr]
     await redis.xadd(intake, bapenda.to_fields())  # type: ignore[arg-type]
     async with running(routed.router()):
-        await wait_until(lambda: _len(admin, keys.intake_dead_letters("adapter-dukcapil"), 6),
-                         timeout=10)  # fmt: skip
+        await wait_until(
+            lambda: _len(admin, keys.intake_dead_letters("adapter-dukcapil"), 6), timeout=10
+        )
     assert [f[b"id"] for f in await _entries(admin, CITIZEN)] == [b"ok-1"]
     assert await admin.xlen(PAYMENT) == 0
     reasons = {
@@ -306,9 +321,10 @@ async def test_a_revoked_key_is_measured_against_the_routers_clock_not_the_intak
     now = datetime.now(UTC)
     revoked = [
         dataclasses.replace(k, not_after=now - timedelta(minutes=5))
-        if k.principal == "adapter-dukcapil" else k
+        if k.principal == "adapter-dukcapil"
+        else k
         for k in TOPOLOGY.signing_keys()
-    ]  # fmt: skip
+    ]
     back_dated = dukcapil.signer.sign(  # type: ignore[union-attr]
         dukcapil.envelope(example(CitizenDied), id="stolen-1"), at=now - timedelta(minutes=10)
     )
@@ -325,8 +341,12 @@ async def test_a_revoked_key_is_measured_against_the_routers_clock_not_the_intak
     assert await admin.xlen(CITIZEN) == 0
     # The same event with the key still valid is admitted: the refusal was the revocation.
     router = routed.router(replica="router-2")
-    await redis.xadd(intake, dukcapil.signer.sign(  # type: ignore[union-attr]
-        dukcapil.envelope(example(CitizenDied), id="fine-1")).to_fields())  # type: ignore[arg-type]  # fmt: skip
+    await redis.xadd(
+        intake,
+        dukcapil.signer.sign(  # type: ignore[union-attr]
+            dukcapil.envelope(example(CitizenDied), id="fine-1")
+        ).to_fields(),
+    )  # type: ignore[arg-type]
     async with running(router):
         await wait_until(lambda: _len(admin, CITIZEN, 1), timeout=10)
     await redis.aclose()
@@ -478,8 +498,7 @@ def test_the_routing_table_follows_the_topology() -> None:
     births = router.routes[CITIZEN]["dukcapil.citizen.born.v1"]
     assert sorted(r.group for r in births) == ["audit", "dinkes", "dinsos", "profile"]
     deaths = router.routes[CITIZEN]["dukcapil.citizen.died.v1"]
-    assert sorted(r.group for r in deaths) == ["audit", "bapenda", "dinsos", "notifier",
-                                               "profile"]  # fmt: skip
+    assert sorted(r.group for r in deaths) == ["audit", "bapenda", "dinsos", "notifier", "profile"]
     assert keys.intake("adapter-dukcapil") in router.sources
 
 
@@ -525,7 +544,9 @@ async def test_migration_from_shared_groups_loses_and_repeats_nothing(
     assert handled_before + handled == [f"m-{i}" for i in range(12)]
     # bapenda's subscription (no shared group before) starts with the router's forwards.
     assert [f[b"id"] for f in await _entries(admin, keys.inbox(CITIZEN, "bapenda"))] == [
-        b"m-10", b"m-11"]  # fmt: skip
+        b"m-10",
+        b"m-11",
+    ]
     await admin.aclose()
 
 
@@ -541,14 +562,21 @@ def _topology_file(tmp_path: Path) -> Path:
 def _router_process(routed: RoutedServer, topology: Path, name: str) -> subprocess.Popen[bytes]:
     assert TOPOLOGY.router is not None
     key = TOPOLOGY.router.keys[0].id
-    env = {**os.environ, "SIMPUL_REDIS_URL": routed.url("router"), "SIMPUL_CONSUMER": name,
-           "SIMPUL_LOG_LEVEL": "warning", "SIMPUL_BLOCK_MS": "100",
-           "SIMPUL_SIGNING_KEY_FILE": str(ROOT / "deploy/keys" / f"{key}.key"),
-           "SIMPUL_SIGNER": key}  # fmt: skip
+    env = {
+        **os.environ,
+        "SIMPUL_REDIS_URL": routed.url("router"),
+        "SIMPUL_CONSUMER": name,
+        "SIMPUL_LOG_LEVEL": "warning",
+        "SIMPUL_BLOCK_MS": "100",
+        "SIMPUL_SIGNING_KEY_FILE": str(ROOT / "deploy/keys" / f"{key}.key"),
+        "SIMPUL_SIGNER": key,
+    }
     return subprocess.Popen(
         [sys.executable, "-m", "bus.cli.app", "router", "run", "--topology", str(topology)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 @pytest.mark.slow
@@ -656,12 +684,18 @@ async def test_redis_killed_under_the_router_loses_and_repeats_nothing(
     acknowledged, and every one it retried, ends in each inbox exactly once, in order."""
     url = private_redis.url
     producer_redis, admin = connect(url), connect(url)
-    producer = Publisher(producer_redis, source="urn:x", signer=signer("adapter-dukcapil"),
-                         intake="adapter-dukcapil")  # fmt: skip
+    producer = Publisher(
+        producer_redis, source="urn:x", signer=signer("adapter-dukcapil"), intake="adapter-dukcapil"
+    )
     router = Router(
-        connect(url), TOPOLOGY, default_registry, keyring=None, signer=router_signer(),
-        config=RouterConfig(block_ms=50, lease_ms=500), replica="r1",
-    )  # fmt: skip
+        connect(url),
+        TOPOLOGY,
+        default_registry,
+        keyring=None,
+        signer=router_signer(),
+        config=RouterConfig(block_ms=50, lease_ms=500),
+        replica="r1",
+    )
     task = asyncio.create_task(router.run())
     total = 200
     try:

@@ -31,10 +31,16 @@ NIK = "3573014506900001"
 DIED = CitizenDied(nik=NIK, date_of_death=date(2024, 3, 1), kecamatan="35.73.01")
 MOVED = CitizenMoved(nik=NIK, address="Jl. Ijen 1", kecamatan="35.73.02", moved_on=date(2024, 3, 2))
 GRANTED = AssistanceGranted(
-    grant_no="PKH-357304-2026-00317", programme="pkh", recipient="3573014107780004",
-    kk="3573051203150004", kelurahan="35.73.01.1004", amount=750_000, frequency="quarterly",
-    starts_on=date(2024, 10, 1), granted_on=date(2024, 9, 20),
-)  # fmt: skip
+    grant_no="PKH-357304-2026-00317",
+    programme="pkh",
+    recipient="3573014107780004",
+    kk="3573051203150004",
+    kelurahan="35.73.01.1004",
+    amount=750_000,
+    frequency="quarterly",
+    starts_on=date(2024, 10, 1),
+    granted_on=date(2024, 9, 20),
+)
 
 Seen = list[tuple[str, str, str]]  # (stream, type, id)
 
@@ -43,9 +49,13 @@ def raw(event_type: str, event_id: str, data: str = '{"anything": 1}') -> dict[s
     """A wire-format entry of any type, contract or not."""
     name, _, major = event_type.rpartition(".v")
     return Envelope(
-        id=event_id, source=SOURCE, type=event_type, time=format_time(datetime.now(UTC)),
-        dataschema=f"simpul:{name}:{major}.0", data=data,
-    ).to_fields()  # fmt: skip
+        id=event_id,
+        source=SOURCE,
+        type=event_type,
+        time=format_time(datetime.now(UTC)),
+        dataschema=f"simpul:{name}:{major}.0",
+        data=data,
+    ).to_fields()
 
 
 def of(event: AssistanceGranted | CitizenDied | CitizenMoved, event_id: str) -> dict[str, str]:
@@ -100,12 +110,14 @@ async def test_on_every_gets_each_entry_of_the_registered_streams_whatever_its_t
             )
 
         await wait_until(settled)
-    assert sorted(seen) == sorted([
-        (CITIZEN, "dukcapil.citizen.died.v1", "died-1"),
-        (CITIZEN, "dukcapil.citizen.renamed.v1", "renamed-1"),
-        (CITIZEN, "dukcapil.citizen.moved.v1", "moved-1"),
-        (ASSISTANCE, "dinsos.assistance.granted.v1", "granted-1"),
-    ])  # fmt: skip
+    assert sorted(seen) == sorted(
+        [
+            (CITIZEN, "dukcapil.citizen.died.v1", "died-1"),
+            (CITIZEN, "dukcapil.citizen.renamed.v1", "renamed-1"),
+            (CITIZEN, "dukcapil.citizen.moved.v1", "moved-1"),
+            (ASSISTANCE, "dinsos.assistance.granted.v1", "granted-1"),
+        ]
+    )
     assert await groups(redis, TAX) == []  # a stream no registered contract lives on: not read
     assert await dead_letters(redis, CITIZEN, "archive") == []
     assert await dead_letters(redis, ASSISTANCE, "archive") == []
@@ -247,9 +259,13 @@ async def test_publish_with_keys_publishes_each_once_even_when_redelivered(
     async def suspend_grants(event: CitizenDied, ctx: EventContext) -> None:
         for grant_no in ("PKH-2024-0001", "BSD-2024-0002"):
             suspended = AssistanceSuspended(
-                grant_no=grant_no, programme="pkh", recipient=event.nik, reason="death",
-                suspended_on=date(2024, 3, 2), effective_from=date(2024, 4, 1),
-            )  # fmt: skip
+                grant_no=grant_no,
+                programme="pkh",
+                recipient=event.nik,
+                reason="death",
+                suspended_on=date(2024, 3, 2),
+                effective_from=date(2024, 4, 1),
+            )
             published = await ctx.publish(suspended, key=grant_no)
             duplicates.append((published.event_id, published.duplicate))
         deliveries.append(ctx.delivery)
@@ -380,9 +396,13 @@ async def test_a_port_in_use_is_a_clear_error_not_an_exit(redis_url: str) -> Non
 
 @pytest.mark.parametrize(
     ("address", "parsed"),
-    [("127.0.0.1:8080", ("127.0.0.1", 8080)), ("[::1]:0", ("::1", 0)),
-     ("0.0.0.0:65535", ("0.0.0.0", 65535)), ("api.local:80", ("api.local", 80))],
-)  # fmt: skip
+    [
+        ("127.0.0.1:8080", ("127.0.0.1", 8080)),
+        ("[::1]:0", ("::1", 0)),
+        ("0.0.0.0:65535", ("0.0.0.0", 65535)),
+        ("api.local:80", ("api.local", 80)),
+    ],
+)
 def test_parse_address(address: str, parsed: tuple[str, int]) -> None:
     assert parse_address(address) == parsed
 

@@ -262,8 +262,19 @@ def test_keyring_takes_any_object_with_the_topologys_attributes() -> None:
         not_before: datetime | None
         not_after: datetime | None
 
-    keyring = KeyRing([TopologyKey(ADAPTER.key_id, "adapter-dukcapil", "dukcapil",
-                                   ADAPTER.public_key, DUKCAPIL_TYPES, None, None)])  # fmt: skip
+    keyring = KeyRing(
+        [
+            TopologyKey(
+                ADAPTER.key_id,
+                "adapter-dukcapil",
+                "dukcapil",
+                ADAPTER.public_key,
+                DUKCAPIL_TYPES,
+                None,
+                None,
+            )
+        ]
+    )
     plain = Publisher(None, source=SOURCE, signer=None).envelope(died())  # type: ignore[arg-type]
     envelope = ADAPTER.sign(plain)
     assert keyring.check(envelope, envelope.to_fields()) is None
@@ -574,8 +585,13 @@ def test_documented_example_verifies() -> None:
     entry = {**fields, "signature": result["signature"]}
     assert verify_fields(signer.public_key, entry)
     envelope = Envelope.from_fields(entry)
-    keyring = KeyRing([PublicSigningKey(key["key id"], "adapter-dukcapil", "dukcapil",
-                                        signer.public_key, DUKCAPIL_TYPES)])  # fmt: skip
+    keyring = KeyRing(
+        [
+            PublicSigningKey(
+                key["key id"], "adapter-dukcapil", "dukcapil", signer.public_key, DUKCAPIL_TYPES
+            )
+        ]
+    )
     arrived = f"{int(datetime.fromisoformat(fields['signedat']).timestamp() * 1000) + 5}-0"
     assert keyring.check(envelope, entry, arrived) is None
     assert keyring.check(envelope, {**entry, "time": "2026-11-28T13:07:26.124Z"}, arrived) == (
@@ -617,8 +633,17 @@ async def test_an_event_signed_by_the_documents_recipe_alone_is_handled(
     }
     signature = nacl_key.sign(recipe_signed_bytes(fields)).signature
     fields["signature"] = base64.b64encode(signature).decode()
-    keyring = KeyRing([PublicSigningKey(key["key id"], "adapter-dukcapil", "dukcapil",
-                                        bytes(nacl_key.verify_key), DUKCAPIL_TYPES)])  # fmt: skip
+    keyring = KeyRing(
+        [
+            PublicSigningKey(
+                key["key id"],
+                "adapter-dukcapil",
+                "dukcapil",
+                bytes(nacl_key.verify_key),
+                DUKCAPIL_TYPES,
+            )
+        ]
+    )
     trusted = ring(key_of(ADAPTER), *keyring)
     async with consuming(redis, settings, trusted) as seen:
         await redis.xadd(STREAM, fields)  # type: ignore[arg-type]
@@ -664,10 +689,21 @@ async def test_rotation_both_keys_valid_in_the_overlap_old_refused_after(
 
 def test_keys_rotate_prints_windows_that_overlap(tmp_path: Path) -> None:
     generated = runner.invoke(
-        app, ["keys", "generate", "--id", "dukcapil-siak-2026-12", "--out", str(tmp_path),
-              "--principal", "adapter-dukcapil", "--not-before", "2026-12-01T00:00:00Z",
-              "--json"],
-    )  # fmt: skip
+        app,
+        [
+            "keys",
+            "generate",
+            "--id",
+            "dukcapil-siak-2026-12",
+            "--out",
+            str(tmp_path),
+            "--principal",
+            "adapter-dukcapil",
+            "--not-before",
+            "2026-12-01T00:00:00Z",
+            "--json",
+        ],
+    )
     assert generated.exit_code == 0, generated.output
     first = json.loads(generated.output)
     key_file = tmp_path / "dukcapil-siak-2026-12.key"
@@ -677,10 +713,25 @@ def test_keys_rotate_prints_windows_that_overlap(tmp_path: Path) -> None:
     topology.write_text(_topology_with(first["snippet"]))
 
     rotated = runner.invoke(
-        app, ["keys", "rotate", "--current", str(key_file), "--id", "dukcapil-siak-2027-01",
-              "--out", str(tmp_path), "--keyring", str(topology),
-              "--start", "2027-01-01T00:00:00+07:00", "--overlap-days", "7", "--json"],
-    )  # fmt: skip
+        app,
+        [
+            "keys",
+            "rotate",
+            "--current",
+            str(key_file),
+            "--id",
+            "dukcapil-siak-2027-01",
+            "--out",
+            str(tmp_path),
+            "--keyring",
+            str(topology),
+            "--start",
+            "2027-01-01T00:00:00+07:00",
+            "--overlap-days",
+            "7",
+            "--json",
+        ],
+    )
     assert rotated.exit_code == 0, rotated.output
     plan = json.loads(rotated.output)
     assert plan["current"]["not_before"] == "2026-12-01T00:00:00.000Z"  # kept from the topology
@@ -742,8 +793,10 @@ def test_keys_show_never_prints_the_private_key(
     assert listed.exit_code == 0, listed.output
     [entry] = json.loads(listed.output)
     assert (entry["key_id"], entry["principal"], entry["status"]) == (
-        ADAPTER.key_id, "adapter-dukcapil", "expired",
-    )  # fmt: skip
+        ADAPTER.key_id,
+        "adapter-dukcapil",
+        "expired",
+    )
 
     monkeypatch.delenv("SIMPUL_KEYRING_FILE")
     nothing = runner.invoke(app, ["keys", "show"])

@@ -109,9 +109,11 @@ async def test_question_mark_placeholders_and_literal_percent_signs(store: Store
             tx.value("SELECT status FROM grant_status WHERE grant_no = ?", ("H-1",)),
             tx.all("SELECT grant_no FROM grant_status WHERE grant_no LIKE 'G%'"),
             tx.all("SELECT grant_no FROM grant_status WHERE grant_no LIKE ?", ("H%",)),
-            tx.value("SELECT COUNT(*) FROM grant_status WHERE status = ? AND grant_no <> ?",
-                     ("active", "none")),
-        )  # fmt: skip
+            tx.value(
+                "SELECT COUNT(*) FROM grant_status WHERE status = ? AND grant_no <> ?",
+                ("active", "none"),
+            ),
+        )
 
     assert await store.run(query) == (
         "suspended",
@@ -122,9 +124,11 @@ async def test_question_mark_placeholders_and_literal_percent_signs(store: Store
 
 
 async def test_rows_are_dicts_keyed_by_column(store: Store) -> None:
-    await store.run(lambda tx: tx.executemany(
-        "INSERT INTO grant_status VALUES (?, ?)", [("G-1", "active"), ("G-2", "suspended")]
-    ))  # fmt: skip
+    await store.run(
+        lambda tx: tx.executemany(
+            "INSERT INTO grant_status VALUES (?, ?)", [("G-1", "active"), ("G-2", "suspended")]
+        )
+    )
 
     def read(tx: Tx) -> tuple[object, ...]:
         return (
@@ -294,11 +298,12 @@ async def test_scoped_stores_share_a_database_without_sharing_once_keys(store_ur
         await dinsos.migrate(["CREATE TABLE IF NOT EXISTS effects (who TEXT)"])
         await bapenda.migrate([])
         ran = [
-            await s.once("event-1:death", lambda tx, s=s: tx.execute(
-                "INSERT INTO effects (who) VALUES (?)", (s.scope,)
-            ))
+            await s.once(
+                "event-1:death",
+                lambda tx, s=s: tx.execute("INSERT INTO effects (who) VALUES (?)", (s.scope,)),
+            )
             for s in (dinsos, bapenda, dinsos)
-        ]  # fmt: skip
+        ]
         assert ran == [1, 1, None]
         rows = await dinsos.run(lambda tx: tx.all("SELECT who FROM effects ORDER BY who"))
         assert [r["who"] for r in rows] == ["bapenda", "dinsos"]

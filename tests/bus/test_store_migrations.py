@@ -69,8 +69,10 @@ async def test_owners_sharing_a_database_have_their_own_versions(store_url: str)
         assert await bapenda.migrate([V1, V2]) == [1, 2]
         assert await dinsos.schema_version() == 1
         assert await _versions(dinsos) == [
-            ("bapenda", 1), ("bapenda", 2), ("dinsos", 1),
-        ]  # fmt: skip
+            ("bapenda", 1),
+            ("bapenda", 2),
+            ("dinsos", 1),
+        ]
     finally:
         await dinsos.close()
         await bapenda.close()

@@ -94,15 +94,37 @@ def _start(
     with log.open("ab") as stderr:
         return subprocess.Popen(
             [
-                binary, "--port", "0", "--bind", "127.0.0.1", "--tls-port", str(port),
-                "--tls-cert-file", str(server.cert), "--tls-key-file", str(server.key),
-                "--tls-ca-cert-file", str(ca.cert), "--tls-auth-clients", "yes",
-                "--save", "", "--appendonly", "no", "--dir", str(base),
-                "--logfile", str(log), "--daemonize", "no",
+                binary,
+                "--port",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--tls-port",
+                str(port),
+                "--tls-cert-file",
+                str(server.cert),
+                "--tls-key-file",
+                str(server.key),
+                "--tls-ca-cert-file",
+                str(ca.cert),
+                "--tls-auth-clients",
+                "yes",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(base),
+                "--logfile",
+                str(log),
+                "--daemonize",
+                "no",
             ],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
             start_new_session=True,
-        )  # fmt: skip
+        )
 
 
 def _ready(
@@ -218,9 +240,10 @@ async def test_a_server_certificate_of_an_unknown_ca_fails_verification(
     tls_redis: TLSRedis,
 ) -> None:
     tls = RedisTLS(
-        ca=str(tls_redis.other_ca.cert), cert=str(tls_redis.client.cert),
+        ca=str(tls_redis.other_ca.cert),
+        cert=str(tls_redis.client.cert),
         key=str(tls_redis.client.key),
-    )  # fmt: skip
+    )
     message = str(await _refusal(tls_redis.url, tls))
     assert "cannot verify the TLS certificate of Redis at 127.0.0.1:" in message
     assert f"{CA_VAR}={tls_redis.other_ca.cert} does not hold the CA that signed it" in message

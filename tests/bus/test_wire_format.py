@@ -112,9 +112,14 @@ def redis_cli() -> str:
 async def run_cli(redis_url: str, argv: list[str], cwd: Path) -> str:
     assert argv[0] == "redis-cli", f"not a redis-cli command: {argv}"
     process = await asyncio.create_subprocess_exec(
-        redis_cli(), "-u", redis_url, *argv[1:],
-        cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        redis_cli(),
+        "-u",
+        redis_url,
+        *argv[1:],
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0, err.decode()
     return out.decode()
@@ -395,8 +400,16 @@ async def test_simpul_dead_letters_look_as_documented(redis: Redis, settings: Se
     assert list(fields)[: len(poison)] == list(poison)
     assert {k: fields[k] for k in poison} == poison
     dlq = {k: v for k, v in fields.items() if k.startswith("dlq.")}
-    assert list(dlq) == ["dlq.reason", "dlq.error", "dlq.attempts", "dlq.stream",
-                         "dlq.entry", "dlq.group", "dlq.consumer", "dlq.time"]  # fmt: skip
+    assert list(dlq) == [
+        "dlq.reason",
+        "dlq.error",
+        "dlq.attempts",
+        "dlq.stream",
+        "dlq.entry",
+        "dlq.group",
+        "dlq.consumer",
+        "dlq.time",
+    ]
     assert dlq["dlq.reason"] == "contract_violation"
     assert "kecamatan" in dlq["dlq.error"]
     assert A_NIK not in dlq["dlq.error"]
@@ -489,9 +502,12 @@ async def test_the_node_snippet_verifies_an_event_signed_by_the_python_publisher
         + "console.log(JSON.stringify(cases.map(([f, k]) => simpulSignatureValid(f, k))));\n"
     )
     process = await asyncio.create_subprocess_exec(
-        node, str(script), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        node,
+        str(script),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    )
     out, err = await asyncio.wait_for(process.communicate(json.dumps(cases).encode()), 30)
     assert process.returncode == 0, err.decode()
     assert json.loads(out) == [True, False, False, False]
@@ -505,8 +521,10 @@ def test_both_documented_keyring_forms_load_the_test_key(tmp_path: Path) -> None
         path.write_text(doc_block(form))
         [key] = load_keyring_file(path)
         assert (key.key_id, key.principal, key.department) == (
-            "test-dukcapil-2026", "dukcapil-siak", "dukcapil",
-        )  # fmt: skip
+            "test-dukcapil-2026",
+            "dukcapil-siak",
+            "dukcapil",
+        )
         assert base64.b64encode(key.public_key).decode() == test_key[1]
         assert key.types == {"dukcapil.citizen.died.v1", "dukcapil.citizen.moved.v1"}
 

@@ -75,8 +75,11 @@ async def consume_until_dead_lettered(
     original = [(name, value) for name, value in all_pairs if not name.startswith("dlq.")]
     dlq = {name: value for name, value in all_pairs if name.startswith("dlq.")}
     assert await redis.xpending(STREAM, "strict") == {
-        "pending": 0, "min": None, "max": None, "consumers": []
-    }  # fmt: skip
+        "pending": 0,
+        "min": None,
+        "max": None,
+        "consumers": [],
+    }
     return handled, original, dlq
 
 

@@ -63,12 +63,22 @@ def build(
 
     async def take_effect(event: Contract, ctx: EventContext) -> None:
         subject = ctx.envelope.subject
-        history.handled(ctx.event_id, subject=subject, entry=ctx.entry_id,
-                        delivery=ctx.delivery, consumer=consumer)  # fmt: skip
+        history.handled(
+            ctx.event_id,
+            subject=subject,
+            entry=ctx.entry_id,
+            delivery=ctx.delivery,
+            consumer=consumer,
+        )
         if work_ms:  # widens the window between effect and ack that a SIGKILL can hit
             await asyncio.sleep(work_ms / 1000)
-        work = partial(effects.record, event_id=ctx.event_id, subject=subject,
-                       consumer=consumer, entry_id=ctx.entry_id)  # fmt: skip
+        work = partial(
+            effects.record,
+            event_id=ctx.event_id,
+            subject=subject,
+            consumer=consumer,
+            entry_id=ctx.entry_id,
+        )
         await store.once(ctx.event_id, work)
 
     for model in (gauge.GaugeRead,) if partitioned else MODELS:
@@ -83,8 +93,15 @@ async def _run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     with History(args.history, process=args.consumer) as history:
-        service = build(args.url, args.consumer, store, history, http=args.http,
-                        work_ms=args.work_ms, partitioned=args.partitioned)  # fmt: skip
+        service = build(
+            args.url,
+            args.consumer,
+            store,
+            history,
+            http=args.http,
+            work_ms=args.work_ms,
+            partitioned=args.partitioned,
+        )
         async with service.running():
             started = False
             while not stop.is_set():

@@ -47,9 +47,12 @@ class Processes:
         with (self.logs / f"{name}.log").open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", module, *args],
-                cwd=ROOT, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=log,
-            )  # fmt: skip
+                cwd=ROOT,
+                env={**os.environ, **(env or {})},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         self.procs[name] = proc
         return proc
 
@@ -123,8 +126,18 @@ class Run:
     def consumer_args(
         self, name: str, *, http: str | None = None, work_ms: int = 2, partitioned: bool = False
     ) -> list[str]:
-        args = ["--url", self.url, "--consumer", name, "--store", str(self.store),
-                "--history", str(self.history(name)), "--work-ms", str(work_ms)]  # fmt: skip
+        args = [
+            "--url",
+            self.url,
+            "--consumer",
+            name,
+            "--store",
+            str(self.store),
+            "--history",
+            str(self.history(name)),
+            "--work-ms",
+            str(work_ms),
+        ]
         args += ["--http", http] if http else []
         return [*args, "--partitioned"] if partitioned else args
 
@@ -138,9 +151,22 @@ class Run:
         interval_ms: float = 5.0,
         partitioned: bool = False,
     ) -> list[str]:
-        args = ["--url", self.url, "--history", str(self.history(f"producer-{run}")),
-                "--run", run, "--events", str(events), "--seed", str(seed),
-                "--subjects", str(subjects), "--interval-ms", str(interval_ms)]  # fmt: skip
+        args = [
+            "--url",
+            self.url,
+            "--history",
+            str(self.history(f"producer-{run}")),
+            "--run",
+            run,
+            "--events",
+            str(events),
+            "--seed",
+            str(seed),
+            "--subjects",
+            str(subjects),
+            "--interval-ms",
+            str(interval_ms),
+        ]
         return [*args, "--partitioned"] if partitioned else args
 
     async def report(self, redis: Redis, streams: Sequence[str] = STREAMS) -> Report:

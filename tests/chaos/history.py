@@ -71,21 +71,31 @@ class History:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def invoke(self, event_id: str, *, subject: str | None, seq: int | None) -> None:
-        self._write({"op": PUBLISH, "phase": INVOKE, "id": event_id, "subject": subject,
-                     "seq": seq})  # fmt: skip
+        self._write(
+            {"op": PUBLISH, "phase": INVOKE, "id": event_id, "subject": subject, "seq": seq}
+        )
 
     def outcome(
         self, event_id: str, outcome: Outcome, *, entry: str | None = None, error: str = ""
     ) -> None:
         """``error``: the exception's type name only (a message may quote data)."""
-        self._write({"op": PUBLISH, "phase": outcome, "id": event_id, "entry": entry,
-                     "error": error})  # fmt: skip
+        self._write(
+            {"op": PUBLISH, "phase": outcome, "id": event_id, "entry": entry, "error": error}
+        )
 
     def handled(
         self, event_id: str, *, subject: str | None, entry: str, delivery: int, consumer: str
     ) -> None:
-        self._write({"op": HANDLE, "id": event_id, "subject": subject, "entry": entry,
-                     "delivery": delivery, "consumer": consumer})  # fmt: skip
+        self._write(
+            {
+                "op": HANDLE,
+                "id": event_id,
+                "subject": subject,
+                "entry": entry,
+                "delivery": delivery,
+                "consumer": consumer,
+            }
+        )
 
     def injected(self, entry: str, reasons: Sequence[str]) -> None:
         self._write({"op": INJECT, "entry": entry, "reasons": sorted(reasons)})

@@ -88,10 +88,17 @@ async def _run(args: argparse.Namespace) -> int:
                 chosen = subject(rng.randrange(args.subjects))
                 seqs[chosen] += 1
                 eid = event_id(SOURCE, "chaos", args.run, n)
-                if not await publish_until_ok(publisher, history, n=n, eid=eid, subject=chosen,
-                                              seq=seqs[chosen], timeout=args.attempt_timeout,
-                                              deadline=deadline,
-                                              partitioned=args.partitioned):  # fmt: skip
+                if not await publish_until_ok(
+                    publisher,
+                    history,
+                    n=n,
+                    eid=eid,
+                    subject=chosen,
+                    seq=seqs[chosen],
+                    timeout=args.attempt_timeout,
+                    deadline=deadline,
+                    partitioned=args.partitioned,
+                ):
                     return 1
                 await asyncio.sleep(args.interval_ms / 1000)
     finally:

@@ -37,8 +37,16 @@ STREAM = keys.stream("bapenda.payment")
 
 
 def start_adapter(procs: Processes, folder: Path, redis_url: str) -> None:
-    procs.start("adapter", "adapters.bapenda", str(folder), "--batch-size", "200",
-                "--settle-seconds", "0", env={"SIMPUL_REDIS_URL": redis_url})  # fmt: skip
+    procs.start(
+        "adapter",
+        "adapters.bapenda",
+        str(folder),
+        "--batch-size",
+        "200",
+        "--settle-seconds",
+        "0",
+        env={"SIMPUL_REDIS_URL": redis_url},
+    )
 
 
 async def wait_for_growth(redis: Redis, procs: Processes, since: int) -> None:

@@ -27,8 +27,9 @@ def published(event_id: str, *outcomes: str, subject: str = "s", seq: int = 1) -
     """One invoke + outcome per attempt of one event."""
     records: list[Record] = []
     for outcome in outcomes:
-        records.append({"op": "publish", "phase": "invoke", "id": event_id, "subject": subject,
-                        "seq": seq})  # fmt: skip
+        records.append(
+            {"op": "publish", "phase": "invoke", "id": event_id, "subject": subject, "seq": seq}
+        )
         records.append({"op": "publish", "phase": outcome, "id": event_id})
     return records
 
@@ -38,8 +39,14 @@ def effect(event_id: str, order: int, subject: str | None = "s") -> Effect:
 
 
 def handled(event_id: str, delivery: int = 1) -> Record:
-    return {"op": "handle", "id": event_id, "subject": "s", "entry": "1-0",
-            "delivery": delivery, "consumer": "c1"}  # fmt: skip
+    return {
+        "op": "handle",
+        "id": event_id,
+        "subject": "s",
+        "entry": "1-0",
+        "delivery": delivery,
+        "consumer": "c1",
+    }
 
 
 def on_stream(*event_ids: str) -> Observed:
@@ -47,8 +54,12 @@ def on_stream(*event_ids: str) -> Observed:
 
 
 def test_a_clean_run_has_no_violations() -> None:
-    records = [*published("a", "ok", seq=1), *published("b", "ok", seq=2), handled("a"),
-               handled("b")]  # fmt: skip
+    records = [
+        *published("a", "ok", seq=1),
+        *published("b", "ok", seq=2),
+        handled("a"),
+        handled("b"),
+    ]
     report = check(records, [effect("a", 1), effect("b", 2)], on_stream("a", "b"))
     assert report.violations(ordered=True) == []
     assert (report.published_ok, report.consumed, report.redeliveries) == (2, 2, 0)
@@ -92,8 +103,12 @@ def test_an_event_twice_on_the_stream_is_a_duplicate_entry() -> None:
 
 
 def test_an_effect_after_a_later_one_of_its_subject_is_an_inversion() -> None:
-    records = [*published("a", "ok", seq=1), *published("b", "ok", seq=2),
-               *published("c", "ok", seq=3), *published("x", "ok", subject="t", seq=1)]  # fmt: skip
+    records = [
+        *published("a", "ok", seq=1),
+        *published("b", "ok", seq=2),
+        *published("c", "ok", seq=3),
+        *published("x", "ok", subject="t", seq=1),
+    ]
     done = [effect("b", 1), effect("x", 2, "t"), effect("a", 3), effect("c", 4)]
     report = check(records, done, on_stream("a", "b", "c", "x"))
     assert report.order_inversions == {"s": 1, "t": 0}
@@ -176,8 +191,15 @@ def test_history_lines_round_trip_and_a_torn_last_line_is_skipped(tmp_path: Path
         file.write('{"op": "publish", "pha')  # a process killed mid-line
     records = history.read([path])
     assert [r["op"] for r in records] == ["publish", "publish", "handle", "inject"]
-    assert records[1] | {"t": 0} == {"op": "publish", "phase": "ok", "id": "a", "entry": "1-0",
-                                     "error": "", "process": "p", "t": 0}  # fmt: skip
+    assert records[1] | {"t": 0} == {
+        "op": "publish",
+        "phase": "ok",
+        "id": "a",
+        "entry": "1-0",
+        "error": "",
+        "process": "p",
+        "t": 0,
+    }
 
 
 def test_a_torn_line_inside_a_history_is_an_error(tmp_path: Path) -> None:
@@ -217,8 +239,9 @@ async def test_effects_through_the_inbox_happen_once_per_event(tmp_path: Path) -
     await store.migrate(effects.TABLES)
     try:
         for event_id in ("a", "b", "a"):
-            work = partial(effects.record, event_id=event_id, subject="s", consumer="c1",
-                           entry_id="1-0")  # fmt: skip
+            work = partial(
+                effects.record, event_id=event_id, subject="s", consumer="c1", entry_id="1-0"
+            )
             await store.once(event_id, work)
     finally:
         await store.close()
@@ -235,8 +258,10 @@ async def test_observe_counts_entries_pending_lag_and_dead_letters(redis: Redis)
         await redis.xadd(stream, {"id": event_id})
     await redis.xgroup_create(stream, "chaos", id="0")
     await redis.xreadgroup("chaos", "c1", {stream: ">"}, count=3)  # 3 read, none acked
-    await redis.xadd(keys.dead_letters(stream, "chaos"),
-                     {"id": "b", "dlq.entry": "2-0", "dlq.reason": "undecodable"})  # fmt: skip
+    await redis.xadd(
+        keys.dead_letters(stream, "chaos"),
+        {"id": "b", "dlq.entry": "2-0", "dlq.reason": "undecodable"},
+    )
     other = keys.stream("bapenda.payment")  # no group on it: nothing of it was delivered
     await redis.xadd(other, {"id": "d"})
 

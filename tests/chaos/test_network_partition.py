@@ -69,8 +69,13 @@ def veth() -> Iterator[Veth]:
     pid = os.getpid()
     subnet = 4 * (pid % 60)  # a /30 of 10.231.<x>.0/24 per test process
     third = (pid // 60) % 250
-    link = Veth(f"simpul-ha-{pid}", f"sha{pid % 100000}o", f"sha{pid % 100000}i",
-                f"10.231.{third}.{subnet + 1}", f"10.231.{third}.{subnet + 2}")  # fmt: skip
+    link = Veth(
+        f"simpul-ha-{pid}",
+        f"sha{pid % 100000}o",
+        f"sha{pid % 100000}i",
+        f"10.231.{third}.{subnet + 1}",
+        f"10.231.{third}.{subnet + 2}",
+    )
     subprocess.run(["ip", "netns", "add", link.namespace], check=True, timeout=10)
     try:
         link.ip("link", "add", link.outside, "type", "veth", "peer", "name", link.inside)
@@ -111,8 +116,12 @@ def group_across(folder: Path, link: Veth) -> EmbeddedSentinelGroup:
     group.servers[0] = master
     for replica in group.servers[1:]:
         at = replica.extra_args.index("--replicaof")
-        replica.extra_args = (*replica.extra_args[:at], "--replicaof", link.inside_ip,
-                              str(master.port))  # fmt: skip
+        replica.extra_args = (
+            *replica.extra_args[:at],
+            "--replicaof",
+            link.inside_ip,
+            str(master.port),
+        )
     for sentinel in group.sentinels:
         sentinel.master = (link.inside_ip, master.port)
     return group
@@ -122,11 +131,23 @@ def write_inside(link: Veth, master: EmbeddedRedis, key: str) -> str:
     """A SET and a WAIT from a client on the master's side of the partition: their replies."""
     assert REDIS_CLI is not None
     done = subprocess.run(
-        ["ip", "netns", "exec", link.namespace, REDIS_CLI, "-h", link.inside_ip, "-p",
-         str(master.port)],
-        input=f"SET {key} taken-alone\nWAIT 1 500\n", capture_output=True, text=True, timeout=10,
+        [
+            "ip",
+            "netns",
+            "exec",
+            link.namespace,
+            REDIS_CLI,
+            "-h",
+            link.inside_ip,
+            "-p",
+            str(master.port),
+        ],
+        input=f"SET {key} taken-alone\nWAIT 1 500\n",
+        capture_output=True,
+        text=True,
+        timeout=10,
         check=False,
-    )  # fmt: skip
+    )
     return " ".join(done.stdout.split())
 
 
@@ -159,9 +180,14 @@ async def test_master_partitioned_from_everyone_loses_nothing_acknowledged(
         with Processes(tmp_path / "logs") as procs:
             for name in ("c1", "c2"):
                 procs.start(name, "tests.chaos.consumer", *run.consumer_args(name), env=env)
-            procs.start("producer", "tests.chaos.producer", *run.producer_args(
-                "s7", events=EVENTS, seed=8_808, interval_ms=8), "--deadline", "120",
-                env=env)  # fmt: skip
+            procs.start(
+                "producer",
+                "tests.chaos.producer",
+                *run.producer_args("s7", events=EVENTS, seed=8_808, interval_ms=8),
+                "--deadline",
+                "120",
+                env=env,
+            )
             redis = connect(group.url)
             try:
                 await wait_for_entries(redis, 50, procs)

@@ -61,9 +61,14 @@ class Bad:
 def valid_fields(**changes: Any) -> Fields:
     """The v1 fields of a well-formed death (as the publisher writes them), with changes."""
     info = CitizenDied.__contract__
-    envelope = Envelope(id=f"poison-{next(_ids)}", source=SOURCE, type=info.event_type,
-                        time=format_time(datetime.now(UTC)), dataschema=info.dataschema,
-                        data=died(0).model_dump_json())  # fmt: skip
+    envelope = Envelope(
+        id=f"poison-{next(_ids)}",
+        source=SOURCE,
+        type=info.event_type,
+        time=format_time(datetime.now(UTC)),
+        dataschema=info.dataschema,
+        data=died(0).model_dump_json(),
+    )
     return {**envelope.to_fields(), **changes}
 
 
@@ -80,14 +85,16 @@ junk = st.dictionaries(st.binary(max_size=16), st.binary(max_size=48), min_size=
 
 broken_attribute = st.one_of(
     st.text(max_size=8).filter(lambda t: t != "1.0").map(lambda t: {"specversion": t}),
-    st.text(max_size=30).filter(lambda t: t != "application/json")
+    st.text(max_size=30)
+    .filter(lambda t: t != "application/json")
     .map(lambda t: {"datacontenttype": t}),
-    st.sampled_from(["2024-03-01T10:00:00", "01/03/2024 10:00", "yesterday",
-                     "2024-13-01T00:00:00Z"]).map(lambda t: {"time": t}),
+    st.sampled_from(
+        ["2024-03-01T10:00:00", "01/03/2024 10:00", "yesterday", "2024-13-01T00:00:00Z"]
+    ).map(lambda t: {"time": t}),
     st.text(min_size=257, max_size=300).map(lambda t: {"id": t}),
     st.sampled_from(["Tenant", "x.y", "a" * 21]).map(lambda name: {name: "1"}),
     st.sampled_from(["source", "id", "type", "data"]).map(lambda name: {name: ""}),
-)  # fmt: skip
+)
 
 not_json_of_the_contract = st.text(min_size=1, max_size=60).map(lambda t: {"data": t})
 
@@ -99,8 +106,14 @@ def contract_violations(draw: st.DrawFn) -> Fields:
     if draw(st.booleans()):
         del data[name]
     else:
-        data[name] = draw(st.one_of(st.none(), st.integers(), st.lists(st.integers(), max_size=2),
-                                    st.from_regex(r"[0-9]{1,15}", fullmatch=True)))  # fmt: skip
+        data[name] = draw(
+            st.one_of(
+                st.none(),
+                st.integers(),
+                st.lists(st.integers(), max_size=2),
+                st.from_regex(r"[0-9]{1,15}", fullmatch=True),
+            )
+        )
     return {"data": json.dumps(data)}
 
 
@@ -114,10 +127,9 @@ unknown_types = (
     .filter(lambda name: f"{name}.v1" not in _registered_types())
     .map(lambda name: {"type": f"{name}.v1", "dataschema": f"simpul:{name}:1.0"})
 )
-foreign_types = st.sampled_from(["bapenda.payment.received", "dinsos.assistance.granted",
-                                 "dpmptsp.permit.issued"]).map(
-    lambda name: {"type": f"{name}.v1", "dataschema": f"simpul:{name}:1.0"}
-)  # fmt: skip
+foreign_types = st.sampled_from(
+    ["bapenda.payment.received", "dinsos.assistance.granted", "dpmptsp.permit.issued"]
+).map(lambda name: {"type": f"{name}.v1", "dataschema": f"simpul:{name}:1.0"})
 non_utf8 = st.sampled_from(["source", "subject", "data"]).map(
     lambda name: {name: b"urn:\xff\xfe:x"}
 )
@@ -182,8 +194,13 @@ def test_poison_flood_dead_letters_every_bad_entry_and_handles_every_good_one(
     flood = Flood(run)
 
     @seed(SEED)
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(items=floods)
     def example(items: list[Good | Bad]) -> None:
         report = asyncio.run(flood.play(items))

@@ -45,8 +45,9 @@ async def test_redis_killed_and_restarted_loses_no_publish_that_returned(
     with Processes(tmp_path / "logs") as procs:
         for name in REPLICAS:
             procs.start(name, CONSUMER, *run.consumer_args(name))
-        procs.start("producer", PRODUCER,
-                    *run.producer_args("s3", events=EVENTS, seed=SEED, interval_ms=8))  # fmt: skip
+        procs.start(
+            "producer", PRODUCER, *run.producer_args("s3", events=EVENTS, seed=SEED, interval_ms=8)
+        )
         redis = connect(private_redis.url)
         try:
             await wait_for_entries(redis, 50, procs)

@@ -111,11 +111,17 @@ async def run_under_load(
     env = environment(group)
     with Processes(tmp_path / "logs") as procs:
         for name in REPLICAS:
-            procs.start(name, CONSUMER, *run.consumer_args(name, partitioned=partitioned),
-                        env=env)  # fmt: skip
-        procs.start("producer", PRODUCER, *run.producer_args(run_name, events=EVENTS,
-                    seed=SEED, interval_ms=8, partitioned=partitioned), "--deadline", "120",
-                    env=env)  # fmt: skip
+            procs.start(name, CONSUMER, *run.consumer_args(name, partitioned=partitioned), env=env)
+        procs.start(
+            "producer",
+            PRODUCER,
+            *run.producer_args(
+                run_name, events=EVENTS, seed=SEED, interval_ms=8, partitioned=partitioned
+            ),
+            "--deadline",
+            "120",
+            env=env,
+        )
         redis = connect(group.url)
         streams = gauge.PARTITIONS if partitioned else STREAMS
         try:
@@ -129,10 +135,14 @@ async def run_under_load(
         procs.assert_alive(*REPLICAS)
         for name in REPLICAS:
             assert "entries_lost_unread" not in procs.log_tail(name), procs.log_tail(name)
-    errors = Counter(r["error"] for r in history.read([run.history(f"producer-{run_name}")])
-                     if r.get("error"))  # fmt: skip
-    print(json.dumps({"failovers_s": figures, "publish_errors": errors,
-                      "report": report.to_json()}, indent=2))  # fmt: skip
+    errors = Counter(
+        r["error"] for r in history.read([run.history(f"producer-{run_name}")]) if r.get("error")
+    )
+    print(
+        json.dumps(
+            {"failovers_s": figures, "publish_errors": errors, "report": report.to_json()}, indent=2
+        )
+    )
     assert report.violations(ordered=partitioned) == []
     assert (report.published_ok, report.consumed) == (EVENTS, EVENTS)
     return report.attempts, figures
@@ -177,8 +187,7 @@ async def test_master_killed_under_load_keeps_each_subjects_order_on_partitions(
     rolled back with the old master are taken again, never by two consumers at once."""
 
     async def kills(group: EmbeddedSentinelGroup) -> list[float]:
-        return [round((await asyncio.to_thread(kill_and_rejoin, group))[0], 2)
-                for _ in range(2)]  # fmt: skip
+        return [round((await asyncio.to_thread(kill_and_rejoin, group))[0], 2) for _ in range(2)]
 
     with EmbeddedSentinelGroup(tmp_path / "group", min_replicas_max_lag_s=MAX_LAG_S) as group:
         for name, value in environment(group).items():

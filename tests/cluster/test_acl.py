@@ -26,17 +26,22 @@ SOURCE = "urn:malangkota:dukcapil:siak"
 
 async def test_the_city_users_run_the_bus_on_a_cluster_and_nothing_more(tmp_path: Path) -> None:
     topology = load_topology(ROOT / "deploy/topology.yaml", registry=contracts())
-    principals = [p.principal for p in (*topology.operators, *topology.producers,
-                                        *topology.services)]  # fmt: skip
+    principals = [
+        p.principal for p in (*topology.operators, *topology.producers, *topology.services)
+    ]
     passwords = {p: f"cluster-test-{p}-password" for p in principals}
     users = acl.acl_users(topology, passwords)
     with EmbeddedCluster(tmp_path / "cluster", masters=3) as cluster:
         for node in cluster.nodes:  # a cluster has no shared ACL: every master gets the render
             with SyncRedis(node.host, node.port) as bootstrap:
                 bootstrap.acl_setuser(
-                    "operator", enabled=True, passwords=[f"+{passwords['operator']}"],
-                    keys=["*"], channels=["*"], commands=["+@all"],
-                )  # fmt: skip
+                    "operator",
+                    enabled=True,
+                    passwords=[f"+{passwords['operator']}"],
+                    keys=["*"],
+                    channels=["*"],
+                    commands=["+@all"],
+                )
             admin = connect(
                 f"redis://operator:{passwords['operator']}@{node.host}:{node.port}/0",
                 cluster=False,
@@ -51,8 +56,9 @@ async def test_the_city_users_run_the_bus_on_a_cluster_and_nothing_more(tmp_path
             return f"redis://{principal}:{passwords[principal]}@{first.host}:{first.port}/0"
 
         for node in cluster.nodes:  # the default user is off on every master
-            with SyncRedis(node.host, node.port, username="operator",
-                           password=passwords["operator"]) as operator:  # fmt: skip
+            with SyncRedis(
+                node.host, node.port, username="operator", password=passwords["operator"]
+            ) as operator:
                 assert "off" in operator.acl_getuser("default")["flags"]
 
         seen: list[str] = []

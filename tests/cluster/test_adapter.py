@@ -97,5 +97,9 @@ async def test_status_finds_an_adapters_report_on_whichever_master_holds_it(
     await runner(cluster_redis).run_once()
     [report] = (await snapshot(cluster_redis)).adapters
     assert (report.name, report.position, report.published, report.quarantined) == (
-        NAME, "13", 12, 1)  # fmt: skip
+        NAME,
+        "13",
+        12,
+        1,
+    )
     assert report.behind_rows == 0 and report.age_s is not None and report.age_s < 10

@@ -123,15 +123,21 @@ async def test_a_master_killed_under_load_loses_no_acknowledged_publish(
     with Processes(tmp_path / "logs") as procs:
         for name in ("c1", "c2"):
             procs.start(name, "tests.chaos.consumer", *run.consumer_args(name), env=env)
-        procs.start("producer", "tests.chaos.producer", *run.producer_args(
-            "cf", events=EVENTS, seed=8_707, interval_ms=8), "--deadline", "120",
-            env=env)  # fmt: skip
+        procs.start(
+            "producer",
+            "tests.chaos.producer",
+            *run.producer_args("cf", events=EVENTS, seed=8_707, interval_ms=8),
+            "--deadline",
+            "120",
+            env=env,
+        )
         try:
             await wait_for_entries(redis, 50, procs)
             for _ in range(KILLS):
                 master = await master_of(redis, replicated, DEATHS)
-                failovers.append(round(await asyncio.to_thread(kill_and_rejoin, replicated,
-                                                               master), 2))  # fmt: skip
+                failovers.append(
+                    round(await asyncio.to_thread(kill_and_rejoin, replicated, master), 2)
+                )
                 await asyncio.sleep(0.5)
             status = await asyncio.to_thread(procs.wait, "producer", 120)
             assert status == 0, procs.log_tail("producer")
@@ -140,8 +146,12 @@ async def test_a_master_killed_under_load_loses_no_acknowledged_publish(
         finally:
             await redis.aclose()
         procs.assert_alive("c1", "c2")
-    print(json.dumps({"failovers_s": failovers, "undelivered": undelivered,
-                      "report": report.to_json()}, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {"failovers_s": failovers, "undelivered": undelivered, "report": report.to_json()},
+            indent=2,
+        )
+    )
     # Redis 7.0 may leave the group's lag counter (XINFO GROUPS lag) too high on a promoted
     # replica; what it should mean — entries after the group's last-delivered id — is 0.
     assert undelivered == dict.fromkeys(STREAMS, 0)

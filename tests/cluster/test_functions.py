@@ -20,8 +20,10 @@ SOURCE = "urn:malangkota:dukcapil:siak"
 
 def _libraries(node_host: str, port: int) -> list[bytes]:
     with SyncRedis(node_host, port) as node:
-        return [dict(zip(lib[::2], lib[1::2], strict=True))[b"library_name"]
-                for lib in node.function_list()]  # fmt: skip
+        return [
+            dict(zip(lib[::2], lib[1::2], strict=True))[b"library_name"]
+            for lib in node.function_list()
+        ]
 
 
 async def test_functions_load_reaches_every_master_and_publishing_uses_it(
@@ -43,22 +45,25 @@ async def _flushed_then_loaded(
 ) -> None:
     publisher = Publisher(cluster_redis, source=SOURCE, signer=None)
     try:
-        await publisher.publish(CitizenDied(nik="3573014506900001", date_of_death="2026-11-01",
-                                            kecamatan="35.73.01"))  # fmt: skip
+        await publisher.publish(
+            CitizenDied(nik="3573014506900001", date_of_death="2026-11-01", kecamatan="35.73.01")
+        )
     except functions.FunctionsNotLoaded as exc:
         assert "simpul functions load" in str(exc)
     else:
         raise AssertionError("published without the library")
 
     runner = CliRunner()  # in a thread: the command runs its own event loop
-    done = await asyncio.to_thread(runner.invoke, app, ["functions", "load", "--redis-url",
-                                                        cluster_url])  # fmt: skip
+    done = await asyncio.to_thread(
+        runner.invoke, app, ["functions", "load", "--redis-url", cluster_url]
+    )
     assert done.exit_code == 0, done.output
     for node in cluster.masters():
         assert _libraries(node.host, node.port) == [functions.LIBRARY.encode()]
     fresh = Publisher(cluster_redis, source=SOURCE, signer=None)
-    readings = [fresh.envelope(GaugeRead(gauge=f"g-{k}", seq=1), subject=f"g-{k}")
-                for k in range(16)]  # fmt: skip
+    readings = [
+        fresh.envelope(GaugeRead(gauge=f"g-{k}", seq=1), subject=f"g-{k}") for k in range(16)
+    ]
     published = await fresh.publish_many(readings)  # partitions on every shard
     assert len({p.stream for p in published}) > 1
     assert not any(p.duplicate for p in published)

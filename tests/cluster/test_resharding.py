@@ -85,9 +85,14 @@ async def test_a_stream_resharded_under_load_loses_no_acknowledged_publish(
     with Processes(tmp_path / "logs") as procs:
         for name in ("c1", "c2"):
             procs.start(name, "tests.chaos.consumer", *run.consumer_args(name), env=env)
-        procs.start("producer", "tests.chaos.producer", *run.producer_args(
-            "cr", events=EVENTS, seed=8_808, interval_ms=8), "--deadline", "120",
-            env=env)  # fmt: skip
+        procs.start(
+            "producer",
+            "tests.chaos.producer",
+            *run.producer_args("cr", events=EVENTS, seed=8_808, interval_ms=8),
+            "--deadline",
+            "120",
+            env=env,
+        )
         try:
             await wait_for_entries(redis, 50, procs)
             for _ in range(MOVES):

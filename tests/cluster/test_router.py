@@ -36,15 +36,18 @@ async def test_the_router_delivers_through_a_cluster_and_inboxes_spread_over_mas
     passwords = {p: f"cluster-test-{p}-password" for p in principals}
     users = acl.acl_users(topology, passwords)
     stream = keys.stream("dukcapil.citizen")
-    inboxes = [keys.inbox(stream, g) for g in ("profile", "dinsos", "bapenda", "notifier",
-                                               "audit")]  # fmt: skip
+    inboxes = [keys.inbox(stream, g) for g in ("profile", "dinsos", "bapenda", "notifier", "audit")]
     with EmbeddedCluster(tmp_path / "cluster", masters=3) as cluster:
         for node in cluster.nodes:
             with SyncRedis(node.host, node.port) as bootstrap:
                 bootstrap.acl_setuser(
-                    "operator", enabled=True, passwords=[f"+{passwords['operator']}"],
-                    keys=["*"], channels=["*"], commands=["+@all"],
-                )  # fmt: skip
+                    "operator",
+                    enabled=True,
+                    passwords=[f"+{passwords['operator']}"],
+                    keys=["*"],
+                    channels=["*"],
+                    commands=["+@all"],
+                )
             admin = connect(
                 f"redis://operator:{passwords['operator']}@{node.host}:{node.port}/0",
                 cluster=False,
@@ -59,8 +62,9 @@ async def test_the_router_delivers_through_a_cluster_and_inboxes_spread_over_mas
             return f"redis://{principal}:{passwords[principal]}@{first.host}:{first.port}/0"
 
         owners = set()
-        with SyncRedis(first.host, first.port, username="operator",
-                       password=passwords["operator"]) as operator:  # fmt: skip
+        with SyncRedis(
+            first.host, first.port, username="operator", password=passwords["operator"]
+        ) as operator:
             slots = operator.cluster("slots")
             for inbox in inboxes:
                 slot = key_slot(inbox.encode())
@@ -68,10 +72,14 @@ async def test_the_router_delivers_through_a_cluster_and_inboxes_spread_over_mas
         assert len(owners) > 1, "five inboxes of one stream all on one master"
 
         router = Router(
-            connect(url("router"), cluster=True), topology, default_registry,
-            keyring=KeyRing(topology.signing_keys()), signer=router_signer(),
-            config=RouterConfig(block_ms=50, lease_ms=1_000), replica="r1",
-        )  # fmt: skip
+            connect(url("router"), cluster=True),
+            topology,
+            default_registry,
+            keyring=KeyRing(topology.signing_keys()),
+            signer=router_signer(),
+            config=RouterConfig(block_ms=50, lease_ms=1_000),
+            replica="r1",
+        )
         seen: list[str] = []
         settings = quick_settings(url("svc-dinsos"), redis_cluster=True, inboxes=True)
         service = Service("dinsos", settings=settings)
@@ -84,8 +92,12 @@ async def test_the_router_delivers_through_a_cluster_and_inboxes_spread_over_mas
         task = asyncio.create_task(router.run())
         try:
             async with service.running():
-                publisher = Publisher(adapter, source=SOURCE, intake="adapter-dukcapil",
-                                      signer=signer("adapter-dukcapil"))  # fmt: skip
+                publisher = Publisher(
+                    adapter,
+                    source=SOURCE,
+                    intake="adapter-dukcapil",
+                    signer=signer("adapter-dukcapil"),
+                )
                 published = [
                     (await publisher.publish(example(CitizenDied, n))).event_id for n in range(5)
                 ]

@@ -119,8 +119,9 @@ def residents(count: int, *, seed: int) -> list[Resident]:
         if person.born.year > 2006 or person.nik in seen:
             continue
         seen.add(person.nik)
-        card = synthetic.kk(rng, date(2015, 1, 1) + timedelta(rng.randrange(3000)),
-                            person.address.kecamatan)  # fmt: skip
+        card = synthetic.kk(
+            rng, date(2015, 1, 1) + timedelta(rng.randrange(3000)), person.address.kecamatan
+        )
         account = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         found.append(Resident(person, card, account, f"warga.{len(found) + 1}@example.org"))
         if len(found) == count:
@@ -164,12 +165,21 @@ class Registry:
         self.next_id += 1
         self.moment += timedelta(minutes=7)
         return {
-            "id_peristiwa": self.next_id, "versi": 1, "jenis_peristiwa": kind, "nik": who.nik,
-            "no_kk": kk, "nama_lengkap": who.name, "tgl_lahir": who.born,
-            "jenis_kelamin": who.sex, "alamat": alamat or who.address.line,
-            "kode_kecamatan": kelurahan[:8], "kode_kelurahan": kelurahan, "tgl_peristiwa": on,
-            "tgl_lapor": max(on, DAY), "updated_at": self.moment,
-        }  # fmt: skip
+            "id_peristiwa": self.next_id,
+            "versi": 1,
+            "jenis_peristiwa": kind,
+            "nik": who.nik,
+            "no_kk": kk,
+            "nama_lengkap": who.name,
+            "tgl_lahir": who.born,
+            "jenis_kelamin": who.sex,
+            "alamat": alamat or who.address.line,
+            "kode_kecamatan": kelurahan[:8],
+            "kode_kelurahan": kelurahan,
+            "tgl_peristiwa": on,
+            "tgl_lapor": max(on, DAY),
+            "updated_at": self.moment,
+        }
 
     def add(self, rows: Sequence[dict[str, Any]]) -> None:
         with contextlib.closing(sqlite3.connect(self.path)) as conn:
@@ -192,19 +202,28 @@ def permit_body(
     issued = status == "TERBIT"
     return {
         "nomor_permohonan": f"{prefix}/{DAY:%Y}/{DAY:%m}/{number:06d}",
-        "status_permohonan": status, "revisi": 1, "jenis_izin": kind,
-        "nik_pemohon": who.nik, "nama_pemohon": who.person.name, "nib": nib,
-        "alamat_lokasi": site.street, "rt": site.rt, "rw": site.rw,
-        "kode_kelurahan": site.kelurahan, "kode_kecamatan": site.kecamatan,
+        "status_permohonan": status,
+        "revisi": 1,
+        "jenis_izin": kind,
+        "nik_pemohon": who.nik,
+        "nama_pemohon": who.person.name,
+        "nib": nib,
+        "alamat_lokasi": site.street,
+        "rt": site.rt,
+        "rw": site.rw,
+        "kode_kelurahan": site.kelurahan,
+        "kode_kecamatan": site.kecamatan,
         "tanggal_permohonan": f"{decided - timedelta(days=20):%d-%m-%Y}",
         "tanggal_keputusan": f"{decided:%d-%m-%Y}" if status != "DIAJUKAN" else "",
         "nomor_izin": f"503/{prefix}/{number:06d}/35.73.406/{DAY:%Y}" if issued else "",
         "masa_berlaku_sampai": f"{decided + timedelta(days=364):%d-%m-%Y}"
-        if issued and kind == "REKLAME" else "",
-        "retribusi": "", "kode_alasan_penolakan": "TIDAK_SESUAI_RDTR"
-        if status == "DITOLAK" else "",
-        "catatan": "", "waktu_proses": f"{decided:%Y-%m-%d} 10:{number % 60:02d}:00",
-    }  # fmt: skip
+        if issued and kind == "REKLAME"
+        else "",
+        "retribusi": "",
+        "kode_alasan_penolakan": "TIDAK_SESUAI_RDTR" if status == "DITOLAK" else "",
+        "catatan": "",
+        "waktu_proses": f"{decided:%Y-%m-%d} 10:{number % 60:02d}:00",
+    }
 
 
 def payment_row(who: Resident, number: int, *, amount: int = 386_400) -> dict[str, str]:
@@ -212,15 +231,22 @@ def payment_row(who: Resident, number: int, *, amount: int = 386_400) -> dict[st
     nop = tax_fixtures.nop(random.Random(number))
     paid = datetime.combine(DAY, datetime.min.time()) + timedelta(hours=9, minutes=number % 60)
     return {
-        "no_sspd": f"SSPD-{DAY:%Y}-{number:07d}", "versi": "1",
+        "no_sspd": f"SSPD-{DAY:%Y}-{number:07d}",
+        "versi": "1",
         "nomor_bukti_bayar": f"BJTM-{paid:%Y%m%d}-{number:06d}",
         "no_ketetapan": f"SPPT-{DAY:%Y}-{nop.replace('.', '').replace('-', '')}",
-        "jenis_pajak": "PBB-P2", "nop": nop, "npwpd": "", "masa_pajak": f"{DAY:%Y}",
-        "jenis_identitas": "NIK", "no_identitas": who.nik, "nama_wp": who.person.name,
+        "jenis_pajak": "PBB-P2",
+        "nop": nop,
+        "npwpd": "",
+        "masa_pajak": f"{DAY:%Y}",
+        "jenis_identitas": "NIK",
+        "no_identitas": who.nik,
+        "nama_wp": who.person.name,
         "jumlah_bayar": f"{amount:,}".replace(",", "."),
-        "tanggal_bayar": f"{paid:%d/%m/%Y %H:%M:%S}", "bank": "Bank Jatim",
+        "tanggal_bayar": f"{paid:%d/%m/%Y %H:%M:%S}",
+        "bank": "Bank Jatim",
         "saluran_bayar": "QRIS",
-    }  # fmt: skip
+    }
 
 
 # -- the city -------------------------------------------------------------------------------------
@@ -260,9 +286,11 @@ class City:
         store = Store(self.store_urls[name], scope=name)  # as Store.for_service(name) does
         if name == "profile":
             return Profile(
-                store, settings=self.settings(http="127.0.0.1:0"),
-                tokens=f"citizen-app={CITIZEN_APP_TOKEN}", pseudonym_key=PSEUDONYM_KEY,
-            )  # fmt: skip
+                store,
+                settings=self.settings(http="127.0.0.1:0"),
+                tokens=f"citizen-app={CITIZEN_APP_TOKEN}",
+                pseudonym_key=PSEUDONYM_KEY,
+            )
         if name == "dinsos":
             return Dinsos(store, settings=self.settings())
         if name == "bapenda":
@@ -270,10 +298,16 @@ class City:
         if name == "dinkes":
             return Dinkes(store, settings=self.settings())
         if name == "notifier":
-            smtp = SmtpSettings(host="127.0.0.1", port=self.mail.port, sender=SENDER,
-                                starttls=False)  # fmt: skip
-            return Notifier(store, settings=self.settings(http="127.0.0.1:0"), smtp=smtp,
-                            token=NOTIFIER_TOKEN, max_age=self.notifier_max_age)  # fmt: skip
+            smtp = SmtpSettings(
+                host="127.0.0.1", port=self.mail.port, sender=SENDER, starttls=False
+            )
+            return Notifier(
+                store,
+                settings=self.settings(http="127.0.0.1:0"),
+                smtp=smtp,
+                token=NOTIFIER_TOKEN,
+                max_age=self.notifier_max_age,
+            )
         if name == "audit":
             return Audit(store, settings=self.settings())
         raise KeyError(name)
@@ -332,12 +366,16 @@ class City:
         identity = Publisher(self.redis, source=IDENTITY_SOURCE)
         linked_at = at or datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
         await identity.publish_many(
-            identity.envelope(AccountLinked(
-                account_id=r.account_id, nik=r.nik,
-                verification=Verification.DUKCAPIL_FACE_MATCH,
-                linked_at=linked_at + timedelta(minutes=i)))
+            identity.envelope(
+                AccountLinked(
+                    account_id=r.account_id,
+                    nik=r.nik,
+                    verification=Verification.DUKCAPIL_FACE_MATCH,
+                    linked_at=linked_at + timedelta(minutes=i),
+                )
+            )
             for i, r in enumerate(people)
-        )  # fmt: skip
+        )
         for r in people if contacts else ():
             await self.notifier.set_contact(r.account_id, r.email)
         await self.settled()
@@ -345,10 +383,15 @@ class City:
     async def grant(self, who: Resident, programme: str = "pkh", **terms: Any) -> str:
         """Dinas Sosial grants ``who`` assistance (administered in their kelurahan)."""
         values: dict[str, Any] = {
-            "recipient": who.nik, "kk": who.kk, "kelurahan": who.kelurahan,
-            "programme": programme, "amount": 300_000, "frequency": "monthly",
-            "starts_on": date(2026, 1, 1), "granted_on": date(2025, 12, 15),
-        }  # fmt: skip
+            "recipient": who.nik,
+            "kk": who.kk,
+            "kelurahan": who.kelurahan,
+            "programme": programme,
+            "amount": 300_000,
+            "frequency": "monthly",
+            "starts_on": date(2026, 1, 1),
+            "granted_on": date(2025, 12, 15),
+        }
         values.update(terms)
         return await self.dinsos.grant(self.redis, **values)
 
@@ -365,9 +408,12 @@ class City:
         async with httpx.AsyncClient() as client:
             return await client.post(
                 self.webhook_url + "/",
-                headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}",
-                         "Content-Type": "application/json"}, **sent,
-            )  # fmt: skip
+                headers={
+                    "Authorization": f"Bearer {WEBHOOK_TOKEN}",
+                    "Content-Type": "application/json",
+                },
+                **sent,
+            )
 
     async def pay(self, rows: Sequence[dict[str, str]]) -> int:
         """The tax system's export lands in the drop folder; the bapenda adapter reads it."""
@@ -421,8 +467,10 @@ class City:
 async def is_settled(redis: Redis, *, ignore: Set[str] = frozenset()) -> bool:
     """Every group of every stream (but those in ``ignore``) has read up to the last entry and
     holds nothing pending."""
-    streams = [k.decode() async for k in redis.scan_iter(match=f"{STREAM_PREFIX}*",
-                                                           count=1000, _type="stream")]  # fmt: skip
+    streams = [
+        k.decode()
+        async for k in redis.scan_iter(match=f"{STREAM_PREFIX}*", count=1000, _type="stream")
+    ]
     for stream in streams:
         if ":dlq:" in stream:
             continue
@@ -507,13 +555,21 @@ async def snapshot(store: Store, *, inbox: bool = False) -> dict[str, list[tuple
 
     def read(tx: Any) -> dict[str, list[tuple[Any, ...]]]:
         if tx.dialect == "sqlite":
-            names = [r["name"] for r in tx.all(
-                "SELECT name FROM sqlite_master WHERE type = 'table' "
-                "AND name NOT LIKE 'sqlite_%'")]  # fmt: skip
+            names = [
+                r["name"]
+                for r in tx.all(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' "
+                    "AND name NOT LIKE 'sqlite_%'"
+                )
+            ]
         else:
-            names = [r["table_name"] for r in tx.all(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = current_schema()")]  # fmt: skip
+            names = [
+                r["table_name"]
+                for r in tx.all(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = current_schema()"
+                )
+            ]
         tables: dict[str, list[tuple[Any, ...]]] = {}
         for name in sorted(names):
             if name == "simpul_inbox" and not inbox:

@@ -34,10 +34,16 @@ async def _play(city: City, day: Day) -> Counter[int]:
     await city.link(*day.accounts)
     for grant in day.grants:
         await city.dinsos.grant(
-            city.redis, recipient=grant.recipient, kk=grant.kk, kelurahan=grant.kelurahan,
-            programme=grant.programme, amount=grant.amount, frequency="monthly",
-            starts_on=date(2026, 1, 1), granted_on=date(2025, 12, 15),
-        )  # fmt: skip
+            city.redis,
+            recipient=grant.recipient,
+            kk=grant.kk,
+            kelurahan=grant.kelurahan,
+            programme=grant.programme,
+            amount=grant.amount,
+            frequency="monthly",
+            starts_on=date(2026, 1, 1),
+            granted_on=date(2025, 12, 15),
+        )
     answers: Counter[int] = Counter()
     for body in day.permits:
         answers[(await city.post(body)).status_code] += 1
@@ -86,8 +92,9 @@ async def test_a_full_day_is_archived_intact_tampering_is_detected_and_logs_hold
             assert lengths[keys.stream("dukcapil.citizen")] == 11
             assert await city.audit.count() == sum(lengths.values())
             assert await city.dead_letters() == {}
-            rows = await city.audit.search(since="2000-01-01", limit=10_000, show_data=True,
-                                           actor="e2e")  # fmt: skip
+            rows = await city.audit.search(
+                since="2000-01-01", limit=10_000, show_data=True, actor="e2e"
+            )
             assert len(rows) == sum(lengths.values())
             for row in rows:
                 assert (row["data"] is None) == (row["classification"] == "specific"), row["type"]
@@ -118,8 +125,9 @@ async def test_a_full_day_is_archived_intact_tampering_is_detected_and_logs_hold
 
     # -- tampering with the archive -----------------------------------------------------------
     db = tmp_path / "audit.db"
-    code, out = await asyncio.to_thread(_cli, "verify", "--db", stores["audit"],
-                                        "--redis-url", redis_url)  # fmt: skip
+    code, out = await asyncio.to_thread(
+        _cli, "verify", "--db", stores["audit"], "--redis-url", redis_url
+    )
     assert code == 0, out
     assert "OK" in out
 
@@ -141,8 +149,9 @@ async def test_a_full_day_is_archived_intact_tampering_is_detected_and_logs_hold
     assert not report.ok
     assert [(p.seq, p.kind) for p in report.problems] == [(seq, "altered")]
 
-    code, out = await asyncio.to_thread(_cli, "verify", "--db", stores["audit"],
-                                        "--redis-url", redis_url)  # fmt: skip
+    code, out = await asyncio.to_thread(
+        _cli, "verify", "--db", stores["audit"], "--redis-url", redis_url
+    )
     assert code == 1, out
     assert f"DAMAGED at seq {seq}" in out
     assert died["nik"] not in out  # verify never prints archived data

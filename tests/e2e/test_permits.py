@@ -68,8 +68,11 @@ async def test_a_permit_registers_a_taxpayer_shows_in_the_profile_and_mails_once
     assert mail["To"] == holder.email
     assert mail["Message-ID"] == message_id(event_id, holder.account_id)
     [notice] = await city.notifier.inbox(holder.account_id)
-    assert (notice.event_id, notice.kind, mail["Subject"]) == (event_id, "permit-issued",
-                                                               notice.title)  # fmt: skip
+    assert (notice.event_id, notice.kind, mail["Subject"]) == (
+        event_id,
+        "permit-issued",
+        notice.title,
+    )
     assert await city.notifier.sent_mail() == [(event_id, holder.account_id)]
     assert (await city.notifier.counts()).get("skipped:business") == 1
 
@@ -94,8 +97,11 @@ async def test_a_permit_registers_a_taxpayer_shows_in_the_profile_and_mails_once
     # the licensing application POSTs the same decision again: a replay, nothing new
     again = await city.post(body)
     assert again.status_code == 200
-    assert again.json() == {"event_id": event_id, "type": "dpmptsp.permit.issued.v1",
-                            "duplicate": True}  # fmt: skip
+    assert again.json() == {
+        "event_id": event_id,
+        "type": "dpmptsp.permit.issued.v1",
+        "duplicate": True,
+    }
     await city.settled()
     assert {a: len(await city.entries(a)) for a in stream_lengths} == stream_lengths
 

@@ -38,20 +38,41 @@ async def _a_week(city: City) -> dict[str, str]:
     assert await city.pay([payment_row(parent, 11)]) == 1
     child = newborn(random.Random(707), DAY - timedelta(days=4))
     reg = city.registry
-    assert await city.siak([
-        reg.row("LAHIR", child, kk=parent.kk, kelurahan=parent.kelurahan, on=child.born),
-        reg.row("PINDAH", mover.person, kk=mover.kk, kelurahan=elsewhere(mover.kecamatan),
-                on=DAY - timedelta(days=1), alamat="Jl. Bandung No. 4, RT 001/RW 001, Malang"),
-    ]) == 2  # fmt: skip
+    assert (
+        await city.siak(
+            [
+                reg.row("LAHIR", child, kk=parent.kk, kelurahan=parent.kelurahan, on=child.born),
+                reg.row(
+                    "PINDAH",
+                    mover.person,
+                    kk=mover.kk,
+                    kelurahan=elsewhere(mover.kecamatan),
+                    on=DAY - timedelta(days=1),
+                    alamat="Jl. Bandung No. 4, RT 001/RW 001, Malang",
+                ),
+            ]
+        )
+        == 2
+    )
     await city.settled()
-    assert await city.siak([reg.row("KEMATIAN", holder.person, kk=holder.kk,
-                                    kelurahan=holder.kelurahan, on=DAY)]) == 1  # fmt: skip
+    assert (
+        await city.siak(
+            [reg.row("KEMATIAN", holder.person, kk=holder.kk, kelurahan=holder.kelurahan, on=DAY)]
+        )
+        == 1
+    )
     await city.settled()
     return {
-        "holder": holder.nik, "parent": parent.nik, "mover": mover.nik, "child": child.nik,
-        "kk": parent.kk, "holder_email": holder.email, "parent_email": parent.email,
-        "permit_no": permit["nomor_izin"], **{f"grant_{k}": v for k, v in grants.items()},
-    }  # fmt: skip
+        "holder": holder.nik,
+        "parent": parent.nik,
+        "mover": mover.nik,
+        "child": child.nik,
+        "kk": parent.kk,
+        "holder_email": holder.email,
+        "parent_email": parent.email,
+        "permit_no": permit["nomor_izin"],
+        **{f"grant_{k}": v for k, v in grants.items()},
+    }
 
 
 async def test_the_city_on_postgresql_stores(
@@ -107,9 +128,20 @@ async def test_services_sharing_one_database_each_apply_a_death(
         await city.grant(dead)
         assert (await city.post(permit_body(dead, 7501, seed=808))).status_code == 201
         await city.settled()
-        assert await city.siak([city.registry.row(
-            "KEMATIAN", dead.person, kk=dead.kk, kelurahan=dead.kelurahan, on=DAY,
-        )]) == 1  # fmt: skip
+        assert (
+            await city.siak(
+                [
+                    city.registry.row(
+                        "KEMATIAN",
+                        dead.person,
+                        kk=dead.kk,
+                        kelurahan=dead.kelurahan,
+                        on=DAY,
+                    )
+                ]
+            )
+            == 1
+        )
         await city.settled()
         assert await city.pay([payment_row(dead, 21)]) == 1
         await city.settled()

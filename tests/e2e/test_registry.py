@@ -45,12 +45,26 @@ async def test_a_birth_registers_the_child_schedules_immunisation_and_grows_the_
     rng = random.Random(101)
     child, other_child = newborn(rng, DAY - timedelta(days=6)), newborn(rng, DAY - timedelta(3))
     reg = city.registry
-    published = await city.siak([
-        reg.row("LAHIR", child, kk=parent.kk, kelurahan=parent.kelurahan, on=child.born,
-                alamat=parent.person.address.line),
-        reg.row("LAHIR", other_child, kk=other.kk, kelurahan=other.kelurahan,
-                on=other_child.born, alamat=other.person.address.line),
-    ])  # fmt: skip
+    published = await city.siak(
+        [
+            reg.row(
+                "LAHIR",
+                child,
+                kk=parent.kk,
+                kelurahan=parent.kelurahan,
+                on=child.born,
+                alamat=parent.person.address.line,
+            ),
+            reg.row(
+                "LAHIR",
+                other_child,
+                kk=other.kk,
+                kelurahan=other.kelurahan,
+                on=other_child.born,
+                alamat=other.person.address.line,
+            ),
+        ]
+    )
     assert published == 2
     await city.settled()
 
@@ -128,9 +142,20 @@ async def test_a_death_stops_assistance_opens_a_tax_review_closes_accounts_and_n
 
     died_on = DAY - timedelta(days=2)
     before = datetime.now(WIB).date()  # the services date their decisions by Malang's today
-    assert await city.siak([city.registry.row(
-        "KEMATIAN", dead.person, kk=dead.kk, kelurahan=dead.kelurahan, on=died_on,
-    )]) == 1  # fmt: skip
+    assert (
+        await city.siak(
+            [
+                city.registry.row(
+                    "KEMATIAN",
+                    dead.person,
+                    kk=dead.kk,
+                    kelurahan=dead.kelurahan,
+                    on=died_on,
+                )
+            ]
+        )
+        == 1
+    )
     await city.settled()
 
     # dinsos: both grants suspended from the day after the death, one event each
@@ -203,14 +228,34 @@ async def test_a_move_follows_the_bills_rechecks_other_kecamatan_and_ignores_an_
     destination = elsewhere(mover.kecamatan)
     new_line = "Jl. Danau Toba E5 No. 12, RT 007/RW 012, Malang"
     moved_on = DAY - timedelta(days=1)
-    same_kecamatan = f"{stayer.kecamatan}.1001" if stayer.kelurahan[-4:] != "1001" else (
-        f"{stayer.kecamatan}.1002")  # fmt: skip
-    assert await city.siak([
-        reg.row("PINDAH", mover.person, kk=mover.kk, kelurahan=destination, on=moved_on,
-                alamat=new_line),
-        reg.row("PINDAH", stayer.person, kk=stayer.kk, kelurahan=same_kecamatan, on=moved_on,
-                alamat="Jl. Kawi No. 3, RT 001/RW 002, Malang"),
-    ]) == 2  # fmt: skip
+    same_kecamatan = (
+        f"{stayer.kecamatan}.1001"
+        if stayer.kelurahan[-4:] != "1001"
+        else (f"{stayer.kecamatan}.1002")
+    )
+    assert (
+        await city.siak(
+            [
+                reg.row(
+                    "PINDAH",
+                    mover.person,
+                    kk=mover.kk,
+                    kelurahan=destination,
+                    on=moved_on,
+                    alamat=new_line,
+                ),
+                reg.row(
+                    "PINDAH",
+                    stayer.person,
+                    kk=stayer.kk,
+                    kelurahan=same_kecamatan,
+                    on=moved_on,
+                    alamat="Jl. Kawi No. 3, RT 001/RW 002, Malang",
+                ),
+            ]
+        )
+        == 2
+    )
     await city.settled()
 
     # bapenda: the bills go to the new address (a move gives street and kecamatan only)

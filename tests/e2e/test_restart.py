@@ -71,12 +71,22 @@ async def test_services_restarted_mid_scenario_catch_up_once(city: City) -> None
         await city.stop(name)
     for i in (2, 3):
         await post(i)
-    move = city.registry.row("PINDAH", people[0].person, kk=people[0].kk,
-                             kelurahan=elsewhere(people[0].kecamatan), on=DAY - timedelta(days=1),
-                             alamat="Jl. Sulfat No. 8, RT 002/RW 003, Malang")  # fmt: skip
+    move = city.registry.row(
+        "PINDAH",
+        people[0].person,
+        kk=people[0].kk,
+        kelurahan=elsewhere(people[0].kecamatan),
+        on=DAY - timedelta(days=1),
+        alamat="Jl. Sulfat No. 8, RT 002/RW 003, Malang",
+    )
     dead_one = people[1]
-    death = city.registry.row("KEMATIAN", dead_one.person, kk=dead_one.kk,
-                              kelurahan=dead_one.kelurahan, on=DAY - timedelta(days=2))  # fmt: skip
+    death = city.registry.row(
+        "KEMATIAN",
+        dead_one.person,
+        kk=dead_one.kk,
+        kelurahan=dead_one.kelurahan,
+        on=DAY - timedelta(days=2),
+    )
     assert await city.siak([move, death]) == 2
     await _settled_but(city, set(RESTARTED))
     stream = keys.stream("dpmptsp.permit")
@@ -101,8 +111,11 @@ async def test_services_restarted_mid_scenario_catch_up_once(city: City) -> None
         view = await city.profile.person(person.nik)
         assert view is not None
         assert [t["npwpd"] for t in view["sections"]["tax"]["npwpd"]] == [taxpayer.npwpd]
-    announced = [json.loads(f["data"]) for _, f in await city.entries("bapenda.taxpayer")
-                 if f["type"] == REGISTERED]  # fmt: skip
+    announced = [
+        json.loads(f["data"])
+        for _, f in await city.entries("bapenda.taxpayer")
+        if f["type"] == REGISTERED
+    ]
     assert sorted(a["permit_no"] for a in announced) == sorted(p["nomor_izin"] for p in permits)
     assert {a["npwpd"] for a in announced} == npwpds
     # ... and the move and the death that came while it was down took effect, once
@@ -139,20 +152,29 @@ async def test_services_restarted_mid_scenario_catch_up_once(city: City) -> None
 
 def _start_profile(db: Path, redis_url: str, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIMPUL_")}
-    env.update({
-        "SIMPUL_REDIS_URL": redis_url, "SIMPUL_PROFILE_DB": f"sqlite:///{db}",
-        "SIMPUL_PSEUDONYM_KEY": PSEUDONYM_KEY.decode(), "SIMPUL_BLOCK_MS": "100",
-        "SIMPUL_CLAIM_IDLE_MS": "1000", "SIMPUL_RECLAIM_INTERVAL_MS": "50",
-        "SIMPUL_RETRY_BACKOFF_MS": "50", "SIMPUL_RETRY_BACKOFF_MAX_MS": "200",
-        "SIMPUL_LOG_LEVEL": "warning",
-        "SIMPUL_LOG_FORMAT": "json",
-        "SIMPUL_SIGNATURES": "off",  # this scenario publishes unsigned events
-    })  # fmt: skip
+    env.update(
+        {
+            "SIMPUL_REDIS_URL": redis_url,
+            "SIMPUL_PROFILE_DB": f"sqlite:///{db}",
+            "SIMPUL_PSEUDONYM_KEY": PSEUDONYM_KEY.decode(),
+            "SIMPUL_BLOCK_MS": "100",
+            "SIMPUL_CLAIM_IDLE_MS": "1000",
+            "SIMPUL_RECLAIM_INTERVAL_MS": "50",
+            "SIMPUL_RETRY_BACKOFF_MS": "50",
+            "SIMPUL_RETRY_BACKOFF_MAX_MS": "200",
+            "SIMPUL_LOG_LEVEL": "warning",
+            "SIMPUL_LOG_FORMAT": "json",
+            "SIMPUL_SIGNATURES": "off",  # this scenario publishes unsigned events
+        }
+    )
     with log.open("ab") as err:
         return subprocess.Popen(
             [sys.executable, "-m", "bus.cli.app", "run", "services.profile:create"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err,
-        )  # fmt: skip
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
 
 
 @contextlib.contextmanager
@@ -244,8 +266,9 @@ async def test_profile_killed_mid_stream_loses_nothing_and_applies_each_event_on
         assert sorted(e for (e,) in facts) == sorted(published)
         keys_done = _rows(db, "SELECT key FROM simpul_inbox")
         assert sorted(k for (k,) in keys_done) == sorted(f"profile/{e}:profile" for e in published)
-        holders = _rows(db, "SELECT COUNT(DISTINCT nik), COUNT(DISTINCT account_id) "
-                            "FROM profile_account_fact")  # fmt: skip
+        holders = _rows(
+            db, "SELECT COUNT(DISTINCT nik), COUNT(DISTINCT account_id) FROM profile_account_fact"
+        )
         assert holders == [(400, 400)]
         assert [k async for k in redis.scan_iter(match=f"{stream}:dlq:*")] == []
     finally:

@@ -55,13 +55,25 @@ class CertificateAuthority:
         directory.mkdir(parents=True, exist_ok=True)
         cert, key = directory / "ca.crt", directory / "ca.key"
         _run(
-            "req", "-x509", *_CURVE, "-keyout", str(key), "-out", str(cert), "-days", _DAYS,
-            "-subj", f"/O=Simpul tests/CN={name}",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-            "-addext", "subjectKeyIdentifier=hash",
+            "req",
+            "-x509",
+            *_CURVE,
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            _DAYS,
+            "-subj",
+            f"/O=Simpul tests/CN={name}",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-addext",
+            "subjectKeyIdentifier=hash",
             cwd=directory,
-        )  # fmt: skip
+        )
         return cls(directory, cert, key)
 
     def issue(
@@ -70,8 +82,18 @@ class CertificateAuthority:
         """A leaf certificate signed by this CA: a server's (``ip``/``dns`` become its
         subjectAltName) or, with ``client=True``, a client's."""
         key, csr, cert = (self.directory / f"{name}.{ext}" for ext in ("key", "csr", "crt"))
-        _run("req", "-new", *_CURVE, "-keyout", str(key), "-out", str(csr),
-             "-subj", f"/O=Simpul tests/CN={name}", cwd=self.directory)  # fmt: skip
+        _run(
+            "req",
+            "-new",
+            *_CURVE,
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+            "-subj",
+            f"/O=Simpul tests/CN={name}",
+            cwd=self.directory,
+        )
         lines = [
             "basicConstraints=critical,CA:FALSE",
             "keyUsage=critical,digitalSignature",
@@ -86,16 +108,38 @@ class CertificateAuthority:
         extensions = self.directory / f"{name}.ext"
         extensions.write_text("\n".join(lines) + "\n")
         _run(
-            "x509", "-req", "-in", str(csr), "-CA", str(self.cert), "-CAkey", str(self.key),
-            "-CAcreateserial", "-out", str(cert), "-days", _DAYS, "-sha256",
-            "-extfile", str(extensions),
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(self.cert),
+            "-CAkey",
+            str(self.key),
+            "-CAcreateserial",
+            "-out",
+            str(cert),
+            "-days",
+            _DAYS,
+            "-sha256",
+            "-extfile",
+            str(extensions),
             cwd=self.directory,
-        )  # fmt: skip
+        )
         return Issued(cert, key)
 
 
 def encrypted_key(key: Path, destination: Path, password: str = "test-only") -> Path:
     """A copy of ``key`` encrypted with ``password`` (AES-256), as a careful admin might keep it."""
-    _run("pkey", "-in", str(key), "-aes256", "-passout", f"pass:{password}",
-         "-out", str(destination), cwd=destination.parent)  # fmt: skip
+    _run(
+        "pkey",
+        "-in",
+        str(key),
+        "-aes256",
+        "-passout",
+        f"pass:{password}",
+        "-out",
+        str(destination),
+        cwd=destination.parent,
+    )
     return destination

@@ -136,10 +136,13 @@ def _valid_nik() -> st.SearchStrategy[str]:
         lambda province, rest, day, month, year, serial: (
             f"{province:02d}{rest:04d}{day:02d}{month:02d}{year:02d}{serial:04d}"
         ),
-        st.sampled_from(sorted(PROVINCES)), st.integers(0, 9999),
-        st.integers(1, 31) | st.integers(41, 71), st.integers(1, 12), st.integers(0, 99),
+        st.sampled_from(sorted(PROVINCES)),
+        st.integers(0, 9999),
+        st.integers(1, 31) | st.integers(41, 71),
+        st.integers(1, 12),
+        st.integers(0, 99),
         st.integers(1, 9999),
-    )  # fmt: skip
+    )
 
 
 @settings(max_examples=300, deadline=None)

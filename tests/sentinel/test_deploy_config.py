@@ -79,26 +79,46 @@ def test_the_shipped_sentinel_profile_refuses_writes_without_a_replica_and_fails
 ) -> None:
     version = EmbeddedRedis(tmp_path / "probe").version
     if tuple(int(p) for p in version.split(".")[:2]) < (7, 0):
-        pytest.skip(f"redis-server {version}: the shipped users.acl uses Redis 7 ACL selectors "
-                    "(the deployment runs redis:7.2)")  # fmt: skip
+        pytest.skip(
+            f"redis-server {version}: the shipped users.acl uses Redis 7 ACL selectors "
+            "(the deployment runs redis:7.2)"
+        )
     master_port, replica_port, sentinel_port = free_port(), free_port(), free_port()
-    start(processes, str(server_config(tmp_path / "master", master_port)),
-          "--masterauth", REPLICATION[1])  # fmt: skip
+    start(
+        processes,
+        str(server_config(tmp_path / "master", master_port)),
+        "--masterauth",
+        REPLICATION[1],
+    )
     with client(master_port) as master:
         wait_for(master.ping, "the master")
         with pytest.raises(ResponseError, match="NOREPLICAS"):
             master.set("simpul:probe", "alone")
-        start(processes, str(server_config(tmp_path / "replica", replica_port)),
-              "--replicaof", "127.0.0.1", str(master_port), "--masterauth",
-              REPLICATION[1])  # fmt: skip
+        start(
+            processes,
+            str(server_config(tmp_path / "replica", replica_port)),
+            "--replicaof",
+            "127.0.0.1",
+            str(master_port),
+            "--masterauth",
+            REPLICATION[1],
+        )
         wait_for(lambda: master.set("simpul:probe", "replicated"), "a write with a replica")
     sentinel = (ROOT / "deploy/redis/sentinel.conf").read_text()
     sentinel = sentinel.replace("port 26379", f"port {sentinel_port}\nbind 127.0.0.1")
-    sentinel = sentinel.replace("monitor simpul redis 6379 2", f"monitor simpul 127.0.0.1 "
-                                f"{master_port} 1")  # fmt: skip
+    sentinel = sentinel.replace(
+        "monitor simpul redis 6379 2", f"monitor simpul 127.0.0.1 {master_port} 1"
+    )
     (tmp_path / "sentinel.conf").write_text(sentinel + f"dir {tmp_path}\n")
-    start(processes, str(tmp_path / "sentinel.conf"), "--sentinel", "--sentinel", "auth-pass",
-          "simpul", SENTINEL[1])  # fmt: skip
+    start(
+        processes,
+        str(tmp_path / "sentinel.conf"),
+        "--sentinel",
+        "--sentinel",
+        "auth-pass",
+        "simpul",
+        SENTINEL[1],
+    )
     with Redis(port=sentinel_port, decode_responses=True) as asked:
         wait_for(lambda: asked.sentinel_master("simpul")["num-slaves"] == 1, "the replica seen")
         # A replica is a candidate once this Sentinel has its INFO (NOGOODSLAVE before).
@@ -114,8 +134,11 @@ def test_the_shipped_sentinel_profile_refuses_writes_without_a_replica_and_fails
         sentinel_links = [c for c in new.client_list() if c["user"] == SENTINEL[0]]
         assert sentinel_links, "the Sentinel does not watch the new master as redis-sentinel"
         for server in (old, new):
-            denied = [entry for entry in server.acl_log()
-                      if entry["username"] in (REPLICATION[0], SENTINEL[0])]  # fmt: skip
+            denied = [
+                entry
+                for entry in server.acl_log()
+                if entry["username"] in (REPLICATION[0], SENTINEL[0])
+            ]
             assert denied == [], denied
             assert server.acl_dryrun(REPLICATION[0], "GET", "simpul:probe") != "OK"
             assert server.acl_dryrun(SENTINEL[0], "GET", "simpul:probe") != "OK"

@@ -157,9 +157,13 @@ async def test_data_is_kept_for_every_class_but_specific(sqlite_url: str, redis_
         for n, (model, data, _) in enumerate(cases, start=1):
             info = model.__contract__
             envelope = Envelope(
-                id=f"e{n}", source="urn:test", type=info.event_type,
-                time=format_time(datetime.now(UTC)), dataschema=info.dataschema, data=data,
-            )  # fmt: skip
+                id=f"e{n}",
+                source="urn:test",
+                type=info.event_type,
+                time=format_time(datetime.now(UTC)),
+                dataschema=info.dataschema,
+                data=data,
+            )
             await audit.append(envelope, stream=info.stream, entry_id=f"1-{n}")
         rows = await _rows(audit)
     finally:
@@ -192,9 +196,13 @@ async def test_a_redelivered_entry_is_archived_once(
         (row,) = await _rows(audit)
         # Appending the same entry again by hand changes nothing either.
         envelope = Envelope(
-            id="died-r", source="urn:test", type="dukcapil.citizen.died.v1", time=row["time"],
-            dataschema=row["dataschema"], data=row["data"],
-        )  # fmt: skip
+            id="died-r",
+            source="urn:test",
+            type="dukcapil.citizen.died.v1",
+            time=row["time"],
+            dataschema=row["dataschema"],
+            data=row["data"],
+        )
         again = await audit.append(envelope, stream=row["stream"], entry_id=row["entry_id"])
         assert (again.seq, again.hash, again.new) == (1, row["hash"], False)
         assert await audit.count() == 1
@@ -224,13 +232,20 @@ async def test_two_replicas_append_to_one_chain(
         await archived(one, 40)
         # Direct appends racing from both replicas' stores at once.
         entries = [
-            (audit, Envelope(
-                id=f"x-{n}", source="urn:test", type=UNKNOWN_TYPE,
-                time=format_time(datetime.now(UTC)),
-                dataschema="simpul:dukcapil.citizen.teleported:1.0", data="{}",
-            ), f"9-{n}")
+            (
+                audit,
+                Envelope(
+                    id=f"x-{n}",
+                    source="urn:test",
+                    type=UNKNOWN_TYPE,
+                    time=format_time(datetime.now(UTC)),
+                    dataschema="simpul:dukcapil.citizen.teleported:1.0",
+                    data="{}",
+                ),
+                f"9-{n}",
+            )
             for n, audit in enumerate([one, two] * 15)
-        ]  # fmt: skip
+        ]
         results = await asyncio.gather(
             *(audit.append(e, stream=CITIZEN, entry_id=i) for audit, e, i in entries)
         )
@@ -291,9 +306,10 @@ async def test_verify_detects_a_replaced_row_by_the_next_link(
         forged = {**rows[2], "data": '{"forged":true}'}
         forged["hash"] = row_hash(forged["prev_hash"], forged)  # a careful forger re-hashes
         await _sql(
-            audit, "UPDATE audit_log SET data = ?, hash = ? WHERE seq = 3",
+            audit,
+            "UPDATE audit_log SET data = ?, hash = ? WHERE seq = 3",
             (forged["data"], forged["hash"]),
-        )  # fmt: skip
+        )
         report = await audit.verify()
     assert report.first is not None
     assert (report.first.seq, report.first.kind) == (4, "relinked")
@@ -310,9 +326,10 @@ async def test_verify_detects_a_replaced_newest_row_by_the_head(
         forged = {**last, "data": '{"forged":true}'}
         forged["hash"] = row_hash(forged["prev_hash"], forged)  # no next row to break
         await _sql(
-            audit, "UPDATE audit_log SET data = ?, hash = ? WHERE seq = 5",
+            audit,
+            "UPDATE audit_log SET data = ?, hash = ? WHERE seq = 5",
             (forged["data"], forged["hash"]),
-        )  # fmt: skip
+        )
         report = await audit.verify()
     assert [(p.seq, p.kind) for p in report.problems] == [(5, "replaced_head")]
 
@@ -365,13 +382,19 @@ async def test_search_by_correlation_type_and_time(
     async with archiving(audit):
         await pub.publish(example(CitizenDied), id="root", time=t0, subject="case-1")
         await pub.publish(
-            example(CitizenMoved), id="follow", correlationid="root", causationid="root",
+            example(CitizenMoved),
+            id="follow",
+            correlationid="root",
+            causationid="root",
             time=t0 + timedelta(hours=1),
-        )  # fmt: skip
+        )
         await pub.publish(
-            example(CitizenBorn), id="child", correlationid="root", time=t0 + timedelta(hours=2),
+            example(CitizenBorn),
+            id="child",
+            correlationid="root",
+            time=t0 + timedelta(hours=2),
             subject="child-pseudonym",
-        )  # fmt: skip
+        )
         await pub.publish(example(PermitIssued), id="other", time=t0 + timedelta(days=1))
         await archived(audit, 4)
 
@@ -391,16 +414,22 @@ async def test_search_by_correlation_type_and_time(
     assert all("data" not in r for r in plain)
     # Who a specific row is about (a child's pseudonym) is shown on a recorded access only.
     assert {r["event_id"]: r["subject"] for r in plain} == {
-        "root": "case-1", "follow": None, "child": None,
-    }  # fmt: skip
+        "root": "case-1",
+        "follow": None,
+        "child": None,
+    }
     assert {r["event_id"]: r["subject"] for r in shown}["child"] == "child-pseudonym"
     assert {r["event_id"]: r["data"] is not None for r in shown} == {
-        "root": True, "follow": True, "child": False,
-    }  # fmt: skip
+        "root": True,
+        "follow": True,
+        "child": False,
+    }
     assert len(accesses) == 1
     assert (accesses[0]["actor"], accesses[0]["action"], accesses[0]["rows"]) == (
-        "inspector", "show_data", 3,
-    )  # fmt: skip
+        "inspector",
+        "show_data",
+        3,
+    )
     assert json.loads(accesses[0]["filter"])["correlation"] == "root"
 
 

@@ -155,8 +155,9 @@ async def test_backfill_dead_letters_what_fails_with_its_reason(
     assert newcomer.attempts["d1"] == 2
     assert (report.delivered, report.dead_lettered, report.ok) == (1, 2, False)
     assert [(f.event_id, f.reason) for f in report.failures] == [
-        ("d1", "handler_failed"), ("bad", "contract_violation"),
-    ]  # fmt: skip
+        ("d1", "handler_failed"),
+        ("bad", "contract_violation"),
+    ]
     letters = {fields[b"id"]: fields for _, fields in dead}
     failed, violated = letters[b"d1"], letters[b"bad"]
     assert failed[b"dlq.reason"] == b"handler_failed"

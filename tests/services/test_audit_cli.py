@@ -176,9 +176,14 @@ def test_simpul_audit_verify_through_the_plugin(db: Path, redis_url: str) -> Non
 
     def simpul(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "bus.cli.app", *args], check=False, cwd=ROOT, env=env,
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            [sys.executable, "-m", "bus.cli.app", *args],
+            check=False,
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     ok = simpul("audit", "verify")
     assert ok.returncode == 0, ok.stdout + ok.stderr

@@ -33,9 +33,13 @@ def example(model: type[Contract], index: int = 0) -> Contract:
 def unknown_envelope(event_id: str, data: str = '{"where": "mars"}') -> Envelope:
     name = UNKNOWN_TYPE.rpartition(".")[0]
     return Envelope(
-        id=event_id, source=SOURCE, type=UNKNOWN_TYPE, time=format_time(datetime.now(UTC)),
-        dataschema=f"simpul:{name}:1.0", data=data,
-    )  # fmt: skip
+        id=event_id,
+        source=SOURCE,
+        type=UNKNOWN_TYPE,
+        time=format_time(datetime.now(UTC)),
+        dataschema=f"simpul:{name}:1.0",
+        data=data,
+    )
 
 
 def settings_for(redis_url: str, **overrides: Any) -> Settings:

@@ -30,21 +30,38 @@ TODAY = date(2026, 11, 30)
 PERSON = "3573025203900002"
 OTHER_PERSON = "3573011203850002"
 BUSINESS = "8120203456781"
-SITE = {"street": "Jl. Soekarno Hatta No. 9", "rt": "002", "rw": "011",
-        "kelurahan": "35.73.05.1010", "kecamatan": "35.73.05"}  # fmt: skip
+SITE = {
+    "street": "Jl. Soekarno Hatta No. 9",
+    "rt": "002",
+    "rw": "011",
+    "kelurahan": "35.73.05.1010",
+    "kecamatan": "35.73.05",
+}
 
 
-def permit(permit_no: str, kind: str = "reklame", scheme: str = "nik", value: str = PERSON,
-           issued_on: str = "2026-10-30") -> PermitIssued:  # fmt: skip
-    return PermitIssued.parse({
-        "application_no": f"APP-{permit_no}", "permit_no": permit_no, "kind": kind,
-        "applicant": {"scheme": scheme, "value": value}, "site": SITE, "issued_on": issued_on,
-    })  # fmt: skip
+def permit(
+    permit_no: str,
+    kind: str = "reklame",
+    scheme: str = "nik",
+    value: str = PERSON,
+    issued_on: str = "2026-10-30",
+) -> PermitIssued:
+    return PermitIssued.parse(
+        {
+            "application_no": f"APP-{permit_no}",
+            "permit_no": permit_no,
+            "kind": kind,
+            "applicant": {"scheme": scheme, "value": value},
+            "site": SITE,
+            "issued_on": issued_on,
+        }
+    )
 
 
 def moved(nik: str, on: str, street: str = "Jl. Kawi 12", kecamatan: str = "35.73.02") -> Any:
-    return CitizenMoved(nik=nik, address=street, kecamatan=kecamatan,
-                        moved_on=date.fromisoformat(on))  # fmt: skip
+    return CitizenMoved(
+        nik=nik, address=street, kecamatan=kecamatan, moved_on=date.fromisoformat(on)
+    )
 
 
 def died(nik: str) -> CitizenDied:
@@ -53,8 +70,9 @@ def died(nik: str) -> CitizenDied:
 
 @pytest.fixture
 async def bapenda(tmp_path: Path, settings: Settings) -> AsyncIterator[Bapenda]:
-    service = Bapenda(Store(f"sqlite:///{tmp_path / 'bapenda.db'}"), settings=settings,
-                      today=lambda: TODAY)  # fmt: skip
+    service = Bapenda(
+        Store(f"sqlite:///{tmp_path / 'bapenda.db'}"), settings=settings, today=lambda: TODAY
+    )
     yield service
     await service.store.close()
 
@@ -100,8 +118,11 @@ def test_the_default_rules_register_reklame_and_business_permits_only() -> None:
 def test_rules_levying_property_tax_or_missing_a_kind_are_refused(settings: Settings) -> None:
     full = dict(default_rules())
     with pytest.raises(ConfigurationError, match="levied on the NOP"):
-        Bapenda(Store("sqlite:///:memory:"), settings=settings,
-                rules=full | {PermitKind.PBG: (TaxKind.PBB_P2,)})  # fmt: skip
+        Bapenda(
+            Store("sqlite:///:memory:"),
+            settings=settings,
+            rules=full | {PermitKind.PBG: (TaxKind.PBB_P2,)},
+        )
     del full[PermitKind.SLF]
     with pytest.raises(ConfigurationError, match="lack permit kinds: slf"):
         Bapenda(Store("sqlite:///:memory:"), settings=settings, rules=full)
@@ -144,8 +165,10 @@ async def test_a_reklame_permit_registers_its_holder_and_publishes_it(
     assert taxpayer.registered_on == TODAY
     assert billing == taxpayer.billing
     assert (billing.street, billing.kelurahan, billing.as_of) == (
-        SITE["street"], SITE["kelurahan"], date(2026, 10, 30),
-    )  # fmt: skip
+        SITE["street"],
+        SITE["kelurahan"],
+        date(2026, 10, 30),
+    )
     assert PERSON not in repr(taxpayer) and SITE["street"] not in repr(billing)
     [(envelope, event)] = await registrations(redis)
     assert event.npwpd == taxpayer.npwpd
@@ -175,8 +198,9 @@ async def test_a_second_permit_adds_its_taxes_to_the_same_npwpd(
 ) -> None:
     await dpmptsp.publish(permit("RKL-1", scheme="nib", value=BUSINESS))
     await dpmptsp.publish(permit("RKL-2", scheme="nib", value=BUSINESS, issued_on="2026-11-02"))
-    last = await dpmptsp.publish(permit("OSS-1", kind="izin-usaha", scheme="nib", value=BUSINESS,
-                                        issued_on="2026-11-05"))  # fmt: skip
+    last = await dpmptsp.publish(
+        permit("OSS-1", kind="izin-usaha", scheme="nib", value=BUSINESS, issued_on="2026-11-05")
+    )
     async with bapenda.service.running():
         await wait_until(lambda: handled(bapenda, last.event_id, "register"))
         await wait_until(lambda: _registered(redis, 2))
@@ -257,8 +281,10 @@ async def test_moves_update_the_billing_address_newest_first(
 
     assert billing is not None
     assert (billing.street, billing.kecamatan, billing.as_of) == (
-        "Jl. Kawi 12", "35.73.02", date(2026, 11, 15),
-    )  # fmt: skip
+        "Jl. Kawi 12",
+        "35.73.02",
+        date(2026, 11, 15),
+    )
     assert (billing.rt, billing.rw, billing.kelurahan) == (None, None, None)  # not in the move
     assert other.billing.street == SITE["street"]  # someone else's move changed nothing
 
@@ -282,8 +308,12 @@ async def test_a_death_opens_a_review_of_the_persons_registrations(
 
     [review] = reviews
     assert (review.npwpd, review.reason, review.since, review.opened_on, review.status) == (
-        taxpayer.npwpd, "death", date(2026, 11, 20), TODAY, "open",
-    )  # fmt: skip
+        taxpayer.npwpd,
+        "death",
+        date(2026, 11, 20),
+        TODAY,
+        "open",
+    )
     opened = [line["reviews_opened"] for line in logs if line["event"] == "death_applied"]
     assert opened == [1, 0, 0]
     assert all(PERSON not in repr(line) for line in logs)  # identifiers never reach the logs
@@ -291,8 +321,11 @@ async def test_a_death_opens_a_review_of_the_persons_registrations(
 
 async def in_order(bapenda: Bapenda, publishers: dict[str, Publisher], events: list[Any]) -> None:
     """Publish and handle ``events`` one after the other (the service running)."""
-    kinds = {PermitIssued: ("dpmptsp", "register"), CitizenMoved: ("dukcapil", "move"),
-             CitizenDied: ("dukcapil", "death")}  # fmt: skip
+    kinds = {
+        PermitIssued: ("dpmptsp", "register"),
+        CitizenMoved: ("dukcapil", "move"),
+        CitizenDied: ("dukcapil", "death"),
+    }
     for event in events:
         source, purpose = kinds[type(event)]
         published = await publishers[source].publish(event)
@@ -312,8 +345,10 @@ async def test_moves_before_the_registering_permit_converge(
         remembered = await _unmatched(bapenda)
     billing = taxpayer.billing
     assert (billing.street, billing.kecamatan, billing.as_of) == (
-        "Jl. Kawi 12", "35.73.02", date(2026, 11, 15),
-    )  # fmt: skip
+        "Jl. Kawi 12",
+        "35.73.02",
+        date(2026, 11, 15),
+    )
     assert (billing.rt, billing.rw, billing.kelurahan) == (None, None, None)
     assert remembered == []  # applied, then forgotten
 

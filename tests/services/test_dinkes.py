@@ -35,17 +35,23 @@ PANDANWANGI, SAWOJAJAR = "35.73.01.1006", "35.73.03.1008"
 
 
 def born(kelurahan: str = PANDANWANGI, nik: str = CHILD_NIK, on: str = "2026-01-31") -> Any:
-    return CitizenBorn.parse({
-        "child_ref": pseudonym(KEY, "nik", nik), "nik": nik, "kk": KK, "born_on": on,
-        "kelurahan": kelurahan,
-        "registered_on": (date.fromisoformat(on) + timedelta(days=3)).isoformat(),
-    })  # fmt: skip
+    return CitizenBorn.parse(
+        {
+            "child_ref": pseudonym(KEY, "nik", nik),
+            "nik": nik,
+            "kk": KK,
+            "born_on": on,
+            "kelurahan": kelurahan,
+            "registered_on": (date.fromisoformat(on) + timedelta(days=3)).isoformat(),
+        }
+    )
 
 
 @pytest.fixture
 async def dinkes(tmp_path: Path, settings: Settings) -> AsyncIterator[Dinkes]:
-    service = Dinkes(Store(f"sqlite:///{tmp_path / 'dinkes.db'}"), settings=settings,
-                     today=lambda: TODAY)  # fmt: skip
+    service = Dinkes(
+        Store(f"sqlite:///{tmp_path / 'dinkes.db'}"), settings=settings, today=lambda: TODAY
+    )
     yield service
     await service.store.close()
 
@@ -107,8 +113,12 @@ def test_month_arithmetic_clamps_to_the_month_end() -> None:
 @given(st.dates(min_value=date(2000, 1, 1), max_value=date(2090, 12, 31)))
 def test_due_dates_follow_the_birth_date_in_order(born_on: date) -> None:
     doses = due_dates(born_on)
-    event = ImmunisationScheduled(child_ref=CHILD_REF, puskesmas="P3573010001",
-                                  schedule=tuple(doses), scheduled_on=date(2000, 1, 1))  # fmt: skip
+    event = ImmunisationScheduled(
+        child_ref=CHILD_REF,
+        puskesmas="P3573010001",
+        schedule=tuple(doses),
+        scheduled_on=date(2000, 1, 1),
+    )
     assert len(event.schedule) == 18
     assert doses[0].vaccine == Vaccine.HB0 and doses[0].due_on == born_on
     plans = {(p.vaccine, p.dose): p for p in routine()}
@@ -136,8 +146,13 @@ def test_every_kelurahan_has_a_puskesmas_of_its_own_kecamatan() -> None:
 
 
 def test_a_broken_area_table_is_refused() -> None:
-    one = {"code": "P3573010001", "name": "X", "kecamatan": "35.73.01", "default": True,
-           "kelurahan": []}  # fmt: skip
+    one = {
+        "code": "P3573010001",
+        "name": "X",
+        "kecamatan": "35.73.01",
+        "default": True,
+        "kelurahan": [],
+    }
     with pytest.raises(ConfigurationError, match=r"no default puskesmas for 35\.73\.02"):
         load([one])
     with pytest.raises(ConfigurationError, match="not a puskesmas code"):
@@ -169,8 +184,10 @@ async def test_a_birth_opens_the_schedule_at_the_puskesmas_of_the_kelurahan(
     events = {event.child_ref: (envelope, event) for envelope, event in await scheduled(redis)}
     envelope, event = events[CHILD_REF]
     assert (event.puskesmas, event.schedule, event.scheduled_on) == (
-        schedule.puskesmas, schedule.doses, TODAY,
-    )  # fmt: skip
+        schedule.puskesmas,
+        schedule.doses,
+        TODAY,
+    )
     assert (envelope.subject, envelope.causationid) == (CHILD_REF, birth.event_id)
     assert events[fallback.child_ref][0].causationid == other.event_id
     for envelope, _ in events.values():
@@ -197,8 +214,9 @@ async def test_the_handler_reads_only_the_pseudonym_birth_date_and_kelurahan(
     thin = SimpleNamespace(child_ref=CHILD_REF, born_on=date(2026, 1, 31), kelurahan=PANDANWANGI)
     envelope = dukcapil.envelope(born(), id="born-1")
     publisher = Publisher(redis, source="urn:malangkota:dinkes:imunisasi")
-    ctx = EventContext(envelope, keys.stream_of(envelope.type), "1-0", "dinkes", "test", 1,
-                       publisher)  # fmt: skip
+    ctx = EventContext(
+        envelope, keys.stream_of(envelope.type), "1-0", "dinkes", "test", 1, publisher
+    )
     await dinkes.open()
     await dinkes.on_citizen_born(thin, ctx)  # type: ignore[arg-type]
     schedule = await dinkes.schedule_of(CHILD_REF)

@@ -34,8 +34,13 @@ STRANGER = "3573052002800005"
 KK = "3573010101200001"
 OTHER_KK = "3573050202210002"
 PANDANWANGI = "35.73.01.1006"  # kecamatan Blimbing
-ADDRESS = {"street": "Jl. Teluk Pelabuhan Ratu 3", "rt": "002", "rw": "004",
-           "kelurahan": PANDANWANGI, "kecamatan": "35.73.01"}  # fmt: skip
+ADDRESS = {
+    "street": "Jl. Teluk Pelabuhan Ratu 3",
+    "rt": "002",
+    "rw": "004",
+    "kelurahan": PANDANWANGI,
+    "kecamatan": "35.73.01",
+}
 
 
 def terms(**changes: Any) -> dict[str, Any]:
@@ -54,8 +59,9 @@ def terms(**changes: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def dinsos(tmp_path: Path, settings: Settings) -> AsyncIterator[Dinsos]:
-    service = Dinsos(Store(f"sqlite:///{tmp_path / 'dinsos.db'}"), settings=settings,
-                     today=lambda: TODAY)  # fmt: skip
+    service = Dinsos(
+        Store(f"sqlite:///{tmp_path / 'dinsos.db'}"), settings=settings, today=lambda: TODAY
+    )
     yield service
     await service.store.close()
 
@@ -85,22 +91,35 @@ def died(nik: str, on: str = "2026-11-10") -> CitizenDied:
 
 
 def moved(nik: str, kecamatan: str, on: str) -> CitizenMoved:
-    return CitizenMoved(nik=nik, address="Jl. Baru 1", kecamatan=kecamatan,
-                        moved_on=date.fromisoformat(on))  # fmt: skip
+    return CitizenMoved(
+        nik=nik, address="Jl. Baru 1", kecamatan=kecamatan, moved_on=date.fromisoformat(on)
+    )
 
 
 def card(members: tuple[str, ...], issued_on: str, kk: str = KK) -> FamilyCardIssued:
-    return FamilyCardIssued.parse({
-        "kk": kk, "head": members[0], "members": members, "address": ADDRESS,
-        "reason": "correction", "issued_on": issued_on,
-    })  # fmt: skip
+    return FamilyCardIssued.parse(
+        {
+            "kk": kk,
+            "head": members[0],
+            "members": members,
+            "address": ADDRESS,
+            "reason": "correction",
+            "issued_on": issued_on,
+        }
+    )
 
 
 def born(kk: str = KK) -> CitizenBorn:
-    return CitizenBorn.parse({
-        "child_ref": "wrzc36nynecyoe6hkelr7elwwq", "nik": CHILD, "kk": kk,
-        "born_on": "2026-11-14", "kelurahan": PANDANWANGI, "registered_on": "2026-11-20",
-    })  # fmt: skip
+    return CitizenBorn.parse(
+        {
+            "child_ref": "wrzc36nynecyoe6hkelr7elwwq",
+            "nik": CHILD,
+            "kk": kk,
+            "born_on": "2026-11-14",
+            "kelurahan": PANDANWANGI,
+            "registered_on": "2026-11-20",
+        }
+    )
 
 
 # -- grants ------------------------------------------------------------------------------------
@@ -166,8 +185,9 @@ async def test_death_suspends_every_active_grant_of_the_recipient_one_event_each
     dinsos: Dinsos, redis: Redis, dukcapil: Publisher
 ) -> None:
     pkh = await dinsos.grant(redis, **terms())
-    bpnt = await dinsos.grant(redis, **terms(programme=Programme.BPNT, amount=200_000,
-                                             frequency="monthly"))  # fmt: skip
+    bpnt = await dinsos.grant(
+        redis, **terms(programme=Programme.BPNT, amount=200_000, frequency="monthly")
+    )
     husband = await dinsos.grant(redis, **terms(recipient=FATHER, programme="bansos-daerah"))
     death = await dukcapil.publish(died(MOTHER))
 
@@ -208,8 +228,10 @@ async def test_death_of_a_member_who_is_not_the_recipient_rechecks_the_household
         assert await dinsos.household_of(KK) == [MOTHER]
         [recheck] = await dinsos.rechecks(number)
         assert (recheck.kind, recheck.reason, recheck.opened_on) == (
-            "re-verification", "member-died", TODAY,
-        )  # fmt: skip
+            "re-verification",
+            "member-died",
+            TODAY,
+        )
         assert [g.status for g in await dinsos.grants_of(MOTHER)] == ["active"]
     assert await published(redis, AssistanceSuspended) == []
 
@@ -343,8 +365,10 @@ async def test_moves_recheck_the_area_only_across_kecamatan_in_date_order(
         assert await handled(dinsos, away.event_id, "move")
         [recheck] = await dinsos.rechecks(number)
         assert (recheck.kind, recheck.reason, recheck.kecamatan) == (
-            "area-recheck", "moved", "35.73.05",
-        )  # fmt: skip
+            "area-recheck",
+            "moved",
+            "35.73.05",
+        )
 
         back = await dukcapil.publish(moved(MOTHER, "35.73.01", "2026-07-01"))
         await wait_until(lambda: handled(dinsos, back.event_id, "move"))
@@ -484,8 +508,10 @@ async def test_the_death_flow_on_postgresql(
             assert await handled(dinsos, birth.event_id, "birth")
             [grant] = await dinsos.grants_of(MOTHER)
             assert (grant.status, grant.reason, grant.effective_from) == (
-                "suspended", SuspensionReason.DEATH, date(2026, 11, 11),
-            )  # fmt: skip
+                "suspended",
+                SuspensionReason.DEATH,
+                date(2026, 11, 11),
+            )
             assert await dinsos.household_of(KK) == sorted([FATHER, CHILD])
             reasons = sorted(r.reason for r in await dinsos.rechecks())
             assert reasons == ["member-born", "member-born", "member-died"]
@@ -508,8 +534,13 @@ async def _count(redis: Redis, model: type[Contract], expected: int) -> bool:
 
 
 def placed(nik: str, on: str = "2026-11-02", card_no: str = "3573-2026-000412") -> JobseekerPlaced:
-    return JobseekerPlaced(card_no=card_no, nik=nik, placement=Placement.LOCAL, occupation="7411",
-                           placed_on=date.fromisoformat(on))  # fmt: skip
+    return JobseekerPlaced(
+        card_no=card_no,
+        nik=nik,
+        placement=Placement.LOCAL,
+        occupation="7411",
+        placed_on=date.fromisoformat(on),
+    )
 
 
 async def test_a_placement_rechecks_the_recipients_and_the_households_grants(
@@ -542,9 +573,12 @@ async def test_a_placement_of_someone_dinsos_does_not_know_changes_and_keeps_not
         async with dinsos.service.running():
             await wait_until(lambda: handled(dinsos, placement.event_id, "placement"))
             assert await dinsos.rechecks(status=None) == []
-            tables = await dinsos.store.run(lambda tx: tx.all(
-                "SELECT nik FROM dinsos_household_member UNION SELECT recipient FROM dinsos_grant"
-            ))  # fmt: skip
+            tables = await dinsos.store.run(
+                lambda tx: tx.all(
+                    "SELECT nik FROM dinsos_household_member"
+                    " UNION SELECT recipient FROM dinsos_grant"
+                )
+            )
     assert STRANGER not in {t["nik"] for t in tables}
     [line] = [line for line in logs if line["event"] == "placement_applied"]
     assert line["rechecks_opened"] == 0

@@ -75,8 +75,10 @@ class Flaky:
     def __init__(self, redis_url: str, *, max_deliveries: int = 2) -> None:
         self.broken = True
         self.handled: list[str] = []
-        self.service = Service("dinsos", settings=quick_settings(
-            redis_url, consumer="dinsos-1", max_deliveries=max_deliveries))  # fmt: skip
+        self.service = Service(
+            "dinsos",
+            settings=quick_settings(redis_url, consumer="dinsos-1", max_deliveries=max_deliveries),
+        )
         self.service.on(CitizenDied)(self.suspend)
 
     async def suspend(self, event: CitizenDied, ctx: EventContext) -> None:
@@ -135,11 +137,26 @@ async def test_status_shows_the_streams_the_test_made_with_exact_counts(
     assert (citizen["length"], citizen["exists"], citizen["registered"]) == (5, True, True)
     assert citizen["last_entry_id"] == entries[-1]
     [group] = citizen["groups"]
-    assert {k: group[k] for k in ("name", "lag", "pending", "consumer_count", "dead_letters",
-                                  "oldest_pending_id", "entries_read")} == {
-        "name": "dinsos", "lag": 2, "pending": 2, "consumer_count": 1, "dead_letters": 0,
-        "oldest_pending_id": entries[1], "entries_read": 3,
-    }  # fmt: skip
+    assert {
+        k: group[k]
+        for k in (
+            "name",
+            "lag",
+            "pending",
+            "consumer_count",
+            "dead_letters",
+            "oldest_pending_id",
+            "entries_read",
+        )
+    } == {
+        "name": "dinsos",
+        "lag": 2,
+        "pending": 2,
+        "consumer_count": 1,
+        "dead_letters": 0,
+        "oldest_pending_id": entries[1],
+        "entries_read": 3,
+    }
     widget = streams["kominfo.widget"]
     assert (widget["length"], widget["registered"], widget["groups"]) == (4, False, [])
     assert body["healthy"] is True and body["breaches"] == []
@@ -156,7 +173,10 @@ async def test_a_breach_is_reported_with_its_message(redis: Redis, redis_url: st
     assert body["healthy"] is False
     [breach] = body["breaches"]
     assert (breach["kind"], breach["stream"], breach["group"]) == (
-        "consumer_idle", "dukcapil.citizen", "bapenda")  # fmt: skip
+        "consumer_idle",
+        "dukcapil.citizen",
+        "bapenda",
+    )
     assert "the group has no consumer" in breach["message"]
 
 
@@ -186,12 +206,19 @@ async def test_a_failing_services_dead_letter_appears_masked(redis: Redis, redis
         by_name = await http.get("/api/dead-letters", params={"stream": "dukcapil.citizen"})
     [queue] = body["queues"]
     assert {k: queue[k] for k in ("stream", "aggregate", "group", "total", "shown")} == {
-        "stream": STREAM, "aggregate": "dukcapil.citizen", "group": "dinsos", "total": 1,
+        "stream": STREAM,
+        "aggregate": "dukcapil.citizen",
+        "group": "dinsos",
+        "total": 1,
         "shown": 1,
-    }  # fmt: skip
+    }
     [letter] = queue["dead_letters"]
     assert (letter["event_id"], letter["type"], letter["reason"], letter["attempts"]) == (
-        "death-1", "dukcapil.citizen.died.v1", "handler_failed", 2)  # fmt: skip
+        "death-1",
+        "dukcapil.citizen.died.v1",
+        "handler_failed",
+        2,
+    )
     assert letter["original_entry"] == published.entry_id and letter["consumer"] == "dinsos-1"
     assert "ConnectionError" in letter["error"] and "***" in letter["error"]
     assert all(NIK not in text for text in texts)  # nowhere, not even in the error
@@ -285,8 +312,9 @@ async def test_replay_without_the_right_token_is_refused_and_changes_nothing(
         as_cookie = await http.post("/api/replay", json=body, headers={"Cookie": f"token={TOKEN}"})
         # CSRF: a cross-site form can send neither the header nor a JSON body.
         form = await http.post("/api/replay", data={"refs": "x"}, headers=bearer())
-        text = await http.post("/api/replay", content=b"{}", headers={
-            **bearer(), "Content-Type": "text/plain"})  # fmt: skip
+        text = await http.post(
+            "/api/replay", content=b"{}", headers={**bearer(), "Content-Type": "text/plain"}
+        )
     for refused in (anonymous, wrong, prefix, basic, as_cookie):
         assert refused.status_code == 401, refused.text
         assert error_of(refused)["code"] == "unauthorized"
@@ -384,8 +412,9 @@ async def test_bad_input_gets_a_clear_json_error(redis: Redis, redis_url: str) -
     async with serving(redis_url) as (_, http):
         for body, status, code, words in cases:
             raw = body if isinstance(body, bytes) else httpx.Request("POST", "/", json=body).content
-            response = await http.post("/api/replay", content=raw, headers={
-                **bearer(), "Content-Type": "application/json"})  # fmt: skip
+            response = await http.post(
+                "/api/replay", content=raw, headers={**bearer(), "Content-Type": "application/json"}
+            )
             assert response.status_code == status, (body, response.text)
             error = error_of(response)
             assert error["code"] == code and words in error["message"], (body, error)
@@ -459,8 +488,9 @@ async def test_redis_down_gives_clear_json_errors_and_the_monitor_recovers(
 async def test_the_page_loads_nothing_from_elsewhere_and_is_locked_down(redis_url: str) -> None:
     async with serving(redis_url) as (_, http):
         page = await http.get("/")
-        assets = {n: await http.get(f"/static/{n}")
-                  for n in ("monitor.js", "monitor.css", "favicon.svg")}  # fmt: skip
+        assets = {
+            n: await http.get(f"/static/{n}") for n in ("monitor.js", "monitor.css", "favicon.svg")
+        }
         svg = await http.get("/api/flowmap.svg")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     policy = page.headers["content-security-policy"]
@@ -508,11 +538,13 @@ def test_settings_default_to_loopback_and_refuse_a_short_token(
 
 def test_the_command_fails_clearly_on_bad_configuration(redis_url: str) -> None:
     runner = CliRunner()
-    short = runner.invoke(cli_app, [], env={"SIMPUL_REDIS_URL": redis_url,
-                                            "SIMPUL_MONITOR_TOKEN": "tiny-secret"})  # fmt: skip
+    short = runner.invoke(
+        cli_app, [], env={"SIMPUL_REDIS_URL": redis_url, "SIMPUL_MONITOR_TOKEN": "tiny-secret"}
+    )
     no_redis = runner.invoke(cli_app, [], env={"SIMPUL_REDIS_URL": "", "SIMPUL_MONITOR_TOKEN": ""})
-    bad_address = runner.invoke(cli_app, ["--http", "everywhere"],
-                                env={"SIMPUL_REDIS_URL": redis_url})  # fmt: skip
+    bad_address = runner.invoke(
+        cli_app, ["--http", "everywhere"], env={"SIMPUL_REDIS_URL": redis_url}
+    )
     assert short.exit_code == 2 and "SIMPUL_MONITOR_TOKEN" in short.output
     assert "tiny-secret" not in short.output
     assert no_redis.exit_code == 2 and "SIMPUL_REDIS_URL" in no_redis.output
@@ -529,13 +561,23 @@ def test_the_catalogue_imports_the_monitor_without_starting_or_finding_a_service
 @pytest.mark.slow
 async def test_python_m_services_monitor_serves_until_sigterm(redis_url: str) -> None:
     port = free_port()  # no SIMPUL_MONITOR_SERVICES: the flow map from Redis, nothing to import
-    env = {**os.environ, "SIMPUL_REDIS_URL": redis_url, "SIMPUL_MONITOR_TOKEN": TOKEN,
-           "SIMPUL_MONITOR_HTTP": f"127.0.0.1:{port}", "SIMPUL_LOG_FORMAT": "json",
-           "SIMPUL_MONITOR_SERVICES": ""}  # fmt: skip
+    env = {
+        **os.environ,
+        "SIMPUL_REDIS_URL": redis_url,
+        "SIMPUL_MONITOR_TOKEN": TOKEN,
+        "SIMPUL_MONITOR_HTTP": f"127.0.0.1:{port}",
+        "SIMPUL_LOG_FORMAT": "json",
+        "SIMPUL_MONITOR_SERVICES": "",
+    }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.monitor", cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "services.monitor",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=2) as http:
 

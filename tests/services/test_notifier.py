@@ -48,8 +48,9 @@ SOURCE = "urn:test:notifier"
 PERMITS = PermitIssued.__contract__.stream
 PAYMENTS = PaymentReceived.__contract__.stream
 T0 = datetime(2026, 11, 2, 2, 30, tzinfo=UTC)
-SITE = Address(street="Jl. Ijen No. 25", rt="003", rw="005", kelurahan="35.73.02.1008",
-               kecamatan="35.73.02")  # fmt: skip
+SITE = Address(
+    street="Jl. Ijen No. 25", rt="003", rw="005", kelurahan="35.73.02.1008", kecamatan="35.73.02"
+)
 
 
 # -- a real SMTP server ------------------------------------------------------------------------
@@ -141,9 +142,15 @@ def unlinked(nik: str, account: str, reason: str, at: datetime) -> AccountUnlink
 
 def issued(who: Identifier, permit_no: str = "PBG-357302-12112026-01") -> PermitIssued:
     kind = PermitKind.IZIN_USAHA if who.scheme == "nib" else PermitKind.PBG
-    return PermitIssued(application_no="PBG/2026/11/000412", permit_no=permit_no, kind=kind,
-                        applicant=who, site=SITE, issued_on=date(2026, 11, 12),
-                        valid_until=date(2031, 11, 11))  # fmt: skip
+    return PermitIssued(
+        application_no="PBG/2026/11/000412",
+        permit_no=permit_no,
+        kind=kind,
+        applicant=who,
+        site=SITE,
+        issued_on=date(2026, 11, 12),
+        valid_until=date(2031, 11, 11),
+    )
 
 
 def person(nik: str = NIK) -> Identifier:
@@ -403,12 +410,18 @@ async def test_payment_received_is_mailed_with_amount_and_reference(
 ) -> None:
     notifier = make_notifier(redis_url, sqlite_url, smtp.settings())
     publisher = Publisher(redis, source=SOURCE)
-    payment = PaymentReceived.model_validate({
-        "payment_ref": "QRIS-20260815-7731", "assessment_no": "SPPT-2026-357305000300200450",
-        "tax_kind": "pbb-p2", "nop": "357305000300200450",
-        "taxpayer": {"scheme": "nik", "value": OTHER_NIK}, "amount": 386400,
-        "channel": "qris", "paid_at": "2026-08-15T20:05:00Z",
-    })  # fmt: skip
+    payment = PaymentReceived.model_validate(
+        {
+            "payment_ref": "QRIS-20260815-7731",
+            "assessment_no": "SPPT-2026-357305000300200450",
+            "tax_kind": "pbb-p2",
+            "nop": "357305000300200450",
+            "taxpayer": {"scheme": "nik", "value": OTHER_NIK},
+            "amount": 386400,
+            "channel": "qris",
+            "paid_at": "2026-08-15T20:05:00Z",
+        }
+    )
     async with notifier.service.running():
         await link(publisher, notifier, OTHER_NIK, NEW_ACCOUNT)
         await notifier.set_contact(NEW_ACCOUNT, NEW_EMAIL)
@@ -431,8 +444,9 @@ async def test_businesses_strangers_and_the_deceased_are_counted_and_skipped(
     notifier = make_notifier(redis_url, sqlite_url, smtp.settings())
     publisher = Publisher(redis, source=SOURCE)
     died = CitizenDied(nik=OTHER_NIK, date_of_death=date(2026, 11, 20), kecamatan="35.73.05")
-    stranger = CitizenDied(nik="3573011203850002", date_of_death=date(2026, 11, 20),
-                           kecamatan="35.73.01")  # fmt: skip
+    stranger = CitizenDied(
+        nik="3573011203850002", date_of_death=date(2026, 11, 20), kecamatan="35.73.01"
+    )
     with capture_logs() as logs:
         async with notifier.service.running():
             await link(publisher, notifier, OTHER_NIK, NEW_ACCOUNT)
@@ -443,9 +457,13 @@ async def test_businesses_strangers_and_the_deceased_are_counted_and_skipped(
             await publisher.publish(issued(Identifier(scheme="nib", value=NIB), "OSS-1"))
             await publisher.publish(issued(person(NIK), "PBG-2"))  # a person without account
             await publisher.publish(issued(person(OTHER_NIK), "PBG-3"))  # deceased
-            rejected = PermitRejected(application_no="REK/2026/11/000007", kind="reklame",
-                                      applicant=person(NIK), reason="zoning-mismatch",
-                                      rejected_on=date(2026, 11, 13))  # fmt: skip
+            rejected = PermitRejected(
+                application_no="REK/2026/11/000007",
+                kind="reklame",
+                applicant=person(NIK),
+                reason="zoning-mismatch",
+                rejected_on=date(2026, 11, 13),
+            )
             await publisher.publish(rejected)
             old = datetime.now(UTC) - timedelta(days=8)  # history, read on a first start
             await publisher.publish(issued(person(OTHER_NIK), "PBG-4"), time=old)
@@ -453,16 +471,22 @@ async def test_businesses_strangers_and_the_deceased_are_counted_and_skipped(
             await wait_until(lambda: counted(notifier, "skipped:no-account", 2))
             await wait_until(lambda: counted(notifier, "skipped:deceased", 1))
             assert await notifier.counts() == {
-                "skipped:business": 1, "skipped:no-account": 2, "skipped:deceased": 1,
+                "skipped:business": 1,
+                "skipped:no-account": 2,
+                "skipped:deceased": 1,
                 "skipped:stale": 1,
-            }  # fmt: skip
+            }
             assert await notifier.inbox(NEW_ACCOUNT) == []
             assert smtp.mailbox.received == []
             assert await notifier.account_of("3573011203850002") is None
     skipped = [log for log in logs if log["event"] == "notification_skipped"]
     assert sorted(log["reason"] for log in skipped) == [
-        "business", "deceased", "no-account", "no-account", "stale"
-    ]  # fmt: skip
+        "business",
+        "deceased",
+        "no-account",
+        "no-account",
+        "stale",
+    ]
     assert all(set(log) <= {"event", "log_level", "event_id", "kind", "reason"} for log in skipped)
     assert NIB not in repr(logs) and NIK not in repr(logs) and OTHER_NIK not in repr(logs)
 
@@ -594,8 +618,9 @@ async def test_without_a_token_the_inbox_api_is_closed(
         assert app is not None
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://notifier") as client:
-            answer = await client.get(f"/accounts/{ACCOUNT}/inbox",
-                                      headers={"Authorization": "Bearer "})  # fmt: skip
+            answer = await client.get(
+                f"/accounts/{ACCOUNT}/inbox", headers={"Authorization": "Bearer "}
+            )
             assert answer.status_code == 503
     finally:
         await notifier.store.close()
@@ -606,8 +631,10 @@ async def test_two_replicas_setting_a_new_contact_at_once_both_succeed(
 ) -> None:
     """Two PUTs for one new account on two replicas: one statement each, no unique violation
     (on PostgreSQL the loser of a serialization conflict is run again by bus.store)."""
-    replicas = [Notifier(Store(store_url), settings=settings, smtp=SmtpSettings(), token=TOKEN)
-                for _ in range(2)]  # fmt: skip
+    replicas = [
+        Notifier(Store(store_url), settings=settings, smtp=SmtpSettings(), token=TOKEN)
+        for _ in range(2)
+    ]
     await replicas[0].open()
     accounts = [str(uuid.UUID(int=n)) for n in range(1, 31)]
     try:
@@ -669,8 +696,14 @@ async def test_a_slow_smtp_server_cannot_hold_a_send_past_its_overall_deadline()
 
     server = await asyncio.start_server(slow_server, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    settings = SmtpSettings(host="127.0.0.1", port=port, sender=SENDER, starttls=False,
-                            timeout_s=1.0, send_timeout_s=0.5)  # fmt: skip
+    settings = SmtpSettings(
+        host="127.0.0.1",
+        port=port,
+        sender=SENDER,
+        starttls=False,
+        timeout_s=1.0,
+        send_timeout_s=0.5,
+    )
     message = compose(settings, to=EMAIL, subject="Tes", text="Tes.", msgid="<t@example.org>")
     try:
         started = time.monotonic()

@@ -27,11 +27,16 @@ def test_no_host_means_email_disabled() -> None:
 
 
 def test_a_full_configuration_is_read() -> None:
-    settings = SmtpSettings.from_env({
-        **BASE, "SIMPUL_SMTP_PORT": "587", "SIMPUL_SMTP_USER": "notifier",
-        "SIMPUL_SMTP_PASSWORD": "hunter2-but-longer", "SIMPUL_SMTP_STARTTLS": "true",
-        "SIMPUL_SMTP_FROM": "Pemerintah Kota Malang <noreply@malangkota.go.id>",
-    })  # fmt: skip
+    settings = SmtpSettings.from_env(
+        {
+            **BASE,
+            "SIMPUL_SMTP_PORT": "587",
+            "SIMPUL_SMTP_USER": "notifier",
+            "SIMPUL_SMTP_PASSWORD": "hunter2-but-longer",
+            "SIMPUL_SMTP_STARTTLS": "true",
+            "SIMPUL_SMTP_FROM": "Pemerintah Kota Malang <noreply@malangkota.go.id>",
+        }
+    )
     assert settings.enabled and settings.port == 587 and settings.starttls is True
     assert (settings.timeout_s, settings.send_timeout_s) == (10.0, 30.0)  # defaults
     assert settings.sender_address == "noreply@malangkota.go.id"
@@ -65,9 +70,15 @@ def test_bad_settings_are_named(extra: dict[str, str], named: str, says: str) ->
 
 
 def test_credentials_in_clear_are_allowed_to_a_relay_on_loopback() -> None:
-    settings = SmtpSettings.from_env({**BASE, "SIMPUL_SMTP_HOST": "127.0.0.1",
-                                      "SIMPUL_SMTP_USER": "u", "SIMPUL_SMTP_PASSWORD": "p",
-                                      "SIMPUL_SMTP_STARTTLS": "false"})  # fmt: skip
+    settings = SmtpSettings.from_env(
+        {
+            **BASE,
+            "SIMPUL_SMTP_HOST": "127.0.0.1",
+            "SIMPUL_SMTP_USER": "u",
+            "SIMPUL_SMTP_PASSWORD": "p",
+            "SIMPUL_SMTP_STARTTLS": "false",
+        }
+    )
     assert settings.starttls is False and settings.user == "u"
 
 
@@ -159,9 +170,13 @@ def test_texts_in_indonesian() -> None:
     assert tanggal(date(2026, 5, 1)) == "1 Mei 2026"
     assert rupiah(1_250_000) == "Rp1.250.000" and rupiah(500) == "Rp500"
     applicant = Identifier(scheme="nik", value="3573025203900002")
-    rejection = PermitRejected(application_no="REK/2026/11/000007", kind="reklame",
-                               applicant=applicant, reason="zoning-mismatch",
-                               rejected_on=date(2026, 11, 13))  # fmt: skip
+    rejection = PermitRejected(
+        application_no="REK/2026/11/000007",
+        kind="reklame",
+        applicant=applicant,
+        reason="zoning-mismatch",
+        rejected_on=date(2026, 11, 13),
+    )
     notice = permit_rejected(rejection)
     assert notice.kind == "permit-rejected"
     assert "REK/2026/11/000007" in notice.body and "rencana tata ruang" in notice.body
@@ -177,10 +192,13 @@ def test_create_builds_the_service_from_the_environment(
     service = create()
     assert service.name == "notifier" and service.source == "urn:malangkota:diskominfo:notifier"
     assert set(service.handlers) == {
-        "identity.account.linked.v1", "identity.account.unlinked.v1",
-        "dukcapil.citizen.died.v1", "dpmptsp.permit.issued.v1", "dpmptsp.permit.rejected.v1",
+        "identity.account.linked.v1",
+        "identity.account.unlinked.v1",
+        "dukcapil.citizen.died.v1",
+        "dpmptsp.permit.issued.v1",
+        "dpmptsp.permit.rejected.v1",
         "bapenda.payment.received.v1",
-    }  # fmt: skip
+    }
     assert service.http_app is not None
     monkeypatch.setenv("SIMPUL_SMTP_HOST", "smtp.malangkota.go.id")  # but no FROM
     with pytest.raises(ConfigurationError, match="SIMPUL_SMTP_FROM"):

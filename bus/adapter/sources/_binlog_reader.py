@@ -183,12 +183,23 @@ class BinlogReader:
             only_schemas=[self.schema],
             # Every event that moves the position is reported, so "read up to the binlog's end"
             # can be told even when the file ends in bookkeeping events (after a restart).
-            only_events=[MariadbGtidEvent, GtidEvent, QueryEvent, XidEvent, RotateEvent,
-                         HeartbeatLogEvent, WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent,
-                         FormatDescriptionEvent, MariadbGtidListEvent,
-                         MariadbBinLogCheckPointEvent, StopEvent],
+            only_events=[
+                MariadbGtidEvent,
+                GtidEvent,
+                QueryEvent,
+                XidEvent,
+                RotateEvent,
+                HeartbeatLogEvent,
+                WriteRowsEvent,
+                UpdateRowsEvent,
+                DeleteRowsEvent,
+                FormatDescriptionEvent,
+                MariadbGtidListEvent,
+                MariadbBinLogCheckPointEvent,
+                StopEvent,
+            ],
             **resume,
-        )  # fmt: skip
+        )
 
     def _read(self) -> None:
         self._stream = stream = self._open()

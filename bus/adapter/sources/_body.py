@@ -51,8 +51,9 @@ def decode(body: bytes, content_type: str) -> Mapping[str, Any] | Malformed:
     media, _, params = content_type.partition(";")
     media = media.strip().lower()
     if media not in (JSON, FORM):
-        return Malformed(415, "unsupported_media_type",
-                          f"send {JSON} or {FORM} (one record per request)")  # fmt: skip
+        return Malformed(
+            415, "unsupported_media_type", f"send {JSON} or {FORM} (one record per request)"
+        )
     charset = _charset(params)
     try:
         codecs.lookup(charset)
@@ -76,8 +77,11 @@ def parse_json(text: str) -> Mapping[str, Any] | Malformed:
     except BadRequestBody as exc:  # not JSON, or deeper or longer than a record can be
         return Malformed(400, exc.reason, str(exc))
     if not isinstance(data, dict):
-        return Malformed(400, "not_an_object", "the JSON body must be an object of fields "
-                          f"(one record), not a {type(data).__name__}")  # fmt: skip
+        return Malformed(
+            400,
+            "not_an_object",
+            f"the JSON body must be an object of fields (one record), not a {type(data).__name__}",
+        )
     return data
 
 

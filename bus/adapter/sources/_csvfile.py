@@ -170,8 +170,11 @@ class _Reader:
 
     def _problem(self, fields: list[str], problem: str) -> Record:
         position = self._advance()
-        data = {LOCATION: self._location(position), PROBLEM: f"row {position[2]}: {problem}",
-                FIELDS: fields}  # fmt: skip
+        data = {
+            LOCATION: self._location(position),
+            PROBLEM: f"row {position[2]}: {problem}",
+            FIELDS: fields,
+        }
         # The location is the key: the fields may be garbled, so they cannot name the record.
         return Record(f"{self.drop.name}#{position[2]}", self.drop.digest, position, data)
 

@@ -128,12 +128,18 @@ COLUMNS_SQL = (
 
 def columns_from(rows: Sequence[Mapping[str, Any]]) -> LegacyColumns:
     """The table's columns from :data:`COLUMNS_SQL`'s rows (any driver: text or bytes)."""
-    return LegacyColumns([
-        Column(_str(r["name"]), _str(r["data_type"]).lower(), _str(r["column_type"]).lower(),
-               _str(r["charset"]).lower() if r["charset"] is not None else None,
-               _str(r["column_key"]) == "PRI")
-        for r in rows
-    ])  # fmt: skip
+    return LegacyColumns(
+        [
+            Column(
+                _str(r["name"]),
+                _str(r["data_type"]).lower(),
+                _str(r["column_type"]).lower(),
+                _str(r["charset"]).lower() if r["charset"] is not None else None,
+                _str(r["column_key"]) == "PRI",
+            )
+            for r in rows
+        ]
+    )
 
 
 def _str(value: Any) -> str:

@@ -105,8 +105,10 @@ class Server:
                 f"deletes would carry only some columns. Set binlog_row_image=FULL {_MY_CNF}"
             )
         grants = " ".join(str(next(iter(r.values()))) for r in await self.fetch("SHOW GRANTS"))
-        for needed, spellings in (("REPLICATION SLAVE", _STREAM_GRANTS),
-                                  ("REPLICATION CLIENT", _STATUS_GRANTS)):  # fmt: skip
+        for needed, spellings in (
+            ("REPLICATION SLAVE", _STREAM_GRANTS),
+            ("REPLICATION CLIENT", _STATUS_GRANTS),
+        ):
             if not any(s in grants.upper() for s in spellings):
                 raise ConfigurationError(
                     f"user {self.settings['user']!r} lacks the {needed} grant on "
@@ -233,8 +235,11 @@ class Snapshot:
         try:
             await self._rows("START TRANSACTION WITH CONSISTENT SNAPSHOT")
             rows = await self._rows("SHOW MASTER STATUS")
-            self.position = {"file": str(rows[0]["File"]), "pos": int(rows[0]["Position"]),
-                             "gtid": None}  # fmt: skip
+            self.position = {
+                "file": str(rows[0]["File"]),
+                "pos": int(rows[0]["Position"]),
+                "gtid": None,
+            }
         finally:
             await self._rows("UNLOCK TABLES")
 

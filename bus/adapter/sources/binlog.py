@@ -179,8 +179,10 @@ class BinlogSource:
                 if rows and done:  # the last row: the stream takes over from here
                     positions[-1] = dict(origin)
                 if rows:
-                    yield [self._record(self._columns.decode(row), None, at)
-                           for row, at in zip(rows, positions, strict=True)]  # fmt: skip
+                    yield [
+                        self._record(self._columns.decode(row), None, at)
+                        for row, at in zip(rows, positions, strict=True)
+                    ]
                 if done:
                     return
                 last = [_plain(rows[-1][c]) for c in primary]
@@ -196,10 +198,14 @@ class BinlogSource:
         self._upto = (start.get("file", ""), int(start.get("pos", 0)))
         self._idle = False
         self._reader = BinlogReader(
-            self.server.replication_settings, server_id=self.server_id,
-            schema=self.settings["database"], table=self.table, start=start,
-            deliver=self._queue.put_nowait, loop=asyncio.get_running_loop(),
-        )  # fmt: skip
+            self.server.replication_settings,
+            server_id=self.server_id,
+            schema=self.settings["database"],
+            table=self.table,
+            start=start,
+            deliver=self._queue.put_nowait,
+            loop=asyncio.get_running_loop(),
+        )
         self._reader.start()
         _log.info("binlog_stream_started", source=self.name, position=_where(start))
 
@@ -259,8 +265,10 @@ class BinlogSource:
         assert self._columns is not None
         wanted = [r for r in txn.rows if r.change in self.changes]
         positions = [self._last] * (len(wanted) - 1) + [txn.end]
-        return [self._record(self._columns.decode(r.values), r, at)
-                for r, at in zip(wanted, positions, strict=False)]  # fmt: skip
+        return [
+            self._record(self._columns.decode(r.values), r, at)
+            for r, at in zip(wanted, positions, strict=False)
+        ]
 
     def _record(self, row: Mapping[str, Any], change: RowChange | None, at: Position) -> Record:
         version = _text(row.get(self.version))

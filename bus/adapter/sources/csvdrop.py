@@ -129,9 +129,14 @@ class CsvDropSource:
         self.folder = Path(folder)
         self._name = name
         required = [c.lower() for c in (*columns, *_columns_of(key), *_columns_of(version))]
-        self._format = _Format(delimiter, encodings, tuple(dict.fromkeys(required)),
-                               _column_value(key, "key"), _column_value(version, "version"),
-                               time)  # fmt: skip
+        self._format = _Format(
+            delimiter,
+            encodings,
+            tuple(dict.fromkeys(required)),
+            _column_value(key, "key"),
+            _column_value(version, "version"),
+            time,
+        )
         self.settle_seconds = settle_seconds
         self._adapter: Adapter | None = None
 
@@ -209,18 +214,36 @@ class CsvDropSource:
         entries = await self._quarantined(drop, adapter)
         now = adapter.progress
         duplicates = now.duplicates - counted.duplicates
-        report = {"file": drop.name, "digest": drop.digest, "status": "done", "rows": rows,
-                  "published": max(rows - len(entries) - duplicates, 0),
-                  "duplicates": duplicates, "quarantined": len(entries),
-                  "quarantine_entries": entries, "adapter": adapter.name,
-                  "finished_at": _now()}  # fmt: skip
+        report = {
+            "file": drop.name,
+            "digest": drop.digest,
+            "status": "done",
+            "rows": rows,
+            "published": max(rows - len(entries) - duplicates, 0),
+            "duplicates": duplicates,
+            "quarantined": len(entries),
+            "quarantine_entries": entries,
+            "adapter": adapter.name,
+            "finished_at": _now(),
+        }
         await asyncio.to_thread(self._move, drop, "done", report)
-        _log.info("csv_file_done", source=self.name, file=drop.name, rows=rows,
-                  quarantined=len(entries), duplicates=duplicates)  # fmt: skip
+        _log.info(
+            "csv_file_done",
+            source=self.name,
+            file=drop.name,
+            rows=rows,
+            quarantined=len(entries),
+            duplicates=duplicates,
+        )
 
     def _fail(self, drop: _Drop, problem: str) -> None:
-        report = {"file": drop.name, "digest": drop.digest, "status": "failed",
-                  "problem": problem, "failed_at": _now()}  # fmt: skip
+        report = {
+            "file": drop.name,
+            "digest": drop.digest,
+            "status": "failed",
+            "problem": problem,
+            "failed_at": _now(),
+        }
         self._move(drop, "failed", report)
         _log.warning("csv_file_failed", source=self.name, file=drop.name, problem=problem)
 
@@ -294,9 +317,16 @@ def drop_adapter(
 ) -> Adapter:
     """The :class:`Adapter` of a CSV drop source: the mapper :func:`checked`, the source
     attached."""
-    adapter = Adapter(name, source=source, mapper=checked(mapper), publisher=publisher,
-                      checkpoints=checkpoints, quarantine=quarantine, batch_size=batch_size,
-                      on_progress=on_progress)  # fmt: skip
+    adapter = Adapter(
+        name,
+        source=source,
+        mapper=checked(mapper),
+        publisher=publisher,
+        checkpoints=checkpoints,
+        quarantine=quarantine,
+        batch_size=batch_size,
+        on_progress=on_progress,
+    )
     source.attach(adapter)
     return adapter
 

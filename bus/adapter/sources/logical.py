@@ -220,9 +220,10 @@ class LogicalSource:
                 f"ALTER PUBLICATION {self.publication} ADD TABLE {self.table} (as its owner)"
             )
         create = sql.SQL("CREATE PUBLICATION {} FOR TABLE {} WITH (publish = {})").format(
-            sql.Identifier(self.publication), table_sql(self.table),
+            sql.Identifier(self.publication),
+            table_sql(self.table),
             sql.Literal("insert, update, delete"),
-        )  # fmt: skip
+        )
         try:
             await conn.execute(create)
         except errors.InsufficientPrivilege as exc:
@@ -263,8 +264,12 @@ class LogicalSource:
         consistent, exported = await wal.create_slot(self.slot)
         self._wal_start = consistent
         wal.confirmed = consistent
-        _log.info("replication_slot_created", source=self.name, slot=self.slot,
-                  position=lsn_text(consistent))  # fmt: skip
+        _log.info(
+            "replication_slot_created",
+            source=self.name,
+            slot=self.slot,
+            position=lsn_text(consistent),
+        )
         reader = await psycopg.AsyncConnection.connect(self.conninfo, row_factory=dict_row)
         try:
             await reader.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
@@ -278,8 +283,9 @@ class LogicalSource:
             # Not the bare LSN: a change's version is its LSN, and the first change after the
             # snapshot may sit exactly at the snapshot's point.
             version = f"snapshot@{lsn_text(consistent)}"
-            held = [self._record(row, at, "insert", version) for row in
-                    await cursor.fetchmany(size)]  # fmt: skip
+            held = [
+                self._record(row, at, "insert", version) for row in await cursor.fetchmany(size)
+            ]
             while held:
                 following = await cursor.fetchmany(size)
                 if not following:  # the last batch: after it, stream from the slot's start

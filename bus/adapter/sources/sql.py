@@ -212,8 +212,15 @@ class SqlSource:
         pk = [primary_key] if isinstance(primary_key, str) else list(primary_key)
         if settle is None:
             settle = 0.0 if isinstance(db, SqliteDatabase) else _SETTLE_S
-        return cls(db, table=table, key=key or pk, version=version,
-                   order_by=[change_column, *pk], settle=settle, **options)  # fmt: skip
+        return cls(
+            db,
+            table=table,
+            key=key or pk,
+            version=version,
+            order_by=[change_column, *pk],
+            settle=settle,
+            **options,
+        )
 
     @classmethod
     def by_outbox(
@@ -236,11 +243,25 @@ class SqlSource:
         ``txid_column=None`` polls by ``outbox_id`` alone, which skips rows whose transactions
         commit out of id order. Elsewhere the order is ``outbox_id`` (SQLite has one writer)."""
         if txid_column is not None and isinstance(db, PostgresDatabase):
-            return cls(db, table=outbox_table, key=key, version=version,
-                       order_by=[txid_column, outbox_id], name=name,
-                       committed_txid=txid_column, **options)  # fmt: skip
-        return cls(db, table=outbox_table, key=key, version=version, order_by=[outbox_id],
-                   name=name, **options)  # fmt: skip
+            return cls(
+                db,
+                table=outbox_table,
+                key=key,
+                version=version,
+                order_by=[txid_column, outbox_id],
+                name=name,
+                committed_txid=txid_column,
+                **options,
+            )
+        return cls(
+            db,
+            table=outbox_table,
+            key=key,
+            version=version,
+            order_by=[outbox_id],
+            name=name,
+            **options,
+        )
 
     @property
     def name(self) -> str:
@@ -290,8 +311,12 @@ class SqlSource:
         unordered = " OR ".join(f"{self._quoted(c)} IS NULL" for c in self.order_by)
         lost = await self.db.fetch(f"SELECT count(*) AS n FROM {table} WHERE {unordered}", [])
         if lost[0]["n"]:
-            _log.warning("source_rows_unordered", source=self.name, rows=lost[0]["n"],
-                         columns=list(self.order_by))  # fmt: skip
+            _log.warning(
+                "source_rows_unordered",
+                source=self.name,
+                rows=lost[0]["n"],
+                columns=list(self.order_by),
+            )
         return int(rows[0]["n"])
 
     async def _horizon(self) -> tuple[str, list[Any]] | None:
@@ -359,8 +384,9 @@ class SqlSource:
             return
         late = behind - self._seen
         if late:
-            _log.warning("source_row_committed_late", source=self.name, rows=len(late),
-                         settle_s=self.settle)  # fmt: skip
+            _log.warning(
+                "source_row_committed_late", source=self.name, rows=len(late), settle_s=self.settle
+            )
         floor = _position(since)
         self._seen = {p for p in self._seen | late if str(p[0]) >= str(floor)}
 

@@ -112,13 +112,17 @@ class Webhook:
         try:
             body = await read(request, self.max_body)
         except TooLarge:
-            return self._refuse(413, "too_large", f"the body must be at most {self.max_body} "
-                                "bytes; send one record per request")  # fmt: skip
+            return self._refuse(
+                413,
+                "too_large",
+                f"the body must be at most {self.max_body} bytes; send one record per request",
+            )
         except ClientDisconnect:
             return self._refuse(400, "disconnected", "the client went away mid-body")
         content_type = request.headers.get("content-type", "")
-        _log.debug("webhook_received", adapter=self.name, bytes=len(body),
-                   content_type=content_type[:100])  # fmt: skip
+        _log.debug(
+            "webhook_received", adapter=self.name, bytes=len(body), content_type=content_type[:100]
+        )
         try:
             return await self._handle(body, content_type)
         except (RedisUnavailable, *TRANSIENT) as exc:
@@ -150,11 +154,20 @@ class Webhook:
         published = await self.publisher.publish(envelope)
         if published.duplicate and not await self._same_payload(published, envelope):
             return await self._reject(record, [_CONFLICT], 409, "conflict")
-        _log.info("webhook_published", adapter=self.name, record_key=record.key,
-                  record_version=record.version, event_id=published.event_id,
-                  type=envelope.type, duplicate=published.duplicate)  # fmt: skip
-        reply = {"event_id": published.event_id, "type": envelope.type,
-                 "duplicate": published.duplicate}  # fmt: skip
+        _log.info(
+            "webhook_published",
+            adapter=self.name,
+            record_key=record.key,
+            record_version=record.version,
+            event_id=published.event_id,
+            type=envelope.type,
+            duplicate=published.duplicate,
+        )
+        reply = {
+            "event_id": published.event_id,
+            "type": envelope.type,
+            "duplicate": published.duplicate,
+        }
         return JSONResponse(reply, status_code=200 if published.duplicate else 201)
 
     async def _same_payload(self, published: Published, envelope: Envelope) -> bool:
@@ -169,9 +182,16 @@ class Webhook:
         self, record: Record, problems: Sequence[Problem], status: int, reason: str
     ) -> Response:
         await self._keep(record, problems)
-        _log.info("webhook_rejected", adapter=self.name, status=status, reason=reason,
-                  record_key=record.key, record_version=record.version,
-                  fields=[p.field for p in problems], quarantined=True)  # fmt: skip
+        _log.info(
+            "webhook_rejected",
+            adapter=self.name,
+            status=status,
+            reason=reason,
+            record_key=record.key,
+            record_version=record.version,
+            fields=[p.field for p in problems],
+            quarantined=True,
+        )
         answer = {
             "error": "the record was not published; it is in the quarantine with these problems",
             "problems": [{"field": p.field, "problem": mask_text(p.problem)} for p in problems],
@@ -194,8 +214,13 @@ class Webhook:
         *,
         quarantined: bool = False,
     ) -> Response:
-        _log.info("webhook_rejected", adapter=self.name, status=status, reason=reason,
-                  quarantined=quarantined)  # fmt: skip
+        _log.info(
+            "webhook_rejected",
+            adapter=self.name,
+            status=status,
+            reason=reason,
+            quarantined=quarantined,
+        )
         body = {"error": message, "quarantined": quarantined}
         return JSONResponse(body, status_code=status, headers=headers)
 
@@ -203,8 +228,9 @@ class Webhook:
         if self._token is None:
             return True
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
-                                                                  self._token)  # fmt: skip
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode(), self._token
+        )
 
     def _record(self, data: Mapping[str, Any]) -> Record:
         return Record(self._key(data), self._version(data), None, data, self._time(data))
@@ -233,8 +259,16 @@ def webhook_app(
     **options: Any,
 ) -> Starlette:
     """The ASGI app of a :class:`Webhook` (``options``: time, max_body, token, ...)."""
-    webhook = Webhook(adapter_name, source_name=source_name, mapper=mapper, publisher=publisher,
-                      quarantine=quarantine, key=key, version=version, **options)  # fmt: skip
+    webhook = Webhook(
+        adapter_name,
+        source_name=source_name,
+        mapper=mapper,
+        publisher=publisher,
+        quarantine=quarantine,
+        key=key,
+        version=version,
+        **options,
+    )
     return webhook.app(path=path)
 
 

@@ -117,14 +117,32 @@ READS: dict[str, set[str]] = {
     },
     "svc-audit": set(STREAMS),
 }
-GROUPS = {"svc-profile": "profile", "svc-dinsos": "dinsos", "svc-bapenda": "bapenda",
-          "svc-dinkes": "dinkes", "svc-notifier": "notifier", "svc-audit": "audit"}  # fmt: skip
-OWN_ADAPTER = {"adapter-dukcapil": "dukcapil-siak", "adapter-dpmptsp": "dpmptsp-sicantik",
-               "adapter-bapenda": "bapenda-pembayaran",
-               "adapter-identitas": "diskominfo-identitas",
-               "adapter-disnaker": "disnaker-pencaker"}  # fmt: skip
-PRINCIPALS = [ADMIN, READONLY, MONITOR, EXPORTER, HEALTH, REPLICATION, SENTINEL,
-              *OWN_ADAPTER, *GROUPS]  # fmt: skip
+GROUPS = {
+    "svc-profile": "profile",
+    "svc-dinsos": "dinsos",
+    "svc-bapenda": "bapenda",
+    "svc-dinkes": "dinkes",
+    "svc-notifier": "notifier",
+    "svc-audit": "audit",
+}
+OWN_ADAPTER = {
+    "adapter-dukcapil": "dukcapil-siak",
+    "adapter-dpmptsp": "dpmptsp-sicantik",
+    "adapter-bapenda": "bapenda-pembayaran",
+    "adapter-identitas": "diskominfo-identitas",
+    "adapter-disnaker": "disnaker-pencaker",
+}
+PRINCIPALS = [
+    ADMIN,
+    READONLY,
+    MONITOR,
+    EXPORTER,
+    HEALTH,
+    REPLICATION,
+    SENTINEL,
+    *OWN_ADAPTER,
+    *GROUPS,
+]
 # What replaying a dead letter takes (the library's simpul_1_dlq_replay runs with the caller's
 # rights): an entry back into a group's pending list (XCLAIM, as the keep-alive function does)
 # or a new entry on the stream (XADD); adding to a dead-letter stream comes with it.
@@ -132,8 +150,18 @@ MONITOR_OPS = {"xadd", "xrange", "pending", "claim", "keep-alive", "dlq-xadd"}
 ADAPTERS = list(OWN_ADAPTER.values())
 
 PUBLISH_OPS = ("publish", "publish-batch", "xadd")
-CONSUME_OPS = ("readgroup", "claim", "autoclaim", "keep-alive", "ack", "dead-letter",
-               "dlq-xadd", "dedupe", "group-create", "gap-check")  # fmt: skip
+CONSUME_OPS = (
+    "readgroup",
+    "claim",
+    "autoclaim",
+    "keep-alive",
+    "ack",
+    "dead-letter",
+    "dlq-xadd",
+    "dedupe",
+    "group-create",
+    "gap-check",
+)
 # Last: the destructive ones.
 ADMIN_OPS = ("other-cursor", "group-setid", "xdel", "xtrim", "set", "group-destroy", "del")
 
@@ -192,10 +220,27 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AclServer]:
     aclfile.write_text(acl.render(TOPOLOGY, PASSWORDS))
     port = free_port()
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(folder), "--aclfile", str(aclfile), "--logfile", str(folder / "redis.log")],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+            "--aclfile",
+            str(aclfile),
+            "--logfile",
+            str(folder / "redis.log"),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     found = AclServer(port, aclfile)
     deadline = time.monotonic() + 10
     with found.admin() as admin:
@@ -390,9 +435,12 @@ async def test_checkpoints_quarantines_and_the_audit_head_belong_to_their_owner(
     archive = principal in (ADMIN, "svc-audit")
     for op, call, allowed in [
         ("audit head write", lambda: redis.hset(acl.AUDIT_HEAD, "seq", "1"), archive),
-        ("audit head read", lambda: redis.hmget(acl.AUDIT_HEAD, ["seq"]),
-         archive or principal in (READONLY, MONITOR)),
-    ]:  # fmt: skip
+        (
+            "audit head read",
+            lambda: redis.hmget(acl.AUDIT_HEAD, ["seq"]),
+            archive or principal in (READONLY, MONITOR),
+        ),
+    ]:
         got = await outcome(call)
         if got != ("allowed" if allowed else "denied"):
             wrong.append(f"{op}: {got}")
@@ -514,8 +562,9 @@ async def test_a_service_cannot_read_a_stream_it_was_not_approved_for(
         await dinkes.xreadgroup("dinkes", "c", {s("dpmptsp.permit"): ">"})
     # One unapproved stream among approved ones refuses the whole read.
     with pytest.raises(NoPermissionError):
-        await dinkes.xreadgroup("dinkes", "c", {s("dukcapil.citizen"): ">",
-                                                s("dpmptsp.permit"): ">"})  # fmt: skip
+        await dinkes.xreadgroup(
+            "dinkes", "c", {s("dukcapil.citizen"): ">", s("dpmptsp.permit"): ">"}
+        )
     with pytest.raises(NoPermissionError):
         await dinkes.xrange(s("dukcapil.citizen"))  # read its stream only as its group
     assert await dinkes.xreadgroup("dinkes", "c", {s("dukcapil.citizen"): ">"}) == []
@@ -528,10 +577,16 @@ async def test_no_principal_but_the_admin_runs_code_of_its_own(clients: dict[str
     for principal, redis in clients.items():
         if principal == ADMIN:
             continue
-        for command in (("SCRIPT", "LOAD", "return 1"), ("EVAL", "while true do end", "0"),
-                        ("EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"),
-                        ("FUNCTION", "LOAD", "#!lua name=mine\n"
-                         "redis.register_function('mine', function() return 1 end)")):  # fmt: skip
+        for command in (
+            ("SCRIPT", "LOAD", "return 1"),
+            ("EVAL", "while true do end", "0"),
+            ("EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"),
+            (
+                "FUNCTION",
+                "LOAD",
+                "#!lua name=mine\nredis.register_function('mine', function() return 1 end)",
+            ),
+        ):
             with pytest.raises(NoPermissionError):
                 await redis.execute_command(*command)
     libraries = await clients[ADMIN].function_list()
@@ -581,9 +636,12 @@ async def test_limitation_a_service_can_move_another_groups_state_on_a_stream_it
     [group] = await admin.xinfo_groups(stream)
     assert group["last-delivered-id"] == ids[-1]  # dinsos will never be given ids[1:]
     # Still denied: deleting or resetting the group, and touching the entries themselves.
-    for command in (("XGROUP", "SETID", stream, "dinsos", "0"),
-                    ("XGROUP", "DESTROY", stream, "dinsos"), ("XDEL", stream, ids[1]),
-                    ("XTRIM", stream, "MAXLEN", "0")):  # fmt: skip
+    for command in (
+        ("XGROUP", "SETID", stream, "dinsos", "0"),
+        ("XGROUP", "DESTROY", stream, "dinsos"),
+        ("XDEL", stream, ids[1]),
+        ("XTRIM", stream, "MAXLEN", "0"),
+    ):
         with pytest.raises(NoPermissionError):
             await notifier.execute_command(*command)
 
@@ -721,8 +779,10 @@ def test_render_writes_the_file_with_hashes_only(tmp_path: Path) -> None:
 
 def test_render_names_missing_passwords_by_variable(tmp_path: Path) -> None:
     env = tmp_path / "partial.env"
-    env.write_text("# only one\nSIMPUL_REDIS_PASSWORD_OPERATOR='a-long-enough-password'\n"
-                   "export SIMPUL_REDIS_PASSWORD_SVC_DINSOS=short\n")  # fmt: skip
+    env.write_text(
+        "# only one\nSIMPUL_REDIS_PASSWORD_OPERATOR='a-long-enough-password'\n"
+        "export SIMPUL_REDIS_PASSWORD_SVC_DINSOS=short\n"
+    )
     topology = ["--topology", str(ROOT / "deploy/topology.yaml")]
     result = CliRunner().invoke(app, ["acl", "render", *topology, "--passwords", str(env)])
     assert result.exit_code == 2
@@ -754,8 +814,18 @@ def _cli(server: AclServer, *args: str, user: str = ADMIN) -> Any:
 
 
 def test_check_asks_the_server(fresh: AclServer) -> None:
-    allowed = _cli(fresh, "check", "svc-dinsos", "xreadgroup", "group", "dinsos", "c",
-                   "streams", s("dukcapil.citizen"), ">")  # fmt: skip
+    allowed = _cli(
+        fresh,
+        "check",
+        "svc-dinsos",
+        "xreadgroup",
+        "group",
+        "dinsos",
+        "c",
+        "streams",
+        s("dukcapil.citizen"),
+        ">",
+    )
     assert allowed.exit_code == 0, allowed.output
     assert "allowed" in allowed.output
     denied = _cli(fresh, "check", "adapter-dukcapil", "xadd", s("bapenda.payment"), "*", "a", "b")
@@ -773,8 +843,9 @@ def test_apply_dry_run_shows_the_drift_and_apply_repairs_it(fresh: AclServer) ->
         try:
             admin.execute_command("ACL", "SETUSER", "svc-dinsos", "+flushall", "~stray:*")
             admin.execute_command("ACL", "DELUSER", "svc-notifier")
-            admin.execute_command("ACL", "SETUSER", "intruder", "on", ">an-intruders-password",
-                                  "+@all", "~*")  # fmt: skip
+            admin.execute_command(
+                "ACL", "SETUSER", "intruder", "on", ">an-intruders-password", "+@all", "~*"
+            )
             dry = _cli(fresh, "apply", "--dry-run", *topology)
             assert dry.exit_code == 0, dry.output
             assert "~ svc-dinsos: commands: drop +flushall; keys: drop ~stray:*" in dry.output
@@ -782,9 +853,14 @@ def test_apply_dry_run_shows_the_drift_and_apply_repairs_it(fresh: AclServer) ->
             assert "- intruder: not in the topology (kept; --prune deletes it)" in dry.output
             assert "dry run: nothing changed" in dry.output
             assert "+flushall" in admin.acl_getuser("svc-dinsos")["commands"]
-            intruder = CliRunner().invoke(app, ["acl", "apply", *topology], env={
-                "SIMPUL_REDIS_URL": f"redis://intruder:an-intruders-password@127.0.0.1:"
-                                    f"{fresh.port}/0"})  # fmt: skip
+            intruder = CliRunner().invoke(
+                app,
+                ["acl", "apply", *topology],
+                env={
+                    "SIMPUL_REDIS_URL": f"redis://intruder:an-intruders-password@127.0.0.1:"
+                    f"{fresh.port}/0"
+                },
+            )
             assert intruder.exit_code == 2
             assert "'intruder', which is not an admin of the topology (operator)" in (
                 intruder.output
@@ -832,8 +908,10 @@ def test_normalize_reads_acl_list_lines_and_rules_alike() -> None:
         name, rules = acl._split_line(user.line())
         assert name == user.name
         assert acl.normalize(rules) == acl.normalize(user.rules())
-    listed = ("user x on sanitize-payload #ab resetchannels -@all +ping "
-              "(~k resetchannels -@all +get) (%W~d resetchannels -@all +xadd)")  # fmt: skip
+    listed = (
+        "user x on sanitize-payload #ab resetchannels -@all +ping "
+        "(~k resetchannels -@all +get) (%W~d resetchannels -@all +xadd)"
+    )
     same = acl.normalize(["on", "#AB", "resetkeys", "-@all", "+ping", "(+get ~k)", "(+xadd %W~d)"])
     assert acl.normalize(acl._split_line(listed)[1]) == same
     assert json.dumps(sorted(same.commands)) == '["+ping", "-@all"]'
@@ -891,8 +969,11 @@ async def test_the_monitor_replays_dead_letters_as_its_own_user(
     await admin.xreadgroup("dinsos", "dinsos-1", {stream: ">"})
     dead = keys.dead_letters(stream, "dinsos")
     await admin.xack(stream, "dinsos", original)
-    letter = (await admin.xadd(dead, {"id": "e-1", "type": "x", "dlq.entry": original,
-                                      "dlq.consumer": "dinsos-1"})).decode()  # fmt: skip
+    letter = (
+        await admin.xadd(
+            dead, {"id": "e-1", "type": "x", "dlq.entry": original, "dlq.consumer": "dinsos-1"}
+        )
+    ).decode()
     letters = DeadLetters(clients[MONITOR], signatures=False)  # the entry is unsigned here
     report = await letters.replay([DeadLetterRef(stream, "dinsos", letter)], to=to)
     assert [r.outcome for r in report.results] == [Outcome.REPLAYED], report.results[0].detail

@@ -205,10 +205,14 @@ def test_signing_keys_of_producers_and_publishing_services() -> None:
 
     def change(data: dict[str, Any]) -> None:
         data["producers"][0]["keys"] = [
-            {"id": "dukcapil-2026", "public_key": KEY, "not_before": start,
-             "not_after": start + timedelta(days=365)},
+            {
+                "id": "dukcapil-2026",
+                "public_key": KEY,
+                "not_before": start,
+                "not_after": start + timedelta(days=365),
+            },
             {"id": "dukcapil-2027", "public_key": KEY},
-        ]  # fmt: skip
+        ]
         data["services"][0]["keys"] = [{"id": "dinsos-1", "public_key": KEY}]
 
     keys = parse(change).signing_keys()
@@ -233,14 +237,16 @@ def test_signing_keys_of_producers_and_publishing_services() -> None:
     ("key", "message"),
     [
         ({"public_key": "not base64!"}, "is not valid base64"),
-        ({"public_key": base64.b64encode(b"short").decode()},
-         "must decode to 32 bytes (an Ed25519 public key), got 5"),
+        (
+            {"public_key": base64.b64encode(b"short").decode()},
+            "must decode to 32 bytes (an Ed25519 public key), got 5",
+        ),
         ({"public_key": 12}, "must be the base64 text of the 32-byte Ed25519 public key"),
         ({"not_before": datetime(2026, 1, 1)}, "needs a UTC offset"),
         ({"id": "a key"}, "must be letters, digits"),
         ({"colour": "blue"}, "unknown field (a typo?)"),
     ],
-)  # fmt: skip
+)
 def test_a_bad_key_is_refused_with_its_path(key: dict[str, Any], message: str) -> None:
     def change(data: dict[str, Any]) -> None:
         data["producers"][0]["keys"] = [{"id": "k1", "public_key": KEY, **key}]
@@ -315,10 +321,16 @@ def test_the_city_topology_covers_what_every_service_handles(city: Topology) -> 
 
 
 def test_uncovered_names_what_a_service_handles_without_approval(city: Topology) -> None:
-    gaps = city.uncovered({"dinkes": {"dukcapil.citizen.born.v1", "dukcapil.citizen.died.v1"},
-                           "newcomer": {"dukcapil.citizen.born.v1"}})  # fmt: skip
-    assert gaps == {"dinkes": ["dukcapil.citizen.died.v1"],
-                    "newcomer": ["dukcapil.citizen.born.v1"]}  # fmt: skip
+    gaps = city.uncovered(
+        {
+            "dinkes": {"dukcapil.citizen.born.v1", "dukcapil.citizen.died.v1"},
+            "newcomer": {"dukcapil.citizen.born.v1"},
+        }
+    )
+    assert gaps == {
+        "dinkes": ["dukcapil.citizen.died.v1"],
+        "newcomer": ["dukcapil.citizen.born.v1"],
+    }
 
 
 def test_the_city_topology_names_the_adapters_as_their_code_does(city: Topology) -> None:

@@ -66,7 +66,11 @@ async def test_files_in_name_order_each_moved_to_done_with_its_report(
     refs = await payment_refs(redis)
     assert refs == [r["nomor_bukti_bayar"] for r in data]
     assert sorted(os.listdir(tmp_path / "done")) == [
-        "a.csv", "a.csv.report.json", "b.csv", "b.csv.report.json"]  # fmt: skip
+        "a.csv",
+        "a.csv.report.json",
+        "b.csv",
+        "b.csv.report.json",
+    ]
     assert not os.listdir(tmp_path / "incoming")
     got = report(tmp_path, "done", "b.csv")
     assert (got["rows"], got["published"], got["duplicates"], got["quarantined"]) == (20, 20, 0, 0)
@@ -164,8 +168,14 @@ async def test_partial_and_growing_files_are_left_alone(tmp_path: Path, redis: R
 async def test_resumes_mid_file_from_the_checkpoint(tmp_path: Path, redis: Redis) -> None:
     data = list(rows(10, seed=9))
     write_csv(drop(tmp_path, "a.csv", b"").with_name("a.csv"), data)
-    source = CsvDropSource(tmp_path, name=bapenda.TABLE, key="no_sspd", version="versi",
-                           delimiter=";", settle_seconds=0)  # fmt: skip
+    source = CsvDropSource(
+        tmp_path,
+        name=bapenda.TABLE,
+        key="no_sspd",
+        version="versi",
+        delimiter=";",
+        settle_seconds=0,
+    )
     first = runner(redis, tmp_path)
     source.attach(first)
     batch = await anext(source.batches(None, size=4))

@@ -18,10 +18,19 @@ A_NIK = "3573014107900001"  # synthetic
 
 
 def rejected(key: str, nik: str = A_NIK[:15]) -> Rejected:
-    record = Record(key, "1", [key], {"nik": nik, "tgl": date(2026, 11, 2)},
-                    datetime(2026, 11, 2, 1, tzinfo=UTC))  # fmt: skip
-    return Rejected("peristiwa", record_event_id(URN, "peristiwa", record), record,
-                    [Problem("nik", "a NIK has exactly 16 digits")])  # fmt: skip
+    record = Record(
+        key,
+        "1",
+        [key],
+        {"nik": nik, "tgl": date(2026, 11, 2)},
+        datetime(2026, 11, 2, 1, tzinfo=UTC),
+    )
+    return Rejected(
+        "peristiwa",
+        record_event_id(URN, "peristiwa", record),
+        record,
+        [Problem("nik", "a NIK has exactly 16 digits")],
+    )
 
 
 def fixed_mapper(record: Record) -> Contract:
@@ -44,8 +53,15 @@ async def test_entries_keep_the_raw_record_and_the_problems(redis: Redis) -> Non
     assert await quarantine.show("1-1") is None
     assert [e.record_key for e in await quarantine.entries(after=first.entry_id)] == ["2"]
     raw = await redis.xrange("simpul:quarantine:{siak}")
-    assert set(raw[0][1]) >= {b"adapter", b"source", b"record_key", b"record_version", b"raw",
-                              b"errors", b"time"}  # fmt: skip
+    assert set(raw[0][1]) >= {
+        b"adapter",
+        b"source",
+        b"record_key",
+        b"record_version",
+        b"raw",
+        b"errors",
+        b"time",
+    }
 
 
 async def test_the_same_record_is_quarantined_once_but_a_conflicting_copy_too(
@@ -84,8 +100,9 @@ async def test_a_record_that_still_fails_stays_and_says_why(redis: Redis) -> Non
     (entry,) = await quarantine.entries()
 
     def still_broken(record: Record) -> Contract:
-        return CitizenDied.parse({"nik": record.data["nik"], "date_of_death": "2026-11-02",
-                                  "kecamatan": "35.73.01"})  # fmt: skip
+        return CitizenDied.parse(
+            {"nik": record.data["nik"], "date_of_death": "2026-11-02", "kecamatan": "35.73.01"}
+        )
 
     outcome = await quarantine.retry(
         entry, mapper=still_broken, publisher=Publisher(redis, source=URN)

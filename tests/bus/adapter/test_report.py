@@ -300,9 +300,14 @@ async def test_breaches_name_the_adapter_behind_retaining_or_silent(redis: Redis
         "its disk fills while this grows"
     )
     assert breaches(snap, Thresholds.load()) == [
-        Breach(kind="source_retained", adapter="dukcapil-cdc", value=3 * 1024**3, limit=1024**3,
-               message=retained)
-    ]  # fmt: skip
+        Breach(
+            kind="source_retained",
+            adapter="dukcapil-cdc",
+            value=3 * 1024**3,
+            limit=1024**3,
+            message=retained,
+        )
+    ]
     strict = Thresholds.load(max_source_behind_s=30, max_source_behind_bytes=100)
     assert [(b.kind, b.adapter, b.value) for b in breaches(snap, strict)] == [
         ("source_behind", "dukcapil-cdc", 42.0),
@@ -361,11 +366,23 @@ async def test_a_report_discovered_then_expired_is_dropped_by_an_inspector(redis
 async def test_a_foreign_report_with_odd_fields_still_reads(redis: Redis) -> None:
     """A non-Python adapter writes the same hash; what does not parse reads as unknown."""
     key = keys.adapter_report("legacy-php")
-    await redis.hset(key, mapping={"cdc": "true", "state": "dozing", "behind_bytes": "lots",
-                                   "published": "12", "position": "binlog.7:88"})  # fmt: skip
+    await redis.hset(
+        key,
+        mapping={
+            "cdc": "true",
+            "state": "dozing",
+            "behind_bytes": "lots",
+            "published": "12",
+            "position": "binlog.7:88",
+        },
+    )
     [report] = (await snapshot(redis, registry=registry())).adapters
     assert (report.name, report.cdc, report.state, report.position) == (
-        "legacy-php", True, "running", "binlog.7:88")  # fmt: skip
+        "legacy-php",
+        True,
+        "running",
+        "binlog.7:88",
+    )
     assert (report.behind_bytes, report.published) == (None, 12)
 
 

@@ -54,8 +54,9 @@ class ListSource:
 def died(record: Record) -> Contract:
     if record.data.get("kind") == "boom":
         raise KeyError("jenis")
-    return CitizenDied.parse({"nik": record.data["nik"], "date_of_death": date(2026, 11, 1),
-                              "kecamatan": "35.73.02"})  # fmt: skip
+    return CitizenDied.parse(
+        {"nik": record.data["nik"], "date_of_death": date(2026, 11, 1), "kecamatan": "35.73.02"}
+    )
 
 
 def table(count: int) -> list[dict[str, Any]]:
@@ -152,13 +153,18 @@ async def test_bad_records_are_quarantined_and_counted_without_blocking_the_rest
         progress = await runner(redis, rows, on_progress=seen.append).run_once()
 
     assert (progress.read, progress.published, progress.duplicates, progress.quarantined) == (
-        12, 8, 1, 3,
-    )  # fmt: skip
+        12,
+        8,
+        1,
+        3,
+    )
     assert seen[-1] == progress
     entries = await Quarantine(redis, "test").entries()
     assert [(e.record_key, e.problems[0].field) for e in entries] == [
-        ("2", "nik"), ("5", "(record)"), ("6", "(record)"),
-    ]  # fmt: skip
+        ("2", "nik"),
+        ("5", "(record)"),
+        ("6", "(record)"),
+    ]
     assert "KeyError" in entries[1].problems[0].problem
     batch_logs = [log for log in logs if log["event"] == "adapter_batch_published"]
     assert batch_logs[-1]["quarantined"] == 3 and batch_logs[-1]["published"] == 8
@@ -194,7 +200,10 @@ async def test_a_record_the_mapper_says_is_no_event_is_skipped_and_passed(redis:
     progress = await runner(redis, rows, mapper=no_deletes).run_once()
 
     assert (progress.read, progress.published, progress.skipped, progress.quarantined) == (
-        4, 3, 1, 0,
-    )  # fmt: skip
+        4,
+        3,
+        1,
+        0,
+    )
     assert await redis.xlen(STREAM) == 3
     assert await RedisCheckpoints(redis).load("test") == 3

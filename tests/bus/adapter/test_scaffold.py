@@ -43,16 +43,25 @@ def run_tests(
         env["SIMPUL_REDIS_URL"] = dev_bus
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
-        cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.mark.slow
 def test_sql_skeleton_passes_its_generated_test(project: Path, redis_url: str) -> None:
     code, output = new("dinsos", "--kind", "sql")
     assert code == 0, output
-    for path in ("adapters/__init__.py", "adapters/dinsos/__init__.py",
-                 "adapters/dinsos/fixtures.py", "tests/adapters/test_dinsos.py"):  # fmt: skip
+    for path in (
+        "adapters/__init__.py",
+        "adapters/dinsos/__init__.py",
+        "adapters/dinsos/fixtures.py",
+        "tests/adapters/test_dinsos.py",
+    ):
         assert (project / path).is_file()
         assert f"created {path}" in output
     assert "dinsos.assistance.suspended.v1" in output  # a real contract of the department

@@ -92,12 +92,24 @@ class Legacy:
         else:
             db = SqliteDatabase(self.target)
         if self.outbox:
-            return SqlSource.by_outbox(db, outbox_table="legacy_outbox", outbox_id="no_outbox",
-                                       key="kunci", version="versi", name="legacy",
-                                       time_column="diubah")  # fmt: skip
-        return SqlSource.by_change_column(db, table="legacy", change_column="diubah",
-                                          primary_key="no", key="kunci", version="versi",
-                                          time_column="diubah")  # fmt: skip
+            return SqlSource.by_outbox(
+                db,
+                outbox_table="legacy_outbox",
+                outbox_id="no_outbox",
+                key="kunci",
+                version="versi",
+                name="legacy",
+                time_column="diubah",
+            )
+        return SqlSource.by_change_column(
+            db,
+            table="legacy",
+            change_column="diubah",
+            primary_key="no",
+            key="kunci",
+            version="versi",
+            time_column="diubah",
+        )
 
 
 @pytest.fixture(params=["sqlite-change", "sqlite-outbox", "postgresql-change", "postgresql-outbox"])
@@ -204,9 +216,15 @@ async def test_a_long_pass_remembers_only_the_positions_the_late_row_check_looks
     monkeypatch.setattr(sql, "_SEEN_PRUNE_AT", 50)
     legacy = Legacy("postgresql", postgres_url, outbox=False)  # a settle window needs timestamps
     legacy.insert([(f"K{i:05d}", 1, "isi", T0 + timedelta(minutes=i)) for i in range(600)])
-    src = SqlSource.by_change_column(PostgresDatabase(legacy.target), table="legacy",
-                                     change_column="diubah", primary_key="no", key="kunci",
-                                     version="versi", settle=1.0)  # fmt: skip
+    src = SqlSource.by_change_column(
+        PostgresDatabase(legacy.target),
+        table="legacy",
+        change_column="diubah",
+        primary_key="no",
+        key="kunci",
+        version="versi",
+        settle=1.0,
+    )
     records = await read_all(src, size=20)
     assert len(records) == 600
     assert src._seen is not None and len(src._seen) <= 100  # rows a minute apart, 10 s back

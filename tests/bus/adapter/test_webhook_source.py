@@ -28,25 +28,32 @@ TOKEN = "a-long-enough-test-token"
 
 def map_rejection(record: Record) -> Contract:
     data = record.data
-    return PermitRejected.parse({
-        "application_no": data.get("no"),
-        "kind": "pbg",
-        "applicant": {"scheme": "nik", "value": data.get("nik")},
-        "reason": "not-eligible",
-        "rejected_on": data.get("on"),
-    })  # fmt: skip
+    return PermitRejected.parse(
+        {
+            "application_no": data.get("no"),
+            "kind": "pbg",
+            "applicant": {"scheme": "nik", "value": data.get("nik")},
+            "reason": "not-eligible",
+            "rejected_on": data.get("on"),
+        }
+    )
 
 
 def good(no: str = "PBG/2026/000001", **changes: Any) -> dict[str, Any]:
-    return {"no": no, "rev": 1, "nik": NIK, "on": "2026-09-03", "name": "Siti Handayani",
-            **changes}  # fmt: skip
+    return {"no": no, "rev": 1, "nik": NIK, "on": "2026-09-03", "name": "Siti Handayani", **changes}
 
 
 def make(redis: Redis, **options: Any) -> Webhook:
-    return Webhook("test-hook", source_name="keputusan", mapper=map_rejection,
-                   publisher=Publisher(redis, source=SOURCE),
-                   quarantine=Quarantine(redis, "test-hook"), key="no", version="rev",
-                   **options)  # fmt: skip
+    return Webhook(
+        "test-hook",
+        source_name="keputusan",
+        mapper=map_rejection,
+        publisher=Publisher(redis, source=SOURCE),
+        quarantine=Quarantine(redis, "test-hook"),
+        key="no",
+        version="rev",
+        **options,
+    )
 
 
 @pytest.fixture
@@ -73,8 +80,11 @@ async def test_a_json_record_is_published_once_and_a_replay_answers_200(
     again = await client.post(url, json=good())
 
     assert first.status_code == 201
-    assert first.json() == {"event_id": expected_id(good()), "duplicate": False,
-                            "type": "dpmptsp.permit.rejected.v1"}  # fmt: skip
+    assert first.json() == {
+        "event_id": expected_id(good()),
+        "duplicate": False,
+        "type": "dpmptsp.permit.rejected.v1",
+    }
     assert again.status_code == 200 and again.json()["duplicate"] is True
     entries = await redis.xrange(STREAM)
     assert [fields[b"id"].decode() for _, fields in entries] == [expected_id(good())]
@@ -173,8 +183,11 @@ async def test_a_record_failing_its_contract_is_quarantined_with_field_problems_
     text = json.dumps(logs, default=str)
     assert NIK[:15] not in text and "Siti" not in text
     assert [log["event"] for log in logs if log["event"].startswith("webhook_")] == [
-        "webhook_received", "webhook_rejected", "webhook_received", "webhook_rejected"
-    ]  # fmt: skip
+        "webhook_received",
+        "webhook_rejected",
+        "webhook_received",
+        "webhook_rejected",
+    ]
     assert await redis.xlen(STREAM) == 0
     assert (await client.post(url, json=good())).status_code == 201
 
@@ -238,10 +251,15 @@ async def test_redis_down_answers_503_with_retry_after_and_never_2xx(
 
 
 async def test_webhook_app_and_in_process_transport(redis: Redis) -> None:
-    app = webhook_app(adapter_name="test-hook", source_name="keputusan", mapper=map_rejection,
-                      publisher=Publisher(redis, source=SOURCE),
-                      quarantine=Quarantine(redis, "test-hook"), key=("no",),
-                      version=lambda d: d["rev"])  # fmt: skip
+    app = webhook_app(
+        adapter_name="test-hook",
+        source_name="keputusan",
+        mapper=map_rejection,
+        publisher=Publisher(redis, source=SOURCE),
+        quarantine=Quarantine(redis, "test-hook"),
+        key=("no",),
+        version=lambda d: d["rev"],
+    )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://hook") as http:
         created = await http.post("/", json=good())

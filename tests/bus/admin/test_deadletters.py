@@ -46,9 +46,13 @@ def moved(nik: str = NIK) -> CitizenMoved:
 def fields_of(event: Contract, event_id: str) -> dict[str, str]:
     info = type(event).__contract__
     envelope = Envelope(
-        id=event_id, source=SOURCE, type=info.event_type, time=format_time(datetime.now(UTC)),
-        dataschema=info.dataschema, data=event.model_dump_json(),
-    )  # fmt: skip
+        id=event_id,
+        source=SOURCE,
+        type=info.event_type,
+        time=format_time(datetime.now(UTC)),
+        dataschema=info.dataschema,
+        data=event.model_dump_json(),
+    )
     return envelope.to_fields()
 
 
@@ -73,9 +77,13 @@ async def dead_letter(
     await redis.xreadgroup(group, f"{group}-1", {stream: ">"})
     raw = {k.encode(): v.encode() for k, v in fields.items()}
     flat = dead_letter_fields(
-        raw, Verdict(Reason.HANDLER_FAILED, error, 5), stream=stream, group=group,
-        consumer=f"{group}-1", entry_id=original,
-    )  # fmt: skip
+        raw,
+        Verdict(Reason.HANDLER_FAILED, error, 5),
+        stream=stream,
+        group=group,
+        consumer=f"{group}-1",
+        entry_id=original,
+    )
     dlq_key = keys.dead_letters(stream, group)
     script = BusFunction(redis, "deadletter")
     dead = await script(keys=[stream, dlq_key], args=[group, original, *flat])
@@ -224,8 +232,11 @@ async def test_dry_run_says_what_would_happen_and_changes_nothing(redis: Redis) 
     await redis.xdel(STREAM, original)  # as if retention trimmed it
     letters = DeadLetters(redis)
     refs = await letters.select(STREAM, "dinsos")
-    before = (await redis.xrange(STREAM), await redis.xrange(refs[0].key),
-              await redis.xpending(STREAM, "dinsos"))  # fmt: skip
+    before = (
+        await redis.xrange(STREAM),
+        await redis.xrange(refs[0].key),
+        await redis.xpending(STREAM, "dinsos"),
+    )
     report = await letters.replay(refs, dry_run=True)
     assert [r.outcome for r in report.results] == [Outcome.WOULD_REPLAY, Outcome.REFUSED]
     assert "trimmed" in report.results[1].detail and "--to stream" in report.results[1].detail
@@ -233,8 +244,11 @@ async def test_dry_run_says_what_would_happen_and_changes_nothing(redis: Redis) 
     assert [r.outcome for r in to_stream.results] == [Outcome.WOULD_REPLAY] * 2
     plan = await letters.plan_purge(STREAM)
     assert plan.total == 2
-    after = (await redis.xrange(STREAM), await redis.xrange(refs[0].key),
-             await redis.xpending(STREAM, "dinsos"))  # fmt: skip
+    after = (
+        await redis.xrange(STREAM),
+        await redis.xrange(refs[0].key),
+        await redis.xpending(STREAM, "dinsos"),
+    )
     assert after == before
     assert {r.entry_id for r in refs} == {kept, trimmed}
 
@@ -360,8 +374,12 @@ async def test_show_and_list_mask_personal_data_unless_revealed(redis: Redis) ->
     detail = await letters.show(ref)
     text = json.dumps(detail.as_dict())
     assert NIK not in text and ADDRESS not in text
-    assert detail.data == {"nik": "***", "address": "***", "kecamatan": "35.73.02",
-                           "moved_on": "2024-03-02"}  # fmt: skip
+    assert detail.data == {
+        "nik": "***",
+        "address": "***",
+        "kecamatan": "35.73.02",
+        "moved_on": "2024-03-02",
+    }
     assert detail.attributes["id"] == "m-2" and detail.decode_error is None
     with capture_logs() as logs:
         revealed = await letters.show(DeadLetterRef(STREAM, "dinsos", dead), reveal=True, by="ani")
@@ -373,14 +391,21 @@ async def test_a_type_without_contract_shows_only_the_shape_of_its_values(
     redis: Redis,
 ) -> None:
     data = {"account": "100200300400", "email": "ani@example.id", "note": "ok", "n": 3}
-    fields = {**fields_of(died(), "u-1"), "type": "kominfo.ticket.opened.v1",
-              "data": json.dumps(data)}  # fmt: skip
+    fields = {
+        **fields_of(died(), "u-1"),
+        "type": "kominfo.ticket.opened.v1",
+        "data": json.dumps(data),
+    }
     error = "bad account 100200300400 of ani@example.id"
     _, dead = await dead_letter(redis, "dinsos", fields, error=error)
     letters = DeadLetters(redis)
     detail = await letters.show(DeadLetterRef(STREAM, "dinsos", dead))
-    assert detail.data == {"account": "<12 digits>", "email": "<text, 14 characters>",
-                           "note": "<text, 2 characters>", "n": "<1 digit>"}  # fmt: skip
+    assert detail.data == {
+        "account": "<12 digits>",
+        "email": "<text, 14 characters>",
+        "note": "<text, 2 characters>",
+        "n": "<1 digit>",
+    }
     assert detail.dead_letter.error == "bad account *** of ***"
 
 
@@ -425,8 +450,9 @@ def test_a_ref_comes_back_from_its_json_form() -> None:
 async def test_ambiguous_ids_ask_for_stream_and_group(redis: Redis) -> None:
     other = keys.stream("dukcapil.family")
     for stream in (STREAM, other):
-        await redis.xadd(keys.dead_letters(stream, "dinsos"),
-                         {"id": "e", "dlq.reason": "undecodable"}, id="5-0")  # fmt: skip
+        await redis.xadd(
+            keys.dead_letters(stream, "dinsos"), {"id": "e", "dlq.reason": "undecodable"}, id="5-0"
+        )
     letters = DeadLetters(redis)
     with pytest.raises(ConfigurationError, match="several groups"):
         await letters.find("5-0")
@@ -451,8 +477,9 @@ async def test_purge_by_age_and_by_id(redis: Redis) -> None:
     dlq_key = keys.dead_letters(STREAM, "dinsos")
     await redis.xgroup_create(STREAM, "dinsos", id="0", mkstream=True)
     for age in (timedelta(days=3), timedelta(days=2), timedelta(hours=1), timedelta(minutes=1)):
-        await redis.xadd(dlq_key, {"id": str(age), "dlq.reason": "undecodable"},
-                         id=f"{ms_ago(age)}-0")  # fmt: skip
+        await redis.xadd(
+            dlq_key, {"id": str(age), "dlq.reason": "undecodable"}, id=f"{ms_ago(age)}-0"
+        )
     letters = DeadLetters(redis)
     plan = await letters.plan_purge(older_than=timedelta(days=1))
     assert plan.total == 2 and await redis.xlen(dlq_key) == 4  # a plan changes nothing

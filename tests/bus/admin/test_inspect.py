@@ -59,8 +59,11 @@ def died(nik: str) -> CitizenDied:
 
 
 def service(name: str, redis_url: str, *, fail: bool, **settings: Any) -> Service:
-    made = Service(name, settings=quick_settings(redis_url, consumer=f"{name}-1", **settings),
-                   registry=registry())  # fmt: skip
+    made = Service(
+        name,
+        settings=quick_settings(redis_url, consumer=f"{name}-1", **settings),
+        registry=registry(),
+    )
 
     @made.on(CitizenDied)
     async def handle(event: CitizenDied, ctx: EventContext) -> None:
@@ -72,8 +75,12 @@ def service(name: str, redis_url: str, *, fail: bool, **settings: Any) -> Servic
 
 def rejected(key: str) -> Rejected:
     record = Record(key, "1", [key], {"nik": NIKS[0][:15]}, datetime(2026, 11, 2, tzinfo=UTC))
-    return Rejected("peristiwa", record_event_id(SOURCE, "peristiwa", record), record,
-                    [Problem("nik", "a NIK has exactly 16 digits")])  # fmt: skip
+    return Rejected(
+        "peristiwa",
+        record_event_id(SOURCE, "peristiwa", record),
+        record,
+        [Problem("nik", "a NIK has exactly 16 digits")],
+    )
 
 
 async def xinfo_group(redis: Redis, stream: str, group: str) -> dict[str, Any]:
@@ -142,12 +149,16 @@ async def test_snapshot_reports_exact_lag_pending_and_dead_letters(
 
     permit = snap.stream(PERMIT)
     assert permit is not None and (permit.exists, permit.registered, permit.length) == (
-        False, True, 0,
-    )  # fmt: skip
+        False,
+        True,
+        0,
+    )
     legacy = snap.stream(LEGACY)
     assert legacy is not None and (legacy.exists, legacy.registered, legacy.length) == (
-        True, False, 1,
-    )  # fmt: skip
+        True,
+        False,
+        1,
+    )
     assert snap.quarantine == {"siak": 2}
     assert not snap.empty
     # TIME, INFO, 2 per stream, 1 per quarantine; then 3 per group; two SCANs of a small db
@@ -253,8 +264,10 @@ async def test_on_redis_62_the_snapshot_is_reduced_but_certain_lags_are_given(
     with redis_62(tmp_path) as server:
         client = connect(server.url)
         try:
-            ids = [await client.xadd(CITIZEN, fields_of(died(n), f"e{i}"))
-                   for i, n in enumerate(NIKS[:4])]  # fmt: skip
+            ids = [
+                await client.xadd(CITIZEN, fields_of(died(n), f"e{i}"))
+                for i, n in enumerate(NIKS[:4])
+            ]
             for group in ("caught-up", "half", "unread"):
                 await client.xgroup_create(CITIZEN, group, id="0")
             done = await client.xreadgroup("caught-up", "c", {CITIZEN: ">"}, count=10)
@@ -277,39 +290,64 @@ async def test_on_redis_62_the_snapshot_is_reduced_but_certain_lags_are_given(
 
 def group(name: str, **values: Any) -> GroupSnapshot:
     base: dict[str, Any] = {
-        "name": name, "consumer_count": 1, "pending": 0, "oldest_pending_id": None,
-        "oldest_pending_age_s": None, "last_delivered_id": "1-0", "entries_read": 1, "lag": 0,
+        "name": name,
+        "consumer_count": 1,
+        "pending": 0,
+        "oldest_pending_id": None,
+        "oldest_pending_age_s": None,
+        "last_delivered_id": "1-0",
+        "entries_read": 1,
+        "lag": 0,
         "dead_letters": 0,
         "consumers": [ConsumerSnapshot(name=f"{name}-1", pending=0, idle_s=1.0)],
-    }  # fmt: skip
+    }
     return GroupSnapshot(**{**base, **values})
 
 
-def bus(*groups: GroupSnapshot, quarantine: dict[str, int] | None = None,
-        age: float = 5.0) -> BusSnapshot:  # fmt: skip
+def bus(
+    *groups: GroupSnapshot, quarantine: dict[str, int] | None = None, age: float = 5.0
+) -> BusSnapshot:
     stream = StreamSnapshot(
-        key=CITIZEN, aggregate="dukcapil.citizen", exists=True, registered=True, length=10,
-        first_entry_id="1-0", last_entry_id="9-0", last_generated_id="9-0",
-        first_entry_age_s=100.0, last_entry_age_s=age, groups=list(groups),
+        key=CITIZEN,
+        aggregate="dukcapil.citizen",
+        exists=True,
+        registered=True,
+        length=10,
+        first_entry_id="1-0",
+        last_entry_id="9-0",
+        last_generated_id="9-0",
+        first_entry_age_s=100.0,
+        last_entry_age_s=age,
+        groups=list(groups),
         dead_letters={g.name: g.dead_letters for g in groups},
-    )  # fmt: skip
+    )
     return BusSnapshot(
-        taken_at=datetime.now(UTC), redis_version="7.0.15", reduced=False, streams=[stream],
-        quarantine=quarantine or {}, redis_commands=1, round_trips=1,
-    )  # fmt: skip
+        taken_at=datetime.now(UTC),
+        redis_version="7.0.15",
+        reduced=False,
+        streams=[stream],
+        quarantine=quarantine or {},
+        redis_commands=1,
+        round_trips=1,
+    )
 
 
 def test_each_threshold_is_breached_with_a_message_naming_only_the_bus() -> None:
     idle = [ConsumerSnapshot(name="old", pending=2, idle_s=900.0)]
     snap = bus(
         group("dinsos", lag=1500),
-        group("bapenda", pending=2, oldest_pending_id="1-0", oldest_pending_age_s=700.0,
-              consumers=idle),
+        group(
+            "bapenda",
+            pending=2,
+            oldest_pending_id="1-0",
+            oldest_pending_age_s=700.0,
+            consumers=idle,
+        ),
         group("audit", dead_letters=3),
         group("orphan", consumer_count=0, consumers=[], lag=4),
         quarantine={"dukcapil-siak": 2},
         age=7200.0,
-    )  # fmt: skip
+    )
     found = breaches(snap, Thresholds.load(max_silence_s=3600))
     assert [(b.kind, b.group or b.adapter) for b in found] == [
         ("silence", None),
@@ -335,15 +373,22 @@ def test_each_threshold_is_breached_with_a_message_naming_only_the_bus() -> None
 
 
 def test_healthy_and_disabled_thresholds() -> None:
-    healthy = bus(group("dinsos"), group("idle-but-nothing-to-do", consumers=[
-        ConsumerSnapshot(name="x", pending=0, idle_s=86_400.0)]))  # fmt: skip
+    healthy = bus(
+        group("dinsos"),
+        group(
+            "idle-but-nothing-to-do",
+            consumers=[ConsumerSnapshot(name="x", pending=0, idle_s=86_400.0)],
+        ),
+    )
     assert breaches(healthy, Thresholds.load()) == []
     noisy = bus(group("dinsos", lag=5000, dead_letters=9), quarantine={"siak": 1})
     off = Thresholds.load(max_lag="off", max_dead_letters="none", max_quarantine="off")
     assert breaches(noisy, off) == []
     assert {b.kind for b in breaches(noisy, Thresholds.load())} == {
-        "lag", "dead_letters", "quarantine"
-    }  # fmt: skip
+        "lag",
+        "dead_letters",
+        "quarantine",
+    }
 
 
 def test_thresholds_from_the_environment_and_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -362,8 +407,15 @@ def test_thresholds_from_the_environment_and_bad_values(monkeypatch: pytest.Monk
 
 def test_breach_model_is_stable() -> None:
     breach = Breach(kind="lag", stream="a.b", group="g", value=2, limit=1, message="m")
-    assert set(breach.model_dump()) == {"kind", "stream", "group", "adapter", "value", "limit",
-                                        "message"}  # fmt: skip
+    assert set(breach.model_dump()) == {
+        "kind",
+        "stream",
+        "group",
+        "adapter",
+        "value",
+        "limit",
+        "message",
+    }
 
 
 # -- masking, decoding, pending ----------------------------------------------------------------
@@ -379,10 +431,15 @@ def test_decode_entry_known_unknown_and_undecodable() -> None:
     revealed = decode_entry(CITIZEN, "1-0", raw, registry=reg, reveal=True)
     assert revealed["data"]["nik"] == NIKS[0] and revealed["masked"] is False
 
-    unknown = fields_of(died(NIKS[0]), "e2", type="dukcapil.citizen.vanished.v1",
-                        dataschema="simpul:dukcapil.citizen.vanished:1.0")  # fmt: skip
-    shown = decode_entry(CITIZEN, "2-0", {k.encode(): v.encode() for k, v in unknown.items()},
-                         registry=reg)  # fmt: skip
+    unknown = fields_of(
+        died(NIKS[0]),
+        "e2",
+        type="dukcapil.citizen.vanished.v1",
+        dataschema="simpul:dukcapil.citizen.vanished:1.0",
+    )
+    shown = decode_entry(
+        CITIZEN, "2-0", {k.encode(): v.encode() for k, v in unknown.items()}, registry=reg
+    )
     assert not shown["known_type"] and shown["data"]["nik"] == "<16 digits>"
 
     junk = decode_entry(CITIZEN, "3-0", {b"junk": NIKS[1].encode()}, registry=reg)
@@ -479,8 +536,10 @@ async def test_exporter_serves_exact_values_and_redis_up_0_when_redis_dies(
         private_redis.kill()
         down = await http.get("/metrics")
         assert down.status_code == 200
-        assert samples(down.text).keys() == {("simpul_redis_up", ()),
-                                              ("simpul_exporter_scrape_seconds", ())}  # fmt: skip
+        assert samples(down.text).keys() == {
+            ("simpul_redis_up", ()),
+            ("simpul_exporter_scrape_seconds", ()),
+        }
         assert samples(down.text)[("simpul_redis_up", ())] == 0
         health = await http.get("/healthz")
         assert health.status_code == 200 and health.json()["redis_up"] is False

@@ -36,20 +36,28 @@ GROUP = "dinsos"
 ADAPTER = Signer("dukcapil-siak-honest", bytes(range(11, 43)))
 STRANGER = Signer("dukcapil-siak-stranger", bytes(range(12, 44)))
 KEY = PublicSigningKey(
-    key_id=ADAPTER.key_id, principal="adapter-dukcapil", department="dukcapil",
-    public_key=ADAPTER.public_key, types=frozenset({"dukcapil.citizen.died.v1"}),
-)  # fmt: skip
+    key_id=ADAPTER.key_id,
+    principal="adapter-dukcapil",
+    department="dukcapil",
+    public_key=ADAPTER.public_key,
+    types=frozenset({"dukcapil.citizen.died.v1"}),
+)
 runner = CliRunner()
 
 
 def signed(event_id: str, signer: Signer = ADAPTER) -> dict[str, str]:
-    event = CitizenDied(nik="3573014506900001", date_of_death=date(2026, 11, 1),
-                        kecamatan="35.73.01")  # fmt: skip
+    event = CitizenDied(
+        nik="3573014506900001", date_of_death=date(2026, 11, 1), kecamatan="35.73.01"
+    )
     info = CitizenDied.__contract__
     envelope = Envelope(
-        id=event_id, source=SOURCE, type=info.event_type, time=format_time(datetime.now(UTC)),
-        dataschema=info.dataschema, data=event.model_dump_json(),
-    )  # fmt: skip
+        id=event_id,
+        source=SOURCE,
+        type=info.event_type,
+        time=format_time(datetime.now(UTC)),
+        dataschema=info.dataschema,
+        data=event.model_dump_json(),
+    )
     return signer.sign(envelope).to_fields()
 
 
@@ -62,11 +70,20 @@ def letters(
 async def _forge(redis: Redis, original: str, fields: dict[str, str]) -> DeadLetterRef:
     """What a service holding its own password can do: XADD to its group's dead letters."""
     dlq = keys.dead_letters(STREAM, GROUP)
-    dead = await redis.xadd(dlq, {**fields, "dlq.reason": "handler_failed", "dlq.error": "x",
-                                  "dlq.attempts": "5", "dlq.stream": STREAM,
-                                  "dlq.entry": original, "dlq.group": GROUP,
-                                  "dlq.consumer": f"{GROUP}-1",
-                                  "dlq.time": format_time(datetime.now(UTC))})  # fmt: skip
+    dead = await redis.xadd(
+        dlq,
+        {
+            **fields,
+            "dlq.reason": "handler_failed",
+            "dlq.error": "x",
+            "dlq.attempts": "5",
+            "dlq.stream": STREAM,
+            "dlq.entry": original,
+            "dlq.group": GROUP,
+            "dlq.consumer": f"{GROUP}-1",
+            "dlq.time": format_time(datetime.now(UTC)),
+        },
+    )
     return DeadLetterRef(STREAM, GROUP, dead.decode())
 
 
@@ -157,10 +174,21 @@ def test_simpul_dlq_replay_names_the_refusal(
 
     asyncio.run(setup())
     ring = tmp_path / "keyring.yaml"
-    ring.write_text(yaml.safe_dump({"signing_keys": [{
-        "key_id": KEY.key_id, "principal": KEY.principal, "department": KEY.department,
-        "public_key": base64.b64encode(KEY.public_key).decode(),
-        "types": sorted(KEY.types)}]}))  # fmt: skip
+    ring.write_text(
+        yaml.safe_dump(
+            {
+                "signing_keys": [
+                    {
+                        "key_id": KEY.key_id,
+                        "principal": KEY.principal,
+                        "department": KEY.department,
+                        "public_key": base64.b64encode(KEY.public_key).decode(),
+                        "types": sorted(KEY.types),
+                    }
+                ]
+            }
+        )
+    )
     monkeypatch.setenv("SIMPUL_KEYRING_FILE", str(ring))
     monkeypatch.setenv("SIMPUL_SIGNATURES", "on")
     monkeypatch.setenv("SIMPUL_REDIS_URL", redis_url)

@@ -109,17 +109,27 @@ def test_redis_down_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch)
 def test_serve_answers_the_legacy_app_and_stops_on_sigterm(redis_url: str) -> None:
     port = free_port()
     token = "a-test-token-of-enough-length"
-    env = dict(os.environ, SIMPUL_REDIS_URL=redis_url, SIMPUL_DPMPTSP_TOKEN=token,
-               SIMPUL_LOG_FORMAT="json")  # fmt: skip
-    command = [sys.executable, "-m", "bus.cli.app", "adapter", "serve", "adapters.dpmptsp:from_env",
-               "--port", str(port)]  # fmt: skip
+    env = dict(
+        os.environ, SIMPUL_REDIS_URL=redis_url, SIMPUL_DPMPTSP_TOKEN=token, SIMPUL_LOG_FORMAT="json"
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "bus.cli.app",
+        "adapter",
+        "serve",
+        "adapters.dpmptsp:from_env",
+        "--port",
+        str(port),
+    ]
     proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     try:
         payload = next(dpmptsp_payloads(1, seed=5))
         answer = _post_when_up(f"http://127.0.0.1:{port}/", payload, token, proc)
         assert answer.status_code == 201, answer.text
-        again = httpx.post(f"http://127.0.0.1:{port}/", json=payload,
-                           headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        again = httpx.post(
+            f"http://127.0.0.1:{port}/", json=payload, headers={"Authorization": f"Bearer {token}"}
+        )
         assert again.status_code == 200 and again.json()["duplicate"] is True
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)

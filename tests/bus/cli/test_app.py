@@ -31,18 +31,26 @@ STREAM = keys.stream("dukcapil.citizen")
 
 def _simpul(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "bus.cli.app", *args], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "bus.cli.app", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _simpul_logging_to(log: IO[str], *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     """``simpul`` writing its logs to ``log`` (read while it runs; a pipe would be drained only
     at its end)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "bus.cli.app", *args], cwd=ROOT, env=env,
-        stdout=subprocess.DEVNULL, stderr=log, text=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "bus.cli.app", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        text=True,
+    )
 
 
 def _env(redis_url: str, **extra: str) -> dict[str, str]:
@@ -56,10 +64,13 @@ def _env(redis_url: str, **extra: str) -> dict[str, str]:
 def _died(event_id: str) -> dict[str, str]:
     data = '{"nik":"3573014506900001","date_of_death":"2026-11-01","kecamatan":"35.73.01"}'
     envelope = Envelope(
-        id=event_id, source="urn:test", type="dukcapil.citizen.died.v1",
+        id=event_id,
+        source="urn:test",
+        type="dukcapil.citizen.died.v1",
         time=format_time(datetime.now(UTC)),
-        dataschema="simpul:dukcapil.citizen.died:1.0", data=data,
-    )  # fmt: skip
+        dataschema="simpul:dukcapil.citizen.died:1.0",
+        data=data,
+    )
     return envelope.to_fields()
 
 
@@ -187,8 +198,9 @@ async def test_run_with_http_serves_the_mounted_app(
 ) -> None:
     factory_env.pop("SIMPUL_HTTP", None)
     base = f"http://127.0.0.1:{free_port()}"
-    proc = _simpul("run", "factory_module:create", "--http", base[len("http://") :],
-                   env=factory_env)  # fmt: skip
+    proc = _simpul(
+        "run", "factory_module:create", "--http", base[len("http://") :], env=factory_env
+    )
     try:
         async with httpx.AsyncClient(timeout=5) as client:
 

@@ -135,8 +135,11 @@ def test_purge_by_age_by_id_and_all(env: str) -> None:
     client = sync(env)
     client.xgroup_create(STREAM, "dinsos", id="0", mkstream=True)
     for days in (3, 2, 0):
-        client.xadd(DLQ, {"id": f"{days}d", "dlq.reason": "undecodable"},
-                    id=f"{ms_ago(timedelta(days=days, minutes=1))}-0")  # fmt: skip
+        client.xadd(
+            DLQ,
+            {"id": f"{days}d", "dlq.reason": "undecodable"},
+            id=f"{ms_ago(timedelta(days=days, minutes=1))}-0",
+        )
     nothing = invoke("dlq", "purge", "--yes")
     assert nothing.exit_code == 2 and "--older-than" in nothing.output
     dry = invoke("dlq", "purge", "--older-than", "1d", "--dry-run")
@@ -177,8 +180,12 @@ def test_clean_errors_for_unknown_names_and_an_empty_redis(env: str) -> None:
 
 def test_redis_down_is_a_message_and_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SIMPUL_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
-    for args in (("dlq", "list"), ("dlq", "replay", "--yes"), ("group", "reset", STREAM,
-                 "dinsos", "--to", "$"), ("trim", "--all", "--older-than", "1d")):  # fmt: skip
+    for args in (
+        ("dlq", "list"),
+        ("dlq", "replay", "--yes"),
+        ("group", "reset", STREAM, "dinsos", "--to", "$"),
+        ("trim", "--all", "--older-than", "1d"),
+    ):
         result = invoke(*args)
         assert result.exit_code == 2, (args, result.output)
         assert "unreachable" in result.output and "Traceback" not in result.output
@@ -190,18 +197,20 @@ def test_redis_down_is_a_message_and_exit_2(monkeypatch: pytest.MonkeyPatch) -> 
 def _aged(redis_url: str, *hours: float) -> list[str]:
     client = sync(redis_url)
     return [
-        client.xadd(STREAM, fields_of(died(), f"h-{n}"),
-                    id=f"{ms_ago(timedelta(hours=h))}-0").decode()
+        client.xadd(
+            STREAM, fields_of(died(), f"h-{n}"), id=f"{ms_ago(timedelta(hours=h))}-0"
+        ).decode()
         for n, h in enumerate(hours)
-    ]  # fmt: skip
+    ]
 
 
 def test_group_reset_plans_asks_and_moves(env: str) -> None:
     ids = _aged(env, 4, 3, 1)
     client = sync(env)
     client.xgroup_create(STREAM, "dinsos", id="$")
-    dry = invoke("group", "reset", "dukcapil.citizen", "dinsos", "--to", "2h ago", "--dry-run",
-                 "--json")  # fmt: skip
+    dry = invoke(
+        "group", "reset", "dukcapil.citizen", "dinsos", "--to", "2h ago", "--dry-run", "--json"
+    )
     assert dry.exit_code == 0, dry.output
     plan = json.loads(dry.stdout)
     assert (plan["target"], plan["reread"], plan["applied"]) == (ids[1], 1, False)
@@ -242,8 +251,14 @@ def test_trim_by_the_publishers_retention(env: str) -> None:
     _aged(env, 72, 1)
     client = sync(env)
     client.xgroup_create(STREAM, "reader", id="$")  # read everything already
-    result = invoke("trim", "--all", "--retention-from-config",
-                    "tests.bus.cli.test_deadletters:RETENTION", "--yes", "--json")  # fmt: skip
+    result = invoke(
+        "trim",
+        "--all",
+        "--retention-from-config",
+        "tests.bus.cli.test_deadletters:RETENTION",
+        "--yes",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["trimmed"] == {STREAM: 1}
     assert client.xlen(STREAM) == 1

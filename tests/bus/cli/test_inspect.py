@@ -88,8 +88,11 @@ def test_status_healthy_exits_0_with_a_stable_json_shape(client: Redis) -> None:
     assert citizen["length"] == 3 and citizen["exists"] is True
     [dinsos] = citizen["groups"]
     assert (dinsos["name"], dinsos["lag"], dinsos["pending"], dinsos["entries_read"]) == (
-        "dinsos", 0, 0, 3,
-    )  # fmt: skip
+        "dinsos",
+        0,
+        0,
+        3,
+    )
     assert streams["dpmptsp.permit"]["exists"] is False  # registered, nothing published yet
     assert report["snapshot"]["reduced"] is False
 
@@ -111,8 +114,9 @@ def test_status_prints_each_breach_and_exits_1(client: Redis) -> None:
 
     report = json.loads(simpul("status", "--json", "--max-lag", "1").stdout)
     assert [(b["kind"], b["group"]) for b in report["breaches"]] == [
-        ("lag", "bapenda"), ("dead_letters", "dinsos"),
-    ]  # fmt: skip
+        ("lag", "bapenda"),
+        ("dead_letters", "dinsos"),
+    ]
     relaxed = simpul("status", "--max-lag", "off", "--max-dead-letters", "1")
     assert relaxed.exit_code == 0, relaxed.output
 
@@ -167,8 +171,12 @@ def test_status_when_redis_is_down_or_not_configured(monkeypatch: pytest.MonkeyP
 
 def test_every_command_says_clearly_when_redis_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SIMPUL_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
-    for command in (["tail", "dukcapil.citizen"], ["tail", "dukcapil.citizen", "--follow"],
-                    ["pending", "dukcapil.citizen", "dinsos"], ["status", "--json"]):  # fmt: skip
+    for command in (
+        ["tail", "dukcapil.citizen"],
+        ["tail", "dukcapil.citizen", "--follow"],
+        ["pending", "dukcapil.citizen", "dinsos"],
+        ["status", "--json"],
+    ):
         result = simpul(*command)
         assert result.exit_code == 2, (command, result.output)
         assert "Redis is unreachable" in result.output, command
@@ -198,8 +206,12 @@ def test_status_on_redis_62_says_its_fields_are_reduced(
 
 def test_tail_masks_personal_fields_unless_revealed_and_logs_the_reveal(client: Redis) -> None:
     publish(client, 2)
-    unknown = fields_of(died(NIKS[2]), "odd", type="dukcapil.citizen.vanished.v1",
-                        dataschema="simpul:dukcapil.citizen.vanished:1.0")  # fmt: skip
+    unknown = fields_of(
+        died(NIKS[2]),
+        "odd",
+        type="dukcapil.citizen.vanished.v1",
+        dataschema="simpul:dukcapil.citizen.vanished:1.0",
+    )
     unknown["data"] = json.dumps({"nik": NIKS[2], "email": "warga@example.id"})
     client.xadd(CITIZEN, unknown)  # type: ignore[arg-type]
     client.xadd(CITIZEN, {"junk": NIKS[3]})
@@ -266,10 +278,23 @@ def test_tail_follow_shows_a_new_event_and_exits_0_on_ctrl_c(redis_url: str) -> 
         publish(sync, 1)
         env = dict(os.environ, SIMPUL_REDIS_URL=redis_url, SIMPUL_LOG_FORMAT="json")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bus.cli.app", "tail", "dukcapil.citizen", "--follow", "--json",
-             "--count", "0"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "bus.cli.app",
+                "tail",
+                "dukcapil.citizen",
+                "--follow",
+                "--json",
+                "--count",
+                "0",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             out, err = lines_of(proc.stdout), lines_of(proc.stderr)
             wait_for_line(err, "following", proc)
@@ -326,11 +351,13 @@ def test_pending_shows_entries_trimmed_while_pending_as_gone(client: Redis) -> N
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert (report["stream"], report["group"], report["total"]) == (CITIZEN, "dinsos", 2)
-    assert [(e["entry_id"], e["exists"], e["type"], e["consumer"], e["deliveries"])
-            for e in report["entries"]] == [
+    assert [
+        (e["entry_id"], e["exists"], e["type"], e["consumer"], e["deliveries"])
+        for e in report["entries"]
+    ] == [
         (ids[0], False, None, "dinsos-1", 1),
         (ids[2], True, "dukcapil.citizen.died.v1", "dinsos-1", 1),
-    ]  # fmt: skip
+    ]
     human = simpul("pending", CITIZEN, "dinsos")
     assert human.exit_code == 0
     [gone] = [line for line in human.stdout.splitlines() if ids[0] in line]
@@ -417,8 +444,12 @@ def test_exporter_serves_metrics_and_stops_on_sigterm(redis_url: str) -> None:
     env = dict(os.environ, SIMPUL_REDIS_URL=redis_url, SIMPUL_LOG_FORMAT="json")
     proc = subprocess.Popen(
         [sys.executable, "-m", "bus.cli.app", "exporter", "--port", str(port), "--interval", "0"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         metrics = get_when_up(f"http://127.0.0.1:{port}/metrics", proc)
         found = {
@@ -430,8 +461,9 @@ def test_exporter_serves_metrics_and_stops_on_sigterm(redis_url: str) -> None:
         assert found[("simpul_redis_up", ())] == 1
         assert found[("simpul_stream_length", (("stream", "dukcapil.citizen"),))] == 2
         assert (found[("simpul_group_lag", where)], found[("simpul_group_pending", where)]) == (
-            1, 1,
-        )  # fmt: skip
+            1,
+            1,
+        )
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["status"] == "ok"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
@@ -498,12 +530,26 @@ def test_status_lists_each_adapters_position_and_lag(
     adapters = {a["name"]: a for a in report["snapshot"]["adapters"]}
     assert set(adapters) == {"dukcapil-cdc", "dukcapil-siak"}
     cdc_json = adapters["dukcapil-cdc"]
-    assert {k: cdc_json[k] for k in ("cdc", "state", "position", "behind_bytes",
-                                      "behind_seconds", "retained_bytes", "published")} == {
-        "cdc": True, "state": "running", "position": "mysql-bin.000042:304",
-        "behind_bytes": 695, "behind_seconds": 42.0, "retained_bytes": 200 * 1024**2,
+    assert {
+        k: cdc_json[k]
+        for k in (
+            "cdc",
+            "state",
+            "position",
+            "behind_bytes",
+            "behind_seconds",
+            "retained_bytes",
+            "published",
+        )
+    } == {
+        "cdc": True,
+        "state": "running",
+        "position": "mysql-bin.000042:304",
+        "behind_bytes": 695,
+        "behind_seconds": 42.0,
+        "retained_bytes": 200 * 1024**2,
         "published": 3,
-    }  # fmt: skip
+    }
     assert 0 <= cdc_json["age_s"] < 10
     assert adapters["dukcapil-siak"]["behind_rows"] == 0
     assert report["thresholds"]["max_source_retained_bytes"] == 1024**3
@@ -522,12 +568,22 @@ def test_status_exits_1_when_an_adapters_source_retains_too_much_or_it_went_sile
     assert "✗ the source database of adapter dukcapil-cdc keeps 3.0 GiB of log for it" in out
     kinds = [b["kind"] for b in json.loads(simpul("status", "--json").stdout)["breaches"]]
     assert kinds == ["report_stale", "source_retained"]
-    relaxed = simpul("status", "--max-report-age", "600",
-                     "--max-source-retained-bytes", str(4 * 1024**3))  # fmt: skip
+    relaxed = simpul(
+        "status", "--max-report-age", "600", "--max-source-retained-bytes", str(4 * 1024**3)
+    )
     assert relaxed.exit_code == 0, relaxed.output
     assert "stale" not in relaxed.stdout
-    behind = simpul("status", "--max-report-age", "off", "--max-source-retained-bytes", "off",
-                    "--max-source-behind", "30", "--max-source-behind-bytes", "100")  # fmt: skip
+    behind = simpul(
+        "status",
+        "--max-report-age",
+        "off",
+        "--max-source-retained-bytes",
+        "off",
+        "--max-source-behind",
+        "30",
+        "--max-source-behind-bytes",
+        "100",
+    )
     assert behind.exit_code == 1
     out = " ".join(behind.stdout.split())
     assert "adapter dukcapil-cdc is 42 s behind its source (max 30 s)" in out

@@ -52,11 +52,27 @@ def acl_server(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     (tmp_path / "users.acl").write_text(acl.render(topology, secrets))
     port = free_port()
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path), "--aclfile", str(tmp_path / "users.acl"),
-         "--logfile", str(tmp_path / "redis.log")],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+            "--aclfile",
+            str(tmp_path / "users.acl"),
+            "--logfile",
+            str(tmp_path / "redis.log"),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     try:
         with SyncRedis(port=port, username=ADMIN, password=secrets[ADMIN]) as admin:
             deadline = time.monotonic() + 10
@@ -98,9 +114,12 @@ async def test_a_pending_entry_deleted_before_its_retry_is_logged_lost_and_the_l
     # A failed first attempt is retried after 2 s (its idle time is set to claim_idle - 2 s):
     # a window in which the entry is deleted, so the sweep meets it pending, idle and gone.
     settings = quick_settings(
-        url(SERVICE), consumer="lost-1", claim_idle_ms=3_000,
-        retry_backoff_ms=2_000, retry_backoff_max_ms=2_000,
-    )  # fmt: skip
+        url(SERVICE),
+        consumer="lost-1",
+        claim_idle_ms=3_000,
+        retry_backoff_ms=2_000,
+        retry_backoff_max_ms=2_000,
+    )
     service = Service(GROUP, source="urn:malangkota:dinsos:bansos", settings=settings)
     handled: list[tuple[str, int]] = []
 
@@ -138,8 +157,11 @@ async def test_a_pending_entry_deleted_before_its_retry_is_logged_lost_and_the_l
                 await publisher.publish(died(), id="after")
                 await wait_until(lambda: ("after", 1) in handled, timeout=20)
                 assert await admin.xpending(STREAM, GROUP) == {
-                    "pending": 0, "min": None, "max": None, "consumers": []
-                }  # fmt: skip
+                    "pending": 0,
+                    "min": None,
+                    "max": None,
+                    "consumers": [],
+                }
     finally:
         await producer.aclose()
     assert handled == [("doomed", 1), ("after", 1)]

@@ -182,8 +182,12 @@ async def test_a_dead_letter_replayed_to_a_partition_is_handled_by_its_owner(
         assert report.count(Outcome.REPLAYED) == 1
         await wait_until(lambda: len(seen.calls) >= total, timeout=30)
     assert seen.by_subject()["g-1"] == [1, 3, 4, 5, 2]
-    assert await redis.xpending(home, GROUP) == {"pending": 0, "min": None, "max": None,
-                                                 "consumers": []}  # fmt: skip
+    assert await redis.xpending(home, GROUP) == {
+        "pending": 0,
+        "min": None,
+        "max": None,
+        "consumers": [],
+    }
 
 
 async def test_a_replica_that_joins_gets_its_share_within_seconds_not_a_lease(
@@ -220,8 +224,9 @@ async def test_a_standby_replica_with_no_partition_stays_ready(
     registry.register(Pair)
     replicas = []
     for name in ("a", "b", "c"):
-        service = Service("pairs", settings=quick_settings(redis_url, consumer=name),
-                          registry=registry)  # fmt: skip
+        service = Service(
+            "pairs", settings=quick_settings(redis_url, consumer=name), registry=registry
+        )
 
         @service.on(Pair)
         async def handle(event: Pair) -> None:

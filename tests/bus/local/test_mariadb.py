@@ -12,8 +12,10 @@ pytestmark = pytest.mark.slow
 
 def variables(url: str) -> dict[str, str]:
     with mysql_connect(url) as conn, conn.cursor() as cursor:
-        cursor.execute("SHOW VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', "
-                       "'binlog_row_image', 'port')")  # fmt: skip
+        cursor.execute(
+            "SHOW VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', "
+            "'binlog_row_image', 'port')"
+        )
         return {name: value for name, value in cursor.fetchall()}
 
 

@@ -70,9 +70,14 @@ def _headers_not_a_schema(d: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(
     "breakage",
-    [_no_info, _info_without_version, _address_not_a_string, _action_of_asyncapi_2,
-     _headers_not_a_schema],
-)  # fmt: skip
+    [
+        _no_info,
+        _info_without_version,
+        _address_not_a_string,
+        _action_of_asyncapi_2,
+        _headers_not_a_schema,
+    ],
+)
 def test_the_validator_rejects_a_broken_document(
     validator: Draft7Validator, doc: dict[str, Any], breakage: Callable[[dict[str, Any]], None]
 ) -> None:
@@ -184,8 +189,14 @@ class ItemSold(Contract, event_type="toko.item.sold.v1", register=False):
     parcel: Parcel
 
 
-class ItemReturned(Contract, event_type="toko.item.returned.v2", minor=3, owner="pasar",
-                   classification=Classification.PUBLIC, register=False):  # fmt: skip
+class ItemReturned(
+    Contract,
+    event_type="toko.item.returned.v2",
+    minor=3,
+    owner="pasar",
+    classification=Classification.PUBLIC,
+    register=False,
+):
     item: Item
     parcel: OtherParcel
 
@@ -209,9 +220,13 @@ def test_any_set_of_contracts_and_services(validator: Draft7Validator) -> None:
     _assert_refs_resolve(doc)
     assert list(doc["channels"]) == ["bpn.land", "toko.item"]
     assert sorted(doc["operations"]) == [
-        "bpn.land.receive.audit", "bpn.land.send.bpn", "toko.item.receive.audit",
-        "toko.item.receive.shop", "toko.item.send.pasar", "toko.item.send.toko",
-    ]  # fmt: skip
+        "bpn.land.receive.audit",
+        "bpn.land.send.bpn",
+        "toko.item.receive.audit",
+        "toko.item.receive.shop",
+        "toko.item.send.pasar",
+        "toko.item.send.toko",
+    ]
     schemas = doc["components"]["schemas"]
     assert len([s for s in schemas.values() if s["title"] == "Parcel"]) == 2
     assert "Item" in schemas

@@ -88,11 +88,23 @@ def test_legend_explains_classifications_and_shared_identifiers(text: str) -> No
 
 def test_cells_are_escaped() -> None:
     row = {
-        "type": "x.y.z.v1", "version": "1.0", "owner": "x", "classification": "public",
-        "stream": "simpul:{x.y}", "dataschema": "simpul:x.y.z:1.0", "summary": "a | b",
-        "fields": [{"name": "f", "type": "1 | 2", "required": True, "personal": False,
-                    "description": "one\ntwo | three"}],
-    }  # fmt: skip
+        "type": "x.y.z.v1",
+        "version": "1.0",
+        "owner": "x",
+        "classification": "public",
+        "stream": "simpul:{x.y}",
+        "dataschema": "simpul:x.y.z:1.0",
+        "summary": "a | b",
+        "fields": [
+            {
+                "name": "f",
+                "type": "1 | 2",
+                "required": True,
+                "personal": False,
+                "description": "one\ntwo | three",
+            }
+        ],
+    }
     section = _section(catalogue.render([row], {}), "x.y.z.v1")
     assert _field_cells(section, "f") == ["`f`", "1 \\| 2", "yes", "", "one two \\| three"]
     assert "a \\| b" in section

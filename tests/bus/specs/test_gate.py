@@ -214,8 +214,11 @@ def test_documentation_changes_are_compatible() -> None:
         "properties": {"a": {"type": "string", "title": "A"}},
         "required": ["a"],
     }
-    new = {"type": "object", "properties": {"a": {"type": "string", "description": "the a"}},
-           "required": ["a"]}  # fmt: skip
+    new = {
+        "type": "object",
+        "properties": {"a": {"type": "string", "description": "the a"}},
+        "required": ["a"],
+    }
     assert breaking_changes(old, new) == []
 
 
