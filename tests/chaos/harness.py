@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from redis.asyncio import Redis
 
 from schemas.dukcapil import CitizenDied
@@ -198,3 +199,26 @@ async def wait_for_entries(redis: Redis, count: int, procs: Processes) -> None:
         procs.assert_alive("producer")
         assert time.monotonic() < deadline, "the producer published nothing"
         await asyncio.sleep(0.02)
+
+
+async def wait_ready(procs: Processes, addresses: dict[str, str], timeout: float = 60.0) -> None:
+    """Until the ``/readyz`` of every replica (name -> HOST:PORT of its ``--http``) answers
+    200: each has polled Redis successfully. The replicas must stay alive meanwhile. A loaded
+    machine takes seconds to start one; a scenario whose faults begin before its replicas read
+    tests nothing."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=1.0) as client:
+        waiting = dict(addresses)
+        while waiting:
+            procs.assert_alive(*waiting)
+            for name, address in list(waiting.items()):
+                try:
+                    ready = (await client.get(f"http://{address}/readyz")).status_code == 200
+                except httpx.TransportError:  # still starting
+                    ready = False
+                if ready:
+                    del waiting[name]
+            assert time.monotonic() < deadline, (
+                f"not ready within {timeout:.0f} s: {sorted(waiting)}"
+            )
+            await asyncio.sleep(0.1)

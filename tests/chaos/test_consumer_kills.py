@@ -4,6 +4,14 @@ Three replicas (stable consumer names, as docs/delivery.md recommends) consume w
 process publishes over eight subjects; every 0.2-0.6 s (drawn from a fixed seed) one replica is
 killed and started again. Afterwards: nothing acked is lost, no effect happened twice (the
 transactional inbox), the group has nothing pending. Redeliveries are expected and reported.
+
+Kills are aimed, so that they test something however loaded the machine is. The producer
+starts only once every replica is ready (``/readyz``); each kill goes to a replica holding
+entries delivered to it moments ago (a live replica inside its work), drawn from the seed, and
+only when none does within a bounded wait to any replica. Aimed at random alone, a loaded
+machine made the kills miss: a replica needs seconds to start there, more than the 0.2-0.9 s
+between kills, so the kills kept landing on replicas still starting (holding nothing) until
+the producer was done.
 """
 
 from __future__ import annotations
@@ -12,16 +20,19 @@ import asyncio
 import json
 import random
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from bus import Publisher, event_id
+from bus.local.redis import free_port
 from tests.chaos import gauge, history
 from tests.chaos.consumer import GROUP
-from tests.chaos.harness import Processes, Run
+from tests.chaos.harness import Processes, Run, wait_ready
 from tests.chaos.history import OK, History
 from tests.chaos.producer import SOURCE, died, subject
 
@@ -35,13 +46,39 @@ MAX_KILLS = 40  # bounds the loop if the producer hangs
 PARTITIONED_EVENTS = 400
 
 
-async def holds_entries(redis: Redis, stream: str, consumer: str) -> bool:
-    """Whether ``consumer`` has entries pending (read, not yet acked) right now."""
-    try:
-        rows = await redis.xpending_range(stream, GROUP, "-", "+", 1, consumername=consumer)
-    except ResponseError:  # NOGROUP: no replica has started yet
-        return False
-    return bool(rows)
+FRESH_MS = 1_000  # an entry delivered this recently is held by a live replica at work
+AIM_S = 3.0  # how long a kill waits for a replica holding fresh entries
+
+
+async def holders(redis: Redis, streams: Sequence[str], replicas: Sequence[str]) -> list[str]:
+    """The replicas holding entries delivered to them within :data:`FRESH_MS` (read, not yet
+    acked): alive and inside their work. A replica killed earlier keeps its old pending entries
+    under its name until it or another takes them over; those are not fresh and do not count."""
+    found: set[str] = set()
+    for stream in streams:
+        try:
+            rows: Any = await redis.xpending_range(stream, GROUP, "-", "+", 200)
+        except ResponseError:  # NOGROUP: no replica has started yet
+            continue
+        found.update(
+            r["consumer"].decode() for r in rows if int(r["time_since_delivered"]) < FRESH_MS
+        )
+    return sorted(found & set(replicas))
+
+
+async def aim(
+    redis: Redis, streams: Sequence[str], replicas: Sequence[str], rng: random.Random
+) -> tuple[str, bool]:
+    """The next victim, and whether it holds fresh entries: one that does, as soon as one does
+    (within :data:`AIM_S`), else any replica."""
+    deadline = time.monotonic() + AIM_S
+    while True:
+        found = await holders(redis, streams, replicas)
+        if found:
+            return rng.choice(found), True
+        if time.monotonic() > deadline:
+            return rng.choice(list(replicas)), False
+        await asyncio.sleep(0.02)
 
 
 async def test_consumers_killed_at_random_lose_nothing_and_repeat_no_effect(
@@ -49,20 +86,22 @@ async def test_consumers_killed_at_random_lose_nothing_and_repeat_no_effect(
 ) -> None:
     rng = random.Random(SEED)
     run = Run(tmp_path, redis_url)
-    stream = "simpul:{dukcapil.citizen}"
+    http = {name: f"127.0.0.1:{free_port()}" for name in REPLICAS}
+    streams = ("simpul:{dukcapil.citizen}",)
     kills = holding = 0
     with Processes(tmp_path / "logs") as procs:
         for name in REPLICAS:
-            procs.start(name, CONSUMER, *run.consumer_args(name, work_ms=5))
+            procs.start(name, CONSUMER, *run.consumer_args(name, http=http[name], work_ms=5))
+        await wait_ready(procs, http)
         procs.start("producer", PRODUCER, *run.producer_args("s1", events=EVENTS, seed=SEED))
         while procs.running("producer") and kills < MAX_KILLS:
             await asyncio.sleep(rng.uniform(0.2, 0.6))
-            victim = rng.choice(REPLICAS)
-            holding += await holds_entries(redis, stream, victim)
+            victim, held = await aim(redis, streams, REPLICAS, rng)
+            holding += held
             procs.kill(victim)
             kills += 1
             await asyncio.sleep(rng.uniform(0.0, 0.3))
-            procs.start(victim, CONSUMER, *run.consumer_args(victim, work_ms=5))
+            procs.start(victim, CONSUMER, *run.consumer_args(victim, http=http[victim], work_ms=5))
         assert procs.wait("producer", timeout=60) == 0, procs.log_tail("producer")
         report = await run.settled(redis, timeout=30)
         procs.assert_alive(*REPLICAS)
@@ -80,29 +119,35 @@ async def test_on_partitions_kills_keep_every_subject_in_order(
     """Scenario 1 on a partitioned aggregate: the same kills, and not one order inversion."""
     rng = random.Random(SEED + 1)
     run = Run(tmp_path, redis_url)
-    kills = 0
+    http = {name: f"127.0.0.1:{free_port()}" for name in REPLICAS}
+    kills = holding = 0
     with Processes(tmp_path / "logs") as procs:
         for name in REPLICAS:
-            procs.start(name, CONSUMER, *run.consumer_args(name, work_ms=5, partitioned=True))
+            args = run.consumer_args(name, http=http[name], work_ms=5, partitioned=True)
+            procs.start(name, CONSUMER, *args)
+        await wait_ready(procs, http)
         producer = run.producer_args("p1", events=PARTITIONED_EVENTS, seed=SEED, partitioned=True)
         procs.start("producer", PRODUCER, *producer)
         while procs.running("producer") and kills < MAX_KILLS:
             await asyncio.sleep(rng.uniform(0.3, 0.8))
-            victim = rng.choice(REPLICAS)
+            victim, held = await aim(redis, gauge.PARTITIONS, REPLICAS, rng)
+            holding += held
             procs.kill(victim)
             kills += 1
             await asyncio.sleep(rng.uniform(0.0, 0.3))
-            procs.start(victim, CONSUMER, *run.consumer_args(victim, work_ms=5, partitioned=True))
+            args = run.consumer_args(victim, http=http[victim], work_ms=5, partitioned=True)
+            procs.start(victim, CONSUMER, *args)
         assert procs.wait("producer", timeout=60) == 0, procs.log_tail("producer")
         report = await run.settled(redis, timeout=45, streams=gauge.PARTITIONS)
         procs.assert_alive(*REPLICAS)
-    print(json.dumps({"kills": kills}))
+    print(json.dumps({"kills": kills, "kills_holding_entries": holding}))
     print(json.dumps(report.to_json(), indent=2))
     assert report.violations(ordered=True) == []
     assert report.inversions == 0
     assert (report.published_ok, report.consumed) == (PARTITIONED_EVENTS, PARTITIONED_EVENTS)
     assert report.dead_letters == {}
     assert kills >= 3
+    assert holding >= 1, f"none of the {kills} kills hit a replica holding entries"
 
 
 # --- a replica in a crash loop ---------------------------------------------------------------
