@@ -69,11 +69,25 @@ METRICS: dict[str, str] = {
     "simpul_stream_ahead_of_time_seconds": "seconds by which the stream's last-generated id "
     "lies ahead of Redis TIME (an explicit far-future or the maximum id was added to it); only "
     "streams ahead are listed: department streams, intakes, inboxes (key: the stream's key)",
+    "simpul_inbox_lag": "routed delivery: entries of the subscription's inbox not yet delivered "
+    "to its service group (group: the service; stream: the department stream or partition "
+    "feeding it)",
+    "simpul_inbox_pending": "routed delivery: entries of the inbox delivered to the service "
+    "group and not acked",
+    "simpul_inbox_oldest_pending_age_seconds": "routed delivery: age of the oldest unacked entry "
+    "of the inbox's group (0: none)",
+    "simpul_inbox_dead_letters": "routed delivery: dead letters of the inbox's group "
+    "(<inbox>:dlq:<group>)",
+    "simpul_intake_backlog": "routed delivery: entries of the producer's intake the router has "
+    "not admitted (or refused) yet (principal: the producer)",
+    "simpul_intake_dead_letters": "routed delivery: entries of the producer's intake the router "
+    "refused (<intake>:dlq)",
     "simpul_redis_up": "1 if the last snapshot of Redis succeeded, else 0",
     "simpul_exporter_scrape_seconds": "seconds the last snapshot of Redis took",
 }
 """Every metric the exporter serves, with its help text. Labels: ``stream`` is the aggregate
-(``dukcapil.citizen``), ``group`` the consumer group (the service), ``adapter`` the adapter."""
+(``dukcapil.citizen``; of an inbox, the department stream or partition feeding it), ``group``
+the consumer group (the service), ``adapter`` the adapter, ``principal`` an intake's producer."""
 
 
 class BusCollector(Collector):
@@ -138,11 +152,29 @@ class BusCollector(Collector):
             families["simpul_quarantine"].add_metric([adapter], depth)
         for report in snap.adapters if snap else []:
             _add_report(families, report)
+        if snap is not None:
+            _add_routed(families, snap)
         if self.topology is not None:
             _add_topology(families, self.topology)
         for key, seconds in sorted(self.ahead.items()):
             families["simpul_stream_ahead_of_time_seconds"].add_metric([key], seconds)
         yield from families.values()
+
+
+def _add_routed(families: Mapping[str, GaugeMetricFamily], snap: BusSnapshot) -> None:
+    for inbox in snap.inboxes:
+        labels = [inbox.group, inbox.stream]
+        g = inbox.consumer_group
+        if g is not None:
+            if g.lag is not None:
+                families["simpul_inbox_lag"].add_metric(labels, g.lag)
+            families["simpul_inbox_pending"].add_metric(labels, g.pending)
+            oldest = families["simpul_inbox_oldest_pending_age_seconds"]
+            oldest.add_metric(labels, g.oldest_pending_age_s or 0.0)
+        families["simpul_inbox_dead_letters"].add_metric(labels, inbox.dead_letters)
+    for intake in snap.intakes:
+        families["simpul_intake_backlog"].add_metric([intake.principal], intake.backlog)
+        families["simpul_intake_dead_letters"].add_metric([intake.principal], intake.dead_letters)
 
 
 async def _topology_or_none(redis: Redis) -> Topology | None:
@@ -201,6 +233,8 @@ _LABELS = {
     "simpul_dead_letters": ["stream", "group"],
     "simpul_quarantine": ["adapter"],
     "simpul_stream_ahead_of_time_seconds": ["key"],
+    **{name: ["group", "stream"] for name in METRICS if name.startswith("simpul_inbox_")},
+    **{name: ["principal"] for name in METRICS if name.startswith("simpul_intake_")},
     **{name: ["adapter"] for name in METRICS if name.startswith("simpul_adapter_")},
     "simpul_redis_replicas": ["shape", "shard"],
     "simpul_redis_replicas_in_sync": ["shape", "shard"],

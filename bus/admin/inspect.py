@@ -29,6 +29,16 @@ come from one master.
 :attr:`BusSnapshot.redis_commands` and :attr:`BusSnapshot.round_trips` count what a snapshot
 cost. ``XINFO STREAM`` also returns the first and the newest entry; their contents are dropped
 at once (never kept, never shown).
+
+Routed delivery (decision 0011) adds two kinds of streams, found by the same SCAN (and, given a
+:class:`RoutingPlan` from the topology, expected even before they exist): each subscription's
+**inbox** ``simpul:inbox:{<group>/<stream>}`` with its service group's lag, pending entries and
+dead letters (:class:`InboxSnapshot`), and each producer's **intake**
+``simpul:intake:{<principal>}`` with its backlog, the entries the router has not admitted yet
+(:class:`IntakeSnapshot`). Every stream measured whose last-generated id lies more than a
+minute ahead of ``TIME`` is listed in :attr:`BusSnapshot.ahead_of_time`. They cost one more
+round trip (two with inbox groups): ``XINFO STREAM``, ``XINFO GROUPS`` and ``XLEN`` of the dead
+letters per inbox and intake, then ``XPENDING`` and ``XINFO CONSUMERS`` per inbox group.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +55,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from bus import keys
+from bus.access.topology import Topology
 from bus.adapter.report import AdapterReport
 from bus.admin.streams import _is_aggregate_stream, resolve_stream, scan
 from bus.connection import TRANSIENT, simpul_error
@@ -53,15 +65,22 @@ from bus.entry_ids import age_s
 from bus.entry_ids import parts_or_zero as _id_key
 
 __all__ = [
+    "AheadOfTimeSnapshot",
     "BusSnapshot",
     "ConsumerSnapshot",
     "GroupSnapshot",
+    "InboxSnapshot",
     "Inspector",
+    "IntakeSnapshot",
+    "RoutingPlan",
     "StreamSnapshot",
     "snapshot",
 ]
 
 MAX_CONSUMERS = 20  # consumers listed per group (freshest first); consumer_count has them all
+AHEAD_TOLERANCE_S = 60.0
+"""A stream's last-generated id further ahead of ``TIME`` than this is listed as ahead of time
+(clocks of replicas and clients differ by less; ids a far-future add left do not)."""
 _STREAM_PREFIX = f"{keys.PREFIX}:{{"
 _QUARANTINE_PREFIX = f"{keys.PREFIX}:quarantine:{{"
 _DLQ = re.compile(r"^(simpul:\{[^{}]+\}):dlq:(.+)$")
@@ -145,6 +164,65 @@ class StreamSnapshot(BaseModel):
         return next((g for g in self.groups if g.name == name), None)
 
 
+class InboxSnapshot(BaseModel):
+    """One subscription's inbox (routed delivery, decision 0011): what the router forwards from
+    one department stream, or one partition of it, to one service group."""
+
+    model_config = _Frozen
+
+    key: str = Field(description="the Redis key, e.g. simpul:inbox:{dinsos/dukcapil.citizen}")
+    group: str = Field(description="the subscribing service's consumer group")
+    stream: str = Field(
+        description="the department stream (or partition) feeding it, e.g. dukcapil.citizen or "
+        "dukcapil.citizen.p3"
+    )
+    types: list[str] = Field(
+        description="the event types of the subscription on that stream, from the topology "
+        "(empty when the snapshot was taken without one)"
+    )
+    exists: bool = Field(description="False: the router has forwarded nothing to it yet")
+    length: int
+    last_generated_id: str | None
+    consumer_group: GroupSnapshot | None = Field(
+        description="the service's group on its inbox: lag, pending, consumers; None until the "
+        "service first started"
+    )
+    dead_letters: int = Field(description="XLEN of <inbox>:dlq:<group>")
+
+
+class IntakeSnapshot(BaseModel):
+    """One producer's intake (routed delivery): what it wrote and the router has not settled."""
+
+    model_config = _Frozen
+
+    key: str = Field(description="the Redis key, e.g. simpul:intake:{adapter-dukcapil}")
+    principal: str = Field(description="the producing principal")
+    exists: bool
+    length: int = Field(description="entries in the intake (the router trims what it settled)")
+    backlog: int = Field(
+        description="entries the router has not admitted (or refused) yet: its group's lag "
+        "plus its pending entries; the whole intake while no router has read it"
+    )
+    router_pending: int = Field(description="read by the router, not yet settled")
+    router_reading: bool = Field(description="the router's consumer group exists on the intake")
+    oldest_age_s: float | None = Field(
+        description="age of the oldest entry still in the intake (from its id)"
+    )
+    last_generated_id: str | None
+    dead_letters: int = Field(description="entries the router refused (XLEN of <intake>:dlq)")
+
+
+class AheadOfTimeSnapshot(BaseModel):
+    """A stream whose last-generated id lies ahead of Redis ``TIME`` (an explicit far-future or
+    the maximum id was added to it): every later ``*`` id lies there too, or every add fails."""
+
+    model_config = _Frozen
+
+    key: str
+    last_generated_id: str
+    ahead_s: float = Field(description="seconds the id lies ahead of Redis TIME")
+
+
 class BusSnapshot(BaseModel):
     """The whole bus at one moment. ``model_dump(mode="json")`` is the stable JSON shape."""
 
@@ -159,6 +237,18 @@ class BusSnapshot(BaseModel):
         default_factory=list,
         description="each adapter's last report (bus.adapter.report), sorted by name",
     )
+    inboxes: list[InboxSnapshot] = Field(
+        default_factory=list,
+        description="routed delivery: every subscription's inbox, sorted by group and stream",
+    )
+    intakes: list[IntakeSnapshot] = Field(
+        default_factory=list, description="routed delivery: every producer's intake, by principal"
+    )
+    ahead_of_time: list[AheadOfTimeSnapshot] = Field(
+        default_factory=list,
+        description=f"streams, inboxes and intakes whose last-generated id is more than "
+        f"{AHEAD_TOLERANCE_S:.0f} s ahead of Redis TIME",
+    )
     redis_commands: int = Field(description="commands this snapshot sent (SCAN included)")
     round_trips: int
 
@@ -166,7 +256,8 @@ class BusSnapshot(BaseModel):
     def empty(self) -> bool:
         """No stream has been written yet, no dead letters nor quarantine exist."""
         written = any(s.exists or s.dead_letters for s in self.streams)
-        return not written and not self.quarantine and not self.adapters
+        routed = any(i.exists for i in self.inboxes) or any(i.exists for i in self.intakes)
+        return not written and not routed and not self.quarantine and not self.adapters
 
     def stream(self, name: str) -> StreamSnapshot | None:
         """By aggregate (``dukcapil.citizen``) or key (``simpul:{dukcapil.citizen}``)."""
@@ -174,15 +265,50 @@ class BusSnapshot(BaseModel):
         return next((s for s in self.streams if s.key == key), None)
 
 
+@dataclass(frozen=True)
+class RoutingPlan:
+    """The inboxes and intakes a routed topology (decision 0011) says exist: listed by a
+    snapshot even before the router first wrote them, inboxes with their subscription's types."""
+
+    inboxes: Mapping[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    """inbox key -> (group, the subscription's event types on its stream)"""
+    intakes: tuple[str, ...] = ()
+    """the publishing principals"""
+
+    @classmethod
+    def of(cls, topology: Topology) -> RoutingPlan:
+        """Every subscription's inbox (one per department stream or partition of its types)
+        and every publisher's intake; empty for a topology without ``delivery: router``."""
+        if not topology.routed:
+            return cls()
+        inboxes: dict[str, tuple[str, set[str]]] = {}
+        for service in topology.services:
+            for subscription in service.subscriptions:
+                for stream in keys.streams(keys.aggregate_of(subscription.type)):
+                    key = keys.inbox(stream, service.group)
+                    inboxes.setdefault(key, (service.group, set()))[1].add(subscription.type)
+        return cls(
+            {k: (g, tuple(sorted(t))) for k, (g, t) in sorted(inboxes.items())},
+            tuple(sorted(p.principal for p in topology.publishers())),
+        )
+
+
 async def snapshot(
-    redis: Redis, *, registry: Registry = default_registry, scan_count: int = 1000
+    redis: Redis,
+    *,
+    registry: Registry = default_registry,
+    scan_count: int = 1000,
+    plan: RoutingPlan | None = None,
 ) -> BusSnapshot:
     """One snapshot of the bus, discovering streams with SCAN (see the module's cost note).
 
     Raises :class:`~bus.errors.RedisUnavailable` if Redis cannot be reached,
     :class:`~bus.errors.PermissionDenied` if the ACL user may not run the commands.
     """
-    return await Inspector(redis, registry=registry, rediscover_s=0, scan_count=scan_count).take()
+    inspector = Inspector(
+        redis, registry=registry, rediscover_s=0, scan_count=scan_count, plan=plan
+    )
+    return await inspector.take()
 
 
 class _Found:
@@ -193,6 +319,8 @@ class _Found:
         self.dead_letters: set[tuple[str, str]] = set()  # (stream key, group)
         self.quarantines: set[str] = set()  # adapter names
         self.reports: set[str] = set()  # adapter names
+        self.inboxes: set[str] = set()  # inbox keys
+        self.intakes: set[str] = set()  # principals
         self.at = 0.0  # monotonic time of the SCAN
         self.commands = 0
 
@@ -205,6 +333,10 @@ class _Found:
             self.streams.add(key)
         elif (match := _REPORT.match(key)) is not None:
             self.reports.add(match[1])
+        elif keys.is_inbox(key):
+            self.inboxes.add(key)
+        elif (principal := keys.intake_owner(key)) is not None and "{" not in principal:
+            self.intakes.add(principal)
 
 
 class Inspector:
@@ -224,8 +356,10 @@ class Inspector:
         rediscover_s: float = 60.0,
         scan_count: int = 1000,
         max_consumers: int = MAX_CONSUMERS,
+        plan: RoutingPlan | None = None,
     ) -> None:
         self.redis = redis
+        self.plan = plan or RoutingPlan()
         self.registry = registry
         self.rediscover_s = rediscover_s
         self.scan_count = scan_count
@@ -331,6 +465,13 @@ class Inspector:
             # A stream is left out only if gone (since discovery) with nothing left behind.
             if infos[key] is not None or key in registered or orphan_depths.get(key)
         ]
+        routed = await self._routed(found, now_ms)
+        ahead = _ahead(
+            [(s.key, s.last_generated_id) for s in result]
+            + [(i.key, i.last_generated_id) for i in routed.inboxes]
+            + [(i.key, i.last_generated_id) for i in routed.intakes],
+            now_ms,
+        )
         return BusSnapshot(
             taken_at=_time_of(now_ms),
             redis_version=version,
@@ -338,8 +479,83 @@ class Inspector:
             streams=result,
             quarantine=quarantine,
             adapters=reports,
-            redis_commands=scans + len(first) + len(second),
-            round_trips=scans + 1 + (1 if second else 0),
+            inboxes=routed.inboxes,
+            intakes=routed.intakes,
+            ahead_of_time=ahead,
+            redis_commands=scans + len(first) + len(second) + routed.commands,
+            round_trips=scans + 1 + (1 if second else 0) + routed.round_trips,
+        )
+
+    async def _routed(self, found: _Found, now_ms: int) -> _Routed:
+        """The inboxes and intakes: found by SCAN or named by the plan."""
+        routed = _Routed()
+        inboxes = sorted(found.inboxes | set(self.plan.inboxes), key=_inbox_order)
+        intakes = sorted(found.intakes | set(self.plan.intakes))
+        if not inboxes and not intakes:
+            return routed
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in inboxes:
+                pipe.xinfo_stream(key)
+                pipe.xinfo_groups(key)
+                pipe.xlen(keys.dead_letters(key, _inbox_group(key)))
+            for principal in intakes:
+                pipe.xinfo_stream(keys.intake(principal))
+                pipe.xinfo_groups(keys.intake(principal))
+                pipe.xlen(keys.intake_dead_letters(principal))
+            first: list[Any] = await pipe.execute(raise_on_error=False)
+        routed.commands, routed.round_trips = len(first), 1
+        replies = iter(first)
+        # (key, XINFO STREAM or None, the service group's fields or None, XLEN of dead letters)
+        measured: list[tuple[str, dict[str, Any] | None, dict[str, Any] | None, Any]] = []
+        for key in inboxes:
+            info, groups, dead = next(replies), next(replies), next(replies)
+            mine = [
+                g
+                for g in map(_group_fields, _missing_or(groups) or [])
+                if g["name"] == _inbox_group(key)
+            ]
+            measured.append((key, _missing_or(info), mine[0] if mine else None, dead))
+        present = [(key, fields) for key, _, fields, _ in measured if fields is not None]
+        second: list[Any] = []
+        if present:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key, fields in present:
+                    pipe.xpending(key, fields["name"])
+                    pipe.xinfo_consumers(key, fields["name"])
+                second = await pipe.execute(raise_on_error=False)
+            routed.commands += len(second)
+            routed.round_trips += 1
+        group_replies = iter(second)
+        for key, info, own, dead in measured:
+            group: GroupSnapshot | None = None
+            if own is not None:
+                pending, consumers = next(group_replies), next(group_replies)
+                group = self._group(own, info, (pending, consumers, dead), now_ms)
+            routed.inboxes.append(self._inbox(key, info, group, dead))
+        for principal in intakes:
+            info, groups, dead = next(replies), next(replies), next(replies)
+            routed.intakes.append(
+                _intake(principal, _missing_or(info), _missing_or(groups) or [], dead, now_ms)
+            )
+        return routed
+
+    def _inbox(
+        self, key: str, info: dict[str, Any] | None, group: GroupSnapshot | None, dead: Any
+    ) -> InboxSnapshot:
+        found = keys.inbox_of(key)
+        assert found is not None  # every key here is an inbox key
+        stream, name = found
+        generated = _text(info.get("last-generated-id") or b"0-0") if info else "0-0"
+        return InboxSnapshot(
+            key=key,
+            group=name,
+            stream=stream[len(_STREAM_PREFIX) : -1],
+            types=list(self.plan.inboxes.get(key, (name, ()))[1]),
+            exists=info is not None,
+            length=int(info.get("length") or 0) if info else 0,
+            last_generated_id=None if generated == "0-0" else generated,
+            consumer_group=group,
+            dead_letters=int(_missing_or(dead) or 0),
         )
 
     async def _discover(self) -> _Found:
@@ -388,6 +604,62 @@ class Inspector:
             lag=lag,
             dead_letters=int(_missing_or(dead_reply) or 0),
         )
+
+
+@dataclass
+class _Routed:
+    inboxes: list[InboxSnapshot] = field(default_factory=list)
+    intakes: list[IntakeSnapshot] = field(default_factory=list)
+    commands: int = 0
+    round_trips: int = 0
+
+
+def _inbox_group(key: str) -> str:
+    found = keys.inbox_of(key)
+    return found[1] if found else ""
+
+
+def _inbox_order(key: str) -> tuple[str, str]:
+    found = keys.inbox_of(key)
+    return (found[1], found[0]) if found else ("", key)
+
+
+def _intake(
+    principal: str, info: dict[str, Any] | None, groups: list[Any], dead: Any, now_ms: int
+) -> IntakeSnapshot:
+    """The backlog is what the router has not settled: its lag plus its pending entries. Where
+    Redis cannot tell the lag (6.2, or an intake reset), the intake's length, which the router's
+    trimming keeps to what it has not settled."""
+    length = int(info.get("length") or 0) if info else 0
+    router = next((g for g in groups if _text(g["name"]) == keys.ROUTER_GROUP), None)
+    pending = int(router.get("pending") or 0) if router else 0
+    lag = router.get("lag") if router else None
+    backlog = length if router is None or lag is None else int(lag) + pending
+    first = _entry_id(info.get("first-entry")) if info else None
+    generated = _text(info.get("last-generated-id") or b"0-0") if info else "0-0"
+    return IntakeSnapshot(
+        key=keys.intake(principal),
+        principal=principal,
+        exists=info is not None,
+        length=length,
+        backlog=backlog,
+        router_pending=pending,
+        router_reading=router is not None,
+        oldest_age_s=age_s(first, now_ms) if first and length else None,
+        last_generated_id=None if generated == "0-0" else generated,
+        dead_letters=int(_missing_or(dead) or 0),
+    )
+
+
+def _ahead(streams: list[tuple[str, str | None]], now_ms: int) -> list[AheadOfTimeSnapshot]:
+    found = []
+    for key, last in streams:
+        if last is None:
+            continue
+        ahead_s = (_id_key(last)[0] - now_ms) / 1000
+        if ahead_s > AHEAD_TOLERANCE_S:
+            found.append(AheadOfTimeSnapshot(key=key, last_generated_id=last, ahead_s=ahead_s))
+    return sorted(found, key=lambda a: a.key)
 
 
 def _stream(

@@ -71,6 +71,16 @@ class Thresholds(BaseSettings):
         ge=0,
         description="seconds since a running (or any CDC) adapter last reported",
     )
+    max_intake_backlog: int | None = Field(
+        default=1000,
+        ge=0,
+        description="entries of a producer's intake the router has not admitted yet (routed)",
+    )
+    max_ahead_s: float | None = Field(
+        default=300,
+        ge=0,
+        description="seconds a stream's last-generated id may lie ahead of Redis TIME",
+    )
 
     @field_validator("*", mode="before")
     @classmethod
@@ -103,6 +113,8 @@ BreachKind = Literal[
     "source_behind_bytes",
     "source_retained",
     "report_stale",
+    "intake_backlog",
+    "ahead_of_time",
     "replicas_out_of_sync",
     "sentinel_quorum",
 ]
@@ -114,9 +126,14 @@ class Breach(BaseModel):
     model_config = _Frozen
 
     kind: BreachKind
-    stream: str | None = Field(default=None, description="aggregate, e.g. dukcapil.citizen")
+    stream: str | None = Field(
+        default=None,
+        description="aggregate, e.g. dukcapil.citizen (of an inbox: the stream feeding it); "
+        "for ahead_of_time, the key",
+    )
     group: str | None = None
     adapter: str | None = None
+    principal: str | None = Field(default=None, description="the producer of an intake")
     value: float | None = Field(description="the measured value; None for 'never' (no consumer)")
     limit: float
     message: str
@@ -146,40 +163,15 @@ def breaches(snap: BusSnapshot, thresholds: Thresholds) -> list[Breach]:
                 stream=name,
             )
         for g in s.groups:
-            where = {"stream": name, "group": g.name}
-            if g.lag is not None:
-                add(
-                    "lag",
-                    g.lag,
-                    t.max_lag,
-                    f"group {g.name} on {name} lags {g.lag} entries (max {t.max_lag})",
-                    **where,
-                )
-            if g.oldest_pending_age_s is not None:
-                add(
-                    "pending_age",
-                    g.oldest_pending_age_s,
-                    t.max_pending_age_s,
-                    f"group {g.name} on {name}: oldest unacked entry is "
-                    f"{duration(g.oldest_pending_age_s)} old (max "
-                    f"{duration(t.max_pending_age_s or 0)}, {g.pending} pending)",
-                    **where,
-                )
-            if g.waiting or _undelivered(s, g):
-                idle = g.idle_s if g.idle_s is not None else float("inf")
-                since = (
-                    f"no consumer has read anything for {duration(idle)}"
-                    if g.consumer_count
-                    else "the group has no consumer"
-                )
-                add(
-                    "consumer_idle",
-                    idle,
-                    t.max_consumer_idle_s,
-                    f"group {g.name} on {name}: work is waiting but {since} (max "
-                    f"{duration(t.max_consumer_idle_s or 0)}): is the service running?",
-                    **where,
-                )
+            _group_breaches(
+                f"group {g.name} on {name}",
+                g,
+                _undelivered(s, g),
+                t,
+                add,
+                stream=name,
+                group=g.name,
+            )
         for group, depth in s.dead_letters.items():
             add(
                 "dead_letters",
@@ -201,7 +193,84 @@ def breaches(snap: BusSnapshot, thresholds: Thresholds) -> list[Breach]:
         )
     for r in snap.adapters:
         _adapter_breaches(r, t, add)
+    _routed_breaches(snap, t, add)
     return found
+
+
+def _group_breaches(
+    what: str,
+    g: GroupSnapshot,
+    undelivered: bool,
+    t: Thresholds,
+    add: Callable[..., None],
+    **where: str,
+) -> None:
+    """Lag, oldest pending and idle consumers of one group (``what``: how messages name it)."""
+    if g.lag is not None:
+        add("lag", g.lag, t.max_lag, f"{what} lags {g.lag} entries (max {t.max_lag})", **where)
+    if g.oldest_pending_age_s is not None:
+        add(
+            "pending_age",
+            g.oldest_pending_age_s,
+            t.max_pending_age_s,
+            f"{what}: oldest unacked entry is {duration(g.oldest_pending_age_s)} old (max "
+            f"{duration(t.max_pending_age_s or 0)}, {g.pending} pending)",
+            **where,
+        )
+    if g.waiting or undelivered:
+        idle = g.idle_s if g.idle_s is not None else float("inf")
+        since = (
+            f"no consumer has read anything for {duration(idle)}"
+            if g.consumer_count
+            else "the group has no consumer"
+        )
+        add(
+            "consumer_idle",
+            idle,
+            t.max_consumer_idle_s,
+            f"{what}: work is waiting but {since} (max "
+            f"{duration(t.max_consumer_idle_s or 0)}): is the service running?",
+            **where,
+        )
+
+
+def _routed_breaches(snap: BusSnapshot, t: Thresholds, add: Callable[..., None]) -> None:
+    """Routed delivery: each inbox's service group as a group on a stream, each intake's
+    backlog (a router that stopped admitting), and every stream ahead of Redis TIME."""
+    for inbox in snap.inboxes:
+        what = f"inbox of {inbox.group} on {inbox.stream}"
+        where = {"stream": inbox.stream, "group": inbox.group}
+        g = inbox.consumer_group
+        if g is not None:
+            _group_breaches(what, g, False, t, add, **where)
+        add(
+            "dead_letters",
+            inbox.dead_letters,
+            t.max_dead_letters,
+            f"{what} has {inbox.dead_letters} dead letter{_s(inbox.dead_letters)} "
+            f"(max {t.max_dead_letters})",
+            **where,
+        )
+    for intake in snap.intakes:
+        reading = "" if intake.router_reading else "; no router has read it yet"
+        add(
+            "intake_backlog",
+            intake.backlog,
+            t.max_intake_backlog,
+            f"intake of {intake.principal}: {intake.backlog} entries not yet admitted by the "
+            f"router (max {t.max_intake_backlog}{reading}): is the router running?",
+            principal=intake.principal,
+        )
+    for ahead in snap.ahead_of_time:
+        add(
+            "ahead_of_time",
+            ahead.ahead_s,
+            t.max_ahead_s,
+            f"{ahead.key}: last id {ahead.last_generated_id} lies {duration(ahead.ahead_s)} "
+            f"ahead of Redis TIME (max {duration(t.max_ahead_s or 0)}): an explicit far-future "
+            "id was added; an intake recovers with simpul router reset-intake",
+            stream=ahead.key,
+        )
 
 
 def _adapter_breaches(r: AdapterReport, t: Thresholds, add: Callable[..., None]) -> None:

@@ -19,7 +19,12 @@ JSON shapes (stable; fields may be added, never renamed or removed):
   ``taken_at``, ``snapshot.adapters[]`` = ``{name, cdc, state, position, behind_rows,
   behind_bytes, behind_seconds, retained_bytes, read, published, duplicates, quarantined,
   skipped, last_publish_at, last_error, reported_at, age_s}`` (:class:`bus.adapter.report.
-  AdapterReport`); ``breaches[]`` = ``{kind, stream, group, adapter, value, limit, message}``.
+  AdapterReport`); routed delivery (decision 0011): ``snapshot.inboxes[]`` = ``{key, group,
+  stream, types[], exists, length, last_generated_id, consumer_group (a group as above, or
+  null), dead_letters}``, ``snapshot.intakes[]`` = ``{key, principal, exists, length, backlog,
+  router_pending, router_reading, oldest_age_s, last_generated_id, dead_letters}``,
+  ``snapshot.ahead_of_time[]`` = ``{key, last_generated_id, ahead_s}``; ``breaches[]`` =
+  ``{kind, stream, group, adapter, principal, value, limit, message}``.
 * ``tail --json``: one JSON object per line, :func:`bus.admin.entries.decode_entry`.
 * ``pending --json``: ``{"stream", "group", "total", "entries": [{entry_id, consumer, idle_s,
   deliveries, age_s, exists, type}]}``.
@@ -36,6 +41,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -47,13 +53,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from bus.access.topology import contracts as topology_contracts
+from bus.access.topology import load_topology
 from bus.adapter.report import AdapterReport
 from bus.admin import flowmap, inspect, streams
 from bus.admin.entries import PendingEntry, decode_entry, pending_entries
 from bus.admin.exporter import BusCollector, exporter_app
 from bus.admin.replication import Topology, topology
 from bus.admin.thresholds import Breach, Thresholds, breaches, duration, replication_breaches, size
-from bus.cli.common import fail, redis_url, run_with_redis
+from bus.cli.common import fail, import_from_cwd, redis_url, run_with_redis
 from bus.cli.contracts import load as load_contracts
 from bus.connection import TRANSIENT, connect, location, translate
 from bus.contracts import default_registry
@@ -138,6 +146,22 @@ def status(
     max_report_age: Annotated[
         str | None, _limit("max_report_age_s", "seconds since an adapter last reported; ")
     ] = None,
+    max_intake_backlog: Annotated[
+        str | None, _limit("max_intake_backlog", "entries of an intake not yet admitted; ")
+    ] = None,
+    max_ahead: Annotated[
+        str | None, _limit("max_ahead_s", "seconds a stream's last id is ahead of Redis TIME; ")
+    ] = None,
+    topology_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--topology",
+            envvar="SIMPUL_TOPOLOGY",
+            dir_okay=False,
+            help="the topology YAML: with `delivery: router`, every subscription's inbox and "
+            "producer's intake is listed (with its types) even before it exists",
+        ),
+    ] = None,
     schemas: Schemas = "schemas",
 ) -> None:
     """The whole bus at a glance: streams, consumer groups, dead letters, quarantines, adapters.
@@ -147,7 +171,12 @@ def status(
     ..._MAX_PENDING_AGE_S (600), ..._MAX_DEAD_LETTERS (0), ..._MAX_QUARANTINE (0),
     ..._MAX_CONSUMER_IDLE_S (300), ..._MAX_SILENCE_S (off), ..._MAX_SOURCE_BEHIND_S (300),
     ..._MAX_SOURCE_BEHIND_BYTES (off), ..._MAX_SOURCE_RETAINED_BYTES (1 GiB),
-    ..._MAX_REPORT_AGE_S (60).
+    ..._MAX_REPORT_AGE_S (60), ..._MAX_INTAKE_BACKLOG (1000), ..._MAX_AHEAD_S (300).
+
+    Routed delivery (decision 0011): each subscription's inbox under its service (types, the
+    stream feeding it, its group's lag, pending and dead letters), each producer's intake with
+    the entries the router has not admitted yet, and every stream whose ids lie ahead of Redis
+    TIME.
     """
     try:
         thresholds = Thresholds.load(
@@ -161,12 +190,15 @@ def status(
             max_source_behind_bytes=max_source_behind_bytes,
             max_source_retained_bytes=max_source_retained_bytes,
             max_report_age_s=max_report_age,
+            max_intake_backlog=max_intake_backlog,
+            max_ahead_s=max_ahead,
         )
     except SimpulError as exc:
         raise fail(_err, exc) from None
     _contracts(schemas)
+    plan = _plan(topology_file)
     url = _url_or_fail()
-    snap, topo = _run(_snapshot_and_topology, url=url)
+    snap, topo = _run(partial(_snapshot_and_topology, plan=plan), url=url)
     found = breaches(snap, thresholds) + replication_breaches(topo)
     if as_json:
         print(
@@ -187,8 +219,21 @@ def status(
         raise typer.Exit(1)
 
 
-async def _snapshot_and_topology(redis: Redis) -> tuple[inspect.BusSnapshot, Topology]:
-    snap = await inspect.snapshot(redis, registry=default_registry)
+def _plan(path: Path | None) -> inspect.RoutingPlan | None:
+    """The inboxes and intakes the topology names (None without one: found in Redis only)."""
+    if path is None:
+        return None
+    try:
+        import_from_cwd()
+        return inspect.RoutingPlan.of(load_topology(path, registry=topology_contracts()))
+    except SimpulError as exc:
+        raise fail(_err, exc) from None
+
+
+async def _snapshot_and_topology(
+    redis: Redis, *, plan: inspect.RoutingPlan | None = None
+) -> tuple[inspect.BusSnapshot, Topology]:
+    snap = await inspect.snapshot(redis, registry=default_registry, plan=plan)
     try:
         return snap, await topology(redis)
     except (RedisError, *TRANSIENT) as exc:
@@ -281,6 +326,7 @@ def _print_status(
             _out.print(_quarantine_table(snap.quarantine, found))
         if snap.adapters:
             _print_adapters(snap.adapters, found)
+        _print_routed(snap, found)
         waiting = [s.aggregate for s in snap.streams if not s.exists and not s.dead_letters]
         if waiting:
             _out.print(f"[dim]No events yet on: {', '.join(waiting)}[/dim]")
@@ -425,6 +471,88 @@ def _last_seen(report: AdapterReport, *, stale: bool) -> str:
     if stale:
         return f"stale, {ago}"
     return ago if report.state == "running" else f"{report.state}, {ago}"
+
+
+# -- routed delivery: inboxes, intakes, ids ahead of time ------------------------------------
+
+
+def _print_routed(snap: inspect.BusSnapshot, found: list[Breach]) -> None:
+    if snap.inboxes:
+        _out.print(_inboxes_table(snap.inboxes, found))
+    if snap.intakes:
+        _out.print(_intakes_table(snap.intakes, found))
+    for ahead in snap.ahead_of_time:
+        _out.print(
+            Text(
+                f"ahead of time: {ahead.key} last id {ahead.last_generated_id}, "
+                f"{duration(ahead.ahead_s)} ahead of Redis TIME",
+                style="red",
+            ),
+            soft_wrap=True,
+        )
+
+
+def _inboxes_table(inboxes: list[inspect.InboxSnapshot], found: list[Breach]) -> Table:
+    """One row per subscription's inbox, under its service (routed delivery)."""
+    table = Table(
+        title="subscriptions (inboxes)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+    )
+    # Names are never cut: operators copy them into `simpul pending`, `simpul dlq`...
+    table.add_column("service", overflow="fold")
+    table.add_column("types", overflow="fold")
+    table.add_column("inbox", overflow="fold")
+    for name in ("lag", "pending", "oldest pending", "consumers", "dead letters"):
+        table.add_column(name, justify="right", no_wrap=True)
+    bad = {(b.stream, b.group) for b in found}
+    previous = None
+    for i in inboxes:
+        g = i.consumer_group
+        shown = "" if i.group == previous else i.group
+        previous = i.group
+        table.add_row(
+            shown,
+            ", ".join(i.types) or "-",
+            i.key if i.exists else f"{i.key} (empty)",
+            "-" if g is None else "?" if g.lag is None else str(g.lag),
+            "-" if g is None else str(g.pending),
+            "-"
+            if g is None or g.oldest_pending_age_s is None
+            else duration(g.oldest_pending_age_s),
+            "not started" if g is None else str(g.consumer_count),
+            str(i.dead_letters),
+            style="red" if (i.stream, i.group) in bad else "",
+        )
+    return table
+
+
+def _intakes_table(intakes: list[inspect.IntakeSnapshot], found: list[Breach]) -> Table:
+    """One row per producer's intake: what the router has not admitted yet, what it refused."""
+    table = Table(
+        title="intakes (router lag)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+    )
+    table.add_column("producer", overflow="fold")
+    for name in ("not admitted", "oldest", "refused"):
+        table.add_column(name, justify="right", no_wrap=True)
+    bad = {b.principal for b in found if b.kind == "intake_backlog"}
+    bad |= {b.stream for b in found if b.kind == "ahead_of_time"}
+    for i in intakes:
+        backlog = str(i.backlog) + ("" if i.router_reading or not i.exists else " (no router)")
+        table.add_row(
+            i.principal,
+            backlog,
+            "-" if i.oldest_age_s is None else duration(i.oldest_age_s),
+            str(i.dead_letters),
+            style="red" if i.principal in bad or i.key in bad else "",
+        )
+    return table
 
 
 # -- tail --------------------------------------------------------------------------------------

@@ -412,6 +412,7 @@ def test_breach_model_is_stable() -> None:
         "stream",
         "group",
         "adapter",
+        "principal",
         "value",
         "limit",
         "message",
