@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from bus.admin.flowmap import build as build_flow_map
     from bus.admin.flowmap import live_groups
     from bus.admin.flowmap import render_svg as render_flow_svg
-    from bus.admin.inspect import BusSnapshot, Inspector
+    from bus.admin.inspect import BusSnapshot, Inspector, RoutingPlan
     from bus.admin.streams import UnknownGroup, UnknownStream, stream_key
     from bus.admin.thresholds import Thresholds, breaches
     from bus.functions import load as load_functions
@@ -35,6 +35,7 @@ _EXPORTS = {
     "Inspector": ("bus.admin.inspect", "Inspector"),
     "NotFound": ("bus.admin.deadletters", "NotFound"),
     "ReplayReport": ("bus.admin.deadletters", "ReplayReport"),
+    "RoutingPlan": ("bus.admin.inspect", "RoutingPlan"),
     "Target": ("bus.admin.deadletters", "Target"),
     "Thresholds": ("bus.admin.thresholds", "Thresholds"),
     "UnknownGroup": ("bus.admin.streams", "UnknownGroup"),
@@ -58,6 +59,7 @@ __all__ = [
     "Inspector",
     "NotFound",
     "ReplayReport",
+    "RoutingPlan",
     "Target",
     "Thresholds",
     "UnknownGroup",

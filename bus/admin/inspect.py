@@ -48,6 +48,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -55,7 +56,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from bus import keys
-from bus.access.topology import Topology
+from bus.access.topology import Topology, contracts, load_topology
 from bus.adapter.report import AdapterReport
 from bus.admin.streams import _is_aggregate_stream, resolve_stream, scan
 from bus.connection import TRANSIENT, simpul_error
@@ -291,6 +292,12 @@ class RoutingPlan:
             {k: (g, tuple(sorted(t))) for k, (g, t) in sorted(inboxes.items())},
             tuple(sorted(p.principal for p in topology.publishers())),
         )
+
+    @classmethod
+    def load(cls, path: str | Path) -> RoutingPlan:
+        """:meth:`of` the topology YAML at ``path`` (validated against the registered
+        contracts). Raises ConfigurationError naming the problem."""
+        return cls.of(load_topology(path, registry=contracts()))
 
 
 async def snapshot(

@@ -53,8 +53,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bus.access.topology import contracts as topology_contracts
-from bus.access.topology import load_topology
 from bus.adapter.report import AdapterReport
 from bus.admin import flowmap, inspect, streams
 from bus.admin.entries import PendingEntry, decode_entry, pending_entries
@@ -225,7 +223,7 @@ def _plan(path: Path | None) -> inspect.RoutingPlan | None:
         return None
     try:
         import_from_cwd()
-        return inspect.RoutingPlan.of(load_topology(path, registry=topology_contracts()))
+        return inspect.RoutingPlan.load(path)
     except SimpulError as exc:
         raise fail(_err, exc) from None
 

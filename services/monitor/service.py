@@ -44,6 +44,7 @@ from bus.admin import (
     Inspector,
     NotFound,
     ReplayReport,
+    RoutingPlan,
     Target,
     Thresholds,
     UnknownGroup,
@@ -108,6 +109,12 @@ class MonitorSettings(BaseSettings):
         default="services", description="package whose services the flow map shows ('' none)"
     )
     schemas: str = Field(default="schemas", description="package holding the contracts")
+    topology: str = Field(
+        default="",
+        description="the topology YAML (deploy/topology.yaml): with `delivery: router`, every "
+        "subscription's inbox is shown with its types, and every producer's intake, before "
+        "the router first writes them ('' none: what Redis holds is shown all the same)",
+    )
 
     @field_validator("token", mode="before")
     @classmethod
@@ -182,14 +189,17 @@ class Monitor:
         thresholds: Thresholds | None = None,
         handled: Mapping[str, Iterable[str]] | FindServices | None = None,
         where: str = "",
+        plan: RoutingPlan | None = None,
     ) -> None:
         self.redis = redis
         self.settings = settings or MonitorSettings.load()
         self.registry = registry
         self.thresholds = thresholds or Thresholds.load()
         self.where = where
+        if plan is None and self.settings.topology:  # raises ConfigurationError if invalid
+            plan = RoutingPlan.load(self.settings.topology)
         self.inspector = Inspector(
-            redis, registry=registry, rediscover_s=self.settings.rediscover_s
+            redis, registry=registry, rediscover_s=self.settings.rediscover_s, plan=plan
         )
         self.letters = DeadLetters(redis, registry=registry)
         self.throughput = Throughput(

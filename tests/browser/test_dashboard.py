@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from redis.asyncio import Redis
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
@@ -30,9 +31,11 @@ from bus.connection import connect
 from bus.contracts import Contract, default_registry
 from bus.deadletter import Reason, Verdict, dead_letter_fields
 from bus.functions import BusFunction
+from bus.router import Router, RouterConfig
 from bus.testing import quick_settings, wait_until
 from schemas.dukcapil import CitizenDied
 from tests.browser.conftest import TOKEN, MonitorServer, script_errors
+from tests.bus.routed import TOPOLOGY, routed_document, router_signer, running, signer
 
 SOURCE = "urn:malangkota:dukcapil:siak"
 STREAM = CitizenDied.__contract__.stream  # simpul:{dukcapil.citizen}
@@ -348,3 +351,80 @@ def test_dashboard_screenshot(browser: WebDriver, redis_url: str, tmp_path: Path
     width, tall, colours = png_facts(png)
     assert width >= 1400 and tall >= 1200, (width, tall)
     assert len(png) > 60_000 and colours > 100  # a real page, not a blank one
+
+
+# -- routed delivery -----------------------------------------------------------------------------
+
+
+async def routed_traffic(redis_url: str) -> None:
+    """Routed delivery on the test's Redis: a router forwards two deaths from dukcapil's intake
+    to every subscriber's inbox; dinsos reads one of them (pending); then, the router stopped,
+    three more wait in the intake."""
+    admin = connect(redis_url)
+    producer = connect(redis_url)
+    router = Router(
+        connect(redis_url),
+        TOPOLOGY,
+        default_registry,
+        keyring=None,
+        signer=router_signer(),
+        config=RouterConfig(block_ms=50, lease_ms=1_000),
+    )
+    publisher = Publisher(
+        producer, source=SOURCE, signer=signer("adapter-dukcapil"), intake="adapter-dukcapil"
+    )
+    inbox = keys.inbox(STREAM, "dinsos")
+    try:
+        async with running(router):
+            for event, event_id in map(died, ["death-1", "death-2"]):
+                await publisher.publish(event, id=event_id)
+
+            async def forwarded() -> bool:
+                return bool(await admin.xlen(inbox) == 2)
+
+            await wait_until(forwarded, timeout=20)
+        await admin.xgroup_create(inbox, "dinsos", id="0")
+        await admin.xreadgroup("dinsos", "dinsos-1", {inbox: ">"}, count=1)
+        for event, event_id in map(died, ["death-3", "death-4", "death-5"]):
+            await publisher.publish(event, id=event_id)
+    finally:
+        await producer.aclose()
+        await admin.aclose()
+
+
+def test_dashboard_shows_inboxes_under_their_service_and_what_the_router_has_not_admitted(
+    browser: WebDriver, redis_url: str, tmp_path: Path
+) -> None:
+    topology = tmp_path / "topology.yaml"
+    topology.write_text(yaml.safe_dump(routed_document(), sort_keys=False))
+    asyncio.run(routed_traffic(redis_url))
+    with MonitorServer(redis_url, topology=str(topology)) as server:
+        browser.get(server.url)
+        inbox = keys.inbox(STREAM, "dinsos")
+        row = wait(browser, lambda b: one(b, f'tr.inbox-row[data-inbox="{inbox}"]'))
+        assert one(browser, "#routed").is_displayed()
+        cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
+        assert cells[0] == "dukcapil.citizen" and "dukcapil.citizen.died.v1" in cells[1]
+        assert cells[2:7] == ["1", "1", "1", cells[5], "0"]  # consumers, lag, pending, ., dead
+        assert cells[7] == "Working"
+        audit = one(browser, f'tr.inbox-row[data-inbox="{keys.inbox(STREAM, "audit")}"]')
+        assert "not started" in audit.text
+        empty = one(browser, f'tr.inbox-row[data-inbox="{keys.inbox(STREAM, "dinkes")}"]')
+        assert "empty" in empty.text  # dinkes takes births: no death reaches its inbox
+        intake = one(browser, 'tr.intake-row[data-principal="adapter-dukcapil"]')
+        assert intake.find_elements(By.TAG_NAME, "td")[1].text == "3"
+        assert not one(browser, "#ahead-of-time").is_displayed()
+
+        # An explicit far-future id on another producer's intake shows up without a reload.
+        asyncio.run(far_future(redis_url, keys.intake("adapter-bapenda")))
+        ahead = wait(browser, lambda b: one(b, "#ahead-of-time li"))
+        assert keys.intake("adapter-bapenda") in ahead.text
+        assert script_errors(browser) == []
+
+
+async def far_future(redis_url: str, key: str) -> None:
+    redis = connect(redis_url)
+    try:
+        await redis.xadd(key, {"type": "x"}, id="4102444800000-0")
+    finally:
+        await redis.aclose()

@@ -215,7 +215,7 @@
   function breachIndex(breaches) {
     const index = new Map();
     for (const b of breaches) {
-      index.set(`${b.kind}|${b.stream || ""}|${b.group || b.adapter || ""}`, b.message);
+      index.set(`${b.kind}|${b.stream || ""}|${b.group || b.adapter || b.principal || ""}`, b.message);
     }
     return index;
   }
@@ -226,6 +226,7 @@
     renderSummary(status, letters);
     renderProblems(status);
     renderStreams(snap, index, rates);
+    renderRouted(snap, index);
     renderDeadLetters(letters);
     renderQuarantine(snap, index);
     const notes = [];
@@ -357,6 +358,84 @@
     }
     for (const old of Array.from(table.tBodies)) old.remove();
     table.append(...bodies);
+  }
+
+  // Routed delivery (decision 0011): each subscription's inbox under its service, each
+  // producer's intake with what the router has not admitted, streams with ids ahead of time.
+  function renderRouted(snap, index) {
+    const panel = byId("routed");
+    const inboxes = snap.inboxes || [];
+    const intakes = snap.intakes || [];
+    const ahead = snap.ahead_of_time || [];
+    panel.hidden = !(inboxes.length || intakes.length || ahead.length);
+    if (panel.hidden) return;
+    const aheadList = byId("ahead-of-time");
+    aheadList.hidden = !ahead.length;
+    aheadList.replaceChildren(...ahead.map((a) => h("li", { data: { key: a.key },
+      text: `${a.key}: last id ${a.last_generated_id} lies ${duration(a.ahead_s)} ahead of Redis TIME ` +
+        "(an explicit far-future id was added; an intake recovers with simpul router reset-intake)" })));
+
+    const services = new Map();
+    for (const inbox of inboxes) {
+      if (!services.has(inbox.group)) services.set(inbox.group, []);
+      services.get(inbox.group).push(inbox);
+    }
+    const bodies = [];
+    for (const [service, own] of services) {
+      const body = h("tbody", { data: { service } });
+      const states = own.map((i) => inboxState(i, index));
+      const worst = states.includes("bad") ? "bad" : states.includes("warn") ? "warn" : states.includes("ok") ? "ok" : "idle";
+      body.append(h("tr", { class: "stream-row", data: { service } },
+        h("td", {}, h("span", { class: "name", text: service })),
+        h("td", { class: "muted", colspan: 6, text: `${count(own.length)} inbox${own.length === 1 ? "" : "es"}` }),
+        h("td", {}, pill(worst))));
+      for (const i of own) {
+        const at = (kind) => index.get(`${kind}|${i.stream}|${i.group}`);
+        const g = i.consumer_group;
+        const badges = i.exists ? [] : [h("span", { class: "badge", title: "the router has forwarded nothing to it yet", text: "empty" })];
+        body.append(h("tr", { class: "group-row inbox-row", data: { inbox: i.key, group: i.group, stream: i.stream } },
+          h("td", { title: i.key }, h("span", { class: "name", text: i.stream }), badges),
+          h("td", { class: "small", text: i.types.length ? i.types.join(", ") : "\u2013" }),
+          cell(g ? count(g.consumer_count) : "not started", {
+            breach: at("consumer_idle"), title: g ? null : "the service has not read its inbox yet",
+          }),
+          cell(!g || g.lag === null ? "\u2013" : count(g.lag), { breach: at("lag"), warn: g && g.lag > 0, title: "entries not delivered to the service yet" }),
+          cell(g ? count(g.pending) : "\u2013", { warn: g && g.pending > 0, title: "delivered, not acknowledged yet" }),
+          cell(!g || g.oldest_pending_age_s === null ? "\u2013" : duration(g.oldest_pending_age_s), { breach: at("pending_age") }),
+          cell(count(i.dead_letters), { breach: at("dead_letters") }),
+          h("td", {}, pill(inboxState(i, index)))));
+      }
+      bodies.push(body);
+    }
+    if (!bodies.length) {
+      bodies.push(h("tbody", {}, h("tr", {}, h("td", { colspan: 8, class: "muted", text: "No inbox yet." }))));
+    }
+    const inboxTable = byId("inboxes");
+    for (const old of Array.from(inboxTable.tBodies)) old.remove();
+    inboxTable.append(...bodies);
+
+    const intakeTable = byId("intakes");
+    for (const old of Array.from(intakeTable.tBodies)) old.remove();
+    intakeTable.append(h("tbody", {}, intakes.length ? intakes.map((i) => {
+      const breach = index.get(`intake_backlog||${i.principal}`);
+      const state = breach || index.has(`ahead_of_time|${i.key}|`) ? "bad" : i.backlog ? "warn" : "ok";
+      return h("tr", { class: "intake-row", data: { principal: i.principal } },
+        h("td", { title: i.key }, h("span", { class: "name", text: i.principal }),
+          i.router_reading || !i.exists ? null : h("span", { class: "badge", title: "no router has read this intake yet", text: "no router" })),
+        cell(count(i.backlog), { breach, warn: i.backlog > 0, title: "entries the router has not admitted (or refused) yet" }),
+        cell(i.oldest_age_s === null ? "\u2013" : duration(i.oldest_age_s)),
+        cell(count(i.dead_letters), { warn: i.dead_letters > 0, title: `refused by the router: ${i.key}:dlq` }),
+        h("td", {}, pill(state)));
+    }) : h("tr", {}, h("td", { colspan: 5, class: "muted", text: "No intake yet." }))));
+  }
+
+  function inboxState(inbox, index) {
+    const kinds = ["lag", "pending_age", "consumer_idle", "dead_letters"];
+    if (kinds.some((k) => index.has(`${k}|${inbox.stream}|${inbox.group}`))) return "bad";
+    const g = inbox.consumer_group;
+    if (!g) return inbox.length ? "warn" : "idle";
+    if (g.pending || g.lag) return "warn";
+    return "ok";
   }
 
   function sparkline(series, rates) {
