@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from schemas.dukcapil import CitizenDied
 from tests.chaos import effects, history
@@ -170,13 +173,34 @@ class Run:
         ]
         return [*args, "--partitioned"] if partitioned else args
 
-    async def report(self, redis: Redis, streams: Sequence[str] = STREAMS) -> Report:
+    async def report(
+        self,
+        redis: Redis,
+        streams: Sequence[str] = STREAMS,
+        *,
+        subjects: Callable[[str], bool] | None = None,
+    ) -> Report:
+        """The checker's report on ``streams``; with ``subjects``, of the events whose subject
+        it accepts only (one inbox of a partitioned aggregate: the subjects of its partition)."""
         records = history.read(sorted(self.histories.glob("*.jsonl")))
         done = await asyncio.to_thread(effects.read, self.store)
+        if subjects is not None:
+            chosen = {
+                r["id"]
+                for r in records
+                if r.get("phase") == history.INVOKE and subjects(r.get("subject") or "")
+            }
+            records = [r for r in records if r.get("id") in chosen]
+            done = [e for e in done if e.event_id in chosen]
         return check(records, done, await observe(redis, streams, GROUP))
 
     async def settled(
-        self, redis: Redis, *, timeout: float = 30.0, streams: Sequence[str] = STREAMS
+        self,
+        redis: Redis,
+        *,
+        timeout: float = 30.0,
+        streams: Sequence[str] = STREAMS,
+        subjects: Callable[[str], bool] | None = None,
     ) -> Report:
         """The report once nothing more will happen: every ok publish has its effect or a dead
         letter, every injected entry its dead letter, and the group has nothing pending or
@@ -184,7 +208,7 @@ class Run:
         say what is missing)."""
         deadline = time.monotonic() + timeout
         while True:
-            report = await self.report(redis, streams)
+            report = await self.report(redis, streams, subjects=subjects)
             waiting = report.lost - report.lost_to_dead_letters  # may still be handled
             drained = not (waiting or report.final_pending or report.lag or report.poison_missing)
             if drained or time.monotonic() > deadline:
@@ -222,3 +246,38 @@ async def wait_ready(procs: Processes, addresses: dict[str, str], timeout: float
                 f"not ready within {timeout:.0f} s: {sorted(waiting)}"
             )
             await asyncio.sleep(0.1)
+
+
+FRESH_MS = 1_000  # an entry delivered this recently is held by a live replica at work
+AIM_S = 3.0  # how long a kill waits for a replica holding fresh entries
+
+
+async def holders(redis: Redis, streams: Sequence[str], replicas: Sequence[str]) -> list[str]:
+    """The replicas holding entries delivered to them within :data:`FRESH_MS` (read, not yet
+    acked): alive and inside their work. A replica killed earlier keeps its old pending entries
+    under its name until it or another takes them over; those are not fresh and do not count."""
+    found: set[str] = set()
+    for stream in streams:
+        try:
+            rows: Any = await redis.xpending_range(stream, GROUP, "-", "+", 200)
+        except ResponseError:  # NOGROUP: no replica has started yet
+            continue
+        found.update(
+            r["consumer"].decode() for r in rows if int(r["time_since_delivered"]) < FRESH_MS
+        )
+    return sorted(found & set(replicas))
+
+
+async def aim(
+    redis: Redis, streams: Sequence[str], replicas: Sequence[str], rng: random.Random
+) -> tuple[str, bool]:
+    """The next victim, and whether it holds fresh entries: one that does, as soon as one does
+    (within :data:`AIM_S`), else any replica."""
+    deadline = time.monotonic() + AIM_S
+    while True:
+        found = await holders(redis, streams, replicas)
+        if found:
+            return rng.choice(found), True
+        if time.monotonic() > deadline:
+            return rng.choice(list(replicas)), False
+        await asyncio.sleep(0.02)

@@ -20,19 +20,15 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from bus import Publisher, event_id
 from bus.local.redis import free_port
 from tests.chaos import gauge, history
-from tests.chaos.consumer import GROUP
-from tests.chaos.harness import Processes, Run, wait_ready
+from tests.chaos.harness import Processes, Run, aim, wait_ready
 from tests.chaos.history import OK, History
 from tests.chaos.producer import SOURCE, died, subject
 
@@ -44,41 +40,6 @@ REPLICAS = ("c1", "c2", "c3")
 CONSUMER, PRODUCER = "tests.chaos.consumer", "tests.chaos.producer"
 MAX_KILLS = 40  # bounds the loop if the producer hangs
 PARTITIONED_EVENTS = 400
-
-
-FRESH_MS = 1_000  # an entry delivered this recently is held by a live replica at work
-AIM_S = 3.0  # how long a kill waits for a replica holding fresh entries
-
-
-async def holders(redis: Redis, streams: Sequence[str], replicas: Sequence[str]) -> list[str]:
-    """The replicas holding entries delivered to them within :data:`FRESH_MS` (read, not yet
-    acked): alive and inside their work. A replica killed earlier keeps its old pending entries
-    under its name until it or another takes them over; those are not fresh and do not count."""
-    found: set[str] = set()
-    for stream in streams:
-        try:
-            rows: Any = await redis.xpending_range(stream, GROUP, "-", "+", 200)
-        except ResponseError:  # NOGROUP: no replica has started yet
-            continue
-        found.update(
-            r["consumer"].decode() for r in rows if int(r["time_since_delivered"]) < FRESH_MS
-        )
-    return sorted(found & set(replicas))
-
-
-async def aim(
-    redis: Redis, streams: Sequence[str], replicas: Sequence[str], rng: random.Random
-) -> tuple[str, bool]:
-    """The next victim, and whether it holds fresh entries: one that does, as soon as one does
-    (within :data:`AIM_S`), else any replica."""
-    deadline = time.monotonic() + AIM_S
-    while True:
-        found = await holders(redis, streams, replicas)
-        if found:
-            return rng.choice(found), True
-        if time.monotonic() > deadline:
-            return rng.choice(list(replicas)), False
-        await asyncio.sleep(0.02)
 
 
 async def test_consumers_killed_at_random_lose_nothing_and_repeat_no_effect(
