@@ -117,6 +117,11 @@ async def test_the_snapshot_shows_inboxes_under_their_subscription_and_intake_ba
     assert ("intake_backlog", "adapter-dukcapil") in kinds
     assert ("ahead_of_time", keys.intake("adapter-bapenda")) in kinds
     assert not breaches(snap, Thresholds.load(max_intake_backlog=5, max_ahead_s="off"))
+    # The service group on its inbox is held to the same limits as a group on a stream.
+    strict = breaches(snap, Thresholds.load(max_lag=0, max_pending_age_s=0, max_ahead_s="off"))
+    mine = {b.kind: b for b in strict if b.group == "dinsos" and b.stream == "dukcapil.citizen"}
+    assert set(mine) == {"lag", "pending_age"}
+    assert mine["lag"].message == "inbox of dinsos on dukcapil.citizen lags 1 entries (max 0)"
     await readonly.aclose()
 
 
