@@ -121,23 +121,6 @@ REPLAY_CONSUMER = "simpul-replay"
 _DUE_NOW_IDLE_MS = 365 * 24 * 3600 * 1000
 
 
-# KEYS[1] a dead-letter stream. ARGV[1] 'minid' then the MINID, or 'ids' then entry ids.
-# Deletes them and the key once empty; returns how many went.
-_PURGE = """
-local gone
-if ARGV[1] == 'minid' then
-  gone = redis.call('XTRIM', KEYS[1], 'MINID', ARGV[2])
-else
-  gone = redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
-end
-if redis.call('XLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
-return gone
-"""
-
-# KEYS[1] a stream. ARGV[1] MINID, ARGV[2] '1' = trim even if a group loses entries.
-# Refuses ({0, group, why}) when a group has not read, or still holds pending, an entry below
-
-
 class NotFound(SimpulError):
     """No dead letter with that id (in the selected dead-letter streams)."""
 
@@ -390,7 +373,7 @@ class DeadLetters:
             keyring = KeyRing.from_file(os.environ["SIMPUL_KEYRING_FILE"])
         self.keyring = keyring
         self._replay = BusFunction(redis, "dlq_replay")  # bus/dlq_replay.lua
-        self._purge = redis.register_script(_PURGE)
+        self._purge = BusFunction(redis, "dlq_purge")  # bus/dlq_purge.lua
 
     # -- reading ------------------------------------------------------------------------------
 
