@@ -58,12 +58,12 @@ import enum
 import getpass
 import inspect
 import json
-import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import Field
 from redis.asyncio import Redis
 
 from bus import keys
@@ -94,6 +94,7 @@ from bus.functions import BusFunction
 from bus.logging import get_logger
 from bus.privacy import contract_of, mask_data, mask_error, mask_subject, mask_text
 from bus.replies import field_pairs
+from bus.settings import ComponentSettings
 from bus.signing import KeyRing
 
 __all__ = [
@@ -119,6 +120,14 @@ REPLAY_CONSUMER = "simpul-replay"
 # Idle time given to a group-replayed entry: longer than any claim_idle_ms, so the next reclaim
 # sweep of the group takes it (XCLAIM's IDLE must not exceed the server's clock in ms).
 _DUE_NOW_IDLE_MS = 365 * 24 * 3600 * 1000
+
+
+class ReplaySettings(ComponentSettings):
+    """What a replay verifies dead letters against: ``SIMPUL_KEYRING_FILE``, unless
+    ``SIMPUL_SIGNATURES=off`` (any other value: on)."""
+
+    signatures: str = Field(default="on", validation_alias="SIMPUL_SIGNATURES")
+    keyring_file: str | None = Field(default=None, validation_alias="SIMPUL_KEYRING_FILE")
 
 
 class NotFound(SimpulError):
@@ -366,11 +375,12 @@ class DeadLetters:
         signatures (default: unless ``SIMPUL_SIGNATURES=off``)."""
         self.redis = redis
         self.registry = registry
+        read = ReplaySettings.load()
         if signatures is None:
-            signatures = os.environ.get("SIMPUL_SIGNATURES", "on").strip().lower() != "off"
+            signatures = read.signatures.strip().lower() != "off"
         self.signatures = signatures
-        if keyring is None and signatures and os.environ.get("SIMPUL_KEYRING_FILE"):
-            keyring = KeyRing.from_file(os.environ["SIMPUL_KEYRING_FILE"])
+        if keyring is None and signatures and read.keyring_file:
+            keyring = KeyRing.from_file(read.keyring_file)
         self.keyring = keyring
         self._replay = BusFunction(redis, "dlq_replay")  # bus/dlq_replay.lua
         self._purge = BusFunction(redis, "dlq_purge")  # bus/dlq_purge.lua

@@ -24,8 +24,11 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from pydantic import Field
+
 from bus.errors import ConfigurationError, MariaDBUnavailable
 from bus.local.redis import free_port
+from bus.settings import ComponentSettings
 
 __all__ = ["EmbeddedMariaDB", "find_mariadbd", "mariadb_url_or_embedded"]
 
@@ -267,10 +270,16 @@ def _stop_leftovers() -> None:
                 server.close()
 
 
+class ExistingMariaDB(ComponentSettings):
+    """``SIMPUL_MYSQL_URL``: a server to use instead of a private one (empty: unset)."""
+
+    url: str | None = Field(default=None, validation_alias="SIMPUL_MYSQL_URL")
+
+
 @contextlib.contextmanager
 def mariadb_url_or_embedded(url: str | None = None) -> Iterator[str]:
     """``url`` (or ``SIMPUL_MYSQL_URL``) if set, else a private server for the block."""
-    url = url or os.environ.get("SIMPUL_MYSQL_URL")
+    url = url or ExistingMariaDB.load().url
     if url:
         yield url
         return

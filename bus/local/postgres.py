@@ -25,8 +25,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from pydantic import Field
+
 from bus.errors import ConfigurationError, PostgresUnavailable
 from bus.local.redis import free_port
+from bus.settings import ComponentSettings
 
 __all__ = ["EmbeddedPostgres", "find_postgres_bin", "postgres_url_or_embedded"]
 
@@ -290,10 +293,16 @@ def _stop_leftovers() -> None:
                 server.stop(timeout=5.0)
 
 
+class ExistingPostgres(ComponentSettings):
+    """``SIMPUL_POSTGRES_URL``: a server to use instead of a private one (empty: unset)."""
+
+    url: str | None = Field(default=None, validation_alias="SIMPUL_POSTGRES_URL")
+
+
 @contextlib.contextmanager
 def postgres_url_or_embedded(url: str | None = None) -> Iterator[str]:
     """``url`` (or ``SIMPUL_POSTGRES_URL``) if set, else a private server for the block."""
-    url = url or os.environ.get("SIMPUL_POSTGRES_URL")
+    url = url or ExistingPostgres.load().url
     if url:
         yield url
         return
