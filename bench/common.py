@@ -12,7 +12,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -126,6 +126,12 @@ def write_json(path: str | None, out: dict[str, Any]) -> None:
     """Every measurement of a run, as JSON, when ``--json PATH`` asked for it."""
     if path:
         Path(path).write_text(json.dumps(out, indent=2, default=str) + "\n")
+
+
+def report(out: dict[str, Any], table: Callable[[dict[str, Any]], str], path: str | None) -> None:
+    """A standalone benchmark's ending: its table on stdout, its figures as JSON if asked."""
+    print(table(out))
+    write_json(path, out)
 
 
 def machine_facts() -> dict[str, Any]:

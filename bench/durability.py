@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from bench.common import BATCH, STREAM, Payloads, median, percentile, progress
+from bench.common import BATCH, STREAM, Payloads, median, percentile, progress, report
 from bench.contract import SOURCE
 from bus import Publisher
 from bus.connection import connect
@@ -157,9 +156,7 @@ def main() -> None:
         finally:
             replica.stop()
             master.stop()
-    print(table(out))
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2))
+    report(out, table, args.json)
 
 
 if __name__ == "__main__":

@@ -24,14 +24,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import median, progress
+from bench.common import median, progress, report
 from bench.contract import SOURCE
 from bus import EventContext, Publisher, RedisUnavailable, Service
 from bus.connection import TRANSIENT, connect
@@ -164,9 +163,7 @@ def main() -> None:
             os.environ.update(group.environment())
             out = asyncio.run(measure(group, args.failovers))
     out["down_after_ms"] = args.down_after_ms
-    print(table(out))
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2))
+    report(out, table, args.json)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from pydantic import field_validator
+from pydantic_settings import SettingsConfigDict
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import (
@@ -49,7 +51,7 @@ from bus import replies
 from bus.devmaterial import refuse_dev_secret
 from bus.errors import ConfigurationError, PermissionDenied, RedisUnavailable, SimpulError
 from bus.sentinel import SENTINELS_VAR, RedisSentinels, sentinel_client
-from bus.settings import Settings
+from bus.settings import ComponentSettings, Settings
 
 __all__ = [
     "TRANSIENT",
@@ -108,6 +110,30 @@ _TRUE = ("1", "on", "t", "true", "y", "yes")
 _FALSE = ("", "0", "off", "f", "false", "n", "no")
 
 
+class ConnectionSettings(ComponentSettings):
+    """What :func:`connect` reads when not told: ``SIMPUL_REDIS_TLS_CA``/``_CERT``/``_KEY``
+    and ``SIMPUL_REDIS_CLUSTER`` (empty: unset)."""
+
+    model_config = SettingsConfigDict(env_prefix="SIMPUL_REDIS_")
+
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    cluster: bool = False
+
+    @field_validator("cluster", mode="before")
+    @classmethod
+    def _flag(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ValueError("must be 1 (a Redis Cluster) or 0 (a single server)")
+
+
 @dataclass(frozen=True)
 class RedisTLS:
     """The TLS files of a ``rediss://`` connection (paths of PEM files; None: not used).
@@ -124,10 +150,8 @@ class RedisTLS:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RedisTLS:
         """Read ``SIMPUL_REDIS_TLS_CA``/``_CERT``/``_KEY`` (empty counts as unset)."""
-        env = os.environ if environ is None else environ
-        return cls(
-            ca=env.get(CA_VAR) or None, cert=env.get(CERT_VAR) or None, key=env.get(KEY_VAR) or None
-        )
+        read = ConnectionSettings.load(environ)
+        return cls(ca=read.tls_ca, cert=read.tls_cert, key=read.tls_key)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisTLS:
@@ -310,15 +334,7 @@ def location(url: str) -> str:
 def cluster_from_env(environ: Mapping[str, str] | None = None) -> bool:
     """``SIMPUL_REDIS_CLUSTER``: 1/true/yes/on for a Redis Cluster; unset, empty, 0/false/no/off
     for a single server. Anything else is a :class:`ConfigurationError`."""
-    env = os.environ if environ is None else environ
-    value = env.get(CLUSTER_VAR, "").strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigurationError(
-        f"{CLUSTER_VAR}={value[:20]!r}: must be 1 (a Redis Cluster) or 0 (a single server)"
-    )
+    return ConnectionSettings.load(environ).cluster
 
 
 def is_cluster(redis: Redis) -> bool:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 from collections.abc import Iterable
 
+from pydantic import Field
+
 from bus.errors import ConfigurationError
+from bus.settings import ComponentSettings
 
 __all__ = [
     "DEV_MODE_VARIABLE",
@@ -81,9 +83,15 @@ _KEYS = frozenset(base64.b64decode(k) for k in DEV_PUBLIC_KEYS.values())
 _TRUE = ("1", "true", "yes", "on")
 
 
+class DevModeSettings(ComponentSettings):
+    """``SIMPUL_DEV_MODE``: 1/true/yes/on for a development run; anything else: not."""
+
+    dev_mode: str = Field(default="", validation_alias=DEV_MODE_VARIABLE)
+
+
 def dev_mode() -> bool:
     """Whether ``SIMPUL_DEV_MODE`` says this is a development run (read each time)."""
-    return os.environ.get(DEV_MODE_VARIABLE, "").strip().lower() in _TRUE
+    return DevModeSettings.load().dev_mode.strip().lower() in _TRUE
 
 
 def is_dev_key(public_key: bytes) -> bool:

@@ -16,23 +16,34 @@ the wait. docs/ha.md says what this does and does not promise.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from bus.connection import is_cluster
 from bus.errors import ConfigurationError, NotDurable
 from bus.sentinel import is_sentinel
+from bus.settings import ComponentSettings
 
 __all__ = ["Durability", "ReplicaWait"]
 
 REPLICAS_VAR = "SIMPUL_REDIS_WAIT_REPLICAS"
 TIMEOUT_VAR = "SIMPUL_REDIS_WAIT_TIMEOUT_MS"
 DEFAULT_TIMEOUT_MS = 2_000
+
+
+class DurabilitySettings(ComponentSettings):
+    """``SIMPUL_REDIS_WAIT_REPLICAS`` and ``SIMPUL_REDIS_WAIT_TIMEOUT_MS`` (empty: unset)."""
+
+    model_config = SettingsConfigDict(env_prefix="SIMPUL_REDIS_WAIT_")
+
+    replicas: int | None = Field(default=None, ge=0, le=16)
+    timeout_ms: int = Field(default=DEFAULT_TIMEOUT_MS, ge=1, le=60_000)
 
 
 @dataclass(frozen=True)
@@ -51,15 +62,9 @@ class Durability:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Durability:
-        env = os.environ if environ is None else environ
-        replicas, timeout = env.get(REPLICAS_VAR, "").strip(), env.get(TIMEOUT_VAR, "").strip()
-        for name, text in ((REPLICAS_VAR, replicas), (TIMEOUT_VAR, timeout)):
-            if text and not text.isdigit():
-                raise ConfigurationError(f"{name}={text[:20]!r}: must be a whole number")
-        return cls(
-            replicas=int(replicas) if replicas else None,
-            timeout_ms=int(timeout) if timeout else DEFAULT_TIMEOUT_MS,
-        )
+        """Read :class:`DurabilitySettings` from ``environ`` (default: the environment)."""
+        read = DurabilitySettings.load(environ)
+        return cls(replicas=read.replicas, timeout_ms=read.timeout_ms)
 
 
 class ReplicaWait:

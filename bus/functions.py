@@ -80,6 +80,8 @@ FUNCTIONS: dict[str, Spec] = {
         Spec("quarantine_remove", "quarantine_remove.lua"),
         Spec("audit_head", "audit_head.lua"),
         Spec("dlq_replay", ("id_compare.lua", "dlq_replay.lua")),
+        Spec("dlq_purge", "dlq_purge.lua"),
+        Spec("trim", ("id_compare.lua", "trim.lua")),
     )
 }
 VERSION_FUNCTION = f"{LIBRARY}_version"

@@ -1,4 +1,4 @@
--- Compare two stream entry ids: -1, 0 or 1 (bus/dlq_replay.lua, the trim script).
+-- Compare two stream entry ids: -1, 0 or 1 (bus/dlq_replay.lua, bus/trim.lua).
 local function parse(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
   return tonumber(ms), tonumber(seq)

@@ -9,18 +9,20 @@ that contracts declare personal, by the rule of :mod:`bus.privacy`.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any, TextIO, cast
 
 import structlog
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from bus.contracts import default_registry
 
 # The one masking rule lives in bus.privacy; these names stay importable from here (the
 # consumer and older callers use them) but are not defined twice.
 from bus.privacy import MASK, mask_text, mask_value, shape, shapes
+from bus.settings import ComponentSettings
 
 __all__ = [
     "MASK",
@@ -94,14 +96,25 @@ def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
 
 
+class LogSettings(ComponentSettings):
+    """``SIMPUL_LOG_LEVEL`` and ``SIMPUL_LOG_FORMAT`` as :func:`configure_default` reads them:
+    a value it does not know falls back to the default (logging must start whatever is set;
+    the service's :class:`~bus.settings.Settings` refuse it)."""
+
+    model_config = SettingsConfigDict(env_prefix="SIMPUL_LOG_")
+
+    level: str = "info"
+    fmt: str = Field(default="auto", validation_alias="SIMPUL_LOG_FORMAT")
+
+
 def configure_default() -> None:
     """Unless the application configured structlog itself, log as ``SIMPUL_LOG_LEVEL`` and
     ``SIMPUL_LOG_FORMAT`` say (info, auto), masking included — also in plain scripts that never
     call :func:`configure` (structlog's own default prints every debug line, unmasked)."""
     if structlog.is_configured():
         return
-    level = os.environ.get("SIMPUL_LOG_LEVEL", "info").lower()
-    fmt = os.environ.get("SIMPUL_LOG_FORMAT", "auto").lower()
+    read = LogSettings.load()
+    level, fmt = read.level.lower(), read.fmt.lower()
     configure(
         level if level in ("debug", "info", "warning", "error") else "info",
         fmt if fmt in ("json", "console", "auto") else "auto",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from time import time as _now
 from typing import Any, Literal
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
@@ -22,6 +21,7 @@ from bus.envelope import MAX_ID, Envelope, format_time
 from bus.errors import ConfigurationError, DecodeError
 from bus.functions import BusFunction
 from bus.logging import get_logger
+from bus.settings import ComponentSettings
 from bus.signing import Signer
 
 _CHUNK = 100  # events per script call: bounds how long one call holds Redis
@@ -73,6 +73,13 @@ class Retention:
         return "" if age is None else f"{now_ms - int(age.total_seconds() * 1000)}-0"
 
 
+class PublisherSettings(ComponentSettings):
+    """``SIMPUL_INTAKE``: the principal whose intake a publisher built with
+    ``intake="environment"`` writes to (empty: unset, the department streams)."""
+
+    intake: str | None = Field(default=None, validation_alias="SIMPUL_INTAKE")
+
+
 class Publisher:
     """Publishes contract instances as wire-format v1 events, at most once per event id."""
 
@@ -118,7 +125,7 @@ class Publisher:
         self.signer = Signer.from_environment() if isinstance(signer, str) else signer
         self.replicas = ReplicaWait(redis, durability)
         if intake == "environment":
-            intake = os.environ.get("SIMPUL_INTAKE") or None
+            intake = PublisherSettings.load().intake
         self.intake = keys.intake(intake) if intake else None
 
     def envelope(

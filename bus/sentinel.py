@@ -14,26 +14,37 @@ host and port are not used. The Sentinels' own credentials are
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 from bus.errors import ConfigurationError
+from bus.settings import ComponentSettings
 
 __all__ = ["SENTINELS_VAR", "RedisSentinels", "is_sentinel", "sentinel_client", "sentinel_of"]
 
 SENTINELS_VAR = "SIMPUL_REDIS_SENTINELS"
-MASTER_VAR = "SIMPUL_REDIS_SENTINEL_MASTER"
-USERNAME_VAR = "SIMPUL_REDIS_SENTINEL_USERNAME"
-PASSWORD_VAR = "SIMPUL_REDIS_SENTINEL_PASSWORD"
 DEFAULT_MASTER = "simpul"
 # A Sentinel that does not answer "who is the master?" this fast is skipped for the next one.
 _SENTINEL_TIMEOUT_S = 1.0
+
+
+class SentinelSettings(ComponentSettings):
+    """``SIMPUL_REDIS_SENTINELS`` and ``SIMPUL_REDIS_SENTINEL_*`` (empty: unset); parsed and
+    checked by :meth:`RedisSentinels.parse`."""
+
+    model_config = SettingsConfigDict(env_prefix="SIMPUL_REDIS_SENTINEL_")
+
+    sentinels: str | None = Field(default=None, validation_alias=SENTINELS_VAR)
+    master: str | None = None
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -66,12 +77,9 @@ class RedisSentinels:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RedisSentinels:
         """``SIMPUL_REDIS_SENTINELS``, ``..._MASTER``, ``..._USERNAME``, ``..._PASSWORD``."""
-        env = os.environ if environ is None else environ
+        read = SentinelSettings.load(environ)
         return cls.parse(
-            env.get(SENTINELS_VAR),
-            master=env.get(MASTER_VAR),
-            username=env.get(USERNAME_VAR),
-            password=env.get(PASSWORD_VAR),
+            read.sentinels, master=read.master, username=read.username, password=read.password
         )
 
 

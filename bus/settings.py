@@ -5,10 +5,18 @@ from __future__ import annotations
 import os
 import random
 import socket
+from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any, Literal, Self
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 from bus.errors import ConfigurationError
 
@@ -233,12 +241,33 @@ def _variable(loc: tuple[int | str, ...]) -> str:
     return f"SIMPUL_{name}" if name else "settings"
 
 
+# The environment a ComponentSettings.load(environ=...) reads instead of os.environ.
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("simpul_environ", default=None)
+
+
+class _MappingSource(EnvSettingsSource):
+    """The environment source, reading a given mapping instead of ``os.environ``."""
+
+    def __init__(
+        self, settings_cls: type[BaseSettings], environ: Mapping[str, str], env_prefix: str | None
+    ) -> None:
+        self._environ = environ
+        super().__init__(settings_cls, env_prefix=env_prefix)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+
 class ComponentSettings(BaseSettings):
-    """Base of a component's own settings (a service's, an adapter's), beside the core's
-    :class:`Settings`: one subclass per component, fields read from ``SIMPUL_<COMPONENT>_*``
-    (its ``env_prefix``) or the variable a field's ``validation_alias`` names; an empty variable
-    counts as unset. :meth:`load` reports a bad value as one error naming the variable (never
-    quoting the value: it may be a token).
+    """Base of a component's own settings (a service's, an adapter's, a core module's), beside
+    the core's :class:`Settings`: one subclass per component, fields read from
+    ``SIMPUL_<COMPONENT>_*`` (its ``env_prefix``) or the variable a field's ``validation_alias``
+    names; an empty variable counts as unset. :meth:`load` reports a bad value as one error
+    naming the variable (never quoting the value: it may be a token). Code reads its settings
+    through such a class, not from ``os.environ`` (looked up directly: only PATH, and the
+    password variables a topology names, whose names are data).
 
         class DisnakerSettings(ComponentSettings):
             model_config = SettingsConfigDict(env_prefix="SIMPUL_DISNAKER_")
@@ -246,23 +275,48 @@ class ComponentSettings(BaseSettings):
             poll: bool = False
     """
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True, env_ignore_empty=True)
+    model_config = SettingsConfigDict(
+        extra="ignore", frozen=True, env_ignore_empty=True, populate_by_name=True
+    )
 
     @classmethod
-    def load(cls, **overrides: Any) -> Self:
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        environ = _ENVIRON.get()
+        if environ is None:
+            return init_settings, env_settings, dotenv_settings, file_secret_settings
+        prefix = getattr(env_settings, "env_prefix", None)  # load(_env_prefix=...) included
+        return init_settings, _MappingSource(settings_cls, environ, prefix)
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        """The settings from ``environ`` (default: the process's environment) and
+        ``overrides`` (by field name; they win)."""
+        token = _ENVIRON.set(environ)
         try:
             return cls(**overrides)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{cls.variable(str(err['loc'][0]) if err['loc'] else '')}: "
-                f"{str(err['msg']).removeprefix('Value error, ')}"
+                (f"{cls.variable(str(err['loc'][0]))}: " if err["loc"] else "")
+                + str(err["msg"]).removeprefix("Value error, ")
                 for err in exc.errors()
             )
             raise ConfigurationError(f"invalid settings: {problems}") from None
+        finally:
+            _ENVIRON.reset(token)
 
     @classmethod
     def variable(cls, field: str) -> str:
-        """The environment variable of ``field``."""
+        """The environment variable of ``field`` (a field's name, or its alias as errors give
+        it)."""
+        if any(info.validation_alias == field for info in cls.model_fields.values()):
+            return field
         info = cls.model_fields.get(field)
         alias = info.validation_alias if info is not None else None
         if isinstance(alias, str):

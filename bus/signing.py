@@ -45,6 +45,7 @@ from bus.devmaterial import is_dev_key, refuse_dev_keys
 from bus.envelope import Envelope, format_time, is_rfc3339
 from bus.errors import ConfigurationError
 from bus.logging import get_logger
+from bus.settings import ComponentSettings
 
 if TYPE_CHECKING:
     from bus.settings import Settings
@@ -129,6 +130,14 @@ def verify_fields(public_key: bytes, fields: Mapping[bytes, bytes] | Mapping[str
 # -- producers ---------------------------------------------------------------------------------
 
 
+class SignerSettings(ComponentSettings):
+    """``SIMPUL_SIGNING_KEY_FILE`` and ``SIMPUL_SIGNER``, the two variables of
+    :meth:`Signer.from_environment` (empty: unset)."""
+
+    key_file: str | None = Field(default=None, validation_alias="SIMPUL_SIGNING_KEY_FILE")
+    signer: str | None = Field(default=None, validation_alias="SIMPUL_SIGNER")
+
+
 class Signer:
     """A producer's private key and its key id: signs every event a publisher publishes.
 
@@ -200,8 +209,8 @@ class Signer:
     def from_environment(cls) -> Signer | None:
         """Like :meth:`from_settings`, reading just those two variables from the environment
         (what a :class:`~bus.publisher.Publisher` built without ``signer=`` does)."""
-        path = os.environ.get("SIMPUL_SIGNING_KEY_FILE")
-        key_id = os.environ.get("SIMPUL_SIGNER") or None
+        read = SignerSettings.load()
+        path, key_id = read.key_file, read.signer
         if not path:
             if key_id:
                 raise ConfigurationError(

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import sqlite3
 import time
@@ -44,9 +43,11 @@ from urllib.parse import unquote, urlsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+from pydantic import Field
 
 from bus.errors import ConfigurationError, DependencyUnavailable, SimpulError
 from bus.logging import get_logger
+from bus.settings import ComponentSettings
 
 __all__ = ["Store", "StoreError", "StoreUnavailable", "Tx"]
 
@@ -110,6 +111,14 @@ class Tx:
         return _psycopg_placeholders(sql) if self.dialect == "postgresql" else sql
 
 
+class StoreSettings(ComponentSettings):
+    """A service's database: ``SIMPUL_<NAME>_DB`` (the prefix is the service's, given to
+    :meth:`load` as ``_env_prefix``), else its SQLite file in ``SIMPUL_DATA_DIR``."""
+
+    db: str | None = None
+    data_dir: str = Field(default=".simpul", validation_alias="SIMPUL_DATA_DIR")
+
+
 class Store:
     """A SQLite file or a PostgreSQL database, used from one worker thread."""
 
@@ -129,11 +138,10 @@ class Store:
     def for_service(cls, name: str, *, data_dir: str | None = None) -> Store:
         """``SIMPUL_<NAME>_DB`` if set (``postgresql://...`` or ``sqlite:///path``), else a
         SQLite file ``<data dir>/<name>.db`` (data dir: ``SIMPUL_DATA_DIR``, else ``.simpul``)."""
-        variable = f"SIMPUL_{_ENV_NAME.sub('_', name.upper())}_DB"
-        url = os.environ.get(variable)
-        if url:
-            return cls(url, scope=name)
-        folder = Path(data_dir or os.environ.get("SIMPUL_DATA_DIR") or ".simpul")
+        read = StoreSettings.load(_env_prefix=f"SIMPUL_{_ENV_NAME.sub('_', name.upper())}_")
+        if read.db:
+            return cls(read.db, scope=name)
+        folder = Path(data_dir or read.data_dir)
         return cls(f"sqlite:///{folder / f'{name}.db'}", scope=name)
 
     def __repr__(self) -> str:  # never the password of a PostgreSQL URL

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
-import os
 import signal
 import sys
 import tempfile
@@ -31,6 +30,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 from redis.asyncio import Redis
 from rich.console import Console
 from rich.live import Live
@@ -41,6 +42,7 @@ from adapters import disnaker, dpmptsp, dukcapil
 from adapters.disnaker import fixtures as pencaker
 from adapters.dukcapil import fixtures as siak
 from bus import (
+    ComponentSettings,
     ConfigurationError,
     EventContext,
     Publisher,
@@ -480,7 +482,7 @@ async def _check_empty(redis: Redis, url: str) -> None:
     existing = [k async for k in redis.scan_iter(match="simpul:*", count=1000)]
     if not existing:
         return
-    if os.environ.get("SIMPUL_DEMO_RESET") == "1":
+    if DemoSettings.load().reset == "1":
         await redis.delete(*existing)
         return
     raise SystemExit(
@@ -711,6 +713,19 @@ def activate_line() -> str | None:
     return f"  {activate}".ljust(43) + "# puts simpul on PATH (make install does not)"
 
 
+class DemoSettings(ComponentSettings):
+    """``SIMPUL_DEMO_RESET=1`` empties a given Redis's simpul:* keys first; ``SIMPUL_DEMO_STAY=0``
+    ends at the summary; the demo's own default log level is critical (empty: unset)."""
+
+    model_config = SettingsConfigDict(env_prefix="SIMPUL_DEMO_")
+
+    reset: str = ""
+    stay: str = "1"
+    log_level: str = Field(default="critical", validation_alias="SIMPUL_LOG_LEVEL")
+    redis_url: str | None = Field(default=None, validation_alias="SIMPUL_REDIS_URL")
+    mysql_url: str | None = Field(default=None, validation_alias="SIMPUL_MYSQL_URL")
+
+
 def _shown(url: str) -> str:
     """The URL without its password (a user's own Redis may have one)."""
     parts = urlsplit(url)
@@ -723,9 +738,10 @@ def _shown(url: str) -> str:
 def main() -> None:
     # The day's expected failures (a full archive disk, broken legacy rows) are shown in the
     # summary; logs would only scribble over the live table. SIMPUL_LOG_LEVEL=info shows them.
-    configure(os.environ.get("SIMPUL_LOG_LEVEL", "critical"), "console")
-    stay = sys.stdout.isatty() and os.environ.get("SIMPUL_DEMO_STAY", "1") != "0"
-    url = os.environ.get("SIMPUL_REDIS_URL") or None
+    own = DemoSettings.load()
+    configure(own.log_level, "console")
+    stay = sys.stdout.isatty() and own.stay != "0"
+    url = own.redis_url
     # Ctrl-C before the event loop runs (while Redis starts) only asks to stop; the loop then
     # ends the day at once. Within the loop it cancels the day, and every service stops.
     stop = threading.Event()
@@ -748,7 +764,7 @@ def main() -> None:
 def _mysql_server() -> Iterator[str | None]:
     """The job-seeker registry's server: SIMPUL_MYSQL_URL, else a private MariaDB (binlog ROW);
     None where there is neither, and the day goes on without the registry."""
-    if not os.environ.get("SIMPUL_MYSQL_URL"):
+    if not DemoSettings.load().mysql_url:
         try:
             find_mariadbd()
         except ConfigurationError:

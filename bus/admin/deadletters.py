@@ -58,12 +58,12 @@ import enum
 import getpass
 import inspect
 import json
-import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import Field
 from redis.asyncio import Redis
 
 from bus import keys
@@ -94,6 +94,7 @@ from bus.functions import BusFunction
 from bus.logging import get_logger
 from bus.privacy import contract_of, mask_data, mask_error, mask_subject, mask_text
 from bus.replies import field_pairs
+from bus.settings import ComponentSettings
 from bus.signing import KeyRing
 
 __all__ = [
@@ -121,21 +122,12 @@ REPLAY_CONSUMER = "simpul-replay"
 _DUE_NOW_IDLE_MS = 365 * 24 * 3600 * 1000
 
 
-# KEYS[1] a dead-letter stream. ARGV[1] 'minid' then the MINID, or 'ids' then entry ids.
-# Deletes them and the key once empty; returns how many went.
-_PURGE = """
-local gone
-if ARGV[1] == 'minid' then
-  gone = redis.call('XTRIM', KEYS[1], 'MINID', ARGV[2])
-else
-  gone = redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
-end
-if redis.call('XLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
-return gone
-"""
+class ReplaySettings(ComponentSettings):
+    """What a replay verifies dead letters against: ``SIMPUL_KEYRING_FILE``, unless
+    ``SIMPUL_SIGNATURES=off`` (any other value: on)."""
 
-# KEYS[1] a stream. ARGV[1] MINID, ARGV[2] '1' = trim even if a group loses entries.
-# Refuses ({0, group, why}) when a group has not read, or still holds pending, an entry below
+    signatures: str = Field(default="on", validation_alias="SIMPUL_SIGNATURES")
+    keyring_file: str | None = Field(default=None, validation_alias="SIMPUL_KEYRING_FILE")
 
 
 class NotFound(SimpulError):
@@ -383,14 +375,15 @@ class DeadLetters:
         signatures (default: unless ``SIMPUL_SIGNATURES=off``)."""
         self.redis = redis
         self.registry = registry
+        read = ReplaySettings.load()
         if signatures is None:
-            signatures = os.environ.get("SIMPUL_SIGNATURES", "on").strip().lower() != "off"
+            signatures = read.signatures.strip().lower() != "off"
         self.signatures = signatures
-        if keyring is None and signatures and os.environ.get("SIMPUL_KEYRING_FILE"):
-            keyring = KeyRing.from_file(os.environ["SIMPUL_KEYRING_FILE"])
+        if keyring is None and signatures and read.keyring_file:
+            keyring = KeyRing.from_file(read.keyring_file)
         self.keyring = keyring
         self._replay = BusFunction(redis, "dlq_replay")  # bus/dlq_replay.lua
-        self._purge = redis.register_script(_PURGE)
+        self._purge = BusFunction(redis, "dlq_purge")  # bus/dlq_purge.lua
 
     # -- reading ------------------------------------------------------------------------------
 

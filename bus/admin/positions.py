@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from importlib.resources import files
 from typing import Any
 
 from redis.asyncio import Redis
@@ -20,9 +19,6 @@ __all__ = [
 ]
 
 _PAGE = 1000  # entries per XRANGE / XPENDING page when counting
-
-_ID_COMPARE = files("bus").joinpath("id_compare.lua").read_text()
-
 
 # -- durations, times, positions -----------------------------------------------------------------
 

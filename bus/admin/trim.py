@@ -18,11 +18,12 @@ from redis.exceptions import ResponseError
 
 from bus import keys
 from bus.admin.deadletters import _log, _os_user
-from bus.admin.positions import _ID_COMPARE, _count, _count_pending, _ms, _time_of
+from bus.admin.positions import _count, _count_pending, _ms, _time_of
 from bus.admin.streams import UnknownStream, _groups, stream_key
 from bus.connection import TRANSIENT, simpul_error
 from bus.entry_ids import MAX_SEQ as _MAX_SEQ
 from bus.errors import SimpulError
+from bus.functions import BusFunction
 from bus.publisher import Retention
 
 __all__ = [
@@ -33,30 +34,6 @@ __all__ = [
     "retention_age",
     "trim",
 ]
-
-
-# KEYS[1] a stream. ARGV[1] MINID, ARGV[2] '1' = trim even if a group loses entries.
-# Refuses ({0, group, why}) when a group has not read, or still holds pending, an entry below
-# MINID; else trims exactly (no '~') and returns {1, how many went}.
-_TRIM = (
-    _ID_COMPARE
-    + """
-if ARGV[2] ~= '1' then
-  for _, info in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-    local name, last = nil, nil
-    for i = 1, #info, 2 do
-      if info[i] == 'name' then name = info[i + 1] end
-      if info[i] == 'last-delivered-id' then last = info[i + 1] end
-    end
-    local unread = redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', 1)
-    if #unread > 0 and cmp(unread[1][1], ARGV[1]) < 0 then return {0, name, 'unread'} end
-    local held = redis.call('XPENDING', KEYS[1], name, '-', '(' .. ARGV[1], 1)
-    if #held > 0 then return {0, name, 'pending'} end
-  end
-end
-return {1, redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1])}
-"""
-)
 
 
 class TrimRefused(SimpulError):
@@ -144,7 +121,8 @@ async def trim(redis: Redis, plan: TrimPlan, *, force: bool = False) -> int:
     checked in the trimming script itself, so a group that fell behind after the plan counts —
     when a group has not read, or holds pending, an entry that would go."""
     try:
-        reply = await redis.eval(_TRIM, 1, plan.stream, plan.minid, "1" if force else "0")
+        trimming = BusFunction(redis, "trim")  # bus/trim.lua
+        reply = await trimming(keys=[plan.stream], args=[plan.minid, "1" if force else "0"])
     except TRANSIENT as exc:
         raise simpul_error(exc) from exc
     except ResponseError as exc:

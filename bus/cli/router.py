@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import socket
 from datetime import timedelta
@@ -32,7 +31,7 @@ from bus.errors import ConfigurationError, SimpulError
 from bus.logging import configure
 from bus.router import Router, RouterConfig, ahead_of_time, backfill, migrate, reset_intake
 from bus.settings import Settings
-from bus.signing import KeyRing, Signer
+from bus.signing import KeyRing, Signer, SignerSettings
 
 router_app = typer.Typer(
     help="The router: admits producers' intakes, delivers one inbox per subscription.",
@@ -212,6 +211,4 @@ def backfill_(
 
 
 def _signer() -> Signer | None:
-    return (
-        Signer.from_settings(Settings.load()) if os.environ.get("SIMPUL_SIGNING_KEY_FILE") else None
-    )
+    return Signer.from_settings(Settings.load()) if SignerSettings.load().key_file else None

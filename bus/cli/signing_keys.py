@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import Field
 from rich.console import Console
 from rich.table import Table
 
@@ -32,10 +32,19 @@ from bus.signing import (
     KeyRing,
     PublicSigningKey,
     Signer,
+    SignerSettings,
     check_key_id,
     fingerprint,
     load_keyring_file,
 )
+
+
+class KeySettings(SignerSettings):
+    """The signing variables and ``SIMPUL_KEYRING_FILE``: what `simpul keys show` shows when
+    given no file."""
+
+    keyring_file: str | None = Field(default=None, validation_alias="SIMPUL_KEYRING_FILE")
+
 
 keys_app = typer.Typer(
     help="Signing keys: generate, show, rotate (producers sign every event; services verify).",
@@ -129,8 +138,9 @@ def show(
     """Show a private key file's key id, public key and fingerprint (never the private key),
     or the keys of a keyring (default: $SIMPUL_KEYRING_FILE) and whether each is valid now."""
     try:
-        if keyring is None and key_file is None and not _env("SIMPUL_SIGNING_KEY_FILE"):
-            ring_file = _env("SIMPUL_KEYRING_FILE")
+        env = KeySettings.load()
+        if keyring is None and key_file is None and not env.key_file:
+            ring_file = env.keyring_file
             if ring_file is None:
                 raise ConfigurationError(
                     "which key? give a key file, --keyring FILE, or set SIMPUL_SIGNING_KEY_FILE "
@@ -140,8 +150,8 @@ def show(
         if keyring is not None:
             _show_keyring(keyring, as_json)
             return
-        path = key_file or Path(os.environ["SIMPUL_SIGNING_KEY_FILE"])
-        signer = Signer.from_file(path, key_id or _env("SIMPUL_SIGNER"))
+        path = key_file or Path(env.key_file or "")
+        signer = Signer.from_file(path, key_id or env.signer)
     except SimpulError as exc:
         raise fail(_err, exc) from None
     mode = path.stat().st_mode & 0o777
@@ -415,10 +425,6 @@ def _aware(moment: datetime) -> datetime:
 
 def _text(moment: datetime | None) -> str | None:
     return None if moment is None else format_time(_aware(moment))
-
-
-def _env(name: str) -> str | None:
-    return os.environ.get(name) or None
 
 
 def _b64(value: bytes) -> str:

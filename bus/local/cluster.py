@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 from bus.errors import ConfigurationError, RedisUnavailable
+from bus.local.process import wait_for
 from bus.local.redis import AppendFsync, EmbeddedRedis, find_redis_server, free_port
 
 __all__ = ["EmbeddedCluster"]
 
-_POLL_S = 0.05
 _CREATE_TIMEOUT_S = 30.0
 
 
@@ -145,31 +145,32 @@ class EmbeddedCluster:
     def wait_ok(self, timeout: float = _CREATE_TIMEOUT_S) -> None:
         """Until every running node says ``cluster_state:ok`` (after a failover: the replica
         took over and the others know it)."""
-        deadline = time.monotonic() + timeout
-        while not all(_cluster_ok(n.host, n.port) for n in self.nodes if n.pid is not None):
-            if time.monotonic() >= deadline:
-                raise RedisUnavailable(f"{self!r} did not reach cluster_state:ok in time")
-            time.sleep(_POLL_S)
+        wait_for(
+            lambda: all(_cluster_ok(n.host, n.port) for n in self.nodes if n.pid is not None),
+            time.monotonic() + timeout,
+            lambda: RedisUnavailable(f"{self!r} did not reach cluster_state:ok in time"),
+        )
 
     def _wait_ok(self, deadline: float) -> None:
         """Every master must agree, or a client may be redirected to one still joining; and
         every replica must be in sync, or it refuses to take over from a master that dies
         ("disconnected from master for longer than allowed": it never was connected)."""
-        while not all(_cluster_ok(node.host, node.port) for node in self.nodes):
-            if time.monotonic() >= deadline:
-                raise RedisUnavailable(f"{self!r} did not reach cluster_state:ok in time")
-            time.sleep(_POLL_S)
+        wait_for(
+            lambda: all(_cluster_ok(node.host, node.port) for node in self.nodes),
+            deadline,
+            lambda: RedisUnavailable(f"{self!r} did not reach cluster_state:ok in time"),
+        )
         self.wait_replicas_synced(deadline)
 
     def wait_replicas_synced(self, deadline: float) -> None:
         """Until every running replica's link to its master is up."""
-        while True:
+
+        def synced() -> bool:
             replicas = [n for n in self.nodes if n.pid is not None and _role(n) == b"slave"]
-            if all(_link_up(n) for n in replicas):
-                return
-            if time.monotonic() >= deadline:
-                raise RedisUnavailable(f"{self!r}: replicas not in sync in time")
-            time.sleep(_POLL_S)
+            return all(_link_up(n) for n in replicas)
+
+        late = f"{self!r}: replicas not in sync in time"
+        wait_for(synced, deadline, lambda: RedisUnavailable(late))
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -13,26 +13,25 @@ started again on the same data folder and port (the database-restart tests): onl
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field
 
 from bus.errors import ConfigurationError, MariaDBUnavailable
+from bus.local.process import ServerProcess
 from bus.local.redis import free_port
+from bus.settings import ComponentSettings
 
 __all__ = ["EmbeddedMariaDB", "find_mariadbd", "mariadb_url_or_embedded"]
 
 _USER = "simpul"
-_POLL_S = 0.05
-_LOG_TAIL_LINES = 20
-_RUNNING: set[EmbeddedMariaDB] = set()
 
 
 def find_mariadbd() -> tuple[Path, Path]:
@@ -47,12 +46,15 @@ def find_mariadbd() -> tuple[Path, Path]:
     )
 
 
-class EmbeddedMariaDB:
+class EmbeddedMariaDB(ServerProcess):
     """One private MariaDB server on loopback, binlog ROW/FULL unless told otherwise.
 
     ``log_bin=False`` or ``binlog_format="STATEMENT"`` start a server change-data-capture must
     refuse (the error-message tests).
     """
+
+    program: ClassVar[str] = "mariadbd"
+    unavailable: ClassVar[type[MariaDBUnavailable]] = MariaDBUnavailable
 
     def __init__(
         self,
@@ -64,6 +66,7 @@ class EmbeddedMariaDB:
         server_id: int = 1,
         options: Sequence[str] = (),
     ) -> None:
+        super().__init__()
         self.mariadbd, self.install_db = find_mariadbd()
         self.host = "127.0.0.1"
         self.port = port if port is not None else free_port(self.host)
@@ -73,8 +76,6 @@ class EmbeddedMariaDB:
         self.server_id = server_id
         self.options = tuple(options)
         self.base_dir: Path | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._owner_pid = os.getpid()
 
     def __repr__(self) -> str:
         return f"EmbeddedMariaDB(url={self.url!r}, pid={self.pid})"
@@ -85,12 +86,6 @@ class EmbeddedMariaDB:
 
     def url_for(self, database: str) -> str:
         return f"{self.url}{database}"
-
-    @property
-    def pid(self) -> int | None:
-        if self._proc is None or self._proc.poll() is not None:
-            return None
-        return self._proc.pid
 
     @property
     def data_dir(self) -> Path:
@@ -117,7 +112,7 @@ class EmbeddedMariaDB:
             self.base_dir = Path(tempfile.mkdtemp(prefix="simpul-mariadb-"))
             self._install()
         self._spawn()
-        _RUNNING.add(self)
+        self._register()
         self._wait_ready(time.monotonic() + timeout)
         if first:
             self._create_user()
@@ -125,28 +120,16 @@ class EmbeddedMariaDB:
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM is mariadbd's normal shutdown; the data folder stays for another start."""
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self._proc = None
+        self._stop_process(timeout)
 
     def kill(self) -> None:
         """SIGKILL, as a power cut would: InnoDB recovers at the next start."""
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        self._proc = None
+        self._kill_process()
 
     def close(self) -> None:
         """Stop the server and throw its data away."""
         self.stop()
-        _RUNNING.discard(self)
+        self._unregister()
         if self.base_dir is not None:
             shutil.rmtree(self.base_dir, ignore_errors=True)
             self.base_dir = None
@@ -211,32 +194,21 @@ class EmbeddedMariaDB:
         """New session, so a Ctrl-C meant for the tests does not stop the server under them."""
         assert self.base_dir is not None
         (self.base_dir / "binlog").mkdir(exist_ok=True)
-        with self.log_file.open("ab") as log:
-            self._proc = subprocess.Popen(
-                [str(self.mariadbd), *self._settings()],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-        self._owner_pid = os.getpid()
+        self._launch([str(self.mariadbd), *self._settings()])
 
     def _wait_ready(self, deadline: float) -> None:
         import pymysql  # noqa: PLC0415 - optional dependency, needed only for MySQL
 
-        while True:
-            proc = self._proc
-            if proc is None or proc.poll() is not None:
-                self._fail("mariadbd exited while starting")
+        def accepting(_pid: int) -> bool:
             try:
                 pymysql.connect(
                     unix_socket=str(self.socket), user="root", connect_timeout=2
                 ).close()
-                return
             except pymysql.err.OperationalError:
-                if time.monotonic() >= deadline:
-                    self._fail("mariadbd did not accept connections in time")
-                time.sleep(_POLL_S)
+                return False
+            return True
+
+        self._wait_answering(accepting, deadline, late="did not accept connections")
 
     def _create_user(self) -> None:
         import pymysql  # noqa: PLC0415
@@ -246,31 +218,26 @@ class EmbeddedMariaDB:
             cursor.execute(f"CREATE USER '{_USER}'@'127.0.0.1'")
             cursor.execute(f"GRANT ALL ON *.* TO '{_USER}'@'127.0.0.1' WITH GRANT OPTION")
 
-    def _fail(self, reason: str) -> None:
-        tail = self._log_tail()
+    def _give_up(self) -> None:
         self.close()
-        raise MariaDBUnavailable(f"{reason} ({self.mariadbd}, port {self.port}); log:\n{tail}")
 
-    def _log_tail(self) -> str:
-        try:
-            lines = self.log_file.read_text(errors="replace").splitlines()
-        except OSError:
-            return "(no log written)"
-        return "\n".join(lines[-_LOG_TAIL_LINES:]) or "(log is empty)"
+    def _error(self, reason: str, tail: str) -> Exception:
+        return MariaDBUnavailable(f"{reason} ({self.mariadbd}, port {self.port}); log:\n{tail}")
+
+    def _at_exit(self) -> None:
+        self.close()
 
 
-@atexit.register
-def _stop_leftovers() -> None:
-    for server in list(_RUNNING):
-        if server._owner_pid == os.getpid():  # a forked child must not stop its parent's
-            with contextlib.suppress(Exception):
-                server.close()
+class ExistingMariaDB(ComponentSettings):
+    """``SIMPUL_MYSQL_URL``: a server to use instead of a private one (empty: unset)."""
+
+    url: str | None = Field(default=None, validation_alias="SIMPUL_MYSQL_URL")
 
 
 @contextlib.contextmanager
 def mariadb_url_or_embedded(url: str | None = None) -> Iterator[str]:
     """``url`` (or ``SIMPUL_MYSQL_URL``) if set, else a private server for the block."""
-    url = url or os.environ.get("SIMPUL_MYSQL_URL")
+    url = url or ExistingMariaDB.load().url
     if url:
         yield url
         return

@@ -12,7 +12,6 @@ PostgreSQL refuses to run as root, so under root the cluster belongs to the ``po
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import glob
 import os
@@ -24,18 +23,20 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field
 
 from bus.errors import ConfigurationError, PostgresUnavailable
+from bus.local.process import POLL_S, ServerProcess
 from bus.local.redis import free_port
+from bus.settings import ComponentSettings
 
 __all__ = ["EmbeddedPostgres", "find_postgres_bin", "postgres_url_or_embedded"]
 
 _USER = "simpul"  # the superuser initdb creates; trust auth, loopback only
 _UNPRIVILEGED = ("postgres", "nobody")
 _TOOLS = ("initdb", "postgres", "pg_isready")
-_POLL_S = 0.05
-_LOG_TAIL_LINES = 20
-_RUNNING: set[EmbeddedPostgres] = set()
 
 
 def find_postgres_bin() -> Path:
@@ -72,8 +73,12 @@ def _run_as() -> pwd.struct_passwd | None:
     )
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(ServerProcess):
     """One private PostgreSQL cluster and server on loopback; the data is thrown away at stop."""
+
+    program: ClassVar[str] = "postgres"
+    unavailable: ClassVar[type[PostgresUnavailable]] = PostgresUnavailable
+    stop_signal: ClassVar[signal.Signals] = signal.SIGINT  # fast shutdown
 
     def __init__(
         self,
@@ -83,6 +88,7 @@ class EmbeddedPostgres:
         wal_level: str = "logical",
         durable: bool = False,
     ) -> None:
+        super().__init__()
         self.wal_level = wal_level
         # durable: commits reach the WAL before they are acknowledged, so a SIGKILLed server
         # keeps every committed row (crash tests); otherwise speed over durability.
@@ -92,8 +98,6 @@ class EmbeddedPostgres:
         self.port = port if port is not None else free_port(self.host)
         self.user = _run_as()
         self.base_dir: Path | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._owner_pid = os.getpid()
 
     def __repr__(self) -> str:
         return f"EmbeddedPostgres(url={self.url!r}, pid={self.pid})"
@@ -101,12 +105,6 @@ class EmbeddedPostgres:
     @property
     def url(self) -> str:
         return f"postgresql://{_USER}@{self.host}:{self.port}/postgres"
-
-    @property
-    def pid(self) -> int | None:
-        if self._proc is None or self._proc.poll() is not None:
-            return None
-        return self._proc.pid
 
     @property
     def data_dir(self) -> Path:
@@ -129,22 +127,14 @@ class EmbeddedPostgres:
                 os.chown(self.base_dir, self.user.pw_uid, self.user.pw_gid)
             self._initdb()
         self._spawn()
-        _RUNNING.add(self)
+        self._register()
         self._wait_ready(time.monotonic() + timeout)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGINT is PostgreSQL's fast shutdown: roll back, close sessions, exit."""
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self._proc = None
-        _RUNNING.discard(self)
+        self._stop_process(timeout)
+        self._unregister()
         if self.base_dir is not None:
             shutil.rmtree(self.base_dir, ignore_errors=True)
             self.base_dir = None
@@ -160,7 +150,7 @@ class EmbeddedPostgres:
         self._proc = None
         deadline = time.monotonic() + 10
         while self._backends_alive() and time.monotonic() < deadline:
-            time.sleep(_POLL_S)
+            time.sleep(POLL_S)
 
     def _backends_alive(self) -> bool:
         pid_file = self.data_dir / "postmaster.pid"
@@ -237,17 +227,7 @@ class EmbeddedPostgres:
             "-c",
             "max_wal_senders=20",
         ]
-        with self.log_file.open("ab") as log:
-            self._proc = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-                user=self._uid,
-                group=self._gid,
-            )
-        self._owner_pid = os.getpid()
+        self._launch(command, user=self._uid, group=self._gid)
 
     @property
     def _uid(self) -> int | None:
@@ -259,41 +239,32 @@ class EmbeddedPostgres:
 
     def _wait_ready(self, deadline: float) -> None:
         ready = [str(self.bin_dir / "pg_isready"), "-q", "-h", self.host, "-p", str(self.port)]
-        while True:
-            proc = self._proc
-            if proc is None or proc.poll() is not None:
-                self._fail("postgres exited while starting")
-            if subprocess.run(ready, check=False, timeout=10).returncode == 0:
-                return
-            if time.monotonic() >= deadline:
-                self._fail("postgres did not accept connections in time")
-            time.sleep(_POLL_S)
 
-    def _fail(self, reason: str) -> None:
-        tail = self._log_tail()
+        def accepting(_pid: int) -> bool:
+            return subprocess.run(ready, check=False, timeout=10).returncode == 0
+
+        self._wait_answering(accepting, deadline, late="did not accept connections")
+
+    def _give_up(self) -> None:
         self.stop()
-        raise PostgresUnavailable(f"{reason} ({self.bin_dir}, port {self.port}); log:\n{tail}")
 
-    def _log_tail(self) -> str:
-        try:
-            lines = self.log_file.read_text(errors="replace").splitlines()
-        except OSError:
-            return "(no log written)"
-        return "\n".join(lines[-_LOG_TAIL_LINES:]) or "(log is empty)"
+    def _error(self, reason: str, tail: str) -> Exception:
+        return PostgresUnavailable(f"{reason} ({self.bin_dir}, port {self.port}); log:\n{tail}")
+
+    def _at_exit(self) -> None:
+        self.stop(timeout=5.0)
 
 
-@atexit.register
-def _stop_leftovers() -> None:
-    for server in list(_RUNNING):
-        if server._owner_pid == os.getpid():  # a forked child must not stop its parent's
-            with contextlib.suppress(Exception):
-                server.stop(timeout=5.0)
+class ExistingPostgres(ComponentSettings):
+    """``SIMPUL_POSTGRES_URL``: a server to use instead of a private one (empty: unset)."""
+
+    url: str | None = Field(default=None, validation_alias="SIMPUL_POSTGRES_URL")
 
 
 @contextlib.contextmanager
 def postgres_url_or_embedded(url: str | None = None) -> Iterator[str]:
     """``url`` (or ``SIMPUL_POSTGRES_URL``) if set, else a private server for the block."""
-    url = url or os.environ.get("SIMPUL_POSTGRES_URL")
+    url = url or ExistingPostgres.load().url
     if url:
         yield url
         return

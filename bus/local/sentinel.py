@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from bus.errors import RedisUnavailable
+from bus.local.process import POLL_S
 from bus.local.redis import AppendFsync, EmbeddedRedis, find_redis_server
 
 __all__ = ["EmbeddedSentinel", "EmbeddedSentinelGroup"]
 
 MASTER_NAME = "simpul"
-_POLL_S = 0.05
 
 
 class EmbeddedSentinel(EmbeddedRedis):
@@ -247,7 +247,7 @@ class EmbeddedSentinelGroup:
                     return new
             if time.monotonic() > deadline:
                 raise RedisUnavailable(f"{self!r}: no failover away from port {old.port} in time")
-            time.sleep(_POLL_S)
+            time.sleep(POLL_S)
 
     def wait_replicas_online(self, count: int, deadline: float) -> None:
         """Until the current master has ``count`` replicas online."""
@@ -265,7 +265,7 @@ class EmbeddedSentinelGroup:
                 return
             if time.monotonic() > deadline:
                 raise RedisUnavailable(f"{self!r}: {online} of {count} replicas online in time")
-            time.sleep(_POLL_S)
+            time.sleep(POLL_S)
 
     def _named_master(self, sentinel: EmbeddedSentinel) -> int | None:
         reply = _command(
@@ -284,7 +284,7 @@ class EmbeddedSentinelGroup:
                     f"{self!r}: the Sentinels did not all see {want_replicas} replicas and "
                     f"{want_others} other Sentinels in time (saw {views})"
                 )
-            time.sleep(_POLL_S)
+            time.sleep(POLL_S)
 
 
 def _sentinel_view(sentinel: EmbeddedSentinel) -> tuple[int, int]:

@@ -10,16 +10,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ipaddress
-import os
 import re
 from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 
 import aiosmtplib
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
 
-from bus import ConfigurationError, DependencyUnavailable
+from bus import ComponentSettings, DependencyUnavailable
 
 __all__ = [
     "MESSAGE_ID_DOMAIN",
@@ -42,18 +42,6 @@ _LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _ATOM = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-# field name -> environment variable, for error messages and for from_env
-_VARIABLES = {
-    "host": "SIMPUL_SMTP_HOST",
-    "port": "SIMPUL_SMTP_PORT",
-    "sender": "SIMPUL_SMTP_FROM",
-    "user": "SIMPUL_SMTP_USER",
-    "password": "SIMPUL_SMTP_PASSWORD",
-    "starttls": "SIMPUL_SMTP_STARTTLS",
-    "tls": "SIMPUL_SMTP_TLS",
-    "timeout_s": "SIMPUL_SMTP_TIMEOUT_S",
-    "send_timeout_s": "SIMPUL_SMTP_SEND_TIMEOUT_S",
-}
 
 
 class InvalidAddress(ValueError):
@@ -112,15 +100,18 @@ def check_email(value: str) -> str:
     return f"{local}@{domain.lower()}"
 
 
-class SmtpSettings(BaseModel):
-    """How to reach the SMTP server. ``host`` unset: e-mail is disabled (in-app inbox only)."""
+class SmtpSettings(ComponentSettings):
+    """How to reach the SMTP server, from ``SIMPUL_SMTP_*`` (the sender: ``SIMPUL_SMTP_FROM``;
+    values stripped, empty means unset). ``host`` unset: e-mail is disabled (in-app inbox
+    only)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="SIMPUL_SMTP_")
 
     host: str | None = Field(default=None, description="SMTP server; unset disables e-mail")
     port: int = Field(default=25, ge=1, le=65535, description="SMTP port (25, 587, 465...)")
     sender: str | None = Field(
         default=None,
+        validation_alias="SIMPUL_SMTP_FROM",
         description="From header, e.g. 'Pemkot Malang <noreply@malangkota.go.id>'; "
         "required with a host",
     )
@@ -149,6 +140,25 @@ class SmtpSettings(BaseModel):
     def sender_address(self) -> str:
         """The bare address of :attr:`sender` (the SMTP envelope sender)."""
         return parseaddr(self.sender or "")[1]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stripped(cls, values: object) -> object:
+        if not isinstance(values, dict):
+            return values
+        stripped = {k: v.strip() if isinstance(v, str) else v for k, v in values.items()}
+        return {k: v for k, v in stripped.items() if v != ""}
+
+    @field_validator("starttls", "tls", mode="before")
+    @classmethod
+    def _flag(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        raise ValueError("must be true or false")
 
     @model_validator(mode="after")
     def _consistent(self) -> SmtpSettings:
@@ -180,39 +190,9 @@ class SmtpSettings(BaseModel):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SmtpSettings:
-        """Read ``SIMPUL_SMTP_*``; a bad value raises one ConfigurationError naming it."""
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for field, variable in _VARIABLES.items():
-            raw = env.get(variable, "").strip()
-            if not raw:
-                continue
-            if field in ("starttls", "tls"):
-                values[field] = _flag(variable, raw)
-            else:
-                values[field] = raw
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            problems = "; ".join(_problem(err) for err in exc.errors())
-            raise ConfigurationError(f"invalid SMTP settings: {problems}") from None
-
-
-def _flag(variable: str, raw: str) -> bool:
-    if raw.lower() in _TRUE:
-        return True
-    if raw.lower() in _FALSE:
-        return False
-    raise ConfigurationError(f"invalid SMTP settings: {variable} must be true or false")
-
-
-def _problem(error: object) -> str:
-    err = error if isinstance(error, dict) else {}
-    loc = err.get("loc") or ()
-    message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-    if loc and loc[0] in _VARIABLES:
-        return f"{_VARIABLES[str(loc[0])]}: {message}"
-    return message
+        """Read ``SIMPUL_SMTP_*`` (default: from the environment); a bad value raises one
+        ConfigurationError naming it."""
+        return cls.load(environ)
 
 
 def _loopback(host: str) -> bool:

@@ -186,20 +186,17 @@ def family_card(tx: Tx, event: FamilyCardIssued, stamp: Stamp) -> None:
             kecamatan=where.kecamatan,
         )
         _set_kk(tx, nik, event.kk, event.issued_on, key)
-    values = (
-        event.kk,
-        event.head,
-        json.dumps(list(event.members)),
-        event.reason.value,
-        event.issued_on.isoformat(),
-        key,
-    )
-    tx.execute(
-        "INSERT INTO profile_family (kk, head, members, reason, issued_on, card_key) "
-        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (kk) DO UPDATE SET head = excluded.head, "
-        "members = excluded.members, reason = excluded.reason, issued_on = excluded.issued_on, "
-        "card_key = excluded.card_key WHERE profile_family.card_key < excluded.card_key",
-        values,
+    _upsert_newer(
+        tx,
+        "profile_family",
+        {"kk": event.kk},
+        {
+            "head": event.head,
+            "members": json.dumps(list(event.members)),
+            "reason": event.reason.value,
+            "issued_on": event.issued_on.isoformat(),
+            "card_key": key,
+        },
     )
 
 
@@ -237,12 +234,6 @@ def _set_kk(tx: Tx, nik: str, kk: str, since: date, key: str) -> None:
 
 
 # -- permits ----------------------------------------------------------------------------------
-
-_PERMIT_INSERT = "INSERT INTO profile_permit (application_no, nik, kind, {cols}) VALUES ({marks}) "
-_PERMIT_UPDATE = (
-    "ON CONFLICT (application_no) DO UPDATE SET {sets} "
-    "WHERE profile_permit.{key} IS NULL OR profile_permit.{key} < excluded.{key}"
-)
 
 
 def permit_applied(tx: Tx, event: PermitApplication, stamp: Stamp) -> None:
@@ -284,12 +275,8 @@ def _merge_permit(
     tx: Tx, application_no: str, nik: str, kind: str, columns: Mapping[str, str | None]
 ) -> None:
     """Insert the application or fill this event type's columns, if this event is newer."""
-    names = list(columns)
-    key = names[-1]  # each event type's version key is its last column
-    sql = _PERMIT_INSERT.format(
-        cols=", ".join(names), marks=", ".join("?" * (3 + len(names)))
-    ) + _PERMIT_UPDATE.format(sets=", ".join(f"{n} = excluded.{n}" for n in names), key=key)
-    tx.execute(sql, (application_no, nik, kind, *columns.values()))
+    fixed = {"application_no": application_no, "nik": nik, "kind": kind}
+    _upsert_newer(tx, "profile_permit", fixed, columns)
 
 
 # -- taxes ------------------------------------------------------------------------------------
@@ -297,37 +284,35 @@ def _merge_permit(
 
 def taxpayer_registered(tx: Tx, event: Registration, stamp: Stamp) -> None:
     kinds = json.dumps([kind.value for kind in event.tax_kinds])
-    tx.execute(
-        "INSERT INTO profile_taxpayer (npwpd, nik, tax_kinds, registered_on, version_key) "
-        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (npwpd) DO UPDATE SET nik = excluded.nik, "
-        "tax_kinds = excluded.tax_kinds, registered_on = excluded.registered_on, "
-        "version_key = excluded.version_key "
-        "WHERE profile_taxpayer.version_key < excluded.version_key",
-        (event.npwpd, event.taxpayer.value, kinds, event.registered_on.isoformat(), stamp.key),
+    _upsert_newer(
+        tx,
+        "profile_taxpayer",
+        {"npwpd": event.npwpd},
+        {
+            "nik": event.taxpayer.value,
+            "tax_kinds": kinds,
+            "registered_on": event.registered_on.isoformat(),
+            "version_key": stamp.key,
+        },
     )
 
 
 def tax_assessed(tx: Tx, event: TaxAssessed, stamp: Stamp) -> None:
-    tx.execute(
-        "INSERT INTO profile_assessment (assessment_no, nik, tax_kind, nop, npwpd, period, "
-        "amount, due_on, assessed_on, version_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (assessment_no) DO UPDATE SET nik = excluded.nik, "
-        "tax_kind = excluded.tax_kind, nop = excluded.nop, npwpd = excluded.npwpd, "
-        "period = excluded.period, amount = excluded.amount, due_on = excluded.due_on, "
-        "assessed_on = excluded.assessed_on, version_key = excluded.version_key "
-        "WHERE profile_assessment.version_key < excluded.version_key",
-        (
-            event.assessment_no,
-            event.taxpayer.value,
-            event.tax_kind.value,
-            event.nop,
-            event.npwpd,
-            event.period,
-            event.amount,
-            event.due_on.isoformat(),
-            event.assessed_on.isoformat(),
-            stamp.key,
-        ),
+    _upsert_newer(
+        tx,
+        "profile_assessment",
+        {"assessment_no": event.assessment_no},
+        {
+            "nik": event.taxpayer.value,
+            "tax_kind": event.tax_kind.value,
+            "nop": event.nop,
+            "npwpd": event.npwpd,
+            "period": event.period,
+            "amount": event.amount,
+            "due_on": event.due_on.isoformat(),
+            "assessed_on": event.assessed_on.isoformat(),
+            "version_key": stamp.key,
+        },
     )
 
 
@@ -354,43 +339,48 @@ def payment_received(tx: Tx, event: PaymentReceived, stamp: Stamp) -> None:
 
 def assistance_granted(tx: Tx, event: Grant, stamp: Stamp) -> None:
     ends = event.ends_on.isoformat() if event.ends_on else None
-    tx.execute(
-        "INSERT INTO profile_grant (grant_no, nik, programme, starts_on, ends_on, granted_on, "
-        "granted_key) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (grant_no) DO UPDATE SET "
-        "starts_on = excluded.starts_on, ends_on = excluded.ends_on, "
-        "granted_on = excluded.granted_on, granted_key = excluded.granted_key "
-        "WHERE profile_grant.granted_key IS NULL "
-        "OR profile_grant.granted_key < excluded.granted_key",
-        (
-            event.grant_no,
-            event.recipient,
-            event.programme.value,
-            event.starts_on.isoformat(),
-            ends,
-            event.granted_on.isoformat(),
-            stamp.key,
-        ),
+    _upsert_newer(
+        tx,
+        "profile_grant",
+        {"grant_no": event.grant_no, "nik": event.recipient, "programme": event.programme.value},
+        {
+            "starts_on": event.starts_on.isoformat(),
+            "ends_on": ends,
+            "granted_on": event.granted_on.isoformat(),
+            "granted_key": stamp.key,
+        },
     )
 
 
 def assistance_suspended(tx: Tx, event: AssistanceSuspended, stamp: Stamp) -> None:
+    _upsert_newer(
+        tx,
+        "profile_grant",
+        {"grant_no": event.grant_no, "nik": event.recipient, "programme": event.programme.value},
+        {
+            "suspended_on": event.suspended_on.isoformat(),
+            "effective_from": event.effective_from.isoformat(),
+            "suspension_reason": event.reason.value,
+            "suspended_key": stamp.key,
+        },
+    )
+
+
+def _upsert_newer(
+    tx: Tx, table: str, fixed: Mapping[str, object], columns: Mapping[str, object]
+) -> None:
+    """Insert the row, or on a conflict of its first column (the table's key) set ``columns``
+    if this event is newer: the last of ``columns`` is the version key of the event type that
+    writes them (NULL while no such event arrived). ``fixed`` columns are written only by the
+    insert."""
+    names = [*fixed, *columns]
+    key, version = next(iter(fixed)), list(columns)[-1]
+    sets = ", ".join(f"{name} = excluded.{name}" for name in columns)
     tx.execute(
-        "INSERT INTO profile_grant (grant_no, nik, programme, suspended_on, effective_from, "
-        "suspension_reason, suspended_key) VALUES (?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (grant_no) DO UPDATE SET suspended_on = excluded.suspended_on, "
-        "effective_from = excluded.effective_from, "
-        "suspension_reason = excluded.suspension_reason, suspended_key = excluded.suspended_key "
-        "WHERE profile_grant.suspended_key IS NULL "
-        "OR profile_grant.suspended_key < excluded.suspended_key",
-        (
-            event.grant_no,
-            event.recipient,
-            event.programme.value,
-            event.suspended_on.isoformat(),
-            event.effective_from.isoformat(),
-            event.reason.value,
-            stamp.key,
-        ),
+        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
+        f"ON CONFLICT ({key}) DO UPDATE SET {sets} "
+        f"WHERE {table}.{version} IS NULL OR {table}.{version} < excluded.{version}",
+        (*fixed.values(), *columns.values()),
     )
 
 

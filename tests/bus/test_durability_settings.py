@@ -54,7 +54,7 @@ def test_durability_reads_its_variables_and_refuses_nonsense() -> None:
         {"SIMPUL_REDIS_WAIT_REPLICAS": "2", "SIMPUL_REDIS_WAIT_TIMEOUT_MS": "500"}
     )
     assert read == Durability(2, 500)
-    with pytest.raises(ConfigurationError, match="SIMPUL_REDIS_WAIT_REPLICAS='one'"):
+    with pytest.raises(ConfigurationError, match=r"SIMPUL_REDIS_WAIT_REPLICAS: .*integer"):
         Durability.from_env({"SIMPUL_REDIS_WAIT_REPLICAS": "one"})
     with pytest.raises(ConfigurationError, match="SIMPUL_REDIS_WAIT_TIMEOUT_MS=0"):
         Durability(1, 0)

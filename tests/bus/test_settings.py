@@ -84,3 +84,26 @@ def test_component_settings_name_the_variable_never_the_value(
     assert "SIMPUL_TESTREG_SIZE: Input should be greater than or equal to 1" in message
     assert "s3cr3t" not in message
     assert _Registry.variable("key") == "SIMPUL_TESTREG_SHARED_KEY"
+
+
+def test_component_settings_read_a_given_environment_instead_of_the_process_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SIMPUL_TESTREG_DB", "mysql://from-the-process")
+    given = {"SIMPUL_TESTREG_SIZE": "7", "SIMPUL_TESTREG_SHARED_KEY": "k" * 20}
+    loaded = _Registry.load(given)
+    assert (loaded.db, loaded.size) == (None, 7)  # the process's variable is not read
+    assert loaded.key is not None and loaded.key.get_secret_value() == "k" * 20
+    assert _Registry.load().db == "mysql://from-the-process"  # and is read again without one
+
+
+class _Aliased(ComponentSettings):
+    model_config = SettingsConfigDict(env_prefix="SIMPUL_TESTREG_")
+
+    limit: int = Field(default=1, validation_alias="SIMPUL_OTHER_LIMIT")
+
+
+def test_a_bad_aliased_value_names_the_alias_itself() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        _Aliased.load({"SIMPUL_OTHER_LIMIT": "many"})
+    assert str(raised.value).startswith("invalid settings: SIMPUL_OTHER_LIMIT: ")

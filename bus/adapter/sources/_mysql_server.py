@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pymysql
 
-from bus.adapter.sources._mysql_legacy import COLUMNS_SQL, LegacyColumns, columns_from
-from bus.adapter.sources.mysql import source_error, where
+from bus.adapter.sources.mysql import MySqlDatabase, source_error, where
 from bus.errors import ConfigurationError, SourceError
 
 if TYPE_CHECKING:
@@ -44,8 +43,9 @@ def binlog_missing(
     )
 
 
-class Server:
-    """A control connection (asyncmy) to the server the binlog is read from."""
+class Server(MySqlDatabase):
+    """A control connection (asyncmy) to the server the binlog is read from: the polling
+    source's connection (its fetch, columns and reconnect), with the binlog's questions."""
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.settings = dict(settings)
@@ -56,32 +56,6 @@ class Server:
         """PyMySQL's keywords for mysql-replication's connections."""
         keys = ("host", "port", "user", "password", "charset")
         return {k: self.settings[k] for k in keys}
-
-    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        from asyncmy import errors  # noqa: PLC0415 - optional dependency
-        from asyncmy.cursors import DictCursor  # noqa: PLC0415
-
-        try:
-            conn = await self._connection()
-            async with conn.cursor(DictCursor) as cursor:
-                await cursor.execute(sql, tuple(params) or None)
-                rows: list[Row] = await cursor.fetchall()
-                return rows
-        except (errors.OperationalError, errors.ProgrammingError, OSError) as exc:
-            await self.close()
-            raise source_error(exc, self.settings) from exc
-
-    async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-
-    async def _connection(self) -> Connection:
-        if self._conn is None:
-            import asyncmy  # noqa: PLC0415
-
-            self._conn = await asyncmy.connect(**self.settings, autocommit=True)
-        return self._conn
 
     async def check_binlog(self) -> None:
         """ConfigurationError naming the setting or grant change-data-capture lacks."""
@@ -115,15 +89,6 @@ class Server:
                     f"{where(self.settings)}: GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* "
                     f"TO '{self.settings['user']}'@'<host>' (and SELECT on the table)"
                 )
-
-    async def columns(self, table: str) -> LegacyColumns:
-        rows = await self.fetch(COLUMNS_SQL, (self.settings["database"], table))
-        if not rows:
-            raise SourceError(
-                f"MySQL source {where(self.settings)} has no table {table!r} (or this user "
-                "may not see it): check the name and the user's SELECT grant"
-            )
-        return columns_from(rows)
 
     async def binlog_end(self) -> tuple[str, int]:
         rows = await self._binlog_status()

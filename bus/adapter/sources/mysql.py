@@ -93,7 +93,7 @@ class MySqlDatabase:
         self.settings = connection_settings(url)
         self._conn: Connection | None = None
 
-    async def fetch(self, sql: str, params: Sequence[Any]) -> list[Row]:
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         from asyncmy import errors  # noqa: PLC0415 - optional dependency, only for MySQL
         from asyncmy.cursors import DictCursor  # noqa: PLC0415
 

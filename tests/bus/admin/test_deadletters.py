@@ -148,7 +148,8 @@ async def test_failing_handler_dead_letters_and_group_replay_handles_each_exactl
 
         await wait_until(three_dead, timeout=5)
         listed = await letters.entries(STREAM, "dinsos")
-        assert [d.event_id for d in listed] == ["death-0", "death-1", "death-2"]
+        # In the order they were dead-lettered: retries are jittered, so not publish order.
+        assert sorted(d.event_id for d in listed) == ["death-0", "death-1", "death-2"]
         assert {d.reason for d in listed} == {"handler_failed"}
         assert {d.attempts for d in listed} == {2}
         assert {d.consumer for d in listed} == {"dinsos-1"}
@@ -495,6 +496,22 @@ async def test_purge_by_age_and_by_id(redis: Redis) -> None:
     assert [d.event_id for d in await letters.entries()] == ["late"]  # never seen: kept
     with pytest.raises(ConfigurationError, match="not both"):
         await letters.plan_purge(ids=["1-0"], older_than=timedelta(days=1))
+
+
+async def test_purge_and_trim_are_calls_of_the_library_never_eval(redis: Redis) -> None:
+    """No principal needs EVAL: the admin's purge and trim are FCALLs of simpul_1."""
+    dlq_key = keys.dead_letters(STREAM, "dinsos")
+    await redis.xgroup_create(STREAM, "dinsos", id="0", mkstream=True)
+    await redis.xadd(dlq_key, {"id": "old", "dlq.reason": "undecodable"}, id="1-0")
+    await _aged_entries(redis, (72, 1))
+    await redis.config_resetstat()
+    letters = DeadLetters(redis)
+    assert await letters.purge(await letters.plan_purge(STREAM, "dinsos")) == 1
+    plan = await plan_trim(redis, STREAM, older_than=timedelta(days=1))
+    assert await trim(redis, plan, force=True) == 1
+    used = await redis.info("commandstats")
+    assert not {"cmdstat_eval", "cmdstat_evalsha", "cmdstat_eval_ro"} & set(used)
+    assert used["cmdstat_fcall"]["calls"] >= 2
 
 
 # -- group reset ---------------------------------------------------------------------------------

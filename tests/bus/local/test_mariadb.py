@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bus.errors import MariaDBUnavailable
 from bus.local.mariadb import EmbeddedMariaDB, mariadb_url_or_embedded
 from tests.conftest import mysql_connect
 
@@ -45,3 +46,12 @@ def test_simpul_mysql_url_is_used_instead_of_a_private_server(
     monkeypatch.setenv("SIMPUL_MYSQL_URL", "mysql://someone@db.example:3306/")
     with mariadb_url_or_embedded() as url:
         assert url == "mysql://someone@db.example:3306/"
+
+
+def test_a_server_that_cannot_start_fails_with_its_log_and_leaves_nothing() -> None:
+    server = EmbeddedMariaDB(options=["--no-such-option=1"])
+    with pytest.raises(
+        MariaDBUnavailable, match=r"(?s)mariadbd exited with status .*no-such-option"
+    ):
+        server.start()
+    assert server.pid is None and server.base_dir is None  # closed: stopped, data thrown away
