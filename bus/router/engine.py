@@ -43,7 +43,7 @@ from bus.envelope import Envelope, format_time
 from bus.errors import ConfigurationError, DecodeError
 from bus.functions import BusFunction
 from bus.logging import get_logger
-from bus.projection import Disclosure, disclosures, forward
+from bus.projection import Disclosure, disclosures, forward_each
 from bus.signing import KeyRing, Signer
 
 _log = get_logger("bus.router")
@@ -100,7 +100,8 @@ class Counts:
 @dataclass(frozen=True)
 class RouterConfig:
     """The router's knobs. ``lease_ms``: how long a replica owns a source without renewing
-    (a dead replica's sources move after this); ``block_ms`` must stay well below it."""
+    (a dead replica's sources move after this); the lease is renewed once a third of it has
+    passed, so ``block_ms`` must stay well below a third of it."""
 
     batch_size: int = 100
     block_ms: int = 500
@@ -108,6 +109,19 @@ class RouterConfig:
     max_entry_bytes: int = MAX_ENTRY_BYTES
     dedupe_ttl_ms: int = 7 * 24 * 3600 * 1000
     trim_every_s: float = 5.0
+
+
+@dataclass
+class _Batch:
+    """The entries bound for one target stream in one call of the publish_batch function."""
+
+    seen: list[bytes] = field(default_factory=list)  # each entry's dedupe key, in order
+    args: list[bytes] = field(default_factory=list)  # per entry: its field count, its fields
+
+    def add(self, seen: str, fields: list[bytes]) -> None:
+        self.seen.append(seen.encode())
+        self.args.append(str(len(fields)).encode())
+        self.args += fields
 
 
 class Router:
@@ -135,12 +149,16 @@ class Router:
         self.counts = Counts()
         self._stopping = asyncio.Event()
         self._publish = BusFunction(redis, "publish")  # bus/publish.lua, in simpul_1
+        self._publish_batch = BusFunction(redis, "publish_batch")  # bus/publish_batch.lua
         self._dead_letter = BusFunction(redis, "deadletter")  # bus/deadletter.lua
         self.may_publish = {p.principal: frozenset(p.publishes) for p in topology.publishers()}
         self.intakes = sorted(keys.intake(p) for p in self.may_publish)
+        self._intake_set = frozenset(self.intakes)
+        self.arrived_ms: dict[str, int] = {}  # intake -> Redis TIME when its last batch came
         self.routes = self._routes()
         self.sources = [*self.intakes, *sorted(self.routes)]
         self.owned: set[str] = set()
+        self._renewed: dict[str, float] = {}  # source -> when its lease was last taken/renewed
         self._log = _log.bind(replica=replica)
 
     # -- the routing table ------------------------------------------------------------------
@@ -218,7 +236,7 @@ class Router:
             if task is not None and task.cancelling():
                 raise asyncio.CancelledError
             try:
-                if not await self._lease(source):
+                if not await self._hold(source):
                     drained = False  # whoever has it may leave entries pending
                     await self._sleep(self.config.lease_ms / 3000)
                     continue
@@ -254,6 +272,20 @@ class Router:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
+    async def _hold(self, source: str) -> bool:
+        """Whether this replica holds ``source``'s lease: renewed once a third of it has passed
+        (not every turn: two round trips a turn were a third of an idle source's traffic and
+        delayed every event by them)."""
+        renewed = self._renewed.get(source)
+        if renewed is not None and time.monotonic() - renewed < self.config.lease_ms / 3000:
+            return True
+        began = time.monotonic()
+        if await self._lease(source):
+            self._renewed[source] = began
+            return True
+        self._renewed.pop(source, None)
+        return False
+
     async def _lease(self, source: str) -> bool:
         """Take or renew the lease on ``source`` (SET NX GET: no script needed)."""
         key = keys.router_lease(source)
@@ -271,6 +303,7 @@ class Router:
         return False
 
     async def _release(self, source: str) -> None:
+        self._renewed.pop(source, None)
         key = keys.router_lease(source)
         holder: Any = await self.redis.get(key)
         if holder is not None and holder.decode() == self.replica:
@@ -285,16 +318,26 @@ class Router:
                 raise
 
     async def _read(self, source: str, cursor: str, *, block: int | None) -> Entries:
-        reply = await self.redis.xreadgroup(
-            keys.ROUTER_GROUP,
-            CONSUMER,
-            {source: cursor},
-            count=self.config.batch_size,
-            block=block,
-        )
-        if not reply:
+        """A batch of ``source`` (pending ones with cursor ``0``, new ones with ``>``). An
+        intake's batch is followed, in the same round trip, by Redis's ``TIME``: the arrival
+        time admission checks ages against (:attr:`arrived_ms`)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xreadgroup(
+                keys.ROUTER_GROUP,
+                CONSUMER,
+                {source: cursor},
+                count=self.config.batch_size,
+                block=block,
+            )
+            if source in self._intake_set:
+                pipe.time()
+            replies = await pipe.execute()
+        if len(replies) > 1:
+            seconds, micros = replies[1]
+            self.arrived_ms[source] = int(seconds) * 1000 + int(micros) // 1000
+        if not replies[0]:
             return []
-        _, entries = cast(Any, reply)[0]
+        _, entries = cast(Any, replies[0])[0]
         # A pending entry deleted meanwhile comes back with no fields: nothing to route.
         return [(e, f) for e, f in cast(Entries, entries) if f]
 
@@ -309,8 +352,12 @@ class Router:
             await self._fan_out(source, entries)
 
     async def _admit(self, intake: str, owner: str, entries: Entries) -> None:
-        now_ms = await self._now_ms()
-        calls: list[tuple[str, str, list[bytes]]] = []  # (stream, seen key, fields)
+        """Two round trips a batch: the writes (one publish_batch call per department stream,
+        in entry order, and the dead letters), then, once all of them returned, the ack and
+        the trim of the intake."""
+        now_ms = self.arrived_ms.pop(intake, None) or await self._now_ms()
+        writes: dict[str, _Batch] = {}  # department stream -> its entries, in order
+        admitted: list[bytes] = []
         rejects: list[tuple[bytes, dict[bytes, bytes], str, str]] = []
         for entry_id, raw in entries:
             verdict = self.check(owner, raw, now_ms)
@@ -318,21 +365,29 @@ class Router:
                 rejects.append((entry_id, raw, verdict.reason, verdict.error))
                 continue
             stream, event_id = verdict
-            calls.append((stream, keys.seen(stream, event_id), _flat(raw)))
-        replies = await self._publish_all(calls)
-        for added, _entry in replies:
-            if added:
-                self.counts.admitted += 1
-            else:
-                self.counts.duplicates += 1
-        for entry_id, raw, reason, error in rejects:
-            await self._reject(intake, owner, entry_id, raw, reason, error, now_ms)
-        admitted = [e for e, _ in entries if e not in {r[0] for r in rejects}]
-        if admitted:
-            await self.redis.xack(intake, keys.ROUTER_GROUP, *admitted)
+            writes.setdefault(stream, _Batch()).add(keys.seen(stream, event_id), _flat(raw))
+            admitted.append(entry_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await self._queue_batches(pipe, writes)
+            for entry_id, raw, reason, error in rejects:
+                await self._queue_reject(pipe, intake, owner, entry_id, raw, reason, error, now_ms)
+            replies = await self._execute(pipe)
+        for reply in replies[: len(writes)]:
+            added = sum(int(a) for a in reply[::2])
+            self.counts.admitted += added
+            self.counts.duplicates += len(reply) // 2 - added
+        for entry_id, _, reason, _ in rejects:
+            self.counts.rejected[reason] = self.counts.rejected.get(reason, 0) + 1
+            self._log.info(
+                "event_rejected", intake=intake, entry_id=entry_id.decode(), reason=reason
+            )
         # Everything up to the last entry of the batch is settled (admitted or dead-lettered):
         # the intake keeps nothing the router has done with.
-        await self.redis.xtrim(intake, minid=_next_id(entries[-1][0]), approximate=False)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if admitted:
+                pipe.xack(intake, keys.ROUTER_GROUP, *admitted)
+            pipe.xtrim(intake, minid=_next_id(entries[-1][0]), approximate=False)
+            await pipe.execute()
 
     def check(  # noqa: PLR0911  (one return per check, in the order they are made)
         self, owner: str, raw: Mapping[bytes, bytes], now_ms: int
@@ -383,8 +438,9 @@ class Router:
             return Refusal(RejectReason.UNDECODABLE, str(exc))
         return stream, envelope.id
 
-    async def _reject(  # noqa: PLR0917
+    async def _queue_reject(  # noqa: PLR0917
         self,
+        pipe: Any,
         intake: str,
         owner: str,
         entry_id: bytes,
@@ -416,39 +472,80 @@ class Router:
         await self._dead_letter(
             keys=[intake, keys.intake_dead_letters(owner)],
             args=[keys.ROUTER_GROUP, entry_id, *fields],
+            client=pipe,
         )
-        self.counts.rejected[reason] = self.counts.rejected.get(reason, 0) + 1
-        self._log.info("event_rejected", intake=intake, entry_id=entry_id.decode(), reason=reason)
 
     async def _fan_out(self, stream: str, entries: Entries) -> None:
+        """Two round trips a batch: the writes (one publish_batch call per inbox, in entry
+        order), then, once all of them returned, the ack."""
         by_type = self.routes.get(stream, {})
-        calls: list[tuple[str, str, list[bytes]]] = []
+        writes: dict[str, _Batch] = {}  # inbox -> its entries, in order
         for entry_id, raw in entries:
-            event_type = raw.get(b"type", b"").decode(errors="replace")
-            event_id = raw.get(b"id", b"").decode(errors="replace")
-            for route in by_type.get(event_type, ()):
-                fields = self._forward(raw, route, entry_id.decode())
-                calls.append(
-                    (route.inbox, keys.seen(route.inbox, event_id or entry_id.decode()), fields)
+            routes = by_type.get(raw.get(b"type", b"").decode(errors="replace"), ())
+            if not routes:
+                continue
+            origin = entry_id.decode()
+            event_id = raw.get(b"id", b"").decode(errors="replace") or origin
+            for route, fields in zip(routes, self._forward_each(raw, routes, origin), strict=True):
+                writes.setdefault(route.inbox, _Batch()).add(
+                    keys.seen(route.inbox, event_id), fields
                 )
-        replies = await self._publish_all(calls)
-        self.counts.forwarded += sum(1 for added, _ in replies if added)
+        if writes:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                await self._queue_batches(pipe, writes)
+                replies = await self._execute(pipe)
+            self.counts.forwarded += sum(int(a) for reply in replies for a in reply[::2])
         await self.redis.xack(stream, keys.ROUTER_GROUP, *(e for e, _ in entries))
 
     def _forward(self, raw: Mapping[bytes, bytes], route: Route, origin: str) -> list[bytes]:
-        """The inbox entry: projected and signed by the router (decision 0012); without a
-        router key (a bus without signing), the original as it is, where every field is
-        approved — never more than approved."""
+        """One subscription's inbox entry (see :meth:`_forward_each`)."""
+        return self._forward_each(raw, [route], origin)[0]
+
+    def _forward_each(
+        self, raw: Mapping[bytes, bytes], routes: Sequence[Route], origin: str
+    ) -> list[list[bytes]]:
+        """Each route's inbox entry, flat: projected and signed by the router (decision 0012),
+        one signature per distinct projection; without a router key (a bus without signing),
+        the original as it is, where every field is approved — never more than approved."""
         if self.signer is None:
-            if route.disclosure.fields is not None:
-                raise ConfigurationError(
-                    f"the router has no signing key (SIMPUL_SIGNING_KEY_FILE), and "
-                    f"{route.group}'s subscription to {route.disclosure.event_type} is a "
-                    "projection, which the router must sign"
-                )
-            return _flat(raw)
-        out = forward(raw, disclosure=route.disclosure, signer=self.signer, origin=origin)
-        return [part.encode() for name, value in out.items() for part in (name, value)]
+            for route in routes:
+                if route.disclosure.fields is not None:
+                    raise ConfigurationError(
+                        f"the router has no signing key (SIMPUL_SIGNING_KEY_FILE), and "
+                        f"{route.group}'s subscription to {route.disclosure.event_type} is a "
+                        "projection, which the router must sign"
+                    )
+            flat = _flat(raw)
+            return [flat] * len(routes)
+        entries = forward_each(
+            raw, [r.disclosure for r in routes], signer=self.signer, origin=origin
+        )
+        flats: dict[int, list[bytes]] = {}  # one flat list per distinct (shared) entry
+        out = []
+        for entry in entries:
+            flat = flats.get(id(entry))
+            if flat is None:
+                flat = flats[id(entry)] = _flat(entry)
+            out.append(flat)
+        return out
+
+    async def _queue_batches(self, pipe: Any, writes: Mapping[str, _Batch]) -> None:
+        """One idempotent publish_batch call per target stream on ``pipe`` (the event id
+        remembered per target: an entry routed again after a crash is written nowhere twice)."""
+        if not writes:
+            return
+        ttl = str(self.config.dedupe_ttl_ms).encode()
+        head = await self._publish_batch.command_head()  # FCALL <name> (EVAL <body> on < 7)
+        for target, batch in writes.items():
+            pipe.execute_command(
+                *head, 1 + len(batch.seen), target.encode(), *batch.seen, ttl, b"", *batch.args
+            )
+
+    async def _execute(self, pipe: Any) -> list[Any]:
+        try:
+            return cast(list[Any], await pipe.execute())
+        except ResponseError as exc:
+            raise self._publish_batch.translate(exc) from None
 
     async def _publish_all(self, calls: Sequence[tuple[str, str, list[bytes]]]) -> list[Any]:
         """Idempotent writes (the publish function: the event id remembered per target), one
