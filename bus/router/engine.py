@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -55,6 +55,9 @@ MAX_ENTRY_BYTES = 64 * 1024
 """The default cap on an intake entry (field names and values, in bytes)."""
 
 Entries = list[tuple[bytes, dict[bytes, bytes]]]
+Settlement = list[Callable[[Any], Any]]
+"""What settles a routed batch on its source (its ack, an intake's trim), each queued on a
+pipeline: sent with the source's next read, so a turn costs two round trips, not three."""
 
 
 class RejectReason:
@@ -158,6 +161,7 @@ class Router:
         self.sources = [*self.intakes, *sorted(self.routes)]
         self.owned: set[str] = set()
         self._renewed: dict[str, float] = {}  # source -> when its lease was last taken/renewed
+        self._unsettled: dict[str, Settlement] = {}  # source -> its last batch's ack, not sent
         self._log = _log.bind(replica=replica)
 
     # -- the routing table ------------------------------------------------------------------
@@ -218,7 +222,9 @@ class Router:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             if self._stopping.is_set():  # a graceful stop hands its sources over at once
-                with contextlib.suppress(*TRANSIENT):
+                with contextlib.suppress(ResponseError, *TRANSIENT):
+                    for source, settlement in list(self._unsettled.items()):
+                        await self._settle(source, settlement)
                     for source in list(self.owned):
                         await self._release(source)
             self._log.info("router_stopped")
@@ -237,28 +243,32 @@ class Router:
             try:
                 if not await self._hold(source):
                     drained = False  # whoever has it may leave entries pending
+                    self._unsettled.pop(source, None)  # the next holder reads them again
                     await self._sleep(self.config.lease_ms / 3000)
                     continue
                 if not drained:
                     await self._ensure_group(source)
                 # What this source's consumer has pending (a predecessor's, or ours after an
                 # error) comes first, in order; then what is new. Once nothing is pending, only
-                # new entries are read while the lease stays ours (one round trip a turn).
+                # new entries are read while the lease stays ours (one round trip a turn, which
+                # also carries the ack of the batch before: see Settlement).
                 pending = [] if drained else await self._read(source, "0", block=None)
                 drained = not pending
                 entries = pending or await self._read(source, ">", block=self.config.block_ms)
                 if entries:
-                    await self.route(source, entries)
+                    self._unsettled[source] = await self._route(source, entries)
                 delay = 0.05
             except asyncio.CancelledError:
                 raise
             except (ResponseError, *TRANSIENT) as exc:
                 drained = False  # a batch may be left pending: read it again first
+                self._unsettled.pop(source, None)
                 self._log.warning("router_source_failed", source=source, error=str(exc)[:200])
                 await self._sleep(delay)
                 delay = min(delay * 2, 5.0)
             except Exception as exc:  # a bug must not silently stop a source: log, retry
                 drained = False
+                self._unsettled.pop(source, None)
                 self._log.error(
                     "router_source_crashed",
                     source=source,
@@ -317,13 +327,29 @@ class Router:
                 raise
 
     async def _read(self, source: str, cursor: str, *, block: int | None) -> Entries:
-        reply = await self.redis.xreadgroup(
-            keys.ROUTER_GROUP,
-            CONSUMER,
-            {source: cursor},
-            count=self.config.batch_size,
-            block=block,
-        )
+        """The next batch of ``source`` (``0``: what is pending with the router's consumer;
+        ``>``: new entries), after settling the batch routed before, in the same round trip."""
+        settlement = self._unsettled.pop(source, None)
+        if settlement:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for queue in settlement:
+                    queue(pipe)
+                pipe.xreadgroup(
+                    keys.ROUTER_GROUP,
+                    CONSUMER,
+                    {source: cursor},
+                    count=self.config.batch_size,
+                    block=block,
+                )
+                reply = (await pipe.execute())[-1]
+        else:
+            reply = await self.redis.xreadgroup(
+                keys.ROUTER_GROUP,
+                CONSUMER,
+                {source: cursor},
+                count=self.config.batch_size,
+                block=block,
+            )
         if not reply:
             return []
         _, entries = cast(Any, reply)[0]
@@ -334,16 +360,27 @@ class Router:
 
     async def route(self, source: str, entries: Entries) -> None:
         """Admit (from an intake) or fan out (from a department stream) one batch, then ack."""
+        await self._settle(source, await self._route(source, entries))
+
+    async def _route(self, source: str, entries: Entries) -> Settlement:
+        """Route one batch; what settles it once sent (its writes have all returned)."""
         owner = keys.intake_owner(source)
         if owner is not None:
-            await self._admit(source, owner, entries)
-        else:
-            await self._fan_out(source, entries)
+            return await self._admit(source, owner, entries)
+        return await self._fan_out(source, entries)
 
-    async def _admit(self, intake: str, owner: str, entries: Entries) -> None:
-        """Two round trips a batch: the writes (one publish_batch call per department stream,
-        in entry order, and the dead letters), then, once all of them returned, the ack and
-        the trim of the intake."""
+    async def _settle(self, source: str, settlement: Settlement) -> None:
+        if source in self._unsettled and self._unsettled[source] is settlement:
+            del self._unsettled[source]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for queue in settlement:
+                queue(pipe)
+            await pipe.execute()
+
+    async def _admit(self, intake: str, owner: str, entries: Entries) -> Settlement:
+        """One round trip: the writes (one publish_batch call per department stream, in entry
+        order, and the dead letters); once all of them returned, the ack and the trim of the
+        intake settle the batch."""
         now_ms = await self._now_ms()
         writes: dict[str, _Batch] = {}  # department stream -> its entries, in order
         admitted: list[bytes] = []
@@ -372,11 +409,12 @@ class Router:
             )
         # Everything up to the last entry of the batch is settled (admitted or dead-lettered):
         # the intake keeps nothing the router has done with.
-        async with self.redis.pipeline(transaction=False) as pipe:
-            if admitted:
-                pipe.xack(intake, keys.ROUTER_GROUP, *admitted)
-            pipe.xtrim(intake, minid=_next_id(entries[-1][0]), approximate=False)
-            await pipe.execute()
+        settlement: Settlement = []
+        if admitted:
+            settlement.append(lambda pipe: pipe.xack(intake, keys.ROUTER_GROUP, *admitted))
+        floor = _next_id(entries[-1][0])
+        settlement.append(lambda pipe: pipe.xtrim(intake, minid=floor, approximate=False))
+        return settlement
 
     def check(  # noqa: PLR0911  (one return per check, in the order they are made)
         self, owner: str, raw: Mapping[bytes, bytes], now_ms: int
@@ -464,9 +502,9 @@ class Router:
             client=pipe,
         )
 
-    async def _fan_out(self, stream: str, entries: Entries) -> None:
-        """Two round trips a batch: the writes (one publish_batch call per inbox, in entry
-        order), then, once all of them returned, the ack."""
+    async def _fan_out(self, stream: str, entries: Entries) -> Settlement:
+        """One round trip: the writes (one publish_batch call per inbox, in entry order); once
+        all of them returned, the ack settles the batch."""
         by_type = self.routes.get(stream, {})
         writes: dict[str, _Batch] = {}  # inbox -> its entries, in order
         for entry_id, raw in entries:
@@ -484,7 +522,8 @@ class Router:
                 await self._queue_batches(pipe, writes)
                 replies = await self._execute(pipe)
             self.counts.forwarded += sum(int(a) for reply in replies for a in reply[::2])
-        await self.redis.xack(stream, keys.ROUTER_GROUP, *(e for e, _ in entries))
+        done = [e for e, _ in entries]
+        return [lambda pipe: pipe.xack(stream, keys.ROUTER_GROUP, *done)]
 
     def _forward(self, raw: Mapping[bytes, bytes], route: Route, origin: str) -> list[bytes]:
         """One subscription's inbox entry (see :meth:`_forward_each`)."""
@@ -566,10 +605,15 @@ class Router:
     # -- trimming inboxes once their group has acked -------------------------------------------
 
     async def _trim_loop(self) -> None:
+        task = asyncio.current_task()
         while not self._stopping.is_set():
             await self._sleep(self.config.trim_every_s)
             with contextlib.suppress(ResponseError, *TRANSIENT):
                 await self.trim_inboxes()
+            # redis-py may swallow a cancellation that hits a command in flight (as in
+            # _source_loop): without this check a cancelled router's run() never returned.
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
 
     async def trim_inboxes(self) -> int:
         """Drop what each inbox's group has acked (the department stream keeps the archive
