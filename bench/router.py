@@ -148,6 +148,56 @@ async def _route_once(redis: Any, topology: Topology, events: int) -> dict[str, 
     return {**meter.result, "fan_out": len(inboxes)}
 
 
+async def _drain_child(url: str, source: str, expected: int) -> None:
+    """``--drain``: one replica (a process) routing one source, as replicas share sources by
+    lease; it waits for the ``go`` signal, routes until ``expected`` entries went through, then
+    prints its CPU time as JSON."""
+    redis = connect(url)
+    router = _router(redis, _topology(), batch_size=100)
+    await router._ensure_group(source)
+    await redis.blpop(["bench:router:go:" + source], timeout=120)
+    cpu0 = time.process_time()
+    routed = 0
+    while routed < expected:
+        entries = await router._read(source, ">", block=100)
+        if entries:
+            await router.route(source, entries)
+            routed += len(entries)
+    print(json.dumps({"cpu_s": time.process_time() - cpu0}), flush=True)
+    await redis.aclose()
+
+
+async def _route_two(redis: Any, url: str, events: int, fan_out: int) -> dict[str, float]:
+    """Two replicas, two processes: one admits from the intake while the other fans out from
+    the department stream (how replicas spread sources). Client CPU is both processes'."""
+    intake, stream = keys.intake(PRODUCER), keys.stream("dukcapil.citizen")
+    await redis.xgroup_create(stream, keys.ROUTER_GROUP, id="0", mkstream=True)
+    children = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.router",
+            "--drain",
+            url,
+            source,
+            str(events),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "SIMPUL_LOG_LEVEL": "warning"},
+        )
+        for source in (intake, stream)
+    ]
+    await asyncio.sleep(3)  # both imported and connected: BLPOP waiting
+    last_inbox = keys.inbox(stream, "notifier")
+    async with Meter(redis, events) as meter:
+        for source in (intake, stream):
+            await redis.rpush("bench:router:go:" + source, 1)
+        outs = [await asyncio.wait_for(c.communicate(), 300) for c in children]
+    assert await redis.xlen(last_inbox) == events, "two replicas lost events"
+    cpu = sum(json.loads(out.decode().splitlines()[-1])["cpu_s"] for out, _ in outs)
+    return {**meter.result, "client_us": 1e6 * cpu / events, "fan_out": fan_out}
+
+
 async def _copy_once(redis: Any, events: int, fan_out: int) -> dict[str, float]:
     """The raw loop: read the intake's copy as a group, XADD each entry to a stream and to
     the same number of inboxes, ack; pipelined per batch of 100, no checks at all."""
@@ -168,19 +218,26 @@ async def _copy_once(redis: Any, events: int, fan_out: int) -> dict[str, float]:
     return meter.result
 
 
-async def throughput(redis: Any, topology: Topology, events: int, runs: int) -> dict[str, Any]:
-    found: dict[str, list[dict[str, float]]] = {"router": [], "raw": []}
+async def throughput(
+    redis: Any, url: str, topology: Topology, events: int, runs: int
+) -> dict[str, Any]:
+    found: dict[str, list[dict[str, float]]] = {"router": [], "raw": [], "two": []}
     for run in range(runs):
         await redis.flushall()
         await _fill(redis, topology, events)
         routed = await _route_once(redis, topology, events)
         raw = await _copy_once(redis, events, int(routed["fan_out"]))
+        await redis.flushall()
+        await _fill(redis, topology, events)
+        two = await _route_two(redis, url, events, int(routed["fan_out"]))
         found["router"].append(routed)
         found["raw"].append(raw)
+        found["two"].append(two)
         progress(
             f"router run {run + 1}/{runs}: router {routed['rate']:,.0f}/s "
             f"({routed['client_us']:.0f} + {routed['redis_us']:.0f} µs/event), raw "
             f"{raw['rate']:,.0f}/s ({raw['client_us']:.0f} + {raw['redis_us']:.0f} µs/event), "
+            f"two replicas {two['rate']:,.0f}/s, "
             f"others {max(routed['others_pct'], raw['others_pct']):.0f}%"
         )
     out: dict[str, Any] = {"events": events, "runs": runs, "fan_out": found["router"][0]["fan_out"]}
@@ -195,6 +252,9 @@ async def throughput(redis: Any, topology: Topology, events: int, runs: int) -> 
     out["ratios"] = [
         a["rate"] / b["rate"] for a, b in zip(found["router"], found["raw"], strict=True)
     ]
+    out["two_ratio"] = median(
+        [a["rate"] / b["rate"] for a, b in zip(found["two"], found["raw"], strict=True)]
+    )
     out["cpu_ratio"] = (out["raw_client_us"] + out["raw_redis_us"]) / (
         out["router_client_us"] + out["router_redis_us"]
     )
@@ -299,6 +359,7 @@ async def _window(
             event_id = f"l-{mode}-{i}"
             sent[event_id.encode()] = time.perf_counter()
             await publisher.publish(example, id=event_id)
+        published_s = time.perf_counter() - start
         await asyncio.wait_for(reader, 60)
         wall = time.perf_counter() - start
         busy, own = machine_busy_s() - busy0, time.process_time() - own0
@@ -315,6 +376,8 @@ async def _window(
         "max_ms": delays[-1] * 1000,
         "received": len(delays),
         "samples": delays,
+        # one awaited publish at a time: a loaded machine may not keep the pace asked for
+        "achieved_rate": total / published_s,
         # the machine's busy share of a core beyond this process (Redis and the router too)
         "machine_pct": 100 * (busy - own) / wall,
     }
@@ -349,6 +412,7 @@ async def latency(
         out[f"{mode}_max_ms"] = pooled[-1] * 1000
         out[f"{mode}_p99_runs"] = [f["p99_ms"] for f in found]
         out[f"{mode}_received"] = sum(f["received"] for f in found)
+        out[f"{mode}_achieved_rate"] = median([f["achieved_rate"] for f in found])
     out["router_cpu_us"] = median([f["router_cpu_us"] for f in windows["routed"]])
     out["router_cpu_pct"] = median([f["router_cpu_pct"] for f in windows["routed"]])
     out["p99_ratio"] = out["routed_p99_ms"] / out["direct_p99_ms"]
@@ -415,7 +479,7 @@ async def run(
         redis = connect(server.url)
         try:
             results: dict[str, Any] = {
-                "throughput": await throughput(redis, topology, events, runs)
+                "throughput": await throughput(redis, server.url, topology, events, runs)
             }
             results["latency"] = await latency(
                 redis, server.url, topology, rate=rate, seconds=seconds, runs=runs
@@ -466,12 +530,15 @@ def table(found: dict[str, Any]) -> list[str]:
         f"| **router**, one replica (admission + fan-out to {t['fan_out']} inboxes) | "
         f"{t['router_rate']:,.0f} | {rates(t['router_rates'])} | **{t['ratio']:.0%}** | "
         f"{t['router_client_us']:.0f} | {t['router_redis_us']:.0f} |",
+        f"| router, two replicas in two processes (one admits, one fans out) | "
+        f"{t['two_rate']:,.0f} | {rates(t['two_rates'])} | {t['two_ratio']:.0%} | "
+        f"{t['two_client_us']:.0f} | {t['two_redis_us']:.0f} |",
         "",
-        f"CPU per event (client + Redis), raw / router: **{t['cpu_ratio']:.0%}**.",
+        f"CPU per event (client + Redis), raw / router (one replica): **{t['cpu_ratio']:.0%}**.",
         "",
-        f"| path at {lat['rate']:,} events/s | p50 ms | p99 ms | p99 per run | max ms "
-        "| p99 vs direct |",
-        "|---|--:|--:|--:|--:|--:|",
+        f"| path at {lat['rate']:,} events/s | published/s | p50 ms | p99 ms | p99 per run "
+        "| max ms | p99 vs direct |",
+        "|---|--:|--:|--:|--:|--:|--:|",
     ]
     for mode, label in (
         ("direct", "publish → department stream → XREAD (direct path)"),
@@ -479,14 +546,16 @@ def table(found: dict[str, Any]) -> list[str]:
     ):
         per_run = ", ".join(f"{v:.1f}" for v in lat[f"{mode}_p99_runs"])
         lines.append(
-            f"| {label} | {lat[f'{mode}_p50_ms']:.2f} | {lat[f'{mode}_p99_ms']:.2f} | {per_run} | "
+            f"| {label} | {lat[f'{mode}_achieved_rate']:,.0f} | {lat[f'{mode}_p50_ms']:.2f} | "
+            f"{lat[f'{mode}_p99_ms']:.2f} | {per_run} | "
             f"{lat[f'{mode}_max_ms']:.1f} | "
             f"{lat[f'{mode}_p99_ms'] / lat['direct_p99_ms']:.2f}x |"
         )
     lines += [
         "",
         f"The router process at {lat['rate']:,} events/s: {lat['router_cpu_us']:.0f} µs of CPU "
-        f"per event ({lat['router_cpu_pct']:.0f}% of a core).",
+        f"per event ({lat['router_cpu_pct']:.0f}% of a core over the window, until the last "
+        "event was read).",
         "",
         f"Memory per retained event, {mem['subscriptions']:.0f} subscriptions "
         f"(identity.account.linked.v1, {mem['events']:,.0f} events): direct "
@@ -555,15 +624,14 @@ def update_markdown(path: Path, found: dict[str, Any], command: str) -> None:
         + " |"
         for m, target, _, ok, shown, miss in verdicts(found)
     ]
-    lines = [
-        line
-        for line in lines
-        if not line.startswith(("| router throughput", "| p99 latency at 1k/s through"))
-    ]
     head = lines.index("## Targets")
-    last = head + 2
+    last = head + 2  # the table's header row
     while last + 1 < len(lines) and lines[last + 1].startswith("|"):
         last += 1
+    ours = ("| router throughput", "| p99 latency at 1k/s through the router")
+    kept = [line for line in lines[head : last + 1] if not line.startswith(ours)]
+    lines[head : last + 1] = kept
+    last = head + len(kept) - 1
     lines[last + 1 : last + 1] = rows
     # the command
     lines = [line for line in lines if not line.startswith(".venv/bin/python -m bench.router")]
@@ -583,9 +651,13 @@ if __name__ == "__main__":
         "--markdown", metavar="PATH", help="put the figures into PATH (docs/performance.md)"
     )
     parser.add_argument("--serve", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--drain", nargs=3, metavar="ARG", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         asyncio.run(_serve(args.serve))
+        sys.exit(0)
+    if args.drain:
+        asyncio.run(_drain_child(args.drain[0], args.drain[1], int(args.drain[2])))
         sys.exit(0)
     found = asyncio.run(
         run(events=args.events, rate=args.rate, seconds=args.seconds, runs=args.runs)
