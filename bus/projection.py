@@ -205,16 +205,16 @@ def forward_each(
 def _utf8_fields(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> dict[bytes, bytes]:
     """``fields`` as UTF-8 bytes; undecodable bytes as the replacement character, as
     :func:`bus.decoding.texts` reads them (so the result is the same whichever form came)."""
-    items = list(fields.items())
-    if items and isinstance(items[0][0], bytes):
-        raw: dict[bytes, bytes] = dict(fields)  # type: ignore[arg-type]
+    items: list[tuple[Any, Any]] = list(fields.items())
+    if all(isinstance(name, bytes) and isinstance(value, bytes) for name, value in items):
         try:
             for name, value in items:
-                name.decode()  # type: ignore[union-attr]
-                value.decode()  # type: ignore[union-attr]
+                name.decode()
+                value.decode()
         except UnicodeDecodeError:
-            return {k.encode(): v.encode() for k, v in _texts(fields).items()}
-        return raw
+            pass
+        else:
+            return dict(items)
     return {k.encode(): v.encode() for k, v in _texts(fields).items()}
 
 

@@ -551,10 +551,9 @@ class Router:
         flats: dict[int, list[bytes]] = {}  # one flat list per distinct (shared) entry
         out = []
         for entry in entries:
-            flat = flats.get(id(entry))
-            if flat is None:
-                flat = flats[id(entry)] = _flat(entry)
-            out.append(flat)
+            if id(entry) not in flats:
+                flats[id(entry)] = _flat(entry)
+            out.append(flats[id(entry)])
         return out
 
     async def _queue_batches(self, pipe: Any, writes: Mapping[str, _Batch]) -> None:
