@@ -634,10 +634,13 @@ def update_markdown(path: Path, found: dict[str, Any], command: str) -> None:
     last = head + len(kept) - 1
     lines[last + 1 : last + 1] = rows
     # the command
-    lines = [line for line in lines if not line.startswith(".venv/bin/python -m bench.router")]
+    note = "# section 6 (the router) run standalone:"
+    lines = [
+        line for line in lines if not line.startswith((".venv/bin/python -m bench.router", note))
+    ]
     fence = lines.index("```sh")
     close = lines.index("```", fence + 1)
-    lines.insert(close, f"{command}  # {stamp}")
+    lines[close:close] = [note, f"{command}  # {stamp}"]
     path.write_text("\n".join(lines) + "\n")
 
 
