@@ -1,11 +1,13 @@
 """Simpul's performance against raw redis-py and FastStream, on one Redis, in one run.
 
     .venv/bin/python -m bench.run [--quick] [--json out.json] [--markdown docs/performance.md]
-                                  [--skip-backfill] [--skip-cdc] [--cdc-memory N ...]
+                                  [--skip-backfill] [--skip-cdc] [--skip-router]
+                                  [--cdc-memory N ...]
 
 Redis: ``SIMPUL_REDIS_URL`` if set (only the benchmark's keys are deleted), else a private
 EmbeddedRedis (AOF, appendfsync everysec) on a free port, flushed between workloads and
-stopped at the end. See bench/README.md for what each workload does.
+stopped at the end (the router's section, bench/router.py, always runs on a private server of
+its own: it flushes it). See bench/README.md for what each workload does.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import backfill, cdc, latency, profiles, throughput
+from bench import router as router_bench
 from bench.common import (
     Payloads,
     Target,
@@ -48,6 +51,8 @@ TARGETS = {
     "backfill_memory": 1.25,  # peak RSS at the large table <= 1.25x the small one's
     "cdc": cdc.TARGET_RATIO,  # CDC adapter >= 50% of a raw reader of the same log
     "cdc_p99_ms": cdc.TARGET_P99_MS,  # commit-to-bus p99 at 200 commits/s
+    "router": router_bench.TARGET_RATIO,  # router >= 50% of a raw XREADGROUP + XADD copy loop
+    "router_p99": router_bench.TARGET_P99,  # p99 through the router <= 2x the direct path's
 }
 ANALYSIS = Path(__file__).with_name("analysis.md")
 
@@ -241,6 +246,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 progress(f"backfill skipped: {exc}")
                 out["backfill"] = {"skipped": str(exc)}
         out["cdc"] = await _cdc(target, args)
+        out["router"] = await _router(args)
         server_cpu = await redis_cpu_s(client) if target.embedded else 0.0
         await client.aclose()
     wall = time.perf_counter() - wall0
@@ -269,6 +275,21 @@ async def _cdc(target: Target, args: argparse.Namespace) -> dict[str, Any]:
         return {"skipped": str(exc)}
     except (RuntimeError, OSError) as exc:  # a reader failed: keep the rest of the run's figures
         progress(f"CDC failed: {exc}")
+        return {"skipped": f"failed: {str(exc)[-500:]}"}
+
+
+async def _router(args: argparse.Namespace) -> dict[str, Any]:
+    if args.skip_router:
+        return {"skipped": "--skip-router"}
+    progress("the router against a raw copy loop and the direct path (bench/router.py)")
+    try:
+        return await router_bench.run(
+            events=3_000 if args.quick else 10_000,
+            seconds=3.0 if args.quick else 10.0,
+            runs=1 if args.quick else 3,
+        )
+    except (RuntimeError, OSError, AssertionError) as exc:  # keep the rest of the run's figures
+        progress(f"router failed: {exc}")
         return {"skipped": f"failed: {str(exc)[-500:]}"}
 
 
@@ -330,6 +351,8 @@ def verdicts(out: dict[str, Any]) -> list[dict[str, Any]]:
     rows += _backfill_verdicts(out.get("backfill"))
     if out.get("cdc") and "skipped" not in out["cdc"]:
         rows += cdc.verdicts(out["cdc"])
+    if out.get("router") and "skipped" not in out["router"]:
+        rows += router_bench.verdicts(out["router"])
     return [
         {"metric": m, "target": t, "value": v, "met": ok, "shown": s, "miss": "" if ok else miss}
         for m, t, v, ok, s, miss in rows
@@ -578,6 +601,7 @@ def text_report(out: dict[str, Any]) -> str:
         "",
         *_backfill_text(out),
         *_cdc_text(out),
+        *_router_text(out),
         "Targets",
         *targets_table(out),
         "",
@@ -624,6 +648,15 @@ def _cdc_text(out: dict[str, Any]) -> list[str]:
         *cdc.memory_table(c),
         "",
     ]
+
+
+def _router_text(out: dict[str, Any]) -> list[str]:
+    r = out.get("router")
+    if not r:
+        return []
+    if "skipped" in r:
+        return [f"Router: skipped ({r['skipped']})", ""]
+    return ["The router", *router_bench.table(r), ""]
 
 
 def cdc_section(out: dict[str, Any]) -> list[str]:
@@ -778,9 +811,13 @@ def markdown(out: dict[str, Any]) -> str:
         *steps_table(out),
         "",
     ]
-    if out.get("backfill") or out.get("cdc"):  # after section 3, before "Where the time goes"
+    if out.get("backfill") or out.get("cdc") or out.get("router"):  # before "Where the time goes"
         at = parts.index("## Where the time goes")
-        parts[at:at] = [*backfill_section(out), *cdc_section(out)]
+        parts[at:at] = [
+            *backfill_section(out),
+            *cdc_section(out),
+            *router_bench.section(out.get("router")),
+        ]
     if ANALYSIS.exists():
         parts += [ANALYSIS.read_text().rstrip(), ""]
     return "\n".join(parts)
@@ -800,6 +837,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--skip-cdc", action="store_true", help="leave out change-data-capture (bench/cdc.py)"
+    )
+    parser.add_argument(
+        "--skip-router", action="store_true", help="leave out the router (bench/router.py)"
     )
     parser.add_argument(
         "--cdc-memory",

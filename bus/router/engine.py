@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -43,7 +43,7 @@ from bus.envelope import Envelope, format_time
 from bus.errors import ConfigurationError, DecodeError
 from bus.functions import BusFunction
 from bus.logging import get_logger
-from bus.projection import Disclosure, disclosures, forward
+from bus.projection import Disclosure, disclosures, forward_each
 from bus.signing import KeyRing, Signer
 
 _log = get_logger("bus.router")
@@ -55,6 +55,9 @@ MAX_ENTRY_BYTES = 64 * 1024
 """The default cap on an intake entry (field names and values, in bytes)."""
 
 Entries = list[tuple[bytes, dict[bytes, bytes]]]
+Settlement = list[Callable[[Any], Any]]
+"""What settles a routed batch on its source (its ack, an intake's trim), each queued on a
+pipeline: sent with the source's next read, so a turn costs two round trips, not three."""
 
 
 class RejectReason:
@@ -100,7 +103,8 @@ class Counts:
 @dataclass(frozen=True)
 class RouterConfig:
     """The router's knobs. ``lease_ms``: how long a replica owns a source without renewing
-    (a dead replica's sources move after this); ``block_ms`` must stay well below it."""
+    (a dead replica's sources move after this); the lease is renewed once a third of it has
+    passed, so ``block_ms`` must stay well below a third of it."""
 
     batch_size: int = 100
     block_ms: int = 500
@@ -108,6 +112,19 @@ class RouterConfig:
     max_entry_bytes: int = MAX_ENTRY_BYTES
     dedupe_ttl_ms: int = 7 * 24 * 3600 * 1000
     trim_every_s: float = 5.0
+
+
+@dataclass
+class _Batch:
+    """The entries bound for one target stream in one call of the publish_batch function."""
+
+    seen: list[bytes] = field(default_factory=list)  # each entry's dedupe key, in order
+    args: list[bytes] = field(default_factory=list)  # per entry: its field count, its fields
+
+    def add(self, seen: str, fields: list[bytes]) -> None:
+        self.seen.append(seen.encode())
+        self.args.append(str(len(fields)).encode())
+        self.args += fields
 
 
 class Router:
@@ -135,12 +152,16 @@ class Router:
         self.counts = Counts()
         self._stopping = asyncio.Event()
         self._publish = BusFunction(redis, "publish")  # bus/publish.lua, in simpul_1
+        self._publish_batch = BusFunction(redis, "publish_batch")  # bus/publish_batch.lua
         self._dead_letter = BusFunction(redis, "deadletter")  # bus/deadletter.lua
         self.may_publish = {p.principal: frozenset(p.publishes) for p in topology.publishers()}
         self.intakes = sorted(keys.intake(p) for p in self.may_publish)
+        self._clock: tuple[int, float] | None = None  # Redis TIME (ms), local monotonic then
         self.routes = self._routes()
         self.sources = [*self.intakes, *sorted(self.routes)]
         self.owned: set[str] = set()
+        self._renewed: dict[str, float] = {}  # source -> when its lease was last taken/renewed
+        self._unsettled: dict[str, Settlement] = {}  # source -> its last batch's ack, not sent
         self._log = _log.bind(replica=replica)
 
     # -- the routing table ------------------------------------------------------------------
@@ -201,7 +222,9 @@ class Router:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             if self._stopping.is_set():  # a graceful stop hands its sources over at once
-                with contextlib.suppress(*TRANSIENT):
+                with contextlib.suppress(ResponseError, *TRANSIENT):
+                    for source, settlement in list(self._unsettled.items()):
+                        await self._settle(source, settlement)
                     for source in list(self.owned):
                         await self._release(source)
             self._log.info("router_stopped")
@@ -218,30 +241,34 @@ class Router:
             if task is not None and task.cancelling():
                 raise asyncio.CancelledError
             try:
-                if not await self._lease(source):
+                if not await self._hold(source):
                     drained = False  # whoever has it may leave entries pending
+                    self._unsettled.pop(source, None)  # the next holder reads them again
                     await self._sleep(self.config.lease_ms / 3000)
                     continue
                 if not drained:
                     await self._ensure_group(source)
                 # What this source's consumer has pending (a predecessor's, or ours after an
                 # error) comes first, in order; then what is new. Once nothing is pending, only
-                # new entries are read while the lease stays ours (one round trip a turn).
+                # new entries are read while the lease stays ours (one round trip a turn, which
+                # also carries the ack of the batch before: see Settlement).
                 pending = [] if drained else await self._read(source, "0", block=None)
                 drained = not pending
                 entries = pending or await self._read(source, ">", block=self.config.block_ms)
                 if entries:
-                    await self.route(source, entries)
+                    self._unsettled[source] = await self._route(source, entries)
                 delay = 0.05
             except asyncio.CancelledError:
                 raise
             except (ResponseError, *TRANSIENT) as exc:
                 drained = False  # a batch may be left pending: read it again first
+                self._unsettled.pop(source, None)
                 self._log.warning("router_source_failed", source=source, error=str(exc)[:200])
                 await self._sleep(delay)
                 delay = min(delay * 2, 5.0)
             except Exception as exc:  # a bug must not silently stop a source: log, retry
                 drained = False
+                self._unsettled.pop(source, None)
                 self._log.error(
                     "router_source_crashed",
                     source=source,
@@ -253,6 +280,20 @@ class Router:
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _hold(self, source: str) -> bool:
+        """Whether this replica holds ``source``'s lease: renewed once a third of it has passed
+        (not every turn: two round trips a turn were a third of an idle source's traffic and
+        delayed every event by them)."""
+        renewed = self._renewed.get(source)
+        if renewed is not None and time.monotonic() - renewed < self.config.lease_ms / 3000:
+            return True
+        began = time.monotonic()
+        if await self._lease(source):
+            self._renewed[source] = began
+            return True
+        self._renewed.pop(source, None)
+        return False
 
     async def _lease(self, source: str) -> bool:
         """Take or renew the lease on ``source`` (SET NX GET: no script needed)."""
@@ -271,6 +312,7 @@ class Router:
         return False
 
     async def _release(self, source: str) -> None:
+        self._renewed.pop(source, None)
         key = keys.router_lease(source)
         holder: Any = await self.redis.get(key)
         if holder is not None and holder.decode() == self.replica:
@@ -285,13 +327,29 @@ class Router:
                 raise
 
     async def _read(self, source: str, cursor: str, *, block: int | None) -> Entries:
-        reply = await self.redis.xreadgroup(
-            keys.ROUTER_GROUP,
-            CONSUMER,
-            {source: cursor},
-            count=self.config.batch_size,
-            block=block,
-        )
+        """The next batch of ``source`` (``0``: what is pending with the router's consumer;
+        ``>``: new entries), after settling the batch routed before, in the same round trip."""
+        settlement = self._unsettled.pop(source, None)
+        if settlement:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for queue in settlement:
+                    queue(pipe)
+                pipe.xreadgroup(
+                    keys.ROUTER_GROUP,
+                    CONSUMER,
+                    {source: cursor},
+                    count=self.config.batch_size,
+                    block=block,
+                )
+                reply = (await pipe.execute())[-1]
+        else:
+            reply = await self.redis.xreadgroup(
+                keys.ROUTER_GROUP,
+                CONSUMER,
+                {source: cursor},
+                count=self.config.batch_size,
+                block=block,
+            )
         if not reply:
             return []
         _, entries = cast(Any, reply)[0]
@@ -302,15 +360,30 @@ class Router:
 
     async def route(self, source: str, entries: Entries) -> None:
         """Admit (from an intake) or fan out (from a department stream) one batch, then ack."""
+        await self._settle(source, await self._route(source, entries))
+
+    async def _route(self, source: str, entries: Entries) -> Settlement:
+        """Route one batch; what settles it once sent (its writes have all returned)."""
         owner = keys.intake_owner(source)
         if owner is not None:
-            await self._admit(source, owner, entries)
-        else:
-            await self._fan_out(source, entries)
+            return await self._admit(source, owner, entries)
+        return await self._fan_out(source, entries)
 
-    async def _admit(self, intake: str, owner: str, entries: Entries) -> None:
+    async def _settle(self, source: str, settlement: Settlement) -> None:
+        if source in self._unsettled and self._unsettled[source] is settlement:
+            del self._unsettled[source]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for queue in settlement:
+                queue(pipe)
+            await pipe.execute()
+
+    async def _admit(self, intake: str, owner: str, entries: Entries) -> Settlement:
+        """One round trip: the writes (one publish_batch call per department stream, in entry
+        order, and the dead letters); once all of them returned, the ack and the trim of the
+        intake settle the batch."""
         now_ms = await self._now_ms()
-        calls: list[tuple[str, str, list[bytes]]] = []  # (stream, seen key, fields)
+        writes: dict[str, _Batch] = {}  # department stream -> its entries, in order
+        admitted: list[bytes] = []
         rejects: list[tuple[bytes, dict[bytes, bytes], str, str]] = []
         for entry_id, raw in entries:
             verdict = self.check(owner, raw, now_ms)
@@ -318,21 +391,30 @@ class Router:
                 rejects.append((entry_id, raw, verdict.reason, verdict.error))
                 continue
             stream, event_id = verdict
-            calls.append((stream, keys.seen(stream, event_id), _flat(raw)))
-        replies = await self._publish_all(calls)
-        for added, _entry in replies:
-            if added:
-                self.counts.admitted += 1
-            else:
-                self.counts.duplicates += 1
-        for entry_id, raw, reason, error in rejects:
-            await self._reject(intake, owner, entry_id, raw, reason, error, now_ms)
-        admitted = [e for e, _ in entries if e not in {r[0] for r in rejects}]
-        if admitted:
-            await self.redis.xack(intake, keys.ROUTER_GROUP, *admitted)
+            writes.setdefault(stream, _Batch()).add(keys.seen(stream, event_id), _flat(raw))
+            admitted.append(entry_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await self._queue_batches(pipe, writes)
+            for entry_id, raw, reason, error in rejects:
+                await self._queue_reject(pipe, intake, owner, entry_id, raw, reason, error, now_ms)
+            replies = await self._execute(pipe)
+        for reply in replies[: len(writes)]:
+            added = sum(int(a) for a in reply[::2])
+            self.counts.admitted += added
+            self.counts.duplicates += len(reply) // 2 - added
+        for entry_id, _, reason, _ in rejects:
+            self.counts.rejected[reason] = self.counts.rejected.get(reason, 0) + 1
+            self._log.info(
+                "event_rejected", intake=intake, entry_id=entry_id.decode(), reason=reason
+            )
         # Everything up to the last entry of the batch is settled (admitted or dead-lettered):
         # the intake keeps nothing the router has done with.
-        await self.redis.xtrim(intake, minid=_next_id(entries[-1][0]), approximate=False)
+        settlement: Settlement = []
+        if admitted:
+            settlement.append(lambda pipe: pipe.xack(intake, keys.ROUTER_GROUP, *admitted))
+        floor = _next_id(entries[-1][0])
+        settlement.append(lambda pipe: pipe.xtrim(intake, minid=floor, approximate=False))
+        return settlement
 
     def check(  # noqa: PLR0911  (one return per check, in the order they are made)
         self, owner: str, raw: Mapping[bytes, bytes], now_ms: int
@@ -383,8 +465,9 @@ class Router:
             return Refusal(RejectReason.UNDECODABLE, str(exc))
         return stream, envelope.id
 
-    async def _reject(  # noqa: PLR0917
+    async def _queue_reject(  # noqa: PLR0917
         self,
+        pipe: Any,
         intake: str,
         owner: str,
         entry_id: bytes,
@@ -416,39 +499,80 @@ class Router:
         await self._dead_letter(
             keys=[intake, keys.intake_dead_letters(owner)],
             args=[keys.ROUTER_GROUP, entry_id, *fields],
+            client=pipe,
         )
-        self.counts.rejected[reason] = self.counts.rejected.get(reason, 0) + 1
-        self._log.info("event_rejected", intake=intake, entry_id=entry_id.decode(), reason=reason)
 
-    async def _fan_out(self, stream: str, entries: Entries) -> None:
+    async def _fan_out(self, stream: str, entries: Entries) -> Settlement:
+        """One round trip: the writes (one publish_batch call per inbox, in entry order); once
+        all of them returned, the ack settles the batch."""
         by_type = self.routes.get(stream, {})
-        calls: list[tuple[str, str, list[bytes]]] = []
+        writes: dict[str, _Batch] = {}  # inbox -> its entries, in order
         for entry_id, raw in entries:
-            event_type = raw.get(b"type", b"").decode(errors="replace")
-            event_id = raw.get(b"id", b"").decode(errors="replace")
-            for route in by_type.get(event_type, ()):
-                fields = self._forward(raw, route, entry_id.decode())
-                calls.append(
-                    (route.inbox, keys.seen(route.inbox, event_id or entry_id.decode()), fields)
+            routes = by_type.get(raw.get(b"type", b"").decode(errors="replace"), ())
+            if not routes:
+                continue
+            origin = entry_id.decode()
+            event_id = raw.get(b"id", b"").decode(errors="replace") or origin
+            for route, fields in zip(routes, self._forward_each(raw, routes, origin), strict=True):
+                writes.setdefault(route.inbox, _Batch()).add(
+                    keys.seen(route.inbox, event_id), fields
                 )
-        replies = await self._publish_all(calls)
-        self.counts.forwarded += sum(1 for added, _ in replies if added)
-        await self.redis.xack(stream, keys.ROUTER_GROUP, *(e for e, _ in entries))
+        if writes:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                await self._queue_batches(pipe, writes)
+                replies = await self._execute(pipe)
+            self.counts.forwarded += sum(int(a) for reply in replies for a in reply[::2])
+        done = [e for e, _ in entries]
+        return [lambda pipe: pipe.xack(stream, keys.ROUTER_GROUP, *done)]
 
     def _forward(self, raw: Mapping[bytes, bytes], route: Route, origin: str) -> list[bytes]:
-        """The inbox entry: projected and signed by the router (decision 0012); without a
-        router key (a bus without signing), the original as it is, where every field is
-        approved — never more than approved."""
+        """One subscription's inbox entry (see :meth:`_forward_each`)."""
+        return self._forward_each(raw, [route], origin)[0]
+
+    def _forward_each(
+        self, raw: Mapping[bytes, bytes], routes: Sequence[Route], origin: str
+    ) -> list[list[bytes]]:
+        """Each route's inbox entry, flat: projected and signed by the router (decision 0012),
+        one signature per distinct projection; without a router key (a bus without signing),
+        the original as it is, where every field is approved — never more than approved."""
         if self.signer is None:
-            if route.disclosure.fields is not None:
-                raise ConfigurationError(
-                    f"the router has no signing key (SIMPUL_SIGNING_KEY_FILE), and "
-                    f"{route.group}'s subscription to {route.disclosure.event_type} is a "
-                    "projection, which the router must sign"
-                )
-            return _flat(raw)
-        out = forward(raw, disclosure=route.disclosure, signer=self.signer, origin=origin)
-        return [part.encode() for name, value in out.items() for part in (name, value)]
+            for route in routes:
+                if route.disclosure.fields is not None:
+                    raise ConfigurationError(
+                        f"the router has no signing key (SIMPUL_SIGNING_KEY_FILE), and "
+                        f"{route.group}'s subscription to {route.disclosure.event_type} is a "
+                        "projection, which the router must sign"
+                    )
+            flat = _flat(raw)
+            return [flat] * len(routes)
+        entries = forward_each(
+            raw, [r.disclosure for r in routes], signer=self.signer, origin=origin
+        )
+        flats: dict[int, list[bytes]] = {}  # one flat list per distinct (shared) entry
+        out = []
+        for entry in entries:
+            if id(entry) not in flats:
+                flats[id(entry)] = _flat(entry)
+            out.append(flats[id(entry)])
+        return out
+
+    async def _queue_batches(self, pipe: Any, writes: Mapping[str, _Batch]) -> None:
+        """One idempotent publish_batch call per target stream on ``pipe`` (the event id
+        remembered per target: an entry routed again after a crash is written nowhere twice)."""
+        if not writes:
+            return
+        ttl = str(self.config.dedupe_ttl_ms).encode()
+        head = await self._publish_batch.command_head()  # FCALL <name> (EVAL <body> on < 7)
+        for target, batch in writes.items():
+            pipe.execute_command(
+                *head, 1 + len(batch.seen), target.encode(), *batch.seen, ttl, b"", *batch.args
+            )
+
+    async def _execute(self, pipe: Any) -> list[Any]:
+        try:
+            return cast(list[Any], await pipe.execute())
+        except ResponseError as exc:
+            raise self._publish_batch.translate(exc) from None
 
     async def _publish_all(self, calls: Sequence[tuple[str, str, list[bytes]]]) -> list[Any]:
         """Idempotent writes (the publish function: the event id remembered per target), one
@@ -467,16 +591,28 @@ class Router:
             return replies
 
     async def _now_ms(self) -> int:
-        seconds, micros = await self.redis.time()
-        return int(seconds) * 1000 + int(micros) // 1000
+        """Redis's clock (``TIME``), never the intake's entry ids: asked once a third of the
+        lease time and carried forward with the local monotonic clock in between (a round trip
+        per batch saved; the drift over seconds is far below the age checks' resolution)."""
+        now = time.monotonic()
+        if self._clock is None or now - self._clock[1] > self.config.lease_ms / 3000:
+            seconds, micros = await self.redis.time()
+            self._clock = (int(seconds) * 1000 + int(micros) // 1000, time.monotonic())
+        base_ms, at = self._clock
+        return base_ms + int((time.monotonic() - at) * 1000)
 
     # -- trimming inboxes once their group has acked -------------------------------------------
 
     async def _trim_loop(self) -> None:
+        task = asyncio.current_task()
         while not self._stopping.is_set():
             await self._sleep(self.config.trim_every_s)
             with contextlib.suppress(ResponseError, *TRANSIENT):
                 await self.trim_inboxes()
+            # redis-py may swallow a cancellation that hits a command in flight (as in
+            # _source_loop): without this check a cancelled router's run() never returned.
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
 
     async def trim_inboxes(self) -> int:
         """Drop what each inbox's group has acked (the department stream keeps the archive

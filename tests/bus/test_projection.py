@@ -25,6 +25,7 @@ from bus.cli.contracts import docs_files
 from bus.contracts import default_registry
 from bus.deadletter import Reason
 from bus.envelope import Envelope
+from bus.errors import ConfigurationError
 from bus.projection import (
     ORIGIN_DIGEST,
     ORIGIN_ENTRY,
@@ -33,6 +34,7 @@ from bus.projection import (
     check_against_original,
     disclosures,
     forward,
+    forward_each,
     original_digest,
     withheld_required,
 )
@@ -130,6 +132,39 @@ def test_the_shipped_topology_keeps_the_childs_nik_from_dinkes() -> None:
     shown = disclosures(load_topology("deploy/topology.yaml"))
     assert "nik" not in (shown[("dinkes", BORN)].fields or {"nik"})
     assert shown[("audit", BORN)].fields is None
+
+
+def test_subscriptions_that_may_see_the_same_fields_share_one_signed_entry() -> None:
+    """The router signs once per distinct projection (its main cost per inbox entry): equal
+    field sets get the very same entry, which is what forward() gives each of them."""
+    at = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    original = signed_original(at - timedelta(seconds=1))
+    narrow = frozenset({"child_ref", "born_on"})
+    shown = [
+        Disclosure("dinkes", BORN, narrow),
+        Disclosure("audit", BORN, None),
+        Disclosure("notifier", BORN, frozenset(narrow)),  # equal set, another object
+        Disclosure("profile", BORN, narrow | {"kelurahan"}),
+    ]
+    entries = forward_each(original, shown, signer=ROUTER, origin=ORIGIN, at=at)
+    assert entries[0] is entries[2]
+    assert len({id(e) for e in entries}) == 3
+    for disclosure, entry in zip(shown, entries, strict=True):
+        as_text = {k.decode(): v.decode() for k, v in entry.items()}
+        alone = forward(original, disclosure=disclosure, signer=ROUTER, origin=ORIGIN, at=at)
+        assert as_text == alone and list(as_text) == list(alone)  # same fields, same order
+        assert keyring().check(Envelope.from_fields(entry), entry) is None
+        assert check_against_original(entry, original) is None
+
+
+def test_forwarding_under_another_types_disclosure_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="cannot be forwarded under the disclosure"):
+        forward_each(
+            signed_original(),
+            [Disclosure("dinkes", BORN, None), Disclosure("dinsos", DIED, None)],
+            signer=ROUTER,
+            origin=ORIGIN,
+        )
 
 
 def test_forwarding_signs_at_the_given_time() -> None:
