@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from bus import EventContext, NotDurable, Publisher, Service
 from bus.cli.app import app
 from bus.connection import connect
-from bus.durability import Durability
+from bus.durability import Durability, ReplicaWait
 from bus.envelope import Envelope
 from bus.local.cluster import EmbeddedCluster
 from bus.local.redis import EmbeddedRedis
@@ -61,6 +61,19 @@ async def master_of(redis: Redis, cluster: EmbeddedCluster, key: str) -> Embedde
     node = client.get_node_from_key(key)
     assert node is not None
     return cluster.node_at(int(node.port))
+
+
+async def test_a_client_made_as_the_cluster_starts_waits_for_its_replicas(
+    replicated: EmbeddedCluster,
+) -> None:
+    """Replicas are learnt by gossip after their link is up: EmbeddedCluster returns once every
+    slot map lists them, so a writer made at once (SIMPUL_REDIS_WAIT_REPLICAS unset) still
+    decides that its writes wait for one — it decides once, for its whole life."""
+    redis = connect(replicated.url)
+    try:
+        assert await ReplicaWait(redis).required() == 1
+    finally:
+        await redis.aclose()
 
 
 async def test_wait_goes_to_the_shard_that_took_the_write(replicated: EmbeddedCluster) -> None:
