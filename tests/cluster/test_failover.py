@@ -30,6 +30,7 @@ from bus.local.cluster import EmbeddedCluster
 from bus.local.redis import EmbeddedRedis
 from bus.testing import quick_settings, wait_until, wait_until_sync
 from schemas.dukcapil import CitizenDied
+from tests.chaos.checker import Report
 from tests.chaos.consumer import GROUP, STREAMS
 from tests.chaos.gauge import GaugeRead
 from tests.chaos.harness import Processes, Run, wait_for_entries
@@ -144,6 +145,21 @@ async def undelivered_after(redis: Redis, stream: str) -> int:
     return len(await redis.xrange(stream, min=f"({last.decode()}") or [])
 
 
+async def settled(run: Run, redis: Redis, *, timeout: float) -> tuple[Report, dict[str, int]]:
+    """Run.settled, with the entries after the group's last-delivered id standing for XINFO's
+    lag, which Redis 7.0 may leave too high on a promoted replica: waiting for that counter to
+    drop always took the whole timeout. Returns the report and those entries per stream."""
+    deadline = time.monotonic() + timeout
+    while True:
+        report = await run.report(redis)
+        undelivered = {s: await undelivered_after(redis, s) for s in STREAMS}
+        waiting = report.lost - report.lost_to_dead_letters  # may still be handled
+        busy = waiting or report.final_pending or report.poison_missing
+        if not (busy or any(undelivered.values())) or time.monotonic() > deadline:
+            return report, undelivered
+        await asyncio.sleep(0.25)
+
+
 async def wait_for_members(redis: Redis, procs: Processes, *names: str) -> None:
     """Until each consumer process has read the deaths' stream as a member of the group: on a
     loaded machine one can still be starting seconds later, and would meet the kills before
@@ -203,8 +219,7 @@ async def test_a_master_killed_under_load_loses_no_acknowledged_publish(
                 await asyncio.sleep(0.5)
             status = await asyncio.to_thread(procs.wait, "producer", 120)
             assert status == 0, procs.log_tail("producer")
-            report = await run.settled(redis, timeout=60)
-            undelivered = {s: await undelivered_after(redis, s) for s in STREAMS}
+            report, undelivered = await settled(run, redis, timeout=60)
         finally:
             await redis.aclose()
         procs.assert_alive("c1", "c2")
