@@ -40,6 +40,7 @@ from redis.asyncio.connection import (
 from redis.exceptions import (
     ClusterError,
     NoPermissionError,
+    RedisClusterUnreachableError,
     ResponseError,
     SlotNotCoveredError,
     TryAgainError,
@@ -55,6 +56,7 @@ from bus.settings import ComponentSettings, Settings
 
 __all__ = [
     "TRANSIENT",
+    "NotMaster",
     "RedisTLS",
     "ReplicasMissing",
     "TLSConnectionError",
@@ -80,6 +82,18 @@ class ReplicasMissing(RedisConnectionError):
     """
 
 
+class NotMaster(RedisConnectionError):
+    """The node a write's ``WAIT`` was sent to answered that it is a replica: the client took
+    it for the master of the keys written, a view a failover has made stale (on a cluster, an
+    old master that came back as a replica of its successor).
+
+    The write itself may have reached the real master (a cluster follows ``MOVED``), but no
+    replica confirmed it, so it is no acknowledgement. A redis-py ``ConnectionError`` (and the
+    connection is closed): retried like an outage, by which time the client has learnt the new
+    master; a publish is idempotent, so the retry adds nothing and waits for its replicas.
+    """
+
+
 class TLSConnectionError(RedisConnectionError):
     """A connection failed for a reason the message explains (TLS setup, wrong scheme).
 
@@ -93,6 +107,11 @@ class TLSConnectionError(RedisConnectionError):
 # slots are unserved, SlotNotCoveredError while none of the nodes it knows covers a slot, and
 # TryAgainError when a slot in migration refuses a multi-key command for a moment: all pass
 # once the cluster is whole again (the first and the last are ResponseErrors too).
+# RedisClusterUnreachableError says that no node the client knows answered its request for the
+# slot map: before the first map, the URL's node alone is known, so a process started while
+# that node is down (killed, restarting, failing over) meets it; it passes once one answers.
+# It is no RedisError: without it here a service started at that moment would die instead of
+# waiting for the cluster.
 # Socket failures redis-py lets through are builtin ConnectionError (reset, refused, broken
 # pipe) or TimeoutError — not any OSError: an unreadable local file (a project's own schemas/
 # shadowing the package's data) is no Redis outage, and waiting for Redis would never cure it.
@@ -103,6 +122,7 @@ TRANSIENT = (
     TimeoutError,
     ClusterError,
     SlotNotCoveredError,
+    RedisClusterUnreachableError,
     TryAgainError,
 )
 # As pydantic reads a bool (Settings.redis_cluster), plus empty for unset.
@@ -446,12 +466,22 @@ class _TLSConnection(SSLConnection):
 
 async def _refused_for_replicas(conn: Connection, exc: ResponseError) -> Exception:
     """A master with too few replicas in sync (``min-replicas-to-write``) refused a write: most
-    likely an old master cut off from the others. The connection is closed, so that a client
-    following Sentinels asks them again for the master, and the error is a connection error,
-    retried like an outage. Any other error reply is returned as it is."""
+    likely an old master cut off from the others. Or a ``WAIT`` reached a replica: the node
+    was taken for the master before a failover (:class:`NotMaster`). Either way the
+    connection is closed, so that a client following Sentinels asks them again for the master
+    (a cluster client refreshes its slot map after a connection error), and the error is a
+    connection error, retried like an outage. Any other error reply is returned as it is."""
+    text = str(exc)
+    if text.startswith(_WAIT_ON_REPLICA):
+        await conn.disconnect()
+        return NotMaster(
+            f"Redis at {conn._host_error()} is a replica (it refused WAIT), but was taken for "
+            "the master of the keys just written: the master moved (a failover). No replica "
+            "confirmed the write; retry (a publish is idempotent) once the client has found "
+            "the new master"
+        )
     # Redis 7 refuses the whole command; 6.2 refuses a script's first write inside it ("Error
     # running script ...: -NOREPLICAS ..."), before anything was written.
-    text = str(exc)
     if not (text.startswith("NOREPLICAS") or "-NOREPLICAS " in text):
         return exc
     await conn.disconnect()
@@ -461,6 +491,10 @@ async def _refused_for_replicas(conn: Connection, exc: ResponseError) -> Excepti
         "others. Nothing was written; retry (a publish is idempotent) once a master with its "
         "replicas answers, and check the replicas' link (simpul status)"
     )
+
+
+# The reply of a replica to WAIT (Redis 5 to 7; "slave" before 5).
+_WAIT_ON_REPLICA = "WAIT cannot be used with replica instances"
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bus.durability import ReplicaWait
+from bus.durability import NO_WAITS, ReplicaWait, Waits
 from bus.envelope import format_time
 from bus.errors import NotDurable
 from bus.privacy import mask_text
@@ -108,21 +108,25 @@ def original_fields(dead_letter: Mapping[bytes, bytes]) -> EntryFields:
     return EntryFields.of(flat)
 
 
-async def wait_for_replicas(replicas: ReplicaWait, pipe: Any, dead_letters: str) -> int:
+async def wait_for_replicas(replicas: ReplicaWait, pipe: Any, dead_letters: str) -> Waits:
     """Queue a WAIT behind the dead-letter moves queued in ``pipe`` (bus.durability); returns
-    how many replies it adds at the end of the pipeline's (0: no replicas to wait for)."""
+    what it queued: ``count`` replies at the end of the pipeline's (0: no replicas to wait
+    for)."""
     if not await replicas.required():
-        return 0
+        return NO_WAITS
     return replicas.add(pipe, [dead_letters])
 
 
-def confirm_moves(replicas: ReplicaWait, waits: list[Any], dead_letters: str, log: Any) -> None:
+def confirm_moves(
+    replicas: ReplicaWait, waits: Waits, replies: list[Any], dead_letters: str, log: Any
+) -> None:
     """Log, not raise, a dead-letter move the replicas did not confirm: the entry was acked and
     moved on the master; if a failover loses both, the entry is pending or unread again on the
     new master and comes back to be judged again — redelivered, never lost. Nothing for the
     consumer to retry."""
-    for confirmed in waits:
-        try:
-            replicas.check(confirmed, f"a move to {dead_letters}")
-        except NotDurable as exc:
-            log.warning("dead_letter_not_confirmed", dead_letters=dead_letters, error=str(exc))
+    if not waits.count:
+        return
+    try:
+        replicas.confirm(waits, replies, f"a move to {dead_letters}")
+    except NotDurable as exc:
+        log.warning("dead_letter_not_confirmed", dead_letters=dead_letters, error=str(exc))

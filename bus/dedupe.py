@@ -100,10 +100,10 @@ class Dedupe:
             # A cluster pipeline routes the call by its key; the WAIT behind it rides the same
             # connection (bus.durability).
             pipe.execute_command(*head, 1, *args)
-            self._replicas.add(pipe, [key])
+            waits = self._replicas.add(pipe, [key])
             try:
                 replies: list[Any] = await pipe.execute()
             except ResponseError as exc:
                 raise self._function.translate(exc) from None
-        self._replicas.check(min(replies[1:]), f"the once marker of an event in {key}")
+        self._replicas.confirm(waits, replies[1:], f"the once marker of an event in {key}")
         return replies[0]  # type: ignore[no-any-return]

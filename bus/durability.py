@@ -8,6 +8,14 @@ pipeline is one connection (a cluster pipeline, one connection per node: the WAI
 to the node of the key written). Fewer replicas than required within the timeout raises
 :class:`~bus.errors.NotDurable`, which is retryable.
 
+On a cluster the WAIT goes to the node the client's slot map names for the key when the
+pipeline is built. If the write ends up elsewhere — redis-py follows a ``MOVED`` by resending
+the write alone, and retries a pipeline that met a dead node with the WAIT sent to its default
+node — the WAIT's count says nothing about the write. So the map is read again once the
+pipeline has run: a key whose node changed meanwhile (a failover, a slot moved) raises
+:class:`~bus.errors.NotDurable` with nothing confirmed, and the caller's retry waits where the
+write is.
+
 ``SIMPUL_REDIS_WAIT_REPLICAS`` sets how many; unset, it is 1 when the master has replicas —
 always under Sentinel; for one server when ``ROLE`` lists a replica; for a cluster when its
 slots map lists replicas — and 0 (no WAIT) otherwise. ``SIMPUL_REDIS_WAIT_TIMEOUT_MS`` bounds
@@ -30,7 +38,7 @@ from bus.errors import ConfigurationError, NotDurable
 from bus.sentinel import is_sentinel
 from bus.settings import ComponentSettings
 
-__all__ = ["Durability", "ReplicaWait"]
+__all__ = ["NO_WAITS", "Durability", "ReplicaWait", "Waits"]
 
 REPLICAS_VAR = "SIMPUL_REDIS_WAIT_REPLICAS"
 TIMEOUT_VAR = "SIMPUL_REDIS_WAIT_TIMEOUT_MS"
@@ -67,6 +75,18 @@ class Durability:
         return cls(replicas=read.replicas, timeout_ms=read.timeout_ms)
 
 
+@dataclass(frozen=True)
+class Waits:
+    """The WAITs queued in one pipeline: how many replies they add at its end, and (on a
+    cluster) the node each written key's WAIT was sent to, by name."""
+
+    count: int
+    nodes: Mapping[str, str]
+
+
+NO_WAITS = Waits(0, {})  # nothing queued: no replicas to wait for
+
+
 class ReplicaWait:
     """The WAITs of one client: how many replicas it needs, and the check of their replies."""
 
@@ -82,16 +102,17 @@ class ReplicaWait:
             self._required = await _replicas_exist(self.redis)
         return self._required
 
-    def add(self, pipe: Any, written: Iterable[str]) -> int:
+    def add(self, pipe: Any, written: Iterable[str]) -> Waits:
         """Queue ``WAIT`` behind the writes already queued in ``pipe`` on the keys
         ``written``: one on a single server, one per node written on a cluster (each on that
-        node's connection of the pipeline). Returns how many were queued."""
+        node's connection of the pipeline). Returns what was queued, for :meth:`confirm`."""
         args = ("WAIT", self._required, self.durability.timeout_ms)
         if not is_cluster(self.redis):
             pipe.execute_command(*args)
-            return 1
+            return Waits(1, {})
         cluster = cast(RedisCluster, self.redis)
         nodes = {}
+        routes = {}
         for key in written:
             node = cluster.get_node_from_key(key)
             if node is None:  # slots unknown yet: the pipeline's own routing will say so
@@ -99,9 +120,30 @@ class ReplicaWait:
                     f"no node of the cluster is known to serve {key}", confirmed=0, required=1
                 )
             nodes[node.name] = node
+            routes[key] = node.name
         for node in nodes.values():
             pipe.execute_command(*args, target_nodes=node)
-        return len(nodes)
+        return Waits(len(nodes), routes)
+
+    def confirm(self, waits: Waits, replies: Iterable[Any], what: str) -> None:
+        """:meth:`check` each WAIT reply of ``waits`` — after making sure, on a cluster, that
+        every key written is still served by the node its WAIT went to (the module's note):
+        if not, raise NotDurable with nothing confirmed."""
+        cluster = cast(RedisCluster, self.redis)
+        for key, name in waits.nodes.items():
+            node = cluster.get_node_from_key(key)
+            if node is None or node.name != name:
+                raise NotDurable(
+                    f"{what} was sent to {name}, but {key} is served by "
+                    f"{node.name if node else 'no known node'} now (a failover or a slot "
+                    "moved while it was written), so its WAIT confirmed nothing. Retry: a "
+                    "publish is idempotent, and the retry waits for the replicas of the node "
+                    "that holds it",
+                    confirmed=0,
+                    required=self._required or 0,
+                )
+        for confirmed in replies:
+            self.check(confirmed, what)
 
     def check(self, confirmed: int, what: str) -> None:
         """Raise NotDurable if ``confirmed`` (a WAIT reply) is short; ``what`` names the write

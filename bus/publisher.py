@@ -16,7 +16,7 @@ from redis.exceptions import ResponseError
 
 from bus import keys
 from bus.contracts import Contract, ContractInfo, violation
-from bus.durability import Durability, ReplicaWait
+from bus.durability import Durability, ReplicaWait, Waits
 from bus.envelope import MAX_ID, Envelope, format_time
 from bus.errors import ConfigurationError, DecodeError
 from bus.functions import BusFunction
@@ -255,17 +255,19 @@ class Publisher:
         if not calls:
             return []
         required = await self.replicas.required()
-        replies = await self._send(function, calls, required)
-        streams = list(dict.fromkeys(call[1] for call in calls))
-        what = f"a publish to {', '.join(streams[:3])}{' and others' if len(streams) > 3 else ''}"
-        for confirmed in replies[len(calls) :]:
-            self.replicas.check(confirmed, what)
+        replies, waits = await self._send(function, calls, required)
+        if waits is not None:
+            streams = list(dict.fromkeys(call[1] for call in calls))
+            more = " and others" if len(streams) > 3 else ""
+            what = f"a publish to {', '.join(streams[:3])}{more}"
+            self.replicas.confirm(waits, replies[len(calls) :], what)
         return replies[: len(calls)]
 
     async def _send(
         self, function: BusFunction, calls: list[tuple[str, ...]], required: int
-    ) -> list[Any]:
+    ) -> tuple[list[Any], Waits | None]:
         head = await function.command_head()  # FCALL <name> (EVAL <body> on Redis < 7)
+        waits = None
         async with self.redis.pipeline(transaction=False) as pipe:
             for numkeys, *args in calls:
                 # A cluster pipeline routes the command by its keys (every master has the
@@ -274,9 +276,9 @@ class Publisher:
                 # (bench/analysis.md).
                 pipe.execute_command(*head, int(numkeys), *[a.encode() for a in args])
             if required:  # behind the functions, on their connection (bus.durability)
-                self.replicas.add(pipe, [call[1] for call in calls])
+                waits = self.replicas.add(pipe, [call[1] for call in calls])
             try:
-                return await pipe.execute()
+                return await pipe.execute(), waits
             except ResponseError as exc:
                 raise function.translate(exc) from None
 

@@ -17,7 +17,7 @@ from redis.exceptions import NoPermissionError, ResponseError
 from bus import keys
 from bus.connection import TRANSIENT, is_cluster
 from bus.deadletter import Verdict, confirm_moves, dead_letter_fields, wait_for_replicas
-from bus.durability import ReplicaWait
+from bus.durability import NO_WAITS, ReplicaWait
 from bus.functions import BusFunction
 from bus.health import Health
 from bus.metrics import ServiceMetrics, TypeMetrics
@@ -143,10 +143,12 @@ class Settler:
             for entry_id, error in settlement.failures if notes is not None else ():
                 key = keys.last_failure(stream, self.group, entry_id)
                 pipe.set(key, error, px=self.failure_ttl_ms)
-            waits = await wait_for_replicas(self._replicas, pipe, dlq) if settlement.dead else 0
+            waits = NO_WAITS
+            if settlement.dead:
+                waits = await wait_for_replicas(self._replicas, pipe, dlq)
             replies = await pipe.execute(raise_on_error=False)
         self._check(replies, notes)
-        confirm_moves(self._replicas, replies[len(replies) - waits :], dlq, self.log)
+        confirm_moves(self._replicas, waits, replies[len(replies) - waits.count :], dlq, self.log)
         self._report_dead(stream, dlq, settlement)
 
     def _check(self, replies: list[Any], notes: int | None) -> None:

@@ -55,9 +55,9 @@ class RedisCheckpoints:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(key, text)
-            self.replicas.add(pipe, [key])
+            waits = self.replicas.add(pipe, [key])
             _, confirmed = await pipe.execute()
-        self.replicas.check(confirmed, f"the checkpoint of adapter {adapter}")
+        self.replicas.confirm(waits, [confirmed], f"the checkpoint of adapter {adapter}")
 
     async def reset(self, adapter: str) -> None:
         """Forget the position: the next run starts from the beginning (and publishes only

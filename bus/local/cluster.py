@@ -154,13 +154,21 @@ class EmbeddedCluster:
     def _wait_ok(self, deadline: float) -> None:
         """Every master must agree, or a client may be redirected to one still joining; and
         every replica must be in sync, or it refuses to take over from a master that dies
-        ("disconnected from master for longer than allowed": it never was connected)."""
+        ("disconnected from master for longer than allowed": it never was connected). Every
+        node's slot map must list the replicas too (they are learnt by gossip, after the
+        link is up): a client that asks too early takes the cluster for one without
+        replicas, and its writes then wait for none (bus.durability)."""
         wait_for(
             lambda: all(_cluster_ok(node.host, node.port) for node in self.nodes),
             deadline,
             lambda: RedisUnavailable(f"{self!r} did not reach cluster_state:ok in time"),
         )
         self.wait_replicas_synced(deadline)
+        wait_for(
+            lambda: all(_slots_list_replicas(node, self.replicas) for node in self.nodes),
+            deadline,
+            lambda: RedisUnavailable(f"{self!r}: the slot maps do not list the replicas"),
+        )
 
     def wait_replicas_synced(self, deadline: float) -> None:
         """Until every running replica's link to its master is up."""
@@ -240,6 +248,19 @@ def _info_replication(node: EmbeddedRedis) -> bytes:
             return stream.read(int(header[1:]) + 2)
     except (OSError, ValueError):
         return b""
+
+
+def _slots_list_replicas(node: EmbeddedRedis, replicas: int) -> bool:
+    """CLUSTER SLOTS of ``node`` names ``replicas`` replicas beside each range's master."""
+    import redis  # noqa: PLC0415 - only here: the CLI imports bus.local for `simpul local`
+
+    try:
+        with redis.Redis(node.host, node.port, socket_timeout=0.5) as client:
+            ranges = client.execute_command("CLUSTER SLOTS")
+    except redis.RedisError:
+        return False
+    # Each range: start, end, its master, then one entry per replica.
+    return bool(ranges) and all(len(slot_range) - 3 >= replicas for slot_range in ranges)
 
 
 def _cluster_ok(host: str, port: int) -> bool:

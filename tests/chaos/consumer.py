@@ -108,7 +108,9 @@ async def _run(args: argparse.Namespace) -> int:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.2)
                 started = started or service.health.running
-                if started and not service.health.running:
+                # A loop that died before this first looked has run too: it left its error.
+                ran = started or service.health.last_error is not None
+                if ran and not service.health.running:
                     return LOOP_DIED
     return 0
 
