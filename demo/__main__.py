@@ -736,19 +736,16 @@ async def trust(
     account = "still linked" if linked else "CLOSED (!)"
     table.add_row(
         "...and an unsigned death of a living resident",
-        f"refused by the router ({', '.join(reasons) or 'not refused (!)'}) into the adapter's "
-        f"own dead letters, forwarded to {delivered} services: the resident's account is "
-        f"{account}",
+        f"refused by the router: {', '.join(reasons) or 'NOT REFUSED (!)'}; in {delivered} "
+        f"inboxes; the resident's account is {account}",
     )
     if silencing:
         answers = Counter(silencing[what] for what in SILENCING)
         shown = ", ".join(f"{n} x {answer}" for answer, n in sorted(answers.items()))
         suspended = len(await _suspended(city, day))
         table.add_row(
-            "stolen dinkes password: silence Dinas Sosial "
-            f"({', '.join(SILENCING)} on its inbox group)",
-            f"refused by Redis: {shown}; dinsos still got the deaths and suspended "
-            f"{suspended} grants",
+            f"stolen dinkes password vs dinsos's inbox ({', '.join(SILENCING)})",
+            f"refused by Redis: {shown}; dinsos still got the deaths: {suspended} grants suspended",
         )
     console.print(table)
 

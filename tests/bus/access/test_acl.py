@@ -166,9 +166,10 @@ PRINCIPALS = [
 ]
 # What replaying a dead letter takes (the library's simpul_1_dlq_replay runs with the caller's
 # rights): an entry back into a group's pending list (XCLAIM, as the keep-alive function does)
-# or a new entry on the stream (XADD); adding to a dead-letter stream comes with it. The
-# monitor's grant names the department streams (simpul:{...}), not intakes or inboxes. XCLAIM
-# comes with its LASTID option (docs/security.md: the monitor's password is an operator's).
+# or a new entry on the stream (XADD); adding to a dead-letter stream comes with it. Under
+# routed delivery the dead letters are the inboxes', so the monitor's grant names the inboxes
+# (simpul:inbox:{...}), never a department stream: what it added there the router would forward
+# signed. XCLAIM comes with its LASTID option (docs/security.md: an operator's password).
 MONITOR_OPS = {"xadd", "xrange", "pending", "claim", "claim-lastid", "keep-alive", "dlq-xadd"}
 ADAPTERS = list(OWN_ADAPTER.values())
 
@@ -226,7 +227,7 @@ def expected(principal: str, key: str, op: str) -> bool:  # noqa: PLR0911 - one 
     if principal == ROUTER:
         return op in ROUTER_OPS[kind]
     if principal == MONITOR:
-        return op in (MONITOR_OPS if kind == "stream" else {"xrange", "pending"})
+        return op in (MONITOR_OPS if kind == "inbox" else {"xrange", "pending"})
     if principal in (READONLY, EXPORTER):  # readonly: %R~simpul:* reads; exporter: counts
         return op == "pending" or (principal == READONLY and op == "xrange")
     if kind == "intake":  # only its own producer, only adding and reading back (replays)
@@ -1109,24 +1110,27 @@ async def test_the_monitor_replays_dead_letters_as_its_own_user(
     fresh: AclServer, clients: dict[str, Redis], to: Target
 ) -> None:
     """The dashboard faces HTTP, so it runs as its own user, not the admin: its replay (the
-    library's function, after verification) works both ways under that user."""
-    stream = s("dukcapil.citizen")
+    library's function, after verification) works both ways under that user, on a service's
+    inbox, where its dead letters are; a department stream it may only read."""
+    inbox = keys.inbox(s("dukcapil.citizen"), "dinsos")
     admin = clients[ADMIN]
-    await admin.xgroup_create(stream, "dinsos", "0", mkstream=True)
-    original = (await admin.xadd(stream, {"id": "e-1", "type": "x"})).decode()
-    await admin.xreadgroup("dinsos", "dinsos-1", {stream: ">"})
-    dead = keys.dead_letters(stream, "dinsos")
-    await admin.xack(stream, "dinsos", original)
+    await admin.xgroup_create(inbox, "dinsos", "0", mkstream=True)
+    original = (await admin.xadd(inbox, {"id": "e-1", "type": "x"})).decode()
+    await admin.xreadgroup("dinsos", "dinsos-1", {inbox: ">"})
+    dead = keys.dead_letters(inbox, "dinsos")
+    await admin.xack(inbox, "dinsos", original)
     letter = (
         await admin.xadd(
             dead, {"id": "e-1", "type": "x", "dlq.entry": original, "dlq.consumer": "dinsos-1"}
         )
     ).decode()
     letters = DeadLetters(clients[MONITOR], signatures=False)  # the entry is unsigned here
-    report = await letters.replay([DeadLetterRef(stream, "dinsos", letter)], to=to)
+    report = await letters.replay([DeadLetterRef(inbox, "dinsos", letter)], to=to)
     assert [r.outcome for r in report.results] == [Outcome.REPLAYED], report.results[0].detail
     assert await admin.xlen(dead) == 0
     if to is Target.GROUP:
-        assert (await admin.xpending(stream, "dinsos"))["pending"] == 1
+        assert (await admin.xpending(inbox, "dinsos"))["pending"] == 1
     else:
-        assert await admin.xlen(stream) == 2
+        assert await admin.xlen(inbox) == 2
+    with pytest.raises(NoPermissionError):  # the router's stream: forwarded signed if written
+        await clients[MONITOR].xadd(s("dukcapil.citizen"), {"id": "e-2", "type": "x"})
