@@ -28,11 +28,10 @@ from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
 
 from adapters.dukcapil import SOURCE as DUKCAPIL_SOURCE
-from bus import Publisher, Signer, connect, keys
+from bus import Publisher, Signer, connect, default_registry, keys
 from bus.access import acl
 from bus.access.topology import Topology
 from bus.admin import load_functions
-from bus.contracts import default_registry
 from bus.router import Router, RouterConfig
 from bus.signing import KeyRing
 from schemas.dukcapil import CitizenDied
