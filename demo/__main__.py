@@ -186,9 +186,10 @@ async def routing(security: Security) -> AsyncIterator[None]:
         yield
     finally:
         for router in routers:
-            router.stop()
-        with contextlib.suppress(TimeoutError):  # a stop is graceful: leases handed back
-            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
+            router.stop()  # graceful: each source loop ends its turn, leases are handed back
+        # Bounded, and without waiting on a cancellation (redis-py can lose one that lands in a
+        # command): a replica not done by then is cancelled and its connections closed.
+        await asyncio.wait(tasks, timeout=10)
         for task in tasks:
             task.cancel()
         for router in routers:
