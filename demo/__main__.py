@@ -22,11 +22,11 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -66,10 +66,12 @@ from demo.security import (
     ARCHIVE,
     IDENTITY,
     OPERATOR,
+    SILENCING,
     Intrusion,
     Security,
     lock_down,
     prepare,
+    silence_another_department,
     stolen_password,
 )
 from schemas.common import pseudonym
@@ -86,6 +88,7 @@ from services.notifier.mail import SmtpSettings
 from services.profile import Profile
 
 console = Console()
+T = TypeVar("T")
 
 # Demo credentials: fixed so the printed commands work; never use them anywhere real.
 PSEUDONYM_KEY = b"demo-only-pseudonym-key-2026"
@@ -169,9 +172,45 @@ class City:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[City]:
         async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(routing(self.security))
             for service in self.services:
                 await stack.enter_async_context(service.running())
             yield self
+
+
+@contextlib.asynccontextmanager
+async def routing(security: Security) -> AsyncIterator[None]:
+    """The router's replicas, as tasks beside the services: they admit every producer's intake
+    onto the department streams and forward each subscription its inbox (decision 0011)."""
+    routers = security.routers()
+    tasks = [asyncio.create_task(r.run(), name=f"router:{r.replica}") for r in routers]
+    try:
+        yield
+    finally:
+        for router in routers:
+            router.stop()  # graceful: each source loop ends its turn, leases are handed back
+        # Bounded, and without waiting on a cancellation (redis-py can lose one that lands in a
+        # command): a replica not done by then is cancelled and its connections closed.
+        await asyncio.wait(tasks, timeout=10)
+        for task in tasks:
+            task.cancel()
+        for router in routers:
+            await router.redis.aclose()
+
+
+@contextlib.contextmanager
+def producing_as(principal: str) -> Iterator[None]:
+    """An adapter built here writes its own intake, as compose configures it
+    (``SIMPUL_INTAKE=<principal>``, read when the adapter's Publisher is made)."""
+    before = os.environ.get("SIMPUL_INTAKE")
+    os.environ["SIMPUL_INTAKE"] = principal
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["SIMPUL_INTAKE"]
+        else:
+            os.environ["SIMPUL_INTAKE"] = before
 
 
 # -- the legacy side ----------------------------------------------------------------------------
@@ -181,13 +220,16 @@ async def seed(city: City, day: Day) -> None:
     """Before the day: accounts the super-app linked, e-mails citizens gave, assistance paid."""
     security = city.security
     async with _client(security, IDENTITY) as redis:
-        await _link_accounts(
-            Publisher(redis, source=IDENTITY_SOURCE, signer=security.signer(IDENTITY)), day
+        identity = Publisher(
+            redis, source=IDENTITY_SOURCE, signer=security.signer(IDENTITY), intake=IDENTITY
         )
+        await _link_accounts(identity, day)
     for account in day.accounts:
         await city.notifier.set_contact(account.account_id, account.email)
     async with _client(security, "svc-dinsos") as redis:
-        grants = Publisher(redis, source=DINSOS_SOURCE, signer=security.signer("svc-dinsos"))
+        grants = Publisher(
+            redis, source=DINSOS_SOURCE, signer=security.signer("svc-dinsos"), intake="svc-dinsos"
+        )
         for grant in day.grants:
             await city.dinsos.grant(
                 grants,
@@ -233,9 +275,10 @@ async def registry(security: Security, day: Day, folder: Path, legacy: Legacy) -
     db = folder / "siak.db"
     siak.create_sqlite(db, day.siak)
     async with _client(security, "adapter-dukcapil") as redis:
-        runner = dukcapil.adapter(
-            redis, db, pseudonym_key=PSEUDONYM_KEY, signer=security.signer("adapter-dukcapil")
-        )
+        with producing_as("adapter-dukcapil"):
+            runner = dukcapil.adapter(
+                redis, db, pseudonym_key=PSEUDONYM_KEY, signer=security.signer("adapter-dukcapil")
+            )
         progress = await runner.run_once()
     legacy.published["dukcapil"] += progress.published
     legacy.quarantined["dukcapil"] += progress.quarantined
@@ -246,7 +289,8 @@ async def licensing(security: Security, day: Day, legacy: Legacy) -> None:
     token = "demo-licensing-webhook-token"
     async with contextlib.AsyncExitStack() as stack:
         redis = await stack.enter_async_context(_client(security, "adapter-dpmptsp"))
-        hook = dpmptsp.webhook(redis, token=token, signer=security.signer("adapter-dpmptsp"))
+        with producing_as("adapter-dpmptsp"):
+            hook = dpmptsp.webhook(redis, token=token, signer=security.signer("adapter-dpmptsp"))
         base = await stack.enter_async_context(serving(hook.app(), port=0))
         client = await stack.enter_async_context(httpx.AsyncClient())
         for body in day.permits:
@@ -272,9 +316,10 @@ async def taxes(security: Security, day: Day, folder: Path, legacy: Legacy) -> N
         writer.writeheader()
         writer.writerows(day.payments)
     async with _client(security, "adapter-bapenda") as redis:
-        runner = bapenda_adapter.adapter(
-            redis, drop, settle_seconds=0, signer=security.signer("adapter-bapenda")
-        )
+        with producing_as("adapter-bapenda"):
+            runner = bapenda_adapter.adapter(
+                redis, drop, settle_seconds=0, signer=security.signer("adapter-bapenda")
+            )
         progress = await runner.run_once()
     legacy.published["bapenda"] += progress.published
     legacy.quarantined["bapenda"] += progress.quarantined
@@ -293,7 +338,8 @@ async def jobs(security: Security, day: Day, mysql: str, legacy: Legacy) -> None
         for step in ("registrations", "placements"):
             if step == "placements":
                 _place(url, placed)
-            runner = disnaker.adapter(redis, url, signer=security.signer("adapter-disnaker"))
+            with producing_as("adapter-disnaker"):
+                runner = disnaker.adapter(redis, url, signer=security.signer("adapter-disnaker"))
             try:
                 progress = await runner.run_once()
             finally:
@@ -344,38 +390,48 @@ def _fresh_database(server: str, name: str) -> str:
 
 
 async def flow(redis: Redis) -> list[tuple[str, int, dict[str, tuple[int, int]]]]:
-    """Per stream: length, and per group (lag, pending)."""
-    rows = []
-    async for key in redis.scan_iter(match="simpul:{*}", count=1000, _type="stream"):
-        stream = key.decode()
-        if ":dlq:" in stream:
-            continue
-        info = await redis.xinfo_stream(stream)
-        groups = {
-            g["name"].decode(): (int(g.get("lag") or 0), int(g["pending"]))
-            for g in await redis.xinfo_groups(stream)
-        }
-        rows.append((stream, int(info["length"]), groups))
-    return sorted(rows)
+    """Per department stream: length, and per group (lag, pending): the router's on the
+    stream itself, each service's on its inbox of that stream."""
+    rows: dict[str, tuple[int, dict[str, tuple[int, int]]]] = {}
+    async for key in redis.scan_iter(match="simpul:*", count=1000, _type="stream"):
+        name = key.decode()
+        inbox = keys.inbox_of(name)
+        if inbox is None and not keys.is_stream(name):
+            continue  # an intake, dead letters
+        stream = inbox[0] if inbox else name
+        length, groups = rows.get(stream, (0, {}))
+        if inbox is None:
+            length = int((await redis.xinfo_stream(name))["length"])
+        for g in await redis.xinfo_groups(name):
+            groups[g["name"].decode()] = (int(g.get("lag") or 0), int(g["pending"]))
+        rows[stream] = (length, groups)
+    return sorted((stream, length, groups) for stream, (length, groups) in rows.items())
 
 
 async def settled(redis: Redis) -> bool:
-    """Every group of every stream read everything and holds nothing pending."""
-    for stream, _, groups in await flow(redis):
-        last = (await redis.xinfo_stream(stream))["last-generated-id"]
-        for g in await redis.xinfo_groups(stream):
-            if g["last-delivered-id"] != last or g["pending"]:
-                return False
+    """Every group of every intake (the router's), department stream (the router's) and inbox
+    (its service's) read everything and holds nothing pending."""
+    found = False
+    async for key in redis.scan_iter(match="simpul:*", count=1000, _type="stream"):
+        name = key.decode()
+        if not (keys.is_stream(name) or keys.is_inbox(name) or keys.intake_owner(name)):
+            continue
+        found = True
+        last = (await redis.xinfo_stream(name))["last-generated-id"]
+        groups = await redis.xinfo_groups(name)
         if not groups:
             return False
-    return True
+        for g in groups:
+            if g["last-delivered-id"] != last or g["pending"]:
+                return False
+    return found
 
 
 def live_table(rows: list[tuple[str, int, dict[str, tuple[int, int]]]], stage: str) -> Table:
     table = Table(title=f"Simpul — {stage}", title_justify="left")
     table.add_column("stream")
     table.add_column("events", justify="right")
-    table.add_column("consumer groups (pending)")
+    table.add_column("router, then each service's inbox (pending)")
     for stream, length, groups in rows:
         table.add_row(
             stream,
@@ -436,6 +492,11 @@ async def run(url: str, folder: Path, *, stay: bool, owned: bool, mysql: str | N
                         await seed(city, day)
                         stage[0] = "the licensing application's decisions"
                         await licensing(security, day, legacy)
+                        silencing = await _staged(
+                            stage,
+                            "a stolen dinkes password tries to silence Dinas Sosial",
+                            silence_another_department(security),
+                        )
                         stage[0] = "SIAK: births, deaths and moves"
                         await registry(security, day, folder, legacy)
                         stage[0] = "the tax system's nightly export"
@@ -455,7 +516,14 @@ async def run(url: str, folder: Path, *, stay: bool, owned: bool, mysql: str | N
                         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                             await asyncio.wait_for(watcher, 5)
                 await summary(city, redis, day, legacy, mail, registry=mysql is not None)
-                await trust(city, redis, intrusion, victim.account_id)
+                await trust(
+                    city,
+                    redis,
+                    day=day,
+                    intrusion=intrusion,
+                    silencing=silencing,
+                    account_id=victim.account_id,
+                )
                 # The operator's password is the demo's own, made for this run: shown so that
                 # the printed commands work; a URL the user gave keeps its password hidden.
                 operator_url = security.url(OPERATOR) if security.acl_applied else _shown(url)
@@ -465,6 +533,12 @@ async def run(url: str, folder: Path, *, stay: bool, owned: bool, mysql: str | N
                     await asyncio.Event().wait()
     finally:
         await redis.aclose()
+
+
+async def _staged(stage: list[str], what: str, step: Awaitable[T]) -> T:
+    """Show ``what`` as the live table's stage while ``step`` runs."""
+    stage[0] = what
+    return await step
 
 
 async def _wait_settled(redis: Redis) -> None:
@@ -532,8 +606,9 @@ async def summary(
     dead = Table(title="dead letters (failed 3 attempts, or refused at once)", title_justify="left")
     for column in ("stream", "group", "reason", "error"):
         dead.add_column(column)
-    async for key in redis.scan_iter(match="simpul:{*}:dlq:*", count=1000):
-        stream, _, group = key.decode().partition(":dlq:")
+    async for key in redis.scan_iter(match="simpul:inbox:{*}:dlq:*", count=1000):
+        inbox, _, group = key.decode().partition(":dlq:")
+        stream = (keys.inbox_of(inbox) or (inbox, group))[0]
         entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(key)  # type: ignore[assignment]
         for _, fields in entries:
             dead.add_row(
@@ -551,12 +626,7 @@ async def _quarantine_reasons(redis: Redis, adapter: str) -> list[str]:
 
 async def _effects(city: City, day: Day, mail: MailCatcher) -> list[tuple[Service, str]]:
     r = day.residents
-    suspended = [
-        g
-        for a in day.grants
-        for g in await city.dinsos.grants_of(a.recipient)
-        if g.status == "suspended"
-    ]
+    suspended = await _suspended(city, day)
     rechecks = await city.dinsos.rechecks()
     employed = [r for r in rechecks if r.reason.endswith("-employed")]
     children = [row["nik"] for row in day.siak if row["jenis_peristiwa"] == "LAHIR"]
@@ -627,53 +697,101 @@ def _living_account_holder(day: Day) -> Victim:
     raise RuntimeError("the demo's day has no account holder the registry leaves alone")
 
 
-async def trust(city: City, redis: Redis, intrusion: Intrusion, account_id: str) -> None:
-    """Who could do what: the ACLs, the signatures on the bus, what a stolen password got."""
-    table = Table(title="trust (least privilege, signed events)", title_justify="left")
+async def trust(
+    city: City,
+    redis: Redis,
+    *,
+    day: Day,
+    intrusion: Intrusion,
+    silencing: dict[str, str],
+    account_id: str,
+) -> None:
+    """Who could do what: the ACLs, the signatures on the bus, what stolen passwords got."""
+    table = Table(title="trust (least privilege, signed events, the router)", title_justify="left")
     table.add_column("check")
     table.add_column("outcome")
     table.add_row("Redis ACLs from deploy/topology.yaml", city.security.acl_note)
-    valid, total = await _signed(redis, city.security)
+    valid, total = await _signed(redis, city.security, inboxes=False)
     table.add_row(
-        "signatures on the bus",
+        "signatures on the department streams",
         f"{valid} of {total} events signed by a principal allowed their type "
-        "(every service verifies)",
+        "(the router admitted them)",
+    )
+    valid, total = await _signed(redis, city.security, inboxes=True)
+    table.add_row(
+        "signatures in the inboxes",
+        f"{valid} of {total} inbox entries signed by the router (every service verifies)",
     )
     if intrusion.cross_department:
         table.add_row(
-            "stolen dukcapil password: publish a bapenda payment",
+            "stolen dukcapil password: write bapenda's payment stream",
             f"refused by Redis: {intrusion.cross_department}",
         )
-    refused = []
-    async for key in redis.scan_iter(match="simpul:{*}:dlq:*", count=1000):
-        entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(key)  # type: ignore[assignment]
-        refused += [
-            f[b"dlq.group"].decode()
-            for _, f in entries
-            if f.get(b"id", b"").decode() == intrusion.forged_event_id
-        ]
+    refused = keys.intake_dead_letters("adapter-dukcapil")
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(refused)  # type: ignore[assignment]
+    reasons = [
+        f[b"dlq.reason"].decode()
+        for _, f in entries
+        if f.get(b"id", b"").decode() == intrusion.forged_event_id
+    ]
+    delivered = await _delivered(redis, intrusion.forged_event_id)
     linked = await city.profile.by_account(account_id) is not None
     account = "still linked" if linked else "CLOSED (!)"
     table.add_row(
         "...and an unsigned death of a living resident",
-        f"dead-lettered by {len(refused)} services (unsigned), no handler ran: "
-        f"the resident's account is {account}",
+        f"refused by the router: {', '.join(reasons) or 'NOT REFUSED (!)'}; in {delivered} "
+        f"inboxes; the resident's account is {account}",
     )
+    if silencing:
+        answers = Counter(silencing[what] for what in SILENCING)
+        shown = ", ".join(f"{n} x {answer}" for answer, n in sorted(answers.items()))
+        suspended = len(await _suspended(city, day))
+        table.add_row(
+            f"stolen dinkes password vs dinsos's inbox ({', '.join(SILENCING)})",
+            f"refused by Redis: {shown}; dinsos still got the deaths: {suspended} grants suspended",
+        )
     console.print(table)
 
 
-async def _signed(redis: Redis, security: Security) -> tuple[int, int]:
-    """(entries validly signed by a principal allowed their type, all entries) on the bus."""
+async def _suspended(city: City, day: Day) -> list[Any]:
+    """The grants dinsos suspended: what it did with the day's deaths."""
+    return [
+        g
+        for a in day.grants
+        for g in await city.dinsos.grants_of(a.recipient)
+        if g.status == "suspended"
+    ]
+
+
+async def _delivered(redis: Redis, event_id: str) -> int:
+    """How many inboxes hold an entry of event ``event_id`` (dead letters included)."""
+    found = set()
+    async for key in redis.scan_iter(match="simpul:inbox:{*}", count=1000, _type="stream"):
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(key)  # type: ignore[assignment]
+        if any(f.get(b"id", b"").decode() == event_id for _, f in entries):
+            inbox = keys.inbox_of(key.decode().partition(":dlq:")[0])
+            found.add(inbox[1] if inbox else key)
+    return len(found)
+
+
+async def _signed(redis: Redis, security: Security, *, inboxes: bool) -> tuple[int, int]:
+    """(entries validly signed by a principal allowed their type, all entries) on the
+    department streams, or (entries validly signed by the router, all) in the inboxes."""
     ring = {key.key_id: key for key in security.topology.signing_keys()}
+    router = security.signer("router").key_id
     valid = total = 0
-    async for key_b in redis.scan_iter(match="simpul:{*}", count=1000, _type="stream"):
-        if not keys.is_stream(key_b.decode()):
+    match = "simpul:inbox:{*}" if inboxes else "simpul:{*}"
+    async for key_b in redis.scan_iter(match=match, count=1000, _type="stream"):
+        key = key_b.decode()
+        if not (keys.is_inbox(key) if inboxes else keys.is_stream(key)):
             continue
         entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(key_b)  # type: ignore[assignment]
         for _, fields in entries:
             total += 1
             signer = ring.get(fields.get(b"signer", b"").decode())
             allowed = signer is not None and fields.get(b"type", b"").decode() in signer.types
+            if inboxes:
+                allowed = allowed and signer is not None and signer.key_id == router
             valid += bool(allowed and signer and verify_fields(signer.public_key, fields))
     return valid, total
 
@@ -690,8 +808,7 @@ def where_to_look(city: City, url: str, folder: Path, day: Day, dashboard: str) 
     console.print("  simpul quarantine list dukcapil-siak     # the SIAK rows the adapter refused")
     console.print("  simpul quarantine list disnaker-pencaker # the job-seeker rows it refused")
     console.print("  simpul audit verify                      # the archive's hash chain")
-    console.print("  simpul status                            # every stream and group at a glance")
-    console.print("  simpul dlq list                          # the dead letters, with reasons")
+    console.print("  simpul status                            # the department streams at a glance")
     console.print("  simpul contracts list                    # the shared data contracts")
     console.print("  the citizen app's view of one resident (profile API):")
     console.print(

@@ -1,14 +1,16 @@
 """The demo's bus runs as the city's does: every component its own Redis principal, every event
-signed by its producer and verified by every service.
+signed by its producer, admitted by the router and forwarded to each subscription's inbox
+signed by the router, which every service verifies (routed delivery, docs/decisions/0011).
 
 At start the demo takes deploy/topology.yaml (plus its own archive service), makes a password
-for every principal and a signing key for every publishing one (nothing is reused between runs
-and nothing is written outside the demo's temporary folder), loads the rendered ACLs into its
-Redis and gives each adapter and service its own URL, key file and the keyring.
+for every principal and a signing key for every publishing one and for the router (nothing is
+reused between runs and nothing is written outside the demo's temporary folder), loads the
+rendered ACLs into its Redis and gives each adapter and service its own URL, key file, intake
+or inboxes, and the keyring.
 
 ACLs are applied when the demo owns its Redis and that Redis is version 7 or newer (ACL
 selectors); with ``SIMPUL_REDIS_URL`` (someone else's server) or the Redis 6.2 fallback binary
-every component connects with the given URL, and events are still signed and verified.
+every component connects with the given URL, and events are still routed, signed and verified.
 """
 
 from __future__ import annotations
@@ -26,23 +28,30 @@ from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
 
 from adapters.dukcapil import SOURCE as DUKCAPIL_SOURCE
-from bus import Publisher, Signer, connect, keys
+from bus import Publisher, Signer, connect, default_registry, keys
 from bus.access import acl
 from bus.access.topology import Topology
 from bus.admin import load_functions
+from bus.router import Router, RouterConfig
+from bus.signing import KeyRing
 from schemas.dukcapil import CitizenDied
 
 TOPOLOGY = Path(__file__).parent.parent / "deploy" / "topology.yaml"
 ARCHIVE = "svc-arsip"
 OPERATOR = "operator"
 IDENTITY = "adapter-identitas"
+ROUTER = "router"
+ROUTER_REPLICAS = 2  # as docker-compose.yml runs it: they share the sources (decision 0011)
 
 # The demo's archive (a consumer whose disk is full for Kedungkandang): a service like any other.
 _ARCHIVE_SPEC = {
     "principal": ARCHIVE,
     "department": "diskominfo",
     "group": "arsip-demo",
-    "subscriptions": [{"type": "dukcapil.citizen.moved.v1", "approved_by": "dukcapil"}],
+    # An archive keeps the whole record: every field approved (decision 0012).
+    "subscriptions": [
+        {"type": "dukcapil.citizen.moved.v1", "approved_by": "dukcapil", "fields": "all"}
+    ],
 }
 
 
@@ -79,16 +88,36 @@ class Security:
         return self.signers[principal]
 
     def settings(self, principal: str) -> dict[str, Any]:
-        """Settings of a service running as ``principal``: its key (if it publishes), the
-        keyring, every event verified."""
+        """Settings of a service running as ``principal``: its inboxes, its key and intake (if
+        it publishes), the keyring, every event verified."""
         extra: dict[str, Any] = {
             "keyring_file": str(self.keyring_file),
             "require_signatures": True,
+            "inboxes": True,
         }
         if principal in self.key_files:
             extra["signing_key_file"] = str(self.key_files[principal])
             extra["signer"] = self.signers[principal].key_id
+            extra["intake"] = principal
         return extra
+
+    def routers(self) -> list[Router]:
+        """The router's replicas, each as the router principal with the router's key; the
+        topology's keys are their keyring (every producer's signature checked at admission)."""
+        return [
+            Router(
+                connect(self.url(ROUTER), client_name=f"demo-router-{n}"),
+                self.topology,
+                default_registry,
+                keyring=KeyRing(self.topology.signing_keys()),
+                signer=self.signers[ROUTER],
+                # The day's summary counts what each inbox got, so acked entries stay for an
+                # hour here; a router trims them every 5 s by default.
+                config=RouterConfig(block_ms=100, trim_every_s=3600.0),
+                replica=f"demo-router-{n}",
+            )
+            for n in range(1, ROUTER_REPLICAS + 1)
+        ]
 
     @property
     def principals(self) -> int:
@@ -103,9 +132,8 @@ def prepare(base_url: str, folder: Path) -> Security:
     keys.mkdir(mode=0o700, parents=True, exist_ok=True)
     signers: dict[str, Signer] = {}
     key_files: dict[str, Path] = {}
-    for who in [*document["producers"], *document["services"]]:
-        if not who.get("publishes"):
-            continue
+    publishing = [w for w in (*document["producers"], *document["services"]) if w.get("publishes")]
+    for who in [*publishing, document["router"]]:  # the router signs what it forwards
         signer = Signer.generate(f"{who['principal']}-demo")
         key_files[who["principal"]] = signer.write(keys / f"{signer.key_id}.key")
         signers[who["principal"]] = signer
@@ -113,9 +141,8 @@ def prepare(base_url: str, folder: Path) -> Security:
         who["keys"] = [{"id": signer.key_id, "public_key": public}]
     topology = Topology.parse(document, source="the demo's topology")
     (folder / "topology.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
-    principals = [
-        p.principal for p in (*topology.operators, *topology.producers, *topology.services)
-    ]
+    assert topology.routed and topology.router is not None, "deploy/topology.yaml is routed"
+    principals = [topology.router.principal, *topology.principals()]
     passwords = {p: secrets.token_urlsafe(18) for p in principals}
     return Security(base_url, folder, topology, passwords, key_files, signers)
 
@@ -154,21 +181,22 @@ async def lock_down(security: Security, *, owned: bool) -> None:
     security.acl_note = f"{security.principals} principals, default user off"
 
 
-# -- a stolen password ------------------------------------------------------------------------
+# -- stolen passwords --------------------------------------------------------------------------
 
 
 @dataclass
 class Intrusion:
     """What someone holding the dukcapil adapter's Redis password (not its signing key) got."""
 
-    cross_department: str  # Redis' answer to publishing a bapenda payment; "" if not tried
-    forged_event_id: str  # the unsigned death it could write to dukcapil's own stream
+    cross_department: str  # Redis' answer to writing bapenda's payment stream; "" if not tried
+    forged_event_id: str  # the unsigned death it could write into the adapter's own intake
 
 
 async def stolen_password(security: Security, victim_nik: str, kecamatan: str) -> Intrusion:
-    """Publish a bapenda payment, then an unsigned death of a living resident, as
-    ``adapter-dukcapil`` without its key: Redis refuses the first (ACL), every service the
-    second (no signature), so no handler ever sees it."""
+    """Write a bapenda payment onto bapenda's stream, then publish an unsigned death of a
+    living resident, as ``adapter-dukcapil`` without its key: Redis refuses the first (ACL: a
+    department stream is the router's alone), the router the second (no signature, into the
+    adapter's own dead letters), so no service ever sees it."""
     redis = security.connect("adapter-dukcapil")
     try:
         answer = ""
@@ -178,9 +206,50 @@ async def stolen_password(security: Security, victim_nik: str, kecamatan: str) -
                 answer = "accepted (!)"
             except NoPermissionError as exc:
                 answer = str(exc).split(":")[0] or "NOPERM"
-        forger = Publisher(redis, source=DUKCAPIL_SOURCE, signer=None)
+        forger = Publisher(redis, source=DUKCAPIL_SOURCE, signer=None, intake="adapter-dukcapil")
         death = CitizenDied(nik=victim_nik, date_of_death=date.today(), kecamatan=kecamatan)
         published = await forger.publish(death)
         return Intrusion(answer, published.event_id)
     finally:
         await redis.aclose()
+
+
+# What the holder of svc-dinkes's password tries against dinsos's inbox of citizen events, so
+# that dinsos would miss the day's deaths: each is one Redis command on dinsos's group.
+SILENCING = ("read", "ack", "claim", "claim-lastid", "setid")
+
+
+async def silence_another_department(security: Security) -> dict[str, str]:
+    """With ``svc-dinkes``'s password (stolen), try to read, ack, claim (plain and with
+    XCLAIM's LASTID) and move (XGROUP SETID) dinsos's inbox group before the day's deaths
+    arrive. Each attempt -> Redis' answer ("NOPERM" when refused). Empty when the demo's Redis
+    has no ACLs (someone else's server, Redis 6.2): there it would work, so it is not tried."""
+    if not security.acl_applied:
+        return {}
+    inbox = keys.inbox(keys.stream("dukcapil.citizen"), "dinsos")
+    admin = security.connect(OPERATOR)
+    try:  # dinsos's group exists from its start; its own entries are what is at stake
+        [(entry, _)] = await admin.xrevrange(inbox, count=1) or [(b"0-1", {})]
+    finally:
+        await admin.aclose()
+    future = "18446744073709551615-0"
+    attempts = {
+        "read": ("XREADGROUP", "GROUP", "dinsos", "dinkes", "STREAMS", inbox, ">"),
+        "ack": ("XACK", inbox, "dinsos", entry),
+        "claim": ("XCLAIM", inbox, "dinsos", "dinkes", "0", entry),
+        "claim-lastid": ("XCLAIM", inbox, "dinsos", "dinkes", "0", entry, "LASTID", future),
+        "setid": ("XGROUP", "SETID", inbox, "dinsos", "$"),
+    }
+    assert tuple(attempts) == SILENCING
+    redis = security.connect("svc-dinkes")
+    answers: dict[str, str] = {}
+    try:
+        for what, command in attempts.items():
+            try:
+                await redis.execute_command(*command)  # type: ignore[no-untyped-call]
+                answers[what] = "accepted (!)"
+            except NoPermissionError:
+                answers[what] = "NOPERM"
+    finally:
+        await redis.aclose()
+    return answers

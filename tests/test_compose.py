@@ -8,8 +8,9 @@
   environment and its mounted files (keys, the topology as keyring), against that Redis
   (hostnames pointed at loopback, stores at SQLite), reaches its ready state, and stops cleanly
   on SIGTERM;
-* while they run, every event on the bus is signed by the key of the principal that published
-  it, every service verifies it, and a forged or altered event reaches no handler.
+* while they run (two router replicas among them), every event on a department stream is
+  signed by the key of the principal that published it, every inbox entry by the router, every
+  service verifies it, and a forged or altered event reaches no inbox: the router refuses it.
 """
 
 from __future__ import annotations
@@ -153,8 +154,14 @@ def test_every_simpul_container_runs_a_simpul_command_as_its_own_user() -> None:
     for name, spec in containers.items():
         assert spec["command"][0] == "simpul", name
     users = _container_users()
-    # One user each, with the password of its variable in deploy/dev.env.
-    assert len({user for user, _ in users.values()}) == len(containers)
+    # One user each, with the password of its variable in deploy/dev.env; the router's
+    # replicas share the router principal (and run nothing else).
+    routers = [name for name, spec in containers.items() if spec["command"][1] == "router"]
+    assert len(routers) >= 2, "the router runs replicated"
+    assert {users[name][0] for name in routers} == {TOPOLOGY.router.principal}  # type: ignore[union-attr]
+    others = [user for name, (user, _) in users.items() if name not in routers]
+    assert len(set(others)) == len(others) == len(containers) - len(routers)
+    assert TOPOLOGY.router.principal not in others  # type: ignore[union-attr]
     passwords = _users()
     for name, (user, password) in users.items():
         assert passwords.get(user) == password, f"{name}: {user} is not a topology principal"
@@ -193,9 +200,42 @@ def test_every_container_runs_in_development_mode_from_one_file() -> None:
         assert "SIMPUL_DEV_MODE" not in spec.get("environment", {}), name  # one place only
 
 
+def test_the_deployment_is_routed_producers_write_intakes_services_read_inboxes() -> None:
+    """The shipped topology says `delivery: router` and the compose file follows it: every
+    producer writes only its own intake, every service reads only its inboxes, and two router
+    replicas run `simpul router run` on the mounted topology (decision 0011)."""
+    assert TOPOLOGY.routed and TOPOLOGY.router is not None
+    users = _container_users()
+    publishers = {p.principal for p in TOPOLOGY.publishers()}
+    services = {s.principal for s in TOPOLOGY.services}
+    routers = 0
+    for name, spec in _simpul_containers().items():
+        env, user, command = spec["environment"], users[name][0], spec["command"]
+        if command[1] == "router":
+            assert command[2:] == ["run", "--topology", "/etc/simpul/topology.yaml"], name
+            assert _bind_mounts(spec)["/etc/simpul/topology.yaml"] == ROOT / "deploy/topology.yaml"
+            assert "SIMPUL_INTAKE" not in env and "SIMPUL_INBOXES" not in env, name
+            routers += 1
+            continue
+        if user in publishers:
+            assert env.get("SIMPUL_INTAKE") == user, f"{name} must write its own intake"
+        else:
+            assert "SIMPUL_INTAKE" not in env, name
+        if user in services:
+            assert str(env.get("SIMPUL_INBOXES")).lower() == "true", f"{name} reads its inboxes"
+        else:
+            assert "SIMPUL_INBOXES" not in env, name
+    assert routers == 2
+
+
 def test_every_publisher_signs_with_its_principals_key_and_every_service_verifies() -> None:
+    """Producers sign with their own keys, the router (the only writer of inboxes) with its
+    own, and every service's keyring is the topology, which holds the router's key."""
     ring = {key.key_id: key for key in TOPOLOGY.signing_keys()}
     publishers = {p.principal for p in TOPOLOGY.publishers()}
+    assert TOPOLOGY.router is not None
+    publishers.add(TOPOLOGY.router.principal)
+    assert {k.principal for k in ring.values()} == publishers
     users = _container_users()
     signing = verifying = 0
     for name, spec in _simpul_containers().items():
@@ -210,7 +250,8 @@ def test_every_publisher_signs_with_its_principals_key_and_every_service_verifie
             assert mounts[env["SIMPUL_KEYRING_FILE"]] == ROOT / "deploy/topology.yaml", name
             assert str(env.get("SIMPUL_REQUIRE_SIGNATURES", "true")).lower() == "true", name
             verifying += 1
-    assert (signing, verifying) == (7, 6)  # 4 adapters + 3 publishing services; 6 services
+    # 4 adapters + 3 publishing services + 2 router replicas; 6 services
+    assert (signing, verifying) == (9, 6)
 
 
 def test_the_siak_ddl_of_the_compose_database_is_the_adapters_schema() -> None:
@@ -381,7 +422,7 @@ def _environment(
     if "SIMPUL_SMTP_HOST" in env:
         env["SIMPUL_SMTP_HOST"], env["SIMPUL_SMTP_PORT"] = "127.0.0.1", str(free_port())
     env["SIMPUL_DATA_DIR"] = str(folder / name / "data")
-    command = [str(part) for part in spec["command"]]
+    command = [str(mounts.get(str(part), part)) for part in spec["command"]]
     http = None
     for variable in ("SIMPUL_HTTP", "SIMPUL_MONITOR_HTTP"):
         if variable in env:
@@ -525,47 +566,61 @@ def test_every_compose_command_starts_against_the_compose_redis_and_stops_cleanl
 
 
 def _check_signed_end_to_end(redis: AclRedis) -> None:
-    """Every entry on the bus is signed by a principal allowed its type and verifies; the
-    services took them all; a forged and an altered event end in every subscriber's dead
-    letters (unsigned, bad_signature), whoever wrote them."""
+    """Every event on a department stream is signed by a principal allowed its type and
+    verifies, every inbox entry is signed by the router and verifies; the router and the
+    services took them all. A stolen adapter password cannot reach a department stream, and a
+    forged and an altered event written into that adapter's intake are refused by the router
+    (unsigned, bad_signature) into the adapter's own dead letters: no inbox gets them."""
     ring = {key.key_id: key for key in TOPOLOGY.signing_keys()}
+    assert TOPOLOGY.router is not None
+    router_keys = {k.id for k in TOPOLOGY.router.keys}
     with redis.client("operator", DEV_ENV["SIMPUL_REDIS_PASSWORD_OPERATOR"]) as operator:
         _wait_until(lambda: _drained(operator), "every group read and acked every entry")
-        streams = _streams(operator)
+        streams, inboxes = _streams(operator), _inboxes(operator)
         assert keys.stream("dukcapil.citizen") in streams
+        assert keys.inbox(keys.stream("dukcapil.citizen"), "dinsos") in inboxes
         for stream in streams:
             for _, fields in operator.xrange(stream):
                 key = ring[fields[b"signer"].decode()]
+                assert key.key_id not in router_keys, f"{stream}: the producer's own signature"
                 assert fields[b"type"].decode() in key.types, f"{stream}: signed by {key.key_id}"
                 assert verify_fields(key.public_key, fields), f"{stream}: a signature fails"
-        assert not list(operator.scan_iter(match="simpul:{*}:dlq:*")), "nothing dead-lettered"
+        forwarded = 0
+        for inbox in inboxes:
+            for _, fields in operator.xrange(inbox):
+                assert fields[b"signer"].decode() in router_keys, f"{inbox}: not the router's"
+                key = ring[fields[b"signer"].decode()]
+                assert verify_fields(key.public_key, fields), f"{inbox}: a signature fails"
+                forwarded += 1
+        assert forwarded > 0
+        dead = [
+            *operator.scan_iter(match="simpul:{*}:dlq:*"),
+            *operator.scan_iter(match="simpul:inbox:{*}:dlq:*"),
+            *operator.scan_iter(match="simpul:intake:{*}:dlq"),
+        ]
+        assert not dead, f"nothing dead-lettered: {dead}"
 
         citizen = keys.stream("dukcapil.citizen")
         _, fields = operator.xrange(citizen, count=1)[0]
         unsigned = {k: v for k, v in fields.items() if k not in (b"signature", b"signer")}
         forged = {**unsigned, b"id": b"forged-0001"}
         altered = {**fields, b"id": b"altered-0001"}  # the id is signed too
+        before = {key: operator.xlen(key) for key in [citizen, *inboxes]}
         stolen = DEV_ENV["SIMPUL_REDIS_PASSWORD_ADAPTER_DUKCAPIL"]  # a stolen adapter password
         with redis.client("adapter-dukcapil", stolen) as adapter:
-            adapter.xadd(citizen, forged)  # type: ignore[arg-type]
-            adapter.xadd(citizen, altered)  # type: ignore[arg-type]
-        event_type = fields[b"type"].decode()
-        groups = [
-            s.group
-            for s in TOPOLOGY.services
-            if event_type in {sub.type for sub in s.subscriptions}
-        ]
-        assert {"profile", "audit"} <= set(groups)
+            with pytest.raises(NoPermissionError):
+                adapter.xadd(citizen, forged)  # type: ignore[arg-type]
+            intake = keys.intake("adapter-dukcapil")
+            adapter.xadd(intake, forged)  # type: ignore[arg-type]
+            adapter.xadd(intake, altered)  # type: ignore[arg-type]
+        refused = keys.intake_dead_letters("adapter-dukcapil")
 
-        def reasons(group: str) -> list[str]:
-            letters = operator.xrange(keys.dead_letters(citizen, group))
-            return sorted(f[b"dlq.reason"].decode() for _, f in letters)
+        def reasons() -> list[str]:
+            return sorted(f[b"dlq.reason"].decode() for _, f in operator.xrange(refused))
 
-        _wait_until(
-            lambda: all(len(reasons(g)) == 2 for g in groups), "every subscriber refused both"
-        )
-        for group in groups:
-            assert reasons(group) == ["bad_signature", "unsigned"], group
+        _wait_until(lambda: len(reasons()) == 2, "the router refused both")
+        assert reasons() == ["bad_signature", "unsigned"]
+        assert {key: operator.xlen(key) for key in before} == before  # nobody got them
 
 
 def _streams(redis: Redis) -> list[str]:
@@ -573,10 +628,25 @@ def _streams(redis: Redis) -> list[str]:
     return sorted(k for k in found if keys.is_stream(k))
 
 
+def _inboxes(redis: Redis) -> list[str]:
+    found = [k.decode() for k in redis.scan_iter(match="simpul:inbox:{*}", _type="stream")]
+    return sorted(k for k in found if keys.is_inbox(k))
+
+
+def _intakes(redis: Redis) -> list[str]:
+    found = [k.decode() for k in redis.scan_iter(match="simpul:intake:{*}", _type="stream")]
+    return sorted(k for k in found if keys.intake_owner(k) is not None)
+
+
 def _drained(redis: Redis) -> bool:
-    for stream in _streams(redis):
+    """The router admitted every intake entry and forwarded every department-stream entry,
+    every service read and acked its inboxes."""
+    for stream in [*_intakes(redis), *_streams(redis), *_inboxes(redis)]:
         last = redis.xinfo_stream(stream)["last-generated-id"]
-        for group in redis.xinfo_groups(stream):
+        groups = redis.xinfo_groups(stream)
+        if not groups:
+            return False
+        for group in groups:
             if group["last-delivered-id"] != last or group["pending"]:
                 return False
     return True

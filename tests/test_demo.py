@@ -66,17 +66,27 @@ def test_the_day_plays_and_every_department_shows_its_effect() -> None:
     assert "hash chain verifies" in out
     # The failing consumer: dead letters with the handler's error, everything else flowed.
     assert "ArchiveDiskFull" in out and "handler_failed" in out
-    # Trust: each component logs in as its own principal and signs; with the dukcapil adapter's
-    # password but not its key, a bapenda payment is refused by Redis and an unsigned death
-    # reaches no handler (every subscriber dead-letters it; the resident's account stays).
+    # Every service's handlers fit what its subscription is shown (need-to-know projections).
+    assert "contract_violation" not in out
+    # Trust: each component logs in as its own principal and signs; the router admits what
+    # producers sign and signs what it forwards. With the dukcapil adapter's password but not
+    # its key, a bapenda payment is refused by Redis and an unsigned death by the router (no
+    # inbox gets it; the resident's account stays).
     signed = re.search(r"(\d+) of (\d+) events signed by a principal allowed their type", out)
     assert signed, out[-3000:]
-    assert int(signed[1]) == int(signed[2]) - 1 > 40  # all but the forged death
-    assert "dead-lettered by 5 services (unsigned), no handler ran" in out
+    assert int(signed[1]) == int(signed[2]) > 40  # the forged death never reached a stream
+    forwarded = re.search(r"(\d+) of (\d+) inbox entries signed by the router", out)
+    assert forwarded, out[-3000:]
+    assert int(forwarded[1]) == int(forwarded[2]) > int(signed[2])  # several subscribers each
+    assert "refused by the router: unsigned; in 0 inboxes" in out
     assert "the resident's account is still linked" in out
     if _redis_major(find_redis_server()) >= 7:  # ACL selectors: Redis 7 (else the 6.2 wheel)
         assert re.search(r"\d+ principals, default user off", out), out[-3000:]
         assert "refused by Redis: this user has no permissions" in out
+        # A stolen service password cannot silence another department: dinsos's inbox group
+        # is out of its reach, and dinsos still acts on the deaths.
+        assert "stolen dinkes password vs dinsos's inbox" in out
+        assert "refused by Redis: 5 x NOPERM; dinsos still got the deaths: 2 grants" in out
     assert "stopped cleanly" in out
     # The printed commands work as printed: `simpul` is on PATH once the venv is activated.
     activate = activate_line()

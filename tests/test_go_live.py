@@ -1,7 +1,8 @@
 """docs/go-live.md: every command of the checklist exists with its options, and the checklist
 runs in order against a scratch copy of deploy/ and a private Redis 7 loaded with the city's
-ACL file — a new principal rendered, applied, checked, and its adapter publishing signed events
-under its own user."""
+ACL file — a new principal rendered, applied, checked, its adapter publishing signed events
+into its own intake under its own user, and a router started with the new topology admitting
+them onto the department stream."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import typer
 from redis import Redis as SyncRedis
 
 from bus import keys
+from bus.access import acl
 from bus.cli.app import app
 from bus.local.redis import find_redis_server, free_port
 from bus.signing import verify_fields
@@ -33,6 +35,7 @@ SIMPUL = str(Path(sys.executable).parent / "simpul")
 OPERATOR = "redis://operator:dev-operator-kxs37gz6btvm5c3x@127.0.0.1:{port}/0"
 LAPOR_PASSWORD = "dev-adapter-lapor-t3st9p4ssw0rd"
 STREAM = keys.stream_of("diskominfo.complaint.received.v1")
+DEV_ENV = acl.read_env_file(ROOT / "deploy/dev.env")
 
 
 @dataclass(frozen=True)
@@ -201,9 +204,46 @@ def test_the_checklist_runs_in_order(tmp_path: Path, city_redis: int) -> None:
 
     public_key = (keys_dir / "adapter-lapor-2026-12.pub").read_text().strip()
     with SyncRedis.from_url(OPERATOR.format(port=city_redis)) as admin:
+        # The sample rows, published under the adapter's own user into its own intake ...
+        assert admin.xlen(keys.intake("adapter-lapor")) == 3
+        assert not admin.exists(STREAM)
+        # ... and admitted onto the department stream by a router started with the new
+        # topology (step 5), the adapter's own signature kept.
+        router = _router(deployment, env, city_redis)
+        try:
+            deadline = time.monotonic() + 30
+            while admin.xlen(STREAM) < 3:
+                assert router.poll() is None, router.communicate()[0]
+                assert time.monotonic() < deadline, "the router did not admit the rows"
+                time.sleep(0.1)
+        finally:
+            router.terminate()
+            output = router.communicate(timeout=30)[0]
+        assert router.returncode == 0, output
         entries = admin.xrange(STREAM)
-        assert len(entries) == 3  # the sample rows, published under the adapter's own user
+        assert len(entries) == 3
         assert all(fields[b"signer"] == b"adapter-lapor-2026-12" for _, fields in entries)
         assert all(verify_fields(base64.b64decode(public_key), f) for _, f in entries)
         assert admin.exists(keys.checkpoint("diskominfo-lapor"))
+        assert not admin.exists(keys.intake_dead_letters("adapter-lapor"))
     assert "user adapter-lapor on" in (deployment / "deploy/redis/users.acl").read_text()
+
+
+def _router(deployment: Path, env: dict[str, str], port: int) -> subprocess.Popen[str]:
+    """One router replica as compose runs it: its own principal and key, the topology."""
+    password = DEV_ENV["SIMPUL_REDIS_PASSWORD_ROUTER"]
+    router_env = {
+        **env,
+        "SIMPUL_REDIS_URL": f"redis://router:{password}@127.0.0.1:{port}/0",
+        "SIMPUL_SIGNING_KEY_FILE": str(deployment / "deploy/keys/router-dev-2026.key"),
+        "SIMPUL_SIGNER": "router-dev-2026",
+        "SIMPUL_INTAKE": "",
+    }
+    return subprocess.Popen(
+        [SIMPUL, "router", "run", "--topology", "deploy/topology.yaml"],
+        cwd=deployment,
+        env=router_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )

@@ -285,7 +285,7 @@ def acl_users(topology: Topology, secrets: Mapping[str, str]) -> list[AclUser]:
     users = [AclUser("default", "default", False, (), Grant(()))]
     routed = topology.routed
     for operator in topology.operators:
-        users.append(_operator(operator, _hashes(secrets, operator.principal)))
+        users.append(_operator(operator, _hashes(secrets, operator.principal), routed=routed))
     if routed and topology.router is not None:
         users.append(_router(topology, _hashes(secrets, topology.router.principal)))
     for producer in topology.producers:
@@ -313,7 +313,7 @@ _KEYLESS: dict[str, Grant] = {
 }
 
 
-def _operator(operator: Operator, hashes: tuple[str, ...]) -> AclUser:
+def _operator(operator: Operator, hashes: tuple[str, ...], *, routed: bool = False) -> AclUser:
     if operator.role == "admin":
         root = Grant(("+@all",), ("~*",), why="operators: every command, key and channel")
         return AclUser(operator.principal, "admin", True, hashes, root, all_channels=True)
@@ -331,7 +331,13 @@ def _operator(operator: Operator, hashes: tuple[str, ...]) -> AclUser:
             (f"%R~{keys.PREFIX}:*",),
             why="the dashboard's reads (status, dead letters, throughput)",
         )
+        # Dead letters live where the services consume: the department streams under direct
+        # delivery, the inboxes under routed delivery. There the department streams stay the
+        # router's alone: an entry the monitor added to one would be forwarded, signed by the
+        # router; one it adds to an inbox meets the service's own signature check.
         streams, dead = f"~{keys.PREFIX}:{{*}}", f"~{keys.PREFIX}:{{*}}:dlq:*"
+        if routed:
+            streams, dead = f"~{keys.INBOXES}{{*}}", f"~{keys.INBOXES}{{*}}:dlq:*"
         replay = Grant(
             ("+fcall", "+exists", "+xadd", "+xinfo|groups", "+xrange", "+xpending", "+xclaim"),
             (streams, dead),

@@ -246,8 +246,12 @@ class Topology(_Strict):
         Redis ACLs are per key and a stream carries every type of its aggregate: approving
         ``dukcapil.citizen.died.v1`` gives read access to ``simpul:{dukcapil.citizen}``, hence
         to births and moves too. The owner approving one type should know what else it shows.
+        Under routed delivery none: a service reads only its inboxes, into which the router
+        writes only the approved types (decision 0011).
         """
         found: dict[str, list[str]] = {}
+        if self.routed:
+            return found
         for service in self.services:
             approved = {s.type for s in service.subscriptions}
             aggregates = {keys.aggregate_of(t) for t in approved}

@@ -39,15 +39,7 @@ def routed_document() -> dict[str, Any]:
 
 
 TOPOLOGY: Topology = Topology.parse(routed_document(), registry=contracts())
-PASSWORDS = {
-    **acl.passwords(
-        TOPOLOGY,
-        {
-            **acl.read_env_file(ROOT / "deploy/dev.env"),
-            "SIMPUL_REDIS_PASSWORD_ROUTER": "dev-router-test-password-0123",
-        },  # until dev.env has it
-    ),
-}
+PASSWORDS = acl.passwords(TOPOLOGY, acl.read_env_file(ROOT / "deploy/dev.env"))
 
 
 def signer(principal: str) -> Signer:

@@ -647,12 +647,24 @@ def test_the_cli_finds_a_wedged_intake_and_resets_it(
 def test_the_router_refuses_development_keys_outside_development_mode(
     routed: RoutedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """deploy/topology.yaml trusts the development keys (their private halves are in git):
-    a router given it refuses to start unless SIMPUL_DEV_MODE=1 (decision 0013)."""
+    """deploy/topology.yaml trusts the development keys (their private halves are in git),
+    and deploy/dev.env's router password is public too: a router given either refuses to
+    start unless SIMPUL_DEV_MODE=1 (decision 0013)."""
     topology = _topology_file(tmp_path)
     monkeypatch.setenv("SIMPUL_REDIS_URL", routed.url("router"))
     monkeypatch.delenv("SIMPUL_DEV_MODE")
     result = CliRunner().invoke(app, ["router", "run", "--topology", str(topology)])
+    assert result.exit_code == 2, result.output
+    assert "development password of deploy/dev.env" in result.output
+    own = "a-router-password-of-its-own-0123"
+    with routed.admin() as admin:
+        admin.execute_command("ACL", "SETUSER", "router", f">{own}")
+    try:  # with a password of its own, the topology's development keys are still refused
+        monkeypatch.setenv("SIMPUL_REDIS_URL", f"redis://router:{own}@127.0.0.1:{routed.port}/0")
+        result = CliRunner().invoke(app, ["router", "run", "--topology", str(topology)])
+    finally:
+        with routed.admin() as admin:
+            admin.execute_command("ACL", "SETUSER", "router", f"<{own}")
     assert result.exit_code == 2, result.output
     assert "development key(s)" in result.output
     assert "adapter-dukcapil-dev-2026" in result.output and "SIMPUL_DEV_MODE=1" in result.output

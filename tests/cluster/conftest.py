@@ -9,15 +9,21 @@ set them, so services, adapters and CLI commands find the cluster as in producti
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
+from bus.access import acl
+from bus.access.topology import Topology, contracts, load_topology
 from bus.connection import connect
+from bus.functions import load_sync
 from bus.local.cluster import EmbeddedCluster
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +49,59 @@ async def cluster_redis(cluster_url: str) -> AsyncIterator[Redis]:
     client = connect(cluster_url)
     yield client
     await client.aclose()
+
+
+@dataclass
+class AclCluster:
+    """A 3-master cluster of its own with the ACL rendered from deploy/topology.yaml (routed
+    delivery) on every master, and each principal's test password."""
+
+    cluster: EmbeddedCluster
+    topology: Topology
+    passwords: dict[str, str]
+
+    def url(self, principal: str) -> str:
+        first = self.cluster.nodes[0]
+        password = self.passwords[principal]
+        return f"redis://{principal}:{password}@{first.host}:{first.port}/0"
+
+    def admin(self, node: int = 0) -> SyncRedis:
+        found = self.cluster.nodes[node]
+        return SyncRedis(
+            found.host, found.port, username="operator", password=self.passwords["operator"]
+        )
+
+
+@pytest.fixture
+async def acl_cluster(tmp_path: Path) -> AsyncIterator[AclCluster]:
+    """Its own cluster (the shared one keeps its default user): a cluster has no shared ACL,
+    so every master gets the render, as `simpul acl apply` does master by master, and the
+    bus's functions library, loaded by the admin (decision 0013)."""
+    topology = load_topology(ROOT / "deploy/topology.yaml", registry=contracts())
+    principals = [*([topology.router.principal] if topology.router else []), *topology.principals()]
+    passwords = {p: f"cluster-test-{p}-password" for p in principals}
+    users = acl.acl_users(topology, passwords)
+    with EmbeddedCluster(tmp_path / "cluster", masters=3) as cluster:
+        for node in cluster.nodes:
+            with SyncRedis(node.host, node.port) as bootstrap:
+                bootstrap.acl_setuser(
+                    "operator",
+                    enabled=True,
+                    passwords=[f"+{passwords['operator']}"],
+                    keys=["*"],
+                    channels=["*"],
+                    commands=["+@all"],
+                )
+            admin = connect(
+                f"redis://operator:{passwords['operator']}@{node.host}:{node.port}/0",
+                cluster=False,
+            )
+            try:
+                await acl.apply(admin, users)
+            finally:
+                await admin.aclose()
+        found = AclCluster(cluster, topology, passwords)
+        for index in range(len(cluster.nodes)):
+            with found.admin(index) as admin_sync:
+                load_sync(admin_sync)
+        yield found

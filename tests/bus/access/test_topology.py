@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 import adapters.bapenda
 import adapters.disnaker
@@ -347,7 +348,13 @@ def test_the_city_topology_names_the_adapters_as_their_code_does(city: Topology)
 
 
 def test_incidental_reads_show_what_a_stream_wide_grant_reveals(city: Topology) -> None:
-    found = city.incidental_reads()
+    """Direct delivery: a service's grant is the whole stream. Routed (the shipped topology):
+    nothing incidental, the router writes only approved types into each inbox."""
+    assert city.routed
+    assert city.incidental_reads() == {}
+    document = yaml.safe_load((ROOT / "deploy/topology.yaml").read_text())
+    document["delivery"] = "direct"
+    found = Topology.parse(document, registry=contracts()).incidental_reads()
     # dinkes was approved births only, but births share the stream with deaths and moves.
     assert found["svc-dinkes"] == ["dukcapil.citizen.died.v1", "dukcapil.citizen.moved.v1"]
     assert "dukcapil.citizen.born.v1" in found["svc-notifier"]

@@ -2,7 +2,8 @@
 
 The sweep used to ask ``XRANGE`` whether an entry it could not claim still existed; the
 rendered ACLs do not grant services ``XRANGE``, so Redis refused it and the consume loop died.
-The claim script (bus/claim.lua) now tells "gone" from "claimed by another" itself.
+The claim script (bus/claim.lua) now tells "gone" from "claimed by another" itself. The bus is
+the shipped one: routed, the service reading its inbox, the router forwarding into it.
 """
 
 from __future__ import annotations
@@ -19,19 +20,22 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
 
-from bus import EventContext, Publisher, Service, functions
+from bus import EventContext, Publisher, Service, functions, keys
 from bus.access import acl
 from bus.access.topology import contracts as registry
 from bus.access.topology import load_topology
 from bus.connection import connect
+from bus.contracts import default_registry
 from bus.local.redis import find_redis_server, free_port
+from bus.router import Router, RouterConfig
 from bus.testing import capture_logs, quick_settings, wait_until
 from schemas.dukcapil import CitizenDied
 from tests.bus.delivery.helpers import SOURCE, died
+from tests.bus.routed import router_signer, running
 
 ROOT = Path(__file__).parents[3]
 SERVICE, GROUP, ADAPTER, ADMIN = "svc-dinsos", "dinsos", "adapter-dukcapil", "operator"
-STREAM = CitizenDied.__contract__.stream
+STREAM = keys.inbox(CitizenDied.__contract__.stream, GROUP)  # what svc-dinsos consumes
 
 
 def _version(binary: str) -> tuple[int, int]:
@@ -48,6 +52,7 @@ def acl_server(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     if _version(binary) < (7, 0):
         pytest.skip("ACL selectors need Redis >= 7.0; only the bundled 6.2 server was found")
     topology = load_topology(ROOT / "deploy/topology.yaml", registry=registry())
+    assert topology.routed
     secrets = acl.passwords(topology, acl.read_env_file(ROOT / "deploy/dev.env"))
     (tmp_path / "users.acl").write_text(acl.render(topology, secrets))
     port = free_port()
@@ -119,6 +124,7 @@ async def test_a_pending_entry_deleted_before_its_retry_is_logged_lost_and_the_l
         claim_idle_ms=3_000,
         retry_backoff_ms=2_000,
         retry_backoff_max_ms=2_000,
+        inboxes=True,
     )
     service = Service(GROUP, source="urn:malangkota:dinsos:bansos", settings=settings)
     handled: list[tuple[str, int]] = []
@@ -130,7 +136,15 @@ async def test_a_pending_entry_deleted_before_its_retry_is_logged_lost_and_the_l
             raise RuntimeError("the first attempt fails")
 
     producer = connect(url(ADAPTER))
-    publisher = Publisher(producer, source=SOURCE)
+    publisher = Publisher(producer, source=SOURCE, intake=ADAPTER)
+    router = Router(
+        connect(url("router")),
+        load_topology(ROOT / "deploy/topology.yaml", registry=registry()),
+        default_registry,
+        keyring=None,  # the tests' events are unsigned (SIMPUL_SIGNATURES=off)
+        signer=router_signer(),
+        config=RouterConfig(block_ms=50, lease_ms=1_000),
+    )
 
     async def idle_pending() -> list[Any]:
         rows: list[Any] = await admin.xpending_range(STREAM, GROUP, min="-", max="+", count=10)
@@ -141,13 +155,15 @@ async def test_a_pending_entry_deleted_before_its_retry_is_logged_lost_and_the_l
 
     try:
         with capture_logs() as logs:
-            async with service.running():
-                doomed = await publisher.publish(died(), id="doomed")
+            async with running(router), service.running():
+                await publisher.publish(died(), id="doomed")
                 # Settled as a retry: pending, its idle time moved forward by the backoff.
                 await wait_until(settled_as_retry, timeout=20)
                 [row] = await idle_pending()
-                assert row["message_id"].decode() == doomed.entry_id
-                assert await admin.xdel(STREAM, doomed.entry_id) == 1
+                doomed = row["message_id"].decode()
+                [(_, fields)] = await admin.xrange(STREAM, doomed, doomed)
+                assert fields[b"id"] == b"doomed"
+                assert await admin.xdel(STREAM, doomed) == 1
 
                 async def lost() -> bool:
                     return any(log["event"] == "pending_entries_lost" for log in logs)
@@ -166,5 +182,5 @@ async def test_a_pending_entry_deleted_before_its_retry_is_logged_lost_and_the_l
         await producer.aclose()
     assert handled == [("doomed", 1), ("after", 1)]
     [gone] = [log for log in logs if log["event"] == "pending_entries_lost"]
-    assert gone["stream"] == STREAM and gone["entry_ids"] == [doomed.entry_id]
+    assert gone["stream"] == STREAM and gone["entry_ids"] == [doomed]
     assert not [log for log in logs if "permission" in str(log).lower()]
