@@ -12,8 +12,6 @@ the pattern stays.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import re
 from datetime import UTC, date, datetime, timedelta
@@ -281,8 +279,11 @@ KelurahanCode = Annotated[
 """Kemendagri code of one of Kota Malang's 57 kelurahan (35.73.0x.10yy)."""
 
 
+_THREE_DIGITS = re.compile("[0-9]{3}")
+
+
 def _check_rt_rw(value: str) -> str:
-    if not re.fullmatch("[0-9]{3}", value):
+    if not _THREE_DIGITS.fullmatch(value):
         raise ValueError("RT and RW numbers are 3 ASCII digits, zero-padded (e.g. 004)")
     return value
 
@@ -339,8 +340,11 @@ PastDate = Annotated[
 """A calendar date on which something happened (ISO 8601, YYYY-MM-DD), not in the future."""
 
 
+_RECORD_NO = re.compile("[A-Za-z0-9][A-Za-z0-9./_-]{2,63}")
+
+
 def _check_record_no(value: str) -> str:
-    if not re.fullmatch("[A-Za-z0-9][A-Za-z0-9./_-]{2,63}", value):
+    if not _RECORD_NO.fullmatch(value):
         raise ValueError(
             "a record number is 3-64 ASCII letters, digits and . / _ - starting with a letter "
             "or digit"
@@ -360,8 +364,11 @@ RecordNo = Annotated[
 """A record number of the producing system (application, permit, assessment, ticket)."""
 
 
+_PSEUDONYM = re.compile("[a-z2-7]{26}")
+
+
 def _check_pseudonym(value: str) -> str:
-    if not re.fullmatch("[a-z2-7]{26}", value):
+    if not _PSEUDONYM.fullmatch(value):
         raise ValueError(
             "a pseudonym is 26 characters a-z and 2-7 (base32 of a keyed hash; see "
             "schemas.common.pseudonym), never an identifier itself"
@@ -399,7 +406,17 @@ AccountId = Annotated[
 """Id of a city account in the super-app: a UUID, personal data once linked to a NIK."""
 
 
+_BASE32 = "abcdefghijklmnopqrstuvwxyz234567"  # RFC 4648 base32, lowercase
+_BASE32_PAIRS = tuple(a + b for a in _BASE32 for b in _BASE32)  # 10 bits -> 2 characters
+_BASE32_SHIFTS = tuple(range(120, -1, -10))
+
+
 def pseudonym(key: bytes, scheme: Scheme, value: str) -> str:
-    """The :data:`Pseudonym` of an identifier under the city's pseudonym key."""
-    digest = hmac.new(key, f"{scheme}:{value}".encode(), hashlib.sha256).digest()
-    return base64.b32encode(digest[:16]).decode().rstrip("=").lower()
+    """The :data:`Pseudonym` of an identifier under the city's pseudonym key.
+
+    ``base64.b32encode(digest[:16]).decode().rstrip("=").lower()``, written out: a backfill
+    derives one per birth, and the one-shot HMAC with a table lookup takes ~1.5 µs against
+    ~7 (tests/schemas/test_common.py compares the two)."""
+    digest = hmac.digest(key, f"{scheme}:{value}".encode(), "sha256")
+    bits = int.from_bytes(digest[:16]) << 2  # 130 bits: 26 characters of 5 bits
+    return "".join([_BASE32_PAIRS[(bits >> shift) & 1023] for shift in _BASE32_SHIFTS])
