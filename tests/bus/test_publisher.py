@@ -458,3 +458,21 @@ async def test_publish_many_writes_each_entry_with_its_own_fields_whatever_its_n
         assert [(k.decode(), v.decode()) for k, v in fields.items()] == list(
             envelope.to_fields().items()
         )
+
+
+def test_the_wire_arguments_are_the_fields_in_order_as_bytes(publisher: Publisher) -> None:
+    from bus.publisher import _wire  # noqa: PLC0415 - the private encoder publish_many uses
+
+    plain = publisher.envelope(died(), id="plain-1")
+    every = plain.with_attributes(
+        subject="s",
+        correlationid="c",
+        causationid="k",
+        traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        signature="sig",
+        signer="key-1",
+    )
+    extended = plain.with_attributes(extensions={"traceflag": "1"}, data='{"nik":"é"}')
+    for envelope in (plain, every, extended):
+        expected = [text.encode() for pair in envelope.to_fields().items() for text in pair]
+        assert _wire(envelope) == expected
