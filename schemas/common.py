@@ -12,7 +12,8 @@ the pattern stays.
 
 from __future__ import annotations
 
-import hmac
+import functools
+import hashlib
 import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal, cast
@@ -411,12 +412,25 @@ _BASE32_PAIRS = tuple(a + b for a in _BASE32 for b in _BASE32)  # 10 bits -> 2 c
 _BASE32_SHIFTS = tuple(range(120, -1, -10))
 
 
+@functools.lru_cache(maxsize=8)
+def _hmac_pads(key: bytes) -> tuple[Any, Any]:
+    """SHA-256 states after the key's inner and outer pads (RFC 2104): each pseudonym then
+    hashes only its message. OpenSSL 3 sets up a new HMAC in ~4 µs; copying these, ~0.8."""
+    block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+    return inner, outer
+
+
 def pseudonym(key: bytes, scheme: Scheme, value: str) -> str:
     """The :data:`Pseudonym` of an identifier under the city's pseudonym key.
 
-    ``base64.b32encode(digest[:16]).decode().rstrip("=").lower()``, written out: a backfill
-    derives one per birth, and the one-shot HMAC with a table lookup takes ~1.5 µs against
-    ~7 (tests/schemas/test_common.py compares the two)."""
-    digest = hmac.digest(key, f"{scheme}:{value}".encode(), "sha256")
-    bits = int.from_bytes(digest[:16]) << 2  # 130 bits: 26 characters of 5 bits
+    ``base64.b32encode(hmac.digest(key, f"{scheme}:{value}", "sha256")[:16])``, lowercase,
+    without padding, written out: a backfill derives one per birth, and this takes ~1.5 µs
+    against ~10 (tests/schemas/test_common.py compares the two)."""
+    inner, outer = _hmac_pads(key)
+    inner, outer = inner.copy(), outer.copy()
+    inner.update(f"{scheme}:{value}".encode())
+    outer.update(inner.digest())
+    bits = int.from_bytes(outer.digest()[:16]) << 2  # 130 bits: 26 characters of 5 bits
     return "".join([_BASE32_PAIRS[(bits >> shift) & 1023] for shift in _BASE32_SHIFTS])
