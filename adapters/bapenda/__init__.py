@@ -169,8 +169,11 @@ def _nop(text: str) -> str | None:
     return digits or None
 
 
-def map_payment(row: Row) -> PaymentReceived:
-    """One exported payment row -> its event. Raises ValueError or ContractViolation."""
+def map_payment(row: Row, *, paid_at: datetime | None = None) -> PaymentReceived:
+    """One exported payment row -> its event. Raises ValueError or ContractViolation.
+
+    ``paid_at``: ``tanggal_bayar`` as the source already read it (the record's time), so it is
+    not parsed twice; None parses it here (and says why it cannot be)."""
     return PaymentReceived.parse(
         {
             "payment_ref": row["nomor_bukti_bayar"].strip(),
@@ -183,13 +186,13 @@ def map_payment(row: Row) -> PaymentReceived:
             },
             "amount": parse_amount(row["jumlah_bayar"]),
             "channel": _lookup(CHANNELS, "saluran_bayar", row),
-            "paid_at": parse_paid_at(row["tanggal_bayar"]),
+            "paid_at": paid_at or parse_paid_at(row["tanggal_bayar"]),
         }
     )
 
 
 def _map_record(record: Record) -> PaymentReceived:
-    return map_payment(record.data)
+    return map_payment(record.data, paid_at=record.time)  # the source's _paid_at_or_none
 
 
 def source(

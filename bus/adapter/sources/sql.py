@@ -450,13 +450,15 @@ def _checked(identifier: str) -> str:
 
 def _text(value: Any) -> str:
     """A key or version as text; NULL becomes "" so the runner quarantines the record."""
+    if type(value) is str:  # the common cases first: twice a row
+        return value
     if value is None:
         return ""
-    return str(value) if isinstance(value, int | str) else str(jsonable(value))
+    return str(value) if isinstance(value, (int, str)) else str(jsonable(value))
 
 
 def _position(value: Any) -> Any:
-    return value if isinstance(value, int | float | str) else jsonable(value)
+    return value if isinstance(value, (int, float, str)) else jsonable(value)
 
 
 def _pg_quoted(identifier: str) -> str:
