@@ -17,7 +17,7 @@ import enum
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Self, get_args
+from typing import Any, ClassVar, Literal, Self, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, ValidationError
 
@@ -211,6 +211,8 @@ class Contract(BaseModel, metaclass=_ContractType):
         try:
             if isinstance(data, str | bytes):
                 return cls.model_validate_json(data, extra=extra)
+            if extra is None:  # model_validate(data) without its keywords: ~1 µs a mapped row
+                return cast(Self, cls.__pydantic_validator__.validate_python(data))
             return cls.model_validate(data, extra=extra)
         except ValidationError as exc:
             # from None: pydantic's error quotes the input, which may be personal data.

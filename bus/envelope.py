@@ -39,7 +39,17 @@ def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with millisecond precision, e.g. ``2026-11-28T20:07:26.123Z``."""
     if moment.tzinfo is None:
         raise ValueError("event time must be timezone-aware (use datetime.now(UTC))")
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # isoformat(timespec="milliseconds") with Z, written out: ~1 µs less, once per event.
+    u = moment.astimezone(UTC)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031 - the fastest form here
+        u.year,
+        u.month,
+        u.day,
+        u.hour,
+        u.minute,
+        u.second,
+        u.microsecond // 1000,
+    )
 
 
 # Not frozen: a frozen dataclass costs ~1 us more per event on the consume hot path. Treat

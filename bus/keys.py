@@ -21,6 +21,7 @@ TYPE_PATTERN = re.compile(rf"^({_SEGMENT})\.({_SEGMENT})\.({_SEGMENT})\.v([1-9][
 
 
 @functools.lru_cache(maxsize=1024)  # few types; bounded, as junk entries can invent many
+@functools.lru_cache(maxsize=4096)  # a few dozen types; asked several times per event
 def aggregate_of(event_type: str) -> str:
     """``dukcapil.citizen.died.v1`` -> ``dukcapil.citizen``. Raises ValueError on a bad type."""
     match = TYPE_PATTERN.match(event_type)

@@ -43,8 +43,11 @@ ON_TAX_OBJECT = frozenset({TaxKind.PBB_P2, TaxKind.BPHTB})
 """Taxes levied on a property (NOP) rather than on a registered taxpayer."""
 
 
+_NPWPD = re.compile("[A-Z0-9][A-Z0-9.-]{4,29}")
+
+
 def _check_npwpd(value: str) -> str:
-    if not re.fullmatch("[A-Z0-9][A-Z0-9.-]{4,29}", value):
+    if not _NPWPD.fullmatch(value):
         raise ValueError("an NPWPD is 5-30 ASCII capitals, digits, dots and dashes")
     return value
 
@@ -122,8 +125,11 @@ AssessmentNo = Annotated[
 """The number of an assessment (SPPT, SKPD, SSPD): personal, as it can carry the NOP."""
 
 
+_PERIOD = re.compile("[0-9]{4}(-(0[1-9]|1[0-2]))?")
+
+
 def _check_period(value: str) -> str:
-    if not re.fullmatch("[0-9]{4}(-(0[1-9]|1[0-2]))?", value):
+    if not _PERIOD.fullmatch(value):
         raise ValueError("a tax period is a year YYYY or a month YYYY-MM")
     return value
 

@@ -12,9 +12,8 @@ the pattern stays.
 
 from __future__ import annotations
 
-import base64
+import functools
 import hashlib
-import hmac
 import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal, cast
@@ -281,8 +280,11 @@ KelurahanCode = Annotated[
 """Kemendagri code of one of Kota Malang's 57 kelurahan (35.73.0x.10yy)."""
 
 
+_THREE_DIGITS = re.compile("[0-9]{3}")
+
+
 def _check_rt_rw(value: str) -> str:
-    if not re.fullmatch("[0-9]{3}", value):
+    if not _THREE_DIGITS.fullmatch(value):
         raise ValueError("RT and RW numbers are 3 ASCII digits, zero-padded (e.g. 004)")
     return value
 
@@ -339,8 +341,11 @@ PastDate = Annotated[
 """A calendar date on which something happened (ISO 8601, YYYY-MM-DD), not in the future."""
 
 
+_RECORD_NO = re.compile("[A-Za-z0-9][A-Za-z0-9./_-]{2,63}")
+
+
 def _check_record_no(value: str) -> str:
-    if not re.fullmatch("[A-Za-z0-9][A-Za-z0-9./_-]{2,63}", value):
+    if not _RECORD_NO.fullmatch(value):
         raise ValueError(
             "a record number is 3-64 ASCII letters, digits and . / _ - starting with a letter "
             "or digit"
@@ -360,8 +365,11 @@ RecordNo = Annotated[
 """A record number of the producing system (application, permit, assessment, ticket)."""
 
 
+_PSEUDONYM = re.compile("[a-z2-7]{26}")
+
+
 def _check_pseudonym(value: str) -> str:
-    if not re.fullmatch("[a-z2-7]{26}", value):
+    if not _PSEUDONYM.fullmatch(value):
         raise ValueError(
             "a pseudonym is 26 characters a-z and 2-7 (base32 of a keyed hash; see "
             "schemas.common.pseudonym), never an identifier itself"
@@ -399,7 +407,30 @@ AccountId = Annotated[
 """Id of a city account in the super-app: a UUID, personal data once linked to a NIK."""
 
 
+_BASE32 = "abcdefghijklmnopqrstuvwxyz234567"  # RFC 4648 base32, lowercase
+_BASE32_PAIRS = tuple(a + b for a in _BASE32 for b in _BASE32)  # 10 bits -> 2 characters
+_BASE32_SHIFTS = tuple(range(120, -1, -10))
+
+
+@functools.lru_cache(maxsize=8)
+def _hmac_pads(key: bytes) -> tuple[Any, Any]:
+    """SHA-256 states after the key's inner and outer pads (RFC 2104): each pseudonym then
+    hashes only its message. OpenSSL 3 sets up a new HMAC in ~4 µs; copying these, ~0.8."""
+    block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+    return inner, outer
+
+
 def pseudonym(key: bytes, scheme: Scheme, value: str) -> str:
-    """The :data:`Pseudonym` of an identifier under the city's pseudonym key."""
-    digest = hmac.new(key, f"{scheme}:{value}".encode(), hashlib.sha256).digest()
-    return base64.b32encode(digest[:16]).decode().rstrip("=").lower()
+    """The :data:`Pseudonym` of an identifier under the city's pseudonym key.
+
+    ``base64.b32encode(hmac.digest(key, f"{scheme}:{value}", "sha256")[:16])``, lowercase,
+    without padding, written out: a backfill derives one per birth, and this takes ~1.5 µs
+    against ~10 (tests/schemas/test_common.py compares the two)."""
+    inner, outer = _hmac_pads(key)
+    inner, outer = inner.copy(), outer.copy()
+    inner.update(f"{scheme}:{value}".encode())
+    outer.update(inner.digest())
+    bits = int.from_bytes(outer.digest()[:16]) << 2  # 130 bits: 26 characters of 5 bits
+    return "".join([_BASE32_PAIRS[(bits >> shift) & 1023] for shift in _BASE32_SHIFTS])

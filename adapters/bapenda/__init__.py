@@ -9,6 +9,7 @@ correction is a new event. Amounts come as Indonesian text (``1.250.000``), date
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
@@ -108,6 +109,10 @@ IDENTITY_SCHEMES = {"NIK": "nik", "NIB": "nib"}
 
 _RUPIAH = re.compile(r"(?:[0-9]{1,3}(?:\.[0-9]{3})+|[0-9]+)(?:,0{1,2})?")
 _PAID_AT = "%d/%m/%Y %H:%M:%S"
+_PAID_AT_PLAIN = re.compile(
+    r"([0-9]{2})/([0-9]{2})/([0-9]{4}) ([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?", re.ASCII
+)
+_NOP_SEPARATORS = re.compile(r"[.\- ]")
 
 Row = Mapping[str, str]
 
@@ -126,6 +131,15 @@ def parse_amount(text: str) -> int:
 def parse_paid_at(text: str) -> datetime:
     """``05/01/2026 10:42:17`` (WIB; seconds optional) -> an aware datetime."""
     value = text.strip()
+    # The export's own form read by hand: strptime costs ~10 µs a row, this ~1.5. Whatever
+    # this does not take goes through strptime, so both read the same values the same way.
+    plain = _PAID_AT_PLAIN.fullmatch(value)
+    if plain is not None:
+        day, month, year, hour, minute, second = plain.groups()
+        with contextlib.suppress(ValueError):  # e.g. 31/02: strptime says why below
+            return datetime(
+                int(year), int(month), int(day), int(hour), int(minute), int(second or 0), 0, WIB
+            )
     for pattern in (_PAID_AT, "%d/%m/%Y %H:%M"):
         try:
             return datetime.strptime(value, pattern).replace(tzinfo=WIB)
@@ -151,12 +165,15 @@ def _lookup(table: Mapping[str, object], column: str, row: Row) -> object:
 
 def _nop(text: str) -> str | None:
     """``35.73.050.003.002-0045.0`` -> 18 digits; empty -> None (taxes not on a property)."""
-    digits = re.sub(r"[.\- ]", "", text.strip())
+    digits = _NOP_SEPARATORS.sub("", text.strip())
     return digits or None
 
 
-def map_payment(row: Row) -> PaymentReceived:
-    """One exported payment row -> its event. Raises ValueError or ContractViolation."""
+def map_payment(row: Row, *, paid_at: datetime | None = None) -> PaymentReceived:
+    """One exported payment row -> its event. Raises ValueError or ContractViolation.
+
+    ``paid_at``: ``tanggal_bayar`` as the source already read it (the record's time), so it is
+    not parsed twice; None parses it here (and says why it cannot be)."""
     return PaymentReceived.parse(
         {
             "payment_ref": row["nomor_bukti_bayar"].strip(),
@@ -169,13 +186,13 @@ def map_payment(row: Row) -> PaymentReceived:
             },
             "amount": parse_amount(row["jumlah_bayar"]),
             "channel": _lookup(CHANNELS, "saluran_bayar", row),
-            "paid_at": parse_paid_at(row["tanggal_bayar"]),
+            "paid_at": paid_at or parse_paid_at(row["tanggal_bayar"]),
         }
     )
 
 
 def _map_record(record: Record) -> PaymentReceived:
-    return map_payment(record.data)
+    return map_payment(record.data, paid_at=record.time)  # the source's _paid_at_or_none
 
 
 def source(

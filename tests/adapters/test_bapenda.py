@@ -56,6 +56,23 @@ def test_dates_are_day_first_in_wib() -> None:
             bapenda.parse_paid_at(bad)
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["05/01/2026 10:42:17", "31/12/2025 23:59:59", "29/02/2028 00:00", "5/1/2026 9:42:17"],
+)
+def test_dates_read_as_strptime_reads_them(text: str) -> None:
+    expected = datetime.strptime(
+        text, "%d/%m/%Y %H:%M:%S" if text.count(":") == 2 else "%d/%m/%Y %H:%M"
+    )
+    assert bapenda.parse_paid_at(f" {text} ") == expected.replace(tzinfo=bapenda.WIB)
+
+
+@pytest.mark.parametrize("text", ["29/02/2026 10:00", "05/01/2026 24:00", "05/01/2026 10:42:60"])
+def test_dates_that_do_not_exist_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="dd/mm/yyyy"):
+        bapenda.parse_paid_at(text)
+
+
 def test_a_pbb_row_maps_to_a_payment_on_its_nop() -> None:
     row = {
         **next(rows(1, seed=1)),

@@ -176,6 +176,7 @@ def test_sigkill_of_the_binlog_adapter_mid_stream_loses_and_repeats_nothing(
     create_indexed(mysql_url, redis_url)
     redis = SyncRedis.from_url(redis_url)
     rng = random.Random(13)
+    behind_at_a_kill = False
     with Writers(mysql_url, count=6, per_writer=400) as writers:
         for _ in range(4):
             proc = start_adapter(mysql_url, redis_url)
@@ -183,9 +184,12 @@ def test_sigkill_of_the_binlog_adapter_mid_stream_loses_and_repeats_nothing(
             time.sleep(rng.uniform(0.05, 0.3))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+            # Asked at each kill, not only at the end: an adapter that keeps up with writers
+            # slowed by a busy machine may have caught up by the time they finish.
+            behind_at_a_kill |= redis.xlen(STREAM) < len(committed(mysql_url))
         writers.join()
     expected = committed(mysql_url)
-    assert redis.xlen(STREAM) < len(expected), "the kills came too late to test anything"
+    assert behind_at_a_kill, "the kills came too late to test anything"
     final = start_adapter(mysql_url, redis_url)
     try:
         wait_for_all(redis, expected, final)

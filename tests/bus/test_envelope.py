@@ -108,6 +108,20 @@ def test_format_time_is_utc_milliseconds_with_z() -> None:
 
 
 @pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 1, 1, 0, 30, 0, 999999, tzinfo=timezone(timedelta(hours=7))),
+        datetime(999, 12, 31, 23, 59, 59, 1000, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999, tzinfo=timezone(timedelta(hours=5))),
+        datetime(2026, 6, 1, 12, 0, tzinfo=timezone(timedelta(hours=5, minutes=45))),
+    ],
+)
+def test_format_time_is_isoformat_in_milliseconds(moment: datetime) -> None:
+    expected = moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert format_time(moment) == expected
+
+
+@pytest.mark.parametrize(
     "time",
     [
         "2026-11-28T13:07:26.123Z",

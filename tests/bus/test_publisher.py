@@ -15,7 +15,8 @@ from importlib.resources import files
 import pytest
 from pydantic import BaseModel
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.connection import PythonRespSerializer
+from redis.exceptions import DataError, ResponseError
 
 from bus import functions, keys
 from bus.contracts import Contract
@@ -458,3 +459,42 @@ async def test_publish_many_writes_each_entry_with_its_own_fields_whatever_its_n
         assert [(k.decode(), v.decode()) for k, v in fields.items()] == list(
             envelope.to_fields().items()
         )
+
+
+def test_the_wire_arguments_are_the_fields_in_order_as_bytes(publisher: Publisher) -> None:
+    from bus.publisher import _wire  # noqa: PLC0415 - the private encoder publish_many uses
+
+    plain = publisher.envelope(died(), id="plain-1")
+    every = plain.with_attributes(
+        subject="s",
+        correlationid="c",
+        causationid="k",
+        traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        signature="sig",
+        signer="key-1",
+    )
+    extended = plain.with_attributes(extensions={"traceflag": "1"}, data='{"nik":"é"}')
+    for envelope in (plain, every, extended):
+        expected = [text.encode() for pair in envelope.to_fields().items() for text in pair]
+        assert _wire(envelope) == expected
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("FCALL", "simpul_1_publish", 2, b"k1", b"k2", b"\x00\xff", b""),
+        ("FCALL", "simpul_1_publish", 1, "k", "é", 7, -3, 0.5, 1e100),
+        ("EVAL", "return 1", 0),
+        ("XADD", "s", "*", "f", "v"),  # not a function call: redis-py's own packing
+    ],
+)
+def test_function_calls_pack_as_redis_py_packs_them(redis: Redis, args: tuple[object]) -> None:
+    connection = redis.connection_pool.make_connection()
+    usual = PythonRespSerializer(6000, connection.encoder.encode)
+    assert b"".join(connection.pack_command(*args)) == b"".join(usual.pack(*args))
+
+
+def test_a_function_argument_redis_py_refuses_is_still_refused(redis: Redis) -> None:
+    connection = redis.connection_pool.make_connection()
+    with pytest.raises(DataError, match="bool"):
+        connection.pack_command("FCALL", "simpul_1_publish", 1, True)

@@ -3,6 +3,9 @@ message (and never the value), regions, addresses, money, references and their J
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
@@ -295,6 +298,14 @@ def test_a_pseudonym_is_a_stable_keyed_hash() -> None:
     assert ref != pseudonym(key, "kk", MAN)  # the scheme is part of what is hashed
     assert TypeAdapter(Pseudonym).validate_python(ref) == ref
     assert MAN not in ref
+
+
+@pytest.mark.parametrize("value", [MAN, "", "3573031109263749", "é" * 40])
+def test_a_pseudonym_is_the_base32_of_the_first_half_of_an_hmac_sha256(value: str) -> None:
+    for key in (b"bench-pseudonym-key-0123456789abcdef", b"k" * 64, b"a longer key " * 9):
+        digest = hmac.new(key, f"nik:{value}".encode(), hashlib.sha256).digest()
+        expected = base64.b32encode(digest[:16]).decode().rstrip("=").lower()
+        assert pseudonym(key, "nik", value) == expected
 
 
 @pytest.mark.parametrize("value", [MAN, "WRZC36NYNECYOE6HKELR7ELWWQ", "wrzc36nynecyoe6hkelr7elww"])

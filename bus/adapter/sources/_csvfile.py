@@ -86,6 +86,7 @@ class _Reader:
 
     def __init__(self, drop: _Drop, fmt: _Format, start: list[Any] | None) -> None:
         self.drop, self.fmt = drop, fmt
+        self.name = drop.name  # once: a Path's name is worked out anew on each access
         self.raw = drop.path.open("rb")
         try:
             _sniff(self.raw.read(4))
@@ -157,16 +158,13 @@ class _Reader:
                 f"the row has {len(fields)} field(s), the header {len(self.header)} (split by "
                 f"{self.fmt.delimiter!r}): a value with an unquoted delimiter, or a cut line?",
             )
-        row = dict(zip(self.header, fields, strict=True))
+        row: dict[str, Any] = dict(zip(self.header, fields, strict=True))
         position = self._advance()
         fmt = self.fmt
-        return Record(
-            key=fmt.key(row),
-            version=fmt.version(row),
-            position=position,
-            data={**row, LOCATION: self._location(position)},
-            time=fmt.time(row) if fmt.time else None,
-        )
+        key, version = fmt.key(row), fmt.version(row)
+        time = fmt.time(row) if fmt.time else None
+        row[LOCATION] = self._location(position)  # after the key, version and time: not theirs
+        return Record(key=key, version=version, position=position, data=row, time=time)
 
     def _problem(self, fields: list[str], problem: str) -> Record:
         position = self._advance()
@@ -180,7 +178,7 @@ class _Reader:
 
     def _advance(self) -> list[Any]:
         self.row += 1
-        return [self.drop.name, self.drop.digest, self.row, self.lines.offset]
+        return [self.name, self.drop.digest, self.row, self.lines.offset]
 
     def _location(self, position: list[Any]) -> dict[str, Any]:
         return {"file": position[0], "digest": position[1], "row": position[2]}
@@ -201,6 +199,9 @@ def _column_value(spec: RowValue, what: str) -> Callable[[Row], str]:
     columns = (spec,) if isinstance(spec, str) else tuple(spec)
     if not columns:
         raise ConfigurationError(f"a CSV source needs at least one {what} column")
+    if len(columns) == 1:
+        [column] = columns
+        return lambda row: row[column].strip()
     return lambda row: "/".join(row[c].strip() for c in columns)
 
 

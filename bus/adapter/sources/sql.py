@@ -402,7 +402,13 @@ class SqlSource:
         self._check_shape(after)
         columns = ", ".join(self._quoted(c) for c in self.order_by)
         marks = ", ".join(self.db.placeholder for _ in self.order_by)
-        return f"WHERE {present} AND ({columns}) > ({marks})", [*params, *after]
+        # The first column's bound is implied by the row comparison, and it is what MariaDB
+        # starts its index range at: without it, each batch read the index from the start of
+        # the table up to its position (10,500 index reads for a batch of 500 halfway through
+        # 20,000 rows, so 40 µs of server CPU per row; bench/analysis.md).
+        first = f"{self._quoted(self.order_by[0])} >= {self.db.placeholder}"
+        where = f"WHERE {present} AND {first} AND ({columns}) > ({marks})"
+        return where, [*params, after[0], *after]
 
     def _check_shape(self, after: Position) -> None:
         if after is not None and (not isinstance(after, list) or len(after) != len(self.order_by)):
@@ -450,13 +456,15 @@ def _checked(identifier: str) -> str:
 
 def _text(value: Any) -> str:
     """A key or version as text; NULL becomes "" so the runner quarantines the record."""
+    if type(value) is str:  # the common cases first: twice a row
+        return value
     if value is None:
         return ""
-    return str(value) if isinstance(value, int | str) else str(jsonable(value))
+    return str(value) if isinstance(value, (int, str)) else str(jsonable(value))
 
 
 def _position(value: Any) -> Any:
-    return value if isinstance(value, int | float | str) else jsonable(value)
+    return value if isinstance(value, (int, float, str)) else jsonable(value)
 
 
 def _pg_quoted(identifier: str) -> str:
