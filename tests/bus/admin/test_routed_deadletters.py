@@ -297,3 +297,30 @@ async def test_unknown_inboxes_and_groups_are_clear_errors(routed: RoutedServer)
     assert await letters.entries("dukcapil.citizen", "dinsos") == []
     for redis in (admin, monitor):
         await redis.aclose()
+
+
+async def test_the_dashboard_lists_inbox_dead_letters_under_their_subscription(
+    routed: RoutedServer,
+) -> None:
+    from services.monitor import Monitor, MonitorSettings  # noqa: PLC0415 - this test only
+
+    dinsos = Flaky()
+    dead_id = await _dead_lettered_with_router_stopped(routed, dinsos)
+    redis = routed.connect("monitor")
+    settings = MonitorSettings(services="", refresh_s=0.2, token="t" * 16)
+    monitor = Monitor(redis, settings=settings)
+    monitor.letters = DeadLetters(redis, keyring=keyring(), signatures=True)
+    for asked in ({}, {"stream": "dukcapil.citizen", "group": "dinsos"}, {"stream": INBOX}):
+        listed = await monitor.dead_letters(**asked)
+        [queue] = listed["queues"]
+        assert (queue["stream"], queue["aggregate"], queue["group"]) == (
+            INBOX,
+            "dukcapil.citizen",
+            "dinsos",
+        ), asked
+        assert [d["id"] for d in queue["dead_letters"]] == [dead_id]
+    refs, depth = await monitor.group_refs(INBOX, "dinsos")
+    assert (refs, depth) == ([DeadLetterRef(INBOX, "dinsos", dead_id)], 1)
+    report = await monitor.replay(refs)
+    assert report.ok, report.as_dict()
+    await redis.aclose()
