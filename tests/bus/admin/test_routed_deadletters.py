@@ -273,6 +273,10 @@ async def test_intake_refusals_are_listed_but_never_replayed_or_purged(
     assert (await letters.plan_purge()).total == 0
     with pytest.raises(ConfigurationError, match="read-only"):
         await letters.plan_purge(keys.intake("adapter-dukcapil"))
+    with pytest.raises(ConfigurationError, match="read-only"):
+        await letters.plan_purge(ids=[letter.ref.entry_id])
+    purged = await cli(routed, "monitor", "dlq", "purge", "--id", letter.ref.entry_id, "--yes")
+    assert purged.exit_code == 2 and "read-only evidence" in purged.output, purged.output
     result = await cli(routed, "monitor", "dlq", "replay", "--id", letter.ref.entry_id, "--yes")
     assert result.exit_code == 1 and "read-only evidence" in result.output, result.output
     listed = await cli(routed, "monitor", "dlq", "list")
