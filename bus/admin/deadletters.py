@@ -266,6 +266,16 @@ class DeadLetterRef:
     def __str__(self) -> str:
         return f"{self.key} {self.entry_id}"
 
+    @staticmethod
+    def source_of(name: str) -> str:
+        """:func:`source_key` for callers importing only ``bus.admin`` (the monitor)."""
+        return source_key(name)
+
+    @staticmethod
+    def queue_key(source: str, group: str) -> str:
+        """:func:`dead_letter_key` for callers importing only ``bus.admin`` (the monitor)."""
+        return dead_letter_key(source, group)
+
     @property
     def kind(self) -> str:
         """``stream``, ``inbox`` (routed delivery) or ``intake`` (the router's refusals)."""

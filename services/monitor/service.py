@@ -57,7 +57,6 @@ from bus.admin import (
     render_flow_svg,
     stream_key,
 )
-from bus.admin.deadletters import dead_letter_key, source_key
 from services.monitor.throughput import Throughput
 from services.monitor.web import build
 
@@ -320,9 +319,9 @@ class Monitor:
             and (group is None or i.group == group)
             and (stream is None or _inbox_of(i.key, stream))
         ]
-        if stream is not None and keys.is_inbox(source_key(stream)):
+        if stream is not None and keys.is_inbox(DeadLetterRef.source_of(stream)):
             if not inboxes:
-                raise UnknownStream(f"no dead letters in inbox {source_key(stream)}")
+                raise UnknownStream(f"no dead letters in inbox {DeadLetterRef.source_of(stream)}")
             return inboxes
         if stream is not None:
             key = stream_key(stream)
@@ -435,10 +434,10 @@ class Monitor:
     ) -> tuple[list[DeadLetterRef], int]:
         """The oldest dead letters of ``group`` on ``stream`` (at most :data:`MAX_REPLAY`, with
         ids up to ``upto`` if given: those the operator saw), and how many the group has."""
-        key = source_key(stream)  # a department stream, or an inbox (routed delivery)
+        key = DeadLetterRef.source_of(stream)  # a department stream, or an inbox (routed delivery)
         if upto is not None:
             upto = DeadLetterRef.from_dict({"stream": key, "group": group, "id": upto}).entry_id
-        dead = dead_letter_key(key, group)
+        dead = DeadLetterRef.queue_key(key, group)
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.xrange(dead, max=upto or "+", count=MAX_REPLAY)
@@ -504,6 +503,6 @@ def _signature(snap: BusSnapshot) -> str:
 
 def _inbox_of(inbox: str, stream: str) -> bool:
     """Whether ``inbox`` is the inbox ``stream`` names, or one of the department stream's."""
-    named = source_key(stream)
+    named = DeadLetterRef.source_of(stream)
     found = keys.inbox_of(inbox)
     return inbox == named or (found is not None and found[0] == named)
