@@ -32,7 +32,8 @@ from bus.publisher import Publisher, Retention
 from bus.settings import Settings
 
 dlq_app = typer.Typer(
-    help="Dead letters: list, show, replay, purge (what services gave up on).",
+    help="Dead letters: list, show, replay, purge (what services gave up on, on department "
+    "streams and inboxes; what the router refused, read-only).",
     no_args_is_help=True,
 )
 group_app = typer.Typer(help="Consumer groups: move a group's position.", no_args_is_help=True)
@@ -277,6 +278,10 @@ _REPLAY_HELP = "\n\n".join(
         "--to stream: a new entry with the same event (same id) for every group of the stream; "
         "once=True handlers that completed it skip it (for SIMPUL_DEDUPE_TTL_MS), other handlers "
         "run again. A deleted stream is recreated only with --recreate-stream.",
+        "Inboxes (routed delivery, e.g. dinsos/dukcapil.citizen): only their group reads them, so "
+        "either target reaches that group alone; --to group adds a new inbox entry once the "
+        "router has trimmed the original. The router's refusals of a producer's events "
+        "(intakes) are read-only and never replayed.",
     )
 )
 
