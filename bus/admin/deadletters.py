@@ -904,10 +904,17 @@ class DeadLetters:
             consumer,
             str(_DUE_NOW_IDLE_MS),
         ]
+        if ref.kind == "inbox" and to is Target.STREAM:
+            why = await self._arrives_stale(ref)
+            if why is not None:
+                return ReplayResult(ref, Outcome.REFUSED, to, None, why)
         code_b, entry_b = await self._replay(keys=[ref.key, ref.stream], args=args)
         code, entry = code_b.decode(), (entry_b.decode() or None)
         if code == "trimmed" and ref.kind == "inbox":
             # Only the group reads its inbox: a new entry there reaches it alone.
+            why = await self._arrives_stale(ref)
+            if why is not None:
+                return ReplayResult(ref, Outcome.REFUSED, to, entry, why)
             args[1] = Target.STREAM.value
             code_b, entry_b = await self._replay(keys=[ref.key, ref.stream], args=args)
             code, new = code_b.decode(), (entry_b.decode() or None)
@@ -915,6 +922,29 @@ class DeadLetters:
                 return self._readded(ref, to, entry, new, dry_run)
             entry = new
         return self._result(ref, to, code, entry, dry_run)
+
+    async def _arrives_stale(self, ref: DeadLetterRef) -> str | None:
+        """Why a new inbox entry of this dead letter, arriving now, would be refused by the
+        service as ``stale_event`` (signed longer than the keyring's ``max_age`` ago); None
+        if it would not (or nothing is verified)."""
+        if not self.signatures or self.keyring is None:
+            return None
+        found: Any = await self.redis.xrange(ref.key, min=ref.entry_id, max=ref.entry_id)
+        if not found:
+            return None
+        fields = original_fields(found[0][1])
+        try:
+            envelope = Envelope.from_fields(fields)
+        except DecodeError:
+            return None  # verify() said so already
+        rejection = self.keyring.check(envelope, fields, None)
+        if rejection is None or rejection.reason.value != "stale_event":
+            return None
+        return (
+            f"stale_event: added to the inbox now, the service would refuse it "
+            f"({mask_text(rejection.error)}); only the original entry could be handed back, "
+            "and the router trimmed it"
+        )
 
     @staticmethod
     def _readded(
@@ -1057,7 +1087,10 @@ def _refusal(code: str, to: Target, stream: str, group: str, entry: str | None) 
         "no_stream": f"stream {stream} no longer exists, so group {group} has nothing to re-read; "
         "replay to the stream (--to stream --recreate-stream) instead",
         "no_group": f"group {group} no longer exists on {stream}; replay to the stream "
-        "(--to stream) if the other groups should get the event",
+        "(--to stream) if the other groups should get the event"
+        if not keys.is_inbox(stream)
+        else f"group {group} no longer exists on its inbox {stream}: start the service (it "
+        "creates its group and reads the inbox), then replay",
         "trimmed": f"the original entry {entry} was trimmed from {stream}; only a new entry can "
         "carry it, which every group gets: replay with --to stream",
         "mismatch": f"entry {entry} of {stream} is another event than this dead letter's",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 
 import pytest
 from redis.asyncio import Redis
@@ -27,9 +28,10 @@ from bus.admin.deadletters import (
 from bus.admin.streams import UnknownGroup, UnknownStream
 from bus.cli.app import app
 from bus.errors import ConfigurationError
+from bus.signing import KeyRing
 from bus.testing import quick_settings, wait_until
 from schemas.dukcapil import CitizenDied
-from tests.bus.routed import ADMIN, ROOT, RoutedServer, keyring, running, signer
+from tests.bus.routed import ADMIN, ROOT, TOPOLOGY, RoutedServer, keyring, running, signer
 
 CITIZEN = keys.stream("dukcapil.citizen")
 INBOX = keys.inbox(CITIZEN, "dinsos")
@@ -328,3 +330,26 @@ async def test_the_dashboard_lists_inbox_dead_letters_under_their_subscription(
     report = await monitor.replay(refs)
     assert report.ok, report.as_dict()
     await redis.aclose()
+
+
+async def test_a_new_inbox_entry_the_service_would_refuse_as_stale_is_not_added(
+    routed: RoutedServer,
+) -> None:
+    """A new inbox entry arrives when it is added: later than the keyring's max_age after the
+    router signed it, the service would dead-letter it again as stale_event. The original,
+    handed back, arrived in time."""
+    dinsos = Flaky()
+    dead_id = await _dead_lettered_with_router_stopped(routed, dinsos)
+    monitor = routed.connect("monitor")
+    strict = KeyRing(TOPOLOGY.signing_keys(), max_age=timedelta(seconds=1))
+    letters = DeadLetters(monitor, keyring=strict, signatures=True)
+    ref = DeadLetterRef(INBOX, "dinsos", dead_id)
+    await asyncio.sleep(1.5)
+    [stale] = (await letters.replay([ref], to=Target.STREAM)).results
+    assert stale.outcome is Outcome.REFUSED and stale.detail.startswith("stale_event"), stale
+    [handed] = (await letters.replay([ref])).results
+    assert handed.outcome is Outcome.REPLAYED, handed
+    admin = routed.connect(ADMIN)
+    assert await admin.xlen(INBOX) == 1  # no new entry was added
+    for redis in (admin, monitor):
+        await redis.aclose()
