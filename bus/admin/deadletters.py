@@ -50,6 +50,18 @@ target only: the stream is created with the replayed entry; services recreate th
 
 **Masking.** Lists and details never show personal data unless ``reveal=True`` (which is
 logged): payloads, subjects and the values ``dlq.error`` quotes are masked by the one rule of
+``bus.privacy``.
+
+**Routed delivery** (docs/decisions/0011). A service's dead letters are then those of its inbox,
+``simpul:inbox:{<group>/<dept>.<aggregate>}:dlq:<group>``; they are listed, shown, replayed and
+purged like a department stream's (a ref's ``stream`` is then the inbox key). Only the group
+reads its inbox, so both targets reach that group alone: ``Target.GROUP`` hands the original
+inbox entry back (``XCLAIM``) while it is still there, and once the router trimmed it (it trims
+what the group acked, every few seconds) adds the dead letter's fields to the inbox as a new
+entry; ``Target.STREAM`` always adds the new entry. The signature checked is the router's
+(decision 0012), exactly as the service checks it. What the router refused from a producer,
+``simpul:intake:{<principal>}:dlq`` (group ``router``), is listed and shown read-only: a
+refusal replayed would be refused again, so replay refuses it, and purge leaves it as evidence.
 """
 
 from __future__ import annotations
@@ -77,10 +89,8 @@ from bus.admin.positions import (
 from bus.admin.streams import (
     UnknownGroup,
     UnknownStream,
-    _split_dead_letter_key,
-    dead_letter_keys,
     group_names,
-    stream_key,
+    scan,
 )
 from bus.connection import TRANSIENT, simpul_error
 from bus.contracts import Registry, default_registry
@@ -111,6 +121,8 @@ __all__ = [
     "ReplayReport",
     "ReplayResult",
     "Target",
+    "dead_letter_key",
+    "source_key",
 ]
 
 _log = get_logger("bus.admin.deadletters")
@@ -128,6 +140,90 @@ class ReplaySettings(ComponentSettings):
 
     signatures: str = Field(default="on", validation_alias="SIMPUL_SIGNATURES")
     keyring_file: str | None = Field(default=None, validation_alias="SIMPUL_KEYRING_FILE")
+
+
+# -- where dead letters live ---------------------------------------------------------------------
+
+
+def source_key(name: str) -> str:
+    """What an operator names -> the key dead letters hang off: a department stream or partition
+    (``dukcapil.citizen``, ``dukcapil.citizen.p3`` or the key), an inbox (its key, or
+    ``<group>/<dept>.<aggregate>``) or an intake (its key). ConfigurationError otherwise."""
+    if keys.is_inbox(name) or keys.intake_owner(name) is not None:
+        return name
+    group, sep, rest = name.partition("/")
+    inner = keys.stream_named(rest) if sep and group else None
+    if inner is not None:
+        return keys.inbox(inner, group)
+    found = keys.stream_named(name)
+    if found is not None:
+        return found
+    raise ConfigurationError(
+        f"{name[:80]!r} is not a stream: give an aggregate (dukcapil.citizen), a stream key "
+        "(simpul:{dukcapil.citizen}), an inbox (dinsos/dukcapil.citizen or "
+        "simpul:inbox:{dinsos/dukcapil.citizen}) or an intake (simpul:intake:{adapter-dukcapil})"
+    )
+
+
+def kind_of(source: str) -> str:
+    """``inbox``, ``intake`` or ``stream`` (a department stream or partition)."""
+    if keys.is_inbox(source):
+        return "inbox"
+    return "intake" if keys.intake_owner(source) is not None else "stream"
+
+
+def dead_letter_key(source: str, group: str) -> str:
+    """The dead-letter stream of ``group`` on ``source``; an intake has one, the router's."""
+    owner = keys.intake_owner(source)
+    if owner is not None:
+        return keys.intake_dead_letters(owner)
+    return keys.dead_letters(source, group)
+
+
+def _split(key: str) -> tuple[str, str] | None:
+    """A dead-letter key -> (its source, its group); None for other keys."""
+    if key.endswith(":dlq") and keys.intake_owner(key[: -len(":dlq")]) is not None:
+        return key[: -len(":dlq")], keys.ROUTER_GROUP
+    source, sep, group = key.rpartition(":dlq:")
+    if not sep or not group or not (keys.is_stream(source) or keys.is_inbox(source)):
+        return None
+    return source, group
+
+
+def _patterns(source: str | None, group: str | None) -> list[str]:
+    """SCAN patterns of the dead-letter streams of ``source`` (all if None), of ``group``. A
+    department stream's include its inboxes' (routed delivery: that is where its groups are)."""
+    g = group or "*"
+    intakes = [f"{keys.INTAKES}{{*}}:dlq"] if group in (None, keys.ROUTER_GROUP) else []
+    if source is None:
+        return [f"{keys.PREFIX}:{{*}}:dlq:{g}", f"{keys.INBOXES}{{*}}:dlq:{g}", *intakes]
+    match kind_of(source):
+        case "intake":
+            return [dead_letter_key(source, keys.ROUTER_GROUP)] if intakes else []
+        case "inbox":
+            return [f"{source}:dlq:{g}"]
+    name = source[len(keys.PREFIX) + 2 : -1]
+    return [f"{source}:dlq:{g}", f"{keys.INBOXES}{{{g}/{name}}}:dlq:{g}"]
+
+
+def _belongs(source: str, selected: str | None) -> bool:
+    """Whether dead letters of ``source`` are among those of ``selected`` (None: all)."""
+    if selected is None or source == selected:
+        return True
+    found = keys.inbox_of(source)
+    return found is not None and found[0] == selected
+
+
+async def _dead_letter_keys(redis: Redis, source: str | None, group: str | None) -> list[str]:
+    found: set[str] = set()
+    for pattern in _patterns(source, group):
+        async for batch in scan(redis, pattern, 1000):
+            found.update(_texts(batch))
+    return sorted(found)
+
+
+def _texts(batch: Iterable[bytes | str]) -> list[str]:
+    return [k.decode() if isinstance(k, bytes) else k for k in batch]
 
 
 class NotFound(SimpulError):
@@ -165,10 +261,25 @@ class DeadLetterRef:
 
     @property
     def key(self) -> str:
-        return keys.dead_letters(self.stream, self.group)
+        return dead_letter_key(self.stream, self.group)
 
     def __str__(self) -> str:
         return f"{self.key} {self.entry_id}"
+
+    @staticmethod
+    def source_of(name: str) -> str:
+        """:func:`source_key` for callers importing only ``bus.admin`` (the monitor)."""
+        return source_key(name)
+
+    @staticmethod
+    def queue_key(source: str, group: str) -> str:
+        """:func:`dead_letter_key` for callers importing only ``bus.admin`` (the monitor)."""
+        return dead_letter_key(source, group)
+
+    @property
+    def kind(self) -> str:
+        """``stream``, ``inbox`` (routed delivery) or ``intake`` (the router's refusals)."""
+        return kind_of(self.stream)
 
     def as_dict(self) -> dict[str, str]:
         return {"stream": self.stream, "group": self.group, "id": self.entry_id}
@@ -176,14 +287,15 @@ class DeadLetterRef:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DeadLetterRef:
         """The ref back from :meth:`as_dict` (e.g. a dashboard's request body); the stream may
-        be an aggregate name too. Raises ConfigurationError for anything else."""
+        be an aggregate name, or an inbox's short name, too. Raises ConfigurationError for
+        anything else."""
         try:
             stream, group, entry_id = (str(data[name]) for name in ("stream", "group", "id"))
         except KeyError as exc:
             raise ConfigurationError(f"a dead-letter ref needs {exc}") from None
         if not _ENTRY_ID.match(entry_id) or not group:
             raise ConfigurationError(f"not a dead-letter ref: group {group!r}, id {entry_id!r}")
-        return cls(stream_key(stream), group, entry_id if "-" in entry_id else f"{entry_id}-0")
+        return cls(source_key(stream), group, entry_id if "-" in entry_id else f"{entry_id}-0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,11 +311,12 @@ class Queue:
 
     @property
     def key(self) -> str:
-        return keys.dead_letters(self.stream, self.group)
+        return dead_letter_key(self.stream, self.group)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "stream": self.stream,
+            "kind": kind_of(self.stream),
             "group": self.group,
             "key": self.key,
             "length": self.length,
@@ -230,6 +343,7 @@ class DeadLetter:
     def as_dict(self) -> dict[str, Any]:
         return {
             **self.ref.as_dict(),
+            "kind": self.ref.kind,
             "reason": self.reason,
             "error": self.error,
             "attempts": self.attempts,
@@ -329,7 +443,7 @@ class PurgeStep:
 
     @property
     def key(self) -> str:
-        return keys.dead_letters(self.stream, self.group)
+        return dead_letter_key(self.stream, self.group)
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,12 +509,16 @@ class DeadLetters:
             raise simpul_error(exc) from exc
 
     async def _queues(self, stream: str | None, group: str | None) -> list[Queue]:
-        stream = stream_key(stream) if stream else None
-        if stream is not None:
-            await self._check(stream, group)
-        found = await dead_letter_keys(self.redis, stream, group)
-        named = [(key, _split_dead_letter_key(key)) for key in found]
-        pairs = [(key, parts) for key, parts in named if parts is not None]
+        source = source_key(stream) if stream else None
+        if source is not None:
+            await self._check(source, group)
+        found = await _dead_letter_keys(self.redis, source, group)
+        named = [_split(key) for key in found]
+        pairs = [
+            (dead_letter_key(*parts), parts)
+            for parts in named
+            if parts is not None and _belongs(parts[0], source)
+        ]
         async with self.redis.pipeline(transaction=False) as pipe:
             for key, (origin, _) in pairs:
                 pipe.xlen(key)
@@ -424,20 +542,37 @@ class DeadLetters:
                 )
         return queues
 
-    async def _check(self, stream: str, group: str | None) -> None:
-        """Raise UnknownStream/UnknownGroup for names neither Redis nor its dead letters know."""
-        dead = {key.rpartition(":dlq:")[2] for key in await dead_letter_keys(self.redis, stream)}
-        exists = bool(await self.redis.exists(stream))
+    async def _check(self, source: str, group: str | None) -> None:
+        """Raise UnknownStream/UnknownGroup for names neither Redis nor its dead letters know.
+        A department stream's groups include those of its inboxes (routed delivery)."""
+        found = [_split(key) for key in await _dead_letter_keys(self.redis, source, None)]
+        dead = {parts[1] for parts in found if parts is not None and _belongs(parts[0], source)}
+        exists = bool(await self.redis.exists(source))
+        kind = kind_of(source)
         if not exists and not dead:
             raise UnknownStream(
-                f"unknown stream {stream}: it does not exist and has no dead letters"
+                f"unknown {kind} {source}: it does not exist and has no dead letters"
             )
-        if group is not None and group not in dead:
-            known = sorted(set(await group_names(self.redis, stream)) | dead)
-            if group not in known:
-                raise UnknownGroup(
-                    f"unknown group {group!r} on {stream} (groups: {', '.join(known) or 'none'})"
-                )
+        if group is None or group in dead:
+            return
+        if kind == "stream":
+            inboxes = f"{keys.INBOXES}{{*/{source[len(keys.PREFIX) + 2 : -1]}}}"
+            mine = [
+                keys.inbox_of(key)
+                async for batch in scan(self.redis, inboxes, 1000)
+                for key in _texts(batch)
+            ]
+            known = set(await group_names(self.redis, source)) | dead
+            known |= {m[1] for m in mine if m is not None and m[0] == source}
+        elif kind == "inbox":
+            known = {keys.inbox_of(source)[1]}  # type: ignore[index]
+        else:
+            known = {keys.ROUTER_GROUP}
+        if group not in known:
+            raise UnknownGroup(
+                f"unknown group {group!r} on {source} "
+                f"(groups: {', '.join(sorted(known)) or 'none'})"
+            )
 
     async def entries(
         self,
@@ -497,7 +632,7 @@ class DeadLetters:
             if r
         ]
         if not hits:
-            where = f" of {stream_key(stream)}" if stream else ""
+            where = f" of {source_key(stream)}" if stream else ""
             where += f" in group {group}" if group else ""
             raise NotFound(f"no dead letter {entry_id}{where}")
         if len(hits) > 1:
@@ -623,12 +758,17 @@ class DeadLetters:
         ids: Sequence[str] = (),
     ) -> list[DeadLetterRef]:
         """Refs of the dead letters of a stream/group (or all), or of the given entry ids in
-        them. Unknown ids raise NotFound."""
+        them. Unknown ids raise NotFound. The router's refusals (intakes) are selected only by
+        id or by naming the intake: they cannot be replayed or purged, and "all" means what
+        can."""
         if ids:
             return [await self.find(entry_id, stream, group) for entry_id in dict.fromkeys(ids)]
         refs: list[DeadLetterRef] = []
+        explicit = stream is not None and kind_of(source_key(stream)) == "intake"
         try:
             for queue in await self._queues(stream, group):
+                if kind_of(queue.stream) == "intake" and not explicit:
+                    continue
                 start = "-"
                 while True:
                     page: Any = await self.redis.xrange(queue.key, min=start, count=_PAGE)
@@ -744,6 +884,8 @@ class DeadLetters:
     async def _replay_one(
         self, ref: DeadLetterRef, to: Target, dry_run: bool, recreate: bool
     ) -> ReplayResult:
+        if ref.kind == "intake":
+            return ReplayResult(ref, Outcome.REFUSED, to, None, _INTAKE_REFUSAL)
         why = await self.verify(ref)
         if why is not None:
             return ReplayResult(ref, Outcome.REFUSED, to, None, why)
@@ -762,9 +904,60 @@ class DeadLetters:
             consumer,
             str(_DUE_NOW_IDLE_MS),
         ]
+        if ref.kind == "inbox" and to is Target.STREAM:
+            why = await self._arrives_stale(ref)
+            if why is not None:
+                return ReplayResult(ref, Outcome.REFUSED, to, None, why)
         code_b, entry_b = await self._replay(keys=[ref.key, ref.stream], args=args)
         code, entry = code_b.decode(), (entry_b.decode() or None)
+        if code == "trimmed" and ref.kind == "inbox":
+            # Only the group reads its inbox: a new entry there reaches it alone.
+            why = await self._arrives_stale(ref)
+            if why is not None:
+                return ReplayResult(ref, Outcome.REFUSED, to, entry, why)
+            args[1] = Target.STREAM.value
+            code_b, entry_b = await self._replay(keys=[ref.key, ref.stream], args=args)
+            code, new = code_b.decode(), (entry_b.decode() or None)
+            if code in ("replayed", "would"):
+                return self._readded(ref, to, entry, new, dry_run)
+            entry = new
         return self._result(ref, to, code, entry, dry_run)
+
+    async def _arrives_stale(self, ref: DeadLetterRef) -> str | None:
+        """Why a new inbox entry of this dead letter, arriving now, would be refused by the
+        service as ``stale_event`` (signed longer than the keyring's ``max_age`` ago); None
+        if it would not (or nothing is verified)."""
+        if not self.signatures or self.keyring is None:
+            return None
+        found: Any = await self.redis.xrange(ref.key, min=ref.entry_id, max=ref.entry_id)
+        if not found:
+            return None
+        fields = original_fields(found[0][1])
+        try:
+            envelope = Envelope.from_fields(fields)
+        except DecodeError:
+            return None  # verify() said so already
+        rejection = self.keyring.check(envelope, fields, None)
+        if rejection is None or rejection.reason.value != "stale_event":
+            return None
+        return (
+            f"stale_event: added to the inbox now, the service would refuse it "
+            f"({mask_text(rejection.error)}); only the original entry could be handed back, "
+            "and the router trimmed it"
+        )
+
+    @staticmethod
+    def _readded(
+        ref: DeadLetterRef, to: Target, original: str | None, entry: str | None, dry_run: bool
+    ) -> ReplayResult:
+        verb = "would be" if dry_run else "was"
+        detail = (
+            f"the original entry {original} is no longer in inbox {ref.stream} (the router trims "
+            f"what the group acked): the event {verb} added to it as a new entry"
+            f"{f' {entry}' if entry else ''}, which only group {ref.group} reads"
+        )
+        done = Outcome.WOULD_REPLAY if dry_run else Outcome.REPLAYED
+        return ReplayResult(ref, done, to, entry, detail)
 
     @staticmethod
     def _result(
@@ -774,6 +967,12 @@ class DeadLetters:
         done = Outcome.WOULD_REPLAY if dry_run else Outcome.REPLAYED
         verb = "would be" if dry_run else "was"
         match code:
+            case "replayed" | "would" if to is Target.STREAM and ref.kind == "inbox":
+                detail = (
+                    f"{verb} added to inbox {stream} as a new entry{f' {entry}' if entry else ''} "
+                    f"(only group {group} reads it)"
+                )
+                return ReplayResult(ref, done, to, entry, detail)
             case "replayed" | "would" if to is Target.STREAM:
                 detail = (
                     f"{verb} added to {stream} as a new entry{f' {entry}' if entry else ''} "
@@ -819,8 +1018,12 @@ class DeadLetters:
         ``older_than`` ago, or (neither) every dead letter present now — not ones added later."""
         if ids and older_than is not None:
             raise ConfigurationError("purge by ids or by age, not both")
+        if stream is not None and kind_of(source_key(stream)) == "intake":
+            raise ConfigurationError(_INTAKE_PURGE)
         if ids:
             refs = await self.select(stream, group, ids)
+            if any(ref.kind == "intake" for ref in refs):
+                raise ConfigurationError(_INTAKE_PURGE)
             by_queue: dict[tuple[str, str], list[str]] = {}
             for ref in refs:
                 by_queue.setdefault((ref.stream, ref.group), []).append(ref.entry_id)
@@ -832,6 +1035,8 @@ class DeadLetters:
             queues = await self._queues(stream, group)
             steps = []
             for queue in queues:
+                if kind_of(queue.stream) == "intake":  # evidence: never purged from here
+                    continue
                 if older_than is None:
                     assert queue.last_id is not None
                     minid, count = _after(queue.last_id), queue.length
@@ -860,6 +1065,17 @@ class DeadLetters:
         return gone
 
 
+_INTAKE_REFUSAL = (
+    "the router refused this event from its producer at admission (dlq.reason says why): "
+    "replayed, it would be refused again; intake refusals are read-only evidence: fix the "
+    "producer and have it publish the event again"
+)
+_INTAKE_PURGE = (
+    "the router's refusals (simpul:intake:{<principal>}:dlq) are read-only evidence of what a "
+    "producer sent: simpul dlq does not purge them"
+)
+
+
 def _refusal(code: str, to: Target, stream: str, group: str, entry: str | None) -> str:
     """Why the replay script refused, and what to do instead."""
     if code == "no_stream" and to is Target.STREAM:
@@ -871,7 +1087,10 @@ def _refusal(code: str, to: Target, stream: str, group: str, entry: str | None) 
         "no_stream": f"stream {stream} no longer exists, so group {group} has nothing to re-read; "
         "replay to the stream (--to stream --recreate-stream) instead",
         "no_group": f"group {group} no longer exists on {stream}; replay to the stream "
-        "(--to stream) if the other groups should get the event",
+        "(--to stream) if the other groups should get the event"
+        if not keys.is_inbox(stream)
+        else f"group {group} no longer exists on its inbox {stream}: start the service (it "
+        "creates its group and reads the inbox), then replay",
         "trimmed": f"the original entry {entry} was trimmed from {stream}; only a new entry can "
         "carry it, which every group gets: replay with --to stream",
         "mismatch": f"entry {entry} of {stream} is another event than this dead letter's",

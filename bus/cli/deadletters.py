@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from bus import keys
 from bus.admin import deadletters, groups, positions, streams
 from bus.admin.trim import TrimPlan, TrimRefused, plan_trim, retention_age
 from bus.admin.trim import trim as trim_stream
@@ -31,7 +32,8 @@ from bus.publisher import Publisher, Retention
 from bus.settings import Settings
 
 dlq_app = typer.Typer(
-    help="Dead letters: list, show, replay, purge (what services gave up on).",
+    help="Dead letters: list, show, replay, purge (what services gave up on, on department "
+    "streams and inboxes; what the router refused, read-only).",
     no_args_is_help=True,
 )
 group_app = typer.Typer(help="Consumer groups: move a group's position.", no_args_is_help=True)
@@ -44,7 +46,11 @@ Yes = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmat
 DryRun = Annotated[bool, typer.Option("--dry-run", help="say what would happen; change nothing")]
 StreamArg = Annotated[
     str | None,
-    typer.Argument(help="stream: an aggregate (dukcapil.citizen) or its key; omit for all"),
+    typer.Argument(
+        help="stream: an aggregate (dukcapil.citizen, with its services' inboxes) or its key; "
+        "an inbox (dinsos/dukcapil.citizen or its key); an intake's key (its refusals, "
+        "read-only); omit for all"
+    ),
 ]
 GroupOpt = Annotated[str | None, typer.Option("--group", "-g", help="only this group's")]
 Ids = Annotated[list[str] | None, typer.Option("--id", help="dead-letter entry id (repeatable)")]
@@ -89,6 +95,11 @@ def _confirm(question: str, yes: bool) -> None:
 
 
 def _aggregate(stream: str) -> str:
+    """How a list names where a dead letter waits, in a form the commands accept back:
+    ``dukcapil.citizen``, an inbox as ``dinsos/dukcapil.citizen``, an intake by its key."""
+    found = keys.inbox_of(stream)
+    if found is not None:
+        return f"{found[1]}/{_aggregate(found[0])}"
     return stream.removeprefix("simpul:{").removesuffix("}")
 
 
@@ -143,7 +154,8 @@ def list_(
         return
     table = Table(title=f"dead letters: {total} in {len(queues)} group(s), {len(entries)} shown")
     table.add_column("id", no_wrap=True)  # copied into `simpul dlq show`: never cut
-    for column in ("stream", "group", "reason", "tries", "type", "dead-lettered (UTC)", "error"):
+    table.add_column("stream", overflow="fold")  # copied into the commands: never cut
+    for column in ("group", "reason", "tries", "type", "dead-lettered (UTC)", "error"):
         table.add_column(column)
     for e in entries:
         when = (e.dead_lettered_at or "")[:19].replace("T", " ")
@@ -266,6 +278,10 @@ _REPLAY_HELP = "\n\n".join(
         "--to stream: a new entry with the same event (same id) for every group of the stream; "
         "once=True handlers that completed it skip it (for SIMPUL_DEDUPE_TTL_MS), other handlers "
         "run again. A deleted stream is recreated only with --recreate-stream.",
+        "Inboxes (routed delivery, e.g. dinsos/dukcapil.citizen): only their group reads them, so "
+        "either target reaches that group alone; --to group adds a new inbox entry once the "
+        "router has trimmed the original. The router's refusals of a producer's events "
+        "(intakes) are read-only and never replayed.",
     )
 )
 

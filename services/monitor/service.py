@@ -308,11 +308,26 @@ class Monitor:
     def _queues(
         self, snap: BusSnapshot, stream: str | None, group: str | None
     ) -> list[tuple[str, str, str, int]]:
-        """(stream key, aggregate, group, depth) of the non-empty dead-letter streams asked."""
+        """(stream key, aggregate, group, depth) of the non-empty dead-letter streams asked;
+        under routed delivery each subscription's inbox (its key, its department stream's
+        aggregate, its group), with those of a department stream when one is asked."""
         streams = snap.streams
+        inboxes = [
+            (i.key, i.stream, i.group, i.dead_letters)
+            for i in snap.inboxes
+            if i.dead_letters
+            and (group is None or i.group == group)
+            and (stream is None or _inbox_of(i.key, stream))
+        ]
+        if stream is not None and keys.is_inbox(DeadLetterRef.source_of(stream)):
+            if not inboxes:
+                raise UnknownStream(f"no dead letters in inbox {DeadLetterRef.source_of(stream)}")
+            return inboxes
         if stream is not None:
             key = stream_key(stream)
             found = snap.stream(key)
+            if inboxes and (found is None or (group is not None and not found.group(group))):
+                return inboxes  # a routed service's dead letters: only in its inbox
             if found is None or not (found.exists or found.dead_letters):
                 raise UnknownStream(f"unknown stream {key}")
             if group is not None and group not in found.dead_letters and not found.group(group):
@@ -322,10 +337,13 @@ class Monitor:
                 )
             streams = [found]
         return [
-            (s.key, s.aggregate, name, depth)
-            for s in streams
-            for name, depth in s.dead_letters.items()
-            if depth and (group is None or name == group)
+            *(
+                (s.key, s.aggregate, name, depth)
+                for s in streams
+                for name, depth in s.dead_letters.items()
+                if depth and (group is None or name == group)
+            ),
+            *inboxes,
         ]
 
     async def sample(self) -> None:
@@ -416,10 +434,10 @@ class Monitor:
     ) -> tuple[list[DeadLetterRef], int]:
         """The oldest dead letters of ``group`` on ``stream`` (at most :data:`MAX_REPLAY`, with
         ids up to ``upto`` if given: those the operator saw), and how many the group has."""
-        key = stream_key(stream)
+        key = DeadLetterRef.source_of(stream)  # a department stream, or an inbox (routed delivery)
         if upto is not None:
             upto = DeadLetterRef.from_dict({"stream": key, "group": group, "id": upto}).entry_id
-        dead = keys.dead_letters(key, group)
+        dead = DeadLetterRef.queue_key(key, group)
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.xrange(dead, max=upto or "+", count=MAX_REPLAY)
@@ -481,3 +499,10 @@ def _signature(snap: BusSnapshot) -> str:
     """Changes when the consumer groups present change (the flow map is redrawn then)."""
     groups = json.dumps(sorted((k, sorted(v)) for k, v in live_groups(snap).items()))
     return hashlib.sha1(groups.encode(), usedforsecurity=False).hexdigest()[:12]
+
+
+def _inbox_of(inbox: str, stream: str) -> bool:
+    """Whether ``inbox`` is the inbox ``stream`` names, or one of the department stream's."""
+    named = DeadLetterRef.source_of(stream)
+    found = keys.inbox_of(inbox)
+    return inbox == named or (found is not None and found[0] == named)
