@@ -481,6 +481,11 @@ def _router(topology: Topology, hashes: tuple[str, ...]) -> AclUser:
         ),
         Grant(("+xadd",), tuple(f"%W~{d}" for d in dead), why="the producers' dead letters"),
         Grant(
+            ("+del",),
+            tuple(f"%W~{keys.seen(i, '*')}" for i in intakes),
+            why="a refused event's dedupe marker, so its correction can be published again",
+        ),
+        Grant(
             (*router_consume, "+xadd", "+fcall"),
             (*(f"~{s}" for s in streams), *(f"~{keys.seen(s, '*')}" for s in streams)),
             why="the only writer of the department streams; fan-out reads them as its group",

@@ -39,7 +39,7 @@ from bus import keys
 from bus.access.topology import Topology
 from bus.connection import TRANSIENT
 from bus.contracts import Registry, violation
-from bus.envelope import Envelope, format_time
+from bus.envelope import MAX_ID, Envelope, format_time
 from bus.errors import ConfigurationError, DecodeError
 from bus.functions import BusFunction
 from bus.logging import get_logger
@@ -501,6 +501,13 @@ class Router:
             args=[keys.ROUTER_GROUP, entry_id, *fields],
             client=pipe,
         )
+        # The producer's dedupe marker of a refused event goes too: the event is on no stream,
+        # so its corrected version, published again under the same id (an adapter's ids are
+        # deterministic), must not be taken for a duplicate. Were the refused entry a second
+        # copy of an admitted event, the department stream's own marker still stops a repeat.
+        event_id = raw.get(b"id", b"")
+        if 0 < len(event_id) <= MAX_ID:  # a longer one is no id the publish function marked
+            pipe.delete(keys.seen(intake, event_id.decode(errors="replace")))
 
     async def _fan_out(self, stream: str, entries: Entries) -> Settlement:
         """One round trip: the writes (one publish_batch call per inbox, in entry order); once

@@ -307,6 +307,34 @@ async def test_admission_refuses_with_the_reason_into_the_producers_own_dead_let
     await admin.aclose()
 
 
+async def test_a_refused_event_corrected_and_published_again_under_its_id_is_admitted(
+    routed: RoutedServer,
+) -> None:
+    """An adapter's ids are deterministic: the corrected event comes back under the refused
+    one's id, through the idempotent publish function, and must not be taken for a duplicate
+    of an event that reached no stream; a second copy of an admitted event still is one."""
+    admin = routed.connect(ADMIN)
+    redis = routed.connect("adapter-dukcapil")
+    unsigned = Publisher(redis, source="urn:x", signer=None, intake="adapter-dukcapil")
+    good = publisher(routed, "adapter-dukcapil", redis)
+    dead = keys.intake_dead_letters("adapter-dukcapil")
+    await unsigned.publish(example(CitizenDied), id="fixed-1")
+    await good.publish(example(CitizenDied), id="kept-1")
+    async with running(routed.router()):
+        await wait_until(lambda: _len(admin, dead, 1), timeout=10)
+        await wait_until(lambda: _len(admin, CITIZEN, 1), timeout=10)
+        again = await good.publish(example(CitizenDied), id="fixed-1")
+        assert not again.duplicate  # the refusal took the producer's marker with it
+        repeat = await good.publish(example(CitizenDied), id="kept-1")
+        assert repeat.duplicate  # an admitted event's marker stays
+        await wait_until(lambda: _len(admin, CITIZEN, 2), timeout=10)
+    assert [f[b"id"] for f in await _entries(admin, CITIZEN)] == [b"kept-1", b"fixed-1"]
+    assert [f[b"dlq.reason"] for f in await _entries(admin, dead)] == [b"unsigned"]
+    assert await admin.xlen(DINSOS) == 2
+    await redis.aclose()
+    await admin.aclose()
+
+
 async def test_a_revoked_key_is_measured_against_the_routers_clock_not_the_intake_id(
     routed: RoutedServer,
 ) -> None:
