@@ -128,6 +128,7 @@ class Publisher:
         self.redis = redis
         self.source = source
         self.retention = retention or Retention()
+        self.dedupe_ttl = dedupe_ttl
         self._dedupe_ttl_ms = str(int(dedupe_ttl.total_seconds() * 1000))
         self._single = BusFunction(redis, "publish")
         self._batch = BusFunction(redis, "publish_batch")

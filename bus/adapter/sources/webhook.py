@@ -25,6 +25,7 @@ Logs (stable names, no payloads, no personal data): ``webhook_received``, ``webh
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
@@ -35,6 +36,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bus import keys
 from bus.adapter.quarantine import Quarantine
 from bus.adapter.records import Mapper, Problem, Record, Rejected, map_to_envelope, record_event_id
 from bus.adapter.sources._body import Malformed, TooLarge, decode, kept_body, read
@@ -154,6 +156,8 @@ class Webhook:
         published = await self.publisher.publish(envelope)
         if published.duplicate and not await self._same_payload(published, envelope):
             return await self._reject(record, [_CONFLICT], 409, "conflict")
+        if not published.duplicate and self.publisher.intake is not None:
+            await self._remember_payload(published, envelope)
         _log.info(
             "webhook_published",
             adapter=self.name,
@@ -174,9 +178,20 @@ class Webhook:
         """A replay is the same fact; the same key and version with other data is not."""
         redis = self.publisher.redis
         found: Any = await redis.xrange(published.stream, published.entry_id, published.entry_id)
-        if not found:  # trimmed by retention: nothing left to compare with
-            return True
-        return bool(found[0][1].get(b"data") == envelope.data.encode())
+        if found:
+            return bool(found[0][1].get(b"data") == envelope.data.encode())
+        if self.publisher.intake is not None:  # the router trimmed what it admitted
+            digest = await redis.get(_payload_key(published))
+            if digest is not None:
+                return bool(digest == _digest(envelope))
+        return True  # trimmed by retention, or its digest never written: nothing to compare
+
+    async def _remember_payload(self, published: Published, envelope: Envelope) -> None:
+        """On an intake the router trims an event within seconds of admitting it: the digest
+        of its data, kept beside the dedupe marker as long as the marker, is what a resend
+        under the same key and version is compared with."""
+        ttl_ms = int(self.publisher.dedupe_ttl.total_seconds() * 1000)
+        await self.publisher.redis.set(_payload_key(published), _digest(envelope), px=ttl_ms)
 
     async def _reject(
         self, record: Record, problems: Sequence[Problem], status: int, reason: str
@@ -306,3 +321,12 @@ _CONFLICT = Problem(
     "a record with the same key and version was published with a different payload: bump the "
     "record's version in the legacy application for a correction, then send it again",
 )
+
+
+def _payload_key(published: Published) -> str:
+    """``<intake>:seen:<id>:data``: beside the producer's dedupe marker (the same grant)."""
+    return f"{keys.seen(published.stream, published.event_id)}:data"
+
+
+def _digest(envelope: Envelope) -> bytes:
+    return hashlib.sha256(envelope.data.encode()).hexdigest().encode()

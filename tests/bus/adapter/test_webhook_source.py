@@ -206,6 +206,35 @@ async def test_the_same_key_and_version_with_other_data_is_a_conflict_not_a_dupl
     assert await Quarantine(redis, "test-hook").count() == 1
 
 
+async def test_on_an_intake_a_conflict_is_seen_after_the_router_trimmed_the_first(
+    redis: Redis, client: httpx.AsyncClient
+) -> None:
+    """Routed delivery: the router admits and trims an intake's entries within seconds, so
+    the first publish is gone when its resend comes; the digest beside the dedupe marker
+    still tells a replay (200) from other data under the same key and version (409)."""
+    intake = keys.intake("adapter-dpmptsp")
+    hook = Webhook(
+        "test-hook",
+        source_name="keputusan",
+        mapper=map_rejection,
+        publisher=Publisher(redis, source=SOURCE, intake="adapter-dpmptsp"),
+        quarantine=Quarantine(redis, "test-hook"),
+        key="no",
+        version="rev",
+    )
+    async with running(hook.app()) as url:
+        assert (await client.post(url, json=good())).status_code == 201
+        [(entry_id, _)] = await redis.xrange(intake)
+        await redis.xdel(intake, entry_id)  # what the router's trim does once it admitted it
+        replay = await client.post(url, json=good())
+        changed = await client.post(url, json=good(on="2026-09-04"))
+
+    assert replay.status_code == 200 and replay.json()["duplicate"] is True
+    assert changed.status_code == 409
+    assert await Quarantine(redis, "test-hook").count() == 1
+    assert await redis.xlen(intake) == 0
+
+
 async def test_a_bearer_token_is_required_when_configured(
     redis: Redis, client: httpx.AsyncClient
 ) -> None:
