@@ -95,7 +95,9 @@ def kill(group: EmbeddedSentinelGroup) -> tuple[float, float]:
 
 async def measure(group: EmbeddedSentinelGroup, failovers: int) -> dict[str, Any]:
     run = Run()
-    service = Service("bench-failover", settings=quick_settings(group.url, consumer="c1"))
+    # Unsigned entries, verification off (bench/throughput.py's simpul_settings says why).
+    settings = quick_settings(group.url, consumer="c1", signatures="off")
+    service = Service("bench-failover", settings=settings)
 
     @service.on(CitizenDied)
     async def consumed(event: CitizenDied, ctx: EventContext) -> None:

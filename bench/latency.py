@@ -174,7 +174,10 @@ def _report_crash(task: asyncio.Task[None]) -> None:
 
 
 async def _child_simpul(url: str) -> None:
-    settings = Settings.load(redis_url=url, batch_size=BATCH, consumer="lat-1", log_level="warning")
+    # Unsigned entries, verification off (bench/throughput.py's simpul_settings says why).
+    settings = Settings.load(
+        redis_url=url, batch_size=BATCH, consumer="lat-1", log_level="warning", signatures="off"
+    )
     service = Service(GROUP_SIMPUL, settings=settings)
     window = _Window()
 

@@ -107,8 +107,13 @@ class SimpulReplica(Replica):
     """One bus.Service (production settings, batch 100) with a trivial handler."""
 
     async def consume(self, started: asyncio.Event, stop: asyncio.Event) -> None:
+        # Unsigned entries, verification off (bench/throughput.py's simpul_settings says why).
         settings = Settings.load(
-            redis_url=self.url, batch_size=BATCH, consumer=self.consumer, log_level="warning"
+            redis_url=self.url,
+            batch_size=BATCH,
+            consumer=self.consumer,
+            log_level="warning",
+            signatures="off",
         )
         service = Service(GROUP, settings=settings)
 

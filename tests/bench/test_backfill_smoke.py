@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.bench import bench_environ
+
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
@@ -35,6 +37,7 @@ def test_backfill_bench_reads_every_row_of_every_source_with_both_contenders(
             str(out),
         ],
         cwd=ROOT,
+        env=bench_environ(),
         capture_output=True,
         text=True,
         timeout=900,
@@ -54,6 +57,7 @@ def test_an_unknown_source_is_refused_by_name() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench.backfill", "--sources", "oracle"],
         cwd=ROOT,
+        env=bench_environ(),
         capture_output=True,
         text=True,
         timeout=60,

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.bench import bench_environ
+
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
@@ -37,6 +39,7 @@ def test_cdc_bench_reads_the_same_rows_from_both_logs_with_both_readers(tmp_path
             str(out),
         ],
         cwd=ROOT,
+        env=bench_environ(),
         capture_output=True,
         text=True,
         timeout=300,

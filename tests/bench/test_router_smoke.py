@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.bench import bench_environ
+
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
@@ -30,6 +32,7 @@ def test_the_router_bench_measures_every_section() -> None:
             "1",
         ],
         cwd=ROOT,
+        env=bench_environ(),
         capture_output=True,
         text=True,
         timeout=240,

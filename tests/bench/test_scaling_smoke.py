@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.bench import bench_environ
+
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
@@ -22,6 +24,7 @@ def bench(name: str, *args: str) -> str:
     done = subprocess.run(
         [sys.executable, "-m", f"bench.{name}", "--no-wait", *args],
         cwd=ROOT,
+        env=bench_environ(),
         capture_output=True,
         text=True,
         timeout=240,
