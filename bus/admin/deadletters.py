@@ -105,7 +105,7 @@ from bus.logging import get_logger
 from bus.privacy import contract_of, mask_data, mask_error, mask_subject, mask_text
 from bus.replies import field_pairs
 from bus.settings import ComponentSettings
-from bus.signing import KeyRing
+from bus.signing import DEFAULT_MAX_AGE, KeyRing
 
 __all__ = [
     "REPLAY_CONSUMER",
@@ -136,10 +136,20 @@ _DUE_NOW_IDLE_MS = 365 * 24 * 3600 * 1000
 
 class ReplaySettings(ComponentSettings):
     """What a replay verifies dead letters against: ``SIMPUL_KEYRING_FILE``, unless
-    ``SIMPUL_SIGNATURES=off`` (any other value: on)."""
+    ``SIMPUL_SIGNATURES=off`` (any other value: on), with the services' own limits
+    (``SIMPUL_SIGNATURE_MAX_AGE_S``, ``SIMPUL_SIGNATURE_MAX_SKEW_S``): a replay refuses what
+    the service would refuse as stale, by the limit the service runs with."""
 
     signatures: str = Field(default="on", validation_alias="SIMPUL_SIGNATURES")
     keyring_file: str | None = Field(default=None, validation_alias="SIMPUL_KEYRING_FILE")
+    signature_max_age_s: int = Field(
+        default=int(DEFAULT_MAX_AGE.total_seconds()),
+        ge=1,
+        validation_alias="SIMPUL_SIGNATURE_MAX_AGE_S",
+    )
+    signature_max_skew_s: int = Field(
+        default=300, ge=0, validation_alias="SIMPUL_SIGNATURE_MAX_SKEW_S"
+    )
 
 
 # -- where dead letters live ---------------------------------------------------------------------
@@ -494,7 +504,11 @@ class DeadLetters:
             signatures = read.signatures.strip().lower() != "off"
         self.signatures = signatures
         if keyring is None and signatures and read.keyring_file:
-            keyring = KeyRing.from_file(read.keyring_file)
+            keyring = KeyRing.from_file(
+                read.keyring_file,
+                max_age=timedelta(seconds=read.signature_max_age_s),
+                max_skew=timedelta(seconds=read.signature_max_skew_s),
+            )
         self.keyring = keyring
         self._replay = BusFunction(redis, "dlq_replay")  # bus/dlq_replay.lua
         self._purge = BusFunction(redis, "dlq_purge")  # bus/dlq_purge.lua

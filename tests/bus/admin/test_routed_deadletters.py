@@ -353,3 +353,24 @@ async def test_a_new_inbox_entry_the_service_would_refuse_as_stale_is_not_added(
     assert await admin.xlen(INBOX) == 1  # no new entry was added
     for redis in (admin, monitor):
         await redis.aclose()
+
+
+async def test_a_replay_judges_staleness_by_the_services_limit_from_the_environment(
+    routed: RoutedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator's tool reads SIMPUL_SIGNATURE_MAX_AGE_S as the services do: a dead letter the
+    router signed longer ago than the services' limit is refused, not added for the service to
+    refuse again (with the 7-day default it would have been added)."""
+    dinsos = Flaky()
+    dead_id = await _dead_lettered_with_router_stopped(routed, dinsos)
+    monkeypatch.setenv("SIMPUL_SIGNATURES", "on")
+    monkeypatch.setenv("SIMPUL_KEYRING_FILE", str(ROOT / "deploy/topology.yaml"))
+    monkeypatch.setenv("SIMPUL_SIGNATURE_MAX_AGE_S", "1")
+    monitor = routed.connect("monitor")
+    letters = DeadLetters(monitor)
+    assert letters.keyring is not None and letters.keyring.max_age == timedelta(seconds=1)
+    await asyncio.sleep(1.5)
+    ref = DeadLetterRef(INBOX, "dinsos", dead_id)
+    [stale] = (await letters.replay([ref], to=Target.STREAM)).results
+    assert stale.outcome is Outcome.REFUSED and stale.detail.startswith("stale_event"), stale
+    await monitor.aclose()
