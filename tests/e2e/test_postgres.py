@@ -55,12 +55,7 @@ async def _a_week(city: City) -> dict[str, str]:
         == 2
     )
     await city.settled()
-    assert (
-        await city.siak(
-            [reg.row("KEMATIAN", holder.person, kk=holder.kk, kelurahan=holder.kelurahan, on=DAY)]
-        )
-        == 1
-    )
+    await city.death(holder, on=DAY)
     await city.settled()
     return {
         "holder": holder.nik,
@@ -128,20 +123,7 @@ async def test_services_sharing_one_database_each_apply_a_death(
         await city.grant(dead)
         assert (await city.post(permit_body(dead, 7501, seed=808))).status_code == 201
         await city.settled()
-        assert (
-            await city.siak(
-                [
-                    city.registry.row(
-                        "KEMATIAN",
-                        dead.person,
-                        kk=dead.kk,
-                        kelurahan=dead.kelurahan,
-                        on=DAY,
-                    )
-                ]
-            )
-            == 1
-        )
+        await city.death(dead, on=DAY)
         await city.settled()
         assert await city.pay([payment_row(dead, 21)]) == 1
         await city.settled()

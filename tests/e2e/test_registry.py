@@ -142,20 +142,7 @@ async def test_a_death_stops_assistance_opens_a_tax_review_closes_accounts_and_n
 
     died_on = DAY - timedelta(days=2)
     before = datetime.now(WIB).date()  # the services date their decisions by Malang's today
-    assert (
-        await city.siak(
-            [
-                city.registry.row(
-                    "KEMATIAN",
-                    dead.person,
-                    kk=dead.kk,
-                    kelurahan=dead.kelurahan,
-                    on=died_on,
-                )
-            ]
-        )
-        == 1
-    )
+    await city.death(dead, on=died_on)
     await city.settled()
 
     # dinsos: both grants suspended from the day after the death, one event each
