@@ -185,6 +185,10 @@ class Registry:
         """The KEMATIAN row of ``who``, died ``on``, in their family card and kelurahan."""
         return self.row("KEMATIAN", who.person, kk=who.kk, kelurahan=who.kelurahan, on=on)
 
+    def move(self, who: Resident, *, to: str, on: date, alamat: str) -> dict[str, Any]:
+        """The PINDAH row of ``who``, moved ``on`` to kelurahan ``to``, at ``alamat``."""
+        return self.row("PINDAH", who.person, kk=who.kk, kelurahan=to, on=on, alamat=alamat)
+
     def add(self, rows: Sequence[dict[str, Any]]) -> None:
         with contextlib.closing(sqlite3.connect(self.path)) as conn:
             siak.insert_sqlite(conn, rows)

@@ -73,16 +73,7 @@ async def test_a_move_delivered_before_the_permit_still_moves_the_bills(city: Ci
     new_line = "Jl. Semeru No. 21, RT 004/RW 006, Malang"
     assert (
         await city.siak(
-            [
-                city.registry.row(
-                    "PINDAH",
-                    mover.person,
-                    kk=mover.kk,
-                    kelurahan="35.73.04.1002",
-                    on=moved_on,
-                    alamat=new_line,
-                )
-            ]
+            [city.registry.move(mover, to="35.73.04.1002", on=moved_on, alamat=new_line)]
         )
         == 1
     )

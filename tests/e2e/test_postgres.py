@@ -42,11 +42,9 @@ async def _a_week(city: City) -> dict[str, str]:
         await city.siak(
             [
                 reg.row("LAHIR", child, kk=parent.kk, kelurahan=parent.kelurahan, on=child.born),
-                reg.row(
-                    "PINDAH",
-                    mover.person,
-                    kk=mover.kk,
-                    kelurahan=elsewhere(mover.kecamatan),
+                reg.move(
+                    mover,
+                    to=elsewhere(mover.kecamatan),
                     on=DAY - timedelta(days=1),
                     alamat="Jl. Bandung No. 4, RT 001/RW 001, Malang",
                 ),

@@ -223,19 +223,10 @@ async def test_a_move_follows_the_bills_rechecks_other_kecamatan_and_ignores_an_
     assert (
         await city.siak(
             [
-                reg.row(
-                    "PINDAH",
-                    mover.person,
-                    kk=mover.kk,
-                    kelurahan=destination,
-                    on=moved_on,
-                    alamat=new_line,
-                ),
-                reg.row(
-                    "PINDAH",
-                    stayer.person,
-                    kk=stayer.kk,
-                    kelurahan=same_kecamatan,
+                reg.move(mover, to=destination, on=moved_on, alamat=new_line),
+                reg.move(
+                    stayer,
+                    to=same_kecamatan,
                     on=moved_on,
                     alamat="Jl. Kawi No. 3, RT 001/RW 002, Malang",
                 ),
@@ -280,11 +271,9 @@ async def test_a_move_follows_the_bills_rechecks_other_kecamatan_and_ignores_an_
         await snapshot(city.store("bapenda")),
         await snapshot(city.store("dinsos")),
     )
-    older = reg.row(
-        "PINDAH",
-        mover.person,
-        kk=mover.kk,
-        kelurahan=elsewhere(destination[:8]),
+    older = reg.move(
+        mover,
+        to=elsewhere(destination[:8]),
         on=DAY - timedelta(days=5),
         alamat="Jl. Ijen No. 99, RT 003/RW 004, Malang",
     )

@@ -71,11 +71,9 @@ async def test_services_restarted_mid_scenario_catch_up_once(city: City) -> None
         await city.stop(name)
     for i in (2, 3):
         await post(i)
-    move = city.registry.row(
-        "PINDAH",
-        people[0].person,
-        kk=people[0].kk,
-        kelurahan=elsewhere(people[0].kecamatan),
+    move = city.registry.move(
+        people[0],
+        to=elsewhere(people[0].kecamatan),
         on=DAY - timedelta(days=1),
         alamat="Jl. Sulfat No. 8, RT 002/RW 003, Malang",
     )
