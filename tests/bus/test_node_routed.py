@@ -14,8 +14,6 @@ import asyncio
 import base64
 import json
 import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bus.functions import load_sync
-from bus.local.redis import find_redis_server, free_port
-from tests.bus.routed import ROOT, RoutedServer, running, signer
+from tests.bus.routed import ROOT, RoutedServer, acl_server, running, signer
 from tests.bus.test_wire_format import doc_block
 
 PRODUCER, SERVICE, GROUP = "adapter-dukcapil", "svc-dinsos", "dinsos"
@@ -44,39 +40,12 @@ def password(principal: str) -> str:
 
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoutedServer]:
-    """A private redis-server started with the committed ACL file, as docker-compose.yml does."""
-    folder = tmp_path_factory.mktemp("shipped-acl")
-    aclfile = folder / "users.acl"
+    """A private redis-server started with the committed ACL file, as docker-compose.yml does,
+    the bus's library loaded by the admin (as `simpul functions load` does)."""
+    aclfile = tmp_path_factory.mktemp("shipped-acl") / "users.acl"
     shutil.copy(ROOT / "deploy/redis/users.acl", aclfile)
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            find_redis_server(),
-            *("--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
-            *("--dir", str(folder), "--aclfile", str(aclfile)),
-            *("--logfile", str(folder / "redis.log")),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    server = RoutedServer(port, folder, proc)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with server.admin() as admin:
-                    admin.ping()
-                    load_sync(admin)  # as `simpul functions load` does
-                break
-            except Exception:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+    with acl_server(aclfile) as server:
         yield server
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @dataclass

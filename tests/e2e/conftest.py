@@ -181,6 +181,14 @@ class Registry:
             "updated_at": self.moment,
         }
 
+    def death(self, who: Resident, *, on: date) -> dict[str, Any]:
+        """The KEMATIAN row of ``who``, died ``on``, in their family card and kelurahan."""
+        return self.row("KEMATIAN", who.person, kk=who.kk, kelurahan=who.kelurahan, on=on)
+
+    def move(self, who: Resident, *, to: str, on: date, alamat: str) -> dict[str, Any]:
+        """The PINDAH row of ``who``, moved ``on`` to kelurahan ``to``, at ``alamat``."""
+        return self.row("PINDAH", who.person, kk=who.kk, kelurahan=to, on=on, alamat=alamat)
+
     def add(self, rows: Sequence[dict[str, Any]]) -> None:
         with contextlib.closing(sqlite3.connect(self.path)) as conn:
             siak.insert_sqlite(conn, rows)
@@ -401,6 +409,10 @@ class City:
         runner = dukcapil.adapter(self.redis, self.registry.path, pseudonym_key=PSEUDONYM_KEY)
         progress = await runner.run_once()
         return progress.published
+
+    async def death(self, who: Resident, *, on: date) -> None:
+        """SIAK records the death of ``who`` on ``on``; the adapter publishes it (one event)."""
+        assert await self.siak([self.registry.death(who, on=on)]) == 1
 
     async def post(self, body: dict[str, Any] | str) -> httpx.Response:
         """The licensing application POSTs one decision to the dpmptsp webhook."""

@@ -30,20 +30,7 @@ async def test_a_notifier_started_after_a_death_does_not_notify_the_deceased(
         dead, alive = residents(2, seed=910)
         await city.link(dead, alive, contacts=False)  # the super-app linked them long ago
         died_on = DAY - timedelta(days=2)
-        assert (
-            await city.siak(
-                [
-                    city.registry.row(
-                        "KEMATIAN",
-                        dead.person,
-                        kk=dead.kk,
-                        kelurahan=dead.kelurahan,
-                        on=died_on,
-                    )
-                ]
-            )
-            == 1
-        )
+        await city.death(dead, on=died_on)
         await city.settled()
         view = await city.profile.person(dead.nik)  # the profile: deceased, link closed
         assert view is not None
@@ -67,20 +54,7 @@ async def test_a_permit_delivered_after_its_holders_death_still_gets_a_review(
 ) -> None:
     [dead] = residents(1, seed=920)
     died_on = DAY - timedelta(days=1)
-    assert (
-        await city.siak(
-            [
-                city.registry.row(
-                    "KEMATIAN",
-                    dead.person,
-                    kk=dead.kk,
-                    kelurahan=dead.kelurahan,
-                    on=died_on,
-                )
-            ]
-        )
-        == 1
-    )
+    await city.death(dead, on=died_on)
     await city.settled()
     # issued two days before the death; the licensing application POSTs it late
     permit = permit_body(dead, 7601, decided=DAY - timedelta(days=3), seed=920)
@@ -99,16 +73,7 @@ async def test_a_move_delivered_before_the_permit_still_moves_the_bills(city: Ci
     new_line = "Jl. Semeru No. 21, RT 004/RW 006, Malang"
     assert (
         await city.siak(
-            [
-                city.registry.row(
-                    "PINDAH",
-                    mover.person,
-                    kk=mover.kk,
-                    kelurahan="35.73.04.1002",
-                    on=moved_on,
-                    alamat=new_line,
-                )
-            ]
+            [city.registry.move(mover, to="35.73.04.1002", on=moved_on, alamat=new_line)]
         )
         == 1
     )

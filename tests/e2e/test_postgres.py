@@ -42,11 +42,9 @@ async def _a_week(city: City) -> dict[str, str]:
         await city.siak(
             [
                 reg.row("LAHIR", child, kk=parent.kk, kelurahan=parent.kelurahan, on=child.born),
-                reg.row(
-                    "PINDAH",
-                    mover.person,
-                    kk=mover.kk,
-                    kelurahan=elsewhere(mover.kecamatan),
+                reg.move(
+                    mover,
+                    to=elsewhere(mover.kecamatan),
                     on=DAY - timedelta(days=1),
                     alamat="Jl. Bandung No. 4, RT 001/RW 001, Malang",
                 ),
@@ -55,12 +53,7 @@ async def _a_week(city: City) -> dict[str, str]:
         == 2
     )
     await city.settled()
-    assert (
-        await city.siak(
-            [reg.row("KEMATIAN", holder.person, kk=holder.kk, kelurahan=holder.kelurahan, on=DAY)]
-        )
-        == 1
-    )
+    await city.death(holder, on=DAY)
     await city.settled()
     return {
         "holder": holder.nik,
@@ -128,20 +121,7 @@ async def test_services_sharing_one_database_each_apply_a_death(
         await city.grant(dead)
         assert (await city.post(permit_body(dead, 7501, seed=808))).status_code == 201
         await city.settled()
-        assert (
-            await city.siak(
-                [
-                    city.registry.row(
-                        "KEMATIAN",
-                        dead.person,
-                        kk=dead.kk,
-                        kelurahan=dead.kelurahan,
-                        on=DAY,
-                    )
-                ]
-            )
-            == 1
-        )
+        await city.death(dead, on=DAY)
         await city.settled()
         assert await city.pay([payment_row(dead, 21)]) == 1
         await city.settled()

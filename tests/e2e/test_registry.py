@@ -142,20 +142,7 @@ async def test_a_death_stops_assistance_opens_a_tax_review_closes_accounts_and_n
 
     died_on = DAY - timedelta(days=2)
     before = datetime.now(WIB).date()  # the services date their decisions by Malang's today
-    assert (
-        await city.siak(
-            [
-                city.registry.row(
-                    "KEMATIAN",
-                    dead.person,
-                    kk=dead.kk,
-                    kelurahan=dead.kelurahan,
-                    on=died_on,
-                )
-            ]
-        )
-        == 1
-    )
+    await city.death(dead, on=died_on)
     await city.settled()
 
     # dinsos: both grants suspended from the day after the death, one event each
@@ -236,19 +223,10 @@ async def test_a_move_follows_the_bills_rechecks_other_kecamatan_and_ignores_an_
     assert (
         await city.siak(
             [
-                reg.row(
-                    "PINDAH",
-                    mover.person,
-                    kk=mover.kk,
-                    kelurahan=destination,
-                    on=moved_on,
-                    alamat=new_line,
-                ),
-                reg.row(
-                    "PINDAH",
-                    stayer.person,
-                    kk=stayer.kk,
-                    kelurahan=same_kecamatan,
+                reg.move(mover, to=destination, on=moved_on, alamat=new_line),
+                reg.move(
+                    stayer,
+                    to=same_kecamatan,
                     on=moved_on,
                     alamat="Jl. Kawi No. 3, RT 001/RW 002, Malang",
                 ),
@@ -293,11 +271,9 @@ async def test_a_move_follows_the_bills_rechecks_other_kecamatan_and_ignores_an_
         await snapshot(city.store("bapenda")),
         await snapshot(city.store("dinsos")),
     )
-    older = reg.row(
-        "PINDAH",
-        mover.person,
-        kk=mover.kk,
-        kelurahan=elsewhere(destination[:8]),
+    older = reg.move(
+        mover,
+        to=elsewhere(destination[:8]),
         on=DAY - timedelta(days=5),
         alamat="Jl. Ijen No. 99, RT 003/RW 004, Malang",
     )

@@ -71,22 +71,14 @@ async def test_services_restarted_mid_scenario_catch_up_once(city: City) -> None
         await city.stop(name)
     for i in (2, 3):
         await post(i)
-    move = city.registry.row(
-        "PINDAH",
-        people[0].person,
-        kk=people[0].kk,
-        kelurahan=elsewhere(people[0].kecamatan),
+    move = city.registry.move(
+        people[0],
+        to=elsewhere(people[0].kecamatan),
         on=DAY - timedelta(days=1),
         alamat="Jl. Sulfat No. 8, RT 002/RW 003, Malang",
     )
     dead_one = people[1]
-    death = city.registry.row(
-        "KEMATIAN",
-        dead_one.person,
-        kk=dead_one.kk,
-        kelurahan=dead_one.kelurahan,
-        on=DAY - timedelta(days=2),
-    )
+    death = city.registry.death(dead_one, on=DAY - timedelta(days=2))
     assert await city.siak([move, death]) == 2
     await _settled_but(city, set(RESTARTED))
     stream = keys.stream("dpmptsp.permit")

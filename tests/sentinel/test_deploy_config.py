@@ -18,7 +18,7 @@ from redis import Redis
 from redis.exceptions import ResponseError
 
 from bus.local.redis import EmbeddedRedis, find_redis_server, free_port
-from tests.test_compose import DEV_ENV, ROOT
+from tests.test_compose import DEV_ENV, ROOT, local_redis_conf
 
 pytestmark = pytest.mark.slow
 OPERATOR = ("operator", DEV_ENV["SIMPUL_REDIS_PASSWORD_OPERATOR"])
@@ -27,17 +27,10 @@ SENTINEL = ("redis-sentinel", DEV_ENV["SIMPUL_REDIS_PASSWORD_REDIS_SENTINEL"])
 
 
 def server_config(folder: Path, port: int) -> Path:
-    base = (ROOT / "deploy/redis/redis.conf").read_text()
-    base = (
-        base.replace("dir /data", f"dir {folder}")
-        .replace("aclfile /etc/redis/users.acl", f"aclfile {ROOT / 'deploy/redis/users.acl'}")
-        .replace("port 6379", f"port {port}")
-        .replace("bind 0.0.0.0 -::*", "bind 127.0.0.1")
-    )
     folder.mkdir(parents=True)
-    (folder / "redis.conf").write_text(base)
+    base = local_redis_conf(folder, port)
     ha = (ROOT / "deploy/redis/redis-ha.conf").read_text()
-    ha = ha.replace("include /etc/redis/redis.conf", f"include {folder / 'redis.conf'}")
+    ha = ha.replace("include /etc/redis/redis.conf", f"include {base}")
     (folder / "redis-ha.conf").write_text(ha)
     return folder / "redis-ha.conf"
 

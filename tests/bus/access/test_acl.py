@@ -1,9 +1,9 @@
 """The rendered ACLs in a real Redis 7: every principal x every key x every operation.
 
-One private redis-server for the module, started with the ACL file rendered from
-deploy/topology.yaml (routed delivery, decision 0011) and deploy/dev.env, flushed before each
-test, the bus's functions library loaded by the admin. Each principal connects with its own
-development password and runs what its code runs (the real Publisher, Settler, Dedupe,
+One private redis-server for the module (tests/bus/routed.py), started with the ACL file
+rendered from deploy/topology.yaml (routed delivery, decision 0011) and deploy/dev.env, flushed
+before each test, the bus's functions library loaded by the admin. Each principal connects with
+its own development password and runs what its code runs (the real Publisher, Settler, Dedupe,
 checkpoints and quarantine) or the raw commands behind them, on every department stream, every
 intake and every inbox; what the topology allows must work and everything else must be refused
 with NOPERM. The expectations are written out by hand below (who writes which intake, which
@@ -17,17 +17,12 @@ tests/bus/test_router.py, on the same rendered ACL.
 from __future__ import annotations
 
 import json
-import re
-import subprocess
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError, ResponseError
 from typer.testing import CliRunner
@@ -51,7 +46,6 @@ from bus.contracts import Contract, default_registry
 from bus.deadletter import Reason, Verdict
 from bus.dedupe import Dedupe
 from bus.health import Health
-from bus.local.redis import find_redis_server, free_port
 from bus.publisher import Publisher
 from bus.router import Router, RouterConfig
 from bus.service import Service
@@ -61,7 +55,7 @@ from schemas.bapenda import PaymentReceived
 from schemas.dinsos import AssistanceSuspended
 from schemas.dukcapil import CitizenDied
 from services.dinsos.projections import Birth, Move
-from tests.bus.routed import router_signer, running
+from tests.bus.routed import RoutedServer, router_signer, running
 
 ROOT = Path(__file__).parents[3]
 EXAMPLES = ROOT / "schemas" / "examples"
@@ -248,95 +242,12 @@ def test_the_hand_written_expectations_cover_the_city() -> None:
     assert sorted(INTAKES.values()) == router.intakes
 
 
-# -- the server ----------------------------------------------------------------------------------
-
-
-def _version(binary: str) -> tuple[int, ...]:
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
-    match = re.search(r"\bv=(\d+)\.(\d+)", out)
-    assert match, out
-    return (int(match[1]), int(match[2]))
-
-
-@dataclass
-class AclServer:
-    port: int
-    aclfile: Path
-
-    def url(self, principal: str) -> str:
-        return f"redis://{principal}:{PASSWORDS[principal]}@127.0.0.1:{self.port}/0"
-
-    def admin(self) -> SyncRedis:
-        return SyncRedis(port=self.port, username=ADMIN, password=PASSWORDS[ADMIN])
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AclServer]:
-    binary = find_redis_server()
-    if _version(binary) < (7, 0):
-        pytest.skip("ACL selectors need Redis >= 7.0; only the bundled 6.2 server was found")
-    folder = tmp_path_factory.mktemp("acl-redis")
-    aclfile = folder / "users.acl"
-    aclfile.write_text(acl.render(TOPOLOGY, PASSWORDS))
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(folder),
-            "--aclfile",
-            str(aclfile),
-            "--logfile",
-            str(folder / "redis.log"),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    found = AclServer(port, aclfile)
-    deadline = time.monotonic() + 10
-    with found.admin() as admin:
-        while True:
-            try:
-                admin.ping()
-                break
-            except Exception:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    proc.kill()
-                    log = (
-                        (folder / "redis.log").read_text()
-                        if (folder / "redis.log").exists()
-                        else ""
-                    )
-                    pytest.fail(f"redis-server did not start with the rendered ACL:\n{log}")
-                time.sleep(0.02)
-    try:
-        yield found
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+# -- the server: tests/bus/routed.py's, flushed before each test ---------------------------------
 
 
 @pytest.fixture
-def fresh(server: AclServer) -> AclServer:
-    with server.admin() as admin:
-        admin.flushall()
-        admin.script_flush()
-        functions.load_sync(admin)  # as `simpul functions load` (or `simpul acl apply`) does
-    return server
-
-
-@pytest.fixture
-async def clients(fresh: AclServer) -> AsyncIterator[dict[str, Redis]]:
-    made = {p: connect(fresh.url(p), client_name=f"test:{p}") for p in PRINCIPALS}
+async def clients(routed: RoutedServer) -> AsyncIterator[dict[str, Redis]]:
+    made = {p: connect(routed.url(p), client_name=f"test:{p}") for p in PRINCIPALS}
     yield made
     for client in made.values():
         await client.aclose()
@@ -380,7 +291,7 @@ async def outcome(call: Callable[[], Awaitable[Any]]) -> str:
     return "allowed"
 
 
-def _seed(server: AclServer, principal: str) -> dict[str, list[str]]:
+def _seed(server: RoutedServer, principal: str) -> dict[str, list[str]]:
     """Each key: three entries pending for the group ``principal`` names there (consumer
     'seed'); returns their ids."""
     ids: dict[str, list[str]] = {}
@@ -471,13 +382,13 @@ class _NoLog:
 
 @pytest.mark.parametrize("principal", PRINCIPALS)
 async def test_every_key_operation_is_allowed_exactly_where_the_topology_says(
-    fresh: AclServer, clients: dict[str, Redis], principal: str
+    routed: RoutedServer, clients: dict[str, Redis], principal: str
 ) -> None:
     """Every department stream, intake and inbox: a producer adds only to its own intake, a
     service consumes only its own inboxes (another department's inbox group cannot be read,
     acked, claimed, moved with XCLAIM LASTID or XGROUP SETID), the router alone writes the
     department streams and inboxes."""
-    seeded = _seed(fresh, principal)
+    seeded = _seed(routed, principal)
     wrong = []
     for key in KEYS:
         group = group_for(principal, key)
@@ -493,7 +404,7 @@ async def test_every_key_operation_is_allowed_exactly_where_the_topology_says(
 
 @pytest.mark.parametrize("principal", PRINCIPALS)
 async def test_checkpoints_quarantines_and_the_audit_head_belong_to_their_owner(
-    fresh: AclServer, clients: dict[str, Redis], principal: str
+    routed: RoutedServer, clients: dict[str, Redis], principal: str
 ) -> None:
     redis = clients[principal]
     reader = principal == READONLY
@@ -609,7 +520,7 @@ NEVER_RUN = (
 
 @pytest.mark.parametrize("principal", PRINCIPALS)
 async def test_dangerous_and_keyless_commands_are_denied_to_all_but_the_admin(
-    fresh: AclServer, clients: dict[str, Redis], principal: str
+    routed: RoutedServer, clients: dict[str, Redis], principal: str
 ) -> None:
     redis = clients[principal]
     admin = clients[ADMIN]
@@ -795,7 +706,7 @@ def _siak_db(path: Path) -> tuple[Path, dict[str, int]]:
 
 
 async def test_adapter_router_and_service_complete_a_cycle_under_their_own_principals(
-    fresh: AclServer, clients: dict[str, Redis], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    routed: RoutedServer, clients: dict[str, Redis], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As compose runs them: the SIAK adapter into its intake (SIMPUL_INTAKE), the router
     admitting and forwarding, the dinsos service reading its inboxes and publishing through its
@@ -827,7 +738,7 @@ async def test_adapter_router_and_service_complete_a_cycle_under_their_own_princ
     # A dinsos service as svc-dinsos: deaths publish a suspension (once), moves fail once
     # (retried through XCLAIM IDLE and the XAUTOCLAIM sweep), births always fail.
     settings = quick_settings(
-        fresh.url("svc-dinsos"),
+        routed.url("svc-dinsos"),
         max_deliveries=2,
         claim_idle_ms=300,
         inboxes=True,
@@ -861,7 +772,7 @@ async def test_adapter_router_and_service_complete_a_cycle_under_their_own_princ
         return bool(done and await admin.xlen(s("dinsos.assistance")) == kinds["KEMATIAN"])
 
     router = Router(
-        connect(fresh.url(ROUTER), client_name="test:router"),
+        connect(routed.url(ROUTER), client_name="test:router"),
         TOPOLOGY,
         default_registry,
         keyring=None,  # the tests' events are unsigned (SIMPUL_SIGNATURES=off)
@@ -889,7 +800,7 @@ async def _has(redis: Redis, key: str, n: int) -> bool:
 
 
 async def test_the_webhook_adapter_publishes_and_quarantines_under_its_principal(
-    fresh: AclServer, clients: dict[str, Redis], monkeypatch: pytest.MonkeyPatch
+    routed: RoutedServer, clients: dict[str, Redis], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SIMPUL_INTAKE", "adapter-dpmptsp")  # as compose sets it
     token = "dpmptsp-test-token-0123"
@@ -954,7 +865,7 @@ def test_render_refuses_a_broken_topology(tmp_path: Path) -> None:
     assert "only dpmptsp can approve reading it, not dukcapil" in result.output
 
 
-def _cli(server: AclServer, *args: str, user: str = ADMIN) -> Any:
+def _cli(server: RoutedServer, *args: str, user: str = ADMIN) -> Any:
     return CliRunner().invoke(
         app,
         ["acl", *args],
@@ -962,9 +873,9 @@ def _cli(server: AclServer, *args: str, user: str = ADMIN) -> Any:
     )
 
 
-def test_check_asks_the_server(fresh: AclServer) -> None:
+def test_check_asks_the_server(routed: RoutedServer) -> None:
     allowed = _cli(
-        fresh,
+        routed,
         "check",
         "svc-dinsos",
         "xreadgroup",
@@ -977,25 +888,25 @@ def test_check_asks_the_server(fresh: AclServer) -> None:
     )
     assert allowed.exit_code == 0, allowed.output
     assert "allowed" in allowed.output
-    denied = _cli(fresh, "check", "adapter-dukcapil", "xadd", s("dukcapil.citizen"), "*", "a", "b")
+    denied = _cli(routed, "check", "adapter-dukcapil", "xadd", s("dukcapil.citizen"), "*", "a", "b")
     assert denied.exit_code == 1
     assert "denied" in denied.output and "simpul:{dukcapil.citizen}" in denied.output
-    unknown = _cli(fresh, "check", "nobody", "ping")
+    unknown = _cli(routed, "check", "nobody", "ping")
     assert unknown.exit_code == 2 and "nobody" in unknown.output
-    not_admin = _cli(fresh, "check", "svc-dinsos", "ping", user="svc-dinsos")
+    not_admin = _cli(routed, "check", "svc-dinsos", "ping", user="svc-dinsos")
     assert not_admin.exit_code == 2 and "connect as an admin" in not_admin.output
 
 
-def test_apply_dry_run_shows_the_drift_and_apply_repairs_it(fresh: AclServer) -> None:
+def test_apply_dry_run_shows_the_drift_and_apply_repairs_it(routed: RoutedServer) -> None:
     topology = CITY
-    with fresh.admin() as admin:
+    with routed.admin() as admin:
         try:
             admin.execute_command("ACL", "SETUSER", "svc-dinsos", "+flushall", "~stray:*")
             admin.execute_command("ACL", "DELUSER", "svc-notifier")
             admin.execute_command(
                 "ACL", "SETUSER", "intruder", "on", ">an-intruders-password", "+@all", "~*"
             )
-            dry = _cli(fresh, "apply", "--dry-run", *topology)
+            dry = _cli(routed, "apply", "--dry-run", *topology)
             assert dry.exit_code == 0, dry.output
             assert "~ svc-dinsos: commands: drop +flushall; keys: drop ~stray:*" in dry.output
             assert "+ svc-notifier: missing on the server" in dry.output
@@ -1007,7 +918,7 @@ def test_apply_dry_run_shows_the_drift_and_apply_repairs_it(fresh: AclServer) ->
                 ["acl", "apply", *topology],
                 env={
                     "SIMPUL_REDIS_URL": f"redis://intruder:an-intruders-password@127.0.0.1:"
-                    f"{fresh.port}/0"
+                    f"{routed.port}/0"
                 },
             )
             assert intruder.exit_code == 2
@@ -1015,39 +926,39 @@ def test_apply_dry_run_shows_the_drift_and_apply_repairs_it(fresh: AclServer) ->
                 intruder.output
             )
 
-            applied = _cli(fresh, "apply", "--prune", *topology)
+            applied = _cli(routed, "apply", "--prune", *topology)
             assert applied.exit_code == 0, applied.output
             assert "saved to the server's aclfile" in applied.output
             users = acl.acl_users(TOPOLOGY, PASSWORDS)
             live = [str(line) for line in admin.acl_list()]
-            saved = fresh.aclfile.read_text().splitlines()  # ACL SAVE rewrote it
+            saved = routed.aclfile.read_text().splitlines()  # ACL SAVE rewrote it
             for found in (live, saved):
                 assert {c.action for c in acl.diff(users, found)} == {"same"}
-            again = _cli(fresh, "apply", *topology)
+            again = _cli(routed, "apply", *topology)
             assert "nothing to do" in again.output
 
-            as_service = _cli(fresh, "apply", *topology, user="svc-dinsos")
+            as_service = _cli(routed, "apply", *topology, user="svc-dinsos")
             assert as_service.exit_code == 2
             assert "connect as an admin" in as_service.output
         finally:
-            fresh.aclfile.write_text(acl.render(TOPOLOGY, PASSWORDS))
+            routed.aclfile.write_text(acl.render(TOPOLOGY, PASSWORDS))
             admin.execute_command("ACL", "LOAD")
 
 
-def test_apply_load_rereads_the_servers_file_and_checks_it(fresh: AclServer) -> None:
+def test_apply_load_rereads_the_servers_file_and_checks_it(routed: RoutedServer) -> None:
     topology = CITY
-    loaded = _cli(fresh, "apply", "--load", *topology)
+    loaded = _cli(routed, "apply", "--load", *topology)
     assert loaded.exit_code == 0, loaded.output
     assert "it matches the render" in loaded.output
-    original = fresh.aclfile.read_text()
+    original = routed.aclfile.read_text()
     try:
-        fresh.aclfile.write_text(original.replace(" +xdel", ""))  # an older file
-        stale = _cli(fresh, "apply", "--load", *topology)
+        routed.aclfile.write_text(original.replace(" +xdel", ""))  # an older file
+        stale = _cli(routed, "apply", "--load", *topology)
         assert stale.exit_code == 2
         assert "adapter-dukcapil" in stale.output and "not this render" in stale.output
     finally:
-        fresh.aclfile.write_text(original)
-        with fresh.admin() as admin:
+        routed.aclfile.write_text(original)
+        with routed.admin() as admin:
             admin.execute_command("ACL", "LOAD")
 
 
@@ -1067,11 +978,11 @@ def test_normalize_reads_acl_list_lines_and_rules_alike() -> None:
 
 
 async def test_the_exporter_takes_its_snapshot_but_reads_no_entry(
-    fresh: AclServer, clients: dict[str, Redis]
+    routed: RoutedServer, clients: dict[str, Redis]
 ) -> None:
     """What faces HTTP holds only what it needs: `simpul exporter`'s whole snapshot runs as
     its own user, which cannot read an entry's fields (XRANGE, XREAD...) nor any other value."""
-    seeded = _seed(fresh, "svc-dinsos")
+    seeded = _seed(routed, "svc-dinsos")
     stream = s("dukcapil.citizen")
     await clients[ADMIN].hset(keys.adapter_report("dukcapil-siak"), mapping={"state": "running"})
     exporter = clients[EXPORTER]
@@ -1107,7 +1018,7 @@ async def test_the_health_user_may_only_ping(clients: dict[str, Redis]) -> None:
 
 @pytest.mark.parametrize("to", list(Target), ids=str)
 async def test_the_monitor_replays_dead_letters_as_its_own_user(
-    fresh: AclServer, clients: dict[str, Redis], to: Target
+    routed: RoutedServer, clients: dict[str, Redis], to: Target
 ) -> None:
     """The dashboard faces HTTP, so it runs as its own user, not the admin: its replay (the
     library's function, after verification) works both ways under that user, on a service's

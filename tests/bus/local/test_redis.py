@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from bus.errors import ConfigurationError, RedisUnavailable
+from bus.functions import LIBRARY
 from bus.local import redis as local_redis
 from bus.local.redis import EmbeddedRedis, find_redis_server, free_port, redis_url_or_embedded
 
@@ -186,6 +187,41 @@ def test_bad_argument_fails_fast_with_the_log(tmp_path: Path) -> None:
     server = EmbeddedRedis(tmp_path, extra_args=["--no-such-option", "1"])
     with pytest.raises(RedisUnavailable, match="no-such-option"):
         server.start()
+    assert server.pid is None
+
+
+def _acl_file(folder: Path, password: str) -> Path:
+    """The deployed shape: the default user off, one admin with a password."""
+    folder.mkdir(parents=True)
+    aclfile = folder / "users.acl"
+    aclfile.write_text(f"user default off\nuser admin on >{password} ~* &* +@all\n")
+    return aclfile
+
+
+def test_an_acl_file_turns_the_default_user_off_and_the_admin_loads_the_library(
+    tmp_path: Path,
+) -> None:
+    aclfile = _acl_file(tmp_path / "redis", "admin-secret")
+    with EmbeddedRedis(
+        tmp_path / "redis", aclfile=aclfile, admin=("admin", "admin-secret")
+    ) as server:
+        if int(server.version.split(".")[0]) < 7:
+            pytest.skip("Redis Functions need Redis >= 7.0")
+        with pytest.raises(redis.AuthenticationError), _client(server) as client:
+            client.ping()
+        admin = redis.Redis(port=server.port, username="admin", password="admin-secret")
+        with admin:
+            assert admin.function_list(library=LIBRARY)  # loaded by the admin at start
+            assert admin.config_get("aclfile") == {"aclfile": str(aclfile)}
+
+
+def test_an_acl_file_needs_an_admin_who_may_ask_and_one_who_can(tmp_path: Path) -> None:
+    aclfile = _acl_file(tmp_path / "redis", "admin-secret")
+    with pytest.raises(ConfigurationError, match="name the admin"):
+        EmbeddedRedis(tmp_path / "redis", aclfile=aclfile)
+    server = EmbeddedRedis(tmp_path / "redis", aclfile=aclfile, admin=("admin", "wrong"))
+    with pytest.raises(RedisUnavailable, match="did not answer PING"):
+        server.start(timeout=1.0)
     assert server.pid is None
 
 
