@@ -47,7 +47,8 @@ EVENTS = 300
 ROUTERS = ("r1", "r2")
 REPLICAS = ("c1", "c2")
 MAX_FAULTS = 24
-REDIS_CRASH_AT = 3  # the fault number at which redis-server is killed and restarted
+REDIS_CRASH_AT = 3  # redis-server is killed and restarted at this fault, or once a third of
+# the events are admitted if that comes first
 CONSUMER, PRODUCER_MODULE, ROUTER = (
     "tests.chaos.consumer",
     "tests.chaos.producer",
@@ -64,6 +65,12 @@ async def lease_holders(redis: Redis) -> list[str]:
         if holder is not None:
             found.add(holder.decode())
     return sorted(found & set(ROUTERS))
+
+
+async def admitted_so_far(redis: Redis) -> int:
+    """How many events the routers have admitted onto the partitions so far: the Redis crash
+    must come while the producer still publishes, however slow the machine makes the faults."""
+    return sum([await redis.xlen(partition) for partition in gauge.PARTITIONS])
 
 
 def in_partition(partition: int) -> Callable[[str], bool]:
@@ -113,7 +120,10 @@ async def test_routers_consumers_and_redis_killed_lose_and_repeat_nothing_per_in
         try:
             while procs.running("producer") and sum(faults.values()) < MAX_FAULTS:
                 await asyncio.sleep(rng.uniform(0.3, 0.8))
-                if sum(faults.values()) == REDIS_CRASH_AT and not faults["redis"]:
+                if not faults["redis"] and (
+                    sum(faults.values()) >= REDIS_CRASH_AT
+                    or await admitted_so_far(redis) >= EVENTS // 3
+                ):
                     await asyncio.to_thread(crash_and_restart, private_redis, rng.uniform(0.1, 0.4))
                     faults["redis"] += 1
                     continue
