@@ -103,10 +103,11 @@ async def _drain(router: Router, sources: list[str]) -> None:
     """Route until every source has nothing new or pending (one replica, no leases' waits)."""
     for source in sources:
         await router._ensure_group(source)
-        assert await router._lease(source), f"{source} is leased to another replica"
     while True:
         busy = False
         for source in sources:
+            # its reads are fenced by the lease: take it, renewed once a third has passed
+            assert await router._hold(source), f"{source} is leased to another replica"
             entries = await router._read(source, ">", block=None)
             if entries:
                 await router.route(source, entries)
@@ -157,10 +158,10 @@ async def _drain_child(url: str, source: str, expected: int) -> None:
     router = _router(redis, _topology(), batch_size=100)
     await router._ensure_group(source)
     await redis.blpop(["bench:router:go:" + source], timeout=120)
-    assert await router._lease(source), f"{source} is leased to another replica"
     cpu0 = time.process_time()
     routed = 0
     while routed < expected:
+        assert await router._hold(source), f"{source} is leased to another replica"
         entries = await router._read(source, ">", block=100)
         if entries:
             await router.route(source, entries)

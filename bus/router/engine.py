@@ -181,6 +181,7 @@ class Router:
         self.owned: set[str] = set()
         self._renewed: dict[str, float] = {}  # source -> when its lease was last taken/renewed
         self._taken: set[str] = set()  # sources whose lease was taken anew, not renewed
+        self._tail: dict[str, bytes] = {}  # source -> the last id seen there (to wait from)
         self._unsettled: dict[str, Settlement] = {}  # source -> its last batch's ack, not sent
         self._log = _log.bind(replica=replica)
 
@@ -363,10 +364,12 @@ class Router:
         replica holds it, one atomic step): a replica paused past its lease reads nothing
         (SIMPUL_NOT_HOLDER), so a new holder's first read of what is pending finds all that
         its predecessors read and did not settle — which the inboxes' high-water marks need.
-        With nothing new and ``block``, waits for more with ``XREAD BLOCK`` (no group: it
-        delivers nothing) from the stream's last entry, then reads again."""
-        settlement = self._unsettled.pop(source, None)
-        command = (
+        A function cannot block, so with ``block`` the read of new entries is queued behind an
+        ``XREAD BLOCK`` (no group: it delivers nothing) from the last id this replica saw on
+        the source: it runs as soon as something new is there, still one round trip."""
+        settlement = self._unsettled.pop(source, None) or []
+        tail = self._tail.get(source) if cursor == ">" and block is not None else None
+        read = (
             *await self._read_fenced.command_head(),
             2,
             source,
@@ -378,25 +381,26 @@ class Router:
             cursor,
         )
         try:
-            if settlement:
+            if settlement or tail is not None:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for queue in settlement:
                         queue(pipe)
-                    pipe.execute_command(*command)
+                    if tail is not None:
+                        pipe.xread({source: tail}, count=1, block=block)
+                    pipe.execute_command(*read)
                     reply = (await pipe.execute())[-1]
             else:
-                reply = await self.redis.execute_command(*command)  # type: ignore[no-untyped-call]
+                reply = await self.redis.execute_command(*read)  # type: ignore[no-untyped-call]
         except ResponseError as exc:
             raise self._read_fenced.translate(exc) from None
         found = cast(list[Any], reply)
+        if cursor == ">":  # where to wait from next time: the last entry read, or the stream's
+            if found[0]:
+                self._tail[source] = found[0][-1][0]
+            elif len(found) > 1:
+                self._tail[source] = found[1]
         # A pending entry deleted meanwhile comes back with no fields: nothing to route.
-        entries = [(e, _pairs(f)) for e, f in found[0] if f]
-        if found[0] or block is None or cursor != ">" or len(found) < 2:
-            return entries
-        woke = await self.redis.xread({source: found[1]}, count=1, block=block)
-        if not woke:
-            return []
-        return await self._read(source, cursor, block=None)
+        return [(e, _pairs(f)) for e, f in found[0] if f]
 
     # -- routing one batch --------------------------------------------------------------------
 

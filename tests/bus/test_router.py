@@ -503,6 +503,52 @@ async def test_router_replicas_killed_mid_batch_lose_and_repeat_nothing(
     await admin.aclose()
 
 
+async def test_a_replica_paused_past_its_lease_reads_nothing_and_its_late_writes_are_no_ops(
+    routed: RoutedServer,
+) -> None:
+    """The fan-out writes an inbox only above its high-water mark, which is sound only if every
+    entry is read by the lease's holder of the time: a replica paused past its lease (here:
+    its lease taken over, as after a pause) is refused its next read, its successor first
+    re-reads what the paused one left pending, and the paused one's late writes of the batch
+    it read before change nothing. Every inbox: each event once, in order."""
+    admin = routed.connect(ADMIN)
+    dukcapil = publisher(routed, "adapter-dukcapil")
+    total = 40
+    await dukcapil.publish_many(
+        [dukcapil.envelope(example(CitizenDied), id=f"p-{i:02d}") for i in range(total)]
+    )
+    paused = routed.router(replica="paused", batch_size=10, lease_ms=60_000)
+    successor = routed.router(replica="successor", batch_size=10, lease_ms=60_000)
+    intake = keys.intake("adapter-dukcapil")
+    for source in (intake, CITIZEN):
+        assert await paused._hold(source)
+        await paused._ensure_group(source)
+    await paused.route(intake, await paused._read(intake, ">", block=None))
+    while entries := await paused._read(intake, ">", block=None):
+        await paused.route(intake, entries)
+    assert await admin.xlen(CITIZEN) == total
+    first = await paused._read(CITIZEN, ">", block=None)
+    await paused.route(CITIZEN, first)  # written and acked
+    stale = await paused._read(CITIZEN, ">", block=None)  # read; then the pause
+    assert [e for e, _ in stale] and not await _len(admin, DINSOS, 20)
+    await admin.delete(keys.router_lease(CITIZEN))  # the lease ran out meanwhile
+    async with running(successor):
+        await wait_until(lambda: _len(admin, DINSOS, total), timeout=20)
+    with pytest.raises(ResponseError, match="SIMPUL_NOT_HOLDER"):
+        await paused._read(CITIZEN, ">", block=None)  # a read after the pause: refused
+    await paused.route(CITIZEN, stale)  # its late writes: no-ops
+    expected = [f"p-{i:02d}".encode() for i in range(total)]
+    for inbox in (DINSOS, keys.inbox(CITIZEN, "audit"), keys.inbox(CITIZEN, "notifier")):
+        assert [f[b"id"] for f in await _entries(admin, inbox)] == expected, inbox
+    marks = [await admin.get(keys.routed_mark(i)) for i in (DINSOS, keys.inbox(CITIZEN, "audit"))]
+    last = (await admin.xrevrange(CITIZEN, count=1))[0][0]
+    assert marks == [last, last]  # the department-stream id of the last entry forwarded
+    assert await admin.keys(f"{DINSOS}:seen:*") == []  # no marker per inbox entry
+    for router in (paused, successor):
+        await router.redis.aclose()
+    await admin.aclose()
+
+
 async def test_inboxes_are_trimmed_once_their_group_acked(routed: RoutedServer) -> None:
     admin = routed.connect(ADMIN)
     dukcapil = publisher(routed, "adapter-dukcapil")
