@@ -48,7 +48,7 @@ from bus.envelope import MAX_ID, Envelope, format_time
 from bus.errors import ConfigurationError, DecodeError
 from bus.functions import BusFunction
 from bus.logging import get_logger
-from bus.projection import Disclosure, disclosures, forward_each
+from bus.projection import FORWARDING_FIELDS, Disclosure, disclosures, forward_each
 from bus.signing import KeyRing, Signer
 
 _log = get_logger("bus.router")
@@ -61,6 +61,7 @@ and the same name makes the next one find what the last left pending."""
 MAX_ENTRY_BYTES = 64 * 1024
 """The default cap on an intake entry (field names and values, in bytes)."""
 
+_ORIGIN_FIELDS = tuple(name.encode() for name in FORWARDING_FIELDS)
 Entries = list[tuple[bytes, dict[bytes, bytes]]]
 Settlement = list[Callable[[Any], Any]]
 """What settles a routed batch on its source (its ack, an intake's trim), each queued on a
@@ -598,16 +599,37 @@ class Router:
                     )
             flat = _flat(raw)
             return [flat] * len(routes)
-        entries = forward_each(
-            raw, [r.disclosure for r in routes], signer=self.signer, origin=origin
+        # A subscription that may see every field gets the original as admitted, its
+        # producer's signature intact (docs/wire-format.md, 11.2) — when admission verified
+        # that signature (a keyring) and the original names no origin of its own.
+        original = _flat(raw) if self._verbatim(raw) else None
+        projected = [r for r in routes if original is None or r.disclosure.fields is not None]
+        entries = iter(
+            forward_each(raw, [r.disclosure for r in projected], signer=self.signer, origin=origin)
+            if projected
+            else ()
         )
         flats: dict[int, list[bytes]] = {}  # one flat list per distinct (shared) entry
         out = []
-        for entry in entries:
+        for route in routes:
+            if original is not None and route.disclosure.fields is None:
+                out.append(original)
+                continue
+            entry = next(entries)
             if id(entry) not in flats:
                 flats[id(entry)] = _flat(entry)
             out.append(flats[id(entry)])
         return out
+
+    def _verbatim(self, raw: Mapping[bytes, bytes]) -> bool:
+        """Whether an admitted entry may go as it is to a subscription that may see all of it:
+        its producer's signature was verified at admission (the router has a keyring), and it
+        carries none of the attributes that name an original (it would pass for a projection)."""
+        return (
+            self.keyring is not None
+            and bool(raw.get(b"signature"))
+            and not any(name in raw for name in _ORIGIN_FIELDS)
+        )
 
     async def _queue_batches(self, pipe: Any, writes: Mapping[str, _Batch]) -> None:
         """One idempotent publish_batch call per target stream on ``pipe`` (the event id

@@ -33,9 +33,12 @@ from bus.admin.exporter import _ahead_or_empty
 from bus.cli.app import app
 from bus.connection import connect
 from bus.contracts import Contract, default_registry
+from bus.envelope import Envelope
 from bus.functions import LIBRARY
 from bus.local.redis import EmbeddedRedis
+from bus.projection import check_against_original
 from bus.router import Router, RouterConfig, ahead_of_time, migrate, reset_intake
+from bus.router.engine import _flat, _pairs
 from bus.signing import KeyRing
 from bus.testing import quick_settings, wait_until
 from schemas.bapenda import PaymentReceived
@@ -107,11 +110,49 @@ async def test_an_event_goes_intake_router_department_stream_and_each_approved_i
     assert [f[b"id"] for f in await _entries(admin, DINSOS)] == [b"born-1", b"died-1"]
     # The audit's inbox has everything; the notifier (deaths, not births) one.
     assert await admin.xlen(keys.inbox(CITIZEN, "audit")) == 2
+    # The audit may see every field: it gets each original as admitted, the producer's
+    # signature intact (no router signature, no origin attributes), verifiable as on the
+    # department stream; the projections are the router's.
+    audit = await _entries(admin, keys.inbox(CITIZEN, "audit"))
+    assert audit == stream
+    ring = KeyRing(TOPOLOGY.signing_keys())
+    for fields in audit:
+        assert ring.check(Envelope.from_fields(fields), fields) is None
+        assert check_against_original(fields, stream[audit.index(fields)]) is None
+    assert dinsos_birth[b"signer"] == b"router-dev-2026"
+    assert check_against_original(dinsos_birth, stream[0]) is None
+    assert check_against_original(stream[1], stream[0]) is not None  # another event
     assert await admin.xlen(keys.inbox(CITIZEN, "notifier")) == 1
     # Publishing the same event again changes nothing anywhere.
     again = await dukcapil.publish(example(CitizenDied), id="died-1")
     assert again.duplicate and died.entry_id == again.entry_id
     await admin.aclose()
+
+
+def test_an_original_naming_an_origin_of_its_own_is_forwarded_as_the_routers_copy(
+    routed: RoutedServer,
+) -> None:
+    """A producer may set the reserved origin attributes (its signature covers them): passed
+    on as it is, such an original would look like a projection naming another original, so
+    every subscription gets the router's signed copy then, the audit's too. Without a keyring
+    (nothing verified at admission) no original goes on as it is either."""
+    producer = signer("adapter-dukcapil")
+    event = Publisher(routed.connect(ADMIN), source="urn:test").envelope(example(CitizenDied))
+    plain = producer.sign(event).to_fields()
+    naming = producer.sign(
+        event.with_attributes(extensions={"originentry": "1-0", "origindigest": "0" * 64})
+    ).to_fields()
+    router = routed.router()
+    routes = router.routes[CITIZEN]["dukcapil.citizen.died.v1"]
+    audit = next(i for i, r in enumerate(routes) if r.group == "audit")
+    raw = {k.encode(): v.encode() for k, v in plain.items()}
+    assert router._forward_each(raw, routes, "5-0")[audit] == _flat(raw)  # as admitted
+    for fields, keyring in ((naming, router.keyring), (plain, None)):
+        router.keyring = keyring
+        raw = {k.encode(): v.encode() for k, v in fields.items()}
+        forwarded = dict(_pairs(router._forward_each(raw, routes, "5-0")[audit]))
+        assert forwarded[b"signer"] == b"router-dev-2026"
+        assert forwarded[b"originentry"] == b"5-0"
 
 
 async def _len(admin: Redis, key: str, n: int) -> bool:
