@@ -568,10 +568,11 @@ def test_every_compose_command_starts_against_the_compose_redis_and_stops_cleanl
 def _check_signed_end_to_end(redis: AclRedis) -> None:
     """Every event on a department stream is signed by a principal allowed its type and
     verifies, every inbox entry is signed by the router and verifies — but the audit's, which
-    may see every field: the producer-signed originals (docs/wire-format.md, 11.2); the router and the
-    services took them all. A stolen adapter password cannot reach a department stream, and a
-    forged and an altered event written into that adapter's intake are refused by the router
-    (unsigned, bad_signature) into the adapter's own dead letters: no inbox gets them."""
+    may see every field: the producer-signed originals (docs/wire-format.md, 11.2); the router
+    and the services took them all. A stolen adapter password cannot reach a department
+    stream, and a forged and an altered event written into that adapter's intake are refused by
+    the router (unsigned, bad_signature) into the adapter's own dead letters: no inbox gets
+    them."""
     ring = {key.key_id: key for key in TOPOLOGY.signing_keys()}
     assert TOPOLOGY.router is not None
     router_keys = {k.id for k in TOPOLOGY.router.keys}
