@@ -3,15 +3,17 @@
     .venv/bin/python -m bench.router [--events N] [--rate R] [--seconds S] [--runs K]
 
 * throughput: N signed deaths waiting in an intake, routed by one replica (admission:
-  signature, contract; fan-out to the 5 subscriptions of deaths, each projected; the router
-  signs each distinct projection once) against a raw loop doing the same copies with
-  XREADGROUP + XADD (+ XACK), no checks; K runs, alternating, medians. Wall-clock rates, and
+  signature, contract; fan-out to the 5 subscriptions of deaths: the router signs each
+  distinct projection once, the audit, approved for every field, gets the original) against
+  a raw loop doing the same copies with XREADGROUP + XADD (+ XACK), no checks; K runs,
+  alternating, medians. Wall-clock rates, and
   the CPU per event of the client process and of Redis (the stable figures on a shared
   machine);
 * end-to-end p99 at R events/s for S seconds: publish -> router -> dinsos' inbox read, against
   publish -> the department stream read (today's direct path), both by a plain XREAD reader in
   the publishing process. The router runs as it is deployed: a process of its own (this module
-  with ``--serve``), default settings (XREADGROUP BLOCK 500 ms, batches of 100), every source of
+  with ``--serve``), default settings (reads fenced by the lease behind XREAD BLOCK 500 ms,
+  batches of 100), every source of
   the topology; its CPU per routed event is measured too;
 * memory per retained event with three subscriptions (identity.account.linked.v1: profile,
   notifier, audit): used_memory per event direct, routed, and routed once the groups acked and
@@ -106,6 +108,8 @@ async def _drain(router: Router, sources: list[str]) -> None:
     while True:
         busy = False
         for source in sources:
+            # its reads are fenced by the lease: take it, renewed once a third has passed
+            assert await router._hold(source), f"{source} is leased to another replica"
             entries = await router._read(source, ">", block=None)
             if entries:
                 await router.route(source, entries)
@@ -159,6 +163,7 @@ async def _drain_child(url: str, source: str, expected: int) -> None:
     cpu0 = time.process_time()
     routed = 0
     while routed < expected:
+        assert await router._hold(source), f"{source} is leased to another replica"
         entries = await router._read(source, ">", block=100)
         if entries:
             await router.route(source, entries)
@@ -563,7 +568,8 @@ def table(found: dict[str, Any]) -> list[str]:
         f"**{mem['routed_bytes_per_event']:,.0f} B**; routed once every group acked and the "
         f"router trimmed the inboxes **{mem['routed_trimmed_bytes_per_event']:,.0f} B** "
         f"({mem['routed_trimmed_bytes_per_event'] / mem['direct_bytes_per_event']:.1f}x direct), "
-        f"of which the dedupe markers (`:seen:`, kept for the dedupe TTL) "
+        f"of which the dedupe markers (`:seen:`, in the intake and on the department stream, "
+        f"kept for the dedupe TTL; an inbox keeps one high-water mark) "
         f"{mem['markers_bytes_per_event']:,.0f} B.",
     ]
     return lines
@@ -585,9 +591,11 @@ def section(found: dict[str, Any] | None) -> list[str]:
         "`bench/router.py`, a private Redis (AOF everysec, no ACL) of its own. An event goes "
         "producer → intake → router (admission: size, decoding, the producer's right to the type, "
         "its signature, the contract) → department stream → router (fan-out: per subscription a "
-        "need-to-know projection the router signs, one signature per distinct projection) → "
+        "need-to-know projection the router signs, one signature per distinct projection; a "
+        "subscription approved for every field gets the producer-signed original) → "
         f"inbox. **Throughput**: {t['events']:,} signed deaths (5 subscriptions: 5 inbox "
-        "entries, 2 distinct projections) waiting in the producer's intake, routed by one replica "
+        "entries, 1 projection to sign, the audit's the original) waiting in the producer's "
+        "intake, routed by one replica "
         "in one process; the raw loop reads the same entries from a copy of the intake as a "
         "group and XADDs each to a stream and to 5 inboxes, no checks, then acks; "
         f"{t['runs']} run(s), router and raw alternately, median. **Latency**: "
@@ -595,8 +603,9 @@ def section(found: dict[str, Any] | None) -> list[str]:
         "per path, alternately; the direct path is today's (publish onto the department stream, "
         "read there), the routed one publishes into the intake and reads dinsos' inbox; both "
         "read by a plain XREAD in the publishing process. The router runs as deployed: a process "
-        "of its own with default settings (every source of the topology, XREADGROUP BLOCK "
-        "500 ms, batches of 100). **Memory**: `used_memory` growth per event.",
+        "of its own with default settings (every source of the topology, reads fenced by the "
+        "lease behind XREAD BLOCK 500 ms, batches of 100). **Memory**: `used_memory` growth "
+        "per event.",
         "",
         *table(found),
         "",

@@ -265,6 +265,13 @@ def is_inbox(key: str) -> bool:
     return inbox_of(key) is not None
 
 
+def routed_mark(inbox_key: str) -> str:
+    """The high-water mark of one inbox: the department-stream entry id of the last entry the
+    router forwarded to it (``<inbox>:routed``, on the inbox's slot). What is at or below it is
+    not written again when the router routes a batch a second time (decision 0011)."""
+    return f"{inbox_key}:routed"
+
+
 def router_lease(source: str) -> str:
     """Which router replica reads ``source`` (an intake or a department stream) right now: a
     string with a TTL, beside the source on its slot. One reader per source keeps its order."""

@@ -228,12 +228,18 @@ def check_against_original(
     original: Mapping[str, str] | Mapping[bytes, bytes],
 ) -> str | None:
     """None if ``forwarded`` (an inbox entry) is a faithful projection of ``original`` (the
-    archived department-stream entry), else what differs — names, never values.
+    archived department-stream entry) — or, for a subscription that may see every field, the
+    original itself, as admitted (docs/wire-format.md, 11.2) — else what differs: names, never
+    values.
 
     Signatures are checked elsewhere (the router's by the consumer's keyring, the producer's by
     the archive): this ties the two together.
     """
     inbox, source = _texts(forwarded), _texts(original)
+    if ORIGIN_DIGEST not in inbox:  # a subscription that may see everything: the original
+        if inbox != source:
+            return "the entry names no original, and it is not the original as admitted"
+        return None
     if inbox.get(ORIGIN_DIGEST) != original_digest(source):
         return f"{ORIGIN_DIGEST} is not the SHA-256 of the original's signed bytes"
     if inbox.get(ORIGIN_SIGNER, "") != source.get(_SIGNER, ""):

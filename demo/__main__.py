@@ -721,7 +721,8 @@ async def trust(
     valid, total = await _signed(redis, city.security, inboxes=True)
     table.add_row(
         "signatures in the inboxes",
-        f"{valid} of {total} inbox entries signed by the router (every service verifies)",
+        f"{valid} of {total} inbox entries signed by the router (the audit's: by their "
+        "producer, the originals; every service verifies)",
     )
     if intrusion.cross_department:
         table.add_row(
@@ -775,9 +776,21 @@ async def _delivered(redis: Redis, event_id: str) -> int:
     return len(found)
 
 
+def _sees_all(inbox: str, security: Security) -> bool:
+    """Whether the inbox's group is approved for every field of everything it subscribes."""
+    found = keys.inbox_of(inbox)
+    assert found is not None
+    service = next(s for s in security.topology.services if s.group == found[1])
+    return all(
+        security.topology.approved_fields(service.group, sub.type) is None
+        for sub in service.subscriptions
+    )
+
+
 async def _signed(redis: Redis, security: Security, *, inboxes: bool) -> tuple[int, int]:
     """(entries validly signed by a principal allowed their type, all entries) on the
-    department streams, or (entries validly signed by the router, all) in the inboxes."""
+    department streams, or in the inboxes (entries validly signed by the router, or by their
+    producer in an inbox approved for every field: the original as admitted, all)."""
     ring = {key.key_id: key for key in security.topology.signing_keys()}
     router = security.signer("router").key_id
     valid = total = 0
@@ -791,8 +804,9 @@ async def _signed(redis: Redis, security: Security, *, inboxes: bool) -> tuple[i
             total += 1
             signer = ring.get(fields.get(b"signer", b"").decode())
             allowed = signer is not None and fields.get(b"type", b"").decode() in signer.types
-            if inboxes:
-                allowed = allowed and signer is not None and signer.key_id == router
+            if inboxes and signer is not None and signer.key_id != router:
+                # only a subscription that may see everything gets the producer's original
+                allowed = allowed and keys.inbox_of(key) is not None and _sees_all(key, security)
             valid += bool(allowed and signer and verify_fields(signer.public_key, fields))
     return valid, total
 

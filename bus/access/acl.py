@@ -467,6 +467,8 @@ def _router(topology: Topology, hashes: tuple[str, ...]) -> AclUser:
     )
     router_consume = (
         "+xreadgroup",
+        "+xread",
+        "+xrevrange",
         "+xack",
         "+xgroup|create",
         "+xinfo|stream",
@@ -492,18 +494,26 @@ def _router(topology: Topology, hashes: tuple[str, ...]) -> AclUser:
         ),
         Grant(
             ("+get", "+set"),
-            tuple(f"~{keys.seen(s, '*')}" for s in [*streams, *inboxes]),
-            why="dedupe markers of what it admitted and forwarded",
+            (
+                *(f"~{keys.seen(s, '*')}" for s in streams),
+                *(f"~{keys.routed_mark(i)}" for i in inboxes),
+            ),
+            why="dedupe markers of what it admitted, high-water marks of what it forwarded",
         ),
         Grant(
             ("+xadd", "+fcall", "+xinfo|stream", "+xinfo|groups", "+xpending", "+xtrim"),
-            (*(f"~{i}" for i in inboxes), *(f"~{keys.seen(i, '*')}" for i in inboxes)),
+            (*(f"~{i}" for i in inboxes), *(f"~{keys.routed_mark(i)}" for i in inboxes)),
             why="the only writer of the inboxes; trims what their group acked",
         ),
         Grant(
             ("+set", "+get", "+pexpire", "+del"),
             tuple(f"~{keys.router_lease(s)}" for s in [*intakes, *streams]),
             why="one replica reads a source at a time",
+        ),
+        Grant(
+            ("+fcall",),
+            tuple(f"~{k}" for s in [*intakes, *streams] for k in (s, keys.router_lease(s))),
+            why="its reads, fenced by the lease (the read function names source and lease)",
         ),
     ]
     root = Grant((*CONNECT, *SCRIPTS, "+time"))

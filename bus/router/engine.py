@@ -13,12 +13,17 @@ Two stages, each an ordered reader of one source at a time:
   to the inbox of each approved subscription of its type, ``simpul:inbox:{<group>/<stream>}``,
   with the fields that subscription may see (``bus.projection.forward``).
 
-Crash safety is at-least-once reading plus idempotent writes: every write is the publisher's
-function (``publish.lua`` in the ``simpul_1`` library, bus.functions), which remembers the event
-id per target stream, so an entry read again after a crash (it stays pending with the router's
-consumer until acked) is written nowhere twice. Order: each source is read by one replica at a
-time (a lease beside the source), always with the same consumer name, so a replica taking over
-first reads what its predecessor left pending, in order, before anything new.
+Crash safety is at-least-once reading plus idempotent writes, so an entry read again after a
+crash (it stays pending with the router's consumer until acked) is written nowhere twice:
+admission writes with the publisher's function (``publish_batch.lua`` in the ``simpul_1``
+library, bus.functions), which remembers the event id per department stream (a producer's
+retry is a duplicate there too); fan-out with ``forward_batch.lua``, which keeps one high-water
+mark per inbox (``<inbox>:routed``: the department-stream entry id of the last entry forwarded
+to it) and writes only what lies above it — the department stream is read in order by one
+replica at a time, so what lies at or below the mark was forwarded before. Order: each source
+is read by one replica at a time (a lease beside the source, every read fenced by it), always
+with the same consumer name, so a replica taking over first reads what its predecessor left
+pending, in order, before anything new.
 """
 
 from __future__ import annotations
@@ -43,17 +48,20 @@ from bus.envelope import MAX_ID, Envelope, format_time
 from bus.errors import ConfigurationError, DecodeError
 from bus.functions import BusFunction
 from bus.logging import get_logger
-from bus.projection import Disclosure, disclosures, forward_each
+from bus.projection import FORWARDING_FIELDS, Disclosure, disclosures, forward_each
 from bus.signing import KeyRing, Signer
 
 _log = get_logger("bus.router")
 
+NOT_HOLDER = "SIMPUL_NOT_HOLDER"
+"""The error of a fenced read by a replica whose lease lapsed (bus/router_read.lua)."""
 CONSUMER = "router"
 """The consumer name of every router replica: a lease makes one replica read a source at a time,
 and the same name makes the next one find what the last left pending."""
 MAX_ENTRY_BYTES = 64 * 1024
 """The default cap on an intake entry (field names and values, in bytes)."""
 
+_ORIGIN_FIELDS = tuple(name.encode() for name in FORWARDING_FIELDS)
 Entries = list[tuple[bytes, dict[bytes, bytes]]]
 Settlement = list[Callable[[Any], Any]]
 """What settles a routed batch on its source (its ack, an intake's trim), each queued on a
@@ -127,6 +135,17 @@ class _Batch:
         self.args += fields
 
 
+@dataclass
+class _Forwards:
+    """The entries bound for one inbox in one call of the forward_batch function: per entry
+    its department-stream entry id, its field count, its fields."""
+
+    args: list[bytes] = field(default_factory=list)
+
+    def add(self, origin: bytes, fields: list[bytes]) -> None:
+        self.args += (origin, b"%d" % len(fields), *fields)
+
+
 class Router:
     """One router replica. ``await run()`` until ``stop()``; several replicas share the work."""
 
@@ -151,9 +170,10 @@ class Router:
         self.replica = replica
         self.counts = Counts()
         self._stopping = asyncio.Event()
-        self._publish = BusFunction(redis, "publish")  # bus/publish.lua, in simpul_1
         self._publish_batch = BusFunction(redis, "publish_batch")  # bus/publish_batch.lua
+        self._forward_batch = BusFunction(redis, "forward_batch")  # bus/forward_batch.lua
         self._dead_letter = BusFunction(redis, "deadletter")  # bus/deadletter.lua
+        self._read_fenced = BusFunction(redis, "router_read")  # bus/router_read.lua
         self.may_publish = {p.principal: frozenset(p.publishes) for p in topology.publishers()}
         self.intakes = sorted(keys.intake(p) for p in self.may_publish)
         self._clock: tuple[int, float] | None = None  # Redis TIME (ms), local monotonic then
@@ -161,6 +181,8 @@ class Router:
         self.sources = [*self.intakes, *sorted(self.routes)]
         self.owned: set[str] = set()
         self._renewed: dict[str, float] = {}  # source -> when its lease was last taken/renewed
+        self._taken: set[str] = set()  # sources whose lease was taken anew, not renewed
+        self._tail: dict[str, bytes] = {}  # source -> the last id seen there (to wait from)
         self._unsettled: dict[str, Settlement] = {}  # source -> its last batch's ack, not sent
         self._log = _log.bind(replica=replica)
 
@@ -246,6 +268,9 @@ class Router:
                     self._unsettled.pop(source, None)  # the next holder reads them again
                     await self._sleep(self.config.lease_ms / 3000)
                     continue
+                if source in self._taken:  # newly taken (maybe after another's tenure)
+                    self._taken.discard(source)
+                    drained = False
                 if not drained:
                     await self._ensure_group(source)
                 # What this source's consumer has pending (a predecessor's, or ours after an
@@ -263,6 +288,11 @@ class Router:
             except (ResponseError, *TRANSIENT) as exc:
                 drained = False  # a batch may be left pending: read it again first
                 self._unsettled.pop(source, None)
+                if NOT_HOLDER in str(exc):  # the lease lapsed (a pause): ask Redis next turn
+                    self._renewed.pop(source, None)
+                    self.owned.discard(source)
+                    self._log.info("router_lease_lost", source=source)
+                    continue
                 self._log.warning("router_source_failed", source=source, error=str(exc)[:200])
                 await self._sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -303,6 +333,7 @@ class Router:
         )
         if holder is None:
             self.owned.add(source)
+            self._taken.add(source)
             return True
         if holder.decode() == self.replica:
             await self.redis.pexpire(key, self.config.lease_ms)
@@ -328,33 +359,49 @@ class Router:
 
     async def _read(self, source: str, cursor: str, *, block: int | None) -> Entries:
         """The next batch of ``source`` (``0``: what is pending with the router's consumer;
-        ``>``: new entries), after settling the batch routed before, in the same round trip."""
-        settlement = self._unsettled.pop(source, None)
-        if settlement:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for queue in settlement:
-                    queue(pipe)
-                pipe.xreadgroup(
-                    keys.ROUTER_GROUP,
-                    CONSUMER,
-                    {source: cursor},
-                    count=self.config.batch_size,
-                    block=block,
-                )
-                reply = (await pipe.execute())[-1]
-        else:
-            reply = await self.redis.xreadgroup(
-                keys.ROUTER_GROUP,
-                CONSUMER,
-                {source: cursor},
-                count=self.config.batch_size,
-                block=block,
-            )
-        if not reply:
-            return []
-        _, entries = cast(Any, reply)[0]
+        ``>``: new entries), after settling the batch routed before, in the same round trip.
+
+        The read is fenced by the lease (bus/router_read.lua: XREADGROUP only while this
+        replica holds it, one atomic step): a replica paused past its lease reads nothing
+        (SIMPUL_NOT_HOLDER), so a new holder's first read of what is pending finds all that
+        its predecessors read and did not settle — which the inboxes' high-water marks need.
+        A function cannot block, so with ``block`` the read of new entries is queued behind an
+        ``XREAD BLOCK`` (no group: it delivers nothing) from the last id this replica saw on
+        the source: it runs as soon as something new is there, still one round trip."""
+        settlement = self._unsettled.pop(source, None) or []
+        tail = self._tail.get(source) if cursor == ">" and block is not None else None
+        read = (
+            *await self._read_fenced.command_head(),
+            2,
+            source,
+            keys.router_lease(source),
+            self.replica,
+            keys.ROUTER_GROUP,
+            CONSUMER,
+            self.config.batch_size,
+            cursor,
+        )
+        try:
+            if settlement or tail is not None:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for queue in settlement:
+                        queue(pipe)
+                    if tail is not None:
+                        pipe.xread({source: tail}, count=1, block=block)
+                    pipe.execute_command(*read)
+                    reply = (await pipe.execute())[-1]
+            else:
+                reply = await self.redis.execute_command(*read)  # type: ignore[no-untyped-call]
+        except ResponseError as exc:
+            raise self._read_fenced.translate(exc) from None
+        found = cast(list[Any], reply)
+        if cursor == ">":  # where to wait from next time: the last entry read, or the stream's
+            if found[0]:
+                self._tail[source] = found[0][-1][0]
+            elif len(found) > 1:
+                self._tail[source] = found[1]
         # A pending entry deleted meanwhile comes back with no fields: nothing to route.
-        return [(e, f) for e, f in cast(Entries, entries) if f]
+        return [(e, _pairs(f)) for e, f in found[0] if f]
 
     # -- routing one batch --------------------------------------------------------------------
 
@@ -510,24 +557,24 @@ class Router:
             pipe.delete(keys.seen(intake, event_id.decode(errors="replace")))
 
     async def _fan_out(self, stream: str, entries: Entries) -> Settlement:
-        """One round trip: the writes (one publish_batch call per inbox, in entry order); once
+        """One round trip: the writes (one forward_batch call per inbox, in entry order); once
         all of them returned, the ack settles the batch."""
         by_type = self.routes.get(stream, {})
-        writes: dict[str, _Batch] = {}  # inbox -> its entries, in order
+        writes: dict[str, _Forwards] = {}  # inbox -> its entries, in order
         for entry_id, raw in entries:
             routes = by_type.get(raw.get(b"type", b"").decode(errors="replace"), ())
             if not routes:
                 continue
-            origin = entry_id.decode()
-            event_id = raw.get(b"id", b"").decode(errors="replace") or origin
-            for route, fields in zip(routes, self._forward_each(raw, routes, origin), strict=True):
-                writes.setdefault(route.inbox, _Batch()).add(
-                    keys.seen(route.inbox, event_id), fields
-                )
+            forwarded = self._forward_each(raw, routes, entry_id.decode())
+            for route, fields in zip(routes, forwarded, strict=True):
+                batch = writes.get(route.inbox)
+                if batch is None:
+                    batch = writes[route.inbox] = _Forwards()
+                batch.add(entry_id, fields)
         if writes:
             async with self.redis.pipeline(transaction=False) as pipe:
-                await self._queue_batches(pipe, writes)
-                replies = await self._execute(pipe)
+                await self._queue_forwards(pipe, writes)
+                replies = await self._execute(pipe, self._forward_batch)
             self.counts.forwarded += sum(int(a) for reply in replies for a in reply[::2])
         done = [e for e, _ in entries]
         return [lambda pipe: pipe.xack(stream, keys.ROUTER_GROUP, *done)]
@@ -552,16 +599,37 @@ class Router:
                     )
             flat = _flat(raw)
             return [flat] * len(routes)
-        entries = forward_each(
-            raw, [r.disclosure for r in routes], signer=self.signer, origin=origin
+        # A subscription that may see every field gets the original as admitted, its
+        # producer's signature intact (docs/wire-format.md, 11.2) — when admission verified
+        # that signature (a keyring) and the original names no origin of its own.
+        original = _flat(raw) if self._verbatim(raw) else None
+        projected = [r for r in routes if original is None or r.disclosure.fields is not None]
+        entries = iter(
+            forward_each(raw, [r.disclosure for r in projected], signer=self.signer, origin=origin)
+            if projected
+            else ()
         )
         flats: dict[int, list[bytes]] = {}  # one flat list per distinct (shared) entry
         out = []
-        for entry in entries:
+        for route in routes:
+            if original is not None and route.disclosure.fields is None:
+                out.append(original)
+                continue
+            entry = next(entries)
             if id(entry) not in flats:
                 flats[id(entry)] = _flat(entry)
             out.append(flats[id(entry)])
         return out
+
+    def _verbatim(self, raw: Mapping[bytes, bytes]) -> bool:
+        """Whether an admitted entry may go as it is to a subscription that may see all of it:
+        its producer's signature was verified at admission (the router has a keyring), and it
+        carries none of the attributes that name an original (it would pass for a projection)."""
+        return (
+            self.keyring is not None
+            and bool(raw.get(b"signature"))
+            and not any(name in raw for name in _ORIGIN_FIELDS)
+        )
 
     async def _queue_batches(self, pipe: Any, writes: Mapping[str, _Batch]) -> None:
         """One idempotent publish_batch call per target stream on ``pipe`` (the event id
@@ -575,27 +643,36 @@ class Router:
                 *head, 1 + len(batch.seen), target.encode(), *batch.seen, ttl, b"", *batch.args
             )
 
-    async def _execute(self, pipe: Any) -> list[Any]:
+    async def _queue_forwards(self, pipe: Any, writes: Mapping[str, _Forwards]) -> None:
+        """One forward_batch call per inbox on ``pipe``: its entries in department-stream
+        order, each written unless the inbox's high-water mark (``<inbox>:routed``, the
+        department-stream entry id of the last entry forwarded) is at or above it — so an
+        entry routed again after a crash is written nowhere twice."""
+        head = await self._forward_batch.command_head()  # FCALL <name> (EVAL <body> on < 7)
+        for inbox, batch in writes.items():
+            pipe.execute_command(*head, 2, inbox, keys.routed_mark(inbox), *batch.args)
+
+    async def _execute(self, pipe: Any, function: BusFunction | None = None) -> list[Any]:
         try:
             return cast(list[Any], await pipe.execute())
         except ResponseError as exc:
-            raise self._publish_batch.translate(exc) from None
+            raise (function or self._publish_batch).translate(exc) from None
 
-    async def _publish_all(self, calls: Sequence[tuple[str, str, list[bytes]]]) -> list[Any]:
-        """Idempotent writes (the publish function: the event id remembered per target), one
-        pipeline."""
-        if not calls:
-            return []
-        ttl = str(self.config.dedupe_ttl_ms).encode()
-        head = await self._publish.command_head()  # FCALL <name> (EVAL <body> on Redis < 7)
+    async def _forward_all(self, inbox: str, entries: Sequence[tuple[bytes, list[bytes]]]) -> int:
+        """Write ``entries`` (department-stream entry id, inbox entry fields), in that order,
+        to ``inbox`` as the fan-out does (its high-water mark: idempotent); 100 a call, one
+        pipeline. Returns how many were written."""
+        if not entries:
+            return 0
+        head = await self._forward_batch.command_head()
         async with self.redis.pipeline(transaction=False) as pipe:
-            for stream, seen, fields in calls:
-                pipe.execute_command(*head, 2, stream.encode(), seen.encode(), ttl, b"", *fields)
-            try:
-                replies: list[Any] = await pipe.execute()
-            except ResponseError as exc:
-                raise self._publish.translate(exc) from None
-            return replies
+            for start in range(0, len(entries), 100):
+                batch = _Forwards()
+                for origin, fields in entries[start : start + 100]:
+                    batch.add(origin, fields)
+                pipe.execute_command(*head, 2, inbox, keys.routed_mark(inbox), *batch.args)
+            replies = await self._execute(pipe, self._forward_batch)
+        return sum(int(a) for reply in replies for a in reply[::2])
 
     async def _now_ms(self) -> int:
         """Redis's clock (``TIME``), never the intake's entry ids: asked once a third of the
@@ -665,6 +742,10 @@ def _next_id(entry_id: bytes) -> str:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _flat(raw: Mapping[bytes, bytes]) -> list[bytes]:
@@ -797,9 +878,10 @@ async def migrate(router: Router, *, hold_ms: int = 120_000) -> Migration:
     stopped (their groups' positions frozen) and no router running. For each department
     stream: the router's group is created at the stream's current end R; for each of its
     subscriptions whose service group exists there, the group's pending entries and every
-    entry after its last-delivered id up to R are written to its inbox, in id order, with the
-    router's dedupe markers; the group's ``done`` markers of those events are copied, so a
-    ``once`` handler that ran but was not acked does not run again. A stream already migrated
+    entry after its last-delivered id up to R are written to its inbox, in id order, as the
+    router writes (its high-water mark advances with them); the group's ``done`` markers of
+    those events are copied, so a ``once`` handler that ran but was not acked does not run
+    again. A stream already migrated
     (the router's group exists) is left alone."""
     report = Migration()
     redis = router.redis
@@ -865,10 +947,9 @@ async def _copy(
         if typed is None:
             continue
         event_id = fields.get(b"id", b"").decode(errors="replace") or entry_id.decode()
-        forwarded = router._forward(fields, typed, entry_id.decode())
-        calls.append((route.inbox, keys.seen(route.inbox, event_id), forwarded))
+        calls.append((entry_id, router._forward(fields, typed, entry_id.decode())))
         events.append(event_id)
-    await router._publish_all(calls)
+    await router._forward_all(route.inbox, calls)
     markers = 0
     for event_id in events:
         old = keys.done(stream, route.group, event_id)

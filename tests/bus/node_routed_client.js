@@ -140,6 +140,24 @@ async function main() {
   seen.ack = await service.command('XACK', inbox, input.service.group, entryId);
   seen.pending = await service.command('XPENDING', inbox, input.service.group);
   service.close();
+
+  // A subscription approved for every field (the audit) gets the original as admitted
+  // (section 11.2): the producer's signature, checked with the producer's key.
+  const audit = await authenticated(input.port, input.audit.user, input.audit.password);
+  const auditInbox = `simpul:inbox:{${input.audit.group}/${input.aggregate}}`;
+  await audit.command('XGROUP', 'CREATE', auditInbox, input.audit.group, '0', 'MKSTREAM');
+  let got = null;
+  while (got === null && Date.now() < deadline) {
+    got = await audit.command(
+      'XREADGROUP', 'GROUP', input.audit.group, 'node-1', 'COUNT', 10, 'BLOCK', 500, 'STREAMS', auditInbox, '>');
+    if (got && got.error) throw new Error(`XREADGROUP: ${got.error}`);
+  }
+  if (got === null) throw new Error(`nothing arrived in ${auditInbox}`);
+  const original = entryFields(got[0][1][0][1]);
+  seen.auditEntry = original;
+  seen.auditValid = simpulSignatureValid(original, input.producer.publicKey);
+  seen.auditValidWithRouterKey = simpulSignatureValid(original, input.router.publicKey);
+  audit.close();
   console.log(JSON.stringify(seen));
 }
 

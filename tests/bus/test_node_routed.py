@@ -6,7 +6,8 @@ The Node client (tests/bus/node_routed_client.js, built-in modules only, behind 
 documentation's own snippets) signs an event with the producer's development key and publishes
 it into the producer's intake with the producer's password; then, with a service's password, it
 reads that service's inbox group, verifies the router's signature as section 11 says, ties the
-entry to its original, and acks it."""
+entry to its original, and acks it; with the audit's, it reads the original, producer-signed,
+from the audit's inbox (a subscription approved for every field)."""
 
 from __future__ import annotations
 
@@ -99,6 +100,7 @@ async def test_a_node_client_publishes_to_its_intake_and_reads_its_inbox_as_docu
             "publicKey": base64.b64encode(producer_key.public_key).decode(),
         },
         "service": {"user": SERVICE, "password": password(SERVICE), "group": GROUP},
+        "audit": {"user": "svc-audit", "password": password("svc-audit"), "group": "audit"},
         "router": {"keyId": router_key.key_id, "publicKey": router_key.public_key_base64},
     }
     async with running(shipped.router()):
@@ -139,5 +141,9 @@ async def test_a_node_client_publishes_to_its_intake_and_reads_its_inbox_as_docu
     assert not seen["validWithProducerKey"]
     assert not seen["alteredValid"]
     assert seen["matchesOriginal"]
+    # The audit may see every field: its inbox holds the original as admitted, which verifies
+    # with the producer's key (section 11.2), not the router's.
+    assert seen["auditEntry"] == seen["signed"]
+    assert seen["auditValid"] and not seen["auditValidWithRouterKey"]
     # dinsos is approved `personal: [nik]` for deaths: the contract's other fields are not personal.
     assert json.loads(entry["data"]) == json.loads(seen["signed"]["data"])

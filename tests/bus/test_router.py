@@ -33,9 +33,12 @@ from bus.admin.exporter import _ahead_or_empty
 from bus.cli.app import app
 from bus.connection import connect
 from bus.contracts import Contract, default_registry
+from bus.envelope import Envelope
 from bus.functions import LIBRARY
 from bus.local.redis import EmbeddedRedis
+from bus.projection import check_against_original
 from bus.router import Router, RouterConfig, ahead_of_time, migrate, reset_intake
+from bus.router.engine import _flat, _pairs
 from bus.signing import KeyRing
 from bus.testing import quick_settings, wait_until
 from schemas.bapenda import PaymentReceived
@@ -107,11 +110,49 @@ async def test_an_event_goes_intake_router_department_stream_and_each_approved_i
     assert [f[b"id"] for f in await _entries(admin, DINSOS)] == [b"born-1", b"died-1"]
     # The audit's inbox has everything; the notifier (deaths, not births) one.
     assert await admin.xlen(keys.inbox(CITIZEN, "audit")) == 2
+    # The audit may see every field: it gets each original as admitted, the producer's
+    # signature intact (no router signature, no origin attributes), verifiable as on the
+    # department stream; the projections are the router's.
+    audit = await _entries(admin, keys.inbox(CITIZEN, "audit"))
+    assert audit == stream
+    ring = KeyRing(TOPOLOGY.signing_keys())
+    for fields in audit:
+        assert ring.check(Envelope.from_fields(fields), fields) is None
+        assert check_against_original(fields, stream[audit.index(fields)]) is None
+    assert dinsos_birth[b"signer"] == b"router-dev-2026"
+    assert check_against_original(dinsos_birth, stream[0]) is None
+    assert check_against_original(stream[1], stream[0]) is not None  # another event
     assert await admin.xlen(keys.inbox(CITIZEN, "notifier")) == 1
     # Publishing the same event again changes nothing anywhere.
     again = await dukcapil.publish(example(CitizenDied), id="died-1")
     assert again.duplicate and died.entry_id == again.entry_id
     await admin.aclose()
+
+
+def test_an_original_naming_an_origin_of_its_own_is_forwarded_as_the_routers_copy(
+    routed: RoutedServer,
+) -> None:
+    """A producer may set the reserved origin attributes (its signature covers them): passed
+    on as it is, such an original would look like a projection naming another original, so
+    every subscription gets the router's signed copy then, the audit's too. Without a keyring
+    (nothing verified at admission) no original goes on as it is either."""
+    producer = signer("adapter-dukcapil")
+    event = Publisher(routed.connect(ADMIN), source="urn:test").envelope(example(CitizenDied))
+    plain = producer.sign(event).to_fields()
+    naming = producer.sign(
+        event.with_attributes(extensions={"originentry": "1-0", "origindigest": "0" * 64})
+    ).to_fields()
+    router = routed.router()
+    routes = router.routes[CITIZEN]["dukcapil.citizen.died.v1"]
+    audit = next(i for i, r in enumerate(routes) if r.group == "audit")
+    raw = {k.encode(): v.encode() for k, v in plain.items()}
+    assert router._forward_each(raw, routes, "5-0")[audit] == _flat(raw)  # as admitted
+    for fields, keyring in ((naming, router.keyring), (plain, None)):
+        router.keyring = keyring
+        raw = {k.encode(): v.encode() for k, v in fields.items()}
+        forwarded = dict(_pairs(router._forward_each(raw, routes, "5-0")[audit]))
+        assert forwarded[b"signer"] == b"router-dev-2026"
+        assert forwarded[b"originentry"] == b"5-0"
 
 
 async def _len(admin: Redis, key: str, n: int) -> bool:
@@ -500,6 +541,52 @@ async def test_router_replicas_killed_mid_batch_lose_and_repeat_nothing(
         assert [f[b"id"] for f in await _entries(admin, inbox)] == expected, inbox
     assert [f[b"id"] for f in await _entries(admin, CITIZEN)] == expected
     assert await admin.xlen(DINKES) == 0  # deaths only: dinkes is not subscribed
+    await admin.aclose()
+
+
+async def test_a_replica_paused_past_its_lease_reads_nothing_and_its_late_writes_are_no_ops(
+    routed: RoutedServer,
+) -> None:
+    """The fan-out writes an inbox only above its high-water mark, which is sound only if every
+    entry is read by the lease's holder of the time: a replica paused past its lease (here:
+    its lease taken over, as after a pause) is refused its next read, its successor first
+    re-reads what the paused one left pending, and the paused one's late writes of the batch
+    it read before change nothing. Every inbox: each event once, in order."""
+    admin = routed.connect(ADMIN)
+    dukcapil = publisher(routed, "adapter-dukcapil")
+    total = 40
+    await dukcapil.publish_many(
+        [dukcapil.envelope(example(CitizenDied), id=f"p-{i:02d}") for i in range(total)]
+    )
+    paused = routed.router(replica="paused", batch_size=10, lease_ms=60_000)
+    successor = routed.router(replica="successor", batch_size=10, lease_ms=60_000)
+    intake = keys.intake("adapter-dukcapil")
+    for source in (intake, CITIZEN):
+        assert await paused._hold(source)
+        await paused._ensure_group(source)
+    await paused.route(intake, await paused._read(intake, ">", block=None))
+    while entries := await paused._read(intake, ">", block=None):
+        await paused.route(intake, entries)
+    assert await admin.xlen(CITIZEN) == total
+    first = await paused._read(CITIZEN, ">", block=None)
+    await paused.route(CITIZEN, first)  # written and acked
+    stale = await paused._read(CITIZEN, ">", block=None)  # read; then the pause
+    assert [e for e, _ in stale] and not await _len(admin, DINSOS, 20)
+    await admin.delete(keys.router_lease(CITIZEN))  # the lease ran out meanwhile
+    async with running(successor):
+        await wait_until(lambda: _len(admin, DINSOS, total), timeout=20)
+    with pytest.raises(ResponseError, match="SIMPUL_NOT_HOLDER"):
+        await paused._read(CITIZEN, ">", block=None)  # a read after the pause: refused
+    await paused.route(CITIZEN, stale)  # its late writes: no-ops
+    expected = [f"p-{i:02d}".encode() for i in range(total)]
+    for inbox in (DINSOS, keys.inbox(CITIZEN, "audit"), keys.inbox(CITIZEN, "notifier")):
+        assert [f[b"id"] for f in await _entries(admin, inbox)] == expected, inbox
+    marks = [await admin.get(keys.routed_mark(i)) for i in (DINSOS, keys.inbox(CITIZEN, "audit"))]
+    last = (await admin.xrevrange(CITIZEN, count=1))[0][0]
+    assert marks == [last, last]  # the department-stream id of the last entry forwarded
+    assert await admin.keys(f"{DINSOS}:seen:*") == []  # no marker per inbox entry
+    for router in (paused, successor):
+        await router.redis.aclose()
     await admin.aclose()
 
 

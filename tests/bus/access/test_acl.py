@@ -329,15 +329,16 @@ def _stream_ops(
     verdict = Verdict(Reason.HANDLER_FAILED, "boom", 5)
     first, second, third = entries
     dlq = keys.dead_letters(key, group)
-    if keys.is_inbox(key):  # no Publisher writes an inbox: the router's call, raw
-        publish = f"{functions.LIBRARY}_publish"
-        batch = f"{functions.LIBRARY}_publish_batch"
+    if keys.is_inbox(key):  # no Publisher writes an inbox: the router's forward call, raw
+        forward = f"{functions.LIBRARY}_forward_batch"
+        mark = keys.routed_mark(key)
 
         def one() -> Awaitable[Any]:
-            return redis.fcall(publish, 2, key, keys.seen(key, "e-1"), "1000", "", "type", "x")  # type: ignore[arg-type]
+            return redis.fcall(forward, 2, key, mark, "1-1", "2", "type", "x")  # type: ignore[arg-type]
 
         def many() -> Awaitable[Any]:
-            return redis.fcall(batch, 2, key, keys.seen(key, "e-2"), "1000", "", "2", "type", "x")  # type: ignore[arg-type]
+            entries = ("2-1", "2", "type", "x", "2-2", "2", "type", "y")
+            return redis.fcall(forward, 2, key, mark, *entries)  # type: ignore[arg-type]
 
     else:
         one = lambda: _publisher(redis, key).publish(_example(model))  # noqa: E731
