@@ -169,38 +169,23 @@ class BinlogSource:
             )
             self._snapshot_start = origin
             last = list(after["snapshot"]) if after is not None else None
-            # The next batch is asked for while the runner publishes this one (the snapshot's
-            # own connection, one query at a time; the checkpoint still follows the publish).
-            ahead: asyncio.Future[list[dict[str, Any]]] | None = None
-            try:
+            while True:
                 rows = await snap.rows(self.table, primary, last, size + 1)
-                while True:
-                    done = len(rows) <= size
-                    rows = rows[:size]
-                    positions: list[Position] = [
-                        {**origin, "snapshot": [_plain(row[c]) for c in primary]} for row in rows
+                done = len(rows) <= size
+                rows = rows[:size]
+                positions: list[Position] = [
+                    {**origin, "snapshot": [_plain(row[c]) for c in primary]} for row in rows
+                ]
+                if rows and done:  # the last row: the stream takes over from here
+                    positions[-1] = dict(origin)
+                if rows:
+                    yield [
+                        self._record(self._columns.decode(row), None, at)
+                        for row, at in zip(rows, positions, strict=True)
                     ]
-                    if rows and done:  # the last row: the stream takes over from here
-                        positions[-1] = dict(origin)
-                    if not done:
-                        last = [_plain(rows[-1][c]) for c in primary]
-                        ahead = asyncio.ensure_future(
-                            snap.rows(self.table, primary, last, size + 1)
-                        )
-                    if rows:
-                        yield [
-                            self._record(self._columns.decode(row), None, at)
-                            for row, at in zip(rows, positions, strict=True)
-                        ]
-                    if ahead is None:
-                        return
-                    rows = await ahead
-                    ahead = None
-            finally:
-                if ahead is not None:  # stopped after a batch: the query ends before the
-                    await asyncio.wait([ahead])  # snapshot's connection is closed
-                    if not ahead.cancelled():
-                        ahead.exception()  # retrieved: it does not matter any more
+                if done:
+                    return
+                last = [_plain(rows[-1][c]) for c in primary]
 
     # The stream.
 

@@ -195,18 +195,11 @@ class CsvDropSource:
             raise SourceError(f"drop file {drop.path} unreadable: {exc}") from exc
         last: Position = start
         counted = adapter.progress
-        # The next batch is read (in a thread) while the runner publishes this one: reading
-        # only, so the file still moves only once the checkpoint holds its last row (below).
-        ahead = asyncio.ensure_future(asyncio.to_thread(reader.read, size))
         try:
-            while batch := await ahead:
-                ahead = asyncio.ensure_future(asyncio.to_thread(reader.read, size))
+            while batch := await asyncio.to_thread(reader.read, size):
                 yield batch
                 last = batch[-1].position
         finally:
-            await asyncio.wait([ahead])  # the reader is closed only once no thread reads it
-            if not ahead.cancelled():
-                ahead.exception()  # retrieved: a failure while the batch before it failed
             reader.close()
         if last is None or await adapter.checkpoints.load(adapter.name) == last:
             await self._finish(drop, last, counted, adapter)

@@ -271,7 +271,6 @@ class LogicalSource:
             position=lsn_text(consistent),
         )
         reader = await psycopg.AsyncConnection.connect(self.conninfo, row_factory=dict_row)
-        ahead: asyncio.Future[list[dict[str, Any]]] | None = None
         try:
             await reader.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
             await reader.set_read_only(True)
@@ -287,26 +286,14 @@ class LogicalSource:
             held = [
                 self._record(row, at, "insert", version) for row in await cursor.fetchmany(size)
             ]
-            # One batch is read ahead: each batch is known to be the last or not before it is
-            # handed out, and the one after it is fetched while the runner publishes it (the
-            # reader's own connection; the checkpoint still follows the publish).
-            ahead = asyncio.ensure_future(cursor.fetchmany(size)) if held else None
             while held:
-                assert ahead is not None
-                following = await ahead
-                ahead = None
+                following = await cursor.fetchmany(size)
                 if not following:  # the last batch: after it, stream from the slot's start
                     held[-1] = replace(held[-1], position=["stream", lsn_text(consistent), 0])
-                else:
-                    ahead = asyncio.ensure_future(cursor.fetchmany(size))
                 yield held
                 held = [self._record(row, at, "insert", version) for row in following]
             self._snapshot_done = True
         finally:
-            if ahead is not None:  # stopped after a batch: the fetch ends before the close
-                await asyncio.wait([ahead])
-                if not ahead.cancelled():
-                    ahead.exception()  # retrieved: it does not matter any more
             await reader.close()
 
     # -- the stream --------------------------------------------------------------------------

@@ -191,7 +191,6 @@ class SqlSource:
         self.settle = settle
         self._stamps_naive: bool | None = None  # learnt from the change column's values
         self._seen: set[tuple[Any, ...]] | None = None  # positions behind the mark, for late rows
-        self._prune_at = _SEEN_PRUNE_AT  # when _seen is pruned next (per pass)
 
     @classmethod
     def by_change_column(
@@ -274,56 +273,33 @@ class SqlSource:
         if horizon is None:
             return  # nothing old enough to compare with yet
         await self._check_late(after)
-        self._prune_at = _SEEN_PRUNE_AT
-        # The next batch is asked for while the runner publishes this one (reading only: the
-        # checkpoint still follows the publish), so the database's work and the round trip
-        # hide behind the publish. One query at a time on the connection, as before.
-        ahead: asyncio.Future[list[Row]] | None = None
-        try:
-            rows = await self._batch_after(after, horizon, size)
-            while rows:
-                records = [self._record(row) for row in rows]
-                self._note_seen(records, after)
-                if len(rows) < size:
-                    yield records
-                    return
-                ahead = asyncio.ensure_future(
-                    self._batch_after(records[-1].position, horizon, size)
-                )
-                yield records
-                rows = await ahead
-                ahead = None
-                after = records[-1].position
-        finally:
-            if ahead is not None:  # the runner stopped: let the query end before the caller
-                await asyncio.wait([ahead])  # uses the connection again
-                if not ahead.cancelled():
-                    ahead.exception()  # retrieved: it does not matter any more
-
-    async def _batch_after(
-        self, after: Position, horizon: tuple[str, list[Any]], size: int
-    ) -> list[Row]:
-        where, params = self._after(after, horizon)
-        order = ", ".join(self._quoted(c) for c in self.order_by)
-        table = self._quoted(self.table)
-        return await self.db.fetch(
-            f"SELECT * FROM {table} {where} ORDER BY {order} LIMIT {int(size)}", params
-        )
-
-    def _note_seen(self, records: list[Record], after: Position) -> None:
-        """Remember the positions read this pass, for the next pass's late-row check."""
-        if self._seen is not None:
-            self._seen.update(tuple(r.position) for r in records)
-            if len(self._seen) > self._prune_at and isinstance(after, list) and after:
-                # A long pass (a backfill from the start): the next pass looks back only
-                # _LATE_LOOKBACK windows behind its mark, at the latest the checkpoint of the
-                # batch before this one (`after`), so older positions can go now, or the set
-                # would grow with the table (1M rows: +180 MiB).
-                with contextlib.suppress(ValueError):
-                    mark = datetime.fromisoformat(str(after[0]))
-                    floor = str(_position(mark - self._look_back()))
-                    self._seen = {p for p in self._seen if str(p[0]) >= floor}
-                self._prune_at = max(_SEEN_PRUNE_AT, 2 * len(self._seen))  # a burst: amortized
+        prune_at = _SEEN_PRUNE_AT
+        while True:
+            where, params = self._after(after, horizon)
+            order = ", ".join(self._quoted(c) for c in self.order_by)
+            table = self._quoted(self.table)
+            rows = await self.db.fetch(
+                f"SELECT * FROM {table} {where} ORDER BY {order} LIMIT {int(size)}", params
+            )
+            if not rows:
+                return
+            records = [self._record(row) for row in rows]
+            if self._seen is not None:
+                self._seen.update(tuple(r.position) for r in records)
+                if len(self._seen) > prune_at and isinstance(after, list) and after:
+                    # A long pass (a backfill from the start): the next pass looks back only
+                    # _LATE_LOOKBACK windows behind its mark, at the latest the checkpoint of
+                    # the batch before this one (`after`), so older positions can go now, or
+                    # the set would grow with the table (1M rows: +180 MiB).
+                    with contextlib.suppress(ValueError):
+                        mark = datetime.fromisoformat(str(after[0]))
+                        floor = str(_position(mark - self._look_back()))
+                        self._seen = {p for p in self._seen if str(p[0]) >= floor}
+                    prune_at = max(_SEEN_PRUNE_AT, 2 * len(self._seen))  # a burst: amortized
+            yield records
+            if len(rows) < size:
+                return
+            after = records[-1].position
 
     async def remaining(self, after: Position) -> int | None:
         horizon = await self._horizon()
