@@ -200,9 +200,8 @@ async def test_new_and_changed_rows_come_after_the_last_position(
 async def test_a_pass_stopped_after_a_batch_leaves_the_source_ready_for_the_next(
     legacy: Legacy, source: SqlSource
 ) -> None:
-    # The source asks for the next batch while the runner publishes this one; a runner that
-    # stops there (Redis went away) closes the pass, and the next pass resumes at the batch's
-    # position on the same connection, with nothing skipped or read twice.
+    # A runner that stops after a batch (Redis went away) closes the pass; the next pass
+    # resumes at the batch's position on the same connection, nothing skipped or read twice.
     legacy.insert(table(30))
     batches = cast(AsyncGenerator[Sequence[Record], None], source.batches(None, size=7))
     first = await anext(batches)
