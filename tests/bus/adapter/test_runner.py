@@ -109,6 +109,42 @@ async def test_the_checkpoint_follows_the_publish_and_a_restart_adds_nothing_twi
     assert record_event_id(URN, "daftar", record) in ids
 
 
+class FailingCheckpoints(RedisCheckpoints):
+    """Redis goes away while the n-th checkpoint is saved (the batch was published)."""
+
+    def __init__(self, redis: Redis, fail_at: int) -> None:
+        super().__init__(redis)
+        self.saves, self.fail_at = 0, fail_at
+
+    async def save(self, adapter: str, position: Position) -> None:
+        self.saves += 1
+        if self.saves == self.fail_at:
+            raise RedisUnavailable("Redis is unreachable (simulated)")
+        await super().save(adapter, position)
+
+
+async def test_a_checkpoint_that_fails_leaves_the_counts_at_the_last_saved_one(
+    redis: Redis,
+) -> None:
+    # The checkpoint and the report are written together: when the save fails, the counts
+    # (and the next report) go back to the checkpoint that was saved, not the batch after it.
+    adapter = runner(redis, table(100), batch_size=30)
+    adapter.checkpoints = FailingCheckpoints(redis, fail_at=2)
+    with pytest.raises(RedisUnavailable):
+        await adapter.run_once()
+
+    assert await RedisCheckpoints(redis).load("test") == 29
+    assert (adapter.progress.read, adapter.progress.published) == (30, 30)
+    assert adapter.progress.position == 29
+    await adapter.reporter.send(adapter)
+    assert (await redis.hget(adapter.reporter.key, "published")) == b"30"
+
+    again = runner(redis, table(100), batch_size=30)
+    progress = await again.run_once()
+    assert (progress.read, progress.published, progress.duplicates) == (70, 40, 30)  # replayed
+    assert await redis.xlen(STREAM) == 100
+
+
 async def test_batches_are_bounded_and_each_is_checkpointed_before_the_next(
     redis: Redis,
 ) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -195,6 +195,20 @@ async def test_new_and_changed_rows_come_after_the_last_position(
     ]
     corrected = next(r for r in later if r.key == "K00002")
     assert corrected.data["isi"] == "dikoreksi"
+
+
+async def test_a_pass_stopped_after_a_batch_leaves_the_source_ready_for_the_next(
+    legacy: Legacy, source: SqlSource
+) -> None:
+    # A runner that stops after a batch (Redis went away) closes the pass; the next pass
+    # resumes at the batch's position on the same connection, nothing skipped or read twice.
+    legacy.insert(table(30))
+    batches = cast(AsyncGenerator[Sequence[Record], None], source.batches(None, size=7))
+    first = await anext(batches)
+    await batches.aclose()
+
+    rest = await read_all(source, first[-1].position)
+    assert [r.key for r in [*first, *rest]] == [f"K{i:05d}" for i in range(30)]
 
 
 async def test_a_position_of_another_shape_is_refused(source: SqlSource) -> None:
