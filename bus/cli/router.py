@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 from redis.asyncio import Redis
 from rich.console import Console
 
@@ -30,8 +32,21 @@ from bus.devmaterial import is_dev_key, refuse_dev_keys
 from bus.errors import ConfigurationError, SimpulError
 from bus.logging import configure
 from bus.router import Router, RouterConfig, ahead_of_time, backfill, migrate, reset_intake
-from bus.settings import Settings
+from bus.router.engine import MAX_REFUSALS
+from bus.settings import ComponentSettings, Settings
 from bus.signing import KeyRing, Signer, SignerSettings
+
+
+class RouterSettings(ComponentSettings):
+    """The router's own knobs (``SIMPUL_ROUTER_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SIMPUL_ROUTER_")
+    max_refusals: int = Field(
+        default=MAX_REFUSALS,
+        ge=1,
+        description="refusals kept per intake as evidence, newest first (the oldest go)",
+    )
+
 
 router_app = typer.Typer(
     help="The router: admits producers' intakes, delivers one inbox per subscription.",
@@ -78,7 +93,10 @@ def _router(redis: Redis, topology: Topology, settings: Settings | None = None) 
         default_registry,
         keyring=keyring,
         signer=Signer.from_settings(settings),
-        config=RouterConfig(dedupe_ttl_ms=settings.dedupe_ttl_ms),
+        config=RouterConfig(
+            dedupe_ttl_ms=settings.dedupe_ttl_ms,
+            max_refusals=RouterSettings.load().max_refusals,
+        ),
         replica=settings.consumer,
     )
 

@@ -60,6 +60,9 @@ CONSUMER = "router"
 and the same name makes the next one find what the last left pending."""
 MAX_ENTRY_BYTES = 64 * 1024
 """The default cap on an intake entry (field names and values, in bytes)."""
+MAX_REFUSALS = 10_000
+"""The default number of refusals kept per intake (``simpul:intake:{<principal>}:dlq``), newest
+first: the evidence of what a producer sent wrong, bounded."""
 
 _ORIGIN_FIELDS = tuple(name.encode() for name in FORWARDING_FIELDS)
 Entries = list[tuple[bytes, dict[bytes, bytes]]]
@@ -120,6 +123,7 @@ class RouterConfig:
     max_entry_bytes: int = MAX_ENTRY_BYTES
     dedupe_ttl_ms: int = 7 * 24 * 3600 * 1000
     trim_every_s: float = 5.0
+    max_refusals: int = MAX_REFUSALS
 
 
 @dataclass
@@ -547,6 +551,12 @@ class Router:
             keys=[intake, keys.intake_dead_letters(owner)],
             args=[keys.ROUTER_GROUP, entry_id, *fields],
             client=pipe,
+        )
+        # The newest refusals stay as evidence, the oldest beyond the cap go: a producer that
+        # floods its intake with junk cannot grow Redis's memory without bound (maxmemory with
+        # noeviction would then refuse every department's writes).
+        pipe.xtrim(
+            keys.intake_dead_letters(owner), maxlen=self.config.max_refusals, approximate=False
         )
         # The producer's dedupe marker of a refused event goes too: the event is on no stream,
         # so its corrected version, published again under the same id (an adapter's ids are

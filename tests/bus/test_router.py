@@ -348,6 +348,27 @@ async def test_admission_refuses_with_the_reason_into_the_producers_own_dead_let
     await admin.aclose()
 
 
+async def test_a_producer_flooding_its_intake_with_junk_keeps_only_the_newest_refusals(
+    routed: RoutedServer,
+) -> None:
+    """Refusals are evidence, bounded: beyond the router's cap the oldest go, so a producer's
+    junk cannot grow Redis's memory without limit (under the rendered ACL: the router may trim
+    its producers' dead letters)."""
+    admin = routed.connect(ADMIN)
+    redis = routed.connect("adapter-dukcapil")
+    intake = keys.intake("adapter-dukcapil")
+    dead = keys.intake_dead_letters("adapter-dukcapil")
+    sent = [await redis.xadd(intake, {"junk": str(n)}) for n in range(12)]
+    async with running(routed.router(max_refusals=4)):
+        await wait_until(lambda: _len(admin, intake, 0), timeout=10)
+    kept = await _entries(admin, dead)
+    assert [f[b"junk"] for f in kept] == [b"8", b"9", b"10", b"11"]
+    assert [f[b"dlq.entry"] for f in kept] == sent[-4:]
+    assert {f[b"dlq.reason"] for f in kept} == {b"undecodable"}
+    await redis.aclose()
+    await admin.aclose()
+
+
 async def test_a_refused_event_corrected_and_published_again_under_its_id_is_admitted(
     routed: RoutedServer,
 ) -> None:
