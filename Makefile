@@ -3,6 +3,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+# The tests run on every core (at most 4), each worker with private servers of its own; on a
+# Redis of the developer's (SIMPUL_TEST_REDIS_URL) in one process, since every test flushes it.
+WORKERS := $(if $(SIMPUL_TEST_REDIS_URL),--numprocesses 0,--numprocesses auto --maxprocesses 4)
+
 .PHONY: install system-deps demo test lint bench clean
 
 install: $(STAMP)
@@ -53,7 +57,7 @@ test: install system-deps  ## lint, type-check, the import layers, the contract 
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/simpul contracts check
 	$(VENV)/bin/simpul contracts docs --check
-	$(PY) -m pytest
+	$(PY) -m pytest $(WORKERS)
 
 lint: install
 	$(PY) -m ruff check .

@@ -30,6 +30,12 @@ from bus.local.redis import EmbeddedRedis
 from bus.settings import Settings
 from bus.testing import quick_settings
 
+# pytest-xdist's workers run with COLUMNS=80 (and LINES) set: rich fixes a console's width from
+# them when the CLI modules are imported, and the tables under test would then ignore the
+# width a test asks for with COLUMNS. The width is the terminal's, as in a serial run.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
+
 # A developer who ran `export SIMPUL_REDIS_URL=...` for `simpul redis` keeps it while testing:
 # code under test that falls back to the variable must not publish to (or flush) that bus.
 os.environ.pop("SIMPUL_REDIS_URL", None)

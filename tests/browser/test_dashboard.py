@@ -58,6 +58,15 @@ def one(browser: WebDriver, css: str) -> WebElement:
     return browser.find_element(By.CSS_SELECTOR, css)
 
 
+def cell_texts(browser: WebDriver, css: str) -> list[str]:
+    """The texts of the cells of the row ``css`` finds, read in one go (again, if the page
+    redrew the row while they were read)."""
+    found: list[str] = wait(
+        browser, lambda b: [c.text for c in one(b, css).find_elements(By.TAG_NAME, "td")]
+    )
+    return found
+
+
 def click(browser: WebDriver, css: str) -> None:
     """Click the element ``css`` finds (again, if the page redrew it meanwhile)."""
     wait(browser, lambda b: one(b, css).click() or True)
@@ -401,18 +410,17 @@ def test_dashboard_shows_inboxes_under_their_service_and_what_the_router_has_not
     with MonitorServer(redis_url, topology=str(topology)) as server:
         browser.get(server.url)
         inbox = keys.inbox(STREAM, "dinsos")
-        row = wait(browser, lambda b: one(b, f'tr.inbox-row[data-inbox="{inbox}"]'))
+        cells = cell_texts(browser, f'tr.inbox-row[data-inbox="{inbox}"]')
         assert one(browser, "#routed").is_displayed()
-        cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
         assert cells[0] == "dukcapil.citizen" and "dukcapil.citizen.died.v1" in cells[1]
         assert cells[2:7] == ["1", "1", "1", cells[5], "0"]  # consumers, lag, pending, ., dead
         assert cells[7] == "Working"
-        audit = one(browser, f'tr.inbox-row[data-inbox="{keys.inbox(STREAM, "audit")}"]')
-        assert "not started" in audit.text
-        empty = one(browser, f'tr.inbox-row[data-inbox="{keys.inbox(STREAM, "dinkes")}"]')
-        assert "empty" in empty.text  # dinkes takes births: no death reaches its inbox
-        intake = one(browser, 'tr.intake-row[data-principal="adapter-dukcapil"]')
-        assert intake.find_elements(By.TAG_NAME, "td")[1].text == "3"
+        audit = cell_texts(browser, f'tr.inbox-row[data-inbox="{keys.inbox(STREAM, "audit")}"]')
+        assert "not started" in " ".join(audit)
+        empty = cell_texts(browser, f'tr.inbox-row[data-inbox="{keys.inbox(STREAM, "dinkes")}"]')
+        assert "empty" in " ".join(empty)  # dinkes takes births: no death reaches its inbox
+        intake = cell_texts(browser, 'tr.intake-row[data-principal="adapter-dukcapil"]')
+        assert intake[1] == "3"
         assert not one(browser, "#ahead-of-time").is_displayed()
 
         # An explicit far-future id on another producer's intake shows up without a reload.
