@@ -36,6 +36,14 @@ from bus.testing import quick_settings
 for _name in ("COLUMNS", "LINES"):
     os.environ.pop(_name, None)
 
+# The private servers' ports: each worker (and what it starts) takes them from a range of its
+# own below the kernel's ephemeral ports (32768 and up), so a port free_port() handed to one
+# worker is never taken by another's server before its own binds it.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_SPAN = 20_000 // max(_WORKERS, 1)
+os.environ["SIMPUL_LOCAL_PORTS"] = f"{10_000 + _WORKER * _SPAN}-{9_999 + (_WORKER + 1) * _SPAN}"
+
 # A developer who ran `export SIMPUL_REDIS_URL=...` for `simpul redis` keeps it while testing:
 # code under test that falls back to the variable must not publish to (or flush) that bus.
 os.environ.pop("SIMPUL_REDIS_URL", None)

@@ -15,6 +15,7 @@ import contextlib
 import functools
 import importlib.util
 import os
+import random
 import re
 import shutil
 import signal
@@ -27,8 +28,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from pydantic import Field
+
 from bus.errors import ConfigurationError, RedisUnavailable
 from bus.local.process import ServerProcess
+from bus.settings import ComponentSettings
 
 __all__ = [
     "DEV_PORT",
@@ -139,12 +143,51 @@ def _version_key(binary: str) -> tuple[int, ...]:
     return tuple(int(part) for part in match.groups()) if match else (0,)
 
 
+class LocalPorts(ComponentSettings):
+    """``SIMPUL_LOCAL_PORTS``: ``first-last``, the ports :func:`free_port` hands out (empty:
+    the kernel's choice). Processes that start servers side by side (the test suite's workers)
+    each take a range of their own, outside the kernel's ephemeral range, so a port one of them
+    was handed is never handed to another before its server binds it."""
+
+    ports: str | None = Field(default=None, validation_alias="SIMPUL_LOCAL_PORTS")
+
+    def span(self) -> tuple[int, int] | None:
+        if not self.ports:
+            return None
+        first, _, last = self.ports.partition("-")
+        if not (first.isdigit() and last.isdigit() and 1024 <= int(first) <= int(last) < 65536):
+            raise ConfigurationError(
+                "SIMPUL_LOCAL_PORTS must be `first-last`, two ports from 1024 to 65535"
+            )
+        return int(first), int(last)
+
+
+_next_local_port: dict[tuple[int, int], int] = {}
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """Ask the kernel for a port nobody uses; it can still be taken before Redis binds it."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port nobody uses (it can still be taken before a server binds it): the kernel's choice,
+    or with ``SIMPUL_LOCAL_PORTS`` the next free one of that range (from a random start, then in
+    turn)."""
+    span = LocalPorts.load().span()
+    if span is None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port: int = sock.getsockname()[1]
+            return port
+    first, last = span
+    size = last - first + 1
+    start = _next_local_port.get(span, first + random.randrange(size))
+    for step in range(size):
+        candidate = first + (start - first + step) % size
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, candidate))
+            except OSError:
+                continue
+        _next_local_port[span] = candidate + 1
+        return candidate
+    raise ConfigurationError(f"no free port in SIMPUL_LOCAL_PORTS ({first}-{last}) on {host}")
 
 
 def _answering_pid(host: str, port: int, user: Credentials | None = None) -> int | None:

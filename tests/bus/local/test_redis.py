@@ -292,3 +292,16 @@ def test_simpul_redis_defaults_to_the_dev_port() -> None:
     result = CliRunner().invoke(app, ["redis", "--help"], env={"COLUMNS": "200"})
     assert local_redis.DEV_PORT == 6390
     assert "default: 6390" in result.output
+
+
+def test_free_ports_come_from_simpul_local_ports_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Side-by-side test workers each hand out ports of their own range, never the kernel's
+    (this range is outside the ones tests/conftest.py gives the workers)."""
+    monkeypatch.setenv("SIMPUL_LOCAL_PORTS", "30500-30509")
+    with socket.socket() as held:  # a port of the range in use is passed over
+        held.bind(("127.0.0.1", 30503))
+        taken = [free_port() for _ in range(9)]
+    assert sorted(taken) == [p for p in range(30500, 30510) if p != 30503]
+    monkeypatch.setenv("SIMPUL_LOCAL_PORTS", "9-8")
+    with pytest.raises(ConfigurationError, match="SIMPUL_LOCAL_PORTS must be"):
+        free_port()
