@@ -90,6 +90,14 @@ def _stream_names(admin: SyncRedis) -> set[str]:
     return {c["name"] for c in admin.client_list() if c["id"] != str(admin.client_id())}
 
 
+def _blocked_readers(admin: SyncRedis) -> list[str]:
+    """The names of the connections blocked in XREADGROUP right now, and only if every other
+    connection (but ``admin``'s) has one of those names too."""
+    clients = [c for c in admin.client_list() if c["id"] != str(admin.client_id())]
+    blocked = sorted(c["name"] for c in clients if c["cmd"] == "xreadgroup")
+    return blocked if {c["name"] for c in clients} <= set(blocked) else []
+
+
 @pytest.mark.slow
 async def test_faststream_run_handles_events_and_drains_on_sigterm(
     redis_url: str, stopped: list[subprocess.Popen[str]]
@@ -232,10 +240,12 @@ async def test_a_users_broker_hosts_a_service_on_its_one_pool(redis_url: str) ->
         ids = await _publish(redis_url, _died(1), _died(2))
         await broker.publish({"n": "1"}, stream="test:user:plain")
         await wait_until(lambda: handled == ids and plain == ["1"], timeout=10)
-        # The service's consumer holds no pool of its own: every connection is the broker's.
+        # The service's consumer holds no pool of its own: every connection is the broker's,
+        # and both readers (the user's subscriber, the service's consumer) block on one of
+        # them. Waited for: a reader is between two reads for a moment after each event, and
+        # the publishing client's connection is gone only once the server has seen it close.
+        await wait_until(lambda: _blocked_readers(admin) == ["user-app", "user-app"], timeout=10)
         assert _stream_names(admin) == {"user-app"}
-        blocked = [c for c in admin.client_list() if c["cmd"] == "xreadgroup"]
-        assert len(blocked) == 2 and {c["name"] for c in blocked} == {"user-app"}
     assert admin.xpending("simpul:{dukcapil.citizen}", "hosted")["pending"] == 0
     await wait_until(lambda: _stream_names(admin) == set(), timeout=10)  # all closed with it
     admin.close()
@@ -256,7 +266,7 @@ async def test_a_service_app_consumes_with_its_brokers_client(redis_url: str) ->
         client = await app.broker.connect()
         ids = await _publish(redis_url, _died())
         await wait_until(lambda: handled == ids, timeout=10)
-        assert _stream_names(admin) == {"simpul:owner"}
+        await wait_until(lambda: _stream_names(admin) == {"simpul:owner"}, timeout=10)
         assert await client.client_getname() == "simpul:owner"
     admin.close()
 
