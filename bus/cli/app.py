@@ -115,16 +115,13 @@ def redis(
             f"(export SIMPUL_REDIS_URL={url}), or start this one with --port N (0: a free one)"
         )
         raise fail(_err, taken) from None
+    # A SIGTERM from here on stops the server too, even one that comes before the wait below
+    # takes over the signal (by default it would end this process and leave redis-server behind).
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         server = EmbeddedRedis(data_dir, port=port or None).start()
     except SimpulError as exc:
         raise fail(_err, exc) from None
-    _err.print(
-        f"Redis {server.version} ({server.binary}) on [bold]{server.url}[/bold], data in {data_dir}"
-    )
-    _err.print(f"export SIMPUL_REDIS_URL={server.url}   # then: simpul run MODULE:service")
-    if hint := not_on_path_hint():
-        _err.print(hint)
     stop = asyncio.Event()
 
     async def wait() -> None:
@@ -134,9 +131,21 @@ def redis(
         await stop.wait()
 
     try:
+        _err.print(
+            f"Redis {server.version} ({server.binary}) on [bold]{server.url}[/bold], "
+            f"data in {data_dir}"
+        )
+        _err.print(f"export SIMPUL_REDIS_URL={server.url}   # then: simpul run MODULE:service")
+        if hint := not_on_path_hint():
+            _err.print(hint)
         asyncio.run(wait())
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # stopping: a second SIGTERM waits
         server.stop()
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _plugins() -> None:

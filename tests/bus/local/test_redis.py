@@ -16,7 +16,13 @@ import redis
 from bus.errors import ConfigurationError, RedisUnavailable
 from bus.functions import LIBRARY
 from bus.local import redis as local_redis
-from bus.local.redis import EmbeddedRedis, find_redis_server, free_port, redis_url_or_embedded
+from bus.local.redis import (
+    EmbeddedRedis,
+    answering,
+    find_redis_server,
+    free_port,
+    redis_url_or_embedded,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -280,6 +286,9 @@ def test_simpul_redis_keeps_its_port_across_restarts(tmp_path: Path) -> None:
                 "this one with --port N (0: a free one)"
             )
         _stop(process)
+        # SIGTERM right after the banner (before the command waits for signals) stops the
+        # server too: nothing is left answering on the port.
+        assert not answering("127.0.0.1", port)
     assert urls[0] == urls[1]
     assert urls[0].startswith(f"export SIMPUL_REDIS_URL=redis://127.0.0.1:{port}/0 ")
 
