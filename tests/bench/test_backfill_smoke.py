@@ -4,15 +4,11 @@ one harness keeps working (no timing checked: speed targets live in `make bench`
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.bench import bench_environ
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench import run_python
 
 pytestmark = pytest.mark.slow
 
@@ -22,26 +18,18 @@ def test_backfill_bench_reads_every_row_of_every_source_with_both_contenders(
 ) -> None:
     out = tmp_path / "backfill.json"
     sources = "sqlite,csv,mysql,mysql-snapshot,postgresql-snapshot"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.backfill",
-            "--sources",
-            sources,
-            "--rows",
-            "300",
-            "--runs",
-            "2",
-            "--json",
-            str(out),
-        ],
-        cwd=ROOT,
-        env=bench_environ(),
-        capture_output=True,
-        text=True,
+    done = run_python(
+        "-m",
+        "bench.backfill",
+        "--sources",
+        sources,
+        "--rows",
+        "300",
+        "--runs",
+        "2",
+        "--json",
+        str(out),
         timeout=900,
-        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -54,14 +42,6 @@ def test_backfill_bench_reads_every_row_of_every_source_with_both_contenders(
 
 
 def test_an_unknown_source_is_refused_by_name() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.backfill", "--sources", "oracle"],
-        cwd=ROOT,
-        env=bench_environ(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_python("-m", "bench.backfill", "--sources", "oracle", timeout=60)
     assert done.returncode == 2
     assert "unknown source(s) oracle" in done.stderr

@@ -4,46 +4,34 @@ readers and the adapter, latency, the memory check and the polling comparison.""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.bench import bench_environ
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench import run_python
 
 pytestmark = pytest.mark.slow
 
 
 def test_cdc_bench_reads_the_same_rows_from_both_logs_with_both_readers(tmp_path: Path) -> None:
     out = tmp_path / "cdc.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.cdc",
-            "--rows",
-            "300",
-            "--runs",
-            "1",
-            "--rate",
-            "50",
-            "--seconds",
-            "1",
-            "--memory",
-            "100",
-            "200",
-            "--json",
-            str(out),
-        ],
-        cwd=ROOT,
-        env=bench_environ(),
-        capture_output=True,
-        text=True,
+    done = run_python(
+        "-m",
+        "bench.cdc",
+        "--rows",
+        "300",
+        "--runs",
+        "1",
+        "--rate",
+        "50",
+        "--seconds",
+        "1",
+        "--memory",
+        "100",
+        "200",
+        "--json",
+        str(out),
         timeout=300,
-        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())

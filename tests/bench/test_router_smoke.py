@@ -3,40 +3,26 @@ measured and the router delivered every event (the bench asserts that itself).""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from tests.bench import bench_environ
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench import run_python
 
 pytestmark = pytest.mark.slow
 
 
 def test_the_router_bench_measures_every_section() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.router",
-            "--events",
-            "200",
-            "--rate",
-            "100",
-            "--seconds",
-            "1",
-            "--runs",
-            "1",
-        ],
-        cwd=ROOT,
-        env=bench_environ(),
-        capture_output=True,
-        text=True,
+    done = run_python(
+        "-m",
+        "bench.router",
+        "--events",
+        "200",
+        "--rate",
+        "100",
+        "--seconds",
+        "1",
+        "--runs",
+        "1",
         timeout=240,
-        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     for line in (

@@ -7,29 +7,17 @@ join this test session's contract registry (the city's topology checks that regi
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.bench import bench_environ
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench import run_python
 
 pytestmark = pytest.mark.slow
 
 
 def bench(name: str, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", f"bench.{name}", "--no-wait", *args],
-        cwd=ROOT,
-        env=bench_environ(),
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    done = run_python("-m", f"bench.{name}", "--no-wait", *args, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 

@@ -8,15 +8,10 @@ contracts must not join this test session's contract registry.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.bench import bench_environ
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench import run_python
 
 pytestmark = pytest.mark.slow
 
@@ -56,15 +51,7 @@ asyncio.run(main())
 
 
 def test_every_bench_service_starts_without_the_session_settings() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", WORKLOADS],
-        cwd=ROOT,
-        env=bench_environ(),
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    done = run_python("-c", WORKLOADS, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["consume"] and result["consume_app"] and result["unsigned"] and result["signed"]
