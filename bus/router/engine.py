@@ -448,6 +448,15 @@ class Router:
             await self._queue_batches(pipe, writes)
             for entry_id, raw, reason, error in rejects:
                 await self._queue_reject(pipe, intake, owner, entry_id, raw, reason, error, now_ms)
+            if rejects:
+                # The newest refusals stay as evidence, the oldest beyond the cap go: a producer
+                # that floods its intake with junk cannot grow Redis's memory without bound
+                # (maxmemory with noeviction would then refuse every department's writes).
+                pipe.xtrim(
+                    keys.intake_dead_letters(owner),
+                    maxlen=self.config.max_refusals,
+                    approximate=False,
+                )
             replies = await self._execute(pipe)
         for reply in replies[: len(writes)]:
             added = sum(int(a) for a in reply[::2])
@@ -551,12 +560,6 @@ class Router:
             keys=[intake, keys.intake_dead_letters(owner)],
             args=[keys.ROUTER_GROUP, entry_id, *fields],
             client=pipe,
-        )
-        # The newest refusals stay as evidence, the oldest beyond the cap go: a producer that
-        # floods its intake with junk cannot grow Redis's memory without bound (maxmemory with
-        # noeviction would then refuse every department's writes).
-        pipe.xtrim(
-            keys.intake_dead_letters(owner), maxlen=self.config.max_refusals, approximate=False
         )
         # The producer's dedupe marker of a refused event goes too: the event is on no stream,
         # so its corrected version, published again under the same id (an adapter's ids are
