@@ -39,6 +39,7 @@ from redis.asyncio.connection import (
 )
 from redis.exceptions import (
     ClusterError,
+    InvalidResponse,
     NoPermissionError,
     RedisClusterUnreachableError,
     ResponseError,
@@ -58,6 +59,7 @@ from bus.settings import ComponentSettings, Settings
 __all__ = [
     "TRANSIENT",
     "NotMaster",
+    "NotRedisProtocol",
     "RedisTLS",
     "ReplicasMissing",
     "TLSConnectionError",
@@ -92,6 +94,19 @@ class NotMaster(RedisConnectionError):
     replica confirmed it, so it is no acknowledgement. A redis-py ``ConnectionError`` (and the
     connection is closed): retried like an outage, by which time the client has learnt the new
     master; a publish is idempotent, so the retry adds nothing and waits for its replicas.
+    """
+
+
+class NotRedisProtocol(RedisConnectionError):
+    """What answered at the client's address does not speak the Redis protocol (RESP): a
+    reply began with a byte no Redis reply begins with, or was malformed (redis-py's
+    ``InvalidResponse``). Another service, a proxy, or a gateway answers there, e.g. one that
+    takes an address it cannot route for its own and answers "HTTP/1.1 400 Bad Request".
+
+    A redis-py ``ConnectionError`` (and the connection is closed: the rest of its bytes cannot
+    be read as replies): retried like an outage, which it is for the client — the Redis it
+    means does not answer, and a route restored or a proxy fixed brings it back. The message
+    names the address, never the bytes received.
     """
 
 
@@ -430,6 +445,8 @@ class _PlainConnection(Connection):
             response = await super().read_response(*args, **kwargs)
         except ResponseError as exc:
             raise await _refused_for_replicas(self, exc) from exc
+        except InvalidResponse:
+            raise await _not_redis(self) from None
         except TLSConnectionError:
             raise
         except RedisConnectionError as exc:
@@ -471,6 +488,8 @@ class _TLSConnection(SSLConnection):
             response = await super().read_response(*args, **kwargs)
         except ResponseError as exc:
             raise await _refused_for_replicas(self, exc) from exc
+        except InvalidResponse:
+            raise await _not_redis(self) from None
         except TLSConnectionError:
             raise
         except RedisConnectionError as exc:
@@ -518,6 +537,20 @@ async def _refused_for_replicas(conn: Connection, exc: ResponseError) -> Excepti
         "than its min-replicas-to-write (NOREPLICAS), so it may be a master cut off from the "
         "others. Nothing was written; retry (a publish is idempotent) once a master with its "
         "replicas answers, and check the replicas' link (simpul status)"
+    )
+
+
+async def _not_redis(conn: Connection) -> NotRedisProtocol:
+    """A reply that is not RESP (redis-py's ``InvalidResponse``) as the outage it is for the
+    client. The connection is closed (redis-py 5 left it open, its unread bytes the next
+    command's reply); ``from None`` by the caller: redis-py's error quotes the bytes received,
+    which may be anything, personal data included."""
+    await conn.disconnect(nowait=True)
+    return NotRedisProtocol(
+        f"Redis at {conn._host_error()} answered in something that is not the Redis protocol "
+        "(RESP): another service, a proxy or a gateway answers at that address (one that "
+        "cannot route it may answer in HTTP). Check the host and port of the Redis URL and "
+        "the route to them; the connection was closed, retry once Redis answers there"
     )
 
 
