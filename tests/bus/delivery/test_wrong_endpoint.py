@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 
-from bus import EventContext, Publisher, RedisUnavailable, Service, event_id
-from bus.connection import TRANSIENT, NotRedisProtocol, connect
+from bus import EventContext, Publisher, Service, event_id
+from bus.connection import NotRedisProtocol, connect
 from bus.testing import capture_logs, quick_settings, wait_until
 from schemas.dukcapil import CitizenDied
-from tests.bus.delivery.helpers import GROUP, SOURCE, STREAM, died, surviving
+from tests.bus.delivery.helpers import (
+    GROUP,
+    SOURCE,
+    STREAM,
+    died,
+    publish_retrying,
+    surviving,
+)
 
 HTTP_400 = b"HTTP/1.1 400 Bad Request\r\n\r\n"
 
@@ -115,22 +121,10 @@ async def test_a_publisher_rides_out_an_endpoint_answering_http_and_loses_nothin
     errors: list[Exception] = []
     returned: list[str] = []
 
-    async def publish(publisher: Publisher, eid: str) -> None:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                await publisher.publish(died(), id=eid)
-                return
-            except (*TRANSIENT, RedisUnavailable) as exc:
-                errors.append(exc)
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.02)
-
     async def publish_all(publisher: Publisher, numbers: range) -> None:
         for i in numbers:
             eid = event_id(SOURCE, "wrong-endpoint", i)
-            await publish(publisher, eid)
+            await publish_retrying(publisher, eid, errors)
             returned.append(eid)
 
     async with Gateway(redis_url).serving() as gateway:
