@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
 from redis.asyncio import Redis
 
 from bus import EventContext, Publisher, Service, event_id
-from bus.connection import NotRedisProtocol, connect
+from bus.connection import TRANSIENT, NotRedisProtocol, RedisTLS, connect
 from bus.testing import capture_logs, quick_settings, wait_until
 from schemas.dukcapil import CitizenDied
 from tests.bus.delivery.helpers import (
@@ -22,6 +25,7 @@ from tests.bus.delivery.helpers import (
     publish_retrying,
     surviving,
 )
+from tests.helpers.tls_ca import CertificateAuthority
 
 HTTP_400 = b"HTTP/1.1 400 Bad Request\r\n\r\n"
 
@@ -43,9 +47,11 @@ class Gateway:
         self.url = ""
 
     @contextlib.asynccontextmanager
-    async def serving(self) -> AsyncIterator[Gateway]:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.url = f"redis://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+    async def serving(self, tls: ssl.SSLContext | None = None) -> AsyncIterator[Gateway]:
+        """Listen on a free loopback port; with ``tls``, speak TLS (a ``rediss://`` URL)."""
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0, ssl=tls)
+        scheme = "rediss" if tls else "redis"
+        self.url = f"{scheme}://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
         try:
             yield self
         finally:
@@ -183,3 +189,22 @@ async def test_a_consumer_loop_survives_an_endpoint_answering_http(
     assert outages and _names_the_fault(outages[0], address), outages  # at the start
     assert not any("400" in error or "Bad Request" in error for error in outages), outages
     assert [log["event"] for log in logs].count("redis_recovered") >= 2
+
+
+async def test_an_answer_in_https_to_a_rediss_url_is_an_outage_too(
+    redis_url: str, tmp_path: Path
+) -> None:
+    ca = CertificateAuthority.create(tmp_path / "ca")
+    issued = ca.issue("gateway", ip="127.0.0.1")
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(issued.cert, issued.key)
+    async with Gateway(redis_url).serving(tls) as gateway:
+        client = connect(gateway.url, tls=RedisTLS(ca=str(ca.cert)))
+        try:
+            with pytest.raises(NotRedisProtocol) as caught:
+                await client.ping()
+        finally:
+            await client.aclose()
+    assert isinstance(caught.value, TRANSIENT)
+    assert gateway.answers >= 1
+    assert _names_the_fault(str(caught.value), urlsplit(gateway.url).netloc), caught.value
