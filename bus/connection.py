@@ -67,6 +67,7 @@ __all__ = [
     "connect",
     "is_cluster",
     "location",
+    "outage_text",
     "simpul_error",
     "translate",
 ]
@@ -131,6 +132,10 @@ class TLSConnectionError(RedisConnectionError):
 # Socket failures redis-py lets through are builtin ConnectionError (reset, refused, broken
 # pipe) or TimeoutError — not any OSError: an unreadable local file (a project's own schemas/
 # shadowing the package's data) is no Redis outage, and waiting for Redis would never cure it.
+# InvalidResponse: a reply that is not RESP, from something else answering at Redis' address;
+# our connections raise NotRedisProtocol (a ConnectionError) for it, a client made elsewhere (a
+# FastStream broker's, shared with a service) raises it as it is. redis-py has closed the
+# connection either way.
 TRANSIENT = (
     RedisConnectionError,
     RedisTimeoutError,
@@ -140,6 +145,7 @@ TRANSIENT = (
     SlotNotCoveredError,
     RedisClusterUnreachableError,
     TryAgainError,
+    InvalidResponse,
 )
 # As pydantic reads a bool (Settings.redis_cluster), plus empty for unset.
 _TRUE = ("1", "on", "t", "true", "y", "yes")
@@ -547,11 +553,25 @@ async def _not_redis(conn: Connection) -> NotRedisProtocol:
     which may be anything, personal data included."""
     await conn.disconnect(nowait=True)
     return NotRedisProtocol(
-        f"Redis at {conn._host_error()} answered in something that is not the Redis protocol "
-        "(RESP): another service, a proxy or a gateway answers at that address (one that "
-        "cannot route it may answer in HTTP). Check the host and port of the Redis URL and "
-        "the route to them; the connection was closed, retry once Redis answers there"
+        f"Redis at {conn._host_error()} {_NOT_RESP}; the connection was closed, retry once "
+        "Redis answers there"
     )
+
+
+_NOT_RESP = (
+    "answered in something that is not the Redis protocol (RESP): another service, a proxy or "
+    "a gateway answers at that address (one that cannot route it may answer in HTTP). Check "
+    "the host and port of the Redis URL and the route to them"
+)
+
+
+def outage_text(exc: BaseException) -> str:
+    """What to say of a :data:`TRANSIENT` error: its message, except that a reply that is not
+    RESP is named, not quoted (redis-py's ``InvalidResponse`` quotes the bytes received, which
+    may be anything, personal data included; a client not made by :func:`connect` raises it)."""
+    if isinstance(exc, InvalidResponse):
+        return f"Redis {_NOT_RESP}"
+    return str(exc)
 
 
 # The reply of a replica to WAIT (Redis 5 to 7; "slave" before 5).
@@ -655,7 +675,9 @@ def translate(exc: Exception) -> Exception:
     if isinstance(exc, TLSConnectionError):
         return RedisUnavailable(str(exc))
     if isinstance(exc, TRANSIENT):
-        return RedisUnavailable(f"Redis is unreachable or did not answer in time: {exc}")
+        return RedisUnavailable(
+            f"Redis is unreachable or did not answer in time: {outage_text(exc)}"
+        )
     # redis-py raises NOPERM as NoPermissionError, without the code in its text.
     if isinstance(exc, NoPermissionError) or (
         isinstance(exc, ResponseError) and str(exc).startswith("NOPERM")

@@ -98,10 +98,11 @@ def recording_service(settings: Settings, calls: Calls, name: str = GROUP) -> Se
 
 
 @contextlib.asynccontextmanager
-async def surviving(service: Service) -> AsyncIterator[Service]:
-    """``service.running()``, but a failed check in the block is reported even when leaving the
-    block then raises too (the consumer task died): its error becomes the cause, not a mask."""
-    context = service.running()
+async def surviving(service: Service, redis: Redis | None = None) -> AsyncIterator[Service]:
+    """``service.running()`` (with ``redis``, a client of the caller's), but a failed check in
+    the block is reported even when leaving the block then raises too (the consumer task died):
+    its error becomes the cause, not a mask."""
+    context = service.running(redis=redis)
     await context.__aenter__()
     try:
         yield service
