@@ -39,6 +39,7 @@ from redis.asyncio.connection import (
 )
 from redis.exceptions import (
     ClusterError,
+    InvalidResponse,
     NoPermissionError,
     RedisClusterUnreachableError,
     ResponseError,
@@ -58,6 +59,7 @@ from bus.settings import ComponentSettings, Settings
 __all__ = [
     "TRANSIENT",
     "NotMaster",
+    "NotRedisProtocol",
     "RedisTLS",
     "ReplicasMissing",
     "TLSConnectionError",
@@ -65,6 +67,7 @@ __all__ = [
     "connect",
     "is_cluster",
     "location",
+    "outage_text",
     "simpul_error",
     "translate",
 ]
@@ -95,6 +98,19 @@ class NotMaster(RedisConnectionError):
     """
 
 
+class NotRedisProtocol(RedisConnectionError):
+    """What answered at the client's address does not speak the Redis protocol (RESP): a
+    reply began with a byte no Redis reply begins with, or was malformed (redis-py's
+    ``InvalidResponse``). Another service, a proxy, or a gateway answers there, e.g. one that
+    takes an address it cannot route for its own and answers "HTTP/1.1 400 Bad Request".
+
+    A redis-py ``ConnectionError`` (and the connection is closed: the rest of its bytes cannot
+    be read as replies): retried like an outage, which it is for the client — the Redis it
+    means does not answer, and a route restored or a proxy fixed brings it back. The message
+    names the address, never the bytes received.
+    """
+
+
 class TLSConnectionError(RedisConnectionError):
     """A connection failed for a reason the message explains (TLS setup, wrong scheme).
 
@@ -116,6 +132,10 @@ class TLSConnectionError(RedisConnectionError):
 # Socket failures redis-py lets through are builtin ConnectionError (reset, refused, broken
 # pipe) or TimeoutError — not any OSError: an unreadable local file (a project's own schemas/
 # shadowing the package's data) is no Redis outage, and waiting for Redis would never cure it.
+# InvalidResponse: a reply that is not RESP, from something else answering at Redis' address;
+# our connections raise NotRedisProtocol (a ConnectionError) for it, a client made elsewhere (a
+# FastStream broker's, shared with a service) raises it as it is. redis-py has closed the
+# connection either way.
 TRANSIENT = (
     RedisConnectionError,
     RedisTimeoutError,
@@ -125,6 +145,7 @@ TRANSIENT = (
     SlotNotCoveredError,
     RedisClusterUnreachableError,
     TryAgainError,
+    InvalidResponse,
 )
 # As pydantic reads a bool (Settings.redis_cluster), plus empty for unset.
 _TRUE = ("1", "on", "t", "true", "y", "yes")
@@ -430,6 +451,8 @@ class _PlainConnection(Connection):
             response = await super().read_response(*args, **kwargs)
         except ResponseError as exc:
             raise await _refused_for_replicas(self, exc) from exc
+        except InvalidResponse:
+            raise await _not_redis(self) from None
         except TLSConnectionError:
             raise
         except RedisConnectionError as exc:
@@ -471,6 +494,8 @@ class _TLSConnection(SSLConnection):
             response = await super().read_response(*args, **kwargs)
         except ResponseError as exc:
             raise await _refused_for_replicas(self, exc) from exc
+        except InvalidResponse:
+            raise await _not_redis(self) from None
         except TLSConnectionError:
             raise
         except RedisConnectionError as exc:
@@ -519,6 +544,34 @@ async def _refused_for_replicas(conn: Connection, exc: ResponseError) -> Excepti
         "others. Nothing was written; retry (a publish is idempotent) once a master with its "
         "replicas answers, and check the replicas' link (simpul status)"
     )
+
+
+async def _not_redis(conn: Connection) -> NotRedisProtocol:
+    """A reply that is not RESP (redis-py's ``InvalidResponse``) as the outage it is for the
+    client. The connection is closed (redis-py 5 left it open, its unread bytes the next
+    command's reply); ``from None`` by the caller: redis-py's error quotes the bytes received,
+    which may be anything, personal data included."""
+    await conn.disconnect(nowait=True)
+    return NotRedisProtocol(
+        f"Redis at {conn._host_error()} {_NOT_RESP}; the connection was closed, retry once "
+        "Redis answers there"
+    )
+
+
+_NOT_RESP = (
+    "answered in something that is not the Redis protocol (RESP): another service, a proxy or "
+    "a gateway answers at that address (one that cannot route it may answer in HTTP). Check "
+    "the host and port of the Redis URL and the route to them"
+)
+
+
+def outage_text(exc: BaseException) -> str:
+    """What to say of a :data:`TRANSIENT` error: its message, except that a reply that is not
+    RESP is named, not quoted (redis-py's ``InvalidResponse`` quotes the bytes received, which
+    may be anything, personal data included; a client not made by :func:`connect` raises it)."""
+    if isinstance(exc, InvalidResponse):
+        return f"Redis {_NOT_RESP}"
+    return str(exc)
 
 
 # The reply of a replica to WAIT (Redis 5 to 7; "slave" before 5).
@@ -622,7 +675,9 @@ def translate(exc: Exception) -> Exception:
     if isinstance(exc, TLSConnectionError):
         return RedisUnavailable(str(exc))
     if isinstance(exc, TRANSIENT):
-        return RedisUnavailable(f"Redis is unreachable or did not answer in time: {exc}")
+        return RedisUnavailable(
+            f"Redis is unreachable or did not answer in time: {outage_text(exc)}"
+        )
     # redis-py raises NOPERM as NoPermissionError, without the code in its text.
     if isinstance(exc, NoPermissionError) or (
         isinstance(exc, ResponseError) and str(exc).startswith("NOPERM")

@@ -34,7 +34,7 @@ from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
 from bus import keys
-from bus.connection import TRANSIENT, is_cluster
+from bus.connection import TRANSIENT, is_cluster, outage_text
 from bus.deadletter import Reason, Verdict
 from bus.dispatch import Dispatcher, Failed
 from bus.errors import DependencyUnavailable
@@ -436,7 +436,7 @@ class Consumer:
             with contextlib.suppress(*TRANSIENT):
                 await self.reclaim.ensure_groups()  # and its gap check: what the deletion cost
             return
-        self.health.failed(f"{type(exc).__name__}: {exc}")
+        self.health.failed(f"{type(exc).__name__}: {outage_text(exc)}")
         self._report_outage(exc)
         self._delay = min(self._delay * 2, 5.0)
         pause = self._delay * random.uniform(0.5, 1.0)
@@ -450,12 +450,14 @@ class Consumer:
         if not self._outage:
             self._outage, self._outage_since, self._warn_every = True, now, _WARN_FIRST_S
             self._warn_at = now + self._warn_every
-            self._log.error("redis_unavailable", error=str(exc))
+            self._log.error("redis_unavailable", error=outage_text(exc))
         elif now >= self._warn_at:
             self._warn_every = min(self._warn_every * 2, _WARN_MAX_S)
             self._warn_at = now + self._warn_every
             self._log.error(
-                "redis_unavailable", error=str(exc), down_for_s=round(now - self._outage_since)
+                "redis_unavailable",
+                error=outage_text(exc),
+                down_for_s=round(now - self._outage_since),
             )
 
     def _on_success(self) -> None:

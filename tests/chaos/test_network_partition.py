@@ -174,7 +174,9 @@ async def test_master_partitioned_from_everyone_loses_nothing_acknowledged(
 ) -> None:
     # The group's ports are the kernel's choice, not the test worker's range (10000-29999): cut
     # off, its addresses are routed to the default gateway, and a gateway may answer a port
-    # like these itself (some do, in HTTP), where a refused connection is what a partition gives.
+    # like these itself (some do, in HTTP). The clients would ride that out too (an answer
+    # that is not RESP is an outage: bus.connection.NotRedisProtocol, tests/bus/delivery/
+    # test_wrong_endpoint.py), but a refused connection is what a partition gives.
     monkeypatch.delenv("SIMPUL_LOCAL_PORTS", raising=False)
     with group_across(tmp_path / "group", veth) as group:
         env = {**group.environment(), "SIMPUL_REDIS_WAIT_TIMEOUT_MS": "500"}

@@ -181,6 +181,17 @@ class Registry:
             "updated_at": self.moment,
         }
 
+    def birth(self, child: Person, parent: Resident) -> dict[str, Any]:
+        """The LAHIR row of ``child``, born into ``parent``'s family card, at their home."""
+        return self.row(
+            "LAHIR",
+            child,
+            kk=parent.kk,
+            kelurahan=parent.kelurahan,
+            on=child.born,
+            alamat=parent.person.address.line,
+        )
+
     def death(self, who: Resident, *, on: date) -> dict[str, Any]:
         """The KEMATIAN row of ``who``, died ``on``, in their family card and kelurahan."""
         return self.row("KEMATIAN", who.person, kk=who.kk, kelurahan=who.kelurahan, on=on)

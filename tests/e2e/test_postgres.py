@@ -41,7 +41,7 @@ async def _a_week(city: City) -> dict[str, str]:
     assert (
         await city.siak(
             [
-                reg.row("LAHIR", child, kk=parent.kk, kelurahan=parent.kelurahan, on=child.born),
+                reg.birth(child, parent),
                 reg.move(
                     mover,
                     to=elsewhere(mover.kecamatan),

@@ -45,26 +45,7 @@ async def test_a_birth_registers_the_child_schedules_immunisation_and_grows_the_
     rng = random.Random(101)
     child, other_child = newborn(rng, DAY - timedelta(days=6)), newborn(rng, DAY - timedelta(3))
     reg = city.registry
-    published = await city.siak(
-        [
-            reg.row(
-                "LAHIR",
-                child,
-                kk=parent.kk,
-                kelurahan=parent.kelurahan,
-                on=child.born,
-                alamat=parent.person.address.line,
-            ),
-            reg.row(
-                "LAHIR",
-                other_child,
-                kk=other.kk,
-                kelurahan=other.kelurahan,
-                on=other_child.born,
-                alamat=other.person.address.line,
-            ),
-        ]
-    )
+    published = await city.siak([reg.birth(child, parent), reg.birth(other_child, other)])
     assert published == 2
     await city.settled()
 

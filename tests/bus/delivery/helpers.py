@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -10,7 +12,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from bus import EventContext, Publisher, Service, keys
+from bus import EventContext, Publisher, RedisUnavailable, Service, keys
+from bus.connection import TRANSIENT
 from bus.contracts import Contract
 from bus.envelope import Envelope, format_time
 from bus.settings import Settings
@@ -48,6 +51,24 @@ def fields_of(event: Contract, event_id: str, **changes: str) -> dict[str, str]:
     return {**envelope.to_fields(), **changes}
 
 
+async def publish_retrying(
+    publisher: Publisher, eid: str, errors: list[Exception] | None = None
+) -> None:
+    """Retry the same id until Redis answers: idempotent, so a lost reply costs nothing. The
+    errors retried are added to ``errors``."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            await publisher.publish(died(), id=eid)
+            return
+        except (*TRANSIENT, RedisUnavailable) as exc:
+            if errors is not None:
+                errors.append(exc)
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
 @dataclass
 class Calls:
     """What a handler saw: (event id, delivery, consumer) per call."""
@@ -77,10 +98,11 @@ def recording_service(settings: Settings, calls: Calls, name: str = GROUP) -> Se
 
 
 @contextlib.asynccontextmanager
-async def surviving(service: Service) -> AsyncIterator[Service]:
-    """``service.running()``, but a failed check in the block is reported even when leaving the
-    block then raises too (the consumer task died): its error becomes the cause, not a mask."""
-    context = service.running()
+async def surviving(service: Service, redis: Redis | None = None) -> AsyncIterator[Service]:
+    """``service.running()`` (with ``redis``, a client of the caller's), but a failed check in
+    the block is reported even when leaving the block then raises too (the consumer task died):
+    its error becomes the cause, not a mask."""
+    context = service.running(redis=redis)
     await context.__aenter__()
     try:
         yield service

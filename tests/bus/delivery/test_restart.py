@@ -10,27 +10,14 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from bus import EventContext, Publisher, RedisUnavailable, Service, event_id
-from bus.connection import TRANSIENT, connect
+from bus import EventContext, Publisher, Service, event_id
+from bus.connection import connect
 from bus.local.redis import EmbeddedRedis
 from bus.testing import quick_settings, wait_until
 from schemas.dukcapil import CitizenDied
-from tests.bus.delivery.helpers import GROUP, SOURCE, died, surviving
+from tests.bus.delivery.helpers import GROUP, SOURCE, died, publish_retrying, surviving
 
 pytestmark = pytest.mark.slow
-
-
-async def publish_retrying(publisher: Publisher, eid: str) -> None:
-    """Retry the same id until Redis answers: idempotent, so a lost reply costs nothing."""
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            await publisher.publish(died(), id=eid)
-            return
-        except (*TRANSIENT, RedisUnavailable):
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.05)
 
 
 def crash_and_restart(server: EmbeddedRedis, down_s: float = 0.3) -> None:
