@@ -41,8 +41,11 @@ its event fields must be those of the original entry while that is still in the 
 (``tampered`` otherwise: stream entries cannot change, so a difference is the dead letter's),
 and its signature must verify against the keyring (the key valid when the original arrived,
 ``dlq.entry``) — a dead letter added by hand, altered or forged is refused with the keyring's
-reason. With no keyring (``SIMPUL_KEYRING_FILE``) a replay is refused unless
-``SIMPUL_SIGNATURES=off``, which is logged.
+reason. The keyring is the one a service builds from the same core settings
+(:meth:`KeyRing.from_settings`): ``SIMPUL_KEYRING_FILE``, the services' signature limits, and
+development keys refused unless ``SIMPUL_DEV_MODE=1`` (the replay stops before any step, naming
+the keys and the setting). With no keyring a replay is refused unless ``SIMPUL_SIGNATURES=off``,
+which is logged.
 
 A dead letter whose stream no longer exists is refused unless ``recreate_stream=True`` (stream
 target only: the stream is created with the replayed entry; services recreate their groups at
@@ -75,7 +78,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import Field
 from redis.asyncio import Redis
 
 from bus import keys
@@ -104,8 +106,8 @@ from bus.functions import BusFunction
 from bus.logging import get_logger
 from bus.privacy import contract_of, mask_data, mask_error, mask_subject, mask_text
 from bus.replies import field_pairs
-from bus.settings import ComponentSettings
-from bus.signing import DEFAULT_MAX_AGE, KeyRing
+from bus.settings import Settings
+from bus.signing import KeyRing
 
 __all__ = [
     "REPLAY_CONSUMER",
@@ -132,24 +134,6 @@ REPLAY_CONSUMER = "simpul-replay"
 # Idle time given to a group-replayed entry: longer than any claim_idle_ms, so the next reclaim
 # sweep of the group takes it (XCLAIM's IDLE must not exceed the server's clock in ms).
 _DUE_NOW_IDLE_MS = 365 * 24 * 3600 * 1000
-
-
-class ReplaySettings(ComponentSettings):
-    """What a replay verifies dead letters against: ``SIMPUL_KEYRING_FILE``, unless
-    ``SIMPUL_SIGNATURES=off`` (any other value: on), with the services' own limits
-    (``SIMPUL_SIGNATURE_MAX_AGE_S``, ``SIMPUL_SIGNATURE_MAX_SKEW_S``): a replay refuses what
-    the service would refuse as stale, by the limit the service runs with."""
-
-    signatures: str = Field(default="on", validation_alias="SIMPUL_SIGNATURES")
-    keyring_file: str | None = Field(default=None, validation_alias="SIMPUL_KEYRING_FILE")
-    signature_max_age_s: int = Field(
-        default=int(DEFAULT_MAX_AGE.total_seconds()),
-        ge=1,
-        validation_alias="SIMPUL_SIGNATURE_MAX_AGE_S",
-    )
-    signature_max_skew_s: int = Field(
-        default=300, ge=0, validation_alias="SIMPUL_SIGNATURE_MAX_SKEW_S"
-    )
 
 
 # -- where dead letters live ---------------------------------------------------------------------
@@ -493,25 +477,47 @@ class DeadLetters:
         registry: Registry = default_registry,
         keyring: KeyRing | None = None,
         signatures: bool | None = None,
+        settings: Settings | None = None,
     ) -> None:
-        """``keyring``: what replays verify dead letters against (default: the file of
-        ``SIMPUL_KEYRING_FILE``, if set). ``signatures``: False replays without verifying
-        signatures (default: unless ``SIMPUL_SIGNATURES=off``)."""
+        """``keyring``: what replays verify dead letters against (default: the one a service
+        builds from ``settings``, :meth:`KeyRing.from_settings`). ``signatures``: False replays
+        without verifying signatures (default: unless ``SIMPUL_SIGNATURES=off``). ``settings``:
+        the core :class:`~bus.settings.Settings` (default: read from the environment when a
+        replay first needs them, so listing and showing never do) — replays verify with the
+        keyring file, limits and development-key rule the services run with."""
         self.redis = redis
         self.registry = registry
-        read = ReplaySettings.load()
-        if signatures is None:
-            signatures = read.signatures.strip().lower() != "off"
-        self.signatures = signatures
-        if keyring is None and signatures and read.keyring_file:
-            keyring = KeyRing.from_file(
-                read.keyring_file,
-                max_age=timedelta(seconds=read.signature_max_age_s),
-                max_skew=timedelta(seconds=read.signature_max_skew_s),
-            )
-        self.keyring = keyring
+        self._settings = settings
+        self._signatures = signatures
+        self._keyring = keyring
+        self._keyring_built = keyring is not None
         self._replay = BusFunction(redis, "dlq_replay")  # bus/dlq_replay.lua
         self._purge = BusFunction(redis, "dlq_purge")  # bus/dlq_purge.lua
+
+    @property
+    def signatures(self) -> bool:
+        """Whether replays verify signatures (``SIMPUL_SIGNATURES``, unless given)."""
+        if self._signatures is None:
+            self._signatures = self._core().signatures != "off"
+        return self._signatures
+
+    @property
+    def keyring(self) -> KeyRing | None:
+        """What replays verify against: the keyring given, else the services' own
+        (:meth:`KeyRing.from_settings`: ``SIMPUL_KEYRING_FILE``, ``SIMPUL_REQUIRE_SIGNATURES``,
+        ``SIMPUL_SIGNATURE_MAX_AGE_S``/``_MAX_SKEW_S``; development keys refused unless
+        ``SIMPUL_DEV_MODE=1``, raising :class:`ConfigurationError`). None: no keyring file, or
+        signatures off."""
+        if not self._keyring_built:
+            if self.signatures:
+                self._keyring = KeyRing.from_settings(self._core())
+            self._keyring_built = True
+        return self._keyring
+
+    def _core(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings.load()
+        return self._settings
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -817,6 +823,7 @@ class DeadLetters:
         never both or neither: list again and replay what is left).
         """
         todo = list(refs)
+        _ = self.keyring  # a keyring the services would refuse stops the replay before any step
         report = ReplayReport(to, dry_run)
         broken: str | None = None
         for done, ref in enumerate(todo, start=1):
