@@ -19,7 +19,6 @@ from bus.errors import ConfigurationError, SimpulError
 __all__ = [
     "UnknownGroup",
     "UnknownStream",
-    "dead_letter_keys",
     "group_names",
     "resolve_stream",
     "scan",
@@ -39,10 +38,6 @@ class UnknownGroup(SimpulError):
     """No such consumer group on the stream, and no dead letters of it either."""
 
 
-class NotFound(SimpulError):
-    """No dead letter with that id (in the selected dead-letter streams)."""
-
-
 def stream_key(name: str) -> str:
     """``dukcapil.citizen``, ``dukcapil.citizen.p3`` (a partition) or either key -> the key."""
     key = keys.stream_named(name)
@@ -52,13 +47,6 @@ def stream_key(name: str) -> str:
         f"{name!r} is not a stream: give an aggregate (dukcapil.citizen) "
         "or a stream key (simpul:{dukcapil.citizen})"
     )
-
-
-def _split_dead_letter_key(key: str) -> tuple[str, str] | None:
-    stream, sep, group = key.rpartition(":dlq:")
-    if not sep or not keys.is_stream(stream) or not group:
-        return None
-    return stream, group
 
 
 async def group_names(redis: Redis, stream: str) -> list[str]:
@@ -116,18 +104,6 @@ async def stream_keys(redis: Redis, *, scan_count: int = 1000) -> list[str]:
             found.update(k for k in map(_text, batch) if _is_aggregate_stream(k))
     except (ResponseError, *TRANSIENT) as exc:
         raise simpul_error(exc) from None
-    return sorted(found)
-
-
-async def dead_letter_keys(
-    redis: Redis, stream: str | None = None, group: str | None = None, *, scan_count: int = 1000
-) -> list[str]:
-    """Every dead-letter stream (``<stream>:dlq:<group>``), or those of one stream or group,
-    sorted (one SCAN of the keyspace)."""
-    pattern = f"{stream or f'{keys.PREFIX}:{{*}}'}:dlq:{group or '*'}"
-    found: set[str] = set()
-    async for batch in scan(redis, pattern, scan_count):
-        found.update(map(_text, batch))
     return sorted(found)
 
 
