@@ -91,12 +91,19 @@ from bus.admin.positions import (
 from bus.admin.streams import (
     UnknownGroup,
     UnknownStream,
+    dead_letter_key,
+    dead_letter_keys,
     group_names,
+    is_within,
+    kind_of,
     scan,
+    source_key,
+    split_dead_letter_key,
 )
 from bus.connection import TRANSIENT, simpul_error
 from bus.contracts import Registry, default_registry
 from bus.deadletter import original_fields
+from bus.decoding import text as _text
 from bus.decoding import texts
 from bus.entry_ids import MAX_SEQ as _MAX_SEQ
 from bus.entry_ids import after as _after
@@ -123,8 +130,6 @@ __all__ = [
     "ReplayReport",
     "ReplayResult",
     "Target",
-    "dead_letter_key",
-    "source_key",
 ]
 
 _log = get_logger("bus.admin.deadletters")
@@ -134,90 +139,6 @@ REPLAY_CONSUMER = "simpul-replay"
 # Idle time given to a group-replayed entry: longer than any claim_idle_ms, so the next reclaim
 # sweep of the group takes it (XCLAIM's IDLE must not exceed the server's clock in ms).
 _DUE_NOW_IDLE_MS = 365 * 24 * 3600 * 1000
-
-
-# -- where dead letters live ---------------------------------------------------------------------
-
-
-def source_key(name: str) -> str:
-    """What an operator names -> the key dead letters hang off: a department stream or partition
-    (``dukcapil.citizen``, ``dukcapil.citizen.p3`` or the key), an inbox (its key, or
-    ``<group>/<dept>.<aggregate>``) or an intake (its key). ConfigurationError otherwise."""
-    if keys.is_inbox(name) or keys.intake_owner(name) is not None:
-        return name
-    group, sep, rest = name.partition("/")
-    inner = keys.stream_named(rest) if sep and group else None
-    if inner is not None:
-        return keys.inbox(inner, group)
-    found = keys.stream_named(name)
-    if found is not None:
-        return found
-    raise ConfigurationError(
-        f"{name[:80]!r} is not a stream: give an aggregate (dukcapil.citizen), a stream key "
-        "(simpul:{dukcapil.citizen}), an inbox (dinsos/dukcapil.citizen or "
-        "simpul:inbox:{dinsos/dukcapil.citizen}) or an intake (simpul:intake:{adapter-dukcapil})"
-    )
-
-
-def kind_of(source: str) -> str:
-    """``inbox``, ``intake`` or ``stream`` (a department stream or partition)."""
-    if keys.is_inbox(source):
-        return "inbox"
-    return "intake" if keys.intake_owner(source) is not None else "stream"
-
-
-def dead_letter_key(source: str, group: str) -> str:
-    """The dead-letter stream of ``group`` on ``source``; an intake has one, the router's."""
-    owner = keys.intake_owner(source)
-    if owner is not None:
-        return keys.intake_dead_letters(owner)
-    return keys.dead_letters(source, group)
-
-
-def _split(key: str) -> tuple[str, str] | None:
-    """A dead-letter key -> (its source, its group); None for other keys."""
-    if key.endswith(":dlq") and keys.intake_owner(key[: -len(":dlq")]) is not None:
-        return key[: -len(":dlq")], keys.ROUTER_GROUP
-    source, sep, group = key.rpartition(":dlq:")
-    if not sep or not group or not (keys.is_stream(source) or keys.is_inbox(source)):
-        return None
-    return source, group
-
-
-def _patterns(source: str | None, group: str | None) -> list[str]:
-    """SCAN patterns of the dead-letter streams of ``source`` (all if None), of ``group``. A
-    department stream's include its inboxes' (routed delivery: that is where its groups are)."""
-    g = group or "*"
-    intakes = [f"{keys.INTAKES}{{*}}:dlq"] if group in (None, keys.ROUTER_GROUP) else []
-    if source is None:
-        return [f"{keys.PREFIX}:{{*}}:dlq:{g}", f"{keys.INBOXES}{{*}}:dlq:{g}", *intakes]
-    match kind_of(source):
-        case "intake":
-            return [dead_letter_key(source, keys.ROUTER_GROUP)] if intakes else []
-        case "inbox":
-            return [f"{source}:dlq:{g}"]
-    name = source[len(keys.PREFIX) + 2 : -1]
-    return [f"{source}:dlq:{g}", f"{keys.INBOXES}{{{g}/{name}}}:dlq:{g}"]
-
-
-def _belongs(source: str, selected: str | None) -> bool:
-    """Whether dead letters of ``source`` are among those of ``selected`` (None: all)."""
-    if selected is None or source == selected:
-        return True
-    found = keys.inbox_of(source)
-    return found is not None and found[0] == selected
-
-
-async def _dead_letter_keys(redis: Redis, source: str | None, group: str | None) -> list[str]:
-    found: set[str] = set()
-    for pattern in _patterns(source, group):
-        async for batch in scan(redis, pattern, 1000):
-            found.update(_texts(batch))
-    return sorted(found)
-
-
-def _texts(batch: Iterable[bytes | str]) -> list[str]:
-    return [k.decode() if isinstance(k, bytes) else k for k in batch]
 
 
 class NotFound(SimpulError):
@@ -532,12 +453,12 @@ class DeadLetters:
         source = source_key(stream) if stream else None
         if source is not None:
             await self._check(source, group)
-        found = await _dead_letter_keys(self.redis, source, group)
-        named = [_split(key) for key in found]
+        found = await dead_letter_keys(self.redis, source, group)
+        named = [split_dead_letter_key(key) for key in found]
         pairs = [
             (dead_letter_key(*parts), parts)
             for parts in named
-            if parts is not None and _belongs(parts[0], source)
+            if parts is not None and is_within(parts[0], source)
         ]
         async with self.redis.pipeline(transaction=False) as pipe:
             for key, (origin, _) in pairs:
@@ -565,8 +486,10 @@ class DeadLetters:
     async def _check(self, source: str, group: str | None) -> None:
         """Raise UnknownStream/UnknownGroup for names neither Redis nor its dead letters know.
         A department stream's groups include those of its inboxes (routed delivery)."""
-        found = [_split(key) for key in await _dead_letter_keys(self.redis, source, None)]
-        dead = {parts[1] for parts in found if parts is not None and _belongs(parts[0], source)}
+        found = [
+            split_dead_letter_key(key) for key in await dead_letter_keys(self.redis, source, None)
+        ]
+        dead = {parts[1] for parts in found if parts is not None and is_within(parts[0], source)}
         exists = bool(await self.redis.exists(source))
         kind = kind_of(source)
         if not exists and not dead:
@@ -580,7 +503,7 @@ class DeadLetters:
             mine = [
                 keys.inbox_of(key)
                 async for batch in scan(self.redis, inboxes, 1000)
-                for key in _texts(batch)
+                for key in map(_text, batch)
             ]
             known = set(await group_names(self.redis, source)) | dead
             known |= {m[1] for m in mine if m is not None and m[0] == source}
