@@ -38,7 +38,7 @@ from bus.adapter.checkpoint import RedisCheckpoints
 from bus.adapter.quarantine import Quarantine
 from bus.adapter.sources.webhook import running as running_app
 from bus.admin import DeadLetterRef, DeadLetters, Inspector, Target
-from bus.admin.deadletters import Outcome
+from bus.admin.deadletter_types import Outcome
 from bus.cli.app import app
 from bus.connection import connect
 from bus.context import EventContext

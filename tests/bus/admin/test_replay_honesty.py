@@ -22,7 +22,8 @@ from redis.asyncio import Redis
 from typer.testing import CliRunner
 
 from bus import keys
-from bus.admin.deadletters import DeadLetterRef, DeadLetters, Outcome, Target
+from bus.admin.deadletter_types import DeadLetterRef, Outcome, Target
+from bus.admin.deadletters import DeadLetters
 from bus.cli.app import app
 from bus.connection import connect
 from bus.envelope import Envelope, format_time
