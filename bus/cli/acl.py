@@ -18,7 +18,7 @@ from rich.markup import escape
 from bus import functions
 from bus.access import acl
 from bus.access.topology import Topology, contracts, load_topology
-from bus.cli.common import fail, import_from_cwd
+from bus.cli.common import Schemas, fail, import_from_cwd
 from bus.connection import TRANSIENT, connect
 from bus.devmaterial import DEV_SECRET_DIGESTS, is_dev_secret
 from bus.errors import ConfigurationError, RedisUnavailable, SimpulError
@@ -40,7 +40,6 @@ Passwords = Annotated[
         dir_okay=False,
     ),
 ]
-Schemas = Annotated[str, typer.Option("--schemas", help="package holding the contracts")]
 RedisUrl = Annotated[
     str | None,
     typer.Option("--redis-url", envvar="SIMPUL_REDIS_URL", help="Redis URL of an admin user"),

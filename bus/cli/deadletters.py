@@ -25,7 +25,7 @@ from bus import keys
 from bus.admin import deadletter_types, deadletters, groups, positions, streams
 from bus.admin.trim import TrimPlan, TrimRefused, plan_trim, retention_age
 from bus.admin.trim import trim as trim_stream
-from bus.cli.common import fail, import_target, run_with_redis
+from bus.cli.common import AsJson, fail, import_target, run_with_redis
 from bus.errors import ConfigurationError, SimpulError
 from bus.logging import configure
 from bus.publisher import Publisher, Retention
@@ -41,7 +41,6 @@ _out = Console()
 _err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
-AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="say what would happen; change nothing")]
 StreamArg = Annotated[

@@ -59,8 +59,8 @@ from bus.admin.entries import PendingEntry, decode_entry, pending_entries
 from bus.admin.exporter import BusCollector, exporter_app
 from bus.admin.replication import Topology, topology
 from bus.admin.thresholds import Breach, Thresholds, breaches, duration, replication_breaches, size
-from bus.cli.common import fail, import_from_cwd, redis_url, run_with_redis
-from bus.cli.contracts import load as load_contracts
+from bus.cli.common import AsJson, Schemas, fail, import_from_cwd, redis_url, run_with_redis
+from bus.cli.contracts import load_or_warn
 from bus.connection import TRANSIENT, connect, location, translate
 from bus.contracts import default_registry
 from bus.decoding import text as _text
@@ -75,8 +75,6 @@ _err = Console(stderr=True, soft_wrap=True)
 _log = get_logger("bus.cli")
 T = TypeVar("T")
 
-AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output")]
-Schemas = Annotated[str, typer.Option("--schemas", help="package holding the contracts")]
 Stream = Annotated[
     str,
     typer.Argument(help="aggregate (dukcapil.citizen), event type, or key (simpul:{...})"),
@@ -102,10 +100,7 @@ def _run(work: Callable[[Redis], Awaitable[T]], *, url: str | None = None) -> T:
 
 def _contracts(package: str) -> None:
     """Register the contracts (their streams, owners and personal fields)."""
-    try:
-        load_contracts(package)
-    except SimpulError as exc:
-        _err.print(f"[yellow]warning:[/yellow] {exc}; streams are found in Redis only")
+    load_or_warn(package, _err)
 
 
 # -- status ------------------------------------------------------------------------------------
