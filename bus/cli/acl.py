@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from bus import functions
-from bus.access import acl
+from bus.access import acl, acl_server
 from bus.access.topology import Topology, contracts, load_topology
 from bus.cli.common import Schemas, fail, import_from_cwd
 from bus.connection import TRANSIENT, connect
@@ -157,7 +157,7 @@ def apply_(
         loaded = _load(topology, schemas)
         users = _users(loaded, passwords)
         if load and not dry_run:
-            left = _with_redis(redis_url, lambda r: acl.reload(r, users))
+            left = _with_redis(redis_url, lambda r: acl_server.reload(r, users))
             if left:
                 for change in left:
                     _out.print(escape(change.describe()))
@@ -168,7 +168,9 @@ def apply_(
             _err.print("loaded the server's aclfile: it matches the render")
             _load_functions(redis_url)
             return
-        report = _with_redis(redis_url, lambda r: acl.apply(r, users, prune=prune, dry_run=dry_run))
+        report = _with_redis(
+            redis_url, lambda r: acl_server.apply(r, users, prune=prune, dry_run=dry_run)
+        )
         if not dry_run:
             _load_functions(redis_url)
     except SimpulError as exc:
@@ -182,7 +184,7 @@ def _load_functions(redis_url: str | None) -> None:
     _err.print(f"loaded the Redis Functions library: {', '.join(loaded)}")
 
 
-def _report(report: acl.ApplyReport, *, dry_run: bool, prune: bool) -> None:
+def _report(report: acl_server.ApplyReport, *, dry_run: bool, prune: bool) -> None:
     different = [c for c in report.changes if c.action != "same"]
     for change in different:
         line = change.describe()
@@ -227,7 +229,7 @@ def check_(
 
     Exit 0 if allowed, 1 if denied. Options go before PRINCIPAL."""
     try:
-        allowed, reason = _with_redis(redis_url, lambda r: acl.check(r, principal, command))
+        allowed, reason = _with_redis(redis_url, lambda r: acl_server.check(r, principal, command))
     except SimpulError as exc:
         raise fail(_err, exc) from None
     _flag_dev_password(redis_url, principal)
