@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from bus.admin.flowmap import build as build_flow_map
     from bus.admin.flowmap import live_groups
     from bus.admin.flowmap import render_svg as render_flow_svg
-    from bus.admin.inspect import BusSnapshot, Inspector, RoutingPlan
+    from bus.admin.inspect import Inspector, RoutingPlan
+    from bus.admin.snapshots import BusSnapshot
     from bus.admin.streams import UnknownGroup, UnknownStream, stream_key
     from bus.admin.thresholds import Thresholds, breaches
     from bus.functions import load as load_functions
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "BrokenModule": ("bus.specs.catalogue", "BrokenModule"),
-    "BusSnapshot": ("bus.admin.inspect", "BusSnapshot"),
+    "BusSnapshot": ("bus.admin.snapshots", "BusSnapshot"),
     "DeadLetter": ("bus.admin.deadletter_types", "DeadLetter"),
     "DeadLetterRef": ("bus.admin.deadletter_types", "DeadLetterRef"),
     "DeadLetters": ("bus.admin.deadletters", "DeadLetters"),

@@ -8,7 +8,7 @@ traceback).
 JSON shapes (stable; fields may be added, never renamed or removed):
 
 * ``status --json``: ``{"healthy": bool, "breaches": [Breach], "thresholds": Thresholds,
-  "snapshot": BusSnapshot}`` — the models of :mod:`bus.admin.inspect` as
+  "snapshot": BusSnapshot}`` — the models of :mod:`bus.admin.snapshots` as
   ``model_dump(mode="json")``:
   ``snapshot.streams[]`` = ``{key, aggregate, exists, registered, length, first_entry_id,
   last_entry_id, last_generated_id, first_entry_age_s, last_entry_age_s, groups[],
@@ -50,7 +50,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bus.adapter.report import AdapterReport
-from bus.admin import flowmap, inspect
+from bus.admin import flowmap, inspect, snapshots
 from bus.admin.exporter import BusCollector, exporter_app
 from bus.admin.replication import Topology, topology
 from bus.admin.thresholds import Breach, Thresholds, breaches, duration, replication_breaches, size
@@ -215,7 +215,7 @@ def _plan(path: Path | None) -> inspect.RoutingPlan | None:
 
 async def _snapshot_and_topology(
     redis: Redis, *, plan: inspect.RoutingPlan | None = None
-) -> tuple[inspect.BusSnapshot, Topology]:
+) -> tuple[snapshots.BusSnapshot, Topology]:
     snap = await inspect.snapshot(redis, registry=default_registry, plan=plan)
     try:
         return snap, await topology(redis)
@@ -276,7 +276,7 @@ def _url_or_fail() -> str:
 
 
 def _print_status(
-    snap: inspect.BusSnapshot, found: list[Breach], where: str, topo: Topology | None = None
+    snap: snapshots.BusSnapshot, found: list[Breach], where: str, topo: Topology | None = None
 ) -> None:
     existing = [s for s in snap.streams if s.exists or s.dead_letters]
     group_count = sum(len(s.groups) for s in existing)
@@ -333,7 +333,7 @@ def _status_table(title: str, *, compact: bool = False) -> Table:
     )
 
 
-def _streams_table(streams: list[inspect.StreamSnapshot], found: list[Breach]) -> Table:
+def _streams_table(streams: list[snapshots.StreamSnapshot], found: list[Breach]) -> Table:
     table = _status_table("streams")
     width = max(len(s.aggregate) for s in streams)
     table.add_column("stream", min_width=width, overflow="fold")  # never cut: it is copied
@@ -353,7 +353,7 @@ def _streams_table(streams: list[inspect.StreamSnapshot], found: list[Breach]) -
     return table
 
 
-def _groups_table(streams: list[inspect.StreamSnapshot], found: list[Breach]) -> Table | None:
+def _groups_table(streams: list[snapshots.StreamSnapshot], found: list[Breach]) -> Table | None:
     rows: list[tuple[str, str, list[str]]] = []  # stream, group, values
     for s in streams:
         for g in s.groups:
@@ -459,7 +459,7 @@ def _last_seen(report: AdapterReport, *, stale: bool) -> str:
 # -- routed delivery: inboxes, intakes, ids ahead of time ------------------------------------
 
 
-def _print_routed(snap: inspect.BusSnapshot, found: list[Breach]) -> None:
+def _print_routed(snap: snapshots.BusSnapshot, found: list[Breach]) -> None:
     if snap.inboxes:
         _out.print(_inboxes_table(snap.inboxes, found))
     if snap.intakes:
@@ -475,7 +475,7 @@ def _print_routed(snap: inspect.BusSnapshot, found: list[Breach]) -> None:
         )
 
 
-def _inboxes_table(inboxes: list[inspect.InboxSnapshot], found: list[Breach]) -> Table:
+def _inboxes_table(inboxes: list[snapshots.InboxSnapshot], found: list[Breach]) -> Table:
     """One row per subscription's inbox, under its service (routed delivery)."""
     table = _status_table("subscriptions (inboxes)", compact=True)
     # Names are never cut: operators copy them into `simpul pending`, `simpul dlq`...
@@ -506,7 +506,7 @@ def _inboxes_table(inboxes: list[inspect.InboxSnapshot], found: list[Breach]) ->
     return table
 
 
-def _intakes_table(intakes: list[inspect.IntakeSnapshot], found: list[Breach]) -> Table:
+def _intakes_table(intakes: list[snapshots.IntakeSnapshot], found: list[Breach]) -> Table:
     """One row per producer's intake: what the router has not admitted yet, what it refused."""
     table = _status_table("intakes (router lag)", compact=True)
     table.add_column("producer", overflow="fold")
@@ -587,7 +587,7 @@ def _live_groups() -> tuple[dict[str, list[str]] | None, str]:
         _err.print("[yellow]note:[/yellow] SIMPUL_REDIS_URL unset: the map is from the code only")
         return None, ""
 
-    async def take() -> inspect.BusSnapshot:
+    async def take() -> snapshots.BusSnapshot:
         redis = connect(url, block_ms=0)
         try:
             return await inspect.snapshot(redis, registry=default_registry)
