@@ -20,6 +20,7 @@ from bus.access import acl, acl_server
 from bus.access.topology import Topology, contracts, load_topology
 from bus.cli.common import Schemas, fail, import_from_cwd
 from bus.connection import TRANSIENT, connect
+from bus.decoding import text as _text
 from bus.devmaterial import DEV_SECRET_DIGESTS, is_dev_secret
 from bus.errors import ConfigurationError, RedisUnavailable, SimpulError
 
@@ -258,10 +259,6 @@ def _flag_dev_password(redis_url: str | None, principal: str) -> None:
             "DEVELOPMENT password of deploy/dev.env (public, in git): clients refuse it unless "
             "SIMPUL_DEV_MODE=1; set a password of your own (`simpul acl apply`)"
         )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 functions_app = typer.Typer(
