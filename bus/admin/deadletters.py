@@ -69,7 +69,6 @@ refusal replayed would be refused again, so replay refuses it, and purge leaves 
 
 from __future__ import annotations
 
-import getpass
 import inspect
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -121,7 +120,7 @@ from bus.entry_ids import after as _after
 from bus.envelope import Envelope
 from bus.errors import ConfigurationError, DecodeError
 from bus.functions import BusFunction
-from bus.logging import get_logger
+from bus.logging import get_logger, os_user
 from bus.privacy import contract_of, mask_data, mask_error, mask_subject, mask_text
 from bus.replies import field_pairs
 from bus.settings import Settings
@@ -380,7 +379,7 @@ class DeadLetters:
                 stream=ref.stream,
                 group=ref.group,
                 entry_id=ref.entry_id,
-                by=by or _os_user(),
+                by=by or os_user(),
             )
         else:
             data = mask_data(data, contract)
@@ -541,7 +540,7 @@ class DeadLetters:
                     await maybe
         if todo and not dry_run:
             counts = {o.value: report.count(o) for o in Outcome if report.count(o)}
-            _log.info("dead_letters_replayed", target=to.value, by=by or _os_user(), **counts)
+            _log.info("dead_letters_replayed", target=to.value, by=by or os_user(), **counts)
         return report
 
     async def verify(self, ref: DeadLetterRef) -> str | None:  # noqa: PLR0911 - one per refusal
@@ -805,10 +804,3 @@ def _refusal(code: str, to: Target, stream: str, group: str, entry: str | None) 
         "empty": "the dead letter holds no event fields: nothing to replay (purge it)",
     }
     return reasons.get(code, f"unexpected answer {code!r} from the replay script")
-
-
-def _os_user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):  # no name for this uid (containers)
-        return "unknown"
