@@ -445,17 +445,7 @@ class City:
         and the tax export are read (asserting what the adapters publish of them)."""
         await self.link(*day.accounts)
         for grant in day.grants:
-            await self.dinsos.grant(
-                self.redis,
-                recipient=grant.recipient,
-                kk=grant.kk,
-                kelurahan=grant.kelurahan,
-                programme=grant.programme,
-                amount=grant.amount,
-                frequency="monthly",
-                starts_on=date(2026, 1, 1),
-                granted_on=date(2025, 12, 15),
-            )
+            await self.dinsos.grant(self.redis, **grant.terms())
         answers = [await self.post(body) for body in day.permits]
         self.registry.add(day.siak)
         assert await self.siak([]) == 11  # 3 deaths, 4 moves, 4 births; 2 rows quarantined
