@@ -8,6 +8,7 @@ that contracts declare personal, by the rule of :mod:`bus.privacy`.
 
 from __future__ import annotations
 
+import getpass
 import logging
 import sys
 from collections.abc import Callable, Iterable, MutableMapping
@@ -31,6 +32,7 @@ __all__ = [
     "configure_default",
     "get_logger",
     "mask_text",
+    "os_user",
     "shape",
     "shapes",
 ]
@@ -119,3 +121,12 @@ def configure_default() -> None:
         level if level in ("debug", "info", "warning", "error") else "info",
         fmt if fmt in ("json", "console", "auto") else "auto",
     )
+
+
+def os_user() -> str:
+    """Who runs this process, for the ``by`` of an operator's change logged (``unknown`` when
+    the uid has no name, as in many containers)."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"

@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -232,17 +232,7 @@ async def seed(city: City, day: Day) -> None:
             redis, source=DINSOS_SOURCE, signer=security.signer("svc-dinsos"), intake="svc-dinsos"
         )
         for grant in day.grants:
-            await city.dinsos.grant(
-                grants,
-                recipient=grant.recipient,
-                kk=grant.kk,
-                kelurahan=grant.kelurahan,
-                programme=grant.programme,
-                amount=grant.amount,
-                frequency="monthly",
-                starts_on=date(2026, 1, 1),
-                granted_on=date(2025, 12, 15),
-            )
+            await city.dinsos.grant(grants, **grant.terms())
 
 
 @contextlib.asynccontextmanager

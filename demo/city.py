@@ -49,6 +49,20 @@ class Grant:
     programme: str
     amount: int
 
+    def terms(self) -> dict[str, Any]:
+        """The keyword arguments of ``Dinsos.grant``: paid monthly from 1 January 2026, granted
+        on 15 December 2025."""
+        return {
+            "recipient": self.recipient,
+            "kk": self.kk,
+            "kelurahan": self.kelurahan,
+            "programme": self.programme,
+            "amount": self.amount,
+            "frequency": "monthly",
+            "starts_on": date(2026, 1, 1),
+            "granted_on": date(2025, 12, 15),
+        }
+
 
 @dataclass
 class Day:

@@ -29,7 +29,7 @@ from redis.exceptions import NoPermissionError
 
 from adapters.dukcapil import SOURCE as DUKCAPIL_SOURCE
 from bus import Publisher, Signer, connect, default_registry, keys
-from bus.access import acl
+from bus.access import acl, acl_server
 from bus.access.topology import Topology
 from bus.admin import load_functions
 from bus.router import Router, RouterConfig
@@ -174,7 +174,7 @@ async def lock_down(security: Security, *, owned: bool) -> None:
     security.acl_applied = True
     admin = security.connect(OPERATOR)
     try:
-        await acl.apply(admin, acl.acl_users(security.topology, security.passwords))
+        await acl_server.apply(admin, acl.acl_users(security.topology, security.passwords))
         await load_functions(admin)  # as `simpul acl apply` does: only the admin loads code
     finally:
         await admin.aclose()

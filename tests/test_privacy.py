@@ -153,29 +153,12 @@ class Observed:
 
 
 async def _day(city: City, day: Day, seen: Observed) -> None:
-    """The day as the producers make it (as tests/e2e/test_full_day.py plays it), keeping the
-    webhook's error answers."""
-    await city.link(*day.accounts)
-    for grant in day.grants:
-        await city.dinsos.grant(
-            city.redis,
-            recipient=grant.recipient,
-            kk=grant.kk,
-            kelurahan=grant.kelurahan,
-            programme=grant.programme,
-            amount=grant.amount,
-            frequency="monthly",
-            starts_on=date(2026, 1, 1),
-            granted_on=date(2025, 12, 15),
-        )
-    for number, body in enumerate(day.permits):
-        answer = await city.post(body)
+    """The day as the producers make it (City.play, as tests/e2e/test_full_day.py plays it),
+    keeping the webhook's error answers."""
+    for number, answer in enumerate(await city.play(day)):
         if answer.status_code >= 400:
             seen.answers[f"webhook permit {number}"] = answer.status_code
             seen.add("http: licensing webhook errors", answer.text)
-    city.registry.add(day.siak)
-    assert await city.siak([]) == 11  # 3 deaths, 4 moves, 4 births; 2 rows quarantined
-    assert await city.pay(day.payments) == 5  # one amount in words is quarantined
     registry = _job_registry()
     pencaker.create(registry, day.pencaker)
     runner = disnaker.adapter(city.redis, registry)

@@ -9,18 +9,19 @@ from typing import TYPE_CHECKING
 from bus._lazy import exports
 
 if TYPE_CHECKING:
-    from bus.admin.deadletters import (
+    from bus.admin.deadletter_types import (
         DeadLetter,
         DeadLetterRef,
-        DeadLetters,
         NotFound,
         ReplayReport,
         Target,
     )
+    from bus.admin.deadletters import DeadLetters
     from bus.admin.flowmap import build as build_flow_map
     from bus.admin.flowmap import live_groups
     from bus.admin.flowmap import render_svg as render_flow_svg
-    from bus.admin.inspect import BusSnapshot, Inspector, RoutingPlan
+    from bus.admin.inspect import Inspector, RoutingPlan
+    from bus.admin.snapshots import BusSnapshot
     from bus.admin.streams import UnknownGroup, UnknownStream, stream_key
     from bus.admin.thresholds import Thresholds, breaches
     from bus.functions import load as load_functions
@@ -28,15 +29,15 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "BrokenModule": ("bus.specs.catalogue", "BrokenModule"),
-    "BusSnapshot": ("bus.admin.inspect", "BusSnapshot"),
-    "DeadLetter": ("bus.admin.deadletters", "DeadLetter"),
-    "DeadLetterRef": ("bus.admin.deadletters", "DeadLetterRef"),
+    "BusSnapshot": ("bus.admin.snapshots", "BusSnapshot"),
+    "DeadLetter": ("bus.admin.deadletter_types", "DeadLetter"),
+    "DeadLetterRef": ("bus.admin.deadletter_types", "DeadLetterRef"),
     "DeadLetters": ("bus.admin.deadletters", "DeadLetters"),
     "Inspector": ("bus.admin.inspect", "Inspector"),
-    "NotFound": ("bus.admin.deadletters", "NotFound"),
-    "ReplayReport": ("bus.admin.deadletters", "ReplayReport"),
+    "NotFound": ("bus.admin.deadletter_types", "NotFound"),
+    "ReplayReport": ("bus.admin.deadletter_types", "ReplayReport"),
     "RoutingPlan": ("bus.admin.inspect", "RoutingPlan"),
-    "Target": ("bus.admin.deadletters", "Target"),
+    "Target": ("bus.admin.deadletter_types", "Target"),
     "Thresholds": ("bus.admin.thresholds", "Thresholds"),
     "UnknownGroup": ("bus.admin.streams", "UnknownGroup"),
     "UnknownStream": ("bus.admin.streams", "UnknownStream"),

@@ -41,8 +41,11 @@ its event fields must be those of the original entry while that is still in the 
 (``tampered`` otherwise: stream entries cannot change, so a difference is the dead letter's),
 and its signature must verify against the keyring (the key valid when the original arrived,
 ``dlq.entry``) — a dead letter added by hand, altered or forged is refused with the keyring's
-reason. With no keyring (``SIMPUL_KEYRING_FILE``) a replay is refused unless
-``SIMPUL_SIGNATURES=off``, which is logged.
+reason. The keyring is the one a service builds from the same core settings
+(:meth:`KeyRing.from_settings`): ``SIMPUL_KEYRING_FILE``, the services' signature limits, and
+development keys refused unless ``SIMPUL_DEV_MODE=1`` (the replay stops before any step, naming
+the keys and the setting). With no keyring a replay is refused unless ``SIMPUL_SIGNATURES=off``,
+which is logged.
 
 A dead letter whose stream no longer exists is refused unless ``recreate_stream=True`` (stream
 target only: the stream is created with the replayed entry; services recreate their groups at
@@ -66,64 +69,64 @@ refusal replayed would be refused again, so replay refuses it, and purge leaves 
 
 from __future__ import annotations
 
-import enum
-import getpass
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import Field
 from redis.asyncio import Redis
 
 from bus import keys
+from bus.admin.deadletter_types import (
+    DeadLetter,
+    DeadLetterDetail,
+    DeadLetterRef,
+    NotFound,
+    Outcome,
+    ProgressCallback,
+    PurgePlan,
+    PurgeStep,
+    Queue,
+    ReplayReport,
+    ReplayResult,
+    Target,
+)
 from bus.admin.positions import (
     _ENTRY_ID,
     _PAGE,
     _count,
     _ms,
-    _time_of,
 )
 from bus.admin.streams import (
     UnknownGroup,
     UnknownStream,
+    dead_letter_key,
+    dead_letter_keys,
     group_names,
+    is_within,
+    kind_of,
     scan,
+    source_key,
+    split_dead_letter_key,
 )
 from bus.connection import TRANSIENT, simpul_error
 from bus.contracts import Registry, default_registry
 from bus.deadletter import original_fields
+from bus.decoding import text as _text
 from bus.decoding import texts
 from bus.entry_ids import MAX_SEQ as _MAX_SEQ
 from bus.entry_ids import after as _after
 from bus.envelope import Envelope
-from bus.errors import ConfigurationError, DecodeError, SimpulError
+from bus.errors import ConfigurationError, DecodeError
 from bus.functions import BusFunction
-from bus.logging import get_logger
+from bus.logging import get_logger, os_user
 from bus.privacy import contract_of, mask_data, mask_error, mask_subject, mask_text
 from bus.replies import field_pairs
-from bus.settings import ComponentSettings
-from bus.signing import DEFAULT_MAX_AGE, KeyRing
+from bus.settings import Settings
+from bus.signing import KeyRing
 
-__all__ = [
-    "REPLAY_CONSUMER",
-    "DeadLetter",
-    "DeadLetterDetail",
-    "DeadLetterRef",
-    "DeadLetters",
-    "NotFound",
-    "Outcome",
-    "PurgePlan",
-    "PurgeStep",
-    "Queue",
-    "ReplayReport",
-    "ReplayResult",
-    "Target",
-    "dead_letter_key",
-    "source_key",
-]
+__all__ = ["REPLAY_CONSUMER", "DeadLetters"]
 
 _log = get_logger("bus.admin.deadletters")
 
@@ -132,345 +135,6 @@ REPLAY_CONSUMER = "simpul-replay"
 # Idle time given to a group-replayed entry: longer than any claim_idle_ms, so the next reclaim
 # sweep of the group takes it (XCLAIM's IDLE must not exceed the server's clock in ms).
 _DUE_NOW_IDLE_MS = 365 * 24 * 3600 * 1000
-
-
-class ReplaySettings(ComponentSettings):
-    """What a replay verifies dead letters against: ``SIMPUL_KEYRING_FILE``, unless
-    ``SIMPUL_SIGNATURES=off`` (any other value: on), with the services' own limits
-    (``SIMPUL_SIGNATURE_MAX_AGE_S``, ``SIMPUL_SIGNATURE_MAX_SKEW_S``): a replay refuses what
-    the service would refuse as stale, by the limit the service runs with."""
-
-    signatures: str = Field(default="on", validation_alias="SIMPUL_SIGNATURES")
-    keyring_file: str | None = Field(default=None, validation_alias="SIMPUL_KEYRING_FILE")
-    signature_max_age_s: int = Field(
-        default=int(DEFAULT_MAX_AGE.total_seconds()),
-        ge=1,
-        validation_alias="SIMPUL_SIGNATURE_MAX_AGE_S",
-    )
-    signature_max_skew_s: int = Field(
-        default=300, ge=0, validation_alias="SIMPUL_SIGNATURE_MAX_SKEW_S"
-    )
-
-
-# -- where dead letters live ---------------------------------------------------------------------
-
-
-def source_key(name: str) -> str:
-    """What an operator names -> the key dead letters hang off: a department stream or partition
-    (``dukcapil.citizen``, ``dukcapil.citizen.p3`` or the key), an inbox (its key, or
-    ``<group>/<dept>.<aggregate>``) or an intake (its key). ConfigurationError otherwise."""
-    if keys.is_inbox(name) or keys.intake_owner(name) is not None:
-        return name
-    group, sep, rest = name.partition("/")
-    inner = keys.stream_named(rest) if sep and group else None
-    if inner is not None:
-        return keys.inbox(inner, group)
-    found = keys.stream_named(name)
-    if found is not None:
-        return found
-    raise ConfigurationError(
-        f"{name[:80]!r} is not a stream: give an aggregate (dukcapil.citizen), a stream key "
-        "(simpul:{dukcapil.citizen}), an inbox (dinsos/dukcapil.citizen or "
-        "simpul:inbox:{dinsos/dukcapil.citizen}) or an intake (simpul:intake:{adapter-dukcapil})"
-    )
-
-
-def kind_of(source: str) -> str:
-    """``inbox``, ``intake`` or ``stream`` (a department stream or partition)."""
-    if keys.is_inbox(source):
-        return "inbox"
-    return "intake" if keys.intake_owner(source) is not None else "stream"
-
-
-def dead_letter_key(source: str, group: str) -> str:
-    """The dead-letter stream of ``group`` on ``source``; an intake has one, the router's."""
-    owner = keys.intake_owner(source)
-    if owner is not None:
-        return keys.intake_dead_letters(owner)
-    return keys.dead_letters(source, group)
-
-
-def _split(key: str) -> tuple[str, str] | None:
-    """A dead-letter key -> (its source, its group); None for other keys."""
-    if key.endswith(":dlq") and keys.intake_owner(key[: -len(":dlq")]) is not None:
-        return key[: -len(":dlq")], keys.ROUTER_GROUP
-    source, sep, group = key.rpartition(":dlq:")
-    if not sep or not group or not (keys.is_stream(source) or keys.is_inbox(source)):
-        return None
-    return source, group
-
-
-def _patterns(source: str | None, group: str | None) -> list[str]:
-    """SCAN patterns of the dead-letter streams of ``source`` (all if None), of ``group``. A
-    department stream's include its inboxes' (routed delivery: that is where its groups are)."""
-    g = group or "*"
-    intakes = [f"{keys.INTAKES}{{*}}:dlq"] if group in (None, keys.ROUTER_GROUP) else []
-    if source is None:
-        return [f"{keys.PREFIX}:{{*}}:dlq:{g}", f"{keys.INBOXES}{{*}}:dlq:{g}", *intakes]
-    match kind_of(source):
-        case "intake":
-            return [dead_letter_key(source, keys.ROUTER_GROUP)] if intakes else []
-        case "inbox":
-            return [f"{source}:dlq:{g}"]
-    name = source[len(keys.PREFIX) + 2 : -1]
-    return [f"{source}:dlq:{g}", f"{keys.INBOXES}{{{g}/{name}}}:dlq:{g}"]
-
-
-def _belongs(source: str, selected: str | None) -> bool:
-    """Whether dead letters of ``source`` are among those of ``selected`` (None: all)."""
-    if selected is None or source == selected:
-        return True
-    found = keys.inbox_of(source)
-    return found is not None and found[0] == selected
-
-
-async def _dead_letter_keys(redis: Redis, source: str | None, group: str | None) -> list[str]:
-    found: set[str] = set()
-    for pattern in _patterns(source, group):
-        async for batch in scan(redis, pattern, 1000):
-            found.update(_texts(batch))
-    return sorted(found)
-
-
-def _texts(batch: Iterable[bytes | str]) -> list[str]:
-    return [k.decode() if isinstance(k, bytes) else k for k in batch]
-
-
-class NotFound(SimpulError):
-    """No dead letter with that id (in the selected dead-letter streams)."""
-
-
-# -- dead letters --------------------------------------------------------------------------------
-
-
-class Target(enum.StrEnum):
-    """Where a replayed dead letter goes."""
-
-    GROUP = "group"  # the original entry, back to the group that gave up: nobody else sees it
-    STREAM = "stream"  # a new entry with the same event: every group of the stream gets it
-
-
-class Outcome(enum.StrEnum):
-    """What replaying one dead letter did (or, in a dry run, would do)."""
-
-    REPLAYED = "replayed"
-    WOULD_REPLAY = "would_replay"  # dry run: it would be replayed
-    GONE = "gone"  # no longer a dead letter (replayed or purged meanwhile): nothing to do
-    REFUSED = "refused"  # cannot be replayed this way; ``detail`` says why and what to do
-    FAILED = "failed"  # Redis failed; the step is atomic, so the dead letter is intact or moved
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class DeadLetterRef:
-    """One dead letter: the stream it came from, the group that gave up, its entry id in the
-    group's dead-letter stream (``<stream>:dlq:<group>``)."""
-
-    stream: str
-    group: str
-    entry_id: str
-
-    @property
-    def key(self) -> str:
-        return dead_letter_key(self.stream, self.group)
-
-    def __str__(self) -> str:
-        return f"{self.key} {self.entry_id}"
-
-    @staticmethod
-    def source_of(name: str) -> str:
-        """:func:`source_key` for callers importing only ``bus.admin`` (the monitor)."""
-        return source_key(name)
-
-    @staticmethod
-    def queue_key(source: str, group: str) -> str:
-        """:func:`dead_letter_key` for callers importing only ``bus.admin`` (the monitor)."""
-        return dead_letter_key(source, group)
-
-    @property
-    def kind(self) -> str:
-        """``stream``, ``inbox`` (routed delivery) or ``intake`` (the router's refusals)."""
-        return kind_of(self.stream)
-
-    def as_dict(self) -> dict[str, str]:
-        return {"stream": self.stream, "group": self.group, "id": self.entry_id}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DeadLetterRef:
-        """The ref back from :meth:`as_dict` (e.g. a dashboard's request body); the stream may
-        be an aggregate name, or an inbox's short name, too. Raises ConfigurationError for
-        anything else."""
-        try:
-            stream, group, entry_id = (str(data[name]) for name in ("stream", "group", "id"))
-        except KeyError as exc:
-            raise ConfigurationError(f"a dead-letter ref needs {exc}") from None
-        if not _ENTRY_ID.match(entry_id) or not group:
-            raise ConfigurationError(f"not a dead-letter ref: group {group!r}, id {entry_id!r}")
-        return cls(source_key(stream), group, entry_id if "-" in entry_id else f"{entry_id}-0")
-
-
-@dataclass(frozen=True, slots=True)
-class Queue:
-    """The dead-letter stream of one group."""
-
-    stream: str
-    group: str
-    length: int
-    first_id: str | None
-    last_id: str | None
-    stream_exists: bool
-
-    @property
-    def key(self) -> str:
-        return dead_letter_key(self.stream, self.group)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "stream": self.stream,
-            "kind": kind_of(self.stream),
-            "group": self.group,
-            "key": self.key,
-            "length": self.length,
-            "oldest": self.first_id and _time_of(self.first_id),
-            "newest": self.last_id and _time_of(self.last_id),
-            "stream_exists": self.stream_exists,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A dead letter's summary. ``error`` is masked (never personal data)."""
-
-    ref: DeadLetterRef
-    reason: str
-    error: str
-    attempts: int | None
-    original_entry: str | None  # dlq.entry: its entry id in the stream
-    consumer: str | None  # the consumer that gave up
-    dead_lettered_at: str | None  # dlq.time
-    event_id: str | None
-    event_type: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            **self.ref.as_dict(),
-            "kind": self.ref.kind,
-            "reason": self.reason,
-            "error": self.error,
-            "attempts": self.attempts,
-            "original_entry": self.original_entry,
-            "consumer": self.consumer,
-            "time": self.dead_lettered_at,
-            "event_id": self.event_id,
-            "type": self.event_type,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterDetail:
-    """One dead letter decoded: its CloudEvents attributes and payload, masked unless revealed."""
-
-    dead_letter: DeadLetter
-    attributes: dict[str, str]  # every field but data and dlq.*
-    data: Any  # the payload (parsed JSON; text if it is not JSON)
-    revealed: bool
-    decode_error: str | None  # why it is not a wire-format v1 event (masked); None if it is
-    original_in_stream: bool  # the original entry is still there: replay to its group works
-    stream_exists: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            **self.dead_letter.as_dict(),
-            "attributes": self.attributes,
-            "data": self.data,
-            "revealed": self.revealed,
-            "decode_error": self.decode_error,
-            "original_in_stream": self.original_in_stream,
-            "stream_exists": self.stream_exists,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayResult:
-    """What happened to one dead letter."""
-
-    ref: DeadLetterRef
-    outcome: Outcome
-    target: Target
-    entry_id: str | None  # the entry to be delivered: the new one (stream), the original (group)
-    detail: str  # one sentence for people: what happened, or why not and what to do
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome in (Outcome.REPLAYED, Outcome.WOULD_REPLAY, Outcome.GONE)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            **self.ref.as_dict(),
-            "outcome": self.outcome.value,
-            "target": self.target.value,
-            "entry_id": self.entry_id,
-            "detail": self.detail,
-        }
-
-
-@dataclass(slots=True)
-class ReplayReport:
-    """The outcome of one replay call, one result per dead letter, in the order given."""
-
-    target: Target
-    dry_run: bool
-    results: list[ReplayResult] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """Every dead letter was replayed (or would be, or was gone already)."""
-        return all(r.ok for r in self.results)
-
-    def count(self, outcome: Outcome) -> int:
-        return sum(r.outcome is outcome for r in self.results)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "target": self.target.value,
-            "dry_run": self.dry_run,
-            "counts": {o.value: self.count(o) for o in Outcome if self.count(o)},
-            "results": [r.as_dict() for r in self.results],
-        }
-
-
-ProgressCallback = Callable[[ReplayResult, int, int], Awaitable[None] | None]
-
-
-@dataclass(frozen=True, slots=True)
-class PurgeStep:
-    """Dead letters of one group to delete: below ``minid``, or the listed ``ids``."""
-
-    stream: str
-    group: str
-    count: int
-    minid: str | None = None
-    ids: tuple[str, ...] = ()
-
-    @property
-    def key(self) -> str:
-        return dead_letter_key(self.stream, self.group)
-
-
-@dataclass(frozen=True, slots=True)
-class PurgePlan:
-    steps: tuple[PurgeStep, ...]
-
-    @property
-    def total(self) -> int:
-        return sum(step.count for step in self.steps)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "total": self.total,
-            "queues": [
-                {"stream": s.stream, "group": s.group, "count": s.count} for s in self.steps
-            ],
-        }
 
 
 def _int(value: str | None) -> int | None:
@@ -493,25 +157,47 @@ class DeadLetters:
         registry: Registry = default_registry,
         keyring: KeyRing | None = None,
         signatures: bool | None = None,
+        settings: Settings | None = None,
     ) -> None:
-        """``keyring``: what replays verify dead letters against (default: the file of
-        ``SIMPUL_KEYRING_FILE``, if set). ``signatures``: False replays without verifying
-        signatures (default: unless ``SIMPUL_SIGNATURES=off``)."""
+        """``keyring``: what replays verify dead letters against (default: the one a service
+        builds from ``settings``, :meth:`KeyRing.from_settings`). ``signatures``: False replays
+        without verifying signatures (default: unless ``SIMPUL_SIGNATURES=off``). ``settings``:
+        the core :class:`~bus.settings.Settings` (default: read from the environment when a
+        replay first needs them, so listing and showing never do) — replays verify with the
+        keyring file, limits and development-key rule the services run with."""
         self.redis = redis
         self.registry = registry
-        read = ReplaySettings.load()
-        if signatures is None:
-            signatures = read.signatures.strip().lower() != "off"
-        self.signatures = signatures
-        if keyring is None and signatures and read.keyring_file:
-            keyring = KeyRing.from_file(
-                read.keyring_file,
-                max_age=timedelta(seconds=read.signature_max_age_s),
-                max_skew=timedelta(seconds=read.signature_max_skew_s),
-            )
-        self.keyring = keyring
+        self._settings = settings
+        self._signatures = signatures
+        self._keyring = keyring
+        self._keyring_built = keyring is not None
         self._replay = BusFunction(redis, "dlq_replay")  # bus/dlq_replay.lua
         self._purge = BusFunction(redis, "dlq_purge")  # bus/dlq_purge.lua
+
+    @property
+    def signatures(self) -> bool:
+        """Whether replays verify signatures (``SIMPUL_SIGNATURES``, unless given)."""
+        if self._signatures is None:
+            self._signatures = self._core().signatures != "off"
+        return self._signatures
+
+    @property
+    def keyring(self) -> KeyRing | None:
+        """What replays verify against: the keyring given, else the services' own
+        (:meth:`KeyRing.from_settings`: ``SIMPUL_KEYRING_FILE``, ``SIMPUL_REQUIRE_SIGNATURES``,
+        ``SIMPUL_SIGNATURE_MAX_AGE_S``/``_MAX_SKEW_S``; development keys refused unless
+        ``SIMPUL_DEV_MODE=1``, raising :class:`ConfigurationError`). None: no keyring file, or
+        signatures off."""
+        if not self._keyring_built:
+            if self.signatures:
+                self._keyring = KeyRing.from_settings(self._core())
+            self._keyring_built = True
+        return self._keyring
+
+    def _core(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings.load()
+        return self._settings
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -526,12 +212,12 @@ class DeadLetters:
         source = source_key(stream) if stream else None
         if source is not None:
             await self._check(source, group)
-        found = await _dead_letter_keys(self.redis, source, group)
-        named = [_split(key) for key in found]
+        found = await dead_letter_keys(self.redis, source, group)
+        named = [split_dead_letter_key(key) for key in found]
         pairs = [
             (dead_letter_key(*parts), parts)
             for parts in named
-            if parts is not None and _belongs(parts[0], source)
+            if parts is not None and is_within(parts[0], source)
         ]
         async with self.redis.pipeline(transaction=False) as pipe:
             for key, (origin, _) in pairs:
@@ -559,8 +245,10 @@ class DeadLetters:
     async def _check(self, source: str, group: str | None) -> None:
         """Raise UnknownStream/UnknownGroup for names neither Redis nor its dead letters know.
         A department stream's groups include those of its inboxes (routed delivery)."""
-        found = [_split(key) for key in await _dead_letter_keys(self.redis, source, None)]
-        dead = {parts[1] for parts in found if parts is not None and _belongs(parts[0], source)}
+        found = [
+            split_dead_letter_key(key) for key in await dead_letter_keys(self.redis, source, None)
+        ]
+        dead = {parts[1] for parts in found if parts is not None and is_within(parts[0], source)}
         exists = bool(await self.redis.exists(source))
         kind = kind_of(source)
         if not exists and not dead:
@@ -574,7 +262,7 @@ class DeadLetters:
             mine = [
                 keys.inbox_of(key)
                 async for batch in scan(self.redis, inboxes, 1000)
-                for key in _texts(batch)
+                for key in map(_text, batch)
             ]
             known = set(await group_names(self.redis, source)) | dead
             known |= {m[1] for m in mine if m is not None and m[0] == source}
@@ -691,7 +379,7 @@ class DeadLetters:
                 stream=ref.stream,
                 group=ref.group,
                 entry_id=ref.entry_id,
-                by=by or _os_user(),
+                by=by or os_user(),
             )
         else:
             data = mask_data(data, contract)
@@ -817,6 +505,7 @@ class DeadLetters:
         never both or neither: list again and replay what is left).
         """
         todo = list(refs)
+        _ = self.keyring  # a keyring the services would refuse stops the replay before any step
         report = ReplayReport(to, dry_run)
         broken: str | None = None
         for done, ref in enumerate(todo, start=1):
@@ -851,7 +540,7 @@ class DeadLetters:
                     await maybe
         if todo and not dry_run:
             counts = {o.value: report.count(o) for o in Outcome if report.count(o)}
-            _log.info("dead_letters_replayed", target=to.value, by=by or _os_user(), **counts)
+            _log.info("dead_letters_replayed", target=to.value, by=by or os_user(), **counts)
         return report
 
     async def verify(self, ref: DeadLetterRef) -> str | None:  # noqa: PLR0911 - one per refusal
@@ -1115,10 +804,3 @@ def _refusal(code: str, to: Target, stream: str, group: str, entry: str | None) 
         "empty": "the dead letter holds no event fields: nothing to replay (purge it)",
     }
     return reasons.get(code, f"unexpected answer {code!r} from the replay script")
-
-
-def _os_user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):  # no name for this uid (containers)
-        return "unknown"

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from bus.admin.inspect import _Frozen
+from bus.admin.snapshots import _Frozen
 from bus.connection import TRANSIENT, simpul_error
 from bus.contracts import Registry, default_registry
 from bus.decoding import text as _text

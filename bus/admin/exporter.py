@@ -1,5 +1,5 @@
 """The Prometheus exporter of the bus (``simpul exporter``): metrics from snapshots
-(:class:`bus.admin.inspect.BusSnapshot`)."""
+(:class:`bus.admin.snapshots.BusSnapshot`)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ from starlette.routing import Route
 
 from bus import keys
 from bus.adapter.report import AdapterReport
-from bus.admin.inspect import BusSnapshot, Inspector
+from bus.admin.inspect import Inspector
 from bus.admin.replication import Topology, topology
+from bus.admin.snapshots import BusSnapshot
 from bus.connection import TRANSIENT
 from bus.errors import SimpulError
 

@@ -2,10 +2,10 @@
 
 Three columns — producing departments, event types, consuming services — joined by edges. The
 types and their owners come from the contract registry; who consumes what from the services'
-code (:func:`bus.specs.catalogue.handled`) and from the consumer groups actually present in Redis (a
-:class:`bus.admin.inspect.BusSnapshot`). An edge is *live* when the consuming service's group exists
-on the type's stream; a group present in Redis that the code does not know consumes every type of
-its stream, and is drawn so.
+code (:func:`bus.specs.catalogue.handled`) and from the consumer groups actually present in
+Redis (a :class:`bus.admin.snapshots.BusSnapshot`). An edge is *live* when the consuming
+service's group exists on the type's stream; a group present in Redis that the code does not
+know consumes every type of its stream, and is drawn so.
 
 The SVG is written by hand (no graphviz): stable ordering, no timestamp, readable for a few
 dozen types. :func:`render_svg` is what the web dashboard embeds; :func:`render_html` wraps it
@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from bus.admin.inspect import BusSnapshot
+from bus.admin.snapshots import BusSnapshot
 from bus.contracts import Registry, default_registry
 
 __all__ = [

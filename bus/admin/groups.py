@@ -14,17 +14,19 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from bus.admin.deadletters import _log, _os_user
 from bus.admin.positions import Position, _count, _count_pending, parse_position
 from bus.admin.streams import UnknownGroup, UnknownStream, _groups, stream_key
 from bus.connection import TRANSIENT, simpul_error
 from bus.entry_ids import parts as _id_key
+from bus.logging import get_logger, os_user
 
 __all__ = [
     "ResetPlan",
     "plan_reset",
     "reset_group",
 ]
+
+_log = get_logger("bus.admin.groups")
 
 # -- group positions -----------------------------------------------------------------------------
 
@@ -152,6 +154,6 @@ async def reset_group(redis: Redis, plan: ResetPlan) -> ResetPlan:
         position=plan.target,
         reread=plan.reread,
         skipped=plan.skipped,
-        by=_os_user(),
+        by=os_user(),
     )
     return replace(plan, applied=True)

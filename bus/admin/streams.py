@@ -1,5 +1,5 @@
-"""Naming and finding streams: aggregate stream keys, their consumer groups, and the errors for
-neither.
+"""Naming and finding streams: aggregate stream keys, their consumer groups, the errors for
+neither, and where dead letters live (department streams', inboxes' and intakes').
 """
 
 from __future__ import annotations
@@ -19,10 +19,15 @@ from bus.errors import ConfigurationError, SimpulError
 __all__ = [
     "UnknownGroup",
     "UnknownStream",
+    "dead_letter_key",
     "dead_letter_keys",
     "group_names",
+    "is_within",
+    "kind_of",
     "resolve_stream",
     "scan",
+    "source_key",
+    "split_dead_letter_key",
     "stream_exists",
     "stream_key",
     "stream_keys",
@@ -39,10 +44,6 @@ class UnknownGroup(SimpulError):
     """No such consumer group on the stream, and no dead letters of it either."""
 
 
-class NotFound(SimpulError):
-    """No dead letter with that id (in the selected dead-letter streams)."""
-
-
 def stream_key(name: str) -> str:
     """``dukcapil.citizen``, ``dukcapil.citizen.p3`` (a partition) or either key -> the key."""
     key = keys.stream_named(name)
@@ -52,13 +53,6 @@ def stream_key(name: str) -> str:
         f"{name!r} is not a stream: give an aggregate (dukcapil.citizen) "
         "or a stream key (simpul:{dukcapil.citizen})"
     )
-
-
-def _split_dead_letter_key(key: str) -> tuple[str, str] | None:
-    stream, sep, group = key.rpartition(":dlq:")
-    if not sep or not keys.is_stream(stream) or not group:
-        return None
-    return stream, group
 
 
 async def group_names(redis: Redis, stream: str) -> list[str]:
@@ -119,18 +113,6 @@ async def stream_keys(redis: Redis, *, scan_count: int = 1000) -> list[str]:
     return sorted(found)
 
 
-async def dead_letter_keys(
-    redis: Redis, stream: str | None = None, group: str | None = None, *, scan_count: int = 1000
-) -> list[str]:
-    """Every dead-letter stream (``<stream>:dlq:<group>``), or those of one stream or group,
-    sorted (one SCAN of the keyspace)."""
-    pattern = f"{stream or f'{keys.PREFIX}:{{*}}'}:dlq:{group or '*'}"
-    found: set[str] = set()
-    async for batch in scan(redis, pattern, scan_count):
-        found.update(map(_text, batch))
-    return sorted(found)
-
-
 async def scan(
     redis: Redis, match: str, count: int, *, kind: str = "stream"
 ) -> AsyncIterator[list[Any]]:
@@ -166,3 +148,83 @@ async def stream_exists(redis: Redis, stream: str) -> bool:
         return bool(await redis.type(stream) == b"stream")
     except (ResponseError, *TRANSIENT) as exc:
         raise simpul_error(exc) from None
+
+
+# -- where dead letters live ---------------------------------------------------------------------
+
+
+def source_key(name: str) -> str:
+    """What an operator names -> the key dead letters hang off: a department stream or partition
+    (``dukcapil.citizen``, ``dukcapil.citizen.p3`` or the key), an inbox (its key, or
+    ``<group>/<dept>.<aggregate>``) or an intake (its key). ConfigurationError otherwise."""
+    if keys.is_inbox(name) or keys.intake_owner(name) is not None:
+        return name
+    group, sep, rest = name.partition("/")
+    inner = keys.stream_named(rest) if sep and group else None
+    if inner is not None:
+        return keys.inbox(inner, group)
+    found = keys.stream_named(name)
+    if found is not None:
+        return found
+    raise ConfigurationError(
+        f"{name[:80]!r} is not a stream: give an aggregate (dukcapil.citizen), a stream key "
+        "(simpul:{dukcapil.citizen}), an inbox (dinsos/dukcapil.citizen or "
+        "simpul:inbox:{dinsos/dukcapil.citizen}) or an intake (simpul:intake:{adapter-dukcapil})"
+    )
+
+
+def kind_of(source: str) -> str:
+    """``inbox``, ``intake`` or ``stream`` (a department stream or partition)."""
+    if keys.is_inbox(source):
+        return "inbox"
+    return "intake" if keys.intake_owner(source) is not None else "stream"
+
+
+def dead_letter_key(source: str, group: str) -> str:
+    """The dead-letter stream of ``group`` on ``source``; an intake has one, the router's."""
+    owner = keys.intake_owner(source)
+    if owner is not None:
+        return keys.intake_dead_letters(owner)
+    return keys.dead_letters(source, group)
+
+
+def split_dead_letter_key(key: str) -> tuple[str, str] | None:
+    """A dead-letter key -> (its source, its group); None for other keys."""
+    if key.endswith(":dlq") and keys.intake_owner(key[: -len(":dlq")]) is not None:
+        return key[: -len(":dlq")], keys.ROUTER_GROUP
+    source, sep, group = key.rpartition(":dlq:")
+    if not sep or not group or not (keys.is_stream(source) or keys.is_inbox(source)):
+        return None
+    return source, group
+
+
+def _dead_letter_patterns(source: str | None, group: str | None) -> list[str]:
+    """SCAN patterns of the dead-letter streams of ``source`` (all if None), of ``group``. A
+    department stream's include its inboxes' (routed delivery: that is where its groups are)."""
+    g = group or "*"
+    intakes = [f"{keys.INTAKES}{{*}}:dlq"] if group in (None, keys.ROUTER_GROUP) else []
+    if source is None:
+        return [f"{keys.PREFIX}:{{*}}:dlq:{g}", f"{keys.INBOXES}{{*}}:dlq:{g}", *intakes]
+    match kind_of(source):
+        case "intake":
+            return [dead_letter_key(source, keys.ROUTER_GROUP)] if intakes else []
+        case "inbox":
+            return [f"{source}:dlq:{g}"]
+    name = source[len(keys.PREFIX) + 2 : -1]
+    return [f"{source}:dlq:{g}", f"{keys.INBOXES}{{{g}/{name}}}:dlq:{g}"]
+
+
+def is_within(source: str, selected: str | None) -> bool:
+    """Whether dead letters of ``source`` are among those of ``selected`` (None: all)."""
+    if selected is None or source == selected:
+        return True
+    found = keys.inbox_of(source)
+    return found is not None and found[0] == selected
+
+
+async def dead_letter_keys(redis: Redis, source: str | None, group: str | None) -> list[str]:
+    found: set[str] = set()
+    for pattern in _dead_letter_patterns(source, group):
+        async for batch in scan(redis, pattern, 1000):
+            found.update(map(_text, batch))
+    return sorted(found)

@@ -15,8 +15,8 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bus.adapter.report import AdapterReport
-from bus.admin.inspect import BusSnapshot, GroupSnapshot, StreamSnapshot, _Frozen
 from bus.admin.replication import Topology
+from bus.admin.snapshots import BusSnapshot, GroupSnapshot, StreamSnapshot, _Frozen
 from bus.entry_ids import parts_or_zero as _id_key
 from bus.errors import ConfigurationError
 

@@ -17,13 +17,13 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from bus import keys
-from bus.admin.deadletters import _log, _os_user
 from bus.admin.positions import _count, _count_pending, _ms, _time_of
 from bus.admin.streams import UnknownStream, _groups, stream_key
 from bus.connection import TRANSIENT, simpul_error
 from bus.entry_ids import MAX_SEQ as _MAX_SEQ
 from bus.errors import SimpulError
 from bus.functions import BusFunction
+from bus.logging import get_logger, os_user
 from bus.publisher import Retention
 
 __all__ = [
@@ -34,6 +34,8 @@ __all__ = [
     "retention_age",
     "trim",
 ]
+
+_log = get_logger("bus.admin.trim")
 
 
 class TrimRefused(SimpulError):
@@ -137,6 +139,6 @@ async def trim(redis: Redis, plan: TrimPlan, *, force: bool = False) -> int:
         minid=plan.minid,
         entries=int(reply[1]),
         forced=force and not plan.safe,
-        by=_os_user(),
+        by=os_user(),
     )
     return int(reply[1])

@@ -16,10 +16,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from bus import functions
-from bus.access import acl
+from bus.access import acl, acl_server
 from bus.access.topology import Topology, contracts, load_topology
-from bus.cli.common import fail, import_from_cwd
+from bus.cli.common import Schemas, fail, import_from_cwd
 from bus.connection import TRANSIENT, connect
+from bus.decoding import text as _text
 from bus.devmaterial import DEV_SECRET_DIGESTS, is_dev_secret
 from bus.errors import ConfigurationError, RedisUnavailable, SimpulError
 
@@ -40,7 +41,6 @@ Passwords = Annotated[
         dir_okay=False,
     ),
 ]
-Schemas = Annotated[str, typer.Option("--schemas", help="package holding the contracts")]
 RedisUrl = Annotated[
     str | None,
     typer.Option("--redis-url", envvar="SIMPUL_REDIS_URL", help="Redis URL of an admin user"),
@@ -158,7 +158,7 @@ def apply_(
         loaded = _load(topology, schemas)
         users = _users(loaded, passwords)
         if load and not dry_run:
-            left = _with_redis(redis_url, lambda r: acl.reload(r, users))
+            left = _with_redis(redis_url, lambda r: acl_server.reload(r, users))
             if left:
                 for change in left:
                     _out.print(escape(change.describe()))
@@ -169,7 +169,9 @@ def apply_(
             _err.print("loaded the server's aclfile: it matches the render")
             _load_functions(redis_url)
             return
-        report = _with_redis(redis_url, lambda r: acl.apply(r, users, prune=prune, dry_run=dry_run))
+        report = _with_redis(
+            redis_url, lambda r: acl_server.apply(r, users, prune=prune, dry_run=dry_run)
+        )
         if not dry_run:
             _load_functions(redis_url)
     except SimpulError as exc:
@@ -183,7 +185,7 @@ def _load_functions(redis_url: str | None) -> None:
     _err.print(f"loaded the Redis Functions library: {', '.join(loaded)}")
 
 
-def _report(report: acl.ApplyReport, *, dry_run: bool, prune: bool) -> None:
+def _report(report: acl_server.ApplyReport, *, dry_run: bool, prune: bool) -> None:
     different = [c for c in report.changes if c.action != "same"]
     for change in different:
         line = change.describe()
@@ -228,7 +230,7 @@ def check_(
 
     Exit 0 if allowed, 1 if denied. Options go before PRINCIPAL."""
     try:
-        allowed, reason = _with_redis(redis_url, lambda r: acl.check(r, principal, command))
+        allowed, reason = _with_redis(redis_url, lambda r: acl_server.check(r, principal, command))
     except SimpulError as exc:
         raise fail(_err, exc) from None
     _flag_dev_password(redis_url, principal)
@@ -257,10 +259,6 @@ def _flag_dev_password(redis_url: str | None, principal: str) -> None:
             "DEVELOPMENT password of deploy/dev.env (public, in git): clients refuse it unless "
             "SIMPUL_DEV_MODE=1; set a password of your own (`simpul acl apply`)"
         )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 functions_app = typer.Typer(

@@ -27,7 +27,7 @@ from bus.adapter.scaffold import plan as plan_scaffold
 from bus.adapter.scaffold import write as write_scaffold
 from bus.adapter.sources.sql import outbox_ddl
 from bus.adapter.sources.webhook import Webhook, serve
-from bus.cli.common import fail, import_target, not_on_path_hint, run_with_redis
+from bus.cli.common import AsJson, fail, import_target, not_on_path_hint, run_with_redis
 from bus.errors import SimpulError
 from bus.logging import configure, get_logger
 from bus.privacy import shape
@@ -41,7 +41,6 @@ T = TypeVar("T")
 _log = get_logger("bus.cli")
 
 Target = Annotated[str, typer.Argument(help="MODULE:FACTORY, a callable (redis) -> Adapter")]
-AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
 def _run(work: Callable[[Redis], Awaitable[T]]) -> T:

@@ -17,7 +17,8 @@ from bus.cli.adapter import adapter_app, quarantine_app
 from bus.cli.common import fail, import_target, not_on_path_hint
 from bus.cli.contracts import app as contracts_app
 from bus.cli.deadletters import dlq_app, group_app, trim
-from bus.cli.inspect import exporter, map_, pending, status, tail
+from bus.cli.entries import pending, tail
+from bus.cli.inspect import exporter, map_, status
 from bus.cli.publish import publish
 from bus.cli.router import router_app
 from bus.cli.signing_keys import keys_app

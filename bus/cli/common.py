@@ -11,7 +11,7 @@ import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from redis.asyncio import Redis
@@ -23,6 +23,10 @@ from bus.errors import ConfigurationError, RedisUnavailable, SimpulError
 from bus.settings import Settings
 
 T = TypeVar("T")
+
+# Options every command group spells the same way.
+AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+Schemas = Annotated[str, typer.Option("--schemas", help="package holding the contracts")]
 
 
 def import_target(target: str) -> Any:

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bus.access.topology import load_topology
-from bus.cli.common import fail, import_from_cwd
+from bus.cli.common import AsJson, fail, import_from_cwd
 from bus.contracts import Contract, default_registry
 from bus.errors import SimpulError, UnknownEventType
 from bus.projection import disclosures
@@ -29,7 +29,6 @@ _out = Console()
 _err = Console(stderr=True, soft_wrap=True)
 
 Package = Annotated[str, typer.Option("--schemas", help="package holding the contracts")]
-AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 Services = Annotated[str, typer.Option("--services", help="package holding the services")]
 
 
@@ -44,6 +43,15 @@ def load(package: str = "schemas") -> list[type[Contract]]:
         importlib.import_module(module.name)
     prefix = f"{package}."
     return [m for m in default_registry if m.__module__.startswith(prefix)]
+
+
+def load_or_warn(package: str, console: Console) -> None:
+    """:func:`load`, or a warning on ``console`` when ``package`` cannot be loaded: a command
+    that reads Redis then finds streams in Redis only (and masks every identifier-like value)."""
+    try:
+        load(package)
+    except SimpulError as exc:
+        console.print(f"[yellow]warning:[/yellow] {exc}; streams are found in Redis only")
 
 
 def snapshot_root(package: str = "schemas") -> Path:

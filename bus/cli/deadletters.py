@@ -22,10 +22,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bus import keys
-from bus.admin import deadletters, groups, positions, streams
+from bus.admin import deadletter_types, deadletters, groups, positions, streams
 from bus.admin.trim import TrimPlan, TrimRefused, plan_trim, retention_age
 from bus.admin.trim import trim as trim_stream
-from bus.cli.common import fail, import_target, run_with_redis
+from bus.cli.common import AsJson, fail, import_target, run_with_redis
 from bus.errors import ConfigurationError, SimpulError
 from bus.logging import configure
 from bus.publisher import Publisher, Retention
@@ -41,7 +41,6 @@ _out = Console()
 _err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
-AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="say what would happen; change nothing")]
 StreamArg = Annotated[
@@ -126,7 +125,9 @@ def list_(
     """Dead letters with reason, error, attempts and origin (personal data masked)."""
     _contracts()
 
-    async def work(redis: Redis) -> tuple[list[deadletters.Queue], list[deadletters.DeadLetter]]:
+    async def work(
+        redis: Redis,
+    ) -> tuple[list[deadletter_types.Queue], list[deadletter_types.DeadLetter]]:
         letters = deadletters.DeadLetters(redis)
         queues = await letters.queues(stream, group)
         return queues, await letters.entries(stream, group, limit=limit)
@@ -190,7 +191,7 @@ def show(
     """One dead letter decoded; personal fields masked unless --reveal."""
     _contracts()
 
-    async def work(redis: Redis) -> deadletters.DeadLetterDetail:
+    async def work(redis: Redis) -> deadletter_types.DeadLetterDetail:
         letters = deadletters.DeadLetters(redis)
         return await letters.show(await letters.find(entry_id, stream, group), reveal=reveal)
 
@@ -255,13 +256,13 @@ class _Bar:
         if self.enabled:
             self.bar.stop()
 
-    def update(self, result: deadletters.ReplayResult, done: int, total: int) -> None:
+    def update(self, result: deadletter_types.ReplayResult, done: int, total: int) -> None:
         self.counts[result.outcome.value] = self.counts.get(result.outcome.value, 0) + 1
         note = ", ".join(f"{n} {o}" for o, n in self.counts.items())
         self.bar.update(self.task, completed=done, total=total, note=note)
 
 
-def _by_queue(refs: Sequence[deadletters.DeadLetterRef]) -> dict[tuple[str, str], int]:
+def _by_queue(refs: Sequence[deadletter_types.DeadLetterRef]) -> dict[tuple[str, str], int]:
     counts: dict[tuple[str, str], int] = {}
     for ref in refs:
         counts[(ref.stream, ref.group)] = counts.get((ref.stream, ref.group), 0) + 1
@@ -293,13 +294,13 @@ def replay(
     group: GroupOpt = None,
     ids: Ids = None,
     to: Annotated[
-        deadletters.Target,
+        deadletter_types.Target,
         typer.Option(
             "--to",
             help="group: back to the group that gave up, only to it; stream: a new entry for "
             "every group (see above)",
         ),
-    ] = deadletters.Target.GROUP,
+    ] = deadletter_types.Target.GROUP,
     recreate_stream: Annotated[
         bool, typer.Option(help="with --to stream: create a deleted stream again")
     ] = False,
@@ -307,12 +308,12 @@ def replay(
     yes: Yes = False,
     as_json: AsJson = False,
 ) -> None:
-    if recreate_stream and to is not deadletters.Target.STREAM:
+    if recreate_stream and to is not deadletter_types.Target.STREAM:
         raise _usage("--recreate-stream only goes with --to stream")
     refs = _run(lambda redis: deadletters.DeadLetters(redis).select(stream, group, ids or ()))
     if not refs:
         if as_json:
-            print(json.dumps(deadletters.ReplayReport(to, dry_run).as_dict(), indent=2))
+            print(json.dumps(deadletter_types.ReplayReport(to, dry_run).as_dict(), indent=2))
         else:
             _err.print("no dead letters to replay")
         return
@@ -321,12 +322,12 @@ def replay(
             _err.print(f"{count} dead letter(s) of {origin}, group {name}")
         where = (
             "back to the group(s) that gave up"
-            if to is deadletters.Target.GROUP
+            if to is deadletter_types.Target.GROUP
             else ("as new entries: every group of the stream gets them")
         )
         _confirm(f"Replay {len(refs)} dead letter(s) {where}?", yes)
 
-    async def work(redis: Redis) -> deadletters.ReplayReport:
+    async def work(redis: Redis) -> deadletter_types.ReplayReport:
         title = "dry run" if dry_run else "replaying"
         with _Bar(len(refs), enabled=_err.is_terminal and not as_json, title=title) as bar:
             return await deadletters.DeadLetters(redis).replay(
@@ -346,7 +347,7 @@ def replay(
         raise typer.Exit(1)
 
 
-def _print_report(report: deadletters.ReplayReport) -> None:
+def _print_report(report: deadletter_types.ReplayReport) -> None:
     shown = report.results if report.dry_run else [r for r in report.results if not r.ok]
     if shown:
         table = Table(title="dry run: nothing changed" if report.dry_run else "not replayed")
@@ -362,7 +363,7 @@ def _print_report(report: deadletters.ReplayReport) -> None:
             )
         _out.print(table)
     counts = ", ".join(
-        f"{report.count(o)} {o.value}" for o in deadletters.Outcome if report.count(o)
+        f"{report.count(o)} {o.value}" for o in deadletter_types.Outcome if report.count(o)
     )
     _err.print(counts)
 

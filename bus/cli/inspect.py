@@ -1,4 +1,4 @@
-"""Operator commands: ``simpul status``, ``tail``, ``pending``, ``map`` and ``exporter``.
+"""Operator commands over the bus snapshot: ``simpul status``, ``map`` and ``exporter``.
 
 Read-only: none of them joins a consumer group, acks or changes anything in Redis. Each reads
 ``SIMPUL_REDIS_URL``; tables are for people, ``--json`` for machines. Exit codes: 0 fine, 1 a
@@ -8,7 +8,7 @@ traceback).
 JSON shapes (stable; fields may be added, never renamed or removed):
 
 * ``status --json``: ``{"healthy": bool, "breaches": [Breach], "thresholds": Thresholds,
-  "snapshot": BusSnapshot}`` — the models of :mod:`bus.admin.inspect` as
+  "snapshot": BusSnapshot}`` — the models of :mod:`bus.admin.snapshots` as
   ``model_dump(mode="json")``:
   ``snapshot.streams[]`` = ``{key, aggregate, exists, registered, length, first_entry_id,
   last_entry_id, last_generated_id, first_entry_age_s, last_entry_age_s, groups[],
@@ -25,9 +25,6 @@ JSON shapes (stable; fields may be added, never renamed or removed):
   router_pending, router_reading, oldest_age_s, last_generated_id, dead_letters}``,
   ``snapshot.ahead_of_time[]`` = ``{key, last_generated_id, ahead_s}``; ``breaches[]`` =
   ``{kind, stream, group, adapter, principal, value, limit, message}``.
-* ``tail --json``: one JSON object per line, :func:`bus.admin.entries.decode_entry`.
-* ``pending --json``: ``{"stream", "group", "total", "entries": [{entry_id, consumer, idle_s,
-  deliveries, age_s, exists, type}]}``.
 * ``map --format json``: :meth:`bus.admin.flowmap.FlowMap.to_json`.
 """
 
@@ -36,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -54,17 +50,15 @@ from rich.table import Table
 from rich.text import Text
 
 from bus.adapter.report import AdapterReport
-from bus.admin import flowmap, inspect, streams
-from bus.admin.entries import PendingEntry, decode_entry, pending_entries
+from bus.admin import flowmap, inspect, snapshots
 from bus.admin.exporter import BusCollector, exporter_app
 from bus.admin.replication import Topology, topology
 from bus.admin.thresholds import Breach, Thresholds, breaches, duration, replication_breaches, size
-from bus.cli.common import fail, import_from_cwd, redis_url, run_with_redis
-from bus.cli.contracts import load as load_contracts
+from bus.cli.common import AsJson, Schemas, fail, import_from_cwd, redis_url, run_with_redis
+from bus.cli.contracts import load_or_warn
 from bus.connection import TRANSIENT, connect, location, translate
 from bus.contracts import default_registry
-from bus.decoding import text as _text
-from bus.errors import ConfigurationError, SimpulError
+from bus.errors import SimpulError
 from bus.http import serve
 from bus.logging import get_logger
 from bus.settings import Settings
@@ -75,12 +69,6 @@ _err = Console(stderr=True, soft_wrap=True)
 _log = get_logger("bus.cli")
 T = TypeVar("T")
 
-AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output")]
-Schemas = Annotated[str, typer.Option("--schemas", help="package holding the contracts")]
-Stream = Annotated[
-    str,
-    typer.Argument(help="aggregate (dukcapil.citizen), event type, or key (simpul:{...})"),
-]
 _LIMIT_HELP = "N, or 'off'; default from {env}"
 
 
@@ -102,10 +90,7 @@ def _run(work: Callable[[Redis], Awaitable[T]], *, url: str | None = None) -> T:
 
 def _contracts(package: str) -> None:
     """Register the contracts (their streams, owners and personal fields)."""
-    try:
-        load_contracts(package)
-    except SimpulError as exc:
-        _err.print(f"[yellow]warning:[/yellow] {exc}; streams are found in Redis only")
+    load_or_warn(package, _err)
 
 
 # -- status ------------------------------------------------------------------------------------
@@ -230,7 +215,7 @@ def _plan(path: Path | None) -> inspect.RoutingPlan | None:
 
 async def _snapshot_and_topology(
     redis: Redis, *, plan: inspect.RoutingPlan | None = None
-) -> tuple[inspect.BusSnapshot, Topology]:
+) -> tuple[snapshots.BusSnapshot, Topology]:
     snap = await inspect.snapshot(redis, registry=default_registry, plan=plan)
     try:
         return snap, await topology(redis)
@@ -291,7 +276,7 @@ def _url_or_fail() -> str:
 
 
 def _print_status(
-    snap: inspect.BusSnapshot, found: list[Breach], where: str, topo: Topology | None = None
+    snap: snapshots.BusSnapshot, found: list[Breach], where: str, topo: Topology | None = None
 ) -> None:
     existing = [s for s in snap.streams if s.exists or s.dead_letters]
     group_count = sum(len(s.groups) for s in existing)
@@ -348,7 +333,7 @@ def _status_table(title: str, *, compact: bool = False) -> Table:
     )
 
 
-def _streams_table(streams: list[inspect.StreamSnapshot], found: list[Breach]) -> Table:
+def _streams_table(streams: list[snapshots.StreamSnapshot], found: list[Breach]) -> Table:
     table = _status_table("streams")
     width = max(len(s.aggregate) for s in streams)
     table.add_column("stream", min_width=width, overflow="fold")  # never cut: it is copied
@@ -368,7 +353,7 @@ def _streams_table(streams: list[inspect.StreamSnapshot], found: list[Breach]) -
     return table
 
 
-def _groups_table(streams: list[inspect.StreamSnapshot], found: list[Breach]) -> Table | None:
+def _groups_table(streams: list[snapshots.StreamSnapshot], found: list[Breach]) -> Table | None:
     rows: list[tuple[str, str, list[str]]] = []  # stream, group, values
     for s in streams:
         for g in s.groups:
@@ -474,7 +459,7 @@ def _last_seen(report: AdapterReport, *, stale: bool) -> str:
 # -- routed delivery: inboxes, intakes, ids ahead of time ------------------------------------
 
 
-def _print_routed(snap: inspect.BusSnapshot, found: list[Breach]) -> None:
+def _print_routed(snap: snapshots.BusSnapshot, found: list[Breach]) -> None:
     if snap.inboxes:
         _out.print(_inboxes_table(snap.inboxes, found))
     if snap.intakes:
@@ -490,7 +475,7 @@ def _print_routed(snap: inspect.BusSnapshot, found: list[Breach]) -> None:
         )
 
 
-def _inboxes_table(inboxes: list[inspect.InboxSnapshot], found: list[Breach]) -> Table:
+def _inboxes_table(inboxes: list[snapshots.InboxSnapshot], found: list[Breach]) -> Table:
     """One row per subscription's inbox, under its service (routed delivery)."""
     table = _status_table("subscriptions (inboxes)", compact=True)
     # Names are never cut: operators copy them into `simpul pending`, `simpul dlq`...
@@ -521,7 +506,7 @@ def _inboxes_table(inboxes: list[inspect.InboxSnapshot], found: list[Breach]) ->
     return table
 
 
-def _intakes_table(intakes: list[inspect.IntakeSnapshot], found: list[Breach]) -> Table:
+def _intakes_table(intakes: list[snapshots.IntakeSnapshot], found: list[Breach]) -> Table:
     """One row per producer's intake: what the router has not admitted yet, what it refused."""
     table = _status_table("intakes (router lag)", compact=True)
     table.add_column("producer", overflow="fold")
@@ -539,214 +524,6 @@ def _intakes_table(intakes: list[inspect.IntakeSnapshot], found: list[Breach]) -
             style="red" if i.principal in bad or i.key in bad else "",
         )
     return table
-
-
-# -- tail --------------------------------------------------------------------------------------
-
-
-def tail(
-    stream: Stream,
-    group: Annotated[
-        str | None,
-        typer.Option(help="show what this group has not been delivered yet (read-only)"),
-    ] = None,
-    *,
-    count: Annotated[int, typer.Option(min=0, max=10_000, help="entries to show")] = 10,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep showing new events")] = False,
-    reveal: Annotated[bool, typer.Option(help="show personal fields unmasked (logged)")] = False,
-    as_json: AsJson = False,
-    schemas: Schemas = "schemas",
-) -> None:
-    """The newest events of a stream, decoded, personal fields masked (unless --reveal).
-
-    Never joins a group or acks: --follow reads with XREAD BLOCK; Ctrl-C stops it (exit 0).
-    """
-    try:
-        key = streams.resolve_stream(stream)
-    except SimpulError as exc:
-        raise fail(_err, exc) from None
-    _contracts(schemas)
-    if reveal:
-        _log.warning("tail_revealed", stream=key, group=group, count=count, follow=follow)
-
-    def show(entries: list[tuple[Any, Any]]) -> str | None:
-        last = None
-        for entry_id, raw in entries:
-            last = _text(entry_id)
-            event = decode_entry(key, last, raw, registry=default_registry, reveal=reveal)
-            _print_event(event, as_json=as_json)
-        return last
-
-    async def work(redis: Redis) -> None:
-        registered = key in {m.__contract__.stream for m in default_registry}
-        if not await streams.stream_exists(redis, key):
-            if not registered:
-                raise ConfigurationError(await _unknown_stream(redis, key))
-            if group is not None:
-                raise ConfigurationError(f"no consumer group {group!r} on {key} (no events yet)")
-            if not follow:
-                _err.print(f"no events yet on {key}")
-                return
-        entries, start = await _first_entries(redis, key, group, count)
-        start = show(entries) or start
-        if follow:
-            await _follow(redis, key, start, show)
-
-    _run(work)
-
-
-async def _first_entries(
-    redis: Redis, key: str, group: str | None, count: int
-) -> tuple[list[tuple[Any, Any]], str]:
-    """The entries to show first, and the id to follow from after them."""
-    entries: Any
-    if group is not None:
-        after = await _group_position(redis, key, group)
-        start = f"({after}" if after != "0-0" else "-"
-        entries = await redis.xrange(key, min=start, count=count) if count else []
-        return list(entries), after
-    newest: Any = await redis.xrevrange(key, count=count) if count else []
-    entries = list(reversed(newest or []))
-    if entries:
-        return entries, _text(entries[-1][0])
-    if not await streams.stream_exists(redis, key):
-        return [], "0-0"
-    info: Any = await redis.xinfo_stream(key)
-    return [], _text(info.get("last-generated-id") or "0-0")
-
-
-async def _follow(
-    redis: Redis, key: str, start: str, show: Callable[[list[tuple[Any, Any]]], str | None]
-) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    _err.print(f"following {key} (Ctrl-C stops)")
-    last = start
-    try:
-        while not stop.is_set():
-            read = asyncio.ensure_future(redis.xread({key: last}, count=100, block=1000))
-            halt = asyncio.ensure_future(stop.wait())
-            done, _ = await asyncio.wait({read, halt}, return_when=asyncio.FIRST_COMPLETED)
-            if read not in done:
-                read.cancel()
-                with contextlib.suppress(asyncio.CancelledError, *TRANSIENT):
-                    await read
-                break
-            halt.cancel()
-            reply: Any = read.result() or []
-            for _, entries in reply:
-                last = show(list(entries)) or last
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-
-
-async def _group_position(redis: Redis, key: str, group: str) -> str:
-    groups = {_text(g["name"]): g for g in await redis.xinfo_groups(key)}
-    if group not in groups:
-        known = ", ".join(sorted(groups)) or "none"
-        raise ConfigurationError(f"no consumer group {group!r} on {key} (groups: {known})")
-    return _text(groups[group].get("last-delivered-id") or "0-0")
-
-
-async def _unknown_stream(redis: Redis, key: str) -> str:
-    known = (
-        ", ".join(k[len("simpul:{") : -1] for k in await streams.stream_keys(redis)) or "none yet"
-    )
-    return f"no stream {key} in Redis and no contract declares it (streams: {known})"
-
-
-def _print_event(event: dict[str, Any], *, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(event, ensure_ascii=False), flush=True)
-        return
-    line = Text()
-    line.append(event["entry_id"], style="dim")
-    if "error" in event:
-        line.append(f"  {event['error']}", style="yellow")
-        _out.print(line, soft_wrap=True)
-        if event.get("fields"):
-            _out.print(Text("    " + json.dumps(event["fields"], ensure_ascii=False)))
-    else:
-        line.append(f"  {event['time']}  ")
-        line.append(event["type"], style="bold" if event["known_type"] else "bold yellow")
-        line.append(f"  id={event['id']}  source={event['source']}", style="dim")
-        for name in ("subject", "correlationid", "causationid"):
-            if event.get(name):
-                line.append(f"  {name}={event[name]}", style="dim")
-        _out.print(line, soft_wrap=True)
-        data = event["data"]
-        text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
-        _out.print(Text(f"    {text}"), soft_wrap=True)
-    sys.stdout.flush()
-
-
-# -- pending -----------------------------------------------------------------------------------
-
-
-def pending(
-    stream: Stream,
-    group: Annotated[str, typer.Argument(help="the consumer group (the service's name)")],
-    count: Annotated[int, typer.Option(min=1, max=10_000, help="oldest entries to show")] = 20,
-    as_json: AsJson = False,
-) -> None:
-    """Entries delivered to GROUP and not acked: consumer, idle, deliveries, type, and whether
-    the entry still exists (trimmed or deleted while pending means it is lost)."""
-    try:
-        key = streams.resolve_stream(stream)
-    except SimpulError as exc:
-        raise fail(_err, exc) from None
-
-    async def work(redis: Redis) -> tuple[int, list[PendingEntry]]:
-        if not await streams.stream_exists(redis, key):
-            raise ConfigurationError(await _unknown_stream(redis, key))
-        entries = await pending_entries(redis, key, group, count=count)
-        total = int((await redis.xpending(key, group))["pending"])
-        return total, entries
-
-    total, entries = _run(work)
-    if as_json:
-        print(
-            json.dumps(
-                {
-                    "stream": key,
-                    "group": group,
-                    "total": total,
-                    "entries": [e.model_dump(mode="json") for e in entries],
-                },
-                indent=2,
-            )
-        )
-        return
-    table = Table(
-        title=f"pending of {group} on {key}: {len(entries)} of {total} shown, oldest first",
-        title_justify="left",
-    )
-    table.add_column("entry", no_wrap=True)
-    for name in ("consumer", "idle", "deliveries", "age", "type", "entry exists"):
-        table.add_column(name, justify="right" if name in ("idle", "deliveries", "age") else "left")
-    for e in entries:
-        table.add_row(
-            e.entry_id,
-            e.consumer,
-            duration(e.idle_s),
-            str(e.deliveries),
-            duration(e.age_s),
-            e.type or "-",
-            "yes" if e.exists else "[red]gone[/red]",
-        )
-    _out.print(table)
-    gone = sum(not e.exists for e in entries)
-    if gone:
-        _out.print(
-            f"[red]{gone} pending entr{'y' if gone == 1 else 'ies'} no longer exist"
-            f"{'s' if gone == 1 else ''}[/red]: trimmed or deleted while pending, the "
-            f"event{' was' if gone == 1 else 's were'} lost before {group} processed "
-            f"{'it' if gone == 1 else 'them'} (retention too short?)",
-            soft_wrap=True,
-        )
 
 
 # -- map ---------------------------------------------------------------------------------------
@@ -810,7 +587,7 @@ def _live_groups() -> tuple[dict[str, list[str]] | None, str]:
         _err.print("[yellow]note:[/yellow] SIMPUL_REDIS_URL unset: the map is from the code only")
         return None, ""
 
-    async def take() -> inspect.BusSnapshot:
+    async def take() -> snapshots.BusSnapshot:
         redis = connect(url, block_ms=0)
         try:
             return await inspect.snapshot(redis, registry=default_registry)

@@ -23,7 +23,7 @@ from pydantic import Field
 from rich.console import Console
 from rich.table import Table
 
-from bus.cli.common import fail
+from bus.cli.common import AsJson, fail
 from bus.devmaterial import is_dev_key
 from bus.envelope import format_time
 from bus.errors import ConfigurationError, SimpulError
@@ -54,7 +54,6 @@ _out = Console(soft_wrap=True, highlight=False)
 _err = Console(stderr=True, soft_wrap=True)
 TOPOLOGY = "deploy/topology.yaml"
 
-AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 Principal = Annotated[
     str | None,
     typer.Option(help="the producer's principal, named in the snippet (e.g. adapter-dukcapil)"),

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
+from redis.exceptions import NoPermissionError
 
 from bus.access import acl
 from bus.access.topology import Topology, contracts
@@ -126,3 +127,23 @@ async def running(router: Router) -> AsyncIterator[Router]:
         router.stop()
         await asyncio.wait_for(task, 10)
         await router.redis.aclose()
+
+
+# Commands that would run code of a principal's own in Redis: only the admin may (decision 0013).
+CODE_OF_ITS_OWN: tuple[tuple[str, ...], ...] = (
+    ("SCRIPT", "LOAD", "return 1"),
+    ("EVAL", "while true do end", "0"),
+    ("EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"),
+    (
+        "FUNCTION",
+        "LOAD",
+        "#!lua name=mine\nredis.register_function('mine', function() return 1 end)",
+    ),
+)
+
+
+async def assert_runs_no_code_of_its_own(redis: Redis) -> None:
+    """Each of :data:`CODE_OF_ITS_OWN` is refused for ``redis``'s user (NOPERM)."""
+    for command in CODE_OF_ITS_OWN:
+        with pytest.raises(NoPermissionError):
+            await redis.execute_command(*command)

@@ -48,6 +48,7 @@ from tests.bus.routed import (
     ROOT,
     TOPOLOGY,
     RoutedServer,
+    assert_runs_no_code_of_its_own,
     routed_document,
     router_signer,
     running,
@@ -263,18 +264,7 @@ async def test_in_routed_mode_no_principal_but_the_admin_runs_code_of_its_own(
     to the router, an intake producer and an inbox service alike (decision 0013)."""
     for principal in ("router", "adapter-dukcapil", "svc-dinsos"):
         redis = routed.connect(principal)
-        for command in (
-            ("SCRIPT", "LOAD", "return 1"),
-            ("EVAL", "while true do end", "0"),
-            ("EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"),
-            (
-                "FUNCTION",
-                "LOAD",
-                "#!lua name=mine\nredis.register_function('mine', function() return 1 end)",
-            ),
-        ):
-            with pytest.raises(NoPermissionError):
-                await redis.execute_command(*command)
+        await assert_runs_no_code_of_its_own(redis)
         assert await redis.execute_command("FCALL", f"{LIBRARY}_version", 0) == 1
         await redis.aclose()
 

@@ -14,7 +14,8 @@ import pytest
 from redis.asyncio import Redis
 
 from bus import EventContext, Publisher, Service, Settings
-from bus.admin.deadletters import DeadLetterRef, DeadLetters
+from bus.admin.deadletter_types import DeadLetterRef
+from bus.admin.deadletters import DeadLetters
 from bus.admin.entries import decode_entry
 from bus.deadletter import Reason
 from bus.envelope import Envelope

@@ -16,7 +16,7 @@ import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
-from bus.access import acl
+from bus.access import acl, acl_server
 from bus.access.topology import Topology, contracts, load_topology
 from bus.connection import connect
 from bus.functions import load_sync
@@ -97,7 +97,7 @@ async def acl_cluster(tmp_path: Path) -> AsyncIterator[AclCluster]:
                 cluster=False,
             )
             try:
-                await acl.apply(admin, users)
+                await acl_server.apply(admin, users)
             finally:
                 await admin.aclose()
         found = AclCluster(cluster, topology, passwords)

@@ -46,6 +46,7 @@ from bus.http import running as serving
 from bus.settings import Settings
 from bus.store import Store
 from bus.testing import quick_settings, wait_until
+from demo.city import Day
 from demo.mail import MailCatcher
 from schemas.common import pseudonym
 from schemas.identity import AccountLinked, Verification
@@ -448,6 +449,19 @@ class City:
             writer.writerows(rows)
         progress = await bapenda_adapter.adapter(self.redis, self.drop, settle_seconds=0).run_once()
         return progress.published
+
+    async def play(self, day: Day) -> list[httpx.Response]:
+        """The day as the producers make it: the super-app links the accounts, dinsos grants,
+        each permit goes to the licensing webhook (its answers returned, in order), SIAK's rows
+        and the tax export are read (asserting what the adapters publish of them)."""
+        await self.link(*day.accounts)
+        for grant in day.grants:
+            await self.dinsos.grant(self.redis, **grant.terms())
+        answers = [await self.post(body) for body in day.permits]
+        self.registry.add(day.siak)
+        assert await self.siak([]) == 11  # 3 deaths, 4 moves, 4 births; 2 rows quarantined
+        assert await self.pay(day.payments) == 5  # one amount in words is quarantined
+        return answers
 
     # -- watching ----------------------------------------------------------------------------
 

@@ -31,14 +31,14 @@ from adapters import dpmptsp, dukcapil
 from adapters.dpmptsp.fixtures import payloads
 from adapters.dukcapil import fixtures as siak
 from bus import functions, gaps, keys
-from bus.access import acl
+from bus.access import acl, acl_server
 from bus.access.topology import Topology, contracts, load_topology
 from bus.adapter import Problem, Record, Rejected
 from bus.adapter.checkpoint import RedisCheckpoints
 from bus.adapter.quarantine import Quarantine
 from bus.adapter.sources.webhook import running as running_app
 from bus.admin import DeadLetterRef, DeadLetters, Inspector, Target
-from bus.admin.deadletters import Outcome
+from bus.admin.deadletter_types import Outcome
 from bus.cli.app import app
 from bus.connection import connect
 from bus.context import EventContext
@@ -55,7 +55,12 @@ from schemas.bapenda import PaymentReceived
 from schemas.dinsos import AssistanceSuspended
 from schemas.dukcapil import CitizenDied
 from services.dinsos.projections import Birth, Move
-from tests.bus.routed import RoutedServer, router_signer, running
+from tests.bus.routed import (
+    RoutedServer,
+    assert_runs_no_code_of_its_own,
+    router_signer,
+    running,
+)
 
 ROOT = Path(__file__).parents[3]
 EXAMPLES = ROOT / "schemas" / "examples"
@@ -537,7 +542,7 @@ async def test_dangerous_and_keyless_commands_are_denied_to_all_but_the_admin(
         # allowed (the admin's FLUSHALL, MODULE is disabled by config), or ever (SHUTDOWN).
         dry = NEVER_RUN if principal == ADMIN else ("debug", "shutdown", "monitor", "script kill")
         if name in dry:
-            got = "allowed" if (await acl.check(admin, principal, command))[0] else "denied"
+            got = "allowed" if (await acl_server.check(admin, principal, command))[0] else "denied"
         else:
             got = await outcome(lambda c=command: redis.execute_command(*c))  # type: ignore[misc]
         if got != ("allowed" if allowed else "denied"):
@@ -596,18 +601,7 @@ async def test_no_principal_but_the_admin_runs_code_of_its_own(clients: dict[str
     for principal, redis in clients.items():
         if principal == ADMIN:
             continue
-        for command in (
-            ("SCRIPT", "LOAD", "return 1"),
-            ("EVAL", "while true do end", "0"),
-            ("EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"),
-            (
-                "FUNCTION",
-                "LOAD",
-                "#!lua name=mine\nredis.register_function('mine', function() return 1 end)",
-            ),
-        ):
-            with pytest.raises(NoPermissionError):
-                await redis.execute_command(*command)
+        await assert_runs_no_code_of_its_own(redis)
     libraries = await clients[ADMIN].function_list()
     names = [dict(zip(lib[::2], lib[1::2], strict=True))[b"library_name"] for lib in libraries]
     assert names == [functions.LIBRARY.encode()]
@@ -934,7 +928,7 @@ def test_apply_dry_run_shows_the_drift_and_apply_repairs_it(routed: RoutedServer
             live = [str(line) for line in admin.acl_list()]
             saved = routed.aclfile.read_text().splitlines()  # ACL SAVE rewrote it
             for found in (live, saved):
-                assert {c.action for c in acl.diff(users, found)} == {"same"}
+                assert {c.action for c in acl_server.diff(users, found)} == {"same"}
             again = _cli(routed, "apply", *topology)
             assert "nothing to do" in again.output
 
@@ -966,15 +960,17 @@ def test_apply_load_rereads_the_servers_file_and_checks_it(routed: RoutedServer)
 def test_normalize_reads_acl_list_lines_and_rules_alike() -> None:
     rendered = acl.acl_users(TOPOLOGY, PASSWORDS)
     for user in rendered:
-        name, rules = acl._split_line(user.line())
+        name, rules = acl_server._split_line(user.line())
         assert name == user.name
-        assert acl.normalize(rules) == acl.normalize(user.rules())
+        assert acl_server.normalize(rules) == acl_server.normalize(user.rules())
     listed = (
         "user x on sanitize-payload #ab resetchannels -@all +ping "
         "(~k resetchannels -@all +get) (%W~d resetchannels -@all +xadd)"
     )
-    same = acl.normalize(["on", "#AB", "resetkeys", "-@all", "+ping", "(+get ~k)", "(+xadd %W~d)"])
-    assert acl.normalize(acl._split_line(listed)[1]) == same
+    same = acl_server.normalize(
+        ["on", "#AB", "resetkeys", "-@all", "+ping", "(+get ~k)", "(+xadd %W~d)"]
+    )
+    assert acl_server.normalize(acl_server._split_line(listed)[1]) == same
     assert json.dumps(sorted(same.commands)) == '["+ping", "-@all"]'
 
 

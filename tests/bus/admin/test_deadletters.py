@@ -14,7 +14,8 @@ import pytest
 from redis.asyncio import Redis
 
 from bus import EventContext, Publisher, Service, keys
-from bus.admin.deadletters import DeadLetterRef, DeadLetters, NotFound, Outcome, Target
+from bus.admin.deadletter_types import DeadLetterRef, NotFound, Outcome, Target
+from bus.admin.deadletters import DeadLetters
 from bus.admin.groups import plan_reset, reset_group
 from bus.admin.positions import parse_duration, parse_position
 from bus.admin.streams import UnknownGroup, UnknownStream, stream_key

@@ -19,14 +19,8 @@ from bus.adapter import Problem, Record, Rejected, record_event_id
 from bus.adapter.quarantine import Quarantine
 from bus.admin.entries import decode_entry, pending_entries
 from bus.admin.exporter import METRICS, BusCollector, exporter_app
-from bus.admin.inspect import (
-    BusSnapshot,
-    ConsumerSnapshot,
-    GroupSnapshot,
-    Inspector,
-    StreamSnapshot,
-    snapshot,
-)
+from bus.admin.inspect import Inspector, snapshot
+from bus.admin.snapshots import BusSnapshot, ConsumerSnapshot, GroupSnapshot, StreamSnapshot
 from bus.admin.streams import resolve_stream
 from bus.admin.thresholds import Breach, Thresholds, breaches
 from bus.connection import connect

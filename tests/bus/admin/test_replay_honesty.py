@@ -22,7 +22,8 @@ from redis.asyncio import Redis
 from typer.testing import CliRunner
 
 from bus import keys
-from bus.admin.deadletters import DeadLetterRef, DeadLetters, Outcome, Target
+from bus.admin.deadletter_types import DeadLetterRef, Outcome, Target
+from bus.admin.deadletters import DeadLetters
 from bus.cli.app import app
 from bus.connection import connect
 from bus.envelope import Envelope, format_time
@@ -198,3 +199,52 @@ def test_simpul_dlq_replay_names_the_refusal(
     outcomes = sorted((r["outcome"], r["detail"].split(" ")[0]) for r in report["results"])
     assert outcomes == [("refused", "tampered:"), ("replayed", "entry")], done.output
     assert done.exit_code != 0  # something was refused
+
+
+def test_simpul_dlq_replay_refuses_development_keys_outside_development_mode(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replay builds its keyring as a service does (KeyRing.from_settings): a keyring holding
+    development keys (deploy/topology.yaml) is refused unless SIMPUL_DEV_MODE=1, before any dead
+    letter moves, with an error naming the keys and the setting; in development mode the same
+    replay goes through."""
+    root = Path(__file__).resolve().parents[3]
+    dev = Signer.from_file(
+        root / "deploy/keys/adapter-dukcapil-dev-2026.key", "adapter-dukcapil-dev-2026"
+    )
+
+    async def setup() -> str:
+        redis = connect(redis_url)
+        try:
+            _, dead = await dead_letter(redis, GROUP, signed("e-dev", dev))
+            return dead
+        finally:
+            await redis.aclose()
+
+    async def still_dead() -> int:
+        redis = connect(redis_url)
+        try:
+            return int(await redis.xlen(keys.dead_letters(STREAM, GROUP)))
+        finally:
+            await redis.aclose()
+
+    dead = asyncio.run(setup())
+    monkeypatch.setenv("SIMPUL_KEYRING_FILE", str(root / "deploy/topology.yaml"))
+    monkeypatch.setenv("SIMPUL_SIGNATURES", "on")
+    monkeypatch.setenv("SIMPUL_REDIS_URL", redis_url)
+    replay = ["dlq", "replay", STREAM, "--group", GROUP, "--id", dead, "--yes", "--json"]
+
+    monkeypatch.setenv("SIMPUL_DEV_MODE", "0")
+    refused = runner.invoke(app, replay)
+    assert refused.exit_code != 0, refused.output
+    assert "development key(s)" in refused.output, refused.output
+    assert "adapter-dukcapil-dev-2026" in refused.output and "SIMPUL_DEV_MODE=1" in refused.output
+    assert "deploy/topology.yaml" in refused.output, refused.output
+    assert asyncio.run(still_dead()) == 1  # nothing moved
+
+    monkeypatch.setenv("SIMPUL_DEV_MODE", "1")
+    done = runner.invoke(app, replay)
+    assert done.exit_code == 0, done.output
+    [result] = json.loads(done.stdout)["results"]
+    assert result["outcome"] == "replayed", result
+    assert asyncio.run(still_dead()) == 0

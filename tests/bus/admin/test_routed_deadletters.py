@@ -18,13 +18,8 @@ from redis.asyncio import Redis
 from typer.testing import CliRunner, Result
 
 from bus import EventContext, Publisher, Service, keys
-from bus.admin.deadletters import (
-    DeadLetterRef,
-    DeadLetters,
-    Outcome,
-    Target,
-    source_key,
-)
+from bus.admin.deadletter_types import DeadLetterRef, Outcome, Target
+from bus.admin.deadletters import DeadLetters, source_key
 from bus.admin.streams import UnknownGroup, UnknownStream
 from bus.cli.app import app
 from bus.errors import ConfigurationError

@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Callable
 from redis.asyncio import Redis
 
 from bus import Contract, EventContext, Publisher, Service, keys
-from bus.admin.deadletters import DeadLetters, Outcome
+from bus.admin.deadletter_types import Outcome
+from bus.admin.deadletters import DeadLetters
 from bus.contracts import Registry
 from bus.testing import quick_settings, wait_until
 
