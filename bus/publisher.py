@@ -239,9 +239,7 @@ class Publisher:
         connection of a single server's pool (a cluster routes by node, a single-connection
         client shares its one connection)."""
         redis: Any = self.redis
-        return type(redis) is Redis or (
-            isinstance(redis, Redis) and getattr(redis, "connection", None) is None
-        )
+        return isinstance(redis, Redis) and getattr(redis, "connection", None) is None
 
     async def _publish_streamed(
         self, events: Iterable[Contract | Envelope]
