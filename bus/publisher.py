@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from bus import keys
 from bus.contracts import Contract, ContractInfo, violation
@@ -201,14 +201,23 @@ class Publisher:
         return result
 
     async def publish_many(self, events: Iterable[Contract | Envelope]) -> list[Published]:
-        """Publish many events: one script call per stream and chunk, all in one pipeline.
+        """Publish many events: one script call per stream and chunk of 100, on one connection.
 
         Each event is still deduplicated on its own; results come back in input order.
+        ``events`` is consumed as the calls go out: on a single server each call is sent as
+        soon as its chunk is full, so Redis runs it while the iterable makes the next events
+        (an adapter maps its records in it). Should the iterable raise, the calls sent before
+        stay done, as after a crash there: publishing the same events again finds them.
+        With replicas to wait for, or on a cluster, every event is made first and the calls
+        go in one pipeline.
         """
-        envelopes = [self._wrap(e, {}) for e in events]
-        chunks = _chunks(envelopes, self._target)
-        calls = [self._batch_call(stream, chunk) for stream, _, chunk in chunks]
-        replies = await self._pipeline(calls, self._batch)
+        if self._streamable() and not await self.replicas.required():
+            envelopes, chunks, replies = await self._publish_streamed(events)
+        else:
+            envelopes = [self._wrap(e, {}) for e in events]
+            chunks = _chunks(envelopes, self._target)
+            calls = [self._batch_call(stream, chunk) for stream, _, chunk in chunks]
+            replies = await self._pipeline(calls, self._batch)
         results: list[Published | None] = [None] * len(envelopes)
         for (stream, positions, chunk), reply in zip(chunks, replies, strict=True):
             for k, (position, envelope) in enumerate(zip(positions, chunk, strict=True)):
@@ -224,6 +233,53 @@ class Publisher:
             duplicates=sum(r.duplicate for r in published),
         )
         return published
+
+    def _streamable(self) -> bool:
+        """Whether publish_many may send each chunk's call as soon as it is full: on one
+        connection of a single server's pool (a cluster routes by node, a single-connection
+        client shares its one connection)."""
+        redis: Any = self.redis
+        return isinstance(redis, Redis) and getattr(redis, "connection", None) is None
+
+    async def _publish_streamed(
+        self, events: Iterable[Contract | Envelope]
+    ) -> tuple[list[Envelope], list[tuple[str, list[int], list[Envelope]]], list[Any]]:
+        """publish_many's calls, each sent as soon as its chunk is full, so that Redis runs
+        one while ``events`` (a lazy iterable: an adapter maps its records in it) yields the
+        next. All go on one connection, in the order _chunks gives them, and the replies are
+        read once every call is sent. Should the connection fail or Redis answer an error,
+        the connection is dropped and every call goes again through _pipeline: the dedupe
+        markers make the events already added duplicates (as a retried pipeline does), and
+        _pipeline raises or translates the error as for any publish."""
+        envelopes: list[Envelope] = []
+        chunks: list[tuple[str, list[int], list[Envelope]]] = []
+        by_stream: dict[str, tuple[str, list[int], list[Envelope]]] = {}
+        calls: list[_Call] = []
+        sender = _Sender(self.redis, await self._batch.command_head())
+        try:
+            for event in events:
+                envelope = self._wrap(event, {})
+                stream = self._target(envelope)
+                chunk = by_stream.get(stream)
+                if chunk is None:
+                    chunk = by_stream[stream] = (stream, [], [])
+                chunk[1].append(len(envelopes))
+                chunk[2].append(envelope)
+                envelopes.append(envelope)
+                if len(chunk[2]) == _CHUNK:
+                    chunks.append(by_stream.pop(stream))
+                    calls.append(self._batch_call(stream, chunk[2]))
+                    await sender.send(calls[-1])
+            for stream, positions, rest in by_stream.values():
+                chunks.append((stream, positions, rest))
+                calls.append(self._batch_call(stream, rest))
+                await sender.send(calls[-1])
+            replies = await sender.replies()
+        finally:
+            await sender.close()
+        if replies is None:
+            replies = await self._pipeline(calls, self._batch)
+        return envelopes, chunks, replies
 
     def _wrap(self, event: Contract | Envelope, attributes: Mapping[str, object]) -> Envelope:
         envelope = self._checked(event, attributes)
@@ -298,6 +354,58 @@ class _Checked(Envelope):
     """An envelope built by :meth:`Publisher.envelope`: validated, so not checked again."""
 
     __slots__ = ()
+
+
+class _Sender:
+    """Function calls sent one by one on one connection of a pool, their replies read at the
+    end (Publisher._publish_streamed). Any failure drops the connection and makes
+    :meth:`replies` None: the caller then sends every call again the usual way."""
+
+    def __init__(self, redis: Redis, head: tuple[str, str]) -> None:
+        self._pool = redis.connection_pool
+        self._head = head
+        self._connection: Any = None
+        self._sent = 0
+        self._read = 0
+        self._failed = False
+
+    async def send(self, call: _Call) -> None:
+        if self._failed:
+            return
+        try:
+            if self._connection is None:
+                self._connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+            command = self._connection.pack_command(*self._head, call.numkeys, *call.args)
+            await self._connection.send_packed_command(command, check_health=False)
+            self._sent += 1
+        except (TimeoutError, RedisError, OSError):
+            await self._fail()
+
+    async def replies(self) -> list[Any] | None:
+        """Every call's reply in order; None if a call could not be sent or answered."""
+        replies = []
+        try:
+            while not self._failed and self._read < self._sent:
+                replies.append(await self._connection.read_response())
+                self._read += 1
+        except (TimeoutError, RedisError, OSError):
+            await self._fail()
+        return None if self._failed else replies
+
+    async def close(self) -> None:
+        """Give the connection back; one with replies still unread is dropped first (the
+        iterable of events raised, or the task was cancelled)."""
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        if self._failed or self._read < self._sent:
+            await connection.disconnect(nowait=True)
+        await self._pool.release(connection)
+
+    async def _fail(self) -> None:
+        self._failed = True
+        if self._connection is not None:
+            await self._connection.disconnect(nowait=True)
 
 
 @dataclass(frozen=True, slots=True)

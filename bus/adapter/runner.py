@@ -21,7 +21,7 @@ source (one with ``async def lag() -> SourceLag``), how far behind its database 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from bus.adapter.quarantine import Quarantine
@@ -50,7 +50,6 @@ _log = get_logger("bus.adapter.runner")
 
 @dataclass(slots=True)
 class _Batch:
-    envelopes: list[Envelope] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     repeated: int = 0  # the same fact twice in one batch: published once
     skipped: int = 0  # the mapper said: no event
@@ -137,10 +136,12 @@ class Adapter:
         return max(0, self.progress.total - (self.progress.read - self._read_before_pass))
 
     async def _process(self, records: Sequence[Record]) -> None:
-        batch = self._map(records)
-        if batch.rejected:
-            await self.quarantine.add(batch.rejected)
-        results = await self.publisher.publish_many(batch.envelopes)
+        batch = _Batch()
+        # Mapped as the publisher takes them: it sends each chunk's call once the chunk is
+        # full, so Redis runs it while the next chunk is mapped (Publisher.publish_many).
+        results = await self.publisher.publish_many(self._map(records, batch))
+        if batch.rejected:  # quarantine_add is idempotent, as the publish is: a crash
+            await self.quarantine.add(batch.rejected)  # before the checkpoint repeats both
         # Only now is every record of the batch durable in Redis, published or quarantined.
         position = records[-1].position
         known = sum(r.duplicate for r in results)
@@ -169,8 +170,9 @@ class Adapter:
         )
         self._report()
 
-    def _map(self, records: Sequence[Record]) -> _Batch:
-        batch = _Batch()
+    def _map(self, records: Sequence[Record], batch: _Batch) -> Iterator[Envelope]:
+        """The envelopes of ``records``, one by one; what is not published goes into
+        ``batch`` (rejected, repeated, skipped)."""
         payloads: dict[str, str] = {}  # event id -> payload, to spot one fact read twice
         for record in records:
             outcome = map_to_envelope(self.publisher, self.mapper, self.source.name, record)
@@ -181,14 +183,13 @@ class Adapter:
                 earlier = payloads.get(outcome.id)
                 if earlier is None:
                     payloads[outcome.id] = outcome.data
-                    batch.envelopes.append(outcome)
+                    yield outcome
                     continue
                 if earlier == outcome.data:
                     batch.repeated += 1
                     continue
                 outcome = [_CONFLICT]
             batch.rejected.append(self._reject(record, outcome))
-        return batch
 
     def _reject(self, record: Record, problems: list[Problem]) -> Rejected:
         # Field names only: a problem's text may quote a value of the record.

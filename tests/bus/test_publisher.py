@@ -8,12 +8,13 @@ import pickle
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from importlib.resources import files
 
 import pytest
 from pydantic import BaseModel
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.connection import PythonRespSerializer
 from redis.exceptions import DataError, ResponseError
@@ -438,6 +439,88 @@ async def test_publish_many_keeps_input_order_across_streams_and_chunks(
     again = await publisher.publish_many(events)
     assert all(r.duplicate for r in again)
     assert [r.entry_id for r in again] == [r.entry_id for r in results]
+
+
+def _stream_length_reaches(url: str, stream: str, length: int, within_s: float = 5.0) -> bool:
+    """From another connection, blocking (a generator publish_many consumes cannot await)."""
+    with SyncRedis.from_url(url) as client:
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            if client.xlen(stream) >= length:
+                return True
+            time.sleep(0.01)
+    return False
+
+
+async def test_publish_many_sends_each_full_chunk_while_the_events_are_still_being_made(
+    redis_url: str, redis: Redis, publisher: Publisher
+) -> None:
+    # An adapter maps its records in the iterable publish_many consumes: the first chunk's
+    # call must reach Redis (and run) while the iterable is still producing the next ones.
+    seen_while_mapping: list[bool] = []
+
+    def events() -> Iterator[Envelope]:
+        for i in range(250):
+            if i in (100, 200):
+                seen_while_mapping.append(_stream_length_reaches(redis_url, STREAM, i))
+            yield publisher.envelope(died(), id=f"s-{i}")
+
+    results = await publisher.publish_many(events())
+    assert seen_while_mapping == [True, True]
+    assert [r.event_id for r in results] == [f"s-{i}" for i in range(250)]
+    assert not any(r.duplicate for r in results)
+    entries = await redis.xrange(STREAM)
+    assert [fields[b"id"].decode() for _, fields in entries] == [f"s-{i}" for i in range(250)]
+
+
+async def test_publish_many_sends_everything_again_when_its_connection_fails_mid_batch(
+    redis_url: str, redis: Redis, publisher: Publisher
+) -> None:
+    # The connection carrying the calls is killed after the first chunk went out: the batch
+    # is sent again on a fresh connection, and each event is on the stream once.
+    killed: list[int] = []
+
+    def events() -> Iterator[Envelope]:
+        for i in range(250):
+            if i == 150:
+                assert _stream_length_reaches(redis_url, STREAM, 100)
+                with SyncRedis.from_url(redis_url) as client:
+                    killed.append(client.client_kill_filter(_type="normal", skipme=True))
+            yield publisher.envelope(died(), id=f"k-{i}")
+
+    results = await publisher.publish_many(events())
+    assert killed and killed[0] >= 1
+    assert [r.event_id for r in results] == [f"k-{i}" for i in range(250)]
+    # Added by the first attempt, found by the second: reported as duplicates, as a retried
+    # pipeline reports them.
+    assert [r.duplicate for r in results[:100]] == [True] * 100
+    assert not any(r.duplicate for r in results[100:])
+    entries = await redis.xrange(STREAM)
+    assert [fields[b"id"].decode() for _, fields in entries] == [f"k-{i}" for i in range(250)]
+    assert [r.entry_id for r in results] == [e.decode() for e, _ in entries]
+
+
+async def test_an_iterable_that_raises_leaves_the_calls_sent_before_and_nothing_else(
+    redis: Redis, publisher: Publisher
+) -> None:
+    class Broken(Exception):
+        pass
+
+    def events() -> Iterator[Envelope]:
+        for i in range(150):
+            yield publisher.envelope(died(), id=f"b-{i}")
+        raise Broken
+
+    with pytest.raises(Broken):
+        await publisher.publish_many(events())
+    # The full chunk went out before the failure (as a crash there would leave it); a
+    # publish of the same events then finds them, and the pool's connections still work.
+    assert await redis.xlen(STREAM) == 100
+    again = await publisher.publish_many(
+        [publisher.envelope(died(), id=f"b-{i}") for i in range(150)]
+    )
+    assert [r.duplicate for r in again] == [True] * 100 + [False] * 50
+    assert await redis.xlen(STREAM) == 150
 
 
 async def test_publish_many_writes_each_entry_with_its_own_fields_whatever_its_neighbours(
