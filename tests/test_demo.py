@@ -19,7 +19,7 @@ from bus import ConfigurationError
 from bus.local.mariadb import find_mariadbd
 from bus.local.redis import find_redis_server
 from bus.local.sentinel import EmbeddedSentinelGroup
-from demo.__main__ import activate_line
+from demo.report import activate_line
 
 ROOT = Path(__file__).parent.parent
 

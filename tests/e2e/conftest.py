@@ -1,7 +1,7 @@
 """The whole city on one real Redis, for end-to-end scenarios.
 
-:class:`City` builds every service as ``demo.City`` does — profile, dinsos, bapenda, dinkes,
-notifier (real SMTP to a :class:`demo.mail.MailCatcher`), audit — each with its own store
+:class:`City` builds every service as ``demo.departments.City`` does — profile, dinsos, bapenda,
+dinkes, notifier (real SMTP to a :class:`demo.mail.MailCatcher`), audit — each with its own store
 (SQLite files in ``tmp_path``, or PostgreSQL schemas), and runs them all. Inputs reach the bus
 the way the real producers put them there:
 
