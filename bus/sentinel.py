@@ -99,9 +99,10 @@ def sentinel_client(
 ) -> Redis:
     """A client of the current master, with the options of a single-server client.
 
-    ``connection_class`` is ours (it explains TLS failures and turns ``NOREPLICAS`` into a
-    retryable connection error); it is combined with redis-py's Sentinel-managed connection,
-    which finds the master through the pool. Host and port of the URL are dropped: the
+    ``connection_class`` is ours (it explains TLS failures and turns ``NOREPLICAS`` and a reply
+    that is not RESP into retryable connection errors); it is combined with redis-py's
+    Sentinel-managed connection, which finds the master through the pool, and it is the class
+    of the connections that ask the Sentinels. Host and port of the URL are dropped: the
     Sentinels give them.
     """
     options = dict(options)
@@ -126,6 +127,13 @@ def sentinel_client(
     if tls:  # rediss://: the Sentinels speak TLS too, verified with the same files
         sentinel_options.update(tls, ssl=True)
     manager = Sentinel(list(sentinels.addresses), sentinel_kwargs=sentinel_options)
+    # The questions to the Sentinels go through our connection class too. redis-py's master
+    # lookup moves on to the next Sentinel after a ConnectionError, TimeoutError or error
+    # reply, but not after InvalidResponse: a Sentinel address answered by something that does
+    # not speak RESP (a gateway answering an address it cannot route, in HTTP) would end the
+    # lookup. Ours raises NotRedisProtocol, a ConnectionError, never quoting the bytes.
+    for asked in manager.sentinels:
+        asked.connection_pool.connection_class = connection_class
     pool = SentinelConnectionPool(  # type: ignore[no-untyped-call]
         sentinels.master, manager, connection_class=managed, **options
     )

@@ -24,6 +24,8 @@ import asyncio
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
+from redis.exceptions import RedisClusterException, RedisError
+
 from bus.adapter.quarantine import Quarantine
 from bus.adapter.records import (
     CheckpointStore,
@@ -38,6 +40,7 @@ from bus.adapter.records import (
     record_event_id,
 )
 from bus.adapter.report import Reporter
+from bus.connection import TRANSIENT, outage_text, translate
 from bus.envelope import Envelope
 from bus.errors import RedisUnavailable, SimpulError, SourceError
 from bus.logging import get_logger
@@ -115,9 +118,25 @@ class Adapter:
             try:
                 await self.run_once()
                 delay = poll_interval
-            except (RedisUnavailable, SourceError) as exc:
-                _log.warning("adapter_pass_failed", adapter=self.name, error=str(exc))
-                self.last_error = str(exc)
+            except (RedisUnavailable, SourceError, *TRANSIENT) as exc:
+                # A real outage reaches here as redis-py's ConnectionError or TimeoutError (or
+                # a socket's), from the publisher, the quarantine or the checkpoints: redis-py's
+                # named as translate() names a Redis outage, a builtin one (a socket's, maybe
+                # the source's) by its type; neither quotes a reply that is not RESP. Nothing
+                # read since the last checkpoint is lost: the next pass reads it again.
+                if isinstance(exc, SimpulError):
+                    problem = str(exc)
+                elif isinstance(exc, RedisError | RedisClusterException):
+                    problem = str(translate(exc))
+                else:
+                    problem = f"{type(exc).__name__}: {outage_text(exc) or 'no detail given'}"
+                _log.warning(
+                    "adapter_pass_failed",
+                    adapter=self.name,
+                    error_type=type(exc).__name__,
+                    error=problem,
+                )
+                self.last_error = problem
                 await self.reporter.send(self)
                 delay = min(max(delay * 2, 1.0), 60.0)  # from 1 s when passes run back to back
             except SimpulError as exc:  # e.g. a configuration error: it stops; status says why
