@@ -110,7 +110,11 @@ class EmbeddedMariaDB(ServerProcess):
         first = self.base_dir is None
         if first:
             self.base_dir = Path(tempfile.mkdtemp(prefix="simpul-mariadb-"))
-            self._install()
+            try:
+                self._install()
+            except BaseException:
+                self.close()  # no half-made data folder left in /tmp
+                raise
         self._spawn()
         self._register()
         self._wait_ready(time.monotonic() + timeout)
@@ -150,13 +154,21 @@ class EmbeddedMariaDB(ServerProcess):
             "--skip-test-db",
             "--skip-name-resolve",
         ]
-        try:
-            subprocess.run(command, capture_output=True, check=True, timeout=120)
-        except subprocess.CalledProcessError as exc:
-            output = (exc.stdout + exc.stderr).decode(errors="replace")[-2000:]
-            raise MariaDBUnavailable(f"mariadb-install-db failed:\n{output}") from exc
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise MariaDBUnavailable(f"cannot run {command[0]}: {exc}") from exc
+        for attempt in (1, 2):
+            try:
+                subprocess.run(command, capture_output=True, check=True, timeout=120)
+                return
+            except subprocess.CalledProcessError as exc:
+                # Its bootstrap server has been seen to crash (a core dump, "Installation of
+                # system tables failed") on a machine loaded by other tests: one more try on an
+                # empty folder; a lasting cause fails again and is reported then.
+                if attempt == 1:
+                    shutil.rmtree(self.data_dir, ignore_errors=True)
+                    continue
+                output = (exc.stdout + exc.stderr).decode(errors="replace")[-2000:]
+                raise MariaDBUnavailable(f"mariadb-install-db failed:\n{output}") from exc
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise MariaDBUnavailable(f"cannot run {command[0]}: {exc}") from exc
 
     def _settings(self) -> list[str]:
         """Durability is loosened (no fsync per commit): the data is a test's, and a SIGKILL of

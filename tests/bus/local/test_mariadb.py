@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bus.errors import MariaDBUnavailable
@@ -55,3 +57,40 @@ def test_a_server_that_cannot_start_fails_with_its_log_and_leaves_nothing() -> N
     ):
         server.start()
     assert server.pid is None and server.base_dir is None  # closed: stopped, data thrown away
+
+
+def _flaky_install_db(tmp_path: Path, real: Path, failures: int) -> Path:
+    """A mariadb-install-db that fails its first ``failures`` runs as a crashed bootstrap does
+    (leaving a half-written data folder), then runs the real one."""
+    count = tmp_path / "runs"
+    script = tmp_path / "mariadb-install-db"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'n=$(cat "{count}" 2>/dev/null || echo 0); echo $((n + 1)) > "{count}"\n'
+        f'if [ "$n" -lt {failures} ]; then\n'
+        "  for arg; do\n"
+        '    case "$arg" in --datadir=*) mkdir -p "${arg#--datadir=}/mysql";; esac\n'
+        "  done\n"
+        '  echo "Installation of system tables failed!"; exit 1\n'
+        "fi\n"
+        f'exec "{real}" "$@"\n'
+    )
+    script.chmod(0o755)
+    return script
+
+
+def test_a_bootstrap_that_fails_once_is_tried_again_on_an_empty_folder(tmp_path: Path) -> None:
+    server = EmbeddedMariaDB()
+    server.install_db = _flaky_install_db(tmp_path, Path(server.install_db), failures=1)
+    with server:
+        assert variables(server.url)["log_bin"] == "ON"
+    assert (tmp_path / "runs").read_text().strip() == "2"
+
+
+def test_a_bootstrap_that_fails_twice_is_reported_with_its_output(tmp_path: Path) -> None:
+    server = EmbeddedMariaDB()
+    server.install_db = _flaky_install_db(tmp_path, Path(server.install_db), failures=2)
+    with pytest.raises(MariaDBUnavailable, match="Installation of system tables failed"):
+        server.start()
+    assert (tmp_path / "runs").read_text().strip() == "2"
+    assert server.base_dir is None  # nothing left behind
