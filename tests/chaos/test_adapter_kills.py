@@ -86,7 +86,7 @@ async def test_adapter_killed_during_backfill_publishes_every_record_once(
                 break
             start_adapter(procs, drop, redis_url)
             await wait_for_growth(redis, procs, before)
-            await asyncio.sleep(rng.uniform(0.0, 0.1))
+            await asyncio.sleep(rng.uniform(0.0, 0.03))
             procs.kill("adapter")
             kills += 1
             mid_backfill += await redis.xlen(STREAM) < RECORDS
