@@ -275,9 +275,19 @@ async def _serve(url: str) -> None:
     redis = connect(url)
     router = _router(redis, _topology())
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, router.stop)
+    profile = os.environ.get("SIMPUL_BENCH_PROFILE")  # a cProfile of the replica, to that file
+    profiler = None
+    if profile:
+        import cProfile  # noqa: PLC0415  (only when asked for)
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     cpu0 = time.process_time()
     await router.run()
     await redis.aclose()
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
     print(
         json.dumps(
             {
@@ -473,9 +483,15 @@ async def memory(redis: Any, topology: Topology, events: int) -> dict[str, float
 
 
 async def run(
-    *, events: int = 10_000, rate: int = 1_000, seconds: float = 10.0, runs: int = 3
+    *,
+    events: int = 10_000,
+    rate: int = 1_000,
+    seconds: float = 10.0,
+    runs: int = 3,
+    only: str | None = None,
 ) -> dict[str, Any]:
-    """Every section on a private Redis; what ``make bench`` (bench/run.py) calls."""
+    """Every section on a private Redis (``only``: that one); what ``make bench`` (bench/run.py)
+    calls."""
     topology = _topology()
     with (
         tempfile.TemporaryDirectory() as folder,
@@ -483,16 +499,19 @@ async def run(
     ):
         redis = connect(server.url)
         try:
-            results: dict[str, Any] = {
-                "throughput": await throughput(redis, server.url, topology, events, runs)
-            }
-            results["latency"] = await latency(
-                redis, server.url, topology, rate=rate, seconds=seconds, runs=runs
-            )
-            results["memory"] = await memory(redis, topology, min(events, 5_000))
+            results: dict[str, Any] = {}
+            if only in {None, "throughput"}:
+                results["throughput"] = await throughput(redis, server.url, topology, events, runs)
+            if only in {None, "latency"}:
+                results["latency"] = await latency(
+                    redis, server.url, topology, rate=rate, seconds=seconds, runs=runs
+                )
+            if only in {None, "memory"}:
+                results["memory"] = await memory(redis, topology, min(events, 5_000))
         finally:
             await redis.aclose()
-    results["verdicts"] = verdicts(results)
+    if only is None:
+        results["verdicts"] = verdicts(results)
     return results
 
 
@@ -660,6 +679,11 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
+        "--only",
+        choices=["throughput", "latency", "memory"],
+        help="run one section (a comparison of changes; --markdown needs every section)",
+    )
+    parser.add_argument(
         "--markdown", metavar="PATH", help="put the figures into PATH (docs/performance.md)"
     )
     parser.add_argument("--serve", metavar="URL", help=argparse.SUPPRESS)
@@ -671,8 +695,16 @@ if __name__ == "__main__":
     if args.drain:
         asyncio.run(_drain_child(args.drain[0], args.drain[1], int(args.drain[2])))
         sys.exit(0)
+    if args.only and args.markdown:
+        parser.error("--markdown needs every section: leave out --only")
     found = asyncio.run(
-        run(events=args.events, rate=args.rate, seconds=args.seconds, runs=args.runs)
+        run(
+            events=args.events,
+            rate=args.rate,
+            seconds=args.seconds,
+            runs=args.runs,
+            only=args.only,
+        )
     )
     for part, values in found.items():
         if part == "verdicts":
@@ -681,7 +713,8 @@ if __name__ == "__main__":
         for name, value in values.items():
             shown = f"{value:,.2f}" if isinstance(value, float | int) else str(value)
             print(f"  {name}: {shown}")
-    print("\n".join(table(found)))
+    if args.only is None:
+        print("\n".join(table(found)))
     if args.markdown:
         command = " ".join([".venv/bin/python -m bench.router", *sys.argv[1:]])
         update_markdown(Path(args.markdown), found, command)
