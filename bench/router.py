@@ -40,7 +40,7 @@ from typing import Any
 
 import yaml
 
-from bench.common import Meter, machine_busy_s, median, percentile, progress
+from bench.common import Meter, machine_busy_s, median, percentile, progress, redis_cpu_s
 from bus import keys
 from bus.access.topology import Topology, contracts
 from bus.connection import connect
@@ -434,6 +434,53 @@ async def latency(
     return out
 
 
+async def one_at_a_time(redis: Any, url: str, topology: Topology, events: int) -> dict[str, Any]:
+    """The router's cost per death at the smallest batches: each death published alone and
+    awaited in dinsos' inbox before the next, through a router process as in the latency
+    windows — so every batch holds one death and every per-batch cost (round trips, wake-ups)
+    is paid per death, as at low and moderate rates. The router's and Redis's CPU per death,
+    and each death's delay."""
+    await redis.flushall()
+    example = _example(CitizenDied)
+    stream = keys.stream("dukcapil.citizen")
+    publisher = Publisher(
+        redis, source="urn:bench", signer=_signer(topology, PRODUCER), intake=PRODUCER
+    )
+    watched = keys.inbox(stream, "dinsos")
+    child = await _start_router(url, redis)
+    reader = connect(url)
+    delays: list[float] = []
+    last = "0-0"  # the inbox is new: "$" could miss a death routed before the first read
+    try:
+        redis0 = await redis_cpu_s(redis)
+        start = time.perf_counter()
+        for i in range(events):
+            sent = time.perf_counter()
+            await publisher.publish(example, id=f"one-{i}")
+            while True:
+                reply = await reader.xread({watched: last}, block=5_000, count=10)
+                if not reply:
+                    raise RuntimeError(f"death one-{i} did not reach the inbox within 5 s")
+                last = reply[0][1][-1][0]
+                if any(f[b"id"] == f"one-{i}".encode() for _, f in reply[0][1]):
+                    break
+            delays.append(time.perf_counter() - sent)
+        wall = time.perf_counter() - start
+        server = await redis_cpu_s(redis) - redis0
+    finally:
+        await reader.aclose()
+        served = await _stop_router(child)
+    delays.sort()
+    return {
+        "events": events,
+        "router_cpu_us": 1e6 * served["cpu_s"] / events,
+        "redis_us": 1e6 * server / events,  # the publish and the reads included
+        "p50_ms": statistics.median(delays) * 1000,
+        "p99_ms": percentile(delays, 99) * 1000,
+        "rate": events / wall,
+    }
+
+
 # -- memory -------------------------------------------------------------------------------------
 
 
@@ -505,6 +552,10 @@ async def run(
             if only in {None, "latency"}:
                 results["latency"] = await latency(
                     redis, server.url, topology, rate=rate, seconds=seconds, runs=runs
+                )
+            if only == "one":  # not part of the full run: a comparison of per-batch costs
+                results["one"] = await one_at_a_time(
+                    redis, server.url, topology, min(events, 3_000)
                 )
             if only in {None, "memory"}:
                 results["memory"] = await memory(redis, topology, min(events, 5_000))
@@ -680,8 +731,9 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
         "--only",
-        choices=["throughput", "latency", "memory"],
-        help="run one section (a comparison of changes; --markdown needs every section)",
+        choices=["throughput", "latency", "memory", "one"],
+        help="run one section (a comparison of changes; --markdown needs every section); "
+        "'one': deaths one at a time, each awaited in an inbox (per-batch costs, batches of 1)",
     )
     parser.add_argument(
         "--markdown", metavar="PATH", help="put the figures into PATH (docs/performance.md)"

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -95,6 +95,18 @@ class _Forwards:
         self.args += (origin, b"%d" % len(fields), *fields)
 
 
+@dataclass
+class _Turn:
+    """A routed batch's writes, not sent yet: they go with the source's next read (one round
+    trip a batch), and once every one of them returned, ``settlement`` (the batch's ack, an
+    intake's trim) goes with the read after."""
+
+    commands: list[tuple[Any, ...]]  # the writes, in order
+    settlement: Settlement
+    function: BusFunction  # whose errors the writes' errors are (a library gone: translated)
+    replied: Callable[[list[Any]], None] = lambda replies: None  # the counts, from the replies
+
+
 class Router:
     """One router replica. ``await run()`` until ``stop()``; several replicas share the work."""
 
@@ -133,6 +145,9 @@ class Router:
         self._taken: set[str] = set()  # sources whose lease was taken anew, not renewed
         self._tail: dict[str, bytes] = {}  # source -> the last id seen there (to wait from)
         self._unsettled: dict[str, Settlement] = {}  # source -> its last batch's ack, not sent
+        self._unwritten: dict[str, _Turn] = {}  # source -> its last batch's writes, not sent
+        self._sent: dict[str, _Turn] = {}  # source -> writes sent, their replies not back yet
+        self._read_to: dict[str, bytes] = {}  # source -> the last id its last read returned
         self._log = _log.bind(replica=replica)
 
     # -- the routing table ------------------------------------------------------------------
@@ -196,6 +211,12 @@ class Router:
                 with contextlib.suppress(ResponseError, *TRANSIENT):
                     for source, settlement in list(self._unsettled.items()):
                         await self._settle(source, settlement)
+                    # Writes sent with a read that was waiting (their replies never came) or
+                    # not sent yet: (again) now, idempotent, and the batch settled.
+                    for pending in (self._sent, self._unwritten):
+                        for source, turn in list(pending.items()):
+                            del pending[source]
+                            await self._settle(source, await self._write(turn))
                     for source in list(self.owned):
                         await self._release(source)
             self._log.info("router_stopped")
@@ -206,6 +227,7 @@ class Router:
     async def _source_loop(self, source: str) -> None:
         delay = 0.05
         drained = False  # nothing pending with the router's consumer on this source
+        after = b"0"  # where the next read of what is pending starts
         task = asyncio.current_task()
         while not self._stopping.is_set():
             # redis-py may swallow a cancellation that hits a command in flight: ask the task.
@@ -213,30 +235,33 @@ class Router:
                 raise asyncio.CancelledError
             try:
                 if not await self._hold(source):
-                    drained = False  # whoever has it may leave entries pending
-                    self._unsettled.pop(source, None)  # the next holder reads them again
+                    drained, after = False, b"0"  # whoever has it may leave entries pending
+                    self._forget(source)  # the next holder reads them again
                     await self._sleep(self.config.lease_ms / 3000)
                     continue
                 if source in self._taken:  # newly taken (maybe after another's tenure)
                     self._taken.discard(source)
-                    drained = False
+                    drained, after = False, b"0"
                 if not drained:
                     await self._ensure_group(source)
                 # What this source's consumer has pending (a predecessor's, or ours after an
                 # error) comes first, in order; then what is new. Once nothing is pending, only
-                # new entries are read while the lease stays ours (one round trip a turn, which
-                # also carries the ack of the batch before: see Settlement).
-                pending = [] if drained else await self._read(source, "0", block=None)
+                # new entries are read while the lease stays ours. One round trip a turn: the
+                # read carries the writes of the batch before and the ack of the one before
+                # that (see _Turn); a read of what is pending starts after the last one's
+                # batch, whose writes and ack are not sent yet.
+                pending = [] if drained else await self._read(source, after, block=None)
                 drained = not pending
+                after = self._read_to.get(source, b"0") if pending else b"0"
                 entries = pending or await self._read(source, ">", block=self.config.block_ms)
                 if entries:
-                    self._unsettled[source] = await self._route(source, entries)
+                    self._unwritten[source] = await self._route(source, entries)
                 delay = 0.05
             except asyncio.CancelledError:
                 raise
             except (ResponseError, *TRANSIENT) as exc:
-                drained = False  # a batch may be left pending: read it again first
-                self._unsettled.pop(source, None)
+                drained, after = False, b"0"  # a batch may be left pending: read it again first
+                self._forget(source)
                 if NOT_HOLDER in str(exc):  # the lease lapsed (a pause): ask Redis next turn
                     self._renewed.pop(source, None)
                     self.owned.discard(source)
@@ -246,8 +271,8 @@ class Router:
                 await self._sleep(delay)
                 delay = min(delay * 2, 5.0)
             except Exception as exc:  # a bug must not silently stop a source: log, retry
-                drained = False
-                self._unsettled.pop(source, None)
+                drained, after = False, b"0"
+                self._forget(source)
                 self._log.error(
                     "router_source_crashed",
                     source=source,
@@ -255,6 +280,13 @@ class Router:
                     error=str(exc)[:200],
                 )
                 await self._sleep(5.0)
+
+    def _forget(self, source: str) -> None:
+        """Drop what this replica has not sent for ``source``: what it read stays pending with
+        the router's consumer, and is read (and written, idempotently) again first."""
+        self._unsettled.pop(source, None)
+        self._unwritten.pop(source, None)
+        self._sent.pop(source, None)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -306,9 +338,10 @@ class Router:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def _read(self, source: str, cursor: str, *, block: int | None) -> Entries:
-        """The next batch of ``source`` (``0``: what is pending with the router's consumer;
-        ``>``: new entries), after settling the batch routed before, in the same round trip.
+    async def _read(self, source: str, cursor: str | bytes, *, block: int | None) -> Entries:
+        """The next batch of ``source`` (``0`` or an entry id: what is pending with the
+        router's consumer after it; ``>``: new entries), in the round trip that also sends
+        the writes of the batch routed before and the ack of the one before that.
 
         The read is fenced by the lease (bus/router_read.lua: XREADGROUP only while this
         replica holds it, one atomic step): a replica paused past its lease reads nothing
@@ -316,8 +349,15 @@ class Router:
         its predecessors read and did not settle — which the inboxes' high-water marks need.
         A function cannot block, so with ``block`` the read of new entries is queued behind an
         ``XREAD BLOCK`` (no group: it delivers nothing) from the last id this replica saw on
-        the source: it runs as soon as something new is there, still one round trip."""
+        the source: it runs as soon as something new is there, still one round trip.
+
+        The writes go first in the pipeline, so they run at once, before any wait; their
+        replies come back with the read's. A batch is acked only in a later round trip, once
+        every write of it returned without an error: an error (or a crash) leaves it pending,
+        to be read and written again (idempotent: publish_batch's event ids, forward_batch's
+        high-water marks), and everything read after it with it, in order."""
         settlement = self._unsettled.pop(source, None) or []
+        turn = self._unwritten.pop(source, None)
         tail = self._tail.get(source) if cursor == ">" and block is not None else None
         read = (
             *await self._read_fenced.command_head(),
@@ -330,20 +370,16 @@ class Router:
             self.config.batch_size,
             cursor,
         )
-        try:
-            if settlement or tail is not None:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for queue in settlement:
-                        queue(pipe)
-                    if tail is not None:
-                        pipe.xread({source: tail}, count=1, block=block)
-                    pipe.execute_command(*read)
-                    reply = (await pipe.execute())[-1]
-            else:
+        if settlement or turn is not None or tail is not None:
+            reply = await self._round_trip(source, settlement, turn, tail, block, read)
+        else:
+            try:
                 reply = await self.redis.execute_command(*read)  # type: ignore[no-untyped-call]
-        except ResponseError as exc:
-            raise self._read_fenced.translate(exc) from None
+            except ResponseError as exc:
+                raise self._read_fenced.translate(exc) from None
         found = cast(list[Any], reply)
+        if found[0]:
+            self._read_to[source] = found[0][-1][0]
         if cursor == ">":  # where to wait from next time: the last entry read, or the stream's
             if found[0]:
                 self._tail[source] = found[0][-1][0]
@@ -352,14 +388,60 @@ class Router:
         # A pending entry deleted meanwhile comes back with no fields: nothing to route.
         return [(e, _pairs(f)) for e, f in found[0] if f]
 
+    async def _round_trip(  # noqa: PLR0917
+        self,
+        source: str,
+        settlement: Settlement,
+        turn: _Turn | None,
+        tail: bytes | None,
+        block: int | None,
+        read: tuple[Any, ...],
+    ) -> Any:
+        """One pipeline: the settlement, the writes, the wait, the fenced read; its reply."""
+        if turn is not None:
+            self._sent[source] = turn
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for queue in settlement:
+                queue(pipe)
+            if turn is not None:
+                for command in turn.commands:
+                    pipe.execute_command(*command)
+            if tail is not None:
+                pipe.xread({source: tail}, count=1, block=block)
+            pipe.execute_command(*read)
+            replies = await pipe.execute(raise_on_error=False)
+        self._sent.pop(source, None)
+        _raise_first(replies[: len(settlement)], self._read_fenced)
+        if turn is not None:
+            self._written(source, turn, replies[len(settlement) : -1 - (tail is not None)])
+        _raise_first(replies[-1:], self._read_fenced)
+        return replies[-1]
+
+    def _written(self, source: str, turn: _Turn, replies: list[Any]) -> None:
+        """A batch's writes returned: its settlement goes with the next read, unless one of
+        them failed (then the batch stays pending, read and written again)."""
+        _raise_first(replies, turn.function)
+        turn.replied(replies)
+        self._unsettled[source] = turn.settlement
+
+    async def _write(self, turn: _Turn) -> Settlement:
+        """Send a batch's writes now (one round trip); its settlement once they returned."""
+        if turn.commands:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for command in turn.commands:
+                    pipe.execute_command(*command)
+                replies = await self._execute(pipe, turn.function)
+            turn.replied(replies)
+        return turn.settlement
+
     # -- routing one batch --------------------------------------------------------------------
 
     async def route(self, source: str, entries: Entries) -> None:
         """Admit (from an intake) or fan out (from a department stream) one batch, then ack."""
-        await self._settle(source, await self._route(source, entries))
+        await self._settle(source, await self._write(await self._route(source, entries)))
 
-    async def _route(self, source: str, entries: Entries) -> Settlement:
-        """Route one batch; what settles it once sent (its writes have all returned)."""
+    async def _route(self, source: str, entries: Entries) -> _Turn:
+        """Route one batch: its writes, and what settles it once they have all returned."""
         owner = keys.intake_owner(source)
         if owner is not None:
             return await self._admit(source, owner, entries)
@@ -373,10 +455,10 @@ class Router:
                 queue(pipe)
             await pipe.execute()
 
-    async def _admit(self, intake: str, owner: str, entries: Entries) -> Settlement:
-        """One round trip: the writes (one publish_batch call per department stream, in entry
-        order, and the dead letters); once all of them returned, the ack and the trim of the
-        intake settle the batch."""
+    async def _admit(self, intake: str, owner: str, entries: Entries) -> _Turn:
+        """The writes (one publish_batch call per department stream, in entry order, and the
+        dead letters); once all of them returned, the ack and the trim of the intake settle
+        the batch."""
         now_ms = await self._now_ms()
         writes: dict[str, _Batch] = {}  # department stream -> its entries, in order
         admitted: list[bytes] = []
@@ -389,29 +471,30 @@ class Router:
             stream, event_id = verdict
             writes.setdefault(stream, _Batch()).add(keys.seen(stream, event_id), _flat(raw))
             admitted.append(entry_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            await self._queue_batches(pipe, writes)
-            for entry_id, raw, reason, error in rejects:
-                await self._queue_reject(pipe, intake, owner, entry_id, raw, reason, error, now_ms)
-            if rejects:
-                # The newest refusals stay as evidence, the oldest beyond the cap go: a producer
-                # that floods its intake with junk cannot grow Redis's memory without bound
-                # (maxmemory with noeviction would then refuse every department's writes).
-                pipe.xtrim(
-                    keys.intake_dead_letters(owner),
-                    maxlen=self.config.max_refusals,
-                    approximate=False,
-                )
-            replies = await self._execute(pipe)
-        for reply in replies[: len(writes)]:
-            added = sum(int(a) for a in reply[::2])
-            self.counts.admitted += added
-            self.counts.duplicates += len(reply) // 2 - added
-        for entry_id, _, reason, _ in rejects:
-            self.counts.rejected[reason] = self.counts.rejected.get(reason, 0) + 1
-            self._log.info(
-                "event_rejected", intake=intake, entry_id=entry_id.decode(), reason=reason
+        commands = await self._batch_commands(writes)
+        for entry_id, raw, reason, error in rejects:
+            commands += await self._reject_commands(
+                intake, owner, entry_id, raw, reason, error, now_ms
             )
+        if rejects:
+            # The newest refusals stay as evidence, the oldest beyond the cap go: a producer
+            # that floods its intake with junk cannot grow Redis's memory without bound
+            # (maxmemory with noeviction would then refuse every department's writes).
+            commands.append(
+                (b"XTRIM", keys.intake_dead_letters(owner), b"MAXLEN", self.config.max_refusals)
+            )
+
+        def replied(replies: list[Any]) -> None:
+            for reply in replies[: len(writes)]:
+                added = sum(int(a) for a in reply[::2])
+                self.counts.admitted += added
+                self.counts.duplicates += len(reply) // 2 - added
+            for entry_id, _, reason, _ in rejects:
+                self.counts.rejected[reason] = self.counts.rejected.get(reason, 0) + 1
+                self._log.info(
+                    "event_rejected", intake=intake, entry_id=entry_id.decode(), reason=reason
+                )
+
         # Everything up to the last entry of the batch is settled (admitted or dead-lettered):
         # the intake keeps nothing the router has done with.
         settlement: Settlement = []
@@ -419,7 +502,7 @@ class Router:
             settlement.append(lambda pipe: pipe.xack(intake, keys.ROUTER_GROUP, *admitted))
         floor = _next_id(entries[-1][0])
         settlement.append(lambda pipe: pipe.xtrim(intake, minid=floor, approximate=False))
-        return settlement
+        return _Turn(commands, settlement, self._publish_batch, replied)
 
     def check(  # noqa: PLR0911  (one return per check, in the order they are made)
         self, owner: str, raw: Mapping[bytes, bytes], now_ms: int
@@ -470,9 +553,8 @@ class Router:
             return Refusal(RejectReason.UNDECODABLE, str(exc))
         return stream, envelope.id
 
-    async def _queue_reject(  # noqa: PLR0917
+    async def _reject_commands(  # noqa: PLR0917
         self,
-        pipe: Any,
         intake: str,
         owner: str,
         entry_id: bytes,
@@ -480,7 +562,8 @@ class Router:
         reason: str,
         error: str,
         now_ms: int,
-    ) -> None:
+    ) -> list[tuple[Any, ...]]:
+        """A refused entry's dead letter (and its ack, in the same function call)."""
         fields: list[bytes] = []
         if reason != RejectReason.TOO_LARGE:  # an oversized entry is not copied: its reason is
             fields = _flat(raw)
@@ -501,22 +584,23 @@ class Router:
             format_time(datetime.fromtimestamp(now_ms / 1000, UTC)).encode(),
         ]
         # Ack and dead-letter in one function call: the intake and its dead letters share a slot.
-        await self._dead_letter(
-            keys=[intake, keys.intake_dead_letters(owner)],
-            args=[keys.ROUTER_GROUP, entry_id, *fields],
-            client=pipe,
-        )
+        head = await self._dead_letter.command_head()
+        dead_letters = keys.intake_dead_letters(owner)
+        out: list[tuple[Any, ...]] = [
+            (*head, 2, intake, dead_letters, keys.ROUTER_GROUP, entry_id, *fields)
+        ]
         # The producer's dedupe marker of a refused event goes too: the event is on no stream,
         # so its corrected version, published again under the same id (an adapter's ids are
         # deterministic), must not be taken for a duplicate. Were the refused entry a second
         # copy of an admitted event, the department stream's own marker still stops a repeat.
         event_id = raw.get(b"id", b"")
         if 0 < len(event_id) <= MAX_ID:  # a longer one is no id the publish function marked
-            pipe.delete(keys.seen(intake, event_id.decode(errors="replace")))
+            out.append((b"DEL", keys.seen(intake, event_id.decode(errors="replace"))))
+        return out
 
-    async def _fan_out(self, stream: str, entries: Entries) -> Settlement:
-        """One round trip: the writes (one forward_batch call per inbox, in entry order); once
-        all of them returned, the ack settles the batch."""
+    async def _fan_out(self, stream: str, entries: Entries) -> _Turn:
+        """The writes (one forward_batch call per inbox, in entry order); once all of them
+        returned, the ack settles the batch."""
         by_type = self.routes.get(stream, {})
         writes: dict[str, _Forwards] = {}  # inbox -> its entries, in order
         for entry_id, raw in entries:
@@ -529,13 +613,17 @@ class Router:
                 if batch is None:
                     batch = writes[route.inbox] = _Forwards()
                 batch.add(entry_id, fields)
-        if writes:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                await self._queue_forwards(pipe, writes)
-                replies = await self._execute(pipe, self._forward_batch)
+
+        def replied(replies: list[Any]) -> None:
             self.counts.forwarded += sum(int(a) for reply in replies for a in reply[::2])
+
         done = [e for e, _ in entries]
-        return [lambda pipe: pipe.xack(stream, keys.ROUTER_GROUP, *done)]
+        return _Turn(
+            await self._forward_commands(writes),
+            [lambda pipe: pipe.xack(stream, keys.ROUTER_GROUP, *done)],
+            self._forward_batch,
+            replied,
+        )
 
     def _forward(self, raw: Mapping[bytes, bytes], route: Route, origin: str) -> list[bytes]:
         """One subscription's inbox entry (see :meth:`_forward_each`)."""
@@ -589,26 +677,30 @@ class Router:
             and not any(name in raw for name in _ORIGIN_FIELDS)
         )
 
-    async def _queue_batches(self, pipe: Any, writes: Mapping[str, _Batch]) -> None:
-        """One idempotent publish_batch call per target stream on ``pipe`` (the event id
-        remembered per target: an entry routed again after a crash is written nowhere twice)."""
+    async def _batch_commands(self, writes: Mapping[str, _Batch]) -> list[tuple[Any, ...]]:
+        """One idempotent publish_batch call per target stream (the event id remembered per
+        target: an entry routed again after a crash is written nowhere twice)."""
         if not writes:
-            return
+            return []
         ttl = str(self.config.dedupe_ttl_ms).encode()
         head = await self._publish_batch.command_head()  # FCALL <name> (EVAL <body> on < 7)
-        for target, batch in writes.items():
-            pipe.execute_command(
-                *head, 1 + len(batch.seen), target.encode(), *batch.seen, ttl, b"", *batch.args
-            )
+        return [
+            (*head, 1 + len(batch.seen), target.encode(), *batch.seen, ttl, b"", *batch.args)
+            for target, batch in writes.items()
+        ]
 
-    async def _queue_forwards(self, pipe: Any, writes: Mapping[str, _Forwards]) -> None:
-        """One forward_batch call per inbox on ``pipe``: its entries in department-stream
-        order, each written unless the inbox's high-water mark (``<inbox>:routed``, the
-        department-stream entry id of the last entry forwarded) is at or above it — so an
-        entry routed again after a crash is written nowhere twice."""
+    async def _forward_commands(self, writes: Mapping[str, _Forwards]) -> list[tuple[Any, ...]]:
+        """One forward_batch call per inbox: its entries in department-stream order, each
+        written unless the inbox's high-water mark (``<inbox>:routed``, the department-stream
+        entry id of the last entry forwarded) is at or above it — so an entry routed again
+        after a crash is written nowhere twice."""
+        if not writes:
+            return []
         head = await self._forward_batch.command_head()  # FCALL <name> (EVAL <body> on < 7)
-        for inbox, batch in writes.items():
-            pipe.execute_command(*head, 2, inbox, keys.routed_mark(inbox), *batch.args)
+        return [
+            (*head, 2, inbox, keys.routed_mark(inbox), *batch.args)
+            for inbox, batch in writes.items()
+        ]
 
     async def _execute(self, pipe: Any, function: BusFunction | None = None) -> list[Any]:
         try:
@@ -668,3 +760,12 @@ class Router:
             removed += await trim_inbox(self.redis, inbox, group)
         self.counts.trimmed += removed
         return removed
+
+
+def _raise_first(replies: Sequence[Any], function: BusFunction) -> None:
+    """Raise the first error among a pipeline's ``replies`` (``function``'s errors translated)."""
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            raise function.translate(reply)
+        if isinstance(reply, Exception):
+            raise reply
