@@ -141,6 +141,8 @@ class Router:
         self.routes = self._routes()
         self.sources = [*self.intakes, *sorted(self.routes)]
         self.owned: set[str] = set()
+        self.live = 1  # router replicas alive, this one included (keys.ROUTER_REPLICAS)
+        self._taking: set[str] = set()  # sources whose lease this replica is asking for
         self._renewed: dict[str, float] = {}  # source -> when its lease was last taken/renewed
         self._taken: set[str] = set()  # sources whose lease was taken anew, not renewed
         self._tail: dict[str, bytes] = {}  # source -> the last id seen there (to wait from)
@@ -197,10 +199,12 @@ class Router:
                     f"{group}'s to {event_type}"
                 )
         self._log.info("router_started", sources=len(self.sources))
+        await self._announce()  # counted before taking a source: newcomers get their share
         tasks = [
             asyncio.create_task(self._source_loop(s), name=f"router:{s}") for s in self.sources
         ]
         tasks.append(asyncio.create_task(self._trim_loop(), name="router:trim"))
+        tasks.append(asyncio.create_task(self._presence_loop(), name="router:presence"))
         try:
             await self._stopping.wait()
         finally:
@@ -219,6 +223,7 @@ class Router:
                             await self._settle(source, await self._write(turn))
                     for source in list(self.owned):
                         await self._release(source)
+                    await self.redis.zrem(keys.ROUTER_REPLICAS, self.replica)
             self._log.info("router_stopped")
 
     def stop(self) -> None:
@@ -234,6 +239,11 @@ class Router:
             if task is not None and task.cancelling():
                 raise asyncio.CancelledError
             try:
+                if self._surplus(source):  # another replica came: hand this one over
+                    drained, after = False, b"0"
+                    await self._hand_over(source)
+                    await self._sleep(self.config.lease_ms / 3000)
+                    continue
                 if not await self._hold(source):
                     drained, after = False, b"0"  # whoever has it may leave entries pending
                     self._forget(source)  # the next holder reads them again
@@ -292,15 +302,76 @@ class Router:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
+    def share(self) -> int:
+        """How many sources this replica may hold: ceil(sources / live replicas)."""
+        return -(-len(self.sources) // max(1, self.live))
+
+    def _renewal_due(self, source: str) -> bool:
+        renewed = self._renewed.get(source)
+        return renewed is None or time.monotonic() - renewed >= self.config.lease_ms / 3000
+
+    def _surplus(self, source: str) -> bool:
+        """Whether to give ``source`` up: held, due for renewal, and this replica holds more
+        than its share (a replica joined)."""
+        return source in self.owned and self._renewal_due(source) and len(self.owned) > self.share()
+
+    async def _hand_over(self, source: str) -> None:
+        """Give ``source`` up cleanly: what was read is written and acked first, then the lease
+        goes (a replica with fewer than its share takes it at its next try)."""
+        self.owned.discard(source)  # at once: no other source of this replica also goes for it
+        try:
+            settlement = self._unsettled.pop(source, None)
+            if settlement:
+                await self._settle(source, settlement)
+            turn = self._unwritten.pop(source, None)
+            if turn is not None:
+                await self._settle(source, await self._write(turn))
+        finally:
+            self._forget(source)  # on an error: pending, read again by the next holder
+            await self._release(source)
+        self._log.info("router_source_handed_over", source=source, share=self.share())
+
+    async def _announce(self) -> None:
+        """Renew this replica's presence and count the live ones (keys.ROUTER_REPLICAS, Redis's
+        clock); a Redis that refuses it (an ACL from before) leaves the count at one: this
+        replica then takes every free source, as before there was a share."""
+        try:
+            now = await self._now_ms()
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(keys.ROUTER_REPLICAS, {self.replica: now + self.config.lease_ms})
+                pipe.zremrangebyscore(keys.ROUTER_REPLICAS, "-inf", now)
+                pipe.zcard(keys.ROUTER_REPLICAS)
+                replies = await pipe.execute()
+        except (ResponseError, *TRANSIENT) as exc:
+            self.live = 1
+            self._log.warning("router_presence_failed", error=str(exc)[:200])
+            return
+        self.live = max(1, int(replies[-1]))
+
+    async def _presence_loop(self) -> None:
+        task = asyncio.current_task()
+        while not self._stopping.is_set():
+            await self._sleep(self.config.lease_ms / 3000)
+            await self._announce()
+            if task is not None and task.cancelling():  # as in _trim_loop
+                raise asyncio.CancelledError
+
     async def _hold(self, source: str) -> bool:
         """Whether this replica holds ``source``'s lease: renewed once a third of it has passed
         (not every turn: two round trips a turn were a third of an idle source's traffic and
-        delayed every event by them)."""
-        renewed = self._renewed.get(source)
-        if renewed is not None and time.monotonic() - renewed < self.config.lease_ms / 3000:
+        delayed every event by them). A free source is taken only while this replica holds
+        fewer than its share."""
+        if not self._renewal_due(source):
             return True
+        if source not in self.owned and len(self.owned | self._taking) >= self.share():
+            return False
         began = time.monotonic()
-        if await self._lease(source):
+        self._taking.add(source)  # counted at once: the other sources' loops run meanwhile
+        try:
+            held = await self._lease(source)
+        finally:
+            self._taking.discard(source)
+        if held:
             self._renewed[source] = began
             return True
         self._renewed.pop(source, None)
