@@ -13,11 +13,16 @@
   publish -> the department stream read (today's direct path), both by a plain XREAD reader in
   the publishing process. The router runs as it is deployed: a process of its own (this module
   with ``--serve``), default settings (reads fenced by the lease behind XREAD BLOCK 500 ms,
-  batches of 100), every source of
-  the topology; its CPU per routed event is measured too;
+  a batch's writes sent with the source's next read, batches of 100), every source of the
+  topology; its CPU per routed event is measured too;
 * memory per retained event with three subscriptions (identity.account.linked.v1: profile,
   notifier, audit): used_memory per event direct, routed, and routed once the groups acked and
   the inboxes were trimmed.
+
+``--only one`` (not part of the full run): deaths one at a time through a router process, each
+awaited in dinsos' inbox before the next (batches of one: the per-batch cost), the router's and
+Redis's CPU per death. ``--only`` runs one section; ``SIMPUL_BENCH_PROFILE=<file>`` writes a
+cProfile of the served router process.
 
 A private EmbeddedRedis (no ACL: the ACL's cost is not measured here), flushed between
 workloads.
@@ -674,7 +679,8 @@ def section(found: dict[str, Any] | None) -> list[str]:
         "read there), the routed one publishes into the intake and reads dinsos' inbox; both "
         "read by a plain XREAD in the publishing process. The router runs as deployed: a process "
         "of its own with default settings (every source of the topology, reads fenced by the "
-        "lease behind XREAD BLOCK 500 ms, batches of 100). **Memory**: `used_memory` growth "
+        "lease behind XREAD BLOCK 500 ms, batches of 100, one round trip a batch and source: "
+        "a batch's writes ride with the source's next read). **Memory**: `used_memory` growth "
         "per event.",
         "",
         *table(found),
