@@ -13,11 +13,16 @@
   publish -> the department stream read (today's direct path), both by a plain XREAD reader in
   the publishing process. The router runs as it is deployed: a process of its own (this module
   with ``--serve``), default settings (reads fenced by the lease behind XREAD BLOCK 500 ms,
-  batches of 100), every source of
-  the topology; its CPU per routed event is measured too;
+  a batch's writes sent with the source's next read, batches of 100), every source of the
+  topology; its CPU per routed event is measured too;
 * memory per retained event with three subscriptions (identity.account.linked.v1: profile,
   notifier, audit): used_memory per event direct, routed, and routed once the groups acked and
   the inboxes were trimmed.
+
+``--only one`` (not part of the full run): deaths one at a time through a router process, each
+awaited in dinsos' inbox before the next (batches of one: the per-batch cost), the router's and
+Redis's CPU per death. ``--only`` runs one section; ``SIMPUL_BENCH_PROFILE=<file>`` writes a
+cProfile of the served router process.
 
 A private EmbeddedRedis (no ACL: the ACL's cost is not measured here), flushed between
 workloads.
@@ -40,7 +45,7 @@ from typing import Any
 
 import yaml
 
-from bench.common import Meter, machine_busy_s, median, percentile, progress
+from bench.common import Meter, machine_busy_s, median, percentile, progress, redis_cpu_s
 from bus import keys
 from bus.access.topology import Topology, contracts
 from bus.connection import connect
@@ -275,9 +280,19 @@ async def _serve(url: str) -> None:
     redis = connect(url)
     router = _router(redis, _topology())
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, router.stop)
+    profile = os.environ.get("SIMPUL_BENCH_PROFILE")  # a cProfile of the replica, to that file
+    profiler = None
+    if profile:
+        import cProfile  # noqa: PLC0415  (only when asked for)
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     cpu0 = time.process_time()
     await router.run()
     await redis.aclose()
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
     print(
         json.dumps(
             {
@@ -424,6 +439,53 @@ async def latency(
     return out
 
 
+async def one_at_a_time(redis: Any, url: str, topology: Topology, events: int) -> dict[str, Any]:
+    """The router's cost per death at the smallest batches: each death published alone and
+    awaited in dinsos' inbox before the next, through a router process as in the latency
+    windows — so every batch holds one death and every per-batch cost (round trips, wake-ups)
+    is paid per death, as at low and moderate rates. The router's and Redis's CPU per death,
+    and each death's delay."""
+    await redis.flushall()
+    example = _example(CitizenDied)
+    stream = keys.stream("dukcapil.citizen")
+    publisher = Publisher(
+        redis, source="urn:bench", signer=_signer(topology, PRODUCER), intake=PRODUCER
+    )
+    watched = keys.inbox(stream, "dinsos")
+    child = await _start_router(url, redis)
+    reader = connect(url)
+    delays: list[float] = []
+    last = "0-0"  # the inbox is new: "$" could miss a death routed before the first read
+    try:
+        redis0 = await redis_cpu_s(redis)
+        start = time.perf_counter()
+        for i in range(events):
+            sent = time.perf_counter()
+            await publisher.publish(example, id=f"one-{i}")
+            while True:
+                reply = await reader.xread({watched: last}, block=5_000, count=10)
+                if not reply:
+                    raise RuntimeError(f"death one-{i} did not reach the inbox within 5 s")
+                last = reply[0][1][-1][0]
+                if any(f[b"id"] == f"one-{i}".encode() for _, f in reply[0][1]):
+                    break
+            delays.append(time.perf_counter() - sent)
+        wall = time.perf_counter() - start
+        server = await redis_cpu_s(redis) - redis0
+    finally:
+        await reader.aclose()
+        served = await _stop_router(child)
+    delays.sort()
+    return {
+        "events": events,
+        "router_cpu_us": 1e6 * served["cpu_s"] / events,
+        "redis_us": 1e6 * server / events,  # the publish and the reads included
+        "p50_ms": statistics.median(delays) * 1000,
+        "p99_ms": percentile(delays, 99) * 1000,
+        "rate": events / wall,
+    }
+
+
 # -- memory -------------------------------------------------------------------------------------
 
 
@@ -473,9 +535,15 @@ async def memory(redis: Any, topology: Topology, events: int) -> dict[str, float
 
 
 async def run(
-    *, events: int = 10_000, rate: int = 1_000, seconds: float = 10.0, runs: int = 3
+    *,
+    events: int = 10_000,
+    rate: int = 1_000,
+    seconds: float = 10.0,
+    runs: int = 3,
+    only: str | None = None,
 ) -> dict[str, Any]:
-    """Every section on a private Redis; what ``make bench`` (bench/run.py) calls."""
+    """Every section on a private Redis (``only``: that one); what ``make bench`` (bench/run.py)
+    calls."""
     topology = _topology()
     with (
         tempfile.TemporaryDirectory() as folder,
@@ -483,16 +551,23 @@ async def run(
     ):
         redis = connect(server.url)
         try:
-            results: dict[str, Any] = {
-                "throughput": await throughput(redis, server.url, topology, events, runs)
-            }
-            results["latency"] = await latency(
-                redis, server.url, topology, rate=rate, seconds=seconds, runs=runs
-            )
-            results["memory"] = await memory(redis, topology, min(events, 5_000))
+            results: dict[str, Any] = {}
+            if only in {None, "throughput"}:
+                results["throughput"] = await throughput(redis, server.url, topology, events, runs)
+            if only in {None, "latency"}:
+                results["latency"] = await latency(
+                    redis, server.url, topology, rate=rate, seconds=seconds, runs=runs
+                )
+            if only == "one":  # not part of the full run: a comparison of per-batch costs
+                results["one"] = await one_at_a_time(
+                    redis, server.url, topology, min(events, 3_000)
+                )
+            if only in {None, "memory"}:
+                results["memory"] = await memory(redis, topology, min(events, 5_000))
         finally:
             await redis.aclose()
-    results["verdicts"] = verdicts(results)
+    if only is None:
+        results["verdicts"] = verdicts(results)
     return results
 
 
@@ -604,7 +679,8 @@ def section(found: dict[str, Any] | None) -> list[str]:
         "read there), the routed one publishes into the intake and reads dinsos' inbox; both "
         "read by a plain XREAD in the publishing process. The router runs as deployed: a process "
         "of its own with default settings (every source of the topology, reads fenced by the "
-        "lease behind XREAD BLOCK 500 ms, batches of 100). **Memory**: `used_memory` growth "
+        "lease behind XREAD BLOCK 500 ms, batches of 100, one round trip a batch and source: "
+        "a batch's writes ride with the source's next read). **Memory**: `used_memory` growth "
         "per event.",
         "",
         *table(found),
@@ -660,6 +736,12 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
+        "--only",
+        choices=["throughput", "latency", "memory", "one"],
+        help="run one section (a comparison of changes; --markdown needs every section); "
+        "'one': deaths one at a time, each awaited in an inbox (per-batch costs, batches of 1)",
+    )
+    parser.add_argument(
         "--markdown", metavar="PATH", help="put the figures into PATH (docs/performance.md)"
     )
     parser.add_argument("--serve", metavar="URL", help=argparse.SUPPRESS)
@@ -671,8 +753,16 @@ if __name__ == "__main__":
     if args.drain:
         asyncio.run(_drain_child(args.drain[0], args.drain[1], int(args.drain[2])))
         sys.exit(0)
+    if args.only and args.markdown:
+        parser.error("--markdown needs every section: leave out --only")
     found = asyncio.run(
-        run(events=args.events, rate=args.rate, seconds=args.seconds, runs=args.runs)
+        run(
+            events=args.events,
+            rate=args.rate,
+            seconds=args.seconds,
+            runs=args.runs,
+            only=args.only,
+        )
     )
     for part, values in found.items():
         if part == "verdicts":
@@ -681,7 +771,8 @@ if __name__ == "__main__":
         for name, value in values.items():
             shown = f"{value:,.2f}" if isinstance(value, float | int) else str(value)
             print(f"  {name}: {shown}")
-    print("\n".join(table(found)))
+    if args.only is None:
+        print("\n".join(table(found)))
     if args.markdown:
         command = " ".join([".venv/bin/python -m bench.router", *sys.argv[1:]])
         update_markdown(Path(args.markdown), found, command)

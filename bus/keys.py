@@ -272,6 +272,12 @@ def routed_mark(inbox_key: str) -> str:
     return f"{inbox_key}:routed"
 
 
+ROUTER_REPLICAS = "simpul:router:replicas"
+"""The live router replicas: a sorted set, each replica's name scored with the time (Redis's
+clock, ms) its presence expires unless renewed. Each replica holds at most its share of the
+sources, ceil(sources / live replicas), so several replicas spread them (decision 0011)."""
+
+
 def router_lease(source: str) -> str:
     """Which router replica reads ``source`` (an intake or a department stream) right now: a
     string with a TTL, beside the source on its slot. One reader per source keeps its order."""

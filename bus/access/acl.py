@@ -498,6 +498,11 @@ def _router(topology: Topology, hashes: tuple[str, ...]) -> AclUser:
             tuple(f"~{k}" for s in [*intakes, *streams] for k in (s, keys.router_lease(s))),
             why="its reads, fenced by the lease (the read function names source and lease)",
         ),
+        Grant(
+            ("+zadd", "+zremrangebyscore", "+zcard", "+zrem"),
+            (f"~{keys.ROUTER_REPLICAS}",),
+            why="the live replicas, so each holds its share of the sources",
+        ),
     ]
     root = Grant((*CONNECT, *SCRIPTS, "+time"))
     return AclUser(topology.router.principal, "router", True, hashes, root, tuple(selectors))

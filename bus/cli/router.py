@@ -32,7 +32,7 @@ from bus.devmaterial import is_dev_key, refuse_dev_keys
 from bus.errors import ConfigurationError, SimpulError
 from bus.logging import configure
 from bus.router import Router, RouterConfig, ahead_of_time, backfill, migrate, reset_intake
-from bus.router.engine import MAX_REFUSALS
+from bus.router.common import MAX_REFUSALS
 from bus.settings import ComponentSettings, Settings
 from bus.signing import KeyRing, Signer, SignerSettings
 

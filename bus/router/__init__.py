@@ -6,35 +6,35 @@ from typing import TYPE_CHECKING
 from bus._lazy import exports
 
 if TYPE_CHECKING:
-    from bus.router.engine import (
+    from bus.router.common import RejectReason, RouterConfig, trim_inbox
+    from bus.router.engine import Router
+    from bus.router.operations import (
         AheadOfTime,
         IntakeReset,
         Migration,
-        RejectReason,
-        Router,
-        RouterConfig,
         ahead_of_time,
         backfill,
         migrate,
         reset_intake,
-        trim_inbox,
     )
 
 _EXPORTS = {
-    name: ("bus.router.engine", name)
-    for name in (
-        "AheadOfTime",
-        "IntakeReset",
-        "RejectReason",
-        "Router",
-        "RouterConfig",
-        "ahead_of_time",
-        "backfill",
-        "migrate",
-        "Migration",
-        "reset_intake",
-        "trim_inbox",
-    )
+    **{
+        name: ("bus.router.common", name) for name in ("RejectReason", "RouterConfig", "trim_inbox")
+    },
+    "Router": ("bus.router.engine", "Router"),
+    **{
+        name: ("bus.router.operations", name)
+        for name in (
+            "AheadOfTime",
+            "IntakeReset",
+            "ahead_of_time",
+            "backfill",
+            "migrate",
+            "Migration",
+            "reset_intake",
+        )
+    },
 }
 
 __all__ = [

@@ -33,7 +33,7 @@ import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from pydantic import ValidationError
@@ -48,82 +48,27 @@ from bus.envelope import MAX_ID, Envelope, format_time
 from bus.errors import ConfigurationError, DecodeError
 from bus.functions import BusFunction
 from bus.logging import get_logger
-from bus.projection import FORWARDING_FIELDS, Disclosure, disclosures, forward_each
+from bus.projection import FORWARDING_FIELDS, disclosures, forward_each
+from bus.router.common import (
+    CONSUMER,
+    NOT_HOLDER,
+    Counts,
+    Entries,
+    Refusal,
+    RejectReason,
+    Route,
+    RouterConfig,
+    Settlement,
+    _flat,
+    _next_id,
+    _pairs,
+    trim_inbox,
+)
 from bus.signing import KeyRing, Signer
 
 _log = get_logger("bus.router")
 
-NOT_HOLDER = "SIMPUL_NOT_HOLDER"
-"""The error of a fenced read by a replica whose lease lapsed (bus/router_read.lua)."""
-CONSUMER = "router"
-"""The consumer name of every router replica: a lease makes one replica read a source at a time,
-and the same name makes the next one find what the last left pending."""
-MAX_ENTRY_BYTES = 64 * 1024
-"""The default cap on an intake entry (field names and values, in bytes)."""
-MAX_REFUSALS = 10_000
-"""The default number of refusals kept per intake (``simpul:intake:{<principal>}:dlq``), newest
-first: the evidence of what a producer sent wrong, bounded."""
-
 _ORIGIN_FIELDS = tuple(name.encode() for name in FORWARDING_FIELDS)
-Entries = list[tuple[bytes, dict[bytes, bytes]]]
-Settlement = list[Callable[[Any], Any]]
-"""What settles a routed batch on its source (its ack, an intake's trim), each queued on a
-pipeline: sent with the source's next read, so a turn costs two round trips, not three."""
-
-
-class RejectReason:
-    """Why admission refused an entry (``dlq.reason`` in the producer's dead letters); the
-    signature reasons are those of bus.deadletter.Reason."""
-
-    TOO_LARGE = "too_large"
-    UNDECODABLE = "undecodable"
-    TYPE_NOT_ALLOWED = "type_not_allowed"
-    UNKNOWN_TYPE = "unknown_type"
-    CONTRACT_VIOLATION = "contract_violation"
-    SIGNER_NOT_OWNER = "signer_not_owner"
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """Why admission refused an entry: ``dlq.reason`` and ``dlq.error`` (no personal data)."""
-
-    reason: str
-    error: str
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """One subscription's inbox for one department stream, and what it may see of a type."""
-
-    group: str
-    inbox: str
-    disclosure: Disclosure  # what the subscription may see of the type
-
-
-@dataclass
-class Counts:
-    """What the router did since it started (the exporter and the tests read these)."""
-
-    admitted: int = 0
-    duplicates: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)
-    forwarded: int = 0
-    trimmed: int = 0
-
-
-@dataclass(frozen=True)
-class RouterConfig:
-    """The router's knobs. ``lease_ms``: how long a replica owns a source without renewing
-    (a dead replica's sources move after this); the lease is renewed once a third of it has
-    passed, so ``block_ms`` must stay well below a third of it."""
-
-    batch_size: int = 100
-    block_ms: int = 500
-    lease_ms: int = 5_000
-    max_entry_bytes: int = MAX_ENTRY_BYTES
-    dedupe_ttl_ms: int = 7 * 24 * 3600 * 1000
-    trim_every_s: float = 5.0
-    max_refusals: int = MAX_REFUSALS
 
 
 @dataclass
@@ -148,6 +93,18 @@ class _Forwards:
 
     def add(self, origin: bytes, fields: list[bytes]) -> None:
         self.args += (origin, b"%d" % len(fields), *fields)
+
+
+@dataclass
+class _Turn:
+    """A routed batch's writes, not sent yet: they go with the source's next read (one round
+    trip a batch), and once every one of them returned, ``settlement`` (the batch's ack, an
+    intake's trim) goes with the read after."""
+
+    commands: list[tuple[Any, ...]]  # the writes, in order
+    settlement: Settlement
+    function: BusFunction  # whose errors the writes' errors are (a library gone: translated)
+    replied: Callable[[list[Any]], None] = lambda replies: None  # the counts, from the replies
 
 
 class Router:
@@ -184,10 +141,15 @@ class Router:
         self.routes = self._routes()
         self.sources = [*self.intakes, *sorted(self.routes)]
         self.owned: set[str] = set()
+        self.live = 1  # router replicas alive, this one included (keys.ROUTER_REPLICAS)
+        self._taking: set[str] = set()  # sources whose lease this replica is asking for
         self._renewed: dict[str, float] = {}  # source -> when its lease was last taken/renewed
         self._taken: set[str] = set()  # sources whose lease was taken anew, not renewed
         self._tail: dict[str, bytes] = {}  # source -> the last id seen there (to wait from)
         self._unsettled: dict[str, Settlement] = {}  # source -> its last batch's ack, not sent
+        self._unwritten: dict[str, _Turn] = {}  # source -> its last batch's writes, not sent
+        self._sent: dict[str, _Turn] = {}  # source -> writes sent, their replies not back yet
+        self._read_to: dict[str, bytes] = {}  # source -> the last id its last read returned
         self._log = _log.bind(replica=replica)
 
     # -- the routing table ------------------------------------------------------------------
@@ -237,10 +199,12 @@ class Router:
                     f"{group}'s to {event_type}"
                 )
         self._log.info("router_started", sources=len(self.sources))
+        await self._announce()  # counted before taking a source: newcomers get their share
         tasks = [
             asyncio.create_task(self._source_loop(s), name=f"router:{s}") for s in self.sources
         ]
         tasks.append(asyncio.create_task(self._trim_loop(), name="router:trim"))
+        tasks.append(asyncio.create_task(self._presence_loop(), name="router:presence"))
         try:
             await self._stopping.wait()
         finally:
@@ -251,8 +215,15 @@ class Router:
                 with contextlib.suppress(ResponseError, *TRANSIENT):
                     for source, settlement in list(self._unsettled.items()):
                         await self._settle(source, settlement)
+                    # Writes sent with a read that was waiting (their replies never came) or
+                    # not sent yet: (again) now, idempotent, and the batch settled.
+                    for pending in (self._sent, self._unwritten):
+                        for source, turn in list(pending.items()):
+                            del pending[source]
+                            await self._settle(source, await self._write(turn))
                     for source in list(self.owned):
                         await self._release(source)
+                    await self.redis.zrem(keys.ROUTER_REPLICAS, self.replica)
             self._log.info("router_stopped")
 
     def stop(self) -> None:
@@ -261,37 +232,46 @@ class Router:
     async def _source_loop(self, source: str) -> None:
         delay = 0.05
         drained = False  # nothing pending with the router's consumer on this source
+        after = b"0"  # where the next read of what is pending starts
         task = asyncio.current_task()
         while not self._stopping.is_set():
             # redis-py may swallow a cancellation that hits a command in flight: ask the task.
             if task is not None and task.cancelling():
                 raise asyncio.CancelledError
             try:
+                if self._surplus(source):  # another replica came: hand this one over
+                    drained, after = False, b"0"
+                    await self._hand_over(source)
+                    await self._sleep(self.config.lease_ms / 3000)
+                    continue
                 if not await self._hold(source):
-                    drained = False  # whoever has it may leave entries pending
-                    self._unsettled.pop(source, None)  # the next holder reads them again
+                    drained, after = False, b"0"  # whoever has it may leave entries pending
+                    self._forget(source)  # the next holder reads them again
                     await self._sleep(self.config.lease_ms / 3000)
                     continue
                 if source in self._taken:  # newly taken (maybe after another's tenure)
                     self._taken.discard(source)
-                    drained = False
+                    drained, after = False, b"0"
                 if not drained:
                     await self._ensure_group(source)
                 # What this source's consumer has pending (a predecessor's, or ours after an
                 # error) comes first, in order; then what is new. Once nothing is pending, only
-                # new entries are read while the lease stays ours (one round trip a turn, which
-                # also carries the ack of the batch before: see Settlement).
-                pending = [] if drained else await self._read(source, "0", block=None)
+                # new entries are read while the lease stays ours. One round trip a turn: the
+                # read carries the writes of the batch before and the ack of the one before
+                # that (see _Turn); a read of what is pending starts after the last one's
+                # batch, whose writes and ack are not sent yet.
+                pending = [] if drained else await self._read(source, after, block=None)
                 drained = not pending
+                after = self._read_to.get(source, b"0") if pending else b"0"
                 entries = pending or await self._read(source, ">", block=self.config.block_ms)
                 if entries:
-                    self._unsettled[source] = await self._route(source, entries)
+                    self._unwritten[source] = await self._route(source, entries)
                 delay = 0.05
             except asyncio.CancelledError:
                 raise
             except (ResponseError, *TRANSIENT) as exc:
-                drained = False  # a batch may be left pending: read it again first
-                self._unsettled.pop(source, None)
+                drained, after = False, b"0"  # a batch may be left pending: read it again first
+                self._forget(source)
                 if NOT_HOLDER in str(exc):  # the lease lapsed (a pause): ask Redis next turn
                     self._renewed.pop(source, None)
                     self.owned.discard(source)
@@ -301,8 +281,8 @@ class Router:
                 await self._sleep(delay)
                 delay = min(delay * 2, 5.0)
             except Exception as exc:  # a bug must not silently stop a source: log, retry
-                drained = False
-                self._unsettled.pop(source, None)
+                drained, after = False, b"0"
+                self._forget(source)
                 self._log.error(
                     "router_source_crashed",
                     source=source,
@@ -311,19 +291,87 @@ class Router:
                 )
                 await self._sleep(5.0)
 
+    def _forget(self, source: str) -> None:
+        """Drop what this replica has not sent for ``source``: what it read stays pending with
+        the router's consumer, and is read (and written, idempotently) again first."""
+        self._unsettled.pop(source, None)
+        self._unwritten.pop(source, None)
+        self._sent.pop(source, None)
+
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
+    def share(self) -> int:
+        """How many sources this replica may hold: ceil(sources / live replicas)."""
+        return -(-len(self.sources) // max(1, self.live))
+
+    def _renewal_due(self, source: str) -> bool:
+        renewed = self._renewed.get(source)
+        return renewed is None or time.monotonic() - renewed >= self.config.lease_ms / 3000
+
+    def _surplus(self, source: str) -> bool:
+        """Whether to give ``source`` up: held, due for renewal, and this replica holds more
+        than its share (a replica joined)."""
+        return source in self.owned and self._renewal_due(source) and len(self.owned) > self.share()
+
+    async def _hand_over(self, source: str) -> None:
+        """Give ``source`` up cleanly: what was read is written and acked first, then the lease
+        goes (a replica with fewer than its share takes it at its next try)."""
+        self.owned.discard(source)  # at once: no other source of this replica also goes for it
+        try:
+            settlement = self._unsettled.pop(source, None)
+            if settlement:
+                await self._settle(source, settlement)
+            turn = self._unwritten.pop(source, None)
+            if turn is not None:
+                await self._settle(source, await self._write(turn))
+        finally:
+            self._forget(source)  # on an error: pending, read again by the next holder
+            await self._release(source)
+        self._log.info("router_source_handed_over", source=source, share=self.share())
+
+    async def _announce(self) -> None:
+        """Renew this replica's presence and count the live ones (keys.ROUTER_REPLICAS, Redis's
+        clock); a Redis that refuses it (an ACL from before) leaves the count at one: this
+        replica then takes every free source, as before there was a share."""
+        try:
+            now = await self._now_ms()
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(keys.ROUTER_REPLICAS, {self.replica: now + self.config.lease_ms})
+                pipe.zremrangebyscore(keys.ROUTER_REPLICAS, "-inf", now)
+                pipe.zcard(keys.ROUTER_REPLICAS)
+                replies = await pipe.execute()
+        except (ResponseError, *TRANSIENT) as exc:
+            self.live = 1
+            self._log.warning("router_presence_failed", error=str(exc)[:200])
+            return
+        self.live = max(1, int(replies[-1]))
+
+    async def _presence_loop(self) -> None:
+        task = asyncio.current_task()
+        while not self._stopping.is_set():
+            await self._sleep(self.config.lease_ms / 3000)
+            await self._announce()
+            if task is not None and task.cancelling():  # as in _trim_loop
+                raise asyncio.CancelledError
+
     async def _hold(self, source: str) -> bool:
         """Whether this replica holds ``source``'s lease: renewed once a third of it has passed
         (not every turn: two round trips a turn were a third of an idle source's traffic and
-        delayed every event by them)."""
-        renewed = self._renewed.get(source)
-        if renewed is not None and time.monotonic() - renewed < self.config.lease_ms / 3000:
+        delayed every event by them). A free source is taken only while this replica holds
+        fewer than its share."""
+        if not self._renewal_due(source):
             return True
+        if source not in self.owned and len(self.owned | self._taking) >= self.share():
+            return False
         began = time.monotonic()
-        if await self._lease(source):
+        self._taking.add(source)  # counted at once: the other sources' loops run meanwhile
+        try:
+            held = await self._lease(source)
+        finally:
+            self._taking.discard(source)
+        if held:
             self._renewed[source] = began
             return True
         self._renewed.pop(source, None)
@@ -361,9 +409,10 @@ class Router:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def _read(self, source: str, cursor: str, *, block: int | None) -> Entries:
-        """The next batch of ``source`` (``0``: what is pending with the router's consumer;
-        ``>``: new entries), after settling the batch routed before, in the same round trip.
+    async def _read(self, source: str, cursor: str | bytes, *, block: int | None) -> Entries:
+        """The next batch of ``source`` (``0`` or an entry id: what is pending with the
+        router's consumer after it; ``>``: new entries), in the round trip that also sends
+        the writes of the batch routed before and the ack of the one before that.
 
         The read is fenced by the lease (bus/router_read.lua: XREADGROUP only while this
         replica holds it, one atomic step): a replica paused past its lease reads nothing
@@ -371,8 +420,15 @@ class Router:
         its predecessors read and did not settle — which the inboxes' high-water marks need.
         A function cannot block, so with ``block`` the read of new entries is queued behind an
         ``XREAD BLOCK`` (no group: it delivers nothing) from the last id this replica saw on
-        the source: it runs as soon as something new is there, still one round trip."""
+        the source: it runs as soon as something new is there, still one round trip.
+
+        The writes go first in the pipeline, so they run at once, before any wait; their
+        replies come back with the read's. A batch is acked only in a later round trip, once
+        every write of it returned without an error: an error (or a crash) leaves it pending,
+        to be read and written again (idempotent: publish_batch's event ids, forward_batch's
+        high-water marks), and everything read after it with it, in order."""
         settlement = self._unsettled.pop(source, None) or []
+        turn = self._unwritten.pop(source, None)
         tail = self._tail.get(source) if cursor == ">" and block is not None else None
         read = (
             *await self._read_fenced.command_head(),
@@ -385,20 +441,16 @@ class Router:
             self.config.batch_size,
             cursor,
         )
-        try:
-            if settlement or tail is not None:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for queue in settlement:
-                        queue(pipe)
-                    if tail is not None:
-                        pipe.xread({source: tail}, count=1, block=block)
-                    pipe.execute_command(*read)
-                    reply = (await pipe.execute())[-1]
-            else:
+        if settlement or turn is not None or tail is not None:
+            reply = await self._round_trip(source, settlement, turn, tail, block, read)
+        else:
+            try:
                 reply = await self.redis.execute_command(*read)  # type: ignore[no-untyped-call]
-        except ResponseError as exc:
-            raise self._read_fenced.translate(exc) from None
+            except ResponseError as exc:
+                raise self._read_fenced.translate(exc) from None
         found = cast(list[Any], reply)
+        if found[0]:
+            self._read_to[source] = found[0][-1][0]
         if cursor == ">":  # where to wait from next time: the last entry read, or the stream's
             if found[0]:
                 self._tail[source] = found[0][-1][0]
@@ -407,14 +459,60 @@ class Router:
         # A pending entry deleted meanwhile comes back with no fields: nothing to route.
         return [(e, _pairs(f)) for e, f in found[0] if f]
 
+    async def _round_trip(  # noqa: PLR0917
+        self,
+        source: str,
+        settlement: Settlement,
+        turn: _Turn | None,
+        tail: bytes | None,
+        block: int | None,
+        read: tuple[Any, ...],
+    ) -> Any:
+        """One pipeline: the settlement, the writes, the wait, the fenced read; its reply."""
+        if turn is not None:
+            self._sent[source] = turn
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for queue in settlement:
+                queue(pipe)
+            if turn is not None:
+                for command in turn.commands:
+                    pipe.execute_command(*command)
+            if tail is not None:
+                pipe.xread({source: tail}, count=1, block=block)
+            pipe.execute_command(*read)
+            replies = await pipe.execute(raise_on_error=False)
+        self._sent.pop(source, None)
+        _raise_first(replies[: len(settlement)], self._read_fenced)
+        if turn is not None:
+            self._written(source, turn, replies[len(settlement) : -1 - (tail is not None)])
+        _raise_first(replies[-1:], self._read_fenced)
+        return replies[-1]
+
+    def _written(self, source: str, turn: _Turn, replies: list[Any]) -> None:
+        """A batch's writes returned: its settlement goes with the next read, unless one of
+        them failed (then the batch stays pending, read and written again)."""
+        _raise_first(replies, turn.function)
+        turn.replied(replies)
+        self._unsettled[source] = turn.settlement
+
+    async def _write(self, turn: _Turn) -> Settlement:
+        """Send a batch's writes now (one round trip); its settlement once they returned."""
+        if turn.commands:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for command in turn.commands:
+                    pipe.execute_command(*command)
+                replies = await self._execute(pipe, turn.function)
+            turn.replied(replies)
+        return turn.settlement
+
     # -- routing one batch --------------------------------------------------------------------
 
     async def route(self, source: str, entries: Entries) -> None:
         """Admit (from an intake) or fan out (from a department stream) one batch, then ack."""
-        await self._settle(source, await self._route(source, entries))
+        await self._settle(source, await self._write(await self._route(source, entries)))
 
-    async def _route(self, source: str, entries: Entries) -> Settlement:
-        """Route one batch; what settles it once sent (its writes have all returned)."""
+    async def _route(self, source: str, entries: Entries) -> _Turn:
+        """Route one batch: its writes, and what settles it once they have all returned."""
         owner = keys.intake_owner(source)
         if owner is not None:
             return await self._admit(source, owner, entries)
@@ -428,10 +526,10 @@ class Router:
                 queue(pipe)
             await pipe.execute()
 
-    async def _admit(self, intake: str, owner: str, entries: Entries) -> Settlement:
-        """One round trip: the writes (one publish_batch call per department stream, in entry
-        order, and the dead letters); once all of them returned, the ack and the trim of the
-        intake settle the batch."""
+    async def _admit(self, intake: str, owner: str, entries: Entries) -> _Turn:
+        """The writes (one publish_batch call per department stream, in entry order, and the
+        dead letters); once all of them returned, the ack and the trim of the intake settle
+        the batch."""
         now_ms = await self._now_ms()
         writes: dict[str, _Batch] = {}  # department stream -> its entries, in order
         admitted: list[bytes] = []
@@ -444,29 +542,30 @@ class Router:
             stream, event_id = verdict
             writes.setdefault(stream, _Batch()).add(keys.seen(stream, event_id), _flat(raw))
             admitted.append(entry_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            await self._queue_batches(pipe, writes)
-            for entry_id, raw, reason, error in rejects:
-                await self._queue_reject(pipe, intake, owner, entry_id, raw, reason, error, now_ms)
-            if rejects:
-                # The newest refusals stay as evidence, the oldest beyond the cap go: a producer
-                # that floods its intake with junk cannot grow Redis's memory without bound
-                # (maxmemory with noeviction would then refuse every department's writes).
-                pipe.xtrim(
-                    keys.intake_dead_letters(owner),
-                    maxlen=self.config.max_refusals,
-                    approximate=False,
-                )
-            replies = await self._execute(pipe)
-        for reply in replies[: len(writes)]:
-            added = sum(int(a) for a in reply[::2])
-            self.counts.admitted += added
-            self.counts.duplicates += len(reply) // 2 - added
-        for entry_id, _, reason, _ in rejects:
-            self.counts.rejected[reason] = self.counts.rejected.get(reason, 0) + 1
-            self._log.info(
-                "event_rejected", intake=intake, entry_id=entry_id.decode(), reason=reason
+        commands = await self._batch_commands(writes)
+        for entry_id, raw, reason, error in rejects:
+            commands += await self._reject_commands(
+                intake, owner, entry_id, raw, reason, error, now_ms
             )
+        if rejects:
+            # The newest refusals stay as evidence, the oldest beyond the cap go: a producer
+            # that floods its intake with junk cannot grow Redis's memory without bound
+            # (maxmemory with noeviction would then refuse every department's writes).
+            commands.append(
+                (b"XTRIM", keys.intake_dead_letters(owner), b"MAXLEN", self.config.max_refusals)
+            )
+
+        def replied(replies: list[Any]) -> None:
+            for reply in replies[: len(writes)]:
+                added = sum(int(a) for a in reply[::2])
+                self.counts.admitted += added
+                self.counts.duplicates += len(reply) // 2 - added
+            for entry_id, _, reason, _ in rejects:
+                self.counts.rejected[reason] = self.counts.rejected.get(reason, 0) + 1
+                self._log.info(
+                    "event_rejected", intake=intake, entry_id=entry_id.decode(), reason=reason
+                )
+
         # Everything up to the last entry of the batch is settled (admitted or dead-lettered):
         # the intake keeps nothing the router has done with.
         settlement: Settlement = []
@@ -474,7 +573,7 @@ class Router:
             settlement.append(lambda pipe: pipe.xack(intake, keys.ROUTER_GROUP, *admitted))
         floor = _next_id(entries[-1][0])
         settlement.append(lambda pipe: pipe.xtrim(intake, minid=floor, approximate=False))
-        return settlement
+        return _Turn(commands, settlement, self._publish_batch, replied)
 
     def check(  # noqa: PLR0911  (one return per check, in the order they are made)
         self, owner: str, raw: Mapping[bytes, bytes], now_ms: int
@@ -525,9 +624,8 @@ class Router:
             return Refusal(RejectReason.UNDECODABLE, str(exc))
         return stream, envelope.id
 
-    async def _queue_reject(  # noqa: PLR0917
+    async def _reject_commands(  # noqa: PLR0917
         self,
-        pipe: Any,
         intake: str,
         owner: str,
         entry_id: bytes,
@@ -535,7 +633,8 @@ class Router:
         reason: str,
         error: str,
         now_ms: int,
-    ) -> None:
+    ) -> list[tuple[Any, ...]]:
+        """A refused entry's dead letter (and its ack, in the same function call)."""
         fields: list[bytes] = []
         if reason != RejectReason.TOO_LARGE:  # an oversized entry is not copied: its reason is
             fields = _flat(raw)
@@ -556,22 +655,23 @@ class Router:
             format_time(datetime.fromtimestamp(now_ms / 1000, UTC)).encode(),
         ]
         # Ack and dead-letter in one function call: the intake and its dead letters share a slot.
-        await self._dead_letter(
-            keys=[intake, keys.intake_dead_letters(owner)],
-            args=[keys.ROUTER_GROUP, entry_id, *fields],
-            client=pipe,
-        )
+        head = await self._dead_letter.command_head()
+        dead_letters = keys.intake_dead_letters(owner)
+        out: list[tuple[Any, ...]] = [
+            (*head, 2, intake, dead_letters, keys.ROUTER_GROUP, entry_id, *fields)
+        ]
         # The producer's dedupe marker of a refused event goes too: the event is on no stream,
         # so its corrected version, published again under the same id (an adapter's ids are
         # deterministic), must not be taken for a duplicate. Were the refused entry a second
         # copy of an admitted event, the department stream's own marker still stops a repeat.
         event_id = raw.get(b"id", b"")
         if 0 < len(event_id) <= MAX_ID:  # a longer one is no id the publish function marked
-            pipe.delete(keys.seen(intake, event_id.decode(errors="replace")))
+            out.append((b"DEL", keys.seen(intake, event_id.decode(errors="replace"))))
+        return out
 
-    async def _fan_out(self, stream: str, entries: Entries) -> Settlement:
-        """One round trip: the writes (one forward_batch call per inbox, in entry order); once
-        all of them returned, the ack settles the batch."""
+    async def _fan_out(self, stream: str, entries: Entries) -> _Turn:
+        """The writes (one forward_batch call per inbox, in entry order); once all of them
+        returned, the ack settles the batch."""
         by_type = self.routes.get(stream, {})
         writes: dict[str, _Forwards] = {}  # inbox -> its entries, in order
         for entry_id, raw in entries:
@@ -584,13 +684,17 @@ class Router:
                 if batch is None:
                     batch = writes[route.inbox] = _Forwards()
                 batch.add(entry_id, fields)
-        if writes:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                await self._queue_forwards(pipe, writes)
-                replies = await self._execute(pipe, self._forward_batch)
+
+        def replied(replies: list[Any]) -> None:
             self.counts.forwarded += sum(int(a) for reply in replies for a in reply[::2])
+
         done = [e for e, _ in entries]
-        return [lambda pipe: pipe.xack(stream, keys.ROUTER_GROUP, *done)]
+        return _Turn(
+            await self._forward_commands(writes),
+            [lambda pipe: pipe.xack(stream, keys.ROUTER_GROUP, *done)],
+            self._forward_batch,
+            replied,
+        )
 
     def _forward(self, raw: Mapping[bytes, bytes], route: Route, origin: str) -> list[bytes]:
         """One subscription's inbox entry (see :meth:`_forward_each`)."""
@@ -644,26 +748,30 @@ class Router:
             and not any(name in raw for name in _ORIGIN_FIELDS)
         )
 
-    async def _queue_batches(self, pipe: Any, writes: Mapping[str, _Batch]) -> None:
-        """One idempotent publish_batch call per target stream on ``pipe`` (the event id
-        remembered per target: an entry routed again after a crash is written nowhere twice)."""
+    async def _batch_commands(self, writes: Mapping[str, _Batch]) -> list[tuple[Any, ...]]:
+        """One idempotent publish_batch call per target stream (the event id remembered per
+        target: an entry routed again after a crash is written nowhere twice)."""
         if not writes:
-            return
+            return []
         ttl = str(self.config.dedupe_ttl_ms).encode()
         head = await self._publish_batch.command_head()  # FCALL <name> (EVAL <body> on < 7)
-        for target, batch in writes.items():
-            pipe.execute_command(
-                *head, 1 + len(batch.seen), target.encode(), *batch.seen, ttl, b"", *batch.args
-            )
+        return [
+            (*head, 1 + len(batch.seen), target.encode(), *batch.seen, ttl, b"", *batch.args)
+            for target, batch in writes.items()
+        ]
 
-    async def _queue_forwards(self, pipe: Any, writes: Mapping[str, _Forwards]) -> None:
-        """One forward_batch call per inbox on ``pipe``: its entries in department-stream
-        order, each written unless the inbox's high-water mark (``<inbox>:routed``, the
-        department-stream entry id of the last entry forwarded) is at or above it — so an
-        entry routed again after a crash is written nowhere twice."""
+    async def _forward_commands(self, writes: Mapping[str, _Forwards]) -> list[tuple[Any, ...]]:
+        """One forward_batch call per inbox: its entries in department-stream order, each
+        written unless the inbox's high-water mark (``<inbox>:routed``, the department-stream
+        entry id of the last entry forwarded) is at or above it — so an entry routed again
+        after a crash is written nowhere twice."""
+        if not writes:
+            return []
         head = await self._forward_batch.command_head()  # FCALL <name> (EVAL <body> on < 7)
-        for inbox, batch in writes.items():
-            pipe.execute_command(*head, 2, inbox, keys.routed_mark(inbox), *batch.args)
+        return [
+            (*head, 2, inbox, keys.routed_mark(inbox), *batch.args)
+            for inbox, batch in writes.items()
+        ]
 
     async def _execute(self, pipe: Any, function: BusFunction | None = None) -> list[Any]:
         try:
@@ -725,287 +833,10 @@ class Router:
         return removed
 
 
-async def trim_inbox(redis: Redis, inbox: str, group: str) -> int:
-    """XTRIM an inbox below the oldest entry ``group`` still needs: its oldest pending entry,
-    else its last-delivered id. Nothing happens before the group exists (a service not yet
-    started finds its whole inbox)."""
-    try:
-        groups = await redis.xinfo_groups(inbox)
-    except ResponseError:  # no such key
-        return 0
-    found = next((g for g in groups if _text(g["name"]) == group), None)
-    if found is None:
-        return 0
-    floor = _text(found["last-delivered-id"])
-    if int(found["pending"]):
-        oldest: Any = (await redis.xpending_range(inbox, group, min="-", max="+", count=1))[0]
-        floor = _text(oldest["message_id"])
-    if floor == "0-0":
-        return 0
-    return int(await redis.xtrim(inbox, minid=floor, approximate=False))
-
-
-def _next_id(entry_id: bytes) -> str:
-    """The smallest entry id after ``entry_id`` (XTRIM MINID keeps ids >= its argument)."""
-    ms, _, seq = entry_id.decode().partition("-")
-    if int(seq) < 2**64 - 1:
-        return f"{ms}-{int(seq) + 1}"
-    return f"{int(ms) + 1}-0" if int(ms) < 2**64 - 1 else f"{ms}-{seq}"
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
-    return dict(zip(flat[::2], flat[1::2], strict=True))
-
-
-def _flat(raw: Mapping[bytes, bytes]) -> list[bytes]:
-    out: list[bytes] = []
-    for name, value in raw.items():
-        out += (name, value)
-    return out
-
-
-# -- far-future entry ids -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class AheadOfTime:
-    """A stream whose last-generated id lies ahead of Redis's clock."""
-
-    stream: str
-    last_id: str
-    ahead_s: float
-
-
-async def ahead_of_time(
-    redis: Redis, streams: Sequence[str], *, tolerance: timedelta = timedelta(minutes=5)
-) -> list[AheadOfTime]:
-    """The streams whose ``last-generated-id`` is more than ``tolerance`` ahead of ``TIME``: an
-    explicit far-future (or the maximum) id was added to them, so every later ``*`` id lies
-    there too (or every later add fails)."""
-    seconds, micros = await redis.time()
-    now_ms = int(seconds) * 1000 + int(micros) // 1000
-    found = []
-    for stream in streams:
-        try:
-            info = await redis.xinfo_stream(stream)
-        except ResponseError:
-            continue
-        last = _text(info["last-generated-id"])
-        ms = int(last.split("-")[0])
-        ahead_ms = ms - now_ms
-        if ahead_ms > tolerance.total_seconds() * 1000:
-            found.append(AheadOfTime(stream, last, ahead_ms / 1000))
-    return found
-
-
-@dataclass(frozen=True, slots=True)
-class IntakeReset:
-    """What :func:`reset_intake` did."""
-
-    intake: str
-    moved: int
-    last_id_before: str
-
-
-async def reset_intake(redis: Redis, principal: str, *, hold_ms: int = 60_000) -> IntakeReset:
-    """Give a producer a fresh intake (as the admin): the entries the router has not settled yet
-    (pending or never read) move, in order, to a new stream with server-generated ids, which
-    takes the intake's name; the router's group starts at its beginning. Router replicas stand
-    off while it runs (it holds their lease). Recovers an intake wedged by a far-future or
-    maximum explicit id; the department stream and every other intake are untouched."""
-    intake = keys.intake(principal)
-    lease = keys.router_lease(intake)
-    holder = f"reset-intake-{time.time_ns()}"
-    # Take the lease from whoever has it; a router replica renewing meanwhile finds it taken.
-    await redis.set(lease, holder, px=hold_ms)
-    try:
-        info = await redis.xinfo_stream(intake)
-    except ResponseError:
-        await redis.delete(lease)
-        return IntakeReset(intake, 0, "0-0")
-    last_before = _text(info["last-generated-id"])
-    keep: list[tuple[bytes, dict[bytes, bytes]]] = []
-    groups = {_text(g["name"]): g for g in await redis.xinfo_groups(intake)}
-    router = groups.get(keys.ROUTER_GROUP)
-    delivered = _text(router["last-delivered-id"]) if router else "0-0"
-    pending: set[bytes] = set()
-    if router and int(router["pending"]):
-        items: Any = await redis.xpending_range(
-            intake, keys.ROUTER_GROUP, min="-", max="+", count=1_000_000
-        )
-        for item in items:
-            pending.add(item["message_id"])
-    async for entry_id, fields in _scan(redis, intake):
-        if entry_id in pending or _after(entry_id.decode(), delivered):
-            keep.append((entry_id, fields))
-    fresh = f"{intake}:reset"
-    await redis.delete(fresh)
-    for _, fields in keep:
-        await redis.xadd(fresh, fields)  # type: ignore[arg-type]
-    await redis.xgroup_create(fresh, keys.ROUTER_GROUP, id="0", mkstream=True)
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.delete(intake)
-        pipe.rename(fresh, intake)
-        await pipe.execute()
-    await redis.delete(lease)
-    _log.warning("intake_reset", intake=intake, moved=len(keep), last_id_before=last_before)
-    return IntakeReset(intake, len(keep), last_before)
-
-
-async def _scan(redis: Redis, stream: str, count: int = 500) -> Any:
-    start = "-"
-    while True:
-        batch: Any = await redis.xrange(stream, min=start, max="+", count=count)
-        for entry_id, fields in batch:
-            yield entry_id, fields
-        if len(batch) < count:
-            return
-        start = "(" + batch[-1][0].decode()
-
-
-def _after(entry_id: str, other: str) -> bool:
-    a, _, b = entry_id.partition("-")
-    c, _, d = other.partition("-")
-    return (int(a), int(b or 0)) > (int(c), int(d or 0))
-
-
-# -- migration from shared groups, backfill of a new subscription ----------------------------
-
-
-@dataclass
-class Migration:
-    """What :func:`migrate` did: per inbox, how many entries it wrote (and ``done`` markers)."""
-
-    positions: dict[str, str] = field(default_factory=dict)  # stream -> router group start
-    copied: dict[str, int] = field(default_factory=dict)  # inbox -> entries written
-    markers: int = 0
-
-
-async def migrate(router: Router, *, hold_ms: int = 120_000) -> Migration:
-    """Move a running bus from shared groups on the department streams to inboxes (decision
-    0011, "Migration"). ``router`` must be built on an admin connection; the services must be
-    stopped (their groups' positions frozen) and no router running. For each department
-    stream: the router's group is created at the stream's current end R; for each of its
-    subscriptions whose service group exists there, the group's pending entries and every
-    entry after its last-delivered id up to R are written to its inbox, in id order, as the
-    router writes (its high-water mark advances with them); the group's ``done`` markers of
-    those events are copied, so a ``once`` handler that ran but was not acked does not run
-    again. A stream already migrated
-    (the router's group exists) is left alone."""
-    report = Migration()
-    redis = router.redis
-    for stream, by_type in sorted(router.routes.items()):
-        lease = keys.router_lease(stream)
-        await redis.set(lease, "migrate", px=hold_ms)
-        try:
-            await _migrate_stream(router, stream, by_type, report)
-        finally:
-            await redis.delete(lease)
-    return report
-
-
-async def _migrate_stream(
-    router: Router, stream: str, by_type: Mapping[str, list[Route]], report: Migration
-) -> None:
-    redis = router.redis
-    try:
-        info: Any = await redis.xinfo_stream(stream)
-        end = _text(info["last-generated-id"])
-    except ResponseError:  # no stream yet: nothing to copy
-        end = "0-0"
-    try:
-        await redis.xgroup_create(stream, keys.ROUTER_GROUP, id=end, mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" in str(exc):
-            return  # migrated before
-        raise
-    report.positions[stream] = end
-    groups = {_text(g["name"]): g for g in await redis.xinfo_groups(stream)}
-    routes = {r.group: r for rs in by_type.values() for r in rs}
-    for group, route in sorted(routes.items()):
-        found = groups.get(group)
-        if found is None:
-            continue  # never consumed: the inbox starts with what the router forwards
-        types = {t: r for t, rs in by_type.items() for r in rs if r.group == group}
-        copied, markers = await _copy(router, stream, route, types=types, group=found, end=end)
-        report.copied[route.inbox] = copied
-        report.markers += markers
-
-
-async def _copy(
-    router: Router, stream: str, route: Route, *, types: Mapping[str, Route], group: Any, end: str
-) -> tuple[int, int]:
-    """``types``: each event type routed to this group, with its route (its disclosure)."""
-    redis = router.redis
-    wanted: dict[bytes, dict[bytes, bytes]] = {}
-    if int(group["pending"]):
-        items: Any = await redis.xpending_range(
-            stream, route.group, min="-", max="+", count=1_000_000
-        )
-        for item in items:
-            entry: Any = await redis.xrange(stream, min=item["message_id"], max=item["message_id"])
-            if entry:
-                wanted[entry[0][0]] = entry[0][1]
-    start = "(" + _text(group["last-delivered-id"])
-    async for entry_id, fields in _scan_from(redis, stream, start, end):
-        wanted[entry_id] = fields
-    calls, events = [], []
-    for entry_id in sorted(wanted, key=lambda e: _id_key(e.decode())):
-        fields = wanted[entry_id]
-        typed = types.get(fields.get(b"type", b"").decode(errors="replace"))
-        if typed is None:
-            continue
-        event_id = fields.get(b"id", b"").decode(errors="replace") or entry_id.decode()
-        calls.append((entry_id, router._forward(fields, typed, entry_id.decode())))
-        events.append(event_id)
-    await router._forward_all(route.inbox, calls)
-    markers = 0
-    for event_id in events:
-        old = keys.done(stream, route.group, event_id)
-        value, ttl = await redis.get(old), await redis.pttl(old)
-        if value == b"done":
-            await redis.set(
-                keys.done(route.inbox, route.group, event_id),
-                value,
-                px=ttl if ttl > 0 else router.config.dedupe_ttl_ms,
-            )
-            markers += 1
-    return len(calls), markers
-
-
-async def backfill(router: Router, stream: str, group: str, *, after: str = "0-0") -> int:
-    """Write the entries of ``stream`` after ``after`` up to the router's position on it into
-    ``group``'s inbox (a subscription added later). Run it with the routers stopped, before
-    they start with the new topology: their writes would otherwise interleave with these."""
-    routes = {r.group: r for rs in router.routes.get(stream, {}).values() for r in rs}
-    route = routes.get(group)
-    if route is None:
-        raise ValueError(f"group {group} has no subscription on {stream} in the topology")
-    groups = {_text(g["name"]): g for g in await router.redis.xinfo_groups(stream)}
-    mine = groups.get(keys.ROUTER_GROUP)
-    end = _text(mine["last-delivered-id"]) if mine else "0-0"
-    types = {t: r for t, rs in router.routes[stream].items() for r in rs if r.group == group}
-    fake = {"pending": 0, "last-delivered-id": after}
-    copied, _ = await _copy(router, stream, route, types=types, group=fake, end=end)
-    return copied
-
-
-async def _scan_from(redis: Redis, stream: str, start: str, end: str, count: int = 500) -> Any:
-    if _id_key(end) == (0, 0):
-        return
-    while True:
-        batch: Any = await redis.xrange(stream, min=start, max=end, count=count)
-        for entry_id, fields in batch:
-            yield entry_id, fields
-        if len(batch) < count:
-            return
-        start = "(" + batch[-1][0].decode()
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
+def _raise_first(replies: Sequence[Any], function: BusFunction) -> None:
+    """Raise the first error among a pipeline's ``replies`` (``function``'s errors translated)."""
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            raise function.translate(reply)
+        if isinstance(reply, Exception):
+            raise reply

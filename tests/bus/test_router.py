@@ -601,6 +601,58 @@ async def test_a_replica_paused_past_its_lease_reads_nothing_and_its_late_writes
     await admin.aclose()
 
 
+async def test_two_replicas_each_hold_a_share_and_a_dead_ones_share_goes_to_the_other(
+    routed: RoutedServer,
+) -> None:
+    """Each replica holds at most ceil(sources / live replicas): the first takes every source,
+    gives half up once a second one is counted, and takes the share of one that died (killed:
+    no stop, its presence and leases expire). Events keep flowing through every change."""
+    admin = routed.connect(ADMIN)
+    dukcapil = publisher(routed, "adapter-dukcapil")
+    first = routed.router(replica="first", lease_ms=600)
+    second = routed.router(replica="second", lease_ms=600)
+    sources = len(first.sources)
+    half = -(-sources // 2)
+
+    async def holders() -> dict[str, int]:
+        found: dict[str, int] = {}
+        for source in first.sources:
+            holder = await admin.get(keys.router_lease(source))
+            if holder is not None:
+                found[holder.decode()] = found.get(holder.decode(), 0) + 1
+        return found
+
+    async with running(first):
+        await wait_until(lambda: _holding(holders, {"first": sources}), timeout=10)
+        assert first.share() == sources
+        task = asyncio.create_task(second.run())
+        await wait_until(
+            lambda: _holding(holders, {"first": half, "second": sources - half}), timeout=15
+        )
+        assert first.live == second.live == 2
+        assert len(first.owned) <= half and len(second.owned) <= half
+        for i in range(10):
+            await dukcapil.publish(example(CitizenDied), id=f"s-{i}")
+        await wait_until(lambda: _len(admin, DINSOS, 10), timeout=10)
+        task.cancel()  # killed: no stop(), its presence and leases stay until they expire
+        await asyncio.gather(task, return_exceptions=True)
+        await second.redis.aclose()
+        for i in range(10, 20):
+            await dukcapil.publish(example(CitizenDied), id=f"s-{i}")
+        await wait_until(lambda: _holding(holders, {"first": sources}), timeout=15)
+        assert first.live == 1
+        await wait_until(lambda: _len(admin, DINSOS, 20), timeout=10)
+    assert [f[b"id"] for f in await _entries(admin, DINSOS)] == [
+        f"s-{i}".encode() for i in range(20)
+    ]
+    assert await admin.zcard(keys.ROUTER_REPLICAS) == 0  # a graceful stop leaves no presence
+    await admin.aclose()
+
+
+async def _holding(holders: Any, expected: dict[str, int]) -> bool:
+    return bool(await holders() == expected)
+
+
 async def test_inboxes_are_trimmed_once_their_group_acked(routed: RoutedServer) -> None:
     admin = routed.connect(ADMIN)
     dukcapil = publisher(routed, "adapter-dukcapil")
