@@ -735,6 +735,24 @@ def backfill_section(out: dict[str, Any]) -> list[str]:
         "",
         *backfill.table(b),
         "",
+        *_sources_section(b),
+    ]
+
+
+def _sources_section(b: dict[str, Any]) -> list[str]:
+    """Every other source's adapter against its own raw loop (bench/backfill.py), if measured."""
+    others = {k: v for k, v in b.get("sources", {}).items() if k != "postgresql"}
+    if not others:
+        return []
+    return [
+        "### Every other source against a raw loop of its own",
+        "",
+        f"{next(iter(others.values()))['rows']:,} rows each besides PostgreSQL polling (the "
+        "table above), the raw loop and the adapter alternately in child processes of their "
+        "own, the median of the runs' ratios.",
+        "",
+        *backfill.sources_table(b),
+        "",
     ]
 
 
