@@ -40,7 +40,7 @@ from bus.adapter.records import (
     record_event_id,
 )
 from bus.adapter.report import Reporter
-from bus.connection import TRANSIENT, outage_text, translate
+from bus.connection import TRANSIENT, translate
 from bus.envelope import Envelope
 from bus.errors import RedisUnavailable, SimpulError, SourceError
 from bus.logging import get_logger
@@ -129,7 +129,7 @@ class Adapter:
                 elif isinstance(exc, RedisError | RedisClusterException):
                     problem = str(translate(exc))
                 else:
-                    problem = f"{type(exc).__name__}: {outage_text(exc) or 'no detail given'}"
+                    problem = f"{type(exc).__name__}: {str(exc) or 'no detail given'}"
                 _log.warning(
                     "adapter_pass_failed",
                     adapter=self.name,

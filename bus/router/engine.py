@@ -213,14 +213,8 @@ class Router:
             await asyncio.gather(*tasks, return_exceptions=True)
             if self._stopping.is_set():  # a graceful stop hands its sources over at once
                 with contextlib.suppress(ResponseError, *TRANSIENT):
-                    for source, settlement in list(self._unsettled.items()):
-                        await self._settle(source, settlement)
-                    # Writes sent with a read that was waiting (their replies never came) or
-                    # not sent yet: (again) now, idempotent, and the batch settled.
-                    for pending in (self._sent, self._unwritten):
-                        for source, turn in list(pending.items()):
-                            del pending[source]
-                            await self._settle(source, await self._write(turn))
+                    for source in {*self._unsettled, *self._sent, *self._unwritten}:
+                        await self._flush(source)
                     for source in list(self.owned):
                         await self._release(source)
                     await self.redis.zrem(keys.ROUTER_REPLICAS, self.replica)
@@ -291,6 +285,18 @@ class Router:
                 )
                 await self._sleep(5.0)
 
+    async def _flush(self, source: str) -> None:
+        """Settle what ``source``'s batches left: the ack of the batch whose writes returned,
+        then the writes sent with a read still waiting (their replies never came) or not sent
+        yet — (again) now, idempotent — each batch settled once they returned."""
+        settlement = self._unsettled.pop(source, None)
+        if settlement:
+            await self._settle(source, settlement)
+        for pending in (self._sent, self._unwritten):
+            turn = pending.pop(source, None)
+            if turn is not None:
+                await self._settle(source, await self._write(turn))
+
     def _forget(self, source: str) -> None:
         """Drop what this replica has not sent for ``source``: what it read stays pending with
         the router's consumer, and is read (and written, idempotently) again first."""
@@ -320,12 +326,7 @@ class Router:
         goes (a replica with fewer than its share takes it at its next try)."""
         self.owned.discard(source)  # at once: no other source of this replica also goes for it
         try:
-            settlement = self._unsettled.pop(source, None)
-            if settlement:
-                await self._settle(source, settlement)
-            turn = self._unwritten.pop(source, None)
-            if turn is not None:
-                await self._settle(source, await self._write(turn))
+            await self._flush(source)
         finally:
             self._forget(source)  # on an error: pending, read again by the next holder
             await self._release(source)
