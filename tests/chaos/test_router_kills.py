@@ -35,7 +35,7 @@ from bus import keys
 from bus.connection import connect
 from bus.local.redis import EmbeddedRedis, free_port
 from tests.chaos import gauge
-from tests.chaos.checker import observe
+from tests.chaos.checker import Observed, observe
 from tests.chaos.harness import Processes, Run, aim, wait_ready
 from tests.chaos.router import INBOXES, INTAKE, PRODUCER
 from tests.chaos.test_redis_kills import crash_and_restart
@@ -71,6 +71,22 @@ async def admitted_so_far(redis: Redis) -> int:
     """How many events the routers have admitted onto the partitions so far: the Redis crash
     must come while the producer still publishes, however slow the machine makes the faults."""
     return sum([await redis.xlen(partition) for partition in gauge.PARTITIONS])
+
+
+async def router_settled(redis: Redis, *, timeout: float) -> tuple[Observed, Observed]:
+    """The router group on the partitions and on the intake once it has nothing pending or
+    unread, or after ``timeout`` seconds as it stands. The inboxes can be settled before the
+    router acks what it wrote to them: a batch's ack goes with the read after its writes (one
+    round trip a batch), and a replica killed between the two leaves the batch pending until
+    the next holder reads it again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        admitted = await observe(redis, gauge.PARTITIONS, "router")
+        intake = await observe(redis, [INTAKE], "router")
+        settled = not (admitted.pending or admitted.lag or intake.pending or intake.lag)
+        if settled or time.monotonic() > deadline:
+            return admitted, intake
+        await asyncio.sleep(0.1)
 
 
 def in_partition(partition: int) -> Callable[[str], bool]:
@@ -154,8 +170,7 @@ async def test_routers_consumers_and_redis_killed_lose_and_repeat_nothing_per_in
                 inbox: await run.report(redis, [inbox], subjects=in_partition(n))
                 for n, inbox in enumerate(INBOXES)
             }
-            admitted = await observe(redis, gauge.PARTITIONS, "router")
-            intake = await observe(redis, [INTAKE], "router")
+            admitted, intake = await router_settled(redis, timeout=20)
             procs.assert_alive(*ROUTERS, *REPLICAS)
         finally:
             await redis.aclose()
