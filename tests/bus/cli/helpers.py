@@ -3,6 +3,9 @@ and consuming with a plain client."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,24 @@ runner = CliRunner()
 
 def simpul(*args: str) -> Any:
     return runner.invoke(app, list(args))
+
+
+def cli_env(redis_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a ``simpul`` process against ``redis_url``, logging JSON."""
+    return dict(os.environ, SIMPUL_REDIS_URL=redis_url, SIMPUL_LOG_FORMAT="json", **extra)
+
+
+def simpul_process(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``simpul ARGS`` as a process of its own, its output piped: for the commands that run
+    until stopped (tail --follow, the exporter, run)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "bus.cli.app", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def publish(client: Redis, count: int, start: int = 0) -> list[str]:

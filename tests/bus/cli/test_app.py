@@ -24,20 +24,10 @@ from bus.cli import app as cli_app
 from bus.envelope import Envelope, format_time
 from bus.local.redis import EmbeddedRedis, free_port
 from bus.testing import wait_until
+from tests.bus.cli.helpers import cli_env, simpul_process
 
 ROOT = Path(__file__).parents[3]
 STREAM = keys.stream("dukcapil.citizen")
-
-
-def _simpul(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "bus.cli.app", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def _simpul_logging_to(log: IO[str], *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -54,9 +44,7 @@ def _simpul_logging_to(log: IO[str], *args: str, env: dict[str, str]) -> subproc
 
 
 def _env(redis_url: str, **extra: str) -> dict[str, str]:
-    env = dict(
-        os.environ, SIMPUL_REDIS_URL=redis_url, SIMPUL_LOG_FORMAT="json", SIMPUL_BLOCK_MS="100"
-    )
+    env = cli_env(redis_url, SIMPUL_BLOCK_MS="100")
     env.update(extra)
     return env
 
@@ -78,7 +66,7 @@ def _died(event_id: str) -> dict[str, str]:
 def test_run_consumes_and_stops_gracefully_on_sigterm(redis_url: str) -> None:
     client = Redis.from_url(redis_url)
     client.xadd(STREAM, _died("cli-1"))  # type: ignore[arg-type]
-    proc = _simpul("run", "tests.helpers.slow_service:service", env=_env(redis_url))
+    proc = simpul_process("run", "tests.helpers.slow_service:service", env=_env(redis_url))
     try:
         deadline = time.monotonic() + 30
         while client.get("test:slow:started") is None:  # the handler is running now
@@ -97,7 +85,7 @@ def test_run_consumes_and_stops_gracefully_on_sigterm(redis_url: str) -> None:
 
 
 def test_run_with_a_bad_target_exits_2_with_a_message(redis_url: str) -> None:
-    proc = _simpul("run", "tests.nowhere:service", env=_env(redis_url))
+    proc = simpul_process("run", "tests.nowhere:service", env=_env(redis_url))
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "cannot import 'tests.nowhere'" in err
@@ -106,7 +94,7 @@ def test_run_with_a_bad_target_exits_2_with_a_message(redis_url: str) -> None:
 
 def test_run_refuses_to_start_without_redis_url() -> None:
     env = {k: v for k, v in os.environ.items() if k != "SIMPUL_REDIS_URL"}
-    proc = _simpul("run", "tests.helpers.slow_service:service", env=env)
+    proc = simpul_process("run", "tests.helpers.slow_service:service", env=env)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "set SIMPUL_REDIS_URL" in err
@@ -175,7 +163,7 @@ async def test_run_builds_the_service_with_a_factory(
 ) -> None:
     client = Redis.from_url(redis_url)
     client.xadd(STREAM, _died("factory-1"))  # type: ignore[arg-type]
-    proc = _simpul("run", "factory_module:create", env=factory_env)
+    proc = simpul_process("run", "factory_module:create", env=factory_env)
     try:
 
         def handled() -> bool:
@@ -198,7 +186,7 @@ async def test_run_with_http_serves_the_mounted_app(
 ) -> None:
     factory_env.pop("SIMPUL_HTTP", None)
     base = f"http://127.0.0.1:{free_port()}"
-    proc = _simpul(
+    proc = simpul_process(
         "run", "factory_module:create", "--http", base[len("http://") :], env=factory_env
     )
     try:
@@ -235,7 +223,7 @@ async def test_run_with_http_serves_the_mounted_app(
 def test_run_with_something_else_than_a_service_says_so(
     factory_env: dict[str, str], target: str, message: str
 ) -> None:
-    proc = _simpul("run", target, env=factory_env)
+    proc = simpul_process("run", target, env=factory_env)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2, err[-2000:]
     assert message in " ".join(err.split())
@@ -251,7 +239,7 @@ def hello() -> None:
     typer.echo("hello from the plugin")
 
 
-def test_a_broken_plugin_does_not_break_simpul(
+def test_a_broken_plugin_does_not_breaksimpul_process(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     plugins = [
@@ -292,7 +280,7 @@ async def test_run_exits_non_zero_when_its_consumer_dies(private_redis: Embedded
     with Redis.from_url(private_redis.url) as admin:
         admin.execute_command("ACL", "SETUSER", "svc", "on", ">pw", "~*", "&*", "+@all")
         url = private_redis.url.replace("redis://", "redis://svc:pw@", 1)
-        proc = _simpul("run", "tests.helpers.slow_service:service", env=_env(url))
+        proc = simpul_process("run", "tests.helpers.slow_service:service", env=_env(url))
         try:
 
             def consuming() -> bool:

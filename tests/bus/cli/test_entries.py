@@ -4,11 +4,9 @@ revealed, clear errors for bad input."""
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 from typing import TextIO
@@ -19,7 +17,15 @@ from redis import Redis
 from bus.testing import capture_logs
 
 # -- status ------------------------------------------------------------------------------------
-from tests.bus.cli.helpers import CITIZEN, NIKS, ROOT, consume, publish, simpul
+from tests.bus.cli.helpers import (
+    CITIZEN,
+    NIKS,
+    cli_env,
+    consume,
+    publish,
+    simpul,
+    simpul_process,
+)
 from tests.bus.delivery.helpers import died, fields_of
 
 # -- tail --------------------------------------------------------------------------------------
@@ -97,24 +103,9 @@ def test_tail_bad_input(client: Redis) -> None:
 def test_tail_follow_shows_a_new_event_and_exits_0_on_ctrl_c(redis_url: str) -> None:
     with Redis.from_url(redis_url) as sync:
         publish(sync, 1)
-        env = dict(os.environ, SIMPUL_REDIS_URL=redis_url, SIMPUL_LOG_FORMAT="json")
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bus.cli.app",
-                "tail",
-                "dukcapil.citizen",
-                "--follow",
-                "--json",
-                "--count",
-                "0",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        proc = simpul_process(
+            *("tail", "dukcapil.citizen", "--follow", "--json", "--count", "0"),
+            env=cli_env(redis_url),
         )
         try:
             out, err = lines_of(proc.stdout), lines_of(proc.stderr)

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -30,7 +28,15 @@ from tests.bus.adapter.test_report import Binlog, Table, adapter, age
 from tests.bus.admin.test_inspect import redis_62
 
 # -- status ------------------------------------------------------------------------------------
-from tests.bus.cli.helpers import CITIZEN, NIKS, ROOT, consume, publish, simpul
+from tests.bus.cli.helpers import (
+    CITIZEN,
+    NIKS,
+    cli_env,
+    consume,
+    publish,
+    simpul,
+    simpul_process,
+)
 
 
 def test_status_healthy_exits_0_with_a_stable_json_shape(client: Redis) -> None:
@@ -225,14 +231,8 @@ def test_exporter_serves_metrics_and_stops_on_sigterm(redis_url: str) -> None:
         publish(sync, 2)
         consume(sync, "dinsos", 1, ack=False)
     port = free_port()
-    env = dict(os.environ, SIMPUL_REDIS_URL=redis_url, SIMPUL_LOG_FORMAT="json")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bus.cli.app", "exporter", "--port", str(port), "--interval", "0"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = simpul_process(
+        "exporter", "--port", str(port), "--interval", "0", env=cli_env(redis_url)
     )
     try:
         metrics = get_when_up(f"http://127.0.0.1:{port}/metrics", proc)
