@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from typing import Any
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol
 
 from adapters import synthetic
 from adapters.bapenda import fixtures
 from adapters.disnaker import fixtures as pencaker
 from adapters.dpmptsp.payload import APPLIED, ISSUED, REJECTED
 from adapters.synthetic import Person
+from schemas.identity import AccountLinked, Verification
 
 DAY = date(2026, 11, 30)
 """The day played. Fixed, so the demo tells the same story every run (and dates are past)."""
@@ -37,6 +39,34 @@ class Account:
     account_id: str
     nik: str
     email: str
+
+
+class AccountHolder(Protocol):
+    @property
+    def account_id(self) -> str: ...
+
+    @property
+    def nik(self) -> str: ...
+
+
+LINKED_AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+"""When the super-app linked the first account (months before the day)."""
+
+
+def account_links(
+    holders: Iterable[AccountHolder], *, at: datetime = LINKED_AT, step: timedelta
+) -> list[AccountLinked]:
+    """The super-app's links of each holder's account to their NIK, one ``step`` apart from
+    ``at``, each verified by a face match against Dukcapil's record."""
+    return [
+        AccountLinked(
+            account_id=h.account_id,
+            nik=h.nik,
+            verification=Verification.DUKCAPIL_FACE_MATCH,
+            linked_at=at + step * i,
+        )
+        for i, h in enumerate(holders)
+    ]
 
 
 @dataclass(frozen=True, slots=True)

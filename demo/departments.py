@@ -11,7 +11,7 @@ import os
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,10 +26,9 @@ from adapters.dukcapil import fixtures as siak
 from bus import EventContext, Publisher, Service, Settings, Store
 from bus import serving_http as serving
 from bus.testing import quick_settings
-from demo.city import DAY, Day
+from demo.city import DAY, Day, account_links
 from demo.security import ARCHIVE, IDENTITY, Security
 from schemas.dukcapil import CitizenMoved
-from schemas.identity import AccountLinked, Verification
 from services.audit import Audit
 from services.bapenda import Bapenda
 from services.dinkes import Dinkes
@@ -171,7 +170,8 @@ async def seed(city: City, day: Day) -> None:
         identity = Publisher(
             redis, source=IDENTITY_SOURCE, signer=security.signer(IDENTITY), intake=IDENTITY
         )
-        await _link_accounts(identity, day)
+        links = account_links(day.accounts, step=timedelta(hours=1))
+        await identity.publish_many(identity.envelope(link) for link in links)
     for account in day.accounts:
         await city.notifier.set_contact(account.account_id, account.email)
     async with _client(security, "svc-dinsos") as redis:
@@ -189,23 +189,6 @@ async def _client(security: Security, principal: str) -> AsyncIterator[Redis]:
         yield redis
     finally:
         await redis.aclose()
-
-
-async def _link_accounts(identity: Publisher, day: Day) -> None:
-    linked_at = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-    await identity.publish_many(
-        [
-            identity.envelope(
-                AccountLinked(
-                    account_id=a.account_id,
-                    nik=a.nik,
-                    verification=Verification.DUKCAPIL_FACE_MATCH,
-                    linked_at=linked_at + timedelta(hours=i),
-                )
-            )
-            for i, a in enumerate(day.accounts)
-        ]
-    )
 
 
 async def registry(security: Security, day: Day, folder: Path, legacy: Legacy) -> None:

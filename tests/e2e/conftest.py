@@ -26,7 +26,7 @@ import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence, Set
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,10 +46,9 @@ from bus.http import running as serving
 from bus.settings import Settings
 from bus.store import Store
 from bus.testing import quick_settings, wait_until
-from demo.city import Day
+from demo.city import LINKED_AT, Day, account_links
 from demo.mail import MailCatcher
 from schemas.common import pseudonym
-from schemas.identity import AccountLinked, Verification
 from services.audit import Audit
 from services.bapenda import Bapenda
 from services.dinkes import Dinkes
@@ -384,18 +383,8 @@ class City:
         taken the links (links come long before a permit in life; a permit overtaking its
         holder's link in the notifier's read would find no account to write to)."""
         identity = Publisher(self.redis, source=IDENTITY_SOURCE)
-        linked_at = at or datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-        await identity.publish_many(
-            identity.envelope(
-                AccountLinked(
-                    account_id=r.account_id,
-                    nik=r.nik,
-                    verification=Verification.DUKCAPIL_FACE_MATCH,
-                    linked_at=linked_at + timedelta(minutes=i),
-                )
-            )
-            for i, r in enumerate(people)
-        )
+        links = account_links(people, at=at or LINKED_AT, step=timedelta(minutes=1))
+        await identity.publish_many(identity.envelope(link) for link in links)
         for r in people if contacts else ():
             await self.notifier.set_contact(r.account_id, r.email)
         await self.settled()
