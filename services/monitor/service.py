@@ -202,6 +202,11 @@ class Monitor:
             redis, registry=registry, rediscover_s=self.settings.rediscover_s, plan=plan
         )
         self.letters = DeadLetters(redis, registry=registry)
+        if self.settings.token is not None:
+            # Replay re-verifies signatures with the services' keyring: one they would refuse
+            # (development keys outside development mode) stops the monitor now, not each
+            # replay an operator asks for.
+            _ = self.letters.keyring
         self.throughput = Throughput(
             window_s=self.settings.window_s, sample_s=self.settings.sample_s
         )

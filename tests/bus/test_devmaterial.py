@@ -29,6 +29,7 @@ from bus.settings import Settings
 from bus.signing import KeyRing, Signer
 from bus.testing import capture_logs, quick_settings
 from schemas.dukcapil import CitizenDied
+from services.monitor import Monitor, MonitorSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEV_ENV = read_env_file(ROOT / "deploy/dev.env")
@@ -140,6 +141,20 @@ async def test_a_service_without_a_keyring_starts_only_with_signatures_off_and_s
     monkeypatch.delenv("SIMPUL_SIGNATURES")
     async with _service(quick_settings(redis_url), KeyRing([])).running():
         pass
+
+
+@pytest.mark.usefixtures("production")
+def test_a_monitor_that_may_replay_refuses_a_keyring_that_trusts_development_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SIMPUL_KEYRING_FILE", str(ROOT / "deploy/topology.yaml"))
+    redis = Redis()  # never used: the monitor refuses before any command
+    replaying = MonitorSettings(token="t" * 32)
+    with pytest.raises(ConfigurationError, match=r"deploy/topology.yaml holds development key"):
+        Monitor(redis, settings=replaying)
+    Monitor(redis, settings=MonitorSettings())  # no replay, no keyring needed
+    monkeypatch.setenv("SIMPUL_DEV_MODE", "1")
+    Monitor(redis, settings=replaying)
 
 
 def test_keys_show_flags_development_keys() -> None:
