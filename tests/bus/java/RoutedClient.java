@@ -1,0 +1,605 @@
+/*
+ * A Simpul client in Java 17 written from docs/wire-format.md alone (no library but the JDK):
+ * a minimal RESP client over a plain Socket, the event id of section 2.1, the signed bytes and
+ * Ed25519 signatures of section 10, publishing into the producer's intake (sections 3.1 and 4),
+ * reading an inbox as a consumer group (section 5) and verifying its entries (sections 10.4 and
+ * 11.3), and the refusals a producer finds in its intake's dead letters (section 3.1).
+ *
+ * Usage: java RoutedClient.java <config.properties>. It prints one JSON object of what it saw;
+ * the test (tests/bus/test_java_routed.py) asserts on it. Exit status 0 unless a step broke.
+ */
+
+import java.io.BufferedInputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.FileInputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.Socket;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.security.GeneralSecurityException;
+import java.security.KeyFactory;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.security.PrivateKey;
+import java.security.PublicKey;
+import java.security.Signature;
+import java.security.spec.EdECPrivateKeySpec;
+import java.security.spec.NamedParameterSpec;
+import java.security.spec.X509EncodedKeySpec;
+import java.time.Instant;
+import java.time.OffsetDateTime;
+import java.time.format.DateTimeParseException;
+import java.time.temporal.ChronoUnit;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.UUID;
+import java.util.regex.Pattern;
+
+public class RoutedClient {
+
+    // ---------------------------------------------------------------- RESP over a Socket
+
+    /** An error reply (`-NOPERM ...`): a value, so that refusals can be reported. */
+    record RedisError(String message) {}
+
+    static final class Resp implements AutoCloseable {
+        private final Socket socket;
+        private final InputStream in;
+        private final OutputStream out;
+
+        Resp(int port, String user, String password) throws IOException {
+            socket = new Socket("127.0.0.1", port);
+            socket.setSoTimeout(30_000);
+            in = new BufferedInputStream(socket.getInputStream());
+            out = socket.getOutputStream();
+            Object auth = call("AUTH", user, password);
+            if (!"OK".equals(auth)) throw new IOException("AUTH " + user + ": " + auth);
+        }
+
+        Object call(String... args) throws IOException {
+            return call(List.of(args));
+        }
+
+        Object call(List<String> args) throws IOException {
+            ByteArrayOutputStream request = new ByteArrayOutputStream();
+            request.writeBytes(("*" + args.size() + "\r\n").getBytes(StandardCharsets.US_ASCII));
+            for (String arg : args) {
+                byte[] utf8 = arg.getBytes(StandardCharsets.UTF_8);
+                request.writeBytes(("$" + utf8.length + "\r\n").getBytes(StandardCharsets.US_ASCII));
+                request.writeBytes(utf8);
+                request.writeBytes("\r\n".getBytes(StandardCharsets.US_ASCII));
+            }
+            out.write(request.toByteArray());
+            out.flush();
+            return read();
+        }
+
+        private Object read() throws IOException {
+            int kind = in.read();
+            String line = line();
+            switch (kind) {
+                case '+': return line;
+                case '-': return new RedisError(line);
+                case ':': return Long.parseLong(line);
+                case '$': {
+                    int length = Integer.parseInt(line);
+                    if (length < 0) return null;
+                    byte[] bulk = in.readNBytes(length + 2);
+                    return new String(bulk, 0, length, StandardCharsets.UTF_8);
+                }
+                case '*': {
+                    int count = Integer.parseInt(line);
+                    if (count < 0) return null;
+                    List<Object> items = new ArrayList<>(count);
+                    for (int i = 0; i < count; i++) items.add(read());
+                    return items;
+                }
+                default: throw new IOException("unexpected RESP type " + kind);
+            }
+        }
+
+        private String line() throws IOException {
+            ByteArrayOutputStream buffer = new ByteArrayOutputStream();
+            int b;
+            while ((b = in.read()) != '\r') {
+                if (b < 0) throw new IOException("connection closed");
+                buffer.write(b);
+            }
+            in.read();  // '\n'
+            return buffer.toString(StandardCharsets.UTF_8);
+        }
+
+        @Override
+        public void close() throws IOException {
+            socket.close();
+        }
+    }
+
+    // ---------------------------------------------------------------- section 2.1: event ids
+
+    static final UUID SIMPUL_NAMESPACE = UUID.fromString("5a1b0c2e-3d4f-5a6b-8c7d-9e0f1a2b3c4d");
+
+    static String eventId(String source, String... key) throws NoSuchAlgorithmException {
+        String name = source + (key.length == 0 ? "" : "\u001f" + String.join("\u001f", key));
+        MessageDigest sha1 = MessageDigest.getInstance("SHA-1");
+        sha1.update(ByteBuffer.allocate(16)
+                .putLong(SIMPUL_NAMESPACE.getMostSignificantBits())
+                .putLong(SIMPUL_NAMESPACE.getLeastSignificantBits()).array());
+        byte[] h = sha1.digest(name.getBytes(StandardCharsets.UTF_8));
+        h[6] = (byte) ((h[6] & 0x0f) | 0x50);  // version 5
+        h[8] = (byte) ((h[8] & 0x3f) | 0x80);  // RFC 4122 variant
+        ByteBuffer b = ByteBuffer.wrap(h, 0, 16);
+        return new UUID(b.getLong(), b.getLong()).toString();
+    }
+
+    // ---------------------------------------------------------------- section 10: signatures
+
+    static byte[] signedBytes(Map<String, String> fields) {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        out.writeBytes("simpul-event-signature-v1\n".getBytes(StandardCharsets.US_ASCII));
+        for (Map.Entry<String, String> field : new TreeMap<>(fields).entrySet()) {
+            if (field.getKey().equals("signature")) continue;
+            for (String part : List.of(field.getKey(), field.getValue())) {
+                byte[] utf8 = part.getBytes(StandardCharsets.UTF_8);
+                out.writeBytes(ByteBuffer.allocate(4).putInt(utf8.length).array());
+                out.writeBytes(utf8);
+            }
+        }
+        return out.toByteArray();
+    }
+
+    static void sign(Map<String, String> fields, String keyId, byte[] seed) throws GeneralSecurityException {
+        PrivateKey key = KeyFactory.getInstance("Ed25519")
+                .generatePrivate(new EdECPrivateKeySpec(NamedParameterSpec.ED25519, seed));
+        fields.put("signer", keyId);
+        fields.put("signedat", Instant.now().truncatedTo(ChronoUnit.MILLIS).toString());
+        Signature ed25519 = Signature.getInstance("Ed25519");
+        ed25519.initSign(key);
+        ed25519.update(signedBytes(fields));
+        fields.put("signature", Base64.getEncoder().encodeToString(ed25519.sign()));
+    }
+
+    /** A raw 32-byte Ed25519 public key (a .pub file, a keyring's public_key) as X.509 DER. */
+    static PublicKey publicKey(String base64) throws GeneralSecurityException {
+        byte[] raw = Base64.getDecoder().decode(base64.trim());
+        if (raw.length != 32) throw new GeneralSecurityException("not a 32-byte Ed25519 key");
+        byte[] der = new byte[44];
+        System.arraycopy(HexFormat.of().parseHex("302a300506032b6570032100"), 0, der, 0, 12);
+        System.arraycopy(raw, 0, der, 12, 32);
+        return KeyFactory.getInstance("Ed25519").generatePublic(new X509EncodedKeySpec(der));
+    }
+
+    static boolean signatureValid(Map<String, String> fields, String publicKeyBase64) {
+        try {
+            byte[] signature = Base64.getDecoder().decode(fields.getOrDefault("signature", ""));
+            if (signature.length != 64) return false;
+            Signature ed25519 = Signature.getInstance("Ed25519");
+            ed25519.initVerify(publicKey(publicKeyBase64));
+            ed25519.update(signedBytes(fields));
+            return ed25519.verify(signature);
+        } catch (GeneralSecurityException | IllegalArgumentException e) {
+            return false;
+        }
+    }
+
+    static String sha256Hex(byte[] bytes) throws NoSuchAlgorithmException {
+        return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(bytes));
+    }
+
+    /** One key of the keyring (section 10.4): whose it is, what it may sign, when. */
+    record Key(String publicKey, Set<String> types, Instant notBefore, Instant notAfter) {}
+
+    static final long MAX_AGE_MS = 7L * 24 * 3600 * 1000;  // SIMPUL_SIGNATURE_MAX_AGE_S default
+    static final long MAX_SKEW_MS = 300_000;  // SIMPUL_SIGNATURE_MAX_SKEW_S default
+
+    /** The checks of section 10.4 in their order: null when the entry passes, else the reason. */
+    static String verify(Map<String, String> fields, String entryId, Map<String, Key> keyring) {
+        if (fields.getOrDefault("signature", "").isEmpty()) return "unsigned";
+        Key key = keyring.get(fields.get("signer"));
+        if (key == null) return "unknown_signer";
+        if (key.types() != null && !key.types().contains(fields.get("type"))) return "signer_not_allowed";
+        Instant signedAt = rfc3339(fields.get("signedat"));
+        if (signedAt == null || !signatureValid(fields, key.publicKey())) return "bad_signature";
+        Instant arrival = Instant.ofEpochMilli(Long.parseLong(entryId.split("-")[0]));
+        if ((key.notBefore() != null && signedAt.isBefore(key.notBefore()))
+                || (key.notAfter() != null && !signedAt.isBefore(key.notAfter()))
+                || (key.notAfter() != null && !arrival.isBefore(key.notAfter()))) return "signer_expired";
+        long age = arrival.toEpochMilli() - signedAt.toEpochMilli();
+        if (age > MAX_AGE_MS || -age > MAX_SKEW_MS) return "stale_event";
+        return null;
+    }
+
+    /** {@link #verify}'s answer as text: {@code valid}, or the dead-letter reason. */
+    static String verdict(Map<String, String> fields, String entryId, Map<String, Key> keyring) {
+        String reason = verify(fields, entryId, keyring);
+        return reason == null ? "valid" : reason;
+    }
+
+    static final Pattern RFC3339 = Pattern.compile(
+            "\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d+)?(Z|[+-]\\d{2}:\\d{2})");
+
+    static Instant rfc3339(String text) {
+        if (text == null || !RFC3339.matcher(text).matches()) return null;
+        try {
+            return OffsetDateTime.parse(text).toInstant();
+        } catch (DateTimeParseException e) {
+            return null;
+        }
+    }
+
+    // ---------------------------------------------------------------- section 11.3: originals
+
+    /** Section 11.3's comparison of an inbox entry with the original it names. */
+    static boolean matchesOriginal(Map<String, String> inbox, Map<String, String> original)
+            throws NoSuchAlgorithmException {
+        if (!sha256Hex(signedBytes(original)).equals(inbox.get("origindigest"))) return false;
+        if (!original.getOrDefault("signer", "").equals(inbox.get("originsigner"))) return false;
+        Set<String> own = Set.of("data", "signature", "signer", "signedat",
+                "originentry", "originsigner", "origindigest");
+        Set<String> names = new java.util.HashSet<>(inbox.keySet());
+        names.addAll(original.keySet());
+        for (String name : names) {
+            if (!own.contains(name) && !String.valueOf(inbox.get(name)).equals(String.valueOf(original.get(name)))) {
+                return false;
+            }
+        }
+        Map<String, Object> shown = Json.object(inbox.get("data"));
+        Map<String, Object> full = Json.object(original.get("data"));
+        for (Map.Entry<String, Object> field : shown.entrySet()) {
+            if (!full.containsKey(field.getKey()) || !full.get(field.getKey()).equals(field.getValue())) return false;
+        }
+        return true;
+    }
+
+    // ---------------------------------------------------------------- a tiny JSON reader/writer
+
+    static final class Json {
+        private final String text;
+        private int at;
+
+        private Json(String text) {
+            this.text = text;
+        }
+
+        @SuppressWarnings("unchecked")
+        static Map<String, Object> object(String text) {
+            Json json = new Json(text);
+            Object value = json.value();
+            json.space();
+            if (json.at != text.length() || !(value instanceof Map)) throw new IllegalArgumentException("not a JSON object");
+            return (Map<String, Object>) value;
+        }
+
+        private void space() {
+            while (at < text.length() && " \t\r\n".indexOf(text.charAt(at)) >= 0) at++;
+        }
+
+        private Object value() {
+            space();
+            char c = text.charAt(at);
+            if (c == '{') {
+                Map<String, Object> map = new LinkedHashMap<>();
+                at++;
+                space();
+                if (text.charAt(at) == '}') { at++; return map; }
+                while (true) {
+                    space();
+                    String name = (String) value();
+                    space();
+                    expect(':');
+                    map.put(name, value());
+                    space();
+                    if (text.charAt(at) == ',') { at++; continue; }
+                    expect('}');
+                    return map;
+                }
+            }
+            if (c == '[') {
+                List<Object> list = new ArrayList<>();
+                at++;
+                space();
+                if (text.charAt(at) == ']') { at++; return list; }
+                while (true) {
+                    list.add(value());
+                    space();
+                    if (text.charAt(at) == ',') { at++; continue; }
+                    expect(']');
+                    return list;
+                }
+            }
+            if (c == '"') return string();
+            int start = at;
+            while (at < text.length() && "{}[],: \t\r\n".indexOf(text.charAt(at)) < 0) at++;
+            String word = text.substring(start, at);
+            if (word.equals("true") || word.equals("false") || word.equals("null")) return word;
+            return new java.math.BigDecimal(word);
+        }
+
+        private String string() {
+            StringBuilder out = new StringBuilder();
+            at++;
+            while (true) {
+                char c = text.charAt(at++);
+                if (c == '"') return out.toString();
+                if (c != '\\') { out.append(c); continue; }
+                char e = text.charAt(at++);
+                switch (e) {
+                    case 'b': out.append('\b'); break;
+                    case 'f': out.append('\f'); break;
+                    case 'n': out.append('\n'); break;
+                    case 'r': out.append('\r'); break;
+                    case 't': out.append('\t'); break;
+                    case 'u': out.append((char) Integer.parseInt(text.substring(at, at + 4), 16)); at += 4; break;
+                    default: out.append(e);
+                }
+            }
+        }
+
+        private void expect(char c) {
+            if (text.charAt(at) != c) throw new IllegalArgumentException("expected " + c + " at " + at);
+            at++;
+        }
+
+        static String quote(String s) {
+            StringBuilder out = new StringBuilder("\"");
+            for (char c : s.toCharArray()) {
+                if (c == '"' || c == '\\') out.append('\\').append(c);
+                else if (c < 0x20) out.append(String.format("\\u%04x", (int) c));
+                else out.append(c);
+            }
+            return out.append('"').toString();
+        }
+
+        static String write(Object value) {
+            if (value == null) return "null";
+            if (value instanceof String s) return quote(s);
+            if (value instanceof Number || value instanceof Boolean) return value.toString();
+            if (value instanceof RedisError e) return "{\"error\":" + quote(e.message()) + "}";
+            if (value instanceof Map<?, ?> map) {
+                StringBuilder out = new StringBuilder("{");
+                for (Map.Entry<?, ?> entry : map.entrySet()) {
+                    if (out.length() > 1) out.append(',');
+                    out.append(quote(entry.getKey().toString())).append(':').append(write(entry.getValue()));
+                }
+                return out.append('}').toString();
+            }
+            if (value instanceof List<?> list) {
+                StringBuilder out = new StringBuilder("[");
+                for (Object item : list) {
+                    if (out.length() > 1) out.append(',');
+                    out.append(write(item));
+                }
+                return out.append(']').toString();
+            }
+            throw new IllegalArgumentException("cannot write " + value.getClass());
+        }
+    }
+
+    // ---------------------------------------------------------------- sections 3.1, 4 and 5
+
+    static final String SOURCE = "urn:malangkota:dukcapil:siak";
+    static final String DEDUPE_WINDOW_MS = "604800000";
+
+    final Properties config;
+    final int port;
+    final Map<String, Object> seen = new LinkedHashMap<>();
+
+    RoutedClient(Properties config) {
+        this.config = config;
+        this.port = Integer.parseInt(config.getProperty("port"));
+    }
+
+    Resp connect(String role) throws IOException {
+        return new Resp(port, config.getProperty(role + ".user"), config.getProperty(role + ".password"));
+    }
+
+    /** An event of section 2, unsigned; `data` is the JSON text exactly as it will be stored. */
+    static Map<String, String> event(String id, String type, String dataschema, String data) {
+        Map<String, String> fields = new LinkedHashMap<>();
+        fields.put("specversion", "1.0");
+        fields.put("id", id);
+        fields.put("source", SOURCE);
+        fields.put("type", type);
+        fields.put("time", Instant.now().truncatedTo(ChronoUnit.MILLIS).toString());
+        fields.put("datacontenttype", "application/json");
+        fields.put("dataschema", dataschema);
+        fields.put("correlationid", id);
+        fields.put("data", data);
+        return fields;
+    }
+
+    /** `FCALL simpul_1_publish` into the producer's own intake (sections 3.1 and 4). */
+    Object publish(Resp producer, Map<String, String> fields) throws IOException {
+        String intake = "simpul:intake:{" + config.getProperty("producer.user") + "}";
+        List<String> args = new ArrayList<>(List.of(
+                "FCALL", "simpul_1_publish", "2", intake, intake + ":seen:" + fields.get("id"),
+                DEDUPE_WINDOW_MS, ""));
+        fields.forEach((name, value) -> { args.add(name); args.add(value); });
+        return producer.call(args);
+    }
+
+    /** A reply's field list as a map; a repeated name makes the entry undecodable (section 1). */
+    static Map<String, String> fieldsOf(List<?> flat) {
+        Map<String, String> fields = new LinkedHashMap<>();
+        for (int i = 0; i < flat.size(); i += 2) {
+            if (fields.put((String) flat.get(i), (String) flat.get(i + 1)) != null) {
+                throw new IllegalStateException("undecodable: field " + flat.get(i) + " repeated");
+            }
+        }
+        return fields;
+    }
+
+    /** Reads the group's inbox (section 5, steps 1 and 4) until entries with every wanted id came. */
+    Map<String, Map.Entry<String, Map<String, String>>> readInbox(Resp service, String inbox, String group,
+            Set<String> wanted) throws IOException {
+        seen.put(group + ".group", service.call("XGROUP", "CREATE", inbox, group, "0", "MKSTREAM"));
+        Map<String, Map.Entry<String, Map<String, String>>> found = new LinkedHashMap<>();
+        long deadline = System.currentTimeMillis() + Long.parseLong(config.getProperty("waitMs"));
+        while (!found.keySet().containsAll(wanted) && System.currentTimeMillis() < deadline) {
+            Object reply = service.call("XREADGROUP", "GROUP", group, group + "-java-1", "COUNT", "100",
+                    "BLOCK", "2000", "STREAMS", inbox, ">");
+            if (reply instanceof RedisError error) throw new IOException("XREADGROUP " + inbox + ": " + error.message());
+            if (reply == null) continue;
+            for (Object stream : (List<?>) reply) {
+                for (Object item : (List<?>) ((List<?>) stream).get(1)) {
+                    List<?> entry = (List<?>) item;
+                    Map<String, String> fields = fieldsOf((List<?>) entry.get(1));
+                    found.put(fields.get("id"), Map.entry((String) entry.get(0), fields));
+                }
+            }
+        }
+        if (!found.keySet().containsAll(wanted)) throw new IOException(group + ": inbox entries missing, got " + found.keySet());
+        return found;
+    }
+
+    Map<String, Key> keyring() {
+        Map<String, Key> keys = new LinkedHashMap<>();
+        Instant notBefore = rfc3339(config.getProperty("producer.notBefore"));
+        keys.put(config.getProperty("producer.keyId"), new Key(config.getProperty("producer.publicKey"),
+                Set.of(config.getProperty("producer.types").split(",")), notBefore, null));
+        // The router's keys may sign every type some principal publishes (section 11.3).
+        keys.put(config.getProperty("router.keyId"), new Key(config.getProperty("router.publicKey"),
+                null, rfc3339(config.getProperty("router.notBefore")), null));
+        return keys;
+    }
+
+    void run() throws Exception {
+        byte[] seed = Base64.getDecoder().decode(config.getProperty("producer.seed").trim());
+        String keyId = config.getProperty("producer.keyId");
+        String aggregate = "dukcapil.citizen";
+
+        String diedId = eventId(SOURCE, "kematian", "4711", "1");
+        String bornId = eventId(SOURCE, "kelahiran", "815", "1");
+        String wrongTypeId = eventId(SOURCE, "kartu-keluarga", "99", "1");
+        String tamperedId = eventId(SOURCE, "kematian", "4712", "1");
+        seen.put("diedId", diedId);
+
+        Map<String, String> died = event(diedId, "dukcapil.citizen.died.v1", "simpul:dukcapil.citizen.died:1.0",
+                "{\"nik\":\"3573014107900001\",\"date_of_death\":\"2026-11-27\",\"kecamatan\":\"35.73.02\"}");
+        sign(died, keyId, seed);
+        // Not compact on purpose: a projection rewrites `data` compact (section 11.2).
+        Map<String, String> born = event(bornId, "dukcapil.citizen.born.v1", "simpul:dukcapil.citizen.born:1.0",
+                "{\"child_ref\": \"abcdefghijklmnopqrstuvwxyz\", \"nik\": \"3573016011260001\", "
+                + "\"kk\": \"3573010101260002\", \"born_on\": \"2026-11-20\", "
+                + "\"kelurahan\": \"35.73.02.1001\", \"registered_on\": \"2026-11-27\"}");
+        sign(born, keyId, seed);
+        // A type the producer's principal may not publish: refused as type_not_allowed.
+        Map<String, String> wrongType = event(wrongTypeId, "dukcapil.family.card-issued.v1",
+                "simpul:dukcapil.family.card-issued:1.0", "{}");
+        sign(wrongType, keyId, seed);
+        // Altered after signing: refused as bad_signature.
+        Map<String, String> tampered = event(tamperedId, "dukcapil.citizen.died.v1",
+                "simpul:dukcapil.citizen.died:1.0",
+                "{\"nik\":\"3573014107900002\",\"date_of_death\":\"2026-11-27\",\"kecamatan\":\"35.73.02\"}");
+        sign(tampered, keyId, seed);
+        tampered.put("data", tampered.get("data").replace("35.73.02", "35.73.05"));
+        seen.put("signed", died);
+        seen.put("signedBorn", born);
+
+        try (Resp producer = connect("producer")) {
+            seen.put("version", producer.call("FCALL", "simpul_1_version", "0"));
+            seen.put("departmentXadd", producer.call("XADD", "simpul:{" + aggregate + "}", "*", "id", "x"));
+            seen.put("published", publish(producer, died));
+            seen.put("again", publish(producer, died));
+            seen.put("publishedBorn", publish(producer, born));
+            seen.put("publishedWrongType", publish(producer, wrongType));
+            seen.put("publishedTampered", publish(producer, tampered));
+            seen.put("refusals", refusals(producer, Set.of(wrongTypeId, tamperedId)));
+        }
+
+        Map<String, Key> keyring = keyring();
+        String routerKeyId = config.getProperty("router.keyId");
+        try (Resp service = connect("service")) {
+            String group = config.getProperty("service.group");
+            String inbox = "simpul:inbox:{" + group + "/" + aggregate + "}";
+            seen.put("departmentRead", service.call("XREADGROUP", "GROUP", group, "c", "COUNT", "1",
+                    "STREAMS", "simpul:{" + aggregate + "}", ">"));
+            var got = readInbox(service, inbox, group, Set.of(diedId));
+            Map.Entry<String, Map<String, String>> entry = got.get(diedId);
+            Map<String, String> fields = entry.getValue();
+            seen.put("entry", fields);
+            seen.put("projected", fields.containsKey("origindigest"));
+            seen.put("routerSigned", routerKeyId.equals(fields.get("signer")));
+            seen.put("verdict", verdict(fields, entry.getKey(), keyring));
+            seen.put("validWithProducerKey", signatureValid(fields, config.getProperty("producer.publicKey")));
+            seen.put("matchesOriginal", matchesOriginal(fields, died));
+            Map<String, String> altered = new LinkedHashMap<>(fields);
+            altered.put("data", fields.get("data").replace("2026-11-27", "2026-11-26"));
+            seen.put("alteredVerdict", verdict(altered, entry.getKey(), keyring));
+            Map<String, String> otherOrigin = new LinkedHashMap<>(fields);
+            otherOrigin.put("originentry", "1-0");
+            seen.put("otherOriginVerdict", verdict(otherOrigin, entry.getKey(), keyring));
+            seen.put("ack", service.call("XACK", inbox, group, entry.getKey()));
+            seen.put("pending", service.call("XPENDING", inbox, group));
+        }
+
+        try (Resp dinkes = connect("projected")) {
+            String group = config.getProperty("projected.group");
+            String inbox = "simpul:inbox:{" + group + "/" + aggregate + "}";
+            var got = readInbox(dinkes, inbox, group, Set.of(bornId));
+            Map.Entry<String, Map<String, String>> entry = got.get(bornId);
+            Map<String, String> fields = entry.getValue();
+            seen.put("bornEntry", fields);
+            seen.put("bornVerdict", verdict(fields, entry.getKey(), keyring));
+            seen.put("bornMatchesOriginal", matchesOriginal(fields, born));
+            // Section 11.2: the approved fields, in the original's order, written compact.
+            seen.put("bornDataExpected", "{\"child_ref\":\"abcdefghijklmnopqrstuvwxyz\",\"born_on\":\"2026-11-20\","
+                    + "\"kelurahan\":\"35.73.02.1001\",\"registered_on\":\"2026-11-27\"}");
+            seen.put("bornAck", dinkes.call("XACK", inbox, group, entry.getKey()));
+        }
+
+        try (Resp audit = connect("audit")) {
+            String group = config.getProperty("audit.group");
+            String inbox = "simpul:inbox:{" + group + "/" + aggregate + "}";
+            var got = readInbox(audit, inbox, group, Set.of(diedId, bornId));
+            Map.Entry<String, Map<String, String>> entry = got.get(diedId);
+            Map<String, String> fields = entry.getValue();
+            seen.put("auditEntry", fields);
+            seen.put("auditProjected", fields.containsKey("origindigest"));
+            seen.put("auditVerdict", verdict(fields, entry.getKey(), keyring));
+            seen.put("auditValidWithRouterKey", signatureValid(fields, config.getProperty("router.publicKey")));
+            Map<String, String> altered = new LinkedHashMap<>(fields);
+            altered.put("kecamatan", "35.73.05");  // a field added after signing
+            seen.put("auditAlteredVerdict", verdict(altered, entry.getKey(), keyring));
+            List<String> ack = new ArrayList<>(List.of("XACK", inbox, group));
+            got.values().forEach(e -> ack.add(e.getKey()));
+            seen.put("auditAck", audit.call(ack));
+        }
+    }
+
+    /** The producer's own dead letters (section 3.1), read until every refused id is there. */
+    Object refusals(Resp producer, Set<String> ids) throws IOException, InterruptedException {
+        String dlq = "simpul:intake:{" + config.getProperty("producer.user") + "}:dlq";
+        Map<String, Map<String, String>> byId = new LinkedHashMap<>();
+        long deadline = System.currentTimeMillis() + Long.parseLong(config.getProperty("waitMs"));
+        while (!byId.keySet().containsAll(ids) && System.currentTimeMillis() < deadline) {
+            Object reply = producer.call("XRANGE", dlq, "-", "+");
+            if (reply instanceof RedisError error) return error;
+            for (Object item : (List<?>) reply) {
+                Map<String, String> fields = fieldsOf((List<?>) ((List<?>) item).get(1));
+                byId.put(fields.get("id"), fields);
+            }
+            if (!byId.keySet().containsAll(ids)) Thread.sleep(100);
+        }
+        return byId;
+    }
+
+    public static void main(String[] args) throws Exception {
+        Properties config = new Properties();
+        try (FileInputStream in = new FileInputStream(args[0])) {
+            config.load(new java.io.InputStreamReader(in, StandardCharsets.UTF_8));
+        }
+        RoutedClient client = new RoutedClient(config);
+        client.run();
+        System.out.println(Json.write(client.seen));
+    }
+}

@@ -1,0 +1,162 @@
+"""A client in Java 17, written from docs/wire-format.md alone with nothing but the JDK, against
+the shipped routed deployment: a Redis loaded with the committed deploy/redis/users.acl (the
+passwords of deploy/dev.env), the bus's library loaded by the admin, and a router running
+in-process.
+
+The client (tests/bus/java/RoutedClient.java: a RESP client over a plain Socket, the JDK's
+Ed25519) signs events with the producer's development key and publishes them into the producer's
+intake with the producer's password: a death and a birth the router admits, one of a type the
+producer may not publish and one altered after signing, which the router refuses into the
+producer's own dead letters. Then it reads three inboxes, each with its own service's password
+and group: dinsos' projection of the death and dinkes' projection of the birth (signed by the
+router, data reduced and compact), and the audit's original (signed by the producer), verifies
+each as section 10.4 says, ties the projections to their originals (section 11.3), refuses
+altered copies, and acks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.bus.routed import ROOT, RoutedServer, routed_document, running, signer
+from tests.bus.test_node_routed import password, shipped  # noqa: F401 (the module's fixture)
+
+PRODUCER = "adapter-dukcapil"
+SERVICES = {"service": "svc-dinsos", "projected": "svc-dinkes", "audit": "svc-audit"}
+DEPARTMENT_STREAM = "simpul:{dukcapil.citizen}"
+INTAKE = f"simpul:intake:{{{PRODUCER}}}"
+WITHIN_S = 25  # the client waits at most this long for the router; the test, a little longer
+
+
+def _config(port: int) -> dict[str, Any]:
+    """What an outside developer is given: the port, each principal's user and password
+    (deploy/dev.env), the producer's key file, and the public keys of the topology."""
+    document = routed_document()
+    producer = next(p for p in document["producers"] if p["principal"] == PRODUCER)
+    producer_key = producer["keys"][0]
+    router_key = document["router"]["keys"][0]
+    config: dict[str, Any] = {
+        "port": port,
+        "waitMs": WITHIN_S * 1000,
+        "producer.user": PRODUCER,
+        "producer.password": password(PRODUCER),
+        "producer.keyId": producer_key["id"],
+        "producer.seed": (ROOT / "deploy/keys" / f"{producer_key['id']}.key").read_text().strip(),
+        "producer.publicKey": producer_key["public_key"],
+        "producer.notBefore": producer_key["not_before"],
+        "producer.types": ",".join(producer["publishes"]),
+        "router.keyId": router_key["id"],
+        "router.publicKey": router_key["public_key"],
+        "router.notBefore": router_key["not_before"],
+    }
+    groups = {s["principal"]: s["group"] for s in document["services"]}
+    for role, principal in SERVICES.items():
+        config.update(
+            {
+                f"{role}.user": principal,
+                f"{role}.password": password(principal),
+                f"{role}.group": groups[principal],
+            }
+        )
+    return config
+
+
+def _properties(values: dict[str, Any]) -> str:
+    """A java.util.Properties file (values are ASCII, without backslashes)."""
+    return "".join(f"{name}={value}\n" for name, value in values.items())
+
+
+async def test_a_java_client_publishes_to_its_intake_and_reads_its_inboxes_as_documented(
+    shipped: RoutedServer,  # noqa: F811 (the imported fixture)
+    tmp_path: Path,
+) -> None:
+    javac, java = shutil.which("javac"), shutil.which("java")
+    if javac is None or java is None:
+        pytest.skip("javac is not installed: the routed Java client is not run")
+    source = Path(__file__).parent / "java" / "RoutedClient.java"
+    compiled = await asyncio.create_subprocess_exec(
+        javac, "-d", str(tmp_path), str(source), stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(compiled.communicate(), 60)
+    assert compiled.returncode == 0, err.decode()
+    config = tmp_path / "client.properties"
+    config.write_text(_properties(_config(shipped.port)))
+    async with running(shipped.router()):
+        process = await asyncio.create_subprocess_exec(
+            java,
+            "-cp",
+            str(tmp_path),
+            "RoutedClient",
+            str(config),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 4 * WITHIN_S)
+    assert process.returncode == 0, err.decode()
+    seen = json.loads(out)
+    producer_key = signer(PRODUCER).key_id
+
+    # Section 2.1's test vector, computed by the documented Java code.
+    assert seen["diedId"] == "2ee8b89c-643d-57a2-a420-2db15553b5b6"
+    # The producer's credentials reach only its intake; the function deduplicates there.
+    assert seen["version"] == 1
+    assert seen["departmentXadd"]["error"].startswith("NOPERM"), seen["departmentXadd"]
+    assert seen["published"][0] == 1
+    assert seen["again"] == [0, seen["published"][1]]
+    assert seen["publishedBorn"][0] == seen["publishedWrongType"][0] == 1
+    assert seen["publishedTampered"][0] == 1
+
+    # The router admitted the two signed events verbatim onto the department stream ...
+    with shipped.admin() as admin:
+        stored = [
+            {k.decode(): v.decode() for k, v in raw.items()}
+            for _, raw in admin.xrange(DEPARTMENT_STREAM)
+        ]
+        [(origin, _)] = admin.xrange(DEPARTMENT_STREAM, count=1)
+        refused = {
+            fields[b"id"].decode(): {k.decode(): v.decode() for k, v in fields.items()}
+            for _, fields in admin.xrange(INTAKE + ":dlq")
+        }
+    assert stored == [seen["signed"], seen["signedBorn"]]
+    # ... and refused the others into the producer's own dead letters, which only operators read:
+    # the producer's credentials are refused there (section 3.1).
+    assert seen["refusals"]["error"].startswith("NOPERM"), seen["refusals"]
+    reasons = {fields["type"]: fields["dlq.reason"] for fields in refused.values()}
+    assert sorted(reasons.values()) == ["bad_signature", "type_not_allowed"]
+    assert reasons["dukcapil.family.card-issued.v1"] == "type_not_allowed"
+    for fields in refused.values():
+        assert fields["dlq.group"] == "router" and fields["dlq.stream"] == INTAKE
+
+    # dinsos' inbox: a projection signed by the router, tied to its original, refused altered.
+    assert seen["departmentRead"]["error"].startswith("NOPERM"), seen["departmentRead"]
+    assert seen["dinsos.group"] == "OK"
+    entry = seen["entry"]
+    assert seen["projected"] and seen["routerSigned"]
+    assert entry["originentry"] == origin.decode()
+    assert entry["originsigner"] == producer_key
+    assert seen["verdict"] == "valid"
+    assert not seen["validWithProducerKey"]
+    assert seen["matchesOriginal"]
+    assert seen["alteredVerdict"] == seen["otherOriginVerdict"] == "bad_signature"
+    assert seen["ack"] == 1
+    assert seen["pending"][0] == 0
+    # dinsos is approved `personal: [nik]` for deaths: every field, still re-signed.
+    assert entry["data"] == seen["signed"]["data"]
+
+    # dinkes' inbox: the birth without the NIK and the family card, compact, in the original order.
+    born = seen["bornEntry"]
+    assert seen["bornVerdict"] == "valid" and seen["bornMatchesOriginal"]
+    assert born["data"] == seen["bornDataExpected"]
+    assert seen["bornAck"] == 1
+
+    # The audit's inbox holds the original as admitted, verified with the producer's key.
+    assert not seen["auditProjected"]
+    assert seen["auditEntry"] == seen["signed"]
+    assert seen["auditVerdict"] == "valid" and not seen["auditValidWithRouterKey"]
+    assert seen["auditAlteredVerdict"] == "bad_signature"
+    assert seen["auditAck"] == 2
