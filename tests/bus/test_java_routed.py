@@ -27,7 +27,12 @@ from tests.bus.routed import ROOT, RoutedServer, routed_document, running, signe
 from tests.bus.test_node_routed import password, shipped  # noqa: F401 (the module's fixture)
 
 PRODUCER = "adapter-dukcapil"
-SERVICES = {"service": "svc-dinsos", "projected": "svc-dinkes", "audit": "svc-audit"}
+SERVICES = {
+    "service": "svc-dinsos",
+    "projected": "svc-dinkes",
+    "listed": "svc-bapenda",
+    "audit": "svc-audit",
+}
 DEPARTMENT_STREAM = "simpul:{dukcapil.citizen}"
 INTAKE = f"simpul:intake:{{{PRODUCER}}}"
 WITHIN_S = 25  # the client waits at most this long for the router; the test, a little longer
@@ -122,7 +127,7 @@ async def test_a_java_client_publishes_to_its_intake_and_reads_its_inboxes_as_do
             fields[b"id"].decode(): {k.decode(): v.decode() for k, v in fields.items()}
             for _, fields in admin.xrange(INTAKE + ":dlq")
         }
-    assert stored == [seen["signed"], seen["signedBorn"]]
+    assert stored == [seen["signed"], seen["signedBorn"], seen["signedMoved"]]
     # ... and refused the others into the producer's own dead letters, which only operators read:
     # the producer's credentials are refused there (section 3.1).
     assert seen["refusals"]["error"].startswith("NOPERM"), seen["refusals"]
@@ -154,9 +159,18 @@ async def test_a_java_client_publishes_to_its_intake_and_reads_its_inboxes_as_do
     assert born["data"] == seen["bornDataExpected"]
     assert seen["bornAck"] == seen["bornRead"] == 1
 
+    # bapenda's approval names every field of a move (`personal: [nik, address]`), yet its entry
+    # is a projection: `data` written again, compact, the escaped character as UTF-8 (11.2).
+    moved = seen["movedEntry"]
+    assert seen["movedVerdict"] == "valid" and seen["movedMatchesOriginal"]
+    assert "origindigest" in moved
+    assert not seen["movedDataVerbatim"] and seen["movedDataCompact"], moved["data"]
+    assert json.loads(moved["data"]) == json.loads(seen["signedMoved"]["data"])
+    assert seen["movedAck"] == seen["movedRead"]
+
     # The audit's inbox holds the original as admitted, verified with the producer's key.
     assert not seen["auditProjected"]
     assert seen["auditEntry"] == seen["signed"]
     assert seen["auditVerdict"] == "valid" and not seen["auditValidWithRouterKey"]
     assert seen["auditAlteredVerdict"] == "bad_signature"
-    assert seen["auditAck"] == seen["auditRead"] == 2
+    assert seen["auditAck"] == seen["auditRead"] == 3

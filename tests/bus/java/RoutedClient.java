@@ -353,7 +353,7 @@ public class RoutedClient {
             StringBuilder out = new StringBuilder("\"");
             for (char c : s.toCharArray()) {
                 if (c == '"' || c == '\\') out.append('\\').append(c);
-                else if (c < 0x20) out.append(String.format("\\u%04x", (int) c));
+                else if (c < 0x20 || c > 0x7e) out.append(String.format("\\u%04x", (int) c));
                 else out.append(c);
             }
             return out.append('"').toString();
@@ -481,6 +481,7 @@ public class RoutedClient {
         String bornId = eventId(SOURCE, "kelahiran", "815", "1");
         String wrongTypeId = eventId(SOURCE, "kartu-keluarga", "99", "1");
         String tamperedId = eventId(SOURCE, "kematian", "4712", "1");
+        String movedId = eventId(SOURCE, "pindah", "2024", "1");
         seen.put("diedId", diedId);
 
         Map<String, String> died = event(diedId, "dukcapil.citizen.died.v1", "simpul:dukcapil.citizen.died:1.0",
@@ -492,6 +493,12 @@ public class RoutedClient {
                 + "\"kk\": \"3573010101260002\", \"born_on\": \"2026-11-20\", "
                 + "\"kelurahan\": \"35.73.02.1001\", \"registered_on\": \"2026-11-27\"}");
         sign(born, keyId, seed);
+        // An escaped non-ASCII character and spaces: see what a subscription approved for every
+        // field the contract declares (bapenda's) receives.
+        Map<String, String> moved = event(movedId, "dukcapil.citizen.moved.v1", "simpul:dukcapil.citizen.moved:1.0",
+                "{\"nik\": \"3573014107900003\", \"address\": \"Jl. Ijen No. 5 \\u2014 Klojen, \\\"Rumah Biru\\\"\", "
+                + "\"kecamatan\": \"35.73.02\", \"moved_on\": \"2026-11-25\"}");
+        sign(moved, keyId, seed);
         // A type the producer's principal may not publish: refused as type_not_allowed.
         Map<String, String> wrongType = event(wrongTypeId, "dukcapil.family.card-issued.v1",
                 "simpul:dukcapil.family.card-issued:1.0", "{}");
@@ -504,6 +511,7 @@ public class RoutedClient {
         tampered.put("data", tampered.get("data").replace("35.73.02", "35.73.05"));
         seen.put("signed", died);
         seen.put("signedBorn", born);
+        seen.put("signedMoved", moved);
 
         try (Resp producer = connect("producer")) {
             seen.put("version", producer.call("FCALL", "simpul_1_version", "0"));
@@ -511,6 +519,7 @@ public class RoutedClient {
             seen.put("published", publish(producer, died));
             seen.put("again", publish(producer, died));
             seen.put("publishedBorn", publish(producer, born));
+            seen.put("publishedMoved", publish(producer, moved));
             seen.put("publishedWrongType", publish(producer, wrongType));
             seen.put("publishedTampered", publish(producer, tampered));
             seen.put("refusals", refusals(producer, Set.of(wrongTypeId, tamperedId)));
@@ -559,10 +568,27 @@ public class RoutedClient {
             seen.put("bornAck", ackAll(dinkes, inbox, group, got));
         }
 
+        try (Resp bapenda = connect("listed")) {
+            String group = config.getProperty("listed.group");
+            String inbox = "simpul:inbox:{" + group + "/" + aggregate + "}";
+            var got = readInbox(bapenda, inbox, group, Set.of(movedId));
+            Map.Entry<String, Map<String, String>> entry = got.get(movedId);
+            Map<String, String> fields = entry.getValue();
+            seen.put("movedEntry", fields);
+            seen.put("movedVerdict", verdict(fields, entry.getKey(), keyring));
+            seen.put("movedMatchesOriginal", matchesOriginal(fields, moved));
+            seen.put("movedDataVerbatim", fields.get("data").equals(moved.get("data")));
+            seen.put("movedDataCompact", fields.get("data").equals("{\"nik\":\"3573014107900003\","
+                    + "\"address\":\"Jl. Ijen No. 5 \u2014 Klojen, \\\"Rumah Biru\\\"\",\"kecamatan\":\"35.73.02\","
+                    + "\"moved_on\":\"2026-11-25\"}"));
+            seen.put("movedRead", got.size());
+            seen.put("movedAck", ackAll(bapenda, inbox, group, got));
+        }
+
         try (Resp audit = connect("audit")) {
             String group = config.getProperty("audit.group");
             String inbox = "simpul:inbox:{" + group + "/" + aggregate + "}";
-            var got = readInbox(audit, inbox, group, Set.of(diedId, bornId));
+            var got = readInbox(audit, inbox, group, Set.of(diedId, bornId, movedId));
             Map.Entry<String, Map<String, String>> entry = got.get(diedId);
             Map<String, String> fields = entry.getValue();
             seen.put("auditEntry", fields);
