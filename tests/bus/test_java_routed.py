@@ -25,6 +25,7 @@ import pytest
 
 from tests.bus.routed import ROOT, RoutedServer, routed_document, running, signer
 from tests.bus.test_node_routed import password, shipped  # noqa: F401 (the module's fixture)
+from tests.bus.test_wire_format import doc_block
 
 PRODUCER = "adapter-dukcapil"
 SERVICES = {
@@ -71,6 +72,17 @@ def _config(port: int) -> dict[str, Any]:
     return config
 
 
+def _wire_format_class() -> str:
+    """The Java snippets of docs/wire-format.md, verbatim, as the static methods of one class."""
+    methods = ("java-event-id", "java-sign", "java-verify", "java-origin-digest")
+    return (
+        doc_block("java-imports")
+        + "\nfinal class WireFormat {\n"
+        + "".join(doc_block(name) for name in methods)
+        + "}\n"
+    )
+
+
 def _properties(values: dict[str, Any]) -> str:
     """A java.util.Properties file (values are ASCII, without backslashes)."""
     return "".join(f"{name}={value}\n" for name, value in values.items())
@@ -83,9 +95,16 @@ async def test_a_java_client_publishes_to_its_intake_and_reads_its_inboxes_as_do
     javac, java = shutil.which("javac"), shutil.which("java")
     if javac is None or java is None:
         pytest.skip("javac is not installed: the routed Java client is not run")
-    source = Path(__file__).parent / "java" / "RoutedClient.java"
+    client = Path(__file__).parent / "java" / "RoutedClient.java"
+    snippets = tmp_path / "WireFormat.java"
+    snippets.write_text(_wire_format_class())
     compiled = await asyncio.create_subprocess_exec(
-        javac, "-d", str(tmp_path), str(source), stderr=asyncio.subprocess.PIPE
+        javac,
+        "-d",
+        str(tmp_path),
+        str(snippets),
+        str(client),
+        stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(compiled.communicate(), 60)
     assert compiled.returncode == 0, err.decode()

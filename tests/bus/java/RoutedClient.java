@@ -1,11 +1,12 @@
 /*
  * A Simpul client in Java 17 written from docs/wire-format.md alone (no library but the JDK):
- * a minimal RESP client over a plain Socket, the event id of section 2.1, the signed bytes and
- * Ed25519 signatures of section 10, publishing into the producer's intake (sections 3.1 and 4),
+ * a minimal RESP client over a plain Socket; the documentation's own Java snippets (the event id
+ * of section 2.1, the signed bytes and Ed25519 signatures of section 10.5, the digest of 11.4),
+ * which the test compiles beside it as the class WireFormat; publishing into the producer's intake (sections 3.1 and 4),
  * reading an inbox as a consumer group (section 5) and verifying its entries (sections 10.4 and
  * 11.3), and the refusals a producer finds in its intake's dead letters (section 3.1).
  *
- * Usage: java RoutedClient.java <config.properties>. It prints one JSON object of what it saw;
+ * Usage: java -cp <classes> RoutedClient <config.properties>. It prints one JSON object of what it saw;
  * the test (tests/bus/test_java_routed.py) asserts on it. Exit status 0 unless a step broke.
  */
 
@@ -14,34 +15,25 @@ import java.io.ByteArrayOutputStream;
 import java.io.FileInputStream;
 import java.io.IOException;
 import java.io.InputStream;
+import java.io.InputStreamReader;
 import java.io.OutputStream;
+import java.math.BigDecimal;
 import java.net.Socket;
-import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.security.GeneralSecurityException;
-import java.security.KeyFactory;
-import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
-import java.security.PrivateKey;
-import java.security.PublicKey;
-import java.security.Signature;
-import java.security.spec.EdECPrivateKeySpec;
-import java.security.spec.NamedParameterSpec;
-import java.security.spec.X509EncodedKeySpec;
 import java.time.Instant;
 import java.time.OffsetDateTime;
 import java.time.format.DateTimeParseException;
 import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
 import java.util.Base64;
-import java.util.HexFormat;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
 import java.util.Set;
-import java.util.TreeMap;
-import java.util.UUID;
 import java.util.regex.Pattern;
 
 public class RoutedClient {
@@ -124,76 +116,8 @@ public class RoutedClient {
         }
     }
 
-    // ---------------------------------------------------------------- section 2.1: event ids
-
-    static final UUID SIMPUL_NAMESPACE = UUID.fromString("5a1b0c2e-3d4f-5a6b-8c7d-9e0f1a2b3c4d");
-
-    static String eventId(String source, String... key) throws NoSuchAlgorithmException {
-        String name = source + (key.length == 0 ? "" : "\u001f" + String.join("\u001f", key));
-        MessageDigest sha1 = MessageDigest.getInstance("SHA-1");
-        sha1.update(ByteBuffer.allocate(16)
-                .putLong(SIMPUL_NAMESPACE.getMostSignificantBits())
-                .putLong(SIMPUL_NAMESPACE.getLeastSignificantBits()).array());
-        byte[] h = sha1.digest(name.getBytes(StandardCharsets.UTF_8));
-        h[6] = (byte) ((h[6] & 0x0f) | 0x50);  // version 5
-        h[8] = (byte) ((h[8] & 0x3f) | 0x80);  // RFC 4122 variant
-        ByteBuffer b = ByteBuffer.wrap(h, 0, 16);
-        return new UUID(b.getLong(), b.getLong()).toString();
-    }
-
-    // ---------------------------------------------------------------- section 10: signatures
-
-    static byte[] signedBytes(Map<String, String> fields) {
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        out.writeBytes("simpul-event-signature-v1\n".getBytes(StandardCharsets.US_ASCII));
-        for (Map.Entry<String, String> field : new TreeMap<>(fields).entrySet()) {
-            if (field.getKey().equals("signature")) continue;
-            for (String part : List.of(field.getKey(), field.getValue())) {
-                byte[] utf8 = part.getBytes(StandardCharsets.UTF_8);
-                out.writeBytes(ByteBuffer.allocate(4).putInt(utf8.length).array());
-                out.writeBytes(utf8);
-            }
-        }
-        return out.toByteArray();
-    }
-
-    static void sign(Map<String, String> fields, String keyId, byte[] seed) throws GeneralSecurityException {
-        PrivateKey key = KeyFactory.getInstance("Ed25519")
-                .generatePrivate(new EdECPrivateKeySpec(NamedParameterSpec.ED25519, seed));
-        fields.put("signer", keyId);
-        fields.put("signedat", Instant.now().truncatedTo(ChronoUnit.MILLIS).toString());
-        Signature ed25519 = Signature.getInstance("Ed25519");
-        ed25519.initSign(key);
-        ed25519.update(signedBytes(fields));
-        fields.put("signature", Base64.getEncoder().encodeToString(ed25519.sign()));
-    }
-
-    /** A raw 32-byte Ed25519 public key (a .pub file, a keyring's public_key) as X.509 DER. */
-    static PublicKey publicKey(String base64) throws GeneralSecurityException {
-        byte[] raw = Base64.getDecoder().decode(base64.trim());
-        if (raw.length != 32) throw new GeneralSecurityException("not a 32-byte Ed25519 key");
-        byte[] der = new byte[44];
-        System.arraycopy(HexFormat.of().parseHex("302a300506032b6570032100"), 0, der, 0, 12);
-        System.arraycopy(raw, 0, der, 12, 32);
-        return KeyFactory.getInstance("Ed25519").generatePublic(new X509EncodedKeySpec(der));
-    }
-
-    static boolean signatureValid(Map<String, String> fields, String publicKeyBase64) {
-        try {
-            byte[] signature = Base64.getDecoder().decode(fields.getOrDefault("signature", ""));
-            if (signature.length != 64) return false;
-            Signature ed25519 = Signature.getInstance("Ed25519");
-            ed25519.initVerify(publicKey(publicKeyBase64));
-            ed25519.update(signedBytes(fields));
-            return ed25519.verify(signature);
-        } catch (GeneralSecurityException | IllegalArgumentException e) {
-            return false;
-        }
-    }
-
-    static String sha256Hex(byte[] bytes) throws NoSuchAlgorithmException {
-        return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(bytes));
-    }
+    // eventId, signedBytes, sign, signatureValid and originDigest are the snippets of
+    // docs/wire-format.md (sections 2.1, 10.5 and 11.4), compiled as the class WireFormat.
 
     /** One key of the keyring (section 10.4): whose it is, what it may sign, when. */
     record Key(String publicKey, Set<String> types, Instant notBefore, Instant notAfter) {}
@@ -208,7 +132,7 @@ public class RoutedClient {
         if (key == null) return "unknown_signer";
         if (key.types() != null && !key.types().contains(fields.get("type"))) return "signer_not_allowed";
         Instant signedAt = rfc3339(fields.get("signedat"));
-        if (signedAt == null || !signatureValid(fields, key.publicKey())) return "bad_signature";
+        if (signedAt == null || !WireFormat.signatureValid(fields, key.publicKey())) return "bad_signature";
         Instant arrival = Instant.ofEpochMilli(Long.parseLong(entryId.split("-")[0]));
         if ((key.notBefore() != null && signedAt.isBefore(key.notBefore()))
                 || (key.notAfter() != null && !signedAt.isBefore(key.notAfter()))
@@ -241,11 +165,11 @@ public class RoutedClient {
     /** Section 11.3's comparison of an inbox entry with the original it names. */
     static boolean matchesOriginal(Map<String, String> inbox, Map<String, String> original)
             throws NoSuchAlgorithmException {
-        if (!sha256Hex(signedBytes(original)).equals(inbox.get("origindigest"))) return false;
+        if (!WireFormat.originDigest(original).equals(inbox.get("origindigest"))) return false;
         if (!original.getOrDefault("signer", "").equals(inbox.get("originsigner"))) return false;
         Set<String> own = Set.of("data", "signature", "signer", "signedat",
                 "originentry", "originsigner", "origindigest");
-        Set<String> names = new java.util.HashSet<>(inbox.keySet());
+        Set<String> names = new HashSet<>(inbox.keySet());
         names.addAll(original.keySet());
         for (String name : names) {
             if (!own.contains(name) && !String.valueOf(inbox.get(name)).equals(String.valueOf(original.get(name)))) {
@@ -321,7 +245,7 @@ public class RoutedClient {
             while (at < text.length() && "{}[],: \t\r\n".indexOf(text.charAt(at)) < 0) at++;
             String word = text.substring(start, at);
             if (word.equals("true") || word.equals("false") || word.equals("null")) return word;
-            return new java.math.BigDecimal(word);
+            return new BigDecimal(word);
         }
 
         private String string() {
@@ -477,37 +401,37 @@ public class RoutedClient {
         String keyId = config.getProperty("producer.keyId");
         String aggregate = "dukcapil.citizen";
 
-        String diedId = eventId(SOURCE, "kematian", "4711", "1");
-        String bornId = eventId(SOURCE, "kelahiran", "815", "1");
-        String wrongTypeId = eventId(SOURCE, "kartu-keluarga", "99", "1");
-        String tamperedId = eventId(SOURCE, "kematian", "4712", "1");
-        String movedId = eventId(SOURCE, "pindah", "2024", "1");
+        String diedId = WireFormat.eventId(SOURCE, "kematian", "4711", "1");
+        String bornId = WireFormat.eventId(SOURCE, "kelahiran", "815", "1");
+        String wrongTypeId = WireFormat.eventId(SOURCE, "kartu-keluarga", "99", "1");
+        String tamperedId = WireFormat.eventId(SOURCE, "kematian", "4712", "1");
+        String movedId = WireFormat.eventId(SOURCE, "pindah", "2024", "1");
         seen.put("diedId", diedId);
 
         Map<String, String> died = event(diedId, "dukcapil.citizen.died.v1", "simpul:dukcapil.citizen.died:1.0",
                 "{\"nik\":\"3573014107900001\",\"date_of_death\":\"2026-11-27\",\"kecamatan\":\"35.73.02\"}");
-        sign(died, keyId, seed);
+        WireFormat.sign(died, keyId, seed);
         // Not compact on purpose: a projection rewrites `data` compact (section 11.2).
         Map<String, String> born = event(bornId, "dukcapil.citizen.born.v1", "simpul:dukcapil.citizen.born:1.0",
                 "{\"child_ref\": \"abcdefghijklmnopqrstuvwxyz\", \"nik\": \"3573016011260001\", "
                 + "\"kk\": \"3573010101260002\", \"born_on\": \"2026-11-20\", "
                 + "\"kelurahan\": \"35.73.02.1001\", \"registered_on\": \"2026-11-27\"}");
-        sign(born, keyId, seed);
+        WireFormat.sign(born, keyId, seed);
         // An escaped non-ASCII character and spaces: see what a subscription approved for every
         // field the contract declares (bapenda's) receives.
         Map<String, String> moved = event(movedId, "dukcapil.citizen.moved.v1", "simpul:dukcapil.citizen.moved:1.0",
                 "{\"nik\": \"3573014107900003\", \"address\": \"Jl. Ijen No. 5 \\u2014 Klojen, \\\"Rumah Biru\\\"\", "
                 + "\"kecamatan\": \"35.73.02\", \"moved_on\": \"2026-11-25\"}");
-        sign(moved, keyId, seed);
+        WireFormat.sign(moved, keyId, seed);
         // A type the producer's principal may not publish: refused as type_not_allowed.
         Map<String, String> wrongType = event(wrongTypeId, "dukcapil.family.card-issued.v1",
                 "simpul:dukcapil.family.card-issued:1.0", "{}");
-        sign(wrongType, keyId, seed);
+        WireFormat.sign(wrongType, keyId, seed);
         // Altered after signing: refused as bad_signature.
         Map<String, String> tampered = event(tamperedId, "dukcapil.citizen.died.v1",
                 "simpul:dukcapil.citizen.died:1.0",
                 "{\"nik\":\"3573014107900002\",\"date_of_death\":\"2026-11-27\",\"kecamatan\":\"35.73.02\"}");
-        sign(tampered, keyId, seed);
+        WireFormat.sign(tampered, keyId, seed);
         tampered.put("data", tampered.get("data").replace("35.73.02", "35.73.05"));
         seen.put("signed", died);
         seen.put("signedBorn", born);
@@ -539,7 +463,7 @@ public class RoutedClient {
             seen.put("projected", fields.containsKey("origindigest"));
             seen.put("routerSigned", routerKeyId.equals(fields.get("signer")));
             seen.put("verdict", verdict(fields, entry.getKey(), keyring));
-            seen.put("validWithProducerKey", signatureValid(fields, config.getProperty("producer.publicKey")));
+            seen.put("validWithProducerKey", WireFormat.signatureValid(fields, config.getProperty("producer.publicKey")));
             seen.put("matchesOriginal", matchesOriginal(fields, died));
             Map<String, String> altered = new LinkedHashMap<>(fields);
             altered.put("data", fields.get("data").replace("2026-11-27", "2026-11-26"));
@@ -594,7 +518,7 @@ public class RoutedClient {
             seen.put("auditEntry", fields);
             seen.put("auditProjected", fields.containsKey("origindigest"));
             seen.put("auditVerdict", verdict(fields, entry.getKey(), keyring));
-            seen.put("auditValidWithRouterKey", signatureValid(fields, config.getProperty("router.publicKey")));
+            seen.put("auditValidWithRouterKey", WireFormat.signatureValid(fields, config.getProperty("router.publicKey")));
             Map<String, String> altered = new LinkedHashMap<>(fields);
             altered.put("kecamatan", "35.73.05");  // a field added after signing
             seen.put("auditAlteredVerdict", verdict(altered, entry.getKey(), keyring));
@@ -631,7 +555,7 @@ public class RoutedClient {
     public static void main(String[] args) throws Exception {
         Properties config = new Properties();
         try (FileInputStream in = new FileInputStream(args[0])) {
-            config.load(new java.io.InputStreamReader(in, StandardCharsets.UTF_8));
+            config.load(new InputStreamReader(in, StandardCharsets.UTF_8));
         }
         RoutedClient client = new RoutedClient(config);
         client.run();
