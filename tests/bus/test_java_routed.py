@@ -72,6 +72,11 @@ def _config(port: int) -> dict[str, Any]:
     return config
 
 
+def refused_id(refused: dict[str, dict[str, str]], reason: str) -> str:
+    [found] = [id for id, fields in refused.items() if fields["dlq.reason"] == reason]
+    return found
+
+
 def _wire_format_class() -> str:
     """The Java snippets of docs/wire-format.md, verbatim, as the static methods of one class."""
     methods = ("java-event-id", "java-sign", "java-verify", "java-origin-digest")
@@ -146,7 +151,7 @@ async def test_a_java_client_publishes_to_its_intake_and_reads_its_inboxes_as_do
             fields[b"id"].decode(): {k.decode(): v.decode() for k, v in fields.items()}
             for _, fields in admin.xrange(INTAKE + ":dlq")
         }
-    assert stored == [seen["signed"], seen["signedBorn"], seen["signedMoved"]]
+    assert stored[:3] == [seen["signed"], seen["signedBorn"], seen["signedMoved"]]
     # ... and refused the others into the producer's own dead letters, which only operators read:
     # the producer's credentials are refused there (section 3.1).
     assert seen["refusals"]["error"].startswith("NOPERM"), seen["refusals"]
@@ -155,6 +160,20 @@ async def test_a_java_client_publishes_to_its_intake_and_reads_its_inboxes_as_do
     assert reasons["dukcapil.family.card-issued.v1"] == "type_not_allowed"
     for fields in refused.values():
         assert fields["dlq.group"] == "router" and fields["dlq.stream"] == INTAKE
+    # The altered event, corrected and signed anew, went in again under its id and was admitted.
+    assert seen["republished"][0] == 1
+    [again] = [f for f in stored[3:] if f["id"] == refused_id(refused, "bad_signature")]
+    assert again["signature"] != refused[again["id"]]["signature"]
+    assert len(stored) == 4
+
+    # dinsos gave one entry up: acked and dead-lettered at once, beside its inbox; once only.
+    dinsos_inbox = "simpul:inbox:{dinsos/dukcapil.citizen}"
+    with shipped.admin() as admin:
+        [(_, letter)] = admin.xrange(dinsos_inbox + ":dlq:dinsos")
+    assert isinstance(seen["deadLetter"], str), seen["deadLetter"]
+    assert seen["deadLetterAgain"] is None
+    assert letter[b"id"].decode() == seen["signedBorn"]["id"]
+    assert letter[b"dlq.reason"] == b"given_up"
 
     # dinsos' inbox: a projection signed by the router, tied to its original, refused altered.
     assert seen["departmentRead"]["error"].startswith("NOPERM"), seen["departmentRead"]
@@ -167,7 +186,7 @@ async def test_a_java_client_publishes_to_its_intake_and_reads_its_inboxes_as_do
     assert not seen["validWithProducerKey"]
     assert seen["matchesOriginal"]
     assert seen["alteredVerdict"] == seen["otherOriginVerdict"] == "bad_signature"
-    assert seen["ack"] == seen["read"]  # dinsos may have read the birth too, by then
+    assert seen["ack"] == seen["read"] == 3  # the death, the move and the corrected death
     assert seen["pending"][0] == 0
     # dinsos is approved `personal: [nik]` for deaths: every field, still re-signed.
     assert entry["data"] == seen["signed"]["data"]
@@ -186,10 +205,14 @@ async def test_a_java_client_publishes_to_its_intake_and_reads_its_inboxes_as_do
     assert not seen["movedDataVerbatim"] and seen["movedDataCompact"], moved["data"]
     assert json.loads(moved["data"]) == json.loads(seen["signedMoved"]["data"])
     assert seen["movedAck"] == seen["movedRead"]
+    # dinsos' approval of moves (`personal: [nik]`) withholds the address (11.2's example).
+    assert seen["dinsosMovedData"] == (
+        '{"nik":"3573014107900003","kecamatan":"35.73.02","moved_on":"2026-11-25"}'
+    )
 
     # The audit's inbox holds the original as admitted, verified with the producer's key.
     assert not seen["auditProjected"]
     assert seen["auditEntry"] == seen["signed"]
     assert seen["auditVerdict"] == "valid" and not seen["auditValidWithRouterKey"]
     assert seen["auditAlteredVerdict"] == "bad_signature"
-    assert seen["auditAck"] == seen["auditRead"] == 3
+    assert seen["auditAck"] == seen["auditRead"] == len(stored)

@@ -447,6 +447,10 @@ public class RoutedClient {
             seen.put("publishedWrongType", publish(producer, wrongType));
             seen.put("publishedTampered", publish(producer, tampered));
             seen.put("refusals", refusals(producer, Set.of(wrongTypeId, tamperedId)));
+            // Section 3.1: the router deletes a refused event's dedupe marker, so the corrected
+            // event, signed anew, goes in under the same id. The producer cannot read its
+            // refusals, so it tries until the intake takes the entry (the marker is gone).
+            seen.put("republished", republish(producer, corrected(tampered, keyId, seed)));
         }
 
         Map<String, Key> keyring = keyring();
@@ -456,7 +460,13 @@ public class RoutedClient {
             String inbox = "simpul:inbox:{" + group + "/" + aggregate + "}";
             seen.put("departmentRead", service.call("XREADGROUP", "GROUP", group, "c", "COUNT", "1",
                     "STREAMS", "simpul:{" + aggregate + "}", ">"));
-            var got = readInbox(service, inbox, group, Set.of(diedId));
+            var got = readInbox(service, inbox, group, Set.of(diedId, bornId, movedId, tamperedId));
+            seen.put("dinsosMovedData", got.get(movedId).getValue().get("data"));
+            // Section 6: a consumer that gives up dead-letters with the library's function,
+            // into its own group's dead letters beside its inbox, with the eight dlq.* fields.
+            Map.Entry<String, Map<String, String>> given = got.remove(bornId);
+            seen.put("deadLetter", deadLetter(service, inbox, group, given, "given_up", "not for this test"));
+            seen.put("deadLetterAgain", deadLetter(service, inbox, group, given, "given_up", "twice"));
             Map.Entry<String, Map<String, String>> entry = got.get(diedId);
             Map<String, String> fields = entry.getValue();
             seen.put("entry", fields);
@@ -512,7 +522,7 @@ public class RoutedClient {
         try (Resp audit = connect("audit")) {
             String group = config.getProperty("audit.group");
             String inbox = "simpul:inbox:{" + group + "/" + aggregate + "}";
-            var got = readInbox(audit, inbox, group, Set.of(diedId, bornId, movedId));
+            var got = readInbox(audit, inbox, group, Set.of(diedId, bornId, movedId, tamperedId));
             Map.Entry<String, Map<String, String>> entry = got.get(diedId);
             Map<String, String> fields = entry.getValue();
             seen.put("auditEntry", fields);
@@ -525,6 +535,39 @@ public class RoutedClient {
             seen.put("auditRead", got.size());
             seen.put("auditAck", ackAll(audit, inbox, group, got));
         }
+    }
+
+    /** The refused event corrected and signed anew (section 10.3: a new `signedat`). */
+    static Map<String, String> corrected(Map<String, String> refused, String keyId, byte[] seed)
+            throws GeneralSecurityException {
+        Map<String, String> fields = new LinkedHashMap<>(refused);
+        fields.remove("signature");
+        WireFormat.sign(fields, keyId, seed);
+        return fields;
+    }
+
+    /** Publishes until the intake takes the entry: `[0, ...]` while the refused one's marker lives. */
+    Object republish(Resp producer, Map<String, String> fields) throws IOException, InterruptedException {
+        long deadline = System.currentTimeMillis() + Long.parseLong(config.getProperty("waitMs"));
+        Object reply = publish(producer, fields);
+        while (((List<?>) reply).get(0).equals(0L) && System.currentTimeMillis() < deadline) {
+            Thread.sleep(100);
+            reply = publish(producer, fields);
+        }
+        return reply;
+    }
+
+    /** `FCALL simpul_1_deadletter` (section 6) on an inbox: acks the entry and adds its dead letter. */
+    static Object deadLetter(Resp service, String inbox, String group, Map.Entry<String, Map<String, String>> entry,
+            String reason, String error) throws IOException {
+        List<String> args = new ArrayList<>(List.of("FCALL", "simpul_1_deadletter", "2", inbox,
+                inbox + ":dlq:" + group, group, entry.getKey()));
+        entry.getValue().forEach((name, value) -> { args.add(name); args.add(value); });
+        args.addAll(List.of("dlq.reason", reason, "dlq.error", error, "dlq.attempts", "1",
+                "dlq.stream", inbox, "dlq.entry", entry.getKey(), "dlq.group", group,
+                "dlq.consumer", group + "-java-1",
+                "dlq.time", Instant.now().truncatedTo(ChronoUnit.MILLIS).toString()));
+        return service.call(args);
     }
 
     /** Section 5, step 5: one XACK for every entry read (handled, or a type not handled here). */
