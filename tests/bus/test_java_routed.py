@@ -160,7 +160,10 @@ async def test_a_java_client_publishes_to_its_intake_and_reads_its_inboxes_as_do
     assert reasons["dukcapil.family.card-issued.v1"] == "type_not_allowed"
     for fields in refused.values():
         assert fields["dlq.group"] == "router" and fields["dlq.stream"] == INTAKE
-    # The altered event, corrected and signed anew, went in again under its id and was admitted.
+    # The producer reads a refusal only as its dedupe marker gone (kept for an admitted event);
+    # the altered event, corrected and signed anew, went in again under its id and was admitted.
+    assert seen["admittedMarker"] == seen["published"][1]
+    assert seen["refusedMarkerGone"]
     assert seen["republished"][0] == 1
     [again] = [f for f in stored[3:] if f["id"] == refused_id(refused, "bad_signature")]
     assert again["signature"] != refused[again["id"]]["signature"]

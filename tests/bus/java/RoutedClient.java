@@ -342,8 +342,12 @@ public class RoutedClient {
     }
 
     /** `FCALL simpul_1_publish` into the producer's own intake (sections 3.1 and 4). */
+    String intake() {
+        return "simpul:intake:{" + config.getProperty("producer.user") + "}";
+    }
+
     Object publish(Resp producer, Map<String, String> fields) throws IOException {
-        String intake = "simpul:intake:{" + config.getProperty("producer.user") + "}";
+        String intake = intake();
         List<String> args = new ArrayList<>(List.of(
                 "FCALL", "simpul_1_publish", "2", intake, intake + ":seen:" + fields.get("id"),
                 DEDUPE_WINDOW_MS, ""));
@@ -447,10 +451,12 @@ public class RoutedClient {
             seen.put("publishedWrongType", publish(producer, wrongType));
             seen.put("publishedTampered", publish(producer, tampered));
             seen.put("refusals", refusals(producer, Set.of(wrongTypeId, tamperedId)));
-            // Section 3.1: the router deletes a refused event's dedupe marker, so the corrected
-            // event, signed anew, goes in under the same id. The producer cannot read its
-            // refusals, so it tries until the intake takes the entry (the marker is gone).
-            seen.put("republished", republish(producer, corrected(tampered, keyId, seed)));
+            // Section 3.1: the router deletes a refused event's dedupe marker (the one sign of a
+            // refusal the producer can read), so the corrected event, signed anew, goes in
+            // under the same id.
+            seen.put("admittedMarker", producer.call("GET", intake() + ":seen:" + diedId));
+            seen.put("refusedMarkerGone", markerGone(producer, tamperedId));
+            seen.put("republished", publish(producer, corrected(tampered, keyId, seed)));
         }
 
         Map<String, Key> keyring = keyring();
@@ -546,15 +552,14 @@ public class RoutedClient {
         return fields;
     }
 
-    /** Publishes until the intake takes the entry: `[0, ...]` while the refused one's marker lives. */
-    Object republish(Resp producer, Map<String, String> fields) throws IOException, InterruptedException {
+    /** Waits until the event's dedupe marker on the intake is gone: the router refused it. */
+    boolean markerGone(Resp producer, String id) throws IOException, InterruptedException {
         long deadline = System.currentTimeMillis() + Long.parseLong(config.getProperty("waitMs"));
-        Object reply = publish(producer, fields);
-        while (((List<?>) reply).get(0).equals(0L) && System.currentTimeMillis() < deadline) {
+        while (producer.call("GET", intake() + ":seen:" + id) != null) {
+            if (System.currentTimeMillis() > deadline) return false;
             Thread.sleep(100);
-            reply = publish(producer, fields);
         }
-        return reply;
+        return true;
     }
 
     /** `FCALL simpul_1_deadletter` (section 6) on an inbox: acks the entry and adds its dead letter. */
