@@ -3,15 +3,17 @@ the shipped routed deployment: a Redis loaded with the committed deploy/redis/us
 passwords of deploy/dev.env), the bus's library loaded by the admin, and a router running
 in-process.
 
-The client (tests/bus/java/RoutedClient.java: a RESP client over a plain Socket, the JDK's
-Ed25519) signs events with the producer's development key and publishes them into the producer's
-intake with the producer's password: a death and a birth the router admits, one of a type the
-producer may not publish and one altered after signing, which the router refuses into the
-producer's own dead letters. Then it reads three inboxes, each with its own service's password
-and group: dinsos' projection of the death and dinkes' projection of the birth (signed by the
-router, data reduced and compact), and the audit's original (signed by the producer), verifies
-each as section 10.4 says, ties the projections to their originals (section 11.3), refuses
-altered copies, and acks."""
+The client (tests/bus/java/RoutedClient.java: a RESP client over a plain Socket, compiled with
+the documentation's own Java snippets as the class WireFormat) signs events with the producer's
+development key and publishes them into the producer's intake with the producer's password: a
+death, a birth and a move the router admits, and two it refuses into the producer's own dead
+letters (a type the producer may not publish, an event altered after signing), which the
+producer cannot read: it sees the refusal as its dedupe marker gone, and publishes the corrected
+event again under the same id. Then it reads four inboxes, each with its own service's password
+and group: dinsos', dinkes' and bapenda's projections (signed by the router, `data` reduced and
+written again compact) and the audit's originals (signed by the producer); it verifies each as
+section 10.4 says, ties each projection to its original (section 11.3), refuses altered copies,
+dead-letters one entry with the library's function, and acks the rest."""
 
 from __future__ import annotations
 
