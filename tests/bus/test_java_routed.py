@@ -27,6 +27,8 @@ import pytest
 
 from tests.bus.routed import ROOT, RoutedServer, routed_document, running, signer
 from tests.bus.test_node_routed import password, shipped  # noqa: F401 (the module's fixture)
+from tests.bus.test_projection import facts
+from tests.bus.test_signing import doc_example
 from tests.bus.test_wire_format import doc_block
 
 PRODUCER = "adapter-dukcapil"
@@ -90,9 +92,34 @@ def _wire_format_class() -> str:
     )
 
 
+def _vectors() -> dict[str, str]:
+    """The worked examples of sections 10.5 and 11.4: the keys, the signed original, the router's
+    inbox entry, the figures they state."""
+    key, original, result = doc_example()
+    router = facts(doc_block("inbox-example-key"))
+    values = {
+        "vector.seed": key["seed"],
+        "vector.publicKey": key["public key"],
+        "vector.result": result["signed bytes"],
+        "vector.routerPublicKey": router["public key"],
+    }
+    original = original | {"signature": result["signature"]}
+    values.update({f"vector.original.{n}": v for n, v in original.items()})
+    inbox = json.loads(doc_block("inbox-example-fields"))
+    values.update({f"vector.inbox.{n}": v for n, v in inbox.items()})
+    return values
+
+
 def _properties(values: dict[str, Any]) -> str:
-    """A java.util.Properties file (values are ASCII, without backslashes)."""
-    return "".join(f"{name}={value}\n" for name, value in values.items())
+    """A java.util.Properties file: one `name=value` a line, `\\` and what is not printable
+    ASCII escaped as Properties.load reads them."""
+
+    def escaped(text: str) -> str:
+        return "".join(
+            "\\\\" if c == "\\" else c if " " <= c <= "~" else f"\\u{ord(c):04x}" for c in text
+        )
+
+    return "".join(f"{name}={escaped(str(value))}\n" for name, value in values.items())
 
 
 async def test_a_java_client_publishes_to_its_intake_and_reads_its_inboxes_as_documented(
@@ -116,7 +143,7 @@ async def test_a_java_client_publishes_to_its_intake_and_reads_its_inboxes_as_do
     _, err = await asyncio.wait_for(compiled.communicate(), 60)
     assert compiled.returncode == 0, err.decode()
     config = tmp_path / "client.properties"
-    config.write_text(_properties(_config(shipped.port)))
+    config.write_text(_properties(_config(shipped.port) | _vectors()))
     async with running(shipped.router()):
         process = await asyncio.create_subprocess_exec(
             java,
@@ -132,8 +159,13 @@ async def test_a_java_client_publishes_to_its_intake_and_reads_its_inboxes_as_do
     seen = json.loads(out)
     producer_key = signer(PRODUCER).key_id
 
-    # Section 2.1's test vector, computed by the documented Java code.
+    # The figures of sections 2.1, 10.5 and 11.4, computed by the documented Java code.
     assert seen["diedId"] == "2ee8b89c-643d-57a2-a420-2db15553b5b6"
+    vectors = seen["vectors"]
+    assert vectors["signedBytes"] == _vectors()["vector.result"]
+    assert vectors["originalValid"] and vectors["inboxValid"] and vectors["signedWithSeedValid"]
+    assert vectors["originDigest"] == vectors["inboxOriginDigest"]
+    assert not vectors["alteredValid"] and not vectors["inboxWithProducerKeyValid"]
     # The producer's credentials reach only its intake; the function deduplicates there.
     assert seen["version"] == 1
     assert seen["departmentXadd"]["error"].startswith("NOPERM"), seen["departmentXadd"]

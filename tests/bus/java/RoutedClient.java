@@ -400,7 +400,39 @@ public class RoutedClient {
         return keys;
     }
 
+    /** The properties under `prefix`, without it: a worked example's fields. */
+    Map<String, String> fieldsUnder(String prefix) {
+        Map<String, String> fields = new LinkedHashMap<>();
+        for (String name : config.stringPropertyNames()) {
+            if (name.startsWith(prefix)) fields.put(name.substring(prefix.length()), config.getProperty(name));
+        }
+        return fields;
+    }
+
+    /** The worked examples of sections 10.5 and 11.4 through the documentation's Java code. */
+    Map<String, Object> vectors() throws Exception {
+        Map<String, Object> found = new LinkedHashMap<>();
+        Map<String, String> original = fieldsUnder("vector.original.");
+        Map<String, String> inbox = fieldsUnder("vector.inbox.");
+        String producerKey = config.getProperty("vector.publicKey");
+        byte[] bytes = WireFormat.signedBytes(original);
+        found.put("signedBytes", bytes.length + " bytes, SHA-256 " + WireFormat.originDigest(original));
+        found.put("originalValid", WireFormat.signatureValid(original, producerKey));
+        Map<String, String> altered = new LinkedHashMap<>(original);
+        altered.put("time", "2026-11-28T13:07:26.124Z");
+        found.put("alteredValid", WireFormat.signatureValid(altered, producerKey));
+        Map<String, String> own = new LinkedHashMap<>(original);
+        WireFormat.sign(own, original.get("signer"), Base64.getDecoder().decode(config.getProperty("vector.seed")));
+        found.put("signedWithSeedValid", WireFormat.signatureValid(own, producerKey));
+        found.put("originDigest", WireFormat.originDigest(original));
+        found.put("inboxOriginDigest", inbox.get("origindigest"));
+        found.put("inboxValid", WireFormat.signatureValid(inbox, config.getProperty("vector.routerPublicKey")));
+        found.put("inboxWithProducerKeyValid", WireFormat.signatureValid(inbox, producerKey));
+        return found;
+    }
+
     void run() throws Exception {
+        seen.put("vectors", vectors());
         byte[] seed = Base64.getDecoder().decode(config.getProperty("producer.seed").trim());
         String keyId = config.getProperty("producer.keyId");
         String aggregate = "dukcapil.citizen";
