@@ -16,7 +16,8 @@ install: $(STAMP)
 # checked and unit-tested with promtool (Debian: prometheus; only its binaries are used). The
 # dashboard's browser tests drive Debian's headless Chromium through /usr/bin/chromedriver
 # (Debian: chromium, chromium-driver), so Selenium never downloads a browser or a driver. The
-# wire format's JavaScript snippets and its routed Node client run on Debian's nodejs.
+# wire format's JavaScript snippets and its routed Node client run on Debian's nodejs; its Java
+# snippets and routed Java client on Debian's default-jdk-headless (javac).
 system-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
 	  echo "installing PostgreSQL server binaries (apt-get)"; \
@@ -41,6 +42,11 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && \
 	  $$SUDO apt-get install -y -qq --no-install-recommends nodejs >/dev/null; }
+	@{ command -v javac >/dev/null 2>&1 && command -v java >/dev/null 2>&1; } || { \
+	  echo "installing a JDK (apt-get: default-jdk-headless)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO apt-get install -y -qq --no-install-recommends default-jdk-headless >/dev/null; }
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
