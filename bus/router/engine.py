@@ -457,8 +457,7 @@ class Router:
                 self._tail[source] = found[0][-1][0]
             elif len(found) > 1:
                 self._tail[source] = found[1]
-        # A pending entry deleted meanwhile comes back with no fields: nothing to route.
-        return [(e, _pairs(f)) for e, f in found[0] if f]
+        return [(e, _pairs(f)) for e, f in found[0]]  # deleted ones were acked in the read
 
     async def _round_trip(  # noqa: PLR0917
         self,

@@ -483,6 +483,40 @@ async def test_far_future_and_maximum_ids_on_an_intake_hurt_only_that_producer(
     await admin.aclose()
 
 
+async def test_a_producer_deleting_entries_the_router_holds_loses_none_of_the_others(
+    routed: RoutedServer,
+) -> None:
+    """A producer may trim its own intake (XADD's MINID), also below entries the router read
+    and had not settled yet (a replica died with them): they come back from its pending list
+    without fields. They are acked (nothing to route), and the entries pending behind them are
+    still routed: a batch of deleted entries does not pass for the end of what is pending."""
+    admin = routed.connect(ADMIN)
+    redis = routed.connect("adapter-dukcapil")
+    intake = keys.intake("adapter-dukcapil")
+    dukcapil = publisher(routed, "adapter-dukcapil", redis)
+    for n in range(3):
+        await dukcapil.publish(example(CitizenDied), id=f"deleted-{n}")
+    await dukcapil.publish(example(CitizenDied), id="held-1")
+    # A replica read all four and died before settling them.
+    await admin.xgroup_create(intake, "router", "0")
+    read = await admin.xreadgroup("router", "router", {intake: ">"})
+    held = read[0][1][-1][0]
+    # The producer trims its intake below its last entry, with its own rights.
+    await redis.xadd(intake, {"junk": "1"}, minid=held, approximate=False)
+    assert await admin.xlen(intake) == 2
+    async with running(routed.router(batch_size=2)):
+        await wait_until(lambda: _len(admin, keys.intake_dead_letters("adapter-dukcapil"), 1))
+        await wait_until(lambda: _len(admin, CITIZEN, 1))
+        await wait_until(lambda: _pending(admin, intake, 0))
+    assert [f[b"id"] for f in await _entries(admin, CITIZEN)] == [b"held-1"]
+    await redis.aclose()
+    await admin.aclose()
+
+
+async def _pending(admin: Redis, key: str, n: int) -> bool:
+    return int((await admin.xpending(key, "router"))["pending"]) == n
+
+
 async def test_reset_intake_moves_unsettled_events_in_order(routed: RoutedServer) -> None:
     """Events written after a wedge but before the router read them are not lost by a reset."""
     admin = routed.connect(ADMIN)
