@@ -483,6 +483,38 @@ async def test_far_future_and_maximum_ids_on_an_intake_hurt_only_that_producer(
     await admin.aclose()
 
 
+async def test_the_routers_password_alone_cannot_forge_what_the_router_forwards_signed(
+    routed: RoutedServer,
+) -> None:
+    """Who holds the router's Redis password (or the admin's, or restores a forged dump) can
+    write a department stream; the router forwards what it finds there, signed with its own
+    key, so a service would take a forged death for a real one. Fan-out verifies each entry's
+    producer signature first, with the department stream's entry id as arrival: unsigned,
+    altered or foreign-signed entries reach no inbox (and are settled, not retried)."""
+    admin = routed.connect(ADMIN)
+    router_redis = routed.connect("router")
+    dukcapil = publisher(routed, "adapter-dukcapil")
+    bapenda = publisher(routed, "adapter-bapenda")
+    forged = dukcapil.envelope(example(CitizenDied), id="forged-unsigned").to_fields()
+    altered = dukcapil.signer.sign(  # type: ignore[union-attr]
+        dukcapil.envelope(example(CitizenDied), id="forged-altered")
+    ).to_fields()
+    altered["subject"] = "3573014107780004"
+    foreign = bapenda.signer.sign(  # type: ignore[union-attr]
+        bapenda.envelope(example(CitizenDied), id="forged-foreign")
+    ).to_fields()
+    for fields in (forged, altered, foreign):
+        await router_redis.xadd(CITIZEN, fields)  # type: ignore[arg-type]
+    await dukcapil.publish(example(CitizenDied), id="genuine-1")
+    async with running(routed.router()):
+        await wait_until(lambda: _len(admin, DINSOS, 1), timeout=10)
+        await wait_until(lambda: _pending(admin, CITIZEN, 0))
+    for inbox in (DINSOS, keys.inbox(CITIZEN, "audit"), keys.inbox(CITIZEN, "notifier")):
+        assert [f[b"id"] for f in await _entries(admin, inbox)] == [b"genuine-1"]
+    await router_redis.aclose()
+    await admin.aclose()
+
+
 async def test_a_producer_deleting_entries_the_router_holds_loses_none_of_the_others(
     routed: RoutedServer,
 ) -> None:
