@@ -324,7 +324,8 @@ def _operator(
         # router; one it adds to an inbox meets the service's own signature check. Each inbox
         # is named exactly: a pattern (simpul:inbox:{*}) would also match other keys ending in
         # a brace (a dedupe marker of an event id that ends in one) and any new key.
-        streams, dead = (f"~{keys.PREFIX}:{{*}}",), (f"~{keys.PREFIX}:{{*}}:dlq:*",)
+        streams: tuple[str, ...] = (f"~{keys.PREFIX}:{{*}}",)
+        dead: tuple[str, ...] = (f"~{keys.PREFIX}:{{*}}:dlq:*",)
         if inboxes is not None:
             streams = tuple(f"~{inbox}" for inbox, _ in inboxes)
             dead = tuple(f"~{keys.dead_letters(inbox, group)}" for inbox, group in inboxes)

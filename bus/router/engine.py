@@ -729,9 +729,15 @@ class Router:
             reason = RejectReason.UNDECODABLE
         else:
             rejected = self.keyring.check(envelope, raw, entry_id.decode())
-            if rejected is None:
-                return True
-            reason = str(rejected.reason)
+            if rejected is not None:
+                reason = str(rejected.reason)
+            else:
+                # None: unsigned, which this keyring accepts. The router's own keys sign every
+                # type, for its inboxes: a copy of one of its projections is no producer's event.
+                key = self.keyring.get(envelope.signer or "")
+                if key is None or key.principal in self.may_publish:
+                    return True
+                reason = RejectReason.SIGNER_NOT_OWNER
         self.counts.withheld[reason] = self.counts.withheld.get(reason, 0) + 1
         self._log.warning(
             "stream_entry_withheld", stream=stream, entry_id=entry_id.decode(), reason=reason

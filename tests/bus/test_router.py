@@ -490,7 +490,8 @@ async def test_the_routers_password_alone_cannot_forge_what_the_router_forwards_
     write a department stream; the router forwards what it finds there, signed with its own
     key, so a service would take a forged death for a real one. Fan-out verifies each entry's
     producer signature first, with the department stream's entry id as arrival: unsigned,
-    altered or foreign-signed entries reach no inbox (and are settled, not retried)."""
+    altered, foreign-signed or router-signed entries reach no inbox (and are settled, not
+    retried)."""
     admin = routed.connect(ADMIN)
     router_redis = routed.connect("router")
     dukcapil = publisher(routed, "adapter-dukcapil")
@@ -503,7 +504,9 @@ async def test_the_routers_password_alone_cannot_forge_what_the_router_forwards_
     foreign = bapenda.signer.sign(  # type: ignore[union-attr]
         bapenda.envelope(example(CitizenDied), id="forged-foreign")
     ).to_fields()
-    for fields in (forged, altered, foreign):
+    # The router's signature, as on every projection it wrote to an inbox, copied back.
+    projection = router_signer().sign(dukcapil.envelope(example(CitizenDied), id="copied"))
+    for fields in (forged, altered, foreign, projection.to_fields()):
         await router_redis.xadd(CITIZEN, fields)  # type: ignore[arg-type]
     await dukcapil.publish(example(CitizenDied), id="genuine-1")
     async with running(routed.router()):
