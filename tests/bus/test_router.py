@@ -311,9 +311,12 @@ async def test_admission_refuses_with_the_reason_into_the_producers_own_dead_let
     await redis.xadd(intake, huge)  # type: ignore[arg-type]
     bapenda = good.signer.sign(good.envelope(example(PaymentReceived), id="pay-1"))  # type: ignore[union-attr]
     await redis.xadd(intake, bapenda.to_fields())  # type: ignore[arg-type]
+    # The router's key signs every type (its inbox copies): a valid signature, not the owner's.
+    routers = router_signer().sign(good.envelope(example(CitizenDied), id="router-key-1"))
+    await redis.xadd(intake, routers.to_fields())  # type: ignore[arg-type]
     async with running(routed.router()):
         await wait_until(
-            lambda: _len(admin, keys.intake_dead_letters("adapter-dukcapil"), 6), timeout=10
+            lambda: _len(admin, keys.intake_dead_letters("adapter-dukcapil"), 7), timeout=10
         )
     assert [f[b"id"] for f in await _entries(admin, CITIZEN)] == [b"ok-1"]
     assert await admin.xlen(PAYMENT) == 0
@@ -328,6 +331,7 @@ async def test_admission_refuses_with_the_reason_into_the_producers_own_dead_let
         ("-", "undecodable"),
         ("-", "too_large"),  # not copied: only its reason and size
         ("pay-1", "type_not_allowed"),
+        ("router-key-1", "signer_not_owner"),
     }
     dead = await _entries(admin, keys.intake_dead_letters("adapter-dukcapil"))
     large = next(f for f in dead if f[b"dlq.reason"] == b"too_large")
