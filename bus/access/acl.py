@@ -39,7 +39,6 @@ keys ``FCALL`` declares must be allowed for the function's own selector.
   reports): no ``XRANGE``/``XREAD``/``GET`` — but ``XINFO STREAM`` does show each stream's
   first and last entry, which Redis cannot grant apart; ``health`` gets ``PING`` (and
   ``CLIENT SETNAME``) alone;
-  fixed list of read commands (metrics, status, tail) on the ``simpul:*`` keys;
   ``replication`` (a replica's ``masteruser``) only ``PSYNC``, ``REPLCONF`` and ``PING``, no
   key; ``sentinel`` (the Sentinels' ``auth-user``) only what a Sentinel sends to the servers
   it watches and fails over (``INFO``, ``ROLE``, ``REPLICAOF``/``SLAVEOF`` in ``MULTI``,
@@ -267,8 +266,9 @@ def acl_users(topology: Topology, secrets: Mapping[str, str]) -> list[AclUser]:
     """Every ACL user of the topology: ``default`` (off), operators, producers, services."""
     users = [AclUser("default", "default", False, (), Grant(()))]
     routed = topology.routed
+    inboxes = _inboxes(topology) if routed else None
     for operator in topology.operators:
-        users.append(_operator(operator, _hashes(secrets, operator.principal), routed=routed))
+        users.append(_operator(operator, _hashes(secrets, operator.principal), inboxes))
     if routed and topology.router is not None:
         users.append(_router(topology, _hashes(secrets, topology.router.principal)))
     for producer in topology.producers:
@@ -296,7 +296,11 @@ _KEYLESS: dict[str, Grant] = {
 }
 
 
-def _operator(operator: Operator, hashes: tuple[str, ...], *, routed: bool = False) -> AclUser:
+def _operator(
+    operator: Operator, hashes: tuple[str, ...], inboxes: Sequence[tuple[str, str]] | None = None
+) -> AclUser:
+    """``inboxes`` (routed delivery): every (inbox, group) of the topology, where the monitor
+    replays dead letters."""
     if operator.role == "admin":
         root = Grant(("+@all",), ("~*",), why="operators: every command, key and channel")
         return AclUser(operator.principal, "admin", True, hashes, root, all_channels=True)
@@ -317,16 +321,20 @@ def _operator(operator: Operator, hashes: tuple[str, ...], *, routed: bool = Fal
         # Dead letters live where the services consume: the department streams under direct
         # delivery, the inboxes under routed delivery. There the department streams stay the
         # router's alone: an entry the monitor added to one would be forwarded, signed by the
-        # router; one it adds to an inbox meets the service's own signature check.
-        streams, dead = f"~{keys.PREFIX}:{{*}}", f"~{keys.PREFIX}:{{*}}:dlq:*"
-        if routed:
-            streams, dead = f"~{keys.INBOXES}{{*}}", f"~{keys.INBOXES}{{*}}:dlq:*"
+        # router; one it adds to an inbox meets the service's own signature check. Each inbox
+        # is named exactly: a pattern (simpul:inbox:{*}) would also match other keys ending in
+        # a brace (a dedupe marker of an event id that ends in one) and any new key.
+        streams: tuple[str, ...] = (f"~{keys.PREFIX}:{{*}}",)
+        dead: tuple[str, ...] = (f"~{keys.PREFIX}:{{*}}:dlq:*",)
+        if inboxes is not None:
+            streams = tuple(f"~{inbox}" for inbox, _ in inboxes)
+            dead = tuple(f"~{keys.dead_letters(inbox, group)}" for inbox, group in inboxes)
         replay = Grant(
             ("+fcall", "+exists", "+xadd", "+xinfo|groups", "+xrange", "+xpending", "+xclaim"),
-            (streams, dead),
+            (*streams, *dead),
             why="dead-letter replay (simpul_1_dlq_replay): back to the group, or a new entry",
         )
-        moved = Grant(("+xdel", "+xlen", "+del"), (dead,), why="a replayed dead letter goes")
+        moved = Grant(("+xdel", "+xlen", "+del"), dead, why="a replayed dead letter goes")
         return AclUser(operator.principal, "monitor", True, hashes, root, (replay, moved))
     if operator.role in _KEYLESS:  # health, replication, sentinel: no key, no data
         return AclUser(operator.principal, operator.role, True, hashes, _KEYLESS[operator.role])
@@ -441,13 +449,7 @@ def _router(topology: Topology, hashes: tuple[str, ...]) -> AclUser:
     intakes = [keys.intake(p.principal) for p in topology.publishers()]
     dead = [keys.intake_dead_letters(p.principal) for p in topology.publishers()]
     streams = topology.department_streams()
-    inboxes = sorted(
-        {
-            keys.inbox(s, v.group)
-            for v in topology.services
-            for s in _streams(x.type for x in v.subscriptions)
-        }
-    )
+    inboxes = [inbox for inbox, _ in _inboxes(topology)]
     router_consume = (
         "+xreadgroup",
         "+xread",
@@ -506,6 +508,17 @@ def _router(topology: Topology, hashes: tuple[str, ...]) -> AclUser:
     ]
     root = Grant((*CONNECT, *SCRIPTS, "+time"))
     return AclUser(topology.router.principal, "router", True, hashes, root, tuple(selectors))
+
+
+def _inboxes(topology: Topology) -> list[tuple[str, str]]:
+    """Every (inbox, group) of routed delivery: one per group and department stream it reads."""
+    return sorted(
+        {
+            (keys.inbox(s, v.group), v.group)
+            for v in topology.services
+            for s in _streams(x.type for x in v.subscriptions)
+        }
+    )
 
 
 def _streams(types: Iterable[str]) -> list[str]:

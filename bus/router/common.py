@@ -66,6 +66,7 @@ class Counts:
     duplicates: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     forwarded: int = 0
+    withheld: dict[str, int] = field(default_factory=dict)  # stream entries not forwarded: why
     trimmed: int = 0
 
 

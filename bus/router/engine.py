@@ -11,7 +11,9 @@ Two stages, each an ordered reader of one source at a time:
   letters ``<intake>:dlq`` with the reason, acked in the same function call.
 * **fan-out** reads each department stream (each partition on its own) and writes every entry
   to the inbox of each approved subscription of its type, ``simpul:inbox:{<group>/<stream>}``,
-  with the fields that subscription may see (``bus.projection.forward``).
+  with the fields that subscription may see (``bus.projection.forward``), once its producer's
+  signature verifies (with a keyring): an entry written there other than by admission (the
+  router's password alone, a restored dump) would otherwise go out signed by the router.
 
 Crash safety is at-least-once reading plus idempotent writes, so an entry read again after a
 crash (it stays pending with the router's consumer until acked) is written nowhere twice:
@@ -30,7 +32,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -69,6 +73,9 @@ from bus.signing import KeyRing, Signer
 _log = get_logger("bus.router")
 
 _ORIGIN_FIELDS = tuple(name.encode() for name in FORWARDING_FIELDS)
+VERIFIED_MEMORY = 100_000
+"""How many entries a replica remembers having verified at admission (16-byte digests, a few
+MB): their fan-out, by the same replica, need not verify the signature again."""
 
 
 @dataclass
@@ -150,6 +157,7 @@ class Router:
         self._unwritten: dict[str, _Turn] = {}  # source -> its last batch's writes, not sent
         self._sent: dict[str, _Turn] = {}  # source -> writes sent, their replies not back yet
         self._read_to: dict[str, bytes] = {}  # source -> the last id its last read returned
+        self._verified: OrderedDict[bytes, None] = OrderedDict()  # digests admission verified
         self._log = _log.bind(replica=replica)
 
     # -- the routing table ------------------------------------------------------------------
@@ -457,8 +465,7 @@ class Router:
                 self._tail[source] = found[0][-1][0]
             elif len(found) > 1:
                 self._tail[source] = found[1]
-        # A pending entry deleted meanwhile comes back with no fields: nothing to route.
-        return [(e, _pairs(f)) for e, f in found[0] if f]
+        return [(e, _pairs(f)) for e, f in found[0]]  # deleted ones were acked in the read
 
     async def _round_trip(  # noqa: PLR0917
         self,
@@ -541,6 +548,7 @@ class Router:
                 rejects.append((entry_id, raw, verdict.reason, verdict.error))
                 continue
             stream, event_id = verdict
+            self._remember(raw)
             writes.setdefault(stream, _Batch()).add(keys.seen(stream, event_id), _flat(raw))
             admitted.append(entry_id)
         commands = await self._batch_commands(writes)
@@ -677,7 +685,7 @@ class Router:
         writes: dict[str, _Forwards] = {}  # inbox -> its entries, in order
         for entry_id, raw in entries:
             routes = by_type.get(raw.get(b"type", b"").decode(errors="replace"), ())
-            if not routes:
+            if not routes or not self._genuine(stream, entry_id, raw):
                 continue
             forwarded = self._forward_each(raw, routes, entry_id.decode())
             for route, fields in zip(routes, forwarded, strict=True):
@@ -696,6 +704,45 @@ class Router:
             self._forward_batch,
             replied,
         )
+
+    def _remember(self, raw: Mapping[bytes, bytes]) -> None:
+        """Note an entry admission verified, so that its fan-out here skips the signature."""
+        if self.keyring is None:
+            return
+        self._verified[_digest(raw)] = None
+        if len(self._verified) > VERIFIED_MEMORY:
+            self._verified.popitem(last=False)
+
+    def _genuine(self, stream: str, entry_id: bytes, raw: Mapping[bytes, bytes]) -> bool:
+        """Whether a department-stream entry may be forwarded, signed by the router: its
+        producer's signature verifies, the entry id (generated at admission) as its arrival.
+
+        The router's Redis password (the admin's, a restored dump) can write a department
+        stream without admission; what the router found there it would sign as its own. An
+        entry that fails is settled without being forwarded (logged with its reason), and stays
+        on the stream as evidence. Entries this replica admitted are known by their digest."""
+        if self.keyring is None or _digest(raw) in self._verified:
+            return True
+        try:
+            envelope = Envelope.from_fields(raw)
+        except DecodeError:
+            reason = RejectReason.UNDECODABLE
+        else:
+            rejected = self.keyring.check(envelope, raw, entry_id.decode())
+            if rejected is not None:
+                reason = str(rejected.reason)
+            else:
+                # None: unsigned, which this keyring accepts. The router's own keys sign every
+                # type, for its inboxes: a copy of one of its projections is no producer's event.
+                key = self.keyring.get(envelope.signer or "")
+                if key is None or key.principal in self.may_publish:
+                    return True
+                reason = RejectReason.SIGNER_NOT_OWNER
+        self.counts.withheld[reason] = self.counts.withheld.get(reason, 0) + 1
+        self._log.warning(
+            "stream_entry_withheld", stream=stream, entry_id=entry_id.decode(), reason=reason
+        )
+        return False
 
     def _forward(self, raw: Mapping[bytes, bytes], route: Route, origin: str) -> list[bytes]:
         """One subscription's inbox entry (see :meth:`_forward_each`)."""
@@ -741,8 +788,8 @@ class Router:
 
     def _verbatim(self, raw: Mapping[bytes, bytes]) -> bool:
         """Whether an admitted entry may go as it is to a subscription that may see all of it:
-        its producer's signature was verified at admission (the router has a keyring), and it
-        carries none of the attributes that name an original (it would pass for a projection)."""
+        its producer's signature was verified (a keyring: :meth:`_genuine`), and it carries
+        none of the attributes that name an original (it would pass for a projection)."""
         return (
             self.keyring is not None
             and bool(raw.get(b"signature"))
@@ -841,3 +888,11 @@ def _raise_first(replies: Sequence[Any], function: BusFunction) -> None:
             raise function.translate(reply)
         if isinstance(reply, Exception):
             raise reply
+
+
+def _digest(raw: Mapping[bytes, bytes]) -> bytes:
+    """A digest of an entry's fields and values, in order (each length-prefixed)."""
+    h = hashlib.blake2b(digest_size=16)
+    for name, value in raw.items():
+        h.update(len(name).to_bytes(4, "big") + name + len(value).to_bytes(4, "big") + value)
+    return h.digest()

@@ -311,9 +311,12 @@ async def test_admission_refuses_with_the_reason_into_the_producers_own_dead_let
     await redis.xadd(intake, huge)  # type: ignore[arg-type]
     bapenda = good.signer.sign(good.envelope(example(PaymentReceived), id="pay-1"))  # type: ignore[union-attr]
     await redis.xadd(intake, bapenda.to_fields())  # type: ignore[arg-type]
+    # The router's key signs every type (its inbox copies): a valid signature, not the owner's.
+    routers = router_signer().sign(good.envelope(example(CitizenDied), id="router-key-1"))
+    await redis.xadd(intake, routers.to_fields())  # type: ignore[arg-type]
     async with running(routed.router()):
         await wait_until(
-            lambda: _len(admin, keys.intake_dead_letters("adapter-dukcapil"), 6), timeout=10
+            lambda: _len(admin, keys.intake_dead_letters("adapter-dukcapil"), 7), timeout=10
         )
     assert [f[b"id"] for f in await _entries(admin, CITIZEN)] == [b"ok-1"]
     assert await admin.xlen(PAYMENT) == 0
@@ -328,6 +331,7 @@ async def test_admission_refuses_with_the_reason_into_the_producers_own_dead_let
         ("-", "undecodable"),
         ("-", "too_large"),  # not copied: only its reason and size
         ("pay-1", "type_not_allowed"),
+        ("router-key-1", "signer_not_owner"),
     }
     dead = await _entries(admin, keys.intake_dead_letters("adapter-dukcapil"))
     large = next(f for f in dead if f[b"dlq.reason"] == b"too_large")
@@ -481,6 +485,75 @@ async def test_far_future_and_maximum_ids_on_an_intake_hurt_only_that_producer(
     assert ids == [b"future-1", b"after-future", b"after-reset"]
     await dukcapil_redis.aclose()
     await admin.aclose()
+
+
+async def test_the_routers_password_alone_cannot_forge_what_the_router_forwards_signed(
+    routed: RoutedServer,
+) -> None:
+    """Who holds the router's Redis password (or the admin's, or restores a forged dump) can
+    write a department stream; the router forwards what it finds there, signed with its own
+    key, so a service would take a forged death for a real one. Fan-out verifies each entry's
+    producer signature first, with the department stream's entry id as arrival: unsigned,
+    altered, foreign-signed or router-signed entries reach no inbox (and are settled, not
+    retried)."""
+    admin = routed.connect(ADMIN)
+    router_redis = routed.connect("router")
+    dukcapil = publisher(routed, "adapter-dukcapil")
+    bapenda = publisher(routed, "adapter-bapenda")
+    forged = dukcapil.envelope(example(CitizenDied), id="forged-unsigned").to_fields()
+    altered = dukcapil.signer.sign(  # type: ignore[union-attr]
+        dukcapil.envelope(example(CitizenDied), id="forged-altered")
+    ).to_fields()
+    altered["subject"] = "3573014107780004"
+    foreign = bapenda.signer.sign(  # type: ignore[union-attr]
+        bapenda.envelope(example(CitizenDied), id="forged-foreign")
+    ).to_fields()
+    # The router's signature, as on every projection it wrote to an inbox, copied back.
+    projection = router_signer().sign(dukcapil.envelope(example(CitizenDied), id="copied"))
+    for fields in (forged, altered, foreign, projection.to_fields()):
+        await router_redis.xadd(CITIZEN, fields)  # type: ignore[arg-type]
+    await dukcapil.publish(example(CitizenDied), id="genuine-1")
+    async with running(routed.router()):
+        await wait_until(lambda: _len(admin, DINSOS, 1), timeout=10)
+        await wait_until(lambda: _pending(admin, CITIZEN, 0))
+    for inbox in (DINSOS, keys.inbox(CITIZEN, "audit"), keys.inbox(CITIZEN, "notifier")):
+        assert [f[b"id"] for f in await _entries(admin, inbox)] == [b"genuine-1"]
+    await router_redis.aclose()
+    await admin.aclose()
+
+
+async def test_a_producer_deleting_entries_the_router_holds_loses_none_of_the_others(
+    routed: RoutedServer,
+) -> None:
+    """A producer may trim its own intake (XADD's MINID), also below entries the router read
+    and had not settled yet (a replica died with them): they come back from its pending list
+    without fields. They are acked (nothing to route), and the entries pending behind them are
+    still routed: a batch of deleted entries does not pass for the end of what is pending."""
+    admin = routed.connect(ADMIN)
+    redis = routed.connect("adapter-dukcapil")
+    intake = keys.intake("adapter-dukcapil")
+    dukcapil = publisher(routed, "adapter-dukcapil", redis)
+    for n in range(3):
+        await dukcapil.publish(example(CitizenDied), id=f"deleted-{n}")
+    await dukcapil.publish(example(CitizenDied), id="held-1")
+    # A replica read all four and died before settling them.
+    await admin.xgroup_create(intake, "router", "0")
+    read = await admin.xreadgroup("router", "router", {intake: ">"})
+    held = read[0][1][-1][0]
+    # The producer trims its intake below its last entry, with its own rights.
+    await redis.xadd(intake, {"junk": "1"}, minid=held, approximate=False)
+    assert await admin.xlen(intake) == 2
+    async with running(routed.router(batch_size=2)):
+        await wait_until(lambda: _len(admin, keys.intake_dead_letters("adapter-dukcapil"), 1))
+        await wait_until(lambda: _len(admin, CITIZEN, 1))
+        await wait_until(lambda: _pending(admin, intake, 0))
+    assert [f[b"id"] for f in await _entries(admin, CITIZEN)] == [b"held-1"]
+    await redis.aclose()
+    await admin.aclose()
+
+
+async def _pending(admin: Redis, key: str, n: int) -> bool:
+    return int((await admin.xpending(key, "router"))["pending"]) == n
 
 
 async def test_reset_intake_moves_unsettled_events_in_order(routed: RoutedServer) -> None:

@@ -169,7 +169,7 @@ PRINCIPALS = [
 # routed delivery the dead letters are the inboxes', so the monitor's grant names the inboxes
 # (simpul:inbox:{...}), never a department stream: what it added there the router would forward
 # signed. XCLAIM comes with its LASTID option (docs/security.md: an operator's password).
-MONITOR_OPS = {"xadd", "xrange", "pending", "claim", "claim-lastid", "keep-alive", "dlq-xadd"}
+MONITOR_OPS = {"xadd", "claim", "claim-lastid", "keep-alive", "dlq-xadd", "replay"}
 ADAPTERS = list(OWN_ADAPTER.values())
 
 PUBLISH_OPS = ("publish", "publish-batch", "xadd")
@@ -186,8 +186,29 @@ CONSUME_OPS = (
     "group-create",
     "gap-check",
 )
-# Last: the destructive ones.
-ADMIN_OPS = ("other-cursor", "group-setid", "xdel", "xtrim", "set", "group-destroy", "del")
+# XINFO STREAM FULL returns every entry (COUNT 0) and Redis grants it with XINFO STREAM: whoever
+# may see a stream's counters may read its entries (docs/security.md, "Known limits").
+READ_OPS = ("xrange", "pending", "xinfo-full")
+# Last: the destructive ones (the admin's RENAME moves the key away from UNLINK and DEL).
+ADMIN_OPS = (
+    "other-cursor",
+    "group-setid",
+    "create-consumer",
+    "del-consumer",
+    "xsetid",
+    "xdel",
+    "xtrim",
+    "set",
+    "expire",
+    "copy",
+    "group-destroy",
+    "rename",
+    "unlink",
+    "del",
+)
+# The library's functions no service, producer or reader may run on these keys: the router's
+# fenced read and the dead-letter replay (the monitor's and the admin's).
+FUNCTION_OPS = ("router-read", "replay")
 # The router reads intakes and department streams as group "router" (read, ack, create its
 # group, see what is pending) and writes department streams and inboxes (the publish
 # function); it trims intakes and inboxes below what is settled. It never claims, never
@@ -195,9 +216,9 @@ ADMIN_OPS = ("other-cursor", "group-setid", "xdel", "xtrim", "set", "group-destr
 # inbox. Its keep-alive passes the ACL but does nothing: the library's function only XPENDINGs
 # (the seeded entries are another consumer's), which the router may, and never gets to XCLAIM.
 ROUTER_OPS = {
-    "intake": {"readgroup", "ack", "pending", "group-create", "xtrim", "keep-alive"},
-    "stream": {"readgroup", "ack", "pending", "group-create", "keep-alive", *PUBLISH_OPS},
-    "inbox": {"pending", "xtrim", "keep-alive", *PUBLISH_OPS},
+    "intake": {"readgroup", "ack", "group-create", "xtrim", "keep-alive", "router-read"},
+    "stream": {"readgroup", "ack", "group-create", "keep-alive", "router-read", *PUBLISH_OPS},
+    "inbox": {"xtrim", "keep-alive", *PUBLISH_OPS},
 }
 
 
@@ -224,15 +245,16 @@ def expected(principal: str, key: str, op: str) -> bool:  # noqa: PLR0911 - one 
     if principal == ADMIN:
         return True
     if principal == ROUTER:
-        return op in ROUTER_OPS[kind]
+        return op in ROUTER_OPS[kind] or op in ("pending", "xinfo-full")
     if principal == MONITOR:
-        return op in (MONITOR_OPS if kind == "inbox" else {"xrange", "pending"})
+        return op in (MONITOR_OPS if kind == "inbox" else set()) or op in READ_OPS
     if principal in (READONLY, EXPORTER):  # readonly: %R~simpul:* reads; exporter: counts
-        return op == "pending" or (principal == READONLY and op == "xrange")
+        return op in ("pending", "xinfo-full") or (principal == READONLY and op == "xrange")
     if kind == "intake":  # only its own producer, only adding and reading back (replays)
         return INTAKES.get(principal) == key and op in (*PUBLISH_OPS, "xrange")
     if kind == "inbox":  # only its own service, only as a consumer
-        return key in INBOXES.get(principal, set()) and op in (*CONSUME_OPS, "pending")
+        own = (*CONSUME_OPS, "pending", "xinfo-full")
+        return key in INBOXES.get(principal, set()) and op in own
     return False  # a department stream: the router's alone
 
 
@@ -290,7 +312,7 @@ async def outcome(call: Callable[[], Awaitable[Any]]) -> str:
     except ResponseError as exc:
         if _denied(exc):
             return "denied"
-        if str(exc).startswith(("BUSYGROUP", "WRONGTYPE")):
+        if str(exc).startswith(("BUSYGROUP", "WRONGTYPE", "SIMPUL_NOT_HOLDER")):
             return "allowed"  # past the ACL: refused for the data's sake
         return f"error: {exc}"
     return "allowed"
@@ -371,12 +393,36 @@ def _stream_ops(
         "dedupe": lambda: dedupe.begin(key, "event-1", first),
         "group-create": lambda: redis.xgroup_create(key, group, "$"),
         "gap-check": lambda: gaps.check(redis, key, group),
+        "xinfo-full": lambda: redis.execute_command("XINFO", "STREAM", key, "FULL", "COUNT", 1),
+        # The router's fenced read: the lease is nobody's here, so past the ACL it answers
+        # SIMPUL_NOT_HOLDER; a dry-run replay of a dead letter that does not exist, 'gone'.
+        "router-read": lambda: redis.fcall(
+            f"{functions.LIBRARY}_router_read",
+            2,
+            key,
+            keys.router_lease(key),
+            "replica",
+            group,
+            "c",
+            "1",
+            "0",
+        ),  # type: ignore[arg-type]
+        "replay": lambda: redis.fcall(
+            f"{functions.LIBRARY}_dlq_replay", 2, dlq, key, "1-1", "stream", "1", "0", group
+        ),  # type: ignore[arg-type]
         "other-cursor": lambda: redis.hset(keys.cursor(key, "other"), "id", "0-1"),
         "group-setid": lambda: redis.xgroup_setid(key, group, "0"),
+        "create-consumer": lambda: redis.xgroup_createconsumer(key, group, "intruder"),
+        "del-consumer": lambda: redis.xgroup_delconsumer(key, group, "seed"),
+        "xsetid": lambda: redis.execute_command("XSETID", key, "99999999999999-0"),
         "xdel": lambda: redis.xdel(key, first),
         "xtrim": lambda: redis.xtrim(key, maxlen=1000),
         "set": lambda: redis.set(key, "overwritten"),
+        "expire": lambda: redis.expire(key, 3600),
+        "copy": lambda: redis.copy(key, f"{key}:copy"),
         "group-destroy": lambda: redis.xgroup_destroy(key, group),
+        "rename": lambda: redis.rename(key, f"{key}:renamed"),
+        "unlink": lambda: redis.unlink(key),
         "del": lambda: redis.delete(key),
     }
 
@@ -399,7 +445,7 @@ async def test_every_key_operation_is_allowed_exactly_where_the_topology_says(
     for key in KEYS:
         group = group_for(principal, key)
         ops = _stream_ops(clients[principal], key, group, seeded[key])
-        assert set(ops) == {*PUBLISH_OPS, "xrange", "pending", *CONSUME_OPS, *ADMIN_OPS}
+        assert set(ops) == {*PUBLISH_OPS, *READ_OPS, *CONSUME_OPS, *ADMIN_OPS, *FUNCTION_OPS}
         for op, call in ops.items():
             got = await outcome(call)
             want = "allowed" if expected(principal, key, op) else "denied"
@@ -503,6 +549,40 @@ KEYLESS = {
     "shutdown": ("SHUTDOWN", "NOSAVE"),
     "module": ("MODULE", "LIST"),
     "monitor": ("MONITOR",),
+    # Keyspace notifications and every other channel: nobody listens but the admin (and a
+    # Sentinel on its hello channel).
+    "subscribe": ("SUBSCRIBE", "__keyspace@0__:simpul:x"),
+    "psubscribe": ("PSUBSCRIBE", "__key*__:*"),
+    "ssubscribe": ("SSUBSCRIBE", "simpul:x"),
+    "pubsub": ("PUBSUB", "CHANNELS"),
+    "slowlog": ("SLOWLOG", "GET"),  # quotes the arguments of slow commands: entries
+    "client kill": ("CLIENT", "KILL", "ID", "999999999"),
+    "client pause": ("CLIENT", "PAUSE", "1", "WRITE"),
+    "client no-evict": ("CLIENT", "NO-EVICT", "on"),
+    "config set": ("CONFIG", "SET", "maxmemory-clients", "0"),
+    "fcall_ro": ("FCALL_RO", f"{functions.LIBRARY}_version", "0"),
+    "swapdb": ("SWAPDB", "0", "1"),
+    "bgsave": ("BGSAVE",),
+    "slaveof": ("SLAVEOF", "NO", "ONE"),  # a no-op on a master
+    "replicaof": ("REPLICAOF", "NO", "ONE"),
+    "psync": ("PSYNC", "?", "-1"),  # the whole data set, as a replica receives it
+    "sync": ("SYNC",),
+    "migrate": ("MIGRATE", "127.0.0.1", "1", "simpul:x", "0", "1"),
+    "restore": ("RESTORE", "simpul:x", "0", "not a dump"),
+    "sort store": ("SORT", "simpul:x", "STORE", "simpul:y"),
+    "object": ("OBJECT", "ENCODING", "simpul:x"),
+    "memory usage": ("MEMORY", "USAGE", "simpul:x"),
+    "latency": ("LATENCY", "LATEST"),
+}
+# What a Sentinel sends to the servers it watches and a replica to its master (the Redis ACL
+# documentation's rules): neither reads a key, but SLAVEOF replaces a server's whole data set
+# (functions included) with another's and PSYNC hands over all of it (docs/security.md).
+KEYLESS_OF = {
+    SENTINEL: {"info", "script kill", "client kill", "slaveof"},
+    REPLICATION: {"psync"},
+    READONLY: {"info"},
+    MONITOR: {"info"},
+    EXPORTER: {"info"},
 }
 NEVER_RUN = (
     "debug",
@@ -521,6 +601,18 @@ NEVER_RUN = (
     "evalsha",
     "script exists",
     "eval_ro",
+    "subscribe",
+    "psubscribe",
+    "ssubscribe",
+    "client pause",
+    "config set",
+    "swapdb",
+    "bgsave",
+    "replicaof",
+    "psync",
+    "sync",
+    "migrate",
+    "restore",
 )
 
 
@@ -532,15 +624,14 @@ async def test_dangerous_and_keyless_commands_are_denied_to_all_but_the_admin(
     admin = clients[ADMIN]
     wrong = []
     for name, command in KEYLESS.items():
-        allowed = principal == ADMIN or (
-            principal in (READONLY, MONITOR, EXPORTER, SENTINEL) and name == "info"
-        )
         # A Sentinel sends SCRIPT KILL to a master busy with a script (harmless: no principal
         # but the admin can start one); it cannot kill a function (FUNCTION KILL).
-        allowed = allowed or (principal == SENTINEL and name == "script kill")
+        allowed = principal == ADMIN or name in KEYLESS_OF.get(principal, set())
         # Ask Redis (ACL DRYRUN) instead of running what must not run in this test even when
-        # allowed (the admin's FLUSHALL, MODULE is disabled by config), or ever (SHUTDOWN).
-        dry = NEVER_RUN if principal == ADMIN else ("debug", "shutdown", "monitor", "script kill")
+        # allowed (the admin's FLUSHALL, MODULE is disabled by config), or ever (SHUTDOWN, a
+        # replica's stream).
+        others = ("debug", "shutdown", "monitor", "script kill", "psync", "sync")
+        dry = NEVER_RUN if principal == ADMIN else others
         if name in dry:
             got = "allowed" if (await acl_server.check(admin, principal, command))[0] else "denied"
         else:
@@ -1042,3 +1133,10 @@ async def test_the_monitor_replays_dead_letters_as_its_own_user(
         assert await admin.xlen(inbox) == 2
     with pytest.raises(NoPermissionError):  # the router's stream: forwarded signed if written
         await clients[MONITOR].xadd(s("dukcapil.citizen"), {"id": "e-2", "type": "x"})
+    # The inboxes of the topology by name, nothing else that looks like one: no new key, no
+    # dedupe marker of an event id ending in a brace (a stream there would wedge the service).
+    for key in (f"{keys.INBOXES}{{nobody/x}}", keys.done(inbox, "dinsos", "e-1}")):
+        with pytest.raises(NoPermissionError):
+            await clients[MONITOR].xadd(key, {"id": "e-2", "type": "x"})
+        with pytest.raises(NoPermissionError):
+            await clients[MONITOR].delete(f"{key}:dlq:dinsos")
