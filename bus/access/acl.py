@@ -352,6 +352,15 @@ def _publishing(streams: Sequence[str]) -> list[Grant]:
     ]
 
 
+def _refusals(principal: str) -> Grant:
+    """Read-only access to its intake's dead letters: why the router refused its events."""
+    return Grant(
+        ("+xrange", "+xrevrange", "+xlen"),
+        (f"%R~{keys.intake_dead_letters(principal)}",),
+        why="why the router refused its events (its intake's dead letters): read only",
+    )
+
+
 def _producer(producer: Producer, hashes: tuple[str, ...], *, routed: bool = False) -> AclUser:
     streams = [keys.intake(producer.principal)] if routed else _streams(producer.publishes)
     quarantine = (
@@ -372,6 +381,8 @@ def _producer(producer: Producer, hashes: tuple[str, ...], *, routed: bool = Fal
             why="its own quarantine: add, list, retry, discard",
         ),
     ]
+    if routed:
+        selectors.append(_refusals(producer.principal))
     root = Grant((*CONNECT, *SCRIPTS))
     return AclUser(producer.principal, "producer", True, hashes, root, tuple(selectors))
 
@@ -428,6 +439,8 @@ def _service(service: ServiceSpec, hashes: tuple[str, ...], *, routed: bool = Fa
     if service.publishes:
         own = [keys.intake(service.principal)] if routed else _streams(service.publishes)
         selectors += _publishing(own)
+        if routed:
+            selectors.append(_refusals(service.principal))
     if service.archive:
         selectors.append(
             Grant(

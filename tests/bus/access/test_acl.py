@@ -881,6 +881,38 @@ async def test_adapter_router_and_service_complete_a_cycle_under_their_own_princ
     assert await admin.xlen(keys.intake_dead_letters("svc-dinsos")) == 0
 
 
+async def test_a_publisher_reads_its_own_refusals_and_nothing_more_of_them(
+    routed: RoutedServer, clients: dict[str, Redis]
+) -> None:
+    """Why the router refused its events is the publisher's to read (XRANGE, XREVRANGE, XLEN
+    on ``<intake>:dlq``); writing, deleting or trimming them, or reading another's, is not."""
+    with routed.admin() as admin:
+        for principal in INTAKES:
+            admin.xadd(keys.intake_dead_letters(principal), {"dlq.reason": "type_not_allowed"})
+    for principal in INTAKES:
+        own = keys.intake_dead_letters(principal)
+        other = keys.intake_dead_letters(next(p for p in INTAKES if p != principal))
+        found = await _refusals_access(clients[principal], own, other)
+        assert found == {
+            **dict.fromkeys(("xrange", "xrevrange", "xlen"), "allowed"),
+            **dict.fromkeys(("xadd", "xdel", "xtrim", "del", "other"), "denied"),
+        }, principal
+
+
+async def _refusals_access(client: Redis, own: str, other: str) -> dict[str, str]:
+    calls: dict[str, Callable[[], Awaitable[Any]]] = {
+        "xrange": lambda: client.xrange(own),
+        "xrevrange": lambda: client.xrevrange(own),
+        "xlen": lambda: client.xlen(own),
+        "xadd": lambda: client.xadd(own, {"dlq.reason": "forged"}),
+        "xdel": lambda: client.xdel(own, "1-0"),
+        "xtrim": lambda: client.xtrim(own, maxlen=0),
+        "del": lambda: client.delete(own),
+        "other": lambda: client.xrange(other),
+    }
+    return {name: await outcome(call) for name, call in calls.items()}
+
+
 async def _has(redis: Redis, key: str, n: int) -> bool:
     return bool(await redis.exists(key)) and await redis.xlen(key) >= n
 
