@@ -208,12 +208,12 @@ async def _copy(
     for entry_id in sorted(wanted, key=lambda e: _id_key(e.decode())):
         fields = wanted[entry_id]
         typed = types.get(fields.get(b"type", b"").decode(errors="replace"))
-        if typed is None:
-            continue
+        if typed is None or not router._genuine(stream, entry_id, fields):
+            continue  # not this group's, or no producer's event: the fan-out withheld it too
         event_id = fields.get(b"id", b"").decode(errors="replace") or entry_id.decode()
         calls.append((entry_id, router._forward(fields, typed, entry_id.decode())))
         events.append(event_id)
-    await router._forward_all(route.inbox, calls)
+    written = await router._forward_all(route.inbox, calls)  # none at or below its mark
     markers = 0
     for event_id in events:
         old = keys.done(stream, route.group, event_id)
@@ -225,7 +225,7 @@ async def _copy(
                 px=ttl if ttl > 0 else router.config.dedupe_ttl_ms,
             )
             markers += 1
-    return len(calls), markers
+    return written, markers
 
 
 async def backfill(router: Router, stream: str, group: str, *, after: str = "0-0") -> int:

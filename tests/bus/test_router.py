@@ -37,7 +37,7 @@ from bus.envelope import Envelope
 from bus.functions import LIBRARY
 from bus.local.redis import EmbeddedRedis
 from bus.projection import check_against_original
-from bus.router import Router, RouterConfig, ahead_of_time, migrate, reset_intake
+from bus.router import Router, RouterConfig, ahead_of_time, backfill, migrate, reset_intake
 from bus.router.engine import _flat, _pairs
 from bus.signing import KeyRing
 from bus.testing import quick_settings, wait_until
@@ -49,6 +49,7 @@ from tests.bus.routed import (
     TOPOLOGY,
     RoutedServer,
     assert_runs_no_code_of_its_own,
+    keyring,
     routed_document,
     router_signer,
     running,
@@ -148,8 +149,8 @@ def test_an_original_naming_an_origin_of_its_own_is_forwarded_as_the_routers_cop
     audit = next(i for i, r in enumerate(routes) if r.group == "audit")
     raw = {k.encode(): v.encode() for k, v in plain.items()}
     assert router._forward_each(raw, routes, "5-0")[audit] == _flat(raw)  # as admitted
-    for fields, keyring in ((naming, router.keyring), (plain, None)):
-        router.keyring = keyring
+    for fields, ring in ((naming, router.keyring), (plain, None)):
+        router.keyring = ring
         raw = {k.encode(): v.encode() for k, v in fields.items()}
         forwarded = dict(_pairs(router._forward_each(raw, routes, "5-0")[audit]))
         assert forwarded[b"signer"] == b"router-dev-2026"
@@ -518,6 +519,40 @@ async def test_the_routers_password_alone_cannot_forge_what_the_router_forwards_
         await wait_until(lambda: _pending(admin, CITIZEN, 0))
     for inbox in (DINSOS, keys.inbox(CITIZEN, "audit"), keys.inbox(CITIZEN, "notifier")):
         assert [f[b"id"] for f in await _entries(admin, inbox)] == [b"genuine-1"]
+    await router_redis.aclose()
+    await admin.aclose()
+
+
+async def test_a_backfill_gives_a_new_subscription_its_history_once_and_nothing_forged(
+    routed: RoutedServer,
+) -> None:
+    """`simpul router backfill`: a subscription added later gets its department stream's
+    history up to the router's position, in order and projected as the fan-out would; run
+    again it writes nothing (the inbox's high-water mark). An entry that never went through
+    admission (the router's password alone wrote it) is no part of the history it writes."""
+    admin = routed.connect(ADMIN)
+    router_redis = routed.connect("router")
+    dukcapil = publisher(routed, "adapter-dukcapil")
+    forged = dukcapil.envelope(example(CitizenDied), id="forged").to_fields()
+    await router_redis.xadd(CITIZEN, forged)  # type: ignore[arg-type]
+    for n in range(3):
+        await dukcapil.publish(example(CitizenDied, n), id=f"death-{n}")
+    async with running(routed.router()):
+        await wait_until(lambda: _len(admin, DINSOS, 3), timeout=10)
+        await wait_until(lambda: _pending(admin, CITIZEN, 0))
+    forwarded = await _entries(admin, DINSOS)
+    # dinsos subscribes anew: an empty inbox with no mark, the stream's history behind it.
+    await admin.delete(DINSOS, keys.routed_mark(DINSOS))
+    # As the admin, with the router's key (docs/operations.md).
+    router = Router(admin, TOPOLOGY, default_registry, keyring=keyring(), signer=router_signer())
+    assert await backfill(router, CITIZEN, "dinsos") == 3
+    assert await backfill(router, CITIZEN, "dinsos") == 0
+    again = await _entries(admin, DINSOS)
+    assert [f[b"id"] for f in again] == [b"death-0", b"death-1", b"death-2"]
+    assert [f[b"data"] for f in again] == [f[b"data"] for f in forwarded]  # the same fields
+    verified = keyring()
+    for fields in again:
+        assert verified.check(Envelope.from_fields(fields), fields, None) is None
     await router_redis.aclose()
     await admin.aclose()
 
