@@ -167,6 +167,49 @@ def test_the_csv_skeletons_printed_steps_run_as_printed(project: Path, redis_url
     assert "published 3" in done.stderr
 
 
+@pytest.mark.slow
+def test_the_sql_skeleton_reads_a_mysql_table(
+    project: Path, redis_url: str, mysql_url: str
+) -> None:
+    """Most department apps are PHP on MySQL or MariaDB: SIMPUL_<DEPT>_DB=mysql://... is read
+    through the MySQL source (it was opened as a SQLite file named by the URL)."""
+    assert new("dinsos", "--kind", "sql")[0] == 0
+    table = """CREATE TABLE bantuan (no_urut INT AUTO_INCREMENT PRIMARY KEY, legacy_id VARCHAR(20),
+        versi INT, grant_no VARCHAR(40), programme VARCHAR(40), recipient VARCHAR(16),
+        reason VARCHAR(40), suspended_on DATE, effective_from DATE, updated_at DATETIME(6))"""
+    sample = f"""
+import pymysql
+from urllib.parse import urlsplit
+from adapters.dinsos.fixtures import TABLE, rows
+url = urlsplit({mysql_url!r})
+conn = pymysql.connect(host=url.hostname, port=url.port, user=url.username,
+                       database=url.path[1:], autocommit=True)
+conn.cursor().execute({table!r}.replace("bantuan", TABLE))
+for row in rows(3):
+    conn.cursor().execute(f"INSERT INTO {{TABLE}} ({{', '.join(row)}}) VALUES "
+                          f"({{', '.join(['%s'] * len(row))}})", list(row.values()))
+"""
+    bin_dir = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{project}{os.pathsep}{REPO}",
+        "SIMPUL_REDIS_URL": redis_url,
+    }
+    env |= {"SIMPUL_DINSOS_DB": mysql_url, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run([sys.executable, "-c", sample], cwd=project, env=env, check=True, timeout=60)
+    done = subprocess.run(
+        ["simpul", "adapter", "run", "adapters.dinsos:from_env", "--once"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "published 3" in done.stderr
+
+
 @pytest.mark.parametrize("activated", [False, True])
 def test_printed_steps_say_to_activate_when_simpul_is_not_on_path(
     project: Path, activated: bool
