@@ -228,7 +228,7 @@ def test_table_and_column_names_must_be_plain_identifiers(tmp_path: Path) -> Non
 def test_a_url_is_refused_as_a_sqlite_file_without_its_password(url: str) -> None:
     """A MySQL URL given to an adapter that knew only SQLite and PostgreSQL was opened as a
     file: "unable to open database file", the password in the message. Now: what to use."""
-    with pytest.raises(ConfigurationError, match="not a (mysql|postgresql):// URL") as refused:
+    with pytest.raises(ConfigurationError, match=r"not a (mysql|postgresql):// URL") as refused:
         SqliteDatabase(url)
     assert "s3cret" not in str(refused.value)
 
