@@ -1,7 +1,8 @@
-"""The commands docs/adapters/mysql.md, disnaker.md, cdc.md, webhook.md and csv.md name exist with the options they
-show, and the benchmark they tell readers to try runs (tests/test_tutorials.py runs the
-tutorials' shell blocks; these pages' blocks need a department's database, so they are checked,
-not run). A page that names a command gone or renamed fails here."""
+"""The commands docs/adapters/mysql.md, disnaker.md, cdc.md, webhook.md and csv.md name exist
+with the options they show, and the benchmark they tell readers to try runs
+(tests/test_tutorials.py runs the tutorials' shell blocks; these pages' blocks need a
+department's database or application, so they are checked, not run). A page that names a command
+gone or renamed fails here."""
 
 from __future__ import annotations
 
