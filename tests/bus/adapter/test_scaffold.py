@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -208,6 +210,63 @@ for row in rows(3):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "published 3" in done.stderr
+
+
+def _imported(path: Path) -> list[str]:
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+        elif isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+    return names
+
+
+@pytest.mark.slow
+def test_skeletons_pass_the_projects_lint(project: Path) -> None:
+    """writing-an-adapter.md keeps the package in adapters/, where `make test` lints it: the
+    skeletons imported bus internals the import contract forbids adapters, and their tests'
+    imports were unsorted, so a fresh skeleton failed `make test`."""
+    for dept, kind in (
+        ("dinsos", "sql"),
+        ("dinkes", "csv"),
+        ("dpmptsp", "webhook"),
+        ("disdik", "sql"),
+    ):
+        assert new(dept, "--kind", kind)[0] == 0
+    settings = tomllib.loads((REPO / "pyproject.toml").read_text())
+    faces = next(
+        contract
+        for contract in settings["tool"]["importlinter"]["contracts"]
+        if contract["name"] == "Adapters, services and the demo import only the public faces"
+    )
+    for path in (project / "adapters").rglob("*.py"):
+        for name in _imported(path):
+            forbidden = [f for f in faces["forbidden_modules"] if f"{name}.".startswith(f"{f}.")]
+            assert not forbidden, f"{path.relative_to(project)} imports {name}"
+    # The repository's settings; inside it, ruff finds adapters, bus and schemas first-party.
+    config = ["--config", str(REPO / "pyproject.toml")]
+    config += ["--config", "lint.isort.known-first-party = ['adapters', 'bus', 'schemas']"]
+    for command in (["check"], ["format", "--check"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "ruff", *command, *config, "."],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    typed = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", str(REPO / "pyproject.toml"), "adapters"],
+        cwd=project,
+        env={**os.environ, "MYPYPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert typed.returncode == 0, typed.stdout + typed.stderr
 
 
 @pytest.mark.parametrize("activated", [False, True])
