@@ -25,6 +25,7 @@ from redis import Redis as SyncRedis
 
 from bus import keys
 from bus.access import acl
+from bus.access.topology import contracts, load_topology
 from bus.cli.app import app
 from bus.signing import verify_fields
 from tests.bus.routed import acl_server
@@ -77,6 +78,21 @@ def test_every_simpul_command_of_the_checklist_exists_with_its_options() -> None
 def test_the_checklist_is_linked_from_both_tutorials() -> None:
     for tutorial in ("writing-an-adapter.md", "writing-a-service.md"):
         assert "(go-live.md)" in (ROOT / "docs" / tutorial).read_text(), tutorial
+
+
+def test_the_service_entry_shown_is_a_valid_topology_entry(tmp_path: Path) -> None:
+    """Step 2's services: entry, added to the city's topology, loads (approvals, personal
+    fields and group checked as for any other service)."""
+    entry = re.findall(r"```yaml\n(.*?)```", DOC, flags=re.S)[1]
+    assert "principal: svc-lapor" in entry
+    topology = (ROOT / "deploy/topology.yaml").read_text()
+    (tmp_path / "topology.yaml").write_text(
+        topology.replace("\nservices:\n", f"\nservices:\n{entry}\n", 1)
+    )
+    loaded = load_topology(tmp_path / "topology.yaml", registry=contracts("schemas"))
+    lapor = next(service for service in loaded.services if service.principal == "svc-lapor")
+    assert lapor.group == "lapor"
+    assert [s.personal for s in lapor.subscriptions] == [["nik"]]
 
 
 @pytest.fixture
