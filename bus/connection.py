@@ -38,6 +38,7 @@ from redis.asyncio.connection import (
     parse_url,
 )
 from redis.exceptions import (
+    AuthenticationError,
     ClusterError,
     InvalidResponse,
     NoPermissionError,
@@ -67,6 +68,7 @@ __all__ = [
     "connect",
     "is_cluster",
     "location",
+    "login_refused",
     "outage_text",
     "simpul_error",
     "translate",
@@ -670,10 +672,26 @@ def _handshake_refused(where: str, reason: str, cert: str | None) -> str | None:
     return None
 
 
+def login_refused(exc: AuthenticationError, url: str | None = None) -> RedisUnavailable:
+    """A refused AUTH is no outage: the server answered, and said no to this user (a wrong
+    password, or another Redis at that address than the one meant). Names the server and the
+    user when ``url`` is known, never the password."""
+    who = ""
+    if url is not None:
+        who = f" at {location(url)} of user {urlsplit(url).username or 'default'!r}"
+    return RedisUnavailable(
+        f"Redis refused the login{who} ({exc}): check the user and password of SIMPUL_REDIS_URL "
+        "and that it is the Redis you mean; on a bus with ACLs each principal has its own "
+        "(deploy/topology.yaml, `simpul acl render` and `apply`)"
+    )
+
+
 def translate(exc: Exception) -> Exception:
     """Map redis-py errors onto Simpul's error tree (callers ``raise translate(e) from e``)."""
     if isinstance(exc, TLSConnectionError):
         return RedisUnavailable(str(exc))
+    if isinstance(exc, AuthenticationError):
+        return login_refused(exc)
     if isinstance(exc, TRANSIENT):
         return RedisUnavailable(
             f"Redis is unreachable or did not answer in time: {outage_text(exc)}"

@@ -1,7 +1,8 @@
-"""The commands docs/adapters/mysql.md, disnaker.md and cdc.md name exist with the options they
-show, and the benchmark they tell readers to try runs (tests/test_tutorials.py runs the
-tutorials' shell blocks; these pages' blocks need a department's database, so they are checked,
-not run). A page that names a command gone or renamed fails here."""
+"""The commands docs/adapters/mysql.md, disnaker.md, cdc.md, webhook.md and csv.md name exist
+with the options they show, and the benchmark they tell readers to try runs
+(tests/test_tutorials.py runs the tutorials' shell blocks; these pages' blocks need a
+department's database or application, so they are checked, not run). A page that names a command
+gone or renamed fails here."""
 
 from __future__ import annotations
 
@@ -19,7 +20,13 @@ import typer
 from bus.cli.app import app
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ("docs/adapters/mysql.md", "docs/adapters/disnaker.md", "docs/adapters/cdc.md")
+PAGES = (
+    "docs/adapters/mysql.md",
+    "docs/adapters/disnaker.md",
+    "docs/adapters/cdc.md",
+    "docs/adapters/webhook.md",
+    "docs/adapters/csv.md",
+)
 
 
 def commands(page: str) -> list[list[str]]:

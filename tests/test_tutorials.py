@@ -39,6 +39,28 @@ serve_until() {  # start a long-running command, wait until it logs $1, stop it 
   done
   kill -TERM "$pid"; wait "$pid"; echo "stopped cleanly: $*"
 }
+serve_in_background() {  # start a long-running command and wait until it logs $1; leave it running
+  local event=$1 log deadline=$((SECONDS + 90)); shift; log=$(mktemp)
+  eval "exec $*" 2>"$log" &
+  served=$!
+  until grep -q "$event" "$log"; do
+    if ! kill -0 "$served" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
+      cat "$log" >&2; return 1
+    fi
+    sleep 0.1
+  done
+}
+stop_background() {  # SIGTERM, as Ctrl-C in the other shell would; it must exit 0
+  kill -TERM "$served"; wait "$served"
+}
+prints() {  # run a command until it prints $1 (it may take a moment), at most 60 s
+  local expected=$1 deadline=$((SECONDS + 60)) out; shift
+  until out=$(eval "$*") && [ "$out" = "$expected" ]; do
+    if [ $SECONDS -ge $deadline ]; then echo "$* printed: $out" >&2; return 1; fi
+    sleep 0.2
+  done
+  echo "$out"
+}
 dev_redis_ready() {  # what a developer sees as the printed export line
   until python -c "import redis; redis.Redis(port=$SIMPUL_DEV_REDIS_PORT).ping()" 2>/dev/null; do
     sleep 0.1
@@ -61,15 +83,25 @@ def python_blocks(doc: str) -> list[str]:
 
 
 def script(lines: list[str], redis_port: int) -> str:
-    """The lines as bash runs them, long-running ones bounded, the ports moved."""
-    out = [PRELUDE]
+    """The lines as bash runs them, long-running ones bounded, the ports moved. A line
+    `# in the background:` before a long-running command leaves it running for the lines after
+    it (a second shell, in the docs); a `curl` line with its answer in its comment is repeated
+    until it prints that answer."""
+    out, background, http_port = [PRELUDE], False, free_port()
     for shown in lines:
         moved = shown.replace("127.0.0.1:6390", f"127.0.0.1:{redis_port}")
-        line = moved.replace("127.0.0.1:8081", f"127.0.0.1:{free_port()}")
-        command = line.split("  #")[0].strip()
+        line = moved.replace("127.0.0.1:8081", f"127.0.0.1:{http_port}")
+        command, _, comment = (part.strip() for part in line.partition("  #"))
         event = next((e for start, e in LONG_RUNNING.items() if command.startswith(start)), None)
-        if event and "--once" not in command:
+        if line == "# in the background:":
+            background = True
+        elif event and background:
+            out.append(f"serve_in_background {event} {shlex.quote(command)}")
+            background = False
+        elif event and "--once" not in command:
             out.append(f"serve_until {event} {shlex.quote(command)}")
+        elif command.startswith("curl ") and comment.startswith("{"):
+            out.append(f"prints {shlex.quote(comment)} {shlex.quote(command)}")
         else:
             out.append(line)
         if command == "simpul redis &":
@@ -147,3 +179,66 @@ def test_the_service_tutorial_runs_as_shown(clone: Path) -> None:
     )
     output = run(clone, block_with("docs/writing-a-service.md", "simpul run services.bansos"))
     assert output.count("stopped cleanly: simpul run services.bansos:create") == 2
+
+
+@pytest.mark.slow
+def test_the_service_handles_a_death_as_shown(clone: Path) -> None:
+    """Section 2's second shell: a grant, a death published by hand, the API and the tail."""
+    (clone / "services" / "bansos").mkdir()
+    (clone / "services" / "bansos" / "__init__.py").write_text(
+        python_blocks("docs/writing-a-service.md")[0]
+    )
+    run_it = block_with("docs/writing-a-service.md", "simpul run services.bansos")
+    served = next(line for line in run_it if "--http 127.0.0.1:8081" in line)
+    see_it = block_with("docs/writing-a-service.md", "simpul publish dukcapil.citizen.died.v1")
+    setup = [line for line in run_it if not line.startswith("simpul run")]
+    output = run(clone, [*setup, "# in the background:", served, *see_it, "stop_background"])
+    assert '"status":"suspended"' in output
+    assert "dinsos.assistance.suspended.v1" in output  # the tail shows what it published
+
+
+@pytest.mark.slow
+def test_a_dead_letter_of_the_service_is_found_and_replayed_as_shown(clone: Path) -> None:
+    """Section 3's walk: the handler made to fail for one NIK, the dead letter after
+    SIMPUL_MAX_DELIVERIES attempts, the line removed, the operator's list, show and replay."""
+    doc = DOCS["docs/writing-a-service.md"]
+    module = python_blocks("docs/writing-a-service.md")[0]
+    failing = re.search(r"`(if event\.nik == \"(\d{16})\": raise [^`]*)`", doc)
+    assert failing is not None
+    handler = "async def suspend_grants(event: CitizenDied, ctx: EventContext) -> None:\n"
+    (clone / "services" / "bansos").mkdir()
+    package = clone / "services" / "bansos" / "__init__.py"
+    package.write_text(module.replace(handler, f"{handler}        {failing[1]}\n", 1))
+    (clone / "fixed.py").write_text(module)
+    run_it = block_with("docs/writing-a-service.md", "simpul run services.bansos")
+    served = next(line for line in run_it if "--http 127.0.0.1:8081" in line)
+    setup = [line for line in run_it if not line.startswith("simpul run")]
+    nik = failing[2]
+    see_it = [
+        line.replace("3573014506900001", nik).replace("PKH-1", "PKH-2")
+        for line in block_with("docs/writing-a-service.md", "simpul publish dukcapil.citizen.died")
+    ]
+    grant, publish, curl = see_it[0], see_it[1], see_it[2]
+    operator = block_with("docs/writing-a-service.md", "simpul dlq replay")
+    dead = "simpul dlq list dukcapil.citizen --group bansos --json | python -c "
+    dead += '\'import json, sys; print(*[d["id"] for d in json.load(sys.stdin)["dead_letters"]])\''
+    lines = [
+        *setup,
+        "# in the background:",
+        served,
+        grant,
+        publish,
+        f'until [ -n "$({dead})" ]; do sleep 0.5; done  # 5 attempts, about 15 s',
+        "stop_background",
+        "cp fixed.py services/bansos/__init__.py  # the line removed",
+        "# in the background:",
+        served,
+        f"id=$({dead})",
+        *[line.replace("<id>", "$id").replace("--id $id", "--id $id --yes") for line in operator],
+        curl,
+        "stop_background",
+    ]
+    output = run(clone, lines)
+    assert "handler_failed" in output and "grants table locked" in output
+    assert "1 replayed" in output
+    assert '"grant_no":"PKH-2","programme":"pkh","status":"suspended"' in output

@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from redis.asyncio import Redis
-from redis.exceptions import NoPermissionError
+from redis.exceptions import AuthenticationError, NoPermissionError
 from rich.console import Console
 from rich.markup import escape
 
@@ -19,7 +19,7 @@ from bus import functions
 from bus.access import acl, acl_server
 from bus.access.topology import Topology, contracts, load_topology
 from bus.cli.common import Schemas, fail, import_from_cwd
-from bus.connection import TRANSIENT, connect
+from bus.connection import TRANSIENT, connect, login_refused
 from bus.decoding import text as _text
 from bus.devmaterial import DEV_SECRET_DIGESTS, is_dev_secret
 from bus.errors import ConfigurationError, RedisUnavailable, SimpulError
@@ -83,6 +83,8 @@ def _with_redis(url: str | None, work: Callable[[Redis], Awaitable[T]]) -> T:
         redis = connect(url)
         try:
             return await work(redis)
+        except AuthenticationError as exc:
+            raise login_refused(exc, url) from None
         except TRANSIENT as exc:
             raise RedisUnavailable(f"Redis is unreachable: {exc}") from None
         except NoPermissionError as exc:

@@ -15,10 +15,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import AuthenticationError, ResponseError
 from rich.console import Console
 
-from bus.connection import TRANSIENT, connect, location, translate
+from bus.connection import TRANSIENT, connect, location, login_refused, translate
 from bus.errors import ConfigurationError, RedisUnavailable, SimpulError
 from bus.settings import Settings
 
@@ -98,6 +98,8 @@ def run_with_redis(
         redis = connect(address)
         try:
             return await work(redis)
+        except AuthenticationError as exc:
+            raise login_refused(exc, address) from None
         except TRANSIENT as exc:
             raise RedisUnavailable(
                 f"Redis at {location(address)} is unreachable or did not answer: {exc}"

@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Annotated, TypeVar
 
-import click
 import typer
 from redis.asyncio import Redis
 from rich.console import Console
@@ -86,7 +85,7 @@ def _confirm(question: str, yes: bool) -> None:
         return
     try:
         agreed = typer.confirm(question, default=False, err=True)
-    except click.Abort:
+    except typer.Abort:  # no answer (end of input, Ctrl-C); typer's own, not click's Abort
         agreed = False
     if not agreed:
         _err.print("cancelled: nothing changed (pass --yes to skip this question)")

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import Field
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from bus.cli.common import AsJson, fail
 from bus.devmaterial import is_dev_key
@@ -307,15 +307,17 @@ def _show_keyring(path: Path, as_json: bool) -> None:
     if as_json:
         _out.print_json(json.dumps([_key_facts(key, now) for key in keys]))
         return
+    # Key ids are copied into SIMPUL_SIGNER and `keys rotate`: never cut, on any terminal.
+    longest = max((len(key.key_id) for key in keys), default=6)
     table = Table(
-        "key id",
+        Column("key id", min_width=longest, overflow="fold"),
         "principal",
         "department",
         "fingerprint",
         "types",
         "not before",
         "not after",
-        "now",
+        Column("now", overflow="fold"),  # what the reader looks for: valid, expired, ...
         title=f"{len(keys)} key(s) in {path}",
     )
     for key in keys:

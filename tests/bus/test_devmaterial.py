@@ -166,6 +166,8 @@ def test_keys_show_flags_development_keys() -> None:
     assert facts and all(facts.values())
     table = runner.invoke(app, ["keys", "show", "--keyring", str(ROOT / "deploy/topology.yaml")])
     assert "DEVELOPMENT" in table.output
+    for key_id in facts:  # whole on an 80-column terminal: go-live.md reads them off the table
+        assert key_id in table.stdout, key_id
     one = runner.invoke(app, ["keys", "show", str(ROOT / "deploy/keys/svc-dinsos-dev-2026.key")])
     assert "DEVELOPMENT key(s)" in one.output
 

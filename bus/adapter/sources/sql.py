@@ -121,6 +121,14 @@ class SqliteDatabase:
     quote = '"'
 
     def __init__(self, path: str | Path) -> None:
+        if isinstance(path, str) and (scheme := _url_scheme(path)):
+            # A URL read as a file name fails later as "unable to open database file", with
+            # the URL (its password too) in the message; say what was meant, never the URL.
+            raise ConfigurationError(
+                f"a SQLite source is a file path, not a {scheme}:// URL: read a PostgreSQL "
+                "database with PostgresDatabase, MySQL or MariaDB with MySqlDatabase and "
+                "MySqlSource (an adapter's from_env picks them by the URL's scheme)"
+            )
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()  # one sqlite3 connection: one query at a time
@@ -149,6 +157,12 @@ class SqliteDatabase:
             if str(exc).startswith("no such table"):
                 raise _missing_table(f"the SQLite source {self.path}", str(exc)) from exc
             raise SourceError(f"SQLite source {self.path} unreadable: {exc}") from exc
+
+
+def _url_scheme(path: str) -> str | None:
+    """The scheme of ``path`` if it is a URL (``mysql://...``), else None."""
+    found = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", path)
+    return found[1] if found else None
 
 
 def _missing_table(where: str, detail: str | None) -> ConfigurationError:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -165,6 +167,106 @@ def test_the_csv_skeletons_printed_steps_run_as_printed(project: Path, redis_url
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "published 3" in done.stderr
+
+
+@pytest.mark.slow
+def test_the_sql_skeleton_reads_a_mysql_table(
+    project: Path, redis_url: str, mysql_url: str
+) -> None:
+    """Most department apps are PHP on MySQL or MariaDB: SIMPUL_<DEPT>_DB=mysql://... is read
+    through the MySQL source (it was opened as a SQLite file named by the URL)."""
+    assert new("dinsos", "--kind", "sql")[0] == 0
+    table = """CREATE TABLE bantuan (no_urut INT AUTO_INCREMENT PRIMARY KEY, legacy_id VARCHAR(20),
+        versi INT, grant_no VARCHAR(40), programme VARCHAR(40), recipient VARCHAR(16),
+        reason VARCHAR(40), suspended_on DATE, effective_from DATE, updated_at DATETIME(6))"""
+    sample = f"""
+import pymysql
+from urllib.parse import urlsplit
+from adapters.dinsos.fixtures import TABLE, rows
+url = urlsplit({mysql_url!r})
+conn = pymysql.connect(host=url.hostname, port=url.port, user=url.username,
+                       database=url.path[1:], autocommit=True)
+conn.cursor().execute({table!r}.replace("bantuan", TABLE))
+for row in rows(3):
+    conn.cursor().execute(f"INSERT INTO {{TABLE}} ({{', '.join(row)}}) VALUES "
+                          f"({{', '.join(['%s'] * len(row))}})", list(row.values()))
+"""
+    bin_dir = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{project}{os.pathsep}{REPO}",
+        "SIMPUL_REDIS_URL": redis_url,
+    }
+    env |= {"SIMPUL_DINSOS_DB": mysql_url, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run([sys.executable, "-c", sample], cwd=project, env=env, check=True, timeout=60)
+    done = subprocess.run(
+        ["simpul", "adapter", "run", "adapters.dinsos:from_env", "--once"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "published 3" in done.stderr
+
+
+def _imported(path: Path) -> list[str]:
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+        elif isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+    return names
+
+
+@pytest.mark.slow
+def test_skeletons_pass_the_projects_lint(project: Path) -> None:
+    """writing-an-adapter.md keeps the package in adapters/, where `make test` lints it: the
+    skeletons imported bus internals the import contract forbids adapters, and their tests'
+    imports were unsorted, so a fresh skeleton failed `make test`."""
+    for dept, kind in (
+        ("dinsos", "sql"),
+        ("dinkes", "csv"),
+        ("dpmptsp", "webhook"),
+        ("disdik", "sql"),
+    ):
+        assert new(dept, "--kind", kind)[0] == 0
+    settings = tomllib.loads((REPO / "pyproject.toml").read_text())
+    faces = next(
+        contract
+        for contract in settings["tool"]["importlinter"]["contracts"]
+        if contract["name"] == "Adapters, services and the demo import only the public faces"
+    )
+    for path in (project / "adapters").rglob("*.py"):
+        for name in _imported(path):
+            forbidden = [f for f in faces["forbidden_modules"] if f"{name}.".startswith(f"{f}.")]
+            assert not forbidden, f"{path.relative_to(project)} imports {name}"
+    # The repository's settings; inside it, ruff finds adapters, bus and schemas first-party.
+    config = ["--config", str(REPO / "pyproject.toml")]
+    config += ["--config", "lint.isort.known-first-party = ['adapters', 'bus', 'schemas']"]
+    for command in (["check"], ["format", "--check"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "ruff", *command, *config, "."],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    typed = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", str(REPO / "pyproject.toml"), "adapters"],
+        cwd=project,
+        env={**os.environ, "MYPYPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert typed.returncode == 0, typed.stdout + typed.stderr
 
 
 @pytest.mark.parametrize("activated", [False, True])

@@ -222,6 +222,17 @@ def test_table_and_column_names_must_be_plain_identifiers(tmp_path: Path) -> Non
         SqlSource(db, table="legacy; DROP TABLE x", key="k", version="v", order_by=["k"])
 
 
+@pytest.mark.parametrize(
+    "url", ["mysql://reader:s3cret@db:3306/app", "postgresql://reader:s3cret@db/app"]
+)
+def test_a_url_is_refused_as_a_sqlite_file_without_its_password(url: str) -> None:
+    """A MySQL URL given to an adapter that knew only SQLite and PostgreSQL was opened as a
+    file: "unable to open database file", the password in the message. Now: what to use."""
+    with pytest.raises(ConfigurationError, match=r"not a (mysql|postgresql):// URL") as refused:
+        SqliteDatabase(url)
+    assert "s3cret" not in str(refused.value)
+
+
 async def test_a_long_pass_remembers_only_the_positions_the_late_row_check_looks_at(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -91,6 +91,10 @@ def test_replay_asks_then_replays_exactly_once(env: str) -> None:
     declined = invoke("dlq", "replay", "dukcapil.citizen", input="n\n")
     assert declined.exit_code == 1 and "cancelled" in declined.output
     assert client.xlen(DLQ) == 2
+    # No answer at all (a script, a pipe): the same, with the way round the question.
+    unanswered = invoke("dlq", "replay", "dukcapil.citizen", input="")
+    assert unanswered.exit_code == 1 and "pass --yes" in unanswered.output, unanswered.output
+    assert client.xlen(DLQ) == 2
     dry = invoke("dlq", "replay", "--dry-run", "--json")
     assert dry.exit_code == 0
     assert json.loads(dry.stdout)["counts"] == {"would_replay": 2}

@@ -135,6 +135,21 @@ def test_status_when_redis_is_down_or_not_configured(monkeypatch: pytest.MonkeyP
     assert bad.exit_code == 2 and "max_pending_age_s" in bad.output
 
 
+def test_a_refused_login_says_what_to_check_not_that_redis_is_down(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The go-live checklist's operator URL against a Redis without that user (another Redis on
+    the port) answered "Redis is unreachable": the server answered, it refused the login."""
+    operator = redis_url.replace("redis://", "redis://operator:s3cret@", 1)
+    monkeypatch.setenv("SIMPUL_REDIS_URL", operator)
+    for command in (["status", "--json"], ["dlq", "list"], ["acl", "check", "operator", "PING"]):
+        result = simpul(*command)
+        assert result.exit_code == 2, (command, result.output)
+        assert "refused the login" in result.output, (command, result.output)
+        assert "unreachable" not in result.output, command
+        assert "s3cret" not in result.output and "Traceback" not in result.output
+
+
 def test_every_command_says_clearly_when_redis_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SIMPUL_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     for command in (
