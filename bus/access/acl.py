@@ -233,21 +233,24 @@ def passwords(
     Every missing or too short password is reported at once, by variable name only."""
     env = os.environ if env is None else env
     found: dict[str, str] = {}
-    missing: list[str] = []
+    missing: list[str] = []  # "VARIABLE (principal)"
     short: list[str] = []
     routers = [topology.router] if topology.routed and topology.router is not None else []
     for principal in (*topology.operators, *routers, *topology.producers, *topology.services):
         variable = password_variable(principal)
         value = env.get(variable)
         if not value:
-            missing.append(variable)
+            missing.append(f"{variable} (the password of {principal.principal})")
         elif len(value) < MIN_PASSWORD:
             short.append(variable)
         else:
             found[principal.principal] = value
     problems = []
     if missing:
-        problems.append(f"{source} lacks {', '.join(missing)}")
+        problems.append(
+            f"{source} lacks {', '.join(missing)}: add each as VARIABLE=<a new random password "
+            f"of at least {MIN_PASSWORD} characters> (e.g. from `openssl rand -base64 32`)"
+        )
     if short:
         problems.append(f"{', '.join(short)} must be at least {MIN_PASSWORD} characters")
     if problems:

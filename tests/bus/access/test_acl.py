@@ -45,6 +45,7 @@ from bus.context import EventContext
 from bus.contracts import Contract, default_registry
 from bus.deadletter import Reason, Verdict
 from bus.dedupe import Dedupe
+from bus.errors import ConfigurationError
 from bus.health import Health
 from bus.publisher import Publisher
 from bus.router import Router, RouterConfig
@@ -267,6 +268,18 @@ def test_the_hand_written_expectations_cover_the_city() -> None:
     assert sorted(inbox for inbox, _ in router.inboxes()) == ALL_INBOXES
     assert len(ALL_INBOXES) == 29  # one per group x stream, for 47 subscriptions
     assert sorted(INTAKES.values()) == router.intakes
+
+
+def test_a_missing_password_is_named_with_its_principal_and_what_to_add() -> None:
+    env = {k: v for k, v in ENV.items() if k != "SIMPUL_REDIS_PASSWORD_SVC_DINSOS"}
+    with pytest.raises(ConfigurationError) as raised:
+        acl.passwords(TOPOLOGY, env, source="deploy/dev.env")
+    message = str(raised.value)
+    assert message.startswith(
+        "deploy/dev.env lacks SIMPUL_REDIS_PASSWORD_SVC_DINSOS (the password of svc-dinsos): "
+        "add each as VARIABLE=<a new random password"
+    ), message
+    assert not any(password in message for password in ENV.values())
 
 
 # -- the server: tests/bus/routed.py's, flushed before each test ---------------------------------
