@@ -538,6 +538,7 @@ class Router:
 
     async def _route(self, source: str, entries: Entries) -> _Turn:
         """Route one batch: its writes, and what settles it once they have all returned."""
+        await self.replicas.required()  # asked once, here: never while a pipeline is queued
         owner = keys.intake_owner(source)
         if owner is not None:
             return await self._admit(source, owner, entries)
