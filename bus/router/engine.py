@@ -44,7 +44,7 @@ from bus import keys
 from bus.access.topology import Topology
 from bus.connection import TRANSIENT
 from bus.contracts import Registry, violation
-from bus.durability import ReplicaWait, Waits
+from bus.durability import NO_WAITS, ReplicaWait, Waits
 from bus.envelope import MAX_ID, Envelope, format_time
 from bus.errors import ConfigurationError, DecodeError, NotDurable
 from bus.functions import BusFunction
@@ -503,7 +503,7 @@ class Router:
             pipe.execute_command(*command)
         if turn.commands and await self.replicas.required():
             return self.replicas.add(pipe, turn.written)
-        return Waits(0, {})
+        return NO_WAITS
 
     def _written(self, source: str, turn: _Turn, replies: list[Any], waits: Waits) -> None:
         """A batch's writes returned: its settlement goes with the next read, unless one of
