@@ -37,7 +37,7 @@ from bus import keys
 from bus.connection import TRANSIENT, is_cluster, outage_text
 from bus.deadletter import Reason, Verdict
 from bus.dispatch import Dispatcher, Failed
-from bus.errors import DependencyUnavailable
+from bus.errors import DependencyUnavailable, NotDurable
 from bus.health import Health
 from bus.logging import get_logger
 from bus.metrics import ServiceMetrics
@@ -364,9 +364,11 @@ class Consumer:
         self, stream: str, entry_id: str, delivery: int, retry: Failed, settlement: Settlement
     ) -> Verdict | None:
         self.health.count("handler_failures")
-        if isinstance(retry.cause, DependencyUnavailable):
+        if isinstance(retry.cause, DependencyUnavailable | NotDurable):
             # An outage, not the event's fault: wait it out without spending an attempt (the
-            # claim below sets the count back, the reclaim sweep's claim adds it again).
+            # claim below sets the count back, the reclaim sweep's claim adds it again). A
+            # replica missing (NotDurable: a once lease or marker, or a handler's publish, not
+            # confirmed) is one too: a cluster shard whose master died has none for a while.
             backoff = self.settings.retry_delay_ms(delivery + self._outages.get(entry_id, 0))
             if len(self._outages) >= _OUTAGES_MAX:
                 self._outages.clear()

@@ -97,7 +97,9 @@ class Settler:
             self.log.warning(
                 "settle_failed", stream=stream, entries=len(settlement.acks), error=str(exc)
             )
-            if sum(map(len, self._unacked.values())) < _UNACKED_MAX:
+            # Only acks are kept (retries and dead letters come back through the reclaim);
+            # none here leaves no stream behind, whose XACK without ids Redis would refuse.
+            if settlement.acks and sum(map(len, self._unacked.values())) < _UNACKED_MAX:
                 self._unacked.setdefault(stream, set()).update(settlement.acks)
             return
         self.health.acked()

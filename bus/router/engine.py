@@ -48,8 +48,9 @@ from bus import keys
 from bus.access.topology import Topology
 from bus.connection import TRANSIENT
 from bus.contracts import Registry, violation
+from bus.durability import NO_WAITS, ReplicaWait, Waits
 from bus.envelope import MAX_ID, Envelope, format_time
-from bus.errors import ConfigurationError, DecodeError
+from bus.errors import ConfigurationError, DecodeError, NotDurable
 from bus.functions import BusFunction
 from bus.logging import get_logger
 from bus.projection import FORWARDING_FIELDS, disclosures, forward_each
@@ -105,13 +106,14 @@ class _Forwards:
 @dataclass
 class _Turn:
     """A routed batch's writes, not sent yet: they go with the source's next read (one round
-    trip a batch), and once every one of them returned, ``settlement`` (the batch's ack, an
-    intake's trim) goes with the read after."""
+    trip a batch), and once every one of them returned and a replica confirmed them (WAIT),
+    ``settlement`` (the batch's ack, an intake's trim) goes with the read after."""
 
     commands: list[tuple[Any, ...]]  # the writes, in order
     settlement: Settlement
     function: BusFunction  # whose errors the writes' errors are (a library gone: translated)
     replied: Callable[[list[Any]], None] = lambda replies: None  # the counts, from the replies
+    written: tuple[str, ...] = ()  # the keys written: on a cluster, a WAIT per node of them
 
 
 class Router:
@@ -142,6 +144,7 @@ class Router:
         self._forward_batch = BusFunction(redis, "forward_batch")  # bus/forward_batch.lua
         self._dead_letter = BusFunction(redis, "deadletter")  # bus/deadletter.lua
         self._read_fenced = BusFunction(redis, "router_read")  # bus/router_read.lua
+        self.replicas = ReplicaWait(redis)  # SIMPUL_REDIS_WAIT_*, as every publish (ha.md)
         self.may_publish = {p.principal: frozenset(p.publishes) for p in topology.publishers()}
         self.intakes = sorted(keys.intake(p) for p in self.may_publish)
         self._clock: tuple[int, float] | None = None  # Redis TIME (ms), local monotonic then
@@ -220,7 +223,7 @@ class Router:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             if self._stopping.is_set():  # a graceful stop hands its sources over at once
-                with contextlib.suppress(ResponseError, *TRANSIENT):
+                with contextlib.suppress(ResponseError, NotDurable, *TRANSIENT):
                     for source in {*self._unsettled, *self._sent, *self._unwritten}:
                         await self._flush(source)
                     for source in list(self.owned):
@@ -271,7 +274,7 @@ class Router:
                 delay = 0.05
             except asyncio.CancelledError:
                 raise
-            except (ResponseError, *TRANSIENT) as exc:
+            except (ResponseError, NotDurable, *TRANSIENT) as exc:
                 drained, after = False, b"0"  # a batch may be left pending: read it again first
                 self._forget(source)
                 if NOT_HOLDER in str(exc):  # the lease lapsed (a pause): ask Redis next turn
@@ -476,41 +479,62 @@ class Router:
         block: int | None,
         read: tuple[Any, ...],
     ) -> Any:
-        """One pipeline: the settlement, the writes, the wait, the fenced read; its reply."""
+        """One pipeline: the settlement, the writes and their WAIT, the wait, the fenced read;
+        its reply."""
         if turn is not None:
             self._sent[source] = turn
+        waits = None
         async with self.redis.pipeline(transaction=False) as pipe:
             for queue in settlement:
                 queue(pipe)
             if turn is not None:
-                for command in turn.commands:
-                    pipe.execute_command(*command)
+                waits = await self._queue(pipe, turn)
             if tail is not None:
                 pipe.xread({source: tail}, count=1, block=block)
             pipe.execute_command(*read)
             replies = await pipe.execute(raise_on_error=False)
         self._sent.pop(source, None)
         _raise_first(replies[: len(settlement)], self._read_fenced)
-        if turn is not None:
-            self._written(source, turn, replies[len(settlement) : -1 - (tail is not None)])
+        if turn is not None and waits is not None:
+            written = replies[len(settlement) : -1 - (tail is not None)]
+            self._written(source, turn, written, waits)
         _raise_first(replies[-1:], self._read_fenced)
         return replies[-1]
 
-    def _written(self, source: str, turn: _Turn, replies: list[Any]) -> None:
+    async def _queue(self, pipe: Any, turn: _Turn) -> Waits:
+        """Queue a batch's writes, then the WAIT behind them on their connection (a WAIT per
+        node written on a cluster, bus.durability): a batch is settled only once a replica
+        holds its writes. Else a failover that promotes a replica without them would keep the
+        ack and the trim (made later, or on another shard) and lose the batch."""
+        for command in turn.commands:
+            pipe.execute_command(*command)
+        if turn.commands and await self.replicas.required():
+            return self.replicas.add(pipe, turn.written)
+        return NO_WAITS
+
+    def _written(self, source: str, turn: _Turn, replies: list[Any], waits: Waits) -> None:
         """A batch's writes returned: its settlement goes with the next read, unless one of
-        them failed (then the batch stays pending, read and written again)."""
-        _raise_first(replies, turn.function)
-        turn.replied(replies)
+        them failed or too few replicas confirmed them (NotDurable) — then the batch stays
+        pending, read and written again (the writes are idempotent)."""
+        count = len(replies) - waits.count
+        writes, confirmed = replies[:count], replies[count:]
+        _raise_first(writes, turn.function)
+        _raise_first(confirmed, turn.function)
+        self.replicas.confirm(waits, confirmed, f"the router's writes of a batch of {source}")
+        turn.replied(writes)
         self._unsettled[source] = turn.settlement
 
     async def _write(self, turn: _Turn) -> Settlement:
-        """Send a batch's writes now (one round trip); its settlement once they returned."""
+        """Send a batch's writes now (one round trip); its settlement once they returned and
+        were confirmed."""
         if turn.commands:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for command in turn.commands:
-                    pipe.execute_command(*command)
+                waits = await self._queue(pipe, turn)
                 replies = await self._execute(pipe, turn.function)
-            turn.replied(replies)
+            count = len(replies) - waits.count
+            what = "the router's writes of a batch"
+            self.replicas.confirm(waits, replies[count:], what)
+            turn.replied(replies[:count])
         return turn.settlement
 
     # -- routing one batch --------------------------------------------------------------------
@@ -521,6 +545,7 @@ class Router:
 
     async def _route(self, source: str, entries: Entries) -> _Turn:
         """Route one batch: its writes, and what settles it once they have all returned."""
+        await self.replicas.required()  # asked once, here: never while a pipeline is queued
         owner = keys.intake_owner(source)
         if owner is not None:
             return await self._admit(source, owner, entries)
@@ -582,7 +607,8 @@ class Router:
             settlement.append(lambda pipe: pipe.xack(intake, keys.ROUTER_GROUP, *admitted))
         floor = _next_id(entries[-1][0])
         settlement.append(lambda pipe: pipe.xtrim(intake, minid=floor, approximate=False))
-        return _Turn(commands, settlement, self._publish_batch, replied)
+        written = (*writes, *([intake] if rejects else ()))
+        return _Turn(commands, settlement, self._publish_batch, replied, written)
 
     def check(  # noqa: PLR0911  (one return per check, in the order they are made)
         self, owner: str, raw: Mapping[bytes, bytes], now_ms: int
@@ -703,6 +729,7 @@ class Router:
             [lambda pipe: pipe.xack(stream, keys.ROUTER_GROUP, *done)],
             self._forward_batch,
             replied,
+            tuple(writes),
         )
 
     def _remember(self, raw: Mapping[bytes, bytes]) -> None:

@@ -195,6 +195,51 @@ async def test_a_once_handler_runs_only_once_a_replica_holds_its_lease(
     assert runs == ["e-1"]
 
 
+async def test_a_once_handler_waits_for_a_replica_past_its_attempts_never_dead_lettered(
+    group: EmbeddedSentinelGroup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ha.md: with no replica in sync, ``once=True`` handlers wait (their lease is not
+    confirmed). A replica missing is an outage, not the event's fault: the attempts it fails
+    are not spent, so however long the replicas are away (a cluster shard whose master died
+    has none until it is back), the event is handled once they are, never dead-lettered."""
+    monkeypatch.setenv("SIMPUL_REDIS_WAIT_TIMEOUT_MS", "100")
+    service = Service("dinsos", settings=quick_settings(group.url, max_deliveries=2))
+    runs: list[str] = []
+
+    @service.on(CitizenDied, once=True)
+    async def pay_out(event: CitizenDied, ctx: EventContext) -> None:
+        runs.append(ctx.event_id)
+
+    redis = connect(group.url)
+    replicas = group.replicas()
+    dead_letters = keys.dead_letters(STREAM, "dinsos")
+    try:
+        await Publisher(redis, source=SOURCE, signer=None).publish(died(1), id="e-1")
+        for replica in replicas:
+            replica.pause()
+        with capture_logs() as logs:
+            async with service.running():
+
+                def failed_attempts() -> int:
+                    return sum(
+                        line["event"] in {"dependency_unavailable", "handler_failed"}
+                        for line in logs
+                    )
+
+                await wait_until(lambda: failed_attempts() > 2 * 2, timeout=20)  # twice the
+                # attempts a failing handler has (max_deliveries)
+                assert runs == []
+                for replica in replicas:
+                    replica.resume()
+                await wait_until(lambda: runs == ["e-1"], timeout=15)
+        assert await redis.xlen(dead_letters) == 0
+    finally:
+        for replica in replicas:
+            replica.resume()
+        await redis.aclose()
+    assert runs == ["e-1"]
+
+
 async def _delivered(redis: Any) -> bool:
     groups = await redis.xinfo_groups(STREAM)
     return any(g["name"] == b"dinsos" and g["last-delivered-id"] != b"0-0" for g in groups)
