@@ -15,7 +15,8 @@ Two stages, each an ordered reader of one source at a time:
   signature verifies (with a keyring): an entry written there other than by admission (the
   router's password alone, a restored dump) would otherwise go out signed by the router.
 
-Crash safety is at-least-once reading plus idempotent writes, so an entry read again after a
+Crash safety is at-least-once reading plus idempotent writes, acked only once a replica
+confirmed them where the bus has replicas (WAIT; decision 0011), so an entry read again after a
 crash (it stays pending with the router's consumer until acked) is written nowhere twice:
 admission writes with the publisher's function (``publish_batch.lua`` in the ``simpul_1``
 library, bus.functions), which remembers the event id per department stream (a producer's
@@ -856,19 +857,27 @@ class Router:
 
     async def _forward_all(self, inbox: str, entries: Sequence[tuple[bytes, list[bytes]]]) -> int:
         """Write ``entries`` (department-stream entry id, inbox entry fields), in that order,
-        to ``inbox`` as the fan-out does (its high-water mark: idempotent); 100 a call, one
-        pipeline. Returns how many were written."""
+        to ``inbox`` as the fan-out does (its high-water mark: idempotent; confirmed by a
+        replica where the bus has one); 100 a call, one pipeline. Returns how many were
+        written."""
         if not entries:
             return 0
         head = await self._forward_batch.command_head()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for start in range(0, len(entries), 100):
-                batch = _Forwards()
-                for origin, fields in entries[start : start + 100]:
-                    batch.add(origin, fields)
-                pipe.execute_command(*head, 2, inbox, keys.routed_mark(inbox), *batch.args)
-            replies = await self._execute(pipe, self._forward_batch)
-        return sum(int(a) for reply in replies for a in reply[::2])
+        commands = []
+        for start in range(0, len(entries), 100):
+            batch = _Forwards()
+            for origin, fields in entries[start : start + 100]:
+                batch.add(origin, fields)
+            commands.append((*head, 2, inbox, keys.routed_mark(inbox), *batch.args))
+        written = 0
+
+        def replied(replies: list[Any]) -> None:
+            nonlocal written
+            written = sum(int(a) for reply in replies for a in reply[::2])
+
+        await self.replicas.required()  # before the pipeline is queued (see _route)
+        await self._write(_Turn(commands, [], self._forward_batch, replied, (inbox,)))
+        return written
 
     async def _now_ms(self) -> int:
         """Redis's clock (``TIME``), never the intake's entry ids: asked once a third of the
