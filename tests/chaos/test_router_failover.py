@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pytest
 from redis import Redis as SyncRedis
+from redis.asyncio import Redis
 
 from bus import EventContext, Publisher, RedisUnavailable, Service, keys
 from bus.connection import TRANSIENT, connect
@@ -126,6 +127,20 @@ async def settled_or_not(doomed: EmbeddedRedis, intake: EmbeddedRedis, stream: s
         await wait_until(lambda: trimmed(intake), timeout=2)
 
 
+def router_and_producer(redis: Redis) -> tuple[Router, Publisher]:
+    """One router replica and the producer, on one client. block_ms long: the router waits in
+    the pipeline that carried the intake's trim, so its writes, ack and trim are all sent."""
+    router = Router(
+        redis,
+        TOPOLOGY,
+        gauge.REGISTRY,
+        keyring=None,
+        config=RouterConfig(block_ms=1_500, lease_ms=6_000, trim_every_s=0.5),
+        replica="r1",
+    )
+    return router, Publisher(redis, source=SOURCE, signer=None, intake=PRODUCER)
+
+
 @pytest.mark.parametrize("fault", ["kill", "freeze"])
 async def test_master_lost_with_the_routers_writes_on_it_only_loses_nothing(
     group: EmbeddedSentinelGroup, tmp_path: Path, fault: str
@@ -135,16 +150,7 @@ async def test_master_lost_with_the_routers_writes_on_it_only_loses_nothing(
     old = group.master()
     frozen: list[EmbeddedRedis] = []
     redis = connect(group.url)
-    # block_ms long: the router waits in the pipeline that carried the intake's trim
-    router = Router(
-        redis,
-        TOPOLOGY,
-        gauge.REGISTRY,
-        keyring=None,
-        config=RouterConfig(block_ms=1_500, lease_ms=6_000, trim_every_s=0.5),
-        replica="r1",
-    )
-    publisher = Publisher(redis, source=SOURCE, signer=None, intake=PRODUCER)
+    router, publisher = router_and_producer(redis)
     ids = [f"e-{n}" for n in range(EVENTS)]
     routing: asyncio.Task[None] | None = None
     try:
@@ -222,15 +228,7 @@ async def test_cluster_master_lost_with_the_routers_writes_on_it_only_loses_noth
     [replica] = cluster.replicas_of(doomed)
     intake_master = cluster.node_at(int(master_of(cluster, INTAKE).rpartition(":")[2]))
     redis = connect(cluster.url)
-    router = Router(
-        redis,
-        TOPOLOGY,
-        gauge.REGISTRY,
-        keyring=None,
-        config=RouterConfig(block_ms=1_500, lease_ms=6_000, trim_every_s=0.5),
-        replica="r1",
-    )
-    publisher = Publisher(redis, source=SOURCE, signer=None, intake=PRODUCER)
+    router, publisher = router_and_producer(redis)
     ids = [f"e-{n}" for n in range(EVENTS)]
     routing: asyncio.Task[None] | None = None
     try:
