@@ -149,22 +149,7 @@ def test_the_csv_skeletons_printed_steps_run_as_printed(project: Path, redis_url
     ]
     commands = [s for s in steps if s.startswith(("python -m adapters", "SIMPUL_"))]
     assert len(commands) == 2, steps
-    bin_dir = Path(sys.executable).parent
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{project}{os.pathsep}{REPO}",
-        "SIMPUL_REDIS_URL": redis_url,
-    }
-    env["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
-    done = subprocess.run(
-        ["bash", "-ec", "\n".join(commands)],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_in(project, ["bash", "-ec", "\n".join(commands)], project_env(project, redis_url))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "published 3" in done.stderr
 
@@ -191,25 +176,31 @@ for row in rows(3):
     conn.cursor().execute(f"INSERT INTO {{TABLE}} ({{', '.join(row)}}) VALUES "
                           f"({{', '.join(['%s'] * len(row))}})", list(row.values()))
 """
+    env = project_env(project, redis_url) | {"SIMPUL_DINSOS_DB": mysql_url}
+    subprocess.run([sys.executable, "-c", sample], cwd=project, env=env, check=True, timeout=60)
+    done = run_in(project, ["simpul", "adapter", "run", "adapters.dinsos:from_env", "--once"], env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "published 3" in done.stderr
+
+
+def project_env(project: Path, redis_url: str) -> dict[str, str]:
+    """A shell in the department's project: its adapters and Simpul importable, ``simpul`` on
+    PATH, the dev bus at ``redis_url``."""
     bin_dir = Path(sys.executable).parent
-    env = {
+    return {
         **os.environ,
         "PYTHONPATH": f"{project}{os.pathsep}{REPO}",
         "SIMPUL_REDIS_URL": redis_url,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
     }
-    env |= {"SIMPUL_DINSOS_DB": mysql_url, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
-    subprocess.run([sys.executable, "-c", sample], cwd=project, env=env, check=True, timeout=60)
-    done = subprocess.run(
-        ["simpul", "adapter", "run", "adapters.dinsos:from_env", "--once"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+
+
+def run_in(
+    project: Path, command: list[str], env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command, cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "published 3" in done.stderr
 
 
 def _imported(path: Path) -> list[str]:
