@@ -519,12 +519,7 @@ class Router:
         """A batch's writes returned: its settlement goes with the next read, unless one of
         them failed or too few replicas confirmed them (NotDurable) — then the batch stays
         pending, read and written again (the writes are idempotent)."""
-        count = len(replies) - waits.count
-        writes, confirmed = replies[:count], replies[count:]
-        _raise_first(writes, turn.function)
-        _raise_first(confirmed, turn.function)
-        self.replicas.confirm(waits, confirmed, f"the router's writes of a batch of {source}")
-        turn.replied(writes)
+        self._confirmed(turn, replies, waits, f"the router's writes of a batch of {source}")
         self._unsettled[source] = turn.settlement
 
     async def _write(self, turn: _Turn) -> Settlement:
@@ -533,12 +528,20 @@ class Router:
         if turn.commands:
             async with self.redis.pipeline(transaction=False) as pipe:
                 waits = await self._queue(pipe, turn)
-                replies = await self._execute(pipe, turn.function)
-            count = len(replies) - waits.count
-            what = "the router's writes of a batch"
-            self.replicas.confirm(waits, replies[count:], what)
-            turn.replied(replies[:count])
+                replies = await pipe.execute(raise_on_error=False)
+            self._confirmed(turn, replies, waits, "the router's writes of a batch")
         return turn.settlement
+
+    def _confirmed(self, turn: _Turn, replies: list[Any], waits: Waits, what: str) -> None:
+        """Check a batch's replies — its writes' (the first error raised, ``turn.function``'s
+        translated), then its WAITs' (NotDurable when too few replicas confirmed) — and count
+        what the writes did."""
+        count = len(replies) - waits.count
+        writes, confirmed = replies[:count], replies[count:]
+        _raise_first(writes, turn.function)
+        _raise_first(confirmed, turn.function)
+        self.replicas.confirm(waits, confirmed, what)
+        turn.replied(writes)
 
     # -- routing one batch --------------------------------------------------------------------
 
@@ -853,12 +856,6 @@ class Router:
             (*head, 2, inbox, keys.routed_mark(inbox), *batch.args)
             for inbox, batch in writes.items()
         ]
-
-    async def _execute(self, pipe: Any, function: BusFunction | None = None) -> list[Any]:
-        try:
-            return cast(list[Any], await pipe.execute())
-        except ResponseError as exc:
-            raise (function or self._publish_batch).translate(exc) from None
 
     async def _forward_all(self, inbox: str, entries: Sequence[tuple[bytes, list[bytes]]]) -> int:
         """Write ``entries`` (department-stream entry id, inbox entry fields), in that order,
