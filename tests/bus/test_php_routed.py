@@ -233,7 +233,13 @@ async def test_a_php_client_publishes_to_its_intake_and_reads_its_inboxes_as_doc
     assert seen["deadLetterAgain"] is None
     assert letter[b"id"].decode() == seen["signedBorn"]["id"]
     assert letter[b"dlq.reason"] == b"given_up"
-    assert seen["ack"] == seen["read"] == 3
+    assert seen["read"] == 3 and seen["ack"] == 2  # the death and the corrected death
+    # The move's handler failed: pending, claimed by the sweep with a second delivery, then acked.
+    assert seen["pendingAfterFailure"][0] == 1
+    assert seen["claimedIds"] == [seen["failedEntryId"]] and seen["claimedSame"]
+    [[_, consumer, _, deliveries]] = seen["deliveries"]
+    assert (consumer, deliveries) == ("dinsos-php-2", 2)
+    assert seen["retryAck"] == 1
     assert seen["pending"][0] == 0
     # dinsos is approved `personal: [nik]` for deaths: every field, still re-signed; for moves
     # the address is withheld (section 11.2's example).

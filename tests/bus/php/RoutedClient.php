@@ -569,7 +569,21 @@ final class Client
         $this->seen['alteredVerdict'] = verdict($altered, $entryId, $keyring);
         $this->seen['otherOriginVerdict'] = verdict(array_merge($fields, ['originentry' => '1-0']), $entryId, $keyring);
         $this->seen['read'] = count($got);
+        // The handler "fails" on the move: it stays pending (section 5, step 5); the retry sweep
+        // claims it (step 6) and the claim counts a second delivery (step 7); then it succeeds.
+        $failed = $got[$movedId];
+        unset($got[$movedId]);
         $this->seen['ack'] = $this->ackAll($service, 'service', $got);
+        $this->seen['pendingAfterFailure'] = shown($service->call('XPENDING', $inbox, $group));
+        $claimed = $service->call('XAUTOCLAIM', $inbox, $group, "$group-php-2", '0', '0-0', 'COUNT', '100');
+        if ($claimed instanceof RedisError) {
+            throw new RuntimeException("XAUTOCLAIM $inbox: $claimed->message");
+        }
+        $this->seen['claimedIds'] = array_column($claimed[1], 0);
+        $this->seen['claimedSame'] = decode($claimed[1][0][1]) === $failed[1];
+        $this->seen['deliveries'] = shown($service->call('XPENDING', $inbox, $group, $failed[0], $failed[0], '1'));
+        $this->seen['retryAck'] = shown($service->call('XACK', $inbox, $group, $failed[0]));
+        $this->seen['failedEntryId'] = $failed[0];
         $this->seen['pending'] = shown($service->call('XPENDING', $inbox, $group));
         $service->close();
 
