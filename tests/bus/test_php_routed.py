@@ -140,7 +140,8 @@ async def test_a_php_client_publishes_to_its_intake_and_reads_its_inboxes_as_doc
     env = dict(os.environ, SIMPUL_REDIS_PASSWORD_ADAPTER_DUKCAPIL=password(PRODUCER))
     async with running(shipped.router()):
         [added, intake_entry, unsigned] = json.loads(await _run(php, str(example), env=env))
-        out = await _run(php, str(client), str(snippets), given=json.dumps(_config(shipped.port)))
+        given = _config(shipped.port) | {"exampleEntry": intake_entry}
+        out = await _run(php, str(client), str(snippets), given=json.dumps(given))
     seen = json.loads(out)
     producer_key = signer(PRODUCER).key_id
 
@@ -177,6 +178,7 @@ async def test_a_php_client_publishes_to_its_intake_and_reads_its_inboxes_as_doc
     assert seen["again"] == [0, seen["published"][1]]
     assert seen["publishedBorn"][0] == seen["publishedMoved"][0] == 1
     assert seen["publishedWrongType"][0] == seen["publishedTampered"][0] == 1
+    assert seen["publishedTooLarge"][0] == 1
     assert seen["refusalsXadd"]["error"].startswith("NOPERM"), seen["refusalsXadd"]
 
     with shipped.admin() as admin:
@@ -197,15 +199,19 @@ async def test_a_php_client_publishes_to_its_intake_and_reads_its_inboxes_as_doc
         seen["signedCorrected"],
     ]
     # ... and refused the others: what the producer read is what an operator sees.
-    assert seen["refusalsLength"] == len(refused) == 3
-    assert sorted(refused.values(), key=lambda f: f["dlq.entry"]) == sorted(
-        [seen["unsignedRefusal"], *seen["refusals"].values()], key=lambda f: f["dlq.entry"]
-    )
-    reasons = {fields["type"]: fields["dlq.reason"] for fields in seen["refusals"].values()}
+    assert seen["refusalsLength"] == len(refused) == 4
+    assert refused == seen["refusals"] | {intake_entry: seen["unsignedRefusal"]}
+    reasons = {entry: fields["dlq.reason"] for entry, fields in seen["refusals"].items()}
     assert reasons == {
-        "dukcapil.family.card-issued.v1": "type_not_allowed",
-        "dukcapil.citizen.died.v1": "bad_signature",
+        seen["publishedWrongType"][1]: "type_not_allowed",
+        seen["publishedTampered"][1]: "bad_signature",
+        seen["publishedTooLarge"][1]: "too_large",
     }
+    # A too_large dead letter carries none of the event's fields (section 3.1) ...
+    too_large = seen["refusals"][seen["publishedTooLarge"][1]]
+    assert all(name.startswith("dlq.") for name in too_large), too_large
+    # ... and its dedupe marker is gone too.
+    assert seen["tooLargeMarker"] is None
     for fields in refused.values():
         assert fields["dlq.group"] == "router" and fields["dlq.stream"] == INTAKE
     assert seen["admittedMarker"] == seen["published"][1]

@@ -320,8 +320,11 @@ final class Client
         return shown($producer->call(...$args));
     }
 
-    /** The producer's intake dead letters (section 3.1), read until every id in $ids is there. */
-    private function refusals(Resp $producer, array $ids): array
+    /**
+     * The producer's intake dead letters (section 3.1), read until the refusal of every intake
+     * entry in $entryIds (what its publish answered) is there: dlq.entry => the dead letter.
+     */
+    private function refusals(Resp $producer, array $entryIds): array
     {
         $deadline = $this->deadline();
         do {
@@ -329,20 +332,20 @@ final class Client
             if ($reply instanceof RedisError) {
                 throw new RuntimeException('XRANGE of the intake dead letters: ' . $reply->message);
             }
-            $byId = [];
-            foreach ($reply as [$entryId, $flat]) {
+            $byEntry = [];
+            foreach ($reply as [, $flat]) {
                 $fields = [];
                 for ($i = 0; $i + 1 < count($flat); $i += 2) {
                     $fields[$flat[$i]] = $flat[$i + 1];
                 }
-                $byId[$fields['id'] ?? $entryId] = $fields;
+                $byEntry[$fields['dlq.entry']] = $fields;
             }
-            if (!array_diff($ids, array_keys($byId))) {
-                return $byId;
+            if (!array_diff($entryIds, array_keys($byEntry))) {
+                return $byEntry;
             }
             usleep(100_000);
         } while (microtime(true) < $deadline);
-        throw new RuntimeException('refusals missing from the intake dead letters: ' . json_encode(array_keys($byId)));
+        throw new RuntimeException('refusals missing from the intake dead letters: ' . json_encode(array_keys($byEntry)));
     }
 
     /**
@@ -488,6 +491,7 @@ final class Client
         $movedId = simpul_event_id(SOURCE, 'pindah', '2024', '1');
         $wrongTypeId = simpul_event_id(SOURCE, 'kartu-keluarga', '99', '1');
         $tamperedId = simpul_event_id(SOURCE, 'kematian', '4712', '1');
+        $tooLargeId = simpul_event_id(SOURCE, 'kematian', '4713', '1');
 
         $died = simpul_sign(event($diedId, 'dukcapil.citizen.died.v1',
             '{"nik":"3573014107900001","date_of_death":"2026-11-27","kecamatan":"35.73.02"}'), $keyId, $seed);
@@ -516,8 +520,8 @@ final class Client
         $this->seen['departmentRange'] = shown($producer->call('XRANGE', 'simpul:{' . AGGREGATE . '}', '-', '+'));
         // Section 4's own example published the death unsigned (the test ran it with phpredis):
         // refused, its marker deleted, so the signed death goes in under the same id (3.1).
-        $unsigned = $this->refusals($producer, [$diedId]);
-        $this->seen['unsignedRefusal'] = $unsigned[$diedId];
+        $exampleEntry = $this->config['exampleEntry'];
+        $this->seen['unsignedRefusal'] = $this->refusals($producer, [$exampleEntry])[$exampleEntry];
         $this->seen['unsignedMarker'] = shown($producer->call('GET', "$intake:seen:$diedId"));
         $this->seen['published'] = $this->publish($producer, $died);
         $this->seen['again'] = $this->publish($producer, $died);
@@ -525,8 +529,21 @@ final class Client
         $this->seen['publishedMoved'] = $this->publish($producer, $moved);
         $this->seen['publishedWrongType'] = $this->publish($producer, $wrongType);
         $this->seen['publishedTampered'] = $this->publish($producer, $tampered);
-        $refused = $this->refusals($producer, [$wrongTypeId, $tamperedId]);
-        $this->seen['refusals'] = [$wrongTypeId => $refused[$wrongTypeId], $tamperedId => $refused[$tamperedId]];
+        // Over the router's 65,536 bytes (the function's cap is 1 MiB): refused as too_large,
+        // without the event's fields, so found by its intake entry id (section 3.1).
+        $tooLarge = simpul_sign(event($tooLargeId, 'dukcapil.citizen.died.v1', json_encode(
+            ['nik' => '3573014107900004', 'date_of_death' => '2026-11-27', 'kecamatan' => '35.73.02',
+             'note' => str_repeat('x', 70_000)]
+        )), $keyId, $seed);
+        $this->seen['publishedTooLarge'] = $this->publish($producer, $tooLarge);
+        $refusedEntries = [
+            $this->seen['publishedWrongType'][1],
+            $this->seen['publishedTampered'][1],
+            $this->seen['publishedTooLarge'][1],
+        ];
+        $refused = $this->refusals($producer, $refusedEntries);
+        $this->seen['refusals'] = array_intersect_key($refused, array_flip($refusedEntries));
+        $this->seen['tooLargeMarker'] = shown($producer->call('GET', "$intake:seen:$tooLargeId"));
         $this->seen['refusalsLength'] = shown($producer->call('XLEN', "$intake:dlq"));
         $this->seen['refusalsXadd'] = shown($producer->call('XADD', "$intake:dlq", '*', 'id', 'x'));
         $this->seen['admittedMarker'] = shown($producer->call('GET', "$intake:seen:$diedId"));
