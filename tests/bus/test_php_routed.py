@@ -179,7 +179,11 @@ async def test_a_php_client_publishes_to_its_intake_and_reads_its_inboxes_as_doc
     assert seen["publishedBorn"][0] == seen["publishedMoved"][0] == 1
     assert seen["publishedWrongType"][0] == seen["publishedTampered"][0] == 1
     assert seen["publishedTooLarge"][0] == 1
-    assert seen["refusalsXadd"]["error"].startswith("NOPERM"), seen["refusalsXadd"]
+    for refused_op in ("refusalsXadd", "refusalsTrim", "refusalsDelete", "otherRefusals"):
+        assert seen[refused_op]["error"].startswith("NOPERM"), (refused_op, seen[refused_op])
+    assert isinstance(seen["refusalsNewest"], list) and len(seen["refusalsNewest"]) == 1
+    assert isinstance(seen["intakeRange"], list)
+    assert seen["intakeLength"]["error"].startswith("NOPERM"), seen["intakeLength"]
 
     with shipped.admin() as admin:
         stored = [

@@ -545,7 +545,14 @@ final class Client
         $this->seen['refusals'] = array_intersect_key($refused, array_flip($refusedEntries));
         $this->seen['tooLargeMarker'] = shown($producer->call('GET', "$intake:seen:$tooLargeId"));
         $this->seen['refusalsLength'] = shown($producer->call('XLEN', "$intake:dlq"));
+        // What else section 3.1 says a producer's credentials reach, and do not.
         $this->seen['refusalsXadd'] = shown($producer->call('XADD', "$intake:dlq", '*', 'id', 'x'));
+        $this->seen['refusalsTrim'] = shown($producer->call('XTRIM', "$intake:dlq", 'MAXLEN', '0'));
+        $this->seen['refusalsDelete'] = shown($producer->call('XDEL', "$intake:dlq", $refusedEntries[0]));
+        $this->seen['refusalsNewest'] = shown($producer->call('XREVRANGE', "$intake:dlq", '+', '-', 'COUNT', '1'));
+        $this->seen['otherRefusals'] = shown($producer->call('XRANGE', 'simpul:intake:{adapter-bapenda}:dlq', '-', '+'));
+        $this->seen['intakeRange'] = shown($producer->call('XRANGE', $intake, '-', '+'));
+        $this->seen['intakeLength'] = shown($producer->call('XLEN', $intake));
         $this->seen['admittedMarker'] = shown($producer->call('GET', "$intake:seen:$diedId"));
         $this->seen['refusedMarker'] = shown($producer->call('GET', "$intake:seen:$tamperedId"));
         // Corrected and signed anew (section 10.3: a new `signedat`), under the same id.
