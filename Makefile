@@ -47,6 +47,12 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && \
 	  $$SUDO apt-get install -y -qq --no-install-recommends default-jdk-headless >/dev/null; }
+	@{ command -v php >/dev/null 2>&1 && \
+	  php -r 'exit(extension_loaded("sodium") && extension_loaded("redis") ? 0 : 1);'; } || { \
+	  echo "installing PHP with phpredis (apt-get: php-cli php-redis)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO apt-get install -y -qq --no-install-recommends php-cli php-redis >/dev/null; }
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)

@@ -8,12 +8,12 @@ the documentation's own Java snippets as the class WireFormat) signs events with
 development key and publishes them into the producer's intake with the producer's password: a
 death, a birth and a move the router admits, and two it refuses into the producer's own dead
 letters (a type the producer may not publish, an event altered after signing), which the
-producer cannot read: it sees the refusal as its dedupe marker gone, and publishes the corrected
-event again under the same id. Then it reads four inboxes, each with its own service's password
-and group: dinsos', dinkes' and bapenda's projections (signed by the router, `data` reduced and
-written again compact) and the audit's originals (signed by the producer); it verifies each as
-section 10.4 says, ties each projection to its original (section 11.3), refuses altered copies,
-dead-letters one entry with the library's function, and acks the rest."""
+producer reads with its own password (section 3.1), its dedupe marker gone, and publishes the
+corrected event again under the same id. Then it reads four inboxes, each with its own
+service's password and group: dinsos', dinkes' and bapenda's projections (signed by the router,
+`data` reduced and written again compact) and the audit's originals (signed by the producer); it
+verifies each as section 10.4 says, ties each projection to its original (section 11.3), refuses
+altered copies, dead-letters one entry with the library's function, and acks the rest."""
 
 from __future__ import annotations
 
