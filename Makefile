@@ -17,7 +17,8 @@ install: $(STAMP)
 # dashboard's browser tests drive Debian's headless Chromium through /usr/bin/chromedriver
 # (Debian: chromium, chromium-driver), so Selenium never downloads a browser or a driver. The
 # wire format's JavaScript snippets and its routed Node client run on Debian's nodejs; its Java
-# snippets and routed Java client on Debian's default-jdk-headless (javac).
+# snippets and routed Java client on Debian's default-jdk-headless (javac); its PHP ones and
+# routed PHP client on Debian's php-cli (sodium built in) with php-redis.
 system-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
 	  echo "installing PostgreSQL server binaries (apt-get)"; \
