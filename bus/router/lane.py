@@ -97,22 +97,23 @@ class Lane:
         if not queued:
             return []
         connection = await self._connected()
+        timeout = connection.socket_timeout
         try:
-            await connection.send_packed_command(b"".join(queued), check_health=False)
-            replies = await self._read(connection, len(queued))
+            async with asyncio.timeout(timeout) if timeout else contextlib.nullcontext():
+                await self._send(connection, b"".join(queued))
+                replies = await self._read(connection, len(queued))
         except InvalidResponse:  # its text quotes the bytes received: anything, personal data too
             self._reader = None
             raise await not_redis(connection) from None
         except TimeoutError as exc:
             await self._drop()
             raise RedisTimeoutError(
-                f"Timeout reading from {connection._host_error()}: no reply within "
-                f"{connection.socket_timeout} s"
+                f"Timeout talking to {connection._host_error()}: no reply within {timeout} s"
             ) from exc
         except OSError as exc:
             await self._drop()
             raise RedisConnectionError(
-                f"Error while reading from {connection._host_error()}: {exc}"
+                f"Error while talking to {connection._host_error()}: {exc}"
             ) from exc
         except BaseException:
             await self._drop()
@@ -144,22 +145,39 @@ class Lane:
             )
         return connection
 
+    @staticmethod
+    async def _send(connection: Any, payload: bytes) -> None:
+        """One write (redis-py's own wraps each in a task of its own, for its timeout: the
+        turn's timeout covers it here)."""
+        writer = connection._writer
+        if writer.transport.is_closing():
+            raise RedisConnectionError(
+                f"Redis at {connection._host_error()} closed the connection before the write"
+            )
+        try:
+            writer.write(payload)
+            await writer.drain()
+        except (TypeError, AttributeError) as exc:  # a transport lost mid-write (CPython < 3.13.10)
+            if not writer.transport.is_closing():
+                raise
+            raise RedisConnectionError(
+                f"Redis at {connection._host_error()} closed the connection during the write"
+            ) from exc
+
     async def _read(self, connection: Any, count: int) -> list[Any]:
         reader, stream = self._reader, connection._reader
         replies: list[Any] = []
-        timeout = connection.socket_timeout
-        async with asyncio.timeout(timeout) if timeout else contextlib.nullcontext():
-            while len(replies) < count:
-                reply = reader.gets()
-                if reply is _NOT_ENOUGH_DATA:
-                    data = await stream.read(_READ_SIZE)
-                    if not data:
-                        raise RedisConnectionError(
-                            f"Redis at {connection._host_error()} closed the connection"
-                        )
-                    reader.feed(data)
-                    continue
-                replies.append(reply)
+        while len(replies) < count:
+            reply = reader.gets()
+            if reply is _NOT_ENOUGH_DATA:
+                data = await stream.read(_READ_SIZE)
+                if not data:
+                    raise RedisConnectionError(
+                        f"Redis at {connection._host_error()} closed the connection"
+                    )
+                reader.feed(data)
+                continue
+            replies.append(reply)
         return replies
 
     async def _check(self, connection: Any, reply: ResponseError) -> None:
