@@ -452,9 +452,9 @@ class _PlainConnection(Connection):
         try:
             response = await super().read_response(*args, **kwargs)
         except ResponseError as exc:
-            raise await _refused_for_replicas(self, exc) from exc
+            raise await refused_for_replicas(self, exc) from exc
         except InvalidResponse:
-            raise await _not_redis(self) from None
+            raise await not_redis(self) from None
         except TLSConnectionError:
             raise
         except RedisConnectionError as exc:
@@ -495,9 +495,9 @@ class _TLSConnection(SSLConnection):
         try:
             response = await super().read_response(*args, **kwargs)
         except ResponseError as exc:
-            raise await _refused_for_replicas(self, exc) from exc
+            raise await refused_for_replicas(self, exc) from exc
         except InvalidResponse:
-            raise await _not_redis(self) from None
+            raise await not_redis(self) from None
         except TLSConnectionError:
             raise
         except RedisConnectionError as exc:
@@ -519,7 +519,7 @@ class _TLSConnection(SSLConnection):
         return response
 
 
-async def _refused_for_replicas(conn: Connection, exc: ResponseError) -> Exception:
+async def refused_for_replicas(conn: Connection, exc: ResponseError) -> Exception:
     """A master with too few replicas in sync (``min-replicas-to-write``) refused a write: most
     likely an old master cut off from the others. Or a ``WAIT`` reached a replica: the node
     was taken for the master before a failover (:class:`NotMaster`). Either way the
@@ -548,7 +548,7 @@ async def _refused_for_replicas(conn: Connection, exc: ResponseError) -> Excepti
     )
 
 
-async def _not_redis(conn: Connection) -> NotRedisProtocol:
+async def not_redis(conn: Connection) -> NotRedisProtocol:
     """A reply that is not RESP (redis-py's ``InvalidResponse``) as the outage it is for the
     client. The connection is closed (redis-py 5 left it open, its unread bytes the next
     command's reply); ``from None`` by the caller: redis-py's error quotes the bytes received,

@@ -56,6 +56,17 @@ _SETTLE_FIRST_S = 2.0  # after an outage: leftovers settled before any sweep (at
 _GROUP_LOST = ("NOGROUP", "UNBLOCKED")
 
 
+def _outage(cause: BaseException | None) -> bool:
+    """Whether a handler failed for an outage rather than for its event: DependencyUnavailable
+    (its own dependency says so), NotDurable, or an error of the bus's Redis client (redis-py's
+    connection, timeout and cluster errors: ``ctx.publish`` while Redis fails over). Python's
+    own ConnectionError and TimeoutError are not among them: a handler's HTTP call that times
+    out is the handler's to judge (DependencyUnavailable), else an attempt is spent."""
+    if isinstance(cause, DependencyUnavailable | NotDurable):
+        return True
+    return isinstance(cause, TRANSIENT) and not isinstance(cause, OSError)
+
+
 class Consumer:
     """Consumes the streams of ``dispatcher.handlers`` as one member of ``dispatcher.group``."""
 
@@ -364,11 +375,12 @@ class Consumer:
         self, stream: str, entry_id: str, delivery: int, retry: Failed, settlement: Settlement
     ) -> Verdict | None:
         self.health.count("handler_failures")
-        if isinstance(retry.cause, DependencyUnavailable | NotDurable):
+        if _outage(retry.cause):
             # An outage, not the event's fault: wait it out without spending an attempt (the
             # claim below sets the count back, the reclaim sweep's claim adds it again). A
             # replica missing (NotDurable: a once lease or marker, or a handler's publish, not
-            # confirmed) is one too: a cluster shard whose master died has none for a while.
+            # confirmed) is one too: a cluster shard whose master died has none for a while;
+            # and so is the bus's Redis away under a handler (its ctx.publish in a failover).
             backoff = self.settings.retry_delay_ms(delivery + self._outages.get(entry_id, 0))
             if len(self._outages) >= _OUTAGES_MAX:
                 self._outages.clear()

@@ -69,6 +69,7 @@ from bus.router.common import (
     _pairs,
     trim_inbox,
 )
+from bus.router.lane import Lane, open_lane
 from bus.signing import KeyRing, Signer
 
 _log = get_logger("bus.router")
@@ -158,6 +159,7 @@ class Router:
         self._renewed: dict[str, float] = {}  # source -> when its lease was last taken/renewed
         self._taken: set[str] = set()  # sources whose lease was taken anew, not renewed
         self._tail: dict[str, bytes] = {}  # source -> the last id seen there (to wait from)
+        self._lanes: dict[str, Lane] = {}  # source -> its loop's own connection (lane.py)
         self._unsettled: dict[str, Settlement] = {}  # source -> its last batch's ack, not sent
         self._unwritten: dict[str, _Turn] = {}  # source -> its last batch's writes, not sent
         self._sent: dict[str, _Turn] = {}  # source -> writes sent, their replies not back yet
@@ -238,6 +240,17 @@ class Router:
         self._stopping.set()
 
     async def _source_loop(self, source: str) -> None:
+        lane = open_lane(self.redis)  # the hot loop's own connection (bus/router/lane.py)
+        if lane is not None:
+            self._lanes[source] = lane
+        try:
+            await self._turns(source)
+        finally:
+            if lane is not None:
+                del self._lanes[source]
+                await lane.close()
+
+    async def _turns(self, source: str) -> None:
         delay = 0.05
         drained = False  # nothing pending with the router's consumer on this source
         after = b"0"  # where the next read of what is pending starts
@@ -456,7 +469,7 @@ class Router:
             self.config.batch_size,
             cursor,
         )
-        if settlement or turn is not None or tail is not None:
+        if settlement or turn is not None or tail is not None or source in self._lanes:
             reply = await self._round_trip(source, settlement, turn, tail, block, read)
         else:
             try:
@@ -487,7 +500,9 @@ class Router:
         if turn is not None:
             self._sent[source] = turn
         waits = None
-        async with self.redis.pipeline(transaction=False) as pipe:
+        lane = self._lanes.get(source)
+        pipeline: Any = lane if lane is not None else self.redis.pipeline(transaction=False)
+        async with pipeline as pipe:
             for queue in settlement:
                 queue(pipe)
             if turn is not None:

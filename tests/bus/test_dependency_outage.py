@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bus import EventContext, Publisher, Service, keys
 from bus.errors import DependencyUnavailable
@@ -87,3 +88,55 @@ async def test_a_real_store_outage_waits_and_applies_each_event_once(
     await store.close()
     assert len(rows) == len({r["event_id"] for r in rows}) == 3
     assert await redis.xlen(keys.dead_letters(STREAM, "outage-store")) == 0
+
+
+async def test_the_bus_redis_failing_under_a_handler_spends_no_attempts(
+    redis_url: str, redis: Redis
+) -> None:
+    """A handler's ctx.publish while Redis fails over raises redis-py's ConnectionError: an
+    outage like DependencyUnavailable, never a dead letter however long it lasts."""
+    service = Service("redis-outage-probe", settings=quick_settings(redis_url, max_deliveries=2))
+    attempts: list[int] = []
+    handled: list[str] = []
+    down = True
+
+    @service.on(CitizenDied)
+    async def handle(event: CitizenDied, ctx: EventContext) -> None:
+        attempts.append(ctx.delivery)
+        if down:
+            raise RedisConnectionError(
+                "Error 111 connecting to 127.0.0.1:6390. Connection refused."
+            )
+        handled.append(event.nik)
+
+    async with service.running():
+        await Publisher(redis, source="urn:test").publish(_died(1))
+        await wait_until(lambda: len(attempts) >= 6, timeout=15)  # 3x max_deliveries
+        assert service.health.snapshot()["dependency_down"] == "ConnectionError"
+        down = False
+        await wait_until(lambda: handled == [_died(1).nik], timeout=15)
+    assert await redis.xlen(keys.dead_letters(STREAM, "redis-outage-probe")) == 0
+    assert max(attempts) <= 2
+
+
+async def test_a_handlers_own_connection_error_still_spends_attempts(
+    redis_url: str, redis: Redis
+) -> None:
+    """Python's own ConnectionError (the handler's HTTP call, say) is the handler's to judge:
+    it is counted, and the last attempt is dead-lettered."""
+    service = Service("own-error-probe", settings=quick_settings(redis_url, max_deliveries=2))
+    attempts: list[int] = []
+
+    @service.on(CitizenDied)
+    async def handle(event: CitizenDied, ctx: EventContext) -> None:
+        attempts.append(ctx.delivery)
+        raise ConnectionRefusedError("the archive's web service refused the connection")
+
+    dead = keys.dead_letters(STREAM, "own-error-probe")
+    async with service.running():
+        await Publisher(redis, source="urn:test").publish(_died(2))
+        await wait_until(lambda: redis.xlen(dead), timeout=15)
+    assert attempts == [1, 2]
+    entries = await redis.xrange(dead)
+    assert len(entries) == 1
+    assert entries[0][1][b"dlq.reason"] == b"handler_failed"
