@@ -173,6 +173,12 @@ def reset(principal: Annotated[str, typer.Argument(help="the producer's principa
     server-generated ids (recovers a far-future or maximum explicit id). As an admin."""
 
     async def work(redis: Redis) -> None:
+        intake = keys.intake(principal)
+        if not await redis.exists(intake):  # a mistyped principal, in the middle of an incident
+            raise ConfigurationError(
+                f"there is no intake {intake}: is {principal!r} the principal of a producer "
+                "(deploy/topology.yaml, producers:)? Nothing changed"
+            )
         report = await reset_intake(redis, principal)
         _out.print(
             f"{report.intake}: {report.moved} unsettled entries moved to a fresh stream "
