@@ -158,9 +158,9 @@ def test_the_status_limits_of_the_daily_checks_are_the_defaults() -> None:
 
 
 def test_readiness_defaults_to_the_stated_nine_seconds() -> None:
-    """operations.md: /readyz needs a poll within `2 × SIMPUL_BLOCK_MS + 5 s`, 9 s by default;
+    """operations.md: /readyz needs a poll within twice SIMPUL_BLOCK_MS plus 5 s, 9 s by default;
     bus.service sets exactly that from the settings."""
-    assert "(within `2 × SIMPUL_BLOCK_MS + 5 s`, 9 s by default)" in OPERATIONS
+    assert "(within `2 \u00d7 SIMPUL_BLOCK_MS + 5 s`, 9 s by default)" in OPERATIONS
     block_ms = default_of(Settings, "block_ms")
     assert block_ms / 1000 * 2 + 5 == 9
     source = (ROOT / "bus" / "service.py").read_text()
@@ -234,7 +234,10 @@ def test_the_shipped_redis_and_sentinel_settings_are_what_the_pages_quote() -> N
     assert re.search(r"^sentinel down-after-milliseconds simpul 5000$", sentinel, flags=re.M)
     assert "One Redis with AOF (`appendfsync always`)" in HA
     assert single["appendonly"] == "yes" and single["appendfsync"] == "always"
-    quoted = "sets `maxmemory 2gb` (`noeviction`), `maxmemory-clients 10%` and\n  `proto-max-bulk-len 1mb`"
+    quoted = (
+        "sets `maxmemory 2gb` (`noeviction`), `maxmemory-clients 10%` and\n"
+        "  `proto-max-bulk-len 1mb`"
+    )
     assert quoted in OPERATIONS
     assert single["maxmemory"] == "2gb" and single["maxmemory-policy"] == "noeviction"
     assert single["maxmemory-clients"] == "10%" and single["proto-max-bulk-len"] == "1mb"
@@ -247,7 +250,7 @@ def _alert(name: str) -> dict[str, Any]:
 
 
 def test_the_alert_thresholds_follow_the_defaults_as_the_runbook_says() -> None:
-    """ "Thresholds follow the default settings": SimpulPendingStuck at 3 × SIMPUL_CLAIM_IDLE_MS
+    """ "Thresholds follow the default settings": SimpulPendingStuck at 3 x SIMPUL_CLAIM_IDLE_MS
     (360 s), SimpulConsumerLagGrowing at a lag of 1000 (status's max lag), the adapter alerts at
     status's 300 s behind and 1 GiB retained, reports older than 120 s; SimpulStreamAheadOfTime
     at 5 minutes, as `simpul router ahead` and status's max ahead."""
