@@ -11,6 +11,7 @@ and the code that disagree fail here, naming the line of the page.
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from pathlib import Path
@@ -299,3 +300,19 @@ def test_an_alert_fires_where_its_runbook_section_says(alert: str, words: tuple[
     assert expr in " ".join(_alert(alert)["expr"].split()), alert
     section = OPERATIONS[OPERATIONS.index(f"### {alert}") :]
     assert prose in " ".join(section[: section.index("**Confirm")].split()), alert
+
+
+def test_the_health_body_shown_is_the_one_served() -> None:
+    """ "/healthz and /readyz answer with the same JSON body": the example has every key the
+    body has, and its counters are ones the consumer counts."""
+    shown = json.loads(re.findall(r"```json\n(.*?)```", OPERATIONS, flags=re.S)[0])
+    body = Health(stale_after_s=9).snapshot()
+    assert set(shown) == set(body)
+    counted = set(re.findall(r'health\.count\("([a-z_]+)"', _bus_source()))
+    assert set(shown["counters"]) <= counted
+    assert counted - set(shown["counters"]) <= {"entries_lost"}  # named below the example
+    assert "(also\n`entries_lost`)" in OPERATIONS
+
+
+def _bus_source() -> str:
+    return "\n".join(path.read_text() for path in (ROOT / "bus").rglob("*.py"))
