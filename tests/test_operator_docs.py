@@ -15,15 +15,17 @@ import json
 import re
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import typer
 import yaml
 from pydantic_settings import BaseSettings
 
+from bus.adapter.report import AdapterReport
 from bus.admin.exporter import METRICS as EXPORTER_METRICS
-from bus.admin.thresholds import Thresholds
+from bus.admin.snapshots import BusSnapshot
+from bus.admin.thresholds import BreachKind, Thresholds
 from bus.cli.app import app
 from bus.cli.router import RouterSettings
 from bus.contracts import default_registry
@@ -316,3 +318,20 @@ def test_the_health_body_shown_is_the_one_served() -> None:
 
 def _bus_source() -> str:
     return "\n".join(path.read_text() for path in (ROOT / "bus").rglob("*.py"))
+
+
+def test_the_status_json_and_breaches_the_runbook_names_exist() -> None:
+    """ "`--json` has every report in `snapshot.adapters[]`: `{name, cdc, ...}`", the routed
+    tables' `snapshot.inboxes[]`, `snapshot.intakes[]`, `snapshot.ahead_of_time[]`, and each
+    breach kind the runbook names: the fields and kinds `simpul status --json` prints."""
+    text = " ".join(OPERATIONS.split())
+    fields = re.search(r"`snapshot\.adapters\[\]`: `\{([^}]*)\}`", text)
+    assert fields is not None
+    assert [f.strip() for f in fields[1].split(",")] == list(AdapterReport.model_fields)
+    for name in re.findall(r"`snapshot\.([a-z_]+)\[\]`", text):
+        assert name in BusSnapshot.model_fields, name
+    kinds = set(get_args(BreachKind))
+    sentences = re.findall(r"Breaches: ([^.]*)\.", text)
+    assert len(sentences) >= 2
+    for sentence in sentences:
+        assert set(re.findall(r"`([a-z_]+)`", sentence)) <= kinds, sentence
