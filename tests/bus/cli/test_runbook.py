@@ -22,7 +22,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import yaml
 from redis import Redis
 
 from bus import EventContext, Service, keys
@@ -32,10 +34,13 @@ from bus.testing import quick_settings, wait_until
 from schemas.dukcapil import CitizenDied
 from tests.bus.admin.test_deadletters import NIK, dead_letter, died, fields_of
 from tests.bus.cli.helpers import CITIZEN, ROOT
+from tests.bus.routed import ADMIN, TOPOLOGY, RoutedServer, routed_document, running
+from tests.bus.test_router import publisher
 
 SIMPUL = str(Path(sys.executable).parent / "simpul")
 DLQ = keys.dead_letters(CITIZEN, "dinsos")
 INTAKE = keys.intake("adapter-dukcapil")
+DINSOS_INBOX = keys.inbox(CITIZEN, "dinsos")
 # The limits `simpul status` applies unless told otherwise, as the daily checks state them.
 DOCUMENTED_LIMITS = {
     "max_lag": 1000,
@@ -262,3 +267,55 @@ def test_an_intake_ahead_of_time_is_found_and_reset_as_the_runbook_shows(redis_u
     assert again.returncode == 0, again.stdout + again.stderr
     assert "no stream is ahead of Redis TIME" in again.stdout
     client.close()
+
+
+def test_a_backfill_as_the_runbook_runs_it_writes_history_once_and_nothing_forged(
+    routed: RoutedServer, tmp_path: Path
+) -> None:
+    """ "A new subscription that needs history": `simpul router backfill <group> <stream>` as the
+    admin with the router's key writes the group's inbox what the router admitted, says how
+    many, writes none when run again, and skips what no producer signed ("Entries whose
+    producer signature does not verify are skipped, as the fan-out withholds them")."""
+
+    async def history() -> None:
+        router_password = routed.connect("router")  # writes the stream without admission
+        forged = publisher(routed, "adapter-dukcapil").envelope(died(), id="forged")
+        await router_password.xadd(CITIZEN, forged.to_fields())  # type: ignore[arg-type]
+        await router_password.aclose()
+        dukcapil = publisher(routed, "adapter-dukcapil")
+        for n in range(3):
+            await dukcapil.publish(died(), id=f"death-{n}")
+        await dukcapil.redis.aclose()
+        admin = routed.connect(ADMIN)
+        async with running(routed.router()):
+            await wait_until(lambda: _length(admin, DINSOS_INBOX, 3), timeout=30)
+        await admin.aclose()
+
+    asyncio.run(history())
+    with routed.admin() as admin:  # dinsos subscribes anew: an empty inbox, no mark
+        admin.delete(DINSOS_INBOX, keys.routed_mark(DINSOS_INBOX))
+    topology = tmp_path / "topology.yaml"
+    topology.write_text(yaml.safe_dump(routed_document(), sort_keys=False))
+    assert TOPOLOGY.router is not None
+    key = TOPOLOGY.router.keys[0].id
+    env = env_of(
+        routed.url(ADMIN),
+        SIMPUL_SIGNING_KEY_FILE=str(ROOT / "deploy" / "keys" / f"{key}.key"),
+        SIMPUL_SIGNER=key,
+    )
+    command = f"simpul router backfill dinsos dukcapil.citizen --topology {topology}"
+    first = simpul(command, env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.stdout.strip() == f"{DINSOS_INBOX}: 3 entries"
+    said = " ".join(first.stderr.split())
+    assert "withheld: 1 department-stream entries whose producer signature did not verify" in said
+    assert "(1 unsigned)" in said and "stream_entry_withheld" in first.stderr
+    with routed.admin() as admin:
+        written = [fields[b"id"] for _, fields in admin.xrange(DINSOS_INBOX)]
+    assert written == [b"death-0", b"death-1", b"death-2"]
+    again = simpul(command, env)
+    assert again.returncode == 0 and again.stdout.strip() == f"{DINSOS_INBOX}: 0 entries"
+
+
+async def _length(redis: Any, key: str, count: int) -> bool:
+    return bool(await redis.xlen(key) == count)
