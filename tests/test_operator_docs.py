@@ -353,3 +353,13 @@ def test_the_adapter_report_figures_are_the_runners() -> None:
     assert "(the runner retries with a backoff up to a minute)" in " ".join(OPERATIONS.split())
     runner = (ROOT / "bus" / "adapter" / "runner.py").read_text()
     assert "delay = min(max(delay * 2, 1.0), 60.0)" in runner
+
+
+def test_the_adapters_the_daily_checks_name_are_the_topologys() -> None:
+    """Daily check 3 names the adapters whose quarantines to look at: every `adapter:` of
+    deploy/topology.yaml, no other."""
+    text = " ".join(OPERATIONS.split())
+    listed = text[text.index("(the adapters are the") : text.index("), then [SimpulQuarantine")]
+    topology = yaml.safe_load((ROOT / "deploy" / "topology.yaml").read_text())
+    adapters = {p["adapter"] for p in topology["producers"] if p.get("adapter")}
+    assert set(re.findall(r"`([a-z]+-[a-z]+)`", listed)) == adapters
