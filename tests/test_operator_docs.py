@@ -363,3 +363,13 @@ def test_the_adapters_the_daily_checks_name_are_the_topologys() -> None:
     topology = yaml.safe_load((ROOT / "deploy" / "topology.yaml").read_text())
     adapters = {p["adapter"] for p in topology["producers"] if p.get("adapter")}
     assert set(re.findall(r"`([a-z]+-[a-z]+)`", listed)) == adapters
+
+
+def test_the_prometheus_configuration_shown_is_the_shipped_one() -> None:
+    shown = re.search(r"```yaml\n# prometheus.yml\n(.*?)```", OPERATIONS, flags=re.S)
+    assert shown is not None
+    shipped = (ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text()
+    assert yaml.safe_load(shown[1]) == yaml.safe_load(shipped)
+    not_reporting = _alert("SimpulAdapterNotReporting")
+    assert "(the rule is `simpul_adapter_report_age_seconds > 120` with `for: 3m`;" in OPERATIONS
+    assert not_reporting["for"] == "3m"
