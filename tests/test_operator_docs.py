@@ -32,7 +32,8 @@ from bus.cli.router import RouterSettings
 from bus.connection import connect
 from bus.contracts import default_registry
 from bus.deadletter import Reason
-from bus.durability import DurabilitySettings
+from bus.durability import Durability, DurabilitySettings, ReplicaWait
+from bus.errors import NotDurable
 from bus.health import Health
 from bus.http_limits import Limits
 from bus.metrics import ServiceMetrics
@@ -131,8 +132,13 @@ def test_the_ha_configuration_table_states_the_defaults_of_settings() -> None:
     timeout = stated(rows["SIMPUL_REDIS_WAIT_TIMEOUT_MS"][0])
     assert timeout == default_of(DurabilitySettings, "timeout_ms") == 2000
     assert default_of(Settings, "redis_wait_timeout_ms") == 2000
-    # The NotDurable text ha.md quotes ("... within 2000 ms") is the default's.
-    assert "0 of the 1 replicas required confirmed it within 2000 ms" in HA
+    # The NotDurable text ha.md quotes is what a write short of its replicas raises.
+    quoted = re.search(r'\*"… (.*?) …"\*', " ".join(HA.split()))
+    assert quoted is not None and "within 2000 ms" in quoted[1]
+    wait = ReplicaWait(connect(NOWHERE), Durability(replicas=1))  # never connected
+    with pytest.raises(NotDurable) as raised:
+        wait.check(0, "the publish of 1 event to simpul:{dukcapil.citizen}")
+    assert quoted[1] in str(raised.value)
 
 
 def test_the_http_limits_table_states_the_defaults() -> None:
