@@ -319,3 +319,42 @@ def test_a_backfill_as_the_runbook_runs_it_writes_history_once_and_nothing_forge
 
 async def _length(redis: Any, key: str, count: int) -> bool:
     return bool(await redis.xlen(key) == count)
+
+
+def test_a_migration_as_the_runbook_runs_it_copies_the_groups_work_and_nothing_forged(
+    routed: RoutedServer, tmp_path: Path
+) -> None:
+    """ "Migrating a running bus from shared groups", step 2: `simpul router migrate --topology
+    ...` as the admin copies a service group's unread entries into its inbox — each whose
+    producer signature verifies, as the fan-out would forward it; an entry no producer signed
+    is withheld, and the command says so."""
+
+    async def shared_bus() -> None:
+        admin = routed.connect(ADMIN)
+        direct = publisher(routed, "adapter-dukcapil", admin)
+        direct.intake = None  # before the migration producers wrote the department streams
+        for n in range(3):
+            await direct.publish(died(), id=f"before-{n}")
+        forged = direct.envelope(died(), id="forged").to_fields()
+        await admin.xadd(CITIZEN, forged)  # type: ignore[arg-type]
+        await admin.xgroup_create(CITIZEN, "dinsos", id="0")  # dinsos has read nothing yet
+        await admin.aclose()
+
+    asyncio.run(shared_bus())
+    topology = tmp_path / "topology.yaml"
+    topology.write_text(yaml.safe_dump(routed_document(), sort_keys=False))
+    assert TOPOLOGY.router is not None
+    key = TOPOLOGY.router.keys[0].id
+    env = env_of(
+        routed.url(ADMIN),
+        SIMPUL_SIGNING_KEY_FILE=str(ROOT / "deploy" / "keys" / f"{key}.key"),
+        SIMPUL_SIGNER=key,
+    )
+    done = simpul(f"simpul router migrate --topology {topology}", env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{DINSOS_INBOX} 3 entries" in " ".join(done.stdout.split())
+    said = " ".join(done.stderr.split())
+    assert "withheld: 1 department-stream entries" in said and "(1 unsigned)" in said
+    with routed.admin() as admin:
+        copied = [fields[b"id"] for _, fields in admin.xrange(DINSOS_INBOX)]
+    assert copied == [b"before-0", b"before-1", b"before-2"]
