@@ -9,6 +9,8 @@ Redis), with what the runbook says they print, change and exit with.
 - SimpulStreamAheadOfTime / "An intake ahead of time": `router ahead` finds an intake with a
   far-future id, `router reset-intake` prints the line the runbook shows and recovers it, a
   mistyped principal is refused.
+- The router section: `router backfill` and `router migrate` write what the fan-out would
+  forward and withhold, and say so, what no producer signed.
 """
 
 from __future__ import annotations
