@@ -22,7 +22,7 @@ import typer
 import yaml
 from pydantic_settings import BaseSettings
 
-from bus import Service
+from bus import Service, keys
 from bus.adapter.report import REPORT_EVERY_S, REPORT_TTL_S, AdapterReport
 from bus.admin.exporter import METRICS as EXPORTER_METRICS
 from bus.admin.snapshots import BusSnapshot
@@ -379,3 +379,75 @@ def test_the_prometheus_configuration_shown_is_the_shipped_one() -> None:
     not_reporting = _alert("SimpulAdapterNotReporting")
     assert "(the rule is `simpul_adapter_report_age_seconds > 120` with `for: 3m`;" in OPERATIONS
     assert not_reporting["for"] == "3m"
+
+
+# Placeholders of the key patterns the pages show, and an example value of each.
+EXAMPLE = {
+    "<adapter>": "dukcapil-siak",
+    "<stream>": "dukcapil.citizen",
+    "<aggregate>": "dukcapil.citizen",
+    "<dept>.<aggregate>": "dukcapil.citizen",
+    "<group>": "dinsos",
+    "<service>": "dinsos",
+    "<principal>": "adapter-dukcapil",
+    "<id>": "e-1",
+    "<entry id>": "1-0",
+    "<k>": "3",
+}
+
+
+def _key_patterns(page: str) -> set[str]:
+    """Every `simpul:...` key pattern a page shows in code (with at least one placeholder)."""
+    text = " ".join(page.split())
+    return {k for k in re.findall(r"`(simpul:[^`\s]*<[^`]*)`", text) if " " not in k}
+
+
+def _filled(pattern: str) -> str:
+    for placeholder in sorted(EXAMPLE, key=len, reverse=True):
+        pattern = pattern.replace(placeholder, EXAMPLE[placeholder])
+    return pattern
+
+
+def test_every_key_pattern_the_pages_show_is_a_key_the_bus_uses() -> None:
+    """An operator types these into redis-cli (`DEL simpul:adapter:{<adapter>}:report`, `XRANGE
+    simpul:intake:{<principal>}:dlq - +`, `GET ...:lease:router`): each, filled in, is a key
+    bus.keys makes."""
+    citizen = keys.stream("dukcapil.citizen")
+    inbox = keys.inbox(citizen, "dinsos")
+    intake = keys.intake("adapter-dukcapil")
+    made = {
+        citizen,
+        keys.dead_letters(citizen, "dinsos"),
+        keys.seen(citizen, "e-1"),
+        keys.done(citizen, "dinsos", "e-1"),
+        keys.last_failure(citizen, "dinsos", "1-0"),
+        keys.quarantine("dukcapil-siak"),
+        keys.checkpoint("dukcapil-siak"),
+        keys.adapter_report("dukcapil-siak"),
+        intake,
+        keys.intake_dead_letters("adapter-dukcapil"),
+        keys.router_lease(intake),
+        inbox,
+        keys.dead_letters(inbox, "dinsos"),
+        keys.partition_stream("dukcapil.citizen", 3),
+        keys.cursor(citizen, "dinsos"),
+    }
+    shown = set()
+    for page in (OPERATIONS, DELIVERY, HA, (ROOT / "docs" / "cluster.md").read_text()):
+        shown |= _key_patterns(page)
+    assert len(shown) >= 8, shown
+    for pattern in sorted(shown):
+        assert _filled(pattern) in made, f"{pattern} is no key of bus.keys"
+    # Suffixes of a stream's key (`<stream>:cursor:<group>`, `...:failure:<service>:<entry id>`,
+    # cluster.md's `:seen:<id>`): the stream's key, then the suffix.
+    suffixes = set()
+    for page in (OPERATIONS, DELIVERY, (ROOT / "docs" / "cluster.md").read_text()):
+        found = re.findall(r"`(?:\.\.\.|<stream>)?(:(?:seen|done|failure|cursor)[^`.]*)`", page)
+        suffixes |= set(found)
+    assert len(suffixes) >= 4, suffixes
+    for suffix in sorted(suffixes):
+        assert citizen + _filled(suffix) in made, f"{suffix} is no key of bus.keys"
+    assert (
+        "`simpul:router:replicas`" in OPERATIONS
+        and keys.ROUTER_REPLICAS == "simpul:router:replicas"
+    )
