@@ -451,3 +451,43 @@ def test_every_key_pattern_the_pages_show_is_a_key_the_bus_uses() -> None:
         "`simpul:router:replicas`" in OPERATIONS
         and keys.ROUTER_REPLICAS == "simpul:router:replicas"
     )
+
+
+# Words in code spans of the pages that are not Simpul's to define: PostgreSQL, MySQL and Redis
+# settings and states, compose and Prometheus keys, Python names of the API.
+FOREIGN = {
+    "binlog_expire_logs_seconds",
+    "max_slot_wal_keep_size",
+    "pg_read_all_stats",
+    "pg_wal",
+    "send_bulk",
+    "env_file",
+    "runbook_url",
+    "on_every",
+    "publish_many",
+}
+
+
+def test_every_log_event_and_code_word_the_pages_name_is_in_the_code() -> None:
+    """An operator greps the logs for the names the pages give (`entries_lost_unread`,
+    `router_source_failed`, `stream_entry_withheld`, ...): each snake_case word the pages show
+    is a name the code writes — a string it logs or stores, a log field, a setting, a metric —
+    or a word of another system (FOREIGN)."""
+    pages = [ROOT / "README.md"] + [
+        ROOT / "docs" / f"{name}.md" for name in ("operations", "ha", "cluster", "delivery")
+    ]
+    pages.append(ROOT / "docs" / "go-live.md")
+    words = {
+        word for page in pages for word in re.findall(r"`([a-z]+(?:_[a-z]+)+)`", page.read_text())
+    }
+    assert len(words) > 80
+    source = "\n".join(
+        path.read_text()
+        for folder in ("bus", "services", "adapters")
+        for path in (ROOT / folder).rglob("*.py")
+    )
+    known = set(re.findall(r"[\"']([a-z]+(?:_[a-z]+)+)[\"']", source))  # literals
+    known |= set(re.findall(r"\b([a-z]+(?:_[a-z]+)+)=", source))  # log fields, keywords
+    known |= set(Settings.model_fields) | set(Thresholds.model_fields)
+    known |= {f"{name}_total" for name in known}  # counters as Prometheus names them
+    assert words - known - FOREIGN == set()
