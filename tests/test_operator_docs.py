@@ -491,3 +491,17 @@ def test_every_log_event_and_code_word_the_pages_name_is_in_the_code() -> None:
     known |= set(Settings.model_fields) | set(Thresholds.model_fields)
     known |= {f"{name}_total" for name in known}  # counters as Prometheus names them
     assert words - known - FOREIGN == set()
+
+
+def test_every_file_the_pages_name_exists() -> None:
+    """ "tested by tests/chaos/test_sentinel_failover.py", "(bus/durability.py)",
+    "deploy/redis/sentinel.conf": each path the pages name is in the repository."""
+    pattern = r"(?<![\w/.-])((?:tests|bus|deploy|adapters|services|schemas|docs)/[\w/.-]*\w)"
+    named = set()
+    for page in ("README.md", "docs/operations.md", "docs/ha.md", "docs/cluster.md"):
+        named |= set(re.findall(pattern, (ROOT / page).read_text()))
+    for page in ("docs/delivery.md", "docs/go-live.md", "docs/availability.md"):
+        named |= set(re.findall(pattern, (ROOT / page).read_text()))
+    assert len(named) > 30
+    missing = {path for path in named if not (ROOT / path).exists()}
+    assert missing == set()
