@@ -44,6 +44,15 @@ ROOT = Path(__file__).resolve().parents[1]
 DELIVERY = (ROOT / "docs" / "delivery.md").read_text()
 HA = (ROOT / "docs" / "ha.md").read_text()
 OPERATIONS = (ROOT / "docs" / "operations.md").read_text()
+OPERATOR_PAGES = (
+    "README.md",
+    "docs/operations.md",
+    "docs/ha.md",
+    "docs/availability.md",
+    "docs/cluster.md",
+    "docs/delivery.md",
+    "docs/go-live.md",
+)
 RULES = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
 NOWHERE = "redis://127.0.0.1:1/0"  # never connected to
 UNSET = object()  # "unset" in a table: the setting has no value unless given
@@ -473,12 +482,10 @@ def test_every_log_event_and_code_word_the_pages_name_is_in_the_code() -> None:
     `router_source_failed`, `stream_entry_withheld`, ...): each snake_case word the pages show
     is a name the code writes — a string it logs or stores, a log field, a setting, a metric —
     or a word of another system (FOREIGN)."""
-    pages = [ROOT / "README.md"] + [
-        ROOT / "docs" / f"{name}.md" for name in ("operations", "ha", "cluster", "delivery")
-    ]
-    pages.append(ROOT / "docs" / "go-live.md")
     words = {
-        word for page in pages for word in re.findall(r"`([a-z]+(?:_[a-z]+)+)`", page.read_text())
+        word
+        for page in OPERATOR_PAGES
+        for word in re.findall(r"`([a-z]+(?:_[a-z]+)+)`", (ROOT / page).read_text())
     }
     assert len(words) > 80
     source = "\n".join(
@@ -498,9 +505,7 @@ def test_every_file_the_pages_name_exists() -> None:
     "deploy/redis/sentinel.conf": each path the pages name is in the repository."""
     pattern = r"(?<![\w/.-])((?:tests|bus|deploy|adapters|services|schemas|docs)/[\w/.-]*\w)"
     named = set()
-    for page in ("README.md", "docs/operations.md", "docs/ha.md", "docs/cluster.md"):
-        named |= set(re.findall(pattern, (ROOT / page).read_text()))
-    for page in ("docs/delivery.md", "docs/go-live.md", "docs/availability.md"):
+    for page in OPERATOR_PAGES:
         named |= set(re.findall(pattern, (ROOT / page).read_text()))
     assert len(named) > 30
     missing = {path for path in named if not (ROOT / path).exists()}
