@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import socket
 from pathlib import Path
 from typing import Any, get_args
@@ -39,6 +40,7 @@ from bus.http_limits import Limits
 from bus.metrics import ServiceMetrics
 from bus.router.common import RouterConfig
 from bus.settings import Settings
+from tests.test_alerts import _command_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 DELIVERY = (ROOT / "docs" / "delivery.md").read_text()
@@ -510,3 +512,37 @@ def test_every_file_the_pages_name_exists() -> None:
     assert len(named) > 30
     missing = {path for path in named if not (ROOT / path).exists()}
     assert missing == set()
+
+
+def _shown_commands(page: str) -> list[str]:
+    """Every `simpul ...` a page shows: in code spans and in sh/bash blocks (continuations
+    joined, `VAR=value` prefixes and comments dropped)."""
+    text = (ROOT / page).read_text()
+    lines = [
+        line
+        for block in re.findall(r"```(?:sh|bash)\n(.*?)```", text, flags=re.S)
+        for line in block.replace("\\\n", " ").splitlines()
+    ]
+    lines += [" ".join(code.split()) for code in re.findall(r"`(simpul [^`]*)`", text)]
+    found = []
+    for line in lines:
+        words = shlex.split(re.sub(r"<[^>]*>", "x", line), comments=True)
+        while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
+            words = words[1:]
+        if words[:1] == ["simpul"]:
+            found.append(" ".join(shlex.quote(w) for w in words))
+    return found
+
+
+def test_every_simpul_command_the_operator_pages_show_exists_with_its_options() -> None:
+    root = _command_tree()
+    shown = [(page, line) for page in OPERATOR_PAGES for line in _shown_commands(page)]
+    assert len(shown) > 150
+    for page, line in shown:
+        words, command = shlex.split(line)[1:], root
+        while hasattr(command, "commands") and words and not words[0].startswith("-"):
+            assert words[0] in command.commands, f"{page}: `{line}`: no command {words[0]!r}"
+            command, words = command.commands[words[0]], words[1:]
+        options = {o for param in command.params for o in param.opts + param.secondary_opts}
+        unknown = {w.split("=")[0] for w in words if w.startswith("-")} - options
+        assert not unknown, f"{page}: `{line}`: no option {sorted(unknown)}"
