@@ -211,19 +211,28 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_backoff(self) -> Settings:
+        # A cross-field check has no single variable to blame: name both (docs/delivery.md
+        # promises that a bad value's message names the variable).
         if self.retry_backoff_max_ms < self.retry_backoff_ms:
-            raise ValueError("retry_backoff_max_ms must be >= retry_backoff_ms")
+            raise ValueError(
+                f"SIMPUL_RETRY_BACKOFF_MAX_MS ({self.retry_backoff_max_ms}) must be >= "
+                f"SIMPUL_RETRY_BACKOFF_MS ({self.retry_backoff_ms}): the cap of the delays "
+                "cannot be below the first"
+            )
         if self.retry_backoff_max_ms >= self.claim_idle_ms:
             raise ValueError(
-                "retry_backoff_max_ms must be < claim_idle_ms: retries are scheduled by ageing "
-                "the pending entry towards claim_idle_ms"
+                f"SIMPUL_RETRY_BACKOFF_MAX_MS ({self.retry_backoff_max_ms}) must be below "
+                f"SIMPUL_CLAIM_IDLE_MS ({self.claim_idle_ms}): retries are scheduled by ageing "
+                "the pending entry towards the claim"
             )
         return self
 
     @model_validator(mode="after")
     def _check_signer(self) -> Settings:
         if self.signer and not self.signing_key_file:
-            raise ValueError("signer is set but signing_key_file is not: which key signs?")
+            raise ValueError(
+                "SIMPUL_SIGNER is set but SIMPUL_SIGNING_KEY_FILE is not: which key signs?"
+            )
         return self
 
     @classmethod

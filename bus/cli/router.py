@@ -73,25 +73,32 @@ def _topology(path: Path) -> Topology:
     return topology
 
 
-def _router(redis: Redis, topology: Topology, settings: Settings | None = None) -> Router:
-    settings = settings or Settings.load()
+def _keyring(topology: Topology, settings: Settings) -> KeyRing:
+    """The keyring the router judges producers' signatures by: the topology's keys. Also what
+    `migrate` and `backfill` verify each department-stream entry with, so that they skip what
+    the fan-out withholds (an entry written without admission) instead of signing it as the
+    router's own."""
     trusted = topology.signing_keys()
     # The router is the bus's trust anchor: never one a stranger can sign for (decision 0013).
     refuse_dev_keys(
         (k.key_id for k in trusted if is_dev_key(k.public_key)), "the topology's signing_keys"
     )
     # Always verified, whatever SIMPUL_SIGNATURES says: the topology is the router's keyring.
-    keyring = KeyRing(
+    return KeyRing(
         trusted,
         require_signatures=settings.require_signatures,
         max_age=timedelta(seconds=settings.signature_max_age_s),
         max_skew=timedelta(seconds=settings.signature_max_skew_s),
     )
+
+
+def _router(redis: Redis, topology: Topology, settings: Settings | None = None) -> Router:
+    settings = settings or Settings.load()
     return Router(
         redis,
         topology,
         default_registry,
-        keyring=keyring,
+        keyring=_keyring(topology, settings),
         signer=Signer.from_settings(settings),
         config=RouterConfig(
             dedupe_ttl_ms=settings.dedupe_ttl_ms,
@@ -173,6 +180,12 @@ def reset(principal: Annotated[str, typer.Argument(help="the producer's principa
     server-generated ids (recovers a far-future or maximum explicit id). As an admin."""
 
     async def work(redis: Redis) -> None:
+        intake = keys.intake(principal)
+        if not await redis.exists(intake):  # a mistyped principal, in the middle of an incident
+            raise ConfigurationError(
+                f"there is no intake {intake}: is {principal!r} the principal of a producer "
+                "(deploy/topology.yaml, producers:)? Nothing changed"
+            )
         report = await reset_intake(redis, principal)
         _out.print(
             f"{report.intake}: {report.moved} unsettled entries moved to a fresh stream "
@@ -188,15 +201,17 @@ def migrate_(topology: TopologyFile = DEFAULT_TOPOLOGY) -> None:
     into its inbox and start the router's groups at the streams' ends (decision 0011)."""
     try:
         loaded = _topology(topology)
+        keyring = _keyring(loaded, Settings.load())
     except SimpulError as exc:
         raise fail(_err, exc) from None
 
     async def work(redis: Redis) -> None:
-        router = Router(redis, loaded, default_registry, keyring=None, signer=_signer())
+        router = Router(redis, loaded, default_registry, keyring=keyring, signer=_signer())
         report = await migrate(router)
         for inbox, copied in sorted(report.copied.items()):
             _out.print(f"{inbox}\t{copied} entries")
         _out.print(f"{len(report.positions)} streams; {report.markers} done markers carried")
+        _withheld(router)
 
     run_with_redis(_err, work)
 
@@ -214,18 +229,34 @@ def backfill_(
         key = keys.stream_named(stream)
         if key is None:
             raise ConfigurationError(f"{stream!r} is not a stream name (e.g. dukcapil.citizen)")
+        keyring = _keyring(loaded, Settings.load())
     except SimpulError as exc:
         raise fail(_err, exc) from None
 
     async def work(redis: Redis) -> None:
-        router = Router(redis, loaded, default_registry, keyring=None, signer=_signer())
+        router = Router(redis, loaded, default_registry, keyring=keyring, signer=_signer())
         try:
             copied = await backfill(router, key, group, after=after)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
         _out.print(f"{keys.inbox(key, group)}: {copied} entries")
+        _withheld(router)
 
     run_with_redis(_err, work)
+
+
+def _withheld(router: Router) -> None:
+    """Say what was skipped because its producer's signature did not verify (as the fan-out
+    withholds it; each is logged as stream_entry_withheld with its id)."""
+    withheld = router.counts.withheld
+    if withheld:
+        reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(withheld.items()))
+        _err.print(
+            f"[yellow]withheld:[/yellow] {sum(withheld.values())} department-stream entries whose "
+            f"producer signature did not verify ({reasons}); see stream_entry_withheld in the "
+            "log. A bus that ran without signatures: SIMPUL_REQUIRE_SIGNATURES=false until its "
+            "producers sign"
+        )
 
 
 def _signer() -> Signer | None:

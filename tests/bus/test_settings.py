@@ -33,8 +33,30 @@ def test_bad_url_does_not_echo_credentials() -> None:
 
 
 def test_retry_backoff_must_stay_below_claim_idle() -> None:
-    with pytest.raises(ConfigurationError, match="retry_backoff_max_ms must be < claim_idle_ms"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"SIMPUL_RETRY_BACKOFF_MAX_MS \(5000\) must be below SIMPUL_CLAIM_IDLE_MS \(5000\)",
+    ):
         Settings.load(retry_backoff_max_ms=5_000, claim_idle_ms=5_000)
+
+
+def test_a_bad_combination_of_variables_names_both(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/delivery.md: a bad value stops the service with a message naming the variable; a
+    check across two variables names both, with their values."""
+    monkeypatch.setenv("SIMPUL_RETRY_BACKOFF_MAX_MS", "200000")
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.load()
+    message = str(caught.value)
+    assert "SIMPUL_RETRY_BACKOFF_MAX_MS (200000)" in message
+    assert "SIMPUL_CLAIM_IDLE_MS (120000)" in message
+    monkeypatch.setenv("SIMPUL_RETRY_BACKOFF_MAX_MS", "500")
+    with pytest.raises(ConfigurationError, match=r"SIMPUL_RETRY_BACKOFF_MS \(1000\)"):
+        Settings.load()
+    monkeypatch.delenv("SIMPUL_RETRY_BACKOFF_MAX_MS")
+    monkeypatch.setenv("SIMPUL_SIGNER", "adapter-x-2026")
+    monkeypatch.delenv("SIMPUL_SIGNING_KEY_FILE", raising=False)
+    with pytest.raises(ConfigurationError, match="SIMPUL_SIGNING_KEY_FILE is not"):
+        Settings.load()
 
 
 def test_unknown_setting_is_rejected() -> None:
