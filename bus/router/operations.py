@@ -13,9 +13,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import ResponseError, WatchError
 
 from bus import keys
+from bus.errors import ConfigurationError
 from bus.logging import get_logger
 from bus.router.common import Route, _after, _id_key, _text
 
@@ -68,24 +69,60 @@ class IntakeReset:
     last_id_before: str
 
 
-async def reset_intake(redis: Redis, principal: str, *, hold_ms: int = 60_000) -> IntakeReset:
+async def reset_intake(
+    redis: Redis, principal: str, *, hold_ms: int = 60_000, attempts: int = 20
+) -> IntakeReset:
     """Give a producer a fresh intake (as the admin): the entries the router has not settled yet
     (pending or never read) move, in order, to a new stream with server-generated ids, which
     takes the intake's name; the router's group starts at its beginning. Router replicas stand
     off while it runs (it holds their lease). Recovers an intake wedged by a far-future or
-    maximum explicit id; the department stream and every other intake are untouched."""
+    maximum explicit id; the department stream and every other intake are untouched.
+
+    The producer may go on publishing meanwhile (an intake ahead of time still takes entries):
+    the copy, the delete and the rename are one transaction that runs only if the intake did
+    not change since it was read (WATCH), else it is read again — an entry added during the
+    reset is never dropped with the old stream. After ``attempts`` changes in a row it gives up
+    with nothing changed and says to stop the producer first."""
     intake = keys.intake(principal)
     lease = keys.router_lease(intake)
     holder = f"reset-intake-{time.time_ns()}"
     # Take the lease from whoever has it; a router replica renewing meanwhile finds it taken.
     await redis.set(lease, holder, px=hold_ms)
     try:
-        info = await redis.xinfo_stream(intake)
-    except ResponseError:
+        for _ in range(attempts):
+            async with redis.pipeline(transaction=True) as pipe:
+                await pipe.watch(intake)
+                try:
+                    info = await redis.xinfo_stream(intake)
+                except ResponseError:
+                    return IntakeReset(intake, 0, "0-0")
+                last_before = _text(info["last-generated-id"])
+                keep = await _unsettled(redis, intake)
+                fresh = f"{intake}:reset"
+                pipe.multi()  # type: ignore[no-untyped-call]
+                pipe.delete(fresh)
+                for _, fields in keep:
+                    pipe.xadd(fresh, fields)  # type: ignore[arg-type]
+                pipe.xgroup_create(fresh, keys.ROUTER_GROUP, id="0", mkstream=True)
+                pipe.delete(intake)
+                pipe.rename(fresh, intake)
+                try:
+                    await pipe.execute()
+                except WatchError:  # the producer added (or something trimmed) meanwhile
+                    continue
+            _log.warning("intake_reset", intake=intake, moved=len(keep), last_id_before=last_before)
+            return IntakeReset(intake, len(keep), last_before)
+    finally:
         await redis.delete(lease)
-        return IntakeReset(intake, 0, "0-0")
-    last_before = _text(info["last-generated-id"])
-    keep: list[tuple[bytes, dict[bytes, bytes]]] = []
+    raise ConfigurationError(
+        f"{intake} changed {attempts} times while it was being read (its producer publishes "
+        f"fast): stop {principal}'s adapter, then run the reset again. Nothing changed"
+    )
+
+
+async def _unsettled(redis: Redis, intake: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """The intake's entries the router has not settled: pending with its group, or after
+    what the group was last delivered."""
     groups = {_text(g["name"]): g for g in await redis.xinfo_groups(intake)}
     router = groups.get(keys.ROUTER_GROUP)
     delivered = _text(router["last-delivered-id"]) if router else "0-0"
@@ -96,21 +133,11 @@ async def reset_intake(redis: Redis, principal: str, *, hold_ms: int = 60_000) -
         )
         for item in items:
             pending.add(item["message_id"])
-    async for entry_id, fields in _scan(redis, intake):
-        if entry_id in pending or _after(entry_id.decode(), delivered):
-            keep.append((entry_id, fields))
-    fresh = f"{intake}:reset"
-    await redis.delete(fresh)
-    for _, fields in keep:
-        await redis.xadd(fresh, fields)  # type: ignore[arg-type]
-    await redis.xgroup_create(fresh, keys.ROUTER_GROUP, id="0", mkstream=True)
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.delete(intake)
-        pipe.rename(fresh, intake)
-        await pipe.execute()
-    await redis.delete(lease)
-    _log.warning("intake_reset", intake=intake, moved=len(keep), last_id_before=last_before)
-    return IntakeReset(intake, len(keep), last_before)
+    return [
+        (entry_id, fields)
+        async for entry_id, fields in _scan(redis, intake)
+        if entry_id in pending or _after(entry_id.decode(), delivered)
+    ]
 
 
 async def _scan(redis: Redis, stream: str, count: int = 500) -> Any:

@@ -612,6 +612,40 @@ async def test_reset_intake_moves_unsettled_events_in_order(routed: RoutedServer
     await admin.aclose()
 
 
+async def test_reset_intake_keeps_what_the_producer_publishes_meanwhile(
+    routed: RoutedServer,
+) -> None:
+    """An intake ahead of time still takes entries: those the producer adds while the reset
+    copies the old stream are in the fresh one too, in order — none dropped with the old."""
+    admin = routed.connect(ADMIN)
+    redis = routed.connect("adapter-dukcapil")
+    intake = keys.intake("adapter-dukcapil")
+    dukcapil = publisher(routed, "adapter-dukcapil", redis)
+    signed = dukcapil.signer.sign(dukcapil.envelope(example(CitizenDied), id="m-0000"))  # type: ignore[union-attr]
+    await redis.xadd(intake, signed.to_fields(), id=FAR_FUTURE)  # type: ignore[arg-type]
+    await dukcapil.publish_many(
+        [dukcapil.envelope(example(CitizenDied), id=f"m-{i:04d}") for i in range(1, 400)]
+    )
+    acked: list[str] = []
+
+    async def keep_publishing() -> None:
+        for i in range(400, 1000):
+            event_id = f"m-{i:04d}"
+            await dukcapil.publish(example(CitizenDied), id=event_id)
+            acked.append(event_id)  # the intake has it: the producer was told so
+            await asyncio.sleep(0.002)
+
+    producing = asyncio.create_task(keep_publishing())
+    await wait_until(lambda: len(acked) >= 5, timeout=10)
+    report = await reset_intake(admin, "adapter-dukcapil")
+    await producing
+    ids = [f[b"id"].decode() for _, f in await admin.xrange(intake)]
+    assert ids == [f"m-{i:04d}" for i in range(1000)]  # everything acknowledged, in order
+    assert report.moved >= 405
+    await redis.aclose()
+    await admin.aclose()
+
+
 # -- crash safety ----------------------------------------------------------------------------
 
 
