@@ -222,7 +222,7 @@ class Router:
         tasks.append(asyncio.create_task(self._trim_loop(), name="router:trim"))
         tasks.append(asyncio.create_task(self._presence_loop(), name="router:presence"))
         try:
-            await self._stopping.wait()
+            await self._until_stopped()
         finally:
             for task in tasks:
                 task.cancel()
@@ -238,6 +238,16 @@ class Router:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def _until_stopped(self) -> None:
+        """Wait for :meth:`stop` or a cancellation — also one redis-py swallowed: a cancellation
+        that hit ``_announce`` as its reply arrived was lost there (its command returned), and
+        the replica then ran on with the caller waiting for it to end."""
+        task = asyncio.current_task()
+        while not self._stopping.is_set():
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
+            await self._sleep(0.2)
 
     async def _source_loop(self, source: str) -> None:
         lane = open_lane(self.redis)  # the hot loop's own connection (bus/router/lane.py)

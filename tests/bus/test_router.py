@@ -9,6 +9,7 @@ setid, LASTID), a far-future and the maximum entry id on an intake, oversized en
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -695,6 +696,34 @@ async def test_router_replicas_killed_mid_batch_lose_and_repeat_nothing(
     assert [f[b"id"] for f in await _entries(admin, CITIZEN)] == expected
     assert await admin.xlen(DINKES) == 0  # deaths only: dinkes is not subscribed
     await admin.aclose()
+
+
+async def test_a_cancellation_lost_in_a_redis_call_still_stops_the_replica(
+    routed: RoutedServer,
+) -> None:
+    """redis-py can lose a cancellation that hits a command as its reply arrives (the command
+    returns). One lost while the replica announced itself (before its sources started) left
+    run() waiting for a stop that never came, the replica routing on: a test that cancels
+    replicas hung on it. run() now also watches its own task for a cancellation."""
+    router = routed.router(replica="swallower", lease_ms=300)
+    announce = router._announce
+    announcing = asyncio.Event()
+
+    async def announce_losing_a_cancellation() -> None:
+        announcing.set()
+        # as redis-py's wait_for does when the reply is there: the command returns
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.5)
+        await announce()
+
+    router._announce = announce_losing_a_cancellation  # type: ignore[method-assign]
+    task = asyncio.create_task(router.run())
+    await announcing.wait()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=10)
+    assert done, "the cancelled replica ran on"
+    assert task.cancelled()
+    await router.redis.aclose()
 
 
 async def test_a_replica_paused_past_its_lease_reads_nothing_and_its_late_writes_are_no_ops(
