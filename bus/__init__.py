@@ -35,7 +35,7 @@ if TYPE_CHECKING:
         UnknownEventType,
     )
     from bus.functions import BusFunction
-    from bus.http import parse_address, parse_json
+    from bus.http import parse_address, parse_json, read_body
     from bus.http import running as serving_http
     from bus.http import serve as serve_http
     from bus.logging import configure as configure_logging
@@ -93,6 +93,7 @@ _EXPORTS = {
     "mask_text": ("bus.privacy", "mask_text"),
     "parse_address": ("bus.http", "parse_address"),
     "parse_json": ("bus.http", "parse_json"),
+    "read_body": ("bus.http", "read_body"),
     "redis_location": ("bus.connection", "location"),
     "redis_text": ("bus.decoding", "text"),
     "serve_http": ("bus.http", "serve"),
@@ -146,6 +147,7 @@ __all__ = [
     "mask_text",
     "parse_address",
     "parse_json",
+    "read_body",
     "redis_location",
     "redis_text",
     "serve_http",

@@ -5,10 +5,13 @@ length of a block (services, tests, demos) on a given or a free port.
 
 Whatever an app does, the server answers a request that fails unexpectedly with a JSON 500 and
 logs ``http_unhandled_error`` (the error's type and where it was raised): never a traceback as
-text, which would break the JSON log and could quote the request's data. :func:`parse_json`
-reads a client's JSON body with the limits a request deserves (depth, digits). Slow and greedy
-clients are bounded by :class:`bus.http_limits.Limits` (a read deadline per request, a cap on
-connections, the keep-alive time).
+text, which would break the JSON log and could quote the request's data. :func:`read_body`
+reads a client's body no further than a limit (declared or streamed), and :func:`parse_json`
+parses a JSON body with the limits a request deserves (depth, digits). Every answer carries
+``Cache-Control: no-store`` and ``X-Content-Type-Options: nosniff`` unless the app set its own:
+what these servers answer (profiles, inboxes, dead letters, event ids) is for its client only.
+Slow and greedy clients are bounded by :class:`bus.http_limits.Limits` (a read deadline per
+request, a cap on connections, the keep-alive time).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bus.errors import BadRequestBody, ConfigurationError
@@ -36,6 +40,7 @@ __all__ = [
     "Limits",
     "parse_address",
     "parse_json",
+    "read_body",
     "running",
     "serve",
 ]
@@ -82,6 +87,25 @@ def parse_json(text: str | bytes) -> Any:
     if _depth(value) > MAX_JSON_DEPTH:
         raise _too_deep()
     return value
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request's body, refused with :class:`BadRequestBody` (reason ``too_large``) as soon
+    as it is known to pass ``limit`` bytes: from Content-Length before reading any, or while a
+    chunked body streams in, so a client cannot make the server buffer more than the limit."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(limit)
+    return bytes(body)
+
+
+def _too_large(limit: int) -> BadRequestBody:
+    return BadRequestBody("too_large", f"the request body exceeds {limit} bytes")
 
 
 def _integer(text: str) -> int:
@@ -231,7 +255,9 @@ class _Contained:
 
         async def tracking(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                message = {**message, "headers": _with_defaults(message.get("headers", []))}
             await send(message)
 
         try:
@@ -241,6 +267,18 @@ class _Contained:
             _log.error("http_unhandled_error", error=type(exc).__name__, at=where)
             if not started and scope["type"] == "http":
                 await _internal_error(send)
+
+
+# What every answer of these servers carries unless the app says otherwise: nothing they serve
+# (profiles, inboxes, dead letters, event ids, metrics) may sit in a browser's or a proxy's
+# cache, nor be read as another content type than the one declared.
+_DEFAULT_HEADERS = ((b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"))
+
+
+def _with_defaults(headers: Any) -> list[tuple[bytes, bytes]]:
+    given = list(headers)
+    present = {bytes(name).lower() for name, _ in given}
+    return [*given, *((k, v) for k, v in _DEFAULT_HEADERS if k not in present)]
 
 
 def _place(exc: BaseException) -> str:
@@ -254,6 +292,8 @@ def _place(exc: BaseException) -> str:
 
 async def _internal_error(send: Send) -> None:
     body = b'{"error": "internal error: the server log names it (http_unhandled_error)"}'
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers = _with_defaults(
+        [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    )
     await send({"type": "http.response.start", "status": 500, "headers": headers})
     await send({"type": "http.response.body", "body": body})

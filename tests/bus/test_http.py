@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import httpx
@@ -15,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bus.errors import BadRequestBody, ConfigurationError
-from bus.http import Limits, parse_json, running
+from bus.http import Limits, parse_json, read_body, running
 from bus.testing import capture_logs, wait_until
 
 NIK = "3573014506900001"
@@ -175,3 +176,52 @@ async def test_no_server_believes_a_forwarded_address_unless_its_app_names_the_p
         answer = await http.get(f"{url}/client", headers={"X-Forwarded-For": "203.0.113.9"})
 
     assert answer.text == "127.0.0.1"  # uvicorn's default believes loopback's X-Forwarded-For
+
+
+async def cached(_: Request) -> Response:
+    return Response("public", headers={"Cache-Control": "max-age=60"})
+
+
+async def test_every_answer_is_kept_out_of_caches_and_sniffing_unless_the_app_says_otherwise() -> (
+    None
+):
+    app = Starlette(routes=[Route("/ok", ok), Route("/cached", cached), Route("/crash", crash)])
+    async with running(app) as url, httpx.AsyncClient(timeout=5) as http:
+        answers = [await http.get(f"{url}{path}") for path in ("/ok", "/crash", "/nowhere")]
+        chosen = await http.get(f"{url}/cached")
+    assert [a.status_code for a in answers] == [200, 500, 404]
+    for answer in answers:
+        assert answer.headers["cache-control"] == "no-store", answer.headers
+        assert answer.headers["x-content-type-options"] == "nosniff"
+    assert chosen.headers.get_list("cache-control") == ["max-age=60"]
+
+
+async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def test_read_body_refuses_a_chunked_body_past_its_limit_before_the_body_ends() -> None:
+    async def limited(request: Request) -> Response:
+        try:
+            return Response(await read_body(request, 1000))
+        except BadRequestBody as exc:
+            return Response(exc.reason, status_code=413)
+
+    app = Starlette(routes=[Route("/limited", limited, methods=["POST"])])
+    async with running(app, limits=Limits(request_timeout_s=30)) as url:
+        where = urlsplit(url)
+        assert where.hostname is not None and where.port is not None
+        reader, writer = await asyncio.open_connection(where.hostname, where.port)
+        head = b"POST /limited HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+        writer.write(head + b"800\r\n" + b"a" * 0x800 + b"\r\n")  # and the body never ends
+        try:
+            answer = await reader.readuntil(b"too_large")
+        finally:
+            writer.close()
+        async with httpx.AsyncClient(timeout=5) as http:
+            small = await http.post(f"{url}/limited", content=chunks(b"a" * 600, b"b" * 400))
+            declared = await http.post(f"{url}/limited", content=b"a" * 1001)
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert small.status_code == 200 and small.content == b"a" * 600 + b"b" * 400
+    assert declared.status_code == 413

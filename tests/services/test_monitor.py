@@ -436,7 +436,40 @@ async def test_bad_input_gets_a_clear_json_error(redis: Redis, redis_url: str) -
         wrong_method = await http.get("/api/replay")
         assert wrong_method.status_code == 405
         assert error_of(wrong_method)["code"] == "method_not_allowed"
+        assert wrong_method.headers["allow"] == "POST"
     assert await redis.xlen(DEAD) == 1  # nothing of that touched it
+
+
+async def test_an_event_id_built_from_a_nik_is_masked_wherever_the_dashboard_shows_it(
+    redis: Redis, redis_url: str
+) -> None:
+    await dead_letters(redis, redis_url, f"death-{NIK}")  # a careless adapter's event id
+    async with serving(redis_url) as (_, http):
+        listed = await http.get("/api/dead-letters")
+        texts = [(await http.get(path)).text for path in ("/", "/api/status", "/api/flowmap.svg")]
+    [queue] = listed.json()["queues"]
+    [letter] = queue["dead_letters"]
+    assert letter["event_id"] == "death-***" and letter["type"] == "dukcapil.citizen.died.v1"
+    assert all(NIK not in text for text in [listed.text, *texts])
+
+
+async def test_a_chunked_replay_body_past_the_limit_is_refused_before_it_ends(
+    redis_url: str,
+) -> None:
+    async with serving(redis_url) as (_, http):
+        assert http.base_url.host and http.base_url.port
+        reader, writer = await asyncio.open_connection(http.base_url.host, http.base_url.port)
+        head = (
+            "POST /api/replay HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        chunk = b"[" * 100_000  # past the 64 KiB limit, and the body never ends
+        writer.write(head.encode() + f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        try:
+            answer = await reader.readuntil(b"too_large")
+        finally:
+            writer.close()
+    assert answer.startswith(b"HTTP/1.1 413 "), answer  # not the 408 of a body read to its end
 
 
 async def test_redis_down_gives_clear_json_errors_and_the_monitor_recovers(

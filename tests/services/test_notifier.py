@@ -22,7 +22,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from redis.asyncio import Redis
 
-from bus import Publisher, keys
+from bus import Publisher, keys, serving_http
 from bus.local.redis import free_port
 from bus.settings import Settings
 from bus.store import Store
@@ -777,3 +777,31 @@ async def test_an_smtp_outage_longer_than_the_retry_budget_dead_letters_nothing(
         assert len(smtp_down.mailbox.received) == 1
         assert await redis.xlen(dlq) == 0
         assert notifier.service.health.dependency_down is None
+
+
+async def test_a_contact_body_json_cannot_hold_is_refused_clearly_and_changes_nothing(
+    sqlite_url: str,
+) -> None:
+    notifier = Notifier(Store(sqlite_url), smtp=SmtpSettings(), token=TOKEN)
+    await notifier.open()
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    cases = [
+        ('{"email": ' + "[" * 100 + "]" * 100 + "}", 400, "deeper than 32"),
+        ('{"email": ' + "9" * 1_000 + "}", 400, "more than 64 digits"),
+        ('{"email": "' + "a" * 5_000 + '@example.go.id"}', 413, "exceeds 4096 bytes"),
+        ('{"email": ' + "[" * 20_000 + "]" * 20_000 + "}", 413, "exceeds 4096 bytes"),
+        ("{", 422, "email"),
+    ]
+    try:
+        app = notifier.service.http_app
+        assert app is not None
+        async with serving_http(app) as url, httpx.AsyncClient(timeout=5) as client:
+            contact = f"{url}/accounts/{ACCOUNT}/contact"
+            answers = [await client.put(contact, content=body, headers=auth) for body, *_ in cases]
+            done = await client.put(contact, json={"email": EMAIL}, headers=auth)
+    finally:
+        await notifier.store.close()
+    for answer, (_, status, words) in zip(answers, cases, strict=True):
+        assert answer.status_code == status, answer.text
+        assert words in answer.json()["error"] and "Traceback" not in answer.text
+    assert done.status_code == 204
