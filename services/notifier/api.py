@@ -61,7 +61,8 @@ def inbox_app(notifier: Inbox, token: str | None) -> Starlette:
             )
         given = bearer_token(request.headers)
         if given is None or not same_token(given, secret):
-            _log.info("api_refused", status=401, reason="unauthorised")
+            client = request.client.host if request.client else "unknown"
+            _log.info("api_refused", status=401, reason="unauthorised", client=client)
             return JSONResponse(
                 {"error": "send the header Authorization: Bearer <token>"},
                 status_code=401,

@@ -571,7 +571,10 @@ async def test_the_api_wants_the_bearer_token_and_serves_inbox_and_contact(
     async with notifier.service.running(), httpx.AsyncClient(timeout=5) as client:
         base = f"{notifier.service.http_url}/accounts/{ACCOUNT}"
         # The super-app writes the contact address.
-        assert (await client.put(f"{base}/contact", json={"email": EMAIL})).status_code == 401
+        with capture_logs() as logs:
+            assert (await client.put(f"{base}/contact", json={"email": EMAIL})).status_code == 401
+        [refusal] = [e for e in logs if e["event"] == "api_refused"]
+        assert (refusal["status"], refusal["client"]) == (401, "127.0.0.1")
         bad = await client.put(f"{base}/contact", json={"email": "warga@"}, headers=auth)
         assert bad.status_code == 422 and "warga@" not in bad.text
         assert (await client.put(f"{base}/contact", content=b"{", headers=auth)).status_code == 422

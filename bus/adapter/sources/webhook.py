@@ -20,7 +20,8 @@ What the answer means, and what the legacy app should do with it:
 * **503** with ``Retry-After``: Redis is unreachable and nothing was kept. Retry with backoff.
 
 Logs (stable names, no payloads, no personal data): ``webhook_received``, ``webhook_published``,
-``webhook_rejected`` (status, reason and the names of the failed fields), ``webhook_unavailable``.
+``webhook_rejected`` (status, reason and the names of the failed fields; for a refused token the
+client's address), ``webhook_unavailable``.
 """
 
 from __future__ import annotations
@@ -110,7 +111,9 @@ class Webhook:
     async def receive(self, request: Request) -> Response:
         if not self._authorised(request):
             message = "send the header Authorization: Bearer <token> with this webhook's token"
-            return self._refuse(401, "unauthorised", message, {"WWW-Authenticate": "Bearer"})
+            client = request.client.host if request.client else "unknown"
+            headers = {"WWW-Authenticate": "Bearer"}
+            return self._refuse(401, "unauthorised", message, headers, client=client)
         try:
             body = await read(request, self.max_body)
         except TooLarge:
@@ -228,13 +231,16 @@ class Webhook:
         headers: Mapping[str, str] | None = None,
         *,
         quarantined: bool = False,
+        client: str | None = None,
     ) -> Response:
+        named = {"client": client} if client is not None else {}  # a refused token: who tried
         _log.info(
             "webhook_rejected",
             adapter=self.name,
             status=status,
             reason=reason,
             quarantined=quarantined,
+            **named,
         )
         body = {"error": message, "quarantined": quarantined}
         return JSONResponse(body, status_code=status, headers=headers)

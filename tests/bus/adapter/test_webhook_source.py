@@ -238,13 +238,18 @@ async def test_on_an_intake_a_conflict_is_seen_after_the_router_trimmed_the_firs
 async def test_a_bearer_token_is_required_when_configured(
     redis: Redis, client: httpx.AsyncClient
 ) -> None:
-    async with running(make(redis, token=TOKEN).app(path="/keputusan")) as base:
-        url = f"{base}/keputusan"
-        missing = await client.post(url, json=good())
-        wrong = await client.post(url, json=good(), headers={"authorization": "Bearer nope"})
-        right = await client.post(url, json=good(), headers={"authorization": f"Bearer {TOKEN}"})
+    with capture_logs() as logs:
+        async with running(make(redis, token=TOKEN).app(path="/keputusan")) as base:
+            url = f"{base}/keputusan"
+            missing = await client.post(url, json=good())
+            wrong = await client.post(url, json=good(), headers={"authorization": "Bearer nope"})
+            auth = {"authorization": f"Bearer {TOKEN}"}
+            right = await client.post(url, json=good(), headers=auth)
 
     assert missing.status_code == wrong.status_code == 401
+    refused = [e for e in logs if e["event"] == "webhook_rejected"]
+    assert [(e["status"], e["client"]) for e in refused] == [(401, "127.0.0.1")] * 2
+    assert all(TOKEN not in str(e) and "nope" not in str(e) for e in logs)
     assert missing.headers["www-authenticate"] == "Bearer"
     assert right.status_code == 201
     assert await Quarantine(redis, "test-hook").count() == 0
