@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from bus.context import EventContext
     from bus.contracts import PERSONAL, Classification, Contract, Registry, default_registry
     from bus.decoding import text as redis_text
+    from bus.devmaterial import refuse_dev_token
     from bus.entry_ids import parts as entry_id_parts
     from bus.envelope import Envelope, format_time
     from bus.errors import (
@@ -94,6 +95,7 @@ _EXPORTS = {
     "parse_address": ("bus.http", "parse_address"),
     "parse_json": ("bus.http", "parse_json"),
     "read_body": ("bus.http", "read_body"),
+    "refuse_dev_token": ("bus.devmaterial", "refuse_dev_token"),
     "redis_location": ("bus.connection", "location"),
     "redis_text": ("bus.decoding", "text"),
     "serve_http": ("bus.http", "serve"),
@@ -150,6 +152,7 @@ __all__ = [
     "read_body",
     "redis_location",
     "redis_text",
+    "refuse_dev_token",
     "serve_http",
     "serving_http",
     "simpul_redis_error",

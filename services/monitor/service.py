@@ -32,6 +32,7 @@ from bus import (
     keys,
     mask_text,
     redis_location,  # where the dashboard says it looks
+    refuse_dev_token,
     serving_http,
 )
 from bus import redis_text as _text
@@ -203,6 +204,7 @@ class Monitor:
         )
         self.letters = DeadLetters(redis, registry=registry)
         if self.settings.token is not None:
+            refuse_dev_token(self.settings.token.get_secret_value(), "SIMPUL_MONITOR_TOKEN")
             # Replay re-verifies signatures with the services' keyring: one they would refuse
             # (development keys outside development mode) stops the monitor now, not each
             # replay an operator asks for.

@@ -42,6 +42,7 @@ from bus.adapter.quarantine import Quarantine
 from bus.adapter.records import Mapper, Problem, Record, Rejected, map_to_envelope, record_event_id
 from bus.adapter.sources._body import Malformed, TooLarge, decode, kept_body, read
 from bus.connection import TRANSIENT
+from bus.devmaterial import refuse_dev_token
 from bus.envelope import Envelope
 from bus.errors import ConfigurationError, RedisUnavailable
 from bus.http import running, serve
@@ -86,6 +87,7 @@ class Webhook:
             raise ConfigurationError(f"max_body must be 1 byte to 16 MiB, got {max_body}")
         if token is not None and len(token) < 16:
             raise ConfigurationError("a webhook token must be at least 16 characters")
+        refuse_dev_token(token, f"the token of webhook {name}")
         self.name = name
         self.source_name = source_name
         self.mapper = mapper
