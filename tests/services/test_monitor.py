@@ -312,6 +312,15 @@ async def test_replay_without_the_right_token_is_refused_and_changes_nothing(
         as_cookie = await http.post("/api/replay", json=body, headers={"Cookie": f"token={TOKEN}"})
         # CSRF: a cross-site form can send neither the header nor a JSON body.
         form = await http.post("/api/replay", data={"refs": "x"}, headers=bearer())
+        # A page of another site would need a CORS preflight to send the header: none is granted.
+        preflight = await http.options(
+            "/api/replay",
+            headers={
+                "Origin": "https://evil.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
         text = await http.post(
             "/api/replay", content=b"{}", headers={**bearer(), "Content-Type": "text/plain"}
         )
@@ -324,6 +333,8 @@ async def test_replay_without_the_right_token_is_refused_and_changes_nothing(
     assert "Authorization: Bearer" in error_of(anonymous)["message"]
     for refused in (form, text):
         assert refused.status_code == 415 and error_of(refused)["code"] == "unsupported_media_type"
+    assert preflight.status_code == 405
+    assert not [h for h in preflight.headers if h.startswith("access-control-")]
     assert await redis.xlen(DEAD) == 1 and await pending_of(redis) == []
 
     async with serving(redis_url, token=None) as (_, http):  # started without a token
