@@ -245,19 +245,28 @@ def _config(app: ASGIApp, host: str, port: int, limits: Limits | None) -> uvicor
 class _Contained:
     """Keeps an app's unexpected errors from uvicorn, which would log their traceback as text:
     one ``http_unhandled_error`` line instead (type and place, no message: it may quote data)
-    and a JSON 500 if the app had not answered yet (Starlette's own 500 otherwise)."""
+    and a JSON 500 if the app had not answered yet. A 500 is held until the app returns: when it
+    raises after answering 500 (Starlette's ServerErrorMiddleware sends a text/plain "Internal
+    Server Error", then re-raises), the JSON 500 replaces that answer."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
+        held: list[Message] = []  # a 500 and its body, sent when the app returns normally
 
         async def tracking(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
                 message = {**message, "headers": _with_defaults(message.get("headers", []))}
+                if message.get("status") == 500:
+                    held.append(message)
+                    return
+            elif held:
+                held.append(message)
+                return
             await send(message)
 
         try:
@@ -265,8 +274,11 @@ class _Contained:
         except Exception as exc:
             where = _place(exc)
             _log.error("http_unhandled_error", error=type(exc).__name__, at=where)
-            if not started and scope["type"] == "http":
+            if (held or not started) and scope["type"] == "http":
                 await _internal_error(send)
+            return
+        for message in held:
+            await send(message)
 
 
 # What every answer of these servers carries unless the app says otherwise: nothing they serve

@@ -77,6 +77,8 @@ async def test_an_unexpected_error_is_a_json_500_and_one_log_line_without_traceb
             again = await http.get(f"{url}/crash")
 
     assert answer.status_code == again.status_code == 500
+    assert answer.headers["content-type"] == "application/json"  # not Starlette's text 500
+    assert "http_unhandled_error" in answer.json()["error"]
     assert [e["event"] for e in logs] == ["http_unhandled_error"] * 2
     assert logs[0]["error"] == "KeyError" and logs[0]["at"].startswith("test_http.py:")
     assert NIK not in str(logs) + answer.text
@@ -182,14 +184,21 @@ async def cached(_: Request) -> Response:
     return Response("public", headers={"Cache-Control": "max-age=60"})
 
 
+async def failing(_: Request) -> Response:
+    return Response('{"error": "the store is broken"}', 500, media_type="application/json")
+
+
 async def test_every_answer_is_kept_out_of_caches_and_sniffing_unless_the_app_says_otherwise() -> (
     None
 ):
-    app = Starlette(routes=[Route("/ok", ok), Route("/cached", cached), Route("/crash", crash)])
+    routes = [Route("/ok", ok), Route("/cached", cached), Route("/crash", crash)]
+    app = Starlette(routes=[*routes, Route("/failing", failing)])
     async with running(app) as url, httpx.AsyncClient(timeout=5) as http:
-        answers = [await http.get(f"{url}{path}") for path in ("/ok", "/crash", "/nowhere")]
+        paths = ("/ok", "/crash", "/nowhere", "/failing")
+        answers = [await http.get(f"{url}{path}") for path in paths]
         chosen = await http.get(f"{url}/cached")
-    assert [a.status_code for a in answers] == [200, 500, 404]
+    assert [a.status_code for a in answers] == [200, 500, 404, 500]
+    assert answers[3].json() == {"error": "the store is broken"}  # the app's own 500, as sent
     for answer in answers:
         assert answer.headers["cache-control"] == "no-store", answer.headers
         assert answer.headers["x-content-type-options"] == "nosniff"
