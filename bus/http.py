@@ -35,6 +35,7 @@ from bus.http_limits import Limits
 from bus.logging import get_logger
 
 __all__ = [
+    "MAX_HEAD",
     "MAX_JSON_DEPTH",
     "MAX_JSON_DIGITS",
     "Limits",
@@ -51,6 +52,10 @@ MAX_JSON_DEPTH = 32
 # Far above any identifier or amount (a NIK has 16 digits); Python refuses ints past 4300 digits
 # with a ValueError, and a float of thousands of digits is silently infinite.
 MAX_JSON_DIGITS = 64
+# A request line's target and headers: far above any client of ours (a bearer token, a few
+# headers), far below what would matter per connection. uvicorn's h11 refuses a head over
+# 16 KiB only while it arrives in pieces; this holds however it arrived (431).
+MAX_HEAD = 16 * 1024
 
 _log = get_logger("bus.http")
 
@@ -269,6 +274,11 @@ class _Contained:
                 return
             await send(message)
 
+        if scope["type"] == "http" and _head_size(scope) > MAX_HEAD:
+            client = scope["client"][0] if scope.get("client") else "unknown"
+            _log.info("http_head_too_large", client=client, limit=MAX_HEAD)
+            await _answer_json(send, 431, b'{"error": "the request head exceeds 16384 bytes"}')
+            return
         try:
             await self.app(scope, receive, tracking)
         except Exception as exc:
@@ -302,10 +312,20 @@ def _place(exc: BaseException) -> str:
     return f"{Path(last.filename).name}:{last.lineno} in {last.name}"
 
 
+def _head_size(scope: Scope) -> int:
+    """Bytes of the request line's target and the headers, as received."""
+    target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+    return target + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+
+
 async def _internal_error(send: Send) -> None:
     body = b'{"error": "internal error: the server log names it (http_unhandled_error)"}'
+    await _answer_json(send, 500, body)
+
+
+async def _answer_json(send: Send, status: int, body: bytes) -> None:
     headers = _with_defaults(
         [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     )
-    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

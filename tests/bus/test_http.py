@@ -234,3 +234,18 @@ async def test_read_body_refuses_a_chunked_body_past_its_limit_before_the_body_e
     assert answer.startswith(b"HTTP/1.1 413 ")
     assert small.status_code == 200 and small.content == b"a" * 600 + b"b" * 400
     assert declared.status_code == 413
+
+
+async def test_a_request_head_over_16_kib_is_refused_and_the_server_serves_on() -> None:
+    with capture_logs() as logs:
+        async with running(APP) as url, httpx.AsyncClient(timeout=5) as http:
+            one_read = await http.get(f"{url}/ok", headers={"X-Padding": "a" * 17 * 1024})
+            long_url = await http.get(f"{url}/ok?q={'a' * 17 * 1024}")
+            pieces = await http.get(f"{url}/ok", headers={"X-Padding": "a" * 100 * 1024})
+            within = await http.get(f"{url}/ok", headers={"X-Padding": "a" * 15 * 1024})
+    assert one_read.status_code == long_url.status_code == 431  # h11 let them through
+    assert "exceeds 16384 bytes" in one_read.json()["error"]
+    assert pieces.status_code in (400, 431)  # h11 refuses it first while it arrives in pieces
+    assert within.status_code == 200 and within.text == "ok"
+    refused = [e for e in logs if e["event"] == "http_head_too_large"]
+    assert len(refused) >= 2 and refused[0]["client"] == "127.0.0.1"
