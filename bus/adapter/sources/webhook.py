@@ -101,6 +101,11 @@ class Webhook:
         self._naive_timezone = naive_timezone
         self._token = token.encode() if token is not None else None
 
+    @property
+    def open(self) -> bool:
+        """Whether it takes records without a token (from anyone who reaches it)."""
+        return self._token is None
+
     def app(self, *, path: str = "/") -> Starlette:
         """The ASGI app: ``POST <path>`` receives records, ``GET /healthz`` checks Redis."""
         return Starlette(
