@@ -39,6 +39,8 @@ def _answer(status: str, text: str, *headers: str) -> bytes:
         f"HTTP/1.1 {status}",
         "content-type: text/plain; charset=utf-8",
         f"content-length: {len(body)}",
+        "cache-control: no-store",  # as every answer of bus.http
+        "x-content-type-options: nosniff",
         *headers,
         "connection: close",
     ]

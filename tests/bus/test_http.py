@@ -132,6 +132,7 @@ async def test_300_half_sent_requests_are_closed_within_the_timeout_and_others_a
     assert closed_after < 1.0 + 2.0  # the timeout, plus slack for a busy machine
     unanswered = [a for n, a in enumerate(answers) if n % len(HALVES) < 2]
     assert all(a.startswith(b"HTTP/1.1 408 ") for a in unanswered)
+    assert all(b"\r\ncache-control: no-store\r\n" in a for a in unanswered)
     timeouts = [e for e in logs if e["event"] == "http_request_timeout"]
     assert len(timeouts) == 300 and timeouts[0]["client"] == "127.0.0.1"
     assert after.status_code == 200 and after.content == b"whole"
