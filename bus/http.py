@@ -277,8 +277,8 @@ class _Contained:
         if scope["type"] == "http" and _head_size(scope) > MAX_HEAD:
             client = scope["client"][0] if scope.get("client") else "unknown"
             _log.info("http_head_too_large", client=client, limit=MAX_HEAD)
-            message = f'{{"error": "the request head exceeds {MAX_HEAD} bytes"}}'
-            await _answer_json(send, 431, message.encode())
+            refusal = f'{{"error": "the request head exceeds {MAX_HEAD} bytes"}}'
+            await _answer_json(send, 431, refusal.encode())
             return
         try:
             await self.app(scope, receive, tracking)

@@ -7,11 +7,14 @@ half a request and stalls holds its connection (a file descriptor, a buffer, may
 waiting on ``receive()``) for ever. :class:`Limits` adds the two missing bounds to uvicorn's
 h11 protocol: every request (head and body) must arrive within ``request_timeout_s`` of its
 first byte (or of the connection's opening), else the connection is closed (``408`` if nothing
-was answered yet); and a connection past ``max_connections`` is answered 503 and closed at once.
+was answered yet); a client that stops reading an answer is cut off once its part has waited
+``request_timeout_s``; and a connection past ``max_connections`` is answered 503 and closed at
+once.
 
 Read from ``SIMPUL_HTTP_REQUEST_TIMEOUT_S``, ``SIMPUL_HTTP_KEEP_ALIVE_S`` and
 ``SIMPUL_HTTP_MAX_CONNECTIONS`` (or passed to :func:`bus.http.serve` / :func:`bus.http.running`).
-Logs: ``http_request_timeout`` and ``http_connection_refused``, with the client's address.
+Logs: ``http_request_timeout``, ``http_write_timeout`` and ``http_connection_refused``, with the
+client's address.
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ class _LimitedH11Protocol(H11Protocol):
 
     limits: ClassVar[Limits]
     _deadline: asyncio.TimerHandle | None = None
+    _stalled: asyncio.TimerHandle | None = None  # the client stopped reading our answer
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -118,7 +122,32 @@ class _LimitedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._unstall()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """The answer is not being read: the client has ``request_timeout_s`` to take more of
+        it, else the connection is cut (a closed transport still waits for its buffer, so a
+        client that never reads would hold its connection, and the answer in memory, for ever)."""
+        super().pause_writing()
+        if self._stalled is None:
+            self._stalled = self.loop.call_later(self.limits.request_timeout_s, self._stalled_out)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._unstall()
+
+    def _unstall(self) -> None:
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
+
+    def _stalled_out(self) -> None:
+        self._stalled = None
+        _log.info(
+            "http_write_timeout", client=self._client(), timeout_s=self.limits.request_timeout_s
+        )
+        self.transport.abort()
 
     def _arm(self) -> None:
         if self._deadline is None:

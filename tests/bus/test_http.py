@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -250,3 +251,33 @@ async def test_a_request_head_over_16_kib_is_refused_and_the_server_serves_on() 
     assert within.status_code == 200 and within.text == "ok"
     refused = [e for e in logs if e["event"] == "http_head_too_large"]
     assert len(refused) >= 2 and refused[0]["client"] == "127.0.0.1"
+
+
+async def test_clients_that_stop_reading_their_answers_are_cut_off_and_free_their_slots() -> None:
+    big = b"a" * (16 * 1024 * 1024)  # far more than the kernel's buffers take
+
+    async def download(_: Request) -> Response:
+        return Response(big)
+
+    app = Starlette(routes=[Route("/download", download), Route("/ok", ok)])
+    limits = Limits(request_timeout_s=1.0, max_connections=3)
+    with capture_logs() as logs:
+        async with running(app, limits=limits) as url, httpx.AsyncClient(timeout=5) as http:
+            where = urlsplit(url)
+            assert where.hostname is not None and where.port is not None
+            readers = []
+            for _ in range(3):  # every slot, each asking for the download and reading nothing
+                reader, writer = await asyncio.open_connection(where.hostname, where.port)
+                writer.write(b"GET /download HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                readers.append((reader, writer))
+
+            def stalled() -> list[Any]:
+                return [e for e in logs if e["event"] == "http_write_timeout"]
+
+            try:
+                await wait_until(lambda: len(stalled()) == 3, timeout=20)
+                after = await http.get(f"{url}/ok")  # the slots are free again
+            finally:
+                close_all(readers)
+    assert after.status_code == 200 and after.text == "ok"
+    assert stalled()[0]["client"] == "127.0.0.1"
