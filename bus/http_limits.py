@@ -126,12 +126,18 @@ class _LimitedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def pause_writing(self) -> None:
-        """The answer is not being read: the client has ``request_timeout_s`` to take more of
-        it, else the connection is cut (a closed transport still waits for its buffer, so a
-        client that never reads would hold its connection, and the answer in memory, for ever)."""
+        """The answer is not being read as fast as it is written: the client must take some of
+        it within every ``request_timeout_s``, else the connection is cut (a closed transport
+        still waits for its buffer, so a client that never reads would hold its connection,
+        and the answer in memory, for ever). A slow reader that keeps reading is never cut."""
         super().pause_writing()
         if self._stalled is None:
-            self._stalled = self.loop.call_later(self.limits.request_timeout_s, self._stalled_out)
+            self._watch(self.transport.get_write_buffer_size())
+
+    def _watch(self, unread: int) -> None:
+        self._stalled = self.loop.call_later(
+            self.limits.request_timeout_s, self._stalled_out, unread
+        )
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -142,8 +148,12 @@ class _LimitedH11Protocol(H11Protocol):
             self._stalled.cancel()
             self._stalled = None
 
-    def _stalled_out(self) -> None:
+    def _stalled_out(self, unread: int) -> None:
         self._stalled = None
+        left = self.transport.get_write_buffer_size()
+        if left < unread:  # the client took some: watch on
+            self._watch(left)
+            return
         _log.info(
             "http_write_timeout", client=self._client(), timeout_s=self.limits.request_timeout_s
         )

@@ -281,3 +281,30 @@ async def test_clients_that_stop_reading_their_answers_are_cut_off_and_free_thei
                 close_all(readers)
     assert after.status_code == 200 and after.text == "ok"
     assert stalled()[0]["client"] == "127.0.0.1"
+
+
+async def test_a_slow_reader_that_keeps_reading_gets_its_whole_answer() -> None:
+    big = b"a" * (24 * 1024 * 1024)
+
+    async def download(_: Request) -> Response:
+        return Response(big)
+
+    app = Starlette(routes=[Route("/download", download)])
+    with capture_logs() as logs:
+        async with running(app, limits=Limits(request_timeout_s=1.0)) as url:
+            where = urlsplit(url)
+            assert where.hostname is not None and where.port is not None
+            reader, writer = await asyncio.open_connection(where.hostname, where.port, limit=2**16)
+            writer.write(b"GET /download HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            head = await reader.readuntil(b"\r\n\r\n")
+            received = 0
+            try:
+                while received < len(big):  # a slow link: longer in all than the timeout
+                    chunk = await reader.read(1024 * 1024)
+                    assert chunk, f"cut off after {received} bytes"
+                    received += len(chunk)
+                    await asyncio.sleep(0.05)
+            finally:
+                writer.close()
+    assert head.startswith(b"HTTP/1.1 200 ") and received == len(big)
+    assert not [e for e in logs if e["event"] == "http_write_timeout"]
