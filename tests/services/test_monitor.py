@@ -464,6 +464,34 @@ async def test_an_event_id_built_from_a_nik_is_masked_wherever_the_dashboard_sho
     assert all(NIK not in text for text in [listed.text, *texts])
 
 
+async def test_a_flood_of_dead_letter_listings_costs_redis_one_read_not_one_per_request(
+    redis: Redis, redis_url: str
+) -> None:
+    """The listing is open to whoever reaches the page: it must not multiply reads of Redis,
+    which the whole bus shares."""
+    await dead_letters(redis, redis_url, "death-1")
+
+    async def xranges() -> int:
+        stats = await redis.info("commandstats")
+        return int(stats.get("cmdstat_xrange", {}).get("calls", 0))
+
+    async with serving(redis_url, refresh_s=60, sample_s=300) as (_, http):
+        first = await http.get("/api/dead-letters")
+        before = await xranges()
+        answers = await asyncio.gather(*(http.get("/api/dead-letters") for _ in range(30)))
+        spent = await xranges() - before
+        [letter] = first.json()["queues"][0]["dead_letters"]
+        replayed = await http.post(
+            "/api/replay",
+            json={"refs": [{"stream": STREAM, "group": "dinsos", "id": letter["id"]}]},
+            headers=bearer(),
+        )
+        after = await http.get("/api/dead-letters")  # a replay is seen at once
+    assert all(a.status_code == 200 and a.json() == first.json() for a in answers)
+    assert spent < 5, spent  # was 30: one XRANGE per request
+    assert replayed.status_code == 200 and after.json() == {"total": 0, "queues": []}
+
+
 async def test_a_chunked_replay_body_past_the_limit_is_refused_before_it_ends(
     redis_url: str,
 ) -> None:
