@@ -274,6 +274,14 @@ class _Contained:
                 return
             await send(message)
 
+        if scope["type"] == "http" and _ambiguous_length(scope):
+            # RFC 9112 6.3: a request smuggling attempt, which a proxy in front may read
+            # otherwise than h11 (which believes Transfer-Encoding and reads on).
+            client = scope["client"][0] if scope.get("client") else "unknown"
+            _log.info("http_ambiguous_length", client=client)
+            body = b'{"error": "send Content-Length or Transfer-Encoding, not both"}'
+            await _answer_json(send, 400, body, close=True)
+            return
         if scope["type"] == "http" and _head_size(scope) > MAX_HEAD:
             client = scope["client"][0] if scope.get("client") else "unknown"
             _log.info("http_head_too_large", client=client, limit=MAX_HEAD)
@@ -313,6 +321,11 @@ def _place(exc: BaseException) -> str:
     return f"{Path(last.filename).name}:{last.lineno} in {last.name}"
 
 
+def _ambiguous_length(scope: Scope) -> bool:
+    names = {bytes(name).lower() for name, _ in scope["headers"]}
+    return b"content-length" in names and b"transfer-encoding" in names
+
+
 def _head_size(scope: Scope) -> int:
     """Bytes of the request line's target and the headers, as received."""
     target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
@@ -324,9 +337,11 @@ async def _internal_error(send: Send) -> None:
     await _answer_json(send, 500, body)
 
 
-async def _answer_json(send: Send, status: int, body: bytes) -> None:
+async def _answer_json(send: Send, status: int, body: bytes, *, close: bool = False) -> None:
     headers = _with_defaults(
         [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     )
+    if close:  # uvicorn closes the connection after this answer
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

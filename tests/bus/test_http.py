@@ -308,3 +308,25 @@ async def test_a_slow_reader_that_keeps_reading_gets_its_whole_answer() -> None:
                 writer.close()
     assert head.startswith(b"HTTP/1.1 200 ") and received == len(big)
     assert not [e for e in logs if e["event"] == "http_write_timeout"]
+
+
+async def test_content_length_and_chunks_together_are_refused_and_the_connection_closed() -> None:
+    """Request smuggling: a proxy believing Content-Length would see one request where h11,
+    believing Transfer-Encoding, reads a second from the same bytes."""
+    smuggled = (
+        b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /ok HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    )
+    with capture_logs() as logs:
+        async with running(APP) as url:
+            where = urlsplit(url)
+            assert where.hostname is not None and where.port is not None
+            reader, writer = await asyncio.open_connection(where.hostname, where.port)
+            writer.write(smuggled)
+            try:
+                answered = await until_closed(reader, within=10)
+            finally:
+                writer.close()
+    assert answered.startswith(b"HTTP/1.1 400 ") and answered.count(b"HTTP/1.1 ") == 1
+    assert b"not both" in answered
+    assert [e["client"] for e in logs if e["event"] == "http_ambiguous_length"] == ["127.0.0.1"]
