@@ -20,6 +20,7 @@ client's address.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, ClassVar
 
 import h11
@@ -99,6 +100,12 @@ class _LimitedH11Protocol(H11Protocol):
     limits: ClassVar[Limits]
     _deadline: asyncio.TimerHandle | None = None
     _stalled: asyncio.TimerHandle | None = None  # the client stopped reading our answer
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # uvicorn logs to the standard library, which nothing configures here: its lines came
+        # out as bare text in the JSON log, without the client's address.
+        self.logger = _ProtocolLog(self)  # type: ignore[assignment]
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -186,3 +193,42 @@ class _LimitedH11Protocol(H11Protocol):
 
     def _client(self) -> str:
         return self.client[0] if self.client else "unknown"
+
+
+# uvicorn's own messages (fixed texts, never request data) as the bus's log events.
+_EVENTS = {
+    "Invalid HTTP request received.": "http_invalid_request",
+    "Exceeded concurrency limit.": "http_concurrency_limit",
+}
+
+
+class _ProtocolLog:
+    """What H11Protocol (and its request cycle) call on their logger, as structured events with
+    the client's address; an exception by its type only (a traceback may quote data)."""
+
+    level = logging.INFO  # uvicorn's TRACE lines stay off
+
+    def __init__(self, protocol: _LimitedH11Protocol) -> None:
+        self.protocol = protocol
+
+    def log(self, level: int, msg: str, *args: Any, exc_info: Any = None, **_: Any) -> None:
+        text = msg % args if args else msg
+        event = _EVENTS.get(text.strip(), "http_server_message")
+        fields: dict[str, Any] = {"client": self.protocol._client()}
+        if event == "http_server_message":
+            fields["message"] = text.strip()
+        if isinstance(exc_info, BaseException):
+            fields["error"] = type(exc_info).__name__
+        _log.log(level, event, **fields)
+
+    def debug(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self.log(logging.DEBUG, msg, *args, **kwargs)
+
+    def info(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self.log(logging.INFO, msg, *args, **kwargs)
+
+    def warning(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self.log(logging.INFO, msg, *args, **kwargs)  # a client's fault, like a timeout
+
+    def error(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self.log(logging.ERROR, msg, *args, **kwargs)

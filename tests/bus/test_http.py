@@ -330,3 +330,27 @@ async def test_content_length_and_chunks_together_are_refused_and_the_connection
     assert answered.startswith(b"HTTP/1.1 400 ") and answered.count(b"HTTP/1.1 ") == 1
     assert b"not both" in answered
     assert [e["client"] for e in logs if e["event"] == "http_ambiguous_length"] == ["127.0.0.1"]
+
+
+async def test_a_request_h11_cannot_parse_is_a_400_logged_as_an_event_with_the_client(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    with capture_logs() as logs:
+        async with running(APP) as url:
+            where = urlsplit(url)
+            assert where.hostname is not None and where.port is not None
+            answers = []
+            for garbage in (
+                b"NOT HTTP AT ALL\r\n\r\n",
+                b"GET /ok HTTP/1.1\r\nHost: a\r\nHost\r\n\r\n",
+            ):
+                reader, writer = await asyncio.open_connection(where.hostname, where.port)
+                writer.write(garbage)
+                try:
+                    answers.append(await until_closed(reader, within=10))
+                finally:
+                    writer.close()
+    assert all(a.startswith(b"HTTP/1.1 400 ") for a in answers)
+    invalid = [e for e in logs if e["event"] == "http_invalid_request"]
+    assert [e["client"] for e in invalid] == ["127.0.0.1"] * 2
+    assert "Invalid HTTP request received." not in capfd.readouterr().err  # no bare text line
