@@ -171,7 +171,7 @@ class Webhook:
         _log.info(
             "webhook_published",
             adapter=self.name,
-            record_key=record.key,
+            record_key=mask_text(record.key),  # a legacy key may be a NIK
             record_version=record.version,
             event_id=published.event_id,
             type=envelope.type,
@@ -212,7 +212,7 @@ class Webhook:
             adapter=self.name,
             status=status,
             reason=reason,
-            record_key=record.key,
+            record_key=mask_text(record.key),  # a legacy key may be a NIK
             record_version=record.version,
             fields=[p.field for p in problems],
             quarantined=True,

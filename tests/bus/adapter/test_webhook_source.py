@@ -50,9 +50,7 @@ def make(redis: Redis, **options: Any) -> Webhook:
         mapper=map_rejection,
         publisher=Publisher(redis, source=SOURCE),
         quarantine=Quarantine(redis, "test-hook"),
-        key="no",
-        version="rev",
-        **options,
+        **{"key": "no", "version": "rev", **options},
     )
 
 
@@ -345,3 +343,18 @@ async def test_a_body_json_cannot_hold_is_a_400_quarantined_and_no_traceback_is_
     # A server error would reach uvicorn's logger with the traceback as text.
     assert not [r for r in caplog.records if r.exc_info], caplog.text
     assert "Traceback" not in caplog.text + capfd.readouterr().err
+
+
+async def test_a_record_keyed_by_a_nik_is_logged_without_it(
+    redis: Redis, client: httpx.AsyncClient
+) -> None:
+    """A legacy application may key its records by a person's NIK: the logs mask it."""
+    with capture_logs() as logs:
+        async with running(make(redis, key="nik").app()) as url:
+            published = await client.post(url, json=good())
+            refused = await client.post(url, json={**good(rev=2), "no": None})  # no application_no
+    assert published.status_code == 201 and refused.status_code == 422
+    keyed = [e for e in logs if "record_key" in e]
+    assert {e["event"] for e in keyed} == {"webhook_published", "webhook_rejected"}
+    assert all(e["record_key"] == "***" for e in keyed)
+    assert NIK not in str(logs)
