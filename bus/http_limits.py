@@ -219,6 +219,8 @@ class _ProtocolLog:
             fields["message"] = text.strip()
         if isinstance(exc_info, BaseException):
             fields["error"] = type(exc_info).__name__
+        if event == "http_invalid_request":  # a client's fault, like a timeout
+            level = min(level, logging.INFO)
         _log.log(level, event, **fields)
 
     def debug(self, msg: str, *args: Any, **kwargs: Any) -> None:
@@ -228,7 +230,7 @@ class _ProtocolLog:
         self.log(logging.INFO, msg, *args, **kwargs)
 
     def warning(self, msg: str, *args: Any, **kwargs: Any) -> None:
-        self.log(logging.INFO, msg, *args, **kwargs)  # a client's fault, like a timeout
+        self.log(logging.WARNING, msg, *args, **kwargs)
 
     def error(self, msg: str, *args: Any, **kwargs: Any) -> None:
         self.log(logging.ERROR, msg, *args, **kwargs)
