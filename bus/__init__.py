@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from bus.context import EventContext
     from bus.contracts import PERSONAL, Classification, Contract, Registry, default_registry
     from bus.decoding import text as redis_text
+    from bus.devmaterial import refuse_dev_token
     from bus.entry_ids import parts as entry_id_parts
     from bus.envelope import Envelope, format_time
     from bus.errors import (
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
         UnknownEventType,
     )
     from bus.functions import BusFunction
-    from bus.http import parse_address, parse_json
+    from bus.http import parse_address, parse_json, read_body
     from bus.http import running as serving_http
     from bus.http import serve as serve_http
     from bus.logging import configure as configure_logging
@@ -93,6 +94,8 @@ _EXPORTS = {
     "mask_text": ("bus.privacy", "mask_text"),
     "parse_address": ("bus.http", "parse_address"),
     "parse_json": ("bus.http", "parse_json"),
+    "read_body": ("bus.http", "read_body"),
+    "refuse_dev_token": ("bus.devmaterial", "refuse_dev_token"),
     "redis_location": ("bus.connection", "location"),
     "redis_text": ("bus.decoding", "text"),
     "serve_http": ("bus.http", "serve"),
@@ -146,8 +149,10 @@ __all__ = [
     "mask_text",
     "parse_address",
     "parse_json",
+    "read_body",
     "redis_location",
     "redis_text",
+    "refuse_dev_token",
     "serve_http",
     "serving_http",
     "simpul_redis_error",

@@ -47,7 +47,8 @@ DEV_PUBLIC_KEYS: dict[str, str] = {
     "(docs/wire-format.md 10.5 example)": "A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg=",
 }
 
-# SHA-256 (hex) of every value of deploy/dev.env: Redis passwords, database passwords, tokens
+# SHA-256 (hex) of every value of deploy/dev.env: Redis passwords, database passwords, tokens,
+# and of each token of SIMPUL_PROFILE_TOKENS (role=token,...), which the profile API takes apart
 DEV_SECRET_DIGESTS: frozenset[str] = frozenset(
     {
         "006fb9ee6f06db5aaf8c5080686fbe02714da5da1dedc53850ae9c770c95e132",
@@ -58,8 +59,11 @@ DEV_SECRET_DIGESTS: frozenset[str] = frozenset(
         "14514c91e2ffcacbeeef539f86301eb211ce50b403ec192c3a54e79d895074e5",
         "216e26fe8c5d371d83ff4033fe9c13a8fc4d54b89ddc5a57d506263ff31cf77c",
         "237733b54a7844042a5e73e55b9367f63f92bbfae85df9abd2e2d50c018b6924",
+        "2d8b2dc217b4cb015348382c018a6b029b034aa07879305f277bcdc4498dac19",
         "2dbb7cf86ab9d16042f5a76ccea91dd9e1028c10b93e71b76d3c9091495ea450",
         "30c72bc2eaa5cc7773d894f74d5f11c37e009ccc71fe2e4cc225c8a3027292a6",
+        "38daba24d2f9b19f05a555d99240dea9fa7f62dc43212e8441aeb4ca327ccbe9",
+        "407806eb0e9d3a30a3613f73e819b94385983225c3c7a0441e171bb3bbe7dc33",
         "41ee7e55c59c476331bd5044101bad4d3e1483849d7f83fefa7b11335749c3e8",
         "46669b0906b08d1b0c456a845121f854f3a57199ffae891f3ce44bf72a0fae52",
         "4c351e90a780c2fe9a1e088206b5db6ce8b78bc22cb225a78ad8104db8ca67ad",
@@ -113,6 +117,17 @@ def refuse_dev_keys(key_ids: Iterable[str], what: str) -> None:
             f"{what} holds development key(s) {', '.join(found)}, whose private halves are "
             "public (deploy/keys, docs/wire-format.md): anyone can sign with them. Use keys of "
             "your own (`simpul keys generate`), or set SIMPUL_DEV_MODE=1 for a development run"
+        )
+
+
+def refuse_dev_token(value: str | None, what: str) -> None:
+    """Raise unless development mode is set, when ``value`` is a token of deploy/dev.env (the
+    bearer token of an HTTP surface: the monitor's replay, a webhook, an API)."""
+    if value and is_dev_secret(value) and not dev_mode():
+        raise ConfigurationError(
+            f"{what} is a development token of deploy/dev.env, which is public (in git): "
+            "anyone could present it. Generate your own (python -c 'import secrets; "
+            "print(secrets.token_urlsafe(24))'), or set SIMPUL_DEV_MODE=1 for a development run"
         )
 
 

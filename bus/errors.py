@@ -75,7 +75,8 @@ class DependencyUnavailable(SimpulError):
 
 class BadRequestBody(SimpulError):
     """An HTTP request's body cannot be read (the client must fix its request); ``reason`` is a
-    stable code for answers and logs (``bad_json``, ``too_deep``, ``number_too_long``)."""
+    stable code for answers and logs (``bad_json``, ``too_deep``, ``number_too_long``,
+    ``too_large``)."""
 
     def __init__(self, reason: str, message: str) -> None:
         self.reason = reason

@@ -5,10 +5,13 @@ length of a block (services, tests, demos) on a given or a free port.
 
 Whatever an app does, the server answers a request that fails unexpectedly with a JSON 500 and
 logs ``http_unhandled_error`` (the error's type and where it was raised): never a traceback as
-text, which would break the JSON log and could quote the request's data. :func:`parse_json`
-reads a client's JSON body with the limits a request deserves (depth, digits). Slow and greedy
-clients are bounded by :class:`bus.http_limits.Limits` (a read deadline per request, a cap on
-connections, the keep-alive time).
+text, which would break the JSON log and could quote the request's data. :func:`read_body`
+reads a client's body no further than a limit (declared or streamed), and :func:`parse_json`
+parses a JSON body with the limits a request deserves (depth, digits). Every answer carries
+``Cache-Control: no-store`` and ``X-Content-Type-Options: nosniff`` unless the app set its own:
+what these servers answer (profiles, inboxes, dead letters, event ids) is for its client only.
+Slow and greedy clients are bounded by :class:`bus.http_limits.Limits` (a read deadline per
+request, a cap on connections, the keep-alive time).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bus.errors import BadRequestBody, ConfigurationError
@@ -31,11 +35,13 @@ from bus.http_limits import Limits
 from bus.logging import get_logger
 
 __all__ = [
+    "MAX_HEAD",
     "MAX_JSON_DEPTH",
     "MAX_JSON_DIGITS",
     "Limits",
     "parse_address",
     "parse_json",
+    "read_body",
     "running",
     "serve",
 ]
@@ -46,6 +52,10 @@ MAX_JSON_DEPTH = 32
 # Far above any identifier or amount (a NIK has 16 digits); Python refuses ints past 4300 digits
 # with a ValueError, and a float of thousands of digits is silently infinite.
 MAX_JSON_DIGITS = 64
+# A request line's target and headers: far above any client of ours (a bearer token, a few
+# headers), far below what would matter per connection. uvicorn's h11 refuses a head over
+# 16 KiB only while it arrives in pieces; this holds however it arrived (431).
+MAX_HEAD = 16 * 1024
 
 _log = get_logger("bus.http")
 
@@ -82,6 +92,25 @@ def parse_json(text: str | bytes) -> Any:
     if _depth(value) > MAX_JSON_DEPTH:
         raise _too_deep()
     return value
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request's body, refused with :class:`BadRequestBody` (reason ``too_large``) as soon
+    as it is known to pass ``limit`` bytes: from Content-Length before reading any, or while a
+    chunked body streams in, so a client cannot make the server buffer more than the limit."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(limit)
+    return bytes(body)
+
+
+def _too_large(limit: int) -> BadRequestBody:
+    return BadRequestBody("too_large", f"the request body exceeds {limit} bytes")
 
 
 def _integer(text: str) -> int:
@@ -221,26 +250,66 @@ def _config(app: ASGIApp, host: str, port: int, limits: Limits | None) -> uvicor
 class _Contained:
     """Keeps an app's unexpected errors from uvicorn, which would log their traceback as text:
     one ``http_unhandled_error`` line instead (type and place, no message: it may quote data)
-    and a JSON 500 if the app had not answered yet (Starlette's own 500 otherwise)."""
+    and a JSON 500 if the app had not answered yet. A 500 is held until the app returns: when it
+    raises after answering 500 (Starlette's ServerErrorMiddleware sends a text/plain "Internal
+    Server Error", then re-raises), the JSON 500 replaces that answer."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
+        held: list[Message] = []  # a 500 and its body, sent when the app returns normally
 
         async def tracking(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                message = {**message, "headers": _with_defaults(message.get("headers", []))}
+                if message.get("status") == 500:
+                    held.append(message)
+                    return
+            elif held:
+                held.append(message)
+                return
             await send(message)
 
+        if scope["type"] == "http" and _ambiguous_length(scope):
+            # RFC 9112 6.3: a request smuggling attempt, which a proxy in front may read
+            # otherwise than h11 (which believes Transfer-Encoding and reads on).
+            client = scope["client"][0] if scope.get("client") else "unknown"
+            _log.info("http_ambiguous_length", client=client)
+            body = b'{"error": "send Content-Length or Transfer-Encoding, not both"}'
+            await _answer_json(send, 400, body, close=True)
+            return
+        if scope["type"] == "http" and _head_size(scope) > MAX_HEAD:
+            client = scope["client"][0] if scope.get("client") else "unknown"
+            _log.info("http_head_too_large", client=client, limit=MAX_HEAD)
+            refusal = f'{{"error": "the request head exceeds {MAX_HEAD} bytes"}}'
+            await _answer_json(send, 431, refusal.encode())
+            return
         try:
             await self.app(scope, receive, tracking)
         except Exception as exc:
             where = _place(exc)
             _log.error("http_unhandled_error", error=type(exc).__name__, at=where)
-            if not started and scope["type"] == "http":
+            if (held or not started) and scope["type"] == "http":
                 await _internal_error(send)
+            return
+        for message in held:
+            await send(message)
+
+
+# What every answer of these servers carries unless the app says otherwise: nothing they serve
+# (profiles, inboxes, dead letters, event ids, metrics) may sit in a browser's or a proxy's
+# cache, nor be read as another content type than the one declared.
+_DEFAULT_HEADERS = ((b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"))
+
+
+def _with_defaults(headers: Any) -> list[tuple[bytes, bytes]]:
+    given = list(headers)
+    present = {bytes(name).lower() for name, _ in given}
+    return [*given, *((k, v) for k, v in _DEFAULT_HEADERS if k not in present)]
 
 
 def _place(exc: BaseException) -> str:
@@ -252,8 +321,27 @@ def _place(exc: BaseException) -> str:
     return f"{Path(last.filename).name}:{last.lineno} in {last.name}"
 
 
+def _ambiguous_length(scope: Scope) -> bool:
+    names = {bytes(name).lower() for name, _ in scope["headers"]}
+    return b"content-length" in names and b"transfer-encoding" in names
+
+
+def _head_size(scope: Scope) -> int:
+    """Bytes of the request line's target and the headers, as received."""
+    target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+    return target + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+
+
 async def _internal_error(send: Send) -> None:
     body = b'{"error": "internal error: the server log names it (http_unhandled_error)"}'
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    await _answer_json(send, 500, body)
+
+
+async def _answer_json(send: Send, status: int, body: bytes, *, close: bool = False) -> None:
+    headers = _with_defaults(
+        [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    )
+    if close:  # uvicorn closes the connection after this answer
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -117,14 +117,15 @@ def mask_error(
     error: str, contract: ContractInfo | None, data: Any, subject: str | None = None
 ) -> str:
     """``error`` with NIK-shaped runs, and every value :func:`mask_data` hides in ``data``
-    (and a personal ``subject``), masked where the text quotes it."""
+    (and a personal ``subject``), masked where the text quotes it, in upper or lower case too."""
     text = mask_text(error)
     hidden = set(_hidden(data, contract))
     if subject and (contract is None or contract.personal_subject):
         hidden.add(subject)
     for secret in sorted(hidden, key=len, reverse=True):
         if len(secret) >= _SHORTEST_QUOTED:
-            text = text.replace(secret, MASK)
+            # In any case: code quotes a name as it found it, or upper-cased for a register.
+            text = re.sub(re.escape(secret), MASK, text, flags=re.IGNORECASE)
     return text
 
 

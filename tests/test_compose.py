@@ -254,6 +254,25 @@ def test_every_publisher_signs_with_its_principals_key_and_every_service_verifie
     assert (signing, verifying) == (9, 6)
 
 
+def test_every_published_port_is_on_loopback_and_the_monitor_is_as_its_docs_show() -> None:
+    """Nothing of the bus answers other machines unless a reverse proxy is put in front; and
+    docs/services/monitor.md's compose snippet (which operators copy) runs as compose does."""
+    for name, service in COMPOSE["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (name, port)
+    text = (ROOT / "docs/services/monitor.md").read_text()
+    snippet = re.search(r"```yaml\n(  monitor:\n.*?)```", text, re.DOTALL)
+    assert snippet is not None
+    documented = yaml.safe_load(snippet.group(1).replace("<<: *simpul", "simpul: shared"))
+    doc, ours = documented["monitor"], COMPOSE["services"]["monitor"]
+    for key in ("command", "volumes", "ports"):
+        assert doc[key] == ours[key], key
+    for variable in ("SIMPUL_REDIS_URL", "SIMPUL_KEYRING_FILE", "SIMPUL_MONITOR_HTTP"):
+        assert doc["environment"][variable] == ours["environment"][variable], variable
+    assert doc["environment"]["SIMPUL_MONITOR_TOKEN"] == ours["environment"]["SIMPUL_MONITOR_TOKEN"]
+    assert doc["healthcheck"]["test"] == COMPOSE["x-ready"]["test"]
+
+
 def test_the_siak_ddl_of_the_compose_database_is_the_adapters_schema() -> None:
     assert (ROOT / "deploy/postgres/siak.ddl").read_text().strip() == ddl("postgresql").strip()
 

@@ -44,6 +44,7 @@ from bus.connection import TRANSIENT, translate
 from bus.envelope import Envelope
 from bus.errors import RedisUnavailable, SimpulError, SourceError
 from bus.logging import get_logger
+from bus.privacy import mask_text
 from bus.publisher import Publisher
 
 __all__ = ["Adapter", "SourceError"]
@@ -215,7 +216,7 @@ class Adapter:
         _log.info(
             "record_quarantined",
             adapter=self.name,
-            record_key=record.key,
+            record_key=mask_text(record.key),  # a legacy key may be a NIK
             record_version=record.version,
             fields=[p.field for p in problems],
         )

@@ -141,6 +141,10 @@ def _int(value: str | None) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
+def _masked(value: str | None) -> str | None:
+    return None if value is None else mask_text(value)
+
+
 class DeadLetters:
     """Dead letters of every group in one Redis: list, show, replay, purge.
 
@@ -444,10 +448,12 @@ class DeadLetters:
             ),
             attempts=_int(fields.get("dlq.attempts")),
             original_entry=fields.get("dlq.entry"),
-            consumer=fields.get("dlq.consumer"),
+            consumer=_masked(fields.get("dlq.consumer")),
             dead_lettered_at=fields.get("dlq.time"),
-            event_id=fields.get("id"),
-            event_type=event_type,
+            # A producer chooses its ids (wire-format: any text): one built from a NIK would
+            # otherwise reach every listing, the dashboard's unauthenticated one included.
+            event_id=_masked(fields.get("id")),
+            event_type=_masked(event_type),
         )
         return dead_letter, fields
 

@@ -71,7 +71,7 @@ def decode_entry(
 
     return {
         **base,
-        "id": envelope.id,
+        "id": attribute(envelope.id),  # a producer's choice: one may be built from a NIK
         "type": envelope.type,
         "source": envelope.source,
         "time": envelope.time,

@@ -83,6 +83,13 @@ def serve_(
         if not isinstance(webhook, Webhook):
             raise SimpulError(f"{target} gave {type(webhook).__name__}, not a Webhook")
         _err.print(f"{webhook.name}: POST http://{host}:{port}{path}  (health: /healthz)")
+        if webhook.open:
+            _log.warning("webhook_without_token", adapter=webhook.name, host=host, port=port)
+            _err.print(
+                f"[yellow]warning:[/yellow] {webhook.name} has no token: anyone who reaches "
+                f"{host}:{port} can publish its records; give the Webhook a token (16+ "
+                "characters) that the legacy application sends as Authorization: Bearer"
+            )
         await serve(webhook.app(path=path), host=host, port=port)
 
     _run(work)

@@ -32,6 +32,7 @@ from bus import (
     keys,
     mask_text,
     redis_location,  # where the dashboard says it looks
+    refuse_dev_token,
     serving_http,
 )
 from bus import redis_text as _text
@@ -203,6 +204,7 @@ class Monitor:
         )
         self.letters = DeadLetters(redis, registry=registry)
         if self.settings.token is not None:
+            refuse_dev_token(self.settings.token.get_secret_value(), "SIMPUL_MONITOR_TOKEN")
             # Replay re-verifies signatures with the services' keyring: one they would refuse
             # (development keys outside development mode) stops the monitor now, not each
             # replay an operator asks for.
@@ -216,6 +218,10 @@ class Monitor:
         self._snapshot: BusSnapshot | None = None
         self._taken = float("-inf")  # monotonic time of the cached snapshot
         self._lock = asyncio.Lock()
+        # Dead-letter listings by (stream, group, limit): (monotonic time, answer). Shared like
+        # the snapshot, so a flood of page loads costs Redis one XRANGE per queue per cache_s.
+        self._listings: dict[tuple[str | None, str | None, int], tuple[float, dict[str, Any]]] = {}
+        self._listing_lock = asyncio.Lock()
         self._map: tuple[str, str] | None = None  # (signature, svg)
         self.last_error: str | None = None
         self.last_ok: float | None = None  # monotonic time of the last successful snapshot
@@ -252,8 +258,9 @@ class Monitor:
             return snap
 
     def forget(self) -> None:
-        """Take a fresh snapshot next time (after a change)."""
+        """Take a fresh snapshot (and dead-letter listings) next time (after a change)."""
         self._taken = float("-inf")
+        self._listings.clear()
 
     async def status(self) -> dict[str, Any]:
         """The ``status --json`` shape (healthy, breaches, thresholds, snapshot) plus what the
@@ -280,6 +287,20 @@ class Monitor:
         "dead_letters": [DeadLetter.as_dict()]}]}``. Raises ConfigurationError for a name that
         is no stream, UnknownStream / UnknownGroup for names the bus does not know."""
         shown = limit or self.settings.dead_letters_shown
+        key = (stream, group, shown)
+        async with self._listing_lock:
+            cached = self._listings.get(key)
+            if cached is not None and time.monotonic() - cached[0] < self.cache_s:
+                return cached[1]
+            listing = await self._dead_letters(stream, group, shown)
+            if len(self._listings) > 64:  # a client asking for ever other names
+                self._listings.clear()
+            self._listings[key] = (time.monotonic(), listing)
+            return listing
+
+    async def _dead_letters(
+        self, stream: str | None, group: str | None, shown: int
+    ) -> dict[str, Any]:
         snap = await self.snapshot()
         queues = self._queues(snap, stream, group)
         replies: list[Any] = []

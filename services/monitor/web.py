@@ -42,6 +42,7 @@ from bus import (
     SimpulError,
     get_logger,
     parse_json,
+    read_body,
 )
 from bus.admin import (
     BrokenModule,
@@ -256,7 +257,8 @@ async def _http_error(_: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     code = {404: "not_found", 405: "method_not_allowed"}.get(status, f"http_{status}")
     detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
-    return _error(status, code, str(detail))
+    headers = exc.headers if isinstance(exc, HTTPException) else None  # 405's Allow
+    return _error(status, code, str(detail), headers=dict(headers) if headers else None)
 
 
 async def _replay(monitor: Monitor, body: Any, *, by: str) -> dict[str, Any]:
@@ -346,15 +348,12 @@ async def _json_body(request: Request) -> Any:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != "application/json":
         return _error(415, "unsupported_media_type", "send the request as application/json")
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_BODY:
-        return _error(413, "too_large", f"the request body exceeds {MAX_BODY} bytes")
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        return _error(413, "too_large", f"the request body exceeds {MAX_BODY} bytes")
     try:
-        return parse_json(raw)
-    except BadRequestBody as exc:  # not JSON, or nested or numbered past a request's limits
+        # Refused as soon as it passes the limit: a chunked body is not buffered whole first.
+        return parse_json(await read_body(request, MAX_BODY))
+    except BadRequestBody as exc:  # too large; not JSON, or nested or numbered past the limits
+        if exc.reason == "too_large":
+            return _error(413, "too_large", str(exc))
         return _error(400, "bad_request", str(exc))
 
 

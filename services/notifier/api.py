@@ -5,17 +5,18 @@
     DELETE /accounts/{account_id}/contact            forget the address (204)
     Authorization: Bearer <SIMPUL_NOTIFIER_TOKEN>
 
-401 without the right token; 400 for an account id that is not a UUID; 422 for an address the
-notifier will not send to; 503 when no token is configured (nothing is served then), or when
-the store is unavailable (retry: nothing was changed). An
-unknown account has an empty inbox: the answer does not say whether an account exists.
+401 without the right token; 400 for an account id that is not a UUID, or a body nested deeper
+than 32 levels or with a number of more than 64 digits (:func:`bus.parse_json`); 413 for a body
+over 4 KiB (refused before it is read whole); 422 for a body that is not ``{"email": "..."}``
+or an address the notifier will not send to; 503 when no token is configured (nothing is
+served then), or when the store is unavailable (retry: nothing was changed). An unknown account
+has an empty inbox: the answer does not say whether an account exists.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from json import JSONDecodeError
 from typing import Protocol
 
 from starlette.applications import Starlette
@@ -23,11 +24,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bus import StoreUnavailable, get_logger
+from bus import BadRequestBody, StoreUnavailable, get_logger, parse_json, read_body
 from services._common import bearer_token, same_token
 from services.notifier.mail import InvalidAddress
 
 MAX_LIMIT = 200
+MAX_BODY = 4 * 1024  # a contact is one address of at most 254 characters
 _log = get_logger("services.notifier")
 
 
@@ -59,7 +61,8 @@ def inbox_app(notifier: Inbox, token: str | None) -> Starlette:
             )
         given = bearer_token(request.headers)
         if given is None or not same_token(given, secret):
-            _log.info("api_refused", status=401, reason="unauthorised")
+            client = request.client.host if request.client else "unknown"
+            _log.info("api_refused", status=401, reason="unauthorised", client=client)
             return JSONResponse(
                 {"error": "send the header Authorization: Bearer <token>"},
                 status_code=401,
@@ -87,13 +90,9 @@ def inbox_app(notifier: Inbox, token: str | None) -> Starlette:
             return refusal
         email: str | None = None
         if request.method == "PUT":
-            try:
-                body = await request.json()
-            except (JSONDecodeError, UnicodeDecodeError):
-                body = None
-            given = body.get("email") if isinstance(body, dict) else None
-            if not isinstance(given, str):
-                return JSONResponse({"error": 'send {"email": "<address>"}'}, status_code=422)
+            given = await _email_of(request)
+            if isinstance(given, Response):
+                return given
             email = given
         try:
             await notifier.set_contact(request.path_params["account_id"], email)
@@ -111,6 +110,22 @@ def inbox_app(notifier: Inbox, token: str | None) -> Starlette:
             Route("/accounts/{account_id}/contact", contact, methods=["PUT", "DELETE"]),
         ]
     )
+
+
+async def _email_of(request: Request) -> str | Response:
+    """The address of a ``{"email": "..."}`` body, or the answer refusing the body."""
+    try:
+        body = parse_json(await read_body(request, MAX_BODY))
+    except BadRequestBody as exc:
+        if exc.reason == "too_large":
+            return JSONResponse({"error": str(exc)}, status_code=413)
+        if exc.reason != "bad_json":  # nested or numbered past what a request can be
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        body = None
+    given = body.get("email") if isinstance(body, dict) else None
+    if not isinstance(given, str):
+        return JSONResponse({"error": 'send {"email": "<address>"}'}, status_code=422)
+    return given
 
 
 def _unavailable() -> Response:

@@ -20,6 +20,7 @@ from bus import (
     Store,
     Tx,
     get_logger,
+    refuse_dev_token,
 )
 from schemas.common import Identifier
 from schemas.dpmptsp import PermitRejected
@@ -129,6 +130,7 @@ class Notifier:
             token = own.token.get_secret_value()
         if token is not None and len(token) < 16:
             raise ConfigurationError(f"{TOKEN_VARIABLE} must be at least 16 characters")
+        refuse_dev_token(token, TOKEN_VARIABLE)
         self._token = token
         self._forgotten_on: date | None = None
         self.service = Service("notifier", source=SOURCE, settings=settings)

@@ -16,7 +16,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from bus import ConfigurationError
+from bus import ConfigurationError, refuse_dev_token
 from services._common import same_token
 
 SECTIONS = ("registry", "address", "family", "permits", "tax", "assistance", "accounts")
@@ -101,6 +101,7 @@ class Tokens:
                     f"{TOKENS_ENV} entry {position} (role {role_name}): a token has at least "
                     f"{MIN_TOKEN_LENGTH} characters"
                 )
+            refuse_dev_token(token, f"{TOKENS_ENV} entry {position} (role {role_name})")
             if token in seen:
                 raise ConfigurationError(f"{TOKENS_ENV} entry {position}: token given twice")
             seen.add(token)

@@ -2,8 +2,9 @@
 
 The private keys of deploy/keys and the passwords of deploy/dev.env are public: without
 SIMPUL_DEV_MODE=1 every Redis connection refuses a development password, a producer refuses a
-development signing key, a service refuses a keyring that trusts one; a service without a
-keyring refuses to start unless SIMPUL_SIGNATURES=off, which it logs at every start. The tests
+development signing key, a service refuses a keyring that trusts one, every HTTP surface refuses
+a development bearer token; a service without a keyring refuses to start unless
+SIMPUL_SIGNATURES=off, which it logs at every start. The tests
 run in development mode (tests/conftest.py); each test here takes it away for itself.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,8 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from typer.testing import CliRunner
 
-from bus import Service, keys
+from adapters import dpmptsp
+from bus import Service, Store, keys
 from bus.access.acl import read_env_file
 from bus.cli.app import app
 from bus.connection import connect
@@ -30,6 +33,8 @@ from bus.signing import KeyRing, Signer
 from bus.testing import capture_logs, quick_settings
 from schemas.dukcapil import CitizenDied
 from services.monitor import Monitor, MonitorSettings
+from services.notifier import Notifier, SmtpSettings
+from services.profile.policy import Policy, Tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 DEV_ENV = read_env_file(ROOT / "deploy/dev.env")
@@ -52,9 +57,9 @@ def test_the_lists_are_exactly_the_development_material_of_deploy() -> None:
     assert set(listed.values()) == {*public.values(), example}
     for key_id, key in public.items():
         assert listed[key_id] == key
-    assert {hashlib.sha256(v.encode()).hexdigest() for v in DEV_ENV.values()} == set(
-        DEV_SECRET_DIGESTS
-    )
+    profile = [e.partition("=")[2] for e in DEV_ENV["SIMPUL_PROFILE_TOKENS"].split(",")]
+    secrets = [*DEV_ENV.values(), *profile]
+    assert {hashlib.sha256(v.encode()).hexdigest() for v in secrets} == set(DEV_SECRET_DIGESTS)
     module = (ROOT / "bus/devmaterial.py").read_text()
     for value in DEV_ENV.values():  # digests only, never the secrets themselves
         assert value not in module
@@ -194,3 +199,37 @@ def test_acl_check_flags_a_development_password(redis_url: str) -> None:
             assert "DEVELOPMENT" not in done.output
         finally:
             admin.acl_deluser("svc-dinkes")
+
+
+@pytest.mark.usefixtures("production")
+def test_every_http_surface_refuses_a_development_token_outside_development_mode(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    redis = Redis()  # never used: each refuses before any command
+    store = Store(f"sqlite:///{tmp_path / 'notifier.db'}")
+    monitor = DEV_ENV["SIMPUL_MONITOR_TOKEN"]
+    profile = DEV_ENV["SIMPUL_PROFILE_TOKENS"]
+    builds: list[tuple[str, Callable[[], object]]] = [
+        ("SIMPUL_MONITOR_TOKEN", lambda: Monitor(redis, settings=MonitorSettings(token=monitor))),
+        (
+            "the token of webhook dpmptsp",
+            lambda: dpmptsp.webhook(redis, token=DEV_ENV["SIMPUL_DPMPTSP_TOKEN"], signer=None),
+        ),
+        (
+            "SIMPUL_NOTIFIER_TOKEN",
+            lambda: Notifier(store, smtp=SmtpSettings(), token=DEV_ENV["SIMPUL_NOTIFIER_TOKEN"]),
+        ),
+        ("SIMPUL_PROFILE_TOKENS entry 1", lambda: Tokens.parse(Policy.load(), profile)),
+    ]
+    for what, build in builds:
+        with pytest.raises(ConfigurationError, match=r"development token of deploy/dev\.env") as e:
+            build()
+        assert what in str(e.value), e.value
+        assert all(secret not in str(e.value) for secret in DEV_ENV.values() if secret)
+    # Tokens of one's own are fine; so are the development ones in development mode.
+    own = "a-token-of-our-own-" + "x" * 16
+    assert Monitor(redis, settings=MonitorSettings(token=own, services="")).token
+    assert len(Tokens.parse(Policy.load(), f"dinsos={own}")) == 1
+    monkeypatch.setenv("SIMPUL_DEV_MODE", "1")
+    for _, build in builds:
+        build()

@@ -86,6 +86,15 @@ def test_errors_mask_what_the_payload_rule_masks_where_quoted() -> None:
     assert unknown == "bad account *** of ani"
 
 
+def test_errors_mask_a_quoted_value_in_any_case() -> None:
+    """Code quotes a name or street as a register spells it (upper case) or lower-cased."""
+    data = {"address": "Jl. Ijen 1", "reason": "birth", "note": "Siti Rahayu"}
+    error = "no household at JL. IJEN 1 for siti rahayu (Birth); Siti Rahayu.Jl. Ijen 1"
+    masked = mask_error(error, CARD, data)
+    assert masked == "no household at *** for *** (Birth); ***.***"
+    assert "siti" not in masked.lower() and "ijen" not in masked.lower()
+
+
 def test_a_subject_is_masked_when_the_contract_says_it_is_personal() -> None:
     dinkes = ImmunisationScheduled.__contract__
     assert dinkes.personal_subject and not CARD.personal_subject

@@ -312,6 +312,15 @@ async def test_replay_without_the_right_token_is_refused_and_changes_nothing(
         as_cookie = await http.post("/api/replay", json=body, headers={"Cookie": f"token={TOKEN}"})
         # CSRF: a cross-site form can send neither the header nor a JSON body.
         form = await http.post("/api/replay", data={"refs": "x"}, headers=bearer())
+        # A page of another site would need a CORS preflight to send the header: none is granted.
+        preflight = await http.options(
+            "/api/replay",
+            headers={
+                "Origin": "https://evil.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
         text = await http.post(
             "/api/replay", content=b"{}", headers={**bearer(), "Content-Type": "text/plain"}
         )
@@ -324,6 +333,8 @@ async def test_replay_without_the_right_token_is_refused_and_changes_nothing(
     assert "Authorization: Bearer" in error_of(anonymous)["message"]
     for refused in (form, text):
         assert refused.status_code == 415 and error_of(refused)["code"] == "unsupported_media_type"
+    assert preflight.status_code == 405
+    assert not [h for h in preflight.headers if h.startswith("access-control-")]
     assert await redis.xlen(DEAD) == 1 and await pending_of(redis) == []
 
     async with serving(redis_url, token=None) as (_, http):  # started without a token
@@ -436,7 +447,68 @@ async def test_bad_input_gets_a_clear_json_error(redis: Redis, redis_url: str) -
         wrong_method = await http.get("/api/replay")
         assert wrong_method.status_code == 405
         assert error_of(wrong_method)["code"] == "method_not_allowed"
+        assert wrong_method.headers["allow"] == "POST"
     assert await redis.xlen(DEAD) == 1  # nothing of that touched it
+
+
+async def test_an_event_id_built_from_a_nik_is_masked_wherever_the_dashboard_shows_it(
+    redis: Redis, redis_url: str
+) -> None:
+    await dead_letters(redis, redis_url, f"death-{NIK}")  # a careless adapter's event id
+    async with serving(redis_url) as (_, http):
+        listed = await http.get("/api/dead-letters")
+        texts = [(await http.get(path)).text for path in ("/", "/api/status", "/api/flowmap.svg")]
+    [queue] = listed.json()["queues"]
+    [letter] = queue["dead_letters"]
+    assert letter["event_id"] == "death-***" and letter["type"] == "dukcapil.citizen.died.v1"
+    assert all(NIK not in text for text in [listed.text, *texts])
+
+
+async def test_a_flood_of_dead_letter_listings_costs_redis_one_read_not_one_per_request(
+    redis: Redis, redis_url: str
+) -> None:
+    """The listing is open to whoever reaches the page: it must not multiply reads of Redis,
+    which the whole bus shares."""
+    await dead_letters(redis, redis_url, "death-1")
+
+    async def xranges() -> int:
+        stats = await redis.info("commandstats")
+        return int(stats.get("cmdstat_xrange", {}).get("calls", 0))
+
+    async with serving(redis_url, refresh_s=60, sample_s=300) as (_, http):
+        first = await http.get("/api/dead-letters")
+        before = await xranges()
+        answers = await asyncio.gather(*(http.get("/api/dead-letters") for _ in range(30)))
+        spent = await xranges() - before
+        [letter] = first.json()["queues"][0]["dead_letters"]
+        replayed = await http.post(
+            "/api/replay",
+            json={"refs": [{"stream": STREAM, "group": "dinsos", "id": letter["id"]}]},
+            headers=bearer(),
+        )
+        after = await http.get("/api/dead-letters")  # a replay is seen at once
+    assert all(a.status_code == 200 and a.json() == first.json() for a in answers)
+    assert spent < 5, spent  # was 30: one XRANGE per request
+    assert replayed.status_code == 200 and after.json() == {"total": 0, "queues": []}
+
+
+async def test_a_chunked_replay_body_past_the_limit_is_refused_before_it_ends(
+    redis_url: str,
+) -> None:
+    async with serving(redis_url) as (_, http):
+        assert http.base_url.host and http.base_url.port
+        reader, writer = await asyncio.open_connection(http.base_url.host, http.base_url.port)
+        head = (
+            "POST /api/replay HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        chunk = b"[" * 100_000  # past the 64 KiB limit, and the body never ends
+        writer.write(head.encode() + f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        try:
+            answer = await reader.readuntil(b"too_large")
+        finally:
+            writer.close()
+    assert answer.startswith(b"HTTP/1.1 413 "), answer  # not the 408 of a body read to its end
 
 
 async def test_redis_down_gives_clear_json_errors_and_the_monitor_recovers(

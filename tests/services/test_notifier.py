@@ -22,7 +22,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from redis.asyncio import Redis
 
-from bus import Publisher, keys
+from bus import Publisher, keys, serving_http
 from bus.local.redis import free_port
 from bus.settings import Settings
 from bus.store import Store
@@ -571,7 +571,10 @@ async def test_the_api_wants_the_bearer_token_and_serves_inbox_and_contact(
     async with notifier.service.running(), httpx.AsyncClient(timeout=5) as client:
         base = f"{notifier.service.http_url}/accounts/{ACCOUNT}"
         # The super-app writes the contact address.
-        assert (await client.put(f"{base}/contact", json={"email": EMAIL})).status_code == 401
+        with capture_logs() as logs:
+            assert (await client.put(f"{base}/contact", json={"email": EMAIL})).status_code == 401
+        [refusal] = [e for e in logs if e["event"] == "api_refused"]
+        assert (refusal["status"], refusal["client"]) == (401, "127.0.0.1")
         bad = await client.put(f"{base}/contact", json={"email": "warga@"}, headers=auth)
         assert bad.status_code == 422 and "warga@" not in bad.text
         assert (await client.put(f"{base}/contact", content=b"{", headers=auth)).status_code == 422
@@ -777,3 +780,31 @@ async def test_an_smtp_outage_longer_than_the_retry_budget_dead_letters_nothing(
         assert len(smtp_down.mailbox.received) == 1
         assert await redis.xlen(dlq) == 0
         assert notifier.service.health.dependency_down is None
+
+
+async def test_a_contact_body_json_cannot_hold_is_refused_clearly_and_changes_nothing(
+    sqlite_url: str,
+) -> None:
+    notifier = Notifier(Store(sqlite_url), smtp=SmtpSettings(), token=TOKEN)
+    await notifier.open()
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    cases = [
+        ('{"email": ' + "[" * 100 + "]" * 100 + "}", 400, "deeper than 32"),
+        ('{"email": ' + "9" * 1_000 + "}", 400, "more than 64 digits"),
+        ('{"email": "' + "a" * 5_000 + '@example.go.id"}', 413, "exceeds 4096 bytes"),
+        ('{"email": ' + "[" * 20_000 + "]" * 20_000 + "}", 413, "exceeds 4096 bytes"),
+        ("{", 422, "email"),
+    ]
+    try:
+        app = notifier.service.http_app
+        assert app is not None
+        async with serving_http(app) as url, httpx.AsyncClient(timeout=5) as client:
+            contact = f"{url}/accounts/{ACCOUNT}/contact"
+            answers = [await client.put(contact, content=body, headers=auth) for body, *_ in cases]
+            done = await client.put(contact, json={"email": EMAIL}, headers=auth)
+    finally:
+        await notifier.store.close()
+    for answer, (_, status, words) in zip(answers, cases, strict=True):
+        assert answer.status_code == status, answer.text
+        assert words in answer.json()["error"] and "Traceback" not in answer.text
+    assert done.status_code == 204

@@ -36,15 +36,10 @@ class TooLarge(Exception):
 
 async def read(request: Request, limit: int) -> bytes:
     """The body, refused as soon as it is known to pass ``limit`` (declared or streamed)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise TooLarge
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise TooLarge
-    return bytes(body)
+    try:
+        return await http.read_body(request, limit)
+    except BadRequestBody:  # too_large, its only refusal
+        raise TooLarge from None
 
 
 def decode(body: bytes, content_type: str) -> Mapping[str, Any] | Malformed:

@@ -20,7 +20,8 @@ What the answer means, and what the legacy app should do with it:
 * **503** with ``Retry-After``: Redis is unreachable and nothing was kept. Retry with backoff.
 
 Logs (stable names, no payloads, no personal data): ``webhook_received``, ``webhook_published``,
-``webhook_rejected`` (status, reason and the names of the failed fields), ``webhook_unavailable``.
+``webhook_rejected`` (status, reason and the names of the failed fields; for a refused token the
+client's address), ``webhook_unavailable``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from bus.adapter.quarantine import Quarantine
 from bus.adapter.records import Mapper, Problem, Record, Rejected, map_to_envelope, record_event_id
 from bus.adapter.sources._body import Malformed, TooLarge, decode, kept_body, read
 from bus.connection import TRANSIENT
+from bus.devmaterial import refuse_dev_token
 from bus.envelope import Envelope
 from bus.errors import ConfigurationError, RedisUnavailable
 from bus.http import running, serve
@@ -85,6 +87,7 @@ class Webhook:
             raise ConfigurationError(f"max_body must be 1 byte to 16 MiB, got {max_body}")
         if token is not None and len(token) < 16:
             raise ConfigurationError("a webhook token must be at least 16 characters")
+        refuse_dev_token(token, f"the token of webhook {name}")
         self.name = name
         self.source_name = source_name
         self.mapper = mapper
@@ -98,6 +101,11 @@ class Webhook:
         self._naive_timezone = naive_timezone
         self._token = token.encode() if token is not None else None
 
+    @property
+    def open(self) -> bool:
+        """Whether it takes records without a token (from anyone who reaches it)."""
+        return self._token is None
+
     def app(self, *, path: str = "/") -> Starlette:
         """The ASGI app: ``POST <path>`` receives records, ``GET /healthz`` checks Redis."""
         return Starlette(
@@ -110,7 +118,9 @@ class Webhook:
     async def receive(self, request: Request) -> Response:
         if not self._authorised(request):
             message = "send the header Authorization: Bearer <token> with this webhook's token"
-            return self._refuse(401, "unauthorised", message, {"WWW-Authenticate": "Bearer"})
+            client = request.client.host if request.client else "unknown"
+            headers = {"WWW-Authenticate": "Bearer"}
+            return self._refuse(401, "unauthorised", message, headers, client=client)
         try:
             body = await read(request, self.max_body)
         except TooLarge:
@@ -161,7 +171,7 @@ class Webhook:
         _log.info(
             "webhook_published",
             adapter=self.name,
-            record_key=record.key,
+            record_key=mask_text(record.key),  # a legacy key may be a NIK
             record_version=record.version,
             event_id=published.event_id,
             type=envelope.type,
@@ -202,7 +212,7 @@ class Webhook:
             adapter=self.name,
             status=status,
             reason=reason,
-            record_key=record.key,
+            record_key=mask_text(record.key),  # a legacy key may be a NIK
             record_version=record.version,
             fields=[p.field for p in problems],
             quarantined=True,
@@ -228,13 +238,16 @@ class Webhook:
         headers: Mapping[str, str] | None = None,
         *,
         quarantined: bool = False,
+        client: str | None = None,
     ) -> Response:
+        named = {"client": client} if client is not None else {}  # a refused token: who tried
         _log.info(
             "webhook_rejected",
             adapter=self.name,
             status=status,
             reason=reason,
             quarantined=quarantined,
+            **named,
         )
         body = {"error": message, "quarantined": quarantined}
         return JSONResponse(body, status_code=status, headers=headers)

@@ -50,9 +50,7 @@ def make(redis: Redis, **options: Any) -> Webhook:
         mapper=map_rejection,
         publisher=Publisher(redis, source=SOURCE),
         quarantine=Quarantine(redis, "test-hook"),
-        key="no",
-        version="rev",
-        **options,
+        **{"key": "no", "version": "rev", **options},
     )
 
 
@@ -238,13 +236,18 @@ async def test_on_an_intake_a_conflict_is_seen_after_the_router_trimmed_the_firs
 async def test_a_bearer_token_is_required_when_configured(
     redis: Redis, client: httpx.AsyncClient
 ) -> None:
-    async with running(make(redis, token=TOKEN).app(path="/keputusan")) as base:
-        url = f"{base}/keputusan"
-        missing = await client.post(url, json=good())
-        wrong = await client.post(url, json=good(), headers={"authorization": "Bearer nope"})
-        right = await client.post(url, json=good(), headers={"authorization": f"Bearer {TOKEN}"})
+    with capture_logs() as logs:
+        async with running(make(redis, token=TOKEN).app(path="/keputusan")) as base:
+            url = f"{base}/keputusan"
+            missing = await client.post(url, json=good())
+            wrong = await client.post(url, json=good(), headers={"authorization": "Bearer nope"})
+            auth = {"authorization": f"Bearer {TOKEN}"}
+            right = await client.post(url, json=good(), headers=auth)
 
     assert missing.status_code == wrong.status_code == 401
+    refused = [e for e in logs if e["event"] == "webhook_rejected"]
+    assert [(e["status"], e["client"]) for e in refused] == [(401, "127.0.0.1")] * 2
+    assert all(TOKEN not in str(e) and "nope" not in str(e) for e in logs)
     assert missing.headers["www-authenticate"] == "Bearer"
     assert right.status_code == 201
     assert await Quarantine(redis, "test-hook").count() == 0
@@ -340,3 +343,18 @@ async def test_a_body_json_cannot_hold_is_a_400_quarantined_and_no_traceback_is_
     # A server error would reach uvicorn's logger with the traceback as text.
     assert not [r for r in caplog.records if r.exc_info], caplog.text
     assert "Traceback" not in caplog.text + capfd.readouterr().err
+
+
+async def test_a_record_keyed_by_a_nik_is_logged_without_it(
+    redis: Redis, client: httpx.AsyncClient
+) -> None:
+    """A legacy application may key its records by a person's NIK: the logs mask it."""
+    with capture_logs() as logs:
+        async with running(make(redis, key="nik").app()) as url:
+            published = await client.post(url, json=good())
+            refused = await client.post(url, json={**good(rev=2), "no": None})  # no application_no
+    assert published.status_code == 201 and refused.status_code == 422
+    keyed = [e for e in logs if "record_key" in e]
+    assert {e["event"] for e in keyed} == {"webhook_published", "webhook_rejected"}
+    assert all(e["record_key"] == "***" for e in keyed)
+    assert NIK not in str(logs)

@@ -139,6 +139,38 @@ def test_serve_answers_the_legacy_app_and_stops_on_sigterm(redis_url: str) -> No
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
 
 
+@pytest.mark.slow
+def test_serve_warns_when_the_webhook_takes_records_without_a_token(
+    redis_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "open_hook.py").write_text(
+        "from adapters import dpmptsp\n\n\n"
+        "def factory(redis):\n"
+        "    return dpmptsp.webhook(redis, token=None, signer=None)\n"
+    )
+    port = free_port()
+    env = dict(
+        os.environ,
+        SIMPUL_REDIS_URL=redis_url,
+        SIMPUL_LOG_FORMAT="json",
+        PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+    )
+    command = [sys.executable, "-m", "bus.cli.app", "adapter", "serve", "open_hook:factory"]
+    proc = subprocess.Popen(
+        [*command, "--port", str(port)], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        answer = _post_when_up(f"http://127.0.0.1:{port}/", {}, "no-token-needed", proc)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert answer.status_code == 422  # taken without a token (and quarantined: not a permit)
+    assert "has no token: anyone who reaches 127.0.0.1" in err
+    assert '"event": "webhook_without_token"' in err
+
+
 def _post_when_up(
     url: str, payload: Any, token: str, proc: subprocess.Popen[str]
 ) -> httpx.Response:

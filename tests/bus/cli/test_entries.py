@@ -35,7 +35,7 @@ def test_tail_masks_personal_fields_unless_revealed_and_logs_the_reveal(client: 
     publish(client, 2)
     unknown = fields_of(
         died(NIKS[2]),
-        "odd",
+        f"odd-{NIKS[3]}",  # an id built from a NIK
         type="dukcapil.citizen.vanished.v1",
         dataschema="simpul:dukcapil.citizen.vanished:1.0",
     )
@@ -55,7 +55,7 @@ def test_tail_masks_personal_fields_unless_revealed_and_logs_the_reveal(client: 
     lines = [json.loads(line) for line in as_json.stdout.splitlines()]
     assert [line.get("type") for line in lines] == ["dukcapil.citizen.vanished.v1", None]
     assert lines[0]["data"] == {"nik": "<16 digits>", "email": "<text, 16 characters>"}
-    assert lines[0]["known_type"] is False
+    assert lines[0]["known_type"] is False and lines[0]["id"] == "odd-***"
     assert not [e for e in logs if e["event"] == "tail_revealed"]
 
     with capture_logs() as logs:
