@@ -22,7 +22,9 @@ concurrent PHP-like writers). What each mode guarantees:
   ``source_row_committed_late`` with their count; they are not published. Like any change-column
   poller it reads states, not history: a row changed twice within a window (or between passes) is
   read in its latest version only.
-* **SQLite**: one writer at a time commits in id and stamp order, so neither needs a window.
+* **SQLite**: one writer at a time takes ids (an outbox's) in commit order, and stamps the
+  statement itself writes (``CURRENT_TIMESTAMP``), so neither needs a window; a stamp the
+  application took before it wrote is not in commit order, and its row may be skipped.
 
 Change-data-capture (:mod:`bus.adapter.sources.logical`) has none of these limits and is the default
 where the DBA can enable it. Rows whose ordering columns are NULL cannot be placed in the order:
