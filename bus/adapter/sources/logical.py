@@ -181,8 +181,8 @@ class LogicalSource:
         stream from: ``("stream", position)``; ``("snapshot", _)`` (the slot is then created
         by :meth:`_snapshot`); ``("reread", (slot start, 0))`` when a snapshot died mid-way
         and its slot, never confirmed, still starts where that snapshot was taken."""
-        if position is None and self._snapshot_done:
-            # This source took the snapshot, but it held no rows, so no checkpoint says so.
+        if self._snapshot_done and (position is None or position[0] == "snapshot"):
+            # This source read the whole table, but it held no rows, so no checkpoint says so.
             position = ("stream", self._wal_start, 0)
         conn = await self._connection()
         await check_server(conn)
