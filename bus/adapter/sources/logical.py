@@ -179,8 +179,8 @@ class LogicalSource:
     async def _prepare(self, position: _Parsed) -> tuple[str, tuple[int, int | None]]:
         """Check the database, ensure the publication; what comes first and the position to
         stream from: ``("stream", position)``; ``("snapshot", _)`` (the slot is then created
-        by :meth:`_snapshot`); ``("reread", (slot start, 0))`` when a snapshot died mid-way
-        and its slot, never confirmed, still starts where that snapshot was taken."""
+        by :meth:`_snapshot`); ``("reread", (slot position, 0))`` when a snapshot died mid-way
+        and its slot is still there."""
         if self._snapshot_done and (position is None or position[0] == "snapshot"):
             # This source read the whole table, but it held no rows, so no checkpoint says so.
             position = ("stream", self._wal_start, 0)
@@ -195,15 +195,13 @@ class LogicalSource:
             if slot is None:
                 raise slot_missing(self.slot, self.table)
             return "stream", (position[1], position[2])
-        if (
-            position is not None
-            and slot is not None
-            and lsn_int(str(slot["confirmed"])) == position[1]
-        ):
-            # The snapshot's own slot, still at its start: every change since is in it.
-            return "reread", (position[1], 0)
+        if position is not None and slot is not None:
+            # A snapshot died mid-way. Its slot never confirms what is not published: every
+            # change after its confirmed position (the snapshot's point, unless a run re-read
+            # an empty table and streamed on) is still in it.
+            return "reread", (lsn_int(str(slot["confirmed"])), 0)
         if self.snapshot:
-            if slot is not None:  # a reset checkpoint (or a slot moved on since)
+            if slot is not None:  # a reset checkpoint
                 _log.warning("replication_slot_recreated", source=self.name, slot=self.slot)
                 await self._drop_connections()  # ours must not hold the slot
                 await self._drop_slot(conn)
