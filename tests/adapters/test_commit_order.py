@@ -1,4 +1,5 @@
-"""Transactions that commit out of order against their ids and stamps, on a real PostgreSQL.
+"""Transactions that commit out of order against their ids and stamps, on a real PostgreSQL
+(and, for a stamp the application takes before it writes, on SQLite).
 
 Polling by a high-water mark skips a row whose transaction commits after a later row was read;
 these tests show the hole with one deterministic interleaving, then show change-data-capture,
@@ -9,6 +10,7 @@ outbox delivering 8 concurrent writers' row versions exactly once, the latest ve
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +21,7 @@ import pytest
 from redis.asyncio import Redis
 
 from adapters import dukcapil
-from adapters.dukcapil.fixtures import as_params, rows
+from adapters.dukcapil.fixtures import as_params, create_sqlite, rows
 from adapters.dukcapil.schema import insert_sql
 from bus.adapter import Adapter
 from bus.adapter.sources.sql import PostgresDatabase, SqliteDatabase, SqlSource
@@ -199,3 +201,43 @@ def test_the_safe_modes_are_the_defaults_on_postgresql_and_sqlite_needs_none(
     assert SqlSource.by_outbox(
         single_writer, outbox_table="o", outbox_id="no", key="k", version="v", name="t"
     ).order_by == ("no",)
+
+
+async def test_on_sqlite_a_stamp_taken_before_another_writer_commits_is_behind_the_mark(
+    tmp_path: Path,
+) -> None:
+    """SQLite has one writer at a time, so ids (the outbox's) are taken in commit order; but a
+    stamp the application takes before its write (a PHP request's ``$now``) is not: a writer
+    that stamps, then loses the race for the write lock, commits a row behind the mark."""
+    path = tmp_path / "siak.db"
+    create_sqlite(path)
+    sources = {
+        "change column": dukcapil.source(SqliteDatabase(path)),
+        "outbox": dukcapil.source(SqliteDatabase(path), outbox=True),
+    }
+    read: dict[str, list[str]] = {name: [] for name in sources}
+    after: dict[str, Any] = dict.fromkeys(sources)
+
+    async def poll() -> None:
+        for name, source in sources.items():
+            async for batch in source.batches(after[name], size=100):
+                read[name] += [r.key for r in batch]
+                after[name] = batch[-1].position
+
+    first, second = rows(2, seed=5, first_id=1)
+    a, b = sqlite3.connect(path), sqlite3.connect(path)
+    try:
+        stamp = now_wib()  # A's request takes its clock, then does other work
+        later = {**second, "updated_at": stamp + timedelta(milliseconds=1)}
+        b.execute(insert_sql("sqlite"), as_params(later, "sqlite"))  # B writes and commits
+        b.commit()
+        await poll()
+        a.execute(insert_sql("sqlite"), as_params({**first, "updated_at": stamp}, "sqlite"))
+        a.commit()
+        await poll()
+    finally:
+        a.close()
+        b.close()
+        for source in sources.values():
+            await source.db.close()
+    assert read == {"change column": ["2"], "outbox": ["2", "1"]}

@@ -164,6 +164,41 @@ async def test_the_snapshot_and_the_stream_meet_without_gap_or_double_under_conc
     assert_each_version_once_latest_last([v for v in stream if v in after_snapshot], after_snapshot)
 
 
+async def test_a_run_that_dies_mid_snapshot_publishes_every_change_after_the_first_snapshot(
+    postgres_url: str, slot: str
+) -> None:
+    """The snapshot's first batch is published, the run dies; rows already read and rows not
+    yet read are then updated twice each. The restart reads the table again and streams the
+    first snapshot's slot: every version committed after the first snapshot is published; only
+    an unread row's state *at* the first snapshot, replaced before the restart, is not."""
+    load_postgres(postgres_url, list(rows(300, seed=3, first_id=1)))
+    source = siak_cdc.source(postgres_url, slot)
+    reading = source.batches(None, size=100)
+    first = await anext(reading)  # published, then the adapter dies
+    await reading.aclose()
+    await source.close()
+    read_first = {r.key for r in first}
+    done, not_yet = sorted(read_first, key=int)[5], "250"
+    assert not_yet not in read_first
+    execute(
+        postgres_url,
+        *(
+            f"UPDATE peristiwa SET versi = {v} WHERE id_peristiwa = {key}"
+            for key in (done, not_yet)
+            for v in (2, 3)
+        ),
+    )
+    again = siak_cdc.source(postgres_url, slot)
+    try:
+        rest = await read_all(again, first[-1].position)
+    finally:
+        await again.close()
+    published = {(r.key, r.version) for r in [*first, *rest]}
+    assert {(done, "2"), (done, "3"), (not_yet, "2"), (not_yet, "3")} <= published
+    assert {r.key for r in [*first, *rest]} == {str(n) for n in range(1, 301)}
+    assert rest[-1].position[0] == "stream", "caught up: the checkpoint is in the stream"
+
+
 async def test_lag_reports_the_slot_and_warns_when_it_retains_too_much_wal(
     postgres_url: str, slot: str
 ) -> None:

@@ -168,3 +168,23 @@ def test_a_reader_error_quoting_row_values_is_reported_without_them() -> None:
     message = str(server.translate(decoding, "peristiwa"))
     assert "UnicodeDecodeError" in message
     assert "Siti" not in message, "never a value of the row"
+
+
+async def test_a_connection_lost_while_asking_for_the_binlog_end_is_reported_as_such(
+    mysql_url: str,
+) -> None:
+    """SHOW MASTER STATUS failing because the connection went away is not MySQL 8.4 refusing the
+    old name: the error says the server is unavailable, not that SHOW BINARY LOG STATUS is bad
+    syntax (what MariaDB answers the fallback)."""
+    server = Server(connection_settings(mysql_url))
+    try:
+        await server.binlog_end()
+        found = await server.fetch("SELECT CONNECTION_ID() AS id")
+        with mysql_connect(mysql_url) as conn, conn.cursor() as cursor:
+            cursor.execute(f"KILL CONNECTION {int(found[0]['id'])}")
+        with pytest.raises(SourceError) as raised:
+            await server.binlog_end()
+    finally:
+        await server.close()
+    assert "syntax" not in str(raised.value), str(raised.value)
+    assert "unavailable" in str(raised.value)

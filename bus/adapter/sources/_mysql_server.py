@@ -24,6 +24,7 @@ __all__ = ["Server", "Snapshot", "binlog_missing"]
 Row = dict[str, Any]
 _PURGED = 1236  # ER_MASTER_FATAL_ERROR_READING_BINLOG: the file or position is gone
 _DENIED = {1045, 1227}
+_PARSE_ERROR = 1064  # ER_PARSE_ERROR: what MySQL 8.4 answers SHOW MASTER STATUS
 # SHOW GRANTS spells these differently across versions (MariaDB 10.5+ renamed REPLICATION
 # CLIENT to BINLOG MONITOR and accepts REPLICA for SLAVE).
 _STREAM_GRANTS = ("REPLICATION SLAVE", "REPLICATION REPLICA", "ALL PRIVILEGES")
@@ -41,6 +42,12 @@ def binlog_missing(
         "binlog_expire_logs_seconds, then take a new snapshot: `simpul checkpoint reset` of "
         "this adapter (its events are republished under the same ids, duplicates dropped)"
     )
+
+
+def _code(error: BaseException | None) -> int | None:
+    """The server's error number of a driver error, if it has one."""
+    args = error.args if error is not None else ()
+    return args[0] if args and isinstance(args[0], int) else None
 
 
 class Server(MySqlDatabase):
@@ -97,8 +104,10 @@ class Server(MySqlDatabase):
     async def _binlog_status(self) -> list[Row]:
         try:
             rows = await self.fetch("SHOW MASTER STATUS")
-        except SourceError:  # MySQL 8.4 knows only the new name
-            rows = await self.fetch("SHOW BINARY LOG STATUS")
+        except SourceError as exc:
+            if _code(exc.__cause__) != _PARSE_ERROR:  # a lost connection, not an unknown name
+                raise
+            rows = await self.fetch("SHOW BINARY LOG STATUS")  # MySQL 8.4 knows only this one
         if not rows:
             raise ConfigurationError(
                 f"the binary log is off on {where(self.settings)} (log_bin=OFF): set log_bin "
@@ -124,7 +133,7 @@ class Server(MySqlDatabase):
 
     def translate(self, error: BaseException, source: str) -> Exception:
         """The reader thread's error as the error an operator acts on."""
-        code = error.args[0] if error.args and isinstance(error.args[0], int) else None
+        code = _code(error)
         if code == _PURGED:
             return ConfigurationError(
                 f"binlog source {source}: the server cannot send the binlog from the checkpoint "

@@ -8,7 +8,10 @@ streamed on a replication connection (decision 0007, docs/adapters/cdc.md).
 * **Initial snapshot.** The first run creates the slot and, in the same command, exports a
   snapshot taken exactly at the slot's starting point; the table's rows are read in that snapshot
   (as inserts), then the stream continues from that point: no gap, no double. A run that dies
-  mid-snapshot starts the snapshot again with a new slot (the exported snapshot died with it).
+  mid-snapshot keeps the slot, still at that point, reads the table again as it is now (the
+  exported snapshot died with the run), then streams from the slot's start: every change
+  committed after the first snapshot is published; an unread row's state *at* it, replaced
+  before the restart, is the one thing skipped.
 * **Stream.** Whole transactions in commit order; a record's position is (commit LSN, changes of
   that transaction done), so a resumed run skips exactly what was published. The slot is
   confirmed (and the database may recycle the WAL) only once the runner asked for the next
@@ -117,11 +120,14 @@ class LogicalSource:
 
     async def batches(self, after: Position, *, size: int) -> AsyncIterator[Sequence[Record]]:
         try:
-            resume = await self._prepare(_parse(after, self.name))
-            if resume is None:
+            kind, resume = await self._prepare(_parse(after, self.name))
+            if kind == "snapshot":
                 async for batch in self._snapshot(size):
                     yield batch
                 resume = (self._wal_start, 0)
+            elif kind == "reread":
+                async for batch in self._reread(resume[0], size):
+                    yield batch
             async for batch in self._stream(resume, size):
                 yield batch
         except psycopg.OperationalError as exc:
@@ -170,14 +176,14 @@ class LogicalSource:
 
     # -- setting up -------------------------------------------------------------------------
 
-    async def _prepare(
-        self, position: tuple[int, int | None] | None
-    ) -> tuple[int, int | None] | None:
-        """Check the database, ensure the publication; the position to stream from, or None
-        when a snapshot comes first (the slot is then created by :meth:`_snapshot`)."""
-        if position is None and self._snapshot_done:
-            # This source took the snapshot, but it held no rows, so no checkpoint says so.
-            position = (self._wal_start, 0)
+    async def _prepare(self, position: _Parsed) -> tuple[str, tuple[int, int | None]]:
+        """Check the database, ensure the publication; what comes first and the position to
+        stream from: ``("stream", position)``; ``("snapshot", _)`` (the slot is then created
+        by :meth:`_snapshot`); ``("reread", (slot position, 0))`` when a snapshot died mid-way
+        and its slot is still there."""
+        if self._snapshot_done and (position is None or position[0] == "snapshot"):
+            # This source read the whole table, but it held no rows, so no checkpoint says so.
+            position = ("stream", self._wal_start, 0)
         conn = await self._connection()
         await check_server(conn)
         self._relid = await check_table(conn, self.table, self.key, self.changes)
@@ -185,23 +191,28 @@ class LogicalSource:
         slot = await self._slot_state()
         if slot is not None and slot["wal_status"] == "lost":
             raise slot_lost(self.slot, self.table)
-        if position is not None:
+        if position is not None and position[0] == "stream":
             if slot is None:
                 raise slot_missing(self.slot, self.table)
-            return position
+            return "stream", (position[1], position[2])
+        if position is not None and slot is not None:
+            # A snapshot died mid-way. Its slot never confirms what is not published: every
+            # change after its confirmed position (the snapshot's point, unless a run re-read
+            # an empty table and streamed on) is still in it.
+            return "reread", (lsn_int(str(slot["confirmed"])), 0)
         if self.snapshot:
-            if slot is not None:  # a snapshot that died mid-way, or a reset checkpoint
+            if slot is not None:  # a reset checkpoint
                 _log.warning("replication_slot_recreated", source=self.name, slot=self.slot)
                 await self._drop_connections()  # ours must not hold the slot
                 await self._drop_slot(conn)
-            return None
+            return "snapshot", (0, 0)
         if slot is None:
             await conn.execute(
                 "SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", [self.slot]
             )
             slot = await self._slot_state()
             assert slot is not None
-        return (lsn_int(str(slot["confirmed"])), 0)
+        return "stream", (lsn_int(str(slot["confirmed"])), 0)
 
     async def _ensure_publication(self, conn: psycopg.AsyncConnection[Row]) -> None:
         cursor = await conn.execute(
@@ -277,21 +288,53 @@ class LogicalSource:
             await reader.execute(
                 sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(exported))
             )
-            cursor = reader.cursor(name="simpul_snapshot")
-            await cursor.execute(sql.SQL("SELECT * FROM {}").format(table_sql(self.table)))
-            at = ["snapshot", lsn_text(consistent), None]
-            # Not the bare LSN: a change's version is its LSN, and the first change after the
-            # snapshot may sit exactly at the snapshot's point.
-            version = f"snapshot@{lsn_text(consistent)}"
-            held = [
-                self._record(row, at, "insert", version) for row in await cursor.fetchmany(size)
-            ]
-            while held:
-                following = await cursor.fetchmany(size)
-                if not following:  # the last batch: after it, stream from the slot's start
-                    held[-1] = replace(held[-1], position=["stream", lsn_text(consistent), 0])
-                yield held
-                held = [self._record(row, at, "insert", version) for row in following]
+            async for batch in self._read_table(reader, consistent, size):
+                yield batch
+            self._snapshot_done = True
+        finally:
+            await reader.close()
+
+    async def _read_table(
+        self, reader: psycopg.AsyncConnection[Row], start: int, size: int
+    ) -> AsyncIterator[Sequence[Record]]:
+        """Every row, as inserts of the snapshot taken at ``start``; the last record's position
+        says "stream from ``start``"."""
+        cursor = reader.cursor(name="simpul_snapshot")
+        await cursor.execute(sql.SQL("SELECT * FROM {}").format(table_sql(self.table)))
+        at = ["snapshot", lsn_text(start), None]
+        # Not the bare LSN: a change's version is its LSN, and the first change after the
+        # snapshot may sit exactly at the snapshot's point.
+        version = f"snapshot@{lsn_text(start)}"
+        held = [self._record(row, at, "insert", version) for row in await cursor.fetchmany(size)]
+        while held:
+            following = await cursor.fetchmany(size)
+            if not following:  # the last batch: after it, stream from the slot's start
+                held[-1] = replace(held[-1], position=["stream", lsn_text(start), 0])
+            yield held
+            held = [self._record(row, at, "insert", version) for row in following]
+
+    async def _reread(self, start: int, size: int) -> AsyncIterator[Sequence[Record]]:
+        """The table again, after a run died in the snapshot of the slot that starts at
+        ``start``: the snapshot exported there died with that run, so the rows are read as they
+        are now, and the stream from ``start`` then brings every change committed since. Rows
+        unchanged since map to the ids they had (duplicates); a changed row is published in its
+        current version, then its changes follow; only an unread row's state *at* ``start``,
+        replaced before this run, is not published."""
+        await self._drop_connections()
+        self._wal_start = start
+        self._snapshot_done = False
+        _log.warning(
+            "replication_snapshot_resumed",
+            source=self.name,
+            slot=self.slot,
+            position=lsn_text(start),
+        )
+        reader = await psycopg.AsyncConnection.connect(self.conninfo, row_factory=dict_row)
+        try:
+            await reader.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
+            await reader.set_read_only(True)
+            async for batch in self._read_table(reader, start, size):
+                yield batch
             self._snapshot_done = True
         finally:
             await reader.close()
@@ -450,13 +493,14 @@ class LogicalSource:
             await wal.close()
 
 
-def _parse(after: Position, source: str) -> tuple[int, int | None] | None:
+_Parsed = tuple[str, int, int | None] | None  # ("stream" | "snapshot", LSN, changes done)
+
+
+def _parse(after: Position, source: str) -> _Parsed:
     if after is None:
         return None
     if isinstance(after, list) and len(after) == 3 and after[0] in ("stream", "snapshot"):
-        if after[0] == "snapshot":
-            return None  # the exported snapshot died with the run: start again
-        return lsn_int(after[1]), after[2]
+        return after[0], lsn_int(after[1]), after[2]
     raise ConfigurationError(
         f"position {after!r} does not fit change-data-capture source {source!r}: was the "
         "checkpoint written by another source?"

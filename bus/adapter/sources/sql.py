@@ -13,15 +13,18 @@ concurrent PHP-like writers). What each mode guarantees:
   ``(txid, outbox_id)``. Every such transaction has finished and no new one can get a lower id,
   so nothing is skipped: every committed row version exactly once. A long transaction anywhere in
   the cluster delays reading (never loses rows). :func:`outbox_ddl` prints the table and trigger.
-* **change column, PostgreSQL and other servers** (``by_change_column``, default ``settle=5``):
-  only rows whose change column is older than ``settle`` seconds are read, so a transaction that
+* **change column, PostgreSQL and other servers** (``by_change_column``, default ``settle=5``): only
+  rows whose change column is older than ``settle`` seconds are read (one second more when the
+  column holds whole seconds, which stand for a moment up to a second later), so a transaction that
   commits within ``settle`` seconds of stamping its rows is never skipped. The remaining hole: a
-  transaction open longer than that (or a clock skew between the writers and the adapter larger
-  than that). Such rows are detected after the fact, within a look-back of ten windows, and
-  logged as ``source_row_committed_late`` with their count; they are not published. Like any
-  change-column poller it reads states, not history: a row changed twice within a window (or
-  between passes) is read in its latest version only.
-* **SQLite**: one writer at a time commits in id and stamp order, so neither needs a window.
+  transaction open longer than that (or a clock skew between the writers and the adapter larger than
+  that). Such rows are detected after the fact, within a look-back of ten windows, and logged as
+  ``source_row_committed_late`` with their count; they are not published. Like any change-column
+  poller it reads states, not history: a row changed twice within a window (or between passes) is
+  read in its latest version only.
+* **SQLite**: one writer at a time takes ids (an outbox's) in commit order, and stamps the
+  statement itself writes (``CURRENT_TIMESTAMP``), so neither needs a window; a stamp the
+  application took before it wrote is not in commit order, and its row may be skipped.
 
 Change-data-capture (:mod:`bus.adapter.sources.logical`) has none of these limits and is the default
 where the DBA can enable it. Rows whose ordering columns are NULL cannot be placed in the order:
@@ -52,6 +55,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _log = get_logger("bus.adapter.sources.sql")
 _SETTLE_S = 5.0  # the default window: PHP requests commit well within it
 _LATE_LOOKBACK = 10  # windows behind the high-water mark checked for rows that committed late
+_STAMP_SAMPLE = 100  # the latest stamps looked at to learn whether the column has fractions
 _SEEN_PRUNE_AT = 20_000  # positions remembered in one pass before those out of the look-back go
 # Transaction ids as bigint (epoch and xid), comparable with what outbox_ddl() stores.
 _OLDEST_RUNNING_TXID = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
@@ -207,6 +211,7 @@ class SqlSource:
         self.committed_txid = _checked(committed_txid) if committed_txid else None
         self.settle = settle
         self._stamps_naive: bool | None = None  # learnt from the change column's values
+        self._stamp_slack = timedelta(0)  # how much older a stored stamp may be than its moment
         self._seen: set[tuple[Any, ...]] | None = None  # positions behind the mark, for late rows
 
     @classmethod
@@ -355,18 +360,27 @@ class SqlSource:
         if self._stamps_naive is None:
             column, table = self._quoted(self.order_by[0]), self._quoted(self.table)
             rows = await self.db.fetch(
-                f"SELECT {column} AS stamp FROM {table} WHERE {column} IS NOT NULL LIMIT 1", []
+                f"SELECT {column} AS stamp FROM {table} WHERE {column} IS NOT NULL "
+                f"ORDER BY {column} DESC LIMIT {_STAMP_SAMPLE}",
+                [],
             )
             if not rows:
                 return None
-            stamp = rows[0]["stamp"]
-            if not isinstance(stamp, datetime):
-                raise ConfigurationError(
-                    f"{self.table}.{self.order_by[0]} holds {type(stamp).__name__} values, not "
-                    "timestamps: a settle window needs a timestamp change column (or settle=0)"
-                )
-            self._stamps_naive = stamp.tzinfo is None
-        cutoff = datetime.now(UTC) - timedelta(seconds=self.settle)
+            stamps = [row["stamp"] for row in rows]
+            for stamp in stamps:
+                if not isinstance(stamp, datetime):
+                    raise ConfigurationError(
+                        f"{self.table}.{self.order_by[0]} holds {type(stamp).__name__} values, "
+                        "not timestamps: a settle window needs a timestamp change column (or "
+                        "settle=0)"
+                    )
+            self._stamps_naive = stamps[0].tzinfo is None
+            # Stamps to the second (a DATETIME, PHP's date(), ON UPDATE CURRENT_TIMESTAMP) are
+            # truncated, or rounded, up to a second before the moment they stand for: measured
+            # from the stored value, the window would be up to a second short of `settle`.
+            if all(stamp.microsecond == 0 for stamp in stamps):
+                self._stamp_slack = timedelta(seconds=1)
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.settle) - self._stamp_slack
         if self._stamps_naive:
             return cutoff.astimezone(self.naive_timezone).replace(tzinfo=None)
         return cutoff
