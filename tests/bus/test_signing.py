@@ -231,7 +231,7 @@ def test_publisher_signs_with_the_key_of_the_environment(
     monkeypatch.delenv("SIMPUL_SIGNING_KEY_FILE")
     with pytest.raises(ConfigurationError, match="SIMPUL_SIGNER is set"):
         Publisher(None, source=SOURCE)  # type: ignore[arg-type]
-    with pytest.raises(ConfigurationError, match="signing_key_file is not"):
+    with pytest.raises(ConfigurationError, match="SIMPUL_SIGNING_KEY_FILE is not"):
         Settings.load(signer="x")
 
 
