@@ -592,14 +592,21 @@ async def _pending(admin: Redis, key: str, n: int) -> bool:
     return int((await admin.xpending(key, "router"))["pending"]) == n
 
 
-async def test_reset_intake_moves_unsettled_events_in_order(routed: RoutedServer) -> None:
-    """Events written after a wedge but before the router read them are not lost by a reset."""
+async def _wedged_intake(routed: RoutedServer, first: str) -> tuple[Redis, Redis, Publisher]:
+    """The admin, dukcapil's client and publisher, its intake wedged by a signed death
+    ``first`` added with an id in the year 2100."""
     admin = routed.connect(ADMIN)
     redis = routed.connect("adapter-dukcapil")
-    intake = keys.intake("adapter-dukcapil")
     dukcapil = publisher(routed, "adapter-dukcapil", redis)
-    signed = dukcapil.signer.sign(dukcapil.envelope(example(CitizenDied), id="f-0"))  # type: ignore[union-attr]
-    await redis.xadd(intake, signed.to_fields(), id=FAR_FUTURE)  # type: ignore[arg-type]
+    signed = dukcapil.signer.sign(dukcapil.envelope(example(CitizenDied), id=first))  # type: ignore[union-attr]
+    await redis.xadd(keys.intake("adapter-dukcapil"), signed.to_fields(), id=FAR_FUTURE)  # type: ignore[arg-type]
+    return admin, redis, dukcapil
+
+
+async def test_reset_intake_moves_unsettled_events_in_order(routed: RoutedServer) -> None:
+    """Events written after a wedge but before the router read them are not lost by a reset."""
+    admin, redis, dukcapil = await _wedged_intake(routed, "f-0")
+    intake = keys.intake("adapter-dukcapil")
     for i in range(1, 4):
         await dukcapil.publish(example(CitizenDied), id=f"f-{i}")
     report = await reset_intake(admin, "adapter-dukcapil")
@@ -618,12 +625,8 @@ async def test_reset_intake_keeps_what_the_producer_publishes_meanwhile(
 ) -> None:
     """An intake ahead of time still takes entries: those the producer adds while the reset
     copies the old stream are in the fresh one too, in order — none dropped with the old."""
-    admin = routed.connect(ADMIN)
-    redis = routed.connect("adapter-dukcapil")
+    admin, redis, dukcapil = await _wedged_intake(routed, "m-0000")
     intake = keys.intake("adapter-dukcapil")
-    dukcapil = publisher(routed, "adapter-dukcapil", redis)
-    signed = dukcapil.signer.sign(dukcapil.envelope(example(CitizenDied), id="m-0000"))  # type: ignore[union-attr]
-    await redis.xadd(intake, signed.to_fields(), id=FAR_FUTURE)  # type: ignore[arg-type]
     await dukcapil.publish_many(
         [dukcapil.envelope(example(CitizenDied), id=f"m-{i:04d}") for i in range(1, 400)]
     )

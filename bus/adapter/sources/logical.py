@@ -281,24 +281,32 @@ class LogicalSource:
             slot=self.slot,
             position=lsn_text(consistent),
         )
+        async for batch in self._read_table(consistent, size, exported):
+            yield batch
+
+    async def _read_table(
+        self, start: int, size: int, exported: str | None = None
+    ) -> AsyncIterator[Sequence[Record]]:
+        """Every row, as inserts of the snapshot taken at ``start`` (the one ``exported`` by the
+        slot's creation, else the table as it is now); the last record's position says "stream
+        from ``start``". Marks the snapshot done once the last row is out."""
         reader = await psycopg.AsyncConnection.connect(self.conninfo, row_factory=dict_row)
         try:
             await reader.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
             await reader.set_read_only(True)
-            await reader.execute(
-                sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(exported))
-            )
-            async for batch in self._read_table(reader, consistent, size):
+            if exported is not None:
+                await reader.execute(
+                    sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(exported))
+                )
+            async for batch in self._table_rows(reader, start, size):
                 yield batch
             self._snapshot_done = True
         finally:
             await reader.close()
 
-    async def _read_table(
+    async def _table_rows(
         self, reader: psycopg.AsyncConnection[Row], start: int, size: int
     ) -> AsyncIterator[Sequence[Record]]:
-        """Every row, as inserts of the snapshot taken at ``start``; the last record's position
-        says "stream from ``start``"."""
         cursor = reader.cursor(name="simpul_snapshot")
         await cursor.execute(sql.SQL("SELECT * FROM {}").format(table_sql(self.table)))
         at = ["snapshot", lsn_text(start), None]
@@ -329,15 +337,8 @@ class LogicalSource:
             slot=self.slot,
             position=lsn_text(start),
         )
-        reader = await psycopg.AsyncConnection.connect(self.conninfo, row_factory=dict_row)
-        try:
-            await reader.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
-            await reader.set_read_only(True)
-            async for batch in self._read_table(reader, start, size):
-                yield batch
-            self._snapshot_done = True
-        finally:
-            await reader.close()
+        async for batch in self._read_table(start, size):
+            yield batch
 
     # -- the stream --------------------------------------------------------------------------
 
