@@ -1,6 +1,8 @@
 """The read-only HTTP API of the profile (Starlette), served while the service runs.
 
-    GET /persons/by-nik/{nik}              the profile of a NIK
+    POST /persons/by-nik  {"nik": "..."}   the profile of a NIK (in the body: out of URLs)
+    GET /persons/by-nik/{nik}              the same, the NIK in the path (kept for existing
+                                           clients; logged as profile_nik_in_url)
     GET /persons/by-account/{account_id}   the profile of the person a city account is linked to
     GET /access-records?limit=N            who looked up whom (roles with access_records)
 
@@ -19,6 +21,7 @@ Each token may make ``burst`` requests at once and ``per_minute`` sustained
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from pydantic import TypeAdapter, ValidationError
@@ -27,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from bus import StoreUnavailable, get_logger
+from bus import BadRequestBody, StoreUnavailable, get_logger, parse_json, read_body
 from schemas.common import NIK, AccountId
 from services._common import bearer_token
 from services.profile.metrics import LookupMetrics
@@ -39,6 +42,7 @@ _NIK: TypeAdapter[str] = TypeAdapter(NIK)
 _ACCOUNT: TypeAdapter[Any] = TypeAdapter(AccountId)
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="simpul-profile"'}
 MAX_RECORDS = 1000
+MAX_BODY = 1024  # {"nik": "<16 digits>"} with room to spare
 
 
 class Profile(Protocol):
@@ -72,11 +76,16 @@ def build(profile: Profile) -> Starlette:
     """The API over ``profile``'s store, policy and tokens."""
 
     async def by_nik(request: Request) -> JSONResponse:
-        return await _lookup(profile, request, "by-nik", _NIK, request.path_params["nik"])
+        # Every proxy and access log in between writes a URL down: the POST keeps it out.
+        _log.info("profile_nik_in_url", client=_client(request))
+        return await _lookup(profile, request, "by-nik", _NIK, _given(request.path_params["nik"]))
+
+    async def by_nik_posted(request: Request) -> JSONResponse:
+        return await _lookup(profile, request, "by-nik", _NIK, lambda: _posted_nik(request))
 
     async def by_account(request: Request) -> JSONResponse:
         value = request.path_params["account_id"]
-        return await _lookup(profile, request, "by-account", _ACCOUNT, value)
+        return await _lookup(profile, request, "by-account", _ACCOUNT, _given(value))
 
     async def access_records(request: Request) -> JSONResponse:
         lookup = "access-records"
@@ -106,6 +115,7 @@ def build(profile: Profile) -> Starlette:
 
     return Starlette(
         routes=[
+            Route("/persons/by-nik", by_nik_posted, methods=["POST"]),
             Route("/persons/by-nik/{nik}", by_nik, methods=["GET"]),
             Route("/persons/by-account/{account_id}", by_account, methods=["GET"]),
             Route("/access-records", access_records, methods=["GET"]),
@@ -113,13 +123,37 @@ def build(profile: Profile) -> Starlette:
     )
 
 
+Value = Callable[[], Awaitable["str | JSONResponse"]]
+
+
+def _given(value: str) -> Value:
+    async def given() -> str:
+        return value
+
+    return given
+
+
+async def _posted_nik(request: Request) -> str | JSONResponse:
+    """The NIK of a ``{"nik": "..."}`` body, or the answer refusing the body (never quoting it)."""
+    try:
+        body = parse_json(await read_body(request, MAX_BODY))
+    except BadRequestBody as exc:
+        status = 413 if exc.reason == "too_large" else 400
+        return _error(status, f"bad-body-{exc.reason}".replace("_", "-"), str(exc))
+    given = body.get("nik") if isinstance(body, dict) else None
+    if not isinstance(given, str):
+        return _error(422, "malformed-body", 'send {"nik": "<16 digits>"} as JSON')
+    return given
+
+
 async def _lookup(
-    profile: Profile, request: Request, lookup: str, rule: TypeAdapter[Any], value: str
+    profile: Profile, request: Request, lookup: str, rule: TypeAdapter[Any], value: Value
 ) -> JSONResponse:
     caller = await _admitted(profile, request, lookup)
     if isinstance(caller, JSONResponse):
         return caller
     counted = _Counted(profile, caller, lookup)
+    given: str | JSONResponse = ""  # a forbidden lookup is refused without reading its value
     if lookup not in caller.role.lookups:
         _log.info(
             "profile_lookup_forbidden",
@@ -127,8 +161,12 @@ async def _lookup(
             lookup=lookup,
             client=_client(request),
         )
+    else:
+        given = await value()  # a body is read only once the caller may make the lookup
+    if isinstance(given, JSONResponse):
+        return counted(given)
     try:
-        return counted(await _answer(profile, caller, lookup, rule, value))
+        return counted(await _answer(profile, caller, lookup, rule, given))
     except StoreUnavailable:
         # No answer without its access record: nothing is disclosed while the store is down.
         return counted(_unavailable(lookup))

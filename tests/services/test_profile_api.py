@@ -85,8 +85,55 @@ async def client(profile: Profile) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def lookup(client: httpx.AsyncClient, kind: str, role: str | None) -> httpx.Response:
-    path = f"/persons/by-nik/{NIK}" if kind == "by-nik" else f"/persons/by-account/{ACCOUNT}"
-    return await client.get(path, headers=bearer(role) if role else {})
+    """A lookup as the docs show it: a NIK in a POST body, an account id in the path."""
+    headers = bearer(role) if role else {}
+    if kind == "by-nik":
+        return await client.post("/persons/by-nik", json={"nik": NIK}, headers=headers)
+    return await client.get(f"/persons/by-account/{ACCOUNT}", headers=headers)
+
+
+async def test_a_nik_in_the_path_gets_the_same_answer_and_is_logged_without_it(
+    client: httpx.AsyncClient,
+) -> None:
+    """GET /persons/by-nik/{nik} stays for existing clients; the log names the client that
+    still puts a NIK into URLs (proxies and access logs write them down), never the NIK."""
+    posted = await lookup(client, "by-nik", "dinsos")
+    with capture_logs() as logs:
+        in_path = await client.get(f"/persons/by-nik/{NIK}", headers=bearer("dinsos"))
+    assert in_path.status_code == posted.status_code == 200
+    assert in_path.json() == posted.json()
+    assert [e["event"] for e in logs].count("profile_nik_in_url") == 1
+    assert NIK not in repr(logs)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        (b"not json " + NIK.encode(), 400, "bad-body-bad-json"),
+        (b'{"nik": "' + NIK.encode() + b'"' + b" " * 2000 + b"}", 413, "bad-body-too-large"),
+        (b'{"id": "' + NIK.encode() + b'"}', 422, "malformed-body"),
+        (b'["' + NIK.encode() + b'"]', 422, "malformed-body"),
+        (b'{"nik": 3573051708850003}', 422, "malformed-body"),
+        (b'{"nik": "3573051708850000"}', 422, "malformed-nik"),
+    ],
+)
+async def test_a_posted_body_that_is_no_nik_is_refused_without_quoting_it(
+    client: httpx.AsyncClient, body: bytes, status: int, error: str
+) -> None:
+    headers = {**bearer("dinsos"), "content-type": "application/json"}
+    response = await client.post("/persons/by-nik", content=body, headers=headers)
+    assert response.status_code == status
+    assert response.json()["error"] == error
+    assert NIK not in response.text and "3573051708850000" not in response.text
+
+
+async def test_a_role_without_the_lookup_is_refused_before_its_body_is_read(
+    client: httpx.AsyncClient,
+) -> None:
+    headers = {**bearer("citizen-app"), "content-type": "application/json"}
+    response = await client.post("/persons/by-nik", content=b"not json", headers=headers)
+    assert response.status_code == 403
+    assert (await client.post("/persons/by-nik", json={"nik": NIK})).status_code == 401
 
 
 @pytest.mark.parametrize("role", list(MAY))
