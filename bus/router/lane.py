@@ -43,6 +43,9 @@ if HIREDIS_AVAILABLE:  # redis[hiredis] is a dependency; without it the router k
 
 _NOT_ENOUGH_DATA = object()
 _READ_SIZE = 65536
+# RESP3 push messages (none unless something subscribes or a server announces maintenance) are
+# no command's reply: skipped, as redis-py's parser does.
+_PUSH: Any = getattr(hiredis, "PushNotification", None) if HIREDIS_AVAILABLE else None
 
 
 def open_lane(redis: Redis) -> Lane | None:
@@ -176,6 +179,8 @@ class Lane:
                         f"Redis at {connection._host_error()} closed the connection"
                     )
                 reader.feed(data)
+                continue
+            if _PUSH is not None and isinstance(reply, _PUSH):
                 continue
             replies.append(reply)
         return replies

@@ -123,3 +123,19 @@ async def test_a_replica_is_an_outage_until_the_master_answers(
             await admin.execute_command("REPLICAOF", "NO", "ONE")
         for c in (client, admin, primary):
             await c.aclose()
+
+
+async def test_a_push_message_is_no_commands_reply(redis: Redis) -> None:
+    """RESP3 pushes (here: client-side caching's invalidation) are skipped, as redis-py's
+    parser skips them: the next turn's replies stay its own."""
+    lane = _lane(redis)
+    try:
+        lane.execute_command("CLIENT", "TRACKING", "ON")
+        lane.execute_command("GET", "tracked")
+        assert await lane.execute() == [b"OK", None]
+        await redis.set("tracked", "changed")  # invalidates the lane's connection's key
+        await asyncio.sleep(0.1)
+        lane.execute_command("PING")
+        assert await lane.execute() == [b"PONG"]
+    finally:
+        await lane.close()
