@@ -175,7 +175,12 @@ def ahead(
 
 
 @router_app.command("reset-intake")
-def reset(principal: Annotated[str, typer.Argument(help="the producer's principal")]) -> None:
+def reset(
+    principal: Annotated[str, typer.Argument(help="the producer's principal")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="say how many entries would move; change nothing")
+    ] = False,
+) -> None:
     """Give a producer a fresh intake: its unsettled entries move, in order, to a new stream with
     server-generated ids (recovers a far-future or maximum explicit id). As an admin."""
 
@@ -186,7 +191,13 @@ def reset(principal: Annotated[str, typer.Argument(help="the producer's principa
                 f"there is no intake {intake}: is {principal!r} the principal of a producer "
                 "(deploy/topology.yaml, producers:)? Nothing changed"
             )
-        report = await reset_intake(redis, principal)
+        report = await reset_intake(redis, principal, dry_run=dry_run)
+        if dry_run:
+            _out.print(
+                f"{report.intake}: {report.moved} unsettled entries would move to a fresh "
+                f"stream (last id is {report.last_id_before}); dry run: nothing changed"
+            )
+            return
         _out.print(
             f"{report.intake}: {report.moved} unsettled entries moved to a fresh stream "
             f"(last id was {report.last_id_before})"

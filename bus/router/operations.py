@@ -70,7 +70,12 @@ class IntakeReset:
 
 
 async def reset_intake(
-    redis: Redis, principal: str, *, hold_ms: int = 60_000, attempts: int = 20
+    redis: Redis,
+    principal: str,
+    *,
+    hold_ms: int = 60_000,
+    attempts: int = 20,
+    dry_run: bool = False,
 ) -> IntakeReset:
     """Give a producer a fresh intake (as the admin): the entries the router has not settled yet
     (pending or never read) move, in order, to a new stream with server-generated ids, which
@@ -82,8 +87,16 @@ async def reset_intake(
     the copy, the delete and the rename are one transaction that runs only if the intake did
     not change since it was read (WATCH), else it is read again — an entry added during the
     reset is never dropped with the old stream. After ``attempts`` changes in a row it gives up
-    with nothing changed and says to stop the producer first."""
+    with nothing changed and says to stop the producer first. ``dry_run``: what would move,
+    read without the lease; nothing changes."""
     intake = keys.intake(principal)
+    if dry_run:
+        try:
+            info = await redis.xinfo_stream(intake)
+        except ResponseError:
+            return IntakeReset(intake, 0, "0-0")
+        keep = await _unsettled(redis, intake)
+        return IntakeReset(intake, len(keep), _text(info["last-generated-id"]))
     lease = keys.router_lease(intake)
     holder = f"reset-intake-{time.time_ns()}"
     # Take the lease from whoever has it; a router replica renewing meanwhile finds it taken.

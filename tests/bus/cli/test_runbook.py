@@ -252,6 +252,15 @@ def test_an_intake_ahead_of_time_is_found_and_reset_as_the_runbook_shows(redis_u
     assert "there is no intake simpul:intake:{adapter-dukcpil}" in typo.stderr
     assert not client.keys("*adapter-dukcpil*")
 
+    before = client.xrange(INTAKE)
+    preview = simpul("simpul router reset-intake adapter-dukcapil --dry-run", env)
+    assert preview.returncode == 0, preview.stdout + preview.stderr
+    assert preview.stdout.strip() == (
+        f"simpul:intake:{{adapter-dukcapil}}: 2 unsettled entries would move to a fresh stream "
+        f"(last id is {dragged}); dry run: nothing changed"
+    )
+    assert client.xrange(INTAKE) == before  # nothing moved
+
     reset = simpul("simpul router reset-intake adapter-dukcapil", env)
     assert reset.returncode == 0, reset.stdout + reset.stderr
     shown = re.fullmatch(
