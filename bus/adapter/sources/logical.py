@@ -247,8 +247,10 @@ class LogicalSource:
         conn = await self._connection()
         cursor = await conn.execute(
             "SELECT confirmed_flush_lsn AS confirmed, wal_status, "
-            "pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint AS behind, "
-            "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint AS retained "
+            # The insert position, not the write one: with synchronous_commit=off a commit's
+            # WAL is written by the WAL writer later, and "behind" read 0 after a commit.
+            "pg_wal_lsn_diff(pg_current_wal_insert_lsn(), confirmed_flush_lsn)::bigint AS behind, "
+            "pg_wal_lsn_diff(pg_current_wal_insert_lsn(), restart_lsn)::bigint AS retained "
             "FROM pg_replication_slots WHERE slot_name = %s",
             [self.slot],
         )
