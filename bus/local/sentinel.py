@@ -228,9 +228,15 @@ class EmbeddedSentinelGroup:
         every Sentinel names it and it has its replicas back."""
         old = self.master()
         sentinel = next(s for s in self.sentinels if s.pid is not None)
-        _command(sentinel.host, sentinel.port, "SENTINEL", "FAILOVER", MASTER_NAME)
         deadline = time.monotonic() + timeout
-        new = self.wait_new_master(old, timeout)
+        # A Sentinel that does not know a replica in sync yet (a group just started) refuses
+        # with NOGOODSLAVE, and nothing would happen: ask again until it accepts.
+        while True:
+            reply = _command(sentinel.host, sentinel.port, "SENTINEL", "FAILOVER", MASTER_NAME)
+            if not isinstance(reply, RedisUnavailable) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        new = self.wait_new_master(old, max(1.0, deadline - time.monotonic()))
         # Until its replicas are back, the new master refuses writes (min-replicas-to-write).
         self.wait_replicas_online(self.min_replicas_to_write, deadline)
         return new
