@@ -91,12 +91,11 @@ async def reset_intake(
     read without the lease; nothing changes."""
     intake = keys.intake(principal)
     if dry_run:
-        try:
-            info = await redis.xinfo_stream(intake)
-        except ResponseError:
+        plan = await _plan(redis, intake)
+        if plan is None:
             return IntakeReset(intake, 0, "0-0")
-        keep = await _unsettled(redis, intake)
-        return IntakeReset(intake, len(keep), _text(info["last-generated-id"]))
+        keep, last_before = plan
+        return IntakeReset(intake, len(keep), last_before)
     lease = keys.router_lease(intake)
     holder = f"reset-intake-{time.time_ns()}"
     # Take the lease from whoever has it; a router replica renewing meanwhile finds it taken.
@@ -105,12 +104,10 @@ async def reset_intake(
         for _ in range(attempts):
             async with redis.pipeline(transaction=True) as pipe:
                 await pipe.watch(intake)
-                try:
-                    info = await redis.xinfo_stream(intake)
-                except ResponseError:
+                plan = await _plan(redis, intake)
+                if plan is None:
                     return IntakeReset(intake, 0, "0-0")
-                last_before = _text(info["last-generated-id"])
-                keep = await _unsettled(redis, intake)
+                keep, last_before = plan
                 fresh = f"{intake}:reset"
                 pipe.multi()  # type: ignore[no-untyped-call]
                 pipe.delete(fresh)
@@ -131,6 +128,19 @@ async def reset_intake(
         f"{intake} changed {attempts} times while it was being read (its producer publishes "
         f"fast): stop {principal}'s adapter, then run the reset again. Nothing changed"
     )
+
+
+async def _plan(
+    redis: Redis, intake: str
+) -> tuple[list[tuple[bytes, dict[bytes, bytes]]], str] | None:
+    """What a reset of ``intake`` moves (its unsettled entries, in order) and the intake's last
+    id as it stands; None when there is no intake."""
+    try:
+        info = await redis.xinfo_stream(intake)
+    except ResponseError:
+        return None
+    keep = await _unsettled(redis, intake)
+    return keep, _text(info["last-generated-id"])
 
 
 async def _unsettled(redis: Redis, intake: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
