@@ -305,15 +305,7 @@ def test_a_backfill_as_the_runbook_runs_it_writes_history_once_and_nothing_forge
     asyncio.run(history())
     with routed.admin() as admin:  # dinsos subscribes anew: an empty inbox, no mark
         admin.delete(DINSOS_INBOX, keys.routed_mark(DINSOS_INBOX))
-    topology = tmp_path / "topology.yaml"
-    topology.write_text(yaml.safe_dump(routed_document(), sort_keys=False))
-    assert TOPOLOGY.router is not None
-    key = TOPOLOGY.router.keys[0].id
-    env = env_of(
-        routed.url(ADMIN),
-        SIMPUL_SIGNING_KEY_FILE=str(ROOT / "deploy" / "keys" / f"{key}.key"),
-        SIMPUL_SIGNER=key,
-    )
+    topology, env = _as_the_router_admin(routed, tmp_path)
     command = f"simpul router backfill dinsos dukcapil.citizen --topology {topology}"
     first = simpul(command, env)
     assert first.returncode == 0, first.stdout + first.stderr
@@ -326,6 +318,21 @@ def test_a_backfill_as_the_runbook_runs_it_writes_history_once_and_nothing_forge
     assert written == [b"death-0", b"death-1", b"death-2"]
     again = simpul(command, env)
     assert again.returncode == 0 and again.stdout.strip() == f"{DINSOS_INBOX}: 0 entries"
+
+
+def _as_the_router_admin(routed: RoutedServer, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """The routed bus's topology file, and the environment of an admin running the router's
+    commands with its signing key."""
+    topology = tmp_path / "topology.yaml"
+    topology.write_text(yaml.safe_dump(routed_document(), sort_keys=False))
+    assert TOPOLOGY.router is not None
+    key = TOPOLOGY.router.keys[0].id
+    env = env_of(
+        routed.url(ADMIN),
+        SIMPUL_SIGNING_KEY_FILE=str(ROOT / "deploy" / "keys" / f"{key}.key"),
+        SIMPUL_SIGNER=key,
+    )
+    return topology, env
 
 
 async def _length(redis: Any, key: str, count: int) -> bool:
@@ -352,15 +359,7 @@ def test_a_migration_as_the_runbook_runs_it_copies_the_groups_work_and_nothing_f
         await admin.aclose()
 
     asyncio.run(shared_bus())
-    topology = tmp_path / "topology.yaml"
-    topology.write_text(yaml.safe_dump(routed_document(), sort_keys=False))
-    assert TOPOLOGY.router is not None
-    key = TOPOLOGY.router.keys[0].id
-    env = env_of(
-        routed.url(ADMIN),
-        SIMPUL_SIGNING_KEY_FILE=str(ROOT / "deploy" / "keys" / f"{key}.key"),
-        SIMPUL_SIGNER=key,
-    )
+    topology, env = _as_the_router_admin(routed, tmp_path)
     done = simpul(f"simpul router migrate --topology {topology}", env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{DINSOS_INBOX} 3 entries" in " ".join(done.stdout.split())
