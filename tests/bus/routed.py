@@ -70,6 +70,25 @@ class RoutedServer:
     def connect(self, principal: str) -> Redis:
         return connect(self.url(principal), client_name=f"test:{principal}")
 
+    def admitted_and_refused(
+        self, stream: str, intake: str, *, by: bytes
+    ) -> tuple[list[dict[str, str]], bytes, dict[str, dict[str, str]]]:
+        """As the admin sees them: ``stream``'s entries (decoded), its first entry id, and
+        ``intake``'s refusals keyed by their field ``by`` (``id``, or ``dlq.entry`` where a
+        refusal carries none of the event's fields)."""
+
+        def text(fields: dict[bytes, bytes]) -> dict[str, str]:
+            return {k.decode(): v.decode() for k, v in fields.items()}
+
+        with self.admin() as admin:
+            entries = admin.xrange(stream)
+            refusals = admin.xrange(intake + ":dlq")
+        return (
+            [text(raw) for _, raw in entries],
+            entries[0][0],
+            {fields[by].decode(): text(fields) for _, fields in refusals},
+        )
+
     def router(self, replica: str = "router-1", **config: Any) -> Router:
         values = {"block_ms": 50, "lease_ms": 1_000, "trim_every_s": 0.2, **config}
         return Router(

@@ -190,16 +190,9 @@ async def test_a_php_client_publishes_to_its_intake_and_reads_its_inboxes_as_doc
     assert isinstance(seen["intakeRange"], list)
     assert seen["intakeLength"]["error"].startswith("NOPERM"), seen["intakeLength"]
 
-    with shipped.admin() as admin:
-        stored = [
-            {k.decode(): v.decode() for k, v in raw.items()}
-            for _, raw in admin.xrange(DEPARTMENT_STREAM)
-        ]
-        [(origin, _)] = admin.xrange(DEPARTMENT_STREAM, count=1)
-        refused = {
-            fields[b"dlq.entry"].decode(): {k.decode(): v.decode() for k, v in fields.items()}
-            for _, fields in admin.xrange(INTAKE + ":dlq")
-        }
+    stored, origin, refused = shipped.admitted_and_refused(
+        DEPARTMENT_STREAM, INTAKE, by=b"dlq.entry"
+    )
     # The router admitted the signed events verbatim onto the department stream ...
     assert stored == [
         seen["signed"],
