@@ -69,6 +69,7 @@ FUNCTIONS: dict[str, Spec] = {
     for spec in (
         Spec("publish", "publish.lua"),
         Spec("publish_batch", "publish_batch.lua"),
+        Spec("admit_batch", ("id_compare.lua", "admit_batch.lua")),
         Spec("forward_batch", ("id_compare.lua", "forward_batch.lua")),
         Spec("router_read", "router_read.lua"),
         Spec("claim", "claim.lua"),

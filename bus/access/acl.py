@@ -494,6 +494,21 @@ def _router(topology: Topology, hashes: tuple[str, ...]) -> AclUser:
             why="the only writer of the department streams; fan-out reads them as its group",
         ),
         Grant(
+            ("+fcall",),
+            (
+                *(f"~{s}" for s in streams),
+                *(f"~{keys.seen(s, '*')}" for s in streams),
+                *(f"~{i}" for i in inboxes),
+                *(f"~{keys.routed_mark(i)}" for i in inboxes),
+            ),
+            why="admission in one call: a department stream, its markers, inboxes, their marks",
+        ),
+        Grant(
+            ("+xgroup|setid",),
+            tuple(f"~{s}" for s in streams),
+            why="the fan-out's group moved past what admission forwarded itself",
+        ),
+        Grant(
             ("+get", "+set"),
             (
                 *(f"~{keys.seen(s, '*')}" for s in streams),

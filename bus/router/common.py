@@ -29,6 +29,12 @@ Settlement = list[Callable[[Any], Any]]
 pipeline: sent with the source's next read, so a turn costs two round trips, not three."""
 
 
+class IdsMoved(Exception):
+    """A department stream's last entry id was at or past the id the router chose for an
+    admitted event (another replica wrote there in the same millisecond, or its clock is
+    off): the batch stays pending, is read again and the ids chosen anew (decision 0014)."""
+
+
 class RejectReason:
     """Why admission refused an entry (``dlq.reason`` in the producer's dead letters); the
     signature reasons are those of bus.deadletter.Reason."""
@@ -78,6 +84,8 @@ class RouterConfig:
 
     batch_size: int = 100
     block_ms: int = 500
+    one_hop: bool = True  # admission writes the inboxes too, where one server holds them all
+    id_drift_ms: int = 1_000  # how far a chosen department-stream id may lie from TIME
     lease_ms: int = 5_000
     max_entry_bytes: int = MAX_ENTRY_BYTES
     dedupe_ttl_ms: int = 7 * 24 * 3600 * 1000

@@ -59,6 +59,7 @@ from bus.router.common import (
     NOT_HOLDER,
     Counts,
     Entries,
+    IdsMoved,
     Refusal,
     RejectReason,
     Route,
@@ -67,6 +68,7 @@ from bus.router.common import (
     _flat,
     _next_id,
     _pairs,
+    _text,
     trim_inbox,
 )
 from bus.router.lane import Lane, open_lane
@@ -93,6 +95,32 @@ class _Batch:
         self.seen.append(seen.encode())
         self.args.append(str(len(fields)).encode())
         self.args += fields
+
+
+@dataclass
+class _Admits:
+    """The entries bound for one department stream in one call of the admit_batch function
+    (decision 0014): per entry its dedupe key, the id the router chose, its fields and its
+    inbox entries."""
+
+    seen: list[bytes] = field(default_factory=list)
+    args: list[bytes] = field(default_factory=list)
+    inboxes: dict[str, int] = field(default_factory=dict)  # inbox -> its index in the call
+    forwards: list[int] = field(default_factory=list)  # per entry: how many inbox entries
+
+    def add(
+        self,
+        seen: str,
+        chosen: str,
+        fields: list[bytes],
+        inboxes: Sequence[tuple[str, list[bytes]]],
+    ) -> None:
+        self.seen.append(seen.encode())
+        self.args += (chosen.encode(), b"%d" % len(fields), *fields, b"%d" % len(inboxes))
+        for inbox, entry in inboxes:
+            index = self.inboxes.setdefault(inbox, len(self.inboxes) + 1)
+            self.args += (b"%d" % index, b"%d" % len(entry), *entry)
+        self.forwards.append(len(inboxes))
 
 
 @dataclass
@@ -144,6 +172,7 @@ class Router:
         self.counts = Counts()
         self._stopping = asyncio.Event()
         self._publish_batch = BusFunction(redis, "publish_batch")  # bus/publish_batch.lua
+        self._admit_batch = BusFunction(redis, "admit_batch")  # bus/admit_batch.lua
         self._forward_batch = BusFunction(redis, "forward_batch")  # bus/forward_batch.lua
         self._dead_letter = BusFunction(redis, "deadletter")  # bus/deadletter.lua
         self._read_fenced = BusFunction(redis, "router_read")  # bus/router_read.lua
@@ -151,6 +180,11 @@ class Router:
         self.may_publish = {p.principal: frozenset(p.publishes) for p in topology.publishers()}
         self.intakes = sorted(keys.intake(p) for p in self.may_publish)
         self._clock: tuple[int, float] | None = None  # Redis TIME (ms), local monotonic then
+        # Admission and fan-out in one call where one server holds every key (decision 0014):
+        # a cluster spreads the inboxes over other slots, so there the fan-out forwards.
+        self.one_hop = self.config.one_hop and not hasattr(redis, "get_primaries")
+        self._last_ids: dict[str, tuple[int, int]] = {}  # stream -> the last id chosen there
+        self._quiet: set[str] = set()  # department streams whose entries admission forwards
         self.routes = self._routes()
         self.sources = [*self.intakes, *sorted(self.routes)]
         self.owned: set[str] = set()
@@ -294,19 +328,16 @@ class Router:
                 pending = [] if drained else await self._read(source, after, block=None)
                 drained = not pending
                 after = self._read_to.get(source, b"0") if pending else b"0"
-                entries = pending or await self._read(source, ">", block=self.config.block_ms)
+                entries = pending or await self._next(source)
                 if entries:
                     self._unwritten[source] = await self._route(source, entries)
                 delay = 0.05
             except asyncio.CancelledError:
                 raise
-            except (ResponseError, NotDurable, *TRANSIENT) as exc:
+            except (ResponseError, NotDurable, IdsMoved, *TRANSIENT) as exc:
                 drained, after = False, b"0"  # a batch may be left pending: read it again first
                 self._forget(source)
-                if NOT_HOLDER in str(exc):  # the lease lapsed (a pause): ask Redis next turn
-                    self._renewed.pop(source, None)
-                    self.owned.discard(source)
-                    self._log.info("router_lease_lost", source=source)
+                if self._read_again(source, exc):
                     continue
                 self._log.warning("router_source_failed", source=source, error=str(exc)[:200])
                 await self._sleep(delay)
@@ -334,12 +365,26 @@ class Router:
             if turn is not None:
                 await self._settle(source, await self._write(turn))
 
+    def _read_again(self, source: str, exc: Exception) -> bool:
+        """Whether a failed turn of ``source`` is read again at once: its lease lapsed (a pause:
+        Redis is asked next turn), or the ids admission chose were taken (chosen anew)."""
+        if isinstance(exc, IdsMoved):
+            self._log.info("router_ids_moved", source=source, error=str(exc)[:200])
+            return True
+        if NOT_HOLDER in str(exc):
+            self._renewed.pop(source, None)
+            self.owned.discard(source)
+            self._log.info("router_lease_lost", source=source)
+            return True
+        return False
+
     def _forget(self, source: str) -> None:
         """Drop what this replica has not sent for ``source``: what it read stays pending with
         the router's consumer, and is read (and written, idempotently) again first."""
         self._unsettled.pop(source, None)
         self._unwritten.pop(source, None)
         self._sent.pop(source, None)
+        self._quiet.discard(source)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -447,6 +492,21 @@ class Router:
             if "BUSYGROUP" not in str(exc):
                 raise
 
+    async def _next(self, source: str) -> Entries:
+        """The next batch of new entries of ``source``, waiting for it — or, for a department
+        stream whose entries admission forwards itself (decision 0014), looking every
+        ``block_ms``: every admitted entry would wake a blocked read for nothing. What
+        admission leaves to the fan-out (its group behind: an entry written there by another
+        writer, a batch pending after a crash) is found at the next look, and the source goes
+        back to waiting until a wake again brings nothing."""
+        if source not in self._quiet:
+            return await self._read(source, ">", block=self.config.block_ms)
+        await self._sleep(self.config.block_ms / 1000)
+        entries = await self._read(source, ">", block=None)
+        if entries:
+            self._quiet.discard(source)
+        return entries
+
     async def _read(self, source: str, cursor: str | bytes, *, block: int | None) -> Entries:
         """The next batch of ``source`` (``0`` or an entry id: what is pending with the
         router's consumer after it; ``>``: new entries), in the round trip that also sends
@@ -467,7 +527,12 @@ class Router:
         high-water marks), and everything read after it with it, in order."""
         settlement = self._unsettled.pop(source, None) or []
         turn = self._unwritten.pop(source, None)
-        tail = self._tail.get(source) if cursor == ">" and block is not None else None
+        # Where admission forwards (decision 0014), a fan-out batch's writes and the ack after
+        # them go at once, not behind a wait: until they are done, admission leaves every new
+        # entry to the fan-out.
+        hurry = turn is not None and self._forwards_itself(source)
+        waits = cursor == ">" and block is not None and not hurry
+        tail = self._tail.get(source) if waits else None
         read = (
             *await self._read_fenced.command_head(),
             2,
@@ -493,6 +558,8 @@ class Router:
             if found[0]:
                 self._tail[source] = found[0][-1][0]
             elif len(found) > 1:
+                if tail is not None and found[1] != tail and self._forwards_itself(source):
+                    self._quiet.add(source)  # woken by an entry admission forwarded itself
                 self._tail[source] = found[1]
         return [(e, _pairs(f)) for e, f in found[0]]  # deleted ones were acked in the read
 
@@ -596,6 +663,7 @@ class Router:
         the batch."""
         now_ms = await self._now_ms()
         writes: dict[str, _Batch] = {}  # department stream -> its entries, in order
+        hops: dict[str, _Admits] = {}  # the same, where admission forwards (decision 0014)
         admitted: list[bytes] = []
         rejects: list[tuple[bytes, dict[bytes, bytes], str, str]] = []
         for entry_id, raw in entries:
@@ -605,9 +673,20 @@ class Router:
                 continue
             stream, event_id = verdict
             self._remember(raw)
-            writes.setdefault(stream, _Batch()).add(keys.seen(stream, event_id), _flat(raw))
+            seen = keys.seen(stream, event_id)
+            if self.one_hop:
+                chosen = self._choose(stream, now_ms)
+                routes = self.routes.get(stream, {}).get(raw[b"type"].decode(), [])
+                inboxes = zip(
+                    (r.inbox for r in routes),
+                    self._forward_each(raw, routes, chosen) if routes else (),
+                    strict=True,
+                )
+                hops.setdefault(stream, _Admits()).add(seen, chosen, _flat(raw), list(inboxes))
+            else:
+                writes.setdefault(stream, _Batch()).add(seen, _flat(raw))
             admitted.append(entry_id)
-        commands = await self._batch_commands(writes)
+        commands = await self._batch_commands(writes) + await self._admit_commands(hops)
         for entry_id, raw, reason, error in rejects:
             commands += await self._reject_commands(
                 intake, owner, entry_id, raw, reason, error, now_ms
@@ -625,11 +704,20 @@ class Router:
                 added = sum(int(a) for a in reply[::2])
                 self.counts.admitted += added
                 self.counts.duplicates += len(reply) // 2 - added
+            moved = [
+                moves
+                for (stream, batch), reply in zip(
+                    hops.items(), replies[len(writes) : len(writes) + len(hops)], strict=True
+                )
+                if (moves := self._admitted(stream, batch, reply))
+            ]
             for entry_id, _, reason, _ in rejects:
                 self.counts.rejected[reason] = self.counts.rejected.get(reason, 0) + 1
                 self._log.info(
                     "event_rejected", intake=intake, entry_id=entry_id.decode(), reason=reason
                 )
+            if moved:
+                raise IdsMoved("; ".join(moved))
 
         # Everything up to the last entry of the batch is settled (admitted or dead-lettered):
         # the intake keeps nothing the router has done with.
@@ -638,8 +726,48 @@ class Router:
             settlement.append(lambda pipe: pipe.xack(intake, keys.ROUTER_GROUP, *admitted))
         floor = _next_id(entries[-1][0])
         settlement.append(lambda pipe: pipe.xtrim(intake, minid=floor, approximate=False))
-        written = (*writes, *([intake] if rejects else ()))
-        return _Turn(commands, settlement, self._publish_batch, replied, written)
+        written = (
+            *writes,
+            *hops,
+            *(inbox for batch in hops.values() for inbox in batch.inboxes),
+            *([intake] if rejects else ()),
+        )
+        function = self._admit_batch if hops else self._publish_batch
+        return _Turn(commands, settlement, function, replied, written)
+
+    def _forwards_itself(self, source: str) -> bool:
+        """Whether admission forwards the entries of ``source`` (a department stream) itself."""
+        return self.one_hop and keys.intake_owner(source) is None
+
+    def _choose(self, stream: str, now_ms: int) -> str:
+        """The department-stream entry id of an admitted event (decision 0014): Redis's time
+        (the router's estimate of it), after the last id chosen there; the admit function
+        refuses one at or below the stream's last id, or ahead of its TIME."""
+        last_ms, last_seq = self._last_ids.get(stream, (0, -1))
+        chosen = (now_ms, 0) if now_ms > last_ms else (last_ms, last_seq + 1)
+        self._last_ids[stream] = chosen
+        return f"{chosen[0]}-{chosen[1]}"
+
+    def _admitted(self, stream: str, batch: _Admits, reply: list[Any]) -> str:
+        """Count what one admit call did; when it stopped at an id it refused, note the
+        stream's last id and Redis's time for the ids chosen next, and say so."""
+        at = 0
+        for forwards in batch.forwards:
+            status = int(reply[at])
+            if status == -1:
+                last, clock = _text(reply[at + 1]), int(reply[at + 2])
+                ms, _, seq = last.partition("-")
+                self._last_ids[stream] = (int(ms), int(seq))
+                self._clock = (clock, time.monotonic())
+                return f"{stream} was at {last} (Redis time {clock} ms)"
+            if status == 0:
+                self.counts.duplicates += 1
+            else:
+                self.counts.admitted += 1
+                if status == 1:
+                    self.counts.forwarded += forwards
+            at += 2
+        return ""
 
     def check(  # noqa: PLR0911  (one return per check, in the order they are made)
         self, owner: str, raw: Mapping[bytes, bytes], now_ms: int
@@ -868,6 +996,34 @@ class Router:
             (*head, 1 + len(batch.seen), target.encode(), *batch.seen, ttl, b"", *batch.args)
             for target, batch in writes.items()
         ]
+
+    async def _admit_commands(self, hops: Mapping[str, _Admits]) -> list[tuple[Any, ...]]:
+        """One admit_batch call per department stream: its events under the ids chosen for
+        them, each with its inbox entries (decision 0014)."""
+        if not hops:
+            return []
+        ttl = str(self.config.dedupe_ttl_ms).encode()
+        head = await self._admit_batch.command_head()
+        commands = []
+        for stream, batch in hops.items():
+            inboxes = list(batch.inboxes)  # in index order
+            commands.append(
+                (
+                    *head,
+                    1 + len(batch.seen) + 2 * len(inboxes),
+                    stream.encode(),
+                    *batch.seen,
+                    *(inbox.encode() for inbox in inboxes),
+                    *(keys.routed_mark(inbox).encode() for inbox in inboxes),
+                    ttl,
+                    keys.ROUTER_GROUP.encode(),
+                    b"%d" % len(batch.seen),
+                    b"%d" % len(inboxes),
+                    b"%d" % self.config.id_drift_ms,
+                    *batch.args,
+                )
+            )
+        return commands
 
     async def _forward_commands(self, writes: Mapping[str, _Forwards]) -> list[tuple[Any, ...]]:
         """One forward_batch call per inbox: its entries in department-stream order, each

@@ -654,12 +654,14 @@ async def test_reset_intake_keeps_what_the_producer_publishes_meanwhile(
 # -- crash safety ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("one_hop", [True, False], ids=["one-hop", "two-stage"])
 async def test_router_replicas_killed_mid_batch_lose_and_repeat_nothing(
-    routed: RoutedServer,
+    routed: RoutedServer, one_hop: bool
 ) -> None:
     """Replicas are cancelled at random moments (mid-pipeline: their connection dropped with
     writes half done, nothing acked); whoever takes over re-reads what was pending. Every
-    inbox ends with each event exactly once, in publish order."""
+    inbox ends with each event exactly once, in publish order — admission forwarding itself
+    (decision 0014) or leaving it to the fan-out, as on a cluster."""
     admin = routed.connect(ADMIN)
     dukcapil = publisher(routed, "adapter-dukcapil")
     total = 300
@@ -681,7 +683,7 @@ async def test_router_replicas_killed_mid_batch_lose_and_repeat_nothing(
     replica = 0
     while kills < 8 or not await _len(admin, DINSOS, total):
         replica += 1
-        router = routed.router(replica=f"r{replica}", batch_size=17, lease_ms=300)
+        router = routed.router(replica=f"r{replica}", batch_size=17, lease_ms=300, one_hop=one_hop)
         task = asyncio.create_task(router.run())
         await asyncio.sleep(rng.uniform(0.02, 0.25))
         task.cancel()  # no stop(): its lease stays until it expires, as after a kill -9
@@ -691,7 +693,7 @@ async def test_router_replicas_killed_mid_batch_lose_and_repeat_nothing(
         if kills > 60:
             break
     await producing
-    async with running(routed.router(replica="final", lease_ms=300)):
+    async with running(routed.router(replica="final", lease_ms=300, one_hop=one_hop)):
         await wait_until(lambda: _len(admin, DINSOS, total), timeout=20)
         await wait_until(lambda: _len(admin, keys.inbox(CITIZEN, "audit"), total), timeout=20)
     expected = [f"e-{i:04d}".encode() for i in range(total)]
@@ -744,8 +746,9 @@ async def test_a_replica_paused_past_its_lease_reads_nothing_and_its_late_writes
     await dukcapil.publish_many(
         [dukcapil.envelope(example(CitizenDied), id=f"p-{i:02d}") for i in range(total)]
     )
-    paused = routed.router(replica="paused", batch_size=10, lease_ms=60_000)
-    successor = routed.router(replica="successor", batch_size=10, lease_ms=60_000)
+    # The fan-out's own reading, as on a cluster: admission leaves forwarding to it.
+    paused = routed.router(replica="paused", batch_size=10, lease_ms=60_000, one_hop=False)
+    successor = routed.router(replica="successor", batch_size=10, lease_ms=60_000, one_hop=False)
     intake = keys.intake("adapter-dukcapil")
     for source in (intake, CITIZEN):
         assert await paused._hold(source)

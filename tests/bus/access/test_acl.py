@@ -216,9 +216,19 @@ FUNCTION_OPS = ("router-read", "replay")
 # dead-letters through a group's dead letters (its own are <intake>:dlq) and never reads an
 # inbox. Its keep-alive passes the ACL but does nothing: the library's function only XPENDINGs
 # (the seeded entries are another consumer's), which the router may, and never gets to XCLAIM.
+# It moves its group on a department stream past what admission forwarded itself (decision
+# 0014); the department streams have no other principal's group to move.
 ROUTER_OPS = {
     "intake": {"readgroup", "ack", "group-create", "xtrim", "keep-alive", "router-read"},
-    "stream": {"readgroup", "ack", "group-create", "keep-alive", "router-read", *PUBLISH_OPS},
+    "stream": {
+        "readgroup",
+        "ack",
+        "group-create",
+        "group-setid",
+        "keep-alive",
+        "router-read",
+        *PUBLISH_OPS,
+    },
     "inbox": {"xtrim", "keep-alive", *PUBLISH_OPS},
 }
 
