@@ -262,7 +262,7 @@ class Router:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             if self._stopping.is_set():  # a graceful stop hands its sources over at once
-                with contextlib.suppress(ResponseError, NotDurable, *TRANSIENT):
+                with contextlib.suppress(ResponseError, NotDurable, IdsMoved, *TRANSIENT):
                     for source in {*self._unsettled, *self._sent, *self._unwritten}:
                         await self._flush(source)
                     for source in list(self.owned):

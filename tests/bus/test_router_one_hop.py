@@ -12,8 +12,9 @@ from redis.asyncio import Redis
 from bus import Publisher, keys
 from bus.router import Router
 from bus.router.common import IdsMoved
+from bus.testing import wait_until
 from schemas.dukcapil import CitizenDied
-from tests.bus.routed import ADMIN, RoutedServer, signer
+from tests.bus.routed import ADMIN, RoutedServer, running, signer
 from tests.bus.test_router import CITIZEN, DINSOS, _entries, example, publisher
 
 INTAKE = keys.intake("adapter-dukcapil")
@@ -196,3 +197,35 @@ async def test_a_stream_whose_last_id_lies_ahead_of_time_is_written_on_after_it(
     assert await admin.xlen(CITIZEN) == 2
     await router.redis.aclose()
     await admin.aclose()
+
+
+async def test_a_quiet_fan_out_still_finds_what_admission_left_to_it(
+    routed: RoutedServer,
+) -> None:
+    """While admission forwards, the fan-out stops waiting on the stream (every admitted entry
+    would wake it for nothing) — and still finds, by looking, an entry another writer put
+    there, which it forwards in order before admission forwards again."""
+    admin = routed.connect(ADMIN)
+    dukcapil = publisher(routed, "adapter-dukcapil")
+    async with running(routed.router()) as router:
+        await dukcapil.publish(example(CitizenDied), id="d-0")
+        await wait_until(lambda: _count(admin, DINSOS, 1), timeout=10)
+        await dukcapil.publish(example(CitizenDied), id="d-1")
+        await wait_until(lambda: _count(admin, DINSOS, 2), timeout=10)
+        await wait_until(lambda: _true(CITIZEN in router._quiet), timeout=10)
+        await _direct(admin, "d-direct")
+        await wait_until(lambda: _count(admin, DINSOS, 3), timeout=10)
+        await dukcapil.publish(example(CitizenDied), id="d-2")
+        await wait_until(lambda: _count(admin, DINSOS, 4), timeout=10)
+    expected = [b"d-0", b"d-1", b"d-direct", b"d-2"]
+    for inbox in (DINSOS, AUDIT):
+        assert await _ids(admin, inbox) == expected, inbox
+    await admin.aclose()
+
+
+async def _count(admin: Redis, key: str, n: int) -> bool:
+    return bool(await admin.xlen(key) == n)
+
+
+async def _true(value: bool) -> bool:
+    return value
