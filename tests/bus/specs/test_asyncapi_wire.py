@@ -315,12 +315,17 @@ def test_every_pattern_is_a_valid_ecma_262_unicode_regex(doc: dict[str, Any]) ->
     assert bad == []
 
 
-def test_the_catalogue_names_each_subscriptions_inbox() -> None:
+def test_the_catalogue_names_each_subscriptions_inbox_and_exactly_its_approved_fields() -> None:
     catalogue = docs_files()["catalogue.md"]
-    for group, event_type in SHIPPED:
+    for (group, event_type), disclosure in SHIPPED.items():
         section = catalogue.split(f"### {event_type}\n", 1)[1].split("\n### ", 1)[0]
         inbox = keys.inbox(keys.stream(keys.aggregate_of(event_type)), group)
-        assert f"| {group} | `{inbox}` |" in section, (group, event_type)
+        (row,) = [r for r in section.splitlines() if r.startswith(f"| {group} | `{inbox}` |")]
+        shown = row.split(" | ")[2]
+        if disclosure.fields is None:
+            assert shown == "every field |", (group, event_type)
+        else:
+            assert set(re.findall(r"`([a-z_]+)`", shown)) == disclosure.fields, (group, event_type)
 
 
 def test_services_of_a_direct_bus_read_the_department_streams() -> None:
