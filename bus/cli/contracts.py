@@ -279,10 +279,24 @@ def docs_files(
             intakes = {who.principal: list(who.publishes) for who in spec.publishers()}
     return {
         "catalogue.md": catalogue.render(
-            rows, catalogue.consumers(found), types, approvals, routed=intakes is not None
+            rows,
+            catalogue.consumers(found),
+            types,
+            approvals,
+            routed=intakes is not None,
+            publishers=_publishers(intakes or {}),
         ),
         "asyncapi.json": asyncapi.render(asyncapi.document(models, found, approvals, intakes)),
     }
+
+
+def _publishers(intakes: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Principal -> types, as event type -> principals."""
+    found: dict[str, list[str]] = {}
+    for principal, types in intakes.items():
+        for event_type in types:
+            found.setdefault(event_type, []).append(principal)
+    return found
 
 
 @app.command()

@@ -450,6 +450,7 @@ def headers(info: ContractInfo, *, forwarded: bool = False) -> dict[str, Any]:
     }
     required = [
         *REQUIRED,
+        *(("subject",) if info.partitions > 1 else ()),  # it picks the partition (section 3)
         *(_SIGNATURE_FIELDS if forwarded else ()),
         *(FORWARDING_FIELDS if forwarded else ()),
     ]

@@ -224,10 +224,12 @@ def render(
     approvals: Approvals | None = None,
     *,
     routed: bool = False,
+    publishers: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
     """The catalogue as Markdown; ``rows`` are ``describe(model)`` of the contracts;
     ``approvals`` (from the topology) adds each subscription's approved fields, and with
-    ``routed`` delivery the inbox it reads them from."""
+    ``routed`` delivery the inbox it reads them from; ``publishers`` (routed: event type -> the
+    principals that may publish it) each one's intake."""
     rows = sorted(rows, key=lambda r: (r["owner"], r["type"]))
     owners = sorted({r["owner"] for r in rows})
     services = {name for names in consumed_by.values() for name in names}
@@ -246,6 +248,7 @@ def render(
         lines += ["", f"## {owner}"]
         for row in (r for r in rows if r["owner"] == owner):
             lines += _entry(row, consumed_by.get(row["type"], ()))
+            lines += _intakes((publishers or {}).get(row["type"], ()), routed)
             lines += _approved(row, (approvals or {}).get(row["type"], ()), routed)
     return "\n".join(lines) + "\n"
 
@@ -300,6 +303,17 @@ def _entry(row: Row, consumed_by: Sequence[str]) -> list[str]:
     if row.get("example") is not None:
         example = json.dumps(row["example"], indent=2, ensure_ascii=False)
         lines += ["", "Example payload (invented data):", "", "```json", example, "```"]
+    return lines
+
+
+def _intakes(principals: Sequence[str], routed: bool) -> list[str]:
+    """Who publishes the type on the routed bus, and the intake each one writes (decision 0011)."""
+    if not routed:
+        return []
+    if not principals:
+        return ["", "Published by no principal of deploy/topology.yaml yet."]
+    lines = ["", "Published (deploy/topology.yaml) by, each into its intake:", ""]
+    lines += [f"- {who}: `{keys.intake(who)}`" for who in sorted(principals)]
     return lines
 
 

@@ -333,3 +333,30 @@ def test_services_of_a_direct_bus_read_the_department_streams() -> None:
     document = asyncapi.document(list(MODELS.values()), find_services("services"))
     assert not [name for name in document["channels"] if name.startswith(("inbox.", "intake."))]
     assert _check_addresses(document) == []
+
+
+def test_the_catalogue_names_each_publishers_intake() -> None:
+    catalogue = docs_files()["catalogue.md"]
+    topology = load_topology(ROOT / "deploy" / "topology.yaml")
+    for event_type in MODELS:
+        section = catalogue.split(f"### {event_type}\n", 1)[1].split("\n### ", 1)[0]
+        who = [p.principal for p in topology.publishers() if event_type in p.publishes]
+        for principal in who:
+            assert f"- {principal}: `{keys.intake(principal)}`" in section, event_type
+        if not who:
+            assert "Published by no principal of deploy/topology.yaml yet." in section
+
+
+def test_a_partitioned_type_requires_the_subject_that_picks_its_partition() -> None:
+    document = asyncapi.document([DialRead], [])
+    headers = document["components"]["messages"]["test.dial.read.v1"]["headers"]
+    assert "subject" in headers["required"]
+    fields = Publisher(None, source="urn:x", signer=None).envelope(DialRead(dial="7")).to_fields()  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="subject"):
+        keys.stream_of(fields["type"], fields.get("subject"))
+    registry = Registry().with_resource(DOC_URI, Resource(contents=document, specification=DRAFT7))
+    validator = Draft7Validator(
+        {"$ref": f"{DOC_URI}#/components/messages/test.dial.read.v1/headers"}, registry=registry
+    )
+    assert not validator.is_valid({k: v for k, v in fields.items() if k != "data"})
+    assert validator.is_valid({**{k: v for k, v in fields.items() if k != "data"}, "subject": "s"})
