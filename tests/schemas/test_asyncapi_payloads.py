@@ -11,15 +11,17 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from jsonschema import Draft7Validator, Draft202012Validator
+from jsonschema import Draft7Validator, Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
+import schemas
 from bus import ContractViolation
 from bus.cli.contracts import docs_files, load
 
@@ -190,3 +192,75 @@ def test_the_strategies_generate_payloads_the_contracts_accept() -> None:
 
     draw()
     assert accepted
+
+
+# The JSON Schema formats by their definitions: "date" is RFC 3339's full-date, "date-time" its
+# date-time (T and Z in either case, seconds, an offset with its colon).
+FORMATS = FormatChecker(formats=())
+
+
+@FORMATS.checks("date")
+def _full_date(value: object) -> bool:
+    if not isinstance(value, str) or not re.fullmatch("[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        return False
+    date.fromisoformat(value)
+    return True
+
+
+@FORMATS.checks("date-time", raises=ValueError)
+def _date_time(value: object) -> bool:
+    day, offset = "[0-9]{4}-[0-9]{2}-[0-9]{2}", "([Zz]|[+-][0-9]{2}:[0-9]{2})"
+    grammar = f"{day}[Tt][0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}([.][0-9]+)?{offset}"
+    if not isinstance(value, str) or not re.fullmatch(grammar, value):
+        return False
+    datetime.fromisoformat(value.upper())
+    return True
+
+
+OTHER_FORMS = {  # what a producer in another language might write instead
+    "date": ["2026-10-02T00:00:00", "2026-10-02T00:00:00Z", 1790000000 - 1790000000 % 86400],
+    "date-time": [
+        1795000000,
+        "2026-11-14T10:42+07:00",
+        "2026-11-14T10:42:17+0700",
+        "2026-11-14 10:42:17+07:00",
+        "2026-11-14t10:42:17z",
+        "2026-11-14T10:42:17.123456Z",
+    ],
+}
+
+
+def _timed_fields(event_type: str) -> list[tuple[str, str]]:
+    """(field, format) of the payload's top-level dates and times."""
+    properties = DOC["components"]["messages"][event_type]["payload"]["properties"]
+    found = []
+    for name, schema in properties.items():
+        for option in [schema, *schema.get("anyOf", ())]:
+            if option.get("format") in OTHER_FORMS:
+                found.append((name, option["format"]))
+    return found
+
+
+@pytest.mark.parametrize("event_type", sorted(t for t in CONTRACTS if _timed_fields(t)))
+def test_the_contract_check_takes_no_date_or_time_the_published_schema_refuses(
+    event_type: str,
+) -> None:
+    """A consumer validating with docs/asyncapi.json must not refuse what the router admitted:
+    pydantic alone takes a number of seconds, a date-time at midnight for a date, a time without
+    seconds."""
+    model = CONTRACTS[event_type]
+    folder = Path(schemas.__file__).parent / "examples" / event_type
+    example = json.loads(sorted(folder.glob("valid-*.json"))[0].read_text(encoding="utf-8"))
+    pointer = f"{DOC_URI}#/components/messages/{event_type}/payload"
+    validator = Draft7Validator({"$ref": pointer}, registry=REGISTRY, format_checker=FORMATS)
+    for name, form in _timed_fields(event_type):
+        for value in OTHER_FORMS[form]:
+            payload = {**example, name: value}
+            try:
+                model.parse(json.dumps(payload), tolerant=True)
+            except ContractViolation as exc:
+                assert [field for field, _ in exc.problems] == [name], value
+                continue
+            assert validator.is_valid(payload), (
+                f"{name} = {value!r}: admitted, refused by the schema"
+            )
