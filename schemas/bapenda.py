@@ -7,13 +7,11 @@ reklame and air tanah on a registered taxpayer (NPWPD). Amounts are whole rupiah
 from __future__ import annotations
 
 import re
-from datetime import date
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     ConfigDict,
     Field,
     JsonValue,
@@ -22,7 +20,7 @@ from pydantic import (
 )
 
 from bus import PERSONAL, Classification, Contract
-from schemas.common import NOP, Address, Identifier, PastDate, RecordNo, Rupiah
+from schemas.common import NOP, Address, Date, Identifier, PastDate, RecordNo, Rupiah, Timestamp
 
 
 class TaxKind(StrEnum):
@@ -196,7 +194,7 @@ class TaxAssessed(
     taxpayer: Taxpayer
     period: TaxPeriod = Field(description="The period taxed.")
     amount: Rupiah = Field(description="Amount due, in rupiah.")
-    due_on: date = Field(description="Last day to pay without a penalty.")
+    due_on: Date = Field(description="Last day to pay without a penalty.")
     assessed_on: PastDate = Field(description="Date of the assessment.")
 
 
@@ -228,7 +226,7 @@ class PaymentReceived(
     taxpayer: Taxpayer
     amount: Rupiah = Field(description="Amount received, in rupiah, penalties included.")
     channel: PaymentChannel = Field(description="How it was paid.")
-    paid_at: AwareDatetime = Field(description="When it was paid (RFC 3339 with offset).")
+    paid_at: Timestamp = Field(description="When it was paid (RFC 3339 with offset).")
 
     @field_validator("amount")
     @classmethod

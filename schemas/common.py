@@ -21,7 +21,9 @@ from uuid import UUID
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
@@ -326,6 +328,42 @@ Rupiah = Annotated[
 """An amount in whole rupiah: an integer (never a float, never a string), not negative."""
 
 
+# What the JSON Schema's "format": "date" and "date-time" allow of a JSON text: pydantic alone
+# would also take a number (seconds since 1970), a date-time at midnight for a date, and a time
+# without seconds or with an offset lacking its colon, which a consumer validating with the
+# published schema refuses. A date or datetime object (an adapter's own) is pydantic's to judge.
+_ISO_DATE = re.compile("[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_RFC3339 = re.compile(
+    "[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _iso_date(value: object) -> object:
+    if isinstance(value, str | int | float) and not (
+        isinstance(value, str) and _ISO_DATE.fullmatch(value)
+    ):
+        raise ValueError("must be a date as text, YYYY-MM-DD")
+    return value
+
+
+def _rfc3339(value: object) -> object:
+    if isinstance(value, str | int | float) and not (
+        isinstance(value, str) and _RFC3339.fullmatch(value)
+    ):
+        raise ValueError(
+            "must be a time as RFC 3339 text with seconds and an offset, "
+            "YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)"
+        )
+    return value
+
+
+Date = Annotated[date, BeforeValidator(_iso_date)]
+"""A calendar date: ISO 8601 text, YYYY-MM-DD (not a number, not a date-time)."""
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+"""A moment: RFC 3339 text with seconds and an offset (`2026-11-14T10:42:17+07:00`)."""
+
+
 def _check_past(value: date) -> date:
     # A day of slack: the producer's "today" in WIB (UTC+7) may be tomorrow for a UTC clock.
     if value > datetime.now(UTC).date() + timedelta(days=1):
@@ -335,6 +373,7 @@ def _check_past(value: date) -> date:
 
 PastDate = Annotated[
     date,
+    BeforeValidator(_iso_date),
     AfterValidator(_check_past),
     Field(description="A calendar date (ISO 8601, YYYY-MM-DD), not in the future."),
 ]

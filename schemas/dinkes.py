@@ -7,14 +7,13 @@ events refer to the child by pseudonym and say what is planned, never what was f
 from __future__ import annotations
 
 import re
-from datetime import date
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from bus import PERSONAL, Classification, Contract
-from schemas.common import PastDate, Pseudonym
+from schemas.common import Date, PastDate, Pseudonym
 
 
 def _check_puskesmas(value: str) -> str:
@@ -58,7 +57,7 @@ class ScheduledDose(BaseModel):
 
     vaccine: Vaccine = Field(description="The vaccine.")
     dose: int = Field(ge=1, le=5, description="Which dose of this vaccine (1 = first).")
-    due_on: date = Field(description="The day the dose is due from.")
+    due_on: Date = Field(description="The day the dose is due from.")
 
 
 class ImmunisationScheduled(

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from bus import PERSONAL, Classification, Contract
-from schemas.common import KK, NIK, KelurahanCode, PastDate, RecordNo, Rupiah
+from schemas.common import KK, NIK, Date, KelurahanCode, PastDate, RecordNo, Rupiah
 
 
 class Programme(StrEnum):
@@ -45,8 +45,8 @@ class AssistanceGranted(
     frequency: Literal["monthly", "quarterly", "once"] = Field(
         description="How often the amount is disbursed."
     )
-    starts_on: date = Field(description="First day of the first period granted.")
-    ends_on: date | None = Field(
+    starts_on: Date = Field(description="First day of the first period granted.")
+    ends_on: Date | None = Field(
         default=None, description="Last day of the grant; null until the programme ends it."
     )
     granted_on: PastDate = Field(description="Date of the decision.")
@@ -84,4 +84,4 @@ class AssistanceSuspended(
     recipient: Annotated[NIK, PERSONAL] = Field(description="NIK of the recipient.")
     reason: SuspensionReason = Field(description="Why, as a code.")
     suspended_on: PastDate = Field(description="Date of the decision.")
-    effective_from: date = Field(description="First day no disbursement is made.")
+    effective_from: Date = Field(description="First day no disbursement is made.")

@@ -12,10 +12,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from bus import PERSONAL, Classification, Contract
-from schemas.common import AccountId, KelurahanCode, RecordNo
+from schemas.common import AccountId, KelurahanCode, RecordNo, Timestamp
 
 
 class ComplaintChannel(StrEnum):
@@ -81,8 +81,8 @@ class ComplaintReceived(
         default=None,
         description="City account of the reporter, for replies; null for an anonymous complaint.",
     )
-    received_at: AwareDatetime = Field(description="When it came in (RFC 3339 with offset).")
-    respond_by: AwareDatetime = Field(description="Deadline for the department's first response.")
+    received_at: Timestamp = Field(description="When it came in (RFC 3339 with offset).")
+    respond_by: Timestamp = Field(description="Deadline for the department's first response.")
 
     @field_validator("respond_by")
     @classmethod

@@ -21,7 +21,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from bus import PERSONAL, Classification, Contract
-from schemas.common import NIK, KecamatanCode, PastDate
+from schemas.common import NIK, Date, KecamatanCode, PastDate
 
 
 def _check_card_no(value: str) -> str:
@@ -125,7 +125,7 @@ class JobseekerRegistered(
         description="The occupations sought, most wanted first: 1-3 KBJI 2014 unit groups.",
     )
     registered_on: PastDate = Field(description="Date of registration (the card's issue date).")
-    valid_until: date = Field(
+    valid_until: Date = Field(
         description="Last day the card is valid (two years after registration, unless renewed)."
     )
 

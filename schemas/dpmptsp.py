@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from bus import PERSONAL, Classification, Contract
-from schemas.common import Address, Identifier, PastDate, RecordNo, Rupiah
+from schemas.common import Address, Date, Identifier, PastDate, RecordNo, Rupiah
 
 
 class PermitKind(StrEnum):
@@ -77,7 +77,7 @@ class PermitIssued(
     applicant: Applicant
     site: Address = Field(description="Where the building, billboard or business is.")
     issued_on: PastDate = Field(description="Date of the decision.")
-    valid_until: date | None = Field(
+    valid_until: Date | None = Field(
         default=None, description="Last day the permit is valid; null when it does not expire."
     )
     retribution: Rupiah | None = Field(

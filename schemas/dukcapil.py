@@ -9,7 +9,16 @@ from typing import Annotated
 from pydantic import Field, ValidationInfo, field_validator
 
 from bus import PERSONAL, Classification, Contract
-from schemas.common import KK, NIK, Address, KecamatanCode, KelurahanCode, PastDate, Pseudonym
+from schemas.common import (
+    KK,
+    NIK,
+    Address,
+    Date,
+    KecamatanCode,
+    KelurahanCode,
+    PastDate,
+    Pseudonym,
+)
 
 
 class CitizenDied(
@@ -22,7 +31,7 @@ class CitizenDied(
     """A death was recorded in the civil registry."""
 
     nik: Annotated[NIK, PERSONAL]
-    date_of_death: date
+    date_of_death: Date
     kecamatan: KecamatanCode
 
 
@@ -38,7 +47,7 @@ class CitizenMoved(
     nik: Annotated[NIK, PERSONAL]
     address: Annotated[str, PERSONAL]
     kecamatan: KecamatanCode
-    moved_on: date
+    moved_on: Date
 
 
 class CitizenBorn(

@@ -10,10 +10,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from bus import PERSONAL, Classification, Contract
-from schemas.common import NIK, AccountId
+from schemas.common import NIK, AccountId, Timestamp
 
 
 class Verification(StrEnum):
@@ -37,7 +37,7 @@ class AccountLinked(
     account_id: Annotated[AccountId, PERSONAL] = Field(description="The city account.")
     nik: Annotated[NIK, PERSONAL] = Field(description="The NIK now linked to the account.")
     verification: Verification = Field(description="How the NIK was verified.")
-    linked_at: AwareDatetime = Field(description="When (RFC 3339 with offset).")
+    linked_at: Timestamp = Field(description="When (RFC 3339 with offset).")
 
 
 class UnlinkReason(StrEnum):
@@ -61,4 +61,4 @@ class AccountUnlinked(
     account_id: Annotated[AccountId, PERSONAL] = Field(description="The city account.")
     nik: Annotated[NIK, PERSONAL] = Field(description="The NIK no longer linked to it.")
     reason: UnlinkReason = Field(description="Why.")
-    unlinked_at: AwareDatetime = Field(description="When (RFC 3339 with offset).")
+    unlinked_at: Timestamp = Field(description="When (RFC 3339 with offset).")

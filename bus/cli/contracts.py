@@ -265,18 +265,38 @@ def docs_files(
     topology: Path | None = DEFAULT_TOPOLOGY,
 ) -> dict[str, str]:
     """The generated documentation: file name -> text (catalogue.md, asyncapi.json), with each
-    subscription's approved fields when ``topology`` exists (decision 0012)."""
+    subscription's approved fields when ``topology`` exists (decision 0012), and with routed
+    delivery each principal's intake and each subscription's inbox (decision 0011)."""
     models = load(package)
     found = catalogue.find_services(services)
     types = catalogue.shared_types(package)
     rows = [catalogue.name_types(describe(m), m, types) for m in models]
-    approvals = None
+    approvals = intakes = None
     if topology is not None and topology.exists():
-        approvals = catalogue.approvals_by_type(disclosures(load_topology(topology)))
+        spec = load_topology(topology)
+        approvals = catalogue.approvals_by_type(disclosures(spec))
+        if spec.delivery == "router":
+            intakes = {who.principal: list(who.publishes) for who in spec.publishers()}
     return {
-        "catalogue.md": catalogue.render(rows, catalogue.consumers(found), types, approvals),
-        "asyncapi.json": asyncapi.render(asyncapi.document(models, found, approvals)),
+        "catalogue.md": catalogue.render(
+            rows,
+            catalogue.consumers(found),
+            types,
+            approvals,
+            routed=intakes is not None,
+            publishers=_publishers(intakes or {}),
+        ),
+        "asyncapi.json": asyncapi.render(asyncapi.document(models, found, approvals, intakes)),
     }
+
+
+def _publishers(intakes: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Principal -> types, as event type -> principals."""
+    found: dict[str, list[str]] = {}
+    for principal, types in intakes.items():
+        for event_type in types:
+            found.setdefault(event_type, []).append(principal)
+    return found
 
 
 @app.command()

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, get_args
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from bus import keys
 from bus.contracts import Classification
 from bus.errors import SimpulError
 from bus.privacy import mask_text
@@ -221,9 +222,14 @@ def render(
     consumed_by: Mapping[str, Sequence[str]],
     types: Sequence[SharedType] = (),
     approvals: Approvals | None = None,
+    *,
+    routed: bool = False,
+    publishers: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
     """The catalogue as Markdown; ``rows`` are ``describe(model)`` of the contracts;
-    ``approvals`` (from the topology) adds each subscription's approved fields."""
+    ``approvals`` (from the topology) adds each subscription's approved fields, and with
+    ``routed`` delivery the inbox it reads them from; ``publishers`` (routed: event type -> the
+    principals that may publish it) each one's intake."""
     rows = sorted(rows, key=lambda r: (r["owner"], r["type"]))
     owners = sorted({r["owner"] for r in rows})
     services = {name for names in consumed_by.values() for name in names}
@@ -242,7 +248,8 @@ def render(
         lines += ["", f"## {owner}"]
         for row in (r for r in rows if r["owner"] == owner):
             lines += _entry(row, consumed_by.get(row["type"], ()))
-            lines += _approved(row, (approvals or {}).get(row["type"], ()))
+            lines += _intakes((publishers or {}).get(row["type"], ()), routed)
+            lines += _approved(row, (approvals or {}).get(row["type"], ()), routed)
     return "\n".join(lines) + "\n"
 
 
@@ -299,8 +306,22 @@ def _entry(row: Row, consumed_by: Sequence[str]) -> list[str]:
     return lines
 
 
-def _approved(row: Row, approved: Sequence[tuple[str, frozenset[str] | None]]) -> list[str]:
-    """Each subscription of the type with the fields its inbox carries (decision 0012)."""
+def _intakes(principals: Sequence[str], routed: bool) -> list[str]:
+    """Who publishes the type on the routed bus, and the intake each one writes (decision 0011)."""
+    if not routed:
+        return []
+    if not principals:
+        return ["", "Published by no principal of deploy/topology.yaml yet."]
+    lines = ["", "Published (deploy/topology.yaml) by, each into its intake:", ""]
+    lines += [f"- {who}: `{keys.intake(who)}`" for who in sorted(principals)]
+    return lines
+
+
+def _approved(
+    row: Row, approved: Sequence[tuple[str, frozenset[str] | None]], routed: bool
+) -> list[str]:
+    """Each subscription of the type with the fields its inbox carries (decision 0012) and,
+    routed, the inbox's key (decision 0011)."""
     if not approved:
         return []
     lines = [
@@ -308,7 +329,10 @@ def _approved(row: Row, approved: Sequence[tuple[str, frozenset[str] | None]]) -
         "Subscriptions (deploy/topology.yaml) and the fields each one's inbox carries:",
         "",
     ]
-    lines += ["| subscription (group) | approved fields |", "|---|---|"]
+    if routed:
+        lines += ["| subscription (group) | inbox | approved fields |", "|---|---|---|"]
+    else:
+        lines += ["| subscription (group) | approved fields |", "|---|---|"]
     for group, fields in approved:
         if fields is None:
             shown = "every field"
@@ -318,7 +342,9 @@ def _approved(row: Row, approved: Sequence[tuple[str, frozenset[str] | None]]) -
                 for f in row["fields"]
                 if f["name"] in fields
             )
-        lines.append(f"| {group} | {shown or 'none'} |")
+        streams = keys.streams(keys.aggregate_of(row["type"]))
+        inbox = ", ".join(f"`{keys.inbox(stream, group)}`" for stream in streams)
+        lines.append(f"| {group} | {inbox + ' | ' if routed else ''}{shown or 'none'} |")
     return lines
 
 

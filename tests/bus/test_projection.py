@@ -429,12 +429,21 @@ async def _count(redis: Redis, stream: str, expected: int) -> bool:
     return int(await redis.xlen(stream)) == expected
 
 
+GROUPS = ("dinkes", "dinsos", "audit")
+
+
 def test_the_catalogue_and_asyncapi_list_each_subscriptions_approved_fields() -> None:
     files = docs_files()
     born = files["catalogue.md"].split(f"### {BORN}", 1)[1].split("\n### ", 1)[0]
-    assert "| dinkes | `child_ref` (personal), `born_on` (personal), `kelurahan`, " in born
-    assert "| dinsos | `nik` (personal), `kk` (personal), `kelurahan`, `registered_on` |" in born
-    assert "| audit | every field |" in born
+    dinkes, dinsos, audit = (f"`simpul:inbox:{{{g}/dukcapil.citizen}}`" for g in GROUPS)
+    assert (
+        f"| dinkes | {dinkes} | `child_ref` (personal), `born_on` (personal), `kelurahan`, " in born
+    )
+    assert (
+        f"| dinsos | {dinsos} | `nik` (personal), `kk` (personal), `kelurahan`, `registered_on` |"
+        in born
+    )
+    assert f"| audit | {audit} | every field |" in born
     operations = json.loads(files["asyncapi.json"])["operations"]
     approved = operations["dukcapil.citizen.receive.dinkes"]["x-simpul-approved-fields"]
     assert approved == {BORN: ["born_on", "child_ref", "kelurahan", "registered_on"]}

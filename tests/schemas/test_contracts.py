@@ -4,14 +4,25 @@ the marking of personal data (docs/contracts.md)."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from datetime import date
+from typing import Annotated, Any, get_args, get_origin
 
 import pytest
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    FutureDate,
+    FutureDatetime,
+    NaiveDatetime,
+    PastDate,
+    PastDatetime,
+)
 
 from bus import Classification, Contract
 from bus.cli.contracts import load, snapshot_root
 from bus.keys import TYPE_PATTERN
 from bus.specs.gate import check
+from schemas.common import _iso_date, _rfc3339
 
 CONTRACTS = load("schemas")
 # Published before these rules; their fields are frozen until a .v2 (docs/contracts.md).
@@ -90,3 +101,39 @@ def test_specific_data_travels_thin() -> None:
 def test_every_contract_matches_its_committed_snapshots() -> None:
     # What `simpul contracts check` runs in CI: a new contract needs `simpul contracts snapshot`.
     assert [str(p) for p in check(CONTRACTS, snapshot_root("schemas"))] == []
+
+
+# pydantic's own time types (not datetime subclasses); datetime is a date subclass.
+PYDANTIC_TIMES = {AwareDatetime, NaiveDatetime, PastDatetime, FutureDatetime, PastDate, FutureDate}
+
+
+def _leaves(annotation: Any, metadata: tuple[Any, ...] = ()) -> list[tuple[Any, tuple[Any, ...]]]:
+    """(type, its Annotated metadata) of each alternative of ``annotation`` (unions, lists)."""
+    if get_origin(annotation) is Annotated:
+        base, *extra = get_args(annotation)
+        return _leaves(base, (*metadata, *extra))
+    if args := get_args(annotation):
+        return [leaf for arg in args for leaf in _leaves(arg, metadata)]
+    return [(annotation, metadata)]
+
+
+def _timed(model: type[BaseModel], prefix: str = "") -> list[tuple[str, bool]]:
+    """(dotted path, whether it refuses other forms) of every date and time field, nested
+    models and lists of them included."""
+    found = []
+    for name, info in model.model_fields.items():
+        for kind, metadata in _leaves(info.annotation, tuple(info.metadata)):
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                found += _timed(kind, f"{prefix}{name}.")
+            elif kind in PYDANTIC_TIMES or (isinstance(kind, type) and issubclass(kind, date)):
+                checked = {getattr(m, "func", None) for m in metadata} & {_iso_date, _rfc3339}
+                found.append((prefix + name, bool(checked)))
+    return found
+
+
+@pytest.mark.parametrize("model", CONTRACTS, ids=by_type)
+def test_dates_and_times_are_the_shared_types_that_refuse_other_forms(
+    model: type[Contract],
+) -> None:
+    """`Date`, `PastDate`, `Timestamp`: never a bare date or AwareDatetime (docs/contracts.md)."""
+    assert [path for path, checked in _timed(model) if not checked] == []
