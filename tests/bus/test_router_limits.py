@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import OutOfMemoryError
+from redis.exceptions import OutOfMemoryError, ResponseError
 
 from bus import Publisher, keys
 from bus.access import acl
@@ -308,3 +308,19 @@ async def test_a_flooded_intake_does_not_starve_another_producers(routed: Routed
     await attacker.aclose()
     await other.redis.aclose()
     await admin.aclose()
+
+
+async def test_the_cap_function_gives_a_producer_nothing(routed: RoutedServer) -> None:
+    """``simpul_1_intake_cap`` runs while Redis refuses writes for memory (``allow-oom``) and
+    takes its caps as arguments: a producer calling it on its own intake is refused (its ACL
+    pairs ``FCALL`` with neither its dead letters nor ``MEMORY USAGE``), so it can neither
+    write past ``maxmemory`` with it nor empty its intake under the router."""
+    attacker = routed.connect(ATTACKER)
+    await attacker.xadd(INTAKE, {"junk": "1"})
+    for second in (REFUSALS, keys.seen(INTAKE, "x")):
+        with pytest.raises(ResponseError, match=r"NOPERM|can.t run this command"):
+            await attacker.execute_command(
+                "FCALL", "simpul_1_intake_cap", 2, INTAKE, second, 0, 0, "t", "router"
+            )
+    assert await attacker.xrange(INTAKE) != []
+    await attacker.aclose()
