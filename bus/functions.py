@@ -53,6 +53,7 @@ class Spec:
     short: str
     file: str | tuple[str, ...]  # several: concatenated (shared helpers first)
     read_only: bool = False
+    allow_oom: bool = False  # runs when Redis refuses writes for memory (it frees some)
 
     @property
     def name(self) -> str:
@@ -72,6 +73,7 @@ FUNCTIONS: dict[str, Spec] = {
         Spec("admit_batch", ("id_compare.lua", "admit_batch.lua")),
         Spec("forward_batch", ("id_compare.lua", "forward_batch.lua")),
         Spec("router_read", "router_read.lua"),
+        Spec("intake_cap", "intake_cap.lua", allow_oom=True),
         Spec("claim", "claim.lua"),
         Spec("deadletter", "deadletter.lua"),
         Spec("dedupe", "dedupe.lua"),
@@ -99,7 +101,7 @@ def library_code() -> str:
     parts = [f"#!lua name={LIBRARY}\n"]
     for spec in FUNCTIONS.values():
         parts.append(f"local function {spec.short}(KEYS, ARGV)\n{spec.body}\nend\n")
-        flags = "{'no-writes'}" if spec.read_only else "{}"
+        flags = "{'no-writes'}" if spec.read_only else "{'allow-oom'}" if spec.allow_oom else "{}"
         parts.append(
             f"redis.register_function{{function_name='{spec.name}', callback={spec.short}, "
             f"flags={flags}}}\n"

@@ -476,6 +476,7 @@ FOREIGN = {
     "runbook_url",
     "on_every",
     "publish_many",
+    "used_memory",  # Redis INFO memory
 }
 
 

@@ -478,9 +478,10 @@ def _router(topology: Topology, hashes: tuple[str, ...]) -> AclUser:
     )
     selectors = [
         Grant(
-            (*router_consume, "+xtrim", "+fcall"),
+            (*router_consume, "+xtrim", "+fcall", "+xlen", "+memory|usage"),
             (*(f"~{i}" for i in intakes), *(f"~{d}" for d in dead)),
-            why="admission: read every intake, trim what it settled, the dead-letter function",
+            why="admission: read every intake, trim what it settled, the dead-letter function; "
+            "the cap on what an intake and its refusals hold (the intake_cap function)",
         ),
         Grant(("+xadd",), tuple(f"%W~{d}" for d in dead), why="the producers' dead letters"),
         Grant(

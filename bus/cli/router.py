@@ -32,7 +32,7 @@ from bus.devmaterial import is_dev_key, refuse_dev_keys
 from bus.errors import ConfigurationError, SimpulError
 from bus.logging import configure
 from bus.router import Router, RouterConfig, ahead_of_time, backfill, migrate, reset_intake
-from bus.router.common import MAX_REFUSALS
+from bus.router.common import MAX_INTAKE_BYTES, MAX_REFUSAL_BYTES, MAX_REFUSALS
 from bus.settings import ComponentSettings, Settings
 from bus.signing import KeyRing, Signer, SignerSettings
 
@@ -45,6 +45,17 @@ class RouterSettings(ComponentSettings):
         default=MAX_REFUSALS,
         ge=1,
         description="refusals kept per intake as evidence, newest first (the oldest go)",
+    )
+    max_refusal_bytes: int = Field(
+        default=MAX_REFUSAL_BYTES,
+        ge=1,
+        description="bytes of refusals kept per intake (Redis's MEMORY USAGE); the oldest go",
+    )
+    max_intake_bytes: int = Field(
+        default=MAX_INTAKE_BYTES,
+        ge=1,
+        description="bytes an intake may hold (Redis's MEMORY USAGE); beyond it the router "
+        "removes its oldest entries, with a dead letter intake_overflow naming them",
     )
 
 
@@ -92,6 +103,16 @@ def _keyring(topology: Topology, settings: Settings) -> KeyRing:
     )
 
 
+def _config(settings: Settings) -> RouterConfig:
+    own = RouterSettings.load()
+    return RouterConfig(
+        dedupe_ttl_ms=settings.dedupe_ttl_ms,
+        max_refusals=own.max_refusals,
+        max_refusal_bytes=own.max_refusal_bytes,
+        max_intake_bytes=own.max_intake_bytes,
+    )
+
+
 def _router(redis: Redis, topology: Topology, settings: Settings | None = None) -> Router:
     settings = settings or Settings.load()
     return Router(
@@ -100,10 +121,7 @@ def _router(redis: Redis, topology: Topology, settings: Settings | None = None) 
         default_registry,
         keyring=_keyring(topology, settings),
         signer=Signer.from_settings(settings),
-        config=RouterConfig(
-            dedupe_ttl_ms=settings.dedupe_ttl_ms,
-            max_refusals=RouterSettings.load().max_refusals,
-        ),
+        config=_config(settings),
         replica=settings.consumer,
     )
 

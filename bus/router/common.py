@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from bus.projection import Disclosure
+from bus.replies import EntryFields, field_pairs
 
 NOT_HOLDER = "SIMPUL_NOT_HOLDER"
 """The error of a fenced read by a replica whose lease lapsed (bus/router_read.lua)."""
@@ -19,9 +20,22 @@ CONSUMER = "router"
 and the same name makes the next one find what the last left pending."""
 MAX_ENTRY_BYTES = 64 * 1024
 """The default cap on an intake entry (field names and values, in bytes)."""
+MAX_FIELDS = 64
+"""The cap on an intake entry's fields (name/value pairs): a v1 event has 7 required attributes,
+a few optional ones, its signature's three and ``data``. Past a few thousand, the library's
+functions could not pass them to ``XADD`` (Lua's unpack limit: the batch would fail, again and
+again), and checking, projecting and signing them would hold the router's loop, every
+source's, for seconds a batch."""
 MAX_REFUSALS = 10_000
 """The default number of refusals kept per intake (``simpul:intake:{<principal>}:dlq``), newest
 first: the evidence of what a producer sent wrong, bounded."""
+MAX_INTAKE_BYTES = 64 * 1024 * 1024
+"""The default cap on the memory one intake holds (bus/intake_cap.lua): beyond it the router
+removes its oldest entries. Sized so that every intake of the city at its cap, with its
+refusals at theirs, stays well below the shipped ``maxmemory`` (2 GB)."""
+MAX_REFUSAL_BYTES = 16 * 1024 * 1024
+"""The default cap on the memory one intake's refusals hold (10,000 refusals of 64 KiB would
+be 640 MiB): beyond it the oldest refusals go, as beyond ``MAX_REFUSALS``."""
 
 Entries = list[tuple[bytes, dict[bytes, bytes]]]
 Settlement = list[Callable[[Any], Any]]
@@ -45,6 +59,7 @@ class RejectReason:
     UNKNOWN_TYPE = "unknown_type"
     CONTRACT_VIOLATION = "contract_violation"
     SIGNER_NOT_OWNER = "signer_not_owner"
+    INTAKE_OVERFLOW = "intake_overflow"  # not an entry's: the cap removed entries unread
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +106,8 @@ class RouterConfig:
     dedupe_ttl_ms: int = 7 * 24 * 3600 * 1000
     trim_every_s: float = 5.0
     max_refusals: int = MAX_REFUSALS
+    max_intake_bytes: int = MAX_INTAKE_BYTES
+    max_refusal_bytes: int = MAX_REFUSAL_BYTES
 
 
 def _next_id(entry_id: bytes) -> str:
@@ -106,12 +123,14 @@ def _text(value: bytes | str) -> str:
 
 
 def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
-    return dict(zip(flat[::2], flat[1::2], strict=True))
+    """An entry's fields as a map that keeps, when a name repeats, every pair beside it
+    (bus.replies): decoding refuses such an entry, and its dead letter keeps every field."""
+    return EntryFields.of(list(flat))
 
 
 def _flat(raw: Mapping[bytes, bytes]) -> list[bytes]:
     out: list[bytes] = []
-    for name, value in raw.items():
+    for name, value in field_pairs(raw):
         out += (name, value)
     return out
 

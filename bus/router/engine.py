@@ -42,7 +42,7 @@ from typing import Any, cast
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 
 from bus import keys
 from bus.access.topology import Topology
@@ -54,8 +54,10 @@ from bus.errors import ConfigurationError, DecodeError, NotDurable
 from bus.functions import BusFunction
 from bus.logging import get_logger
 from bus.projection import FORWARDING_FIELDS, disclosures, forward_each
+from bus.replies import field_pairs
 from bus.router.common import (
     CONSUMER,
+    MAX_FIELDS,
     NOT_HOLDER,
     Counts,
     Entries,
@@ -176,6 +178,7 @@ class Router:
         self._forward_batch = BusFunction(redis, "forward_batch")  # bus/forward_batch.lua
         self._dead_letter = BusFunction(redis, "deadletter")  # bus/deadletter.lua
         self._read_fenced = BusFunction(redis, "router_read")  # bus/router_read.lua
+        self._intake_cap = BusFunction(redis, "intake_cap")  # bus/intake_cap.lua
         self.replicas = ReplicaWait(redis)  # SIMPUL_REDIS_WAIT_*, as every publish (ha.md)
         self.may_publish = {p.principal: frozenset(p.publishes) for p in topology.publishers()}
         self.intakes = sorted(keys.intake(p) for p in self.may_publish)
@@ -339,7 +342,7 @@ class Router:
                 self._forget(source)
                 if self._read_again(source, exc):
                     continue
-                self._log.warning("router_source_failed", source=source, error=str(exc)[:200])
+                await self._failed(source, exc)
                 await self._sleep(delay)
                 delay = min(delay * 2, 5.0)
             except Exception as exc:  # a bug must not silently stop a source: log, retry
@@ -525,7 +528,7 @@ class Router:
         every write of it returned without an error: an error (or a crash) leaves it pending,
         to be read and written again (idempotent: publish_batch's event ids, forward_batch's
         high-water marks), and everything read after it with it, in order."""
-        settlement = self._unsettled.pop(source, None) or []
+        settlement = [*await self._cap(source), *(self._unsettled.pop(source, None) or [])]
         turn = self._unwritten.pop(source, None)
         # Where admission forwards (decision 0014), a fan-out batch's writes and the ack after
         # them go at once, not behind a wait: until they are done, admission leaves every new
@@ -563,6 +566,64 @@ class Router:
                 self._tail[source] = found[1]
         return [(e, _pairs(f)) for e, f in found[0]]  # deleted ones were acked in the read
 
+    async def _cap(self, source: str) -> Settlement:
+        """For an intake, the call of the cap on what it and its refusals hold
+        (bus/intake_cap.lua), first in each of its turns: a producer's own intake is the one
+        key it can grow without bound, and Redis's memory (maxmemory, noeviction) is every
+        department's. The function runs even when Redis refuses writes for memory, and what it
+        frees lets the writes queued behind it in the same turn run."""
+        owner = keys.intake_owner(source)
+        if owner is None:
+            return []
+        command = (
+            *await self._intake_cap.command_head(),
+            2,
+            source,
+            keys.intake_dead_letters(owner),
+            self.config.max_intake_bytes,
+            self.config.max_refusal_bytes,
+            format_time(datetime.now(UTC)),
+            keys.ROUTER_GROUP,
+        )
+        return [lambda pipe: pipe.execute_command(*command)]
+
+    async def _failed(self, source: str, exc: Exception) -> None:
+        self._log.warning("router_source_failed", source=source, error=str(exc)[:200])
+        if _out_of_memory(exc):  # any write of the turn, the lease's renewal included
+            await self._free_memory()
+
+    async def _free_memory(self) -> None:
+        """Redis refused a write for memory: the cap on every intake, now, whoever holds it.
+        An intake's loop may be stuck before its read, where the cap usually runs (its lease's
+        renewal and its group's creation are writes Redis refuses too), and the function is
+        safe beside its holder: it removes only an intake's oldest entries, and the holder's
+        read acks those of its own it finds gone (bus/router_read.lua)."""
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for intake in self.intakes:
+                    for queue in await self._cap(intake):
+                        queue(pipe)
+                replies = await pipe.execute(raise_on_error=False)
+        except (ResponseError, *TRANSIENT) as exc:
+            self._log.warning("router_cap_failed", error=str(exc)[:200])
+            return
+        for intake, reply in zip(self.intakes, replies, strict=True):
+            self._capped(intake, reply)
+
+    def _capped(self, source: str, reply: Any) -> None:
+        """What the cap removed (its reply), for the operators: an intake over its cap is a
+        producer flooding it, or its router stopped for long."""
+        if not isinstance(reply, list) or not any(int(n) for n in reply):
+            return
+        removed, refusals = (int(n) for n in reply)
+        if removed:
+            self.counts.rejected[RejectReason.INTAKE_OVERFLOW] = (
+                self.counts.rejected.get(RejectReason.INTAKE_OVERFLOW, 0) + removed
+            )
+        self._log.warning(
+            "intake_over_cap", intake=source, removed=removed, refusals_removed=refusals
+        )
+
     async def _round_trip(  # noqa: PLR0917
         self,
         source: str,
@@ -590,6 +651,8 @@ class Router:
             replies = await pipe.execute(raise_on_error=False)
         self._sent.pop(source, None)
         _raise_first(replies[: len(settlement)], self._read_fenced)
+        if settlement and keys.intake_owner(source) is not None:
+            self._capped(source, replies[0])  # the cap goes first in an intake's turn (_cap)
         if turn is not None and waits is not None:
             written = replies[len(settlement) : -1 - (tail is not None)]
             self._written(source, turn, written, waits)
@@ -773,12 +836,18 @@ class Router:
         self, owner: str, raw: Mapping[bytes, bytes], now_ms: int
     ) -> tuple[str, str] | Refusal:
         """(stream, event id) for an entry to admit, else why it is refused."""
-        size = sum(len(k) + len(v) for k, v in raw.items())
+        pairs = field_pairs(raw)  # a repeated name's every pair: decoding refuses them
+        size = sum(len(k) + len(v) for k, v in pairs)
         if size > self.config.max_entry_bytes:
             return Refusal(
                 RejectReason.TOO_LARGE,
                 f"the entry is {size} bytes, more than the {self.config.max_entry_bytes} "
                 "bytes an event may have",
+            )
+        if len(pairs) > MAX_FIELDS:
+            return Refusal(
+                RejectReason.TOO_LARGE,
+                f"the entry has {len(pairs)} fields, more than the {MAX_FIELDS} an event may have",
             )
         try:
             envelope = Envelope.from_fields(raw)
@@ -1098,6 +1167,12 @@ class Router:
             removed += await trim_inbox(self.redis, inbox, group)
         self.counts.trimmed += removed
         return removed
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Redis refused a command for memory (``maxmemory``, ``noeviction``): as redis-py raises
+    it, or as a lane returns the error reply."""
+    return isinstance(exc, OutOfMemoryError) or "used memory > 'maxmemory'" in str(exc)
 
 
 def _raise_first(replies: Sequence[Any], function: BusFunction) -> None:

@@ -103,13 +103,17 @@ class RoutedServer:
 
 
 @contextlib.contextmanager
-def acl_server(aclfile: Path, *, functions: bool = True) -> Iterator[RoutedServer]:
+def acl_server(
+    aclfile: Path, *, functions: bool = True, extra_args: tuple[str, ...] = ()
+) -> Iterator[RoutedServer]:
     """A private Redis 7 in the folder of ``aclfile``, started with it (the default user off),
     answering the admin, who loads the bus's library unless ``functions`` is False (a test of
-    the steps that load it). Skips the test on Redis < 7.0: the rendered ACLs use selectors."""
+    the steps that load it). ``extra_args``: more of the server's options (``--maxmemory``).
+    Skips the test on Redis < 7.0: the rendered ACLs use selectors."""
     server = EmbeddedRedis(
         aclfile.parent,
         appendfsync="no",
+        extra_args=extra_args,
         aclfile=aclfile,
         admin=(ADMIN, PASSWORDS[ADMIN]),
         functions=functions,
