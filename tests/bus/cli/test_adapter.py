@@ -74,6 +74,43 @@ def test_run_once_publishes_the_good_rows_and_quarantines_the_bad(
     assert "15 digits" in [s["raw"]["nik"] for s in shapes]  # why it failed, not what it was
 
 
+def test_list_and_retry_never_quote_a_value_the_mapper_quoted(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A column shifted in an import puts a name where the kind belongs; the mapper's error
+    quotes it ("unknown jenis_peristiwa 'Sri Wahyuningsih'"). The quarantine keeps the record
+    for the operator (``show --reveal``), the problem says which field and why only."""
+    name = "Canaryname Siti Wahyuningsih"
+    data = list(rows(3, seed=7))
+    data[1]["jenis_peristiwa"] = name
+    create_sqlite(tmp_path / "siak.db", data)
+    monkeypatch.setenv("SIMPUL_REDIS_URL", redis_url)
+    monkeypatch.setenv("SIMPUL_DUKCAPIL_DB", str(tmp_path / "siak.db"))
+    monkeypatch.setenv("SIMPUL_PSEUDONYM_KEY", "test-key-of-32-bytes-for-pseudonyms")
+    monkeypatch.setenv("COLUMNS", "300")
+    assert _invoke("adapter", "run", "adapters.dukcapil:from_env", "--once").exit_code == 0
+
+    views = [
+        _invoke("quarantine", "list", dukcapil.NAME),
+        _invoke("quarantine", "list", dukcapil.NAME, "--json"),
+        _invoke("quarantine", "retry", "adapters.dukcapil:from_env", "--all"),
+        _invoke("quarantine", "retry", "adapters.dukcapil:from_env", "--all", "--json"),
+    ]
+    for view in views:
+        assert "unknown jenis_peristiwa" in view.output, view.output
+        assert "canaryname" not in view.output.lower(), view.output
+    [entry] = json.loads(views[1].stdout)
+    assert entry["problems"] == [
+        {
+            "field": "(record)",
+            "problem": "ValueError: unknown jenis_peristiwa '***' (expected LAHIR, KEMATIAN, "
+            "PINDAH)",
+        }
+    ]
+    revealed = _invoke("quarantine", "show", dukcapil.NAME, entry["entry_id"], "--reveal")
+    assert name in revealed.stdout  # the record itself is kept whole, for the operator
+
+
 def test_run_again_publishes_nothing_twice(siak: list[dict[str, Any]]) -> None:
     first = _invoke("adapter", "run", "adapters.dukcapil:from_env", "--once", "--json")
     second = _invoke("adapter", "run", "adapters.dukcapil:from_env", "--once", "--json")
