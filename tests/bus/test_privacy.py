@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from pydantic import BaseModel, Field, ValidationError
+
 from bus.contracts import default_registry
-from bus.privacy import MASK, contract_of, mask_data, mask_error, mask_subject
+from bus.privacy import MASK, contract_of, error_text, mask_data, mask_error, mask_subject
 from schemas.dinkes import ImmunisationScheduled
 from schemas.dukcapil import FamilyCardIssued
 
@@ -115,3 +118,29 @@ def test_contract_of_a_type_without_a_contract_is_none() -> None:
     assert contract_of("kominfo.ticket.opened.v1", default_registry) is None
     assert contract_of(None) is None
     assert contract_of("dukcapil.family.card-issued.v1") is CARD
+
+
+def test_errors_mask_a_value_quoted_escaped_or_cut() -> None:
+    """repr() writes a line break as \\n and JSON an accent as \\u00e9; pydantic shows a long
+    input as its first and last characters around '...' (a handler's own model)."""
+    street = "Jl. Kenari Gg. Manggis No. 7\nRT 003 RW 004 Kelurahan Bandulan"
+    data = {"address": street, "reason": "birth", "note": "Siti Ré"}
+    assert mask_error(f"no geocode for {street!r}", CARD, data) == "no geocode for '***'"
+    assert mask_error(json.dumps({"who": "Siti Ré"}), CARD, data) == '{"who": "***"}'
+    cut = f"input_value='{repr(street)[1:25]}...{repr(street)[-24:]}"
+    assert mask_error(cut, CARD, data) == "input_value='***...***'"
+
+
+def test_a_validation_error_is_told_without_its_input() -> None:
+    class Geocode(BaseModel):
+        street: str = Field(max_length=10)
+        rt: int
+
+    with pytest.raises(ValidationError) as raised:
+        Geocode(street="Jl. Kenari Gg. Manggis No. 7", rt="RT tiga")  # type: ignore[arg-type]
+    told = error_text(raised.value)
+    assert told == (
+        "2 validation error(s) for Geocode: street: String should have at most 10 characters; "
+        "rt: Input should be a valid integer, unable to parse string as an integer"
+    )
+    assert error_text(LookupError("no Jl. Kenari")) == "no Jl. Kenari"  # others: as they say
