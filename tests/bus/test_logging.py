@@ -200,3 +200,14 @@ async def test_a_value_quoted_escaped_is_masked(redis_url: str, redis: Any) -> N
     assert dead["dlq.error"] == f"LookupError: no coordinates for '{MASK}'"
     for text in (logged, dead["dlq.error"]):
         assert not [piece for piece in _pieces(CANARY_ADDRESS) if piece in text], text
+
+
+def test_processor_masks_inside_lists_and_dicts() -> None:
+    """What a log call binds as a list or dict is rendered as it is: masked inside too."""
+    event = MaskPersonalData()(
+        None,
+        "info",
+        {"event": "x", "keys": [NIK, "7"], "row": {"address": "Jl. Ijen 1", "n": (NIK,)}},
+    )
+    assert event["keys"] == [MASK, "7"]
+    assert event["row"] == {"address": MASK, "n": [MASK]}
