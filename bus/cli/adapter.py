@@ -29,7 +29,7 @@ from bus.adapter.sources.sql import outbox_ddl
 from bus.adapter.sources.webhook import Webhook, serve
 from bus.cli.common import AsJson, fail, import_target, not_on_path_hint, run_with_redis
 from bus.errors import SimpulError
-from bus.logging import configure, get_logger
+from bus.logging import configure, get_logger, os_user
 from bus.privacy import shape
 from bus.settings import Settings
 
@@ -240,7 +240,7 @@ def show(
         raise fail(_err, SimpulError(f"no entry {entry_id} in the quarantine of {adapter}"))
     raw = json.loads(entry.raw)
     if reveal:
-        _log.warning("quarantine_revealed", adapter=adapter, entry_id=entry_id)
+        _log.warning("quarantine_revealed", adapter=adapter, entry_id=entry_id, by=os_user())
     else:
         raw = {column: shape(value) for column, value in raw.items()}
     detail = {**_summary(entry), "source": entry.source, "raw": raw}

@@ -22,6 +22,8 @@ from adapters.dukcapil.fixtures import create_sqlite, rows
 from bus import keys
 from bus.cli.app import app
 from bus.local.redis import free_port
+from bus.logging import os_user
+from bus.testing import capture_logs
 
 runner = CliRunner()
 
@@ -107,8 +109,11 @@ def test_list_and_retry_never_quote_a_value_the_mapper_quoted(
             "PINDAH)",
         }
     ]
-    revealed = _invoke("quarantine", "show", dukcapil.NAME, entry["entry_id"], "--reveal")
+    with capture_logs() as logs:
+        revealed = _invoke("quarantine", "show", dukcapil.NAME, entry["entry_id"], "--reveal")
     assert name in revealed.stdout  # the record itself is kept whole, for the operator
+    [logged] = [line for line in logs if line["event"] == "quarantine_revealed"]
+    assert (logged["entry_id"], logged["by"]) == (entry["entry_id"], os_user())
 
 
 def test_run_again_publishes_nothing_twice(siak: list[dict[str, Any]]) -> None:
