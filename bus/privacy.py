@@ -30,11 +30,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from bus.contracts import ContractInfo, Registry, default_registry
+from bus.envelope import OPTIONAL, REQUIRED
 
 __all__ = [
     "MASK",
     "contract_of",
     "error_text",
+    "mask_attribute",
     "mask_data",
     "mask_error",
     "mask_subject",
@@ -115,6 +117,24 @@ def contract_of(
     if event_type is None or event_type not in registry:
         return None
     return registry.resolve(event_type).__contract__
+
+
+# The extension attributes the bus itself writes (bus.signing, bus.projection; tests check the
+# names): what they hold is known, as for the CloudEvents attributes.
+BUS_EXTENSIONS = frozenset({"signedat", "originentry", "originsigner", "origindigest"})
+_KNOWN_ATTRIBUTES = frozenset(REQUIRED + OPTIONAL) | BUS_EXTENSIONS
+
+
+def mask_attribute(name: str, value: str, contract: ContractInfo | None) -> str | None:
+    """An envelope attribute (not ``data``) as it may be shown: a personal ``subject`` masked,
+    a CloudEvents or bus attribute with its 16-digit runs masked, and an extension attribute
+    a producer added only as its shape — the spec forbids personal data there, but nothing says
+    what a ``nama`` or ``alamat`` a client added holds."""
+    if name == "subject":
+        return mask_subject(value, contract)
+    if name in _KNOWN_ATTRIBUTES:
+        return mask_text(value)
+    return f"<{shape(value)}>"
 
 
 def mask_data(data: Any, contract: ContractInfo | None) -> Any:

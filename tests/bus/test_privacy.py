@@ -8,7 +8,18 @@ import pytest
 from pydantic import BaseModel, Field, ValidationError
 
 from bus.contracts import default_registry
-from bus.privacy import MASK, contract_of, error_text, mask_data, mask_error, mask_subject
+from bus.privacy import (
+    BUS_EXTENSIONS,
+    MASK,
+    contract_of,
+    error_text,
+    mask_attribute,
+    mask_data,
+    mask_error,
+    mask_subject,
+)
+from bus.projection import FORWARDING_FIELDS
+from bus.signing import SIGNED_AT
 from schemas.dinkes import ImmunisationScheduled
 from schemas.dukcapil import FamilyCardIssued
 
@@ -144,3 +155,12 @@ def test_a_validation_error_is_told_without_its_input() -> None:
         "rt: Input should be a valid integer, unable to parse string as an integer"
     )
     assert error_text(LookupError("no Jl. Kenari")) == "no Jl. Kenari"  # others: as they say
+
+
+def test_the_bus_extensions_shown_are_the_ones_the_bus_writes() -> None:
+    assert {SIGNED_AT, *FORWARDING_FIELDS} == BUS_EXTENSIONS
+    assert (
+        mask_attribute("signedat", "2026-11-28T13:07:26.500Z", CARD) == "2026-11-28T13:07:26.500Z"
+    )
+    assert mask_attribute("tenant", "kota-malang", CARD) == "<text, 11 characters>"
+    assert mask_attribute("id", f"odd-{NIKS[0]}", CARD) == f"odd-{MASK}"
