@@ -31,6 +31,7 @@ from bus import (
     get_logger,
     keys,
     mask_subject,
+    mask_text,
     redis_text,
 )
 from services._common import Migration
@@ -50,6 +51,7 @@ from services.audit.db import DDL, INSERT, METADATA
 __all__ = ["Appended", "Audit", "Head", "Report", "create", "head_key"]
 
 _log = get_logger("services.audit")
+_IDS = ("event_id", "correlationid", "causationid")  # shown as simpul tail shows them
 PAGE = 1_000  # rows per read when walking the chain
 
 
@@ -311,6 +313,8 @@ class Audit:
             if not show_data:  # who a row is about is shown on a recorded access only
                 for row in rows:
                     row["subject"] = self._subject_shown(row)
+                    for name in _IDS:  # a producer's choice: one may be built from a NIK
+                        row[name] = mask_text(row[name]) if row[name] is not None else None
             if show_data:
                 tx.execute(
                     "INSERT INTO audit_access (at, actor, action, filter, rows) "

@@ -445,13 +445,24 @@ async def test_search_masks_a_subject_that_identifies_a_person(
     npwpd = registered.npwpd  # type: ignore[attr-defined]
     async with archiving(audit):
         await publisher(redis).publish(registered, id="taxpayer", subject=npwpd)
-        await publisher(redis).publish(example(CitizenDied), id="died", subject="case-1")
+        died = example(CitizenDied)
+        nik = died.nik  # type: ignore[attr-defined]
+        # A producer against the wire format's advice builds ids from the NIK.
+        await publisher(redis).publish(
+            died, id=f"died-{nik}", subject="case-1", correlationid=f"case-{nik}"
+        )
         await archived(audit, 2)
         plain = await audit.search(since="2000-01-01")
         shown = await audit.search(since="2000-01-01", show_data=True, actor="inspector")
 
-    assert {r["event_id"]: r["subject"] for r in plain} == {"taxpayer": "***", "died": "case-1"}
+    assert {r["event_id"]: r["subject"] for r in plain} == {
+        "taxpayer": "***",
+        "died-***": "case-1",
+    }
+    assert [r["correlationid"] for r in plain] == [None, "case-***"]
+    assert nik not in json.dumps(plain) and npwpd not in json.dumps(plain)
     assert {r["event_id"]: r["subject"] for r in shown}["taxpayer"] == npwpd  # a recorded access
+    assert f"died-{nik}" in {r["event_id"] for r in shown}
 
 
 async def _length(redis: Redis, key: str, n: int) -> bool:
