@@ -262,6 +262,27 @@ def test_checkpoint_show_and_reset(siak: list[dict[str, Any]]) -> None:
     assert counts["read"] == 40 and counts["published"] == 0  # read again, nothing twice
 
 
+def test_a_checkpoint_holding_a_nik_is_shown_masked(redis_url: str) -> None:
+    """A legacy table keyed by NIK: the position is the last row's key, as in simpul status."""
+    nik = "3573014506900001"
+    Redis.from_url(redis_url).set(
+        keys.checkpoint("kependudukan"), json.dumps(["2026-11-02 08:00:00", nik])
+    )
+    env = {"SIMPUL_REDIS_URL": redis_url}
+    views = [
+        runner.invoke(app, ["adapter", "checkpoint", "show", "kependudukan"], env=env),
+        runner.invoke(app, ["adapter", "checkpoint", "show", "kependudukan", "--json"], env=env),
+        runner.invoke(
+            app, ["adapter", "checkpoint", "reset", "kependudukan", "--yes", "--json"], env=env
+        ),
+    ]
+    assert all(view.exit_code == 0 for view in views), [view.output for view in views]
+    assert not [view.output for view in views if nik in view.output]
+    assert json.loads(views[1].stdout)["position"] == ["2026-11-02 08:00:00", "***"]
+    reset = views[2].stdout  # after the log line of the reset, if logs share the stream
+    assert json.loads(reset[reset.index("{") :])["was"] == ["2026-11-02 08:00:00", "***"]
+
+
 def test_outbox_ddl_prints_the_table_and_trigger_a_dba_installs() -> None:
     result = runner.invoke(app, ["adapter", "outbox-ddl", "peristiwa"])
     assert result.exit_code == 0, result.output
