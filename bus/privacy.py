@@ -39,6 +39,7 @@ __all__ = [
     "mask_attribute",
     "mask_data",
     "mask_error",
+    "mask_quoted",
     "mask_subject",
     "mask_text",
     "mask_value",
@@ -167,6 +168,23 @@ def mask_error(
         if len(secret) >= _SHORTEST_QUOTED:
             # In any case: code quotes a name as it found it, or upper-cased for a register.
             text = re.sub(re.escape(secret), MASK, text, flags=re.IGNORECASE)
+    return text
+
+
+def mask_quoted(text: str, data: Any) -> str:
+    """``text`` with 16-digit runs masked and every value in ``data`` masked where the text
+    quotes it (``'value'`` or ``"value"``, as ``repr()`` and ``!r`` write it, in any case).
+
+    For a message about values of no known meaning (a legacy record's columns): a name is no
+    pattern, and masking each value wherever it appears would also hide the words a message
+    is made of ("Kota Malang" in a rule, when a column holds "Malang")."""
+    text = mask_text(text)
+    quoted = {form for secret in _leaves(data) for form in _quoted_forms(secret)}
+    for secret in sorted(quoted, key=len, reverse=True):
+        if secret:
+            for quote in ("'", '"'):
+                pattern = re.escape(f"{quote}{secret}{quote}")
+                text = re.sub(pattern, f"{quote}{MASK}{quote}", text, flags=re.IGNORECASE)
     return text
 
 

@@ -17,7 +17,7 @@ from uuid import UUID
 from bus.contracts import Contract
 from bus.envelope import Envelope
 from bus.errors import ContractViolation, SimpulError
-from bus.privacy import mask_error
+from bus.privacy import mask_quoted
 from bus.publisher import Publisher, event_id
 
 __all__ = [
@@ -184,7 +184,7 @@ def _unmapped(exc: Exception, record: Record) -> Problem:
     where it quotes one. Department code words its errors as it likes ("unknown jenis_pajak
     'BUDI SANTOSO'" after a shifted column); the quarantine list, a retry's output and a
     webhook's answer show the problem, and a raw record's values have no known meaning."""
-    return Problem("(record)", mask_error(f"{type(exc).__name__}: {exc}", None, dict(record.data)))
+    return Problem("(record)", mask_quoted(f"{type(exc).__name__}: {exc}", dict(record.data)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from bus.privacy import (
     mask_attribute,
     mask_data,
     mask_error,
+    mask_quoted,
     mask_subject,
 )
 from bus.projection import FORWARDING_FIELDS
@@ -164,3 +165,12 @@ def test_the_bus_extensions_shown_are_the_ones_the_bus_writes() -> None:
     )
     assert mask_attribute("tenant", "kota-malang", CARD) == "<text, 11 characters>"
     assert mask_attribute("id", f"odd-{NIKS[0]}", CARD) == f"odd-{MASK}"
+
+
+def test_a_raw_records_values_are_masked_where_quoted_only() -> None:
+    """A legacy record's columns have no contract: a value is masked where a message quotes it
+    (as repr() does), not wherever its letters appear in the message's own words."""
+    record = {"jenis": "Sri Wahyuningsih", "kota": "Malang", "alamat": "Jl. Kenari 7\nRT 003"}
+    message = "unknown jenis 'SRI WAHYUNINGSIH' in Kota Malang, at 'Jl. Kenari 7\\nRT 003'"
+    assert mask_quoted(message, record) == "unknown jenis '***' in Kota Malang, at '***'"
+    assert mask_quoted(f"nik {NIKS[0]}", record) == f"nik {MASK}"
