@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from bus.logging import configure as configure_logging
     from bus.logging import get_logger
     from bus.outcomes import GiveUp, Retry
-    from bus.privacy import contract_of, mask_error, mask_text
+    from bus.privacy import contract_of, mask_error, mask_subject, mask_text
     from bus.projection import Projection
     from bus.publisher import Published, Publisher, Retention, event_id
     from bus.service import Service
@@ -91,6 +91,7 @@ _EXPORTS = {
     "format_time": ("bus.envelope", "format_time"),
     "get_logger": ("bus.logging", "get_logger"),
     "mask_error": ("bus.privacy", "mask_error"),
+    "mask_subject": ("bus.privacy", "mask_subject"),
     "mask_text": ("bus.privacy", "mask_text"),
     "parse_address": ("bus.http", "parse_address"),
     "parse_json": ("bus.http", "parse_json"),
@@ -146,6 +147,7 @@ __all__ = [
     "format_time",
     "get_logger",
     "mask_error",
+    "mask_subject",
     "mask_text",
     "parse_address",
     "parse_json",

@@ -28,7 +28,7 @@ from bus.errors import ConfigurationError, DecodeError, NotDurable
 from bus.logging import get_logger
 from bus.metrics import ServiceMetrics, TypeMetrics
 from bus.outcomes import GiveUp, Retry
-from bus.privacy import contract_of, mask_error, mask_text
+from bus.privacy import contract_of, error_text, mask_error, mask_text
 from bus.signing import KeyRing
 
 HandlerFunc = Callable[..., Awaitable[None]]
@@ -85,7 +85,8 @@ class Failed(Exception):
         self.cause = cause
         # The handler's own words when it said Retry or GiveUp; else the error and its type.
         told = isinstance(cause, GiveUp | Retry)
-        super().__init__(str(cause) if told else f"{type(cause).__name__}: {cause}")
+        said = error_text(cause)
+        super().__init__(said if told else f"{type(cause).__name__}: {said}")
         self.error = mask_text(str(self))
         self.trace: str | None = None
 
@@ -99,8 +100,21 @@ class Failed(Exception):
         contract = contract_of(envelope.type)
         self.error = mask_error(str(self), contract, data, envelope.subject)
         if trace:
-            text = "".join(traceback.format_exception(self.cause))
-            self.trace = mask_error(text, contract, data, envelope.subject)
+            self.trace = mask_error(_traceback(self.cause), contract, data, envelope.subject)
+
+
+def _traceback(cause: BaseException) -> str:
+    """The traceback of ``cause``, each ValidationError in its chain told by :func:`error_text`
+    (its own text, which quotes the input, is what a traceback prints)."""
+    text = "".join(traceback.format_exception(cause))
+    seen: set[int] = set()
+    current: BaseException | None = cause
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ValidationError):
+            text = text.replace(str(current), error_text(current))
+        current = current.__cause__ or current.__context__
+    return text
 
 
 @dataclass(slots=True)

@@ -49,8 +49,18 @@ class MaskPersonalData:
     ) -> MutableMapping[str, Any]:
         personal = self._extra | default_registry.personal_field_names()
         for key, value in list(event_dict.items()):
-            event_dict[key] = MASK if key in personal else mask_value(value)
+            event_dict[key] = MASK if key in personal else _masked(value, personal)
         return event_dict
+
+
+def _masked(value: Any, personal: frozenset[str]) -> Any:
+    """``value`` masked, inside lists and dicts too (a bound list of record keys, a dict of
+    fields): the JSON renderer writes what is inside them as it is."""
+    if isinstance(value, dict):
+        return {k: MASK if k in personal else _masked(v, personal) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_masked(item, personal) for item in value]
+    return mask_value(value)
 
 
 def for_people(fmt: str) -> bool:

@@ -22,17 +22,24 @@ rule:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from pydantic import ValidationError
+
 from bus.contracts import ContractInfo, Registry, default_registry
+from bus.envelope import OPTIONAL, REQUIRED
 
 __all__ = [
     "MASK",
     "contract_of",
+    "error_text",
+    "mask_attribute",
     "mask_data",
     "mask_error",
+    "mask_quoted",
     "mask_subject",
     "mask_text",
     "mask_value",
@@ -44,6 +51,9 @@ MASK = "***"
 # 16 ASCII digits not embedded in a longer digit run: NIK and KK numbers.
 _SIXTEEN_DIGITS = re.compile(r"(?<![0-9])[0-9]{16}(?![0-9])")
 _SHORTEST_QUOTED = 3  # a 1-2 character value would mask half of a message where it is quoted
+# pydantic shows an input whose repr is longer than 50 characters as its first 25 and last 24
+# characters (quotes included) around "..." (pydantic_core's truncate_safe_repr).
+_PYDANTIC_SHOWN, _PYDANTIC_HEAD, _PYDANTIC_TAIL = 50, 25, 24
 
 
 def mask_text(text: str) -> str:
@@ -60,6 +70,19 @@ def mask_value(value: Any) -> Any:
     if isinstance(value, BaseException):
         return mask_text(f"{type(value).__name__}: {value}")
     return value
+
+
+def error_text(exc: BaseException) -> str:
+    """``exc``'s message as code may show it before masking: a pydantic ValidationError by its
+    field paths and rules only, since its own text quotes each input (a model of a handler's
+    own, built from an event); any other exception as it says itself."""
+    if isinstance(exc, ValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or '(input)'}: {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False, include_context=False)
+        )
+        return f"{exc.error_count()} validation error(s) for {exc.title}: {problems}"
+    return str(exc)
 
 
 def shape(value: Any) -> str:
@@ -97,6 +120,24 @@ def contract_of(
     return registry.resolve(event_type).__contract__
 
 
+# The extension attributes the bus itself writes (bus.signing, bus.projection; tests check the
+# names): what they hold is known, as for the CloudEvents attributes.
+BUS_EXTENSIONS = frozenset({"signedat", "originentry", "originsigner", "origindigest"})
+_KNOWN_ATTRIBUTES = frozenset(REQUIRED + OPTIONAL) | BUS_EXTENSIONS
+
+
+def mask_attribute(name: str, value: str, contract: ContractInfo | None) -> str | None:
+    """An envelope attribute (not ``data``) as it may be shown: a personal ``subject`` masked,
+    a CloudEvents or bus attribute with its 16-digit runs masked, and an extension attribute
+    a producer added only as its shape — the spec forbids personal data there, but nothing says
+    what a ``nama`` or ``alamat`` a client added holds."""
+    if name == "subject":
+        return mask_subject(value, contract)
+    if name in _KNOWN_ATTRIBUTES:
+        return mask_text(value)
+    return f"<{shape(value)}>"
+
+
 def mask_data(data: Any, contract: ContractInfo | None) -> Any:
     """``data`` (parsed JSON, or the text when it is not JSON) masked by the rule above."""
     if contract is None or not isinstance(data, dict):  # a contract describes an object
@@ -122,11 +163,42 @@ def mask_error(
     hidden = set(_hidden(data, contract))
     if subject and (contract is None or contract.personal_subject):
         hidden.add(subject)
-    for secret in sorted(hidden, key=len, reverse=True):
+    quoted = {form for secret in hidden for form in _quoted_forms(secret)}
+    for secret in sorted(quoted, key=len, reverse=True):
         if len(secret) >= _SHORTEST_QUOTED:
             # In any case: code quotes a name as it found it, or upper-cased for a register.
             text = re.sub(re.escape(secret), MASK, text, flags=re.IGNORECASE)
     return text
+
+
+def mask_quoted(text: str, data: Any) -> str:
+    """``text`` with 16-digit runs masked and every value in ``data`` masked where the text
+    quotes it (``'value'`` or ``"value"``, as ``repr()`` and ``!r`` write it, in any case).
+
+    For a message about values of no known meaning (a legacy record's columns): a name is no
+    pattern, and masking each value wherever it appears would also hide the words a message
+    is made of ("Kota Malang" in a rule, when a column holds "Malang")."""
+    text = mask_text(text)
+    quoted = {form for secret in _leaves(data) for form in _quoted_forms(secret)}
+    for secret in sorted(quoted, key=len, reverse=True):
+        if secret:
+            for quote in ("'", '"'):
+                pattern = re.escape(f"{quote}{secret}{quote}")
+                text = re.sub(pattern, f"{quote}{MASK}{quote}", text, flags=re.IGNORECASE)
+    return text
+
+
+def _quoted_forms(value: str) -> Iterator[str]:
+    """How a message may quote ``value``: as it is, escaped by ``repr()`` (an address with a
+    line break: ``'Jl. Kenari 7\\nRT 003'``) or by JSON (``json.dumps`` writes ``é`` as
+    ``\\u00e9``), and cut as pydantic cuts a long input in its errors — the first 24 and
+    the last 23 characters of the value, around ``...`` — of a model of its own in a handler."""
+    yield value
+    for escaped in {repr(value)[1:-1], json.dumps(value)[1:-1]}:
+        yield escaped
+        if len(escaped) + 2 > _PYDANTIC_SHOWN:  # repr: quotes included
+            yield escaped[: _PYDANTIC_HEAD - 1]
+            yield escaped[-(_PYDANTIC_TAIL - 1) :]
 
 
 class _Rule:

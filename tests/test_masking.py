@@ -22,7 +22,7 @@ from bus.cli.app import app
 from bus.testing import wait_until
 from schemas.bapenda import PaymentReceived, TaxpayerRegistered
 from schemas.dinkes import ImmunisationScheduled
-from schemas.dukcapil import FamilyCardIssued
+from schemas.dukcapil import CitizenDied, FamilyCardIssued
 from services.monitor.service import Monitor
 
 EXAMPLES = Path(__file__).parent.parent / "schemas" / "examples"
@@ -197,3 +197,31 @@ async def test_a_persons_npwpd_is_masked_as_a_field_and_as_the_subject(
         assert npwpd not in output
     shown = json.loads(await simpul("tail", "bapenda.taxpayer", "--json"))
     assert shown["subject"] == "***" and shown["data"]["npwpd"] == "***"
+
+
+async def test_an_extension_attribute_a_producer_added_shows_only_its_shape(
+    redis: Redis, settings: Settings, env: str
+) -> None:
+    """The wire format forbids personal data outside ``data``; a client adding ``nama`` does it
+    anyway, and no contract says what an extension holds. The bus's own (``signedat``) show."""
+    died = {"nik": "3573014506900001", "date_of_death": "02-11-2026", "kecamatan": "35.73.02"}
+    fields = entry("dukcapil.citizen.died.v1", died, nama="Sri Wahyuningsih", alamat=STREET)
+    fields["signedat"] = "2026-11-28T13:07:26.500Z"
+    dead = await dead_letter_by_a_service(redis, settings, CitizenDied, fields)
+
+    views = {
+        "dlq show": await simpul("dlq", "show", dead),
+        "dlq show --json": await simpul("dlq", "show", dead, "--json"),
+        "tail": await simpul("tail", "dukcapil.citizen"),
+        "tail --json": await simpul("tail", "dukcapil.citizen", "--json"),
+    }
+    for view, output in views.items():
+        assert "Wahyuningsih" not in output and "Bandulan" not in output, view
+    shown = json.loads(views["dlq show --json"])["attributes"]
+    assert shown["nama"] == "<text, 16 characters>" and shown["alamat"] == "<text, 25 characters>"
+    assert shown["signedat"] == "2026-11-28T13:07:26.500Z"
+    extensions = json.loads(views["tail --json"])["extensions"]
+    assert extensions == {
+        **{k: shown[k] for k in ("nama", "alamat")},
+        "signedat": shown["signedat"],
+    }

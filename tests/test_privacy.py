@@ -5,7 +5,7 @@ goes wrong on a real bus — a producer outside Simpul writing a contract-breaki
 undecodable one, a department publishing a new event type before the consumers know it, a
 handler whose error quotes the event, a replica stuck with pending entries — then every view
 an operator has of it is collected and searched for each NIK, family card (KK), name, address,
-account id and e-mail address the scenario used:
+account id, e-mail address and NPWPD the scenario used:
 
 * ``simpul status``, ``tail`` (masked by default), ``pending``, ``dlq list``/``show``,
   ``quarantine list``/``show``, ``audit search`` (stdout and stderr, tables and JSON);
@@ -243,6 +243,18 @@ async def _stuck(redis: Any) -> None:
     await redis.xreadgroup(STUCK_GROUP, "arsip-lama-0", {CITIZEN: ">"}, count=3)
 
 
+async def _npwpds(city: City, day: Day, seen: Observed) -> None:
+    """The NPWPDs bapenda derived from the day's permits: personal, and the subject of their
+    taxpayer events (x-personal-subject)."""
+    for body in day.permits:
+        if isinstance(body, dict):
+            scheme, value = (
+                ("nib", body["nib"]) if body.get("nib") else ("nik", body["nik_pemohon"])
+            )
+            for taxpayer in await city.bapenda.taxpayers_by(scheme, value):
+                seen.personal.add("npwpd", taxpayer.npwpd)
+
+
 async def _apis(city: City, day: Day, seen: Observed) -> None:
     """Error answers of the profile and notifier APIs to requests carrying identifiers."""
     city.profile.tokens = Tokens.parse(
@@ -352,6 +364,7 @@ async def _scenario(url: str, folder: Path, day: Day, seen: Observed) -> None:
             await city.settled(timeout=20)
             seen.dead_letters = sum((await city.dead_letters()).values())
             await _stuck(city.redis)
+            await _npwpds(city, day, seen)
             await _apis(city, day, seen)
             await _metrics(city, careless, seen)
             assert not await is_settled(city.redis)  # the stuck group holds its entries
@@ -479,7 +492,7 @@ def observed(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 def test_the_scenario_exercised_every_view(observed: Observed) -> None:
     kinds = observed.personal.values
     assert {k: len(v) >= 4 for k, v in kinds.items()} == dict.fromkeys(
-        ("account", "address", "email", "kk", "name", "nik"), True
+        ("account", "address", "email", "kk", "name", "nik", "npwpd"), True
     )
     assert observed.dead_letters >= 3 * 4  # three bad entries for several groups, + careless
     assert observed.answers == {

@@ -17,6 +17,7 @@ from uuid import UUID
 from bus.contracts import Contract
 from bus.envelope import Envelope
 from bus.errors import ContractViolation, SimpulError
+from bus.privacy import mask_quoted
 from bus.publisher import Publisher, event_id
 
 __all__ = [
@@ -168,7 +169,7 @@ def map_to_envelope(
     except SimpulError:
         raise  # a configuration or connection problem: not the record's fault
     except Exception as exc:  # the mapper is department code: any failure is the record's
-        return [Problem("(record)", f"{type(exc).__name__}: {exc}")]
+        return [_unmapped(exc, record)]
     if event is None:
         return None
     id = record_event_id(publisher.source, source_name, record)
@@ -176,6 +177,14 @@ def map_to_envelope(
         return publisher.envelope(event, id=id, time=record.time)
     except ContractViolation as exc:
         return [Problem(f, p) for f, p in exc.problems]
+
+
+def _unmapped(exc: Exception, record: Record) -> Problem:
+    """The problem of a mapper that raised: its message with every value of the record masked
+    where it quotes one. Department code words its errors as it likes ("unknown jenis_pajak
+    'BUDI SANTOSO'" after a shifted column); the quarantine list, a retry's output and a
+    webhook's answer show the problem, and a raw record's values have no known meaning."""
+    return Problem("(record)", mask_quoted(f"{type(exc).__name__}: {exc}", dict(record.data)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,7 +121,7 @@ from bus.envelope import Envelope
 from bus.errors import ConfigurationError, DecodeError
 from bus.functions import BusFunction
 from bus.logging import get_logger, os_user
-from bus.privacy import contract_of, mask_data, mask_error, mask_subject, mask_text
+from bus.privacy import contract_of, mask_attribute, mask_data, mask_error, mask_text
 from bus.replies import field_pairs
 from bus.settings import Settings
 from bus.signing import KeyRing
@@ -388,8 +388,7 @@ class DeadLetters:
         else:
             data = mask_data(data, contract)
             attributes = {
-                name: (mask_subject(value, contract) if name == "subject" else mask_text(value))
-                or ""
+                name: mask_attribute(name, value, contract) or ""
                 for name, value in attributes.items()
             }
         try:

@@ -21,7 +21,7 @@ from bus.decoding import text as _text
 from bus.entry_ids import age_s
 from bus.envelope import Envelope
 from bus.errors import ConfigurationError, DecodeError
-from bus.privacy import contract_of, mask_data, mask_subject, mask_text
+from bus.privacy import contract_of, mask_attribute, mask_data, mask_subject, mask_text
 
 __all__ = [
     "PendingEntry",
@@ -78,7 +78,11 @@ def decode_entry(
         "subject": envelope.subject if reveal else mask_subject(envelope.subject, contract),
         "correlationid": attribute(envelope.correlationid),
         "causationid": attribute(envelope.causationid),
-        "extensions": {k: attribute(v) for k, v in (envelope.extensions or {}).items()} or None,
+        "extensions": {
+            k: v if reveal else mask_attribute(k, v, contract)
+            for k, v in (envelope.extensions or {}).items()
+        }
+        or None,
         "data": data,
         "masked": not reveal,
         "known_type": contract is not None,

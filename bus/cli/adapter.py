@@ -29,8 +29,8 @@ from bus.adapter.sources.sql import outbox_ddl
 from bus.adapter.sources.webhook import Webhook, serve
 from bus.cli.common import AsJson, fail, import_target, not_on_path_hint, run_with_redis
 from bus.errors import SimpulError
-from bus.logging import configure, get_logger
-from bus.privacy import shape
+from bus.logging import configure, get_logger, os_user
+from bus.privacy import mask_value, shape
 from bus.settings import Settings
 
 adapter_app = typer.Typer(help="Run an adapter (legacy app -> events).", no_args_is_help=True)
@@ -240,7 +240,7 @@ def show(
         raise fail(_err, SimpulError(f"no entry {entry_id} in the quarantine of {adapter}"))
     raw = json.loads(entry.raw)
     if reveal:
-        _log.warning("quarantine_revealed", adapter=adapter, entry_id=entry_id)
+        _log.warning("quarantine_revealed", adapter=adapter, entry_id=entry_id, by=os_user())
     else:
         raw = {column: shape(value) for column, value in raw.items()}
     detail = {**_summary(entry), "source": entry.source, "raw": raw}
@@ -332,7 +332,7 @@ AdapterName = Annotated[str, typer.Argument(help="adapter name, e.g. dukcapil-si
 @checkpoint_app.command("show")
 def checkpoint_show(adapter: AdapterName, as_json: AsJson = False) -> None:
     """The source position after the last batch the adapter published (none: from the start)."""
-    position = _run(lambda redis: RedisCheckpoints(redis).load(adapter))
+    position = _shown_position(_run(lambda redis: RedisCheckpoints(redis).load(adapter)))
     if as_json:
         print(json.dumps({"adapter": adapter, "position": position}, indent=2))
     elif position is None:
@@ -340,6 +340,16 @@ def checkpoint_show(adapter: AdapterName, as_json: AsJson = False) -> None:
     else:
         # markup off: the position is the source's data, never rich styles
         _out.print(f"{adapter} resumes after position {json.dumps(position)}", markup=False)
+
+
+def _shown_position(position: Any) -> Any:
+    """A position as operators see it: a record's key in it (a legacy table keyed by NIK) with
+    its 16-digit runs masked, as ``simpul status`` shows it."""
+    if isinstance(position, list):
+        return [_shown_position(part) for part in position]
+    if isinstance(position, dict):
+        return {name: _shown_position(part) for name, part in position.items()}
+    return mask_value(position)
 
 
 @checkpoint_app.command("reset")
@@ -367,7 +377,7 @@ def checkpoint_reset(
         _log.info("checkpoint_reset", adapter=adapter)
         return before
 
-    before = _run(work)
+    before = _shown_position(_run(work))
     if as_json:
         print(json.dumps({"adapter": adapter, "reset": True, "was": before}, indent=2))
     else:

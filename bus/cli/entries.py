@@ -36,7 +36,7 @@ from bus.connection import TRANSIENT
 from bus.contracts import default_registry
 from bus.decoding import text as _text
 from bus.errors import ConfigurationError, SimpulError
-from bus.logging import get_logger
+from bus.logging import get_logger, os_user
 
 _out = Console()
 _err = Console(stderr=True, soft_wrap=True)
@@ -79,7 +79,9 @@ def tail(
         raise fail(_err, exc) from None
     load_or_warn(schemas, _err)
     if reveal:
-        _log.warning("tail_revealed", stream=key, group=group, count=count, follow=follow)
+        _log.warning(
+            "tail_revealed", stream=key, group=group, count=count, follow=follow, by=os_user()
+        )
 
     def show(entries: list[tuple[Any, Any]]) -> str | None:
         last = None

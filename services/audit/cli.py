@@ -150,7 +150,7 @@ def search(
         bool,
         typer.Option(
             "--show-data",
-            help="also show the data, and the subject of specific rows (recorded as an access; "
+            help="also show the data, and the subjects withheld or masked (recorded as an access; "
             "the data of specific rows is never kept)",
         ),
     ] = False,

@@ -6,7 +6,7 @@ import getpass
 import importlib
 import json
 import pkgutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +30,8 @@ from bus import (
     format_time,
     get_logger,
     keys,
+    mask_subject,
+    mask_text,
     redis_text,
 )
 from services._common import Migration
@@ -49,6 +51,7 @@ from services.audit.db import DDL, INSERT, METADATA
 __all__ = ["Appended", "Audit", "Head", "Report", "create", "head_key"]
 
 _log = get_logger("services.audit")
+_IDS = ("event_id", "correlationid", "causationid")  # shown as simpul tail shows them
 PAGE = 1_000  # rows per read when walking the chain
 
 
@@ -146,6 +149,18 @@ class Audit:
         if event_type not in self.registry:
             return Classification.SPECIFIC
         return self.registry.resolve(event_type).__contract__.classification
+
+    def _subject_shown(self, row: Mapping[str, Any]) -> str | None:
+        """A row's subject without a recorded access: none for a specific row (who a row of
+        children's or health data is about is itself specific), masked where the contract says
+        the subject identifies a person (bapenda's NPWPD), else 16-digit runs masked."""
+        if row["classification"] == Classification.SPECIFIC.value:
+            return None
+        event_type = row["type"]
+        contract = (
+            self.registry.resolve(event_type).__contract__ if event_type in self.registry else None
+        )
+        return mask_subject(row["subject"], contract)
 
     def _record(self, envelope: Envelope, stream: str, entry_id: str) -> dict[str, Any]:
         classification = self.classification(envelope.type)
@@ -259,10 +274,10 @@ class Audit:
         ``correlation`` matches the events of one chain (its correlation id, and the first event,
         whose id it is); ``since`` is inclusive, ``until`` exclusive, both on the event's time
         (a time without offset is UTC). Rows hold the metadata, but for the ``subject`` of
-        specific rows (e.g. a child's pseudonym), which is None. ``show_data=True`` adds
-        ``data`` — never for specific rows, whose data is not kept — and the subject of specific
-        rows, and records the access in ``audit_access`` (``actor``: the operator, default the
-        OS user).
+        specific rows (e.g. a child's pseudonym), which is None, and a subject that identifies
+        a person (bapenda's NPWPD), which is masked. ``show_data=True`` adds ``data`` — never
+        for specific rows, whose data is not kept — and those subjects, and records the access
+        in ``audit_access`` (``actor``: the operator, default the OS user).
         """
         await self.open()
         where: list[str] = []
@@ -295,10 +310,11 @@ class Audit:
 
         def read(tx: Tx) -> list[dict[str, Any]]:
             rows = tx.all(sql, (*params, max(0, limit)))
-            if not show_data:  # who a specific row is about is shown on a recorded access only
+            if not show_data:  # who a row is about is shown on a recorded access only
                 for row in rows:
-                    if row["classification"] == Classification.SPECIFIC.value:
-                        row["subject"] = None
+                    row["subject"] = self._subject_shown(row)
+                    for name in _IDS:  # a producer's choice: one may be built from a NIK
+                        row[name] = mask_text(row[name]) if row[name] is not None else None
             if show_data:
                 tx.execute(
                     "INSERT INTO audit_access (at, actor, action, filter, rows) "

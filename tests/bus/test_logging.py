@@ -7,9 +7,10 @@ import json
 from typing import Any
 
 import structlog
+from pydantic import BaseModel, Field
 from structlog.testing import capture_logs
 
-from bus import EventContext, Publisher, Service
+from bus import EventContext, Publisher, Service, keys
 from bus.logging import MASK, MaskPersonalData, configure, get_logger, mask_text
 from bus.settings import Settings
 from bus.testing import quick_settings, wait_until
@@ -128,3 +129,85 @@ async def test_tracebacks_are_off_for_machine_read_logs(redis_url: str, redis: o
     first, _ = await _failed_lines(redis_url, redis, "auto")  # json: not for a person
     assert first["error"] == f"RuntimeError: cannot re-check {MASK} at {MASK}"
     assert "traceback" not in first
+
+
+class _Geocode(BaseModel):
+    """A department's own model (no Contract: pydantic's errors quote its input)."""
+
+    street: str = Field(max_length=40)
+
+
+# Long enough that pydantic cuts it in its errors ('Jalan Kenari Canary 7 Gg...ng Bandulan'),
+# with a line break, as legacy registers keep addresses.
+CANARY_ADDRESS = "Jalan Kenari Canary 7 Gg. Manggis\nRT 003 RW 004 Kelurahan Bandulan"
+
+
+async def _dead_letter_of(redis_url: str, redis: Any, handler: Any) -> tuple[str, dict[str, Any]]:
+    """The log (JSON, tracebacks on) and the dead letter of ``handler`` failing on a move to
+    CANARY_ADDRESS."""
+    service = Service(
+        "geocoder", settings=quick_settings(redis_url, max_deliveries=1, log_tracebacks="on")
+    )
+    service.on(CitizenMoved)(handler)
+    out = io.StringIO()
+    configure("info", "json")
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(out))
+    dead_letters = keys.dead_letters(keys.stream("dukcapil.citizen"), "geocoder")
+    try:
+        async with service.running():
+            await Publisher(redis, source="urn:test").publish(
+                CitizenMoved(
+                    nik=NIK, address=CANARY_ADDRESS, kecamatan="35.73.04", moved_on="2026-01-02"
+                )
+            )
+            await wait_until(lambda: redis.xlen(dead_letters), timeout=20)
+    finally:
+        structlog.reset_defaults()
+    [(_, fields)] = await redis.xrange(dead_letters)
+    return out.getvalue(), {k.decode(): v.decode() for k, v in fields.items()}
+
+
+def _pieces(value: str) -> list[str]:
+    """``value``'s lines and its first and last 20 characters: what a message may quote."""
+    return [*value.splitlines(), value[:20], value[-20:]]
+
+
+async def test_a_handlers_own_validation_error_is_shown_without_its_input(
+    redis_url: str, redis: Any
+) -> None:
+    """pydantic's text quotes each input, cut to its first and last characters: the whole
+    value, which masking looks for, is not in it."""
+
+    async def geocode(event: CitizenMoved) -> None:
+        _Geocode(street=event.address)
+
+    logged, dead = await _dead_letter_of(redis_url, redis, geocode)
+    for text in (logged, dead["dlq.error"]):
+        assert not [piece for piece in _pieces(CANARY_ADDRESS) if piece in text], text
+    assert "street: String should have at most 40 characters" in dead["dlq.error"]
+    lines = [json.loads(line) for line in logged.splitlines()]
+    [failed] = [line for line in lines if line["event"] == "handler_failed"]
+    assert failed["error_type"] == "ValidationError" and "_Geocode" in failed["error"]
+
+
+async def test_a_value_quoted_escaped_is_masked(redis_url: str, redis: Any) -> None:
+    """repr() writes the line break as \\n; the value as sent has a real one."""
+
+    async def geocode(event: CitizenMoved) -> None:
+        raise LookupError(f"no coordinates for {event.address!r}")
+
+    logged, dead = await _dead_letter_of(redis_url, redis, geocode)
+    assert dead["dlq.error"] == f"LookupError: no coordinates for '{MASK}'"
+    for text in (logged, dead["dlq.error"]):
+        assert not [piece for piece in _pieces(CANARY_ADDRESS) if piece in text], text
+
+
+def test_processor_masks_inside_lists_and_dicts() -> None:
+    """What a log call binds as a list or dict is rendered as it is: masked inside too."""
+    event = MaskPersonalData()(
+        None,
+        "info",
+        {"event": "x", "keys": [NIK, "7"], "row": {"address": "Jl. Ijen 1", "n": (NIK,)}},
+    )
+    assert event["keys"] == [MASK, "7"]
+    assert event["row"] == {"address": MASK, "n": [MASK]}

@@ -4,8 +4,23 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from pydantic import BaseModel, Field, ValidationError
+
 from bus.contracts import default_registry
-from bus.privacy import MASK, contract_of, mask_data, mask_error, mask_subject
+from bus.privacy import (
+    BUS_EXTENSIONS,
+    MASK,
+    contract_of,
+    error_text,
+    mask_attribute,
+    mask_data,
+    mask_error,
+    mask_quoted,
+    mask_subject,
+)
+from bus.projection import FORWARDING_FIELDS
+from bus.signing import SIGNED_AT
 from schemas.dinkes import ImmunisationScheduled
 from schemas.dukcapil import FamilyCardIssued
 
@@ -115,3 +130,47 @@ def test_contract_of_a_type_without_a_contract_is_none() -> None:
     assert contract_of("kominfo.ticket.opened.v1", default_registry) is None
     assert contract_of(None) is None
     assert contract_of("dukcapil.family.card-issued.v1") is CARD
+
+
+def test_errors_mask_a_value_quoted_escaped_or_cut() -> None:
+    """repr() writes a line break as \\n and JSON an accent as \\u00e9; pydantic shows a long
+    input as its first and last characters around '...' (a handler's own model)."""
+    street = "Jl. Kenari Gg. Manggis No. 7\nRT 003 RW 004 Kelurahan Bandulan"
+    data = {"address": street, "reason": "birth", "note": "Siti Ré"}
+    assert mask_error(f"no geocode for {street!r}", CARD, data) == "no geocode for '***'"
+    assert mask_error(json.dumps({"who": "Siti Ré"}), CARD, data) == '{"who": "***"}'
+    cut = f"input_value='{repr(street)[1:25]}...{repr(street)[-24:]}"
+    assert mask_error(cut, CARD, data) == "input_value='***...***'"
+
+
+def test_a_validation_error_is_told_without_its_input() -> None:
+    class Geocode(BaseModel):
+        street: str = Field(max_length=10)
+        rt: int
+
+    with pytest.raises(ValidationError) as raised:
+        Geocode(street="Jl. Kenari Gg. Manggis No. 7", rt="RT tiga")  # type: ignore[arg-type]
+    told = error_text(raised.value)
+    assert told == (
+        "2 validation error(s) for Geocode: street: String should have at most 10 characters; "
+        "rt: Input should be a valid integer, unable to parse string as an integer"
+    )
+    assert error_text(LookupError("no Jl. Kenari")) == "no Jl. Kenari"  # others: as they say
+
+
+def test_the_bus_extensions_shown_are_the_ones_the_bus_writes() -> None:
+    assert {SIGNED_AT, *FORWARDING_FIELDS} == BUS_EXTENSIONS
+    assert (
+        mask_attribute("signedat", "2026-11-28T13:07:26.500Z", CARD) == "2026-11-28T13:07:26.500Z"
+    )
+    assert mask_attribute("tenant", "kota-malang", CARD) == "<text, 11 characters>"
+    assert mask_attribute("id", f"odd-{NIKS[0]}", CARD) == f"odd-{MASK}"
+
+
+def test_a_raw_records_values_are_masked_where_quoted_only() -> None:
+    """A legacy record's columns have no contract: a value is masked where a message quotes it
+    (as repr() does), not wherever its letters appear in the message's own words."""
+    record = {"jenis": "Sri Wahyuningsih", "kota": "Malang", "alamat": "Jl. Kenari 7\nRT 003"}
+    message = "unknown jenis 'SRI WAHYUNINGSIH' in Kota Malang, at 'Jl. Kenari 7\\nRT 003'"
+    assert mask_quoted(message, record) == "unknown jenis '***' in Kota Malang, at '***'"
+    assert mask_quoted(f"nik {NIKS[0]}", record) == f"nik {MASK}"

@@ -17,6 +17,7 @@ from bus import Classification, Contract, Registry, keys
 from bus.envelope import Envelope, format_time
 from bus.store import Store
 from bus.testing import wait_until
+from schemas.bapenda import TaxpayerRegistered
 from schemas.dpmptsp import PermitIssued
 from schemas.dukcapil import CitizenBorn, CitizenDied, CitizenMoved
 from services.audit import Audit, Head, head_key
@@ -431,6 +432,37 @@ async def test_search_by_correlation_type_and_time(
         3,
     )
     assert json.loads(accesses[0]["filter"])["correlation"] == "root"
+
+
+async def test_search_masks_a_subject_that_identifies_a_person(
+    store_url: str, redis_url: str, redis: Redis
+) -> None:
+    """bapenda's taxpayer events have the NPWPD as subject, itself personal: a personal row's
+    metadata is shown, but not who it is about (catalogue: masked wherever shown)."""
+    audit = audit_for(store_url, redis_url)
+    registered = example(TaxpayerRegistered)
+    assert TaxpayerRegistered.__contract__.personal_subject
+    npwpd = registered.npwpd  # type: ignore[attr-defined]
+    async with archiving(audit):
+        await publisher(redis).publish(registered, id="taxpayer", subject=npwpd)
+        died = example(CitizenDied)
+        nik = died.nik  # type: ignore[attr-defined]
+        # A producer against the wire format's advice builds ids from the NIK.
+        await publisher(redis).publish(
+            died, id=f"died-{nik}", subject="case-1", correlationid=f"case-{nik}"
+        )
+        await archived(audit, 2)
+        plain = await audit.search(since="2000-01-01")
+        shown = await audit.search(since="2000-01-01", show_data=True, actor="inspector")
+
+    assert {r["event_id"]: r["subject"] for r in plain} == {
+        "taxpayer": "***",
+        "died-***": "case-1",
+    }
+    assert [r["correlationid"] for r in plain] == [None, "case-***"]
+    assert nik not in json.dumps(plain) and npwpd not in json.dumps(plain)
+    assert {r["event_id"]: r["subject"] for r in shown}["taxpayer"] == npwpd  # a recorded access
+    assert f"died-{nik}" in {r["event_id"] for r in shown}
 
 
 async def _length(redis: Redis, key: str, n: int) -> bool:

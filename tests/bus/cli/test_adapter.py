@@ -22,6 +22,8 @@ from adapters.dukcapil.fixtures import create_sqlite, rows
 from bus import keys
 from bus.cli.app import app
 from bus.local.redis import free_port
+from bus.logging import os_user
+from bus.testing import capture_logs
 
 runner = CliRunner()
 
@@ -72,6 +74,46 @@ def test_run_once_publishes_the_good_rows_and_quarantines_the_bad(
     ]
     shapes = [json.loads(result.stdout) for result in shown_all]
     assert "15 digits" in [s["raw"]["nik"] for s in shapes]  # why it failed, not what it was
+
+
+def test_list_and_retry_never_quote_a_value_the_mapper_quoted(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A column shifted in an import puts a name where the kind belongs; the mapper's error
+    quotes it ("unknown jenis_peristiwa 'Sri Wahyuningsih'"). The quarantine keeps the record
+    for the operator (``show --reveal``), the problem says which field and why only."""
+    name = "Canaryname Siti Wahyuningsih"
+    data = list(rows(3, seed=7))
+    data[1]["jenis_peristiwa"] = name
+    create_sqlite(tmp_path / "siak.db", data)
+    monkeypatch.setenv("SIMPUL_REDIS_URL", redis_url)
+    monkeypatch.setenv("SIMPUL_DUKCAPIL_DB", str(tmp_path / "siak.db"))
+    monkeypatch.setenv("SIMPUL_PSEUDONYM_KEY", "test-key-of-32-bytes-for-pseudonyms")
+    monkeypatch.setenv("COLUMNS", "300")
+    assert _invoke("adapter", "run", "adapters.dukcapil:from_env", "--once").exit_code == 0
+
+    views = [
+        _invoke("quarantine", "list", dukcapil.NAME),
+        _invoke("quarantine", "list", dukcapil.NAME, "--json"),
+        _invoke("quarantine", "retry", "adapters.dukcapil:from_env", "--all"),
+        _invoke("quarantine", "retry", "adapters.dukcapil:from_env", "--all", "--json"),
+    ]
+    for view in views:
+        assert "unknown jenis_peristiwa" in view.output, view.output
+        assert "canaryname" not in view.output.lower(), view.output
+    [entry] = json.loads(views[1].stdout)
+    assert entry["problems"] == [
+        {
+            "field": "(record)",
+            "problem": "ValueError: unknown jenis_peristiwa '***' (expected LAHIR, KEMATIAN, "
+            "PINDAH)",
+        }
+    ]
+    with capture_logs() as logs:
+        revealed = _invoke("quarantine", "show", dukcapil.NAME, entry["entry_id"], "--reveal")
+    assert name in revealed.stdout  # the record itself is kept whole, for the operator
+    [logged] = [line for line in logs if line["event"] == "quarantine_revealed"]
+    assert (logged["entry_id"], logged["by"]) == (entry["entry_id"], os_user())
 
 
 def test_run_again_publishes_nothing_twice(siak: list[dict[str, Any]]) -> None:
@@ -218,6 +260,27 @@ def test_checkpoint_show_and_reset(siak: list[dict[str, Any]]) -> None:
     rerun = _invoke("adapter", "run", "adapters.dukcapil:from_env", "--once", "--json")
     counts = json.loads(rerun.stdout.strip().splitlines()[-1])
     assert counts["read"] == 40 and counts["published"] == 0  # read again, nothing twice
+
+
+def test_a_checkpoint_holding_a_nik_is_shown_masked(redis_url: str) -> None:
+    """A legacy table keyed by NIK: the position is the last row's key, as in simpul status."""
+    nik = "3573014506900001"
+    Redis.from_url(redis_url).set(
+        keys.checkpoint("kependudukan"), json.dumps(["2026-11-02 08:00:00", nik])
+    )
+    env = {"SIMPUL_REDIS_URL": redis_url}
+    views = [
+        runner.invoke(app, ["adapter", "checkpoint", "show", "kependudukan"], env=env),
+        runner.invoke(app, ["adapter", "checkpoint", "show", "kependudukan", "--json"], env=env),
+        runner.invoke(
+            app, ["adapter", "checkpoint", "reset", "kependudukan", "--yes", "--json"], env=env
+        ),
+    ]
+    assert all(view.exit_code == 0 for view in views), [view.output for view in views]
+    assert not [view.output for view in views if nik in view.output]
+    assert json.loads(views[1].stdout)["position"] == ["2026-11-02 08:00:00", "***"]
+    reset = views[2].stdout  # after the log line of the reset, if logs share the stream
+    assert json.loads(reset[reset.index("{") :])["was"] == ["2026-11-02 08:00:00", "***"]
 
 
 def test_outbox_ddl_prints_the_table_and_trigger_a_dba_installs() -> None:

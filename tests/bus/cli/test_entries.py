@@ -14,6 +14,7 @@ from typing import TextIO
 import pytest
 from redis import Redis
 
+from bus.logging import os_user
 from bus.testing import capture_logs
 
 # -- status ------------------------------------------------------------------------------------
@@ -64,6 +65,7 @@ def test_tail_masks_personal_fields_unless_revealed_and_logs_the_reveal(client: 
     assert NIKS[0] in revealed.stdout and NIKS[1] in revealed.stdout
     [entry] = [e for e in logs if e["event"] == "tail_revealed"]
     assert entry["stream"] == CITIZEN and entry["log_level"] == "warning"
+    assert entry["by"] == os_user()  # who asked: the reveal is for an audit to find
 
 
 def test_tail_of_a_group_shows_what_it_has_not_been_delivered_and_changes_nothing(
