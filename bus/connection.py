@@ -18,6 +18,7 @@ several slots, SCAN of every master) ask :func:`is_cluster`. docs/cluster.md exp
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
 import stat
@@ -31,6 +32,7 @@ from pydantic_settings import SettingsConfigDict
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import (
+    AbstractConnection,
     Connection,
     ConnectionPool,
     SSLConnection,
@@ -356,6 +358,8 @@ def connect(
         options["connection_class"] = _TLSConnection
     elif chosen is Connection:
         options["connection_class"] = _PlainConnection
+    elif chosen is UnixDomainSocketConnection:
+        options["connection_class"] = _UnixConnection
     if clustered:
         client = _cluster(url, options)
     elif followed.configured:
@@ -390,7 +394,7 @@ def _cluster(url: str, options: dict[str, Any]) -> Redis:
     """A RedisCluster with the options of a single-server client (and our connection classes,
     which explain TLS failures). Slots are learnt from the URL's node on first use."""
     connection_class = options.pop("connection_class")
-    if connection_class is UnixDomainSocketConnection:
+    if issubclass(connection_class, UnixDomainSocketConnection):
         raise ConfigurationError(
             f"{CLUSTER_VAR} is set but the Redis URL is unix://...: a cluster is reached over "
             "TCP, give the redis:// or rediss:// URL of one of its masters"
@@ -436,7 +440,29 @@ def _packed(args: tuple[Any, ...]) -> list[bytes] | None:
         return None
 
 
-class _PlainConnection(Connection):
+class _KeepsCancellation(AbstractConnection):
+    """A connection whose command writes never lose their task's cancellation.
+
+    redis-py bounds each write by ``socket_timeout`` with ``asyncio.wait_for``, which runs the
+    write as a task of its own. On Python 3.11, a cancellation that reaches the caller once that
+    task is done but before ``wait_for`` woke up is dropped (``wait_for`` returns the write's
+    result; Python 3.12 raises it): the command goes on, its reply is read, and the caller runs
+    on as if never cancelled — a Ctrl-C landing on a command was lost so, and a stopped process
+    waited forever. A write that returns while its task was asked to cancel raises the
+    cancellation here, after closing the connection (its reply is not read: it must never be
+    taken for the next command's), as redis-py does for a cancellation that reaches the write.
+    """
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        task = asyncio.current_task()
+        asked = task.cancelling() if task is not None else 0
+        await super().send_packed_command(command, check_health)
+        if task is not None and task.cancelling() > asked:
+            await self.disconnect(nowait=True)
+            raise asyncio.CancelledError
+
+
+class _PlainConnection(_KeepsCancellation, Connection):
     """A TCP connection whose server closing it unanswered hints at a TLS port."""
 
     _answered = False
@@ -469,7 +495,7 @@ class _PlainConnection(Connection):
         return response
 
 
-class _TLSConnection(SSLConnection):
+class _TLSConnection(_KeepsCancellation, SSLConnection):
     """A TLS connection whose handshake failures name the setting to fix."""
 
     _answered = False
@@ -712,3 +738,7 @@ def simpul_error(exc: Exception) -> SimpulError:
     if isinstance(translated, SimpulError):
         return translated
     return SimpulError(f"Redis answered with an error: {exc}")
+
+
+class _UnixConnection(_KeepsCancellation, UnixDomainSocketConnection):
+    """A Unix-socket connection (``unix://``), keeping its cancellations as the others do."""

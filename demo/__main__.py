@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -70,7 +70,16 @@ async def secure(url: str, folder: Path, *, owned: bool) -> Security:
     return security
 
 
-async def run(url: str, folder: Path, *, stay: bool, owned: bool, mysql: str | None = None) -> None:
+async def run(
+    url: str,
+    folder: Path,
+    *,
+    stay: bool,
+    owned: bool,
+    mysql: str | None = None,
+    stopped: asyncio.Event | None = None,
+) -> None:
+    """The day, then (``stay``) the services keep running until ``stopped`` is set."""
     security = await secure(url, folder, owned=owned)
     redis = security.connect(OPERATOR)  # the operators' own view: status, dashboard, summary
     try:
@@ -118,8 +127,7 @@ async def run(url: str, folder: Path, *, stay: bool, owned: bool, mysql: str | N
                         live.update(live_table(await flow(redis), stage[0]))
                     finally:
                         done.set()  # its last refresh finishes by itself (cancelled after 5 s)
-                        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                            await asyncio.wait_for(watcher, 5)
+                        await _ended(watcher, 5)
                 await summary(city, redis, day, legacy, mail, registry=mysql is not None)
                 await trust(
                     city,
@@ -135,9 +143,21 @@ async def run(url: str, folder: Path, *, stay: bool, owned: bool, mysql: str | N
                 where_to_look(city, operator_url, folder, day, dashboard)
                 if stay:
                     console.print("\n[bold]The services keep running.[/bold] Press Ctrl-C to stop.")
-                    await asyncio.Event().wait()
+                    await (stopped or asyncio.Event()).wait()
     finally:
         await redis.aclose()
+
+
+async def _ended(task: asyncio.Task[None], timeout: float) -> None:
+    """Wait for ``task`` to end, cancelled after ``timeout`` s; its error, if any, is raised.
+    With ``asyncio.wait``: ``wait_for`` (Python 3.11) returns when a cancellation of this task
+    arrives as ``task`` ends, and a suppressed CancelledError would drop one arriving meanwhile
+    (a Ctrl-C as the day ended was lost so: the demo then waited at "Press Ctrl-C" for ever)."""
+    await asyncio.wait({task}, timeout=timeout)
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled():
+        task.result()
 
 
 async def _staged(stage: list[str], what: str, step: Awaitable[T]) -> T:
@@ -200,11 +220,7 @@ def main() -> None:
     configure(own.log_level, "console")
     stay = sys.stdout.isatty() and own.stay != "0"
     url = own.redis_url
-    # Ctrl-C before the event loop runs (while Redis starts) only asks to stop; the loop then
-    # ends the day at once. Within the loop it cancels the day, and every service stops.
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = _Stop()
     with tempfile.TemporaryDirectory(prefix="simpul-demo-") as tmp:
         folder = Path(tmp)
         with (
@@ -215,6 +231,7 @@ def main() -> None:
             asyncio.run(
                 _main(resolved, folder, stay=stay, stop=stop, owned=url is None, mysql=mysql)
             )
+    stop.ignore_from_now()
     console.print("[dim]stopped cleanly[/dim]")
 
 
@@ -237,19 +254,70 @@ async def _main(
     folder: Path,
     *,
     stay: bool,
-    stop: threading.Event,
+    stop: _Stop,
     owned: bool,
     mysql: str | None = None,
 ) -> None:
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
-    if stop.is_set():
-        return
-    with contextlib.suppress(asyncio.CancelledError):
-        await run(url, folder, stay=stay, owned=owned, mysql=mysql)
+    with stop.cancelling() as stopped:
+        if stopped.is_set():  # asked while the servers started
+            return
+        with contextlib.suppress(asyncio.CancelledError):
+            await run(url, folder, stay=stay, owned=owned, mysql=mysql, stopped=stopped)
+
+
+class _Stop:
+    """Ctrl-C (SIGINT) and SIGTERM for the demo's whole run: asked once, it stays asked.
+
+    One handler from start to end, never replaced: asyncio's (``loop.add_signal_handler``) is
+    removed as ``asyncio.run`` closes its loop, and a signal while the servers then stop would
+    kill the demo (SIGTERM) or interrupt their stop (SIGINT), leaving them running. Before the
+    event loop runs (while Redis starts) a signal only asks to stop, and the loop then ends the
+    day at once. Within the loop (:meth:`cancelling`) the first one also cancels the day, and
+    every service stops; the day's end waits for it too, so a cancellation lost on the way
+    still ends the demo. Later signals wait for the stop under way (they would cut it short).
+    """
+
+    def __init__(self) -> None:
+        self._asked = threading.Event()
+        self._day: tuple[asyncio.AbstractEventLoop, Callable[[], None]] | None = None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._signalled)
+
+    @contextlib.contextmanager
+    def cancelling(self) -> Iterator[asyncio.Event]:
+        """Within the block, in the running loop, the first signal cancels the current task;
+        yields the event it sets (already set if a signal came before)."""
+        task = asyncio.current_task()
+        assert task is not None
+        stopped = asyncio.Event()
+
+        def stop_the_day() -> None:
+            stopped.set()
+            task.cancel()
+
+        self._day = (asyncio.get_running_loop(), stop_the_day)
+        if self._asked.is_set():
+            stopped.set()
+        try:
+            yield stopped
+        finally:
+            self._day = None  # the loop closes: from now on a signal only asks
+
+    def ignore_from_now(self) -> None:
+        """Everything stopped: a signal while the interpreter exits is ignored (Python puts the
+        default handlers back as it exits, and a late SIGTERM made a clean stop look killed)."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+
+    def _signalled(self, signum: int, frame: object) -> None:
+        # A Python-level handler runs between two bytecodes of the main thread, the event
+        # loop's included: hand the cancellation to the loop instead of cancelling from here.
+        if self._asked.is_set():
+            return
+        self._asked.set()
+        if self._day is not None:
+            loop, stop_the_day = self._day
+            loop.call_soon_threadsafe(stop_the_day)
 
 
 if __name__ == "__main__":
