@@ -144,11 +144,21 @@ class EmbeddedMariaDB(ServerProcess):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def _tmpdir(self) -> Path:
+        """The server's own folder for temporary tables and files: the bootstrap was seen to
+        fail on a loaded machine ("Could not remove temporary table: '/tmp/#sql-temptable-...'",
+        then "Unknown table 'mysql.tmp_proxies_priv'") with the shared /tmp."""
+        assert self.base_dir is not None, "start() creates it"
+        folder = self.base_dir / "tmp"
+        folder.mkdir(exist_ok=True)
+        return folder
+
     def _install(self) -> None:
         command = [
             str(self.install_db),
             "--no-defaults",
             f"--datadir={self.data_dir}",
+            f"--tmpdir={self._tmpdir()}",  # its temporary tables, away from every other server
             "--user=root",
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
@@ -181,6 +191,7 @@ class EmbeddedMariaDB(ServerProcess):
             f"--bind-address={self.host}",
             f"--socket={self.socket}",
             f"--pid-file={self.base_dir / 'mariadbd.pid'}",
+            f"--tmpdir={self._tmpdir()}",
             "--user=root",
             f"--server-id={self.server_id}",
             "--skip-name-resolve",
