@@ -188,6 +188,7 @@ class Router:
         self.one_hop = self.config.one_hop and not hasattr(redis, "get_primaries")
         self._last_ids: dict[str, tuple[int, int]] = {}  # stream -> the last id chosen there
         self._quiet: set[str] = set()  # department streams whose entries admission forwards
+        self._grouped: set[str] = set()  # department streams whose fan-out group exists
         self.routes = self._routes()
         self.sources = [*self.intakes, *sorted(self.routes)]
         self.owned: set[str] = set()
@@ -738,6 +739,9 @@ class Router:
             self._remember(raw)
             seen = keys.seen(stream, event_id)
             if self.one_hop:
+                if stream not in self._grouped:  # else admission forwards nothing until the
+                    await self._ensure_group(stream)  # fan-out's loop made it (a first start)
+                    self._grouped.add(stream)
                 chosen = self._choose(stream, now_ms)
                 routes = self.routes.get(stream, {}).get(raw[b"type"].decode(), [])
                 inboxes = zip(
