@@ -113,11 +113,12 @@ def library_code() -> str:
     return "".join(parts)
 
 
-def _missing(where: str) -> FunctionsNotLoaded:
+def _missing(where: str, name: str = VERSION_FUNCTION) -> FunctionsNotLoaded:
     return FunctionsNotLoaded(
-        f"Redis{where} has no function {VERSION_FUNCTION}: the bus's library {LIBRARY} is not "
-        "loaded there (a new server, another version of Simpul, or FUNCTION FLUSH); as the "
-        "admin run `simpul functions load` (or `simpul acl apply`), docs/operations.md"
+        f"Redis{where} has no function {name}: the bus's library {LIBRARY} is not loaded "
+        "there, or an older one is (a new server, another version of Simpul, or FUNCTION "
+        "FLUSH); as the admin run `simpul functions load` (or `simpul acl apply`), "
+        "docs/operations.md"
     )
 
 
@@ -214,7 +215,7 @@ class BusFunction:
         another server after a failover that never had it); other errors as they are."""
         if "function not found" in str(exc).lower():
             _MODES.pop(self.redis, None)
-            return _missing("")
+            return _missing("", self.spec.name)
         return exc
 
     async def __call__(

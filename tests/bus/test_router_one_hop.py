@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from redis.asyncio import Redis
 
-from bus import Publisher, keys
+from bus import Publisher, functions, keys
+from bus.functions import FunctionsNotLoaded
 from bus.router import Router
 from bus.router.common import IdsMoved
 from bus.testing import wait_until
@@ -229,3 +231,31 @@ async def _count(admin: Redis, key: str, n: int) -> bool:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_library_older_than_the_admit_function_is_named_and_nothing_is_lost(
+    routed: RoutedServer,
+) -> None:
+    """A server whose library an older Simpul loaded has no admit function: the router says
+    which function is missing and what to run, the event waits in its intake, and once the
+    admin loads the library it is admitted."""
+    admin = routed.connect(ADMIN)
+    spec = functions.FUNCTIONS.pop("admit_batch")
+    try:
+        await admin.execute_command("FUNCTION", "LOAD", "REPLACE", functions.library_code())
+    finally:
+        functions.FUNCTIONS["admit_batch"] = spec
+    dukcapil = publisher(routed, "adapter-dukcapil")
+    router = routed.router()
+    await _ready(router)
+    await dukcapil.publish(example(CitizenDied), id="d-upgrade")
+    with pytest.raises(
+        FunctionsNotLoaded, match=r"no function simpul_1_admit_batch.*simpul functions load"
+    ):
+        await _admit(router)
+    assert await admin.xlen(INTAKE) == 1 and await admin.xlen(CITIZEN) == 0
+    await functions.load(admin)  # what `simpul functions load` does
+    await router.route(INTAKE, await router._read(INTAKE, "0", block=None))
+    assert await _ids(admin, DINSOS) == [b"d-upgrade"]
+    await router.redis.aclose()
+    await admin.aclose()
