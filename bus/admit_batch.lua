@@ -50,21 +50,6 @@ local function last_generated()
   return '0-0'
 end
 
--- Every entry is checked before any is added: over 1 MiB refuses the whole call (publish.lua).
-local a = 6
-for e = 1, events do
-  local n, size = tonumber(ARGV[a + 1]), 0
-  for j = a + 2, a + 1 + n do size = size + #ARGV[j] end
-  if size > 1048576 then
-    return redis.error_reply('SIMPUL_TOO_LARGE entry ' .. e .. ' of the call has ' .. size ..
-      ' bytes; the bus admits at most 1048576 (docs/wire-format.md)')
-  end
-  a = a + 2 + n
-  local r = tonumber(ARGV[a])
-  a = a + 1
-  for _ = 1, r do a = a + 2 + tonumber(ARGV[a + 1]) end
-end
-
 -- The smallest id after a stream's last one: a stream whose last id lies ahead of TIME (an
 -- operator's write) is written on just after it, as XADD * would, not refused for ever.
 local function successor(last)
@@ -73,27 +58,37 @@ local function successor(last)
   return ms .. '-' .. string.format('%d', tonumber(seq) + 1)
 end
 
+-- Where each event lies in ARGV, read once. Every entry is checked before any is added: over
+-- 1 MiB refuses the whole call (publish.lua).
+local layout, a = {}, 6
+for e = 1, events do
+  local n, size = tonumber(ARGV[a + 1]), 0
+  for j = a + 2, a + 1 + n do size = size + #ARGV[j] end
+  if size > 1048576 then
+    return redis.error_reply('SIMPUL_TOO_LARGE entry ' .. e .. ' of the call has ' .. size ..
+      ' bytes; the bus admits at most 1048576 (docs/wire-format.md)')
+  end
+  local r = tonumber(ARGV[a + 2 + n])
+  layout[e] = {chosen = ARGV[a], fields = a + 2, n = n, writes = a + 3 + n, r = r}
+  a = a + 3 + n
+  for _ = 1, r do a = a + 2 + tonumber(ARGV[a + 1]) end
+end
+
 local forwarding, entries_read = caught_up()
 local clock = now_ms()
-local out, forwarded, marks = {}, nil, {}
-a = 6
-for e = 1, events do
-  local chosen, n = ARGV[a], tonumber(ARGV[a + 1])
-  local fields_at = a + 2
-  a = fields_at + n
-  local r = tonumber(ARGV[a])
-  local writes_at = a + 1
-  a = a + 1
-  for _ = 1, r do a = a + 2 + tonumber(ARGV[a + 1]) end
+local out, forwarded, count, marks = {}, nil, 0, {}
+for e, event in ipairs(layout) do
   local earlier = redis.call('GET', KEYS[1 + e])
   if earlier then
     redis.call('SET', KEYS[1 + e], earlier, 'KEEPTTL') -- replicates: see publish.lua
     out[#out + 1] = 0
     out[#out + 1] = earlier
   else
+    local chosen = event.chosen
     local ms = tonumber(string.match(chosen, '^(%d+)-%d+$'))
+    local fields = event.fields
     local added = ms and (math.abs(ms - clock) <= drift or chosen == successor(last_generated()))
-      and redis.pcall('XADD', stream, chosen, unpack(ARGV, fields_at, fields_at + n - 1))
+      and redis.pcall('XADD', stream, chosen, unpack(ARGV, fields, fields + event.n - 1))
     if not added or type(added) == 'table' then
       out[#out + 1] = -1
       out[#out + 1] = last_generated()
@@ -102,14 +97,14 @@ for e = 1, events do
     end
     redis.call('SET', KEYS[1 + e], added, 'PX', ttl)
     if forwarding then
-      local w = writes_at
-      for _ = 1, r do
+      local w = event.writes
+      for _ = 1, event.r do
         local index, m = tonumber(ARGV[w]), tonumber(ARGV[w + 1])
         redis.call('XADD', KEYS[1 + events + index], '*', unpack(ARGV, w + 2, w + 1 + m))
         marks[index] = added
         w = w + 2 + m
       end
-      forwarded = added
+      forwarded, count = added, count + 1
       out[#out + 1] = 1
     else
       out[#out + 1] = 2
@@ -121,10 +116,6 @@ for index, mark in pairs(marks) do redis.call('SET', KEYS[1 + events + inboxes +
 if forwarded then
   -- The fan-out's group moves past what was forwarded here: it never reads it.
   if entries_read then
-    local count = 0
-    for i = 1, #out, 2 do
-      if out[i] == 1 then count = count + 1 end
-    end
     redis.call('XGROUP', 'SETID', stream, group, forwarded, 'ENTRIESREAD',
       tonumber(entries_read) + count)
   else
